@@ -1,0 +1,8 @@
+"""``sscard ra ...``: the registration authority."""
+
+import click
+
+
+@click.group("ra")
+def group() -> None:
+    """Registration authority: cardholders, requests, officers, approvals."""

@@ -1,0 +1,67 @@
+"""Registers GB/T and GM/T object identifiers with asn1crypto's OID maps (done once, on import)."""
+
+from __future__ import annotations
+
+from asn1crypto import algos, cms, core, keys, x509
+
+from sscard.crypto import oids
+
+
+class SocialInsuranceNumber(core.PrintableString):
+    """The 个人社会保险号 extension value (1.2.156.10260.4.1.2)."""
+
+
+class GCMParameters(core.Sequence):
+    """RFC 5084 GCMParameters, shared by AES-GCM and SM4-GCM."""
+
+    _fields = [
+        ("nonce", core.OctetString),
+        ("icv_len", core.Integer, {"default": 12}),
+    ]
+
+
+def _register() -> None:
+    keys.NamedCurve.register("sm2p256v1", oids.SM2_CURVE, 32)
+
+    algos.DigestAlgorithmId._map[oids.SM3] = "sm3"
+    algos.DigestAlgorithmId._reverse_map = None
+    algos.SignedDigestAlgorithmId._map[oids.SM2_WITH_SM3] = "sm2_sm3"
+    algos.SignedDigestAlgorithmId._map[oids.SM2_SIGN] = "sm2"
+    algos.SignedDigestAlgorithmId._reverse_map = None
+    algos.EncryptionAlgorithmId._map[oids.SM4_ECB] = "sm4_ecb"
+    algos.EncryptionAlgorithmId._map[oids.SM4_CBC] = "sm4_cbc"
+    algos.EncryptionAlgorithmId._map[oids.SM4_GCM] = "sm4_gcm"
+    algos.EncryptionAlgorithmId._map[oids.SM2_ENCRYPT] = "sm2_encrypt"
+    algos.EncryptionAlgorithmId._reverse_map = None
+    algos.EncryptionAlgorithm._oid_specs["sm4_cbc"] = core.OctetString
+    algos.EncryptionAlgorithm._oid_specs["sm4_gcm"] = GCMParameters
+    cms.KeyEncryptionAlgorithmId._map[oids.SM2_ENCRYPT] = "sm2_encrypt"
+    cms.KeyEncryptionAlgorithmId._reverse_map = None
+
+    cms.ContentType._map.update(
+        {
+            oids.GM_DATA: "gm_data",
+            oids.GM_SIGNED_DATA: "gm_signed_data",
+            oids.GM_ENVELOPED_DATA: "gm_enveloped_data",
+            oids.GM_SIGNED_AND_ENVELOPED_DATA: "gm_signed_and_enveloped_data",
+            oids.GM_ENCRYPTED_DATA: "gm_encrypted_data",
+            oids.GM_KEY_AGREEMENT_INFO: "gm_key_agreement_info",
+        }
+    )
+    cms.ContentType._reverse_map = None
+    cms.ContentInfo._oid_specs.update(
+        {
+            "gm_data": core.OctetString,
+            "gm_signed_data": cms.SignedData,
+            "gm_enveloped_data": cms.EnvelopedData,
+            "gm_signed_and_enveloped_data": cms.SignedAndEnvelopedData,
+            "gm_encrypted_data": cms.EncryptedData,
+        }
+    )
+
+    x509.ExtensionId._map[oids.SOCIAL_INSURANCE_NUMBER] = "social_insurance_number"
+    x509.ExtensionId._reverse_map = None
+    x509.Extension._oid_specs["social_insurance_number"] = SocialInsuranceNumber
+
+
+_register()

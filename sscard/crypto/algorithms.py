@@ -1,0 +1,163 @@
+"""The algorithm registry: key algorithms, and signature algorithms keyed by OID.
+
+Everything that signs or verifies names a ``SignatureAlgorithm``; certificates, CSRs, CRLs and CMS
+carry its OID, and ``signature_algorithm_for_oid`` maps back. Parameters that live in the
+AlgorithmIdentifier (RSA-PSS) are produced by ``asn1_algorithm_identifier``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from sscard.crypto import oids
+from sscard.crypto.errors import UnsupportedAlgorithm
+
+
+class KeyType(enum.Enum):
+    SM2 = "sm2"
+    EC = "ec"
+    RSA = "rsa"
+    ED25519 = "ed25519"
+
+
+class KeyAlgorithm(enum.Enum):
+    """Key algorithms a key handle can hold; the values are the CLI names."""
+
+    SM2 = "sm2"
+    EC_P256 = "ec-p256"
+    EC_P384 = "ec-p384"
+    RSA2048 = "rsa2048"
+    RSA3072 = "rsa3072"
+    RSA4096 = "rsa4096"
+    ED25519 = "ed25519"
+
+    @property
+    def key_type(self) -> KeyType:
+        if self is KeyAlgorithm.SM2:
+            return KeyType.SM2
+        if self in (KeyAlgorithm.EC_P256, KeyAlgorithm.EC_P384):
+            return KeyType.EC
+        if self is KeyAlgorithm.ED25519:
+            return KeyType.ED25519
+        return KeyType.RSA
+
+    @property
+    def rsa_bits(self) -> int:
+        return {KeyAlgorithm.RSA2048: 2048, KeyAlgorithm.RSA3072: 3072,
+                KeyAlgorithm.RSA4096: 4096}[self]
+
+    @property
+    def default_signature(self) -> SignatureAlgorithm:
+        return {
+            KeyAlgorithm.SM2: SignatureAlgorithm.SM2_SM3,
+            KeyAlgorithm.EC_P256: SignatureAlgorithm.ECDSA_SHA256,
+            KeyAlgorithm.EC_P384: SignatureAlgorithm.ECDSA_SHA384,
+            KeyAlgorithm.RSA2048: SignatureAlgorithm.RSA_PKCS1_SHA256,
+            KeyAlgorithm.RSA3072: SignatureAlgorithm.RSA_PKCS1_SHA256,
+            KeyAlgorithm.RSA4096: SignatureAlgorithm.RSA_PKCS1_SHA256,
+            KeyAlgorithm.ED25519: SignatureAlgorithm.ED25519,
+        }[self]
+
+    @classmethod
+    def parse(cls, name: str) -> KeyAlgorithm:
+        try:
+            return cls(name.lower())
+        except ValueError:
+            names = ", ".join(a.value for a in cls)
+            raise UnsupportedAlgorithm(f"unknown key algorithm {name!r}; use one of {names}") from None
+
+
+@dataclass(frozen=True)
+class _Sig:
+    oid: str
+    key_type: KeyType
+    hash_name: str | None  # None: the algorithm hashes internally (Ed25519)
+    pss: bool = False
+
+
+class SignatureAlgorithm(enum.Enum):
+    SM2_SM3 = _Sig(oids.SM2_WITH_SM3, KeyType.SM2, "sm3")
+    ECDSA_SHA256 = _Sig(oids.ECDSA_SHA256, KeyType.EC, "sha256")
+    ECDSA_SHA384 = _Sig(oids.ECDSA_SHA384, KeyType.EC, "sha384")
+    ECDSA_SHA512 = _Sig(oids.ECDSA_SHA512, KeyType.EC, "sha512")
+    RSA_PKCS1_SHA256 = _Sig(oids.SHA256_RSA, KeyType.RSA, "sha256")
+    RSA_PKCS1_SHA384 = _Sig(oids.SHA384_RSA, KeyType.RSA, "sha384")
+    RSA_PKCS1_SHA512 = _Sig(oids.SHA512_RSA, KeyType.RSA, "sha512")
+    RSA_PSS_SHA256 = _Sig(oids.RSA_PSS, KeyType.RSA, "sha256", pss=True)
+    RSA_PSS_SHA384 = _Sig(oids.RSA_PSS + "#sha384", KeyType.RSA, "sha384", pss=True)
+    ED25519 = _Sig(oids.ED25519, KeyType.ED25519, None)
+
+    @property
+    def oid(self) -> str:
+        return self.value.oid.split("#")[0]
+
+    @property
+    def key_type(self) -> KeyType:
+        return self.value.key_type
+
+    @property
+    def hash_name(self) -> str | None:
+        return self.value.hash_name
+
+    @property
+    def is_pss(self) -> bool:
+        return self.value.pss
+
+    def asn1_algorithm_identifier(self) -> dict[str, object]:
+        """The AlgorithmIdentifier as an asn1crypto-ready dict (parameters absent or NULL)."""
+        if self.is_pss:
+            assert self.hash_name is not None
+            digest_len = {"sha256": 32, "sha384": 48, "sha512": 64}[self.hash_name]
+            return {
+                "algorithm": "rsassa_pss",
+                "parameters": {
+                    "hash_algorithm": {"algorithm": self.hash_name},
+                    "mask_gen_algorithm": {
+                        "algorithm": "mgf1",
+                        "parameters": {"algorithm": self.hash_name},
+                    },
+                    "salt_length": digest_len,
+                },
+            }
+        if self.key_type is KeyType.RSA:
+            return {"algorithm": self.oid, "parameters": None}
+        return {"algorithm": self.oid}
+
+
+_BY_OID = {a.oid: a for a in SignatureAlgorithm if not a.is_pss}
+
+
+def signature_algorithm_for_oid(oid: str, pss_hash: str | None = None) -> SignatureAlgorithm:
+    """Map an AlgorithmIdentifier back; RSA-PSS needs the hash from its parameters."""
+    if oid == oids.RSA_PSS:
+        for alg in SignatureAlgorithm:
+            if alg.is_pss and alg.hash_name == (pss_hash or "sha256"):
+                return alg
+        raise UnsupportedAlgorithm(f"RSA-PSS with hash {pss_hash} is not supported")
+    if oid == oids.SM2_SIGN:  # some GM/T producers put sm2sign where sm2-with-sm3 belongs
+        return SignatureAlgorithm.SM2_SM3
+    try:
+        return _BY_OID[oid]
+    except KeyError:
+        raise UnsupportedAlgorithm(f"unsupported signature algorithm OID {oid}") from None
+
+
+def signature_algorithm_from_asn1(alg_id: object) -> SignatureAlgorithm:
+    """From an asn1crypto SignedDigestAlgorithm."""
+    oid = alg_id["algorithm"].dotted  # type: ignore[index]
+    pss_hash = None
+    if oid == oids.RSA_PSS:
+        params = alg_id["parameters"]  # type: ignore[index]
+        pss_hash = params["hash_algorithm"]["algorithm"].native
+    return signature_algorithm_for_oid(oid, pss_hash)
+
+
+class EncryptionScheme(enum.Enum):
+    """Public-key encryption schemes (key transport)."""
+
+    SM2 = "sm2"  # GM/T 0009 SM2Cipher (ASN.1)
+    SM2_C1C3C2 = "sm2-c1c3c2"
+    RSA_OAEP_SHA256 = "rsa-oaep-sha256"
+    RSA_OAEP_SHA1 = "rsa-oaep-sha1"
+    RSA_PKCS1V15 = "rsa-pkcs1v15"

@@ -1,0 +1,289 @@
+"""Public and private keys of every supported algorithm behind one small API.
+
+SM2 goes to ``sm2`` (OpenSSL libcrypto); ECDSA, RSA and Ed25519 to pyca/cryptography. Callers
+see ``PrivateKey``/``PublicKey`` and name a ``SignatureAlgorithm`` or ``EncryptionScheme``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asn1crypto import keys as asn1keys
+from cryptography.exceptions import InvalidSignature as _CInvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm as _CUnsupported
+from cryptography.hazmat.primitives import hashes as _ch
+from cryptography.hazmat.primitives import serialization as _ser
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from sscard import asn1 as _asn1  # noqa: F401  (registers SM OIDs)
+from sscard.crypto import oids, pkcs8, sm2
+from sscard.crypto.algorithms import (
+    EncryptionScheme,
+    KeyAlgorithm,
+    KeyType,
+    SignatureAlgorithm,
+)
+from sscard.crypto.errors import (
+    DecryptionError,
+    InvalidKey,
+    InvalidSignature,
+    UnsupportedAlgorithm,
+)
+from sscard.crypto.hashes import hash_algorithm
+
+_CURVES = {KeyAlgorithm.EC_P256: ec.SECP256R1(), KeyAlgorithm.EC_P384: ec.SECP384R1()}
+
+
+def _algorithm_of(key: Any) -> KeyAlgorithm:
+    if isinstance(key, sm2.SM2PublicKey | sm2.SM2PrivateKey):
+        return KeyAlgorithm.SM2
+    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+        name = key.curve.name
+        if name == "secp256r1":
+            return KeyAlgorithm.EC_P256
+        if name == "secp384r1":
+            return KeyAlgorithm.EC_P384
+        raise UnsupportedAlgorithm(f"unsupported elliptic curve {name}")
+    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+        bits = key.key_size
+        for alg in (KeyAlgorithm.RSA2048, KeyAlgorithm.RSA3072, KeyAlgorithm.RSA4096):
+            if alg.rsa_bits == bits:
+                return alg
+        if 2048 <= bits <= 8192:
+            return KeyAlgorithm.RSA4096 if bits > 3072 else KeyAlgorithm.RSA2048
+        raise UnsupportedAlgorithm(f"RSA keys of {bits} bits are not supported (2048-8192)")
+    if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
+        return KeyAlgorithm.ED25519
+    raise UnsupportedAlgorithm(f"unsupported key type {type(key).__name__}")
+
+
+def _check_fits(alg: SignatureAlgorithm, key_alg: KeyAlgorithm) -> None:
+    if alg.key_type is not key_alg.key_type:
+        raise UnsupportedAlgorithm(
+            f"signature algorithm {alg.name} does not fit a {key_alg.value} key"
+        )
+
+
+def _rsa_sig_padding(alg: SignatureAlgorithm, hash_alg: _ch.HashAlgorithm) -> Any:
+    if alg.is_pss:
+        return padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
+    return padding.PKCS1v15()
+
+
+def _oaep(scheme: EncryptionScheme) -> Any:
+    if scheme is EncryptionScheme.RSA_PKCS1V15:
+        return padding.PKCS1v15()
+    h: _ch.HashAlgorithm = (
+        _ch.SHA256() if scheme is EncryptionScheme.RSA_OAEP_SHA256 else _ch.SHA1()
+    )
+    return padding.OAEP(mgf=padding.MGF1(h), algorithm=h, label=None)
+
+
+class PublicKey:
+    """A public key of any supported algorithm."""
+
+    __slots__ = ("_key", "algorithm")
+
+    def __init__(self, key: Any) -> None:
+        self._key = key
+        self.algorithm = _algorithm_of(key)
+
+    @classmethod
+    def from_spki(cls, der: bytes) -> PublicKey:
+        try:
+            info = asn1keys.PublicKeyInfo.load(der, strict=True)
+            algo = info["algorithm"]["algorithm"].dotted
+            params = info["algorithm"]["parameters"]
+            is_sm2 = algo == oids.EC_PUBLIC_KEY and params.name == "named" and (
+                params.chosen.dotted == oids.SM2_CURVE
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InvalidKey(f"not a SubjectPublicKeyInfo: {exc}") from None
+        if is_sm2 or algo == oids.SM2_CURVE:
+            return cls(sm2.SM2PublicKey.from_spki(der))
+        try:
+            return cls(_ser.load_der_public_key(der))
+        except (ValueError, _CUnsupported) as exc:
+            raise InvalidKey(f"unsupported or malformed public key: {exc}") from None
+
+    @classmethod
+    def from_pem(cls, data: bytes) -> PublicKey:
+        from sscard.x509.pem import pem_to_der
+
+        return cls.from_spki(pem_to_der(data, "PUBLIC KEY"))
+
+    @property
+    def raw(self) -> Any:
+        """The backend object (SM2PublicKey or a pyca/cryptography key)."""
+        return self._key
+
+    def spki_der(self) -> bytes:
+        if isinstance(self._key, sm2.SM2PublicKey):
+            return self._key.spki_der()
+        return bytes(
+            self._key.public_bytes(_ser.Encoding.DER, _ser.PublicFormat.SubjectPublicKeyInfo)
+        )
+
+    def spki_pem(self) -> bytes:
+        from sscard.x509.pem import der_to_pem
+
+        return der_to_pem(self.spki_der(), "PUBLIC KEY")
+
+    def asn1(self) -> asn1keys.PublicKeyInfo:
+        return asn1keys.PublicKeyInfo.load(self.spki_der())
+
+    def verify(
+        self,
+        signature: bytes,
+        data: bytes,
+        algorithm: SignatureAlgorithm | None = None,
+        uid: bytes = sm2.DEFAULT_UID,
+    ) -> None:
+        """Raise ``InvalidSignature`` unless ``signature`` signs ``data``."""
+        alg = algorithm or self.algorithm.default_signature
+        _check_fits(alg, self.algorithm)
+        k = self._key
+        try:
+            if isinstance(k, sm2.SM2PublicKey):
+                k.verify(signature, data, uid)
+            elif isinstance(k, ec.EllipticCurvePublicKey):
+                assert alg.hash_name is not None
+                k.verify(signature, data, ec.ECDSA(hash_algorithm(alg.hash_name)))
+            elif isinstance(k, rsa.RSAPublicKey):
+                assert alg.hash_name is not None
+                h = hash_algorithm(alg.hash_name)
+                k.verify(signature, data, _rsa_sig_padding(alg, h), h)
+            else:
+                k.verify(signature, data)
+        except _CInvalidSignature:
+            raise InvalidSignature(f"{alg.name} signature does not verify") from None
+
+    def encrypt(self, plaintext: bytes, scheme: EncryptionScheme | None = None) -> bytes:
+        k = self._key
+        if isinstance(k, sm2.SM2PublicKey):
+            scheme = scheme or EncryptionScheme.SM2
+            if scheme not in (EncryptionScheme.SM2, EncryptionScheme.SM2_C1C3C2):
+                raise UnsupportedAlgorithm(f"{scheme.value} does not fit an SM2 key")
+            fmt = (sm2.CipherFormat.ASN1 if scheme is EncryptionScheme.SM2
+                   else sm2.CipherFormat.C1C3C2)
+            return k.encrypt(plaintext, fmt)
+        if isinstance(k, rsa.RSAPublicKey):
+            scheme = scheme or EncryptionScheme.RSA_OAEP_SHA256
+            if scheme in (EncryptionScheme.SM2, EncryptionScheme.SM2_C1C3C2):
+                raise UnsupportedAlgorithm(f"{scheme.value} does not fit an RSA key")
+            return bytes(k.encrypt(plaintext, _oaep(scheme)))
+        raise UnsupportedAlgorithm(f"{self.algorithm.value} keys cannot encrypt")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PublicKey) and other.spki_der() == self.spki_der()
+
+    def __hash__(self) -> int:
+        return hash(self.spki_der())
+
+    def __repr__(self) -> str:
+        return f"PublicKey({self.algorithm.value})"
+
+
+class PrivateKey:
+    """A private key of any supported algorithm, held in memory (software keys)."""
+
+    __slots__ = ("_key", "algorithm")
+
+    def __init__(self, key: Any) -> None:
+        self._key = key
+        self.algorithm = _algorithm_of(key)
+
+    @classmethod
+    def generate(cls, algorithm: KeyAlgorithm | str) -> PrivateKey:
+        alg = KeyAlgorithm.parse(algorithm) if isinstance(algorithm, str) else algorithm
+        if alg is KeyAlgorithm.SM2:
+            return cls(sm2.SM2PrivateKey.generate())
+        if alg in _CURVES:
+            return cls(ec.generate_private_key(_CURVES[alg]))
+        if alg is KeyAlgorithm.ED25519:
+            return cls(ed25519.Ed25519PrivateKey.generate())
+        return cls(rsa.generate_private_key(public_exponent=65537, key_size=alg.rsa_bits))
+
+    @classmethod
+    def from_pkcs8(cls, der: bytes) -> PrivateKey:
+        try:
+            info = asn1keys.PrivateKeyInfo.load(der, strict=True)
+            algo = info["private_key_algorithm"]["algorithm"].dotted
+            params = info["private_key_algorithm"]["parameters"]
+            is_sm2 = algo == oids.EC_PUBLIC_KEY and params.name == "named" and (
+                params.chosen.dotted == oids.SM2_CURVE
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InvalidKey(f"not a PKCS#8 PrivateKeyInfo: {exc}") from None
+        if is_sm2 or algo == oids.SM2_CURVE:
+            return cls(sm2.SM2PrivateKey.from_pkcs8(der))
+        try:
+            return cls(_ser.load_der_private_key(der, password=None))
+        except (ValueError, TypeError, _CUnsupported) as exc:
+            raise InvalidKey(f"unsupported or malformed private key: {exc}") from None
+
+    @classmethod
+    def from_encrypted(cls, data: bytes, passphrase: bytes) -> PrivateKey:
+        """Load encrypted PKCS#8, PEM or DER (as ``openssl pkcs8 -topk8`` writes it)."""
+        return cls.from_pkcs8(pkcs8.decrypt(data, passphrase))
+
+    @property
+    def raw(self) -> Any:
+        return self._key
+
+    def pkcs8_der(self) -> bytes:
+        """Unencrypted PKCS#8: for wrapping or encrypting, never for writing to disk as is."""
+        if isinstance(self._key, sm2.SM2PrivateKey):
+            return self._key.pkcs8_der()
+        return bytes(
+            self._key.private_bytes(
+                _ser.Encoding.DER, _ser.PrivateFormat.PKCS8, _ser.NoEncryption()
+            )
+        )
+
+    def encrypted_pkcs8(self, passphrase: bytes, pem: bool = True) -> bytes:
+        return pkcs8.encrypt(self.pkcs8_der(), passphrase, pem=pem)
+
+    def public_key(self) -> PublicKey:
+        return PublicKey(self._key.public_key())
+
+    def sign(
+        self,
+        data: bytes,
+        algorithm: SignatureAlgorithm | None = None,
+        uid: bytes = sm2.DEFAULT_UID,
+    ) -> bytes:
+        alg = algorithm or self.algorithm.default_signature
+        _check_fits(alg, self.algorithm)
+        k = self._key
+        if isinstance(k, sm2.SM2PrivateKey):
+            return k.sign(data, uid)
+        if isinstance(k, ec.EllipticCurvePrivateKey):
+            assert alg.hash_name is not None
+            return bytes(k.sign(data, ec.ECDSA(hash_algorithm(alg.hash_name))))
+        if isinstance(k, rsa.RSAPrivateKey):
+            assert alg.hash_name is not None
+            h = hash_algorithm(alg.hash_name)
+            return bytes(k.sign(data, _rsa_sig_padding(alg, h), h))
+        return bytes(k.sign(data))
+
+    def decrypt(self, ciphertext: bytes, scheme: EncryptionScheme | None = None) -> bytes:
+        k = self._key
+        if isinstance(k, sm2.SM2PrivateKey):
+            fmt = (sm2.CipherFormat.C1C3C2 if scheme is EncryptionScheme.SM2_C1C3C2
+                   else sm2.CipherFormat.ASN1)
+            return k.decrypt(ciphertext, fmt)
+        if isinstance(k, rsa.RSAPrivateKey):
+            try:
+                return bytes(k.decrypt(ciphertext, _oaep(scheme or EncryptionScheme.RSA_OAEP_SHA256)))
+            except ValueError:
+                raise DecryptionError("RSA decryption failed (wrong key or corrupt data)") from None
+        raise UnsupportedAlgorithm(f"{self.algorithm.value} keys cannot decrypt")
+
+    def __repr__(self) -> str:
+        return f"PrivateKey({self.algorithm.value})"
+
+
+def key_type_of_spki(der: bytes) -> KeyType:
+    return PublicKey.from_spki(der).algorithm.key_type
+

@@ -1,0 +1,43 @@
+"""Reading passphrases and PINs: from a file, stdin or a prompt; never from argv by default."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+def read_secret(
+    *,
+    file: Path | None = None,
+    from_stdin: bool = False,
+    prompt: str = "Passphrase",
+    confirm: bool = False,
+    env_var: str | None = None,
+) -> bytes:
+    """One secret, from the first source given: a file (first line), stdin (first line), an
+    environment variable the caller names, else an interactive prompt without echo."""
+    if file is not None:
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.UsageError(f"cannot read secret file {file}: {exc.strerror}") from None
+        secret = text.splitlines()[0] if text else ""
+    elif from_stdin:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    elif env_var:
+        import os
+
+        secret = os.environ.get(env_var, "")
+        if not secret:
+            raise click.UsageError(f"{env_var} is empty or unset")
+    else:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                f"{prompt.lower()} needed: give a file option or --*-stdin, or run interactively"
+            )
+        secret = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    if not secret:
+        raise click.UsageError(f"{prompt.lower()} is empty")
+    return secret.encode("utf-8")
