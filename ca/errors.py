@@ -1,0 +1,39 @@
+"""Errors of the certificate authority; each message names what was wrong."""
+
+from __future__ import annotations
+
+
+class CAError(Exception):
+    """Base of the CA's errors."""
+
+
+class ConfigError(CAError, ValueError):
+    """A hierarchy configuration (TOML) that cannot be used."""
+
+
+class ProfileError(CAError, ValueError):
+    """A certificate profile that fails validation, or a profile name that does not exist."""
+
+
+class RequestRefused(CAError, ValueError):
+    """A request (CSR or public key + subject) that its profile forbids; the message says why."""
+
+
+class NotInitialised(CAError):
+    """The data directory has no CA yet (run ``sscard ca init``)."""
+
+
+class AlreadyInitialised(CAError):
+    """``init`` on a data directory that already holds a CA."""
+
+
+class UnknownCertificate(CAError, LookupError):
+    """A serial number this CA never issued."""
+
+
+class AlreadyRevoked(CAError):
+    """Revoking a certificate that is already revoked."""
+
+
+class StorageError(CAError):
+    """The database could not do what was asked (after retries)."""
