@@ -65,7 +65,9 @@ class KeyAlgorithm(enum.Enum):
             return cls(name.lower())
         except ValueError:
             names = ", ".join(a.value for a in cls)
-            raise UnsupportedAlgorithm(f"unknown key algorithm {name!r}; use one of {names}") from None
+            raise UnsupportedAlgorithm(
+                f"unknown key algorithm {name!r}; use one of {names}"
+            ) from None
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,8 @@ def _oaep(scheme: EncryptionScheme) -> Any:
     if scheme is EncryptionScheme.RSA_PKCS1V15:
         return padding.PKCS1v15()
     h: _ch.HashAlgorithm = (
-        _ch.SHA256() if scheme is EncryptionScheme.RSA_OAEP_SHA256 else _ch.SHA1()
+        _ch.SHA256() if scheme is EncryptionScheme.RSA_OAEP_SHA256
+        else _ch.SHA1()  # noqa: S303  (OAEP with SHA-1 is what many HSMs and cards offer)
     )
     return padding.OAEP(mgf=padding.MGF1(h), algorithm=h, label=None)
 
@@ -275,7 +276,8 @@ class PrivateKey:
             return k.decrypt(ciphertext, fmt)
         if isinstance(k, rsa.RSAPrivateKey):
             try:
-                return bytes(k.decrypt(ciphertext, _oaep(scheme or EncryptionScheme.RSA_OAEP_SHA256)))
+                pad = _oaep(scheme or EncryptionScheme.RSA_OAEP_SHA256)
+                return bytes(k.decrypt(ciphertext, pad))
             except ValueError:
                 raise DecryptionError("RSA decryption failed (wrong key or corrupt data)") from None
         raise UnsupportedAlgorithm(f"{self.algorithm.value} keys cannot decrypt")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from asn1crypto import core, keys as asn1keys
+from asn1crypto import core
+from asn1crypto import keys as asn1keys
 
 from sscard import asn1 as _asn1  # noqa: F401  (registers SM OIDs)
 from sscard.crypto import oids
-from sscard.crypto._libcrypto import EVP_PKEY_KEYPAIR, ffi, last_error, lib
+from sscard.crypto._libcrypto import ffi, last_error, lib
 from sscard.crypto.errors import DecryptionError, InvalidKey, InvalidSignature
 from sscard.crypto.hashes import sm3
 

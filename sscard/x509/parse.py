@@ -1,0 +1,93 @@
+"""Loading certificates, CSRs and CRLs from untrusted bytes: PEM or DER, never a crash.
+
+asn1crypto parses lazily, so a structure that loads may still fail deep inside on first access.
+Each loader forces a full parse here so that malformed input fails at the door, with an
+``X509ParseError`` naming what was expected and what went wrong.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from asn1crypto import core, crl, csr, x509
+
+from sscard import asn1 as _asn1  # noqa: F401  (registers SM OIDs)
+from sscard.x509.errors import X509ParseError
+from sscard.x509.pem import PemError, pem_blocks, pem_to_der
+
+T = TypeVar("T", bound=core.Asn1Value)
+
+_PEM_TYPES = {
+    x509.Certificate: ("CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"),
+    csr.CertificationRequest: ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"),
+    crl.CertificateList: ("X509 CRL",),
+}
+_WHAT = {x509.Certificate: "certificate", csr.CertificationRequest: "certificate request",
+         crl.CertificateList: "CRL"}
+
+# What asn1crypto raises on malformed input, deep inside.
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+                 UnicodeDecodeError, RecursionError)
+
+
+def _load(data: bytes, spec: type[T], deep: bool = True) -> T:
+    what = _WHAT.get(spec, spec.__name__)
+    if not data:
+        raise X509ParseError(f"empty input where a {what} was expected")
+    try:
+        der = pem_to_der(data)
+    except PemError as exc:
+        raise X509ParseError(f"{what}: {exc}") from None
+    if der is not data:
+        kinds = _PEM_TYPES.get(spec)
+        kind = pem_blocks(data)[0][0]
+        if kinds and kind not in kinds:
+            raise X509ParseError(f"expected a PEM {kinds[0]}, found a PEM {kind}")
+    try:
+        obj = spec.load(der, strict=True)
+        if deep:
+            obj.native  # noqa: B018  (forces the lazy parser over the whole structure)
+    except _PARSE_ERRORS as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise X509ParseError(f"malformed {what}: {msg}") from None
+    return obj
+
+
+def load_certificate(data: bytes) -> x509.Certificate:
+    return _load(data, x509.Certificate)
+
+
+def load_certificates(data: bytes) -> list[x509.Certificate]:
+    """Every certificate in a PEM bundle, or the one DER certificate."""
+    from sscard.x509.pem import is_pem
+
+    if not is_pem(data):
+        return [load_certificate(data)]
+    try:
+        blocks = pem_blocks(data)
+    except PemError as exc:
+        raise X509ParseError(str(exc)) from None
+    certs = [_load(der, x509.Certificate) for kind, der in blocks if "CERTIFICATE" in kind]
+    if not certs:
+        raise X509ParseError("no certificate found in the PEM input")
+    return certs
+
+
+def load_csr(data: bytes) -> csr.CertificationRequest:
+    return _load(data, csr.CertificationRequest)
+
+
+def load_crl(data: bytes, deep: bool = True) -> crl.CertificateList:
+    """``deep=False`` skips the full parse for very large CRLs that we produced ourselves."""
+    return _load(data, crl.CertificateList, deep=deep)
+
+
+def load_any(data: bytes) -> x509.Certificate | csr.CertificationRequest | crl.CertificateList:
+    """Certificate, CSR or CRL, whichever the input is."""
+    errors = []
+    for spec in (x509.Certificate, csr.CertificationRequest, crl.CertificateList):
+        try:
+            return _load(data, spec)
+        except X509ParseError as exc:
+            errors.append(str(exc))
+    raise X509ParseError("not a certificate, CSR or CRL: " + "; ".join(errors))
