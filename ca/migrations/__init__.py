@@ -1,0 +1,1 @@
+"""Alembic migrations of the CA database (applied by ``ca.storage.upgrade``)."""
