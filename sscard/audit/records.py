@@ -1,0 +1,189 @@
+"""Audit records: what one entry holds, the schema check, the canonical encoding and the chain.
+
+A record says who (``actor``) did what (``action``) to what (``object``), with what ``outcome``,
+for which ``request_id``, when, plus a small JSON object of ``details``. Records are chained:
+``h_i = H(h_{i-1} || canonical_encoding(record_i))`` with ``h_0`` all zero bytes, so changing,
+removing, adding or moving one record breaks every hash after it.
+
+The sequence number is deliberately not part of the encoding: the position of a record is already
+bound by the chain (and by its leaf index in the Merkle tree), and keeping it out lets the
+verifier tell a renumbering (a record inserted or deleted in the middle) from an edited record.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sscard.audit.errors import AuditRecordRejected, SecretInAuditRecord
+from sscard.crypto.hashes import digest
+
+#: hash algorithms the chain and the tree may use (SM3 by default, SHA-256 for interoperation)
+HASH_ALGORITHMS = ("sm3", "sha256")
+DEFAULT_HASH = "sm3"
+
+#: outcomes a record may carry; 'attempt' is written before a guarded operation runs
+OUTCOMES = ("attempt", "success", "failure", "denied", "error", "info")
+
+ENCODING_VERSION = 1
+MAX_TEXT = {"actor": 256, "action": 128, "object": 512, "request_id": 128}
+MAX_DETAILS_BYTES = 8192
+MAX_DETAILS_DEPTH = 8
+
+# Field names that hold secrets. Names are split into words (snake_case, kebab-case, camelCase)
+# and a name is refused when one word is a secret word, a word starts with "private", or the
+# name ends in "key" (a session key, a wrapped key) unless it is a public key.
+_SECRET_WORDS = frozenset(
+    {"pin", "puk", "pins", "passphrase", "password", "passwd", "pwd", "secret", "secrets"}
+)
+_KEY_WORDS = frozenset({"key", "keys", "privkey", "seckey"})
+_PUBLIC_PREFIXES = frozenset({"public", "pub"})
+_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
+# A PEM private key of any flavour: PKCS#8, encrypted PKCS#8, "EC"/"RSA"/"SM2" traditional.
+_PEM_PRIVATE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+
+
+def hash_size(hash_name: str) -> int:
+    return len(digest(check_hash_name(hash_name), b""))
+
+
+def check_hash_name(hash_name: str) -> str:
+    name = hash_name.lower()
+    if name not in HASH_ALGORITHMS:
+        raise ValueError(
+            f"audit hash must be one of {', '.join(HASH_ALGORITHMS)}, not {hash_name!r}"
+        )
+    return name
+
+
+def genesis_hash(hash_name: str) -> bytes:
+    """``h_0``: the value the first record chains to."""
+    return bytes(hash_size(hash_name))
+
+
+def chain_hash(hash_name: str, previous: bytes, encoding: bytes) -> bytes:
+    """``h_i = H(h_{i-1} || canonical_encoding(record_i))``."""
+    return digest(hash_name, previous + encoding)
+
+
+def is_secret_field_name(name: str) -> bool:
+    words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
+    if not words:
+        return False
+    if any(w in _SECRET_WORDS or w.startswith("private") for w in words):
+        return True
+    if words[-1] in _KEY_WORDS:
+        return not (len(words) > 1 and words[-2] in _PUBLIC_PREFIXES)
+    return False
+
+
+def _check_value(path: str, value: Any, depth: int) -> None:
+    if depth > MAX_DETAILS_DEPTH:
+        raise AuditRecordRejected(f"{path}: details nested deeper than {MAX_DETAILS_DEPTH}")
+    if value is None or isinstance(value, bool | int):
+        return
+    if isinstance(value, str):
+        if _PEM_PRIVATE.search(value):
+            raise SecretInAuditRecord(f"{path} holds a PEM private key; refused")
+        return
+    if isinstance(value, float):
+        # Floats have no single canonical text form; the chain hash needs one.
+        raise AuditRecordRejected(f"{path}: floats are not allowed (use an integer or a string)")
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_value(f"{path}[{i}]", item, depth + 1)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise AuditRecordRejected(f"{path}: keys must be strings, found {key!r}")
+            if is_secret_field_name(key):
+                raise SecretInAuditRecord(
+                    f"{path}.{key}: a field named like a secret (PIN, passphrase, password, "
+                    "key, private...) may not be written to the audit log"
+                )
+            _check_value(f"{path}.{key}", item, depth + 1)
+        return
+    raise AuditRecordRejected(f"{path}: {type(value).__name__} is not a JSON value")
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit entry as written, before it gets its place in the log."""
+
+    time: str
+    actor: str
+    action: str
+    object: str
+    outcome: str
+    request_id: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Refuse a malformed record or one that carries a secret; the message names the field."""
+        for name, limit in MAX_TEXT.items():
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise AuditRecordRejected(f"{name} must be a string, not {type(value).__name__}")
+            if len(value) > limit:
+                raise AuditRecordRejected(f"{name} is longer than {limit} characters")
+            _check_value(name, value, 0)
+        for name in ("actor", "action"):
+            if not getattr(self, name).strip():
+                raise AuditRecordRejected(f"{name} must not be empty")
+        if self.outcome not in OUTCOMES:
+            raise AuditRecordRejected(
+                f"outcome must be one of {', '.join(OUTCOMES)}, not {self.outcome!r}"
+            )
+        if not isinstance(self.details, Mapping):
+            raise AuditRecordRejected("details must be a JSON object (a mapping)")
+        _check_value("details", self.details, 0)
+        if len(self.details_json().encode("utf-8", "surrogatepass")) > MAX_DETAILS_BYTES:
+            raise AuditRecordRejected(f"details are larger than {MAX_DETAILS_BYTES} bytes")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "v": ENCODING_VERSION,
+            "time": self.time,
+            "actor": self.actor,
+            "action": self.action,
+            "object": self.object,
+            "outcome": self.outcome,
+            "request_id": self.request_id,
+            "details": dict(self.details),
+        }
+
+    def details_json(self) -> str:
+        return _canonical_json(dict(self.details))
+
+    def canonical_encoding(self) -> bytes:
+        """Sorted keys, no whitespace, UTF-8: one byte string per record, whatever the engine."""
+        try:
+            return _canonical_json(self.as_dict()).encode("utf-8")
+        except UnicodeEncodeError:
+            raise AuditRecordRejected("record text is not valid Unicode (lone surrogate)") from None
+
+
+def _canonical_json(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise AuditRecordRejected(f"details are not plain JSON: {exc}") from None
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A record with its place in the log: sequence number (from 1) and chain hashes."""
+
+    seq: int
+    record: AuditRecord
+    prev_hash: bytes
+    hash: bytes
+
+    def leaf_entry(self) -> bytes:
+        """What the Merkle tree commits to for this record: its chain hash."""
+        return self.hash
