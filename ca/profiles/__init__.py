@@ -1,0 +1,1 @@
+"""The shipped certificate profiles (TOML data files; loaded by ``ca.profile``)."""
