@@ -113,6 +113,14 @@ def asn1_to_c1c3c2(ciphertext: bytes) -> bytes:
         raise DecryptionError(f"SM2 ciphertext is not a valid GM/T 0009 SM2Cipher: {exc}") from None
     if len(c3) != 32:
         raise DecryptionError(f"SM2 ciphertext: C3 must be 32 bytes, got {len(c3)}")
+    if not c2:
+        raise DecryptionError("SM2 ciphertext: C2 is empty")
+    canonical = SM2Cipher(
+        {"x_coordinate": x, "y_coordinate": y, "hash": c3, "cipher_text": c2}
+    ).dump(force=True)
+    if canonical != ciphertext:
+        # OpenSSL itself accepts BER; a ciphertext has one valid encoding, so refuse the others
+        raise DecryptionError("SM2 ciphertext is not DER (non-minimal length or integer)")
     return _point_from_cipher(x, y) + c3 + c2
 
 
@@ -333,9 +341,12 @@ class SM2PrivateKey:
         _check(lib.EVP_PKEY_decrypt_init(pctx), "SM2 decrypt init")
         outlen = ffi.new("size_t *")
         if lib.EVP_PKEY_decrypt(pctx, ffi.NULL, outlen, der, len(der)) != 1:
-            raise DecryptionError(f"SM2 ciphertext rejected: {last_error()}")
+            lib.ERR_clear_error()
+            raise DecryptionError("SM2 ciphertext rejected: malformed SM2Cipher")
         out = ffi.new("unsigned char[]", max(outlen[0], 1))
         if lib.EVP_PKEY_decrypt(pctx, out, outlen, der, len(der)) != 1:
-            raise DecryptionError(f"SM2 decryption failed (C1 off-curve or C3 mismatch): "
-                                  f"{last_error()}")
+            detail = last_error()
+            what = ("C1 is not a valid curve point" if "point" in detail
+                    else "C3 does not match (wrong key or altered ciphertext)")
+            raise DecryptionError(f"SM2 decryption failed: {what}")
         return bytes(ffi.buffer(out, outlen[0]))

@@ -1,0 +1,225 @@
+"""Standard vectors for SM2, SM3, HMAC-SM3 and SM4 from ../shared/conformance/sm."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sscard.crypto import hashes, sm2, sm4
+from sscard.crypto.errors import DecryptionError, InvalidSignature
+from tests.crypto.vectors import botan_vectors, evp_stanzas
+
+SM_CURVE_OID = "1.2.156.10197.1.301"
+
+
+@pytest.fixture(scope="module")
+def sm(conformance: Path) -> Path:
+    return conformance / "sm"
+
+
+# --- SM3 -------------------------------------------------------------------------------------
+
+def test_sm3_quick_fact() -> None:
+    assert hashes.sm3(b"abc").hex() == (
+        "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0")
+
+
+def test_sm3_tongsuo(sm: Path) -> None:
+    stanzas = [s for s in evp_stanzas(sm / "tongsuo" / "evpmd_sm3.txt")
+               if (s.get("Digest") or "").upper() == "SM3" and "Output" in s.fields]
+    assert len(stanzas) >= 3
+    for s in stanzas:
+        assert hashes.sm3(s.hex("Input")).hex() == s.fields["Output"].lower()
+
+
+def test_sm3_botan(sm: Path) -> None:
+    entries = [e for e in botan_vectors(sm / "botan" / "sm3.vec") if "Out" in e]
+    assert len(entries) >= 100
+    for e in entries:
+        assert hashes.sm3(bytes.fromhex(e.get("In", ""))).hex() == e["Out"].lower(), e
+
+
+def test_hmac_sm3_gmt0042(sm: Path) -> None:
+    stanzas = [s for s in evp_stanzas(sm / "tongsuo" / "evpmac_sm3.txt") if s.get("MAC")]
+    assert len(stanzas) >= 3
+    for s in stanzas:
+        tag = hashes.hmac_sm3(s.hex("Key"), s.hex("Input"))
+        assert tag.hex() == s.fields["Output"].lower()
+        assert hashes.hmac_verify("sm3", s.hex("Key"), s.hex("Input"), tag)
+
+
+# --- SM4 -------------------------------------------------------------------------------------
+
+def test_sm4_quick_fact() -> None:
+    k = bytes.fromhex("0123456789abcdeffedcba9876543210")
+    assert sm4.ecb_encrypt(k, k).hex() == "681edf34d206965e86b3e94f536e4246"
+
+
+def test_sm4_botan_ecb(sm: Path) -> None:
+    entries = [e for e in botan_vectors(sm / "botan" / "sm4.vec") if "Out" in e and "Key" in e]
+    assert len(entries) >= 5
+    for e in entries:
+        key, pt, ct = (bytes.fromhex(e[k]) for k in ("Key", "In", "Out"))
+        assert sm4.ecb_encrypt(key, pt) == ct
+        assert sm4.ecb_decrypt(key, ct) == pt
+
+
+def test_sm4_tongsuo_ecb_cbc_gcm(sm: Path) -> None:
+    done = {"SM4-ECB": 0, "SM4-CBC": 0, "SM4-GCM": 0}
+    for s in evp_stanzas(sm / "tongsuo" / "evpciph_sm4.txt"):
+        mode = s.get("Cipher")
+        if mode not in done:
+            continue
+        key, pt, ct = s.hex("Key"), s.hex("Plaintext"), s.hex("Ciphertext")
+        if mode == "SM4-ECB":
+            assert sm4.ecb_encrypt(key, pt) == ct
+        elif mode == "SM4-CBC":
+            iv = s.hex("IV")
+            assert sm4.cbc_encrypt(key, iv, pt, pad=False) == ct
+            assert sm4.cbc_decrypt(key, iv, ct, pad=False) == pt
+        else:
+            iv, aad, tag = s.hex("IV"), s.hex("AAD"), s.hex("Tag")
+            assert sm4.gcm_encrypt(key, iv, pt, aad) == ct + tag
+            assert sm4.gcm_decrypt(key, iv, ct + tag, aad) == pt
+            with pytest.raises(DecryptionError, match="tag"):
+                sm4.gcm_decrypt(key, iv, ct + bytes([tag[0] ^ 1]) + tag[1:], aad)
+        done[mode] += 1
+    assert all(done.values()), done
+
+
+def test_sm4_errors_name_the_problem() -> None:
+    with pytest.raises(ValueError, match="16 bytes"):
+        sm4.ecb_encrypt(b"short", b"\0" * 16)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        sm4.ecb_encrypt(b"\0" * 16, b"abc")
+    k = b"\1" * 16
+    ct = sm4.cbc_encrypt(k, b"\0" * 16, b"hello")
+    assert sm4.cbc_decrypt(k, b"\0" * 16, ct) == b"hello"
+    with pytest.raises(DecryptionError, match="padding"):
+        sm4.cbc_decrypt(b"\2" * 16, b"\0" * 16, ct)
+
+
+# --- SM2 -------------------------------------------------------------------------------------
+
+def _tongsuo_json(sm: Path) -> dict:
+    return json.loads((sm / "derived" / "sm2_tongsuo_internal_vectors.json").read_text())
+
+
+def _std_curve(entry: dict) -> bool:
+    return "sm2p256v1" in entry["curve"]
+
+
+def test_gbt32918_annex_a_signature(sm: Path) -> None:
+    """GB/T 32918.5 Annex A: verifies with the default ID and fails with another."""
+    vec = next(v for v in _tongsuo_json(sm)["sign"] if _std_curve(v))
+    assert vec["id"] == sm2.DEFAULT_UID.decode()
+    key = sm2.SM2PrivateKey.from_private_value(int(vec["priv_hex"], 16))
+    sig = sm2.SM2Signature({"r": int(vec["r_hex"], 16), "s": int(vec["s_hex"], 16)}).dump()
+    msg = vec["msg_ascii"].encode()
+    key.public_key().verify(sig, msg)
+    with pytest.raises(InvalidSignature):
+        key.public_key().verify(sig, msg, uid=b"ALICE123@YAHOO.COM")
+    with pytest.raises(InvalidSignature):
+        key.public_key().verify(sig, msg + b"!")
+
+
+def test_gbt32918_annex_c_decrypts(sm: Path) -> None:
+    vec = next(v for v in _tongsuo_json(sm)["encrypt"] if _std_curve(v))
+    key = sm2.SM2PrivateKey.from_private_value(int(vec["priv_hex"], 16))
+    ct = bytes.fromhex(next(v for k, v in vec.items() if k.startswith("ciphertext_der")))
+    assert key.decrypt(ct) == b"encryption standard"
+    raw = sm2.asn1_to_c1c3c2(ct)
+    assert key.decrypt(raw, sm2.CipherFormat.C1C3C2) == b"encryption standard"
+
+
+def test_test_curve_vectors_are_reported_unsupported(sm: Path) -> None:
+    """The GB/T 32918 test-curve examples need explicit curve parameters, which OpenSSL's SM2
+    refuses; the same algorithms are covered on sm2p256v1 above. Count them so the gap shows."""
+    data = _tongsuo_json(sm)
+    other = [v for v in data["sign"] + data["encrypt"] if not _std_curve(v)]
+    print(f"SM2 test-curve vectors not run (explicit curve unsupported): {len(other)}")
+    assert len(other) == len(data["sign"]) + len(data["encrypt"]) - 2
+
+
+def test_botan_sm2_signatures_standard_curve(sm: Path) -> None:
+    entries = [e for e in botan_vectors(sm / "botan" / "sm2_sig.vec") if "Signature" in e]
+    std = [e for e in entries if e.get("Oid") == SM_CURVE_OID and e.get("Hash") == "SM3"]
+    skipped = len(entries) - len(std)
+    print(f"botan sm2_sig: {len(std)} run on sm2p256v1/SM3, {skipped} on other curves or hashes")
+    assert std
+    for e in std:
+        key = sm2.SM2PrivateKey.from_private_value(int(e["x"], 16))
+        raw = bytes.fromhex(e["Signature"])
+        sig = sm2.SM2Signature({"r": int.from_bytes(raw[:32], "big"),
+                                "s": int.from_bytes(raw[32:], "big")}).dump()
+        uid = e["Ident"].encode()
+        key.public_key().verify(sig, bytes.fromhex(e["Msg"]), uid=uid)
+        with pytest.raises(InvalidSignature):
+            key.public_key().verify(sig, bytes.fromhex(e["Msg"]))  # default ID: must fail
+
+
+def test_botan_sm2_invalid_ciphertexts_all_rejected(sm: Path) -> None:
+    entries = [e for e in botan_vectors(sm / "botan" / "sm2_invalid.vec") if "Ctext" in e]
+    assert len(entries) == 20
+    key_hex = next(e["Key"] for e in botan_vectors(sm / "botan" / "sm2_invalid.vec") if "Key" in e)
+    key = sm2.SM2PrivateKey.from_private_value(int(key_hex, 16))
+    for e in entries:
+        with pytest.raises(DecryptionError) as info:
+            key.decrypt(bytes.fromhex(e["Ctext"]))
+        assert "SM2" in str(info.value)
+
+
+def test_tongsuo_evp_sm2(sm: Path) -> None:
+    """Pre-hashed verification (e = SM3(Z||M)) and GM/T 0009 decryption from Tongsuo's evp_test."""
+    from sscard.crypto.asymmetric import PrivateKey
+
+    stanzas = evp_stanzas(sm / "tongsuo" / "evppkey_sm2.txt")
+    keys = {s.fields["PrivateKey"]: s.pem for s in stanzas if "PrivateKey" in s.fields}
+    verified = decrypted = 0
+    for s in stanzas:
+        if "Verify" in s.fields and s.get("Ctrl") == "digest:SM3" and not s.get("Result"):
+            k = PrivateKey.from_encrypted(keys[s.fields["Verify"]].encode(), b"")
+            k.raw.public_key().verify_digest(s.hex("Output"), s.hex("Input"))
+            with pytest.raises(InvalidSignature):
+                k.raw.public_key().verify_digest(s.hex("Output"), bytes(32))
+            verified += 1
+        elif "Decrypt" in s.fields and not s.get("Result"):
+            k = PrivateKey.from_encrypted(keys[s.fields["Decrypt"]].encode(), b"")
+            assert k.decrypt(s.hex("Input")) == s.hex("Output")
+            decrypted += 1
+    assert verified >= 2 and decrypted >= 3, (verified, decrypted)
+
+
+def test_sm2_round_trips_and_formats() -> None:
+    key = sm2.SM2PrivateKey.generate()
+    pub = key.public_key()
+    for msg in (b"x", b"\0" * 1000):
+        for fmt in sm2.CipherFormat:
+            assert key.decrypt(pub.encrypt(msg, fmt), fmt) == msg
+    sig = key.sign(b"doc", uid=b"alice")
+    pub.verify(sig, b"doc", uid=b"alice")
+    with pytest.raises(InvalidSignature):
+        pub.verify(sig, b"doc")
+    e = sm2.signature_digest(pub.point, b"doc")
+    pub.verify(key.sign_digest(e), b"doc")
+    assert sm2.SM2PrivateKey.from_pkcs8(key.pkcs8_der()).public_key() == pub
+    assert sm2.SM2PrivateKey.from_private_value(key.private_value()).public_key() == pub
+    assert sm2.SM2PublicKey.from_spki(pub.spki_der()) == pub
+
+
+def test_sm2_bad_inputs_are_named() -> None:
+    key = sm2.SM2PrivateKey.generate()
+    with pytest.raises(DecryptionError, match="C1C3C2"):
+        key.decrypt(b"\x04short", sm2.CipherFormat.C1C3C2)
+    with pytest.raises(DecryptionError, match="SM2Cipher"):
+        key.decrypt(b"\x30\x03\x02\x01\x01")
+    with pytest.raises(InvalidSignature):
+        key.public_key().verify(b"\x30\x00", b"m")
+    with pytest.raises(sm2.InvalidKey, match="65-byte"):
+        sm2.SM2PublicKey.from_point(b"\x04" + bytes(10))
+    with pytest.raises(sm2.InvalidKey, match="out of range"):
+        sm2.SM2PrivateKey.from_private_value(0)
+    with pytest.raises(ValueError, match="empty"):
+        key.public_key().encrypt(b"")
