@@ -1,0 +1,152 @@
+"""Signature checking for pyhanko-certvalidator: SM2-with-SM3 added, DSA parameters inherited.
+
+pyhanko-certvalidator checks every signature in a path (certificates, CRLs, OCSP responses)
+through one pluggable ``SignatureValidator``. This one verifies SM2-with-SM3 (GM/T 0009, user ID
+1234567812345678) with ``sscard.crypto.sm2`` and hands everything else to pyhanko's default.
+It also fills in DSA domain parameters that a key leaves out (RFC 3279 §2.3.2: they are
+inherited from the issuer), which pyhanko does for certificates in the path but not for CRL
+and OCSP signers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from asn1crypto import algos, keys, x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm as _PycaUnsupported
+from pyhanko_certvalidator.errors import AlgorithmNotSupported
+from pyhanko_certvalidator.sig_validate import (
+    DEFAULT_VALIDATION_CONTEXT,
+    DefaultSignatureValidator,
+    SignatureValidationContext,
+    SignatureValidator,
+)
+
+import sscard.asn1  # noqa: F401  (registers the SM OIDs with asn1crypto)
+from sscard.crypto import oids
+from sscard.crypto.errors import CryptoError
+from sscard.crypto.sm2 import DEFAULT_UID, SM2PublicKey
+
+# A chain of parameter-less DSA keys longer than this is not a real PKI.
+_MAX_DSA_INHERITANCE_DEPTH = 8
+
+
+class SM2AwareSignatureValidator(SignatureValidator):
+    """SM2-with-SM3 here, all else delegated; ``known_certificates`` feed DSA inheritance."""
+
+    def __init__(
+        self,
+        known_certificates: Iterable[x509.Certificate] = (),
+        uid: bytes = DEFAULT_UID,
+    ) -> None:
+        self._uid = uid
+        self._default = DefaultSignatureValidator()
+        self._certs = list(known_certificates)
+
+    def validate_signature(
+        self,
+        signature: bytes,
+        signed_data: bytes,
+        public_key_info: keys.PublicKeyInfo,
+        signature_algorithm: algos.SignedDigestAlgorithm,
+        context: SignatureValidationContext = DEFAULT_VALIDATION_CONTEXT,
+    ) -> None:
+        if signature_algorithm["algorithm"].dotted == oids.SM2_WITH_SM3:
+            self._verify_sm2(signature, signed_data, public_key_info, context)
+            return
+        if (
+            public_key_info.algorithm == "dsa"
+            and public_key_info["algorithm"]["parameters"].native is None
+        ):
+            self._verify_dsa_inherited(
+                signature, signed_data, public_key_info, signature_algorithm, context
+            )
+            return
+        self._delegate(signature, signed_data, public_key_info, signature_algorithm, context)
+
+    def _verify_sm2(
+        self,
+        signature: bytes,
+        signed_data: bytes,
+        public_key_info: keys.PublicKeyInfo,
+        context: SignatureValidationContext,
+    ) -> None:
+        if context.prehashed:
+            # SM2's digest covers Z (derived from the key and user ID), so a bare SM3 of the
+            # message cannot be checked.
+            raise AlgorithmNotSupported("SM2-with-SM3 cannot verify a pre-hashed message")
+        try:
+            key = SM2PublicKey.from_spki(public_key_info.dump())
+        except CryptoError as exc:
+            raise InvalidSignature(f"SM2-with-SM3 signature, but not an SM2 key: {exc}") from None
+        try:
+            key.verify(signature, signed_data, self._uid)
+        except CryptoError as exc:
+            raise InvalidSignature(f"SM2 signature does not verify: {exc}") from None
+
+    def _delegate(
+        self,
+        signature: bytes,
+        signed_data: bytes,
+        public_key_info: keys.PublicKeyInfo,
+        signature_algorithm: algos.SignedDigestAlgorithm,
+        context: SignatureValidationContext,
+    ) -> None:
+        try:
+            self._default.validate_signature(
+                signature, signed_data, public_key_info, signature_algorithm, context
+            )
+        except InvalidSignature:
+            raise
+        except (ValueError, TypeError, AssertionError, _PycaUnsupported) as exc:
+            # A key that does not fit the algorithm, or one pyca cannot load: the signature
+            # cannot be valid, and the path must fail cleanly rather than crash.
+            algo = signature_algorithm["algorithm"].native
+            raise AlgorithmNotSupported(
+                f"cannot verify a {algo} signature with a {public_key_info.algorithm} key: "
+                f"{exc or type(exc).__name__}"
+            ) from None
+
+    def _verify_dsa_inherited(
+        self,
+        signature: bytes,
+        signed_data: bytes,
+        public_key_info: keys.PublicKeyInfo,
+        signature_algorithm: algos.SignedDigestAlgorithm,
+        context: SignatureValidationContext,
+    ) -> None:
+        candidates = self._inherited_dsa_parameters(public_key_info, depth=0)
+        if not candidates:
+            raise InvalidSignature(
+                "DSA key without domain parameters, and no issuer to inherit them from"
+            )
+        for params in candidates:
+            completed = public_key_info.copy()
+            completed["algorithm"] = {"algorithm": "dsa", "parameters": params}
+            try:
+                self._delegate(signature, signed_data, completed, signature_algorithm, context)
+                return
+            except InvalidSignature:
+                continue
+        raise InvalidSignature("DSA signature does not verify with the inherited parameters")
+
+    def _inherited_dsa_parameters(
+        self, key: keys.PublicKeyInfo, depth: int
+    ) -> list[keys.DSAParams]:
+        if depth > _MAX_DSA_INHERITANCE_DEPTH:
+            return []
+        found: list[keys.DSAParams] = []
+        key_der = key.dump()
+        for cert in self._certs:
+            if cert.public_key.dump() != key_der:
+                continue
+            for issuer in self._certs:
+                if issuer.subject != cert.issuer or issuer.public_key.algorithm != "dsa":
+                    continue
+                params = issuer.public_key["algorithm"]["parameters"]
+                if params.native is not None:
+                    found.append(params)
+                elif issuer.public_key.dump() != key_der:
+                    found.extend(self._inherited_dsa_parameters(issuer.public_key, depth + 1))
+        return found

@@ -1,0 +1,278 @@
+"""RFC 5280 §6 path validation on top of pyhanko-certvalidator.
+
+pyhanko-certvalidator does path building, basic path processing, policies (RFC 9618 graph),
+name constraints, and CRL (with delta CRLs and indirect CRLs) and OCSP checking; this module
+configures it (SM2-aware signatures, revocation rules, algorithm policy), maps its exceptions to
+:class:`ReasonCode`\\ s, and adds the purpose and host-name checks on the leaf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from asn1crypto import crl, ocsp, x509
+from pyhanko_certvalidator import CertificateValidator, PKIXValidationParams, ValidationContext
+from pyhanko_certvalidator import errors as pv
+from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
+from pyhanko_certvalidator.path import ValidationPath
+from pyhanko_certvalidator.policy_decl import (
+    NO_REVOCATION,
+    REQUIRE_REVINFO,
+    CertRevTrustPolicy,
+    DisallowWeakAlgorithmsPolicy,
+    RevocationCheckingPolicy,
+    RevocationCheckingRule,
+)
+
+from sscard.validation.classify import reason_from_exception
+from sscard.validation.errors import ValidationInputError
+from sscard.validation.result import Reason, ReasonCode, ValidationResult
+from sscard.validation.signatures import SM2AwareSignatureValidator
+from sscard.validation.usage import Purpose, check_hostname, check_purpose
+
+ANY_POLICY = "2.5.29.32.0"
+_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+_FETCH_TIMEOUT_SECONDS = 10
+
+
+class RevocationMode(enum.Enum):
+    """How much revocation information the caller insists on."""
+
+    REQUIRE = "require"
+    """Every certificate below the trust anchor needs a valid CRL or OCSP answer."""
+    IF_DECLARED = "if-declared"
+    """Check certificates that name a CRL distribution point or OCSP responder; one that
+    names a source whose answer cannot be had fails."""
+    NONE = "none"
+    """Do not check revocation."""
+
+
+_REVOCATION_POLICIES: dict[RevocationMode, RevocationCheckingPolicy] = {
+    RevocationMode.REQUIRE: REQUIRE_REVINFO,
+    RevocationMode.IF_DECLARED: RevocationCheckingPolicy(
+        RevocationCheckingRule.CHECK_IF_DECLARED, RevocationCheckingRule.CHECK_IF_DECLARED
+    ),
+    RevocationMode.NONE: NO_REVOCATION,
+}
+
+
+def _algorithm_policy(allow_legacy: bool) -> DisallowWeakAlgorithmsPolicy:
+    if allow_legacy:
+        # SHA-1 and 1024-bit RSA/DSA: only for old data such as NIST PKITS (2011).
+        return DisallowWeakAlgorithmsPolicy(
+            weak_hash_algos=frozenset({"md2", "md5"}),
+            rsa_key_size_threshold=1024,
+            dsa_key_size_threshold=1024,
+        )
+    return DisallowWeakAlgorithmsPolicy(
+        weak_hash_algos=frozenset({"md2", "md5", "sha1"}),
+        rsa_key_size_threshold=2048,
+        dsa_key_size_threshold=2048,
+    )
+
+
+def _policy_set(policies: Iterable[str] | None) -> frozenset[str]:
+    if policies is None:
+        return frozenset({"any_policy"})
+    names = set()
+    for oid in policies:
+        if not isinstance(oid, str) or not _OID.match(oid):
+            raise ValidationInputError(f"not a policy OID in dotted form: {oid!r}")
+        names.add(x509.PolicyIdentifier(oid).native)
+    if not names:
+        raise ValidationInputError("the initial policy set is empty; no path could satisfy it")
+    return frozenset(names)
+
+
+def _dotted_policy(name: str) -> str:
+    return str(x509.PolicyIdentifier(name).dotted)
+
+
+def _check_types(
+    leaf: object,
+    trust_anchors: Sequence[object],
+    intermediates: Sequence[object],
+    crls: Sequence[object],
+    ocsp_responses: Sequence[object],
+) -> None:
+    if not isinstance(leaf, x509.Certificate):
+        raise ValidationInputError(f"leaf must be an asn1crypto Certificate, not {type(leaf)}")
+    if not trust_anchors:
+        raise ValidationInputError("at least one trust anchor is needed")
+    for what, items, kind in (
+        ("trust anchor", trust_anchors, x509.Certificate),
+        ("intermediate", intermediates, x509.Certificate),
+        ("CRL", crls, crl.CertificateList),
+        ("OCSP response", ocsp_responses, ocsp.OCSPResponse),
+    ):
+        for item in items:
+            if not isinstance(item, kind):
+                raise ValidationInputError(
+                    f"each {what} must be an asn1crypto {kind.__name__}, not {type(item)}"
+                )
+
+
+def _as_purpose(purpose: Purpose | str | None) -> Purpose | None:
+    if purpose is None or isinstance(purpose, Purpose):
+        return purpose
+    try:
+        return Purpose(purpose)
+    except ValueError:
+        choices = ", ".join(p.value for p in Purpose)
+        raise ValidationInputError(f"unknown purpose {purpose!r} (one of {choices})") from None
+
+
+async def validate_path_async(
+    leaf: x509.Certificate,
+    *,
+    trust_anchors: Iterable[x509.Certificate],
+    intermediates: Iterable[x509.Certificate] = (),
+    crls: Iterable[crl.CertificateList] = (),
+    ocsp_responses: Iterable[ocsp.OCSPResponse] = (),
+    fetch_revocation: bool = False,
+    revocation: RevocationMode | None = None,
+    at: datetime | None = None,
+    policies: Iterable[str] | None = None,
+    explicit_policy: bool = False,
+    inhibit_policy_mapping: bool = False,
+    inhibit_any_policy: bool = False,
+    purpose: Purpose | str | None = None,
+    hostname: str | None = None,
+    allow_legacy_algorithms: bool = False,
+) -> ValidationResult:
+    """The coroutine behind :func:`validate_path` (same arguments), for async callers."""
+    anchors = list(trust_anchors)
+    others = list(intermediates)
+    crl_list = list(crls)
+    ocsp_list = list(ocsp_responses)
+    _check_types(leaf, anchors, others, crl_list, ocsp_list)
+    if at is not None and at.utcoffset() is None:
+        raise ValidationInputError("the validation time must carry a time zone")
+    wanted_purpose = _as_purpose(purpose)
+    if hostname is not None and not hostname.strip():
+        raise ValidationInputError("empty host name")
+    user_policies = _policy_set(policies)
+    if revocation is None:
+        has_revinfo = bool(crl_list or ocsp_list or fetch_revocation)
+        revocation = RevocationMode.REQUIRE if has_revinfo else RevocationMode.NONE
+    moment = at if at is not None else datetime.now(UTC)
+
+    context = ValidationContext(
+        trust_roots=anchors,
+        other_certs=others,
+        moment=at,
+        crls=crl_list,
+        ocsps=ocsp_list,
+        allow_fetching=fetch_revocation,
+        fetcher_backend=(
+            RequestsFetcherBackend(per_request_timeout=_FETCH_TIMEOUT_SECONDS)
+            if fetch_revocation
+            else None
+        ),
+        revinfo_policy=CertRevTrustPolicy(_REVOCATION_POLICIES[revocation]),
+        algorithm_usage_policy=_algorithm_policy(allow_legacy_algorithms),
+        signature_validator=SM2AwareSignatureValidator([*anchors, *others, leaf]),
+    )
+    params = PKIXValidationParams(
+        user_initial_policy_set=user_policies,
+        initial_explicit_policy=explicit_policy,
+        initial_policy_mapping_inhibit=inhibit_policy_mapping,
+        initial_any_policy_inhibit=inhibit_any_policy,
+    )
+    validator = CertificateValidator(leaf, validation_context=context, pkix_params=params)
+
+    reasons: list[Reason] = []
+    path: tuple[x509.Certificate, ...] = (leaf,)
+    constrained: frozenset[str] = frozenset()
+    try:
+        validated: ValidationPath = await validator.async_validate_path()
+        path = tuple(validated)
+        constrained = frozenset(
+            _dotted_policy(q.user_domain_policy_id) for q in validated.qualified_policies() or ()
+        )
+    except (pv.ValidationError, pv.PathError) as exc:
+        reasons.append(reason_from_exception(exc))
+        if isinstance(exc, pv.PathValidationError):
+            path = tuple(exc.original_path)
+    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+        # Certificates that parse but hold values the validator cannot process (e.g. name
+        # constraints with minimum/maximum): not valid, and said so, rather than a crash.
+        reasons.append(
+            Reason(ReasonCode.INVALID, f"the path could not be processed: {exc or type(exc)}")
+        )
+
+    if wanted_purpose is not None:
+        reasons.extend(check_purpose(leaf, wanted_purpose))
+    if hostname is not None:
+        reasons.extend(check_hostname(leaf, hostname))
+    return ValidationResult(
+        valid=not reasons,
+        path=path,
+        validation_time=moment,
+        revocation_checked=revocation is not RevocationMode.NONE,
+        user_constrained_policies=constrained if not reasons else frozenset(),
+        reasons=tuple(reasons),
+    )
+
+
+def validate_path(
+    leaf: x509.Certificate,
+    *,
+    trust_anchors: Iterable[x509.Certificate],
+    intermediates: Iterable[x509.Certificate] = (),
+    crls: Iterable[crl.CertificateList] = (),
+    ocsp_responses: Iterable[ocsp.OCSPResponse] = (),
+    fetch_revocation: bool = False,
+    revocation: RevocationMode | None = None,
+    at: datetime | None = None,
+    policies: Iterable[str] | None = None,
+    explicit_policy: bool = False,
+    inhibit_policy_mapping: bool = False,
+    inhibit_any_policy: bool = False,
+    purpose: Purpose | str | None = None,
+    hostname: str | None = None,
+    allow_legacy_algorithms: bool = False,
+) -> ValidationResult:
+    """Validate ``leaf`` up to one of ``trust_anchors`` (RFC 5280 §6.1) and return the result.
+
+    - ``intermediates``: candidate CA certificates, in any order; the path is built from them.
+    - ``crls`` (full and delta) and ``ocsp_responses``: revocation information at hand;
+      ``fetch_revocation`` also asks the OCSP responders and CRL distribution points that the
+      certificates name, over HTTP.
+    - ``revocation``: how much of that is required; by default ``REQUIRE`` when any
+      revocation source is given and ``NONE`` (and ``result.revocation_checked`` False)
+      when none is.
+    - ``at``: the validation time (aware datetime), default now.
+    - ``policies`` (dotted OIDs, default anyPolicy), ``explicit_policy``,
+      ``inhibit_policy_mapping``, ``inhibit_any_policy``: the RFC 5280 §6.1.1 inputs.
+    - ``purpose`` and ``hostname``: checks on the leaf beyond §6.
+    - ``allow_legacy_algorithms``: accept SHA-1 and 1024-bit RSA/DSA (old test data only).
+
+    A path that is not valid is an answer, not an error: ``result.valid`` is False and
+    ``result.reasons`` say why (``result.raise_for_status()`` raises the matching
+    :class:`PathValidationError`). Unusable arguments raise :class:`ValidationInputError`.
+    Not for use inside a running event loop: await :func:`validate_path_async` there.
+    """
+    return asyncio.run(
+        validate_path_async(
+            leaf,
+            trust_anchors=trust_anchors,
+            intermediates=intermediates,
+            crls=crls,
+            ocsp_responses=ocsp_responses,
+            fetch_revocation=fetch_revocation,
+            revocation=revocation,
+            at=at,
+            policies=policies,
+            explicit_policy=explicit_policy,
+            inhibit_policy_mapping=inhibit_policy_mapping,
+            inhibit_any_policy=inhibit_any_policy,
+            purpose=purpose,
+            hostname=hostname,
+            allow_legacy_algorithms=allow_legacy_algorithms,
+        )
+    )
