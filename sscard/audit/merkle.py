@@ -70,7 +70,7 @@ def inclusion_proof(hash_name: str, index: int, leaves: Sequence[bytes]) -> list
         else:
             proof.append(_subtree_root(hash_name, leaves, lo, lo + k))
             lo, m = lo + k, m - k
-    proof.reverse()  # the recursion appends the outermost sibling first; the path starts at the leaf
+    proof.reverse()  # built outermost sibling first; the path starts beside the leaf
     return proof
 
 
