@@ -27,7 +27,6 @@ from asn1crypto import x509 as asn1x509
 from ca.records import CertificateStatus, Status
 from sscard import asn1 as _asn1  # noqa: F401  (registers SM OIDs such as sm3)
 from sscard.crypto.algorithms import SignatureAlgorithm
-from sscard.crypto.errors import CryptoError
 from sscard.crypto.hashes import digest
 from sscard.keys.base import KeyHandle
 
@@ -223,9 +222,10 @@ class OcspResponder:
         except OcspError as exc:
             log.info("OCSP request refused (%s): %s", exc.status, exc)
             return error_response(exc.status), None
-        except (CryptoError, OSError, ValueError) as exc:
-            # the key handle (HSM, card) or the status store failed: not the client's fault
-            log.error("OCSP responder failure: %s", exc)
+        except Exception:
+            # the key handle (HSM, card) or the status store failed: not the client's fault,
+            # and a responder must answer internalError rather than fail the HTTP request
+            log.exception("OCSP responder failure")
             return error_response("internal_error"), None
         if self.cache is not None and parsed.nonce is None:
             self.cache.store_response(request_der, response, moment, next_update, token)

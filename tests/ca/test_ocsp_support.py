@@ -122,7 +122,9 @@ def make_pki(algorithm: str = "ec-p256") -> Pki:
                tsa_cert)
 
 
-def issue_leaf(pki: Pki, cn: str, serial: int | None = None) -> tuple[SoftwareKey, x509.Certificate]:
+def issue_leaf(
+    pki: Pki, cn: str, serial: int | None = None
+) -> tuple[SoftwareKey, x509.Certificate]:
     key = SoftwareKey.generate(pki.algorithm)
     cert = _cert(
         f"CN={cn},O=社会保障,C=CN", key, pki.ca_cert, pki.ca_key,
