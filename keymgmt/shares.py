@@ -54,10 +54,8 @@ class Share:
                 f"index={self.index}, threshold={self.threshold}/{self.total})")
 
 
-def split(secret: bytes, threshold: int, custodians: list[str], ceremony_id: str) -> list[Share]:
-    """Split ``secret`` (32 bytes) so that any ``threshold`` of the custodians rebuild it."""
-    if len(secret) != SECRET_LEN:
-        raise ValueError(f"the shared secret must be {SECRET_LEN} bytes")
+def check_parameters(threshold: int, custodians: list[str]) -> None:
+    """Raise ShareError unless ``threshold`` of these distinct custodians is a valid split."""
     total = len(custodians)
     if len(set(custodians)) != total:
         raise ShareError("custodian names must be distinct")
@@ -68,6 +66,14 @@ def split(secret: bytes, threshold: int, custodians: list[str], ceremony_id: str
         )
     if total > MAX_CUSTODIANS:
         raise ShareError(f"at most {MAX_CUSTODIANS} custodians")
+
+
+def split(secret: bytes, threshold: int, custodians: list[str], ceremony_id: str) -> list[Share]:
+    """Split ``secret`` (32 bytes) so that any ``threshold`` of the custodians rebuild it."""
+    if len(secret) != SECRET_LEN:
+        raise ValueError(f"the shared secret must be {SECRET_LEN} bytes")
+    check_parameters(threshold, custodians)
+    total = len(custodians)
     hi = Shamir.split(threshold, total, secret[:16], ssss=False)
     lo = Shamir.split(threshold, total, secret[16:], ssss=False)
     shares = []
