@@ -1,0 +1,437 @@
+"""From a request to a signed certificate: check it against its profile, then build and sign.
+
+Pure functions of (issuer, profile, request, serial, time): no database here. ``check_csr`` and
+``check_public_key`` refuse, with the reason, whatever the profile forbids; ``sign_certificate``
+turns an approved request into a certificate signed by the issuer's key handle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from asn1crypto import algos, core, x509
+from asn1crypto import csr as asn1csr
+
+from ca import der
+from ca.errors import RequestRefused
+from ca.profile import Profile
+from sscard.asn1.register import SocialInsuranceNumber
+from sscard.crypto.algorithms import SignatureAlgorithm
+from sscard.crypto.asymmetric import PublicKey
+from sscard.crypto.errors import CryptoError
+from sscard.keys.base import KeyHandle
+from sscard.x509.builder import CertificateBuilder
+from sscard.x509.errors import X509Error
+from sscard.x509.extensions import key_identifier
+from sscard.x509.names import format_name, name_attribute, parse_name
+from sscard.x509.parse import load_csr
+from sscard.x509.verify import verify_csr
+
+SERIAL_BITS = 159  # RFC 5280 allows 20 octets; CA/B Forum asks for at least 64 random bits
+BACKDATE = dt.timedelta(minutes=1)  # tolerate relying parties whose clocks run slightly slow
+EXTRA_KEYS = {"social_insurance_number", "dns_names", "validity_days"}
+_SIN_RE = re.compile(r"^[0-9A-Za-z]{6,32}$")
+
+
+def random_serial() -> int:
+    """A positive random serial of exactly 20 octets (top bit of 159 set, so never padded)."""
+    return secrets.randbits(SERIAL_BITS - 1) | (1 << (SERIAL_BITS - 1))
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """What signing needs to know about the issuing CA."""
+
+    certificate: x509.Certificate
+    key: KeyHandle
+    crl_url: str | None = None
+    ocsp_url: str | None = None
+    ca_issuers_url: str | None = None
+    signature_algorithm: SignatureAlgorithm | None = None
+    # extension DER fixed by (profile, usages) under this issuer, filled on first use
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def subject(self) -> x509.Name:
+        return self.certificate.subject
+
+    @property
+    def key_id(self) -> bytes:
+        ski = self.certificate.key_identifier
+        return ski if ski else key_identifier(self.key.public_key())
+
+    @property
+    def subject_der(self) -> bytes:
+        found = self.cache.get("subject_der")
+        if found is None:
+            found = self.cache["subject_der"] = bytes(self.subject.dump())
+        return found  # type: ignore[return-value]
+
+    @property
+    def not_after(self) -> dt.datetime:
+        return self.certificate["tbs_certificate"]["validity"]["not_after"].native  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Approved:
+    """A request that passed its profile, with everything the certificate will carry."""
+
+    profile: Profile
+    public_key: PublicKey
+    subject: x509.Name
+    key_usage: frozenset[str]
+    extended_key_usage: tuple[str, ...]
+    subject_alt_name: Any  # asn1crypto GeneralNames value, or None
+    social_insurance_number: str | None
+    path_length: int | None
+    validity: dt.timedelta
+    kind: str  # csr | public_key
+    request_der: bytes
+    spki_der: bytes
+    key_id: bytes  # RFC 5280 §4.2.1.2 method (1), the subjectKeyIdentifier
+    subject_der: bytes
+
+    @property
+    def subject_text(self) -> str:
+        return format_name(self.subject)
+
+
+def _refuse(profile: Profile, why: str) -> RequestRefused:
+    return RequestRefused(f"refused by profile {profile.name}: {why}")
+
+
+def _requested_extensions(request: asn1csr.CertificationRequest) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for attr in request["certification_request_info"]["attributes"]:
+        if attr["type"].native != "extension_request":
+            continue
+        for exts in attr["values"]:
+            for ext in exts:
+                name = ext["extn_id"].native
+                if name in found:
+                    raise RequestRefused(f"CSR requests extension {name} twice")
+                found[name] = ext["extn_value"].parsed
+    return found
+
+
+def _approve(
+    profile: Profile,
+    public_key: PublicKey,
+    subject: x509.Name,
+    requested: Mapping[str, Any],
+    extra: Mapping[str, Any],
+    kind: str,
+    request_der: bytes,
+) -> Approved:
+    unknown = sorted(set(extra) - EXTRA_KEYS)
+    if unknown:
+        raise _refuse(profile, f"unknown request field(s) {', '.join(unknown)}")
+    if public_key.algorithm not in profile.key_algorithms:
+        allowed = ", ".join(sorted(a.value for a in profile.key_algorithms))
+        raise _refuse(profile, f"{public_key.algorithm.value} keys are not allowed "
+                      f"(allowed: {allowed})")
+    for attr in profile.subject_required:
+        if not name_attribute(subject, attr):
+            raise _refuse(profile, f"subject lacks required attribute {attr}")
+
+    ku_allowed = profile.key_usage[public_key.algorithm.key_type]
+    key_usage = ku_allowed
+    eku = profile.extended_key_usage
+    san = None
+    path_length = profile.path_length
+    for name, value in requested.items():
+        if name == "basic_constraints":
+            wants_ca = bool(value["ca"].native)
+            if wants_ca and not profile.is_ca:
+                raise _refuse(profile, "the request asks for a CA certificate (basicConstraints "
+                              "CA=true) but this profile issues end-entity certificates")
+            if not wants_ca and profile.is_ca:
+                raise _refuse(profile, "the request asks for CA=false from a CA profile")
+            asked_len = value["path_len_constraint"].native
+            if wants_ca and asked_len is not None:
+                if path_length is not None and asked_len > path_length:
+                    raise _refuse(profile, f"requested path length {asked_len} exceeds "
+                                  f"the profile's {path_length}")
+                path_length = asked_len
+            continue
+        if name not in profile.allowed_request_extensions:
+            raise _refuse(profile, f"the request asks for extension {name}, which this "
+                          "profile does not accept in requests")
+        if name == "key_usage":
+            asked = frozenset(value.native)
+            outside = sorted(asked - ku_allowed)
+            if outside:
+                raise _refuse(profile, f"key usage {', '.join(outside)} is outside the "
+                              f"profile's ({', '.join(sorted(ku_allowed))}) for "
+                              f"{public_key.algorithm.value} keys")
+            if not asked:
+                raise _refuse(profile, "the requested key usage is empty")
+            key_usage = asked
+        elif name == "extended_key_usage":
+            asked_eku = [p.dotted for p in value]
+            outside = sorted(set(asked_eku) - set(profile.extended_key_usage))
+            if outside:
+                raise _refuse(profile, f"extended key usage {', '.join(outside)} is outside "
+                              "the profile's")
+            eku = tuple(asked_eku)
+        elif name == "subject_alt_name":
+            san = value
+
+    if extra.get("dns_names"):
+        if "subject_alt_name" not in profile.allowed_request_extensions:
+            raise _refuse(profile, "subject alternative names are not allowed")
+        names = extra["dns_names"]
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise _refuse(profile, "dns_names must be a list of host names")
+        san = x509.GeneralNames([x509.GeneralName(name="dns_name", value=n) for n in names])
+
+    sin = extra.get("social_insurance_number") or None
+    if profile.social_insurance_number == "absent":
+        if sin:
+            raise _refuse(profile, "this profile carries no social insurance number")
+    else:
+        sin = sin or name_attribute(subject, "serial_number")
+        if sin is None and profile.social_insurance_number == "required":
+            raise _refuse(profile, "a social insurance number is required (subject "
+                          "serialNumber or the social_insurance_number field)")
+        if sin is not None and not _SIN_RE.match(str(sin)):
+            raise _refuse(profile, f"social insurance number {sin!r} must be 6-32 letters "
+                          "or digits")
+
+    days = extra.get("validity_days", profile.validity_days)
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days:
+        raise _refuse(profile, "validity_days must be a positive integer")
+    if days > profile.validity_days:
+        raise _refuse(profile, f"validity of {days} days exceeds the profile's "
+                      f"{profile.validity_days}")
+    return Approved(
+        profile=profile, public_key=public_key, subject=subject, key_usage=key_usage,
+        extended_key_usage=eku, subject_alt_name=san,
+        social_insurance_number=str(sin) if sin else None, path_length=path_length,
+        validity=dt.timedelta(days=days), kind=kind, request_der=request_der,
+        spki_der=public_key.spki_der(), key_id=key_identifier(public_key),
+        subject_der=bytes(subject.dump()),
+    )
+
+
+def check_csr(
+    request: asn1csr.CertificationRequest | bytes,
+    profile: Profile,
+    extra: Mapping[str, Any] | None = None,
+) -> Approved:
+    """Parse (PEM or DER), check proof of possession, then check against the profile."""
+    try:
+        parsed = load_csr(request) if isinstance(request, bytes) else request
+        public_key = verify_csr(parsed)
+    except (X509Error, CryptoError) as exc:
+        raise RequestRefused(f"certificate request rejected: {exc}") from None
+    subject = parsed["certification_request_info"]["subject"]
+    return _approve(profile, public_key, subject, _requested_extensions(parsed), extra or {},
+                    "csr", parsed.dump())
+
+
+def check_public_key(
+    public_key: PublicKey,
+    subject: x509.Name | str,
+    profile: Profile,
+    extra: Mapping[str, Any] | None = None,
+) -> Approved:
+    """For a key whose possession the (authenticated) caller vouches for, e.g. the KMC's."""
+    try:
+        name = parse_name(subject) if isinstance(subject, str) else subject
+    except X509Error as exc:
+        raise RequestRefused(f"subject {subject!r}: {exc}") from None
+    return _approve(profile, public_key, name, {}, extra or {}, "public_key",
+                    public_key.spki_der())
+
+
+def _static_extension_ders(issuer: Issuer | None, approved: Approved) -> list[bytes | str]:
+    """The extensions in certificate order: DER for those fixed by issuer and profile, or the
+    name of a per-certificate one ("ski", "san", "sin") for the caller to fill in."""
+    p = approved.profile
+    bc: dict[str, Any] = {"ca": p.is_ca}
+    if p.is_ca and approved.path_length is not None:
+        bc["path_len_constraint"] = approved.path_length
+    out: list[bytes | str] = [
+        _ext_der("basic_constraints", bc, p.basic_constraints_critical),
+        _ext_der("key_usage", set(approved.key_usage), p.key_usage_critical),
+        "ski",
+    ]
+    if issuer is not None:
+        out.append(_ext_der("authority_key_identifier", {"key_identifier": issuer.key_id}))
+    else:  # self-signed root: AKI names its own key, as OpenSSL does
+        out.append("aki-self")
+    if approved.extended_key_usage:
+        out.append(_ext_der("extended_key_usage", list(approved.extended_key_usage),
+                            p.extended_key_usage_critical))
+    if p.certificate_policies:
+        out.append(_ext_der("certificate_policies",
+                            [{"policy_identifier": oid} for oid in p.certificate_policies]))
+    out.append("san")
+    if issuer is not None and p.crl_distribution_point and issuer.crl_url:
+        out.append(_ext_der("crl_distribution_points", [{
+            "distribution_point": x509.DistributionPointName(
+                name="full_name",
+                value=[x509.GeneralName(name="uniform_resource_identifier",
+                                        value=issuer.crl_url)]),
+        }]))
+    if issuer is not None and p.authority_info_access:
+        access = []
+        if issuer.ocsp_url:
+            access.append({"access_method": "ocsp", "access_location": x509.GeneralName(
+                name="uniform_resource_identifier", value=issuer.ocsp_url)})
+        if issuer.ca_issuers_url:
+            access.append({"access_method": "ca_issuers", "access_location": x509.GeneralName(
+                name="uniform_resource_identifier", value=issuer.ca_issuers_url)})
+        if access:
+            out.append(_ext_der("authority_information_access", access))
+    if p.ocsp_no_check:
+        out.append(_ext_der("ocsp_no_check", core.Null()))
+    out.append("sin")
+    return out
+
+
+def _ext_der(name: str, value: Any, critical: bool = False) -> bytes:
+    return bytes(x509.Extension(
+        {"extn_id": name, "critical": critical, "extn_value": value}).dump())
+
+
+_SKI_OID = core.ObjectIdentifier("2.5.29.14").dump()
+_AKI_OID = core.ObjectIdentifier("2.5.29.35").dump()
+_SIN_OID = core.ObjectIdentifier("1.2.156.10260.4.1.2").dump()
+
+
+def extensions_der(issuer: Issuer | None, approved: Approved, key_id: bytes) -> bytes:
+    """The DER of the ``[3] Extensions`` field.
+
+    The parts fixed by (issuer, profile, usages) are encoded once by asn1crypto and cached on
+    the issuer; the per-certificate ones are a few bytes written by ``ca.der``."""
+    cache_key = (approved.profile.label, approved.key_usage, approved.extended_key_usage,
+                 approved.path_length)
+    cache = issuer.cache if issuer is not None else {}
+    template = cache.get(cache_key)
+    if template is None:
+        template = _static_extension_ders(issuer, approved)
+        cache[cache_key] = template
+    parts = []
+    for item in template:
+        if isinstance(item, bytes):
+            parts.append(item)
+        elif item == "ski":
+            parts.append(der.extension(_SKI_OID, der.octet_string(key_id)))
+        elif item == "aki-self":
+            parts.append(der.extension(_AKI_OID, der.sequence(der.tlv(0x80, key_id))))
+        elif item == "san" and approved.subject_alt_name is not None:
+            parts.append(_ext_der("subject_alt_name", approved.subject_alt_name))
+        elif item == "sin" and approved.social_insurance_number:
+            value = der.tlv(0x13, approved.social_insurance_number.encode("ascii"))
+            parts.append(der.extension(_SIN_OID, value))
+    return der.explicit(3, der.sequence(*parts))
+
+
+def validity_of(issuer: Issuer | None, approved: Approved, now: dt.datetime) -> tuple[
+        dt.datetime, dt.datetime]:
+    not_before = now.astimezone(dt.UTC).replace(microsecond=0) - BACKDATE
+    not_after = not_before + approved.validity
+    if issuer is not None and not_after > issuer.not_after:
+        not_after = issuer.not_after  # never outlive the issuer (RFC 5280 §6 would reject)
+    return not_before, not_after
+
+
+def tbs_der(
+    issuer: Issuer | None,
+    approved: Approved,
+    serial: int,
+    now: dt.datetime,
+    algorithm: SignatureAlgorithm,
+) -> bytes:
+    """The TBSCertificate DER, assembled from cached and per-certificate parts (see ca.der)."""
+    not_before, not_after = validity_of(issuer, approved, now)
+    issuer_name = issuer.subject_der if issuer is not None else approved.subject_der
+    return der.sequence(
+        b"\xa0\x03\x02\x01\x02",  # [0] version v3
+        der.integer(serial),
+        _algorithm_der(algorithm),
+        issuer_name,
+        der.sequence(der.time(not_before), der.time(not_after)),
+        approved.subject_der,
+        approved.spki_der,
+        extensions_der(issuer, approved, approved.key_id),
+    )
+
+
+_ALG_DER: dict[SignatureAlgorithm, bytes] = {}
+
+
+def _algorithm_der(algorithm: SignatureAlgorithm) -> bytes:
+    found = _ALG_DER.get(algorithm)
+    if found is None:
+        found = _ALG_DER[algorithm] = bytes(
+            algos.SignedDigestAlgorithm(algorithm.asn1_algorithm_identifier()).dump())
+    return found
+
+
+def sign_certificate(
+    issuer: Issuer | None,
+    approved: Approved,
+    serial: int,
+    now: dt.datetime,
+    self_key: KeyHandle | None = None,
+) -> bytes:
+    """Build and sign; returns the certificate DER. ``issuer`` None: self-signed by
+    ``self_key`` (a root)."""
+    key = issuer.key if issuer is not None else self_key
+    assert key is not None
+    alg = (issuer.signature_algorithm if issuer is not None else None) \
+        or key.default_signature_algorithm
+    tbs = tbs_der(issuer, approved, serial, now, alg)
+    signature = key.sign(tbs, alg)
+    return der.sequence(tbs, _algorithm_der(alg), der.bit_string(signature))
+
+
+def reference_certificate(
+    issuer: Issuer | None,
+    approved: Approved,
+    serial: int,
+    now: dt.datetime,
+    self_key: KeyHandle | None = None,
+) -> x509.TbsCertificate:
+    """The same TBSCertificate through the project's CertificateBuilder (slow, but the
+    yardstick the fast path is tested against)."""
+    not_before, not_after = validity_of(issuer, approved, now)
+    builder = (
+        CertificateBuilder()
+        .subject(approved.subject)
+        .issuer(issuer.subject if issuer is not None else approved.subject)
+        .public_key(approved.public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    key_id = approved.key_id
+    for item in _static_extension_ders(issuer, approved):
+        if isinstance(item, bytes):
+            ext = x509.Extension.load(item)
+            builder = builder.add_extension(ext["extn_id"].native, ext["extn_value"].parsed,
+                                            bool(ext["critical"].native))
+        elif item == "ski":
+            builder = builder.add_extension("key_identifier", key_id)
+        elif item == "aki-self":
+            builder = builder.add_extension("authority_key_identifier",
+                                            {"key_identifier": key_id})
+        elif item == "san" and approved.subject_alt_name is not None:
+            builder = builder.add_extension("subject_alt_name", approved.subject_alt_name)
+        elif item == "sin" and approved.social_insurance_number:
+            builder = builder.add_extension(
+                "social_insurance_number",
+                SocialInsuranceNumber(approved.social_insurance_number))
+    key = issuer.key if issuer is not None else self_key
+    assert key is not None
+    alg = (issuer.signature_algorithm if issuer is not None else None) \
+        or key.default_signature_algorithm
+    return builder.tbs(alg)
