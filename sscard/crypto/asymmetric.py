@@ -64,9 +64,13 @@ def _check_fits(alg: SignatureAlgorithm, key_alg: KeyAlgorithm) -> None:
         )
 
 
-def _rsa_sig_padding(alg: SignatureAlgorithm, hash_alg: _ch.HashAlgorithm) -> Any:
+def _rsa_sig_padding(alg: SignatureAlgorithm, hash_alg: _ch.HashAlgorithm,
+                     verifying: bool = False) -> Any:
     if alg.is_pss:
-        return padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
+        # we sign with salt = digest length (RFC 4055's recommendation); we verify any salt
+        # length, since OpenSSL and HSMs sign with the maximum by default
+        salt = padding.PSS.AUTO if verifying else hash_alg.digest_size
+        return padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=salt)
     return padding.PKCS1v15()
 
 
@@ -153,7 +157,7 @@ class PublicKey:
             elif isinstance(k, rsa.RSAPublicKey):
                 assert alg.hash_name is not None
                 h = hash_algorithm(alg.hash_name)
-                k.verify(signature, data, _rsa_sig_padding(alg, h), h)
+                k.verify(signature, data, _rsa_sig_padding(alg, h, verifying=True), h)
             else:
                 k.verify(signature, data)
         except _CInvalidSignature:
