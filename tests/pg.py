@@ -5,10 +5,9 @@ Each test session starts one throw-away cluster (``initdb`` + ``pg_ctl`` from th
 own database, and stops the cluster when the session ends. Nothing is shared with a system
 server, so parallel runs on one machine do not clash.
 
-Use it from a ``conftest.py`` or a test module (``tests/`` is on ``sys.path`` through the root
-conftest)::
+Use it from a ``conftest.py`` or a test module::
 
-    from pg import pg_cluster, pg_url  # noqa: F401  (fixtures)
+    from tests.pg import pg_cluster, pg_url  # noqa: F401  (fixtures)
 
     def test_something(pg_url: str) -> None:
         engine = sqlalchemy.create_engine(pg_url)
