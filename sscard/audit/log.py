@@ -1,0 +1,450 @@
+"""``AuditLog``: append records, make signed checkpoints, prove inclusion and consistency.
+
+One object per service process, over the service's SQLAlchemy engine (or its own database)::
+
+    log = AuditLog(engine, signer=audit_key, certificate=audit_cert_der)
+    with log.operation("officer:42", "cert.revoke", "serial:1f3a", request_id) as op:
+        ...                      # runs only if the 'attempt' record was written
+        op.set(reason="keyCompromise")
+
+Appends from any number of processes are serialised by a lock on the head row (see
+``storage``); checkpoints are made every ``checkpoint_every`` records, when ``checkpoint_interval``
+seconds have passed (checked on append and by ``checkpoint_if_due()``), and on demand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, insert, inspect, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from sscard.audit import merkle, storage
+from sscard.audit.checkpoint import Checkpoint, CheckpointBody
+from sscard.audit.errors import (
+    AuditError,
+    AuditLogUnusable,
+    AuditOutcomeNotRecorded,
+    AuditUnavailable,
+    CheckpointError,
+    ProofError,
+)
+from sscard.audit.records import (
+    DEFAULT_HASH,
+    AuditRecord,
+    StoredRecord,
+    check_hash_name,
+    genesis_hash,
+)
+from sscard.audit.records import chain_hash as _chain_hash
+from sscard.crypto.algorithms import SignatureAlgorithm
+from sscard.crypto.asymmetric import PublicKey
+from sscard.keys.base import KeyHandle
+
+logger = logging.getLogger("sscard.audit")
+
+DB_FILENAME = "audit.sqlite"
+
+
+def default_url(home: str | os.PathLike[str]) -> str:
+    """The embedded default: an SQLite file in the data directory."""
+    return f"sqlite:///{Path(home) / DB_FILENAME}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for a log of its own. SQLite writers wait up to 30 s for the write lock
+    instead of failing at once when several processes append together."""
+    if url.startswith("sqlite"):
+        return create_engine(url, connect_args={"timeout": 30})
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def format_time(when: dt.datetime) -> str:
+    if when.tzinfo is None:
+        raise ValueError("audit times must be timezone-aware")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+def _why(exc: BaseException) -> str:
+    """A one-line reason from a driver error, without the SQL and parameters SQLAlchemy adds."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _split_frontier(blob: bytes, size: int) -> list[bytes]:
+    return [blob[i:i + size] for i in range(0, len(blob), size)]
+
+
+def row_to_record(row: Mapping[Any, Any]) -> AuditRecord:
+    """Decode a stored row; raises ValueError when the stored details are not a JSON object."""
+    details = json.loads(row["details"])
+    if not isinstance(details, dict):
+        raise ValueError("details are not a JSON object")
+    return AuditRecord(time=row["time"], actor=row["actor"], action=row["action"],
+                       object=row["object"], outcome=row["outcome"],
+                       request_id=row["request_id"], details=details)
+
+
+def checkpoint_from_row(row: Mapping[Any, Any]) -> Checkpoint:
+    alg_name = row["signature_algorithm"]
+    if alg_name not in SignatureAlgorithm.__members__:
+        raise CheckpointError(f"checkpoint {row['idx']}: unknown signature algorithm {alg_name!r}")
+    return Checkpoint(
+        CheckpointBody.decode(bytes(row["body"])),
+        bytes(row["signature"]),
+        SignatureAlgorithm[alg_name],
+        bytes(row["signer_spki"]),
+        bytes(row["certificate"]) if row["certificate"] is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    """Proof that record ``seq`` (entry = its chain hash) is leaf ``seq - 1`` of a tree."""
+
+    hash_name: str
+    seq: int
+    tree_size: int
+    entry: bytes
+    path: tuple[bytes, ...]
+
+    def verify(self, root: bytes) -> bool:
+        leaf = merkle.leaf_hash(self.hash_name, self.entry)
+        return merkle.verify_inclusion(self.hash_name, self.seq - 1, self.tree_size, leaf,
+                                       self.path, root)
+
+
+@dataclass
+class Operation:
+    """What a guarded operation may say about its outcome (see ``AuditLog.operation``)."""
+
+    attempt_seq: int
+    outcome: str = "success"
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def set(self, **details: Any) -> None:
+        """Add details to the outcome record; a secret is refused here, inside the operation."""
+        probe = AuditRecord("t", "a", "a", "", "info", "", {**self.details, **details})
+        probe.check()
+        self.details.update(details)
+
+    def deny(self, reason: str) -> None:
+        """The operation was refused by policy (not an error): records outcome 'denied'."""
+        self.set(reason=reason)
+        self.outcome = "denied"
+
+    def fail(self, reason: str) -> None:
+        """The operation failed without raising: records outcome 'failure'."""
+        self.set(reason=reason)
+        self.outcome = "failure"
+
+
+class AuditLog:
+    """The tamper-evident audit log over one SQLAlchemy engine."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        signer: KeyHandle | None = None,
+        certificate: bytes | None = None,
+        hash_name: str | None = None,
+        checkpoint_every: int | None = 1000,
+        checkpoint_interval: float | None = None,
+        clock: Callable[[], dt.datetime] = _now,
+        create: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.signer = signer
+        self.certificate = certificate
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = checkpoint_interval
+        self._clock = clock
+        if certificate is not None and signer is not None:
+            _check_certificate_fits(certificate, signer.public_key())
+        try:
+            head = self._open(hash_name, create)
+        except SQLAlchemyError as exc:
+            raise AuditUnavailable(f"audit log cannot be opened: {_why(exc)}") from exc
+        self.log_id: str = head["log_id"]
+        self.hash_name: str = head["hash_name"]
+        self._hash_size = len(genesis_hash(self.hash_name))
+
+    @classmethod
+    def open(cls, url: str, **kwargs: Any) -> AuditLog:
+        return cls(make_engine(url), **kwargs)
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def _open(self, hash_name: str | None, create: bool) -> dict[str, Any]:
+        wanted = check_hash_name(hash_name) if hash_name else None
+        if create:
+            storage.metadata.create_all(self.engine)
+        elif not inspect(self.engine).has_table(storage.head_table.name):
+            raise AuditLogUnusable("the database holds no audit log (no audit_head table)")
+        head = self._read_head()
+        if head is None:
+            if not create:
+                raise AuditLogUnusable("the audit log has no head row")
+            name = wanted or DEFAULT_HASH
+            with contextlib.suppress(IntegrityError), self.engine.begin() as conn:
+                conn.execute(insert(storage.head_table).values(
+                    id=storage.HEAD_ID, log_id=uuid.uuid4().hex, hash_name=name, size=0,
+                    last_hash=genesis_hash(name), frontier=b"", checkpoint_count=0,
+                    checkpoint_size=0, checkpoint_digest=None, checkpoint_time=None))
+            head = self._read_head()
+            assert head is not None
+        if head["hash_name"] not in ("sm3", "sha256"):
+            raise AuditLogUnusable(f"audit log uses an unknown hash {head['hash_name']!r}")
+        if wanted and wanted != head["hash_name"]:
+            raise AuditLogUnusable(
+                f"audit log was created with {head['hash_name']}, not {wanted}"
+            )
+        return head
+
+    def _read_head(self) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(storage.head_table).where(storage.head_table.c.id == storage.HEAD_ID)
+            ).mappings().one_or_none()
+        return dict(row) if row is not None else None
+
+    def head(self) -> dict[str, Any]:
+        head = self._read_head()
+        if head is None:
+            raise AuditLogUnusable("the audit log has no head row")
+        return head
+
+    def size(self) -> int:
+        return int(self.head()["size"])
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def append(
+        self,
+        actor: str,
+        action: str,
+        obj: str,
+        outcome: str,
+        request_id: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> StoredRecord:
+        """Write one record. Raises ``AuditRecordRejected`` for a malformed record or a secret,
+        ``AuditUnavailable`` when the database will not take it (nothing is written then)."""
+        record = AuditRecord("", actor, action, obj, outcome, request_id, dict(details or {}))
+        record.check()
+        due = False
+        try:
+            with storage.locked_head(self.engine) as (conn, head):
+                # the time is taken under the lock so that record times never go backwards
+                record = dataclasses.replace(record, time=format_time(self._clock()))
+                seq = int(head["size"]) + 1
+                prev = bytes(head["last_hash"])
+                h = _chain_hash(self.hash_name, prev, record.canonical_encoding())
+                conn.execute(insert(storage.record_table).values(
+                    seq=seq, time=record.time, actor=record.actor, action=record.action,
+                    object=record.object, outcome=record.outcome, request_id=record.request_id,
+                    details=record.details_json(), prev_hash=prev, hash=h))
+                frontier = merkle.frontier_append(
+                    self.hash_name, _split_frontier(bytes(head["frontier"]), self._hash_size),
+                    seq - 1, merkle.leaf_hash(self.hash_name, h))
+                conn.execute(update(storage.head_table)
+                             .where(storage.head_table.c.id == storage.HEAD_ID)
+                             .values(size=seq, last_hash=h, frontier=b"".join(frontier)))
+                due = self._checkpoint_due(head, seq)
+        except (SQLAlchemyError, LookupError, OSError) as exc:
+            raise AuditUnavailable(f"audit record could not be written: {_why(exc)}") from exc
+        if due:
+            try:
+                self._checkpoint(force=False)
+            except (AuditError, SQLAlchemyError, OSError, ValueError) as exc:
+                # The record is safely in; the checkpoint is only late. Say so, loudly.
+                logger.warning("audit checkpoint after record %d failed: %s", seq, exc)
+        return StoredRecord(seq, record, prev, h)
+
+    @contextlib.contextmanager
+    def operation(
+        self,
+        actor: str,
+        action: str,
+        obj: str,
+        request_id: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> Iterator[Operation]:
+        """Guard a security operation: no audit record, no operation.
+
+        Writes an 'attempt' record first; if that fails, raises ``AuditUnavailable`` and the
+        body never runs. After the body, writes the outcome ('success', or what the body set
+        with ``op.deny()``/``op.fail()``; 'failure' with the exception type if it raised),
+        linked by ``attempt_seq``. If the outcome cannot be written after a successful body,
+        raises ``AuditOutcomeNotRecorded``: the operation happened, the log shows its attempt.
+        """
+        attempt = self.append(actor, action, obj, "attempt", request_id, details)
+        op = Operation(attempt.seq)
+        try:
+            yield op
+        except BaseException as exc:
+            failure = {**op.details, "attempt_seq": attempt.seq, "error": type(exc).__name__}
+            try:
+                self.append(actor, action, obj, "failure", request_id, failure)
+            except AuditError as audit_exc:
+                logger.error("audit outcome of record %d not written: %s", attempt.seq, audit_exc)
+            raise
+        try:
+            self.append(actor, action, obj, op.outcome, request_id,
+                        {**op.details, "attempt_seq": attempt.seq})
+        except AuditError as exc:
+            raise AuditOutcomeNotRecorded(
+                f"{action} on {obj} ran (attempt is record {attempt.seq}) but its outcome "
+                f"could not be written: {exc}"
+            ) from exc
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def _checkpoint_due(self, head: Mapping[str, Any], size: int) -> bool:
+        if self.signer is None or size <= int(head["checkpoint_size"]):
+            return False
+        if self.checkpoint_every and size - int(head["checkpoint_size"]) >= self.checkpoint_every:
+            return True
+        if self.checkpoint_interval is not None:
+            last = head["checkpoint_time"]
+            if last is None:
+                return True
+            elapsed = (self._clock() - parse_time(last)).total_seconds()
+            return elapsed >= self.checkpoint_interval
+        return False
+
+    def checkpoint(self) -> Checkpoint:
+        """Make a signed checkpoint of the whole log now."""
+        cp = self._checkpoint(force=True)
+        assert cp is not None
+        return cp
+
+    def checkpoint_if_due(self) -> Checkpoint | None:
+        """For a service's timer: a checkpoint if ``checkpoint_interval`` or ``_every`` says so."""
+        return self._checkpoint(force=False)
+
+    def _checkpoint(self, force: bool) -> Checkpoint | None:
+        signer = self.signer
+        if signer is None:
+            raise CheckpointError("no audit signing key is configured for checkpoints")
+        try:
+            with storage.locked_head(self.engine) as (conn, head):
+                size = int(head["size"])
+                if not force and not self._checkpoint_due(head, size):
+                    return None  # another process made it meanwhile
+                frontier = _split_frontier(bytes(head["frontier"]), self._hash_size)
+                prev = head["checkpoint_digest"]
+                body = CheckpointBody(
+                    log_id=self.log_id, hash_name=self.hash_name,
+                    index=int(head["checkpoint_count"]) + 1, tree_size=size,
+                    root=merkle.frontier_root(self.hash_name, frontier),
+                    time=format_time(self._clock()),
+                    prev=bytes(prev) if prev is not None else None)
+                cp = Checkpoint.sign(body, signer, self.certificate)
+                conn.execute(insert(storage.checkpoint_table).values(
+                    idx=body.index, tree_size=size, body=body.encode(), signature=cp.signature,
+                    signature_algorithm=cp.signature_algorithm.name, signer_spki=cp.signer_spki,
+                    certificate=cp.certificate))
+                conn.execute(update(storage.head_table)
+                             .where(storage.head_table.c.id == storage.HEAD_ID)
+                             .values(checkpoint_count=body.index, checkpoint_size=size,
+                                     checkpoint_digest=body.digest(), checkpoint_time=body.time))
+        except (SQLAlchemyError, LookupError) as exc:
+            raise AuditUnavailable(f"checkpoint could not be written: {_why(exc)}") from exc
+        return cp
+
+    def checkpoints(self) -> list[Checkpoint]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(storage.checkpoint_table).order_by(storage.checkpoint_table.c.idx)
+            ).mappings().all()
+        return [checkpoint_from_row(r) for r in rows]
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(storage.checkpoint_table)
+                .order_by(storage.checkpoint_table.c.idx.desc()).limit(1)
+            ).mappings().one_or_none()
+        return checkpoint_from_row(row) if row is not None else None
+
+    # -- reading and proofs -------------------------------------------------------------------
+
+    def records(self, start: int = 1, end: int | None = None) -> Iterator[StoredRecord]:
+        """Stored records ``start..end`` (inclusive), in sequence order."""
+        t = storage.record_table
+        query = select(t).where(t.c.seq >= start).order_by(t.c.seq)
+        if end is not None:
+            query = query.where(t.c.seq <= end)
+        with self.engine.connect() as conn:
+            for row in conn.execute(query).mappings():
+                yield StoredRecord(int(row["seq"]), row_to_record(row), bytes(row["prev_hash"]),
+                                   bytes(row["hash"]))
+
+    def get(self, seq: int) -> StoredRecord:
+        for rec in self.records(seq, seq):
+            return rec
+        raise ProofError(f"there is no record {seq} (the log has {self.size()})")
+
+    def leaf_hashes(self, tree_size: int) -> list[bytes]:
+        t = storage.record_table
+        with self.engine.connect() as conn:
+            hashes = conn.execute(
+                select(t.c.hash).where(t.c.seq <= tree_size).order_by(t.c.seq)
+            ).scalars().all()
+        if len(hashes) != tree_size:
+            raise ProofError(f"the log holds {len(hashes)} of the {tree_size} records asked for")
+        return [merkle.leaf_hash(self.hash_name, bytes(h)) for h in hashes]
+
+    def inclusion_proof(self, seq: int, tree_size: int | None = None) -> InclusionProof:
+        """Proof that record ``seq`` is in the tree of ``tree_size`` records (default: the
+        latest checkpoint's size, else the whole log)."""
+        if tree_size is None:
+            latest = self.latest_checkpoint()
+            tree_size = latest.tree_size if latest and latest.tree_size >= seq else self.size()
+        if not 1 <= seq <= tree_size:
+            raise ProofError(f"record {seq} is not in a tree of {tree_size} records")
+        leaves = self.leaf_hashes(tree_size)
+        path = merkle.inclusion_proof(self.hash_name, seq - 1, leaves)
+        return InclusionProof(self.hash_name, seq, tree_size, self.get(seq).hash, tuple(path))
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        if not 0 <= old_size <= new_size:
+            raise ProofError(f"old size {old_size} must be between 0 and new size {new_size}")
+        return merkle.consistency_proof(self.hash_name, old_size, self.leaf_hashes(new_size))
+
+    def root(self, tree_size: int | None = None) -> bytes:
+        if tree_size is None:
+            head = self.head()
+            return merkle.frontier_root(
+                self.hash_name, _split_frontier(bytes(head["frontier"]), self._hash_size))
+        return merkle.root(self.hash_name, self.leaf_hashes(tree_size))
+
+
+def _check_certificate_fits(certificate: bytes, key: PublicKey) -> None:
+    from sscard.x509.parse import load_certificate
+
+    cert = load_certificate(certificate)
+    cert_key = PublicKey.from_spki(cert["tbs_certificate"]["subject_public_key_info"].dump())
+    if cert_key != key:
+        raise ValueError("the audit certificate does not certify the audit signing key")
