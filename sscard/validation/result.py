@@ -51,7 +51,7 @@ class ValidationResult:
     """The outcome of :func:`sscard.validation.validate_path`."""
 
     valid: bool
-    path: tuple[x509.Certificate, ...]
+    path: tuple[x509.Certificate, ...] = field(repr=False)
     """Trust anchor first, leaf last: the validated path, or the one that failed (may be only
     the leaf when no path to a trust anchor could be built)."""
     validation_time: datetime

@@ -13,8 +13,9 @@ import enum
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from asn1crypto import crl, ocsp, x509
+from asn1crypto import core, crl, ocsp, x509
 from pyhanko_certvalidator import CertificateValidator, PKIXValidationParams, ValidationContext
 from pyhanko_certvalidator import errors as pv
 from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
@@ -37,6 +38,7 @@ from sscard.validation.usage import Purpose, check_hostname, check_purpose
 ANY_POLICY = "2.5.29.32.0"
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _FETCH_TIMEOUT_SECONDS = 10
+_Asn1T = TypeVar("_Asn1T", bound=core.Asn1Value)
 
 
 class RevocationMode(enum.Enum):
@@ -116,6 +118,14 @@ def _check_types(
                 )
 
 
+def _private_copy(value: _Asn1T) -> _Asn1T:
+    """A fresh parse of ``value``. pyhanko-certvalidator and asn1crypto can re-encode parts of a
+    certificate they have looked at (PKITS 4.3.6: a subjectUniqueID BIT STRING lost its
+    unused-bits count), which would break a later signature check on the same object; working
+    on copies keeps the caller's objects untouched and every validation repeatable."""
+    return value.copy()
+
+
 def _as_purpose(purpose: Purpose | str | None) -> Purpose | None:
     if purpose is None or isinstance(purpose, Purpose):
         return purpose
@@ -150,6 +160,11 @@ async def validate_path_async(
     crl_list = list(crls)
     ocsp_list = list(ocsp_responses)
     _check_types(leaf, anchors, others, crl_list, ocsp_list)
+    leaf = _private_copy(leaf)
+    anchors = [_private_copy(c) for c in anchors]
+    others = [_private_copy(c) for c in others]
+    crl_list = [_private_copy(c) for c in crl_list]
+    ocsp_list = [_private_copy(r) for r in ocsp_list]
     if at is not None and at.utcoffset() is None:
         raise ValidationInputError("the validation time must carry a time zone")
     wanted_purpose = _as_purpose(purpose)
