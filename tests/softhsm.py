@@ -5,8 +5,9 @@ process initialises a PKCS#11 library once. So the whole test process shares one
 configuration and token directory in a temporary dir (never the system's /var/lib/softhsm);
 ``create_token`` adds tokens to it with ``softhsm2-util --init-token`` (user PIN and SO PIN).
 A token created after the library was loaded in this process only shows up after
-C_Finalize/C_Initialize, which ``create_token`` does; ``sscard.keys.pkcs11.Pkcs11Token`` sessions
-notice and reopen by themselves.
+C_Finalize/C_Initialize, which ``create_token`` does through
+``sscard.keys.pkcs11.reinitialize_module``; ``Pkcs11Token`` sessions notice and reopen by
+themselves. Code that holds raw python-pkcs11 sessions must reopen them after ``create_token``.
 
 From a conftest or test module::
 
@@ -148,10 +149,12 @@ def _refresh_loaded_module(module: str) -> None:
     """Make a token created after the library was initialised visible in this process."""
     import pkcs11
 
+    from sscard.keys.pkcs11 import reinitialize_module
+
     loaded = getattr(pkcs11, "_loaded", {})
     lib = loaded.get(module)
     if lib is not None and lib.initialized:
-        lib.reinitialize()
+        reinitialize_module(module)
 
 
 def softhsm_env() -> dict[str, str]:

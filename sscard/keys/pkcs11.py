@@ -68,6 +68,7 @@ class DuplicateKey(Pkcs11Error):
 
 #: vendor-defined SM2 mechanisms differ per HSM maker; none is standard PKCS#11 (up to 3.1)
 SM2_MECHANISM_NAMES = "CKM_SM2_KEY_PAIR_GEN / CKM_SM2 (SM2 with SM3, a vendor-defined mechanism)"
+_VENDOR_DEFINED = 0x80000000  # CKM_VENDOR_DEFINED
 
 _SESSION_LOST = (
     p11exc.SessionHandleInvalid,
@@ -99,6 +100,24 @@ _logins_lock = threading.Lock()
 
 def _pin_digest(pin: bytes) -> bytes:
     return hmac.new(_LOGIN_KEY, pin, hashlib.sha256).digest()
+
+
+# C_Finalize/C_Initialize invalidates every session, and SoftHSM2 then hands out the same
+# session handle numbers again: a stale handle would silently act on someone else's session.
+# So re-initialisation goes through reinitialize_module, which bumps this epoch, and every
+# token compares its epoch before touching its session.
+_module_epochs: dict[str, int] = {}
+
+
+def reinitialize_module(module: str | os.PathLike[str]) -> None:
+    """C_Finalize + C_Initialize (to see tokens created since); open tokens reopen lazily."""
+    path = os.fspath(module)
+    with _logins_lock:
+        lib = _load_module(path)
+        lib.reinitialize()
+        _module_epochs[path] = _module_epochs.get(path, 0) + 1
+        for key in [k for k in _logins if k[0] == path]:
+            del _logins[key]  # nobody is logged in any more
 
 
 def _load_module(path: str) -> Any:
@@ -152,6 +171,7 @@ class Pkcs11Token:
         self._session: Any = None
         self._mechanisms: frozenset[int] = frozenset()
         self._login_key: tuple[str, str] | None = None
+        self._epoch = 0
         #: bumped on every (re)open; keys re-find their objects when it changes
         self.generation = 0
         with self._lock:
@@ -176,6 +196,7 @@ class Pkcs11Token:
             raise TokenNotFound(
                 f"several tokens are labelled {self.token_label!r} in {self.module_path}"
             ) from None
+        self._epoch = _module_epochs.get(self.module_path, 0)
         login_key = (self.module_path, f"{token.label}/{token.serial.hex()}")
         self._session = self._login(token, login_key)
         self._login_key = login_key
@@ -224,6 +245,10 @@ class Pkcs11Token:
     def run(self, operation: Callable[[Any], T]) -> T:
         """Call ``operation(session)`` under the lock; reopen once if the session was lost."""
         with self._lock:
+            if self._session is not None and self._epoch != _module_epochs.get(
+                self.module_path, 0
+            ):
+                self._session = None  # its handle died with the old initialisation
             if self._session is None:
                 self._open()
             try:
@@ -262,6 +287,13 @@ class Pkcs11Token:
     def has_mechanism(self, mechanism: int) -> bool:
         return int(mechanism) in self._mechanisms
 
+    def _vendor_mechanisms(self) -> str:
+        """What the token offers beyond the standard: SM2 can only come from there."""
+        vendor = sorted(m for m in self._mechanisms if m >= _VENDOR_DEFINED)
+        if not vendor:
+            return f"{len(self._mechanisms)} mechanisms listed, none vendor-defined"
+        return "vendor-defined mechanisms listed: " + ", ".join(f"0x{m:08X}" for m in vendor)
+
     def require_mechanism(self, mechanism: Mechanism, purpose: str) -> None:
         if not self.has_mechanism(mechanism):
             raise OperationNotSupported(
@@ -280,10 +312,10 @@ class Pkcs11Token:
         """Generate a key pair on the token (private key sensitive, never extractable)."""
         alg = KeyAlgorithm.parse(algorithm) if isinstance(algorithm, str) else algorithm
         if alg is KeyAlgorithm.SM2:
-            # no standard mechanism exists; a token that had one would list a vendor number
             raise OperationNotSupported(
                 f"token {self.token_label!r} has no SM2 key generation: its mechanism list lacks"
-                f" {SM2_MECHANISM_NAMES}; keep SM2 keys in software or on the card"
+                f" {SM2_MECHANISM_NAMES} ({self._vendor_mechanisms()});"
+                " keep SM2 keys in software or on the card"
             )
         if alg is KeyAlgorithm.ED25519:
             raise OperationNotSupported(
@@ -496,7 +528,8 @@ def _describe(obj: Any, object_class: str) -> TokenKeyInfo:
 def _digest_info(hash_name: str, digest_value: bytes) -> bytes:
     """The PKCS#1 v1.5 DigestInfo that CKM_RSA_PKCS signs when we hash locally."""
     return asn1algos.DigestInfo({
-        "digest_algorithm": {"algorithm": NAME_TO_OID[hash_name], "parameters": None},
+        # RFC 8017 §9.2 note 1: the parameters are an explicit NULL, as every verifier expects
+        "digest_algorithm": {"algorithm": NAME_TO_OID[hash_name], "parameters": asn1core.Null()},
         "digest": digest_value,
     }).dump()
 
@@ -564,6 +597,7 @@ class Pkcs11Key(KeyHandle):
             raise OperationNotSupported(
                 f"token {self.token.token_label!r} cannot sign with SM2 key {self.key_label!r}:"
                 f" its mechanism list lacks {SM2_MECHANISM_NAMES}"
+                f" ({self.token._vendor_mechanisms()})"
             )
         mechanism, param, payload = self._sign_plan(alg, data)
         self.token.require_mechanism(mechanism, f"{alg.name} signatures")
@@ -625,7 +659,9 @@ class Pkcs11Key(KeyHandle):
 
         try:
             return self.token.run(do_decrypt)
-        except (p11exc.EncryptedDataInvalid, p11exc.EncryptedDataLenRange):
+        except (p11exc.EncryptedDataInvalid, p11exc.EncryptedDataLenRange,
+                p11exc.GeneralError):
+            # SoftHSM2 reports a failed OAEP/PKCS#1 decoding as CKR_GENERAL_ERROR
             raise DecryptionError(
                 f"RSA decryption ({scheme.value}) with {self.key_label!r} failed:"
                 " wrong key or corrupt ciphertext"
