@@ -127,7 +127,8 @@ class Pkcs11SecretKey:
         try:
             return self.token.run(decrypt)
         except (p11exc.EncryptedDataInvalid, p11exc.EncryptedDataLenRange,
-                p11exc.FunctionFailed):
+                p11exc.FunctionFailed, p11exc.GeneralError):
+            # SoftHSM2 reports a failed GCM tag check as CKR_GENERAL_ERROR
             raise DecryptionError(
                 f"AES-GCM decryption with {self.key_label!r} failed: wrong key, wrong associated"
                 " data or corrupt ciphertext"
