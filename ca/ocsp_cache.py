@@ -68,6 +68,11 @@ class ResponseCache:
         self.hits = 0
         self.misses = 0
 
+    @property
+    def fresh_for(self) -> timedelta:
+        """How long an answer is served before it is worked out again."""
+        return self._fresh_for
+
     # -- revocation -----------------------------------------------------------------------
 
     def invalidate(self, serial: int | None = None) -> None:

@@ -1,0 +1,72 @@
+"""Where the OCSP cache learns that something was revoked, across processes.
+
+Every worker process of the service keeps its own cache, and a revocation may come from any
+process (``sscard ca revoke``, the RA, another worker). The shared truth is the CA database, so
+the cache asks it for a *revocation generation*: a value that changes whenever a certificate of
+the issuer is revoked. ``CertificateAuthority.revocation_generation()`` is used when the CA
+provides it; otherwise ``database_generation`` derives one from the certificates table
+(read-only: the number of revoked rows and the latest revocation time, both from the
+(issuer_id, revoked_at) index).
+
+``Throttled`` bounds how often the database is asked: at most once per ``interval`` seconds per
+process, so a hot cache costs one small query per interval, not one per OCSP request. A
+revocation therefore shows within ``interval`` seconds in every worker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import func, select
+
+#: a callable returning a value that changes on every revocation
+GenerationSource = Callable[[], int]
+
+
+class Throttled:
+    """Calls ``source`` at most once per ``interval`` seconds; between calls, the last value."""
+
+    def __init__(self, source: GenerationSource, interval: float = 0.2) -> None:
+        self._source = source
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._value = source()
+        self._checked = time.monotonic()
+
+    def __call__(self) -> int:
+        now = time.monotonic()
+        if now - self._checked < self._interval:
+            return self._value
+        with self._lock:
+            if now - self._checked >= self._interval:
+                self._value = self._source()
+                self._checked = time.monotonic()
+            return self._value
+
+
+def database_generation(engine: Any, issuer_id: int) -> GenerationSource:
+    """A generation read from the CA's certificates table (a fallback; see the module doc)."""
+    from ca.storage import CertificateRecord
+
+    query = select(
+        func.count(CertificateRecord.id), func.max(CertificateRecord.revoked_at)
+    ).where(
+        CertificateRecord.issuer_id == issuer_id, CertificateRecord.revoked_at.is_not(None)
+    )
+
+    def generation() -> int:
+        with engine.connect() as conn:
+            count, latest = conn.execute(query).one()
+        stamp = int(latest.timestamp()) if latest is not None else 0
+        return hash((count, stamp))
+
+    return generation
+
+
+def authority_generation(authority: Any) -> GenerationSource | None:
+    """The CA's own revocation generation, when its API offers one."""
+    method = getattr(authority, "revocation_generation", None)
+    return method if callable(method) else None

@@ -1,0 +1,635 @@
+"""The CA's HTTP service (Flask app factory): OCSP, CRL and certificate downloads, the TSA, and
+issuance and revocation for authenticated callers.
+
+Public (anyone may ask, as relying parties must):
+
+- ``POST /ocsp`` (``application/ocsp-request``) and ``GET /ocsp/<base64 request>`` (RFC 5019,
+  with HTTP caching headers); errors in the request come back as OCSP error responses with
+  HTTP 200, never as a 4xx/5xx;
+- ``GET /crl/<ca>.crl`` (full CRL, DER), ``GET /crl/<ca>-delta.crl`` (delta CRL), the same with
+  ``.pem``;
+- ``GET /certs/<ca>.crt`` (DER), ``/certs/<ca>.pem``, ``/certs/chain.pem`` (issuing CA first,
+  root last), ``/certs/ocsp.crt``, ``/certs/tsa.crt``;
+- ``POST /tsa`` (``application/timestamp-query``), RFC 3161 over HTTP.
+
+Authenticated (``/api/v1/...``, JSON in and out): issue from a CSR, revoke, read a status. A
+caller proves itself with an API token (``Authorization: Bearer ...``) or by signing the request
+with a key whose certificate this CA issued under an authorised policy (see ``SignedRequest``).
+Anything else gets 401 (no or bad credentials) or 403 (known but not allowed), and the refusal
+is logged on the ``ca.service.audit`` logger (the tamper-evident audit log takes it later).
+
+The protocol logic lives in ``ca.ocsp`` and ``ca.tsa``; this module only translates HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from asn1crypto import crl as asn1crl
+from asn1crypto import csr as asn1csr
+from asn1crypto import x509 as asn1x509
+from flask import Blueprint, Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from ca.authority import Signer
+from ca.errors import AlreadyRevoked, CAError, RequestRefused, UnknownCertificate
+from ca.ocsp import OcspResponder, error_response
+from ca.ocsp_cache import ResponseCache
+from ca.ocsp_generation import GenerationSource, Throttled, authority_generation
+from ca.records import (
+    CertificateStatus,
+    IssuedCertificate,
+    RevocationReason,
+    Status,
+    serial_from_hex,
+    serial_to_hex,
+)
+from ca.tsa import FileSerialCounter, TimeStampAuthority, rejection
+from sscard.crypto.asymmetric import PublicKey
+from sscard.crypto.errors import CryptoError
+from sscard.x509.errors import X509Error
+from sscard.x509.parse import load_csr
+from sscard.x509.pem import der_to_pem
+from sscard.x509.verify import verify_certificate_signature
+
+log = logging.getLogger(__name__)
+audit = logging.getLogger("ca.service.audit")
+
+OCSP_REQUEST = "application/ocsp-request"
+OCSP_RESPONSE = "application/ocsp-response"
+TSA_QUERY = "application/timestamp-query"
+TSA_REPLY = "application/timestamp-reply"
+#: RFC 5019 GET requests and POST bodies larger than this are refused unread
+MAX_PROTOCOL_BODY = 64 * 1024
+MAX_API_BODY = 256 * 1024
+#: the RA officer certificate policy (ca/profiles/ra-officer.toml): allowed to issue and revoke
+RA_OFFICER_POLICY = "1.2.156.10260.4.2.2.1"
+SIGNED_REQUEST_SKEW = timedelta(minutes=5)
+
+
+class CaBackend(Protocol):
+    """What the service needs of ``ca.authority.CertificateAuthority``."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def certificate(self) -> asn1x509.Certificate: ...
+
+    def chain(self) -> list[asn1x509.Certificate]: ...
+
+    def status(self, serial: int) -> CertificateStatus: ...
+
+    def issue_from_csr(
+        self, csr: asn1csr.CertificationRequest | bytes, profile: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> IssuedCertificate: ...
+
+    def revoke(
+        self, serial: int, reason: RevocationReason | str = ...,
+        invalidity_date: datetime | None = None,
+    ) -> CertificateStatus: ...
+
+    def build_crl(self, delta: bool = False) -> asn1crl.CertificateList: ...
+
+    def ocsp_signer(self) -> Signer: ...
+
+    def tsa_signer(self) -> Signer: ...
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything ``create_app`` needs; no globals."""
+
+    authority: CaBackend
+    #: caller name -> SHA-256 hex digest of its API token (tokens themselves are never kept)
+    api_token_hashes: Mapping[str, str] = field(default_factory=dict)
+    #: certificate policies whose holders may call the issuance and revocation API
+    authorized_policies: tuple[str, ...] = (RA_OFFICER_POLICY,)
+    ocsp_validity: timedelta = timedelta(hours=1)
+    #: how often each process asks the database whether anything was revoked (seconds)
+    revocation_check_interval: float = 0.2
+    #: where the TSA keeps its serial counter; None disables the TSA endpoint
+    tsa_serial_file: Path | None = None
+    tsa_policy: str | None = None
+    #: the CA's revocation generation; default: the authority's own, else no shared refresh
+    generation: GenerationSource | None = None
+
+    @staticmethod
+    def hash_token(token: str | bytes) -> str:
+        raw = token.encode("utf-8") if isinstance(token, str) else token
+        return hashlib.sha256(raw).hexdigest()
+
+
+class ApiError(Exception):
+    """An API failure with its HTTP status and a message naming the problem."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+# -- state shared by the blueprints ------------------------------------------------------
+
+
+class ServiceState:
+    """The objects one worker process builds from the configuration, created lazily."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.authority = config.authority
+        source = config.generation or authority_generation(config.authority)
+        self.generation: GenerationSource | None = (
+            Throttled(source, config.revocation_check_interval) if source is not None else None
+        )
+        self._lock = threading.Lock()
+        self._responder: OcspResponder | None = None
+        self._tsa: TimeStampAuthority | None = None
+        self._crls: dict[bool, tuple[bytes, int | None, datetime]] = {}
+
+    @property
+    def responder(self) -> OcspResponder:
+        if self._responder is None:
+            with self._lock:
+                if self._responder is None:
+                    signer = self.authority.ocsp_signer()
+                    cache = ResponseCache(self.config.ocsp_validity, self.generation)
+                    self._responder = OcspResponder(
+                        signer.key, signer.certificate, self.authority.certificate,
+                        self.authority.status, validity=self.config.ocsp_validity, cache=cache,
+                    )
+        return self._responder
+
+    @property
+    def tsa(self) -> TimeStampAuthority | None:
+        if self.config.tsa_serial_file is None:
+            return None
+        if self._tsa is None:
+            with self._lock:
+                if self._tsa is None:
+                    signer = self.authority.tsa_signer()
+                    kwargs: dict[str, Any] = {}
+                    if self.config.tsa_policy:
+                        kwargs["policy"] = self.config.tsa_policy
+                    self._tsa = TimeStampAuthority(
+                        signer.key, signer.certificate,
+                        FileSerialCounter(self.config.tsa_serial_file),
+                        chain=tuple(signer.chain), **kwargs,
+                    )
+        return self._tsa
+
+    def crl_der(self, delta: bool) -> bytes:
+        """The current full or delta CRL, rebuilt when stale or after a revocation."""
+        now = datetime.now(UTC)
+        generation = self.generation() if self.generation is not None else None
+        with self._lock:
+            cached = self._crls.get(delta)
+            if cached is not None and cached[1] == generation and now < cached[2]:
+                return cached[0]
+            crl = self.authority.build_crl(delta=delta)
+            this_update = crl["tbs_cert_list"]["this_update"].native
+            next_update = crl["tbs_cert_list"]["next_update"].native or now
+            refresh_at = this_update + (next_update - this_update) / 2
+            der = crl.dump()
+            self._crls[delta] = (der, generation, refresh_at)
+            return der
+
+    def ocsp_answer(self, request_der: bytes) -> tuple[bytes, datetime | None]:
+        try:
+            responder = self.responder
+        except Exception:
+            log.exception("OCSP responder unavailable")
+            return error_response("internal_error"), None
+        return responder.respond_with_expiry(request_der)
+
+
+def _state() -> ServiceState:
+    state: ServiceState = current_app.extensions["sscard_ca"]
+    return state
+
+
+# -- public protocol endpoints ------------------------------------------------------------
+
+protocols = Blueprint("protocols", __name__)
+
+
+def _ocsp_http_response(der: bytes, next_update: datetime | None, cacheable: bool) -> Response:
+    response = Response(der, status=200, mimetype=OCSP_RESPONSE)
+    if cacheable and next_update is not None:
+        # RFC 5019 §6: let HTTP caches and proxies keep the answer until it goes stale
+        now = datetime.now(UTC)
+        max_age = max(0, int((next_update - now).total_seconds()))
+        response.headers["Cache-Control"] = (
+            f"max-age={max_age}, public, no-transform, must-revalidate"
+        )
+        response.headers["Expires"] = format_datetime(next_update, usegmt=True)
+        response.headers["Last-Modified"] = format_datetime(now, usegmt=True)
+        response.headers["ETag"] = '"' + hashlib.sha1(der).hexdigest() + '"'  # noqa: S324
+    else:
+        response.headers["Cache-Control"] = "no-cache, no-store"
+    return response
+
+
+@protocols.post("/ocsp")
+@protocols.post("/ocsp/")
+def ocsp_post() -> Response:
+    if (request.content_length or 0) > MAX_PROTOCOL_BODY:
+        return _ocsp_http_response(error_response("malformed_request"), None, False)
+    body = request.get_data(cache=False)
+    der, _ = _state().ocsp_answer(body)
+    return _ocsp_http_response(der, None, False)
+
+
+def decode_get_path(encoded: str) -> bytes | None:
+    """The DER request from an RFC 5019 GET path (URL-encoded base64), or None if invalid."""
+    text = urllib.parse.unquote(encoded)
+    try:
+        return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+@protocols.get("/ocsp/<path:encoded>")
+def ocsp_get(encoded: str) -> Response:
+    if len(encoded) > MAX_PROTOCOL_BODY:
+        return _ocsp_http_response(error_response("malformed_request"), None, False)
+    der_request = decode_get_path(encoded)
+    if der_request is None:
+        return _ocsp_http_response(error_response("malformed_request"), None, False)
+    der, next_update = _state().ocsp_answer(der_request)
+    return _ocsp_http_response(der, next_update, True)
+
+
+@protocols.post("/tsa")
+def tsa_post() -> Response:
+    tsa = _state().tsa
+    if tsa is None:
+        raise ApiError(404, "not_found", "this service runs no time-stamp authority")
+    if (request.content_length or 0) > MAX_PROTOCOL_BODY:
+        der = rejection("bad_request", f"request larger than {MAX_PROTOCOL_BODY} octets")
+    else:
+        der = tsa.respond(request.get_data(cache=False))
+    return Response(der, status=200, mimetype=TSA_REPLY)
+
+
+def _download(der: bytes, kind: str, pem: bool, filename: str) -> Response:
+    if pem:
+        body, mimetype = der_to_pem(der, kind), "application/x-pem-file"
+    else:
+        body = der
+        mimetype = "application/pkix-crl" if kind == "X509 CRL" else "application/pkix-cert"
+    response = Response(body, status=200, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _check_ca_name(name: str) -> None:
+    if name != _state().authority.name:
+        raise ApiError(404, "not_found", f"no CA named {name!r} here")
+
+
+@protocols.get("/crl/<name>.<ext>")
+def crl_download(name: str, ext: str) -> Response:
+    delta = name.endswith("-delta")
+    ca_name = name[: -len("-delta")] if delta else name
+    if ext not in ("crl", "der", "pem"):
+        raise ApiError(404, "not_found", f"no CRL format {ext!r} (use .crl or .pem)")
+    _check_ca_name(ca_name)
+    der = _state().crl_der(delta)
+    response = _download(der, "X509 CRL", ext == "pem", f"{name}.{ext}")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@protocols.get("/certs/<name>.<ext>")
+def certificate_download(name: str, ext: str) -> Response:
+    state = _state()
+    if ext not in ("crt", "cer", "der", "pem"):
+        raise ApiError(404, "not_found", f"no certificate format {ext!r} (use .crt or .pem)")
+    pem = ext == "pem"
+    if name == "chain":
+        if not pem:
+            raise ApiError(404, "not_found", "the chain is offered as chain.pem only")
+        body = b"".join(der_to_pem(c.dump(), "CERTIFICATE") for c in state.authority.chain())
+        return Response(body, status=200, mimetype="application/x-pem-file")
+    cert: asn1x509.Certificate | None
+    if name == "ocsp":
+        cert = state.authority.ocsp_signer().certificate
+    elif name == "tsa":
+        cert = state.authority.tsa_signer().certificate
+    elif name == state.authority.name:
+        cert = state.authority.certificate
+    elif name == "root":
+        chain = state.authority.chain()
+        cert = chain[-1] if len(chain) > 1 else None
+    else:
+        cert = None
+    if cert is None:
+        raise ApiError(404, "not_found", f"no certificate named {name!r} here")
+    return _download(cert.dump(), "CERTIFICATE", pem, f"{name}.{ext}")
+
+
+# -- authentication -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    method: str  # "token" or "signature"
+
+
+def signed_request_message(method: str, path: str, date: str, body: bytes) -> bytes:
+    """What a signed API request signs: method, path, date and the body's SHA-256, by lines."""
+    return f"{method.upper()}\n{path}\n{date}\n{hashlib.sha256(body).hexdigest()}".encode()
+
+
+def _refuse(status: int, why: str) -> ApiError:
+    audit.warning(
+        "refused %s %s from %s: %s", request.method, request.path, request.remote_addr, why
+    )
+    code = "unauthenticated" if status == 401 else "forbidden"
+    return ApiError(status, code, why)
+
+
+def _token_caller(state: ServiceState, header: str) -> Caller:
+    token = header[len("Bearer "):].strip()
+    digest = ServiceConfig.hash_token(token)
+    for name, expected in state.config.api_token_hashes.items():
+        if hmac.compare_digest(digest, expected):
+            return Caller(name, "token")
+    raise _refuse(401, "unknown API token")
+
+
+def _signature_caller(state: ServiceState) -> Caller:
+    """The signed-request scheme (see docs/ca-admin-guide.md).
+
+    Headers ``X-SSCard-Certificate`` (base64 DER), ``X-SSCard-Date`` (ISO 8601 UTC, within five
+    minutes of ours) and ``X-SSCard-Signature`` (base64, by the certificate's key over
+    ``signed_request_message``). The certificate must be ours, valid now, not revoked, and carry
+    an authorised certificate policy.
+    """
+    try:
+        cert_der = base64.b64decode(request.headers["X-SSCard-Certificate"], validate=True)
+        signature = base64.b64decode(request.headers["X-SSCard-Signature"], validate=True)
+        date_text = request.headers["X-SSCard-Date"]
+        when = datetime.fromisoformat(date_text)
+        cert = asn1x509.Certificate.load(cert_der, strict=True)
+        cert.native  # noqa: B018  (parse all of it now)
+    except KeyError as exc:
+        raise _refuse(401, f"signed request lacks the {exc.args[0]} header") from None
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise _refuse(401, f"signed request headers are malformed: {exc}") from None
+    if when.tzinfo is None:
+        raise _refuse(401, "X-SSCard-Date must carry a time zone")
+    now = datetime.now(UTC)
+    if abs(now - when) > SIGNED_REQUEST_SKEW:
+        raise _refuse(401, "X-SSCard-Date is more than five minutes from the server's clock")
+    authority = state.authority
+    try:
+        verify_certificate_signature(cert, authority.certificate)
+    except (CryptoError, ValueError):
+        raise _refuse(401, "the caller's certificate was not issued by this CA") from None
+    subject = cert.subject.human_friendly
+    validity = cert["tbs_certificate"]["validity"]
+    if not validity["not_before"].native <= now <= validity["not_after"].native:
+        raise _refuse(401, f"the caller's certificate ({subject}) is not valid now")
+    status = authority.status(cert.serial_number)
+    if status.status is not Status.GOOD:
+        raise _refuse(401, f"the caller's certificate ({subject}) is {status.status.value}")
+    message = signed_request_message(request.method, request.path, date_text, request.get_data())
+    try:
+        # the key's default algorithm: SM2 with the GM/T 0009 user ID, ECDSA/RSA with SHA-256
+        PublicKey.from_spki(cert.public_key.dump()).verify(signature, message)
+    except (CryptoError, ValueError):
+        raise _refuse(401, f"the request signature does not verify with {subject}") from None
+    policies = {p["policy_identifier"].dotted for p in (cert.certificate_policies_value or [])}
+    if not policies & set(state.config.authorized_policies):
+        raise _refuse(403, f"{subject} holds no certificate policy authorised for this API")
+    return Caller(subject, "signature")
+
+
+def authenticate() -> Caller:
+    state = _state()
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return _token_caller(state, header)
+    if "X-SSCard-Signature" in request.headers:
+        return _signature_caller(state)
+    raise _refuse(401, "authentication required: an API token or a signed request")
+
+
+# -- the authenticated API ----------------------------------------------------------------
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@api.before_request
+def _require_caller() -> None:
+    if (request.content_length or 0) > MAX_API_BODY:
+        raise ApiError(413, "too_large", f"request body larger than {MAX_API_BODY} octets")
+    g.caller = authenticate()
+
+
+def _json_body() -> dict[str, Any]:
+    try:
+        data = json.loads(request.get_data() or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad_json", f"request body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "request body must be a JSON object")
+    return data
+
+
+def _status_json(status: CertificateStatus) -> dict[str, Any]:
+    return {
+        "serial": serial_to_hex(status.serial),
+        "status": status.status.value,
+        "revocation_time": status.revocation_time.isoformat() if status.revocation_time else None,
+        "reason": status.reason.name if status.reason else None,
+        "invalidity_date": status.invalidity_date.isoformat() if status.invalidity_date else None,
+    }
+
+
+def _serial(text: str) -> int:
+    try:
+        return serial_from_hex(text)
+    except ValueError as exc:
+        raise ApiError(400, "bad_serial", str(exc)) from None
+
+
+@api.post("/certificates")
+def issue() -> tuple[Response, int]:
+    data = _json_body()
+    profile = data.get("profile")
+    csr_text = data.get("csr")
+    if not isinstance(profile, str) or not isinstance(csr_text, str):
+        raise ApiError(400, "bad_request", "give 'profile' and 'csr' (PEM) as strings")
+    try:
+        csr = load_csr(csr_text.encode("utf-8"))
+    except X509Error as exc:
+        raise ApiError(400, "bad_csr", str(exc)) from None
+    try:
+        issued = _state().authority.issue_from_csr(csr, profile)
+    except (RequestRefused, CryptoError, X509Error, ValueError) as exc:
+        raise ApiError(422, "refused", str(exc)) from None
+    log.info("issued %s (profile %s) for %s", issued.serial_hex, profile, g.caller.name)
+    body = {
+        "serial": issued.serial_hex,
+        "profile": issued.profile,
+        "certificate": der_to_pem(issued.der, "CERTIFICATE").decode("ascii"),
+    }
+    return _json(body), 201
+
+
+@api.post("/certificates/<serial>/revoke")
+def revoke(serial: str) -> Response:
+    number = _serial(serial)
+    data = _json_body()
+    reason = data.get("reason", "unspecified")
+    invalidity: datetime | None = None
+    try:
+        reason_value = RevocationReason.parse(reason)
+        if data.get("invalidity_date") is not None:
+            invalidity = datetime.fromisoformat(str(data["invalidity_date"]))
+            if invalidity.tzinfo is None:
+                raise ValueError("invalidity_date must carry a time zone")
+    except (ValueError, TypeError) as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    try:
+        status = _state().authority.revoke(number, reason_value, invalidity)
+    except UnknownCertificate as exc:
+        raise ApiError(404, "unknown_certificate", str(exc)) from None
+    except AlreadyRevoked as exc:
+        raise ApiError(409, "already_revoked", str(exc)) from None
+    state = _state()
+    if state._responder is not None and state._responder.cache is not None:
+        state._responder.cache.invalidate(number)  # this worker at once; others by generation
+    log.info("revoked %s (%s) for %s", serial_to_hex(number), reason_value.name, g.caller.name)
+    return _json(_status_json(status))
+
+
+@api.get("/certificates/<serial>")
+def status(serial: str) -> Response:
+    return _json(_status_json(_state().authority.status(_serial(serial))))
+
+
+def _json(body: Mapping[str, Any], status: int = 200) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False), status=status,
+                    mimetype="application/json")
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def _error_json(status: int, code: str, message: str) -> Response:
+    return _json({"error": code, "message": message}, status)
+
+
+def _install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return _error_json(exc.status, exc.code, str(exc))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        response = _error_json(exc.code or 500, code, exc.description or code)
+        if exc.code == 405 and exc.get_response().headers.get("Allow"):
+            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(CAError)
+    def _ca_error(exc: CAError) -> Response:
+        log.error("CA error: %s", exc)
+        return _error_json(500, "ca_error", str(exc))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return _error_json(500, "internal_error", "internal error (see the service log)")
+
+
+# -- the RFC 5019 fast path ---------------------------------------------------------------
+
+
+class CachedOcspGet:
+    """WSGI middleware answering repeated RFC 5019 GETs from memory, without Flask.
+
+    The key is the raw request path; the entry is dropped when the OCSP cache's epoch moves
+    (a revocation) or when it needs refreshing. Everything else goes to the Flask app.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], state: ServiceState,
+                 max_entries: int = 50_000) -> None:
+        self.app = app
+        self.state = state
+        self.max_entries = max_entries
+        # path -> (body, headers without Cache-Control, epoch, refresh at, nextUpdate)
+        self.entries: dict[str, tuple[bytes, list[tuple[str, str]], int, datetime, datetime]] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") != "GET" or not path.startswith("/ocsp/"):
+            return self.app(environ, start_response)
+        responder = self.state._responder
+        cache = responder.cache if responder is not None else None
+        if cache is None:  # the responder is made on the first request
+            return self.app(environ, start_response)
+        epoch = cache.begin()
+        entry = self.entries.get(path)
+        now = datetime.now(UTC)
+        if entry is not None and entry[2] == epoch and now < entry[3]:
+            max_age = int((entry[4] - now).total_seconds())
+            start_response("200 OK", [
+                *entry[1],
+                ("Cache-Control", f"max-age={max_age}, public, no-transform, must-revalidate"),
+            ])
+            return [entry[0]]
+        return self._fill(path, epoch, cache, environ, start_response)
+
+    def _fill(self, path: str, epoch: int, cache: ResponseCache, environ: dict[str, Any],
+              start_response: Callable[..., Any]) -> Any:
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"], captured["headers"] = status, headers
+            return start_response(status, headers, exc_info)
+
+        body = b"".join(self.app(environ, capture))
+        headers = [(k, v) for k, v in captured.get("headers", []) if k != "Cache-Control"]
+        expires = next((v for k, v in headers if k == "Expires"), None)
+        if captured.get("status", "").startswith("200") and expires is not None:
+            next_update = parsedate_to_datetime(expires)
+            refresh = min(datetime.now(UTC) + cache.fresh_for, next_update)
+            if len(self.entries) >= self.max_entries:
+                self.entries.clear()
+            # stored under the epoch seen *before* answering: a revocation meanwhile drops it
+            self.entries[path] = (body, headers, epoch, refresh, next_update)
+        return [body]
+
+
+def create_app(config: ServiceConfig) -> Flask:
+    """The Flask application for one CA (one per worker process)."""
+    app = Flask("ca.service")
+    app.config["MAX_CONTENT_LENGTH"] = max(MAX_PROTOCOL_BODY, MAX_API_BODY)
+    state = ServiceState(config)
+    app.extensions["sscard_ca"] = state
+    app.register_blueprint(protocols)
+    app.register_blueprint(api)
+    _install_error_handlers(app)
+    app.wsgi_app = CachedOcspGet(app.wsgi_app, state)  # type: ignore[method-assign]
+    return app
