@@ -1,0 +1,50 @@
+"""Shared helpers for the benchmark scripts: timing loops and the figure line format."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+
+
+def rate(fn: Callable[[], object], seconds: float = 2.0, min_calls: int = 20) -> float:
+    """Calls per second of ``fn`` over about ``seconds`` (after one warm-up call)."""
+    fn()
+    calls = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(min_calls):
+            fn()
+        calls += min_calls
+        now = time.perf_counter()
+        if now >= deadline:
+            return calls / (now - start)
+
+
+def figure(what: str, ours: float, reference: float | None, unit: str = "/s") -> str:
+    """One line in the project's benchmark format."""
+    if reference:
+        return (f"{what}: ours={ours:.0f}{unit} reference={reference:.0f}{unit} "
+                f"ratio={ours / reference:.2f}")
+    return f"{what}: ours={ours:.0f}{unit}"
+
+
+def openssl_speed(algorithms: list[str], seconds: int = 2) -> dict[str, tuple[float, float]]:
+    """sign/s and verify/s from ``openssl speed -mr`` for e.g. sm2, ecdsap256, rsa2048."""
+    exe = shutil.which("openssl")
+    if exe is None:
+        raise SystemExit("openssl command line not found (Debian package openssl)")
+    out = subprocess.run([exe, "speed", "-seconds", str(seconds), "-mr", *algorithms],
+                         capture_output=True, text=True, check=True).stdout
+    found: dict[str, tuple[float, float]] = {}
+    for line in out.splitlines():
+        if m := re.match(r"\+F2:\d+:(\d+):([\d.]+):([\d.]+)", line):
+            found[f"rsa{m[1]}"] = (float(m[2]), float(m[3]))
+        elif m := re.match(r"\+F4:\d+:(\d+):([\d.]+):([\d.]+)", line):
+            found[f"ecdsap{m[1]}"] = (float(m[2]), float(m[3]))
+        elif m := re.match(r"\+F7:\d+:\d+:CurveSM2:([\d.]+):([\d.]+)", line):
+            found["sm2"] = (float(m[1]), float(m[2]))
+    return found
