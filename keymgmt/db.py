@@ -1,0 +1,185 @@
+"""The KMC's own database: SQLAlchemy 2 models, engines for SQLite and PostgreSQL, Alembic.
+
+SQLite is the embedded default (``<home>/kmc.db``); PostgreSQL is selected by URL. The schema is
+created and upgraded only by the Alembic migrations in ``keymgmt/migrations`` (version table
+``kmc_alembic_version``, so the KMC can share a PostgreSQL database with nobody's surprise).
+
+Nothing secret is stored in clear: private keys and card master keys are columns named
+``wrapped_*``, AES-GCM under the storage key; API keys are stored as SHA-256 digests (they are
+256-bit random tokens, so a slow password hash would add nothing).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "kmc_alembic_version"
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CallerRecord(Base):
+    """An authenticated caller: the CA, the RA, an officer, an auditor."""
+
+    __tablename__ = "kmc_callers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    api_key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EscrowedKeyRecord(Base):
+    """An escrowed encryption key pair: public key in clear, private key wrapped."""
+
+    __tablename__ = "kmc_escrowed_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64), unique=True)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    public_key_spki: Mapped[bytes] = mapped_column(LargeBinary)
+    public_key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    wrapped_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    storage_key_id: Mapped[str] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    certificate_serial: Mapped[str | None] = mapped_column(String(42), index=True)
+    certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class RecoveryRequestRecord(Base):
+    __tablename__ = "kmc_recovery_requests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    escrowed_key_id: Mapped[int] = mapped_column(ForeignKey("kmc_escrowed_keys.id"))
+    requested_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    recipient_kind: Mapped[str] = mapped_column(String(16))  # card | pkcs12
+    recipient_spki: Mapped[bytes | None] = mapped_column(LargeBinary)
+    recipient_officer: Mapped[str | None] = mapped_column(String(128))
+    judicial: Mapped[bool] = mapped_column(Boolean)
+    judicial_authority: Mapped[str | None] = mapped_column(Text)
+    judicial_order_ref: Mapped[str | None] = mapped_column(Text)
+    judicial_document_sha256: Mapped[str | None] = mapped_column(String(64))
+    required_approvals: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # pending | approved | rejected | completed
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ApprovalRecord(Base):
+    __tablename__ = "kmc_approvals"
+    __table_args__ = (
+        UniqueConstraint("request_id", "officer", name="uq_kmc_approvals_request_officer"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("kmc_recovery_requests.id"))
+    officer: Mapped[str] = mapped_column(String(128))
+    decision: Mapped[str] = mapped_column(String(16))  # approve | reject
+    comment: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CardMasterKeyRecord(Base):
+    """A card master key (SM4 or 3DES), wrapped under the storage key."""
+
+    __tablename__ = "kmc_card_master_keys"
+    __table_args__ = (
+        UniqueConstraint("usage", "algorithm", "version", name="uq_kmc_cmk_usage_alg_version"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    usage: Mapped[str] = mapped_column(String(32))
+    algorithm: Mapped[str] = mapped_column(String(8))  # sm4 | 3des
+    version: Mapped[int] = mapped_column(Integer)
+    key_check_value: Mapped[str] = mapped_column(String(16))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    storage_key_id: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EventRecord(Base):
+    """The KMC's event log: who did what to which key, never a key value."""
+
+    __tablename__ = "kmc_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str] = mapped_column(String(128))
+    details: Mapped[str] = mapped_column(Text)  # JSON
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def default_url(home: Path) -> str:
+    return sqlite_url(Path(home) / "kmc.db")
+
+
+def make_engine(url: str) -> Engine:
+    """SQLite with WAL, a busy timeout and ``BEGIN IMMEDIATE`` for writes; or PostgreSQL."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # BEGIN is issued in _on_begin
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")  # an escrowed key is never lost on a crash
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            # Every KMC transaction may write (the event log), so take the write lock up front
+            # rather than fail on a lock upgrade under concurrency.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply the Alembic migrations up to head (a no-op when the schema is current)."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        if ctx.get_current_revision() == head:
+            return
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        conn.commit()
