@@ -1,25 +1,102 @@
 """The CA's library API: what the CLI, the OCSP/TSA service, the KMC, the RA and the gateway call.
 
-``CertificateAuthority.open(home)`` gives the data directory's default issuing CA; every method
-is a plain function of the database and the CA's key handle. A certificate is returned only
-after its row is committed.
+``CertificateAuthority.open(home)`` gives the data directory's default issuing CA (or a named
+one, the root included); every method is a function of the database and the CA's key handle.
+A certificate is returned only after its row is committed: build the TBS, sign, insert, commit,
+then return. Serials are random 159-bit numbers, unique per issuer by a database constraint;
+on the (astronomically unlikely) collision the chunk is signed again with fresh serials.
+
+Data directory layout::
+
+    <home>/ca.toml            the hierarchy configuration used at init
+    <home>/ca.db              SQLite database (unless the config names a PostgreSQL URL)
+    <home>/ca/keys/*.key.pem  encrypted PKCS#8 keys (CAs, OCSP responder, TSA)
+    <home>/secrets/ca.pass    generated key passphrase (mode 0600), unless one was given
+    <home>/profiles/*.toml    optional profile overrides and additions
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import dataclasses
+import datetime as dt
+import json
+import os
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from asn1crypto import crl as asn1crl
 from asn1crypto import csr as asn1csr
 from asn1crypto import x509
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from ca.records import CertificateStatus, IssuedCertificate, RevocationReason
+from ca import storage
+from ca.config import CASpec, HierarchyConfig, load_config, parse_config
+from ca.crl import RevokedItem, build_crl
+from ca.errors import (
+    AlreadyInitialised,
+    AlreadyRevoked,
+    CAError,
+    NotInitialised,
+    ProfileError,
+    RequestRefused,
+    StorageError,
+    UnknownCertificate,
+)
+from ca.issuance import (
+    Approved,
+    Issuer,
+    check_csr,
+    check_public_key,
+    random_serial,
+    sign_certificate,
+    validity_of,
+)
+from ca.keystore import create_key, load_key
+from ca.profile import Profile, load_profiles
+from ca.records import (
+    CertificateStatus,
+    IssuedCertificate,
+    RevocationReason,
+    Status,
+    serial_to_hex,
+)
+from ca.storage import CARecord, CertificateRecord, CRLRecord, RequestRecord
 from sscard.crypto.asymmetric import PublicKey
 from sscard.keys.base import KeyHandle
+from sscard.keys.software import SoftwareKey
+from sscard.x509.builder import CsrBuilder
+from sscard.x509.errors import X509Error
+from sscard.x509.names import name_attribute, parse_name
+from sscard.x509.parse import load_certificate
+from sscard.x509.verify import verify_certificate_signature
+
+CONFIG_FILE = "ca.toml"
+DB_FILE = "ca.db"
+PASS_FILE = Path("secrets") / "ca.pass"
+DATABASE_URL_ENV = "SSCARD_CA_DATABASE_URL"
+SERIAL_RETRIES = 3
+# A delta CRL lists revocations since its base's thisUpdate minus this margin, so a revocation
+# committed while the base was being built is never missed (listing one twice is harmless).
+DELTA_OVERLAP = dt.timedelta(minutes=5)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _aware(when: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if when is None or when.tzinfo is not None:
+        return when
+    return when.replace(tzinfo=dt.UTC)
+
+
+def _utc(when: dt.datetime) -> dt.datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -41,8 +118,229 @@ class Signer:
     chain: tuple[x509.Certificate, ...] = ()
 
 
+@dataclass(frozen=True)
+class InitResult:
+    home: Path
+    database_url: str
+    passphrase_file: Path | None  # set when a passphrase was generated and stored
+    pending_csrs: dict[str, bytes]  # issuing CA name -> CSR DER, when the root is offline
+    active: tuple[str, ...]  # CAs ready to issue
+
+
+@dataclass(frozen=True)
+class _CA:
+    id: int
+    name: str
+    role: str
+    parent_id: int | None
+    state: str
+    key_spec: str
+    certificate_der: bytes | None
+    csr_der: bytes | None
+
+
+def _read_ca(row: Any) -> _CA:
+    return _CA(row.id, row.name, row.role, row.parent_id, row.state, row.key_spec,
+               row.certificate_der, row.csr_der)
+
+
+def _database_url(home: Path, config: HierarchyConfig, explicit: str | None) -> str:
+    return (explicit or os.environ.get(DATABASE_URL_ENV) or config.database_url
+            or storage.sqlite_url(home / DB_FILE))
+
+
+def _root_profile(profiles: Mapping[str, Profile], spec: CASpec) -> Profile:
+    base = profiles["sub-ca"]
+    return dataclasses.replace(base, name="root", path_length=spec.path_length,
+                               validity_days=spec.validity_days, crl_distribution_point=False,
+                               authority_info_access=False, certificate_policies=())
+
+
+def _issuing_profile(profiles: Mapping[str, Profile], spec: CASpec) -> Profile:
+    return dataclasses.replace(profiles["sub-ca"], validity_days=spec.validity_days,
+                               path_length=spec.path_length)
+
+
+def _write(engine: Engine) -> Any:
+    """A connection whose transactions take the write lock at BEGIN (SQLite; see storage)."""
+    return engine.connect().execution_options(ca_write=True)
+
+
+def _store_passphrase(home: Path) -> tuple[bytes, Path]:
+    target = home / PASS_FILE
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(target.parent, 0o700)
+    passphrase = secrets.token_urlsafe(32)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(passphrase + "\n")
+    return passphrase.encode(), target
+
+
+def _stored_passphrase(home: Path) -> bytes | None:
+    path = home / PASS_FILE
+    if not path.exists():
+        return None
+    text = path.read_text(encoding="utf-8").splitlines()
+    return text[0].encode() if text and text[0] else None
+
+
+def initialise(
+    home: str | Path,
+    config: str | Path | HierarchyConfig | None = None,
+    passphrase: bytes | None = None,
+    issuing_only: bool = False,
+    database_url: str | None = None,
+) -> InitResult:
+    """Create the hierarchy the config describes (an SM2 root and issuing CA by default).
+
+    ``issuing_only`` (or ``offline = true`` under ``[root]``): create only the issuing CAs'
+    keys and CSRs; a root elsewhere signs them and ``import_issuing_certificate`` completes them.
+    """
+    home = Path(home)
+    if (home / CONFIG_FILE).exists():
+        raise AlreadyInitialised(f"{home} already holds a CA ({home / CONFIG_FILE} exists)")
+    cfg = config if isinstance(config, HierarchyConfig) else load_config(
+        Path(config) if config is not None else None)
+    offline = issuing_only or cfg.root_offline
+    profiles = load_profiles([home / "profiles"])
+    home.mkdir(parents=True, exist_ok=True)
+    pass_file = None
+    if passphrase is None:
+        passphrase, pass_file = _store_passphrase(home)
+    url = _database_url(home, cfg, database_url)
+    engine = storage.make_engine(url)
+    try:
+        storage.upgrade(engine)
+        now = utcnow()
+        pending: dict[str, bytes] = {}
+        active: list[str] = []
+        with _write(engine) as conn, conn.begin():
+            existing = conn.execute(select(func.count()).select_from(CARecord)).scalar_one()
+            if existing:
+                raise AlreadyInitialised(f"the database at {url} already holds CAs")
+            root_issuer: Issuer | None = None
+            root_id: int | None = None
+            if not offline:
+                root_key, root_spec = create_key(home, cfg.root, passphrase)
+                approved = check_public_key(root_key.public_key(), cfg.root.subject,
+                                            _root_profile(profiles, cfg.root))
+                root_der = sign_certificate(None, approved, random_serial(), now,
+                                            self_key=root_key)
+                root_id = conn.execute(insert(CARecord).values(
+                    name=cfg.root.name, role="root", parent_id=None, subject=cfg.root.subject,
+                    state="active", key_spec=root_spec, certificate_der=root_der, csr_der=None,
+                    created_at=now)).inserted_primary_key[0]
+                root_issuer = Issuer(x509.Certificate.load(root_der), root_key,
+                                     cfg.root.crl_url, cfg.root.ocsp_url,
+                                     cfg.root.ca_issuers_url)
+                active.append(cfg.root.name)
+            for spec in cfg.issuing:
+                key, key_spec = create_key(home, spec, passphrase)
+                if root_issuer is None:
+                    csr = CsrBuilder().subject(parse_name(spec.subject)).add_extension(
+                        "basic_constraints", {"ca": True, "path_len_constraint":
+                                              spec.path_length}, critical=True).sign(key)
+                    conn.execute(insert(CARecord).values(
+                        name=spec.name, role="issuing", parent_id=None, subject=spec.subject,
+                        state="pending", key_spec=key_spec, certificate_der=None,
+                        csr_der=csr.dump(), created_at=now))
+                    pending[spec.name] = csr.dump()
+                    continue
+                approved = check_public_key(key.public_key(), spec.subject,
+                                            _issuing_profile(profiles, spec))
+                serial = random_serial()
+                der = sign_certificate(root_issuer, approved, serial, now)
+                conn.execute(insert(CARecord).values(
+                    name=spec.name, role="issuing", parent_id=root_id, subject=spec.subject,
+                    state="active", key_spec=key_spec, certificate_der=der, csr_der=None,
+                    created_at=now))
+                nb, na = validity_of(root_issuer, approved, now)
+                assert root_id is not None
+                conn.execute(insert(CertificateRecord).values(
+                    issuer_id=root_id, serial=serial_to_hex(serial), profile="sub-ca",
+                    subject=approved.subject_text, not_before=nb, not_after=na, issued_at=now,
+                    der=der, status="good"))
+                active.append(spec.name)
+    finally:
+        engine.dispose()
+    (home / CONFIG_FILE).write_text(cfg.text, encoding="utf-8")
+    return InitResult(home, url, pass_file, pending, tuple(active))
+
+
+def import_issuing_certificate(
+    home: str | Path,
+    certificate: bytes,
+    root_certificate: bytes,
+    name: str | None = None,
+    database_url: str | None = None,
+) -> None:
+    """Complete an issuing CA created with an offline root: check that ``certificate`` is for
+    the pending CA's key and is signed by ``root_certificate``, then activate the CA."""
+    home = Path(home)
+    cfg = _load_home_config(home)
+    spec = cfg.issuing_named(name)
+    try:
+        cert = load_certificate(certificate)
+        root = load_certificate(root_certificate)
+        verify_certificate_signature(cert, root)
+    except (X509Error, ValueError) as exc:
+        raise CAError(f"cannot import the issuing CA certificate: {exc}") from None
+    except Exception as exc:  # InvalidSignature and other crypto errors
+        raise CAError(f"the issuing CA certificate is not signed by the given root: {exc}") \
+            from None
+    if not cert.ca:
+        raise CAError("the certificate to import is not a CA certificate (basicConstraints)")
+    engine = storage.make_engine(_database_url(home, cfg, database_url))
+    try:
+        storage.upgrade(engine)
+        with _write(engine) as conn, conn.begin():
+            row = conn.execute(select(CARecord).where(CARecord.name == spec.name)).one_or_none()
+            if row is None or row.state != "pending":
+                raise CAError(f"issuing CA {spec.name} is not waiting for a certificate")
+            csr = asn1csr.CertificationRequest.load(row.csr_der)
+            if csr["certification_request_info"]["subject_pk_info"].dump() != \
+                    cert.public_key.dump():
+                raise CAError(f"the certificate's public key is not the key of {spec.name}")
+            root_row = conn.execute(select(CARecord).where(
+                CARecord.certificate_der == root.dump())).one_or_none()
+            if root_row is None:
+                root_id = conn.execute(insert(CARecord).values(
+                    name=cfg.root.name, role="root", parent_id=None,
+                    subject=cfg.root.subject, state="external",
+                    key_spec=json.dumps({"type": "none"}), certificate_der=root.dump(),
+                    csr_der=None, created_at=utcnow())).inserted_primary_key[0]
+            else:
+                root_id = root_row.id
+            conn.execute(update(CARecord).where(CARecord.id == row.id).values(
+                state="active", parent_id=root_id, certificate_der=cert.dump()))
+    finally:
+        engine.dispose()
+
+
+def _load_home_config(home: Path) -> HierarchyConfig:
+    path = home / CONFIG_FILE
+    if not path.exists():
+        raise NotInitialised(f"no CA in {home}: run `sscard --home {home} ca init` first")
+    return parse_config(path.read_text(encoding="utf-8"), str(path))
+
+
 class CertificateAuthority:
-    """One issuing CA of a hierarchy, backed by its database."""
+    """One CA of a hierarchy (an issuing CA by default), backed by its database."""
+
+    def __init__(self, home: Path, config: HierarchyConfig, engine: Engine, ca: _CA,
+                 passphrase: bytes | None, profiles: dict[str, Profile]) -> None:
+        self.home = home
+        self.config = config
+        self.engine = engine
+        self._ca = ca
+        self._passphrase = passphrase
+        self.profiles = profiles
+        self._issuer: Issuer | None = None
+        #: where serial numbers come from (tests replace it to force a collision)
+        self.serial_source: Callable[[], int] = random_serial
+
+    # -- opening ------------------------------------------------------------------------------
 
     @classmethod
     def init(
@@ -50,9 +348,11 @@ class CertificateAuthority:
         home: str | Path,
         config: str | Path | None = None,
         passphrase: bytes | None = None,
+        database_url: str | None = None,
     ) -> CertificateAuthority:
-        """Create the hierarchy the config describes (SM2 root + issuing CA when None)."""
-        raise NotImplementedError
+        """``initialise`` then ``open`` the first issuing CA."""
+        initialise(home, config, passphrase, database_url=database_url)
+        return cls.open(home, passphrase, database_url=database_url)
 
     @classmethod
     def open(
@@ -62,21 +362,88 @@ class CertificateAuthority:
         name: str | None = None,
         database_url: str | None = None,
     ) -> CertificateAuthority:
-        """Open the issuing CA ``name`` (default: the first in the config) of ``home``."""
-        raise NotImplementedError
+        """Open CA ``name`` (default: the first issuing CA of the config) of ``home``."""
+        home = Path(home)
+        cfg = _load_home_config(home)
+        wanted = name or cfg.issuing[0].name
+        engine = storage.make_engine(_database_url(home, cfg, database_url))
+        try:
+            storage.upgrade(engine)
+            with engine.connect() as conn:
+                row = conn.execute(select(CARecord).where(CARecord.name == wanted)).one_or_none()
+        except OperationalError as exc:
+            engine.dispose()
+            raise StorageError(f"cannot open the CA database: {exc.orig}") from None
+        if row is None:
+            engine.dispose()
+            raise CAError(f"no CA named {wanted!r} in {home}")
+        if row.state == "pending":
+            engine.dispose()
+            raise CAError(f"CA {wanted} waits for its certificate from the offline root "
+                          "(sscard ca import-issuing-cert)")
+        try:
+            profiles = load_profiles([home / "profiles"])
+        except ProfileError:
+            engine.dispose()
+            raise
+        return cls(home, cfg, engine, _read_ca(row), passphrase or _stored_passphrase(home),
+                   profiles)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> CertificateAuthority:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- identity -----------------------------------------------------------------------------
 
     @property
     def name(self) -> str:
-        raise NotImplementedError
+        return self._ca.name
 
     @property
     def certificate(self) -> x509.Certificate:
-        """This issuing CA's certificate."""
-        raise NotImplementedError
+        assert self._ca.certificate_der is not None
+        return x509.Certificate.load(self._ca.certificate_der)
+
+    def _spec(self) -> CASpec:
+        if self._ca.role == "root":
+            return self.config.root
+        return self.config.issuing_named(self._ca.name)
 
     def chain(self) -> list[x509.Certificate]:
         """This CA's certificate first, the root last."""
-        raise NotImplementedError
+        out = []
+        with self.engine.connect() as conn:
+            current: Any = self._ca
+            while current is not None:
+                out.append(x509.Certificate.load(current.certificate_der))
+                if current.parent_id is None:
+                    break
+                current = conn.execute(select(CARecord).where(
+                    CARecord.id == current.parent_id)).one_or_none()
+        return out
+
+    def issuer(self) -> Issuer:
+        """The signing side of this CA (loads the key on first use)."""
+        if self._issuer is None:
+            key = load_key(self.home, self._ca.key_spec, self._passphrase, self._ca.name)
+            spec = self._spec()
+            self._issuer = Issuer(self.certificate, key, spec.crl_url, spec.ocsp_url,
+                                  spec.ca_issuers_url)
+        return self._issuer
+
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            raise ProfileError(f"no profile named {name!r}; available: "
+                               + ", ".join(sorted(self.profiles))) from None
+
+    # -- issuance -----------------------------------------------------------------------------
 
     def issue_from_csr(
         self,
@@ -85,7 +452,7 @@ class CertificateAuthority:
         extra: Mapping[str, Any] | None = None,
     ) -> IssuedCertificate:
         """Issue from a PKCS#10 request after checking its signature (proof of possession)."""
-        raise NotImplementedError
+        return self._commit([check_csr(csr, self.profile(profile), extra)])[0]
 
     def issue_for_public_key(
         self,
@@ -94,41 +461,265 @@ class CertificateAuthority:
         profile: str,
         extra: Mapping[str, Any] | None = None,
     ) -> IssuedCertificate:
-        """Issue for a key whose possession the caller has established (KMC encryption keys)."""
-        raise NotImplementedError
+        """Issue for a key whose possession the (authenticated) caller has established, as the
+        KMC does for the encryption keys it generates."""
+        return self._commit([check_public_key(public_key, subject, self.profile(profile),
+                                              extra)])[0]
 
     def issue_batch(
         self, requests: Iterable[IssueRequest], profile: str, chunk_size: int = 200
     ) -> list[IssuedCertificate]:
-        """Issue many; each chunk is one transaction, committed before its certificates return."""
-        raise NotImplementedError
+        """Issue many; each chunk is one transaction, committed before its certificates are
+        returned. A refused request stops the batch before its chunk is signed (earlier chunks
+        stay committed)."""
+        prof = self.profile(profile)
+        out: list[IssuedCertificate] = []
+        chunk: list[Approved] = []
+        for i, req in enumerate(requests):
+            try:
+                if req.csr is not None:
+                    chunk.append(check_csr(req.csr, prof, req.extra))
+                elif req.public_key is not None and req.subject is not None:
+                    chunk.append(check_public_key(req.public_key, req.subject, prof, req.extra))
+                else:
+                    raise RequestRefused("a request needs a CSR, or a public key and a subject")
+            except RequestRefused as exc:
+                raise RequestRefused(f"batch entry {i}: {exc}") from None
+            if len(chunk) >= chunk_size:
+                out.extend(self._commit(chunk))
+                chunk = []
+        if chunk:
+            out.extend(self._commit(chunk))
+        return out
+
+    def _commit(self, approved: Sequence[Approved]) -> list[IssuedCertificate]:
+        issuer = self.issuer()
+        for attempt in range(SERIAL_RETRIES):
+            now = utcnow()
+            serials = [self.serial_source() for _ in approved]
+            if len(set(serials)) != len(serials):
+                continue
+            ders = [sign_certificate(issuer, a, s, now) for a, s in zip(approved, serials,
+                                                                          strict=True)]
+            cert_rows = []
+            request_rows = []
+            for a, s, der in zip(approved, serials, ders, strict=True):
+                nb, na = validity_of(issuer, a, now)
+                hex_serial = serial_to_hex(s)
+                cert_rows.append({
+                    "issuer_id": self._ca.id, "serial": hex_serial, "profile": a.profile.name,
+                    "subject": a.subject_text, "not_before": nb, "not_after": na,
+                    "issued_at": now, "der": der, "status": "good"})
+                request_rows.append({
+                    "issuer_id": self._ca.id, "kind": a.kind, "profile": a.profile.label,
+                    "request_der": a.request_der, "certificate_serial": hex_serial,
+                    "received_at": now})
+            try:
+                with _write(self.engine) as conn, conn.begin():
+                    conn.execute(insert(CertificateRecord), cert_rows)
+                    conn.execute(insert(RequestRecord), request_rows)
+            except IntegrityError:
+                if attempt == SERIAL_RETRIES - 1:
+                    raise StorageError("could not store the certificates: serial numbers "
+                                       f"collided {SERIAL_RETRIES} times") from None
+                continue
+            # committed: only now are the certificates handed out
+            return [IssuedCertificate(s, a.profile.name, d)
+                    for a, s, d in zip(approved, serials, ders, strict=True)]
+        raise StorageError("could not draw distinct serial numbers")
+
+    # -- revocation and status ----------------------------------------------------------------
 
     def revoke(
         self,
         serial: int,
         reason: RevocationReason | str = RevocationReason.unspecified,
-        invalidity_date: datetime | None = None,
+        invalidity_date: dt.datetime | None = None,
     ) -> CertificateStatus:
-        raise NotImplementedError
+        """Revoke with an RFC 5280 reason and optional invalidity date (when the key was
+        known or suspected compromised). Unknown serials and second revocations are refused."""
+        try:
+            why = RevocationReason.parse(reason)
+        except ValueError as exc:
+            raise CAError(str(exc)) from None
+        if why is RevocationReason.removeFromCRL:
+            raise CAError("removeFromCRL is not a revocation reason (it only appears in delta "
+                          "CRLs to release a certificateHold)")
+        now = utcnow().replace(microsecond=0)
+        if invalidity_date is not None:
+            if invalidity_date.tzinfo is None:
+                raise CAError("the invalidity date needs a time zone")
+            if invalidity_date > now:
+                raise CAError("the invalidity date cannot be in the future")
+            invalidity_date = invalidity_date.astimezone(dt.UTC).replace(microsecond=0)
+        hex_serial = serial_to_hex(serial)
+        with _write(self.engine) as conn, conn.begin():
+            row = self._row(conn, hex_serial)
+            if row.status == "revoked":
+                raise AlreadyRevoked(
+                    f"certificate {hex_serial} of CA {self.name} is already revoked "
+                    f"(since {_aware(row.revoked_at):%Y-%m-%d %H:%M:%SZ}, reason "
+                    f"{RevocationReason(row.revocation_reason or 0).name})")
+            done = conn.execute(update(CertificateRecord).where(
+                CertificateRecord.id == row.id, CertificateRecord.status == "good").values(
+                status="revoked", revoked_at=now, revocation_reason=why.value,
+                invalidity_date=invalidity_date))
+            if done.rowcount != 1:
+                raise AlreadyRevoked(f"certificate {hex_serial} was revoked concurrently")
+        return CertificateStatus(serial, Status.REVOKED, now, why, invalidity_date, row.der)
+
+    def _row(self, conn: Connection, hex_serial: str) -> Any:
+        row = conn.execute(select(CertificateRecord).where(
+            CertificateRecord.issuer_id == self._ca.id,
+            CertificateRecord.serial == hex_serial)).one_or_none()
+        if row is None:
+            raise UnknownCertificate(f"serial {hex_serial} was never issued by CA {self.name}")
+        return row
 
     def status(self, serial: int) -> CertificateStatus:
         """good, revoked (time, reason, invalidity date) or unknown: what OCSP answers."""
-        raise NotImplementedError
+        with self.engine.connect() as conn:
+            try:
+                row = self._row(conn, serial_to_hex(serial))
+            except UnknownCertificate:
+                return CertificateStatus(serial, Status.UNKNOWN)
+        return _status_of(row)
 
-    def build_crl(self, delta: bool = False) -> asn1crl.CertificateList:
-        """Sign and record the next full or delta CRL (CRL number strictly increasing)."""
-        raise NotImplementedError
+    def show(self, serial: int) -> CertificateStatus:
+        """Like ``status``, but an unknown serial is an error."""
+        with self.engine.connect() as conn:
+            return _status_of(self._row(conn, serial_to_hex(serial)))
+
+    def list_certificates(self, limit: int = 100, offset: int = 0) -> list[
+            tuple[CertificateStatus, str, str]]:
+        """(status, profile, subject) of issued certificates, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(CertificateRecord).where(
+                CertificateRecord.issuer_id == self._ca.id).order_by(
+                CertificateRecord.id.desc()).limit(limit).offset(offset)).all()
+        return [(_status_of(r), r.profile, r.subject) for r in rows]
+
+    # -- CRLs ---------------------------------------------------------------------------------
+
+    def build_crl(self, delta: bool = False, now: dt.datetime | None = None) -> \
+            asn1crl.CertificateList:
+        """Sign and record the next full or delta CRL (CRL numbers strictly increase, shared
+        by full and delta CRLs as RFC 5280 §5.2.3 asks)."""
+        return asn1crl.CertificateList.load(self.build_crl_der(delta, now))
+
+    def build_crl_der(self, delta: bool = False, now: dt.datetime | None = None) -> bytes:
+        issuer = self.issuer()
+        spec = self._spec()
+        for attempt in range(5):
+            this_update = (now or utcnow()).astimezone(dt.UTC).replace(microsecond=0)
+            hours = spec.delta_crl_hours if delta else spec.crl_hours
+            next_update = this_update + dt.timedelta(hours=hours)
+            with self.engine.connect() as conn:
+                last = conn.execute(select(func.max(CRLRecord.number)).where(
+                    CRLRecord.issuer_id == self._ca.id)).scalar_one()
+                number = (last or 0) + 1
+                base_number = None
+                query = select(CertificateRecord.serial, CertificateRecord.revoked_at,
+                               CertificateRecord.revocation_reason,
+                               CertificateRecord.invalidity_date).where(
+                    CertificateRecord.issuer_id == self._ca.id,
+                    CertificateRecord.status == "revoked")
+                if delta:
+                    base = conn.execute(select(CRLRecord).where(
+                        CRLRecord.issuer_id == self._ca.id, CRLRecord.is_delta.is_(False)
+                    ).order_by(CRLRecord.number.desc()).limit(1)).one_or_none()
+                    if base is None:
+                        raise CAError(f"CA {self.name} has no full CRL yet to be the base of a "
+                                      "delta CRL: build a full CRL first")
+                    base_number = base.number
+                    query = query.where(CertificateRecord.revoked_at >= _utc(
+                        base.this_update) - DELTA_OVERLAP)
+                items = [RevokedItem(int(s, 16), _utc(t), r, _aware(i))  # type: ignore[arg-type]
+                         for s, t, r, i in conn.execute(query.order_by(
+                             CertificateRecord.revoked_at))]
+            der = build_crl(issuer, items, number, this_update, next_update, base_number,
+                            spec.crl_url)
+            try:
+                with _write(self.engine) as conn, conn.begin():
+                    conn.execute(insert(CRLRecord).values(
+                        issuer_id=self._ca.id, number=number, is_delta=delta,
+                        base_number=base_number, this_update=this_update,
+                        next_update=next_update, der=der))
+            except IntegrityError:
+                if attempt == 4:
+                    raise StorageError("CRL number kept colliding with concurrent builds") \
+                        from None
+                continue
+            return der
+        raise StorageError("unreachable")
+
+    def latest_crl_der(self, delta: bool = False) -> bytes | None:
+        """The newest recorded full (or delta) CRL, for download endpoints."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(CRLRecord.der).where(
+                CRLRecord.issuer_id == self._ca.id, CRLRecord.is_delta.is_(delta)).order_by(
+                CRLRecord.number.desc()).limit(1)).scalar_one_or_none()
+
+    def refresh_crls(self, now: dt.datetime | None = None) -> list[bytes]:
+        """For a scheduler: build a full CRL when none exists or the newest is past half its
+        validity, and a delta CRL likewise. Returns what it built."""
+        now = now or utcnow()
+        built: list[bytes] = []
+        for delta in (False, True):
+            with self.engine.connect() as conn:
+                last = conn.execute(select(CRLRecord).where(
+                    CRLRecord.issuer_id == self._ca.id, CRLRecord.is_delta.is_(delta)).order_by(
+                    CRLRecord.number.desc()).limit(1)).one_or_none()
+            if last is not None:
+                start, end = _utc(last.this_update), _utc(last.next_update)
+                if now < start + (end - start) / 2 and not (delta and built):
+                    continue
+            built.append(self.build_crl_der(delta, now))
+        return built
+
+    # -- service signers ----------------------------------------------------------------------
 
     def ocsp_signer(self) -> Signer:
         """The delegated OCSP responder key and certificate, created on first use."""
-        raise NotImplementedError
+        return self._service_signer("ocsp-signer", "OCSP Responder")
 
     def tsa_signer(self) -> Signer:
         """The time-stamping key and certificate (critical EKU timeStamping), made on first use."""
-        raise NotImplementedError
+        return self._service_signer("tsa", "Time Stamping Authority")
 
-    def list_certificates(self, limit: int = 100) -> Sequence[CertificateStatus]:
-        raise NotImplementedError
+    def _service_signer(self, profile: str, title: str) -> Signer:
+        if self._passphrase is None:
+            raise CAError("a passphrase is needed for the service keys")
+        margin = utcnow() + dt.timedelta(days=1)
+        key_dir = self.home / "ca" / "keys"
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(CertificateRecord).where(
+                CertificateRecord.issuer_id == self._ca.id,
+                CertificateRecord.profile == profile,
+                CertificateRecord.status == "good").order_by(
+                CertificateRecord.id.desc())).all()
+        for row in rows:
+            path = key_dir / f"{profile}-{self.name}-{row.serial}.key.pem"
+            if _utc(row.not_after) > margin and path.exists():
+                key = SoftwareKey.load(path, self._passphrase)
+                return Signer(key, x509.Certificate.load(row.der), tuple(self.chain()))
+        key = SoftwareKey.generate(self.issuer().key.algorithm, label=f"ca:{profile}")
+        ca_subject = self.certificate.subject
+        parts = [f"CN={name_attribute(ca_subject, 'common_name') or self.name} {title}"]
+        for attr, short in (("organization_name", "O"), ("country_name", "C")):
+            value = name_attribute(ca_subject, attr)
+            if value:
+                parts.append(f"{short}={value}")
+        issued = self.issue_for_public_key(key.public_key(), ",".join(parts), profile)
+        key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key.store(key_dir / f"{profile}-{self.name}-{issued.serial_hex}.key.pem",
+                  self._passphrase)
+        return Signer(key, issued.certificate, tuple(self.chain()))
 
-    def close(self) -> None:
-        raise NotImplementedError
+
+def _status_of(row: Any) -> CertificateStatus:
+    if row.status == "revoked":
+        return CertificateStatus(
+            int(row.serial, 16), Status.REVOKED, _aware(row.revoked_at),
+            RevocationReason(row.revocation_reason or 0), _aware(row.invalidity_date), row.der)
+    return CertificateStatus(int(row.serial, 16), Status.GOOD, certificate_der=row.der)

@@ -70,11 +70,11 @@ class Issuer:
         found = self.cache.get("subject_der")
         if found is None:
             found = self.cache["subject_der"] = bytes(self.subject.dump())
-        return found  # type: ignore[return-value]
+        return found
 
     @property
     def not_after(self) -> dt.datetime:
-        return self.certificate["tbs_certificate"]["validity"]["not_after"].native  # type: ignore[no-any-return]
+        return self.certificate["tbs_certificate"]["validity"]["not_after"].native
 
 
 @dataclass(frozen=True)
@@ -356,7 +356,7 @@ def tbs_der(
     return der.sequence(
         b"\xa0\x03\x02\x01\x02",  # [0] version v3
         der.integer(serial),
-        _algorithm_der(algorithm),
+        algorithm_der(algorithm),
         issuer_name,
         der.sequence(der.time(not_before), der.time(not_after)),
         approved.subject_der,
@@ -368,7 +368,7 @@ def tbs_der(
 _ALG_DER: dict[SignatureAlgorithm, bytes] = {}
 
 
-def _algorithm_der(algorithm: SignatureAlgorithm) -> bytes:
+def algorithm_der(algorithm: SignatureAlgorithm) -> bytes:
     found = _ALG_DER.get(algorithm)
     if found is None:
         found = _ALG_DER[algorithm] = bytes(
@@ -391,7 +391,7 @@ def sign_certificate(
         or key.default_signature_algorithm
     tbs = tbs_der(issuer, approved, serial, now, alg)
     signature = key.sign(tbs, alg)
-    return der.sequence(tbs, _algorithm_der(alg), der.bit_string(signature))
+    return der.sequence(tbs, algorithm_der(alg), der.bit_string(signature))
 
 
 def reference_certificate(
