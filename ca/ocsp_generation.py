@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -66,7 +67,42 @@ def database_generation(engine: Any, issuer_id: int) -> GenerationSource:
     return generation
 
 
+def latest_revocation(engine: Any, issuer_id: int) -> datetime | None:
+    """When the issuer last revoked a certificate (None if never)."""
+    from ca.storage import CertificateRecord
+
+    query = select(func.max(CertificateRecord.revoked_at)).where(
+        CertificateRecord.issuer_id == issuer_id
+    )
+    with engine.connect() as conn:
+        latest = conn.execute(query).scalar_one_or_none()
+    if latest is not None and latest.tzinfo is None:
+        latest = latest.replace(tzinfo=UTC)  # SQLite drops the zone; the CA writes UTC
+    return latest
+
+
+def _issuer_id(authority: Any) -> int | None:
+    ca = getattr(authority, "_ca", None)
+    return getattr(ca, "id", None)
+
+
 def authority_generation(authority: Any) -> GenerationSource | None:
-    """The CA's own revocation generation, when its API offers one."""
+    """The CA's own revocation generation when its API offers one, else one read from its
+    database (``database_generation``); None for a backend with neither."""
     method = getattr(authority, "revocation_generation", None)
-    return method if callable(method) else None
+    if callable(method):
+        return method
+    engine = getattr(authority, "engine", None)
+    issuer_id = _issuer_id(authority)
+    if engine is None or issuer_id is None:
+        return None
+    return database_generation(engine, issuer_id)
+
+
+def authority_latest_revocation(authority: Any) -> datetime | bool | None:
+    """The latest revocation time of the authority's issuer; False when it cannot be known."""
+    engine = getattr(authority, "engine", None)
+    issuer_id = _issuer_id(authority)
+    if engine is None or issuer_id is None:
+        return False
+    return latest_revocation(engine, issuer_id)

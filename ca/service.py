@@ -48,7 +48,12 @@ from ca.authority import Signer
 from ca.errors import AlreadyRevoked, CAError, RequestRefused, UnknownCertificate
 from ca.ocsp import OcspResponder, error_response
 from ca.ocsp_cache import ResponseCache
-from ca.ocsp_generation import GenerationSource, Throttled, authority_generation
+from ca.ocsp_generation import (
+    GenerationSource,
+    Throttled,
+    authority_generation,
+    authority_latest_revocation,
+)
 from ca.records import (
     CertificateStatus,
     IssuedCertificate,
@@ -193,20 +198,52 @@ class ServiceState:
         return self._tsa
 
     def crl_der(self, delta: bool) -> bytes:
-        """The current full or delta CRL, rebuilt when stale or after a revocation."""
+        """The current full or delta CRL: the CA's newest if it is fresh and no revocation
+        came after it, else a newly built one (so a revocation shows in the next download)."""
         now = datetime.now(UTC)
         generation = self.generation() if self.generation is not None else None
         with self._lock:
             cached = self._crls.get(delta)
             if cached is not None and cached[1] == generation and now < cached[2]:
                 return cached[0]
-            crl = self.authority.build_crl(delta=delta)
-            this_update = crl["tbs_cert_list"]["this_update"].native
-            next_update = crl["tbs_cert_list"]["next_update"].native or now
-            refresh_at = this_update + (next_update - this_update) / 2
-            der = crl.dump()
-            self._crls[delta] = (der, generation, refresh_at)
+            der = self._newest_current_crl(delta, now) if cached is None else None
+            if der is None:
+                der = self._build_crl(delta)
+            tbs = asn1crl.CertificateList.load(der)["tbs_cert_list"]
+            this_update = tbs["this_update"].native
+            next_update = tbs["next_update"].native or now
+            self._crls[delta] = (der, generation, this_update + (next_update - this_update) / 2)
             return der
+
+    def _newest_current_crl(self, delta: bool, now: datetime) -> bytes | None:
+        latest = getattr(self.authority, "latest_crl_der", None)
+        der = latest(delta) if callable(latest) else None
+        if der is None:
+            return None
+        tbs = asn1crl.CertificateList.load(der)["tbs_cert_list"]
+        this_update = tbs["this_update"].native
+        next_update = tbs["next_update"].native
+        if next_update is None or now >= this_update + (next_update - this_update) / 2:
+            return None
+        revoked_last = authority_latest_revocation(self.authority)
+        if revoked_last is False or (
+            isinstance(revoked_last, datetime) and revoked_last >= this_update
+        ):
+            return None
+        return bytes(der)
+
+    def _build_crl(self, delta: bool) -> bytes:
+        build_der = getattr(self.authority, "build_crl_der", None)
+
+        def build(kind_delta: bool) -> bytes:
+            if callable(build_der):
+                return bytes(build_der(kind_delta))
+            return bytes(self.authority.build_crl(delta=kind_delta).dump())
+
+        latest = getattr(self.authority, "latest_crl_der", None)
+        if delta and callable(latest) and latest(False) is None:
+            build(False)  # a delta CRL needs a full CRL as its base
+        return build(delta)
 
     def ocsp_answer(self, request_der: bytes) -> tuple[bytes, datetime | None]:
         try:
