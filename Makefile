@@ -18,7 +18,7 @@ system-deps:
 	bash scripts/system-deps.sh
 
 demo: system-deps venv
-	$(PY) -m sscard.demo
+	$(PY) scripts/demo.py
 
 test: system-deps venv
 	$(PY) -m ruff check .
