@@ -1,0 +1,275 @@
+"""``sscard audit ...``: verify, show, checkpoint, prove, and make an audit key.
+
+``verify`` exits 0 when the log is intact, 1 when it found tampering (each finding on its own
+line), 2 when the input cannot be used (no log, unreadable certificate or checkpoint file).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from sscard.audit.checkpoint import Checkpoint
+from sscard.audit.errors import AuditError, AuditLogUnusable, CheckpointError
+from sscard.audit.log import AuditLog, default_url, make_engine
+from sscard.audit.verify import verify_log
+from sscard.crypto.asymmetric import PublicKey
+from sscard.crypto.errors import CryptoError
+from sscard.keys.software import SoftwareKey
+from sscard.secrets_input import read_secret
+from sscard.x509.errors import X509Error
+
+EXIT_INTACT, EXIT_TAMPERED, EXIT_UNUSABLE = 0, 1, 2
+
+
+def _unusable(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_UNUSABLE)
+
+
+def _url(ctx: click.Context, db: str | None) -> str:
+    if db:
+        return db
+    home = getattr(ctx.find_root().obj, "home", None)
+    if home is None:
+        _unusable("give --db URL or the root option --home DIR")
+    return default_url(home)
+
+
+def _existing_engine(url: str) -> Engine:
+    """An engine for a log that must already exist: SQLite would create an empty file."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        _unusable(f"not a database URL: {url!r}")
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            _unusable("an in-memory SQLite database holds no audit log")
+        if not Path(parsed.database).is_file():
+            _unusable(f"no audit database at {parsed.database}")
+    try:
+        return make_engine(url)
+    except (ArgumentError, ImportError) as exc:
+        _unusable(f"cannot use database {parsed.render_as_string(hide_password=True)}: {exc}")
+
+
+def _open_log(url: str, **kwargs: Any) -> AuditLog:
+    try:
+        return AuditLog(_existing_engine(url), create=False, **kwargs)
+    except (AuditError, SQLAlchemyError) as exc:
+        _unusable(str(exc))
+
+
+def _read_cert(path: Path) -> tuple[bytes, PublicKey]:
+    from sscard.x509.parse import load_certificate
+
+    try:
+        cert = load_certificate(path.read_bytes())
+        key = PublicKey.from_spki(cert["tbs_certificate"]["subject_public_key_info"].dump())
+    except OSError as exc:
+        _unusable(f"cannot read certificate {path}: {exc.strerror}")
+    except (X509Error, CryptoError, ValueError) as exc:
+        _unusable(f"audit certificate {path}: {exc}")
+    return bytes(cert.dump()), key
+
+
+def _read_checkpoint(path: Path) -> Checkpoint:
+    try:
+        return Checkpoint.from_json(path.read_bytes())
+    except OSError as exc:
+        _unusable(f"cannot read checkpoint {path}: {exc.strerror}")
+    except CheckpointError as exc:
+        _unusable(f"checkpoint {path}: {exc}")
+
+
+db_option = click.option("--db", "db", metavar="URL",
+                         help="SQLAlchemy URL of the audit database (default: DIR/audit.sqlite "
+                              "under --home).")
+
+
+@click.group("audit")
+def group() -> None:
+    """The tamper-evident audit log: verify, show, checkpoint, prove."""
+
+
+@group.command("verify")
+@db_option
+@click.option("--cert", "cert_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Audit certificate (PEM or DER): the trust anchor for checkpoint signatures.")
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A copy of a checkpoint kept outside the log (from 'audit checkpoint --out').")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def verify_cmd(ctx: click.Context, db: str | None, cert_path: Path | None,
+               checkpoint_path: Path | None, as_json: bool) -> None:
+    """Recompute the chain and the tree, check every checkpoint; exit 0 intact, 1 tampered,
+    2 unusable input."""
+    url = _url(ctx, db)
+    engine = _existing_engine(url)
+    anchor = _read_cert(cert_path)[1] if cert_path else None
+    external = _read_checkpoint(checkpoint_path) if checkpoint_path else None
+    try:
+        report = verify_log(engine, public_key=anchor, external_checkpoint=external)
+    except AuditLogUnusable as exc:
+        _unusable(str(exc))
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps({
+            "intact": report.intact, "records": report.records,
+            "checkpoints": report.checkpoints, "hash": report.hash_name, "log": report.log_id,
+            "findings": [{"kind": f.kind, "seq": f.seq, "message": f.message}
+                         for f in report.findings],
+            "notes": report.notes,
+        }, ensure_ascii=False, indent=2))
+    else:
+        for f in report.findings:
+            click.echo(str(f))
+        for note in report.notes:
+            click.echo(f"note: {note}")
+        state = "intact" if report.intact else f"TAMPERED ({len(report.findings)} finding(s))"
+        click.echo(f"audit log {report.log_id}: {report.records} records, "
+                   f"{report.checkpoints} checkpoints, {report.hash_name}: {state}")
+    sys.exit(EXIT_INTACT if report.intact else EXIT_TAMPERED)
+
+
+@group.command("show")
+@db_option
+@click.option("--from", "start", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--to", "end", type=click.IntRange(min=1), default=None)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+@click.pass_context
+def show_cmd(ctx: click.Context, db: str | None, start: int, end: int | None,
+             as_json: bool) -> None:
+    """List records (``--from``/``--to`` sequence numbers)."""
+    log = _open_log(_url(ctx, db))
+    try:
+        for rec in log.records(start, end):
+            r = rec.record
+            if as_json:
+                click.echo(json.dumps({"seq": rec.seq, **r.as_dict(), "hash": rec.hash.hex()},
+                                      ensure_ascii=False, sort_keys=True))
+            else:
+                details = r.details_json() if r.details else ""
+                click.echo(f"{rec.seq:>8} {r.time} {r.outcome:<8} {r.actor} {r.action} "
+                           f"{r.object} {r.request_id} {details}".rstrip())
+    except (ValueError, SQLAlchemyError) as exc:
+        _unusable(f"cannot read the records: {exc} (run 'sscard audit verify')")
+    finally:
+        log.engine.dispose()
+
+
+@group.command("checkpoint")
+@db_option
+@click.option("--key", "key_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The audit signing key (encrypted PKCS#8).")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--passphrase-stdin", is_flag=True, help="Read the passphrase from stdin.")
+@click.option("--cert", "cert_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Audit certificate to store with the checkpoint.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the checkpoint here (keep it away from the database).")
+@click.pass_context
+def checkpoint_cmd(ctx: click.Context, db: str | None, key_path: Path,
+                   passphrase_file: Path | None, passphrase_stdin: bool, cert_path: Path | None,
+                   out: Path | None) -> None:
+    """Sign a checkpoint of the whole log now."""
+    url = _url(ctx, db)
+    passphrase = read_secret(file=passphrase_file, from_stdin=passphrase_stdin,
+                             prompt="Audit key passphrase")
+    try:
+        key = SoftwareKey.load(key_path, passphrase)
+    except CryptoError as exc:
+        _unusable(f"audit key {key_path}: {exc}")
+    cert = _read_cert(cert_path)[0] if cert_path else None
+    try:
+        log = _open_log(url, signer=key, certificate=cert)
+    except ValueError as exc:
+        _unusable(str(exc))
+    try:
+        cp = log.checkpoint()
+    except AuditError as exc:
+        _unusable(str(exc))
+    finally:
+        log.engine.dispose()
+    if out:
+        out.write_text(cp.to_json(), encoding="utf-8")
+    click.echo(f"checkpoint {cp.index}: size {cp.tree_size} root {cp.root.hex()}")
+
+
+@group.command("prove")
+@db_option
+@click.option("--seq", required=True, type=click.IntRange(min=1), help="The record to prove.")
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Prove against this checkpoint (default: the latest stored one).")
+@click.pass_context
+def prove_cmd(ctx: click.Context, db: str | None, seq: int, checkpoint_path: Path | None) -> None:
+    """Print an inclusion proof of record SEQ in a checkpoint, and check it (exit 1 if not)."""
+    log = _open_log(_url(ctx, db))
+    try:
+        cp = _read_checkpoint(checkpoint_path) if checkpoint_path else log.latest_checkpoint()
+        if cp is None:
+            _unusable("the log has no checkpoint yet ('sscard audit checkpoint')")
+        if seq > cp.tree_size:
+            _unusable(f"record {seq} is after checkpoint {cp.index} (size {cp.tree_size})")
+        proof = log.inclusion_proof(seq, cp.tree_size)
+    except AuditError as exc:
+        _unusable(str(exc))
+    finally:
+        log.engine.dispose()
+    ok = proof.verify(cp.root)
+    click.echo(json.dumps({
+        "seq": seq, "leaf_index": seq - 1, "tree_size": proof.tree_size, "hash": proof.hash_name,
+        "entry": proof.entry.hex(), "path": [p.hex() for p in proof.path],
+        "checkpoint": cp.index, "root": cp.root.hex(), "verified": ok,
+    }, indent=2))
+    sys.exit(EXIT_INTACT if ok else EXIT_TAMPERED)
+
+
+@group.command("keygen")
+@click.option("--key-out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--cert-out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--subject", default="CN=Audit Log Signing,C=CN", show_default=True)
+@click.option("--algorithm", default="sm2", show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=3650, show_default=True)
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--passphrase-stdin", is_flag=True)
+def keygen_cmd(key_out: Path, cert_out: Path, subject: str, algorithm: str, days: int,
+               passphrase_file: Path | None, passphrase_stdin: bool) -> None:
+    """Make an audit signing key (encrypted) and a self-signed audit certificate for it.
+
+    In production the audit certificate would rather be issued by the CA; either works as the
+    anchor given to 'audit verify --cert'."""
+    from sscard.x509.builder import CertificateBuilder
+    from sscard.x509.names import parse_name
+    from sscard.x509.pem import der_to_pem
+
+    passphrase = read_secret(file=passphrase_file, from_stdin=passphrase_stdin,
+                             prompt="New audit key passphrase", confirm=True)
+    try:
+        key = SoftwareKey.generate(algorithm)
+        name = parse_name(subject)
+    except (ValueError, CryptoError, X509Error) as exc:
+        raise click.BadParameter(str(exc)) from None
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        CertificateBuilder().subject(name).issuer(name).public_key(key.public_key())
+        .serial_number(secrets.randbits(63) + 1)
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension("key_usage", {"digital_signature", "non_repudiation"}, critical=True)
+        .sign(key)
+    )
+    key.store(key_out, passphrase)
+    cert_out.write_bytes(der_to_pem(cert.dump(), "CERTIFICATE"))
+    click.echo(f"audit key {key_out}, certificate {cert_out}")
