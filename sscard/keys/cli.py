@@ -76,3 +76,12 @@ def open_software_key(path: Path, passphrase_file: Path | None,
         return SoftwareKey.load(path, passphrase)
     except CryptoError as exc:
         raise click.ClickException(f"{path}: {exc}") from None
+
+
+def _attach_list() -> None:
+    from sscard.keys.list_cli import list_keys
+
+    key_group.add_command(list_keys, "list")
+
+
+_attach_list()
