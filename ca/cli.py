@@ -1,8 +1,324 @@
-"""``sscard ca ...``: the certificate authority."""
+"""``sscard ca ...``: the certificate authority's command line.
+
+Commands translate between files and the library API in ``ca.authority``; errors from it
+(refused requests, unknown serials, ...) end the command with exit status 1 and the reason.
+``ca serve`` lives in ``ca.serve_cli`` and is loaded only when asked for (it pulls in Flask).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
+from ca.errors import CAError
+from sscard.secrets_input import read_secret
 
-@click.group("ca")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _CAGroup(click.Group):
+    """Adds ``serve`` from ``ca.serve_cli`` lazily, so other commands never import Flask."""
+
+    _LAZY = {"serve": ("ca.serve_cli", "serve")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._LAZY))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in self._LAZY:
+            import importlib
+
+            module, attr = self._LAZY[cmd_name]
+            loaded = getattr(importlib.import_module(module), attr)
+            return loaded if isinstance(loaded, click.Command) else None
+        return found
+
+
+@click.group("ca", cls=_CAGroup)
 def group() -> None:
     """Certificate authority: hierarchy, issuance, revocation, CRL, OCSP, TSA."""
+
+
+def _home(ctx: click.Context) -> Path:
+    obj = ctx.find_root().obj
+    return Path(obj.home) if obj is not None else Path("./sscard-data")
+
+
+def _passphrase_options(func: F) -> F:
+    func = click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+                        default=None,
+                        help="File whose first line is the CA key passphrase (default: the "
+                             "one ca init stored in <home>/secrets/ca.pass).")(func)
+    func = click.option("--passphrase-stdin", is_flag=True,
+                        help="Read the CA key passphrase from stdin.")(func)
+    return func
+
+
+def _passphrase(passphrase_file: Path | None, passphrase_stdin: bool) -> bytes | None:
+    if passphrase_file is None and not passphrase_stdin:
+        return None
+    return read_secret(file=passphrase_file, from_stdin=passphrase_stdin,
+                       prompt="CA key passphrase")
+
+
+def _ca_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CAError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _open(ctx: click.Context, passphrase: bytes | None, name: str | None) -> Any:
+    from ca.authority import CertificateAuthority
+
+    return CertificateAuthority.open(_home(ctx), passphrase, name)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _read_file(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+_CA_OPTION = click.option("--ca", "ca_name", default=None,
+                          help="Which CA of the hierarchy (default: the first issuing CA).")
+
+
+@group.command("init")
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Hierarchy TOML (default: an SM2 root and issuing CA).")
+@click.option("--issuing-only", is_flag=True,
+              help="Create only the issuing CA keys and CSRs; an offline root signs them.")
+@click.option("--csr-out", type=click.Path(path_type=Path), default=None,
+              help="With --issuing-only: where to write the CSR (a file for one issuing CA, "
+                   "else a directory).")
+@_passphrase_options
+@click.pass_context
+@_ca_errors
+def init_command(ctx: click.Context, config: Path | None, issuing_only: bool,
+                 csr_out: Path | None, passphrase_file: Path | None,
+                 passphrase_stdin: bool) -> None:
+    """Create the CA hierarchy in the data directory."""
+    from ca.authority import initialise
+    from sscard.x509.pem import der_to_pem
+
+    if csr_out is not None and not issuing_only:
+        raise click.UsageError("--csr-out goes with --issuing-only")
+    home = _home(ctx)
+    result = initialise(home, config, _passphrase(passphrase_file, passphrase_stdin),
+                        issuing_only=issuing_only)
+    if result.passphrase_file is not None:
+        click.echo(f"generated a random key passphrase and stored it in {result.passphrase_file}"
+                   " (mode 0600); keep a copy offline, it protects the CA keys")
+    for name in result.active:
+        click.echo(f"CA {name}: ready")
+    if result.pending_csrs:
+        for name, csr in result.pending_csrs.items():
+            if csr_out is None:
+                target = home / f"{name}.csr.pem"
+            elif len(result.pending_csrs) == 1 and not csr_out.is_dir():
+                target = csr_out
+            else:
+                csr_out.mkdir(parents=True, exist_ok=True)
+                target = csr_out / f"{name}.csr.pem"
+            _write_file(target, der_to_pem(csr, "CERTIFICATE REQUEST"))
+            click.echo(f"CA {name}: waiting for its certificate; CSR written to {target} "
+                       "(have the root sign it, then run ca import-issuing-cert)")
+    click.echo(f"database: {result.database_url}")
+
+
+@group.command("import-issuing-cert")
+@click.option("--cert", "cert_path", required=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The issuing CA certificate the offline root signed.")
+@click.option("--root", "root_path", required=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The root CA certificate.")
+@_CA_OPTION
+@click.pass_context
+@_ca_errors
+def import_issuing_cert(ctx: click.Context, cert_path: Path, root_path: Path,
+                        ca_name: str | None) -> None:
+    """Complete an issuing CA created with --issuing-only."""
+    from ca.authority import import_issuing_certificate
+
+    import_issuing_certificate(_home(ctx), _read_file(cert_path, "certificate"),
+                               _read_file(root_path, "root certificate"), ca_name)
+    click.echo("issuing CA certificate imported; the CA is ready")
+
+
+@group.command("certs")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="PEM file for the chain: the issuing CA first, the root last.")
+@_CA_OPTION
+@click.pass_context
+@_ca_errors
+def certs(ctx: click.Context, out: Path, ca_name: str | None) -> None:
+    """Write the CA certificate chain."""
+    from sscard.x509.pem import der_to_pem
+
+    with _open(ctx, None, ca_name) as authority:
+        chain = authority.chain()
+    _write_file(out, b"".join(der_to_pem(c.dump(), "CERTIFICATE") for c in chain))
+    click.echo(f"wrote {len(chain)} certificates to {out}")
+
+
+def _parse_time(text: str | None, what: str) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time", param_hint=what) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+@group.command("issue")
+@click.option("--profile", required=True, help="Certificate profile, e.g. cardholder-sign.")
+@click.option("--csr", "csr_path", required=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="PKCS#10 request, PEM or DER.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the certificate (PEM).")
+@click.option("--sin", "social_insurance_number", default=None,
+              help="Social insurance number (default: the CSR subject's serialNumber).")
+@click.option("--dns", "dns_names", multiple=True, help="DNS subjectAltName (repeatable).")
+@click.option("--days", "validity_days", type=int, default=None,
+              help="Shorter validity than the profile's.")
+@_CA_OPTION
+@_passphrase_options
+@click.pass_context
+@_ca_errors
+def issue(ctx: click.Context, profile: str, csr_path: Path, out: Path,
+          social_insurance_number: str | None, dns_names: tuple[str, ...],
+          validity_days: int | None, ca_name: str | None, passphrase_file: Path | None,
+          passphrase_stdin: bool) -> None:
+    """Issue a certificate from a CSR under a profile."""
+    from sscard.x509.pem import der_to_pem
+
+    request = _read_file(csr_path, "CSR")
+    extra: dict[str, Any] = {}
+    if social_insurance_number:
+        extra["social_insurance_number"] = social_insurance_number
+    if dns_names:
+        extra["dns_names"] = list(dns_names)
+    if validity_days is not None:
+        extra["validity_days"] = validity_days
+    with _open(ctx, _passphrase(passphrase_file, passphrase_stdin), ca_name) as authority:
+        issued = authority.issue_from_csr(request, profile, extra)
+    _write_file(out, der_to_pem(issued.der, "CERTIFICATE"))
+    click.echo(f"issued serial={issued.serial_hex} profile={issued.profile} to {out}")
+
+
+@group.command("revoke")
+@click.argument("serial")
+@click.option("--reason", default="unspecified", show_default=True,
+              help="RFC 5280 reason: keyCompromise, cACompromise, affiliationChanged, "
+                   "superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, "
+                   "aACompromise, unspecified.")
+@click.option("--invalidity-date", default=None,
+              help="When the key was (suspected) compromised, ISO 8601 (UTC if no zone).")
+@_CA_OPTION
+@_passphrase_options
+@click.pass_context
+@_ca_errors
+def revoke(ctx: click.Context, serial: str, reason: str, invalidity_date: str | None,
+           ca_name: str | None, passphrase_file: Path | None, passphrase_stdin: bool) -> None:
+    """Revoke the certificate SERIAL (hex, as `openssl x509 -serial` prints it)."""
+    from ca.records import serial_from_hex, serial_to_hex
+
+    try:
+        number = serial_from_hex(serial)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="SERIAL") from None
+    when = _parse_time(invalidity_date, "--invalidity-date")
+    with _open(ctx, _passphrase(passphrase_file, passphrase_stdin), ca_name) as authority:
+        status = authority.revoke(number, reason, when)
+    assert status.reason is not None and status.revocation_time is not None
+    click.echo(f"revoked serial={serial_to_hex(number)} reason={status.reason.name} "
+               f"at {status.revocation_time:%Y-%m-%dT%H:%M:%SZ}")
+
+
+@group.command("crl")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the CRL.")
+@click.option("--delta", is_flag=True, help="A delta CRL against the latest full CRL.")
+@click.option("--der", "as_der", is_flag=True, help="Write DER instead of PEM.")
+@_CA_OPTION
+@_passphrase_options
+@click.pass_context
+@_ca_errors
+def crl(ctx: click.Context, out: Path, delta: bool, as_der: bool, ca_name: str | None,
+        passphrase_file: Path | None, passphrase_stdin: bool) -> None:
+    """Build, sign and record the next CRL (full, or --delta)."""
+    from asn1crypto import crl as asn1crl
+
+    from sscard.x509.pem import der_to_pem
+
+    with _open(ctx, _passphrase(passphrase_file, passphrase_stdin), ca_name) as authority:
+        der = authority.build_crl_der(delta=delta)
+    _write_file(out, der if as_der else der_to_pem(der, "X509 CRL"))
+    tbs = asn1crl.CertificateList.load(der)["tbs_cert_list"]
+    number = next(e["extn_value"].native for e in tbs["crl_extensions"]
+                  if e["extn_id"].native == "crl_number")
+    entries = len(tbs["revoked_certificates"])
+    click.echo(f"wrote {'delta ' if delta else ''}CRL number {number} with {entries} "
+               f"entries to {out}")
+
+
+@group.command("list")
+@click.option("--limit", type=int, default=50, show_default=True)
+@_CA_OPTION
+@click.pass_context
+@_ca_errors
+def list_command(ctx: click.Context, limit: int, ca_name: str | None) -> None:
+    """List issued certificates, newest first."""
+    with _open(ctx, None, ca_name) as authority:
+        rows = authority.list_certificates(limit)
+    for status, profile, subject in rows:
+        click.echo(f"{status.serial:X}\t{status.status.value}\t{profile}\t{subject}")
+
+
+@group.command("show")
+@click.argument("serial")
+@_CA_OPTION
+@click.pass_context
+@_ca_errors
+def show(ctx: click.Context, serial: str, ca_name: str | None) -> None:
+    """Show one certificate's status and PEM."""
+    from ca.records import serial_from_hex, serial_to_hex
+    from sscard.x509.pem import der_to_pem
+
+    try:
+        number = serial_from_hex(serial)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="SERIAL") from None
+    with _open(ctx, None, ca_name) as authority:
+        status = authority.show(number)
+    click.echo(f"serial: {serial_to_hex(number)}")
+    click.echo(f"status: {status.status.value}")
+    if status.revocation_time is not None:
+        assert status.reason is not None
+        click.echo(f"revoked: {status.revocation_time:%Y-%m-%dT%H:%M:%SZ} "
+                   f"reason={status.reason.name}")
+    if status.invalidity_date is not None:
+        click.echo(f"invalidity date: {status.invalidity_date:%Y-%m-%dT%H:%M:%SZ}")
+    assert status.certificate_der is not None
+    click.echo(der_to_pem(status.certificate_der, "CERTIFICATE").decode().rstrip())
