@@ -1,8 +1,428 @@
-"""``sscard card ...``: card-issuing tools."""
+"""``sscard card ...``: card-issuing tools.
+
+Every command that touches a card goes through PC/SC (pcscd); ``emulate`` puts an emulated card
+and PSAM into the virtual readers. PINs come from a prompt, ``--pin-stdin`` or ``--pin-file``,
+never from the command line."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import click
+
+from reader_tools import mohrss
+from reader_tools.session import card_errors, open_card
+from sscard.card import errors
+from sscard.card.client import CardInfo
+from sscard.card.codec import CodecError
+from sscard.card.keyhandle import CardKey
+from sscard.card.records import HolderData
+from sscard.card.transport import PcscContext
+from sscard.card.validation import CardDataError, validate_pin
+from sscard.secrets_input import read_secret
+
+INITIAL_PIN = "123456"
+KEY_UPDATE = 0x0B
+
+
+def reader_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--psam-reader", metavar="NAME", default=None,
+                     help="PC/SC reader holding the PSAM (default: found automatically, or "
+                          "$SSCARD_PSAM_READER).")(f)
+    f = click.option("--reader", metavar="NAME", default=None,
+                     help="PC/SC reader holding the card (default: the first reader with a "
+                          "social security card, or $SSCARD_READER).")(f)
+    return f
+
+
+def pin_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--pin-stdin", is_flag=True,
+                     help="Read the PIN(s) from stdin, one per line.")(f)
+    f = click.option("--pin-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Read the PIN from the first line of a file.")(f)
+    return f
+
+
+def _pin(prompt: str, pin_file: Path | None, pin_stdin: bool, confirm: bool = False) -> str:
+    value = read_secret(file=pin_file, from_stdin=pin_stdin, prompt=prompt,
+                        confirm=confirm).decode("utf-8")
+    try:
+        return validate_pin(value, prompt)
+    except CardDataError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.group("card")
 def group() -> None:
     """Social security card: read, PIN, keys, certificates, emulation, personalisation."""
+
+
+# --- emulate ------------------------------------------------------------------------------------
+
+
+@group.command("emulate")
+@click.option("--state", "state_path", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The card's state file (its EEPROM); every write to it is atomic.")
+@click.option("--new-sample", is_flag=True,
+              help="Create a sample card (holder data, PIN 123456) if the file does not exist.")
+@click.option("--generation", type=click.Choice(["2", "3"]), default="3", show_default=True,
+              help="Card generation for --new-sample (2: 3DES, 3: SM4 and the PKI application).")
+@click.option("--psam-state", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The PSAM's state file (default: STATE with .psam appended; created with "
+                   "the test keys if absent).")
+@click.option("--no-psam", is_flag=True, help="Do not put a PSAM into the second slot.")
+@click.option("--port", type=int, default=lambda: int(os.environ.get("SSCARD_VPCD_PORT",
+              "35963")), show_default="$SSCARD_VPCD_PORT or 35963",
+              help="vpcd port of the card's slot; the PSAM uses the next one.")
+@click.option("--pin-tries", type=click.IntRange(1, 15), default=3, show_default=True,
+              help="PIN try limit of a new sample card.")
+def emulate(state_path: Path, new_sample: bool, generation: str, psam_state: Path | None,
+            no_psam: bool, port: int, pin_tries: int) -> None:
+    """Run an emulated card (and PSAM) attached to pcscd until stopped (Ctrl-C or SIGTERM)."""
+    from sscard.emulator.card import EmulatedCard
+    from sscard.emulator.psam import EmulatedPsam
+    from sscard.emulator.runner import EmulatorRunner, prepare_card, prepare_psam
+    from sscard.emulator.state import StateFileError
+
+    try:
+        state = prepare_card(state_path, new_sample, int(generation), pin_tries)
+        card = EmulatedCard(state, state_path)
+        psam = None
+        if not no_psam:
+            psam_path = psam_state or state_path.with_name(state_path.name + ".psam")
+            region = card.state.records["SSSE/0005"][0][2:5].hex()
+            psam = EmulatedPsam(prepare_psam(psam_path, region))
+    except (FileNotFoundError, StateFileError) as exc:
+        raise click.ClickException(str(exc)) from None
+    runner = EmulatorRunner(card, psam, port=port)
+
+    def _stop(_signum: int, _frame: object) -> None:
+        runner.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    runner.start()
+    click.echo(f"emulated generation-{state.generation} card {state.atr.hex().upper()} on vpcd "
+               f"port {port}" + ("" if no_psam else f", PSAM on port {port + 1}")
+               + "; stop with Ctrl-C", err=True)
+    runner.wait()
+    runner.stop()
+    click.echo("card removed (emulator stopped)", err=True)
+
+
+# --- readers and info ---------------------------------------------------------------------------
+
+
+@group.command("readers")
+def readers() -> None:
+    """List PC/SC readers and whether each holds a card."""
+    with card_errors(), PcscContext() as ctx:
+        names = ctx.readers()
+        if not names:
+            raise errors.NoReader("no card reader attached")
+        for name in names:
+            click.echo(f"{name}\t{'card present' if ctx.card_present(name) else 'empty'}")
+
+
+def _info_json(info: CardInfo) -> dict[str, Any]:
+    card, holder = info.card, info.holder
+    return {
+        "atr": info.atr.hex().upper(),
+        "algorithm": info.algorithm.name,
+        "card_id": card.card_id.hex().upper(),
+        "region_code": card.region_code,
+        "card_type": card.card_type,
+        "spec_version": card.spec_version,
+        "init_org": card.init_org,
+        "issue_date": card.issue_date,
+        "expiry_date": card.expiry_date,
+        "card_number": card.card_number,
+        "ssn": holder.ssn,
+        "name": holder.name,
+        "sex": holder.sex,
+        "ethnicity": holder.ethnicity,
+        "birthplace": holder.birthplace,
+        "birth_date": holder.birth_date,
+    }
+
+
+@group.command("info")
+@reader_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "mohrss"]), default="text",
+              show_default=True, help="mohrss: the iReadCardBas string (11 '|'-ended fields).")
+def info(reader: str | None, psam_reader: str | None, fmt: str) -> None:
+    """Read the card and holder data (free-read files EF05 and EF06)."""
+    with card_errors(), open_card(reader, psam_reader, optional_psam=fmt == "mohrss") as opened:
+        data = opened.client.read_info()
+        if fmt == "mohrss":
+            terminal, device = "000000000000", ""  # what the API reports without a PSAM
+            if opened.psam is not None:
+                terminal, device = opened.psam.terminal_number(), opened.psam.device_number()
+            click.echo(mohrss.ireadcardbas(data, terminal, device))
+        elif fmt == "json":
+            click.echo(json.dumps(_info_json(data), ensure_ascii=False, indent=2))
+        else:
+            for key, value in _info_json(data).items():
+                click.echo(f"{key:13} {value}")
+
+
+# --- PIN ----------------------------------------------------------------------------------------
+
+
+@group.group("pin")
+def pin_group() -> None:
+    """Verify, change, unblock or reload the cardholder PIN."""
+
+
+@pin_group.command("verify")
+@reader_options
+@pin_options
+def pin_verify(reader: str | None, psam_reader: str | None, pin_file: Path | None,
+               pin_stdin: bool) -> None:
+    """Verify the PIN; a wrong PIN exits non-zero and says how many tries are left."""
+    pin = _pin("PIN", pin_file, pin_stdin)
+    with card_errors(), open_card(reader, psam_reader) as opened:
+        opened.client.verify_pin(pin)
+    click.echo("PIN correct")
+
+
+@pin_group.command("change")
+@reader_options
+@pin_options
+def pin_change(reader: str | None, psam_reader: str | None, pin_file: Path | None,
+               pin_stdin: bool) -> None:
+    """Change the PIN (old PIN, then the new one; with --pin-stdin: two lines)."""
+    if pin_file is not None:
+        raise click.UsageError("pin change reads two PINs: use --pin-stdin or the prompt")
+    old = _pin("Current PIN", None, pin_stdin)
+    new = _pin("New PIN", None, pin_stdin, confirm=not pin_stdin)
+    if new == INITIAL_PIN:
+        raise click.UsageError("the new PIN cannot be the initial PIN 123456 (MOHRSS -36)")
+    with card_errors(), open_card(reader, psam_reader) as opened:
+        opened.client.change_pin(old, new)
+    click.echo("PIN changed")
+
+
+def _sm_pin_command(action: str, reader: str | None, psam_reader: str | None,
+                    pin_file: Path | None, pin_stdin: bool) -> None:
+    new = _pin("New PIN", pin_file, pin_stdin, confirm=not (pin_stdin or pin_file))
+    with card_errors(), open_card(reader, psam_reader, with_psam=True) as opened:
+        psam = opened.need_psam()
+        if action == "unblock":
+            opened.client.unblock_pin(new, psam)
+        else:
+            opened.client.reload_pin(new, psam)
+    click.echo(f"PIN {action}ed: the new PIN is set and the try counter reset")
+
+
+@pin_group.command("unblock")
+@reader_options
+@pin_options
+def pin_unblock(reader: str | None, psam_reader: str | None, pin_file: Path | None,
+                pin_stdin: bool) -> None:
+    """Unblock the PIN and set a new one (secure messaging through the PSAM)."""
+    _sm_pin_command("unblock", reader, psam_reader, pin_file, pin_stdin)
+
+
+@pin_group.command("reload")
+@reader_options
+@pin_options
+def pin_reload(reader: str | None, psam_reader: str | None, pin_file: Path | None,
+               pin_stdin: bool) -> None:
+    """Reload (reset) the PIN to a new value (secure messaging through the PSAM)."""
+    _sm_pin_command("reload", reader, psam_reader, pin_file, pin_stdin)
+
+
+# --- keys, signatures, certificates ----------------------------------------------------------
+
+
+@group.command("keygen")
+@reader_options
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the new public key here (PEM); default: print it.")
+def keygen(reader: str | None, psam_reader: str | None, out: Path | None) -> None:
+    """Generate the card's SM2 signing key pair on the card (after external authentication
+    through the PSAM); print the public key."""
+    from sscard.crypto.sm2 import SM2PublicKey
+    from sscard.x509.pem import der_to_pem
+
+    with card_errors(), open_card(reader, psam_reader, with_psam=True) as opened:
+        opened.client.external_authenticate(KEY_UPDATE, opened.need_psam())
+        point = opened.client.generate_signing_key()
+    pem = der_to_pem(SM2PublicKey.from_point(point).spki_der(), "PUBLIC KEY")
+    if out:
+        out.write_bytes(pem)
+        click.echo(f"on-card SM2 key generated; public key written to {out}")
+    else:
+        click.echo(pem.decode("ascii"), nl=False)
+
+
+@group.command("sign")
+@reader_options
+@pin_options
+@click.option("--in", "in_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Data to sign (default: stdin, unless --pin-stdin).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the DER signature here (default: print base64).")
+@click.option("--uid", default="1234567812345678", show_default=True, help="SM2 user ID.")
+def sign(reader: str | None, psam_reader: str | None, pin_file: Path | None, pin_stdin: bool,
+         in_path: Path | None, out: Path | None, uid: str) -> None:
+    """Sign data with the on-card SM2 key (SM2 with SM3, DER signature)."""
+    if in_path is None and pin_stdin:
+        raise click.UsageError("with --pin-stdin give the data with --in FILE")
+    pin = _pin("PIN", pin_file, pin_stdin)
+    data = in_path.read_bytes() if in_path else sys.stdin.buffer.read()
+    with card_errors(), open_card(reader, psam_reader) as opened:
+        signature = CardKey(opened.client, lambda: pin).sign(data, uid=uid.encode())
+    if out:
+        out.write_bytes(signature)
+        click.echo(f"signature written to {out}")
+    else:
+        click.echo(base64.b64encode(signature).decode("ascii"))
+
+
+def _cert_summary(der: bytes) -> str:
+    from asn1crypto import x509
+
+    try:
+        cert = x509.Certificate.load(der)
+        return (f"subject: {cert.subject.human_friendly}; serial: {cert.serial_number:X}; "
+                f"not after: {cert['tbs_certificate']['validity']['not_after'].native}")
+    except (ValueError, TypeError) as exc:
+        return f"unparseable certificate ({exc})"
+
+
+@group.command("certs")
+@reader_options
+@click.option("--write-sign", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Write this signing certificate (DER or PEM) first.")
+@click.option("--write-enc", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Write this encryption certificate (DER or PEM) first.")
+@click.option("--import-enc-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Import the KMC's ENVELOPEDKEYBLOB (binary) first.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Save the certificates read back as sign.cer / enc.cer here.")
+def certs(reader: str | None, psam_reader: str | None, write_sign: Path | None,
+          write_enc: Path | None, import_enc_key: Path | None, out_dir: Path | None) -> None:
+    """Read the signing and encryption certificates (optionally write them first, after
+    external authentication through the PSAM)."""
+    from sscard.x509.pem import pem_to_der
+
+    def load(path: Path) -> bytes:
+        raw = path.read_bytes()
+        return pem_to_der(raw, "CERTIFICATE") if raw.lstrip().startswith(b"-----") else raw
+
+    writes = {"sign": write_sign, "enc": write_enc}
+    needs_auth = any(writes.values()) or import_enc_key is not None
+    with card_errors(), open_card(reader, psam_reader, with_psam=needs_auth) as opened:
+        client = opened.client
+        if needs_auth:
+            client.external_authenticate(KEY_UPDATE, opened.need_psam())
+        if import_enc_key is not None:
+            client.import_enveloped_key(import_enc_key.read_bytes())
+            click.echo("encryption key pair imported")
+        for which, path in writes.items():
+            if path is not None:
+                client.write_certificate(which, load(path))
+        for which in ("sign", "enc"):
+            der = client.read_certificate(which)
+            if der is None:
+                click.echo(f"{which}: (empty)")
+                continue
+            if writes[which] is not None and der != load(writes[which]):  # type: ignore[arg-type]
+                raise click.ClickException(f"{which} certificate read back differs from the "
+                                           "one written")
+            click.echo(f"{which}: {_cert_summary(der)}")
+            if out_dir:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                (out_dir / f"{which}.cer").write_bytes(der)
+
+
+# --- personalisation ----------------------------------------------------------------------------
+
+
+@group.command("write-data")
+@reader_options
+@click.option("--data", "data_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Holder data as JSON: ssn, name, sex, ethnicity, birthplace, birth_date.")
+def write_data(reader: str | None, psam_reader: str | None, data_path: Path) -> None:
+    """Write the holder data (EF06) after external authentication through the PSAM; the data
+    is validated first and read back after."""
+    try:
+        raw = json.loads(data_path.read_text(encoding="utf-8"))
+        fields = {k: str(raw[k]) for k in ("ssn", "name", "sex", "ethnicity", "birthplace",
+                                           "birth_date")}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise click.UsageError(f"{data_path} is not valid JSON: {exc}") from None
+    except KeyError as exc:
+        raise click.UsageError(f"{data_path} lacks the field {exc.args[0]}") from None
+    except TypeError:
+        raise click.UsageError(f"{data_path} must hold a JSON object") from None
+    holder = HolderData(**fields)
+    try:
+        holder.validate()
+    except (CardDataError, CodecError) as exc:
+        raise click.UsageError(f"invalid holder data: {exc}") from None
+    with card_errors(), open_card(reader, psam_reader, with_psam=True) as opened:
+        opened.client.select_ssse()
+        opened.client.external_authenticate(KEY_UPDATE, opened.need_psam())
+        opened.client.write_holder_data(holder)
+        back = opened.client.read_holder_data()
+    if back != holder:
+        raise click.ClickException("holder data read back differs from what was written")
+    click.echo(f"holder data written and read back: {holder.ssn} {holder.name}")
+
+
+@group.command("selftest")
+@reader_options
+def selftest(reader: str | None, psam_reader: str | None) -> None:
+    """Non-destructive checks: card data valid, card genuine (internal authentication through
+    the PSAM), PKI application present, on-card public key usable."""
+    from sscard.card.client import pki_pin_ctk
+    from sscard.crypto.sm2 import SM2PublicKey
+
+    failures = 0
+
+    def report(name: str, ok: bool, detail: str = "") -> None:
+        nonlocal failures
+        failures += 0 if ok else 1
+        click.echo(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}")
+
+    report("PKI PIN CTK check value (CARD_SPEC §4)",
+           pki_pin_ctk("123456").hex().upper() == "3DE741F445DD357BEA4E6C3FE6437036")
+    with card_errors(), open_card(reader, psam_reader, with_psam=True) as opened:
+        client = opened.client
+        data = client.read_info()
+        try:
+            data.card.validate()
+            data.holder.validate()
+            report("card and holder data", True, f"{data.holder.ssn} {data.card.card_number}")
+        except (CardDataError, CodecError) as exc:
+            report("card and holder data", False, str(exc))
+        try:
+            client.internal_authenticate(opened.need_psam())
+            report("internal authentication (card genuine)", True)
+        except errors.CardError as exc:
+            report("internal authentication (card genuine)", False, str(exc))
+        if data.card.spec_version >= "3.00":
+            try:
+                point = client.public_point()
+                SM2PublicKey.from_point(point)
+                report("PKI application: signing public key", True, point[:9].hex() + "...")
+            except errors.KeyNotFound:
+                report("PKI application: signing public key", True, "no key generated yet")
+            except errors.CardError as exc:
+                report("PKI application: signing public key", False, str(exc))
+        tries = client.pin_tries_left()
+        report("PIN try counter", tries != 0, f"{tries} tries left" if tries >= 0 else "")
+    if failures:
+        raise click.ClickException(f"{failures} check(s) failed")

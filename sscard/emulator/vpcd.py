@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -108,12 +107,3 @@ def _serve_connection(device: Device, sock: socket.socket, stop: threading.Event
                 _send(sock, device.atr)
             continue
         _send(sock, device.process(payload))
-
-
-def wait_until(predicate: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
-            return True
-        time.sleep(0.05)
-    return False

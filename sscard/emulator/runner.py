@@ -1,0 +1,65 @@
+"""Run an emulated card and PSAM attached to pcscd (vpcd slots ``port`` and ``port + 1``)
+until stopped."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sscard.emulator import vpcd
+from sscard.emulator.card import CardState, EmulatedCard
+from sscard.emulator.psam import EmulatedPsam, PsamState, test_psam
+from sscard.emulator.sample import CardProfile, sample_card
+
+
+def prepare_card(path: Path, new_sample: bool, generation: int, pin_tries: int = 3) -> CardState:
+    """Load the card at ``path``; create a sample card there first if asked and absent."""
+    if not path.exists():
+        if not new_sample:
+            raise FileNotFoundError(
+                f"card state file {path} does not exist (use --new-sample to create one)"
+            )
+        state = sample_card(CardProfile(generation=generation, pin_max_tries=pin_tries))
+        state.save(path)
+        return state
+    return CardState.load(path)
+
+
+def prepare_psam(path: Path, region_code: str) -> PsamState:
+    if not path.exists():
+        state = test_psam(region_code)
+        state.save(path)
+        return state
+    return PsamState.load(path)
+
+
+class EmulatorRunner:
+    """The card (and optionally the PSAM) served to vpcd on background threads."""
+
+    def __init__(self, card: EmulatedCard, psam: EmulatedPsam | None,
+                 host: str = "127.0.0.1", port: int = vpcd.DEFAULT_PORT) -> None:
+        self.card, self.psam = card, psam
+        self.host, self.port = host, port
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        devices: list[tuple[vpcd.Device, int]] = [(self.card, self.port)]
+        if self.psam is not None:
+            devices.append((self.psam, self.port + 1))
+        for device, port in devices:
+            thread = threading.Thread(
+                target=vpcd.serve, args=(device, self.host, port, self.stop_event),
+                name=f"vpcd-{port}", daemon=True,
+            )
+            thread.start()
+            self.threads.append(thread)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+    def wait(self) -> None:
+        while not self.stop_event.wait(0.5):
+            pass
