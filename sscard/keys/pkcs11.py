@@ -177,6 +177,25 @@ class Pkcs11Token:
         with self._lock:
             self._open()
 
+    @classmethod
+    def open_with_pin_from(
+        cls,
+        token_label: str,
+        module: str | os.PathLike[str] = DEFAULT_MODULE,
+        *,
+        pin_file: os.PathLike[str] | str | None = None,
+        pin_stdin: bool = False,
+        pin_env: str | None = None,
+    ) -> Pkcs11Token:
+        """Open a token with its user PIN read by ``sscard.secrets_input.read_secret`` (a file,
+        stdin, a named environment variable, else a prompt without echo)."""
+        from sscard.secrets_input import read_secret
+
+        pin = read_secret(file=Path(pin_file) if pin_file is not None else None,
+                          from_stdin=pin_stdin, env_var=pin_env,
+                          prompt=f"PIN for token {token_label}")
+        return cls(token_label, pin, module)
+
     # -- session management -------------------------------------------------------------------
 
     def _open(self) -> None:
@@ -397,8 +416,8 @@ class Pkcs11Token:
 
     def _public_key_of(self, session: Any, priv: Any, key_id: bytes) -> PublicKey:
         key_type = priv[Attribute.KEY_TYPE]
-        pubs = list(session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY,
-                                         Attribute.ID: key_id}))
+        pubs = list(session.get_objects(
+            _identity(ObjectClass.PUBLIC_KEY, key_id, str(priv[Attribute.LABEL]))))
         if key_type == KeyType.RSA:
             source = pubs[0] if pubs else priv  # RSA private keys carry modulus and exponent
             spki = asn1keys.PublicKeyInfo({
@@ -475,6 +494,17 @@ class Pkcs11Token:
         except p11exc.PKCS11Error as exc:
             detail = str(exc) or type(exc).__name__
             raise Pkcs11Error(f"{what} on token {self.token_label!r} failed: {detail}") from None
+
+
+def _identity(object_class: ObjectClass, key_id: bytes, label: str) -> dict[Attribute, Any]:
+    """Search attributes for one half of a key pair: by CKA_ID, which pairs the halves; keys
+    made by other tools without an id fall back to the label."""
+    attrs: dict[Attribute, Any] = {Attribute.CLASS: object_class}
+    if key_id:
+        attrs[Attribute.ID] = key_id
+    else:
+        attrs[Attribute.LABEL] = label
+    return attrs
 
 
 def _ec_spki(ec_params: bytes, ec_point: bytes) -> bytes:
@@ -572,13 +602,15 @@ class Pkcs11Key(KeyHandle):
     def _private(self, session: Any) -> Any:
         """The private key object in the current session (re-found after a reopen)."""
         if self._object is None or self._generation != self.token.generation:
-            try:
-                self._object = session.get_key(ObjectClass.PRIVATE_KEY, id=self.key_id)
-            except p11exc.NoSuchKey:
+            attrs = _identity(ObjectClass.PRIVATE_KEY, self.key_id, self.key_label)
+            found = list(session.get_objects(attrs))
+            if len(found) != 1:
                 raise KeyNotFound(
-                    f"private key id {self.key_id.hex()} is no longer on token"
+                    f"private key {self.key_label!r} (id {self.key_id.hex() or 'empty'}) is"
+                    f" {'no longer' if not found else 'no longer uniquely'} on token"
                     f" {self.token.token_label!r}"
-                ) from None
+                )
+            self._object = found[0]
             self._generation = self.token.generation
         return self._object
 

@@ -351,3 +351,25 @@ def test_public_key_is_the_library_type(rsa_key: Pkcs11Key) -> None:
     pub = rsa_key.public_key()
     assert isinstance(pub, PublicKey)
     assert PublicKey.from_spki(pub.spki_der()) == pub
+
+
+def test_key_made_by_another_tool_without_an_id_is_found_by_label(token: Pkcs11Token) -> None:
+    label = unique("no-id")
+    token.run(lambda s: s.generate_keypair(
+        pkcs11.KeyType.EC, label=label, store=True,
+        public_template={pkcs11.Attribute.EC_PARAMS:
+                         pkcs11.util.ec.encode_named_curve_parameters("secp256r1")}))
+    key = token.find_key(label=label)
+    assert key.key_id == b""
+    assert key.algorithm is KeyAlgorithm.EC_P256
+    token.reopen()  # forces the handle to look its object up again, by label this time
+    key.public_key().verify(key.sign(MESSAGE), MESSAGE)
+
+
+def test_closed_token_reopens_on_use(softhsm_token: SoftHsmToken) -> None:
+    tok = Pkcs11Token.open_with_pin_from(softhsm_token.label, softhsm_token.module,
+                                         pin_file=softhsm_token.pin_file)
+    key = tok.generate_key("ec-p256", unique("reopen"))
+    tok.close()
+    key.public_key().verify(key.sign(MESSAGE), MESSAGE)
+    tok.close()
