@@ -170,7 +170,6 @@ class Pkcs11Token:
         self._lock = threading.RLock()
         self._session: Any = None
         self._mechanisms: frozenset[int] = frozenset()
-        self._login_key: tuple[str, str] | None = None
         self._epoch = 0
         #: bumped on every (re)open; keys re-find their objects when it changes
         self.generation = 0
@@ -218,7 +217,6 @@ class Pkcs11Token:
         self._epoch = _module_epochs.get(self.module_path, 0)
         login_key = (self.module_path, f"{token.label}/{token.serial.hex()}")
         self._session = self._login(token, login_key)
-        self._login_key = login_key
         self._mechanisms = frozenset(int(m) for m in token.slot.get_mechanisms())
         self.generation += 1
 

@@ -373,3 +373,20 @@ def test_closed_token_reopens_on_use(softhsm_token: SoftHsmToken) -> None:
     tok.close()
     key.public_key().verify(key.sign(MESSAGE), MESSAGE)
     tok.close()
+
+
+def test_sm2_curve_key_on_the_token_is_recognised_but_not_signed_with_ecdsa(
+    token: Pkcs11Token,
+) -> None:
+    """SoftHSM2 will make an EC key on the SM2 curve through CKM_EC_KEY_PAIR_GEN, but it can
+    only do ECDSA with it, which is not an SM2 signature: the handle must refuse, not fake it."""
+    label = unique("sm2-curve")
+    token.run(lambda s: s.generate_keypair(
+        pkcs11.KeyType.EC, label=label, id=label.encode(), store=True,
+        public_template={pkcs11.Attribute.EC_PARAMS:
+                         pkcs11.util.ec.encode_named_curve_parameters("1.2.156.10197.1.301")}))
+    key = token.find_key(label=label)
+    assert key.algorithm is KeyAlgorithm.SM2
+    assert key.public_key().algorithm is KeyAlgorithm.SM2
+    with pytest.raises(OperationNotSupported, match=r"cannot sign with SM2 .*CKM_SM2"):
+        key.sign(MESSAGE)
