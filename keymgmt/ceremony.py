@@ -136,6 +136,13 @@ def run_ceremony(
     for p in targets.values():
         if p.exists():
             raise CeremonyError(f"share file {p} already exists; refusing to overwrite it")
+    if pkcs11_target is not None:
+        from keymgmt.hsm import TokenRef, check_target
+
+        check_target(TokenRef(pkcs11_target.module, pkcs11_target.token_label,
+                              pkcs11_target.key_label), pkcs11_target.admin_pin)
+    if root_ca is not None and len(root_ca.passphrase) < 8:
+        raise CeremonyError("the root CA key passphrase must be at least 8 characters")
     ceremony_id = str(uuid.uuid4())
     storage_key_id = "sk-" + secrets.token_hex(8)
     log = log_path(home)
@@ -177,7 +184,7 @@ def run_ceremony(
                             storage_key_id=storage_key_id, backend="software",
                             algorithm="aes-256-gcm")
     else:
-        from keymgmt.hsm import TokenRef, generate_storage_key
+        from keymgmt.hsm import generate_storage_key
 
         ref = TokenRef(pkcs11_target.module, pkcs11_target.token_label, pkcs11_target.key_label)
         pin = generate_storage_key(ref, pkcs11_target.admin_pin)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pkcs11
 import pytest
-from pkcs11 import Attribute, KeyType
 
 from keymgmt import ceremony
-from keymgmt.errors import ShareError, StorageKeyError
-
-from .conftest import SoftHsmToken
+from keymgmt.errors import CeremonyError, ShareError, StorageKeyError
+from keymgmt.hsm import HsmStorageKey
+from sscard.keys.pkcs11 import Pkcs11Token
+from tests.softhsm import SoftHsmToken
 
 CUSTODIANS = [ceremony.Custodian(n, f"{n}-passphrase".encode()) for n in ("li", "wang", "zhao")]
 
@@ -22,7 +22,7 @@ def test_hsm_storage_key_survives_restart(tmp_path: Path, softhsm_token: SoftHsm
     result = ceremony.run_ceremony(
         home, CUSTODIANS, 2, tmp_path / "shares",
         pkcs11_target=ceremony.Pkcs11Target(softhsm_token.module, softhsm_token.label,
-                                            softhsm_token.pin),
+                                            softhsm_token.user_pin.encode()),
     )
     assert result.backend == "pkcs11"
     files = [(result.share_files[c.name], c.passphrase) for c in CUSTODIANS]
@@ -36,16 +36,16 @@ def test_hsm_storage_key_survives_restart(tmp_path: Path, softhsm_token: SoftHsm
     # The administrator's initial PIN no longer opens the token: only the sealed PIN does.
     token = pkcs11.lib(softhsm_token.module).get_token(token_label=softhsm_token.label)
     with pytest.raises(pkcs11.PinIncorrect):
-        token.open(user_pin=softhsm_token.pin.decode())
+        token.open(user_pin=softhsm_token.user_pin)
 
     second = ceremony.unseal_from_files(home, files[1:])  # a different pair of custodians
     try:
         assert second.unwrap(wrapped, b"key-1|owner") == b"escrowed private key"
         with pytest.raises(StorageKeyError, match="does not unwrap"):
             second.unwrap(wrapped, b"key-2|owner")
-        key = second._key  # type: ignore[attr-defined]
-        assert key[Attribute.EXTRACTABLE] is False and key[Attribute.SENSITIVE] is True
-        assert key.key_type == KeyType.AES and key.key_length == 256
+        assert isinstance(second, HsmStorageKey)
+        key = second.secret_key
+        assert key.extractable is False and key.sensitive is True and key.bits == 256
     finally:
         second.close()
 
@@ -53,9 +53,25 @@ def test_hsm_storage_key_survives_restart(tmp_path: Path, softhsm_token: SoftHsm
 def test_ceremony_refuses_a_token_that_already_holds_a_storage_key(
     tmp_path: Path, softhsm_token: SoftHsmToken,
 ) -> None:
-    target = ceremony.Pkcs11Target(softhsm_token.module, softhsm_token.label, softhsm_token.pin)
+    pin = softhsm_token.user_pin.encode()
+    with Pkcs11Token(softhsm_token.label, pin, softhsm_token.module) as token:
+        token.generate_aes_key("sscard-kmc-storage")
+    target = ceremony.Pkcs11Target(softhsm_token.module, softhsm_token.label, pin)
+    with pytest.raises(CeremonyError, match="already holds a key labelled"):
+        ceremony.run_ceremony(tmp_path / "a", CUSTODIANS, 2, tmp_path / "sa",
+                              pkcs11_target=target)
+    # refused before anything was written or the PIN changed
+    assert not (tmp_path / "a").exists() and not (tmp_path / "sa").exists()
+    with Pkcs11Token(softhsm_token.label, pin, softhsm_token.module):
+        pass
+
+
+def test_a_second_ceremony_cannot_reuse_the_administrators_pin(
+    tmp_path: Path, softhsm_token: SoftHsmToken,
+) -> None:
+    target = ceremony.Pkcs11Target(softhsm_token.module, softhsm_token.label,
+                                   softhsm_token.user_pin.encode())
     ceremony.run_ceremony(tmp_path / "a", CUSTODIANS, 2, tmp_path / "sa", pkcs11_target=target)
-    # the first ceremony replaced the PIN; a second ceremony with the old PIN cannot log in
-    with pytest.raises(StorageKeyError, match="wrong user PIN"):
+    with pytest.raises(StorageKeyError, match="wrong PIN"):
         ceremony.run_ceremony(tmp_path / "b", CUSTODIANS, 2, tmp_path / "sb",
                               pkcs11_target=target)

@@ -29,8 +29,7 @@ from keymgmt.service import (
 from sscard.crypto import envelopes
 from sscard.crypto.asymmetric import PrivateKey, PublicKey
 from sscard.crypto.sm2 import SM2PrivateKey
-
-from .kmc_helpers import new_kmc, principals
+from tests.kmc.kmc_helpers import new_kmc, principals
 
 SSN = "11010519491231002X"
 
