@@ -405,6 +405,11 @@ class CertificateAuthority:
         return self._ca.name
 
     @property
+    def database_id(self) -> int:
+        """This CA's key in the ``cas`` table (certificates.issuer_id)."""
+        return self._ca.id
+
+    @property
     def certificate(self) -> x509.Certificate:
         assert self._ca.certificate_der is not None
         return x509.Certificate.load(self._ca.certificate_der)
