@@ -84,8 +84,10 @@ def group() -> None:
               help="vpcd port of the card's slot; the PSAM uses the next one.")
 @click.option("--pin-tries", type=click.IntRange(1, 15), default=3, show_default=True,
               help="PIN try limit of a new sample card.")
+@click.option("--pull-after", type=click.IntRange(0), default=None, hidden=True,
+              help="Testing: pull the card out after this many commands.")
 def emulate(state_path: Path, new_sample: bool, generation: str, psam_state: Path | None,
-            no_psam: bool, port: int, pin_tries: int) -> None:
+            no_psam: bool, port: int, pin_tries: int, pull_after: int | None) -> None:
     """Run an emulated card (and PSAM) attached to pcscd until stopped (Ctrl-C or SIGTERM)."""
     from sscard.emulator.card import EmulatedCard
     from sscard.emulator.psam import EmulatedPsam
@@ -102,7 +104,7 @@ def emulate(state_path: Path, new_sample: bool, generation: str, psam_state: Pat
             psam = EmulatedPsam(prepare_psam(psam_path, region))
     except (FileNotFoundError, StateFileError) as exc:
         raise click.ClickException(str(exc)) from None
-    runner = EmulatorRunner(card, psam, port=port)
+    runner = EmulatorRunner(card, psam, port=port, pull_after=pull_after)
 
     def _stop(_signum: int, _frame: object) -> None:
         runner.stop_event.set()

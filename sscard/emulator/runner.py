@@ -33,18 +33,52 @@ def prepare_psam(path: Path, region_code: str) -> PsamState:
     return PsamState.load(path)
 
 
+class PullAfter:
+    """Wraps a device so that it is pulled from the reader after ``count`` commands: the
+    runner stops and the vpcd connection closes, as when a cardholder pulls the card. For
+    tests of what the terminal reports mid-operation."""
+
+    def __init__(self, device: vpcd.Device, count: int, stop: threading.Event) -> None:
+        self.device, self.left, self.stop = device, count, stop
+
+    @property
+    def atr(self) -> bytes:
+        return self.device.atr
+
+    def power_on(self) -> bytes:
+        return self.device.power_on()
+
+    def power_off(self) -> None:
+        self.device.power_off()
+
+    def reset(self) -> bytes:
+        return self.device.reset()
+
+    def process(self, raw: bytes) -> bytes:
+        if self.left <= 0:
+            self.stop.set()
+            raise ConnectionAbortedError("card pulled")
+        self.left -= 1
+        return self.device.process(raw)
+
+
 class EmulatorRunner:
     """The card (and optionally the PSAM) served to vpcd on background threads."""
 
     def __init__(self, card: EmulatedCard, psam: EmulatedPsam | None,
-                 host: str = "127.0.0.1", port: int = vpcd.DEFAULT_PORT) -> None:
+                 host: str = "127.0.0.1", port: int = vpcd.DEFAULT_PORT,
+                 pull_after: int | None = None) -> None:
         self.card, self.psam = card, psam
         self.host, self.port = host, port
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.pull_after = pull_after
 
     def start(self) -> None:
-        devices: list[tuple[vpcd.Device, int]] = [(self.card, self.port)]
+        card: vpcd.Device = self.card
+        if self.pull_after is not None:
+            card = PullAfter(self.card, self.pull_after, self.stop_event)
+        devices: list[tuple[vpcd.Device, int]] = [(card, self.port)]
         if self.psam is not None:
             devices.append((self.psam, self.port + 1))
         for device, port in devices:

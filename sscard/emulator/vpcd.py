@@ -106,4 +106,8 @@ def _serve_connection(device: Device, sock: socket.socket, stop: threading.Event
             elif code == GET_ATR:
                 _send(sock, device.atr)
             continue
-        _send(sock, device.process(payload))
+        try:
+            answer = device.process(payload)
+        except ConnectionAbortedError:  # the device was pulled: drop the connection
+            return
+        _send(sock, answer)

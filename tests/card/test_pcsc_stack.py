@@ -1,21 +1,293 @@
-"""Through the real stack: pyscard -> private pcscd -> vpcd -> `sscard card emulate`."""
+"""Through the real stack: the CLI and pyscard -> private pcscd -> vpcd -> `sscard card emulate`
+in a subprocess (see conftest.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
+import subprocess
 
+import pytest
+
+from sscard.card import errors
+from sscard.card.apdu import CommandApdu
+from sscard.card.auth import PsamAuthenticator
 from sscard.card.client import CardClient
+from sscard.card.envelope import wrap_for_card
+from sscard.card.keyhandle import CardKey
+from sscard.card.records import HolderData
 from sscard.card.transport import PcscTransport
-from tests.card.conftest import CARD_READER, run_cli
+from sscard.crypto.asymmetric import PublicKey
+from sscard.crypto.sm2 import CipherFormat, SM2PrivateKey, SM2PublicKey
+from sscard.keys.software import SoftwareKey
+from tests.card.conftest import CARD_READER, PSAM_READER, run_cli
 
 
-def test_info_read_through_pcsc(emulator):
-    result = run_cli(emulator.rig, "info", "--format", "json", reader=False)
+def open_client() -> CardClient:
+    client = CardClient(PcscTransport(CARD_READER))
+    client.connect()
+    return client
+
+
+def open_psam() -> PsamAuthenticator:
+    transport = PcscTransport(PSAM_READER)
+    transport.connect()
+    return PsamAuthenticator(transport)
+
+
+def test_info_formats(emulator):
+    result = run_cli(emulator.rig, "info", "--format", "json", reader=False)  # auto-detects
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
-    assert info["ssn"] == "111111198101011110"
-    assert info["name"] == "张三"
-    assert info["algorithm"] == "SM4"
-    with CardClient(PcscTransport(CARD_READER)) as client:
-        assert client.read_holder_data().name == "张三"
-        assert client.atr.hex().upper() == info["atr"]
+    assert (info["ssn"], info["name"], info["algorithm"]) == ("111111198101011110", "张三", "SM4")
+
+    mohrss = run_cli(emulator.rig, "info", "--format", "mohrss")
+    assert mohrss.returncode == 0, mohrss.stderr
+    line = mohrss.stdout.strip()
+    fields = line.split("|")
+    assert line.endswith("|") and len(fields) == 12 and fields[-1] == ""
+    assert fields[0] == info["card_id"][:6] == "639900"
+    assert fields[1:5] == [info["ssn"], info["card_number"], info["card_id"], "张三"]
+    assert info["atr"].endswith(fields[5]) and len(fields[5]) == 26  # 13 historical bytes
+    assert fields[6:9] == [info["spec_version"], info["issue_date"], info["expiry_date"]]
+    psam = open_psam()
+    try:
+        assert fields[9] == psam.terminal_number() != "000000000000"
+        assert fields[10] == psam.device_number()
+    finally:
+        psam.transport.disconnect()
+
+    text = run_cli(emulator.rig, "info")
+    assert "张三" in text.stdout and "111111198101011110" in text.stdout
+
+
+def test_pin_verify_change_block_unblock(emulator):
+    rig = emulator.rig
+    ok = run_cli(rig, "pin", "verify", "--pin-stdin", stdin="123456\n")
+    assert ok.returncode == 0 and "PIN correct" in ok.stdout, ok.stderr
+
+    changed = run_cli(rig, "pin", "change", "--pin-stdin", stdin="123456\n24680\n")
+    assert changed.returncode == 0, changed.stderr
+    old_refused = run_cli(rig, "pin", "verify", "--pin-stdin", stdin="123456\n")
+    assert old_refused.returncode == 6
+    assert "wrong PIN: 2 tries left" in old_refused.stderr
+    assert run_cli(rig, "pin", "verify", "--pin-stdin", stdin="24680\n").returncode == 0
+
+    for left in (2, 1, 0):
+        wrong = run_cli(rig, "pin", "verify", "--pin-stdin", stdin="999999\n")
+        assert wrong.returncode == 6
+        assert f"wrong PIN: {left} tr" in wrong.stderr
+    blocked = run_cli(rig, "pin", "verify", "--pin-stdin", stdin="24680\n")  # right PIN, too late
+    assert blocked.returncode == 7 and "PIN blocked" in blocked.stderr
+
+    unblocked = run_cli(rig, "pin", "unblock", "--pin-stdin", stdin="135790\n")
+    assert unblocked.returncode == 0, unblocked.stderr
+    assert run_cli(rig, "pin", "verify", "--pin-stdin", stdin="135790\n").returncode == 0
+    client = open_client()
+    try:
+        assert client.pin_tries_left() == 3
+    finally:
+        client.close()
+
+
+def test_pin_rules_and_secrets_not_on_argv(emulator):
+    initial = run_cli(emulator.rig, "pin", "change", "--pin-stdin", stdin="123456\n123456\n")
+    assert initial.returncode == 2 and "initial PIN" in initial.stderr
+    short = run_cli(emulator.rig, "pin", "verify", "--pin-stdin", stdin="12\n")
+    assert short.returncode == 2 and "4 to 16 digits" in short.stderr
+    no_tty = run_cli(emulator.rig, "pin", "verify")
+    assert no_tty.returncode != 0 and "--*-stdin" in no_tty.stderr
+
+
+def test_keygen_sign_and_verify_with_openssl(emulator, tmp_path):
+    rig = emulator.rig
+    pub_pem = tmp_path / "card.pub.pem"
+    generated = run_cli(rig, "keygen", "--out", str(pub_pem))
+    assert generated.returncode == 0, generated.stderr
+    message = tmp_path / "message.txt"
+    message.write_bytes("社会保障卡 signature test".encode())
+    sig = tmp_path / "message.sig"
+    signed = run_cli(rig, "sign", "--pin-stdin", "--in", str(message), "--out", str(sig),
+                     stdin="123456\n")
+    assert signed.returncode == 0, signed.stderr
+
+    public = PublicKey.from_pem(pub_pem.read_bytes())
+    public.verify(sig.read_bytes(), message.read_bytes(), None)  # sscard.crypto
+    openssl = subprocess.run(
+        ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(pub_pem), "-rawin",
+         "-digest", "sm3", "-pkeyopt", "distid:1234567812345678", "-in", str(message),
+         "-sigfile", str(sig)], capture_output=True, text=True,
+    )
+    assert openssl.returncode == 0 and "Signature Verified Successfully" in openssl.stdout, \
+        openssl.stdout + openssl.stderr
+    message.write_bytes(b"tampered")
+    tampered = subprocess.run(
+        ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(pub_pem), "-rawin",
+         "-digest", "sm3", "-pkeyopt", "distid:1234567812345678", "-in", str(message),
+         "-sigfile", str(sig)], capture_output=True, text=True,
+    )
+    assert tampered.returncode != 0
+
+    wrong_pin = run_cli(rig, "sign", "--pin-stdin", "--in", str(message), stdin="654321\n")
+    assert wrong_pin.returncode == 6 and "2 tries left" in wrong_pin.stderr
+
+
+def test_card_key_handle_over_pcsc_and_pso_needs_pin(emulator):
+    client = open_client()
+    psam = open_psam()
+    try:
+        client.external_authenticate(0x0B, psam)
+        point = client.generate_signing_key()
+        with pytest.raises(errors.SecurityStatusNotSatisfied, match="6982"):
+            client.sign_digest(bytes(32))  # no PKI PIN in this session
+        key = CardKey(client, lambda: "123456")
+        assert key.public_key().raw.point == point
+        signature = key.sign(b"data", uid=b"ALICE123@YAHOO.COM")
+        SM2PublicKey.from_point(point).verify(signature, b"data", uid=b"ALICE123@YAHOO.COM")
+        with pytest.raises(Exception, match="does not verify"):
+            SM2PublicKey.from_point(point).verify(signature, b"data")
+    finally:
+        client.close()
+        psam.transport.disconnect()
+
+
+def _certificate_for(point: bytes, ca: SoftwareKey) -> bytes:
+    from sscard.x509.builder import CertificateBuilder
+    from sscard.x509.names import parse_name
+
+    now = dt.datetime.now(dt.UTC)
+    return (
+        CertificateBuilder()
+        .subject(parse_name("CN=张三,serialNumber=111111198101011110,O=人社厅,C=CN"))
+        .issuer(parse_name("CN=Test SS CA,C=CN"))
+        .public_key(PublicKey(SM2PublicKey.from_point(point)))
+        .serial_number(0x1234567890ABCDEF)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(ca)
+        .dump()
+    )
+
+
+def test_dual_certificates_and_enveloped_key_written_and_read_back(emulator, tmp_path):
+    client = open_client()
+    psam = open_psam()
+    try:
+        client.external_authenticate(0x0B, psam)
+        sign_point = client.generate_signing_key()
+    finally:
+        client.close()
+        psam.transport.disconnect()
+    ca = SoftwareKey.generate("sm2")
+    enc_key = SM2PrivateKey.generate()
+    sign_cert = tmp_path / "sign.cer"
+    enc_cert = tmp_path / "enc.cer"
+    sign_cert.write_bytes(_certificate_for(sign_point, ca))
+    enc_cert.write_bytes(_certificate_for(enc_key.public_key().point, ca))
+    blob = tmp_path / "enc.keyblob"
+    blob.write_bytes(wrap_for_card(SM2PublicKey.from_point(sign_point), enc_key))
+
+    empty = run_cli(emulator.rig, "certs")
+    assert empty.returncode == 0 and "sign: (empty)" in empty.stdout
+    written = run_cli(emulator.rig, "certs", "--write-sign", str(sign_cert), "--write-enc",
+                      str(enc_cert), "--import-enc-key", str(blob), "--out-dir",
+                      str(tmp_path / "back"))
+    assert written.returncode == 0, written.stderr
+    assert "imported" in written.stdout and "CN=张三" not in written.stderr
+    assert (tmp_path / "back" / "sign.cer").read_bytes() == sign_cert.read_bytes()
+    assert (tmp_path / "back" / "enc.cer").read_bytes() == enc_cert.read_bytes()
+
+    client = open_client()
+    try:
+        assert client.read_certificate("enc") == enc_cert.read_bytes()
+        assert client.public_point(0x0014) == enc_key.public_key().point
+        ciphertext = enc_key.public_key().encrypt(b"session key 1234", CipherFormat.ASN1)
+        assert CardKey(client, lambda: "123456", which="enc").decrypt(ciphertext) == \
+            b"session key 1234"
+    finally:
+        client.close()
+
+
+def test_holder_data_written_only_after_external_authentication(emulator, tmp_path):
+    new_holder = {"ssn": "11010519491231002X", "name": "欧阳娜娜", "sex": "2",
+                  "ethnicity": "01", "birthplace": "110105", "birth_date": "19491231"}
+    data = tmp_path / "holder.json"
+    data.write_text(json.dumps(new_holder, ensure_ascii=False), encoding="utf-8")
+
+    client = open_client()
+    try:
+        client.select_ssse()
+        with pytest.raises(errors.SecurityStatusNotSatisfied, match="6982"):
+            client.write_holder_data(HolderData(**new_holder))
+        card = client.read_card_data()
+        with pytest.raises(errors.SecurityStatusNotSatisfied):
+            client.write_card_data(card)
+        psam = open_psam()
+        try:  # EF05 through the PSAM-computed cryptogram
+            client.external_authenticate(0x0B, psam)
+            client.write_card_data(dataclasses.replace(card, card_number="X00000019"))
+            assert client.read_card_data().card_number == "X00000019"
+            client.get_challenge()
+            with pytest.raises(errors.AuthenticationFailed, match="63C4"):
+                client.send(CommandApdu(0x00, 0x82, 0x00, 0x0B, bytes(8)), "EXTERNAL AUTH")
+        finally:
+            psam.transport.disconnect()
+    finally:
+        client.close()
+
+    written = run_cli(emulator.rig, "write-data", "--data", str(data))
+    assert written.returncode == 0, written.stderr
+    info = json.loads(run_cli(emulator.rig, "info", "--format", "json").stdout)
+    assert (info["ssn"], info["name"], info["sex"]) == ("11010519491231002X", "欧阳娜娜", "2")
+
+    bad = dict(new_holder, ssn="110105194912310021")
+    data.write_text(json.dumps(bad), encoding="utf-8")
+    refused = run_cli(emulator.rig, "write-data", "--data", str(data))
+    assert refused.returncode == 2 and "check digit" in refused.stderr
+
+
+def test_write_refused_without_psam(pcsc_rig, tmp_path):
+    from tests.card.conftest import EmulatorProcess
+
+    emu = EmulatorProcess(pcsc_rig, tmp_path / "card.json")
+    emu.start("--new-sample", "--no-psam")
+    try:
+        data = tmp_path / "holder.json"
+        data.write_text(json.dumps({"ssn": "11010519491231002X", "name": "李四", "sex": "1",
+                                    "ethnicity": "01", "birthplace": "110105",
+                                    "birth_date": "19491231"}), encoding="utf-8")
+        refused = run_cli(pcsc_rig, "write-data", "--data", str(data), reader=False)
+        assert refused.returncode == 9 and "no PSAM" in refused.stderr
+        info = json.loads(run_cli(pcsc_rig, "info", "--format", "json", reader=False).stdout)
+        assert info["name"] == "张三"  # unchanged
+        mohrss = run_cli(pcsc_rig, "info", "--format", "mohrss", reader=False)
+        assert mohrss.stdout.strip().split("|")[9] == "000000000000"
+    finally:
+        emu.stop()
+
+
+def test_selftest(emulator):
+    result = run_cli(emulator.rig, "selftest")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAIL" not in result.stdout
+    assert "ok   internal authentication (card genuine)" in result.stdout
+
+
+def test_generation_2_card(pcsc_rig, tmp_path):
+    from tests.card.conftest import EmulatorProcess
+
+    emu = EmulatorProcess(pcsc_rig, tmp_path / "card2.json")
+    emu.start("--new-sample", "--generation", "2")
+    try:
+        info = json.loads(run_cli(pcsc_rig, "info", "--format", "json").stdout)
+        assert (info["algorithm"], info["spec_version"]) == ("DES3", "2.00")
+        selftest = run_cli(pcsc_rig, "selftest")
+        assert selftest.returncode == 0, selftest.stdout + selftest.stderr
+        unblock = run_cli(pcsc_rig, "pin", "unblock", "--pin-stdin", stdin="8642\n")
+        assert unblock.returncode == 0, unblock.stderr
+        assert run_cli(pcsc_rig, "pin", "verify", "--pin-stdin", stdin="8642\n").returncode == 0
+        keygen = run_cli(pcsc_rig, "keygen")
+        assert keygen.returncode == 8 and "6A82" in keygen.stderr  # no PKI application
+    finally:
+        emu.stop()
