@@ -301,3 +301,13 @@ def test_unusable_arguments(pki: Sm2Pki, kwargs: dict[str, object], message: str
 def test_naive_time_refused(pki: Sm2Pki) -> None:
     with pytest.raises(ValidationInputError, match="time zone"):
         check(pki, pki.leaf.cert, at=NOW.replace(tzinfo=None))
+
+
+def test_self_signed_leaf() -> None:
+    lone = make_ca("CN=自签名,C=CN")
+    other = make_ca("CN=别的根,C=CN")
+    untrusted = validate_path(lone.cert, trust_anchors=[other.cert])
+    assert untrusted.codes == {ReasonCode.UNTRUSTED_ROOT}
+    assert "self-signed" in untrusted.reasons[0].message
+    trusted = validate_path(lone.cert, trust_anchors=[lone.cert])
+    assert trusted.valid, trusted.reasons
