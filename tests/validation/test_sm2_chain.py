@@ -19,7 +19,7 @@ from sscard.validation import (
     ValidationResult,
     validate_path,
 )
-from tests.validation.chain import NOW, Issued, make_ca, make_crl, make_leaf, tampered
+from tests.validation.chain import NOW, Issued, make_ca, make_crl, make_leaf, tampered, uri
 
 
 class Sm2Pki:
@@ -311,3 +311,35 @@ def test_self_signed_leaf() -> None:
     assert "self-signed" in untrusted.reasons[0].message
     trusted = validate_path(lone.cert, trust_anchors=[lone.cert])
     assert trusted.valid, trusted.reasons
+
+
+def test_ip_address_host(pki: Sm2Pki) -> None:
+    san = [
+        x509.GeneralName(name="ip_address", value="10.1.2.3"),
+        x509.GeneralName(name="dns_name", value="svc.hrss.example.cn"),
+    ]
+    leaf = make_leaf("CN=ip,C=CN", pki.ca, extra=[("subject_alt_name", san, False)])
+    assert check(pki, leaf.cert, hostname="10.1.2.3").valid
+    wrong = check(pki, leaf.cert, hostname="10.1.2.4")
+    assert wrong.codes == {ReasonCode.HOSTNAME_MISMATCH}
+    assert "IP address" in wrong.reasons[0].message and "10.1.2.3" in wrong.reasons[0].message
+    assert check(pki, leaf.cert, hostname="svc.hrss.example.cn").valid
+
+
+def test_revocation_if_declared(pki: Sm2Pki) -> None:
+    cdp = [
+        (
+            "crl_distribution_points",
+            [{"distribution_point": {"full_name": [uri("http://crl.hrss.example.cn/ca.crl")]}}],
+            False,
+        )
+    ]
+    declares = make_leaf("CN=有CRL分发点,C=CN", pki.ca, extra=cdp)
+    quiet = make_leaf("CN=无分发点,C=CN", pki.ca)
+    mode = RevocationMode.IF_DECLARED
+    # No CRL at hand: a certificate that names one cannot be cleared, one that does not can.
+    assert check(pki, declares.cert, crls=[], revocation=mode).codes == {
+        ReasonCode.REVOCATION_UNKNOWN
+    }
+    assert check(pki, quiet.cert, crls=[], revocation=mode).valid
+    assert check(pki, declares.cert, revocation=mode).valid
