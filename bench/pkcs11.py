@@ -61,8 +61,8 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, pin: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
     from pkcs11 import Mechanism, ObjectClass
-    from pkcs11.util.ec import encode_ecdsa_signature
 
     from sscard.crypto.algorithms import SignatureAlgorithm
     from sscard.keys.pkcs11 import Pkcs11Token
@@ -87,7 +87,8 @@ def run(args: argparse.Namespace, pin: str) -> None:
 
             def ref_ecdsa() -> bytes:
                 raw = ec_obj.sign(hashlib.sha256(message).digest(), mechanism=Mechanism.ECDSA)
-                return bytes(encode_ecdsa_signature(raw))
+                return bytes(encode_dss_signature(int.from_bytes(raw[:32], "big"),
+                                                  int.from_bytes(raw[32:], "big")))
 
             cases = [
                 ("PKCS#11 RSA-2048 PKCS#1 SHA-256 sign",

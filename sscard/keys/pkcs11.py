@@ -27,6 +27,7 @@ import pkcs11
 from asn1crypto import algos as asn1algos
 from asn1crypto import core as asn1core
 from asn1crypto import keys as asn1keys
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11exc
 from pkcs11.util.ec import encode_named_curve_parameters
@@ -34,7 +35,7 @@ from pkcs11.util.ec import encode_named_curve_parameters
 from sscard.crypto.algorithms import EncryptionScheme, KeyAlgorithm, SignatureAlgorithm
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import DecryptionError, InvalidKey, UnsupportedAlgorithm
-from sscard.crypto.hashes import NAME_TO_OID, digest
+from sscard.crypto.hashes import NAME_TO_OID
 from sscard.crypto.sm2 import DEFAULT_UID
 from sscard.keys.base import KeyHandle, KeyHandleError, OperationNotSupported
 
@@ -553,6 +554,11 @@ def _describe(obj: Any, object_class: str) -> TokenKeyInfo:
     )
 
 
+def digest(hash_name: str, data: bytes) -> bytes:
+    """SHA-1/SHA-2 digest (hashlib: the cheapest call for the short inputs signing sees)."""
+    return hashlib.new(hash_name, data).digest()
+
+
 def _digest_info(hash_name: str, digest_value: bytes) -> bytes:
     """The PKCS#1 v1.5 DigestInfo that CKM_RSA_PKCS signs when we hash locally."""
     return asn1algos.DigestInfo({
@@ -571,11 +577,10 @@ def _oaep_param_names(scheme: EncryptionScheme) -> str:
 
 
 def _raw_to_der(raw: bytes) -> bytes:
+    """PKCS#11 gives ECDSA as r || s (each the order's length); X.509 wants SEQUENCE {r, s}."""
     half = len(raw) // 2
-    return asn1algos.DSASignature({
-        "r": int.from_bytes(raw[:half], "big"),
-        "s": int.from_bytes(raw[half:], "big"),
-    }).dump()
+    return bytes(encode_dss_signature(int.from_bytes(raw[:half], "big"),
+                                      int.from_bytes(raw[half:], "big")))
 
 
 class Pkcs11Key(KeyHandle):
