@@ -1,0 +1,366 @@
+"""Verifying CMS SignedData: the signature, the signed attributes, the path to the configured
+trust anchors, revocation (OCSP, falling back to CRLs) and the time-stamp.
+
+The answer names the signer and lists every reason the signature is not valid, each with a
+stable code (``Code``). With a valid time-stamp token the signer's certificate is judged at the
+time-stamp's time: a certificate revoked *after* it still vouches for the signature (a note
+says so), one revoked before it does not.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from asn1crypto import cms, crl, ocsp, x509
+
+from sscard.cms.content_types import normalise
+from sscard.cms.errors import CmsParseError
+from sscard.cms.identity import SignerIdentity, identify
+from sscard.cms.parse import load_content_info
+from sscard.cms.signer_check import attribute, check_signer_info, find_signer
+from sscard.cms.timestamp import check_token
+from sscard.crypto.sm2 import DEFAULT_UID
+from sscard.validation import (
+    Purpose,
+    Reason,
+    ReasonCode,
+    RevocationMode,
+    ValidationResult,
+    validate_path,
+)
+
+
+class Code(enum.Enum):
+    """Why a signature is not valid (and notes that do not make it invalid)."""
+
+    CONTENT_CHANGED = "CONTENT_CHANGED"
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    BAD_SIGNED_ATTRIBUTES = "BAD_SIGNED_ATTRIBUTES"
+    UNKNOWN_SIGNER = "UNKNOWN_SIGNER"
+    WRONG_SIGNER = "WRONG_SIGNER"
+    NO_CONTENT = "NO_CONTENT"
+    NO_SIGNER = "NO_SIGNER"
+    UNSUPPORTED_ALGORITHM = "UNSUPPORTED_ALGORITHM"
+    UNTRUSTED_ROOT = "UNTRUSTED_ROOT"
+    EXPIRED = "EXPIRED"
+    NOT_YET_VALID = "NOT_YET_VALID"
+    REVOKED = "REVOKED"
+    REVOCATION_UNKNOWN = "REVOCATION_UNKNOWN"
+    BAD_CERTIFICATE_SIGNATURE = "BAD_CERTIFICATE_SIGNATURE"
+    WRONG_PURPOSE = "WRONG_PURPOSE"
+    INVALID_PATH = "INVALID_PATH"
+    TIMESTAMP_INVALID = "TIMESTAMP_INVALID"
+    TIMESTAMP_MISMATCH = "TIMESTAMP_MISMATCH"
+    TIMESTAMP_UNTRUSTED = "TIMESTAMP_UNTRUSTED"
+    # notes: do not make the signature invalid
+    REVOKED_AFTER_TIMESTAMP = "REVOKED_AFTER_TIMESTAMP"
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: Code
+    message: str
+    at: datetime | None = None
+    """For REVOKED and REVOKED_AFTER_TIMESTAMP: when the certificate was revoked."""
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"code": self.code.value, "message": self.message}
+        if self.at is not None:
+            out["at"] = self.at.isoformat()
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.code.value}: {self.message}"
+
+
+@dataclass(frozen=True)
+class SignatureReport:
+    """The verdict on one signer of a SignedData."""
+
+    valid: bool
+    signer: SignerIdentity | None
+    problems: tuple[Problem, ...]
+    notes: tuple[Problem, ...] = ()
+    signing_time: datetime | None = None
+    """The signer's own claim (signing-time attribute): not evidence of anything."""
+    timestamp_time: datetime | None = None
+    """The time-stamp token's genTime, when a valid token was present."""
+    content: bytes | None = field(default=None, repr=False)
+    """The signed content (the encapsulated content, or the detached content given)."""
+
+    @property
+    def codes(self) -> frozenset[Code]:
+        return frozenset(p.code for p in self.problems)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "valid": self.valid,
+            "signer": self.signer.to_json() if self.signer else None,
+            "reasons": [p.to_json() for p in self.problems],
+            "notes": [p.to_json() for p in self.notes],
+            "signing_time": self.signing_time.isoformat() if self.signing_time else None,
+            "timestamp_time": self.timestamp_time.isoformat() if self.timestamp_time else None,
+        }
+
+
+_PATH_CODES = {
+    ReasonCode.EXPIRED: Code.EXPIRED,
+    ReasonCode.NOT_YET_VALID: Code.NOT_YET_VALID,
+    ReasonCode.UNTRUSTED_ROOT: Code.UNTRUSTED_ROOT,
+    ReasonCode.BAD_SIGNATURE: Code.BAD_CERTIFICATE_SIGNATURE,
+    ReasonCode.REVOKED: Code.REVOKED,
+    ReasonCode.REVOCATION_UNKNOWN: Code.REVOCATION_UNKNOWN,
+    ReasonCode.WRONG_PURPOSE: Code.WRONG_PURPOSE,
+    ReasonCode.KEY_USAGE: Code.WRONG_PURPOSE,
+}
+
+
+def _path_problem(reason: Reason, who: str) -> Problem:
+    code = _PATH_CODES.get(reason.code, Code.INVALID_PATH)
+    if code is Code.REVOKED and reason.revocation_time is not None:
+        when = reason.revocation_time
+        why = f" ({reason.revocation_reason})" if reason.revocation_reason else ""
+        return Problem(code, f"{who} was revoked at {when.isoformat()}{why}", when)
+    return Problem(code, f"{who}: {reason.message}")
+
+
+RevocationSource = Callable[[], tuple[Sequence[crl.CertificateList], Sequence[ocsp.OCSPResponse]]]
+
+
+@dataclass
+class TrustConfig:
+    """What a verifier trusts and where it gets revocation information."""
+
+    trust_anchors: Sequence[x509.Certificate]
+    intermediates: Sequence[x509.Certificate] = ()
+    crls: Sequence[crl.CertificateList] = ()
+    ocsp_responses: Sequence[ocsp.OCSPResponse] = ()
+    revocation_source: RevocationSource | None = None
+    """Called on each (uncached) validation for fresh CRLs and OCSP responses."""
+    fetch_revocation: bool = False
+    """Also ask the OCSP responders and CRL distribution points the certificates name."""
+    revocation: RevocationMode | None = None
+    """Default: REQUIRE when any revocation source is configured, else NONE."""
+    cache_seconds: float = 0.0
+    """Path validation results are reused this long (0: no cache)."""
+
+
+class Verifier:
+    """Verifies SignedData against one TrustConfig; thread-safe, with an optional cache of path
+    validation results keyed by the certificates and the validation time."""
+
+    def __init__(self, config: TrustConfig) -> None:
+        if not config.trust_anchors:
+            raise ValueError("a verifier needs at least one trust anchor")
+        self.config = config
+        self._cache: dict[tuple[object, ...], tuple[float, ValidationResult]] = {}
+        self._lock = threading.Lock()
+
+    # -- path validation -----------------------------------------------------------------
+
+    def _revinfo(self) -> tuple[list[crl.CertificateList], list[ocsp.OCSPResponse]]:
+        crls = list(self.config.crls)
+        ocsps = list(self.config.ocsp_responses)
+        if self.config.revocation_source is not None:
+            more_crls, more_ocsp = self.config.revocation_source()
+            crls.extend(more_crls)
+            ocsps.extend(more_ocsp)
+        return crls, ocsps
+
+    def _revocation_mode(self, has_revinfo: bool) -> RevocationMode:
+        if self.config.revocation is not None:
+            return self.config.revocation
+        configured = has_revinfo or self.config.fetch_revocation or (
+            self.config.revocation_source is not None)
+        return RevocationMode.REQUIRE if configured else RevocationMode.NONE
+
+    def validate(
+        self,
+        leaf: x509.Certificate,
+        extra: Sequence[x509.Certificate],
+        at: datetime | None,
+        with_revocation: bool,
+        purpose: Purpose | None = None,
+    ) -> ValidationResult:
+        key = (
+            hashlib.sha256(leaf.dump()).digest(),
+            tuple(hashlib.sha256(c.dump()).digest() for c in extra),
+            at.replace(microsecond=0) if at else None,
+            with_revocation,
+            purpose,
+        )
+        ttl = self.config.cache_seconds
+        if ttl > 0:
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1]
+        crls, ocsps = self._revinfo() if with_revocation else ([], [])
+        mode = self._revocation_mode(bool(crls or ocsps)) if with_revocation else (
+            RevocationMode.NONE)
+        result = validate_path(
+            leaf,
+            trust_anchors=self.config.trust_anchors,
+            intermediates=[*self.config.intermediates, *extra],
+            crls=crls,
+            ocsp_responses=ocsps,
+            fetch_revocation=self.config.fetch_revocation and with_revocation,
+            revocation=mode,
+            at=at,
+            purpose=purpose,
+        )
+        if ttl > 0:
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[key] = (time.monotonic() + ttl, result)
+        return result
+
+    # -- the signature -------------------------------------------------------------------
+
+    def verify(
+        self,
+        signed: bytes | cms.ContentInfo,
+        content: bytes | None = None,
+        *,
+        at: datetime | None = None,
+        expected_signer: x509.Certificate | None = None,
+        uid: bytes = DEFAULT_UID,
+    ) -> SignatureReport:
+        """Verify the first signer of ``signed`` (DER/PEM or parsed); ``content`` for a
+        detached signature. Malformed input raises CmsParseError; everything else is an
+        answer with reasons."""
+        info = signed if isinstance(signed, cms.ContentInfo) else load_content_info(signed)
+        if normalise(info["content_type"].native) != "signed_data":
+            raise CmsParseError(f"expected SignedData, found {info['content_type'].native}")
+        sd = info["content"]
+        encap = sd["encap_content_info"]
+        inner_type = encap["content_type"].native
+        embedded = encap["content"].contents if encap["content"].native is not None else None
+        if content is not None and embedded is not None and content != embedded:
+            return SignatureReport(False, None, (Problem(
+                Code.CONTENT_CHANGED,
+                "the content given differs from the content inside the signature"),))
+        data = content if content is not None else embedded
+        certs = [c.chosen for c in sd["certificates"] or () if c.name == "certificate"]
+        if not len(sd["signer_infos"]):
+            return SignatureReport(False, None, (Problem(Code.NO_SIGNER, "no SignerInfo"),),
+                                   content=data)
+        signer_info = sd["signer_infos"][0]
+        if data is None:
+            return SignatureReport(False, None, (Problem(
+                Code.NO_CONTENT,
+                "detached signature: the signed content must be given to verify it"),))
+        cert = find_signer(signer_info["sid"], [*certs, *self.config.intermediates])
+        if cert is None:
+            return SignatureReport(False, None, (Problem(
+                Code.UNKNOWN_SIGNER,
+                "the signer's certificate is neither in the message nor known here"),),
+                content=data)
+        identity = identify(cert)
+        problems: list[Problem] = [
+            Problem(Code(code), msg)
+            for code, msg in check_signer_info(signer_info, cert, data, inner_type, uid=uid)
+        ]
+        if expected_signer is not None and expected_signer.dump() != cert.dump():
+            problems.append(Problem(
+                Code.WRONG_SIGNER,
+                f"signed by {identity.subject}, not by the expected "
+                f"{expected_signer.subject.human_friendly}"))
+        signing_time = None
+        st = attribute(signer_info["signed_attrs"], "signing_time") if signer_info[
+            "signed_attrs"].native else None
+        if st is not None:
+            signing_time = st.native  # type: ignore[attr-defined]
+
+        extra = [c for c in certs if c.dump() != cert.dump()]
+        notes: list[Problem] = []
+        ts_time = self._timestamp(signer_info, problems)
+        reference = ts_time or at
+        who = f"the signer's certificate ({identity.subject})"
+        if ts_time is None:
+            result = self.validate(cert, extra, at, with_revocation=True)
+            problems.extend(_path_problem(r, who) for r in result.reasons)
+        else:
+            at_stamp = self.validate(cert, extra, reference, with_revocation=False)
+            problems.extend(_path_problem(r, who) for r in at_stamp.reasons)
+            now = self.validate(cert, extra, at, with_revocation=True)
+            for r in now.reasons:
+                if r.code is ReasonCode.REVOKED:
+                    when = r.revocation_time
+                    if when is not None and when > ts_time:
+                        notes.append(Problem(
+                            Code.REVOKED_AFTER_TIMESTAMP,
+                            f"{who} was revoked at {when.isoformat()}, after the time-stamp "
+                            f"at {ts_time.isoformat()}: the signature was made while valid",
+                            when))
+                    else:
+                        stamp = ts_time.isoformat()
+                        problems.append(Problem(
+                            Code.REVOKED,
+                            f"{who} was revoked at {when.isoformat() if when else '?'}, "
+                            f"before the time-stamp at {stamp}", when))
+                elif r.code is ReasonCode.REVOCATION_UNKNOWN:
+                    problems.append(_path_problem(r, who))
+        return SignatureReport(
+            valid=not problems,
+            signer=identity,
+            problems=tuple(_dedupe(problems)),
+            notes=tuple(notes),
+            signing_time=signing_time,
+            timestamp_time=ts_time,
+            content=data,
+        )
+
+    def _timestamp(self, signer_info: cms.SignerInfo, problems: list[Problem]) -> datetime | None:
+        """The genTime of a valid time-stamp token on this signer, else None (problems added
+        for a token that is present but not good)."""
+        unsigned = signer_info["unsigned_attrs"]
+        if unsigned.native is None:
+            return None
+        token = attribute(unsigned, "signature_time_stamp_token")
+        if token is None:
+            return None
+        check = check_token(token, signer_info["signature"].native)
+        bad = [Problem(Code(code), msg) for code, msg in check.findings]
+        if not bad and check.tsa_certificate is not None and check.gen_time is not None:
+            tsa = check.tsa_certificate
+            others = [c for c in check.certificates if c.dump() != tsa.dump()]
+            result = self.validate(tsa, others, check.gen_time, with_revocation=False)
+            for r in result.reasons:
+                bad.append(Problem(Code.TIMESTAMP_UNTRUSTED,
+                                   f"the time-stamp authority's certificate: {r.message}"))
+            eku = tsa.extended_key_usage_value
+            if eku is None or "time_stamping" not in eku.native:
+                bad.append(Problem(Code.TIMESTAMP_UNTRUSTED,
+                                   "the time-stamp certificate is not for time-stamping"))
+        problems.extend(bad)
+        if bad:
+            return None
+        return check.gen_time.astimezone(UTC) if check.gen_time else None
+
+
+def _dedupe(problems: Iterable[Problem]) -> list[Problem]:
+    seen: set[tuple[Code, str]] = set()
+    out = []
+    for p in problems:
+        if (p.code, p.message) not in seen:
+            seen.add((p.code, p.message))
+            out.append(p)
+    return out
+
+
+def verify(
+    signed: bytes,
+    trust_anchors: Sequence[x509.Certificate],
+    content: bytes | None = None,
+    **config: object,
+) -> SignatureReport:
+    """One-shot verification: ``Verifier(TrustConfig(trust_anchors, **config)).verify(...)``."""
+    return Verifier(TrustConfig(trust_anchors, **config)).verify(signed, content)  # type: ignore[arg-type]
