@@ -34,12 +34,12 @@ from asn1crypto import ocsp as asn1ocsp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import figure, rate  # noqa: E402
-from ca.authority import CertificateAuthority  # noqa: E402
-from sscard.crypto.hashes import digest  # noqa: E402
-from sscard.keys.software import SoftwareKey  # noqa: E402
-from sscard.x509.builder import CsrBuilder  # noqa: E402
-from sscard.x509.names import parse_name  # noqa: E402
+from bench._common import figure, rate
+from ca.authority import CertificateAuthority
+from sscard.crypto.hashes import digest
+from sscard.keys.software import SoftwareKey
+from sscard.x509.builder import CsrBuilder
+from sscard.x509.names import parse_name
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 
