@@ -126,6 +126,16 @@ def _private_copy(value: _Asn1T) -> _Asn1T:
     return value.copy()
 
 
+# What asn1crypto raises, deep inside, on a value that does not parse; and pyhanko on what it
+# does not implement.
+_UNPROCESSABLE = (ValueError, TypeError, KeyError, IndexError, NotImplementedError)
+
+
+def _unprocessable(what: str, exc: Exception) -> Reason:
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return Reason(ReasonCode.INVALID, f"{what}: {detail}")
+
+
 def _as_purpose(purpose: Purpose | str | None) -> Purpose | None:
     if purpose is None or isinstance(purpose, Purpose):
         return purpose
@@ -213,17 +223,18 @@ async def validate_path_async(
         reasons.append(reason_from_exception(exc))
         if isinstance(exc, pv.PathValidationError):
             path = tuple(exc.original_path)
-    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
-        # Certificates that parse but hold values the validator cannot process (e.g. name
-        # constraints with minimum/maximum): not valid, and said so, rather than a crash.
-        reasons.append(
-            Reason(ReasonCode.INVALID, f"the path could not be processed: {exc or type(exc)}")
-        )
+    except _UNPROCESSABLE as exc:
+        # Certificates that are signed but hold values that cannot be processed (an extension
+        # that does not parse, name constraints with minimum/maximum): not valid, and said so.
+        reasons.append(_unprocessable("the path could not be processed", exc))
 
-    if wanted_purpose is not None:
-        reasons.extend(check_purpose(leaf, wanted_purpose))
-    if hostname is not None:
-        reasons.extend(check_hostname(leaf, hostname))
+    try:
+        if wanted_purpose is not None:
+            reasons.extend(check_purpose(leaf, wanted_purpose))
+        if hostname is not None:
+            reasons.extend(check_hostname(leaf, hostname))
+    except _UNPROCESSABLE as exc:
+        reasons.append(_unprocessable("the leaf's usage could not be checked", exc))
     return ValidationResult(
         valid=not reasons,
         path=path,

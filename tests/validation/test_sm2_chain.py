@@ -343,3 +343,27 @@ def test_revocation_if_declared(pki: Sm2Pki) -> None:
     }
     assert check(pki, quiet.cert, crls=[], revocation=mode).valid
     assert check(pki, declares.cert, revocation=mode).valid
+
+
+def test_signed_certificate_with_unparsable_extension_is_invalid_not_a_crash(
+    pki: Sm2Pki,
+) -> None:
+    # A CA signs a certificate whose keyUsage holds an OCTET STRING where a BIT STRING belongs.
+    good_tbs = pki.leaf.cert["tbs_certificate"].dump()
+    ku = pki.leaf.cert.key_usage_value.dump()
+    assert good_tbs.count(ku) == 1
+    bad_tbs = good_tbs.replace(ku, b"\x04" + ku[1:])
+    cert = x509.Certificate(
+        {
+            "tbs_certificate": x509.TbsCertificate.load(bad_tbs),
+            "signature_algorithm": pki.leaf.cert["signature_algorithm"],
+            "signature_value": pki.ca.key.sign(bad_tbs),
+        }
+    )
+    cert = x509.Certificate.load(cert.dump())
+    for purpose in (None, "server"):
+        result = check(pki, cert, purpose=purpose)
+        assert not result.valid
+        assert result.reasons[0].code is ReasonCode.INVALID
+        assert "KeyUsage" in result.reasons[0].message
+        assert "\n" not in result.reasons[0].message
