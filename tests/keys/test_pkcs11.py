@@ -51,7 +51,8 @@ def _openssl_verify(openssl: str, tmp: Path, key: Pkcs11Key, sig: bytes, digest:
 # -- generation and lookup ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("algorithm", [KeyAlgorithm.RSA3072, KeyAlgorithm.EC_P384])
+@pytest.mark.parametrize("algorithm", [KeyAlgorithm.RSA3072, KeyAlgorithm.RSA4096,
+                                       KeyAlgorithm.EC_P384])
 def test_generate_then_find_by_label_and_by_id(token: Pkcs11Token,
                                                algorithm: KeyAlgorithm) -> None:
     label = unique(algorithm.value)
