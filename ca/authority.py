@@ -642,8 +642,12 @@ class CertificateAuthority:
                 items = [RevokedItem(int(s, 16), _utc(t), r, _aware(i))  # type: ignore[arg-type]
                          for s, t, r, i in conn.execute(query.order_by(
                              CertificateRecord.revoked_at))]
-            der = build_crl(issuer, items, number, this_update, next_update, base_number,
-                            spec.crl_url)
+            # A root's CRL carries no issuing distribution point: the root's own certificate
+            # has no CRL distribution point to match it, and relying parties that check the
+            # whole chain (openssl -crl_check_all) then reject the CRL as "different scope".
+            idp = None if self._ca.role == "root" else spec.crl_url
+            der = build_crl(issuer, items, number, this_update, next_update, base_number, idp,
+                            spec.delta_crl_url)
             try:
                 with _write(self.engine) as conn, conn.begin():
                     conn.execute(insert(CRLRecord).values(

@@ -17,8 +17,8 @@
     algorithm = "sm2"
     validity_days = 3652
     path_length = 0
-    # crl_url / ocsp_url / ca_issuers_url default to base_url + /crl/<name>.crl, /ocsp,
-    # /certs/<name>.crt; crl_hours / delta_crl_hours: nextUpdate of full and delta CRLs
+    # crl_url / delta_crl_url / ocsp_url / ca_issuers_url default to base_url + /crl/<name>.crl,
+    # /crl/<name>-delta.crl, /ocsp, /certs/<name>.crt; crl_hours / delta_crl_hours: nextUpdate of full and delta CRLs
 
     [issuing.pkcs11]                        # optional: the key is on a PKCS#11 token
     module = "/usr/lib/softhsm/libsofthsm2.so"
@@ -79,6 +79,7 @@ class CASpec:
     pkcs11: Pkcs11Spec | None = None
     path_length: int | None = None
     crl_url: str | None = None
+    delta_crl_url: str | None = None
     ocsp_url: str | None = None
     ca_issuers_url: str | None = None
     crl_hours: int = 24
@@ -105,7 +106,7 @@ class HierarchyConfig:
 
 
 _CA_KEYS = {"name", "subject", "algorithm", "validity_days", "pkcs11", "path_length", "crl_url",
-            "ocsp_url", "ca_issuers_url", "crl_hours", "delta_crl_hours", "offline"}
+            "delta_crl_url", "ocsp_url", "ca_issuers_url", "crl_hours", "delta_crl_hours", "offline"}
 
 
 def _get(data: Mapping[str, Any], key: str, kind: type, where: str, default: Any = ...) -> Any:
@@ -166,6 +167,7 @@ def _ca_spec(data: Any, where: str, base_url: str, is_root: bool) -> CASpec:
         name=name, subject=subject, algorithm=algorithm, validity_days=validity,
         pkcs11=pkcs11, path_length=path_length,
         crl_url=_get(data, "crl_url", str, where, f"{base}/crl/{name}.crl"),
+        delta_crl_url=_get(data, "delta_crl_url", str, where, f"{base}/crl/{name}-delta.crl"),
         ocsp_url=_get(data, "ocsp_url", str, where, f"{base}/ocsp"),
         ca_issuers_url=_get(data, "ca_issuers_url", str, where, f"{base}/certs/{name}.crt"),
         crl_hours=crl_hours, delta_crl_hours=delta_hours,

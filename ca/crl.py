@@ -83,6 +83,7 @@ def crl_tbs(
     next_update: dt.datetime,
     delta_base: int | None = None,
     distribution_point: str | None = None,
+    freshest: str | None = None,
 ) -> bytes:
     """TBSCertList: version v2, the issuer's algorithm and name, times, entries, extensions."""
     if next_update <= this_update:
@@ -101,6 +102,12 @@ def crl_tbs(
                 value=[x509.GeneralName(name="uniform_resource_identifier",
                                         value=distribution_point)]),
         }, critical=True))
+    if freshest and delta_base is None:  # where the deltas of this full CRL are published
+        exts.append(_ext("freshest_crl", [{
+            "distribution_point": x509.DistributionPointName(
+                name="full_name",
+                value=[x509.GeneralName(name="uniform_resource_identifier", value=freshest)]),
+        }]))
     return der.sequence(
         der.integer(1),  # v2
         algorithm_der(alg),
@@ -125,8 +132,10 @@ def build_crl(
     next_update: dt.datetime,
     delta_base: int | None = None,
     distribution_point: str | None = None,
+    freshest: str | None = None,
 ) -> bytes:
-    """A signed CRL (DER): full, or delta when ``delta_base`` names the base CRL number."""
+    """A signed CRL (DER): full, or delta when ``delta_base`` names the base CRL number.
+    A full CRL names in ``freshest`` (Freshest CRL, RFC 5280 §5.2.6) where its deltas are."""
     tbs = crl_tbs(issuer, encode_entries(items), number, this_update, next_update, delta_base,
-                  distribution_point)
+                  distribution_point, freshest)
     return sign_crl(issuer, tbs)
