@@ -18,7 +18,8 @@
     validity_days = 3652
     path_length = 0
     # crl_url / delta_crl_url / ocsp_url / ca_issuers_url default to base_url + /crl/<name>.crl,
-    # /crl/<name>-delta.crl, /ocsp, /certs/<name>.crt; crl_hours / delta_crl_hours: nextUpdate of full and delta CRLs
+    # /crl/<name>-delta.crl, /ocsp, /certs/<name>.crt;
+    # crl_hours / delta_crl_hours: nextUpdate of full and delta CRLs
 
     [issuing.pkcs11]                        # optional: the key is on a PKCS#11 token
     module = "/usr/lib/softhsm/libsofthsm2.so"
@@ -106,7 +107,8 @@ class HierarchyConfig:
 
 
 _CA_KEYS = {"name", "subject", "algorithm", "validity_days", "pkcs11", "path_length", "crl_url",
-            "delta_crl_url", "ocsp_url", "ca_issuers_url", "crl_hours", "delta_crl_hours", "offline"}
+            "delta_crl_url", "ocsp_url", "ca_issuers_url", "crl_hours", "delta_crl_hours",
+            "offline"}
 
 
 def _get(data: Mapping[str, Any], key: str, kind: type, where: str, default: Any = ...) -> Any:
