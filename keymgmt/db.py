@@ -103,13 +103,16 @@ class ApprovalRecord(Base):
 
 
 class CardMasterKeyRecord(Base):
-    """A card master key (SM4 or 3DES), wrapped under the storage key."""
+    """A provincial-level card master key (SM4 or 3DES), wrapped under the storage key."""
 
     __tablename__ = "kmc_card_master_keys"
     __table_args__ = (
-        UniqueConstraint("usage", "algorithm", "version", name="uq_kmc_cmk_usage_alg_version"),
+        UniqueConstraint("province_code", "key_id", "algorithm", "version",
+                         name="uq_kmc_cmk_province_key_alg_version"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    province_code: Mapped[str] = mapped_column(String(2))
+    key_id: Mapped[int] = mapped_column(Integer)  # the card's key id (P2 of 00 82)
     usage: Mapped[str] = mapped_column(String(32))
     algorithm: Mapped[str] = mapped_column(String(8))  # sm4 | 3des
     version: Mapped[int] = mapped_column(Integer)

@@ -69,6 +69,8 @@ class Role(enum.StrEnum):
     RA = "ra"
     OFFICER = "officer"
     AUDITOR = "auditor"
+    #: a card terminal without a PSAM, using the KMC's authentication service
+    TERMINAL = "terminal"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ def upgrade() -> None:
     )
     op.create_table('kmc_card_master_keys',
     sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('province_code', sa.String(length=2), nullable=False),
+    sa.Column('key_id', sa.Integer(), nullable=False),
     sa.Column('usage', sa.String(length=32), nullable=False),
     sa.Column('algorithm', sa.String(length=8), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
@@ -43,7 +45,8 @@ def upgrade() -> None:
     sa.Column('created_by', sa.String(length=128), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('usage', 'algorithm', 'version', name='uq_kmc_cmk_usage_alg_version')
+    sa.UniqueConstraint('province_code', 'key_id', 'algorithm', 'version',
+                        name='uq_kmc_cmk_province_key_alg_version')
     )
     op.create_table('kmc_escrowed_keys',
     sa.Column('id', sa.Integer(), nullable=False),

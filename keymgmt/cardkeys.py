@@ -1,0 +1,339 @@
+"""Card master keys: provincial-level SM4 / 3DES keys, per-card derivation, PSAM export, and the
+authentication service for terminals without a PSAM (``iReadCardBas_HSM_Step1/Step2``).
+
+The KMC holds, per province, one provincial key for each card key id and algorithm (SM4 for
+third-generation cards, two-key 3DES for generation 2), wrapped under the storage key: either
+generated here (a province running its own hierarchy) or derived from the ministry's root key
+by the province factor when the ministry hands the root key over (CARD_SPEC §3). All
+diversification is ``sscard.card.diversify`` (the same code the emulated card and PSAM run):
+
+    provincial key --city factor--> city key --card factor (ATR)--> per-card key
+
+Key ids are the card's (``sscard.emulator.testkeys.KeyId``): 09 internal authentication, 0A
+external authentication / read (RKSSSE), 0B update, 0C PIN unblock, 0D PIN reload (the last two
+are the secure-messaging keys of ``84 24``).
+
+Step 1/2 [P]: the terminal sends the Step-1 fields (region | ATR | algorithm flag | card id |
+internal process factor | internal data | external process factor | external data |
+terminal |); the KMC answers ``internal check value (16 hex) | external cryptogram |``. The
+cryptogram is the 8 bytes the card's ``00 82`` takes (16 hex; CARD_SPEC §5 lists 32 hex for
+that field, which our card profile does not use).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from keymgmt import export_seal
+from keymgmt.db import CardMasterKeyRecord
+from keymgmt.errors import Conflict, KmcError, NotFound
+from keymgmt.service import KeyManagementCentre, Principal, Role
+from sscard.card import diversify as div
+from sscard.card.auth import Authenticator, CardIdentity
+from sscard.card.diversify import CardAlgorithm
+
+PSAM_EXPORT_PURPOSE = "psam-provincial-keys"
+CARD_KEYS_PURPOSE = "card-keys"
+
+
+class CardKeyId(enum.IntEnum):
+    INTERNAL_AUTH = 0x09
+    EXTERNAL_AUTH = 0x0A  # RKSSSE, the read key
+    UPDATE = 0x0B
+    PIN_UNBLOCK = 0x0C
+    PIN_RELOAD = 0x0D
+
+
+def _algorithm(value: CardAlgorithm | str) -> CardAlgorithm:
+    if isinstance(value, CardAlgorithm):
+        return value
+    names = {"sm4": CardAlgorithm.SM4, "3des": CardAlgorithm.DES3, "des3": CardAlgorithm.DES3}
+    try:
+        return names[value.lower()]
+    except KeyError:
+        raise KmcError(f"card key algorithm must be sm4 or 3des, not {value!r}") from None
+
+
+def _alg_name(alg: CardAlgorithm) -> str:
+    return "sm4" if alg is CardAlgorithm.SM4 else "3des"
+
+
+def key_check_value(key: bytes, alg: CardAlgorithm) -> str:
+    """The conventional KCV: the first 3 bytes of the key encrypting zeros (public)."""
+    return div.ecb_encrypt(key, bytes(alg.block_size), alg)[:3].hex().upper()
+
+
+def _check_province(code: str) -> str:
+    if len(code) != 2 or not code.isdigit():
+        raise KmcError(f"province code must be 2 digits, got {code!r}")
+    return code
+
+
+def _check_region(region_code: str) -> str:
+    if len(region_code) != 6 or not region_code.isdigit():
+        raise KmcError(f"region code must be 6 digits, got {region_code!r}")
+    return region_code
+
+
+def _aad(province: str, key_id: int, alg: CardAlgorithm, version: int) -> bytes:
+    return f"sscard-kmc/cardkey/v1\0{province}\0{key_id:02X}\0{_alg_name(alg)}\0{version}".encode()
+
+
+@dataclass(frozen=True)
+class AuthAnswer:
+    """What Step 2 needs: the internal-authentication check value and the external cryptogram."""
+
+    internal_check: bytes
+    external_cryptogram: bytes
+
+    def step2_line(self) -> str:
+        return f"{self.internal_check.hex().upper()}|{self.external_cryptogram.hex().upper()}|"
+
+
+class CardKeyService:
+    """Card master keys held by one KMC (its database and storage key)."""
+
+    def __init__(self, kmc: KeyManagementCentre) -> None:
+        self.kmc = kmc
+
+    # -- master keys -----------------------------------------------------------------------
+    def _store(self, province: str, key_id: int, alg: CardAlgorithm, key: bytes, by: str,
+               action: str, **details: Any) -> str:
+        storage = self.kmc.storage_key
+        version = 1
+        kcv = key_check_value(key, alg)
+        try:
+            with self.kmc._tx() as s:
+                s.add(CardMasterKeyRecord(
+                    province_code=province, key_id=key_id, usage=CardKeyId(key_id).name.lower(),
+                    algorithm=_alg_name(alg), version=version, key_check_value=kcv,
+                    wrapped_key=storage.wrap(key, _aad(province, key_id, alg, version)),
+                    storage_key_id=storage.key_id, created_by=by,
+                    created_at=datetime.now(UTC)))
+                self.kmc._event(s, by, action, f"{province}/{key_id:02X}/{_alg_name(alg)}",
+                                kcv=kcv, **details)
+        except IntegrityError:
+            raise Conflict(f"province {province} already has a {_alg_name(alg)} key "
+                           f"{key_id:02X}") from None
+        return kcv
+
+    def generate_master_keys(self, province_code: str, algorithms: list[str] | None = None,
+                             *, by: str = "administrator") -> dict[str, str]:
+        """Random provincial keys for every key id; returns ``{"09/sm4": KCV, ...}``."""
+        province = _check_province(province_code)
+        out = {}
+        for name in algorithms or ["sm4", "3des"]:
+            alg = _algorithm(name)
+            for kid in CardKeyId:
+                out[f"{kid:02X}/{_alg_name(alg)}"] = self._store(
+                    province, kid, alg, secrets.token_bytes(16), by, "cardkey.generate")
+        return out
+
+    def import_root_key(self, province_code: str, key_id: int, algorithm: str, root_key: bytes,
+                        *, by: str = "administrator", expected_kcv: str | None = None) -> str:
+        """Take over the ministry's root key for ``key_id``: keep only the provincial key
+        derived from it (province factor). ``expected_kcv``, if given, is checked first."""
+        province = _check_province(province_code)
+        alg = _algorithm(algorithm)
+        if key_id not in CardKeyId.__members__.values():
+            raise KmcError(f"unknown card key id {key_id:02X}")
+        if len(root_key) != 16:
+            raise KmcError(f"card root keys are 16 bytes, got {len(root_key)}")
+        if expected_kcv is not None and not hmac.compare_digest(
+                key_check_value(root_key, alg), expected_kcv.upper()):
+            raise KmcError("the root key's check value does not match: mistyped or damaged")
+        provincial = div.diversify(root_key, div.province_factor(province), alg)
+        return self._store(province, key_id, alg, provincial, by, "cardkey.import_root",
+                           root_kcv=key_check_value(root_key, alg))
+
+    def list_master_keys(self) -> list[dict[str, Any]]:
+        with self.kmc._tx() as s:
+            return [{"province": r.province_code, "key_id": f"{r.key_id:02X}", "usage": r.usage,
+                     "algorithm": r.algorithm, "version": r.version, "kcv": r.key_check_value}
+                    for r in s.scalars(select(CardMasterKeyRecord).order_by(
+                        CardMasterKeyRecord.province_code, CardMasterKeyRecord.algorithm,
+                        CardMasterKeyRecord.key_id))]
+
+    def _provincial_key(self, province: str, key_id: int, alg: CardAlgorithm) -> bytes:
+        storage = self.kmc.storage_key
+        with self.kmc._tx() as s:
+            rec = s.scalar(select(CardMasterKeyRecord).where(
+                CardMasterKeyRecord.province_code == province,
+                CardMasterKeyRecord.key_id == key_id,
+                CardMasterKeyRecord.algorithm == _alg_name(alg),
+            ).order_by(CardMasterKeyRecord.version.desc()))
+            if rec is None:
+                raise NotFound(f"no {_alg_name(alg)} card master key {key_id:02X} for "
+                               f"province {province}")
+            key = storage.unwrap(rec.wrapped_key, _aad(province, key_id, alg, rec.version))
+        if key_check_value(key, alg) != rec.key_check_value:
+            raise KmcError(f"card master key {key_id:02X} fails its check value")
+        return key
+
+    def card_key(self, region_code: str, atr: bytes, key_id: int,
+                 algorithm: CardAlgorithm) -> bytes:
+        """The per-card key (in memory only; for the authentication service and sealed
+        per-card exports)."""
+        region = _check_region(region_code)
+        return div.card_key(self._provincial_key(region[:2], key_id, algorithm), region, atr,
+                            algorithm)
+
+    # -- terminal authentication service ---------------------------------------------------
+    @staticmethod
+    def _card_algorithm(flag: int) -> CardAlgorithm:
+        try:
+            return CardAlgorithm(flag)
+        except ValueError:
+            raise KmcError(f"algorithm flag {flag:02X} is not 01 (3DES) or 03 (SM4)") from None
+
+    @staticmethod
+    def _check_atr(atr: bytes) -> None:
+        if len(atr) < 8:
+            raise KmcError("ATR too short for a card factor (8 bytes)")
+
+    def external_cryptogram(self, principal: Principal, *, region_code: str, atr: bytes,
+                            algorithm_flag: int, challenge: bytes,
+                            key_id: int = CardKeyId.EXTERNAL_AUTH) -> bytes:
+        """The 8 bytes a terminal sends in ``00 82 00 <key id>`` after GET CHALLENGE."""
+        KeyManagementCentre._require(principal, Role.TERMINAL, Role.RA)
+        alg = self._card_algorithm(algorithm_flag)
+        self._check_atr(atr)
+        if len(challenge) not in (8, 16):
+            raise KmcError("external-authentication challenge must be 8 or 16 bytes")
+        if key_id not in CardKeyId.__members__.values() or key_id == CardKeyId.INTERNAL_AUTH:
+            raise KmcError(f"key {key_id:02X} is not an external-authentication key")
+        cryptogram = div.external_auth_cryptogram(
+            self.card_key(region_code, atr, key_id, alg), challenge, alg)
+        with self.kmc._tx() as s:
+            self.kmc._event(s, principal.name, "cardkey.external_auth", region_code,
+                            key_id=f"{key_id:02X}",
+                            atr_sha256=hashlib.sha256(atr).hexdigest()[:16])
+        return cryptogram
+
+    def internal_check(self, principal: Principal, *, region_code: str, atr: bytes,
+                       algorithm_flag: int, process_factor: bytes, data: bytes) -> bytes:
+        """What a genuine card answers to ``00 88 00 00 10 <factor> <data>``."""
+        KeyManagementCentre._require(principal, Role.TERMINAL, Role.RA)
+        alg = self._card_algorithm(algorithm_flag)
+        self._check_atr(atr)
+        if len(process_factor) != 8 or len(data) != 8:
+            raise KmcError("internal-authentication process factor and data are 8 bytes each")
+        return div.internal_auth_answer(
+            self.card_key(region_code, atr, CardKeyId.INTERNAL_AUTH, alg),
+            process_factor, data, alg)
+
+    def authenticate_card(self, principal: Principal, *, region_code: str, atr: bytes,
+                          algorithm_flag: int, internal_factor: bytes, internal_data: bytes,
+                          external_challenge: bytes,
+                          external_key_id: int = CardKeyId.EXTERNAL_AUTH) -> AuthAnswer:
+        """Step 1 -> Step 2: the expected internal-authentication answer of a genuine card and
+        the external-authentication cryptogram for ``external_challenge``."""
+        internal = self.internal_check(
+            principal, region_code=region_code, atr=atr, algorithm_flag=algorithm_flag,
+            process_factor=internal_factor, data=internal_data)
+        external = self.external_cryptogram(
+            principal, region_code=region_code, atr=atr, algorithm_flag=algorithm_flag,
+            challenge=external_challenge, key_id=external_key_id)
+        return AuthAnswer(internal, external)
+
+    def pin_command(self, principal: Principal, *, region_code: str, atr: bytes,
+                    algorithm_flag: int, key_id: int, challenge: bytes, header: bytes,
+                    new_pin: str) -> bytes:
+        """Data of the secure-messaging ``84 24`` PIN unblock / reload command: the PIN block
+        encrypted under the per-card key, then its 4-byte MAC (CARD_SPEC §3)."""
+        KeyManagementCentre._require(principal, Role.TERMINAL, Role.RA)
+        if key_id not in (CardKeyId.PIN_UNBLOCK, CardKeyId.PIN_RELOAD):
+            raise KmcError(f"key {key_id:02X} is not a PIN unblock/reload key (0C, 0D)")
+        if len(header) != 4 or header[:2] != b"\x84\x24":
+            raise KmcError("header must be the 4 bytes CLA INS P1 P2 of 84 24 ..")
+        try:
+            alg = CardAlgorithm(algorithm_flag)
+            block = div.pin_block(new_pin, alg)
+        except ValueError as exc:
+            raise KmcError(str(exc)) from None
+        key = self.card_key(region_code, atr, key_id, alg)
+        encrypted = div.ecb_encrypt(key, block, alg)
+        lc = bytes([len(encrypted) + 4])
+        mac = div.mac(key, challenge, header + lc + encrypted, alg)
+        with self.kmc._tx() as s:
+            self.kmc._event(s, principal.name, "cardkey.pin_command", region_code,
+                            key_id=f"{key_id:02X}",
+                            atr_sha256=hashlib.sha256(atr).hexdigest()[:16])
+        return encrypted + mac
+
+    def hsm_step(self, principal: Principal, step1_line: str) -> str:
+        """``iReadCardBas_HSM_Step1`` output in, ``iReadCardBas_HSM_Step2`` pKey out."""
+        fields = step1_line.split("|")
+        if len(fields) < 9:
+            raise KmcError(f"Step-1 output needs 9 '|'-separated fields, got {len(fields)}")
+        region, atr_hex, flag, _card_id, if_hex, id_hex, _ef_hex, ed_hex = fields[:8]
+        try:
+            atr, ifac, idat, echal = (bytes.fromhex(x) for x in (atr_hex, if_hex, id_hex, ed_hex))
+            flag_value = int(flag, 16)
+        except ValueError:
+            raise KmcError("Step-1 output: ATR, algorithm flag, factors and data must be hex"
+                           ) from None
+        return self.authenticate_card(
+            principal, region_code=region, atr=atr, algorithm_flag=flag_value,
+            internal_factor=ifac, internal_data=idat, external_challenge=echal,
+        ).step2_line()
+
+    # -- exports ---------------------------------------------------------------------------
+    def export_psam(self, region_code: str, recipient_spki: bytes, *,
+                    by: str = "administrator") -> bytes:
+        """The provincial keys a PSAM for ``region_code``'s city holds, sealed for the PSAM
+        personalisation station's SM2 key (``export_seal``)."""
+        region = _check_region(region_code)
+        keys: dict[str, dict[str, str]] = {}
+        for alg in CardAlgorithm:
+            for kid in CardKeyId:
+                try:
+                    key = self._provincial_key(region[:2], kid, alg)
+                except NotFound:
+                    continue
+                keys.setdefault(alg.name, {})[f"{kid:02X}"] = key.hex().upper()
+        if not keys:
+            raise NotFound(f"no card master keys for province {region[:2]}")
+        payload = {"region_code": region, "province_code": region[:2], "keys": keys}
+        sealed = export_seal.seal(payload, PSAM_EXPORT_PURPOSE, recipient_spki)
+        with self.kmc._tx() as s:
+            self.kmc._event(s, by, "cardkey.export_psam", region,
+                            key_ids=sorted({k for v in keys.values() for k in v}),
+                            algorithms=sorted(keys),
+                            recipient_sha256=hashlib.sha256(recipient_spki).hexdigest())
+        return sealed
+
+
+class ServiceAuthenticator(Authenticator):
+    """The card client's ``Authenticator`` backed by this KMC (in-process): what a terminal
+    without a PSAM gets. A remote terminal calls the same operations over the KMC's HTTP API."""
+
+    def __init__(self, service: CardKeyService, principal: Principal) -> None:
+        self.service = service
+        self.principal = principal
+
+    def external_cryptogram(self, key_id: int, card: CardIdentity, challenge: bytes) -> bytes:
+        return self.service.external_cryptogram(
+            self.principal, region_code=card.region_code, atr=card.atr,
+            algorithm_flag=card.algorithm.value, challenge=challenge, key_id=key_id)
+
+    def internal_expected(self, card: CardIdentity, process_factor: bytes, data: bytes) -> bytes:
+        return self.service.internal_check(
+            self.principal, region_code=card.region_code, atr=card.atr,
+            algorithm_flag=card.algorithm.value, process_factor=process_factor, data=data)
+
+    def pin_command_data(self, key_id: int, card: CardIdentity, challenge: bytes,
+                         header: bytes, pin: str) -> bytes:
+        return self.service.pin_command(
+            self.principal, region_code=card.region_code, atr=card.atr,
+            algorithm_flag=card.algorithm.value, key_id=key_id, challenge=challenge,
+            header=header, new_pin=pin)
