@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from asn1crypto import core
+from asn1crypto import algos, core
 from asn1crypto import ocsp as asn1ocsp
 from asn1crypto import x509 as asn1x509
 
+from ca import ocsp_der as der
 from ca.records import CertificateStatus, Status
 from sscard import asn1 as _asn1  # noqa: F401  (registers SM OIDs such as sm3)
 from sscard.crypto.algorithms import SignatureAlgorithm
@@ -165,12 +166,19 @@ class OcspResponder:
         self.validity = validity
         self.cache = cache
         self.signature_algorithm = signature_algorithm or signer.default_signature_algorithm
-        self._sig_alg_id = self.signature_algorithm.asn1_algorithm_identifier()
-        self._include_cert = signer_cert.dump() != issuer_cert.dump()
-        key_bits = bytes(signer_cert.public_key["public_key"])
-        self._responder_id = asn1ocsp.ResponderId(
-            name="by_key", value=core.OctetString(hashlib.sha1(key_bits).digest())  # noqa: S324
+        self._sig_alg_der = algos.SignedDigestAlgorithm(
+            self.signature_algorithm.asn1_algorithm_identifier()
+        ).dump()
+        # a delegated responder sends its certificate; the issuer itself need not
+        self._certs_der = (
+            der.certs_field([signer_cert.dump()])
+            if signer_cert.dump() != issuer_cert.dump() else None
         )
+        key_bits = bytes(signer_cert.public_key["public_key"])
+        # RFC 5019 §2.2.3: the responder is named by the SHA-1 hash of its public key
+        self._responder_id_der = asn1ocsp.ResponderId(
+            name="by_key", value=core.OctetString(hashlib.sha1(key_bits).digest())  # noqa: S324
+        ).dump()
         name_der = issuer_cert.subject.dump()
         issuer_key = bytes(issuer_cert.public_key["public_key"])
         # (name hash, key hash) per hash algorithm: what a CertID for our issuer must carry
@@ -250,32 +258,11 @@ class OcspResponder:
         if matched == 0:
             # RFC 5019 §2.2.3: no status information for anything asked about
             raise OcspError("unauthorized", "request names no certificate of this issuer")
-        data: dict[str, object] = {
-            "responder_id": self._responder_id,
-            "produced_at": now,
-            "responses": singles,
-        }
-        if parsed.nonce is not None:
-            data["response_extensions"] = [{"extn_id": "nonce", "extn_value": parsed.nonce}]
-        tbs = asn1ocsp.ResponseData(data)
-        signature = self.signer.sign(tbs.dump(), self.signature_algorithm)
-        basic: dict[str, object] = {
-            "tbs_response_data": tbs,
-            "signature_algorithm": self._sig_alg_id,
-            "signature": signature,
-        }
-        if self._include_cert:
-            basic["certs"] = [self.signer_cert]
-        response = asn1ocsp.OCSPResponse(
-            {
-                "response_status": "successful",
-                "response_bytes": {
-                    "response_type": "basic_ocsp_response",
-                    "response": asn1ocsp.BasicOCSPResponse(basic),
-                },
-            }
-        )
-        return response.dump(), earliest_next
+        nonce_der = parsed.nonce.dump() if parsed.nonce is not None else None
+        tbs = der.response_data(self._responder_id_der, now, singles, nonce_der)
+        signature = self.signer.sign(tbs, self.signature_algorithm)
+        response = der.successful_response(tbs, self._sig_alg_der, signature, self._certs_der)
+        return response, earliest_next
 
     @staticmethod
     def _single_response(
@@ -283,35 +270,22 @@ class OcspResponder:
         status: CertificateStatus,
         this_update: datetime,
         next_update: datetime,
-    ) -> asn1ocsp.SingleResponse:
-        cert_status: asn1ocsp.CertStatus
-        extensions: list[dict[str, object]] = []
+    ) -> bytes:
+        invalidity = None
         if status.status is Status.GOOD:
-            cert_status = asn1ocsp.CertStatus(name="good", value=core.Null())
+            cert_status = der.GOOD
         elif status.status is Status.REVOKED:
             if status.revocation_time is None:
                 raise ValueError(f"revoked serial {status.serial:x} has no revocation time")
-            info: dict[str, object] = {
-                "revocation_time": _whole_seconds(status.revocation_time)
-            }
-            if status.reason is not None:
-                info["revocation_reason"] = status.reason.asn1_name
-            cert_status = asn1ocsp.CertStatus(name="revoked", value=info)
+            reason = status.reason.value if status.reason is not None else None
+            cert_status = der.revoked(_whole_seconds(status.revocation_time), reason)
             if status.invalidity_date is not None:
-                extensions.append({"extn_id": "invalidity_date",
-                                   "extn_value": _whole_seconds(status.invalidity_date)})
+                invalidity = _whole_seconds(status.invalidity_date)
         else:
-            cert_status = asn1ocsp.CertStatus(name="unknown", value=core.Null())
-        return asn1ocsp.SingleResponse(
-            {
-                # echoed as received, so the client's own encoding matches byte for byte
-                "cert_id": cert_id.copy(),
-                "cert_status": cert_status,
-                "this_update": this_update,
-                "next_update": next_update,
-                "single_extensions": extensions or None,
-            }
-        )
+            cert_status = der.UNKNOWN
+        # the CertID is echoed as received, so the client's encoding matches byte for byte
+        return der.single_response(cert_id.dump(), cert_status, this_update, next_update,
+                                   invalidity)
 
 
 def respond(

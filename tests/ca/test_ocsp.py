@@ -395,3 +395,34 @@ def test_malformed_requests_are_not_cached(pki: Pki) -> None:
     responder = cached_responder(pki, table)
     assert error_status(responder.respond(b"\x30\x00", NOW)) == "malformed_request"
     assert responder.cache is not None and len(responder.cache) == 0
+
+
+# -- the hand-written DER agrees with asn1crypto --------------------------------------------
+
+
+def test_hand_encoded_single_response_equals_asn1crypto(pki: Pki) -> None:
+    from ca import ocsp_der
+
+    cid = asn1ocsp.CertId(cert_id(pki.ca_cert, 0x1234, "sha256"))
+    revoked_at, invalid_at = NOW - timedelta(days=2), NOW - timedelta(days=3)
+    for reason in (None, RevocationReason.keyCompromise):
+        ours = ocsp_der.single_response(
+            cid.dump(), ocsp_der.revoked(revoked_at, reason.value if reason else None),
+            NOW, NOW + timedelta(hours=1), invalid_at)
+        info: dict[str, Any] = {"revocation_time": revoked_at}
+        if reason is not None:
+            info["revocation_reason"] = reason.asn1_name
+        reference = asn1ocsp.SingleResponse({
+            "cert_id": cid, "cert_status": asn1ocsp.CertStatus(name="revoked", value=info),
+            "this_update": NOW, "next_update": NOW + timedelta(hours=1),
+            "single_extensions": [{"extn_id": "invalidity_date", "extn_value": invalid_at}],
+        }).dump()
+        assert ours == reference
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 255, 256, 65535, 65536, 1 << 24])
+def test_der_lengths(size: int) -> None:
+    from ca import ocsp_der
+
+    encoded = ocsp_der.octet_string(b"\x00" * size)
+    assert core.OctetString.load(encoded, strict=True).native == b"\x00" * size
