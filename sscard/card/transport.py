@@ -188,6 +188,12 @@ class PcscTransport(Transport):
         code, response = s.SCardTransmit(self._card, self._protocol, list(apdu))
         if code != s.SCARD_S_SUCCESS:
             _raise_for(code, self.name, "a command")
+        if len(response) < 2:
+            # vpcd (and some readers) report a vanished card as an empty answer
+            raise CardRemoved(
+                f"the card in {self.name!r} stopped answering during a command (no status "
+                "word); put it back and repeat the operation"
+            )
         return bytes(response)
 
     def disconnect(self) -> None:

@@ -16,7 +16,7 @@ from sscard.card.apdu import ApduFormatError, CommandApdu
 from sscard.card.diversify import CardAlgorithm
 from sscard.emulator.card import SW, CardStatus
 from sscard.emulator.state import read_checked, write_atomic
-from sscard.emulator.testkeys import KeyId, test_provincial_key
+from sscard.emulator.testkeys import KeyId, provincial_test_key
 
 PSAM_FORMAT = "sscard-emulated-psam/1"
 
@@ -65,13 +65,13 @@ class PsamState:
         return cls.from_json(read_checked(path, PSAM_FORMAT))
 
 
-def test_psam(region_code: str = "639900") -> PsamState:
+def make_test_psam(region_code: str = "639900") -> PsamState:
     """A PSAM loaded with the test provincial keys of ``region_code``'s province."""
     return PsamState(
         atr=bytes.fromhex("3B6C00000A0B0C0D") + secrets.token_bytes(4),
         terminal_number=region_code + f"{secrets.randbelow(10**6):06d}",
         device_number=f"{secrets.randbelow(10**20):020d}",
-        keys={alg.name: {int(k): test_provincial_key(k, region_code, alg) for k in KeyId}
+        keys={alg.name: {int(k): provincial_test_key(k, region_code, alg) for k in KeyId}
               for alg in CardAlgorithm},
     )
 

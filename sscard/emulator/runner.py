@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sscard.emulator import vpcd
 from sscard.emulator.card import CardState, EmulatedCard
-from sscard.emulator.psam import EmulatedPsam, PsamState, test_psam
+from sscard.emulator.psam import EmulatedPsam, PsamState, make_test_psam
 from sscard.emulator.sample import CardProfile, sample_card
 
 
@@ -27,7 +27,7 @@ def prepare_card(path: Path, new_sample: bool, generation: int, pin_tries: int =
 
 def prepare_psam(path: Path, region_code: str) -> PsamState:
     if not path.exists():
-        state = test_psam(region_code)
+        state = make_test_psam(region_code)
         state.save(path)
         return state
     return PsamState.load(path)

@@ -19,7 +19,7 @@ from sscard.emulator.card import (
     SSSE,
     CardState,
 )
-from sscard.emulator.testkeys import KeyId, test_provincial_key
+from sscard.emulator.testkeys import KeyId, provincial_test_key
 
 EF0D_LAYOUT: dict[int, tuple[int, int]] = {0xEA: (1, 12), 0xEB: (2, 3)}
 # [P] DF01-DF04 content is not public; each data DF gets two small records
@@ -65,7 +65,7 @@ def blank_card(profile: CardProfile, card_specific: bytes | None = None) -> Card
     algorithm = CardAlgorithm.for_generation(profile.generation)
     atr = make_atr(card_specific or secrets.token_bytes(8))
     keys = {
-        int(kid): card_key(test_provincial_key(kid, profile.region_code, algorithm),
+        int(kid): card_key(provincial_test_key(kid, profile.region_code, algorithm),
                            profile.region_code, atr, algorithm)
         for kid in KeyId
     }
@@ -109,7 +109,7 @@ def sample_card(profile: CardProfile | None = None, holder: HolderData = SAMPLE_
         spec_version=f"{max(profile.generation, 1)}.00",
         init_org=profile.region_code + "000000",
         issue_date=today.strftime("%Y%m%d"),
-        expiry_date=today.replace(year=today.year + 10).strftime("%Y%m%d"),
+        expiry_date=(today + dt.timedelta(days=3652)).strftime("%Y%m%d"),  # ten years
         card_number="X" + secrets.choice("0123456789") + f"{secrets.randbelow(10**7):07d}",
     )
     state.records[f"{SSSE}/0005"] = _filled(EF05_LAYOUT, card.records())

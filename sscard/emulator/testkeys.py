@@ -22,11 +22,11 @@ class KeyId(enum.IntEnum):
     PIN_RELOAD = 0x0D  # [P] secure-messaging key for PIN reload
 
 
-def test_root_key(key_id: int, algorithm: CardAlgorithm) -> bytes:
+def root_test_key(key_id: int, algorithm: CardAlgorithm) -> bytes:
     """A ministry-level root key for the test hierarchy (derived from a public label)."""
     return sm3(f"sscard TEST ONLY root key {key_id:02X} {algorithm.name}".encode())[:16]
 
 
-def test_provincial_key(key_id: int, region_code: str, algorithm: CardAlgorithm) -> bytes:
+def provincial_test_key(key_id: int, region_code: str, algorithm: CardAlgorithm) -> bytes:
     """The provincial key a test PSAM holds: the root key diversified by the province factor."""
-    return _diversify(test_root_key(key_id, algorithm), province_factor(region_code), algorithm)
+    return _diversify(root_test_key(key_id, algorithm), province_factor(region_code), algorithm)
