@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, insert, inspect, select, update
+from sqlalchemy import Engine, create_engine, event, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from sscard.audit import merkle, storage
@@ -62,11 +62,27 @@ def default_url(home: str | os.PathLike[str]) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for a log of its own. SQLite writers wait up to 30 s for the write lock
-    instead of failing at once when several processes append together."""
-    if url.startswith("sqlite"):
-        return create_engine(url, connect_args={"timeout": 30})
-    return create_engine(url, pool_pre_ping=True)
+    """An engine for a log of its own.
+
+    SQLite writers wait up to 30 s for the write lock instead of failing at once when several
+    processes append together. The file uses write-ahead logging, so an auditor's verification
+    does not block the services' appends, with ``synchronous=FULL`` so that every committed
+    record is on disk before the guarded operation goes ahead.
+    """
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+        finally:
+            cursor.close()
+
+    return engine
 
 
 def _now() -> dt.datetime:
@@ -260,16 +276,16 @@ class AuditLog:
                 seq = int(head["size"]) + 1
                 prev = bytes(head["last_hash"])
                 h = _chain_hash(self.hash_name, prev, record.canonical_encoding())
-                conn.execute(insert(storage.record_table).values(
-                    seq=seq, time=record.time, actor=record.actor, action=record.action,
-                    object=record.object, outcome=record.outcome, request_id=record.request_id,
-                    details=record.details_json(), prev_hash=prev, hash=h))
+                conn.execute(storage.INSERT_RECORD, {
+                    "seq": seq, "time": record.time, "actor": record.actor,
+                    "action": record.action, "object": record.object,
+                    "outcome": record.outcome, "request_id": record.request_id,
+                    "details": record.details_json(), "prev_hash": prev, "hash": h})
                 frontier = merkle.frontier_append(
                     self.hash_name, _split_frontier(bytes(head["frontier"]), self._hash_size),
                     seq - 1, merkle.leaf_hash(self.hash_name, h))
-                conn.execute(update(storage.head_table)
-                             .where(storage.head_table.c.id == storage.HEAD_ID)
-                             .values(size=seq, last_hash=h, frontier=b"".join(frontier)))
+                conn.execute(storage.ADVANCE_HEAD, {"new_size": seq, "new_last_hash": h,
+                                                    "new_frontier": b"".join(frontier)})
                 due = self._checkpoint_due(head, seq)
         except (SQLAlchemyError, LookupError, OSError) as exc:
             raise AuditUnavailable(f"audit record could not be written: {_why(exc)}") from exc

@@ -26,7 +26,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
+    insert,
     select,
+    update,
 )
 
 metadata = MetaData()
@@ -76,6 +79,20 @@ checkpoint_table = Table(
 )
 
 
+# Statements built once: building them per append (``.values(...)``) costs more than the
+# database round trips on SQLite.
+SELECT_HEAD_FOR_UPDATE = (
+    select(head_table).where(head_table.c.id == HEAD_ID).with_for_update()
+)
+INSERT_RECORD = insert(record_table)
+ADVANCE_HEAD = (
+    update(head_table)
+    .where(head_table.c.id == HEAD_ID)
+    .values(size=bindparam("new_size"), last_hash=bindparam("new_last_hash"),
+            frontier=bindparam("new_frontier"))
+)
+
+
 def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -91,9 +108,7 @@ def locked_head(engine: Engine) -> Iterator[tuple[Connection, dict[str, Any]]]:
             # pysqlite would start a deferred transaction at the first INSERT; two writers could
             # then both read the same head. BEGIN IMMEDIATE takes the write lock before the read.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-        row = conn.execute(
-            select(head_table).where(head_table.c.id == HEAD_ID).with_for_update()
-        ).mappings().one_or_none()
+        row = conn.execute(SELECT_HEAD_FOR_UPDATE).mappings().one_or_none()
         if row is None:
             conn.rollback()
             raise LookupError("audit_head row is missing")
