@@ -1,0 +1,96 @@
+"""SM2 CMS against an independent implementation: BouncyCastle (Debian's libbcprov-java and
+libbcpkix-java), driven by tests/cms/java/BcCmsCheck.java, compiled here with javac.
+
+OpenSSL 3.0's CMS cannot do SM2, hence BouncyCastle."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sscard.cms import ContentCipher, Flavour, TrustConfig, Verifier, encrypt, sign
+from tests.cms.pki import Pki
+
+HERE = Path(__file__).parent
+JARS = [Path("/usr/share/java") / j for j in ("bcprov.jar", "bcpkix.jar", "bcutil.jar")]
+DOC = "医疗保险结算单 No.2026-001\n".encode() * 30
+
+
+@pytest.fixture(scope="module")
+def bc(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The command prefix that runs the compiled check."""
+    javac, java = shutil.which("javac"), shutil.which("java")
+    missing = [str(j) for j in JARS if not j.exists()]
+    if javac is None or java is None or missing:
+        why = f"javac/java or BouncyCastle jars missing ({missing or 'javac/java'})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why + ": install default-jdk-headless libbcpkix-java")
+        pytest.skip(why)
+    out = tmp_path_factory.mktemp("bc")
+    classpath = ":".join(str(j) for j in JARS)
+    subprocess.run([javac, "-d", str(out), "-cp", classpath, str(HERE / "java" / "BcCmsCheck.java")],
+                   check=True, capture_output=True)
+    return [java, "-cp", f"{out}:{classpath}", "BcCmsCheck"]
+
+
+def _files(tmp: Path, pki: Pki) -> None:
+    (tmp / "key.pk8").write_bytes(pki.signer.key.private_key.pkcs8_der())
+    (tmp / "cert.der").write_bytes(pki.signer.cert.dump())
+    (tmp / "doc.txt").write_bytes(DOC)
+
+
+@pytest.mark.parametrize("detached", [False, True])
+def test_bouncycastle_verifies_our_sm2_signed_data(bc: list[str], sm2_pki: Pki, tmp_path: Path,
+                                                   detached: bool) -> None:
+    _files(tmp_path, sm2_pki)
+    der = sign(DOC, sm2_pki.signer.key, sm2_pki.signer.cert, chain=sm2_pki.chain,
+               detached=detached)
+    (tmp_path / "sig.der").write_bytes(der)
+    args = [*bc, "verify", str(tmp_path / "sig.der")]
+    if detached:
+        args.append(str(tmp_path / "doc.txt"))
+    res = subprocess.run(args, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("VERIFIED")
+    assert "1.2.156.10197.1.501" in res.stdout  # SM2-with-SM3
+
+    # BouncyCastle must refuse it once the document changed (the check can fail)
+    (tmp_path / "doc.txt").write_bytes(DOC + b"tampered")
+    if detached:
+        res = subprocess.run(args, capture_output=True, text=True, check=False)
+        assert res.returncode != 0
+
+
+@pytest.mark.parametrize("detached", [False, True])
+def test_we_verify_bouncycastle_sm2_signed_data(bc: list[str], sm2_pki: Pki, tmp_path: Path,
+                                                detached: bool) -> None:
+    _files(tmp_path, sm2_pki)
+    args = [*bc, "sign", str(tmp_path / "key.pk8"), str(tmp_path / "cert.der"),
+            str(tmp_path / "doc.txt"), str(tmp_path / "sig.der")]
+    if detached:
+        args.append("detached")
+    res = subprocess.run(args, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    der = (tmp_path / "sig.der").read_bytes()
+    verifier = Verifier(TrustConfig([sm2_pki.root.cert], intermediates=sm2_pki.chain))
+    report = verifier.verify(der, DOC if detached else None)
+    assert report.valid, report.problems
+    assert report.signer is not None and report.signer.common_name == "张三"
+    assert {p.code.value for p in verifier.verify(der, DOC + b"x").problems} == {
+        "CONTENT_CHANGED"}
+
+
+@pytest.mark.parametrize("flavour", [Flavour.RFC5652, Flavour.GM])
+def test_bouncycastle_opens_our_sm2_envelope(bc: list[str], sm2_pki: Pki, tmp_path: Path,
+                                             flavour: Flavour) -> None:
+    _files(tmp_path, sm2_pki)
+    env = encrypt(DOC, [sm2_pki.signer.cert], cipher=ContentCipher.SM4_CBC, flavour=flavour)
+    (tmp_path / "env.der").write_bytes(env)
+    res = subprocess.run([*bc, "decrypt", str(tmp_path / "key.pk8"), str(tmp_path / "env.der"),
+                          str(tmp_path / "out.txt")], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "out.txt").read_bytes() == DOC
