@@ -1,5 +1,54 @@
 """The tamper-evident audit log that the CA, RA, KMC and gateway write to.
 
-Records are hash-chained and committed to by an RFC 9162 Merkle tree whose heads are signed as
-checkpoints by an audit key. See docs/operations-audit.md.
+Records are hash-chained (SM3 by default) and committed to by an RFC 9162 Merkle tree whose heads
+are signed as checkpoints by an audit key. The API a service uses::
+
+    from sscard.audit import AuditLog, AuditUnavailable
+
+    audit = AuditLog(engine, signer=audit_key, certificate=audit_cert_der)
+    with audit.operation(actor, "cert.revoke", f"serial:{serial:x}", request_id) as op:
+        revoke(serial)                # runs only once the 'attempt' record is committed
+        op.set(reason="keyCompromise")
+
+See docs/operations-audit.md.
 """
+
+from sscard.audit.checkpoint import Checkpoint, CheckpointBody
+from sscard.audit.errors import (
+    AuditError,
+    AuditLogUnusable,
+    AuditOutcomeNotRecorded,
+    AuditRecordRejected,
+    AuditUnavailable,
+    CheckpointError,
+    ProofError,
+    SecretInAuditRecord,
+)
+from sscard.audit.log import AuditLog, InclusionProof, Operation, default_url, make_engine
+from sscard.audit.records import AuditRecord, StoredRecord
+from sscard.audit.storage import metadata as audit_metadata
+from sscard.audit.verify import Finding, VerifyReport, verify_log
+
+__all__ = [
+    "AuditError",
+    "AuditLog",
+    "AuditLogUnusable",
+    "AuditOutcomeNotRecorded",
+    "AuditRecord",
+    "AuditRecordRejected",
+    "AuditUnavailable",
+    "Checkpoint",
+    "CheckpointBody",
+    "CheckpointError",
+    "Finding",
+    "InclusionProof",
+    "Operation",
+    "ProofError",
+    "SecretInAuditRecord",
+    "StoredRecord",
+    "VerifyReport",
+    "audit_metadata",
+    "default_url",
+    "make_engine",
+    "verify_log",
+]
