@@ -251,6 +251,7 @@ def create_app(kmc: KeyManagementCentre) -> Flask:
         # the traceback names code lines, not values: no request body, no key material
         log.error("internal error on %s %s: %s", request.method, request.path,
                   type(exc).__name__, exc_info=exc)
-        return jsonify({"error": "InternalError", "message": "internal error; see the KMC log"}), 500
+        body = {"error": "InternalError", "message": "internal error; see the KMC log"}
+        return jsonify(body), 500
 
     return app
