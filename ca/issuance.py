@@ -20,6 +20,7 @@ from asn1crypto import csr as asn1csr
 from ca import der
 from ca.errors import RequestRefused
 from ca.profile import Profile
+from ca.request_encoding import Subject, spki_and_key_id, subject_from_name, subject_from_text
 from sscard.asn1.register import SocialInsuranceNumber
 from sscard.crypto.algorithms import SignatureAlgorithm
 from sscard.crypto.asymmetric import PublicKey
@@ -28,7 +29,6 @@ from sscard.keys.base import KeyHandle
 from sscard.x509.builder import CertificateBuilder
 from sscard.x509.errors import X509Error
 from sscard.x509.extensions import key_identifier
-from sscard.x509.names import format_name, name_attribute, parse_name
 from sscard.x509.parse import load_csr
 from sscard.x509.verify import verify_csr
 
@@ -95,10 +95,7 @@ class Approved:
     spki_der: bytes
     key_id: bytes  # RFC 5280 §4.2.1.2 method (1), the subjectKeyIdentifier
     subject_der: bytes
-
-    @property
-    def subject_text(self) -> str:
-        return format_name(self.subject)
+    subject_text: str
 
 
 def _refuse(profile: Profile, why: str) -> RequestRefused:
@@ -122,7 +119,7 @@ def _requested_extensions(request: asn1csr.CertificationRequest) -> dict[str, An
 def _approve(
     profile: Profile,
     public_key: PublicKey,
-    subject: x509.Name,
+    subject: Subject,
     requested: Mapping[str, Any],
     extra: Mapping[str, Any],
     kind: str,
@@ -136,7 +133,7 @@ def _approve(
         raise _refuse(profile, f"{public_key.algorithm.value} keys are not allowed "
                       f"(allowed: {allowed})")
     for attr in profile.subject_required:
-        if not name_attribute(subject, attr):
+        if not subject.attributes.get(attr):
             raise _refuse(profile, f"subject lacks required attribute {attr}")
 
     ku_allowed = profile.key_usage[public_key.algorithm.key_type]
@@ -195,7 +192,7 @@ def _approve(
         if sin:
             raise _refuse(profile, "this profile carries no social insurance number")
     else:
-        sin = sin or name_attribute(subject, "serial_number")
+        sin = sin or subject.attributes.get("serial_number")
         if sin is None and profile.social_insurance_number == "required":
             raise _refuse(profile, "a social insurance number is required (subject "
                           "serialNumber or the social_insurance_number field)")
@@ -209,13 +206,13 @@ def _approve(
     if days > profile.validity_days:
         raise _refuse(profile, f"validity of {days} days exceeds the profile's "
                       f"{profile.validity_days}")
+    spki, key_id = spki_and_key_id(public_key)
     return Approved(
-        profile=profile, public_key=public_key, subject=subject, key_usage=key_usage,
+        profile=profile, public_key=public_key, subject=subject.name, key_usage=key_usage,
         extended_key_usage=eku, subject_alt_name=san,
         social_insurance_number=str(sin) if sin else None, path_length=path_length,
         validity=dt.timedelta(days=days), kind=kind, request_der=request_der,
-        spki_der=public_key.spki_der(), key_id=key_identifier(public_key),
-        subject_der=bytes(subject.dump()),
+        spki_der=spki, key_id=key_id, subject_der=subject.der, subject_text=subject.text,
     )
 
 
@@ -230,7 +227,7 @@ def check_csr(
         public_key = verify_csr(parsed)
     except (X509Error, CryptoError) as exc:
         raise RequestRefused(f"certificate request rejected: {exc}") from None
-    subject = parsed["certification_request_info"]["subject"]
+    subject = subject_from_name(parsed["certification_request_info"]["subject"])
     return _approve(profile, public_key, subject, _requested_extensions(parsed), extra or {},
                     "csr", parsed.dump())
 
@@ -243,7 +240,8 @@ def check_public_key(
 ) -> Approved:
     """For a key whose possession the (authenticated) caller vouches for, e.g. the KMC's."""
     try:
-        name = parse_name(subject) if isinstance(subject, str) else subject
+        name = subject_from_text(subject) if isinstance(subject, str) else \
+            subject_from_name(subject)
     except X509Error as exc:
         raise RequestRefused(f"subject {subject!r}: {exc}") from None
     return _approve(profile, public_key, name, {}, extra or {}, "public_key",
