@@ -1,0 +1,139 @@
+"""CA benchmarks; each figure beside a reference measured in the same run.
+
+    python bench/ca.py [--quick]
+
+- issuance: certificates committed per second (profile checks, TBS, signature, one SQLite
+  transaction per chunk of 200), one process, against the raw signature rate of the same key
+  over a message of the same size. Goal for SM2: ratio >= 0.70.
+- CRL: time to build and sign a CRL with 1,000,000 revoked entries (goal under 10 s), beside
+  asn1crypto encoding a sample of the same entries one object each (extrapolated).
+- OCSP and HTTP CRL figures come from bench/ca_protocols.py when it is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ca.authority import CertificateAuthority, IssueRequest, initialise  # noqa: E402
+from ca.crl import RevokedItem, build_crl  # noqa: E402
+from ca.issuance import random_serial  # noqa: E402
+from sscard.keys.software import SoftwareKey  # noqa: E402
+
+CONFIG = """\
+[root]
+name = "root"
+subject = "CN=Bench Root,O=人社厅,C=CN"
+algorithm = "{alg}"
+
+[[issuing]]
+name = "issuing"
+subject = "CN=Bench Issuing,O=人社厅,C=CN"
+algorithm = "{alg}"
+path_length = 0
+"""
+
+
+def line(what: str, ours: float, reference: float | None, unit: str = "/s") -> None:
+    if reference is None:
+        print(f"{what}: ours={ours:.0f}{unit}")
+    else:
+        print(f"{what}: ours={ours:.0f}{unit} reference={reference:.0f}{unit} "
+              f"ratio={ours / reference:.2f}")
+
+
+def bench_issuance(algorithm: str, count: int) -> tuple[float, float]:
+    """(certificates committed per second, raw signatures per second) for one algorithm."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        config = Path(tmp) / "ca.toml"
+        config.write_text(CONFIG.format(alg=algorithm), encoding="utf-8")
+        initialise(home, config, b"bench passphrase")
+        ca = CertificateAuthority.open(home, b"bench passphrase")
+        holder_keys = [SoftwareKey.generate(algorithm).public_key() for _ in range(64)]
+        requests = [
+            IssueRequest(public_key=holder_keys[i % len(holder_keys)],
+                         subject=f"CN=持卡人{i},serialNumber={350102199001010000 + i},C=CN")
+            for i in range(count)
+        ]
+        ca.issue_batch(requests[:50], "cardholder-sign")  # warm caches and the database
+        start = time.perf_counter()
+        issued = ca.issue_batch(requests, "cardholder-sign", chunk_size=200)
+        ours = len(issued) / (time.perf_counter() - start)
+
+        key = ca.issuer().key
+        tbs = issued[0].certificate["tbs_certificate"].dump()
+        start = time.perf_counter()
+        for _ in range(count):
+            key.sign(tbs)
+        raw = count / (time.perf_counter() - start)
+        ca.close()
+    return ours, raw
+
+
+def bench_crl(entries: int) -> tuple[float, float]:
+    """(seconds to build and sign an ``entries``-entry CRL, asn1crypto seconds extrapolated)."""
+    from asn1crypto import crl as asn1crl
+
+    from sscard.x509.builder import RevokedEntry
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        initialise(home, None, b"bench passphrase")
+        ca = CertificateAuthority.open(home, b"bench passphrase")
+        issuer = ca.issuer()
+        base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        items = [RevokedItem(random_serial(), base + dt.timedelta(seconds=i // 7),
+                             (1, 4, 5, None)[i % 4],
+                             base - dt.timedelta(days=1) if i % 10 == 0 else None)
+                 for i in range(entries)]
+        now = dt.datetime.now(dt.UTC)
+        start = time.perf_counter()
+        der = build_crl(issuer, items, 1, now, now + dt.timedelta(days=1), None,
+                        "http://127.0.0.1:8080/crl/issuing.crl")
+        ours = time.perf_counter() - start
+        ca.close()
+    assert len(der) > entries * 30
+    sample = items[:20000]
+    names = {1: "key_compromise", 4: "superseded", 5: "cessation_of_operation"}
+    start = time.perf_counter()
+    asn1crl.RevokedCertificates([
+        RevokedEntry(i.serial, i.revoked_at, names.get(i.reason or 0), i.invalidity_date).asn1()
+        for i in sample]).dump()
+    reference = (time.perf_counter() - start) * entries / len(sample)
+    return ours, reference
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
+    args = parser.parse_args()
+    count = 300 if args.quick else 3000
+    for algorithm, label in (("sm2", "SM2"), ("ec-p256", "P-256")):
+        ours, raw = bench_issuance(algorithm, count)
+        line(f"issuance {label} (certs committed/s vs raw signatures/s, same key)", ours, raw)
+    entries = 20_000 if args.quick else 1_000_000
+    seconds, reference = bench_crl(entries)
+    print(f"CRL build+sign, {entries} entries: ours={seconds:.2f}s "
+          f"reference={reference:.2f}s (asn1crypto per-entry objects, extrapolated) "
+          f"ratio={reference / seconds:.1f}x faster; goal < 10 s")
+    protocols = Path(__file__).with_name("ca_protocols.py")
+    if protocols.exists() and not args.quick:
+        spec = importlib.util.spec_from_file_location("ca_protocols", protocols)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.argv = [str(protocols)]  # its own defaults
+        module.main()
+
+
+if __name__ == "__main__":
+    main()
