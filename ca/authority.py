@@ -205,10 +205,31 @@ def initialise(
     offline = issuing_only or cfg.root_offline
     profiles = load_profiles([home / "profiles"])
     home.mkdir(parents=True, exist_ok=True)
+    # what this call creates on disk, removed again if it fails, so a refused init (a bad
+    # config, a token without the mechanism) leaves the directory as it was
+    before = _files_under(home)
     pass_file = None
-    if passphrase is None:
-        passphrase, pass_file = _store_passphrase(home)
     url = _database_url(home, cfg, database_url)
+    try:
+        if passphrase is None:
+            passphrase, pass_file = _store_passphrase(home)
+        result = _create_hierarchy(home, cfg, profiles, passphrase, offline, url)
+    except BaseException:
+        for created in sorted(_files_under(home) - before, reverse=True):
+            created.unlink(missing_ok=True)
+        raise
+    (home / CONFIG_FILE).write_text(cfg.text, encoding="utf-8")
+    pending, active = result
+    return InitResult(home, url, pass_file, pending, tuple(active))
+
+
+def _files_under(home: Path) -> set[Path]:
+    return {p for p in home.rglob("*") if p.is_file()}
+
+
+def _create_hierarchy(home: Path, cfg: HierarchyConfig, profiles: Mapping[str, Profile],
+                      passphrase: bytes, offline: bool, url: str) -> tuple[
+                          dict[str, bytes], list[str]]:
     engine = storage.make_engine(url)
     try:
         storage.upgrade(engine)
@@ -264,8 +285,7 @@ def initialise(
                 active.append(spec.name)
     finally:
         engine.dispose()
-    (home / CONFIG_FILE).write_text(cfg.text, encoding="utf-8")
-    return InitResult(home, url, pass_file, pending, tuple(active))
+    return pending, active
 
 
 def import_issuing_certificate(
