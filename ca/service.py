@@ -313,10 +313,18 @@ def ocsp_get(encoded: str) -> Response:
 
 @protocols.post("/tsa")
 def tsa_post() -> Response:
-    tsa = _state().tsa
-    if tsa is None:
+    state = _state()
+    if state.config.tsa_serial_file is None:
         raise ApiError(404, "not_found", "this service runs no time-stamp authority")
-    if (request.content_length or 0) > MAX_PROTOCOL_BODY:
+    try:
+        tsa = state.tsa
+    except Exception:
+        # the TSA key or certificate cannot be loaded: an RFC 3161 answer, not an HTTP 500
+        log.exception("time-stamp authority unavailable")
+        tsa = None
+    if tsa is None:
+        der = rejection("system_failure", "the time-stamp authority is unavailable")
+    elif (request.content_length or 0) > MAX_PROTOCOL_BODY:
         der = rejection("bad_request", f"request larger than {MAX_PROTOCOL_BODY} octets")
     else:
         der = tsa.respond(request.get_data(cache=False))

@@ -410,3 +410,28 @@ def test_fast_path_serves_only_fresh_answers(authority: CertificateAuthority) ->
     later = client.get(path).data
     assert later != first.data
     assert ocsp_status(later)[0] == "good"
+
+
+def test_unloadable_keys_give_protocol_errors_not_http_500(
+    authority: CertificateAuthority,
+) -> None:
+    broken = CertificateAuthority.open(authority.home, passphrase=b"not the passphrase")
+    try:
+        app = create_app(ServiceConfig(authority=broken,
+                                       tsa_serial_file=authority.home / "tsa-serial-broken"))
+        client = app.test_client()
+        reply = client.post("/ocsp", data=make_request(cert_id(authority.certificate, 5)))
+        assert reply.status_code == 200
+        assert ocsp_status(reply.data)[0] == "internal_error"
+        query = tsp.TimeStampReq({
+            "version": "v1",
+            "message_imprint": {"hash_algorithm": {"algorithm": "sha256"},
+                                "hashed_message": digest("sha256", b"x")},
+        }).dump()
+        reply = client.post("/tsa", data=query)
+        assert reply.status_code == 200
+        status = TimeStampResp.load(reply.data)["status"]
+        assert status["status"].native == "rejection"
+        assert set(status["fail_info"].native) == {"system_failure"}
+    finally:
+        broken.close()
