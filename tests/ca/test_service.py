@@ -1,5 +1,6 @@
 """The CA's HTTP service over real HTTP (a werkzeug server on a free port) against a real CA
-(``CertificateAuthority.init`` in a temporary data directory, SQLite)."""
+(``CertificateAuthority.init`` in a temporary data directory; SQLite, and PostgreSQL for
+the cross-process revocation test)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -435,3 +437,30 @@ def test_unloadable_keys_give_protocol_errors_not_http_500(
         assert set(status["fail_info"].native) == {"system_failure"}
     finally:
         broken.close()
+
+
+def test_revocation_by_another_process_reaches_ocsp_and_crl_on_both_databases(
+    database_url: str, tmp_path: Path,
+) -> None:
+    """Two CA handles on one database (as two processes have): a revocation through one shows
+    in the other's service on the next request, on SQLite and on PostgreSQL."""
+    config = tmp_path / "ca.toml"
+    config.write_text(EC_CONFIG, encoding="utf-8")
+    serving = CertificateAuthority.init(tmp_path / "home", config, database_url=database_url)
+    revoker = CertificateAuthority.open(tmp_path / "home", database_url=database_url)
+    try:
+        app = create_app(ServiceConfig(authority=serving, revocation_check_interval=0))
+        client = app.test_client()
+        _, cert = issue(serving, "shared database")
+        path = get_path(make_request(cert_id(serving.certificate, cert.serial_number)))
+        assert ocsp_status(client.get(path).data)[0] == "good"
+        assert ocsp_status(client.get(path).data)[0] == "good"  # now cached
+        client.get("/crl/issuing.crl")
+        revoker.revoke(cert.serial_number, "keyCompromise")
+        assert ocsp_status(client.get(path).data)[0] == "revoked"
+        crl = asn1crl.CertificateList.load(client.get("/crl/issuing.crl").data)
+        assert cert.serial_number in {r["user_certificate"].native
+                                      for r in crl["tbs_cert_list"]["revoked_certificates"]}
+    finally:
+        revoker.close()
+        serving.close()
