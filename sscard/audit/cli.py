@@ -212,9 +212,15 @@ def checkpoint_cmd(ctx: click.Context, db: str | None, key_path: Path,
 @click.option("--seq", required=True, type=click.IntRange(min=1), help="The record to prove.")
 @click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Prove against this checkpoint (default: the latest stored one).")
+@click.option("--cert", "cert_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Audit certificate to check the checkpoint's signature with (default: the "
+                   "key stored with the checkpoint).")
 @click.pass_context
-def prove_cmd(ctx: click.Context, db: str | None, seq: int, checkpoint_path: Path | None) -> None:
-    """Print an inclusion proof of record SEQ in a checkpoint, and check it (exit 1 if not)."""
+def prove_cmd(ctx: click.Context, db: str | None, seq: int, checkpoint_path: Path | None,
+              cert_path: Path | None) -> None:
+    """Print an inclusion proof of record SEQ in a signed checkpoint, and check both the proof
+    and the checkpoint's signature (exit 1 if either fails)."""
+    anchor = _read_cert(cert_path)[1] if cert_path else None
     log = _open_log(_url(ctx, db))
     try:
         cp = _read_checkpoint(checkpoint_path) if checkpoint_path else log.latest_checkpoint()
@@ -227,13 +233,19 @@ def prove_cmd(ctx: click.Context, db: str | None, seq: int, checkpoint_path: Pat
         _unusable(str(exc))
     finally:
         log.engine.dispose()
-    ok = proof.verify(cp.root)
+    included = proof.verify(cp.root)
+    try:
+        signed = cp.verify(anchor or PublicKey.from_spki(cp.signer_spki))
+    except CryptoError:
+        signed = False
     click.echo(json.dumps({
         "seq": seq, "leaf_index": seq - 1, "tree_size": proof.tree_size, "hash": proof.hash_name,
         "entry": proof.entry.hex(), "path": [p.hex() for p in proof.path],
-        "checkpoint": cp.index, "root": cp.root.hex(), "verified": ok,
+        "checkpoint": cp.index, "root": cp.root.hex(), "verified": included,
+        "checkpoint_signature": "valid" if signed else "INVALID",
+        "signature_checked_with": "certificate" if anchor else "key stored in the checkpoint",
     }, indent=2))
-    sys.exit(EXIT_INTACT if ok else EXIT_TAMPERED)
+    sys.exit(EXIT_INTACT if included and signed else EXIT_TAMPERED)
 
 
 @group.command("keygen")

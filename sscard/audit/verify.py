@@ -69,24 +69,26 @@ class VerifyReport:
 
 @dataclass
 class _Row:
+    """What the chain analysis needs of a stored record (kept small: logs get long)."""
+
     seq: int
     prev: bytes
     hash: bytes
-    encoding: bytes | None  # None: the stored fields cannot be decoded into a record
-    problem: str = ""
+    intact: bool  # H(prev || encoding) == hash
+    problem: str = ""  # set when the stored fields cannot be decoded into a record
 
 
-def _load_rows(engine: Engine) -> list[_Row]:
+def _load_rows(engine: Engine, hash_name: str) -> list[_Row]:
     rows: list[_Row] = []
     with engine.connect() as conn:
-        result = conn.execute(
+        result = conn.execution_options(yield_per=5000).execute(
             select(storage.record_table).order_by(storage.record_table.c.seq)
         ).mappings()
         for r in result:
-            row = _Row(int(r["seq"]), bytes(r["prev_hash"]), bytes(r["hash"]), None)
+            row = _Row(int(r["seq"]), bytes(r["prev_hash"]), bytes(r["hash"]), False)
             try:
-                record = row_to_record(r)
-                row.encoding = record.canonical_encoding()
+                encoding = row_to_record(r).canonical_encoding()
+                row.intact = chain_hash(hash_name, row.prev, encoding) == row.hash
             except (ValueError, TypeError, AuditRecordRejected) as exc:
                 row.problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             rows.append(row)
@@ -115,10 +117,7 @@ def _load_checkpoints(engine: Engine, report: VerifyReport) -> list[Checkpoint]:
 def _check_chain(rows: Sequence[_Row], hash_name: str, report: VerifyReport) -> None:
     genesis = genesis_hash(hash_name)
     position_of = {row.hash: i for i, row in enumerate(rows)}
-    self_ok = [
-        row.encoding is not None and chain_hash(hash_name, row.prev, row.encoding) == row.hash
-        for row in rows
-    ]
+    self_ok = [row.intact for row in rows]
     expected_prev = genesis
     skip_next = False
     for j, row in enumerate(rows):
@@ -145,7 +144,7 @@ def _check_chain(rows: Sequence[_Row], hash_name: str, report: VerifyReport) -> 
                        f"{nxt.seq} chains directly to "
                        f"{'the start' if before is None else f'record {before}'}", row.seq)
             continue
-        if row.encoding is None:
+        if row.problem:
             report.add("modified", f"record {row.seq} cannot be decoded ({row.problem})", row.seq)
             expected_prev = row.hash
             continue
@@ -329,7 +328,7 @@ def verify_log(
         if hash_name not in ("sm3", "sha256"):
             raise AuditLogUnusable(f"the audit log names an unknown hash {hash_name!r}")
         report.hash_name, report.log_id = hash_name, str(head["log_id"])
-        rows = _load_rows(engine)
+        rows = _load_rows(engine, hash_name)
         cps = _load_checkpoints(engine, report)
         _note_open_attempts(engine, report)
     except SQLAlchemyError as exc:

@@ -64,10 +64,13 @@ def test_checkpoint_verify_show_prove_on_an_intact_log(home: Path) -> None:
     lines = result.output.splitlines()
     assert len(lines) == 2 and " success  officer:1 cert.issue serial:11 req-11 " in lines[0]
 
-    result = run(home, "prove", "--seq", "7")
+    result = run(home, "prove", "--seq", "7", "--cert", str(home / "audit-cert.pem"))
     assert result.exit_code == 0, result.output
     proof = json.loads(result.output)
     assert (proof["verified"], proof["tree_size"], proof["checkpoint"]) == (True, 12, 3)
+    assert proof["checkpoint_signature"] == "valid"
+    result = run(home, "prove", "--seq", "3", "--checkpoint", str(home / "cp.json"))
+    assert result.exit_code == 0, result.output
 
 
 def test_verify_reports_tampering_with_exit_1(home: Path) -> None:
@@ -92,6 +95,19 @@ def test_verify_reports_tampering_with_exit_1(home: Path) -> None:
     assert result.exit_code == 1
     report = json.loads(result.output)
     assert [(f["kind"], f["seq"]) for f in report["findings"]] == [("truncated", 11)]
+
+
+def test_prove_fails_with_a_foreign_certificate(home: Path, tmp_path: Path) -> None:
+    assert checkpoint(home).exit_code == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "p").write_text("x\n")
+    assert run(other, "keygen", "--key-out", str(other / "k.pem"), "--cert-out",
+               str(other / "c.pem"), "--passphrase-file", str(other / "p")).exit_code == 0
+    result = run(home, "prove", "--seq", "2", "--cert", str(other / "c.pem"))
+    assert result.exit_code == 1
+    out = json.loads(result.output)
+    assert (out["verified"], out["checkpoint_signature"]) == (True, "INVALID")
 
 
 def test_prove_fails_against_a_tampered_entry(home: Path) -> None:

@@ -228,3 +228,28 @@ def test_removed_checkpoint_in_the_middle_is_found(filled: AuditLog, audit_cert:
     report = verify(filled, audit_cert)
     assert [f.kind for f in report.findings] == ["checkpoint"]
     assert "expected checkpoint 2 here" in report.findings[0].message
+
+
+def test_edited_checkpoint_rows_are_found(filled: AuditLog, audit_cert: bytes) -> None:
+    sql(filled.engine, "UPDATE audit_checkpoint SET tree_size = 9 WHERE idx = 2")
+    report = verify(filled, audit_cert)
+    assert [str(f).split(":", 2)[1].strip() for f in report.findings] == ["checkpoint 2"]
+    assert "its row does not match its signed body" in report.findings[0].message
+    body = filled.checkpoints()[2].body.encode().replace(b"size 15", b"size 14")
+    sql(filled.engine, "UPDATE audit_checkpoint SET tree_size = 10 WHERE idx = 2")
+    sql(filled.engine, "UPDATE audit_checkpoint SET body = :b, tree_size = 14 WHERE idx = 3",
+        b=body)
+    messages = [f.message for f in verify(filled, audit_cert).findings]
+    assert any("checkpoint 3 (size 14" in m and "signature does not verify" in m
+               for m in messages)
+    sql(filled.engine, "UPDATE audit_checkpoint SET body = :b WHERE idx = 3", b=b"garbage")
+    messages = [f.message for f in verify(filled, audit_cert).findings]
+    assert any("checkpoint 3 cannot be read" in m for m in messages)
+
+
+def test_empty_log_verifies(engine: Engine, audit_key: SoftwareKey, audit_cert: bytes) -> None:
+    log = AuditLog(engine, signer=audit_key, certificate=audit_cert)
+    assert verify(log, audit_cert).intact
+    log.checkpoint()
+    report = verify(log, audit_cert)
+    assert report.intact and (report.records, report.checkpoints) == (0, 1)
