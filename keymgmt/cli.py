@@ -1,8 +1,477 @@
-"""``sscard kmc ...``: the key management centre."""
+"""``sscard kmc ...``: the key management centre's command line.
+
+Commands translate between files and ``keymgmt``'s library calls; a refused operation ends with
+exit status 1 and the reason. Secrets (custodian passphrases, the token PIN, API keys) come from
+files or prompts, never from argv. Commands that need the storage key take the custodians'
+shares: ``--share FILE`` once per custodian present, with ``--share-passphrase-file`` in the
+same order or, without it, each custodian typing their passphrase at the prompt.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
+from keymgmt.errors import KmcError
+from sscard.secrets_input import read_secret
+
+F = TypeVar("F", bound=Callable[..., Any])
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
 
 @click.group("kmc")
-def group() -> None:
+@click.option("--db-url", envvar="SSCARD_KMC_DB_URL", default=None,
+              help="KMC database (default: SQLite <home>/kmc.db; postgresql+psycopg://...).")
+@click.pass_context
+def group(ctx: click.Context, db_url: str | None) -> None:
     """Key management centre: ceremony, escrow, recovery, card master keys."""
+    ctx.meta["kmc_db_url"] = db_url
+
+
+def _home(ctx: click.Context) -> Path:
+    obj = ctx.find_root().obj
+    home = getattr(obj, "home", None)
+    return Path(home) if home is not None else Path(os.environ.get("SSCARD_HOME",
+                                                                   "./sscard-data"))
+
+
+def _db_url(ctx: click.Context) -> str:
+    from keymgmt.db import default_url
+
+    url: str | None = ctx.meta.get("kmc_db_url")
+    if url:
+        return url
+    home = _home(ctx)
+    home.mkdir(parents=True, exist_ok=True)
+    return default_url(home)
+
+
+def _kmc_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except KmcError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _share_options(func: F) -> F:
+    func = click.option("--share-passphrase-file", "share_passphrase_files", multiple=True,
+                        type=_FILE, help="Passphrase file for each --share, in the same order "
+                        "(default: each custodian types it).")(func)
+    func = click.option("--share", "shares", multiple=True, type=_FILE,
+                        help="A custodian's share file; repeat for each custodian present.")(func)
+    return func
+
+
+def _unseal(ctx: click.Context, shares: tuple[Path, ...],
+            passphrase_files: tuple[Path, ...]) -> Any:
+    from keymgmt import ceremony
+
+    if not shares:
+        raise click.UsageError("the storage key is needed: give the custodians' --share files")
+    if passphrase_files and len(passphrase_files) != len(shares):
+        raise click.UsageError("give one --share-passphrase-file per --share, or none")
+    pairs = []
+    for i, path in enumerate(shares):
+        secret = read_secret(file=passphrase_files[i] if passphrase_files else None,
+                             prompt=f"Passphrase for share {path.name}")
+        pairs.append((path, secret))
+    return ceremony.unseal_from_files(_home(ctx), pairs)
+
+
+def _open(ctx: click.Context, storage_key: Any = None) -> Any:
+    from keymgmt.service import KeyManagementCentre
+
+    return KeyManagementCentre.open(_db_url(ctx), storage_key)
+
+
+def _principal(kmc: Any, api_key_file: Path) -> Any:
+    return kmc.authenticate(read_secret(file=api_key_file, prompt="API key").decode())
+
+
+# -- ceremony -------------------------------------------------------------------------------
+
+@group.command("ceremony")
+@click.option("--custodian", "custodians", multiple=True, required=True,
+              help="A custodian's name; repeat for each (N custodians).")
+@click.option("--threshold", type=int, required=True, help="M: custodians needed to unseal.")
+@click.option("--shares-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where each custodian's share file is written (one file each).")
+@click.option("--custodian-passphrase-file", "passphrase_files", multiple=True, type=_FILE,
+              help="Passphrase file per custodian, same order (default: each types it twice).")
+@click.option("--pkcs11-module", default=None, help="Generate the storage key in this HSM.")
+@click.option("--token-label", default=None, help="The HSM token for the storage key.")
+@click.option("--admin-pin-file", type=_FILE, default=None,
+              help="The token's current user PIN (the ceremony replaces it).")
+@click.option("--root-ca-key", "root_ca_algorithm", default=None,
+              help="Also generate the root CA key (sm2, ec-p256, rsa3072, ...).")
+@click.option("--root-ca-passphrase-file", type=_FILE, default=None,
+              help="Passphrase for the root CA key file (default: prompt).")
+@click.option("--officiant", default="administrator", help="Who runs the ceremony (for the log).")
+@click.pass_context
+@_kmc_errors
+def ceremony_cmd(ctx: click.Context, custodians: tuple[str, ...], threshold: int,
+                 shares_dir: Path, passphrase_files: tuple[Path, ...],
+                 pkcs11_module: str | None, token_label: str | None,
+                 admin_pin_file: Path | None, root_ca_algorithm: str | None,
+                 root_ca_passphrase_file: Path | None, officiant: str) -> None:
+    """Create the KMC storage key under M-of-N custodians (and optionally the root CA key)."""
+    from keymgmt import ceremony
+
+    if passphrase_files and len(passphrase_files) != len(custodians):
+        raise click.UsageError("give one --custodian-passphrase-file per --custodian, or none")
+    people = []
+    for i, name in enumerate(custodians):
+        secret = read_secret(file=passphrase_files[i] if passphrase_files else None,
+                             prompt=f"Passphrase of custodian {name}", confirm=True)
+        people.append(ceremony.Custodian(name, secret))
+    target = None
+    if pkcs11_module or token_label:
+        if not (pkcs11_module and token_label):
+            raise click.UsageError("--pkcs11-module and --token-label go together")
+        target = ceremony.Pkcs11Target(pkcs11_module, token_label,
+                                       read_secret(file=admin_pin_file, prompt="Token user PIN"))
+    root = None
+    if root_ca_algorithm:
+        root = ceremony.RootCaKeyRequest(
+            root_ca_algorithm,
+            read_secret(file=root_ca_passphrase_file, prompt="Root CA key passphrase",
+                        confirm=True))
+    result = ceremony.run_ceremony(_home(ctx), people, threshold, shares_dir,
+                                   pkcs11_target=target, root_ca=root, officiant=officiant)
+    click.echo(f"ceremony {result.ceremony_id}: storage key {result.storage_key_id} "
+               f"({result.backend}), {threshold} of {len(custodians)} custodians")
+    for name, path in result.share_files.items():
+        click.echo(f"  share of {name}: {path}")
+    if result.root_ca_key is not None:
+        click.echo(f"  root CA key: {result.root_ca_key} (public key {result.root_ca_public_key})")
+    click.echo(f"  log: {ceremony.log_path(_home(ctx))}")
+
+
+@group.command("unseal")
+@_share_options
+@click.pass_context
+@_kmc_errors
+def unseal_cmd(ctx: click.Context, shares: tuple[Path, ...],
+               share_passphrase_files: tuple[Path, ...]) -> None:
+    """Check that these custodians' shares open the storage key (a recovery drill)."""
+    key = _unseal(ctx, shares, share_passphrase_files)
+    try:
+        click.echo(f"storage key {key.key_id} opened with {len(shares)} share(s)")
+    finally:
+        key.close()
+
+
+@group.command("ceremony-log")
+@click.pass_context
+@_kmc_errors
+def ceremony_log_cmd(ctx: click.Context) -> None:
+    """Verify the ceremony log's hash chain and print it."""
+    from keymgmt import ceremony, ceremony_log
+
+    path = ceremony.log_path(_home(ctx))
+    count = ceremony_log.verify(path)
+    for entry in ceremony_log.read(path):
+        click.echo(f"{entry['seq']:4d} {entry['time']} {entry['event']} "
+                   f"{json.dumps(entry['details'], ensure_ascii=False)}")
+    click.echo(f"{count} entries, chain intact")
+
+
+# -- callers --------------------------------------------------------------------------------
+
+@group.group("caller")
+def caller_group() -> None:
+    """Callers of the KMC service (CA, RA, officers, auditors, terminals)."""
+
+
+@caller_group.command("add")
+@click.argument("name")
+@click.option("--role", required=True,
+              type=click.Choice(["ca", "ra", "officer", "auditor", "terminal"]))
+@click.option("--key-out", type=_FILE, default=None,
+              help="Write the API key to this file (mode 0600) instead of printing it.")
+@click.pass_context
+@_kmc_errors
+def caller_add(ctx: click.Context, name: str, role: str, key_out: Path | None) -> None:
+    """Register a caller; its API key is shown (or written) once and stored only hashed."""
+    kmc = _open(ctx)
+    try:
+        api_key = kmc.add_caller(name, role)
+    finally:
+        kmc.close()
+    if key_out is not None:
+        fd = os.open(key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(api_key + "\n")
+        click.echo(f"caller {name} ({role}): API key written to {key_out}")
+    else:
+        click.echo(api_key)
+
+
+@caller_group.command("deactivate")
+@click.argument("name")
+@click.pass_context
+@_kmc_errors
+def caller_deactivate(ctx: click.Context, name: str) -> None:
+    kmc = _open(ctx)
+    try:
+        kmc.deactivate_caller(name)
+    finally:
+        kmc.close()
+    click.echo(f"caller {name} deactivated")
+
+
+# -- recovery (officers acting with their own API keys) ---------------------------------------
+
+@group.group("recovery")
+def recovery_group() -> None:
+    """Key recovery under dual control; each officer acts with their own --api-key-file."""
+
+
+def _api_key_option(func: F) -> F:
+    return click.option("--api-key-file", type=_FILE, required=True,
+                        help="File holding your KMC API key.")(func)
+
+
+@recovery_group.command("request")
+@_api_key_option
+@click.option("--key-id", default=None)
+@click.option("--certificate-serial", default=None, help="Hex serial of the encryption cert.")
+@click.option("--owner", default=None, help="The cardholder (social security number).")
+@click.option("--card-public-key", type=_FILE, default=None,
+              help="New card's SM2 signing public key (PEM or DER SubjectPublicKeyInfo).")
+@click.option("--officer", default=None, help="Recover as PKCS#12 for this officer.")
+@click.option("--reason", required=True)
+@click.option("--judicial-authority", default=None)
+@click.option("--judicial-order-ref", default=None)
+@click.option("--judicial-order-file", type=_FILE, default=None,
+              help="The scanned order; its SHA-256 is recorded.")
+@click.pass_context
+@_kmc_errors
+def recovery_request(ctx: click.Context, api_key_file: Path, key_id: str | None,
+                     certificate_serial: str | None, owner: str | None,
+                     card_public_key: Path | None, officer: str | None, reason: str,
+                     judicial_authority: str | None, judicial_order_ref: str | None,
+                     judicial_order_file: Path | None) -> None:
+    """Ask for an escrowed key to be recovered (needs two other officers' approval)."""
+    import hashlib
+
+    from keymgmt.service import CardRecipient, JudicialOrder, OfficerRecipient
+    from sscard.x509.pem import pem_to_der
+
+    recipient: CardRecipient | OfficerRecipient
+    if (card_public_key is None) == (officer is None):
+        raise click.UsageError("give exactly one of --card-public-key or --officer")
+    if card_public_key is not None:
+        recipient = CardRecipient(pem_to_der(card_public_key.read_bytes()))
+    else:
+        recipient = OfficerRecipient(officer or "")
+    judicial = None
+    if judicial_authority or judicial_order_ref or judicial_order_file:
+        if not (judicial_authority and judicial_order_ref and judicial_order_file):
+            raise click.UsageError("judicial recovery needs --judicial-authority, "
+                                   "--judicial-order-ref and --judicial-order-file")
+        judicial = JudicialOrder(judicial_authority, judicial_order_ref,
+                                 hashlib.sha256(judicial_order_file.read_bytes()).hexdigest())
+    kmc = _open(ctx)
+    try:
+        info = kmc.request_recovery(_principal(kmc, api_key_file), recipient=recipient,
+                                    reason=reason, key_id=key_id,
+                                    certificate_serial=certificate_serial, owner=owner,
+                                    judicial=judicial)
+    finally:
+        kmc.close()
+    click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+
+
+@recovery_group.command("approve")
+@_api_key_option
+@click.argument("request_id")
+@click.option("--comment", default="")
+@click.pass_context
+@_kmc_errors
+def recovery_approve(ctx: click.Context, api_key_file: Path, request_id: str,
+                     comment: str) -> None:
+    kmc = _open(ctx)
+    try:
+        info = kmc.approve(_principal(kmc, api_key_file), request_id, comment)
+    finally:
+        kmc.close()
+    click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+
+
+@recovery_group.command("reject")
+@_api_key_option
+@click.argument("request_id")
+@click.option("--comment", required=True)
+@click.pass_context
+@_kmc_errors
+def recovery_reject(ctx: click.Context, api_key_file: Path, request_id: str,
+                    comment: str) -> None:
+    kmc = _open(ctx)
+    try:
+        info = kmc.reject(_principal(kmc, api_key_file), request_id, comment)
+    finally:
+        kmc.close()
+    click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+
+
+@recovery_group.command("complete")
+@_api_key_option
+@click.argument("request_id")
+@click.option("--out", type=_FILE, required=True,
+              help="Where to write the result: the ENVELOPEDKEYBLOB (card) or the PKCS#12.")
+@_share_options
+@click.pass_context
+@_kmc_errors
+def recovery_complete(ctx: click.Context, api_key_file: Path, request_id: str, out: Path,
+                      shares: tuple[Path, ...], share_passphrase_files: tuple[Path, ...]) -> None:
+    """Collect an approved recovery (the storage key is needed: custodians' shares)."""
+    kmc = _open(ctx, _unseal(ctx, shares, share_passphrase_files))
+    try:
+        result = kmc.complete_recovery(_principal(kmc, api_key_file), request_id)
+    finally:
+        kmc.close()
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(result.pkcs12 or result.enveloped_key_blob or b"")
+    if result.pkcs12 is not None:
+        click.echo(f"PKCS#12 written to {out}")
+        click.echo(f"one-time passphrase (shown once, not stored): {result.pkcs12_passphrase}")
+    else:
+        assert result.enveloped_key_der is not None
+        der_out = out.with_name(out.name + ".sm2envelopedkey.der")
+        der_out.write_bytes(result.enveloped_key_der)
+        click.echo(f"ENVELOPEDKEYBLOB written to {out}, SM2EnvelopedKey to {der_out}")
+
+
+@recovery_group.command("status")
+@_api_key_option
+@click.argument("request_id")
+@click.pass_context
+@_kmc_errors
+def recovery_status(ctx: click.Context, api_key_file: Path, request_id: str) -> None:
+    kmc = _open(ctx)
+    try:
+        info = kmc.recovery_status(_principal(kmc, api_key_file), request_id)
+    finally:
+        kmc.close()
+    click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+
+
+# -- card master keys -----------------------------------------------------------------------
+
+@group.group("cardkeys")
+def cardkeys_group() -> None:
+    """Card master keys (SM4, 3DES), PSAM export."""
+
+
+@cardkeys_group.command("generate")
+@click.option("--province", required=True, help="2-digit province code.")
+@click.option("--algorithm", "algorithms", multiple=True, type=click.Choice(["sm4", "3des"]),
+              help="Default: both.")
+@_share_options
+@click.pass_context
+@_kmc_errors
+def cardkeys_generate(ctx: click.Context, province: str, algorithms: tuple[str, ...],
+                      shares: tuple[Path, ...], share_passphrase_files: tuple[Path, ...]) -> None:
+    """Generate the provincial card master keys; prints their check values."""
+    from keymgmt.cardkeys import CardKeyService
+
+    kmc = _open(ctx, _unseal(ctx, shares, share_passphrase_files))
+    try:
+        kcvs = CardKeyService(kmc).generate_master_keys(province, list(algorithms) or None)
+    finally:
+        kmc.close()
+    for name, kcv in kcvs.items():
+        click.echo(f"{name}: KCV {kcv}")
+
+
+@cardkeys_group.command("list")
+@click.pass_context
+@_kmc_errors
+def cardkeys_list(ctx: click.Context) -> None:
+    from keymgmt.cardkeys import CardKeyService
+
+    kmc = _open(ctx)
+    try:
+        for k in CardKeyService(kmc).list_master_keys():
+            click.echo(f"{k['province']} {k['key_id']} {k['usage']:14} {k['algorithm']:4} "
+                       f"v{k['version']} KCV {k['kcv']}")
+    finally:
+        kmc.close()
+
+
+@cardkeys_group.command("export-psam")
+@click.option("--region", required=True, help="6-digit region code of the city.")
+@click.option("--recipient", type=_FILE, required=True,
+              help="SM2 public key (PEM/DER) of the PSAM personalisation station.")
+@click.option("--out", type=_FILE, required=True)
+@_share_options
+@click.pass_context
+@_kmc_errors
+def cardkeys_export_psam(ctx: click.Context, region: str, recipient: Path, out: Path,
+                         shares: tuple[Path, ...],
+                         share_passphrase_files: tuple[Path, ...]) -> None:
+    """Export the keys a city's PSAMs hold, sealed for the personalisation station."""
+    from keymgmt.cardkeys import CardKeyService
+    from sscard.x509.pem import pem_to_der
+
+    kmc = _open(ctx, _unseal(ctx, shares, share_passphrase_files))
+    try:
+        sealed = CardKeyService(kmc).export_psam(region, pem_to_der(recipient.read_bytes()))
+    finally:
+        kmc.close()
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(sealed)
+    click.echo(f"PSAM contents for {region} sealed to {out}")
+
+
+# -- service and events ---------------------------------------------------------------------
+
+@group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8470, show_default=True)
+@_share_options
+@click.pass_context
+@_kmc_errors
+def serve(ctx: click.Context, host: str, port: int, shares: tuple[Path, ...],
+          share_passphrase_files: tuple[Path, ...]) -> None:
+    """Run the KMC service, unsealed at start by the custodians present."""
+    from werkzeug.serving import run_simple
+
+    from keymgmt.web import create_app
+
+    kmc = _open(ctx, _unseal(ctx, shares, share_passphrase_files))
+    try:
+        click.echo(f"KMC serving on http://{host}:{port} (storage key {kmc.storage_key.key_id})",
+                   err=True)
+        run_simple(host, port, create_app(kmc), threaded=True)
+    finally:
+        kmc.close()
+
+
+@group.command("events")
+@_api_key_option
+@click.option("--action", default="", help="Only actions starting with this.")
+@click.pass_context
+@_kmc_errors
+def events_cmd(ctx: click.Context, api_key_file: Path, action: str) -> None:
+    kmc = _open(ctx)
+    try:
+        for e in kmc.events(_principal(kmc, api_key_file), action):
+            click.echo(f"{e['at']} {e['actor']} {e['action']} {e['subject']} "
+                       f"{json.dumps(e['details'], ensure_ascii=False)}")
+    finally:
+        kmc.close()
+

@@ -1,0 +1,186 @@
+"""``sscard kmc ...``: ceremony, unseal with M-1 / M shares, callers, recovery by officers with
+their own API keys, card keys, and the service started as a real process."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner, Result
+
+from sscard.cli import cli
+from sscard.crypto import envelopes
+from sscard.crypto.sm2 import SM2PrivateKey
+
+NAMES = ["zhang", "li", "wang"]
+
+
+def _run(home: Path, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["--home", str(home), "kmc", *args], catch_exceptions=False)
+
+
+def _secret(path: Path, value: str) -> Path:
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    args = ["ceremony", "--threshold", "2", "--shares-dir", str(tmp_path / "shares"),
+            "--officiant", "test"]
+    for n in NAMES:
+        args += ["--custodian", n, "--custodian-passphrase-file",
+                 str(_secret(tmp_path / f"{n}.pass", f"{n} passphrase 1"))]
+    r = _run(home, *args)
+    assert r.exit_code == 0, r.output
+    assert "2 of 3 custodians" in r.output
+    return home
+
+
+def _shares(home: Path, names: list[str]) -> list[str]:
+    tmp = home.parent
+    args: list[str] = []
+    for n in names:
+        share = next((tmp / "shares").glob(f"share-*-{n}.json"))
+        args += ["--share", str(share), "--share-passphrase-file", str(tmp / f"{n}.pass")]
+    return args
+
+
+def test_unseal_needs_m_shares(home: Path) -> None:
+    r = _run(home, "unseal", *_shares(home, ["li"]))
+    assert r.exit_code == 1 and "1 custodian share(s) given, 2 of 3 are needed" in r.output
+    r = _run(home, "unseal", *_shares(home, ["wang", "zhang"]))
+    assert r.exit_code == 0 and "opened with 2 share(s)" in r.output
+    wrong = _shares(home, ["li", "wang"])
+    wrong[3] = str(home.parent / "zhang.pass")  # li's share file with zhang's passphrase
+    r = _run(home, "unseal", *wrong)
+    assert r.exit_code == 1 and "wrong passphrase for custodian 'li'" in r.output
+    r = _run(home, "ceremony-log")
+    assert r.exit_code == 0 and "chain intact" in r.output and "unseal.refused" in r.output
+    r = _run(home, "unseal")
+    assert r.exit_code == 2 and "--share" in r.output
+
+
+def test_ceremony_cannot_run_twice(home: Path) -> None:
+    args = ["ceremony", "--threshold", "2", "--shares-dir", str(home.parent / "s2")]
+    for n in NAMES:
+        args += ["--custodian", n, "--custodian-passphrase-file", str(home.parent / f"{n}.pass")]
+    r = _run(home, *args)
+    assert r.exit_code == 1 and "already ran" in r.output
+
+
+def test_recovery_by_officers_on_the_command_line(home: Path, tmp_path: Path) -> None:
+    from keymgmt.service import KeyManagementCentre
+
+    keys = {}
+    for name, role in [("ca", "ca"), ("o1", "officer"), ("o2", "officer"), ("o3", "officer")]:
+        r = _run(home, "caller", "add", name, "--role", role, "--key-out",
+                 str(tmp_path / f"{name}.key"))
+        assert r.exit_code == 0, r.output
+        keys[name] = tmp_path / f"{name}.key"
+        assert (tmp_path / f"{name}.key").read_text().strip() not in r.output
+    r = _run(home, "caller", "add", "o1", "--role", "officer")
+    assert r.exit_code == 1 and "already exists" in r.output
+
+    # escrow through the library with the unsealed key (the CA does this over HTTP)
+    from keymgmt import ceremony
+
+    storage = ceremony.unseal_from_files(home, [
+        (next((tmp_path / "shares").glob("share-*-li.json")), b"li passphrase 1"),
+        (next((tmp_path / "shares").glob("share-*-wang.json")), b"wang passphrase 1")])
+    kmc = KeyManagementCentre.open(f"sqlite:///{home / 'kmc.db'}", storage)
+    card = SM2PrivateKey.generate()
+    ca = kmc.authenticate(keys["ca"].read_text().strip())
+    escrowed = kmc.escrow(ca, "11010519491231002X", card.public_key().spki_der())
+    kmc.close()
+
+    new_card = SM2PrivateKey.generate()
+    pub = tmp_path / "newcard.der"
+    pub.write_bytes(new_card.public_key().spki_der())
+    r = _run(home, "recovery", "request", "--api-key-file", str(keys["o1"]), "--owner",
+             "11010519491231002X", "--card-public-key", str(pub), "--reason", "card lost")
+    assert r.exit_code == 0, r.output
+    rid = json.loads(r.output)["request_id"]
+    r = _run(home, "recovery", "approve", rid, "--api-key-file", str(keys["o1"]))
+    assert r.exit_code == 1 and "requested this recovery" in r.output
+    assert _run(home, "recovery", "approve", rid, "--api-key-file", str(keys["o2"])).exit_code == 0
+    out = tmp_path / "recovered.blob"
+    r = _run(home, "recovery", "complete", rid, "--api-key-file", str(keys["o1"]),
+             "--out", str(out), *_shares(home, ["zhang", "wang"]))
+    assert r.exit_code == 1 and "1 of the 2 approvals" in r.output and not out.exists()
+    assert _run(home, "recovery", "approve", rid, "--api-key-file", str(keys["o3"])).exit_code == 0
+    r = _run(home, "recovery", "complete", rid, "--api-key-file", str(keys["o1"]),
+             "--out", str(out), *_shares(home, ["zhang", "wang"]))
+    assert r.exit_code == 0, r.output
+    got = envelopes.unwrap(out.read_bytes(), new_card)
+    assert got.public_key().spki_der() == escrowed.public_key_spki
+
+
+def test_card_keys_and_psam_export(home: Path, tmp_path: Path) -> None:
+    r = _run(home, "cardkeys", "generate", "--province", "63", "--algorithm", "sm4")
+    assert r.exit_code == 2 and "--share" in r.output
+    r = _run(home, "cardkeys", "generate", "--province", "63", "--algorithm", "sm4",
+             *_shares(home, ["li", "zhang"]))
+    assert r.exit_code == 0 and r.output.count("KCV") == 5, r.output
+    r = _run(home, "cardkeys", "list")
+    assert r.exit_code == 0 and "0A external_auth" in r.output
+    station = SM2PrivateKey.generate()
+    pub = tmp_path / "station.der"
+    pub.write_bytes(station.public_key().spki_der())
+    out = tmp_path / "psam.sealed"
+    r = _run(home, "cardkeys", "export-psam", "--region", "639900", "--recipient", str(pub),
+             "--out", str(out), *_shares(home, ["li", "zhang"]))
+    assert r.exit_code == 0, r.output
+    from keymgmt import export_seal
+    from keymgmt.cardkeys import PSAM_EXPORT_PURPOSE
+
+    doc = export_seal.open_sealed(out.read_bytes(), station, PSAM_EXPORT_PURPOSE)
+    assert sorted(doc["keys"]["SM4"]) == ["09", "0A", "0B", "0C", "0D"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_as_a_real_process(home: Path, tmp_path: Path) -> None:
+    r = _run(home, "caller", "add", "ra", "--role", "ra", "--key-out", str(tmp_path / "ra.key"))
+    assert r.exit_code == 0
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sscard.cli", "--home", str(home), "kmc", "serve", "--port",
+         str(port), *_shares(home, ["li", "wang"])],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if requests.get(url + "/health", timeout=1).json()["sealed"] is False:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"KMC did not start: {proc.stdout.read() if proc.stdout else ''!r}")
+        card = SM2PrivateKey.generate()
+        r2 = requests.post(url + "/kmc/v1/escrow", timeout=10, headers={
+            "Authorization": "Bearer " + (tmp_path / "ra.key").read_text().strip()},
+            json={"owner": "owner-http", "recipient_public_key":
+                  base64.b64encode(card.public_key().spki_der()).decode()})
+        assert r2.status_code == 201, r2.text
+        env = envelopes.parse(base64.b64decode(r2.json()["enveloped_key_blob"]))
+        assert envelopes.unwrap(env, card).public_key().point == env.public_point
+        assert requests.post(url + "/kmc/v1/escrow", timeout=10, json={}).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
