@@ -83,7 +83,7 @@ class Approved:
 
     profile: Profile
     public_key: PublicKey
-    subject: x509.Name
+    subject_info: Subject
     key_usage: frozenset[str]
     extended_key_usage: tuple[str, ...]
     subject_alt_name: Any  # asn1crypto GeneralNames value, or None
@@ -94,8 +94,18 @@ class Approved:
     request_der: bytes
     spki_der: bytes
     key_id: bytes  # RFC 5280 §4.2.1.2 method (1), the subjectKeyIdentifier
-    subject_der: bytes
-    subject_text: str
+
+    @property
+    def subject(self) -> x509.Name:
+        return self.subject_info.name
+
+    @property
+    def subject_der(self) -> bytes:
+        return self.subject_info.der
+
+    @property
+    def subject_text(self) -> str:
+        return self.subject_info.text
 
 
 def _refuse(profile: Profile, why: str) -> RequestRefused:
@@ -123,7 +133,7 @@ def _approve(
     requested: Mapping[str, Any],
     extra: Mapping[str, Any],
     kind: str,
-    request_der: bytes,
+    request_der: bytes | None,
 ) -> Approved:
     unknown = sorted(set(extra) - EXTRA_KEYS)
     if unknown:
@@ -208,11 +218,12 @@ def _approve(
                       f"{profile.validity_days}")
     spki, key_id = spki_and_key_id(public_key)
     return Approved(
-        profile=profile, public_key=public_key, subject=subject.name, key_usage=key_usage,
+        profile=profile, public_key=public_key, subject_info=subject, key_usage=key_usage,
         extended_key_usage=eku, subject_alt_name=san,
         social_insurance_number=str(sin) if sin else None, path_length=path_length,
-        validity=dt.timedelta(days=days), kind=kind, request_der=request_der,
-        spki_der=spki, key_id=key_id, subject_der=subject.der, subject_text=subject.text,
+        validity=dt.timedelta(days=days), kind=kind,
+        request_der=request_der if request_der is not None else spki,
+        spki_der=spki, key_id=key_id,
     )
 
 
@@ -244,8 +255,8 @@ def check_public_key(
             subject_from_name(subject)
     except X509Error as exc:
         raise RequestRefused(f"subject {subject!r}: {exc}") from None
-    return _approve(profile, public_key, name, {}, extra or {}, "public_key",
-                    public_key.spki_der())
+    # the request record is the SPKI, which _approve encodes anyway
+    return _approve(profile, public_key, name, {}, extra or {}, "public_key", None)
 
 
 def _static_extension_ders(issuer: Issuer | None, approved: Approved) -> list[bytes | str]:

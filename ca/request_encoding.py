@@ -42,10 +42,14 @@ _PRINTABLE = frozenset(
 
 @dataclass(frozen=True)
 class Subject:
-    name: x509.Name
     der: bytes
     text: str  # as format_name writes it
     attributes: dict[str, str]  # asn1crypto attribute name -> first value
+
+    @property
+    def name(self) -> x509.Name:
+        """The asn1crypto Name, loaded only when someone asks (the hot path never does)."""
+        return x509.Name.load(self.der)
 
 
 def _fast_subject(text: str) -> Subject | None:
@@ -76,7 +80,7 @@ def _fast_subject(text: str) -> Subject | None:
     if not rdns:
         return None
     encoded = der.sequence(*rdns)
-    return Subject(x509.Name.load(encoded), encoded, ", ".join(shown), attrs)
+    return Subject(encoded, ", ".join(shown), attrs)
 
 
 def subject_from_text(text: str) -> Subject:
@@ -92,7 +96,7 @@ def subject_from_name(name: x509.Name) -> Subject:
     for rdn in name.chosen:
         for atv in rdn:
             attrs.setdefault(str(atv["type"].native), str(atv["value"].native))
-    return Subject(name, bytes(name.dump()), format_name(name), attrs)
+    return Subject(bytes(name.dump()), format_name(name), attrs)
 
 
 _SPKI_PREFIX: dict[KeyAlgorithm, bytes] = {}
