@@ -31,9 +31,18 @@ class Device(Protocol):
     def process(self, raw: bytes) -> bytes: ...
 
 
+def _quick_ack(sock: socket.socket) -> None:
+    # The driver writes the length and the payload separately; with delayed ACKs on our side
+    # and Nagle's algorithm on its side each APDU would wait ~40 ms for the second write.
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    if quickack is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+
+
 def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
     buf = bytearray()
     while len(buf) < size:
+        _quick_ack(sock)
         chunk = sock.recv(size - len(buf))
         if not chunk:
             return None
@@ -51,6 +60,7 @@ def connect(host: str, port: int, stop: threading.Event, retry_seconds: float = 
     while not stop.is_set():
         try:
             sock = socket.create_connection((host, port), timeout=2)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(0.5)
             return sock
         except OSError:

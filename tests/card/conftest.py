@@ -1,129 +1,46 @@
-"""The card test rig: a private pcscd with vsmartcard's vpcd driver, and emulated cards attached
-to it by the real ``sscard card emulate`` command in a subprocess.
-
-pcscd's socket path is fixed at build time (/run/pcscd/pcscd.comm), so the rig runs pcscd in a
-private mount namespace (``unshare -m``) with a temporary directory bound over /run/pcscd, and
-points the PC/SC client library at it with PCSCLITE_CSOCK_NAME. Its reader.conf uses a free
-port, so parallel runs and a system pcscd do not clash."""
+"""The card test rig: a private pcscd with vsmartcard's vpcd driver
+(:class:`sscard.emulator.pcscd.PrivatePcscd`: its own mount namespace and socket, a free port),
+and emulated cards attached to it by the real ``sscard card emulate`` command in a subprocess."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from sscard.emulator.pcscd import CARD_READER, PSAM_READER, PcscdUnavailable, PrivatePcscd
+
 SSCARD = [sys.executable, "-m", "sscard.cli"]
-CARD_READER = "Virtual PCD 00 00"
-PSAM_READER = "Virtual PCD 00 01"
-VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+__all__ = ["CARD_READER", "PSAM_READER", "EmulatorProcess", "run_cli"]
 
 
-def _missing(what: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} (required in CI)")
-    pytest.skip(what)
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port >= 65000:
-            continue
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of TCP ports")
-
-
-@dataclass
-class PcscRig:
-    port: int
-    socket_path: Path
-    env: dict[str, str]
-    workdir: Path
-
-    def card_present(self, reader: str) -> bool:
-        from sscard.card.transport import PcscContext
-
-        with PcscContext() as ctx:
-            return reader in ctx.readers() and ctx.card_present(reader)
-
-    def wait_card(self, reader: str, present: bool = True, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.card_present(reader) == present:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"card {'not inserted into' if present else 'not removed from'} "
-                             f"{reader!r} within {timeout}s")
+class PcscRig(PrivatePcscd):
+    def wait_card(self, reader: str = CARD_READER, present: bool = True,
+                  timeout: float = 15) -> None:
+        try:
+            super().wait_card(reader, present, timeout)
+        except TimeoutError as exc:
+            raise AssertionError(str(exc)) from None
 
 
 @pytest.fixture(scope="session")
 def pcsc_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscRig]:
-    pcscd = shutil.which("pcscd") or "/usr/sbin/pcscd"
-    if not Path(pcscd).exists() or not VPCD_DRIVER.exists():
-        _missing("pcscd or vsmartcard-vpcd not installed (scripts/system-deps.sh)")
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        _missing("unshare (util-linux) not found")
-    work = tmp_path_factory.mktemp("pcsc")
-    run_dir, conf_dir = work / "run", work / "reader.conf.d"
-    run_dir.mkdir()
-    conf_dir.mkdir()
-    port = _free_port_pair()
-    (conf_dir / "vpcd").write_text(
-        f'FRIENDLYNAME "Virtual PCD"\nDEVICENAME   /dev/null:{port:#x}\n'
-        f"LIBPATH      {VPCD_DRIVER}\nCHANNELID    {port:#x}\n"
-    )
-    script = (f"mkdir -p /run/pcscd && mount --bind {run_dir} /run/pcscd && "
-              f"exec {pcscd} --foreground --config {conf_dir}")
-    log = (work / "pcscd.log").open("wb")
-    proc = subprocess.Popen([unshare, "--mount", "--propagation", "private", "sh", "-c", script],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    sock = run_dir / "pcscd.comm"
-    deadline = time.monotonic() + 10
-    while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not sock.exists():
-        proc.kill()
-        proc.wait()
-        _missing(f"private pcscd did not start: {(work / 'pcscd.log').read_text()[-500:]}")
-    os.environ["PCSCLITE_CSOCK_NAME"] = str(sock)
-    env = dict(os.environ, PCSCLITE_CSOCK_NAME=str(sock), SSCARD_VPCD_PORT=str(port))
-    rig = PcscRig(port, sock, env, work)
+    rig = PcscRig(tmp_path_factory.mktemp("pcsc"))
     try:
-        from sscard.card.transport import PcscContext
-
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with PcscContext() as ctx:
-                if CARD_READER in ctx.readers():
-                    break
-            time.sleep(0.1)
+        rig.start()
+    except PcscdUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{exc} (required in CI)")
+        pytest.skip(str(exc))
+    try:
         yield rig
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        rig.stop()
 
 
 @dataclass
