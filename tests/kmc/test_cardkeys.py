@@ -48,7 +48,7 @@ def _import_test_roots(service: CardKeyService) -> None:
     """What the ministry hands over: the (test) root keys, which the KMC keeps as provincial."""
     for alg in CardAlgorithm:
         for kid in KeyId:
-            root = testkeys.test_root_key(kid, alg)
+            root = testkeys.root_test_key(kid, alg)
             service.import_root_key(REGION[:2], int(kid), "sm4" if alg is CardAlgorithm.SM4
                                     else "3des", root,
                                     expected_kcv=div.ecb_encrypt(root, bytes(alg.block_size),
@@ -79,7 +79,7 @@ def test_kmc_authenticates_emulated_cards_like_a_psam(
         client.verify_pin("246810")
 
     # The emulated PSAM, given the same inputs, computes the same values as the KMC.
-    psam = PsamAuthenticator(InProcessTransport(EmulatedPsam(psam_emulator.test_psam(REGION))))
+    psam = PsamAuthenticator(InProcessTransport(EmulatedPsam(psam_emulator.make_test_psam(REGION))))
     psam.transport.connect()
     ident = CardIdentity(card.atr, REGION, CardAlgorithm.for_generation(generation))
     factor, data, challenge = (secrets.token_bytes(8) for _ in range(3))
@@ -116,7 +116,7 @@ def test_generated_keys_personalise_cards_and_psams(
     assert provincial.hex().upper().encode() not in sealed and provincial not in sealed
     doc = export_seal.open_sealed(sealed, station, PSAM_EXPORT_PURPOSE)
     assert doc["region_code"] == REGION and set(doc["keys"]) == {"SM4", "DES3"}
-    template = psam_emulator.test_psam(REGION)
+    template = psam_emulator.make_test_psam(REGION)
     psam_state = PsamState(template.atr, template.terminal_number, template.device_number,
                            {alg: {int(k, 16): bytes.fromhex(v) for k, v in keys.items()}
                             for alg, keys in doc["keys"].items()})
