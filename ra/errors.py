@@ -1,0 +1,35 @@
+"""RA errors; each message names what was wrong."""
+
+from __future__ import annotations
+
+
+class RAError(Exception):
+    """Base of the RA's errors."""
+
+
+class BadRequest(RAError):
+    """Malformed or invalid input (CSR, cardholder data, serial number, ...)."""
+
+
+class NotFound(RAError):
+    pass
+
+
+class Conflict(RAError):
+    """A duplicate (cardholder, card, officer) or a request in the wrong state."""
+
+
+class AuthenticationFailed(RAError):
+    pass
+
+
+class AccountLocked(AuthenticationFailed):
+    pass
+
+
+class Forbidden(RAError):
+    """The caller's role, or the approval policy, does not allow this."""
+
+
+class UpstreamFailed(RAError):
+    """The CA or the KMC refused or failed; the request is marked failed."""

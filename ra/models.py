@@ -1,0 +1,168 @@
+"""The RA's tables (SQLAlchemy 2 declarative): officers and API clients, cardholders and cards,
+requests with their approvals, and pre-authorised enrollment batches.
+
+The schema itself is created by the Alembic migrations in ``ra/migrations``; these classes must
+match them (tests/ra/test_store.py compares the two)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Role(enum.StrEnum):
+    OPERATOR = "operator"  # front desk and issuing staff: submit requests, personalise cards
+    OFFICER = "officer"  # decide requests: approve, reject, revoke, key recovery
+    AUDITOR = "auditor"  # read-only: requests, search, the audit log
+    ADMINISTRATOR = "administrator"  # manage officer accounts
+
+
+class RequestKind(enum.StrEnum):
+    ENROLLMENT = "enrollment"
+    REVOCATION = "revocation"
+    RENEWAL = "renewal"
+    KEY_RECOVERY = "key_recovery"
+
+
+class RequestState(enum.StrEnum):
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    DONE = "done"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class CardStatus(enum.StrEnum):
+    PERSONALISING = "personalising"
+    ACTIVE = "active"
+    SPOILED = "spoiled"  # personalisation rolled back: certificates revoked, card not issued
+    REVOKED = "revoked"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+TZ = DateTime(timezone=True)
+
+
+class Officer(Base):
+    __tablename__ = "officers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    password_hash: Mapped[str] = mapped_column(Text)
+    #: comma-separated Role values
+    roles: Mapped[str] = mapped_column(String(128))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: the officer's own certificate (on their card), for certificate login
+    certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZ)
+
+    def role_set(self) -> frozenset[Role]:
+        return frozenset(Role(r) for r in self.roles.split(",") if r)
+
+
+class ApiClient(Base):
+    """A reader tool or kiosk calling the enrollment API with a bearer token (digest stored)."""
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZ)
+
+
+class Cardholder(Base):
+    __tablename__ = "cardholders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ssn: Mapped[str] = mapped_column(String(18), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    sex: Mapped[str] = mapped_column(String(1))
+    ethnicity: Mapped[str] = mapped_column(String(2))
+    birthplace: Mapped[str] = mapped_column(String(6))
+    birth_date: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[dt.datetime] = mapped_column(TZ)
+
+
+class Card(Base):
+    __tablename__ = "cards"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cardholder_id: Mapped[int] = mapped_column(ForeignKey("cardholders.id"))
+    #: card identification code (EF05 tag 01, 16 bytes) in hex
+    card_id: Mapped[str] = mapped_column(String(32), unique=True)
+    card_number: Mapped[str] = mapped_column(String(9), unique=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    sign_serial: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    enc_serial: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    escrow_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZ)
+
+
+class Request(Base):
+    __tablename__ = "requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    cardholder_id: Mapped[int | None] = mapped_column(ForeignKey("cardholders.id"),
+                                                      nullable=True)
+    card_ref: Mapped[int | None] = mapped_column(ForeignKey("cards.id"), nullable=True)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    csr_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    batch_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: revocation and recovery: the certificate concerned; enrollment: the signing certificate
+    certificate_serial: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    #: JSON: what the request carries beyond the columns (recovery target, revocation reason)
+    details: Mapped[str] = mapped_column(Text, default="{}")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZ)
+    updated_at: Mapped[dt.datetime] = mapped_column(TZ)
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("request_id", "officer", name="uq_approvals_officer"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"))
+    officer: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(8))  # approve | reject
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[dt.datetime] = mapped_column(TZ)
+
+
+class BatchAuthorisation(Base):
+    """An officer's pre-authorisation of a named batch of enrollments (up to ``limit``)."""
+
+    __tablename__ = "batch_authorisations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    authorised_by: Mapped[str] = mapped_column(String(64))
+    limit: Mapped[int] = mapped_column(Integer)
+    used: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZ)

@@ -1,0 +1,102 @@
+"""Approval policy as pure functions: who may decide a request, and what a decision leads to.
+
+The service (``ra.service``) loads the facts from the database, asks these functions, and only
+then writes; nothing here touches storage, so every rule is tested directly."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ra.models import RequestKind, RequestState, Role
+
+#: distinct approvers per request type; revocation and key recovery are dual control
+DEFAULT_APPROVERS: Mapping[RequestKind, int] = {
+    RequestKind.ENROLLMENT: 1,
+    RequestKind.RENEWAL: 1,
+    RequestKind.REVOCATION: 2,
+    RequestKind.KEY_RECOVERY: 2,
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    approvers: Mapping[RequestKind, int] = field(default_factory=lambda: dict(DEFAULT_APPROVERS))
+
+    def __post_init__(self) -> None:
+        for kind in (RequestKind.REVOCATION, RequestKind.KEY_RECOVERY):
+            if self.approvers.get(kind, 0) < 2:
+                raise ValueError(f"{kind.value} needs at least two approvers (dual control)")
+        for kind in RequestKind:
+            if self.approvers.get(kind, 0) < 1:
+                raise ValueError(f"{kind.value} needs at least one approver")
+
+    def required(self, kind: RequestKind) -> int:
+        return self.approvers[kind]
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What a decision depends on."""
+
+    kind: RequestKind
+    state: RequestState
+    requested_by: str
+    approvals: Sequence[str] = ()  # officers who approved so far
+    rejections: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+    #: after this decision: the request's new state (unchanged while approvals are missing)
+    new_state: RequestState | None = None
+    approvals_after: int = 0
+
+
+def decide(policy: Policy, facts: RequestFacts, officer: str, roles: frozenset[Role],
+           approve: bool) -> Decision:
+    """May ``officer`` approve (or reject) this request, and what state follows?"""
+    if Role.OFFICER not in roles:
+        return Decision(False, f"{officer} is not an RA officer")
+    if facts.state is not RequestState.SUBMITTED:
+        return Decision(False, f"the request is {facts.state.value}, not waiting for a decision")
+    if officer == facts.requested_by:
+        return Decision(False, "the requester cannot decide their own request")
+    if officer in facts.approvals or officer in facts.rejections:
+        return Decision(False, f"{officer} has already decided this request; a second "
+                               "approval must come from a different officer")
+    if not approve:
+        return Decision(True, new_state=RequestState.REJECTED,
+                        approvals_after=len(facts.approvals))
+    count = len(facts.approvals) + 1
+    needed = policy.required(facts.kind)
+    return Decision(True, new_state=RequestState.APPROVED if count >= needed
+                    else RequestState.SUBMITTED, approvals_after=count)
+
+
+@dataclass(frozen=True)
+class BatchFacts:
+    name: str
+    authorised_by: str
+    limit: int
+    used: int
+    active: bool
+
+
+def batch_covers(batch: BatchFacts | None, kind: RequestKind, requester: str) -> Decision:
+    """Does a pre-authorised batch approve this request on submission? Only enrollments, only
+    while the batch has room, and never when the requester is the one who authorised it."""
+    if batch is None:
+        return Decision(False, "no such pre-authorised batch")
+    if kind is not RequestKind.ENROLLMENT:
+        return Decision(False, "only enrollments can be pre-authorised")
+    if not batch.active:
+        return Decision(False, f"batch {batch.name} is closed")
+    if batch.used >= batch.limit:
+        return Decision(False, f"batch {batch.name} is used up ({batch.limit} enrollments)")
+    if requester == batch.authorised_by:
+        return Decision(False, "the officer who authorised the batch cannot also submit into "
+                               "it")
+    return Decision(True, new_state=RequestState.APPROVED, approvals_after=1)

@@ -1,0 +1,920 @@
+"""The registration authority's library API: officers and their log-in, cardholders and cards,
+requests and their approval (dual control), and the calls to the CA and the KMC that an approved
+request leads to. The web UI, the enrollment API and the reader tools call only this.
+
+Every security action runs inside ``AuditLog.operation``: no audit record, no action. Approval
+decisions come from the pure functions in ``ra.policy``."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import secrets
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Engine, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ra import store
+from ra.errors import (
+    AccountLocked,
+    AuthenticationFailed,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    UpstreamFailed,
+)
+from ra.models import (
+    ApiClient,
+    Approval,
+    BatchAuthorisation,
+    Card,
+    Cardholder,
+    CardStatus,
+    Officer,
+    Request,
+    RequestKind,
+    RequestState,
+    Role,
+)
+from ra.policy import BatchFacts, Policy, RequestFacts, batch_covers, decide
+from sscard.audit.log import AuditLog
+from sscard.card.codec import CodecError
+from sscard.card.records import HolderData
+from sscard.card.validation import CardDataError
+from sscard.crypto.algorithms import KeyAlgorithm, SignatureAlgorithm
+from sscard.crypto.errors import CryptoError
+from sscard.x509.errors import X509Error
+from sscard.x509.names import format_name, name_attribute
+from sscard.x509.parse import load_certificate, load_csr
+from sscard.x509.verify import verify_csr
+
+MIN_PASSWORD = 10
+_HASHER = PasswordHasher()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who calls: an officer (by session) or an API client (by token, acting as operator)."""
+
+    name: str
+    roles: frozenset[Role]
+    client: bool = False
+
+    @property
+    def audit_name(self) -> str:
+        return f"{'client' if self.client else 'officer'}:{self.name}"
+
+
+@dataclass(frozen=True)
+class CardInput:
+    card_id: str  # EF05 card identification code, 32 hex digits
+    card_number: str
+    generation: int = 3
+
+
+@dataclass
+class KmcLink:
+    """The KMC in this process, with the principals the RA and the CA act as there."""
+
+    kmc: Any  # keymgmt.service.KeyManagementCentre
+    ra: Any  # keymgmt.service.Principal (role ra)
+    ca: Any  # keymgmt.service.Principal (role ca)
+    _officers: set[str] = field(default_factory=set)
+
+    def officer(self, name: str) -> Any:
+        """The KMC principal of an RA officer (registered with the KMC on first use)."""
+        from keymgmt.errors import Conflict as KmcConflict
+        from keymgmt.service import Principal
+        from keymgmt.service import Role as KmcRole
+
+        if name not in self._officers:
+            try:
+                self.kmc.add_caller(name, KmcRole.OFFICER, by=self.ra.name)
+            except KmcConflict:
+                pass
+            self._officers.add(name)
+        return Principal(name, KmcRole.OFFICER)
+
+
+@dataclass(frozen=True)
+class RAConfig:
+    max_failed_logins: int = 5
+    policy: Policy = field(default_factory=Policy)
+    sign_profile: str = "cardholder-sign"
+    enc_profile: str = "cardholder-encrypt"
+
+
+class RegistrationAuthority:
+    def __init__(self, engine: Engine, audit: AuditLog, ca: Any = None,
+                 kmc: KmcLink | None = None, config: RAConfig | None = None) -> None:
+        self.engine = engine
+        self.audit = audit
+        self.ca = ca  # ca.authority.CertificateAuthority
+        self.kmc = kmc
+        self.config = config or RAConfig()
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, audit: AuditLog, ca: Any = None, kmc: KmcLink | None = None,
+             config: RAConfig | None = None) -> RegistrationAuthority:
+        engine = store.make_engine(url)
+        store.upgrade(engine)
+        return cls(engine, audit, ca, kmc, config)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with self._sessions() as s, s.begin():
+            yield s
+
+    @staticmethod
+    def _need(actor: Actor, *roles: Role) -> None:
+        if not actor.roles & set(roles):
+            raise Forbidden(f"{actor.name} may not do this; it needs the role "
+                            f"{' or '.join(r.value for r in roles)}")
+
+    # -- officers -----------------------------------------------------------------------------
+
+    def add_officer(self, actor: Actor | None, username: str, display_name: str, password: str,
+                    roles: set[Role] | frozenset[Role]) -> None:
+        """Create an officer account; ``actor`` None is the first administrator (CLI set-up)."""
+        if actor is not None:
+            self._need(actor, Role.ADMINISTRATOR)
+        if not username or len(username) > 64 or not username.replace("-", "").replace(
+                "_", "").replace(".", "").isalnum():
+            raise BadRequest(f"user name {username!r}: 1-64 letters, digits, '-', '_' or '.'")
+        if len(password) < MIN_PASSWORD:
+            raise BadRequest(f"the password must have at least {MIN_PASSWORD} characters")
+        if not roles:
+            raise BadRequest("an officer needs at least one role")
+        who = actor.audit_name if actor else "setup"
+        with self.audit.operation(who, "ra.officer.add", username,
+                                  details={"roles": sorted(r.value for r in roles)}):
+            try:
+                with self._tx() as s:
+                    s.add(Officer(username=username, display_name=display_name or username,
+                                  password_hash=_HASHER.hash(password),
+                                  roles=",".join(sorted(r.value for r in roles)),
+                                  failed_logins=0, locked=False, active=True,
+                                  created_at=_now()))
+            except IntegrityError:
+                raise Conflict(f"an officer named {username!r} already exists") from None
+
+    def set_officer_certificate(self, actor: Actor, username: str, certificate_der: bytes) -> None:
+        self._need(actor, Role.ADMINISTRATOR)
+        try:
+            load_certificate(certificate_der)
+        except X509Error as exc:
+            raise BadRequest(str(exc)) from None
+        with self.audit.operation(actor.audit_name, "ra.officer.certificate", username), \
+                self._tx() as s:
+            officer = self._officer(s, username)
+            officer.certificate_der = certificate_der
+
+    def unlock_officer(self, actor: Actor, username: str) -> None:
+        self._need(actor, Role.ADMINISTRATOR)
+        with self.audit.operation(actor.audit_name, "ra.officer.unlock", username), \
+                self._tx() as s:
+            officer = self._officer(s, username)
+            officer.locked, officer.failed_logins = False, 0
+
+    def officers(self, actor: Actor) -> list[dict[str, Any]]:
+        self._need(actor, Role.ADMINISTRATOR, Role.AUDITOR)
+        with self._tx() as s:
+            return [{"username": o.username, "display_name": o.display_name,
+                     "roles": o.roles, "locked": o.locked, "failed_logins": o.failed_logins,
+                     "certificate": o.certificate_der is not None}
+                    for o in s.scalars(select(Officer).order_by(Officer.username))]
+
+    @staticmethod
+    def _officer(s: Session, username: str) -> Officer:
+        officer = s.scalar(select(Officer).where(Officer.username == username))
+        if officer is None:
+            raise NotFound(f"no officer named {username!r}")
+        return officer
+
+    def authenticate(self, username: str, password: str) -> Actor:
+        """Check a password. Wrong passwords count; at ``max_failed_logins`` the account locks
+        (an administrator unlocks it). The message never says which half was wrong."""
+        locked = False
+        with self.audit.operation(f"officer:{username or '-'}", "ra.login", username or "-",
+                                  details={"method": "password"}) as op:
+            with self._tx() as s:
+                officer = s.scalar(select(Officer).where(Officer.username == username))
+                if officer is None or not officer.active:
+                    op.deny("unknown user")
+                    return self._refused()
+                if officer.locked:
+                    op.deny("account locked")
+                    raise AccountLocked(f"account {username} is locked after repeated failed "
+                                        "log-ins; an administrator must unlock it")
+                try:
+                    _HASHER.verify(officer.password_hash, password)
+                except (VerificationError, InvalidHashError):
+                    officer.failed_logins += 1
+                    if officer.failed_logins >= self.config.max_failed_logins:
+                        officer.locked = True
+                    op.deny(f"wrong password ({officer.failed_logins} in a row"
+                            f"{', account locked' if officer.locked else ''})")
+                    locked = officer.locked
+                else:
+                    officer.failed_logins = 0
+                    if _HASHER.check_needs_rehash(officer.password_hash):
+                        officer.password_hash = _HASHER.hash(password)
+                    return Actor(officer.username, officer.role_set())
+        if locked:
+            raise AccountLocked(f"account {username} is now locked after "
+                                f"{self.config.max_failed_logins} failed log-ins")
+        return self._refused()
+
+    @staticmethod
+    def _refused() -> Actor:
+        raise AuthenticationFailed("wrong user name or password")
+
+    def authenticate_certificate(self, username: str, challenge: bytes,
+                                 signature: bytes) -> Actor:
+        """Certificate log-in: ``signature`` (SM2 with SM3, DER) over the server's one-time
+        ``challenge`` by the key of the officer's registered certificate (on their card); the
+        certificate must validate up to this CA's root and be unrevoked."""
+        from sscard.crypto.asymmetric import PublicKey
+        from sscard.validation import validate_path
+
+        with self.audit.operation(f"officer:{username or '-'}", "ra.login", username or "-",
+                                  details={"method": "certificate"}) as op:
+            with self._tx() as s:
+                officer = s.scalar(select(Officer).where(Officer.username == username))
+                if officer is None or not officer.active or officer.certificate_der is None:
+                    op.deny("no officer with a registered certificate")
+                    raise AuthenticationFailed(f"no certificate log-in for {username!r}")
+                if officer.locked:
+                    op.deny("account locked")
+                    raise AccountLocked(f"account {username} is locked")
+                cert_der = officer.certificate_der
+                roles = officer.role_set()
+            if self.ca is None:
+                raise UpstreamFailed("certificate log-in needs the CA")
+            cert = load_certificate(cert_der)
+            chain = self.ca.chain()
+            result = validate_path(cert, trust_anchors=[chain[-1]], intermediates=chain[:-1])
+            if not result.valid:
+                op.deny("certificate invalid")
+                raise AuthenticationFailed("the officer certificate does not validate: "
+                                           + "; ".join(r.message for r in result.reasons))
+            status = self.ca.status(cert.serial_number)
+            if status.status.value != "good":
+                op.deny("certificate revoked")
+                raise AuthenticationFailed("the officer certificate is revoked")
+            key = PublicKey.from_spki(cert["tbs_certificate"]["subject_public_key_info"].dump())
+            try:
+                key.verify(signature, challenge, SignatureAlgorithm.SM2_SM3)
+            except CryptoError:
+                op.deny("bad signature")
+                raise AuthenticationFailed("the signature over the challenge does not "
+                                           "verify with the officer certificate") from None
+            return Actor(username, roles)
+
+    # -- API clients --------------------------------------------------------------------------
+
+    def add_api_client(self, actor: Actor | None, name: str) -> str:
+        """Register a reader tool or kiosk; returns its bearer token, shown once."""
+        if actor is not None:
+            self._need(actor, Role.ADMINISTRATOR)
+        token = "ra_" + secrets.token_urlsafe(32)
+        with self.audit.operation(actor.audit_name if actor else "setup", "ra.client.add", name):
+            try:
+                with self._tx() as s:
+                    s.add(ApiClient(name=name, token_sha256=token_digest(token), active=True,
+                                    created_at=_now()))
+            except IntegrityError:
+                raise Conflict(f"an API client named {name!r} already exists") from None
+        return token
+
+    def authenticate_client(self, token: str | None) -> Actor:
+        if not token:
+            raise AuthenticationFailed("no bearer token (Authorization: Bearer <token>)")
+        with self._tx() as s:
+            client = s.scalar(select(ApiClient).where(
+                ApiClient.token_sha256 == token_digest(token)))
+            if client is None or not client.active:
+                raise AuthenticationFailed("unknown or deactivated API token")
+            return Actor(client.name, frozenset({Role.OPERATOR}), client=True)
+
+    # -- batches ------------------------------------------------------------------------------
+
+    def authorise_batch(self, actor: Actor, name: str, limit: int) -> None:
+        """An officer pre-authorises a named batch of up to ``limit`` enrollments."""
+        self._need(actor, Role.OFFICER)
+        if not name.strip() or len(name) > 64:
+            raise BadRequest("a batch needs a name of 1-64 characters")
+        if limit < 1:
+            raise BadRequest("a batch covers at least one enrollment")
+        with self.audit.operation(actor.audit_name, "ra.batch.authorise", name,
+                                  details={"limit": limit}):
+            try:
+                with self._tx() as s:
+                    s.add(BatchAuthorisation(name=name, authorised_by=actor.name, limit=limit,
+                                             used=0, active=True, created_at=_now()))
+            except IntegrityError:
+                raise Conflict(f"a batch named {name!r} already exists") from None
+
+    # -- enrollment ---------------------------------------------------------------------------
+
+    def submit_enrollment(self, actor: Actor, holder: HolderData, card: CardInput,
+                          csr_der: bytes, batch: str | None = None) -> dict[str, Any]:
+        """Register the cardholder and card and file the enrollment for the CSR (signed by the
+        card's key). Re-submitting the same card and key returns the existing request, so a
+        reader tool that lost its answer can ask again."""
+        self._need(actor, Role.OPERATOR, Role.OFFICER)
+        try:
+            holder.validate()
+        except (CardDataError, CodecError) as exc:
+            raise BadRequest(f"cardholder data: {exc}") from None
+        card_id = card.card_id.upper()
+        if len(card_id) != 32 or any(c not in "0123456789ABCDEF" for c in card_id):
+            raise BadRequest("card identification code must be 32 hex digits")
+        if not card.card_number or len(card.card_number) > 9:
+            raise BadRequest("card number must be 1-9 characters")
+        csr = self._check_csr(csr_der, holder.ssn)
+        csr_der = csr.dump()
+        with self.audit.operation(actor.audit_name, "ra.enrollment.submit", card_id,
+                                  details={"ssn": holder.ssn, "batch": batch or ""}) as op:
+            with self._tx() as s:
+                existing = self._existing_enrollment(s, card_id, csr_der)
+                if existing is not None:
+                    op.set(request_id=existing.public_id, repeated=True)
+                    return self._info(s, existing)
+                person = self._cardholder(s, holder)
+                if s.scalar(select(Card).where(Card.card_number == card.card_number)):
+                    raise Conflict(f"card number {card.card_number} is already registered")
+                card_row = Card(cardholder_id=person.id, card_id=card_id,
+                                card_number=card.card_number, generation=card.generation,
+                                status=CardStatus.PERSONALISING, created_at=_now())
+                s.add(card_row)
+                s.flush()
+                req = self._new_request(s, RequestKind.ENROLLMENT, actor, person.id,
+                                        card_row.id, csr_der=csr_der, batch=batch)
+                if batch:
+                    row = s.scalar(select(BatchAuthorisation).where(
+                        BatchAuthorisation.name == batch))
+                    facts = None if row is None else BatchFacts(
+                        row.name, row.authorised_by, row.limit, row.used, row.active)
+                    verdict = batch_covers(facts, RequestKind.ENROLLMENT, actor.name)
+                    if not verdict.allowed:
+                        raise Forbidden(f"batch {batch!r}: {verdict.reason}")
+                    assert row is not None
+                    row.used += 1
+                    req.state = RequestState.APPROVED
+                    s.add(Approval(request_id=req.id, officer=row.authorised_by,
+                                   decision="approve", reason=f"pre-authorised batch {batch}",
+                                   at=_now()))
+                public_id = req.public_id
+                op.set(request_id=public_id, state=req.state)
+        if batch:
+            self._execute(actor, public_id)
+        return self.request(actor, public_id)
+
+    def _check_csr(self, csr_der: bytes, ssn: str) -> Any:
+        try:
+            csr = load_csr(csr_der)
+            key = verify_csr(csr)
+        except (X509Error, CryptoError, ValueError) as exc:
+            raise BadRequest(f"certificate request rejected: {exc}") from None
+        if key.algorithm is not KeyAlgorithm.SM2:
+            raise BadRequest(f"a card's signing key is SM2, not {key.algorithm.value}")
+        subject = csr["certification_request_info"]["subject"]
+        if name_attribute(subject, "serial_number") != ssn:
+            raise BadRequest("the request's subject serialNumber is not the cardholder's social "
+                             f"security number {ssn}")
+        return csr
+
+    @staticmethod
+    def _existing_enrollment(s: Session, card_id: str, csr_der: bytes) -> Request | None:
+        card = s.scalar(select(Card).where(Card.card_id == card_id))
+        if card is None:
+            return None
+        req = s.scalar(select(Request).where(
+            Request.card_ref == card.id, Request.kind == RequestKind.ENROLLMENT)
+            .order_by(Request.id.desc()))
+        if req is None:
+            return None
+        if req.csr_der != csr_der or card.status != CardStatus.PERSONALISING:
+            raise Conflict(f"card {card_id} is already registered ({card.status}, request "
+                           f"{req.public_id}); a spoiled card is not issued again")
+        return req
+
+    @staticmethod
+    def _cardholder(s: Session, holder: HolderData) -> Cardholder:
+        person = s.scalar(select(Cardholder).where(Cardholder.ssn == holder.ssn))
+        fields = {"name": holder.name, "sex": holder.sex, "ethnicity": holder.ethnicity,
+                  "birthplace": holder.birthplace, "birth_date": holder.birth_date}
+        if person is None:
+            person = Cardholder(ssn=holder.ssn, created_at=_now(), **fields)
+            s.add(person)
+            s.flush()
+            return person
+        differ = [k for k, v in fields.items() if getattr(person, k) != v]
+        if differ:
+            raise Conflict(f"cardholder {holder.ssn} is registered with different "
+                           f"{', '.join(differ)}")
+        return person
+
+    @staticmethod
+    def _new_request(s: Session, kind: RequestKind, actor: Actor, cardholder_id: int | None,
+                     card_ref: int | None, *, csr_der: bytes | None = None,
+                     batch: str | None = None, serial: str | None = None, reason: str = "",
+                     details: dict[str, Any] | None = None) -> Request:
+        now = _now()
+        req = Request(public_id="rq-" + uuid.uuid4().hex[:20], kind=kind,
+                      state=RequestState.SUBMITTED, cardholder_id=cardholder_id,
+                      card_ref=card_ref, requested_by=actor.name, reason=reason,
+                      csr_der=csr_der, batch_name=batch, certificate_serial=serial,
+                      details=json.dumps(details or {}), created_at=now, updated_at=now)
+        s.add(req)
+        s.flush()
+        return req
+
+    # -- revocation, renewal, key recovery ----------------------------------------------------
+
+    def submit_revocation(self, actor: Actor, *, card_number: str | None = None,
+                          serial: str | None = None, reason: str = "keyCompromise",
+                          comment: str = "") -> dict[str, Any]:
+        """Ask to revoke a card's certificates (lost card) or one certificate by serial."""
+        self._need(actor, Role.OPERATOR, Role.OFFICER)
+        from ca.records import RevocationReason
+
+        try:
+            why = RevocationReason.parse(reason)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        if (card_number is None) == (serial is None):
+            raise BadRequest("name either the card number or a certificate serial")
+        with self._tx() as s:
+            card = None
+            if card_number is not None:
+                card = s.scalar(select(Card).where(Card.card_number == card_number))
+                if card is None:
+                    raise NotFound(f"no card numbered {card_number}")
+                serials = [x for x in (card.sign_serial, card.enc_serial) if x]
+                if not serials:
+                    raise Conflict(f"card {card_number} has no certificates to revoke")
+            else:
+                assert serial is not None
+                serials = [self._serial_hex(serial)]
+                card = s.scalar(select(Card).where(or_(Card.sign_serial == serials[0],
+                                                       Card.enc_serial == serials[0])))
+            if self.ca is not None:
+                for hexs in serials:
+                    status = self.ca.status(int(hexs, 16))
+                    if status.status.value == "unknown":
+                        raise NotFound(f"certificate {hexs} was never issued by this CA")
+                    if status.status.value == "revoked":
+                        raise Conflict(f"certificate {hexs} is already revoked")
+        obj = card_number or serials[0]
+        with self.audit.operation(actor.audit_name, "ra.revocation.submit", obj,
+                                  details={"reason": why.name}) as op, self._tx() as s:
+            req = self._new_request(
+                s, RequestKind.REVOCATION, actor, card.cardholder_id if card else None,
+                card.id if card else None, serial=serials[0], reason=comment,
+                details={"serials": serials, "reason": why.name})
+            op.set(request_id=req.public_id)
+            return self._info(s, req)
+
+    @staticmethod
+    def _serial_hex(serial: str) -> str:
+        text = serial.strip().lower().removeprefix("0x").replace(":", "")
+        try:
+            value = int(text, 16)
+        except ValueError:
+            raise BadRequest(f"serial {serial!r} is not a hexadecimal number") from None
+        from ca.records import serial_to_hex
+
+        return serial_to_hex(value)
+
+    def submit_key_recovery(self, actor: Actor, enc_serial: str, new_card_spki: bytes,
+                            comment: str) -> dict[str, Any]:
+        """Recover the escrowed encryption key of certificate ``enc_serial`` onto a new card
+        (named by its signing public key); needs two officers' approval."""
+        self._need(actor, Role.OFFICER, Role.OPERATOR)
+        if not comment.strip():
+            raise BadRequest("a key recovery needs a reason")
+        from sscard.crypto.asymmetric import PublicKey
+
+        try:
+            key = PublicKey.from_spki(new_card_spki)
+        except (CryptoError, ValueError) as exc:
+            raise BadRequest(f"new card signing key: {exc}") from None
+        if key.algorithm is not KeyAlgorithm.SM2:
+            raise BadRequest("the new card's signing key must be SM2")
+        hexs = self._serial_hex(enc_serial)
+        with self._tx() as s:
+            card = s.scalar(select(Card).where(Card.enc_serial == hexs))
+            if card is None:
+                raise NotFound(f"no card holds encryption certificate {hexs}")
+        with self.audit.operation(actor.audit_name, "ra.recovery.submit", hexs) as op, \
+                self._tx() as s:
+            req = self._new_request(s, RequestKind.KEY_RECOVERY, actor, card.cardholder_id,
+                                    card.id, serial=hexs, reason=comment,
+                                    details={"recipient_spki": _b64(key.spki_der())})
+            op.set(request_id=req.public_id)
+            return self._info(s, req)
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def approve(self, actor: Actor, request_id: str, reason: str = "") -> dict[str, Any]:
+        return self._decide(actor, request_id, True, reason)
+
+    def reject(self, actor: Actor, request_id: str, reason: str) -> dict[str, Any]:
+        if not reason.strip():
+            raise BadRequest("a rejection needs a reason")
+        return self._decide(actor, request_id, False, reason)
+
+    def _decide(self, actor: Actor, request_id: str, approve: bool,
+                reason: str) -> dict[str, Any]:
+        action = "ra.request.approve" if approve else "ra.request.reject"
+        with self.audit.operation(actor.audit_name, action, request_id) as op:
+            with self._tx() as s:
+                req = self._request(s, request_id)
+                decided = list(s.scalars(select(Approval).where(Approval.request_id == req.id)))
+                facts = RequestFacts(
+                    RequestKind(req.kind), RequestState(req.state), req.requested_by,
+                    [a.officer for a in decided if a.decision == "approve"],
+                    [a.officer for a in decided if a.decision == "reject"])
+                verdict = decide(self.config.policy, facts, actor.name, actor.roles, approve)
+                if not verdict.allowed:
+                    op.deny(verdict.reason)
+                    raise Forbidden(verdict.reason)
+                s.add(Approval(request_id=req.id, officer=actor.name,
+                               decision="approve" if approve else "reject", reason=reason,
+                               at=_now()))
+                assert verdict.new_state is not None
+                req.state = verdict.new_state
+                req.updated_at = _now()
+                op.set(state=req.state, approvals=verdict.approvals_after,
+                       needed=self.config.policy.required(facts.kind))
+                if req.kind == RequestKind.KEY_RECOVERY and approve:
+                    self._kmc_recovery_approval(s, req, actor.name)
+                execute = req.state == RequestState.APPROVED
+        if execute:
+            self._execute(actor, request_id)
+        return self.request(actor, request_id)
+
+    def _execute(self, actor: Actor, request_id: str) -> None:
+        """Carry out an approved request. A failure marks it failed, undoes what it issued,
+        and is raised as ``UpstreamFailed``."""
+        with self._tx() as s:
+            kind = RequestKind(self._request(s, request_id).kind)
+        try:
+            if kind in (RequestKind.ENROLLMENT, RequestKind.RENEWAL):
+                self._issue(actor, request_id)
+            elif kind is RequestKind.REVOCATION:
+                self._revoke(actor, request_id)
+            else:
+                self._recover(actor, request_id)
+        except UpstreamFailed as exc:
+            self._fail(actor, request_id, str(exc))
+            raise
+
+    def _fail(self, actor: Actor, request_id: str, error: str) -> None:
+        with self._tx() as s:
+            req = self._request(s, request_id)
+            req.state, req.error, req.updated_at = RequestState.FAILED, error, _now()
+        if RequestKind(req.kind) is RequestKind.ENROLLMENT:
+            self.rollback_enrollment(actor, request_id, f"issuance failed: {error}",
+                                     _system=True)
+
+    def _details(self, req: Request) -> dict[str, Any]:
+        return dict(json.loads(req.details or "{}"))
+
+    def _save(self, request_id: str, **changes: Any) -> None:
+        """Commit one step's result before the next step runs, so a crash in between leaves
+        a record of everything issued (and rollback can revoke it)."""
+        with self._tx() as s:
+            req = self._request(s, request_id)
+            details = self._details(req)
+            details.update(changes)
+            req.details = json.dumps(details)
+            req.updated_at = _now()
+            if "sign_serial" in changes:
+                req.certificate_serial = changes["sign_serial"]
+            card = s.get(Card, req.card_ref) if req.card_ref else None
+            if card is not None:
+                for key in ("sign_serial", "enc_serial", "escrow_key_id"):
+                    if key in changes:
+                        setattr(card, key, changes[key])
+
+    def _issue(self, actor: Actor, request_id: str) -> None:
+        """Signing certificate from the card's CSR; encryption key pair from the KMC (escrowed,
+        wrapped for the card's signing key); encryption certificate for it. Each step commits
+        its result first and is skipped when already done."""
+        from ca.errors import CAError
+
+        if self.ca is None or self.kmc is None:
+            raise UpstreamFailed("the RA is not connected to a CA and a KMC")
+        with self._tx() as s:
+            req = self._request(s, request_id)
+            details, csr_der = self._details(req), req.csr_der
+        assert csr_der is not None
+        csr = load_csr(csr_der)
+        subject = csr["certification_request_info"]["subject"]
+        spki = csr["certification_request_info"]["subject_pk_info"].dump()
+        with self.audit.operation(actor.audit_name, "ra.enrollment.issue", request_id) as op:
+            try:
+                if "sign_serial" not in details:
+                    signed = self.ca.issue_from_csr(csr_der, self.config.sign_profile)
+                    self._save(request_id, sign_serial=self._serial_hex(f"{signed.serial:x}"),
+                               sign_cert=_b64(signed.der))
+                if "escrow_key_id" not in details:
+                    escrow = self.kmc.kmc.escrow(self.kmc.ra, name_attribute(
+                        subject, "serial_number"), spki)
+                    details.update(escrow_key_id=escrow.key_id)
+                    self._save(request_id, escrow_key_id=escrow.key_id,
+                               enc_public_key=_b64(escrow.public_key_spki),
+                               enveloped_key_blob=_b64(escrow.enveloped_key_blob))
+                    details.update(enc_public_key=_b64(escrow.public_key_spki))
+                if "enc_serial" not in details:
+                    from sscard.crypto.asymmetric import PublicKey
+
+                    enc_key = PublicKey.from_spki(base64.b64decode(details["enc_public_key"]))
+                    enc = self.ca.issue_for_public_key(enc_key, format_name(subject),
+                                                       self.config.enc_profile)
+                    self._save(request_id, enc_serial=self._serial_hex(f"{enc.serial:x}"),
+                               enc_cert=_b64(enc.der))
+                    self.kmc.kmc.attach_certificate(self.kmc.ca, details["escrow_key_id"],
+                                                    enc.der)
+            except (CAError, CryptoError, X509Error) as exc:
+                raise UpstreamFailed(f"issuance failed: {exc}") from None
+            except Exception as exc:
+                from keymgmt.errors import KmcError
+
+                if isinstance(exc, KmcError):
+                    raise UpstreamFailed(f"key escrow failed: {exc}") from None
+                raise
+            with self._tx() as s:
+                req = self._request(s, request_id)
+                req.state, req.updated_at = RequestState.DONE, _now()
+                op.set(sign_serial=req.certificate_serial)
+
+    def _revoke(self, actor: Actor, request_id: str) -> None:
+        from ca.errors import AlreadyRevoked, CAError
+
+        with self._tx() as s:
+            req = self._request(s, request_id)
+            details = self._details(req)
+        if self.ca is None:
+            raise UpstreamFailed("the RA is not connected to a CA")
+        with self.audit.operation(actor.audit_name, "ra.revocation.execute", request_id,
+                                  details={"serials": details["serials"]}):
+            for hexs in details["serials"]:
+                try:
+                    self.ca.revoke(int(hexs, 16), details["reason"])
+                except AlreadyRevoked:
+                    pass
+                except CAError as exc:
+                    raise UpstreamFailed(f"revocation of {hexs} failed: {exc}") from None
+            with self._tx() as s:
+                req = self._request(s, request_id)
+                req.state, req.updated_at = RequestState.DONE, _now()
+                card = s.get(Card, req.card_ref) if req.card_ref else None
+                if card is not None:
+                    card.status = CardStatus.REVOKED
+
+    def _kmc_recovery_approval(self, s: Session, req: Request, officer: str) -> None:
+        """Each RA approval of a key recovery is also that officer's approval at the KMC, so
+        the KMC's own dual control sees the same two people."""
+        if self.kmc is None:
+            raise UpstreamFailed("the RA is not connected to a KMC")
+        from keymgmt.errors import KmcError
+        from keymgmt.service import CardRecipient
+
+        details = self._details(req)
+        try:
+            if "kmc_request" not in details:
+                out = self.kmc.kmc.request_recovery(
+                    self.kmc.ra, certificate_serial=req.certificate_serial,
+                    recipient=CardRecipient(base64.b64decode(details["recipient_spki"])),
+                    reason=req.reason)
+                details["kmc_request"] = out["request_id"]
+                req.details = json.dumps(details)
+            self.kmc.kmc.approve(self.kmc.officer(officer), details["kmc_request"],
+                                 comment=f"RA request {req.public_id}")
+        except KmcError as exc:
+            raise UpstreamFailed(f"KMC refused: {exc}") from None
+
+    def _recover(self, actor: Actor, request_id: str) -> None:
+        from keymgmt.errors import KmcError
+
+        assert self.kmc is not None
+        with self._tx() as s:
+            details = self._details(self._request(s, request_id))
+        with self.audit.operation(actor.audit_name, "ra.recovery.execute", request_id):
+            try:
+                result = self.kmc.kmc.complete_recovery(self.kmc.ra, details["kmc_request"])
+            except KmcError as exc:
+                raise UpstreamFailed(f"KMC recovery failed: {exc}") from None
+            self._save(request_id, enveloped_key_blob=_b64(result.enveloped_key_blob))
+            with self._tx() as s:
+                req = self._request(s, request_id)
+                req.state, req.updated_at = RequestState.DONE, _now()
+
+    # -- personalisation outcome --------------------------------------------------------------
+
+    def confirm_personalised(self, actor: Actor, request_id: str) -> dict[str, Any]:
+        """The reader tool read everything back from the card: the card is issued."""
+        self._need(actor, Role.OPERATOR, Role.OFFICER)
+        with self.audit.operation(actor.audit_name, "ra.card.activate", request_id), \
+                self._tx() as s:
+            req = self._request(s, request_id)
+            card = s.get(Card, req.card_ref) if req.card_ref else None
+            if req.state != RequestState.DONE or card is None:
+                raise Conflict(f"request {request_id} is {req.state}; only an issued "
+                               "enrollment activates its card")
+            if card.status not in (CardStatus.PERSONALISING, CardStatus.ACTIVE):
+                raise Conflict(f"card {card.card_number} is {card.status}")
+            card.status = CardStatus.ACTIVE
+            return self._info(s, req)
+
+    def rollback_enrollment(self, actor: Actor, request_id: str, reason: str,
+                            _system: bool = False) -> dict[str, Any]:
+        """Undo an enrollment whose card was not finished: revoke whatever was issued
+        (cessationOfOperation), mark the card spoiled and the request failed. Idempotent."""
+        if not _system:
+            self._need(actor, Role.OPERATOR, Role.OFFICER)
+        from ca.errors import AlreadyRevoked, UnknownCertificate
+
+        with self._tx() as s:
+            req = self._request(s, request_id)
+            card = s.get(Card, req.card_ref) if req.card_ref else None
+            if req.kind != RequestKind.ENROLLMENT or card is None:
+                raise BadRequest(f"{request_id} is not an enrollment")
+            if card.status == CardStatus.ACTIVE:
+                raise Conflict(f"card {card.card_number} is issued; revoke it instead")
+            serials = [x for x in (card.sign_serial, card.enc_serial) if x]
+        with self.audit.operation(actor.audit_name, "ra.enrollment.rollback", request_id,
+                                  details={"serials": serials, "reason": reason[:200]}):
+            for hexs in serials:
+                try:
+                    assert self.ca is not None
+                    self.ca.revoke(int(hexs, 16), "cessationOfOperation")
+                except (AlreadyRevoked, UnknownCertificate):
+                    pass
+            with self._tx() as s:
+                req = self._request(s, request_id)
+                card = s.get(Card, req.card_ref)
+                assert card is not None
+                card.status = CardStatus.SPOILED
+                if req.state != RequestState.FAILED:
+                    req.state, req.error = RequestState.FAILED, reason
+                req.updated_at = _now()
+                return self._info(s, req)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _request(s: Session, request_id: str) -> Request:
+        req = s.scalar(select(Request).where(Request.public_id == request_id))
+        if req is None:
+            raise NotFound(f"no request {request_id!r}")
+        return req
+
+    def _info(self, s: Session, req: Request) -> dict[str, Any]:
+        decided = list(s.scalars(select(Approval).where(Approval.request_id == req.id)
+                                 .order_by(Approval.id)))
+        person = s.get(Cardholder, req.cardholder_id) if req.cardholder_id else None
+        card = s.get(Card, req.card_ref) if req.card_ref else None
+        details = self._details(req)
+        out: dict[str, Any] = {
+            "request_id": req.public_id, "kind": req.kind, "state": req.state,
+            "requested_by": req.requested_by, "reason": req.reason, "batch": req.batch_name,
+            "certificate_serial": req.certificate_serial, "error": req.error,
+            "created_at": req.created_at.isoformat(),
+            "required_approvals": self.config.policy.required(RequestKind(req.kind)),
+            "decisions": [{"officer": a.officer, "decision": a.decision, "reason": a.reason,
+                           "at": a.at.isoformat()} for a in decided],
+            "cardholder": None if person is None else {
+                "ssn": person.ssn, "name": person.name, "sex": person.sex,
+                "ethnicity": person.ethnicity, "birthplace": person.birthplace,
+                "birth_date": person.birth_date},
+            "card": None if card is None else {
+                "card_id": card.card_id, "card_number": card.card_number,
+                "generation": card.generation, "status": card.status,
+                "sign_serial": card.sign_serial, "enc_serial": card.enc_serial},
+            "csr": None,
+        }
+        if req.csr_der:
+            csr = load_csr(req.csr_der)
+            info = csr["certification_request_info"]
+            out["csr"] = {"subject": format_name(info["subject"]),
+                          "key_algorithm": "sm2" if info["subject_pk_info"].algorithm == "ec"
+                          else info["subject_pk_info"].algorithm,
+                          "signature_algorithm": csr["signature_algorithm"].signature_algo,
+                          "public_key_sha256": hashlib.sha256(
+                              info["subject_pk_info"].dump()).hexdigest()}
+        if req.state == RequestState.DONE:
+            for key in ("sign_cert", "enc_cert", "enveloped_key_blob"):
+                if key in details:
+                    out[key] = details[key]
+        if req.kind == RequestKind.REVOCATION:
+            out["serials"] = details.get("serials", [])
+            out["revocation_reason"] = details.get("reason")
+        return out
+
+    def request(self, actor: Actor, request_id: str) -> dict[str, Any]:
+        self._need(actor, Role.OPERATOR, Role.OFFICER, Role.AUDITOR)
+        with self._tx() as s:
+            req = self._request(s, request_id)
+            if actor.client and req.requested_by != actor.name:
+                raise Forbidden(f"request {request_id} was filed by another client")
+            return self._info(s, req)
+
+    def queue(self, actor: Actor, state: RequestState = RequestState.SUBMITTED,
+              kind: RequestKind | None = None) -> list[dict[str, Any]]:
+        self._need(actor, Role.OPERATOR, Role.OFFICER, Role.AUDITOR)
+        with self._tx() as s:
+            q = select(Request).where(Request.state == state)
+            if kind is not None:
+                q = q.where(Request.kind == kind)
+            return [self._info(s, r) for r in s.scalars(q.order_by(Request.id).limit(500))]
+
+    def search_cardholders(self, actor: Actor, text: str) -> list[dict[str, Any]]:
+        self._need(actor, Role.OPERATOR, Role.OFFICER, Role.AUDITOR)
+        text = text.strip()
+        if not text:
+            return []
+        with self._tx() as s:
+            like = text.replace("%", "").replace("_", "") + "%"
+            people = s.scalars(select(Cardholder).where(or_(
+                Cardholder.ssn.like(like), Cardholder.name.like("%" + like)))
+                .order_by(Cardholder.ssn).limit(100))
+            out = []
+            for p in people:
+                cards = s.scalars(select(Card).where(Card.cardholder_id == p.id))
+                out.append({"ssn": p.ssn, "name": p.name, "birth_date": p.birth_date,
+                            "cards": [{"card_number": c.card_number, "status": c.status,
+                                       "sign_serial": c.sign_serial,
+                                       "enc_serial": c.enc_serial} for c in cards]})
+            return out
+
+    def search_certificates(self, actor: Actor, text: str) -> list[dict[str, Any]]:
+        """By serial (hex) or by the holder's social security number."""
+        self._need(actor, Role.OPERATOR, Role.OFFICER, Role.AUDITOR)
+        text = text.strip()
+        if not text:
+            return []
+        with self._tx() as s:
+            q = select(Card, Cardholder).join(Cardholder, Card.cardholder_id == Cardholder.id)
+            if len(text) == 18 and text[:17].isdigit():
+                q = q.where(Cardholder.ssn == text)
+            else:
+                hexs = self._serial_hex(text)
+                q = q.where(or_(Card.sign_serial == hexs, Card.enc_serial == hexs))
+            rows = list(s.execute(q.limit(100)))
+        out = []
+        for card, person in rows:
+            for use, cert_serial in (("sign", card.sign_serial), ("enc", card.enc_serial)):
+                if cert_serial is None:
+                    continue
+                status = "unknown"
+                if self.ca is not None:
+                    status = self.ca.status(int(cert_serial, 16)).status.value
+                out.append({"serial": cert_serial, "use": use, "status": status, "ssn": person.ssn,
+                            "name": person.name, "card_number": card.card_number})
+        return out
+
+    def audit_records(self, actor: Actor, limit: int = 200) -> list[dict[str, Any]]:
+        self._need(actor, Role.AUDITOR)
+        size = self.audit.size()
+        start = max(1, size - limit + 1)
+        return [{"seq": r.seq, "time": r.record.time, "actor": r.record.actor,
+                 "action": r.record.action, "object": r.record.object,
+                 "outcome": r.record.outcome, "details": r.record.details}
+                for r in reversed(list(self.audit.records(start)))]
+
+    def counts(self) -> dict[str, int]:
+        with self._tx() as s:
+            rows = s.execute(select(Request.state, func.count()).group_by(Request.state))
+            return {state: int(n) for state, n in rows}
