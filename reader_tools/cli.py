@@ -291,6 +291,32 @@ def sign(reader: str | None, psam_reader: str | None, pin_file: Path | None, pin
         click.echo(base64.b64encode(signature).decode("ascii"))
 
 
+@group.command("csr")
+@reader_options
+@pin_options
+@click.option("--subject", required=True,
+              help='Subject, e.g. "CN=张三,serialNumber=111111198101011110,O=...,C=CN".')
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the PKCS#10 request (PEM).")
+def csr(reader: str | None, psam_reader: str | None, pin_file: Path | None, pin_stdin: bool,
+        subject: str, out: Path) -> None:
+    """A PKCS#10 request for the card's signing key, signed by the card (proof of
+    possession for the RA)."""
+    from sscard.x509.builder import CsrBuilder
+    from sscard.x509.names import parse_name
+    from sscard.x509.pem import der_to_pem
+
+    try:
+        name = parse_name(subject)
+    except ValueError as exc:
+        raise click.UsageError(f"invalid --subject: {exc}") from None
+    pin = _pin("PIN", pin_file, pin_stdin)
+    with card_errors(), open_card(reader, psam_reader) as opened:
+        request = CsrBuilder().subject(name).sign(CardKey(opened.client, lambda: pin))
+    out.write_bytes(der_to_pem(request.dump(), "CERTIFICATE REQUEST"))
+    click.echo(f"certificate request signed by the card written to {out}")
+
+
 def _cert_summary(der: bytes) -> str:
     from asn1crypto import x509
 

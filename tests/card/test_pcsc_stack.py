@@ -132,6 +132,24 @@ def test_keygen_sign_and_verify_with_openssl(emulator, tmp_path):
     wrong_pin = run_cli(rig, "sign", "--pin-stdin", "--in", str(message), stdin="654321\n")
     assert wrong_pin.returncode == 6 and "2 tries left" in wrong_pin.stderr
 
+    request = tmp_path / "card.csr"
+    made = run_cli(rig, "csr", "--pin-stdin", "--subject",
+                   "CN=张三,serialNumber=111111198101011110,C=CN", "--out", str(request),
+                   stdin="123456\n")
+    assert made.returncode == 0, made.stderr
+    from sscard.x509.parse import load_csr
+    from sscard.x509.verify import verify_csr
+
+    assert verify_csr(load_csr(request.read_bytes())) == public  # proof of possession
+    openssl_req = subprocess.run(["openssl", "req", "-in", str(request), "-verify", "-noout"],
+                                 capture_output=True, text=True)
+    assert openssl_req.returncode == 0, openssl_req.stderr
+
+    listed = run_cli(rig, "readers")
+    assert listed.returncode == 0
+    assert "Virtual PCD 00 00\tcard present" in listed.stdout
+    assert "Virtual PCD 00 01\tcard present" in listed.stdout
+
 
 def test_card_key_handle_over_pcsc_and_pso_needs_pin(emulator):
     client = open_client()
