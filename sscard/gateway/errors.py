@@ -1,0 +1,28 @@
+"""Gateway errors: each has a stable code (for programs), an HTTP status and a message."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """An error the gateway answers as ``{"error": {"code": ..., "message": ...}}``."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+    def to_json(self) -> dict[str, object]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def unauthenticated(message: str) -> GatewayError:
+    return GatewayError("UNAUTHENTICATED", message, 401)
+
+
+def forbidden(message: str) -> GatewayError:
+    return GatewayError("FORBIDDEN", message, 403)
+
+
+def bad_request(message: str, code: str = "BAD_REQUEST") -> GatewayError:
+    return GatewayError(code, message, 400)

@@ -1,0 +1,156 @@
+"""The gateway HTTP service (数字证书应用支撑平台): a Flask app factory.
+
+Every endpoint except ``/openapi.json`` and ``/health`` authenticates the calling business
+system (mutual TLS or a request signature), checks its authorisation for the operation, and
+records the call (who, what, outcome; never document content). Errors are JSON with stable
+codes: ``{"error": {"code": "FORBIDDEN", "message": "..."}}``.
+
+Run it under a TLS server that asks for client certificates (``sscard gateway serve``, or
+gunicorn with ``--cert-reqs 2``) or plain behind the caller-signature scheme.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from sscard.gateway.audit import MemoryRecorder, Recorder
+from sscard.gateway.caller import Caller
+from sscard.gateway.challenges import ChallengeStore
+from sscard.gateway.config import GatewayConfig
+from sscard.gateway.core import Gateway, Json
+from sscard.gateway.errors import GatewayError, bad_request
+from sscard.gateway.openapi import openapi_document
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Caller, Json], dict[str, Any]]
+
+#: (path, operation a system must be allowed, audit action, Gateway method name)
+ROUTES: tuple[tuple[str, str, str, str], ...] = (
+    ("/v1/sign", "sign", "gateway.sign", "sign"),
+    ("/v1/sign/batch", "sign", "gateway.sign_batch", "sign_batch"),
+    ("/v1/verify", "verify", "gateway.verify", "verify"),
+    ("/v1/verify/batch", "verify", "gateway.verify_batch", "verify_batch"),
+    ("/v1/encrypt", "encrypt", "gateway.encrypt", "encrypt"),
+    ("/v1/decrypt", "decrypt", "gateway.decrypt", "decrypt"),
+    ("/v1/certificates/status", "status", "gateway.status", "status"),
+    ("/v1/cardholder/challenge", "cardholder", "gateway.cardholder_challenge", "new_challenge"),
+    ("/v1/cardholder/verify", "cardholder", "gateway.cardholder_verify", "cardholder_verify"),
+)
+
+
+def _error(exc: GatewayError) -> Response:
+    response = jsonify(exc.to_json())
+    response.status_code = exc.status
+    return response
+
+
+def _audit_object(body: Json) -> str:
+    """What the call was about, without content: a key id, a challenge, sizes."""
+    parts = []
+    if isinstance(body.get("key"), str):
+        parts.append(f"key:{body['key']}")
+    if isinstance(body.get("challenge_id"), str):
+        parts.append(f"challenge:{body['challenge_id']}")
+    if isinstance(body.get("items"), list):
+        parts.append(f"items:{len(body['items'])}")
+    return " ".join(parts) or "-"
+
+
+def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
+               challenges: ChallengeStore | None = None) -> Flask:
+    """The gateway app. ``recorder``: the audit log (``sscard.audit.AuditLog`` or anything
+    with its ``operation`` guard); by default an in-memory recorder, at
+    ``app.extensions['gateway_audit']``."""
+    app = Flask("sscard.gateway")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    gateway = Gateway(config, challenges)
+    audit: Recorder = recorder if recorder is not None else MemoryRecorder()
+    app.extensions["gateway"] = gateway
+    app.extensions["gateway_audit"] = audit
+    document = openapi_document()
+
+    @app.errorhandler(GatewayError)
+    def gateway_error(exc: GatewayError) -> Response:
+        return _error(exc)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_exc: RequestEntityTooLarge) -> Response:
+        return _error(GatewayError("PAYLOAD_TOO_LARGE",
+                                   f"requests are limited to {config.max_request_bytes} bytes",
+                                   413))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.code or 0, "HTTP_ERROR")
+        return _error(GatewayError(code, exc.description or exc.name, exc.code or 500))
+
+    @app.errorhandler(Exception)
+    def internal(exc: Exception) -> Response:
+        log.exception("gateway failure")
+        return _error(GatewayError("INTERNAL", "the gateway failed; see its log", 500))
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        return jsonify(document)
+
+    @app.get("/health")
+    def health() -> Response:
+        return jsonify({"status": "ok"})
+
+    def endpoint(operation: str, action: str, method_name: str) -> Callable[[], Response]:
+        handler: Handler = getattr(gateway, method_name)
+
+        def view() -> Response:
+            body_bytes = request.get_data(cache=True)
+            request_id = request.headers.get("X-Request-Id") or secrets.token_hex(8)
+            try:
+                caller = gateway.callers.authenticate(
+                    request.environ, request.headers, request.method, request.path,
+                    request.query_string.decode("latin-1"), body_bytes)
+            except GatewayError as exc:
+                with audit.operation("unauthenticated", action, request.remote_addr or "-",
+                                     request_id) as op:
+                    op.deny(f"{exc.code}: {exc.message}")
+                raise
+            g.caller = caller
+            body = request.get_json(silent=True) if body_bytes else {}
+            if not isinstance(body, dict):
+                raise bad_request("the request body must be a JSON object")
+            try:
+                gateway.authorise(caller, operation)
+            except GatewayError as exc:
+                with audit.operation(caller.system, action, _audit_object(body), request_id,
+                                     {"auth": caller.method}) as op:
+                    op.deny(exc.message)
+                raise
+            with audit.operation(caller.system, action, _audit_object(body), request_id,
+                                 {"auth": caller.method, "bytes": len(body_bytes)}) as op:
+                try:
+                    answer = handler(caller, body)
+                except GatewayError as exc:
+                    op.fail(f"{exc.code}: {exc.message}")
+                    raise
+                if "valid" in answer:
+                    op.set(valid=bool(answer["valid"]))
+                if "authenticated" in answer:
+                    op.set(authenticated=bool(answer["authenticated"]))
+            response = jsonify(answer)
+            response.headers["X-Request-Id"] = request_id
+            return response
+
+        view.__name__ = f"view_{method_name}"
+        return view
+
+    for path, operation, action, method_name in ROUTES:
+        app.add_url_rule(path, view_func=endpoint(operation, action, method_name),
+                         methods=["POST"])
+    return app
