@@ -243,3 +243,25 @@ def test_cli_errors_name_the_problem_and_change_nothing(tmp_path: Path) -> None:
     entries = asn1crl.CertificateList.load(full.read_bytes())["tbs_cert_list"][
         "revoked_certificates"]
     assert [e["user_certificate"].native for e in entries] == [int(serial, 16)]
+
+
+def test_passphrase_from_a_file_is_not_stored_and_is_required(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    secret = tmp_path / "pass.txt"
+    secret.write_text("a long enough passphrase\n")
+    out = ok(sscard(home, "init", "--passphrase-file", str(secret)))
+    assert "stored it in" not in out and not (home / "secrets").exists()
+    key_file = home / "ca" / "keys" / "issuing.key.pem"
+    assert b"ENCRYPTED PRIVATE KEY" in key_file.read_bytes()
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    crl = tmp_path / "crl.pem"
+    missing = sscard(home, "crl", "--out", str(crl))
+    assert missing.exit_code == 1 and "a passphrase is needed" in missing.output
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("not it\n")
+    refused = sscard(home, "crl", "--out", str(crl), "--passphrase-file", str(wrong))
+    assert refused.exit_code == 1 and "cannot open the key of CA issuing" in refused.output
+    assert not crl.exists()
+    ok(sscard(home, "crl", "--out", str(crl), "--passphrase-file", str(secret)))
+    # no revocations: revokedCertificates is absent, as RFC 5280 §5.1.2.6 asks
+    assert load_crl(crl.read_bytes())["tbs_cert_list"]["revoked_certificates"].native is None
