@@ -25,6 +25,9 @@ from datetime import datetime, timedelta
 
 from ca.records import CertificateStatus
 
+#: Answers are served until this fraction of their validity has passed, then worked out again.
+REFRESH_FRACTION = 0.5
+
 #: Returns the CA's current revocation generation; any change means "something was revoked".
 Generation = Callable[[], int]
 
@@ -51,7 +54,7 @@ class ResponseCache:
         validity: timedelta,
         generation: Generation | None = None,
         *,
-        refresh_fraction: float = 0.5,
+        refresh_fraction: float = REFRESH_FRACTION,
         max_entries: int = 100_000,
     ) -> None:
         if not 0 < refresh_fraction <= 1:

@@ -42,6 +42,24 @@ def read_token_file(path: Path) -> dict[str, str]:
     return tokens
 
 
+def _online_root(authority: Any, passphrase: bytes | None,
+                 database_url: str | None) -> list[Any]:
+    """The hierarchy's root, opened, when it is online here (to publish its CRL and answer
+    OCSP for the certificates it issued: the issuing CAs); else nothing."""
+    from ca.authority import CertificateAuthority
+    from ca.errors import CAError
+
+    config = authority.config
+    if config.root_offline or config.root.name == authority.name:
+        return []
+    try:
+        return [CertificateAuthority.open(authority.home, passphrase, config.root.name,
+                                          database_url)]
+    except CAError as exc:
+        log.warning("not publishing root CA %s: %s", config.root.name, exc)
+        return []
+
+
 class _AppFactory:
     """Builds the Flask app for one process: opens the CA, then ``create_app``."""
 
@@ -61,6 +79,8 @@ class _AppFactory:
                                               self.database_url)
         config = ServiceConfig(
             authority=authority,
+            other_authorities=tuple(_online_root(authority, self.passphrase,
+                                                 self.database_url)),
             api_token_hashes=self.tokens,
             tsa_serial_file=(self.home / "ca" / f"tsa-serial-{authority.name}") if self.tsa
             else None,
@@ -130,6 +150,9 @@ def serve(obj: Any, port: int, host: str, server: str, workers: int, threads: in
             if not no_tsa:
                 authority.tsa_signer()
             name = authority.name
+            for root in _online_root(authority, passphrase, database_url):
+                with root:
+                    root.ocsp_signer()
     except CAError as exc:
         raise click.ClickException(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

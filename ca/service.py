@@ -46,8 +46,8 @@ from werkzeug.exceptions import HTTPException
 
 from ca.authority import Signer
 from ca.errors import AlreadyRevoked, CAError, RequestRefused, UnknownCertificate
-from ca.ocsp import OcspResponder, error_response
-from ca.ocsp_cache import ResponseCache
+from ca.ocsp import OcspError, OcspResponder, error_response, parse_request
+from ca.ocsp_cache import REFRESH_FRACTION, ResponseCache
 from ca.ocsp_generation import (
     GenerationSource,
     Throttled,
@@ -132,6 +132,8 @@ class ServiceConfig:
     tsa_policy: str | None = None
     #: the CA's revocation generation; default: the authority's own, else no shared refresh
     generation: GenerationSource | None = None
+    #: other CAs of the hierarchy (an online root) whose OCSP, CRLs and certificate to publish
+    other_authorities: tuple[CaBackend, ...] = ()
 
     @staticmethod
     def hash_token(token: str | bytes) -> str:
@@ -151,20 +153,24 @@ class ApiError(Exception):
 # -- state shared by the blueprints ------------------------------------------------------
 
 
-class ServiceState:
-    """The objects one worker process builds from the configuration, created lazily."""
+class PublishedCA:
+    """One CA whose OCSP answers, CRLs and certificate this worker publishes."""
 
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, authority: CaBackend, config: ServiceConfig,
+                 generation: GenerationSource | None = None) -> None:
+        self.authority = authority
         self.config = config
-        self.authority = config.authority
-        source = config.generation or authority_generation(config.authority)
+        source = generation or authority_generation(authority)
         self.generation: GenerationSource | None = (
             Throttled(source, config.revocation_check_interval) if source is not None else None
         )
         self._lock = threading.Lock()
         self._responder: OcspResponder | None = None
-        self._tsa: TimeStampAuthority | None = None
         self._crls: dict[bool, tuple[bytes, int | None, datetime]] = {}
+
+    @property
+    def name(self) -> str:
+        return self.authority.name
 
     @property
     def responder(self) -> OcspResponder:
@@ -180,22 +186,9 @@ class ServiceState:
         return self._responder
 
     @property
-    def tsa(self) -> TimeStampAuthority | None:
-        if self.config.tsa_serial_file is None:
-            return None
-        if self._tsa is None:
-            with self._lock:
-                if self._tsa is None:
-                    signer = self.authority.tsa_signer()
-                    kwargs: dict[str, Any] = {}
-                    if self.config.tsa_policy:
-                        kwargs["policy"] = self.config.tsa_policy
-                    self._tsa = TimeStampAuthority(
-                        signer.key, signer.certificate,
-                        FileSerialCounter(self.config.tsa_serial_file),
-                        chain=tuple(signer.chain), **kwargs,
-                    )
-        return self._tsa
+    def cache(self) -> ResponseCache | None:
+        """The OCSP cache, once the responder exists (it is made on the first request)."""
+        return self._responder.cache if self._responder is not None else None
 
     def crl_der(self, delta: bool) -> bytes:
         """The current full or delta CRL: the CA's newest if it is fresh and no revocation
@@ -245,13 +238,72 @@ class ServiceState:
             build(False)  # a delta CRL needs a full CRL as its base
         return build(delta)
 
+
+class ServiceState:
+    """The objects one worker process builds from the configuration, created lazily."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.authority = config.authority
+        self.primary = PublishedCA(config.authority, config, config.generation)
+        self.cas: dict[str, PublishedCA] = {self.primary.name: self.primary}
+        for other in config.other_authorities:
+            self.cas.setdefault(other.name, PublishedCA(other, config))
+        self._lock = threading.Lock()
+        self._tsa: TimeStampAuthority | None = None
+
+    @property
+    def tsa(self) -> TimeStampAuthority | None:
+        if self.config.tsa_serial_file is None:
+            return None
+        if self._tsa is None:
+            with self._lock:
+                if self._tsa is None:
+                    signer = self.authority.tsa_signer()
+                    kwargs: dict[str, Any] = {}
+                    if self.config.tsa_policy:
+                        kwargs["policy"] = self.config.tsa_policy
+                    self._tsa = TimeStampAuthority(
+                        signer.key, signer.certificate,
+                        FileSerialCounter(self.config.tsa_serial_file),
+                        chain=tuple(signer.chain), **kwargs,
+                    )
+        return self._tsa
+
+    def epochs(self) -> tuple[int, ...] | None:
+        """Every published CA's OCSP cache epoch (None until all responders exist)."""
+        caches = [ca.cache for ca in self.cas.values()]
+        if any(c is None for c in caches):
+            return None
+        return tuple(c.begin() for c in caches if c is not None)
+
+    def _pick(self, request_der: bytes) -> PublishedCA:
+        """The CA that issued the first certificate the request names that we know."""
+        if len(self.cas) == 1:
+            return self.primary
+        try:
+            parsed = parse_request(request_der)
+        except OcspError:
+            return self.primary  # it answers malformedRequest
+        for cert_id in parsed.cert_ids:
+            for ca in self.cas.values():
+                if ca.responder.is_ours(cert_id):
+                    return ca
+        return self.primary  # it answers unauthorized
+
     def ocsp_answer(self, request_der: bytes) -> tuple[bytes, datetime | None]:
         try:
-            responder = self.responder
+            responder = self._pick(request_der).responder
         except Exception:
             log.exception("OCSP responder unavailable")
             return error_response("internal_error"), None
         return responder.respond_with_expiry(request_der)
+
+    def invalidate(self, serial: int) -> None:
+        """A revocation made by this worker: drop the caches now (others follow the DB)."""
+        for ca in self.cas.values():
+            if ca.cache is not None:
+                ca.cache.invalidate(serial)
 
 
 def _state() -> ServiceState:
@@ -342,9 +394,11 @@ def _download(der: bytes, kind: str, pem: bool, filename: str) -> Response:
     return response
 
 
-def _check_ca_name(name: str) -> None:
-    if name != _state().authority.name:
-        raise ApiError(404, "not_found", f"no CA named {name!r} here")
+def _published(name: str) -> PublishedCA:
+    try:
+        return _state().cas[name]
+    except KeyError:
+        raise ApiError(404, "not_found", f"no CA named {name!r} here") from None
 
 
 @protocols.get("/crl/<name>.<ext>")
@@ -353,8 +407,7 @@ def crl_download(name: str, ext: str) -> Response:
     ca_name = name[: -len("-delta")] if delta else name
     if ext not in ("crl", "der", "pem"):
         raise ApiError(404, "not_found", f"no CRL format {ext!r} (use .crl or .pem)")
-    _check_ca_name(ca_name)
-    der = _state().crl_der(delta)
+    der = _published(ca_name).crl_der(delta)
     response = _download(der, "X509 CRL", ext == "pem", f"{name}.{ext}")
     response.headers["Cache-Control"] = "no-cache"
     return response
@@ -376,8 +429,8 @@ def certificate_download(name: str, ext: str) -> Response:
         cert = state.authority.ocsp_signer().certificate
     elif name == "tsa":
         cert = state.authority.tsa_signer().certificate
-    elif name == state.authority.name:
-        cert = state.authority.certificate
+    elif name in state.cas:
+        cert = state.cas[name].authority.certificate
     elif name == "root":
         chain = state.authority.chain()
         cert = chain[-1] if len(chain) > 1 else None
@@ -560,9 +613,7 @@ def revoke(serial: str) -> Response:
         raise ApiError(404, "unknown_certificate", str(exc)) from None
     except AlreadyRevoked as exc:
         raise ApiError(409, "already_revoked", str(exc)) from None
-    state = _state()
-    if state._responder is not None and state._responder.cache is not None:
-        state._responder.cache.invalidate(number)  # this worker at once; others by generation
+    _state().invalidate(number)
     log.info("revoked %s (%s) for %s", serial_to_hex(number), reason_value.name, g.caller.name)
     return _json(_status_json(status))
 
@@ -623,30 +674,30 @@ class CachedOcspGet:
         self.app = app
         self.state = state
         self.max_entries = max_entries
-        # path -> (body, headers without Cache-Control, epoch, refresh at, nextUpdate)
-        self.entries: dict[str, tuple[bytes, list[tuple[str, str]], int, datetime, datetime]] = {}
+        # path -> (body, headers without Cache-Control, epochs, refresh at, nextUpdate)
+        self.entries: dict[
+            str, tuple[bytes, list[tuple[str, str]], tuple[int, ...], datetime, datetime]
+        ] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
         if environ.get("REQUEST_METHOD") != "GET" or not path.startswith("/ocsp/"):
             return self.app(environ, start_response)
-        responder = self.state._responder
-        cache = responder.cache if responder is not None else None
-        if cache is None:  # the responder is made on the first request
+        epochs = self.state.epochs()
+        if epochs is None:  # the responders are made on the first requests
             return self.app(environ, start_response)
-        epoch = cache.begin()
         entry = self.entries.get(path)
         now = datetime.now(UTC)
-        if entry is not None and entry[2] == epoch and now < entry[3]:
+        if entry is not None and entry[2] == epochs and now < entry[3]:
             max_age = int((entry[4] - now).total_seconds())
             start_response("200 OK", [
                 *entry[1],
                 ("Cache-Control", f"max-age={max_age}, public, no-transform, must-revalidate"),
             ])
             return [entry[0]]
-        return self._fill(path, epoch, cache, environ, start_response)
+        return self._fill(path, epochs, environ, start_response)
 
-    def _fill(self, path: str, epoch: int, cache: ResponseCache, environ: dict[str, Any],
+    def _fill(self, path: str, epochs: tuple[int, ...], environ: dict[str, Any],
               start_response: Callable[..., Any]) -> Any:
         captured: dict[str, Any] = {}
 
@@ -659,11 +710,12 @@ class CachedOcspGet:
         expires = next((v for k, v in headers if k == "Expires"), None)
         if captured.get("status", "").startswith("200") and expires is not None:
             next_update = parsedate_to_datetime(expires)
-            refresh = min(datetime.now(UTC) + cache.fresh_for, next_update)
+            fresh_for = self.state.config.ocsp_validity * REFRESH_FRACTION
+            refresh = min(datetime.now(UTC) + fresh_for, next_update)
             if len(self.entries) >= self.max_entries:
                 self.entries.clear()
-            # stored under the epoch seen *before* answering: a revocation meanwhile drops it
-            self.entries[path] = (body, headers, epoch, refresh, next_update)
+            # stored under the epochs seen *before* answering: a revocation meanwhile drops it
+            self.entries[path] = (body, headers, epochs, refresh, next_update)
         return [body]
 
 

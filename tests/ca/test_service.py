@@ -78,9 +78,18 @@ def authority(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertificateA
 
 
 @pytest.fixture(scope="module")
-def service(authority: CertificateAuthority) -> Iterator[Service]:
+def root_authority(authority: CertificateAuthority) -> Iterator[CertificateAuthority]:
+    root = CertificateAuthority.open(authority.home, name="root")
+    yield root
+    root.close()
+
+
+@pytest.fixture(scope="module")
+def service(authority: CertificateAuthority,
+            root_authority: CertificateAuthority) -> Iterator[Service]:
     config = ServiceConfig(
         authority=authority,
+        other_authorities=(root_authority,),
         api_token_hashes={"ra-batch": ServiceConfig.hash_token(TOKEN)},
         revocation_check_interval=0,  # every request sees revocations from other connections
         tsa_serial_file=authority.home / "tsa-serial",
@@ -218,6 +227,30 @@ def test_certificate_downloads(service: Service) -> None:
     assert service.get("/certs/root.crt").content == authority.chain()[-1].dump()
     ocsp_cert = asn1x509.Certificate.load(service.get("/certs/ocsp.crt").content)
     assert ocsp_cert.extended_key_usage_value.native == ["ocsp_signing"]
+
+
+def test_root_publishes_its_crl_and_answers_for_the_issuing_ca(
+    service: Service, root_authority: CertificateAuthority
+) -> None:
+    issuing = service.authority.certificate
+    root = root_authority.certificate
+    crl = asn1crl.CertificateList.load(service.get("/crl/root.crl").content, strict=True)
+    verify_crl_signature(crl, root)
+    assert service.get("/certs/root.crt").content == root.dump()
+    # the issuing CA's own certificate: the root's delegated responder answers
+    reply = service.post("/ocsp", make_request(cert_id(root, issuing.serial_number)))
+    status, basic = ocsp_status(reply.content)
+    assert status == "good" and basic is not None
+    responder = basic["certs"][0]
+    assert responder.issuer.dump() == root.subject.dump()
+    verify_signature(PublicKey.from_spki(responder.public_key.dump()),
+                     basic["tbs_response_data"].dump(), basic["signature"].native,
+                     basic["signature_algorithm"])
+    # ... also by RFC 5019 GET, and a serial the root never issued is unknown
+    assert ocsp_status(service.get(get_path(make_request(
+        cert_id(root, issuing.serial_number)))).content)[0] == "good"
+    unknown = service.post("/ocsp", make_request(cert_id(root, 0xBADBAD)))
+    assert ocsp_status(unknown.content)[0] == "unknown"
 
 
 @pytest.mark.parametrize("path", ["/certs/nobody.crt", "/crl/other.crl", "/crl/issuing.zip",

@@ -107,8 +107,9 @@ def serve(tmp: Path, algorithm: str) -> Iterator[Running]:
     (tmp / "ca.toml").write_text(config_text(algorithm), encoding="utf-8")
     sscard(home, "ca", "init", "--config", str(tmp / "ca.toml"))
     sscard(home, "ca", "certs", "--out", str(tmp / "chain.pem"))
-    issuer_der = pem_blocks((tmp / "chain.pem").read_bytes())[0][1]  # issuing CA first
-    (tmp / "issuer.pem").write_bytes(der_to_pem(issuer_der, "CERTIFICATE"))
+    blocks = pem_blocks((tmp / "chain.pem").read_bytes())  # issuing CA first, root last
+    (tmp / "issuer.pem").write_bytes(der_to_pem(blocks[0][1], "CERTIFICATE"))
+    (tmp / "root.pem").write_bytes(der_to_pem(blocks[-1][1], "CERTIFICATE"))
     # the leaf's key and CSR come from openssl, the independent peer
     if algorithm == "sm2":
         keygen = ["-algorithm", "SM2"]
@@ -127,7 +128,7 @@ def serve(tmp: Path, algorithm: str) -> Iterator[Running]:
     proc = _start(home, port, tmp / "serve.log")
     try:
         yield Running(home, f"http://127.0.0.1:{port}", {
-            "chain": tmp / "chain.pem", "issuer": tmp / "issuer.pem",
+            "chain": tmp / "chain.pem", "issuer": tmp / "issuer.pem", "root": tmp / "root.pem",
             "leaf": tmp / "leaf.pem", "dir": tmp,
         })
     finally:
@@ -171,6 +172,18 @@ def test_openssl_ocsp_good_then_revoked_after_sscard_ca_revoke(ec_service: Runni
     # a second ask (now served from the caches of both workers) says the same
     again = openssl_ocsp(ec_service, "-no_nonce")
     assert f"{leaf}: revoked" in again.stdout and "Response verify OK" in again.stderr
+
+
+def test_openssl_ocsp_on_the_issuing_ca_is_answered_for_the_root(ec_service: Running) -> None:
+    files = ec_service.files
+    result = subprocess.run(
+        [openssl(), "ocsp", "-issuer", str(files["root"]), "-cert", str(files["issuer"]),
+         "-url", f"{ec_service.url}/ocsp", "-CAfile", str(files["root"])],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Response verify OK" in result.stderr
+    assert f"{files['issuer']}: good" in result.stdout
 
 
 def test_crl_download_from_the_running_service(ec_service: Running) -> None:
