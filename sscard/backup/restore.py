@@ -61,7 +61,7 @@ def _safe_name(name: str) -> bool:
             and len(p.parts) >= 2)
 
 
-def _read_manifest(tar: tarfile.TarFile) -> dict[str, Any]:
+def _read_manifest(tar: tarfile.TarFile) -> tuple[tarfile.TarInfo, dict[str, Any]]:
     first = tar.next()
     if first is None or first.name != MANIFEST or not first.isfile():
         raise BackupIntegrityError("the backup's first member is not its manifest")
@@ -87,7 +87,7 @@ def _read_manifest(tar: tarfile.TarFile) -> dict[str, Any]:
     names = [m["name"] for m in members]
     if len(set(names)) != len(names):
         raise BackupIntegrityError("the manifest lists a member twice")
-    return manifest
+    return first, manifest
 
 
 def _unpack(tar_path: Path, home_dir: Path, pg_dir: Path) -> tuple[dict[str, Any], dict[str,
@@ -96,9 +96,11 @@ def _unpack(tar_path: Path, home_dir: Path, pg_dir: Path) -> tuple[dict[str, Any
     written: dict[str, Path] = {}
     try:
         with tarfile.open(tar_path, "r:gz") as tar:
-            manifest = _read_manifest(tar)
+            manifest_info, manifest = _read_manifest(tar)
             expected = {m["name"]: m for m in manifest["members"]}
             for info in tar:
+                if info is manifest_info:
+                    continue
                 entry = expected.get(info.name)
                 if entry is None:
                     raise BackupIntegrityError(f"member {info.name!r} is not in the manifest")
