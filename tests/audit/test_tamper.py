@@ -253,3 +253,20 @@ def test_empty_log_verifies(engine: Engine, audit_key: SoftwareKey, audit_cert: 
     log.checkpoint()
     report = verify(log, audit_cert)
     assert report.intact and (report.records, report.checkpoints) == (0, 1)
+
+
+def test_a_log_mangled_wholesale_is_reported_briefly(engine: Engine) -> None:
+    import sscard.audit.verify as verify_module
+
+    log = AuditLog(engine, checkpoint_every=None)
+    for i in range(30):
+        log.append("a", "x", f"o{i}", "info")
+    sql(engine, "UPDATE audit_record SET actor = 'b'")
+    limit = verify_module.MAX_CHAIN_FINDINGS
+    verify_module.MAX_CHAIN_FINDINGS = 10
+    try:
+        report = verify_log(engine)
+    finally:
+        verify_module.MAX_CHAIN_FINDINGS = limit
+    assert len(report.findings) == 11
+    assert report.findings[-1].message == "more anomalies from record 11 on are not listed"
