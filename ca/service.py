@@ -271,11 +271,11 @@ class ServiceState:
         return self._tsa
 
     def epochs(self) -> tuple[int, ...] | None:
-        """Every published CA's OCSP cache epoch (None until all responders exist)."""
-        caches = [ca.cache for ca in self.cas.values()]
-        if any(c is None for c in caches):
-            return None
-        return tuple(c.begin() for c in caches if c is not None)
+        """The epochs of the OCSP caches made so far (None before the first): an answer
+        stored under one tuple is stale as soon as any of them moves or a cache appears."""
+        epochs = tuple(ca.cache.begin() if ca.cache is not None else -1
+                       for ca in self.cas.values())
+        return None if all(e == -1 for e in epochs) else epochs
 
     def _pick(self, request_der: bytes) -> PublishedCA:
         """The CA that issued the first certificate the request names that we know."""

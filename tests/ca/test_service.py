@@ -56,9 +56,10 @@ path_length = 0
 
 
 class Service:
-    def __init__(self, authority: CertificateAuthority, url: str) -> None:
+    def __init__(self, authority: CertificateAuthority, url: str, app: Any) -> None:
         self.authority = authority
         self.url = url
+        self.app = app
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=10, **kw)
@@ -94,10 +95,11 @@ def service(authority: CertificateAuthority,
         revocation_check_interval=0,  # every request sees revocations from other connections
         tsa_serial_file=authority.home / "tsa-serial",
     )
-    server: BaseWSGIServer = make_server("127.0.0.1", 0, create_app(config), threaded=True)
+    app = create_app(config)
+    server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield Service(authority, f"http://127.0.0.1:{server.server_port}")
+    yield Service(authority, f"http://127.0.0.1:{server.server_port}", app)
     server.shutdown()
     thread.join(timeout=10)
 
@@ -159,6 +161,7 @@ def test_rfc5019_get_cached_then_revoked(service: Service) -> None:
     assert first.headers["ETag"] and first.headers["Expires"]
     again = service.get(path)  # the in-memory fast path: the same pre-produced answer
     assert again.content == first.content
+    assert urllib.parse.unquote(path) in service.app.wsgi_app.entries
     assert again.headers["ETag"] == first.headers["ETag"]
     # revoked through the CA API (another connection, as `sscard ca revoke` would)
     service.authority.revoke(cert.serial_number, "keyCompromise")
