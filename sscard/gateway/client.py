@@ -58,10 +58,9 @@ class GatewayClient:
         self.certificate = certificate
         self.timeout = timeout
         self.session = session or requests.Session()
-        if tls_client is not None:
-            self.session.cert = tls_client
-        if ca_file is not None:
-            self.session.verify = ca_file
+        # given per request: requests lets REQUESTS_CA_BUNDLE override a session's verify
+        self._tls_client = tls_client
+        self._verify: str | bool = ca_file if ca_file is not None else True
 
     # -- transport -----------------------------------------------------------------------
 
@@ -72,7 +71,8 @@ class GatewayClient:
             headers.update(sign_request(self.key, self.certificate, "POST", self._prefix + path,
                                         "", data))
         answer = self.session.post(self.url + path, data=data, headers=headers,
-                                   timeout=self.timeout)
+                                   timeout=self.timeout, verify=self._verify,
+                                   cert=self._tls_client)
         try:
             parsed = answer.json()
         except ValueError:

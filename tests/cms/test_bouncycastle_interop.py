@@ -32,7 +32,8 @@ def bc(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         pytest.skip(why)
     out = tmp_path_factory.mktemp("bc")
     classpath = ":".join(str(j) for j in JARS)
-    subprocess.run([javac, "-d", str(out), "-cp", classpath, str(HERE / "java" / "BcCmsCheck.java")],
+    source = HERE / "java" / "BcCmsCheck.java"
+    subprocess.run([javac, "-d", str(out), "-cp", classpath, str(source)],
                    check=True, capture_output=True)
     return [java, "-cp", f"{out}:{classpath}", "BcCmsCheck"]
 
