@@ -17,9 +17,8 @@ from typing import Any
 
 import click
 
-from reader_tools import mohrss
 from reader_tools.session import card_errors, open_card
-from sscard.card import errors
+from sscard.card import errors, mohrss
 from sscard.card.client import CardInfo
 from sscard.card.codec import CodecError
 from sscard.card.keyhandle import CardKey

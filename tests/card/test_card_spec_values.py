@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from reader_tools.mohrss import ireadcardbas
 from sscard.card.client import CardInfo, pki_pin_cryptogram, pki_pin_ctk
 from sscard.card.diversify import CardAlgorithm
+from sscard.card.mohrss import ireadcardbas
 from sscard.card.records import CardData, HolderData
 from sscard.crypto import sm4
 from sscard.emulator.card import pin_ctk
@@ -47,3 +47,11 @@ def test_read_record_example_apdu_addresses_ef05_record_7():
     assert card.process(bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF"))[:1] == b"\x61"
     answer = card.process(bytes.fromhex("00B2072C0B"))  # the spec's example
     assert answer[-2:] == b"\x90\x00" and answer[:2] == b"\x07\x09"
+
+
+def test_card_demo_runs(tmp_path):
+    from sscard.emulator.demo import card_demo
+
+    lines = card_demo(tmp_path)
+    assert any("iReadCardBas 639900|111111198101011110|" in line for line in lines)
+    assert lines[-1].endswith("PSO DECIPHER works")

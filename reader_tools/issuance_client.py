@@ -1,0 +1,107 @@
+"""How the personalisation talks to the RA: in-process (``LocalBackend``, the embedded
+deployment and the tests) or over the enrollment REST API (``RestBackend``). Both answer with
+the API's JSON shape (``ra.service.RegistrationAuthority._info``)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Protocol
+
+import requests
+
+from sscard.card.records import HolderData
+
+
+class IssuanceError(Exception):
+    """The RA refused or could not be reached; the message says which and why."""
+
+
+class IssuanceBackend(Protocol):
+    def submit(self, holder: HolderData, card_id: str, card_number: str, csr_der: bytes,
+               batch: str | None) -> dict[str, Any]: ...
+
+    def status(self, request_id: str) -> dict[str, Any]: ...
+
+    def confirm(self, request_id: str) -> dict[str, Any]: ...
+
+    def rollback(self, request_id: str, reason: str) -> dict[str, Any]: ...
+
+
+def holder_json(holder: HolderData) -> dict[str, str]:
+    return {"ssn": holder.ssn, "name": holder.name, "sex": holder.sex,
+            "ethnicity": holder.ethnicity, "birthplace": holder.birthplace,
+            "birth_date": holder.birth_date}
+
+
+class LocalBackend:
+    """The RA library in this process, acting as ``actor`` (an API client or an operator)."""
+
+    def __init__(self, ra: Any, actor: Any) -> None:
+        self.ra, self.actor = ra, actor
+
+    def _call(self, fn: Any, *args: Any, **kw: Any) -> dict[str, Any]:
+        from ra.errors import RAError
+
+        try:
+            return dict(fn(self.actor, *args, **kw))
+        except RAError as exc:
+            raise IssuanceError(str(exc)) from None
+
+    def submit(self, holder: HolderData, card_id: str, card_number: str, csr_der: bytes,
+               batch: str | None) -> dict[str, Any]:
+        from ra.service import CardInput
+
+        return self._call(self.ra.submit_enrollment, holder, CardInput(card_id, card_number),
+                          csr_der, batch)
+
+    def status(self, request_id: str) -> dict[str, Any]:
+        return self._call(self.ra.request, request_id)
+
+    def confirm(self, request_id: str) -> dict[str, Any]:
+        return self._call(self.ra.confirm_personalised, request_id)
+
+    def rollback(self, request_id: str, reason: str) -> dict[str, Any]:
+        return self._call(self.ra.rollback_enrollment, request_id, reason)
+
+
+class RestBackend:
+    """The RA's enrollment API (``/api/v1``) with a bearer token."""
+
+    def __init__(self, base_url: str, token: str, timeout: float = 60) -> None:
+        self.base = base_url.rstrip("/") + "/api/v1"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.timeout = timeout
+
+    def _do(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            resp = self.session.request(method, self.base + path, json=body,
+                                        timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise IssuanceError(f"RA not reachable at {self.base}: {exc}") from None
+        try:
+            data = resp.json()
+        except ValueError:
+            raise IssuanceError(f"RA answered {resp.status_code} without JSON") from None
+        if resp.status_code >= 400:
+            raise IssuanceError(f"RA refused ({resp.status_code}): "
+                                f"{data.get('error', data)}")
+        return dict(data)
+
+    def submit(self, holder: HolderData, card_id: str, card_number: str, csr_der: bytes,
+               batch: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"cardholder": holder_json(holder),
+                                "card": {"card_id": card_id, "card_number": card_number},
+                                "csr": base64.b64encode(csr_der).decode("ascii")}
+        if batch:
+            body["batch"] = batch
+        return self._do("POST", "/enrollments", body)
+
+    def status(self, request_id: str) -> dict[str, Any]:
+        return self._do("GET", f"/enrollments/{request_id}")
+
+    def confirm(self, request_id: str) -> dict[str, Any]:
+        return self._do("POST", f"/enrollments/{request_id}/confirm", {})
+
+    def rollback(self, request_id: str, reason: str) -> dict[str, Any]:
+        return self._do("POST", f"/enrollments/{request_id}/rollback", {"reason": reason})

@@ -1,0 +1,301 @@
+"""End-to-end personalisation of a blank card with dual certificates (DESIGN §6 flow 1).
+
+Steps, each journaled (``reader_tools.issuance_journal``) as soon as it is done, each safe to
+run again:
+
+1. ``data``: external authentication with the update key (PSAM or KMC cryptogram), write EF05
+   (card data) and EF06 (holder data), read both back.
+2. ``pin``: set the cardholder PIN (PIN reload under secure messaging).
+3. ``keygen``: the card generates its SM2 signing key; the journal keeps the public point, so a
+   resumed run never generates a second key once a request names the first.
+4. ``enroll``: a PKCS#10 request signed by the card (``CardKey``) goes to the RA; the RA checks
+   the proof of possession and, once approved (by an officer or a pre-authorised batch), has the
+   CA issue the signing certificate and the KMC generate, escrow and wrap the encryption key pair
+   for the card, and the CA issue the encryption certificate.
+5. ``install``: import the ENVELOPEDKEYBLOB, write both certificates.
+6. ``verify``: read everything back; the card signs a challenge that its signing certificate
+   verifies, and decrypts a message encrypted to its encryption certificate; the RA then marks
+   the card issued.
+
+``rollback`` undoes an unfinished card: the RA revokes whatever was issued for it, the card's
+certificate files and holder data are cleared, and the journal says so."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asn1crypto import x509
+
+from reader_tools.issuance_client import IssuanceBackend, IssuanceError
+from reader_tools.issuance_journal import DONE, IN_PROGRESS, ROLLED_BACK, WAITING, Journal
+from sscard.card import codec
+from sscard.card.auth import Authenticator
+from sscard.card.client import (
+    CERT_FIDS,
+    EF06_SFI,
+    ENC_PUB,
+    SIGN_PUB,
+    CardClient,
+)
+from sscard.card.keyhandle import CardKey
+from sscard.card.records import EF06_LAYOUT, CardData, HolderData
+from sscard.card.validation import CardDataError, validate_pin
+from sscard.crypto.algorithms import EncryptionScheme, SignatureAlgorithm
+from sscard.crypto.asymmetric import PublicKey
+from sscard.crypto.envelopes import CipherFormat
+from sscard.crypto.errors import CryptoError
+from sscard.x509.builder import CsrBuilder
+from sscard.x509.names import parse_name
+
+KEY_UPDATE = 0x0B
+STEPS = ("data", "pin", "keygen", "enroll", "install", "verify")
+
+
+class PersonalisationError(Exception):
+    """Personalisation stopped; the message names the step and why. The journal is kept, so
+    the card can be resumed or rolled back."""
+
+
+class AwaitingApproval(PersonalisationError):
+    """The enrollment waits for an officer; run again (resume) once it is approved."""
+
+
+@dataclass(frozen=True)
+class CardOrder:
+    """What goes onto one card."""
+
+    holder: HolderData
+    card_number: str
+    batch: str | None = None
+    validity_years: int = 10
+
+
+@dataclass(frozen=True)
+class Outcome:
+    card_id: str
+    request_id: str
+    status: str  # done | waiting | rolled_back
+    sign_serial: str | None = None
+    enc_serial: str | None = None
+
+
+def _card_data(card_id: bytes, order: CardOrder, region: str, today: dt.date) -> CardData:
+    return CardData(
+        card_id=card_id, card_type="3", spec_version="3.00", init_org=region + "000000",
+        issue_date=today.strftime("%Y%m%d"),
+        expiry_date=today.replace(year=today.year + order.validity_years).strftime("%Y%m%d"),
+        card_number=order.card_number,
+    )
+
+
+def _spki_point(cert: x509.Certificate) -> bytes:
+    return bytes(cert["tbs_certificate"]["subject_public_key_info"]["public_key"].contents[1:])
+
+
+class Personalizer:
+    """Personalise the card behind ``client`` for ``order``; ``on_step`` is called after each
+    journaled step (tests interrupt there)."""
+
+    def __init__(self, client: CardClient, authenticator: Authenticator,
+                 backend: IssuanceBackend, journal_dir: Path,
+                 on_step: Callable[[str], None] | None = None) -> None:
+        self.client = client
+        self.auth = authenticator
+        self.backend = backend
+        self.journal_dir = journal_dir
+        self.on_step = on_step or (lambda _step: None)
+
+    def journal(self) -> Journal:
+        return Journal.for_card(self.journal_dir, self.client.read_card_data().card_id.hex()
+                                .upper())
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def personalise(self, order: CardOrder, pin: str) -> Outcome:
+        try:
+            validate_pin(pin, "new PIN")
+            order.holder.validate()
+        except CardDataError as exc:
+            raise PersonalisationError(str(exc)) from None
+        journal = self.journal()
+        if journal.status == DONE:
+            return self._outcome(journal, DONE)
+        if journal.status == ROLLED_BACK:
+            raise PersonalisationError(f"card {journal.card_id} was rolled back (spoiled); "
+                                       "it is not issued again")
+        ssn = journal.get("data").get("ssn")
+        if ssn is not None and ssn != order.holder.ssn:
+            raise PersonalisationError(f"card {journal.card_id} is being personalised for "
+                                       f"{ssn}, not {order.holder.ssn}; roll it back first")
+        journal.set_status(IN_PROGRESS)
+        steps: list[tuple[str, Callable[[Journal], dict[str, Any]]]] = [
+            ("data", lambda j: self._write_data(j, order)),
+            ("pin", lambda j: self._set_pin(pin)),
+            ("keygen", self._keygen),
+            ("enroll", lambda j: self._enroll(j, order, pin)),
+            ("install", self._install),
+            ("verify", lambda j: self._verify(j, order, pin)),
+        ]
+        for name, run in steps:
+            if journal.done(name) and name != "keygen":
+                continue
+            try:
+                result = run(journal)
+            except AwaitingApproval:
+                journal.set_status(WAITING)
+                raise
+            except (IssuanceError, CardDataError, CryptoError) as exc:
+                raise PersonalisationError(f"step {name}: {exc}") from None
+            if not journal.done(name):
+                journal.record(name, **result)
+            self.on_step(name)
+        journal.set_status(DONE)
+        return self._outcome(journal, DONE)
+
+    @staticmethod
+    def _outcome(journal: Journal, status: str) -> Outcome:
+        enroll = journal.get("enroll")
+        return Outcome(journal.card_id, journal.get("request").get("request_id", ""), status,
+                       enroll.get("sign_serial"), enroll.get("enc_serial"))
+
+    def _authenticate(self) -> None:
+        self.client.select_ssse()
+        self.client.external_authenticate(KEY_UPDATE, self.auth)
+
+    def _write_data(self, journal: Journal, order: CardOrder) -> dict[str, Any]:
+        current = self.client.read_card_data()
+        card = _card_data(current.card_id, order, current.region_code, dt.date.today())
+        card.validate()
+        self._authenticate()
+        self.client.write_card_data(card)
+        self.client.write_holder_data(order.holder)
+        if self.client.read_card_data() != card or self.client.read_holder_data() != \
+                order.holder:
+            raise PersonalisationError("step data: the card data read back differs from what "
+                                       "was written")
+        return {"ssn": order.holder.ssn, "card_number": order.card_number,
+                "issue_date": card.issue_date, "expiry_date": card.expiry_date}
+
+    def _set_pin(self, pin: str) -> dict[str, Any]:
+        self.client.reload_pin(pin, self.auth)
+        self.client.verify_pin(pin)
+        return {}
+
+    def _keygen(self, journal: Journal) -> dict[str, Any]:
+        recorded = journal.get("keygen").get("point")
+        if recorded is not None:
+            if self.client.public_point(SIGN_PUB).hex() != recorded:
+                raise PersonalisationError("step keygen: the card's signing key is not the one "
+                                           "this journal recorded; roll the card back")
+            return journal.get("keygen")
+        # Not journaled yet: no request can name an earlier key, so generating again is safe.
+        self._authenticate()
+        return {"point": self.client.generate_signing_key().hex()}
+
+    def _enroll(self, journal: Journal, order: CardOrder, pin: str) -> dict[str, Any]:
+        request_id = journal.get("request").get("request_id")
+        if request_id is not None:
+            answer = self.backend.status(request_id)
+        else:
+            key = CardKey(self.client, lambda: pin)
+            subject = parse_name(f"CN={order.holder.name},serialNumber={order.holder.ssn},C=CN")
+            csr = CsrBuilder().subject(subject).sign(key)
+            # Killed before the next line? The RA answers a second submission for the same
+            # card and key with the same request, so nothing is issued twice.
+            answer = self.backend.submit(order.holder, journal.card_id, order.card_number,
+                                         csr.dump(), order.batch)
+            # journaled at once: a rollback must find (and revoke) what the RA issues for it
+            journal.record("request", request_id=answer["request_id"])
+        state = answer["state"]
+        if state in ("submitted", "approved"):
+            raise AwaitingApproval(f"enrollment {answer['request_id']} waits for an officer's "
+                                   "approval; run again to resume")
+        if state != "done":
+            raise PersonalisationError(f"step enroll: request {answer['request_id']} is "
+                                       f"{state}: {answer.get('error') or 'refused'}")
+        card = answer["card"]
+        return {"request_id": answer["request_id"], "sign_serial": card["sign_serial"],
+                "enc_serial": card["enc_serial"], "sign_cert": answer["sign_cert"],
+                "enc_cert": answer["enc_cert"],
+                "enveloped_key_blob": answer["enveloped_key_blob"]}
+
+    def _install(self, journal: Journal) -> dict[str, Any]:
+        import base64
+
+        enroll = journal.get("enroll")
+        sign_der = base64.b64decode(enroll["sign_cert"])
+        enc_der = base64.b64decode(enroll["enc_cert"])
+        self._authenticate()
+        self.client.import_enveloped_key(base64.b64decode(enroll["enveloped_key_blob"]))
+        self.client.write_certificate("sign", sign_der)
+        self.client.write_certificate("enc", enc_der)
+        return {}
+
+    def _verify(self, journal: Journal, order: CardOrder, pin: str) -> dict[str, Any]:
+        import base64
+
+        enroll = journal.get("enroll")
+        sign_der = base64.b64decode(enroll["sign_cert"])
+        enc_der = base64.b64decode(enroll["enc_cert"])
+        info = self.client.read_info()
+        if info.holder != order.holder or info.card.card_number != order.card_number:
+            raise PersonalisationError("step verify: EF05/EF06 differ from the order")
+        if self.client.read_certificate("sign") != sign_der or \
+                self.client.read_certificate("enc") != enc_der:
+            raise PersonalisationError("step verify: a certificate read back differs")
+        sign_cert, enc_cert = x509.Certificate.load(sign_der), x509.Certificate.load(enc_der)
+        if _spki_point(sign_cert) != self.client.public_point(SIGN_PUB)[1:]:
+            raise PersonalisationError("step verify: the signing certificate is not for the "
+                                       "card's signing key")
+        if _spki_point(enc_cert) != self.client.public_point(ENC_PUB)[1:]:
+            raise PersonalisationError("step verify: the encryption key on the card is not "
+                                       "the certified one")
+        challenge = secrets.token_bytes(32)
+        signature = CardKey(self.client, lambda: pin).sign(challenge)
+        PublicKey.from_spki(sign_cert["tbs_certificate"]["subject_public_key_info"].dump()) \
+            .verify(signature, challenge, SignatureAlgorithm.SM2_SM3)
+        message = secrets.token_bytes(24)
+        enc_key = PublicKey.from_spki(enc_cert["tbs_certificate"]["subject_public_key_info"]
+                                      .dump())
+        ciphertext = enc_key.raw.encrypt(message, CipherFormat.C1C3C2)
+        if CardKey(self.client, lambda: pin, which="enc").decrypt(
+                ciphertext, EncryptionScheme.SM2_C1C3C2) != message:
+            raise PersonalisationError("step verify: the card did not decrypt a message "
+                                       "encrypted to its encryption certificate")
+        self.backend.confirm(enroll["request_id"])
+        return {"checked_at": dt.datetime.now(dt.UTC).isoformat()}
+
+    # -- rollback -----------------------------------------------------------------------------
+
+    def rollback(self, reason: str) -> Journal:
+        """Revoke what was issued for this card, clear its certificates and holder data."""
+        journal = self.journal()
+        if journal.status == DONE:
+            raise PersonalisationError(f"card {journal.card_id} is issued; revoke it through "
+                                       "the RA instead of rolling back")
+        if not journal.exists:
+            raise PersonalisationError(f"no personalisation journal for card {journal.card_id}")
+        request_id = journal.get("request").get("request_id")
+        if request_id:
+            try:
+                self.backend.rollback(request_id, reason)
+            except IssuanceError as exc:
+                raise PersonalisationError(f"rollback: {exc}") from None
+        self._authenticate()
+        for which in ("sign", "enc"):
+            der = self.client.read_certificate(which)
+            if der is not None:
+                self.client.select_pki()
+                self.client.select_file(CERT_FIDS[which])
+                for offset in range(0, len(der), 0xE0):
+                    self.client.update_binary(offset, b"\xff" * min(0xE0, len(der) - offset))
+        self.client.select_ssse()
+        for tag, (number, length) in EF06_LAYOUT.items():
+            self.client.update_record(EF06_SFI, number, codec.Tlv(tag, b"\x00" * length))
+        journal.set_status(ROLLED_BACK)
+        return journal
