@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ca import storage
 from ca.config import CASpec, HierarchyConfig, load_config, parse_config
-from ca.crl import RevokedItem, build_crl
+from ca.crl import build_crl, encode_rows
 from ca.errors import (
     AlreadyInitialised,
     AlreadyRevoked,
@@ -659,14 +659,14 @@ class CertificateAuthority:
                     base_number = base.number
                     query = query.where(CertificateRecord.revoked_at >= _utc(
                         base.this_update) - DELTA_OVERLAP)
-                items = [RevokedItem(int(s, 16), _utc(t), r, _aware(i))  # type: ignore[arg-type]
-                         for s, t, r, i in conn.execute(query.order_by(
-                             CertificateRecord.revoked_at))]
+                result = conn.execute(query.order_by(CertificateRecord.revoked_at))
+                entries = b"".join(encode_rows(chunk)  # type: ignore[arg-type]
+                                   for chunk in result.partitions(20_000))
             # A root's CRL carries no issuing distribution point: the root's own certificate
             # has no CRL distribution point to match it, and relying parties that check the
             # whole chain (openssl -crl_check_all) then reject the CRL as "different scope".
             idp = None if self._ca.role == "root" else spec.crl_url
-            der = build_crl(issuer, items, number, this_update, next_update, base_number, idp,
+            der = build_crl(issuer, entries, number, this_update, next_update, base_number, idp,
                             spec.delta_crl_url)
             try:
                 with _write(self.engine) as conn, conn.begin():

@@ -70,6 +70,40 @@ def encode_entries(items: Iterable[RevokedItem]) -> bytes:
     return b"".join(out)
 
 
+def encode_rows(rows: Iterable[tuple[str, dt.datetime, int | None, dt.datetime | None]]) -> bytes:
+    """Like ``encode_entries``, straight from database rows (serial as upper-case hex, times
+    naive UTC or aware): no per-row objects, since a province-scale CRL has millions of rows."""
+    times: dict[dt.datetime, bytes] = {}
+    gtimes: dict[dt.datetime, bytes] = {}
+    reason_ext = {
+        code: der.extension(_REASON_OID, der.enumerated(code)) for code in range(1, 11)
+    }
+    tlv = der.tlv
+    out = []
+    for serial_hex, revoked_at, reason, invalidity in rows:
+        serial = bytes.fromhex(serial_hex)
+        if serial[0] & 0x80:
+            serial = b"\x00" + serial
+        when = times.get(revoked_at)
+        if when is None:
+            when = times[revoked_at] = der.time(_as_utc(revoked_at))
+        body = tlv(0x02, serial) + when
+        exts = reason_ext[reason] if reason else b""
+        if invalidity is not None:
+            gtime = gtimes.get(invalidity)
+            if gtime is None:
+                gtime = gtimes[invalidity] = der.generalized_time(_as_utc(invalidity))
+            exts += der.extension(_INVALIDITY_OID, gtime)
+        if exts:
+            body += tlv(0x30, exts)
+        out.append(tlv(0x30, body))
+    return b"".join(out)
+
+
+def _as_utc(when: dt.datetime) -> dt.datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
 def _ext(name: str, value: object, critical: bool = False) -> bytes:
     return bytes(crl.TBSCertListExtension(
         {"extn_id": name, "critical": critical, "extn_value": value}).dump())
@@ -126,7 +160,7 @@ def sign_crl(issuer: Issuer, tbs: bytes) -> bytes:
 
 def build_crl(
     issuer: Issuer,
-    items: Iterable[RevokedItem],
+    items: Iterable[RevokedItem] | bytes,
     number: int,
     this_update: dt.datetime,
     next_update: dt.datetime,
@@ -135,7 +169,9 @@ def build_crl(
     freshest: str | None = None,
 ) -> bytes:
     """A signed CRL (DER): full, or delta when ``delta_base`` names the base CRL number.
+    ``items`` may be entries already encoded (``encode_rows``).
     A full CRL names in ``freshest`` (Freshest CRL, RFC 5280 §5.2.6) where its deltas are."""
-    tbs = crl_tbs(issuer, encode_entries(items), number, this_update, next_update, delta_base,
+    entries = items if isinstance(items, bytes) else encode_entries(items)
+    tbs = crl_tbs(issuer, entries, number, this_update, next_update, delta_base,
                   distribution_point, freshest)
     return sign_crl(issuer, tbs)

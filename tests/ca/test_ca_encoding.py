@@ -112,3 +112,18 @@ def test_fast_spki_and_key_id(algorithm: str) -> None:
     key = SoftwareKey.generate(algorithm).public_key()
     spki, key_id = spki_and_key_id(key)
     assert spki == key.spki_der() and key_id == key_identifier(key)
+
+
+def test_rows_from_the_database_encode_like_items() -> None:
+    from ca.crl import encode_rows
+    from ca.records import serial_to_hex
+
+    when = dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
+    items = [
+        RevokedItem(0x80, when, 1),  # high bit set: needs a leading zero octet
+        RevokedItem(2**158 + 3, when, None, when - dt.timedelta(days=1)),
+        RevokedItem(5, when + dt.timedelta(seconds=3), 9),
+    ]
+    rows = [(serial_to_hex(i.serial), i.revoked_at.replace(tzinfo=None), i.reason,
+             i.invalidity_date) for i in items]  # SQLite gives naive UTC times back
+    assert encode_rows(rows) == encode_entries(items)
