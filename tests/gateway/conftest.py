@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from ca.tsa import FileSerialCounter, TimeStampAuthority
@@ -23,6 +24,8 @@ from sscard.x509.pem import der_to_pem
 from tests.cms.pki import NOW, Issued, Pki, make_ca, make_crl, make_leaf, make_pki
 
 CLIENT_EKU = ["client_auth"]
+#: the apps the rig serves (tests reach the live challenge store through them)
+LIVE_APPS: list[Flask] = []
 
 
 @dataclass
@@ -132,6 +135,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     )
     recorder = MemoryRecorder()
     app = create_app(config, recorder=recorder)
+    LIVE_APPS.append(app)
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(_pem(files / "server.pem", server, tls_ca),

@@ -1,0 +1,172 @@
+"""Cardholder authentication: the gateway's one-time challenge, signed by the emulated card
+(in-process, and over PC/SC through pcscd + vpcd), checked with certificate path and status;
+replayed, expired, foreign and forged answers refused."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sscard.card.client import CardClient
+from sscard.card.keyhandle import CardKey
+from sscard.card.transport import InProcessTransport, PcscTransport
+from sscard.emulator.card import EmulatedCard
+from sscard.emulator.psam import EmulatedPsam, make_test_psam
+from sscard.emulator.sample import CardProfile, sample_card
+from sscard.gateway.challenges import MemoryChallengeStore, new_challenge
+from sscard.gateway.client import GatewayClientError
+from tests.gateway.card import HOLDER_SSN, PIN, personalise
+from tests.gateway.conftest import Rig
+
+
+@pytest.fixture(scope="module")
+def in_process_card(rig: Rig) -> tuple[CardKey, object]:
+    card = EmulatedCard(sample_card(CardProfile(generation=3)))
+    psam = EmulatedPsam(make_test_psam())
+    cert = personalise(InProcessTransport(card), InProcessTransport(psam), rig.pki.ca)
+    client = CardClient(InProcessTransport(card))
+    client.connect()
+    return CardKey(client, lambda: PIN), cert
+
+
+def test_cardholder_authenticates_with_the_card(rig: Rig, in_process_card) -> None:
+    key, cert = in_process_card
+    answer = rig.client().authenticate_cardholder(key, cert)
+    assert answer["authenticated"] is True, answer
+    assert answer["cardholder"]["social_insurance_number"] == HOLDER_SSN
+    assert answer["cardholder"]["common_name"] == "张三"
+    assert answer["reasons"] == []
+
+
+def test_replayed_answer_is_refused(rig: Rig, in_process_card) -> None:
+    key, cert = in_process_card
+    gw = rig.client()
+    challenge = gw.cardholder_challenge()
+    signature = key.sign(challenge["to_sign"])
+    assert gw.cardholder_verify(challenge["challenge_id"], signature, cert)["authenticated"]
+    with pytest.raises(GatewayClientError) as exc:
+        gw.cardholder_verify(challenge["challenge_id"], signature, cert)
+    assert exc.value.code == "CHALLENGE_REPLAYED" and exc.value.status == 409
+
+
+def test_a_wrong_answer_also_consumes_the_challenge(rig: Rig, in_process_card) -> None:
+    key, cert = in_process_card
+    gw = rig.client()
+    challenge = gw.cardholder_challenge()
+    forged = rig.pki.signer.key.sign(challenge["to_sign"])  # not the card's key
+    answer = gw.cardholder_verify(challenge["challenge_id"], forged, cert)
+    assert answer["authenticated"] is False
+    assert [r["code"] for r in answer["reasons"]] == ["BAD_SIGNATURE"]
+    with pytest.raises(GatewayClientError) as exc:
+        gw.cardholder_verify(challenge["challenge_id"], key.sign(challenge["to_sign"]), cert)
+    assert exc.value.code == "CHALLENGE_REPLAYED"
+
+
+def test_expired_challenge_is_refused(rig: Rig, in_process_card) -> None:
+    key, cert = in_process_card
+    gw = rig.client()
+    challenge = new_challenge("employment", seconds=60,
+                              now=datetime.now(UTC) - timedelta(minutes=5))
+    _live_store(rig).put(challenge)
+    with pytest.raises(GatewayClientError) as exc:
+        gw.cardholder_verify(challenge.challenge_id, key.sign(challenge.to_sign), cert)
+    assert exc.value.code == "CHALLENGE_EXPIRED" and exc.value.status == 410
+
+
+def test_challenge_is_bound_to_the_relying_system(rig: Rig, in_process_card) -> None:
+    key, cert = in_process_card
+    challenge = new_challenge("fund", seconds=60)  # issued to another system
+    assert b"system=fund" in challenge.to_sign
+    _live_store(rig).put(challenge)
+    with pytest.raises(GatewayClientError) as exc:
+        rig.client().cardholder_verify(challenge.challenge_id, key.sign(challenge.to_sign), cert)
+    assert exc.value.code == "CHALLENGE_WRONG_SYSTEM"
+    with pytest.raises(GatewayClientError) as exc:
+        rig.client().cardholder_verify("0" * 32, b"\x30\x00", cert)
+    assert exc.value.code == "CHALLENGE_UNKNOWN"
+
+
+def test_revoked_cardholder_certificate_is_not_authenticated(rig: Rig) -> None:
+    gw = rig.client()
+    challenge = gw.cardholder_challenge()
+    person = rig.revoked_person
+    answer = gw.cardholder_verify(challenge["challenge_id"],
+                                  person.key.sign(challenge["to_sign"]), person.cert)
+    assert answer["authenticated"] is False
+    assert [r["code"] for r in answer["reasons"]] == ["REVOKED"]
+
+
+def test_unauthenticated_caller_gets_no_challenge(rig: Rig) -> None:
+    import requests
+
+    answer = requests.post(rig.url + "/v1/cardholder/challenge", json={}, timeout=10)
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "UNAUTHENTICATED"
+
+
+def _live_store(rig: Rig) -> MemoryChallengeStore:
+    """The running app's challenge store (the rig builds one app for both servers)."""
+    from tests.gateway.conftest import LIVE_APPS
+
+    store = LIVE_APPS[-1].extensions["gateway"].challenges
+    assert isinstance(store, MemoryChallengeStore)
+    return store
+
+
+# -- over PC/SC ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pcsc_card(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from sscard.emulator.pcscd import CARD_READER, PSAM_READER, PcscdUnavailable, PrivatePcscd
+
+    workdir = tmp_path_factory.mktemp("pcsc")
+    pcscd = PrivatePcscd(workdir / "rig")
+    try:
+        pcscd.start()
+    except PcscdUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{exc} (required in CI)")
+        pytest.skip(str(exc))
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "sscard.cli", "card", "emulate", "--state",
+         str(workdir / "card.json"), "--port", str(pcscd.port), "--new-sample"],
+        env=pcscd.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        pcscd.wait_card(CARD_READER)
+        pcscd.wait_card(PSAM_READER)
+        cert = personalise(PcscTransport(CARD_READER), PcscTransport(PSAM_READER), rig.pki.ca)
+        client = CardClient(PcscTransport(CARD_READER))
+        client.connect()
+        yield CardKey(client, lambda: PIN), cert, pcscd, workdir
+        client.close()
+    finally:
+        emulator.terminate()
+        try:
+            emulator.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            emulator.kill()
+            emulator.wait()
+        if emulator.stderr:
+            emulator.stderr.close()
+        pcscd.stop()
+
+
+def test_cardholder_authentication_over_pcsc(rig: Rig, pcsc_card) -> None:
+    key, cert, _pcscd, _workdir = pcsc_card
+    gw = rig.client()
+    answer = gw.authenticate_cardholder(key, cert)
+    assert answer["authenticated"] is True, answer
+    assert answer["cardholder"]["social_insurance_number"] == HOLDER_SSN
+    # the same card, the same challenge twice: refused
+    challenge = gw.cardholder_challenge()
+    signature = key.sign(challenge["to_sign"])
+    assert gw.cardholder_verify(challenge["challenge_id"], signature, cert)["authenticated"]
+    with pytest.raises(GatewayClientError) as exc:
+        gw.cardholder_verify(challenge["challenge_id"], signature, cert)
+    assert exc.value.code == "CHALLENGE_REPLAYED"
