@@ -220,6 +220,19 @@ class KeyManagementCentre:
                           details=json.dumps(details, ensure_ascii=False, sort_keys=True)))
         log.info("%s %s %s", actor, action, subject)
 
+    @contextmanager
+    def _recording_refusals(self, principal: Principal, action: str,
+                            subject: str) -> Iterator[None]:
+        """Refusals of security operations (role, dual control, state) are events too; the
+        refused operation itself changed nothing (its transaction rolled back)."""
+        try:
+            yield
+        except (PermissionDenied, Conflict) as exc:
+            with self._tx() as s:
+                self._event(s, principal.name, f"{action}.refused", subject,
+                            role=principal.role.value, reason=str(exc))
+            raise
+
     @staticmethod
     def _require(principal: Principal, *roles: Role) -> None:
         if principal.role not in roles:
@@ -275,7 +288,8 @@ class KeyManagementCentre:
                algorithm: KeyAlgorithm | str = KeyAlgorithm.SM2) -> EscrowResult:
         """Generate an encryption key pair for ``owner``, archive the private key wrapped under
         the storage key, and return it wrapped for ``recipient_spki`` (the card's signing key)."""
-        self._require(principal, Role.CA, Role.RA)
+        with self._recording_refusals(principal, "escrow.generate", str(owner)[:128]):
+            self._require(principal, Role.CA, Role.RA)
         _check_name(owner, "owner")
         try:
             alg = KeyAlgorithm.parse(algorithm) if isinstance(algorithm, str) else algorithm
@@ -369,7 +383,11 @@ class KeyManagementCentre:
         owner: str | None = None,
         judicial: JudicialOrder | None = None,
     ) -> dict[str, Any]:
-        self._require(principal, *((Role.OFFICER,) if judicial else (Role.OFFICER, Role.RA)))
+        with self._recording_refusals(
+                principal, "recovery.judicial.request" if judicial else "recovery.request",
+                key_id or owner or str(certificate_serial)):
+            self._require(principal,
+                          *((Role.OFFICER,) if judicial else (Role.OFFICER, Role.RA)))
         if not reason or not reason.strip():
             raise KmcError("a recovery request needs a reason")
         if sum(x is not None for x in (key_id, certificate_serial, owner)) != 1:
@@ -456,9 +474,12 @@ class KeyManagementCentre:
             "rejections": [a.officer for a in approvals if a.decision == "reject"],
         }
 
-    def _request(self, s: Session, request_id: str) -> RecoveryRequestRecord:
-        req = s.scalar(select(RecoveryRequestRecord).where(
-            RecoveryRequestRecord.request_id == request_id))
+    def _request(self, s: Session, request_id: str, lock: bool = False) -> RecoveryRequestRecord:
+        # Deciding and completing lock the request row (PostgreSQL: SELECT ... FOR UPDATE), so
+        # two officers approving at once both count and a result is released once; SQLite
+        # serialises writers with BEGIN IMMEDIATE already.
+        q = select(RecoveryRequestRecord).where(RecoveryRequestRecord.request_id == request_id)
+        req = s.scalar(q.with_for_update() if lock else q)
         if req is None:
             raise NotFound(f"no recovery request {request_id!r}")
         return req
@@ -472,7 +493,7 @@ class KeyManagementCentre:
                 comment: str) -> dict[str, Any]:
         self._require(principal, Role.OFFICER)
         with self._tx() as s:
-            req = self._request(s, request_id)
+            req = self._request(s, request_id, lock=True)
             if req.status != "pending":
                 raise Conflict(f"recovery request {request_id} is {req.status}, not pending")
             if principal.name == req.requested_by:
@@ -502,17 +523,23 @@ class KeyManagementCentre:
             return self._request_info(s, req)
 
     def approve(self, principal: Principal, request_id: str, comment: str = "") -> dict[str, Any]:
-        return self._decide(principal, request_id, "approve", comment)
+        with self._recording_refusals(principal, "recovery.approve", request_id):
+            return self._decide(principal, request_id, "approve", comment)
 
     def reject(self, principal: Principal, request_id: str, comment: str = "") -> dict[str, Any]:
-        return self._decide(principal, request_id, "reject", comment)
+        with self._recording_refusals(principal, "recovery.reject", request_id):
+            return self._decide(principal, request_id, "reject", comment)
 
     def complete_recovery(self, principal: Principal, request_id: str) -> RecoveryResult:
         """Release the key to the recipient once the request is approved; only once."""
+        with self._recording_refusals(principal, "recovery.complete", request_id):
+            return self._complete(principal, request_id)
+
+    def _complete(self, principal: Principal, request_id: str) -> RecoveryResult:
         self._require(principal, Role.OFFICER, Role.RA)
         storage = self.storage_key
         with self._tx() as s:
-            req = self._request(s, request_id)
+            req = self._request(s, request_id, lock=True)
             approvals = s.scalar(select(func.count()).select_from(ApprovalRecord).where(
                 ApprovalRecord.request_id == req.id, ApprovalRecord.decision == "approve")) or 0
             if req.status == "completed":

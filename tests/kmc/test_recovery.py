@@ -94,9 +94,17 @@ def test_recovery_onto_a_new_card_needs_two_other_officers(
     with pytest.raises(Conflict, match="already completed"):
         kmc.complete_recovery(who["o1"], rid)
 
-    actions = [e["action"] for e in kmc.events(who["auditor"], "recovery.")]
-    assert actions == ["recovery.request", "recovery.approve", "recovery.approve",
-                       "recovery.complete"]
+    events = kmc.events(who["auditor"], "recovery.")
+    assert [e["action"] for e in events if not e["action"].endswith(".refused")] == [
+        "recovery.request", "recovery.approve", "recovery.approve", "recovery.complete"]
+    # every refusal is on record too, with who and why
+    refused = [(e["action"], e["actor"]) for e in events if e["action"].endswith(".refused")]
+    assert refused == [
+        ("recovery.approve.refused", "o1"), ("recovery.complete.refused", "o1"),
+        ("recovery.complete.refused", "o1"), ("recovery.approve.refused", "o2"),
+        ("recovery.approve.refused", "ra"), ("recovery.complete.refused", "o2"),
+        ("recovery.complete.refused", "o1")]
+    assert "dual control" in events[1]["details"]["reason"]
 
 
 def test_recovery_as_pkcs12_for_a_named_officer(
@@ -171,6 +179,9 @@ def test_judicial_recovery_is_a_separate_recorded_path(
     p8, _ = pkcs12.open_pfx(result.pkcs12, result.pkcs12_passphrase.encode())
     assert PrivateKey.from_pkcs8(p8).raw.private_value() == escrowed.private_value()
     events = kmc.events(who["auditor"], "recovery.judicial.")
+    assert [(e["action"], e["actor"]) for e in events if "refused" in e["action"]] == [
+        ("recovery.judicial.request.refused", "ra")]
+    events = [e for e in events if "refused" not in e["action"]]
     assert [e["action"] for e in events] == [
         "recovery.judicial.request", "recovery.judicial.approve", "recovery.judicial.approve",
         "recovery.judicial.complete"]
