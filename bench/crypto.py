@@ -15,8 +15,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._common import figure, openssl_speed, rate  # noqa: E402
-from sscard.keys.software import SoftwareKey  # noqa: E402
+from bench._common import figure, openssl_speed, rate
+from sscard.keys.software import SoftwareKey
 
 CASES = [("SM2", "sm2", "sm2"), ("ECDSA P-256", "ec-p256", "ecdsap256"),
          ("RSA-2048", "rsa2048", "rsa2048")]

@@ -269,7 +269,8 @@ def test_openssl_certificates_and_crls_parse_and_verify_here(
     verify.verify_certificate_signature(leaf_cert, ca_cert)
     crl_obj = parse.load_crl(crl.read_bytes())
     verify.verify_crl_signature(crl_obj, ca_cert)
-    revoked = [e["user_certificate"].native for e in crl_obj["tbs_cert_list"]["revoked_certificates"]]
+    entries = crl_obj["tbs_cert_list"]["revoked_certificates"]
+    revoked = [e["user_certificate"].native for e in entries]
     assert revoked == [leaf_cert.serial_number]
     assert "测试" in str(ca_cert.subject.native)
     with pytest.raises(InvalidSignature):
