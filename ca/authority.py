@@ -543,7 +543,10 @@ class CertificateAuthority:
                 with _write(self.engine) as conn, conn.begin():
                     conn.execute(insert(CertificateRecord), cert_rows)
                     conn.execute(insert(RequestRecord), request_rows)
-            except IntegrityError:
+            except IntegrityError as exc:
+                if not _is_serial_clash(exc):
+                    raise StorageError(f"could not store the certificates: {exc.orig}") \
+                        from None
                 if attempt == SERIAL_RETRIES - 1:
                     raise StorageError("could not store the certificates: serial numbers "
                                        f"collided {SERIAL_RETRIES} times") from None
@@ -744,6 +747,12 @@ class CertificateAuthority:
         key.store(key_dir / f"{profile}-{self.name}-{issued.serial_hex}.key.pem",
                   self._passphrase)
         return Signer(key, issued.certificate, tuple(self.chain()))
+
+
+def _is_serial_clash(exc: IntegrityError) -> bool:
+    """The unique (issuer, serial) constraint, as SQLite or PostgreSQL words it."""
+    text = str(exc.orig)
+    return "uq_certificates_issuer_serial" in text or "certificates.serial" in text
 
 
 def _status_of(row: Any) -> CertificateStatus:
