@@ -422,7 +422,13 @@ class RegistrationAuthority:
             .order_by(Request.id.desc()))
         if req is None:
             return None
-        if req.csr_der != csr_der or card.status != CardStatus.PERSONALISING:
+        def spki(der: bytes | None) -> bytes:
+            return b"" if der is None else \
+                load_csr(der)["certification_request_info"]["subject_pk_info"].dump()
+
+        # the same card key (a CSR signed again differs: SM2 signatures are randomised)
+        if spki(req.csr_der) != spki(csr_der) or card.status != CardStatus.PERSONALISING \
+                or req.state in (RequestState.FAILED, RequestState.REJECTED):
             raise Conflict(f"card {card_id} is already registered ({card.status}, request "
                            f"{req.public_id}); a spoiled card is not issued again")
         return req
@@ -829,9 +835,8 @@ class RegistrationAuthority:
             csr = load_csr(req.csr_der)
             info = csr["certification_request_info"]
             out["csr"] = {"subject": format_name(info["subject"]),
-                          "key_algorithm": "sm2" if info["subject_pk_info"].algorithm == "ec"
-                          else info["subject_pk_info"].algorithm,
-                          "signature_algorithm": csr["signature_algorithm"].signature_algo,
+                          "key_algorithm": info["subject_pk_info"].algorithm,
+                          "signature_algorithm": csr["signature_algorithm"]["algorithm"].native,
                           "public_key_sha256": hashlib.sha256(
                               info["subject_pk_info"].dump()).hexdigest()}
         if req.state == RequestState.DONE:

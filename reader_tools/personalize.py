@@ -249,10 +249,10 @@ class Personalizer:
                 self.client.read_certificate("enc") != enc_der:
             raise PersonalisationError("step verify: a certificate read back differs")
         sign_cert, enc_cert = x509.Certificate.load(sign_der), x509.Certificate.load(enc_der)
-        if _spki_point(sign_cert) != self.client.public_point(SIGN_PUB)[1:]:
+        if _spki_point(sign_cert) != self.client.public_point(SIGN_PUB):
             raise PersonalisationError("step verify: the signing certificate is not for the "
                                        "card's signing key")
-        if _spki_point(enc_cert) != self.client.public_point(ENC_PUB)[1:]:
+        if _spki_point(enc_cert) != self.client.public_point(ENC_PUB):
             raise PersonalisationError("step verify: the encryption key on the card is not "
                                        "the certified one")
         challenge = secrets.token_bytes(32)
