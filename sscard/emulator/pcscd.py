@@ -3,7 +3,11 @@
 pcscd's socket path is fixed at build time (/run/pcscd/pcscd.comm), so this runs pcscd in a
 private mount namespace (``unshare --mount``, needs root, as in CI) with a temporary directory
 bound over /run/pcscd, and points PC/SC clients at it through PCSCLITE_CSOCK_NAME. Its
-reader.conf uses a free port pair, so parallel runs and a system pcscd do not clash."""
+reader.conf uses a free port pair, so parallel runs and a system pcscd do not clash.
+
+Where mount namespaces are not allowed (an unprivileged container) and no pcscd is running, it
+falls back to starting pcscd on the standard socket with the same private reader.conf; such
+runs cannot overlap."""
 
 from __future__ import annotations
 
@@ -42,6 +46,17 @@ def free_port_pair() -> int:
     raise PcscdUnavailable("no free pair of TCP ports")
 
 
+def _socket_alive(path: Path) -> bool:
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(str(path))
+            return True
+        except OSError:
+            return False
+
+
 class PrivatePcscd:
     """``with PrivatePcscd() as rig:`` sets PCSCLITE_CSOCK_NAME in this process (before any
     PC/SC call) and offers ``rig.env`` for subprocesses."""
@@ -59,12 +74,9 @@ class PrivatePcscd:
 
     def start(self) -> PrivatePcscd:
         pcscd = shutil.which("pcscd") or "/usr/sbin/pcscd"
-        unshare = shutil.which("unshare")
         if not Path(pcscd).exists() or not VPCD_DRIVER.exists():
             raise PcscdUnavailable("pcscd or vsmartcard-vpcd not installed "
                                    "(scripts/system-deps.sh)")
-        if unshare is None:
-            raise PcscdUnavailable("unshare (util-linux) not found")
         run_dir, conf_dir = self.workdir / "run", self.workdir / "reader.conf.d"
         run_dir.mkdir(parents=True, exist_ok=True)
         conf_dir.mkdir(parents=True, exist_ok=True)
@@ -73,23 +85,49 @@ class PrivatePcscd:
             f'FRIENDLYNAME "Virtual PCD"\nDEVICENAME   /dev/null:{self.port:#x}\n'
             f"LIBPATH      {VPCD_DRIVER}\nCHANNELID    {self.port:#x}\n"
         )
-        script = (f"mkdir -p /run/pcscd && mount --bind {run_dir} /run/pcscd && "
-                  f"exec {pcscd} --foreground --config {conf_dir}")
+        foreground = f"{pcscd} --foreground --config {conf_dir}"
+        unshare = shutil.which("unshare")
+        problems = []
+        if unshare is not None:
+            script = (f"mkdir -p /run/pcscd && mount --bind {run_dir} /run/pcscd && "
+                      f"exec {foreground}")
+            problem = self._launch([unshare, "--mount", "--propagation", "private", "sh", "-c",
+                                    script], self.socket_path)
+            if problem is None:
+                return self._started()
+            problems.append(f"private namespace: {problem}")
+        else:
+            problems.append("unshare (util-linux) not found")
+        standard = Path("/run/pcscd/pcscd.comm")
+        if not _socket_alive(standard):
+            standard.unlink(missing_ok=True)  # stale socket of a killed pcscd
+            standard.parent.mkdir(parents=True, exist_ok=True)
+            problem = self._launch(["sh", "-c", f"exec {foreground}"], standard)
+            if problem is None:
+                self.socket_path = standard
+                return self._started()
+            problems.append(f"standard socket: {problem}")
+        else:
+            problems.append("a pcscd already serves /run/pcscd/pcscd.comm")
+        raise PcscdUnavailable("cannot start a private pcscd: " + "; ".join(problems))
+
+    def _launch(self, argv: list[str], socket_path: Path) -> str | None:
+        """Start pcscd; None once its socket exists, else what went wrong."""
         log_path = self.workdir / "pcscd.log"
         with log_path.open("wb") as log:
-            self._proc = subprocess.Popen(
-                [unshare, "--mount", "--propagation", "private", "sh", "-c", script],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+            self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
         deadline = time.monotonic() + 10
-        while not self.socket_path.exists() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if _socket_alive(socket_path):
+                return None
             if self._proc.poll() is not None:
                 break
             time.sleep(0.05)
-        if not self.socket_path.exists():
-            self.stop()
-            raise PcscdUnavailable(f"private pcscd did not start: "
-                                   f"{log_path.read_text(errors='replace')[-500:]}")
+        self._terminate()
+        return log_path.read_text(errors="replace").strip()[-300:] or "no socket after 10 s"
+
+    def _started(self) -> PrivatePcscd:
         os.environ["PCSCLITE_CSOCK_NAME"] = str(self.socket_path)
         self.env = dict(os.environ, PCSCLITE_CSOCK_NAME=str(self.socket_path),
                         SSCARD_VPCD_PORT=str(self.port))
@@ -124,6 +162,12 @@ class PrivatePcscd:
                            f"{reader!r} within {timeout}s")
 
     def stop(self) -> None:
+        self._terminate()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def _terminate(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
             try:
@@ -132,9 +176,6 @@ class PrivatePcscd:
                 self._proc.kill()
                 self._proc.wait()
         self._proc = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
 
     def __enter__(self) -> PrivatePcscd:
         return self.start()

@@ -228,3 +228,26 @@ def test_blank_card_keys_follow_the_diversification_hierarchy():
     root = root_test_key(0x0A, alg)
     expected = div.derive_key(root, [b"630000sh", b"639900sx", bytes(range(8))], alg)
     assert state.keys[0x0A] == expected
+
+
+def test_data_dfs_open_with_the_pin_or_the_read_key(rig):
+    card, client, psam, _path = rig
+    client.select_ssse()
+    client.select_file(0xDF03)  # social insurance
+    with pytest.raises(errors.SecurityStatusNotSatisfied):
+        client.read_record(5, 1, 8)
+    client.verify_pin("123456")
+    client.select_ssse()
+    client.select_file(0xDF03)
+    assert client.read_record(5, 1, 8).tag == 0x20
+    card.power_off()
+    card.power_on()  # a reset forgets the PIN
+    client.select_ssse()
+    client.select_file(0xDF04)
+    with pytest.raises(errors.SecurityStatusNotSatisfied):
+        client.read_record(5, 2, 16)
+    client.external_authenticate(KeyId.READ, psam)
+    client.select_file(0xDF04)
+    assert client.read_record(5, 2, 16).tag == 0x21
+    with pytest.raises(errors.FileNotFound):
+        client.select_file(0xDF05)
