@@ -188,7 +188,7 @@ def parse_config(text: str, where: str = "config") -> HierarchyConfig:
     root_data = _get(data, "root", dict, where)
     root = _ca_spec(root_data, f"{where} [root]", base_url, is_root=True)
     offline = _get(root_data, "offline", bool, f"{where} [root]", False)
-    issuing_data = _get(data, "issuing", list, where)
+    issuing_data = _get(data, "issuing", list, where, [])
     if not issuing_data:
         raise ConfigError(f"{where}: at least one [[issuing]] CA is required")
     issuing = tuple(_ca_spec(d, f"{where} [[issuing]] #{i + 1}", base_url, is_root=False)
