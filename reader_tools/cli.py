@@ -168,11 +168,14 @@ def info(reader: str | None, psam_reader: str | None, fmt: str) -> None:
             if opened.psam is not None:
                 terminal, device = opened.psam.terminal_number(), opened.psam.device_number()
             click.echo(mohrss.ireadcardbas(data, terminal, device))
-        elif fmt == "json":
-            click.echo(json.dumps(_info_json(data), ensure_ascii=False, indent=2))
         else:
-            for key, value in _info_json(data).items():
-                click.echo(f"{key:13} {value}")
+            fields = _info_json(data)
+            fields.update(opened.client.read_identification() or {})
+            if fmt == "json":
+                click.echo(json.dumps(fields, ensure_ascii=False, indent=2))
+            else:
+                for key, value in fields.items():
+                    click.echo(f"{key:13} {value}")
 
 
 # --- PIN ----------------------------------------------------------------------------------------

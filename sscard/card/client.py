@@ -18,6 +18,7 @@ from sscard.card.errors import (
     AuthenticationFailed,
     BadData,
     CardError,
+    FileNotFound,
     error_for_status,
 )
 from sscard.card.records import EF05_LAYOUT, EF06_LAYOUT, CardData, HolderData
@@ -189,6 +190,17 @@ class CardClient:
 
     def read_holder_data(self) -> HolderData:
         return HolderData.from_records(self._read_layout(EF06_SFI, EF06_LAYOUT))
+
+    def read_identification(self) -> dict[str, str] | None:
+        """EF0D of third-generation cards: person identification code (tag EA) and the region
+        of first application (tag EB); None on cards without EF0D."""
+        try:
+            code = self.read_record(EF0D_SFI, 1, 12)
+            region = self.read_record(EF0D_SFI, 2, 3)
+        except FileNotFound:
+            return None
+        return {"person_id": codec.an_decode(code.value),
+                "first_region": codec.bcd_decode(region.value)}
 
     def read_info(self) -> CardInfo:
         card = self.read_card_data()

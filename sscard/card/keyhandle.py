@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sscard.card.client import ENC_PUB, SIGN_PUB, CardClient
+from sscard.card.errors import SecurityStatusNotSatisfied
 from sscard.crypto.algorithms import EncryptionScheme, KeyAlgorithm, SignatureAlgorithm
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.sm2 import (
@@ -69,8 +70,7 @@ class CardKey(KeyHandle):
         if self._which != "sign":
             raise OperationNotSupported(f"{self.label} is the encryption key; it does not sign")
         e = signature_digest(self.point(), data, uid)
-        self._login()
-        return der_signature(self.client.sign_digest(e))
+        return der_signature(self._with_login(lambda: self.client.sign_digest(e)))
 
     def decrypt(self, ciphertext: bytes, scheme: EncryptionScheme | None = None) -> bytes:
         if self._which != "enc":
@@ -79,6 +79,16 @@ class CardKey(KeyHandle):
             ciphertext = asn1_to_c1c3c2(ciphertext)
         elif scheme is not EncryptionScheme.SM2_C1C3C2:
             raise OperationNotSupported(f"{self.label} decrypts SM2 only")
+        return self._with_login(lambda: self.client.decipher(ciphertext))
+
+    def _with_login(self, operation: Callable[[], bytes]) -> bytes:
+        """Run a PIN-protected operation; if the card forgot the PIN (it was reset, or another
+        application selected something else), verify again once."""
         self._login()
-        return self.client.decipher(ciphertext)
+        try:
+            return operation()
+        except SecurityStatusNotSatisfied:
+            self._pin_verified = False
+            self._login()
+            return operation()
 

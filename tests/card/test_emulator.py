@@ -251,3 +251,20 @@ def test_data_dfs_open_with_the_pin_or_the_read_key(rig):
     assert client.read_record(5, 2, 16).tag == 0x21
     with pytest.raises(errors.FileNotFound):
         client.select_file(0xDF05)
+
+
+def test_card_key_logs_in_again_after_a_reset(rig):
+    card, client, psam, _path = rig
+    if card.state.generation < 3:
+        return
+    from sscard.card.keyhandle import CardKey
+
+    client.external_authenticate(KeyId.UPDATE, psam)
+    point = client.generate_signing_key()
+    pins: list[str] = []
+    key = CardKey(client, lambda: pins.append("x") or "123456")
+    key.sign(b"one")
+    card.power_off()
+    card.power_on()  # e.g. another program reset the card
+    SM2PublicKey.from_point(point).verify(key.sign(b"two"), b"two")
+    assert len(pins) == 2

@@ -41,6 +41,7 @@ def test_info_formats(emulator):
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert (info["ssn"], info["name"], info["algorithm"]) == ("111111198101011110", "张三", "SM4")
+    assert info["first_region"] == "639900" and len(info["person_id"]) == 11
 
     mohrss = run_cli(emulator.rig, "info", "--format", "mohrss")
     assert mohrss.returncode == 0, mohrss.stderr
@@ -300,6 +301,7 @@ def test_generation_2_card(pcsc_rig, tmp_path):
     try:
         info = json.loads(run_cli(pcsc_rig, "info", "--format", "json").stdout)
         assert (info["algorithm"], info["spec_version"]) == ("DES3", "2.00")
+        assert "person_id" not in info  # no EF0D before generation 3
         selftest = run_cli(pcsc_rig, "selftest")
         assert selftest.returncode == 0, selftest.stdout + selftest.stderr
         unblock = run_cli(pcsc_rig, "pin", "unblock", "--pin-stdin", stdin="8642\n")
