@@ -170,3 +170,29 @@ def test_cardholder_authentication_over_pcsc(rig: Rig, pcsc_card) -> None:
     with pytest.raises(GatewayClientError) as exc:
         gw.cardholder_verify(challenge["challenge_id"], signature, cert)
     assert exc.value.code == "CHALLENGE_REPLAYED"
+
+
+def test_cardholder_authentication_from_the_cli(rig: Rig, pcsc_card) -> None:
+    from sscard.emulator.pcscd import CARD_READER
+    from sscard.x509.pem import der_to_pem
+
+    _key, _cert, pcscd, workdir = pcsc_card
+    system = rig.systems["employment"]
+    system.key.store(workdir / "system.key", b"pass phrase")
+    (workdir / "system.pem").write_bytes(der_to_pem(system.cert.dump(), "CERTIFICATE"))
+    (workdir / "pass").write_text("pass phrase\n")
+    (workdir / "pin").write_text(PIN + "\n")
+    base = [sys.executable, "-m", "sscard.cli", "gateway", "authenticate-card",
+            "--gateway", rig.url, "--client-cert", str(workdir / "system.pem"),
+            "--client-key", str(workdir / "system.key"), "--passphrase-file",
+            str(workdir / "pass"), "--reader", CARD_READER]
+    res = subprocess.run([*base, "--pin-file", str(workdir / "pin")], env=pcscd.env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.startswith("AUTHENTICATED: CN=张三")
+    assert HOLDER_SSN in res.stdout
+    (workdir / "wrong-pin").write_text("654321\n")
+    res = subprocess.run([*base, "--pin-file", str(workdir / "wrong-pin")], env=pcscd.env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert "card:" in res.stderr and "AUTHENTICATED" not in res.stdout
