@@ -26,6 +26,7 @@ import enum
 import hashlib
 import hmac
 import secrets
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -105,6 +106,11 @@ class CardKeyService:
     def __init__(self, kmc: KeyManagementCentre) -> None:
         self.kmc = kmc
 
+    def _audited(self, actor: str, action: str, subject: str) -> Any:
+        """The audit guard for administrative card-key operations (when an audit log is set)."""
+        audit = self.kmc.audit
+        return audit.operation(actor, action, subject) if audit is not None else nullcontext()
+
     # -- master keys -----------------------------------------------------------------------
     def _store(self, province: str, key_id: int, alg: CardAlgorithm, key: bytes, by: str,
                action: str, **details: Any) -> str:
@@ -130,6 +136,11 @@ class CardKeyService:
                              *, by: str = "administrator") -> dict[str, str]:
         """Random provincial keys for every key id; returns ``{"09/sm4": KCV, ...}``."""
         province = _check_province(province_code)
+        with self._audited(by, "cardkey.generate", province):
+            return self._generate(province, algorithms, by)
+
+    def _generate(self, province: str, algorithms: list[str] | None,
+                  by: str) -> dict[str, str]:
         out = {}
         for name in algorithms or ["sm4", "3des"]:
             alg = _algorithm(name)
@@ -152,8 +163,9 @@ class CardKeyService:
                 key_check_value(root_key, alg), expected_kcv.upper()):
             raise KmcError("the root key's check value does not match: mistyped or damaged")
         provincial = div.diversify(root_key, div.province_factor(province), alg)
-        return self._store(province, key_id, alg, provincial, by, "cardkey.import_root",
-                           root_kcv=key_check_value(root_key, alg))
+        with self._audited(by, "cardkey.import_root", f"{province}/{key_id:02X}/{algorithm}"):
+            return self._store(province, key_id, alg, provincial, by, "cardkey.import_root",
+                               root_kcv=key_check_value(root_key, alg))
 
     def list_master_keys(self) -> list[dict[str, Any]]:
         with self.kmc._tx() as s:
@@ -293,6 +305,10 @@ class CardKeyService:
         """The provincial keys a PSAM for ``region_code``'s city holds, sealed for the PSAM
         personalisation station's SM2 key (``export_seal``)."""
         region = _check_region(region_code)
+        with self._audited(by, "cardkey.export_psam", region):
+            return self._export_psam(region, recipient_spki, by)
+
+    def _export_psam(self, region: str, recipient_spki: bytes, by: str) -> bytes:
         keys: dict[str, dict[str, str]] = {}
         for alg in CardAlgorithm:
             for kid in CardKeyId:

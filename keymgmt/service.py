@@ -23,7 +23,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +52,7 @@ from keymgmt.errors import (
     SealedError,
 )
 from keymgmt.storage import StorageKey
+from sscard.audit import AuditLog
 from sscard.crypto import envelopes
 from sscard.crypto.algorithms import KeyAlgorithm
 from sscard.crypto.asymmetric import PrivateKey, PublicKey
@@ -178,18 +179,22 @@ class KeyManagementCentre:
     """The KMC over its database and (once unsealed) its storage key."""
 
     def __init__(self, engine: Engine, storage_key: StorageKey | None = None,
-                 config: KmcConfig | None = None) -> None:
+                 config: KmcConfig | None = None, audit: AuditLog | None = None) -> None:
         self.engine = engine
         self.config = config or KmcConfig()
+        #: the project's tamper-evident audit log; when set, every guarded operation is
+        #: recorded there before it runs (no record, no operation)
+        self.audit = audit
         self._storage_key = storage_key
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
     def open(cls, url: str, storage_key: StorageKey | None = None,
-             config: KmcConfig | None = None) -> KeyManagementCentre:
+             config: KmcConfig | None = None, audit: AuditLog | None = None
+             ) -> KeyManagementCentre:
         engine = make_engine(url)
         upgrade(engine)
-        return cls(engine, storage_key, config)
+        return cls(engine, storage_key, config, audit)
 
     # -- plumbing --------------------------------------------------------------------------
     @property
@@ -221,17 +226,27 @@ class KeyManagementCentre:
         log.info("%s %s %s", actor, action, subject)
 
     @contextmanager
-    def _recording_refusals(self, principal: Principal, action: str,
-                            subject: str) -> Iterator[None]:
-        """Refusals of security operations (role, dual control, state) are events too; the
-        refused operation itself changed nothing (its transaction rolled back)."""
-        try:
-            yield
-        except (PermissionDenied, Conflict) as exc:
+    def _guarded(self, principal: Principal, action: str, subject: str,
+                 **details: Any) -> Iterator[None]:
+        """Run a security operation under the audit log (when configured: an 'attempt' record
+        first, so no record means no operation; then success, denied or failure), and record
+        refusals (role, dual control, state) in the KMC's own events. A refused operation
+        changed nothing: its transaction rolled back."""
+        refused: KmcError | None = None
+        audit_cm = (self.audit.operation(principal.name, action, subject[:512], details=details)
+                    if self.audit is not None else nullcontext(None))
+        with audit_cm as op:
+            try:
+                yield
+            except (PermissionDenied, Conflict) as exc:
+                refused = exc
+                if op is not None:
+                    op.deny(str(exc))
+        if refused is not None:
             with self._tx() as s:
                 self._event(s, principal.name, f"{action}.refused", subject,
-                            role=principal.role.value, reason=str(exc))
-            raise
+                            role=principal.role.value, reason=str(refused))
+            raise refused
 
     @staticmethod
     def _require(principal: Principal, *roles: Role) -> None:
@@ -288,8 +303,13 @@ class KeyManagementCentre:
                algorithm: KeyAlgorithm | str = KeyAlgorithm.SM2) -> EscrowResult:
         """Generate an encryption key pair for ``owner``, archive the private key wrapped under
         the storage key, and return it wrapped for ``recipient_spki`` (the card's signing key)."""
-        with self._recording_refusals(principal, "escrow.generate", str(owner)[:128]):
-            self._require(principal, Role.CA, Role.RA)
+        with self._guarded(principal, "escrow.generate", str(owner)[:128],
+                           algorithm=str(algorithm)):
+            return self._escrow(principal, owner, recipient_spki, algorithm)
+
+    def _escrow(self, principal: Principal, owner: str, recipient_spki: bytes,
+                algorithm: KeyAlgorithm | str) -> EscrowResult:
+        self._require(principal, Role.CA, Role.RA)
         _check_name(owner, "owner")
         try:
             alg = KeyAlgorithm.parse(algorithm) if isinstance(algorithm, str) else algorithm
@@ -324,6 +344,11 @@ class KeyManagementCentre:
 
     def attach_certificate(self, principal: Principal, key_id: str, certificate_der: bytes) -> str:
         """The CA tells the KMC which encryption certificate it issued for an escrowed key."""
+        with self._guarded(principal, "escrow.certificate", key_id):
+            return self._attach_certificate(principal, key_id, certificate_der)
+
+    def _attach_certificate(self, principal: Principal, key_id: str,
+                            certificate_der: bytes) -> str:
         from sscard.x509.errors import X509ParseError
         from sscard.x509.parse import load_certificate
 
@@ -383,11 +408,18 @@ class KeyManagementCentre:
         owner: str | None = None,
         judicial: JudicialOrder | None = None,
     ) -> dict[str, Any]:
-        with self._recording_refusals(
-                principal, "recovery.judicial.request" if judicial else "recovery.request",
-                key_id or owner or str(certificate_serial)):
-            self._require(principal,
-                          *((Role.OFFICER,) if judicial else (Role.OFFICER, Role.RA)))
+        with self._guarded(principal,
+                           "recovery.judicial.request" if judicial else "recovery.request",
+                           key_id or owner or str(certificate_serial)):
+            return self._request_recovery(principal, recipient, reason, key_id,
+                                          certificate_serial, owner, judicial)
+
+    def _request_recovery(
+        self, principal: Principal, recipient: CardRecipient | OfficerRecipient, reason: str,
+        key_id: str | None, certificate_serial: str | int | None, owner: str | None,
+        judicial: JudicialOrder | None,
+    ) -> dict[str, Any]:
+        self._require(principal, *((Role.OFFICER,) if judicial else (Role.OFFICER, Role.RA)))
         if not reason or not reason.strip():
             raise KmcError("a recovery request needs a reason")
         if sum(x is not None for x in (key_id, certificate_serial, owner)) != 1:
@@ -523,16 +555,16 @@ class KeyManagementCentre:
             return self._request_info(s, req)
 
     def approve(self, principal: Principal, request_id: str, comment: str = "") -> dict[str, Any]:
-        with self._recording_refusals(principal, "recovery.approve", request_id):
+        with self._guarded(principal, "recovery.approve", request_id):
             return self._decide(principal, request_id, "approve", comment)
 
     def reject(self, principal: Principal, request_id: str, comment: str = "") -> dict[str, Any]:
-        with self._recording_refusals(principal, "recovery.reject", request_id):
+        with self._guarded(principal, "recovery.reject", request_id):
             return self._decide(principal, request_id, "reject", comment)
 
     def complete_recovery(self, principal: Principal, request_id: str) -> RecoveryResult:
         """Release the key to the recipient once the request is approved; only once."""
-        with self._recording_refusals(principal, "recovery.complete", request_id):
+        with self._guarded(principal, "recovery.complete", request_id):
             return self._complete(principal, request_id)
 
     def _complete(self, principal: Principal, request_id: str) -> RecoveryResult:
