@@ -583,6 +583,18 @@ class CertificateAuthority:
         hex_serial = serial_to_hex(serial)
         with _write(self.engine) as conn, conn.begin():
             row = self._row(conn, hex_serial)
+            held = RevocationReason.certificateHold.value
+            if row.status == "revoked" and row.revocation_reason == held and \
+                    why is not RevocationReason.certificateHold:
+                # RFC 5280 §5.3.1: a held certificate may be revoked for good later; it keeps
+                # its original revocation date and takes the final reason
+                conn.execute(update(CertificateRecord).where(
+                    CertificateRecord.id == row.id).values(
+                    revocation_reason=why.value,
+                    invalidity_date=invalidity_date or row.invalidity_date))
+                return CertificateStatus(serial, Status.REVOKED, _aware(row.revoked_at), why,
+                                         invalidity_date or _aware(row.invalidity_date),
+                                         row.der)
             if row.status == "revoked":
                 raise AlreadyRevoked(
                     f"certificate {hex_serial} of CA {self.name} is already revoked "

@@ -244,3 +244,18 @@ def test_eight_processes_issue_at_once_without_duplicates_or_loss(
     issuer = authority.certificate
     for row in rows[:: max(1, len(rows) // 10)]:
         verify_certificate_signature(x509.Certificate.load(row.der), issuer)
+
+
+def test_a_held_certificate_can_be_revoked_for_good(authority: CertificateAuthority) -> None:
+    key = SoftwareKey.generate("sm2")
+    issued = authority.issue_for_public_key(key.public_key(), HOLDER, "cardholder-sign")
+    held = authority.revoke(issued.serial, "certificateHold")
+    with pytest.raises(AlreadyRevoked, match="reason certificateHold"):
+        authority.revoke(issued.serial, "certificateHold")
+    final = authority.revoke(issued.serial, "keyCompromise")
+    assert final.reason is RevocationReason.keyCompromise
+    assert final.revocation_time == held.revocation_time  # the date of the hold stays
+    seen = authority.status(issued.serial)
+    assert seen.reason is RevocationReason.keyCompromise
+    with pytest.raises(AlreadyRevoked, match="reason keyCompromise"):
+        authority.revoke(issued.serial, "superseded")
