@@ -152,3 +152,42 @@ def test_escrow_and_recovery_on_postgresql(pg_url: str) -> None:
             escrowed.private_value()
     finally:
         kmc.close()
+
+
+def test_concurrent_approvals_on_postgresql_count_both(pg_url: str) -> None:
+    """Two officers approving at the same moment: the row lock makes the second see the first,
+    so the request ends approved (not stuck pending with two approvals)."""
+    import threading
+
+    kmc = new_kmc(pg_url)
+    try:
+        who = principals_again(kmc)
+        ca = kmc.authenticate(kmc.add_caller("ca-pg2", "ca"))
+        res = kmc.escrow(ca, "owner-pg2", SM2PrivateKey.generate().public_key().spki_der())
+        for _round in range(3):
+            rid = kmc.request_recovery(who["p1"], key_id=res.key_id, reason="race",
+                                       recipient=OfficerRecipient("p1"))["request_id"]
+            approvers = [kmc.authenticate(kmc.add_caller(f"a{_round}{i}", "officer"))
+                         for i in range(2)]
+            barrier = threading.Barrier(2)
+            errors: list[BaseException] = []
+
+            def approve(p: Principal, request_id: str = rid,
+                        barrier: threading.Barrier = barrier,
+                        errors: list[BaseException] = errors) -> None:
+                barrier.wait()
+                try:
+                    kmc.approve(p, request_id)
+                except BaseException as exc:  # collected for the assertion below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=approve, args=(p,)) for p in approvers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert errors == []
+            status = kmc.recovery_status(who["p2"], rid)
+            assert status["status"] == "approved" and len(status["approvals"]) == 2
+    finally:
+        kmc.close()
