@@ -64,7 +64,9 @@ class _AppFactory:
     """Builds the Flask app for one process: opens the CA, then ``create_app``."""
 
     def __init__(self, home: Path, passphrase: bytes | None, ca_name: str | None,
-                 database_url: str | None, tokens: dict[str, str], tsa: bool) -> None:
+                 database_url: str | None, tokens: dict[str, str], tsa: bool,
+                 audit_url: str) -> None:
+        self.audit_url = audit_url
         self.home = home
         self.passphrase = passphrase
         self.ca_name = ca_name
@@ -77,8 +79,11 @@ class _AppFactory:
 
         authority = CertificateAuthority.open(self.home, self.passphrase, self.ca_name,
                                               self.database_url)
+        from sscard.audit import AuditLog
+
         config = ServiceConfig(
             authority=authority,
+            audit_log=AuditLog.open(self.audit_url),
             other_authorities=tuple(_online_root(authority, self.passphrase,
                                                  self.database_url)),
             api_token_hashes=self.tokens,
@@ -126,10 +131,13 @@ def _run_gunicorn(factory: _AppFactory, host: str, port: int, workers: int,
               default=None, help="CA key passphrase (default: the one stored by ca init).")
 @click.option("--passphrase-stdin", is_flag=True, help="Read the passphrase from stdin.")
 @click.option("--no-tsa", is_flag=True, help="Do not offer the RFC 3161 TSA at /tsa.")
+@click.option("--audit-db", default=None,
+              help="Audit log database URL (default: <home>/audit.sqlite).")
 @click.pass_obj
 def serve(obj: Any, port: int, host: str, server: str, workers: int, threads: int,
           ca_name: str | None, database_url: str | None, token_file: Path | None,
-          passphrase_file: Path | None, passphrase_stdin: bool, no_tsa: bool) -> None:
+          passphrase_file: Path | None, passphrase_stdin: bool, no_tsa: bool,
+          audit_db: str | None) -> None:
     """Serve OCSP at /ocsp, CRLs at /crl/<ca>.crl, certificates at /certs/, the TSA at /tsa
     and the authenticated API at /api/v1/ (see docs/ca-admin-guide.md)."""
     from ca.authority import CertificateAuthority
@@ -141,7 +149,15 @@ def serve(obj: Any, port: int, host: str, server: str, workers: int, threads: in
         passphrase = read_secret(file=passphrase_file, from_stdin=passphrase_stdin,
                                  prompt="CA passphrase")
     tokens = read_token_file(token_file) if token_file is not None else {}
-    factory = _AppFactory(home, passphrase, ca_name, database_url, tokens, not no_tsa)
+    from sscard.audit import AuditError, AuditLog, default_url
+
+    audit_url = audit_db or default_url(home)
+    try:
+        AuditLog.open(audit_url).engine.dispose()  # created now, not raced by the workers
+    except AuditError as exc:
+        raise click.ClickException(f"audit log at {audit_url}: {exc}") from None
+    factory = _AppFactory(home, passphrase, ca_name, database_url, tokens, not no_tsa,
+                          audit_url)
     # open once here so that a missing CA or a wrong passphrase is reported before serving,
     # and the service keys exist before workers race to create them
     try:

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
@@ -63,6 +64,7 @@ from ca.records import (
     serial_to_hex,
 )
 from ca.tsa import FileSerialCounter, TimeStampAuthority, rejection
+from sscard.audit import AuditError, AuditLog, AuditUnavailable, Operation
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.x509.errors import X509Error
@@ -134,6 +136,8 @@ class ServiceConfig:
     generation: GenerationSource | None = None
     #: other CAs of the hierarchy (an online root) whose OCSP, CRLs and certificate to publish
     other_authorities: tuple[CaBackend, ...] = ()
+    #: the tamper-evident audit log: refusals, issuance and revocation through the API
+    audit_log: AuditLog | None = None
 
     @staticmethod
     def hash_token(token: str | bytes) -> str:
@@ -456,11 +460,36 @@ def signed_request_message(method: str, path: str, date: str, body: bytes) -> by
 
 
 def _refuse(status: int, why: str) -> ApiError:
+    """Record a refused caller (log and, when configured, the audit log) and make the error."""
     audit.warning(
         "refused %s %s from %s: %s", request.method, request.path, request.remote_addr, why
     )
+    audit_log = _state().config.audit_log
+    if audit_log is not None:
+        try:
+            audit_log.append(request.remote_addr or "unknown", "ca.api.refused",
+                             f"{request.method} {request.path}"[:512], "denied",
+                             details={"reason": why[:500], "http_status": status})
+        except AuditError as exc:
+            # the refusal stands either way; losing its record is itself worth an alarm
+            log.error("audit record of a refusal not written: %s", exc)
     code = "unauthenticated" if status == 401 else "forbidden"
     return ApiError(status, code, why)
+
+
+@contextlib.contextmanager
+def _audited(action: str, obj: str, **details: Any) -> Iterator[Operation | None]:
+    """Guard an API operation with the audit log: no record, no operation (HTTP 503)."""
+    audit_log = _state().config.audit_log
+    if audit_log is None:
+        yield None
+        return
+    try:
+        with audit_log.operation(g.caller.name, action, obj, details=details) as op:
+            yield op
+    except AuditUnavailable as exc:
+        raise ApiError(503, "audit_unavailable",
+                       f"the audit log cannot record this operation: {exc}") from None
 
 
 def _token_caller(state: ServiceState, header: str) -> Caller:
@@ -580,10 +609,19 @@ def issue() -> tuple[Response, int]:
         csr = load_csr(csr_text.encode("utf-8"))
     except X509Error as exc:
         raise ApiError(400, "bad_csr", str(exc)) from None
-    try:
-        issued = _state().authority.issue_from_csr(csr, profile)
-    except (RequestRefused, CryptoError, X509Error, ValueError) as exc:
-        raise ApiError(422, "refused", str(exc)) from None
+    refused: ApiError | None = None
+    with _audited("ca.issue", f"profile:{profile}"[:512], caller=g.caller.method) as op:
+        try:
+            issued = _state().authority.issue_from_csr(csr, profile)
+            if op is not None:
+                op.set(serial=issued.serial_hex)
+        except (RequestRefused, CryptoError, X509Error, ValueError) as exc:
+            # a refusal by policy: recorded as 'denied' (raising here would record 'failure')
+            refused = ApiError(422, "refused", str(exc))
+            if op is not None:
+                op.deny(str(exc)[:500])
+    if refused is not None:
+        raise refused
     log.info("issued %s (profile %s) for %s", issued.serial_hex, profile, g.caller.name)
     body = {
         "serial": issued.serial_hex,
@@ -607,12 +645,19 @@ def revoke(serial: str) -> Response:
                 raise ValueError("invalidity_date must carry a time zone")
     except (ValueError, TypeError) as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
-    try:
-        status = _state().authority.revoke(number, reason_value, invalidity)
-    except UnknownCertificate as exc:
-        raise ApiError(404, "unknown_certificate", str(exc)) from None
-    except AlreadyRevoked as exc:
-        raise ApiError(409, "already_revoked", str(exc)) from None
+    refused: ApiError | None = None
+    with _audited("ca.revoke", f"serial:{serial_to_hex(number)}", reason=reason_value.name,
+                  caller=g.caller.method) as op:
+        try:
+            status = _state().authority.revoke(number, reason_value, invalidity)
+        except UnknownCertificate as exc:
+            refused = ApiError(404, "unknown_certificate", str(exc))
+        except AlreadyRevoked as exc:
+            refused = ApiError(409, "already_revoked", str(exc))
+        if refused is not None and op is not None:
+            op.deny(refused.code)
+    if refused is not None:
+        raise refused
     _state().invalidate(number)
     log.info("revoked %s (%s) for %s", serial_to_hex(number), reason_value.name, g.caller.name)
     return _json(_status_json(status))

@@ -28,6 +28,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from ca.authority import CertificateAuthority
 from ca.service import ServiceConfig, create_app, signed_request_message
 from ca.tsa import TimeStampResp
+from sscard.audit import AuditLog, default_url
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.hashes import digest
 from sscard.keys.software import SoftwareKey
@@ -86,11 +87,17 @@ def root_authority(authority: CertificateAuthority) -> Iterator[CertificateAutho
 
 
 @pytest.fixture(scope="module")
-def service(authority: CertificateAuthority,
-            root_authority: CertificateAuthority) -> Iterator[Service]:
+def audit_log(authority: CertificateAuthority) -> AuditLog:
+    return AuditLog.open(default_url(authority.home))
+
+
+@pytest.fixture(scope="module")
+def service(authority: CertificateAuthority, root_authority: CertificateAuthority,
+            audit_log: AuditLog) -> Iterator[Service]:
     config = ServiceConfig(
         authority=authority,
         other_authorities=(root_authority,),
+        audit_log=audit_log,
         api_token_hashes={"ra-batch": ServiceConfig.hash_token(TOKEN)},
         revocation_check_interval=0,  # every request sees revocations from other connections
         tsa_serial_file=authority.home / "tsa-serial",
@@ -293,9 +300,15 @@ def bearer(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def audit_tail(audit_log: AuditLog, since: int) -> list[tuple[str, str, str, str]]:
+    return [(r.record.actor, r.record.action, r.record.object, r.record.outcome)
+            for r in audit_log.records(since + 1)]
+
+
 def test_api_refuses_anonymous_and_bad_tokens_and_records_it(
-    service: Service, caplog: pytest.LogCaptureFixture
+    service: Service, caplog: pytest.LogCaptureFixture, audit_log: AuditLog
 ) -> None:
+    before = audit_log.size()
     _, csr = new_csr("anonymous")
     body = json.dumps({"profile": "business-system", "csr": csr.decode()}).encode()
     with caplog.at_level(logging.WARNING, logger="ca.service.audit"):
@@ -309,9 +322,15 @@ def test_api_refuses_anonymous_and_bad_tokens_and_records_it(
     assert len(refusals) == 3
     assert "unknown API token" in refusals[1]
     assert all(TOKEN not in m and "x" * 40 not in m for m in refusals)  # no secret logged
+    records = audit_tail(audit_log, before)
+    assert [(a, o) for _, a, _, o in records] == [("ca.api.refused", "denied")] * 3
+    assert records[2][2] == "POST /api/v1/certificates/01/revoke"
+    assert all(TOKEN not in json.dumps(r.record.as_dict())
+               for r in audit_log.records(before + 1))
 
 
-def test_api_issue_and_revoke_with_token(service: Service) -> None:
+def test_api_issue_and_revoke_with_token(service: Service, audit_log: AuditLog) -> None:
+    before = audit_log.size()
     _, csr = new_csr("张三的业务系统")
     reply = service.post("/api/v1/certificates", json.dumps(
         {"profile": "business-system", "csr": csr.decode()}).encode(), headers=bearer())
@@ -332,6 +351,17 @@ def test_api_issue_and_revoke_with_token(service: Service) -> None:
     assert revoked.json()["reason"] == "keyCompromise"
     twice = service.post(f"/api/v1/certificates/{serial}/revoke", b"{}", headers=bearer())
     assert twice.status_code == 409 and twice.json()["error"] == "already_revoked"
+    # each operation: an 'attempt' record, then its outcome, by the token's caller name
+    assert audit_tail(audit_log, before) == [
+        ("ra-batch", "ca.issue", "profile:business-system", "attempt"),
+        ("ra-batch", "ca.issue", "profile:business-system", "success"),
+        ("ra-batch", "ca.revoke", f"serial:{serial}", "attempt"),
+        ("ra-batch", "ca.revoke", f"serial:{serial}", "success"),
+        ("ra-batch", "ca.revoke", f"serial:{serial}", "attempt"),
+        ("ra-batch", "ca.revoke", f"serial:{serial}", "denied"),
+    ]
+    issued_record = audit_log.get(before + 2).record
+    assert issued_record.details["serial"] == serial
     # OCSP shows it at once
     path = get_path(make_request(cert_id(service.authority.certificate, cert.serial_number)))
     assert ocsp_status(service.get(path).content)[0] == "revoked"
@@ -500,3 +530,21 @@ def test_revocation_by_another_process_reaches_ocsp_and_crl_on_both_databases(
     finally:
         revoker.close()
         serving.close()
+
+
+def test_no_audit_record_no_issuance(authority: CertificateAuthority, tmp_path: Path) -> None:
+    """When the audit log cannot take the 'attempt' record, nothing is issued (HTTP 503)."""
+    from sscard.audit import audit_metadata
+
+    broken_log = AuditLog.open(f"sqlite:///{tmp_path / 'audit.sqlite'}")
+    audit_metadata.drop_all(broken_log.engine)  # the log's tables vanish under the service
+    app = create_app(ServiceConfig(
+        authority=authority, audit_log=broken_log,
+        api_token_hashes={"ra-batch": ServiceConfig.hash_token(TOKEN)}))
+    _, csr = new_csr("never issued")
+    issued_before = len(authority.list_certificates(limit=100_000))
+    reply = app.test_client().post("/api/v1/certificates", headers=bearer(), data=json.dumps(
+        {"profile": "business-system", "csr": csr.decode()}))
+    assert reply.status_code == 503
+    assert reply.json is not None and reply.json["error"] == "audit_unavailable"
+    assert len(authority.list_certificates(limit=100_000)) == issued_before

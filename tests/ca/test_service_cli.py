@@ -231,3 +231,20 @@ def test_sm2_openssl_reads_status_but_cannot_check_sm2_ocsp_signatures(
         assert f"{leaf}: revoked" in unchecked.stdout
     finally:
         running_iter.close()
+
+
+def test_refused_api_call_lands_in_the_audit_log(ec_service: Running) -> None:
+    from sscard.audit import AuditLog, default_url
+
+    reply = requests.post(f"{ec_service.url}/api/v1/certificates/01/revoke", data=b"{}",
+                          timeout=10)
+    assert reply.status_code == 401
+    assert reply.json()["error"] == "unauthenticated"
+    log = AuditLog.open(default_url(ec_service.home), create=False)
+    try:
+        last = log.get(log.size()).record
+        assert (last.action, last.object, last.outcome) == (
+            "ca.api.refused", "POST /api/v1/certificates/01/revoke", "denied")
+        assert last.actor == "127.0.0.1"
+    finally:
+        log.engine.dispose()
