@@ -151,72 +151,83 @@ def run_ceremony(
                         custodians=names, threshold=threshold, total=len(custodians),
                         backend="pkcs11" if pkcs11_target else "software")
 
-    # 1. the key-encryption secret and its shares (split first: bad parameters stop here)
-    kes = secrets.token_bytes(shares.SECRET_LEN)
-    split = shares.split(kes, threshold, names, ceremony_id)
-    share_dir.mkdir(parents=True, exist_ok=True)
-    for share, custodian in zip(split, custodians, strict=True):
-        shares.write_share_file(targets[custodian.name], share, custodian.passphrase, scrypt_n)
-        ceremony_log.append(log, "ceremony.share_written", ceremony_id=ceremony_id,
-                            custodian=custodian.name, index=share.index,
-                            file=str(targets[custodian.name]))
+    try:
+        # 1. the key-encryption secret and its shares (split first: bad parameters stop here)
+        kes = secrets.token_bytes(shares.SECRET_LEN)
+        split = shares.split(kes, threshold, names, ceremony_id)
+        share_dir.mkdir(parents=True, exist_ok=True)
+        for share, custodian in zip(split, custodians, strict=True):
+            shares.write_share_file(targets[custodian.name], share, custodian.passphrase, scrypt_n)
+            ceremony_log.append(log, "ceremony.share_written", ceremony_id=ceremony_id,
+                                custodian=custodian.name, index=share.index,
+                                file=str(targets[custodian.name]))
 
-    # 2. the storage key
-    aead = _kek(kes, ceremony_id)
-    nonce = secrets.token_bytes(12)
-    state: dict[str, Any] = {
-        "format": STATE_FORMAT,
-        "version": STATE_VERSION,
-        "ceremony_id": ceremony_id,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "threshold": threshold,
-        "total": len(custodians),
-        "custodians": [{"name": s.custodian, "index": s.index} for s in split],
-        "storage_key_id": storage_key_id,
-        "nonce": _b64(nonce),
-    }
-    if pkcs11_target is None:
-        storage_key = secrets.token_bytes(32)
-        state["backend"] = "software"
-        state["sealed"] = _b64(aead.encrypt(nonce, storage_key,
-                                            _seal_aad(ceremony_id, storage_key_id, "software")))
-        ceremony_log.append(log, "ceremony.storage_key_generated", ceremony_id=ceremony_id,
-                            storage_key_id=storage_key_id, backend="software",
-                            algorithm="aes-256-gcm")
-    else:
-        from keymgmt.hsm import generate_storage_key
+        # 2. the storage key
+        aead = _kek(kes, ceremony_id)
+        nonce = secrets.token_bytes(12)
+        state: dict[str, Any] = {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "ceremony_id": ceremony_id,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "threshold": threshold,
+            "total": len(custodians),
+            "custodians": [{"name": s.custodian, "index": s.index} for s in split],
+            "storage_key_id": storage_key_id,
+            "nonce": _b64(nonce),
+        }
+        if pkcs11_target is None:
+            storage_key = secrets.token_bytes(32)
+            state["backend"] = "software"
+            state["sealed"] = _b64(aead.encrypt(nonce, storage_key,
+                                                _seal_aad(ceremony_id, storage_key_id, "software")))
+            ceremony_log.append(log, "ceremony.storage_key_generated", ceremony_id=ceremony_id,
+                                storage_key_id=storage_key_id, backend="software",
+                                algorithm="aes-256-gcm")
+        else:
+            from keymgmt.hsm import generate_storage_key
 
-        ref = TokenRef(pkcs11_target.module, pkcs11_target.token_label, pkcs11_target.key_label)
-        pin = generate_storage_key(ref, pkcs11_target.admin_pin)
-        state["backend"] = "pkcs11"
-        state["pkcs11"] = {"module": ref.module, "token_label": ref.token_label,
-                           "key_label": ref.key_label}
-        state["sealed"] = _b64(aead.encrypt(nonce, pin,
-                                            _seal_aad(ceremony_id, storage_key_id, "pkcs11")))
-        ceremony_log.append(log, "ceremony.storage_key_generated", ceremony_id=ceremony_id,
-                            storage_key_id=storage_key_id, backend="pkcs11",
-                            token=ref.token_label, key_label=ref.key_label,
-                            algorithm="aes-256-gcm", extractable=False)
-        ceremony_log.append(log, "ceremony.token_pin_replaced", ceremony_id=ceremony_id,
-                            token=ref.token_label,
-                            note="the new user PIN exists only sealed under the custodians' "
-                                 "secret")
+            ref = TokenRef(pkcs11_target.module, pkcs11_target.token_label, pkcs11_target.key_label)
+            pin = generate_storage_key(ref, pkcs11_target.admin_pin)
+            state["backend"] = "pkcs11"
+            state["pkcs11"] = {"module": ref.module, "token_label": ref.token_label,
+                               "key_label": ref.key_label}
+            state["sealed"] = _b64(aead.encrypt(nonce, pin,
+                                                _seal_aad(ceremony_id, storage_key_id, "pkcs11")))
+            ceremony_log.append(log, "ceremony.storage_key_generated", ceremony_id=ceremony_id,
+                                storage_key_id=storage_key_id, backend="pkcs11",
+                                token=ref.token_label, key_label=ref.key_label,
+                                algorithm="aes-256-gcm", extractable=False)
+            ceremony_log.append(log, "ceremony.token_pin_replaced", ceremony_id=ceremony_id,
+                                token=ref.token_label,
+                                note="the new user PIN exists only sealed under the custodians' "
+                                     "secret")
 
-    # 3. the root CA key
-    root_key_path = root_pub_path = None
-    if root_ca is not None:
-        root_key_path, root_pub_path = _create_root_ca_key(home, root_ca)
-        state["root_ca"] = {"key": str(root_key_path), "public_key": str(root_pub_path),
-                            "algorithm": root_ca.algorithm}
-        ceremony_log.append(log, "ceremony.root_ca_key_generated", ceremony_id=ceremony_id,
-                            algorithm=root_ca.algorithm, key_file=str(root_key_path),
-                            public_key_file=str(root_pub_path))
+        # 3. the root CA key
+        root_key_path = root_pub_path = None
+        if root_ca is not None:
+            root_key_path, root_pub_path = _create_root_ca_key(home, root_ca)
+            state["root_ca"] = {"key": str(root_key_path), "public_key": str(root_pub_path),
+                                "algorithm": root_ca.algorithm}
+            ceremony_log.append(log, "ceremony.root_ca_key_generated", ceremony_id=ceremony_id,
+                                algorithm=root_ca.algorithm, key_file=str(root_key_path),
+                                public_key_file=str(root_pub_path))
 
-    _write_state(state_file, state)
-    ceremony_log.append(log, "ceremony.end", ceremony_id=ceremony_id,
-                        storage_key_id=storage_key_id, state_file=str(state_file))
-    return CeremonyResult(ceremony_id, storage_key_id, state["backend"], targets,
-                          root_key_path, root_pub_path)
+        _write_state(state_file, state)
+        ceremony_log.append(log, "ceremony.end", ceremony_id=ceremony_id,
+                            storage_key_id=storage_key_id, state_file=str(state_file))
+        return CeremonyResult(ceremony_id, storage_key_id, state["backend"], targets,
+                              root_key_path, root_pub_path)
+    except BaseException as exc:
+        # A half-done ceremony must not leave usable-looking pieces: the shares of a secret
+        # that seals nothing would only mislead the custodians. (A storage key already made in
+        # a token stays there, unusable: its PIN was random and is gone; the log says so.)
+        for path in targets.values():
+            path.unlink(missing_ok=True)
+        ceremony_log.append(log, "ceremony.failed", ceremony_id=ceremony_id,
+                            error=type(exc).__name__, reason=str(exc)[:500],
+                            share_files_removed=True)
+        raise
 
 
 def _safe(name: str) -> str:

@@ -147,3 +147,17 @@ def test_refused_ceremony_leaves_nothing_behind(tmp_path: Path) -> None:
     with pytest.raises(ShareError, match="threshold"):
         ceremony.run_ceremony(tmp_path / "h", CUSTODIANS, 9, tmp_path / "s")
     assert not (tmp_path / "h").exists() and not (tmp_path / "s").exists()
+
+
+def test_failed_ceremony_removes_its_shares_and_logs_why(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    with pytest.raises(Exception, match="unknown key algorithm"):
+        ceremony.run_ceremony(home, CUSTODIANS[:3], 2, tmp_path / "s",
+                              root_ca=ceremony.RootCaKeyRequest("dsa", b"root passphrase"))
+    assert list((tmp_path / "s").iterdir()) == []
+    assert not ceremony.state_path(home).exists()
+    events = ceremony_log.read(ceremony.log_path(home))
+    assert events[-1]["event"] == "ceremony.failed"
+    assert "unknown key algorithm" in events[-1]["details"]["reason"]
+    # the directory is usable for a proper ceremony afterwards
+    ceremony.run_ceremony(home, CUSTODIANS[:3], 2, tmp_path / "s")
