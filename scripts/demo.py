@@ -93,6 +93,12 @@ def main() -> int:
     except InvalidSignature as exc:
         print(f"  altered document refused: {exc}")
 
+    step("The social security card (emulated, in-process): read, PIN, on-card key, KMC key")
+    from sscard.emulator.demo import card_demo
+
+    for line in card_demo(HOME / "card"):
+        print("  " + line)
+
     print("\nDemo finished: data in", HOME.resolve())
     return 0
 
