@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +21,7 @@ from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.hashes import digest
 from sscard.keys.base import KeyHandle, KeyHandleError
 from sscard.keys.software import SoftwareKey
+from sscard.x509.pem import der_to_pem
 from sscard.x509.verify import verify_signature
 
 
@@ -426,3 +430,41 @@ def test_der_lengths(size: int) -> None:
 
     encoded = ocsp_der.octet_string(b"\x00" * size)
     assert core.OctetString.load(encoded, strict=True).native == b"\x00" * size
+
+
+# -- interoperability without a server: openssl builds the request and checks our answer ----
+
+
+@pytest.mark.parametrize("algorithm", ["ec-p256", "rsa2048"])
+@pytest.mark.parametrize("digest_option", ["-sha1", "-sha256"])
+def test_openssl_request_and_verification(algorithm: str, digest_option: str,
+                                          tmp_path: Path) -> None:
+    exe = shutil.which("openssl")
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("openssl is required in CI")
+        pytest.skip("openssl command line not installed")
+    pki = make_pki(algorithm)
+    _, leaf = issue_leaf(pki, "openssl peer")
+    paths = pki.write(tmp_path)
+    (tmp_path / "leaf.pem").write_bytes(der_to_pem(leaf.dump(), "CERTIFICATE"))
+    # (the digest option applies to the -cert options after it)
+    subprocess.run([exe, "ocsp", digest_option, "-issuer", paths["ca"], "-cert",
+                    tmp_path / "leaf.pem", "-no_nonce", "-reqout", tmp_path / "req.der"],
+                   check=True, capture_output=True)
+    table = Table()
+    serial = table.add(leaf)
+    table.revoke(serial, RevocationReason.superseded)
+    # answered at the real time: openssl checks thisUpdate/nextUpdate against its own clock
+    (tmp_path / "resp.der").write_bytes(respond((tmp_path / "req.der").read_bytes(), table,
+                                                pki.ocsp_key, pki.ocsp_cert, pki.ca_cert,
+                                                datetime.now(UTC)))
+    result = subprocess.run(
+        [exe, "ocsp", digest_option, "-issuer", paths["ca"], "-cert", tmp_path / "leaf.pem",
+         "-no_nonce", "-respin", tmp_path / "resp.der", "-CAfile", paths["chain"]],
+        capture_output=True, text=True,
+    )
+    # the issuer/cert pair re-derives the CertID, so openssl checks our key and name hashes
+    assert "Response verify OK" in result.stderr, result.stderr
+    assert f"{tmp_path / 'leaf.pem'}: revoked" in result.stdout
+    assert "Reason: superseded" in result.stdout
