@@ -157,6 +157,13 @@ class ApiError(Exception):
 # -- state shared by the blueprints ------------------------------------------------------
 
 
+def renewal_time(certificate: asn1x509.Certificate, answer_validity: timedelta) -> datetime:
+    """When a service signer must be replaced: answers it signs must not outlive it, and the CA
+    hands out a new one a day before expiry."""
+    not_after: datetime = certificate["tbs_certificate"]["validity"]["not_after"].native
+    return not_after - max(answer_validity, timedelta(days=1))
+
+
 class PublishedCA:
     """One CA whose OCSP answers, CRLs and certificate this worker publishes."""
 
@@ -170,6 +177,7 @@ class PublishedCA:
         )
         self._lock = threading.Lock()
         self._responder: OcspResponder | None = None
+        self._renew_at = datetime.max.replace(tzinfo=UTC)
         self._crls: dict[bool, tuple[bytes, int | None, datetime]] = {}
 
     @property
@@ -178,16 +186,21 @@ class PublishedCA:
 
     @property
     def responder(self) -> OcspResponder:
-        if self._responder is None:
+        """The OCSP responder, remade with a fresh responder certificate shortly before the
+        current one expires (the ``ocsp-signer`` profile gives 90 days)."""
+        responder = self._responder
+        if responder is None or datetime.now(UTC) >= self._renew_at:
             with self._lock:
-                if self._responder is None:
+                if self._responder is None or datetime.now(UTC) >= self._renew_at:
                     signer = self.authority.ocsp_signer()
                     cache = ResponseCache(self.config.ocsp_validity, self.generation)
                     self._responder = OcspResponder(
                         signer.key, signer.certificate, self.authority.certificate,
                         self.authority.status, validity=self.config.ocsp_validity, cache=cache,
                     )
-        return self._responder
+                    self._renew_at = renewal_time(signer.certificate, self.config.ocsp_validity)
+                responder = self._responder
+        return responder
 
     @property
     def cache(self) -> ResponseCache | None:
@@ -255,14 +268,15 @@ class ServiceState:
             self.cas.setdefault(other.name, PublishedCA(other, config))
         self._lock = threading.Lock()
         self._tsa: TimeStampAuthority | None = None
+        self._tsa_renew_at = datetime.max.replace(tzinfo=UTC)
 
     @property
     def tsa(self) -> TimeStampAuthority | None:
         if self.config.tsa_serial_file is None:
             return None
-        if self._tsa is None:
+        if self._tsa is None or datetime.now(UTC) >= self._tsa_renew_at:
             with self._lock:
-                if self._tsa is None:
+                if self._tsa is None or datetime.now(UTC) >= self._tsa_renew_at:
                     signer = self.authority.tsa_signer()
                     kwargs: dict[str, Any] = {}
                     if self.config.tsa_policy:
@@ -272,6 +286,7 @@ class ServiceState:
                         FileSerialCounter(self.config.tsa_serial_file),
                         chain=tuple(signer.chain), **kwargs,
                     )
+                    self._tsa_renew_at = renewal_time(signer.certificate, timedelta(0))
         return self._tsa
 
     def epochs(self) -> tuple[int, ...] | None:

@@ -548,3 +548,19 @@ def test_no_audit_record_no_issuance(authority: CertificateAuthority, tmp_path: 
     assert reply.status_code == 503
     assert reply.json is not None and reply.json["error"] == "audit_unavailable"
     assert len(authority.list_certificates(limit=100_000)) == issued_before
+
+
+def test_service_signers_are_renewed_before_they_expire(authority: CertificateAuthority) -> None:
+    from ca.service import PublishedCA, renewal_time
+
+    config = ServiceConfig(authority=authority)
+    published = PublishedCA(authority, config)
+    first = published.responder
+    assert published.responder is first  # kept while the certificate is far from expiry
+    not_after = first.signer_cert["tbs_certificate"]["validity"]["not_after"].native
+    assert renewal_time(first.signer_cert, timedelta(hours=1)) == not_after - timedelta(days=1)
+    assert renewal_time(first.signer_cert, timedelta(days=3)) == not_after - timedelta(days=3)
+    published._renew_at = datetime.now(UTC) - timedelta(seconds=1)  # as if near expiry
+    second = published.responder
+    assert second is not first
+    assert published._renew_at > datetime.now(UTC)
