@@ -201,6 +201,39 @@ def hsm_step() -> Any:
     return jsonify({"step2_key": CardKeyService(_kmc()).hsm_step(_principal(), line)})
 
 
+def _card_args(data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        flag = int(_field(data, "algorithm_flag"))
+    except (TypeError, ValueError):
+        raise BadRequest("algorithm_flag must be an integer (1: 3DES, 3: SM4)") from None
+    return {"region_code": _text(data, "region_code") or "", "atr": _bytes(data, "atr") or b"",
+            "algorithm_flag": flag}
+
+
+@api.post("/card-auth/external")
+def external_cryptogram() -> Any:
+    """``{region_code, atr, algorithm_flag, challenge, key_id?}`` -> ``{cryptogram}``."""
+    data = _body()
+    try:
+        key_id = int(data.get("key_id", 0x0A))
+    except (TypeError, ValueError):
+        raise BadRequest("key_id must be an integer") from None
+    out = CardKeyService(_kmc()).external_cryptogram(
+        _principal(), challenge=_bytes(data, "challenge") or b"", key_id=key_id,
+        **_card_args(data))
+    return jsonify({"cryptogram": _b64(out)})
+
+
+@api.post("/card-auth/internal")
+def internal_check() -> Any:
+    """``{region_code, atr, algorithm_flag, process_factor, data}`` -> ``{expected}``."""
+    data = _body()
+    out = CardKeyService(_kmc()).internal_check(
+        _principal(), process_factor=_bytes(data, "process_factor") or b"",
+        data=_bytes(data, "data") or b"", **_card_args(data))
+    return jsonify({"expected": _b64(out)})
+
+
 @api.post("/card-auth/pin-command")
 def pin_command() -> Any:
     data = _body()

@@ -3,7 +3,6 @@ their own API keys, card keys, and the service started as a real process."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import socket
@@ -155,16 +154,42 @@ def _free_port() -> int:
 
 
 def test_serve_as_a_real_process(home: Path, tmp_path: Path) -> None:
-    r = _run(home, "caller", "add", "ra", "--role", "ra", "--key-out", str(tmp_path / "ra.key"))
-    assert r.exit_code == 0
+    """The service in its own process, called with KmcClient (the CA's and terminals' side):
+    escrow, and card authentication plus PIN unblock through RemoteAuthenticator."""
+    from keymgmt import ceremony
+    from keymgmt.cardkeys import CardKeyService
+    from keymgmt.client import KmcClient, KmcServiceError, RemoteAuthenticator
+    from keymgmt.service import KeyManagementCentre
+    from sscard.card.auth import CardIdentity
+    from sscard.card.client import CardClient
+    from sscard.card.diversify import CardAlgorithm
+    from sscard.card.transport import InProcessTransport
+    from sscard.emulator import testkeys
+    from sscard.emulator.card import EmulatedCard
+    from sscard.emulator.sample import CardProfile, blank_card
+
+    for name, role in [("ra", "ra"), ("t1", "terminal"), ("ca", "ca")]:
+        r = _run(home, "caller", "add", name, "--role", role, "--key-out",
+                 str(tmp_path / f"{name}.key"))
+        assert r.exit_code == 0
+    # the ministry's (test) root keys, imported by the administrator with two custodians
+    storage = ceremony.unseal_from_files(home, [
+        (next((tmp_path / "shares").glob("share-*-li.json")), b"li passphrase 1"),
+        (next((tmp_path / "shares").glob("share-*-zhang.json")), b"zhang passphrase 1")])
+    local = KeyManagementCentre.open(f"sqlite:///{home / 'kmc.db'}", storage)
+    for kid in testkeys.KeyId:
+        CardKeyService(local).import_root_key("63", int(kid), "sm4",
+                                              testkeys.root_test_key(kid, CardAlgorithm.SM4))
+    local.close()
+
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "sscard.cli", "--home", str(home), "kmc", "serve", "--port",
          str(port), *_shares(home, ["li", "wang"])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
+    url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
+        for _ in range(150):
             try:
                 if requests.get(url + "/health", timeout=1).json()["sealed"] is False:
                     break
@@ -172,15 +197,33 @@ def test_serve_as_a_real_process(home: Path, tmp_path: Path) -> None:
                 time.sleep(0.1)
         else:
             pytest.fail(f"KMC did not start: {proc.stdout.read() if proc.stdout else ''!r}")
-        card = SM2PrivateKey.generate()
-        r2 = requests.post(url + "/kmc/v1/escrow", timeout=10, headers={
-            "Authorization": "Bearer " + (tmp_path / "ra.key").read_text().strip()},
-            json={"owner": "owner-http", "recipient_public_key":
-                  base64.b64encode(card.public_key().spki_der()).decode()})
-        assert r2.status_code == 201, r2.text
-        env = envelopes.parse(base64.b64decode(r2.json()["enveloped_key_blob"]))
-        assert envelopes.unwrap(env, card).public_key().point == env.public_point
-        assert requests.post(url + "/kmc/v1/escrow", timeout=10, json={}).status_code == 401
+
+        ra = KmcClient(url, (tmp_path / "ra.key").read_text().strip())
+        card_sign = SM2PrivateKey.generate()
+        escrow = ra.escrow("owner-http", card_sign.public_key().spki_der())
+        assert escrow.enveloped_key_blob is not None
+        got = envelopes.unwrap(escrow.enveloped_key_blob, card_sign)
+        assert got.public_key().spki_der() == escrow.public_key_spki
+        with pytest.raises(KmcServiceError) as refused:
+            KmcClient(url, "kmc_wrong").escrow("x", card_sign.public_key().spki_der())
+        assert refused.value.status == 401
+        assert "kmc_" not in repr(ra)
+
+        terminal = RemoteAuthenticator(KmcClient(url, (tmp_path / "t1.key").read_text().strip()))
+        card = EmulatedCard(blank_card(CardProfile(generation=3, region_code="639900")))
+        with CardClient(InProcessTransport(card)) as client:
+            client.internal_authenticate(terminal)
+            client.external_authenticate(testkeys.KeyId.READ, terminal)
+            for _ in range(3):
+                with pytest.raises(Exception):  # noqa: B017  (the card's wrong-PIN errors)
+                    client.verify_pin("999999")
+            client.unblock_pin("135790", terminal)
+            client.verify_pin("135790")
+        ca = KmcClient(url, (tmp_path / "ca.key").read_text().strip())
+        with pytest.raises(KmcServiceError) as refused:
+            ca.external_cryptogram(0x0A, CardIdentity(card.atr, "639900", CardAlgorithm.SM4),
+                                   bytes(8))
+        assert refused.value.status == 403 and "terminal" in refused.value.message
     finally:
         proc.terminate()
         proc.wait(timeout=10)

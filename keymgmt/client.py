@@ -1,0 +1,153 @@
+"""Calling the KMC service over HTTP: what the CA, the RA and card terminals use.
+
+The CA's part of the dual-certificate flow (DESIGN §6.1) is two calls::
+
+    kmc = KmcClient("https://kmc.example:8470", api_key)
+    escrow = kmc.escrow(owner=ssn, recipient_public_key=card_signing_spki)
+    cert = issue_encryption_certificate(PublicKey.from_spki(escrow.public_key_spki), ...)
+    kmc.attach_certificate(escrow.key_id, cert.dump())
+    # the card then imports escrow.enveloped_key_blob (CardClient.import_enveloped_key)
+
+A terminal without a PSAM authenticates cards through :class:`RemoteAuthenticator`, an
+``sscard.card.auth.Authenticator`` whose cryptograms the KMC computes.
+
+Errors come back as :class:`KmcServiceError` with the service's status and message.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import requests
+
+from keymgmt.service import EscrowResult, RecoveryResult
+from sscard.card.auth import Authenticator, CardIdentity
+
+
+class KmcServiceError(Exception):
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(f"KMC answered {status} {kind}: {message}")
+        self.status = status
+        self.kind = kind
+        self.message = message
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def _unb64(value: str | None) -> bytes | None:
+    return None if value is None else base64.b64decode(value)
+
+
+class KmcClient:
+    """A session with the KMC API under one caller's API key."""
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0,
+                 verify: bool | str = True) -> None:
+        self.base_url = base_url.rstrip("/") + "/kmc/v1"
+        self.timeout = timeout
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {api_key}"
+        self._session.verify = verify
+
+    def __repr__(self) -> str:  # never the API key
+        return f"KmcClient({self.base_url!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
+              params: dict[str, str] | None = None) -> dict[str, Any]:
+        try:
+            response = self._session.request(method, self.base_url + path, json=body,
+                                             params=params, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise KmcServiceError(0, "ConnectionError", str(exc)) from None
+        try:
+            data: dict[str, Any] = response.json()
+        except ValueError:
+            raise KmcServiceError(response.status_code, "BadResponse",
+                                  "the KMC did not answer JSON") from None
+        if response.status_code >= 400:
+            raise KmcServiceError(response.status_code, str(data.get("error")),
+                                  str(data.get("message")))
+        return data
+
+    # -- CA / RA ---------------------------------------------------------------------------
+    def escrow(self, owner: str, recipient_public_key: bytes,
+               algorithm: str = "sm2") -> EscrowResult:
+        d = self._call("POST", "/escrow", {"owner": owner, "algorithm": algorithm,
+                                           "recipient_public_key": _b64(recipient_public_key)})
+        return EscrowResult(d["key_id"], d["owner"], d["algorithm"],
+                            _unb64(d["public_key"]) or b"", _unb64(d["sm2_enveloped_key"]),
+                            _unb64(d["enveloped_key_blob"]))
+
+    def attach_certificate(self, key_id: str, certificate_der: bytes) -> str:
+        d = self._call("POST", f"/keys/{key_id}/certificate",
+                       {"certificate": _b64(certificate_der)})
+        return str(d["certificate_serial"])
+
+    # -- recovery --------------------------------------------------------------------------
+    def request_recovery(self, *, reason: str, card_public_key: bytes | None = None,
+                         officer: str | None = None, **selector: str) -> dict[str, Any]:
+        recipient = ({"card_public_key": _b64(card_public_key)} if card_public_key is not None
+                     else {"officer": officer})
+        return self._call("POST", "/recoveries", {"reason": reason, "recipient": recipient,
+                                                  **selector})
+
+    def approve(self, request_id: str, comment: str = "") -> dict[str, Any]:
+        return self._call("POST", f"/recoveries/{request_id}/approve", {"comment": comment})
+
+    def reject(self, request_id: str, comment: str) -> dict[str, Any]:
+        return self._call("POST", f"/recoveries/{request_id}/reject", {"comment": comment})
+
+    def complete_recovery(self, request_id: str) -> RecoveryResult:
+        d = self._call("POST", f"/recoveries/{request_id}/complete", {})
+        return RecoveryResult(d["request_id"], d["key_id"], _unb64(d["sm2_enveloped_key"]),
+                              _unb64(d["enveloped_key_blob"]), _unb64(d["pkcs12"]),
+                              d["pkcs12_passphrase"])
+
+    # -- card terminals --------------------------------------------------------------------
+    def _card(self, card: CardIdentity) -> dict[str, Any]:
+        return {"region_code": card.region_code, "atr": _b64(card.atr),
+                "algorithm_flag": card.algorithm.value}
+
+    def external_cryptogram(self, key_id: int, card: CardIdentity, challenge: bytes) -> bytes:
+        d = self._call("POST", "/card-auth/external",
+                       {**self._card(card), "key_id": key_id, "challenge": _b64(challenge)})
+        return _unb64(d["cryptogram"]) or b""
+
+    def internal_check(self, card: CardIdentity, process_factor: bytes, data: bytes) -> bytes:
+        d = self._call("POST", "/card-auth/internal",
+                       {**self._card(card), "process_factor": _b64(process_factor),
+                        "data": _b64(data)})
+        return _unb64(d["expected"]) or b""
+
+    def pin_command(self, key_id: int, card: CardIdentity, challenge: bytes, header: bytes,
+                    pin: str) -> bytes:
+        d = self._call("POST", "/card-auth/pin-command",
+                       {**self._card(card), "key_id": key_id, "challenge": _b64(challenge),
+                        "header": _b64(header), "new_pin": pin})
+        return _unb64(d["data"]) or b""
+
+    def hsm_step(self, step1_line: str) -> str:
+        return str(self._call("POST", "/card-auth/hsm-step", {"step1": step1_line})["step2_key"])
+
+
+class RemoteAuthenticator(Authenticator):
+    """Card authentication through the KMC service (terminals without a PSAM)."""
+
+    def __init__(self, client: KmcClient) -> None:
+        self.client = client
+
+    def external_cryptogram(self, key_id: int, card: CardIdentity, challenge: bytes) -> bytes:
+        return self.client.external_cryptogram(key_id, card, challenge)
+
+    def internal_expected(self, card: CardIdentity, process_factor: bytes, data: bytes) -> bytes:
+        return self.client.internal_check(card, process_factor, data)
+
+    def pin_command_data(self, key_id: int, card: CardIdentity, challenge: bytes,
+                         header: bytes, pin: str) -> bytes:
+        return self.client.pin_command(key_id, card, challenge, header, pin)
