@@ -249,7 +249,7 @@ def _chunks(blob: bytes) -> tuple[bytes, list[bytes]]:
     src = io.BytesIO(blob)
     archive.read_header(src)
     head = blob[:src.tell()]
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         n = src.read(4)
         if not n:
