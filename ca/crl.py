@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from asn1crypto import core, crl, x509
 
@@ -53,7 +54,7 @@ def encode_entries(items: Iterable[RevokedItem]) -> bytes:
     reason_ext = {
         code: der.extension(_REASON_OID, der.enumerated(code)) for code in range(1, 11)
     }
-    out = []
+    out: list[bytes] = []
     tlv = der.tlv
     seq = der.sequence
     integer = der.integer
@@ -70,16 +71,19 @@ def encode_entries(items: Iterable[RevokedItem]) -> bytes:
     return b"".join(out)
 
 
-def encode_rows(rows: Iterable[tuple[str, dt.datetime, int | None, dt.datetime | None]]) -> bytes:
-    """Like ``encode_entries``, straight from database rows (serial as upper-case hex, times
-    naive UTC or aware): no per-row objects, since a province-scale CRL has millions of rows."""
-    times: dict[dt.datetime, bytes] = {}
-    gtimes: dict[dt.datetime, bytes] = {}
+def encode_rows(rows: Iterable[tuple[str, Any, int | None, Any]]) -> bytes:
+    """Like ``encode_entries``, straight from database rows: the serial as upper-case hex,
+    times as datetimes (naive means UTC) or as the ISO text SQLite stores. No per-row objects
+    and no per-row time formatting (a CRL's entries share far fewer seconds than entries),
+    since a province-scale CRL has millions of rows."""
+    times: dict[Any, bytes] = {}
+    gtimes: dict[Any, bytes] = {}
     reason_ext = {
         code: der.extension(_REASON_OID, der.enumerated(code)) for code in range(1, 11)
     }
     tlv = der.tlv
-    out = []
+    out: list[bytes] = []
+    append = out.append
     for serial_hex, revoked_at, reason, invalidity in rows:
         serial = bytes.fromhex(serial_hex)
         if serial[0] & 0x80:
@@ -87,20 +91,24 @@ def encode_rows(rows: Iterable[tuple[str, dt.datetime, int | None, dt.datetime |
         when = times.get(revoked_at)
         if when is None:
             when = times[revoked_at] = der.time(_as_utc(revoked_at))
-        body = tlv(0x02, serial) + when
+        body = b"\x02" + bytes((len(serial),)) + serial + when  # serials are <= 21 octets
         exts = reason_ext[reason] if reason else b""
         if invalidity is not None:
             gtime = gtimes.get(invalidity)
             if gtime is None:
-                gtime = gtimes[invalidity] = der.generalized_time(_as_utc(invalidity))
-            exts += der.extension(_INVALIDITY_OID, gtime)
+                gtime = gtimes[invalidity] = der.extension(
+                    _INVALIDITY_OID, der.generalized_time(_as_utc(invalidity)))
+            exts += gtime
         if exts:
-            body += tlv(0x30, exts)
-        out.append(tlv(0x30, body))
+            body += b"\x30" + bytes((len(exts),)) + exts if len(exts) < 0x80 \
+                else tlv(0x30, exts)
+        append(b"\x30" + bytes((len(body),)) + body if len(body) < 0x80 else tlv(0x30, body))
     return b"".join(out)
 
 
-def _as_utc(when: dt.datetime) -> dt.datetime:
+def _as_utc(when: Any) -> dt.datetime:
+    if isinstance(when, str):  # SQLite's stored text, read without SQLAlchemy's processing
+        when = dt.datetime.fromisoformat(when)
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
