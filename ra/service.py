@@ -835,7 +835,7 @@ class RegistrationAuthority:
             csr = load_csr(req.csr_der)
             info = csr["certification_request_info"]
             out["csr"] = {"subject": format_name(info["subject"]),
-                          "key_algorithm": info["subject_pk_info"].algorithm,
+                          "key_algorithm": self._key_algorithm(info["subject_pk_info"]),
                           "signature_algorithm": csr["signature_algorithm"]["algorithm"].native,
                           "public_key_sha256": hashlib.sha256(
                               info["subject_pk_info"].dump()).hexdigest()}
@@ -847,6 +847,15 @@ class RegistrationAuthority:
             out["serials"] = details.get("serials", [])
             out["revocation_reason"] = details.get("reason")
         return out
+
+    @staticmethod
+    def _key_algorithm(spki: Any) -> str:
+        from sscard.crypto.asymmetric import PublicKey
+
+        try:
+            return PublicKey.from_spki(spki.dump()).algorithm.value
+        except (CryptoError, ValueError):
+            return str(spki.algorithm)
 
     def request(self, actor: Actor, request_id: str) -> dict[str, Any]:
         self._need(actor, Role.OPERATOR, Role.OFFICER, Role.AUDITOR)

@@ -108,11 +108,10 @@ def _actor() -> Actor:
 
 
 def _lang() -> str:
+    # Chinese unless the user switched: the staff's browsers do not reliably say what they
+    # read (headless and kiosk browsers send en-US)
     lang = session.get("lang")
-    if lang in LANGUAGES:
-        return str(lang)
-    best = request.accept_languages.best_match(LANGUAGES)
-    return best or DEFAULT_LANGUAGE
+    return str(lang) if lang in LANGUAGES else DEFAULT_LANGUAGE
 
 
 def _(key: str) -> str:
