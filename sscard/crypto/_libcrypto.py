@@ -174,3 +174,36 @@ def last_error() -> str:
 
 def openssl_free(ptr: Any) -> None:
     lib.CRYPTO_free(ptr, ffi.NULL, 0)
+
+
+def pkey_from_pkcs8(der: bytes, error: type[Exception]) -> Any:
+    """An owned EVP_PKEY from unencrypted PKCS#8 DER; ``error`` is raised with the reason."""
+    buf = ffi.new("unsigned char[]", der)
+    pp = ffi.new("const unsigned char **", buf)
+    p8 = lib.d2i_PKCS8_PRIV_KEY_INFO(ffi.NULL, pp, len(der))
+    if p8 == ffi.NULL:
+        raise error(f"not a PKCS#8 private key: {last_error()}")
+    try:
+        pkey = lib.EVP_PKCS82PKEY(p8)
+    finally:
+        lib.PKCS8_PRIV_KEY_INFO_free(p8)
+    if pkey == ffi.NULL:
+        raise error(f"PKCS#8 holds no usable key: {last_error()}")
+    return ffi.gc(pkey, lib.EVP_PKEY_free)
+
+
+def pkcs8_from_pkey(pkey: Any, error: type[Exception]) -> bytes:
+    """Unencrypted PKCS#8 DER of an EVP_PKEY, as OpenSSL encodes it."""
+    p8 = lib.EVP_PKEY2PKCS8(pkey)
+    if p8 == ffi.NULL:
+        raise error(f"cannot encode key: {last_error()}")
+    try:
+        out = ffi.new("unsigned char **")
+        n = lib.i2d_PKCS8_PRIV_KEY_INFO(p8, out)
+        if n <= 0:
+            raise error(f"cannot encode key: {last_error()}")
+        der = bytes(ffi.buffer(out[0], n))
+        openssl_free(out[0])
+        return der
+    finally:
+        lib.PKCS8_PRIV_KEY_INFO_free(p8)

@@ -57,6 +57,16 @@ def _algorithm_of(key: Any) -> KeyAlgorithm:
     raise UnsupportedAlgorithm(f"unsupported key type {type(key).__name__}")
 
 
+def _is_sm2(algorithm_identifier: Any) -> bool:
+    """id-ecPublicKey on the SM2 curve (GM/T 0015), or the bare SM2 OID some producers use."""
+    algo = algorithm_identifier["algorithm"].dotted
+    if algo == oids.SM2_CURVE:
+        return True
+    params = algorithm_identifier["parameters"]
+    return bool(algo == oids.EC_PUBLIC_KEY and params.name == "named"
+                and params.chosen.dotted == oids.SM2_CURVE)
+
+
 def _check_fits(alg: SignatureAlgorithm, key_alg: KeyAlgorithm) -> None:
     if alg.key_type is not key_alg.key_type:
         raise UnsupportedAlgorithm(
@@ -97,14 +107,10 @@ class PublicKey:
     def from_spki(cls, der: bytes) -> PublicKey:
         try:
             info = asn1keys.PublicKeyInfo.load(der, strict=True)
-            algo = info["algorithm"]["algorithm"].dotted
-            params = info["algorithm"]["parameters"]
-            is_sm2 = algo == oids.EC_PUBLIC_KEY and params.name == "named" and (
-                params.chosen.dotted == oids.SM2_CURVE
-            )
+            is_sm2 = _is_sm2(info["algorithm"])
         except (ValueError, TypeError, KeyError) as exc:
             raise InvalidKey(f"not a SubjectPublicKeyInfo: {exc}") from None
-        if is_sm2 or algo == oids.SM2_CURVE:
+        if is_sm2:
             return cls(sm2.SM2PublicKey.from_spki(der))
         try:
             return cls(_ser.load_der_public_key(der))
@@ -213,14 +219,10 @@ class PrivateKey:
     def from_pkcs8(cls, der: bytes) -> PrivateKey:
         try:
             info = asn1keys.PrivateKeyInfo.load(der, strict=True)
-            algo = info["private_key_algorithm"]["algorithm"].dotted
-            params = info["private_key_algorithm"]["parameters"]
-            is_sm2 = algo == oids.EC_PUBLIC_KEY and params.name == "named" and (
-                params.chosen.dotted == oids.SM2_CURVE
-            )
+            is_sm2 = _is_sm2(info["private_key_algorithm"])
         except (ValueError, TypeError, KeyError) as exc:
             raise InvalidKey(f"not a PKCS#8 PrivateKeyInfo: {exc}") from None
-        if is_sm2 or algo == oids.SM2_CURVE:
+        if is_sm2:
             return cls(sm2.SM2PrivateKey.from_pkcs8(der))
         try:
             return cls(_ser.load_der_private_key(der, password=None))

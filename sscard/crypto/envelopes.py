@@ -79,7 +79,7 @@ class EnvelopeError(DecryptionError):
 class SM2EnvelopedKey(core.Sequence):
     """GM/T 0009-2012 §7.4 SM2EnvelopedKey."""
 
-    _fields = [  # noqa: RUF012  (asn1crypto's declarative schema is a class-level list)
+    _fields = [
         ("sym_alg_id", algos.EncryptionAlgorithm),
         ("sym_encrypted_key", SM2Cipher),
         ("sm2_public_key", core.OctetBitString),

@@ -15,7 +15,7 @@ from asn1crypto import keys as asn1keys
 
 from sscard import asn1 as _asn1  # noqa: F401  (registers SM OIDs)
 from sscard.crypto import oids
-from sscard.crypto._libcrypto import ffi, last_error, lib
+from sscard.crypto._libcrypto import ffi, last_error, lib, pkcs8_from_pkey, pkey_from_pkcs8
 from sscard.crypto.errors import DecryptionError, InvalidKey, InvalidSignature
 from sscard.crypto.hashes import sm3
 
@@ -236,15 +236,7 @@ class SM2PrivateKey:
     @classmethod
     def from_pkcs8(cls, der: bytes) -> SM2PrivateKey:
         """Load an unencrypted PKCS#8 PrivateKeyInfo (id-ecPublicKey, curve sm2p256v1)."""
-        buf = ffi.new("unsigned char[]", der)
-        pp = ffi.new("const unsigned char **", buf)
-        p8 = lib.d2i_PKCS8_PRIV_KEY_INFO(ffi.NULL, pp, len(der))
-        if p8 == ffi.NULL:
-            raise InvalidKey(f"not a PKCS#8 private key: {last_error()}")
-        try:
-            pkey = _owned_pkey(lib.EVP_PKCS82PKEY(p8), "PKCS#8 does not hold a usable key")
-        finally:
-            lib.PKCS8_PRIV_KEY_INFO_free(p8)
+        pkey = pkey_from_pkcs8(der, InvalidKey)
         if not lib.EVP_PKEY_is_a(pkey, b"SM2"):
             raise InvalidKey("PKCS#8 does not hold an SM2 key")
         return cls(pkey)
@@ -281,19 +273,7 @@ class SM2PrivateKey:
 
     def pkcs8_der(self) -> bytes:
         """Unencrypted PKCS#8; callers must encrypt it before it touches a disk."""
-        p8 = lib.EVP_PKEY2PKCS8(self._pkey)
-        if p8 == ffi.NULL:
-            raise InvalidKey(f"cannot encode SM2 key: {last_error()}")
-        try:
-            out = ffi.new("unsigned char **")
-            n = lib.i2d_PKCS8_PRIV_KEY_INFO(p8, out)
-            if n <= 0:
-                raise InvalidKey(f"cannot encode SM2 key: {last_error()}")
-            der = bytes(ffi.buffer(out[0], n))
-            lib.CRYPTO_free(out[0], ffi.NULL, 0)
-            return der
-        finally:
-            lib.PKCS8_PRIV_KEY_INFO_free(p8)
+        return pkcs8_from_pkey(self._pkey, InvalidKey)
 
     def private_value(self) -> int:
         """The scalar d; for escrow and card import only, never for logging."""
