@@ -67,16 +67,23 @@ def bench_issuance(algorithm: str, count: int) -> tuple[float, float]:
             for i in range(count)
         ]
         ca.issue_batch(requests[:50], "cardholder-sign")  # warm caches and the database
-        start = time.perf_counter()
-        issued = ca.issue_batch(requests, "cardholder-sign", chunk_size=200)
-        ours = len(issued) / (time.perf_counter() - start)
-
         key = ca.issuer().key
-        tbs = issued[0].certificate["tbs_certificate"].dump()
-        start = time.perf_counter()
-        for _ in range(count):
-            key.sign(tbs)
-        raw = count / (time.perf_counter() - start)
+        tbs = ca.issue_batch(requests[:1], "cardholder-sign")[0].certificate[
+            "tbs_certificate"].dump()
+        # rounds alternate ours and the reference, and each keeps its best round, so that
+        # load from other processes on the machine hits both alike
+        rounds = 4
+        per_round = max(1, count // rounds)
+        ours = raw = 0.0
+        for r in range(rounds):
+            chunk = requests[r * per_round:(r + 1) * per_round]
+            start = time.perf_counter()
+            issued = ca.issue_batch(chunk, "cardholder-sign", chunk_size=200)
+            ours = max(ours, len(issued) / (time.perf_counter() - start))
+            start = time.perf_counter()
+            for _ in range(per_round):
+                key.sign(tbs)
+            raw = max(raw, per_round / (time.perf_counter() - start))
         ca.close()
     return ours, raw
 
