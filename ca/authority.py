@@ -66,6 +66,7 @@ from ca.records import (
 )
 from ca.storage import CARecord, CertificateRecord, CRLRecord, RequestRecord
 from sscard.crypto.asymmetric import PublicKey
+from sscard.crypto.errors import CryptoError
 from sscard.keys.base import KeyHandle
 from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
@@ -306,7 +307,7 @@ def import_issuing_certificate(
         verify_certificate_signature(cert, root)
     except (X509Error, ValueError) as exc:
         raise CAError(f"cannot import the issuing CA certificate: {exc}") from None
-    except Exception as exc:  # InvalidSignature and other crypto errors
+    except CryptoError as exc:  # InvalidSignature, an unsupported or malformed key
         raise CAError(f"the issuing CA certificate is not signed by the given root: {exc}") \
             from None
     if not cert.ca:
