@@ -256,6 +256,30 @@ class PublishedCA:
         return build(delta)
 
 
+class ReplayGuard:
+    """Signed requests already seen, for as long as their date is acceptable.
+
+    Per process: with several workers a replay can still reach a worker that has not seen the
+    request; the window (five minutes) bounds that, and the audit log shows both uses.
+    """
+
+    def __init__(self, window: timedelta = SIGNED_REQUEST_SKEW) -> None:
+        self._window = window
+        self._seen: dict[bytes, datetime] = {}
+        self._lock = threading.Lock()
+
+    def first_use(self, fingerprint: bytes, signed_at: datetime) -> bool:
+        now = datetime.now(UTC)
+        with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen = {k: t for k, t in self._seen.items() if t > now}
+            expires = self._seen.get(fingerprint)
+            if expires is not None and expires > now:
+                return False
+            self._seen[fingerprint] = signed_at + 2 * self._window
+            return True
+
+
 class ServiceState:
     """The objects one worker process builds from the configuration, created lazily."""
 
@@ -269,6 +293,7 @@ class ServiceState:
         self._lock = threading.Lock()
         self._tsa: TimeStampAuthority | None = None
         self._tsa_renew_at = datetime.max.replace(tzinfo=UTC)
+        self.replays = ReplayGuard()
 
     @property
     def tsa(self) -> TimeStampAuthority | None:
@@ -561,6 +586,8 @@ def _signature_caller(state: ServiceState) -> Caller:
     policies = {p["policy_identifier"].dotted for p in (cert.certificate_policies_value or [])}
     if not policies & set(state.config.authorized_policies):
         raise _refuse(403, f"{subject} holds no certificate policy authorised for this API")
+    if not state.replays.first_use(hashlib.sha256(signature).digest(), when):
+        raise _refuse(401, "this signed request was already used (replay)")
     return Caller(subject, "signature")
 
 

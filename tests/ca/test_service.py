@@ -434,10 +434,12 @@ def test_api_signed_requests(service: Service, caplog: pytest.LogCaptureFixture)
         assert service.post(path, body, headers=forged).status_code == 401
     assert len([r for r in caplog.records if r.name == "ca.service.audit"]) == 4
 
-    ok = service.post(path, body, headers=signed_headers(officer_key, officer, "POST", path,
-                                                         body))
+    headers = signed_headers(officer_key, officer, "POST", path, body)
+    ok = service.post(path, body, headers=headers)
     assert ok.status_code == 200, ok.text
     assert authority.status(victim.serial_number).status.value == "revoked"
+    replayed = service.post(path, body, headers=headers)  # the same signed request again
+    assert replayed.status_code == 401 and "replay" in replayed.json()["message"]
 
     # a revoked officer is locked out
     authority.revoke(officer.serial_number, "affiliationChanged")
