@@ -22,7 +22,7 @@ from ca.errors import RequestRefused
 from ca.profile import Profile
 from ca.request_encoding import Subject, spki_and_key_id, subject_from_name, subject_from_text
 from sscard.asn1.register import SocialInsuranceNumber
-from sscard.crypto.algorithms import SignatureAlgorithm
+from sscard.crypto.algorithms import KeyAlgorithm, SignatureAlgorithm
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.keys.base import KeyHandle
@@ -235,12 +235,34 @@ def check_csr(
     """Parse (PEM or DER), check proof of possession, then check against the profile."""
     try:
         parsed = load_csr(request) if isinstance(request, bytes) else request
-        public_key = verify_csr(parsed)
-    except (X509Error, CryptoError) as exc:
+    except X509Error as exc:
         raise RequestRefused(f"certificate request rejected: {exc}") from None
+    try:
+        public_key = verify_csr(parsed)
+    except CryptoError as exc:
+        fallback = _sm2_pop_with_empty_id(parsed)
+        if fallback is None:
+            raise RequestRefused(f"certificate request rejected: {exc}") from None
+        public_key = fallback
     subject = subject_from_name(parsed["certification_request_info"]["subject"])
     return _approve(profile, public_key, subject, _requested_extensions(parsed), extra or {},
                     "csr", parsed.dump())
+
+
+def _sm2_pop_with_empty_id(request: asn1csr.CertificationRequest) -> PublicKey | None:
+    """OpenSSL 3.0's ``req`` signs SM2 CSRs with an empty ID unless given
+    ``-sigopt distid:1234567812345678``. Such a signature still proves possession of the
+    private key, so it is accepted here (the certificate is then signed as GM/T 0009 says)."""
+    info = request["certification_request_info"]
+    try:
+        key = PublicKey.from_spki(info["subject_pk_info"].dump())
+        algorithm = request["signature_algorithm"]["algorithm"].dotted
+        if key.algorithm is not KeyAlgorithm.SM2 or algorithm != SignatureAlgorithm.SM2_SM3.oid:
+            return None
+        key.verify(request["signature"].native, info.dump(), SignatureAlgorithm.SM2_SM3, uid=b"")
+    except (CryptoError, ValueError):
+        return None
+    return key
 
 
 def check_public_key(

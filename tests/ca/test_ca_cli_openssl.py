@@ -34,12 +34,12 @@ def ok(result: Result) -> str:
     return result.output
 
 
-def openssl_key_and_csr(tmp: Path, algorithm: str, subject: str) -> Path:
+def openssl_key_and_csr(tmp: Path, algorithm: str, subject: str, distid: bool = True) -> Path:
     key, csr = tmp / "holder.key", tmp / "holder.csr"
     if algorithm == "sm2":
         run_openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:SM2",
                     "-out", str(key))
-        sig = ["-sigopt", DISTID]
+        sig = ["-sigopt", DISTID] if distid else []
     elif algorithm == "ec-p256":
         run_openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
                     "-out", str(key))
@@ -118,6 +118,11 @@ def test_sm2_chain_links_and_crl_signature_verify_in_openssl(tmp_path: Path,
     issuing.write_bytes(der_to_pem(issuing_cert.dump(), "CERTIFICATE"))
     root.write_bytes(der_to_pem(root_cert.dump(), "CERTIFICATE"))
     assert "SM2-with-SM3" in run_openssl("x509", "-in", str(leaf), "-noout", "-text").stdout
+    # openssl req without -sigopt distid signs with an empty ID: still proof of possession
+    (tmp_path / "plain").mkdir()
+    plain = openssl_key_and_csr(tmp_path / "plain", "sm2", SUBJECT, distid=False)
+    ok(sscard(home, "issue", "--profile", "cardholder-sign", "--csr", str(plain),
+              "--out", str(tmp_path / "plain.pem")))
     run_openssl("verify", "-vfyopt", DISTID, "-partial_chain", "-CAfile", str(issuing),
                 str(leaf))
     run_openssl("verify", "-vfyopt", DISTID, "-CAfile", str(root), str(issuing))
