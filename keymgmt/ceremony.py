@@ -73,11 +73,22 @@ class Pkcs11Target:
 @dataclass(frozen=True)
 class RootCaKeyRequest:
     """Also create the root CA key: algorithm name (``sm2``, ``ec-p256``, ...), written as
-    encrypted PKCS#8 under ``passphrase`` to ``path`` (default ``<home>/kmc/root-ca.key.pem``)."""
+    encrypted PKCS#8 under ``passphrase`` to ``path`` (default ``<home>/kmc/root-ca.key.pem``);
+    or, with ``hsm_token``, generated non-extractable in that PKCS#11 token (the CA's token,
+    opened with ``hsm_pin``) under ``hsm_label``. SM2 needs a token with vendor SM2 mechanisms;
+    SoftHSM2 has none, so an HSM root there is ECDSA or RSA."""
 
     algorithm: str = "sm2"
     passphrase: bytes = field(default=b"", repr=False)
     path: Path | None = None
+    hsm_module: str | None = None
+    hsm_token: str | None = None
+    hsm_pin: bytes = field(default=b"", repr=False)
+    hsm_label: str = "root-ca"
+
+    @property
+    def in_hsm(self) -> bool:
+        return self.hsm_token is not None
 
 
 @dataclass(frozen=True)
@@ -141,8 +152,10 @@ def run_ceremony(
 
         check_target(TokenRef(pkcs11_target.module, pkcs11_target.token_label,
                               pkcs11_target.key_label), pkcs11_target.admin_pin)
-    if root_ca is not None and len(root_ca.passphrase) < 8:
+    if root_ca is not None and not root_ca.in_hsm and len(root_ca.passphrase) < 8:
         raise CeremonyError("the root CA key passphrase must be at least 8 characters")
+    if root_ca is not None and root_ca.in_hsm and not (root_ca.hsm_module and root_ca.hsm_pin):
+        raise CeremonyError("a root CA key in an HSM needs the module and the token PIN")
     ceremony_id = str(uuid.uuid4())
     storage_key_id = "sk-" + secrets.token_hex(8)
     log = log_path(home)
@@ -206,11 +219,22 @@ def run_ceremony(
         # 3. the root CA key
         root_key_path = root_pub_path = None
         if root_ca is not None:
-            root_key_path, root_pub_path = _create_root_ca_key(home, root_ca)
-            state["root_ca"] = {"key": str(root_key_path), "public_key": str(root_pub_path),
-                                "algorithm": root_ca.algorithm}
+            if root_ca.in_hsm:
+                root_key_path, root_pub_path = _create_root_ca_key_in_hsm(home, root_ca)
+                state["root_ca"] = {"pkcs11": {"module": root_ca.hsm_module,
+                                               "token_label": root_ca.hsm_token,
+                                               "key_label": root_ca.hsm_label},
+                                    "public_key": str(root_pub_path),
+                                    "algorithm": root_ca.algorithm}
+            else:
+                root_key_path, root_pub_path = _create_root_ca_key(home, root_ca)
+                state["root_ca"] = {"key": str(root_key_path), "public_key": str(root_pub_path),
+                                    "algorithm": root_ca.algorithm}
             ceremony_log.append(log, "ceremony.root_ca_key_generated", ceremony_id=ceremony_id,
-                                algorithm=root_ca.algorithm, key_file=str(root_key_path),
+                                algorithm=root_ca.algorithm,
+                                key_file=str(root_key_path) if root_key_path else None,
+                                hsm_token=root_ca.hsm_token, hsm_label=root_ca.hsm_label
+                                if root_ca.in_hsm else None,
                                 public_key_file=str(root_pub_path))
 
         _write_state(state_file, state)
@@ -257,6 +281,24 @@ def _create_root_ca_key(home: Path, req: RootCaKeyRequest) -> tuple[Path, Path]:
     pub = path.with_name(path.name.replace(".key.pem", "") + ".pub.pem")
     pub.write_bytes(key.public_key().spki_pem())
     return path, pub
+
+
+def _create_root_ca_key_in_hsm(home: Path, req: RootCaKeyRequest) -> tuple[None, Path]:
+    from sscard.crypto.errors import CryptoError
+    from sscard.keys.pkcs11 import Pkcs11Token
+
+    assert req.hsm_token is not None and req.hsm_module is not None
+    pub = kmc_dir(home) / "root-ca.pub.pem"
+    if pub.exists():
+        raise CeremonyError(f"{pub} exists; refusing to overwrite a root CA public key")
+    try:
+        with Pkcs11Token(req.hsm_token, req.hsm_pin, req.hsm_module) as token:
+            key = token.generate_key(req.algorithm, req.hsm_label)
+            pub.write_bytes(key.public_key().spki_pem())
+    except CryptoError as exc:
+        raise CeremonyError(f"cannot create the root CA key in token {req.hsm_token!r}: {exc}"
+                            ) from None
+    return None, pub
 
 
 def read_state(home: Path) -> dict[str, Any]:

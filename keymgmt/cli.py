@@ -116,6 +116,12 @@ def _principal(kmc: Any, api_key_file: Path) -> Any:
               help="Also generate the root CA key (sm2, ec-p256, rsa3072, ...).")
 @click.option("--root-ca-passphrase-file", type=_FILE, default=None,
               help="Passphrase for the root CA key file (default: prompt).")
+@click.option("--root-ca-token", default=None,
+              help="Generate the root CA key in this PKCS#11 token instead of a file.")
+@click.option("--root-ca-module", default=None,
+              help="PKCS#11 module of --root-ca-token (default: --pkcs11-module).")
+@click.option("--root-ca-pin-file", type=_FILE, default=None,
+              help="User PIN of --root-ca-token (default: prompt).")
 @click.option("--officiant", default="administrator", help="Who runs the ceremony (for the log).")
 @click.pass_context
 @_kmc_errors
@@ -123,7 +129,9 @@ def ceremony_cmd(ctx: click.Context, custodians: tuple[str, ...], threshold: int
                  shares_dir: Path, passphrase_files: tuple[Path, ...],
                  pkcs11_module: str | None, token_label: str | None,
                  admin_pin_file: Path | None, root_ca_algorithm: str | None,
-                 root_ca_passphrase_file: Path | None, officiant: str) -> None:
+                 root_ca_passphrase_file: Path | None, root_ca_token: str | None,
+                 root_ca_module: str | None, root_ca_pin_file: Path | None,
+                 officiant: str) -> None:
     """Create the KMC storage key under M-of-N custodians (and optionally the root CA key)."""
     from keymgmt import ceremony
 
@@ -141,7 +149,16 @@ def ceremony_cmd(ctx: click.Context, custodians: tuple[str, ...], threshold: int
         target = ceremony.Pkcs11Target(pkcs11_module, token_label,
                                        read_secret(file=admin_pin_file, prompt="Token user PIN"))
     root = None
-    if root_ca_algorithm:
+    if root_ca_token and not root_ca_algorithm:
+        raise click.UsageError("--root-ca-token needs --root-ca-key ALGORITHM")
+    if root_ca_algorithm and root_ca_token:
+        module = root_ca_module or pkcs11_module
+        if not module:
+            raise click.UsageError("--root-ca-token needs --root-ca-module or --pkcs11-module")
+        root = ceremony.RootCaKeyRequest(
+            root_ca_algorithm, hsm_module=module, hsm_token=root_ca_token,
+            hsm_pin=read_secret(file=root_ca_pin_file, prompt="Root CA token PIN"))
+    elif root_ca_algorithm:
         root = ceremony.RootCaKeyRequest(
             root_ca_algorithm,
             read_secret(file=root_ca_passphrase_file, prompt="Root CA key passphrase",
@@ -154,6 +171,9 @@ def ceremony_cmd(ctx: click.Context, custodians: tuple[str, ...], threshold: int
         click.echo(f"  share of {name}: {path}")
     if result.root_ca_key is not None:
         click.echo(f"  root CA key: {result.root_ca_key} (public key {result.root_ca_public_key})")
+    elif result.root_ca_public_key is not None:
+        click.echo(f"  root CA key: in token {root_ca_token!r}, label 'root-ca' "
+                   f"(public key {result.root_ca_public_key})")
     click.echo(f"  log: {ceremony.log_path(_home(ctx))}")
 
 

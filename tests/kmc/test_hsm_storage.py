@@ -75,3 +75,32 @@ def test_a_second_ceremony_cannot_reuse_the_administrators_pin(
     with pytest.raises(StorageKeyError, match="wrong PIN"):
         ceremony.run_ceremony(tmp_path / "b", CUSTODIANS, 2, tmp_path / "sb",
                               pkcs11_target=target)
+
+
+def test_ceremony_creates_the_root_ca_key_in_an_hsm(
+    tmp_path: Path, softhsm_token: SoftHsmToken,
+) -> None:
+    """Storage key software, root CA key non-extractable in the CA's token (ECDSA: SoftHSM2
+    has no SM2); the CA core opens it by label with the token PIN."""
+    from tests.softhsm import create_token
+
+    ca_token = create_token(f"ca-{tmp_path.name[-8:]}", user_pin="99887766")
+    result = ceremony.run_ceremony(
+        tmp_path / "home", CUSTODIANS, 2, tmp_path / "shares",
+        root_ca=ceremony.RootCaKeyRequest("ec-p256", hsm_module=ca_token.module,
+                                          hsm_token=ca_token.label, hsm_pin=b"99887766"))
+    assert result.root_ca_key is None and result.root_ca_public_key is not None
+    from sscard.crypto.asymmetric import PublicKey
+
+    published = PublicKey.from_pem(result.root_ca_public_key.read_bytes())
+    with Pkcs11Token(ca_token.label, b"99887766", ca_token.module) as token:
+        key = token.find_key("root-ca")
+        published.verify(key.sign(b"tbs certificate"), b"tbs certificate")
+    state = ceremony.read_state(tmp_path / "home")
+    assert state["root_ca"]["pkcs11"]["key_label"] == "root-ca"
+    with pytest.raises(CeremonyError, match="SM2"):
+        ceremony.run_ceremony(
+            tmp_path / "home2", CUSTODIANS, 2, tmp_path / "shares2",
+            root_ca=ceremony.RootCaKeyRequest("sm2", hsm_module=ca_token.module,
+                                              hsm_token=ca_token.label, hsm_pin=b"99887766"))
+    assert not any((tmp_path / "shares2").iterdir())
