@@ -1,8 +1,157 @@
-"""``sscard ra ...``: the registration authority."""
+"""``sscard ra ...``: the registration authority.
+
+The RA keeps its own database (``<home>/ra.db``, or PostgreSQL with ``--db-url``) and writes to
+the audit log of the data directory. ``serve`` also opens the CA of the same data directory and
+the KMC (unsealed by the custodians' shares), which approved requests are carried out by.
+Passwords and tokens come from files or prompts, never from argv."""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
+from sscard.secrets_input import read_secret
+
+F = TypeVar("F", bound=Callable[..., Any])
+_FILE = click.Path(dir_okay=False, path_type=Path)
+ROLE_NAMES = ("operator", "officer", "auditor", "administrator")
+
+
+def _home(ctx: click.Context) -> Path:
+    home = getattr(ctx.find_root().obj, "home", None)
+    return Path(home) if home else Path(os.environ.get("SSCARD_HOME") or "./sscard-data")
+
+
+def _errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ra.errors import RAError
+
+        try:
+            return func(*args, **kwargs)
+        except RAError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _open(ctx: click.Context, ca: Any = None, kmc: Any = None) -> Any:
+    from ra import store
+    from ra.service import RegistrationAuthority
+    from sscard.audit.log import AuditLog, default_url
+
+    home = _home(ctx)
+    home.mkdir(parents=True, exist_ok=True)
+    url = ctx.meta.get("ra_db_url")
+    audit = AuditLog.open(default_url(home))
+    return RegistrationAuthority.open(url or store.default_url(home), audit, ca, kmc)
+
 
 @click.group("ra")
-def group() -> None:
+@click.option("--db-url", envvar="SSCARD_RA_DB_URL", default=None,
+              help="RA database (default: SQLite <home>/ra.db; postgresql+psycopg://...).")
+@click.pass_context
+def group(ctx: click.Context, db_url: str | None) -> None:
     """Registration authority: cardholders, requests, officers, approvals."""
+    ctx.meta["ra_db_url"] = db_url
+
+
+@group.command("add-officer")
+@click.argument("username")
+@click.option("--role", "roles", multiple=True, type=click.Choice(ROLE_NAMES), required=True,
+              help="Repeat for several roles.")
+@click.option("--display-name", default="", help="Name shown in the UI.")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="First line: the password (default: prompt twice).")
+@click.pass_context
+@_errors
+def add_officer(ctx: click.Context, username: str, roles: tuple[str, ...], display_name: str,
+                password_file: Path | None) -> None:
+    """Create an officer account (set-up, from the RA machine's console)."""
+    from ra.models import Role
+
+    password = read_secret(file=password_file, prompt=f"Password for {username}",
+                           confirm=password_file is None).decode()
+    ra = _open(ctx)
+    try:
+        ra.add_officer(None, username, display_name, password, {Role(r) for r in roles})
+    finally:
+        ra.close()
+    click.echo(f"officer {username} added ({', '.join(roles)})")
+
+
+@group.command("add-client")
+@click.argument("name")
+@click.option("--token-out", type=_FILE, required=True,
+              help="Write the new API token here (mode 0600); it is shown nowhere else.")
+@click.pass_context
+@_errors
+def add_client(ctx: click.Context, name: str, token_out: Path) -> None:
+    """Register a reader tool or kiosk for the enrollment API."""
+    ra = _open(ctx)
+    try:
+        token = ra.add_api_client(None, name)
+    finally:
+        ra.close()
+    fd = os.open(token_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    click.echo(f"API client {name} added; token written to {token_out}")
+
+
+@group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8480, show_default=True)
+@click.option("--kmc-db-url", envvar="SSCARD_KMC_DB_URL", default=None,
+              help="KMC database (default: SQLite <home>/kmc.db).")
+@click.option("--share", "shares", multiple=True, type=_FILE,
+              help="A KMC custodian's share file; repeat for each custodian present.")
+@click.option("--share-passphrase-file", "share_passphrase_files", multiple=True, type=_FILE,
+              help="Passphrase file for each --share, in the same order.")
+@click.option("--kmc-ra-key-file", type=_FILE, required=True,
+              help="The RA's KMC API key (a caller with role ra).")
+@click.option("--kmc-ca-key-file", type=_FILE, required=True,
+              help="The CA's KMC API key (a caller with role ca).")
+@click.option("--insecure-http", is_flag=True,
+              help="Session cookies without the Secure flag (behind no TLS proxy: testing).")
+@click.pass_context
+@_errors
+def serve(ctx: click.Context, host: str, port: int, kmc_db_url: str | None,
+          shares: tuple[Path, ...], share_passphrase_files: tuple[Path, ...],
+          kmc_ra_key_file: Path, kmc_ca_key_file: Path, insecure_http: bool) -> None:
+    """Run the RA web UI and enrollment API (the CA and the KMC in this process)."""
+    from werkzeug.serving import run_simple
+
+    from ca.authority import CertificateAuthority
+    from keymgmt import ceremony
+    from keymgmt.service import KeyManagementCentre
+    from ra.service import KmcLink
+    from ra.web import WebConfig, create_app
+
+    home = _home(ctx)
+    if not shares:
+        raise click.UsageError("the KMC storage key is needed: give the custodians' --share "
+                               "files")
+    pairs = [(path, read_secret(file=share_passphrase_files[i] if share_passphrase_files
+                                else None, prompt=f"Passphrase for share {path.name}"))
+             for i, path in enumerate(shares)]
+    kmc = KeyManagementCentre.open(kmc_db_url or f"sqlite:///{home / 'kmc.db'}",
+                                   ceremony.unseal_from_files(home, pairs))
+    link = KmcLink(kmc, kmc.authenticate(read_secret(file=kmc_ra_key_file).decode().strip()),
+                   kmc.authenticate(read_secret(file=kmc_ca_key_file).decode().strip()))
+    ca = CertificateAuthority.open(home)
+    ra = _open(ctx, ca, link)
+    try:
+        app = create_app(ra, WebConfig(secrets.token_bytes(32), not insecure_http))
+        click.echo(f"RA serving on http://{host}:{port}", err=True)
+        run_simple(host, port, app, threaded=True)
+    finally:
+        ra.close()
+        ca.close()
+        kmc.close()
