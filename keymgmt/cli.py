@@ -462,17 +462,30 @@ def cardkeys_export_psam(ctx: click.Context, region: str, recipient: Path, out: 
 @group.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8470, show_default=True)
+@click.option("--audit-url", envvar="SSCARD_AUDIT_DB_URL", default=None,
+              help="The project's audit log database (sscard.audit); every escrow, recovery "
+                   "step and card-key export is recorded there before it runs.")
 @_share_options
 @click.pass_context
 @_kmc_errors
-def serve(ctx: click.Context, host: str, port: int, shares: tuple[Path, ...],
-          share_passphrase_files: tuple[Path, ...]) -> None:
+def serve(ctx: click.Context, host: str, port: int, audit_url: str | None,
+          shares: tuple[Path, ...], share_passphrase_files: tuple[Path, ...]) -> None:
     """Run the KMC service, unsealed at start by the custodians present."""
     from werkzeug.serving import run_simple
 
+    from keymgmt.service import KeyManagementCentre
     from keymgmt.web import create_app
 
-    kmc = _open(ctx, _unseal(ctx, shares, share_passphrase_files))
+    audit = None
+    if audit_url:
+        from sscard.audit import AuditError, AuditLog
+
+        try:
+            audit = AuditLog.open(audit_url)
+        except AuditError as exc:
+            raise click.ClickException(f"audit log: {exc}") from None
+    kmc = KeyManagementCentre.open(_db_url(ctx), _unseal(ctx, shares, share_passphrase_files),
+                                   audit=audit)
     try:
         click.echo(f"KMC serving on http://{host}:{port} (storage key {kmc.storage_key.key_id})",
                    err=True)

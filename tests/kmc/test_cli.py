@@ -185,7 +185,8 @@ def test_serve_as_a_real_process(home: Path, tmp_path: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "sscard.cli", "--home", str(home), "kmc", "serve", "--port",
-         str(port), *_shares(home, ["li", "wang"])],
+         str(port), "--audit-url", f"sqlite:///{tmp_path / 'audit.db'}",
+         *_shares(home, ["li", "wang"])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -227,3 +228,8 @@ def test_serve_as_a_real_process(home: Path, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    from sscard.audit import AuditLog
+
+    audit = AuditLog.open(f"sqlite:///{tmp_path / 'audit.db'}", create=False)
+    assert ("ra", "escrow.generate", "success") in [
+        (r.record.actor, r.record.action, r.record.outcome) for r in audit.records()]
