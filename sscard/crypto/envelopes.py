@@ -145,8 +145,10 @@ class EnvelopedKey:
             enc = _bit_string_bytes(parsed["sm2_encrypted_private_key"], "Sm2EncryptedPrivateKey")
         except EnvelopeError:
             raise
-        except (ValueError, TypeError, KeyError) as exc:
-            raise EnvelopeError(f"not a GM/T 0009 SM2EnvelopedKey: {exc}") from None
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+                RecursionError) as exc:  # what asn1crypto raises deep inside on bad input
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise EnvelopeError(f"not a GM/T 0009 SM2EnvelopedKey: {msg}") from None
         if alg != oids.SM4_ECB:
             raise EnvelopeError(
                 f"SM2EnvelopedKey symAlgID is {alg}; only SM4-ECB ({oids.SM4_ECB}) is supported"

@@ -109,3 +109,32 @@ def test_truncated_and_tampered_inputs(keys: tuple[SM2PrivateKey, SM2PrivateKey]
     with pytest.raises(envelopes.EnvelopeError):
         envelopes.unwrap(envelopes.EnvelopedKey(bytes(bad), env.public_point,
                                                 env.encrypted_private_key), card)
+
+
+def test_mutated_envelopes_fail_only_with_envelope_errors(
+    keys: tuple[SM2PrivateKey, SM2PrivateKey],
+) -> None:
+    """Any byte changed, any truncation, random input: a precise EnvelopeError or (where the
+    change leaves the structure valid) the right key, never another exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    enc, card = keys
+    env = envelopes.wrap(enc, card.public_key())
+    forms = [env.to_blob(), env.to_der()]
+
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(which=st.integers(0, 1), pos=st.integers(0, 387), value=st.integers(0, 255),
+           cut=st.integers(0, 400), junk=st.binary(max_size=400))
+    def check(which: int, pos: int, value: int, cut: int, junk: bytes) -> None:
+        data = bytearray(forms[which])
+        data[pos % len(data)] = value
+        for candidate in (bytes(data), bytes(data[:cut]), junk, b"\x30" + junk):
+            try:
+                got = envelopes.unwrap(candidate, card)
+            except envelopes.EnvelopeError:
+                continue
+            assert got.private_value() == enc.private_value()
+
+    check()
