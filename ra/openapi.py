@@ -23,6 +23,12 @@ SPEC: dict[str, Any] = {
     "servers": [{"url": "/api/v1"}],
     "security": [{"bearer": []}],
     "paths": {
+        "/whoami": {
+            "get": {"summary": "The caller's client name (checks the token)",
+                    "responses": {"200": {"description": "the client", "content": {
+                        "application/json": {"schema": {"type": "object", "properties": {
+                            "client": {"type": "string"}}}}}}, "401": _ERROR}},
+        },
         "/enrollments": {
             "post": {
                 "summary": "File an enrollment (idempotent for the same card and key)",

@@ -70,6 +70,7 @@ ACCESS: dict[str, frozenset[str]] = {
     "ui.officers": frozenset({ADMIN}),
     "ui.unlock": frozenset({ADMIN}),
     "api.openapi": frozenset({ANONYMOUS, CLIENT}),
+    "api.whoami": frozenset({CLIENT}),
     "api.submit": frozenset({CLIENT}),
     "api.status": frozenset({CLIENT}),
     "api.confirm": frozenset({CLIENT}),
@@ -330,6 +331,12 @@ def openapi() -> Any:
     from ra.openapi import SPEC
 
     return jsonify(SPEC)
+
+
+@api.route("/whoami")
+def whoami() -> Any:
+    """Lets a reader tool check its token before it touches a card."""
+    return jsonify({"client": _actor().name})
 
 
 @api.route("/enrollments", methods=["POST"])

@@ -17,6 +17,8 @@ class IssuanceError(Exception):
 
 
 class IssuanceBackend(Protocol):
+    def check(self) -> str: ...
+
     def submit(self, holder: HolderData, card_id: str, card_number: str, csr_der: bytes,
                batch: str | None) -> dict[str, Any]: ...
 
@@ -46,6 +48,9 @@ class LocalBackend:
             return dict(fn(self.actor, *args, **kw))
         except RAError as exc:
             raise IssuanceError(str(exc)) from None
+
+    def check(self) -> str:
+        return str(self.actor.name)
 
     def submit(self, holder: HolderData, card_id: str, card_number: str, csr_der: bytes,
                batch: str | None) -> dict[str, Any]:
@@ -87,6 +92,9 @@ class RestBackend:
             raise IssuanceError(f"RA refused ({resp.status_code}): "
                                 f"{data.get('error', data)}")
         return dict(data)
+
+    def check(self) -> str:
+        return str(self._do("GET", "/whoami")["client"])
 
     def submit(self, holder: HolderData, card_id: str, card_number: str, csr_der: bytes,
                batch: str | None) -> dict[str, Any]:

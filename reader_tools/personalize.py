@@ -132,6 +132,12 @@ class Personalizer:
         if ssn is not None and ssn != order.holder.ssn:
             raise PersonalisationError(f"card {journal.card_id} is being personalised for "
                                        f"{ssn}, not {order.holder.ssn}; roll it back first")
+        if not journal.exists:
+            # a refused token or an unreachable RA must stop us before the card is written
+            try:
+                self.backend.check()
+            except IssuanceError as exc:
+                raise PersonalisationError(f"RA check before writing the card: {exc}") from None
         journal.set_status(IN_PROGRESS)
         steps: list[tuple[str, Callable[[Journal], dict[str, Any]]]] = [
             ("data", lambda j: self._write_data(j, order)),

@@ -43,6 +43,7 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("POST", "/admin/officers", {ADMIN}),
     ("POST", "/admin/officers/{officer}/unlock", {ADMIN}),
     ("GET", "/api/v1/openapi.json", {ANON, CLIENT, OPERATOR, OFFICER, AUDITOR, ADMIN}),
+    ("GET", "/api/v1/whoami", {CLIENT}),
     ("POST", "/api/v1/enrollments", {CLIENT}),
     ("GET", "/api/v1/enrollments/{rid}", {CLIENT}),
     ("POST", "/api/v1/enrollments/{rid}/confirm", {CLIENT}),

@@ -1,0 +1,173 @@
+"""Personalisation end to end over PC/SC: pcscd + vpcd with a blank emulated card and its PSAM
+(the card developer's rig from tests/card/conftest.py), the RA serving its enrollment API over
+HTTP, and the `personalize` command in its own process. The card that comes out has a signing
+certificate that validates up to the root, an encryption key that decrypts what is encrypted
+to its encryption certificate, and data that `sscard card info` reads back. A run killed
+between steps resumes, or rolls back, without an orphan certificate."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from asn1crypto import x509
+
+from ca.records import Status
+from ra.web import WebConfig, create_app
+from sscard.card.client import CardClient
+from sscard.card.keyhandle import CardKey
+from sscard.card.transport import PcscTransport
+from sscard.crypto.algorithms import EncryptionScheme
+from sscard.crypto.asymmetric import PublicKey
+from sscard.crypto.sm2 import CipherFormat
+from sscard.validation import validate_path
+from tests.card.conftest import (  # noqa: F401  (pcsc_rig is a fixture)
+    CARD_READER,
+    PSAM_READER,
+    EmulatorProcess,
+    PcscRig,
+    pcsc_rig,
+    run_cli,
+)
+from tests.issuance.cards import card_number, holder, new_blank_card
+from tests.issuance.conftest import BATCH
+from tests.issuance.test_personalize import certificates_for
+from tests.ra.browser import serve
+from tests.ra.rig import RaRig
+
+PIN = "135790"
+
+
+@pytest.fixture(scope="module")
+def ra_url(rig: RaRig) -> Iterator[str]:
+    app = create_app(rig.ra, WebConfig(secrets.token_bytes(32), secure_cookies=False))
+    yield from serve(app)
+
+
+@pytest.fixture
+def blank(pcsc_rig: PcscRig, tmp_path: Path) -> Iterator[EmulatorProcess]:  # noqa: F811
+    emu = EmulatorProcess(pcsc_rig, new_blank_card(tmp_path / "card.json"))
+    emu.start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def personalize(rig: PcscRig, ra: RaRig, url: str, work: Path, *args: str,
+                data: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    token, pin = work / "token", work / "pin"
+    token.write_text(ra.api_token + "\n")
+    pin.write_text(PIN + "\n")
+    cmd = [sys.executable, "-m", "reader_tools.issuance_cli", "personalize", "--ra-url", url,
+           "--token-file", str(token), "--journal-dir", str(work / "journal"), *args]
+    if data is not None:
+        (work / "holder.json").write_text(json.dumps(data, ensure_ascii=False),
+                                          encoding="utf-8")
+        cmd += ["--data", str(work / "holder.json"), "--pin-file", str(pin)]
+    env = dict(rig.env, SSCARD_READER=CARD_READER, SSCARD_PSAM_READER=PSAM_READER)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def order_json(n: int) -> dict[str, str]:
+    h = holder(n)
+    return {"ssn": h.ssn, "name": h.name, "sex": h.sex, "ethnicity": h.ethnicity,
+            "birthplace": h.birthplace, "birth_date": h.birth_date,
+            "card_number": card_number(n), "batch": BATCH}
+
+
+def check_card(pcsc: PcscRig, ra: RaRig, data: dict[str, str]) -> None:
+    # what card-issuing staff see
+    info = run_cli(pcsc, "info", "--format", "json")
+    assert info.returncode == 0, info.stderr
+    shown = json.loads(info.stdout)
+    assert (shown["ssn"], shown["name"], shown["card_number"]) == \
+        (data["ssn"], data["name"], data["card_number"])
+    chain = ra.ca.chain()
+    with CardClient(PcscTransport(CARD_READER)) as client:
+        sign = x509.Certificate.load(client.read_certificate("sign"))
+        enc = x509.Certificate.load(client.read_certificate("enc"))
+        for cert in (sign, enc):
+            result = validate_path(cert, trust_anchors=[chain[-1]], intermediates=chain[:-1])
+            assert result.valid, result.reasons
+        key = PublicKey.from_spki(enc["tbs_certificate"]["subject_public_key_info"].dump())
+        message = "医保结算单 2026-11".encode()
+        assert CardKey(client, lambda: PIN, which="enc").decrypt(
+            key.raw.encrypt(message, CipherFormat.C1C3C2), EncryptionScheme.SM2_C1C3C2) == message
+        # and the signing key is the certified one: the card signs, the certificate verifies
+        challenge = secrets.token_bytes(32)
+        signature = CardKey(client, lambda: PIN).sign(challenge)
+        PublicKey.from_spki(sign["tbs_certificate"]["subject_public_key_info"].dump()).verify(
+            signature, challenge)
+        on_card = {f"{sign.serial_number:x}", f"{enc.serial_number:x}"}
+    issued = certificates_for(ra, data["ssn"])
+    assert set(issued) == on_card and all(s is Status.GOOD for s in issued.values())
+
+
+def test_personalise_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,  # noqa: F811
+                               blank: EmulatorProcess, tmp_path: Path) -> None:
+    data = order_json(9001)
+    done = personalize(pcsc_rig, rig, ra_url, tmp_path, data=data)
+    assert done.returncode == 0, done.stderr
+    assert "issued" in done.stdout
+    check_card(pcsc_rig, rig, data)
+
+
+def test_killed_then_resumed_over_pcsc(pcsc_rig: PcscRig, rig: RaRig,  # noqa: F811
+                                       ra_url: str, blank: EmulatorProcess,
+                                       tmp_path: Path) -> None:
+    data = order_json(9002)
+    killed = personalize(pcsc_rig, rig, ra_url, tmp_path, "--stop-after", "install", data=data)
+    assert killed.returncode == 137, killed.stderr
+    resumed = personalize(pcsc_rig, rig, ra_url, tmp_path, data=data)
+    assert resumed.returncode == 0, resumed.stderr
+    check_card(pcsc_rig, rig, data)
+
+
+def test_killed_then_rolled_back_over_pcsc(pcsc_rig: PcscRig, rig: RaRig,  # noqa: F811
+                                           ra_url: str, blank: EmulatorProcess,
+                                           tmp_path: Path) -> None:
+    data = order_json(9003)
+    killed = personalize(pcsc_rig, rig, ra_url, tmp_path, "--stop-after", "enroll", data=data)
+    assert killed.returncode == 137, killed.stderr
+    assert len(certificates_for(rig, data["ssn"])) == 2  # issued, not yet on the card
+    rolled = personalize(pcsc_rig, rig, ra_url, tmp_path, "--rollback")
+    assert rolled.returncode == 0, rolled.stderr
+    issued = certificates_for(rig, data["ssn"])
+    assert len(issued) == 2 and all(s is Status.REVOKED for s in issued.values())
+    with CardClient(PcscTransport(CARD_READER)) as client:
+        assert client.read_certificate("sign") is None
+        assert client.read_certificate("enc") is None
+    # the spoiled card is not issued again
+    again = personalize(pcsc_rig, rig, ra_url, tmp_path, data=data)
+    assert again.returncode == 1 and "rolled back" in again.stderr
+
+
+def test_refusals_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,  # noqa: F811
+                            blank: EmulatorProcess, tmp_path: Path) -> None:
+    """A wrong token and bad holder data stop the command with a clear message and leave the
+    card blank."""
+    data = order_json(9004)
+    bad_token = tmp_path / "bad"
+    bad_token.mkdir()
+    (bad_token / "token").write_text("ra_not-a-token\n")
+    env = dict(pcsc_rig.env, SSCARD_READER=CARD_READER, SSCARD_PSAM_READER=PSAM_READER)
+    (bad_token / "holder.json").write_text(json.dumps(data), encoding="utf-8")
+    (bad_token / "pin").write_text(PIN + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "reader_tools.issuance_cli", "personalize", "--ra-url", ra_url,
+         "--token-file", str(bad_token / "token"), "--journal-dir", str(bad_token / "j"),
+         "--data", str(bad_token / "holder.json"), "--pin-file", str(bad_token / "pin")],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "unknown or deactivated API token" in proc.stderr
+    assert certificates_for(rig, data["ssn"]) == {}
+    wrong = dict(data, birth_date="19991231")
+    proc = personalize(pcsc_rig, rig, ra_url, tmp_path, data=wrong)
+    assert proc.returncode == 2 and "birth date" in proc.stderr
+    info = run_cli(pcsc_rig, "info", "--format", "json")
+    assert json.loads(info.stdout)["ssn"] == ""
