@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,7 @@ def batch_issue(csv_file: Path, cards_dir: Path, report: Path, batch: str | None
     journals = journal_dir or _home() / "issuance-journal"
     progress: Any = click.progressbar(length=len(rows), label="issuing cards",
                                       item_show_func=lambda item: item,
-                                      file=click.get_text_stream("stderr"))  # type: ignore[operator]
+                                      file=sys.stderr)
     with progress as bar:
         def advance(result: CardResult) -> None:
             bar.update(1, f"{result.card_number} {result.status}")

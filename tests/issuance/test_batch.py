@@ -1,0 +1,139 @@
+"""`batch-issue`: many emulated cards from a CSV file through the RA's API, with a progress bar,
+a per-card report, resumption after the process is killed, and refusal of a bad file before
+any card is touched."""
+
+from __future__ import annotations
+
+import csv
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ca.records import Status
+from ra.web import WebConfig, create_app
+from reader_tools.batch import state_file
+from reader_tools.issuance_cli import batch_issue
+from tests.issuance.cards import card_number, holder, inserted
+from tests.issuance.conftest import BATCH
+from tests.issuance.test_personalize import certificates_for
+from tests.ra.browser import serve
+from tests.ra.rig import RaRig
+
+PIN = "112233"
+
+
+@pytest.fixture(scope="module")
+def ra_url(rig: RaRig) -> Iterator[str]:
+    yield from serve(create_app(rig.ra, WebConfig(secrets.token_bytes(32), False)))
+
+
+def write_csv(path: Path, numbers: list[int]) -> list[dict[str, str]]:
+    rows = []
+    for n in numbers:
+        h = holder(n)
+        rows.append({"ssn": h.ssn, "name": h.name, "sex": h.sex, "ethnicity": h.ethnicity,
+                     "birthplace": h.birthplace, "birth_date": h.birth_date,
+                     "card_number": card_number(n)})
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def args(tmp: Path, rig: RaRig, url: str, report: str = "report.csv") -> list[str]:
+    (tmp / "token").write_text(rig.api_token + "\n")
+    (tmp / "pin").write_text(PIN + "\n")
+    return ["--cards-dir", str(tmp / "cards"), "--report", str(tmp / report), "--batch", BATCH,
+            "--ra-url", url, "--token-file", str(tmp / "token"), "--pin-file", str(tmp / "pin"),
+            "--journal-dir", str(tmp / "journal")]
+
+
+def assert_cards_issued(rig: RaRig, tmp: Path, rows: list[dict[str, str]]) -> None:
+    for row in rows:
+        with inserted(state_file(tmp / "cards", row["card_number"])) as (client, _psam):
+            assert client.read_info().holder.ssn == row["ssn"]
+            assert client.read_certificate("sign") is not None
+            assert client.read_certificate("enc") is not None
+        issued = certificates_for(rig, row["ssn"])
+        assert len(issued) == 2 and all(s is Status.GOOD for s in issued.values())
+
+
+def test_batch_issue(rig: RaRig, ra_url: str, tmp_path: Path) -> None:
+    rows = write_csv(tmp_path / "cards.csv", [7001, 7002, 7003])
+    result = CliRunner().invoke(batch_issue, [str(tmp_path / "cards.csv"),
+                                              *args(tmp_path, rig, ra_url)])
+    assert result.exit_code == 0, result.output
+    assert "issuing cards" in result.output and "3 done" in result.output
+    with (tmp_path / "report.csv").open(encoding="utf-8") as f:
+        report = list(csv.DictReader(f))
+    assert [r["status"] for r in report] == ["done"] * 3
+    assert [r["card_number"] for r in report] == [r["card_number"] for r in rows]
+    assert all(r["sign_serial"] and r["enc_serial"] and r["request_id"] for r in report)
+    assert_cards_issued(rig, tmp_path, rows)
+    # a second run finds everything done and issues nothing more
+    again = CliRunner().invoke(batch_issue, [str(tmp_path / "cards.csv"),
+                                             *args(tmp_path, rig, ra_url, "again.json")])
+    assert again.exit_code == 0, again.output
+    report2 = json.loads((tmp_path / "again.json").read_text(encoding="utf-8"))
+    assert [r["status"] for r in report2] == ["done"] * 3
+    assert_cards_issued(rig, tmp_path, rows)
+
+
+def test_batch_killed_and_resumed(rig: RaRig, ra_url: str, tmp_path: Path) -> None:
+    rows = write_csv(tmp_path / "cards.csv", [7101, 7102, 7103])
+    cmd = [sys.executable, "-m", "reader_tools.issuance_cli", "batch-issue",
+           str(tmp_path / "cards.csv"), *args(tmp_path, rig, ra_url)]
+    killed = subprocess.run([*cmd, "--stop-after", "install"], capture_output=True, text=True,
+                            timeout=120)
+    assert killed.returncode == 137, killed.stderr
+    # the first card got its certificates but was never verified; the others not started
+    assert len(certificates_for(rig, rows[0]["ssn"])) == 2
+    assert certificates_for(rig, rows[1]["ssn"]) == {}
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "3 done" in resumed.stdout
+    assert_cards_issued(rig, tmp_path, rows)
+
+
+def test_batch_reports_a_failed_card_and_goes_on(rig: RaRig, ra_url: str,
+                                                 tmp_path: Path) -> None:
+    """A card number the RA already knows is refused for that card only."""
+    rows = write_csv(tmp_path / "cards.csv", [7201, 7202])
+    taken = write_csv(tmp_path / "taken.csv", [7201])
+    first = CliRunner().invoke(batch_issue, [str(tmp_path / "taken.csv"),
+                                             *args(tmp_path, rig, ra_url, "first.csv")])
+    assert first.exit_code == 0, first.output
+    # the same card number on a different (new) blank card
+    other = tmp_path / "other"
+    other.mkdir()
+    result = CliRunner().invoke(batch_issue, [str(tmp_path / "cards.csv"),
+                                              *args(other, rig, ra_url)])
+    assert result.exit_code == 1
+    with (other / "report.csv").open(encoding="utf-8") as f:
+        report = {r["card_number"]: r for r in csv.DictReader(f)}
+    assert report[taken[0]["card_number"]]["status"] == "failed"
+    assert "already registered" in report[taken[0]["card_number"]]["error"]
+    assert report[rows[1]["card_number"]]["status"] == "done"
+    assert len(certificates_for(rig, rows[0]["ssn"])) == 2  # only the first card's
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda text: text.replace("card_number", "number"), "missing column(s) card_number"),
+    (lambda text: text.replace("19700", "19800", 1), "line 2"),
+    (lambda text: text + text.splitlines()[1] + "\n", "appears twice"),
+])
+def test_bad_csv_refused_before_any_card(rig: RaRig, ra_url: str, tmp_path: Path,
+                                         damage: object, message: str) -> None:
+    write_csv(tmp_path / "cards.csv", [7301, 7302])
+    path = tmp_path / "cards.csv"
+    path.write_text(damage(path.read_text(encoding="utf-8")), encoding="utf-8")  # type: ignore[operator]
+    result = CliRunner().invoke(batch_issue, [str(path), *args(tmp_path, rig, ra_url)])
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "cards").exists()
