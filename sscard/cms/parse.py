@@ -13,8 +13,9 @@ _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, Att
                  UnicodeDecodeError, RecursionError)
 
 
-def load_content_info(data: bytes) -> cms.ContentInfo:
-    """A fully parsed ContentInfo; raises CmsParseError naming what was wrong."""
+def load_content_info(data: bytes, deep: bool = True) -> cms.ContentInfo:
+    """A fully parsed ContentInfo (``deep=False``: only the outer structure, for callers that
+    guard their own accesses); raises CmsParseError naming what was wrong."""
     if not data:
         raise CmsParseError("empty input where a CMS message was expected")
     try:
@@ -23,7 +24,10 @@ def load_content_info(data: bytes) -> cms.ContentInfo:
         raise CmsParseError(f"CMS: {exc}") from None
     try:
         info = cms.ContentInfo.load(der, strict=True)
-        info.native  # noqa: B018  (forces the lazy parser over the whole structure)
+        if deep:
+            info.native  # noqa: B018  (forces the lazy parser over the whole structure)
+        else:
+            info["content_type"].native  # noqa: B018
     except _PARSE_ERRORS as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CmsParseError(f"malformed CMS ContentInfo: {msg}") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 
-from asn1crypto import cms, x509
+from asn1crypto import cms, core, x509
 
 from sscard.crypto import oids
 from sscard.crypto.algorithms import (
@@ -60,8 +60,10 @@ def signature_algorithm_of(info: cms.SignerInfo) -> SignatureAlgorithm:
 def signer_matches(sid: cms.SignerIdentifier, cert: x509.Certificate) -> bool:
     if sid.name == "issuer_and_serial_number":
         ias = sid.chosen
-        return bool(ias["serial_number"].native == cert.serial_number
-                    and ias["issuer"] == cert.issuer)
+        if ias["serial_number"].native != cert.serial_number:
+            return False
+        # the same encoding is the common case; Name equality (RFC 5280 §7.1) is costly
+        return ias["issuer"].dump() == cert.issuer.dump() or bool(ias["issuer"] == cert.issuer)
     return cert.key_identifier is not None and sid.chosen.native == cert.key_identifier
 
 
@@ -71,6 +73,11 @@ def find_signer(sid: cms.SignerIdentifier,
         if signer_matches(sid, cert):
             return cert
     return None
+
+
+def has_signed_attributes(info: cms.SignerInfo) -> bool:
+    attrs = info["signed_attrs"]
+    return not isinstance(attrs, core.Void) and len(attrs) > 0
 
 
 def attribute(attrs: cms.CMSAttributes, name: str) -> object | None:
@@ -111,7 +118,7 @@ def check_signer_info(
         return [("UNSUPPORTED_ALGORITHM", f"signer's public key: {exc}")]
 
     signed_attrs = info["signed_attrs"]
-    if signed_attrs.native is None or not len(signed_attrs):
+    if not has_signed_attributes(info):
         # RFC 5652 §5.4 without attributes: the signature is over the content itself
         if content is None:
             return [("BAD_SIGNATURE", "no signed attributes and no content to check against")]

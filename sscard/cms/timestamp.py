@@ -138,7 +138,7 @@ def check_token(token: cms.ContentInfo, message: bytes,
                          "the time-stamp authority's certificate is not in the token"))
         return TokenCheck(gen_time, None, certs, tuple(findings))
     for code, message_text in check_signer_info(
-        signer, tsa_cert, signed["encap_content_info"]["content"].contents, "tst_info"
+        signer, tsa_cert, bytes(signed["encap_content_info"]["content"]), "tst_info"
     ):
         findings.append(("TIMESTAMP_INVALID", f"time-stamp token: {code}: {message_text}"))
     ess = attribute(signer["signed_attrs"], "signing_certificate_v2")

@@ -9,22 +9,30 @@ says so), one revoked before it does not.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from asn1crypto import cms, crl, ocsp, x509
+from asn1crypto import cms, core, crl, ocsp, x509
 
 from sscard.cms.content_types import normalise
 from sscard.cms.errors import CmsParseError
 from sscard.cms.identity import SignerIdentity, identify
 from sscard.cms.parse import load_content_info
-from sscard.cms.signer_check import attribute, check_signer_info, find_signer
+from sscard.cms.signer_check import (
+    attribute,
+    check_signer_info,
+    has_signed_attributes,
+    signer_matches,
+)
 from sscard.cms.timestamp import check_token
+from sscard.crypto.asymmetric import PublicKey
+from sscard.crypto.errors import CryptoError
 from sscard.crypto.sm2 import DEFAULT_UID
 from sscard.validation import (
     Purpose,
@@ -130,6 +138,24 @@ def _path_problem(reason: Reason, who: str) -> Problem:
     return Problem(code, f"{who}: {reason.message}")
 
 
+@dataclass(frozen=True)
+class _KnownCertificate:
+    cert: x509.Certificate
+    public_key: PublicKey
+    identity: SignerIdentity
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    inner_type: str
+    embedded: bytes | None
+    certificates: list[_KnownCertificate]
+    signer_info: cms.SignerInfo | None
+
+
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+                 UnicodeDecodeError, RecursionError)
+
 RevocationSource = Callable[[], tuple[Sequence[crl.CertificateList], Sequence[ocsp.OCSPResponse]]]
 
 
@@ -160,7 +186,10 @@ class Verifier:
             raise ValueError("a verifier needs at least one trust anchor")
         self.config = config
         self._cache: dict[tuple[object, ...], tuple[float, ValidationResult]] = {}
+        self._certificates: dict[bytes, _KnownCertificate] = {}
         self._lock = threading.Lock()
+        # encoded once: asn1crypto re-encodes a certificate built in memory on every dump
+        self._intermediates = [self._known(c.dump()) for c in config.intermediates]
 
     # -- path validation -----------------------------------------------------------------
 
@@ -236,52 +265,53 @@ class Verifier:
         """Verify the first signer of ``signed`` (DER/PEM or parsed); ``content`` for a
         detached signature. Malformed input raises CmsParseError; everything else is an
         answer with reasons."""
-        info = signed if isinstance(signed, cms.ContentInfo) else load_content_info(signed)
-        if normalise(info["content_type"].native) != "signed_data":
-            raise CmsParseError(f"expected SignedData, found {info['content_type'].native}")
-        sd = info["content"]
-        encap = sd["encap_content_info"]
-        inner_type = encap["content_type"].native
-        embedded = encap["content"].contents if encap["content"].native is not None else None
+        parsed = self._parse(signed)
+        embedded = parsed.embedded
         if content is not None and embedded is not None and content != embedded:
             return SignatureReport(False, None, (Problem(
                 Code.CONTENT_CHANGED,
                 "the content given differs from the content inside the signature"),))
         data = content if content is not None else embedded
-        certs = [c.chosen for c in sd["certificates"] or () if c.name == "certificate"]
-        if not len(sd["signer_infos"]):
+        signer_info = parsed.signer_info
+        if signer_info is None:
             return SignatureReport(False, None, (Problem(Code.NO_SIGNER, "no SignerInfo"),),
                                    content=data)
-        signer_info = sd["signer_infos"][0]
         if data is None:
             return SignatureReport(False, None, (Problem(
                 Code.NO_CONTENT,
                 "detached signature: the signed content must be given to verify it"),))
-        cert = find_signer(signer_info["sid"], [*certs, *self.config.intermediates])
-        if cert is None:
+        known = [*parsed.certificates, *self._intermediates]
+        with _as_parse_error("SignerInfo"):
+            sid = signer_info["sid"]
+            found = next((k for k in known if signer_matches(sid, k.cert)), None)
+        if found is None:
             return SignatureReport(False, None, (Problem(
                 Code.UNKNOWN_SIGNER,
                 "the signer's certificate is neither in the message nor known here"),),
                 content=data)
-        identity = identify(cert)
-        problems: list[Problem] = [
-            Problem(Code(code), msg)
-            for code, msg in check_signer_info(signer_info, cert, data, inner_type, uid=uid)
-        ]
+        cert = found.cert
+        certs = [k.cert for k in parsed.certificates]
+        inner_type = parsed.inner_type
+        identity = found.identity
+        with _as_parse_error("SignerInfo"):
+            problems: list[Problem] = [
+                Problem(Code(code), msg)
+                for code, msg in check_signer_info(signer_info, cert, data, inner_type, uid=uid,
+                                                   public_key=found.public_key)
+            ]
+            st = attribute(signer_info["signed_attrs"], "signing_time") if (
+                has_signed_attributes(signer_info)) else None
+            signing_time = st.native if st is not None else None  # type: ignore[attr-defined]
         if expected_signer is not None and expected_signer.dump() != cert.dump():
             problems.append(Problem(
                 Code.WRONG_SIGNER,
                 f"signed by {identity.subject}, not by the expected "
                 f"{expected_signer.subject.human_friendly}"))
-        signing_time = None
-        st = attribute(signer_info["signed_attrs"], "signing_time") if signer_info[
-            "signed_attrs"].native else None
-        if st is not None:
-            signing_time = st.native  # type: ignore[attr-defined]
 
-        extra = [c for c in certs if c.dump() != cert.dump()]
+        extra = [c for c in certs if c is not cert]
         notes: list[Problem] = []
-        ts_time = self._timestamp(signer_info, problems)
+        with _as_parse_error("time-stamp token"):
+            ts_time = self._timestamp(signer_info, problems)
         reference = ts_time or at
         who = f"the signer's certificate ({identity.subject})"
         if ts_time is None:
@@ -318,6 +348,51 @@ class Verifier:
             content=data,
         )
 
+    def _known(self, der: bytes) -> _KnownCertificate:
+        """A certificate parsed once, with its public key and the identity it names."""
+        with self._lock:
+            hit = self._certificates.get(der)
+        if hit is not None:
+            return hit
+        try:
+            cert = x509.Certificate.load(der, strict=True)
+            cert.native  # noqa: B018  (force the full parse: malformed input fails here)
+            known = _KnownCertificate(cert, PublicKey.from_spki(cert.public_key.dump()),
+                                      identify(cert))
+        except (*_PARSE_ERRORS, CryptoError) as exc:
+            raise CmsParseError(f"a certificate in the message is malformed: {exc}") from None
+        with self._lock:
+            if len(self._certificates) > 10_000:
+                self._certificates.clear()
+            self._certificates[der] = known
+        return known
+
+    def _parse(self, signed: bytes | cms.ContentInfo) -> _Parsed:
+        """The parts of a SignedData that verification needs; CmsParseError if malformed
+        (asn1crypto parses lazily, so every access that can fail is inside)."""
+        info = signed if isinstance(signed, cms.ContentInfo) else load_content_info(
+            signed, deep=False)
+        try:
+            kind = info["content_type"].native
+            if normalise(kind) != "signed_data":
+                raise CmsParseError(f"expected SignedData, found {kind}")
+            sd = info["content"]
+            encap = sd["encap_content_info"]
+            inner_type = encap["content_type"].native
+            embedded_value = encap["content"]
+            # bytes() joins the chunks of a constructed (BER) OCTET STRING
+            embedded = None if isinstance(embedded_value, core.Void) else bytes(embedded_value)
+            cert_ders = [c.chosen.dump() for c in sd["certificates"] or ()
+                         if c.name == "certificate"]
+            signer_infos = sd["signer_infos"]
+            signer_info = signer_infos[0] if len(signer_infos) else None
+        except CmsParseError:
+            raise
+        except _PARSE_ERRORS as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CmsParseError(f"malformed SignedData: {msg}") from None
+        return _Parsed(inner_type, embedded, [self._known(d) for d in cert_ders], signer_info)
+
     def _timestamp(self, signer_info: cms.SignerInfo, problems: list[Problem]) -> datetime | None:
         """The genTime of a valid time-stamp token on this signer, else None (problems added
         for a token that is present but not good)."""
@@ -344,6 +419,16 @@ class Verifier:
         if bad:
             return None
         return check.gen_time.astimezone(UTC) if check.gen_time else None
+
+
+@contextlib.contextmanager
+def _as_parse_error(what: str) -> Iterator[None]:
+    """asn1crypto parses lazily: malformed parts surface on first access, as these errors."""
+    try:
+        yield
+    except _PARSE_ERRORS as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CmsParseError(f"malformed {what}: {msg}") from None
 
 
 def _dedupe(problems: Iterable[Problem]) -> list[Problem]:

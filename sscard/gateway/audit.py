@@ -3,6 +3,7 @@ serial, a size), the outcome; never document content."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -41,10 +42,11 @@ class _Detail:
 
 
 class MemoryRecorder:
-    """Keeps records in a list: for tests and the embedded default without a database."""
+    """Keeps the latest records in memory: for tests and a gateway run without an audit
+    database (``audit_url``); nothing survives a restart."""
 
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
+    def __init__(self, keep: int = 100_000) -> None:
+        self.records: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
 
     @contextlib.contextmanager
     def operation(self, actor: str, action: str, obj: str, request_id: str = "",

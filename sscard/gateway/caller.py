@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from asn1crypto import x509
 
@@ -108,8 +109,10 @@ class CallerAuthenticator:
         if der is None and self.client_cert_header:
             pem = headers.get(self.client_cert_header)
             if pem:
+                # nginx's $ssl_client_escaped_cert is URL-encoded; others escape newlines
+                text = unquote(pem).replace("\\n", "\n")
                 try:
-                    der = ssl.PEM_cert_to_DER_cert(pem.replace("\\n", "\n"))
+                    der = ssl.PEM_cert_to_DER_cert(text)
                 except ValueError:
                     raise unauthenticated(
                         "the proxy's client-certificate header is not PEM") from None

@@ -56,6 +56,7 @@ class GatewayClient:
         self._prefix = urlsplit(self.url).path
         self.key = key
         self.certificate = certificate
+        self._cert_der = certificate.dump() if certificate is not None else b""
         self.timeout = timeout
         self.session = session or requests.Session()
         # given per request: requests lets REQUESTS_CA_BUNDLE override a session's verify
@@ -68,8 +69,8 @@ class GatewayClient:
         data = json.dumps(body, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"}
         if self.key is not None and self.certificate is not None:
-            headers.update(sign_request(self.key, self.certificate, "POST", self._prefix + path,
-                                        "", data))
+            headers.update(sign_request(self.key, self._cert_der, "POST",
+                                        self._prefix + path, "", data))
         answer = self.session.post(self.url + path, data=data, headers=headers,
                                    timeout=self.timeout, verify=self._verify,
                                    cert=self._tls_client)

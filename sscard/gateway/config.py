@@ -6,6 +6,9 @@ do. Built in code (tests, embedding) or loaded from a TOML file (``load_config``
     crl_files = ["issuing-ca.crl"]          # and/or crl_urls = [...], fetch_revocation = true
     tsa_url = "http://127.0.0.1:8080/tsa"   # optional, for "timestamp": true
     max_request_bytes = 10485760
+    audit_url = "sqlite:////var/lib/sscard/audit.db"   # every call recorded (sscard.audit)
+    # only behind a TLS-terminating proxy that checks client certificates and always sets it:
+    # trusted_client_cert_header = "X-Client-Cert"     # e.g. nginx $ssl_client_escaped_cert
 
     [keys.hr-sign]                          # a key the gateway holds
     key = "hr-sign.key"                     # encrypted PKCS#8
@@ -83,6 +86,8 @@ class GatewayConfig:
     """Path validation results (callers, signers) are reused this long."""
     trusted_client_cert_header: str | None = None
     """Only behind a TLS-terminating proxy that sets it: the header with the client's PEM."""
+    audit_url: str | None = None
+    """The audit log's database (``sscard.audit``); None records in memory only."""
 
     def __post_init__(self) -> None:
         if not self.trust_anchors:
@@ -149,4 +154,6 @@ def load_config(path: Path) -> GatewayConfig:
         tsa_url=data.get("tsa_url"),
         max_request_bytes=int(data.get("max_request_bytes", 10 * 1024 * 1024)),
         challenge_seconds=float(data.get("challenge_seconds", 120)),
+        audit_url=data.get("audit_url"),
+        trusted_client_cert_header=data.get("trusted_client_cert_header"),
     )

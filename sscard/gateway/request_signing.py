@@ -39,9 +39,11 @@ def canonical(method: str, path: str, query: str, date: str, nonce: str, body: b
                       hashlib.sha256(body).hexdigest()]).encode()
 
 
-def sign_request(key: KeyHandle, certificate: x509.Certificate, method: str, path: str,
+def sign_request(key: KeyHandle, certificate: x509.Certificate | bytes, method: str, path: str,
                  query: str, body: bytes, now: datetime | None = None) -> dict[str, str]:
-    """The headers that authenticate one request."""
+    """The headers that authenticate one request. Pass the certificate as DER bytes on hot
+    paths (asn1crypto re-encodes a certificate built in memory on every dump)."""
+    cert_der = certificate if isinstance(certificate, bytes) else certificate.dump()
     date = (now or datetime.now(UTC)).astimezone(UTC).strftime(DATE_FORMAT)
     nonce = secrets.token_hex(16)
     signature = key.sign(canonical(method, path, query, date, nonce, body))
@@ -49,7 +51,7 @@ def sign_request(key: KeyHandle, certificate: x509.Certificate, method: str, pat
         DATE: date,
         NONCE: nonce,
         SIGNATURE: base64.b64encode(signature).decode(),
-        CERTIFICATE: base64.b64encode(certificate.dump()).decode(),
+        CERTIFICATE: base64.b64encode(cert_der).decode(),
     }
 
 

@@ -66,13 +66,17 @@ def _audit_object(body: Json) -> str:
 def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
                challenges: ChallengeStore | None = None) -> Flask:
     """The gateway app. ``recorder``: the audit log (``sscard.audit.AuditLog`` or anything
-    with its ``operation`` guard); by default an in-memory recorder, at
-    ``app.extensions['gateway_audit']``."""
+    with its ``operation`` guard); by default the audit log at ``config.audit_url``, else an
+    in-memory recorder; either is at ``app.extensions['gateway_audit']``."""
     app = Flask("sscard.gateway")
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     gateway = Gateway(config, challenges)
+    if recorder is None and config.audit_url:
+        from sscard.audit import AuditLog
+
+        recorder = AuditLog.open(config.audit_url)
     audit: Recorder = recorder if recorder is not None else MemoryRecorder()
     app.extensions["gateway"] = gateway
     app.extensions["gateway_audit"] = audit
