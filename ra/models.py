@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -121,6 +122,7 @@ class Card(Base):
 
 class Request(Base):
     __tablename__ = "requests"
+    __table_args__ = (Index("ix_requests_state", "state", "kind"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(40), unique=True)
