@@ -219,7 +219,7 @@ def test_every_call_is_recorded_without_content(rig: Rig) -> None:
     signed = gw.sign(secret_doc, "hr-sign")
     gw.verify(signed)
     requests.post(rig.url + "/v1/sign", json={}, timeout=10)
-    dump = json.dumps(rig.recorder.records, ensure_ascii=False)
+    dump = json.dumps(list(rig.recorder.records), ensure_ascii=False)
     assert "机密" not in dump
     assert base64.b64encode(secret_doc).decode() not in dump
     actions = [(r["actor"], r["action"], r["outcome"]) for r in list(rig.recorder.records)[-3:]]
