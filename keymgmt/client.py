@@ -82,7 +82,7 @@ class KmcClient:
                                            "recipient_public_key": _b64(recipient_public_key)})
         return EscrowResult(d["key_id"], d["owner"], d["algorithm"],
                             _unb64(d["public_key"]) or b"", _unb64(d["sm2_enveloped_key"]),
-                            _unb64(d["enveloped_key_blob"]))
+                            _unb64(d["enveloped_key_blob"]), _unb64(d.get("enveloped_pkcs8")))
 
     def attach_certificate(self, key_id: str, certificate_der: bytes) -> str:
         d = self._call("POST", f"/keys/{key_id}/certificate",

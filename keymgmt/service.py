@@ -51,10 +51,11 @@ from keymgmt.errors import (
     PermissionDenied,
     SealedError,
 )
+from keymgmt.pkcs8_envelope import envelope_pkcs8
 from keymgmt.storage import StorageKey
 from sscard.audit import AuditLog
 from sscard.crypto import envelopes
-from sscard.crypto.algorithms import KeyAlgorithm
+from sscard.crypto.algorithms import KeyAlgorithm, KeyType
 from sscard.crypto.asymmetric import PrivateKey, PublicKey
 from sscard.crypto.errors import CryptoError, UnsupportedAlgorithm
 
@@ -101,6 +102,8 @@ class EscrowResult:
     #: GM/T 0009 SM2EnvelopedKey DER and GM/T 0016 ENVELOPEDKEYBLOB (SM2 keys only)
     enveloped_key_der: bytes | None
     enveloped_key_blob: bytes | None
+    #: other algorithms: the PKCS#8 in a CMS EnvelopedData for the recipient (SM2 or RSA key)
+    enveloped_pkcs8: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -322,15 +325,20 @@ class KeyManagementCentre:
         if alg is KeyAlgorithm.SM2 and recipient.algorithm is not KeyAlgorithm.SM2:
             raise KmcError("an SM2 encryption key is enveloped for an SM2 signing public key; "
                            f"the recipient key is {recipient.algorithm.value}")
+        if recipient.algorithm.key_type not in (KeyType.SM2, KeyType.RSA):
+            raise KmcError("keys are enveloped for an SM2 or RSA public key; the recipient key "
+                           f"is {recipient.algorithm.value}")
         storage = self.storage_key
         key = PrivateKey.generate(alg)
         spki = key.public_key().spki_der()
         key_id = "ek-" + uuid.uuid4().hex
         wrapped = storage.wrap(key.pkcs8_der(), _escrow_aad(key_id, owner, alg.value))
-        der = blob = None
+        der = blob = cms_env = None
         if alg is KeyAlgorithm.SM2:
             env = envelopes.wrap(key.raw, recipient.raw)
             der, blob = env.to_der(), env.to_blob()
+        else:
+            cms_env = envelope_pkcs8(key.pkcs8_der(), recipient)
         with self._tx() as s:
             s.add(EscrowedKeyRecord(
                 key_id=key_id, owner=owner, algorithm=alg.value, public_key_spki=spki,
@@ -340,7 +348,7 @@ class KeyManagementCentre:
             self._event(s, principal.name, "escrow.generate", key_id, owner=owner,
                         algorithm=alg.value,
                         recipient_sha256=hashlib.sha256(recipient.spki_der()).hexdigest())
-        return EscrowResult(key_id, owner, alg.value, spki, der, blob)
+        return EscrowResult(key_id, owner, alg.value, spki, der, blob, cms_env)
 
     def attach_certificate(self, principal: Principal, key_id: str, certificate_der: bytes) -> str:
         """The CA tells the KMC which encryption certificate it issued for an escrowed key."""

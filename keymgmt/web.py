@@ -108,6 +108,7 @@ def escrow() -> Any:
         "public_key": _b64(res.public_key_spki),
         "sm2_enveloped_key": _b64(res.enveloped_key_der),
         "enveloped_key_blob": _b64(res.enveloped_key_blob),
+        "enveloped_pkcs8": _b64(res.enveloped_pkcs8),
     }), 201
 
 

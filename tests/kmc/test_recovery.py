@@ -272,3 +272,47 @@ def test_other_algorithms_are_escrowed_and_recovered_as_pkcs12(
     assert out.pkcs12 is not None and out.pkcs12_passphrase is not None
     p8, _ = pkcs12.open_pfx(out.pkcs12, out.pkcs12_passphrase.encode())
     assert PrivateKey.from_pkcs8(p8).public_key().spki_der() == res.public_key_spki
+
+
+def test_other_algorithms_come_back_in_a_cms_envelope(
+    kmc: KeyManagementCentre, who: dict[str, Principal], tmp_path: Path,
+) -> None:
+    """ECDSA/RSA keys: the PKCS#8 in CMS EnvelopedData for the requester's SM2 or RSA key,
+    opened by sscard.cms and (RSA) by openssl cms as independent readers."""
+    import datetime as dt
+    import secrets as _secrets
+
+    from keymgmt.pkcs8_envelope import subject_key_identifier
+    from sscard.cms.enveloped import decrypt as cms_decrypt
+    from sscard.keys.software import SoftwareKey
+    from sscard.x509.builder import CertificateBuilder
+    from sscard.x509.names import parse_name
+
+    for recipient_alg in ("sm2", "rsa2048"):
+        requester = SoftwareKey.generate(recipient_alg)
+        res = kmc.escrow(who["ra"], f"system-{recipient_alg}",
+                         requester.public_key().spki_der(), "ec-p256")
+        assert res.enveloped_key_der is None and res.enveloped_pkcs8 is not None
+        now = dt.datetime.now(dt.UTC)
+        cert = (CertificateBuilder().subject(parse_name("CN=requester"))
+                .issuer(parse_name("CN=requester")).public_key(requester.public_key())
+                .serial_number(_secrets.randbits(64)).not_valid_before(now)
+                .not_valid_after(now + dt.timedelta(days=1))
+                .add_extension("key_identifier", subject_key_identifier(requester.public_key()))
+                .sign(requester))
+        opened = cms_decrypt(res.enveloped_pkcs8, requester, cert)
+        key = PrivateKey.from_pkcs8(opened.content)
+        assert key.public_key().spki_der() == res.public_key_spki
+        if recipient_alg == "rsa2048":
+            keyfile = tmp_path / "requester.pem"
+            keyfile.write_bytes(requester.private_key.encrypted_pkcs8(b"requester pw"))
+            env_file = tmp_path / "env.der"
+            env_file.write_bytes(res.enveloped_pkcs8)
+            out = subprocess.run(
+                ["openssl", "cms", "-decrypt", "-binary", "-inform", "DER", "-in", str(env_file),
+                 "-inkey", str(keyfile), "-passin", "pass:requester pw"],
+                capture_output=True, check=True).stdout
+            assert out == opened.content
+    with pytest.raises(KmcError, match="SM2 or RSA public key"):
+        kmc.escrow(who["ra"], "system-ec", PrivateKey.generate("ec-p256").public_key().spki_der(),
+                   "ec-p256")
