@@ -51,7 +51,8 @@ class SignedDataTemplate:
                    "serial_number": certificate.serial_number}).dump()
         self._signer_head = _V1 + sid + digest_alg
         self._sig_alg = _signature_algorithm_id(algorithm).dump()
-        certs = b"".join(c.dump() for c in (certificate, *chain))
+        # DER sorts the elements of a SET OF by their encodings (X.690 §11.6), as asn1crypto does
+        certs = b"".join(sorted(c.dump() for c in (certificate, *chain)))
         self._sd_head = (_V1 + _der.tlv(0x31, digest_alg))
         self._data_type = core.ObjectIdentifier(
             cms.ContentType(data_type).dotted).dump()
@@ -64,7 +65,8 @@ class SignedDataTemplate:
         time_attr = _der.tlv(0x30, _SIGNING_TIME_OID + _der.tlv(0x31, _der.signing_time(when)))
         md_attr = _der.tlv(0x30, _MESSAGE_DIGEST_OID + _der.tlv(0x31, _der.tlv(0x04,
                                                                              content_digest)))
-        return _der.tlv(0x31, self._ct_attr + time_attr + md_attr + self._ess_attr)
+        return _der.tlv(0x31, b"".join(sorted((self._ct_attr, time_attr, md_attr,
+                                               self._ess_attr))))
 
     def assemble(self, attrs: bytes, signature: bytes, content: bytes | None) -> bytes:
         """The ContentInfo DER from the signed attributes and the signature over them."""
