@@ -1,0 +1,146 @@
+"""The gateway as deployed: loaded from its TOML file, recording into the real audit log
+(sscard.audit), behind a TLS-terminating proxy (trusted client-certificate header), and served
+by ``sscard gateway serve``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from sscard.audit import AuditLog
+from sscard.gateway import request_signing as rs
+from sscard.gateway.config import ConfigError, load_config
+from sscard.gateway.service import create_app
+from sscard.x509.pem import der_to_pem
+from tests.gateway.conftest import Rig
+
+DOC = "工伤认定决定书".encode() * 10
+
+
+@pytest.fixture()
+def home(rig: Rig, tmp_path: Path) -> Path:
+    (tmp_path / "pass").write_text("gateway pass\n")
+    rig.hr_sign.key.store(tmp_path / "hr-sign.key", b"gateway pass")
+    (tmp_path / "hr-sign.pem").write_bytes(der_to_pem(rig.hr_sign.cert.dump(), "CERTIFICATE"))
+    (tmp_path / "root.pem").write_bytes(der_to_pem(rig.pki.root.cert.dump(), "CERTIFICATE"))
+    (tmp_path / "ca.pem").write_bytes(der_to_pem(rig.pki.ca.cert.dump(), "CERTIFICATE"))
+    (tmp_path / "gateway.toml").write_text(f"""
+trust_anchors = ["root.pem"]
+intermediates = ["ca.pem"]
+audit_url = "sqlite:///{tmp_path / 'audit.db'}"
+trusted_client_cert_header = "X-Client-Cert"
+
+[keys.hr-sign]
+key = "hr-sign.key"
+passphrase_file = "pass"
+certificate = "hr-sign.pem"
+chain = ["ca.pem"]
+
+[systems.employment]
+operations = ["sign", "verify"]
+signing_keys = ["hr-sign"]
+""")
+    return tmp_path
+
+
+def _proxy_header(rig: Rig, who: str = "employment") -> dict[str, str]:
+    cert = rig.systems[who].cert if who in rig.systems else rig.outsider.cert
+    return {"X-Client-Cert": quote(der_to_pem(cert.dump(), "CERTIFICATE").decode(), safe="")}
+
+
+def test_config_file_audit_log_and_proxy_header(rig: Rig, home: Path) -> None:
+    config = load_config(home / "gateway.toml")
+    assert set(config.keys) == {"hr-sign"} and config.trusted_client_cert_header
+    client = create_app(config).test_client()
+    body = {"key": "hr-sign", "content": base64.b64encode(DOC).decode()}
+    answer = client.post("/v1/sign", json=body, headers=_proxy_header(rig))
+    assert answer.status_code == 200, answer.json
+    signed = answer.json["signed"]
+    answer = client.post("/v1/verify", json={"signed": signed}, headers=_proxy_header(rig))
+    assert answer.json["valid"] is True
+    # a certificate from another CA in the header is still refused
+    refused = client.post("/v1/verify", json={"signed": signed},
+                          headers=_proxy_header(rig, "outsider"))
+    assert refused.status_code == 401
+    garbage = client.post("/v1/verify", json={"signed": signed},
+                          headers={"X-Client-Cert": "not a certificate"})
+    assert garbage.status_code == 401 and "not PEM" in garbage.json["error"]["message"]
+
+    log = AuditLog.open(f"sqlite:///{home / 'audit.db'}", create=False)
+    records = [r.record for r in log.records()]
+    assert [(r.actor, r.action, r.outcome) for r in records] == [
+        ("employment", "gateway.sign", "attempt"), ("employment", "gateway.sign", "success"),
+        ("employment", "gateway.verify", "attempt"), ("employment", "gateway.verify", "success"),
+        ("unauthenticated", "gateway.verify", "attempt"),
+        ("unauthenticated", "gateway.verify", "denied"),
+        ("unauthenticated", "gateway.verify", "attempt"),
+        ("unauthenticated", "gateway.verify", "denied"),
+    ]
+    text = json.dumps([r.details for r in records], ensure_ascii=False)
+    assert "工伤" not in text and base64.b64encode(DOC).decode()[:40] not in text
+    assert records[3].details["valid"] is True  # the verification's outcome, not its content
+    assert records[1].details["attempt_seq"] == 1
+
+
+def test_header_is_ignored_unless_configured(rig: Rig, home: Path) -> None:
+    config = load_config(home / "gateway.toml")
+    config.trusted_client_cert_header = None
+    client = create_app(config).test_client()
+    answer = client.post("/v1/verify", json={"signed": "AA=="}, headers=_proxy_header(rig))
+    assert answer.status_code == 401 and answer.json["error"]["code"] == "UNAUTHENTICATED"
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda t: t.replace('signing_keys = ["hr-sign"]', 'signing_keys = ["nope"]'),
+     "signing key 'nope' is not configured"),
+    (lambda t: t.replace('operations = ["sign", "verify"]', 'operations = ["fly"]'),
+     "unknown operations"),
+    (lambda t: t.replace('certificate = "hr-sign.pem"', 'certificate = "ca.pem"'),
+     "does not match the certificate"),
+    (lambda t: t.replace('key = "hr-sign.key"', 'key = "missing.key"'), "missing.key"),
+    (lambda t: t + "\n[[[", "gateway.toml"),
+])
+def test_bad_configuration_is_named(home: Path, edit: object, message: str) -> None:
+    path = home / "gateway.toml"
+    path.write_text(edit(path.read_text()))  # type: ignore[operator]
+    with pytest.raises((ConfigError, OSError)) as exc:
+        load_config(path)
+    assert message in str(exc.value)
+
+
+def test_sscard_gateway_serve(rig: Rig, home: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "sscard.cli", "gateway", "serve", "--config",
+                             str(home / "gateway.toml"), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if requests.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        system = rig.systems["employment"]
+        body = json.dumps({"key": "hr-sign", "content": base64.b64encode(DOC).decode()}).encode()
+        headers = rs.sign_request(system.key, system.cert, "POST", "/v1/sign", "", body)
+        answer = requests.post(url + "/v1/sign", data=body, timeout=10,
+                               headers={**headers, "Content-Type": "application/json"})
+        assert answer.status_code == 200, answer.text
+        assert requests.get(url + "/openapi.json", timeout=5).json()["openapi"].startswith("3.")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
