@@ -47,7 +47,7 @@ def fuzz_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[in
 
 def test_every_parser_of_outside_input_has_a_harness() -> None:
     assert set(HARNESSES) >= {"certificate", "csr", "crl", "ocsp_request", "tsa_request", "cms",
-                              "apdu_response", "tlv"}
+                              "apdu_response", "tlv", "gateway_json"}
 
 
 @pytest.mark.parametrize("name", HARNESSES)
