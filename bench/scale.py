@@ -292,8 +292,9 @@ def profile_issuance(home: Path, url: str, count: int) -> None:
         profiler.disable()
         elapsed = time.perf_counter() - began
     shares: dict[str, float] = {}
-    stats: Any = pstats.Stats(profiler).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
-    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in stats.items():
+    stats: Any = pstats.Stats(profiler)
+    # .stats: (file, line, name) -> (primitive calls, calls, own time, cumulative, callers)
+    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():
         if filename.endswith("sm2.py") and name in ("sign", "sign_digest", "_sign"):
             what = "SM2 signature (OpenSSL)"
         elif "psycopg" in filename or "sqlalchemy" in filename:

@@ -38,7 +38,7 @@ class Site:
     def sql(self, query: str, database: str = "postgres") -> list[tuple[object, ...]]:
         conninfo = f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname={database}"
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            cur = conn.execute(query)  # type: ignore[arg-type]
+            cur = conn.execute(query.encode())
             return list(cur.fetchall()) if cur.description else []
 
 
