@@ -53,10 +53,11 @@ def _cert(subject: str, key: SoftwareKey, issuer: Issued | None,
     return builder.sign(issuer.key if issuer else key)
 
 
-def make_ca(subject: str, issuer: Issued | None = None, algorithm: str = "sm2") -> Issued:
+def make_ca(subject: str, issuer: Issued | None = None, algorithm: str = "sm2",
+            extra: Sequence[tuple[str, Any, bool]] = ()) -> Issued:
     key = SoftwareKey.generate(algorithm)
     exts = [("basic_constraints", {"ca": True}, True),
-            ("key_usage", {"key_cert_sign", "crl_sign", "digital_signature"}, True)]
+            ("key_usage", {"key_cert_sign", "crl_sign", "digital_signature"}, True), *extra]
     cert = _cert(subject, key, issuer, exts, NOW - timedelta(days=3650),
                  NOW + timedelta(days=3650))
     return Issued(cert, key)
@@ -66,13 +67,15 @@ def make_leaf(subject: str, issuer: Issued, algorithm: str = "sm2", *,
               key_usage: Sequence[str] = ("digital_signature", "non_repudiation"),
               eku: Sequence[str] | None = None, critical_eku: bool = False,
               ssn: str | None = None, not_before: datetime | None = None,
-              not_after: datetime | None = None) -> Issued:
+              not_after: datetime | None = None,
+              extra: Sequence[tuple[str, Any, bool]] = ()) -> Issued:
     key = SoftwareKey.generate(algorithm)
     exts: list[tuple[str, Any, bool]] = [("key_usage", set(key_usage), True)]
     if eku is not None:
         exts.append(("extended_key_usage", list(eku), critical_eku))
     if ssn is not None:
         exts.append(("social_insurance_number", ssn, False))
+    exts.extend(extra)
     cert = _cert(subject, key, issuer, exts, not_before or NOW - timedelta(days=30),
                  not_after or NOW + timedelta(days=365))
     return Issued(cert, key)
