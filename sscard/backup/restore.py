@@ -137,7 +137,7 @@ def _unpack(tar_path: Path, home_dir: Path, pg_dir: Path) -> tuple[dict[str, Any
 
 def _check_sqlite(path: Path, name: str) -> None:
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
         try:
             result = [row[0] for row in conn.execute("PRAGMA integrity_check")]
         finally:

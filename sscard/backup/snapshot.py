@@ -69,7 +69,7 @@ def is_sqlite(path: Path) -> bool:
 def sqlite_snapshot(source: Path, target: Path) -> None:
     """One consistent copy of a live SQLite database (readers and writers may continue)."""
     try:
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=60)
+        src = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True, timeout=60)
     except sqlite3.Error as exc:
         raise BackupError(f"cannot open SQLite database {source}: {exc}") from None
     dst = sqlite3.connect(target)
