@@ -20,25 +20,27 @@ class GCMParameters(core.Sequence):
     ]
 
 
+def _add(cls: type, mapping: dict[str, str]) -> None:
+    """Add OIDs to an asn1crypto ObjectIdentifier map and rebuild its reverse map now:
+    asn1crypto builds ``_reverse_map`` once, on first use, so a class used before this ran
+    would otherwise never learn the new names."""
+    cls._map.update(mapping)  # type: ignore[attr-defined]
+    cls._reverse_map = {v: k for k, v in cls._map.items()}  # type: ignore[attr-defined]
+
+
 def _register() -> None:
     keys.NamedCurve.register("sm2p256v1", oids.SM2_CURVE, 32)
 
-    algos.DigestAlgorithmId._map[oids.SM3] = "sm3"
-    algos.DigestAlgorithmId._reverse_map = None
-    algos.SignedDigestAlgorithmId._map[oids.SM2_WITH_SM3] = "sm2_sm3"
-    algos.SignedDigestAlgorithmId._map[oids.SM2_SIGN] = "sm2"
-    algos.SignedDigestAlgorithmId._reverse_map = None
-    algos.EncryptionAlgorithmId._map[oids.SM4_ECB] = "sm4_ecb"
-    algos.EncryptionAlgorithmId._map[oids.SM4_CBC] = "sm4_cbc"
-    algos.EncryptionAlgorithmId._map[oids.SM4_GCM] = "sm4_gcm"
-    algos.EncryptionAlgorithmId._map[oids.SM2_ENCRYPT] = "sm2_encrypt"
-    algos.EncryptionAlgorithmId._reverse_map = None
+    _add(algos.DigestAlgorithmId, {oids.SM3: "sm3"})
+    _add(algos.SignedDigestAlgorithmId, {oids.SM2_WITH_SM3: "sm2_sm3", oids.SM2_SIGN: "sm2"})
+    _add(algos.EncryptionAlgorithmId, {oids.SM4_ECB: "sm4_ecb", oids.SM4_CBC: "sm4_cbc",
+                                       oids.SM4_GCM: "sm4_gcm", oids.SM2_ENCRYPT: "sm2_encrypt"})
     algos.EncryptionAlgorithm._oid_specs["sm4_cbc"] = core.OctetString
     algos.EncryptionAlgorithm._oid_specs["sm4_gcm"] = GCMParameters
-    cms.KeyEncryptionAlgorithmId._map[oids.SM2_ENCRYPT] = "sm2_encrypt"
-    cms.KeyEncryptionAlgorithmId._reverse_map = None
+    _add(cms.KeyEncryptionAlgorithmId, {oids.SM2_ENCRYPT: "sm2_encrypt"})
 
-    cms.ContentType._map.update(
+    _add(
+        cms.ContentType,
         {
             oids.GM_DATA: "gm_data",
             oids.GM_SIGNED_DATA: "gm_signed_data",
@@ -46,9 +48,8 @@ def _register() -> None:
             oids.GM_SIGNED_AND_ENVELOPED_DATA: "gm_signed_and_enveloped_data",
             oids.GM_ENCRYPTED_DATA: "gm_encrypted_data",
             oids.GM_KEY_AGREEMENT_INFO: "gm_key_agreement_info",
-        }
+        },
     )
-    cms.ContentType._reverse_map = None
     cms.ContentInfo._oid_specs.update(
         {
             "gm_data": core.OctetString,
@@ -59,8 +60,7 @@ def _register() -> None:
         }
     )
 
-    x509.ExtensionId._map[oids.SOCIAL_INSURANCE_NUMBER] = "social_insurance_number"
-    x509.ExtensionId._reverse_map = None
+    _add(x509.ExtensionId, {oids.SOCIAL_INSURANCE_NUMBER: "social_insurance_number"})
     x509.Extension._oid_specs["social_insurance_number"] = SocialInsuranceNumber
 
 
