@@ -13,7 +13,6 @@ from sscard.card import codec
 from sscard.card.apdu import CommandApdu, ResponseApdu
 from sscard.card.auth import Authenticator, CardIdentity
 from sscard.card.diversify import CardAlgorithm
-from sscard.card.envelope import EnvelopedKeyBlob
 from sscard.card.errors import (
     AuthenticationFailed,
     BadData,
@@ -25,6 +24,7 @@ from sscard.card.records import EF05_LAYOUT, EF06_LAYOUT, CardData, HolderData
 from sscard.card.transport import Transport
 from sscard.card.validation import validate_pin
 from sscard.crypto import sm4
+from sscard.crypto.envelopes import EnvelopedKey
 from sscard.crypto.hashes import sm3
 
 SSSE_NAME = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")
@@ -333,11 +333,14 @@ class CardClient:
         """PSO DECIPHER with the encryption key; ciphertext 04||X||Y||C3||C2."""
         return self.send(CommandApdu(0x00, 0x2A, 0x80, 0x86, c1c3c2, le=256), "PSO DECIPHER")
 
-    def import_enveloped_key(self, blob: bytes | EnvelopedKeyBlob) -> None:
-        """Import the KMC-wrapped encryption key pair (after external authentication)."""
-        env = blob if isinstance(blob, EnvelopedKeyBlob) else EnvelopedKeyBlob.from_bytes(blob)
+    def import_enveloped_key(self, blob: bytes | EnvelopedKey) -> None:
+        """Import the KMC-wrapped encryption key pair, a GM/T 0016 ENVELOPEDKEYBLOB (after
+        external authentication)."""
+        env = blob if isinstance(blob, EnvelopedKey) else EnvelopedKey.from_blob(blob)
         self.select_pki()
-        self.send(CommandApdu(0x80, 0x4E, 0x00, 0x00, env.card_cipher), "DECRYPT SESSION KEY")
+        # the card's 80 4E takes C1 without the 04 prefix: X || Y || C3 || C2
+        self.send(CommandApdu(0x80, 0x4E, 0x00, 0x00, env.session_key_c1c3c2[1:]),
+                  "DECRYPT SESSION KEY")
         self.send(CommandApdu(0x80, 0x4A, 0x00, 0x00), "IMPORT SESSION KEY")
         self.send(CommandApdu(0x80, 0xC2, 0x40, 0x00,
                               bytes.fromhex("C0020014CA40") + env.public_point[1:]),

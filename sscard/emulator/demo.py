@@ -9,10 +9,10 @@ from pathlib import Path
 from sscard.card import errors
 from sscard.card.auth import PsamAuthenticator
 from sscard.card.client import CardClient
-from sscard.card.envelope import wrap_for_card
 from sscard.card.keyhandle import CardKey
 from sscard.card.mohrss import ireadcardbas
 from sscard.card.transport import InProcessTransport
+from sscard.crypto import envelopes
 from sscard.crypto.sm2 import CipherFormat, SM2PrivateKey, SM2PublicKey
 from sscard.emulator.card import EmulatedCard
 from sscard.emulator.psam import EmulatedPsam, make_test_psam
@@ -50,7 +50,7 @@ def card_demo(workdir: Path) -> list[str]:
         SM2PublicKey.from_point(point).verify(signature, message)
         lines.append("card: on-card SM2 signature verifies with sscard.crypto")
         enc = SM2PrivateKey.generate()
-        card.import_enveloped_key(wrap_for_card(SM2PublicKey.from_point(point), enc))
+        card.import_enveloped_key(envelopes.wrap(enc, SM2PublicKey.from_point(point)).to_blob())
         secret = CardKey(card, lambda: "246810", which="enc").decrypt(
             enc.public_key().encrypt(b"demo session key", CipherFormat.ASN1))
         if secret != b"demo session key":

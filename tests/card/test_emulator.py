@@ -12,8 +12,8 @@ from sscard.card.auth import KeyServiceAuthenticator, PsamAuthenticator
 from sscard.card.client import CardClient
 from sscard.card.codec import Tlv
 from sscard.card.diversify import CardAlgorithm
-from sscard.card.envelope import BLOB_SIZE, EnvelopedKeyBlob, EnvelopeError, wrap_for_card
 from sscard.card.transport import InProcessTransport
+from sscard.crypto.envelopes import BLOB_LEN, EnvelopedKey, EnvelopeError, wrap
 from sscard.crypto.sm2 import SM2PrivateKey, SM2PublicKey
 from sscard.emulator.card import EmulatedCard
 from sscard.emulator.psam import EmulatedPsam, make_test_psam
@@ -189,37 +189,37 @@ def test_pki_application_end_to_end(rig):
     SM2PublicKey.from_point(point).verify_digest(der_signature(rs), e)
 
     enc = SM2PrivateKey.generate()
-    blob = wrap_for_card(SM2PublicKey.from_point(point), enc)
-    assert len(blob) == BLOB_SIZE == 388
-    parsed = EnvelopedKeyBlob.from_bytes(blob)
+    blob = wrap(enc, SM2PublicKey.from_point(point)).to_blob()
+    assert len(blob) == BLOB_LEN == 388
+    parsed = EnvelopedKey.from_blob(blob)
     assert parsed.public_point == enc.public_key().point
     client.import_enveloped_key(blob)
     assert client.public_point(0x0014) == enc.public_key().point
 
     # a blob for another card's key is refused and leaves the card's key as it was
-    other = wrap_for_card(SM2PrivateKey.generate().public_key(), SM2PrivateKey.generate())
+    other = wrap(SM2PrivateKey.generate(), SM2PrivateKey.generate().public_key()).to_blob()
     with pytest.raises(errors.BadData, match="6984"):
         client.import_enveloped_key(other)
     assert client.public_point(0x0014) == enc.public_key().point
 
 
 def test_envelope_parse_errors():
-    blob = bytearray(wrap_for_card(SM2PrivateKey.generate().public_key(),
-                                   SM2PrivateKey.generate()))
+    blob = bytearray(wrap(SM2PrivateKey.generate(),
+                          SM2PrivateKey.generate().public_key()).to_blob())
     with pytest.raises(EnvelopeError, match="388 bytes"):
-        EnvelopedKeyBlob.from_bytes(bytes(blob[:-1]))
+        EnvelopedKey.from_blob(bytes(blob[:-1]))
     bad = bytearray(blob)
     bad[4] = 0x02
     with pytest.raises(EnvelopeError, match="SGD_SM4_ECB"):
-        EnvelopedKeyBlob.from_bytes(bytes(bad))
+        EnvelopedKey.from_blob(bytes(bad))
     bad = bytearray(blob)
     bad[0] = 2
-    with pytest.raises(EnvelopeError, match="version 2"):
-        EnvelopedKeyBlob.from_bytes(bytes(bad))
+    with pytest.raises(EnvelopeError, match="Version is 2"):
+        EnvelopedKey.from_blob(bytes(bad))
     bad = bytearray(blob)
     bad[12] = 1
     with pytest.raises(EnvelopeError, match="cbEncryptedPriKey"):
-        EnvelopedKeyBlob.from_bytes(bytes(bad))
+        EnvelopedKey.from_blob(bytes(bad))
 
 
 def test_blank_card_keys_follow_the_diversification_hierarchy():

@@ -14,10 +14,10 @@ from sscard.card import errors
 from sscard.card.apdu import CommandApdu
 from sscard.card.auth import PsamAuthenticator
 from sscard.card.client import CardClient
-from sscard.card.envelope import wrap_for_card
 from sscard.card.keyhandle import CardKey
 from sscard.card.records import HolderData
 from sscard.card.transport import PcscTransport
+from sscard.crypto import envelopes
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.sm2 import CipherFormat, SM2PrivateKey, SM2PublicKey
 from sscard.keys.software import SoftwareKey
@@ -205,7 +205,7 @@ def test_dual_certificates_and_enveloped_key_written_and_read_back(emulator, tmp
     sign_cert.write_bytes(_certificate_for(sign_point, ca))
     enc_cert.write_bytes(_certificate_for(enc_key.public_key().point, ca))
     blob = tmp_path / "enc.keyblob"
-    blob.write_bytes(wrap_for_card(SM2PublicKey.from_point(sign_point), enc_key))
+    blob.write_bytes(envelopes.wrap(enc_key, SM2PublicKey.from_point(sign_point)).to_blob())
 
     empty = run_cli(emulator.rig, "certs")
     assert empty.returncode == 0 and "sign: (empty)" in empty.stdout

@@ -16,7 +16,6 @@ from keymgmt.cardkeys import CardKeyService, ServiceAuthenticator
 from keymgmt.errors import Conflict, KmcError, PermissionDenied
 from keymgmt.service import KeyManagementCentre, OfficerRecipient
 from sscard.card.client import CardClient
-from sscard.card.envelope import EnvelopedKeyBlob
 from sscard.card.transport import InProcessTransport
 from sscard.crypto import envelopes
 from sscard.crypto.asymmetric import PublicKey
@@ -108,20 +107,6 @@ def test_dual_certificate_round_trip(kmc: KeyManagementCentre) -> None:
     card_sign = SM2PrivateKey.from_private_value(card.state.sign_d or 0)
     unwrapped = envelopes.unwrap(escrow.enveloped_key_der, card_sign)
     assert unwrapped.private_value() == card.state.enc_d
-
-
-def test_envelope_interoperates_with_the_card_module(kmc: KeyManagementCentre) -> None:
-    """sscard.card.envelope (the card side's parser) reads what sscard.crypto.envelopes writes,
-    field for field."""
-    who = principals(kmc)
-    card_sign = SM2PrivateKey.generate()
-    res = kmc.escrow(who["ca"], SSN, card_sign.public_key().spki_der())
-    assert res.enveloped_key_blob is not None
-    theirs = EnvelopedKeyBlob.from_bytes(res.enveloped_key_blob)
-    ours = envelopes.EnvelopedKey.from_blob(res.enveloped_key_blob)
-    assert theirs.public_point == ours.public_point
-    assert theirs.encrypted_private_key == ours.encrypted_private_key
-    assert theirs.to_bytes() == res.enveloped_key_blob
 
 
 def test_attach_certificate_checks(kmc: KeyManagementCentre) -> None:
