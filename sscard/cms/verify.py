@@ -216,7 +216,10 @@ class Verifier:
         at: datetime | None,
         with_revocation: bool,
         purpose: Purpose | None = None,
+        use_cache: bool = True,
     ) -> ValidationResult:
+        """Validate ``leaf`` (with ``extra`` candidate CA certificates) at ``at`` (None: now);
+        ``use_cache=False`` for answers that must reflect a revocation at once."""
         key = (
             hashlib.sha256(leaf.dump()).digest(),
             tuple(hashlib.sha256(c.dump()).digest() for c in extra),
@@ -224,7 +227,7 @@ class Verifier:
             with_revocation,
             purpose,
         )
-        ttl = self.config.cache_seconds
+        ttl = self.config.cache_seconds if use_cache else 0.0
         if ttl > 0:
             with self._lock:
                 hit = self._cache.get(key)

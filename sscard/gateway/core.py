@@ -208,7 +208,14 @@ class Gateway:
         for i, item in enumerate(raw):
             der = b64_field({"r": item}, "r")
             assert der is not None
-            recipients.append(_certificate(der, f"recipients[{i}]"))
+            cert = _certificate(der, f"recipients[{i}]")
+            # an envelope for a revoked or foreign certificate would reach the wrong hands
+            result = self.verifier.validate(cert, [], None, with_revocation=True)
+            if not result.valid:
+                why = "; ".join(f"{r.code.value}: {r.message}" for r in result.reasons)
+                raise GatewayError("RECIPIENT_NOT_VALID",
+                                   f"recipients[{i}] ({identify(cert).subject}): {why}", 422)
+            recipients.append(cert)
         cipher_name = body.get("cipher", "sm4_cbc")
         try:
             cipher = ContentCipher.parse(str(cipher_name))
@@ -245,7 +252,7 @@ class Gateway:
             der = b64_field({"c": item}, "c")
             assert der is not None
             chain.append(_certificate(der, f"chain[{i}]"))
-        result = self.verifier.validate(cert, chain, None, with_revocation=True)
+        result = self.verifier.validate(cert, chain, None, with_revocation=True, use_cache=False)
         codes = result.codes
         if ReasonCode.REVOKED in codes:
             status = "revoked"
@@ -291,7 +298,7 @@ class Gateway:
                             "message": "the card's signature over the challenge does not verify "
                                        "with the certificate's key"})
         result = self.verifier.validate(cert, [], now, with_revocation=True,
-                                        purpose=Purpose.SIGN)
+                                        purpose=Purpose.SIGN, use_cache=False)
         reasons.extend({"code": r.code.value, "message": r.message} for r in result.reasons)
         return {
             "authenticated": not reasons,

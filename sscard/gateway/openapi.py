@@ -16,8 +16,9 @@ _ERROR = _obj(["error"], error=_obj(["code", "message"], code={
     "enum": ["UNAUTHENTICATED", "REQUEST_EXPIRED", "REPLAYED_REQUEST", "FORBIDDEN",
              "BAD_REQUEST", "MALFORMED_INPUT", "PAYLOAD_TOO_LARGE", "BATCH_TOO_LARGE",
              "NOT_FOUND", "METHOD_NOT_ALLOWED", "SIGNING_FAILED", "TIMESTAMP_UNAVAILABLE",
-             "NOT_ADDRESSED_TO_CALLER", "DECRYPTION_FAILED", "CHALLENGE_UNKNOWN",
-             "CHALLENGE_WRONG_SYSTEM", "CHALLENGE_REPLAYED", "CHALLENGE_EXPIRED", "INTERNAL"],
+             "NOT_ADDRESSED_TO_CALLER", "DECRYPTION_FAILED", "RECIPIENT_NOT_VALID",
+             "CHALLENGE_UNKNOWN", "CHALLENGE_WRONG_SYSTEM", "CHALLENGE_REPLAYED",
+             "CHALLENGE_EXPIRED", "INTERNAL"],
 }, message={"type": "string"}))
 
 _REASON = _obj(["code", "message"], code={"type": "string"}, message={"type": "string"},

@@ -126,7 +126,7 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
                     op.deny(f"{exc.code}: {exc.message}")
                 raise
             g.caller = caller
-            body = request.get_json(silent=True) if body_bytes else {}
+            body = request.get_json(force=True, silent=True) if body_bytes else {}
             if not isinstance(body, dict):
                 raise bad_request("the request body must be a JSON object")
             try:

@@ -227,3 +227,13 @@ def test_every_call_is_recorded_without_content(rig: Rig) -> None:
                        ("employment", "gateway.verify", "success"),
                        ("unauthenticated", "gateway.sign", "denied")]
     assert list(rig.recorder.records)[-3]["object"] == "key:hr-sign"
+
+
+def test_encrypting_to_a_revoked_or_foreign_certificate_is_refused(rig: Rig) -> None:
+    gw = rig.client()
+    for cert, words in ((rig.revoked_person.cert, "REVOKED"),
+                        (rig.outsider.cert, "UNTRUSTED_ROOT")):
+        with pytest.raises(GatewayClientError) as exc:
+            gw.encrypt(DOC, [cert])
+        assert exc.value.code == "RECIPIENT_NOT_VALID" and exc.value.status == 422
+        assert words in exc.value.message and "recipients[0]" in exc.value.message
