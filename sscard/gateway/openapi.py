@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-_B64 = {"type": "string", "format": "byte"}
+_B64 = {"type": "string", "contentEncoding": "base64"}
 
 
 def _obj(required: list[str], **props: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": props}
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        schema["required"] = required
+    return schema
 
 
 _ERROR = _obj(["error"], error=_obj(["code", "message"], code={
@@ -63,7 +66,7 @@ def _op(summary: str, request_schema: dict[str, Any], response_schema: dict[str,
 
 def openapi_document() -> dict[str, Any]:
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",  # 3.1: the mutualTLS security scheme
         "info": {"title": "sscard gateway (certificate application support platform)",
                  "version": "1"},
         "components": {

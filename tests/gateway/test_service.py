@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from openapi_spec_validator import validate
 
 from sscard.cms import ContentCipher, encrypt
 from sscard.gateway import request_signing as rs
@@ -26,6 +27,7 @@ def error_of(exc: pytest.ExceptionInfo[GatewayClientError]) -> str:
 def test_openapi_document_is_served(rig: Rig) -> None:
     doc = requests.get(rig.url + "/openapi.json", timeout=10).json()
     assert doc["openapi"].startswith("3.")
+    validate(doc)  # a valid OpenAPI document, by an independent validator
     for path in ("/v1/sign", "/v1/sign/batch", "/v1/verify", "/v1/verify/batch", "/v1/encrypt",
                  "/v1/decrypt", "/v1/certificates/status", "/v1/cardholder/challenge",
                  "/v1/cardholder/verify"):
