@@ -363,13 +363,20 @@ class CardClient:
         self.select_pki()
         self.select_file(fid)
         head = self.read_binary(0, 4)
-        if head[0] in (0x00, 0xFF):
+        if head[:1] in (b"\x00", b"\xff"):
             return None
+        if len(head) != 4:
+            raise BadData(0x6A80, f"certificate file {fid:04X}",
+                          f"the card answered {len(head)} bytes where 4 were asked")
         if head[0] != 0x30 or head[1] != 0x82:
             raise BadData(0x6A80, f"certificate file {fid:04X}",
                           f"does not start with a DER SEQUENCE (30 82): {head.hex()}")
         total = 4 + int.from_bytes(head[2:4], "big")
         out = bytearray()
         while len(out) < total:
-            out += self.read_binary(len(out), min(CHUNK, total - len(out)))
+            chunk = self.read_binary(len(out), min(CHUNK, total - len(out)))
+            if not chunk:  # a card that answers 9000 with no data would otherwise loop forever
+                raise BadData(0x6A80, f"certificate file {fid:04X}",
+                              f"the card returned no data at offset {len(out)} of {total}")
+            out += chunk
         return bytes(out)

@@ -36,13 +36,12 @@ def _load(data: bytes, spec: type[T], deep: bool = True) -> T:
         raise X509ParseError(f"empty input where a {what} was expected")
     try:
         der = pem_to_der(data)
+        kind = pem_blocks(data)[0][0] if der is not data else None
     except PemError as exc:
         raise X509ParseError(f"{what}: {exc}") from None
-    if der is not data:
-        kinds = _PEM_TYPES.get(spec)
-        kind = pem_blocks(data)[0][0]
-        if kinds and kind not in kinds:
-            raise X509ParseError(f"expected a PEM {kinds[0]}, found a PEM {kind}")
+    kinds = _PEM_TYPES.get(spec)
+    if kind is not None and kinds and kind not in kinds:
+        raise X509ParseError(f"expected a PEM {kinds[0]}, found a PEM {kind}")
     try:
         obj = spec.load(der, strict=True)
         if deep:

@@ -1,7 +1,9 @@
 """Regression tests for what the fuzzers found (inputs in tests/ops/fuzz_findings/).
 
 Open findings are strict xfails: they document the bug and turn into a failure the moment the
-owner fixes it, so the marker is removed and the test then guards the fix."""
+owner fixes it, so the marker is removed and the test then guards the fix. Fixed so far: a broken
+later block in a PEM bundle (now X509ParseError), a card answering a certificate read with fewer
+than four bytes or with no data (now BadData instead of IndexError or an endless loop)."""
 
 from __future__ import annotations
 
@@ -17,14 +19,6 @@ from sscard.x509.parse import load_certificate, load_crl, load_csr
 
 FINDINGS = Path(__file__).resolve().parent / "fuzz_findings"
 
-PEM_SECOND_BLOCK = pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="open finding (reported to the x509 owner): sscard.x509.parse._load checks the PEM "
-           "type with pem_blocks() outside its try, so a bundle whose first block is good and a "
-           "later block is broken escapes as PemError instead of X509ParseError")
-
-
-@PEM_SECOND_BLOCK
 @pytest.mark.parametrize("loader", [load_certificate, load_csr, load_crl])
 def test_broken_later_pem_block_is_an_x509_parse_error(loader: object) -> None:
     data = (FINDINGS / "x509-pem-second-block-csr.bin").read_bytes()
@@ -32,14 +26,12 @@ def test_broken_later_pem_block_is_an_x509_parse_error(loader: object) -> None:
         loader(data)  # type: ignore[operator]
 
 
-@PEM_SECOND_BLOCK
 def test_fuzzed_certificate_bundle_is_an_x509_parse_error() -> None:
     data = (FINDINGS / "x509-pem-second-block-cert.bin").read_bytes()
     with pytest.raises(X509ParseError):
         load_certificate(data)
 
 
-@PEM_SECOND_BLOCK
 def test_minimal_pem_bundle_with_broken_second_block() -> None:
     """The finding reduced by hand: a good first block, then one that is not base64."""
     from sscard.keys.software import SoftwareKey
@@ -81,13 +73,6 @@ class _Card(Transport):
         return bytes.fromhex("3B6C00000000000000000000000000")
 
 
-CARD_SHORT_READ = pytest.mark.xfail(
-    strict=True,
-    reason="open finding (reported to the card owner): CardClient.read_certificate indexes the "
-           "4-byte head without checking its length, and loops while the card returns no data")
-
-
-@CARD_SHORT_READ
 def test_fuzzed_card_answer_is_a_card_error() -> None:
     """The fuzzer's input, replayed through the harness's scripted transport."""
     import importlib.util
@@ -109,14 +94,12 @@ def test_fuzzed_card_answer_is_a_card_error() -> None:
         client.read_certificate("sign")
 
 
-@CARD_SHORT_READ
 def test_card_sending_fewer_than_four_bytes_is_bad_data() -> None:
     client = CardClient(_Card([bytes.fromhex("309000")]))
     with pytest.raises(BadData):
         client.read_certificate("sign")
 
 
-@CARD_SHORT_READ
 def test_card_sending_no_data_does_not_loop() -> None:
     card = _Card([bytes.fromhex("308201009000")] + [bytes.fromhex("9000")] * 1000)
     with pytest.raises(BadData):
