@@ -593,6 +593,7 @@ class CertificateAuthority:
                     CertificateRecord.id == row.id).values(
                     revocation_reason=why.value,
                     invalidity_date=invalidity_date or row.invalidity_date))
+                self._bump_revocation_generation(conn)
                 return CertificateStatus(serial, Status.REVOKED, _aware(row.revoked_at), why,
                                          invalidity_date or _aware(row.invalidity_date),
                                          row.der)
@@ -607,7 +608,19 @@ class CertificateAuthority:
                 invalidity_date=invalidity_date))
             if done.rowcount != 1:
                 raise AlreadyRevoked(f"certificate {hex_serial} was revoked concurrently")
+            self._bump_revocation_generation(conn)
         return CertificateStatus(serial, Status.REVOKED, now, why, invalidity_date, row.der)
+
+    def _bump_revocation_generation(self, conn: Connection) -> None:
+        conn.execute(update(CARecord).where(CARecord.id == self._ca.id).values(
+            revocation_generation=CARecord.revocation_generation + 1))
+
+    def revocation_generation(self) -> int:
+        """A number that changes with every revocation by this CA, a hold made final included;
+        other processes' caches (the OCSP workers) poll it. One primary-key read."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(CARecord.revocation_generation).where(
+                CARecord.id == self._ca.id)).scalar_one())
 
     def _row(self, conn: Connection, hex_serial: str) -> Any:
         row = conn.execute(select(CertificateRecord).where(

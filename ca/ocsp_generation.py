@@ -2,11 +2,8 @@
 
 Every worker process of the service keeps its own cache, and a revocation may come from any
 process (``sscard ca revoke``, the RA, another worker). The shared truth is the CA database, so
-the cache asks it for a *revocation generation*: a value that changes whenever a certificate of
-the issuer is revoked. ``CertificateAuthority.revocation_generation()`` is used when the CA
-provides it; otherwise ``database_generation`` derives one from the certificates table
-(read-only: the number of revoked rows and the latest revocation time, both from the
-(issuer_id, revoked_at) index).
+the cache asks it for a *revocation generation*: ``CertificateAuthority.revocation_generation()``,
+a counter the CA bumps in the same transaction as every revocation (a hold made final too).
 
 ``Throttled`` bounds how often the database is asked: at most once per ``interval`` seconds per
 process, so a hot cache costs one small query per interval, not one per OCSP request. A
@@ -48,25 +45,6 @@ class Throttled:
             return self._value
 
 
-def database_generation(engine: Any, issuer_id: int) -> GenerationSource:
-    """A generation read from the CA's certificates table (a fallback; see the module doc)."""
-    from ca.storage import CertificateRecord
-
-    query = select(
-        func.count(CertificateRecord.id), func.max(CertificateRecord.revoked_at)
-    ).where(
-        CertificateRecord.issuer_id == issuer_id, CertificateRecord.revoked_at.is_not(None)
-    )
-
-    def generation() -> int:
-        with engine.connect() as conn:
-            count, latest = conn.execute(query).one()
-        stamp = int(latest.timestamp()) if latest is not None else 0
-        return hash((count, stamp))
-
-    return generation
-
-
 def latest_revocation(engine: Any, issuer_id: int) -> datetime | None:
     """When the issuer last revoked a certificate (None if never)."""
     from ca.storage import CertificateRecord
@@ -82,21 +60,13 @@ def latest_revocation(engine: Any, issuer_id: int) -> datetime | None:
 
 
 def _issuer_id(authority: Any) -> int | None:
-    ca = getattr(authority, "_ca", None)
-    return getattr(ca, "id", None)
+    return getattr(authority, "database_id", None)
 
 
 def authority_generation(authority: Any) -> GenerationSource | None:
-    """The CA's own revocation generation when its API offers one, else one read from its
-    database (``database_generation``); None for a backend with neither."""
+    """The CA's revocation generation; None for a backend without one (no cache refresh)."""
     method = getattr(authority, "revocation_generation", None)
-    if callable(method):
-        return method
-    engine = getattr(authority, "engine", None)
-    issuer_id = _issuer_id(authority)
-    if engine is None or issuer_id is None:
-        return None
-    return database_generation(engine, issuer_id)
+    return method if callable(method) else None
 
 
 def authority_latest_revocation(authority: Any) -> datetime | bool | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Engine,
@@ -53,6 +54,9 @@ class CARecord(Base):
     certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary)
     csr_der: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # bumped with every revocation of this CA's certificates (migration 0002)
+    revocation_generation: Mapped[int] = mapped_column(BigInteger, default=0,
+                                                       server_default="0")
 
 
 class CertificateRecord(Base):
