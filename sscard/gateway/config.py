@@ -16,6 +16,7 @@ do. Built in code (tests, embedding) or loaded from a TOML file (``load_config``
     certificate = "hr-sign.pem"
 
     [systems.employment]                    # the caller's certificate CN
+    subject = "CN=employment, O=就业登记系统, C=CN"  # optional: the whole subject must match
     operations = ["sign", "verify", "encrypt", "decrypt", "status", "cardholder"]
     signing_keys = ["hr-sign"]
     decryption_key = "employment-enc"
@@ -58,6 +59,9 @@ class SystemPolicy:
     operations: frozenset[str]
     signing_keys: frozenset[str] = frozenset()
     decryption_key: str | None = None
+    subject: str | None = None
+    """When set, the caller's whole subject must be this (as ``format_name`` writes it), not
+    only its CN: for deployments where CNs alone are not unique enough."""
 
     def __post_init__(self) -> None:
         unknown = set(self.operations) - OPERATIONS
@@ -92,6 +96,9 @@ class GatewayConfig:
     def __post_init__(self) -> None:
         if not self.trust_anchors:
             raise ConfigError("at least one trust anchor is needed")
+        for key_id, entry in self.keys.items():
+            if entry.key.public_key().spki_der() != entry.certificate.public_key.dump():
+                raise ConfigError(f"keys.{key_id}: the key does not match the certificate")
         for name, policy in self.systems.items():
             for key_id in policy.signing_keys:
                 if key_id not in self.keys:
@@ -144,7 +151,8 @@ def load_config(path: Path) -> GatewayConfig:
         keys[key_id] = GatewayKey(handle, cert, chain)
     systems = {
         name: SystemPolicy(frozenset(spec.get("operations", [])),
-                           frozenset(spec.get("signing_keys", [])), spec.get("decryption_key"))
+                           frozenset(spec.get("signing_keys", [])), spec.get("decryption_key"),
+                           spec.get("subject"))
         for name, spec in data.get("systems", {}).items()
     }
     return GatewayConfig(

@@ -40,6 +40,7 @@ from sscard.gateway.errors import GatewayError, bad_request, forbidden
 from sscard.gateway.revocation import CrlFetcher
 from sscard.validation import Purpose, ReasonCode
 from sscard.x509.errors import X509ParseError
+from sscard.x509.names import format_name
 from sscard.x509.parse import load_certificate
 
 Json = Mapping[str, Any]
@@ -114,6 +115,11 @@ class Gateway:
         policy = self.config.systems.get(caller.system)
         if policy is None:
             raise forbidden(f"system {caller.system!r} is not registered with the gateway")
+        if policy.subject is not None:
+            subject = format_name(caller.certificate.subject)
+            if subject != policy.subject:
+                raise forbidden(f"the certificate's subject {subject!r} is not the one "
+                                f"registered for system {caller.system!r}")
         if operation not in policy.operations:
             raise forbidden(f"system {caller.system!r} may not {operation}")
 

@@ -21,7 +21,7 @@ _ERROR = _obj(["error"], error=_obj(["code", "message"], code={
              "NOT_FOUND", "METHOD_NOT_ALLOWED", "SIGNING_FAILED", "TIMESTAMP_UNAVAILABLE",
              "NOT_ADDRESSED_TO_CALLER", "DECRYPTION_FAILED", "RECIPIENT_NOT_VALID",
              "CHALLENGE_UNKNOWN", "CHALLENGE_WRONG_SYSTEM", "CHALLENGE_REPLAYED",
-             "CHALLENGE_EXPIRED", "INTERNAL"],
+             "CHALLENGE_EXPIRED", "AUDIT_UNAVAILABLE", "INTERNAL"],
 }, message={"type": "string"}))
 
 _REASON = _obj(["code", "message"], code={"type": "string"}, message={"type": "string"},

@@ -19,6 +19,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from sscard.audit.errors import AuditError, AuditUnavailable
 from sscard.gateway.audit import MemoryRecorder, Recorder
 from sscard.gateway.caller import Caller
 from sscard.gateway.challenges import ChallengeStore
@@ -96,6 +97,15 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
     def http_error(exc: HTTPException) -> Response:
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.code or 0, "HTTP_ERROR")
         return _error(GatewayError(code, exc.description or exc.name, exc.code or 500))
+
+    @app.errorhandler(AuditError)
+    def audit_down(exc: AuditError) -> Response:
+        # no audit record, no operation: the caller may retry once the log is back
+        log.error("audit log: %s", exc)
+        return _error(GatewayError("AUDIT_UNAVAILABLE",
+                                   "the audit log cannot record the call; nothing was done"
+                                   if isinstance(exc, AuditUnavailable) else
+                                   "the operation ran but its outcome was not recorded", 503))
 
     @app.errorhandler(Exception)
     def internal(exc: Exception) -> Response:

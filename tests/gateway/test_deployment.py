@@ -21,6 +21,7 @@ from sscard.gateway import request_signing as rs
 from sscard.gateway.config import ConfigError, load_config
 from sscard.gateway.service import create_app
 from sscard.x509.pem import der_to_pem
+from tests.cms.pki import make_leaf
 from tests.gateway.conftest import Rig
 
 DOC = "工伤认定决定书".encode() * 10
@@ -144,3 +145,58 @@ def test_sscard_gateway_serve(rig: Rig, home: Path) -> None:
         proc.wait(timeout=10)
         if proc.stderr:
             proc.stderr.close()
+
+
+def _signed_headers(rig: Rig, body: bytes, path: str = "/v1/sign",
+                    who: str = "employment") -> dict[str, str]:
+    system = rig.systems[who]
+    return {**rs.sign_request(system.key, system.cert, "POST", path, "", body),
+            "Content-Type": "application/json"}
+
+
+def test_system_pinned_to_its_whole_subject(rig: Rig, home: Path) -> None:
+    path = home / "gateway.toml"
+    pinned = '[systems.employment]\nsubject = "CN=employment, O=就业登记系统, C=CN"\n'
+    path.write_text(path.read_text().replace("[systems.employment]\n", pinned))
+    client = create_app(load_config(path)).test_client()
+    body = json.dumps({"signed": base64.b64encode(b"x").decode()}).encode()
+    assert client.post("/v1/verify", data=body,
+                       headers=_signed_headers(rig, body, "/v1/verify")).status_code == 400
+    # another certificate of our CA with the same CN but another subject: refused
+    impostor = rig.systems["no-client-eku"]  # CN=employment, O=wrong eku (also lacks clientAuth)
+    lookalike = make_leaf("CN=employment,O=另一个系统,C=CN", rig.pki.ca, eku=["client_auth"])
+    rig.systems["lookalike"] = lookalike
+    try:
+        answer = client.post("/v1/verify", data=body,
+                             headers=_signed_headers(rig, body, "/v1/verify", "lookalike"))
+    finally:
+        del rig.systems["lookalike"]
+    assert answer.status_code == 403 and "subject" in answer.json["error"]["message"]
+    assert impostor.cert.subject != lookalike.cert.subject
+
+
+class _DownAudit:
+    """An audit log whose database is gone."""
+
+    def operation(self, *args: object, **kwargs: object) -> object:
+        from sscard.audit import AuditUnavailable
+
+        raise AuditUnavailable("audit record could not be written: database is locked")
+
+
+def test_no_audit_record_no_operation(rig: Rig, home: Path) -> None:
+    config = load_config(home / "gateway.toml")
+    client = create_app(config, recorder=_DownAudit()).test_client()  # type: ignore[arg-type]
+    body = json.dumps({"key": "hr-sign", "content": base64.b64encode(DOC).decode()}).encode()
+    answer = client.post("/v1/sign", data=body, headers=_signed_headers(rig, body))
+    assert answer.status_code == 503
+    assert answer.json["error"]["code"] == "AUDIT_UNAVAILABLE"
+    assert "signed" not in answer.json
+
+
+def test_key_and_certificate_must_match_in_code_too(rig: Rig) -> None:
+    from sscard.gateway.config import GatewayConfig, GatewayKey
+
+    with pytest.raises(ConfigError, match=r"keys\.bad: the key does not match"):
+        GatewayConfig(trust_anchors=[rig.pki.root.cert], systems={},
+                      keys={"bad": GatewayKey(rig.hr_sign.key, rig.pki.signer.cert)})
