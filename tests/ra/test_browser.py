@@ -10,6 +10,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -47,15 +52,30 @@ def log_in(browser: Any, base_url: str, user: str, password: str = PASSWORD) -> 
 
 
 def text(browser: Any, element_id: str) -> str:
-    return str(WebDriverWait(browser, 10).until(
-        ec.presence_of_element_located((By.ID, element_id))).text)
+    """The element's text once the page has it (a page still being replaced is waited out)."""
+    def read(driver: Any) -> str | None:
+        try:
+            return str(driver.find_element(By.ID, element_id).text)
+        except (NoSuchElementException, StaleElementReferenceException):
+            return None
+
+    found = WebDriverWait(browser, 15).until(lambda d: read(d) is not None and read(d))
+    return str(found)
 
 
 def click(browser: Any, element_id: str) -> None:
     """Click something that loads a page, and wait until the new page replaced the old."""
     element = browser.find_element(By.ID, element_id)
     element.click()
-    WebDriverWait(browser, 10).until(ec.staleness_of(element))
+
+    def replaced(_driver: Any) -> bool:
+        try:
+            element.is_enabled()
+            return False
+        except WebDriverException:  # stale, or "node does not belong to the document"
+            return True
+
+    WebDriverWait(browser, 15).until(replaced)
 
 
 def test_officer_logs_in_and_approves(browser: Any, base_url: str, rig: RaRig) -> None:
