@@ -521,6 +521,58 @@ class RegistrationAuthority:
 
         return serial_to_hex(value)
 
+    def submit_renewal(self, actor: Actor, card_number: str, csr_der: bytes,
+                       comment: str = "") -> dict[str, Any]:
+        """A new signing certificate for an issued card (its signing key renewed on the card);
+        on approval the old signing certificate is revoked as superseded."""
+        self._need(actor, Role.OPERATOR, Role.OFFICER)
+        with self._tx() as s:
+            card = s.scalar(select(Card).where(Card.card_number == card_number))
+            if card is None:
+                raise NotFound(f"no card numbered {card_number}")
+            if card.status != CardStatus.ACTIVE:
+                raise Conflict(f"card {card_number} is {card.status}; only an issued card is "
+                               "renewed")
+            person = s.get(Cardholder, card.cardholder_id)
+            assert person is not None
+            ssn, card_ref, holder_id, old = person.ssn, card.id, person.id, card.sign_serial
+        csr = self._check_csr(csr_der, ssn)
+        with self.audit.operation(actor.audit_name, "ra.renewal.submit", card_number) as op, \
+                self._tx() as s:
+            req = self._new_request(s, RequestKind.RENEWAL, actor, holder_id, card_ref,
+                                    csr_der=csr.dump(), reason=comment,
+                                    details={"old_sign_serial": old})
+            op.set(request_id=req.public_id)
+            return self._info(s, req)
+
+    def _renew(self, actor: Actor, request_id: str) -> None:
+        from ca.errors import AlreadyRevoked, CAError
+
+        if self.ca is None:
+            raise UpstreamFailed("the RA is not connected to a CA")
+        with self._tx() as s:
+            req = self._request(s, request_id)
+            details, csr_der = self._details(req), req.csr_der
+        assert csr_der is not None
+        with self.audit.operation(actor.audit_name, "ra.renewal.issue", request_id) as op:
+            try:
+                if "sign_serial" not in details:
+                    signed = self.ca.issue_from_csr(csr_der, self.config.sign_profile)
+                    self._save(request_id, sign_serial=self._serial_hex(f"{signed.serial:x}"),
+                               sign_cert=_b64(signed.der))
+                old = details.get("old_sign_serial")
+                if old:
+                    try:
+                        self.ca.revoke(int(old, 16), "superseded")
+                    except AlreadyRevoked:
+                        pass
+            except CAError as exc:
+                raise UpstreamFailed(f"renewal failed: {exc}") from None
+            with self._tx() as s:
+                req = self._request(s, request_id)
+                req.state, req.updated_at = RequestState.DONE, _now()
+                op.set(sign_serial=req.certificate_serial, superseded=old or "")
+
     def submit_key_recovery(self, actor: Actor, enc_serial: str, new_card_spki: bytes,
                             comment: str) -> dict[str, Any]:
         """Recover the escrowed encryption key of certificate ``enc_serial`` onto a new card
@@ -595,8 +647,10 @@ class RegistrationAuthority:
         with self._tx() as s:
             kind = RequestKind(self._request(s, request_id).kind)
         try:
-            if kind in (RequestKind.ENROLLMENT, RequestKind.RENEWAL):
+            if kind is RequestKind.ENROLLMENT:
                 self._issue(actor, request_id)
+            elif kind is RequestKind.RENEWAL:
+                self._renew(actor, request_id)
             elif kind is RequestKind.REVOCATION:
                 self._revoke(actor, request_id)
             else:
@@ -840,7 +894,7 @@ class RegistrationAuthority:
                           "public_key_sha256": hashlib.sha256(
                               info["subject_pk_info"].dump()).hexdigest()}
         if req.state == RequestState.DONE:
-            for key in ("sign_cert", "enc_cert", "enveloped_key_blob"):
+            for key in ("sign_cert", "enc_cert", "enveloped_key_blob", "old_sign_serial"):
                 if key in details:
                     out[key] = details[key]
         if req.kind == RequestKind.REVOCATION:

@@ -297,3 +297,30 @@ def test_on_postgresql(rig: RaRig, pg_url: str) -> None:  # noqa: F811
             ra.approve(officer, rev["request_id"])
     finally:
         ra.close()
+
+
+def test_renewal_replaces_the_signing_certificate(rig: RaRig) -> None:
+    pending, _key = new_enrollment(rig)
+    issued = rig.ra.approve(rig.actor("officer1"), pending["request_id"], "ok")
+    number = issued["card"]["card_number"]
+    who = issued["cardholder"]
+    new_key = SoftwareKey.generate("sm2")
+    with pytest.raises(Conflict, match="only an issued card"):
+        rig.ra.submit_renewal(rig.actor("operator"), number, csr_for(new_key, who["name"],
+                                                                     who["ssn"]))
+    rig.ra.confirm_personalised(rig.client, pending["request_id"])
+    with pytest.raises(BadRequest, match="social security number"):
+        rig.ra.submit_renewal(rig.actor("operator"), number,
+                              csr_for(new_key, who["name"], holder(999).ssn))
+    with pytest.raises(NotFound):
+        rig.ra.submit_renewal(rig.actor("operator"), "NOSUCH", b"")
+    req = rig.ra.submit_renewal(rig.actor("operator"), number,
+                                csr_for(new_key, who["name"], who["ssn"]), "key renewal")
+    done = rig.ra.approve(rig.actor("officer2"), req["request_id"], "ok")
+    assert done["state"] == "done"
+    old, new = int(issued["card"]["sign_serial"], 16), int(done["card"]["sign_serial"], 16)
+    assert old != new
+    assert rig.ca.status(old).status is Status.REVOKED
+    assert rig.ca.status(old).reason.name == "superseded"
+    assert rig.ca.status(new).status is Status.GOOD
+    assert rig.ca.status(int(issued["card"]["enc_serial"], 16)).status is Status.GOOD
