@@ -102,7 +102,8 @@ def _encrypt_content(
     return {"algorithm": cipher.value, "parameters": iv}, enc.update(padded) + enc.finalize()
 
 
-def _decrypt_content(alg: algos.EncryptionAlgorithm, key: bytes, ciphertext: bytes) -> bytes:
+def _decrypt_content(alg: algos.EncryptionAlgorithm, key: bytes, ciphertext: bytes,
+                     aad: bytes = b"") -> bytes:
     name = alg["algorithm"].native
     try:
         cipher = ContentCipher(name)
@@ -126,8 +127,8 @@ def _decrypt_content(alg: algos.EncryptionAlgorithm, key: bytes, ciphertext: byt
             raise EnvelopeDecryptionError(f"GCM tags of {icv} bytes are not supported (16)")
         try:
             if cipher is ContentCipher.SM4_GCM:
-                return sm4.gcm_decrypt(key, nonce, ciphertext)
-            return AESGCM(key).decrypt(nonce, ciphertext, None)
+                return sm4.gcm_decrypt(key, nonce, ciphertext, aad)
+            return AESGCM(key).decrypt(nonce, ciphertext, aad or None)
         except (InvalidTag, DecryptionError):
             raise EnvelopeDecryptionError(
                 "the content fails its GCM authentication tag: changed or wrong key"
@@ -232,13 +233,32 @@ def encrypt(
     *,
     cipher: ContentCipher = ContentCipher.SM4_CBC,
     flavour: Flavour = Flavour.RFC5652,
+    authenticated: bool = False,
 ) -> bytes:
-    """Encrypt ``content`` to every certificate in ``recipients``; the DER ContentInfo."""
+    """Encrypt ``content`` to every certificate in ``recipients``; the DER ContentInfo.
+
+    ``authenticated`` writes RFC 5083 AuthEnvelopedData (GCM ciphers only; the tag in its
+    ``mac`` field), which is what OpenSSL reads and writes for AES-GCM."""
     if not recipients:
         raise CmsBuildError("an envelope needs at least one recipient certificate")
+    if authenticated and not cipher.is_gcm:
+        raise CmsBuildError(f"AuthEnvelopedData needs a GCM cipher, not {cipher.value}")
     cek = secrets.token_bytes(cipher.key_size)
     infos = [_recipient_info(cert, cek) for cert in recipients]
     alg, ciphertext = _encrypt_content(cipher, cek, bytes(content))
+    if authenticated:
+        auth = cms.AuthEnvelopedData({
+            "version": "v0",
+            "recipient_infos": infos,
+            "auth_encrypted_content_info": {
+                "content_type": content_type("data", flavour),
+                "content_encryption_algorithm": alg,
+                "encrypted_content": ciphertext[:-_TAG],
+            },
+            "mac": ciphertext[-_TAG:],
+        })
+        return cms.ContentInfo(
+            {"content_type": "authenticated_enveloped_data", "content": auth}).dump()
     # RFC 5652 §6.1: version 2 when any recipient uses key agreement... v0 only for all-ktri v0
     version = "v2" if any(i.name == "kari" for i in infos) else "v0"
     enveloped = cms.EnvelopedData({
@@ -258,13 +278,14 @@ def encrypt(
 # -- opening -----------------------------------------------------------------------------
 
 
-def load_enveloped(data: bytes) -> cms.EnvelopedData:
-    """Parse a ContentInfo holding EnvelopedData (DER or PEM, either OID family)."""
+def load_enveloped(data: bytes) -> cms.EnvelopedData | cms.AuthEnvelopedData:
+    """Parse a ContentInfo holding EnvelopedData or AuthEnvelopedData (DER or PEM, either OID
+    family)."""
     from sscard.cms.parse import load_content_info
 
     info = load_content_info(data)
     kind = normalise(info["content_type"].native)
-    if kind != "enveloped_data":
+    if kind not in ("enveloped_data", "authenticated_enveloped_data"):
         raise CmsParseError(f"expected EnvelopedData, found {info['content_type'].native}")
     return info["content"]
 
@@ -376,10 +397,21 @@ def decrypt(data: bytes, key: KeyHandle, certificate: x509.Certificate) -> Opene
             f"the envelope is not addressed to {certificate.subject.human_friendly} "
             f"(serial {certificate.serial_number:x})"
         )
-    eci = env["encrypted_content_info"]
+    authenticated = isinstance(env, cms.AuthEnvelopedData)
+    eci = env["auth_encrypted_content_info" if authenticated else "encrypted_content_info"]
     ciphertext = eci["encrypted_content"].native
     if ciphertext is None:
         raise CmsParseError("the envelope carries no encrypted content (detached is unsupported)")
-    content = _decrypt_content(eci["content_encryption_algorithm"], cek, ciphertext)
+    aad = b""
+    if authenticated:
+        name = eci["content_encryption_algorithm"]["algorithm"].native
+        if name not in {c.value for c in ContentCipher if c.is_gcm}:
+            raise EnvelopeDecryptionError(f"AuthEnvelopedData with {name}: only GCM is supported")
+        ciphertext += env["mac"].native
+        attrs = env["auth_attrs"]
+        if not isinstance(attrs, core.Void):
+            # RFC 5083 §2.2: the AAD is the DER of authAttrs with its SET OF tag
+            aad = b"\x31" + attrs.dump()[1:]
+    content = _decrypt_content(eci["content_encryption_algorithm"], cek, ciphertext, aad)
     return Opened(content, normalise(eci["content_type"].native),
                   eci["content_encryption_algorithm"]["algorithm"].native)

@@ -246,12 +246,14 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
 @click.option("--cipher", type=click.Choice([c.value for c in ContentCipher]),
               default="sm4_cbc", show_default=True)
 @click.option("--gm", is_flag=True, help="GM/T 0010 content-type OIDs.")
+@click.option("--auth-enveloped", is_flag=True,
+              help="RFC 5083 AuthEnvelopedData (GCM ciphers; what OpenSSL uses for AES-GCM).")
 @click.argument("in_file", type=_FILE)
 @click.argument("out_file", type=_OUT)
 @passphrase_options
 @gateway_options
-def encrypt_command(recipients: tuple[Path, ...], cipher: str, gm: bool, in_file: Path,
-                    out_file: Path, **opts: Any) -> None:
+def encrypt_command(recipients: tuple[Path, ...], cipher: str, gm: bool, auth_enveloped: bool,
+                    in_file: Path, out_file: Path, **opts: Any) -> None:
     """Encrypt IN to the recipients' certificates into OUT (CMS EnvelopedData, DER)."""
     content = _read(in_file)
     certs = [_cert(p) for p in recipients]
@@ -259,10 +261,12 @@ def encrypt_command(recipients: tuple[Path, ...], cipher: str, gm: bool, in_file
     if opts["gateway_url"]:
         client = _client(opts)
         env = _remote(lambda: client.encrypt(content, certs, cipher=cipher,
-                                             content_types=flavour.value))
+                                             content_types=flavour.value,
+                                             authenticated=auth_enveloped))
     else:
         try:
-            env = encrypt(content, certs, cipher=ContentCipher(cipher), flavour=flavour)
+            env = encrypt(content, certs, cipher=ContentCipher(cipher), flavour=flavour,
+                          authenticated=auth_enveloped)
         except CmsError as exc:
             raise click.ClickException(str(exc)) from None
     out_file.write_bytes(env)

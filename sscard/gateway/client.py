@@ -115,10 +115,11 @@ class GatewayClient:
         return list(self.call("/v1/verify/batch", body)["results"])
 
     def encrypt(self, content: bytes, recipients: Sequence[x509.Certificate | bytes], *,
-                cipher: str = "sm4_cbc", content_types: str = "rfc5652") -> bytes:
+                cipher: str = "sm4_cbc", content_types: str = "rfc5652",
+                authenticated: bool = False) -> bytes:
         answer = self.call("/v1/encrypt", {
             "content": _b64(content), "recipients": [_b64(_cert_der(c)) for c in recipients],
-            "cipher": cipher, "content_types": content_types})
+            "cipher": cipher, "content_types": content_types, "authenticated": authenticated})
         return base64.b64decode(answer["enveloped"])
 
     def decrypt(self, enveloped: bytes) -> bytes:

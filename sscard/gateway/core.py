@@ -225,7 +225,8 @@ class Gateway:
         cipher_name = body.get("cipher", "sm4_cbc")
         try:
             cipher = ContentCipher.parse(str(cipher_name))
-            env = encrypt(content, recipients, cipher=cipher, flavour=_flavour(body))
+            env = encrypt(content, recipients, cipher=cipher, flavour=_flavour(body),
+                          authenticated=bool(body.get("authenticated", False)))
         except CmsBuildError as exc:
             raise bad_request(str(exc)) from None
         except CryptoError as exc:

@@ -105,7 +105,9 @@ def openapi_document() -> dict[str, Any]:
                      content=_B64, cipher={"type": "string", "enum": [
                          "sm4_cbc", "sm4_gcm", "aes128_cbc", "aes256_cbc", "aes128_gcm",
                          "aes256_gcm"]},
-                     content_types={"type": "string", "enum": ["rfc5652", "gm"]}),
+                     content_types={"type": "string", "enum": ["rfc5652", "gm"]},
+                     authenticated={"type": "boolean", "default": False,
+                                    "description": "RFC 5083 AuthEnvelopedData (GCM ciphers)"}),
                 _obj(["enveloped"], enveloped=_B64)),
             "/v1/decrypt": _op("Open an envelope addressed to the calling system",
                                _obj(["enveloped"], enveloped=_B64),

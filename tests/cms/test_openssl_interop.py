@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from sscard.cms import ContentCipher, TrustConfig, Verifier, decrypt, encrypt, sign
+from sscard.cms import (
+    ContentCipher,
+    EnvelopeDecryptionError,
+    TrustConfig,
+    Verifier,
+    decrypt,
+    encrypt,
+    sign,
+)
 from sscard.x509.pem import der_to_pem
 from tests.cms.pki import Pki
 
@@ -119,3 +127,31 @@ def test_we_decrypt_openssl_enveloped_data(request: pytest.FixtureRequest, opens
     opened = decrypt((tmp_path / "env.der").read_bytes(), pki.signer.key, pki.signer.cert)
     assert opened.content == DOC
     assert opened.cipher == "aes256_cbc"
+
+
+@pytest.mark.parametrize("family", ["rsa", "ec"])
+def test_aes_gcm_auth_enveloped_data_both_ways(request: pytest.FixtureRequest, openssl: str,
+                                               tmp_path: Path, family: str) -> None:
+    """AES-GCM as OpenSSL does it: RFC 5083 AuthEnvelopedData."""
+    pki = _pki(request, family)
+    _write_common(tmp_path, pki)
+    ours = encrypt(DOC, [pki.signer.cert], cipher=ContentCipher.AES256_GCM, authenticated=True)
+    (tmp_path / "ours.der").write_bytes(ours)
+    res = _run(openssl, "cms", "-decrypt", "-binary", "-inform", "DER",
+               "-in", str(tmp_path / "ours.der"), "-recip", str(tmp_path / "signer.pem"),
+               "-inkey", str(tmp_path / "signer.key"), "-passin", "pass:pw",
+               "-out", str(tmp_path / "out.txt"))
+    assert res.returncode == 0, res.stderr.decode()
+    assert (tmp_path / "out.txt").read_bytes() == DOC
+
+    res = _run(openssl, "cms", "-encrypt", "-binary", "-aes-256-gcm", "-outform", "DER",
+               "-in", str(tmp_path / "doc.txt"), "-recip", str(tmp_path / "signer.pem"),
+               "-out", str(tmp_path / "theirs.der"))
+    assert res.returncode == 0, res.stderr.decode()
+    theirs = (tmp_path / "theirs.der").read_bytes()
+    opened = decrypt(theirs, pki.signer.key, pki.signer.cert)
+    assert opened.content == DOC and opened.cipher == "aes256_gcm"
+    tampered = bytearray(theirs)
+    tampered[-3] ^= 0x01  # inside the mac
+    with pytest.raises(EnvelopeDecryptionError, match="authentication tag"):
+        decrypt(bytes(tampered), pki.signer.key, pki.signer.cert)

@@ -73,6 +73,11 @@ def test_encrypt_and_decrypt_for_the_calling_system(rig: Rig) -> None:
     for cipher in ("sm4_cbc", "sm4_gcm", "aes256_gcm"):
         env = gw.encrypt(DOC, [rig.employment_enc.cert], cipher=cipher)
         assert gw.decrypt(env) == DOC
+    auth = gw.encrypt(DOC, [rig.employment_enc.cert], cipher="sm4_gcm", authenticated=True)
+    assert gw.decrypt(auth) == DOC
+    with pytest.raises(GatewayClientError) as exc:
+        gw.encrypt(DOC, [rig.employment_enc.cert], cipher="sm4_cbc", authenticated=True)
+    assert exc.value.code == "BAD_REQUEST" and "GCM" in exc.value.message
     # an envelope for somebody else is not opened
     other = make_leaf("CN=someone else,C=CN", rig.pki.ca)
     with pytest.raises(GatewayClientError) as exc:
