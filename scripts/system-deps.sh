@@ -4,7 +4,7 @@
 # Chromium + ChromeDriver, the OpenSSL CLI, a JRE with BouncyCastle, wrk.
 set -euo pipefail
 PKGS=(openssl softhsm2 pcscd vsmartcard-vpcd libpcsclite-dev swig postgresql
-      chromium chromium-driver default-jre-headless libbcpkix-java wrk)
+      chromium chromium-driver fonts-wqy-zenhei default-jre-headless libbcpkix-java wrk)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
