@@ -151,3 +151,48 @@ def test_installed_command_runs(files: Path) -> None:
                           str(f / "ca.pem"), str(f / "doc.p7s")],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr  # the issuing CA as anchor also works
+
+
+def test_sign_with_a_time_stamp_from_a_tsa_url(files: Path, rig: Rig) -> None:
+    """--tsa-url: an RFC 3161 TSA over HTTP (the project's TSA behind a minimal HTTP server)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Tsa(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.headers.get("Content-Type", ""))
+            answer = rig.tsa.respond(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/timestamp-reply")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Tsa)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        f = files
+        res = run("sign", "--key", str(f / "signer.key"), "--cert", str(f / "signer.pem"),
+                  "--chain", str(f / "ca.pem"), "--passphrase-file", str(f / "pass"),
+                  "--tsa-url", f"http://127.0.0.1:{server.server_address[1]}/tsa",
+                  str(f / "doc.txt"), str(f / "ts.p7s"))
+        assert res.exit_code == 0, res.output
+        assert seen == ["application/timestamp-query"]
+        res = run("verify", "--trust", str(f / "root.pem"), str(f / "ts.p7s"))
+        assert res.exit_code == 0, res.output
+        assert "time-stamped at" in res.output
+        down = CliRunner().invoke(cli, [
+            "sign", "--key", str(f / "signer.key"), "--cert", str(f / "signer.pem"),
+            "--passphrase-file", str(f / "pass"), "--tsa-url", "http://127.0.0.1:9/tsa",
+            str(f / "doc.txt"), str(f / "none.p7s")])
+        assert down.exit_code == 1 and "time-stamp authority could not be reached" in down.output
+        assert not (f / "none.p7s").exists()
+    finally:
+        server.shutdown()
+        server.server_close()
