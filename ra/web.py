@@ -12,6 +12,7 @@ import base64
 import binascii
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ from sscard.card.records import HolderData
 ANONYMOUS, CLIENT = "anonymous", "client"
 OPERATOR, OFFICER, AUDITOR, ADMIN = (Role.OPERATOR.value, Role.OFFICER.value,
                                      Role.AUDITOR.value, Role.ADMINISTRATOR.value)
+#: a UI session ends after this long without a request
+SESSION_IDLE_SECONDS = 30 * 60
 LOGGED_IN = frozenset({OPERATOR, OFFICER, AUDITOR, ADMIN})
 READERS = frozenset({OPERATOR, OFFICER, AUDITOR})
 
@@ -138,7 +141,7 @@ def _start_session(actor: Actor) -> None:
     lang = session.get("lang")
     session.clear()  # a fresh session (and CSRF token) at log-in: no fixation
     session.update(user=actor.name, roles=sorted(r.value for r in actor.roles),
-                   csrf=secrets.token_urlsafe(32))
+                   csrf=secrets.token_urlsafe(32), seen=int(time.time()))
     if lang:
         session["lang"] = lang
 
@@ -395,13 +398,20 @@ def _who() -> tuple[str, Actor | None]:
         scheme, _sep, token = header.partition(" ")
         if scheme.lower() != "bearer":
             raise AuthenticationFailed("use Authorization: Bearer <token>")
-        actor = _ra().authenticate_client(token.strip())
-        return CLIENT, actor
+        return CLIENT, _ra().authenticate_client(token.strip())
     user = session.get("user")
     if not user:
         return ANONYMOUS, None
-    roles = frozenset(Role(r) for r in session.get("roles", []))
-    return "session", Actor(str(user), roles)
+    now = int(time.time())
+    if now - int(session.get("seen", 0)) > SESSION_IDLE_SECONDS:
+        session.clear()
+        return ANONYMOUS, None
+    current = _ra().session_actor(str(user))
+    if current is None:
+        session.clear()
+        return ANONYMOUS, None
+    session["seen"] = now
+    return "session", current
 
 
 def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:

@@ -5,6 +5,7 @@ ra.web.ACCESS, and every route of the app must appear in it."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -73,6 +74,7 @@ def _client_for(app: Flask, rig: RaRig, who: str) -> tuple[FlaskClient, dict[str
         if who in ROLE_OF:
             sess["user"] = who
             sess["roles"] = [ROLE_OF[who]]
+            sess["seen"] = int(time.time())
     if who == CLIENT:
         headers["Authorization"] = f"Bearer {rig.api_token}"
     return client, headers
@@ -137,3 +139,31 @@ def test_api_client_sees_only_its_own_requests(app: Flask, rig: RaRig) -> None:
     resp = app.test_client().get(f"/api/v1/enrollments/{pending['request_id']}",
                                  headers={"Authorization": "Bearer ra_wrong"})
     assert resp.status_code == 401
+
+
+def test_session_follows_the_account(app: Flask, rig: RaRig) -> None:
+    """A session is only as good as its account now: roles written into the cookie count for
+    nothing, a locked account's session ends, and an idle session expires."""
+    client, _h = _client_for(app, rig, AUDITOR)
+    with client.session_transaction() as sess:
+        sess["roles"] = ["officer", "administrator"]  # what a tampered session might claim
+    assert client.get("/admin/officers").status_code == 403
+    from ra.models import Role
+
+    rig.ra.add_officer(None, "sessiontest", "S", "correct horse battery", {Role.OFFICER})
+    client, _h = _client_for(app, rig, OFFICER)
+    with client.session_transaction() as sess:
+        sess["user"] = "sessiontest"
+    assert client.get("/batches").status_code == 200
+    from ra.errors import AuthenticationFailed
+
+    for _ in range(rig.ra.config.max_failed_logins):
+        with pytest.raises(AuthenticationFailed):
+            rig.ra.authenticate("sessiontest", "wrong wrong wrong")
+    resp = client.get("/batches")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/login")
+    client, _h = _client_for(app, rig, OFFICER)
+    with client.session_transaction() as sess:
+        sess["seen"] = int(time.time()) - 31 * 60
+    resp = client.get("/batches")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/login")
