@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import requests
 
 from sscard.audit import AuditLog
 from sscard.gateway import request_signing as rs
+from sscard.gateway.client import GatewayClient
 from sscard.gateway.config import ConfigError, load_config
 from sscard.gateway.service import create_app
 from sscard.x509.pem import der_to_pem
@@ -200,3 +202,59 @@ def test_key_and_certificate_must_match_in_code_too(rig: Rig) -> None:
     with pytest.raises(ConfigError, match=r"keys\.bad: the key does not match"):
         GatewayConfig(trust_anchors=[rig.pki.root.cert], systems={},
                       keys={"bad": GatewayKey(rig.hr_sign.key, rig.pki.signer.cert)})
+
+
+def test_gunicorn_with_mutual_tls(rig: Rig, home: Path) -> None:
+    """Production layout: gunicorn workers, TLS with client certificates (--cert-reqs 2); the
+    gateway reads the peer certificate from gunicorn's socket."""
+    import shutil
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # the TLS side of the rig: EC server certificate, clients under the EC TLS root
+    (home / "tls-root.pem").write_bytes((rig.files / "tls-roots.pem").read_bytes())
+    text = (home / "gateway.toml").read_text().replace(
+        'trust_anchors = ["root.pem"]', 'trust_anchors = ["root.pem", "tls-root.pem"]')
+    text = text.replace('trusted_client_cert_header = "X-Client-Cert"\n', "").replace(
+        'operations = ["sign", "verify"]', 'operations = ["sign", "verify", "cardholder"]')
+    (home / "gateway.toml").write_text(text)
+    chain = der_to_pem(rig.config.intermediates[1].dump(), "CERTIFICATE")  # the TLS CA
+    (home / "tls-ca.pem").write_bytes(chain)
+    text = (home / "gateway.toml").read_text().replace(
+        'intermediates = ["ca.pem"]', 'intermediates = ["ca.pem", "tls-ca.pem"]')
+    (home / "gateway.toml").write_text(text)
+    gunicorn = shutil.which("gunicorn") or str(Path(sys.executable).parent / "gunicorn")
+    env = dict(os.environ, SSCARD_GATEWAY_CONFIG=str(home / "gateway.toml"),
+               SSCARD_GATEWAY_CHALLENGES=f"sqlite:///{home / 'challenges.db'}")
+    proc = subprocess.Popen(
+        [gunicorn, "-w", "2", "-k", "gthread", "-b", f"127.0.0.1:{port}",
+         "--certfile", str(rig.files / "server.pem"), "--keyfile", str(rig.files / "server.key"),
+         "--ca-certs", str(rig.files / "tls-roots.pem"), "--cert-reqs", "2",
+         "sscard.gateway.wsgi:app"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        client = GatewayClient(f"https://127.0.0.1:{port}",
+                               tls_client=(str(rig.files / "tls-client.pem"),
+                                           str(rig.files / "tls-client.key")),
+                               ca_file=str(rig.files / "tls-roots.pem"))
+        for _ in range(100):
+            try:
+                signed = client.sign(DOC, "hr-sign")
+                break
+            except requests.exceptions.ConnectionError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("gunicorn did not come up")
+        assert client.verify(signed)["valid"]
+        # both workers share the challenge store: many challenges, each answered once
+        for _ in range(4):
+            challenge = client.cardholder_challenge()
+            assert challenge["challenge_id"]
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.post(f"https://127.0.0.1:{port}/v1/verify", json={}, timeout=10,
+                          verify=str(rig.files / "tls-roots.pem"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        if proc.stderr:
+            proc.stderr.close()
