@@ -19,7 +19,7 @@ import requests
 
 from sscard.audit import AuditLog
 from sscard.gateway import request_signing as rs
-from sscard.gateway.client import GatewayClient
+from sscard.gateway.client import GatewayClient, GatewayClientError
 from sscard.gateway.config import ConfigError, load_config
 from sscard.gateway.service import create_app
 from sscard.x509.pem import der_to_pem
@@ -246,10 +246,17 @@ def test_gunicorn_with_mutual_tls(rig: Rig, home: Path) -> None:
         else:
             raise AssertionError("gunicorn did not come up")
         assert client.verify(signed)["valid"]
-        # both workers share the challenge store: many challenges, each answered once
+        # the two workers share the challenge store: a challenge issued by one is answered at
+        # either, once
+        person = rig.pki.signer
         for _ in range(4):
             challenge = client.cardholder_challenge()
-            assert challenge["challenge_id"]
+            signature = person.key.sign(challenge["to_sign"])
+            answer = client.cardholder_verify(challenge["challenge_id"], signature, person.cert)
+            assert answer["authenticated"], answer
+            with pytest.raises(GatewayClientError) as exc:
+                client.cardholder_verify(challenge["challenge_id"], signature, person.cert)
+            assert exc.value.code == "CHALLENGE_REPLAYED"
         with pytest.raises(requests.exceptions.SSLError):
             requests.post(f"https://127.0.0.1:{port}/v1/verify", json={}, timeout=10,
                           verify=str(rig.files / "tls-roots.pem"))
