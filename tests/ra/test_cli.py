@@ -1,0 +1,59 @@
+"""`sscard ra ...` through the installed command: officer and client set-up, secrets from files
+only, clear refusals."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from ra.service import RegistrationAuthority
+from ra.store import default_url
+from sscard.audit.log import AuditLog
+from sscard.audit.log import default_url as audit_url
+
+
+def sscard(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sscard.cli", "--home", str(home), "ra", *args],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_set_up_officers_and_clients(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (tmp_path / "pw").write_text("a long enough password\n")
+    done = sscard(home, "add-officer", "zhang", "--role", "officer", "--role", "auditor",
+                  "--display-name", "张审核", "--password-file", str(tmp_path / "pw"))
+    assert done.returncode == 0, done.stderr
+    assert "a long enough password" not in done.stdout + done.stderr
+    again = sscard(home, "add-officer", "zhang", "--role", "officer",
+                   "--password-file", str(tmp_path / "pw"))
+    assert again.returncode == 1 and "already exists" in again.stderr
+    (tmp_path / "short").write_text("short\n")
+    short = sscard(home, "add-officer", "li", "--role", "officer",
+                   "--password-file", str(tmp_path / "short"))
+    assert short.returncode == 1 and "at least 10" in short.stderr
+    token_file = tmp_path / "station.token"
+    client = sscard(home, "add-client", "station-1", "--token-out", str(token_file))
+    assert client.returncode == 0, client.stderr
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    token = token_file.read_text().strip()
+    assert token not in client.stdout + client.stderr
+
+    ra = RegistrationAuthority.open(default_url(home), AuditLog.open(audit_url(home)))
+    try:
+        actor = ra.authenticate("zhang", "a long enough password")
+        assert {r.value for r in actor.roles} == {"officer", "auditor"}
+        assert ra.authenticate_client(token).name == "station-1"
+        # the set-up is in the audit log
+        actions = [r.record.action for r in ra.audit.records()]
+        assert "ra.officer.add" in actions and "ra.client.add" in actions
+    finally:
+        ra.close()
+
+
+def test_serve_needs_the_kmc_shares(tmp_path: Path) -> None:
+    (tmp_path / "k").write_text("x\n")
+    out = sscard(tmp_path, "serve", "--kmc-ra-key-file", str(tmp_path / "k"),
+                 "--kmc-ca-key-file", str(tmp_path / "k"))
+    assert out.returncode == 2 and "--share" in out.stderr
