@@ -112,9 +112,15 @@ def with_ra_options(f: Any) -> Any:
 @click.option("--rollback", is_flag=True,
               help="Roll back the unfinished card in the reader: revoke what was issued for "
                    "it and clear its certificates and holder data.")
+@click.option("--kmc-url", default=None,
+              help="Authenticate to the card with cryptograms computed by the KMC at this URL "
+                   "(a terminal without a PSAM) instead of the PSAM.")
+@click.option("--kmc-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="This terminal's KMC API key (with --kmc-url).")
 @with_ra_options
 def personalize(reader: str | None, psam_reader: str | None, data_path: Path | None,
-                batch: str | None, rollback: bool, ra_url: str, token_file: Path | None,
+                batch: str | None, rollback: bool, kmc_url: str | None,
+                kmc_key_file: Path | None, ra_url: str, token_file: Path | None,
                 journal_dir: Path | None, pin_stdin: bool, pin_file: Path | None,
                 stop_after: str | None) -> None:
     """Personalise the blank card in the reader end to end (data, PIN, on-card key, dual
@@ -123,9 +129,22 @@ def personalize(reader: str | None, psam_reader: str | None, data_path: Path | N
 
     journals = journal_dir or _home() / "issuance-journal"
     backend = _backend(ra_url, token_file)
+    remote = None
+    kmc_errors: tuple[type[Exception], ...] = ()
+    if kmc_url is not None:
+        from keymgmt.client import KmcClient, KmcServiceError, RemoteAuthenticator
+
+        kmc_errors = (KmcServiceError,)
+
+        key = read_secret(file=kmc_key_file, prompt="KMC API key").decode().strip()
+        remote = RemoteAuthenticator(KmcClient(kmc_url, key))
+
+    def authenticator(opened: Any) -> Any:
+        return remote if remote is not None else opened.need_psam()
+
     if rollback:
-        with card_errors(), open_card(reader, psam_reader, with_psam=True) as opened:
-            p = Personalizer(opened.client, opened.need_psam(), backend, journals)
+        with card_errors(), open_card(reader, psam_reader, with_psam=remote is None) as opened:
+            p = Personalizer(opened.client, authenticator(opened), backend, journals)
             try:
                 journal = p.rollback("rolled back by card-issuing staff")
             except PersonalisationError as exc:
@@ -137,8 +156,8 @@ def personalize(reader: str | None, psam_reader: str | None, data_path: Path | N
         raise click.UsageError("give the cardholder data with --data FILE (or --rollback)")
     order = _order(data_path, batch)
     pin = _pin(pin_file, pin_stdin)
-    with card_errors(), open_card(reader, psam_reader, with_psam=True) as opened:
-        p = Personalizer(opened.client, opened.need_psam(), backend, journals,
+    with card_errors(), open_card(reader, psam_reader, with_psam=remote is None) as opened:
+        p = Personalizer(opened.client, authenticator(opened), backend, journals,
                          _stop_after(stop_after))
         try:
             outcome = p.personalise(order, pin)
@@ -148,6 +167,9 @@ def personalize(reader: str | None, psam_reader: str | None, data_path: Path | N
         except PersonalisationError as exc:
             raise click.ClickException(f"{exc} (journal kept: run again to resume, or "
                                        "--rollback)") from None
+        except kmc_errors as exc:
+            raise click.ClickException(f"card authentication through the KMC failed: {exc}"
+                                       " (journal kept)") from None
     click.echo(f"card {order.card_number} for {order.holder.ssn} issued: request "
                f"{outcome.request_id}, signing certificate {outcome.sign_serial}, encryption "
                f"certificate {outcome.enc_serial}")

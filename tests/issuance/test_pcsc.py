@@ -171,3 +171,42 @@ def test_refusals_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,  # noqa:
     assert proc.returncode == 2 and "birth date" in proc.stderr
     info = run_cli(pcsc_rig, "info", "--format", "json")
     assert json.loads(info.stdout)["ssn"] == ""
+
+
+@pytest.fixture
+def blank_without_psam(pcsc_rig: PcscRig, tmp_path: Path) -> Iterator[EmulatorProcess]:  # noqa: F811
+    emu = EmulatorProcess(pcsc_rig, new_blank_card(tmp_path / "card.json"))
+    emu.start("--no-psam")
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def test_personalise_over_pcsc_with_kmc_cryptograms(
+        pcsc_rig: PcscRig, rig: RaRig, ra_url: str,  # noqa: F811
+        blank_without_psam: EmulatorProcess, tmp_path: Path) -> None:
+    """No PSAM in the terminal: the card is authenticated with cryptograms the KMC service
+    computes (its HTTP API), and a wrong KMC key stops before anything is written."""
+    from keymgmt.cardkeys import CardKeyService
+    from keymgmt.web import create_app as kmc_app
+    from sscard.emulator import testkeys
+
+    cardkeys = CardKeyService(rig.kmc)
+    if not cardkeys.list_master_keys():
+        for kid in testkeys.KeyId:
+            cardkeys.import_root_key("63", int(kid), "sm4",
+                                     testkeys.root_test_key(kid, testkeys.CardAlgorithm.SM4))
+    key_file = tmp_path / "kmc.key"
+    key_file.write_text(rig.kmc.add_caller(f"terminal-{secrets.token_hex(3)}", "terminal"))
+    (tmp_path / "wrong.key").write_text("kmc_wrong\n")
+    data = order_json(9005)
+    for kmc_url in serve(kmc_app(rig.kmc)):
+        wrong = personalize(pcsc_rig, rig, ra_url, tmp_path, "--kmc-url", kmc_url,
+                            "--kmc-key-file", str(tmp_path / "wrong.key"), data=data)
+        assert wrong.returncode == 1 and "KMC" in wrong.stderr, wrong.stderr
+        assert certificates_for(rig, data["ssn"]) == {}
+        done = personalize(pcsc_rig, rig, ra_url, tmp_path, "--kmc-url", kmc_url,
+                           "--kmc-key-file", str(key_file), data=data)
+        assert done.returncode == 0, done.stderr
+    check_card(pcsc_rig, rig, data)

@@ -238,3 +238,23 @@ def test_enveloped_key_blob_is_for_this_card_only(rig: RaRig, tmp_path: Path,
         client.generate_signing_key()
         with pytest.raises(CardError):
             client.import_enveloped_key(blob)
+
+
+def test_personalise_with_kmc_cryptograms(rig: RaRig, tmp_path: Path, serial_no: int) -> None:
+    """A terminal without a PSAM: the KMC computes the card authentication cryptograms from
+    its card master keys."""
+    from keymgmt.cardkeys import CardKeyService, ServiceAuthenticator
+    from sscard.emulator import testkeys
+
+    cardkeys = CardKeyService(rig.kmc)
+    if not cardkeys.list_master_keys():
+        for kid in testkeys.KeyId:
+            cardkeys.import_root_key("63", int(kid), "sm4", testkeys.root_test_key(
+                kid, testkeys.CardAlgorithm.SM4))
+    terminal = rig.kmc.authenticate(rig.kmc.add_caller(f"terminal-{serial_no}", "terminal"))
+    card = new_blank_card(tmp_path / "card.json")
+    order = CardOrder(holder(serial_no), card_number(serial_no), batch=BATCH)
+    with inserted(card) as (client, _psam):
+        Personalizer(client, ServiceAuthenticator(cardkeys, terminal),
+                     LocalBackend(rig.ra, rig.client), tmp_path / "j").personalise(order, PIN)
+    assert_issued_card(rig, card, order)
