@@ -136,3 +136,50 @@ def test_search_pages_and_language(app: Flask, rig: RaRig) -> None:
     assert "Search" in c.get("/search").get_data(as_text=True)
     bad = c.get("/search?what=certificates&q=not-hex")
     assert bad.status_code == 400 and "hexadecimal" in bad.get_data(as_text=True)
+
+
+def test_certificate_login_page(app: Flask, rig: RaRig) -> None:
+    """The no-JavaScript certificate log-in: the page shows a one-time challenge, the officer's
+    card signs it, the signature is pasted back; a replayed signature is refused."""
+    import re
+
+    from ra.models import Role
+    from sscard.card.auth import KeyServiceAuthenticator
+    from sscard.card.client import CardClient
+    from sscard.card.keyhandle import CardKey
+    from sscard.card.transport import InProcessTransport
+    from sscard.emulator import testkeys
+    from sscard.emulator.card import EmulatedCard
+    from sscard.emulator.sample import sample_card
+
+    with CardClient(InProcessTransport(EmulatedCard(sample_card()))) as card:
+        card.external_authenticate(0x0B, KeyServiceAuthenticator({int(k): testkeys.
+                                   provincial_test_key(k, "639900", testkeys.CardAlgorithm.SM4)
+                                   for k in testkeys.KeyId}))
+        card.generate_signing_key()
+        key = CardKey(card, lambda: "123456")
+        csr = CsrBuilder().subject(parse_name("CN=web-card-officer,O=人社厅,C=CN")).sign(key)
+        cert = rig.ca.issue_from_csr(csr.dump(), "ra-officer")
+        rig.ra.add_officer(None, "webcard", "Web Card", PASSWORD, {Role.OFFICER})
+        rig.ra.set_officer_certificate(rig.actor("admin"), "webcard", cert.der)
+
+        c = app.test_client()
+        page = c.get("/login/certificate").get_data(as_text=True)
+        challenge = re.search(r'<code id="challenge">([0-9a-f]{64})</code>', page)
+        assert challenge is not None
+        with c.session_transaction() as sess:
+            token = sess["csrf"]
+        signature = base64.b64encode(key.sign(bytes.fromhex(challenge[1]))).decode()
+        form = {"csrf_token": token, "username": "webcard", "signature": signature}
+        resp = c.post("/login/certificate", data=form)
+        assert resp.status_code == 302 and resp.headers["Location"].endswith("/")
+        assert c.get("/batches").status_code == 200
+        # the challenge was used up: the same signature on a new session is refused
+        c2 = app.test_client()
+        c2.get("/login/certificate")
+        with c2.session_transaction() as sess:
+            form["csrf_token"] = sess["csrf"]
+        resp = c2.post("/login/certificate", data=form)
+        assert resp.status_code == 401 and "does not verify" in resp.get_data(as_text=True)
+        bad = c2.post("/login/certificate", data={**form, "signature": "@@@"})
+        assert bad.status_code == 400
