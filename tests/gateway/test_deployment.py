@@ -237,14 +237,19 @@ def test_gunicorn_with_mutual_tls(rig: Rig, home: Path) -> None:
                                tls_client=(str(rig.files / "tls-client.pem"),
                                            str(rig.files / "tls-client.key")),
                                ca_file=str(rig.files / "tls-roots.pem"))
-        for _ in range(100):
+        tls = {"cert": (str(rig.files / "tls-client.pem"), str(rig.files / "tls-client.key")),
+               "verify": str(rig.files / "tls-roots.pem")}
+        deadline = time.monotonic() + 30
+        while True:  # until both workers answer (gunicorn boots them after binding)
             try:
-                signed = client.sign(DOC, "hr-sign")
-                break
-            except requests.exceptions.ConnectionError:
+                if all(requests.get(f"https://127.0.0.1:{port}/health", timeout=5,
+                                    **tls).status_code == 200 for _ in range(4)):
+                    break
+            except requests.RequestException:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
                 time.sleep(0.2)
-        else:
-            raise AssertionError("gunicorn did not come up")
+        signed = client.sign(DOC, "hr-sign")
         assert client.verify(signed)["valid"]
         # the two workers share the challenge store: a challenge issued by one is answered at
         # either, once
