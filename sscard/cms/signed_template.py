@@ -8,7 +8,7 @@ value and the content. ``sign()`` uses it; its output equals asn1crypto's for th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from asn1crypto import cms, core, x509
@@ -30,11 +30,7 @@ class SignedDataTemplate:
 
     def __init__(self, certificate: x509.Certificate, chain: Sequence[x509.Certificate],
                  algorithm: SignatureAlgorithm, flavour: Flavour) -> None:
-        from sscard.cms.signed import (
-            _signature_algorithm_id,
-            digest_name_for,
-            signing_certificate_v2,
-        )
+        from sscard.cms.signed import digest_name_for, signing_certificate_v2
 
         self.algorithm = algorithm
         self.digest_name = digest_name_for(algorithm)
@@ -50,7 +46,7 @@ class SignedDataTemplate:
             value={"issuer": certificate.issuer,
                    "serial_number": certificate.serial_number}).dump()
         self._signer_head = _V1 + sid + digest_alg
-        self._sig_alg = _signature_algorithm_id(algorithm).dump()
+        self._sig_alg = cms.SignedDigestAlgorithm(algorithm.asn1_algorithm_identifier()).dump()
         # DER sorts the elements of a SET OF by their encodings (X.690 §11.6), as asn1crypto does
         certs = b"".join(sorted(c.dump() for c in (certificate, *chain)))
         self._sd_head = (_V1 + _der.tlv(0x31, digest_alg))
@@ -68,10 +64,13 @@ class SignedDataTemplate:
         return _der.tlv(0x31, b"".join(sorted((self._ct_attr, time_attr, md_attr,
                                                self._ess_attr))))
 
-    def assemble(self, attrs: bytes, signature: bytes, content: bytes | None) -> bytes:
-        """The ContentInfo DER from the signed attributes and the signature over them."""
+    def assemble(self, attrs: bytes, signature: bytes, content: bytes | None,
+                 unsigned_attrs: bytes = b"") -> bytes:
+        """The ContentInfo DER from the signed attributes and the signature over them
+        (``unsigned_attrs``: a DER SET OF attributes, e.g. a time-stamp token)."""
+        unsigned = b"\xa1" + unsigned_attrs[1:] if unsigned_attrs else b""
         signer = _der.tlv(0x30, self._signer_head + b"\xa0" + attrs[1:] + self._sig_alg
-                          + _der.tlv(0x04, signature))
+                          + _der.tlv(0x04, signature) + unsigned)
         encap = self._data_type
         if content is not None:
             encap += _der.tlv(0xA0, _der.tlv(0x04, content))
@@ -80,7 +79,10 @@ class SignedDataTemplate:
         return _der.tlv(0x30, self._outer_type + _der.tlv(0xA0, signed))
 
     def sign(self, key: KeyHandle, content: bytes, when: datetime, detached: bool,
-             uid: bytes = DEFAULT_UID) -> bytes:
+             uid: bytes = DEFAULT_UID,
+             unsigned_attrs: Callable[[bytes], bytes] | None = None) -> bytes:
+        """``unsigned_attrs`` maps the signature value to the unsigned attributes' DER."""
         attrs = self.signed_attributes(digest(self.digest_name, content), when)
         signature = key.sign(attrs, self.algorithm, uid)
-        return self.assemble(attrs, signature, None if detached else content)
+        unsigned = unsigned_attrs(signature) if unsigned_attrs is not None else b""
+        return self.assemble(attrs, signature, None if detached else content, unsigned)
