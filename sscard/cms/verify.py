@@ -270,11 +270,9 @@ class Verifier:
         answer with reasons."""
         parsed = self._parse(signed)
         embedded = parsed.embedded
-        if content is not None and embedded is not None and content != embedded:
-            return SignatureReport(False, None, (Problem(
-                Code.CONTENT_CHANGED,
-                "the content given differs from the content inside the signature"),))
-        data = content if content is not None else embedded
+        given_differs = content is not None and embedded is not None and content != embedded
+        # the signature is checked over what it carries; a different document given is reported
+        data = embedded if embedded is not None else content
         signer_info = parsed.signer_info
         if signer_info is None:
             return SignatureReport(False, None, (Problem(Code.NO_SIGNER, "no SignerInfo"),),
@@ -305,6 +303,10 @@ class Verifier:
             st = attribute(signer_info["signed_attrs"], "signing_time") if (
                 has_signed_attributes(signer_info)) else None
             signing_time = st.native if st is not None else None  # type: ignore[attr-defined]
+        if given_differs:
+            problems.append(Problem(
+                Code.CONTENT_CHANGED,
+                "the document given differs from the content inside the signature"))
         if expected_signer is not None and expected_signer.dump() != cert.dump():
             problems.append(Problem(
                 Code.WRONG_SIGNER,
@@ -324,6 +326,12 @@ class Verifier:
             at_stamp = self.validate(cert, extra, reference, with_revocation=False)
             problems.extend(_path_problem(r, who) for r in at_stamp.reasons)
             now = self.validate(cert, extra, at, with_revocation=True)
+            now_codes = now.codes
+            if ReasonCode.EXPIRED in now_codes and not now_codes & {
+                    ReasonCode.REVOKED, ReasonCode.REVOCATION_UNKNOWN}:
+                # expired since: the validator stops at the expiry and checks no revocation,
+                # so ask again at the time-stamp's time (a revocation before it still counts)
+                now = self.validate(cert, extra, ts_time, with_revocation=True)
             for r in now.reasons:
                 if r.code is ReasonCode.REVOKED:
                     when = r.revocation_time

@@ -222,3 +222,25 @@ def test_key_and_certificate_must_match(sm2_pki: Pki) -> None:
     other = make_leaf("CN=x,C=CN", sm2_pki.ca)
     with pytest.raises(CmsBuildError, match="does not match"):
         sign(DOC, other.key, sm2_pki.signer.cert)
+
+
+def test_expired_now_but_revoked_before_the_timestamp(sm2_pki: Pki,
+                                                      sm2_tsa: TimeStampAuthority) -> None:
+    """Expiry since the time-stamp must not hide a revocation from before it."""
+    leaf = make_leaf("CN=郑十,C=CN", sm2_pki.ca, not_before=NOW - timedelta(days=10),
+                     not_after=NOW - timedelta(days=1))
+    stamp_time = NOW - timedelta(days=2)
+    crls = [make_crl(sm2_pki.ca, [(leaf.cert, NOW - timedelta(days=3))]),
+            make_crl(sm2_pki.root)]
+    der = sign(DOC, leaf.key, leaf.cert, chain=sm2_pki.chain,
+               timestamper=stamper(sm2_tsa, stamp_time))
+    report = Verifier(TrustConfig([sm2_pki.root.cert], crls=crls)).verify(der)
+    assert not report.valid
+    assert codes(report) & {"REVOKED", "REVOCATION_UNKNOWN"}
+
+
+def test_attached_signature_with_a_different_document_given(sm2_pki: Pki) -> None:
+    der = sign(DOC, sm2_pki.signer.key, sm2_pki.signer.cert, chain=sm2_pki.chain)
+    report = Verifier(TrustConfig([sm2_pki.root.cert])).verify(der, DOC + b"?")
+    assert codes(report) == {"CONTENT_CHANGED"}
+    assert report.signer is not None and report.signer.common_name == "张三"
