@@ -69,6 +69,11 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _aware(when: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -127,6 +132,8 @@ class RAConfig:
     policy: Policy = field(default_factory=Policy)
     sign_profile: str = "cardholder-sign"
     enc_profile: str = "cardholder-encrypt"
+    #: an approved request untouched this long is taken as stalled and resumed on resubmission
+    resume_after: dt.timedelta = dt.timedelta(minutes=2)
 
 
 class RegistrationAuthority:
@@ -381,7 +388,17 @@ class RegistrationAuthority:
                 existing = self._existing_enrollment(s, card_id, csr_der)
                 if existing is not None:
                     op.set(request_id=existing.public_id, repeated=True)
-                    return self._info(s, existing)
+                    stalled = existing.state == RequestState.APPROVED and \
+                        _now() - _aware(existing.updated_at) >= self.config.resume_after
+                    if not stalled:
+                        return self._info(s, existing)
+                    public_id = existing.public_id
+            if existing is not None:
+                # approved but never finished (the RA stopped mid-issuance): finish it now;
+                # every issuance step skips what it already did
+                self._execute(actor, public_id)
+                return self.request(actor, public_id)
+            with self._tx() as s:
                 person = self._cardholder(s, holder)
                 if s.scalar(select(Card).where(Card.card_number == card.card_number)):
                     raise Conflict(f"card number {card.card_number} is already registered")

@@ -22,6 +22,7 @@ certificate files and holder data are cleared, and the journal says so."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import secrets
 from collections.abc import Callable
@@ -204,9 +205,15 @@ class Personalizer:
         return {"point": self.client.generate_signing_key().hex()}
 
     def _enroll(self, journal: Journal, order: CardOrder, pin: str) -> dict[str, Any]:
-        request_id = journal.get("request").get("request_id")
+        known = journal.get("request")
+        request_id = known.get("request_id")
         if request_id is not None:
             answer = self.backend.status(request_id)
+            if answer["state"] == "approved" and "csr" in known:
+                # approved but not issued: the RA may have stopped mid-issuance; the same
+                # request again lets it finish (it skips what it already issued)
+                answer = self.backend.submit(order.holder, journal.card_id, order.card_number,
+                                             base64.b64decode(known["csr"]), order.batch)
         else:
             key = CardKey(self.client, lambda: pin)
             subject = parse_name(f"CN={order.holder.name},serialNumber={order.holder.ssn},C=CN")
@@ -216,7 +223,8 @@ class Personalizer:
             answer = self.backend.submit(order.holder, journal.card_id, order.card_number,
                                          csr.dump(), order.batch)
             # journaled at once: a rollback must find (and revoke) what the RA issues for it
-            journal.record("request", request_id=answer["request_id"])
+            journal.record("request", request_id=answer["request_id"],
+                           csr=base64.b64encode(csr.dump()).decode("ascii"))
         state = answer["state"]
         if state in ("submitted", "approved"):
             raise AwaitingApproval(f"enrollment {answer['request_id']} waits for an officer's "
@@ -231,8 +239,6 @@ class Personalizer:
                 "enveloped_key_blob": answer["enveloped_key_blob"]}
 
     def _install(self, journal: Journal) -> dict[str, Any]:
-        import base64
-
         enroll = journal.get("enroll")
         sign_der = base64.b64decode(enroll["sign_cert"])
         enc_der = base64.b64decode(enroll["enc_cert"])
@@ -243,8 +249,6 @@ class Personalizer:
         return {}
 
     def _verify(self, journal: Journal, order: CardOrder, pin: str) -> dict[str, Any]:
-        import base64
-
         enroll = journal.get("enroll")
         sign_der = base64.b64decode(enroll["sign_cert"])
         enc_der = base64.b64decode(enroll["enc_cert"])

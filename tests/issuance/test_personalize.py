@@ -258,3 +258,41 @@ def test_personalise_with_kmc_cryptograms(rig: RaRig, tmp_path: Path, serial_no:
         Personalizer(client, ServiceAuthenticator(cardkeys, terminal),
                      LocalBackend(rig.ra, rig.client), tmp_path / "j").personalise(order, PIN)
     assert_issued_card(rig, card, order)
+
+
+class RaDiesAfterTheSigningCertificate(BaseException):
+    """The RA process stops between issuing the signing certificate and escrowing."""
+
+
+def test_ra_stopped_mid_issuance_then_finished(rig: RaRig, tmp_path: Path,
+                                                 serial_no: int) -> None:
+    """The RA stopped after the signing certificate; the request stays approved. The reader
+    tool's next run resubmits, and the RA finishes without issuing the signing certificate
+    twice."""
+    import dataclasses
+    import datetime as dt
+
+    from ra.service import RegistrationAuthority
+
+    card = new_blank_card(tmp_path / "card.json")
+    order = CardOrder(holder(serial_no), card_number(serial_no), batch=BATCH)
+    kmc = rig.ra.kmc
+    assert kmc is not None
+    real_escrow = kmc.kmc.escrow
+
+    def dying_escrow(*_a: Any, **_kw: Any) -> Any:
+        raise RaDiesAfterTheSigningCertificate
+
+    kmc.kmc.escrow = dying_escrow
+    try:
+        with pytest.raises(RaDiesAfterTheSigningCertificate):
+            personalise(rig, card, tmp_path / "j", order)
+    finally:
+        kmc.kmc.escrow = real_escrow
+    assert len(certificates_for(rig, order.holder.ssn)) == 1
+    # a restarted RA (no waiting for the stall timeout in a test)
+    restarted = RegistrationAuthority(rig.ra.engine, rig.audit, rig.ca, kmc, dataclasses.replace(
+        rig.ra.config, resume_after=dt.timedelta(0)))
+    personalise(rig, card, tmp_path / "j", order,
+                backend=LocalBackend(restarted, rig.client))
+    assert_issued_card(rig, card, order)  # exactly two certificates, both on the card
