@@ -184,15 +184,26 @@ def _kek(shared: bytes, hash_name: str, wrap_alg: str, ukm: bytes | None) -> byt
                    _shared_info(wrap_alg, kek_len, ukm)).derive(shared)
 
 
-def _recipient_info(cert: x509.Certificate, cek: bytes) -> cms.RecipientInfo:
+_RSA_KEY_ENCRYPTION: dict[EncryptionScheme, dict[str, object]] = {
+    EncryptionScheme.RSA_OAEP_SHA256: {"algorithm": "rsaes_oaep", "parameters": _OAEP_SHA256},
+    # RFC 4055: OAEP with the default parameters (an empty SEQUENCE) is SHA-1 and MGF1-SHA-1;
+    # loaded from DER because asn1crypto takes an empty value for an unset one
+    EncryptionScheme.RSA_OAEP_SHA1: {"algorithm": "rsaes_oaep",
+                                     "parameters": algos.RSAESOAEPParams.load(b"\x30\x00")},
+    EncryptionScheme.RSA_PKCS1V15: {"algorithm": "rsaes_pkcs1v15", "parameters": None},
+}
+
+
+def _recipient_info(cert: x509.Certificate, cek: bytes,
+                    rsa_scheme: EncryptionScheme) -> cms.RecipientInfo:
     public = PublicKey.from_spki(cert.public_key.dump())
     key_type = public.algorithm.key_type
     if key_type is KeyType.RSA:
         return cms.RecipientInfo(name="ktri", value={
             "version": "v0",
             "rid": {"issuer_and_serial_number": _issuer_serial(cert)},
-            "key_encryption_algorithm": {"algorithm": "rsaes_oaep", "parameters": _OAEP_SHA256},
-            "encrypted_key": public.encrypt(cek, EncryptionScheme.RSA_OAEP_SHA256),
+            "key_encryption_algorithm": _RSA_KEY_ENCRYPTION[rsa_scheme],
+            "encrypted_key": public.encrypt(cek, rsa_scheme),
         })
     if key_type is KeyType.SM2:
         return cms.RecipientInfo(name="ktri", value={
@@ -234,17 +245,22 @@ def encrypt(
     cipher: ContentCipher = ContentCipher.SM4_CBC,
     flavour: Flavour = Flavour.RFC5652,
     authenticated: bool = False,
+    rsa_scheme: EncryptionScheme = EncryptionScheme.RSA_OAEP_SHA256,
 ) -> bytes:
     """Encrypt ``content`` to every certificate in ``recipients``; the DER ContentInfo.
 
     ``authenticated`` writes RFC 5083 AuthEnvelopedData (GCM ciphers only; the tag in its
-    ``mac`` field), which is what OpenSSL reads and writes for AES-GCM."""
+    ``mac`` field), which is what OpenSSL reads and writes for AES-GCM. ``rsa_scheme`` for RSA
+    recipients: OAEP with SHA-256 by default; OAEP with SHA-1 for HSMs that offer no other
+    (SoftHSM2); PKCS#1 v1.5 only for old peers."""
+    if rsa_scheme not in _RSA_KEY_ENCRYPTION:
+        raise CmsBuildError(f"{rsa_scheme.value} is not an RSA key-transport scheme")
     if not recipients:
         raise CmsBuildError("an envelope needs at least one recipient certificate")
     if authenticated and not cipher.is_gcm:
         raise CmsBuildError(f"AuthEnvelopedData needs a GCM cipher, not {cipher.value}")
     cek = secrets.token_bytes(cipher.key_size)
-    infos = [_recipient_info(cert, cek) for cert in recipients]
+    infos = [_recipient_info(cert, cek, rsa_scheme) for cert in recipients]
     alg, ciphertext = _encrypt_content(cipher, cek, bytes(content))
     if authenticated:
         auth = cms.AuthEnvelopedData({
