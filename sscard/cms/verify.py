@@ -422,6 +422,15 @@ class Verifier:
             for r in result.reasons:
                 bad.append(Problem(Code.TIMESTAMP_UNTRUSTED,
                                    f"the time-stamp authority's certificate: {r.message}"))
+            if not bad:
+                # a TSA key revoked before the token's time cannot vouch for it
+                for r in self.validate(tsa, others, None, with_revocation=True).reasons:
+                    if r.code is ReasonCode.REVOKED and (
+                            r.revocation_time is None or r.revocation_time <= check.gen_time):
+                        bad.append(Problem(
+                            Code.TIMESTAMP_UNTRUSTED,
+                            "the time-stamp authority's certificate was revoked at "
+                            f"{r.revocation_time}, before the token's time", r.revocation_time))
             eku = tsa.extended_key_usage_value
             if eku is None or "time_stamping" not in eku.native:
                 bad.append(Problem(Code.TIMESTAMP_UNTRUSTED,

@@ -244,3 +244,17 @@ def test_attached_signature_with_a_different_document_given(sm2_pki: Pki) -> Non
     report = Verifier(TrustConfig([sm2_pki.root.cert])).verify(der, DOC + b"?")
     assert codes(report) == {"CONTENT_CHANGED"}
     assert report.signer is not None and report.signer.common_name == "张三"
+
+
+def test_timestamp_by_a_revoked_tsa_is_untrusted(sm2_pki: Pki,
+                                                 sm2_tsa: TimeStampAuthority) -> None:
+    der = sign(DOC, sm2_pki.signer.key, sm2_pki.signer.cert, chain=sm2_pki.chain,
+               timestamper=stamper(sm2_tsa, NOW - timedelta(hours=1)))
+    crls = [make_crl(sm2_pki.ca, [(sm2_tsa.certificate, NOW - timedelta(hours=2))]),
+            make_crl(sm2_pki.root)]
+    report = Verifier(TrustConfig([sm2_pki.root.cert], crls=crls)).verify(der)
+    assert "TIMESTAMP_UNTRUSTED" in codes(report) and report.timestamp_time is None
+    # revoked after the token was made: the token stands
+    later = [make_crl(sm2_pki.ca, [(sm2_tsa.certificate, NOW - timedelta(minutes=30))]),
+             make_crl(sm2_pki.root)]
+    assert Verifier(TrustConfig([sm2_pki.root.cert], crls=later)).verify(der).valid
