@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the tests and the demo use, when run as root and missing.
 # Real components, not mocks: pcscd + vsmartcard's virtual reader, SoftHSM2, PostgreSQL,
-# Chromium + ChromeDriver, the OpenSSL CLI, a JRE with BouncyCastle, wrk.
+# Chromium + ChromeDriver, the OpenSSL CLI, a JRE with BouncyCastle (and javac, for the SM2 CMS
+# interop check the tests compile), wrk.
 set -euo pipefail
 PKGS=(openssl softhsm2 pcscd vsmartcard-vpcd libpcsclite-dev swig postgresql
-      chromium chromium-driver fonts-wqy-zenhei default-jre-headless libbcpkix-java wrk)
+      chromium chromium-driver fonts-wqy-zenhei default-jre-headless default-jdk-headless
+      libbcpkix-java wrk)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
