@@ -26,12 +26,11 @@ from sscard.crypto.algorithms import EncryptionScheme
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.sm2 import CipherFormat
 from sscard.validation import validate_path
-from tests.card.conftest import (  # noqa: F401  (pcsc_rig is a fixture)
+from tests.card.conftest import (
     CARD_READER,
     PSAM_READER,
     EmulatorProcess,
     PcscRig,
-    pcsc_rig,
     run_cli,
 )
 from tests.issuance.cards import card_number, holder, new_blank_card
@@ -50,7 +49,7 @@ def ra_url(rig: RaRig) -> Iterator[str]:
 
 
 @pytest.fixture
-def blank(pcsc_rig: PcscRig, tmp_path: Path) -> Iterator[EmulatorProcess]:  # noqa: F811
+def blank(pcsc_rig: PcscRig, tmp_path: Path) -> Iterator[EmulatorProcess]:
     emu = EmulatorProcess(pcsc_rig, new_blank_card(tmp_path / "card.json"))
     emu.start()
     try:
@@ -109,7 +108,7 @@ def check_card(pcsc: PcscRig, ra: RaRig, data: dict[str, str]) -> None:
     assert set(issued) == on_card and all(s is Status.GOOD for s in issued.values())
 
 
-def test_personalise_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,  # noqa: F811
+def test_personalise_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
                                blank: EmulatorProcess, tmp_path: Path) -> None:
     data = order_json(9001)
     done = personalize(pcsc_rig, rig, ra_url, tmp_path, data=data)
@@ -118,7 +117,7 @@ def test_personalise_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,  # no
     check_card(pcsc_rig, rig, data)
 
 
-def test_killed_then_resumed_over_pcsc(pcsc_rig: PcscRig, rig: RaRig,  # noqa: F811
+def test_killed_then_resumed_over_pcsc(pcsc_rig: PcscRig, rig: RaRig,
                                        ra_url: str, blank: EmulatorProcess,
                                        tmp_path: Path) -> None:
     data = order_json(9002)
@@ -129,7 +128,7 @@ def test_killed_then_resumed_over_pcsc(pcsc_rig: PcscRig, rig: RaRig,  # noqa: F
     check_card(pcsc_rig, rig, data)
 
 
-def test_killed_then_rolled_back_over_pcsc(pcsc_rig: PcscRig, rig: RaRig,  # noqa: F811
+def test_killed_then_rolled_back_over_pcsc(pcsc_rig: PcscRig, rig: RaRig,
                                            ra_url: str, blank: EmulatorProcess,
                                            tmp_path: Path) -> None:
     data = order_json(9003)
@@ -148,7 +147,7 @@ def test_killed_then_rolled_back_over_pcsc(pcsc_rig: PcscRig, rig: RaRig,  # noq
     assert again.returncode == 1 and "rolled back" in again.stderr
 
 
-def test_refusals_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,  # noqa: F811
+def test_refusals_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
                             blank: EmulatorProcess, tmp_path: Path) -> None:
     """A wrong token and bad holder data stop the command with a clear message and leave the
     card blank."""
@@ -174,7 +173,7 @@ def test_refusals_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,  # noqa:
 
 
 @pytest.fixture
-def blank_without_psam(pcsc_rig: PcscRig, tmp_path: Path) -> Iterator[EmulatorProcess]:  # noqa: F811
+def blank_without_psam(pcsc_rig: PcscRig, tmp_path: Path) -> Iterator[EmulatorProcess]:
     emu = EmulatorProcess(pcsc_rig, new_blank_card(tmp_path / "card.json"))
     emu.start("--no-psam")
     try:
@@ -184,7 +183,7 @@ def blank_without_psam(pcsc_rig: PcscRig, tmp_path: Path) -> Iterator[EmulatorPr
 
 
 def test_personalise_over_pcsc_with_kmc_cryptograms(
-        pcsc_rig: PcscRig, rig: RaRig, ra_url: str,  # noqa: F811
+        pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
         blank_without_psam: EmulatorProcess, tmp_path: Path) -> None:
     """No PSAM in the terminal: the card is authenticated with cryptograms the KMC service
     computes (its HTTP API), and a wrong KMC key stops before anything is written."""
