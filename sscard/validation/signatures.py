@@ -150,3 +150,17 @@ class SM2AwareSignatureValidator(SignatureValidator):
                 elif issuer.public_key.dump() != key_der:
                     found.extend(self._inherited_dsa_parameters(issuer.public_key, depth + 1))
         return found
+
+
+def install_as_pyhanko_default() -> None:
+    """Make SM2 known to ValidationContexts that pyhanko builds on its own.
+
+    pyhanko-certvalidator 0.33 checks a delegated OCSP responder that carries
+    id-pkix-ocsp-nocheck in a fresh ValidationContext without passing our signature validator
+    (revinfo/validate_ocsp.py), so an SM2 responder certificate would fail with pyca's
+    "curve not supported". The context falls back to ``DefaultSignatureValidator`` by the name
+    it imported; pointing that name at this class fixes every such internal context at once.
+    """
+    import pyhanko_certvalidator.context as _context
+
+    _context.DefaultSignatureValidator = SM2AwareSignatureValidator  # type: ignore[misc,assignment]

@@ -32,8 +32,10 @@ from pyhanko_certvalidator.policy_decl import (
 from sscard.validation.classify import reason_from_exception
 from sscard.validation.errors import ValidationInputError
 from sscard.validation.result import Reason, ReasonCode, ValidationResult
-from sscard.validation.signatures import SM2AwareSignatureValidator
+from sscard.validation.signatures import SM2AwareSignatureValidator, install_as_pyhanko_default
 from sscard.validation.usage import Purpose, check_hostname, check_purpose
+
+install_as_pyhanko_default()
 
 ANY_POLICY = "2.5.29.32.0"
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
@@ -46,6 +48,10 @@ class RevocationMode(enum.Enum):
 
     REQUIRE = "require"
     """Every certificate below the trust anchor needs a valid CRL or OCSP answer."""
+    LEAF = "leaf"
+    """The end-entity certificate needs a valid CRL or OCSP answer; CA certificates are
+    checked where they name a source (as ``IF_DECLARED``). What a relying party holding only
+    the leaf's OCSP answer can ask for (OpenSSL's -crl_check, against -crl_check_all)."""
     IF_DECLARED = "if-declared"
     """Check certificates that name a CRL distribution point or OCSP responder; one that
     names a source whose answer cannot be had fails."""
@@ -55,6 +61,9 @@ class RevocationMode(enum.Enum):
 
 _REVOCATION_POLICIES: dict[RevocationMode, RevocationCheckingPolicy] = {
     RevocationMode.REQUIRE: REQUIRE_REVINFO,
+    RevocationMode.LEAF: RevocationCheckingPolicy(
+        RevocationCheckingRule.CRL_OR_OCSP_REQUIRED, RevocationCheckingRule.CHECK_IF_DECLARED
+    ),
     RevocationMode.IF_DECLARED: RevocationCheckingPolicy(
         RevocationCheckingRule.CHECK_IF_DECLARED, RevocationCheckingRule.CHECK_IF_DECLARED
     ),
