@@ -25,7 +25,8 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,16 @@ from ra.models import Role
 from ra.service import Actor, KmcLink, RegistrationAuthority
 from ra.web import WebConfig
 from ra.web import create_app as create_ra_app
+from reader_tools.issuance_client import RestBackend
+from reader_tools.personalize import AwaitingApproval, CardOrder, Outcome, Personalizer
 from sscard.audit.log import AuditLog, default_url
+from sscard.card.auth import PsamAuthenticator
+from sscard.card.client import CardClient
+from sscard.card.records import HolderData
+from sscard.card.transport import InProcessTransport
+from sscard.emulator.card import CardState, EmulatedCard
+from sscard.emulator.psam import EmulatedPsam, make_test_psam
+from sscard.emulator.sample import CardProfile, blank_card
 from sscard.gateway.config import GatewayConfig, GatewayKey, SystemPolicy
 from sscard.gateway.service import create_app as create_gateway_app
 from sscard.keys.software import SoftwareKey
@@ -90,6 +100,11 @@ GATEWAY_KEY_ID = "hr-sign"
 GATEWAY_KEY_SUBJECT = "CN=人社厅业务签名,O=某省人力资源和社会保障厅,C=CN"
 SYSTEM_NAME = "employment"
 SYSTEM_SUBJECT = "CN=employment,O=就业登记系统,C=CN"
+
+#: the emulated card's region (its PSAM carries that region's test keys), PIN and number
+REGION = "639900"
+PIN = "246810"
+CARD_NUMBER = "D63990001"
 
 
 # -- small file helpers ------------------------------------------------------------------------
@@ -403,3 +418,53 @@ def save_ports(home: Path, ports: dict[str, int]) -> None:
 def load_ports(home: Path) -> dict[str, int]:
     data = json.loads((home / "ports.json").read_text(encoding="utf-8"))
     return {name: int(data[name]) for name in SERVICES}
+
+
+# -- the emulated card ---------------------------------------------------------------------
+
+def holder_zhang_san() -> HolderData:
+    """The demo cardholder, with a social security number whose GB 11643 check digit is right."""
+    body = f"{REGION}19900101123"
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    check = "10X98765432"[sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11]
+    return HolderData(ssn=body + check, name="张三", sex="1", ethnicity="01",
+                      birthplace=REGION, birth_date=body[6:14])
+
+
+@contextmanager
+def card_in_reader(path: Path) -> Iterator[tuple[CardClient, PsamAuthenticator]]:
+    """The emulated card whose state is in ``path``, in an in-process reader, with a PSAM."""
+    card = EmulatedCard(CardState.load(path), path)
+    psam = InProcessTransport(EmulatedPsam(make_test_psam(REGION)), "emulated PSAM")
+    psam.connect()
+    client = CardClient(InProcessTransport(card, "emulated card"))
+    client.connect()
+    try:
+        yield client, PsamAuthenticator(psam)
+    finally:
+        client.close()
+        psam.disconnect()
+
+
+def personalise_card(system: System, card_path: Path, say: Say) -> Outcome:
+    """A blank emulated card personalised by the reader tool over the RA's enrollment API:
+    the RA holds the enrollment until officer li approves it, then the run resumes."""
+    card_path.parent.mkdir(parents=True, exist_ok=True)
+    blank_card(CardProfile(generation=3, region_code=REGION)).save(card_path)
+    order = CardOrder(holder_zhang_san(), CARD_NUMBER)
+    backend = RestBackend(system.url("ra"), system.ra_token)
+    with card_in_reader(card_path) as (client, psam):
+        personalizer = Personalizer(client, psam, backend, card_path.parent / "journal",
+                                    lambda name: say(f"step {name}: done"))
+        try:
+            personalizer.personalise(order, PIN)
+            raise RuntimeError("the enrollment was issued without an officer's approval")
+        except AwaitingApproval as exc:
+            say(f"the RA holds the request: {exc}")
+        request_id = personalizer.journal().get("request")["request_id"]
+        answer = system.ra.approve(system.officer("li"), request_id,
+                                   "documents checked at the counter")
+        say(f"officer li logged in and approved request {request_id}: {answer['state']} "
+            "(the CA issued the signing certificate; the KMC generated and escrowed the "
+            "encryption key, wrapped for the card; the CA issued the encryption certificate)")
+        return personalizer.personalise(order, PIN)

@@ -18,36 +18,22 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import allinone
 import requests
+from allinone import CARD_NUMBER, PIN, card_in_reader, holder_zhang_san
 from asn1crypto import ocsp, x509
 
-from reader_tools.issuance_client import RestBackend
-from reader_tools.personalize import AwaitingApproval, CardOrder, Personalizer
-from sscard.card.auth import PsamAuthenticator
-from sscard.card.client import CardClient
 from sscard.card.keyhandle import CardKey
-from sscard.card.records import HolderData
-from sscard.card.transport import InProcessTransport
 from sscard.cms import enveloped, signed
 from sscard.crypto.algorithms import KeyAlgorithm
 from sscard.crypto.asymmetric import PublicKey
-from sscard.emulator.card import CardState, EmulatedCard
-from sscard.emulator.psam import EmulatedPsam, make_test_psam
-from sscard.emulator.sample import CardProfile, blank_card
 from sscard.gateway.client import GatewayClient, GatewayClientError
 from sscard.keys.software import SoftwareKey
 from sscard.x509.names import format_name
 from sscard.x509.verify import verify_certificate_signature, verify_signature
-
-REGION = "639900"
-PIN = "246810"
-CARD_NUMBER = "D63990001"
 
 
 class DemoFailure(Exception):
@@ -70,30 +56,6 @@ def say(line: str) -> None:
 def expect(condition: bool, what: str) -> None:
     if not condition:
         raise DemoFailure(what)
-
-
-def holder_zhang_san() -> HolderData:
-    """The demo cardholder, with a social security number whose GB 11643 check digit is right."""
-    body = f"{REGION}19900101123"
-    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-    check = "10X98765432"[sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11]
-    return HolderData(ssn=body + check, name="张三", sex="1", ethnicity="01",
-                      birthplace=REGION, birth_date=body[6:14])
-
-
-@contextmanager
-def card_in_reader(path: Path) -> Iterator[tuple[CardClient, PsamAuthenticator]]:
-    """The emulated card whose state is in ``path``, in an in-process reader, with a PSAM."""
-    card = EmulatedCard(CardState.load(path), path)
-    psam = InProcessTransport(EmulatedPsam(make_test_psam(REGION)), "emulated PSAM")
-    psam.connect()
-    client = CardClient(InProcessTransport(card, "emulated card"))
-    client.connect()
-    try:
-        yield client, PsamAuthenticator(psam)
-    finally:
-        client.close()
-        psam.disconnect()
 
 
 def ocsp_status(url: str, cert: x509.Certificate, issuer: x509.Certificate) -> dict[str, Any]:
@@ -225,30 +187,12 @@ def run(home: Path, servers: allinone.Servers) -> allinone.System:
 
     step("Personalise a blank emulated card with dual certificates")
     card_path = home / "card" / "card.json"
-    card_path.parent.mkdir(parents=True)
-    blank_card(CardProfile(generation=3, region_code=REGION)).save(card_path)
     holder = holder_zhang_san()
-    order = CardOrder(holder, CARD_NUMBER)
     say(f"blank generation-3 card in the reader; holder {holder.name}, social security "
         f"number {holder.ssn}, card number {CARD_NUMBER}")
-    backend = RestBackend(system.url("ra"), system.ra_token)
-    journal_dir = home / "card" / "journal"
-    with card_in_reader(card_path) as (client, psam):
-        personalizer = Personalizer(client, psam, backend, journal_dir,
-                                    lambda name: say(f"step {name}: done"))
-        try:
-            personalizer.personalise(order, PIN)
-            raise DemoFailure("the enrollment was issued without an officer's approval")
-        except AwaitingApproval as exc:
-            say(f"the RA holds the request: {exc}")
-        request_id = personalizer.journal().get("request")["request_id"]
-        li = system.officer("li")
-        answer = system.ra.approve(li, request_id, "documents checked at the counter")
-        say(f"officer li logged in and approved request {request_id}: {answer['state']} "
-            "(the CA issued the signing certificate; the KMC generated and escrowed the "
-            "encryption key, wrapped for the card; the CA issued the encryption certificate)")
-        outcome = personalizer.personalise(order, PIN)
-        expect(outcome.status == "done", f"personalisation ended {outcome.status}")
+    outcome = allinone.personalise_card(system, card_path, say)
+    expect(outcome.status == "done", f"personalisation ended {outcome.status}")
+    with card_in_reader(card_path) as (client, _psam):
         info = client.read_info()
         sign_cert = x509.Certificate.load(client.read_certificate("sign"))
         enc_cert = x509.Certificate.load(client.read_certificate("enc"))
@@ -320,7 +264,7 @@ def run(home: Path, servers: allinone.Servers) -> allinone.System:
         before = ocsp_status(ocsp_url, sign_cert, issuing)
         expect(before["status"] == "good", f"OCSP before revocation: {before}")
         say(f"OCSP before: {before['status']} (signed by {before['responder']})")
-        wang, zhao = system.officer("wang"), system.officer("zhao")
+        wang, li, zhao = (system.officer(n) for n in ("wang", "li", "zhao"))
         request = system.ra.submit_revocation(wang, serial=outcome.sign_serial,
                                               reason="keyCompromise",
                                               comment="card reported lost")
