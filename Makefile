@@ -20,6 +20,9 @@ system-deps:
 demo: system-deps venv
 	$(PY) scripts/demo.py
 
+serve: system-deps venv
+	$(PY) scripts/serve.py
+
 test: system-deps venv
 	$(PY) -m ruff check .
 	$(PY) -m mypy
