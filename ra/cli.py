@@ -86,6 +86,21 @@ def add_officer(ctx: click.Context, username: str, roles: tuple[str, ...], displ
     click.echo(f"officer {username} added ({', '.join(roles)})")
 
 
+@group.command("officer-cert")
+@click.argument("username")
+@click.argument("certificate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+@_errors
+def officer_cert(ctx: click.Context, username: str, certificate: Path) -> None:
+    """Register the certificate (PEM or DER) of an officer's own card for certificate log-in."""
+    ra = _open(ctx)
+    try:
+        ra.set_officer_certificate(None, username, certificate.read_bytes())
+    finally:
+        ra.close()
+    click.echo(f"certificate log-in enabled for {username}")
+
+
 @group.command("add-client")
 @click.argument("name")
 @click.option("--token-out", type=_FILE, required=True,

@@ -194,13 +194,18 @@ class RegistrationAuthority:
             except IntegrityError:
                 raise Conflict(f"an officer named {username!r} already exists") from None
 
-    def set_officer_certificate(self, actor: Actor, username: str, certificate_der: bytes) -> None:
-        self._need(actor, Role.ADMINISTRATOR)
+    def set_officer_certificate(self, actor: Actor | None, username: str,
+                                certificate_der: bytes) -> None:
+        """Register the certificate of the officer's own card for certificate log-in;
+        ``actor`` None is the RA machine's console (set-up)."""
+        if actor is not None:
+            self._need(actor, Role.ADMINISTRATOR)
         try:
-            load_certificate(certificate_der)
+            certificate_der = load_certificate(certificate_der).dump()
         except X509Error as exc:
             raise BadRequest(str(exc)) from None
-        with self.audit.operation(actor.audit_name, "ra.officer.certificate", username), \
+        who = actor.audit_name if actor else "setup"
+        with self.audit.operation(who, "ra.officer.certificate", username), \
                 self._tx() as s:
             officer = self._officer(s, username)
             officer.certificate_der = certificate_der

@@ -33,6 +33,12 @@ def test_set_up_officers_and_clients(tmp_path: Path) -> None:
     short = sscard(home, "add-officer", "li", "--role", "officer",
                    "--password-file", str(tmp_path / "short"))
     assert short.returncode == 1 and "at least 10" in short.stderr
+    (tmp_path / "bad.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n"
+                                      "-----END CERTIFICATE-----\n")
+    bad = sscard(home, "officer-cert", "zhang", str(tmp_path / "bad.pem"))
+    assert bad.returncode == 1 and "certificate" in bad.stderr.lower()
+    missing = sscard(home, "officer-cert", "nobody", str(tmp_path / "bad.pem"))
+    assert missing.returncode == 1
     token_file = tmp_path / "station.token"
     client = sscard(home, "add-client", "station-1", "--token-out", str(token_file))
     assert client.returncode == 0, client.stderr
