@@ -156,12 +156,16 @@ class ServerThread:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.name = name
         self.late = LateApp(name)
+        # werkzeug reports a busy port by printing and exiting; ask first to say which service
+        if port and not port_is_free(port):
+            raise RuntimeError(f"cannot listen for the {name} service on 127.0.0.1:{port}: "
+                               "the port is in use")
         try:
             self.server: BaseWSGIServer = make_server("127.0.0.1", port, self.late,
                                                       threaded=True)
-        except OSError as exc:
+        except (OSError, SystemExit) as exc:
             raise RuntimeError(f"cannot listen for the {name} service on 127.0.0.1:{port}: "
-                               f"{exc.strerror}") from None
+                               f"{exc}") from None
         self.thread = threading.Thread(target=self.server.serve_forever, name=f"http-{name}",
                                        daemon=True)
         self.thread.start()
@@ -211,6 +215,8 @@ class Servers:
 
 def port_is_free(port: int) -> bool:
     with socket.socket() as s:
+        # as the servers do: a closed server's connections in TIME_WAIT do not count as busy
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
