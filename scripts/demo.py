@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,13 @@ class DemoFailure(Exception):
 
 
 _step = 0
+_title = "start"
 
 
 def step(title: str) -> None:
-    global _step
+    global _step, _title
     _step += 1
+    _title = title
     print(f"\n== {_step}. {title}", flush=True)
 
 
@@ -103,7 +106,13 @@ def main() -> int:
     try:
         system = run(home, servers)
     except DemoFailure as exc:
-        print(f"\nDEMO FAILED at step {_step}: {exc}", file=sys.stderr)
+        print(f"\nDEMO FAILED at step {_step} ({_title}): {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        # anything unexpected: the details for whoever debugs it, then the one-line verdict
+        traceback.print_exc()
+        print(f"\nDEMO FAILED at step {_step} ({_title}): {type(exc).__name__}: {exc}",
+              file=sys.stderr)
         return 1
     finally:
         if system is not None:
@@ -212,13 +221,15 @@ def run(home: Path, servers: allinone.Servers) -> allinone.System:
 
         step("Sign a document at the gateway and verify it")
         document = "参保人员社会保险缴费证明 / proof of contributions, 2026".encode()
-        sealed = gateway.sign(document, allinone.GATEWAY_KEY_ID, detached=True)
-        say(f"gateway signed with '{allinone.GATEWAY_KEY_ID}': CMS SignedData "
-            f"({len(sealed)} bytes, detached)")
+        sealed = gateway.sign(document, allinone.GATEWAY_KEY_ID, detached=True,
+                              timestamp=True)
+        say(f"gateway signed with '{allinone.GATEWAY_KEY_ID}' and had the CA's TSA time-stamp "
+            f"it: CMS SignedData ({len(sealed)} bytes, detached, RFC 3161 token inside)")
         report = gateway.verify(sealed, document)
-        expect(report["valid"] is True, f"gateway signature not valid: {reasons_text(report)}")
+        expect(report["valid"] is True and report["timestamp_time"] is not None,
+               f"gateway signature not valid: {reasons_text(report)}")
         say(f"verify: valid={report['valid']}, signer {report['signer']['subject']}, "
-            f"reasons: {reasons_text(report)}")
+            f"time-stamped {report['timestamp_time']}, reasons: {reasons_text(report)}")
         report = gateway.verify(sealed, document + b" (altered)")
         expect(report["valid"] is False, "an altered document verified")
         say(f"verify an altered copy: valid={report['valid']}, reasons: {reasons_text(report)}")

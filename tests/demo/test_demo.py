@@ -33,7 +33,7 @@ KEY_LINES = [
     r"step install: done",
     r"step verify: done",
     r"read back: 张三 639900199001011234, card D63990001",
-    r"verify: valid=True, signer CN=人社厅业务签名",
+    r"verify: valid=True, signer CN=人社厅业务签名, .*time-stamped 20",
     r"verify an altered copy: valid=False, reasons: CONTENT_CHANGED",
     r"gateway: valid=True, signer 张三 \(social security number 639900199001011234\)",
     r"the card opened it \(PSO DECIPHER after the PIN\): 社保待遇核定结果",
@@ -106,3 +106,16 @@ def test_demo_leaves_a_usable_data_directory(demo_run) -> None:
     keys = sorted(p.name for p in (home / "keys").iterdir())
     assert len(keys) == 7 and all(b"ENCRYPTED PRIVATE KEY" in (home / "keys" / k).read_bytes()
                                   for k in keys)
+
+
+def test_a_failing_step_is_named_and_exits_1(tmp_path: Path) -> None:
+    # a data directory that cannot be created: the demo stops at step 1 and says so
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the data directory should go")
+    env = dict(os.environ, SSCARD_DEMO_HOME=str(blocker / "demo-data"))
+    result = subprocess.run([sys.executable, str(DEMO)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "DEMO FAILED at step 1 (Initialise the data directory" in result.stderr
+    assert "NotADirectoryError" in result.stderr
+    assert "Demo finished" not in result.stdout
