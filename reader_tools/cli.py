@@ -456,3 +456,15 @@ def selftest(reader: str | None, psam_reader: str | None) -> None:
         report("PIN try counter", tries != 0, f"{tries} tries left" if tries >= 0 else "")
     if failures:
         raise click.ClickException(f"{failures} check(s) failed")
+
+
+# --- issuance (personalisation and batches live in their own modules) --------------------------
+
+def _attach_issuance() -> None:
+    from reader_tools.issuance_cli import batch_issue, personalize
+
+    group.add_command(personalize)
+    group.add_command(batch_issue)
+
+
+_attach_issuance()

@@ -1,10 +1,8 @@
-"""The card test rig: a private pcscd with vsmartcard's vpcd driver
-(:class:`sscard.emulator.pcscd.PrivatePcscd`: its own mount namespace and socket, a free port),
-and emulated cards attached to it by the real ``sscard card emulate`` command in a subprocess."""
+"""The card test rig: emulated cards attached by the real ``sscard card emulate`` command in a
+subprocess to the session's private pcscd (``pcsc_rig`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,34 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from sscard.emulator.pcscd import CARD_READER, PSAM_READER, PcscdUnavailable, PrivatePcscd
+from sscard.emulator.pcscd import CARD_READER, PSAM_READER
+from tests.conftest import PcscRig
 
 SSCARD = [sys.executable, "-m", "sscard.cli"]
-__all__ = ["CARD_READER", "PSAM_READER", "EmulatorProcess", "run_cli"]
-
-
-class PcscRig(PrivatePcscd):
-    def wait_card(self, reader: str = CARD_READER, present: bool = True,
-                  timeout: float = 15) -> None:
-        try:
-            super().wait_card(reader, present, timeout)
-        except TimeoutError as exc:
-            raise AssertionError(str(exc)) from None
-
-
-@pytest.fixture(scope="session")
-def pcsc_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscRig]:
-    rig = PcscRig(tmp_path_factory.mktemp("pcsc"))
-    try:
-        rig.start()
-    except PcscdUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{exc} (required in CI)")
-        pytest.skip(str(exc))
-    try:
-        yield rig
-    finally:
-        rig.stop()
+__all__ = ["CARD_READER", "PSAM_READER", "EmulatorProcess", "PcscRig", "run_cli"]
 
 
 @dataclass

@@ -4,11 +4,11 @@ replayed, expired, foreign and forged answers refused."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -122,17 +122,13 @@ def _live_store(rig: Rig) -> MemoryChallengeStore:
 
 
 @pytest.fixture(scope="module")
-def pcsc_card(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from sscard.emulator.pcscd import CARD_READER, PSAM_READER, PcscdUnavailable, PrivatePcscd
+def pcsc_card(rig: Rig, pcsc_rig: object,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """An emulated card on the session's pcscd + vpcd rig (tests/conftest.py), personalised."""
+    from sscard.emulator.pcscd import CARD_READER, PSAM_READER
 
+    pcscd: Any = pcsc_rig
     workdir = tmp_path_factory.mktemp("pcsc")
-    pcscd = PrivatePcscd(workdir / "rig")
-    try:
-        pcscd.start()
-    except PcscdUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{exc} (required in CI)")
-        pytest.skip(str(exc))
     emulator = subprocess.Popen(
         [sys.executable, "-m", "sscard.cli", "card", "emulate", "--state",
          str(workdir / "card.json"), "--port", str(pcscd.port), "--new-sample"],
@@ -154,7 +150,9 @@ def pcsc_card(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ob
             emulator.wait()
         if emulator.stderr:
             emulator.stderr.close()
-        pcscd.stop()
+        # the emulator is gone: wait until pcscd sees both slots empty for the next user
+        pcscd.wait_card(CARD_READER, present=False)
+        pcscd.wait_card(PSAM_READER, present=False)
 
 
 def test_cardholder_authentication_over_pcsc(rig: Rig, pcsc_card) -> None:
