@@ -167,6 +167,52 @@ def test_card_is_attached_to_pcscd_or_said_to_be_in_process(served: Running) -> 
         assert attached or "the card is in-process only" in served.output
 
 
+#: run with PCSCLITE_CSOCK_NAME of the serve's pcscd: the cardholder authenticates at the
+#: gateway with the card in the virtual reader (PIN verified by the card over PC/SC)
+PCSC_CLIENT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+import allinone
+from sscard.card.client import CardClient
+from sscard.card.keyhandle import CardKey
+from sscard.card.transport import PcscTransport
+from sscard.emulator.pcscd import CARD_READER
+from sscard.gateway.client import GatewayClient
+from sscard.keys.software import SoftwareKey
+from sscard.x509.parse import load_certificate
+
+home, gateway = Path(sys.argv[2]), sys.argv[3]
+passphrase = (home / "secrets" / "key-passphrase").read_text().strip().encode()
+system_key = SoftwareKey.load(home / "gateway" / "employment.key.pem", passphrase)
+system_cert = load_certificate((home / "gateway" / "employment.pem").read_bytes())
+client = CardClient(PcscTransport(CARD_READER))
+client.connect()
+info = client.read_info()
+print("holder", info.holder.name, info.holder.ssn)
+cert = client.read_certificate("sign")
+answer = GatewayClient(gateway, key=system_key, certificate=system_cert
+                       ).authenticate_cardholder(CardKey(client, lambda: allinone.PIN), cert)
+print("authenticated", answer["authenticated"], answer["cardholder"]["common_name"],
+      answer["reasons"])
+client.close()
+"""
+
+
+def test_cardholder_authenticates_over_pcsc(served: Running) -> None:
+    match = re.search(r"export PCSCLITE_CSOCK_NAME=(\S+)", served.output)
+    if match is None:
+        assert os.environ.get("CI") != "true", served.output
+        pytest.skip("no pcscd here: the serve's card is in-process only")
+    env = dict(os.environ, PCSCLITE_CSOCK_NAME=match.group(1))
+    result = subprocess.run([sys.executable, "-c", PCSC_CLIENT, str(ROOT / "scripts"),
+                             str(served.home), served.urls()["gateway"]], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "holder 张三 639900199001011234" in result.stdout
+    assert "authenticated True 张三 []" in result.stdout
+
+
 def test_ctrl_c_stops_and_a_second_start_reuses_the_data(served: Running) -> None:
     urls = served.urls()
     root = (served.home / "export" / "root.pem").read_bytes()
