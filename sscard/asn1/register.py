@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from asn1crypto import algos, cms, core, keys, x509
+# tsp and pdf register names of their own on import; load them first so that every name is in
+# the maps before anything below is used
+from asn1crypto import algos, cms, core, keys, pdf, tsp, x509  # noqa: F401
 
 from sscard.crypto import oids
 
@@ -21,11 +23,11 @@ class GCMParameters(core.Sequence):
 
 
 def _add(cls: type, mapping: dict[str, str]) -> None:
-    """Add OIDs to an asn1crypto ObjectIdentifier map and rebuild its reverse map now:
-    asn1crypto builds ``_reverse_map`` once, on first use, so a class used before this ran
-    would otherwise never learn the new names."""
+    """Add OIDs to an asn1crypto ObjectIdentifier map and drop its reverse map, which asn1crypto
+    rebuilds from ``_map`` on next use. (Rebuilding it here instead would freeze it: asn1crypto's
+    own tsp and pdf modules add names to ``_map`` on import without touching ``_reverse_map``.)"""
     cls._map.update(mapping)  # type: ignore[attr-defined]
-    cls._reverse_map = {v: k for k, v in cls._map.items()}  # type: ignore[attr-defined]
+    cls._reverse_map = None  # type: ignore[attr-defined]
 
 
 def _register() -> None:
