@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asn1crypto import cms, tsp, x509
+from asn1crypto import x509
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from ca.authority import CertificateAuthority
@@ -65,20 +65,6 @@ from sscard.x509.pem import der_to_pem
 Say = Callable[[str], None]
 
 
-def _known_tst_info_name() -> None:
-    """Work around an import-order trap: sscard.asn1 rebuilds cms.ContentType's reverse OID map
-    when it loads, so the 'tst_info' name that asn1crypto.tsp adds when imported later is not
-    found, and the CA's TSA fails to build its signed attributes. Rebuilt here the same way
-    sscard.asn1.register does (reported to the lead for a fix there)."""
-    assert tsp.TSTInfo is not None  # tsp imported: it puts 'tst_info' into ContentType._map
-    try:
-        cms.ContentType("tst_info")
-    except ValueError:
-        cms.ContentType._reverse_map = {
-            v: k for k, v in cms.ContentType._map.items()}
-
-
-_known_tst_info_name()
 SERVICES = ("ca", "kmc", "ra", "gateway")
 
 CA_TOML = """\
