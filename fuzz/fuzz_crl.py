@@ -11,7 +11,6 @@ with _common.instrumented():
     from sscard.crypto.errors import CryptoError
     from sscard.x509.errors import X509Error, X509ParseError
     from sscard.x509.parse import load_crl
-    from sscard.x509.pem import PemError
     from sscard.x509.verify import verify_crl_signature
 
 
@@ -19,11 +18,6 @@ def test_one_input(data: bytes) -> None:
     try:
         crl = load_crl(data)
     except X509ParseError:
-        return
-    except PemError:
-        # KNOWN finding, reported to the x509 owner: a bundle whose first PEM block is good
-        # but a later one is broken escapes as PemError, not X509ParseError
-        # (tests/ops/test_fuzz_findings.py keeps it as a strict xfail until it is fixed).
         return
     crl.native  # noqa: B018
     try:

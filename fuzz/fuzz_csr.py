@@ -14,7 +14,7 @@ with _common.instrumented():
     from sscard.crypto.errors import CryptoError
     from sscard.x509.errors import X509Error, X509ParseError
     from sscard.x509.parse import load_csr
-    from sscard.x509.pem import PemError, der_to_pem
+    from sscard.x509.pem import der_to_pem
     from sscard.x509.verify import verify_csr
 
 
@@ -22,11 +22,6 @@ def test_one_input(data: bytes) -> None:
     try:
         request = load_csr(data)
     except X509ParseError:
-        return
-    except PemError:
-        # KNOWN finding, reported to the x509 owner: a bundle whose first PEM block is good
-        # but a later one is broken escapes as PemError, not X509ParseError
-        # (tests/ops/test_fuzz_findings.py keeps it as a strict xfail until it is fixed).
         return
     request.native  # noqa: B018
     try:
