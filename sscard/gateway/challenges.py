@@ -114,8 +114,16 @@ class SqlChallengeStore(ChallengeStore):
     one-time rule is an atomic UPDATE ... WHERE used = false."""
 
     def __init__(self, url: str) -> None:
-        self.engine = sa.create_engine(url)
-        _metadata.create_all(self.engine)
+        # SQLite: wait for a busy database rather than fail at once (several workers share it)
+        extra = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+        self.engine = sa.create_engine(url, **extra)
+        try:
+            _metadata.create_all(self.engine)
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+            # gunicorn boots its workers at once: another one may have created the table
+            # between our existence check and our CREATE; a failed boot would halt the server
+            if not sa.inspect(self.engine).has_table(_table.name):
+                raise
 
     def put(self, challenge: Challenge) -> None:
         with self.engine.begin() as conn:

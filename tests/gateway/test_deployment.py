@@ -228,7 +228,7 @@ def test_gunicorn_with_mutual_tls(rig: Rig, home: Path) -> None:
     env = dict(os.environ, SSCARD_GATEWAY_CONFIG=str(home / "gateway.toml"),
                SSCARD_GATEWAY_CHALLENGES=f"sqlite:///{home / 'challenges.db'}")
     proc = subprocess.Popen(
-        [gunicorn, "-w", "2", "-k", "gthread", "-b", f"127.0.0.1:{port}",
+        [gunicorn, "-w", "2", "-k", "gthread", "-b", f"127.0.0.1:{port}", "--timeout", "120",
          "--certfile", str(rig.files / "server.pem"), "--keyfile", str(rig.files / "server.key"),
          "--ca-certs", str(rig.files / "tls-roots.pem"), "--cert-reqs", "2",
          "sscard.gateway.wsgi:app"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -265,6 +265,11 @@ def test_gunicorn_with_mutual_tls(rig: Rig, home: Path) -> None:
         with pytest.raises(requests.exceptions.SSLError):
             requests.post(f"https://127.0.0.1:{port}/v1/verify", json={}, timeout=10,
                           verify=str(rig.files / "tls-roots.pem"))
+    except BaseException:
+        proc.terminate()
+        proc.wait(timeout=15)
+        print("gunicorn said:", proc.stderr.read().decode(errors="replace") if proc.stderr else "")
+        raise
     finally:
         proc.terminate()
         proc.wait(timeout=15)
