@@ -50,6 +50,7 @@ from sscard.audit.records import chain_hash as _chain_hash
 from sscard.crypto.algorithms import SignatureAlgorithm
 from sscard.crypto.asymmetric import PublicKey
 from sscard.keys.base import KeyHandle
+from sscard.sqlschema import create_all_concurrently
 
 logger = logging.getLogger("sscard.audit")
 
@@ -214,7 +215,7 @@ class AuditLog:
     def _open(self, hash_name: str | None, create: bool) -> dict[str, Any]:
         wanted = check_hash_name(hash_name) if hash_name else None
         if create:
-            storage.metadata.create_all(self.engine)
+            create_all_concurrently(storage.metadata, self.engine)
         elif not inspect(self.engine).has_table(storage.head_table.name):
             raise AuditLogUnusable("the database holds no audit log (no audit_head table)")
         head = self._read_head()

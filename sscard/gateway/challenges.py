@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from sscard.gateway.errors import GatewayError
+from sscard.sqlschema import create_all_concurrently
 
 PREFIX = "SSCARD-CARDHOLDER-AUTH-V1"
 
@@ -117,13 +118,7 @@ class SqlChallengeStore(ChallengeStore):
         # SQLite: wait for a busy database rather than fail at once (several workers share it)
         extra = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
         self.engine = sa.create_engine(url, **extra)
-        try:
-            _metadata.create_all(self.engine)
-        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
-            # gunicorn boots its workers at once: another one may have created the table
-            # between our existence check and our CREATE; a failed boot would halt the server
-            if not sa.inspect(self.engine).has_table(_table.name):
-                raise
+        create_all_concurrently(_metadata, self.engine)
 
     def put(self, challenge: Challenge) -> None:
         with self.engine.begin() as conn:
