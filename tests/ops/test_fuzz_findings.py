@@ -112,3 +112,69 @@ def test_well_formed_certificate_file_still_reads() -> None:
     reads = [der[:4] + b"\x90\x00", der + b"\x90\x00"]
     assert CardClient(_Card(reads)).read_certificate("sign") == der
     assert CardClient(_Card([b"\xff\xff\xff\xff\x90\x00"])).read_certificate("sign") is None
+
+
+CMS_NAME_HASHABLE = pytest.mark.xfail(
+    strict=True, raises=TypeError,
+    reason="open finding (reported to the cms/validation owner): a SignedData carrying a "
+           "certificate whose name has an attribute of unknown type with a non-string value "
+           "(legal: AttributeValue is ANY) makes verify() raise TypeError from asn1crypto's "
+           "Name.hashable while pyhanko-certvalidator builds its registry, outside the guarded "
+           "path validation (the gateway's /v1/verify answers 500)")
+
+
+@CMS_NAME_HASHABLE
+def test_fuzzed_signed_data_with_odd_certificate_name_gets_a_report() -> None:
+    from sscard.cms.verify import verify
+    from sscard.keys.software import SoftwareKey
+    from sscard.x509.parse import load_certificate
+    from tests.ops.conftest import self_signed
+
+    anchor = load_certificate(self_signed(SoftwareKey.generate("sm2"), "CN=anchor,C=CN"))
+    data = (FINDINGS / "cms-certificate-name-unknown-attribute-type.bin").read_bytes()
+    report = verify(data, [anchor], content=b"detached content")
+    assert not report.valid
+
+
+@CMS_NAME_HASHABLE
+def test_extra_certificate_with_octet_string_name_attribute_gets_a_report() -> None:
+    """The finding rebuilt by hand: a valid signature, plus one extra certificate in the
+    SignedData whose subject holds an attribute (1.2.156.10260.4.1.1) as an OCTET STRING."""
+    import datetime as dt
+
+    from asn1crypto import core, x509
+
+    from sscard.cms.signed import sign
+    from sscard.cms.verify import verify
+    from sscard.keys.software import SoftwareKey
+    from sscard.x509.builder import CertificateBuilder
+    from sscard.x509.names import parse_name
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key, ca_name = SoftwareKey.generate("sm2"), parse_name("CN=CA,C=CN")
+
+    def cert(subject: x509.Name, key: SoftwareKey, serial: int,
+             ca: bool = False) -> x509.Certificate:
+        b = (CertificateBuilder().subject(subject).issuer(ca_name).public_key(key.public_key())
+             .serial_number(serial).not_valid_before(now - dt.timedelta(days=1))
+             .not_valid_after(now + dt.timedelta(days=9)))
+        if ca:
+            b = b.add_extension("basic_constraints", {"ca": True}, critical=True).add_extension(
+                "key_usage", {"key_cert_sign", "crl_sign"}, critical=True)
+        else:
+            b = b.add_extension("key_usage", {"digital_signature"}, critical=True)
+        return x509.Certificate.load(b.sign(ca_key).dump())
+
+    odd = x509.Name.load(x509.Name(name="", value=x509.RDNSequence([
+        x509.RelativeDistinguishedName([x509.NameTypeAndValue({
+            "type": "common_name",
+            "value": x509.DirectoryString(name="utf8_string", value="张三")})]),
+        x509.RelativeDistinguishedName([x509.NameTypeAndValue({
+            "type": "1.2.156.10260.4.1.1", "value": core.OctetString(b"350102199001011234")})]),
+    ])).dump())
+    ca = cert(ca_name, ca_key, 1, ca=True)
+    signer_key = SoftwareKey.generate("sm2")
+    signer = cert(parse_name("CN=李四,C=CN"), signer_key, 3)
+    extra = cert(odd, SoftwareKey.generate("sm2"), 2)
+    report = verify(sign(b"doc", signer_key, signer, chain=[extra]), [ca])
+    assert report.valid  # the odd extra certificate plays no part in the signer's path
