@@ -89,6 +89,7 @@ def parse_request(request_der: bytes) -> ParsedRequest:
             cert_id["issuer_name_hash"].native  # noqa: B018
             cert_id["issuer_key_hash"].native  # noqa: B018
             cert_id["serial_number"].native  # noqa: B018
+            cert_id["hash_algorithm"]["parameters"].native  # noqa: B018  (echoed as sent)
         nonce: core.OctetString | None = None
         for ext in tbs["request_extensions"] or []:
             name = ext["extn_id"].native

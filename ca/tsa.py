@@ -183,7 +183,7 @@ class TimeStampAuthority:
         try:
             request = tsp.TimeStampReq.load(request_der, strict=True)
             request.native  # noqa: B018  (forces the lazy parser over everything now)
-        except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as exc:
             raise Rejection("bad_data_format", f"not a DER TimeStampReq: {exc}") from None
         if request["version"].native != "v1":
             raise Rejection("bad_data_format", f"unsupported version {request['version'].native}")
