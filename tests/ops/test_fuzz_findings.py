@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from asn1crypto import x509
 
 from sscard.card.client import CardClient
 from sscard.card.errors import BadData, CardError, CardRemoved
 from sscard.card.transport import Transport
+from sscard.keys.software import SoftwareKey
 from sscard.x509.errors import X509ParseError
 from sscard.x509.parse import load_certificate, load_crl, load_csr
 
@@ -178,3 +180,60 @@ def test_extra_certificate_with_octet_string_name_attribute_gets_a_report() -> N
     extra = cert(odd, SoftwareKey.generate("sm2"), 2)
     report = verify(sign(b"doc", signer_key, signer, chain=[extra]), [ca])
     assert report.valid  # the odd extra certificate plays no part in the signer's path
+
+
+def _ocsp_pki() -> tuple[SoftwareKey, x509.Certificate]:
+    from tests.ops.conftest import self_signed
+
+    key = SoftwareKey.generate("sm2")
+    return key, load_certificate(self_signed(key, "CN=Fuzz CA,O=sscard,C=CN"))
+
+
+def test_ocsp_certid_with_unparsable_hash_parameters_is_malformed_request() -> None:
+    """Fixed (one-line guard in ca.ocsp.parse_request): the CertID's hash-algorithm parameters
+    (a private-class tag where NULL belongs) were not parsed but echoed into a signed response
+    that did not parse."""
+    import datetime as dt
+
+    from asn1crypto import ocsp
+
+    from ca.ocsp import respond
+    from ca.records import CertificateStatus, Status
+
+    key, cert = _ocsp_pki()
+    data = (FINDINGS / "ocsp-certid-hash-parameters-private-tag.bin").read_bytes()
+    answer = respond(data, lambda s: CertificateStatus(s, Status.GOOD), key, cert, cert,
+                     dt.datetime.now(dt.UTC))
+    assert ocsp.OCSPResponse.load(answer)["response_status"].native == "malformed_request"
+
+
+def test_tsa_request_with_empty_bit_string_is_bad_data_format() -> None:
+    """Fixed (one-line guard in ca.tsa.parse_request): an empty BIT STRING made asn1crypto
+    raise IndexError, which escaped the parser and was answered systemFailure."""
+    import datetime as dt
+
+    from ca.tsa import TimeStampAuthority, TimeStampResp
+    from sscard.keys.software import SoftwareKey
+    from sscard.x509.builder import CertificateBuilder
+    from sscard.x509.names import parse_name
+
+    class Counter:
+        n = 0
+
+        def next_serial(self) -> int:
+            self.n += 1
+            return self.n
+
+    key = SoftwareKey.generate("sm2")
+    now = dt.datetime.now(dt.UTC)
+    name = parse_name("CN=TSA,C=CN")
+    cert = (CertificateBuilder().subject(name).issuer(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=9))
+            .add_extension("key_usage", {"digital_signature"}, critical=True)
+            .add_extension("extended_key_usage", ["time_stamping"], critical=True).sign(key))
+    tsa = TimeStampAuthority(key, cert, Counter())
+    data = (FINDINGS / "tsa-request-empty-bit-string.bin").read_bytes()
+    status = TimeStampResp.load(tsa.respond(data))["status"]
+    assert status["status"].native == "rejection"
+    assert status["fail_info"].native == {"bad_data_format"}
