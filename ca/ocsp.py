@@ -113,7 +113,7 @@ def parse_request(request_der: bytes) -> ParsedRequest:
                     )
     except OcspError:
         raise
-    except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as exc:
         raise OcspError("malformed_request", f"request is not a DER OCSPRequest: {exc}") from None
     if not cert_ids:
         raise OcspError("malformed_request", "request names no certificate")
