@@ -189,10 +189,12 @@ def _ocsp_pki() -> tuple[SoftwareKey, x509.Certificate]:
     return key, load_certificate(self_signed(key, "CN=Fuzz CA,O=sscard,C=CN"))
 
 
-def test_ocsp_certid_with_unparsable_hash_parameters_is_malformed_request() -> None:
-    """Fixed (one-line guard in ca.ocsp.parse_request): the CertID's hash-algorithm parameters
-    (a private-class tag where NULL belongs) were not parsed but echoed into a signed response
-    that did not parse."""
+@pytest.mark.parametrize("finding", ["ocsp-certid-hash-parameters-private-tag.bin",
+                                     "ocsp-certid-hash-parameters-empty-bit-string.bin"])
+def test_ocsp_certid_with_unparsable_hash_parameters_is_malformed_request(finding: str) -> None:
+    """Fixed (guards in ca.ocsp.parse_request): the CertID's hash-algorithm parameters (a
+    private-class tag where NULL belongs) were not parsed but echoed into a signed response that
+    did not parse; parsing them, an empty BIT STRING raised IndexError, now caught too."""
     import datetime as dt
 
     from asn1crypto import ocsp
@@ -201,7 +203,7 @@ def test_ocsp_certid_with_unparsable_hash_parameters_is_malformed_request() -> N
     from ca.records import CertificateStatus, Status
 
     key, cert = _ocsp_pki()
-    data = (FINDINGS / "ocsp-certid-hash-parameters-private-tag.bin").read_bytes()
+    data = (FINDINGS / finding).read_bytes()
     answer = respond(data, lambda s: CertificateStatus(s, Status.GOOD), key, cert, cert,
                      dt.datetime.now(dt.UTC))
     assert ocsp.OCSPResponse.load(answer)["response_status"].native == "malformed_request"
