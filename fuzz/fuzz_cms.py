@@ -25,22 +25,6 @@ def test_one_input(data: bytes) -> None:
         verify(data, [p.ca_cert], content=b"detached content")
     except CmsError:
         pass
-    except TypeError as exc:
-        if not _known_name_hashable(exc):
-            raise
-
-
-def _known_name_hashable(exc: TypeError) -> bool:
-    """KNOWN finding, reported to the cms/validation owner: an extra certificate whose name has
-    an attribute of unknown type with a non-string value breaks asn1crypto's Name.hashable
-    inside pyhanko-certvalidator (tests/ops/test_fuzz_findings.py, strict xfail until fixed).
-    Only that exact spot is excused."""
-    tb = exc.__traceback__
-    names = []
-    while tb is not None:
-        names.append(tb.tb_frame.f_code.co_name)
-        tb = tb.tb_next
-    return "_ldap_string_prep" in names and "hashable" in names
 
 
 def seeds() -> list[bytes]:

@@ -127,6 +127,26 @@ def _check_types(
                 )
 
 
+def _names_comparable(cert: x509.Certificate) -> bool:
+    """Whether asn1crypto can compare the certificate's names. An attribute of unknown type
+    with a non-string value (legal: AttributeValue is ANY) makes ``Name.hashable`` raise, and
+    pyhanko-certvalidator hashes every name when it builds its certificate registry."""
+    try:
+        cert.subject.hashable  # noqa: B018
+        cert.issuer.hashable  # noqa: B018
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def _comparable_or_refused(cert: x509.Certificate, what: str) -> x509.Certificate:
+    if not _names_comparable(cert):
+        raise ValidationInputError(
+            f"the {what}'s subject or issuer name holds an attribute whose value cannot be "
+            "compared (unknown attribute type with a non-string value)")
+    return cert
+
+
 def _private_copy(value: _Asn1T) -> _Asn1T:
     """A fresh parse of ``value``. pyhanko-certvalidator and asn1crypto can re-encode parts of a
     certificate they have looked at (PKITS 4.3.6: a subjectUniqueID BIT STRING lost its
@@ -180,8 +200,9 @@ async def validate_path_async(
     ocsp_list = list(ocsp_responses)
     _check_types(leaf, anchors, others, crl_list, ocsp_list)
     leaf = _private_copy(leaf)
-    anchors = [_private_copy(c) for c in anchors]
-    others = [_private_copy(c) for c in others]
+    anchors = [_comparable_or_refused(_private_copy(c), "trust anchor") for c in anchors]
+    # an extra certificate that cannot be compared cannot be in a path either: leave it out
+    others = [c for c in (_private_copy(c) for c in others) if _names_comparable(c)]
     crl_list = [_private_copy(c) for c in crl_list]
     ocsp_list = [_private_copy(r) for r in ocsp_list]
     if at is not None and at.utcoffset() is None:
@@ -194,6 +215,13 @@ async def validate_path_async(
         has_revinfo = bool(crl_list or ocsp_list or fetch_revocation)
         revocation = RevocationMode.REQUIRE if has_revinfo else RevocationMode.NONE
     moment = at if at is not None else datetime.now(UTC)
+    if not _names_comparable(leaf):
+        # a certificate that arrived from outside (e.g. in a SignedData): an answer, not a crash
+        return ValidationResult(
+            valid=False, path=(leaf,), validation_time=moment, revocation_checked=False,
+            reasons=(Reason(ReasonCode.INVALID, "the certificate's subject or issuer name holds "
+                            "an attribute whose value cannot be compared (unknown attribute "
+                            "type with a non-string value)"),))
 
     context = ValidationContext(
         trust_roots=anchors,
