@@ -1,7 +1,7 @@
 """CRLs, full and delta, as a pure function of the revoked entries (RFC 5280 §5).
 
 A provincial CA revokes hundreds of thousands of certificates, so ``revokedCertificates`` is
-written by ``ca.der`` directly: one bytes join per entry, with the encoded times cached (many
+written by ``sscard.der`` directly: one bytes join per entry, with the encoded times cached (many
 revocations share a second). asn1crypto's object-per-node encoding needs minutes for a million
 entries; this needs seconds. The few CRL extensions (CRL number, delta indicator, AKI, issuing
 distribution point) are encoded by asn1crypto and spliced into the TBS.
@@ -16,8 +16,8 @@ from typing import Any
 
 from asn1crypto import core, crl, x509
 
-from ca import der
 from ca.issuance import Issuer, algorithm_der
+from sscard import der
 
 _REASON_OID = core.ObjectIdentifier("2.5.29.21").dump()
 _INVALIDITY_OID = core.ObjectIdentifier("2.5.29.24").dump()

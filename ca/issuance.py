@@ -17,10 +17,10 @@ from typing import Any
 from asn1crypto import algos, core, x509
 from asn1crypto import csr as asn1csr
 
-from ca import der
 from ca.errors import RequestRefused
 from ca.profile import Profile
 from ca.request_encoding import Subject, spki_and_key_id, subject_from_name, subject_from_text
+from sscard import der
 from sscard.asn1.register import SocialInsuranceNumber
 from sscard.crypto.algorithms import KeyAlgorithm, SignatureAlgorithm
 from sscard.crypto.asymmetric import PublicKey
@@ -341,7 +341,7 @@ def extensions_der(issuer: Issuer | None, approved: Approved, key_id: bytes) -> 
     """The DER of the ``[3] Extensions`` field.
 
     The parts fixed by (issuer, profile, usages) are encoded once by asn1crypto and cached on
-    the issuer; the per-certificate ones are a few bytes written by ``ca.der``."""
+    the issuer; the per-certificate ones are a few bytes written by ``sscard.der``."""
     cache_key = (approved.profile.label, approved.key_usage, approved.extended_key_usage,
                  approved.path_length)
     cache = issuer.cache if issuer is not None else {}
@@ -381,7 +381,7 @@ def tbs_der(
     now: dt.datetime,
     algorithm: SignatureAlgorithm,
 ) -> bytes:
-    """The TBSCertificate DER, assembled from cached and per-certificate parts (see ca.der)."""
+    """The TBSCertificate DER, assembled from cached and per-certificate parts (see sscard.der)."""
     not_before, not_after = validity_of(issuer, approved, now)
     issuer_name = issuer.subject_der if issuer is not None else approved.subject_der
     return der.sequence(

@@ -14,41 +14,14 @@ from datetime import datetime
 
 from asn1crypto import core
 
+from sscard.der import bit_string, explicit, generalized_time, octet_string, sequence, tlv
+
 OID_BASIC = core.ObjectIdentifier("1.3.6.1.5.5.7.48.1.1").dump()
 OID_NONCE = core.ObjectIdentifier("1.3.6.1.5.5.7.48.1.2").dump()
 OID_INVALIDITY_DATE = core.ObjectIdentifier("2.5.29.24").dump()
 
 GOOD = b"\x80\x00"  # [0] IMPLICIT NULL
 UNKNOWN = b"\x82\x00"  # [2] IMPLICIT NULL
-
-
-def tlv(tag: int, content: bytes) -> bytes:
-    length = len(content)
-    if length < 0x80:
-        return bytes((tag, length)) + content
-    octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(octets))) + octets + content
-
-
-def sequence(*parts: bytes) -> bytes:
-    return tlv(0x30, b"".join(parts))
-
-
-def explicit(number: int, content: bytes) -> bytes:
-    return tlv(0xA0 | number, content)
-
-
-def octet_string(value: bytes) -> bytes:
-    return tlv(0x04, value)
-
-
-def bit_string(value: bytes) -> bytes:
-    return tlv(0x03, b"\x00" + value)
-
-
-def generalized_time(moment: datetime) -> bytes:
-    """Whole seconds, UTC, ``YYYYMMDDHHMMSSZ`` (callers pass UTC datetimes)."""
-    return tlv(0x18, moment.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
 
 
 def revoked(revocation_time: datetime, reason_code: int | None) -> bytes:

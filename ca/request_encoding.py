@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from asn1crypto import x509
 from cryptography.hazmat.primitives import serialization
 
-from ca import der
+from sscard import der
 from sscard.crypto.algorithms import KeyAlgorithm
 from sscard.crypto.asymmetric import PublicKey
 from sscard.x509.extensions import key_identifier

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from asn1crypto import cms, core, x509
 
-from sscard.cms import _der
+from sscard import der as _der
 from sscard.cms.content_types import Flavour, content_type
 from sscard.crypto.algorithms import KeyType, SignatureAlgorithm
 from sscard.crypto.hashes import digest
@@ -58,7 +58,7 @@ class SignedDataTemplate:
 
     def signed_attributes(self, content_digest: bytes, when: datetime) -> bytes:
         """The DER SET OF signed attributes (what the signature covers)."""
-        time_attr = _der.tlv(0x30, _SIGNING_TIME_OID + _der.tlv(0x31, _der.signing_time(when)))
+        time_attr = _der.tlv(0x30, _SIGNING_TIME_OID + _der.tlv(0x31, _der.time(when)))
         md_attr = _der.tlv(0x30, _MESSAGE_DIGEST_OID + _der.tlv(0x31, _der.tlv(0x04,
                                                                              content_digest)))
         return _der.tlv(0x31, b"".join(sorted((self._ct_attr, time_attr, md_attr,

@@ -10,11 +10,11 @@ import pytest
 from asn1crypto import crl as asn1crl
 from asn1crypto import x509
 
-from ca import der
 from ca.crl import RevokedItem, encode_entries
 from ca.issuance import Issuer, check_public_key, reference_certificate, sign_certificate, tbs_der
 from ca.profile import load_profiles
 from ca.request_encoding import spki_and_key_id, subject_from_text
+from sscard import der
 from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import RevokedEntry
 from sscard.x509.errors import BuilderError

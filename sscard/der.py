@@ -1,11 +1,13 @@
-"""A small DER encoder for the two hot paths: certificate TBS assembly and CRL entries.
+"""A small DER writer for the hot paths: certificate TBS assembly and CRL entries (ca),
+OCSP responses (ca.ocsp_der) and CMS signatures (sscard.cms.signed_template).
 
 asn1crypto builds a Python object per ASN.1 node and encodes through several layers of method
-calls; for one certificate that costs several times the SM2 signature itself, and for a CRL with
-a million entries it takes minutes. The structures on these paths are few and fixed (INTEGER,
-SEQUENCE, UTCTime/GeneralizedTime, OCTET STRING, ENUMERATED, BIT STRING), so they are written
-here directly as bytes. Everything else is still encoded by asn1crypto (and cached where it
-does not vary), and the tests check that the output equals asn1crypto's, byte for byte.
+calls; for one certificate, OCSP response or SignedData that costs several times the SM2
+signature itself, and for a CRL with a million entries it takes minutes. The structures on these
+paths are few and fixed (INTEGER, SEQUENCE, UTCTime/GeneralizedTime, OCTET STRING, ENUMERATED,
+BIT STRING), so they are written here directly as bytes. Everything else is still encoded by
+asn1crypto (and cached where it does not vary), and each user's tests check that its output
+equals asn1crypto's, byte for byte.
 """
 
 from __future__ import annotations
