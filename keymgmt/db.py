@@ -30,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from sscard.sqlschema import alembic_upgrade
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "kmc_alembic_version"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -169,20 +171,5 @@ def make_engine(url: str) -> Engine:
 
 
 def upgrade(engine: Engine) -> None:
-    """Apply the Alembic migrations up to head (a no-op when the schema is current)."""
-    from alembic import command
-    from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
-    with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-        if ctx.get_current_revision() == head:
-            return
-    with engine.connect() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-        conn.commit()
+    """Apply the KMC's Alembic migrations up to head (a no-op when the schema is current)."""
+    alembic_upgrade(engine, MIGRATIONS_DIR, version_table=VERSION_TABLE)

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 
+from sscard.sqlschema import alembic_upgrade
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DB_FILE = "ra.db"
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -35,19 +37,5 @@ def make_engine(url: str) -> Engine:
 
 
 def upgrade(engine: Engine) -> None:
-    """Apply the Alembic migrations up to head (a no-op when the schema is current)."""
-    from alembic import command
-    from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
-    with engine.connect() as conn:
-        if MigrationContext.configure(conn).get_current_revision() == head:
-            return
-    with engine.connect() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-        conn.commit()
+    """Apply the RA's Alembic migrations up to head (a no-op when the schema is current)."""
+    alembic_upgrade(engine, MIGRATIONS_DIR)
