@@ -42,6 +42,7 @@ from asn1crypto import core, ocsp  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from ca.authority import CertificateAuthority, IssueRequest, initialise  # noqa: E402
+from ca.config import default_config_text  # noqa: E402
 from ca.ocsp import OcspResponder  # noqa: E402
 from sscard.crypto.asymmetric import PublicKey  # noqa: E402
 from sscard.keys.software import SoftwareKey  # noqa: E402
@@ -54,25 +55,6 @@ CHUNK = 500          # certificates per transaction (issue_batch chunk_size)
 CALL = 5000          # requests per issue_batch call (results are dropped between calls)
 SSN_BASE = 350102190001010000
 
-CONFIG = """\
-base_url = "http://127.0.0.1:8080"
-
-[database]
-url = "{url}"
-
-[root]
-name = "root"
-subject = "CN=社会保障卡根CA,O=某省人力资源和社会保障厅,C=CN"
-algorithm = "sm2"
-validity_days = 7305
-
-[[issuing]]
-name = "issuing"
-subject = "CN=社会保障卡签发CA,O=某省人力资源和社会保障厅,C=CN"
-algorithm = "sm2"
-validity_days = 3652
-path_length = 0
-"""
 
 
 def line(what: str, ours: float, reference: float | None = None, unit: str = "/s") -> None:
@@ -336,7 +318,7 @@ def main() -> None:
     try:
         home = tmp / "home"
         config = tmp / "ca.toml"
-        config.write_text(CONFIG.format(url=url), encoding="utf-8")
+        config.write_text(default_config_text(database_url=url), encoding="utf-8")
         initialise(home, config, PASSPHRASE, database_url=url)
         print(f"scale run: {args.count:,} SM2 cardholder certificates, {args.workers} "
               f"process(es), PostgreSQL at {url.split('@')[-1]}", flush=True)

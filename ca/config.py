@@ -45,9 +45,9 @@ from sscard.x509.errors import X509Error
 from sscard.x509.names import parse_name
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
-DEFAULT_CONFIG = """\
-base_url = "http://127.0.0.1:8080"
-
+_DEFAULT_TEMPLATE = """\
+base_url = "{base_url}"
+{database}
 [root]
 name = "root"
 subject = "CN=社会保障卡根CA,O=某省人力资源和社会保障厅,C=CN"
@@ -61,6 +61,17 @@ algorithm = "sm2"
 validity_days = 3652
 path_length = 0
 """
+
+
+def default_config_text(base_url: str = DEFAULT_BASE_URL, database_url: str | None = None) -> str:
+    """The default hierarchy (SM2 root and one issuing CA) as TOML, for a service address and,
+    optionally, a database URL: what ``ca init`` uses without ``--config``, and the starting
+    point for scripts that need the same hierarchy elsewhere."""
+    database = f'\n[database]\nurl = "{database_url}"\n' if database_url else ""
+    return _DEFAULT_TEMPLATE.format(base_url=base_url, database=database)
+
+
+DEFAULT_CONFIG = default_config_text()
 
 
 @dataclass(frozen=True)

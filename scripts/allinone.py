@@ -25,8 +25,8 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from asn1crypto import x509
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from ca.authority import CertificateAuthority
+from ca.config import default_config_text
 from ca.service import ServiceConfig
 from ca.service import create_app as create_ca_app
 from keymgmt import ceremony
@@ -51,9 +52,7 @@ from sscard.audit.log import AuditLog, default_url
 from sscard.card.auth import PsamAuthenticator
 from sscard.card.client import CardClient
 from sscard.card.records import HolderData
-from sscard.card.transport import InProcessTransport
-from sscard.emulator.card import CardState, EmulatedCard
-from sscard.emulator.psam import EmulatedPsam, make_test_psam
+from sscard.emulator.inprocess import card_in_reader as emulated_card_in_reader
 from sscard.emulator.sample import CardProfile, blank_card
 from sscard.gateway.config import GatewayConfig, GatewayKey, SystemPolicy
 from sscard.gateway.service import create_app as create_gateway_app
@@ -67,22 +66,6 @@ Say = Callable[[str], None]
 
 SERVICES = ("ca", "kmc", "ra", "gateway")
 
-CA_TOML = """\
-base_url = "{base_url}"
-
-[root]
-name = "root"
-subject = "CN=社会保障卡根CA,O=某省人力资源和社会保障厅,C=CN"
-algorithm = "sm2"
-validity_days = 3650
-
-[[issuing]]
-name = "issuing"
-subject = "CN=社会保障卡签发CA,O=某省人力资源和社会保障厅,C=CN"
-algorithm = "sm2"
-validity_days = 1825
-path_length = 0
-"""
 
 #: the key ceremony: three custodians, any two of them open the KMC's storage key
 CUSTODIANS = ("zhang", "li", "wang")
@@ -277,7 +260,7 @@ def init_data_directory(home: Path) -> bytes:
 def init_ca(home: Path, passphrase: bytes, base_url: str) -> CertificateAuthority:
     """SM2 root and issuing CA; the service URLs in the certificates point at ``base_url``."""
     config = home / "ca-hierarchy.toml"
-    config.write_text(CA_TOML.format(base_url=base_url), encoding="utf-8")
+    config.write_text(default_config_text(base_url), encoding="utf-8")
     return CertificateAuthority.init(home, config, passphrase=passphrase)
 
 
@@ -439,19 +422,9 @@ def holder_zhang_san() -> HolderData:
                       birthplace=REGION, birth_date=body[6:14])
 
 
-@contextmanager
-def card_in_reader(path: Path) -> Iterator[tuple[CardClient, PsamAuthenticator]]:
+def card_in_reader(path: Path) -> AbstractContextManager[tuple[CardClient, PsamAuthenticator]]:
     """The emulated card whose state is in ``path``, in an in-process reader, with a PSAM."""
-    card = EmulatedCard(CardState.load(path), path)
-    psam = InProcessTransport(EmulatedPsam(make_test_psam(REGION)), "emulated PSAM")
-    psam.connect()
-    client = CardClient(InProcessTransport(card, "emulated card"))
-    client.connect()
-    try:
-        yield client, PsamAuthenticator(psam)
-    finally:
-        client.close()
-        psam.disconnect()
+    return emulated_card_in_reader(path, REGION)
 
 
 def personalise_card(system: System, card_path: Path, say: Say) -> Outcome:

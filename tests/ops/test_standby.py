@@ -14,6 +14,7 @@ import pytest
 from asn1crypto import core, ocsp
 
 from ca.authority import CertificateAuthority, IssueRequest
+from ca.config import default_config_text
 from ca.ocsp import respond
 from sscard.keys.software import SoftwareKey
 from tests.ops.conftest import holder
@@ -33,25 +34,7 @@ def sites() -> Iterator[TwoSites]:
 
 
 def ca_config(path: Path, url: str) -> Path:
-    path.write_text(f"""\
-base_url = "http://127.0.0.1:8080"
-
-[database]
-url = "{url}"
-
-[root]
-name = "root"
-subject = "CN=社会保障卡根CA,O=某省人力资源和社会保障厅,C=CN"
-algorithm = "sm2"
-validity_days = 3650
-
-[[issuing]]
-name = "issuing"
-subject = "CN=社会保障卡签发CA,O=某省人力资源和社会保障厅,C=CN"
-algorithm = "sm2"
-validity_days = 1825
-path_length = 0
-""")
+    path.write_text(default_config_text(database_url=url))
     return path
 
 
