@@ -3,17 +3,14 @@ keeps it) and an in-process PSAM with the test keys of the card's region."""
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from sscard.card.auth import PsamAuthenticator
 from sscard.card.client import CardClient
 from sscard.card.records import HolderData
-from sscard.card.transport import InProcessTransport
-from sscard.emulator.card import CardState, EmulatedCard
-from sscard.emulator.psam import EmulatedPsam, make_test_psam
+from sscard.emulator.inprocess import card_in_reader
 from sscard.emulator.sample import CardProfile, blank_card
 
 REGION = "639900"
@@ -24,19 +21,9 @@ def new_blank_card(path: Path) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def inserted(path: Path) -> Iterator[tuple[CardClient, PsamAuthenticator]]:
+def inserted(path: Path) -> AbstractContextManager[tuple[CardClient, PsamAuthenticator]]:
     """The card at ``path`` in a reader (loaded afresh, as after re-insertion), and a PSAM."""
-    card = EmulatedCard(CardState.load(path), path)
-    psam = InProcessTransport(EmulatedPsam(make_test_psam(REGION)), "psam")
-    psam.connect()
-    client = CardClient(InProcessTransport(card, "card"))
-    client.connect()
-    try:
-        yield client, PsamAuthenticator(psam)
-    finally:
-        client.close()
-        psam.disconnect()
+    return card_in_reader(path, REGION)
 
 
 def holder(n: int | None = None) -> HolderData:
