@@ -3,7 +3,6 @@ envelope recipients, a TSA), CRLs with chosen revocation times, built with sscar
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,45 +11,10 @@ from typing import Any
 from asn1crypto import crl, x509
 
 from sscard.keys.software import SoftwareKey
-from sscard.x509.builder import CertificateBuilder, CrlBuilder
-from sscard.x509.extensions import key_identifier
-from sscard.x509.names import parse_name
+from sscard.x509.builder import CrlBuilder
+from tests.validation.chain import Issued, issue_cert
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@dataclass(frozen=True)
-class Issued:
-    cert: x509.Certificate
-    key: SoftwareKey
-
-    @property
-    def ski(self) -> bytes:
-        value = self.cert.key_identifier
-        assert value is not None
-        return bytes(value)
-
-
-def _cert(subject: str, key: SoftwareKey, issuer: Issued | None,
-          extensions: Sequence[tuple[str, Any, bool]], not_before: datetime,
-          not_after: datetime) -> x509.Certificate:
-    name = parse_name(subject)
-    builder = (
-        CertificateBuilder()
-        .subject(name)
-        .issuer(issuer.cert.subject if issuer else name)
-        .public_key(key.public_key())
-        .serial_number(secrets.randbits(64) | 1 << 63)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension("key_identifier", key_identifier(key.public_key()))
-        .add_extension("authority_key_identifier",
-                       {"key_identifier": issuer.ski if issuer else key_identifier(
-                           key.public_key())})
-    )
-    for ext_name, value, critical in extensions:
-        builder = builder.add_extension(ext_name, value, critical)
-    return builder.sign(issuer.key if issuer else key)
 
 
 def make_ca(subject: str, issuer: Issued | None = None, algorithm: str = "sm2",
@@ -58,7 +22,7 @@ def make_ca(subject: str, issuer: Issued | None = None, algorithm: str = "sm2",
     key = SoftwareKey.generate(algorithm)
     exts = [("basic_constraints", {"ca": True}, True),
             ("key_usage", {"key_cert_sign", "crl_sign", "digital_signature"}, True), *extra]
-    cert = _cert(subject, key, issuer, exts, NOW - timedelta(days=3650),
+    cert = issue_cert(subject, key, issuer, exts, NOW - timedelta(days=3650),
                  NOW + timedelta(days=3650))
     return Issued(cert, key)
 
@@ -76,7 +40,7 @@ def make_leaf(subject: str, issuer: Issued, algorithm: str = "sm2", *,
     if ssn is not None:
         exts.append(("social_insurance_number", ssn, False))
     exts.extend(extra)
-    cert = _cert(subject, key, issuer, exts, not_before or NOW - timedelta(days=30),
+    cert = issue_cert(subject, key, issuer, exts, not_before or NOW - timedelta(days=30),
                  not_after or NOW + timedelta(days=365))
     return Issued(cert, key)
 

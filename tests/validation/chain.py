@@ -36,7 +36,7 @@ def uri(value: str) -> x509.GeneralName:
     return x509.GeneralName(name="uniform_resource_identifier", value=value)
 
 
-def _cert(
+def issue_cert(
     subject: str,
     key: SoftwareKey,
     issuer: Issued | None,
@@ -79,7 +79,8 @@ def make_ca(
         ("key_usage", {"key_cert_sign", "crl_sign"}, True),
         *extra,
     ]
-    cert = _cert(subject, key, issuer, exts, NOW - timedelta(days=30), NOW + timedelta(days=3650))
+    cert = issue_cert(subject, key, issuer, exts, NOW - timedelta(days=30),
+                      NOW + timedelta(days=3650))
     return Issued(cert, key)
 
 
@@ -102,7 +103,7 @@ def make_leaf(
         san = [x509.GeneralName(name="dns_name", value=d) for d in dns_names]
         exts.append(("subject_alt_name", san, False))
     exts.extend(extra)
-    cert = _cert(
+    cert = issue_cert(
         subject,
         key,
         issuer,
