@@ -7,15 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from sscard.card import errors
-from sscard.card.auth import PsamAuthenticator
-from sscard.card.client import CardClient
 from sscard.card.keyhandle import CardKey
 from sscard.card.mohrss import ireadcardbas
-from sscard.card.transport import InProcessTransport
 from sscard.crypto import envelopes
 from sscard.crypto.sm2 import CipherFormat, SM2PrivateKey, SM2PublicKey
-from sscard.emulator.card import EmulatedCard
-from sscard.emulator.psam import EmulatedPsam, make_test_psam
+from sscard.emulator.inprocess import card_in_reader
 from sscard.emulator.sample import sample_card
 from sscard.emulator.testkeys import KeyId
 
@@ -24,12 +20,8 @@ def card_demo(workdir: Path) -> list[str]:
     workdir.mkdir(parents=True, exist_ok=True)
     state_path = workdir / "demo-card.json"
     sample_card().save(state_path)
-    card = CardClient(InProcessTransport(EmulatedCard.open(state_path), "emulated card"))
-    psam_transport = InProcessTransport(EmulatedPsam(make_test_psam()), "emulated PSAM")
-    psam_transport.connect()
-    psam = PsamAuthenticator(psam_transport)
     lines = [f"card: emulated generation-3 card, state in {state_path}"]
-    with card:
+    with card_in_reader(state_path) as (card, psam):
         info = card.read_info()
         lines.append("card: iReadCardBas " + ireadcardbas(info, psam.terminal_number(),
                                                           psam.device_number()))
@@ -56,7 +48,6 @@ def card_demo(workdir: Path) -> list[str]:
         if secret != b"demo session key":
             raise RuntimeError("card decrypted the wrong plaintext")
         lines.append("card: KMC-wrapped encryption key imported; PSO DECIPHER works")
-    psam_transport.disconnect()
     return lines
 
 
