@@ -22,6 +22,7 @@ from sscard.cms import (
     ContentCipher,
     Flavour,
     SignatureReport,
+    Sm2KeyTransport,
     TimeStamper,
     TrustConfig,
     Verifier,
@@ -248,17 +249,23 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
 @click.option("--gm", is_flag=True, help="GM/T 0010 content-type OIDs.")
 @click.option("--auth-enveloped", is_flag=True,
               help="RFC 5083 AuthEnvelopedData (GCM ciphers; what OpenSSL uses for AES-GCM).")
+@click.option("--sm2-key-transport", "sm2_form",
+              type=click.Choice([f.value for f in Sm2KeyTransport]),
+              default=Sm2KeyTransport.GMT0010.value, show_default=True,
+              help="SM2 recipients: GM/T 0010 sm2encrypt, or the form BouncyCastle's CMS reads.")
 @click.argument("in_file", type=_FILE)
 @click.argument("out_file", type=_OUT)
 @passphrase_options
 @gateway_options
 def encrypt_command(recipients: tuple[Path, ...], cipher: str, gm: bool, auth_enveloped: bool,
-                    in_file: Path, out_file: Path, **opts: Any) -> None:
+                    sm2_form: str, in_file: Path, out_file: Path, **opts: Any) -> None:
     """Encrypt IN to the recipients' certificates into OUT (CMS EnvelopedData, DER)."""
     content = _read(in_file)
     certs = [_cert(p) for p in recipients]
     flavour = Flavour.GM if gm else Flavour.RFC5652
     if opts["gateway_url"]:
+        if sm2_form != Sm2KeyTransport.GMT0010.value:
+            raise click.UsageError("--sm2-key-transport applies to local encryption only")
         client = _client(opts)
         env = _remote(lambda: client.encrypt(content, certs, cipher=cipher,
                                              content_types=flavour.value,
@@ -266,7 +273,8 @@ def encrypt_command(recipients: tuple[Path, ...], cipher: str, gm: bool, auth_en
     else:
         try:
             env = encrypt(content, certs, cipher=ContentCipher(cipher), flavour=flavour,
-                          authenticated=auth_enveloped)
+                          authenticated=auth_enveloped,
+                          sm2_form=Sm2KeyTransport(sm2_form))
         except CmsError as exc:
             raise click.ClickException(str(exc)) from None
     out_file.write_bytes(env)
