@@ -331,8 +331,14 @@ def load_enveloped(data: bytes) -> cms.EnvelopedData | cms.AuthEnvelopedData:
 def _rid_matches(rid: cms.Asn1Value, cert: x509.Certificate) -> bool:
     if rid.name == "issuer_and_serial_number":
         ias = rid.chosen
-        return bool(ias["serial_number"].native == cert.serial_number
-                    and ias["issuer"] == cert.issuer)
+        if ias["serial_number"].native != cert.serial_number:
+            return False
+        if ias["issuer"].dump() == cert.issuer.dump():
+            return True
+        try:  # RFC 5280 §7.1 comparison: asn1crypto refuses names it cannot prepare
+            return bool(ias["issuer"] == cert.issuer)
+        except ValueError:
+            return False  # a name that cannot be compared names no certificate of ours
     if rid.name == "subject_key_identifier":
         return cert.key_identifier is not None and rid.chosen.native == cert.key_identifier
     if rid.name == "r_key_id":

@@ -30,8 +30,11 @@ from sscard.cms import (
     encrypt,
     sign,
 )
+from sscard.cms.revocation import RevocationFetch
+from sscard.fetch import FetchError
 from sscard.gateway.client import GatewayClient, GatewayClientError
 from sscard.keys.cli import open_software_key, passphrase_options
+from sscard.validation import RevocationMode
 from sscard.x509.errors import X509Error
 from sscard.x509.parse import load_certificate, load_certificates, load_crl
 
@@ -188,22 +191,37 @@ def _print_report(report: dict[str, Any]) -> None:
               help="The signed content, for a detached signature.")
 @click.option("--intermediate", type=_FILE, multiple=True, help="More CA certificates.")
 @click.option("--crl", type=_FILE, multiple=True, help="CRLs to check revocation with.")
-@click.option("--fetch-revocation", is_flag=True,
-              help="Ask the OCSP responders and CRL distribution points the certificates name.")
+@click.option("--ocsp", "ocsp_url", metavar="URL",
+              help="Ask this OCSP responder about the signer's certificate and its CAs.")
+@click.option("--fetch", "--fetch-revocation", "fetch", is_flag=True,
+              help="Fetch CRLs and OCSP answers from the URLs the certificates name, only "
+                   "under the allow-list: the origins of the URLs that the --trust and "
+                   "--intermediate certificates name, and --fetch-allow.")
+@click.option("--fetch-allow", multiple=True, metavar="PREFIX",
+              help="Also allow fetching under this URL prefix (http://host:port/path).")
+@click.option("--revocation", type=click.Choice([m.value for m in RevocationMode]),
+              help="How much revocation information to insist on (default: require when "
+                   "--crl, --ocsp or --fetch is given; 'leaf': the signer's certificate only).")
 @click.option("--out", "out_file", type=_OUT, help="Write the signed content here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.argument("signed_file", type=_FILE)
 @passphrase_options
 @gateway_options
 def verify_command(trust: tuple[Path, ...], content_file: Path | None,
-                   intermediate: tuple[Path, ...], crl: tuple[Path, ...], fetch_revocation: bool,
+                   intermediate: tuple[Path, ...], crl: tuple[Path, ...], ocsp_url: str | None,
+                   fetch: bool, fetch_allow: tuple[str, ...], revocation: str | None,
                    out_file: Path | None, as_json: bool, signed_file: Path, **opts: Any) -> None:
-    """Verify SIGNED: exit 0 valid, 1 not valid (with the reasons), 2 unusable input."""
+    """Verify SIGNED: exit 0 valid, 1 not valid (with the reasons), 2 unusable input.
+
+    Without --crl, --ocsp or --fetch revocation is not checked, and the report says so."""
     signed = _read(signed_file)
     content = _read(content_file) if content_file else None
     body: bytes | None
     try:
         if opts["gateway_url"]:
+            if crl or ocsp_url or fetch or revocation:
+                raise click.UsageError("--crl, --ocsp, --fetch and --revocation apply to local "
+                                       "verification; the gateway checks revocation itself")
             client = _client(opts)
             try:
                 answer = client.verify(signed, content, return_content=out_file is not None)
@@ -219,8 +237,20 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
             if not trust:
                 raise click.UsageError("--trust ROOT is required (or --gateway URL)")
             crls = [load_crl(_read(p)) for p in crl]
-            verifier = Verifier(TrustConfig(_certs(trust), intermediates=_certs(intermediate),
-                                            crls=crls, fetch_revocation=fetch_revocation))
+            anchors, others = _certs(trust), _certs(intermediate)
+            if fetch_allow and not fetch:
+                raise click.UsageError("--fetch-allow applies with --fetch")
+            sources = None
+            if fetch or ocsp_url:
+                try:
+                    sources = RevocationFetch.configure(
+                        [*anchors, *others], allow=fetch_allow, ocsp_responder=ocsp_url,
+                        follow_certificates=fetch)
+                except FetchError as exc:
+                    raise click.UsageError(str(exc)) from None
+            verifier = Verifier(TrustConfig(
+                anchors, intermediates=others, crls=crls, revocation_fetch=sources,
+                revocation=RevocationMode(revocation) if revocation else None))
             result: SignatureReport = verifier.verify(signed, content)
             report, body = result.to_json(), result.content
     except (CmsError, X509Error) as exc:
