@@ -4,6 +4,7 @@ decryption raises a CMS/decryption error naming the problem; nothing else escape
 from __future__ import annotations
 
 import pytest
+from asn1crypto import cms, x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +12,7 @@ from sscard.cms import (
     CmsError,
     CmsParseError,
     ContentCipher,
+    NoMatchingRecipient,
     TrustConfig,
     Verifier,
     decrypt,
@@ -72,3 +74,19 @@ def test_mutated_enveloped_data(sm2_pki: Pki, samples: dict[str, bytes], positio
         return
     # CBC without integrity: a flip may still decrypt, but then only into other bytes
     assert isinstance(opened.content, bytes)
+
+
+def test_recipient_name_that_cannot_be_compared(sm2_pki: Pki) -> None:
+    """Found by the fuzz test above: an issuer name with a private-use character made
+    asn1crypto's name comparison raise ValueError out of decrypt."""
+    env = cms.ContentInfo.load(encrypt(b"x", [sm2_pki.signer.cert]))
+    ias = env["content"]["recipient_infos"][0].chosen["rid"].chosen
+    issuer = x509.Name.load(sm2_pki.signer.cert.issuer.dump())  # the same name but one value
+    for rdn in issuer.chosen:
+        for attr in rdn:
+            if attr["type"].native == "common_name":
+                attr["value"] = x509.DirectoryString(
+                    name="utf8_string", value=attr["value"].native + "\ue000")
+    ias["issuer"] = issuer
+    with pytest.raises(NoMatchingRecipient):
+        decrypt(env.dump(force=True), sm2_pki.signer.key, sm2_pki.signer.cert)
