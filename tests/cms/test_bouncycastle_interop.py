@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import cms
+from click.testing import CliRunner
 
+from sscard.cli import cli
 from sscard.cms import (
     ContentCipher,
     EnvelopeDecryptionError,
@@ -155,3 +157,20 @@ def test_we_open_an_envelope_from_bouncycastles_cms_api(bc: list[str], sm2_pki: 
     ktri["encrypted_key"] = key[:-1] + bytes([key[-1] ^ 1])
     with pytest.raises(EnvelopeDecryptionError, match="C3 does not match"):
         decrypt(info.dump(force=True), sm2_pki.signer.key, sm2_pki.signer.cert)
+
+
+def test_cli_sm2_key_transport_flag(bc: list[str], sm2_pki: Pki, tmp_path: Path) -> None:
+    """``sscard encrypt --sm2-key-transport bouncycastle``: an envelope BC's CMS API opens."""
+    _files(tmp_path, sm2_pki)
+    res = CliRunner().invoke(cli, [
+        "encrypt", "--to", str(tmp_path / "cert.der"), "--cipher", "aes128_cbc",
+        "--sm2-key-transport", "bouncycastle", str(tmp_path / "doc.txt"),
+        str(tmp_path / "env.der")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    res2 = _bc_cms_decrypt(bc, tmp_path, (tmp_path / "env.der").read_bytes())
+    assert res2.returncode == 0, res2.stderr
+    assert (tmp_path / "out.txt").read_bytes() == DOC
+    bad = CliRunner().invoke(cli, [
+        "encrypt", "--to", str(tmp_path / "cert.der"), "--sm2-key-transport", "asn1",
+        str(tmp_path / "doc.txt"), str(tmp_path / "env2.der")])
+    assert bad.exit_code == 2 and "gmt0010" in bad.output
