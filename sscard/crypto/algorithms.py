@@ -77,6 +77,7 @@ class _Sig:
     key_type: KeyType
     hash_name: str | None  # None: the algorithm hashes internally (Ed25519)
     pss: bool = False
+    verify_only: bool = False  # legacy: checked where others made it, never produced here
 
 
 class SignatureAlgorithm(enum.Enum):
@@ -91,7 +92,7 @@ class SignatureAlgorithm(enum.Enum):
     RSA_PSS_SHA384 = _Sig(oids.RSA_PSS + "#sha384", KeyType.RSA, "sha384", pss=True)
     RSA_PSS_SHA512 = _Sig(oids.RSA_PSS + "#sha512", KeyType.RSA, "sha512", pss=True)
     # legacy, for verifying what older signers and RFC 4055's defaults produce
-    RSA_PSS_SHA1 = _Sig(oids.RSA_PSS + "#sha1", KeyType.RSA, "sha1", pss=True)
+    RSA_PSS_SHA1 = _Sig(oids.RSA_PSS + "#sha1", KeyType.RSA, "sha1", pss=True, verify_only=True)
     ED25519 = _Sig(oids.ED25519, KeyType.ED25519, None)
 
     @property
@@ -109,6 +110,14 @@ class SignatureAlgorithm(enum.Enum):
     @property
     def is_pss(self) -> bool:
         return self.value.pss
+
+    @property
+    def verify_only(self) -> bool:
+        return self.value.verify_only
+
+    def check_can_sign(self) -> None:
+        if self.verify_only:
+            raise UnsupportedAlgorithm(f"{self.name} is accepted for verifying only, not signing")
 
     def default_pss(self) -> PssParameters:
         """RFC 4055's recommendation for this PSS algorithm: MGF1 with the same hash, salt of

@@ -103,12 +103,13 @@ def _pss_to_use(alg: SignatureAlgorithm, given: PssParameters | None,
         raise UnsupportedAlgorithm(
             f"RSA-PSS parameters name hash {given.hash_name}, the algorithm {alg.name}"
         )
-    chosen = given or of_key or alg.default_pss()
-    if of_key is not None and chosen != of_key:
+    if of_key is not None and (of_key.hash_name != alg.hash_name
+                               or (given is not None and given != of_key)):
         raise InvalidSignature(
-            f"the key is restricted to RSA-PSS {of_key}; the signature claims {chosen}"
+            f"the key is restricted to RSA-PSS {of_key}; the signature claims"
+            f" {given or alg.name}"
         )
-    return chosen
+    return given or of_key or alg.default_pss()
 
 
 def _pss_padding(params: PssParameters) -> Any:
@@ -137,13 +138,16 @@ def _oaep(scheme: EncryptionScheme, label: bytes | None = None) -> Any:
 class PublicKey:
     """A public key of any supported algorithm."""
 
-    __slots__ = ("_key", "algorithm", "pss")
+    __slots__ = ("_key", "_pss_spki", "algorithm", "pss")
 
-    def __init__(self, key: Any, pss: PssParameters | None = None) -> None:
+    def __init__(self, key: Any, pss: PssParameters | None = None,
+                 pss_spki: bytes | None = None) -> None:
         self._key = key
         self.algorithm = _algorithm_of(key)
         #: an id-RSASSA-PSS key's own parameters: then only PSS with exactly these verifies
         self.pss = pss
+        # its SPKI as given: pyca/cryptography would re-encode it as rsaEncryption, unrestricted
+        self._pss_spki = pss_spki if pss is not None else None
 
     @classmethod
     def from_spki(cls, der: bytes) -> PublicKey:
@@ -163,7 +167,7 @@ class PublicKey:
             except UnsupportedAlgorithm as exc:
                 raise InvalidKey(f"RSA-PSS key: {exc}") from None
         try:
-            return cls(_ser.load_der_public_key(der), pss)
+            return cls(_ser.load_der_public_key(der), pss, der)
         except (ValueError, _CUnsupported) as exc:
             raise InvalidKey(f"unsupported or malformed public key: {exc}") from None
 
@@ -181,6 +185,8 @@ class PublicKey:
     def spki_der(self) -> bytes:
         if isinstance(self._key, sm2.SM2PublicKey):
             return self._key.spki_der()
+        if self._pss_spki is not None:
+            return self._pss_spki
         return bytes(
             self._key.public_bytes(_ser.Encoding.DER, _ser.PublicFormat.SubjectPublicKeyInfo)
         )
@@ -349,6 +355,7 @@ class PrivateKey:
     ) -> bytes:
         alg = algorithm or self.algorithm.default_signature
         _check_fits(alg, self.algorithm)
+        alg.check_can_sign()
         k = self._key
         if isinstance(k, sm2.SM2PrivateKey):
             return k.sign(data, uid)

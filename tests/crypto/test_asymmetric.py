@@ -35,7 +35,8 @@ def key(request: pytest.FixtureRequest) -> PrivateKey:
 
 
 def test_sign_verify_every_compatible_algorithm(key: PrivateKey) -> None:
-    fitting = [s for s in SignatureAlgorithm if s.key_type is key.algorithm.key_type]
+    fitting = [s for s in SignatureAlgorithm
+               if s.key_type is key.algorithm.key_type and not s.verify_only]
     assert fitting
     for alg in fitting:
         sig = key.sign(b"payload", alg)
@@ -145,6 +146,7 @@ def test_pss_key_parameters_bind_the_key(rsa_key: PrivateKey) -> None:
     }).dump()
     pub = PublicKey.from_spki(spki)
     assert pub.pss == params
+    assert pub.spki_der() == spki  # the restriction survives re-export
     pub.verify(_pss_sign(rsa_key, b"doc", params), b"doc")
     with pytest.raises(InvalidSignature, match="restricted"):
         pub.verify(_pss_sign(rsa_key, b"doc", PssParameters("sha256", "sha256", 32)), b"doc",
@@ -152,6 +154,9 @@ def test_pss_key_parameters_bind_the_key(rsa_key: PrivateKey) -> None:
     with pytest.raises(InvalidSignature, match="restricted to RSA-PSS"):
         pub.verify(rsa_key.sign(b"doc", SignatureAlgorithm.RSA_PKCS1_SHA256), b"doc",
                    SignatureAlgorithm.RSA_PKCS1_SHA256)
+    with pytest.raises(InvalidSignature, match="restricted"):  # another hash, no parameters
+        pub.verify(rsa_key.sign(b"doc", SignatureAlgorithm.RSA_PSS_SHA384), b"doc",
+                   SignatureAlgorithm.RSA_PSS_SHA384)
 
 
 def test_pss_with_sha1_and_mgf1_sha1_is_expressible(rsa_key: PrivateKey) -> None:
@@ -160,6 +165,8 @@ def test_pss_with_sha1_and_mgf1_sha1_is_expressible(rsa_key: PrivateKey) -> None
     assert params.algorithm is SignatureAlgorithm.RSA_PSS_SHA1
     rsa_key.public_key().verify(_pss_sign(rsa_key, b"doc", params), b"doc", params.algorithm,
                                 pss=params)
+    with pytest.raises(UnsupportedAlgorithm, match="verifying only"):
+        rsa_key.sign(b"doc", SignatureAlgorithm.RSA_PSS_SHA1)
     with pytest.raises(UnsupportedAlgorithm, match="md5"):
         PssParameters("md5", "md5", 16)
 
