@@ -150,6 +150,8 @@ def _decrypt_content(alg: algos.EncryptionAlgorithm, key: bytes, ciphertext: byt
             raise EnvelopeDecryptionError(
                 "the content fails its GCM authentication tag: changed or wrong key"
             ) from None
+        except ValueError as exc:  # sm4.ParameterError, or pyca's for an AES-GCM nonce
+            raise EnvelopeDecryptionError(f"unusable GCM parameters: {exc}") from None
     iv = params.native if params is not None else None
     if not isinstance(iv, bytes) or len(iv) != 16:
         raise EnvelopeDecryptionError("the CBC initialisation vector is missing or not 16 bytes")

@@ -8,10 +8,12 @@ from asn1crypto import cms, x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sscard.asn1.register import GCMParameters
 from sscard.cms import (
     CmsError,
     CmsParseError,
     ContentCipher,
+    EnvelopeDecryptionError,
     NoMatchingRecipient,
     TrustConfig,
     Verifier,
@@ -89,4 +91,16 @@ def test_recipient_name_that_cannot_be_compared(sm2_pki: Pki) -> None:
                     name="utf8_string", value=attr["value"].native + "\ue000")
     ias["issuer"] = issuer
     with pytest.raises(NoMatchingRecipient):
+        decrypt(env.dump(force=True), sm2_pki.signer.key, sm2_pki.signer.cert)
+
+
+@pytest.mark.parametrize("cipher", [ContentCipher.SM4_GCM, ContentCipher.AES128_GCM])
+@pytest.mark.parametrize("nonce_len", [0, 4, 300])
+def test_gcm_nonce_the_cipher_refuses(sm2_pki: Pki, cipher: ContentCipher,
+                                      nonce_len: int) -> None:
+    """A GCM nonce of a length the cipher refuses raised pyca's raw ValueError out of decrypt."""
+    env = cms.ContentInfo.load(encrypt(b"x", [sm2_pki.signer.cert], cipher=cipher))
+    alg = env["content"]["encrypted_content_info"]["content_encryption_algorithm"]
+    alg["parameters"] = GCMParameters({"nonce": bytes(nonce_len), "icv_len": 16})
+    with pytest.raises(EnvelopeDecryptionError, match="GCM"):
         decrypt(env.dump(force=True), sm2_pki.signer.key, sm2_pki.signer.cert)
