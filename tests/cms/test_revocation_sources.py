@@ -44,6 +44,12 @@ class Http:
 
             def do_GET(self) -> None:
                 outer.gets.append(self.path)
+                if self.path == "/redirect":
+                    self.send_response(302)
+                    self.send_header("Location", outer.url + "/ca.crl")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self._send(outer.root_crl if self.path == "/root.crl" else outer.crl,
                            "application/pkix-crl")
 
@@ -258,6 +264,16 @@ def test_verify_fetch_refuses_urls_off_the_allow_list(http: Http, chain, files: 
         assert elsewhere.gets == ["/ca.crl"]
     finally:
         elsewhere.close()
+
+
+def test_verify_fetch_follows_no_redirect(http: Http, chain, files: Path) -> None:
+    _leaf, signed = _revoked_signature(http, chain, files, crl_url=http.url + "/redirect")
+    before = len(http.gets)
+    res = _cli("verify", "--trust", str(files / "root.der"), "--intermediate",
+               str(files / "ca.der"), "--fetch", "--revocation", "leaf", str(signed))
+    assert res.exit_code == 1, res.output
+    assert "REVOCATION_UNKNOWN" in res.output and "redirects are not followed" in res.output
+    assert "/ca.crl" not in http.gets[before:]
 
 
 def test_verify_revocation_options_are_checked(files: Path) -> None:
