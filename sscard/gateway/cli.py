@@ -192,7 +192,8 @@ def _print_report(report: dict[str, Any]) -> None:
 @click.option("--intermediate", type=_FILE, multiple=True, help="More CA certificates.")
 @click.option("--crl", type=_FILE, multiple=True, help="CRLs to check revocation with.")
 @click.option("--ocsp", "ocsp_url", metavar="URL",
-              help="Ask this OCSP responder about the signer's certificate and its CAs.")
+              help="Ask this OCSP responder (instead of the one named) about the path's "
+                   "certificates that declare OCSP.")
 @click.option("--fetch", "--fetch-revocation", "fetch", is_flag=True,
               help="Fetch CRLs and OCSP answers from the URLs the certificates name, only "
                    "under the allow-list: the origins of the URLs that the --trust and "
