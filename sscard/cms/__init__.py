@@ -7,7 +7,7 @@
 """
 
 from sscard.cms.content_types import Flavour
-from sscard.cms.enveloped import ContentCipher, Opened, decrypt, encrypt
+from sscard.cms.enveloped import ContentCipher, Opened, Sm2KeyTransport, decrypt, encrypt
 from sscard.cms.errors import (
     CmsBuildError,
     CmsError,
@@ -34,6 +34,7 @@ __all__ = [
     "Problem",
     "SignatureReport",
     "SignerIdentity",
+    "Sm2KeyTransport",
     "TimeStamper",
     "TrustConfig",
     "Verifier",

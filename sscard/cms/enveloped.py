@@ -5,7 +5,8 @@ Key management by the recipient certificate's key:
 * RSA: key transport with RSAES-OAEP (SHA-256, MGF1-SHA-256); PKCS#1 v1.5 and OAEP with other
   hashes are accepted when opening (OpenSSL's default is v1.5).
 * SM2: key transport with sm2encrypt (1.2.156.10197.1.301.3), the encrypted key a GM/T 0009
-  SM2Cipher.
+  SM2Cipher (GM/T 0010 §9). On request the form BouncyCastle's CMS API reads and writes:
+  sm2encrypt-with-sm3 (1.2.156.10197.1.301.3.2.1), the key raw C1||C2||C3. Both are read.
 * ECDH on P-256/P-384: key agreement, ephemeral-static (RFC 5753 dhSinglePass-stdDH-sha256kdf,
   X9.63 KDF over ECC-CMS-SharedInfo, AES key wrap); the SHA-1/384/512 KDF variants open too.
 
@@ -39,7 +40,7 @@ from sscard.cms.errors import (
     EnvelopeDecryptionError,
     NoMatchingRecipient,
 )
-from sscard.crypto import sm4
+from sscard.crypto import oids, sm2, sm4
 from sscard.crypto.algorithms import EncryptionScheme, KeyType
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError, DecryptionError
@@ -73,6 +74,22 @@ class ContentCipher(enum.Enum):
         except ValueError:
             names = ", ".join(c.value for c in cls)
             raise CmsBuildError(f"unknown content cipher {name!r}; use one of {names}") from None
+
+
+class Sm2KeyTransport(enum.Enum):
+    """How an SM2 recipient's content key is written; the values are the CLI names."""
+
+    GMT0010 = "gmt0010"  # sm2encrypt, SM2Cipher (GM/T 0009/0010): the default
+    BOUNCYCASTLE = "bouncycastle"  # sm2encrypt-with-sm3, raw C1||C2||C3 (BouncyCastle 1.5x+)
+
+    @classmethod
+    def parse(cls, name: str) -> Sm2KeyTransport:
+        try:
+            return cls(name.lower())
+        except ValueError:
+            names = ", ".join(c.value for c in cls)
+            raise CmsBuildError(f"unknown SM2 key-transport form {name!r}; use one of {names}"
+                                ) from None
 
 
 _GCM_NONCE = 12
@@ -133,6 +150,8 @@ def _decrypt_content(alg: algos.EncryptionAlgorithm, key: bytes, ciphertext: byt
             raise EnvelopeDecryptionError(
                 "the content fails its GCM authentication tag: changed or wrong key"
             ) from None
+        except ValueError as exc:  # sm4.ParameterError, or pyca's for an AES-GCM nonce
+            raise EnvelopeDecryptionError(f"unusable GCM parameters: {exc}") from None
     iv = params.native if params is not None else None
     if not isinstance(iv, bytes) or len(iv) != 16:
         raise EnvelopeDecryptionError("the CBC initialisation vector is missing or not 16 bytes")
@@ -194,8 +213,8 @@ _RSA_KEY_ENCRYPTION: dict[EncryptionScheme, dict[str, object]] = {
 }
 
 
-def _recipient_info(cert: x509.Certificate, cek: bytes,
-                    rsa_scheme: EncryptionScheme) -> cms.RecipientInfo:
+def _recipient_info(cert: x509.Certificate, cek: bytes, rsa_scheme: EncryptionScheme,
+                    sm2_form: Sm2KeyTransport) -> cms.RecipientInfo:
     public = PublicKey.from_spki(cert.public_key.dump())
     key_type = public.algorithm.key_type
     if key_type is KeyType.RSA:
@@ -206,11 +225,14 @@ def _recipient_info(cert: x509.Certificate, cek: bytes,
             "encrypted_key": public.encrypt(cek, rsa_scheme),
         })
     if key_type is KeyType.SM2:
+        sm2_cipher = public.encrypt(cek, EncryptionScheme.SM2)
+        bc = sm2_form is Sm2KeyTransport.BOUNCYCASTLE
         return cms.RecipientInfo(name="ktri", value={
             "version": "v0",
             "rid": {"issuer_and_serial_number": _issuer_serial(cert)},
-            "key_encryption_algorithm": {"algorithm": "sm2_encrypt"},
-            "encrypted_key": public.encrypt(cek, EncryptionScheme.SM2),
+            "key_encryption_algorithm": {
+                "algorithm": oids.SM2_ENCRYPT_WITH_SM3 if bc else "sm2_encrypt"},
+            "encrypted_key": sm2.asn1_to_c1c2c3(sm2_cipher) if bc else sm2_cipher,
         })
     if key_type is KeyType.EC:
         peer = public.raw
@@ -246,13 +268,15 @@ def encrypt(
     flavour: Flavour = Flavour.RFC5652,
     authenticated: bool = False,
     rsa_scheme: EncryptionScheme = EncryptionScheme.RSA_OAEP_SHA256,
+    sm2_form: Sm2KeyTransport = Sm2KeyTransport.GMT0010,
 ) -> bytes:
     """Encrypt ``content`` to every certificate in ``recipients``; the DER ContentInfo.
 
     ``authenticated`` writes RFC 5083 AuthEnvelopedData (GCM ciphers only; the tag in its
     ``mac`` field), which is what OpenSSL reads and writes for AES-GCM. ``rsa_scheme`` for RSA
     recipients: OAEP with SHA-256 by default; OAEP with SHA-1 for HSMs that offer no other
-    (SoftHSM2); PKCS#1 v1.5 only for old peers."""
+    (SoftHSM2); PKCS#1 v1.5 only for old peers. ``sm2_form`` for SM2 recipients: GM/T 0010
+    by default; ``BOUNCYCASTLE`` for peers on BouncyCastle's CMS API, which knows no other."""
     if rsa_scheme not in _RSA_KEY_ENCRYPTION:
         raise CmsBuildError(f"{rsa_scheme.value} is not an RSA key-transport scheme")
     if not recipients:
@@ -260,7 +284,7 @@ def encrypt(
     if authenticated and not cipher.is_gcm:
         raise CmsBuildError(f"AuthEnvelopedData needs a GCM cipher, not {cipher.value}")
     cek = secrets.token_bytes(cipher.key_size)
-    infos = [_recipient_info(cert, cek, rsa_scheme) for cert in recipients]
+    infos = [_recipient_info(cert, cek, rsa_scheme, sm2_form) for cert in recipients]
     alg, ciphertext = _encrypt_content(cipher, cek, bytes(content))
     if authenticated:
         auth = cms.AuthEnvelopedData({
@@ -309,8 +333,14 @@ def load_enveloped(data: bytes) -> cms.EnvelopedData | cms.AuthEnvelopedData:
 def _rid_matches(rid: cms.Asn1Value, cert: x509.Certificate) -> bool:
     if rid.name == "issuer_and_serial_number":
         ias = rid.chosen
-        return bool(ias["serial_number"].native == cert.serial_number
-                    and ias["issuer"] == cert.issuer)
+        if ias["serial_number"].native != cert.serial_number:
+            return False
+        if ias["issuer"].dump() == cert.issuer.dump():
+            return True
+        try:  # RFC 5280 §7.1 comparison: asn1crypto refuses names it cannot prepare
+            return bool(ias["issuer"] == cert.issuer)
+        except ValueError:
+            return False  # a name that cannot be compared names no certificate of ours
     if rid.name == "subject_key_identifier":
         return cert.key_identifier is not None and rid.chosen.native == cert.key_identifier
     if rid.name == "r_key_id":
@@ -319,9 +349,25 @@ def _rid_matches(rid: cms.Asn1Value, cert: x509.Certificate) -> bool:
     return False
 
 
+def _sm2_cipher(alg: cms.KeyEncryptionAlgorithm, encrypted_key: bytes) -> bytes:
+    """The SM2Cipher (DER) of an SM2 ktri in either form, so that every key handle (card,
+    token, software) decrypts it the one way it knows."""
+    if encrypted_key[:1] == b"\x30":
+        return encrypted_key
+    if alg["algorithm"].dotted == oids.SM2_ENCRYPT_WITH_SM3 and encrypted_key[:1] == b"\x04":
+        try:
+            return sm2.c1c2c3_to_asn1(encrypted_key)
+        except CryptoError as exc:
+            raise EnvelopeDecryptionError(f"the SM2 encrypted key: {exc}") from None
+    raise EnvelopeDecryptionError(
+        f"the SM2 encrypted key under {alg['algorithm'].dotted} is neither an SM2Cipher nor"
+        " (under sm2encrypt-with-sm3) raw C1||C2||C3"
+    )
+
+
 def _ktri_scheme(alg: cms.KeyEncryptionAlgorithm) -> EncryptionScheme:
     name = alg["algorithm"].native
-    if name == "sm2_encrypt":
+    if name == "sm2_encrypt" or alg["algorithm"].dotted == oids.SM2_ENCRYPT_WITH_SM3:
         return EncryptionScheme.SM2
     if name in ("rsaes_pkcs1v15", "rsa"):
         return EncryptionScheme.RSA_PKCS1V15
@@ -393,8 +439,11 @@ def decrypt(data: bytes, key: KeyHandle, certificate: x509.Certificate) -> Opene
             if not _rid_matches(ktri["rid"], certificate):
                 continue
             scheme = _ktri_scheme(ktri["key_encryption_algorithm"])
+            encrypted_key = ktri["encrypted_key"].native
+            if scheme is EncryptionScheme.SM2:
+                encrypted_key = _sm2_cipher(ktri["key_encryption_algorithm"], encrypted_key)
             try:
-                cek = key.decrypt(ktri["encrypted_key"].native, scheme)
+                cek = key.decrypt(encrypted_key, scheme)
             except CryptoError as exc:
                 raise EnvelopeDecryptionError(
                     f"the content key does not decrypt with this key: {exc}"

@@ -14,6 +14,7 @@ from asn1crypto import cms, core, x509
 from sscard.crypto import oids
 from sscard.crypto.algorithms import (
     SignatureAlgorithm,
+    pss_parameters_from_asn1,
     signature_algorithm_for_oid,
     signature_algorithm_from_asn1,
 )
@@ -104,6 +105,7 @@ def check_signer_info(
     findings: list[Finding] = []
     try:
         alg = signature_algorithm_of(info)
+        pss = pss_parameters_from_asn1(info["signature_algorithm"])
     except UnsupportedAlgorithm as exc:
         return [("UNSUPPORTED_ALGORITHM", str(exc))]
     digest_name = info["digest_algorithm"]["algorithm"].native
@@ -141,7 +143,8 @@ def check_signer_info(
         # the signature covers the attributes as a DER SET OF: re-tag the [0] IMPLICIT field
         signed_bytes = b"\x31" + signed_attrs.dump()[1:]
     try:
-        key.verify(info["signature"].native, signed_bytes, alg, uid)
+        # the PSS salt length is the one the SignerInfo states, checked exactly
+        key.verify(info["signature"].native, signed_bytes, alg, uid, pss=pss)
     except InvalidSignature:
         findings.append(("BAD_SIGNATURE",
                          f"the {alg.name} signature does not verify with the signer's key"))

@@ -24,6 +24,7 @@ from sscard.cms.content_types import normalise
 from sscard.cms.errors import CmsParseError
 from sscard.cms.identity import SignerIdentity, identify
 from sscard.cms.parse import load_content_info
+from sscard.cms.revocation import RevocationFetch, gather
 from sscard.cms.signer_check import (
     attribute,
     check_signer_info,
@@ -68,6 +69,8 @@ class Code(enum.Enum):
     TIMESTAMP_UNTRUSTED = "TIMESTAMP_UNTRUSTED"
     # notes: do not make the signature invalid
     REVOKED_AFTER_TIMESTAMP = "REVOKED_AFTER_TIMESTAMP"
+    REVOCATION_NOT_CHECKED = "REVOCATION_NOT_CHECKED"
+    REVOCATION_SOURCE_FAILED = "REVOCATION_SOURCE_FAILED"
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,9 @@ class SignatureReport:
     """The time-stamp token's genTime, when a valid token was present."""
     content: bytes | None = field(default=None, repr=False)
     """The signed content (the encapsulated content, or the detached content given)."""
+    revocation_checked: bool = False
+    """Whether the signer's certificate was checked for revocation at all; when not, a
+    REVOCATION_NOT_CHECKED note says so (VALID then means: valid unless revoked)."""
 
     @property
     def codes(self) -> frozenset[Code]:
@@ -170,7 +176,10 @@ class TrustConfig:
     revocation_source: RevocationSource | None = None
     """Called on each (uncached) validation for fresh CRLs and OCSP responses."""
     fetch_revocation: bool = False
-    """Also ask the OCSP responders and CRL distribution points the certificates name."""
+    """Also ask the OCSP responders and CRL distribution points the certificates name
+    (unrestricted: prefer ``revocation_fetch``, which fetches under an allow-list)."""
+    revocation_fetch: RevocationFetch | None = None
+    """Fetch CRLs and OCSP answers for the signer's path under this allow-list."""
     revocation: RevocationMode | None = None
     """Default: REQUIRE when any revocation source is configured, else NONE."""
     cache_seconds: float = 0.0
@@ -185,7 +194,8 @@ class Verifier:
         if not config.trust_anchors:
             raise ValueError("a verifier needs at least one trust anchor")
         self.config = config
-        self._cache: dict[tuple[object, ...], tuple[float, ValidationResult]] = {}
+        self._cache: dict[tuple[object, ...],
+                          tuple[float, ValidationResult, tuple[str, ...]]] = {}
         self._certificates: dict[bytes, _KnownCertificate] = {}
         self._lock = threading.Lock()
         # encoded once: asn1crypto re-encodes a certificate built in memory on every dump
@@ -206,7 +216,8 @@ class Verifier:
         if self.config.revocation is not None:
             return self.config.revocation
         configured = has_revinfo or self.config.fetch_revocation or (
-            self.config.revocation_source is not None)
+            self.config.revocation_source is not None) or (
+            self.config.revocation_fetch is not None)
         return RevocationMode.REQUIRE if configured else RevocationMode.NONE
 
     def validate(
@@ -220,6 +231,18 @@ class Verifier:
     ) -> ValidationResult:
         """Validate ``leaf`` (with ``extra`` candidate CA certificates) at ``at`` (None: now);
         ``use_cache=False`` for answers that must reflect a revocation at once."""
+        return self._validate(leaf, extra, at, with_revocation, purpose, use_cache)[0]
+
+    def _validate(
+        self,
+        leaf: x509.Certificate,
+        extra: Sequence[x509.Certificate],
+        at: datetime | None,
+        with_revocation: bool,
+        purpose: Purpose | None = None,
+        use_cache: bool = True,
+    ) -> tuple[ValidationResult, tuple[str, ...]]:
+        """``validate``, and the revocation sources that could not be used (fetching)."""
         key = (
             hashlib.sha256(leaf.dump()).digest(),
             tuple(hashlib.sha256(c.dump()).digest() for c in extra),
@@ -232,8 +255,20 @@ class Verifier:
             with self._lock:
                 hit = self._cache.get(key)
             if hit is not None and hit[0] > time.monotonic():
-                return hit[1]
+                return hit[1], hit[2]
         crls, ocsps = self._revinfo() if with_revocation else ([], [])
+        failures: tuple[str, ...] = ()
+        fetch = self.config.revocation_fetch
+        if with_revocation and fetch is not None:
+            # the path first (no revocation), then what its certificates' sources say
+            path = validate_path(
+                leaf, trust_anchors=self.config.trust_anchors,
+                intermediates=[*self.config.intermediates, *extra],
+                revocation=RevocationMode.NONE, at=at, purpose=purpose).path
+            got = gather(path, fetch)
+            crls.extend(got.crls)
+            ocsps.extend(got.ocsp_responses)
+            failures = tuple(got.failures)
         mode = self._revocation_mode(bool(crls or ocsps)) if with_revocation else (
             RevocationMode.NONE)
         result = validate_path(
@@ -251,8 +286,8 @@ class Verifier:
             with self._lock:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
-                self._cache[key] = (time.monotonic() + ttl, result)
-        return result
+                self._cache[key] = (time.monotonic() + ttl, result, failures)
+        return result, failures
 
     # -- the signature -------------------------------------------------------------------
 
@@ -320,18 +355,20 @@ class Verifier:
         reference = ts_time or at
         who = f"the signer's certificate ({identity.subject})"
         if ts_time is None:
-            result = self.validate(cert, extra, at, with_revocation=True)
+            result, failures = self._validate(cert, extra, at, with_revocation=True)
             problems.extend(_path_problem(r, who) for r in result.reasons)
+            revocation_checked = result.revocation_checked
         else:
             at_stamp = self.validate(cert, extra, reference, with_revocation=False)
             problems.extend(_path_problem(r, who) for r in at_stamp.reasons)
-            now = self.validate(cert, extra, at, with_revocation=True)
+            now, failures = self._validate(cert, extra, at, with_revocation=True)
             now_codes = now.codes
             if ReasonCode.EXPIRED in now_codes and not now_codes & {
                     ReasonCode.REVOKED, ReasonCode.REVOCATION_UNKNOWN}:
                 # expired since: the validator stops at the expiry and checks no revocation,
                 # so ask again at the time-stamp's time (a revocation before it still counts)
-                now = self.validate(cert, extra, ts_time, with_revocation=True)
+                now, failures = self._validate(cert, extra, ts_time, with_revocation=True)
+            revocation_checked = now.revocation_checked
             for r in now.reasons:
                 if r.code is ReasonCode.REVOKED:
                     when = r.revocation_time
@@ -349,6 +386,12 @@ class Verifier:
                             f"before the time-stamp at {stamp}", when))
                 elif r.code is ReasonCode.REVOCATION_UNKNOWN:
                     problems.append(_path_problem(r, who))
+        notes.extend(Problem(Code.REVOCATION_SOURCE_FAILED, f) for f in failures)
+        if not revocation_checked:
+            notes.append(Problem(
+                Code.REVOCATION_NOT_CHECKED,
+                f"{who} was not checked for revocation: no CRL, OCSP answer or source to fetch"
+                " them from was configured"))
         return SignatureReport(
             valid=not problems,
             signer=identity,
@@ -357,6 +400,7 @@ class Verifier:
             signing_time=signing_time,
             timestamp_time=ts_time,
             content=data,
+            revocation_checked=revocation_checked,
         )
 
     def _known(self, der: bytes) -> _KnownCertificate:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from sscard.crypto import oids
 from sscard.crypto.errors import UnsupportedAlgorithm
@@ -76,6 +77,7 @@ class _Sig:
     key_type: KeyType
     hash_name: str | None  # None: the algorithm hashes internally (Ed25519)
     pss: bool = False
+    verify_only: bool = False  # legacy: checked where others made it, never produced here
 
 
 class SignatureAlgorithm(enum.Enum):
@@ -88,6 +90,9 @@ class SignatureAlgorithm(enum.Enum):
     RSA_PKCS1_SHA512 = _Sig(oids.SHA512_RSA, KeyType.RSA, "sha512")
     RSA_PSS_SHA256 = _Sig(oids.RSA_PSS, KeyType.RSA, "sha256", pss=True)
     RSA_PSS_SHA384 = _Sig(oids.RSA_PSS + "#sha384", KeyType.RSA, "sha384", pss=True)
+    RSA_PSS_SHA512 = _Sig(oids.RSA_PSS + "#sha512", KeyType.RSA, "sha512", pss=True)
+    # legacy, for verifying what older signers and RFC 4055's defaults produce
+    RSA_PSS_SHA1 = _Sig(oids.RSA_PSS + "#sha1", KeyType.RSA, "sha1", pss=True, verify_only=True)
     ED25519 = _Sig(oids.ED25519, KeyType.ED25519, None)
 
     @property
@@ -106,28 +111,86 @@ class SignatureAlgorithm(enum.Enum):
     def is_pss(self) -> bool:
         return self.value.pss
 
+    @property
+    def verify_only(self) -> bool:
+        return self.value.verify_only
+
+    def check_can_sign(self) -> None:
+        if self.verify_only:
+            raise UnsupportedAlgorithm(f"{self.name} is accepted for verifying only, not signing")
+
+    def default_pss(self) -> PssParameters:
+        """RFC 4055's recommendation for this PSS algorithm: MGF1 with the same hash, salt of
+        the digest length. What we sign with, and what we verify when nothing else is said."""
+        if not self.is_pss or self.hash_name is None:
+            raise UnsupportedAlgorithm(f"{self.name} is not an RSA-PSS algorithm")
+        return PssParameters(self.hash_name, self.hash_name, _DIGEST_SIZE[self.hash_name])
+
     def asn1_algorithm_identifier(self) -> dict[str, object]:
         """The AlgorithmIdentifier as an asn1crypto-ready dict (parameters absent or NULL)."""
         if self.is_pss:
-            assert self.hash_name is not None
-            digest_len = {"sha256": 32, "sha384": 48, "sha512": 64}[self.hash_name]
-            return {
-                "algorithm": "rsassa_pss",
-                "parameters": {
-                    "hash_algorithm": {"algorithm": self.hash_name},
-                    "mask_gen_algorithm": {
-                        "algorithm": "mgf1",
-                        "parameters": {"algorithm": self.hash_name},
-                    },
-                    "salt_length": digest_len,
-                },
-            }
+            return {"algorithm": "rsassa_pss", "parameters": self.default_pss().asn1()}
         if self.key_type is KeyType.RSA:
             return {"algorithm": self.oid, "parameters": None}
         return {"algorithm": self.oid}
 
 
 _BY_OID = {a.oid: a for a in SignatureAlgorithm if not a.is_pss}
+_DIGEST_SIZE = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+
+
+@dataclass(frozen=True)
+class PssParameters:
+    """RSASSA-PSS parameters (RFC 8017 §9.1, RFC 4055 §3.1): hash, MGF1 hash, salt length.
+
+    A verifier checks the salt length exactly: accepting any length (OpenSSL's "auto") lets a
+    signature made under other parameters pass where the key or the caller fixed them.
+    """
+
+    hash_name: str
+    mgf_hash_name: str
+    salt_length: int
+
+    def __post_init__(self) -> None:
+        for name in (self.hash_name, self.mgf_hash_name):
+            if name not in _DIGEST_SIZE:
+                raise UnsupportedAlgorithm(
+                    f"RSA-PSS with hash {name} is not supported"
+                    f" (use one of {', '.join(_DIGEST_SIZE)})"
+                )
+        if not 0 <= self.salt_length <= 1024:
+            raise UnsupportedAlgorithm(f"RSA-PSS salt length {self.salt_length} is out of range")
+
+    @classmethod
+    def from_asn1(cls, params: Any) -> PssParameters:
+        """From asn1crypto RSASSAPSSParams (absent fields take RFC 4055's SHA-1 defaults)."""
+        try:
+            mgf = params["mask_gen_algorithm"]
+            if mgf["algorithm"].native != "mgf1":
+                raise UnsupportedAlgorithm(
+                    f"RSA-PSS mask generation {mgf['algorithm'].dotted} is not supported (MGF1)"
+                )
+            if params["trailer_field"].native not in ("trailer_field_bc", 1):
+                raise UnsupportedAlgorithm("RSA-PSS trailer field other than 0xBC (1)")
+            return cls(params["hash_algorithm"]["algorithm"].native,
+                       mgf["parameters"]["algorithm"].native,
+                       int(params["salt_length"].native))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise UnsupportedAlgorithm(f"malformed RSASSA-PSS parameters: {exc}") from None
+
+    def asn1(self) -> dict[str, object]:
+        return {
+            "hash_algorithm": {"algorithm": self.hash_name},
+            "mask_gen_algorithm": {
+                "algorithm": "mgf1",
+                "parameters": {"algorithm": self.mgf_hash_name},
+            },
+            "salt_length": self.salt_length,
+        }
+
+    @property
+    def algorithm(self) -> SignatureAlgorithm:
+        return signature_algorithm_for_oid(oids.RSA_PSS, self.hash_name)
 
 
 def signature_algorithm_for_oid(oid: str, pss_hash: str | None = None) -> SignatureAlgorithm:
@@ -148,11 +211,15 @@ def signature_algorithm_for_oid(oid: str, pss_hash: str | None = None) -> Signat
 def signature_algorithm_from_asn1(alg_id: object) -> SignatureAlgorithm:
     """From an asn1crypto SignedDigestAlgorithm."""
     oid = alg_id["algorithm"].dotted  # type: ignore[index]
-    pss_hash = None
-    if oid == oids.RSA_PSS:
-        params = alg_id["parameters"]  # type: ignore[index]
-        pss_hash = params["hash_algorithm"]["algorithm"].native
-    return signature_algorithm_for_oid(oid, pss_hash)
+    pss = pss_parameters_from_asn1(alg_id)
+    return pss.algorithm if pss is not None else signature_algorithm_for_oid(oid)
+
+
+def pss_parameters_from_asn1(alg_id: object) -> PssParameters | None:
+    """The RSASSA-PSS parameters of an asn1crypto AlgorithmIdentifier; None if not PSS."""
+    if alg_id["algorithm"].dotted != oids.RSA_PSS:  # type: ignore[index]
+        return None
+    return PssParameters.from_asn1(alg_id["parameters"])  # type: ignore[index]
 
 
 class EncryptionScheme(enum.Enum):

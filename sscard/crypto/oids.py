@@ -5,6 +5,9 @@ from __future__ import annotations
 SM2_CURVE = "1.2.156.10197.1.301"
 SM2_SIGN = "1.2.156.10197.1.301.1"
 SM2_ENCRYPT = "1.2.156.10197.1.301.3"
+# BouncyCastle's sm2encrypt_with_sm3 (GMObjectIdentifiers): its CMS looks SM2 key transport up
+# under this OID only, the encrypted key raw C1||C2||C3
+SM2_ENCRYPT_WITH_SM3 = "1.2.156.10197.1.301.3.2.1"
 SM3 = "1.2.156.10197.1.401"
 SM2_WITH_SM3 = "1.2.156.10197.1.501"
 SM4 = "1.2.156.10197.1.104"

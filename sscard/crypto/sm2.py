@@ -137,6 +137,21 @@ def c1c3c2_to_asn1(ciphertext: bytes) -> bytes:
     ).dump()
 
 
+def asn1_to_c1c2c3(ciphertext: bytes) -> bytes:
+    """SM2Cipher to raw C1||C2||C3, the order of the 2010 draft that BouncyCastle's "SM2"
+    cipher (and so its CMS) still uses."""
+    raw = asn1_to_c1c3c2(ciphertext)
+    return raw[:65] + raw[97:] + raw[65:97]
+
+
+def c1c2c3_to_asn1(ciphertext: bytes) -> bytes:
+    if len(ciphertext) < 98 or ciphertext[0] != 4:
+        raise DecryptionError(
+            "SM2 C1C2C3 ciphertext must start with an uncompressed point (04) and be >= 98 bytes"
+        )
+    return c1c3c2_to_asn1(ciphertext[:65] + ciphertext[-32:] + ciphertext[65:-32])
+
+
 class SM2PublicKey:
     """An SM2 public key on sm2p256v1."""
 

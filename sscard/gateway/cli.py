@@ -22,6 +22,7 @@ from sscard.cms import (
     ContentCipher,
     Flavour,
     SignatureReport,
+    Sm2KeyTransport,
     TimeStamper,
     TrustConfig,
     Verifier,
@@ -29,8 +30,11 @@ from sscard.cms import (
     encrypt,
     sign,
 )
+from sscard.cms.revocation import RevocationFetch
+from sscard.fetch import FetchError
 from sscard.gateway.client import GatewayClient, GatewayClientError
 from sscard.keys.cli import open_software_key, passphrase_options
+from sscard.validation import RevocationMode
 from sscard.x509.errors import X509Error
 from sscard.x509.parse import load_certificate, load_certificates, load_crl
 
@@ -187,22 +191,38 @@ def _print_report(report: dict[str, Any]) -> None:
               help="The signed content, for a detached signature.")
 @click.option("--intermediate", type=_FILE, multiple=True, help="More CA certificates.")
 @click.option("--crl", type=_FILE, multiple=True, help="CRLs to check revocation with.")
-@click.option("--fetch-revocation", is_flag=True,
-              help="Ask the OCSP responders and CRL distribution points the certificates name.")
+@click.option("--ocsp", "ocsp_url", metavar="URL",
+              help="Ask this OCSP responder (instead of the one named) about the path's "
+                   "certificates that declare OCSP.")
+@click.option("--fetch", "--fetch-revocation", "fetch", is_flag=True,
+              help="Fetch CRLs and OCSP answers from the URLs the certificates name, only "
+                   "under the allow-list: the origins of the URLs that the --trust and "
+                   "--intermediate certificates name, and --fetch-allow.")
+@click.option("--fetch-allow", multiple=True, metavar="PREFIX",
+              help="Also allow fetching under this URL prefix (http://host:port/path).")
+@click.option("--revocation", type=click.Choice([m.value for m in RevocationMode]),
+              help="How much revocation information to insist on (default: require when "
+                   "--crl, --ocsp or --fetch is given; 'leaf': the signer's certificate only).")
 @click.option("--out", "out_file", type=_OUT, help="Write the signed content here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.argument("signed_file", type=_FILE)
 @passphrase_options
 @gateway_options
 def verify_command(trust: tuple[Path, ...], content_file: Path | None,
-                   intermediate: tuple[Path, ...], crl: tuple[Path, ...], fetch_revocation: bool,
+                   intermediate: tuple[Path, ...], crl: tuple[Path, ...], ocsp_url: str | None,
+                   fetch: bool, fetch_allow: tuple[str, ...], revocation: str | None,
                    out_file: Path | None, as_json: bool, signed_file: Path, **opts: Any) -> None:
-    """Verify SIGNED: exit 0 valid, 1 not valid (with the reasons), 2 unusable input."""
+    """Verify SIGNED: exit 0 valid, 1 not valid (with the reasons), 2 unusable input.
+
+    Without --crl, --ocsp or --fetch revocation is not checked, and the report says so."""
     signed = _read(signed_file)
     content = _read(content_file) if content_file else None
     body: bytes | None
     try:
         if opts["gateway_url"]:
+            if crl or ocsp_url or fetch or revocation:
+                raise click.UsageError("--crl, --ocsp, --fetch and --revocation apply to local "
+                                       "verification; the gateway checks revocation itself")
             client = _client(opts)
             try:
                 answer = client.verify(signed, content, return_content=out_file is not None)
@@ -218,8 +238,20 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
             if not trust:
                 raise click.UsageError("--trust ROOT is required (or --gateway URL)")
             crls = [load_crl(_read(p)) for p in crl]
-            verifier = Verifier(TrustConfig(_certs(trust), intermediates=_certs(intermediate),
-                                            crls=crls, fetch_revocation=fetch_revocation))
+            anchors, others = _certs(trust), _certs(intermediate)
+            if fetch_allow and not fetch:
+                raise click.UsageError("--fetch-allow applies with --fetch")
+            sources = None
+            if fetch or ocsp_url:
+                try:
+                    sources = RevocationFetch.configure(
+                        [*anchors, *others], allow=fetch_allow, ocsp_responder=ocsp_url,
+                        follow_certificates=fetch)
+                except FetchError as exc:
+                    raise click.UsageError(str(exc)) from None
+            verifier = Verifier(TrustConfig(
+                anchors, intermediates=others, crls=crls, revocation_fetch=sources,
+                revocation=RevocationMode(revocation) if revocation else None))
             result: SignatureReport = verifier.verify(signed, content)
             report, body = result.to_json(), result.content
     except (CmsError, X509Error) as exc:
@@ -248,17 +280,23 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
 @click.option("--gm", is_flag=True, help="GM/T 0010 content-type OIDs.")
 @click.option("--auth-enveloped", is_flag=True,
               help="RFC 5083 AuthEnvelopedData (GCM ciphers; what OpenSSL uses for AES-GCM).")
+@click.option("--sm2-key-transport", "sm2_form",
+              type=click.Choice([f.value for f in Sm2KeyTransport]),
+              default=Sm2KeyTransport.GMT0010.value, show_default=True,
+              help="SM2 recipients: GM/T 0010 sm2encrypt, or the form BouncyCastle's CMS reads.")
 @click.argument("in_file", type=_FILE)
 @click.argument("out_file", type=_OUT)
 @passphrase_options
 @gateway_options
 def encrypt_command(recipients: tuple[Path, ...], cipher: str, gm: bool, auth_enveloped: bool,
-                    in_file: Path, out_file: Path, **opts: Any) -> None:
+                    sm2_form: str, in_file: Path, out_file: Path, **opts: Any) -> None:
     """Encrypt IN to the recipients' certificates into OUT (CMS EnvelopedData, DER)."""
     content = _read(in_file)
     certs = [_cert(p) for p in recipients]
     flavour = Flavour.GM if gm else Flavour.RFC5652
     if opts["gateway_url"]:
+        if sm2_form != Sm2KeyTransport.GMT0010.value:
+            raise click.UsageError("--sm2-key-transport applies to local encryption only")
         client = _client(opts)
         env = _remote(lambda: client.encrypt(content, certs, cipher=cipher,
                                              content_types=flavour.value,
@@ -266,7 +304,8 @@ def encrypt_command(recipients: tuple[Path, ...], cipher: str, gm: bool, auth_en
     else:
         try:
             env = encrypt(content, certs, cipher=ContentCipher(cipher), flavour=flavour,
-                          authenticated=auth_enveloped)
+                          authenticated=auth_enveloped,
+                          sm2_form=Sm2KeyTransport(sm2_form))
         except CmsError as exc:
             raise click.ClickException(str(exc)) from None
     out_file.write_bytes(env)

@@ -628,6 +628,7 @@ class Pkcs11Key(KeyHandle):
             raise UnsupportedAlgorithm(
                 f"signature algorithm {alg.name} does not fit a {self.algorithm.value} key"
             )
+        alg.check_can_sign()
         if self.algorithm is KeyAlgorithm.SM2:
             raise OperationNotSupported(
                 f"token {self.token.token_label!r} cannot sign with SM2 key {self.key_label!r}:"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from asn1crypto import crl, csr, x509
 
-from sscard.crypto.algorithms import signature_algorithm_from_asn1
+from sscard.crypto.algorithms import pss_parameters_from_asn1, signature_algorithm_from_asn1
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError, InvalidSignature
 
@@ -17,9 +17,11 @@ def verify_signature(public_key: PublicKey, signed: bytes, signature: bytes,
     """
     try:
         alg = signature_algorithm_from_asn1(signature_algorithm)
+        pss = pss_parameters_from_asn1(signature_algorithm)
     except CryptoError as exc:
         raise InvalidSignature(str(exc)) from None
-    public_key.verify(signature, signed, alg)
+    # RSA-PSS: the salt length stated in the AlgorithmIdentifier, checked exactly
+    public_key.verify(signature, signed, alg, pss=pss)
 
 
 def verify_certificate_signature(cert: x509.Certificate, issuer: x509.Certificate) -> None:

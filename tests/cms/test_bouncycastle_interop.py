@@ -11,8 +11,22 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms
+from click.testing import CliRunner
 
-from sscard.cms import ContentCipher, Flavour, TrustConfig, Verifier, encrypt, sign
+from sscard.cli import cli
+from sscard.cms import (
+    ContentCipher,
+    EnvelopeDecryptionError,
+    Flavour,
+    Sm2KeyTransport,
+    TrustConfig,
+    Verifier,
+    decrypt,
+    encrypt,
+    sign,
+)
+from sscard.crypto import oids
 from tests.cms.pki import Pki
 
 HERE = Path(__file__).parent
@@ -95,3 +109,68 @@ def test_bouncycastle_opens_our_sm2_envelope(bc: list[str], sm2_pki: Pki, tmp_pa
                           str(tmp_path / "out.txt")], capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "out.txt").read_bytes() == DOC
+
+
+def _bc_cms_decrypt(bc: list[str], tmp: Path, env: bytes) -> subprocess.CompletedProcess[str]:
+    (tmp / "env.der").write_bytes(env)
+    return subprocess.run([*bc, "cms-decrypt", str(tmp / "key.pk8"), str(tmp / "env.der"),
+                           str(tmp / "out.txt")], capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("flavour", [Flavour.RFC5652, Flavour.GM])
+def test_bouncycastle_cms_api_opens_our_sm2_envelope_on_request(
+        bc: list[str], sm2_pki: Pki, tmp_path: Path, flavour: Flavour) -> None:
+    """BC's CMSEnvelopedData looks SM2 key transport up under 1.2.156.10197.1.301.3.2.1 only:
+    our GM/T 0010 default (1.2.156.10197.1.301.3) it cannot open, the BouncyCastle form it can."""
+    _files(tmp_path, sm2_pki)
+    ours = encrypt(DOC, [sm2_pki.signer.cert], cipher=ContentCipher.AES128_CBC,
+                   flavour=flavour)
+    res = _bc_cms_decrypt(bc, tmp_path, ours)
+    assert res.returncode != 0 and oids.SM2_ENCRYPT in res.stderr  # the default: GM/T 0010
+    bc_form = encrypt(DOC, [sm2_pki.signer.cert], cipher=ContentCipher.AES128_CBC,
+                      flavour=flavour, sm2_form=Sm2KeyTransport.BOUNCYCASTLE)
+    res = _bc_cms_decrypt(bc, tmp_path, bc_form)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"KEY-TRANSPORT {oids.SM2_ENCRYPT_WITH_SM3}"
+    assert (tmp_path / "out.txt").read_bytes() == DOC
+    # and we read both forms ourselves
+    for env in (ours, bc_form):
+        assert decrypt(env, sm2_pki.signer.key, sm2_pki.signer.cert).content == DOC
+
+
+def test_we_open_an_envelope_from_bouncycastles_cms_api(bc: list[str], sm2_pki: Pki,
+                                                        tmp_path: Path) -> None:
+    _files(tmp_path, sm2_pki)
+    res = subprocess.run([*bc, "cms-encrypt", str(tmp_path / "cert.der"),
+                          str(tmp_path / "doc.txt"), str(tmp_path / "env.der")],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    env = (tmp_path / "env.der").read_bytes()
+    opened = decrypt(env, sm2_pki.signer.key, sm2_pki.signer.cert)
+    assert opened.content == DOC and opened.cipher == "aes128_cbc"
+    info = cms.ContentInfo.load(env)
+    ktri = info["content"]["recipient_infos"][0].chosen
+    assert ktri["key_encryption_algorithm"]["algorithm"].dotted == oids.SM2_ENCRYPT_WITH_SM3
+    key = ktri["encrypted_key"].native
+    assert key[0] == 4 and len(key) == 65 + 16 + 32  # raw C1 || C2 || C3
+    # a changed C3 is refused with our error, not a crash
+    ktri["encrypted_key"] = key[:-1] + bytes([key[-1] ^ 1])
+    with pytest.raises(EnvelopeDecryptionError, match="C3 does not match"):
+        decrypt(info.dump(force=True), sm2_pki.signer.key, sm2_pki.signer.cert)
+
+
+def test_cli_sm2_key_transport_flag(bc: list[str], sm2_pki: Pki, tmp_path: Path) -> None:
+    """``sscard encrypt --sm2-key-transport bouncycastle``: an envelope BC's CMS API opens."""
+    _files(tmp_path, sm2_pki)
+    res = CliRunner().invoke(cli, [
+        "encrypt", "--to", str(tmp_path / "cert.der"), "--cipher", "aes128_cbc",
+        "--sm2-key-transport", "bouncycastle", str(tmp_path / "doc.txt"),
+        str(tmp_path / "env.der")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    res2 = _bc_cms_decrypt(bc, tmp_path, (tmp_path / "env.der").read_bytes())
+    assert res2.returncode == 0, res2.stderr
+    assert (tmp_path / "out.txt").read_bytes() == DOC
+    bad = CliRunner().invoke(cli, [
+        "encrypt", "--to", str(tmp_path / "cert.der"), "--sm2-key-transport", "asn1",
+        str(tmp_path / "doc.txt"), str(tmp_path / "env2.der")])
+    assert bad.exit_code == 2 and "gmt0010" in bad.output

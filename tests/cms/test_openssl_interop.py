@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms
 
 from sscard.cms import (
     ContentCipher,
@@ -155,3 +156,27 @@ def test_aes_gcm_auth_enveloped_data_both_ways(request: pytest.FixtureRequest, o
     tampered[-3] ^= 0x01  # inside the mac
     with pytest.raises(EnvelopeDecryptionError, match="authentication tag"):
         decrypt(bytes(tampered), pki.signer.key, pki.signer.cert)
+
+
+@pytest.mark.parametrize("saltlen", ["max", "digest", "0"])
+def test_we_verify_openssl_rsa_pss_with_its_stated_salt_length(
+        rsa_pki: Pki, openssl: str, tmp_path: Path, saltlen: str) -> None:
+    """OpenSSL states the PSS salt length in the SignerInfo; we check exactly that length,
+    so the same signature with another stated length fails (no PSS 'auto')."""
+    _write_common(tmp_path, rsa_pki)
+    res = _run(openssl, "cms", "-sign", "-binary", "-md", "sha256", "-outform", "DER",
+               "-in", str(tmp_path / "doc.txt"), "-signer", str(tmp_path / "signer.pem"),
+               "-inkey", str(tmp_path / "signer.key"), "-passin", "pass:pw", "-nodetach",
+               "-keyopt", "rsa_padding_mode:pss", "-keyopt", f"rsa_pss_saltlen:{saltlen}",
+               "-out", str(tmp_path / "sig.der"))
+    assert res.returncode == 0, res.stderr.decode()
+    info = cms.ContentInfo.load((tmp_path / "sig.der").read_bytes())
+    verifier = Verifier(TrustConfig([rsa_pki.root.cert], intermediates=rsa_pki.chain))
+    assert verifier.verify(info.dump()).valid
+    signer_info = info["content"]["signer_infos"][0]
+    params = signer_info["signature_algorithm"]["parameters"]
+    stated = params["salt_length"].native
+    assert stated == {"max": 256 - 32 - 2, "digest": 32, "0": 0}[saltlen]
+    params["salt_length"] = stated + 1
+    report = verifier.verify(info.dump(force=True))
+    assert {p.code.value for p in report.problems} == {"BAD_SIGNATURE"}

@@ -1,6 +1,7 @@
 """Revocation from the sources the certificates name, fetched over HTTP: OCSP from the
 project's responder (ca.ocsp), falling back to the CRL distribution point when the OCSP
-responder cannot be reached."""
+responder cannot be reached; and ``sscard verify`` saying when revocation was not checked,
+checking it with --crl, --ocsp URL and --fetch (only under the allow-list)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from asn1crypto import x509
+from click.testing import CliRunner, Result
 
 from ca.ocsp import OcspResponder
 from ca.records import CertificateStatus, RevocationReason, Status
+from sscard.cli import cli
 from sscard.cms import TrustConfig, Verifier, sign
-from tests.cms.pki import NOW, Issued, make_ca, make_crl, make_leaf
+from tests.cms.pki import NOW, Issued, Pki, make_ca, make_crl, make_leaf
 
 DOC = "异地就医备案".encode()
 
@@ -28,6 +32,7 @@ class Http:
         self.crl: bytes = b""
         self.root_crl: bytes = b""
         self.ocsp_requests = 0
+        self.gets: list[str] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,6 +43,13 @@ class Http:
                 self._send(outer.ocsp.respond(body), "application/ocsp-response")
 
             def do_GET(self) -> None:
+                outer.gets.append(self.path)
+                if self.path == "/redirect":
+                    self.send_response(302)
+                    self.send_header("Location", outer.url + "/ca.crl")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self._send(outer.root_crl if self.path == "/root.crl" else outer.crl,
                            "application/pkix-crl")
 
@@ -132,3 +144,143 @@ def test_falls_back_to_the_crl_when_ocsp_is_down(http: Http, chain) -> None:
     assert [p.code.value for p in report.problems] == ["REVOKED"]
     assert report.problems[0].at == when
     assert verifier.verify(_signed(other, ca)).valid
+
+
+# -- sscard verify: revocation you can see (issue 13) -------------------------------------
+
+
+def _cli(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture()
+def files(chain, tmp_path: Path) -> Path:
+    root, ca, _revoked = chain
+    (tmp_path / "root.der").write_bytes(root.cert.dump())
+    (tmp_path / "ca.der").write_bytes(ca.cert.dump())
+    return tmp_path
+
+
+def _revoked_signature(http: Http, chain, files: Path, revoked_in_crl: bool = True,
+                       crl_url: str | None = None,
+                       ocsp_url: str | None = None) -> tuple[Issued, Path]:
+    _root, ca, revoked = chain
+    leaf = make_leaf("CN=孙五,C=CN", ca,
+                     extra=_sources(ocsp_url, crl_url or http.url + "/ca.crl"))
+    when = NOW - timedelta(hours=3)
+    revoked[leaf.cert.serial_number] = when
+    ca_crl = make_crl(ca, [(leaf.cert, when)] if revoked_in_crl else [], number=7)
+    http.crl = ca_crl.dump()
+    (files / "ca.crl").write_bytes(ca_crl.dump())
+    (files / "doc.p7s").write_bytes(_signed(leaf, ca))
+    return leaf, files / "doc.p7s"
+
+
+def test_verify_says_revocation_was_not_checked(http: Http, chain, files: Path) -> None:
+    """The attack: a signature by a revoked certificate printed VALID and nothing else."""
+    _leaf, signed = _revoked_signature(http, chain, files)
+    res = _cli("verify", "--trust", str(files / "root.der"), str(signed))
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("VALID")
+    assert "note REVOCATION_NOT_CHECKED:" in res.output
+    assert "not checked for revocation" in res.output
+    as_json = _cli("verify", "--trust", str(files / "root.der"), "--json", str(signed))
+    assert "REVOCATION_NOT_CHECKED" in as_json.output
+
+
+def test_verify_with_the_leafs_crl_and_revocation_leaf(sm2_pki: Pki, tmp_path: Path) -> None:
+    """One CRL, for the leaf only, is enough to report REVOKED with --revocation leaf; the
+    default (require) also wants the issuing CA's own status from its root."""
+    leaf = make_leaf("CN=孙七,C=CN", sm2_pki.ca)
+    ca_crl = make_crl(sm2_pki.ca, [(leaf.cert, NOW - timedelta(hours=3))], number=9)
+    (tmp_path / "ca.crl").write_bytes(ca_crl.dump())
+    (tmp_path / "root.der").write_bytes(sm2_pki.root.cert.dump())
+    (tmp_path / "doc.p7s").write_bytes(_signed(leaf, sm2_pki.ca))
+    args = ["verify", "--trust", str(tmp_path / "root.der"), "--crl", str(tmp_path / "ca.crl")]
+    res = _cli(*args, "--revocation", "leaf", str(tmp_path / "doc.p7s"))
+    assert res.exit_code == 1, res.output
+    assert res.output.startswith("NOT VALID")
+    assert "REVOKED:" in res.output and "REVOCATION_UNKNOWN" not in res.output
+    assert "REVOCATION_NOT_CHECKED" not in res.output
+    res = _cli(*args, str(tmp_path / "doc.p7s"))
+    assert res.exit_code == 1 and "REVOCATION_UNKNOWN" in res.output, res.output
+
+
+def test_verify_with_a_given_ocsp_responder(http: Http, chain, files: Path) -> None:
+    """--ocsp URL: the operator's responder answers for leaves that declare OCSP (their own,
+    unreachable URL is not asked); a CRL file for the CA."""
+    root, ca, revoked = chain
+    declared = "http://ocsp.invalid/"
+    _leaf, signed = _revoked_signature(http, chain, files, revoked_in_crl=False,
+                                       ocsp_url=declared)
+    good = make_leaf("CN=孙六,C=CN", ca, extra=_sources(declared, http.url + "/ca.crl"))
+    (files / "good.p7s").write_bytes(_signed(good, ca))
+    (files / "root.crl").write_bytes(make_crl(root).dump())
+    args = ["verify", "--trust", str(files / "root.der"), "--crl", str(files / "root.crl"),
+            "--ocsp", http.url + "/ocsp"]
+    before = http.ocsp_requests
+    bad = _cli(*args, str(signed))
+    assert bad.exit_code == 1, bad.output
+    assert "REVOKED:" in bad.output
+    ok = _cli(*args, str(files / "good.p7s"))
+    assert ok.exit_code == 0, ok.output
+    assert "REVOCATION_NOT_CHECKED" not in ok.output and "ocsp.invalid" not in ok.output
+    assert http.ocsp_requests == before + 2
+    assert good.cert.serial_number not in revoked
+
+
+def test_verify_fetch_from_the_configured_cas_origin(http: Http, chain, files: Path) -> None:
+    """--fetch: the CA given with --intermediate names URLs on the server's origin, so the
+    leaf's CRL distribution point there is fetched."""
+    _leaf, signed = _revoked_signature(http, chain, files)
+    before = len(http.gets)
+    res = _cli("verify", "--trust", str(files / "root.der"), "--intermediate",
+               str(files / "ca.der"), "--fetch", str(signed))
+    assert res.exit_code == 1, res.output
+    assert "REVOKED:" in res.output
+    assert "/ca.crl" in http.gets[before:]
+
+
+def test_verify_fetch_refuses_urls_off_the_allow_list(http: Http, chain, files: Path) -> None:
+    """A certificate naming another host is not fetched from (SSRF) unless --fetch-allow."""
+    elsewhere = Http()
+    try:
+        elsewhere.crl = b""
+        _leaf, signed = _revoked_signature(http, chain, files,
+                                           crl_url=elsewhere.url + "/ca.crl")
+        elsewhere.crl = http.crl
+        res = _cli("verify", "--trust", str(files / "root.der"), "--intermediate",
+                   str(files / "ca.der"), "--fetch", "--revocation", "leaf", str(signed))
+        assert res.exit_code == 1, res.output
+        assert "REVOCATION_UNKNOWN" in res.output
+        assert "note REVOCATION_SOURCE_FAILED" in res.output
+        assert "not on the fetch allow-list" in res.output
+        assert elsewhere.gets == []
+        res = _cli("verify", "--trust", str(files / "root.der"), "--intermediate",
+                   str(files / "ca.der"), "--fetch", "--fetch-allow", elsewhere.url + "/",
+                   "--revocation", "leaf", str(signed))
+        assert res.exit_code == 1, res.output
+        assert "REVOKED:" in res.output
+        assert elsewhere.gets == ["/ca.crl"]
+    finally:
+        elsewhere.close()
+
+
+def test_verify_fetch_follows_no_redirect(http: Http, chain, files: Path) -> None:
+    _leaf, signed = _revoked_signature(http, chain, files, crl_url=http.url + "/redirect")
+    before = len(http.gets)
+    res = _cli("verify", "--trust", str(files / "root.der"), "--intermediate",
+               str(files / "ca.der"), "--fetch", "--revocation", "leaf", str(signed))
+    assert res.exit_code == 1, res.output
+    assert "REVOCATION_UNKNOWN" in res.output and "redirects are not followed" in res.output
+    assert "/ca.crl" not in http.gets[before:]
+
+
+def test_verify_revocation_options_are_checked(files: Path) -> None:
+    (files / "x.p7s").write_bytes(b"unused")
+    res = _cli("verify", "--trust", str(files / "root.der"), "--fetch-allow", "http://x/",
+               str(files / "x.p7s"))
+    assert res.exit_code == 2 and "--fetch-allow applies with --fetch" in res.output
+    res = _cli("verify", "--trust", str(files / "root.der"), "--ocsp", "ftp://x/ocsp",
+               str(files / "x.p7s"))
+    assert res.exit_code == 2 and "only http and https" in res.output

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from asn1crypto import algos
+from asn1crypto import keys as asn1keys
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from sscard.crypto import oids
 from sscard.crypto.algorithms import (
     EncryptionScheme,
     KeyAlgorithm,
+    PssParameters,
     SignatureAlgorithm,
     signature_algorithm_for_oid,
 )
-from sscard.crypto.asymmetric import PrivateKey, PublicKey
+from sscard.crypto.asymmetric import PrivateKey, PublicKey, SignatureEncoding
 from sscard.crypto.errors import (
     DecryptionError,
     InvalidKey,
@@ -19,6 +24,7 @@ from sscard.crypto.errors import (
     UnsupportedAlgorithm,
     WrongPassphrase,
 )
+from sscard.crypto.hashes import hash_algorithm
 
 ALGS = [a for a in KeyAlgorithm if a is not KeyAlgorithm.RSA4096]
 
@@ -29,7 +35,8 @@ def key(request: pytest.FixtureRequest) -> PrivateKey:
 
 
 def test_sign_verify_every_compatible_algorithm(key: PrivateKey) -> None:
-    fitting = [s for s in SignatureAlgorithm if s.key_type is key.algorithm.key_type]
+    fitting = [s for s in SignatureAlgorithm
+               if s.key_type is key.algorithm.key_type and not s.verify_only]
     assert fitting
     for alg in fitting:
         sig = key.sign(b"payload", alg)
@@ -98,3 +105,98 @@ def test_malformed_keys_are_named() -> None:
     with pytest.raises(InvalidKey, match="not a readable private key"):
         PrivateKey.from_encrypted(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
                                   b"pw")
+
+
+# -- RSA-PSS parameters, P1363, ECDH (issue 13: Wycheproof) --------------------------------
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> PrivateKey:
+    return PrivateKey.generate(KeyAlgorithm.RSA2048)
+
+
+def _pss_sign(key: PrivateKey, data: bytes, params: PssParameters) -> bytes:
+    """A PSS signature with any parameters, as another signer (OpenSSL, an HSM) makes it."""
+    h = hash_algorithm(params.hash_name)
+    pad = padding.PSS(mgf=padding.MGF1(hash_algorithm(params.mgf_hash_name)),
+                      salt_length=params.salt_length)
+    return bytes(key.raw.sign(data, pad, h))
+
+
+def test_pss_salt_length_is_enforced_not_auto(rsa_key: PrivateKey) -> None:
+    """The attack: a signature whose salt length differs from the one agreed passed (PSS.AUTO)."""
+    pub = rsa_key.public_key()
+    alg = SignatureAlgorithm.RSA_PSS_SHA256
+    max_salt = PssParameters("sha256", "sha256", 2048 // 8 - 32 - 2)
+    sig = _pss_sign(rsa_key, b"doc", max_salt)
+    with pytest.raises(InvalidSignature):
+        pub.verify(sig, b"doc", alg)  # the default is salt = digest length, exactly
+    pub.verify(sig, b"doc", alg, pss=max_salt)  # the caller (or the AlgorithmIdentifier) says
+    with pytest.raises(InvalidSignature):
+        pub.verify(sig, b"doc", alg, pss=PssParameters("sha256", "sha256", 32))
+    pub.verify(rsa_key.sign(b"doc", alg), b"doc", alg)
+
+
+def test_pss_key_parameters_bind_the_key(rsa_key: PrivateKey) -> None:
+    """An id-RSASSA-PSS key (RFC 4055) verifies only PSS with its own parameters."""
+    params = PssParameters("sha256", "sha256", 0)
+    spki = asn1keys.PublicKeyInfo({
+        "algorithm": {"algorithm": "rsassa_pss", "parameters": params.asn1()},
+        "public_key": rsa_key.public_key().asn1()["public_key"],
+    }).dump()
+    pub = PublicKey.from_spki(spki)
+    assert pub.pss == params
+    assert pub.spki_der() == spki  # the restriction survives re-export
+    pub.verify(_pss_sign(rsa_key, b"doc", params), b"doc")
+    with pytest.raises(InvalidSignature, match="restricted"):
+        pub.verify(_pss_sign(rsa_key, b"doc", PssParameters("sha256", "sha256", 32)), b"doc",
+                   SignatureAlgorithm.RSA_PSS_SHA256, pss=PssParameters("sha256", "sha256", 32))
+    with pytest.raises(InvalidSignature, match="restricted to RSA-PSS"):
+        pub.verify(rsa_key.sign(b"doc", SignatureAlgorithm.RSA_PKCS1_SHA256), b"doc",
+                   SignatureAlgorithm.RSA_PKCS1_SHA256)
+    with pytest.raises(InvalidSignature, match="restricted"):  # another hash, no parameters
+        pub.verify(rsa_key.sign(b"doc", SignatureAlgorithm.RSA_PSS_SHA384), b"doc",
+                   SignatureAlgorithm.RSA_PSS_SHA384)
+
+
+def test_pss_with_sha1_and_mgf1_sha1_is_expressible(rsa_key: PrivateKey) -> None:
+    params = PssParameters("sha1", "sha1", 20)  # RFC 4055's defaults: absent parameters
+    assert params == PssParameters.from_asn1(algos.RSASSAPSSParams.load(b"\x30\x00"))
+    assert params.algorithm is SignatureAlgorithm.RSA_PSS_SHA1
+    rsa_key.public_key().verify(_pss_sign(rsa_key, b"doc", params), b"doc", params.algorithm,
+                                pss=params)
+    with pytest.raises(UnsupportedAlgorithm, match="verifying only"):
+        rsa_key.sign(b"doc", SignatureAlgorithm.RSA_PSS_SHA1)
+    with pytest.raises(UnsupportedAlgorithm, match="md5"):
+        PssParameters("md5", "md5", 16)
+
+
+@pytest.mark.parametrize("alg", [KeyAlgorithm.EC_P256, KeyAlgorithm.EC_P384, KeyAlgorithm.SM2])
+def test_p1363_signatures_where_asked_for(alg: KeyAlgorithm) -> None:
+    key = PrivateKey.generate(alg)
+    der = key.sign(b"doc")
+    r, s = decode_dss_signature(der)
+    width = 48 if alg is KeyAlgorithm.EC_P384 else 32
+    raw = r.to_bytes(width, "big") + s.to_bytes(width, "big")
+    key.public_key().verify(raw, b"doc", encoding=SignatureEncoding.P1363)
+    with pytest.raises(InvalidSignature):
+        key.public_key().verify(raw, b"doc")  # not DER: refused unless P1363 is asked for
+    with pytest.raises(InvalidSignature, match=f"{2 * width} bytes"):
+        key.public_key().verify(raw[1:], b"doc", encoding=SignatureEncoding.P1363)
+
+
+def test_ecdh_agrees_and_refuses_other_curves() -> None:
+    a, b = PrivateKey.generate(KeyAlgorithm.EC_P256), PrivateKey.generate(KeyAlgorithm.EC_P256)
+    assert a.exchange(b.public_key()) == b.exchange(a.public_key())
+    with pytest.raises(InvalidKey, match="one curve"):
+        a.exchange(PrivateKey.generate(KeyAlgorithm.EC_P384).public_key())
+    with pytest.raises(UnsupportedAlgorithm, match="do not do ECDH"):
+        PrivateKey.generate(KeyAlgorithm.SM2).exchange(a.public_key())
+
+
+def test_spki_with_absent_ec_parameters_is_a_clear_error() -> None:
+    """Wycheproof ECDH tcId 484 crashed from_spki with AttributeError ('Void' has no 'name')."""
+    spki = asn1keys.PublicKeyInfo({"algorithm": {"algorithm": "ec"},
+                                   "public_key": b"\x04" + bytes(64)}).dump()
+    with pytest.raises(InvalidKey):
+        PublicKey.from_spki(spki)

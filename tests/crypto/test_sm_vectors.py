@@ -101,6 +101,33 @@ def test_sm4_errors_name_the_problem() -> None:
         sm4.cbc_decrypt(b"\2" * 16, b"\0" * 16, ct)
 
 
+@pytest.mark.parametrize("nonce_len", [0, 1, 6, 7, 257])
+def test_sm4_gcm_nonce_rules_are_ours(nonce_len: int) -> None:
+    """1-7 and 257-byte nonces raised pyca/cryptography's raw ValueError."""
+    with pytest.raises(sm4.ParameterError, match=f"8-256 bytes.*got {nonce_len}"):
+        sm4.gcm_encrypt(b"\1" * 16, bytes(nonce_len), b"data")
+    with pytest.raises(sm4.ParameterError, match="SM4-GCM nonce"):
+        sm4.gcm_decrypt(b"\1" * 16, bytes(nonce_len), bytes(32))
+
+
+def test_sm4_ccm_round_trip_and_rules() -> None:
+    key, nonce = b"\1" * 16, bytes(range(12))
+    sealed = sm4.ccm_encrypt(key, nonce, b"payload", b"header", tag_size=8)
+    assert len(sealed) == len(b"payload") + 8
+    assert sm4.ccm_decrypt(key, nonce, sealed, b"header", tag_size=8) == b"payload"
+    for bad in (sealed[:-1] + bytes([sealed[-1] ^ 1]), bytes([sealed[0] ^ 1]) + sealed[1:]):
+        with pytest.raises(DecryptionError, match="tag mismatch"):
+            sm4.ccm_decrypt(key, nonce, bad, b"header", tag_size=8)
+    with pytest.raises(DecryptionError, match="tag mismatch"):
+        sm4.ccm_decrypt(key, nonce, sealed, b"other header", tag_size=8)
+    with pytest.raises(sm4.ParameterError, match="nonce must be 7-13 bytes, got 6"):
+        sm4.ccm_encrypt(key, bytes(6), b"x")
+    with pytest.raises(sm4.ParameterError, match="tag must be 4-16 bytes and even, got 5"):
+        sm4.ccm_encrypt(key, nonce, b"x", tag_size=5)
+    with pytest.raises(sm4.ParameterError, match="at most 65535 bytes"):
+        sm4.ccm_encrypt(key, bytes(13), bytes(65536))
+
+
 # --- SM2 -------------------------------------------------------------------------------------
 
 def _tongsuo_json(sm: Path) -> dict:

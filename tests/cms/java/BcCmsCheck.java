@@ -3,6 +3,10 @@
 //   verify SIGNED.der [CONTENT]          -> prints "VERIFIED <subject>" or exits 1
 //   sign KEY.pk8 CERT.der CONTENT OUT.der [detached]
 //   decrypt KEY.pk8 ENVELOPED.der OUT    -> SM2 key transport + SM4-CBC, BouncyCastle's engines
+//   cms-decrypt KEY.pk8 ENVELOPED.der OUT     -> BouncyCastle's CMS API (CMSEnvelopedData)
+//   cms-encrypt CERT.der CONTENT OUT.der      -> BouncyCastle's CMS API (CMSEnvelopedDataGenerator),
+//                                                SM2 key transport as BC writes it, AES-128-CBC
+//                                                content (BC 1.72's CMS has no SM4 content cipher)
 import java.io.ByteArrayInputStream;
 import java.math.BigInteger;
 import java.nio.file.Files;
@@ -29,7 +33,16 @@ import org.bouncycastle.asn1.cms.KeyTransRecipientInfo;
 import org.bouncycastle.asn1.cms.RecipientInfo;
 import org.bouncycastle.cert.X509CertificateHolder;
 import org.bouncycastle.cert.jcajce.JcaCertStore;
+import org.bouncycastle.asn1.gm.GMObjectIdentifiers;
+import org.bouncycastle.asn1.x509.AlgorithmIdentifier;
+import org.bouncycastle.cms.CMSAlgorithm;
+import org.bouncycastle.cms.CMSEnvelopedData;
+import org.bouncycastle.cms.CMSEnvelopedDataGenerator;
 import org.bouncycastle.cms.CMSProcessableByteArray;
+import org.bouncycastle.cms.RecipientInformation;
+import org.bouncycastle.cms.jcajce.JceCMSContentEncryptorBuilder;
+import org.bouncycastle.cms.jcajce.JceKeyTransEnvelopedRecipient;
+import org.bouncycastle.cms.jcajce.JceKeyTransRecipientInfoGenerator;
 import org.bouncycastle.cms.CMSSignedData;
 import org.bouncycastle.cms.CMSSignedDataGenerator;
 import org.bouncycastle.cms.SignerInformation;
@@ -53,6 +66,8 @@ public class BcCmsCheck {
             case "verify": verify(args); break;
             case "sign": sign(args); break;
             case "decrypt": decrypt(args); break;
+            case "cms-decrypt": cmsDecrypt(args); break;
+            case "cms-encrypt": cmsEncrypt(args); break;
             default: throw new IllegalArgumentException("unknown mode " + args[0]);
         }
     }
@@ -136,5 +151,24 @@ public class BcCmsCheck {
         Cipher sm4 = Cipher.getInstance("SM4/CBC/PKCS5Padding", "BC");
         sm4.init(Cipher.DECRYPT_MODE, new SecretKeySpec(cek, "SM4"), new IvParameterSpec(iv));
         Files.write(Paths.get(args[3]), sm4.doFinal(eci.getEncryptedContent().getOctets()));
+    }
+
+    static void cmsDecrypt(String[] args) throws Exception {
+        CMSEnvelopedData env = new CMSEnvelopedData(read(args[2]));
+        RecipientInformation ri = env.getRecipientInfos().getRecipients().iterator().next();
+        System.out.println("KEY-TRANSPORT " + ri.getKeyEncryptionAlgOID());
+        byte[] content = ri.getContent(new JceKeyTransEnvelopedRecipient(key(args[1])).setProvider("BC"));
+        Files.write(Paths.get(args[3]), content);
+    }
+
+    static void cmsEncrypt(String[] args) throws Exception {
+        X509Certificate cert = (X509Certificate) CertificateFactory.getInstance("X.509", "BC")
+            .generateCertificate(new ByteArrayInputStream(read(args[1])));
+        CMSEnvelopedDataGenerator gen = new CMSEnvelopedDataGenerator();
+        gen.addRecipientInfoGenerator(new JceKeyTransRecipientInfoGenerator(
+            cert, new AlgorithmIdentifier(GMObjectIdentifiers.sm2encrypt_with_sm3)).setProvider("BC"));
+        CMSEnvelopedData env = gen.generate(new CMSProcessableByteArray(read(args[2])),
+            new JceCMSContentEncryptorBuilder(CMSAlgorithm.AES128_CBC).setProvider("BC").build());
+        Files.write(Paths.get(args[3]), env.getEncoded());
     }
 }
