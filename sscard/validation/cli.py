@@ -14,11 +14,11 @@ import click
 from asn1crypto import crl, x509
 
 from sscard.validation.errors import ValidationInputError
+from sscard.validation.names import name_text
 from sscard.validation.result import ValidationResult
 from sscard.validation.usage import Purpose
 from sscard.validation.validator import RevocationMode, validate_path
 from sscard.x509.errors import X509ParseError
-from sscard.x509.names import format_name
 from sscard.x509.parse import load_certificates, load_crl
 
 EXIT_VALID = 0
@@ -65,10 +65,7 @@ def _time(text: str | None) -> datetime | None:
 
 
 def _subject(cert: x509.Certificate) -> str:
-    try:
-        return format_name(cert.subject)
-    except (ValueError, KeyError, TypeError):
-        return str(cert.subject.human_friendly)
+    return name_text(cert.subject)
 
 
 def _report(result: ValidationResult) -> None:

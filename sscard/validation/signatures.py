@@ -43,6 +43,23 @@ class SM2AwareSignatureValidator(SignatureValidator):
         self._uid = uid
         self._default = DefaultSignatureValidator()
         self._certs = list(known_certificates)
+        # Signatures already found good in this validation: the path builder checks each
+        # issuer->subject link, and pyhanko checks the same link again on the chosen path.
+        self._good: set[tuple[bytes, bytes, bytes, bytes, bool]] = set()
+
+    def verifies(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+        """Whether ``issuer``'s key verifies ``cert``'s signature (False on any failure)."""
+        try:
+            self.validate_signature(
+                cert["signature_value"].native,
+                cert["tbs_certificate"].dump(),
+                issuer.public_key,
+                cert["signature_algorithm"],
+            )
+        except (InvalidSignature, AlgorithmNotSupported, CryptoError, ValueError, TypeError,
+                KeyError, AssertionError, _PycaUnsupported):
+            return False
+        return True
 
     def validate_signature(
         self,
@@ -51,6 +68,21 @@ class SM2AwareSignatureValidator(SignatureValidator):
         public_key_info: keys.PublicKeyInfo,
         signature_algorithm: algos.SignedDigestAlgorithm,
         context: SignatureValidationContext = DEFAULT_VALIDATION_CONTEXT,
+    ) -> None:
+        memo = (signature, signed_data, public_key_info.dump(), signature_algorithm.dump(),
+                bool(context.prehashed))
+        if memo in self._good:
+            return
+        self._validate(signature, signed_data, public_key_info, signature_algorithm, context)
+        self._good.add(memo)
+
+    def _validate(
+        self,
+        signature: bytes,
+        signed_data: bytes,
+        public_key_info: keys.PublicKeyInfo,
+        signature_algorithm: algos.SignedDigestAlgorithm,
+        context: SignatureValidationContext,
     ) -> None:
         if signature_algorithm["algorithm"].dotted == oids.SM2_WITH_SM3:
             self._verify_sm2(signature, signed_data, public_key_info, context)

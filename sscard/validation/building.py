@@ -1,0 +1,149 @@
+"""Path building with a budget (RFC 4158 §2-3; budgets after Go's crypto/x509 and rustls-webpki).
+
+A caller controls the certificates it sends, so path building must not cost more than a fixed
+amount whatever they are: 100 certificates sharing one subject (and maybe one key) would give
+pyhanko-certvalidator's exhaustive builder an exponential number of paths. Here the search is an
+explicit-stack depth-first walk from the leaf to the trust anchors that
+
+- checks each issuer->subject signature once (cached) and counts the checks (at most
+  ``Budget.signature_checks``, Go's and rustls-webpki's 100);
+- counts every candidate it considers (at most ``Budget.steps``);
+- never puts a certificate, or a (subject, key) pair, twice in one path (RFC 4158 §5.2);
+- stops at ``Budget.max_intermediates`` below the anchor, self-issued ones not counted (at most
+  :data:`MAX_SELF_ISSUED` of those);
+- hands out at most ``Budget.paths`` complete paths, best first (AKI/SKI match, anchors first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from asn1crypto import x509
+
+DEFAULT_MAX_INTERMEDIATES = 8
+# Self-issued intermediates (key rollover) do not count towards the depth, as they do not
+# towards pathLenConstraint (RFC 5280 §4.2.1.9); this many of them at most in one path.
+MAX_SELF_ISSUED = 4
+
+
+@dataclass(frozen=True)
+class Budget:
+    signature_checks: int = 100
+    steps: int = 2_000
+    paths: int = 16
+    max_intermediates: int = DEFAULT_MAX_INTERMEDIATES
+
+
+class BudgetExhausted(Exception):
+    """Path building stopped before it was done; the message says which limit was hit."""
+
+
+@dataclass(frozen=True)
+class _Node:
+    cert: x509.Certificate
+    key: tuple[bytes, bytes]  # (subject, public key): a path holds each pair once
+
+
+def _node(cert: x509.Certificate) -> _Node:
+    return _Node(cert, (_name_key(cert.subject), cert.public_key.dump()))
+
+
+def fingerprint(cert: x509.Certificate) -> bytes:
+    """What tells two certificates apart: the signed part and its signature. Not
+    ``cert.dump()``: asn1crypto re-encodes a certificate it has parsed, and loses a
+    subjectUniqueID's unused-bits count doing so (PKITS 4.3.6), after which the signature
+    no longer verifies."""
+    return bytes(cert["tbs_certificate"].dump()) + bytes(cert["signature_value"].contents)
+
+
+def _name_key(name: x509.Name) -> bytes:
+    return repr(name.hashable).encode()
+
+
+class PathBuilder:
+    """Build candidate paths, trust anchor first, leaf last."""
+
+    def __init__(
+        self,
+        anchors: Sequence[x509.Certificate],
+        intermediates: Sequence[x509.Certificate],
+        signed_by: Callable[[x509.Certificate, x509.Certificate], bool],
+        budget: Budget,
+    ) -> None:
+        self._budget = budget
+        self._signed_by = signed_by
+        self._by_subject: dict[bytes, list[tuple[bool, x509.Certificate]]] = {}
+        seen: set[bytes] = set()
+        for is_anchor, cert in [(True, a) for a in anchors] + [(False, c) for c in intermediates]:
+            der = fingerprint(cert)
+            if der in seen:
+                continue
+            seen.add(der)
+            self._by_subject.setdefault(_name_key(cert.subject), []).append((is_anchor, cert))
+        self._checked: dict[tuple[bytes, bytes], bool] = {}
+        self.signature_checks = 0
+        self.steps = 0
+        # (issuer, subject) pairs whose names chain but whose signature did not verify: the
+        # reason to give when no path is found
+        self.bad_signatures: list[tuple[x509.Certificate, x509.Certificate]] = []
+
+    def _verified(self, issuer: x509.Certificate, cert: x509.Certificate) -> bool:
+        key = (issuer.public_key.dump(), fingerprint(cert))
+        if key not in self._checked:
+            if self.signature_checks >= self._budget.signature_checks:
+                raise BudgetExhausted(
+                    f"path building stopped after {self.signature_checks} signature checks")
+            self.signature_checks += 1
+            self._checked[key] = self._signed_by(issuer, cert)
+        return self._checked[key]
+
+    def _candidates(self, cert: x509.Certificate) -> list[tuple[bool, x509.Certificate]]:
+        found = self._by_subject.get(_name_key(cert.issuer), [])
+        aki = cert.authority_key_identifier
+
+        def rank(item: tuple[bool, x509.Certificate]) -> tuple[int, int]:
+            is_anchor, candidate = item
+            ski = candidate.key_identifier
+            mismatch = int(aki is not None and ski is not None and aki != ski)
+            return (mismatch, 0 if is_anchor else 1)
+
+        return sorted(found, key=rank)
+
+    def paths(self, leaf: x509.Certificate) -> Iterator[list[x509.Certificate]]:
+        """Complete paths (anchor, intermediates..., leaf); raises :class:`BudgetExhausted`
+        when a limit is hit before the search is over."""
+        handed_out = 0
+        # each frame: the path so far (leaf first) and the candidates still to try above it
+        stack: list[tuple[list[_Node], Iterator[tuple[bool, x509.Certificate]]]] = [
+            ([_node(leaf)], iter(self._candidates(leaf)))
+        ]
+        while stack:
+            path, pending = stack[-1]
+            step = next(pending, None)
+            if step is None:
+                stack.pop()
+                continue
+            self.steps += 1
+            if self.steps > self._budget.steps:
+                raise BudgetExhausted(f"path building stopped after {self._budget.steps} steps")
+            is_anchor, candidate = step
+            node = _node(candidate)
+            if any(n.cert is candidate or n.key == node.key for n in path):
+                continue
+            if not self._verified(candidate, path[-1].cert):
+                self.bad_signatures.append((candidate, path[-1].cert))
+                continue
+            if is_anchor:
+                yield [candidate, *(n.cert for n in reversed(path))]
+                handed_out += 1
+                if handed_out >= self._budget.paths:
+                    return
+                continue
+            self_issued = candidate.subject == candidate.issuer
+            counted = sum(1 for n in path[1:] if n.cert.subject != n.cert.issuer)
+            if self_issued and len(path) - 1 - counted >= MAX_SELF_ISSUED:
+                continue
+            if not self_issued and counted >= self._budget.max_intermediates:
+                continue  # one more intermediate would pass the depth limit
+            stack.append(([*path, node], iter(self._candidates(candidate))))
