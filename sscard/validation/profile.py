@@ -67,7 +67,7 @@ def certificate_problems(
     roots lack AKI) and its issuer is not part of the path. ``critical_name_constraints``
     False follows the web PKI, where a non-critical nameConstraints is allowed (BR 7.1.2.5.2).
     policyConstraints and basicConstraints may be non-critical in an intermediate: PKITS
-    (4.6.4, and 40 runs of 4.8-4.12) has such CA certificates in valid paths."""
+    (4.6.4, and many runs of 4.8-4.12) has such CA certificates in valid paths."""
     problems: list[tuple[ReasonCode, str]] = []
 
     def problem(text: str, code: ReasonCode = ReasonCode.INVALID) -> None:
