@@ -57,6 +57,11 @@ def fingerprint(cert: x509.Certificate) -> bytes:
     return bytes(cert["tbs_certificate"].dump()) + bytes(cert["signature_value"].contents)
 
 
+def _key_ids_agree(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
+    aki, ski = cert.authority_key_identifier, issuer.key_identifier
+    return aki is None or ski is None or aki == ski
+
+
 def _name_key(name: x509.Name) -> bytes:
     return repr(name.hashable).encode()
 
@@ -87,6 +92,8 @@ class PathBuilder:
         # (issuer, subject) pairs whose names chain but whose signature did not verify: the
         # reason to give when no path is found
         self.bad_signatures: list[tuple[x509.Certificate, x509.Certificate]] = []
+        # every certificate some partial path reached, leaf first
+        self.reached: list[x509.Certificate] = []
 
     def _verified(self, issuer: x509.Certificate, cert: x509.Certificate) -> bool:
         key = (issuer.public_key.dump(), fingerprint(cert))
@@ -114,6 +121,7 @@ class PathBuilder:
         """Complete paths (anchor, intermediates..., leaf); raises :class:`BudgetExhausted`
         when a limit is hit before the search is over."""
         handed_out = 0
+        self.reached.append(leaf)
         # each frame: the path so far (leaf first) and the candidates still to try above it
         stack: list[tuple[list[_Node], Iterator[tuple[bool, x509.Certificate]]]] = [
             ([_node(leaf)], iter(self._candidates(leaf)))
@@ -132,7 +140,10 @@ class PathBuilder:
             if any(n.cert is candidate or n.key == node.key for n in path):
                 continue
             if not self._verified(candidate, path[-1].cert):
-                self.bad_signatures.append((candidate, path[-1].cert))
+                if _key_ids_agree(candidate, path[-1].cert):
+                    # named as the issuer and not ruled out by key identifiers: a signature
+                    # that should have verified (else: another CA of the same name)
+                    self.bad_signatures.append((candidate, path[-1].cert))
                 continue
             if is_anchor:
                 yield [candidate, *(n.cert for n in reversed(path))]
@@ -146,4 +157,5 @@ class PathBuilder:
                 continue
             if not self_issued and counted >= self._budget.max_intermediates:
                 continue  # one more intermediate would pass the depth limit
+            self.reached.append(candidate)
             stack.append(([*path, node], iter(self._candidates(candidate))))

@@ -10,6 +10,8 @@ and OCSP signers.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from asn1crypto import algos, keys, x509
@@ -28,6 +30,14 @@ from sscard.crypto import oids
 from sscard.crypto.errors import CryptoError
 from sscard.crypto.sm2 import DEFAULT_UID, SM2PublicKey
 
+# Signatures found good, by a digest of everything that went into the check: the path builder
+# checks each issuer->subject link and pyhanko the same link again on the chosen path, and the
+# same CA certificates and CRLs come back in every validation (a gateway's callers share a
+# few issuing CAs). Only successes are kept, so a failure is always checked afresh; bounded
+# (least recently used out), as callers choose what is checked.
+_GOOD: OrderedDict[bytes, None] = OrderedDict()
+_GOOD_MAX = 8192
+
 # A chain of parameter-less DSA keys longer than this is not a real PKI.
 _MAX_DSA_INHERITANCE_DEPTH = 8
 
@@ -43,9 +53,6 @@ class SM2AwareSignatureValidator(SignatureValidator):
         self._uid = uid
         self._default = DefaultSignatureValidator()
         self._certs = list(known_certificates)
-        # Signatures already found good in this validation: the path builder checks each
-        # issuer->subject link, and pyhanko checks the same link again on the chosen path.
-        self._good: set[tuple[bytes, bytes, bytes, bytes, bool]] = set()
 
     def verifies(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         """Whether ``issuer``'s key verifies ``cert``'s signature (False on any failure)."""
@@ -69,12 +76,18 @@ class SM2AwareSignatureValidator(SignatureValidator):
         signature_algorithm: algos.SignedDigestAlgorithm,
         context: SignatureValidationContext = DEFAULT_VALIDATION_CONTEXT,
     ) -> None:
-        memo = (signature, signed_data, public_key_info.dump(), signature_algorithm.dump(),
-                bool(context.prehashed))
-        if memo in self._good:
+        memo = hashlib.sha256(b"".join(
+            len(part).to_bytes(4, "big") + part
+            for part in (signature, signed_data, public_key_info.dump(),
+                         signature_algorithm.dump(), b"1" if context.prehashed else b"0")
+        )).digest()
+        if memo in _GOOD:
+            _GOOD.move_to_end(memo)
             return
         self._validate(signature, signed_data, public_key_info, signature_algorithm, context)
-        self._good.add(memo)
+        _GOOD[memo] = None
+        if len(_GOOD) > _GOOD_MAX:
+            _GOOD.popitem(last=False)
 
     def _validate(
         self,
@@ -182,6 +195,11 @@ class SM2AwareSignatureValidator(SignatureValidator):
                 elif issuer.public_key.dump() != key_der:
                     found.extend(self._inherited_dsa_parameters(issuer.public_key, depth + 1))
         return found
+
+
+def forget_verified_signatures() -> None:
+    """Empty the cache of signatures found good (for measurements without it)."""
+    _GOOD.clear()
 
 
 def install_as_pyhanko_default() -> None:

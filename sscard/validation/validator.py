@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from typing import TypeVar
 from asn1crypto import core, crl, ocsp, x509
 from pyhanko_certvalidator import PKIXValidationParams, ValidationContext
 from pyhanko_certvalidator import errors as pv
-from pyhanko_certvalidator.authority import CertTrustAnchor, TrustQualifiers
+from pyhanko_certvalidator.authority import AuthorityWithCert, CertTrustAnchor, TrustQualifiers
 from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
 from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import (
@@ -231,18 +232,54 @@ def _switch_off_pyhanko_name_constraints() -> None:
     _pv_validate._PathValidationState.check_name_constraints = _no_check  # type: ignore[method-assign]
 
 
+def _let_the_anchor_sign_crls() -> None:
+    """pyhanko finds a CRL issuer's path by cutting the certificate's path back to the CRL
+    issuer's issuer; when the CRL issuer is a trust anchor that is not self-signed (an issuing
+    CA configured as the anchor), there is no such issuer in the path and the CRL is never
+    used, so revocation of that anchor's leaves could not be established from CRLs. The anchor
+    needs no path: it is trusted as it is."""
+    original = ValidationPath.truncate_to_issuer_and_append
+
+    def truncate_to_issuer_and_append(self: ValidationPath, cert: x509.Certificate
+                                      ) -> ValidationPath:
+        authority = self.trust_anchor.authority
+        if isinstance(authority, AuthorityWithCert) and (
+            fingerprint(authority.certificate) == fingerprint(cert)
+        ):
+            return ValidationPath(self.trust_anchor, interm=[], leaf=None)
+        return original(self, cert)
+
+    ValidationPath.truncate_to_issuer_and_append = truncate_to_issuer_and_append  # type: ignore[method-assign]
+
+
 _switch_off_pyhanko_name_constraints()
+_let_the_anchor_sign_crls()
+
+
+# Verdicts of _inside_problem by the value's encoding: parsing a whole certificate or CRL is
+# the costliest step of a validation, and the same CA certificates and CRLs come back on every
+# call. Bounded, as the encodings come from callers.
+_INSIDE_VERDICTS: OrderedDict[bytes, str | None] = OrderedDict()
+_INSIDE_VERDICTS_MAX = 4096
 
 
 def _inside_problem(value: core.Asn1Value) -> str | None:
     """Why the inside of a certificate or CRL that loaded does not parse (None when it does):
     asn1crypto parses lazily, so an extension holding garbage shows only when read. Read on a
     copy, as reading can change how asn1crypto re-encodes a value (see _private_copy)."""
+    key = bytes(value.contents)
+    if key in _INSIDE_VERDICTS:
+        _INSIDE_VERDICTS.move_to_end(key)
+        return _INSIDE_VERDICTS[key]
     try:
         value.copy().native  # noqa: B018
+        verdict = None
     except _PARSE_ERRORS as exc:
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return None
+        verdict = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    _INSIDE_VERDICTS[key] = verdict
+    if len(_INSIDE_VERDICTS) > _INSIDE_VERDICTS_MAX:
+        _INSIDE_VERDICTS.popitem(last=False)
+    return verdict
 
 
 def _floor_to_second(moment: datetime) -> datetime:
@@ -487,7 +524,9 @@ async def validate_path_async(
     context = ValidationContext(
         trust_roots=anchors,
         other_certs=others,
-        moment=moment,
+        # None for "now": pyhanko fetches revocation information only when the validation is
+        # not for a point in the past
+        moment=moment if at is not None else None,
         time_tolerance=timedelta(0),
         crls=usable_crls,
         ocsps=ocsp_list,
@@ -562,6 +601,11 @@ async def _build_and_check(
             return [Reason(ReasonCode.INVALID, str(exc))], (leaf,), frozenset()
     if first is not None:
         return first[0], first[1], frozenset()
+    tops = [c for c in builder.reached[1:] if c.subject == c.issuer]
+    if tops:
+        return [Reason(ReasonCode.UNTRUSTED_ROOT,
+                       f"the path leads to the self-signed {name_text(tops[0].subject)!r}, "
+                       "which is not one of the trust anchors")], (leaf,), frozenset()
     if builder.bad_signatures:
         issuer, subject = builder.bad_signatures[0]
         position = Position.LEAF if subject is leaf else Position.CA
