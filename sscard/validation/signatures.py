@@ -122,7 +122,7 @@ class SM2AwareSignatureValidator(SignatureValidator):
             # message cannot be checked.
             raise AlgorithmNotSupported("SM2-with-SM3 cannot verify a pre-hashed message")
         try:
-            key = SM2PublicKey.from_spki(public_key_info.dump())
+            key = _sm2_key(public_key_info.dump())
         except CryptoError as exc:
             raise InvalidSignature(f"SM2-with-SM3 signature, but not an SM2 key: {exc}") from None
         try:
@@ -195,6 +195,24 @@ class SM2AwareSignatureValidator(SignatureValidator):
                 elif issuer.public_key.dump() != key_der:
                     found.extend(self._inherited_dsa_parameters(issuer.public_key, depth + 1))
         return found
+
+
+# Loaded SM2 public keys by SubjectPublicKeyInfo: loading one costs more than a verification
+# (OpenSSL decodes and checks the point), and the same CA keys verify every chain.
+_SM2_KEYS: OrderedDict[bytes, SM2PublicKey] = OrderedDict()
+_SM2_KEYS_MAX = 256
+
+
+def _sm2_key(spki: bytes) -> SM2PublicKey:
+    key = _SM2_KEYS.get(spki)
+    if key is None:
+        key = SM2PublicKey.from_spki(spki)
+        _SM2_KEYS[spki] = key
+        if len(_SM2_KEYS) > _SM2_KEYS_MAX:
+            _SM2_KEYS.popitem(last=False)
+    else:
+        _SM2_KEYS.move_to_end(spki)
+    return key
 
 
 def forget_verified_signatures() -> None:
