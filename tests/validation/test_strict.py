@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from asn1crypto import core, keys, x509
+from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sscard.validation import Budget, ReasonCode, validate_path
+from sscard.validation.cli import verify
 from sscard.x509.builder import CertificateBuilder
 from sscard.x509.extensions import key_identifier
 from sscard.x509.names import parse_name
@@ -195,3 +198,41 @@ def test_malformed_extension_inside_is_invalid_not_an_error(root: Issued, ca: Is
     result = _check(root, ca, broken)
     assert not result.valid
     assert result.codes <= {ReasonCode.INVALID, ReasonCode.BAD_SIGNATURE}
+
+
+def test_webpki_checks_eku_through_the_intermediates() -> None:
+    root = make_ca("CN=Web Root,C=US", algorithm="ec-p256")
+    code_ca = make_ca("CN=Code Signing CA,C=US", root, algorithm="ec-p256",
+                      extra=[("extended_key_usage", ["code_signing"], False)])
+    leaf = make_leaf("CN=www.example.com,C=US", code_ca, algorithm="ec-p256",
+                     key_usage=frozenset({"digital_signature"}), eku=["server_auth"],
+                     dns_names=["www.example.com"])
+    server_auth = "1.3.6.1.5.5.7.3.1"
+    args: dict[str, Any] = {"trust_anchors": [root.cert], "intermediates": [code_ca.cert],
+                            "extended_key_usages": [server_auth],
+                            "hostname": "www.example.com"}
+    assert validate_path(leaf.cert, **args).valid  # RFC 5280 looks at the leaf's EKU only
+    web = validate_path(leaf.cert, profile="webpki", **args)
+    assert web.codes == {ReasonCode.INVALID}
+    assert "restricts extendedKeyUsage" in web.reasons[0].message
+
+
+def test_cli_trust_modes(tmp_path: Path) -> None:
+    root = make_ca("CN=钉根,C=CN")
+    leaf = make_leaf("CN=钉叶,C=CN", root)
+    leaf_file, root_file = tmp_path / "leaf.der", tmp_path / "root.der"
+    leaf_file.write_bytes(leaf.cert.dump())
+    root_file.write_bytes(root.cert.dump())
+
+    def verify_cli(*args: str) -> Any:
+        return CliRunner().invoke(verify, list(args), catch_exceptions=False)
+
+    assert verify_cli(str(leaf_file), "--trust", str(root_file)).exit_code == 0
+    alone = verify_cli(str(leaf_file), "--trust", str(leaf_file))
+    assert alone.exit_code == 1 and "trust mode 'leaf'" in alone.output
+    pinned = verify_cli(str(leaf_file), "--trust", str(leaf_file), "--trust-mode", "leaf")
+    assert pinned.exit_code == 0, pinned.output
+    assert verify_cli(str(leaf_file), "--trust", str(root_file), "--max-depth", "0",
+                      "--trust-mode", "anchor").exit_code == 0
+    bad = verify_cli(str(leaf_file), "--trust", str(root_file), "--trust-mode", "nope")
+    assert bad.exit_code == 2
