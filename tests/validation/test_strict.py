@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sscard.crypto.algorithms import SignatureAlgorithm
 from sscard.validation import Budget, ReasonCode, validate_path
 from sscard.validation.cli import verify
 from sscard.x509.builder import CertificateBuilder
@@ -38,8 +39,6 @@ def _with_spki(subject: str, issuer: Issued, spki: keys.PublicKeyInfo) -> x509.C
     tbs = stand_in.cert["tbs_certificate"].copy()
     tbs["subject_public_key_info"] = spki
     builder_alg = stand_in.cert["signature_algorithm"]
-    from sscard.crypto.algorithms import SignatureAlgorithm
-
     signature = issuer.key.sign(tbs.dump(), SignatureAlgorithm.SM2_SM3)
     return x509.Certificate({"tbs_certificate": tbs, "signature_algorithm": builder_alg,
                              "signature_value": signature})
@@ -90,7 +89,7 @@ def test_expired_anchor_counts_in_constrained_mode_only() -> None:
     old_root = make_ca("CN=过期根,C=CN")
     cert = old_root.cert.copy()
     leaf = make_leaf("CN=叶,C=CN", old_root)
-    later = NOW + timedelta(days=3651)  # the root expires at NOW + 3650 days, the leaf not...
+    later = NOW + timedelta(days=3651)  # the root expires at NOW + 3650 days, this leaf later
     leaf_long = make_leaf("CN=长叶,C=CN", old_root, not_after=NOW + timedelta(days=4000))
     constrained = validate_path(leaf_long.cert, trust_anchors=[cert], at=later)
     assert constrained.codes == {ReasonCode.EXPIRED}
