@@ -20,7 +20,7 @@ from typing import TypeVar
 from asn1crypto import core, crl, ocsp, x509
 from pyhanko_certvalidator import PKIXValidationParams, ValidationContext
 from pyhanko_certvalidator import errors as pv
-from pyhanko_certvalidator.authority import AuthorityWithCert, CertTrustAnchor, TrustQualifiers
+from pyhanko_certvalidator.authority import CertTrustAnchor, TrustQualifiers
 from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
 from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import (
@@ -34,6 +34,7 @@ from pyhanko_certvalidator.policy_decl import (
 from pyhanko_certvalidator.validate import async_validate_path
 
 from sscard.validation import webpki
+from sscard.validation.adjust_pyhanko import adjust_pyhanko
 from sscard.validation.building import Budget, BudgetExhausted, PathBuilder, fingerprint
 from sscard.validation.classify import reason_from_exception
 from sscard.validation.errors import ValidationInputError
@@ -216,44 +217,7 @@ class Profile(enum.Enum):
     """RFC 5280 plus the CA/Browser Forum Baseline Requirements for TLS (opt-in)."""
 
 
-def _switch_off_pyhanko_name_constraints() -> None:
-    """Name constraints are checked by :mod:`sscard.validation.names` (bounded, iPAddress,
-    otherName); pyhanko's own pass would refuse valid paths or crash on those, so it is made a
-    no-op in its path-validation state."""
-    from pyhanko_certvalidator import validate as _pv_validate
-
-    def _no_subtrees(_subtrees: object) -> dict[object, object]:
-        return {}
-
-    def _no_check(self: object, cert: object, proc_state: object) -> None:
-        return None
-
-    _pv_validate.process_general_subtrees = _no_subtrees  # type: ignore[assignment]
-    _pv_validate._PathValidationState.check_name_constraints = _no_check  # type: ignore[method-assign]
-
-
-def _let_the_anchor_sign_crls() -> None:
-    """pyhanko finds a CRL issuer's path by cutting the certificate's path back to the CRL
-    issuer's issuer; when the CRL issuer is a trust anchor that is not self-signed (an issuing
-    CA configured as the anchor), there is no such issuer in the path and the CRL is never
-    used, so revocation of that anchor's leaves could not be established from CRLs. The anchor
-    needs no path: it is trusted as it is."""
-    original = ValidationPath.truncate_to_issuer_and_append
-
-    def truncate_to_issuer_and_append(self: ValidationPath, cert: x509.Certificate
-                                      ) -> ValidationPath:
-        authority = self.trust_anchor.authority
-        if isinstance(authority, AuthorityWithCert) and (
-            fingerprint(authority.certificate) == fingerprint(cert)
-        ):
-            return ValidationPath(self.trust_anchor, interm=[], leaf=None)
-        return original(self, cert)
-
-    ValidationPath.truncate_to_issuer_and_append = truncate_to_issuer_and_append  # type: ignore[method-assign]
-
-
-_switch_off_pyhanko_name_constraints()
-_let_the_anchor_sign_crls()
+adjust_pyhanko()
 
 
 # Verdicts of _inside_problem by the value's encoding: parsing a whole certificate or CRL is
