@@ -41,12 +41,14 @@ class BudgetExhausted(Exception):
 
 @dataclass(frozen=True)
 class _Node:
+    """A certificate and what the search compares about it, computed once (asn1crypto
+    computes a name's comparison form afresh on every comparison)."""
+
     cert: x509.Certificate
     key: tuple[bytes, bytes]  # (subject, public key): a path holds each pair once
-
-
-def _node(cert: x509.Certificate) -> _Node:
-    return _Node(cert, (_name_key(cert.subject), cert.public_key.dump()))
+    issuer_key: bytes
+    self_issued: bool
+    fingerprint: bytes
 
 
 def fingerprint(cert: x509.Certificate) -> bytes:
@@ -87,6 +89,7 @@ class PathBuilder:
             seen.add(der)
             self._by_subject.setdefault(_name_key(cert.subject), []).append((is_anchor, cert))
         self._checked: dict[tuple[bytes, bytes], bool] = {}
+        self._nodes: dict[int, _Node] = {}
         self.signature_checks = 0
         self.steps = 0
         # (issuer, subject) pairs whose names chain but whose signature did not verify: the
@@ -95,19 +98,28 @@ class PathBuilder:
         # every certificate some partial path reached, leaf first
         self.reached: list[x509.Certificate] = []
 
-    def _verified(self, issuer: x509.Certificate, cert: x509.Certificate) -> bool:
-        key = (issuer.public_key.dump(), fingerprint(cert))
+    def _node(self, cert: x509.Certificate) -> _Node:
+        node = self._nodes.get(id(cert))
+        if node is None or node.cert is not cert:
+            subject, issuer = _name_key(cert.subject), _name_key(cert.issuer)
+            node = _Node(cert, (subject, cert.public_key.dump()), issuer, subject == issuer,
+                         fingerprint(cert))
+            self._nodes[id(cert)] = node
+        return node
+
+    def _verified(self, issuer: _Node, cert: _Node) -> bool:
+        key = (issuer.key[1], cert.fingerprint)
         if key not in self._checked:
             if self.signature_checks >= self._budget.signature_checks:
                 raise BudgetExhausted(
                     f"path building stopped after {self.signature_checks} signature checks")
             self.signature_checks += 1
-            self._checked[key] = self._signed_by(issuer, cert)
+            self._checked[key] = self._signed_by(issuer.cert, cert.cert)
         return self._checked[key]
 
-    def _candidates(self, cert: x509.Certificate) -> list[tuple[bool, x509.Certificate]]:
-        found = self._by_subject.get(_name_key(cert.issuer), [])
-        aki = cert.authority_key_identifier
+    def _candidates(self, node: _Node) -> list[tuple[bool, x509.Certificate]]:
+        found = self._by_subject.get(node.issuer_key, [])
+        aki = node.cert.authority_key_identifier
 
         def rank(item: tuple[bool, x509.Certificate]) -> tuple[int, int]:
             is_anchor, candidate = item
@@ -124,7 +136,7 @@ class PathBuilder:
         self.reached.append(leaf)
         # each frame: the path so far (leaf first) and the candidates still to try above it
         stack: list[tuple[list[_Node], Iterator[tuple[bool, x509.Certificate]]]] = [
-            ([_node(leaf)], iter(self._candidates(leaf)))
+            ([self._node(leaf)], iter(self._candidates(self._node(leaf))))
         ]
         while stack:
             path, pending = stack[-1]
@@ -136,10 +148,10 @@ class PathBuilder:
             if self.steps > self._budget.steps:
                 raise BudgetExhausted(f"path building stopped after {self._budget.steps} steps")
             is_anchor, candidate = step
-            node = _node(candidate)
+            node = self._node(candidate)
             if any(n.cert is candidate or n.key == node.key for n in path):
                 continue
-            if not self._verified(candidate, path[-1].cert):
+            if not self._verified(node, path[-1]):
                 if _key_ids_agree(candidate, path[-1].cert):
                     # named as the issuer and not ruled out by key identifiers: a signature
                     # that should have verified (else: another CA of the same name)
@@ -151,11 +163,11 @@ class PathBuilder:
                 if handed_out >= self._budget.paths:
                     return
                 continue
-            self_issued = candidate.subject == candidate.issuer
-            counted = sum(1 for n in path[1:] if n.cert.subject != n.cert.issuer)
+            self_issued = node.self_issued
+            counted = sum(1 for n in path[1:] if not n.self_issued)
             if self_issued and len(path) - 1 - counted >= MAX_SELF_ISSUED:
                 continue
             if not self_issued and counted >= self._budget.max_intermediates:
                 continue  # one more intermediate would pass the depth limit
             self.reached.append(candidate)
-            stack.append(([*path, node], iter(self._candidates(candidate))))
+            stack.append(([*path, node], iter(self._candidates(node))))
