@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -271,16 +271,17 @@ class NameConstraintState:
     excluded: dict[str, list[Subtree]] = field(default_factory=dict)
     comparisons: int = 0
 
-    def add(self, cert: x509.Certificate, what: str) -> None:
-        """Take in ``cert``'s nameConstraints (§6.1.4 g)."""
+    def add(self, cert: x509.Certificate, describe: Callable[[], str]) -> None:
+        """Take in ``cert``'s nameConstraints (§6.1.4 g); ``describe()`` names the
+        certificate in a message (called only when there is one to write)."""
         value = cert.name_constraints_value
         if value is None:
             return
         permitted, excluded = value["permitted_subtrees"], value["excluded_subtrees"]
         if not _tree_count(permitted) and not _tree_count(excluded):
             raise NameConstraintViolation(
-                f"the {what}'s nameConstraints is empty (RFC 5280 §4.2.1.10 needs permitted or "
-                "excluded subtrees)")
+                f"the {describe()}'s nameConstraints is empty (RFC 5280 §4.2.1.10 needs "
+                "permitted or excluded subtrees)")
         try:
             if _tree_count(permitted):
                 generation: dict[str, list[Subtree]] = {}
@@ -291,7 +292,7 @@ class NameConstraintState:
                 for tree in parse_subtrees(excluded):
                     self.excluded.setdefault(tree.kind, []).append(tree)
         except NameConstraintViolation as exc:
-            raise NameConstraintViolation(f"the {what}: {exc}") from None
+            raise NameConstraintViolation(f"the {describe()}: {exc}") from None
 
     def _count(self, n: int) -> None:
         self.comparisons += n
@@ -300,7 +301,7 @@ class NameConstraintState:
                 f"name-constraint checking stopped after {MAX_COMPARISONS} comparisons "
                 "(too many names or constraints in the path)")
 
-    def check(self, cert: x509.Certificate, what: str) -> None:
+    def check(self, cert: x509.Certificate, describe: Callable[[], str]) -> None:
         """Raise :class:`NameConstraintViolation` unless every name of ``cert`` is within the
         permitted subtrees and outside the excluded ones."""
         if not self.permitted and not self.excluded:
@@ -310,7 +311,7 @@ class NameConstraintState:
                 self._count(1)
                 if _within(name, tree, excluding=True):
                     raise NameConstraintViolation(
-                        f"the {what}'s {name.kind} {name.shown!r} is in the excluded subtree "
+                        f"the {describe()}'s {name.kind} {name.shown!r} is in the excluded subtree "
                         f"{tree.describe()!r}")
             for generation in self.permitted:
                 trees = generation.get(name.kind)
@@ -319,6 +320,6 @@ class NameConstraintState:
                 self._count(len(trees))
                 if not any(_within(name, tree, excluding=False) for tree in trees):
                     raise NameConstraintViolation(
-                        f"the {what}'s {name.kind} {name.shown!r} is not in the permitted "
+                        f"the {describe()}'s {name.kind} {name.shown!r} is not in the permitted "
                         f"subtrees ({', '.join(t.describe() for t in trees[:5])}"
                         f"{', ...' if len(trees) > 5 else ''})")

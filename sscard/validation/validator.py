@@ -265,34 +265,39 @@ def _validity_reason(cert: x509.Certificate, what: str, moment: datetime) -> Rea
 def _certificate_reasons(
     cert: x509.Certificate, position: Position, request: _Request
 ) -> list[Reason]:
-    what = describe(cert, position)
     problems = certificate_problems(
         cert, position, critical_name_constraints=request.profile is Profile.RFC5280)
-    reasons = [Reason(code, f"the {what}: {text}") for code, text in problems]
-    allow_legacy = request.allow_legacy
     try:
-        weakness = key_weakness(cert.public_key, allow_legacy=allow_legacy)
+        weakness = key_weakness(cert.public_key, allow_legacy=request.allow_legacy)
     except ValueError as exc:
-        reasons.append(Reason(ReasonCode.INVALID, f"the {what}: {exc}"))
+        problems.append((ReasonCode.INVALID, str(exc)))
     else:
         if weakness:
-            reasons.append(Reason(ReasonCode.WEAK_ALGORITHM, f"the {what} has {weakness}"))
-    return reasons
+            problems.append((ReasonCode.WEAK_ALGORITHM, f"has {weakness}"))
+    if not problems:
+        return []
+    what = describe(cert, position)
+    return [Reason(code, f"the {what} {text}" if text.startswith("has ") else
+                   f"the {what}: {text}") for code, text in problems]
 
 
 def _name_constraint_reasons(path: Sequence[x509.Certificate], constrained: bool) -> list[Reason]:
     state = NameConstraintState()
     try:
         if constrained:
-            state.add(path[0], describe(path[0], Position.ANCHOR))
+            state.add(path[0], lambda: describe(path[0], Position.ANCHOR))
         for index in range(1, len(path)):
             cert = path[index]
             is_leaf = index == len(path) - 1
             position = Position.LEAF if is_leaf else Position.CA
+
+            def what(cert: x509.Certificate = cert, position: Position = position) -> str:
+                return describe(cert, position)
+
             if is_leaf or cert.subject != cert.issuer:  # §6.1.3 (b): self-issued CAs exempt
-                state.check(cert, describe(cert, position))
+                state.check(cert, what)
             if not is_leaf:
-                state.add(cert, describe(cert, position))
+                state.add(cert, what)
     except NameConstraintViolation as exc:
         return [Reason(ReasonCode.NAME_CONSTRAINTS, str(exc))]
     return []
