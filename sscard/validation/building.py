@@ -16,6 +16,7 @@ explicit-stack depth-first walk from the leaf to the trust anchors that
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -64,8 +65,26 @@ def _key_ids_agree(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
     return aki is None or ski is None or aki == ski
 
 
-def _name_key(name: x509.Name) -> bytes:
-    return repr(name.hashable).encode()
+# Comparison forms of names by their encoding: asn1crypto computes one (RFC 4518 string
+# preparation of every attribute) afresh on each call, and the same CA names recur in every
+# validation. Bounded, least recently used out.
+_NAME_KEYS: OrderedDict[bytes, bytes] = OrderedDict()
+_NAME_KEYS_MAX = 4096
+
+
+def name_key(name: x509.Name) -> bytes:
+    """The comparison form of ``name`` (RFC 5280 §7.1), as bytes; raises what asn1crypto
+    raises for a name it cannot compare (TypeError, ValueError, AttributeError)."""
+    encoded = bytes(name.dump())
+    key = _NAME_KEYS.get(encoded)
+    if key is None:
+        key = repr(name.hashable).encode()
+        _NAME_KEYS[encoded] = key
+        if len(_NAME_KEYS) > _NAME_KEYS_MAX:
+            _NAME_KEYS.popitem(last=False)
+    else:
+        _NAME_KEYS.move_to_end(encoded)
+    return key
 
 
 class PathBuilder:
@@ -87,7 +106,7 @@ class PathBuilder:
             if der in seen:
                 continue
             seen.add(der)
-            self._by_subject.setdefault(_name_key(cert.subject), []).append((is_anchor, cert))
+            self._by_subject.setdefault(name_key(cert.subject), []).append((is_anchor, cert))
         self._checked: dict[tuple[bytes, bytes], bool] = {}
         self._nodes: dict[int, _Node] = {}
         self.signature_checks = 0
@@ -101,7 +120,7 @@ class PathBuilder:
     def _node(self, cert: x509.Certificate) -> _Node:
         node = self._nodes.get(id(cert))
         if node is None or node.cert is not cert:
-            subject, issuer = _name_key(cert.subject), _name_key(cert.issuer)
+            subject, issuer = name_key(cert.subject), name_key(cert.issuer)
             node = _Node(cert, (subject, cert.public_key.dump()), issuer, subject == issuer,
                          fingerprint(cert))
             self._nodes[id(cert)] = node

@@ -35,7 +35,13 @@ from pyhanko_certvalidator.validate import async_validate_path
 
 from sscard.validation import webpki
 from sscard.validation.adjust_pyhanko import adjust_pyhanko
-from sscard.validation.building import Budget, BudgetExhausted, PathBuilder, fingerprint
+from sscard.validation.building import (
+    Budget,
+    BudgetExhausted,
+    PathBuilder,
+    fingerprint,
+    name_key,
+)
 from sscard.validation.classify import reason_from_exception
 from sscard.validation.errors import ValidationInputError
 from sscard.validation.names import NameConstraintState, NameConstraintViolation, name_text
@@ -147,8 +153,8 @@ def _names_comparable(cert: x509.Certificate) -> bool:
     with a non-string value (legal: AttributeValue is ANY) makes ``Name.hashable`` raise, and
     pyhanko-certvalidator hashes every name when it builds its certificate registry."""
     try:
-        cert.subject.hashable  # noqa: B018
-        cert.issuer.hashable  # noqa: B018
+        name_key(cert.subject)
+        name_key(cert.issuer)
     except (TypeError, ValueError, AttributeError):
         return False
     return True
