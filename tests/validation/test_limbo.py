@@ -8,12 +8,14 @@ and no exception escaping the validator. How cases map onto the validator: limbo
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from sscard.validation import validate_path
 from sscard.validation.cli import verify
 from tests.validation.limbo import EKU, limbo_file, load_cases, run
 
@@ -141,3 +143,32 @@ def test_limbo_case_through_cli(case_id: str, tmp_path: Path) -> None:
     if expected_exit == 1:
         assert "NOT VALID" in result.output
         assert run(case_id).detail.split(":")[0] in result.output  # the same first reason
+
+
+def test_mutated_limbo_certificates_never_escape_as_exceptions() -> None:
+    """Byte flips in limbo's leaves and intermediates: whatever still loads as a certificate
+    gets an answer (valid or not, with reasons), never an exception."""
+    _require_data()
+    from sscard.x509.errors import X509ParseError
+    from sscard.x509.parse import load_certificates
+    from tests.validation.limbo import arguments
+
+    rng = random.Random(13)
+    answered = 0
+    for case_id in sorted(CASES)[::7]:
+        case = CASES[case_id]
+        args = arguments(case)
+        leaf_der = bytearray(load_certificates(case["peer_certificate"].encode(),
+                                               deep=False)[0].dump())
+        for _ in range(10):
+            mutated = bytearray(leaf_der)
+            for _ in range(rng.randint(1, 3)):
+                mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+            try:
+                leaf = load_certificates(bytes(mutated), deep=False)[0]
+            except X509ParseError:
+                continue
+            result = validate_path(leaf, **args)
+            assert result.valid or result.reasons
+            answered += 1
+    assert answered > 50
