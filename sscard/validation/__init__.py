@@ -10,6 +10,7 @@ The stable API for the rest of the project::
             print(reason.code.value, reason.message)
 """
 
+from sscard.validation.building import Budget
 from sscard.validation.errors import (
     BadSignatureError,
     BasicConstraintsError,
@@ -34,7 +35,9 @@ from sscard.validation.signatures import SM2AwareSignatureValidator
 from sscard.validation.usage import Purpose
 from sscard.validation.validator import (
     ANY_POLICY,
+    Profile,
     RevocationMode,
+    TrustMode,
     validate_path,
     validate_path_async,
 )
@@ -43,6 +46,7 @@ __all__ = [
     "ANY_POLICY",
     "BadSignatureError",
     "BasicConstraintsError",
+    "Budget",
     "ExpiredError",
     "HostnameMismatchError",
     "IssuerMismatchError",
@@ -51,6 +55,7 @@ __all__ = [
     "NotYetValidError",
     "PathValidationError",
     "PolicyError",
+    "Profile",
     "Purpose",
     "Reason",
     "ReasonCode",
@@ -58,6 +63,7 @@ __all__ = [
     "RevocationUnknownError",
     "RevokedError",
     "SM2AwareSignatureValidator",
+    "TrustMode",
     "UnsupportedCriticalExtensionError",
     "UntrustedRootError",
     "ValidationInputError",

@@ -14,16 +14,26 @@ import click
 from asn1crypto import crl, x509
 
 from sscard.validation.errors import ValidationInputError
+from sscard.validation.names import name_text
 from sscard.validation.result import ValidationResult
 from sscard.validation.usage import Purpose
-from sscard.validation.validator import RevocationMode, validate_path
+from sscard.validation.validator import Profile, RevocationMode, TrustMode, validate_path
 from sscard.x509.errors import X509ParseError
-from sscard.x509.names import format_name
 from sscard.x509.parse import load_certificates, load_crl
 
 EXIT_VALID = 0
 EXIT_NOT_VALID = 1
 EXIT_UNUSABLE = 2
+
+
+_EKU_NAMES = {
+    "serverAuth": "1.3.6.1.5.5.7.3.1",
+    "clientAuth": "1.3.6.1.5.5.7.3.2",
+    "codeSigning": "1.3.6.1.5.5.7.3.3",
+    "emailProtection": "1.3.6.1.5.5.7.3.4",
+    "timeStamping": "1.3.6.1.5.5.7.3.8",
+    "OCSPSigning": "1.3.6.1.5.5.7.3.9",
+}
 
 
 class _Unusable(Exception):
@@ -38,8 +48,10 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def _certificates(path: Path, what: str) -> list[x509.Certificate]:
+    # deep=False: a certificate whose extension or key does not parse is one the validator
+    # answers NOT VALID for (exit 1, with the reason), not unusable input
     try:
-        return load_certificates(_read(path, what))
+        return load_certificates(_read(path, what), deep=False)
     except X509ParseError as exc:
         raise _Unusable(f"{what} {path}: {exc}") from None
 
@@ -65,10 +77,7 @@ def _time(text: str | None) -> datetime | None:
 
 
 def _subject(cert: x509.Certificate) -> str:
-    try:
-        return format_name(cert.subject)
-    except (ValueError, KeyError, TypeError):
-        return str(cert.subject.human_friendly)
+    return name_text(cert.subject)
 
 
 def _report(result: ValidationResult) -> None:
@@ -145,6 +154,32 @@ def _report(result: ValidationResult) -> None:
     is_flag=True,
     help="Accept SHA-1 and 1024-bit RSA/DSA (old test data such as NIST PKITS only).",
 )
+@click.option(
+    "--trust-mode",
+    type=click.Choice([m.value for m in TrustMode]),
+    default=TrustMode.CONSTRAINED_ANCHOR.value,
+    show_default=True,
+    help="constrained-anchor: the anchor certificate's validity and constraints apply "
+    "(RFC 5937); anchor: only its name and key are used; leaf: --trust names directly "
+    "trusted end-entity certificates.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice([p.value for p in Profile]),
+    default=Profile.RFC5280.value,
+    show_default=True,
+    help="Certificate rules: rfc5280 (strict RFC 5280), or webpki (plus CA/Browser Forum).",
+)
+@click.option("--max-depth", type=click.IntRange(min=0), metavar="N",
+              help="At most N intermediates between trust anchor and leaf (default 8).")
+@click.option(
+    "--eku",
+    "ekus",
+    multiple=True,
+    metavar="OID|NAME",
+    help="Extended key usage the leaf must allow: an OID, or serverAuth, clientAuth, "
+    "codeSigning, emailProtection, timeStamping, OCSPSigning. Repeatable.",
+)
 def verify(
     leaf: Path,
     trust: tuple[Path, ...],
@@ -160,6 +195,10 @@ def verify(
     hostname: str | None,
     revocation: str | None,
     allow_legacy_algorithms: bool,
+    trust_mode: str,
+    profile: str,
+    max_depth: int | None,
+    ekus: tuple[str, ...],
 ) -> None:
     """Validate the certificate in LEAF up to a trust anchor (RFC 5280 §6).
 
@@ -189,6 +228,10 @@ def verify(
             purpose=purpose,
             hostname=hostname,
             allow_legacy_algorithms=allow_legacy_algorithms,
+            trust_mode=trust_mode,
+            profile=profile,
+            max_depth=max_depth,
+            extended_key_usages=[_EKU_NAMES.get(e, e) for e in ekus],
         )
     except (_Unusable, ValidationInputError) as exc:
         click.echo(f"error: {exc}", err=True)

@@ -10,6 +10,8 @@ and OCSP signers.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from asn1crypto import algos, keys, x509
@@ -28,6 +30,14 @@ from sscard.crypto import oids
 from sscard.crypto.errors import CryptoError
 from sscard.crypto.sm2 import DEFAULT_UID, SM2PublicKey
 
+# Signatures found good, by a digest of everything that went into the check: the path builder
+# checks each issuer->subject link and pyhanko the same link again on the chosen path, and the
+# same CA certificates and CRLs come back in every validation (a gateway's callers share a
+# few issuing CAs). Only successes are kept, so a failure is always checked afresh; bounded
+# (least recently used out), as callers choose what is checked.
+_GOOD: OrderedDict[bytes, None] = OrderedDict()
+_GOOD_MAX = 8192
+
 # A chain of parameter-less DSA keys longer than this is not a real PKI.
 _MAX_DSA_INHERITANCE_DEPTH = 8
 
@@ -44,6 +54,20 @@ class SM2AwareSignatureValidator(SignatureValidator):
         self._default = DefaultSignatureValidator()
         self._certs = list(known_certificates)
 
+    def verifies(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+        """Whether ``issuer``'s key verifies ``cert``'s signature (False on any failure)."""
+        try:
+            self.validate_signature(
+                cert["signature_value"].native,
+                cert["tbs_certificate"].dump(),
+                issuer.public_key,
+                cert["signature_algorithm"],
+            )
+        except (InvalidSignature, AlgorithmNotSupported, CryptoError, ValueError, TypeError,
+                KeyError, AssertionError, _PycaUnsupported):
+            return False
+        return True
+
     def validate_signature(
         self,
         signature: bytes,
@@ -51,6 +75,27 @@ class SM2AwareSignatureValidator(SignatureValidator):
         public_key_info: keys.PublicKeyInfo,
         signature_algorithm: algos.SignedDigestAlgorithm,
         context: SignatureValidationContext = DEFAULT_VALIDATION_CONTEXT,
+    ) -> None:
+        memo = hashlib.sha256(b"".join(
+            len(part).to_bytes(4, "big") + part
+            for part in (signature, signed_data, public_key_info.dump(),
+                         signature_algorithm.dump(), b"1" if context.prehashed else b"0")
+        )).digest()
+        if memo in _GOOD:
+            _GOOD.move_to_end(memo)
+            return
+        self._validate(signature, signed_data, public_key_info, signature_algorithm, context)
+        _GOOD[memo] = None
+        if len(_GOOD) > _GOOD_MAX:
+            _GOOD.popitem(last=False)
+
+    def _validate(
+        self,
+        signature: bytes,
+        signed_data: bytes,
+        public_key_info: keys.PublicKeyInfo,
+        signature_algorithm: algos.SignedDigestAlgorithm,
+        context: SignatureValidationContext,
     ) -> None:
         if signature_algorithm["algorithm"].dotted == oids.SM2_WITH_SM3:
             self._verify_sm2(signature, signed_data, public_key_info, context)
@@ -77,7 +122,7 @@ class SM2AwareSignatureValidator(SignatureValidator):
             # message cannot be checked.
             raise AlgorithmNotSupported("SM2-with-SM3 cannot verify a pre-hashed message")
         try:
-            key = SM2PublicKey.from_spki(public_key_info.dump())
+            key = _sm2_key(public_key_info.dump())
         except CryptoError as exc:
             raise InvalidSignature(f"SM2-with-SM3 signature, but not an SM2 key: {exc}") from None
         try:
@@ -150,6 +195,29 @@ class SM2AwareSignatureValidator(SignatureValidator):
                 elif issuer.public_key.dump() != key_der:
                     found.extend(self._inherited_dsa_parameters(issuer.public_key, depth + 1))
         return found
+
+
+# Loaded SM2 public keys by SubjectPublicKeyInfo: loading one costs more than a verification
+# (OpenSSL decodes and checks the point), and the same CA keys verify every chain.
+_SM2_KEYS: OrderedDict[bytes, SM2PublicKey] = OrderedDict()
+_SM2_KEYS_MAX = 256
+
+
+def _sm2_key(spki: bytes) -> SM2PublicKey:
+    key = _SM2_KEYS.get(spki)
+    if key is None:
+        key = SM2PublicKey.from_spki(spki)
+        _SM2_KEYS[spki] = key
+        if len(_SM2_KEYS) > _SM2_KEYS_MAX:
+            _SM2_KEYS.popitem(last=False)
+    else:
+        _SM2_KEYS.move_to_end(spki)
+    return key
+
+
+def forget_verified_signatures() -> None:
+    """Empty the cache of signatures found good (for measurements without it)."""
+    _GOOD.clear()
 
 
 def install_as_pyhanko_default() -> None:

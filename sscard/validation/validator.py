@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import enum
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from asn1crypto import core, crl, ocsp, x509
-from pyhanko_certvalidator import CertificateValidator, PKIXValidationParams, ValidationContext
+from pyhanko_certvalidator import PKIXValidationParams, ValidationContext
 from pyhanko_certvalidator import errors as pv
+from pyhanko_certvalidator.authority import CertTrustAnchor, TrustQualifiers
 from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
 from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import (
@@ -28,9 +31,27 @@ from pyhanko_certvalidator.policy_decl import (
     RevocationCheckingPolicy,
     RevocationCheckingRule,
 )
+from pyhanko_certvalidator.validate import async_validate_path
 
+from sscard.validation import webpki
+from sscard.validation.adjust_pyhanko import adjust_pyhanko
+from sscard.validation.building import (
+    Budget,
+    BudgetExhausted,
+    PathBuilder,
+    fingerprint,
+    name_key,
+)
 from sscard.validation.classify import reason_from_exception
 from sscard.validation.errors import ValidationInputError
+from sscard.validation.names import NameConstraintState, NameConstraintViolation, name_text
+from sscard.validation.profile import (
+    Position,
+    certificate_problems,
+    crl_problems,
+    describe,
+    key_weakness,
+)
 from sscard.validation.result import Reason, ReasonCode, ValidationResult
 from sscard.validation.signatures import SM2AwareSignatureValidator, install_as_pyhanko_default
 from sscard.validation.usage import Purpose, check_hostname, check_purpose
@@ -132,8 +153,8 @@ def _names_comparable(cert: x509.Certificate) -> bool:
     with a non-string value (legal: AttributeValue is ANY) makes ``Name.hashable`` raise, and
     pyhanko-certvalidator hashes every name when it builds its certificate registry."""
     try:
-        cert.subject.hashable  # noqa: B018
-        cert.issuer.hashable  # noqa: B018
+        name_key(cert.subject)
+        name_key(cert.issuer)
     except (TypeError, ValueError, AttributeError):
         return False
     return True
@@ -158,6 +179,9 @@ def _private_copy(value: _Asn1T) -> _Asn1T:
 # What asn1crypto raises, deep inside, on a value that does not parse; and pyhanko on what it
 # does not implement.
 _UNPROCESSABLE = (ValueError, TypeError, KeyError, IndexError, NotImplementedError)
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+                 UnicodeDecodeError, RecursionError)
+_ANY_EKU = "2.5.29.37.0"
 
 
 def _unprocessable(what: str, exc: Exception) -> Reason:
@@ -173,6 +197,205 @@ def _as_purpose(purpose: Purpose | str | None) -> Purpose | None:
     except ValueError:
         choices = ", ".join(p.value for p in Purpose)
         raise ValidationInputError(f"unknown purpose {purpose!r} (one of {choices})") from None
+
+
+class TrustMode(enum.Enum):
+    """What a certificate given as trusted stands for."""
+
+    CONSTRAINED_ANCHOR = "constrained-anchor"
+    """The default: a trust anchor whose own certificate counts (RFC 5937): its validity,
+    basicConstraints and pathLenConstraint, name constraints, unknown critical extensions and
+    the RFC 5280 profile are enforced, as for any CA in the path."""
+    ANCHOR = "anchor"
+    """RFC 5280 §6.1.1 (d): only the anchor's name and key are used; the rest of its
+    certificate (validity, extensions) is not looked at."""
+    LEAF = "leaf"
+    """The certificates given are trusted end entities (pinned): the leaf is valid when it is
+    one of them and is itself within its validity period and well formed; no path is built."""
+
+
+class Profile(enum.Enum):
+    """Which rules the certificates must follow besides RFC 5280 §6."""
+
+    RFC5280 = "rfc5280"
+    """The RFC 5280 certificate and CRL profile (§4, §5), strictly."""
+    WEBPKI = "webpki"
+    """RFC 5280 plus the CA/Browser Forum Baseline Requirements for TLS (opt-in)."""
+
+
+adjust_pyhanko()
+
+
+# Verdicts of _inside_problem by the value's encoding: parsing a whole certificate or CRL is
+# the costliest step of a validation, and the same CA certificates and CRLs come back on every
+# call. Bounded, as the encodings come from callers.
+_INSIDE_VERDICTS: OrderedDict[bytes, str | None] = OrderedDict()
+_INSIDE_VERDICTS_MAX = 4096
+
+
+def _inside_problem(value: core.Asn1Value) -> str | None:
+    """Why the inside of a certificate or CRL that loaded does not parse (None when it does):
+    asn1crypto parses lazily, so an extension holding garbage shows only when read. Read on a
+    copy, as reading can change how asn1crypto re-encodes a value (see _private_copy)."""
+    key = bytes(value.contents)
+    if key in _INSIDE_VERDICTS:
+        _INSIDE_VERDICTS.move_to_end(key)
+        return _INSIDE_VERDICTS[key]
+    try:
+        value.copy().native  # noqa: B018
+        verdict = None
+    except _PARSE_ERRORS as exc:
+        verdict = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    _INSIDE_VERDICTS[key] = verdict
+    if len(_INSIDE_VERDICTS) > _INSIDE_VERDICTS_MAX:
+        _INSIDE_VERDICTS.popitem(last=False)
+    return verdict
+
+
+def _floor_to_second(moment: datetime) -> datetime:
+    # Certificate times have whole seconds; 00:00:00.999 is still before 00:00:01.
+    return moment.replace(microsecond=0)
+
+
+def _validity_reason(cert: x509.Certificate, what: str, moment: datetime) -> Reason | None:
+    validity = cert["tbs_certificate"]["validity"]
+    not_before = validity["not_before"].native
+    not_after = validity["not_after"].native
+    if moment < not_before:
+        return Reason(ReasonCode.NOT_YET_VALID, f"the {what} is not valid before {not_before}")
+    if moment > not_after:
+        return Reason(ReasonCode.EXPIRED, f"the {what} expired at {not_after}")
+    return None
+
+
+def _certificate_reasons(
+    cert: x509.Certificate, position: Position, request: _Request
+) -> list[Reason]:
+    problems = certificate_problems(
+        cert, position, critical_name_constraints=request.profile is Profile.RFC5280)
+    try:
+        weakness = key_weakness(cert.public_key, allow_legacy=request.allow_legacy)
+    except ValueError as exc:
+        problems.append((ReasonCode.INVALID, str(exc)))
+    else:
+        if weakness:
+            problems.append((ReasonCode.WEAK_ALGORITHM, f"has {weakness}"))
+    if not problems:
+        return []
+    what = describe(cert, position)
+    return [Reason(code, f"the {what} {text}" if text.startswith("has ") else
+                   f"the {what}: {text}") for code, text in problems]
+
+
+def _name_constraint_reasons(path: Sequence[x509.Certificate], constrained: bool) -> list[Reason]:
+    state = NameConstraintState()
+    try:
+        if constrained:
+            state.add(path[0], lambda: describe(path[0], Position.ANCHOR))
+        for index in range(1, len(path)):
+            cert = path[index]
+            is_leaf = index == len(path) - 1
+            position = Position.LEAF if is_leaf else Position.CA
+
+            def what(cert: x509.Certificate = cert, position: Position = position) -> str:
+                return describe(cert, position)
+
+            if is_leaf or cert.subject != cert.issuer:  # §6.1.3 (b): self-issued CAs exempt
+                state.check(cert, what)
+            if not is_leaf:
+                state.add(cert, what)
+    except NameConstraintViolation as exc:
+        return [Reason(ReasonCode.NAME_CONSTRAINTS, str(exc))]
+    return []
+
+
+def _eku_reasons(leaf: x509.Certificate, wanted: frozenset[str]) -> list[Reason]:
+    eku = leaf.extended_key_usage_value
+    if not wanted or eku is None:
+        return []
+    present = {e.dotted for e in eku}
+    if _ANY_EKU in present:
+        return []
+    missing = wanted - present
+    if not missing:
+        return []
+    return [Reason(ReasonCode.WRONG_PURPOSE,
+                   f"extended key usage {', '.join(sorted(present)) or '(empty)'} does not "
+                   f"include {', '.join(sorted(missing))}")]
+
+
+@dataclass
+class _Request:
+    """One validation's settings, shared by the checks of every candidate path."""
+
+    context: ValidationContext
+    params: PKIXValidationParams
+    trust_mode: TrustMode
+    profile: Profile
+    moment: datetime
+    allow_legacy: bool
+    ekus: frozenset[str]
+
+
+async def _check_path(path: list[x509.Certificate], request: _Request
+                      ) -> tuple[list[Reason], frozenset[str]]:
+    """Every reason ``path`` (anchor first) is not valid, and its user-constrained policies."""
+    reasons: list[Reason] = []
+    constrained = request.trust_mode is TrustMode.CONSTRAINED_ANCHOR
+    anchor = path[0]
+    if constrained:
+        reasons.extend(_certificate_reasons(anchor, Position.ANCHOR, request))
+        expiry = _validity_reason(anchor, describe(anchor, Position.ANCHOR), request.moment)
+        if expiry:
+            reasons.append(expiry)
+    for index in range(1, len(path)):
+        position = Position.LEAF if index == len(path) - 1 else Position.CA
+        reasons.extend(_certificate_reasons(path[index], position, request))
+    reasons.extend(_name_constraint_reasons(path, constrained))
+    if request.profile is Profile.WEBPKI:
+        reasons.extend(Reason(ReasonCode.INVALID, p)
+                       for p in webpki.path_problems(path, request.ekus, constrained))
+    # RFC 5280 §6 itself (signatures, validity, basic constraints, policies, revocation) runs
+    # even when the profile checks failed: its finding is the more telling one, so it comes first.
+    core_reasons, policies = await _check_core(path, request)
+    if reasons or core_reasons:
+        return [*core_reasons, *reasons], frozenset()
+    return [], policies
+
+
+async def _check_core(path: list[x509.Certificate], request: _Request
+                      ) -> tuple[list[Reason], frozenset[str]]:
+    constrained = request.trust_mode is TrustMode.CONSTRAINED_ANCHOR
+    anchor, leaf = path[0], path[-1]
+    quals = TrustQualifiers(max_path_length=anchor.max_path_length) if constrained else None
+    validation_path = ValidationPath(
+        CertTrustAnchor(anchor, quals), interm=path[1:-1], leaf=leaf)
+    try:
+        await async_validate_path(request.context, validation_path, request.params)
+    except (pv.ValidationError, pv.PathError) as exc:
+        return [reason_from_exception(exc)], frozenset()
+    except _UNPROCESSABLE as exc:
+        return [_unprocessable("the path could not be processed", exc)], frozenset()
+    policies = frozenset(
+        _dotted_policy(q.user_domain_policy_id)
+        for q in validation_path.qualified_policies() or ())
+    return [], policies
+
+
+def _leaf_trusted_directly(leaf: x509.Certificate, anchors: Sequence[x509.Certificate],
+                           request: _Request) -> list[Reason]:
+    if fingerprint(leaf) not in {fingerprint(a) for a in anchors}:
+        return [Reason(ReasonCode.UNTRUSTED_ROOT,
+                       "the certificate is not one of the directly trusted certificates "
+                       "(trust mode leaf)")]
+    reasons = _certificate_reasons(leaf, Position.LEAF, request)
+    expiry = _validity_reason(leaf, describe(leaf, Position.LEAF), request.moment)
+    if expiry:
+        reasons.append(expiry)
+    if request.profile is Profile.WEBPKI:
+        reasons.extend(Reason(ReasonCode.INVALID, p)
+                       for p in webpki.path_problems([leaf], request.ekus, False))
+    return reasons
 
 
 async def validate_path_async(
@@ -192,6 +415,11 @@ async def validate_path_async(
     purpose: Purpose | str | None = None,
     hostname: str | None = None,
     allow_legacy_algorithms: bool = False,
+    trust_mode: TrustMode | str = TrustMode.CONSTRAINED_ANCHOR,
+    profile: Profile | str = Profile.RFC5280,
+    max_depth: int | None = None,
+    extended_key_usages: Iterable[str] = (),
+    budget: Budget | None = None,
 ) -> ValidationResult:
     """The coroutine behind :func:`validate_path` (same arguments), for async callers."""
     anchors = list(trust_anchors)
@@ -199,11 +427,43 @@ async def validate_path_async(
     crl_list = list(crls)
     ocsp_list = list(ocsp_responses)
     _check_types(leaf, anchors, others, crl_list, ocsp_list)
+    mode = _as_enum(TrustMode, trust_mode, "trust mode")
+    rules = _as_enum(Profile, profile, "profile")
+    ekus = frozenset(extended_key_usages)
+    for oid in ekus:
+        if not isinstance(oid, str) or not _OID.match(oid):
+            raise ValidationInputError(f"not an extended key usage OID in dotted form: {oid!r}")
+    if max_depth is not None and (not isinstance(max_depth, int) or max_depth < 0):
+        raise ValidationInputError(f"the maximum depth must be a whole number >= 0, not "
+                                   f"{max_depth!r}")
+    limits = budget or Budget()
+    if max_depth is not None:
+        limits = replace(limits, max_intermediates=max_depth)
     leaf = _private_copy(leaf)
     anchors = [_comparable_or_refused(_private_copy(c), "trust anchor") for c in anchors]
-    # an extra certificate that cannot be compared cannot be in a path either: leave it out
-    others = [c for c in (_private_copy(c) for c in others) if _names_comparable(c)]
+    notes: list[Reason] = []
+    usable_anchors = []
+    for anchor in anchors:
+        problem = _inside_problem(anchor)
+        if problem:
+            notes.append(Reason(ReasonCode.INVALID,
+                                f"a trust anchor cannot be used, its content is malformed: "
+                                f"{problem}"))
+        else:
+            usable_anchors.append(anchor)
+    anchors = usable_anchors
+    # an extra certificate that cannot be compared or read cannot be in a path either
+    others = [c for c in (_private_copy(c) for c in others)
+              if _names_comparable(c) and _inside_problem(c) is None]
     crl_list = [_private_copy(c) for c in crl_list]
+    usable_crls = []
+    for item in crl_list:
+        problems = ([p] if (p := _inside_problem(item)) else []) or crl_problems(item)
+        if problems:
+            notes.append(Reason(ReasonCode.REVOCATION_UNKNOWN,
+                                f"a CRL from {_issuer_text(item)} was not used: {problems[0]}"))
+        else:
+            usable_crls.append(item)
     ocsp_list = [_private_copy(r) for r in ocsp_list]
     if at is not None and at.utcoffset() is None:
         raise ValidationInputError("the validation time must carry a time zone")
@@ -214,20 +474,36 @@ async def validate_path_async(
     if revocation is None:
         has_revinfo = bool(crl_list or ocsp_list or fetch_revocation)
         revocation = RevocationMode.REQUIRE if has_revinfo else RevocationMode.NONE
-    moment = at if at is not None else datetime.now(UTC)
+    moment = _floor_to_second(at if at is not None else datetime.now(UTC))
+
+    def answer(reasons: list[Reason], path: tuple[x509.Certificate, ...],
+               policies_found: frozenset[str] = frozenset(), checked: bool = True
+               ) -> ValidationResult:
+        return ValidationResult(
+            valid=not reasons, path=path, validation_time=moment,
+            revocation_checked=checked and revocation is not RevocationMode.NONE,
+            user_constrained_policies=policies_found if not reasons else frozenset(),
+            reasons=tuple(reasons))
+
     if not _names_comparable(leaf):
         # a certificate that arrived from outside (e.g. in a SignedData): an answer, not a crash
-        return ValidationResult(
-            valid=False, path=(leaf,), validation_time=moment, revocation_checked=False,
-            reasons=(Reason(ReasonCode.INVALID, "the certificate's subject or issuer name holds "
-                            "an attribute whose value cannot be compared (unknown attribute "
-                            "type with a non-string value)"),))
+        return answer([Reason(ReasonCode.INVALID, "the certificate's subject or issuer name "
+                              "holds an attribute whose value cannot be compared (unknown "
+                              "attribute type with a non-string value)")], (leaf,), checked=False)
+    problem = _inside_problem(leaf)
+    if problem:
+        return answer([Reason(ReasonCode.INVALID, f"the certificate is malformed inside: "
+                              f"{problem}")], (leaf,), checked=False)
 
+    signature_validator = SM2AwareSignatureValidator([*anchors, *others, leaf])
     context = ValidationContext(
         trust_roots=anchors,
         other_certs=others,
-        moment=at,
-        crls=crl_list,
+        # None for "now": pyhanko fetches revocation information only when the validation is
+        # not for a point in the past
+        moment=moment if at is not None else None,
+        time_tolerance=timedelta(0),
+        crls=usable_crls,
         ocsps=ocsp_list,
         allow_fetching=fetch_revocation,
         fetcher_backend=(
@@ -237,7 +513,7 @@ async def validate_path_async(
         ),
         revinfo_policy=CertRevTrustPolicy(_REVOCATION_POLICIES[revocation]),
         algorithm_usage_policy=_algorithm_policy(allow_legacy_algorithms),
-        signature_validator=SM2AwareSignatureValidator([*anchors, *others, leaf]),
+        signature_validator=signature_validator,
     )
     params = PKIXValidationParams(
         user_initial_policy_set=user_policies,
@@ -245,41 +521,104 @@ async def validate_path_async(
         initial_policy_mapping_inhibit=inhibit_policy_mapping,
         initial_any_policy_inhibit=inhibit_any_policy,
     )
-    validator = CertificateValidator(leaf, validation_context=context, pkix_params=params)
+    request = _Request(context, params, mode, rules, moment, allow_legacy_algorithms, ekus)
 
     reasons: list[Reason] = []
     path: tuple[x509.Certificate, ...] = (leaf,)
     constrained: frozenset[str] = frozenset()
     try:
-        validated: ValidationPath = await validator.async_validate_path()
-        path = tuple(validated)
-        constrained = frozenset(
-            _dotted_policy(q.user_domain_policy_id) for q in validated.qualified_policies() or ()
-        )
-    except (pv.ValidationError, pv.PathError) as exc:
-        reasons.append(reason_from_exception(exc))
-        if isinstance(exc, pv.PathValidationError):
-            path = tuple(exc.original_path)
+        if mode is TrustMode.LEAF:
+            reasons = _leaf_trusted_directly(leaf, anchors, request)
+            revocation = RevocationMode.NONE  # a pinned certificate has no issuer to ask
+        else:
+            reasons, path, constrained = await _build_and_check(
+                leaf, anchors, others, signature_validator, limits, request)
     except _UNPROCESSABLE as exc:
-        # Certificates that are signed but hold values that cannot be processed (an extension
-        # that does not parse, name constraints with minimum/maximum): not valid, and said so.
-        reasons.append(_unprocessable("the path could not be processed", exc))
-
+        reasons = [_unprocessable("the path could not be processed", exc)]
+    if reasons:
+        reasons.extend(n for n in notes if n not in reasons)
     try:
         if wanted_purpose is not None:
             reasons.extend(check_purpose(leaf, wanted_purpose))
+        reasons.extend(_eku_reasons(leaf, ekus))
         if hostname is not None:
             reasons.extend(check_hostname(leaf, hostname))
     except _UNPROCESSABLE as exc:
         reasons.append(_unprocessable("the leaf's usage could not be checked", exc))
-    return ValidationResult(
-        valid=not reasons,
-        path=path,
-        validation_time=moment,
-        revocation_checked=revocation is not RevocationMode.NONE,
-        user_constrained_policies=constrained if not reasons else frozenset(),
-        reasons=tuple(reasons),
-    )
+    return answer(reasons, path, constrained)
+
+
+async def _build_and_check(
+    leaf: x509.Certificate,
+    anchors: list[x509.Certificate],
+    others: list[x509.Certificate],
+    signature_validator: SM2AwareSignatureValidator,
+    limits: Budget,
+    request: _Request,
+) -> tuple[list[Reason], tuple[x509.Certificate, ...], frozenset[str]]:
+    """Try the candidate paths best first; the first valid one wins, else the first one's
+    reasons are the answer."""
+
+    def signed_by(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
+        return signature_validator.verifies(cert, issuer)
+
+    builder = PathBuilder(anchors, others, signed_by, limits)
+    first: tuple[list[Reason], tuple[x509.Certificate, ...]] | None = None
+    try:
+        for candidate in builder.paths(leaf):
+            reasons, policies = await _check_path(candidate, request)
+            if not reasons:
+                return [], tuple(candidate), policies
+            if first is None:
+                first = (reasons, tuple(candidate))
+    except BudgetExhausted as exc:
+        if first is None:
+            return [Reason(ReasonCode.INVALID, str(exc))], (leaf,), frozenset()
+    if first is not None:
+        return first[0], first[1], frozenset()
+    tops = [c for c in builder.reached[1:] if c.subject == c.issuer]
+    if tops:
+        return [Reason(ReasonCode.UNTRUSTED_ROOT,
+                       f"the path leads to the self-signed {name_text(tops[0].subject)!r}, "
+                       "which is not one of the trust anchors")], (leaf,), frozenset()
+    if builder.bad_signatures:
+        issuer, subject = builder.bad_signatures[0]
+        position = Position.LEAF if subject is leaf else Position.CA
+        alone = len(builder.bad_signatures) == 1
+        return [Reason(ReasonCode.BAD_SIGNATURE,
+                       f"the signature of the {describe(subject, position)} could not be "
+                       f"verified with the key of {name_text(issuer.subject)!r}"
+                       + (", the only certificate named as its issuer" if alone else
+                          " (nor could any other path be built)"))], (leaf,), frozenset()
+    message = "no path to a trust anchor could be built"
+    if fingerprint(leaf) in {fingerprint(a) for a in anchors}:
+        message += (" (the certificate is itself a trust anchor: trust mode 'leaf' trusts it "
+                    "directly)")
+    elif leaf.subject == leaf.issuer:
+        message += ": the certificate is self-signed, and not one of the trust anchors"
+    elif builder.steps == 0:
+        message += f": no trust anchor or intermediate is named {name_text(leaf.issuer)!r}"
+    return [Reason(ReasonCode.UNTRUSTED_ROOT, message)], (leaf,), frozenset()
+
+
+def _issuer_text(item: crl.CertificateList) -> str:
+    try:
+        return repr(name_text(item.issuer))
+    except _UNPROCESSABLE:
+        return "an unreadable issuer"
+
+
+_EnumT = TypeVar("_EnumT", bound=enum.Enum)
+
+
+def _as_enum(kind: type[_EnumT], value: object, what: str) -> _EnumT:
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(str(m.value) for m in kind)
+        raise ValidationInputError(f"unknown {what} {value!r} (one of {choices})") from None
 
 
 def validate_path(
@@ -299,6 +638,11 @@ def validate_path(
     purpose: Purpose | str | None = None,
     hostname: str | None = None,
     allow_legacy_algorithms: bool = False,
+    trust_mode: TrustMode | str = TrustMode.CONSTRAINED_ANCHOR,
+    profile: Profile | str = Profile.RFC5280,
+    max_depth: int | None = None,
+    extended_key_usages: Iterable[str] = (),
+    budget: Budget | None = None,
 ) -> ValidationResult:
     """Validate ``leaf`` up to one of ``trust_anchors`` (RFC 5280 §6.1) and return the result.
 
@@ -313,7 +657,16 @@ def validate_path(
     - ``policies`` (dotted OIDs, default anyPolicy), ``explicit_policy``,
       ``inhibit_policy_mapping``, ``inhibit_any_policy``: the RFC 5280 §6.1.1 inputs.
     - ``purpose`` and ``hostname``: checks on the leaf beyond §6.
-    - ``allow_legacy_algorithms``: accept SHA-1 and 1024-bit RSA/DSA (old test data only).
+    - ``allow_legacy_algorithms``: accept SHA-1 and 1024-bit RSA/DSA keys and signatures at
+      every position, the leaf's own key included (old test data only).
+    - ``trust_mode``: what the trusted certificates stand for (:class:`TrustMode`; default
+      constrained-anchor, RFC 5937: the anchor certificate's constraints are enforced).
+    - ``profile``: :class:`Profile` ``rfc5280`` (default, strict RFC 5280 §4-§5 rules for every
+      certificate and CRL) or ``webpki`` (plus CA/Browser Forum rules, EKU through the path).
+    - ``max_depth``: at most this many intermediates between anchor and leaf (default 8).
+    - ``extended_key_usages``: EKU OIDs the leaf must allow (anyExtendedKeyUsage or no EKU
+      extension allow everything, except in the webpki profile).
+    - ``budget``: the path-building limits (:class:`~sscard.validation.building.Budget`).
 
     A path that is not valid is an answer, not an error: ``result.valid`` is False and
     ``result.reasons`` say why (``result.raise_for_status()`` raises the matching
@@ -337,5 +690,10 @@ def validate_path(
             purpose=purpose,
             hostname=hostname,
             allow_legacy_algorithms=allow_legacy_algorithms,
+            trust_mode=trust_mode,
+            profile=profile,
+            max_depth=max_depth,
+            extended_key_usages=extended_key_usages,
+            budget=budget,
         )
     )

@@ -52,21 +52,44 @@ def _load(data: bytes, spec: type[T], deep: bool = True) -> T:
     return obj
 
 
-def load_certificate(data: bytes) -> x509.Certificate:
-    return _load(data, x509.Certificate)
+def load_certificate(data: bytes, *, deep: bool = True) -> x509.Certificate:
+    """``deep=False``: every field is parsed except the extension values and the public key,
+    which stay raw (a verifier reports a malformed one as why the certificate is invalid)."""
+    if deep:
+        return _load(data, x509.Certificate)
+    cert = _load(data, x509.Certificate, deep=False)
+    try:
+        tbs = cert["tbs_certificate"]
+        for key, *_spec in tbs._fields:
+            field = tbs[key]
+            if key == "extensions":
+                for ext in field or ():
+                    ext["extn_id"].native  # noqa: B018
+                    ext["critical"].native  # noqa: B018
+            elif key == "subject_public_key_info":
+                field["algorithm"].native  # noqa: B018  (the key itself is read when used)
+            else:
+                field.native  # noqa: B018
+        cert["signature_algorithm"].native  # noqa: B018
+        cert["signature_value"].native  # noqa: B018
+    except _PARSE_ERRORS as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise X509ParseError(f"malformed certificate: {msg}") from None
+    return cert
 
 
-def load_certificates(data: bytes) -> list[x509.Certificate]:
-    """Every certificate in a PEM bundle, or the one DER certificate."""
+def load_certificates(data: bytes, *, deep: bool = True) -> list[x509.Certificate]:
+    """Every certificate in a PEM bundle, or the one DER certificate (``deep`` as for
+    :func:`load_certificate`)."""
     from sscard.x509.pem import is_pem
 
     if not is_pem(data):
-        return [load_certificate(data)]
+        return [load_certificate(data, deep=deep)]
     try:
         blocks = pem_blocks(data)
     except PemError as exc:
         raise X509ParseError(str(exc)) from None
-    certs = [_load(der, x509.Certificate) for kind, der in blocks if "CERTIFICATE" in kind]
+    certs = [load_certificate(der, deep=deep) for kind, der in blocks if "CERTIFICATE" in kind]
     if not certs:
         raise X509ParseError("no certificate found in the PEM input")
     return certs

@@ -263,3 +263,23 @@ def test_bad_policy_oid_exits_2() -> None:
 def test_unknown_purpose_and_missing_trust_are_usage_errors() -> None:
     assert invoke(*GOOD, "--purpose", "teleport").exit_code == 2
     assert invoke(c("ValidCertificatePathTest1EE")).exit_code == 2
+
+
+@pytest.mark.parametrize("chain", [
+    ("DSACACert", "ValidDSASignaturesTest4EE"),  # PKITS 4.1.4
+    ("DSACACert", "DSAParametersInheritedCACert", "ValidDSAParameterInheritanceTest5EE"),  # 4.1.5
+])
+def test_pkits_dsa_runs_are_weak_algorithm_unless_legacy_allowed(chain: tuple[str, ...]) -> None:
+    crls = ["TrustAnchorRootCRL", "DSACACRL"] + (
+        ["DSAParametersInheritedCACRL"] if len(chain) == 3 else [])
+    args = [c(chain[-1]), "--trust", c("TrustAnchorRootCertificate"), "--at", AT]
+    for name in chain[:-1]:
+        args += ["--intermediate", c(name)]
+    for name in crls:
+        args += ["--crl", r(name)]
+    refused = invoke(*args)
+    assert refused.exit_code == 1, refused.output
+    assert "WEAK_ALGORITHM:" in refused.output
+    assert "DSA" in refused.output
+    allowed = invoke(*args, "--allow-legacy-algorithms")
+    assert allowed.exit_code == 0, allowed.output

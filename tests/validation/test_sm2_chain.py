@@ -309,8 +309,15 @@ def test_self_signed_leaf() -> None:
     untrusted = validate_path(lone.cert, trust_anchors=[other.cert])
     assert untrusted.codes == {ReasonCode.UNTRUSTED_ROOT}
     assert "self-signed" in untrusted.reasons[0].message
-    trusted = validate_path(lone.cert, trust_anchors=[lone.cert])
-    assert trusted.valid, trusted.reasons
+    # a trust anchor is trusted to issue, not to be the end entity: directly trusting a
+    # certificate is the 'leaf' trust mode's business
+    as_anchor = validate_path(lone.cert, trust_anchors=[lone.cert])
+    assert as_anchor.codes == {ReasonCode.UNTRUSTED_ROOT}
+    assert "trust mode 'leaf'" in as_anchor.reasons[0].message
+    pinned = validate_path(lone.cert, trust_anchors=[lone.cert], trust_mode="leaf")
+    assert pinned.valid, pinned.reasons
+    assert validate_path(lone.cert, trust_anchors=[other.cert], trust_mode="leaf").codes == {
+        ReasonCode.UNTRUSTED_ROOT}
 
 
 def test_ip_address_host(pki: Sm2Pki) -> None:
