@@ -29,6 +29,7 @@ from ca.authority import CertificateAuthority, IssueRequest, initialise  # noqa:
 from ca.crl import RevokedItem, build_crl  # noqa: E402
 from ca.issuance import random_serial  # noqa: E402
 from sscard.keys.software import SoftwareKey  # noqa: E402
+from sscard.sqlschema import WRITE  # noqa: E402
 
 CONFIG = """\
 [root]
@@ -134,7 +135,7 @@ def bench_crl_from_database(entries: int) -> float:
         initialise(home, None, b"bench passphrase")
         ca = CertificateAuthority.open(home, b"bench passphrase")
         base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-        with ca.engine.connect().execution_options(ca_write=True) as conn, conn.begin():
+        with ca.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             rows = []
             for i in range(entries):
                 rows.append({

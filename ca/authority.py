@@ -69,6 +69,7 @@ from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.keys.base import KeyHandle
 from sscard.keys.software import SoftwareKey
+from sscard.sqlschema import WRITE
 from sscard.x509.builder import CsrBuilder
 from sscard.x509.errors import X509Error
 from sscard.x509.names import name_attribute, parse_name
@@ -87,17 +88,6 @@ DELTA_OVERLAP = dt.timedelta(minutes=5)
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _aware(when: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    if when is None or when.tzinfo is not None:
-        return when
-    return when.replace(tzinfo=dt.UTC)
-
-
-def _utc(when: dt.datetime) -> dt.datetime:
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -163,8 +153,8 @@ def _issuing_profile(profiles: Mapping[str, Profile], spec: CASpec) -> Profile:
 
 
 def _write(engine: Engine) -> Any:
-    """A connection whose transactions take the write lock at BEGIN (SQLite; see storage)."""
-    return engine.connect().execution_options(ca_write=True)
+    """A connection whose transactions take the write lock at BEGIN (see sscard.sqlschema)."""
+    return engine.connect().execution_options(**WRITE)
 
 
 def _store_passphrase(home: Path) -> tuple[bytes, Path]:
@@ -594,13 +584,13 @@ class CertificateAuthority:
                     revocation_reason=why.value,
                     invalidity_date=invalidity_date or row.invalidity_date))
                 self._bump_revocation_generation(conn)
-                return CertificateStatus(serial, Status.REVOKED, _aware(row.revoked_at), why,
-                                         invalidity_date or _aware(row.invalidity_date),
+                return CertificateStatus(serial, Status.REVOKED, row.revoked_at, why,
+                                         invalidity_date or row.invalidity_date,
                                          row.der)
             if row.status == "revoked":
                 raise AlreadyRevoked(
                     f"certificate {hex_serial} of CA {self.name} is already revoked "
-                    f"(since {_aware(row.revoked_at):%Y-%m-%d %H:%M:%SZ}, reason "
+                    f"(since {row.revoked_at:%Y-%m-%d %H:%M:%SZ}, reason "
                     f"{RevocationReason(row.revocation_reason or 0).name})")
             done = conn.execute(update(CertificateRecord).where(
                 CertificateRecord.id == row.id, CertificateRecord.status == "good").values(
@@ -686,8 +676,8 @@ class CertificateAuthority:
                         raise CAError(f"CA {self.name} has no full CRL yet to be the base of a "
                                       "delta CRL: build a full CRL first")
                     base_number = base.number
-                    query = query.where(CertificateRecord.revoked_at >= _utc(
-                        base.this_update) - DELTA_OVERLAP)
+                    query = query.where(
+                        CertificateRecord.revoked_at >= base.this_update - DELTA_OVERLAP)
                 # rows straight from the DBAPI cursor: no Row objects or type conversion per
                 # row (encode_rows reads SQLite's datetime text itself); millions of rows
                 cursor = conn.execute(query.order_by(CertificateRecord.revoked_at)).cursor
@@ -733,7 +723,7 @@ class CertificateAuthority:
                     CRLRecord.issuer_id == self._ca.id, CRLRecord.is_delta.is_(delta)).order_by(
                     CRLRecord.number.desc()).limit(1)).one_or_none()
             if last is not None:
-                start, end = _utc(last.this_update), _utc(last.next_update)
+                start, end = last.this_update, last.next_update
                 if now < start + (end - start) / 2 and not (delta and built):
                     continue
             built.append(self.build_crl_der(delta, now))
@@ -762,7 +752,7 @@ class CertificateAuthority:
                 CertificateRecord.id.desc())).all()
         for row in rows:
             path = key_dir / f"{profile}-{self.name}-{row.serial}.key.pem"
-            if _utc(row.not_after) > margin and path.exists():
+            if row.not_after > margin and path.exists():
                 key = SoftwareKey.load(path, self._passphrase)
                 return Signer(key, x509.Certificate.load(row.der), tuple(self.chain()))
         key = SoftwareKey.generate(self.issuer().key.algorithm, label=f"ca:{profile}")
@@ -788,6 +778,6 @@ def _is_serial_clash(exc: IntegrityError) -> bool:
 def _status_of(row: Any) -> CertificateStatus:
     if row.status == "revoked":
         return CertificateStatus(
-            int(row.serial, 16), Status.REVOKED, _aware(row.revoked_at),
-            RevocationReason(row.revocation_reason or 0), _aware(row.invalidity_date), row.der)
+            int(row.serial, 16), Status.REVOKED, row.revoked_at,
+            RevocationReason(row.revocation_reason or 0), row.invalidity_date, row.der)
     return CertificateStatus(int(row.serial, 16), Status.GOOD, certificate_der=row.der)

@@ -58,6 +58,7 @@ from sscard.crypto import envelopes
 from sscard.crypto.algorithms import KeyAlgorithm, KeyType
 from sscard.crypto.asymmetric import PrivateKey, PublicKey
 from sscard.crypto.errors import CryptoError, UnsupportedAlgorithm
+from sscard.x509.values import Serial
 
 log = logging.getLogger("sscard.kmc")
 
@@ -149,17 +150,10 @@ def _check_name(value: str, what: str) -> str:
 
 def serial_hex(serial: int | str) -> str:
     """Certificate serials as upper-case hex of even length (as ``openssl x509 -serial``)."""
-    if isinstance(serial, str):
-        try:
-            n = int(serial.removeprefix("0x").removeprefix("0X"), 16)
-        except ValueError:
-            raise KmcError(f"certificate serial {serial!r:.60} is not hexadecimal") from None
-    else:
-        n = serial
-    if n < 0:
-        raise KmcError("certificate serial must not be negative")
-    text = f"{n:X}"
-    return text if len(text) % 2 == 0 else "0" + text
+    try:
+        return Serial.parse(serial).hex
+    except (ValueError, TypeError) as exc:
+        raise KmcError(f"certificate serial: {exc}") from None
 
 
 def _escrow_aad(key_id: str, owner: str, algorithm: str) -> bytes:

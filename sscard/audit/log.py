@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert, inspect, select, update
+from sqlalchemy import Engine, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from sscard import sqlschema
 from sscard.audit import merkle, storage
 from sscard.audit.checkpoint import Checkpoint, CheckpointBody
 from sscard.audit.errors import (
@@ -63,27 +64,10 @@ def default_url(home: str | os.PathLike[str]) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for a log of its own.
-
-    SQLite writers wait up to 30 s for the write lock instead of failing at once when several
-    processes append together. The file uses write-ahead logging, so an auditor's verification
-    does not block the services' appends, with ``synchronous=FULL`` so that every committed
-    record is on disk before the guarded operation goes ahead.
-    """
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-        finally:
-            cursor.close()
-
-    return engine
+    """An engine for a log of its own: ``sscard.sqlschema.make_engine`` (WAL, so an auditor's
+    verification does not block the services' appends; ``synchronous=FULL``, so that every
+    committed record is on disk before the guarded operation goes ahead)."""
+    return sqlschema.make_engine(url)
 
 
 def _now() -> dt.datetime:
