@@ -3,8 +3,11 @@
 ``CertificateAuthority.open(home)`` gives the data directory's default issuing CA (or a named
 one, the root included); every method is a function of the database and the CA's key handle.
 A certificate is returned only after its row is committed: build the TBS, sign, insert, commit,
-then return. Serials are random 159-bit numbers, unique per issuer by a database constraint;
-on the (astronomically unlikely) collision the chunk is signed again with fresh serials.
+then return. Every issuance, revocation, CRL and hierarchy change is recorded in the audit log the
+caller hands in (required), whatever the entry point (HTTP, CLI, library): no record, no
+operation (``sscard.audit.AuditUnavailable``). Serials are random 159-bit numbers, unique per
+issuer by a database constraint; on the (astronomically unlikely) collision the chunk is signed
+again with fresh serials.
 
 Data directory layout::
 
@@ -17,12 +20,13 @@ Data directory layout::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import os
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +69,7 @@ from ca.records import (
     serial_to_hex,
 )
 from ca.storage import CARecord, CertificateRecord, CRLRecord, RequestRecord
+from sscard.audit import AuditAction, AuditLog, Operation, local_actor
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.keys.base import KeyHandle
@@ -81,6 +86,8 @@ DB_FILE = "ca.db"
 PASS_FILE = Path("secrets") / "ca.pass"
 DATABASE_URL_ENV = "SSCARD_CA_DATABASE_URL"
 SERIAL_RETRIES = 3
+# serial numbers named per audit record (40 hex digits each; records hold 8 KiB of details)
+SERIALS_PER_RECORD = 150
 # A delta CRL lists revocations since its base's thisUpdate minus this margin, so a revocation
 # committed while the base was being built is never missed (listing one twice is harmless).
 DELTA_OVERLAP = dt.timedelta(minutes=5)
@@ -88,6 +95,21 @@ DELTA_OVERLAP = dt.timedelta(minutes=5)
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+#: what the CA reads the time from; tests hand in a fake one
+Clock = Callable[[], dt.datetime]
+
+# refusals of a request (not failures of the CA): recorded as outcome 'denied'
+_REFUSALS = (RequestRefused, ProfileError, UnknownCertificate, AlreadyRevoked, NotInitialised,
+             AlreadyInitialised, CryptoError, X509Error)
+
+
+def _audited(audit: AuditLog, actor: str, action: AuditAction, obj: str,
+             **details: Any) -> contextlib.AbstractContextManager[Operation]:
+    """Run a CA operation under the audit log: the 'attempt' record first (no record, no
+    operation), then 'success', 'denied' (a refused request, with the reason) or 'failure'."""
+    return audit.operation(actor, action, obj[:512], details=details, refusals=_REFUSALS)
 
 
 @dataclass(frozen=True)
@@ -182,13 +204,34 @@ def initialise(
     passphrase: bytes | None = None,
     issuing_only: bool = False,
     database_url: str | None = None,
+    *,
+    audit: AuditLog,
+    actor: str | None = None,
 ) -> InitResult:
-    """Create the hierarchy the config describes (an SM2 root and issuing CA by default).
+    """Create the hierarchy the config describes (an SM2 root and issuing CA by default),
+    recorded in ``audit`` (``ca.hierarchy.init``).
 
     ``issuing_only`` (or ``offline = true`` under ``[root]``): create only the issuing CAs'
     keys and CSRs; a root elsewhere signs them and ``import_issuing_certificate`` completes them.
     """
     home = Path(home)
+    with _audited(audit, actor or local_actor(), AuditAction.CA_INIT, f"home:{home}",
+                  issuing_only=issuing_only) as op:
+        result = _initialise(home, config, passphrase, issuing_only, database_url)
+        op.set(active=list(result.active), pending=sorted(result.pending_csrs),
+               database=_safe_url(result.database_url))
+    return result
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _initialise(home: Path, config: str | Path | HierarchyConfig | None,
+                passphrase: bytes | None, issuing_only: bool,
+                database_url: str | None) -> InitResult:
     if (home / CONFIG_FILE).exists():
         raise AlreadyInitialised(f"{home} already holds a CA ({home / CONFIG_FILE} exists)")
     cfg = config if isinstance(config, HierarchyConfig) else load_config(
@@ -285,10 +328,21 @@ def import_issuing_certificate(
     root_certificate: bytes,
     name: str | None = None,
     database_url: str | None = None,
+    *,
+    audit: AuditLog,
+    actor: str | None = None,
 ) -> None:
     """Complete an issuing CA created with an offline root: check that ``certificate`` is for
-    the pending CA's key and is signed by ``root_certificate``, then activate the CA."""
+    the pending CA's key and is signed by ``root_certificate``, then activate the CA
+    (recorded in ``audit`` as ``ca.hierarchy.import_issuing``)."""
     home = Path(home)
+    with _audited(audit, actor or local_actor(), AuditAction.CA_ISSUING_IMPORT,
+                  f"ca:{name or '(first issuing)'}"):
+        _import_issuing_certificate(home, certificate, root_certificate, name, database_url)
+
+
+def _import_issuing_certificate(home: Path, certificate: bytes, root_certificate: bytes,
+                                name: str | None, database_url: str | None) -> None:
     cfg = _load_home_config(home)
     spec = cfg.issuing_named(name)
     try:
@@ -340,7 +394,13 @@ class CertificateAuthority:
     """One CA of a hierarchy (an issuing CA by default), backed by its database."""
 
     def __init__(self, home: Path, config: HierarchyConfig, engine: Engine, ca: _CA,
-                 passphrase: bytes | None, profiles: dict[str, Profile]) -> None:
+                 passphrase: bytes | None, profiles: dict[str, Profile], *,
+                 audit: AuditLog, actor: str | None = None, clock: Clock = utcnow) -> None:
+        #: the tamper-evident log every issuance, revocation and CRL is recorded in
+        self.audit = audit
+        #: who the records name when a call names no one (the CLI's user, a service's name)
+        self.actor = actor or local_actor()
+        self.clock = clock
         self.home = home
         self.config = config
         self.engine = engine
@@ -350,6 +410,8 @@ class CertificateAuthority:
         self._issuer: Issuer | None = None
         #: where serial numbers come from (tests replace it to force a collision)
         self.serial_source: Callable[[], int] = random_serial
+        # the issuance operation being recorded, if any (see _record_serials)
+        self._operation: Operation | None = None
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -360,10 +422,16 @@ class CertificateAuthority:
         config: str | Path | None = None,
         passphrase: bytes | None = None,
         database_url: str | None = None,
+        *,
+        audit: AuditLog,
+        actor: str | None = None,
+        clock: Clock = utcnow,
     ) -> CertificateAuthority:
         """``initialise`` then ``open`` the first issuing CA."""
-        initialise(home, config, passphrase, database_url=database_url)
-        return cls.open(home, passphrase, database_url=database_url)
+        initialise(home, config, passphrase, database_url=database_url, audit=audit,
+                   actor=actor)
+        return cls.open(home, passphrase, database_url=database_url, audit=audit, actor=actor,
+                        clock=clock)
 
     @classmethod
     def open(
@@ -372,8 +440,13 @@ class CertificateAuthority:
         passphrase: bytes | None = None,
         name: str | None = None,
         database_url: str | None = None,
+        *,
+        audit: AuditLog,
+        actor: str | None = None,
+        clock: Clock = utcnow,
     ) -> CertificateAuthority:
-        """Open CA ``name`` (default: the first issuing CA of the config) of ``home``."""
+        """Open CA ``name`` (default: the first issuing CA of the config) of ``home``; its
+        operations are recorded in ``audit`` under ``actor`` (default: the local user)."""
         home = Path(home)
         cfg = _load_home_config(home)
         wanted = name or cfg.issuing[0].name
@@ -398,7 +471,7 @@ class CertificateAuthority:
             engine.dispose()
             raise
         return cls(home, cfg, engine, _read_ca(row), passphrase or _stored_passphrase(home),
-                   profiles)
+                   profiles, audit=audit, actor=actor, clock=clock)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -466,9 +539,12 @@ class CertificateAuthority:
         csr: asn1csr.CertificationRequest | bytes,
         profile: str,
         extra: Mapping[str, Any] | None = None,
+        *,
+        actor: str | None = None,
     ) -> IssuedCertificate:
         """Issue from a PKCS#10 request after checking its signature (proof of possession)."""
-        return self._commit([check_csr(csr, self.profile(profile), extra)])[0]
+        with self._audited_issue(profile, actor, "csr") as approve:
+            return self._commit([approve(lambda prof: check_csr(csr, prof, extra))])[0]
 
     def issue_for_public_key(
         self,
@@ -476,18 +552,53 @@ class CertificateAuthority:
         subject: x509.Name | str,
         profile: str,
         extra: Mapping[str, Any] | None = None,
+        *,
+        actor: str | None = None,
     ) -> IssuedCertificate:
         """Issue for a key whose possession the (authenticated) caller has established, as the
         KMC does for the encryption keys it generates."""
-        return self._commit([check_public_key(public_key, subject, self.profile(profile),
-                                              extra)])[0]
+        with self._audited_issue(profile, actor, "public_key") as approve:
+            return self._commit([approve(
+                lambda prof: check_public_key(public_key, subject, prof, extra))])[0]
+
+    @contextlib.contextmanager
+    def _audited_issue(self, profile: str, actor: str | None, kind: str) -> Iterator[
+            Callable[[Callable[[Profile], Approved]], Approved]]:
+        """One issuance under the audit log: yields ``approve(check)``, which runs the policy
+        check with the profile; the record names the profile, the subject and the serial."""
+        with _audited(self.audit, actor or self.actor, AuditAction.CA_CERTIFICATE_ISSUE,
+                      f"profile:{profile}", ca=self.name, request=kind) as op:
+            def approve(check: Callable[[Profile], Approved]) -> Approved:
+                approved = check(self.profile(profile))
+                op.set(subject=approved.subject_text[:300])
+                return approved
+
+            self._operation = op
+            try:
+                yield approve
+            finally:
+                self._operation = None
 
     def issue_batch(
-        self, requests: Iterable[IssueRequest], profile: str, chunk_size: int = 200
+        self, requests: Iterable[IssueRequest], profile: str, chunk_size: int = 200, *,
+        actor: str | None = None,
     ) -> list[IssuedCertificate]:
         """Issue many; each chunk is one transaction, committed before its certificates are
         returned. A refused request stops the batch before its chunk is signed (earlier chunks
-        stay committed)."""
+        stay committed). The audit log gets one operation for the batch (profile, count) and
+        the serials of what was issued."""
+        with _audited(self.audit, actor or self.actor, AuditAction.CA_CERTIFICATE_ISSUE,
+                      f"profile:{profile}", ca=self.name, request="batch") as op:
+            self._operation = op
+            try:
+                issued = self._issue_batch(requests, profile, chunk_size)
+            finally:
+                self._operation = None
+            op.set(count=len(issued))
+        return issued
+
+    def _issue_batch(self, requests: Iterable[IssueRequest], profile: str,
+                     chunk_size: int) -> list[IssuedCertificate]:
         prof = self.profile(profile)
         out: list[IssuedCertificate] = []
         chunk: list[Approved] = []
@@ -508,10 +619,24 @@ class CertificateAuthority:
             out.extend(self._commit(chunk))
         return out
 
+    def _record_serials(self, serials: list[str]) -> None:
+        """Name the issued serials in the running issuance's audit records: in its outcome
+        record while they fit, the rest in 'info' records linked to its attempt."""
+        op = self._operation
+        if op is None:
+            return
+        listed: list[str] = list(op.details.get("serials", []))
+        room = max(0, SERIALS_PER_RECORD - len(listed))
+        op.set(serials=listed + serials[:room])
+        for i in range(room, len(serials), SERIALS_PER_RECORD):
+            self.audit.append(self.actor, AuditAction.CA_CERTIFICATE_ISSUE, f"ca:{self.name}",
+                              "info", details={"attempt_seq": op.attempt_seq,
+                                               "serials": serials[i:i + SERIALS_PER_RECORD]})
+
     def _commit(self, approved: Sequence[Approved]) -> list[IssuedCertificate]:
         issuer = self.issuer()
         for attempt in range(SERIAL_RETRIES):
-            now = utcnow()
+            now = self.clock()
             serials = [self.serial_source() for _ in approved]
             if len(set(serials)) != len(serials):
                 continue
@@ -542,7 +667,8 @@ class CertificateAuthority:
                     raise StorageError("could not store the certificates: serial numbers "
                                        f"collided {SERIAL_RETRIES} times") from None
                 continue
-            # committed: only now are the certificates handed out
+            # committed: only now are the certificates handed out, and recorded as issued
+            self._record_serials([serial_to_hex(s) for s in serials])
             return [IssuedCertificate(s, a.profile.name, d)
                     for a, s, d in zip(approved, serials, ders, strict=True)]
         raise StorageError("could not draw distinct serial numbers")
@@ -554,22 +680,32 @@ class CertificateAuthority:
         serial: int,
         reason: RevocationReason | str = RevocationReason.unspecified,
         invalidity_date: dt.datetime | None = None,
+        *,
+        actor: str | None = None,
     ) -> CertificateStatus:
         """Revoke with an RFC 5280 reason and optional invalidity date (when the key was
-        known or suspected compromised). Unknown serials and second revocations are refused."""
+        known or suspected compromised). Unknown serials and second revocations are refused.
+        Recorded in the audit log (``ca.certificate.revoke``), refusals included."""
         try:
             why = RevocationReason.parse(reason)
         except ValueError as exc:
-            raise CAError(str(exc)) from None
+            raise RequestRefused(str(exc)) from None
+        with _audited(self.audit, actor or self.actor, AuditAction.CA_CERTIFICATE_REVOKE,
+                      f"serial:{serial_to_hex(serial)}", ca=self.name, reason=why.name,
+                      invalidity_date=invalidity_date.isoformat() if invalidity_date else None):
+            return self._revoke(serial, why, invalidity_date)
+
+    def _revoke(self, serial: int, why: RevocationReason,
+                invalidity_date: dt.datetime | None) -> CertificateStatus:
         if why is RevocationReason.removeFromCRL:
-            raise CAError("removeFromCRL is not a revocation reason (it only appears in delta "
-                          "CRLs to release a certificateHold)")
-        now = utcnow().replace(microsecond=0)
+            raise RequestRefused("removeFromCRL is not a revocation reason (it only appears in "
+                                 "delta CRLs to release a certificateHold)")
+        now = self.clock().replace(microsecond=0)
         if invalidity_date is not None:
             if invalidity_date.tzinfo is None:
-                raise CAError("the invalidity date needs a time zone")
+                raise RequestRefused("the invalidity date needs a time zone")
             if invalidity_date > now:
-                raise CAError("the invalidity date cannot be in the future")
+                raise RequestRefused("the invalidity date cannot be in the future")
             invalidity_date = invalidity_date.astimezone(dt.UTC).replace(microsecond=0)
         hex_serial = serial_to_hex(serial)
         with _write(self.engine) as conn, conn.begin():
@@ -651,11 +787,20 @@ class CertificateAuthority:
         by full and delta CRLs as RFC 5280 §5.2.3 asks)."""
         return asn1crl.CertificateList.load(self.build_crl_der(delta, now))
 
-    def build_crl_der(self, delta: bool = False, now: dt.datetime | None = None) -> bytes:
+    def build_crl_der(self, delta: bool = False, now: dt.datetime | None = None, *,
+                      actor: str | None = None) -> bytes:
+        """``build_crl``, DER-encoded; recorded in the audit log (``ca.crl.issue``)."""
+        with _audited(self.audit, actor or self.actor, AuditAction.CA_CRL_ISSUE,
+                      f"ca:{self.name}", delta=delta) as op:
+            der, number = self._build_crl_der(delta, now)
+            op.set(crl_number=number)
+        return der
+
+    def _build_crl_der(self, delta: bool, now: dt.datetime | None) -> tuple[bytes, int]:
         issuer = self.issuer()
         spec = self._spec()
         for attempt in range(5):
-            this_update = (now or utcnow()).astimezone(dt.UTC).replace(microsecond=0)
+            this_update = (now or self.clock()).astimezone(dt.UTC).replace(microsecond=0)
             hours = spec.delta_crl_hours if delta else spec.crl_hours
             next_update = this_update + dt.timedelta(hours=hours)
             with self.engine.connect() as conn:
@@ -702,7 +847,7 @@ class CertificateAuthority:
                     raise StorageError("CRL number kept colliding with concurrent builds") \
                         from None
                 continue
-            return der
+            return der, number
         raise StorageError("unreachable")
 
     def latest_crl_der(self, delta: bool = False) -> bytes | None:
@@ -715,7 +860,7 @@ class CertificateAuthority:
     def refresh_crls(self, now: dt.datetime | None = None) -> list[bytes]:
         """For a scheduler: build a full CRL when none exists or the newest is past half its
         validity, and a delta CRL likewise. Returns what it built."""
-        now = now or utcnow()
+        now = now or self.clock()
         built: list[bytes] = []
         for delta in (False, True):
             with self.engine.connect() as conn:
@@ -742,7 +887,7 @@ class CertificateAuthority:
     def _service_signer(self, profile: str, title: str) -> Signer:
         if self._passphrase is None:
             raise CAError("a passphrase is needed for the service keys")
-        margin = utcnow() + dt.timedelta(days=1)
+        margin = self.clock() + dt.timedelta(days=1)
         key_dir = self.home / "ca" / "keys"
         with self.engine.connect() as conn:
             rows = conn.execute(select(CertificateRecord).where(

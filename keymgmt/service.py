@@ -23,7 +23,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -53,7 +53,7 @@ from keymgmt.errors import (
 )
 from keymgmt.pkcs8_envelope import envelope_pkcs8
 from keymgmt.storage import StorageKey
-from sscard.audit import AuditLog
+from sscard.audit import AuditAction, AuditLog
 from sscard.crypto import envelopes
 from sscard.crypto.algorithms import KeyAlgorithm, KeyType
 from sscard.crypto.asymmetric import PrivateKey, PublicKey
@@ -176,22 +176,22 @@ class KeyManagementCentre:
     """The KMC over its database and (once unsealed) its storage key."""
 
     def __init__(self, engine: Engine, storage_key: StorageKey | None = None,
-                 config: KmcConfig | None = None, audit: AuditLog | None = None) -> None:
+                 config: KmcConfig | None = None, *, audit: AuditLog) -> None:
         self.engine = engine
         self.config = config or KmcConfig()
-        #: the project's tamper-evident audit log; when set, every guarded operation is
-        #: recorded there before it runs (no record, no operation)
+        #: the project's tamper-evident audit log: every escrow, recovery step, card-key
+        #: operation and caller change is recorded there before it runs (no record, no
+        #: operation), whatever the entry point
         self.audit = audit
         self._storage_key = storage_key
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
     def open(cls, url: str, storage_key: StorageKey | None = None,
-             config: KmcConfig | None = None, audit: AuditLog | None = None
-             ) -> KeyManagementCentre:
+             config: KmcConfig | None = None, *, audit: AuditLog) -> KeyManagementCentre:
         engine = make_engine(url)
         upgrade(engine)
-        return cls(engine, storage_key, config, audit)
+        return cls(engine, storage_key, config, audit=audit)
 
     # -- plumbing --------------------------------------------------------------------------
     @property
@@ -223,27 +223,21 @@ class KeyManagementCentre:
         log.info("%s %s %s", actor, action, subject)
 
     @contextmanager
-    def _guarded(self, principal: Principal, action: str, subject: str,
+    def _guarded(self, principal: Principal, action: AuditAction, subject: str,
                  **details: Any) -> Iterator[None]:
-        """Run a security operation under the audit log (when configured: an 'attempt' record
-        first, so no record means no operation; then success, denied or failure), and record
-        refusals (role, dual control, state) in the KMC's own events. A refused operation
-        changed nothing: its transaction rolled back."""
-        refused: KmcError | None = None
-        audit_cm = (self.audit.operation(principal.name, action, subject[:512], details=details)
-                    if self.audit is not None else nullcontext(None))
-        with audit_cm as op:
-            try:
+        """Run a security operation under the audit log (an 'attempt' record first, so no
+        record means no operation; then success, denied or failure), and record refusals
+        (role, dual control, state) in the KMC's own events. A refused operation changed
+        nothing: its transaction rolled back."""
+        try:
+            with self.audit.operation(principal.name, action, subject[:512], details=details,
+                                      refusals=(PermissionDenied, Conflict)):
                 yield
-            except (PermissionDenied, Conflict) as exc:
-                refused = exc
-                if op is not None:
-                    op.deny(str(exc))
-        if refused is not None:
+        except (PermissionDenied, Conflict) as refused:
             with self._tx() as s:
-                self._event(s, principal.name, f"{action}.refused", subject,
+                self._event(s, principal.name, f"{action.local_name}.refused", subject,
                             role=principal.role.value, reason=str(refused))
-            raise refused
+            raise
 
     @staticmethod
     def _require(principal: Principal, *roles: Role) -> None:
@@ -264,7 +258,9 @@ class KeyManagementCentre:
                            f"{', '.join(r.value for r in Role)}") from None
         api_key = "kmc_" + secrets.token_urlsafe(32)
         try:
-            with self._tx() as s:
+            with self.audit.operation(by, AuditAction.KMC_CALLER_ADD, name,
+                                      details={"role": role.value},
+                                      refusals=(IntegrityError,)), self._tx() as s:
                 s.add(CallerRecord(name=name, role=role.value,
                                    api_key_sha256=_api_key_digest(api_key), active=True,
                                    created_at=_now()))
@@ -274,7 +270,8 @@ class KeyManagementCentre:
         return api_key
 
     def deactivate_caller(self, name: str, *, by: str = "administrator") -> None:
-        with self._tx() as s:
+        with self.audit.operation(by, AuditAction.KMC_CALLER_DEACTIVATE, name,
+                                  refusals=(NotFound,)), self._tx() as s:
             rec = s.scalar(select(CallerRecord).where(CallerRecord.name == name))
             if rec is None:
                 raise NotFound(f"no caller named {name!r}")
@@ -300,7 +297,7 @@ class KeyManagementCentre:
                algorithm: KeyAlgorithm | str = KeyAlgorithm.SM2) -> EscrowResult:
         """Generate an encryption key pair for ``owner``, archive the private key wrapped under
         the storage key, and return it wrapped for ``recipient_spki`` (the card's signing key)."""
-        with self._guarded(principal, "escrow.generate", str(owner)[:128],
+        with self._guarded(principal, AuditAction.KMC_ESCROW_GENERATE, str(owner)[:128],
                            algorithm=str(algorithm)):
             return self._escrow(principal, owner, recipient_spki, algorithm)
 
@@ -346,7 +343,7 @@ class KeyManagementCentre:
 
     def attach_certificate(self, principal: Principal, key_id: str, certificate_der: bytes) -> str:
         """The CA tells the KMC which encryption certificate it issued for an escrowed key."""
-        with self._guarded(principal, "escrow.certificate", key_id):
+        with self._guarded(principal, AuditAction.KMC_ESCROW_CERTIFICATE, key_id):
             return self._attach_certificate(principal, key_id, certificate_der)
 
     def _attach_certificate(self, principal: Principal, key_id: str,
@@ -411,7 +408,8 @@ class KeyManagementCentre:
         judicial: JudicialOrder | None = None,
     ) -> dict[str, Any]:
         with self._guarded(principal,
-                           "recovery.judicial.request" if judicial else "recovery.request",
+                           AuditAction.KMC_RECOVERY_JUDICIAL_REQUEST if judicial
+                           else AuditAction.KMC_RECOVERY_REQUEST,
                            key_id or owner or str(certificate_serial)):
             return self._request_recovery(principal, recipient, reason, key_id,
                                           certificate_serial, owner, judicial)
@@ -557,16 +555,16 @@ class KeyManagementCentre:
             return self._request_info(s, req)
 
     def approve(self, principal: Principal, request_id: str, comment: str = "") -> dict[str, Any]:
-        with self._guarded(principal, "recovery.approve", request_id):
+        with self._guarded(principal, AuditAction.KMC_RECOVERY_APPROVE, request_id):
             return self._decide(principal, request_id, "approve", comment)
 
     def reject(self, principal: Principal, request_id: str, comment: str = "") -> dict[str, Any]:
-        with self._guarded(principal, "recovery.reject", request_id):
+        with self._guarded(principal, AuditAction.KMC_RECOVERY_REJECT, request_id):
             return self._decide(principal, request_id, "reject", comment)
 
     def complete_recovery(self, principal: Principal, request_id: str) -> RecoveryResult:
         """Release the key to the recipient once the request is approved; only once."""
-        with self._guarded(principal, "recovery.complete", request_id):
+        with self._guarded(principal, AuditAction.KMC_RECOVERY_COMPLETE, request_id):
             return self._complete(principal, request_id)
 
     def _complete(self, principal: Principal, request_id: str) -> RecoveryResult:

@@ -158,9 +158,11 @@ def run(home: Path, servers: allinone.Servers) -> allinone.System:
         say(f"custodian {name}: share written to {path} (encrypted under their passphrase)")
     from keymgmt import ceremony
     from keymgmt.errors import KmcError
+    from sscard.audit import AuditLog
 
     try:
-        ceremony.unseal_from_files(home, allinone.share_files(home, ["zhang"]))
+        ceremony.unseal_from_files(home, allinone.share_files(home, ["zhang"]),
+                                   audit=AuditLog.at_home(home))
         raise DemoFailure("the KMC unsealed with a single share")
     except KmcError as exc:
         say(f"unseal with zhang's share alone is refused: {exc}")
@@ -338,9 +340,9 @@ def open_initial_system(home: Path, servers: allinone.Servers,
         allinone.add_station(home, ra)
     finally:
         ra.close()
-        audit.engine.dispose()
-    with CertificateAuthority.open(home, passphrase) as ca:
+    with CertificateAuthority.open(home, passphrase, audit=audit) as ca:
         allinone.issue_business_credentials(home, ca, passphrase)
+    audit.engine.dispose()
     allinone.save_ports(home, servers.ports())
     return allinone.open_system(home, servers, say, present=("zhang", "wang"))
 

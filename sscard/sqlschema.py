@@ -18,6 +18,7 @@ already exists" (SQLite's OperationalError, PostgreSQL's ProgrammingError or Int
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,49 @@ def is_factory_engine(engine: sa.Engine | sa.Connection) -> bool:
 
 def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{path}"
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL given in a way that would leak its password, or that cannot be read."""
+
+
+def resolve_db_url(url: str | None, url_file: str | Path | None, env_var: str,
+                   option: str = "--db-url") -> str | None:
+    """The one resolver of database URLs for every command line: ``url`` from argv (refused
+    when it carries a password: argv is visible to every local user through ``ps`` and
+    /proc), else ``url_file`` (first line; refused unless only its owner can read it), else
+    the environment variable ``env_var``; None when none is given (the embedded default)."""
+    from sqlalchemy.engine import make_url
+
+    if url and url_file:
+        raise DatabaseUrlError(f"give {option} or {option}-file, not both")
+    if url:
+        try:
+            parsed = make_url(url)
+        except sa.exc.ArgumentError:
+            raise DatabaseUrlError(f"{option}: not a database URL") from None
+        if parsed.password:
+            raise DatabaseUrlError(
+                f"{option} carries a password, which every local user can read on the command "
+                f"line; put the URL in a file only you can read ({option}-file, mode 0600) or "
+                f"in ${env_var}")
+        return url
+    if url_file:
+        path = Path(url_file)
+        try:
+            mode = path.stat().st_mode
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DatabaseUrlError(f"{option}-file {path}: {exc.strerror}") from None
+        if mode & 0o077:
+            raise DatabaseUrlError(
+                f"{option}-file {path} may be read by others (mode {mode & 0o777:04o}); "
+                f"chmod 600 it")
+        lines = text.strip().splitlines()
+        if not lines or not lines[0].strip():
+            raise DatabaseUrlError(f"{option}-file {path} is empty")
+        return lines[0].strip()
+    return os.environ.get(env_var) or None
 
 
 class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import getpass
 import json
 import logging
 import os
@@ -68,6 +69,15 @@ def make_engine(url: str) -> Engine:
     verification does not block the services' appends; ``synchronous=FULL``, so that every
     committed record is on disk before the guarded operation goes ahead)."""
     return sqlschema.make_engine(url)
+
+
+def local_actor() -> str:
+    """Who a record names when a command runs on this machine without another identity: the
+    operating-system user (``cli:alice``), as the CLI's records of ``ca issue`` and the like."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
+        return f"cli:uid-{os.getuid()}"
 
 
 def _now() -> dt.datetime:
@@ -194,6 +204,12 @@ class AuditLog:
     def open(cls, url: str, **kwargs: Any) -> AuditLog:
         return cls(make_engine(url), **kwargs)
 
+    @classmethod
+    def at_home(cls, home: str | os.PathLike[str], **kwargs: Any) -> AuditLog:
+        """The embedded default: the log in the data directory (created if need be)."""
+        Path(home).mkdir(parents=True, exist_ok=True)
+        return cls.open(default_url(home), **kwargs)
+
     # -- schema -------------------------------------------------------------------------------
 
     def _open(self, hash_name: str | None, create: bool) -> dict[str, Any]:
@@ -251,7 +267,9 @@ class AuditLog:
     ) -> StoredRecord:
         """Write one record. Raises ``AuditRecordRejected`` for a malformed record or a secret,
         ``AuditUnavailable`` when the database will not take it (nothing is written then)."""
-        record = AuditRecord("", actor, action, obj, outcome, request_id, dict(details or {}))
+        # an AuditAction is stored as its plain value
+        record = AuditRecord("", actor, str(action), obj, outcome, request_id,
+                             dict(details or {}))
         record.check()
         due = False
         try:
@@ -290,23 +308,29 @@ class AuditLog:
         obj: str,
         request_id: str = "",
         details: Mapping[str, Any] | None = None,
+        refusals: tuple[type[BaseException], ...] = (),
     ) -> Iterator[Operation]:
         """Guard a security operation: no audit record, no operation.
 
         Writes an 'attempt' record first; if that fails, raises ``AuditUnavailable`` and the
         body never runs. After the body, writes the outcome ('success', or what the body set
-        with ``op.deny()``/``op.fail()``; 'failure' with the exception type if it raised),
-        linked by ``attempt_seq``. If the outcome cannot be written after a successful body,
-        raises ``AuditOutcomeNotRecorded``: the operation happened, the log shows its attempt.
+        with ``op.deny()``/``op.fail()``; if it raised, 'denied' with the message for one of
+        ``refusals`` (the request was refused, as by policy), else 'failure' with the exception
+        type), linked by ``attempt_seq``. If the outcome cannot be written after a successful
+        body, raises ``AuditOutcomeNotRecorded``: the operation happened, the log shows its
+        attempt.
         """
         attempt = self.append(actor, action, obj, "attempt", request_id, details)
         op = Operation(attempt.seq)
         try:
             yield op
         except BaseException as exc:
-            failure = {**op.details, "attempt_seq": attempt.seq, "error": type(exc).__name__}
+            refused = bool(refusals) and isinstance(exc, refusals)
+            why = {"reason": str(exc)[:500]} if refused else {"error": type(exc).__name__}
+            failure = {**op.details, "attempt_seq": attempt.seq, **why}
             try:
-                self.append(actor, action, obj, "failure", request_id, failure)
+                self.append(actor, action, obj, "denied" if refused else "failure",
+                            request_id, failure)
             except AuditError as audit_exc:
                 logger.error("audit outcome of record %d not written: %s", attempt.seq, audit_exc)
             raise
