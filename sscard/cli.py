@@ -95,8 +95,33 @@ def open_audit_log(ctx: click.Context, url: str | None = None, *,
                                    f"{exc}") from None
 
 
+#: the optional third-party modules and the extra that installs each (pyproject.toml): a
+#: business system that only signs and verifies installs none of them
+EXTRAS = {
+    "flask": "server", "werkzeug": "server", "gunicorn": "server", "argon2": "server",
+    "psycopg": "server", "smartcard": "card", "pkcs11": "hsm",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra whose absence ``exc`` reports, if it is one of ours."""
+    return EXTRAS.get((exc.name or "").split(".")[0])
+
+
 class PluginGroup(click.Group):
-    """Adds the groups that installed packages declare under ``sscard.commands``."""
+    """Adds the groups that installed packages declare under ``sscard.commands``; a command
+    that needs an extra that is not installed says which one."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            extra = missing_extra(exc)
+            if extra is None:
+                raise
+            raise click.ClickException(
+                f"this command needs {exc.name}, which the [{extra}] extra installs: "
+                f"pip install 'sscard-pki[{extra}]'") from None
 
     def _plugins(self) -> dict[str, click.Command]:
         found: dict[str, click.Command] = {}

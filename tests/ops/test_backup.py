@@ -104,7 +104,8 @@ def test_backup_restore_into_a_fresh_directory(populated: Populated, passphrase_
     finally:
         engine.dispose()
     assert report.intact, report.findings
-    assert report.records == populated.audit_records and report.checkpoints >= 1
+    # every record of the backup, and those of the recovery just done on the restored copy
+    assert report.records > populated.audit_records and report.checkpoints >= 1
 
 
 def test_backup_while_services_write_is_consistent(tmp_path: Path, passphrase_file: Path) -> None:
