@@ -315,7 +315,7 @@ def _create_hierarchy(home: Path, cfg: HierarchyConfig, profiles: Mapping[str, P
                 conn.execute(insert(CertificateRecord).values(
                     issuer_id=root_id, serial=serial_to_hex(serial), profile="sub-ca",
                     subject=approved.subject_text, not_before=nb, not_after=na, issued_at=now,
-                    der=der, status="good"))
+                    der=der, status=Status.GOOD))
                 active.append(spec.name)
     finally:
         engine.dispose()
@@ -650,7 +650,7 @@ class CertificateAuthority:
                 cert_rows.append({
                     "issuer_id": self._ca.id, "serial": hex_serial, "profile": a.profile.name,
                     "subject": a.subject_text, "not_before": nb, "not_after": na,
-                    "issued_at": now, "der": der, "status": "good"})
+                    "issued_at": now, "der": der, "status": Status.GOOD})
                 request_rows.append({
                     "issuer_id": self._ca.id, "kind": a.kind, "profile": a.profile.label,
                     "request_der": a.request_der, "certificate_serial": hex_serial,
@@ -711,7 +711,7 @@ class CertificateAuthority:
         with _write(self.engine) as conn, conn.begin():
             row = self._row(conn, hex_serial)
             held = RevocationReason.certificateHold.value
-            if row.status == "revoked" and row.revocation_reason == held and \
+            if row.status is Status.REVOKED and row.revocation_reason == held and \
                     why is not RevocationReason.certificateHold:
                 # RFC 5280 §5.3.1: a held certificate may be revoked for good later; it keeps
                 # its original revocation date and takes the final reason
@@ -723,14 +723,14 @@ class CertificateAuthority:
                 return CertificateStatus(serial, Status.REVOKED, row.revoked_at, why,
                                          invalidity_date or row.invalidity_date,
                                          row.der)
-            if row.status == "revoked":
+            if row.status is Status.REVOKED:
                 raise AlreadyRevoked(
                     f"certificate {hex_serial} of CA {self.name} is already revoked "
                     f"(since {row.revoked_at:%Y-%m-%d %H:%M:%SZ}, reason "
                     f"{RevocationReason(row.revocation_reason or 0).name})")
             done = conn.execute(update(CertificateRecord).where(
-                CertificateRecord.id == row.id, CertificateRecord.status == "good").values(
-                status="revoked", revoked_at=now, revocation_reason=why.value,
+                CertificateRecord.id == row.id, CertificateRecord.status == Status.GOOD).values(
+                status=Status.REVOKED, revoked_at=now, revocation_reason=why.value,
                 invalidity_date=invalidity_date))
             if done.rowcount != 1:
                 raise AlreadyRevoked(f"certificate {hex_serial} was revoked concurrently")
@@ -812,7 +812,7 @@ class CertificateAuthority:
                                CertificateRecord.revocation_reason,
                                CertificateRecord.invalidity_date).where(
                     CertificateRecord.issuer_id == self._ca.id,
-                    CertificateRecord.status == "revoked")
+                    CertificateRecord.status == Status.REVOKED)
                 if delta:
                     base = conn.execute(select(CRLRecord).where(
                         CRLRecord.issuer_id == self._ca.id, CRLRecord.is_delta.is_(False)
@@ -893,7 +893,7 @@ class CertificateAuthority:
             rows = conn.execute(select(CertificateRecord).where(
                 CertificateRecord.issuer_id == self._ca.id,
                 CertificateRecord.profile == profile,
-                CertificateRecord.status == "good").order_by(
+                CertificateRecord.status == Status.GOOD).order_by(
                 CertificateRecord.id.desc())).all()
         for row in rows:
             path = key_dir / f"{profile}-{self.name}-{row.serial}.key.pem"
@@ -921,7 +921,7 @@ def _is_serial_clash(exc: IntegrityError) -> bool:
 
 
 def _status_of(row: Any) -> CertificateStatus:
-    if row.status == "revoked":
+    if row.status is Status.REVOKED:
         return CertificateStatus(
             int(row.serial, 16), Status.REVOKED, row.revoked_at,
             RevocationReason(row.revocation_reason or 0), row.invalidity_date, row.der)

@@ -14,7 +14,9 @@ from sscard.x509.values import serial_from_hex as serial_from_hex
 from sscard.x509.values import serial_to_hex
 
 
-class Status(enum.Enum):
+class Status(enum.StrEnum):
+    """A certificate's status; GOOD and REVOKED are also what the database column holds."""
+
     GOOD = "good"
     REVOKED = "revoked"
     UNKNOWN = "unknown"

@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Engine,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -28,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ca.records import Status
 from sscard.sqlschema import UTCDateTime, alembic_upgrade
 from sscard.sqlschema import make_engine as make_engine  # the CA's callers open it from here
 from sscard.sqlschema import sqlite_url as sqlite_url
@@ -74,7 +76,10 @@ class CertificateRecord(Base):
     not_after: Mapped[datetime] = mapped_column(UTCDateTime())
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
     der: Mapped[bytes] = mapped_column(LargeBinary)
-    status: Mapped[str] = mapped_column(String(16))  # good | revoked
+    # good | revoked; a value outside the enum is refused before it reaches the database
+    status: Mapped[Status] = mapped_column(Enum(
+        Status, native_enum=False, create_constraint=False, length=16, validate_strings=True,
+        values_callable=lambda members: [m.value for m in members]))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revocation_reason: Mapped[int | None] = mapped_column(Integer)
     invalidity_date: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -84,3 +84,34 @@ def test_revocation_reason_maps_every_asn1_name() -> None:
 def test_revocation_reason_refuses_unknown(bad: object) -> None:
     with pytest.raises(ValueError, match="reason"):
         RevocationReason.parse(bad)  # type: ignore[arg-type]
+
+
+def test_the_ca_status_column_takes_only_status_values(tmp_path: Path) -> None:
+    """An enum column instead of a string literal: 'lost' never reaches the database."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from ca.records import Status
+    from ca.storage import Base, CARecord, CertificateRecord, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'ca.db'}")
+    Base.metadata.create_all(engine)
+    now = dt.datetime.now(dt.UTC)
+    row = {"issuer_id": 1, "serial": "01", "profile": "p", "subject": "s", "not_before": now,
+           "not_after": now, "issued_at": now, "der": b"x"}
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(CARecord).values(
+                id=1, name="ca", role="issuing", subject="s", state="active", key_spec="{}",
+                created_at=now))
+            conn.execute(sa.insert(CertificateRecord).values(**row, status=Status.GOOD))
+        with pytest.raises(sa.exc.StatementError, match="lost"), engine.begin() as conn:
+            conn.execute(sa.insert(CertificateRecord).values(**{**row, "serial": "02"},
+                                                             status="lost"))
+        with engine.connect() as conn:
+            stored = conn.exec_driver_sql("SELECT serial, status FROM certificates").all()
+            back = conn.execute(sa.select(CertificateRecord.status)).scalar_one()
+        assert stored == [("01", "good")] and back is Status.GOOD
+    finally:
+        engine.dispose()
