@@ -79,42 +79,52 @@ class DatabaseUrlError(ValueError):
     """A database URL given in a way that would leak its password, or that cannot be read."""
 
 
+def argv_db_url(url: str, option: str, env_var: str | None = None) -> str:
+    """A database URL given on the command line: refused when it carries a password (argv is
+    visible to every local user through ``ps`` and /proc)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        raise DatabaseUrlError(f"{option}: not a database URL") from None
+    if parsed.password:
+        elsewhere = f"{option}-file, mode 0600" + (f", or ${env_var}" if env_var else "")
+        raise DatabaseUrlError(
+            f"{option} carries a password, which every local user can read on the command "
+            f"line; put the URL in a file only you can read ({elsewhere})")
+    return url
+
+
+def file_db_url(path: str | Path, option: str) -> str:
+    """The first line of a file only its owner can read (a URL that may carry a password)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DatabaseUrlError(f"{option} {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise DatabaseUrlError(
+            f"{option} {path} may be read by others (mode {mode & 0o777:04o}); chmod 600 it")
+    lines = text.strip().splitlines()
+    if not lines or not lines[0].strip():
+        raise DatabaseUrlError(f"{option} {path} is empty")
+    return lines[0].strip()
+
+
 def resolve_db_url(url: str | None, url_file: str | Path | None, env_var: str,
                    option: str = "--db-url") -> str | None:
     """The one resolver of database URLs for every command line: ``url`` from argv (refused
-    when it carries a password: argv is visible to every local user through ``ps`` and
-    /proc), else ``url_file`` (first line; refused unless only its owner can read it), else
-    the environment variable ``env_var``; None when none is given (the embedded default)."""
-    from sqlalchemy.engine import make_url
-
+    when it carries a password), else ``url_file`` (first line; refused unless only its owner
+    can read it), else the environment variable ``env_var``; None when none is given (the
+    embedded default)."""
     if url and url_file:
         raise DatabaseUrlError(f"give {option} or {option}-file, not both")
     if url:
-        try:
-            parsed = make_url(url)
-        except sa.exc.ArgumentError:
-            raise DatabaseUrlError(f"{option}: not a database URL") from None
-        if parsed.password:
-            raise DatabaseUrlError(
-                f"{option} carries a password, which every local user can read on the command "
-                f"line; put the URL in a file only you can read ({option}-file, mode 0600) or "
-                f"in ${env_var}")
-        return url
+        return argv_db_url(url, option, env_var)
     if url_file:
-        path = Path(url_file)
-        try:
-            mode = path.stat().st_mode
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise DatabaseUrlError(f"{option}-file {path}: {exc.strerror}") from None
-        if mode & 0o077:
-            raise DatabaseUrlError(
-                f"{option}-file {path} may be read by others (mode {mode & 0o777:04o}); "
-                f"chmod 600 it")
-        lines = text.strip().splitlines()
-        if not lines or not lines[0].strip():
-            raise DatabaseUrlError(f"{option}-file {path} is empty")
-        return lines[0].strip()
+        return file_db_url(url_file, f"{option}-file")
     return os.environ.get(env_var) or None
 
 

@@ -30,10 +30,12 @@ COMMANDS = [
     ("ca", "serve", "--audit-db", PG),
     ("audit", "show", "--db", PG),
     ("audit", "verify", "--db", PG),
+    ("admin", "backup", "--out", "b", "--passphrase-file", "p", "--database-url", PG),
+    ("admin", "restore", "b", "--passphrase-file", "p", "--database", f"ca={PG}"),
 ]
 
 
-@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a[:2] + a[-2:-1]))
 def test_a_password_on_the_command_line_is_refused(tmp_path: Path, argv: tuple[str, ...]) -> None:
     result = run(tmp_path / "home", *argv)
     assert result.exit_code == 2, result.output
