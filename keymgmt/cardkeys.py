@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -123,7 +122,7 @@ class CardKeyService:
                     algorithm=_alg_name(alg), version=version, key_check_value=kcv,
                     wrapped_key=storage.wrap(key, _aad(province, key_id, alg, version)),
                     storage_key_id=storage.key_id, created_by=by,
-                    created_at=datetime.now(UTC)))
+                    created_at=self.kmc.clock()))
                 self.kmc._event(s, by, action, f"{province}/{key_id:02X}/{_alg_name(alg)}",
                                 kcv=kcv, **details)
         except IntegrityError:

@@ -22,7 +22,7 @@ import logging
 import re
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -176,7 +176,10 @@ class KeyManagementCentre:
     """The KMC over its database and (once unsealed) its storage key."""
 
     def __init__(self, engine: Engine, storage_key: StorageKey | None = None,
-                 config: KmcConfig | None = None, *, audit: AuditLog) -> None:
+                 config: KmcConfig | None = None, *, audit: AuditLog,
+                 clock: Callable[[], datetime] = _now) -> None:
+        #: what the KMC reads the time from (record times); tests hand in a fake one
+        self.clock = clock
         self.engine = engine
         self.config = config or KmcConfig()
         #: the project's tamper-evident audit log: every escrow, recovery step, card-key
@@ -188,10 +191,11 @@ class KeyManagementCentre:
 
     @classmethod
     def open(cls, url: str, storage_key: StorageKey | None = None,
-             config: KmcConfig | None = None, *, audit: AuditLog) -> KeyManagementCentre:
+             config: KmcConfig | None = None, *, audit: AuditLog,
+             clock: Callable[[], datetime] = _now) -> KeyManagementCentre:
         engine = make_engine(url)
         upgrade(engine)
-        return cls(engine, storage_key, config, audit=audit)
+        return cls(engine, storage_key, config, audit=audit, clock=clock)
 
     # -- plumbing --------------------------------------------------------------------------
     @property
@@ -218,7 +222,7 @@ class KeyManagementCentre:
             yield session
 
     def _event(self, s: Session, actor: str, action: str, subject: str, **details: Any) -> None:
-        s.add(EventRecord(at=_now(), actor=actor, action=action, subject=subject,
+        s.add(EventRecord(at=self.clock(), actor=actor, action=action, subject=subject,
                           details=json.dumps(details, ensure_ascii=False, sort_keys=True)))
         log.info("%s %s %s", actor, action, subject)
 
@@ -263,7 +267,7 @@ class KeyManagementCentre:
                                       refusals=(IntegrityError,)), self._tx() as s:
                 s.add(CallerRecord(name=name, role=role.value,
                                    api_key_sha256=_api_key_digest(api_key), active=True,
-                                   created_at=_now()))
+                                   created_at=self.clock()))
                 self._event(s, by, "caller.add", name, role=role.value)
         except IntegrityError:
             raise Conflict(f"a caller named {name!r} already exists") from None
@@ -334,7 +338,7 @@ class KeyManagementCentre:
             s.add(EscrowedKeyRecord(
                 key_id=key_id, owner=owner, algorithm=alg.value, public_key_spki=spki,
                 public_key_sha256=hashlib.sha256(spki).hexdigest(), wrapped_private_key=wrapped,
-                storage_key_id=storage.key_id, requested_by=principal.name, created_at=_now(),
+                storage_key_id=storage.key_id, requested_by=principal.name, created_at=self.clock(),
             ))
             self._event(s, principal.name, "escrow.generate", key_id, owner=owner,
                         algorithm=alg.value,
@@ -458,7 +462,7 @@ class KeyManagementCentre:
                 judicial_order_ref=judicial.order_ref if judicial else None,
                 judicial_document_sha256=judicial.document_sha256 if judicial else None,
                 required_approvals=self.config.required_approvals, status="pending",
-                created_at=_now(),
+                created_at=self.clock(),
             )
             s.add(req)
             action = "recovery.judicial.request" if judicial else "recovery.request"
@@ -540,7 +544,7 @@ class KeyManagementCentre:
                 raise ApprovalError(f"{principal.name} has already decided on {request_id} "
                                     f"({already.decision}); a second officer must approve")
             s.add(ApprovalRecord(request_id=req.id, officer=principal.name, decision=decision,
-                                 comment=comment, created_at=_now()))
+                                 comment=comment, created_at=self.clock()))
             s.flush()
             if decision == "reject":
                 req.status = "rejected"
@@ -606,7 +610,7 @@ class KeyManagementCentre:
                 result = RecoveryResult(request_id, key_rec.key_id, pkcs12=pfx,
                                         pkcs12_passphrase=passphrase)
             req.status = "completed"
-            req.completed_at = _now()
+            req.completed_at = self.clock()
             prefix = "recovery.judicial" if req.judicial else "recovery"
             self._event(s, principal.name, f"{prefix}.complete", request_id,
                         key_id=key_rec.key_id, owner=key_rec.owner,
