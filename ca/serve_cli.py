@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ca.service import ServiceConfig, create_app
-from sscard.cli import AUDIT_DB_URL_ENV, db_url_options
+from sscard.cli import AUDIT_DB_URL_ENV, data_home, db_url_options
 from sscard.secrets_input import read_secret
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def serve(obj: Any, port: int, host: str, server: str, workers: int, threads: in
     from ca.authority import CertificateAuthority
     from ca.errors import CAError
 
-    home = Path(obj.home)
+    home = data_home(click.get_current_context())
     passphrase = None
     if passphrase_file is not None or passphrase_stdin:
         passphrase = read_secret(file=passphrase_file, from_stdin=passphrase_stdin,

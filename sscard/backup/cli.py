@@ -21,6 +21,7 @@ from sscard.backup.errors import (
 )
 from sscard.backup.restore import BackupReport, restore_backup, verify_backup
 from sscard.backup.snapshot import create_backup
+from sscard.cli import data_home
 from sscard.secrets_input import read_secret
 from sscard.sqlschema import DatabaseUrlError, argv_db_url, file_db_url
 
@@ -33,10 +34,7 @@ def _fail(code: int, message: str) -> NoReturn:
 
 
 def _home(ctx: click.Context) -> Path:
-    home = getattr(ctx.find_root().obj, "home", None)
-    if home is None:
-        _fail(EXIT_UNUSABLE, "give the data directory with the root option --home DIR")
-    return Path(home)
+    return data_home(ctx)
 
 
 def _passphrase(file: Path | None, stdin: bool, confirm: bool = False) -> bytes:
