@@ -26,7 +26,7 @@ import datetime as dt
 import json
 import os
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -410,8 +410,6 @@ class CertificateAuthority:
         self._issuer: Issuer | None = None
         #: where serial numbers come from (tests replace it to force a collision)
         self.serial_source: Callable[[], int] = random_serial
-        # the issuance operation being recorded, if any (see _record_serials)
-        self._operation: Operation | None = None
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -543,8 +541,10 @@ class CertificateAuthority:
         actor: str | None = None,
     ) -> IssuedCertificate:
         """Issue from a PKCS#10 request after checking its signature (proof of possession)."""
-        with self._audited_issue(profile, actor, "csr") as approve:
-            return self._commit([approve(lambda prof: check_csr(csr, prof, extra))])[0]
+        with self._issuing(profile, actor, "csr") as op:
+            approved = check_csr(csr, self.profile(profile), extra)
+            op.set(subject=approved.subject_text[:300])
+            return self._commit([approved], op)[0]
 
     def issue_for_public_key(
         self,
@@ -557,27 +557,16 @@ class CertificateAuthority:
     ) -> IssuedCertificate:
         """Issue for a key whose possession the (authenticated) caller has established, as the
         KMC does for the encryption keys it generates."""
-        with self._audited_issue(profile, actor, "public_key") as approve:
-            return self._commit([approve(
-                lambda prof: check_public_key(public_key, subject, prof, extra))])[0]
+        with self._issuing(profile, actor, "public_key") as op:
+            approved = check_public_key(public_key, subject, self.profile(profile), extra)
+            op.set(subject=approved.subject_text[:300])
+            return self._commit([approved], op)[0]
 
-    @contextlib.contextmanager
-    def _audited_issue(self, profile: str, actor: str | None, kind: str) -> Iterator[
-            Callable[[Callable[[Profile], Approved]], Approved]]:
-        """One issuance under the audit log: yields ``approve(check)``, which runs the policy
-        check with the profile; the record names the profile, the subject and the serial."""
-        with _audited(self.audit, actor or self.actor, AuditAction.CA_CERTIFICATE_ISSUE,
-                      f"profile:{profile}", ca=self.name, request=kind) as op:
-            def approve(check: Callable[[Profile], Approved]) -> Approved:
-                approved = check(self.profile(profile))
-                op.set(subject=approved.subject_text[:300])
-                return approved
-
-            self._operation = op
-            try:
-                yield approve
-            finally:
-                self._operation = None
+    def _issuing(self, profile: str, actor: str | None,
+                 kind: str) -> contextlib.AbstractContextManager[Operation]:
+        """An issuance under the audit log; the outcome names the serials (``_commit``)."""
+        return _audited(self.audit, actor or self.actor, AuditAction.CA_CERTIFICATE_ISSUE,
+                        f"profile:{profile}", ca=self.name, request=kind)
 
     def issue_batch(
         self, requests: Iterable[IssueRequest], profile: str, chunk_size: int = 200, *,
@@ -587,18 +576,13 @@ class CertificateAuthority:
         returned. A refused request stops the batch before its chunk is signed (earlier chunks
         stay committed). The audit log gets one operation for the batch (profile, count) and
         the serials of what was issued."""
-        with _audited(self.audit, actor or self.actor, AuditAction.CA_CERTIFICATE_ISSUE,
-                      f"profile:{profile}", ca=self.name, request="batch") as op:
-            self._operation = op
-            try:
-                issued = self._issue_batch(requests, profile, chunk_size)
-            finally:
-                self._operation = None
+        with self._issuing(profile, actor, "batch") as op:
+            issued = self._issue_batch(requests, profile, chunk_size, op)
             op.set(count=len(issued))
         return issued
 
     def _issue_batch(self, requests: Iterable[IssueRequest], profile: str,
-                     chunk_size: int) -> list[IssuedCertificate]:
+                     chunk_size: int, op: Operation) -> list[IssuedCertificate]:
         prof = self.profile(profile)
         out: list[IssuedCertificate] = []
         chunk: list[Approved] = []
@@ -613,18 +597,15 @@ class CertificateAuthority:
             except RequestRefused as exc:
                 raise RequestRefused(f"batch entry {i}: {exc}") from None
             if len(chunk) >= chunk_size:
-                out.extend(self._commit(chunk))
+                out.extend(self._commit(chunk, op))
                 chunk = []
         if chunk:
-            out.extend(self._commit(chunk))
+            out.extend(self._commit(chunk, op))
         return out
 
-    def _record_serials(self, serials: list[str]) -> None:
-        """Name the issued serials in the running issuance's audit records: in its outcome
-        record while they fit, the rest in 'info' records linked to its attempt."""
-        op = self._operation
-        if op is None:
-            return
+    def _record_serials(self, op: Operation, serials: list[str]) -> None:
+        """Name the issued serials in the issuance's audit records: in its outcome record while
+        they fit, the rest in 'info' records linked to its attempt."""
         listed: list[str] = list(op.details.get("serials", []))
         room = max(0, SERIALS_PER_RECORD - len(listed))
         op.set(serials=listed + serials[:room])
@@ -633,7 +614,7 @@ class CertificateAuthority:
                               "info", details={"attempt_seq": op.attempt_seq,
                                                "serials": serials[i:i + SERIALS_PER_RECORD]})
 
-    def _commit(self, approved: Sequence[Approved]) -> list[IssuedCertificate]:
+    def _commit(self, approved: Sequence[Approved], op: Operation) -> list[IssuedCertificate]:
         issuer = self.issuer()
         for attempt in range(SERIAL_RETRIES):
             now = self.clock()
@@ -668,7 +649,7 @@ class CertificateAuthority:
                                        f"collided {SERIAL_RETRIES} times") from None
                 continue
             # committed: only now are the certificates handed out, and recorded as issued
-            self._record_serials([serial_to_hex(s) for s in serials])
+            self._record_serials(op, [serial_to_hex(s) for s in serials])
             return [IssuedCertificate(s, a.profile.name, d)
                     for a, s, d in zip(approved, serials, ders, strict=True)]
         raise StorageError("could not draw distinct serial numbers")

@@ -34,6 +34,7 @@ from sscard.crypto.asymmetric import PublicKey
 from sscard.gateway.client import GatewayClient, GatewayClientError
 from sscard.keys.software import SoftwareKey
 from sscard.x509.names import format_name
+from sscard.x509.values import RevocationReason
 from sscard.x509.verify import verify_certificate_signature, verify_signature
 
 
@@ -85,7 +86,8 @@ def ocsp_status(url: str, cert: x509.Certificate, issuer: x509.Certificate) -> d
     out: dict[str, Any] = {"status": status.name, "responder": format_name(responder.subject)}
     if status.name == "revoked":
         out["time"] = status.chosen["revocation_time"].native
-        out["reason"] = status.chosen["revocation_reason"].native
+        out["reason"] = RevocationReason.from_asn1(
+            status.chosen["revocation_reason"].native).name
     return out
 
 
