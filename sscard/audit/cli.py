@@ -165,14 +165,9 @@ def show_cmd(ctx: click.Context, db: str | None, start: int, end: int | None,
     as_json = as_json or fmt == "json"
     log = _open_log(_url(ctx, db))
     try:
-        for rec in log.records(start, end):
+        for rec in log.records(start, end, actions=actions, actor=actor, obj=obj,
+                               outcome=outcome):
             r = rec.record
-            if actions and not any(r.action == a or r.action.startswith(a.rstrip(".") + ".")
-                                   for a in actions):
-                continue
-            if (actor is not None and r.actor != actor) or (obj is not None and r.object != obj) \
-                    or (outcome is not None and r.outcome != outcome):
-                continue
             if as_json:
                 click.echo(json.dumps({"seq": rec.seq, **r.as_dict(), "hash": rec.hash.hex()},
                                       ensure_ascii=False, sort_keys=True))

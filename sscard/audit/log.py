@@ -22,12 +22,12 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, inspect, select, update
+from sqlalchemy import Engine, insert, inspect, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from sscard import sqlschema
@@ -415,12 +415,24 @@ class AuditLog:
 
     # -- reading and proofs -------------------------------------------------------------------
 
-    def records(self, start: int = 1, end: int | None = None) -> Iterator[StoredRecord]:
-        """Stored records ``start..end`` (inclusive), in sequence order."""
+    def records(self, start: int = 1, end: int | None = None, *,
+                actions: Sequence[str] = (), actor: str | None = None, obj: str | None = None,
+                outcome: str | None = None) -> Iterator[StoredRecord]:
+        """Stored records ``start..end`` (inclusive), in sequence order; only those whose
+        action is one of ``actions`` or under one (``ca.certificate`` takes
+        ``ca.certificate.issue``), by ``actor``, about ``obj``, with ``outcome``, when given
+        (the database does the filtering)."""
         t = storage.record_table
         query = select(t).where(t.c.seq >= start).order_by(t.c.seq)
         if end is not None:
             query = query.where(t.c.seq <= end)
+        if actions:
+            query = query.where(or_(*(
+                or_(t.c.action == a, t.c.action.startswith(a.rstrip(".") + ".", autoescape=True))
+                for a in actions)))
+        for column, value in ((t.c.actor, actor), (t.c.object, obj), (t.c.outcome, outcome)):
+            if value is not None:
+                query = query.where(column == value)
         with self.engine.connect() as conn:
             for row in conn.execute(query).mappings():
                 yield StoredRecord(int(row["seq"]), row_to_record(row), bytes(row["prev_hash"]),

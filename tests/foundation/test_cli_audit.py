@@ -96,6 +96,8 @@ def test_ca_commands_are_audited(tmp_path: Path) -> None:
     # filters by zone
     assert {r["action"].split(".")[0] for r in show(home, "--action", "ca")} == {"ca"}
     assert show(home, "--action", "kmc") == []
+    assert show(home, "--action", "ca.cert") == []  # whole name segments only
+    assert show(home, "--action", "ca.certificat_") == []  # "_" is no LIKE wildcard
     verified(home)
 
 
