@@ -103,5 +103,9 @@ def open_served_log(url: str, home: str | os.PathLike[str], *,
     key, cert = home_audit_key(home)
     log = AuditLog.open(url, signer=key, certificate=cert, checkpoint_interval=interval,
                         **kwargs)
+    try:
+        log.checkpoint_if_due()  # what came before this start (set-up, a previous run)
+    except AuditError as exc:
+        logger.warning("audit checkpoint at start failed: %s", exc)
     CheckpointTimer(log, interval).start()  # a daemon: it ends with the process
     return log
