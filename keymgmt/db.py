@@ -11,12 +11,14 @@ Nothing secret is stored in clear: private keys and card master keys are columns
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import (
     Boolean,
     Engine,
+    Enum,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -32,6 +34,15 @@ from sscard.sqlschema import sqlite_url as sqlite_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "kmc_alembic_version"
+
+
+class RecoveryStatus(enum.StrEnum):
+    """Where a key recovery request stands (the recovery_requests.status column)."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    COMPLETED = "completed"
 
 
 class Base(DeclarativeBase):
@@ -83,7 +94,10 @@ class RecoveryRequestRecord(Base):
     judicial_order_ref: Mapped[str | None] = mapped_column(Text)
     judicial_document_sha256: Mapped[str | None] = mapped_column(String(64))
     required_approvals: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))  # pending | approved | rejected | completed
+    # a value outside RecoveryStatus is refused before it reaches the database
+    status: Mapped[RecoveryStatus] = mapped_column(Enum(
+        RecoveryStatus, native_enum=False, create_constraint=False, length=16,
+        validate_strings=True, values_callable=lambda members: [m.value for m in members]))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

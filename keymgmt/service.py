@@ -39,6 +39,7 @@ from keymgmt.db import (
     EscrowedKeyRecord,
     EventRecord,
     RecoveryRequestRecord,
+    RecoveryStatus,
     make_engine,
     upgrade,
 )
@@ -461,7 +462,7 @@ class KeyManagementCentre:
                 judicial_authority=judicial.authority if judicial else None,
                 judicial_order_ref=judicial.order_ref if judicial else None,
                 judicial_document_sha256=judicial.document_sha256 if judicial else None,
-                required_approvals=self.config.required_approvals, status="pending",
+                required_approvals=self.config.required_approvals, status=RecoveryStatus.PENDING,
                 created_at=self.clock(),
             )
             s.add(req)
@@ -530,7 +531,7 @@ class KeyManagementCentre:
         self._require(principal, Role.OFFICER)
         with self._tx() as s:
             req = self._request(s, request_id, lock=True)
-            if req.status != "pending":
+            if req.status is not RecoveryStatus.PENDING:
                 raise Conflict(f"recovery request {request_id} is {req.status}, not pending")
             if principal.name == req.requested_by:
                 raise ApprovalError(f"{principal.name} requested this recovery and may not "
@@ -547,12 +548,12 @@ class KeyManagementCentre:
                                  comment=comment, created_at=self.clock()))
             s.flush()
             if decision == "reject":
-                req.status = "rejected"
+                req.status = RecoveryStatus.REJECTED
             else:
                 count = s.scalar(select(func.count()).select_from(ApprovalRecord).where(
                     ApprovalRecord.request_id == req.id, ApprovalRecord.decision == "approve"))
                 if (count or 0) >= req.required_approvals:
-                    req.status = "approved"
+                    req.status = RecoveryStatus.APPROVED
             prefix = "recovery.judicial" if req.judicial else "recovery"
             self._event(s, principal.name, f"{prefix}.{decision}", request_id, comment=comment,
                         status=req.status)
@@ -578,11 +579,11 @@ class KeyManagementCentre:
             req = self._request(s, request_id, lock=True)
             approvals = s.scalar(select(func.count()).select_from(ApprovalRecord).where(
                 ApprovalRecord.request_id == req.id, ApprovalRecord.decision == "approve")) or 0
-            if req.status == "completed":
+            if req.status is RecoveryStatus.COMPLETED:
                 raise Conflict(f"recovery request {request_id} was already completed")
-            if req.status == "rejected":
+            if req.status is RecoveryStatus.REJECTED:
                 raise ApprovalError(f"recovery request {request_id} was rejected")
-            if req.status != "approved" or approvals < req.required_approvals:
+            if req.status is not RecoveryStatus.APPROVED or approvals < req.required_approvals:
                 raise ApprovalError(
                     f"recovery request {request_id} has {approvals} of the "
                     f"{req.required_approvals} approvals it needs from distinct officers"
@@ -609,7 +610,7 @@ class KeyManagementCentre:
                                    friendly_name=f"{key_rec.owner} {key_rec.key_id}")
                 result = RecoveryResult(request_id, key_rec.key_id, pkcs12=pfx,
                                         pkcs12_passphrase=passphrase)
-            req.status = "completed"
+            req.status = RecoveryStatus.COMPLETED
             req.completed_at = self.clock()
             prefix = "recovery.judicial" if req.judicial else "recovery"
             self._event(s, principal.name, f"{prefix}.complete", request_id,

@@ -6,6 +6,7 @@ operation: with the audit log unusable, the CA issues nothing."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,16 @@ from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
 from sscard.x509.names import parse_name
 from sscard.x509.pem import der_to_pem
+from tests.pg import pg_cluster  # noqa: F401  (fixture)
 
 
 def run(home: Path, *args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(cli, ["--home", str(home), *args], catch_exceptions=False,
-                              env=env)
+                              env={**_AUDIT_ENV, **(env or {})})
+
+
+# where the commands' audit log lives: <home>/audit.sqlite, or PostgreSQL for one test
+_AUDIT_ENV: dict[str, str] = {}
 
 
 def ok(result: Result) -> str:
@@ -59,6 +65,23 @@ def _csr(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def audit_db(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The audit log in the data directory, or on PostgreSQL ($SSCARD_AUDIT_DB_URL)."""
+    if request.param == "sqlite":
+        yield
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    url = cluster.create_database("audit_cli")
+    _AUDIT_ENV["SSCARD_AUDIT_DB_URL"] = url
+    try:
+        yield
+    finally:
+        _AUDIT_ENV.clear()
+        cluster.drop_database(url)
+
+
+@pytest.mark.usefixtures("audit_db")
 def test_ca_commands_are_audited(tmp_path: Path) -> None:
     home = tmp_path / "home"
     ok(run(home, "ca", "init"))
@@ -99,6 +122,8 @@ def test_ca_commands_are_audited(tmp_path: Path) -> None:
     assert show(home, "--action", "ca.cert") == []  # whole name segments only
     assert show(home, "--action", "ca.certificat_") == []  # "_" is no LIKE wildcard
     verified(home)
+    # the records went where $SSCARD_AUDIT_DB_URL said, else to the data directory
+    assert (home / "audit.sqlite").exists() == ("SSCARD_AUDIT_DB_URL" not in _AUDIT_ENV)
 
 
 def test_ca_refuses_to_act_without_its_audit_record(tmp_path: Path) -> None:

@@ -115,3 +115,15 @@ def test_the_ca_status_column_takes_only_status_values(tmp_path: Path) -> None:
         assert stored == [("01", "good")] and back is Status.GOOD
     finally:
         engine.dispose()
+
+
+def test_the_kmc_recovery_status_column_takes_only_its_values(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from keymgmt.db import RecoveryRequestRecord, RecoveryStatus
+
+    column = RecoveryRequestRecord.__table__.c.status
+    processor = column.type.bind_processor(sa.create_engine("sqlite://").dialect)
+    assert processor is not None and processor(RecoveryStatus.APPROVED) == "approved"
+    with pytest.raises(LookupError, match="released"):
+        processor("released")
