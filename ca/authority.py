@@ -79,6 +79,7 @@ from sscard.x509.builder import CsrBuilder
 from sscard.x509.errors import X509Error
 from sscard.x509.names import name_attribute, parse_name
 from sscard.x509.parse import load_certificate
+from sscard.x509.values import Serial
 from sscard.x509.verify import verify_certificate_signature
 
 CONFIG_FILE = "ca.toml"
@@ -904,6 +905,6 @@ def _is_serial_clash(exc: IntegrityError) -> bool:
 def _status_of(row: Any) -> CertificateStatus:
     if row.status is Status.REVOKED:
         return CertificateStatus(
-            int(row.serial, 16), Status.REVOKED, row.revoked_at,
+            Serial.parse(row.serial), Status.REVOKED, row.revoked_at,
             RevocationReason(row.revocation_reason or 0), row.invalidity_date, row.der)
-    return CertificateStatus(int(row.serial, 16), Status.GOOD, certificate_der=row.der)
+    return CertificateStatus(Serial.parse(row.serial), Status.GOOD, certificate_der=row.der)
