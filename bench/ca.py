@@ -28,7 +28,9 @@ sys.path.insert(0, str(ROOT))
 from ca.authority import CertificateAuthority, IssueRequest, initialise  # noqa: E402
 from ca.crl import RevokedItem, build_crl  # noqa: E402
 from ca.issuance import random_serial  # noqa: E402
+from sscard.audit import AuditLog  # noqa: E402
 from sscard.keys.software import SoftwareKey  # noqa: E402
+from sscard.sqlschema import WRITE  # noqa: E402
 
 CONFIG = """\
 [root]
@@ -58,8 +60,8 @@ def bench_issuance(algorithm: str, count: int) -> tuple[float, float]:
         home = Path(tmp) / "home"
         config = Path(tmp) / "ca.toml"
         config.write_text(CONFIG.format(alg=algorithm), encoding="utf-8")
-        initialise(home, config, b"bench passphrase")
-        ca = CertificateAuthority.open(home, b"bench passphrase")
+        initialise(home, config, b"bench passphrase", audit=AuditLog.at_home(home))
+        ca = CertificateAuthority.open(home, b"bench passphrase", audit=AuditLog.at_home(home))
         holder_keys = [SoftwareKey.generate(algorithm).public_key() for _ in range(64)]
         requests = [
             IssueRequest(public_key=holder_keys[i % len(holder_keys)],
@@ -96,8 +98,8 @@ def bench_crl(entries: int) -> tuple[float, float]:
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
-        initialise(home, None, b"bench passphrase")
-        ca = CertificateAuthority.open(home, b"bench passphrase")
+        initialise(home, None, b"bench passphrase", audit=AuditLog.at_home(home))
+        ca = CertificateAuthority.open(home, b"bench passphrase", audit=AuditLog.at_home(home))
         issuer = ca.issuer()
         base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         items = [RevokedItem(random_serial(), base + dt.timedelta(seconds=i // 7),
@@ -131,10 +133,10 @@ def bench_crl_from_database(entries: int) -> float:
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
-        initialise(home, None, b"bench passphrase")
-        ca = CertificateAuthority.open(home, b"bench passphrase")
+        initialise(home, None, b"bench passphrase", audit=AuditLog.at_home(home))
+        ca = CertificateAuthority.open(home, b"bench passphrase", audit=AuditLog.at_home(home))
         base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-        with ca.engine.connect().execution_options(ca_write=True) as conn, conn.begin():
+        with ca.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             rows = []
             for i in range(entries):
                 rows.append({

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import figure, rate
 from ca.authority import CertificateAuthority
+from sscard.audit import AuditLog
 from sscard.crypto.hashes import digest
 from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
@@ -112,7 +113,8 @@ def bench_ocsp(algorithm: str = "sm2", workers: int = 2, seconds: int = 5,
     with tempfile.TemporaryDirectory(prefix="bench-ocsp-") as tmp:
         home = Path(tmp) / "home"
         (Path(tmp) / "ca.toml").write_text(_config(algorithm), encoding="utf-8")
-        authority = CertificateAuthority.init(home, Path(tmp) / "ca.toml")
+        authority = CertificateAuthority.init(home, Path(tmp) / "ca.toml",
+                                              audit=AuditLog.at_home(home))
         key = SoftwareKey.generate(algorithm)
         csr = CsrBuilder().subject(parse_name("CN=Bench Leaf,O=人社厅,C=CN")).sign(key)
         serial = authority.issue_from_csr(csr, "business-system").serial

@@ -85,12 +85,14 @@ def holder(n: int) -> HolderData:
 def setup(base: Path) -> tuple[RegistrationAuthority, Actor, list[object]]:
     base.mkdir(parents=True, exist_ok=True)
     (base / "ca.toml").write_text(CA_TOML, encoding="utf-8")
-    ca = CertificateAuthority.init(base / "ca-home", base / "ca.toml", passphrase=b"bench pass")
+    ca = CertificateAuthority.init(base / "ca-home", base / "ca.toml", passphrase=b"bench pass",
+                                   audit=AuditLog.at_home(base / "ca-home"))
+    audit = AuditLog.open(f"sqlite:///{base / 'audit.db'}")
     kmc = KeyManagementCentre.open(f"sqlite:///{base / 'kmc.db'}",
-                                   SoftwareStorageKey(secrets.token_bytes(32), "sk-bench"))
+                                   SoftwareStorageKey(secrets.token_bytes(32), "sk-bench"),
+                                   audit=audit)
     link = KmcLink(kmc, kmc.authenticate(kmc.add_caller("ra", KmcRole.RA)),
                    kmc.authenticate(kmc.add_caller("ca", KmcRole.CA)))
-    audit = AuditLog.open(f"sqlite:///{base / 'audit.db'}")
     ra = RegistrationAuthority.open(f"sqlite:///{base / 'ra.db'}", audit, ca, link)
     ra.add_officer(None, "officer", "Officer", "bench password", {Role.OFFICER})
     ra.authorise_batch(Actor("officer", frozenset({Role.OFFICER})), BATCH, 100000)

@@ -44,6 +44,7 @@ from sqlalchemy import text  # noqa: E402
 from ca.authority import CertificateAuthority, IssueRequest, initialise  # noqa: E402
 from ca.config import default_config_text  # noqa: E402
 from ca.ocsp import OcspResponder  # noqa: E402
+from sscard.audit import AuditLog  # noqa: E402
 from sscard.crypto.asymmetric import PublicKey  # noqa: E402
 from sscard.keys.software import SoftwareKey  # noqa: E402
 
@@ -114,7 +115,7 @@ def _issue_worker(home: str, url: str, start: int, stop: int, spki_pool: list[by
     """Issue subjects [start, stop); puts (count, seconds, peak RSS KiB, CPU seconds) on
     ``results``."""
     keys = [PublicKey.from_spki(s) for s in spki_pool]
-    ca = CertificateAuthority.open(home, PASSPHRASE, database_url=url)
+    ca = CertificateAuthority.open(home, PASSPHRASE, database_url=url, audit=AuditLog.at_home(home))
     done = 0
     began = time.perf_counter()
     try:
@@ -134,7 +135,7 @@ def _issue_worker(home: str, url: str, start: int, stop: int, spki_pool: list[by
 
 
 def _sign_worker(home: str, url: str, seconds: float) -> float:
-    ca = CertificateAuthority.open(home, PASSPHRASE, database_url=url)
+    ca = CertificateAuthority.open(home, PASSPHRASE, database_url=url, audit=AuditLog.at_home(home))
     try:
         key = ca.issuer().key
         tbs = os.urandom(700)  # about a cardholder TBSCertificate
@@ -268,7 +269,8 @@ def profile_issuance(home: Path, url: str, count: int) -> None:
     keys = [SoftwareKey.generate("sm2").public_key() for _ in range(50)]
     requests = [IssueRequest(public_key=keys[i % 50], subject=subject(10_000_000 + i))
                 for i in range(count)]
-    with CertificateAuthority.open(home, PASSPHRASE, database_url=url) as ca:
+    with CertificateAuthority.open(home, PASSPHRASE, database_url=url,
+                                   audit=AuditLog.at_home(home)) as ca:
         ca.issue_batch(requests[:10], "cardholder-sign")  # warm up: key loaded, connection
         profiler = cProfile.Profile()
         began = time.perf_counter()
@@ -319,7 +321,7 @@ def main() -> None:
         home = tmp / "home"
         config = tmp / "ca.toml"
         config.write_text(default_config_text(database_url=url), encoding="utf-8")
-        initialise(home, config, PASSPHRASE, database_url=url)
+        initialise(home, config, PASSPHRASE, database_url=url, audit=AuditLog.at_home(home))
         print(f"scale run: {args.count:,} SM2 cardholder certificates, {args.workers} "
               f"process(es), PostgreSQL at {url.split('@')[-1]}", flush=True)
 
@@ -333,7 +335,8 @@ def main() -> None:
               f"certificate (PostgreSQL server not counted), i.e. "
               f"{args.count / cpu:.0f}/s per fully available core", flush=True)
 
-        with CertificateAuthority.open(home, PASSPHRASE, database_url=url) as ca:
+        with CertificateAuthority.open(home, PASSPHRASE, database_url=url,
+                                       audit=AuditLog.at_home(home)) as ca:
             revoke_rate, revoked = revoke(ca, args.revoked_share, 500)
             line("revocation through ca.revoke (timed sample of 500)", revoke_rate)
             began = time.perf_counter()

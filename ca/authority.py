@@ -3,8 +3,11 @@
 ``CertificateAuthority.open(home)`` gives the data directory's default issuing CA (or a named
 one, the root included); every method is a function of the database and the CA's key handle.
 A certificate is returned only after its row is committed: build the TBS, sign, insert, commit,
-then return. Serials are random 159-bit numbers, unique per issuer by a database constraint;
-on the (astronomically unlikely) collision the chunk is signed again with fresh serials.
+then return. Every issuance, revocation, CRL and hierarchy change is recorded in the audit log the
+caller hands in (required), whatever the entry point (HTTP, CLI, library): no record, no
+operation (``sscard.audit.AuditUnavailable``). Serials are random 159-bit numbers, unique per
+issuer by a database constraint; on the (astronomically unlikely) collision the chunk is signed
+again with fresh serials.
 
 Data directory layout::
 
@@ -17,6 +20,7 @@ Data directory layout::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -65,14 +69,17 @@ from ca.records import (
     serial_to_hex,
 )
 from ca.storage import CARecord, CertificateRecord, CRLRecord, RequestRecord
+from sscard.audit import AuditAction, AuditLog, Operation, local_actor
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.keys.base import KeyHandle
 from sscard.keys.software import SoftwareKey
+from sscard.sqlschema import WRITE
 from sscard.x509.builder import CsrBuilder
 from sscard.x509.errors import X509Error
 from sscard.x509.names import name_attribute, parse_name
 from sscard.x509.parse import load_certificate
+from sscard.x509.values import Serial
 from sscard.x509.verify import verify_certificate_signature
 
 CONFIG_FILE = "ca.toml"
@@ -80,6 +87,8 @@ DB_FILE = "ca.db"
 PASS_FILE = Path("secrets") / "ca.pass"
 DATABASE_URL_ENV = "SSCARD_CA_DATABASE_URL"
 SERIAL_RETRIES = 3
+# serial numbers named per audit record (40 hex digits each; records hold 8 KiB of details)
+SERIALS_PER_RECORD = 150
 # A delta CRL lists revocations since its base's thisUpdate minus this margin, so a revocation
 # committed while the base was being built is never missed (listing one twice is harmless).
 DELTA_OVERLAP = dt.timedelta(minutes=5)
@@ -89,15 +98,19 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _aware(when: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    if when is None or when.tzinfo is not None:
-        return when
-    return when.replace(tzinfo=dt.UTC)
+#: what the CA reads the time from; tests hand in a fake one
+Clock = Callable[[], dt.datetime]
+
+# refusals of a request (not failures of the CA): recorded as outcome 'denied'
+_REFUSALS = (RequestRefused, ProfileError, UnknownCertificate, AlreadyRevoked, NotInitialised,
+             AlreadyInitialised, CryptoError, X509Error)
 
 
-def _utc(when: dt.datetime) -> dt.datetime:
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+def _audited(audit: AuditLog, actor: str, action: AuditAction, obj: str,
+             **details: Any) -> contextlib.AbstractContextManager[Operation]:
+    """Run a CA operation under the audit log: the 'attempt' record first (no record, no
+    operation), then 'success', 'denied' (a refused request, with the reason) or 'failure'."""
+    return audit.operation(actor, action, obj[:512], details=details, refusals=_REFUSALS)
 
 
 @dataclass(frozen=True)
@@ -163,8 +176,8 @@ def _issuing_profile(profiles: Mapping[str, Profile], spec: CASpec) -> Profile:
 
 
 def _write(engine: Engine) -> Any:
-    """A connection whose transactions take the write lock at BEGIN (SQLite; see storage)."""
-    return engine.connect().execution_options(ca_write=True)
+    """A connection whose transactions take the write lock at BEGIN (see sscard.sqlschema)."""
+    return engine.connect().execution_options(**WRITE)
 
 
 def _store_passphrase(home: Path) -> tuple[bytes, Path]:
@@ -192,13 +205,34 @@ def initialise(
     passphrase: bytes | None = None,
     issuing_only: bool = False,
     database_url: str | None = None,
+    *,
+    audit: AuditLog,
+    actor: str | None = None,
 ) -> InitResult:
-    """Create the hierarchy the config describes (an SM2 root and issuing CA by default).
+    """Create the hierarchy the config describes (an SM2 root and issuing CA by default),
+    recorded in ``audit`` (``ca.hierarchy.init``).
 
     ``issuing_only`` (or ``offline = true`` under ``[root]``): create only the issuing CAs'
     keys and CSRs; a root elsewhere signs them and ``import_issuing_certificate`` completes them.
     """
     home = Path(home)
+    with _audited(audit, actor or local_actor(), AuditAction.CA_INIT, f"home:{home}",
+                  issuing_only=issuing_only) as op:
+        result = _initialise(home, config, passphrase, issuing_only, database_url)
+        op.set(active=list(result.active), pending=sorted(result.pending_csrs),
+               database=_safe_url(result.database_url))
+    return result
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _initialise(home: Path, config: str | Path | HierarchyConfig | None,
+                passphrase: bytes | None, issuing_only: bool,
+                database_url: str | None) -> InitResult:
     if (home / CONFIG_FILE).exists():
         raise AlreadyInitialised(f"{home} already holds a CA ({home / CONFIG_FILE} exists)")
     cfg = config if isinstance(config, HierarchyConfig) else load_config(
@@ -282,7 +316,7 @@ def _create_hierarchy(home: Path, cfg: HierarchyConfig, profiles: Mapping[str, P
                 conn.execute(insert(CertificateRecord).values(
                     issuer_id=root_id, serial=serial_to_hex(serial), profile="sub-ca",
                     subject=approved.subject_text, not_before=nb, not_after=na, issued_at=now,
-                    der=der, status="good"))
+                    der=der, status=Status.GOOD))
                 active.append(spec.name)
     finally:
         engine.dispose()
@@ -295,10 +329,21 @@ def import_issuing_certificate(
     root_certificate: bytes,
     name: str | None = None,
     database_url: str | None = None,
+    *,
+    audit: AuditLog,
+    actor: str | None = None,
 ) -> None:
     """Complete an issuing CA created with an offline root: check that ``certificate`` is for
-    the pending CA's key and is signed by ``root_certificate``, then activate the CA."""
+    the pending CA's key and is signed by ``root_certificate``, then activate the CA
+    (recorded in ``audit`` as ``ca.hierarchy.import_issuing``)."""
     home = Path(home)
+    with _audited(audit, actor or local_actor(), AuditAction.CA_ISSUING_IMPORT,
+                  f"ca:{name or '(first issuing)'}"):
+        _import_issuing_certificate(home, certificate, root_certificate, name, database_url)
+
+
+def _import_issuing_certificate(home: Path, certificate: bytes, root_certificate: bytes,
+                                name: str | None, database_url: str | None) -> None:
     cfg = _load_home_config(home)
     spec = cfg.issuing_named(name)
     try:
@@ -350,7 +395,13 @@ class CertificateAuthority:
     """One CA of a hierarchy (an issuing CA by default), backed by its database."""
 
     def __init__(self, home: Path, config: HierarchyConfig, engine: Engine, ca: _CA,
-                 passphrase: bytes | None, profiles: dict[str, Profile]) -> None:
+                 passphrase: bytes | None, profiles: dict[str, Profile], *,
+                 audit: AuditLog, actor: str | None = None, clock: Clock = utcnow) -> None:
+        #: the tamper-evident log every issuance, revocation and CRL is recorded in
+        self.audit = audit
+        #: who the records name when a call names no one (the CLI's user, a service's name)
+        self.actor = actor or local_actor()
+        self.clock = clock
         self.home = home
         self.config = config
         self.engine = engine
@@ -370,10 +421,16 @@ class CertificateAuthority:
         config: str | Path | None = None,
         passphrase: bytes | None = None,
         database_url: str | None = None,
+        *,
+        audit: AuditLog,
+        actor: str | None = None,
+        clock: Clock = utcnow,
     ) -> CertificateAuthority:
         """``initialise`` then ``open`` the first issuing CA."""
-        initialise(home, config, passphrase, database_url=database_url)
-        return cls.open(home, passphrase, database_url=database_url)
+        initialise(home, config, passphrase, database_url=database_url, audit=audit,
+                   actor=actor)
+        return cls.open(home, passphrase, database_url=database_url, audit=audit, actor=actor,
+                        clock=clock)
 
     @classmethod
     def open(
@@ -382,8 +439,13 @@ class CertificateAuthority:
         passphrase: bytes | None = None,
         name: str | None = None,
         database_url: str | None = None,
+        *,
+        audit: AuditLog,
+        actor: str | None = None,
+        clock: Clock = utcnow,
     ) -> CertificateAuthority:
-        """Open CA ``name`` (default: the first issuing CA of the config) of ``home``."""
+        """Open CA ``name`` (default: the first issuing CA of the config) of ``home``; its
+        operations are recorded in ``audit`` under ``actor`` (default: the local user)."""
         home = Path(home)
         cfg = _load_home_config(home)
         wanted = name or cfg.issuing[0].name
@@ -408,7 +470,7 @@ class CertificateAuthority:
             engine.dispose()
             raise
         return cls(home, cfg, engine, _read_ca(row), passphrase or _stored_passphrase(home),
-                   profiles)
+                   profiles, audit=audit, actor=actor, clock=clock)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -476,9 +538,14 @@ class CertificateAuthority:
         csr: asn1csr.CertificationRequest | bytes,
         profile: str,
         extra: Mapping[str, Any] | None = None,
+        *,
+        actor: str | None = None,
     ) -> IssuedCertificate:
         """Issue from a PKCS#10 request after checking its signature (proof of possession)."""
-        return self._commit([check_csr(csr, self.profile(profile), extra)])[0]
+        with self._issuing(profile, actor, "csr") as op:
+            approved = check_csr(csr, self.profile(profile), extra)
+            op.set(subject=approved.subject_text[:300])
+            return self._commit([approved], op)[0]
 
     def issue_for_public_key(
         self,
@@ -486,18 +553,37 @@ class CertificateAuthority:
         subject: x509.Name | str,
         profile: str,
         extra: Mapping[str, Any] | None = None,
+        *,
+        actor: str | None = None,
     ) -> IssuedCertificate:
         """Issue for a key whose possession the (authenticated) caller has established, as the
         KMC does for the encryption keys it generates."""
-        return self._commit([check_public_key(public_key, subject, self.profile(profile),
-                                              extra)])[0]
+        with self._issuing(profile, actor, "public_key") as op:
+            approved = check_public_key(public_key, subject, self.profile(profile), extra)
+            op.set(subject=approved.subject_text[:300])
+            return self._commit([approved], op)[0]
+
+    def _issuing(self, profile: str, actor: str | None,
+                 kind: str) -> contextlib.AbstractContextManager[Operation]:
+        """An issuance under the audit log; the outcome names the serials (``_commit``)."""
+        return _audited(self.audit, actor or self.actor, AuditAction.CA_CERTIFICATE_ISSUE,
+                        f"profile:{profile}", ca=self.name, request=kind)
 
     def issue_batch(
-        self, requests: Iterable[IssueRequest], profile: str, chunk_size: int = 200
+        self, requests: Iterable[IssueRequest], profile: str, chunk_size: int = 200, *,
+        actor: str | None = None,
     ) -> list[IssuedCertificate]:
         """Issue many; each chunk is one transaction, committed before its certificates are
         returned. A refused request stops the batch before its chunk is signed (earlier chunks
-        stay committed)."""
+        stay committed). The audit log gets one operation for the batch (profile, count) and
+        the serials of what was issued."""
+        with self._issuing(profile, actor, "batch") as op:
+            issued = self._issue_batch(requests, profile, chunk_size, op)
+            op.set(count=len(issued))
+        return issued
+
+    def _issue_batch(self, requests: Iterable[IssueRequest], profile: str,
+                     chunk_size: int, op: Operation) -> list[IssuedCertificate]:
         prof = self.profile(profile)
         out: list[IssuedCertificate] = []
         chunk: list[Approved] = []
@@ -512,16 +598,27 @@ class CertificateAuthority:
             except RequestRefused as exc:
                 raise RequestRefused(f"batch entry {i}: {exc}") from None
             if len(chunk) >= chunk_size:
-                out.extend(self._commit(chunk))
+                out.extend(self._commit(chunk, op))
                 chunk = []
         if chunk:
-            out.extend(self._commit(chunk))
+            out.extend(self._commit(chunk, op))
         return out
 
-    def _commit(self, approved: Sequence[Approved]) -> list[IssuedCertificate]:
+    def _record_serials(self, op: Operation, serials: list[str]) -> None:
+        """Name the issued serials in the issuance's audit records: in its outcome record while
+        they fit, the rest in 'info' records linked to its attempt."""
+        listed: list[str] = list(op.details.get("serials", []))
+        room = max(0, SERIALS_PER_RECORD - len(listed))
+        op.set(serials=listed + serials[:room])
+        for i in range(room, len(serials), SERIALS_PER_RECORD):
+            self.audit.append(self.actor, AuditAction.CA_CERTIFICATE_ISSUE, f"ca:{self.name}",
+                              "info", details={"attempt_seq": op.attempt_seq,
+                                               "serials": serials[i:i + SERIALS_PER_RECORD]})
+
+    def _commit(self, approved: Sequence[Approved], op: Operation) -> list[IssuedCertificate]:
         issuer = self.issuer()
         for attempt in range(SERIAL_RETRIES):
-            now = utcnow()
+            now = self.clock()
             serials = [self.serial_source() for _ in approved]
             if len(set(serials)) != len(serials):
                 continue
@@ -535,7 +632,7 @@ class CertificateAuthority:
                 cert_rows.append({
                     "issuer_id": self._ca.id, "serial": hex_serial, "profile": a.profile.name,
                     "subject": a.subject_text, "not_before": nb, "not_after": na,
-                    "issued_at": now, "der": der, "status": "good"})
+                    "issued_at": now, "der": der, "status": Status.GOOD})
                 request_rows.append({
                     "issuer_id": self._ca.id, "kind": a.kind, "profile": a.profile.label,
                     "request_der": a.request_der, "certificate_serial": hex_serial,
@@ -552,7 +649,8 @@ class CertificateAuthority:
                     raise StorageError("could not store the certificates: serial numbers "
                                        f"collided {SERIAL_RETRIES} times") from None
                 continue
-            # committed: only now are the certificates handed out
+            # committed: only now are the certificates handed out, and recorded as issued
+            self._record_serials(op, [serial_to_hex(s) for s in serials])
             return [IssuedCertificate(s, a.profile.name, d)
                     for a, s, d in zip(approved, serials, ders, strict=True)]
         raise StorageError("could not draw distinct serial numbers")
@@ -564,28 +662,38 @@ class CertificateAuthority:
         serial: int,
         reason: RevocationReason | str = RevocationReason.unspecified,
         invalidity_date: dt.datetime | None = None,
+        *,
+        actor: str | None = None,
     ) -> CertificateStatus:
         """Revoke with an RFC 5280 reason and optional invalidity date (when the key was
-        known or suspected compromised). Unknown serials and second revocations are refused."""
+        known or suspected compromised). Unknown serials and second revocations are refused.
+        Recorded in the audit log (``ca.certificate.revoke``), refusals included."""
         try:
             why = RevocationReason.parse(reason)
         except ValueError as exc:
-            raise CAError(str(exc)) from None
+            raise RequestRefused(str(exc)) from None
+        with _audited(self.audit, actor or self.actor, AuditAction.CA_CERTIFICATE_REVOKE,
+                      f"serial:{serial_to_hex(serial)}", ca=self.name, reason=why.name,
+                      invalidity_date=invalidity_date.isoformat() if invalidity_date else None):
+            return self._revoke(serial, why, invalidity_date)
+
+    def _revoke(self, serial: int, why: RevocationReason,
+                invalidity_date: dt.datetime | None) -> CertificateStatus:
         if why is RevocationReason.removeFromCRL:
-            raise CAError("removeFromCRL is not a revocation reason (it only appears in delta "
-                          "CRLs to release a certificateHold)")
-        now = utcnow().replace(microsecond=0)
+            raise RequestRefused("removeFromCRL is not a revocation reason (it only appears in "
+                                 "delta CRLs to release a certificateHold)")
+        now = self.clock().replace(microsecond=0)
         if invalidity_date is not None:
             if invalidity_date.tzinfo is None:
-                raise CAError("the invalidity date needs a time zone")
+                raise RequestRefused("the invalidity date needs a time zone")
             if invalidity_date > now:
-                raise CAError("the invalidity date cannot be in the future")
+                raise RequestRefused("the invalidity date cannot be in the future")
             invalidity_date = invalidity_date.astimezone(dt.UTC).replace(microsecond=0)
         hex_serial = serial_to_hex(serial)
         with _write(self.engine) as conn, conn.begin():
             row = self._row(conn, hex_serial)
             held = RevocationReason.certificateHold.value
-            if row.status == "revoked" and row.revocation_reason == held and \
+            if row.status is Status.REVOKED and row.revocation_reason == held and \
                     why is not RevocationReason.certificateHold:
                 # RFC 5280 §5.3.1: a held certificate may be revoked for good later; it keeps
                 # its original revocation date and takes the final reason
@@ -594,17 +702,17 @@ class CertificateAuthority:
                     revocation_reason=why.value,
                     invalidity_date=invalidity_date or row.invalidity_date))
                 self._bump_revocation_generation(conn)
-                return CertificateStatus(serial, Status.REVOKED, _aware(row.revoked_at), why,
-                                         invalidity_date or _aware(row.invalidity_date),
+                return CertificateStatus(serial, Status.REVOKED, row.revoked_at, why,
+                                         invalidity_date or row.invalidity_date,
                                          row.der)
-            if row.status == "revoked":
+            if row.status is Status.REVOKED:
                 raise AlreadyRevoked(
                     f"certificate {hex_serial} of CA {self.name} is already revoked "
-                    f"(since {_aware(row.revoked_at):%Y-%m-%d %H:%M:%SZ}, reason "
+                    f"(since {row.revoked_at:%Y-%m-%d %H:%M:%SZ}, reason "
                     f"{RevocationReason(row.revocation_reason or 0).name})")
             done = conn.execute(update(CertificateRecord).where(
-                CertificateRecord.id == row.id, CertificateRecord.status == "good").values(
-                status="revoked", revoked_at=now, revocation_reason=why.value,
+                CertificateRecord.id == row.id, CertificateRecord.status == Status.GOOD).values(
+                status=Status.REVOKED, revoked_at=now, revocation_reason=why.value,
                 invalidity_date=invalidity_date))
             if done.rowcount != 1:
                 raise AlreadyRevoked(f"certificate {hex_serial} was revoked concurrently")
@@ -661,11 +769,20 @@ class CertificateAuthority:
         by full and delta CRLs as RFC 5280 §5.2.3 asks)."""
         return asn1crl.CertificateList.load(self.build_crl_der(delta, now))
 
-    def build_crl_der(self, delta: bool = False, now: dt.datetime | None = None) -> bytes:
+    def build_crl_der(self, delta: bool = False, now: dt.datetime | None = None, *,
+                      actor: str | None = None) -> bytes:
+        """``build_crl``, DER-encoded; recorded in the audit log (``ca.crl.issue``)."""
+        with _audited(self.audit, actor or self.actor, AuditAction.CA_CRL_ISSUE,
+                      f"ca:{self.name}", delta=delta) as op:
+            der, number = self._build_crl_der(delta, now)
+            op.set(crl_number=number)
+        return der
+
+    def _build_crl_der(self, delta: bool, now: dt.datetime | None) -> tuple[bytes, int]:
         issuer = self.issuer()
         spec = self._spec()
         for attempt in range(5):
-            this_update = (now or utcnow()).astimezone(dt.UTC).replace(microsecond=0)
+            this_update = (now or self.clock()).astimezone(dt.UTC).replace(microsecond=0)
             hours = spec.delta_crl_hours if delta else spec.crl_hours
             next_update = this_update + dt.timedelta(hours=hours)
             with self.engine.connect() as conn:
@@ -677,7 +794,7 @@ class CertificateAuthority:
                                CertificateRecord.revocation_reason,
                                CertificateRecord.invalidity_date).where(
                     CertificateRecord.issuer_id == self._ca.id,
-                    CertificateRecord.status == "revoked")
+                    CertificateRecord.status == Status.REVOKED)
                 if delta:
                     base = conn.execute(select(CRLRecord).where(
                         CRLRecord.issuer_id == self._ca.id, CRLRecord.is_delta.is_(False)
@@ -686,8 +803,8 @@ class CertificateAuthority:
                         raise CAError(f"CA {self.name} has no full CRL yet to be the base of a "
                                       "delta CRL: build a full CRL first")
                     base_number = base.number
-                    query = query.where(CertificateRecord.revoked_at >= _utc(
-                        base.this_update) - DELTA_OVERLAP)
+                    query = query.where(
+                        CertificateRecord.revoked_at >= base.this_update - DELTA_OVERLAP)
                 # rows straight from the DBAPI cursor: no Row objects or type conversion per
                 # row (encode_rows reads SQLite's datetime text itself); millions of rows
                 cursor = conn.execute(query.order_by(CertificateRecord.revoked_at)).cursor
@@ -712,7 +829,7 @@ class CertificateAuthority:
                     raise StorageError("CRL number kept colliding with concurrent builds") \
                         from None
                 continue
-            return der
+            return der, number
         raise StorageError("unreachable")
 
     def latest_crl_der(self, delta: bool = False) -> bytes | None:
@@ -725,7 +842,7 @@ class CertificateAuthority:
     def refresh_crls(self, now: dt.datetime | None = None) -> list[bytes]:
         """For a scheduler: build a full CRL when none exists or the newest is past half its
         validity, and a delta CRL likewise. Returns what it built."""
-        now = now or utcnow()
+        now = now or self.clock()
         built: list[bytes] = []
         for delta in (False, True):
             with self.engine.connect() as conn:
@@ -733,7 +850,7 @@ class CertificateAuthority:
                     CRLRecord.issuer_id == self._ca.id, CRLRecord.is_delta.is_(delta)).order_by(
                     CRLRecord.number.desc()).limit(1)).one_or_none()
             if last is not None:
-                start, end = _utc(last.this_update), _utc(last.next_update)
+                start, end = last.this_update, last.next_update
                 if now < start + (end - start) / 2 and not (delta and built):
                     continue
             built.append(self.build_crl_der(delta, now))
@@ -752,17 +869,17 @@ class CertificateAuthority:
     def _service_signer(self, profile: str, title: str) -> Signer:
         if self._passphrase is None:
             raise CAError("a passphrase is needed for the service keys")
-        margin = utcnow() + dt.timedelta(days=1)
+        margin = self.clock() + dt.timedelta(days=1)
         key_dir = self.home / "ca" / "keys"
         with self.engine.connect() as conn:
             rows = conn.execute(select(CertificateRecord).where(
                 CertificateRecord.issuer_id == self._ca.id,
                 CertificateRecord.profile == profile,
-                CertificateRecord.status == "good").order_by(
+                CertificateRecord.status == Status.GOOD).order_by(
                 CertificateRecord.id.desc())).all()
         for row in rows:
             path = key_dir / f"{profile}-{self.name}-{row.serial}.key.pem"
-            if _utc(row.not_after) > margin and path.exists():
+            if row.not_after > margin and path.exists():
                 key = SoftwareKey.load(path, self._passphrase)
                 return Signer(key, x509.Certificate.load(row.der), tuple(self.chain()))
         key = SoftwareKey.generate(self.issuer().key.algorithm, label=f"ca:{profile}")
@@ -786,8 +903,8 @@ def _is_serial_clash(exc: IntegrityError) -> bool:
 
 
 def _status_of(row: Any) -> CertificateStatus:
-    if row.status == "revoked":
+    if row.status is Status.REVOKED:
         return CertificateStatus(
-            int(row.serial, 16), Status.REVOKED, _aware(row.revoked_at),
-            RevocationReason(row.revocation_reason or 0), _aware(row.invalidity_date), row.der)
-    return CertificateStatus(int(row.serial, 16), Status.GOOD, certificate_der=row.der)
+            Serial.parse(row.serial), Status.REVOKED, row.revoked_at,
+            RevocationReason(row.revocation_reason or 0), row.invalidity_date, row.der)
+    return CertificateStatus(Serial.parse(row.serial), Status.GOOD, certificate_der=row.der)

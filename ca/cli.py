@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import click
 
 from ca.errors import CAError
+from sscard.audit.errors import AuditError
+from sscard.cli import data_home, open_audit_log
 from sscard.secrets_input import read_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,8 +48,14 @@ def group() -> None:
 
 
 def _home(ctx: click.Context) -> Path:
-    obj = ctx.find_root().obj
-    return Path(obj.home) if obj is not None else Path("./sscard-data")
+    return data_home(ctx)
+
+
+def _audit(ctx: click.Context) -> Any:
+    """The data directory's audit log, closed with the command; the CA records in it."""
+    log = open_audit_log(ctx)
+    ctx.call_on_close(log.engine.dispose)
+    return log
 
 
 def _passphrase_options(func: F) -> F:
@@ -74,6 +82,9 @@ def _ca_errors(func: F) -> F:
             return func(*args, **kwargs)
         except CAError as exc:
             raise click.ClickException(str(exc)) from None
+        except AuditError as exc:
+            # no record, no operation: the CA refused to act without its audit record
+            raise click.ClickException(f"audit log: {exc}") from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -81,7 +92,7 @@ def _ca_errors(func: F) -> F:
 def _open(ctx: click.Context, passphrase: bytes | None, name: str | None) -> Any:
     from ca.authority import CertificateAuthority
 
-    return CertificateAuthority.open(_home(ctx), passphrase, name)
+    return CertificateAuthority.open(_home(ctx), passphrase, name, audit=_audit(ctx))
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -124,7 +135,7 @@ def init_command(ctx: click.Context, config: Path | None, issuing_only: bool,
         raise click.UsageError("--csr-out goes with --issuing-only")
     home = _home(ctx)
     result = initialise(home, config, _passphrase(passphrase_file, passphrase_stdin),
-                        issuing_only=issuing_only)
+                        issuing_only=issuing_only, audit=_audit(ctx))
     if result.passphrase_file is not None:
         click.echo(f"generated a random key passphrase and stored it in {result.passphrase_file}"
                    " (mode 0600); keep a copy offline, it protects the CA keys")
@@ -161,7 +172,8 @@ def import_issuing_cert(ctx: click.Context, cert_path: Path, root_path: Path,
     from ca.authority import import_issuing_certificate
 
     import_issuing_certificate(_home(ctx), _read_file(cert_path, "certificate"),
-                               _read_file(root_path, "root certificate"), ca_name)
+                               _read_file(root_path, "root certificate"), ca_name,
+                               audit=_audit(ctx))
     click.echo("issuing CA certificate imported; the CA is ready")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -54,8 +54,6 @@ def latest_revocation(engine: Any, issuer_id: int) -> datetime | None:
     )
     with engine.connect() as conn:
         latest = conn.execute(query).scalar_one_or_none()
-    if latest is not None and latest.tzinfo is None:
-        latest = latest.replace(tzinfo=UTC)  # SQLite drops the zone; the CA writes UTC
     return latest
 
 

@@ -8,50 +8,15 @@ from datetime import datetime
 
 from asn1crypto import x509
 
-
-class RevocationReason(enum.Enum):
-    """RFC 5280 §5.3.1 CRLReason; the values are the codes, the names as OpenSSL/CLI spell them."""
-
-    unspecified = 0
-    keyCompromise = 1
-    cACompromise = 2
-    affiliationChanged = 3
-    superseded = 4
-    cessationOfOperation = 5
-    certificateHold = 6
-    removeFromCRL = 8
-    privilegeWithdrawn = 9
-    aACompromise = 10
-
-    @classmethod
-    def parse(cls, name: str | int | RevocationReason) -> RevocationReason:
-        """From a CLI name (case-insensitive, ``key_compromise`` too), a code or a member."""
-        if isinstance(name, RevocationReason):
-            return name
-        if isinstance(name, int):
-            try:
-                return cls(name)
-            except ValueError:
-                raise ValueError(f"unknown CRL reason code {name}") from None
-        wanted = name.replace("_", "").replace("-", "").lower()
-        for member in cls:
-            if member.name.lower() == wanted:
-                return member
-        names = ", ".join(m.name for m in cls if m is not cls.removeFromCRL)
-        raise ValueError(f"unknown revocation reason {name!r}; use one of {names}")
-
-    @property
-    def asn1_name(self) -> str:
-        """The name asn1crypto's ``CRLReason`` uses."""
-        return {
-            0: "unspecified", 1: "key_compromise", 2: "ca_compromise",
-            3: "affiliation_changed", 4: "superseded", 5: "cessation_of_operation",
-            6: "certificate_hold", 8: "remove_from_crl", 9: "privilege_withdrawn",
-            10: "aa_compromise",
-        }[self.value]
+# the value types live in the foundation; imported from here by the CA's callers
+from sscard.x509.values import RevocationReason as RevocationReason
+from sscard.x509.values import serial_from_hex as serial_from_hex
+from sscard.x509.values import serial_to_hex
 
 
-class Status(enum.Enum):
+class Status(enum.StrEnum):
+    """A certificate's status; GOOD and REVOKED are also what the database column holds."""
+
     GOOD = "good"
     REVOKED = "revoked"
     UNKNOWN = "unknown"
@@ -85,25 +50,3 @@ class IssuedCertificate:
     def serial_hex(self) -> str:
         """As ``openssl x509 -serial`` prints it (upper case, even number of digits)."""
         return serial_to_hex(self.serial)
-
-
-def serial_to_hex(serial: int) -> str:
-    text = f"{serial:X}"
-    return text if len(text) % 2 == 0 else "0" + text
-
-
-def serial_from_hex(text: str) -> int:
-    """Accepts ``openssl x509 -serial`` output (``serial=ABCD``), colons and ``0x`` too."""
-    cleaned = text.strip()
-    if cleaned.lower().startswith("serial="):
-        cleaned = cleaned[7:]
-    cleaned = cleaned.replace(":", "")
-    if cleaned.lower().startswith("0x"):
-        cleaned = cleaned[2:]
-    try:
-        value = int(cleaned, 16)
-    except ValueError:
-        raise ValueError(f"serial {text!r} is not hexadecimal") from None
-    if value <= 0:
-        raise ValueError(f"serial {text!r} must be positive")
-    return value

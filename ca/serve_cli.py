@@ -14,9 +14,13 @@ from typing import Any
 import click
 
 from ca.service import ServiceConfig, create_app
+from sscard.cli import AUDIT_DB_URL_ENV, data_home, db_url_options
 from sscard.secrets_input import read_secret
 
 log = logging.getLogger(__name__)
+
+#: who the audit records name for what the service does of itself (service keys, CRLs)
+SERVICE_ACTOR = "ca-service"
 
 
 def read_token_file(path: Path) -> dict[str, str]:
@@ -43,7 +47,7 @@ def read_token_file(path: Path) -> dict[str, str]:
 
 
 def _online_root(authority: Any, passphrase: bytes | None,
-                 database_url: str | None) -> list[Any]:
+                 database_url: str | None, audit: Any) -> list[Any]:
     """The hierarchy's root, opened, when it is online here (to publish its CRL and answer
     OCSP for the certificates it issued: the issuing CAs); else nothing."""
     from ca.authority import CertificateAuthority
@@ -54,7 +58,7 @@ def _online_root(authority: Any, passphrase: bytes | None,
         return []
     try:
         return [CertificateAuthority.open(authority.home, passphrase, config.root.name,
-                                          database_url)]
+                                          database_url, audit=audit, actor=authority.actor)]
     except CAError as exc:
         log.warning("not publishing root CA %s: %s", config.root.name, exc)
         return []
@@ -76,16 +80,18 @@ class _AppFactory:
 
     def __call__(self) -> Any:
         from ca.authority import CertificateAuthority
+        from sscard.audit.scheduled import open_served_log
 
+        # signed checkpoints on a schedule, by default, in every worker (one makes each)
+        audit = open_served_log(self.audit_url, self.home)
         authority = CertificateAuthority.open(self.home, self.passphrase, self.ca_name,
-                                              self.database_url)
-        from sscard.audit import AuditLog
-
+                                              self.database_url, audit=audit,
+                                              actor=SERVICE_ACTOR)
         config = ServiceConfig(
             authority=authority,
-            audit_log=AuditLog.open(self.audit_url),
+            audit_log=audit,
             other_authorities=tuple(_online_root(authority, self.passphrase,
-                                                 self.database_url)),
+                                                 self.database_url, audit)),
             api_token_hashes=self.tokens,
             tsa_serial_file=(self.home / "ca" / f"tsa-serial-{authority.name}") if self.tsa
             else None,
@@ -124,15 +130,16 @@ def _run_gunicorn(factory: _AppFactory, host: str, port: int, workers: int,
 @click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True,
               help="threads per gunicorn worker.")
 @click.option("--ca", "ca_name", default=None, help="Issuing CA to serve (default: the first).")
-@click.option("--database-url", default=None, help="Override the CA database URL.")
 @click.option("--api-tokens", "token_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="File of 'NAME TOKEN' lines for the issuance/revocation API.")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="CA key passphrase (default: the one stored by ca init).")
 @click.option("--passphrase-stdin", is_flag=True, help="Read the passphrase from stdin.")
 @click.option("--no-tsa", is_flag=True, help="Do not offer the RFC 3161 TSA at /tsa.")
-@click.option("--audit-db", default=None,
-              help="Audit log database URL (default: <home>/audit.sqlite).")
+@db_url_options("SSCARD_CA_DATABASE_URL", "CA database (default: the one ca init chose)",
+                option="--database-url", dest="database_url")
+@db_url_options(AUDIT_DB_URL_ENV, "audit log database (default: <home>/audit.sqlite)",
+                option="--audit-db", dest="audit_db")
 @click.pass_obj
 def serve(obj: Any, port: int, host: str, server: str, workers: int, threads: int,
           ca_name: str | None, database_url: str | None, token_file: Path | None,
@@ -143,34 +150,39 @@ def serve(obj: Any, port: int, host: str, server: str, workers: int, threads: in
     from ca.authority import CertificateAuthority
     from ca.errors import CAError
 
-    home = Path(obj.home)
+    home = data_home(click.get_current_context())
     passphrase = None
     if passphrase_file is not None or passphrase_stdin:
         passphrase = read_secret(file=passphrase_file, from_stdin=passphrase_stdin,
                                  prompt="CA passphrase")
     tokens = read_token_file(token_file) if token_file is not None else {}
     from sscard.audit import AuditError, AuditLog, default_url
+    from sscard.audit.scheduled import home_audit_key
 
     audit_url = audit_db or default_url(home)
     try:
-        AuditLog.open(audit_url).engine.dispose()  # created now, not raced by the workers
+        audit = AuditLog.open(audit_url)  # created now, not raced by the workers
+        home_audit_key(home)  # likewise the audit signing key, made on first serve
     except AuditError as exc:
-        raise click.ClickException(f"audit log at {audit_url}: {exc}") from None
+        raise click.ClickException(f"audit log: {exc}") from None
     factory = _AppFactory(home, passphrase, ca_name, database_url, tokens, not no_tsa,
                           audit_url)
     # open once here so that a missing CA or a wrong passphrase is reported before serving,
     # and the service keys exist before workers race to create them
     try:
-        with CertificateAuthority.open(home, passphrase, ca_name, database_url) as authority:
+        with CertificateAuthority.open(home, passphrase, ca_name, database_url, audit=audit,
+                                       actor=SERVICE_ACTOR) as authority:
             authority.ocsp_signer()
             if not no_tsa:
                 authority.tsa_signer()
             name = authority.name
-            for root in _online_root(authority, passphrase, database_url):
+            for root in _online_root(authority, passphrase, database_url, audit):
                 with root:
                     root.ocsp_signer()
-    except CAError as exc:
+    except (CAError, AuditError) as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        audit.engine.dispose()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     click.echo(f"serving CA {name} at http://{host}:{port}/ocsp ({server})", err=True)
     if server == "werkzeug":

@@ -64,7 +64,7 @@ from ca.records import (
     serial_to_hex,
 )
 from ca.tsa import FileSerialCounter, TimeStampAuthority, rejection
-from sscard.audit import AuditError, AuditLog, AuditUnavailable, Operation
+from sscard.audit import AuditAction, AuditError, AuditLog, AuditUnavailable
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.x509.errors import X509Error
@@ -102,12 +102,12 @@ class CaBackend(Protocol):
 
     def issue_from_csr(
         self, csr: asn1csr.CertificationRequest | bytes, profile: str,
-        extra: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None, *, actor: str | None = None,
     ) -> IssuedCertificate: ...
 
     def revoke(
         self, serial: int, reason: RevocationReason | str = ...,
-        invalidity_date: datetime | None = None,
+        invalidity_date: datetime | None = None, *, actor: str | None = None,
     ) -> CertificateStatus: ...
 
     def build_crl(self, delta: bool = False) -> asn1crl.CertificateList: ...
@@ -507,7 +507,7 @@ def _refuse(status: int, why: str) -> ApiError:
     audit_log = _state().config.audit_log
     if audit_log is not None:
         try:
-            audit_log.append(request.remote_addr or "unknown", "ca.api.refused",
+            audit_log.append(request.remote_addr or "unknown", AuditAction.CA_API_REFUSED,
                              f"{request.method} {request.path}"[:512], "denied",
                              details={"reason": why[:500], "http_status": status})
         except AuditError as exc:
@@ -518,15 +518,11 @@ def _refuse(status: int, why: str) -> ApiError:
 
 
 @contextlib.contextmanager
-def _audited(action: str, obj: str, **details: Any) -> Iterator[Operation | None]:
-    """Guard an API operation with the audit log: no record, no operation (HTTP 503)."""
-    audit_log = _state().config.audit_log
-    if audit_log is None:
-        yield None
-        return
+def _audit_refusal() -> Iterator[None]:
+    """The CA records its own operations (no record, no operation); here its refusal to act
+    without a record becomes HTTP 503."""
     try:
-        with audit_log.operation(g.caller.name, action, obj, details=details) as op:
-            yield op
+        yield
     except AuditUnavailable as exc:
         raise ApiError(503, "audit_unavailable",
                        f"the audit log cannot record this operation: {exc}") from None
@@ -651,19 +647,12 @@ def issue() -> tuple[Response, int]:
         csr = load_csr(csr_text.encode("utf-8"))
     except X509Error as exc:
         raise ApiError(400, "bad_csr", str(exc)) from None
-    refused: ApiError | None = None
-    with _audited("ca.issue", f"profile:{profile}"[:512], caller=g.caller.method) as op:
-        try:
-            issued = _state().authority.issue_from_csr(csr, profile)
-            if op is not None:
-                op.set(serial=issued.serial_hex)
-        except (RequestRefused, CryptoError, X509Error, ValueError) as exc:
-            # a refusal by policy: recorded as 'denied' (raising here would record 'failure')
-            refused = ApiError(422, "refused", str(exc))
-            if op is not None:
-                op.deny(str(exc)[:500])
-    if refused is not None:
-        raise refused
+    # the authority records the issuance, or its refusal as 'denied', under the caller's name
+    try:
+        with _audit_refusal():
+            issued = _state().authority.issue_from_csr(csr, profile, actor=g.caller.name)
+    except (RequestRefused, CryptoError, X509Error, ValueError) as exc:
+        raise ApiError(422, "refused", str(exc)) from None
     log.info("issued %s (profile %s) for %s", issued.serial_hex, profile, g.caller.name)
     body = {
         "serial": issued.serial_hex,
@@ -687,19 +676,17 @@ def revoke(serial: str) -> Response:
                 raise ValueError("invalidity_date must carry a time zone")
     except (ValueError, TypeError) as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
-    refused: ApiError | None = None
-    with _audited("ca.revoke", f"serial:{serial_to_hex(number)}", reason=reason_value.name,
-                  caller=g.caller.method) as op:
-        try:
-            status = _state().authority.revoke(number, reason_value, invalidity)
-        except UnknownCertificate as exc:
-            refused = ApiError(404, "unknown_certificate", str(exc))
-        except AlreadyRevoked as exc:
-            refused = ApiError(409, "already_revoked", str(exc))
-        if refused is not None and op is not None:
-            op.deny(refused.code)
-    if refused is not None:
-        raise refused
+    # the authority records the revocation, or its refusal as 'denied'
+    try:
+        with _audit_refusal():
+            status = _state().authority.revoke(number, reason_value, invalidity,
+                                               actor=g.caller.name)
+    except UnknownCertificate as exc:
+        raise ApiError(404, "unknown_certificate", str(exc)) from None
+    except AlreadyRevoked as exc:
+        raise ApiError(409, "already_revoked", str(exc)) from None
+    except RequestRefused as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
     _state().invalidate(number)
     log.info("revoked %s (%s) for %s", serial_to_hex(number), reason_value.name, g.caller.name)
     return _json(_status_json(status))

@@ -1,8 +1,9 @@
 """The CA's database: SQLAlchemy 2 models, engines for SQLite and PostgreSQL, Alembic upgrades.
 
-SQLite is the embedded default (``<home>/ca.db``, WAL, a busy timeout so that several processes
-can write one file); PostgreSQL is selected by URL. The schema is created and upgraded only by
-the Alembic migrations in ``ca/migrations``; the models here mirror them for queries.
+SQLite is the embedded default (``<home>/ca.db``, opened by ``sscard.sqlschema.make_engine``:
+WAL, synchronous=FULL, writes under BEGIN IMMEDIATE); PostgreSQL is selected by URL. The schema
+is created and upgraded only by the Alembic migrations in ``ca/migrations``; the models here
+mirror them for queries.
 
 Serial numbers exceed 64 bits, more than any SQL integer type holds, so they are stored as
 upper-case hexadecimal text (``serial_to_hex``) under a unique constraint per issuer.
@@ -12,13 +13,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    DateTime,
     Engine,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -26,15 +26,15 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from sscard.sqlschema import alembic_upgrade
+from ca.records import Status
+from sscard.sqlschema import UTCDateTime, alembic_upgrade
+from sscard.sqlschema import make_engine as make_engine  # the CA's callers open it from here
+from sscard.sqlschema import sqlite_url as sqlite_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
 class Base(DeclarativeBase):
@@ -55,7 +55,7 @@ class CARecord(Base):
     key_spec: Mapped[str] = mapped_column(Text)  # JSON: where the key handle lives
     certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary)
     csr_der: Mapped[bytes | None] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # bumped with every revocation of this CA's certificates (migration 0002)
     revocation_generation: Mapped[int] = mapped_column(BigInteger, default=0,
                                                        server_default="0")
@@ -72,14 +72,17 @@ class CertificateRecord(Base):
     serial: Mapped[str] = mapped_column(String(42))  # upper-case hex, as openssl prints it
     profile: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(Text)
-    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
     der: Mapped[bytes] = mapped_column(LargeBinary)
-    status: Mapped[str] = mapped_column(String(16))  # good | revoked
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # good | revoked; a value outside the enum is refused before it reaches the database
+    status: Mapped[Status] = mapped_column(Enum(
+        Status, native_enum=False, create_constraint=False, length=16, validate_strings=True,
+        values_callable=lambda members: [m.value for m in members]))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revocation_reason: Mapped[int | None] = mapped_column(Integer)
-    invalidity_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    invalidity_date: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class RequestRecord(Base):
@@ -92,7 +95,7 @@ class RequestRecord(Base):
     profile: Mapped[str] = mapped_column(String(64))
     request_der: Mapped[bytes] = mapped_column(LargeBinary)  # CSR, or the SPKI
     certificate_serial: Mapped[str] = mapped_column(String(42))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class CRLRecord(Base):
@@ -103,45 +106,11 @@ class CRLRecord(Base):
     number: Mapped[int] = mapped_column(Integer)
     is_delta: Mapped[bool] = mapped_column(Boolean)
     base_number: Mapped[int | None] = mapped_column(Integer)  # for a delta: its base CRL
-    this_update: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    next_update: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    this_update: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_update: Mapped[datetime] = mapped_column(UTCDateTime())
     der: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
-def make_engine(url: str) -> Engine:
-    """An engine with the settings the CA relies on.
-
-    SQLite: WAL so readers never block the writer; a long busy timeout so that concurrent
-    writers queue instead of failing; and writing transactions opened with ``BEGIN IMMEDIATE``
-    (``write_transaction``) so two processes never both read and then collide on upgrading to
-    a write lock, which SQLite reports as an immediate, un-retried "database is locked".
-    """
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
-            cur = dbapi_conn.cursor()
-            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            mode = "IMMEDIATE" if conn.get_execution_options().get("ca_write") else "DEFERRED"
-            conn.exec_driver_sql(f"BEGIN {mode}")
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
 
 
 def upgrade(engine: Engine) -> None:
     """Apply the CA's Alembic migrations up to head (a no-op when the schema is current)."""
-    alembic_upgrade(engine, MIGRATIONS_DIR, ca_write=True)
+    alembic_upgrade(engine, MIGRATIONS_DIR)

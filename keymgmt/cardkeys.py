@@ -26,9 +26,7 @@ import enum
 import hashlib
 import hmac
 import secrets
-from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -38,6 +36,7 @@ from keymgmt import export_seal
 from keymgmt.db import CardMasterKeyRecord
 from keymgmt.errors import Conflict, KmcError, NotFound
 from keymgmt.service import KeyManagementCentre, Principal, Role
+from sscard.audit import AuditAction
 from sscard.card import diversify as div
 from sscard.card.auth import Authenticator, CardIdentity
 from sscard.card.diversify import CardAlgorithm
@@ -106,10 +105,9 @@ class CardKeyService:
     def __init__(self, kmc: KeyManagementCentre) -> None:
         self.kmc = kmc
 
-    def _audited(self, actor: str, action: str, subject: str) -> Any:
-        """The audit guard for administrative card-key operations (when an audit log is set)."""
-        audit = self.kmc.audit
-        return audit.operation(actor, action, subject) if audit is not None else nullcontext()
+    def _audited(self, actor: str, action: AuditAction, subject: str) -> Any:
+        """The audit guard for administrative card-key operations."""
+        return self.kmc.audit.operation(actor, action, subject)
 
     # -- master keys -----------------------------------------------------------------------
     def _store(self, province: str, key_id: int, alg: CardAlgorithm, key: bytes, by: str,
@@ -124,7 +122,7 @@ class CardKeyService:
                     algorithm=_alg_name(alg), version=version, key_check_value=kcv,
                     wrapped_key=storage.wrap(key, _aad(province, key_id, alg, version)),
                     storage_key_id=storage.key_id, created_by=by,
-                    created_at=datetime.now(UTC)))
+                    created_at=self.kmc.clock()))
                 self.kmc._event(s, by, action, f"{province}/{key_id:02X}/{_alg_name(alg)}",
                                 kcv=kcv, **details)
         except IntegrityError:
@@ -136,7 +134,7 @@ class CardKeyService:
                              *, by: str = "administrator") -> dict[str, str]:
         """Random provincial keys for every key id; returns ``{"09/sm4": KCV, ...}``."""
         province = _check_province(province_code)
-        with self._audited(by, "cardkey.generate", province):
+        with self._audited(by, AuditAction.KMC_CARDKEY_GENERATE, province):
             return self._generate(province, algorithms, by)
 
     def _generate(self, province: str, algorithms: list[str] | None,
@@ -163,7 +161,8 @@ class CardKeyService:
                 key_check_value(root_key, alg), expected_kcv.upper()):
             raise KmcError("the root key's check value does not match: mistyped or damaged")
         provincial = div.diversify(root_key, div.province_factor(province), alg)
-        with self._audited(by, "cardkey.import_root", f"{province}/{key_id:02X}/{algorithm}"):
+        with self._audited(by, AuditAction.KMC_CARDKEY_IMPORT_ROOT,
+                          f"{province}/{key_id:02X}/{algorithm}"):
             return self._store(province, key_id, alg, provincial, by, "cardkey.import_root",
                                root_kcv=key_check_value(root_key, alg))
 
@@ -305,7 +304,7 @@ class CardKeyService:
         """The provincial keys a PSAM for ``region_code``'s city holds, sealed for the PSAM
         personalisation station's SM2 key (``export_seal``)."""
         region = _check_region(region_code)
-        with self._audited(by, "cardkey.export_psam", region):
+        with self._audited(by, AuditAction.KMC_CARDKEY_EXPORT_PSAM, region):
             return self._export_psam(region, recipient_spki, by)
 
     def _export_psam(self, region: str, recipient_spki: bytes, by: str) -> bytes:

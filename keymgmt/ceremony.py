@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from keymgmt import ceremony_log, shares
 from keymgmt.errors import CeremonyError, ShareError
 from keymgmt.storage import SoftwareStorageKey, StorageKey
+from sscard.audit import AuditAction, AuditLog
 
 STATE_FORMAT = "sscard-kmc-ceremony"
 STATE_VERSION = 1
@@ -125,8 +126,26 @@ def run_ceremony(
     root_ca: RootCaKeyRequest | None = None,
     officiant: str = "administrator",
     scrypt_n: int = shares.DEFAULT_SCRYPT_N,
+    audit: AuditLog,
 ) -> CeremonyResult:
-    """Run the whole ceremony; refuses to run twice on one home (the state would be lost)."""
+    """Run the whole ceremony; refuses to run twice on one home (the state would be lost).
+
+    Recorded in ``audit`` (``kmc.ceremony.run``: custodians, threshold, backend, then the
+    ceremony and storage key ids) besides the ceremony's own log."""
+    with audit.operation(officiant, AuditAction.KMC_CEREMONY, f"kmc:{home}"[:512], details={
+            "custodians": [c.name for c in custodians], "threshold": threshold,
+            "backend": "pkcs11" if pkcs11_target else "software",
+            "root_ca_algorithm": root_ca.algorithm if root_ca else None},
+            refusals=(CeremonyError, ShareError)) as op:
+        result = _run_ceremony(home, custodians, threshold, share_dir, pkcs11_target, root_ca,
+                               officiant, scrypt_n)
+        op.set(ceremony_id=result.ceremony_id, storage_key_id=result.storage_key_id)
+    return result
+
+
+def _run_ceremony(home: Path, custodians: list[Custodian], threshold: int, share_dir: Path,
+                  pkcs11_target: Pkcs11Target | None, root_ca: RootCaKeyRequest | None,
+                  officiant: str, scrypt_n: int) -> CeremonyResult:
     state_file = state_path(home)
     if state_file.exists():
         raise CeremonyError(
@@ -316,8 +335,19 @@ def read_state(home: Path) -> dict[str, Any]:
     return state
 
 
-def unseal(home: Path, given: list[shares.Share], *, actor: str = "administrator") -> StorageKey:
-    """Rebuild the storage key (software) or open the token (PKCS#11) from M shares."""
+def unseal(home: Path, given: list[shares.Share], *, actor: str = "administrator",
+           audit: AuditLog) -> StorageKey:
+    """Rebuild the storage key (software) or open the token (PKCS#11) from M shares; recorded
+    in ``audit`` (``kmc.ceremony.unseal``, naming the custodians) besides the ceremony log."""
+    with audit.operation(actor, AuditAction.KMC_UNSEAL, f"kmc:{home}"[:512],
+                         details={"custodians": [s.custodian for s in given]},
+                         refusals=(CeremonyError, ShareError)) as op:
+        key = _unseal(home, given, actor)
+        op.set(storage_key_id=key.key_id)
+    return key
+
+
+def _unseal(home: Path, given: list[shares.Share], actor: str) -> StorageKey:
     state = read_state(home)
     ceremony_id = state["ceremony_id"]
     log = log_path(home)
@@ -364,6 +394,7 @@ def unseal(home: Path, given: list[shares.Share], *, actor: str = "administrator
 
 
 def unseal_from_files(home: Path, files: list[tuple[Path, bytes]], *,
-                      actor: str = "administrator") -> StorageKey:
+                      actor: str = "administrator", audit: AuditLog) -> StorageKey:
     """``files``: (share file, that custodian's passphrase) pairs."""
-    return unseal(home, [shares.read_share_file(p, pw) for p, pw in files], actor=actor)
+    return unseal(home, [shares.read_share_file(p, pw) for p, pw in files], actor=actor,
+                  audit=audit)

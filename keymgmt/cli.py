@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 import click
 
 from keymgmt.errors import KmcError
+from sscard.audit import AuditError, local_actor
+from sscard.cli import AUDIT_DB_URL_ENV, data_home, db_url_options, open_audit_log
 from sscard.secrets_input import read_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,8 +28,7 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 @click.group("kmc")
-@click.option("--db-url", envvar="SSCARD_KMC_DB_URL", default=None,
-              help="KMC database (default: SQLite <home>/kmc.db; postgresql+psycopg://...).")
+@db_url_options("SSCARD_KMC_DB_URL", "KMC database (default: SQLite <home>/kmc.db)")
 @click.pass_context
 def group(ctx: click.Context, db_url: str | None) -> None:
     """Key management centre: ceremony, escrow, recovery, card master keys."""
@@ -35,10 +36,14 @@ def group(ctx: click.Context, db_url: str | None) -> None:
 
 
 def _home(ctx: click.Context) -> Path:
-    obj = ctx.find_root().obj
-    home = getattr(obj, "home", None)
-    return Path(home) if home is not None else Path(os.environ.get("SSCARD_HOME",
-                                                                   "./sscard-data"))
+    return data_home(ctx)
+
+
+def _audit(ctx: click.Context) -> Any:
+    """The audit log the KMC records in (closed with the command)."""
+    log = open_audit_log(ctx)
+    ctx.call_on_close(log.engine.dispose)
+    return log
 
 
 def _db_url(ctx: click.Context) -> str:
@@ -59,6 +64,9 @@ def _kmc_errors(func: F) -> F:
             return func(*args, **kwargs)
         except KmcError as exc:
             raise click.ClickException(str(exc)) from None
+        except AuditError as exc:
+            # no record, no operation: the KMC refused to act without its audit record
+            raise click.ClickException(f"audit log: {exc}") from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -85,13 +93,14 @@ def _unseal(ctx: click.Context, shares: tuple[Path, ...],
         secret = read_secret(file=passphrase_files[i] if passphrase_files else None,
                              prompt=f"Passphrase for share {path.name}")
         pairs.append((path, secret))
-    return ceremony.unseal_from_files(_home(ctx), pairs)
+    return ceremony.unseal_from_files(_home(ctx), pairs, actor=local_actor(),
+                                      audit=_audit(ctx))
 
 
 def _open(ctx: click.Context, storage_key: Any = None) -> Any:
     from keymgmt.service import KeyManagementCentre
 
-    return KeyManagementCentre.open(_db_url(ctx), storage_key)
+    return KeyManagementCentre.open(_db_url(ctx), storage_key, audit=_audit(ctx))
 
 
 def _principal(kmc: Any, api_key_file: Path) -> Any:
@@ -164,7 +173,8 @@ def ceremony_cmd(ctx: click.Context, custodians: tuple[str, ...], threshold: int
             read_secret(file=root_ca_passphrase_file, prompt="Root CA key passphrase",
                         confirm=True))
     result = ceremony.run_ceremony(_home(ctx), people, threshold, shares_dir,
-                                   pkcs11_target=target, root_ca=root, officiant=officiant)
+                                   pkcs11_target=target, root_ca=root, officiant=officiant,
+                                   audit=_audit(ctx))
     click.echo(f"ceremony {result.ceremony_id}: storage key {result.storage_key_id} "
                f"({result.backend}), {threshold} of {len(custodians)} custodians")
     for name, path in result.share_files.items():
@@ -225,7 +235,7 @@ def caller_add(ctx: click.Context, name: str, role: str, key_out: Path | None) -
     """Register a caller; its API key is shown (or written) once and stored only hashed."""
     kmc = _open(ctx)
     try:
-        api_key = kmc.add_caller(name, role)
+        api_key = kmc.add_caller(name, role, by=local_actor())
     finally:
         kmc.close()
     if key_out is not None:
@@ -244,7 +254,7 @@ def caller_add(ctx: click.Context, name: str, role: str, key_out: Path | None) -
 def caller_deactivate(ctx: click.Context, name: str) -> None:
     kmc = _open(ctx)
     try:
-        kmc.deactivate_caller(name)
+        kmc.deactivate_caller(name, by=local_actor())
     finally:
         kmc.close()
     click.echo(f"caller {name} deactivated")
@@ -462,9 +472,8 @@ def cardkeys_export_psam(ctx: click.Context, region: str, recipient: Path, out: 
 @group.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8470, show_default=True)
-@click.option("--audit-url", envvar="SSCARD_AUDIT_DB_URL", default=None,
-              help="The project's audit log database (sscard.audit); every escrow, recovery "
-                   "step and card-key export is recorded there before it runs.")
+@db_url_options(AUDIT_DB_URL_ENV, "audit log database (default: <home>/audit.sqlite)",
+                option="--audit-url", dest="audit_url")
 @_share_options
 @click.pass_context
 @_kmc_errors
@@ -476,14 +485,7 @@ def serve(ctx: click.Context, host: str, port: int, audit_url: str | None,
     from keymgmt.service import KeyManagementCentre
     from keymgmt.web import create_app
 
-    audit = None
-    if audit_url:
-        from sscard.audit import AuditError, AuditLog
-
-        try:
-            audit = AuditLog.open(audit_url)
-        except AuditError as exc:
-            raise click.ClickException(f"audit log: {exc}") from None
+    audit = open_audit_log(ctx, audit_url, served=True)
     kmc = KeyManagementCentre.open(_db_url(ctx), _unseal(ctx, shares, share_passphrase_files),
                                    audit=audit)
     try:

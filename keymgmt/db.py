@@ -11,30 +11,38 @@ Nothing secret is stored in clear: private keys and card master keys are columns
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import (
     Boolean,
-    DateTime,
     Engine,
+    Enum,
     ForeignKey,
     Integer,
     LargeBinary,
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from sscard.sqlschema import alembic_upgrade
+from sscard import sqlschema
+from sscard.sqlschema import UTCDateTime, alembic_upgrade
+from sscard.sqlschema import sqlite_url as sqlite_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "kmc_alembic_version"
-SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+class RecoveryStatus(enum.StrEnum):
+    """Where a key recovery request stands (the recovery_requests.status column)."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    COMPLETED = "completed"
 
 
 class Base(DeclarativeBase):
@@ -50,7 +58,7 @@ class CallerRecord(Base):
     role: Mapped[str] = mapped_column(String(16))
     api_key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     active: Mapped[bool] = mapped_column(Boolean)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class EscrowedKeyRecord(Base):
@@ -66,7 +74,7 @@ class EscrowedKeyRecord(Base):
     wrapped_private_key: Mapped[bytes] = mapped_column(LargeBinary)
     storage_key_id: Mapped[str] = mapped_column(String(64))
     requested_by: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     certificate_serial: Mapped[str | None] = mapped_column(String(42), index=True)
     certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary)
 
@@ -86,9 +94,12 @@ class RecoveryRequestRecord(Base):
     judicial_order_ref: Mapped[str | None] = mapped_column(Text)
     judicial_document_sha256: Mapped[str | None] = mapped_column(String(64))
     required_approvals: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))  # pending | approved | rejected | completed
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # a value outside RecoveryStatus is refused before it reaches the database
+    status: Mapped[RecoveryStatus] = mapped_column(Enum(
+        RecoveryStatus, native_enum=False, create_constraint=False, length=16,
+        validate_strings=True, values_callable=lambda members: [m.value for m in members]))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ApprovalRecord(Base):
@@ -101,7 +112,7 @@ class ApprovalRecord(Base):
     officer: Mapped[str] = mapped_column(String(128))
     decision: Mapped[str] = mapped_column(String(16))  # approve | reject
     comment: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class CardMasterKeyRecord(Base):
@@ -122,7 +133,7 @@ class CardMasterKeyRecord(Base):
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     storage_key_id: Mapped[str] = mapped_column(String(64))
     created_by: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class EventRecord(Base):
@@ -130,15 +141,11 @@ class EventRecord(Base):
 
     __tablename__ = "kmc_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
     actor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(64), index=True)
     subject: Mapped[str] = mapped_column(String(128))
     details: Mapped[str] = mapped_column(Text)  # JSON
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
 
 
 def default_url(home: Path) -> str:
@@ -146,28 +153,9 @@ def default_url(home: Path) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """SQLite with WAL, a busy timeout and ``BEGIN IMMEDIATE`` for writes; or PostgreSQL."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # BEGIN is issued in _on_begin
-            cur = dbapi_conn.cursor()
-            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")  # an escrowed key is never lost on a crash
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            # Every KMC transaction may write (the event log), so take the write lock up front
-            # rather than fail on a lock upgrade under concurrency.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    """The KMC's engine: every KMC transaction may write (the event log), so each one takes
+    SQLite's write lock at BEGIN rather than fail on a lock upgrade under concurrency."""
+    return sqlschema.make_engine(url, immediate=True)
 
 
 def upgrade(engine: Engine) -> None:

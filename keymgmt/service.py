@@ -22,8 +22,8 @@ import logging
 import re
 import secrets
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +39,7 @@ from keymgmt.db import (
     EscrowedKeyRecord,
     EventRecord,
     RecoveryRequestRecord,
+    RecoveryStatus,
     make_engine,
     upgrade,
 )
@@ -53,11 +54,12 @@ from keymgmt.errors import (
 )
 from keymgmt.pkcs8_envelope import envelope_pkcs8
 from keymgmt.storage import StorageKey
-from sscard.audit import AuditLog
+from sscard.audit import AuditAction, AuditLog
 from sscard.crypto import envelopes
 from sscard.crypto.algorithms import KeyAlgorithm, KeyType
 from sscard.crypto.asymmetric import PrivateKey, PublicKey
 from sscard.crypto.errors import CryptoError, UnsupportedAlgorithm
+from sscard.x509.values import Serial
 
 log = logging.getLogger("sscard.kmc")
 
@@ -149,17 +151,10 @@ def _check_name(value: str, what: str) -> str:
 
 def serial_hex(serial: int | str) -> str:
     """Certificate serials as upper-case hex of even length (as ``openssl x509 -serial``)."""
-    if isinstance(serial, str):
-        try:
-            n = int(serial.removeprefix("0x").removeprefix("0X"), 16)
-        except ValueError:
-            raise KmcError(f"certificate serial {serial!r:.60} is not hexadecimal") from None
-    else:
-        n = serial
-    if n < 0:
-        raise KmcError("certificate serial must not be negative")
-    text = f"{n:X}"
-    return text if len(text) % 2 == 0 else "0" + text
+    try:
+        return Serial.parse(serial).hex
+    except (ValueError, TypeError) as exc:
+        raise KmcError(f"certificate serial: {exc}") from None
 
 
 def _escrow_aad(key_id: str, owner: str, algorithm: str) -> bytes:
@@ -182,22 +177,26 @@ class KeyManagementCentre:
     """The KMC over its database and (once unsealed) its storage key."""
 
     def __init__(self, engine: Engine, storage_key: StorageKey | None = None,
-                 config: KmcConfig | None = None, audit: AuditLog | None = None) -> None:
+                 config: KmcConfig | None = None, *, audit: AuditLog,
+                 clock: Callable[[], datetime] = _now) -> None:
+        #: what the KMC reads the time from (record times); tests hand in a fake one
+        self.clock = clock
         self.engine = engine
         self.config = config or KmcConfig()
-        #: the project's tamper-evident audit log; when set, every guarded operation is
-        #: recorded there before it runs (no record, no operation)
+        #: the project's tamper-evident audit log: every escrow, recovery step, card-key
+        #: operation and caller change is recorded there before it runs (no record, no
+        #: operation), whatever the entry point
         self.audit = audit
         self._storage_key = storage_key
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
     def open(cls, url: str, storage_key: StorageKey | None = None,
-             config: KmcConfig | None = None, audit: AuditLog | None = None
-             ) -> KeyManagementCentre:
+             config: KmcConfig | None = None, *, audit: AuditLog,
+             clock: Callable[[], datetime] = _now) -> KeyManagementCentre:
         engine = make_engine(url)
         upgrade(engine)
-        return cls(engine, storage_key, config, audit)
+        return cls(engine, storage_key, config, audit=audit, clock=clock)
 
     # -- plumbing --------------------------------------------------------------------------
     @property
@@ -224,32 +223,26 @@ class KeyManagementCentre:
             yield session
 
     def _event(self, s: Session, actor: str, action: str, subject: str, **details: Any) -> None:
-        s.add(EventRecord(at=_now(), actor=actor, action=action, subject=subject,
+        s.add(EventRecord(at=self.clock(), actor=actor, action=action, subject=subject,
                           details=json.dumps(details, ensure_ascii=False, sort_keys=True)))
         log.info("%s %s %s", actor, action, subject)
 
     @contextmanager
-    def _guarded(self, principal: Principal, action: str, subject: str,
+    def _guarded(self, principal: Principal, action: AuditAction, subject: str,
                  **details: Any) -> Iterator[None]:
-        """Run a security operation under the audit log (when configured: an 'attempt' record
-        first, so no record means no operation; then success, denied or failure), and record
-        refusals (role, dual control, state) in the KMC's own events. A refused operation
-        changed nothing: its transaction rolled back."""
-        refused: KmcError | None = None
-        audit_cm = (self.audit.operation(principal.name, action, subject[:512], details=details)
-                    if self.audit is not None else nullcontext(None))
-        with audit_cm as op:
-            try:
+        """Run a security operation under the audit log (an 'attempt' record first, so no
+        record means no operation; then success, denied or failure), and record refusals
+        (role, dual control, state) in the KMC's own events. A refused operation changed
+        nothing: its transaction rolled back."""
+        try:
+            with self.audit.operation(principal.name, action, subject[:512], details=details,
+                                      refusals=(PermissionDenied, Conflict)):
                 yield
-            except (PermissionDenied, Conflict) as exc:
-                refused = exc
-                if op is not None:
-                    op.deny(str(exc))
-        if refused is not None:
+        except (PermissionDenied, Conflict) as refused:
             with self._tx() as s:
-                self._event(s, principal.name, f"{action}.refused", subject,
+                self._event(s, principal.name, f"{action.local_name}.refused", subject,
                             role=principal.role.value, reason=str(refused))
-            raise refused
+            raise
 
     @staticmethod
     def _require(principal: Principal, *roles: Role) -> None:
@@ -270,17 +263,20 @@ class KeyManagementCentre:
                            f"{', '.join(r.value for r in Role)}") from None
         api_key = "kmc_" + secrets.token_urlsafe(32)
         try:
-            with self._tx() as s:
+            with self.audit.operation(by, AuditAction.KMC_CALLER_ADD, name,
+                                      details={"role": role.value},
+                                      refusals=(IntegrityError,)), self._tx() as s:
                 s.add(CallerRecord(name=name, role=role.value,
                                    api_key_sha256=_api_key_digest(api_key), active=True,
-                                   created_at=_now()))
+                                   created_at=self.clock()))
                 self._event(s, by, "caller.add", name, role=role.value)
         except IntegrityError:
             raise Conflict(f"a caller named {name!r} already exists") from None
         return api_key
 
     def deactivate_caller(self, name: str, *, by: str = "administrator") -> None:
-        with self._tx() as s:
+        with self.audit.operation(by, AuditAction.KMC_CALLER_DEACTIVATE, name,
+                                  refusals=(NotFound,)), self._tx() as s:
             rec = s.scalar(select(CallerRecord).where(CallerRecord.name == name))
             if rec is None:
                 raise NotFound(f"no caller named {name!r}")
@@ -306,7 +302,7 @@ class KeyManagementCentre:
                algorithm: KeyAlgorithm | str = KeyAlgorithm.SM2) -> EscrowResult:
         """Generate an encryption key pair for ``owner``, archive the private key wrapped under
         the storage key, and return it wrapped for ``recipient_spki`` (the card's signing key)."""
-        with self._guarded(principal, "escrow.generate", str(owner)[:128],
+        with self._guarded(principal, AuditAction.KMC_ESCROW_GENERATE, str(owner)[:128],
                            algorithm=str(algorithm)):
             return self._escrow(principal, owner, recipient_spki, algorithm)
 
@@ -343,7 +339,7 @@ class KeyManagementCentre:
             s.add(EscrowedKeyRecord(
                 key_id=key_id, owner=owner, algorithm=alg.value, public_key_spki=spki,
                 public_key_sha256=hashlib.sha256(spki).hexdigest(), wrapped_private_key=wrapped,
-                storage_key_id=storage.key_id, requested_by=principal.name, created_at=_now(),
+                storage_key_id=storage.key_id, requested_by=principal.name, created_at=self.clock(),
             ))
             self._event(s, principal.name, "escrow.generate", key_id, owner=owner,
                         algorithm=alg.value,
@@ -352,7 +348,7 @@ class KeyManagementCentre:
 
     def attach_certificate(self, principal: Principal, key_id: str, certificate_der: bytes) -> str:
         """The CA tells the KMC which encryption certificate it issued for an escrowed key."""
-        with self._guarded(principal, "escrow.certificate", key_id):
+        with self._guarded(principal, AuditAction.KMC_ESCROW_CERTIFICATE, key_id):
             return self._attach_certificate(principal, key_id, certificate_der)
 
     def _attach_certificate(self, principal: Principal, key_id: str,
@@ -417,7 +413,8 @@ class KeyManagementCentre:
         judicial: JudicialOrder | None = None,
     ) -> dict[str, Any]:
         with self._guarded(principal,
-                           "recovery.judicial.request" if judicial else "recovery.request",
+                           AuditAction.KMC_RECOVERY_JUDICIAL_REQUEST if judicial
+                           else AuditAction.KMC_RECOVERY_REQUEST,
                            key_id or owner or str(certificate_serial)):
             return self._request_recovery(principal, recipient, reason, key_id,
                                           certificate_serial, owner, judicial)
@@ -465,8 +462,8 @@ class KeyManagementCentre:
                 judicial_authority=judicial.authority if judicial else None,
                 judicial_order_ref=judicial.order_ref if judicial else None,
                 judicial_document_sha256=judicial.document_sha256 if judicial else None,
-                required_approvals=self.config.required_approvals, status="pending",
-                created_at=_now(),
+                required_approvals=self.config.required_approvals, status=RecoveryStatus.PENDING,
+                created_at=self.clock(),
             )
             s.add(req)
             action = "recovery.judicial.request" if judicial else "recovery.request"
@@ -534,7 +531,7 @@ class KeyManagementCentre:
         self._require(principal, Role.OFFICER)
         with self._tx() as s:
             req = self._request(s, request_id, lock=True)
-            if req.status != "pending":
+            if req.status is not RecoveryStatus.PENDING:
                 raise Conflict(f"recovery request {request_id} is {req.status}, not pending")
             if principal.name == req.requested_by:
                 raise ApprovalError(f"{principal.name} requested this recovery and may not "
@@ -548,31 +545,31 @@ class KeyManagementCentre:
                 raise ApprovalError(f"{principal.name} has already decided on {request_id} "
                                     f"({already.decision}); a second officer must approve")
             s.add(ApprovalRecord(request_id=req.id, officer=principal.name, decision=decision,
-                                 comment=comment, created_at=_now()))
+                                 comment=comment, created_at=self.clock()))
             s.flush()
             if decision == "reject":
-                req.status = "rejected"
+                req.status = RecoveryStatus.REJECTED
             else:
                 count = s.scalar(select(func.count()).select_from(ApprovalRecord).where(
                     ApprovalRecord.request_id == req.id, ApprovalRecord.decision == "approve"))
                 if (count or 0) >= req.required_approvals:
-                    req.status = "approved"
+                    req.status = RecoveryStatus.APPROVED
             prefix = "recovery.judicial" if req.judicial else "recovery"
             self._event(s, principal.name, f"{prefix}.{decision}", request_id, comment=comment,
                         status=req.status)
             return self._request_info(s, req)
 
     def approve(self, principal: Principal, request_id: str, comment: str = "") -> dict[str, Any]:
-        with self._guarded(principal, "recovery.approve", request_id):
+        with self._guarded(principal, AuditAction.KMC_RECOVERY_APPROVE, request_id):
             return self._decide(principal, request_id, "approve", comment)
 
     def reject(self, principal: Principal, request_id: str, comment: str = "") -> dict[str, Any]:
-        with self._guarded(principal, "recovery.reject", request_id):
+        with self._guarded(principal, AuditAction.KMC_RECOVERY_REJECT, request_id):
             return self._decide(principal, request_id, "reject", comment)
 
     def complete_recovery(self, principal: Principal, request_id: str) -> RecoveryResult:
         """Release the key to the recipient once the request is approved; only once."""
-        with self._guarded(principal, "recovery.complete", request_id):
+        with self._guarded(principal, AuditAction.KMC_RECOVERY_COMPLETE, request_id):
             return self._complete(principal, request_id)
 
     def _complete(self, principal: Principal, request_id: str) -> RecoveryResult:
@@ -582,11 +579,11 @@ class KeyManagementCentre:
             req = self._request(s, request_id, lock=True)
             approvals = s.scalar(select(func.count()).select_from(ApprovalRecord).where(
                 ApprovalRecord.request_id == req.id, ApprovalRecord.decision == "approve")) or 0
-            if req.status == "completed":
+            if req.status is RecoveryStatus.COMPLETED:
                 raise Conflict(f"recovery request {request_id} was already completed")
-            if req.status == "rejected":
+            if req.status is RecoveryStatus.REJECTED:
                 raise ApprovalError(f"recovery request {request_id} was rejected")
-            if req.status != "approved" or approvals < req.required_approvals:
+            if req.status is not RecoveryStatus.APPROVED or approvals < req.required_approvals:
                 raise ApprovalError(
                     f"recovery request {request_id} has {approvals} of the "
                     f"{req.required_approvals} approvals it needs from distinct officers"
@@ -613,8 +610,8 @@ class KeyManagementCentre:
                                    friendly_name=f"{key_rec.owner} {key_rec.key_id}")
                 result = RecoveryResult(request_id, key_rec.key_id, pkcs12=pfx,
                                         pkcs12_passphrase=passphrase)
-            req.status = "completed"
-            req.completed_at = _now()
+            req.status = RecoveryStatus.COMPLETED
+            req.completed_at = self.clock()
             prefix = "recovery.judicial" if req.judicial else "recovery"
             self._event(s, principal.name, f"{prefix}.complete", request_id,
                         key_id=key_rec.key_id, owner=key_rec.owner,

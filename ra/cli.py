@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from sscard.cli import data_home, db_url_options, open_audit_log
 from sscard.secrets_input import read_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,8 +25,7 @@ ROLE_NAMES = ("operator", "officer", "auditor", "administrator")
 
 
 def _home(ctx: click.Context) -> Path:
-    home = getattr(ctx.find_root().obj, "home", None)
-    return Path(home) if home else Path(os.environ.get("SSCARD_HOME") or "./sscard-data")
+    return data_home(ctx)
 
 
 def _errors(func: F) -> F:
@@ -44,18 +44,16 @@ def _errors(func: F) -> F:
 def _open(ctx: click.Context, ca: Any = None, kmc: Any = None) -> Any:
     from ra import store
     from ra.service import RegistrationAuthority
-    from sscard.audit.log import AuditLog, default_url
 
     home = _home(ctx)
     home.mkdir(parents=True, exist_ok=True)
     url = ctx.meta.get("ra_db_url")
-    audit = AuditLog.open(default_url(home))
-    return RegistrationAuthority.open(url or store.default_url(home), audit, ca, kmc)
+    return RegistrationAuthority.open(url or store.default_url(home), open_audit_log(ctx), ca,
+                                      kmc)
 
 
 @click.group("ra")
-@click.option("--db-url", envvar="SSCARD_RA_DB_URL", default=None,
-              help="RA database (default: SQLite <home>/ra.db; postgresql+psycopg://...).")
+@db_url_options("SSCARD_RA_DB_URL", "RA database (default: SQLite <home>/ra.db)")
 @click.pass_context
 def group(ctx: click.Context, db_url: str | None) -> None:
     """Registration authority: cardholders, requests, officers, approvals."""
@@ -123,8 +121,8 @@ def add_client(ctx: click.Context, name: str, token_out: Path) -> None:
 @group.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8480, show_default=True)
-@click.option("--kmc-db-url", envvar="SSCARD_KMC_DB_URL", default=None,
-              help="KMC database (default: SQLite <home>/kmc.db).")
+@db_url_options("SSCARD_KMC_DB_URL", "KMC database (default: SQLite <home>/kmc.db)",
+                option="--kmc-db-url", dest="kmc_db_url")
 @click.option("--share", "shares", multiple=True, type=_FILE,
               help="A KMC custodian's share file; repeat for each custodian present.")
 @click.option("--share-passphrase-file", "share_passphrase_files", multiple=True, type=_FILE,
@@ -156,11 +154,13 @@ def serve(ctx: click.Context, host: str, port: int, kmc_db_url: str | None,
     pairs = [(path, read_secret(file=share_passphrase_files[i] if share_passphrase_files
                                 else None, prompt=f"Passphrase for share {path.name}"))
              for i, path in enumerate(shares)]
+    audit = open_audit_log(ctx, served=True)
     kmc = KeyManagementCentre.open(kmc_db_url or f"sqlite:///{home / 'kmc.db'}",
-                                   ceremony.unseal_from_files(home, pairs))
+                                   ceremony.unseal_from_files(home, pairs, audit=audit),
+                                   audit=audit)
     link = KmcLink(kmc, kmc.authenticate(read_secret(file=kmc_ra_key_file).decode().strip()),
                    kmc.authenticate(read_secret(file=kmc_ca_key_file).decode().strip()))
-    ca = CertificateAuthority.open(home)
+    ca = CertificateAuthority.open(home, audit=audit, actor="ra-service")
     ra = _open(ctx, ca, link)
     try:
         app = create_app(ra, WebConfig(secrets.token_bytes(32), not insecure_http))

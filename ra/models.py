@@ -11,7 +11,6 @@ import enum
 
 from sqlalchemy import (
     Boolean,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -21,6 +20,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sscard.sqlschema import UTCDateTime
 
 
 class Role(enum.StrEnum):
@@ -56,7 +57,7 @@ class Base(DeclarativeBase):
     pass
 
 
-TZ = DateTime(timezone=True)
+TZ = UTCDateTime()
 
 
 class Officer(Base):

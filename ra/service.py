@@ -58,6 +58,7 @@ from sscard.crypto.errors import CryptoError
 from sscard.x509.errors import X509Error
 from sscard.x509.names import format_name, name_attribute
 from sscard.x509.parse import load_certificate, load_csr
+from sscard.x509.values import RevocationReason, Serial
 from sscard.x509.verify import verify_csr
 
 MIN_PASSWORD = 10
@@ -67,11 +68,6 @@ _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _aware(when: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 def _b64(data: bytes) -> str:
@@ -394,7 +390,7 @@ class RegistrationAuthority:
                 if existing is not None:
                     op.set(request_id=existing.public_id, repeated=True)
                     stalled = existing.state == RequestState.APPROVED and \
-                        _now() - _aware(existing.updated_at) >= self.config.resume_after
+                        _now() - existing.updated_at >= self.config.resume_after
                     if not stalled:
                         return self._info(s, existing)
                     public_id = existing.public_id
@@ -507,8 +503,6 @@ class RegistrationAuthority:
                           comment: str = "") -> dict[str, Any]:
         """Ask to revoke a card's certificates (lost card) or one certificate by serial."""
         self._need(actor, Role.OPERATOR, Role.OFFICER)
-        from ca.records import RevocationReason
-
         try:
             why = RevocationReason.parse(reason)
         except ValueError as exc:
@@ -548,14 +542,10 @@ class RegistrationAuthority:
 
     @staticmethod
     def _serial_hex(serial: str) -> str:
-        text = serial.strip().lower().removeprefix("0x").replace(":", "")
         try:
-            value = int(text, 16)
-        except ValueError:
-            raise BadRequest(f"serial {serial!r} is not a hexadecimal number") from None
-        from ca.records import serial_to_hex
-
-        return serial_to_hex(value)
+            return Serial.parse(serial).hex
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(str(exc)) from None
 
     def submit_renewal(self, actor: Actor, card_number: str, csr_der: bytes,
                        comment: str = "") -> dict[str, Any]:

@@ -4,36 +4,18 @@ applied by Alembic (``upgrade``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine
 
-from sscard.sqlschema import alembic_upgrade
+from sscard.sqlschema import alembic_upgrade, sqlite_url
+from sscard.sqlschema import make_engine as make_engine  # the RA opens its database from here
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DB_FILE = "ra.db"
-SQLITE_BUSY_TIMEOUT_S = 30
 
 
 def default_url(home: str | Path) -> str:
-    return f"sqlite:///{Path(home) / DB_FILE}"
-
-
-def make_engine(url: str) -> Engine:
-    """SQLite with WAL, a busy timeout and foreign keys on; other databases as they come."""
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S,
-                                              "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    return engine
+    return sqlite_url(Path(home) / DB_FILE)
 
 
 def upgrade(engine: Engine) -> None:

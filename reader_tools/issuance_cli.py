@@ -25,6 +25,7 @@ from reader_tools.personalize import (
 )
 from sscard.card.records import HolderData
 from sscard.card.validation import CardDataError, validate_pin
+from sscard.cli import data_home
 from sscard.secrets_input import read_secret
 
 EXIT_WAITING = 11
@@ -32,10 +33,7 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 def _home() -> Path:
-    ctx = click.get_current_context()
-    obj = ctx.find_root().obj
-    home = getattr(obj, "home", None)
-    return Path(home) if home else Path(os.environ.get("SSCARD_HOME") or "./sscard-data")
+    return data_home(click.get_current_context())
 
 
 def _backend(ra_url: str, token_file: Path | None) -> RestBackend:

@@ -49,6 +49,7 @@ from ra.web import create_app as create_ra_app
 from reader_tools.issuance_client import RestBackend
 from reader_tools.personalize import AwaitingApproval, CardOrder, Outcome, Personalizer
 from sscard.audit.log import AuditLog, default_url
+from sscard.audit.scheduled import open_served_log
 from sscard.card.auth import PsamAuthenticator
 from sscard.card.client import CardClient
 from sscard.card.records import HolderData
@@ -261,7 +262,8 @@ def init_ca(home: Path, passphrase: bytes, base_url: str) -> CertificateAuthorit
     """SM2 root and issuing CA; the service URLs in the certificates point at ``base_url``."""
     config = home / "ca-hierarchy.toml"
     config.write_text(default_config_text(base_url), encoding="utf-8")
-    return CertificateAuthority.init(home, config, passphrase=passphrase)
+    return CertificateAuthority.init(home, config, passphrase=passphrase,
+                                     audit=AuditLog.at_home(home))
 
 
 def run_key_ceremony(home: Path) -> ceremony.CeremonyResult:
@@ -271,8 +273,12 @@ def run_key_ceremony(home: Path) -> ceremony.CeremonyResult:
         phrase = secrets.token_urlsafe(18)
         write_secret(secrets_dir(home) / "custodians" / f"{name}.pass", phrase)
         custodians.append(ceremony.Custodian(name, phrase.encode()))
-    return ceremony.run_ceremony(home, custodians, THRESHOLD, home / "kmc-shares",
-                                 officiant="demo administrator")
+    audit = AuditLog.at_home(home)
+    try:
+        return ceremony.run_ceremony(home, custodians, THRESHOLD, home / "kmc-shares",
+                                     officiant="demo administrator", audit=audit)
+    finally:
+        audit.engine.dispose()
 
 
 def share_files(home: Path, names: Iterable[str]) -> list[tuple[Path, bytes]]:
@@ -290,9 +296,9 @@ def share_files(home: Path, names: Iterable[str]) -> list[tuple[Path, bytes]]:
 
 def open_kmc(home: Path, audit: AuditLog, present: Iterable[str]) -> KeyManagementCentre:
     """Open the KMC database and unseal its storage key with the shares of ``present``."""
-    storage_key = ceremony.unseal_from_files(home, share_files(home, present))
+    storage_key = ceremony.unseal_from_files(home, share_files(home, present), audit=audit)
     return KeyManagementCentre.open(f"sqlite:///{home / 'kmc.db'}", storage_key,
-                                    KmcConfig(required_approvals=2), audit)
+                                    KmcConfig(required_approvals=2), audit=audit)
 
 
 def kmc_link(home: Path, kmc: KeyManagementCentre) -> KmcLink:
@@ -382,9 +388,10 @@ def start_ca_service(system_home: Path, ca: CertificateAuthority, root: Certific
 def open_system(home: Path, servers: Servers, say: Say, present: Iterable[str]) -> System:
     """Open an initialised data directory and attach every service to its server."""
     passphrase = read_secret_file(secrets_dir(home) / "key-passphrase").encode()
-    audit = AuditLog.open(default_url(home))
-    ca = CertificateAuthority.open(home, passphrase)
-    root = CertificateAuthority.open(home, passphrase, name=ca.config.root.name)
+    audit = open_served_log(default_url(home), home)  # signed checkpoints on a schedule
+    ca = CertificateAuthority.open(home, passphrase, audit=audit, actor="ca-service")
+    root = CertificateAuthority.open(home, passphrase, name=ca.config.root.name, audit=audit,
+                                     actor="ca-service")
     start_ca_service(home, ca, root, audit, servers["ca"])
     kmc = open_kmc(home, audit, present)
     servers["kmc"].attach(create_kmc_app(kmc))

@@ -34,6 +34,7 @@ from sscard.crypto.asymmetric import PublicKey
 from sscard.gateway.client import GatewayClient, GatewayClientError
 from sscard.keys.software import SoftwareKey
 from sscard.x509.names import format_name
+from sscard.x509.values import RevocationReason
 from sscard.x509.verify import verify_certificate_signature, verify_signature
 
 
@@ -85,7 +86,8 @@ def ocsp_status(url: str, cert: x509.Certificate, issuer: x509.Certificate) -> d
     out: dict[str, Any] = {"status": status.name, "responder": format_name(responder.subject)}
     if status.name == "revoked":
         out["time"] = status.chosen["revocation_time"].native
-        out["reason"] = status.chosen["revocation_reason"].native
+        out["reason"] = RevocationReason.from_asn1(
+            status.chosen["revocation_reason"].native).name
     return out
 
 
@@ -158,9 +160,11 @@ def run(home: Path, servers: allinone.Servers) -> allinone.System:
         say(f"custodian {name}: share written to {path} (encrypted under their passphrase)")
     from keymgmt import ceremony
     from keymgmt.errors import KmcError
+    from sscard.audit import AuditLog
 
     try:
-        ceremony.unseal_from_files(home, allinone.share_files(home, ["zhang"]))
+        ceremony.unseal_from_files(home, allinone.share_files(home, ["zhang"]),
+                                   audit=AuditLog.at_home(home))
         raise DemoFailure("the KMC unsealed with a single share")
     except KmcError as exc:
         say(f"unseal with zhang's share alone is refused: {exc}")
@@ -338,9 +342,9 @@ def open_initial_system(home: Path, servers: allinone.Servers,
         allinone.add_station(home, ra)
     finally:
         ra.close()
-        audit.engine.dispose()
-    with CertificateAuthority.open(home, passphrase) as ca:
+    with CertificateAuthority.open(home, passphrase, audit=audit) as ca:
         allinone.issue_business_credentials(home, ca, passphrase)
+    audit.engine.dispose()
     allinone.save_ports(home, servers.ports())
     return allinone.open_system(home, servers, say, present=("zhang", "wang"))
 

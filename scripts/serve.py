@@ -64,9 +64,9 @@ def set_up(home: Path, servers: allinone.Servers) -> allinone.System:
         allinone.add_station(home, ra)
     finally:
         ra.close()
-        audit.engine.dispose()
-    with CertificateAuthority.open(home, passphrase) as ca:
+    with CertificateAuthority.open(home, passphrase, audit=audit) as ca:
         allinone.issue_business_credentials(home, ca, passphrase)
+    audit.engine.dispose()
     system = allinone.open_system(home, servers, say, present=UNSEAL_WITH)
     say("personalising an emulated card for 张三 (dual certificates):")
     outcome = allinone.personalise_card(system, card_path(home), lambda line: say("  " + line))

@@ -3,13 +3,21 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from sscard.audit import AuditLog
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -23,8 +31,97 @@ def home_option_default() -> str:
     return os.environ.get("SSCARD_HOME") or "./sscard-data"
 
 
+def data_home(ctx: click.Context) -> Path:
+    """The data directory (``--home``, $SSCARD_HOME, ./sscard-data): the one resolver every
+    group uses."""
+    obj = ctx.find_root().obj
+    home = getattr(obj, "home", None)
+    return Path(home) if home is not None else Path(home_option_default())
+
+
+def db_url_options(env_var: str, what: str, option: str = "--db-url",
+                   dest: str = "db_url") -> Callable[[F], F]:
+    """``--db-url URL`` (no password) and ``--db-url-file FILE`` (mode 0600), falling back to
+    ``$env_var``; the command gets ``dest`` already resolved by ``resolve_db_url``."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from sscard.sqlschema import DatabaseUrlError, resolve_db_url
+
+            url_file = kwargs.pop(f"{dest}_file")
+            try:
+                kwargs[dest] = resolve_db_url(kwargs[dest], url_file, env_var, option)
+            except DatabaseUrlError as exc:
+                raise click.UsageError(str(exc)) from None
+            return func(*args, **kwargs)
+
+        wrapper = click.option(
+            f"{option}-file", f"{dest}_file", default=None,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help=f"File (mode 0600) whose first line is the {what} URL, for a URL with a "
+                 "password.")(wrapper)
+        wrapper = click.option(
+            option, dest, default=None, metavar="URL",
+            help=f"{what[0].upper()}{what[1:]} URL without a password (else {option}-file or "
+                 f"${env_var}).")(wrapper)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+AUDIT_DB_URL_ENV = "SSCARD_AUDIT_DB_URL"
+
+
+def open_audit_log(ctx: click.Context, url: str | None = None, *,
+                   served: bool = False) -> AuditLog:
+    """The audit log a state-changing command records in: ``url``, $SSCARD_AUDIT_DB_URL, or
+    ``<home>/audit.sqlite``. A log that cannot be opened ends the command before it does
+    anything (no record, no operation). ``served``: a service's log, which makes signed
+    checkpoints on a schedule (``sscard.audit.scheduled``)."""
+    from sscard.audit import AuditError, AuditLog, default_url
+    from sscard.audit.scheduled import open_served_log
+    from sscard.crypto.errors import CryptoError
+
+    home = data_home(ctx)
+    url = url or os.environ.get(AUDIT_DB_URL_ENV)
+    try:
+        if served:
+            home.mkdir(parents=True, exist_ok=True)
+            return open_served_log(url or default_url(home), home)
+        return AuditLog.open(url) if url else AuditLog.at_home(home)
+    except (AuditError, CryptoError, OSError, ValueError) as exc:
+        raise click.ClickException(f"the audit log cannot be opened, so nothing was done: "
+                                   f"{exc}") from None
+
+
+#: the optional third-party modules and the extra that installs each (pyproject.toml): a
+#: business system that only signs and verifies installs none of them
+EXTRAS = {
+    "flask": "server", "werkzeug": "server", "gunicorn": "server", "argon2": "server",
+    "psycopg": "server", "smartcard": "card", "pkcs11": "hsm",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra whose absence ``exc`` reports, if it is one of ours."""
+    return EXTRAS.get((exc.name or "").split(".")[0])
+
+
 class PluginGroup(click.Group):
-    """Adds the groups that installed packages declare under ``sscard.commands``."""
+    """Adds the groups that installed packages declare under ``sscard.commands``; a command
+    that needs an extra that is not installed says which one."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            extra = missing_extra(exc)
+            if extra is None:
+                raise
+            raise click.ClickException(
+                f"this command needs {exc.name}, which the [{extra}] extra installs: "
+                f"pip install 'sscard-pki[{extra}]'") from None
 
     def _plugins(self) -> dict[str, click.Command]:
         found: dict[str, click.Command] = {}

@@ -1,16 +1,162 @@
-"""Creating tables when several processes may do it at the same moment.
+"""What every database of the project shares: the engine factory, the UTC datetime column type,
+table creation under concurrency and Alembic upgrades.
+
+``make_engine`` is the one place that opens a database (CA, KMC, RA, audit log, gateway). On
+SQLite it sets write-ahead logging (readers never block the writer), ``synchronous=FULL`` (a
+committed row, such as a certificate already handed out, survives a power cut), a long busy
+timeout and foreign keys; transactions begin ``DEFERRED`` unless the connection asks to write
+(``WRITE``, or ``immediate=True`` for an engine whose every transaction writes), which begins
+``IMMEDIATE``: the write lock is taken before the first read, so two processes never both read
+and then fail on upgrading to a write lock ("database is locked", which SQLite does not retry).
 
 gunicorn boots its workers together, and each one opens the same database: SQLAlchemy's
 ``create_all`` checks for a table, then creates it, so the loser of that race gets "table
-already exists" (SQLite's OperationalError, PostgreSQL's ProgrammingError or IntegrityError).
+already exists" (SQLite's OperationalError, PostgreSQL's ProgrammingError or IntegrityError);
+``create_all_concurrently`` accepts that lost race.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
+
+SQLITE_BUSY_TIMEOUT_S = 60
+#: execution option of a connection whose transactions write: ``engine.connect()
+#: .execution_options(**WRITE)``; on SQLite they begin IMMEDIATE
+WRITE = {"sscard_write": True}
+# set on every engine this module makes, so that code handed an engine knows BEGIN is ours
+_FACTORY_OPTION = "sscard_engine"
+
+
+def make_engine(url: str, *, immediate: bool = False, **kwargs: Any) -> sa.Engine:
+    """The engine for any of the project's databases (see the module docstring).
+
+    ``immediate``: every transaction takes SQLite's write lock at BEGIN (for stores whose
+    transactions nearly all write). ``kwargs`` go to ``sqlalchemy.create_engine``.
+    """
+    if not url.startswith("sqlite"):
+        kwargs.setdefault("pool_pre_ping", True)
+        return sa.create_engine(url, **kwargs).execution_options(**{_FACTORY_OPTION: True})
+    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False,
+                    **kwargs.pop("connect_args", {})}
+    engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # BEGIN is issued by _on_begin
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        write = immediate or conn.get_execution_options().get("sscard_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
+
+    return engine.execution_options(**{_FACTORY_OPTION: True})
+
+
+def is_factory_engine(engine: sa.Engine | sa.Connection) -> bool:
+    """Whether ``engine`` came from ``make_engine`` (so ``WRITE`` takes the write lock)."""
+    return bool(engine.get_execution_options().get(_FACTORY_OPTION))
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{path}"
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL given in a way that would leak its password, or that cannot be read."""
+
+
+def argv_db_url(url: str, option: str, env_var: str | None = None) -> str:
+    """A database URL given on the command line: refused when it carries a password (argv is
+    visible to every local user through ``ps`` and /proc)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        raise DatabaseUrlError(f"{option}: not a database URL") from None
+    if parsed.password:
+        elsewhere = f"{option}-file, mode 0600" + (f", or ${env_var}" if env_var else "")
+        raise DatabaseUrlError(
+            f"{option} carries a password, which every local user can read on the command "
+            f"line; put the URL in a file only you can read ({elsewhere})")
+    return url
+
+
+def file_db_url(path: str | Path, option: str) -> str:
+    """The first line of a file only its owner can read (a URL that may carry a password)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DatabaseUrlError(f"{option} {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise DatabaseUrlError(
+            f"{option} {path} may be read by others (mode {mode & 0o777:04o}); chmod 600 it")
+    lines = text.strip().splitlines()
+    if not lines or not lines[0].strip():
+        raise DatabaseUrlError(f"{option} {path} is empty")
+    return lines[0].strip()
+
+
+def resolve_db_url(url: str | None, url_file: str | Path | None, env_var: str,
+                   option: str = "--db-url") -> str | None:
+    """The one resolver of database URLs for every command line: ``url`` from argv (refused
+    when it carries a password), else ``url_file`` (first line; refused unless only its owner
+    can read it), else the environment variable ``env_var``; None when none is given (the
+    embedded default)."""
+    if url and url_file:
+        raise DatabaseUrlError(f"give {option} or {option}-file, not both")
+    if url:
+        return argv_db_url(url, option, env_var)
+    if url_file:
+        return file_db_url(url_file, f"{option}-file")
+    return os.environ.get(env_var) or None
+
+
+class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime column, on every engine.
+
+    SQLite keeps no zone, so values come back naive; this type stores UTC and hands back aware
+    UTC datetimes everywhere, so no module re-attaches the zone itself. A naive value is refused
+    on the way in: its zone would be a guess.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None,
+                           dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):
+            raise TypeError(f"a UTC datetime column takes a datetime, not {type(value).__name__}")
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} for a UTC column: "
+                             "give a timezone-aware time")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None,
+                             dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
 
 
 def create_all_concurrently(metadata: sa.MetaData, engine: sa.Engine) -> None:
@@ -28,12 +174,11 @@ def alembic_upgrade(
     migrations_dir: Path,
     *,
     version_table: str = "alembic_version",
-    **execution_options: Any,
 ) -> None:
     """Apply a package's Alembic migrations up to head; a no-op when the schema is current.
 
-    ``execution_options`` go on the connection that migrates (the CA uses one to take SQLite's
-    write lock up front). The package's ``env.py`` reads the connection from
+    The connection that migrates takes SQLite's write lock up front (``WRITE``), so workers
+    booting together migrate one after the other. The package's ``env.py`` reads the connection from
     ``config.attributes["connection"]`` and must name the same ``version_table``.
     """
     from alembic import command
@@ -49,7 +194,7 @@ def alembic_upgrade(
             conn, opts={"version_table": version_table}).get_current_revision()
         if current == head:
             return
-    with engine.connect().execution_options(**execution_options) as conn:
+    with engine.connect().execution_options(**WRITE) as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
         conn.commit()

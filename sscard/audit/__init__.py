@@ -3,16 +3,18 @@
 Records are hash-chained (SM3 by default) and committed to by an RFC 9162 Merkle tree whose heads
 are signed as checkpoints by an audit key. The API a service uses::
 
-    from sscard.audit import AuditLog, AuditUnavailable
+    from sscard.audit import AuditAction, AuditLog, AuditUnavailable
 
     audit = AuditLog(engine, signer=audit_key, certificate=audit_cert_der)
-    with audit.operation(actor, "cert.revoke", f"serial:{serial:x}", request_id) as op:
+    with audit.operation(actor, AuditAction.CA_CERTIFICATE_REVOKE, f"serial:{serial:x}",
+                         request_id) as op:
         revoke(serial)                # runs only once the 'attempt' record is committed
         op.set(reason="keyCompromise")
 
 See docs/operations-audit.md.
 """
 
+from sscard.audit.actions import AuditAction
 from sscard.audit.checkpoint import Checkpoint, CheckpointBody
 from sscard.audit.errors import (
     AuditError,
@@ -24,12 +26,20 @@ from sscard.audit.errors import (
     ProofError,
     SecretInAuditRecord,
 )
-from sscard.audit.log import AuditLog, InclusionProof, Operation, default_url, make_engine
+from sscard.audit.log import (
+    AuditLog,
+    InclusionProof,
+    Operation,
+    default_url,
+    local_actor,
+    make_engine,
+)
 from sscard.audit.records import AuditRecord, StoredRecord
 from sscard.audit.storage import metadata as audit_metadata
 from sscard.audit.verify import Finding, VerifyReport, verify_log
 
 __all__ = [
+    "AuditAction",
     "AuditError",
     "AuditLog",
     "AuditLogUnusable",
@@ -49,6 +59,7 @@ __all__ = [
     "VerifyReport",
     "audit_metadata",
     "default_url",
+    "local_actor",
     "make_engine",
     "verify_log",
 ]

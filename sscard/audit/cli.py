@@ -6,9 +6,7 @@ line), 2 when the input cannot be used (no log, unreadable certificate or checkp
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import secrets
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,10 +16,13 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from sscard.audit.actions import ZONES
 from sscard.audit.checkpoint import Checkpoint
 from sscard.audit.errors import AuditError, AuditLogUnusable, CheckpointError
 from sscard.audit.log import AuditLog, default_url, make_engine
+from sscard.audit.records import OUTCOMES
 from sscard.audit.verify import verify_log
+from sscard.cli import AUDIT_DB_URL_ENV, data_home, db_url_options
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.keys.software import SoftwareKey
@@ -37,12 +38,7 @@ def _unusable(message: str) -> NoReturn:
 
 
 def _url(ctx: click.Context, db: str | None) -> str:
-    if db:
-        return db
-    home = getattr(ctx.find_root().obj, "home", None)
-    if home is None:
-        _unusable("give --db URL or the root option --home DIR")
-    return default_url(home)
+    return db or default_url(data_home(ctx))
 
 
 def _existing_engine(url: str) -> Engine:
@@ -91,9 +87,8 @@ def _read_checkpoint(path: Path) -> Checkpoint:
         _unusable(f"checkpoint {path}: {exc}")
 
 
-db_option = click.option("--db", "db", metavar="URL",
-                         help="SQLAlchemy URL of the audit database (default: DIR/audit.sqlite "
-                              "under --home).")
+db_option = db_url_options(AUDIT_DB_URL_ENV, "audit database (default: DIR/audit.sqlite under "
+                           "--home)", option="--db", dest="db")
 
 
 @click.group("audit")
@@ -146,14 +141,32 @@ def verify_cmd(ctx: click.Context, db: str | None, cert_path: Path | None,
 @db_option
 @click.option("--from", "start", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--to", "end", type=click.IntRange(min=1), default=None)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+@click.option("--action", "actions", multiple=True, metavar="PREFIX",
+              help="Only actions equal to or under this name: 'ca', 'ca.certificate', "
+                   "'kmc.recovery.approve' (repeatable).")
+@click.option("--actor", default=None, help="Only records by this actor.")
+@click.option("--object", "obj", default=None, help="Only records about this object.")
+@click.option("--outcome", type=click.Choice(OUTCOMES), default=None,
+              help="Only records with this outcome.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: one JSON object a line.")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="The same as --format json.")
 @click.pass_context
 def show_cmd(ctx: click.Context, db: str | None, start: int, end: int | None,
-             as_json: bool) -> None:
-    """List records (``--from``/``--to`` sequence numbers)."""
+             actions: tuple[str, ...], actor: str | None, obj: str | None,
+             outcome: str | None, fmt: str, as_json: bool) -> None:
+    """List records (``--from``/``--to`` sequence numbers), filtered by action, actor, object
+    or outcome."""
+    for name in actions:
+        zone = name.split(".", 1)[0]
+        if zone not in ZONES:
+            raise click.BadParameter(f"{name!r}: actions start with one of {', '.join(ZONES)}",
+                                     param_hint="--action")
+    as_json = as_json or fmt == "json"
     log = _open_log(_url(ctx, db))
     try:
-        for rec in log.records(start, end):
+        for rec in log.records(start, end, actions=actions, actor=actor, obj=obj,
+                               outcome=outcome):
             r = rec.record
             if as_json:
                 click.echo(json.dumps({"seq": rec.seq, **r.as_dict(), "hash": rec.hash.hex()},
@@ -262,26 +275,15 @@ def keygen_cmd(key_out: Path, cert_out: Path, subject: str, algorithm: str, days
 
     In production the audit certificate would rather be issued by the CA; either works as the
     anchor given to 'audit verify --cert'."""
-    from sscard.x509.builder import CertificateBuilder
-    from sscard.x509.names import parse_name
+    from sscard.audit.scheduled import make_audit_key
     from sscard.x509.pem import der_to_pem
 
     passphrase = read_secret(file=passphrase_file, from_stdin=passphrase_stdin,
                              prompt="New audit key passphrase", confirm=True)
     try:
-        key = SoftwareKey.generate(algorithm)
-        name = parse_name(subject)
+        key, cert = make_audit_key(algorithm, subject, days)
     except (ValueError, CryptoError, X509Error) as exc:
         raise click.BadParameter(str(exc)) from None
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        CertificateBuilder().subject(name).issuer(name).public_key(key.public_key())
-        .serial_number(secrets.randbits(63) + 1)
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension("key_usage", {"digital_signature", "non_repudiation"}, critical=True)
-        .sign(key)
-    )
     key.store(key_out, passphrase)
-    cert_out.write_bytes(der_to_pem(cert.dump(), "CERTIFICATE"))
+    cert_out.write_bytes(der_to_pem(cert, "CERTIFICATE"))
     click.echo(f"audit key {key_out}, certificate {cert_out}")

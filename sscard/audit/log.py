@@ -17,18 +17,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import getpass
 import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert, inspect, select, update
+from sqlalchemy import Engine, insert, inspect, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from sscard import sqlschema
 from sscard.audit import merkle, storage
 from sscard.audit.checkpoint import Checkpoint, CheckpointBody
 from sscard.audit.errors import (
@@ -63,27 +65,19 @@ def default_url(home: str | os.PathLike[str]) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for a log of its own.
+    """An engine for a log of its own: ``sscard.sqlschema.make_engine`` (WAL, so an auditor's
+    verification does not block the services' appends; ``synchronous=FULL``, so that every
+    committed record is on disk before the guarded operation goes ahead)."""
+    return sqlschema.make_engine(url)
 
-    SQLite writers wait up to 30 s for the write lock instead of failing at once when several
-    processes append together. The file uses write-ahead logging, so an auditor's verification
-    does not block the services' appends, with ``synchronous=FULL`` so that every committed
-    record is on disk before the guarded operation goes ahead.
-    """
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
 
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-        finally:
-            cursor.close()
-
-    return engine
+def local_actor() -> str:
+    """Who a record names when a command runs on this machine without another identity: the
+    operating-system user (``cli:alice``), as the CLI's records of ``ca issue`` and the like."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
+        return f"cli:uid-{os.getuid()}"
 
 
 def _now() -> dt.datetime:
@@ -210,6 +204,12 @@ class AuditLog:
     def open(cls, url: str, **kwargs: Any) -> AuditLog:
         return cls(make_engine(url), **kwargs)
 
+    @classmethod
+    def at_home(cls, home: str | os.PathLike[str], **kwargs: Any) -> AuditLog:
+        """The embedded default: the log in the data directory (created if need be)."""
+        Path(home).mkdir(parents=True, exist_ok=True)
+        return cls.open(default_url(home), **kwargs)
+
     # -- schema -------------------------------------------------------------------------------
 
     def _open(self, hash_name: str | None, create: bool) -> dict[str, Any]:
@@ -267,7 +267,9 @@ class AuditLog:
     ) -> StoredRecord:
         """Write one record. Raises ``AuditRecordRejected`` for a malformed record or a secret,
         ``AuditUnavailable`` when the database will not take it (nothing is written then)."""
-        record = AuditRecord("", actor, action, obj, outcome, request_id, dict(details or {}))
+        # an AuditAction is stored as its plain value
+        record = AuditRecord("", actor, str(action), obj, outcome, request_id,
+                             dict(details or {}))
         record.check()
         due = False
         try:
@@ -306,23 +308,29 @@ class AuditLog:
         obj: str,
         request_id: str = "",
         details: Mapping[str, Any] | None = None,
+        refusals: tuple[type[BaseException], ...] = (),
     ) -> Iterator[Operation]:
         """Guard a security operation: no audit record, no operation.
 
         Writes an 'attempt' record first; if that fails, raises ``AuditUnavailable`` and the
         body never runs. After the body, writes the outcome ('success', or what the body set
-        with ``op.deny()``/``op.fail()``; 'failure' with the exception type if it raised),
-        linked by ``attempt_seq``. If the outcome cannot be written after a successful body,
-        raises ``AuditOutcomeNotRecorded``: the operation happened, the log shows its attempt.
+        with ``op.deny()``/``op.fail()``; if it raised, 'denied' with the message for one of
+        ``refusals`` (the request was refused, as by policy), else 'failure' with the exception
+        type), linked by ``attempt_seq``. If the outcome cannot be written after a successful
+        body, raises ``AuditOutcomeNotRecorded``: the operation happened, the log shows its
+        attempt.
         """
         attempt = self.append(actor, action, obj, "attempt", request_id, details)
         op = Operation(attempt.seq)
         try:
             yield op
         except BaseException as exc:
-            failure = {**op.details, "attempt_seq": attempt.seq, "error": type(exc).__name__}
+            refused = bool(refusals) and isinstance(exc, refusals)
+            why = {"reason": str(exc)[:500]} if refused else {"error": type(exc).__name__}
+            failure = {**op.details, "attempt_seq": attempt.seq, **why}
             try:
-                self.append(actor, action, obj, "failure", request_id, failure)
+                self.append(actor, action, obj, "denied" if refused else "failure",
+                            request_id, failure)
             except AuditError as audit_exc:
                 logger.error("audit outcome of record %d not written: %s", attempt.seq, audit_exc)
             raise
@@ -407,12 +415,24 @@ class AuditLog:
 
     # -- reading and proofs -------------------------------------------------------------------
 
-    def records(self, start: int = 1, end: int | None = None) -> Iterator[StoredRecord]:
-        """Stored records ``start..end`` (inclusive), in sequence order."""
+    def records(self, start: int = 1, end: int | None = None, *,
+                actions: Sequence[str] = (), actor: str | None = None, obj: str | None = None,
+                outcome: str | None = None) -> Iterator[StoredRecord]:
+        """Stored records ``start..end`` (inclusive), in sequence order; only those whose
+        action is one of ``actions`` or under one (``ca.certificate`` takes
+        ``ca.certificate.issue``), by ``actor``, about ``obj``, with ``outcome``, when given
+        (the database does the filtering)."""
         t = storage.record_table
         query = select(t).where(t.c.seq >= start).order_by(t.c.seq)
         if end is not None:
             query = query.where(t.c.seq <= end)
+        if actions:
+            query = query.where(or_(*(
+                or_(t.c.action == a, t.c.action.startswith(a.rstrip(".") + ".", autoescape=True))
+                for a in actions)))
+        for column, value in ((t.c.actor, actor), (t.c.object, obj), (t.c.outcome, outcome)):
+            if value is not None:
+                query = query.where(column == value)
         with self.engine.connect() as conn:
             for row in conn.execute(query).mappings():
                 yield StoredRecord(int(row["seq"]), row_to_record(row), bytes(row["prev_hash"]),

@@ -32,6 +32,8 @@ from sqlalchemy import (
     update,
 )
 
+from sscard.sqlschema import WRITE, is_factory_engine
+
 metadata = MetaData()
 
 HEAD_ID = 1
@@ -103,10 +105,15 @@ def locked_head(engine: Engine) -> Iterator[tuple[Connection, dict[str, Any]]]:
 
     Commits when the block ends normally, rolls back on an exception.
     """
-    with engine.connect() as conn:
-        if is_sqlite(conn):
-            # pysqlite would start a deferred transaction at the first INSERT; two writers could
-            # then both read the same head. BEGIN IMMEDIATE takes the write lock before the read.
+    # Two writers must never both read the same head: on SQLite the write lock is taken at
+    # BEGIN (IMMEDIATE), before the read; elsewhere the row lock (FOR UPDATE) does it.
+    factory = is_factory_engine(engine)
+    with engine.connect().execution_options(**WRITE) as conn:
+        if factory:
+            conn.begin()
+        elif is_sqlite(conn):
+            # an engine made elsewhere: pysqlite would start a deferred transaction at the
+            # first INSERT, so ask for the lock ourselves
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         row = conn.execute(SELECT_HEAD_FOR_UPDATE).mappings().one_or_none()
         if row is None:

@@ -21,7 +21,9 @@ from sscard.backup.errors import (
 )
 from sscard.backup.restore import BackupReport, restore_backup, verify_backup
 from sscard.backup.snapshot import create_backup
+from sscard.cli import data_home
 from sscard.secrets_input import read_secret
+from sscard.sqlschema import DatabaseUrlError, argv_db_url, file_db_url
 
 EXIT_OK, EXIT_DAMAGED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -32,10 +34,7 @@ def _fail(code: int, message: str) -> NoReturn:
 
 
 def _home(ctx: click.Context) -> Path:
-    home = getattr(ctx.find_root().obj, "home", None)
-    if home is None:
-        _fail(EXIT_UNUSABLE, "give the data directory with the root option --home DIR")
-    return Path(home)
+    return data_home(ctx)
 
 
 def _passphrase(file: Path | None, stdin: bool, confirm: bool = False) -> bytes:
@@ -66,11 +65,21 @@ def group() -> None:
 @passphrase_stdin
 @click.option("--database-url", "database_urls", multiple=True, metavar="URL",
               help="Also dump this PostgreSQL database (those named in the data directory's "
-                   "*.toml files are found by themselves). Repeatable.")
+                   "*.toml files are found by themselves). Repeatable. No password here: a URL "
+                   "with one goes in --database-url-file.")
+@click.option("--database-url-file", "database_url_files", multiple=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="A file (mode 0600) whose first line is such a URL. Repeatable.")
 @click.pass_context
 def backup_cmd(ctx: click.Context, out: Path, passphrase_file: Path | None,
-               passphrase_stdin: bool, database_urls: tuple[str, ...]) -> None:
+               passphrase_stdin: bool, database_urls: tuple[str, ...],
+               database_url_files: tuple[Path, ...]) -> None:
     """Write a consistent, encrypted snapshot of the data directory (--home)."""
+    try:
+        database_urls = (*(argv_db_url(u, "--database-url") for u in database_urls),
+                         *(file_db_url(f, "--database-url-file") for f in database_url_files))
+    except DatabaseUrlError as exc:
+        raise click.UsageError(str(exc)) from None
     home = _home(ctx)
     passphrase = _passphrase(passphrase_file, passphrase_stdin, confirm=True)
     try:
@@ -112,22 +121,30 @@ def verify_cmd(backup: Path, passphrase_file: Path | None, passphrase_stdin: boo
                    "option --home.")
 @click.option("--database", "databases", multiple=True, metavar="LABEL=URL",
               help="Restore the PostgreSQL database LABEL (as verify-backup lists it) into this "
-                   "empty database; the restored configuration is changed to name it.")
+                   "empty database; the restored configuration is changed to name it. No "
+                   "password here: use --database-file LABEL=FILE for a URL with one.")
+@click.option("--database-file", "database_files", multiple=True, metavar="LABEL=FILE",
+              help="As --database, the URL read from FILE (mode 0600).")
 @passphrase_file
 @passphrase_stdin
 @click.pass_context
 def restore_cmd(ctx: click.Context, backup: Path, target: Path | None,
-                databases: tuple[str, ...], passphrase_file: Path | None,
-                passphrase_stdin: bool) -> None:
+                databases: tuple[str, ...], database_files: tuple[str, ...],
+                passphrase_file: Path | None, passphrase_stdin: bool) -> None:
     """Restore a backup into a fresh data directory (refuses a non-empty one)."""
     target = target or _home(ctx)
     mapping: dict[str, str] = {}
-    for item in databases:
-        # the URL itself may hold '='; labels never do, so split at the first '=' instead
-        label, sep, url = item.partition("=")
-        if not sep or not label or not url:
-            _fail(EXIT_UNUSABLE, f"--database wants LABEL=URL, not {item!r}")
-        mapping[label] = url
+    for option, items in (("--database", databases), ("--database-file", database_files)):
+        for item in items:
+            # the URL itself may hold '='; labels never do, so split at the first '=' instead
+            label, sep, value = item.partition("=")
+            if not sep or not label or not value:
+                _fail(EXIT_UNUSABLE, f"{option} wants LABEL=..., not {item.split('=')[0]!r}=...")
+            try:
+                mapping[label] = argv_db_url(value, option) if option == "--database" \
+                    else file_db_url(value, option)
+            except DatabaseUrlError as exc:
+                raise click.UsageError(str(exc)) from None
     passphrase = _passphrase(passphrase_file, passphrase_stdin)
     try:
         report = restore_backup(backup, passphrase, target, mapping)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from sscard.gateway.errors import GatewayError
-from sscard.sqlschema import create_all_concurrently
+from sscard.sqlschema import UTCDateTime, create_all_concurrently, make_engine
 
 PREFIX = "SSCARD-CARDHOLDER-AUTH-V1"
 
@@ -105,7 +105,7 @@ _table = sa.Table(
     sa.Column("challenge_id", sa.String(64), primary_key=True),
     sa.Column("system", sa.String(200), nullable=False),
     sa.Column("to_sign", sa.LargeBinary, nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Column("used", sa.Boolean, nullable=False, default=False),
 )
 
@@ -115,9 +115,9 @@ class SqlChallengeStore(ChallengeStore):
     one-time rule is an atomic UPDATE ... WHERE used = false."""
 
     def __init__(self, url: str) -> None:
-        # SQLite: wait for a busy database rather than fail at once (several workers share it)
-        extra = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-        self.engine = sa.create_engine(url, **extra)
+        # every transaction here writes (put, or claim the challenge), so each takes SQLite's
+        # write lock at BEGIN; workers queue on a busy database rather than fail
+        self.engine = make_engine(url, immediate=True)
         create_all_concurrently(_metadata, self.engine)
 
     def put(self, challenge: Challenge) -> None:
@@ -135,8 +135,5 @@ class SqlChallengeStore(ChallengeStore):
             claimed = conn.execute(_table.update().where(
                 (_table.c.challenge_id == challenge_id) & (_table.c.used.is_(False))
             ).values(used=True)).rowcount
-        expires = row["expires_at"]
-        if expires.tzinfo is None:  # SQLite keeps no zone; we store UTC
-            expires = expires.replace(tzinfo=UTC)
         return Challenge(row["challenge_id"], row["system"], bytes(row["to_sign"]),
-                         expires), claimed == 0
+                         row["expires_at"]), claimed == 0

@@ -14,6 +14,10 @@ from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.crypto.sm2 import DEFAULT_UID
 
+#: the PKCS#11 module used when none is named (SoftHSM2, the test rig's HSM); here rather than
+#: in sscard.keys.pkcs11 so that naming it needs no python-pkcs11 (the [hsm] extra)
+DEFAULT_PKCS11_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
 
 class KeyHandleError(CryptoError):
     """A key handle could not do what was asked (token gone, key missing, ...)."""

@@ -9,13 +9,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 from asn1crypto import keys as asn1keys
 
 from sscard.crypto.asymmetric import PrivateKey
 from sscard.crypto.errors import CryptoError, WrongPassphrase
-from sscard.keys.pkcs11 import DEFAULT_MODULE, Pkcs11Token, TokenKeyInfo
+from sscard.keys.base import DEFAULT_PKCS11_MODULE
 from sscard.secrets_input import read_secret
 from sscard.x509.pem import PemError, is_pem, pem_blocks
 
@@ -96,7 +97,7 @@ def scan_software_keys(directory: Path, passphrase: bytes | None = None) -> list
     return found
 
 
-def _token_rows(infos: list[TokenKeyInfo]) -> list[dict[str, object]]:
+def _token_rows(infos: list[Any]) -> list[dict[str, object]]:
     return [
         {"class": k.object_class, "label": k.label, "id": k.key_id.hex(),
          "type": k.key_type + (f" ({k.curve})" if k.curve else ""),
@@ -119,7 +120,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 @click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Also open encrypted keys with this passphrase to show their algorithm.")
 @click.option("--pkcs11-module", type=click.Path(dir_okay=False),
-              default=lambda: os.environ.get("SSCARD_PKCS11_MODULE", DEFAULT_MODULE),
+              default=lambda: os.environ.get("SSCARD_PKCS11_MODULE", DEFAULT_PKCS11_MODULE),
               show_default="$SSCARD_PKCS11_MODULE or SoftHSM2",
               help="PKCS#11 module (shared library) of the token.")
 @click.option("--token", "token_label", help="Label of the PKCS#11 token to list.")
@@ -156,6 +157,9 @@ def list_keys(ctx: click.Context, directory: Path | None, passphrase_file: Path 
             raise click.UsageError("--no-login and a PIN option exclude each other")
         pin = None if no_login else read_secret(file=pin_file, from_stdin=pin_stdin,
                                                 prompt="Token PIN")
+        # python-pkcs11 (the [hsm] extra) only when a token is asked for
+        from sscard.keys.pkcs11 import Pkcs11Token
+
         try:
             with Pkcs11Token(token_label, pin, pkcs11_module) as token:
                 infos = token.list_keys()

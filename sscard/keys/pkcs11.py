@@ -37,12 +37,17 @@ from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import DecryptionError, InvalidKey, UnsupportedAlgorithm
 from sscard.crypto.hashes import NAME_TO_OID
 from sscard.crypto.sm2 import DEFAULT_UID
-from sscard.keys.base import KeyHandle, KeyHandleError, OperationNotSupported
+from sscard.keys.base import (
+    DEFAULT_PKCS11_MODULE,
+    KeyHandle,
+    KeyHandleError,
+    OperationNotSupported,
+)
 
 if TYPE_CHECKING:
     from sscard.keys.pkcs11_secret import Pkcs11SecretKey
 
-DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+DEFAULT_MODULE = DEFAULT_PKCS11_MODULE
 
 T = TypeVar("T")
 

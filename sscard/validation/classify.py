@@ -13,6 +13,7 @@ import re
 from pyhanko_certvalidator import errors as pv
 
 from sscard.validation.result import Reason, ReasonCode
+from sscard.x509.values import RevocationReason
 
 _MESSAGE_CODES: tuple[tuple[re.Pattern[str], ReasonCode], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), code)
@@ -36,7 +37,7 @@ def reason_from_exception(exc: Exception) -> Reason:
         return Reason(
             ReasonCode.REVOKED,
             message,
-            revocation_reason=str(exc.reason.native),
+            revocation_reason=RevocationReason.from_asn1(str(exc.reason.native)).name,
             revocation_time=exc.revocation_dt,
         )
     if isinstance(exc, pv.ExpiredError):

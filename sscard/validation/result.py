@@ -38,7 +38,8 @@ class Reason:
     code: ReasonCode
     message: str
     revocation_reason: str | None = None
-    """For REVOKED: the RFC 5280 CRLReason name, e.g. ``key_compromise``."""
+    """For REVOKED: the RFC 5280 CRLReason name as ``RevocationReason`` spells it, e.g.
+    ``keyCompromise``."""
     revocation_time: datetime | None = None
     """For REVOKED: when the certificate was revoked."""
 

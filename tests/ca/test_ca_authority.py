@@ -24,6 +24,7 @@ from ca.errors import (
 )
 from ca.records import RevocationReason, Status
 from ca.storage import CertificateRecord, CRLRecord, make_engine
+from sscard.audit import AuditLog
 from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
 from sscard.x509.names import parse_name
@@ -36,8 +37,9 @@ PASS = b"correct horse battery staple"
 @pytest.fixture
 def authority(tmp_path: Path, database_url: str) -> CertificateAuthority:
     home = tmp_path / "home"
-    initialise(home, write_config(tmp_path / "ca.toml", database_url=database_url), PASS)
-    ca = CertificateAuthority.open(home, PASS)
+    initialise(home, write_config(tmp_path / "ca.toml", database_url=database_url), PASS,
+               audit=AuditLog.at_home(home))
+    ca = CertificateAuthority.open(home, PASS, audit=AuditLog.at_home(home))
     yield ca  # type: ignore[misc]
     ca.close()
 
@@ -77,7 +79,7 @@ def test_hierarchy_chain_and_issuance_round_trip(authority: CertificateAuthority
 
 def test_init_twice_is_refused(tmp_path: Path, authority: CertificateAuthority) -> None:
     with pytest.raises(AlreadyInitialised):
-        initialise(authority.home, None, PASS)
+        initialise(authority.home, None, PASS, audit=AuditLog.at_home(authority.home))
 
 
 def test_revocation_and_its_errors(authority: CertificateAuthority) -> None:
@@ -211,7 +213,7 @@ PER_WORKER = 15
 
 
 def _issue_many(home: str, barrier: object, out: object) -> None:
-    ca = CertificateAuthority.open(home, PASS)
+    ca = CertificateAuthority.open(home, PASS, audit=AuditLog.at_home(home))
     key = SoftwareKey.generate("sm2")
     barrier.wait()  # type: ignore[attr-defined]
     serials = [ca.issue_for_public_key(key.public_key(), HOLDER, "cardholder-sign").serial

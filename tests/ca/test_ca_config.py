@@ -10,6 +10,7 @@ import pytest
 from ca.authority import CertificateAuthority, initialise
 from ca.config import load_config, parse_config
 from ca.errors import CAError, ConfigError, NotInitialised
+from sscard.audit import AuditLog
 from sscard.keys.software import SoftwareKey
 from sscard.x509.verify import verify_certificate_signature
 from tests.ca.conftest import HOLDER
@@ -47,17 +48,20 @@ def test_missing_config_file_and_uninitialised_home(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "nope.toml")
     with pytest.raises(NotInitialised, match="ca init"):
-        CertificateAuthority.open(tmp_path)
+        CertificateAuthority.open(tmp_path, audit=AuditLog.at_home(tmp_path))
 
 
 def test_two_issuing_cas_of_different_algorithms(tmp_path: Path) -> None:
     config = tmp_path / "h.toml"
     config.write_text(ROOT + ISSUING.format(name="cards", alg="sm2")
                       + ISSUING.format(name="systems", alg="ec-p256"), encoding="utf-8")
-    initialise(tmp_path / "home", config, b"pass phrase here")
-    with CertificateAuthority.open(tmp_path / "home", b"pass phrase here") as cards, \
+    initialise(tmp_path / "home", config, b"pass phrase here",
+               audit=AuditLog.at_home(tmp_path / "home"))
+    with CertificateAuthority.open(tmp_path / "home", b"pass phrase here",
+                                   audit=AuditLog.at_home(tmp_path / "home")) as cards, \
             CertificateAuthority.open(tmp_path / "home", b"pass phrase here",
-                                      "systems") as systems:
+                                      "systems",
+                                          audit=AuditLog.at_home(tmp_path / "home")) as systems:
         assert cards.name == "cards" and systems.name == "systems"
         assert cards.chain()[1].dump() == systems.chain()[1].dump()  # one root
         key = SoftwareKey.generate("rsa2048")
@@ -71,4 +75,5 @@ def test_two_issuing_cas_of_different_algorithms(tmp_path: Path) -> None:
         with pytest.raises(CAError, match="never issued by CA systems"):
             systems.revoke(a.serial, "superseded")
     with pytest.raises(CAError, match="no CA named 'other'"):
-        CertificateAuthority.open(tmp_path / "home", b"x", "other")
+        CertificateAuthority.open(tmp_path / "home", b"x", "other",
+                                  audit=AuditLog.at_home(tmp_path / "home"))

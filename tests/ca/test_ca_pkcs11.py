@@ -9,6 +9,7 @@ import pytest
 
 from ca.authority import CertificateAuthority, initialise
 from ca.records import Status
+from sscard.audit import AuditLog
 from sscard.keys.base import OperationNotSupported
 from sscard.keys.pkcs11 import Pkcs11Key
 from sscard.keys.software import SoftwareKey
@@ -43,9 +44,10 @@ algorithm = "{algorithm}"
 
 def test_ecdsa_hierarchy_with_keys_on_the_token(tmp_path: Path, token: SoftHsmToken) -> None:
     home = tmp_path / "home"
-    initialise(home, _config(tmp_path / "ca.toml", token, "ec-p256"), b"unused for hsm keys")
+    initialise(home, _config(tmp_path / "ca.toml", token, "ec-p256"), b"unused for hsm keys",
+               audit=AuditLog.at_home(home))
     assert not (home / "ca" / "keys").exists()  # no key material on disk
-    with CertificateAuthority.open(home) as ca:
+    with CertificateAuthority.open(home, audit=AuditLog.at_home(home)) as ca:
         assert isinstance(ca.issuer().key, Pkcs11Key)
         issuing, root = ca.chain()
         verify_certificate_signature(issuing, root)
@@ -60,9 +62,11 @@ def test_ecdsa_hierarchy_with_keys_on_the_token(tmp_path: Path, token: SoftHsmTo
 
 def test_sm2_on_a_token_without_sm2_is_refused(tmp_path: Path, token: SoftHsmToken) -> None:
     with pytest.raises(OperationNotSupported, match="SM2"):
-        initialise(tmp_path / "home", _config(tmp_path / "ca.toml", token, "sm2"), b"x")
+        initialise(tmp_path / "home", _config(tmp_path / "ca.toml", token, "sm2"), b"x",
+                   audit=AuditLog.at_home(tmp_path / "home"))
     # the refused init left nothing behind: a second attempt meets the same clear error
     assert not any((tmp_path / "home").rglob("*.pass"))
     assert not (tmp_path / "home" / "ca.toml").exists()
     with pytest.raises(OperationNotSupported, match="SM2"):
-        initialise(tmp_path / "home", _config(tmp_path / "ca.toml", token, "sm2"), None)
+        initialise(tmp_path / "home", _config(tmp_path / "ca.toml", token, "sm2"), None,
+                   audit=AuditLog.at_home(tmp_path / "home"))

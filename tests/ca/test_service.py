@@ -74,14 +74,15 @@ def authority(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertificateA
     base = tmp_path_factory.mktemp("service")
     config = base / "ca.toml"
     config.write_text(EC_CONFIG, encoding="utf-8")
-    ca = CertificateAuthority.init(base / "home", config)
+    ca = CertificateAuthority.init(base / "home", config, audit=AuditLog.at_home(base / "home"))
     yield ca
     ca.close()
 
 
 @pytest.fixture(scope="module")
 def root_authority(authority: CertificateAuthority) -> Iterator[CertificateAuthority]:
-    root = CertificateAuthority.open(authority.home, name="root")
+    root = CertificateAuthority.open(authority.home, name="root",
+                                     audit=AuditLog.at_home(authority.home))
     yield root
     root.close()
 
@@ -351,17 +352,19 @@ def test_api_issue_and_revoke_with_token(service: Service, audit_log: AuditLog) 
     assert revoked.json()["reason"] == "keyCompromise"
     twice = service.post(f"/api/v1/certificates/{serial}/revoke", b"{}", headers=bearer())
     assert twice.status_code == 409 and twice.json()["error"] == "already_revoked"
-    # each operation: an 'attempt' record, then its outcome, by the token's caller name
+    # each operation, recorded by the CA itself: an 'attempt' record, then its outcome, by the
+    # token's caller name, once (the service writes no second copy)
     assert audit_tail(audit_log, before) == [
-        ("ra-batch", "ca.issue", "profile:business-system", "attempt"),
-        ("ra-batch", "ca.issue", "profile:business-system", "success"),
-        ("ra-batch", "ca.revoke", f"serial:{serial}", "attempt"),
-        ("ra-batch", "ca.revoke", f"serial:{serial}", "success"),
-        ("ra-batch", "ca.revoke", f"serial:{serial}", "attempt"),
-        ("ra-batch", "ca.revoke", f"serial:{serial}", "denied"),
+        ("ra-batch", "ca.certificate.issue", "profile:business-system", "attempt"),
+        ("ra-batch", "ca.certificate.issue", "profile:business-system", "success"),
+        ("ra-batch", "ca.certificate.revoke", f"serial:{serial}", "attempt"),
+        ("ra-batch", "ca.certificate.revoke", f"serial:{serial}", "success"),
+        ("ra-batch", "ca.certificate.revoke", f"serial:{serial}", "attempt"),
+        ("ra-batch", "ca.certificate.revoke", f"serial:{serial}", "denied"),
     ]
     issued_record = audit_log.get(before + 2).record
-    assert issued_record.details["serial"] == serial
+    assert issued_record.details["serials"] == [serial]
+    assert "already revoked" in audit_log.get(before + 6).record.details["reason"]
     # OCSP shows it at once
     path = get_path(make_request(cert_id(service.authority.certificate, cert.serial_number)))
     assert ocsp_status(service.get(path).content)[0] == "revoked"
@@ -485,7 +488,8 @@ def test_fast_path_serves_only_fresh_answers(authority: CertificateAuthority) ->
 def test_unloadable_keys_give_protocol_errors_not_http_500(
     authority: CertificateAuthority,
 ) -> None:
-    broken = CertificateAuthority.open(authority.home, passphrase=b"not the passphrase")
+    broken = CertificateAuthority.open(authority.home, passphrase=b"not the passphrase",
+                                       audit=AuditLog.at_home(authority.home))
     try:
         app = create_app(ServiceConfig(authority=broken,
                                        tsa_serial_file=authority.home / "tsa-serial-broken"))
@@ -514,8 +518,10 @@ def test_revocation_by_another_process_reaches_ocsp_and_crl_on_both_databases(
     in the other's service on the next request, on SQLite and on PostgreSQL."""
     config = tmp_path / "ca.toml"
     config.write_text(EC_CONFIG, encoding="utf-8")
-    serving = CertificateAuthority.init(tmp_path / "home", config, database_url=database_url)
-    revoker = CertificateAuthority.open(tmp_path / "home", database_url=database_url)
+    serving = CertificateAuthority.init(tmp_path / "home", config, database_url=database_url,
+                                        audit=AuditLog.at_home(tmp_path / "home"))
+    revoker = CertificateAuthority.open(tmp_path / "home", database_url=database_url,
+                                        audit=AuditLog.at_home(tmp_path / "home"))
     try:
         app = create_app(ServiceConfig(authority=serving, revocation_check_interval=0))
         client = app.test_client()
@@ -539,14 +545,20 @@ def test_no_audit_record_no_issuance(authority: CertificateAuthority, tmp_path: 
     from sscard.audit import audit_metadata
 
     broken_log = AuditLog.open(f"sqlite:///{tmp_path / 'audit.sqlite'}")
-    audit_metadata.drop_all(broken_log.engine)  # the log's tables vanish under the service
+    audit_metadata.drop_all(broken_log.engine)  # the log's tables vanish under the CA
+    # the CA itself holds the broken log: the guard is in the domain object, not the web layer
+    broken = CertificateAuthority.open(authority.home, audit=broken_log)
     app = create_app(ServiceConfig(
-        authority=authority, audit_log=broken_log,
+        authority=broken, audit_log=broken_log,
         api_token_hashes={"ra-batch": ServiceConfig.hash_token(TOKEN)}))
     _, csr = new_csr("never issued")
     issued_before = len(authority.list_certificates(limit=100_000))
-    reply = app.test_client().post("/api/v1/certificates", headers=bearer(), data=json.dumps(
-        {"profile": "business-system", "csr": csr.decode()}))
+    try:
+        reply = app.test_client().post("/api/v1/certificates", headers=bearer(),
+                                       data=json.dumps({"profile": "business-system",
+                                                        "csr": csr.decode()}))
+    finally:
+        broken.close()
     assert reply.status_code == 503
     assert reply.json is not None and reply.json["error"] == "audit_unavailable"
     assert len(authority.list_certificates(limit=100_000)) == issued_before

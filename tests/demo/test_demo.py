@@ -43,8 +43,8 @@ KEY_LINES = [
     r"wang approving it too is refused: the requester cannot decide their own request",
     r"li approves: submitted",
     r"zhao approves: done; the CA revoked certificate [0-9A-F]+",
-    r"OCSP after: revoked since .*, reason key_compromise",
-    r"gateway certificate status: revoked \(key_compromise\)",
+    r"OCSP after: revoked since .*, reason keyCompromise",
+    r"gateway certificate status: revoked \(keyCompromise\)",
     r"the earlier signed form now: valid=False, reasons: REVOKED: the signer's certificate "
     r"\(CN=张三",
     r"cardholder authentication with the revoked card: authenticated=False \(REVOKED",

@@ -6,6 +6,7 @@ with the reason."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -254,3 +255,22 @@ def test_half_set_up_directory_is_refused(tmp_path: Path) -> None:
     time.sleep(0.2)
     assert "holds no finished set-up" in refused.output
     assert (home / "ca.toml").read_text() == "from a start that was interrupted"
+
+
+def test_make_serve_signs_audit_checkpoints(served: Running) -> None:
+    """The served system's audit log holds signed checkpoints (made at start and on a timer)
+    over what the set-up recorded, and verifies against the data directory's audit
+    certificate."""
+    from click.testing import CliRunner
+
+    from sscard.audit.scheduled import CERT_FILE
+    from sscard.cli import cli
+
+    result = CliRunner().invoke(cli, ["--home", str(served.home), "audit", "verify", "--cert",
+                                      str(served.home / CERT_FILE), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["intact"] and report["checkpoints"] >= 1 and report["records"] > 0
+    shown = CliRunner().invoke(cli, ["--home", str(served.home), "audit", "show", "--action",
+                                     "ca.hierarchy.init", "--format", "json"])
+    assert shown.exit_code == 0 and '"outcome": "success"' in shown.output

@@ -93,7 +93,7 @@ def test_certificate_status(rig: Rig) -> None:
     revoked = gw.certificate_status(rig.revoked_person.cert)
     assert revoked["status"] == "revoked"
     assert revoked["revocation_time"] is not None
-    assert revoked["revocation_reason"] == "key_compromise"
+    assert revoked["revocation_reason"] == "keyCompromise"  # one spelling on every API
 
 
 def test_unauthenticated_caller_is_refused(rig: Rig) -> None:

@@ -6,11 +6,14 @@ import secrets
 
 from keymgmt.service import KeyManagementCentre, KmcConfig, Principal, Role
 from keymgmt.storage import SoftwareStorageKey
+from sscard.audit import AuditLog
 
 
 def new_kmc(url: str, approvals: int = 2) -> KeyManagementCentre:
+    """The audit log lives in the KMC's own database (its tables are prefixed ``audit_``)."""
     key = SoftwareStorageKey(secrets.token_bytes(32), "sk-test")
-    return KeyManagementCentre.open(url, key, KmcConfig(required_approvals=approvals))
+    return KeyManagementCentre.open(url, key, KmcConfig(required_approvals=approvals),
+                                    audit=AuditLog.open(url))
 
 
 def principals(kmc: KeyManagementCentre) -> dict[str, Principal]:

@@ -10,6 +10,7 @@ import pytest
 from keymgmt import ceremony
 from keymgmt.errors import StorageKeyError
 from keymgmt.service import CardRecipient, KeyManagementCentre, OfficerRecipient, Principal
+from sscard.audit import AuditLog
 from sscard.crypto import envelopes
 from sscard.crypto.asymmetric import PrivateKey
 from sscard.crypto.sm2 import SM2PrivateKey
@@ -73,7 +74,9 @@ def test_database_files_hold_no_private_key_in_clear(tmp_path: Path) -> None:
 
 def _hsm_kmc(home: Path, url: str, files: list[tuple[Path, bytes]]) -> KeyManagementCentre:
     """What the service does at start: unseal with M shares, open the database."""
-    return KeyManagementCentre.open(url, ceremony.unseal_from_files(home, files))
+    audit = AuditLog.at_home(home)
+    return KeyManagementCentre.open(url, ceremony.unseal_from_files(home, files, audit=audit),
+                                    audit=audit)
 
 
 def test_hsm_storage_key_unwraps_the_archive_after_a_restart(
@@ -83,7 +86,8 @@ def test_hsm_storage_key_unwraps_the_archive_after_a_restart(
     result = ceremony.run_ceremony(
         home, CUSTODIANS, 2, tmp_path / "shares",
         pkcs11_target=ceremony.Pkcs11Target(softhsm_token.module, softhsm_token.label,
-                                            softhsm_token.user_pin.encode()))
+                                            softhsm_token.user_pin.encode()),
+                                   audit=AuditLog.at_home(home))
     files = [(result.share_files[c.name], c.passphrase) for c in CUSTODIANS]
     url = f"sqlite:///{tmp_path / 'kmc.db'}"
 

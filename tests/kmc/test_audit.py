@@ -26,7 +26,7 @@ def audited(tmp_path: Path) -> Iterator[tuple[KeyManagementCentre, AuditLog]]:
                      signer=SoftwareKey.generate("sm2"), checkpoint_every=5)
     kmc = KeyManagementCentre.open(f"sqlite:///{tmp_path / 'kmc.db'}",
                                    SoftwareStorageKey(secrets.token_bytes(32), "sk-a"),
-                                   KmcConfig(), audit)
+                                   KmcConfig(), audit=audit)
     yield kmc, audit
     kmc.close()
 
@@ -45,15 +45,18 @@ def test_recovery_is_in_the_audit_log(audited: tuple[KeyManagementCentre, AuditL
     CardKeyService(kmc).generate_master_keys("63", ["sm4"])
 
     records = [(r.record.actor, r.record.action, r.record.outcome) for r in audit.records()]
-    assert records == [
-        ("ca", "escrow.generate", "attempt"), ("ca", "escrow.generate", "success"),
-        ("o1", "recovery.request", "attempt"), ("o1", "recovery.request", "success"),
-        ("o1", "recovery.approve", "attempt"), ("o1", "recovery.approve", "denied"),
-        ("o2", "recovery.approve", "attempt"), ("o2", "recovery.approve", "success"),
-        ("o3", "recovery.approve", "attempt"), ("o3", "recovery.approve", "success"),
-        ("o4", "recovery.complete", "attempt"), ("o4", "recovery.complete", "success"),
-        ("administrator", "cardkey.generate", "attempt"),
-        ("administrator", "cardkey.generate", "success"),
+    # the callers principals() registered come first, each recorded by the KMC itself
+    added = [(a, o) for _, a, o in records if a == "kmc.caller.add"]
+    assert added == [("kmc.caller.add", "attempt"), ("kmc.caller.add", "success")] * len(who)
+    assert records[len(added):] == [
+        ("ca", "kmc.escrow.generate", "attempt"), ("ca", "kmc.escrow.generate", "success"),
+        ("o1", "kmc.recovery.request", "attempt"), ("o1", "kmc.recovery.request", "success"),
+        ("o1", "kmc.recovery.approve", "attempt"), ("o1", "kmc.recovery.approve", "denied"),
+        ("o2", "kmc.recovery.approve", "attempt"), ("o2", "kmc.recovery.approve", "success"),
+        ("o3", "kmc.recovery.approve", "attempt"), ("o3", "kmc.recovery.approve", "success"),
+        ("o4", "kmc.recovery.complete", "attempt"), ("o4", "kmc.recovery.complete", "success"),
+        ("administrator", "kmc.cardkey.generate", "attempt"),
+        ("administrator", "kmc.cardkey.generate", "success"),
     ]
     denied = next(r for r in audit.records() if r.record.outcome == "denied")
     assert "dual control" in denied.record.details["reason"]

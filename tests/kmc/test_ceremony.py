@@ -10,6 +10,7 @@ import pytest
 
 from keymgmt import ceremony, ceremony_log, shares
 from keymgmt.errors import CeremonyError, ShareError, StorageKeyError
+from sscard.audit import AuditLog
 from sscard.keys.software import SoftwareKey
 
 CUSTODIANS = [ceremony.Custodian(f"custodian-{i}", f"passphrase-{i}-{i}".encode())
@@ -27,7 +28,7 @@ def done(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ceremony.Cerem
     result = ceremony.run_ceremony(
         home, CUSTODIANS, 3, home / "shares",
         root_ca=ceremony.RootCaKeyRequest("sm2", b"root ca passphrase"),
-    )
+        audit=AuditLog.at_home(home))
     return home, result
 
 
@@ -35,9 +36,10 @@ def test_m_minus_one_shares_fail_and_m_succeed(done: tuple[Path, ceremony.Ceremo
     home, result = done
     names = [c.name for c in CUSTODIANS]
     with pytest.raises(ShareError, match=r"2 custodian share.*3 of 5 are needed"):
-        ceremony.unseal_from_files(home, _files(result, names[:2]))
-    a = ceremony.unseal_from_files(home, _files(result, names[:3]))
-    b = ceremony.unseal_from_files(home, _files(result, [names[4], names[1], names[3]]))
+        ceremony.unseal_from_files(home, _files(result, names[:2]), audit=AuditLog.at_home(home))
+    a = ceremony.unseal_from_files(home, _files(result, names[:3]), audit=AuditLog.at_home(home))
+    b = ceremony.unseal_from_files(home, _files(result, [names[4], names[1], names[3]]),
+                                   audit=AuditLog.at_home(home))
     # the same storage key from two different subsets: what one wraps the other unwraps
     wrapped = a.wrap(b"archive record", b"aad")
     assert b.unwrap(wrapped, b"aad") == b"archive record"
@@ -63,7 +65,7 @@ def test_same_share_twice_is_not_two_custodians(done: tuple[Path, ceremony.Cerem
     home, result = done
     files = _files(result, ["custodian-1", "custodian-2"])
     with pytest.raises(ShareError, match="same custodian share was given twice"):
-        ceremony.unseal_from_files(home, [*files, files[0]])
+        ceremony.unseal_from_files(home, [*files, files[0]], audit=AuditLog.at_home(home))
 
 
 def test_altered_share_is_detected(done: tuple[Path, ceremony.CeremonyResult],
@@ -78,10 +80,11 @@ def test_altered_share_is_detected(done: tuple[Path, ceremony.CeremonyResult],
         shares.read_share_file(forged, b"passphrase-1-1")
     # a share from a different ceremony with the right threshold is refused by id
     other_home = tmp_path / "other"
-    other = ceremony.run_ceremony(other_home, CUSTODIANS, 3, other_home / "shares")
+    other = ceremony.run_ceremony(other_home, CUSTODIANS, 3, other_home / "shares",
+                                  audit=AuditLog.at_home(other_home))
     mixed = [*_files(result, ["custodian-1", "custodian-2"]), *_files(other, ["custodian-3"])]
     with pytest.raises(ShareError, match=r"another ceremony|different ceremonies"):
-        ceremony.unseal_from_files(home, mixed)
+        ceremony.unseal_from_files(home, mixed, audit=AuditLog.at_home(home))
 
 
 def test_forged_share_value_fails_the_sealed_key_check(
@@ -93,7 +96,7 @@ def test_forged_share_value_fails_the_sealed_key_check(
     bad = shares.Share(real[2].ceremony_id, real[2].custodian, real[2].index,
                        real[2].threshold, real[2].total, bytes(32))
     with pytest.raises(ShareError, match="do not open the sealed storage key"):
-        ceremony.unseal(home, [real[0], real[1], bad])
+        ceremony.unseal(home, [real[0], real[1], bad], audit=AuditLog.at_home(home))
 
 
 def test_ceremony_log_records_every_step_and_is_chained(
@@ -131,33 +134,42 @@ def test_ceremony_refuses_bad_parameters_and_a_second_run(
 ) -> None:
     home, _ = done
     with pytest.raises(CeremonyError, match="already ran"):
-        ceremony.run_ceremony(home, CUSTODIANS, 3, tmp_path / "s")
+        ceremony.run_ceremony(home, CUSTODIANS, 3, tmp_path / "s", audit=AuditLog.at_home(home))
     with pytest.raises(ShareError, match="threshold"):
-        ceremony.run_ceremony(tmp_path / "h1", CUSTODIANS, 6, tmp_path / "s1")
+        ceremony.run_ceremony(tmp_path / "h1", CUSTODIANS, 6, tmp_path / "s1",
+                              audit=AuditLog.at_home(tmp_path / "h1"))
     with pytest.raises(ShareError, match="threshold"):
-        ceremony.run_ceremony(tmp_path / "h2", CUSTODIANS, 1, tmp_path / "s2")
+        ceremony.run_ceremony(tmp_path / "h2", CUSTODIANS, 1, tmp_path / "s2",
+                              audit=AuditLog.at_home(tmp_path / "h2"))
     same_pw = [ceremony.Custodian("a", b"samesame1"), ceremony.Custodian("b", b"samesame1")]
     with pytest.raises(CeremonyError, match="different passphrase"):
-        ceremony.run_ceremony(tmp_path / "h3", same_pw, 2, tmp_path / "s3")
+        ceremony.run_ceremony(tmp_path / "h3", same_pw, 2, tmp_path / "s3",
+                              audit=AuditLog.at_home(tmp_path / "h3"))
     with pytest.raises(CeremonyError, match="no ceremony state"):
-        ceremony.unseal(tmp_path / "nowhere", [])
+        ceremony.unseal(tmp_path / "nowhere", [], audit=AuditLog.at_home(tmp_path / "nowhere"))
 
 
 def test_refused_ceremony_leaves_nothing_behind(tmp_path: Path) -> None:
+    audit = AuditLog.at_home(tmp_path / "audit")
     with pytest.raises(ShareError, match="threshold"):
-        ceremony.run_ceremony(tmp_path / "h", CUSTODIANS, 9, tmp_path / "s")
+        ceremony.run_ceremony(tmp_path / "h", CUSTODIANS, 9, tmp_path / "s", audit=audit)
     assert not (tmp_path / "h").exists() and not (tmp_path / "s").exists()
+    # the refusal is in the audit log, with its reason
+    assert [(r.record.action, r.record.outcome) for r in audit.records()] == [
+        ("kmc.ceremony.run", "attempt"), ("kmc.ceremony.run", "denied")]
+    assert "threshold" in audit.get(2).record.details["reason"]
 
 
 def test_failed_ceremony_removes_its_shares_and_logs_why(tmp_path: Path) -> None:
     home = tmp_path / "h"
     with pytest.raises(Exception, match="unknown key algorithm"):
         ceremony.run_ceremony(home, CUSTODIANS[:3], 2, tmp_path / "s",
-                              root_ca=ceremony.RootCaKeyRequest("dsa", b"root passphrase"))
+                              root_ca=ceremony.RootCaKeyRequest("dsa", b"root passphrase"),
+                              audit=AuditLog.at_home(home))
     assert list((tmp_path / "s").iterdir()) == []
     assert not ceremony.state_path(home).exists()
     events = ceremony_log.read(ceremony.log_path(home))
     assert events[-1]["event"] == "ceremony.failed"
     assert "unknown key algorithm" in events[-1]["details"]["reason"]
     # the directory is usable for a proper ceremony afterwards
-    ceremony.run_ceremony(home, CUSTODIANS[:3], 2, tmp_path / "s")
+    ceremony.run_ceremony(home, CUSTODIANS[:3], 2, tmp_path / "s", audit=AuditLog.at_home(home))

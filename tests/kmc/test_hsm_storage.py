@@ -11,6 +11,7 @@ import pytest
 from keymgmt import ceremony
 from keymgmt.errors import CeremonyError, ShareError, StorageKeyError
 from keymgmt.hsm import HsmStorageKey
+from sscard.audit import AuditLog
 from sscard.keys.pkcs11 import Pkcs11Token
 from tests.softhsm import SoftHsmToken
 
@@ -23,13 +24,13 @@ def test_hsm_storage_key_survives_restart(tmp_path: Path, softhsm_token: SoftHsm
         home, CUSTODIANS, 2, tmp_path / "shares",
         pkcs11_target=ceremony.Pkcs11Target(softhsm_token.module, softhsm_token.label,
                                             softhsm_token.user_pin.encode()),
-    )
+                                   audit=AuditLog.at_home(home))
     assert result.backend == "pkcs11"
     files = [(result.share_files[c.name], c.passphrase) for c in CUSTODIANS]
     with pytest.raises(ShareError, match=r"1 custodian share.*2 of 3"):
-        ceremony.unseal_from_files(home, files[:1])
+        ceremony.unseal_from_files(home, files[:1], audit=AuditLog.at_home(home))
 
-    first = ceremony.unseal_from_files(home, files[:2])
+    first = ceremony.unseal_from_files(home, files[:2], audit=AuditLog.at_home(home))
     wrapped = first.wrap(b"escrowed private key", b"key-1|owner")
     first.close()  # the service stops
 
@@ -38,7 +39,8 @@ def test_hsm_storage_key_survives_restart(tmp_path: Path, softhsm_token: SoftHsm
     with pytest.raises(pkcs11.PinIncorrect):
         token.open(user_pin=softhsm_token.user_pin)
 
-    second = ceremony.unseal_from_files(home, files[1:])  # a different pair of custodians
+    # a different pair of custodians
+    second = ceremony.unseal_from_files(home, files[1:], audit=AuditLog.at_home(home))
     try:
         assert second.unwrap(wrapped, b"key-1|owner") == b"escrowed private key"
         with pytest.raises(StorageKeyError, match="does not unwrap"):
@@ -59,7 +61,7 @@ def test_ceremony_refuses_a_token_that_already_holds_a_storage_key(
     target = ceremony.Pkcs11Target(softhsm_token.module, softhsm_token.label, pin)
     with pytest.raises(CeremonyError, match="already holds a key labelled"):
         ceremony.run_ceremony(tmp_path / "a", CUSTODIANS, 2, tmp_path / "sa",
-                              pkcs11_target=target)
+                              pkcs11_target=target, audit=AuditLog.at_home(tmp_path / "audit"))
     # refused before anything was written or the PIN changed
     assert not (tmp_path / "a").exists() and not (tmp_path / "sa").exists()
     with Pkcs11Token(softhsm_token.label, pin, softhsm_token.module):
@@ -71,10 +73,11 @@ def test_a_second_ceremony_cannot_reuse_the_administrators_pin(
 ) -> None:
     target = ceremony.Pkcs11Target(softhsm_token.module, softhsm_token.label,
                                    softhsm_token.user_pin.encode())
-    ceremony.run_ceremony(tmp_path / "a", CUSTODIANS, 2, tmp_path / "sa", pkcs11_target=target)
+    ceremony.run_ceremony(tmp_path / "a", CUSTODIANS, 2, tmp_path / "sa", pkcs11_target=target,
+                          audit=AuditLog.at_home(tmp_path / "a"))
     with pytest.raises(StorageKeyError, match="wrong PIN"):
         ceremony.run_ceremony(tmp_path / "b", CUSTODIANS, 2, tmp_path / "sb",
-                              pkcs11_target=target)
+                              pkcs11_target=target, audit=AuditLog.at_home(tmp_path / "b"))
 
 
 def test_ceremony_creates_the_root_ca_key_in_an_hsm(
@@ -88,7 +91,8 @@ def test_ceremony_creates_the_root_ca_key_in_an_hsm(
     result = ceremony.run_ceremony(
         tmp_path / "home", CUSTODIANS, 2, tmp_path / "shares",
         root_ca=ceremony.RootCaKeyRequest("ec-p256", hsm_module=ca_token.module,
-                                          hsm_token=ca_token.label, hsm_pin=b"99887766"))
+                                          hsm_token=ca_token.label, hsm_pin=b"99887766"),
+                                   audit=AuditLog.at_home(tmp_path / "home"))
     assert result.root_ca_key is None and result.root_ca_public_key is not None
     from sscard.crypto.asymmetric import PublicKey
 
@@ -102,5 +106,6 @@ def test_ceremony_creates_the_root_ca_key_in_an_hsm(
         ceremony.run_ceremony(
             tmp_path / "home2", CUSTODIANS, 2, tmp_path / "shares2",
             root_ca=ceremony.RootCaKeyRequest("sm2", hsm_module=ca_token.module,
-                                              hsm_token=ca_token.label, hsm_pin=b"99887766"))
+                                              hsm_token=ca_token.label, hsm_pin=b"99887766"),
+                              audit=AuditLog.at_home(tmp_path / "home2"))
     assert not any((tmp_path / "shares2").iterdir())

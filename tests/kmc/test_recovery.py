@@ -26,6 +26,7 @@ from keymgmt.service import (
     OfficerRecipient,
     Principal,
 )
+from sscard.audit import AuditLog
 from sscard.crypto import envelopes
 from sscard.crypto.asymmetric import PrivateKey, PublicKey
 from sscard.crypto.sm2 import SM2PrivateKey
@@ -246,7 +247,8 @@ def test_owner_with_two_keys_must_be_named_precisely(
 
 
 def test_sealed_kmc_refuses_key_operations(tmp_path: Path) -> None:
-    kmc = KeyManagementCentre.open(f"sqlite:///{tmp_path / 'sealed.db'}")
+    kmc = KeyManagementCentre.open(f"sqlite:///{tmp_path / 'sealed.db'}",
+                                   audit=AuditLog.at_home(tmp_path))
     try:
         ca = kmc.authenticate(kmc.add_caller("ca", "ca"))
         with pytest.raises(SealedError, match="sealed"):

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from keymgmt.cardkeys import CardKeyService
 from keymgmt.service import KeyManagementCentre
 from keymgmt.web import API_PREFIX, create_app
+from sscard.audit import AuditLog
 from sscard.crypto import envelopes
 from sscard.crypto.sm2 import SM2PrivateKey
 from tests.kmc.kmc_helpers import new_kmc
@@ -135,7 +136,8 @@ def test_bad_requests_get_clear_json_errors(client: FlaskClient, tokens: dict[st
 
 
 def test_sealed_service_answers_503(tmp_path: Path) -> None:
-    kmc = KeyManagementCentre.open(f"sqlite:///{tmp_path / 'sealed.db'}")
+    kmc = KeyManagementCentre.open(f"sqlite:///{tmp_path / 'sealed.db'}",
+                                   audit=AuditLog.at_home(tmp_path))
     try:
         token = kmc.add_caller("ca", "ca")
         client = create_app(kmc).test_client()

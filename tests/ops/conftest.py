@@ -57,8 +57,9 @@ class Populated:
 def unseal(home: Path, share_dir: Path) -> KeyManagementCentre:
     files = sorted(share_dir.glob("share-*.json"))
     key = ceremony.unseal_from_files(home, [(files[0], CUSTODIANS[0].passphrase),
-                                            (files[2], CUSTODIANS[2].passphrase)])
-    return KeyManagementCentre.open(kmc_url(home), key)
+                                            (files[2], CUSTODIANS[2].passphrase)],
+                                     audit=AuditLog.at_home(home))
+    return KeyManagementCentre.open(kmc_url(home), key, audit=AuditLog.at_home(home))
 
 
 def principals(kmc: KeyManagementCentre, names: dict[str, Role]) -> dict[str, Principal]:
@@ -69,7 +70,7 @@ def populate(home: Path, share_dir: Path, certificates: int = 6) -> Populated:
     """A data directory as an embedded deployment leaves it: CA (issued, revoked, a CRL), KMC
     (ceremony, an escrowed key), audit log (records and a signed checkpoint)."""
     statuses: dict[int, str] = {}
-    with CertificateAuthority.init(home) as ca:
+    with CertificateAuthority.init(home, audit=AuditLog.at_home(home)) as ca:
         for i in range(certificates):
             key = SoftwareKey.generate("sm2")
             issued = ca.issue_for_public_key(key.public_key(), holder(i), "cardholder-sign")
@@ -78,7 +79,8 @@ def populate(home: Path, share_dir: Path, certificates: int = 6) -> Populated:
             ca.revoke(serial, "keyCompromise")
             statuses[serial] = "revoked"
         ca.build_crl()
-    ceremony.run_ceremony(home, CUSTODIANS, 2, share_dir, scrypt_n=1 << 10)
+    ceremony.run_ceremony(home, CUSTODIANS, 2, share_dir, scrypt_n=1 << 10,
+                          audit=AuditLog.at_home(home))
     kmc = unseal(home, share_dir)
     try:
         who = principals(kmc, {"ra": Role.RA})
@@ -88,11 +90,8 @@ def populate(home: Path, share_dir: Path, certificates: int = 6) -> Populated:
         kmc.close()
     audit_key = SoftwareKey.generate("sm2")
     cert = self_signed(audit_key, "CN=审计日志签名,O=人力资源和社会保障厅,C=CN")
+    # the CA and the KMC recorded their operations themselves; sign a checkpoint over them
     log = AuditLog.open(audit_url(home), signer=audit_key, certificate=cert)
-    for serial, status in statuses.items():
-        log.append("ca", "certificate.issue", f"{serial:X}", "success")
-        if status == "revoked":
-            log.append("officer-1", "certificate.revoke", f"{serial:X}", "success")
     log.checkpoint()
     size = log.size()
     log.engine.dispose()

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from ca.authority import CertificateAuthority, IssueRequest
 from ca.storage import CertificateRecord
+from sscard.audit import AuditLog
 from sscard.crypto.asymmetric import PublicKey
 
 CHUNK = 10
@@ -83,7 +84,7 @@ def main() -> None:
     mode, home_arg, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     home = Path(home_arg)
     key = PublicKey.from_spki((home / "holder.spki").read_bytes())
-    with CertificateAuthority.open(home) as ca:
+    with CertificateAuthority.open(home, audit=AuditLog.at_home(home)) as ca:
         if mode == "issue":
             issue(ca, home, count, key)
         else:

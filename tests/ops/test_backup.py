@@ -43,7 +43,7 @@ def backup(home: Path, out: Path, pf: Path) -> Result:
 
 
 def ca_state(home: Path) -> tuple[dict[int, tuple[str, bytes | None]], bytes | None]:
-    with CertificateAuthority.open(home) as ca:
+    with CertificateAuthority.open(home, audit=AuditLog.at_home(home)) as ca:
         rows = ca.list_certificates(limit=100000)
         state = {s.serial: (s.status.value, s.certificate_der) for s, _p, _s in rows}
         return state, ca.latest_crl_der()
@@ -75,7 +75,8 @@ def test_backup_restore_into_a_fresh_directory(populated: Populated, passphrase_
     assert after == before and crl_after == crl_before
     for serial, status in populated.statuses.items():
         assert after[serial][0] == status
-    with CertificateAuthority.open(target) as ca:  # the restored CA keys still sign
+    # the restored CA keys still sign
+    with CertificateAuthority.open(target, audit=AuditLog.at_home(target)) as ca:
         issued = ca.issue_for_public_key(SoftwareKey.generate("sm2").public_key(), holder(99),
                                          "cardholder-sign")
         assert ca.status(issued.serial).status.value == "good"
@@ -103,7 +104,8 @@ def test_backup_restore_into_a_fresh_directory(populated: Populated, passphrase_
     finally:
         engine.dispose()
     assert report.intact, report.findings
-    assert report.records == populated.audit_records and report.checkpoints >= 1
+    # every record of the backup, and those of the recovery just done on the restored copy
+    assert report.records > populated.audit_records and report.checkpoints >= 1
 
 
 def test_backup_while_services_write_is_consistent(tmp_path: Path, passphrase_file: Path) -> None:
@@ -125,7 +127,7 @@ def test_backup_while_services_write_is_consistent(tmp_path: Path, passphrase_fi
 
     def issuer() -> None:
         try:
-            with CertificateAuthority.open(pop.home) as ca:
+            with CertificateAuthority.open(pop.home, audit=AuditLog.at_home(pop.home)) as ca:
                 key = SoftwareKey.generate("sm2").public_key()
                 i = 100
                 while not stop.is_set():
@@ -314,7 +316,7 @@ algorithm = "sm2"
 validity_days = 1825
 path_length = 0
 """)
-    with CertificateAuthority.init(home, config) as ca:
+    with CertificateAuthority.init(home, config, audit=AuditLog.at_home(home)) as ca:
         serials = [ca.issue_for_public_key(SoftwareKey.generate("sm2").public_key(), holder(i),
                                            "cardholder-sign").serial for i in range(3)]
         ca.revoke(serials[0], "cessationOfOperation")

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from ca.authority import CertificateAuthority
+from sscard.audit import AuditLog
 from sscard.keys.software import SoftwareKey
 from tests.ops.crash_child import index_of
 
@@ -95,7 +96,7 @@ def test_sigkill_during_batch_issuance_and_crl_generation(tmp_path: Path) -> Non
     seed = rng.randrange(1 << 32)
     rng.seed(seed)
     home = tmp_path / "ca-home"
-    CertificateAuthority.init(home).close()
+    CertificateAuthority.init(home, audit=AuditLog.at_home(home)).close()
     (home / "holder.spki").write_bytes(SoftwareKey.generate("sm2").public_key().spki_der())
 
     # Kills must land during the work whatever the machine's speed: when a child finishes its
@@ -142,7 +143,8 @@ def test_sigkill_during_batch_issuance_and_crl_generation(tmp_path: Path) -> Non
     kills += crl_kills
     assert kills >= 50, f"seed {seed}: only {kills} kills landed during work"
 
-    with CertificateAuthority.open(home) as ca:  # restart: the CA still works on top of it all
+    # restart: the CA still works on top of it all
+    with CertificateAuthority.open(home, audit=AuditLog.at_home(home)) as ca:
         crl = ca.build_crl()
         listed = {format(r["user_certificate"].native, "X")
                   for r in crl["tbs_cert_list"]["revoked_certificates"]}

@@ -16,6 +16,7 @@ from asn1crypto import core, ocsp
 from ca.authority import CertificateAuthority, IssueRequest
 from ca.config import default_config_text
 from ca.ocsp import respond
+from sscard.audit import AuditLog
 from sscard.keys.software import SoftwareKey
 from tests.ops.conftest import holder
 from tests.ops.standby import TwoSites
@@ -67,7 +68,8 @@ def test_promoted_standby_serves_the_ca_with_no_certificate_lost(sites: TwoSites
     key = SoftwareKey.generate("sm2").public_key()
     handed: dict[int, str] = {}
     with CertificateAuthority.init(home, ca_config(tmp_path / "ca.toml",
-                                                   sites.primary.url("ca_dr"))) as ca:
+                                                   sites.primary.url("ca_dr")),
+                                                       audit=AuditLog.at_home(home)) as ca:
         ca.ocsp_signer()  # the responder key and certificate exist before the failover
         for c in ca.issue_batch([IssueRequest(public_key=key, subject=holder(i))
                                  for i in range(40)], "cardholder-sign", chunk_size=10):
@@ -98,7 +100,8 @@ def test_promoted_standby_serves_the_ca_with_no_certificate_lost(sites: TwoSites
     sites.promote()
     assert sites.standby.sql("SELECT pg_is_in_recovery()") == [(False,)]
 
-    with CertificateAuthority.open(home, database_url=sites.standby.url("ca_dr")) as ca:
+    with CertificateAuthority.open(home, database_url=sites.standby.url("ca_dr"),
+                                   audit=AuditLog.at_home(home)) as ca:
         found = db_serials(ca)
         lost = sorted(set(handed) - set(found))
         assert not lost, f"{len(lost)} certificate(s) lost in the failover"

@@ -68,19 +68,20 @@ class RaRig:
 def make_ca(base: Path) -> CertificateAuthority:
     config = base / "ca.toml"
     config.write_text(CA_TOML, encoding="utf-8")
-    return CertificateAuthority.init(base / "ca-home", config, passphrase=b"ca test passphrase")
+    return CertificateAuthority.init(base / "ca-home", config, passphrase=b"ca test passphrase",
+                                     audit=AuditLog.at_home(base / "ca-home"))
 
 
 def make_rig(base: Path, ca: CertificateAuthority | None = None,
              ra_url: str | None = None) -> RaRig:
     base.mkdir(parents=True, exist_ok=True)
     ca = ca or make_ca(base)
+    audit = AuditLog.open(f"sqlite:///{base / 'audit.db'}")
     kmc = KeyManagementCentre.open(f"sqlite:///{base / 'kmc.db'}",
                                    SoftwareStorageKey(secrets.token_bytes(32), "sk-test"),
-                                   KmcConfig(required_approvals=2))
+                                   KmcConfig(required_approvals=2), audit=audit)
     link = KmcLink(kmc, kmc.authenticate(kmc.add_caller("ra", KmcRole.RA)),
                    kmc.authenticate(kmc.add_caller("ca", KmcRole.CA)))
-    audit = AuditLog.open(f"sqlite:///{base / 'audit.db'}")
     ra = RegistrationAuthority.open(ra_url or f"sqlite:///{base / 'ra.db'}", audit, ca, link)
     for name, roles in ROLES.items():
         ra.add_officer(None, name, name.title(), PASSWORD, roles)

@@ -131,7 +131,7 @@ def test_revoked_ocsp_response_from_openssl(setup: OcspSetup) -> None:
     reason = result.reasons[0]
     assert reason.code is ReasonCode.REVOKED
     assert reason.message.startswith("OCSP response indicates")
-    assert reason.revocation_reason == "key_compromise"
+    assert reason.revocation_reason == "keyCompromise"
     assert reason.revocation_time == NOW - timedelta(hours=2)
 
 
@@ -180,7 +180,7 @@ def test_fetch_from_live_openssl_responder(
     assert good.valid, good.reasons
     revoked = validate(setup, setup.revoked, fetch_revocation=True)
     assert revoked.codes == {ReasonCode.REVOKED}
-    assert revoked.reasons[0].revocation_reason == "key_compromise"
+    assert revoked.reasons[0].revocation_reason == "keyCompromise"
 
 
 def test_unreachable_responder_is_revocation_unknown(setup: OcspSetup) -> None:

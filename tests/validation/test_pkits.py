@@ -95,6 +95,6 @@ def test_revoked_run_reports_reason_and_time() -> None:
     result = run(case)
     reason = result.reasons[0]
     assert reason.code is ReasonCode.REVOKED
-    assert reason.revocation_reason == "key_compromise"
+    assert reason.revocation_reason == "keyCompromise"
     assert reason.revocation_time is not None
     assert reason.revocation_time.year == 2010

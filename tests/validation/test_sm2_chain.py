@@ -81,7 +81,7 @@ def test_revoked_sm2_leaf(pki: Sm2Pki) -> None:
     assert not result.valid
     (reason,) = result.reasons
     assert reason.code is ReasonCode.REVOKED
-    assert reason.revocation_reason == "key_compromise"
+    assert reason.revocation_reason == "keyCompromise"
     assert reason.revocation_time == NOW - timedelta(minutes=30)
     with pytest.raises(RevokedError) as excinfo:
         result.raise_for_status()
