@@ -55,15 +55,32 @@ def test_sign_and_verify_without_the_extras() -> None:
         from sscard.x509.builder import CertificateBuilder
         from sscard.x509.names import parse_name
 
-        key = SoftwareKey.generate("sm2")
-        name = parse_name("CN=业务系统,C=CN")
+        from sscard.x509.extensions import key_identifier
+
         now = dt.datetime.now(dt.UTC)
-        cert = (CertificateBuilder().subject(name).issuer(name).public_key(key.public_key())
-                .serial_number(7).not_valid_before(now - dt.timedelta(minutes=5))
-                .not_valid_after(now + dt.timedelta(days=1))
-                .add_extension("key_usage", {"digital_signature"}, critical=True).sign(key))
+
+        def issue(subject, key, issuer_name, issuer_key, serial, exts):
+            builder = (CertificateBuilder().subject(parse_name(subject)).issuer(issuer_name)
+                       .public_key(key.public_key()).serial_number(serial)
+                       .not_valid_before(now - dt.timedelta(minutes=5))
+                       .not_valid_after(now + dt.timedelta(days=1))
+                       .add_extension("key_identifier", key_identifier(key.public_key()))
+                       .add_extension("authority_key_identifier",
+                                      {"key_identifier": key_identifier(issuer_key.public_key())}))
+            for name, value, critical in exts:
+                builder = builder.add_extension(name, value, critical)
+            return builder.sign(issuer_key)
+
+        root_key = SoftwareKey.generate("sm2")
+        root_name = parse_name("CN=根CA,C=CN")
+        root = issue("CN=根CA,C=CN", root_key, root_name, root_key, 1, [
+            ("basic_constraints", {"ca": True}, True),
+            ("key_usage", {"key_cert_sign", "crl_sign"}, True)])
+        key = SoftwareKey.generate("sm2")
+        cert = issue("CN=业务系统,C=CN", key, root.subject, root_key, 7, [
+            ("key_usage", {"digital_signature"}, True)])
         signed = sign(b"settlement 42", key, cert)
-        report = verify(signed, [cert])
+        report = verify(signed, [root])
         assert report.valid, report
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
         assert loaded == [], loaded
