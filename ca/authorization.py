@@ -37,7 +37,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -50,6 +49,7 @@ from asn1crypto import x509 as asn1x509
 
 from ca.errors import ConfigError
 from ca.profile import EXTENDED_KEY_USAGES, Profile
+from sscard.secrets_input import write_private_file
 
 ACCESS_FILE = "access.toml"
 #: the RA officer certificate policy (ca/profiles/ra-officer.toml): never a CA API principal
@@ -58,6 +58,10 @@ _CA_LEVEL_EKUS = frozenset({EXTENDED_KEY_USAGES["OCSPSigning"],
                             EXTENDED_KEY_USAGES["timeStamping"]})
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+#: what the RA's credential may issue and revoke (issue 11 item 2): nothing CA-level
+RA_PROFILES = ("cardholder-sign", "cardholder-encrypt", "business-system")
 
 
 class ApiOperation(enum.StrEnum):
@@ -355,10 +359,5 @@ def load_access(path: Path, profiles: Mapping[str, Profile] | None = None) -> Ac
 
 def save_access(path: Path, config: AccessConfig) -> None:
     """Write atomically (a reader never sees half a file), mode 0600."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(dump_access(config))
-    os.replace(tmp, path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_private_file(Path(path), dump_access(config))

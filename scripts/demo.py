@@ -341,6 +341,7 @@ def open_initial_system(home: Path, servers: allinone.Servers,
         audit.engine.dispose()
     with CertificateAuthority.open(home, passphrase) as ca:
         allinone.issue_business_credentials(home, ca, passphrase)
+        allinone.register_ra_principal(home, ca, passphrase)
     allinone.save_ports(home, servers.ports())
     return allinone.open_system(home, servers, say, present=("zhang", "wang"))
 

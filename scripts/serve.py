@@ -67,6 +67,7 @@ def set_up(home: Path, servers: allinone.Servers) -> allinone.System:
         audit.engine.dispose()
     with CertificateAuthority.open(home, passphrase) as ca:
         allinone.issue_business_credentials(home, ca, passphrase)
+        allinone.register_ra_principal(home, ca, passphrase)
     system = allinone.open_system(home, servers, say, present=UNSEAL_WITH)
     say("personalising an emulated card for 张三 (dual certificates):")
     outcome = allinone.personalise_card(system, card_path(home), lambda line: say("  " + line))
