@@ -505,7 +505,9 @@ def certificate_download(name: str, ext: str) -> Response:
 class Caller:
     name: str
     method: str  # "token" or "signature"
-    principal: Principal
+    principal: Principal | None
+    #: why an authenticated caller has no principal (told in every 403)
+    unmapped: str = ""
 
 
 def signed_request_message(method: str, path: str, date: str, body: bytes) -> bytes:
@@ -602,27 +604,30 @@ def _signature_caller(state: ServiceState) -> Caller:
         raise _refuse(401, f"the request signature does not verify with {subject}") from None
     if not state.replays.first_use(hashlib.sha256(signature).digest(), when):
         raise _refuse(401, "this signed request was already used (replay)")
-    return Caller(subject, "signature", _certificate_principal(state, cert))
+    return _certificate_caller(state, cert)
 
 
-def _certificate_principal(state: ServiceState, cert: asn1x509.Certificate) -> Principal:
+def _certificate_caller(state: ServiceState, cert: asn1x509.Certificate) -> Caller:
     """The principal an authenticated certificate maps to: by its fingerprint, and only if it
-    still carries the marks of the profile the principal names (never by CN)."""
+    still carries the marks of the profile the principal names (never by CN). Without one the
+    caller may do nothing; ``_authorize`` refuses each operation, naming the permission."""
     subject = cert.subject.human_friendly
     if is_officer_certificate(cert):
-        raise _refuse(403, f"{subject} is an officer certificate: officers act only through "
-                      "the RA, never at the CA API")
+        return Caller(subject, "signature", None, f"{subject} is an officer certificate: "
+                      "officers act only through the RA, never at the CA API")
     principal = state.config.access.by_certificate(cert.dump())
     if principal is None or principal.certificate is None:
-        raise _refuse(403, f"no principal is configured for the certificate of {subject}")
+        return Caller(subject, "signature", None,
+                      f"no principal is configured for the certificate of {subject}")
     try:
         profile = state.authority.profile(principal.certificate.profile)
     except ProfileError as exc:
-        raise _refuse(403, f"principal {principal.name}: {exc}") from None
+        return Caller(subject, "signature", None, f"principal {principal.name}: {exc}")
     if not certificate_fits_profile(cert, profile):
-        raise _refuse(403, f"the certificate of {subject} is not of profile {profile.name}, "
-                      f"which principal {principal.name} requires")
-    return principal
+        return Caller(subject, "signature", None,
+                      f"the certificate of {subject} is not of profile {profile.name}, which "
+                      f"principal {principal.name} requires")
+    return Caller(principal.name, "signature", principal)
 
 
 def _authorize(operation: ApiOperation, profile: str | None = None) -> None:
@@ -632,9 +637,11 @@ def _authorize(operation: ApiOperation, profile: str | None = None) -> None:
     if profile is not None:
         with contextlib.suppress(ProfileError):
             known = state.authority.profile(profile)
-    decision = decide(g.caller.principal, operation, state.authority.name, known)
+    caller: Caller = g.caller
+    decision = decide(caller.principal, operation, state.authority.name, known)
     if not decision.allowed:
-        raise _refuse(403, f"missing permission '{decision.permission}': {decision.reason}",
+        reason = caller.unmapped or decision.reason
+        raise _refuse(403, f"missing permission '{decision.permission}': {reason}",
                       permission=decision.permission)
 
 
