@@ -303,6 +303,10 @@ def parse_access(text: str, where: str = ACCESS_FILE,
             missing = sorted(named - set(profiles))
             if missing:
                 raise ConfigError(f"{at}: unknown profile(s) {', '.join(missing)}")
+            ca_level = sorted(n for n in principal.profiles if is_ca_level(profiles[n]))
+            if ca_level:
+                raise ConfigError(f"{at}: {', '.join(ca_level)} CA-level: issued only offline "
+                                  "under dual control, never by a principal")
         principals[name] = principal
     tokens = [p.token_sha256 for p in principals.values() if p.token_sha256]
     certs = [p.certificate.sha256 for p in principals.values() if p.certificate]

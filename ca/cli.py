@@ -215,7 +215,7 @@ def request_der(csr_path: Path) -> bytes:
     try:
         return bytes(load_csr(_read_file(csr_path, "CSR")).dump())
     except X509Error as exc:
-        raise click.ClickException(f"{csr_path}: {exc}") from None
+        raise click.ClickException(f"certificate request rejected: {csr_path}: {exc}") from None
 
 
 @group.command("issue")

@@ -142,6 +142,8 @@ def test_access_file_round_trips_and_validates() -> None:
     (f'[principals.x]\ntoken_sha256 = "{"a" * 64}"\ncolour = 1\n', "unknown key(s) colour"),
     ('[administrators.a]\npublic_key = "nope"\n', "not a PEM public key"),
     ("surprise = 1\n", "unknown key(s) surprise"),
+    (f'[principals.x]\ntoken_sha256 = "{"a" * 64}"\nprofiles = ["sub-ca", "tsa"]\n',
+     "sub-ca, tsa CA-level"),
     ("[principals\n", "not valid TOML"),
 ])
 def test_bad_access_files_are_refused_with_the_reason(text: str, message: str) -> None:
