@@ -365,3 +365,55 @@ def save_access(path: Path, config: AccessConfig) -> None:
     """Write atomically (a reader never sees half a file), mode 0600."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_private_file(Path(path), dump_access(config))
+
+
+# -- in-process callers -----------------------------------------------------------------------
+
+
+class AuthorizedAuthority:
+    """A CA seen through one principal's permissions: what an in-process caller (the embedded
+    RA) holds instead of the CA itself, so the same ``decide`` applies whether the RA reaches
+    the CA over HTTP or in one process. Refusals raise ``NotPermitted`` (a ``CAError``)."""
+
+    #: what such a caller may read without a permission (public in any case)
+    _READ = frozenset({"name", "certificate", "chain", "close"})
+
+    def __init__(self, authority: Any, principal: Principal) -> None:
+        self._authority = authority
+        self.principal = principal
+
+    def _check(self, operation: ApiOperation, profile: str | None) -> None:
+        known: Profile | str | None = profile
+        if profile is not None:
+            known = self._authority.profiles.get(profile, profile)
+        decision = decide(self.principal, operation, self._authority.name, known)
+        if not decision.allowed:
+            from ca.errors import NotPermitted
+
+            raise NotPermitted(f"missing permission '{decision.permission}': {decision.reason}")
+
+    def issue_from_csr(self, csr: Any, profile: str, extra: Mapping[str, Any] | None = None
+                       ) -> Any:
+        self._check(ApiOperation.ISSUE, profile)
+        return self._authority.issue_from_csr(csr, profile, extra)
+
+    def issue_for_public_key(self, public_key: Any, subject: Any, profile: str,
+                             extra: Mapping[str, Any] | None = None) -> Any:
+        self._check(ApiOperation.ISSUE, profile)
+        return self._authority.issue_for_public_key(public_key, subject, profile, extra)
+
+    def revoke(self, serial: int, *args: Any, **kwargs: Any) -> Any:
+        self._check(ApiOperation.REVOKE, None)
+        profile = self._authority.certificate_profile(serial)
+        if profile is not None:  # an unknown serial gets the CA's own error
+            self._check(ApiOperation.REVOKE, profile)
+        return self._authority.revoke(serial, *args, **kwargs)
+
+    def status(self, serial: int) -> Any:
+        self._check(ApiOperation.STATUS, None)
+        return self._authority.status(serial)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._READ:
+            return getattr(self._authority, name)
+        raise AttributeError(f"{name} is not available to principal {self.principal.name}")

@@ -324,3 +324,29 @@ def test_authorisation_matrix_has_zero_unauthorised_successes(
     assert len(recorded) == refusals
     assert any(r.details.get("permission") == "issue profile=sub-ca ca=issuing"
                and r.actor == "everything" for r in recorded)
+
+
+def test_an_in_process_caller_is_held_to_its_principal(ca: CertificateAuthority) -> None:
+    """The embedded RA gets the CA through its principal: the same rules as over HTTP."""
+    from ca.authorization import AuthorizedAuthority
+    from ca.errors import NotPermitted
+
+    ra = AuthorizedAuthority(ca, RA)
+    key = SoftwareKey.generate("ec-p256")
+    holder = CsrBuilder().subject(parse_name(_subject("cardholder-sign"))).sign(key).dump()
+    assert ra.issue_from_csr(holder, "cardholder-sign").profile == "cardholder-sign"
+    sub = CsrBuilder().subject(parse_name("CN=rogue sub-CA,C=CN")).sign(key).dump()
+    before = len(ca.list_certificates(10_000))
+    for profile in ("sub-ca", "ocsp-signer", "tsa", "service", "tls-server", "ra-officer"):
+        with pytest.raises(NotPermitted, match=f"issue profile={profile} ca=issuing"):
+            ra.issue_from_csr(sub, profile)
+        with pytest.raises(NotPermitted):
+            ra.issue_for_public_key(key.public_key(), "CN=x,C=CN", profile)
+    assert len(ca.list_certificates(10_000)) == before
+    signer = ca.ocsp_signer().certificate
+    with pytest.raises(NotPermitted, match="revoke profile=ocsp-signer"):
+        ra.revoke(signer.serial_number, "keyCompromise")
+    assert ca.status(signer.serial_number).status.value == "good"
+    assert [c.dump() for c in ra.chain()] == [c.dump() for c in ca.chain()]
+    with pytest.raises(AttributeError, match="not available to principal ra"):
+        ra.build_crl_der  # noqa: B018
