@@ -197,3 +197,12 @@ def test_principal_commands_manage_the_access_file(home: Path, tmp_path: Path) -
     # each change is in the audit log
     audit = ok(run(home, "audit", "show"))
     assert "ca.principal.add" in audit and "ca.principal.remove" in audit
+
+
+def test_serve_refuses_a_bad_access_file_before_serving(home: Path, tmp_path: Path) -> None:
+    access = tmp_path / "access.toml"
+    access.write_text('[principals.greedy]\noperations = ["issue"]\nprofiles = ["sub-ca"]\n'
+                      f'token_sha256 = "{"a" * 64}"\n', encoding="utf-8")
+    refused = run(home, "ca", "serve", "--port", "1", "--access", str(access), "--no-tsa")
+    assert refused.exit_code == 1
+    assert "sub-ca CA-level" in refused.output and "serving" not in refused.output

@@ -229,3 +229,27 @@ def test_kmc_card_key_matrix_has_zero_unauthorised_successes(
                     missed.append((who, op, reply.json))
     assert unauthorised == []
     assert missed == []
+
+
+def test_kmc_key_operations_matrix(web: tuple[FlaskClient, dict[str, str]]) -> None:
+    """The other KMC operations by role: escrow for the CA and RA, key lookup for them and
+    officers and auditors, the event log for auditors and officers; terminals none of them."""
+    from sscard.crypto.sm2 import SM2PrivateKey
+
+    client, tokens = web
+    recipient = _b64(SM2PrivateKey.generate().public_key().spki_der())
+    operations = {
+        "escrow": (lambda h: client.post("/kmc/v1/escrow", headers=h, json={
+            "owner": "matrix", "recipient_public_key": recipient}), 201, {"ca", "ra"}),
+        "find-keys": (lambda h: client.get("/kmc/v1/keys?owner=matrix", headers=h), 200,
+                      {"ca", "ra", "officer", "auditor"}),
+        "events": (lambda h: client.get("/kmc/v1/events", headers=h), 200,
+                   {"auditor", "officer"}),
+    }
+    for who, token in [*tokens.items(), ("nobody", "kmc_not_a_key")]:
+        for op, (call, ok, allowed) in operations.items():
+            reply = call({"Authorization": f"Bearer {token}"})
+            if who in allowed:
+                assert reply.status_code == ok, (who, op, reply.json)
+            else:
+                assert reply.status_code in (401, 403), (who, op, reply.status_code)
