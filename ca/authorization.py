@@ -417,3 +417,14 @@ class AuthorizedAuthority:
         if name in self._READ:
             return getattr(self._authority, name)
         raise AttributeError(f"{name} is not available to principal {self.principal.name}")
+
+
+def ra_view(authority: Any, home: Path) -> AuthorizedAuthority:
+    """The CA as an RA in the same process may use it: through the principal ``ra`` of the
+    CA's access file, or, when none is configured, the RA permission set (issue, revoke and
+    status on ``RA_PROFILES`` at this CA)."""
+    principal = load_access(access_path(home), authority.profiles).principals.get("ra")
+    if principal is None:
+        principal = Principal("ra", frozenset(ApiOperation), frozenset(RA_PROFILES),
+                              frozenset({authority.name}))
+    return AuthorizedAuthority(authority, principal)

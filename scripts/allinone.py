@@ -38,12 +38,12 @@ from ca.authority import CertificateAuthority
 from ca.authorization import (
     RA_PROFILES,
     ApiOperation,
-    AuthorizedAuthority,
     CertificateIdentity,
     Principal,
     access_path,
     certificate_fingerprint,
     load_access,
+    ra_view,
     save_access,
 )
 from ca.config import default_config_text
@@ -420,10 +420,8 @@ def open_system(home: Path, servers: Servers, say: Say, present: Iterable[str]) 
     servers["kmc"].attach(create_kmc_app(kmc))
     # the embedded RA holds the CA only through its principal: what the RA's service
     # identity may do over HTTP, it may do in process, and no more
-    ra_principal = load_access(access_path(home), ca.profiles).principals.get("ra") or \
-        Principal("ra", frozenset(ApiOperation), frozenset(RA_PROFILES), frozenset({ca.name}))
-    ra = RegistrationAuthority.open(f"sqlite:///{home / 'ra.db'}", audit,
-                                    AuthorizedAuthority(ca, ra_principal), kmc_link(home, kmc))
+    ra = RegistrationAuthority.open(f"sqlite:///{home / 'ra.db'}", audit, ra_view(ca, home),
+                                    kmc_link(home, kmc))
     servers["ra"].attach(create_ra_app(ra, WebConfig(secrets.token_bytes(32),
                                                      secure_cookies=False)))
     config = gateway_config(home, ca, passphrase, default_url(home),

@@ -350,3 +350,21 @@ def test_an_in_process_caller_is_held_to_its_principal(ca: CertificateAuthority)
     assert [c.dump() for c in ra.chain()] == [c.dump() for c in ca.chain()]
     with pytest.raises(AttributeError, match="not available to principal ra"):
         ra.build_crl_der  # noqa: B018
+
+
+def test_the_embedded_ra_takes_its_principal_from_the_access_file(
+        ca: CertificateAuthority) -> None:
+    from ca.authorization import access_path, ra_view, save_access
+    from ca.errors import NotPermitted
+
+    key = SoftwareKey.generate("ec-p256")
+    holder = CsrBuilder().subject(parse_name(_subject("cardholder-sign"))).sign(key).dump()
+    assert ra_view(ca, ca.home).principal.profiles == frozenset(RA_PROFILES)  # the default
+    narrow = Principal("ra", frozenset({ApiOperation.ISSUE}), frozenset({"business-system"}),
+                       frozenset({"issuing"}), token_sha256=hash_token("r" * 40))
+    save_access(access_path(ca.home), AccessConfig({"ra": narrow}))
+    try:
+        with pytest.raises(NotPermitted, match="issue profile=cardholder-sign"):
+            ra_view(ca, ca.home).issue_from_csr(holder, "cardholder-sign")
+    finally:
+        access_path(ca.home).unlink()
