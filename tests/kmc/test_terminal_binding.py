@@ -253,3 +253,38 @@ def test_kmc_key_operations_matrix(web: tuple[FlaskClient, dict[str, str]]) -> N
                 assert reply.status_code == ok, (who, op, reply.json)
             else:
                 assert reply.status_code in (401, 403), (who, op, reply.status_code)
+
+
+def test_the_client_names_its_terminal_id_over_http(kmc: KeyManagementCentre) -> None:
+    """A remote terminal bound to its terminal id authenticates a card through KmcClient."""
+    import socket
+
+    from werkzeug.serving import make_server
+
+    from keymgmt.client import KmcClient, KmcServiceError, RemoteAuthenticator
+    from sscard.card.client import CardClient
+    from sscard.card.transport import InProcessTransport
+    from sscard.emulator.card import EmulatedCard
+    from sscard.emulator.sample import CardProfile, blank_card
+
+    _import_roots(kmc)
+    token = kmc.add_caller("remote", "terminal")
+    CardKeyService(kmc).bind_terminal("remote", ["6399"], terminal_id="000000000042")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = make_server("127.0.0.1", port, create_app(kmc), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        card = EmulatedCard(blank_card(CardProfile(generation=3, region_code=REGION)))
+        with CardClient(InProcessTransport(card)) as client:
+            with pytest.raises(KmcServiceError) as refused:
+                client.internal_authenticate(RemoteAuthenticator(KmcClient(url, token)))
+            assert refused.value.status == 403 and "terminal id" in refused.value.message
+            client.internal_authenticate(RemoteAuthenticator(
+                KmcClient(url, token, terminal_id="000000000042")))
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
