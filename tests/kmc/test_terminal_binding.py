@@ -288,3 +288,14 @@ def test_the_client_names_its_terminal_id_over_http(kmc: KeyManagementCentre) ->
     finally:
         server.shutdown()
         thread.join(timeout=10)
+
+
+def test_over_the_rate_is_429_over_http(web: tuple[FlaskClient, dict[str, str]],
+                                        kmc: KeyManagementCentre) -> None:
+    client, tokens = web
+    CardKeyService(kmc).bind_terminal("terminal-here", ["6399"], rate_per_minute=1)
+    path, body = OPERATIONS["external"]
+    headers = {"Authorization": f"Bearer {tokens['terminal-here']}"}
+    assert client.post("/kmc/v1" + path, json=body, headers=headers).status_code == 200
+    limited = client.post("/kmc/v1" + path, json=body, headers=headers)
+    assert limited.status_code == 429 and "more than 1" in limited.json["message"]
