@@ -218,6 +218,19 @@ def request_der(csr_path: Path) -> bytes:
         raise click.ClickException(f"certificate request rejected: {csr_path}: {exc}") from None
 
 
+def _record_dual_control(ctx: click.Context, intent: Any, outcome: str,
+                         **details: Any) -> None:
+    from sscard.audit import AuditError, AuditLog, default_url
+
+    try:
+        AuditLog.open(default_url(_home(ctx))).append(
+            "administrator", "ca.issue.dual_control", f"profile:{intent.profile}", outcome,
+            details={"ca": intent.ca, "request_sha256": intent.request_sha256, **details})
+    except AuditError as exc:  # no record, no CA-level certificate
+        raise click.ClickException(f"the audit log cannot record the dual control: {exc}"
+                                   ) from None
+
+
 @group.command("issue")
 @click.option("--profile", required=True, help="Certificate profile, e.g. cardholder-sign.")
 @click.option("--csr", "csr_path", required=True,
@@ -243,17 +256,23 @@ def issue(ctx: click.Context, profile: str, csr_path: Path, out: Path,
           passphrase_file: Path | None, passphrase_stdin: bool) -> None:
     """Issue a certificate from a CSR under a profile."""
     from ca.authorization import access_path, is_ca_level, load_access
-    from ca.dual_control import IssueIntent, check_approvals
+    from ca.dual_control import ApprovalError, IssueIntent, check_approvals
     from sscard.x509.pem import der_to_pem
 
     request = request_der(csr_path)
     extra = issue_extra(social_insurance_number, dns_names, validity_days)
     with _open(ctx, _passphrase(passphrase_file, passphrase_stdin), ca_name) as authority:
         if is_ca_level(authority.profile(profile)):
-            approvers = check_approvals(
-                load_access(access_path(_home(ctx)), authority.profiles),
-                IssueIntent.of(authority.name, profile, request, extra),
-                [_read_file(a, "approval") for a in approvals])
+            intent = IssueIntent.of(authority.name, profile, request, extra)
+            try:
+                approvers = check_approvals(
+                    load_access(access_path(_home(ctx)), authority.profiles), intent,
+                    [_read_file(a, "approval") for a in approvals])
+            except ApprovalError as exc:
+                _record_dual_control(ctx, intent, "denied", reason=str(exc)[:500])
+                raise
+            # who approved a CA-level certificate belongs in the tamper-evident log
+            _record_dual_control(ctx, intent, "success", approvers=approvers)
             click.echo(f"dual control: approved by {', '.join(approvers)}")
         issued = authority.issue_from_csr(request, profile, extra)
     _write_file(out, der_to_pem(issued.der, "CERTIFICATE"))

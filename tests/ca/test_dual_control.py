@@ -98,6 +98,13 @@ def test_sub_ca_needs_two_distinct_administrators(home: Path, admins: dict[str, 
     assert "dual control: approved by alice, bob" in issued
     cert = load_certificate(out.read_bytes())
     assert cert.ca
+    # the refusals and the approval are in the tamper-evident log, with who approved
+    from sscard.audit import AuditLog, default_url
+
+    records = [r.record for r in AuditLog.open(default_url(home)).records()
+               if r.record.action == "ca.issue.dual_control"]
+    assert [r.outcome for r in records][-4:] == ["denied", "denied", "denied", "success"]
+    assert records[-1].details["approvers"] == ["alice", "bob"]
 
 
 def test_approvals_bind_the_request_and_the_administrator(
