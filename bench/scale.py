@@ -107,7 +107,7 @@ class PrivateCluster:
 
 
 def subject(i: int) -> str:
-    return f"CN=持卡人{i},serialNumber={SSN_BASE + i},O=某市社会保险事业管理中心,C=CN"
+    return f"CN=持卡人{i},serialNumber={SSN_BASE + i},C=CN"
 
 
 def _issue_worker(home: str, url: str, start: int, stop: int, spki_pool: list[bytes],

@@ -752,6 +752,13 @@ class CertificateAuthority:
         with self.engine.connect() as conn:
             return _status_of(self._row(conn, serial_to_hex(serial)))
 
+    def certificate_profile(self, serial: int) -> str | None:
+        """The profile a certificate was issued under (None for a serial never issued)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(CertificateRecord.profile).where(
+                CertificateRecord.issuer_id == self._ca.id,
+                CertificateRecord.serial == serial_to_hex(serial))).scalar_one_or_none()
+
     def list_certificates(self, limit: int = 100, offset: int = 0) -> list[
             tuple[CertificateStatus, str, str]]:
         """(status, profile, subject) of issued certificates, newest first."""

@@ -26,7 +26,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 class _CAGroup(click.Group):
     """Adds ``serve`` from ``ca.serve_cli`` lazily, so other commands never import Flask."""
 
-    _LAZY = {"serve": ("ca.serve_cli", "serve")}
+    _LAZY = {"serve": ("ca.serve_cli", "serve"),
+             "principal": ("ca.access_cli", "principal_group"),
+             "admin": ("ca.access_cli", "admin_group"),
+             "approve": ("ca.access_cli", "approve")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self._LAZY))
@@ -203,6 +206,43 @@ def _parse_time(text: str | None, what: str) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def issue_extra(social_insurance_number: str | None, dns_names: tuple[str, ...],
+                validity_days: int | None) -> dict[str, Any]:
+    """The request fields of ``ca issue`` (and of an approval, which must name the same)."""
+    extra: dict[str, Any] = {}
+    if social_insurance_number:
+        extra["social_insurance_number"] = social_insurance_number
+    if dns_names:
+        extra["dns_names"] = list(dns_names)
+    if validity_days is not None:
+        extra["validity_days"] = validity_days
+    return extra
+
+
+def request_der(csr_path: Path) -> bytes:
+    """The CSR's DER (PEM or DER file), what approvals name by digest."""
+    from sscard.x509.errors import X509Error
+    from sscard.x509.parse import load_csr
+
+    try:
+        return bytes(load_csr(_read_file(csr_path, "CSR")).dump())
+    except X509Error as exc:
+        raise click.ClickException(f"certificate request rejected: {csr_path}: {exc}") from None
+
+
+def _record_dual_control(ctx: click.Context, intent: Any, outcome: str,
+                         **details: Any) -> None:
+    from sscard.audit import AuditError, AuditLog, default_url
+
+    try:
+        AuditLog.open(default_url(_home(ctx))).append(
+            "administrator", "ca.issue.dual_control", f"profile:{intent.profile}", outcome,
+            details={"ca": intent.ca, "request_sha256": intent.request_sha256, **details})
+    except AuditError as exc:  # no record, no CA-level certificate
+        raise click.ClickException(f"the audit log cannot record the dual control: {exc}"
+                                   ) from None
+
+
 @group.command("issue")
 @click.option("--profile", required=True, help="Certificate profile, e.g. cardholder-sign.")
 @click.option("--csr", "csr_path", required=True,
@@ -214,26 +254,38 @@ def _parse_time(text: str | None, what: str) -> dt.datetime | None:
 @click.option("--dns", "dns_names", multiple=True, help="DNS subjectAltName (repeatable).")
 @click.option("--days", "validity_days", type=int, default=None,
               help="Shorter validity than the profile's.")
+@click.option("--approval", "approvals", multiple=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="An administrator's approval (`sscard ca approve`); CA-level profiles "
+                   "(sub-CA, OCSP signer, TSA, service) need two, by distinct administrators.")
 @_CA_OPTION
 @_passphrase_options
 @click.pass_context
 @_ca_errors
 def issue(ctx: click.Context, profile: str, csr_path: Path, out: Path,
           social_insurance_number: str | None, dns_names: tuple[str, ...],
-          validity_days: int | None, ca_name: str | None, passphrase_file: Path | None,
-          passphrase_stdin: bool) -> None:
+          validity_days: int | None, approvals: tuple[Path, ...], ca_name: str | None,
+          passphrase_file: Path | None, passphrase_stdin: bool) -> None:
     """Issue a certificate from a CSR under a profile."""
+    from ca.authorization import access_path, is_ca_level, load_access
+    from ca.dual_control import ApprovalError, IssueIntent, check_approvals
     from sscard.x509.pem import der_to_pem
 
-    request = _read_file(csr_path, "CSR")
-    extra: dict[str, Any] = {}
-    if social_insurance_number:
-        extra["social_insurance_number"] = social_insurance_number
-    if dns_names:
-        extra["dns_names"] = list(dns_names)
-    if validity_days is not None:
-        extra["validity_days"] = validity_days
+    request = request_der(csr_path)
+    extra = issue_extra(social_insurance_number, dns_names, validity_days)
     with _open(ctx, _passphrase(passphrase_file, passphrase_stdin), ca_name) as authority:
+        if is_ca_level(authority.profile(profile)):
+            intent = IssueIntent.of(authority.name, profile, request, extra)
+            try:
+                approvers = check_approvals(
+                    load_access(access_path(_home(ctx)), authority.profiles), intent,
+                    [_read_file(a, "approval") for a in approvals])
+            except ApprovalError as exc:
+                _record_dual_control(ctx, intent, "denied", reason=str(exc)[:500])
+                raise
+            # who approved a CA-level certificate belongs in the tamper-evident log
+            _record_dual_control(ctx, intent, "success", approvers=approvers)
+            click.echo(f"dual control: approved by {', '.join(approvers)}")
         issued = authority.issue_from_csr(request, profile, extra)
     _write_file(out, der_to_pem(issued.der, "CERTIFICATE"))
     click.echo(f"issued serial={issued.serial_hex} profile={issued.profile} to {out}")

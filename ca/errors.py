@@ -37,3 +37,7 @@ class AlreadyRevoked(CAError):
 
 class StorageError(CAError):
     """The database could not do what was asked (after retries)."""
+
+
+class NotPermitted(CAError, PermissionError):
+    """A principal asked for an operation, profile or CA its permissions do not name."""

@@ -18,7 +18,7 @@ from asn1crypto import algos, core, x509
 from asn1crypto import csr as asn1csr
 
 from ca.errors import RequestRefused
-from ca.profile import Profile
+from ca.profile import SUBJECT_ATTRIBUTES, Profile, bad_characters
 from ca.request_encoding import Subject, spki_and_key_id, subject_from_name, subject_from_text
 from sscard import der
 from sscard.asn1.register import SocialInsuranceNumber
@@ -112,6 +112,74 @@ def _refuse(profile: Profile, why: str) -> RequestRefused:
     return RequestRefused(f"refused by profile {profile.name}: {why}")
 
 
+_SHORT_NAMES = {v: k for k, v in SUBJECT_ATTRIBUTES.items()}
+_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def _check_subject(profile: Profile, subject: Subject) -> None:
+    """The profile's subject rules: attribute types, counts, lengths, characters, values."""
+    rules = profile.subject_rules
+    counts: dict[str, int] = {}
+    for attr, value in subject.pairs:
+        shown = _SHORT_NAMES.get(attr, attr)
+        rule = rules.get(attr)
+        if rule is None:
+            allowed = ", ".join(_SHORT_NAMES.get(a, a) for a in rules)
+            raise _refuse(profile, f"subject attribute {shown} is not allowed (allowed: "
+                          f"{allowed})")
+        counts[attr] = counts.get(attr, 0) + 1
+        if counts[attr] > rule.max:
+            raise _refuse(profile, f"subject has more than {rule.max} {shown} attribute(s)")
+        why = bad_characters(value)
+        if why is not None:
+            raise _refuse(profile, f"subject {shown}: {why}")
+        if not value:
+            raise _refuse(profile, f"subject {shown} is empty")
+        if len(value) > rule.max_length:
+            raise _refuse(profile, f"subject {shown} is {len(value)} characters long "
+                          f"(at most {rule.max_length})")
+        if rule.values is not None and value not in rule.values:
+            raise _refuse(profile, f"subject {shown} {value!r} is not one of the profile's "
+                          f"values ({', '.join(sorted(rule.values))})")
+        if rule.pattern is not None and not rule.pattern.fullmatch(value):
+            raise _refuse(profile, f"subject {shown} {value!r} does not match the profile's "
+                          f"pattern {rule.pattern.pattern}")
+    for attr, rule in rules.items():
+        if counts.get(attr, 0) < rule.min:
+            raise _refuse(profile, f"subject lacks required attribute "
+                          f"{_SHORT_NAMES.get(attr, attr)}")
+
+
+def _check_san(profile: Profile, san: Any) -> None:
+    """The profile's subjectAltName rule: entry kinds, count, DNS name syntax, wildcards."""
+    rule = profile.san_rule
+    entries = list(san)
+    if not entries:
+        raise _refuse(profile, "subjectAltName is empty")
+    if len(entries) > rule.max:
+        raise _refuse(profile, f"subjectAltName has {len(entries)} entries (at most {rule.max})")
+    for entry in entries:
+        kind = entry.name
+        if kind not in rule.types:
+            raise _refuse(profile, f"subjectAltName entries of type {kind} are not allowed")
+        value = entry.native
+        if kind == "dns_name":
+            labels = str(value).split(".")
+            if labels[0] == "*":
+                if not rule.wildcard:
+                    raise _refuse(profile, f"wildcard DNS name {value!r} is not allowed")
+                labels = labels[1:]
+                if len(labels) < 2:
+                    raise _refuse(profile, f"wildcard {value!r} must sit below a domain")
+            if len(str(value)) > 253 or not labels or not all(
+                    _DNS_LABEL.match(label) for label in labels):
+                raise _refuse(profile, f"{value!r} is not a valid DNS name")
+        elif isinstance(value, str):
+            why = bad_characters(value)
+            if why is not None:
+                raise _refuse(profile, f"subjectAltName {kind}: {why}")
+
+
 def _requested_extensions(request: asn1csr.CertificationRequest) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for attr in request["certification_request_info"]["attributes"]:
@@ -142,9 +210,6 @@ def _approve(
         allowed = ", ".join(sorted(a.value for a in profile.key_algorithms))
         raise _refuse(profile, f"{public_key.algorithm.value} keys are not allowed "
                       f"(allowed: {allowed})")
-    for attr in profile.subject_required:
-        if not subject.attributes.get(attr):
-            raise _refuse(profile, f"subject lacks required attribute {attr}")
 
     ku_allowed = profile.key_usage[public_key.algorithm.key_type]
     key_usage = ku_allowed
@@ -196,6 +261,9 @@ def _approve(
         if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
             raise _refuse(profile, "dns_names must be a list of host names")
         san = x509.GeneralNames([x509.GeneralName(name="dns_name", value=n) for n in names])
+    if san is not None:
+        _check_san(profile, san)
+    _check_subject(profile, subject)
 
     sin = extra.get("social_insurance_number") or None
     if profile.social_insurance_number == "absent":

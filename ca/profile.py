@@ -12,9 +12,11 @@ Data directories may add or override profiles in ``<home>/profiles/*.toml``.
 
 from __future__ import annotations
 
+import re
 import tomllib
+import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +62,55 @@ SUBJECT_ATTRIBUTES = {
     "serialNumber": "serial_number", "emailAddress": "email_address",
 }
 SIN_MODES = ("required", "optional", "absent")
+#: RFC 5280 Appendix A upper bounds (ub-common-name etc.); emailAddress is 255 (ub-emailaddress)
+MAX_LENGTHS = {"country_name": 2, "email_address": 255}
+DEFAULT_MAX_LENGTH = 64
+#: subjectAltName entry kinds a profile may allow, as written -> asn1crypto GeneralName names
+SAN_TYPES = {"dns": "dns_name", "email": "rfc822_name", "uri": "uniform_resource_identifier",
+             "ip": "ip_address"}
+_SUBJECT_RULE_KEYS = {"min", "max", "max_length", "pattern", "values"}
+_SAN_KEYS = {"types", "max", "wildcard"}
 
 _TOP_KEYS = {
     "name", "version", "description", "validity_days", "key_algorithms", "subject_required",
     "allowed_request_extensions", "social_insurance_number", "certificate_policies",
     "crl_distribution_point", "authority_info_access", "ocsp_no_check", "key_usage",
-    "extended_key_usage", "basic_constraints",
+    "extended_key_usage", "basic_constraints", "offline_only", "subject", "subject_alt_name",
 }
+
+
+@dataclass(frozen=True)
+class SubjectRule:
+    """What one subject attribute type may hold: how many (min..max), how long, which
+    characters (a full-match regex), or which fixed values."""
+
+    min: int = 0
+    max: int = 1
+    max_length: int = DEFAULT_MAX_LENGTH
+    pattern: re.Pattern[str] | None = None
+    values: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class SanRule:
+    """Which subjectAltName entries a request may carry."""
+
+    types: frozenset[str] = frozenset({"dns_name"})  # asn1crypto GeneralName names
+    max: int = 10
+    wildcard: bool = False  # a "*." left-most DNS label
+
+
+def bad_characters(value: str) -> str | None:
+    """Why a name value is unacceptable whatever the profile: control or format characters
+    (NUL, newlines, bidi overrides), lone surrogates, unassigned code points, or whitespace at
+    either end; None if it is clean."""
+    if value != value.strip():
+        return "leading or trailing white space"
+    for ch in value:
+        category = unicodedata.category(ch)
+        if category in ("Cc", "Cf", "Cs", "Cn", "Co", "Zl", "Zp"):
+            return f"character U+{ord(ch):04X} ({category}) is not allowed in a name"
+    return None
 
 
 @dataclass(frozen=True)
@@ -76,7 +120,6 @@ class Profile:
     description: str
     validity_days: int
     key_algorithms: frozenset[KeyAlgorithm]
-    subject_required: tuple[str, ...]  # asn1crypto attribute names
     allowed_request_extensions: frozenset[str]  # asn1crypto extension names
     social_insurance_number: str  # required | optional | absent
     certificate_policies: tuple[str, ...]
@@ -90,6 +133,15 @@ class Profile:
     is_ca: bool
     path_length: int | None
     basic_constraints_critical: bool
+    #: never issued over the network (service identities); CA-level profiles are so anyway
+    offline_only: bool = False
+    #: asn1crypto attribute name -> rule; attribute types not listed are refused
+    subject_rules: Mapping[str, SubjectRule] = field(default_factory=dict)
+    san_rule: SanRule = SanRule()
+
+    @property
+    def subject_required(self) -> tuple[str, ...]:
+        return tuple(a for a, r in self.subject_rules.items() if r.min > 0)
 
     @property
     def label(self) -> str:
@@ -151,12 +203,8 @@ def profile_from_dict(data: Mapping[str, Any], where: str) -> Profile:
     if not algs:
         raise _fail(where, "'key_algorithms' must name at least one algorithm")
 
-    required = []
-    for attr in _str_list(data, "subject_required", where, []):
-        if attr not in SUBJECT_ATTRIBUTES:
-            raise _fail(where, f"subject_required: unknown attribute {attr!r}; use "
-                        + ", ".join(SUBJECT_ATTRIBUTES))
-        required.append(SUBJECT_ATTRIBUTES[attr])
+    subject_rules = _subject_rules(data, where)
+    san_rule = _san_rule(data, where)
 
     allowed_req = set()
     for ext in _str_list(data, "allowed_request_extensions", where, []):
@@ -226,7 +274,6 @@ def profile_from_dict(data: Mapping[str, Any], where: str) -> Profile:
         description=_get(data, "description", str, where, ""),
         validity_days=validity,
         key_algorithms=algs,
-        subject_required=tuple(required),
         allowed_request_extensions=frozenset(allowed_req),
         social_insurance_number=sin,
         certificate_policies=tuple(policies),
@@ -240,7 +287,80 @@ def profile_from_dict(data: Mapping[str, Any], where: str) -> Profile:
         is_ca=is_ca,
         path_length=path_length,
         basic_constraints_critical=_get(bc, "critical", bool, where, True),
+        offline_only=_get(data, "offline_only", bool, where, False),
+        subject_rules=subject_rules,
+        san_rule=san_rule,
     )
+
+
+def _attribute(short: str, where: str) -> str:
+    if short not in SUBJECT_ATTRIBUTES:
+        raise _fail(where, f"unknown subject attribute {short!r}; use "
+                    + ", ".join(SUBJECT_ATTRIBUTES))
+    return SUBJECT_ATTRIBUTES[short]
+
+
+def _subject_rules(data: Mapping[str, Any], where: str) -> dict[str, SubjectRule]:
+    """``[subject.CN]`` tables (min, max, max_length, pattern, values). Older profiles give only
+    ``subject_required``: then each listed attribute is required once and every other known
+    attribute may appear once, within the RFC 5280 lengths."""
+    required = [_attribute(a, f"{where} subject_required")
+                for a in _str_list(data, "subject_required", where, [])]
+    tables = _get(data, "subject", dict, where, None)
+    if tables is None:
+        return {name: SubjectRule(min=1 if name in required else 0,
+                                  max_length=MAX_LENGTHS.get(name, DEFAULT_MAX_LENGTH))
+                for name in SUBJECT_ATTRIBUTES.values()}
+    if required:
+        raise _fail(where, "give either subject_required or [subject.X] tables (with min = 1)")
+    rules: dict[str, SubjectRule] = {}
+    for short, table in tables.items():
+        at = f"{where} [subject.{short}]"
+        name = _attribute(short, at)
+        if not isinstance(table, dict):
+            raise _fail(at, "must be a table")
+        _no_unknown(table, _SUBJECT_RULE_KEYS, at)
+        low = _get(table, "min", int, at, 0)
+        high = _get(table, "max", int, at, 1)
+        if not 0 <= low <= high or high < 1:
+            raise _fail(at, f"min {low} and max {high} must satisfy 0 <= min <= max, max >= 1")
+        ub = MAX_LENGTHS.get(name, DEFAULT_MAX_LENGTH)
+        length = _get(table, "max_length", int, at, ub)
+        if not 1 <= length <= ub:
+            raise _fail(at, f"max_length {length} out of range 1..{ub} (RFC 5280 bound)")
+        pattern = None
+        if "pattern" in table:
+            try:
+                pattern = re.compile(_get(table, "pattern", str, at))
+            except re.error as exc:
+                raise _fail(at, f"pattern is not a regular expression: {exc}") from None
+        values = None
+        if "values" in table:
+            listed = _str_list(table, "values", at)
+            if not listed:
+                raise _fail(at, "values is empty (leave the attribute out to forbid it)")
+            values = frozenset(listed)
+        rules[name] = SubjectRule(low, high, length, pattern, values)
+    if not any(r.min > 0 for r in rules.values()):
+        raise _fail(where, "[subject] requires no attribute at all (give one min = 1)")
+    return rules
+
+
+def _san_rule(data: Mapping[str, Any], where: str) -> SanRule:
+    table = _get(data, "subject_alt_name", dict, where, None)
+    if table is None:
+        return SanRule()
+    at = f"{where} [subject_alt_name]"
+    _no_unknown(table, _SAN_KEYS, at)
+    kinds = []
+    for t in _str_list(table, "types", at, ["dns"]):
+        if t not in SAN_TYPES:
+            raise _fail(at, f"unknown type {t!r}; use " + ", ".join(SAN_TYPES))
+        kinds.append(SAN_TYPES[t])
+    high = _get(table, "max", int, at, 10)
+    if not 1 <= high <= 100:
+        raise _fail(at, f"max {high} out of range 1..100")
+    return SanRule(frozenset(kinds), high, _get(table, "wildcard", bool, at, False))
 
 
 def load_profile_file(path: Path) -> Profile:

@@ -45,6 +45,8 @@ class Subject:
     der: bytes
     text: str  # as format_name writes it
     attributes: dict[str, str]  # asn1crypto attribute name -> first value
+    #: every (attribute name, value) in order, for the profile's count and content rules
+    pairs: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> x509.Name:
@@ -59,6 +61,7 @@ def _fast_subject(text: str) -> Subject | None:
     rdns = []
     shown = []
     attrs: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
     for part in stripped.split(","):
         part = part.strip()
         if not part:
@@ -77,10 +80,11 @@ def _fast_subject(text: str) -> Subject | None:
                                                der.tlv(tag, value.encode("utf-8")))))
         shown.append(f"{short}={value}")
         attrs.setdefault(name, value)
+        pairs.append((name, value))
     if not rdns:
         return None
     encoded = der.sequence(*rdns)
-    return Subject(encoded, ", ".join(shown), attrs)
+    return Subject(encoded, ", ".join(shown), attrs, tuple(pairs))
 
 
 def subject_from_text(text: str) -> Subject:
@@ -93,10 +97,13 @@ def subject_from_text(text: str) -> Subject:
 
 def subject_from_name(name: x509.Name) -> Subject:
     attrs: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
     for rdn in name.chosen:
         for atv in rdn:
-            attrs.setdefault(str(atv["type"].native), str(atv["value"].native))
-    return Subject(bytes(name.dump()), format_name(name), attrs)
+            pair = (str(atv["type"].native), str(atv["value"].native))
+            attrs.setdefault(*pair)
+            pairs.append(pair)
+    return Subject(bytes(name.dump()), format_name(name), attrs, tuple(pairs))
 
 
 _SPKI_PREFIX: dict[KeyAlgorithm, bytes] = {}

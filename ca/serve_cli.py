@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from ca.authorization import AccessConfig, access_path, load_access
 from ca.service import ServiceConfig, create_app
 from sscard.cli import AUDIT_DB_URL_ENV, data_home, db_url_options
 from sscard.secrets_input import read_secret
@@ -21,29 +22,6 @@ log = logging.getLogger(__name__)
 
 #: who the audit records name for what the service does of itself (service keys, CRLs)
 SERVICE_ACTOR = "ca-service"
-
-
-def read_token_file(path: Path) -> dict[str, str]:
-    """API callers from a file of ``NAME TOKEN`` lines (``#`` comments); returns name -> hash."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise click.UsageError(f"cannot read API token file {path}: {exc.strerror}") from None
-    tokens: dict[str, str] = {}
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        parts = text.split()
-        if len(parts) != 2:
-            raise click.UsageError(f"{path}:{number}: expected 'NAME TOKEN'")
-        name, token = parts
-        if len(token) < 16:
-            raise click.UsageError(f"{path}:{number}: token for {name} is shorter than 16 chars")
-        if name in tokens:
-            raise click.UsageError(f"{path}:{number}: caller {name} listed twice")
-        tokens[name] = ServiceConfig.hash_token(token)
-    return tokens
 
 
 def _online_root(authority: Any, passphrase: bytes | None,
@@ -68,14 +46,14 @@ class _AppFactory:
     """Builds the Flask app for one process: opens the CA, then ``create_app``."""
 
     def __init__(self, home: Path, passphrase: bytes | None, ca_name: str | None,
-                 database_url: str | None, tokens: dict[str, str], tsa: bool,
+                 database_url: str | None, access: Path, tsa: bool,
                  audit_url: str) -> None:
         self.audit_url = audit_url
         self.home = home
         self.passphrase = passphrase
         self.ca_name = ca_name
         self.database_url = database_url
-        self.tokens = tokens
+        self.access = access
         self.tsa = tsa
 
     def __call__(self) -> Any:
@@ -92,7 +70,7 @@ class _AppFactory:
             audit_log=audit,
             other_authorities=tuple(_online_root(authority, self.passphrase,
                                                  self.database_url, audit)),
-            api_token_hashes=self.tokens,
+            access=load_access(self.access, authority.profiles),
             tsa_serial_file=(self.home / "ca" / f"tsa-serial-{authority.name}") if self.tsa
             else None,
         )
@@ -130,8 +108,9 @@ def _run_gunicorn(factory: _AppFactory, host: str, port: int, workers: int,
 @click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True,
               help="threads per gunicorn worker.")
 @click.option("--ca", "ca_name", default=None, help="Issuing CA to serve (default: the first).")
-@click.option("--api-tokens", "token_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="File of 'NAME TOKEN' lines for the issuance/revocation API.")
+@click.option("--access", "access_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="The API's principals and their permissions (default: "
+                                 "<home>/ca/access.toml, managed by `sscard ca principal`).")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="CA key passphrase (default: the one stored by ca init).")
 @click.option("--passphrase-stdin", is_flag=True, help="Read the passphrase from stdin.")
@@ -142,7 +121,7 @@ def _run_gunicorn(factory: _AppFactory, host: str, port: int, workers: int,
                 option="--audit-db", dest="audit_db")
 @click.pass_obj
 def serve(obj: Any, port: int, host: str, server: str, workers: int, threads: int,
-          ca_name: str | None, database_url: str | None, token_file: Path | None,
+          ca_name: str | None, database_url: str | None, access_file: Path | None,
           passphrase_file: Path | None, passphrase_stdin: bool, no_tsa: bool,
           audit_db: str | None) -> None:
     """Serve OCSP at /ocsp, CRLs at /crl/<ca>.crl, certificates at /certs/, the TSA at /tsa
@@ -155,7 +134,7 @@ def serve(obj: Any, port: int, host: str, server: str, workers: int, threads: in
     if passphrase_file is not None or passphrase_stdin:
         passphrase = read_secret(file=passphrase_file, from_stdin=passphrase_stdin,
                                  prompt="CA passphrase")
-    tokens = read_token_file(token_file) if token_file is not None else {}
+    access = access_file if access_file is not None else access_path(home)
     from sscard.audit import AuditError, AuditLog, default_url
     from sscard.audit.scheduled import home_audit_key
 
@@ -165,7 +144,7 @@ def serve(obj: Any, port: int, host: str, server: str, workers: int, threads: in
         home_audit_key(home)  # likewise the audit signing key, made on first serve
     except AuditError as exc:
         raise click.ClickException(f"audit log: {exc}") from None
-    factory = _AppFactory(home, passphrase, ca_name, database_url, tokens, not no_tsa,
+    factory = _AppFactory(home, passphrase, ca_name, database_url, access, not no_tsa,
                           audit_url)
     # open once here so that a missing CA or a wrong passphrase is reported before serving,
     # and the service keys exist before workers race to create them
@@ -176,6 +155,7 @@ def serve(obj: Any, port: int, host: str, server: str, workers: int, threads: in
             if not no_tsa:
                 authority.tsa_signer()
             name = authority.name
+            principals: AccessConfig = load_access(access, authority.profiles)
             for root in _online_root(authority, passphrase, database_url, audit):
                 with root:
                     root.ocsp_signer()
@@ -184,7 +164,8 @@ def serve(obj: Any, port: int, host: str, server: str, workers: int, threads: in
     finally:
         audit.engine.dispose()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    click.echo(f"serving CA {name} at http://{host}:{port}/ocsp ({server})", err=True)
+    click.echo(f"serving CA {name} at http://{host}:{port}/ocsp ({server}); API principals: "
+               + (", ".join(sorted(principals.principals)) or f"none ({access})"), err=True)
     if server == "werkzeug":
         from werkzeug.serving import run_simple
 

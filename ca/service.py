@@ -14,9 +14,11 @@ Public (anyone may ask, as relying parties must):
 
 Authenticated (``/api/v1/...``, JSON in and out): issue from a CSR, revoke, read a status. A
 caller proves itself with an API token (``Authorization: Bearer ...``) or by signing the request
-with a key whose certificate this CA issued under an authorised policy (see ``SignedRequest``).
-Anything else gets 401 (no or bad credentials) or 403 (known but not allowed), and the refusal
-is logged on the ``ca.service.audit`` logger (the tamper-evident audit log takes it later).
+with a key whose certificate this CA issued; the credential maps to a principal of the CA's
+access file, and ``ca.authorization.decide`` says what that principal may do (nothing by
+default; CA-level profiles never; officers never). Anything else gets 401 (no or bad
+credentials) or 403 naming the missing permission, and the refusal is logged on the
+``ca.service.audit`` logger and recorded in the tamper-evident audit log.
 
 The protocol logic lives in ``ca.ocsp`` and ``ca.tsa``; this module only translates HTTP.
 """
@@ -27,7 +29,6 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import hmac
 import json
 import logging
 import threading
@@ -46,7 +47,16 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from ca.authority import Signer
-from ca.errors import AlreadyRevoked, CAError, RequestRefused, UnknownCertificate
+from ca.authorization import (
+    AccessConfig,
+    ApiOperation,
+    Principal,
+    certificate_fits_profile,
+    decide,
+    hash_token,
+    is_officer_certificate,
+)
+from ca.errors import AlreadyRevoked, CAError, ProfileError, RequestRefused, UnknownCertificate
 from ca.ocsp import OcspError, OcspResponder, error_response, parse_request
 from ca.ocsp_cache import REFRESH_FRACTION, ResponseCache
 from ca.ocsp_generation import (
@@ -55,6 +65,7 @@ from ca.ocsp_generation import (
     authority_generation,
     authority_latest_revocation,
 )
+from ca.profile import Profile
 from ca.records import (
     CertificateStatus,
     IssuedCertificate,
@@ -82,8 +93,6 @@ TSA_REPLY = "application/timestamp-reply"
 #: RFC 5019 GET requests and POST bodies larger than this are refused unread
 MAX_PROTOCOL_BODY = 64 * 1024
 MAX_API_BODY = 256 * 1024
-#: the RA officer certificate policy (ca/profiles/ra-officer.toml): allowed to issue and revoke
-RA_OFFICER_POLICY = "1.2.156.10260.4.2.2.1"
 SIGNED_REQUEST_SKEW = timedelta(minutes=5)
 
 
@@ -116,16 +125,18 @@ class CaBackend(Protocol):
 
     def tsa_signer(self) -> Signer: ...
 
+    def profile(self, name: str) -> Profile: ...
+
+    def certificate_profile(self, serial: int) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class ServiceConfig:
     """Everything ``create_app`` needs; no globals."""
 
     authority: CaBackend
-    #: caller name -> SHA-256 hex digest of its API token (tokens themselves are never kept)
-    api_token_hashes: Mapping[str, str] = field(default_factory=dict)
-    #: certificate policies whose holders may call the issuance and revocation API
-    authorized_policies: tuple[str, ...] = (RA_OFFICER_POLICY,)
+    #: the principals (API tokens, service certificates) and what each may do; empty: nobody
+    access: AccessConfig = field(default_factory=AccessConfig)
     ocsp_validity: timedelta = timedelta(hours=1)
     #: how often each process asks the database whether anything was revoked (seconds)
     revocation_check_interval: float = 0.2
@@ -141,17 +152,19 @@ class ServiceConfig:
 
     @staticmethod
     def hash_token(token: str | bytes) -> str:
-        raw = token.encode("utf-8") if isinstance(token, str) else token
-        return hashlib.sha256(raw).hexdigest()
+        return hash_token(token)
 
 
 class ApiError(Exception):
     """An API failure with its HTTP status and a message naming the problem."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 permission: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        #: for a 403: the permission the caller lacks
+        self.permission = permission
 
 
 # -- state shared by the blueprints ------------------------------------------------------
@@ -492,6 +505,9 @@ def certificate_download(name: str, ext: str) -> Response:
 class Caller:
     name: str
     method: str  # "token" or "signature"
+    principal: Principal | None
+    #: why an authenticated caller has no principal (told in every 403)
+    unmapped: str = ""
 
 
 def signed_request_message(method: str, path: str, date: str, body: bytes) -> bytes:
@@ -499,22 +515,27 @@ def signed_request_message(method: str, path: str, date: str, body: bytes) -> by
     return f"{method.upper()}\n{path}\n{date}\n{hashlib.sha256(body).hexdigest()}".encode()
 
 
-def _refuse(status: int, why: str) -> ApiError:
+def _refuse(status: int, why: str, permission: str | None = None) -> ApiError:
     """Record a refused caller (log and, when configured, the audit log) and make the error."""
     audit.warning(
         "refused %s %s from %s: %s", request.method, request.path, request.remote_addr, why
     )
     audit_log = _state().config.audit_log
+    caller = g.get("caller")
     if audit_log is not None:
+        details: dict[str, Any] = {"reason": why[:500], "http_status": status}
+        if permission is not None:
+            details["permission"] = permission[:200]
         try:
-            audit_log.append(request.remote_addr or "unknown", AuditAction.CA_API_REFUSED,
+            audit_log.append(caller.name if caller is not None else
+                             (request.remote_addr or "unknown"), AuditAction.CA_API_REFUSED,
                              f"{request.method} {request.path}"[:512], "denied",
-                             details={"reason": why[:500], "http_status": status})
+                             details=details)
         except AuditError as exc:
             # the refusal stands either way; losing its record is itself worth an alarm
             log.error("audit record of a refusal not written: %s", exc)
     code = "unauthenticated" if status == 401 else "forbidden"
-    return ApiError(status, code, why)
+    return ApiError(status, code, why, permission)
 
 
 @contextlib.contextmanager
@@ -529,12 +550,10 @@ def _audit_refusal() -> Iterator[None]:
 
 
 def _token_caller(state: ServiceState, header: str) -> Caller:
-    token = header[len("Bearer "):].strip()
-    digest = ServiceConfig.hash_token(token)
-    for name, expected in state.config.api_token_hashes.items():
-        if hmac.compare_digest(digest, expected):
-            return Caller(name, "token")
-    raise _refuse(401, "unknown API token")
+    principal = state.config.access.by_token(header[len("Bearer "):].strip())
+    if principal is None:
+        raise _refuse(401, "unknown API token")
+    return Caller(principal.name, "token", principal)
 
 
 def _signature_caller(state: ServiceState) -> Caller:
@@ -579,12 +598,47 @@ def _signature_caller(state: ServiceState) -> Caller:
         PublicKey.from_spki(cert.public_key.dump()).verify(signature, message)
     except (CryptoError, ValueError):
         raise _refuse(401, f"the request signature does not verify with {subject}") from None
-    policies = {p["policy_identifier"].dotted for p in (cert.certificate_policies_value or [])}
-    if not policies & set(state.config.authorized_policies):
-        raise _refuse(403, f"{subject} holds no certificate policy authorised for this API")
     if not state.replays.first_use(hashlib.sha256(signature).digest(), when):
         raise _refuse(401, "this signed request was already used (replay)")
-    return Caller(subject, "signature")
+    return _certificate_caller(state, cert)
+
+
+def _certificate_caller(state: ServiceState, cert: asn1x509.Certificate) -> Caller:
+    """The principal an authenticated certificate maps to: by its fingerprint, and only if it
+    still carries the marks of the profile the principal names (never by CN). Without one the
+    caller may do nothing; ``_authorize`` refuses each operation, naming the permission."""
+    subject = cert.subject.human_friendly
+    if is_officer_certificate(cert):
+        return Caller(subject, "signature", None, f"{subject} is an officer certificate: "
+                      "officers act only through the RA, never at the CA API")
+    principal = state.config.access.by_certificate(cert.dump())
+    if principal is None or principal.certificate is None:
+        return Caller(subject, "signature", None,
+                      f"no principal is configured for the certificate of {subject}")
+    try:
+        profile = state.authority.profile(principal.certificate.profile)
+    except ProfileError as exc:
+        return Caller(subject, "signature", None, f"principal {principal.name}: {exc}")
+    if not certificate_fits_profile(cert, profile):
+        return Caller(subject, "signature", None,
+                      f"the certificate of {subject} is not of profile {profile.name}, which "
+                      f"principal {principal.name} requires")
+    return Caller(principal.name, "signature", principal)
+
+
+def _authorize(operation: ApiOperation, profile: str | None = None) -> None:
+    """``decide`` for the current caller; a denial is a recorded 403 naming the permission."""
+    state = _state()
+    known: Profile | str | None = profile
+    if profile is not None:
+        with contextlib.suppress(ProfileError):
+            known = state.authority.profile(profile)
+    caller: Caller = g.caller
+    decision = decide(caller.principal, operation, state.authority.name, known)
+    if not decision.allowed:
+        reason = caller.unmapped or decision.reason
+        raise _refuse(403, f"missing permission '{decision.permission}': {reason}",
+                      permission=decision.permission)
 
 
 def authenticate() -> Caller:
@@ -643,6 +697,7 @@ def issue() -> tuple[Response, int]:
     csr_text = data.get("csr")
     if not isinstance(profile, str) or not isinstance(csr_text, str):
         raise ApiError(400, "bad_request", "give 'profile' and 'csr' (PEM) as strings")
+    _authorize(ApiOperation.ISSUE, profile)
     try:
         csr = load_csr(csr_text.encode("utf-8"))
     except X509Error as exc:
@@ -676,6 +731,10 @@ def revoke(serial: str) -> Response:
                 raise ValueError("invalidity_date must carry a time zone")
     except (ValueError, TypeError) as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
+    _authorize(ApiOperation.REVOKE)
+    profile = _state().authority.certificate_profile(number)
+    if profile is not None:  # an unknown serial answers 404 below
+        _authorize(ApiOperation.REVOKE, profile)
     # the authority records the revocation, or its refusal as 'denied'
     try:
         with _audit_refusal():
@@ -694,6 +753,7 @@ def revoke(serial: str) -> Response:
 
 @api.get("/certificates/<serial>")
 def status(serial: str) -> Response:
+    _authorize(ApiOperation.STATUS)
     return _json(_status_json(_state().authority.status(_serial(serial))))
 
 
@@ -712,7 +772,12 @@ def _error_json(status: int, code: str, message: str) -> Response:
 def _install_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
-        return _error_json(exc.status, exc.code, str(exc))
+        response = _error_json(exc.status, exc.code, str(exc))
+        if exc.permission is not None:
+            body = json.loads(response.get_data())
+            body["permission"] = exc.permission
+            response = _json(body, exc.status)
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -27,14 +27,15 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from keymgmt import export_seal
-from keymgmt.db import CardMasterKeyRecord
-from keymgmt.errors import Conflict, KmcError, NotFound
+from keymgmt.db import CallerRecord, CardMasterKeyRecord, TerminalBindingRecord
+from keymgmt.errors import Conflict, KmcError, NotFound, PermissionDenied, RateLimited
 from keymgmt.service import KeyManagementCentre, Principal, Role
 from sscard.audit import AuditAction
 from sscard.card import diversify as div
@@ -42,6 +43,9 @@ from sscard.card.auth import Authenticator, CardIdentity
 from sscard.card.diversify import CardAlgorithm
 
 PSAM_EXPORT_PURPOSE = "psam-provincial-keys"
+#: card-key answers a terminal may ask per minute unless its binding says otherwise
+DEFAULT_TERMINAL_RATE = 120
+RATE_WINDOW = timedelta(minutes=1)
 CARD_KEYS_PURPOSE = "card-keys"
 
 
@@ -86,6 +90,26 @@ def _check_region(region_code: str) -> str:
 
 def _aad(province: str, key_id: int, alg: CardAlgorithm, version: int) -> bytes:
     return f"sscard-kmc/cardkey/v1\0{province}\0{key_id:02X}\0{_alg_name(alg)}\0{version}".encode()
+
+
+def _check_region_prefix(prefix: str) -> str:
+    if len(prefix) not in (2, 4, 6) or not prefix.isdigit():
+        raise KmcError(f"a terminal region must be a 2-, 4- or 6-digit region code prefix "
+                       f"(province, city, county), got {prefix!r}")
+    return prefix
+
+
+def card_subject(atr: bytes) -> str:
+    """How events name one card: the SHA-256 of its ATR (the card factor), never the ATR."""
+    return "card:" + hashlib.sha256(atr).hexdigest()
+
+
+@dataclass(frozen=True)
+class TerminalBinding:
+    name: str
+    regions: tuple[str, ...]
+    terminal_id: str | None
+    rate_per_minute: int
 
 
 @dataclass(frozen=True)
@@ -198,6 +222,96 @@ class CardKeyService:
         return div.card_key(self._provincial_key(region[:2], key_id, algorithm), region, atr,
                             algorithm)
 
+    # -- terminal bindings -----------------------------------------------------------------
+    def bind_terminal(self, name: str, regions: list[str], *, terminal_id: str | None = None,
+                      rate_per_minute: int = DEFAULT_TERMINAL_RATE,
+                      by: str = "administrator") -> TerminalBinding:
+        """Bind terminal caller ``name`` to its regions (and terminal id); replaces a binding.
+        Until bound, a terminal gets no card-key answer at all."""
+        prefixes = tuple(sorted({_check_region_prefix(r) for r in regions}))
+        if not prefixes:
+            raise KmcError("a terminal is bound to at least one region")
+        if not 1 <= rate_per_minute <= 10_000:
+            raise KmcError(f"rate per minute must be 1..10000, got {rate_per_minute}")
+        if terminal_id is not None and not (terminal_id.isalnum() and len(terminal_id) <= 64):
+            raise KmcError(f"terminal id must be 1-64 letters or digits, got {terminal_id!r}")
+        now = self.kmc.clock()
+        with self.kmc._tx() as s:
+            caller = s.scalar(select(CallerRecord).where(CallerRecord.name == name))
+            if caller is None or caller.role != Role.TERMINAL.value:
+                raise NotFound(f"no terminal caller named {name!r}")
+            rec = s.scalar(select(TerminalBindingRecord).where(
+                TerminalBindingRecord.caller_name == name))
+            if rec is None:
+                rec = TerminalBindingRecord(caller_name=name, window_start=now, used=0,
+                                            created_by=by, created_at=now)
+                s.add(rec)
+            rec.regions = ",".join(prefixes)
+            rec.terminal_id = terminal_id
+            rec.rate_per_minute = rate_per_minute
+            self.kmc._event(s, by, "terminal.bind", name, regions=list(prefixes),
+                            terminal_id=terminal_id, rate_per_minute=rate_per_minute)
+        return TerminalBinding(name, prefixes, terminal_id, rate_per_minute)
+
+    def terminal_binding(self, name: str) -> TerminalBinding | None:
+        with self.kmc._tx() as s:
+            rec = s.scalar(select(TerminalBindingRecord).where(
+                TerminalBindingRecord.caller_name == name))
+            if rec is None:
+                return None
+            return TerminalBinding(name, tuple(rec.regions.split(",")), rec.terminal_id,
+                                   rec.rate_per_minute)
+
+    def _admit(self, principal: Principal, operation: str, region_code: str, atr: bytes,
+               terminal_id: str | None) -> None:
+        """Role, binding and rate for one card-key answer; each refusal is recorded against
+        the card and the terminal, and changes nothing."""
+        try:
+            KeyManagementCentre._require(principal, Role.TERMINAL, Role.RA)
+            if principal.role is Role.TERMINAL:
+                self._admit_terminal(principal, region_code, terminal_id)
+        except (PermissionDenied, RateLimited) as exc:
+            with self.kmc._tx() as s:
+                self.kmc._event(s, principal.name, f"{operation}.refused", card_subject(atr),
+                                region=region_code, terminal_id=terminal_id,
+                                reason=str(exc)[:300])
+            raise
+
+    def _admit_terminal(self, principal: Principal, region_code: str,
+                        terminal_id: str | None) -> None:
+        binding = self.terminal_binding(principal.name)
+        if binding is None:
+            raise PermissionDenied(f"terminal {principal.name} is bound to no region; an "
+                                   "administrator binds it (sscard kmc caller bind)")
+        if not any(region_code.startswith(p) for p in binding.regions):
+            raise PermissionDenied(f"terminal {principal.name} is bound to region(s) "
+                                   f"{', '.join(binding.regions)}, not {region_code!r}")
+        if binding.terminal_id is not None and terminal_id != binding.terminal_id:
+            raise PermissionDenied(f"terminal {principal.name} is bound to terminal id "
+                                   f"{binding.terminal_id}; the request names "
+                                   f"{terminal_id or 'none'}")
+        # one atomic conditional update per request: a new minute resets the count, else the
+        # count rises only while under the limit (shared by every worker through the database)
+        now = self.kmc.clock()
+        table = TerminalBindingRecord
+        with self.kmc._tx() as s:
+            conn = s.connection()
+            conn.execute(update(table).where(
+                table.caller_name == principal.name,
+                table.window_start <= now - RATE_WINDOW).values(window_start=now, used=0))
+            admitted = conn.execute(update(table).where(
+                table.caller_name == principal.name,
+                table.used < table.rate_per_minute).values(used=table.used + 1)).rowcount
+        if admitted != 1:
+            raise RateLimited(f"terminal {principal.name} asked more than "
+                              f"{binding.rate_per_minute} card-key answers this minute")
+
+    def _card_event(self, principal: Principal, action: str, region_code: str, atr: bytes,
+                    terminal_id: str | None, **details: Any) -> None:
+        with self.kmc._tx() as s:
+            self.kmc._event(s, principal.name, action, card_subject(atr), region=region_code,
+                            terminal_id=terminal_id, **details)
+
     # -- terminal authentication service ---------------------------------------------------
     @staticmethod
     def _card_algorithm(flag: int) -> CardAlgorithm:
@@ -213,55 +327,62 @@ class CardKeyService:
 
     def external_cryptogram(self, principal: Principal, *, region_code: str, atr: bytes,
                             algorithm_flag: int, challenge: bytes,
-                            key_id: int = CardKeyId.EXTERNAL_AUTH) -> bytes:
+                            key_id: int = CardKeyId.EXTERNAL_AUTH,
+                            terminal_id: str | None = None) -> bytes:
         """The 8 bytes a terminal sends in ``00 82 00 <key id>`` after GET CHALLENGE."""
-        KeyManagementCentre._require(principal, Role.TERMINAL, Role.RA)
         alg = self._card_algorithm(algorithm_flag)
         self._check_atr(atr)
+        _check_region(region_code)
+        self._admit(principal, "cardkey.external_auth", region_code, atr, terminal_id)
         if len(challenge) not in (8, 16):
             raise KmcError("external-authentication challenge must be 8 or 16 bytes")
         if key_id not in CardKeyId.__members__.values() or key_id == CardKeyId.INTERNAL_AUTH:
             raise KmcError(f"key {key_id:02X} is not an external-authentication key")
         cryptogram = div.external_auth_cryptogram(
             self.card_key(region_code, atr, key_id, alg), challenge, alg)
-        with self.kmc._tx() as s:
-            self.kmc._event(s, principal.name, "cardkey.external_auth", region_code,
-                            key_id=f"{key_id:02X}",
-                            atr_sha256=hashlib.sha256(atr).hexdigest()[:16])
+        self._card_event(principal, "cardkey.external_auth", region_code, atr, terminal_id,
+                         key_id=f"{key_id:02X}")
         return cryptogram
 
     def internal_check(self, principal: Principal, *, region_code: str, atr: bytes,
-                       algorithm_flag: int, process_factor: bytes, data: bytes) -> bytes:
+                       algorithm_flag: int, process_factor: bytes, data: bytes,
+                       terminal_id: str | None = None) -> bytes:
         """What a genuine card answers to ``00 88 00 00 10 <factor> <data>``."""
-        KeyManagementCentre._require(principal, Role.TERMINAL, Role.RA)
         alg = self._card_algorithm(algorithm_flag)
         self._check_atr(atr)
+        _check_region(region_code)
         if len(process_factor) != 8 or len(data) != 8:
             raise KmcError("internal-authentication process factor and data are 8 bytes each")
-        return div.internal_auth_answer(
+        self._admit(principal, "cardkey.internal_auth", region_code, atr, terminal_id)
+        answer = div.internal_auth_answer(
             self.card_key(region_code, atr, CardKeyId.INTERNAL_AUTH, alg),
             process_factor, data, alg)
+        self._card_event(principal, "cardkey.internal_auth", region_code, atr, terminal_id)
+        return answer
 
     def authenticate_card(self, principal: Principal, *, region_code: str, atr: bytes,
                           algorithm_flag: int, internal_factor: bytes, internal_data: bytes,
                           external_challenge: bytes,
-                          external_key_id: int = CardKeyId.EXTERNAL_AUTH) -> AuthAnswer:
+                          external_key_id: int = CardKeyId.EXTERNAL_AUTH,
+                          terminal_id: str | None = None) -> AuthAnswer:
         """Step 1 -> Step 2: the expected internal-authentication answer of a genuine card and
         the external-authentication cryptogram for ``external_challenge``."""
         internal = self.internal_check(
             principal, region_code=region_code, atr=atr, algorithm_flag=algorithm_flag,
-            process_factor=internal_factor, data=internal_data)
+            process_factor=internal_factor, data=internal_data, terminal_id=terminal_id)
         external = self.external_cryptogram(
             principal, region_code=region_code, atr=atr, algorithm_flag=algorithm_flag,
-            challenge=external_challenge, key_id=external_key_id)
+            challenge=external_challenge, key_id=external_key_id, terminal_id=terminal_id)
         return AuthAnswer(internal, external)
 
     def pin_command(self, principal: Principal, *, region_code: str, atr: bytes,
                     algorithm_flag: int, key_id: int, challenge: bytes, header: bytes,
-                    new_pin: str) -> bytes:
+                    new_pin: str, terminal_id: str | None = None) -> bytes:
         """Data of the secure-messaging ``84 24`` PIN unblock / reload command: the PIN block
         encrypted under the per-card key, then its 4-byte MAC (CARD_SPEC §3)."""
-        KeyManagementCentre._require(principal, Role.TERMINAL, Role.RA)
+        self._check_atr(atr)
+        _check_region(region_code)
+        self._admit(principal, "cardkey.pin_command", region_code, atr, terminal_id)
         if key_id not in (CardKeyId.PIN_UNBLOCK, CardKeyId.PIN_RELOAD):
             raise KmcError(f"key {key_id:02X} is not a PIN unblock/reload key (0C, 0D)")
         if len(header) != 4 or header[:2] != b"\x84\x24":
@@ -275,10 +396,8 @@ class CardKeyService:
         encrypted = div.ecb_encrypt(key, block, alg)
         lc = bytes([len(encrypted) + 4])
         mac = div.mac(key, challenge, header + lc + encrypted, alg)
-        with self.kmc._tx() as s:
-            self.kmc._event(s, principal.name, "cardkey.pin_command", region_code,
-                            key_id=f"{key_id:02X}",
-                            atr_sha256=hashlib.sha256(atr).hexdigest()[:16])
+        self._card_event(principal, "cardkey.pin_command", region_code, atr, terminal_id,
+                         key_id=f"{key_id:02X}")
         return encrypted + mac
 
     def hsm_step(self, principal: Principal, step1_line: str) -> str:
@@ -286,7 +405,7 @@ class CardKeyService:
         fields = step1_line.split("|")
         if len(fields) < 9:
             raise KmcError(f"Step-1 output needs 9 '|'-separated fields, got {len(fields)}")
-        region, atr_hex, flag, _card_id, if_hex, id_hex, _ef_hex, ed_hex = fields[:8]
+        region, atr_hex, flag, _card_id, if_hex, id_hex, _ef_hex, ed_hex, terminal = fields[:9]
         try:
             atr, ifac, idat, echal = (bytes.fromhex(x) for x in (atr_hex, if_hex, id_hex, ed_hex))
             flag_value = int(flag, 16)
@@ -296,6 +415,7 @@ class CardKeyService:
         return self.authenticate_card(
             principal, region_code=region, atr=atr, algorithm_flag=flag_value,
             internal_factor=ifac, internal_data=idat, external_challenge=echal,
+            terminal_id=terminal or None,
         ).step2_line()
 
     # -- exports ---------------------------------------------------------------------------

@@ -223,19 +223,43 @@ def caller_group() -> None:
     """Callers of the KMC service (CA, RA, officers, auditors, terminals)."""
 
 
+def _terminal_binding_options(func: F) -> F:
+    func = click.option("--region", "regions", multiple=True,
+                        help="Terminal: a region code prefix (2, 4 or 6 digits) it serves; "
+                             "repeatable.")(func)
+    func = click.option("--terminal-id", default=None,
+                        help="Terminal: the terminal / PSAM number it must name.")(func)
+    func = click.option("--rate", type=click.IntRange(1, 10_000), default=120,
+                        show_default=True,
+                        help="Terminal: card-key answers per minute.")(func)
+    return func
+
+
 @caller_group.command("add")
 @click.argument("name")
 @click.option("--role", required=True,
               type=click.Choice(["ca", "ra", "officer", "auditor", "terminal"]))
 @click.option("--key-out", type=_FILE, default=None,
               help="Write the API key to this file (mode 0600) instead of printing it.")
+@_terminal_binding_options
 @click.pass_context
 @_kmc_errors
-def caller_add(ctx: click.Context, name: str, role: str, key_out: Path | None) -> None:
-    """Register a caller; its API key is shown (or written) once and stored only hashed."""
+def caller_add(ctx: click.Context, name: str, role: str, key_out: Path | None,
+               regions: tuple[str, ...], terminal_id: str | None, rate: int) -> None:
+    """Register a caller; its API key is shown (or written) once and stored only hashed.
+    A terminal is bound to its regions (--region, required) and optionally its terminal id."""
+    if role == "terminal" and not regions:
+        raise click.UsageError("a terminal is bound to its region(s): give --region")
+    if role != "terminal" and (regions or terminal_id):
+        raise click.UsageError("--region and --terminal-id bind terminals only")
     kmc = _open(ctx)
     try:
         api_key = kmc.add_caller(name, role, by=local_actor())
+        if role == "terminal":
+            from keymgmt.cardkeys import CardKeyService
+
+            CardKeyService(kmc).bind_terminal(name, list(regions), terminal_id=terminal_id,
+                                              rate_per_minute=rate, by=local_actor())
     finally:
         kmc.close()
     if key_out is not None:
@@ -245,6 +269,29 @@ def caller_add(ctx: click.Context, name: str, role: str, key_out: Path | None) -
         click.echo(f"caller {name} ({role}): API key written to {key_out}")
     else:
         click.echo(api_key)
+
+
+@caller_group.command("bind")
+@click.argument("name")
+@_terminal_binding_options
+@click.pass_context
+@_kmc_errors
+def caller_bind(ctx: click.Context, name: str, regions: tuple[str, ...],
+                terminal_id: str | None, rate: int) -> None:
+    """Bind terminal NAME to its region(s), terminal id and rate (replaces its binding)."""
+    from keymgmt.cardkeys import CardKeyService
+
+    if not regions:
+        raise click.UsageError("give at least one --region")
+    kmc = _open(ctx)
+    try:
+        binding = CardKeyService(kmc).bind_terminal(name, list(regions),
+                                                    terminal_id=terminal_id,
+                                                    rate_per_minute=rate, by=local_actor())
+    finally:
+        kmc.close()
+    click.echo(f"terminal {name}: regions {', '.join(binding.regions)}, terminal id "
+               f"{binding.terminal_id or 'any'}, {binding.rate_per_minute} answers per minute")
 
 
 @caller_group.command("deactivate")

@@ -45,8 +45,10 @@ class KmcClient:
     """A session with the KMC API under one caller's API key."""
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0,
-                 verify: bool | str = True) -> None:
+                 verify: bool | str = True, terminal_id: str | None = None) -> None:
         self.base_url = base_url.rstrip("/") + "/kmc/v1"
+        #: a terminal bound to its terminal / PSAM number names it in every card-key call
+        self.terminal_id = terminal_id
         self.timeout = timeout
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"Bearer {api_key}"
@@ -111,8 +113,11 @@ class KmcClient:
 
     # -- card terminals --------------------------------------------------------------------
     def _card(self, card: CardIdentity) -> dict[str, Any]:
-        return {"region_code": card.region_code, "atr": _b64(card.atr),
-                "algorithm_flag": card.algorithm.value}
+        out: dict[str, Any] = {"region_code": card.region_code, "atr": _b64(card.atr),
+                               "algorithm_flag": card.algorithm.value}
+        if self.terminal_id is not None:
+            out["terminal_id"] = self.terminal_id
+        return out
 
     def external_cryptogram(self, key_id: int, card: CardIdentity, challenge: bytes) -> bytes:
         d = self._call("POST", "/card-auth/external",

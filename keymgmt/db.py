@@ -148,6 +148,23 @@ class EventRecord(Base):
     details: Mapped[str] = mapped_column(Text)  # JSON
 
 
+class TerminalBindingRecord(Base):
+    """What a terminal caller may ask card-key answers for: regions (2-, 4- or 6-digit prefixes
+    of the 6-digit region code), optionally one terminal id (its PSAM / terminal number), and
+    a rate. ``window_start``/``used`` count the current minute, updated atomically."""
+
+    __tablename__ = "kmc_terminal_bindings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    caller_name: Mapped[str] = mapped_column(String(128), unique=True)
+    regions: Mapped[str] = mapped_column(String(512))  # comma-separated
+    terminal_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    rate_per_minute: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    used: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 def default_url(home: Path) -> str:
     return sqlite_url(Path(home) / "kmc.db")
 

@@ -54,3 +54,9 @@ class Conflict(KmcError):
 
 class ApprovalError(PermissionDenied):
     """Dual control refused: self-approval, a second approval by the same officer, too few."""
+
+
+class RateLimited(KmcError):
+    """A caller asked more often than its configured rate allows; retry later."""
+
+    status = 429

@@ -208,7 +208,9 @@ def _card_args(data: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError):
         raise BadRequest("algorithm_flag must be an integer (1: 3DES, 3: SM4)") from None
     return {"region_code": _text(data, "region_code") or "", "atr": _bytes(data, "atr") or b"",
-            "algorithm_flag": flag}
+            "algorithm_flag": flag,
+            # a terminal bound to a terminal id (its PSAM / terminal number) must name it
+            "terminal_id": _text(data, "terminal_id", required=False)}
 
 
 @api.post("/card-auth/external")
@@ -247,7 +249,8 @@ def pin_command() -> Any:
         _principal(), region_code=_text(data, "region_code") or "",
         atr=_bytes(data, "atr") or b"", algorithm_flag=flag, key_id=key_id,
         challenge=_bytes(data, "challenge") or b"", header=_bytes(data, "header") or b"",
-        new_pin=_text(data, "new_pin") or "")
+        new_pin=_text(data, "new_pin") or "",
+        terminal_id=_text(data, "terminal_id", required=False))
     return jsonify({"data": _b64(out)})
 
 

@@ -142,6 +142,7 @@ def serve(ctx: click.Context, host: str, port: int, kmc_db_url: str | None,
     from werkzeug.serving import run_simple
 
     from ca.authority import CertificateAuthority
+    from ca.authorization import ra_view
     from keymgmt import ceremony
     from keymgmt.service import KeyManagementCentre
     from ra.service import KmcLink
@@ -161,7 +162,7 @@ def serve(ctx: click.Context, host: str, port: int, kmc_db_url: str | None,
     link = KmcLink(kmc, kmc.authenticate(read_secret(file=kmc_ra_key_file).decode().strip()),
                    kmc.authenticate(read_secret(file=kmc_ca_key_file).decode().strip()))
     ca = CertificateAuthority.open(home, audit=audit, actor="ra-service")
-    ra = _open(ctx, ca, link)
+    ra = _open(ctx, ra_view(ca, home), link)  # the RA's permissions only (ca/access.toml)
     try:
         app = create_app(ra, WebConfig(secrets.token_bytes(32), not insecure_http))
         click.echo(f"RA serving on http://{host}:{port}", err=True)

@@ -35,6 +35,17 @@ from asn1crypto import x509
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from ca.authority import CertificateAuthority
+from ca.authorization import (
+    RA_PROFILES,
+    ApiOperation,
+    CertificateIdentity,
+    Principal,
+    access_path,
+    certificate_fingerprint,
+    load_access,
+    ra_view,
+    save_access,
+)
 from ca.config import default_config_text
 from ca.service import ServiceConfig
 from ca.service import create_app as create_ca_app
@@ -347,6 +358,24 @@ def issue_business_credentials(home: Path, ca: CertificateAuthority, passphrase:
     return out
 
 
+def register_ra_principal(home: Path, ca: CertificateAuthority, passphrase: bytes) -> Path:
+    """The RA's service identity (profile service, issued here on the CA's home) and its
+    principal in the CA's access file: issue, revoke and status for the cardholder and
+    business-system profiles only (issue 12 finding 1). Returns the certificate's path."""
+    key = SoftwareKey.generate("sm2", label="ra-service")
+    csr = CsrBuilder().subject(parse_name("CN=ra-service,C=CN")).sign(key)
+    issued = ca.issue_from_csr(csr, "service")
+    directory = home / "ra"
+    directory.mkdir(parents=True, exist_ok=True)
+    key.store(directory / "ra-service.key.pem", passphrase)
+    cert_path = write_pem(directory / "ra-service.pem", issued.certificate)
+    access = load_access(access_path(home))
+    save_access(access_path(home), access.with_principal(Principal(
+        "ra", frozenset(ApiOperation), frozenset(RA_PROFILES), frozenset({ca.name}),
+        certificate=CertificateIdentity("service", certificate_fingerprint(issued.der)))))
+    return cert_path
+
+
 def load_pem_certificate(path: Path) -> x509.Certificate:
     from sscard.x509.parse import load_certificate
 
@@ -382,6 +411,7 @@ def start_ca_service(system_home: Path, ca: CertificateAuthority, root: Certific
     root.ocsp_signer()
     server.attach(create_ca_app(ServiceConfig(
         authority=ca, other_authorities=(root,), audit_log=audit,
+        access=load_access(access_path(system_home), ca.profiles),
         tsa_serial_file=system_home / "ca" / f"tsa-serial-{ca.name}")))
 
 
@@ -395,7 +425,9 @@ def open_system(home: Path, servers: Servers, say: Say, present: Iterable[str]) 
     start_ca_service(home, ca, root, audit, servers["ca"])
     kmc = open_kmc(home, audit, present)
     servers["kmc"].attach(create_kmc_app(kmc))
-    ra = RegistrationAuthority.open(f"sqlite:///{home / 'ra.db'}", audit, ca,
+    # the embedded RA holds the CA only through its principal: what the RA's service
+    # identity may do over HTTP, it may do in process, and no more
+    ra = RegistrationAuthority.open(f"sqlite:///{home / 'ra.db'}", audit, ra_view(ca, home),
                                     kmc_link(home, kmc))
     servers["ra"].attach(create_ra_app(ra, WebConfig(secrets.token_bytes(32),
                                                      secure_cookies=False)))

@@ -344,6 +344,7 @@ def open_initial_system(home: Path, servers: allinone.Servers,
         ra.close()
     with CertificateAuthority.open(home, passphrase, audit=audit) as ca:
         allinone.issue_business_credentials(home, ca, passphrase)
+        allinone.register_ra_principal(home, ca, passphrase)
     audit.engine.dispose()
     allinone.save_ports(home, servers.ports())
     return allinone.open_system(home, servers, say, present=("zhang", "wang"))

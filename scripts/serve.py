@@ -66,6 +66,7 @@ def set_up(home: Path, servers: allinone.Servers) -> allinone.System:
         ra.close()
     with CertificateAuthority.open(home, passphrase, audit=audit) as ca:
         allinone.issue_business_credentials(home, ca, passphrase)
+        allinone.register_ra_principal(home, ca, passphrase)
     audit.engine.dispose()
     system = allinone.open_system(home, servers, say, present=UNSEAL_WITH)
     say("personalising an emulated card for 张三 (dual certificates):")

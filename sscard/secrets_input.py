@@ -41,3 +41,23 @@ def read_secret(
     if not secret:
         raise click.UsageError(f"{prompt.lower()} is empty")
     return secret.encode("utf-8")
+
+
+def write_private_file(path: Path, data: str | bytes) -> None:
+    """Write a secret (a token, a signed approval) atomically to a file only the owner may
+    read (mode 0600 from creation, never readable by others for an instant)."""
+    import os
+
+    target = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

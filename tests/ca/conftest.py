@@ -14,7 +14,7 @@ import pytest
 from tests.pg import PostgresCluster, pg_cluster  # noqa: F401  (fixture)
 
 SSN = "350102199001011234"
-HOLDER = f"CN=张三,serialNumber={SSN},O=某市社会保险事业管理中心,C=CN"
+HOLDER = f"CN=张三,serialNumber={SSN},C=CN"
 
 
 def _in_ci() -> bool:

@@ -18,7 +18,7 @@ from tests.ca.conftest import HOLDER
 
 PROFILES = load_profiles()
 EXPECTED = {"cardholder-sign", "cardholder-encrypt", "ra-officer", "business-system",
-            "tls-server", "ocsp-signer", "tsa", "sub-ca"}
+            "tls-server", "ocsp-signer", "tsa", "sub-ca", "service"}
 
 
 def test_shipped_profiles_load_and_are_versioned() -> None:
@@ -137,7 +137,7 @@ def test_key_algorithm_outside_the_profile_is_refused() -> None:
 
 
 def test_missing_subject_attribute_and_ssn_are_refused() -> None:
-    with pytest.raises(RequestRefused, match="lacks required attribute serial_number"):
+    with pytest.raises(RequestRefused, match="lacks required attribute serialNumber"):
         check_public_key(SM2.public_key(), "CN=张三,C=CN", PROFILES["cardholder-sign"])
     with pytest.raises(RequestRefused, match="carries no social insurance number"):
         check_public_key(SM2.public_key(), "CN=gw", PROFILES["tls-server"],

@@ -26,6 +26,7 @@ from test_ocsp import cert_id, make_request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from ca.authority import CertificateAuthority
+from ca.authorization import AccessConfig, ApiOperation, CertificateIdentity, Principal
 from ca.service import ServiceConfig, create_app, signed_request_message
 from ca.tsa import TimeStampResp
 from sscard.audit import AuditLog, default_url
@@ -38,6 +39,10 @@ from sscard.x509.pem import der_to_pem, pem_blocks
 from sscard.x509.verify import verify_crl_signature, verify_signature
 
 TOKEN = "s3cret-token-for-the-ra-0123456789"
+#: the token's principal: what an RA batch job may do
+RA_BATCH = Principal("ra-batch", frozenset(ApiOperation), frozenset({"business-system"}),
+                     frozenset({"issuing"}), token_sha256=ServiceConfig.hash_token(TOKEN))
+ACCESS = AccessConfig({"ra-batch": RA_BATCH})
 EC_CONFIG = """\
 base_url = "http://127.0.0.1:8080"
 
@@ -93,13 +98,25 @@ def audit_log(authority: CertificateAuthority) -> AuditLog:
 
 
 @pytest.fixture(scope="module")
+def ra_service(authority: CertificateAuthority) -> tuple[SoftwareKey, asn1x509.Certificate]:
+    """The RA's service identity, as the administrators issue it on the CA's home."""
+    key = SoftwareKey.generate("ec-p256")
+    csr = CsrBuilder().subject(parse_name("CN=ra-service,C=CN")).sign(key)
+    return key, authority.issue_from_csr(csr.dump(), "service").certificate
+
+
+@pytest.fixture(scope="module")
 def service(authority: CertificateAuthority, root_authority: CertificateAuthority,
-            audit_log: AuditLog) -> Iterator[Service]:
+            audit_log: AuditLog, ra_service: tuple[SoftwareKey, asn1x509.Certificate],
+            ) -> Iterator[Service]:
+    ra = Principal("ra", frozenset({ApiOperation.REVOKE}), frozenset({"business-system"}),
+                   frozenset({"issuing"}), certificate=CertificateIdentity(
+                       "service", hashlib.sha256(ra_service[1].dump()).hexdigest()))
     config = ServiceConfig(
         authority=authority,
         other_authorities=(root_authority,),
         audit_log=audit_log,
-        api_token_hashes={"ra-batch": ServiceConfig.hash_token(TOKEN)},
+        access=ACCESS.with_principal(ra),
         revocation_check_interval=0,  # every request sees revocations from other connections
         tsa_serial_file=authority.home / "tsa-serial",
     )
@@ -395,11 +412,20 @@ def test_api_bad_input_is_a_clear_json_error(
 
 
 def test_api_profile_refusal_is_422_with_reason(service: Service) -> None:
-    _, csr = new_csr("wants a CA")
+    _, csr = new_csr("a plain request")
+    key = SoftwareKey.generate("ec-p256")  # and one whose subject the profile refuses
+    bad = der_to_pem(CsrBuilder().subject(parse_name("CN=x,CN=y,O=o")).sign(key).dump(),
+                     "CERTIFICATE REQUEST")
     reply = service.post("/api/v1/certificates", json.dumps(
-        {"profile": "no-such-profile", "csr": csr.decode()}).encode(), headers=bearer())
+        {"profile": "business-system", "csr": bad.decode()}).encode(), headers=bearer())
     assert reply.status_code == 422
-    assert "no-such-profile" in reply.json()["message"]
+    assert "more than 1 CN" in reply.json()["message"]
+    # a profile the principal was not given (known or not) is a 403 naming the permission
+    for profile in ("no-such-profile", "cardholder-sign"):
+        reply = service.post("/api/v1/certificates", json.dumps(
+            {"profile": profile, "csr": csr.decode()}).encode(), headers=bearer())
+        assert reply.status_code == 403
+        assert reply.json()["permission"] == f"issue profile={profile} ca=issuing"
 
 
 def signed_headers(key: SoftwareKey, cert: asn1x509.Certificate, method: str, path: str,
@@ -413,42 +439,48 @@ def signed_headers(key: SoftwareKey, cert: asn1x509.Certificate, method: str, pa
     }
 
 
-def test_api_signed_requests(service: Service, caplog: pytest.LogCaptureFixture) -> None:
+def test_api_signed_requests(service: Service, caplog: pytest.LogCaptureFixture,
+                             ra_service: tuple[SoftwareKey, asn1x509.Certificate]) -> None:
     authority = service.authority
     officer_key, officer = issue(authority, "RA Officer 1", profile="ra-officer")
     system_key, system = issue(authority, "Business System 1", profile="business-system")
+    ra_key, ra_cert = ra_service
     _, victim = issue(authority, "victim of a signed revoke")
     path = f"/api/v1/certificates/{victim.serial_number:X}/revoke"
     body = json.dumps({"reason": "superseded"}).encode()
 
     with caplog.at_level(logging.WARNING, logger="ca.service.audit"):
-        # a business system may not revoke: known caller, wrong policy
-        refused = service.post(path, body,
-                               headers=signed_headers(system_key, system, "POST", path, body))
-        assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+        # an officer acts only through the RA; a business system has no principal: 403
+        for key, cert in ((officer_key, officer), (system_key, system)):
+            refused = service.post(path, body,
+                                   headers=signed_headers(key, cert, "POST", path, body))
+            assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+        assert "officers act only through the RA" in service.post(
+            path, body, headers=signed_headers(officer_key, officer, "POST", path,
+                                               body)).json()["message"]
         # a signature over a different body, an old date, a foreign certificate: 401
-        tampered = signed_headers(officer_key, officer, "POST", path, b"{}")
+        tampered = signed_headers(ra_key, ra_cert, "POST", path, b"{}")
         assert service.post(path, body, headers=tampered).status_code == 401
-        stale = signed_headers(officer_key, officer, "POST", path, body,
+        stale = signed_headers(ra_key, ra_cert, "POST", path, body,
                                datetime.now(UTC) - timedelta(minutes=10))
         assert service.post(path, body, headers=stale).status_code == 401
         foreign_key = SoftwareKey.generate("ec-p256")
-        forged = signed_headers(foreign_key, officer, "POST", path, body)
+        forged = signed_headers(foreign_key, ra_cert, "POST", path, body)
         assert service.post(path, body, headers=forged).status_code == 401
-    assert len([r for r in caplog.records if r.name == "ca.service.audit"]) == 4
+    assert len([r for r in caplog.records if r.name == "ca.service.audit"]) == 6
 
-    headers = signed_headers(officer_key, officer, "POST", path, body)
+    headers = signed_headers(ra_key, ra_cert, "POST", path, body)
     ok = service.post(path, body, headers=headers)
     assert ok.status_code == 200, ok.text
     assert authority.status(victim.serial_number).status.value == "revoked"
     replayed = service.post(path, body, headers=headers)  # the same signed request again
     assert replayed.status_code == 401 and "replay" in replayed.json()["message"]
 
-    # a revoked officer is locked out
-    authority.revoke(officer.serial_number, "affiliationChanged")
+    # a revoked service certificate is locked out
+    authority.revoke(ra_cert.serial_number, "affiliationChanged")
     _, other = issue(authority, "second victim")
     path2 = f"/api/v1/certificates/{other.serial_number:X}/revoke"
-    reply = service.post(path2, body, headers=signed_headers(officer_key, officer, "POST",
+    reply = service.post(path2, body, headers=signed_headers(ra_key, ra_cert, "POST",
                                                              path2, body))
     assert reply.status_code == 401
     assert "revoked" in reply.json()["message"]
@@ -550,7 +582,7 @@ def test_no_audit_record_no_issuance(authority: CertificateAuthority, tmp_path: 
     broken = CertificateAuthority.open(authority.home, audit=broken_log)
     app = create_app(ServiceConfig(
         authority=broken, audit_log=broken_log,
-        api_token_hashes={"ra-batch": ServiceConfig.hash_token(TOKEN)}))
+        access=ACCESS))
     _, csr = new_csr("never issued")
     issued_before = len(authority.list_certificates(limit=100_000))
     try:

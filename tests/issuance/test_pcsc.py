@@ -197,7 +197,9 @@ def test_personalise_over_pcsc_with_kmc_cryptograms(
             cardkeys.import_root_key("63", int(kid), "sm4",
                                      testkeys.root_test_key(kid, testkeys.CardAlgorithm.SM4))
     key_file = tmp_path / "kmc.key"
-    key_file.write_text(rig.kmc.add_caller(f"terminal-{secrets.token_hex(3)}", "terminal"))
+    terminal = f"terminal-{secrets.token_hex(3)}"
+    key_file.write_text(rig.kmc.add_caller(terminal, "terminal"))
+    cardkeys.bind_terminal(terminal, ["63"])
     (tmp_path / "wrong.key").write_text("kmc_wrong\n")
     data = order_json(9005)
     for kmc_url in serve(kmc_app(rig.kmc)):

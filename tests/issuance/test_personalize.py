@@ -252,6 +252,7 @@ def test_personalise_with_kmc_cryptograms(rig: RaRig, tmp_path: Path, serial_no:
             cardkeys.import_root_key("63", int(kid), "sm4", testkeys.root_test_key(
                 kid, testkeys.CardAlgorithm.SM4))
     terminal = rig.kmc.authenticate(rig.kmc.add_caller(f"terminal-{serial_no}", "terminal"))
+    cardkeys.bind_terminal(terminal.name, ["63"])
     card = new_blank_card(tmp_path / "card.json")
     order = CardOrder(holder(serial_no), card_number(serial_no), batch=BATCH)
     with inserted(card) as (client, _psam):

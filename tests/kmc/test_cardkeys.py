@@ -41,7 +41,9 @@ def kmc(tmp_path: Path) -> KeyManagementCentre:
 
 @pytest.fixture
 def terminal(kmc: KeyManagementCentre) -> Principal:
-    return kmc.authenticate(kmc.add_caller("terminal-1", "terminal"))
+    principal = kmc.authenticate(kmc.add_caller("terminal-1", "terminal"))
+    CardKeyService(kmc).bind_terminal("terminal-1", [REGION[:4]])
+    return principal
 
 
 def _import_test_roots(service: CardKeyService) -> None:

@@ -172,8 +172,9 @@ def test_serve_as_a_real_process(home: Path, tmp_path: Path) -> None:
     from sscard.emulator.sample import CardProfile, blank_card
 
     for name, role in [("ra", "ra"), ("t1", "terminal"), ("ca", "ca")]:
+        region = ["--region", "6399"] if role == "terminal" else []
         r = _run(home, "caller", "add", name, "--role", role, "--key-out",
-                 str(tmp_path / f"{name}.key"))
+                 str(tmp_path / f"{name}.key"), *region)
         assert r.exit_code == 0
     # the ministry's (test) root keys, imported by the administrator with two custodians
     storage = ceremony.unseal_from_files(home, [

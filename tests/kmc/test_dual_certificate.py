@@ -59,6 +59,7 @@ def test_dual_certificate_round_trip(kmc: KeyManagementCentre) -> None:
         cardkeys.import_root_key(REGION[:2], int(kid), "sm4",
                                  testkeys.root_test_key(kid, testkeys.CardAlgorithm.SM4))
     terminal = kmc.authenticate(kmc.add_caller("issuing-station", "terminal"))
+    cardkeys.bind_terminal("issuing-station", [REGION])
     auth = ServiceAuthenticator(cardkeys, terminal)
     card = EmulatedCard(sample_card(CardProfile(generation=3, region_code=REGION)))
 

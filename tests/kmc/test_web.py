@@ -32,9 +32,11 @@ def kmc(tmp_path: Path) -> Iterator[KeyManagementCentre]:
 
 @pytest.fixture
 def tokens(kmc: KeyManagementCentre) -> dict[str, str]:
-    return {name: kmc.add_caller(name, role) for name, role in [
+    tokens = {name: kmc.add_caller(name, role) for name, role in [
         ("ca", "ca"), ("ra", "ra"), ("o1", "officer"), ("o2", "officer"), ("o3", "officer"),
         ("auditor", "auditor"), ("t1", "terminal")]}
+    CardKeyService(kmc).bind_terminal("t1", ["63"])
+    return tokens
 
 
 @pytest.fixture

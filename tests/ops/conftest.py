@@ -24,7 +24,7 @@ SSN = "350102199001011234"
 
 
 def holder(i: int) -> str:
-    return f"CN=持卡人{i},serialNumber={350102199001010000 + i},O=某市社会保险事业管理中心,C=CN"
+    return f"CN=持卡人{i},serialNumber={350102199001010000 + i},C=CN"
 
 
 CUSTODIANS = [ceremony.Custodian("alice", b"alice-passphrase"),

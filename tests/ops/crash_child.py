@@ -27,7 +27,7 @@ CHUNK = 10
 
 
 def subject(i: int) -> str:
-    return f"CN=持卡人{i},serialNumber={350102199001000000 + i},O=某市社会保险事业管理中心,C=CN"
+    return f"CN=持卡人{i},serialNumber={350102199001000000 + i},C=CN"
 
 
 def index_of(subject_text: str) -> int | None:
