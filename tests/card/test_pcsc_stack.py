@@ -311,3 +311,32 @@ def test_generation_2_card(pcsc_rig, tmp_path):
         assert keygen.returncode == 8 and "6A82" in keygen.stderr  # no PKI application
     finally:
         emu.stop()
+
+
+def test_pcsc_tools_find_well_formed_atrs_and_t0_get_response(emulator):
+    """Debian's pcsc-tools and OpenSC against the emulated card and PSAM behind pcscd: no ATR
+    error, and SELECT of the PKI application (case 3 over T=0) answers 61xx, after which
+    GET RESPONSE gives the FCI."""
+    env = dict(emulator.rig.env, HOME=str(emulator.state.parent))  # pcsc_scan caches there
+    scan = subprocess.run(["pcsc_scan", "-t", "2"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    report = scan.stdout + scan.stderr
+    assert "ATR: 3B 6D 00 00" in report and "ATR: 3B 6C 00 00" in report, report[-2000:]
+    assert report.count("K: 13 (historical bytes)") >= 1, report[-2000:]
+    assert report.count("K: 12 (historical bytes)") >= 1, report[-2000:]
+    assert "truncated" not in report and "missing" not in report, report[-2000:]
+
+    pki_ddf = "504B492EC9E7BBE1B1A3D5CF"
+    tool = subprocess.run(["opensc-tool", "--reader", "0", "--atr", "--verbose", "--verbose",
+                           "--verbose", "--send-apdu", f"00A404000C{pki_ddf}00"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert tool.returncode == 0, tool.stderr[-2000:]
+    assert "3B 6D 00 00 00 81 4E 43 23" in tool.stdout.upper().replace(":", " "), tool.stdout
+    log = tool.stderr
+    select_at = log.rindex(f"00 A4 04 00 0C {pki_ddf[:2]}")  # the SELECT on the wire (no Le)
+    answer = log[select_at:]
+    assert "Incoming APDU (2 bytes):\n61 18" in answer, answer[:1500]
+    assert "Outgoing APDU (5 bytes):\n00 C0 00 00 18" in answer, answer[:1500]
+    assert "Incoming APDU (26 bytes):\n6F 16 84 0C 50 4B 49" in answer, answer[:1500]
+    assert "Received (SW1=0x90, SW2=0x00)" in tool.stdout
+    assert "6F 16 84 0C 50 4B 49 2E C9 E7 BB E1 B1 A3 D5 CF" in tool.stdout, tool.stdout
