@@ -170,6 +170,10 @@ def personalize(reader: str | None, psam_reader: str | None, data_path: Path | N
         except kmc_errors as exc:
             raise click.ClickException(f"card authentication through the KMC failed: {exc}"
                                        " (journal kept)") from None
+    if outcome.already_issued:
+        click.echo(f"card {order.card_number} was already issued to {order.holder.ssn} "
+                   f"(request {outcome.request_id}); nothing written")
+        return
     click.echo(f"card {order.card_number} for {order.holder.ssn} issued: request "
                f"{outcome.request_id}, signing certificate {outcome.sign_serial}, encryption "
                f"certificate {outcome.enc_serial}")

@@ -26,6 +26,11 @@ class CardRemoved(ReaderError):
     """The card was pulled (or the emulator stopped) in the middle of an operation."""
 
 
+class CardMismatch(CardError):
+    """The card is not the one the operation is for: issued to someone else, or holding (or
+    about to be given) a certificate for a key that is not its own."""
+
+
 class CardStatusError(CardError):
     """The card answered with a status word other than success."""
 
