@@ -38,6 +38,10 @@ def _home() -> Path:
     return Path(home) if home else Path(os.environ.get("SSCARD_HOME") or "./sscard-data")
 
 
+def default_journal_dir() -> Path:
+    return _home() / "issuance-journal"
+
+
 def _backend(ra_url: str, token_file: Path | None) -> RestBackend:
     token = read_secret(file=token_file, prompt="RA API token",
                         env_var=None if token_file else "SSCARD_RA_TOKEN").decode().strip()
@@ -127,7 +131,7 @@ def personalize(reader: str | None, psam_reader: str | None, data_path: Path | N
     certificates), or resume an interrupted run, or --rollback it."""
     from reader_tools.session import card_errors, open_card
 
-    journals = journal_dir or _home() / "issuance-journal"
+    journals = journal_dir or default_journal_dir()
     backend = _backend(ra_url, token_file)
     remote = None
     kmc_errors: tuple[type[Exception], ...] = ()
@@ -202,7 +206,7 @@ def batch_issue(csv_file: Path, cards_dir: Path, report: Path, batch: str | None
         raise click.UsageError(str(exc)) from None
     backend = _backend(ra_url, token_file)
     pin = _pin(pin_file, pin_stdin)
-    journals = journal_dir or _home() / "issuance-journal"
+    journals = journal_dir or default_journal_dir()
     progress: Any = click.progressbar(length=len(rows), label="issuing cards",
                                       item_show_func=lambda item: item,
                                       file=sys.stderr)

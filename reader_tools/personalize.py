@@ -37,7 +37,6 @@ from reader_tools.issuance_journal import DONE, IN_PROGRESS, ROLLED_BACK, WAITIN
 from sscard.card import codec
 from sscard.card.auth import Authenticator
 from sscard.card.client import (
-    CERT_FIDS,
     EF06_SFI,
     SIGN_PUB,
     CardClient,
@@ -139,7 +138,7 @@ class Personalizer:
         if ssn is not None and ssn != order.holder.ssn:
             raise PersonalisationError(f"card {journal.card_id} is being personalised for "
                                        f"{ssn}, not {order.holder.ssn}; roll it back first")
-        if not journal.exists:
+        if not journal.steps:  # (a journal may hold events only, e.g. a forced keygen)
             self._check_blank(journal, order)
             # a refused token or an unreachable RA must stop us before the card is written
             try:
@@ -331,7 +330,7 @@ class Personalizer:
         if journal.status == DONE:
             raise PersonalisationError(f"card {journal.card_id} is issued; revoke it through "
                                        "the RA instead of rolling back")
-        if not journal.exists:
+        if not journal.steps:
             raise PersonalisationError(f"no personalisation journal for card {journal.card_id}")
         request_id = journal.get("request").get("request_id")
         if request_id:
@@ -341,12 +340,7 @@ class Personalizer:
                 raise PersonalisationError(f"rollback: {exc}") from None
         self._authenticate()
         for which in ("sign", "enc"):
-            der = self.client.read_certificate(which)
-            if der is not None:
-                self.client.select_pki()
-                self.client.select_file(CERT_FIDS[which])
-                for offset in range(0, len(der), 0xE0):
-                    self.client.update_binary(offset, b"\xff" * min(0xE0, len(der) - offset))
+            self.client.clear_certificate(which)
         self.client.select_ssse()
         for tag, (number, length) in EF06_LAYOUT.items():
             self.client.update_record(EF06_SFI, number, codec.Tlv(tag, b"\x00" * length))

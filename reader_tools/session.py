@@ -46,7 +46,9 @@ def describe(exc: Exception) -> tuple[str, int]:
     if isinstance(exc, NoPsam):
         return f"no PSAM: {exc}", EXIT_NO_PSAM
     if isinstance(exc, errors.CardMismatch):
-        return f"card mismatch: {exc}", EXIT_CARD_MISMATCH
+        return f"wrong card: {exc}", EXIT_CARD_MISMATCH
+    if isinstance(exc, errors.CardIntegrityError):
+        return str(exc), EXIT_CARD_MISMATCH
     if isinstance(exc, errors.CardStatusError):
         return str(exc), EXIT_CARD_STATUS
     if isinstance(exc, (CardDataError, CodecError)):

@@ -357,6 +357,16 @@ class CardClient:
         for offset in range(0, len(der), CHUNK):
             self.update_binary(offset, der[offset : offset + CHUNK])
 
+    def clear_certificate(self, which: str) -> None:
+        """Empty a certificate file (FF-filled, as from the factory); needs prior external
+        authentication with the update key."""
+        der = self.read_certificate(which)
+        if der is None:
+            return
+        self.select_file(CERT_FIDS[which])
+        for offset in range(0, len(der), CHUNK):
+            self.update_binary(offset, b"\xff" * min(CHUNK, len(der) - offset))
+
     def read_certificate(self, which: str) -> bytes | None:
         """The DER certificate, or None for an empty file (FF or 00 filled)."""
         fid = CERT_FIDS[which]

@@ -45,11 +45,13 @@ def card_point(client: CardClient, which: str) -> bytes | None:
 
 
 def certificate_problem(client: CardClient, which: str, der: bytes,
-                        holder_ssn: str | None) -> str | None:
+                        holder_ssn: str | None, point: bytes | None = None) -> str | None:
     """Why ``der`` cannot be the card's ``which`` certificate, or None if it can: its key must
-    be the card's own and its subject serialNumber, when it has one, the holder's SSN."""
+    be the card's own (or ``point``, a key about to be imported) and its subject
+    serialNumber, when it has one, the holder's SSN."""
     what = KEY_NAMES[which]
-    point = card_point(client, which)
+    if point is None:
+        point = card_point(client, which)
     if point is None:
         return f"the card holds no {what} key, so no {what} certificate can be for it"
     if certificate_point(der) != point:
@@ -63,9 +65,9 @@ def certificate_problem(client: CardClient, which: str, der: bytes,
 
 
 def check_certificate(client: CardClient, which: str, der: bytes,
-                      holder_ssn: str | None) -> None:
+                      holder_ssn: str | None, point: bytes | None = None) -> None:
     """Raise CardMismatch unless ``der`` can be the card's ``which`` certificate."""
-    problem = certificate_problem(client, which, der, holder_ssn)
+    problem = certificate_problem(client, which, der, holder_ssn, point)
     if problem is not None:
         raise CardMismatch(f"refused: {problem}")
 

@@ -117,6 +117,30 @@ def test_personalise_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
     check_card(pcsc_rig, rig, data)
 
 
+def test_issued_card_not_personalised_for_another_person_over_pcsc(
+        pcsc_rig: PcscRig, rig: RaRig, ra_url: str, blank: EmulatorProcess,
+        tmp_path: Path) -> None:
+    """Issue 12 finding 12: `card personalize` on a card issued to 李四 with another person's
+    data printed "issued" and exited 0 while the card still held 李四."""
+    first = order_json(9006)
+    assert personalize(pcsc_rig, rig, ra_url, tmp_path, data=first).returncode == 0
+    second = dict(order_json(9007), name="王五")
+    refused = personalize(pcsc_rig, rig, ra_url, tmp_path, data=second)
+    assert refused.returncode == 12, refused.stdout + refused.stderr
+    assert "issued" not in refused.stdout
+    assert f"issued to {first['ssn']}" in refused.stderr and second["ssn"] in refused.stderr
+    # from another station (no journal for this card): refused before the card is touched
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    refused = personalize(pcsc_rig, rig, ra_url, elsewhere, data=second)
+    assert refused.returncode == 12, refused.stdout + refused.stderr
+    assert "not blank" in refused.stderr
+    assert certificates_for(rig, second["ssn"]) == {}
+    check_card(pcsc_rig, rig, first)  # still 李四's, with 李四's key and certificates
+    again = personalize(pcsc_rig, rig, ra_url, tmp_path, data=first)
+    assert again.returncode == 0 and "already issued" in again.stdout, again.stderr
+
+
 def test_killed_then_resumed_over_pcsc(pcsc_rig: PcscRig, rig: RaRig,
                                        ra_url: str, blank: EmulatorProcess,
                                        tmp_path: Path) -> None:
