@@ -14,17 +14,18 @@ from typing import Any
 import click
 
 from ca.service import ServiceConfig, create_app
-from sscard.secrets_input import read_secret
+from sscard.secrets_input import read_secret, read_secret_file
 
 log = logging.getLogger(__name__)
 
 
 def read_token_file(path: Path) -> dict[str, str]:
     """API callers from a file of ``NAME TOKEN`` lines (``#`` comments); returns name -> hash."""
+    raw = read_secret_file(path, "API token file")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise click.UsageError(f"cannot read API token file {path}: {exc.strerror}") from None
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise click.UsageError(f"API token file {path} is not UTF-8 text") from None
     tokens: dict[str, str] = {}
     for number, line in enumerate(lines, 1):
         text = line.strip()

@@ -62,7 +62,9 @@ def personalize(rig: PcscRig, ra: RaRig, url: str, work: Path, *args: str,
                 data: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     token, pin = work / "token", work / "pin"
     token.write_text(ra.api_token + "\n")
+    token.chmod(0o600)  # a secret file: owner only
     pin.write_text(PIN + "\n")
+    pin.chmod(0o600)  # a secret file: owner only
     cmd = [sys.executable, "-m", "reader_tools.issuance_cli", "personalize", "--ra-url", url,
            "--token-file", str(token), "--journal-dir", str(work / "journal"), *args]
     if data is not None:
@@ -179,9 +181,11 @@ def test_refusals_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
     bad_token = tmp_path / "bad"
     bad_token.mkdir()
     (bad_token / "token").write_text("ra_not-a-token\n")
+    (bad_token / "token").chmod(0o600)  # a secret file: owner only
     env = dict(pcsc_rig.env, SSCARD_READER=CARD_READER, SSCARD_PSAM_READER=PSAM_READER)
     (bad_token / "holder.json").write_text(json.dumps(data), encoding="utf-8")
     (bad_token / "pin").write_text(PIN + "\n")
+    (bad_token / "pin").chmod(0o600)  # a secret file: owner only
     proc = subprocess.run(
         [sys.executable, "-m", "reader_tools.issuance_cli", "personalize", "--ra-url", ra_url,
          "--token-file", str(bad_token / "token"), "--journal-dir", str(bad_token / "j"),
@@ -222,7 +226,9 @@ def test_personalise_over_pcsc_with_kmc_cryptograms(
                                      testkeys.root_test_key(kid, testkeys.CardAlgorithm.SM4))
     key_file = tmp_path / "kmc.key"
     key_file.write_text(rig.kmc.add_caller(f"terminal-{secrets.token_hex(3)}", "terminal"))
+    key_file.chmod(0o600)  # a secret file: owner only
     (tmp_path / "wrong.key").write_text("kmc_wrong\n")
+    (tmp_path / "wrong.key").chmod(0o600)  # a secret file: owner only
     data = order_json(9005)
     for kmc_url in serve(kmc_app(rig.kmc)):
         wrong = personalize(pcsc_rig, rig, ra_url, tmp_path, "--kmc-url", kmc_url,
