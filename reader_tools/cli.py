@@ -415,7 +415,10 @@ def certs(reader: str | None, psam_reader: str | None, write_sign: Path | None,
         client = opened.client
         # every certificate is checked against the card's own key (or the encryption key
         # about to be imported) and holder before anything is written
-        holder_ssn = client.read_holder_data().ssn if any(writes.values()) else None
+        holder_ssn = None
+        if any(writes.values()):
+            client.select_ssse()  # the card may still be in the PKI application
+            holder_ssn = client.read_holder_data().ssn
         for which, path in writes.items():
             if path is not None:
                 check_certificate(client, which, load(path), holder_ssn,
