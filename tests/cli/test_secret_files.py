@@ -131,3 +131,21 @@ def test_decrypt_writes_the_plaintext_owner_only(tmp_path: Path, loose_umask: No
     assert dec.exit_code == 0, dec.output
     assert out.read_bytes() == "养老金发放明细".encode()
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_ca_stored_passphrase_refused_when_loose(tmp_path: Path) -> None:
+    """`ca init` stores a generated passphrase 0600; made readable by others, it is refused
+    rather than used."""
+    from ca.authority import CertificateAuthority, initialise
+    from ca.config import default_config_text
+
+    home = tmp_path / "ca"
+    config = tmp_path / "ca.toml"
+    config.write_text(default_config_text("http://127.0.0.1:9"), encoding="utf-8")
+    result = initialise(home, config)
+    assert result.passphrase_file is not None
+    with CertificateAuthority.open(home):
+        pass
+    result.passphrase_file.chmod(0o644)
+    with pytest.raises(click.UsageError, match="0644"):
+        CertificateAuthority.open(home)
