@@ -122,3 +122,29 @@ def test_certificate_for_another_key_is_never_written(rig: RaRig, tmp_path: Path
     assert state.binaries["ADF1/0018"][:1] == b"\xff" and state.enc_d is None
     assert base64.b64decode(foreign)[:2] == b"\x30\x82"
 
+
+
+def test_own_run_killed_while_writing_ef06_still_resumes(rig: RaRig, tmp_path: Path,
+                                                         serial_no: int) -> None:
+    """Killed after the SSN record of EF06 but before the journal's first step: the card is
+    not blank any more, but the journal says this station began it, so it resumes."""
+    from reader_tools.issuance_journal import IN_PROGRESS, Journal
+    from sscard.card import codec
+    from sscard.card.client import EF06_SFI
+
+    card = new_blank_card(tmp_path / "card.json")
+    order = CardOrder(holder(serial_no), card_number(serial_no), batch=BATCH)
+    with inserted(card) as (client, psam):
+        card_id = client.read_card_data().card_id.hex().upper()
+        client.external_authenticate(0x0B, psam)
+        client.update_record(EF06_SFI, 1, codec.Tlv(0x08, order.holder.ssn.encode()))
+    Journal.for_card(tmp_path / "j", card_id).set_status(IN_PROGRESS)
+    personalise(rig, card, tmp_path / "j", order)
+    assert_issued_card(rig, card, order)
+    # without this station's journal the same half-written card is not taken
+    other = new_blank_card(tmp_path / "other.json")
+    with inserted(other) as (client, psam):
+        client.external_authenticate(0x0B, psam)
+        client.update_record(EF06_SFI, 1, codec.Tlv(0x08, order.holder.ssn.encode()))
+    with pytest.raises(CardMismatch, match="not blank"):
+        personalise(rig, other, tmp_path / "j", order)
