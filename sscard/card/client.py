@@ -21,6 +21,7 @@ from sscard.card.errors import (
     error_for_status,
 )
 from sscard.card.records import EF05_LAYOUT, EF06_LAYOUT, CardData, HolderData
+from sscard.card.t0 import transceive
 from sscard.card.transport import Transport
 from sscard.card.validation import validate_pin
 from sscard.crypto import sm4
@@ -38,8 +39,6 @@ CERT_FIDS = {"sign": SIGN_CERT, "enc": ENC_CERT}
 KEY_INTERNAL_AUTH, KEY_READ, KEY_UPDATE, KEY_PIN_UNBLOCK, KEY_PIN_RELOAD = (
     0x09, 0x0A, 0x0B, 0x0C, 0x0D)
 CHUNK = 0xE0  # bytes per UPDATE/READ BINARY for certificates
-#: no answer of CARD_SPEC is longer than a certificate chunk; 61xx chains past this are refused
-MAX_RESPONSE = 4096
 
 
 def pin_bcd(pin: str) -> bytes:
@@ -109,33 +108,12 @@ class CardClient:
             self.trace(raw, answer)
         return ResponseApdu.parse(answer)
 
-    def _exchange_le(self, apdu: CommandApdu, what: str) -> ResponseApdu:
-        """Exchange; on 6Cxx (wrong Le, ISO 7816-3 §12.2.2) repeat once with the Le the card
-        names. A second 6Cxx is the card contradicting itself."""
-        response = self._exchange(apdu.encode())
-        if response.sw1 == 0x6C:
-            retry = CommandApdu(apdu.cla, apdu.ins, apdu.p1, apdu.p2, apdu.data,
-                                le=response.sw2 or 256)
-            response = self._exchange(retry.encode())
-            if response.sw1 == 0x6C:
-                raise BadData(response.sw, what, "the card asked for another Le twice")
-        return response
-
     def send(self, apdu: CommandApdu, what: str, pin_command: bool = False) -> bytes:
-        """Send, follow 61xx (GET RESPONSE) and 6Cxx (repeat with the right Le), and raise the
-        precise error for any other non-9000. A card that keeps announcing more data than
-        any answer here can hold is refused rather than followed for ever."""
-        response = self._exchange_le(apdu, what)
-        data = response.data
-        while response.sw1 == 0x61:
-            if len(data) > MAX_RESPONSE:
-                raise BadData(response.sw, what, f"the card announced more than "
-                              f"{MAX_RESPONSE} bytes of response data")
-            response = self._exchange_le(CommandApdu(0x00, 0xC0, 0, 0, le=response.sw2 or 256),
-                                         f"{what} (GET RESPONSE)")
-            data += response.data
-        if not response.ok:
-            raise error_for_status(response.sw, what, pin_command=pin_command)
+        """Send, follow 61xx and 6Cxx (:mod:`sscard.card.t0`), and raise the precise error for
+        any other non-9000."""
+        sw, data = transceive(lambda a: self._exchange(a.encode()), apdu, what)
+        if sw != 0x9000:
+            raise error_for_status(sw, what, pin_command=pin_command)
         return data
 
     # --- selection ---------------------------------------------------------------------------

@@ -89,6 +89,7 @@ class _Session:
     algorithm: CardAlgorithm | None = None
     in_df01: bool = False
     derived: bytes | None = None
+    pending: bytes = b""  # response data awaiting GET RESPONSE
     extra: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -118,10 +119,26 @@ class EmulatedPsam:
                 apdu = CommandApdu.parse(raw)
             except ApduFormatError:
                 return SW.WRONG_LENGTH.to_bytes(2, "big")
+            pending, self.session.pending = self.session.pending, b""
+            if (apdu.cla, apdu.ins) == (0x00, 0xC0):
+                return self._get_response(apdu, pending)
             try:
-                return self._dispatch(apdu) + b"\x90\x00"
+                data = self._dispatch(apdu)
             except CardStatus as status:
                 return status.sw.to_bytes(2, "big")
+            if data and apdu.le is None:
+                # T=0, as the card: a case-3 command's data comes by GET RESPONSE after 61xx
+                self.session.pending = data
+                return (0x6100 | (len(data) & 0xFF)).to_bytes(2, "big")
+            return data + b"\x90\x00"
+
+    def _get_response(self, apdu: CommandApdu, pending: bytes) -> bytes:
+        if not pending:
+            return SW.CONDITIONS.to_bytes(2, "big")
+        if apdu.le not in (None, 256, len(pending)):
+            self.session.pending = pending  # the right Le may follow
+            return (0x6C00 | (len(pending) & 0xFF)).to_bytes(2, "big")
+        return pending + b"\x90\x00"
 
     def _dispatch(self, apdu: CommandApdu) -> bytes:
         s = self.session

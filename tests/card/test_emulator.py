@@ -80,6 +80,28 @@ def test_every_select_by_name_is_t0_case_3():
     assert raw(card, "00A404000C504B492EC9E7BBE1B1A3D5CF00").endswith("9000")
 
 
+def test_psam_answers_t0_too():
+    """The PSAM's encryption (80 FA, case 3) answers 61xx; GET RESPONSE gives the data, a
+    wrong Le gets 6Cxx and the right one after it still works."""
+    from sscard.emulator.psam import PSAM_DF01_AID, PSAM_SM4_NAME, EmulatedPsam
+
+    psam = EmulatedPsam(make_test_psam())
+    psam.power_on()
+
+    def send(hex_apdu: str) -> str:
+        return psam.process(bytes.fromhex(hex_apdu)).hex().upper()
+
+    assert send(f"00A40400{len(PSAM_SM4_NAME):02X}{PSAM_SM4_NAME.hex()}") == "9000"
+    assert send(f"00A4040006{PSAM_DF01_AID.hex()}") == "9000"
+    assert send("BFDE0B0010" + "11" * 16) == "9000"
+    assert send("80FA000010" + "22" * 16) == "6110"
+    assert send("00C0000008") == "6C10"
+    answer = send("00C0000010")
+    assert len(answer) == 36 and answer.endswith("9000")
+    assert send("00C0000010") == "6985"  # fetched once only
+    assert send("80FA00001022222222222222222222222222222222" + "10").endswith("9000")  # Le
+
+
 def test_psam_atr_carries_the_historical_bytes_it_announces():
     from smartcard.ATR import ATR
 
