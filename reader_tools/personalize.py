@@ -48,7 +48,7 @@ from sscard.card.records import EF06_LAYOUT, CardData, HolderData
 from sscard.card.validation import CardDataError, validate_pin
 from sscard.crypto.algorithms import EncryptionScheme, SignatureAlgorithm
 from sscard.crypto.asymmetric import PublicKey
-from sscard.crypto.envelopes import CipherFormat
+from sscard.crypto.envelopes import CipherFormat, EnvelopedKey
 from sscard.crypto.errors import CryptoError
 from sscard.x509.builder import CsrBuilder
 from sscard.x509.names import parse_name
@@ -189,8 +189,8 @@ class Personalizer:
             return
         if journal.exists and not found.certificates and found.holder.ssn == order.holder.ssn:
             return  # this station's own run, killed while it wrote EF06 record by record
-        raise CardMismatch(f"{found.describe()}; it is not blank and this station has no "
-                           f"personalisation journal for it, so it is not personalised for "
+        raise CardMismatch(f"{found.describe()}; it is not blank and no personalisation by "
+                           f"this station is under way for it, so it is not personalised for "
                            f"{order.holder.ssn}")
 
     def _check_card(self, journal: Journal, order: CardOrder) -> None:
@@ -282,12 +282,14 @@ class Personalizer:
         enroll = journal.get("enroll")
         sign_der = base64.b64decode(enroll["sign_cert"])
         enc_der = base64.b64decode(enroll["enc_cert"])
+        blob = EnvelopedKey.from_blob(base64.b64decode(enroll["enveloped_key_blob"]))
         ssn = journal.get("data").get("ssn")
         # nothing goes onto the card that is not for its own keys and its holder
         check_certificate(self.client, "sign", sign_der, ssn)
+        check_certificate(self.client, "enc", enc_der, ssn, point=blob.public_point)
         self._authenticate()
-        self.client.import_enveloped_key(base64.b64decode(enroll["enveloped_key_blob"]))
-        check_certificate(self.client, "enc", enc_der, ssn)
+        self.client.import_enveloped_key(blob)
+        check_certificate(self.client, "enc", enc_der, ssn)  # the key the card now holds
         self.client.write_certificate("sign", sign_der)
         self.client.write_certificate("enc", enc_der)
         if self.client.read_certificate("sign") != sign_der or \

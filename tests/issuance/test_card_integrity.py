@@ -95,27 +95,30 @@ class HandsOutAnotherCardsCertificate(LocalBackend):
     """An RA answer whose signing certificate is for another card's key (a mix-up between two
     stations, or a hostile answer)."""
 
-    def __init__(self, ra: Any, actor: Any, foreign: str) -> None:
+    def __init__(self, ra: Any, actor: Any, which: str, foreign: str) -> None:
         super().__init__(ra, actor)
-        self.foreign = foreign
+        self.which, self.foreign = which, foreign
 
     def submit(self, *args: Any, **kw: Any) -> dict[str, Any]:
         answer = super().submit(*args, **kw)
         if answer.get("state") == "done":
-            answer = dict(answer, sign_cert=self.foreign)
+            answer = dict(answer, **{self.which: self.foreign})
         return answer
 
 
+@pytest.mark.parametrize("which", ["sign_cert", "enc_cert"])
 def test_certificate_for_another_key_is_never_written(rig: RaRig, tmp_path: Path,
-                                                      serial_no: int) -> None:
+                                                      serial_no: int, which: str) -> None:
+    """Checked before anything is written: the encryption certificate against the key in the
+    wrapped blob, before the blob is imported."""
     donor = new_blank_card(tmp_path / "donor.json")
     donor_order = CardOrder(holder(serial_no + 300), card_number(serial_no + 300), batch=BATCH)
     done = personalise(rig, donor, tmp_path / "j", donor_order)
-    foreign = rig.ra.request(rig.client, done.request_id)["sign_cert"]
+    foreign = rig.ra.request(rig.client, done.request_id)[which]
 
     card = new_blank_card(tmp_path / "card.json")
     order = CardOrder(holder(serial_no), card_number(serial_no), batch=BATCH)
-    backend = HandsOutAnotherCardsCertificate(rig.ra, rig.client, foreign)
+    backend = HandsOutAnotherCardsCertificate(rig.ra, rig.client, which, foreign)
     with pytest.raises(CardMismatch, match="certifies another key"):
         personalise(rig, card, tmp_path / "j", order, backend=backend)
     state = CardState.load(card)
