@@ -64,6 +64,7 @@ def _setup(home: Path, audit: bool) -> dict[str, Any]:
     signer = make_leaf("CN=人社厅业务签名,O=人社厅,C=CN", pki.ca, "sm2")
     system = make_leaf("CN=bench,O=基准测试,C=CN", pki.ca, "ec-p256", eku=["client_auth"])
     (home / "pass").write_text(PASS + "\n")
+    (home / "pass").chmod(0o600)  # a secret file: owner only
     signer.key.store(home / "sign.key", PASS.encode())
     (home / "sign.pem").write_bytes(der_to_pem(signer.cert.dump(), "CERTIFICATE"))
     (home / "root.pem").write_bytes(der_to_pem(pki.root.cert.dump(), "CERTIFICATE"))

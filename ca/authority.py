@@ -74,6 +74,7 @@ from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.keys.base import KeyHandle
 from sscard.keys.software import SoftwareKey
+from sscard.secrets_input import read_secret_file
 from sscard.sqlschema import WRITE
 from sscard.x509.builder import CsrBuilder
 from sscard.x509.errors import X509Error
@@ -195,7 +196,8 @@ def _stored_passphrase(home: Path) -> bytes | None:
     path = home / PASS_FILE
     if not path.exists():
         return None
-    text = path.read_text(encoding="utf-8").splitlines()
+    # the one secret-file check: a stored passphrase others can read is refused, not used
+    text = read_secret_file(path, "stored CA key passphrase").decode("utf-8").splitlines()
     return text[0].encode() if text and text[0] else None
 
 

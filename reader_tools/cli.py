@@ -252,15 +252,56 @@ def pin_reload(reader: str | None, psam_reader: str | None, pin_file: Path | Non
 @reader_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the new public key here (PEM); default: print it.")
-def keygen(reader: str | None, psam_reader: str | None, out: Path | None) -> None:
+@click.option("--force", is_flag=True,
+              help="Replace a certified signing key (or one an issuance under way names): "
+                   "recorded in the card's journal first; the stale certificate is cleared "
+                   "from the card and must be revoked through the RA.")
+@click.option("--journal-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Personalisation journals (default: <home>/issuance-journal).")
+def keygen(reader: str | None, psam_reader: str | None, out: Path | None, force: bool,
+           journal_dir: Path | None) -> None:
     """Generate the card's SM2 signing key pair on the card (after external authentication
-    through the PSAM); print the public key."""
+    through the PSAM); print the public key. A key that a certificate on the card certifies
+    is replaced only with --force."""
+    from reader_tools.issuance_cli import default_journal_dir
+    from reader_tools.issuance_journal import ROLLED_BACK, Journal
+    from sscard.card.integrity import card_point
     from sscard.crypto.sm2 import SM2PublicKey
     from sscard.x509.pem import der_to_pem
 
+    stale: str | None = None
     with card_errors(), open_card(reader, psam_reader, with_psam=True) as opened:
-        opened.client.external_authenticate(KEY_UPDATE, opened.need_psam())
-        point = opened.client.generate_signing_key()
+        client = opened.client
+        card_id = client.read_card_data().card_id.hex().upper()
+        cert = client.read_certificate("sign")
+        journal = Journal.for_card(journal_dir or default_journal_dir(), card_id)
+        in_issuance = journal.done("keygen") and journal.status != ROLLED_BACK
+        old = card_point(client, "sign")
+        serial = _cert_serial(cert) if cert is not None else None
+        if cert is not None or in_issuance:
+            why = (f"a certificate on the card ({_cert_summary(cert)}) certifies it"
+                   if cert is not None else
+                   f"the issuance journal {journal.path} names it in a request")
+            if not force:
+                raise errors.CertifiedKey(
+                    f"refused: card {card_id}'s signing key is certified: {why}. Replacing "
+                    "it leaves that certificate without its key; give --force to replace it "
+                    "anyway (recorded in the card's journal), then revoke the certificate")
+            # recorded before the key is replaced, so that no forced replacement goes unseen
+            journal.log_event("signing key replacement with --force", reason=why,
+                              old_point=old.hex() if old else None, certificate_serial=serial)
+            stale = why
+        client.external_authenticate(KEY_UPDATE, opened.need_psam())
+        point = client.generate_signing_key()
+        if stale is not None:
+            client.clear_certificate("sign")
+            journal.log_event("signing key replaced with --force",
+                              old_point=old.hex() if old else None, new_point=point.hex(),
+                              certificate_serial=serial, certificate_cleared=cert is not None)
+    if stale is not None:
+        click.echo(f"signing key replaced (--force, recorded in {journal.path}); {stale}: "
+                   "that certificate was cleared from the card, revoke it through the RA",
+                   err=True)
     pem = der_to_pem(SM2PublicKey.from_point(point).spki_der(), "PUBLIC KEY")
     if out:
         out.write_bytes(pem)
@@ -319,6 +360,15 @@ def csr(reader: str | None, psam_reader: str | None, pin_file: Path | None, pin_
     click.echo(f"certificate request signed by the card written to {out}")
 
 
+def _cert_serial(der: bytes) -> str:
+    from asn1crypto import x509
+
+    try:
+        return f"{x509.Certificate.load(der).serial_number:X}"
+    except (ValueError, TypeError):
+        return "unparseable"
+
+
 def _cert_summary(der: bytes) -> str:
     from asn1crypto import x509
 
@@ -350,14 +400,33 @@ def certs(reader: str | None, psam_reader: str | None, write_sign: Path | None,
         raw = path.read_bytes()
         return pem_to_der(raw, "CERTIFICATE") if raw.lstrip().startswith(b"-----") else raw
 
+    from sscard.card.integrity import check_certificate
+    from sscard.crypto.envelopes import EnvelopedKey, EnvelopeError
+
     writes = {"sign": write_sign, "enc": write_enc}
     needs_auth = any(writes.values()) or import_enc_key is not None
+    blob = None
+    if import_enc_key is not None:
+        try:
+            blob = EnvelopedKey.from_blob(import_enc_key.read_bytes())
+        except EnvelopeError as exc:
+            raise click.UsageError(f"{import_enc_key}: {exc}") from None
     with card_errors(), open_card(reader, psam_reader, with_psam=needs_auth) as opened:
         client = opened.client
+        # every certificate is checked against the card's own key (or the encryption key
+        # about to be imported) and holder before anything is written
+        holder_ssn = None
+        if any(writes.values()):
+            client.select_ssse()  # the card may still be in the PKI application
+            holder_ssn = client.read_holder_data().ssn
+        for which, path in writes.items():
+            if path is not None:
+                check_certificate(client, which, load(path), holder_ssn,
+                                  blob.public_point if which == "enc" and blob else None)
         if needs_auth:
             client.external_authenticate(KEY_UPDATE, opened.need_psam())
-        if import_enc_key is not None:
-            client.import_enveloped_key(import_enc_key.read_bytes())
+        if blob is not None:
+            client.import_enveloped_key(blob)
             click.echo("encryption key pair imported")
         for which, path in writes.items():
             if path is not None:
@@ -402,7 +471,16 @@ def write_data(reader: str | None, psam_reader: str | None, data_path: Path) -> 
         holder.validate()
     except (CardDataError, CodecError) as exc:
         raise click.UsageError(f"invalid holder data: {exc}") from None
+    from sscard.card.integrity import certificate_ssn, snapshot
+
     with card_errors(), open_card(reader, psam_reader, with_psam=True) as opened:
+        found = snapshot(opened.client)
+        named = {certificate_ssn(der) for der in found.certificates.values()} - {None}
+        if named and named != {holder.ssn}:
+            raise errors.CardMismatch(
+                f"refused: {found.describe()} naming {', '.join(sorted(map(str, named)))}; "
+                f"holder data for {holder.ssn} would contradict its certificates (roll the "
+                "card back or clear them first)")
         opened.client.select_ssse()
         opened.client.external_authenticate(KEY_UPDATE, opened.need_psam())
         opened.client.write_holder_data(holder)
@@ -418,6 +496,7 @@ def selftest(reader: str | None, psam_reader: str | None) -> None:
     """Non-destructive checks: card data valid, card genuine (internal authentication through
     the PSAM), PKI application present, on-card public key usable."""
     from sscard.card.client import pki_pin_ctk
+    from sscard.card.integrity import certificate_problem
     from sscard.crypto.sm2 import SM2PublicKey
 
     failures = 0
@@ -452,6 +531,14 @@ def selftest(reader: str | None, psam_reader: str | None) -> None:
                 report("PKI application: signing public key", True, "no key generated yet")
             except errors.CardError as exc:
                 report("PKI application: signing public key", False, str(exc))
+            for which, what in (("sign", "signing"), ("enc", "encryption")):
+                name = f"{what} certificate (the card's key, its holder)"
+                der = client.read_certificate(which)
+                if der is None:
+                    report(name, True, "none on the card")
+                    continue
+                problem = certificate_problem(client, which, der, data.holder.ssn)
+                report(name, problem is None, problem or _cert_summary(der))
         tries = client.pin_tries_left()
         report("PIN try counter", tries != 0, f"{tries} tries left" if tries >= 0 else "")
     if failures:

@@ -36,6 +36,10 @@ def _home() -> Path:
     return data_home(click.get_current_context())
 
 
+def default_journal_dir() -> Path:
+    return _home() / "issuance-journal"
+
+
 def _backend(ra_url: str, token_file: Path | None) -> RestBackend:
     token = read_secret(file=token_file, prompt="RA API token",
                         env_var=None if token_file else "SSCARD_RA_TOKEN").decode().strip()
@@ -125,7 +129,7 @@ def personalize(reader: str | None, psam_reader: str | None, data_path: Path | N
     certificates), or resume an interrupted run, or --rollback it."""
     from reader_tools.session import card_errors, open_card
 
-    journals = journal_dir or _home() / "issuance-journal"
+    journals = journal_dir or default_journal_dir()
     backend = _backend(ra_url, token_file)
     remote = None
     kmc_errors: tuple[type[Exception], ...] = ()
@@ -168,6 +172,10 @@ def personalize(reader: str | None, psam_reader: str | None, data_path: Path | N
         except kmc_errors as exc:
             raise click.ClickException(f"card authentication through the KMC failed: {exc}"
                                        " (journal kept)") from None
+    if outcome.already_issued:
+        click.echo(f"card {order.card_number} was already issued to {order.holder.ssn} "
+                   f"(request {outcome.request_id}); nothing written")
+        return
     click.echo(f"card {order.card_number} for {order.holder.ssn} issued: request "
                f"{outcome.request_id}, signing certificate {outcome.sign_serial}, encryption "
                f"certificate {outcome.enc_serial}")
@@ -196,7 +204,7 @@ def batch_issue(csv_file: Path, cards_dir: Path, report: Path, batch: str | None
         raise click.UsageError(str(exc)) from None
     backend = _backend(ra_url, token_file)
     pin = _pin(pin_file, pin_stdin)
-    journals = journal_dir or _home() / "issuance-journal"
+    journals = journal_dir or default_journal_dir()
     progress: Any = click.progressbar(length=len(rows), label="issuing cards",
                                       item_show_func=lambda item: item,
                                       file=sys.stderr)

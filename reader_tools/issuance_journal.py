@@ -5,6 +5,7 @@ it is enciphered for the card's own signing key."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import tempfile
@@ -21,6 +22,8 @@ class Journal:
     card_id: str
     status: str = IN_PROGRESS
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: out-of-band operations on the card (a forced key replacement), oldest first
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def for_card(cls, directory: Path, card_id: str) -> Journal:
@@ -29,7 +32,7 @@ class Journal:
             try:
                 doc = json.loads(path.read_text(encoding="utf-8"))
                 return cls(path, str(doc["card_id"]), str(doc["status"]),
-                           dict(doc.get("steps", {})))
+                           dict(doc.get("steps", {})), list(doc.get("events", [])))
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"journal {path} is damaged ({exc}); move it aside and roll "
                                  "the card back by hand") from None
@@ -49,13 +52,21 @@ class Journal:
         self.steps[step] = data
         self.save()
 
+    def log_event(self, event: str, **data: Any) -> None:
+        """Append an event (with the time) and save: written before the operation it records."""
+        self.events.append({"event": event, "at": dt.datetime.now(dt.UTC).isoformat(), **data})
+        self.save()
+
     def set_status(self, status: str) -> None:
         self.status = status
         self.save()
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"card_id": self.card_id, "status": self.status, "steps": self.steps}
+        doc: dict[str, Any] = {"card_id": self.card_id, "status": self.status,
+                               "steps": self.steps}
+        if self.events:
+            doc["events"] = self.events
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".journal-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -26,7 +26,7 @@ import base64
 import datetime as dt
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +37,18 @@ from reader_tools.issuance_journal import DONE, IN_PROGRESS, ROLLED_BACK, WAITIN
 from sscard.card import codec
 from sscard.card.auth import Authenticator
 from sscard.card.client import (
-    CERT_FIDS,
     EF06_SFI,
-    ENC_PUB,
     SIGN_PUB,
     CardClient,
 )
+from sscard.card.errors import CardMismatch
+from sscard.card.integrity import check_certificate, snapshot
 from sscard.card.keyhandle import CardKey
 from sscard.card.records import EF06_LAYOUT, CardData, HolderData
 from sscard.card.validation import CardDataError, validate_pin
 from sscard.crypto.algorithms import EncryptionScheme, SignatureAlgorithm
 from sscard.crypto.asymmetric import PublicKey
-from sscard.crypto.envelopes import CipherFormat
+from sscard.crypto.envelopes import CipherFormat, EnvelopedKey
 from sscard.crypto.errors import CryptoError
 from sscard.x509.builder import CsrBuilder
 from sscard.x509.names import parse_name
@@ -83,6 +83,8 @@ class Outcome:
     status: str  # done | waiting | rolled_back
     sign_serial: str | None = None
     enc_serial: str | None = None
+    #: the card was issued for this order by an earlier run; nothing was done now
+    already_issued: bool = field(default=False, compare=False)
 
 
 def _card_data(card_id: bytes, order: CardOrder, region: str, today: dt.date) -> CardData:
@@ -92,10 +94,6 @@ def _card_data(card_id: bytes, order: CardOrder, region: str, today: dt.date) ->
         expiry_date=today.replace(year=today.year + order.validity_years).strftime("%Y%m%d"),
         card_number=order.card_number,
     )
-
-
-def _spki_point(cert: x509.Certificate) -> bytes:
-    return bytes(cert["tbs_certificate"]["subject_public_key_info"]["public_key"].contents[1:])
 
 
 class Personalizer:
@@ -124,16 +122,24 @@ class Personalizer:
         except CardDataError as exc:
             raise PersonalisationError(str(exc)) from None
         journal = self.journal()
+        ssn = journal.get("data").get("ssn")
         if journal.status == DONE:
-            return self._outcome(journal, DONE)
+            if ssn != order.holder.ssn or journal.get("data").get("card_number") != \
+                    order.card_number:
+                raise CardMismatch(
+                    f"card {journal.card_id} is issued to {ssn} (card number "
+                    f"{journal.get('data').get('card_number')}), not to {order.holder.ssn} "
+                    f"({order.card_number}); it is not personalised again")
+            self._check_card(journal, order)
+            return self._outcome(journal, DONE, already_issued=True)
         if journal.status == ROLLED_BACK:
             raise PersonalisationError(f"card {journal.card_id} was rolled back (spoiled); "
                                        "it is not issued again")
-        ssn = journal.get("data").get("ssn")
         if ssn is not None and ssn != order.holder.ssn:
             raise PersonalisationError(f"card {journal.card_id} is being personalised for "
                                        f"{ssn}, not {order.holder.ssn}; roll it back first")
-        if not journal.exists:
+        if not journal.steps:  # (a journal may hold events only, e.g. a forced keygen)
+            self._check_blank(journal, order)
             # a refused token or an unreachable RA must stop us before the card is written
             try:
                 self.backend.check()
@@ -151,6 +157,7 @@ class Personalizer:
         for name, run in steps:
             if journal.done(name) and name != "keygen":
                 continue
+            self._check_card(journal, order)
             try:
                 result = run(journal)
             except AwaitingApproval:
@@ -165,10 +172,43 @@ class Personalizer:
         return self._outcome(journal, DONE)
 
     @staticmethod
-    def _outcome(journal: Journal, status: str) -> Outcome:
+    def _outcome(journal: Journal, status: str, already_issued: bool = False) -> Outcome:
         enroll = journal.get("enroll")
         return Outcome(journal.card_id, journal.get("request").get("request_id", ""), status,
-                       enroll.get("sign_serial"), enroll.get("enc_serial"))
+                       enroll.get("sign_serial"), enroll.get("enc_serial"), already_issued)
+
+    # -- the card is the one the journal and the order are about ------------------------------
+
+    def _check_blank(self, journal: Journal, order: CardOrder) -> None:
+        """Without a journal only a blank card is personalised (or one that holds exactly
+        this holder's data and no certificate, as a run that died before its first journal
+        write leaves it): never a card issued to someone, whose certified key and data a new
+        run would replace."""
+        found = snapshot(self.client)
+        if found.blank or (found.holder == order.holder and not found.certificates):
+            return
+        if journal.exists and not found.certificates and found.holder.ssn == order.holder.ssn:
+            return  # this station's own run, killed while it wrote EF06 record by record
+        raise CardMismatch(f"{found.describe()}; it is not blank and no personalisation by "
+                           f"this station is under way for it, so it is not personalised for "
+                           f"{order.holder.ssn}")
+
+    def _check_card(self, journal: Journal, order: CardOrder) -> None:
+        """Before each step: the card in the reader is the journal's card, and once its data
+        is written it still holds this order's holder and card number."""
+        card = self.client.read_card_data()
+        card_id = card.card_id.hex().upper()
+        if card_id != journal.card_id:
+            raise CardMismatch(f"the card in the reader is {card_id}, not {journal.card_id} "
+                               "whose personalisation this is")
+        if journal.done("data"):
+            holder = self.client.read_holder_data()
+            if holder != order.holder or card.card_number != order.card_number:
+                raise CardMismatch(
+                    f"card {card_id} now holds data for {holder.ssn or 'nobody'} "
+                    f"{holder.name} (card number {card.card_number or 'none'}), not the "
+                    f"{order.holder.ssn} / {order.card_number} this run wrote; it was "
+                    "changed outside this personalisation: roll it back")
 
     def _authenticate(self) -> None:
         self.client.select_ssse()
@@ -242,10 +282,20 @@ class Personalizer:
         enroll = journal.get("enroll")
         sign_der = base64.b64decode(enroll["sign_cert"])
         enc_der = base64.b64decode(enroll["enc_cert"])
+        blob = EnvelopedKey.from_blob(base64.b64decode(enroll["enveloped_key_blob"]))
+        ssn = journal.get("data").get("ssn")
+        # nothing goes onto the card that is not for its own keys and its holder
+        check_certificate(self.client, "sign", sign_der, ssn)
+        check_certificate(self.client, "enc", enc_der, ssn, point=blob.public_point)
         self._authenticate()
-        self.client.import_enveloped_key(base64.b64decode(enroll["enveloped_key_blob"]))
+        self.client.import_enveloped_key(blob)
+        check_certificate(self.client, "enc", enc_der, ssn)  # the key the card now holds
         self.client.write_certificate("sign", sign_der)
         self.client.write_certificate("enc", enc_der)
+        if self.client.read_certificate("sign") != sign_der or \
+                self.client.read_certificate("enc") != enc_der:
+            raise PersonalisationError("step install: a certificate read back differs from "
+                                       "what was written")
         return {}
 
     def _verify(self, journal: Journal, order: CardOrder, pin: str) -> dict[str, Any]:
@@ -259,12 +309,8 @@ class Personalizer:
                 self.client.read_certificate("enc") != enc_der:
             raise PersonalisationError("step verify: a certificate read back differs")
         sign_cert, enc_cert = x509.Certificate.load(sign_der), x509.Certificate.load(enc_der)
-        if _spki_point(sign_cert) != self.client.public_point(SIGN_PUB):
-            raise PersonalisationError("step verify: the signing certificate is not for the "
-                                       "card's signing key")
-        if _spki_point(enc_cert) != self.client.public_point(ENC_PUB):
-            raise PersonalisationError("step verify: the encryption key on the card is not "
-                                       "the certified one")
+        check_certificate(self.client, "sign", sign_der, order.holder.ssn)
+        check_certificate(self.client, "enc", enc_der, order.holder.ssn)
         challenge = secrets.token_bytes(32)
         signature = CardKey(self.client, lambda: pin).sign(challenge)
         PublicKey.from_spki(sign_cert["tbs_certificate"]["subject_public_key_info"].dump()) \
@@ -288,7 +334,7 @@ class Personalizer:
         if journal.status == DONE:
             raise PersonalisationError(f"card {journal.card_id} is issued; revoke it through "
                                        "the RA instead of rolling back")
-        if not journal.exists:
+        if not journal.steps:
             raise PersonalisationError(f"no personalisation journal for card {journal.card_id}")
         request_id = journal.get("request").get("request_id")
         if request_id:
@@ -298,12 +344,7 @@ class Personalizer:
                 raise PersonalisationError(f"rollback: {exc}") from None
         self._authenticate()
         for which in ("sign", "enc"):
-            der = self.client.read_certificate(which)
-            if der is not None:
-                self.client.select_pki()
-                self.client.select_file(CERT_FIDS[which])
-                for offset in range(0, len(der), 0xE0):
-                    self.client.update_binary(offset, b"\xff" * min(0xE0, len(der) - offset))
+            self.client.clear_certificate(which)
         self.client.select_ssse()
         for tag, (number, length) in EF06_LAYOUT.items():
             self.client.update_record(EF06_SFI, number, codec.Tlv(tag, b"\x00" * length))

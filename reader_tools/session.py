@@ -19,6 +19,7 @@ from sscard.card.validation import CardDataError
 
 EXIT_NO_READER, EXIT_NO_CARD, EXIT_REMOVED, EXIT_WRONG_PIN, EXIT_BLOCKED = 3, 4, 5, 6, 7
 EXIT_CARD_STATUS, EXIT_NO_PSAM, EXIT_CARD_ERROR = 8, 9, 10
+EXIT_CARD_MISMATCH = 12  # 11 is issuance's "waiting for approval"
 
 
 class CardCommandError(click.ClickException):
@@ -44,6 +45,10 @@ def describe(exc: Exception) -> tuple[str, int]:
         return str(exc), EXIT_BLOCKED
     if isinstance(exc, NoPsam):
         return f"no PSAM: {exc}", EXIT_NO_PSAM
+    if isinstance(exc, errors.CardMismatch):
+        return f"wrong card: {exc}", EXIT_CARD_MISMATCH
+    if isinstance(exc, errors.CardIntegrityError):
+        return str(exc), EXIT_CARD_MISMATCH
     if isinstance(exc, errors.CardStatusError):
         return str(exc), EXIT_CARD_STATUS
     if isinstance(exc, (CardDataError, CodecError)):

@@ -2,11 +2,12 @@
 # Installs the Debian packages that the tests and the demo use, when run as root and missing.
 # Real components, not mocks: pcscd + vsmartcard's virtual reader, SoftHSM2, PostgreSQL,
 # Chromium + ChromeDriver, the OpenSSL CLI, a JRE with BouncyCastle (and javac, for the SM2 CMS
-# interop check the tests compile), wrk.
+# interop check the tests compile), wrk, and pcsc-tools + OpenSC (pcsc_scan and opensc-tool
+# check the emulated card's ATR and T=0 answers).
 set -euo pipefail
 PKGS=(openssl softhsm2 pcscd vsmartcard-vpcd libpcsclite-dev swig postgresql
       chromium chromium-driver fonts-wqy-zenhei default-jre-headless default-jdk-headless
-      libbcpkix-java wrk)
+      libbcpkix-java wrk pcsc-tools opensc)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

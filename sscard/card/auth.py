@@ -16,6 +16,7 @@ from sscard.card import diversify as div
 from sscard.card.apdu import CommandApdu, ResponseApdu
 from sscard.card.diversify import CardAlgorithm
 from sscard.card.errors import CardError, error_for_status
+from sscard.card.t0 import transceive
 from sscard.card.transport import Transport
 
 PSAM_DES_NAME = b"sx1.sh." + "社会保障".encode("gbk")
@@ -108,12 +109,15 @@ class PsamAuthenticator(Authenticator):
         self._env: CardAlgorithm | None = None
         self.apdu_count = 0
 
-    def _send(self, apdu: CommandApdu, what: str) -> bytes:
+    def _exchange(self, apdu: CommandApdu) -> ResponseApdu:
         self.apdu_count += 1
-        response = ResponseApdu.parse(self.transport.transmit(apdu.encode()))
-        if not response.ok:
-            raise error_for_status(response.sw, f"PSAM {what}")
-        return response.data
+        return ResponseApdu.parse(self.transport.transmit(apdu.encode()))
+
+    def _send(self, apdu: CommandApdu, what: str) -> bytes:
+        sw, data = transceive(self._exchange, apdu, f"PSAM {what}")
+        if sw != 0x9000:
+            raise error_for_status(sw, f"PSAM {what}")
+        return data
 
     def _enter(self, algorithm: CardAlgorithm) -> None:
         if self._env is algorithm:

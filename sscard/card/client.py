@@ -21,6 +21,7 @@ from sscard.card.errors import (
     error_for_status,
 )
 from sscard.card.records import EF05_LAYOUT, EF06_LAYOUT, CardData, HolderData
+from sscard.card.t0 import transceive
 from sscard.card.transport import Transport
 from sscard.card.validation import validate_pin
 from sscard.crypto import sm4
@@ -108,19 +109,11 @@ class CardClient:
         return ResponseApdu.parse(answer)
 
     def send(self, apdu: CommandApdu, what: str, pin_command: bool = False) -> bytes:
-        """Send, follow 61xx and 6Cxx, and raise the precise error for any other non-9000."""
-        response = self._exchange(apdu.encode())
-        if response.sw1 == 0x6C:
-            retry = CommandApdu(apdu.cla, apdu.ins, apdu.p1, apdu.p2, apdu.data,
-                                le=response.sw2 or 256)
-            response = self._exchange(retry.encode())
-        data = response.data
-        while response.sw1 == 0x61:
-            response = self._exchange(CommandApdu(0x00, 0xC0, 0, 0,
-                                                  le=response.sw2 or 256).encode())
-            data += response.data
-        if not response.ok:
-            raise error_for_status(response.sw, what, pin_command=pin_command)
+        """Send, follow 61xx and 6Cxx (:mod:`sscard.card.t0`), and raise the precise error for
+        any other non-9000."""
+        sw, data = transceive(lambda a: self._exchange(a.encode()), apdu, what)
+        if sw != 0x9000:
+            raise error_for_status(sw, what, pin_command=pin_command)
         return data
 
     # --- selection ---------------------------------------------------------------------------
@@ -356,6 +349,16 @@ class CardClient:
         self.select_file(fid)
         for offset in range(0, len(der), CHUNK):
             self.update_binary(offset, der[offset : offset + CHUNK])
+
+    def clear_certificate(self, which: str) -> None:
+        """Empty a certificate file (FF-filled, as from the factory); needs prior external
+        authentication with the update key."""
+        der = self.read_certificate(which)
+        if der is None:
+            return
+        self.select_file(CERT_FIDS[which])
+        for offset in range(0, len(der), CHUNK):
+            self.update_binary(offset, b"\xff" * min(CHUNK, len(der) - offset))
 
     def read_certificate(self, which: str) -> bytes | None:
         """The DER certificate, or None for an empty file (FF or 00 filled)."""

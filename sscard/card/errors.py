@@ -26,6 +26,20 @@ class CardRemoved(ReaderError):
     """The card was pulled (or the emulator stopped) in the middle of an operation."""
 
 
+class CardIntegrityError(CardError):
+    """Refused: the operation would act on the wrong card or leave the card inconsistent."""
+
+
+class CardMismatch(CardIntegrityError):
+    """The card is not the one the operation is for: issued to someone else, or holding (or
+    about to be given) a certificate for a key that is not its own."""
+
+
+class CertifiedKey(CardIntegrityError):
+    """The operation would replace a key that a certificate (or an issuance under way)
+    names; it needs an explicit, recorded --force."""
+
+
 class CardStatusError(CardError):
     """The card answered with a status word other than success."""
 

@@ -132,6 +132,8 @@ class CardState:
     binaries: dict[str, bytes]
     sign_d: int | None = None
     enc_d: int | None = None
+    #: T=0 behaviour: data for a command sent without Le (a SELECT, case 3) comes as 61xx and
+    #: then GET RESPONSE; False answers it at once with 9000, as a T=1 card does
     select_answers_61xx: bool = True
     key_max_tries: int = 5
 
@@ -264,9 +266,15 @@ class EmulatedCard:
                 return SW.WRONG_LENGTH.to_bytes(2, "big")
             try:
                 data = self._dispatch(apdu)
-                return data + SW.OK.to_bytes(2, "big")
             except CardStatus as status:
                 return status.sw.to_bytes(2, "big")
+            if data and apdu.le is None and self.state.select_answers_61xx:
+                # T=0 carries no response data for a case-3 command (ISO 7816-3 §12.2.3):
+                # the card says how much it has (61xx) and the reader fetches it with
+                # GET RESPONSE
+                self.session.pending_response = data
+                return (0x6100 | (len(data) & 0xFF)).to_bytes(2, "big")
+            return data + SW.OK.to_bytes(2, "big")
 
     def _persist(self) -> None:
         if self.state_path is not None:
@@ -318,11 +326,7 @@ class EmulatedCard:
             pki = self.state.generation >= 3
             if apdu.data == SSSE_NAME:
                 s.df, s.ef = SSSE, None
-                fci = self._fci(SSSE_NAME)
-                if self.state.select_answers_61xx:
-                    s.pending_response = fci
-                    raise CardStatus(0x6100 | len(fci))
-                return fci
+                return self._fci(SSSE_NAME)
             if apdu.data == PKI_DDF_NAME and pki:
                 s.df, s.ef = PKI_DDF, None
                 return self._fci(PKI_DDF_NAME)

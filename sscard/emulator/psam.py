@@ -26,6 +26,10 @@ PSAM_SM4_NAME = b"sx3.sh." + "社会保障".encode("gbk")
 PSAM_DF01_AID = bytes.fromhex("D15600000590")
 ENVIRONMENTS = {PSAM_DES_NAME: CardAlgorithm.DES3, PSAM_SM4_NAME: CardAlgorithm.SM4}
 
+#: ``3B 6C 00 00`` (TB1, TC1 and 12 historical bytes) + 4 fixed historical bytes; 8 random
+#: ones complete the 12 that T0 announces
+PSAM_ATR_PREFIX = bytes.fromhex("3B6C00000A0B0C0D")
+
 TERMINAL_NUMBER_SFI = 0x16  # 6 bytes BCD [P]
 DEVICE_NUMBER_SFI = 0x15  # 10 bytes BCD [P]
 
@@ -49,8 +53,12 @@ class PsamState:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> PsamState:
+        atr = bytes.fromhex(doc["atr"])
+        if atr.startswith(PSAM_ATR_PREFIX) and len(atr) == 12:
+            # state files made before the fix carry 8 of the 12 historical bytes announced
+            atr += secrets.token_bytes(4)
         return cls(
-            atr=bytes.fromhex(doc["atr"]),
+            atr=atr,
             terminal_number=doc["terminal_number"],
             device_number=doc["device_number"],
             keys={alg: {int(k, 16): bytes.fromhex(v) for k, v in keys.items()}
@@ -68,7 +76,7 @@ class PsamState:
 def make_test_psam(region_code: str = "639900") -> PsamState:
     """A PSAM loaded with the test provincial keys of ``region_code``'s province."""
     return PsamState(
-        atr=bytes.fromhex("3B6C00000A0B0C0D") + secrets.token_bytes(4),
+        atr=PSAM_ATR_PREFIX + secrets.token_bytes(8),
         terminal_number=region_code + f"{secrets.randbelow(10**6):06d}",
         device_number=f"{secrets.randbelow(10**20):020d}",
         keys={alg.name: {int(k): provincial_test_key(k, region_code, alg) for k in KeyId}
@@ -81,6 +89,7 @@ class _Session:
     algorithm: CardAlgorithm | None = None
     in_df01: bool = False
     derived: bytes | None = None
+    pending: bytes = b""  # response data awaiting GET RESPONSE
     extra: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -110,10 +119,26 @@ class EmulatedPsam:
                 apdu = CommandApdu.parse(raw)
             except ApduFormatError:
                 return SW.WRONG_LENGTH.to_bytes(2, "big")
+            pending, self.session.pending = self.session.pending, b""
+            if (apdu.cla, apdu.ins) == (0x00, 0xC0):
+                return self._get_response(apdu, pending)
             try:
-                return self._dispatch(apdu) + b"\x90\x00"
+                data = self._dispatch(apdu)
             except CardStatus as status:
                 return status.sw.to_bytes(2, "big")
+            if data and apdu.le is None:
+                # T=0, as the card: a case-3 command's data comes by GET RESPONSE after 61xx
+                self.session.pending = data
+                return (0x6100 | (len(data) & 0xFF)).to_bytes(2, "big")
+            return data + b"\x90\x00"
+
+    def _get_response(self, apdu: CommandApdu, pending: bytes) -> bytes:
+        if not pending:
+            return SW.CONDITIONS.to_bytes(2, "big")
+        if apdu.le not in (None, 256, len(pending)):
+            self.session.pending = pending  # the right Le may follow
+            return (0x6C00 | (len(pending) & 0xFF)).to_bytes(2, "big")
+        return pending + b"\x90\x00"
 
     def _dispatch(self, apdu: CommandApdu) -> bytes:
         s = self.session

@@ -34,6 +34,7 @@ from sscard.cms.revocation import RevocationFetch
 from sscard.fetch import FetchError
 from sscard.gateway.client import GatewayClient, GatewayClientError
 from sscard.keys.cli import open_software_key, passphrase_options
+from sscard.secrets_input import write_private_file
 from sscard.validation import RevocationMode
 from sscard.x509.errors import X509Error
 from sscard.x509.parse import load_certificate, load_certificates, load_crl
@@ -335,7 +336,7 @@ def decrypt_command(key_file: Path | None, cert_file: Path | None, in_file: Path
             content = decrypt(data, key, cert).content
         except CmsError as exc:
             raise click.ClickException(f"{in_file}: {exc}") from None
-    out_file.write_bytes(content)
+    write_private_file(out_file, content)  # plaintext: readable by its owner only
     click.echo(f"decrypted {in_file} -> {out_file}", err=True)
 
 

@@ -33,6 +33,7 @@ from asn1crypto import crl, x509
 
 from sscard.keys.base import KeyHandle
 from sscard.keys.software import SoftwareKey
+from sscard.secrets_input import SecretFileError, read_secret_file
 from sscard.x509.parse import load_certificate, load_certificates, load_crl
 
 #: every operation a system can be allowed
@@ -139,7 +140,11 @@ def load_config(path: Path) -> GatewayConfig:
     for key_id, spec in data.get("keys", {}).items():
         what = f"keys.{key_id}"
         passphrase_file = _path(base, spec.get("passphrase_file"), f"{what}.passphrase_file")
-        text = _read(passphrase_file, f"{what}.passphrase_file").decode().splitlines()
+        try:
+            text = read_secret_file(passphrase_file, f"{what}.passphrase_file").decode() \
+                .splitlines()
+        except SecretFileError as exc:
+            raise ConfigError(exc.message) from None
         handle = SoftwareKey.load(_path(base, spec.get("key"), f"{what}.key"),
                                   (text[0] if text else "").encode())
         cert = load_certificate(_read(_path(base, spec.get("certificate"), f"{what}.certificate"),

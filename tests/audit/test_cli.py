@@ -28,6 +28,7 @@ def run(home: Path, *args: str) -> Result:
 def home(tmp_path: Path) -> Path:
     """A data directory with an audit key, its certificate, and a log of 12 records."""
     (tmp_path / "pass.txt").write_text(PASS + "\n")
+    (tmp_path / "pass.txt").chmod(0o600)  # a secret file: owner only
     result = run(tmp_path, "keygen", "--key-out", str(tmp_path / "audit-key.pem"),
                  "--cert-out", str(tmp_path / "audit-cert.pem"),
                  "--subject", "CN=审计签名,O=社保厅,C=CN",
@@ -102,6 +103,7 @@ def test_prove_fails_with_a_foreign_certificate(home: Path, tmp_path: Path) -> N
     other = tmp_path / "other"
     other.mkdir()
     (other / "p").write_text("x\n")
+    (other / "p").chmod(0o600)  # a secret file: owner only
     assert run(other, "keygen", "--key-out", str(other / "k.pem"), "--cert-out",
                str(other / "c.pem"), "--passphrase-file", str(other / "p")).exit_code == 0
     result = run(home, "prove", "--seq", "2", "--cert", str(other / "c.pem"))
@@ -148,6 +150,7 @@ def test_unusable_input_exits_2(tmp_path: Path, setup: str, args: list[str],
 def test_checkpoint_refuses_a_wrong_passphrase_or_foreign_certificate(home: Path,
                                                                       tmp_path: Path) -> None:
     (home / "wrong.txt").write_text("wrong\n")
+    (home / "wrong.txt").chmod(0o600)  # a secret file: owner only
     result = run(home, "checkpoint", "--key", str(home / "audit-key.pem"),
                  "--passphrase-file", str(home / "wrong.txt"))
     assert result.exit_code == 2
@@ -155,6 +158,7 @@ def test_checkpoint_refuses_a_wrong_passphrase_or_foreign_certificate(home: Path
     other = tmp_path / "other"
     other.mkdir()
     (other / "p").write_text("x\n")
+    (other / "p").chmod(0o600)  # a secret file: owner only
     assert run(other, "keygen", "--key-out", str(other / "k.pem"), "--cert-out",
                str(other / "c.pem"), "--passphrase-file", str(other / "p")).exit_code == 0
     result = run(home, "checkpoint", "--key", str(home / "audit-key.pem"),

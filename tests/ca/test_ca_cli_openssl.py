@@ -254,6 +254,7 @@ def test_passphrase_from_a_file_is_not_stored_and_is_required(tmp_path: Path) ->
     home = tmp_path / "home"
     secret = tmp_path / "pass.txt"
     secret.write_text("a long enough passphrase\n")
+    secret.chmod(0o600)  # a secret file: owner only
     out = ok(sscard(home, "init", "--passphrase-file", str(secret)))
     assert "stored it in" not in out and not (home / "secrets").exists()
     key_file = home / "ca" / "keys" / "issuing.key.pem"
@@ -264,6 +265,7 @@ def test_passphrase_from_a_file_is_not_stored_and_is_required(tmp_path: Path) ->
     assert missing.exit_code == 1 and "a passphrase is needed" in missing.output
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("not it\n")
+    wrong.chmod(0o600)  # a secret file: owner only
     refused = sscard(home, "crl", "--out", str(crl), "--passphrase-file", str(wrong))
     assert refused.exit_code == 1 and "cannot open the key of CA issuing" in refused.output
     assert not crl.exists()

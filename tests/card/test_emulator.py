@@ -64,6 +64,58 @@ def test_get_response_after_61xx(rig):
     assert client.select_ssse() in (CardAlgorithm.SM4, CardAlgorithm.DES3)
 
 
+def test_every_select_by_name_is_t0_case_3():
+    """SELECT by name carries no Le: over T=0 its FCI comes as 61xx, then GET RESPONSE (the PKI
+    DDF and ADF answered 9000 with data at once, which T=0 cannot carry)."""
+    card = EmulatedCard(sample_card(CardProfile(generation=3)))
+    card.power_on()
+    for name in ("504B492EC9E7BBE1B1A3D5CF", "53532E434552542E41444631"):
+        first = raw(card, f"00A40400{len(name) // 2:02X}{name}")
+        assert first[:2] == "61" and len(first) == 4, first
+        fci = raw(card, f"00C00000{first[2:]}")
+        assert fci.startswith(f"6F{int(first[2:], 16) - 2:02X}84{len(name) // 2:02X}{name}")
+        assert fci.endswith("9F0C038601039000") and len(fci) == 2 * int(first[2:], 16) + 4
+    assert raw(card, "00C0000010") == "6985"  # nothing pending any more
+    # with Le (case 4) the data comes at once
+    assert raw(card, "00A404000C504B492EC9E7BBE1B1A3D5CF00").endswith("9000")
+
+
+def test_psam_answers_t0_too():
+    """The PSAM's encryption (80 FA, case 3) answers 61xx; GET RESPONSE gives the data, a
+    wrong Le gets 6Cxx and the right one after it still works."""
+    from sscard.emulator.psam import PSAM_DF01_AID, PSAM_SM4_NAME, EmulatedPsam
+
+    psam = EmulatedPsam(make_test_psam())
+    psam.power_on()
+
+    def send(hex_apdu: str) -> str:
+        return psam.process(bytes.fromhex(hex_apdu)).hex().upper()
+
+    assert send(f"00A40400{len(PSAM_SM4_NAME):02X}{PSAM_SM4_NAME.hex()}") == "9000"
+    assert send(f"00A4040006{PSAM_DF01_AID.hex()}") == "9000"
+    assert send("BFDE0B0010" + "11" * 16) == "9000"
+    assert send("80FA000010" + "22" * 16) == "6110"
+    assert send("00C0000008") == "6C10"
+    answer = send("00C0000010")
+    assert len(answer) == 36 and answer.endswith("9000")
+    assert send("00C0000010") == "6985"  # fetched once only
+    assert send("80FA00001022222222222222222222222222222222" + "10").endswith("9000")  # Le
+
+
+def test_psam_atr_carries_the_historical_bytes_it_announces():
+    from smartcard.ATR import ATR
+
+    from sscard.emulator.psam import PsamState
+
+    state = make_test_psam()
+    parsed = ATR(list(state.atr))
+    assert parsed.K == 12 and len(parsed.getHistoricalBytes()) == 12
+    assert len(state.atr) == 4 + 12  # TS T0 TB1 TC1 + 12 historical bytes
+    # a state file written before the fix (8 of the 12 bytes) is completed on load
+    legacy = PsamState.from_json(dict(state.to_json(), atr=state.atr[:12].hex()))
+    assert len(legacy.atr) == 16 and legacy.atr[:12] == state.atr[:12]
+
+
 def test_malformed_apdus(rig):
     card, *_ = rig
     assert raw(card, "00") == "6700"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -311,3 +312,156 @@ def test_generation_2_card(pcsc_rig, tmp_path):
         assert keygen.returncode == 8 and "6A82" in keygen.stderr  # no PKI application
     finally:
         emu.stop()
+
+
+def test_pcsc_tools_find_well_formed_atrs_and_t0_get_response(emulator):
+    """Debian's pcsc-tools and OpenSC against the emulated card and PSAM behind pcscd: no ATR
+    error, and SELECT of the PKI application (case 3 over T=0) answers 61xx, after which
+    GET RESPONSE gives the FCI."""
+    home = emulator.state.parent / "home"
+    (home / ".cache").mkdir(parents=True)
+    # ATR_analysis downloads its card list when $HOME has no fresh copy: give it the packaged
+    # one, so the test needs no network
+    shutil.copy("/usr/share/pcsc/smartcard_list.txt", home / ".cache" / "smartcard_list.txt")
+    env = dict(emulator.rig.env, HOME=str(home))
+    scan = subprocess.run(["pcsc_scan", "-t", "2"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    report = scan.stdout + scan.stderr
+    assert "ATR: 3B 6D 00 00" in report and "ATR: 3B 6C 00 00" in report, report[-2000:]
+    assert report.count("K: 13 (historical bytes)") >= 1, report[-2000:]
+    assert report.count("K: 12 (historical bytes)") >= 1, report[-2000:]
+    assert "truncated" not in report and "missing" not in report, report[-2000:]
+    assert "Updating" not in report  # no download attempted
+
+    pki_ddf = "504B492EC9E7BBE1B1A3D5CF"
+    tool = subprocess.run(["opensc-tool", "--reader", "0", "--atr", "--verbose", "--verbose",
+                           "--verbose", "--send-apdu", f"00A404000C{pki_ddf}00"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert tool.returncode == 0, tool.stderr[-2000:]
+    assert "3B 6D 00 00 00 81 4E 43 23" in tool.stdout.upper().replace(":", " "), tool.stdout
+    log = tool.stderr
+    select_at = log.rindex(f"00 A4 04 00 0C {pki_ddf[:2]}")  # the SELECT on the wire (no Le)
+    answer = log[select_at:]
+    assert "Incoming APDU (2 bytes):\n61 18" in answer, answer[:1500]
+    assert "Outgoing APDU (5 bytes):\n00 C0 00 00 18" in answer, answer[:1500]
+    assert "Incoming APDU (26 bytes):\n6F 16 84 0C 50 4B 49" in answer, answer[:1500]
+    assert "Received (SW1=0x90, SW2=0x00)" in tool.stdout
+    assert "6F 16 84 0C 50 4B 49 2E C9 E7 BB E1 B1 A3 D5 CF" in tool.stdout, tool.stdout
+
+
+def _write_raw(which: str, der: bytes) -> None:
+    """Put a certificate on the card behind the tools' back (as a hostile or buggy writer
+    could), to see that selftest notices."""
+    client = open_client()
+    psam = open_psam()
+    try:
+        client.external_authenticate(0x0B, psam)
+        client.write_certificate(which, der)
+    finally:
+        client.close()
+        psam.transport.disconnect()
+
+
+def test_certs_refuses_a_certificate_that_is_not_for_the_card(emulator, tmp_path):
+    """Issue 12 finding 12: `card certs --write-sign` wrote a certificate whose key is not the
+    card's, and selftest still said ok."""
+    rig = emulator.rig
+    assert run_cli(rig, "keygen", "--out", str(tmp_path / "card.pub")).returncode == 0
+    point = PublicKey.from_pem((tmp_path / "card.pub").read_bytes()).raw.point
+    ca = SoftwareKey.generate("sm2")
+    foreign = tmp_path / "foreign.cer"
+    foreign.write_bytes(_certificate_for(SM2PrivateKey.generate().public_key().point, ca))
+    refused = run_cli(rig, "certs", "--write-sign", str(foreign))
+    assert refused.returncode == 12, refused.stdout + refused.stderr
+    assert "certifies another key, not the card's own" in refused.stderr
+    assert "sign: (empty)" in run_cli(rig, "certs").stdout  # nothing written
+
+    # the card's key, but another person's SSN
+    other = tmp_path / "other.cer"
+    from sscard.x509.builder import CertificateBuilder
+    from sscard.x509.names import parse_name
+
+    now = dt.datetime.now(dt.UTC)
+    other.write_bytes(CertificateBuilder().subject(parse_name(
+        "CN=王五,serialNumber=11010519491231002X,C=CN")).issuer(parse_name("CN=Test SS CA,C=CN"))
+        .public_key(PublicKey(SM2PublicKey.from_point(point))).serial_number(7)
+        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30)).sign(ca).dump())
+    refused = run_cli(rig, "certs", "--write-sign", str(other))
+    assert refused.returncode == 12 and "names SSN 11010519491231002X" in refused.stderr
+
+    # an encryption certificate with no encryption key on the card
+    refused = run_cli(rig, "certs", "--write-enc", str(foreign))
+    assert refused.returncode == 12 and "holds no encryption key" in refused.stderr
+
+    # selftest compares certificate and key
+    _write_raw("sign", foreign.read_bytes())
+    selftest = run_cli(rig, "selftest")
+    assert selftest.returncode != 0, selftest.stdout
+    assert "FAIL signing certificate" in selftest.stdout
+    assert "certifies another key" in selftest.stdout
+
+    good = tmp_path / "good.cer"
+    good.write_bytes(_certificate_for(point, ca))
+    written = run_cli(rig, "certs", "--write-sign", str(good))
+    assert written.returncode == 0, written.stderr
+    selftest = run_cli(rig, "selftest")
+    assert selftest.returncode == 0, selftest.stdout + selftest.stderr
+    assert "ok   signing certificate" in selftest.stdout
+
+
+def test_keygen_does_not_silently_replace_a_certified_key(emulator, tmp_path):
+    """Issue 12 finding 12: `card keygen` silently replaced a certified key. Now it needs
+    --force, which is recorded in the card's journal and clears the stale certificate."""
+    rig = emulator.rig
+    pub = tmp_path / "card.pub"
+    assert run_cli(rig, "keygen", "--out", str(pub)).returncode == 0
+    assert run_cli(rig, "keygen", "--out", str(pub)).returncode == 0  # not certified yet
+    point = PublicKey.from_pem(pub.read_bytes()).raw.point
+    cert = tmp_path / "sign.cer"
+    cert.write_bytes(_certificate_for(point, SoftwareKey.generate("sm2")))
+    assert run_cli(rig, "certs", "--write-sign", str(cert)).returncode == 0
+
+    journals = tmp_path / "journals"
+    refused = run_cli(rig, "keygen", "--journal-dir", str(journals))
+    assert refused.returncode == 12, refused.stdout + refused.stderr
+    assert "certified" in refused.stderr and "--force" in refused.stderr
+    client = open_client()
+    try:
+        assert client.public_point() == point  # unchanged
+        card_id = client.read_card_data().card_id.hex().upper()
+    finally:
+        client.close()
+
+    forced = run_cli(rig, "keygen", "--force", "--journal-dir", str(journals),
+                     "--out", str(tmp_path / "new.pub"))
+    assert forced.returncode == 0, forced.stderr
+    assert "revoke" in forced.stdout + forced.stderr
+    new_point = PublicKey.from_pem((tmp_path / "new.pub").read_bytes()).raw.point
+    assert new_point != point
+    record = json.loads((journals / f"{card_id}.json").read_text(encoding="utf-8"))
+    event = record["events"][-1]
+    assert event["event"] == "signing key replaced with --force"
+    assert event["old_point"] == point.hex() and event["new_point"] == new_point.hex()
+    assert event["certificate_serial"] == f"{0x1234567890ABCDEF:X}"
+    assert "sign: (empty)" in run_cli(rig, "certs").stdout  # the stale certificate is gone
+    selftest = run_cli(rig, "selftest")
+    assert selftest.returncode == 0, selftest.stdout
+
+
+def test_write_data_refuses_another_person_on_a_certified_card(emulator, tmp_path):
+    rig = emulator.rig
+    pub = tmp_path / "card.pub"
+    assert run_cli(rig, "keygen", "--out", str(pub)).returncode == 0
+    cert = tmp_path / "sign.cer"  # certifies 张三 (the sample holder)
+    cert.write_bytes(_certificate_for(PublicKey.from_pem(pub.read_bytes()).raw.point,
+                                      SoftwareKey.generate("sm2")))
+    assert run_cli(rig, "certs", "--write-sign", str(cert)).returncode == 0
+    data = tmp_path / "holder.json"
+    data.write_text(json.dumps({"ssn": "11010519491231002X", "name": "李四", "sex": "1",
+                                "ethnicity": "01", "birthplace": "110105",
+                                "birth_date": "19491231"}), encoding="utf-8")
+    refused = run_cli(rig, "write-data", "--data", str(data))
+    assert refused.returncode == 12, refused.stdout + refused.stderr
+    assert "111111198101011110" in refused.stderr
+    info = json.loads(run_cli(rig, "info", "--format", "json").stdout)
+    assert info["name"] == "张三"

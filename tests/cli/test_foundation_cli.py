@@ -27,6 +27,7 @@ def sscard(*args: str | Path, input: bytes | None = None,
 def pf(tmp_path: Path) -> Path:
     p = tmp_path / "pf"
     p.write_text("s3cret passphrase\n")
+    p.chmod(0o600)  # a secret file: owner only
     return p
 
 
@@ -46,6 +47,7 @@ def test_passphrase_from_stdin_and_never_argv(tmp_path: Path) -> None:
     sscard("key", "generate", "--out", out, "--passphrase-stdin", input=b"from stdin\n")
     pf = tmp_path / "p"
     pf.write_text("from stdin\n")
+    pf.chmod(0o600)  # a secret file: owner only
     openssl("pkey", "-in", out, "-passin", f"file:{pf}", "-noout")
     bad = sscard("key", "generate", "--out", tmp_path / "x.pem", "--passphrase", "oops",
                  check=False)
@@ -76,6 +78,7 @@ def test_csr_with_wrong_passphrase_or_bad_subject(tmp_path: Path, pf: Path) -> N
     sscard("key", "generate", "--out", key, "--passphrase-file", pf)
     wrong = tmp_path / "wrong"
     wrong.write_text("nope\n")
+    wrong.chmod(0o600)  # a secret file: owner only
     proc = sscard("csr", "create", "--key", key, "--passphrase-file", wrong,
                   "--subject", "CN=x", "--out", tmp_path / "r.pem", check=False)
     assert proc.returncode == 1 and "wrong passphrase" in proc.stderr

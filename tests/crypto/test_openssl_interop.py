@@ -26,6 +26,7 @@ PASS = b"correct horse battery staple"
 def passfile(tmp_path: Path) -> Path:
     p = tmp_path / "pass.txt"
     p.write_bytes(PASS + b"\n")
+    p.chmod(0o600)  # a secret file: owner only
     return p
 
 

@@ -179,7 +179,9 @@ def test_cardholder_authentication_from_the_cli(rig: Rig, pcsc_card) -> None:
     system.key.store(workdir / "system.key", b"pass phrase")
     (workdir / "system.pem").write_bytes(der_to_pem(system.cert.dump(), "CERTIFICATE"))
     (workdir / "pass").write_text("pass phrase\n")
+    (workdir / "pass").chmod(0o600)  # a secret file: owner only
     (workdir / "pin").write_text(PIN + "\n")
+    (workdir / "pin").chmod(0o600)  # a secret file: owner only
     base = [sys.executable, "-m", "sscard.cli", "gateway", "authenticate-card",
             "--gateway", rig.url, "--client-cert", str(workdir / "system.pem"),
             "--client-key", str(workdir / "system.key"), "--passphrase-file",
@@ -190,6 +192,7 @@ def test_cardholder_authentication_from_the_cli(rig: Rig, pcsc_card) -> None:
     assert res.stdout.startswith("AUTHENTICATED: CN=张三")
     assert HOLDER_SSN in res.stdout
     (workdir / "wrong-pin").write_text("654321\n")
+    (workdir / "wrong-pin").chmod(0o600)  # a secret file: owner only
     res = subprocess.run([*base, "--pin-file", str(workdir / "wrong-pin")], env=pcscd.env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 1

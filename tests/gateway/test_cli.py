@@ -29,6 +29,7 @@ def run(*args: str) -> Result:
 def files(rig: Rig, tmp_path: Path) -> Path:
     signer = rig.pki.signer
     (tmp_path / "pass").write_text("correct horse\n")
+    (tmp_path / "pass").chmod(0o600)  # a secret file: owner only
     signer.key.store(tmp_path / "signer.key", b"correct horse")
     (tmp_path / "signer.pem").write_bytes(der_to_pem(signer.cert.dump(), "CERTIFICATE"))
     (tmp_path / "signer.der").write_bytes(signer.cert.dump())
@@ -94,6 +95,7 @@ def test_verify_with_unknown_root_and_unusable_input(files: Path, rig: Rig) -> N
 def test_wrong_passphrase_is_a_clear_error(files: Path) -> None:
     f = files
     (f / "wrong").write_text("nope\n")
+    (f / "wrong").chmod(0o600)  # a secret file: owner only
     res = CliRunner().invoke(cli, ["sign", "--key", str(f / "signer.key"), "--cert",
                                    str(f / "signer.pem"), "--passphrase-file", str(f / "wrong"),
                                    str(f / "doc.txt"), str(f / "x.p7s")])

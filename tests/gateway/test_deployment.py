@@ -32,6 +32,7 @@ DOC = "工伤认定决定书".encode() * 10
 @pytest.fixture()
 def home(rig: Rig, tmp_path: Path) -> Path:
     (tmp_path / "pass").write_text("gateway pass\n")
+    (tmp_path / "pass").chmod(0o600)  # a secret file: owner only
     rig.hr_sign.key.store(tmp_path / "hr-sign.key", b"gateway pass")
     (tmp_path / "hr-sign.pem").write_bytes(der_to_pem(rig.hr_sign.cert.dump(), "CERTIFICATE"))
     (tmp_path / "root.pem").write_bytes(der_to_pem(rig.pki.root.cert.dump(), "CERTIFICATE"))

@@ -36,6 +36,7 @@ def guide_env(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> dict[str, s
                        eku=["client_auth"])
     system.key.store(home / "system.key", b"guide passphrase")
     (home / "system.pass").write_text("guide passphrase\n")
+    (home / "system.pass").chmod(0o600)  # a secret file: owner only
 
     def pem(name: str, der: bytes) -> str:
         (home / name).write_bytes(der_to_pem(der, "CERTIFICATE"))

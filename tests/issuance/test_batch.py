@@ -49,7 +49,9 @@ def write_csv(path: Path, numbers: list[int]) -> list[dict[str, str]]:
 
 def args(tmp: Path, rig: RaRig, url: str, report: str = "report.csv") -> list[str]:
     (tmp / "token").write_text(rig.api_token + "\n")
+    (tmp / "token").chmod(0o600)  # a secret file: owner only
     (tmp / "pin").write_text(PIN + "\n")
+    (tmp / "pin").chmod(0o600)  # a secret file: owner only
     return ["--cards-dir", str(tmp / "cards"), "--report", str(tmp / report), "--batch", BATCH,
             "--ra-url", url, "--token-file", str(tmp / "token"), "--pin-file", str(tmp / "pin"),
             "--journal-dir", str(tmp / "journal")]

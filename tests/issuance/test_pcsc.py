@@ -62,7 +62,9 @@ def personalize(rig: PcscRig, ra: RaRig, url: str, work: Path, *args: str,
                 data: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     token, pin = work / "token", work / "pin"
     token.write_text(ra.api_token + "\n")
+    token.chmod(0o600)  # a secret file: owner only
     pin.write_text(PIN + "\n")
+    pin.chmod(0o600)  # a secret file: owner only
     cmd = [sys.executable, "-m", "reader_tools.issuance_cli", "personalize", "--ra-url", url,
            "--token-file", str(token), "--journal-dir", str(work / "journal"), *args]
     if data is not None:
@@ -117,6 +119,30 @@ def test_personalise_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
     check_card(pcsc_rig, rig, data)
 
 
+def test_issued_card_not_personalised_for_another_person_over_pcsc(
+        pcsc_rig: PcscRig, rig: RaRig, ra_url: str, blank: EmulatorProcess,
+        tmp_path: Path) -> None:
+    """Issue 12 finding 12: `card personalize` on a card issued to 李四 with another person's
+    data printed "issued" and exited 0 while the card still held 李四."""
+    first = order_json(9006)
+    assert personalize(pcsc_rig, rig, ra_url, tmp_path, data=first).returncode == 0
+    second = dict(order_json(9007), name="王五")
+    refused = personalize(pcsc_rig, rig, ra_url, tmp_path, data=second)
+    assert refused.returncode == 12, refused.stdout + refused.stderr
+    assert "issued" not in refused.stdout
+    assert f"issued to {first['ssn']}" in refused.stderr and second["ssn"] in refused.stderr
+    # from another station (no journal for this card): refused before the card is touched
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    refused = personalize(pcsc_rig, rig, ra_url, elsewhere, data=second)
+    assert refused.returncode == 12, refused.stdout + refused.stderr
+    assert "not blank" in refused.stderr
+    assert certificates_for(rig, second["ssn"]) == {}
+    check_card(pcsc_rig, rig, first)  # still 李四's, with 李四's key and certificates
+    again = personalize(pcsc_rig, rig, ra_url, tmp_path, data=first)
+    assert again.returncode == 0 and "already issued" in again.stdout, again.stderr
+
+
 def test_killed_then_resumed_over_pcsc(pcsc_rig: PcscRig, rig: RaRig,
                                        ra_url: str, blank: EmulatorProcess,
                                        tmp_path: Path) -> None:
@@ -155,9 +181,11 @@ def test_refusals_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
     bad_token = tmp_path / "bad"
     bad_token.mkdir()
     (bad_token / "token").write_text("ra_not-a-token\n")
+    (bad_token / "token").chmod(0o600)  # a secret file: owner only
     env = dict(pcsc_rig.env, SSCARD_READER=CARD_READER, SSCARD_PSAM_READER=PSAM_READER)
     (bad_token / "holder.json").write_text(json.dumps(data), encoding="utf-8")
     (bad_token / "pin").write_text(PIN + "\n")
+    (bad_token / "pin").chmod(0o600)  # a secret file: owner only
     proc = subprocess.run(
         [sys.executable, "-m", "reader_tools.issuance_cli", "personalize", "--ra-url", ra_url,
          "--token-file", str(bad_token / "token"), "--journal-dir", str(bad_token / "j"),
@@ -199,8 +227,10 @@ def test_personalise_over_pcsc_with_kmc_cryptograms(
     key_file = tmp_path / "kmc.key"
     terminal = f"terminal-{secrets.token_hex(3)}"
     key_file.write_text(rig.kmc.add_caller(terminal, "terminal"))
+    key_file.chmod(0o600)  # a secret file: owner only
     cardkeys.bind_terminal(terminal, ["63"])
     (tmp_path / "wrong.key").write_text("kmc_wrong\n")
+    (tmp_path / "wrong.key").chmod(0o600)  # a secret file: owner only
     data = order_json(9005)
     for kmc_url in serve(kmc_app(rig.kmc)):
         wrong = personalize(pcsc_rig, rig, ra_url, tmp_path, "--kmc-url", kmc_url,

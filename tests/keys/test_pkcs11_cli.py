@@ -56,12 +56,14 @@ def test_lists_software_keys_without_opening_them(key_dir: Path) -> None:
 def test_passphrase_file_reveals_algorithms(key_dir: Path, tmp_path: Path) -> None:
     pf = tmp_path / "pass"
     pf.write_bytes(PASSPHRASE + b"\n")
+    pf.chmod(0o600)  # a secret file: owner only
     code, out = _run("--dir", key_dir, "--passphrase-file", pf)
     assert code == 0, out
     lines = {line.split()[0]: line for line in out.splitlines()[2:] if line.strip()}
     assert "sm2" in lines["card-sign.pem"]
     assert "ec-p256" in lines["ocsp.der"]
     pf.write_text("wrong\n")
+    pf.chmod(0o600)  # a secret file: owner only
     code, out = _run("--dir", key_dir, "--passphrase-file", pf)
     assert code == 0, out
     assert "passphrase does not open it" in out
@@ -127,6 +129,7 @@ def test_wrong_pin_and_unknown_token_fail_clearly(softhsm_token: SoftHsmToken,
                                                   tmp_path: Path) -> None:
     bad = tmp_path / "pin"
     bad.write_text("definitely-wrong\n")
+    bad.chmod(0o600)  # a secret file: owner only
     code, out = _run("--pkcs11-module", softhsm_token.module, "--token", softhsm_token.label,
                      "--pin-file", bad)
     assert code == 1

@@ -108,4 +108,5 @@ def populated(tmp_path: Path) -> Populated:
 def passphrase_file(tmp_path: Path) -> Path:
     path = tmp_path / "backup.pass"
     path.write_text("correct horse battery staple\n")
+    path.chmod(0o600)  # a secret file: owner only
     return path

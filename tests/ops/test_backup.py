@@ -202,6 +202,7 @@ def test_wrong_passphrase_and_foreign_files_cannot_be_checked(
         made_backup: Path, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.pass"
     wrong.write_text("not the passphrase\n")
+    wrong.chmod(0o600)  # a secret file: owner only
     result = _verify(made_backup, wrong)
     assert result.exit_code == 2 and "passphrase does not open this backup" in result.output
     foreign = tmp_path / "foreign.tar"

@@ -22,6 +22,7 @@ def sscard(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_set_up_officers_and_clients(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (tmp_path / "pw").write_text("a long enough password\n")
+    (tmp_path / "pw").chmod(0o600)  # a secret file: owner only
     done = sscard(home, "add-officer", "zhang", "--role", "officer", "--role", "auditor",
                   "--display-name", "张审核", "--password-file", str(tmp_path / "pw"))
     assert done.returncode == 0, done.stderr
@@ -30,6 +31,7 @@ def test_set_up_officers_and_clients(tmp_path: Path) -> None:
                    "--password-file", str(tmp_path / "pw"))
     assert again.returncode == 1 and "already exists" in again.stderr
     (tmp_path / "short").write_text("short\n")
+    (tmp_path / "short").chmod(0o600)  # a secret file: owner only
     short = sscard(home, "add-officer", "li", "--role", "officer",
                    "--password-file", str(tmp_path / "short"))
     assert short.returncode == 1 and "at least 10" in short.stderr
@@ -60,6 +62,7 @@ def test_set_up_officers_and_clients(tmp_path: Path) -> None:
 
 def test_serve_needs_the_kmc_shares(tmp_path: Path) -> None:
     (tmp_path / "k").write_text("x\n")
+    (tmp_path / "k").chmod(0o600)  # a secret file: owner only
     out = sscard(tmp_path, "serve", "--kmc-ra-key-file", str(tmp_path / "k"),
                  "--kmc-ca-key-file", str(tmp_path / "k"))
     assert out.returncode == 2 and "--share" in out.stderr

@@ -98,6 +98,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> OcspSetup:
     (d / "ca.pem").write_bytes(pem.armor("CERTIFICATE", ca.cert.dump()))
     ca.key.store(d / "ca.key", PASSPHRASE.encode())
     (d / "pass").write_text(PASSPHRASE)
+    (d / "pass").chmod(0o600)  # a secret file: owner only
     expiry = (NOW + timedelta(days=365)).strftime("%y%m%d%H%M%SZ")
     revoked_at = (NOW - timedelta(hours=2)).strftime("%y%m%d%H%M%SZ")
     (d / "index.txt").write_text(
