@@ -196,7 +196,8 @@ def _issue(ca: CertificateAuthority, profile: str, cn: str = "matrix"
 def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertificateAuthority]:
     base = tmp_path_factory.mktemp("authz")
     (base / "ca.toml").write_text(EC_CONFIG, encoding="utf-8")
-    authority = CertificateAuthority.init(base / "home", base / "ca.toml")
+    authority = CertificateAuthority.init(base / "home", base / "ca.toml",
+                                          audit=AuditLog.at_home(base / "home"))
     yield authority
     authority.close()
 
