@@ -398,37 +398,42 @@ class RegistrationAuthority:
         back-off period, and the account's sessions end. Unknown accounts count the same way,
         and every refusal has the one message ``LOGIN_REFUSED``."""
         account_key, source_key = self._throttle_keys(username, source)
+        actor: Actor | None = None
         with self.audit.operation(f"officer:{username or '-'}", "ra.login", username or "-",
                                   details={"method": "password", "source": source}) as op:
             if not (self._take_attempt(source_key, None, self.config.max_failed_per_source)
                     and self._take_attempt(account_key, username,
                                            self.config.max_failed_logins)):
-                op.deny("locked out")
-                raise AuthenticationFailed(LOGIN_REFUSED)
-            with self._tx() as s:
-                officer = s.scalar(select(Officer).where(Officer.username == username))
-                stored = officer.password_hash if officer is not None else _DUMMY_HASH
-                try:
-                    # the same argon2 work for unknown accounts: no enumeration by timing
-                    _HASHER.verify(stored, password)
-                    good = officer is not None and officer.active
-                except (VerificationError, InvalidHashError):
-                    good = False
-                if good:
-                    assert officer is not None
-                    if _HASHER.check_needs_rehash(officer.password_hash):
-                        officer.password_hash = _HASHER.hash(password)
-                    actor = Actor(officer.username, officer.role_set(), person=officer.person)
-            if good:
-                self._after_success(account_key, source_key)
-                return actor
-            locked = self._after_failure(account_key, self.config.max_failed_logins)
-            self._after_failure(source_key, self.config.max_failed_per_source)
-            if locked:
-                with self._tx() as s:
-                    self._end_sessions(s, username)
-            op.deny(f"wrong password{' (locked out)' if locked else ''}")
-        raise AuthenticationFailed(LOGIN_REFUSED)
+                op.deny("locked out, password not checked")
+            else:
+                actor = self._check_password(username, password)
+                if actor is not None:
+                    self._after_success(account_key, source_key)
+                else:
+                    locked = self._after_failure(account_key, self.config.max_failed_logins)
+                    self._after_failure(source_key, self.config.max_failed_per_source)
+                    if locked:
+                        with self._tx() as s:
+                            self._end_sessions(s, username)
+                    op.deny(f"wrong password{' (locked out)' if locked else ''}")
+        if actor is None:
+            raise AuthenticationFailed(LOGIN_REFUSED)
+        return actor
+
+    def _check_password(self, username: str, password: str) -> Actor | None:
+        with self._tx() as s:
+            officer = s.scalar(select(Officer).where(Officer.username == username))
+            stored = officer.password_hash if officer is not None else _DUMMY_HASH
+            try:
+                # the same argon2 work for unknown accounts: no enumeration by timing
+                _HASHER.verify(stored, password)
+            except (VerificationError, InvalidHashError):
+                return None
+            if officer is None or not officer.active:
+                return None
+            if _HASHER.check_needs_rehash(officer.password_hash):
+                officer.password_hash = _HASHER.hash(password)
+            return Actor(officer.username, officer.role_set(), person=officer.person)
 
     def change_password(self, username: str, old_password: str, new_password: str,
                         source: str = "-") -> None:
