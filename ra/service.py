@@ -207,11 +207,27 @@ class RegistrationAuthority:
         with self._sessions() as s, s.begin():
             yield s
 
-    @staticmethod
-    def _need(actor: Actor, *roles: Role) -> None:
-        if not actor.roles & set(roles):
+    def _need(self, actor: Actor, *roles: Role, clients: bool = False) -> None:
+        """Refuse unless ``actor`` holds one of ``roles`` now, as the database has it: an
+        Actor's own role claims count for nothing, a disabled account can do nothing, and a
+        station (API client) only what is marked ``clients`` (its enrollments)."""
+        with self._tx() as s:
+            if actor.client:
+                client = s.scalar(select(ApiClient).where(ApiClient.name == actor.name))
+                ok = clients and client is not None and client.active
+            else:
+                officer = s.scalar(select(Officer).where(Officer.username == actor.name))
+                ok = officer is not None and officer.active and \
+                    bool(officer.role_set() & set(roles))
+        if not ok:
             raise Forbidden(f"{actor.name} may not do this; it needs the role "
                             f"{' or '.join(r.value for r in roles)}")
+
+    @staticmethod
+    def _own(actor: Actor, req: Request) -> None:
+        """A station sees and acts on its own requests only."""
+        if actor.client and req.requested_by != actor.name:
+            raise Forbidden(f"request {req.public_id} was filed by another client")
 
     # -- officers -----------------------------------------------------------------------------
 
@@ -561,6 +577,9 @@ class RegistrationAuthority:
         """Register a reader tool or kiosk; returns its bearer token, shown once."""
         if actor is not None:
             self._need(actor, Role.ADMINISTRATOR)
+        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(
+                ".", "").isalnum():
+            raise BadRequest(f"client name {name!r}: 1-64 letters, digits, '-', '_' or '.'")
         token = "ra_" + secrets.token_urlsafe(32)
         with self.audit.operation(actor.audit_name if actor else "setup", "ra.client.add", name):
             try:
@@ -663,7 +682,7 @@ class RegistrationAuthority:
         card's key; its subject must be the one built from the cardholder record). The same
         client re-submitting the same card and key gets its request back, so a reader tool
         that lost its answer can ask again; anyone else gets a conflict and no data."""
-        self._need(actor, Role.OPERATOR, Role.OFFICER)
+        self._need(actor, Role.OPERATOR, Role.OFFICER, clients=True)
         try:
             holder.validate()
         except (CardDataError, CodecError) as exc:
@@ -943,6 +962,7 @@ class RegistrationAuthority:
         """Record one officer's decision. The request row is updated under its version
         (optimistic lock): of two decisions at once, one commits and the other is evaluated
         again against the new state, so every decision counts exactly once."""
+        self._need(actor, Role.OFFICER)
         action = "ra.request.approve" if approve else "ra.request.reject"
         with self.audit.operation(actor.audit_name, action, request_id) as op:
             for _attempt in range(DECISION_RETRIES):
@@ -1182,10 +1202,11 @@ class RegistrationAuthority:
 
     def confirm_personalised(self, actor: Actor, request_id: str) -> dict[str, Any]:
         """The reader tool read everything back from the card: the card is issued."""
-        self._need(actor, Role.OPERATOR, Role.OFFICER)
+        self._need(actor, Role.OPERATOR, Role.OFFICER, clients=True)
         with self.audit.operation(actor.audit_name, "ra.card.activate", request_id), \
                 self._tx() as s:
             req = self._request(s, request_id)
+            self._own(actor, req)
             card = s.get(Card, req.card_ref) if req.card_ref else None
             if req.state != RequestState.DONE or card is None:
                 raise Conflict(f"request {request_id} is {req.state}; only an issued "
@@ -1200,11 +1221,13 @@ class RegistrationAuthority:
         """Undo an enrollment whose card was not finished: revoke whatever was issued
         (cessationOfOperation), mark the card spoiled and the request failed. Idempotent."""
         if not _system:
-            self._need(actor, Role.OPERATOR, Role.OFFICER)
+            self._need(actor, Role.OPERATOR, Role.OFFICER, clients=True)
         from ca.errors import AlreadyRevoked, UnknownCertificate
 
         with self._tx() as s:
             req = self._request(s, request_id)
+            if not _system:
+                self._own(actor, req)
             card = s.get(Card, req.card_ref) if req.card_ref else None
             if req.kind != RequestKind.ENROLLMENT or card is None:
                 raise BadRequest(f"{request_id} is not an enrollment")
@@ -1289,11 +1312,10 @@ class RegistrationAuthority:
             return str(spki.algorithm)
 
     def request(self, actor: Actor, request_id: str) -> dict[str, Any]:
-        self._need(actor, Role.OPERATOR, Role.OFFICER, Role.AUDITOR)
+        self._need(actor, Role.OPERATOR, Role.OFFICER, Role.AUDITOR, clients=True)
         with self._tx() as s:
             req = self._request(s, request_id)
-            if actor.client and req.requested_by != actor.name:
-                raise Forbidden(f"request {request_id} was filed by another client")
+            self._own(actor, req)
             return self._info(s, req)
 
     def queue(self, actor: Actor, state: RequestState = RequestState.SUBMITTED,

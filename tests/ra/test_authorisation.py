@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import inspect
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +19,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
-from ra.models import WebSession
+from ra.errors import Forbidden, RAError
+from ra.models import Role, WebSession
+from ra.service import Actor, CardInput, RegistrationAuthority
+from sscard.card.records import HolderData
 from tests.ra.enroll import new_enrollment
 from tests.ra.rig import PASSWORD, RaRig, person_of
 
@@ -199,3 +204,97 @@ def test_session_follows_the_account(app: Flask, rig: RaRig) -> None:
             seen_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=31)))
     resp = client.get("/batches")
     assert resp.status_code == 302 and resp.headers["Location"].endswith("/login")
+
+
+# -- the library API: every credential kind against every operation ----------------------------
+
+BAD_HOLDER = HolderData(ssn="x", name="", sex="9", ethnicity="99", birthplace="0",
+                        birth_date="0")
+BAD_CARD = CardInput("00", "")
+# operation -> (call with input each refuses after authorisation, who may)
+LIBRARY: dict[str, tuple[Callable[[RegistrationAuthority, Actor], Any], set[str]]] = {
+    "add_officer": (lambda ra, a: ra.add_officer(a, "", "", "", set(), person_id=""), {ADMIN}),
+    "enable_officer": (lambda ra, a: ra.enable_officer(a, "no-such-officer"), {ADMIN}),
+    "disable_officer": (lambda ra, a: ra.disable_officer(a, "no-such-officer"), {ADMIN}),
+    "set_officer_certificate": (lambda ra, a: ra.set_officer_certificate(
+        a, "no-such-officer", b"junk"), {ADMIN}),
+    "unlock_officer": (lambda ra, a: ra.unlock_officer(a, "no-such-officer"), {ADMIN}),
+    "officers": (lambda ra, a: ra.officers(a), {ADMIN, AUDITOR}),
+    "add_api_client": (lambda ra, a: ra.add_api_client(a, ""), {ADMIN}),
+    "authorise_batch": (lambda ra, a: ra.authorise_batch(a, "", 0, station="station-1"),
+                        {OFFICER}),
+    "submit_enrollment": (lambda ra, a: ra.submit_enrollment(a, BAD_HOLDER, BAD_CARD, b""),
+                          {CLIENT, OPERATOR, OFFICER}),
+    "submit_revocation": (lambda ra, a: ra.submit_revocation(a), {OPERATOR, OFFICER}),
+    "submit_renewal": (lambda ra, a: ra.submit_renewal(a, "no-card", b""), {OPERATOR, OFFICER}),
+    "submit_key_recovery": (lambda ra, a: ra.submit_key_recovery(a, "00", b"junk", ""),
+                            {OPERATOR, OFFICER}),
+    "approve": (lambda ra, a: ra.approve(a, "rq-none"), {OFFICER}),
+    "reject": (lambda ra, a: ra.reject(a, "rq-none", "why"), {OFFICER}),
+    "confirm_personalised": (lambda ra, a: ra.confirm_personalised(a, "rq-none"),
+                             {CLIENT, OPERATOR, OFFICER}),
+    "rollback_enrollment": (lambda ra, a: ra.rollback_enrollment(a, "rq-none", "x"),
+                            {CLIENT, OPERATOR, OFFICER}),
+    "request": (lambda ra, a: ra.request(a, "rq-none"), {CLIENT, OPERATOR, OFFICER, AUDITOR}),
+    "queue": (lambda ra, a: ra.queue(a), {OPERATOR, OFFICER, AUDITOR}),
+    "search_cardholders": (lambda ra, a: ra.search_cardholders(a, "1"),
+                           {OPERATOR, OFFICER, AUDITOR}),
+    "search_certificates": (lambda ra, a: ra.search_certificates(a, ""),
+                            {OPERATOR, OFFICER, AUDITOR}),
+    "audit_records": (lambda ra, a: ra.audit_records(a, 1), {AUDITOR}),
+}
+#: credentials that are no one's: an Actor claiming every role for a name with no account, a
+#: disabled officer account, a forged station
+NOBODY, DISABLED, FORGED_CLIENT = "ghost", "disabled-officer", "forged-station"
+ALL_ROLES = frozenset(Role)
+
+
+def test_library_operations_are_all_in_the_matrix() -> None:
+    public = {name for name, member in vars(RegistrationAuthority).items()
+              if callable(member) and not name.startswith("_")
+              and "actor" in inspect.signature(member).parameters}
+    assert public == set(LIBRARY), f"unlisted: {public - set(LIBRARY)}"
+
+
+def _library_actor(rig: RaRig, who: str) -> Actor:
+    if who == CLIENT:
+        return rig.ra.authenticate_client(rig.api_token)
+    if who == FORGED_CLIENT:
+        return Actor("no-such-station", ALL_ROLES, client=True)
+    if who in (NOBODY, DISABLED):
+        return Actor(who, ALL_ROLES)
+    if who == "forged-auditor":  # an auditor's Actor claiming every role: still an auditor
+        return Actor(AUDITOR, ALL_ROLES)
+    return rig.ra.authenticate(who, PASSWORD)
+
+
+@pytest.mark.parametrize("who", [CLIENT, OPERATOR, OFFICER, AUDITOR, ADMIN, NOBODY, DISABLED,
+                                 FORGED_CLIENT, "forged-auditor"])
+def test_library_matrix(rig: RaRig, who: str) -> None:
+    from ra.errors import Conflict
+
+    with contextlib.suppress(Conflict):
+        rig.ra.add_officer(None, DISABLED, "D", PASSWORD, {Role.OFFICER, Role.OPERATOR},
+                           person_id=person_of(402))
+        rig.ra.disable_officer(_admin(rig), DISABLED)
+    actor = _library_actor(rig, who)
+    allowed_as = AUDITOR if who == "forged-auditor" else who
+    unauthorised, wrongly_refused = [], []
+    for name, (call, allowed) in LIBRARY.items():
+        try:
+            call(rig.ra, actor)
+            outcome = "ok"
+        except Forbidden as exc:
+            outcome = f"forbidden: {exc}"
+        except RAError as exc:
+            outcome = f"{type(exc).__name__}: {exc}"  # authorised, then refused as bad input
+        if allowed_as in allowed and outcome.startswith("forbidden"):
+            wrongly_refused.append(f"{name}: {outcome}")
+        if allowed_as not in allowed and not outcome.startswith("forbidden"):
+            unauthorised.append(f"{name}: {outcome}")
+    assert not unauthorised, "unauthorised successes:\n" + "\n".join(unauthorised)
+    assert not wrongly_refused, "\n".join(wrongly_refused)
+
+
+def _admin(rig: RaRig) -> Actor:
+    return rig.ra.authenticate(ADMIN, PASSWORD)
