@@ -137,3 +137,20 @@ def test_parallel_dual_control_counts_two_approvals_once(race_rig: RaRig) -> Non
             if r.record.action == "ra.revocation.execute" and r.record.object == rid
             and r.record.outcome == "success"]
     assert len(runs) == 1
+
+
+def test_parallel_submissions_never_overrun_a_batch(race_rig: RaRig) -> None:
+    """Ten enrollments filed at once into a batch of three: three approved, seven refused with
+    nothing stored for them."""
+    rig = race_rig
+    name = f"race-batch-{rig.ra.engine.dialect.name}"
+    rig.ra.authorise_batch(rig.actor("officer2"), name, 3, station="station-1")
+    outcomes = all_at_once(PARALLEL_OFFICERS, lambda i: new_enrollment(rig, batch=name)[0])
+    done = [o for o in outcomes if isinstance(o, dict)]
+    refused = [o for o in outcomes if not isinstance(o, dict)]
+    assert len(done) == 3 and all(o["state"] == "done" for o in done), outcomes
+    assert all(isinstance(o, Forbidden) and "used up" in str(o) for o in refused), refused
+    with rig.ra.engine.connect() as conn:
+        filed = conn.execute(select(func.count()).select_from(Request).where(
+            Request.batch_name == name)).scalar()
+    assert filed == 3
