@@ -100,6 +100,8 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     lockouts: Mapped[int] = mapped_column(Integer, default=0)
     blocked_until: Mapped[dt.datetime | None] = mapped_column(TZ, nullable=True)
+    #: last attempt: keys idle for longer than the longest lock-out are forgotten
+    updated_at: Mapped[dt.datetime] = mapped_column(TZ)
 
 
 class WebSession(Base):

@@ -66,6 +66,10 @@ def decide(policy: Policy, facts: RequestFacts, officer: str, roles: frozenset[R
     me = person or officer
     if Role.OFFICER not in roles:
         return Decision(False, f"{officer} is not an RA officer")
+    if Role.ADMINISTRATOR in roles:
+        # accounts from before the separation: who administers accounts does not approve
+        return Decision(False, f"{officer} is an administrator account; administrators do not "
+                               "decide requests")
     if facts.state is not RequestState.SUBMITTED:
         return Decision(False, f"the request is {facts.state.value}, not waiting for a decision")
     if officer == facts.requested_by or me == facts.requester_person:

@@ -30,6 +30,7 @@ from ra import store
 from ra.errors import (
     AuthenticationFailed,
     BadRequest,
+    ConcurrentChange,
     Conflict,
     Forbidden,
     NotFound,
@@ -204,8 +205,12 @@ class RegistrationAuthority:
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
-        with self._sessions() as s, s.begin():
-            yield s
+        try:
+            with self._sessions() as s, s.begin():
+                yield s
+        except StaleDataError:
+            raise ConcurrentChange("the record changed meanwhile (another officer or station "
+                                   "acted at the same time); try again") from None
 
     def _need(self, actor: Actor, *roles: Role, clients: bool = False) -> None:
         """Refuse unless ``actor`` holds one of ``roles`` now, as the database has it: an
@@ -371,9 +376,16 @@ class RegistrationAuthority:
         """Reserve one evaluation for ``key``: an atomic conditional UPDATE, so of any number of
         parallel attempts exactly the remaining ones get through. An expired block lifts."""
         now = _now()
-        with contextlib.suppress(IntegrityError), self._tx() as s:
-            s.execute(insert(LoginThrottle).values(key=key, account=account, failures=0,
-                                                   lockouts=0, blocked_until=None))
+        if self._tx_scalar(select(LoginThrottle.key).where(LoginThrottle.key == key)) is None:
+            with self._tx() as s:  # forget keys idle for longer than the longest lock-out
+                s.execute(delete(LoginThrottle).where(
+                    LoginThrottle.updated_at < now - self.config.lockout_max,
+                    or_(LoginThrottle.blocked_until.is_(None),
+                        LoginThrottle.blocked_until < now)))
+            with contextlib.suppress(IntegrityError), self._tx() as s:
+                s.execute(insert(LoginThrottle).values(key=key, account=account, failures=0,
+                                                       lockouts=0, blocked_until=None,
+                                                       updated_at=now))
         with self._tx() as s:
             s.execute(update(LoginThrottle).where(
                 LoginThrottle.key == key, LoginThrottle.blocked_until.is_not(None),
@@ -382,8 +394,12 @@ class RegistrationAuthority:
             taken = s.execute(update(LoginThrottle).where(
                 LoginThrottle.key == key, LoginThrottle.failures < limit,
                 LoginThrottle.blocked_until.is_(None)).values(
-                    failures=LoginThrottle.failures + 1))
+                    failures=LoginThrottle.failures + 1, updated_at=now))
             return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+
+    def _tx_scalar(self, query: Any) -> Any:
+        with self._tx() as s:
+            return s.scalar(query)
 
     def _after_failure(self, key: str, limit: int) -> bool:
         """A reserved attempt failed: at the limit, block the key for the back-off period
@@ -969,7 +985,7 @@ class RegistrationAuthority:
                 try:
                     execute = self._decide_once(actor, request_id, approve, reason, op)
                     break
-                except (StaleDataError, IntegrityError):
+                except (ConcurrentChange, IntegrityError):
                     continue  # another decision committed first: look again
             else:
                 op.deny("the request kept changing")
@@ -1026,7 +1042,7 @@ class RegistrationAuthority:
                         now - _aware(req.claimed_at) < self.config.resume_after:
                     return False
                 req.claimed_at = now
-        except StaleDataError:
+        except ConcurrentChange:
             return False
         return True
 

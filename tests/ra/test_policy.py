@@ -120,3 +120,6 @@ def test_two_accounts_of_one_person_are_one_approver() -> None:
     own = RequestFacts(RequestKind.REVOCATION, RequestState.SUBMITTED, "zhao-a",
                        requester_person="P1")
     assert "requester" in decide(POLICY, own, "zhao-b", OFFICER, True, "P1").reason
+    both = frozenset({Role.OFFICER, Role.ADMINISTRATOR})  # an account from before the split
+    assert "administrators do not decide" in decide(POLICY, facts(RequestKind.REVOCATION),
+                                                    "admin", both, True).reason

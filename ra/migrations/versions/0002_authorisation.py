@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("failures", sa.Integer, nullable=False),
         sa.Column("lockouts", sa.Integer, nullable=False),
         sa.Column("blocked_until", tz),
+        sa.Column("updated_at", tz, nullable=False),
     )
     op.create_index("ix_login_throttle_account", "login_throttle", ["account"])
     op.create_table(
