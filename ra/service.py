@@ -8,7 +8,6 @@ decisions come from the pure functions in ``ra.policy``."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -21,12 +20,12 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from ra import store
+from ra import store, throttle
 from ra.errors import (
     AuthenticationFailed,
     BadRequest,
@@ -44,7 +43,6 @@ from ra.models import (
     Cardholder,
     CardStatus,
     LoginChallenge,
-    LoginThrottle,
     Officer,
     Request,
     RequestKind,
@@ -192,6 +190,8 @@ class RegistrationAuthority:
         self.kmc = kmc
         self.config = config or RAConfig()
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._throttle = throttle.Throttle(self._tx, self.config.lockout,
+                                           self.config.lockout_max)
 
     @classmethod
     def open(cls, url: str, audit: AuditLog, ca: Any = None, kmc: KmcLink | None = None,
@@ -346,17 +346,12 @@ class RegistrationAuthority:
         who = actor.audit_name if actor else "console"
         with self.audit.operation(who, "ra.officer.unlock", username), self._tx() as s:
             self._officer(s, username)
-            s.execute(delete(LoginThrottle).where(LoginThrottle.account == username))
+            self._throttle.unlock(s, username)
 
     def officers(self, actor: Actor) -> list[dict[str, Any]]:
         self._need(actor, Role.ADMINISTRATOR, Role.AUDITOR)
-        now = _now()
         with self._tx() as s:
-            locked = {a for a, until in s.execute(
-                select(LoginThrottle.account, LoginThrottle.blocked_until).where(
-                    LoginThrottle.account.is_not(None),
-                    LoginThrottle.blocked_until.is_not(None)))
-                if until is not None and _aware(until) > now}
+            locked = self._throttle.locked_accounts(s)
             return [{"username": o.username, "display_name": o.display_name,
                      "roles": o.roles, "person_id": o.person_id, "active": o.active,
                      "pending_by": o.pending_by, "locked": o.username in locked,
@@ -370,80 +365,28 @@ class RegistrationAuthority:
             raise NotFound(f"no officer named {username!r}")
         return officer
 
-    # -- log-in throttling --------------------------------------------------------------------
-
-    def _take_attempt(self, key: str, account: str | None, limit: int) -> bool:
-        """Reserve one evaluation for ``key``: an atomic conditional UPDATE, so of any number of
-        parallel attempts exactly the remaining ones get through. An expired block lifts."""
-        now = _now()
-        if self._tx_scalar(select(LoginThrottle.key).where(LoginThrottle.key == key)) is None:
-            with self._tx() as s:  # forget keys idle for longer than the longest lock-out
-                s.execute(delete(LoginThrottle).where(
-                    LoginThrottle.updated_at < now - self.config.lockout_max,
-                    or_(LoginThrottle.blocked_until.is_(None),
-                        LoginThrottle.blocked_until < now)))
-            with contextlib.suppress(IntegrityError), self._tx() as s:
-                s.execute(insert(LoginThrottle).values(key=key, account=account, failures=0,
-                                                       lockouts=0, blocked_until=None,
-                                                       updated_at=now))
-        with self._tx() as s:
-            s.execute(update(LoginThrottle).where(
-                LoginThrottle.key == key, LoginThrottle.blocked_until.is_not(None),
-                LoginThrottle.blocked_until <= now).values(failures=0, blocked_until=None))
-        with self._tx() as s:
-            taken = s.execute(update(LoginThrottle).where(
-                LoginThrottle.key == key, LoginThrottle.failures < limit,
-                LoginThrottle.blocked_until.is_(None)).values(
-                    failures=LoginThrottle.failures + 1, updated_at=now))
-            return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
-
-    def _tx_scalar(self, query: Any) -> Any:
-        with self._tx() as s:
-            return s.scalar(query)
-
-    def _after_failure(self, key: str, limit: int) -> bool:
-        """A reserved attempt failed: at the limit, block the key for the back-off period
-        (doubling with each lock-out). Returns whether this call locked it."""
-        with self._tx() as s:
-            row = s.get(LoginThrottle, key)
-            if row is None or row.failures < limit or row.blocked_until is not None:
-                return False
-            period = min(self.config.lockout * 2 ** min(row.lockouts, 20),
-                         self.config.lockout_max)
-            locked = s.execute(update(LoginThrottle).where(
-                LoginThrottle.key == key, LoginThrottle.blocked_until.is_(None)).values(
-                    blocked_until=_now() + period, lockouts=LoginThrottle.lockouts + 1))
-            return bool(locked.rowcount == 1)  # type: ignore[attr-defined]
-
-    def _after_success(self, *keys: str) -> None:
-        with self._tx() as s:
-            s.execute(update(LoginThrottle).where(LoginThrottle.key.in_(keys)).values(
-                failures=0, lockouts=0, blocked_until=None))
-
-    @staticmethod
-    def _throttle_keys(username: str, source: str) -> tuple[str, str]:
-        return f"account:{username}@{source}"[:200], f"source:{source}"[:200]
+    # -- log-in -------------------------------------------------------------------------------
 
     def authenticate(self, username: str, password: str, source: str = "-") -> Actor:
         """Check a password, from ``source`` (the client's address). Failures count per account
         and source and per source; at the limit that pair (or source) is locked out for a
         back-off period, and the account's sessions end. Unknown accounts count the same way,
         and every refusal has the one message ``LOGIN_REFUSED``."""
-        account_key, source_key = self._throttle_keys(username, source)
+        account_key, source_key = throttle.keys(username, source)
         actor: Actor | None = None
         with self.audit.operation(f"officer:{username or '-'}", "ra.login", username or "-",
                                   details={"method": "password", "source": source}) as op:
-            if not (self._take_attempt(source_key, None, self.config.max_failed_per_source)
-                    and self._take_attempt(account_key, username,
-                                           self.config.max_failed_logins)):
+            if not (self._throttle.take(source_key, None, self.config.max_failed_per_source)
+                    and self._throttle.take(account_key, username,
+                                            self.config.max_failed_logins)):
                 op.deny("locked out, password not checked")
             else:
                 actor = self._check_password(username, password)
                 if actor is not None:
-                    self._after_success(account_key, source_key)
+                    self._throttle.succeeded(account_key, source_key)
                 else:
-                    locked = self._after_failure(account_key, self.config.max_failed_logins)
-                    self._after_failure(source_key, self.config.max_failed_per_source)
+                    locked = self._throttle.failed(account_key, self.config.max_failed_logins)
+                    self._throttle.failed(source_key, self.config.max_failed_per_source)
                     if locked:
                         with self._tx() as s:
                             self._end_sessions(s, username)
