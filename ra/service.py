@@ -67,6 +67,9 @@ MIN_PASSWORD = 10
 #: password was wrong or the account is locked out
 LOGIN_REFUSED = ("log-in refused: wrong user name or password, or too many failed attempts "
                  "(wait, or ask an administrator to unlock the account)")
+CERTIFICATE_LOGIN_REFUSED = ("certificate log-in refused: no such account with a registered "
+                             "certificate, the certificate is invalid or revoked, or the "
+                             "signature does not verify")
 #: a decision that lost a race to another officer's is re-evaluated this many times
 DECISION_RETRIES = 5
 _HASHER = PasswordHasher()
@@ -491,44 +494,52 @@ class RegistrationAuthority:
         """Certificate log-in: ``signature`` (SM2 with SM3, DER) over the server's one-time
         ``challenge`` (from ``new_login_challenge``, consumed here whatever the outcome) by the
         key of the officer's registered certificate (on their card); the certificate must
-        validate up to this CA's root and be unrevoked."""
-        from sscard.crypto.asymmetric import PublicKey
-        from sscard.validation import validate_path
-
+        validate up to this CA's root and be unrevoked. Every refusal but a spent challenge
+        gets the one message ``CERTIFICATE_LOGIN_REFUSED``; the reason goes to the audit log."""
         with self.audit.operation(f"officer:{username or '-'}", "ra.login", username or "-",
                                   details={"method": "certificate"}) as op:
             if not self._consume_challenge(challenge):
                 op.deny("unknown, used or expired challenge")
-                raise AuthenticationFailed("the log-in challenge is unknown, used or expired; "
-                                           "reload the page")
-            with self._tx() as s:
-                officer = s.scalar(select(Officer).where(Officer.username == username))
-                if officer is None or not officer.active or officer.certificate_der is None:
-                    op.deny("no officer with a registered certificate")
-                    raise AuthenticationFailed(f"no certificate log-in for {username!r}")
-                cert_der = officer.certificate_der
-                roles, person = officer.role_set(), officer.person
-            if self.ca is None:
-                raise UpstreamFailed("certificate log-in needs the CA")
-            cert = load_certificate(cert_der)
-            chain = self.ca.chain()
-            result = validate_path(cert, trust_anchors=[chain[-1]], intermediates=chain[:-1])
-            if not result.valid:
-                op.deny("certificate invalid")
-                raise AuthenticationFailed("the officer certificate does not validate: "
-                                           + "; ".join(r.message for r in result.reasons))
-            status = self.ca.status(cert.serial_number)
-            if status.status.value != "good":
-                op.deny("certificate revoked")
-                raise AuthenticationFailed("the officer certificate is revoked")
-            key = PublicKey.from_spki(cert["tbs_certificate"]["subject_public_key_info"].dump())
-            try:
-                key.verify(signature, challenge, SignatureAlgorithm.SM2_SM3)
-            except CryptoError:
-                op.deny("bad signature")
-                raise AuthenticationFailed("the signature over the challenge does not "
-                                           "verify with the officer certificate") from None
-            return Actor(username, roles, person=person)
+                spent = True
+            else:
+                spent = False
+                actor, why = self._check_certificate_login(username, challenge, signature)
+                if actor is None:
+                    op.deny(why)
+        if spent:
+            raise AuthenticationFailed("the log-in challenge is unknown, used or expired; "
+                                       "reload the page")
+        if actor is None:
+            raise AuthenticationFailed(CERTIFICATE_LOGIN_REFUSED)
+        return actor
+
+    def _check_certificate_login(self, username: str, challenge: bytes,
+                                 signature: bytes) -> tuple[Actor | None, str]:
+        """(the officer, "") or (None, why not)."""
+        from sscard.crypto.asymmetric import PublicKey
+        from sscard.validation import validate_path
+
+        with self._tx() as s:
+            officer = s.scalar(select(Officer).where(Officer.username == username))
+            if officer is None or not officer.active or officer.certificate_der is None:
+                return None, "no enabled officer with a registered certificate"
+            cert_der = officer.certificate_der
+            roles, person = officer.role_set(), officer.person
+        if self.ca is None:
+            raise UpstreamFailed("certificate log-in needs the CA")
+        cert = load_certificate(cert_der)
+        chain = self.ca.chain()
+        result = validate_path(cert, trust_anchors=[chain[-1]], intermediates=chain[:-1])
+        if not result.valid:
+            return None, "certificate invalid: " + "; ".join(r.message for r in result.reasons)
+        if self.ca.status(cert.serial_number).status.value != "good":
+            return None, "certificate revoked"
+        key = PublicKey.from_spki(cert["tbs_certificate"]["subject_public_key_info"].dump())
+        try:
+            key.verify(signature, challenge, SignatureAlgorithm.SM2_SM3)
+        except CryptoError:
+            return None, "bad signature"
+        return Actor(username, roles, person=person), ""
 
     # -- API clients --------------------------------------------------------------------------
 

@@ -182,6 +182,7 @@ def test_certificate_login_page(app: Flask, rig: RaRig) -> None:
         with c2.session_transaction() as sess:
             form["csrf_token"] = sess["csrf"]
         resp = c2.post("/login/certificate", data=form)
-        assert resp.status_code == 401 and "does not verify" in resp.get_data(as_text=True)
+        assert resp.status_code == 401 and "certificate log-in refused" in \
+            resp.get_data(as_text=True)
         bad = c2.post("/login/certificate", data={**form, "signature": "@@@"})
         assert bad.status_code == 400
