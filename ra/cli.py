@@ -65,12 +65,15 @@ def group(ctx: click.Context, db_url: str | None) -> None:
 @click.option("--role", "roles", multiple=True, type=click.Choice(ROLE_NAMES), required=True,
               help="Repeat for several roles.")
 @click.option("--display-name", default="", help="Name shown in the UI.")
+@click.option("--person-id", required=True,
+              help="The ID number of the person the account belongs to: approvals count "
+                   "people, so two accounts of one person never make two approvals.")
 @click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="First line: the password (default: prompt twice).")
 @click.pass_context
 @_errors
 def add_officer(ctx: click.Context, username: str, roles: tuple[str, ...], display_name: str,
-                password_file: Path | None) -> None:
+                person_id: str, password_file: Path | None) -> None:
     """Create an officer account (set-up, from the RA machine's console)."""
     from ra.models import Role
 
@@ -78,10 +81,30 @@ def add_officer(ctx: click.Context, username: str, roles: tuple[str, ...], displ
                            confirm=password_file is None).decode()
     ra = _open(ctx)
     try:
-        ra.add_officer(None, username, display_name, password, {Role(r) for r in roles})
+        ra.add_officer(None, username, display_name, password, {Role(r) for r in roles},
+                       person_id=person_id)
     finally:
         ra.close()
     click.echo(f"officer {username} added ({', '.join(roles)})")
+
+
+@group.group("officer")
+def officer() -> None:
+    """Officer accounts, from the RA machine's console."""
+
+
+@officer.command("unlock")
+@click.argument("username")
+@click.pass_context
+@_errors
+def officer_unlock(ctx: click.Context, username: str) -> None:
+    """Lift the log-in lock-outs of an account (audited); even the only administrator's."""
+    ra = _open(ctx)
+    try:
+        ra.unlock_officer(None, username)
+    finally:
+        ra.close()
+    click.echo(f"officer {username} unlocked")
 
 
 @group.command("officer-cert")

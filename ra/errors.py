@@ -19,11 +19,11 @@ class Conflict(RAError):
     """A duplicate (cardholder, card, officer) or a request in the wrong state."""
 
 
+class ConcurrentChange(Conflict):
+    """Someone else changed the record between our read and our write (optimistic lock)."""
+
+
 class AuthenticationFailed(RAError):
-    pass
-
-
-class AccountLocked(AuthenticationFailed):
     pass
 
 

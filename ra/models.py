@@ -69,15 +69,63 @@ class Officer(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     #: comma-separated Role values
     roles: Mapped[str] = mapped_column(String(128))
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: False until enabled (a new or re-enabled account needs a second administrator)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: the person behind the account (ID number): approvals count people, not accounts
+    person_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: the administrator who proposed enabling this account, waiting for a second one
+    pending_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: the officer's own certificate (on their card), for certificate login
     certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(TZ)
 
     def role_set(self) -> frozenset[Role]:
         return frozenset(Role(r) for r in self.roles.split(",") if r)
+
+    @property
+    def person(self) -> str:
+        """Who this account belongs to; accounts from before person binding stand alone."""
+        return self.person_id or f"account:{self.username}"
+
+
+class LoginThrottle(Base):
+    """Failed log-ins per key (``account:<user>@<source>``, ``source:<source>``): at the limit
+    the key is blocked for a back-off period that doubles with each lock-out. The counter is
+    taken before the password is checked (an atomic conditional UPDATE), so parallel guesses
+    get exactly the limit evaluated."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    account: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    lockouts: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(TZ, nullable=True)
+    #: last attempt: keys idle for longer than the longest lock-out are forgotten
+    updated_at: Mapped[dt.datetime] = mapped_column(TZ)
+
+
+class WebSession(Base):
+    """A UI session held by the server; the cookie carries only a random token (its SHA-256
+    is the key), so log-out, a password change or a lock-out ends it for good."""
+
+    __tablename__ = "web_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    #: JSON: CSRF token, language, log-in challenge
+    data: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[dt.datetime] = mapped_column(TZ)
+    seen_at: Mapped[dt.datetime] = mapped_column(TZ)
+
+
+class LoginChallenge(Base):
+    """A one-time certificate log-in challenge; deleting the row consumes it."""
+
+    __tablename__ = "login_challenges"
+
+    challenge: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(TZ)
 
 
 class ApiClient(Base):
@@ -143,6 +191,12 @@ class Request(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(TZ)
     updated_at: Mapped[dt.datetime] = mapped_column(TZ)
+    #: optimistic lock: every UPDATE checks and bumps it (two decisions at once: one wins)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    #: an approved request being carried out since then (exactly one executor at a time)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(TZ, nullable=True)
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class Approval(Base):
@@ -152,13 +206,16 @@ class Approval(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"))
     officer: Mapped[str] = mapped_column(String(64))
+    #: the officer's person (Officer.person): two accounts of one person are one approver
+    person: Mapped[str | None] = mapped_column(String(64), nullable=True)
     decision: Mapped[str] = mapped_column(String(8))  # approve | reject
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[dt.datetime] = mapped_column(TZ)
 
 
 class BatchAuthorisation(Base):
-    """An officer's pre-authorisation of a named batch of enrollments (up to ``limit``)."""
+    """An officer's pre-authorisation of a named batch of up to ``limit`` enrollments, for one
+    station (API client), optionally only the listed cardholders, until ``expires_at``."""
 
     __tablename__ = "batch_authorisations"
 
@@ -169,3 +226,8 @@ class BatchAuthorisation(Base):
     used: Mapped[int] = mapped_column(Integer, default=0)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(TZ)
+    #: the API client that may submit into it (batches from before binding: none)
+    station: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: JSON list of social security numbers, or null for any cardholder (up to ``limit``)
+    cardholders: Mapped[str | None] = mapped_column(Text, nullable=True)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(TZ, nullable=True)

@@ -88,9 +88,12 @@ SPEC: dict[str, Any] = {
                                  "generation": {"type": "integer", "default": 3}}},
                     "csr": {"type": "string", "contentEncoding": "base64",
                             "description": "PKCS#10 DER signed by the card's SM2 key; subject "
-                                           "serialNumber = the social security number"},
+                                           "exactly CN=<name>, serialNumber=<ssn>, C=CN from "
+                                           "the cardholder data (anything else: 400)"},
                     "batch": {"type": "string",
-                              "description": "a batch an officer pre-authorised"},
+                              "description": "a batch an officer pre-authorised for this "
+                                             "station (and, if it lists them, this cardholder) "
+                                             "and not expired (otherwise 403)"},
                 },
             },
             "Request": {

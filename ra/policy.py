@@ -5,6 +5,7 @@ then writes; nothing here touches storage, so every rule is tested directly."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -37,13 +38,16 @@ class Policy:
 
 @dataclass(frozen=True)
 class RequestFacts:
-    """What a decision depends on."""
+    """What a decision depends on. Approvers are counted as people: ``approvals`` and
+    ``rejections`` hold the person of each officer account that decided (its ID number)."""
 
     kind: RequestKind
     state: RequestState
     requested_by: str
-    approvals: Sequence[str] = ()  # officers who approved so far
+    approvals: Sequence[str] = ()  # people who approved so far
     rejections: Sequence[str] = ()
+    #: the person behind the requesting account, when an officer filed it
+    requester_person: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,17 +60,24 @@ class Decision:
 
 
 def decide(policy: Policy, facts: RequestFacts, officer: str, roles: frozenset[Role],
-           approve: bool) -> Decision:
-    """May ``officer`` approve (or reject) this request, and what state follows?"""
+           approve: bool, person: str | None = None) -> Decision:
+    """May ``officer`` (an account of ``person``; by default a person of its own) approve (or
+    reject) this request, and what state follows?"""
+    me = person or officer
     if Role.OFFICER not in roles:
         return Decision(False, f"{officer} is not an RA officer")
+    if Role.ADMINISTRATOR in roles:
+        # accounts from before the separation: who administers accounts does not approve
+        return Decision(False, f"{officer} is an administrator account; administrators do not "
+                               "decide requests")
     if facts.state is not RequestState.SUBMITTED:
         return Decision(False, f"the request is {facts.state.value}, not waiting for a decision")
-    if officer == facts.requested_by:
+    if officer == facts.requested_by or me == facts.requester_person:
         return Decision(False, "the requester cannot decide their own request")
-    if officer in facts.approvals or officer in facts.rejections:
-        return Decision(False, f"{officer} has already decided this request; a second "
-                               "approval must come from a different officer")
+    if me in facts.approvals or me in facts.rejections:
+        return Decision(False, f"{officer}'s person has already decided this request; a "
+                               "second approval must come from a different officer "
+                               "(another person)")
     if not approve:
         return Decision(True, new_state=RequestState.REJECTED,
                         approvals_after=len(facts.approvals))
@@ -83,17 +94,30 @@ class BatchFacts:
     limit: int
     used: int
     active: bool
+    #: the API client that may submit into the batch; None (a batch from before binding): none
+    station: str | None = None
+    #: the social security numbers it covers; None: any cardholder
+    cardholders: tuple[str, ...] | None = None
+    expires_at: dt.datetime | None = None
 
 
-def batch_covers(batch: BatchFacts | None, kind: RequestKind, requester: str) -> Decision:
+def batch_covers(batch: BatchFacts | None, kind: RequestKind, requester: str, ssn: str,
+                 now: dt.datetime) -> Decision:
     """Does a pre-authorised batch approve this request on submission? Only enrollments, only
-    while the batch has room, and never when the requester is the one who authorised it."""
+    from the batch's station, for its cardholders, before it expires and while it has room,
+    and never when the requester is the one who authorised it."""
     if batch is None:
         return Decision(False, "no such pre-authorised batch")
     if kind is not RequestKind.ENROLLMENT:
         return Decision(False, "only enrollments can be pre-authorised")
     if not batch.active:
         return Decision(False, f"batch {batch.name} is closed")
+    if batch.station is None or requester != batch.station:
+        return Decision(False, f"batch {batch.name} is not authorised for {requester}")
+    if batch.expires_at is None or now >= batch.expires_at:
+        return Decision(False, f"batch {batch.name} has expired")
+    if batch.cardholders is not None and ssn not in batch.cardholders:
+        return Decision(False, f"cardholder {ssn} is not in batch {batch.name}")
     if batch.used >= batch.limit:
         return Decision(False, f"batch {batch.name} is used up ({batch.limit} enrollments)")
     if requester == batch.authorised_by:

@@ -8,7 +8,6 @@ decisions come from the pure functions in ``ra.policy``."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -21,15 +20,16 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
-from ra import store
+from ra import store, throttle
 from ra.errors import (
-    AccountLocked,
     AuthenticationFailed,
     BadRequest,
+    ConcurrentChange,
     Conflict,
     Forbidden,
     NotFound,
@@ -42,26 +42,37 @@ from ra.models import (
     Card,
     Cardholder,
     CardStatus,
+    LoginChallenge,
     Officer,
     Request,
     RequestKind,
     RequestState,
     Role,
+    WebSession,
 )
-from ra.policy import BatchFacts, Policy, RequestFacts, batch_covers, decide
+from ra.policy import BatchFacts, Decision, Policy, RequestFacts, batch_covers, decide
 from sscard.audit.log import AuditLog
 from sscard.card.codec import CodecError
 from sscard.card.records import HolderData
 from sscard.card.validation import CardDataError
 from sscard.crypto.algorithms import KeyAlgorithm, SignatureAlgorithm
 from sscard.crypto.errors import CryptoError
-from sscard.x509.errors import X509Error
-from sscard.x509.names import format_name, name_attribute
+from sscard.x509.errors import BuilderError, X509Error
+from sscard.x509.names import format_name, name_attribute, parse_name
 from sscard.x509.parse import load_certificate, load_csr
 from sscard.x509.values import RevocationReason, Serial
 from sscard.x509.verify import verify_csr
 
 MIN_PASSWORD = 10
+#: every refused log-in gets this one answer: it never tells whether the account exists, the
+#: password was wrong or the account is locked out
+LOGIN_REFUSED = ("log-in refused: wrong user name or password, or too many failed attempts "
+                 "(wait, or ask an administrator to unlock the account)")
+CERTIFICATE_LOGIN_REFUSED = ("certificate log-in refused: no such account with a registered "
+                             "certificate, the certificate is invalid or revoked, or the "
+                             "signature does not verify")
+#: a decision that lost a race to another officer's is re-evaluated this many times
+DECISION_RETRIES = 5
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 
@@ -78,6 +89,31 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def _subject_difference(subject: Any, ssn: str, name: str) -> str:
+    """What makes a CSR's subject differ from the cardholder's, in words."""
+    wanted = {"common_name": ("CN", name, "the cardholder's name"),
+              "serial_number": ("serialNumber", ssn, "the cardholder's social security number"),
+              "country_name": ("C", "CN", "the country")}
+    seen: list[str] = []
+    problems = []
+    for rdn in subject.chosen:
+        for atv in rdn:
+            kind = atv["type"].native
+            seen.append(kind)
+            if kind not in wanted:
+                problems.append(f"{atv['type'].dotted if kind == atv['type'].dotted else kind}"
+                                " is not allowed")
+                continue
+            short, value, what = wanted[kind]
+            if str(atv["value"].native) != value:
+                problems.append(f"{short} {atv['value'].native!r} is not {what} {value!r}")
+    problems += [f"{short} is missing" for kind, (short, _v, _w) in wanted.items()
+                 if kind not in seen]
+    problems += [f"{kind} appears more than once" for kind in sorted(set(seen))
+                 if seen.count(kind) > 1]
+    return "; ".join(problems) or "attributes in another order or string type"
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who calls: an officer (by session) or an API client (by token, acting as operator)."""
@@ -85,6 +121,8 @@ class Actor:
     name: str
     roles: frozenset[Role]
     client: bool = False
+    #: the person behind an officer account (ID number), when known
+    person: str | None = None
 
     @property
     def audit_name(self) -> str:
@@ -124,7 +162,17 @@ class KmcLink:
 
 @dataclass(frozen=True)
 class RAConfig:
+    #: wrong passwords per account and source before that pair is locked out
     max_failed_logins: int = 5
+    #: wrong passwords from one source (any accounts) before the source is locked out
+    max_failed_per_source: int = 20
+    #: the first lock-out's length; each further one doubles it, up to ``lockout_max``
+    lockout: dt.timedelta = dt.timedelta(minutes=5)
+    lockout_max: dt.timedelta = dt.timedelta(hours=24)
+    #: a certificate log-in challenge is good once, for this long
+    challenge_ttl: dt.timedelta = dt.timedelta(minutes=2)
+    #: a UI session ends after this long without a request
+    session_idle: dt.timedelta = dt.timedelta(minutes=30)
     policy: Policy = field(default_factory=Policy)
     sign_profile: str = "cardholder-sign"
     enc_profile: str = "cardholder-encrypt"
@@ -141,6 +189,8 @@ class RegistrationAuthority:
         self.kmc = kmc
         self.config = config or RAConfig()
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._throttle = throttle.Throttle(self._tx, self.config.lockout,
+                                           self.config.lockout_max)
 
     @classmethod
     def open(cls, url: str, audit: AuditLog, ca: Any = None, kmc: KmcLink | None = None,
@@ -154,70 +204,156 @@ class RegistrationAuthority:
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
-        with self._sessions() as s, s.begin():
-            yield s
+        try:
+            with self._sessions() as s, s.begin():
+                yield s
+        except StaleDataError:
+            raise ConcurrentChange("the record changed meanwhile (another officer or station "
+                                   "acted at the same time); try again") from None
 
-    @staticmethod
-    def _need(actor: Actor, *roles: Role) -> None:
-        if not actor.roles & set(roles):
+    def _need(self, actor: Actor, *roles: Role, clients: bool = False) -> None:
+        """Refuse unless ``actor`` holds one of ``roles`` now, as the database has it: an
+        Actor's own role claims count for nothing, a disabled account can do nothing, and a
+        station (API client) only what is marked ``clients`` (its enrollments)."""
+        with self._tx() as s:
+            if actor.client:
+                client = s.scalar(select(ApiClient).where(ApiClient.name == actor.name))
+                ok = clients and client is not None and client.active
+            else:
+                officer = s.scalar(select(Officer).where(Officer.username == actor.name))
+                ok = officer is not None and officer.active and \
+                    bool(officer.role_set() & set(roles))
+        if not ok:
             raise Forbidden(f"{actor.name} may not do this; it needs the role "
                             f"{' or '.join(r.value for r in roles)}")
+
+    @staticmethod
+    def _own(actor: Actor, req: Request) -> None:
+        """A station sees and acts on its own requests only."""
+        if actor.client and req.requested_by != actor.name:
+            raise Forbidden(f"request {req.public_id} was filed by another client")
 
     # -- officers -----------------------------------------------------------------------------
 
     def add_officer(self, actor: Actor | None, username: str, display_name: str, password: str,
-                    roles: set[Role] | frozenset[Role]) -> None:
-        """Create an officer account; ``actor`` None is the first administrator (CLI set-up)."""
+                    roles: set[Role] | frozenset[Role], *, person_id: str) -> None:
+        """Create an officer account for the person ``person_id`` (their ID number).
+        ``actor`` None is the RA machine's console (set-up): the account is enabled at once.
+        An account an administrator creates waits until a second administrator enables it
+        (``enable_officer``)."""
         if actor is not None:
             self._need(actor, Role.ADMINISTRATOR)
         if not username or len(username) > 64 or not username.replace("-", "").replace(
                 "_", "").replace(".", "").isalnum():
             raise BadRequest(f"user name {username!r}: 1-64 letters, digits, '-', '_' or '.'")
+        if not person_id or len(person_id) > 64 or not person_id.isascii() \
+                or not person_id.isalnum():
+            raise BadRequest("the officer's person ID (ID number) must be 1-64 letters or "
+                             "digits")
         if len(password) < MIN_PASSWORD:
             raise BadRequest(f"the password must have at least {MIN_PASSWORD} characters")
         if not roles:
             raise BadRequest("an officer needs at least one role")
+        if Role.ADMINISTRATOR in roles and len(roles) > 1:
+            raise BadRequest("an administrator account administers accounts only; give the "
+                             "person a second account for " + ", ".join(
+                                 sorted(r.value for r in roles if r is not Role.ADMINISTRATOR)))
         who = actor.audit_name if actor else "setup"
         with self.audit.operation(who, "ra.officer.add", username,
-                                  details={"roles": sorted(r.value for r in roles)}):
+                                  details={"roles": sorted(r.value for r in roles),
+                                           "person": person_id,
+                                           "enabled": actor is None}):
             try:
                 with self._tx() as s:
                     s.add(Officer(username=username, display_name=display_name or username,
                                   password_hash=_HASHER.hash(password),
                                   roles=",".join(sorted(r.value for r in roles)),
-                                  failed_logins=0, locked=False, active=True,
+                                  active=actor is None, person_id=person_id,
+                                  pending_by=actor.name if actor else None,
                                   created_at=_now()))
             except IntegrityError:
                 raise Conflict(f"an officer named {username!r} already exists") from None
 
+    def enable_officer(self, actor: Actor, username: str) -> bool:
+        """Dual control over accounts: the first administrator's call proposes enabling a
+        disabled account (new accounts are proposed by their creator), a second administrator
+        (another person) enables it. Returns whether the account is now enabled."""
+        self._need(actor, Role.ADMINISTRATOR)
+        with self.audit.operation(actor.audit_name, "ra.officer.enable", username) as op, \
+                self._tx() as s:
+            officer = self._officer(s, username)
+            me = self._officer(s, actor.name)
+            if officer.active:
+                raise Conflict(f"officer {username} is already enabled")
+            if officer.person == me.person:
+                op.deny("own account")
+                raise Forbidden("an administrator cannot enable an account of their own person")
+            if officer.pending_by is None:
+                officer.pending_by = actor.name
+                op.set(state="proposed")
+                return False
+            proposer = s.scalar(select(Officer).where(Officer.username == officer.pending_by))
+            if officer.pending_by == actor.name or (proposer is not None
+                                                    and proposer.person == me.person):
+                op.deny("same administrator")
+                raise Forbidden(f"officer {username} was proposed by {officer.pending_by}; a "
+                                "second administrator (another person) must enable it")
+            officer.active, officer.pending_by = True, None
+            op.set(state="enabled", proposed_by=proposer.username if proposer else "")
+            return True
+
+    def disable_officer(self, actor: Actor, username: str) -> None:
+        """Disable an account at once (one administrator suffices) and end its sessions."""
+        self._need(actor, Role.ADMINISTRATOR)
+        with self.audit.operation(actor.audit_name, "ra.officer.disable", username), \
+                self._tx() as s:
+            officer = self._officer(s, username)
+            officer.active, officer.pending_by = False, None
+            self._end_sessions(s, username)
+
     def set_officer_certificate(self, actor: Actor | None, username: str,
                                 certificate_der: bytes) -> None:
         """Register the certificate of the officer's own card for certificate log-in;
-        ``actor`` None is the RA machine's console (set-up)."""
+        ``actor`` None is the RA machine's console (set-up). The certificate names the
+        account's person (subject serialNumber) and belongs to no other account."""
         if actor is not None:
             self._need(actor, Role.ADMINISTRATOR)
         try:
-            certificate_der = load_certificate(certificate_der).dump()
+            cert = load_certificate(certificate_der)
         except X509Error as exc:
             raise BadRequest(str(exc)) from None
+        certificate_der = cert.dump()
         who = actor.audit_name if actor else "setup"
         with self.audit.operation(who, "ra.officer.certificate", username), \
                 self._tx() as s:
             officer = self._officer(s, username)
+            holder = name_attribute(cert.subject, "serial_number")
+            if officer.person_id is not None and holder != officer.person_id:
+                raise BadRequest(f"the certificate names person {holder or '(none)'}, not the "
+                                 f"account's person {officer.person_id}")
+            other = s.scalar(select(Officer.username).where(
+                Officer.certificate_der == certificate_der, Officer.username != username))
+            if other is not None:
+                raise Conflict(f"this certificate is already registered for {other}")
             officer.certificate_der = certificate_der
 
-    def unlock_officer(self, actor: Actor, username: str) -> None:
-        self._need(actor, Role.ADMINISTRATOR)
-        with self.audit.operation(actor.audit_name, "ra.officer.unlock", username), \
-                self._tx() as s:
-            officer = self._officer(s, username)
-            officer.locked, officer.failed_logins = False, 0
+    def unlock_officer(self, actor: Actor | None, username: str) -> None:
+        """Lift every lock-out of the account (from any source); ``actor`` None is the RA
+        machine's console (``sscard ra officer unlock``)."""
+        if actor is not None:
+            self._need(actor, Role.ADMINISTRATOR)
+        who = actor.audit_name if actor else "console"
+        with self.audit.operation(who, "ra.officer.unlock", username), self._tx() as s:
+            self._officer(s, username)
+            self._throttle.unlock(s, username)
 
     def officers(self, actor: Actor) -> list[dict[str, Any]]:
         self._need(actor, Role.ADMINISTRATOR, Role.AUDITOR)
         with self._tx() as s:
+            locked = self._throttle.locked_accounts(s)
             return [{"username": o.username, "display_name": o.display_name,
-                     "roles": o.roles, "locked": o.locked, "failed_logins": o.failed_logins,
+                     "roles": o.roles, "person_id": o.person_id, "active": o.active,
+                     "pending_by": o.pending_by, "locked": o.username in locked,
                      "certificate": o.certificate_der is not None}
                     for o in s.scalars(select(Officer).order_by(Officer.username))]
 
@@ -228,97 +364,178 @@ class RegistrationAuthority:
             raise NotFound(f"no officer named {username!r}")
         return officer
 
-    def authenticate(self, username: str, password: str) -> Actor:
-        """Check a password. Wrong passwords count; at ``max_failed_logins`` the account locks
-        (an administrator unlocks it). The message never says which half was wrong."""
-        locked = False
-        with self.audit.operation(f"officer:{username or '-'}", "ra.login", username or "-",
-                                  details={"method": "password"}) as op:
-            with self._tx() as s:
-                officer = s.scalar(select(Officer).where(Officer.username == username))
-                if officer is None or not officer.active:
-                    # the same argon2 work as for a real account: no user enumeration by timing
-                    with contextlib.suppress(VerificationError, InvalidHashError):
-                        _HASHER.verify(_DUMMY_HASH, password)
-                    op.deny("unknown user")
-                    return self._refused()
-                if officer.locked:
-                    op.deny("account locked")
-                    raise AccountLocked(f"account {username} is locked after repeated failed "
-                                        "log-ins; an administrator must unlock it")
-                try:
-                    _HASHER.verify(officer.password_hash, password)
-                except (VerificationError, InvalidHashError):
-                    officer.failed_logins += 1
-                    if officer.failed_logins >= self.config.max_failed_logins:
-                        officer.locked = True
-                    op.deny(f"wrong password ({officer.failed_logins} in a row"
-                            f"{', account locked' if officer.locked else ''})")
-                    locked = officer.locked
-                else:
-                    officer.failed_logins = 0
-                    if _HASHER.check_needs_rehash(officer.password_hash):
-                        officer.password_hash = _HASHER.hash(password)
-                    return Actor(officer.username, officer.role_set())
-        if locked:
-            raise AccountLocked(f"account {username} is now locked after "
-                                f"{self.config.max_failed_logins} failed log-ins")
-        return self._refused()
+    # -- log-in -------------------------------------------------------------------------------
 
-    def session_actor(self, username: str) -> Actor | None:
-        """The officer behind a web session, as the database has them now: a session ends as
-        soon as its officer is locked or deactivated, and role changes apply at once."""
+    def authenticate(self, username: str, password: str, source: str = "-") -> Actor:
+        """Check a password, from ``source`` (the client's address). Failures count per account
+        and source and per source; at the limit that pair (or source) is locked out for a
+        back-off period, and the account's sessions end. Unknown accounts count the same way,
+        and every refusal has the one message ``LOGIN_REFUSED``."""
+        account_key, source_key = throttle.keys(username, source)
+        actor: Actor | None = None
+        with self.audit.operation(f"officer:{username or '-'}", "ra.login", username or "-",
+                                  details={"method": "password", "source": source}) as op:
+            if not (self._throttle.take(source_key, None, self.config.max_failed_per_source)
+                    and self._throttle.take(account_key, username,
+                                            self.config.max_failed_logins)):
+                op.deny("locked out, password not checked")
+            else:
+                actor = self._check_password(username, password)
+                if actor is not None:
+                    self._throttle.succeeded(account_key, source_key)
+                else:
+                    locked = self._throttle.failed(account_key, self.config.max_failed_logins)
+                    self._throttle.failed(source_key, self.config.max_failed_per_source)
+                    if locked:
+                        with self._tx() as s:
+                            self._end_sessions(s, username)
+                    op.deny(f"wrong password{' (locked out)' if locked else ''}")
+        if actor is None:
+            raise AuthenticationFailed(LOGIN_REFUSED)
+        return actor
+
+    def _check_password(self, username: str, password: str) -> Actor | None:
         with self._tx() as s:
             officer = s.scalar(select(Officer).where(Officer.username == username))
-            if officer is None or not officer.active or officer.locked:
+            stored = officer.password_hash if officer is not None else _DUMMY_HASH
+            try:
+                # the same argon2 work for unknown accounts: no enumeration by timing
+                _HASHER.verify(stored, password)
+            except (VerificationError, InvalidHashError):
                 return None
-            return Actor(officer.username, officer.role_set())
+            if officer is None or not officer.active:
+                return None
+            if _HASHER.check_needs_rehash(officer.password_hash):
+                officer.password_hash = _HASHER.hash(password)
+            return Actor(officer.username, officer.role_set(), person=officer.person)
+
+    def change_password(self, username: str, old_password: str, new_password: str,
+                        source: str = "-") -> None:
+        """The officer changes their own password (the old one checked like a log-in); every
+        session of the account ends."""
+        if len(new_password) < MIN_PASSWORD:
+            raise BadRequest(f"the password must have at least {MIN_PASSWORD} characters")
+        self.authenticate(username, old_password, source)
+        with self.audit.operation(f"officer:{username}", "ra.officer.password", username), \
+                self._tx() as s:
+            self._officer(s, username).password_hash = _HASHER.hash(new_password)
+            self._end_sessions(s, username)
+
+    def session_actor(self, username: str) -> Actor | None:
+        """The officer behind a web session, as the database has them now: a disabled account
+        has no session, and role changes apply at once."""
+        with self._tx() as s:
+            officer = s.scalar(select(Officer).where(Officer.username == username))
+            if officer is None or not officer.active:
+                return None
+            return Actor(officer.username, officer.role_set(), person=officer.person)
+
+    # -- web sessions and log-in challenges ---------------------------------------------------
+
+    def session_load(self, token: str) -> tuple[str | None, dict[str, Any]] | None:
+        """The (user name, data) of a live session, touching it; None when unknown or idle
+        too long (an idle session is deleted)."""
+        now = _now()
+        with self._tx() as s:
+            row = s.get(WebSession, token_digest(token))
+            if row is None:
+                return None
+            if now - row.seen_at > self.config.session_idle:
+                s.delete(row)
+                return None
+            row.seen_at = now
+            return row.username, dict(json.loads(row.data))
+
+    def session_save(self, token: str, username: str | None, data: dict[str, Any]) -> None:
+        """Create or update a session. Sessions idle past their limit are swept on creation."""
+        now = _now()
+        with self._tx() as s:
+            row = s.get(WebSession, token_digest(token))
+            if row is None:
+                s.execute(delete(WebSession).where(
+                    WebSession.seen_at < now - self.config.session_idle))
+                s.add(WebSession(token_sha256=token_digest(token), username=username,
+                                 data=json.dumps(data), created_at=now, seen_at=now))
+            else:
+                row.username, row.data, row.seen_at = username, json.dumps(data), now
+
+    def session_end(self, token: str) -> None:
+        with self._tx() as s:
+            s.execute(delete(WebSession).where(WebSession.token_sha256 == token_digest(token)))
 
     @staticmethod
-    def _refused() -> Actor:
-        raise AuthenticationFailed("wrong user name or password")
+    def _end_sessions(s: Session, username: str) -> None:
+        s.execute(delete(WebSession).where(WebSession.username == username))
+
+    def new_login_challenge(self) -> bytes:
+        """A one-time challenge for certificate log-in, held by the server until used."""
+        challenge = secrets.token_bytes(32)
+        now = _now()
+        with self._tx() as s:
+            s.execute(delete(LoginChallenge).where(LoginChallenge.expires_at < now))
+            s.add(LoginChallenge(challenge=challenge.hex(),
+                                 expires_at=now + self.config.challenge_ttl))
+        return challenge
+
+    def _consume_challenge(self, challenge: bytes) -> bool:
+        """Use a challenge up: an atomic DELETE, so a captured log-in never replays."""
+        with self._tx() as s:
+            gone = s.execute(delete(LoginChallenge).where(
+                LoginChallenge.challenge == challenge.hex(),
+                LoginChallenge.expires_at > _now()))
+            return bool(gone.rowcount == 1)  # type: ignore[attr-defined]
 
     def authenticate_certificate(self, username: str, challenge: bytes,
                                  signature: bytes) -> Actor:
         """Certificate log-in: ``signature`` (SM2 with SM3, DER) over the server's one-time
-        ``challenge`` by the key of the officer's registered certificate (on their card); the
-        certificate must validate up to this CA's root and be unrevoked."""
+        ``challenge`` (from ``new_login_challenge``, consumed here whatever the outcome) by the
+        key of the officer's registered certificate (on their card); the certificate must
+        validate up to this CA's root and be unrevoked. Every refusal but a spent challenge
+        gets the one message ``CERTIFICATE_LOGIN_REFUSED``; the reason goes to the audit log."""
+        with self.audit.operation(f"officer:{username or '-'}", "ra.login", username or "-",
+                                  details={"method": "certificate"}) as op:
+            if not self._consume_challenge(challenge):
+                op.deny("unknown, used or expired challenge")
+                spent = True
+            else:
+                spent = False
+                actor, why = self._check_certificate_login(username, challenge, signature)
+                if actor is None:
+                    op.deny(why)
+        if spent:
+            raise AuthenticationFailed("the log-in challenge is unknown, used or expired; "
+                                       "reload the page")
+        if actor is None:
+            raise AuthenticationFailed(CERTIFICATE_LOGIN_REFUSED)
+        return actor
+
+    def _check_certificate_login(self, username: str, challenge: bytes,
+                                 signature: bytes) -> tuple[Actor | None, str]:
+        """(the officer, "") or (None, why not)."""
         from sscard.crypto.asymmetric import PublicKey
         from sscard.validation import validate_path
 
-        with self.audit.operation(f"officer:{username or '-'}", "ra.login", username or "-",
-                                  details={"method": "certificate"}) as op:
-            with self._tx() as s:
-                officer = s.scalar(select(Officer).where(Officer.username == username))
-                if officer is None or not officer.active or officer.certificate_der is None:
-                    op.deny("no officer with a registered certificate")
-                    raise AuthenticationFailed(f"no certificate log-in for {username!r}")
-                if officer.locked:
-                    op.deny("account locked")
-                    raise AccountLocked(f"account {username} is locked")
-                cert_der = officer.certificate_der
-                roles = officer.role_set()
-            if self.ca is None:
-                raise UpstreamFailed("certificate log-in needs the CA")
-            cert = load_certificate(cert_der)
-            chain = self.ca.chain()
-            result = validate_path(cert, trust_anchors=[chain[-1]], intermediates=chain[:-1])
-            if not result.valid:
-                op.deny("certificate invalid")
-                raise AuthenticationFailed("the officer certificate does not validate: "
-                                           + "; ".join(r.message for r in result.reasons))
-            status = self.ca.status(cert.serial_number)
-            if status.status.value != "good":
-                op.deny("certificate revoked")
-                raise AuthenticationFailed("the officer certificate is revoked")
-            key = PublicKey.from_spki(cert["tbs_certificate"]["subject_public_key_info"].dump())
-            try:
-                key.verify(signature, challenge, SignatureAlgorithm.SM2_SM3)
-            except CryptoError:
-                op.deny("bad signature")
-                raise AuthenticationFailed("the signature over the challenge does not "
-                                           "verify with the officer certificate") from None
-            return Actor(username, roles)
+        with self._tx() as s:
+            officer = s.scalar(select(Officer).where(Officer.username == username))
+            if officer is None or not officer.active or officer.certificate_der is None:
+                return None, "no enabled officer with a registered certificate"
+            cert_der = officer.certificate_der
+            roles, person = officer.role_set(), officer.person
+        if self.ca is None:
+            raise UpstreamFailed("certificate log-in needs the CA")
+        cert = load_certificate(cert_der)
+        chain = self.ca.chain()
+        result = validate_path(cert, trust_anchors=[chain[-1]], intermediates=chain[:-1])
+        if not result.valid:
+            return None, "certificate invalid: " + "; ".join(r.message for r in result.reasons)
+        if self.ca.status(cert.serial_number).status.value != "good":
+            return None, "certificate revoked"
+        key = PublicKey.from_spki(cert["tbs_certificate"]["subject_public_key_info"].dump())
+        try:
+            key.verify(signature, challenge, SignatureAlgorithm.SM2_SM3)
+        except CryptoError:
+            return None, "bad signature"
+        return Actor(username, roles, person=person), ""
 
     # -- API clients --------------------------------------------------------------------------
 
@@ -326,6 +543,9 @@ class RegistrationAuthority:
         """Register a reader tool or kiosk; returns its bearer token, shown once."""
         if actor is not None:
             self._need(actor, Role.ADMINISTRATOR)
+        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(
+                ".", "").isalnum():
+            raise BadRequest(f"client name {name!r}: 1-64 letters, digits, '-', '_' or '.'")
         token = "ra_" + secrets.token_urlsafe(32)
         with self.audit.operation(actor.audit_name if actor else "setup", "ra.client.add", name):
             try:
@@ -348,30 +568,87 @@ class RegistrationAuthority:
 
     # -- batches ------------------------------------------------------------------------------
 
-    def authorise_batch(self, actor: Actor, name: str, limit: int) -> None:
-        """An officer pre-authorises a named batch of up to ``limit`` enrollments."""
+    def authorise_batch(self, actor: Actor, name: str, limit: int, *, station: str,
+                        cardholders: list[str] | None = None,
+                        valid_for: dt.timedelta = dt.timedelta(hours=12)) -> None:
+        """An officer pre-authorises a named batch of up to ``limit`` enrollments, submitted
+        by the API client ``station`` only, for the listed cardholders (social security
+        numbers; each once) or any, until ``valid_for`` from now."""
         self._need(actor, Role.OFFICER)
         if not name.strip() or len(name) > 64:
             raise BadRequest("a batch needs a name of 1-64 characters")
         if limit < 1:
             raise BadRequest("a batch covers at least one enrollment")
+        if valid_for <= dt.timedelta(0) or valid_for > dt.timedelta(days=31):
+            raise BadRequest("a batch is valid for more than nothing and at most 31 days")
+        ssns = sorted({c.strip() for c in cardholders or [] if c.strip()})
+        bad = [c for c in ssns if len(c) != 18 or not c[:17].isdigit()]
+        if bad:
+            raise BadRequest(f"not social security numbers: {', '.join(bad[:5])}")
+        if cardholders is not None and not ssns:
+            raise BadRequest("the batch's cardholder list is empty")
+        if ssns and limit > len(ssns):
+            raise BadRequest(f"the batch lists {len(ssns)} cardholders but allows {limit} "
+                             "enrollments")
+        expires = _now() + valid_for
         with self.audit.operation(actor.audit_name, "ra.batch.authorise", name,
-                                  details={"limit": limit}):
+                                  details={"limit": limit, "station": station,
+                                           "cardholders": len(ssns),
+                                           "expires": expires.isoformat()}):
+            with self._tx() as s:
+                client = s.scalar(select(ApiClient).where(ApiClient.name == station))
+                if client is None or not client.active:
+                    raise BadRequest(f"no active API client (station) named {station!r}")
             try:
                 with self._tx() as s:
                     s.add(BatchAuthorisation(name=name, authorised_by=actor.name, limit=limit,
-                                             used=0, active=True, created_at=_now()))
+                                             used=0, active=True, created_at=_now(),
+                                             station=station,
+                                             cardholders=json.dumps(ssns) if ssns else None,
+                                             expires_at=expires))
             except IntegrityError:
                 raise Conflict(f"a batch named {name!r} already exists") from None
+
+    def _batch_approval(self, s: Session, batch: str, actor: Actor, person: Cardholder,
+                        req: Request) -> None:
+        """Approve ``req`` on submission under a pre-authorised batch, or refuse (Forbidden).
+        The batch's count is taken by a conditional UPDATE: parallel submissions never
+        overrun it."""
+        row = s.scalar(select(BatchAuthorisation).where(BatchAuthorisation.name == batch))
+        facts = None if row is None else BatchFacts(
+            row.name, row.authorised_by, row.limit, row.used, row.active, row.station,
+            None if row.cardholders is None else tuple(json.loads(row.cardholders)),
+            None if row.expires_at is None else row.expires_at)
+        verdict = batch_covers(facts, RequestKind.ENROLLMENT, actor.name, person.ssn, _now())
+        if verdict.allowed and facts is not None and facts.cardholders is not None and \
+                s.scalar(select(func.count()).select_from(Request).where(
+                    Request.batch_name == batch, Request.cardholder_id == person.id,
+                    Request.id != req.id)):
+            verdict = Decision(False, f"cardholder {person.ssn} already enrolled in it")
+        if not verdict.allowed:
+            raise Forbidden(f"batch {batch!r}: {verdict.reason}")
+        assert row is not None
+        taken = s.execute(update(BatchAuthorisation).where(
+            BatchAuthorisation.id == row.id,
+            BatchAuthorisation.used < BatchAuthorisation.limit).values(
+                used=BatchAuthorisation.used + 1))
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            raise Forbidden(f"batch {batch!r}: used up ({row.limit} enrollments)")
+        req.state = RequestState.APPROVED
+        s.add(Approval(request_id=req.id, officer=row.authorised_by, person=None,
+                       decision="approve",
+                       reason=f"pre-authorised batch {batch} for station {row.station}",
+                       at=_now()))
 
     # -- enrollment ---------------------------------------------------------------------------
 
     def submit_enrollment(self, actor: Actor, holder: HolderData, card: CardInput,
                           csr_der: bytes, batch: str | None = None) -> dict[str, Any]:
         """Register the cardholder and card and file the enrollment for the CSR (signed by the
-        card's key). Re-submitting the same card and key returns the existing request, so a
-        reader tool that lost its answer can ask again."""
-        self._need(actor, Role.OPERATOR, Role.OFFICER)
+        card's key; its subject must be the one built from the cardholder record). The same
+        client re-submitting the same card and key gets its request back, so a reader tool
+        that lost its answer can ask again; anyone else gets a conflict and no data."""
+        self._need(actor, Role.OPERATOR, Role.OFFICER, clients=True)
         try:
             holder.validate()
         except (CardDataError, CodecError) as exc:
@@ -381,22 +658,20 @@ class RegistrationAuthority:
             raise BadRequest("card identification code must be 32 hex digits")
         if not card.card_number or len(card.card_number) > 9:
             raise BadRequest("card number must be 1-9 characters")
-        csr = self._check_csr(csr_der, holder.ssn)
+        csr = self._check_csr(csr_der, holder.ssn, holder.name)
         csr_der = csr.dump()
         with self.audit.operation(actor.audit_name, "ra.enrollment.submit", card_id,
                                   details={"ssn": holder.ssn, "batch": batch or ""}) as op:
             with self._tx() as s:
-                existing = self._existing_enrollment(s, card_id, csr_der)
+                existing = self._existing_enrollment(s, actor, card_id, csr_der)
                 if existing is not None:
                     op.set(request_id=existing.public_id, repeated=True)
-                    stalled = existing.state == RequestState.APPROVED and \
-                        _now() - existing.updated_at >= self.config.resume_after
-                    if not stalled:
+                    if existing.state != RequestState.APPROVED:
                         return self._info(s, existing)
                     public_id = existing.public_id
             if existing is not None:
-                # approved but never finished (the RA stopped mid-issuance): finish it now;
-                # every issuance step skips what it already did
+                # approved but perhaps never finished (the RA stopped mid-issuance): finish
+                # it now, unless another call is carrying it out (the execution claim)
                 self._execute(actor, public_id)
                 return self.request(actor, public_id)
             with self._tx() as s:
@@ -411,26 +686,23 @@ class RegistrationAuthority:
                 req = self._new_request(s, RequestKind.ENROLLMENT, actor, person.id,
                                         card_row.id, csr_der=csr_der, batch=batch)
                 if batch:
-                    row = s.scalar(select(BatchAuthorisation).where(
-                        BatchAuthorisation.name == batch))
-                    facts = None if row is None else BatchFacts(
-                        row.name, row.authorised_by, row.limit, row.used, row.active)
-                    verdict = batch_covers(facts, RequestKind.ENROLLMENT, actor.name)
-                    if not verdict.allowed:
-                        raise Forbidden(f"batch {batch!r}: {verdict.reason}")
-                    assert row is not None
-                    row.used += 1
-                    req.state = RequestState.APPROVED
-                    s.add(Approval(request_id=req.id, officer=row.authorised_by,
-                                   decision="approve", reason=f"pre-authorised batch {batch}",
-                                   at=_now()))
+                    self._batch_approval(s, batch, actor, person, req)
                 public_id = req.public_id
                 op.set(request_id=public_id, state=req.state)
         if batch:
             self._execute(actor, public_id)
         return self.request(actor, public_id)
 
-    def _check_csr(self, csr_der: bytes, ssn: str) -> Any:
+    @staticmethod
+    def holder_subject(ssn: str, name: str) -> Any:
+        """The certificate subject for a cardholder, built from the record alone."""
+        escaped = name.replace("\\", "\\\\").replace(",", "\\,")
+        try:
+            return parse_name(f"CN={escaped},serialNumber={ssn},C=CN")
+        except BuilderError as exc:
+            raise BadRequest(f"cardholder record: {exc}") from None
+
+    def _check_csr(self, csr_der: bytes, ssn: str, name: str) -> Any:
         try:
             csr = load_csr(csr_der)
             key = verify_csr(csr)
@@ -439,13 +711,17 @@ class RegistrationAuthority:
         if key.algorithm is not KeyAlgorithm.SM2:
             raise BadRequest(f"a card's signing key is SM2, not {key.algorithm.value}")
         subject = csr["certification_request_info"]["subject"]
-        if name_attribute(subject, "serial_number") != ssn:
-            raise BadRequest("the request's subject serialNumber is not the cardholder's social "
-                             f"security number {ssn}")
+        expected = self.holder_subject(ssn, name)
+        if subject.dump() != expected.dump():
+            why = _subject_difference(subject, ssn, name)
+            raise BadRequest(f"the request's subject {format_name(subject)!r} is not the one "
+                             f"the RA issues for the cardholder record, "
+                             f"{format_name(expected)!r}: {why}")
         return csr
 
     @staticmethod
-    def _existing_enrollment(s: Session, card_id: str, csr_der: bytes) -> Request | None:
+    def _existing_enrollment(s: Session, actor: Actor, card_id: str,
+                             csr_der: bytes) -> Request | None:
         card = s.scalar(select(Card).where(Card.card_id == card_id))
         if card is None:
             return None
@@ -454,6 +730,9 @@ class RegistrationAuthority:
             .order_by(Request.id.desc()))
         if req is None:
             return None
+        if req.requested_by != actor.name:
+            # never another client's request (it carries the wrapped key blob)
+            raise Conflict(f"card {card_id} is already registered by another station")
         def spki(der: bytes | None) -> bytes:
             return b"" if der is None else \
                 load_csr(der)["certification_request_info"]["subject_pk_info"].dump()
@@ -562,7 +841,8 @@ class RegistrationAuthority:
             person = s.get(Cardholder, card.cardholder_id)
             assert person is not None
             ssn, card_ref, holder_id, old = person.ssn, card.id, person.id, card.sign_serial
-        csr = self._check_csr(csr_der, ssn)
+            name = person.name
+        csr = self._check_csr(csr_der, ssn, name)
         with self.audit.operation(actor.audit_name, "ra.renewal.submit", card_number) as op, \
                 self._tx() as s:
             req = self._new_request(s, RequestKind.RENEWAL, actor, holder_id, card_ref,
@@ -639,37 +919,83 @@ class RegistrationAuthority:
 
     def _decide(self, actor: Actor, request_id: str, approve: bool,
                 reason: str) -> dict[str, Any]:
+        """Record one officer's decision. The request row is updated under its version
+        (optimistic lock): of two decisions at once, one commits and the other is evaluated
+        again against the new state, so every decision counts exactly once."""
+        self._need(actor, Role.OFFICER)
         action = "ra.request.approve" if approve else "ra.request.reject"
         with self.audit.operation(actor.audit_name, action, request_id) as op:
-            with self._tx() as s:
-                req = self._request(s, request_id)
-                decided = list(s.scalars(select(Approval).where(Approval.request_id == req.id)))
-                facts = RequestFacts(
-                    RequestKind(req.kind), RequestState(req.state), req.requested_by,
-                    [a.officer for a in decided if a.decision == "approve"],
-                    [a.officer for a in decided if a.decision == "reject"])
-                verdict = decide(self.config.policy, facts, actor.name, actor.roles, approve)
-                if not verdict.allowed:
-                    op.deny(verdict.reason)
-                    raise Forbidden(verdict.reason)
-                s.add(Approval(request_id=req.id, officer=actor.name,
-                               decision="approve" if approve else "reject", reason=reason,
-                               at=_now()))
-                assert verdict.new_state is not None
-                req.state = verdict.new_state
-                req.updated_at = _now()
-                op.set(state=req.state, approvals=verdict.approvals_after,
-                       needed=self.config.policy.required(facts.kind))
-                if req.kind == RequestKind.KEY_RECOVERY and approve:
-                    self._kmc_recovery_approval(s, req, actor.name)
-                execute = req.state == RequestState.APPROVED
+            for _attempt in range(DECISION_RETRIES):
+                try:
+                    execute = self._decide_once(actor, request_id, approve, reason, op)
+                    break
+                except (ConcurrentChange, IntegrityError):
+                    continue  # another decision committed first: look again
+            else:
+                op.deny("the request kept changing")
+                raise Conflict(f"request {request_id} kept changing while it was decided; "
+                               "try again")
         if execute:
             self._execute(actor, request_id)
         return self.request(actor, request_id)
 
+    def _decide_once(self, actor: Actor, request_id: str, approve: bool, reason: str,
+                     op: Any) -> bool:
+        with self._tx() as s:
+            req = self._request(s, request_id)
+            me = s.scalar(select(Officer).where(Officer.username == actor.name))
+            if actor.client or me is None or not me.active:
+                op.deny("no enabled officer account")
+                raise Forbidden(f"{actor.name} has no enabled officer account")
+            requester = s.scalar(select(Officer).where(Officer.username == req.requested_by))
+            decided = list(s.scalars(select(Approval).where(Approval.request_id == req.id)))
+            facts = RequestFacts(
+                RequestKind(req.kind), RequestState(req.state), req.requested_by,
+                [a.person or a.officer for a in decided if a.decision == "approve"],
+                [a.person or a.officer for a in decided if a.decision == "reject"],
+                requester.person if requester is not None else None)
+            verdict = decide(self.config.policy, facts, actor.name, me.role_set(), approve,
+                             me.person)
+            if not verdict.allowed:
+                op.deny(verdict.reason)
+                raise Forbidden(verdict.reason)
+            assert verdict.new_state is not None
+            req.state = verdict.new_state
+            req.updated_at = _now()
+            s.add(Approval(request_id=req.id, officer=actor.name, person=me.person,
+                           decision="approve" if approve else "reject", reason=reason,
+                           at=_now()))
+            s.flush()  # the versioned UPDATE: raises StaleDataError when we lost the race
+            op.set(state=req.state, approvals=verdict.approvals_after,
+                   needed=self.config.policy.required(facts.kind))
+            if req.kind == RequestKind.KEY_RECOVERY and approve:
+                self._kmc_recovery_approval(s, req, actor.name)
+            return req.state == RequestState.APPROVED
+
+    def _claim(self, request_id: str) -> bool:
+        """Take the right to carry out an approved request: exactly one caller gets it (the
+        versioned UPDATE), and it lapses after ``resume_after`` without progress, so a request
+        whose executor died is finished by the next call."""
+        now = _now()
+        try:
+            with self._tx() as s:
+                req = self._request(s, request_id)
+                if req.state != RequestState.APPROVED:
+                    return False
+                if req.claimed_at is not None and \
+                        now - req.claimed_at < self.config.resume_after:
+                    return False
+                req.claimed_at = now
+        except ConcurrentChange:
+            return False
+        return True
+
     def _execute(self, actor: Actor, request_id: str) -> None:
-        """Carry out an approved request. A failure marks it failed, undoes what it issued,
-        and is raised as ``UpstreamFailed``."""
+        """Carry out an approved request, once: a caller that does not get the claim leaves
+        it to the one that did. A failure marks it failed, undoes what it issued, and is
+        raised as ``UpstreamFailed``."""
+        if not self._claim(request_id):
+            return
         with self._tx() as s:
             kind = RequestKind(self._request(s, request_id).kind)
         try:
@@ -704,7 +1030,7 @@ class RegistrationAuthority:
             details = self._details(req)
             details.update(changes)
             req.details = json.dumps(details)
-            req.updated_at = _now()
+            req.updated_at = req.claimed_at = _now()  # progress keeps the execution claim
             if "sign_serial" in changes:
                 req.certificate_serial = changes["sign_serial"]
             card = s.get(Card, req.card_ref) if req.card_ref else None
@@ -724,9 +1050,14 @@ class RegistrationAuthority:
         with self._tx() as s:
             req = self._request(s, request_id)
             details, csr_der = self._details(req), req.csr_der
+            person = s.get(Cardholder, req.cardholder_id)
+            assert person is not None
+            ssn, name = person.ssn, person.name
         assert csr_der is not None
-        csr = load_csr(csr_der)
-        subject = csr["certification_request_info"]["subject"]
+        # the CSR's subject was checked against the record on submission; checked again here,
+        # and the encryption certificate's subject is built from the record, not the CSR
+        csr = self._check_csr(csr_der, ssn, name)
+        subject = self.holder_subject(ssn, name)
         spki = csr["certification_request_info"]["subject_pk_info"].dump()
         with self.audit.operation(actor.audit_name, "ra.enrollment.issue", request_id) as op:
             try:
@@ -831,10 +1162,11 @@ class RegistrationAuthority:
 
     def confirm_personalised(self, actor: Actor, request_id: str) -> dict[str, Any]:
         """The reader tool read everything back from the card: the card is issued."""
-        self._need(actor, Role.OPERATOR, Role.OFFICER)
+        self._need(actor, Role.OPERATOR, Role.OFFICER, clients=True)
         with self.audit.operation(actor.audit_name, "ra.card.activate", request_id), \
                 self._tx() as s:
             req = self._request(s, request_id)
+            self._own(actor, req)
             card = s.get(Card, req.card_ref) if req.card_ref else None
             if req.state != RequestState.DONE or card is None:
                 raise Conflict(f"request {request_id} is {req.state}; only an issued "
@@ -849,11 +1181,13 @@ class RegistrationAuthority:
         """Undo an enrollment whose card was not finished: revoke whatever was issued
         (cessationOfOperation), mark the card spoiled and the request failed. Idempotent."""
         if not _system:
-            self._need(actor, Role.OPERATOR, Role.OFFICER)
+            self._need(actor, Role.OPERATOR, Role.OFFICER, clients=True)
         from ca.errors import AlreadyRevoked, UnknownCertificate
 
         with self._tx() as s:
             req = self._request(s, request_id)
+            if not _system:
+                self._own(actor, req)
             card = s.get(Card, req.card_ref) if req.card_ref else None
             if req.kind != RequestKind.ENROLLMENT or card is None:
                 raise BadRequest(f"{request_id} is not an enrollment")
@@ -938,11 +1272,10 @@ class RegistrationAuthority:
             return str(spki.algorithm)
 
     def request(self, actor: Actor, request_id: str) -> dict[str, Any]:
-        self._need(actor, Role.OPERATOR, Role.OFFICER, Role.AUDITOR)
+        self._need(actor, Role.OPERATOR, Role.OFFICER, Role.AUDITOR, clients=True)
         with self._tx() as s:
             req = self._request(s, request_id)
-            if actor.client and req.requested_by != actor.name:
-                raise Forbidden(f"request {request_id} was filed by another client")
+            self._own(actor, req)
             return self._info(s, req)
 
     def queue(self, actor: Actor, state: RequestState = RequestState.SUBMITTED,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,13 +45,12 @@ from ra.errors import (
 from ra.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
 from ra.models import RequestKind, RequestState, Role
 from ra.service import Actor, CardInput, RegistrationAuthority
+from ra.sessions import ServerSession, ServerSessionInterface
 from sscard.card.records import HolderData
 
 ANONYMOUS, CLIENT = "anonymous", "client"
 OPERATOR, OFFICER, AUDITOR, ADMIN = (Role.OPERATOR.value, Role.OFFICER.value,
                                      Role.AUDITOR.value, Role.ADMINISTRATOR.value)
-#: a UI session ends after this long without a request
-SESSION_IDLE_SECONDS = 30 * 60
 LOGGED_IN = frozenset({OPERATOR, OFFICER, AUDITOR, ADMIN})
 READERS = frozenset({OPERATOR, OFFICER, AUDITOR})
 
@@ -62,6 +61,7 @@ ACCESS: dict[str, frozenset[str]] = {
     "ui.login_certificate": frozenset({ANONYMOUS, *LOGGED_IN}),
     "ui.language": frozenset({ANONYMOUS, *LOGGED_IN}),
     "ui.logout": LOGGED_IN,
+    "ui.password": LOGGED_IN,
     "ui.queue": READERS,
     "ui.request_detail": READERS,
     "ui.decide": frozenset({OFFICER}),
@@ -72,6 +72,8 @@ ACCESS: dict[str, frozenset[str]] = {
     "ui.audit": frozenset({AUDITOR}),
     "ui.officers": frozenset({ADMIN}),
     "ui.unlock": frozenset({ADMIN}),
+    "ui.enable": frozenset({ADMIN}),
+    "ui.disable": frozenset({ADMIN}),
     "api.openapi": frozenset({ANONYMOUS, CLIENT}),
     "api.whoami": frozenset({CLIENT}),
     "api.submit": frozenset({CLIENT}),
@@ -137,11 +139,23 @@ api = Blueprint("api", __name__, url_prefix="/api/v1")
 # --- UI: log-in -----------------------------------------------------------------------------
 
 
+def _session() -> ServerSession:
+    assert isinstance(session, ServerSession)
+    return session
+
+
+def _source() -> str:
+    """The client's address, for log-in throttling (behind a proxy: its ProxyFix setting)."""
+    return request.remote_addr or "-"
+
+
 def _start_session(actor: Actor) -> None:
     lang = session.get("lang")
-    session.clear()  # a fresh session (and CSRF token) at log-in: no fixation
+    session.clear()  # a fresh session under a new token (and CSRF token) at log-in
+    _session().regenerate()
+    # roles here only choose the menu; every request is authorised from the database
     session.update(user=actor.name, roles=sorted(r.value for r in actor.roles),
-                   csrf=secrets.token_urlsafe(32), seen=int(time.time()))
+                   csrf=secrets.token_urlsafe(32))
     if lang:
         session["lang"] = lang
 
@@ -151,7 +165,7 @@ def login() -> Any:
     if request.method == "POST":
         try:
             actor = _ra().authenticate(request.form.get("username", ""),
-                                       request.form.get("password", ""))
+                                       request.form.get("password", ""), _source())
         except AuthenticationFailed as exc:
             flash(str(exc), "error")
             return render_template("login.html"), 401
@@ -173,14 +187,15 @@ def login_certificate() -> Any:
             flash("no challenge in this session; reload the page", "error")
             return redirect(url_for("ui.login_certificate"))
         try:
+            # the RA consumes the challenge (held server-side): a captured log-in never replays
             actor = _ra().authenticate_certificate(request.form.get("username", ""),
-                                                   bytes.fromhex(challenge), signature)
+                                                   bytes.fromhex(str(challenge)), signature)
         except AuthenticationFailed as exc:
             flash(str(exc), "error")
             return render_template("login_certificate.html", challenge=None), 401
         _start_session(actor)
         return redirect(url_for("ui.queue"))
-    challenge = secrets.token_bytes(32).hex()
+    challenge = _ra().new_login_challenge().hex()
     session["login_challenge"] = challenge
     return render_template("login_certificate.html", challenge=challenge)
 
@@ -189,9 +204,21 @@ def login_certificate() -> Any:
 def logout() -> Any:
     actor = _actor()
     with _ra().audit.operation(actor.audit_name, "ra.logout", actor.name):
-        session.clear()
-    flash(_("logged_out"), "info")
+        _session().end()  # the server forgets the session: its cookie is worth nothing now
     return redirect(url_for("ui.login"))
+
+
+@ui.route("/account/password", methods=["GET", "POST"])
+def password() -> Any:
+    """Change one's own password; every session of the account ends (log in again)."""
+    if request.method == "POST":
+        new = request.form.get("new_password", "")
+        if new != request.form.get("new_password_again", ""):
+            raise BadRequest("the two new passwords differ")
+        _ra().change_password(_actor().name, request.form.get("password", ""), new, _source())
+        _session().end()
+        return redirect(url_for("ui.login"))
+    return render_template("password.html")
 
 
 @ui.route("/language/<lang>")
@@ -283,9 +310,16 @@ def batches() -> Any:
     if request.method == "POST":
         try:
             limit = int(request.form.get("limit", ""))
+            hours = float(request.form.get("valid_hours", "12"))
         except ValueError:
-            raise BadRequest("the number of enrollments must be a whole number") from None
-        _ra().authorise_batch(_actor(), request.form.get("name", ""), limit)
+            raise BadRequest("the number of enrollments and the hours must be numbers") from None
+        if not 0 < hours <= 31 * 24:
+            raise BadRequest("a batch is valid for more than 0 and at most 744 hours")
+        listed = request.form.get("cardholders", "").split()
+        _ra().authorise_batch(_actor(), request.form.get("name", ""), limit,
+                              station=request.form.get("station", "").strip(),
+                              cardholders=listed or None,
+                              valid_for=dt.timedelta(hours=hours))
         flash(_("submitted_msg"), "info")
         return redirect(url_for("ui.batches"))
     return render_template("batches.html")
@@ -305,7 +339,8 @@ def officers() -> Any:
             raise BadRequest("unknown role") from None
         _ra().add_officer(_actor(), request.form.get("username", ""),
                           request.form.get("display_name", ""),
-                          request.form.get("password", ""), roles)
+                          request.form.get("password", ""), roles,
+                          person_id=request.form.get("person_id", "").strip())
         flash(_("submitted_msg"), "info")
         return redirect(url_for("ui.officers"))
     return render_template("officers.html", rows=_ra().officers(_actor()),
@@ -315,6 +350,21 @@ def officers() -> Any:
 @ui.route("/admin/officers/<username>/unlock", methods=["POST"])
 def unlock(username: str) -> Any:
     _ra().unlock_officer(_actor(), username)
+    flash(_("submitted_msg"), "info")
+    return redirect(url_for("ui.officers"))
+
+
+@ui.route("/admin/officers/<username>/enable", methods=["POST"])
+def enable(username: str) -> Any:
+    """Propose (first administrator) or complete (a second one) enabling an account."""
+    _ra().enable_officer(_actor(), username)
+    flash(_("submitted_msg"), "info")
+    return redirect(url_for("ui.officers"))
+
+
+@ui.route("/admin/officers/<username>/disable", methods=["POST"])
+def disable(username: str) -> Any:
+    _ra().disable_officer(_actor(), username)
     flash(_("submitted_msg"), "info")
     return redirect(url_for("ui.officers"))
 
@@ -399,18 +449,14 @@ def _who() -> tuple[str, Actor | None]:
         if scheme.lower() != "bearer":
             raise AuthenticationFailed("use Authorization: Bearer <token>")
         return CLIENT, _ra().authenticate_client(token.strip())
+    # the session itself is server-side: unknown, ended and idle sessions load empty
     user = session.get("user")
     if not user:
         return ANONYMOUS, None
-    now = int(time.time())
-    if now - int(session.get("seen", 0)) > SESSION_IDLE_SECONDS:
-        session.clear()
-        return ANONYMOUS, None
     current = _ra().session_actor(str(user))
     if current is None:
-        session.clear()
+        _session().end()
         return ANONYMOUS, None
-    session["seen"] = now
     return "session", current
 
 
@@ -420,6 +466,7 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
                       SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_SECURE=config.secure_cookies,
                       MAX_CONTENT_LENGTH=256 * 1024)
+    app.session_interface = ServerSessionInterface(ra)
     app.register_blueprint(ui)
     app.register_blueprint(api)
     app.jinja_env.globals.update(_=_, csrf_token=csrf_token, lang=_lang)

@@ -85,7 +85,7 @@ THRESHOLD = 2
 
 #: RA accounts: user name -> (display name, roles); "admin" is the first login printed by serve
 OFFICERS: dict[str, tuple[str, frozenset[Role]]] = {
-    "admin": ("系统管理员 Administrator", frozenset({Role.ADMINISTRATOR, Role.OFFICER})),
+    "admin": ("系统管理员 Administrator", frozenset({Role.ADMINISTRATOR})),
     "wang": ("王芳 (counter operator)", frozenset({Role.OPERATOR, Role.OFFICER})),
     "li": ("李明 (RA officer)", frozenset({Role.OFFICER})),
     "zhao": ("赵强 (RA officer)", frozenset({Role.OFFICER})),
@@ -326,9 +326,11 @@ def kmc_link(home: Path, kmc: KeyManagementCentre) -> KmcLink:
 def add_officers(home: Path, ra: RegistrationAuthority) -> dict[str, Path]:
     """Create the RA accounts with generated passwords (0600 files); returns where they are."""
     out = {}
-    for username, (display, roles) in OFFICERS.items():
+    for n, (username, (display, roles)) in enumerate(OFFICERS.items()):
         password = secrets.token_urlsafe(15)
-        ra.add_officer(None, username, display, password, roles)
+        # each demo account is a distinct (made-up) person: approvals count people
+        ra.add_officer(None, username, display, password, roles,
+                       person_id=f"DEMO{n:014d}")
         out[username] = write_secret(secrets_dir(home) / "officers" / username, password)
     return out
 

@@ -19,7 +19,7 @@ _numbers = itertools.count(1)
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RaRig]:
     r = make_rig(tmp_path_factory.mktemp("issuance"))
-    r.ra.authorise_batch(r.actor("officer1"), BATCH, 1000)
+    r.ra.authorise_batch(r.actor("officer1"), BATCH, 1000, station="station-1")
     yield r
     r.close()
 

@@ -42,6 +42,11 @@ ROLES: dict[str, set[Role]] = {
 }
 
 
+def person_of(n: int) -> str:
+    """An officer's ID number for tests (distinct people for distinct n)."""
+    return f"11010119800101{n:04d}"
+
+
 @dataclass
 class RaRig:
     base: Path
@@ -83,7 +88,7 @@ def make_rig(base: Path, ca: CertificateAuthority | None = None,
     link = KmcLink(kmc, kmc.authenticate(kmc.add_caller("ra", KmcRole.RA)),
                    kmc.authenticate(kmc.add_caller("ca", KmcRole.CA)))
     ra = RegistrationAuthority.open(ra_url or f"sqlite:///{base / 'ra.db'}", audit, ca, link)
-    for name, roles in ROLES.items():
-        ra.add_officer(None, name, name.title(), PASSWORD, roles)
+    for i, (name, roles) in enumerate(ROLES.items()):
+        ra.add_officer(None, name, name.title(), PASSWORD, roles, person_id=person_of(i))
     token = ra.add_api_client(None, "station-1")
     return RaRig(base, ca, kmc, audit, ra, token)

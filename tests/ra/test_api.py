@@ -15,7 +15,7 @@ from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
 from sscard.x509.names import parse_name
 from tests.issuance.cards import holder
-from tests.ra.rig import PASSWORD, RaRig
+from tests.ra.rig import PASSWORD, RaRig, person_of
 
 
 def body(n: int, key: SoftwareKey | None = None) -> dict[str, Any]:
@@ -158,9 +158,11 @@ def test_certificate_login_page(app: Flask, rig: RaRig) -> None:
                                    for k in testkeys.KeyId}))
         card.generate_signing_key()
         key = CardKey(card, lambda: "123456")
-        csr = CsrBuilder().subject(parse_name("CN=web-card-officer,O=人社厅,C=CN")).sign(key)
+        csr = CsrBuilder().subject(parse_name(
+            f"CN=web-card-officer,serialNumber={person_of(200)},O=人社厅,C=CN")).sign(key)
         cert = rig.ca.issue_from_csr(csr.dump(), "ra-officer")
-        rig.ra.add_officer(None, "webcard", "Web Card", PASSWORD, {Role.OFFICER})
+        rig.ra.add_officer(None, "webcard", "Web Card", PASSWORD, {Role.OFFICER},
+                           person_id=person_of(200))
         rig.ra.set_officer_certificate(rig.actor("admin"), "webcard", cert.der)
 
         c = app.test_client()
@@ -180,6 +182,7 @@ def test_certificate_login_page(app: Flask, rig: RaRig) -> None:
         with c2.session_transaction() as sess:
             form["csrf_token"] = sess["csrf"]
         resp = c2.post("/login/certificate", data=form)
-        assert resp.status_code == 401 and "does not verify" in resp.get_data(as_text=True)
+        assert resp.status_code == 401 and "certificate log-in refused" in \
+            resp.get_data(as_text=True)
         bad = c2.post("/login/certificate", data={**form, "signature": "@@@"})
         assert bad.status_code == 400

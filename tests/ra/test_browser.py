@@ -21,9 +21,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from ca.records import Status
 from ra.models import Role
+from ra.service import LOGIN_REFUSED
 from tests.ra.browser import chromium, screenshot, serve
 from tests.ra.enroll import new_enrollment
-from tests.ra.rig import PASSWORD, RaRig
+from tests.ra.rig import PASSWORD, RaRig, person_of
 
 
 @pytest.fixture(scope="module")
@@ -138,15 +139,16 @@ def test_revocation_needs_a_second_officer(browser: Any, base_url: str, rig: RaR
 
 
 def test_wrong_passwords_lock_the_account(browser: Any, base_url: str, rig: RaRig) -> None:
-    rig.ra.add_officer(None, "locktest", "Lock Test", PASSWORD, {Role.OFFICER})
+    rig.ra.add_officer(None, "locktest", "Lock Test", PASSWORD, {Role.OFFICER},
+                       person_id=person_of(300))
     for attempt in range(rig.ra.config.max_failed_logins):
         log_in(browser, base_url, "locktest", f"wrong password {attempt}")
         assert "locktest" not in browser.page_source or "whoami" not in browser.page_source
-    assert "locked" in text(browser, "flash-error")
+    assert text(browser, "flash-error") == LOGIN_REFUSED
     screenshot(browser, "06-locked")
-    # the right password no longer helps
+    # the right password no longer helps, and the answer is still the same
     log_in(browser, base_url, "locktest", PASSWORD)
-    assert "locked" in text(browser, "flash-error")
+    assert text(browser, "flash-error") == LOGIN_REFUSED
     assert not browser.find_elements(By.ID, "whoami")
     # an administrator unlocks it in the UI; then the right password works
     log_in(browser, base_url, "admin")

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from ra.errors import AuthenticationFailed
 from ra.service import RegistrationAuthority
 from ra.store import default_url
 from sscard.audit.log import AuditLog
@@ -24,16 +27,17 @@ def test_set_up_officers_and_clients(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("a long enough password\n")
     (tmp_path / "pw").chmod(0o600)  # a secret file: owner only
     done = sscard(home, "add-officer", "zhang", "--role", "officer", "--role", "auditor",
-                  "--display-name", "张审核", "--password-file", str(tmp_path / "pw"))
+                  "--display-name", "张审核", "--person-id", "110101198001010011",
+                  "--password-file", str(tmp_path / "pw"))
     assert done.returncode == 0, done.stderr
     assert "a long enough password" not in done.stdout + done.stderr
     again = sscard(home, "add-officer", "zhang", "--role", "officer",
-                   "--password-file", str(tmp_path / "pw"))
+                   "--person-id", "110101198001010011", "--password-file", str(tmp_path / "pw"))
     assert again.returncode == 1 and "already exists" in again.stderr
     (tmp_path / "short").write_text("short\n")
     (tmp_path / "short").chmod(0o600)  # a secret file: owner only
     short = sscard(home, "add-officer", "li", "--role", "officer",
-                   "--password-file", str(tmp_path / "short"))
+                   "--person-id", "110101198001010022", "--password-file", str(tmp_path / "short"))
     assert short.returncode == 1 and "at least 10" in short.stderr
     (tmp_path / "bad.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n"
                                       "-----END CERTIFICATE-----\n")
@@ -56,6 +60,42 @@ def test_set_up_officers_and_clients(tmp_path: Path) -> None:
         # the set-up is in the audit log
         actions = [r.record.action for r in ra.audit.records()]
         assert "ra.officer.add" in actions and "ra.client.add" in actions
+    finally:
+        ra.close()
+
+
+def test_officer_unlock_from_the_console(tmp_path: Path) -> None:
+    """Finding 9: anyone could lock the only administrator out for good; the console lifts
+    every lock-out of the account, and says so in the audit log."""
+    home = tmp_path / "home"
+    (tmp_path / "pw").write_text("the admin password\n")
+    assert sscard(home, "add-officer", "root", "--role", "administrator", "--person-id",
+                  "110101198001010033", "--password-file",
+                  str(tmp_path / "pw")).returncode == 0
+    ra = RegistrationAuthority.open(default_url(home), AuditLog.open(audit_url(home)))
+    try:
+        for source in ("203.0.113.1", "203.0.113.2"):
+            for _ in range(ra.config.max_failed_logins):
+                with pytest.raises(AuthenticationFailed):
+                    ra.authenticate("root", "guessing", source)
+            with pytest.raises(AuthenticationFailed):
+                ra.authenticate("root", "the admin password", source)
+        assert [o["locked"] for o in ra.officers(ra.authenticate(
+            "root", "the admin password", "198.51.100.7"))] == [True]
+    finally:
+        ra.close()
+    done = sscard(home, "officer", "unlock", "root")
+    assert done.returncode == 0, done.stderr
+    missing = sscard(home, "officer", "unlock", "nobody")
+    assert missing.returncode == 1 and "no officer named 'nobody'" in missing.stderr
+    ra = RegistrationAuthority.open(default_url(home), AuditLog.open(audit_url(home)))
+    try:
+        for source in ("203.0.113.1", "203.0.113.2"):
+            assert ra.authenticate("root", "the admin password", source).name == "root"
+        unlocks = {(r.record.actor, r.record.object, r.record.outcome)
+                   for r in ra.audit.records() if r.record.action == "ra.officer.unlock"}
+        assert ("console", "root", "success") in unlocks
+        assert ("console", "nobody", "success") not in unlocks
     finally:
         ra.close()
 

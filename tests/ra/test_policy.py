@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from ra.models import RequestKind, RequestState, Role
-from ra.policy import BatchFacts, Policy, RequestFacts, batch_covers, decide
+from ra.policy import BatchFacts, Decision, Policy, RequestFacts, batch_covers, decide
 
 OFFICER = frozenset({Role.OFFICER})
 POLICY = Policy()
@@ -69,13 +71,55 @@ def test_dual_control_cannot_be_configured_away() -> None:
                   True).new_state is RequestState.SUBMITTED
 
 
+NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
+SSN = "110101198001010011"
+
+
+def covers(batch: BatchFacts | None, requester: str = "station",
+           kind: RequestKind = RequestKind.ENROLLMENT, ssn: str = SSN,
+           now: dt.datetime = NOW) -> Decision:
+    return batch_covers(batch, kind, requester, ssn, now)
+
+
 def test_batch_pre_authorisation() -> None:
-    batch = BatchFacts("b1", "bob", limit=2, used=0, active=True)
-    assert batch_covers(batch, RequestKind.ENROLLMENT, "station").allowed
-    assert not batch_covers(batch, RequestKind.REVOCATION, "station").allowed
-    assert "authorised the batch" in batch_covers(batch, RequestKind.ENROLLMENT, "bob").reason
-    full = BatchFacts("b1", "bob", limit=2, used=2, active=True)
-    assert "used up" in batch_covers(full, RequestKind.ENROLLMENT, "station").reason
-    closed = BatchFacts("b1", "bob", limit=2, used=0, active=False)
-    assert "closed" in batch_covers(closed, RequestKind.ENROLLMENT, "station").reason
-    assert not batch_covers(None, RequestKind.ENROLLMENT, "station").allowed
+    later = NOW + dt.timedelta(hours=1)
+    batch = BatchFacts("b1", "bob", limit=2, used=0, active=True, station="station",
+                       expires_at=later)
+    assert covers(batch).allowed
+    assert not covers(batch, kind=RequestKind.REVOCATION).allowed
+    full = BatchFacts("b1", "bob", limit=2, used=2, active=True, station="station",
+                      expires_at=later)
+    assert "used up" in covers(full).reason
+    closed = BatchFacts("b1", "bob", limit=2, used=0, active=False, station="station",
+                        expires_at=later)
+    assert "closed" in covers(closed).reason
+    assert not covers(None).allowed
+
+
+def test_batch_is_bound_to_station_cardholders_and_time() -> None:
+    """Finding 3: a batch approved enrollments from every API client, for anyone, forever."""
+    later = NOW + dt.timedelta(hours=1)
+    batch = BatchFacts("b1", "bob", limit=2, used=0, active=True, station="station",
+                       cardholders=(SSN,), expires_at=later)
+    assert covers(batch).allowed
+    assert "not authorised for kiosk-9" in covers(batch, requester="kiosk-9").reason
+    assert "not authorised for bob" in covers(batch, requester="bob").reason
+    assert "not in batch" in covers(batch, ssn="110101198001010022").reason
+    assert "expired" in covers(batch, now=later).reason
+    unbound = BatchFacts("old", "bob", limit=9, used=0, active=True)  # from before binding
+    assert not covers(unbound).allowed and not covers(unbound, requester="x").allowed
+
+
+def test_two_accounts_of_one_person_are_one_approver() -> None:
+    """Finding 8: an administrator made two officer accounts and approved as both."""
+    first = decide(POLICY, facts(RequestKind.REVOCATION), "zhao-a", OFFICER, True, "P1")
+    assert first.allowed and first.new_state is RequestState.SUBMITTED
+    second = decide(POLICY, facts(RequestKind.REVOCATION, ("P1",)), "zhao-b", OFFICER, True,
+                    "P1")
+    assert not second.allowed and "another person" in second.reason
+    own = RequestFacts(RequestKind.REVOCATION, RequestState.SUBMITTED, "zhao-a",
+                       requester_person="P1")
+    assert "requester" in decide(POLICY, own, "zhao-b", OFFICER, True, "P1").reason
+    both = frozenset({Role.OFFICER, Role.ADMINISTRATOR})  # an account from before the split
+    assert "administrators do not decide" in decide(POLICY, facts(RequestKind.REVOCATION),
+                                                    "admin", both, True).reason
