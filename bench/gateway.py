@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._common import figure, rate
 from sscard.cms import sign
-from sscard.gateway.request_signing import sign_request
+from sscard.httpsig import sign_request
 from sscard.keys.software import SoftwareKey
 from sscard.x509.pem import der_to_pem
 from tests.cms.pki import make_leaf, make_pki

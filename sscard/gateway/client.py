@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import requests
 from asn1crypto import x509
 
-from sscard.gateway.request_signing import sign_request
+from sscard.httpsig import RequestSigner
 from sscard.keys.base import KeyHandle
 
 
@@ -56,7 +56,8 @@ class GatewayClient:
         self._prefix = urlsplit(self.url).path
         self.key = key
         self.certificate = certificate
-        self._cert_der = certificate.dump() if certificate is not None else b""
+        self._signer = (RequestSigner(key, certificate)
+                        if key is not None and certificate is not None else None)
         self.timeout = timeout
         self.session = session or requests.Session()
         # given per request: requests lets REQUESTS_CA_BUNDLE override a session's verify
@@ -68,9 +69,8 @@ class GatewayClient:
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         data = json.dumps(body, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"}
-        if self.key is not None and self.certificate is not None:
-            headers.update(sign_request(self.key, self._cert_der, "POST",
-                                        self._prefix + path, "", data))
+        if self._signer is not None:
+            headers.update(self._signer.headers("POST", self._prefix + path, "", data))
         answer = self.session.post(self.url + path, data=data, headers=headers,
                                    timeout=self.timeout, verify=self._verify,
                                    cert=self._tls_client)

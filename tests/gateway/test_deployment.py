@@ -17,8 +17,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from sscard import httpsig as rs
 from sscard.audit import AuditLog
-from sscard.gateway import request_signing as rs
 from sscard.gateway.client import GatewayClient, GatewayClientError
 from sscard.gateway.config import ConfigError, load_config
 from sscard.gateway.service import create_app

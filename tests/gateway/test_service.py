@@ -11,8 +11,8 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
+from sscard import httpsig as rs
 from sscard.cms import ContentCipher, encrypt
-from sscard.gateway import request_signing as rs
 from sscard.gateway.client import GatewayClient, GatewayClientError
 from tests.cms.pki import make_leaf
 from tests.gateway.conftest import Rig
