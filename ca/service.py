@@ -64,8 +64,8 @@ from ca.records import (
     serial_to_hex,
 )
 from ca.tsa import FileSerialCounter, TimeStampAuthority, rejection
+from sscard import httpsig
 from sscard.audit import AuditError, AuditLog, AuditUnavailable, Operation
-from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.x509.errors import X509Error
 from sscard.x509.parse import load_csr
@@ -84,7 +84,6 @@ MAX_PROTOCOL_BODY = 64 * 1024
 MAX_API_BODY = 256 * 1024
 #: the RA officer certificate policy (ca/profiles/ra-officer.toml): allowed to issue and revoke
 RA_OFFICER_POLICY = "1.2.156.10260.4.2.2.1"
-SIGNED_REQUEST_SKEW = timedelta(minutes=5)
 
 
 class CaBackend(Protocol):
@@ -138,6 +137,8 @@ class ServiceConfig:
     other_authorities: tuple[CaBackend, ...] = ()
     #: the tamper-evident audit log: refusals, issuance and revocation through the API
     audit_log: AuditLog | None = None
+    #: signed requests already seen; with several workers, a store in the CA's database
+    replays: httpsig.ReplayStore | None = None
 
     @staticmethod
     def hash_token(token: str | bytes) -> str:
@@ -256,30 +257,6 @@ class PublishedCA:
         return build(delta)
 
 
-class ReplayGuard:
-    """Signed requests already seen, for as long as their date is acceptable.
-
-    Per process: with several workers a replay can still reach a worker that has not seen the
-    request; the window (five minutes) bounds that, and the audit log shows both uses.
-    """
-
-    def __init__(self, window: timedelta = SIGNED_REQUEST_SKEW) -> None:
-        self._window = window
-        self._seen: dict[bytes, datetime] = {}
-        self._lock = threading.Lock()
-
-    def first_use(self, fingerprint: bytes, signed_at: datetime) -> bool:
-        now = datetime.now(UTC)
-        with self._lock:
-            if len(self._seen) > 10_000:
-                self._seen = {k: t for k, t in self._seen.items() if t > now}
-            expires = self._seen.get(fingerprint)
-            if expires is not None and expires > now:
-                return False
-            self._seen[fingerprint] = signed_at + 2 * self._window
-            return True
-
-
 class ServiceState:
     """The objects one worker process builds from the configuration, created lazily."""
 
@@ -293,7 +270,8 @@ class ServiceState:
         self._lock = threading.Lock()
         self._tsa: TimeStampAuthority | None = None
         self._tsa_renew_at = datetime.max.replace(tzinfo=UTC)
-        self.replays = ReplayGuard()
+        self.signatures = httpsig.RequestVerifier(
+            config.replays if config.replays is not None else httpsig.MemoryReplayStore())
 
     @property
     def tsa(self) -> TimeStampAuthority | None:
@@ -494,12 +472,7 @@ class Caller:
     method: str  # "token" or "signature"
 
 
-def signed_request_message(method: str, path: str, date: str, body: bytes) -> bytes:
-    """What a signed API request signs: method, path, date and the body's SHA-256, by lines."""
-    return f"{method.upper()}\n{path}\n{date}\n{hashlib.sha256(body).hexdigest()}".encode()
-
-
-def _refuse(status: int, why: str) -> ApiError:
+def _refuse(status: int, why: str, code: str | None = None) -> ApiError:
     """Record a refused caller (log and, when configured, the audit log) and make the error."""
     audit.warning(
         "refused %s %s from %s: %s", request.method, request.path, request.remote_addr, why
@@ -513,8 +486,7 @@ def _refuse(status: int, why: str) -> ApiError:
         except AuditError as exc:
             # the refusal stands either way; losing its record is itself worth an alarm
             log.error("audit record of a refusal not written: %s", exc)
-    code = "unauthenticated" if status == 401 else "forbidden"
-    return ApiError(status, code, why)
+    return ApiError(status, code or ("unauthenticated" if status == 401 else "forbidden"), why)
 
 
 @contextlib.contextmanager
@@ -542,52 +514,31 @@ def _token_caller(state: ServiceState, header: str) -> Caller:
 
 
 def _signature_caller(state: ServiceState) -> Caller:
-    """The signed-request scheme (see docs/ca-admin-guide.md).
-
-    Headers ``X-SSCard-Certificate`` (base64 DER), ``X-SSCard-Date`` (ISO 8601 UTC, within five
-    minutes of ours) and ``X-SSCard-Signature`` (base64, by the certificate's key over
-    ``signed_request_message``). The certificate must be ours, valid now, not revoked, and carry
-    an authorised certificate policy.
-    """
+    """A request signed by the scheme of ``sscard.httpsig`` (see docs/ca-admin-guide.md),
+    with a certificate this CA issued, valid now, not revoked, under an authorised policy."""
     try:
-        cert_der = base64.b64decode(request.headers["X-SSCard-Certificate"], validate=True)
-        signature = base64.b64decode(request.headers["X-SSCard-Signature"], validate=True)
-        date_text = request.headers["X-SSCard-Date"]
-        when = datetime.fromisoformat(date_text)
-        cert = asn1x509.Certificate.load(cert_der, strict=True)
-        cert.native  # noqa: B018  (parse all of it now)
-    except KeyError as exc:
-        raise _refuse(401, f"signed request lacks the {exc.args[0]} header") from None
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise _refuse(401, f"signed request headers are malformed: {exc}") from None
-    if when.tzinfo is None:
-        raise _refuse(401, "X-SSCard-Date must carry a time zone")
-    now = datetime.now(UTC)
-    if abs(now - when) > SIGNED_REQUEST_SKEW:
-        raise _refuse(401, "X-SSCard-Date is more than five minutes from the server's clock")
+        signed = state.signatures.verify(
+            request.headers, request.method, request.path,
+            request.query_string.decode("latin-1"), request.get_data())
+    except httpsig.SignatureError as exc:
+        raise _refuse(401, exc.message, exc.code) from None
+    cert = signed.certificate
     authority = state.authority
     try:
         verify_certificate_signature(cert, authority.certificate)
     except (CryptoError, ValueError):
         raise _refuse(401, "the caller's certificate was not issued by this CA") from None
     subject = cert.subject.human_friendly
+    now = datetime.now(UTC)
     validity = cert["tbs_certificate"]["validity"]
     if not validity["not_before"].native <= now <= validity["not_after"].native:
         raise _refuse(401, f"the caller's certificate ({subject}) is not valid now")
     status = authority.status(cert.serial_number)
     if status.status is not Status.GOOD:
         raise _refuse(401, f"the caller's certificate ({subject}) is {status.status.value}")
-    message = signed_request_message(request.method, request.path, date_text, request.get_data())
-    try:
-        # the key's default algorithm: SM2 with the GM/T 0009 user ID, ECDSA/RSA with SHA-256
-        PublicKey.from_spki(cert.public_key.dump()).verify(signature, message)
-    except (CryptoError, ValueError):
-        raise _refuse(401, f"the request signature does not verify with {subject}") from None
     policies = {p["policy_identifier"].dotted for p in (cert.certificate_policies_value or [])}
     if not policies & set(state.config.authorized_policies):
         raise _refuse(403, f"{subject} holds no certificate policy authorised for this API")
-    if not state.replays.first_use(hashlib.sha256(signature).digest(), when):
-        raise _refuse(401, "this signed request was already used (replay)")
     return Caller(subject, "signature")
 
 
@@ -596,7 +547,7 @@ def authenticate() -> Caller:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return _token_caller(state, header)
-    if "X-SSCard-Signature" in request.headers:
+    if httpsig.RequestVerifier.present(request.headers):
         return _signature_caller(state)
     raise _refuse(401, "authentication required: an API token or a signed request")
 

@@ -37,7 +37,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -64,6 +64,12 @@ MAX_CERTIFICATE_HEADER = 16 * 1024
 DEFAULT_WINDOW = timedelta(minutes=5)
 
 Clock = Callable[[], datetime]
+
+
+class Headers(Protocol):
+    """What is needed of a request's headers (a dict, werkzeug's or requests' headers)."""
+
+    def get(self, key: str, /) -> str | None: ...
 
 
 def _utcnow() -> datetime:
@@ -302,11 +308,11 @@ class RequestVerifier:
         self._certificates = _CertificateCache()
 
     @staticmethod
-    def present(headers: Mapping[str, str]) -> bool:
+    def present(headers: Headers) -> bool:
         """Whether the request carries any of the scheme's headers."""
         return any(headers.get(h) for h in HEADERS)
 
-    def verify(self, headers: Mapping[str, str], method: str, path: str, query: str,
+    def verify(self, headers: Headers, method: str, path: str, query: str,
                body: bytes) -> SignedRequest:
         values = {h: headers.get(h) or "" for h in HEADERS}
         missing = [h for h, v in values.items() if not v]
@@ -341,5 +347,6 @@ class RequestVerifier:
                                  "sent") from None
         key = hashlib.sha256(cert.identity + nonce.encode("ascii")).digest()
         if not self.replays.first_use(key, when + self.window + timedelta(seconds=1)):
-            raise SignatureError("replayed_request", "this signed request was already used")
+            raise SignatureError("replayed_request",
+                                 "this signed request was already used (a replay)")
         return SignedRequest(cert.certificate, cert.der, cert.identity, nonce, when)

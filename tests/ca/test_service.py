@@ -5,7 +5,6 @@ the cross-process revocation test)."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import threading
@@ -26,8 +25,9 @@ from test_ocsp import cert_id, make_request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from ca.authority import CertificateAuthority
-from ca.service import ServiceConfig, create_app, signed_request_message
+from ca.service import ServiceConfig, create_app
 from ca.tsa import TimeStampResp
+from sscard import httpsig
 from sscard.audit import AuditLog, default_url
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.hashes import digest
@@ -401,13 +401,7 @@ def test_api_profile_refusal_is_422_with_reason(service: Service) -> None:
 
 def signed_headers(key: SoftwareKey, cert: asn1x509.Certificate, method: str, path: str,
                    body: bytes, when: datetime | None = None) -> dict[str, str]:
-    date = (when or datetime.now(UTC)).isoformat()
-    message = signed_request_message(method, path, date, body)
-    return {
-        "X-SSCard-Certificate": base64.b64encode(cert.dump()).decode(),
-        "X-SSCard-Date": date,
-        "X-SSCard-Signature": base64.b64encode(key.sign(message)).decode(),
-    }
+    return httpsig.sign_request(key, cert, method, path, "", body, when)
 
 
 def test_api_signed_requests(service: Service, caplog: pytest.LogCaptureFixture) -> None:
@@ -455,11 +449,6 @@ def test_wrong_method_is_json_405(service: Service) -> None:
     reply = service.get("/tsa")
     assert reply.status_code == 405
     assert reply.json()["error"] == "method_not_allowed"
-
-
-def test_signed_request_message_binds_everything() -> None:
-    body_hash = hashlib.sha256(b"{}").hexdigest()
-    assert signed_request_message("post", "/p", "D", b"{}") == f"POST\n/p\nD\n{body_hash}".encode()
 
 
 def test_fast_path_serves_only_fresh_answers(authority: CertificateAuthority) -> None:
