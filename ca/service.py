@@ -43,7 +43,6 @@ from asn1crypto import crl as asn1crl
 from asn1crypto import csr as asn1csr
 from asn1crypto import x509 as asn1x509
 from flask import Blueprint, Flask, Response, current_app, g, request
-from werkzeug.exceptions import HTTPException
 
 from ca.authority import Signer
 from ca.errors import AlreadyRevoked, CAError, RequestRefused, UnknownCertificate
@@ -64,7 +63,7 @@ from ca.records import (
     serial_to_hex,
 )
 from ca.tsa import FileSerialCounter, TimeStampAuthority, rejection
-from sscard import httpsig
+from sscard import httpsig, problem
 from sscard.audit import AuditError, AuditLog, AuditUnavailable, Operation
 from sscard.crypto.errors import CryptoError
 from sscard.x509.errors import X509Error
@@ -669,32 +668,15 @@ def _json(body: Mapping[str, Any], status: int = 200) -> Response:
 # -- errors -------------------------------------------------------------------------------
 
 
-def _error_json(status: int, code: str, message: str) -> Response:
-    return _json({"error": code, "message": message}, status)
-
-
-def _install_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> Response:
-        return _error_json(exc.status, exc.code, str(exc))
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        code = (exc.name or "error").lower().replace(" ", "_")
-        response = _error_json(exc.code or 500, code, exc.description or code)
-        if exc.code == 405 and exc.get_response().headers.get("Allow"):
-            response.headers["Allow"] = exc.get_response().headers["Allow"]
-        return response
-
-    @app.errorhandler(CAError)
-    def _ca_error(exc: CAError) -> Response:
-        log.error("CA error: %s", exc)
-        return _error_json(500, "ca_error", str(exc))
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return _error_json(500, "internal_error", "internal error (see the service log)")
+#: the one place the CA's web layer turns an error into an HTTP answer (RFC 9457)
+PROBLEMS = problem.ProblemTable({
+    ApiError: lambda exc: (exc.status, exc.code),  # type: ignore[attr-defined]
+    UnknownCertificate: (404, "unknown_certificate"),
+    AlreadyRevoked: (409, "already_revoked"),
+    RequestRefused: (422, "refused"),
+    AuditUnavailable: (503, "audit_unavailable"),
+    CAError: (500, "ca_error"),
+})
 
 
 # -- the RFC 5019 fast path ---------------------------------------------------------------
@@ -765,6 +747,6 @@ def create_app(config: ServiceConfig) -> Flask:
     app.extensions["sscard_ca"] = state
     app.register_blueprint(protocols)
     app.register_blueprint(api)
-    _install_error_handlers(app)
+    PROBLEMS.install(app)
     app.wsgi_app = CachedOcspGet(app.wsgi_app, state)  # type: ignore[method-assign]
     return app

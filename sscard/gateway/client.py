@@ -6,7 +6,8 @@
     signed = gw.sign(b"document", key_id="hr-sign")
     report = gw.verify(signed)             # {"valid": True, "signer": {...}, "reasons": []}
 
-Errors come back as ``GatewayClientError`` with the gateway's stable ``code``.
+Errors come back as ``GatewayClientError`` with the gateway's stable ``code``, read from its
+RFC 9457 problem document (anything else is ``BAD_ANSWER``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 import requests
 from asn1crypto import x509
 
+from sscard import problem
 from sscard.httpsig import RequestSigner
 from sscard.keys.base import KeyHandle
 
@@ -74,16 +76,15 @@ class GatewayClient:
         answer = self.session.post(self.url + path, data=data, headers=headers,
                                    timeout=self.timeout, verify=self._verify,
                                    cert=self._tls_client)
-        try:
-            parsed = answer.json()
-        except ValueError:
-            raise GatewayClientError("BAD_ANSWER", f"HTTP {answer.status_code}: not JSON",
-                                     answer.status_code) from None
         if answer.status_code != 200:
-            err = parsed.get("error", {}) if isinstance(parsed, dict) else {}
-            raise GatewayClientError(str(err.get("code", "HTTP_ERROR")),
-                                     str(err.get("message", answer.text[:200])),
-                                     answer.status_code)
+            found = problem.parse(answer.status_code, answer.headers.get("Content-Type"),
+                                  answer.content)
+            code = "BAD_ANSWER" if found.code == "bad_answer" else found.code
+            raise GatewayClientError(code, found.detail, answer.status_code)
+        try:
+            parsed: dict[str, Any] = answer.json()
+        except ValueError:
+            raise GatewayClientError("BAD_ANSWER", "HTTP 200: not JSON", 200) from None
         return parsed
 
     # -- operations ----------------------------------------------------------------------

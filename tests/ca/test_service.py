@@ -268,8 +268,8 @@ def test_root_publishes_its_crl_and_answers_for_the_issuing_ca(
 def test_unknown_downloads_are_json_404(service: Service, path: str) -> None:
     reply = service.get(path)
     assert reply.status_code == 404
-    assert reply.headers["Content-Type"] == "application/json"
-    assert reply.json()["error"]
+    assert reply.headers["Content-Type"] == "application/problem+json"
+    assert reply.json()["code"]
 
 
 # -- TSA ------------------------------------------------------------------------------------
@@ -317,7 +317,7 @@ def test_api_refuses_anonymous_and_bad_tokens_and_records_it(
         revoke = service.post("/api/v1/certificates/01/revoke", b"{}")
     for reply in (anonymous, wrong, revoke):
         assert reply.status_code == 401
-        assert reply.json()["error"] == "unauthenticated"
+        assert reply.json()["code"] == "unauthenticated"
     refusals = [r.getMessage() for r in caplog.records if r.name == "ca.service.audit"]
     assert len(refusals) == 3
     assert "unknown API token" in refusals[1]
@@ -350,7 +350,7 @@ def test_api_issue_and_revoke_with_token(service: Service, audit_log: AuditLog) 
     assert revoked.json()["status"] == "revoked"
     assert revoked.json()["reason"] == "keyCompromise"
     twice = service.post(f"/api/v1/certificates/{serial}/revoke", b"{}", headers=bearer())
-    assert twice.status_code == 409 and twice.json()["error"] == "already_revoked"
+    assert twice.status_code == 409 and twice.json()["code"] == "already_revoked"
     # each operation: an 'attempt' record, then its outcome, by the token's caller name
     assert audit_tail(audit_log, before) == [
         ("ra-batch", "ca.issue", "profile:business-system", "attempt"),
@@ -387,8 +387,8 @@ def test_api_bad_input_is_a_clear_json_error(
 ) -> None:
     reply = service.post(path, body, headers=bearer())
     assert reply.status_code == status, reply.text
-    assert reply.json()["error"] == error
-    assert reply.json()["message"]
+    assert reply.json()["code"] == error
+    assert reply.json()["detail"]
 
 
 def test_api_profile_refusal_is_422_with_reason(service: Service) -> None:
@@ -396,7 +396,7 @@ def test_api_profile_refusal_is_422_with_reason(service: Service) -> None:
     reply = service.post("/api/v1/certificates", json.dumps(
         {"profile": "no-such-profile", "csr": csr.decode()}).encode(), headers=bearer())
     assert reply.status_code == 422
-    assert "no-such-profile" in reply.json()["message"]
+    assert "no-such-profile" in reply.json()["detail"]
 
 
 def signed_headers(key: SoftwareKey, cert: asn1x509.Certificate, method: str, path: str,
@@ -416,7 +416,7 @@ def test_api_signed_requests(service: Service, caplog: pytest.LogCaptureFixture)
         # a business system may not revoke: known caller, wrong policy
         refused = service.post(path, body,
                                headers=signed_headers(system_key, system, "POST", path, body))
-        assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+        assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
         # a signature over a different body, an old date, a foreign certificate: 401
         tampered = signed_headers(officer_key, officer, "POST", path, b"{}")
         assert service.post(path, body, headers=tampered).status_code == 401
@@ -433,7 +433,7 @@ def test_api_signed_requests(service: Service, caplog: pytest.LogCaptureFixture)
     assert ok.status_code == 200, ok.text
     assert authority.status(victim.serial_number).status.value == "revoked"
     replayed = service.post(path, body, headers=headers)  # the same signed request again
-    assert replayed.status_code == 401 and "replay" in replayed.json()["message"]
+    assert replayed.status_code == 401 and "replay" in replayed.json()["detail"]
 
     # a revoked officer is locked out
     authority.revoke(officer.serial_number, "affiliationChanged")
@@ -442,13 +442,13 @@ def test_api_signed_requests(service: Service, caplog: pytest.LogCaptureFixture)
     reply = service.post(path2, body, headers=signed_headers(officer_key, officer, "POST",
                                                              path2, body))
     assert reply.status_code == 401
-    assert "revoked" in reply.json()["message"]
+    assert "revoked" in reply.json()["detail"]
 
 
 def test_wrong_method_is_json_405(service: Service) -> None:
     reply = service.get("/tsa")
     assert reply.status_code == 405
-    assert reply.json()["error"] == "method_not_allowed"
+    assert reply.json()["code"] == "method_not_allowed"
 
 
 def test_fast_path_serves_only_fresh_answers(authority: CertificateAuthority) -> None:
@@ -537,7 +537,7 @@ def test_no_audit_record_no_issuance(authority: CertificateAuthority, tmp_path: 
     reply = app.test_client().post("/api/v1/certificates", headers=bearer(), data=json.dumps(
         {"profile": "business-system", "csr": csr.decode()}))
     assert reply.status_code == 503
-    assert reply.json is not None and reply.json["error"] == "audit_unavailable"
+    assert reply.json is not None and reply.json["code"] == "audit_unavailable"
     assert len(authority.list_certificates(limit=100_000)) == issued_before
 
 

@@ -55,7 +55,7 @@ def test_replay_across_two_gunicorn_workers(rig: Rig, tmp_path: Path, algorithm:
                 r = requests.post(url + "/v1/verify", data=body, timeout=30,
                                   headers={**h, "Connection": "close",
                                            "Content-Type": "application/json"})
-                code = r.json().get("error", {}).get("code", "")
+                code = r.json().get("code", "")
                 answers.setdefault(name, []).append((r.status_code, code))
     accepted = [(name, a) for name, got in answers.items() for a in got if a[0] != 401]
     assert len(accepted) == 1 and accepted[0][0] == "as captured", answers
