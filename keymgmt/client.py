@@ -11,7 +11,8 @@ The CA's part of the dual-certificate flow (DESIGN §6.1) is two calls::
 A terminal without a PSAM authenticates cards through :class:`RemoteAuthenticator`, an
 ``sscard.card.auth.Authenticator`` whose cryptograms the KMC computes.
 
-Errors come back as :class:`KmcServiceError` with the service's status and message.
+Errors come back as :class:`KmcServiceError` with the status, stable code (``kind``) and detail
+of the service's RFC 9457 problem document; any other error answer is ``bad_answer``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import requests
 
 from keymgmt.service import EscrowResult, RecoveryResult
+from sscard import problem
 from sscard.card.auth import Authenticator, CardIdentity
 
 
@@ -64,15 +66,16 @@ class KmcClient:
             response = self._session.request(method, self.base_url + path, json=body,
                                              params=params, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise KmcServiceError(0, "ConnectionError", str(exc)) from None
+            raise KmcServiceError(0, "unreachable", str(exc)) from None
+        if response.status_code >= 400:
+            found = problem.parse(response.status_code, response.headers.get("Content-Type"),
+                                  response.content)
+            raise KmcServiceError(found.status, found.code, found.detail)
         try:
             data: dict[str, Any] = response.json()
         except ValueError:
-            raise KmcServiceError(response.status_code, "BadResponse",
+            raise KmcServiceError(response.status_code, "bad_answer",
                                   "the KMC did not answer JSON") from None
-        if response.status_code >= 400:
-            raise KmcServiceError(response.status_code, str(data.get("error")),
-                                  str(data.get("message")))
         return data
 
     # -- CA / RA ---------------------------------------------------------------------------

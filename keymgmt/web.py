@@ -9,7 +9,7 @@ check, independent of the proxy.
 
 Binary values travel base64-encoded in JSON. Responses never carry key material except wrapped:
 an SM2 envelope for a card key, a PKCS#12 under a one-time passphrase for an officer. Errors are
-``{"error": <kind>, "message": <what was wrong>}`` with the status of the ``KmcError``; anything
+RFC 9457 problem documents (``sscard.problem``) from one table, ``PROBLEMS``; anything
 unexpected is a 500 whose body says only that (details go to the log, never request bodies).
 """
 
@@ -21,10 +21,20 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
 
 from keymgmt.cardkeys import CardKeyService
-from keymgmt.errors import KmcError
+from keymgmt.errors import (
+    ApprovalError,
+    AuthenticationError,
+    CeremonyError,
+    Conflict,
+    KmcError,
+    NotFound,
+    PermissionDenied,
+    SealedError,
+    ShareError,
+    StorageKeyError,
+)
 from keymgmt.service import (
     CardRecipient,
     JudicialOrder,
@@ -32,6 +42,7 @@ from keymgmt.service import (
     OfficerRecipient,
     Principal,
 )
+from sscard import problem
 
 log = logging.getLogger("sscard.kmc.web")
 API_PREFIX = "/kmc/v1"
@@ -41,7 +52,7 @@ api = Blueprint("kmc", __name__, url_prefix=API_PREFIX)
 
 
 class BadRequest(KmcError):
-    status = 400
+    """The request itself is malformed (the web layer's own refusal)."""
 
 
 def _kmc() -> KeyManagementCentre:
@@ -256,8 +267,25 @@ def events() -> Any:
     return jsonify({"events": _kmc().events(_principal(), request.args.get("action", ""))})
 
 
-def _error(exc: KmcError) -> Any:
-    return jsonify({"error": type(exc).__name__, "message": str(exc)}), exc.status
+def _log_refusal(exc: Exception, found: problem.Problem) -> None:
+    if isinstance(exc, KmcError):
+        log.info("refused %s %s: %s", request.method, request.path, exc)
+
+
+#: the one place the KMC's web layer turns an error into an HTTP answer (RFC 9457)
+PROBLEMS = problem.ProblemTable({
+    BadRequest: (400, "bad_request"),
+    AuthenticationError: (401, "unauthenticated"),
+    ApprovalError: (403, "approval_refused"),
+    PermissionDenied: (403, "forbidden"),
+    NotFound: (404, "not_found"),
+    Conflict: (409, "conflict"),
+    ShareError: (400, "share_refused"),
+    CeremonyError: (409, "ceremony_state"),
+    StorageKeyError: (500, "storage_key_failed"),
+    SealedError: (503, "sealed"),
+    KmcError: (400, "refused"),
+}, observe=_log_refusal)
 
 
 def create_app(kmc: KeyManagementCentre) -> Flask:
@@ -271,21 +299,6 @@ def create_app(kmc: KeyManagementCentre) -> Flask:
     def health() -> Any:
         return jsonify({"status": "ok", "sealed": kmc.sealed})
 
-    @app.errorhandler(KmcError)
-    def kmc_error(exc: KmcError) -> Any:
-        log.info("refused %s %s: %s", request.method, request.path, exc)
-        return _error(exc)
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Any:
-        return jsonify({"error": type(exc).__name__, "message": exc.description}), exc.code
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Any:
-        # the traceback names code lines, not values: no request body, no key material
-        log.error("internal error on %s %s: %s", request.method, request.path,
-                  type(exc).__name__, exc_info=exc)
-        body = {"error": "InternalError", "message": "internal error; see the KMC log"}
-        return jsonify(body), 500
+    PROBLEMS.install(app)
 
     return app
