@@ -45,6 +45,7 @@ from ra.errors import (
 from ra.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
 from ra.models import RequestKind, RequestState, Role
 from ra.service import Actor, CardInput, RegistrationAuthority
+from sscard import problem
 from sscard.card.records import HolderData
 
 ANONYMOUS, CLIENT = "anonymous", "client"
@@ -81,17 +82,13 @@ ACCESS: dict[str, frozenset[str]] = {
     "static": frozenset({ANONYMOUS, *LOGGED_IN}),
 }
 
-HTTP_STATUS: dict[type[RAError], int] = {
-    BadRequest: 400, AuthenticationFailed: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
-    UpstreamFailed: 502,
-}
-
-
-def _status_of(exc: RAError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]
-    return 500
+#: the one place the RA's web layer maps its errors to an HTTP status and a stable code; the
+#: API answers them as RFC 9457 problem documents, the UI as a page
+PROBLEMS = problem.ProblemTable({
+    BadRequest: (400, "bad_request"), AuthenticationFailed: (401, "unauthenticated"),
+    Forbidden: (403, "forbidden"), NotFound: (404, "not_found"), Conflict: (409, "conflict"),
+    UpstreamFailed: (502, "upstream_failed"), RAError: (500, "ra_error"),
+})
 
 
 @dataclass(frozen=True)
@@ -473,11 +470,19 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
 
     @app.errorhandler(RAError)
     def _ra_error(exc: RAError) -> Any:
-        return _refuse(_status_of(exc), str(exc))
+        found = PROBLEMS.problem(exc) or problem.for_status(500, str(exc))
+        return _refuse(found.status, found.detail, found.code)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
+        if (exc.code or 500) < 400:
+            return exc  # a routing redirect
         return _refuse(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        app.logger.error("internal error: %s", type(exc).__name__, exc_info=exc)
+        return _refuse(500, "internal error; see the RA's log", "internal_error")
 
     @app.after_request
     def _headers(resp: Response) -> Response:
@@ -491,8 +496,9 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
     return app
 
 
-def _refuse(code: int, message: str) -> Any:
+def _refuse(code: int, message: str, problem_code: str | None = None) -> Any:
     if _is_api():
-        return jsonify({"error": message}), code
+        return problem.response(problem.Problem(code, problem_code or
+                                                problem.for_status(code, message).code, message))
     return render_template("message.html", code=code, message=message), code
 

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import requests
 
+from sscard import problem
 from sscard.card.records import HolderData
 
 
@@ -84,13 +85,14 @@ class RestBackend:
                                         timeout=self.timeout)
         except requests.RequestException as exc:
             raise IssuanceError(f"RA not reachable at {self.base}: {exc}") from None
+        if resp.status_code >= 400:
+            found = problem.parse(resp.status_code, resp.headers.get("Content-Type"),
+                                  resp.content)
+            raise IssuanceError(f"RA refused ({resp.status_code} {found.code}): {found.detail}")
         try:
             data = resp.json()
         except ValueError:
             raise IssuanceError(f"RA answered {resp.status_code} without JSON") from None
-        if resp.status_code >= 400:
-            raise IssuanceError(f"RA refused ({resp.status_code}): "
-                                f"{data.get('error', data)}")
         return dict(data)
 
     def check(self) -> str:

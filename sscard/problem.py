@@ -132,6 +132,11 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404
                429: "too_many_requests"}
 
 
+def for_status(status: int, detail: str) -> Problem:
+    """A problem with the generic code of an HTTP status (routing, size and method errors)."""
+    return Problem(status, _HTTP_CODES.get(status, "http_error"), detail)
+
+
 class ProblemTable:
     """A web layer's mapping from exception types to (status, code); the most specific class
     of an exception decides. Unmapped exceptions are a 500 ``internal_error`` whose detail
@@ -162,9 +167,7 @@ class ProblemTable:
             found = self.problem(exc)
             if isinstance(exc, HTTPException):
                 if found is None:
-                    status = exc.code or 500
-                    found = Problem(status, _HTTP_CODES.get(status, "http_error"),
-                                    exc.description or exc.name)
+                    found = for_status(exc.code or 500, exc.description or exc.name)
                 allow = exc.get_response().headers.get("Allow")
                 if allow:
                     headers["Allow"] = allow

@@ -135,7 +135,7 @@ def test_api_client_sees_only_its_own_requests(app: Flask, rig: RaRig) -> None:
     pending, _key = new_enrollment(rig)
     resp = app.test_client().get(f"/api/v1/enrollments/{pending['request_id']}",
                                  headers={"Authorization": f"Bearer {other_token}"})
-    assert resp.status_code == 403 and "another client" in resp.get_json()["error"]
+    assert resp.status_code == 403 and "another client" in resp.get_json()["detail"]
     resp = app.test_client().get(f"/api/v1/enrollments/{pending['request_id']}",
                                  headers={"Authorization": "Bearer ra_wrong"})
     assert resp.status_code == 401
