@@ -63,7 +63,7 @@ from ca.records import (
     serial_to_hex,
 )
 from ca.tsa import FileSerialCounter, TimeStampAuthority, rejection
-from sscard import httpsig, problem
+from sscard import httpops, httpsig, metrics, problem
 from sscard.audit import AuditError, AuditLog, AuditUnavailable, Operation
 from sscard.crypto.errors import CryptoError
 from sscard.x509.errors import X509Error
@@ -615,6 +615,7 @@ def issue() -> tuple[Response, int]:
     if refused is not None:
         raise refused
     log.info("issued %s (profile %s) for %s", issued.serial_hex, profile, g.caller.name)
+    metrics.ISSUED.labels(_state().authority.name, issued.profile).inc()
     body = {
         "serial": issued.serial_hex,
         "profile": issued.profile,
@@ -651,6 +652,7 @@ def revoke(serial: str) -> Response:
     if refused is not None:
         raise refused
     _state().invalidate(number)
+    metrics.REVOKED.labels(_state().authority.name, reason_value.name).inc()
     log.info("revoked %s (%s) for %s", serial_to_hex(number), reason_value.name, g.caller.name)
     return _json(_status_json(status))
 
@@ -708,7 +710,9 @@ class CachedOcspGet:
             return self.app(environ, start_response)
         entry = self.entries.get(path)
         now = datetime.now(UTC)
+        httpops.mark_route(environ, "/ocsp/<path:encoded>")
         if entry is not None and entry[2] == epochs and now < entry[3]:
+            metrics.OCSP_CACHE.labels("hit").inc()
             max_age = int((entry[4] - now).total_seconds())
             start_response("200 OK", [
                 *entry[1],
@@ -749,4 +753,6 @@ def create_app(config: ServiceConfig) -> Flask:
     app.register_blueprint(api)
     PROBLEMS.install(app)
     app.wsgi_app = CachedOcspGet(app.wsgi_app, state)  # type: ignore[method-assign]
+    engine = getattr(config.authority, "engine", None)  # the CA's database, when it has one
+    httpops.install(app, "ca", {"database": httpops.database_check(engine)} if engine else {})
     return app

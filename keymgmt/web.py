@@ -42,7 +42,7 @@ from keymgmt.service import (
     OfficerRecipient,
     Principal,
 )
-from sscard import problem
+from sscard import httpops, problem
 
 log = logging.getLogger("sscard.kmc.web")
 API_PREFIX = "/kmc/v1"
@@ -295,9 +295,12 @@ def create_app(kmc: KeyManagementCentre) -> Flask:
     app.extensions["sscard_kmc"] = kmc
     app.register_blueprint(api)
 
-    @app.get("/health")
-    def health() -> Any:
-        return jsonify({"status": "ok", "sealed": kmc.sealed})
+    def unsealed() -> bool:
+        return not kmc.sealed
+
+    httpops.install(app, "kmc", {"database": httpops.database_check(kmc.engine),
+                                 "unsealed": unsealed},
+                    health=lambda: {"sealed": kmc.sealed})
 
     PROBLEMS.install(app)
 

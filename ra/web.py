@@ -45,7 +45,7 @@ from ra.errors import (
 from ra.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
 from ra.models import RequestKind, RequestState, Role
 from ra.service import Actor, CardInput, RegistrationAuthority
-from sscard import problem
+from sscard import httpops, problem
 from sscard.card.records import HolderData
 
 ANONYMOUS, CLIENT = "anonymous", "client"
@@ -80,6 +80,8 @@ ACCESS: dict[str, frozenset[str]] = {
     "api.confirm": frozenset({CLIENT}),
     "api.rollback": frozenset({CLIENT}),
     "static": frozenset({ANONYMOUS, *LOGGED_IN}),
+    # /health, /ready, /metrics (sscard.httpops): for the load balancer and monitoring
+    **{name: frozenset({ANONYMOUS, *LOGGED_IN}) for name in httpops.ENDPOINTS},
 }
 
 #: the one place the RA's web layer maps its errors to an HTTP status and a stable code; the
@@ -420,6 +422,7 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
     app.register_blueprint(ui)
     app.register_blueprint(api)
     app.jinja_env.globals.update(_=_, csrf_token=csrf_token, lang=_lang)
+    httpops.install(app, "ra", {"database": httpops.database_check(ra.engine)})
 
     @app.before_request
     def _guard() -> Any:

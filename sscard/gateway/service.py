@@ -1,9 +1,10 @@
 """The gateway HTTP service (数字证书应用支撑平台): a Flask app factory.
 
-Every endpoint except ``/openapi.json`` and ``/health`` authenticates the calling business
-system (mutual TLS or a request signature), checks its authorisation for the operation, and
-records the call (who, what, outcome; never document content). Errors are RFC 9457
-``application/problem+json`` with stable codes (``sscard.problem``), e.g. ``"code": "FORBIDDEN"``.
+Every endpoint except ``/openapi.json``, ``/health``, ``/ready`` and ``/metrics``
+(``sscard.httpops``) authenticates the calling business system (mutual TLS or a request
+signature), checks its authorisation for the operation, and records the call (who, what,
+outcome; never document content). Errors are RFC 9457 ``application/problem+json`` with stable
+codes (``sscard.problem``), e.g. ``"code": "FORBIDDEN"``.
 
 Run it under a TLS server that asks for client certificates (``sscard gateway serve``, or
 gunicorn with ``--cert-reqs 2``) or plain behind the caller-signature scheme.
@@ -19,6 +20,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
+from sscard import httpops
 from sscard.audit.errors import AuditError, AuditUnavailable
 from sscard.gateway.audit import MemoryRecorder, Recorder
 from sscard.gateway.caller import Caller
@@ -27,6 +29,7 @@ from sscard.gateway.config import GatewayConfig
 from sscard.gateway.core import Gateway, Json
 from sscard.gateway.errors import GatewayError, bad_request
 from sscard.gateway.openapi import openapi_document
+from sscard.httpsig import SqlReplayStore
 from sscard.problem import Problem, ProblemTable
 
 log = logging.getLogger(__name__)
@@ -101,14 +104,19 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
     document = openapi_document()
 
     _problems(config).install(app)
+    checks: dict[str, httpops.Check] = {}
+    replays = gateway.callers.signatures.replays
+    if isinstance(replays, SqlReplayStore):
+        checks["database"] = httpops.database_check(replays.engine)
+    audit_engine = getattr(audit, "engine", None)
+    if audit_engine is not None:
+        checks["audit_log"] = httpops.database_check(audit_engine)
+    httpops.install(app, "gateway", checks)
 
     @app.get("/openapi.json")
     def openapi() -> Response:
         return jsonify(document)
 
-    @app.get("/health")
-    def health() -> Response:
-        return jsonify({"status": "ok"})
 
     def endpoint(operation: str, action: str, method_name: str) -> Callable[[], Response]:
         handler: Handler = getattr(gateway, method_name)

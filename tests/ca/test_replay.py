@@ -41,7 +41,7 @@ def test_replay_across_two_gunicorn_workers(tmp_path: Path) -> None:
     answers: dict[str, list[tuple[int, str]]] = {}
     with gunicorn([SSCARD, "--home", str(home), "ca", "serve", "--port", str(port),
                    "--workers", "2", "--threads", "2"], {}, url, tmp_path / "serve.log",
-                  health="/certs/chain.pem"):
+                  health="/ready"):
         for name, h in variants.items():
             for _ in range(4):  # new connections: the workers take turns
                 r = requests.post(url + path, data=body, timeout=60,

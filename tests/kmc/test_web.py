@@ -109,7 +109,7 @@ def test_authentication_and_roles(client: FlaskClient, tokens: dict[str, str],
     assert r.status_code == 403 and "needs ca or ra" in r.json["detail"]
     kmc.deactivate_caller("ra")
     assert _post(client, "/escrow", tokens["ra"], body).status_code == 401
-    assert client.get("/health").json == {"status": "ok", "sealed": False}
+    assert client.get("/health").json == {"status": "ok", "service": "kmc", "sealed": False}
 
 
 def test_bad_requests_get_clear_json_errors(client: FlaskClient, tokens: dict[str, str]) -> None:

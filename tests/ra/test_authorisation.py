@@ -49,6 +49,10 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("GET", "/api/v1/enrollments/{rid}", {CLIENT}),
     ("POST", "/api/v1/enrollments/{rid}/confirm", {CLIENT}),
     ("POST", "/api/v1/enrollments/{rid}/rollback", {CLIENT}),
+    # sscard.httpops: for load balancers and monitoring
+    ("GET", "/health", EVERYONE),
+    ("GET", "/ready", EVERYONE),
+    ("GET", "/metrics", EVERYONE),
 ]
 # Routes that are not endpoints of ours (Flask's static files: there are none to serve).
 IGNORED_RULES = {"/static/<path:filename>"}
