@@ -219,15 +219,30 @@ def caller_group() -> None:
               type=click.Choice(["ca", "ra", "officer", "auditor", "terminal"]))
 @click.option("--key-out", type=_FILE, default=None,
               help="Write the API key to this file (mode 0600) instead of printing it.")
+@click.option("--certificate", "certificate_file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A service identity: the caller signs its requests with this certificate's "
+                   "key (PEM or DER) and gets no API key.")
 @click.pass_context
 @_kmc_errors
-def caller_add(ctx: click.Context, name: str, role: str, key_out: Path | None) -> None:
+def caller_add(ctx: click.Context, name: str, role: str, key_out: Path | None,
+               certificate_file: Path | None) -> None:
     """Register a caller; its API key is shown (or written) once and stored only hashed."""
+    from sscard.x509.pem import pem_to_der
+
+    certificate = (pem_to_der(certificate_file.read_bytes(), "CERTIFICATE")
+                   if certificate_file is not None else None)
     kmc = _open(ctx)
     try:
-        api_key = kmc.add_caller(name, role)
+        if certificate is not None:
+            kmc.add_service_caller(name, role, certificate)
+        else:
+            api_key = kmc.add_caller(name, role)
     finally:
         kmc.close()
+    if certificate is not None:
+        click.echo(f"caller {name} ({role}): signs its requests with {certificate_file}")
+        return
     if key_out is not None:
         fd = os.open(key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:

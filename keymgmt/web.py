@@ -1,6 +1,8 @@
 """The KMC's HTTP API: a Flask app factory over :class:`keymgmt.service.KeyManagementCentre`.
 
-Authentication: every call carries ``Authorization: Bearer <API key>``. Keys are 256-bit random
+Authentication: a service identity (the CA, the RA) signs each request with its certificate's
+key (``sscard.httpsig``; the certificate is bound to the caller by ``sscard kmc caller add
+--certificate``); other callers carry ``Authorization: Bearer <API key>``. Keys are 256-bit random
 tokens issued by ``sscard kmc caller add`` (shown once) and stored as SHA-256 digests; the role
 (ca, ra, officer, auditor, terminal) decides what a caller may do, and officers use their own
 keys so that the KMC itself sees who approves. In production the service sits behind a TLS
@@ -18,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
@@ -42,7 +45,7 @@ from keymgmt.service import (
     OfficerRecipient,
     Principal,
 )
-from sscard import httpops, problem
+from sscard import httpops, httpsig, problem
 
 log = logging.getLogger("sscard.kmc.web")
 API_PREFIX = "/kmc/v1"
@@ -103,9 +106,25 @@ def _principal() -> Principal:
 
 @api.before_request
 def _authenticate() -> None:
+    if httpsig.RequestVerifier.present(request.headers):
+        g.kmc_principal = _signed_caller()
+        return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     g.kmc_principal = _kmc().authenticate(token.strip() if scheme.lower() == "bearer" else None)
+
+
+def _signed_caller() -> Principal:
+    """A service identity: a request signed (sscard.httpsig) with the key of the certificate
+    bound to a caller (``sscard kmc caller add --certificate``). Revoking it here is
+    ``caller deactivate``; the KMC does not ask the CA."""
+    verifier: httpsig.RequestVerifier = current_app.extensions["sscard_kmc_signatures"]
+    signed = verifier.verify(request.headers, request.method, request.path,
+                             request.query_string.decode("latin-1"), request.get_data())
+    validity = signed.certificate["tbs_certificate"]["validity"]
+    if not validity["not_before"].native <= datetime.now(UTC) <= validity["not_after"].native:
+        raise AuthenticationError("the request's certificate is not valid now")
+    return _kmc().authenticate_certificate(signed.identity)
 
 
 @api.post("/escrow")
@@ -275,6 +294,7 @@ def _log_refusal(exc: Exception, found: problem.Problem) -> None:
 #: the one place the KMC's web layer turns an error into an HTTP answer (RFC 9457)
 PROBLEMS = problem.ProblemTable({
     BadRequest: (400, "bad_request"),
+    httpsig.SignatureError: lambda exc: (401, exc.code),  # type: ignore[attr-defined]
     AuthenticationError: (401, "unauthenticated"),
     ApprovalError: (403, "approval_refused"),
     PermissionDenied: (403, "forbidden"),
@@ -293,6 +313,9 @@ def create_app(kmc: KeyManagementCentre) -> Flask:
     app = Flask("sscard.kmc")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["sscard_kmc"] = kmc
+    # signed requests seen, in the KMC's database: every worker refuses a replay
+    app.extensions["sscard_kmc_signatures"] = httpsig.RequestVerifier(
+        httpsig.SqlReplayStore(kmc.engine))
     app.register_blueprint(api)
 
     def unsealed() -> bool:
