@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hmac
 import secrets
 import time
@@ -21,6 +22,7 @@ from flask import (
     Blueprint,
     Flask,
     abort,
+    current_app,
     flash,
     g,
     jsonify,
@@ -45,7 +47,7 @@ from ra.errors import (
 from ra.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
 from ra.models import RequestKind, RequestState, Role
 from ra.service import Actor, CardInput, RegistrationAuthority
-from sscard import httpops, problem
+from sscard import httpops, httpsig, problem
 from sscard.card.records import HolderData
 
 ANONYMOUS, CLIENT = "anonymous", "client"
@@ -391,6 +393,8 @@ def _is_api() -> bool:
 def _who() -> tuple[str, Actor | None]:
     """The caller's principal for ACCESS, and the Actor when logged in."""
     if _is_api():
+        if httpsig.RequestVerifier.present(request.headers):
+            return CLIENT, _signed_client()
         header = request.headers.get("Authorization", "")
         if not header:
             return ANONYMOUS, None
@@ -413,6 +417,19 @@ def _who() -> tuple[str, Actor | None]:
     return "session", current
 
 
+def _signed_client() -> Actor:
+    """A station or service signing its requests (sscard.httpsig) with the certificate bound
+    to its API client (``sscard ra add-client --certificate``)."""
+    verifier: httpsig.RequestVerifier = current_app.extensions["sscard_ra_signatures"]
+    signed = verifier.verify(request.headers, request.method, request.path,
+                             request.query_string.decode("latin-1"), request.get_data())
+    validity = signed.certificate["tbs_certificate"]["validity"]
+    if not validity["not_before"].native <= dt.datetime.now(dt.UTC) <= validity[
+            "not_after"].native:
+        raise AuthenticationFailed("the request's certificate is not valid now")
+    return _ra().authenticate_signed_client(signed.identity)
+
+
 def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
     app = Flask(__name__, template_folder=str(Path(__file__).parent / "templates"))
     app.config.update(SECRET_KEY=config.secret_key, SESSION_COOKIE_HTTPONLY=True,
@@ -423,6 +440,9 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
     app.register_blueprint(api)
     app.jinja_env.globals.update(_=_, csrf_token=csrf_token, lang=_lang)
     httpops.install(app, "ra", {"database": httpops.database_check(ra.engine)})
+    # signed requests seen, in the RA's database: every worker refuses a replay
+    app.extensions["sscard_ra_signatures"] = httpsig.RequestVerifier(
+        httpsig.SqlReplayStore(ra.engine))
 
     @app.before_request
     def _guard() -> Any:
@@ -436,6 +456,8 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
             kind, actor = _who()
         except AuthenticationFailed as exc:
             return _refuse(401, str(exc))
+        except httpsig.SignatureError as exc:
+            return _refuse(401, exc.message, exc.code)
         g.actor = actor
         if actor is None:
             if ANONYMOUS in allowed:
