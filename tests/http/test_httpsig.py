@@ -4,6 +4,7 @@ and its replay memory in a database shared by processes."""
 from __future__ import annotations
 
 import base64
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -115,3 +116,16 @@ def test_expired_entries_are_purged(tmp_path: Path) -> None:
     assert store.purge() == 0
     clock.now = NOW + timedelta(minutes=6)
     assert store.purge() == 1
+
+
+def test_insert_or_fail_on_postgresql(pg_url: str) -> None:
+    """Two stores on one PostgreSQL database (two workers): a key is recorded once."""
+    clock = FakeClock()
+    first = httpsig.SqlReplayStore(pg_url, clock)
+    second = httpsig.SqlReplayStore(pg_url, clock)
+    key = secrets.token_bytes(32)
+    assert first.first_use(key, NOW + timedelta(minutes=5))
+    assert not second.first_use(key, NOW + timedelta(minutes=5))
+    assert second.first_use(secrets.token_bytes(32), NOW + timedelta(minutes=5))
+    first.engine.dispose()
+    second.engine.dispose()
