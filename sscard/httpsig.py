@@ -40,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import sqlalchemy as sa
@@ -245,14 +245,30 @@ request_nonces = sa.Table(
 )
 
 
+def _engine(url: str) -> sa.Engine:
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # WAL: workers insert without blocking readers; NORMAL: no fsync per request (an
+        # entry lost to a power cut only reopens a replay window the date check still bounds)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    return engine
+
+
 class SqlReplayStore:
     """The replay memory in the service's database, shared by every worker process."""
 
     def __init__(self, engine: sa.Engine | str, clock: Clock = _utcnow,
                  purge_every: float = 60.0) -> None:
         if isinstance(engine, str):
-            extra = {"connect_args": {"timeout": 30}} if engine.startswith("sqlite") else {}
-            engine = sa.create_engine(engine, **extra)
+            engine = _engine(engine)
         self.engine = engine
         self._clock = clock
         self._purge_every = purge_every
