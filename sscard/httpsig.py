@@ -273,7 +273,16 @@ class SqlReplayStore:
         self._clock = clock
         self._purge_every = purge_every
         self._next_purge = 0.0
-        create_all_concurrently(_metadata, engine)
+        # SQLite refuses a writer at once ("database is locked", no busy wait) when another
+        # process holds the lock while this one upgrades from reading: workers booting together
+        for attempt in range(100):
+            try:
+                create_all_concurrently(_metadata, engine)
+                break
+            except sa.exc.OperationalError:
+                if attempt == 99 or not engine.url.get_backend_name() == "sqlite":
+                    raise
+                time.sleep(0.1)
 
     def first_use(self, key: bytes, expires_at: datetime) -> bool:
         if time.monotonic() >= self._next_purge:
