@@ -72,6 +72,8 @@ def _setup(home: Path, audit: bool) -> dict[str, Any]:
     (home / "gateway.toml").write_text(
         'trust_anchors = ["root.pem"]\nintermediates = ["ca.pem"]\n'
         f"max_request_bytes = 67108864\n{audit_line}"
+        # the workers share the replay memory of signed requests, as in production
+        f'database_url = "sqlite:///{home / "gateway.db"}"\n'
         'trusted_client_cert_header = "X-Client-Cert"\n'
         '[keys.sign]\nkey = "sign.key"\npassphrase_file = "pass"\ncertificate = "sign.pem"\n'
         'chain = ["ca.pem"]\n'
