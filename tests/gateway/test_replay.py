@@ -37,6 +37,8 @@ operations = ["verify"]
 @pytest.mark.parametrize("algorithm", ["ec-p256", "sm2"])
 def test_replay_across_two_gunicorn_workers(rig: Rig, tmp_path: Path, algorithm: str) -> None:
     home = _home(rig, tmp_path)
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
     caller = make_leaf("CN=employment,O=就业登记系统,C=CN", rig.pki.ca, algorithm,
                        eku=["client_auth"])
     port = free_port()
@@ -47,7 +49,8 @@ def test_replay_across_two_gunicorn_workers(rig: Rig, tmp_path: Path, algorithm:
     variants = captured_variants(headers, caller.cert, ecdsa=algorithm == "ec-p256")
     with gunicorn([exe, "-w", "2", "-k", "gthread", "--threads", "2", "-b",
                    f"127.0.0.1:{port}", "sscard.gateway.wsgi:app"],
-                  {"SSCARD_GATEWAY_CONFIG": str(home / "gateway.toml")}, url,
+                  {"SSCARD_GATEWAY_CONFIG": str(home / "gateway.toml"),
+                   "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, url,
                   tmp_path / "gunicorn.log"):
         answers: dict[str, list[tuple[int, str]]] = {}
         for name, h in variants.items():
@@ -57,6 +60,11 @@ def test_replay_across_two_gunicorn_workers(rig: Rig, tmp_path: Path, algorithm:
                                            "Content-Type": "application/json"})
                 code = r.json().get("code", "")
                 answers.setdefault(name, []).append((r.status_code, code))
+        metrics = requests.get(url + "/metrics", timeout=30).text
+    # /metrics adds up both workers: every refusal is counted once
+    refused = sum(1 for got in answers.values() for status, _ in got if status == 401)
+    assert (f'sscard_http_requests_total{{method="POST",route="/v1/verify",service="gateway",'
+            f'status="401"}} {float(refused)}') in metrics, metrics
     accepted = [(name, a) for name, got in answers.items() for a in got if a[0] != 401]
     assert len(accepted) == 1 and accepted[0][0] == "as captured", answers
     for name, got in answers.items():
