@@ -677,6 +677,7 @@ PROBLEMS = problem.ProblemTable({
     AlreadyRevoked: (409, "already_revoked"),
     RequestRefused: (422, "refused"),
     AuditUnavailable: (503, "audit_unavailable"),
+    httpsig.ReplayStoreUnavailable: (503, "replay_memory_unavailable"),
     CAError: (500, "ca_error"),
 })
 

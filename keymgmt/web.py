@@ -304,6 +304,7 @@ PROBLEMS = problem.ProblemTable({
     CeremonyError: (409, "ceremony_state"),
     StorageKeyError: (500, "storage_key_failed"),
     SealedError: (503, "sealed"),
+    httpsig.ReplayStoreUnavailable: (503, "replay_memory_unavailable"),
     KmcError: (400, "refused"),
 }, observe=_log_refusal)
 

@@ -458,6 +458,8 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
             return _refuse(401, str(exc))
         except httpsig.SignatureError as exc:
             return _refuse(401, exc.message, exc.code)
+        except httpsig.ReplayStoreUnavailable as exc:
+            return _refuse(503, str(exc), "replay_memory_unavailable")
         g.actor = actor
         if actor is None:
             if ANONYMOUS in allowed:

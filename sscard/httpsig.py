@@ -89,6 +89,11 @@ class SignatureError(Exception):
         self.message = message
 
 
+class ReplayStoreUnavailable(Exception):
+    """The replay memory cannot be read or written (database down): the request is refused
+    unanswered, since accepting it could accept a replay. Services answer 503."""
+
+
 def canonical(method: str, path: str, query: str, date: str, nonce: str, body: bytes) -> bytes:
     """The text a request signature covers."""
     return "\n".join([PREFIX, method.upper(), path, query, date, nonce,
@@ -285,15 +290,19 @@ class SqlReplayStore:
                 time.sleep(0.1)
 
     def first_use(self, key: bytes, expires_at: datetime) -> bool:
-        if time.monotonic() >= self._next_purge:
-            self._next_purge = time.monotonic() + self._purge_every
-            self.purge()
         try:
+            if time.monotonic() >= self._next_purge:
+                self._next_purge = time.monotonic() + self._purge_every
+                self.purge()
             with self.engine.begin() as conn:
                 conn.execute(request_nonces.insert().values(
                     replay_key=key, expires_at=expires_at.astimezone(UTC)))
         except sa.exc.IntegrityError:
             return False
+        except sa.exc.SQLAlchemyError as exc:
+            raise ReplayStoreUnavailable(
+                f"the replay memory of signed requests is unavailable ({type(exc).__name__}); "
+                "nothing was done, retry later") from exc
         return True
 
     def purge(self) -> int:

@@ -109,3 +109,5 @@ class CallerAuthenticator:
             return self.signatures.verify(headers, method, path, query, body).certificate
         except httpsig.SignatureError as exc:
             raise GatewayError(exc.code.upper(), exc.message, 401) from None
+        except httpsig.ReplayStoreUnavailable as exc:
+            raise GatewayError("REPLAY_MEMORY_UNAVAILABLE", str(exc), 503) from None

@@ -22,7 +22,7 @@ _ERROR = problem.openapi_schema([
     "NOT_FOUND", "METHOD_NOT_ALLOWED", "SIGNING_FAILED", "TIMESTAMP_UNAVAILABLE",
     "NOT_ADDRESSED_TO_CALLER", "DECRYPTION_FAILED", "RECIPIENT_NOT_VALID",
     "CHALLENGE_UNKNOWN", "CHALLENGE_WRONG_SYSTEM", "CHALLENGE_REPLAYED",
-    "CHALLENGE_EXPIRED", "AUDIT_UNAVAILABLE", "INTERNAL"])
+    "CHALLENGE_EXPIRED", "AUDIT_UNAVAILABLE", "REPLAY_MEMORY_UNAVAILABLE", "INTERNAL"])
 
 _REASON = _obj(["code", "message"], code={"type": "string"}, message={"type": "string"},
                at={"type": "string", "format": "date-time"})

@@ -232,3 +232,40 @@ def test_ca_counts_issuance_revocation_and_ocsp_cache(apps: dict[str, Flask],
     assert answer.status_code == 200, answer.json
     assert _counter(client, "sscard_certificates_revoked_total", ca=name,
                     reason="keyCompromise") == revoked_before + 1
+
+
+def test_replay_memory_down_is_503_at_every_service(rig: RaRig, tmp_path: Path) -> None:
+    """Without its replay memory a service cannot know a request is new: it refuses (503,
+    nothing done), never accepts."""
+    import sqlalchemy as sa
+
+    from sscard import httpsig
+    from sscard.gateway.config import SystemPolicy
+
+    ca = make_ca("CN=Down Root", algorithm="ec-p256")
+    caller = make_leaf("CN=employment", ca, "ec-p256", eku=["client_auth"])
+    db = f"sqlite:///{tmp_path / 'gateway.db'}"
+    gateway = gateway_app(GatewayConfig(trust_anchors=[ca.cert], database_url=db,
+                                        systems={"employment": SystemPolicy(
+                                            frozenset({"verify"}))}))
+    kmc = kmc_app(rig.kmc)
+    rig.kmc.add_service_caller(f"ra-{secrets.token_hex(3)}", "ra", caller.cert.dump())
+    ra = ra_app(rig.ra, WebConfig(secrets.token_bytes(32), secure_cookies=False))
+    rig.ra.add_signing_client(None, f"st-{secrets.token_hex(3)}", caller.cert.dump())
+    ca_service = ca_app(ServiceConfig(authority=rig.ca,
+                                      replays=httpsig.SqlReplayStore(rig.ca.engine)))
+    engines = [sa.create_engine(db), rig.kmc.engine, rig.ra.engine, rig.ca.engine]
+    for engine in engines:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE sscard_request_nonces"))
+    try:
+        for app, path, code in [(gateway, "/v1/verify", "REPLAY_MEMORY_UNAVAILABLE"),
+                                (kmc, "/kmc/v1/escrow", "replay_memory_unavailable"),
+                                (ra, "/api/v1/enrollments", "replay_memory_unavailable"),
+                                (ca_service, "/api/v1/certificates",
+                                 "replay_memory_unavailable")]:
+            headers = httpsig.sign_request(caller.key, caller.cert, "POST", path, "", b"{}")
+            assert_problem(app.test_client().post(path, data=b"{}", headers=headers), 503, code)
+    finally:
+        for engine in engines[1:]:
+            httpsig.SqlReplayStore(engine)  # the table again, for the other tests
