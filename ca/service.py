@@ -14,9 +14,11 @@ Public (anyone may ask, as relying parties must):
 
 Authenticated (``/api/v1/...``, JSON in and out): issue from a CSR, revoke, read a status. A
 caller proves itself with an API token (``Authorization: Bearer ...``) or by signing the request
-with a key whose certificate this CA issued under an authorised policy (see ``SignedRequest``).
-Anything else gets 401 (no or bad credentials) or 403 (known but not allowed), and the refusal
-is logged on the ``ca.service.audit`` logger (the tamper-evident audit log takes it later).
+with a key whose certificate this CA issued under an authorised policy (``sscard.httpsig``;
+each signed request is accepted once by all workers when ``replays`` is a store in the CA's
+database). Errors are RFC 9457 problem documents from one table (``PROBLEMS``). Anything
+else gets 401 (no or bad credentials) or 403 (known but not allowed), and the refusal is
+logged on the ``ca.service.audit`` logger (the tamper-evident audit log takes it later).
 
 The protocol logic lives in ``ca.ocsp`` and ``ca.tsa``; this module only translates HTTP.
 """
