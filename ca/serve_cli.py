@@ -80,7 +80,6 @@ class _AppFactory:
         authority = CertificateAuthority.open(self.home, self.passphrase, self.ca_name,
                                               self.database_url)
         from sscard.audit import AuditLog
-        from sscard.httpsig import SqlReplayStore
 
         config = ServiceConfig(
             authority=authority,
@@ -88,7 +87,6 @@ class _AppFactory:
             other_authorities=tuple(_online_root(authority, self.passphrase,
                                                  self.database_url)),
             api_token_hashes=self.tokens,
-            replays=SqlReplayStore(authority.engine),  # shared by every worker
             tsa_serial_file=(self.home / "ca" / f"tsa-serial-{authority.name}") if self.tsa
             else None,
         )

@@ -41,6 +41,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import sqlalchemy as sa
 from asn1crypto import crl as asn1crl
 from asn1crypto import csr as asn1csr
 from asn1crypto import x509 as asn1x509
@@ -138,7 +139,7 @@ class ServiceConfig:
     other_authorities: tuple[CaBackend, ...] = ()
     #: the tamper-evident audit log: refusals, issuance and revocation through the API
     audit_log: AuditLog | None = None
-    #: signed requests already seen; with several workers, a store in the CA's database
+    #: signed requests already seen; default: a table in the authority's database
     replays: httpsig.ReplayStore | None = None
 
     @staticmethod
@@ -258,6 +259,17 @@ class PublishedCA:
         return build(delta)
 
 
+def _replay_store(config: ServiceConfig) -> httpsig.ReplayStore:
+    """The configured replay memory, else a table in the CA's own database (shared by every
+    worker), else (an authority without a database: tests) this process's memory."""
+    if config.replays is not None:
+        return config.replays
+    engine = getattr(config.authority, "engine", None)
+    if isinstance(engine, sa.Engine):
+        return httpsig.SqlReplayStore(engine)
+    return httpsig.MemoryReplayStore()
+
+
 class ServiceState:
     """The objects one worker process builds from the configuration, created lazily."""
 
@@ -271,8 +283,7 @@ class ServiceState:
         self._lock = threading.Lock()
         self._tsa: TimeStampAuthority | None = None
         self._tsa_renew_at = datetime.max.replace(tzinfo=UTC)
-        self.signatures = httpsig.RequestVerifier(
-            config.replays if config.replays is not None else httpsig.MemoryReplayStore())
+        self.signatures = httpsig.RequestVerifier(_replay_store(config))
 
     @property
     def tsa(self) -> TimeStampAuthority | None:
