@@ -531,9 +531,14 @@ def _signature_caller(state: ServiceState) -> Caller:
     try:
         signed = state.signatures.verify(
             request.headers, request.method, request.path,
-            request.query_string.decode("latin-1"), request.get_data())
+            request.query_string.decode("latin-1"), request.get_data(),
+            check=lambda s: _acceptable_caller(state, s))
     except httpsig.SignatureError as exc:
         raise _refuse(401, exc.message, exc.code) from None
+    return Caller(signed.certificate.subject.human_friendly, "signature")
+
+
+def _acceptable_caller(state: ServiceState, signed: httpsig.SignedRequest) -> None:
     cert = signed.certificate
     authority = state.authority
     try:
@@ -541,9 +546,7 @@ def _signature_caller(state: ServiceState) -> Caller:
     except (CryptoError, ValueError):
         raise _refuse(401, "the caller's certificate was not issued by this CA") from None
     subject = cert.subject.human_friendly
-    now = datetime.now(UTC)
-    validity = cert["tbs_certificate"]["validity"]
-    if not validity["not_before"].native <= now <= validity["not_after"].native:
+    if not signed.certificate_valid_at(datetime.now(UTC)):
         raise _refuse(401, f"the caller's certificate ({subject}) is not valid now")
     status = authority.status(cert.serial_number)
     if status.status is not Status.GOOD:
@@ -551,7 +554,6 @@ def _signature_caller(state: ServiceState) -> Caller:
     policies = {p["policy_identifier"].dotted for p in (cert.certificate_policies_value or [])}
     if not policies & set(state.config.authorized_policies):
         raise _refuse(403, f"{subject} holds no certificate policy authorised for this API")
-    return Caller(subject, "signature")
 
 
 def authenticate() -> Caller:

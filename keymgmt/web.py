@@ -119,12 +119,16 @@ def _signed_caller() -> Principal:
     bound to a caller (``sscard kmc caller add --certificate``). Revoking it here is
     ``caller deactivate``; the KMC does not ask the CA."""
     verifier: httpsig.RequestVerifier = current_app.extensions["sscard_kmc_signatures"]
-    signed = verifier.verify(request.headers, request.method, request.path,
-                             request.query_string.decode("latin-1"), request.get_data())
-    validity = signed.certificate["tbs_certificate"]["validity"]
-    if not validity["not_before"].native <= datetime.now(UTC) <= validity["not_after"].native:
-        raise AuthenticationError("the request's certificate is not valid now")
-    return _kmc().authenticate_certificate(signed.identity)
+    found: list[Principal] = []
+
+    def bound_caller(signed: httpsig.SignedRequest) -> None:
+        if not signed.certificate_valid_at(datetime.now(UTC)):
+            raise AuthenticationError("the request's certificate is not valid now")
+        found.append(_kmc().authenticate_certificate(signed.identity))
+
+    verifier.verify(request.headers, request.method, request.path,
+                    request.query_string.decode("latin-1"), request.get_data(), bound_caller)
+    return found[0]
 
 
 @api.post("/escrow")

@@ -421,13 +421,16 @@ def _signed_client() -> Actor:
     """A station or service signing its requests (sscard.httpsig) with the certificate bound
     to its API client (``sscard ra add-client --certificate``)."""
     verifier: httpsig.RequestVerifier = current_app.extensions["sscard_ra_signatures"]
-    signed = verifier.verify(request.headers, request.method, request.path,
-                             request.query_string.decode("latin-1"), request.get_data())
-    validity = signed.certificate["tbs_certificate"]["validity"]
-    if not validity["not_before"].native <= dt.datetime.now(dt.UTC) <= validity[
-            "not_after"].native:
-        raise AuthenticationFailed("the request's certificate is not valid now")
-    return _ra().authenticate_signed_client(signed.identity)
+    found: list[Actor] = []
+
+    def bound_client(signed: httpsig.SignedRequest) -> None:
+        if not signed.certificate_valid_at(dt.datetime.now(dt.UTC)):
+            raise AuthenticationFailed("the request's certificate is not valid now")
+        found.append(_ra().authenticate_signed_client(signed.identity))
+
+    verifier.verify(request.headers, request.method, request.path,
+                    request.query_string.decode("latin-1"), request.get_data(), bound_client)
+    return found[0]
 
 
 def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:

@@ -322,13 +322,17 @@ def replay_store(url: str | None, clock: Clock = _utcnow) -> ReplayStore:
 
 @dataclass(frozen=True)
 class SignedRequest:
-    """A request whose signature verified, seen for the first time."""
+    """A request whose signature verified (and, once ``verify`` returns, seen the first time)."""
 
     certificate: x509.Certificate
     certificate_der: bytes
     identity: bytes
     nonce: str
     date: datetime
+
+    def certificate_valid_at(self, when: datetime) -> bool:
+        validity = self.certificate["tbs_certificate"]["validity"]
+        return bool(validity["not_before"].native <= when <= validity["not_after"].native)
 
 
 class RequestVerifier:
@@ -346,8 +350,14 @@ class RequestVerifier:
         """Whether the request carries any of the scheme's headers."""
         return any(headers.get(h) for h in HEADERS)
 
-    def verify(self, headers: Headers, method: str, path: str, query: str,
-               body: bytes) -> SignedRequest:
+    def verify(self, headers: Headers, method: str, path: str, query: str, body: bytes,
+               check: Callable[[SignedRequest], object] | None = None) -> SignedRequest:
+        """The request's signed content, seen for the first time.
+
+        ``check``: the service's decision on the certificate (trusted path, bound caller,
+        permissions), run after the signature verifies and before the replay memory is
+        written, so that callers it refuses cannot fill the memory; it raises to refuse.
+        """
         values = {h: headers.get(h) or "" for h in HEADERS}
         missing = [h for h, v in values.items() if not v]
         if missing:
@@ -379,8 +389,11 @@ class RequestVerifier:
             raise SignatureError("unauthenticated",
                                  "the request signature does not verify with the certificate "
                                  "sent") from None
+        signed = SignedRequest(cert.certificate, cert.der, cert.identity, nonce, when)
+        if check is not None:
+            check(signed)  # the service refuses strangers before they can write anything
         key = hashlib.sha256(cert.identity + nonce.encode("ascii")).digest()
         if not self.replays.first_use(key, when + self.window + timedelta(seconds=1)):
             raise SignatureError("replayed_request",
                                  "this signed request was already used (a replay)")
-        return SignedRequest(cert.certificate, cert.der, cert.identity, nonce, when)
+        return signed

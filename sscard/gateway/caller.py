@@ -92,8 +92,9 @@ class CallerAuthenticator:
             cert = self._certificate(der)
         if cert is None:
             how = "request-signature"
-            cert = self._signed_request(headers, method, path, query, body)
-        self._check_path(cert)
+            cert = self._signed_request(headers, method, path, query, body)  # path checked
+        else:
+            self._check_path(cert)
         system = name_attribute(cert.subject, "common_name")
         if not system:
             raise unauthenticated("the caller's certificate has no common name")
@@ -106,7 +107,9 @@ class CallerAuthenticator:
                 "no client certificate: use mutual TLS or sign the request "
                 f"({httpsig.SIGNATURE} and related headers)")
         try:
-            return self.signatures.verify(headers, method, path, query, body).certificate
+            return self.signatures.verify(
+                headers, method, path, query, body,
+                check=lambda signed: self._check_path(signed.certificate)).certificate
         except httpsig.SignatureError as exc:
             raise GatewayError(exc.code.upper(), exc.message, 401) from None
         except httpsig.ReplayStoreUnavailable as exc:

@@ -35,7 +35,7 @@ from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
 from sscard.x509.names import parse_name
 from sscard.x509.pem import der_to_pem
-from tests.cms.pki import make_ca, make_leaf
+from tests.cms.pki import Issued, make_ca, make_leaf
 from tests.ra.rig import RaRig, make_rig
 
 SHAPE = {"type", "title", "status", "detail", "code"}
@@ -252,6 +252,9 @@ def test_replay_memory_down_is_503_at_every_service(rig: RaRig, tmp_path: Path) 
     rig.kmc.add_service_caller(f"ra-{secrets.token_hex(3)}", "ra", caller.cert.dump())
     ra = ra_app(rig.ra, WebConfig(secrets.token_bytes(32), secure_cookies=False))
     rig.ra.add_signing_client(None, f"st-{secrets.token_hex(3)}", caller.cert.dump())
+    officer_key = SoftwareKey.generate("ec-p256")
+    officer_csr = CsrBuilder().subject(parse_name("CN=Officer,O=社会保障,C=CN")).sign(officer_key)
+    officer = Issued(rig.ca.issue_from_csr(officer_csr, "ra-officer").certificate, officer_key)
     ca_service = ca_app(ServiceConfig(authority=rig.ca,
                                       replays=httpsig.SqlReplayStore(rig.ca.engine)))
     engines = [sa.create_engine(db), rig.kmc.engine, rig.ra.engine, rig.ca.engine]
@@ -259,13 +262,48 @@ def test_replay_memory_down_is_503_at_every_service(rig: RaRig, tmp_path: Path) 
         with engine.begin() as conn:
             conn.execute(sa.text("DROP TABLE sscard_request_nonces"))
     try:
-        for app, path, code in [(gateway, "/v1/verify", "REPLAY_MEMORY_UNAVAILABLE"),
-                                (kmc, "/kmc/v1/escrow", "replay_memory_unavailable"),
-                                (ra, "/api/v1/enrollments", "replay_memory_unavailable"),
-                                (ca_service, "/api/v1/certificates",
-                                 "replay_memory_unavailable")]:
-            headers = httpsig.sign_request(caller.key, caller.cert, "POST", path, "", b"{}")
+        for app, path, code, who in [
+                (gateway, "/v1/verify", "REPLAY_MEMORY_UNAVAILABLE", caller),
+                (kmc, "/kmc/v1/escrow", "replay_memory_unavailable", caller),
+                (ra, "/api/v1/enrollments", "replay_memory_unavailable", caller),
+                (ca_service, "/api/v1/certificates", "replay_memory_unavailable", officer)]:
+            headers = httpsig.sign_request(who.key, who.cert, "POST", path, "", b"{}")
             assert_problem(app.test_client().post(path, data=b"{}", headers=headers), 503, code)
     finally:
         for engine in engines[1:]:
             httpsig.SqlReplayStore(engine)  # the table again, for the other tests
+
+
+def test_strangers_write_nothing_to_the_replay_memory(rig: RaRig, tmp_path: Path) -> None:
+    """A request signed with a certificate the service does not accept (any key can sign for
+    a certificate it made itself) is refused before the replay memory is written: strangers
+    cannot fill the shared database."""
+    import sqlalchemy as sa
+
+    from sscard import httpsig
+    from sscard.gateway.config import SystemPolicy
+
+    stranger = make_leaf("CN=employment", make_ca("CN=Self-made", algorithm="ec-p256"),
+                         "ec-p256", eku=["client_auth"])
+    db = f"sqlite:///{tmp_path / 'gateway.db'}"
+    services = [
+        (gateway_app(GatewayConfig(trust_anchors=[make_ca("CN=Real Root").cert], database_url=db,
+                                   systems={"employment": SystemPolicy(frozenset({"verify"}))})),
+         "/v1/verify", sa.create_engine(db)),
+        (kmc_app(rig.kmc), "/kmc/v1/escrow", rig.kmc.engine),
+        (ra_app(rig.ra, WebConfig(secrets.token_bytes(32), secure_cookies=False)),
+         "/api/v1/enrollments", rig.ra.engine),
+        (ca_app(ServiceConfig(authority=rig.ca)), "/api/v1/certificates", rig.ca.engine),
+    ]
+
+    def rows(engine: sa.Engine) -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM sscard_request_nonces"))
+                       .scalar_one())
+
+    for app, path, engine in services:
+        before = rows(engine)
+        for _ in range(3):
+            headers = httpsig.sign_request(stranger.key, stranger.cert, "POST", path, "", b"{}")
+            assert_problem(app.test_client().post(path, data=b"{}", headers=headers), 401)
+        assert rows(engine) == before, path
