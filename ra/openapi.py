@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sscard.httpsig import OPENAPI_SECURITY_SCHEME
 from sscard.problem import PROBLEM_JSON, openapi_schema
 
 _ERROR = {"description": "refused; the RFC 9457 problem document says why",
@@ -23,7 +24,7 @@ SPEC: dict[str, Any] = {
                        "with a bearer token issued by an RA administrator.",
     },
     "servers": [{"url": "/api/v1"}],
-    "security": [{"bearer": []}],
+    "security": [{"bearer": []}, {"requestSignature": []}],
     "paths": {
         "/whoami": {
             "get": {"summary": "The caller's client name (checks the token)",
@@ -63,7 +64,8 @@ SPEC: dict[str, Any] = {
         },
     },
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                            "requestSignature": OPENAPI_SECURITY_SCHEME},
         "schemas": {
             "Error": openapi_schema(),
             "Cardholder": {

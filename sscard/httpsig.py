@@ -94,6 +94,15 @@ class ReplayStoreUnavailable(Exception):
     unanswered, since accepting it could accept a replay. Services answer 503."""
 
 
+#: the scheme as an OpenAPI security scheme, for every service's description
+OPENAPI_SECURITY_SCHEME = {
+    "type": "apiKey", "in": "header", "name": SIGNATURE,
+    "description": "signature with the caller's certificate key over SSCARD-REQUEST-V1, "
+                   "method, path, query, X-Sscard-Date, X-Sscard-Nonce and the body's SHA-256; "
+                   "the certificate in X-Sscard-Certificate (sscard.httpsig, "
+                   "docs/integration-guide.md); each request is accepted once"}
+
+
 def canonical(method: str, path: str, query: str, date: str, nonce: str, body: bytes) -> bytes:
     """The text a request signature covers."""
     return "\n".join([PREFIX, method.upper(), path, query, date, nonce,

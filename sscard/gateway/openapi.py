@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sscard import problem
+from sscard import httpsig, problem
 
 _B64 = {"type": "string", "contentEncoding": "base64"}
 
@@ -74,12 +74,7 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {
                 "mutualTLS": {"type": "mutualTLS",
                               "description": "a client certificate issued by our CA"},
-                "requestSignature": {
-                    "type": "apiKey", "in": "header", "name": "X-Sscard-Signature",
-                    "description": "signature with the caller's certificate key over "
-                                   "SSCARD-REQUEST-V1, method, path, query, X-Sscard-Date, "
-                                   "X-Sscard-Nonce and the body's SHA-256; the certificate in "
-                                   "X-Sscard-Certificate (see docs/integration-guide.md)"},
+                "requestSignature": httpsig.OPENAPI_SECURITY_SCHEME,
             },
         },
         "paths": {
