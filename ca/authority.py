@@ -65,6 +65,7 @@ from ca.records import (
     serial_to_hex,
 )
 from ca.storage import CARecord, CertificateRecord, CRLRecord, RequestRecord
+from sscard import metrics
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.keys.base import KeyHandle
@@ -553,6 +554,8 @@ class CertificateAuthority:
                                        f"collided {SERIAL_RETRIES} times") from None
                 continue
             # committed: only now are the certificates handed out
+            for a in approved:
+                metrics.ISSUED.labels(self.name, a.profile.name).inc()
             return [IssuedCertificate(s, a.profile.name, d)
                     for a, s, d in zip(approved, serials, ders, strict=True)]
         raise StorageError("could not draw distinct serial numbers")
@@ -609,6 +612,7 @@ class CertificateAuthority:
             if done.rowcount != 1:
                 raise AlreadyRevoked(f"certificate {hex_serial} was revoked concurrently")
             self._bump_revocation_generation(conn)
+        metrics.REVOKED.labels(self.name, why.name).inc()
         return CertificateStatus(serial, Status.REVOKED, now, why, invalidity_date, row.der)
 
     def _bump_revocation_generation(self, conn: Connection) -> None:

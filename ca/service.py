@@ -630,7 +630,6 @@ def issue() -> tuple[Response, int]:
     if refused is not None:
         raise refused
     log.info("issued %s (profile %s) for %s", issued.serial_hex, profile, g.caller.name)
-    metrics.ISSUED.labels(_state().authority.name, issued.profile).inc()
     body = {
         "serial": issued.serial_hex,
         "profile": issued.profile,
@@ -667,7 +666,6 @@ def revoke(serial: str) -> Response:
     if refused is not None:
         raise refused
     _state().invalidate(number)
-    metrics.REVOKED.labels(_state().authority.name, reason_value.name).inc()
     log.info("revoked %s (%s) for %s", serial_to_hex(number), reason_value.name, g.caller.name)
     return _json(_status_json(status))
 
