@@ -9,7 +9,6 @@ import re
 import secrets
 import threading
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +35,10 @@ from sscard.x509.builder import CsrBuilder
 from sscard.x509.names import parse_name
 from sscard.x509.pem import der_to_pem
 from tests.cms.pki import Issued, make_ca, make_leaf
-from tests.ra.rig import RaRig, make_rig
+from tests.ra.rig import RaRig
 
 SHAPE = {"type", "title", "status", "detail", "code"}
 TOKEN = "contract-test-token-0123456789"
-
-
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RaRig]:
-    r = make_rig(tmp_path_factory.mktemp("contract"))
-    yield r
-    r.close()
 
 
 @pytest.fixture(scope="module")
