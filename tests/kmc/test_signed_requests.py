@@ -4,6 +4,8 @@ signed request is accepted once, also by a second worker sharing the KMC databas
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,9 +31,6 @@ def kmc(tmp_path: Path) -> Iterator[KeyManagementCentre]:
 
 
 def _escrow_body() -> tuple[str, bytes]:
-    import base64
-    import json
-
     spki = SM2PrivateKey.generate().public_key().spki_der()
     return "/kmc/v1/escrow", json.dumps({"owner": "11010519491231002X", "recipient_public_key":
                                          base64.b64encode(spki).decode()}).encode()
@@ -74,7 +73,7 @@ def test_unbound_foreign_and_deactivated_certificates_are_refused(
     assert "no active caller" in str(call(stranger)["detail"])
     kmc.deactivate_caller("ra-service")
     assert "no active caller" in str(call(ra)["detail"])
-    with pytest.raises(Exception, match="not DER"):
+    with pytest.raises(KmcError, match="not DER"):
         kmc.add_service_caller("bad", "ra", long_form(ra.cert.dump()))
 
 
