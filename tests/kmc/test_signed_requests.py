@@ -13,6 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from keymgmt.client import KmcClient
+from keymgmt.errors import KmcError
 from keymgmt.service import KeyManagementCentre
 from keymgmt.web import create_app
 from sscard import httpsig
