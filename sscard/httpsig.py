@@ -402,7 +402,9 @@ class RequestVerifier:
         if check is not None:
             check(signed)  # the service refuses strangers before they can write anything
         key = hashlib.sha256(cert.identity + nonce.encode("ascii")).digest()
-        if not self.replays.first_use(key, when + self.window + timedelta(seconds=1)):
+        # kept a whole window longer than the date check needs: a host whose clock runs ahead
+        # may purge, and another must not then accept the request again
+        if not self.replays.first_use(key, when + 2 * self.window):
             raise SignatureError("replayed_request",
                                  "this signed request was already used (a replay)")
         return signed
