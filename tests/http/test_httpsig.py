@@ -129,3 +129,20 @@ def test_insert_or_fail_on_postgresql(pg_url: str) -> None:
     assert second.first_use(secrets.token_bytes(32), NOW + timedelta(minutes=5))
     first.engine.dispose()
     second.engine.dispose()
+
+
+def test_purge_never_reopens_a_window(tmp_path: Path, ecdsa_caller: object) -> None:
+    """At the last second its date is acceptable, a request is still remembered, even after a
+    purge by a host whose clock runs ahead."""
+    clock = FakeClock()
+    key, cert = ecdsa_caller.key, ecdsa_caller.cert  # type: ignore[attr-defined]
+    headers = httpsig.RequestSigner(key, cert, clock).headers("POST", "/p", "", b"{}")
+    verifier = _verifier(tmp_path, clock)
+    verifier.verify(headers, "POST", "/p", "", b"{}")
+    ahead = FakeClock()
+    ahead.now = NOW + timedelta(minutes=6)  # another host, a minute ahead
+    assert httpsig.SqlReplayStore(f"sqlite:///{tmp_path / 'replay.db'}", ahead).purge() == 0
+    clock.now = NOW + timedelta(minutes=5)
+    with pytest.raises(httpsig.SignatureError) as exc:
+        verifier.verify(headers, "POST", "/p", "", b"{}")
+    assert exc.value.code == "replayed_request"
