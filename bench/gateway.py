@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._common import figure, rate
 from sscard.cms import sign
-from sscard.gateway.request_signing import sign_request
+from sscard.httpsig import sign_request
 from sscard.keys.software import SoftwareKey
 from sscard.x509.pem import der_to_pem
 from tests.cms.pki import make_leaf, make_pki
@@ -73,6 +73,8 @@ def _setup(home: Path, audit: bool) -> dict[str, Any]:
     (home / "gateway.toml").write_text(
         'trust_anchors = ["root.pem"]\nintermediates = ["ca.pem"]\n'
         f"max_request_bytes = 67108864\n{audit_line}"
+        # the workers share the replay memory of signed requests, as in production
+        f'database_url = "sqlite:///{home / "gateway.db"}"\n'
         'trusted_client_cert_header = "X-Client-Cert"\n'
         '[keys.sign]\nkey = "sign.key"\npassphrase_file = "pass"\ncertificate = "sign.pem"\n'
         'chain = ["ca.pem"]\n'

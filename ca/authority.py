@@ -69,6 +69,7 @@ from ca.records import (
     serial_to_hex,
 )
 from ca.storage import CARecord, CertificateRecord, CRLRecord, RequestRecord
+from sscard import metrics
 from sscard.audit import AuditAction, AuditLog, Operation, local_actor
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
@@ -653,6 +654,8 @@ class CertificateAuthority:
                 continue
             # committed: only now are the certificates handed out, and recorded as issued
             self._record_serials(op, [serial_to_hex(s) for s in serials])
+            for a in approved:
+                metrics.ISSUED.labels(self.name, a.profile.name).inc()
             return [IssuedCertificate(s, a.profile.name, d)
                     for a, s, d in zip(approved, serials, ders, strict=True)]
         raise StorageError("could not draw distinct serial numbers")
@@ -719,6 +722,7 @@ class CertificateAuthority:
             if done.rowcount != 1:
                 raise AlreadyRevoked(f"certificate {hex_serial} was revoked concurrently")
             self._bump_revocation_generation(conn)
+        metrics.REVOKED.labels(self.name, why.name).inc()
         return CertificateStatus(serial, Status.REVOKED, now, why, invalidity_date, row.der)
 
     def _bump_revocation_generation(self, conn: Connection) -> None:

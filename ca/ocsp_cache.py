@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ca.records import CertificateStatus
+from sscard.metrics import OCSP_CACHE
 
 #: Answers are served until this fraction of their validity has passed, then worked out again.
 REFRESH_FRACTION = 0.5
@@ -115,8 +116,10 @@ class ResponseCache:
             entry = self._responses.get(key)
             if entry is None or now >= entry.refresh_at:
                 self.misses += 1
+                OCSP_CACHE.labels("miss").inc()
                 return None
             self.hits += 1
+            OCSP_CACHE.labels("hit").inc()
             return entry.der, entry.expires_at
 
     def store_response(

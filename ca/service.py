@@ -14,9 +14,11 @@ Public (anyone may ask, as relying parties must):
 
 Authenticated (``/api/v1/...``, JSON in and out): issue from a CSR, revoke, read a status. A
 caller proves itself with an API token (``Authorization: Bearer ...``) or by signing the request
-with a key whose certificate this CA issued; the credential maps to a principal of the CA's
-access file, and ``ca.authorization.decide`` says what that principal may do (nothing by
-default; CA-level profiles never; officers never). Anything else gets 401 (no or bad
+with a key whose certificate this CA issued (``sscard.httpsig``; each signed request is
+accepted once by all workers when ``replays`` is a store in the CA's database). The credential
+maps to a principal of the CA's access file, and ``ca.authorization.decide`` says what that
+principal may do (nothing by default; CA-level profiles never; officers never). Errors are RFC
+9457 problem documents from one table (``PROBLEMS``). Anything else gets 401 (no or bad
 credentials) or 403 naming the missing permission, and the refusal is logged on the
 ``ca.service.audit`` logger and recorded in the tamper-evident audit log.
 
@@ -40,11 +42,11 @@ from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import sqlalchemy as sa
 from asn1crypto import crl as asn1crl
 from asn1crypto import csr as asn1csr
 from asn1crypto import x509 as asn1x509
 from flask import Blueprint, Flask, Response, current_app, g, request
-from werkzeug.exceptions import HTTPException
 
 from ca.authority import Signer
 from ca.authorization import (
@@ -75,8 +77,8 @@ from ca.records import (
     serial_to_hex,
 )
 from ca.tsa import FileSerialCounter, TimeStampAuthority, rejection
+from sscard import httpops, httpsig, metrics, problem
 from sscard.audit import AuditAction, AuditError, AuditLog, AuditUnavailable
-from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.x509.errors import X509Error
 from sscard.x509.parse import load_csr
@@ -93,7 +95,6 @@ TSA_REPLY = "application/timestamp-reply"
 #: RFC 5019 GET requests and POST bodies larger than this are refused unread
 MAX_PROTOCOL_BODY = 64 * 1024
 MAX_API_BODY = 256 * 1024
-SIGNED_REQUEST_SKEW = timedelta(minutes=5)
 
 
 class CaBackend(Protocol):
@@ -149,6 +150,8 @@ class ServiceConfig:
     other_authorities: tuple[CaBackend, ...] = ()
     #: the tamper-evident audit log: refusals, issuance and revocation through the API
     audit_log: AuditLog | None = None
+    #: signed requests already seen; default: a table in the authority's database
+    replays: httpsig.ReplayStore | None = None
 
     @staticmethod
     def hash_token(token: str | bytes) -> str:
@@ -269,28 +272,15 @@ class PublishedCA:
         return build(delta)
 
 
-class ReplayGuard:
-    """Signed requests already seen, for as long as their date is acceptable.
-
-    Per process: with several workers a replay can still reach a worker that has not seen the
-    request; the window (five minutes) bounds that, and the audit log shows both uses.
-    """
-
-    def __init__(self, window: timedelta = SIGNED_REQUEST_SKEW) -> None:
-        self._window = window
-        self._seen: dict[bytes, datetime] = {}
-        self._lock = threading.Lock()
-
-    def first_use(self, fingerprint: bytes, signed_at: datetime) -> bool:
-        now = datetime.now(UTC)
-        with self._lock:
-            if len(self._seen) > 10_000:
-                self._seen = {k: t for k, t in self._seen.items() if t > now}
-            expires = self._seen.get(fingerprint)
-            if expires is not None and expires > now:
-                return False
-            self._seen[fingerprint] = signed_at + 2 * self._window
-            return True
+def _replay_store(config: ServiceConfig) -> httpsig.ReplayStore:
+    """The configured replay memory, else a table in the CA's own database (shared by every
+    worker), else (an authority without a database: tests) this process's memory."""
+    if config.replays is not None:
+        return config.replays
+    engine = getattr(config.authority, "engine", None)
+    if isinstance(engine, sa.Engine):
+        return httpsig.SqlReplayStore(engine)
+    return httpsig.MemoryReplayStore()
 
 
 class ServiceState:
@@ -306,7 +296,7 @@ class ServiceState:
         self._lock = threading.Lock()
         self._tsa: TimeStampAuthority | None = None
         self._tsa_renew_at = datetime.max.replace(tzinfo=UTC)
-        self.replays = ReplayGuard()
+        self.signatures = httpsig.RequestVerifier(_replay_store(config))
 
     @property
     def tsa(self) -> TimeStampAuthority | None:
@@ -510,12 +500,8 @@ class Caller:
     unmapped: str = ""
 
 
-def signed_request_message(method: str, path: str, date: str, body: bytes) -> bytes:
-    """What a signed API request signs: method, path, date and the body's SHA-256, by lines."""
-    return f"{method.upper()}\n{path}\n{date}\n{hashlib.sha256(body).hexdigest()}".encode()
-
-
-def _refuse(status: int, why: str, permission: str | None = None) -> ApiError:
+def _refuse(status: int, why: str, code: str | None = None,
+            permission: str | None = None) -> ApiError:
     """Record a refused caller (log and, when configured, the audit log) and make the error."""
     audit.warning(
         "refused %s %s from %s: %s", request.method, request.path, request.remote_addr, why
@@ -534,8 +520,8 @@ def _refuse(status: int, why: str, permission: str | None = None) -> ApiError:
         except AuditError as exc:
             # the refusal stands either way; losing its record is itself worth an alarm
             log.error("audit record of a refusal not written: %s", exc)
-    code = "unauthenticated" if status == 401 else "forbidden"
-    return ApiError(status, code, why, permission)
+    return ApiError(status, code or ("unauthenticated" if status == 401 else "forbidden"), why,
+                    permission)
 
 
 @contextlib.contextmanager
@@ -557,50 +543,31 @@ def _token_caller(state: ServiceState, header: str) -> Caller:
 
 
 def _signature_caller(state: ServiceState) -> Caller:
-    """The signed-request scheme (see docs/ca-admin-guide.md).
-
-    Headers ``X-SSCard-Certificate`` (base64 DER), ``X-SSCard-Date`` (ISO 8601 UTC, within five
-    minutes of ours) and ``X-SSCard-Signature`` (base64, by the certificate's key over
-    ``signed_request_message``). The certificate must be ours, valid now, not revoked, and carry
-    an authorised certificate policy.
-    """
+    """A request signed by the scheme of ``sscard.httpsig`` (see docs/ca-admin-guide.md),
+    with a certificate this CA issued, valid now, not revoked, under an authorised policy."""
     try:
-        cert_der = base64.b64decode(request.headers["X-SSCard-Certificate"], validate=True)
-        signature = base64.b64decode(request.headers["X-SSCard-Signature"], validate=True)
-        date_text = request.headers["X-SSCard-Date"]
-        when = datetime.fromisoformat(date_text)
-        cert = asn1x509.Certificate.load(cert_der, strict=True)
-        cert.native  # noqa: B018  (parse all of it now)
-    except KeyError as exc:
-        raise _refuse(401, f"signed request lacks the {exc.args[0]} header") from None
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise _refuse(401, f"signed request headers are malformed: {exc}") from None
-    if when.tzinfo is None:
-        raise _refuse(401, "X-SSCard-Date must carry a time zone")
-    now = datetime.now(UTC)
-    if abs(now - when) > SIGNED_REQUEST_SKEW:
-        raise _refuse(401, "X-SSCard-Date is more than five minutes from the server's clock")
+        signed = state.signatures.verify(
+            request.headers, request.method, request.path,
+            request.query_string.decode("latin-1"), request.get_data(),
+            check=lambda s: _acceptable_caller(state, s))
+    except httpsig.SignatureError as exc:
+        raise _refuse(401, exc.message, exc.code) from None
+    return _certificate_caller(state, signed.certificate)
+
+
+def _acceptable_caller(state: ServiceState, signed: httpsig.SignedRequest) -> None:
+    cert = signed.certificate
     authority = state.authority
     try:
         verify_certificate_signature(cert, authority.certificate)
     except (CryptoError, ValueError):
         raise _refuse(401, "the caller's certificate was not issued by this CA") from None
     subject = cert.subject.human_friendly
-    validity = cert["tbs_certificate"]["validity"]
-    if not validity["not_before"].native <= now <= validity["not_after"].native:
+    if not signed.certificate_valid_at(datetime.now(UTC)):
         raise _refuse(401, f"the caller's certificate ({subject}) is not valid now")
     status = authority.status(cert.serial_number)
     if status.status is not Status.GOOD:
         raise _refuse(401, f"the caller's certificate ({subject}) is {status.status.value}")
-    message = signed_request_message(request.method, request.path, date_text, request.get_data())
-    try:
-        # the key's default algorithm: SM2 with the GM/T 0009 user ID, ECDSA/RSA with SHA-256
-        PublicKey.from_spki(cert.public_key.dump()).verify(signature, message)
-    except (CryptoError, ValueError):
-        raise _refuse(401, f"the request signature does not verify with {subject}") from None
-    if not state.replays.first_use(hashlib.sha256(signature).digest(), when):
-        raise _refuse(401, "this signed request was already used (replay)")
-    return _certificate_caller(state, cert)
 
 
 def _certificate_caller(state: ServiceState, cert: asn1x509.Certificate) -> Caller:
@@ -646,7 +613,7 @@ def authenticate() -> Caller:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return _token_caller(state, header)
-    if "X-SSCard-Signature" in request.headers:
+    if httpsig.RequestVerifier.present(request.headers):
         return _signature_caller(state)
     raise _refuse(401, "authentication required: an API token or a signed request")
 
@@ -765,37 +732,23 @@ def _json(body: Mapping[str, Any], status: int = 200) -> Response:
 # -- errors -------------------------------------------------------------------------------
 
 
-def _error_json(status: int, code: str, message: str) -> Response:
-    return _json({"error": code, "message": message}, status)
+def _api_problem(exc: ApiError) -> problem.Problem:
+    """A 403 names the permission the caller lacks, as an RFC 9457 extension member."""
+    return problem.Problem(exc.status, exc.code, str(exc),
+                           extensions=(("permission", exc.permission),)
+                           if exc.permission is not None else ())
 
 
-def _install_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> Response:
-        response = _error_json(exc.status, exc.code, str(exc))
-        if exc.permission is not None:
-            body = json.loads(response.get_data())
-            body["permission"] = exc.permission
-            response = _json(body, exc.status)
-        return response
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        code = (exc.name or "error").lower().replace(" ", "_")
-        response = _error_json(exc.code or 500, code, exc.description or code)
-        if exc.code == 405 and exc.get_response().headers.get("Allow"):
-            response.headers["Allow"] = exc.get_response().headers["Allow"]
-        return response
-
-    @app.errorhandler(CAError)
-    def _ca_error(exc: CAError) -> Response:
-        log.error("CA error: %s", exc)
-        return _error_json(500, "ca_error", str(exc))
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return _error_json(500, "internal_error", "internal error (see the service log)")
+#: the one place the CA's web layer turns an error into an HTTP answer (RFC 9457)
+PROBLEMS = problem.ProblemTable({
+    ApiError: lambda exc: _api_problem(exc),  # type: ignore[arg-type]
+    UnknownCertificate: (404, "unknown_certificate"),
+    AlreadyRevoked: (409, "already_revoked"),
+    RequestRefused: (422, "refused"),
+    AuditUnavailable: (503, "audit_unavailable"),
+    httpsig.ReplayStoreUnavailable: (503, "replay_memory_unavailable"),
+    CAError: (500, "ca_error"),
+})
 
 
 # -- the RFC 5019 fast path ---------------------------------------------------------------
@@ -827,7 +780,9 @@ class CachedOcspGet:
             return self.app(environ, start_response)
         entry = self.entries.get(path)
         now = datetime.now(UTC)
+        httpops.mark_route(environ, "/ocsp/<path:encoded>")
         if entry is not None and entry[2] == epochs and now < entry[3]:
+            metrics.OCSP_CACHE.labels("hit").inc()
             max_age = int((entry[4] - now).total_seconds())
             start_response("200 OK", [
                 *entry[1],
@@ -866,6 +821,8 @@ def create_app(config: ServiceConfig) -> Flask:
     app.extensions["sscard_ca"] = state
     app.register_blueprint(protocols)
     app.register_blueprint(api)
-    _install_error_handlers(app)
+    PROBLEMS.install(app)
     app.wsgi_app = CachedOcspGet(app.wsgi_app, state)  # type: ignore[method-assign]
+    engine = getattr(config.authority, "engine", None)  # the CA's database, when it has one
+    httpops.install(app, "ca", {"database": httpops.database_check(engine)} if engine else {})
     return app

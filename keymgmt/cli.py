@@ -241,20 +241,32 @@ def _terminal_binding_options(func: F) -> F:
               type=click.Choice(["ca", "ra", "officer", "auditor", "terminal"]))
 @click.option("--key-out", type=_FILE, default=None,
               help="Write the API key to this file (mode 0600) instead of printing it.")
+@click.option("--certificate", "certificate_file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A service identity: the caller signs its requests with this certificate's "
+                   "key (PEM or DER) and gets no API key.")
 @_terminal_binding_options
 @click.pass_context
 @_kmc_errors
 def caller_add(ctx: click.Context, name: str, role: str, key_out: Path | None,
-               regions: tuple[str, ...], terminal_id: str | None, rate: int) -> None:
+               certificate_file: Path | None, regions: tuple[str, ...],
+               terminal_id: str | None, rate: int) -> None:
     """Register a caller; its API key is shown (or written) once and stored only hashed.
     A terminal is bound to its regions (--region, required) and optionally its terminal id."""
+    from sscard.x509.pem import pem_to_der
+
     if role == "terminal" and not regions:
         raise click.UsageError("a terminal is bound to its region(s): give --region")
     if role != "terminal" and (regions or terminal_id):
         raise click.UsageError("--region and --terminal-id bind terminals only")
+    certificate = (pem_to_der(certificate_file.read_bytes(), "CERTIFICATE")
+                   if certificate_file is not None else None)
     kmc = _open(ctx)
     try:
-        api_key = kmc.add_caller(name, role, by=local_actor())
+        if certificate is not None:
+            kmc.add_service_caller(name, role, certificate, by=local_actor())
+        else:
+            api_key = kmc.add_caller(name, role, by=local_actor())
         if role == "terminal":
             from keymgmt.cardkeys import CardKeyService
 
@@ -262,6 +274,9 @@ def caller_add(ctx: click.Context, name: str, role: str, key_out: Path | None,
                                               rate_per_minute=rate, by=local_actor())
     finally:
         kmc.close()
+    if certificate is not None:
+        click.echo(f"caller {name} ({role}): signs its requests with {certificate_file}")
+        return
     if key_out is not None:
         fd = os.open(key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -11,18 +11,23 @@ The CA's part of the dual-certificate flow (DESIGN §6.1) is two calls::
 A terminal without a PSAM authenticates cards through :class:`RemoteAuthenticator`, an
 ``sscard.card.auth.Authenticator`` whose cryptograms the KMC computes.
 
-Errors come back as :class:`KmcServiceError` with the service's status and message.
+Errors come back as :class:`KmcServiceError` with the status, stable code (``kind``) and detail
+of the service's RFC 9457 problem document; any other error answer is ``bad_answer``.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
 from keymgmt.service import EscrowResult, RecoveryResult
+from sscard import problem
 from sscard.card.auth import Authenticator, CardIdentity
+from sscard.httpsig import RequestSigner
 
 
 class KmcServiceError(Exception):
@@ -42,16 +47,23 @@ def _unb64(value: str | None) -> bytes | None:
 
 
 class KmcClient:
-    """A session with the KMC API under one caller's API key."""
+    """A session with the KMC API under one caller's API key, or as a service identity that
+    signs each request (``signer``: ``sscard.httpsig.RequestSigner`` with its certificate)."""
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0,
-                 verify: bool | str = True, terminal_id: str | None = None) -> None:
+    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float = 30.0,
+                 verify: bool | str = True, signer: RequestSigner | None = None,
+                 terminal_id: str | None = None) -> None:
+        if (api_key is None) == (signer is None):
+            raise ValueError("give an API key or a request signer (one of them)")
         self.base_url = base_url.rstrip("/") + "/kmc/v1"
+        self._path = urlsplit(self.base_url).path
         #: a terminal bound to its terminal / PSAM number names it in every card-key call
         self.terminal_id = terminal_id
         self.timeout = timeout
+        self._signer = signer
         self._session = requests.Session()
-        self._session.headers["Authorization"] = f"Bearer {api_key}"
+        if api_key is not None:
+            self._session.headers["Authorization"] = f"Bearer {api_key}"
         self._session.verify = verify
 
     def __repr__(self) -> str:  # never the API key
@@ -62,20 +74,27 @@ class KmcClient:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
               params: dict[str, str] | None = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else b""
+        query = urlencode(params or {})
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self._signer is not None:
+            headers.update(self._signer.headers(method, self._path + path, query, data))
+        url = self.base_url + path + (f"?{query}" if query else "")
         try:
-            response = self._session.request(method, self.base_url + path, json=body,
-                                             params=params, timeout=self.timeout)
+            response = self._session.request(method, url, data=data or None, headers=headers,
+                                             timeout=self.timeout)
         except requests.RequestException as exc:
-            raise KmcServiceError(0, "ConnectionError", str(exc)) from None
-        try:
-            data: dict[str, Any] = response.json()
-        except ValueError:
-            raise KmcServiceError(response.status_code, "BadResponse",
-                                  "the KMC did not answer JSON") from None
+            raise KmcServiceError(0, "unreachable", str(exc)) from None
         if response.status_code >= 400:
-            raise KmcServiceError(response.status_code, str(data.get("error")),
-                                  str(data.get("message")))
-        return data
+            found = problem.parse(response.status_code, response.headers.get("Content-Type"),
+                                  response.content)
+            raise KmcServiceError(found.status, found.code, found.detail)
+        try:
+            answer: dict[str, Any] = response.json()
+        except ValueError:
+            raise KmcServiceError(response.status_code, "bad_answer",
+                                  "the KMC did not answer JSON") from None
+        return answer
 
     # -- CA / RA ---------------------------------------------------------------------------
     def escrow(self, owner: str, recipient_public_key: bytes,

@@ -53,10 +53,14 @@ class CallerRecord(Base):
     """An authenticated caller: the CA, the RA, an officer, an auditor."""
 
     __tablename__ = "kmc_callers"
+    __table_args__ = (UniqueConstraint("certificate_sha256", name="uq_kmc_callers_certificate"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     api_key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    #: a service identity: SHA-256 (hex) of its certificate's tbsCertificate; it signs its
+    #: requests (sscard.httpsig) and its API key is never shown
+    certificate_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

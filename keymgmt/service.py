@@ -54,6 +54,7 @@ from keymgmt.errors import (
 )
 from keymgmt.pkcs8_envelope import envelope_pkcs8
 from keymgmt.storage import StorageKey
+from sscard import httpsig
 from sscard.audit import AuditAction, AuditLog
 from sscard.crypto import envelopes
 from sscard.crypto.algorithms import KeyAlgorithm, KeyType
@@ -255,6 +256,20 @@ class KeyManagementCentre:
     # -- callers ---------------------------------------------------------------------------
     def add_caller(self, name: str, role: Role | str, *, by: str = "administrator") -> str:
         """Register a caller; returns its API key, shown once (only its digest is stored)."""
+        return self._add_caller(name, role, by, None)
+
+    def add_service_caller(self, name: str, role: Role | str, certificate: bytes, *,
+                           by: str = "administrator") -> None:
+        """Register a service identity that signs its requests (``sscard.httpsig``) with the
+        key of ``certificate`` (DER). It has no usable API key (the stored digest is of a
+        random key nobody ever sees)."""
+        try:
+            identity = httpsig.decode_certificate(certificate).identity.hex()
+        except httpsig.SignatureError as exc:
+            raise KmcError(f"caller {name}: {exc}") from None
+        self._add_caller(name, role, by, identity)  # its API key is dropped unseen
+
+    def _add_caller(self, name: str, role: Role | str, by: str, identity: str | None) -> str:
         _check_name(name, "caller name")
         try:
             role = Role(role)
@@ -268,10 +283,12 @@ class KeyManagementCentre:
                                       refusals=(IntegrityError,)), self._tx() as s:
                 s.add(CallerRecord(name=name, role=role.value,
                                    api_key_sha256=_api_key_digest(api_key), active=True,
-                                   created_at=self.clock()))
-                self._event(s, by, "caller.add", name, role=role.value)
+                                   certificate_sha256=identity, created_at=self.clock()))
+                self._event(s, by, "caller.add", name, role=role.value,
+                            **({"certificate_sha256": identity} if identity else {}))
         except IntegrityError:
-            raise Conflict(f"a caller named {name!r} already exists") from None
+            raise Conflict(f"a caller named {name!r} or with this certificate already "
+                           "exists") from None
         return api_key
 
     def deactivate_caller(self, name: str, *, by: str = "administrator") -> None:
@@ -291,6 +308,16 @@ class KeyManagementCentre:
                 CallerRecord.api_key_sha256 == _api_key_digest(api_key)))
             if rec is None or not rec.active:
                 raise AuthenticationError("unknown or deactivated API key")
+            return Principal(rec.name, Role(rec.role))
+
+    def authenticate_certificate(self, identity: bytes) -> Principal:
+        """The caller bound to a certificate (``httpsig.DecodedCertificate.identity``), once
+        its request signature has verified."""
+        with self._tx() as s:
+            rec = s.scalar(select(CallerRecord).where(
+                CallerRecord.certificate_sha256 == identity.hex()))
+            if rec is None or not rec.active:
+                raise AuthenticationError("the request's certificate belongs to no active caller")
             return Principal(rec.name, Role(rec.role))
 
     def _active_officer(self, s: Session, name: str) -> bool:

@@ -1,6 +1,8 @@
 """The KMC's HTTP API: a Flask app factory over :class:`keymgmt.service.KeyManagementCentre`.
 
-Authentication: every call carries ``Authorization: Bearer <API key>``. Keys are 256-bit random
+Authentication: a service identity (the CA, the RA) signs each request with its certificate's
+key (``sscard.httpsig``; the certificate is bound to the caller by ``sscard kmc caller add
+--certificate``); other callers carry ``Authorization: Bearer <API key>``. Keys are 256-bit random
 tokens issued by ``sscard kmc caller add`` (shown once) and stored as SHA-256 digests; the role
 (ca, ra, officer, auditor, terminal) decides what a caller may do, and officers use their own
 keys so that the KMC itself sees who approves. In production the service sits behind a TLS
@@ -9,7 +11,7 @@ check, independent of the proxy.
 
 Binary values travel base64-encoded in JSON. Responses never carry key material except wrapped:
 an SM2 envelope for a card key, a PKCS#12 under a one-time passphrase for an officer. Errors are
-``{"error": <kind>, "message": <what was wrong>}`` with the status of the ``KmcError``; anything
+RFC 9457 problem documents (``sscard.problem``) from one table, ``PROBLEMS``; anything
 unexpected is a 500 whose body says only that (details go to the log, never request bodies).
 """
 
@@ -18,13 +20,24 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
 
 from keymgmt.cardkeys import CardKeyService
-from keymgmt.errors import KmcError
+from keymgmt.errors import (
+    ApprovalError,
+    AuthenticationError,
+    CeremonyError,
+    Conflict,
+    KmcError,
+    NotFound,
+    PermissionDenied,
+    SealedError,
+    ShareError,
+    StorageKeyError,
+)
 from keymgmt.service import (
     CardRecipient,
     JudicialOrder,
@@ -32,6 +45,7 @@ from keymgmt.service import (
     OfficerRecipient,
     Principal,
 )
+from sscard import httpops, httpsig, problem
 
 log = logging.getLogger("sscard.kmc.web")
 API_PREFIX = "/kmc/v1"
@@ -41,7 +55,7 @@ api = Blueprint("kmc", __name__, url_prefix=API_PREFIX)
 
 
 class BadRequest(KmcError):
-    status = 400
+    """The request itself is malformed (the web layer's own refusal)."""
 
 
 def _kmc() -> KeyManagementCentre:
@@ -92,9 +106,29 @@ def _principal() -> Principal:
 
 @api.before_request
 def _authenticate() -> None:
+    if httpsig.RequestVerifier.present(request.headers):
+        g.kmc_principal = _signed_caller()
+        return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     g.kmc_principal = _kmc().authenticate(token.strip() if scheme.lower() == "bearer" else None)
+
+
+def _signed_caller() -> Principal:
+    """A service identity: a request signed (sscard.httpsig) with the key of the certificate
+    bound to a caller (``sscard kmc caller add --certificate``). Revoking it here is
+    ``caller deactivate``; the KMC does not ask the CA."""
+    verifier: httpsig.RequestVerifier = current_app.extensions["sscard_kmc_signatures"]
+    found: list[Principal] = []
+
+    def bound_caller(signed: httpsig.SignedRequest) -> None:
+        if not signed.certificate_valid_at(datetime.now(UTC)):
+            raise AuthenticationError("the request's certificate is not valid now")
+        found.append(_kmc().authenticate_certificate(signed.identity))
+
+    verifier.verify(request.headers, request.method, request.path,
+                    request.query_string.decode("latin-1"), request.get_data(), bound_caller)
+    return found[0]
 
 
 @api.post("/escrow")
@@ -259,8 +293,27 @@ def events() -> Any:
     return jsonify({"events": _kmc().events(_principal(), request.args.get("action", ""))})
 
 
-def _error(exc: KmcError) -> Any:
-    return jsonify({"error": type(exc).__name__, "message": str(exc)}), exc.status
+def _log_refusal(exc: Exception, found: problem.Problem) -> None:
+    if isinstance(exc, KmcError):
+        log.info("refused %s %s: %s", request.method, request.path, exc)
+
+
+#: the one place the KMC's web layer turns an error into an HTTP answer (RFC 9457)
+PROBLEMS = problem.ProblemTable({
+    BadRequest: (400, "bad_request"),
+    httpsig.SignatureError: lambda exc: (401, exc.code),  # type: ignore[attr-defined]
+    AuthenticationError: (401, "unauthenticated"),
+    ApprovalError: (403, "approval_refused"),
+    PermissionDenied: (403, "forbidden"),
+    NotFound: (404, "not_found"),
+    Conflict: (409, "conflict"),
+    ShareError: (400, "share_refused"),
+    CeremonyError: (409, "ceremony_state"),
+    StorageKeyError: (500, "storage_key_failed"),
+    SealedError: (503, "sealed"),
+    httpsig.ReplayStoreUnavailable: (503, "replay_memory_unavailable"),
+    KmcError: (400, "refused"),
+}, observe=_log_refusal)
 
 
 def create_app(kmc: KeyManagementCentre) -> Flask:
@@ -268,27 +321,18 @@ def create_app(kmc: KeyManagementCentre) -> Flask:
     app = Flask("sscard.kmc")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["sscard_kmc"] = kmc
+    # signed requests seen, in the KMC's database: every worker refuses a replay
+    app.extensions["sscard_kmc_signatures"] = httpsig.RequestVerifier(
+        httpsig.SqlReplayStore(kmc.engine))
     app.register_blueprint(api)
 
-    @app.get("/health")
-    def health() -> Any:
-        return jsonify({"status": "ok", "sealed": kmc.sealed})
+    def unsealed() -> bool:
+        return not kmc.sealed
 
-    @app.errorhandler(KmcError)
-    def kmc_error(exc: KmcError) -> Any:
-        log.info("refused %s %s: %s", request.method, request.path, exc)
-        return _error(exc)
+    httpops.install(app, "kmc", {"database": httpops.database_check(kmc.engine),
+                                 "unsealed": unsealed},
+                    health=lambda: {"sealed": kmc.sealed})
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Any:
-        return jsonify({"error": type(exc).__name__, "message": exc.description}), exc.code
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Any:
-        # the traceback names code lines, not values: no request body, no key material
-        log.error("internal error on %s %s: %s", request.method, request.path,
-                  type(exc).__name__, exc_info=exc)
-        body = {"error": "InternalError", "message": "internal error; see the KMC log"}
-        return jsonify(body), 500
+    PROBLEMS.install(app)
 
     return app

@@ -124,17 +124,35 @@ def officer_cert(ctx: click.Context, username: str, certificate: Path) -> None:
 
 @group.command("add-client")
 @click.argument("name")
-@click.option("--token-out", type=_FILE, required=True,
+@click.option("--token-out", type=_FILE, default=None,
               help="Write the new API token here (mode 0600); it is shown nowhere else.")
+@click.option("--certificate", "certificate_file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Instead of a token: the client signs its requests with this certificate's "
+                   "key (PEM or DER).")
 @click.pass_context
 @_errors
-def add_client(ctx: click.Context, name: str, token_out: Path) -> None:
-    """Register a reader tool or kiosk for the enrollment API."""
+def add_client(ctx: click.Context, name: str, token_out: Path | None,
+               certificate_file: Path | None) -> None:
+    """Register a reader tool, kiosk or service for the enrollment API."""
+    if (token_out is None) == (certificate_file is None):
+        raise click.UsageError("give --token-out (a bearer token) or --certificate (signed "
+                               "requests)")
+    from sscard.x509.pem import pem_to_der
+
     ra = _open(ctx)
     try:
-        token = ra.add_api_client(None, name)
+        if certificate_file is not None:
+            ra.add_signing_client(None, name,
+                                  pem_to_der(certificate_file.read_bytes(), "CERTIFICATE"))
+        else:
+            token = ra.add_api_client(None, name)
     finally:
         ra.close()
+    if certificate_file is not None:
+        click.echo(f"API client {name} added; it signs its requests with {certificate_file}")
+        return
+    assert token_out is not None
     fd = os.open(token_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")

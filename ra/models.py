@@ -129,13 +129,17 @@ class LoginChallenge(Base):
 
 
 class ApiClient(Base):
-    """A reader tool or kiosk calling the enrollment API with a bearer token (digest stored)."""
+    """A reader tool, kiosk or service calling the enrollment API with a bearer token (digest
+    stored) or by signing its requests with a bound certificate (sscard.httpsig)."""
 
     __tablename__ = "api_clients"
+    __table_args__ = (UniqueConstraint("certificate_sha256", name="uq_api_clients_certificate"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    #: SHA-256 (hex) of the bound certificate's tbsCertificate, for signing clients
+    certificate_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(TZ)
 

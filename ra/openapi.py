@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-_ERROR = {"description": "refused; the body says why",
-          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+from sscard.httpsig import OPENAPI_SECURITY_SCHEME
+from sscard.problem import PROBLEM_JSON, openapi_schema
+
+_ERROR = {"description": "refused; the RFC 9457 problem document says why",
+          "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _REQUEST = {"description": "the request",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Request"}}}}
 _ID = [{"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}]
@@ -21,7 +24,7 @@ SPEC: dict[str, Any] = {
                        "with a bearer token issued by an RA administrator.",
     },
     "servers": [{"url": "/api/v1"}],
-    "security": [{"bearer": []}],
+    "security": [{"bearer": []}, {"requestSignature": []}],
     "paths": {
         "/whoami": {
             "get": {"summary": "The caller's client name (checks the token)",
@@ -61,10 +64,10 @@ SPEC: dict[str, Any] = {
         },
     },
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                            "requestSignature": OPENAPI_SECURITY_SCHEME},
         "schemas": {
-            "Error": {"type": "object", "required": ["error"],
-                      "properties": {"error": {"type": "string"}}},
+            "Error": openapi_schema(),
             "Cardholder": {
                 "type": "object",
                 "required": ["ssn", "name", "sex", "ethnicity", "birthplace", "birth_date"],

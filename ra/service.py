@@ -51,6 +51,7 @@ from ra.models import (
     WebSession,
 )
 from ra.policy import BatchFacts, Decision, Policy, RequestFacts, batch_covers, decide
+from sscard import httpsig
 from sscard.audit.log import AuditLog
 from sscard.card.codec import CodecError
 from sscard.card.records import HolderData
@@ -541,20 +542,45 @@ class RegistrationAuthority:
 
     def add_api_client(self, actor: Actor | None, name: str) -> str:
         """Register a reader tool or kiosk; returns its bearer token, shown once."""
+        return self._add_client(actor, name, None)
+
+    def add_signing_client(self, actor: Actor | None, name: str, certificate: bytes) -> None:
+        """Register a station or service that signs its requests (``sscard.httpsig``) with the
+        key of ``certificate`` (DER); it has no usable bearer token."""
+        try:
+            identity = httpsig.decode_certificate(certificate).identity.hex()
+        except httpsig.SignatureError as exc:
+            raise BadRequest(f"API client {name}: {exc}") from None
+        self._add_client(actor, name, identity)  # its token is dropped unseen
+
+    def _add_client(self, actor: Actor | None, name: str, identity: str | None) -> str:
         if actor is not None:
             self._need(actor, Role.ADMINISTRATOR)
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(
                 ".", "").isalnum():
             raise BadRequest(f"client name {name!r}: 1-64 letters, digits, '-', '_' or '.'")
         token = "ra_" + secrets.token_urlsafe(32)
-        with self.audit.operation(actor.audit_name if actor else "setup", "ra.client.add", name):
+        details = {"certificate_sha256": identity} if identity else {}
+        with self.audit.operation(actor.audit_name if actor else "setup", "ra.client.add", name,
+                                  details=details):
             try:
                 with self._tx() as s:
                     s.add(ApiClient(name=name, token_sha256=token_digest(token), active=True,
-                                    created_at=_now()))
+                                    certificate_sha256=identity, created_at=_now()))
             except IntegrityError:
-                raise Conflict(f"an API client named {name!r} already exists") from None
+                raise Conflict(f"an API client named {name!r} or with this certificate "
+                               "already exists") from None
         return token
+
+    def authenticate_signed_client(self, identity: bytes) -> Actor:
+        """The API client bound to a certificate, once its request signature has verified."""
+        with self._tx() as s:
+            client = s.scalar(select(ApiClient).where(
+                ApiClient.certificate_sha256 == identity.hex()))
+            if client is None or not client.active:
+                raise AuthenticationFailed("the request's certificate belongs to no active "
+                                           "API client")
+            return Actor(client.name, frozenset({Role.OPERATOR}), client=True)
 
     def authenticate_client(self, token: str | None) -> Actor:
         if not token:

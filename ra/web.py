@@ -21,6 +21,7 @@ from flask import (
     Blueprint,
     Flask,
     abort,
+    current_app,
     flash,
     g,
     jsonify,
@@ -46,6 +47,7 @@ from ra.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
 from ra.models import RequestKind, RequestState, Role
 from ra.service import Actor, CardInput, RegistrationAuthority
 from ra.sessions import ServerSession, ServerSessionInterface
+from sscard import httpops, httpsig, problem
 from sscard.card.records import HolderData
 
 ANONYMOUS, CLIENT = "anonymous", "client"
@@ -81,19 +83,17 @@ ACCESS: dict[str, frozenset[str]] = {
     "api.confirm": frozenset({CLIENT}),
     "api.rollback": frozenset({CLIENT}),
     "static": frozenset({ANONYMOUS, *LOGGED_IN}),
+    # /health, /ready, /metrics (sscard.httpops): for the load balancer and monitoring
+    **{name: frozenset({ANONYMOUS, *LOGGED_IN}) for name in httpops.ENDPOINTS},
 }
 
-HTTP_STATUS: dict[type[RAError], int] = {
-    BadRequest: 400, AuthenticationFailed: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
-    UpstreamFailed: 502,
-}
-
-
-def _status_of(exc: RAError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]
-    return 500
+#: the one place the RA's web layer maps its errors to an HTTP status and a stable code; the
+#: API answers them as RFC 9457 problem documents, the UI as a page
+PROBLEMS = problem.ProblemTable({
+    BadRequest: (400, "bad_request"), AuthenticationFailed: (401, "unauthenticated"),
+    Forbidden: (403, "forbidden"), NotFound: (404, "not_found"), Conflict: (409, "conflict"),
+    UpstreamFailed: (502, "upstream_failed"), RAError: (500, "ra_error"),
+})
 
 
 @dataclass(frozen=True)
@@ -442,6 +442,8 @@ def _is_api() -> bool:
 def _who() -> tuple[str, Actor | None]:
     """The caller's principal for ACCESS, and the Actor when logged in."""
     if _is_api():
+        if httpsig.RequestVerifier.present(request.headers):
+            return CLIENT, _signed_client()
         header = request.headers.get("Authorization", "")
         if not header:
             return ANONYMOUS, None
@@ -460,6 +462,22 @@ def _who() -> tuple[str, Actor | None]:
     return "session", current
 
 
+def _signed_client() -> Actor:
+    """A station or service signing its requests (sscard.httpsig) with the certificate bound
+    to its API client (``sscard ra add-client --certificate``)."""
+    verifier: httpsig.RequestVerifier = current_app.extensions["sscard_ra_signatures"]
+    found: list[Actor] = []
+
+    def bound_client(signed: httpsig.SignedRequest) -> None:
+        if not signed.certificate_valid_at(dt.datetime.now(dt.UTC)):
+            raise AuthenticationFailed("the request's certificate is not valid now")
+        found.append(_ra().authenticate_signed_client(signed.identity))
+
+    verifier.verify(request.headers, request.method, request.path,
+                    request.query_string.decode("latin-1"), request.get_data(), bound_client)
+    return found[0]
+
+
 def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
     app = Flask(__name__, template_folder=str(Path(__file__).parent / "templates"))
     app.config.update(SECRET_KEY=config.secret_key, SESSION_COOKIE_HTTPONLY=True,
@@ -470,6 +488,10 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
     app.register_blueprint(ui)
     app.register_blueprint(api)
     app.jinja_env.globals.update(_=_, csrf_token=csrf_token, lang=_lang)
+    httpops.install(app, "ra", {"database": httpops.database_check(ra.engine)})
+    # signed requests seen, in the RA's database: every worker refuses a replay
+    app.extensions["sscard_ra_signatures"] = httpsig.RequestVerifier(
+        httpsig.SqlReplayStore(ra.engine))
 
     @app.before_request
     def _guard() -> Any:
@@ -483,6 +505,10 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
             kind, actor = _who()
         except AuthenticationFailed as exc:
             return _refuse(401, str(exc))
+        except httpsig.SignatureError as exc:
+            return _refuse(401, exc.message, exc.code)
+        except httpsig.ReplayStoreUnavailable as exc:
+            return _refuse(503, str(exc), "replay_memory_unavailable")
         g.actor = actor
         if actor is None:
             if ANONYMOUS in allowed:
@@ -520,11 +546,19 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
 
     @app.errorhandler(RAError)
     def _ra_error(exc: RAError) -> Any:
-        return _refuse(_status_of(exc), str(exc))
+        found = PROBLEMS.problem(exc) or problem.for_status(500, str(exc))
+        return _refuse(found.status, found.detail, found.code)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
+        if (exc.code or 500) < 400:
+            return exc  # a routing redirect
         return _refuse(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        app.logger.error("internal error: %s", type(exc).__name__, exc_info=exc)
+        return _refuse(500, "internal error; see the RA's log", "internal_error")
 
     @app.after_request
     def _headers(resp: Response) -> Response:
@@ -538,8 +572,9 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
     return app
 
 
-def _refuse(code: int, message: str) -> Any:
+def _refuse(code: int, message: str, problem_code: str | None = None) -> Any:
     if _is_api():
-        return jsonify({"error": message}), code
+        return problem.response(problem.Problem(code, problem_code or
+                                                problem.for_status(code, message).code, message))
     return render_template("message.html", code=code, message=message), code
 

@@ -5,11 +5,15 @@ the API's JSON shape (``ra.service.RegistrationAuthority._info``)."""
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
 
+from sscard import problem
 from sscard.card.records import HolderData
+from sscard.httpsig import RequestSigner
 
 
 class IssuanceError(Exception):
@@ -70,27 +74,39 @@ class LocalBackend:
 
 
 class RestBackend:
-    """The RA's enrollment API (``/api/v1``) with a bearer token."""
+    """The RA's enrollment API (``/api/v1``) with a bearer token, or signing each request
+    (``signer``: ``sscard.httpsig.RequestSigner`` with the station's certificate)."""
 
-    def __init__(self, base_url: str, token: str, timeout: float = 60) -> None:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 60, *,
+                 signer: RequestSigner | None = None) -> None:
+        if (token is None) == (signer is None):
+            raise ValueError("give a bearer token or a request signer (one of them)")
         self.base = base_url.rstrip("/") + "/api/v1"
+        self._path = urlsplit(self.base).path
         self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token}"
+        if token is not None:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        self.signer = signer
         self.timeout = timeout
 
     def _do(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else b""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self.signer is not None:
+            headers.update(self.signer.headers(method, self._path + path, "", data))
         try:
-            resp = self.session.request(method, self.base + path, json=body,
-                                        timeout=self.timeout)
+            resp = self.session.request(method, self.base + path, data=data or None,
+                                        headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
             raise IssuanceError(f"RA not reachable at {self.base}: {exc}") from None
+        if resp.status_code >= 400:
+            found = problem.parse(resp.status_code, resp.headers.get("Content-Type"),
+                                  resp.content)
+            raise IssuanceError(f"RA refused ({resp.status_code} {found.code}): {found.detail}")
         try:
             data = resp.json()
         except ValueError:
             raise IssuanceError(f"RA answered {resp.status_code} without JSON") from None
-        if resp.status_code >= 400:
-            raise IssuanceError(f"RA refused ({resp.status_code}): "
-                                f"{data.get('error', data)}")
         return dict(data)
 
     def check(self) -> str:

@@ -6,7 +6,8 @@
     signed = gw.sign(b"document", key_id="hr-sign")
     report = gw.verify(signed)             # {"valid": True, "signer": {...}, "reasons": []}
 
-Errors come back as ``GatewayClientError`` with the gateway's stable ``code``.
+Errors come back as ``GatewayClientError`` with the gateway's stable ``code``, read from its
+RFC 9457 problem document (anything else is ``BAD_ANSWER``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from urllib.parse import urlsplit
 import requests
 from asn1crypto import x509
 
-from sscard.gateway.request_signing import sign_request
+from sscard import problem
+from sscard.httpsig import RequestSigner
 from sscard.keys.base import KeyHandle
 
 
@@ -56,7 +58,8 @@ class GatewayClient:
         self._prefix = urlsplit(self.url).path
         self.key = key
         self.certificate = certificate
-        self._cert_der = certificate.dump() if certificate is not None else b""
+        self._signer = (RequestSigner(key, certificate)
+                        if key is not None and certificate is not None else None)
         self.timeout = timeout
         self.session = session or requests.Session()
         # given per request: requests lets REQUESTS_CA_BUNDLE override a session's verify
@@ -68,22 +71,20 @@ class GatewayClient:
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         data = json.dumps(body, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"}
-        if self.key is not None and self.certificate is not None:
-            headers.update(sign_request(self.key, self._cert_der, "POST",
-                                        self._prefix + path, "", data))
+        if self._signer is not None:
+            headers.update(self._signer.headers("POST", self._prefix + path, "", data))
         answer = self.session.post(self.url + path, data=data, headers=headers,
                                    timeout=self.timeout, verify=self._verify,
                                    cert=self._tls_client)
-        try:
-            parsed = answer.json()
-        except ValueError:
-            raise GatewayClientError("BAD_ANSWER", f"HTTP {answer.status_code}: not JSON",
-                                     answer.status_code) from None
         if answer.status_code != 200:
-            err = parsed.get("error", {}) if isinstance(parsed, dict) else {}
-            raise GatewayClientError(str(err.get("code", "HTTP_ERROR")),
-                                     str(err.get("message", answer.text[:200])),
-                                     answer.status_code)
+            found = problem.parse(answer.status_code, answer.headers.get("Content-Type"),
+                                  answer.content)
+            code = "BAD_ANSWER" if found.code == "bad_answer" else found.code
+            raise GatewayClientError(code, found.detail, answer.status_code)
+        try:
+            parsed: dict[str, Any] = answer.json()
+        except ValueError:
+            raise GatewayClientError("BAD_ANSWER", "HTTP 200: not JSON", 200) from None
         return parsed
 
     # -- operations ----------------------------------------------------------------------

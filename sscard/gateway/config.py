@@ -7,6 +7,7 @@ do. Built in code (tests, embedding) or loaded from a TOML file (``load_config``
     tsa_url = "http://127.0.0.1:8080/tsa"   # optional, for "timestamp": true
     max_request_bytes = 10485760
     audit_url = "sqlite:////var/lib/sscard/audit.db"   # every call recorded (sscard.audit)
+    database_url = "sqlite:////var/lib/sscard/gateway.db"  # replay memory shared by workers
     # only behind a TLS-terminating proxy that checks client certificates and always sets it:
     # trusted_client_cert_header = "X-Client-Cert"     # e.g. nginx $ssl_client_escaped_cert
 
@@ -93,6 +94,9 @@ class GatewayConfig:
     """Only behind a TLS-terminating proxy that sets it: the header with the client's PEM."""
     audit_url: str | None = None
     """The audit log's database (``sscard.audit``); None records in memory only."""
+    database_url: str | None = None
+    """The gateway's own database, shared by every worker: the replay memory of signed
+    requests. None keeps it in this process only (one process, e.g. ``gateway serve``)."""
 
     def __post_init__(self) -> None:
         if not self.trust_anchors:
@@ -168,5 +172,6 @@ def load_config(path: Path) -> GatewayConfig:
         max_request_bytes=int(data.get("max_request_bytes", 10 * 1024 * 1024)),
         challenge_seconds=float(data.get("challenge_seconds", 120)),
         audit_url=data.get("audit_url"),
+        database_url=data.get("database_url"),
         trusted_client_cert_header=data.get("trusted_client_cert_header"),
     )

@@ -38,6 +38,7 @@ from sscard.gateway.challenges import ChallengeStore, MemoryChallengeStore, new_
 from sscard.gateway.config import GatewayConfig, GatewayKey
 from sscard.gateway.errors import GatewayError, bad_request, forbidden
 from sscard.gateway.revocation import CrlFetcher
+from sscard.httpsig import ReplayStore, replay_store
 from sscard.validation import Purpose, ReasonCode
 from sscard.x509.errors import X509ParseError
 from sscard.x509.names import format_name
@@ -91,7 +92,8 @@ def _http_timestamp(url: str) -> Callable[[bytes], bytes]:
 class Gateway:
     """One configured gateway: keys, policies, verifier, challenge store."""
 
-    def __init__(self, config: GatewayConfig, challenges: ChallengeStore | None = None) -> None:
+    def __init__(self, config: GatewayConfig, challenges: ChallengeStore | None = None,
+                 replays: ReplayStore | None = None) -> None:
         self.config = config
         fetcher = CrlFetcher(config.crl_urls) if config.crl_urls else None
         self.verifier = Verifier(TrustConfig(
@@ -103,7 +105,9 @@ class Gateway:
             cache_seconds=config.validation_cache_seconds,
         ))
         self.callers = CallerAuthenticator(self.verifier, config.request_signature_window,
-                                           config.trusted_client_cert_header)
+                                           config.trusted_client_cert_header,
+                                           replays if replays is not None else
+                                           replay_store(config.database_url))
         self.challenges = challenges or MemoryChallengeStore()
         fetch = config.timestamp_fetcher or (
             _http_timestamp(config.tsa_url) if config.tsa_url else None)

@@ -1,10 +1,11 @@
-"""Gateway errors: each has a stable code (for programs), an HTTP status and a message."""
+"""Gateway errors: each has a stable code (for programs), an HTTP status and a message; the
+web layer answers them as RFC 9457 problem documents (``sscard.gateway.service``)."""
 
 from __future__ import annotations
 
 
 class GatewayError(Exception):
-    """An error the gateway answers as ``{"error": {"code": ..., "message": ...}}``."""
+    """An error of the gateway. ``to_json`` is its shape inside a batch answer (one item)."""
 
     def __init__(self, code: str, message: str, status: int = 400) -> None:
         super().__init__(message)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sscard import httpsig, problem
+
 _B64 = {"type": "string", "contentEncoding": "base64"}
 
 
@@ -14,15 +16,13 @@ def _obj(required: list[str], **props: Any) -> dict[str, Any]:
     return schema
 
 
-_ERROR = _obj(["error"], error=_obj(["code", "message"], code={
-    "type": "string",
-    "enum": ["UNAUTHENTICATED", "REQUEST_EXPIRED", "REPLAYED_REQUEST", "FORBIDDEN",
-             "BAD_REQUEST", "MALFORMED_INPUT", "PAYLOAD_TOO_LARGE", "BATCH_TOO_LARGE",
-             "NOT_FOUND", "METHOD_NOT_ALLOWED", "SIGNING_FAILED", "TIMESTAMP_UNAVAILABLE",
-             "NOT_ADDRESSED_TO_CALLER", "DECRYPTION_FAILED", "RECIPIENT_NOT_VALID",
-             "CHALLENGE_UNKNOWN", "CHALLENGE_WRONG_SYSTEM", "CHALLENGE_REPLAYED",
-             "CHALLENGE_EXPIRED", "AUDIT_UNAVAILABLE", "INTERNAL"],
-}, message={"type": "string"}))
+_ERROR = problem.openapi_schema([
+    "UNAUTHENTICATED", "REQUEST_EXPIRED", "REPLAYED_REQUEST", "FORBIDDEN",
+    "BAD_REQUEST", "MALFORMED_INPUT", "PAYLOAD_TOO_LARGE", "BATCH_TOO_LARGE",
+    "NOT_FOUND", "METHOD_NOT_ALLOWED", "SIGNING_FAILED", "TIMESTAMP_UNAVAILABLE",
+    "NOT_ADDRESSED_TO_CALLER", "DECRYPTION_FAILED", "RECIPIENT_NOT_VALID",
+    "CHALLENGE_UNKNOWN", "CHALLENGE_WRONG_SYSTEM", "CHALLENGE_REPLAYED",
+    "CHALLENGE_EXPIRED", "AUDIT_UNAVAILABLE", "REPLAY_MEMORY_UNAVAILABLE", "INTERNAL"])
 
 _REASON = _obj(["code", "message"], code={"type": "string"}, message={"type": "string"},
                at={"type": "string", "format": "date-time"})
@@ -59,7 +59,7 @@ def _op(summary: str, request_schema: dict[str, Any], response_schema: dict[str,
             "200": {"description": "OK", "content": {
                 "application/json": {"schema": response_schema}}},
             "default": {"description": "Error", "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                problem.PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}},
         },
     }}
 
@@ -74,12 +74,7 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {
                 "mutualTLS": {"type": "mutualTLS",
                               "description": "a client certificate issued by our CA"},
-                "requestSignature": {
-                    "type": "apiKey", "in": "header", "name": "X-Sscard-Signature",
-                    "description": "signature with the caller's certificate key over "
-                                   "SSCARD-REQUEST-V1, method, path, query, X-Sscard-Date, "
-                                   "X-Sscard-Nonce and the body's SHA-256; the certificate in "
-                                   "X-Sscard-Certificate (see docs/integration-guide.md)"},
+                "requestSignature": httpsig.OPENAPI_SECURITY_SCHEME,
             },
         },
         "paths": {

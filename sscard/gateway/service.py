@@ -1,9 +1,10 @@
 """The gateway HTTP service (数字证书应用支撑平台): a Flask app factory.
 
-Every endpoint except ``/openapi.json`` and ``/health`` authenticates the calling business
-system (mutual TLS or a request signature), checks its authorisation for the operation, and
-records the call (who, what, outcome; never document content). Errors are JSON with stable
-codes: ``{"error": {"code": "FORBIDDEN", "message": "..."}}``.
+Every endpoint except ``/openapi.json``, ``/health``, ``/ready`` and ``/metrics``
+(``sscard.httpops``) authenticates the calling business system (mutual TLS or a request
+signature), checks its authorisation for the operation, and records the call (who, what,
+outcome; never document content). Errors are RFC 9457 ``application/problem+json`` with stable
+codes (``sscard.problem``), e.g. ``"code": "FORBIDDEN"``.
 
 Run it under a TLS server that asks for client certificates (``sscard gateway serve``, or
 gunicorn with ``--cert-reqs 2``) or plain behind the caller-signature scheme.
@@ -17,8 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
+from sscard import httpops
 from sscard.audit.errors import AuditError, AuditUnavailable
 from sscard.gateway.audit import MemoryRecorder, Recorder
 from sscard.gateway.caller import Caller
@@ -27,6 +29,8 @@ from sscard.gateway.config import GatewayConfig
 from sscard.gateway.core import Gateway, Json
 from sscard.gateway.errors import GatewayError, bad_request
 from sscard.gateway.openapi import openapi_document
+from sscard.httpsig import SqlReplayStore
+from sscard.problem import Problem, ProblemTable
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +50,26 @@ ROUTES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def _error(exc: GatewayError) -> Response:
-    response = jsonify(exc.to_json())
-    response.status_code = exc.status
-    return response
+def _audit_problem(exc: Exception) -> Problem:
+    # no audit record, no operation: the caller may retry once the log is back
+    log.error("audit log: %s", exc)
+    if isinstance(exc, AuditUnavailable):
+        return Problem(503, "AUDIT_UNAVAILABLE",
+                       "the audit log cannot record the call; nothing was done")
+    return Problem(503, "AUDIT_UNAVAILABLE", "the operation ran but its outcome was not recorded")
+
+
+def _problems(config: GatewayConfig) -> ProblemTable:
+    """The one place the gateway turns an error into an HTTP answer (RFC 9457)."""
+    return ProblemTable({
+        GatewayError: lambda exc: (exc.status, exc.code),  # type: ignore[attr-defined]
+        RequestEntityTooLarge: lambda _exc: Problem(
+            413, "PAYLOAD_TOO_LARGE", f"requests are limited to {config.max_request_bytes} bytes"),
+        NotFound: (404, "NOT_FOUND"),
+        MethodNotAllowed: (405, "METHOD_NOT_ALLOWED"),
+        HTTPException: lambda exc: (exc.code or 500, "HTTP_ERROR"),  # type: ignore[attr-defined]
+        AuditError: _audit_problem,
+    })
 
 
 def _audit_object(body: Json) -> str:
@@ -83,42 +103,20 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
     app.extensions["gateway_audit"] = audit
     document = openapi_document()
 
-    @app.errorhandler(GatewayError)
-    def gateway_error(exc: GatewayError) -> Response:
-        return _error(exc)
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(_exc: RequestEntityTooLarge) -> Response:
-        return _error(GatewayError("PAYLOAD_TOO_LARGE",
-                                   f"requests are limited to {config.max_request_bytes} bytes",
-                                   413))
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.code or 0, "HTTP_ERROR")
-        return _error(GatewayError(code, exc.description or exc.name, exc.code or 500))
-
-    @app.errorhandler(AuditError)
-    def audit_down(exc: AuditError) -> Response:
-        # no audit record, no operation: the caller may retry once the log is back
-        log.error("audit log: %s", exc)
-        return _error(GatewayError("AUDIT_UNAVAILABLE",
-                                   "the audit log cannot record the call; nothing was done"
-                                   if isinstance(exc, AuditUnavailable) else
-                                   "the operation ran but its outcome was not recorded", 503))
-
-    @app.errorhandler(Exception)
-    def internal(exc: Exception) -> Response:
-        log.exception("gateway failure")
-        return _error(GatewayError("INTERNAL", "the gateway failed; see its log", 500))
+    _problems(config).install(app)
+    checks: dict[str, httpops.Check] = {}
+    replays = gateway.callers.signatures.replays
+    if isinstance(replays, SqlReplayStore):
+        checks["database"] = httpops.database_check(replays.engine)
+    audit_engine = getattr(audit, "engine", None)
+    if audit_engine is not None:
+        checks["audit_log"] = httpops.database_check(audit_engine)
+    httpops.install(app, "gateway", checks)
 
     @app.get("/openapi.json")
     def openapi() -> Response:
         return jsonify(document)
 
-    @app.get("/health")
-    def health() -> Response:
-        return jsonify({"status": "ok"})
 
     def endpoint(operation: str, action: str, method_name: str) -> Callable[[], Response]:
         handler: Handler = getattr(gateway, method_name)

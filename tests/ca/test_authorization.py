@@ -7,11 +7,9 @@ the real Flask app over a real CA and audit log, with zero unauthorised successe
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,8 @@ from ca.authorization import (
 )
 from ca.errors import ConfigError
 from ca.profile import load_profiles
-from ca.service import ServiceConfig, create_app, signed_request_message
+from ca.service import ServiceConfig, create_app
+from sscard import httpsig
 from sscard.audit import AuditLog
 from sscard.keys.base import KeyHandle
 from sscard.keys.software import SoftwareKey
@@ -165,11 +164,7 @@ class Credential:
 
 def _signed(key: KeyHandle, cert: asn1x509.Certificate) -> Any:
     def headers(method: str, path: str, body: bytes) -> dict[str, str]:
-        date = datetime.now(UTC).isoformat()
-        message = signed_request_message(method, path, date, body)
-        return {"X-SSCard-Certificate": base64.b64encode(cert.dump()).decode(),
-                "X-SSCard-Date": date,
-                "X-SSCard-Signature": base64.b64encode(key.sign(message)).decode()}
+        return httpsig.sign_request(key, cert, method, path, "", body)
     return headers
 
 
@@ -290,7 +285,7 @@ def test_authorisation_matrix_has_zero_unauthorised_successes(
             if expected:
                 missed.append(f"{cell}: {reply.status_code} {reply.json}")
             if reply.status_code == 403:
-                assert reply.json["permission"] or "certificate" in reply.json["message"]
+                assert reply.json.get("permission") or "certificate" in reply.json["detail"]
 
     for cred in credentials:
         for profile in sorted(PROFILES):

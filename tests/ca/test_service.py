@@ -27,8 +27,9 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from ca.authority import CertificateAuthority
 from ca.authorization import AccessConfig, ApiOperation, CertificateIdentity, Principal
-from ca.service import ServiceConfig, create_app, signed_request_message
+from ca.service import ServiceConfig, create_app
 from ca.tsa import TimeStampResp
+from sscard import httpsig
 from sscard.audit import AuditLog, default_url
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.hashes import digest
@@ -286,8 +287,8 @@ def test_root_publishes_its_crl_and_answers_for_the_issuing_ca(
 def test_unknown_downloads_are_json_404(service: Service, path: str) -> None:
     reply = service.get(path)
     assert reply.status_code == 404
-    assert reply.headers["Content-Type"] == "application/json"
-    assert reply.json()["error"]
+    assert reply.headers["Content-Type"] == "application/problem+json"
+    assert reply.json()["code"]
 
 
 # -- TSA ------------------------------------------------------------------------------------
@@ -335,7 +336,7 @@ def test_api_refuses_anonymous_and_bad_tokens_and_records_it(
         revoke = service.post("/api/v1/certificates/01/revoke", b"{}")
     for reply in (anonymous, wrong, revoke):
         assert reply.status_code == 401
-        assert reply.json()["error"] == "unauthenticated"
+        assert reply.json()["code"] == "unauthenticated"
     refusals = [r.getMessage() for r in caplog.records if r.name == "ca.service.audit"]
     assert len(refusals) == 3
     assert "unknown API token" in refusals[1]
@@ -368,7 +369,7 @@ def test_api_issue_and_revoke_with_token(service: Service, audit_log: AuditLog) 
     assert revoked.json()["status"] == "revoked"
     assert revoked.json()["reason"] == "keyCompromise"
     twice = service.post(f"/api/v1/certificates/{serial}/revoke", b"{}", headers=bearer())
-    assert twice.status_code == 409 and twice.json()["error"] == "already_revoked"
+    assert twice.status_code == 409 and twice.json()["code"] == "already_revoked"
     # each operation, recorded by the CA itself: an 'attempt' record, then its outcome, by the
     # token's caller name, once (the service writes no second copy)
     assert audit_tail(audit_log, before) == [
@@ -407,8 +408,8 @@ def test_api_bad_input_is_a_clear_json_error(
 ) -> None:
     reply = service.post(path, body, headers=bearer())
     assert reply.status_code == status, reply.text
-    assert reply.json()["error"] == error
-    assert reply.json()["message"]
+    assert reply.json()["code"] == error
+    assert reply.json()["detail"]
 
 
 def test_api_profile_refusal_is_422_with_reason(service: Service) -> None:
@@ -419,7 +420,7 @@ def test_api_profile_refusal_is_422_with_reason(service: Service) -> None:
     reply = service.post("/api/v1/certificates", json.dumps(
         {"profile": "business-system", "csr": bad.decode()}).encode(), headers=bearer())
     assert reply.status_code == 422
-    assert "more than 1 CN" in reply.json()["message"]
+    assert "more than 1 CN" in reply.json()["detail"]
     # a profile the principal was not given (known or not) is a 403 naming the permission
     for profile in ("no-such-profile", "cardholder-sign"):
         reply = service.post("/api/v1/certificates", json.dumps(
@@ -430,13 +431,7 @@ def test_api_profile_refusal_is_422_with_reason(service: Service) -> None:
 
 def signed_headers(key: SoftwareKey, cert: asn1x509.Certificate, method: str, path: str,
                    body: bytes, when: datetime | None = None) -> dict[str, str]:
-    date = (when or datetime.now(UTC)).isoformat()
-    message = signed_request_message(method, path, date, body)
-    return {
-        "X-SSCard-Certificate": base64.b64encode(cert.dump()).decode(),
-        "X-SSCard-Date": date,
-        "X-SSCard-Signature": base64.b64encode(key.sign(message)).decode(),
-    }
+    return httpsig.sign_request(key, cert, method, path, "", body, when)
 
 
 def test_api_signed_requests(service: Service, caplog: pytest.LogCaptureFixture,
@@ -454,10 +449,10 @@ def test_api_signed_requests(service: Service, caplog: pytest.LogCaptureFixture,
         for key, cert in ((officer_key, officer), (system_key, system)):
             refused = service.post(path, body,
                                    headers=signed_headers(key, cert, "POST", path, body))
-            assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+            assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
         assert "officers act only through the RA" in service.post(
             path, body, headers=signed_headers(officer_key, officer, "POST", path,
-                                               body)).json()["message"]
+                                               body)).json()["detail"]
         # a signature over a different body, an old date, a foreign certificate: 401
         tampered = signed_headers(ra_key, ra_cert, "POST", path, b"{}")
         assert service.post(path, body, headers=tampered).status_code == 401
@@ -474,7 +469,7 @@ def test_api_signed_requests(service: Service, caplog: pytest.LogCaptureFixture,
     assert ok.status_code == 200, ok.text
     assert authority.status(victim.serial_number).status.value == "revoked"
     replayed = service.post(path, body, headers=headers)  # the same signed request again
-    assert replayed.status_code == 401 and "replay" in replayed.json()["message"]
+    assert replayed.status_code == 401 and "replay" in replayed.json()["detail"]
 
     # a revoked service certificate is locked out
     authority.revoke(ra_cert.serial_number, "affiliationChanged")
@@ -483,18 +478,13 @@ def test_api_signed_requests(service: Service, caplog: pytest.LogCaptureFixture,
     reply = service.post(path2, body, headers=signed_headers(ra_key, ra_cert, "POST",
                                                              path2, body))
     assert reply.status_code == 401
-    assert "revoked" in reply.json()["message"]
+    assert "revoked" in reply.json()["detail"]
 
 
 def test_wrong_method_is_json_405(service: Service) -> None:
     reply = service.get("/tsa")
     assert reply.status_code == 405
-    assert reply.json()["error"] == "method_not_allowed"
-
-
-def test_signed_request_message_binds_everything() -> None:
-    body_hash = hashlib.sha256(b"{}").hexdigest()
-    assert signed_request_message("post", "/p", "D", b"{}") == f"POST\n/p\nD\n{body_hash}".encode()
+    assert reply.json()["code"] == "method_not_allowed"
 
 
 def test_fast_path_serves_only_fresh_answers(authority: CertificateAuthority) -> None:
@@ -592,7 +582,7 @@ def test_no_audit_record_no_issuance(authority: CertificateAuthority, tmp_path: 
     finally:
         broken.close()
     assert reply.status_code == 503
-    assert reply.json is not None and reply.json["error"] == "audit_unavailable"
+    assert reply.json is not None and reply.json["code"] == "audit_unavailable"
     assert len(authority.list_certificates(limit=100_000)) == issued_before
 
 

@@ -239,7 +239,7 @@ def test_refused_api_call_lands_in_the_audit_log(ec_service: Running) -> None:
     reply = requests.post(f"{ec_service.url}/api/v1/certificates/01/revoke", data=b"{}",
                           timeout=10)
     assert reply.status_code == 401
-    assert reply.json()["error"] == "unauthenticated"
+    assert reply.json()["code"] == "unauthenticated"
     log = AuditLog.open(default_url(ec_service.home), create=False)
     try:
         last = log.get(log.size()).record

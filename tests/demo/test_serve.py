@@ -119,7 +119,8 @@ def test_ca_publishes_crl_and_certificates(served: Running) -> None:
 
 def test_kmc_is_unsealed(served: Running) -> None:
     health = requests.get(served.urls()["kmc"] + "/health", timeout=10).json()
-    assert health == {"status": "ok", "sealed": False}
+    assert health == {"status": "ok", "service": "kmc", "sealed": False}
+    assert requests.get(served.urls()["kmc"] + "/ready", timeout=10).status_code == 200
 
 
 def test_first_officer_logs_in_to_the_ra_with_the_password_file(served: Running) -> None:

@@ -106,7 +106,7 @@ def test_unauthenticated_caller_gets_no_challenge(rig: Rig) -> None:
 
     answer = requests.post(rig.url + "/v1/cardholder/challenge", json={}, timeout=10)
     assert answer.status_code == 401
-    assert answer.json()["error"]["code"] == "UNAUTHENTICATED"
+    assert answer.json()["code"] == "UNAUTHENTICATED"
 
 
 def _live_store(rig: Rig) -> MemoryChallengeStore:

@@ -17,8 +17,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from sscard import httpsig as rs
 from sscard.audit import AuditLog
-from sscard.gateway import request_signing as rs
 from sscard.gateway.client import GatewayClient, GatewayClientError
 from sscard.gateway.config import ConfigError, load_config
 from sscard.gateway.service import create_app
@@ -77,7 +77,7 @@ def test_config_file_audit_log_and_proxy_header(rig: Rig, home: Path) -> None:
     assert refused.status_code == 401
     garbage = client.post("/v1/verify", json={"signed": signed},
                           headers={"X-Client-Cert": "not a certificate"})
-    assert garbage.status_code == 401 and "not PEM" in garbage.json["error"]["message"]
+    assert garbage.status_code == 401 and "not PEM" in garbage.json["detail"]
 
     log = AuditLog.open(f"sqlite:///{home / 'audit.db'}", create=False)
     records = [r.record for r in log.records()]
@@ -100,7 +100,7 @@ def test_header_is_ignored_unless_configured(rig: Rig, home: Path) -> None:
     config.trusted_client_cert_header = None
     client = create_app(config).test_client()
     answer = client.post("/v1/verify", json={"signed": "AA=="}, headers=_proxy_header(rig))
-    assert answer.status_code == 401 and answer.json["error"]["code"] == "UNAUTHENTICATED"
+    assert answer.status_code == 401 and answer.json["code"] == "UNAUTHENTICATED"
 
 
 @pytest.mark.parametrize("edit,message", [
@@ -174,7 +174,7 @@ def test_system_pinned_to_its_whole_subject(rig: Rig, home: Path) -> None:
                              headers=_signed_headers(rig, body, "/v1/verify", "lookalike"))
     finally:
         del rig.systems["lookalike"]
-    assert answer.status_code == 403 and "subject" in answer.json["error"]["message"]
+    assert answer.status_code == 403 and "subject" in answer.json["detail"]
     assert impostor.cert.subject != lookalike.cert.subject
 
 
@@ -193,7 +193,7 @@ def test_no_audit_record_no_operation(rig: Rig, home: Path) -> None:
     body = json.dumps({"key": "hr-sign", "content": base64.b64encode(DOC).decode()}).encode()
     answer = client.post("/v1/sign", data=body, headers=_signed_headers(rig, body))
     assert answer.status_code == 503
-    assert answer.json["error"]["code"] == "AUDIT_UNAVAILABLE"
+    assert answer.json["code"] == "AUDIT_UNAVAILABLE"
     assert "signed" not in answer.json
 
 

@@ -298,4 +298,4 @@ def test_over_the_rate_is_429_over_http(web: tuple[FlaskClient, dict[str, str]],
     headers = {"Authorization": f"Bearer {tokens['terminal-here']}"}
     assert client.post("/kmc/v1" + path, json=body, headers=headers).status_code == 200
     limited = client.post("/kmc/v1" + path, json=body, headers=headers)
-    assert limited.status_code == 429 and "more than 1" in limited.json["message"]
+    assert limited.status_code == 429 and "more than 1" in limited.json["detail"]

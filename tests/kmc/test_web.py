@@ -77,10 +77,10 @@ def test_escrow_and_recovery_over_http(client: FlaskClient, tokens: dict[str, st
     rid = r.json["request_id"]
 
     r = _post(client, f"/recoveries/{rid}/approve", tokens["o1"])
-    assert r.status_code == 403 and "requested this recovery" in r.json["message"]
+    assert r.status_code == 403 and "requested this recovery" in r.json["detail"]
     assert _post(client, f"/recoveries/{rid}/approve", tokens["o2"]).status_code == 200
     r = _post(client, f"/recoveries/{rid}/complete", tokens["o1"])
-    assert r.status_code == 403 and "1 of the 2 approvals" in r.json["message"]
+    assert r.status_code == 403 and "1 of the 2 approvals" in r.json["detail"]
     assert _post(client, f"/recoveries/{rid}/approve", tokens["o3"]).json["status"] == "approved"
     r = _post(client, f"/recoveries/{rid}/complete", tokens["o1"])
     assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
@@ -104,27 +104,27 @@ def test_authentication_and_roles(client: FlaskClient, tokens: dict[str, str],
     card = _b64(SM2PrivateKey.generate().public_key().spki_der())
     body = {"owner": SSN, "recipient_public_key": card}
     r = client.post(API_PREFIX + "/escrow", json=body)
-    assert r.status_code == 401 and r.json["error"] == "AuthenticationError"
+    assert r.status_code == 401 and r.json["code"] == "unauthenticated"
     assert client.post(API_PREFIX + "/escrow", json=body,
                        headers={"Authorization": "Basic abc"}).status_code == 401
     assert _post(client, "/escrow", "kmc_forged", body).status_code == 401
     r = _post(client, "/escrow", tokens["o1"], body)
-    assert r.status_code == 403 and "needs ca or ra" in r.json["message"]
+    assert r.status_code == 403 and "needs ca or ra" in r.json["detail"]
     kmc.deactivate_caller("ra")
     assert _post(client, "/escrow", tokens["ra"], body).status_code == 401
-    assert client.get("/health").json == {"status": "ok", "sealed": False}
+    assert client.get("/health").json == {"status": "ok", "service": "kmc", "sealed": False}
 
 
 def test_bad_requests_get_clear_json_errors(client: FlaskClient, tokens: dict[str, str]) -> None:
     r = client.post(API_PREFIX + "/escrow", data=b"not json", headers=_h(tokens["ca"]))
-    assert r.status_code == 400 and "JSON object" in r.json["message"]
+    assert r.status_code == 400 and "JSON object" in r.json["detail"]
     r = _post(client, "/escrow", tokens["ca"], {"owner": SSN})
-    assert r.status_code == 400 and "recipient_public_key" in r.json["message"]
+    assert r.status_code == 400 and "recipient_public_key" in r.json["detail"]
     r = _post(client, "/escrow", tokens["ca"], {"owner": SSN, "recipient_public_key": "%%%"})
-    assert r.status_code == 400 and "base64" in r.json["message"]
+    assert r.status_code == 400 and "base64" in r.json["detail"]
     r = _post(client, "/escrow", tokens["ca"],
               {"owner": SSN, "recipient_public_key": _b64(b"\x30\x02\x05\x00")})
-    assert r.status_code == 400 and "recipient signing public key" in r.json["message"]
+    assert r.status_code == 400 and "recipient signing public key" in r.json["detail"]
     r = _post(client, "/recoveries", tokens["o1"], {"key_id": "ek-none", "reason": "x",
                                                    "recipient": {"officer": "o2"}})
     assert r.status_code == 404
@@ -147,7 +147,7 @@ def test_sealed_service_answers_503(tmp_path: Path) -> None:
         r = _post(client, "/escrow", token, {
             "owner": SSN,
             "recipient_public_key": _b64(SM2PrivateKey.generate().public_key().spki_der())})
-        assert r.status_code == 503 and "sealed" in r.json["message"]
+        assert r.status_code == 503 and "sealed" in r.json["detail"]
     finally:
         kmc.close()
 
@@ -171,4 +171,4 @@ def test_hsm_step_over_http(client: FlaskClient, tokens: dict[str, str],
     assert len(bytes.fromhex(internal)) == 8
     assert _post(client, "/card-auth/hsm-step", tokens["ca"], {"step1": step1}).status_code == 403
     r = _post(client, "/card-auth/hsm-step", tokens["t1"], {"step1": "1|2"})
-    assert r.status_code == 400 and "fields" in r.json["message"]
+    assert r.status_code == 400 and "fields" in r.json["detail"]

@@ -58,7 +58,7 @@ def test_enrollment_through_the_api(app: Flask, rig: RaRig) -> None:
     # an issued card is revoked through officers, not rolled back by a station
     resp = c.post(f"/api/v1/enrollments/{rid}/rollback", json={"reason": "x"},
                   headers=auth(rig))
-    assert resp.status_code == 409 and "revoke it instead" in resp.get_json()["error"]
+    assert resp.status_code == 409 and "revoke it instead" in resp.get_json()["detail"]
 
 
 @pytest.mark.parametrize("mangle,status,message", [
@@ -85,7 +85,7 @@ def test_bad_enrollments_refused(app: Flask, rig: RaRig, mangle: Any, status: in
     else:
         resp = c.post("/api/v1/enrollments", json=sent, headers=auth(rig))
     assert resp.status_code == status
-    assert message in resp.get_json()["error"]
+    assert message in resp.get_json()["detail"]
     assert rig.ra.search_cardholders(rig.actor("auditor"), good["cardholder"]["ssn"]) == []
 
 
@@ -96,12 +96,12 @@ def test_forged_csr_signature_refused(app: Flask, rig: RaRig) -> None:
     resp = app.test_client().post("/api/v1/enrollments", headers=auth(rig),
                                   json={**good, "csr": base64.b64encode(bytes(der)).decode()})
     assert resp.status_code == 400 and "certificate request rejected" in \
-        resp.get_json()["error"]
+        resp.get_json()["detail"]
 
 
 def test_wrong_authorization_scheme(app: Flask) -> None:
     resp = app.test_client().get("/api/v1/whoami", headers={"Authorization": "Basic eDp5"})
-    assert resp.status_code == 401 and "Bearer" in resp.get_json()["error"]
+    assert resp.status_code == 401 and "Bearer" in resp.get_json()["detail"]
 
 
 def login(app: Flask, user: str) -> Any:

@@ -92,7 +92,7 @@ def test_csr_subject_must_be_the_cardholder_record(app: Flask, rig: RaRig, subje
     sent = enrollment_body(subject)
     resp = app.test_client().post("/api/v1/enrollments", json=sent, headers=bearer(
         rig.api_token))
-    assert resp.status_code == 400 and named in resp.get_json()["error"], resp.get_json()
+    assert resp.status_code == 400 and named in resp.get_json()["detail"], resp.get_json()
     # nothing stored: the cardholder is unknown afterwards
     assert rig.ra.search_cardholders(rig.actor("auditor"), sent["cardholder"]["ssn"]) == []
 
@@ -121,11 +121,11 @@ def test_batch_serves_only_its_station_cardholders_and_time(app: Flask, rig: RaR
     resp = c.post("/api/v1/enrollments", json={**listed, "batch": "school-7"},
                   headers=bearer(kiosk))
     assert resp.status_code == 403 and "not authorised for kiosk-attacker" in \
-        resp.get_json()["error"]
+        resp.get_json()["detail"]
     # the station, for someone not in the batch
     resp = c.post("/api/v1/enrollments", json={**other, "batch": "school-7"},
                   headers=bearer(rig.api_token))
-    assert resp.status_code == 403 and "not in batch school-7" in resp.get_json()["error"]
+    assert resp.status_code == 403 and "not in batch school-7" in resp.get_json()["detail"]
     for sent in (listed, other):
         assert rig.ra.search_cardholders(rig.actor("auditor"), sent["cardholder"]["ssn"]) == []
     # the station, for a listed cardholder: approved on submission and issued
@@ -139,7 +139,7 @@ def test_batch_serves_only_its_station_cardholders_and_time(app: Flask, rig: RaR
     late = enrollment_body(n=None)
     resp = c.post("/api/v1/enrollments", json={**late, "batch": "school-7"},
                   headers=bearer(rig.api_token))
-    assert resp.status_code == 403 and "expired" in resp.get_json()["error"]
+    assert resp.status_code == 403 and "expired" in resp.get_json()["detail"]
 
 
 def test_batch_authorisation_is_checked(rig: RaRig) -> None:

@@ -64,6 +64,10 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("GET", "/api/v1/enrollments/{rid}", {CLIENT}),
     ("POST", "/api/v1/enrollments/{rid}/confirm", {CLIENT}),
     ("POST", "/api/v1/enrollments/{rid}/rollback", {CLIENT}),
+    # sscard.httpops: for load balancers and monitoring
+    ("GET", "/health", EVERYONE),
+    ("GET", "/ready", EVERYONE),
+    ("GET", "/metrics", EVERYONE),
 ]
 # Routes that are not endpoints of ours (Flask's static files: there are none to serve).
 IGNORED_RULES = {"/static/<path:filename>"}
@@ -173,7 +177,7 @@ def test_api_client_sees_only_its_own_requests(app: Flask, rig: RaRig) -> None:
     pending, _key = new_enrollment(rig)
     resp = app.test_client().get(f"/api/v1/enrollments/{pending['request_id']}",
                                  headers={"Authorization": f"Bearer {other_token}"})
-    assert resp.status_code == 403 and "another client" in resp.get_json()["error"]
+    assert resp.status_code == 403 and "another client" in resp.get_json()["detail"]
     resp = app.test_client().get(f"/api/v1/enrollments/{pending['request_id']}",
                                  headers={"Authorization": "Bearer ra_wrong"})
     assert resp.status_code == 401
