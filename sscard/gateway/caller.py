@@ -9,7 +9,7 @@ import hashlib
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +24,6 @@ from sscard.gateway import request_signing as rs
 from sscard.gateway.errors import GatewayError, unauthenticated
 from sscard.validation import Purpose
 from sscard.x509.errors import X509ParseError
-from sscard.x509.names import name_attribute
 from sscard.x509.parse import load_certificate
 
 
@@ -69,9 +68,11 @@ def _peer_certificate_der(environ: Mapping[str, Any]) -> bytes | None:
 
 
 class CallerAuthenticator:
-    def __init__(self, verifier: Verifier, window: float, client_cert_header: str | None = None
-                 ) -> None:
+    def __init__(self, verifier: Verifier, window: float, client_cert_header: str | None = None,
+                 identify: Callable[[bytes, x509.Certificate], str] | None = None) -> None:
         self.verifier = verifier
+        # certificate DER -> the system it is registered for (raises when none): never the CN
+        self.identify = identify
         self.window = window
         self.nonces = NonceCache(window)
         self.client_cert_header = client_cert_header
@@ -120,10 +121,11 @@ class CallerAuthenticator:
             how = "request-signature"
             der = self._signed_request(headers, method, path, query, body)
         _cert_id, cert, _key = self._certificate(der)
+        if self.identify is None:
+            raise unauthenticated("no business systems are registered")
+        # before the path check: an unregistered certificate costs no validation or fetch
+        system = self.identify(der, cert)
         self._check_path(cert)
-        system = name_attribute(cert.subject, "common_name")
-        if not system:
-            raise unauthenticated("the caller's certificate has no common name")
         return Caller(system, cert, how)
 
     def _signed_request(self, headers: Mapping[str, str], method: str, path: str, query: str,

@@ -35,12 +35,16 @@ from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError, InvalidSignature
 from sscard.gateway.caller import Caller, CallerAuthenticator
 from sscard.gateway.challenges import ChallengeStore, MemoryChallengeStore, new_challenge
-from sscard.gateway.config import GatewayConfig, GatewayKey
-from sscard.gateway.errors import GatewayError, bad_request, forbidden
+from sscard.gateway.config import GatewayConfig, GatewayKey, fingerprint
+from sscard.gateway.errors import GatewayError, bad_request, forbidden, unauthenticated
+from sscard.gateway.profiles import (
+    business_system_problems,
+    cardholder_problems,
+    recipient_problems,
+)
 from sscard.gateway.revocation import CrlFetcher
 from sscard.validation import Purpose, ReasonCode
 from sscard.x509.errors import X509ParseError
-from sscard.x509.names import format_name
 from sscard.x509.parse import load_certificate
 
 Json = Mapping[str, Any]
@@ -103,7 +107,11 @@ class Gateway:
             cache_seconds=config.validation_cache_seconds,
         ))
         self.callers = CallerAuthenticator(self.verifier, config.request_signature_window,
-                                           config.trusted_client_cert_header)
+                                           config.trusted_client_cert_header, self.system_of)
+        self._systems_by_print = {fp: name for name, policy in config.systems.items()
+                                  for fp in policy.certificates}
+        self._own_recipients = {fingerprint(config.keys[p.decryption_key].certificate)
+                                for p in config.systems.values() if p.decryption_key}
         self.challenges = challenges or MemoryChallengeStore()
         fetch = config.timestamp_fetcher or (
             _http_timestamp(config.tsa_url) if config.tsa_url else None)
@@ -111,15 +119,21 @@ class Gateway:
 
     # -- authorisation -------------------------------------------------------------------
 
+    def system_of(self, der: bytes, cert: x509.Certificate) -> str:
+        """The business system a caller's certificate is registered for: by its fingerprint
+        and its business-system profile, never by a name it carries."""
+        problems = business_system_problems(cert, self.config.caller_policies)
+        if problems:
+            raise unauthenticated("the caller's certificate is not a business-system "
+                                  "certificate: " + "; ".join(problems))
+        system = self._systems_by_print.get(fingerprint(der))
+        if system is None:
+            raise unauthenticated(f"the caller's certificate (SHA-256 {fingerprint(der)}) is "
+                                  "not registered for any business system")
+        return system
+
     def authorise(self, caller: Caller, operation: str) -> None:
-        policy = self.config.systems.get(caller.system)
-        if policy is None:
-            raise forbidden(f"system {caller.system!r} is not registered with the gateway")
-        if policy.subject is not None:
-            subject = format_name(caller.certificate.subject)
-            if subject != policy.subject:
-                raise forbidden(f"the certificate's subject {subject!r} is not the one "
-                                f"registered for system {caller.system!r}")
+        policy = self.config.systems[caller.system]
         if operation not in policy.operations:
             raise forbidden(f"system {caller.system!r} may not {operation}")
 
@@ -215,12 +229,16 @@ class Gateway:
             der = b64_field({"r": item}, "r")
             assert der is not None
             cert = _certificate(der, f"recipients[{i}]")
-            # an envelope for a revoked or foreign certificate would reach the wrong hands
+            # an envelope for a revoked or foreign certificate would reach the wrong hands,
+            # and one for a signing or CA certificate is not what its holder can open
             result = self.verifier.validate(cert, [], None, with_revocation=True)
-            if not result.valid:
-                why = "; ".join(f"{r.code.value}: {r.message}" for r in result.reasons)
+            why = [f"{r.code.value}: {r.message}" for r in result.reasons]
+            if fingerprint(der) not in self._own_recipients:
+                why += recipient_problems(cert, self.config.recipient_policies)
+            if why:
                 raise GatewayError("RECIPIENT_NOT_VALID",
-                                   f"recipients[{i}] ({identify(cert).subject}): {why}", 422)
+                                   f"recipients[{i}] ({identify(cert).subject}): "
+                                   f"{'; '.join(why)}", 422)
             recipients.append(cert)
         cipher_name = body.get("cipher", "sm4_cbc")
         try:
@@ -304,6 +322,8 @@ class Gateway:
             reasons.append({"code": "BAD_SIGNATURE",
                             "message": "the card's signature over the challenge does not verify "
                                        "with the certificate's key"})
+        reasons.extend({"code": "NOT_A_CARDHOLDER", "message": problem} for problem in
+                       cardholder_problems(cert, self.config.cardholder_policies))
         result = self.verifier.validate(cert, [], now, with_revocation=True,
                                         purpose=Purpose.SIGN, use_cache=False)
         reasons.extend({"code": r.code.value, "message": r.message} for r in result.reasons)
