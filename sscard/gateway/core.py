@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-import requests
 from asn1crypto import x509
 
 from sscard.cms import (
@@ -25,7 +24,6 @@ from sscard.cms import (
     NoMatchingRecipient,
     TimeStamper,
     TrustConfig,
-    Verifier,
     decrypt,
     encrypt,
     identify,
@@ -33,6 +31,7 @@ from sscard.cms import (
 )
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError, InvalidSignature
+from sscard.fetch import AllowList, FetchError, FetchPolicy, ValidationFetcherBackend
 from sscard.gateway.caller import Caller, CallerAuthenticator
 from sscard.gateway.challenges import ChallengeStore, MemoryChallengeStore, new_challenge
 from sscard.gateway.config import GatewayConfig, GatewayKey, fingerprint
@@ -42,7 +41,7 @@ from sscard.gateway.profiles import (
     cardholder_problems,
     recipient_problems,
 )
-from sscard.gateway.revocation import CrlFetcher
+from sscard.gateway.revocation import AnchoredVerifier, CrlFetcher, default_fetch_policy
 from sscard.validation import Purpose, ReasonCode
 from sscard.x509.errors import X509ParseError
 from sscard.x509.parse import load_certificate
@@ -84,11 +83,16 @@ def _flavour(body: Json) -> Flavour:
 
 
 def _http_timestamp(url: str) -> Callable[[bytes], bytes]:
+    """The configured TSA over HTTP: that URL only, no redirects, bounded time and size."""
+    policy = FetchPolicy(AllowList([url]), timeout=10.0, max_bytes=256 * 1024,
+                         max_requests=1, total_seconds=10.0)
+
     def fetch(request_der: bytes) -> bytes:
-        answer = requests.post(url, data=request_der, timeout=10,
-                               headers={"Content-Type": "application/timestamp-query"})
-        answer.raise_for_status()
-        return answer.content
+        try:
+            return policy.fetcher().post(url, request_der, "application/timestamp-query",
+                                         accept=("application/timestamp-reply",)).content
+        except FetchError as exc:
+            raise GatewayError("TIMESTAMP_UNAVAILABLE", str(exc), 502) from None
     return fetch
 
 
@@ -97,13 +101,16 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, challenges: ChallengeStore | None = None) -> None:
         self.config = config
+        self.fetch_policy = default_fetch_policy(
+            [*config.trust_anchors, *config.intermediates], config.crl_urls, config.fetch_allow)
         fetcher = CrlFetcher(config.crl_urls) if config.crl_urls else None
-        self.verifier = Verifier(TrustConfig(
+        self.verifier = AnchoredVerifier(TrustConfig(
             trust_anchors=config.trust_anchors,
             intermediates=config.intermediates,
             crls=config.crls,
             revocation_source=fetcher,
             fetch_revocation=config.fetch_revocation,
+            fetcher=ValidationFetcherBackend(self.fetch_policy),
             cache_seconds=config.validation_cache_seconds,
         ))
         self.callers = CallerAuthenticator(self.verifier, config.request_signature_window,
