@@ -13,7 +13,7 @@ from asn1crypto import core, crl, csr, x509
 
 from sscard import asn1 as _asn1  # noqa: F401  (registers SM OIDs)
 from sscard.x509.errors import X509ParseError
-from sscard.x509.pem import PemError, pem_blocks, pem_to_der
+from sscard.x509.pem import PemError, is_pem, pem_blocks
 
 T = TypeVar("T", bound=core.Asn1Value)
 
@@ -35,8 +35,7 @@ def _load(data: bytes, spec: type[T], deep: bool = True) -> T:
     if not data:
         raise X509ParseError(f"empty input where a {what} was expected")
     try:
-        der = pem_to_der(data)
-        kind = pem_blocks(data)[0][0] if der is not data else None
+        kind, der = pem_blocks(data)[0] if is_pem(data) else (None, data)
     except PemError as exc:
         raise X509ParseError(f"{what}: {exc}") from None
     kinds = _PEM_TYPES.get(spec)
@@ -58,8 +57,6 @@ def load_certificate(data: bytes) -> x509.Certificate:
 
 def load_certificates(data: bytes) -> list[x509.Certificate]:
     """Every certificate in a PEM bundle, or the one DER certificate."""
-    from sscard.x509.pem import is_pem
-
     if not is_pem(data):
         return [load_certificate(data)]
     try:
