@@ -27,6 +27,7 @@ from sscard.gateway.config import GatewayConfig
 from sscard.gateway.core import Gateway, Json
 from sscard.gateway.errors import GatewayError, bad_request
 from sscard.gateway.openapi import openapi_document
+from sscard.jsonbody import BodySchema, JsonBodyError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     gateway = Gateway(config, challenges)
+    document = openapi_document(config.max_batch_items)
     if recorder is None and config.audit_url:
         from sscard.audit import AuditLog
 
@@ -81,7 +83,6 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
     audit: Recorder = recorder if recorder is not None else MemoryRecorder()
     app.extensions["gateway"] = gateway
     app.extensions["gateway_audit"] = audit
-    document = openapi_document()
 
     @app.errorhandler(GatewayError)
     def gateway_error(exc: GatewayError) -> Response:
@@ -120,8 +121,12 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
     def health() -> Response:
         return jsonify({"status": "ok"})
 
-    def endpoint(operation: str, action: str, method_name: str) -> Callable[[], Response]:
+    def endpoint(path: str, operation: str, action: str, method_name: str
+                 ) -> Callable[[], Response]:
         handler: Handler = getattr(gateway, method_name)
+        # the schema the OpenAPI document publishes is the one enforced
+        schema = BodySchema(document["paths"][path]["post"]["requestBody"]["content"][
+            "application/json"]["schema"], config.max_json_depth)
 
         def view() -> Response:
             body_bytes = request.get_data(cache=True)
@@ -136,9 +141,16 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
                     op.deny(f"{exc.code}: {exc.message}")
                 raise
             g.caller = caller
-            body = request.get_json(force=True, silent=True) if body_bytes else {}
-            if not isinstance(body, dict):
-                raise bad_request("the request body must be a JSON object")
+            try:
+                body = schema.load(body_bytes)
+            except JsonBodyError as exc:
+                with audit.operation(caller.system, action, "-", request_id,
+                                     {"auth": caller.method}) as op:
+                    op.deny(str(exc))
+                if exc.keyword == "maxItems" and exc.pointer == "/items":
+                    raise GatewayError("BATCH_TOO_LARGE", f"at most {config.max_batch_items} "
+                                       "items per batch", 413) from None
+                raise bad_request(str(exc)) from None
             try:
                 gateway.authorise(caller, operation)
             except GatewayError as exc:
@@ -165,6 +177,6 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
         return view
 
     for path, operation, action, method_name in ROUTES:
-        app.add_url_rule(path, view_func=endpoint(operation, action, method_name),
+        app.add_url_rule(path, view_func=endpoint(path, operation, action, method_name),
                          methods=["POST"])
     return app
