@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from sscard.audit.errors import AuditError, AuditUnavailable
+from sscard.audit.errors import AuditError, AuditOutcomeNotRecorded
 from sscard.gateway.audit import MemoryRecorder, Recorder
 from sscard.gateway.caller import Caller
 from sscard.gateway.challenges import ChallengeStore
@@ -101,12 +101,16 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
 
     @app.errorhandler(AuditError)
     def audit_down(exc: AuditError) -> Response:
-        # no audit record, no operation: the caller may retry once the log is back
         log.error("audit log: %s", exc)
+        if isinstance(exc, AuditOutcomeNotRecorded):
+            # the attempt is in the log and the operation ran: a blind retry would repeat it
+            return _error(GatewayError(
+                "OUTCOME_NOT_RECORDED", "the operation ran (its attempt is in the audit log) "
+                "but its outcome could not be recorded; check before repeating it", 500))
+        # no audit record, no operation: the caller may retry once the log is back
         return _error(GatewayError("AUDIT_UNAVAILABLE",
-                                   "the audit log cannot record the call; nothing was done"
-                                   if isinstance(exc, AuditUnavailable) else
-                                   "the operation ran but its outcome was not recorded", 503))
+                                   "the audit log cannot record the call; nothing was done",
+                                   503))
 
     @app.errorhandler(Exception)
     def internal(exc: Exception) -> Response:
@@ -120,6 +124,16 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
     @app.get("/health")
     def health() -> Response:
         return jsonify({"status": "ok"})
+
+    def refused(actor: str, action: str, obj: str, request_id: str, details: dict[str, Any],
+                reason: str) -> None:
+        """Record a refusal. If the log cannot take it, the refusal still stands and is what
+        the caller hears (nothing ran); the operators' log says the record is missing."""
+        try:
+            with audit.operation(actor, action, obj, request_id, details) as op:
+                op.deny(reason)
+        except AuditError as exc:
+            log.error("audit log: the refusal of %s was not recorded: %s", action, exc)
 
     def endpoint(path: str, operation: str, action: str, method_name: str
                  ) -> Callable[[], Response]:
@@ -136,17 +150,15 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
                     request.environ, request.headers, request.method, request.path,
                     request.query_string.decode("latin-1"), body_bytes)
             except GatewayError as exc:
-                with audit.operation("unauthenticated", action, request.remote_addr or "-",
-                                     request_id) as op:
-                    op.deny(f"{exc.code}: {exc.message}")
+                refused("unauthenticated", action, request.remote_addr or "-", request_id,
+                        {}, f"{exc.code}: {exc.message}")
                 raise
             g.caller = caller
             try:
                 body = schema.load(body_bytes)
             except JsonBodyError as exc:
-                with audit.operation(caller.system, action, "-", request_id,
-                                     {"auth": caller.method}) as op:
-                    op.deny(str(exc))
+                refused(caller.system, action, "-", request_id, {"auth": caller.method},
+                        str(exc))
                 if exc.keyword == "maxItems" and exc.pointer == "/items":
                     raise GatewayError("BATCH_TOO_LARGE", f"at most {config.max_batch_items} "
                                        "items per batch", 413) from None
@@ -154,21 +166,26 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
             try:
                 gateway.authorise(caller, operation)
             except GatewayError as exc:
-                with audit.operation(caller.system, action, _audit_object(body), request_id,
-                                     {"auth": caller.method}) as op:
-                    op.deny(exc.message)
+                refused(caller.system, action, _audit_object(body), request_id,
+                        {"auth": caller.method}, exc.message)
                 raise
             with audit.operation(caller.system, action, _audit_object(body), request_id,
                                  {"auth": caller.method, "bytes": len(body_bytes)}) as op:
+                error: GatewayError | None = None
                 try:
                     answer = handler(caller, body)
                 except GatewayError as exc:
-                    op.fail(f"{exc.code}: {exc.message}")
-                    raise
-                if "valid" in answer:
-                    op.set(valid=bool(answer["valid"]))
-                if "authenticated" in answer:
-                    op.set(authenticated=bool(answer["authenticated"]))
+                    # answered, not crashed: recorded as what it is (a key the system may not
+                    # use is a refusal), and the with-block ends normally to record it so
+                    (op.deny if exc.status == 403 else op.fail)(f"{exc.code}: {exc.message}")
+                    error = exc
+                else:
+                    if "valid" in answer:
+                        op.set(valid=bool(answer["valid"]))
+                    if "authenticated" in answer:
+                        op.set(authenticated=bool(answer["authenticated"]))
+            if error is not None:
+                raise error
             response = jsonify(answer)
             response.headers["X-Request-Id"] = request_id
             return response
