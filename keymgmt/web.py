@@ -32,6 +32,7 @@ from keymgmt.service import (
     OfficerRecipient,
     Principal,
 )
+from sscard.jsonbody import limit_json
 
 log = logging.getLogger("sscard.kmc.web")
 API_PREFIX = "/kmc/v1"
@@ -266,6 +267,7 @@ def create_app(kmc: KeyManagementCentre) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["sscard_kmc"] = kmc
     app.register_blueprint(api)
+    limit_json(app)  # a deeply nested body is a 400, not a RecursionError
 
     @app.get("/health")
     def health() -> Any:

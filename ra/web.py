@@ -46,6 +46,7 @@ from ra.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
 from ra.models import RequestKind, RequestState, Role
 from ra.service import Actor, CardInput, RegistrationAuthority
 from sscard.card.records import HolderData
+from sscard.jsonbody import limit_json
 
 ANONYMOUS, CLIENT = "anonymous", "client"
 OPERATOR, OFFICER, AUDITOR, ADMIN = (Role.OPERATOR.value, Role.OFFICER.value,
@@ -422,6 +423,7 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
                       MAX_CONTENT_LENGTH=256 * 1024)
     app.register_blueprint(ui)
     app.register_blueprint(api)
+    limit_json(app)  # a deeply nested body is a 400, not a RecursionError
     app.jinja_env.globals.update(_=_, csrf_token=csrf_token, lang=_lang)
 
     @app.before_request

@@ -13,6 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
@@ -117,3 +119,23 @@ class BodySchema:
         if error is not None:
             raise JsonBodyError(_message(error), str(error.validator), _pointer(error))
         return value
+
+
+class LimitedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON with :func:`parse` for reading: ``request.get_json()`` then refuses a
+    body nested too deeply as malformed JSON (400) instead of failing with a RecursionError
+    (500). Writing is unchanged."""
+
+    max_depth = MAX_DEPTH
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return parse(s.encode("utf-8", "surrogatepass") if isinstance(s, str) else s,
+                     self.max_depth)
+
+
+def limit_json(app: Flask) -> None:
+    """Make ``app`` read request JSON with the depth limit (one line per web layer)."""
+    provider = LimitedJSONProvider(app)
+    provider.ensure_ascii = app.json.ensure_ascii  # type: ignore[attr-defined]
+    provider.sort_keys = app.json.sort_keys  # type: ignore[attr-defined]
+    app.json = provider
