@@ -18,9 +18,11 @@ Refusals raise :class:`FetchRefused`, network and HTTP failures :class:`FetchFai
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import time
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -42,6 +44,7 @@ __all__ = [
     "Fetched",
     "Fetcher",
     "ValidationFetcherBackend",
+    "request_budget",
 ]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -233,6 +236,20 @@ class Fetcher:
                               f"{type(exc).__name__}") from None
 
 
+_BUDGET: ContextVar[Fetcher | None] = ContextVar("sscard_fetch_budget", default=None)
+
+
+@contextlib.contextmanager
+def request_budget(policy: FetchPolicy) -> Iterator[Fetcher]:
+    """One budget for everything fetched under ``policy`` inside the block (e.g. one incoming
+    request, however many validations it makes); outside a block each validation has its own."""
+    token = _BUDGET.set(policy.fetcher())
+    try:
+        yield _BUDGET.get()  # type: ignore[misc]
+    finally:
+        _BUDGET.reset(token)
+
+
 # -- pyhanko-certvalidator ------------------------------------------------------------------
 
 
@@ -280,14 +297,16 @@ class _CertFetcher(_PolicedMixin, RequestsCertificateFetcher):  # type: ignore[m
 
 
 class ValidationFetcherBackend(FetcherBackend):
-    """A certvalidator fetcher backend that fetches only under ``policy``: one fresh
-    :class:`Fetcher` (budget) per validation context."""
+    """A certvalidator fetcher backend that fetches only under ``policy``: the budget of the
+    enclosing :func:`request_budget`, else one fresh :class:`Fetcher` per validation."""
 
     def __init__(self, policy: FetchPolicy) -> None:
         self.policy = policy
 
     def get_fetchers(self) -> Fetchers:
-        fetcher = self.policy.fetcher()
+        current = _BUDGET.get()
+        fetcher = current if current is not None and current.policy is self.policy else (
+            self.policy.fetcher())
         made: list[Any] = []
         for cls in (_OcspFetcher, _CrlFetcher, _CertFetcher):
             f = cls(per_request_timeout=self.policy.timeout)

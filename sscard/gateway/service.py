@@ -20,6 +20,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from sscard.audit.errors import AuditError, AuditOutcomeNotRecorded
+from sscard.fetch import request_budget
 from sscard.gateway.audit import MemoryRecorder, Recorder
 from sscard.gateway.caller import Caller
 from sscard.gateway.challenges import ChallengeStore
@@ -143,6 +144,11 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
             "application/json"]["schema"], config.max_json_depth)
 
         def view() -> Response:
+            # whatever this request makes the gateway fetch comes out of one budget
+            with request_budget(gateway.fetch_policy):
+                return handle()
+
+        def handle() -> Response:
             body_bytes = request.get_data(cache=True)
             request_id = request.headers.get("X-Request-Id") or secrets.token_hex(8)
             try:

@@ -138,3 +138,17 @@ def test_the_default_allow_list_is_the_configured_cas_own_hosts(rig: Rig) -> Non
     assert not policy.allow.allows("http://169.254.169.254/latest/meta-data/")
     assert not default_fetch_policy([rig.pki.root.cert], [], None).allow.allows(
         "http://ca.example:8080/x")
+
+
+def test_one_request_has_one_fetch_budget(setup: Setup) -> None:
+    # a batch of 20 signatures, each by a certificate of ours naming allowed (but different)
+    # URLs: one call, one budget (FetchPolicy.max_requests), not 20 budgets
+    rig, ls = setup.rig, setup.listener
+    items = []
+    for i in range(20):
+        signer = make_leaf(f"CN=批量{i},C=CN", rig.pki.ca,
+                           extra=pointing_at(ls.url(f"/ca/{i}/")))
+        items.append({"signed": _b64(sign(b"doc", signer.key, signer.cert))})
+    answer = _post(setup, setup.caller, "/v1/verify/batch", {"items": items})
+    assert answer.status_code == 200, answer.json
+    assert 0 < len(ls.seen) <= default_fetch_policy([], [], [ls.url("/ca/")]).max_requests
