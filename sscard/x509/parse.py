@@ -25,6 +25,10 @@ _PEM_TYPES = {
 _WHAT = {x509.Certificate: "certificate", csr.CertificationRequest: "certificate request",
          crl.CertificateList: "CRL"}
 
+#: far beyond any real certificate or CSR (a few KiB); parsing is linear but not free, and a
+#: multi-megabyte "certificate" is an attack, not a credential
+MAX_DER_BYTES = {x509.Certificate: 256 * 1024, csr.CertificationRequest: 256 * 1024}
+
 # What asn1crypto raises on malformed input, deep inside.
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
                  UnicodeDecodeError, RecursionError)
@@ -41,6 +45,10 @@ def _load(data: bytes, spec: type[T], deep: bool = True) -> T:
     kinds = _PEM_TYPES.get(spec)
     if kind is not None and kinds and kind not in kinds:
         raise X509ParseError(f"expected a PEM {kinds[0]}, found a PEM {kind}")
+    limit = MAX_DER_BYTES.get(spec)
+    if limit is not None and len(der) > limit:
+        raise X509ParseError(f"a {what} of {len(der)} bytes is larger than any real one "
+                             f"(limit {limit} bytes)")
     try:
         obj = spec.load(der, strict=True)
         if deep:

@@ -89,3 +89,21 @@ def test_a_public_key_pem_still_loads() -> None:
     key = SoftwareKey.generate("sm2").public_key()
     pem = der_to_pem(key.spki_der(), "PUBLIC KEY")
     assert PublicKey.from_pem(pem).spki_der() == key.spki_der()
+
+
+def test_a_real_but_absurdly_large_certificate_is_refused_quickly(tmp_path: Path) -> None:
+    from asn1crypto import x509
+
+    from tests.cms.pki import make_leaf
+
+    ca = make_ca("CN=Big CA,C=CN", algorithm="ec-p256")
+    names = [x509.GeneralName(name="dns_name", value=f"host{i}.example.com")
+             for i in range(15_000)]
+    leaf = make_leaf("CN=big,C=CN", ca, "ec-p256", extra=[("subject_alt_name", names, False)])
+    for name, data in (("big.pem", der_to_pem(leaf.cert.dump(), "CERTIFICATE")),
+                       ("big.der", leaf.cert.dump())):
+        (tmp_path / name).write_bytes(data)
+        started = time.perf_counter()
+        result = CliRunner().invoke(cli, ["x509", "show", str(tmp_path / name)])
+        assert time.perf_counter() - started < 1.0, name
+        assert result.exit_code == 1 and "larger than any real one" in result.output, name
