@@ -44,6 +44,7 @@ from pathlib import Path
 
 from asn1crypto import crl, x509
 
+from sscard.fetch import AllowList, FetchRefused
 from sscard.keys.base import KeyHandle
 from sscard.keys.software import SoftwareKey
 from sscard.x509.parse import load_certificate, load_certificates, load_crl
@@ -140,6 +141,11 @@ class GatewayConfig:
     def __post_init__(self) -> None:
         if not self.trust_anchors:
             raise ConfigError("at least one trust anchor is needed")
+        if self.fetch_allow is not None:
+            try:
+                AllowList(self.fetch_allow)
+            except FetchRefused as exc:
+                raise ConfigError(f"fetch_allow: {exc}") from None
         owners: dict[str, str] = {}
         for name, policy in self.systems.items():
             for fp in policy.certificates:

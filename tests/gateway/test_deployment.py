@@ -195,6 +195,19 @@ def test_old_or_bad_system_registration_is_refused_clearly(home: Path, entry: st
         load_config(path)
 
 
+@pytest.mark.parametrize("entry,words", [
+    ('fetch_allow = ["file:///etc/"]', "only http and https"),
+    ('fetch_allow = "http://ca/"', "must be a list"),
+    ('caller_policies = "1.2.3"', "must be a list"),
+])
+def test_bad_fetch_and_policy_settings_are_refused_clearly(home: Path, entry: str,
+                                                           words: str) -> None:
+    path = home / "gateway.toml"
+    path.write_text(entry + "\n" + path.read_text())
+    with pytest.raises(ConfigError, match=words):
+        load_config(path)
+
+
 class _DownAudit:
     """An audit log whose database is gone."""
 
