@@ -253,10 +253,18 @@ def request_budget(policy: FetchPolicy) -> Iterator[Fetcher]:
 # -- pyhanko-certvalidator ------------------------------------------------------------------
 
 
+#: certvalidator unarmors PEM answers with asn1crypto (quadratic): only small ones reach it
+_MAX_PEM_ANSWER = 256 * 1024
+
+
 class _Answer:
     """What certvalidator's requests-based fetchers read of a ``requests.Response``."""
 
     def __init__(self, fetched: Fetched) -> None:
+        if len(fetched.content) > _MAX_PEM_ANSWER and b"-----BEGIN " in fetched.content:
+            raise FetchRefused(f"{fetched.url!r:.200} answered {len(fetched.content)} bytes of "
+                               f"PEM; PEM answers over {_MAX_PEM_ANSWER} bytes are not read "
+                               "(serve DER)")
         self.status_code = fetched.status
         self.content = fetched.content
         self.headers = ({"Content-Type": fetched.content_type}

@@ -105,3 +105,27 @@ def test_environment_proxy_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
         f = FetchPolicy(AllowList([ls.url("/")])).fetcher()
         assert f.get(ls.url("/x")).content == b"direct"
+
+
+def test_validation_backend_fetches_through_the_policy() -> None:
+    """The certvalidator backend: allowed DER answers come through; large PEM answers (which
+    certvalidator would unarmor in quadratic time) are refused; others are never contacted."""
+    import asyncio
+
+    from sscard.fetch import ValidationFetcherBackend
+
+    with listener() as ls:
+        ls.routes["/ca/a.crl"] = Route(b"\x30\x00", content_type="application/pkix-crl")
+        ls.routes["/ca/big.pem"] = Route(b"-----BEGIN X509 CRL-----\n" + b"A" * 300_000)
+        backend = ValidationFetcherBackend(FetchPolicy(AllowList([ls.url("/ca/")])))
+        fetcher = backend.get_fetchers().crl_fetcher
+
+        async def get(url: str) -> object:
+            return await fetcher._get(url, acceptable_content_types=("application/pkix-crl",))
+
+        assert asyncio.run(get(ls.url("/ca/a.crl"))).content == b"\x30\x00"  # type: ignore
+        with pytest.raises(FetchRefused, match="PEM"):
+            asyncio.run(get(ls.url("/ca/big.pem")))
+        with pytest.raises(FetchRefused, match="allow-list"):
+            asyncio.run(get(ls.url("/elsewhere")))
+        assert [p for _m, p in ls.seen] == ["/ca/a.crl", "/ca/big.pem"]
