@@ -107,3 +107,12 @@ def test_a_real_but_absurdly_large_certificate_is_refused_quickly(tmp_path: Path
         result = CliRunner().invoke(cli, ["x509", "show", str(tmp_path / name)])
         assert time.perf_counter() - started < 1.0, name
         assert result.exit_code == 1 and "larger than any real one" in result.output, name
+
+
+def test_show_prints_the_fingerprint_systems_are_registered_by(tmp_path: Path) -> None:
+    from sscard.gateway.config import fingerprint
+
+    cert = make_ca("CN=Shown,C=CN", algorithm="ec-p256").cert
+    (tmp_path / "c.pem").write_bytes(der_to_pem(cert.dump(), "CERTIFICATE"))
+    result = CliRunner().invoke(cli, ["x509", "show", str(tmp_path / "c.pem")])
+    assert f"SHA-256:    {fingerprint(cert)}" in result.output
