@@ -7,13 +7,13 @@ Each loader forces a full parse here so that malformed input fails at the door, 
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from asn1crypto import core, crl, csr, x509
 
 from sscard import asn1 as _asn1  # noqa: F401  (registers SM OIDs)
 from sscard.x509.errors import X509ParseError
-from sscard.x509.pem import PemError, is_pem, pem_blocks
+from sscard.x509.pem import PemError, first_pem_block, is_pem, pem_blocks
 
 T = TypeVar("T", bound=core.Asn1Value)
 
@@ -39,7 +39,7 @@ def _load(data: bytes, spec: type[T], deep: bool = True) -> T:
     if not data:
         raise X509ParseError(f"empty input where a {what} was expected")
     try:
-        kind, der = pem_blocks(data)[0] if is_pem(data) else (None, data)
+        kind, der = first_pem_block(data) if is_pem(data) else (None, data)
     except PemError as exc:
         raise X509ParseError(f"{what}: {exc}") from None
     kinds = _PEM_TYPES.get(spec)
@@ -89,7 +89,16 @@ def load_crl(data: bytes, deep: bool = True) -> crl.CertificateList:
 def load_any(data: bytes) -> x509.Certificate | csr.CertificationRequest | crl.CertificateList:
     """Certificate, CSR or CRL, whichever the input is."""
     errors = []
-    for spec in (x509.Certificate, csr.CertificationRequest, crl.CertificateList):
+    specs: tuple[type[Any], ...] = (x509.Certificate, csr.CertificationRequest,
+                                    crl.CertificateList)
+    if is_pem(data):
+        # the PEM type says which it is: the (large) text is decoded once, not three times
+        try:
+            kind = first_pem_block(data)[0]
+        except PemError as exc:
+            raise X509ParseError(str(exc)) from None
+        specs = tuple(s for s in specs if kind in _PEM_TYPES[s]) or specs
+    for spec in specs:
         try:
             return _load(data, spec)
         except X509ParseError as exc:

@@ -46,9 +46,7 @@ def _body_to_der(body: bytes, kind: str) -> bytes:
         raise PemError(f"{kind}: the base64 text is invalid ({exc})") from None
 
 
-def pem_blocks(data: bytes, max_bytes: int = MAX_PEM_BYTES) -> list[tuple[str, bytes]]:
-    """Every PEM block in a bundle, in order, as (type, DER); text between blocks is
-    ignored (as OpenSSL does). PemError when none is found or one is malformed."""
+def _blocks(data: bytes, max_bytes: int, first_only: bool) -> list[tuple[str, bytes]]:
     if len(data) > max_bytes:
         raise PemError(f"PEM input of {len(data)} bytes is over the limit of {max_bytes}")
     blocks: list[tuple[str, bytes]] = []
@@ -60,10 +58,23 @@ def pem_blocks(data: bytes, max_bytes: int = MAX_PEM_BYTES) -> list[tuple[str, b
         if end < 0:
             raise PemError(f"malformed PEM: no '-----END {kind}-----' line")
         blocks.append((kind, _body_to_der(data[begin.end():end], kind)))
+        if first_only:
+            break
         pos = end + len(end_line)
     if not blocks:
         raise PemError("malformed PEM: no '-----BEGIN ...-----' line")
     return blocks
+
+
+def pem_blocks(data: bytes, max_bytes: int = MAX_PEM_BYTES) -> list[tuple[str, bytes]]:
+    """Every PEM block in a bundle, in order, as (type, DER); text between blocks is
+    ignored (as OpenSSL does). PemError when none is found or one is malformed."""
+    return _blocks(data, max_bytes, first_only=False)
+
+
+def first_pem_block(data: bytes, max_bytes: int = MAX_PEM_BYTES) -> tuple[str, bytes]:
+    """The first PEM block, as (type, DER); what follows it is not read."""
+    return _blocks(data, max_bytes, first_only=True)[0]
 
 
 def pem_to_der(data: bytes, expected_type: str | None = None,
@@ -71,7 +82,7 @@ def pem_to_der(data: bytes, expected_type: str | None = None,
     """Return the DER inside ``data``, which may be PEM (the first block) or already DER."""
     if not is_pem(data):
         return data
-    kind, der = pem_blocks(data, max_bytes)[0]
+    kind, der = first_pem_block(data, max_bytes)
     if expected_type is not None and kind != expected_type:
         raise PemError(f"expected PEM type {expected_type!r}, found {kind!r}")
     return der
