@@ -175,21 +175,28 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
                 refused(caller.system, action, _audit_object(body), request_id,
                         {"auth": caller.method}, exc.message)
                 raise
-            with audit.operation(caller.system, action, _audit_object(body), request_id,
-                                 {"auth": caller.method, "bytes": len(body_bytes)}) as op:
-                error: GatewayError | None = None
-                try:
-                    answer = handler(caller, body)
-                except GatewayError as exc:
-                    # answered, not crashed: recorded as what it is (a key the system may not
-                    # use is a refusal), and the with-block ends normally to record it so
-                    (op.deny if exc.status == 403 else op.fail)(f"{exc.code}: {exc.message}")
-                    error = exc
-                else:
-                    if "valid" in answer:
-                        op.set(valid=bool(answer["valid"]))
-                    if "authenticated" in answer:
-                        op.set(authenticated=bool(answer["authenticated"]))
+            error: GatewayError | None = None
+            try:
+                with audit.operation(caller.system, action, _audit_object(body), request_id,
+                                     {"auth": caller.method, "bytes": len(body_bytes)}) as op:
+                    try:
+                        answer = handler(caller, body)
+                    except GatewayError as exc:
+                        # answered, not crashed: recorded as what it is (a key the system may
+                        # not use is a refusal); the block ends normally to record it so
+                        (op.deny if exc.status == 403 else op.fail)(
+                            f"{exc.code}: {exc.message}")
+                        error = exc
+                    else:
+                        if "valid" in answer:
+                            op.set(valid=bool(answer["valid"]))
+                        if "authenticated" in answer:
+                            op.set(authenticated=bool(answer["authenticated"]))
+            except AuditOutcomeNotRecorded as exc:
+                if error is None:
+                    raise
+                # nothing was done (the operation refused or failed): that is the answer
+                log.error("audit log: %s", exc)
             if error is not None:
                 raise error
             response = jsonify(answer)

@@ -83,3 +83,21 @@ def test_an_outcome_not_recorded_is_said_to_have_run(rig: Rig, tmp_path: Path) -
     assert answer.status_code == 500
     assert answer.json["error"]["code"] == "OUTCOME_NOT_RECORDED"
     assert "ran" in answer.json["error"]["message"]
+
+
+def test_a_failure_whose_outcome_is_not_recorded_is_still_the_failure(rig: Rig,
+                                                                     tmp_path: Path) -> None:
+    log = AuditLog.open(f"sqlite:///{tmp_path / 'audit.db'}")
+    appended = log.append
+
+    def append_attempts_only(*args: Any, **kwargs: Any) -> Any:
+        if args[3] != "attempt":
+            raise AuditUnavailable("audit record could not be written: disk full")
+        return appended(*args, **kwargs)
+
+    log.append = append_attempts_only  # type: ignore[method-assign]
+    client = create_app(rig.config, recorder=log).test_client()
+    # a key the system may not use: refused inside the operation, nothing signed
+    answer = _post(rig, client, "/v1/sign",
+                   json.dumps({"key": "not-ours", "content": DOC}).encode(), "r4")
+    assert answer.status_code == 403 and answer.json["error"]["code"] == "FORBIDDEN"
