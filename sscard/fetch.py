@@ -93,7 +93,8 @@ def _parse(url: str) -> _Origin:
         raise FetchRefused(f"URL without a host: {url!r:.100}")
     path = parts.path or "/"
     segments = unquote(path).split("/")
-    if any(s in (".", "..") for s in segments) or "%2f" in path.lower():
+    if any(s in (".", "..") for s in segments) or "%2f" in path.lower() or (
+            "%5c" in path.lower()):
         raise FetchRefused(f"URL with dot segments or encoded slashes: {url!r:.100}")
     return _Origin(scheme, host, port or _DEFAULT_PORTS[scheme], posixpath.normpath(path))
 
@@ -131,7 +132,8 @@ class AllowList:
                 o = _parse(url)
             except FetchRefused:
                 continue
-            prefixes.append(f"{o.scheme}://{o.host}:{o.port}/")
+            host = f"[{o.host}]" if ":" in o.host else o.host
+            prefixes.append(f"{o.scheme}://{host}:{o.port}/")
         return cls(prefixes)
 
 

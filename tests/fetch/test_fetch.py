@@ -50,6 +50,9 @@ def test_other_port_or_scheme_is_another_origin() -> None:
     assert not allow.allows("http://ca.example.evil/a")
     assert AllowList.origins_of(["http://ca.example/certs/root.crt"]).allows(
         "http://ca.example/crl/x.crl")
+    v6 = AllowList.origins_of(["http://[::1]:8080/certs/root.crt", "ldap://ca.example/x"])
+    assert v6.allows("http://[::1]:8080/crl/x.crl") and not v6.allows("http://[::2]:8080/")
+    assert not allow.allows("http://ca.example/crl%5c..%5cadmin")
 
 
 def test_does_not_follow_redirects_even_a_loop() -> None:
