@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
+import threading
 import time
 from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
@@ -164,8 +165,8 @@ class Fetched:
 
 
 class Fetcher:
-    """One budget of fetches under a :class:`FetchPolicy` (thread-safe enough for the
-    certvalidator's worker threads: the counters only grow, and a race costs one request)."""
+    """One budget of fetches under a :class:`FetchPolicy`; thread-safe (certvalidator
+    fetches from worker threads)."""
 
     def __init__(self, policy: FetchPolicy, session: requests.Session | None = None) -> None:
         self.policy = policy
@@ -174,6 +175,7 @@ class Fetcher:
         self.session.trust_env = False
         self.requests_made = 0
         self._deadline = time.monotonic() + policy.total_seconds
+        self._lock = threading.Lock()
 
     def get(self, url: str, *, accept: Iterable[str] = ()) -> Fetched:
         return self._send("GET", url, None, {"Accept": ",".join(accept)} if accept else {})
@@ -189,14 +191,15 @@ class Fetcher:
         if not self.policy.allow.allows(url):
             _parse(url)  # a more precise refusal for a URL that is not even usable
             raise FetchRefused(f"{url!r:.200} is not on the fetch allow-list")
-        if self.requests_made >= self.policy.max_requests:
-            raise FetchRefused(f"fetch budget spent ({self.policy.max_requests} requests); "
-                               f"not fetching {url!r:.200}")
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise FetchRefused(f"fetch time budget spent ({self.policy.total_seconds:g} s); "
-                               f"not fetching {url!r:.200}")
-        self.requests_made += 1
+        with self._lock:
+            if self.requests_made >= self.policy.max_requests:
+                raise FetchRefused(f"fetch budget spent ({self.policy.max_requests} "
+                                   f"requests); not fetching {url!r:.200}")
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise FetchRefused(f"fetch time budget spent ({self.policy.total_seconds:g} "
+                                   f"s); not fetching {url!r:.200}")
+            self.requests_made += 1
         return remaining
 
     def _send(self, method: str, url: str, data: bytes | None,
