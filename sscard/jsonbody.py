@@ -10,6 +10,7 @@ type taken for another (``"detached": "no"`` read as true).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,26 @@ class JsonBodyError(ValueError):
         super().__init__(message)
         self.keyword = keyword
         self.pointer = pointer
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -63,6 +84,10 @@ def parse(data: bytes, max_depth: int = MAX_DEPTH) -> Any:
                             f"{exc.colno}") from None
     if _depth(value, max_depth) > max_depth:
         raise JsonBodyError(f"the body is nested more than {max_depth} levels deep")
+    # UTF-8 cannot carry a surrogate, but a \\udXXX escape can: a lone one is not Unicode, and
+    # databases, logs and encoders downstream fail on it
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise JsonBodyError("the body holds a lone surrogate escape (\\udXXX): not Unicode text")
     return value
 
 

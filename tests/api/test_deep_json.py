@@ -39,6 +39,13 @@ def ra_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RaRig]:
     r.close()
 
 
+def test_lone_surrogates_are_refused_pairs_kept() -> None:
+    assert parse(b'{"a": "\\ud83d\\ude00", "b": "\\\\udc80"}') == {"a": "😀", "b": "\\udc80"}
+    for data in (b'{"a": "\\udc80"}', b'{"\\uD800x": 1}', b'["\\ud83d"]'):
+        with pytest.raises(JsonBodyError, match="lone surrogate"):
+            parse(data)
+
+
 def test_ra_api(ra_rig: RaRig) -> None:
     client = ra_app(ra_rig.ra, WebConfig(secrets.token_bytes(32), secure_cookies=False)
                     ).test_client()

@@ -31,19 +31,26 @@ def test_hostile_request_ids_and_key_ids_are_recorded(rig: Rig, tmp_path: Path) 
     log = AuditLog.open(f"sqlite:///{tmp_path / 'audit.db'}")
     client = create_app(rig.config, recorder=log).test_client()
     long_id = "r" * 129
-    # a key id with a lone surrogate (valid JSON escape) that the system may not use: 403
-    body = b'{"key": "\\udc80' + b"k" * 100 + b'", "content": "' + DOC.encode() + b'"}'
+    # a key id with control characters that the system may not use: 403, recorded escaped
+    body = json.dumps({"key": "k\n2026-12-06 gateway.sign success\x00" + "k" * 80,
+                       "content": DOC}).encode()
     answer = _post(rig, client, "/v1/sign", body, long_id)
     assert answer.status_code == 403, answer.json
     assert answer.json["error"]["code"] == "FORBIDDEN"
+    # a lone surrogate (a valid JSON escape, not Unicode): 400 naming it, and recorded
+    body = b'{"key": "\\udc80", "content": "' + DOC.encode() + b'"}'
+    answer = _post(rig, client, "/v1/sign", body, long_id)
+    assert answer.status_code == 400 and "lone surrogate" in answer.json["error"]["message"]
     # and the operation itself, with the long request id, runs and is recorded
     ok = _post(rig, client, "/v1/sign", json.dumps({"key": "hr-sign", "content": DOC}).encode(),
                long_id)
     assert ok.status_code == 200, ok.json
     records = [r.record for r in log.records()]
-    assert [r.outcome for r in records] == ["attempt", "denied", "attempt", "success"]
+    assert [r.outcome for r in records] == ["attempt", "denied", "attempt", "denied",
+                                            "attempt", "success"]
     assert all(r.request_id.startswith("r" * 64) and "cut" in r.request_id for r in records)
-    assert records[1].object.startswith("key:\\udc80")
+    assert records[1].object.startswith("key:k\\x0a2026") and "\\x00" in records[1].object
+    assert "lone surrogate" in records[3].details["reason"]
 
 
 class _RefusingAudit:
