@@ -44,6 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._common import figure, rate
 from sscard.cms import sign
+from sscard.gateway.config import BUSINESS_SYSTEM_POLICY
 from sscard.httpsig import sign_request
 from sscard.keys.software import SoftwareKey
 from sscard.x509.pem import der_to_pem
@@ -62,7 +63,10 @@ def _free_port() -> int:
 def _setup(home: Path, audit: bool) -> dict[str, Any]:
     pki = make_pki("sm2")
     signer = make_leaf("CN=人社厅业务签名,O=人社厅,C=CN", pki.ca, "sm2")
-    system = make_leaf("CN=bench,O=基准测试,C=CN", pki.ca, "ec-p256", eku=["client_auth"])
+    system = make_leaf("CN=bench,O=基准测试,C=CN", pki.ca, "ec-p256", eku=["client_auth"],
+                       extra=[("certificate_policies",
+                               [{"policy_identifier": BUSINESS_SYSTEM_POLICY}], False)])
+    (home / "system.pem").write_bytes(der_to_pem(system.cert.dump(), "CERTIFICATE"))
     (home / "pass").write_text(PASS + "\n")
     (home / "pass").chmod(0o600)  # a secret file: owner only
     signer.key.store(home / "sign.key", PASS.encode())
@@ -78,7 +82,8 @@ def _setup(home: Path, audit: bool) -> dict[str, Any]:
         'trusted_client_cert_header = "X-Client-Cert"\n'
         '[keys.sign]\nkey = "sign.key"\npassphrase_file = "pass"\ncertificate = "sign.pem"\n'
         'chain = ["ca.pem"]\n'
-        '[systems.bench]\noperations = ["sign", "verify"]\nsigning_keys = ["sign"]\n')
+        '[systems.bench]\ncertificate_files = ["system.pem"]\n'
+        'operations = ["sign", "verify"]\nsigning_keys = ["sign"]\n')
     return {"signer": signer, "system": system, "pki": pki}
 
 

@@ -80,6 +80,8 @@ from ca.tsa import FileSerialCounter, TimeStampAuthority, rejection
 from sscard import httpops, httpsig, metrics, problem
 from sscard.audit import AuditAction, AuditError, AuditLog, AuditUnavailable
 from sscard.crypto.errors import CryptoError
+from sscard.jsonbody import JsonBodyError
+from sscard.jsonbody import parse as parse_json
 from sscard.x509.errors import X509Error
 from sscard.x509.parse import load_csr
 from sscard.x509.pem import der_to_pem
@@ -632,9 +634,10 @@ def _require_caller() -> None:
 
 def _json_body() -> dict[str, Any]:
     try:
-        data = json.loads(request.get_data() or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_json", f"request body is not JSON: {exc}") from None
+        # depth-limited: a 5,000-deep body is refused, not a RecursionError (500)
+        data = parse_json(request.get_data() or b"null")
+    except JsonBodyError as exc:
+        raise ApiError(400, "bad_json", f"request body is not acceptable JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_json", "request body must be a JSON object")
     return data

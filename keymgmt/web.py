@@ -46,6 +46,7 @@ from keymgmt.service import (
     Principal,
 )
 from sscard import httpops, httpsig, problem
+from sscard.jsonbody import limit_json
 
 log = logging.getLogger("sscard.kmc.web")
 API_PREFIX = "/kmc/v1"
@@ -325,6 +326,7 @@ def create_app(kmc: KeyManagementCentre) -> Flask:
     app.extensions["sscard_kmc_signatures"] = httpsig.RequestVerifier(
         httpsig.SqlReplayStore(kmc.engine))
     app.register_blueprint(api)
+    limit_json(app)  # a deeply nested body is a 400, not a RecursionError
 
     def unsealed() -> bool:
         return not kmc.sealed

@@ -59,7 +59,7 @@ SPEC: dict[str, Any] = {
                      "parameters": _ID,
                      "requestBody": {"content": {"application/json": {"schema": {
                          "type": "object", "properties": {"reason": {"type": "string"}}}}}},
-                     "responses": {"200": _REQUEST, "401": _ERROR, "403": _ERROR,
+                     "responses": {"200": _REQUEST, "400": _ERROR, "401": _ERROR, "403": _ERROR,
                                    "404": _ERROR, "409": _ERROR}},
         },
     },

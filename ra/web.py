@@ -49,6 +49,7 @@ from ra.service import Actor, CardInput, RegistrationAuthority
 from ra.sessions import ServerSession, ServerSessionInterface
 from sscard import httpops, httpsig, problem
 from sscard.card.records import HolderData
+from sscard.jsonbody import limit_json
 
 ANONYMOUS, CLIENT = "anonymous", "client"
 OPERATOR, OFFICER, AUDITOR, ADMIN = (Role.OPERATOR.value, Role.OFFICER.value,
@@ -487,6 +488,7 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
     app.session_interface = ServerSessionInterface(ra)
     app.register_blueprint(ui)
     app.register_blueprint(api)
+    limit_json(app)  # a deeply nested body is a 400, not a RecursionError
     app.jinja_env.globals.update(_=_, csrf_token=csrf_token, lang=_lang)
     httpops.install(app, "ra", {"database": httpops.database_check(ra.engine)})
     # signed requests seen, in the RA's database: every worker refuses a replay

@@ -66,7 +66,7 @@ from sscard.card.client import CardClient
 from sscard.card.records import HolderData
 from sscard.emulator.inprocess import card_in_reader as emulated_card_in_reader
 from sscard.emulator.sample import CardProfile, blank_card
-from sscard.gateway.config import GatewayConfig, GatewayKey, SystemPolicy
+from sscard.gateway.config import GatewayConfig, GatewayKey, SystemPolicy, fingerprint
 from sscard.gateway.service import create_app as create_gateway_app
 from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
@@ -397,7 +397,8 @@ def gateway_config(home: Path, ca: CertificateAuthority, passphrase: bytes,
         intermediates=chain[:-1],
         systems={SYSTEM_NAME: SystemPolicy(
             frozenset({"sign", "verify", "encrypt", "status", "cardholder"}),
-            frozenset({GATEWAY_KEY_ID}))},
+            frozenset({GATEWAY_KEY_ID}), certificates=frozenset({fingerprint(
+                load_pem_certificate(directory / f"{SYSTEM_NAME}.pem"))}))},
         keys={GATEWAY_KEY_ID: GatewayKey(key, cert, tuple(chain[:-1]))},
         fetch_revocation=True,
         validation_cache_seconds=0.0,

@@ -18,9 +18,12 @@ Refusals raise :class:`FetchRefused`, network and HTTP failures :class:`FetchFai
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
+import threading
 import time
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -42,6 +45,7 @@ __all__ = [
     "Fetched",
     "Fetcher",
     "ValidationFetcherBackend",
+    "request_budget",
 ]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -90,7 +94,8 @@ def _parse(url: str) -> _Origin:
         raise FetchRefused(f"URL without a host: {url!r:.100}")
     path = parts.path or "/"
     segments = unquote(path).split("/")
-    if any(s in (".", "..") for s in segments) or "%2f" in path.lower():
+    if any(s in (".", "..") for s in segments) or "%2f" in path.lower() or (
+            "%5c" in path.lower()):
         raise FetchRefused(f"URL with dot segments or encoded slashes: {url!r:.100}")
     return _Origin(scheme, host, port or _DEFAULT_PORTS[scheme], posixpath.normpath(path))
 
@@ -128,7 +133,8 @@ class AllowList:
                 o = _parse(url)
             except FetchRefused:
                 continue
-            prefixes.append(f"{o.scheme}://{o.host}:{o.port}/")
+            host = f"[{o.host}]" if ":" in o.host else o.host
+            prefixes.append(f"{o.scheme}://{host}:{o.port}/")
         return cls(prefixes)
 
 
@@ -159,8 +165,8 @@ class Fetched:
 
 
 class Fetcher:
-    """One budget of fetches under a :class:`FetchPolicy` (thread-safe enough for the
-    certvalidator's worker threads: the counters only grow, and a race costs one request)."""
+    """One budget of fetches under a :class:`FetchPolicy`; thread-safe (certvalidator
+    fetches from worker threads)."""
 
     def __init__(self, policy: FetchPolicy, session: requests.Session | None = None) -> None:
         self.policy = policy
@@ -169,6 +175,7 @@ class Fetcher:
         self.session.trust_env = False
         self.requests_made = 0
         self._deadline = time.monotonic() + policy.total_seconds
+        self._lock = threading.Lock()
 
     def get(self, url: str, *, accept: Iterable[str] = ()) -> Fetched:
         return self._send("GET", url, None, {"Accept": ",".join(accept)} if accept else {})
@@ -184,14 +191,15 @@ class Fetcher:
         if not self.policy.allow.allows(url):
             _parse(url)  # a more precise refusal for a URL that is not even usable
             raise FetchRefused(f"{url!r:.200} is not on the fetch allow-list")
-        if self.requests_made >= self.policy.max_requests:
-            raise FetchRefused(f"fetch budget spent ({self.policy.max_requests} requests); "
-                               f"not fetching {url!r:.200}")
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise FetchRefused(f"fetch time budget spent ({self.policy.total_seconds:g} s); "
-                               f"not fetching {url!r:.200}")
-        self.requests_made += 1
+        with self._lock:
+            if self.requests_made >= self.policy.max_requests:
+                raise FetchRefused(f"fetch budget spent ({self.policy.max_requests} "
+                                   f"requests); not fetching {url!r:.200}")
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise FetchRefused(f"fetch time budget spent ({self.policy.total_seconds:g} "
+                                   f"s); not fetching {url!r:.200}")
+            self.requests_made += 1
         return remaining
 
     def _send(self, method: str, url: str, data: bytes | None,
@@ -233,13 +241,35 @@ class Fetcher:
                               f"{type(exc).__name__}") from None
 
 
+_BUDGET: ContextVar[Fetcher | None] = ContextVar("sscard_fetch_budget", default=None)
+
+
+@contextlib.contextmanager
+def request_budget(policy: FetchPolicy) -> Iterator[Fetcher]:
+    """One budget for everything fetched under ``policy`` inside the block (e.g. one incoming
+    request, however many validations it makes); outside a block each validation has its own."""
+    token = _BUDGET.set(policy.fetcher())
+    try:
+        yield _BUDGET.get()  # type: ignore[misc]
+    finally:
+        _BUDGET.reset(token)
+
+
 # -- pyhanko-certvalidator ------------------------------------------------------------------
+
+
+#: certvalidator unarmors PEM answers with asn1crypto (quadratic): only small ones reach it
+_MAX_PEM_ANSWER = 256 * 1024
 
 
 class _Answer:
     """What certvalidator's requests-based fetchers read of a ``requests.Response``."""
 
     def __init__(self, fetched: Fetched) -> None:
+        if len(fetched.content) > _MAX_PEM_ANSWER and b"-----BEGIN " in fetched.content:
+            raise FetchRefused(f"{fetched.url!r:.200} answered {len(fetched.content)} bytes of "
+                               f"PEM; PEM answers over {_MAX_PEM_ANSWER} bytes are not read "
+                               "(serve DER)")
         self.status_code = fetched.status
         self.content = fetched.content
         self.headers = ({"Content-Type": fetched.content_type}
@@ -280,14 +310,16 @@ class _CertFetcher(_PolicedMixin, RequestsCertificateFetcher):  # type: ignore[m
 
 
 class ValidationFetcherBackend(FetcherBackend):
-    """A certvalidator fetcher backend that fetches only under ``policy``: one fresh
-    :class:`Fetcher` (budget) per validation context."""
+    """A certvalidator fetcher backend that fetches only under ``policy``: the budget of the
+    enclosing :func:`request_budget`, else one fresh :class:`Fetcher` per validation."""
 
     def __init__(self, policy: FetchPolicy) -> None:
         self.policy = policy
 
     def get_fetchers(self) -> Fetchers:
-        fetcher = self.policy.fetcher()
+        current = _BUDGET.get()
+        fetcher = current if current is not None and current.policy is self.policy else (
+            self.policy.fetcher())
         made: list[Any] = []
         for cls in (_OcspFetcher, _CrlFetcher, _CertFetcher):
             f = cls(per_request_timeout=self.policy.timeout)

@@ -154,7 +154,7 @@ class Operation:
 
     def set(self, **details: Any) -> None:
         """Add details to the outcome record; a secret is refused here, inside the operation."""
-        probe = AuditRecord("t", "a", "a", "", "info", "", {**self.details, **details})
+        probe = AuditRecord.bounded("t", "a", "a", "", "info", "", {**self.details, **details})
         probe.check()
         self.details.update(details)
 
@@ -265,11 +265,14 @@ class AuditLog:
         request_id: str = "",
         details: Mapping[str, Any] | None = None,
     ) -> StoredRecord:
-        """Write one record. Raises ``AuditRecordRejected`` for a malformed record or a secret,
+        """Write one record; text longer than the limits is cut with a mark, control characters
+        and lone surrogates escaped. Raises ``AuditRecordRejected`` for a secret or a
+        programming error (a non-string actor, a float in the details),
         ``AuditUnavailable`` when the database will not take it (nothing is written then)."""
+        # names, paths and request ids come from outside: bounded and escaped, never refused;
         # an AuditAction is stored as its plain value
-        record = AuditRecord("", actor, str(action), obj, outcome, request_id,
-                             dict(details or {}))
+        record = AuditRecord.bounded("", actor, str(action), obj, outcome, request_id,
+                                     dict(details or {}))
         record.check()
         due = False
         try:

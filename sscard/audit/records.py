@@ -12,6 +12,7 @@ verifier tell a renumbering (a record inserted or deleted in the middle) from an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -80,6 +81,42 @@ def is_secret_field_name(name: str) -> bool:
     return False
 
 
+#: detail strings are cut at this length (the record stays well under MAX_DETAILS_BYTES)
+MAX_DETAIL_TEXT = 1024
+_ESCAPE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def bounded_text(value: Any, limit: int) -> Any:
+    """Text from outside made fit for a record: control characters and lone surrogates
+    escaped (``\\x0a``, ``\\udc80``: no forged line, no text the database or UTF-8 refuses), and
+    cut to ``limit`` characters with a mark saying how much was cut. Non-strings pass
+    unchanged (``check`` refuses them: a programming error, not input)."""
+    if not isinstance(value, str):
+        return value
+    text = _ESCAPE.sub(_escape, value)
+    if len(text) <= limit:
+        return text
+    mark = f"…[cut: {len(text)} characters]"
+    return text[: max(limit - len(mark), 0)] + mark
+
+
+def _bounded_value(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return bounded_text(value, MAX_DETAIL_TEXT)
+    if depth > MAX_DETAILS_DEPTH:
+        return value  # check() names it
+    if isinstance(value, list | tuple):
+        return [_bounded_value(v, depth + 1) for v in value]
+    if isinstance(value, Mapping):
+        return {bounded_text(k, 128): _bounded_value(v, depth + 1) for k, v in value.items()}
+    return value
+
+
 def _check_value(path: str, value: Any, depth: int) -> None:
     if depth > MAX_DETAILS_DEPTH:
         raise AuditRecordRejected(f"{path}: details nested deeper than {MAX_DETAILS_DEPTH}")
@@ -143,6 +180,26 @@ class AuditRecord:
         _check_value("details", self.details, 0)
         if len(self.details_json().encode("utf-8", "surrogatepass")) > MAX_DETAILS_BYTES:
             raise AuditRecordRejected(f"details are larger than {MAX_DETAILS_BYTES} bytes")
+
+    @classmethod
+    def bounded(cls, time: str, actor: Any, action: Any, obj: Any, outcome: str,
+                request_id: Any = "", details: Any = None) -> AuditRecord:
+        """A record of whatever the caller sent (names, paths, request ids...): text escaped
+        and cut to the limits with a mark, oversized details replaced by a cut summary. Then
+        ``check`` refuses only what is a programming error or a secret."""
+        limits = MAX_TEXT
+        record = cls(time, bounded_text(actor, limits["actor"]),
+                     bounded_text(action, limits["action"]), bounded_text(obj, limits["object"]),
+                     outcome, bounded_text(request_id, limits["request_id"]),
+                     _bounded_value(details, 0) if details is not None else {})
+        if isinstance(record.details, Mapping):
+            # secrets and non-JSON values are refused before anything could hide them
+            _check_value("details", record.details, 0)
+            size = len(record.details_json().encode("utf-8"))
+            if size > MAX_DETAILS_BYTES:
+                summary = bounded_text(record.details_json(), MAX_DETAILS_BYTES // 4)
+                record = dataclasses.replace(record, details={"details_cut": summary})
+        return record
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from asn1crypto import cms, core, crl, ocsp, x509
+from pyhanko_certvalidator.fetchers.api import FetcherBackend
 
 from sscard.cms.content_types import normalise
 from sscard.cms.errors import CmsParseError
@@ -176,10 +177,13 @@ class TrustConfig:
     revocation_source: RevocationSource | None = None
     """Called on each (uncached) validation for fresh CRLs and OCSP responses."""
     fetch_revocation: bool = False
-    """Also ask the OCSP responders and CRL distribution points the certificates name
-    (unrestricted: prefer ``revocation_fetch``, which fetches under an allow-list)."""
+    """Also ask the OCSP responders and CRL distribution points the certificates name, through
+    ``fetcher`` (unrestricted without one: prefer ``revocation_fetch`` or a ``fetcher`` with an
+    allow-list)."""
     revocation_fetch: RevocationFetch | None = None
     """Fetch CRLs and OCSP answers for the signer's path under this allow-list."""
+    fetcher: FetcherBackend | None = None
+    """How to fetch (e.g. ``sscard.fetch.ValidationFetcherBackend``); default: any URL."""
     revocation: RevocationMode | None = None
     """Default: REQUIRE when any revocation source is configured, else NONE."""
     cache_seconds: float = 0.0
@@ -278,6 +282,7 @@ class Verifier:
             crls=crls,
             ocsp_responses=ocsps,
             fetch_revocation=self.config.fetch_revocation and with_revocation,
+            fetcher=self.config.fetcher,
             revocation=mode,
             at=at,
             purpose=purpose,

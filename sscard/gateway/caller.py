@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,7 +18,6 @@ from sscard import httpsig
 from sscard.cms.verify import Verifier
 from sscard.gateway.errors import GatewayError, unauthenticated
 from sscard.validation import Purpose
-from sscard.x509.names import name_attribute
 
 
 @dataclass(frozen=True)
@@ -41,8 +40,11 @@ def _peer_certificate_der(environ: Mapping[str, Any]) -> bytes | None:
 
 class CallerAuthenticator:
     def __init__(self, verifier: Verifier, window: float, client_cert_header: str | None = None,
-                 replays: httpsig.ReplayStore | None = None) -> None:
+                 replays: httpsig.ReplayStore | None = None,
+                 identify: Callable[[bytes, x509.Certificate], str] | None = None) -> None:
         self.verifier = verifier
+        # certificate DER -> the system it is registered for (raises when none): never the CN
+        self.identify = identify
         self.window = window
         self.signatures = httpsig.RequestVerifier(
             replays if replays is not None else httpsig.MemoryReplayStore(),
@@ -92,16 +94,26 @@ class CallerAuthenticator:
             cert = self._certificate(der)
         if cert is None:
             how = "request-signature"
-            cert = self._signed_request(headers, method, path, query, body)  # path checked
+            admitted: list[str] = []
+            cert = self._signed_request(headers, method, path, query, body,
+                                        lambda c: admitted.append(self._admit(c)))
+            system = admitted[0]
         else:
-            self._check_path(cert)
-        system = name_attribute(cert.subject, "common_name")
-        if not system:
-            raise unauthenticated("the caller's certificate has no common name")
+            system = self._admit(cert)
         return Caller(system, cert, how)
 
+    def _admit(self, cert: x509.Certificate) -> str:
+        """The business system the certificate is registered for (by fingerprint, never the
+        CN), then its path: an unregistered certificate costs no validation or fetch."""
+        if self.identify is None:
+            raise unauthenticated("no business systems are registered")
+        system = self.identify(cert.dump(), cert)
+        self._check_path(cert)
+        return system
+
     def _signed_request(self, headers: Mapping[str, str], method: str, path: str, query: str,
-                        body: bytes) -> x509.Certificate:
+                        body: bytes, admit: Callable[[x509.Certificate], None]
+                        ) -> x509.Certificate:
         if not httpsig.RequestVerifier.present(headers):
             raise unauthenticated(
                 "no client certificate: use mutual TLS or sign the request "
@@ -109,7 +121,7 @@ class CallerAuthenticator:
         try:
             return self.signatures.verify(
                 headers, method, path, query, body,
-                check=lambda signed: self._check_path(signed.certificate)).certificate
+                check=lambda signed: admit(signed.certificate)).certificate
         except httpsig.SignatureError as exc:
             raise GatewayError(exc.code.upper(), exc.message, 401) from None
         except httpsig.ReplayStoreUnavailable as exc:

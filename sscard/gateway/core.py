@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-import requests
 from asn1crypto import x509
 
 from sscard.cms import (
@@ -25,7 +24,6 @@ from sscard.cms import (
     NoMatchingRecipient,
     TimeStamper,
     TrustConfig,
-    Verifier,
     decrypt,
     encrypt,
     identify,
@@ -33,15 +31,20 @@ from sscard.cms import (
 )
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError, InvalidSignature
+from sscard.fetch import AllowList, FetchError, FetchPolicy, ValidationFetcherBackend
 from sscard.gateway.caller import Caller, CallerAuthenticator
 from sscard.gateway.challenges import ChallengeStore, MemoryChallengeStore, new_challenge
-from sscard.gateway.config import GatewayConfig, GatewayKey
-from sscard.gateway.errors import GatewayError, bad_request, forbidden
-from sscard.gateway.revocation import CrlFetcher
+from sscard.gateway.config import GatewayConfig, GatewayKey, fingerprint
+from sscard.gateway.errors import GatewayError, bad_request, forbidden, unauthenticated
+from sscard.gateway.profiles import (
+    business_system_problems,
+    cardholder_problems,
+    recipient_problems,
+)
+from sscard.gateway.revocation import AnchoredVerifier, CrlFetcher, default_fetch_policy
 from sscard.httpsig import ReplayStore, replay_store
 from sscard.validation import Purpose, ReasonCode
 from sscard.x509.errors import X509ParseError
-from sscard.x509.names import format_name
 from sscard.x509.parse import load_certificate
 
 Json = Mapping[str, Any]
@@ -81,11 +84,16 @@ def _flavour(body: Json) -> Flavour:
 
 
 def _http_timestamp(url: str) -> Callable[[bytes], bytes]:
+    """The configured TSA over HTTP: that URL only, no redirects, bounded time and size."""
+    policy = FetchPolicy(AllowList([url]), timeout=10.0, max_bytes=256 * 1024,
+                         max_requests=1, total_seconds=10.0)
+
     def fetch(request_der: bytes) -> bytes:
-        answer = requests.post(url, data=request_der, timeout=10,
-                               headers={"Content-Type": "application/timestamp-query"})
-        answer.raise_for_status()
-        return answer.content
+        try:
+            return policy.fetcher().post(url, request_der, "application/timestamp-query",
+                                         accept=("application/timestamp-reply",)).content
+        except FetchError as exc:
+            raise GatewayError("TIMESTAMP_UNAVAILABLE", str(exc), 502) from None
     return fetch
 
 
@@ -95,19 +103,27 @@ class Gateway:
     def __init__(self, config: GatewayConfig, challenges: ChallengeStore | None = None,
                  replays: ReplayStore | None = None) -> None:
         self.config = config
+        self.fetch_policy = default_fetch_policy(
+            [*config.trust_anchors, *config.intermediates], config.crl_urls, config.fetch_allow)
         fetcher = CrlFetcher(config.crl_urls) if config.crl_urls else None
-        self.verifier = Verifier(TrustConfig(
+        self.verifier = AnchoredVerifier(TrustConfig(
             trust_anchors=config.trust_anchors,
             intermediates=config.intermediates,
             crls=config.crls,
             revocation_source=fetcher,
             fetch_revocation=config.fetch_revocation,
+            fetcher=ValidationFetcherBackend(self.fetch_policy),
             cache_seconds=config.validation_cache_seconds,
         ))
         self.callers = CallerAuthenticator(self.verifier, config.request_signature_window,
                                            config.trusted_client_cert_header,
                                            replays if replays is not None else
-                                           replay_store(config.database_url))
+                                           replay_store(config.database_url),
+                                           self.system_of)
+        self._systems_by_print = {fp: name for name, policy in config.systems.items()
+                                  for fp in policy.certificates}
+        self._own_recipients = {fingerprint(config.keys[p.decryption_key].certificate)
+                                for p in config.systems.values() if p.decryption_key}
         self.challenges = challenges or MemoryChallengeStore()
         fetch = config.timestamp_fetcher or (
             _http_timestamp(config.tsa_url) if config.tsa_url else None)
@@ -115,15 +131,21 @@ class Gateway:
 
     # -- authorisation -------------------------------------------------------------------
 
+    def system_of(self, der: bytes, cert: x509.Certificate) -> str:
+        """The business system a caller's certificate is registered for: by its fingerprint
+        and its business-system profile, never by a name it carries."""
+        problems = business_system_problems(cert, self.config.caller_policies)
+        if problems:
+            raise unauthenticated("the caller's certificate is not a business-system "
+                                  "certificate: " + "; ".join(problems))
+        system = self._systems_by_print.get(fingerprint(der))
+        if system is None:
+            raise unauthenticated(f"the caller's certificate (SHA-256 {fingerprint(der)}) is "
+                                  "not registered for any business system")
+        return system
+
     def authorise(self, caller: Caller, operation: str) -> None:
-        policy = self.config.systems.get(caller.system)
-        if policy is None:
-            raise forbidden(f"system {caller.system!r} is not registered with the gateway")
-        if policy.subject is not None:
-            subject = format_name(caller.certificate.subject)
-            if subject != policy.subject:
-                raise forbidden(f"the certificate's subject {subject!r} is not the one "
-                                f"registered for system {caller.system!r}")
+        policy = self.config.systems[caller.system]
         if operation not in policy.operations:
             raise forbidden(f"system {caller.system!r} may not {operation}")
 
@@ -219,12 +241,16 @@ class Gateway:
             der = b64_field({"r": item}, "r")
             assert der is not None
             cert = _certificate(der, f"recipients[{i}]")
-            # an envelope for a revoked or foreign certificate would reach the wrong hands
+            # an envelope for a revoked or foreign certificate would reach the wrong hands,
+            # and one for a signing or CA certificate is not what its holder can open
             result = self.verifier.validate(cert, [], None, with_revocation=True)
-            if not result.valid:
-                why = "; ".join(f"{r.code.value}: {r.message}" for r in result.reasons)
+            why = [f"{r.code.value}: {r.message}" for r in result.reasons]
+            if fingerprint(der) not in self._own_recipients:
+                why += recipient_problems(cert, self.config.recipient_policies)
+            if why:
                 raise GatewayError("RECIPIENT_NOT_VALID",
-                                   f"recipients[{i}] ({identify(cert).subject}): {why}", 422)
+                                   f"recipients[{i}] ({identify(cert).subject}): "
+                                   f"{'; '.join(why)}", 422)
             recipients.append(cert)
         cipher_name = body.get("cipher", "sm4_cbc")
         try:
@@ -308,6 +334,8 @@ class Gateway:
             reasons.append({"code": "BAD_SIGNATURE",
                             "message": "the card's signature over the challenge does not verify "
                                        "with the certificate's key"})
+        reasons.extend({"code": "NOT_A_CARDHOLDER", "message": problem} for problem in
+                       cardholder_problems(cert, self.config.cardholder_policies))
         result = self.verifier.validate(cert, [], now, with_revocation=True,
                                         purpose=Purpose.SIGN, use_cache=False)
         reasons.extend({"code": r.code.value, "message": r.message} for r in result.reasons)

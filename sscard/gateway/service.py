@@ -21,7 +21,8 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from sscard import httpops
-from sscard.audit.errors import AuditError, AuditUnavailable
+from sscard.audit.errors import AuditError, AuditOutcomeNotRecorded
+from sscard.fetch import request_budget
 from sscard.gateway.audit import MemoryRecorder, Recorder
 from sscard.gateway.caller import Caller
 from sscard.gateway.challenges import ChallengeStore
@@ -30,6 +31,7 @@ from sscard.gateway.core import Gateway, Json
 from sscard.gateway.errors import GatewayError, bad_request
 from sscard.gateway.openapi import openapi_document
 from sscard.httpsig import SqlReplayStore
+from sscard.jsonbody import BodySchema, JsonBodyError
 from sscard.problem import Problem, ProblemTable
 
 log = logging.getLogger(__name__)
@@ -53,10 +55,13 @@ ROUTES: tuple[tuple[str, str, str, str], ...] = (
 def _audit_problem(exc: Exception) -> Problem:
     # no audit record, no operation: the caller may retry once the log is back
     log.error("audit log: %s", exc)
-    if isinstance(exc, AuditUnavailable):
-        return Problem(503, "AUDIT_UNAVAILABLE",
-                       "the audit log cannot record the call; nothing was done")
-    return Problem(503, "AUDIT_UNAVAILABLE", "the operation ran but its outcome was not recorded")
+    if isinstance(exc, AuditOutcomeNotRecorded):
+        # the attempt is in the log and the operation ran: a blind retry would repeat it
+        return Problem(500, "OUTCOME_NOT_RECORDED",
+                       "the operation ran (its attempt is in the audit log) but its outcome "
+                       "could not be recorded; check before repeating it")
+    return Problem(503, "AUDIT_UNAVAILABLE",
+                   "the audit log cannot record the call; nothing was done")
 
 
 def _problems(config: GatewayConfig) -> ProblemTable:
@@ -94,6 +99,7 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     gateway = Gateway(config, challenges)
+    document = openapi_document(config.max_batch_items)
     if recorder is None and config.audit_url:
         from sscard.audit import AuditLog
 
@@ -101,7 +107,6 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
     audit: Recorder = recorder if recorder is not None else MemoryRecorder()
     app.extensions["gateway"] = gateway
     app.extensions["gateway_audit"] = audit
-    document = openapi_document()
 
     _problems(config).install(app)
     checks: dict[str, httpops.Check] = {}
@@ -118,10 +123,29 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
         return jsonify(document)
 
 
-    def endpoint(operation: str, action: str, method_name: str) -> Callable[[], Response]:
+    def refused(actor: str, action: str, obj: str, request_id: str, details: dict[str, Any],
+                reason: str) -> None:
+        """Record a refusal. If the log cannot take it, the refusal still stands and is what
+        the caller hears (nothing ran); the operators' log says the record is missing."""
+        try:
+            with audit.operation(actor, action, obj, request_id, details) as op:
+                op.deny(reason)
+        except AuditError as exc:
+            log.error("audit log: the refusal of %s was not recorded: %s", action, exc)
+
+    def endpoint(path: str, operation: str, action: str, method_name: str
+                 ) -> Callable[[], Response]:
         handler: Handler = getattr(gateway, method_name)
+        # the schema the OpenAPI document publishes is the one enforced
+        schema = BodySchema(document["paths"][path]["post"]["requestBody"]["content"][
+            "application/json"]["schema"], config.max_json_depth)
 
         def view() -> Response:
+            # whatever this request makes the gateway fetch comes out of one budget
+            with request_budget(gateway.fetch_policy):
+                return handle()
+
+        def handle() -> Response:
             body_bytes = request.get_data(cache=True)
             request_id = request.headers.get("X-Request-Id") or secrets.token_hex(8)
             try:
@@ -129,32 +153,49 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
                     request.environ, request.headers, request.method, request.path,
                     request.query_string.decode("latin-1"), body_bytes)
             except GatewayError as exc:
-                with audit.operation("unauthenticated", action, request.remote_addr or "-",
-                                     request_id) as op:
-                    op.deny(f"{exc.code}: {exc.message}")
+                refused("unauthenticated", action, request.remote_addr or "-", request_id,
+                        {}, f"{exc.code}: {exc.message}")
                 raise
             g.caller = caller
-            body = request.get_json(force=True, silent=True) if body_bytes else {}
-            if not isinstance(body, dict):
-                raise bad_request("the request body must be a JSON object")
+            try:
+                body = schema.load(body_bytes)
+            except JsonBodyError as exc:
+                refused(caller.system, action, "-", request_id, {"auth": caller.method},
+                        str(exc))
+                if exc.keyword == "maxItems" and exc.pointer == "/items":
+                    raise GatewayError("BATCH_TOO_LARGE", f"at most {config.max_batch_items} "
+                                       "items per batch", 413) from None
+                raise bad_request(str(exc)) from None
             try:
                 gateway.authorise(caller, operation)
             except GatewayError as exc:
-                with audit.operation(caller.system, action, _audit_object(body), request_id,
-                                     {"auth": caller.method}) as op:
-                    op.deny(exc.message)
+                refused(caller.system, action, _audit_object(body), request_id,
+                        {"auth": caller.method}, exc.message)
                 raise
-            with audit.operation(caller.system, action, _audit_object(body), request_id,
-                                 {"auth": caller.method, "bytes": len(body_bytes)}) as op:
-                try:
-                    answer = handler(caller, body)
-                except GatewayError as exc:
-                    op.fail(f"{exc.code}: {exc.message}")
+            error: GatewayError | None = None
+            try:
+                with audit.operation(caller.system, action, _audit_object(body), request_id,
+                                     {"auth": caller.method, "bytes": len(body_bytes)}) as op:
+                    try:
+                        answer = handler(caller, body)
+                    except GatewayError as exc:
+                        # answered, not crashed: recorded as what it is (a key the system may
+                        # not use is a refusal); the block ends normally to record it so
+                        (op.deny if exc.status == 403 else op.fail)(
+                            f"{exc.code}: {exc.message}")
+                        error = exc
+                    else:
+                        if "valid" in answer:
+                            op.set(valid=bool(answer["valid"]))
+                        if "authenticated" in answer:
+                            op.set(authenticated=bool(answer["authenticated"]))
+            except AuditOutcomeNotRecorded as exc:
+                if error is None:
                     raise
-                if "valid" in answer:
-                    op.set(valid=bool(answer["valid"]))
-                if "authenticated" in answer:
-                    op.set(authenticated=bool(answer["authenticated"]))
+                # nothing was done (the operation refused or failed): that is the answer
+                log.error("audit log: %s", exc)
+            if error is not None:
+                raise error
             response = jsonify(answer)
             response.headers["X-Request-Id"] = request_id
             return response
@@ -163,6 +204,6 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
         return view
 
     for path, operation, action, method_name in ROUTES:
-        app.add_url_rule(path, view_func=endpoint(operation, action, method_name),
+        app.add_url_rule(path, view_func=endpoint(path, operation, action, method_name),
                          methods=["POST"])
     return app

@@ -21,6 +21,7 @@ from asn1crypto import core, crl, ocsp, x509
 from pyhanko_certvalidator import PKIXValidationParams, ValidationContext
 from pyhanko_certvalidator import errors as pv
 from pyhanko_certvalidator.authority import CertTrustAnchor, TrustQualifiers
+from pyhanko_certvalidator.fetchers.api import FetcherBackend
 from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
 from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import (
@@ -406,6 +407,7 @@ async def validate_path_async(
     crls: Iterable[crl.CertificateList] = (),
     ocsp_responses: Iterable[ocsp.OCSPResponse] = (),
     fetch_revocation: bool = False,
+    fetcher: FetcherBackend | None = None,
     revocation: RevocationMode | None = None,
     at: datetime | None = None,
     policies: Iterable[str] | None = None,
@@ -507,7 +509,7 @@ async def validate_path_async(
         ocsps=ocsp_list,
         allow_fetching=fetch_revocation,
         fetcher_backend=(
-            RequestsFetcherBackend(per_request_timeout=_FETCH_TIMEOUT_SECONDS)
+            (fetcher or RequestsFetcherBackend(per_request_timeout=_FETCH_TIMEOUT_SECONDS))
             if fetch_revocation
             else None
         ),
@@ -629,6 +631,7 @@ def validate_path(
     crls: Iterable[crl.CertificateList] = (),
     ocsp_responses: Iterable[ocsp.OCSPResponse] = (),
     fetch_revocation: bool = False,
+    fetcher: FetcherBackend | None = None,
     revocation: RevocationMode | None = None,
     at: datetime | None = None,
     policies: Iterable[str] | None = None,
@@ -649,7 +652,8 @@ def validate_path(
     - ``intermediates``: candidate CA certificates, in any order; the path is built from them.
     - ``crls`` (full and delta) and ``ocsp_responses``: revocation information at hand;
       ``fetch_revocation`` also asks the OCSP responders and CRL distribution points that the
-      certificates name, over HTTP.
+      certificates name, over HTTP; ``fetcher`` (e.g. ``sscard.fetch.ValidationFetcherBackend``)
+      decides how (default: any URL, with a timeout).
     - ``revocation``: how much of that is required; by default ``REQUIRE`` when any
       revocation source is given and ``NONE`` (and ``result.revocation_checked`` False)
       when none is.
@@ -681,6 +685,7 @@ def validate_path(
             crls=crls,
             ocsp_responses=ocsp_responses,
             fetch_revocation=fetch_revocation,
+            fetcher=fetcher,
             revocation=revocation,
             at=at,
             policies=policies,

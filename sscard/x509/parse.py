@@ -7,13 +7,13 @@ Each loader forces a full parse here so that malformed input fails at the door, 
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from asn1crypto import core, crl, csr, x509
 
 from sscard import asn1 as _asn1  # noqa: F401  (registers SM OIDs)
 from sscard.x509.errors import X509ParseError
-from sscard.x509.pem import PemError, pem_blocks, pem_to_der
+from sscard.x509.pem import PemError, first_pem_block, is_pem, pem_blocks
 
 T = TypeVar("T", bound=core.Asn1Value)
 
@@ -25,6 +25,10 @@ _PEM_TYPES = {
 _WHAT = {x509.Certificate: "certificate", csr.CertificationRequest: "certificate request",
          crl.CertificateList: "CRL"}
 
+#: far beyond any real certificate or CSR (a few KiB); parsing is linear but not free, and a
+#: multi-megabyte "certificate" is an attack, not a credential
+MAX_DER_BYTES = {x509.Certificate: 256 * 1024, csr.CertificationRequest: 256 * 1024}
+
 # What asn1crypto raises on malformed input, deep inside.
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
                  UnicodeDecodeError, RecursionError)
@@ -35,13 +39,16 @@ def _load(data: bytes, spec: type[T], deep: bool = True) -> T:
     if not data:
         raise X509ParseError(f"empty input where a {what} was expected")
     try:
-        der = pem_to_der(data)
-        kind = pem_blocks(data)[0][0] if der is not data else None
+        kind, der = first_pem_block(data) if is_pem(data) else (None, data)
     except PemError as exc:
         raise X509ParseError(f"{what}: {exc}") from None
     kinds = _PEM_TYPES.get(spec)
     if kind is not None and kinds and kind not in kinds:
         raise X509ParseError(f"expected a PEM {kinds[0]}, found a PEM {kind}")
+    limit = MAX_DER_BYTES.get(spec)
+    if limit is not None and len(der) > limit:
+        raise X509ParseError(f"a {what} of {len(der)} bytes is larger than any real one "
+                             f"(limit {limit} bytes)")
     try:
         obj = spec.load(der, strict=True)
         if deep:
@@ -81,8 +88,6 @@ def load_certificate(data: bytes, *, deep: bool = True) -> x509.Certificate:
 def load_certificates(data: bytes, *, deep: bool = True) -> list[x509.Certificate]:
     """Every certificate in a PEM bundle, or the one DER certificate (``deep`` as for
     :func:`load_certificate`)."""
-    from sscard.x509.pem import is_pem
-
     if not is_pem(data):
         return [load_certificate(data, deep=deep)]
     try:
@@ -107,7 +112,16 @@ def load_crl(data: bytes, deep: bool = True) -> crl.CertificateList:
 def load_any(data: bytes) -> x509.Certificate | csr.CertificationRequest | crl.CertificateList:
     """Certificate, CSR or CRL, whichever the input is."""
     errors = []
-    for spec in (x509.Certificate, csr.CertificationRequest, crl.CertificateList):
+    specs: tuple[type[Any], ...] = (x509.Certificate, csr.CertificationRequest,
+                                    crl.CertificateList)
+    if is_pem(data):
+        # the PEM type says which it is: the (large) text is decoded once, not three times
+        try:
+            kind = first_pem_block(data)[0]
+        except PemError as exc:
+            raise X509ParseError(str(exc)) from None
+        specs = tuple(s for s in specs if kind in _PEM_TYPES[s]) or specs
+    for spec in specs:
         try:
             return _load(data, spec)
         except X509ParseError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from asn1crypto import crl, csr, x509
@@ -58,6 +59,8 @@ def describe_certificate(cert: x509.Certificate) -> str:
         f"  Not before: {tbs['validity']['not_before'].native.isoformat()}",
         f"  Not after:  {tbs['validity']['not_after'].native.isoformat()}",
         f"  Public key: {_key_desc(tbs['subject_public_key_info'])}",
+        # what the gateway registers a business system by (systems.<name>.certificates)
+        f"  SHA-256:    {hashlib.sha256(cert.dump()).hexdigest()}",
     ]
     ext_lines = _extensions(tbs["extensions"])
     if ext_lines:

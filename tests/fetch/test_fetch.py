@@ -50,6 +50,9 @@ def test_other_port_or_scheme_is_another_origin() -> None:
     assert not allow.allows("http://ca.example.evil/a")
     assert AllowList.origins_of(["http://ca.example/certs/root.crt"]).allows(
         "http://ca.example/crl/x.crl")
+    v6 = AllowList.origins_of(["http://[::1]:8080/certs/root.crt", "ldap://ca.example/x"])
+    assert v6.allows("http://[::1]:8080/crl/x.crl") and not v6.allows("http://[::2]:8080/")
+    assert not allow.allows("http://ca.example/crl%5c..%5cadmin")
 
 
 def test_does_not_follow_redirects_even_a_loop() -> None:
@@ -105,3 +108,27 @@ def test_environment_proxy_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
         f = FetchPolicy(AllowList([ls.url("/")])).fetcher()
         assert f.get(ls.url("/x")).content == b"direct"
+
+
+def test_validation_backend_fetches_through_the_policy() -> None:
+    """The certvalidator backend: allowed DER answers come through; large PEM answers (which
+    certvalidator would unarmor in quadratic time) are refused; others are never contacted."""
+    import asyncio
+
+    from sscard.fetch import ValidationFetcherBackend
+
+    with listener() as ls:
+        ls.routes["/ca/a.crl"] = Route(b"\x30\x00", content_type="application/pkix-crl")
+        ls.routes["/ca/big.pem"] = Route(b"-----BEGIN X509 CRL-----\n" + b"A" * 300_000)
+        backend = ValidationFetcherBackend(FetchPolicy(AllowList([ls.url("/ca/")])))
+        fetcher = backend.get_fetchers().crl_fetcher
+
+        async def get(url: str) -> object:
+            return await fetcher._get(url, acceptable_content_types=("application/pkix-crl",))
+
+        assert asyncio.run(get(ls.url("/ca/a.crl"))).content == b"\x30\x00"  # type: ignore
+        with pytest.raises(FetchRefused, match="PEM"):
+            asyncio.run(get(ls.url("/ca/big.pem")))
+        with pytest.raises(FetchRefused, match="allow-list"):
+            asyncio.run(get(ls.url("/elsewhere")))
+        assert [p for _m, p in ls.seen] == ["/ca/a.crl", "/ca/big.pem"]

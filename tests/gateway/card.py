@@ -14,6 +14,7 @@ from sscard.card.transport import Transport
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.sm2 import SM2PublicKey
 from sscard.emulator.testkeys import KeyId
+from sscard.gateway.config import CARDHOLDER_SIGN_POLICY
 from sscard.x509.builder import CertificateBuilder
 from sscard.x509.extensions import key_identifier
 from sscard.x509.names import parse_name
@@ -45,6 +46,8 @@ def personalise(card: Transport, psam: Transport, ca: Issued) -> x509.Certificat
             .add_extension("authority_key_identifier", {"key_identifier": ca.ski})
             .add_extension("key_usage", {"digital_signature", "non_repudiation"}, True)
             .add_extension("social_insurance_number", HOLDER_SSN)
+            .add_extension("certificate_policies",
+                           [{"policy_identifier": CARDHOLDER_SIGN_POLICY}])
             .sign(ca.key)
         )
         client.write_certificate("sign", cert.dump())

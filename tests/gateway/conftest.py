@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -18,12 +19,41 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from ca.tsa import FileSerialCounter, TimeStampAuthority
 from sscard.gateway.audit import MemoryRecorder
 from sscard.gateway.client import GatewayClient
-from sscard.gateway.config import GatewayConfig, GatewayKey, SystemPolicy
+from sscard.gateway.config import (
+    BUSINESS_SYSTEM_POLICY,
+    CARDHOLDER_ENCRYPT_POLICY,
+    CARDHOLDER_SIGN_POLICY,
+    GatewayConfig,
+    GatewayKey,
+    SystemPolicy,
+    fingerprint,
+)
 from sscard.gateway.service import create_app
 from sscard.x509.pem import der_to_pem
 from tests.cms.pki import NOW, Issued, Pki, make_ca, make_crl, make_leaf, make_pki
 
 CLIENT_EKU = ["client_auth"]
+
+
+def policies(*oids: str) -> list[tuple[str, Any, bool]]:
+    """The certificatePolicies extension, as make_leaf's ``extra`` takes it."""
+    return [("certificate_policies", [{"policy_identifier": o} for o in oids], False)]
+
+
+def business_system(subject: str, issuer: Issued, algorithm: str = "sm2",
+                    eku: list[str] | None = CLIENT_EKU) -> Issued:
+    """A certificate of the business-system profile (policy and clientAuth)."""
+    return make_leaf(subject, issuer, algorithm, eku=eku, extra=policies(BUSINESS_SYSTEM_POLICY))
+
+
+def cardholder(subject: str, issuer: Issued, ssn: str) -> Issued:
+    return make_leaf(subject, issuer, ssn=ssn, extra=policies(CARDHOLDER_SIGN_POLICY))
+
+
+def cardholder_encryption(issuer: Issued) -> Issued:
+    return make_leaf("CN=张三,serialNumber=350102199001011234,C=CN", issuer,
+                     key_usage=("key_encipherment", "data_encipherment"),
+                     ssn="350102199001011234", extra=policies(CARDHOLDER_ENCRYPT_POLICY))
 #: the apps the rig serves (tests reach the live challenge store through them)
 LIVE_APPS: list[Flask] = []
 
@@ -33,9 +63,11 @@ class Rig:
     pki: Pki
     tls_root: Issued
     systems: dict[str, Issued]
+    extra: dict[str, Issued]
     hr_sign: Issued
     employment_enc: Issued
     revoked_person: Issued
+    cardholder: Issued
     revoked_system: Issued
     outsider: Issued
     tsa: TimeStampAuthority
@@ -90,16 +122,28 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     pki = make_pki("sm2")
     ca = pki.ca
     systems = {
-        "employment": make_leaf("CN=employment,O=就业登记系统,C=CN", ca, eku=CLIENT_EKU),
-        "fund": make_leaf("CN=fund,O=基金监管系统,C=CN", ca, eku=CLIENT_EKU),
-        "unregistered": make_leaf("CN=unregistered,O=x,C=CN", ca, eku=CLIENT_EKU),
-        "no-client-eku": make_leaf("CN=employment,O=wrong eku,C=CN", ca, eku=["email_protection"]),
+        "employment": business_system("CN=employment,O=就业登记系统,C=CN", ca),
+        "fund": business_system("CN=fund,O=基金监管系统,C=CN", ca),
+        "unregistered": business_system("CN=unregistered,O=x,C=CN", ca),
+        "no-client-eku": business_system("CN=employment,O=wrong eku,C=CN", ca,
+                                         eku=["email_protection"]),
     }
-    revoked_system = make_leaf("CN=employment,O=revoked,C=CN", ca, eku=CLIENT_EKU)
-    revoked_person = make_leaf("CN=赵六,serialNumber=350102199505055678,C=CN", ca,
-                               ssn="350102199505055678")
+    # registered for 'employment' (fingerprints), each wrong or right in another way
+    extra = {
+        "employment-no-policy": make_leaf("CN=employment,O=no policy,C=CN", ca,
+                                          eku=CLIENT_EKU),
+        "employment-no-eku": business_system("CN=employment,O=no eku,C=CN", ca, eku=None),
+        "employment-renamed": business_system("CN=就业登记系统二号机,O=x,C=CN", ca),
+        # the integration guide's examples sign with it by hand (ECDSA)
+        "employment-p256": business_system("CN=employment,O=就业登记系统,C=CN", ca, "ec-p256"),
+    }
+    revoked_system = business_system("CN=employment,O=revoked,C=CN", ca)
+    revoked_person = cardholder("CN=赵六,serialNumber=350102199505055678,C=CN", ca,
+                                "350102199505055678")
+    person = cardholder("CN=张三,serialNumber=350102199001011234,O=人社厅,C=CN", ca,
+                        "350102199001011234")
     outsider_root = make_ca("CN=Outsider Root,C=CN")
-    outsider = make_leaf("CN=employment,O=outsider,C=CN", outsider_root, eku=CLIENT_EKU)
+    outsider = business_system("CN=employment,O=outsider,C=CN", outsider_root)
     hr_sign = make_leaf("CN=人社厅业务签名,O=人社厅,C=CN", ca)
     employment_enc = make_leaf("CN=employment-enc,O=就业登记系统,C=CN", ca,
                                key_usage=("key_encipherment", "data_encipherment"))
@@ -112,7 +156,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     tls_root = make_ca("CN=Gateway TLS Root,C=CN", algorithm="ec-p256")
     tls_ca = make_ca("CN=Gateway TLS CA,C=CN", tls_root, algorithm="ec-p256")
     server = _tls_server_cert(tls_ca)
-    tls_client = make_leaf("CN=employment,O=TLS,C=CN", tls_ca, "ec-p256", eku=CLIENT_EKU)
+    tls_client = business_system("CN=employment,O=TLS,C=CN", tls_ca, "ec-p256")
 
     crls = [make_crl(ca, [(revoked_person.cert, NOW - timedelta(hours=1)),
                           (revoked_system.cert, NOW - timedelta(hours=1))]),
@@ -124,8 +168,11 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         systems={
             "employment": SystemPolicy(
                 frozenset({"sign", "verify", "encrypt", "decrypt", "status", "cardholder"}),
-                frozenset({"hr-sign"}), "employment-enc"),
-            "fund": SystemPolicy(frozenset({"verify", "status"})),
+                frozenset({"hr-sign"}), "employment-enc", frozenset(fingerprint(c.cert) for c in (
+                    systems["employment"], systems["no-client-eku"], revoked_system, tls_client,
+                    *extra.values()))),
+            "fund": SystemPolicy(frozenset({"verify", "status"}),
+                                 certificates=frozenset({fingerprint(systems["fund"].cert)})),
         },
         keys={"hr-sign": GatewayKey(hr_sign.key, hr_sign.cert, (ca.cert,)),
               "employment-enc": GatewayKey(employment_enc.key, employment_enc.cert)},
@@ -145,8 +192,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     _pem(files / "tls-client.pem", tls_client, tls_ca)
     _key_pem(files / "tls-client.key", tls_client)
     with ServerThread(app) as plain, ServerThread(app, context) as tls:
-        yield Rig(pki, tls_root, systems, hr_sign, employment_enc, revoked_person,
-                  revoked_system, outsider, tsa, config, recorder,
+        yield Rig(pki, tls_root, systems, extra, hr_sign, employment_enc, revoked_person,
+                  person, revoked_system, outsider, tsa, config, recorder,
                   f"http://127.0.0.1:{plain.port}", f"https://127.0.0.1:{tls.port}", files)
 
 

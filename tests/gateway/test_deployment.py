@@ -5,6 +5,7 @@ by ``sscard gateway serve``."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import socket
@@ -23,8 +24,7 @@ from sscard.gateway.client import GatewayClient, GatewayClientError
 from sscard.gateway.config import ConfigError, load_config
 from sscard.gateway.service import create_app
 from sscard.x509.pem import der_to_pem
-from tests.cms.pki import make_leaf
-from tests.gateway.conftest import Rig
+from tests.gateway.conftest import Rig, business_system
 
 DOC = "工伤认定决定书".encode() * 10
 
@@ -37,6 +37,8 @@ def home(rig: Rig, tmp_path: Path) -> Path:
     (tmp_path / "hr-sign.pem").write_bytes(der_to_pem(rig.hr_sign.cert.dump(), "CERTIFICATE"))
     (tmp_path / "root.pem").write_bytes(der_to_pem(rig.pki.root.cert.dump(), "CERTIFICATE"))
     (tmp_path / "ca.pem").write_bytes(der_to_pem(rig.pki.ca.cert.dump(), "CERTIFICATE"))
+    (tmp_path / "employment.pem").write_bytes(
+        der_to_pem(rig.systems["employment"].cert.dump(), "CERTIFICATE"))
     (tmp_path / "gateway.toml").write_text(f"""
 trust_anchors = ["root.pem"]
 intermediates = ["ca.pem"]
@@ -50,6 +52,7 @@ certificate = "hr-sign.pem"
 chain = ["ca.pem"]
 
 [systems.employment]
+certificate_files = ["employment.pem"]
 operations = ["sign", "verify"]
 signing_keys = ["hr-sign"]
 """)
@@ -157,25 +160,53 @@ def _signed_headers(rig: Rig, body: bytes, path: str = "/v1/sign",
             "Content-Type": "application/json"}
 
 
-def test_system_pinned_to_its_whole_subject(rig: Rig, home: Path) -> None:
+def test_systems_registered_by_fingerprint_not_by_subject(rig: Rig, home: Path) -> None:
     path = home / "gateway.toml"
-    pinned = '[systems.employment]\nsubject = "CN=employment, O=就业登记系统, C=CN"\n'
-    path.write_text(path.read_text().replace("[systems.employment]\n", pinned))
+    fund = rig.systems["fund"].cert
+    colons = ":".join(f"{b:02X}" for b in hashlib.sha256(fund.dump()).digest())
+    path.write_text(path.read_text() + f'\n[systems.fund]\ncertificates = ["{colons}"]\n'
+                    'operations = ["verify"]\n')
     client = create_app(load_config(path)).test_client()
     body = json.dumps({"signed": base64.b64encode(b"x").decode()}).encode()
-    assert client.post("/v1/verify", data=body,
-                       headers=_signed_headers(rig, body, "/v1/verify")).status_code == 400
-    # another certificate of our CA with the same CN but another subject: refused
-    impostor = rig.systems["no-client-eku"]  # CN=employment, O=wrong eku (also lacks clientAuth)
-    lookalike = make_leaf("CN=employment,O=另一个系统,C=CN", rig.pki.ca, eku=["client_auth"])
+    for who in ("employment", "fund"):  # both authenticated: the junk is malformed
+        assert client.post("/v1/verify", data=body,
+                           headers=_signed_headers(rig, body, "/v1/verify", who)
+                           ).status_code == 400, who
+    # a look-alike of the same CA with the same subject is not registered
+    lookalike = business_system("CN=employment,O=就业登记系统,C=CN", rig.pki.ca)
     rig.systems["lookalike"] = lookalike
     try:
         answer = client.post("/v1/verify", data=body,
                              headers=_signed_headers(rig, body, "/v1/verify", "lookalike"))
     finally:
         del rig.systems["lookalike"]
-    assert answer.status_code == 403 and "subject" in answer.json["detail"]
-    assert impostor.cert.subject != lookalike.cert.subject
+    assert answer.status_code == 401 and "not registered" in answer.json["detail"]
+
+
+@pytest.mark.parametrize("entry,words", [
+    ('subject = "CN=employment"', "no longer named by"),
+    ('certificates = ["abcd"]', "not a SHA-256 fingerprint"),
+])
+def test_old_or_bad_system_registration_is_refused_clearly(home: Path, entry: str,
+                                                           words: str) -> None:
+    path = home / "gateway.toml"
+    path.write_text(path.read_text().replace("[systems.employment]\n",
+                                             f"[systems.employment]\n{entry}\n"))
+    with pytest.raises(ConfigError, match=words):
+        load_config(path)
+
+
+@pytest.mark.parametrize("entry,words", [
+    ('fetch_allow = ["file:///etc/"]', "only http and https"),
+    ('fetch_allow = "http://ca/"', "must be a list"),
+    ('caller_policies = "1.2.3"', "must be a list"),
+])
+def test_bad_fetch_and_policy_settings_are_refused_clearly(home: Path, entry: str,
+                                                           words: str) -> None:
+    path = home / "gateway.toml"
+    path.write_text(entry + "\n" + path.read_text())
+    with pytest.raises(ConfigError, match=words):
+        load_config(path)
 
 
 class _DownAudit:
@@ -219,6 +250,10 @@ def test_gunicorn_with_mutual_tls(rig: Rig, home: Path) -> None:
         'trust_anchors = ["root.pem"]', 'trust_anchors = ["root.pem", "tls-root.pem"]')
     text = text.replace('trusted_client_cert_header = "X-Client-Cert"\n', "").replace(
         'operations = ["sign", "verify"]', 'operations = ["sign", "verify", "cardholder"]')
+    # the TLS client certificate is registered for the system too
+    text = text.replace('certificate_files = ["employment.pem"]',
+                        'certificate_files = ["employment.pem", "tls-client.pem"]')
+    (home / "tls-client.pem").write_bytes((rig.files / "tls-client.pem").read_bytes())
     (home / "gateway.toml").write_text(text)
     chain = der_to_pem(rig.config.intermediates[1].dump(), "CERTIFICATE")  # the TLS CA
     (home / "tls-ca.pem").write_bytes(chain)
@@ -254,7 +289,7 @@ def test_gunicorn_with_mutual_tls(rig: Rig, home: Path) -> None:
         assert client.verify(signed)["valid"]
         # the two workers share the challenge store: a challenge issued by one is answered at
         # either, once
-        person = rig.pki.signer
+        person = rig.cardholder
         for _ in range(4):
             challenge = client.cardholder_challenge()
             signature = person.key.sign(challenge["to_sign"])

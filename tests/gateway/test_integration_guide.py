@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from sscard.x509.pem import der_to_pem
-from tests.cms.pki import make_leaf
 from tests.gateway.conftest import Rig
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "integration-guide.md"
@@ -32,8 +31,7 @@ def test_the_guide_has_examples_of_each_kind() -> None:
 def guide_env(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("guide")
     # the 'employment' system with an ECDSA P-256 key (section 4 signs with it by hand)
-    system = make_leaf("CN=employment,O=就业登记系统,C=CN", rig.pki.ca, "ec-p256",
-                       eku=["client_auth"])
+    system = rig.extra["employment-p256"]
     system.key.store(home / "system.key", b"guide passphrase")
     (home / "system.pass").write_text("guide passphrase\n")
     (home / "system.pass").chmod(0o600)  # a secret file: owner only

@@ -160,7 +160,7 @@ def test_authorisation_per_system(rig: Rig) -> None:
     assert exc.value.code == "FORBIDDEN"
     with pytest.raises(GatewayClientError) as exc:
         rig.client("unregistered").verify(signed)
-    assert exc.value.code == "FORBIDDEN" and "not registered" in exc.value.message
+    assert exc.value.code == "UNAUTHENTICATED" and "not registered" in exc.value.message
 
 
 def test_request_size_and_batch_limits(rig: Rig) -> None:
