@@ -21,6 +21,11 @@ class AuditAction(enum.StrEnum):
     CA_CERTIFICATE_REVOKE = "ca.certificate.revoke"
     CA_CRL_ISSUE = "ca.crl.issue"
     CA_API_REFUSED = "ca.api.refused"
+    CA_ISSUE_DUAL_CONTROL = "ca.issue.dual_control"
+    CA_PRINCIPAL_ADD = "ca.principal.add"
+    CA_PRINCIPAL_REMOVE = "ca.principal.remove"
+    CA_ADMIN_ADD = "ca.admin.add"
+    CA_ADMIN_REMOVE = "ca.admin.remove"
 
     # -- KMC (keymgmt.service, keymgmt.ceremony, keymgmt.cardkeys) ---------------------------
     KMC_CEREMONY = "kmc.ceremony.run"
@@ -46,6 +51,9 @@ class AuditAction(enum.StrEnum):
     RA_OFFICER_ADD = "ra.officer.add"
     RA_OFFICER_CERTIFICATE = "ra.officer.certificate"
     RA_OFFICER_UNLOCK = "ra.officer.unlock"
+    RA_OFFICER_ENABLE = "ra.officer.enable"
+    RA_OFFICER_DISABLE = "ra.officer.disable"
+    RA_OFFICER_PASSWORD = "ra.officer.password"
     RA_CLIENT_ADD = "ra.client.add"
     RA_BATCH_AUTHORISE = "ra.batch.authorise"
     RA_CARD_ACTIVATE = "ra.card.activate"

@@ -128,14 +128,16 @@ def test_ca_stored_passphrase_refused_when_loose(tmp_path: Path) -> None:
     rather than used."""
     from ca.authority import CertificateAuthority, initialise
     from ca.config import default_config_text
+    from sscard.audit import AuditLog
 
     home = tmp_path / "ca"
     config = tmp_path / "ca.toml"
     config.write_text(default_config_text("http://127.0.0.1:9"), encoding="utf-8")
-    result = initialise(home, config)
+    audit = AuditLog.at_home(home)
+    result = initialise(home, config, audit=audit)
     assert result.passphrase_file is not None
-    with CertificateAuthority.open(home):
+    with CertificateAuthority.open(home, audit=audit):
         pass
     result.passphrase_file.chmod(0o644)
     with pytest.raises(click.UsageError, match="0644"):
-        CertificateAuthority.open(home)
+        CertificateAuthority.open(home, audit=audit)

@@ -229,8 +229,8 @@ def test_kmc_ceremony_callers_and_recovery_are_audited(tmp_path: Path) -> None:
 def test_ra_officer_changes_are_audited(tmp_path: Path) -> None:
     home = tmp_path / "home"
     password = _secret(tmp_path / "pw", "a long enough officer password 1")
-    ok(run(home, "ra", "add-officer", "wang", "--role", "officer", "--password-file",
-           str(password)))
+    ok(run(home, "ra", "add-officer", "wang", "--role", "officer", "--person-id",
+           "110101198001010033", "--password-file", str(password)))
     added = show(home, "--action", "ra.officer.add", "--outcome", "success")
     assert [r["object"] for r in added] == ["wang"]
     verified(home)
@@ -281,7 +281,7 @@ def test_ca_serve_workers_open_a_checkpointing_log(tmp_path: Path) -> None:
 
     home = tmp_path / "home"
     ok(run(home, "ca", "init"))
-    app = _AppFactory(home, None, None, None, {}, False,
+    app = _AppFactory(home, None, None, None, home / "ca" / "access.toml", False,
                       f"sqlite:///{home / 'audit.sqlite'}")()
     config = app.extensions["sscard_ca"].config
     try:

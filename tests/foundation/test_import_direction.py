@@ -34,6 +34,7 @@ PUBLIC = ("ca.client", "ca.errors", "ca.records", "keymgmt.client", "keymgmt.err
 #: ra's imports of CA and KMC internals, to be removed by the ports refactor (issue 11 item 1)
 KNOWN_EXCEPTIONS = frozenset({
     ("ra/cli.py", "ca.authority"),
+    ("ra/cli.py", "ca.authorization"),  # ra_view: the in-process CA held to the RA's principal
     ("ra/cli.py", "keymgmt.ceremony"),
     ("ra/cli.py", "keymgmt.service"),
     ("ra/service.py", "keymgmt.service"),

@@ -69,6 +69,7 @@ def test_officer_unlock_from_the_console(tmp_path: Path) -> None:
     every lock-out of the account, and says so in the audit log."""
     home = tmp_path / "home"
     (tmp_path / "pw").write_text("the admin password\n")
+    (tmp_path / "pw").chmod(0o600)
     assert sscard(home, "add-officer", "root", "--role", "administrator", "--person-id",
                   "110101198001010033", "--password-file",
                   str(tmp_path / "pw")).returncode == 0
