@@ -196,7 +196,8 @@ class RegistrationAuthority:
     @classmethod
     def open(cls, url: str, audit: AuditLog, ca: Any = None, kmc: KmcLink | None = None,
              config: RAConfig | None = None) -> RegistrationAuthority:
-        engine = store.make_engine(url, immediate=True)  # decisions read then write: take the lock at BEGIN
+        # decisions read, then write: on SQLite every transaction takes the write lock at BEGIN
+        engine = store.make_engine(url, immediate=True)
         store.upgrade(engine)
         return cls(engine, audit, ca, kmc, config)
 

@@ -53,7 +53,7 @@ class AuditAction(enum.StrEnum):
     RA_OFFICER_UNLOCK = "ra.officer.unlock"
     RA_OFFICER_ENABLE = "ra.officer.enable"
     RA_OFFICER_DISABLE = "ra.officer.disable"
-    RA_OFFICER_PASSWORD = "ra.officer.password"
+    RA_OFFICER_PASSWORD = "ra.officer.password"  # noqa: S105  (an action name, no secret)
     RA_CLIENT_ADD = "ra.client.add"
     RA_BATCH_AUTHORISE = "ra.batch.authorise"
     RA_CARD_ACTIVATE = "ra.card.activate"
