@@ -12,7 +12,7 @@ from typing import Any
 
 from sscard.audit import AuditLog
 from sscard.audit.errors import AuditUnavailable
-from sscard.gateway import request_signing as rs
+from sscard import httpsig as rs
 from sscard.gateway.service import create_app
 from tests.gateway.conftest import Rig
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from sscard.gateway import request_signing as rs
+from sscard import httpsig as rs
 from sscard.gateway.config import (
     BUSINESS_SYSTEM_POLICY,
     CARDHOLDER_ENCRYPT_POLICY,

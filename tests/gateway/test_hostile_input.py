@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from sscard.gateway import request_signing as rs
+from sscard import httpsig as rs
 from sscard.gateway.service import create_app
 from sscard.x509.pem import der_to_pem
 from tests.gateway.conftest import Rig

@@ -15,7 +15,7 @@ from asn1crypto import x509
 from flask.testing import FlaskClient
 
 from sscard.cms import sign
-from sscard.gateway import request_signing as rs
+from sscard import httpsig as rs
 from sscard.gateway.config import (
     CARDHOLDER_ENCRYPT_POLICY,
     GatewayConfig,
