@@ -74,15 +74,22 @@ def tls_context(options: ServeOptions) -> ssl.SSLContext:
         raise ServeError("TLS is not configured")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # a callable, never None: OpenSSL would otherwise prompt on the terminal for an
+    # encrypted key (and hang a service started by systemd)
+    passphrase = options.tls_key_passphrase or b""
     try:
         context.load_cert_chain(str(options.tls_cert), str(options.tls_key),
-                                password=options.tls_key_passphrase or None)
+                                password=lambda: passphrase)
     except FileNotFoundError as exc:
         raise ServeError(f"TLS: cannot read {exc.filename}: {exc.strerror}") from None
-    except ssl.SSLError as exc:
+    except (ssl.SSLError, OSError) as exc:
+        hint = ("wrong passphrase, a key that does not match, or not PEM"
+                if options.tls_key_passphrase else
+                "an encrypted key needs --tls-key-passphrase-file; else a key that does not "
+                "match, or not PEM")
         raise ServeError(f"TLS: cannot use certificate {options.tls_cert} with key "
-                         f"{options.tls_key} (wrong passphrase, a key that does not match, or "
-                         f"not PEM): {exc.reason or exc}") from None
+                         f"{options.tls_key} ({hint}): "
+                         f"{getattr(exc, 'reason', None) or exc}") from None
     if options.tls_client_ca is not None:
         try:
             context.load_verify_locations(cafile=str(options.tls_client_ca))
