@@ -274,3 +274,28 @@ def test_tls_context_verifies_the_client_certificate(site: Site) -> None:
     assert passphrase.decode() not in repr(ServeOptions(
         tls_cert=site.tls.server_cert, tls_key=site.tls.server_key,
         tls_key_passphrase=passphrase))
+
+
+def _append_many(path: str, worker: int) -> None:
+    from keymgmt import ceremony_log
+
+    for i in range(15):
+        ceremony_log.append(Path(path), "unseal.ok", actor=f"worker-{worker}", n=i)
+
+
+def test_workers_unsealing_together_keep_one_ceremony_chain(tmp_path: Path) -> None:
+    """Each KMC (and RA) worker unseals after the fork and appends to the ceremony log: appends
+    from several processes at once must stay one hash chain, not fork it."""
+    import multiprocessing
+
+    from keymgmt import ceremony_log
+
+    path = tmp_path / "ceremony.log"
+    context = multiprocessing.get_context("fork")
+    procs = [context.Process(target=_append_many, args=(str(path), w)) for w in range(6)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+        assert proc.exitcode == 0
+    assert ceremony_log.verify(path) == 6 * 15
