@@ -126,6 +126,10 @@ def run(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: str) -> 
                 "keepalive": options.keepalive,
                 "proc_name": f"sscard-{name}",
                 "accesslog": None,
+                # no control socket (gunicorn >= 25.1 opens one by default): whoever runs as the
+                # same user could stop or reconfigure the service through it, and services
+                # sharing a user would take over each other's socket
+                "control_socket_disable": True,
             }
             if options.tls:
                 settings.update(certfile=str(options.tls_cert), keyfile=str(options.tls_key),
@@ -134,7 +138,8 @@ def run(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: str) -> 
                     settings.update(ca_certs=str(options.tls_client_ca),
                                     cert_reqs=ssl.CERT_REQUIRED)
             for key, value in settings.items():
-                self.cfg.set(key, value)
+                if key in self.cfg.settings:  # control_socket_disable: gunicorn >= 25.1 only
+                    self.cfg.set(key, value)
 
         def load(self) -> WsgiApp:
             return factory()  # in each worker, after the fork

@@ -106,6 +106,7 @@ class Served:
     proc: subprocess.Popen[bytes]
     url: str
     log: Path
+    user_home: Path  # $HOME of the service's user
 
     def stderr(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -147,18 +148,21 @@ def serve(site: Site, tmp_path: Path) -> Iterator[Start]:
         args, path = site.command(service)
         port = free_port()
         log = tmp_path / f"{service}-{port}.log"
+        user_home = tmp_path / f"user-{service}-{port}"
+        user_home.mkdir()
+        env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "sscard.cli", "--home", str(site.home), *args,
                  "--port", str(port), "--workers", "2", *listen],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                start_new_session=True, env={**env, "HOME": str(user_home)})
         running.append(proc)
         tls = "--tls-cert" in listen
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         _wait(proc, url + path, log, str(site.tls.ca) if tls else True,
               site.tls.client_pair if client else None)
-        return Served(proc, url + path, log)
+        return Served(proc, url + path, log, user_home)
 
     yield start
     for proc in running:
@@ -200,6 +204,9 @@ def test_served_by_gunicorn_over_http_and_https(site: Site, serve: Start,
         assert WERKZEUG_WARNING not in text and "werkzeug" not in text.lower(), text
         # the TLS key's passphrase is never printed
         assert site.tls.passphrase not in text
+        # no gunicorn control socket: it would let any process of the same user stop or
+        # reconfigure the service, and two services would take each other's socket
+        assert list(served.user_home.rglob("*")) == [], list(served.user_home.rglob("*"))
 
 
 def test_mutual_tls_requires_a_client_certificate(site: Site, serve: Start) -> None:
