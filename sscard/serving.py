@@ -14,6 +14,7 @@ worker (gunicorn would otherwise rebuild it for every connection).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import ssl
 from collections.abc import Callable
@@ -144,9 +145,19 @@ def run(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: str) -> 
         def load(self) -> WsgiApp:
             return factory()  # in each worker, after the fork
 
-    logging.getLogger(__name__).info("serving %s at %s with %d workers", name, options.url,
-                                     options.workers)
+    log = logging.getLogger(__name__)
+    if not options.tls and not _loopback(options.host):
+        log.warning("%s serves plain HTTP on %s: only behind a TLS-terminating proxy "
+                    "(else give --tls-cert and --tls-key)", name, options.host)
+    log.info("serving %s at %s with %d workers", name, options.url, options.workers)
     Application().run()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def serve_options(default_port: int) -> Callable[[F], F]:

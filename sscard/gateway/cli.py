@@ -377,8 +377,7 @@ def serve(ctx: click.Context, config_file: Path, serving: ServeOptions,
     """Serve the gateway under gunicorn. With --tls-client-ca, business systems may identify
     themselves by their TLS client certificate."""
     from sscard.cli import data_home
-    from sscard.gateway.config import ConfigError, load_config
-    from sscard.gateway.service import create_app
+    from sscard.gateway.config import ConfigError
 
     if challenges_db is None and serving.workers > 1:
         home = data_home(ctx)
@@ -386,8 +385,9 @@ def serve(ctx: click.Context, config_file: Path, serving: ServeOptions,
         challenges_db = f"sqlite:///{home / 'gateway-challenges.sqlite'}"
     factory = _GatewayAppFactory(config_file, challenges_db)
     try:
-        create_app(load_config(config_file))  # a bad file is named before serving
-        factory()  # and the challenge database exists before the workers open it
+        # a bad file is named before serving, and the challenge database exists before the
+        # workers open it
+        factory()
     except (ConfigError, X509Error, CmsError, ValueError, OSError) as exc:
         raise click.ClickException(f"{config_file}: {exc}") from None
     click.echo(f"gateway serving on {serving.url} (gunicorn, {serving.workers} workers)",

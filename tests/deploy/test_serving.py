@@ -306,3 +306,24 @@ def test_workers_unsealing_together_keep_one_ceremony_chain(tmp_path: Path) -> N
         proc.join(timeout=120)
         assert proc.exitcode == 0
     assert ceremony_log.verify(path) == 6 * 15
+
+
+def test_bad_gateway_configuration_is_named_before_serving(site: Site, tmp_path: Path) -> None:
+    bad = tmp_path / "gateway.toml"
+    bad.write_text('trust_anchors = ["missing-root.pem"]\n', encoding="utf-8")
+    port = free_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "sscard.cli", "--home", str(site.home), "gateway", "serve",
+         "--config", str(bad), "--port", str(port)], capture_output=True, text=True,
+        timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done.stderr
+    assert "missing-root.pem" in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_plain_http_on_a_public_address_is_warned_about(site: Site, serve: Start) -> None:
+    served = serve("gateway", "--host", "0.0.0.0")
+    assert "serves plain HTTP on 0.0.0.0" in served.stderr()
+    quiet = serve("gateway")  # 127.0.0.1
+    assert "plain HTTP" not in quiet.stderr()
