@@ -207,6 +207,10 @@ def test_served_by_gunicorn_over_http_and_https(site: Site, serve: Start,
         # no gunicorn control socket: it would let any process of the same user stop or
         # reconfigure the service, and two services would take each other's socket
         assert list(served.user_home.rglob("*")) == [], list(served.user_home.rglob("*"))
+    # both workers of both processes recorded (service keys, unsealing) into one audit log
+    # and one ceremony log at once: each is still one intact chain
+    sscard(site.home, "audit", "verify")  # exit 0: intact
+    assert "chain intact" in sscard(site.home, "kmc", "ceremony-log").stdout
 
 
 def test_mutual_tls_requires_a_client_certificate(site: Site, serve: Start) -> None:
