@@ -331,3 +331,56 @@ def test_plain_http_on_a_public_address_is_warned_about(site: Site, serve: Start
     assert "serves plain HTTP on 0.0.0.0" in served.stderr()
     quiet = serve("gateway")  # 127.0.0.1
     assert "plain HTTP" not in quiet.stderr()
+
+
+def _handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> str | None:
+    """One TLS handshake over a socket pair; None when it succeeds, else the server's error."""
+    import socket
+    import threading
+
+    left, right = socket.socketpair()
+    errors: list[str] = []
+
+    def serve() -> None:
+        try:
+            with server.wrap_socket(left, server_side=True) as conn:
+                conn.recv(1)
+        except (ssl.SSLError, OSError) as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        with client.wrap_socket(right, server_hostname="127.0.0.1") as conn:
+            conn.sendall(b"x")
+            conn.recv(1)
+    except (ssl.SSLError, OSError):
+        pass
+    thread.join(timeout=10)
+    return errors[0] if errors else None
+
+
+def test_mutual_tls_trusts_only_the_given_client_ca(site: Site, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --tls-client-ca, the handshake accepts client certificates under that CA alone,
+    never under the system's public CAs (which a default context would also trust)."""
+    from sscard.serving import ServeOptions, tls_context
+    from tests.deploy.tlsfiles import make_foreign_client
+
+    public_ca, foreign = make_foreign_client(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(public_ca))  # the "system store" holds it
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "none"))
+    passphrase = site.tls.server_passphrase.read_text().strip().encode()
+    server = tls_context(ServeOptions(tls_cert=site.tls.server_cert,
+                                      tls_key=site.tls.server_key,
+                                      tls_key_passphrase=passphrase,
+                                      tls_client_ca=site.tls.ca))
+
+    def client(pair: tuple[str, str]) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(site.tls.ca))
+        context.load_cert_chain(*pair)
+        return context
+
+    assert _handshake(server, client(site.tls.client_pair)) is None
+    refused = _handshake(server, client(foreign))
+    assert refused is not None and "certificate" in refused.lower(), refused

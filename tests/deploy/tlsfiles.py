@@ -88,3 +88,20 @@ def make_tls_files(directory: Path) -> TlsFiles:
         client_key=_write(directory / "client.key", client_key.private_bytes(
             pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())),
     )
+
+
+def make_foreign_client(directory: Path) -> tuple[Path, tuple[str, str]]:
+    """Another CA (standing for a public CA in the system's store) and a client certificate
+    under it: (that CA's PEM, (client certificate, key))."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pem = serialization.Encoding.PEM
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert("Some Public CA", ca_key, "Some Public CA", ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    client = _cert("employment", key, "Some Public CA", ca_key,
+                   eku=ExtendedKeyUsageOID.CLIENT_AUTH)
+    cert_path = _write(directory / "foreign-client.pem", client.public_bytes(pem))
+    key_path = _write(directory / "foreign-client.key", key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return _write(directory / "public-ca.pem", ca.public_bytes(pem)), (str(cert_path),
+                                                                       str(key_path))
