@@ -64,8 +64,15 @@ class ServeOptions:
         return self.tls_cert is not None
 
     @property
+    def address(self) -> str:
+        """``host:port`` as gunicorn binds it (an IPv6 address in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") \
+            else self.host
+        return f"{host}:{self.port}"
+
+    @property
     def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.address}"
 
 
 def tls_context(options: ServeOptions) -> ssl.SSLContext:
@@ -118,7 +125,7 @@ def run(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: str) -> 
     class Application(BaseApplication):
         def load_config(self) -> None:
             settings: dict[str, Any] = {
-                "bind": f"{options.host}:{options.port}",
+                "bind": options.address,
                 "workers": options.workers,
                 "worker_class": "gthread",
                 "threads": options.threads,

@@ -6,6 +6,7 @@ init``) and a KMC (ceremony, callers) that all four services are started on in t
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -384,3 +385,45 @@ def test_mutual_tls_trusts_only_the_given_client_ca(site: Site, tmp_path: Path,
     assert _handshake(server, client(site.tls.client_pair)) is None
     refused = _handshake(server, client(foreign))
     assert refused is not None and "certificate" in refused.lower(), refused
+
+
+def test_ipv6_addresses_are_bracketed() -> None:
+    from sscard.serving import ServeOptions
+
+    assert ServeOptions(host="::1", port=8443).address == "[::1]:8443"
+    assert ServeOptions(host="::", port=80).url == "http://[::]:80"
+    assert ServeOptions(host="127.0.0.1", port=80).address == "127.0.0.1:80"
+
+
+def test_reload_serves_a_renewed_certificate(site: Site, serve: Start, tmp_path: Path) -> None:
+    """``systemctl reload`` (SIGHUP to the master): new workers read the certificate files
+    again, so a renewed certificate is served without a restart."""
+    from tests.deploy.tlsfiles import make_tls_files
+
+    live = tmp_path / "live"
+    live.mkdir()
+    for name in ("server.pem", "server.key", "server.pass"):
+        shutil.copy(getattr(site.tls, {"server.pem": "server_cert", "server.key": "server_key",
+                                       "server.pass": "server_passphrase"}[name]), live / name)
+    served = serve("gateway", "--tls-cert", str(live / "server.pem"), "--tls-key",
+                   str(live / "server.key"), "--tls-key-passphrase-file",
+                   str(live / "server.pass"))
+    renewed = make_tls_files(tmp_path / "renewed")  # another CA, same passphrase
+    assert requests.get(served.url, timeout=10, verify=str(site.tls.ca)).ok
+    shutil.copy(renewed.server_cert, live / "server.pem")
+    shutil.copy(renewed.server_key, live / "server.key")
+    os.kill(served.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(served.url, timeout=5, verify=str(renewed.ca),
+                            headers={"Connection": "close"}).ok:
+                break
+        except requests.exceptions.SSLError:
+            pass  # an old worker, still finishing
+        assert time.monotonic() < deadline, served.stderr()
+        time.sleep(0.3)
+    with pytest.raises(requests.exceptions.SSLError):
+        for _ in range(6):
+            requests.get(served.url, timeout=5, verify=str(site.tls.ca),
+                         headers={"Connection": "close"})
