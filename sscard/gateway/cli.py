@@ -349,22 +349,6 @@ def gateway_group() -> None:
     """The certificate application support platform (HTTP gateway for business systems)."""
 
 
-class _GatewayAppFactory:
-    """Builds the gateway app in one gunicorn worker (its own audit-log engine and keys);
-    cardholder challenges go through one database that every worker shares."""
-
-    def __init__(self, config_file: Path, challenges_url: str | None) -> None:
-        self.config_file, self.challenges_url = config_file, challenges_url
-
-    def __call__(self) -> Any:
-        from sscard.gateway.challenges import SqlChallengeStore
-        from sscard.gateway.config import load_config
-        from sscard.gateway.service import create_app
-
-        return create_app(load_config(self.config_file), challenges=SqlChallengeStore(
-            self.challenges_url) if self.challenges_url else None)
-
-
 @gateway_group.command("serve")
 @click.option("--config", "config_file", type=_FILE, required=True, help="Gateway TOML file.")
 @serve_options(default_port=8443)
@@ -378,12 +362,13 @@ def serve(ctx: click.Context, config_file: Path, serving: ServeOptions,
     themselves by their TLS client certificate."""
     from sscard.cli import data_home
     from sscard.gateway.config import ConfigError
+    from sscard.gateway.wsgi import GatewayAppFactory
 
     if challenges_db is None and serving.workers > 1:
         home = data_home(ctx)
         home.mkdir(parents=True, exist_ok=True)
         challenges_db = f"sqlite:///{home / 'gateway-challenges.sqlite'}"
-    factory = _GatewayAppFactory(config_file, challenges_db)
+    factory = GatewayAppFactory(config_file, challenges_db)
     try:
         # a bad file is named before serving, and the challenge database exists before the
         # workers open it

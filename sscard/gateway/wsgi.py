@@ -1,4 +1,5 @@
-"""The gateway for WSGI servers: ``gunicorn 'sscard.gateway.wsgi:app'`` with
+"""The gateway for WSGI servers. ``sscard gateway serve`` runs ``GatewayAppFactory`` under
+gunicorn (``sscard.serving``); any other WSGI server takes ``sscard.gateway.wsgi:app`` with
 ``SSCARD_GATEWAY_CONFIG`` naming the TOML configuration (and ``SSCARD_GATEWAY_CHALLENGES`` a
 database URL shared by the workers for cardholder challenges)."""
 
@@ -6,13 +7,30 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from sscard.gateway.challenges import SqlChallengeStore
 from sscard.gateway.config import load_config
 from sscard.gateway.service import create_app
 
-_challenges_url = os.environ.get("SSCARD_GATEWAY_CHALLENGES")
-app = create_app(
-    load_config(Path(os.environ["SSCARD_GATEWAY_CONFIG"])),
-    challenges=SqlChallengeStore(_challenges_url) if _challenges_url else None,
-)
+
+class GatewayAppFactory:
+    """Builds the gateway app in one worker process (its own audit-log engine and keys);
+    cardholder challenges go through one database that every worker shares."""
+
+    def __init__(self, config_file: Path, challenges_url: str | None) -> None:
+        self.config_file, self.challenges_url = config_file, challenges_url
+
+    def __call__(self) -> Any:
+        return create_app(load_config(self.config_file), challenges=SqlChallengeStore(
+            self.challenges_url) if self.challenges_url else None)
+
+
+def __getattr__(name: str) -> Any:
+    # ``app`` is built when a WSGI server asks for it, not when the factory is imported
+    if name == "app":
+        app = GatewayAppFactory(Path(os.environ["SSCARD_GATEWAY_CONFIG"]),
+                                os.environ.get("SSCARD_GATEWAY_CHALLENGES"))()
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
