@@ -84,16 +84,16 @@ def _share_options(func: F) -> F:
 
 def _read_shares(shares: tuple[Path, ...], passphrase_files: tuple[Path, ...]) -> list[Any]:
     """The custodians' shares, each opened with its passphrase (file or prompt)."""
-    from keymgmt.shares import read_share_file
+    from keymgmt import ceremony
 
     if not shares:
         raise click.UsageError("the storage key is needed: give the custodians' --share files")
     if passphrase_files and len(passphrase_files) != len(shares):
         raise click.UsageError("give one --share-passphrase-file per --share, or none")
-    return [read_share_file(path, read_secret(file=passphrase_files[i] if passphrase_files
-                                              else None,
-                                              prompt=f"Passphrase for share {path.name}"))
-            for i, path in enumerate(shares)]
+    return ceremony.read_share_files([
+        (path, read_secret(file=passphrase_files[i] if passphrase_files else None,
+                           prompt=f"Passphrase for share {path.name}"))
+        for i, path in enumerate(shares)])
 
 
 def _unseal_given(ctx: click.Context, given: list[Any]) -> Any:

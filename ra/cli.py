@@ -169,8 +169,8 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
           shares: tuple[Path, ...], share_passphrase_files: tuple[Path, ...],
           kmc_ra_key_file: Path, kmc_ca_key_file: Path, insecure_http: bool) -> None:
     """Run the RA web UI and enrollment API under gunicorn (the CA and the KMC in process)."""
+    from keymgmt import ceremony
     from keymgmt.errors import KmcError
-    from keymgmt.shares import read_share_file
     from ra import store
     from ra.web import WebConfig
     from sscard.audit import AuditError
@@ -189,11 +189,10 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
         kmc_db_url or f"sqlite:///{home / 'kmc.db'}", resolve_audit_url(ctx), [],
         api_keys, WebConfig(secrets.token_bytes(32), not insecure_http))
     try:
-        factory.given.extend(
-            read_share_file(path, read_secret(
-                file=share_passphrase_files[i] if share_passphrase_files else None,
-                prompt=f"Passphrase for share {path.name}"))
-            for i, path in enumerate(shares))
+        factory.given.extend(ceremony.read_share_files([
+            (path, read_secret(file=share_passphrase_files[i] if share_passphrase_files
+                               else None, prompt=f"Passphrase for share {path.name}"))
+            for i, path in enumerate(shares)]))
         # wrong shares, keys or a missing CA are reported before serving
         _check_opens(ctx, factory)
     except (KmcError, AuditError) as exc:
