@@ -1,4 +1,4 @@
-"""``sscard --home DIR ca serve --port P``: the CA's HTTP service under gunicorn (or werkzeug).
+"""``sscard --home DIR ca serve --port P``: the CA's HTTP service under gunicorn.
 
 The ``ca`` group attaches this command (``from ca.serve_cli import serve``). Each gunicorn worker
 opens the CA itself after the fork, so database connections and key handles are never shared
@@ -17,6 +17,7 @@ from ca.authorization import AccessConfig, access_path, load_access
 from ca.service import ServiceConfig, create_app
 from sscard.cli import AUDIT_DB_URL_ENV, data_home, db_url_options
 from sscard.secrets_input import read_secret
+from sscard.serving import ServeOptions, run, serve_options
 
 log = logging.getLogger(__name__)
 
@@ -77,36 +78,8 @@ class _AppFactory:
         return create_app(config)
 
 
-def _run_gunicorn(factory: _AppFactory, host: str, port: int, workers: int,
-                  threads: int) -> None:
-    from gunicorn.app.base import BaseApplication
-
-    class Application(BaseApplication):
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", threads)
-            self.cfg.set("keepalive", 30)
-            self.cfg.set("accesslog", None)
-            self.cfg.set("proc_name", "sscard-ca")
-
-        def load(self) -> Any:
-            return factory()  # in each worker, after the fork
-
-    Application().run()
-
-
 @click.command("serve")
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (0.0.0.0 behind a reverse proxy).")
-@click.option("--server", type=click.Choice(["gunicorn", "werkzeug"]), default="gunicorn",
-              show_default=True, help="gunicorn (production) or werkzeug (threaded, one process).")
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="gunicorn worker processes.")
-@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True,
-              help="threads per gunicorn worker.")
+@serve_options(default_port=8080)
 @click.option("--ca", "ca_name", default=None, help="Issuing CA to serve (default: the first).")
 @click.option("--access", "access_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="The API's principals and their permissions (default: "
@@ -120,10 +93,9 @@ def _run_gunicorn(factory: _AppFactory, host: str, port: int, workers: int,
 @db_url_options(AUDIT_DB_URL_ENV, "audit log database (default: <home>/audit.sqlite)",
                 option="--audit-db", dest="audit_db")
 @click.pass_obj
-def serve(obj: Any, port: int, host: str, server: str, workers: int, threads: int,
-          ca_name: str | None, database_url: str | None, access_file: Path | None,
-          passphrase_file: Path | None, passphrase_stdin: bool, no_tsa: bool,
-          audit_db: str | None) -> None:
+def serve(obj: Any, serving: ServeOptions, ca_name: str | None, database_url: str | None,
+          access_file: Path | None, passphrase_file: Path | None, passphrase_stdin: bool,
+          no_tsa: bool, audit_db: str | None) -> None:
     """Serve OCSP at /ocsp, CRLs at /crl/<ca>.crl, certificates at /certs/, the TSA at /tsa
     and the authenticated API at /api/v1/ (see docs/ca-admin-guide.md)."""
     from ca.authority import CertificateAuthority
@@ -164,11 +136,7 @@ def serve(obj: Any, port: int, host: str, server: str, workers: int, threads: in
     finally:
         audit.engine.dispose()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    click.echo(f"serving CA {name} at http://{host}:{port}/ocsp ({server}); API principals: "
+    click.echo(f"serving CA {name} at {serving.url}/ocsp (gunicorn, {serving.workers} workers); "
+               "API principals: "
                + (", ".join(sorted(principals.principals)) or f"none ({access})"), err=True)
-    if server == "werkzeug":
-        from werkzeug.serving import run_simple
-
-        run_simple(host, port, factory(), threaded=True, use_reloader=False)
-    else:
-        _run_gunicorn(factory, host, port, workers, threads)
+    run(factory, serving, name="ca")

@@ -393,8 +393,13 @@ def _unseal(home: Path, given: list[shares.Share], actor: str) -> StorageKey:
     return key
 
 
+def read_share_files(files: list[tuple[Path, bytes]]) -> list[shares.Share]:
+    """``files``: (share file, that custodian's passphrase) pairs, opened (for ``unseal``;
+    a served KMC keeps them to unseal again in each worker it starts)."""
+    return [shares.read_share_file(p, pw) for p, pw in files]
+
+
 def unseal_from_files(home: Path, files: list[tuple[Path, bytes]], *,
                       actor: str = "administrator", audit: AuditLog) -> StorageKey:
     """``files``: (share file, that custodian's passphrase) pairs."""
-    return unseal(home, [shares.read_share_file(p, pw) for p, pw in files], actor=actor,
-                  audit=audit)
+    return unseal(home, read_share_files(files), actor=actor, audit=audit)

@@ -9,6 +9,7 @@ separately; this file is the ceremony's own record and can be imported into it.)
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -51,20 +52,24 @@ def verify(path: Path) -> int:
 
 
 def append(path: Path, event: str, **details: Any) -> dict[str, Any]:
-    """Append one entry (after checking the existing chain) and fsync it."""
+    """Append one entry (after checking the existing chain) and fsync it. An exclusive lock
+    on the file makes read-check-append one step: served KMC and RA workers unseal at the same
+    moment after gunicorn forks them, and two appends of the same ``seq`` would fork the
+    chain."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    count = verify(path)
-    entries = read(path) if count else []
-    entry: dict[str, Any] = {
-        "seq": count + 1,
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "event": event,
-        "details": details,
-        "prev": entries[-1]["hash"] if entries else GENESIS,
-    }
-    entry["hash"] = _digest(entry)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # released when the file is closed
+        count = verify(path)
+        entries = read(path) if count else []
+        entry: dict[str, Any] = {
+            "seq": count + 1,
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "event": event,
+            "details": details,
+            "prev": entries[-1]["hash"] if entries else GENESIS,
+        }
+        entry["hash"] = _digest(entry)
         fh.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
         fh.flush()
         os.fsync(fh.fileno())

@@ -21,7 +21,9 @@ import click
 from keymgmt.errors import KmcError
 from sscard.audit import AuditError, local_actor
 from sscard.cli import AUDIT_DB_URL_ENV, data_home, db_url_options, open_audit_log
+from sscard.cli import audit_url as resolve_audit_url
 from sscard.secrets_input import read_secret
+from sscard.serving import ServeOptions, run, serve_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -80,21 +82,29 @@ def _share_options(func: F) -> F:
     return func
 
 
-def _unseal(ctx: click.Context, shares: tuple[Path, ...],
-            passphrase_files: tuple[Path, ...]) -> Any:
+def _read_shares(shares: tuple[Path, ...], passphrase_files: tuple[Path, ...]) -> list[Any]:
+    """The custodians' shares, each opened with its passphrase (file or prompt)."""
     from keymgmt import ceremony
 
     if not shares:
         raise click.UsageError("the storage key is needed: give the custodians' --share files")
     if passphrase_files and len(passphrase_files) != len(shares):
         raise click.UsageError("give one --share-passphrase-file per --share, or none")
-    pairs = []
-    for i, path in enumerate(shares):
-        secret = read_secret(file=passphrase_files[i] if passphrase_files else None,
-                             prompt=f"Passphrase for share {path.name}")
-        pairs.append((path, secret))
-    return ceremony.unseal_from_files(_home(ctx), pairs, actor=local_actor(),
-                                      audit=_audit(ctx))
+    return ceremony.read_share_files([
+        (path, read_secret(file=passphrase_files[i] if passphrase_files else None,
+                           prompt=f"Passphrase for share {path.name}"))
+        for i, path in enumerate(shares)])
+
+
+def _unseal_given(ctx: click.Context, given: list[Any]) -> Any:
+    from keymgmt import ceremony
+
+    return ceremony.unseal(_home(ctx), given, actor=local_actor(), audit=_audit(ctx))
+
+
+def _unseal(ctx: click.Context, shares: tuple[Path, ...],
+            passphrase_files: tuple[Path, ...]) -> Any:
+    return _unseal_given(ctx, _read_shares(shares, passphrase_files))
 
 
 def _open(ctx: click.Context, storage_key: Any = None) -> Any:
@@ -531,31 +541,52 @@ def cardkeys_export_psam(ctx: click.Context, region: str, recipient: Path, out: 
 
 # -- service and events ---------------------------------------------------------------------
 
+class _KmcAppFactory:
+    """Builds the KMC app in one gunicorn worker: its own audit log (with scheduled
+    checkpoints), database engine and storage key (an HSM session is never shared across the
+    fork), unsealed from the custodians' shares read once by the master."""
+
+    def __init__(self, home: Path, db_url: str, audit_url: str, given: list[Any]) -> None:
+        self.home, self.db_url, self.audit_url, self.given = home, db_url, audit_url, given
+
+    def __call__(self) -> Any:
+        from keymgmt import ceremony
+        from keymgmt.service import KeyManagementCentre
+        from keymgmt.web import create_app
+        from sscard.audit.scheduled import open_served_log
+
+        audit = open_served_log(self.audit_url, self.home)
+        storage_key = ceremony.unseal(self.home, self.given, actor=SERVICE_ACTOR, audit=audit)
+        return create_app(KeyManagementCentre.open(self.db_url, storage_key, audit=audit))
+
+
+#: who the audit records name for the served KMC's own unsealing (one per worker)
+SERVICE_ACTOR = "kmc-service"
+
+
 @group.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8470, show_default=True)
+@serve_options(default_port=8470)
 @db_url_options(AUDIT_DB_URL_ENV, "audit log database (default: <home>/audit.sqlite)",
                 option="--audit-url", dest="audit_url")
 @_share_options
 @click.pass_context
 @_kmc_errors
-def serve(ctx: click.Context, host: str, port: int, audit_url: str | None,
+def serve(ctx: click.Context, serving: ServeOptions, audit_url: str | None,
           shares: tuple[Path, ...], share_passphrase_files: tuple[Path, ...]) -> None:
-    """Run the KMC service, unsealed at start by the custodians present."""
-    from werkzeug.serving import run_simple
-
+    """Run the KMC service under gunicorn, unsealed at start by the custodians present."""
     from keymgmt.service import KeyManagementCentre
-    from keymgmt.web import create_app
 
-    audit = open_audit_log(ctx, audit_url, served=True)
-    kmc = KeyManagementCentre.open(_db_url(ctx), _unseal(ctx, shares, share_passphrase_files),
-                                   audit=audit)
-    try:
-        click.echo(f"KMC serving on http://{host}:{port} (storage key {kmc.storage_key.key_id})",
-                   err=True)
-        run_simple(host, port, create_app(kmc), threaded=True)
-    finally:
-        kmc.close()
+    given = _read_shares(shares, share_passphrase_files)
+    url = _db_url(ctx)
+    # unseal once here, so that wrong shares are reported before serving and the database
+    # schema is in place before the workers open it
+    kmc = KeyManagementCentre.open(url, _unseal_given(ctx, given), audit=_audit(ctx))
+    key_id = kmc.storage_key.key_id
+    kmc.close()
+    click.echo(f"KMC serving on {serving.url} (storage key {key_id}, gunicorn, "
+               f"{serving.workers} workers)", err=True)
+    run(_KmcAppFactory(_home(ctx), url, resolve_audit_url(ctx, audit_url), given), serving,
+        name="kmc")
 
 
 @group.command("events")

@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 
 import click
 
+from sscard.cli import audit_url as resolve_audit_url
 from sscard.cli import data_home, db_url_options, open_audit_log
 from sscard.secrets_input import read_secret
+from sscard.serving import ServeOptions, run, serve_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -159,9 +161,40 @@ def add_client(ctx: click.Context, name: str, token_out: Path | None,
     click.echo(f"API client {name} added; token written to {token_out}")
 
 
+class _RaAppFactory:
+    """Builds the RA app in one gunicorn worker. Until the RA reaches the CA and the KMC over
+    their APIs (its ports, DESIGN.md section 5), each worker opens them in process as the
+    one-process server did: its own audit log (scheduled checkpoints), CA, KMC unsealed from
+    the shares the master read, and RA database. The session-cookie key comes from the master
+    so that a session started at one worker is valid at the others."""
+
+    def __init__(self, home: Path, ra_url: str, kmc_url: str, audit_url: str, given: list[Any],
+                 api_keys: tuple[str, str], web: Any) -> None:
+        self.home, self.ra_url, self.kmc_url, self.audit_url = home, ra_url, kmc_url, audit_url
+        self.given, self.api_keys, self.web = given, api_keys, web
+
+    def __call__(self) -> Any:
+        from ca.authority import CertificateAuthority
+        from ca.authorization import ra_view
+        from keymgmt import ceremony
+        from keymgmt.service import KeyManagementCentre
+        from ra.service import KmcLink, RegistrationAuthority
+        from ra.web import create_app
+        from sscard.audit.scheduled import open_served_log
+
+        audit = open_served_log(self.audit_url, self.home)
+        kmc = KeyManagementCentre.open(self.kmc_url, ceremony.unseal(
+            self.home, self.given, actor="ra-service", audit=audit), audit=audit)
+        link = KmcLink(kmc, kmc.authenticate(self.api_keys[0]),
+                       kmc.authenticate(self.api_keys[1]))
+        # the RA's permissions only (ca/access.toml), even in process
+        ca = ra_view(CertificateAuthority.open(self.home, audit=audit, actor="ra-service"),
+                     self.home)
+        return create_app(RegistrationAuthority.open(self.ra_url, audit, ca, link), self.web)
+
+
 @group.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8480, show_default=True)
+@serve_options(default_port=8480)
 @db_url_options("SSCARD_KMC_DB_URL", "KMC database (default: SQLite <home>/kmc.db)",
                 option="--kmc-db-url", dest="kmc_db_url")
 @click.option("--share", "shares", multiple=True, type=_FILE,
@@ -176,39 +209,63 @@ def add_client(ctx: click.Context, name: str, token_out: Path | None,
               help="Session cookies without the Secure flag (behind no TLS proxy: testing).")
 @click.pass_context
 @_errors
-def serve(ctx: click.Context, host: str, port: int, kmc_db_url: str | None,
+def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
           shares: tuple[Path, ...], share_passphrase_files: tuple[Path, ...],
           kmc_ra_key_file: Path, kmc_ca_key_file: Path, insecure_http: bool) -> None:
-    """Run the RA web UI and enrollment API (the CA and the KMC in this process)."""
-    from werkzeug.serving import run_simple
-
-    from ca.authority import CertificateAuthority
-    from ca.authorization import ra_view
+    """Run the RA web UI and enrollment API under gunicorn (the CA and the KMC in process)."""
     from keymgmt import ceremony
-    from keymgmt.service import KeyManagementCentre
-    from ra.service import KmcLink
-    from ra.web import WebConfig, create_app
+    from keymgmt.errors import KmcError
+    from ra import store
+    from ra.web import WebConfig
+    from sscard.audit import AuditError
 
     home = _home(ctx)
     if not shares:
         raise click.UsageError("the KMC storage key is needed: give the custodians' --share "
                                "files")
-    pairs = [(path, read_secret(file=share_passphrase_files[i] if share_passphrase_files
-                                else None, prompt=f"Passphrase for share {path.name}"))
-             for i, path in enumerate(shares)]
-    audit = open_audit_log(ctx, served=True)
-    kmc = KeyManagementCentre.open(kmc_db_url or f"sqlite:///{home / 'kmc.db'}",
-                                   ceremony.unseal_from_files(home, pairs, audit=audit),
-                                   audit=audit)
-    link = KmcLink(kmc, kmc.authenticate(read_secret(file=kmc_ra_key_file).decode().strip()),
-                   kmc.authenticate(read_secret(file=kmc_ca_key_file).decode().strip()))
-    ca = CertificateAuthority.open(home, audit=audit, actor="ra-service")
-    ra = _open(ctx, ra_view(ca, home), link)  # the RA's permissions only (ca/access.toml)
+    if share_passphrase_files and len(share_passphrase_files) != len(shares):
+        raise click.UsageError("give one --share-passphrase-file per --share, or none")
+    api_keys = (read_secret(file=kmc_ra_key_file).decode().strip(),
+                read_secret(file=kmc_ca_key_file).decode().strip())
+    home.mkdir(parents=True, exist_ok=True)
+    factory = _RaAppFactory(
+        home, ctx.meta.get("ra_db_url") or store.default_url(home),
+        kmc_db_url or f"sqlite:///{home / 'kmc.db'}", resolve_audit_url(ctx), [],
+        api_keys, WebConfig(secrets.token_bytes(32), not insecure_http))
     try:
-        app = create_app(ra, WebConfig(secrets.token_bytes(32), not insecure_http))
-        click.echo(f"RA serving on http://{host}:{port}", err=True)
-        run_simple(host, port, app, threaded=True)
+        factory.given.extend(ceremony.read_share_files([
+            (path, read_secret(file=share_passphrase_files[i] if share_passphrase_files
+                               else None, prompt=f"Passphrase for share {path.name}"))
+            for i, path in enumerate(shares)]))
+        # wrong shares, keys or a missing CA are reported before serving
+        _check_opens(ctx, factory)
+    except (KmcError, AuditError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"RA serving on {serving.url} (gunicorn, {serving.workers} workers)", err=True)
+    run(factory, serving, name="ra")
+
+
+def _check_opens(ctx: click.Context, factory: _RaAppFactory) -> None:
+    """Open what each worker will open, once, in the master, and close it again."""
+    from ca.authority import CertificateAuthority
+    from ca.errors import CAError
+    from keymgmt import ceremony
+    from keymgmt.service import KeyManagementCentre
+    from ra.service import RegistrationAuthority
+
+    audit = open_audit_log(ctx)
+    try:
+        kmc = KeyManagementCentre.open(factory.kmc_url, ceremony.unseal(
+            factory.home, factory.given, actor="ra-service", audit=audit), audit=audit)
+        try:
+            for key in factory.api_keys:
+                kmc.authenticate(key)
+            with CertificateAuthority.open(factory.home, audit=audit, actor="ra-service"):
+                pass
+            RegistrationAuthority.open(factory.ra_url, audit).close()
+        finally:
+            kmc.close()
+    except CAError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
-        ra.close()
-        ca.close()
-        kmc.close()
+        audit.engine.dispose()

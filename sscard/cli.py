@@ -73,13 +73,21 @@ def db_url_options(env_var: str, what: str, option: str = "--db-url",
 AUDIT_DB_URL_ENV = "SSCARD_AUDIT_DB_URL"
 
 
+def audit_url(ctx: click.Context, url: str | None = None) -> str:
+    """The audit log's URL: ``url``, $SSCARD_AUDIT_DB_URL, or ``<home>/audit.sqlite`` (for a
+    served process that opens the log again in each worker)."""
+    from sscard.audit import default_url
+
+    return url or os.environ.get(AUDIT_DB_URL_ENV) or default_url(data_home(ctx))
+
+
 def open_audit_log(ctx: click.Context, url: str | None = None, *,
                    served: bool = False) -> AuditLog:
     """The audit log a state-changing command records in: ``url``, $SSCARD_AUDIT_DB_URL, or
     ``<home>/audit.sqlite``. A log that cannot be opened ends the command before it does
     anything (no record, no operation). ``served``: a service's log, which makes signed
     checkpoints on a schedule (``sscard.audit.scheduled``)."""
-    from sscard.audit import AuditError, AuditLog, default_url
+    from sscard.audit import AuditError, AuditLog
     from sscard.audit.scheduled import open_served_log
     from sscard.crypto.errors import CryptoError
 
@@ -88,7 +96,7 @@ def open_audit_log(ctx: click.Context, url: str | None = None, *,
     try:
         if served:
             home.mkdir(parents=True, exist_ok=True)
-            return open_served_log(url or default_url(home), home)
+            return open_served_log(audit_url(ctx, url), home)
         return AuditLog.open(url) if url else AuditLog.at_home(home)
     except (AuditError, CryptoError, OSError, ValueError) as exc:
         raise click.ClickException(f"the audit log cannot be opened, so nothing was done: "

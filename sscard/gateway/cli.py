@@ -17,6 +17,7 @@ from typing import Any
 import click
 from asn1crypto import x509
 
+from sscard.cli import db_url_options
 from sscard.cms import (
     CmsError,
     ContentCipher,
@@ -35,6 +36,7 @@ from sscard.fetch import FetchError
 from sscard.gateway.client import GatewayClient, GatewayClientError
 from sscard.keys.cli import open_software_key, passphrase_options
 from sscard.secrets_input import write_private_file
+from sscard.serving import ServeOptions, run, serve_options
 from sscard.validation import RevocationMode
 from sscard.x509.errors import X509Error
 from sscard.x509.parse import load_certificate, load_certificates, load_crl
@@ -350,39 +352,33 @@ def gateway_group() -> None:
 
 @gateway_group.command("serve")
 @click.option("--config", "config_file", type=_FILE, required=True, help="Gateway TOML file.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8443, show_default=True, type=int)
-@click.option("--tls-cert", type=_FILE, help="Server certificate PEM (chain may follow).")
-@click.option("--tls-key", type=_FILE, help="Server key PEM (unencrypted).")
-@click.option("--client-ca", type=_FILE,
-              help="Require client certificates issued under these CA certificates (mTLS).")
-def serve(config_file: Path, host: str, port: int, tls_cert: Path | None,
-          tls_key: Path | None, client_ca: Path | None) -> None:
-    """Serve the gateway (threaded; for many workers run gunicorn on
-    'sscard.gateway.wsgi:app' with SSCARD_GATEWAY_CONFIG set)."""
-    import ssl
+@serve_options(default_port=8443)
+@db_url_options("SSCARD_GATEWAY_CHALLENGES", "cardholder challenge database shared by the "
+                "workers (default with several workers: SQLite <home>/gateway-challenges.sqlite)",
+                option="--challenges-db", dest="challenges_db")
+@click.pass_context
+def serve(ctx: click.Context, config_file: Path, serving: ServeOptions,
+          challenges_db: str | None) -> None:
+    """Serve the gateway under gunicorn. With --tls-client-ca, business systems may identify
+    themselves by their TLS client certificate."""
+    from sscard.cli import data_home
+    from sscard.gateway.config import ConfigError
+    from sscard.gateway.wsgi import GatewayAppFactory
 
-    from werkzeug.serving import run_simple
-
-    from sscard.gateway.config import ConfigError, load_config
-    from sscard.gateway.service import create_app
-
+    if challenges_db is None and serving.workers > 1:
+        home = data_home(ctx)
+        home.mkdir(parents=True, exist_ok=True)
+        challenges_db = f"sqlite:///{home / 'gateway-challenges.sqlite'}"
+    factory = GatewayAppFactory(config_file, challenges_db)
     try:
-        app = create_app(load_config(config_file))
-    except (ConfigError, X509Error, CmsError, ValueError) as exc:
+        # a bad file is named before serving, and the challenge database exists before the
+        # workers open it
+        factory()
+    except (ConfigError, X509Error, CmsError, ValueError, OSError) as exc:
         raise click.ClickException(f"{config_file}: {exc}") from None
-    context = None
-    if tls_cert or tls_key:
-        if not (tls_cert and tls_key):
-            raise click.UsageError("--tls-cert and --tls-key go together")
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(tls_cert), str(tls_key))
-        if client_ca:
-            context.load_verify_locations(str(client_ca))
-            context.verify_mode = ssl.CERT_REQUIRED
-    elif client_ca:
-        raise click.UsageError("--client-ca needs --tls-cert and --tls-key")
-    run_simple(host, port, app, threaded=True, ssl_context=context)
+    click.echo(f"gateway serving on {serving.url} (gunicorn, {serving.workers} workers)",
+               err=True)
+    run(factory, serving, name="gateway")
 
 
 @gateway_group.command("authenticate-card")

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sscard import httpsig as rs
 from sscard.audit import AuditLog
 from sscard.audit.errors import AuditUnavailable
-from sscard import httpsig as rs
 from sscard.gateway.service import create_app
 from tests.gateway.conftest import Rig
 

@@ -14,8 +14,8 @@ import pytest
 from asn1crypto import x509
 from flask.testing import FlaskClient
 
-from sscard.cms import sign
 from sscard import httpsig as rs
+from sscard.cms import sign
 from sscard.gateway.config import (
     CARDHOLDER_ENCRYPT_POLICY,
     GatewayConfig,

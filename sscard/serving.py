@@ -1,0 +1,222 @@
+"""Serving a WSGI app in production: gunicorn, with TLS and mutual TLS, for every service.
+
+``sscard ca serve``, ``sscard kmc serve``, ``sscard ra serve`` and ``sscard gateway serve`` all
+take the same options (``serve_options``) and hand ``run`` a factory that builds their Flask
+app. gunicorn calls the factory in each worker after the fork, so database connections, key
+handles and HSM sessions are never shared between processes; whatever the workers must share
+(a session-cookie key, unsealed shares) the command reads once, before, in the master.
+
+The TLS key may be encrypted: its passphrase comes from a file (``--tls-key-passphrase-file``),
+never from argv. The TLS context is built and checked once before serving (a wrong passphrase
+or a key that does not match the certificate ends the command with that message) and once per
+worker (gunicorn would otherwise rebuild it for every connection).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from sscard.secrets_input import read_secret
+
+F = TypeVar("F", bound=Callable[..., Any])
+WsgiApp = Callable[..., Any]
+
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+class ServeError(Exception):
+    """The serving options are unusable (TLS files, passphrase, combinations)."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Where and how a service listens. ``tls_key_passphrase`` is kept out of ``repr``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    threads: int = 4
+    timeout: int = 60
+    graceful_timeout: int = 30
+    keepalive: int = 5
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_key_passphrase: bytes | None = field(default=None, repr=False)
+    tls_client_ca: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ServeError("--tls-cert and --tls-key go together")
+        if self.tls_cert is None and (self.tls_client_ca or self.tls_key_passphrase):
+            raise ServeError("--tls-client-ca and --tls-key-passphrase-file need --tls-cert "
+                             "and --tls-key")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as gunicorn binds it (an IPv6 address in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") \
+            else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.address}"
+
+
+def tls_context(options: ServeOptions) -> ssl.SSLContext:
+    """The server-side TLS context: certificate chain, key (decrypted with the passphrase),
+    and with a client CA, client certificates required and verified against it."""
+    if options.tls_cert is None or options.tls_key is None:
+        raise ServeError("TLS is not configured")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # a callable, never None: OpenSSL would otherwise prompt on the terminal for an
+    # encrypted key (and hang a service started by systemd)
+    passphrase = options.tls_key_passphrase or b""
+    try:
+        context.load_cert_chain(str(options.tls_cert), str(options.tls_key),
+                                password=lambda: passphrase)
+    except FileNotFoundError as exc:
+        raise ServeError(f"TLS: cannot read {exc.filename}: {exc.strerror}") from None
+    except (ssl.SSLError, OSError) as exc:
+        hint = ("wrong passphrase, a key that does not match, or not PEM"
+                if options.tls_key_passphrase else
+                "an encrypted key needs --tls-key-passphrase-file; else a key that does not "
+                "match, or not PEM")
+        raise ServeError(f"TLS: cannot use certificate {options.tls_cert} with key "
+                         f"{options.tls_key} ({hint}): "
+                         f"{getattr(exc, 'reason', None) or exc}") from None
+    if options.tls_client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=str(options.tls_client_ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ServeError(f"TLS: cannot load client CA {options.tls_client_ca}: "
+                             f"{exc}") from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def run(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: str) -> None:
+    """Serve the app that ``factory`` builds (in each worker) under gunicorn until stopped."""
+    from gunicorn.app.base import BaseApplication
+
+    if options.tls:
+        tls_context(options)  # fail here, with the reason, rather than in every worker
+    worker_context: list[ssl.SSLContext] = []  # one per process, made after the fork
+
+    def ssl_context_hook(_config: Any, _default: Callable[[], ssl.SSLContext]
+                         ) -> ssl.SSLContext:
+        if not worker_context:
+            worker_context.append(tls_context(options))
+        return worker_context[0]
+
+    class Application(BaseApplication):
+        def load_config(self) -> None:
+            settings: dict[str, Any] = {
+                "bind": options.address,
+                "workers": options.workers,
+                "worker_class": "gthread",
+                "threads": options.threads,
+                "timeout": options.timeout,
+                "graceful_timeout": options.graceful_timeout,
+                "keepalive": options.keepalive,
+                "proc_name": f"sscard-{name}",
+                "accesslog": None,
+                # no control socket (gunicorn >= 25.1 opens one by default): whoever runs as the
+                # same user could stop or reconfigure the service through it, and services
+                # sharing a user would take over each other's socket
+                "control_socket_disable": True,
+            }
+            if options.tls:
+                settings.update(certfile=str(options.tls_cert), keyfile=str(options.tls_key),
+                                ssl_context=ssl_context_hook)
+                if options.tls_client_ca is not None:
+                    settings.update(ca_certs=str(options.tls_client_ca),
+                                    cert_reqs=ssl.CERT_REQUIRED)
+            for key, value in settings.items():
+                if key in self.cfg.settings:  # control_socket_disable: gunicorn >= 25.1 only
+                    self.cfg.set(key, value)
+
+        def load(self) -> WsgiApp:
+            return factory()  # in each worker, after the fork
+
+    log = logging.getLogger(__name__)
+    if not options.tls and not _loopback(options.host):
+        log.warning("%s serves plain HTTP on %s: only behind a TLS-terminating proxy "
+                    "(else give --tls-cert and --tls-key)", name, options.host)
+    log.info("serving %s at %s with %d workers", name, options.url, options.workers)
+    Application().run()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve_options(default_port: int) -> Callable[[F], F]:
+    """The listening options every ``serve`` command takes; the command gets ``serving``
+    (a ``ServeOptions``) instead of the separate values."""
+
+    def decorate(func: F) -> F:
+        import functools
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # the [server] extra, missing: said before anything is read or opened
+            import gunicorn.app.base  # noqa: F401
+
+            passphrase_file = kwargs.pop("tls_key_passphrase_file")
+            values = {k: kwargs.pop(k) for k in (
+                "host", "port", "workers", "threads", "timeout", "tls_cert", "tls_key",
+                "tls_client_ca")}
+            passphrase = (read_secret(file=passphrase_file, prompt="TLS key passphrase")
+                          if passphrase_file is not None else None)
+            try:
+                kwargs["serving"] = ServeOptions(tls_key_passphrase=passphrase, **values)
+                if kwargs["serving"].tls:
+                    tls_context(kwargs["serving"])  # checked before the service opens
+            except ServeError as exc:
+                raise click.UsageError(str(exc)) from None
+            return func(*args, **kwargs)
+
+        options = [
+            click.option("--host", default="127.0.0.1", show_default=True,
+                         help="Address to listen on (0.0.0.0 behind a reverse proxy)."),
+            click.option("--port", type=click.IntRange(1, 65535), default=default_port,
+                         show_default=True),
+            click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
+                         help="gunicorn worker processes."),
+            click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True,
+                         help="Threads per gunicorn worker."),
+            click.option("--timeout", type=click.IntRange(1, 3600), default=60,
+                         show_default=True,
+                         help="Seconds a worker may spend on a request before it is restarted."),
+            click.option("--tls-cert", type=_FILE, default=None,
+                         help="Server certificate PEM (its chain may follow): serve HTTPS."),
+            click.option("--tls-key", type=_FILE, default=None,
+                         help="Server private key PEM (may be encrypted)."),
+            click.option("--tls-key-passphrase-file", type=_FILE, default=None,
+                         help="File whose first line is the --tls-key passphrase."),
+            click.option("--tls-client-ca", type=_FILE, default=None,
+                         help="Require client certificates issued under these CA "
+                              "certificates (mutual TLS)."),
+        ]
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

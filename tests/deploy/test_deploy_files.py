@@ -1,0 +1,196 @@
+"""deploy/: the systemd units verify (``systemd-analyze verify`` where systemd is installed, and
+a structural check always), every command line in a unit or container file is accepted by the
+service's own command, and every configuration file the units name has a sample in
+deploy/zones that the service's own loader accepts."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from sqlalchemy.engine import make_url
+
+from sscard.cli import cli
+from sscard.x509.pem import der_to_pem
+from tests.cms.pki import make_leaf, make_pki
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+SERVICES = {"ca": 8080, "kmc": 8470, "ra": 8480, "gateway": 8443}
+#: the zone of each service (DESIGN.md section 5)
+ZONES = {"ca": "protected", "kmc": "protected", "ra": "officer", "gateway": "service"}
+INSTALLED = "/opt/sscard/bin/sscard"
+SECRET_WORDS = re.compile(r"pass|secret|token|pin|key", re.IGNORECASE)
+
+
+def unit(service: str) -> Path:
+    return DEPLOY / "systemd" / f"sscard-{service}.service"
+
+
+def parse_unit(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """Sections -> (key, value) in order, continuation lines joined (keys may repeat)."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    pending = ""
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = pending + raw.strip() if pending else raw.strip()
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        pending = ""
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            assert line.endswith("]"), f"{path.name}: bad section line {line!r}"
+            current = sections.setdefault(line[1:-1], [])
+            continue
+        assert current is not None and "=" in line, f"{path.name}: {line!r} outside a section"
+        key, value = line.split("=", 1)
+        current.append((key.strip(), value.strip()))
+    return sections
+
+
+def values(section: list[tuple[str, str]], key: str) -> list[str]:
+    return [v for k, v in section if k == key]
+
+
+def check_serve_args(service: str, args: list[str]) -> None:
+    """``args`` (after ``sscard``) name ``<service> serve`` and only options it has."""
+    assert args[:2] == [service, "serve"], args
+    group = cli.get_command(click.Context(cli), service)
+    assert isinstance(group, click.Group)
+    command = group.get_command(click.Context(group), "serve")
+    assert command is not None
+    parser = command.make_parser(click.Context(command))
+    parser.parse_args(list(args[2:]))  # raises NoSuchOption / BadOptionUsage
+    port = args[args.index("--port") + 1]
+    assert int(port) == SERVICES[service]
+    for i, arg in enumerate(args):
+        if arg.startswith("--") and SECRET_WORDS.search(arg) and not arg.startswith("--tls-"):
+            # a secret option takes a file, never the secret itself
+            assert arg.endswith("-file") or arg == "--share", arg
+            assert args[i + 1].startswith(("%d/", "/run/secrets/")), (arg, args[i + 1])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_unit_structure(service: str) -> None:
+    sections = parse_unit(unit(service))
+    assert set(sections) == {"Unit", "Service", "Install"}
+    svc = sections["Service"]
+    user = values(svc, "User")
+    assert user and user[0] not in ("root", "0") and user[0] == f"sscard-{service}"
+    assert values(svc, "NoNewPrivileges") == ["yes"]
+    assert values(svc, "ProtectSystem") == ["strict"]
+    assert values(svc, "UMask") == ["0077"]
+    (start,) = values(svc, "ExecStart")
+    argv = shlex.split(start)
+    assert argv[0] == INSTALLED
+    check_serve_args(service, argv[1:])
+    # every credential the command line reads is loaded by the unit
+    loaded = {v.split(":", 1)[0] for k, v in svc if k.startswith("LoadCredential")}
+    used = {a.split("/", 1)[1] for a in argv if a.startswith("%d/")}
+    assert used <= loaded, used - loaded
+    # the environment holds no secret
+    for key, value in svc:
+        if key == "Environment":
+            assert not SECRET_WORDS.search(value), value
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_environment_and_config_files_have_loadable_samples(service: str) -> None:
+    svc = parse_unit(unit(service))["Service"]
+    (env_file,) = values(svc, "EnvironmentFile")
+    sample = DEPLOY / "zones" / ZONES[service] / Path(env_file).name
+    assert sample.is_file(), f"{env_file} has no sample in deploy/zones/{ZONES[service]}"
+    # env files: KEY=VALUE lines of variables the services read, database URLs without a
+    # password (peer authentication over the local socket)
+    sources = "\n".join(p.read_text(encoding="utf-8") for d in ("sscard", "ca", "ra", "keymgmt")
+                        for p in (ROOT / d).rglob("*.py"))
+    for line in sample.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, value = line.split("=", 1)
+        assert re.fullmatch(r"SSCARD_[A-Z_]+", key), line
+        assert f'"{key}"' in sources, f"{sample.name}: no service reads {key}"
+        if key.endswith(("_URL", "_CHALLENGES")):
+            assert make_url(value).password is None, line
+    argv = shlex.split(values(svc, "ExecStart")[0])
+    if "--config" in argv:
+        config = Path(argv[argv.index("--config") + 1])
+        assert (DEPLOY / "zones" / ZONES[service] / config.name).is_file()
+
+
+def test_ca_sample_loads() -> None:
+    from ca.config import load_config
+
+    config = load_config(DEPLOY / "zones" / "protected" / "ca.toml")
+    assert config.root_offline and config.issuing[0].pkcs11 is not None
+    assert make_url(str(config.database_url)).password is None
+
+
+def test_gateway_sample_loads(tmp_path: Path) -> None:
+    """The sample, given the files it names (made here), loads with the gateway's loader, and
+    holds only the gateway's own keys."""
+    from sscard.gateway.config import load_config
+
+    credentials = "/run/credentials/sscard-gateway.service/"
+    text = (DEPLOY / "zones" / "service" / "gateway.toml").read_text(encoding="utf-8")
+    assert credentials in text
+    (tmp_path / "gateway.toml").write_text(text.replace(credentials, f"{tmp_path}/"),
+                                           encoding="utf-8")
+    pki = make_pki()
+    (tmp_path / "root.pem").write_bytes(der_to_pem(pki.root.cert.dump(), "CERTIFICATE"))
+    (tmp_path / "issuing.pem").write_bytes(der_to_pem(pki.ca.cert.dump(), "CERTIFICATE"))
+    (tmp_path / "keys").mkdir()
+    hr_sign = make_leaf("CN=hr-sign,O=人社厅,C=CN", pki.ca)
+    hr_sign.key.store(tmp_path / "keys" / "hr-sign.key", b"gateway passphrase")
+    (tmp_path / "keys" / "hr-sign.pem").write_bytes(der_to_pem(hr_sign.cert.dump(),
+                                                               "CERTIFICATE"))
+    (tmp_path / "hr-sign-passphrase").write_text("gateway passphrase\n")
+    config = load_config(tmp_path / "gateway.toml")
+    assert set(config.keys) == {"hr-sign"} and set(config.systems) == {"employment", "pension"}
+    # the unit loads the passphrase credential the file names
+    svc = parse_unit(unit("gateway"))["Service"]
+    assert any(v.startswith("hr-sign-passphrase:") for v in values(svc, "LoadCredential"))
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_containerfile(service: str) -> None:
+    path = DEPLOY / "containers" / f"{service}.Containerfile"
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    instructions = [ln.split(None, 1) for ln in lines if not ln.startswith(" ")]
+    assert instructions[0][0] == "FROM"
+    users = [rest for word, rest in instructions if word == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    exposed = [rest for word, rest in instructions if word == "EXPOSE"]
+    assert exposed == [str(SERVICES[service])]
+    for word, rest in instructions:
+        if word in ("ENV", "ARG"):
+            assert not SECRET_WORDS.search(rest), f"{path.name}: {word} {rest}"
+    (entry,) = [json.loads(rest) for word, rest in instructions if word == "ENTRYPOINT"]
+    (cmd,) = [json.loads(rest) for word, rest in instructions if word == "CMD"]
+    assert entry[0] == INSTALLED
+    check_serve_args(service, entry[1:] + cmd)
+
+
+def test_systemd_analyze_verify(tmp_path: Path) -> None:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze is not installed (the structural checks above still ran)")
+    # the units name the installed command; point them at this environment's
+    installed = str(Path(sys.executable).with_name("sscard"))
+    for service in SERVICES:
+        text = unit(service).read_text(encoding="utf-8").replace(INSTALLED, installed)
+        (tmp_path / unit(service).name).write_text(text, encoding="utf-8")
+    done = subprocess.run([tool, "verify", *sorted(str(p) for p in tmp_path.iterdir())],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "", done.stderr  # unknown keys are only warnings
