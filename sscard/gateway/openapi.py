@@ -43,6 +43,9 @@ ERROR_CODES = ("UNAUTHENTICATED", "REQUEST_EXPIRED", "REPLAYED_REQUEST", "FORBID
                "CHALLENGE_REPLAYED", "CHALLENGE_EXPIRED", "AUDIT_UNAVAILABLE",
                "OUTCOME_NOT_RECORDED", "REPLAY_MEMORY_UNAVAILABLE", "INTERNAL")
 _ERROR = problem.openapi_schema(list(ERROR_CODES))
+#: one failed item of a batch (the batch itself succeeded)
+_ITEM_ERROR = _obj(["code", "message"], code={"type": "string", "enum": list(ERROR_CODES)},
+                   message={"type": "string"})
 
 _TIME = {"type": "string", "format": "date-time"}
 _REASON = _obj(["code", "message"], code={"type": "string"}, message={"type": "string"},
@@ -125,7 +128,7 @@ def openapi_document(max_batch_items: int = 1000) -> dict[str, Any]:
                 _obj(["results"], results={"type": "array", "items": {"anyOf": [
                     {"$ref": "#/components/schemas/SignatureReport"},
                     _obj(["valid", "error"], valid={"const": False},
-                         error=_ERROR["properties"]["error"])]}})),
+                         error=_ITEM_ERROR)]}})),
             "/v1/encrypt": _op(
                 "Encrypt to recipient certificates (CMS EnvelopedData)",
                 _req(["recipients", "content"],

@@ -13,14 +13,15 @@ import pytest
 import requests
 
 from sscard import httpsig
+from sscard.gateway.config import fingerprint
 from sscard.x509.pem import der_to_pem
-from tests.cms.pki import make_leaf
-from tests.gateway.conftest import Rig
+from tests.cms.pki import Issued
+from tests.gateway.conftest import Rig, business_system
 from tests.pg import free_port
 from tests.replay_attacks import captured_variants, gunicorn
 
 
-def _home(rig: Rig, home: Path) -> Path:
+def _home(rig: Rig, home: Path, caller: Issued) -> Path:
     (home / "root.pem").write_bytes(der_to_pem(rig.pki.root.cert.dump(), "CERTIFICATE"))
     (home / "ca.pem").write_bytes(der_to_pem(rig.pki.ca.cert.dump(), "CERTIFICATE"))
     (home / "gateway.toml").write_text(f"""
@@ -30,17 +31,18 @@ database_url = "sqlite:///{home / 'gateway.db'}"
 
 [systems.employment]
 operations = ["verify"]
+certificates = ["{fingerprint(caller.cert)}"]
 """)
     return home
 
 
 @pytest.mark.parametrize("algorithm", ["ec-p256", "sm2"])
 def test_replay_across_two_gunicorn_workers(rig: Rig, tmp_path: Path, algorithm: str) -> None:
-    home = _home(rig, tmp_path)
+    # a business-system certificate, registered for 'employment' by its fingerprint
+    caller = business_system("CN=employment,O=就业登记系统,C=CN", rig.pki.ca, algorithm)
+    home = _home(rig, tmp_path, caller)
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
-    caller = make_leaf("CN=employment,O=就业登记系统,C=CN", rig.pki.ca, algorithm,
-                       eku=["client_auth"])
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     exe = shutil.which("gunicorn") or str(Path(sys.executable).parent / "gunicorn")
