@@ -548,6 +548,8 @@ class RegistrationAuthority:
     def add_signing_client(self, actor: Actor | None, name: str, certificate: bytes) -> None:
         """Register a station or service that signs its requests (``sscard.httpsig``) with the
         key of ``certificate`` (DER); it has no usable bearer token."""
+        if actor is not None:
+            self._need(actor, Role.ADMINISTRATOR)  # before the certificate is even looked at
         try:
             identity = httpsig.decode_certificate(certificate).identity.hex()
         except httpsig.SignatureError as exc:

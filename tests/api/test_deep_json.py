@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ca.authority import CertificateAuthority
+from ca.authorization import AccessConfig, ApiOperation, Principal
 from ca.config import default_config_text
 from ca.service import ServiceConfig
 from ca.service import create_app as ca_app
@@ -17,6 +18,7 @@ from keymgmt.web import API_PREFIX
 from keymgmt.web import create_app as kmc_app
 from ra.web import WebConfig
 from ra.web import create_app as ra_app
+from sscard.audit import AuditLog
 from sscard.jsonbody import JsonBodyError, parse
 from tests.kmc.kmc_helpers import new_kmc
 from tests.ra.rig import RaRig, make_rig
@@ -68,11 +70,13 @@ def test_kmc_api(tmp_path: Path) -> None:
 def test_ca_api(tmp_path: Path) -> None:
     (tmp_path / "ca.toml").write_text(default_config_text(), encoding="utf-8")
     ca = CertificateAuthority.init(tmp_path / "home", tmp_path / "ca.toml",
-                                   passphrase=b"deep json test")
+                                   passphrase=b"deep json test",
+                                   audit=AuditLog.at_home(tmp_path / "home"))
     try:
         token = "deep-json-token-0123456789abcdef"
-        app = ca_app(ServiceConfig(authority=ca, api_token_hashes={
-            "ra": ServiceConfig.hash_token(token)}))
+        ra = Principal("ra", frozenset(ApiOperation), frozenset({"business-system"}),
+                       frozenset({"issuing"}), token_sha256=ServiceConfig.hash_token(token))
+        app = ca_app(ServiceConfig(authority=ca, access=AccessConfig({"ra": ra})))
         answer = app.test_client().post("/api/v1/certificates", data=DEEP, headers={
             **HEADERS, "Authorization": f"Bearer {token}"})
         assert answer.status_code == 400, answer.data

@@ -26,9 +26,10 @@ def test_hostile_user_names_are_refused_and_recorded(rig: RaRig, username: str) 
     with pytest.raises(AuthenticationFailed):
         rig.ra.authenticate(username, "wrong password")
     records = [r.record for r in rig.audit.records(before + 1)]
-    # the RA raises its refusal inside the guarded block: recorded as a failure with the reason
-    assert [r.outcome for r in records] == ["attempt", "failure"]
-    assert records[-1].details["reason"] == "unknown user"
+    # the RA records its refusal as what it is: denied, with the reason
+    assert [r.outcome for r in records] == ["attempt", "denied"]
+    # one reason for an unknown user and a wrong password, in the log as in the answer
+    assert records[-1].details["reason"] == "wrong password"
     assert "\n" not in records[-1].actor and len(records[-1].actor) <= 256
 
 

@@ -388,7 +388,7 @@ def test_repost_of_another_stations_card_gets_409_without_data(app: Flask,
     resp = c.post("/api/v1/enrollments", json=victim, headers=bearer(thief))
     assert resp.status_code == 409
     answer = resp.get_json()
-    assert set(answer) <= {"error", "type", "title", "status", "detail"}, answer
+    assert set(answer) <= {"code", "type", "title", "status", "detail"}, answer
     text = resp.get_data(as_text=True)
     assert first.get_json()["request_id"] not in text and "enveloped_key_blob" not in text
     # the owning station asking again still gets its request

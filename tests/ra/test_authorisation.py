@@ -225,6 +225,7 @@ LIBRARY: dict[str, tuple[Callable[[RegistrationAuthority, Actor], Any], set[str]
     "unlock_officer": (lambda ra, a: ra.unlock_officer(a, "no-such-officer"), {ADMIN}),
     "officers": (lambda ra, a: ra.officers(a), {ADMIN, AUDITOR}),
     "add_api_client": (lambda ra, a: ra.add_api_client(a, ""), {ADMIN}),
+    "add_signing_client": (lambda ra, a: ra.add_signing_client(a, "", b"junk"), {ADMIN}),
     "authorise_batch": (lambda ra, a: ra.authorise_batch(a, "", 0, station="station-1"),
                         {OFFICER}),
     "submit_enrollment": (lambda ra, a: ra.submit_enrollment(a, BAD_HOLDER, BAD_CARD, b""),
