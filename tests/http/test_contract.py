@@ -18,6 +18,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
+from ca.authorization import (
+    AccessConfig,
+    ApiOperation,
+    CertificateIdentity,
+    Principal,
+    certificate_fingerprint,
+    hash_token,
+)
 from ca.service import ServiceConfig
 from ca.service import create_app as ca_app
 from keymgmt.client import KmcClient, KmcServiceError
@@ -47,7 +55,10 @@ def apps(rig: RaRig) -> dict[str, Flask]:
         "gateway": gateway_app(GatewayConfig(trust_anchors=[make_ca("CN=Contract Root").cert],
                                              systems={})),
         "ca": ca_app(ServiceConfig(authority=rig.ca, revocation_check_interval=0,
-                                   api_token_hashes={"batch": ServiceConfig.hash_token(TOKEN)})),
+                                   access=AccessConfig({"batch": Principal(
+                                       "batch", frozenset(ApiOperation),
+                                       frozenset({"business-system"}), frozenset({rig.ca.name}),
+                                       token_sha256=hash_token(TOKEN))}))),
         "kmc": kmc_app(rig.kmc),
         "ra": ra_app(rig.ra, WebConfig(secrets.token_bytes(32), secure_cookies=False)),
     }
