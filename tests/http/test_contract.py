@@ -176,8 +176,10 @@ def test_health_ready_metrics(apps: dict[str, Flask], service: str) -> None:
 
 def test_kmc_not_ready_while_sealed(tmp_path: Path) -> None:
     from keymgmt.service import KeyManagementCentre
+    from sscard.audit import AuditLog
 
-    sealed = KeyManagementCentre.open(f"sqlite:///{tmp_path / 'kmc.db'}")
+    sealed = KeyManagementCentre.open(f"sqlite:///{tmp_path / 'kmc.db'}",
+                                      audit=AuditLog.at_home(tmp_path))
     try:
         client = kmc_app(sealed).test_client()
         assert client.get("/health").status_code == 200  # alive, but
