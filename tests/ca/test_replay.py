@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from ca.authority import CertificateAuthority
 from sscard import httpsig
+from sscard.audit import AuditLog
 from sscard.keys.software import SoftwareKey
-from sscard.x509.parse import load_certificate
+from sscard.x509.builder import CsrBuilder
+from sscard.x509.names import parse_name
+from sscard.x509.pem import der_to_pem
 from tests.ca.test_service import new_csr
 from tests.ca.test_service_cli import SSCARD, config_text, free_port, sscard
 from tests.replay_attacks import captured_variants, gunicorn
@@ -23,18 +27,24 @@ def test_replay_across_two_gunicorn_workers(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (tmp_path / "ca.toml").write_text(config_text("ec-p256"), encoding="utf-8")
     sscard(home, "ca", "init", "--config", str(tmp_path / "ca.toml"))
-    officer_key, officer_csr = new_csr("RA Officer 7")
-    assert isinstance(officer_key, SoftwareKey)
-    (tmp_path / "officer.csr").write_bytes(officer_csr)
-    sscard(home, "ca", "issue", "--profile", "ra-officer", "--csr", str(tmp_path / "officer.csr"),
-           "--out", str(tmp_path / "officer.pem"))
-    officer = load_certificate((tmp_path / "officer.pem").read_bytes())
+    # the caller: the RA's service identity (profile service, issued on the CA's home as the
+    # administrators do), registered by fingerprint as a principal that may issue
+    # business-system certificates; officers are refused at the CA API whatever the replay
+    ra_key = SoftwareKey.generate("ec-p256")
+    ra_csr = CsrBuilder().subject(parse_name("CN=ra-service,C=CN")).sign(ra_key)
+    authority = CertificateAuthority.open(home, audit=AuditLog.at_home(home))
+    try:
+        ra = authority.issue_from_csr(ra_csr.dump(), "service").certificate
+    finally:
+        authority.close()
+    (tmp_path / "ra.pem").write_bytes(der_to_pem(ra.dump(), "CERTIFICATE"))
+    sscard(home, "ca", "principal", "add", "ra", "--ra", "--certificate", str(tmp_path / "ra.pem"))
 
     _, csr = new_csr("Business System 9")
     body = json.dumps({"profile": "business-system", "csr": csr.decode()}).encode()
     path = "/api/v1/certificates"
-    headers = httpsig.sign_request(officer_key, officer, "POST", path, "", body)
-    variants = captured_variants(headers, officer, ecdsa=True)
+    headers = httpsig.sign_request(ra_key, ra, "POST", path, "", body)
+    variants = captured_variants(headers, ra, ecdsa=True)
     assert "certificate signature (r, n-s)" in variants  # the CA signs with ECDSA here
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -18,6 +18,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
+from ca.authorization import (
+    AccessConfig,
+    ApiOperation,
+    CertificateIdentity,
+    Principal,
+    certificate_fingerprint,
+    hash_token,
+)
 from ca.service import ServiceConfig
 from ca.service import create_app as ca_app
 from keymgmt.client import KmcClient, KmcServiceError
@@ -47,7 +55,10 @@ def apps(rig: RaRig) -> dict[str, Flask]:
         "gateway": gateway_app(GatewayConfig(trust_anchors=[make_ca("CN=Contract Root").cert],
                                              systems={})),
         "ca": ca_app(ServiceConfig(authority=rig.ca, revocation_check_interval=0,
-                                   api_token_hashes={"batch": ServiceConfig.hash_token(TOKEN)})),
+                                   access=AccessConfig({"batch": Principal(
+                                       "batch", frozenset(ApiOperation),
+                                       frozenset({"business-system"}), frozenset({rig.ca.name}),
+                                       token_sha256=hash_token(TOKEN))}))),
         "kmc": kmc_app(rig.kmc),
         "ra": ra_app(rig.ra, WebConfig(secrets.token_bytes(32), secure_cookies=False)),
     }
@@ -165,8 +176,10 @@ def test_health_ready_metrics(apps: dict[str, Flask], service: str) -> None:
 
 def test_kmc_not_ready_while_sealed(tmp_path: Path) -> None:
     from keymgmt.service import KeyManagementCentre
+    from sscard.audit import AuditLog
 
-    sealed = KeyManagementCentre.open(f"sqlite:///{tmp_path / 'kmc.db'}")
+    sealed = KeyManagementCentre.open(f"sqlite:///{tmp_path / 'kmc.db'}",
+                                      audit=AuditLog.at_home(tmp_path))
     try:
         client = kmc_app(sealed).test_client()
         assert client.get("/health").status_code == 200  # alive, but
@@ -232,22 +245,30 @@ def test_replay_memory_down_is_503_at_every_service(rig: RaRig, tmp_path: Path) 
     import sqlalchemy as sa
 
     from sscard import httpsig
-    from sscard.gateway.config import SystemPolicy
+    from sscard.gateway.config import BUSINESS_SYSTEM_POLICY, SystemPolicy, fingerprint
 
     ca = make_ca("CN=Down Root", algorithm="ec-p256")
-    caller = make_leaf("CN=employment", ca, "ec-p256", eku=["client_auth"])
+    # a business system the gateway knows by fingerprint (never by CN)
+    caller = make_leaf("CN=employment", ca, "ec-p256", eku=["client_auth"], extra=[
+        ("certificate_policies", [{"policy_identifier": BUSINESS_SYSTEM_POLICY}], False)])
     db = f"sqlite:///{tmp_path / 'gateway.db'}"
     gateway = gateway_app(GatewayConfig(trust_anchors=[ca.cert], database_url=db,
                                         systems={"employment": SystemPolicy(
-                                            frozenset({"verify"}))}))
+                                            frozenset({"verify"}),
+                                            certificates=frozenset({fingerprint(caller.cert)}))}))
     kmc = kmc_app(rig.kmc)
     rig.kmc.add_service_caller(f"ra-{secrets.token_hex(3)}", "ra", caller.cert.dump())
     ra = ra_app(rig.ra, WebConfig(secrets.token_bytes(32), secure_cookies=False))
     rig.ra.add_signing_client(None, f"st-{secrets.token_hex(3)}", caller.cert.dump())
-    officer_key = SoftwareKey.generate("ec-p256")
-    officer_csr = CsrBuilder().subject(parse_name("CN=Officer,O=社会保障,C=CN")).sign(officer_key)
-    officer = Issued(rig.ca.issue_from_csr(officer_csr, "ra-officer").certificate, officer_key)
-    ca_service = ca_app(ServiceConfig(authority=rig.ca,
+    # at the CA: the RA's service certificate, a principal by fingerprint that may issue
+    service_key = SoftwareKey.generate("ec-p256")
+    service_csr = CsrBuilder().subject(parse_name("CN=ra-service,C=CN")).sign(service_key)
+    service = Issued(rig.ca.issue_from_csr(service_csr, "service").certificate, service_key)
+    access = AccessConfig({"ra": Principal(
+        "ra", frozenset(ApiOperation), frozenset({"business-system"}), frozenset({rig.ca.name}),
+        certificate=CertificateIdentity("service",
+                                        certificate_fingerprint(service.cert.dump())))})
+    ca_service = ca_app(ServiceConfig(authority=rig.ca, access=access,
                                       replays=httpsig.SqlReplayStore(rig.ca.engine)))
     engines = [sa.create_engine(db), rig.kmc.engine, rig.ra.engine, rig.ca.engine]
     for engine in engines:
@@ -258,7 +279,7 @@ def test_replay_memory_down_is_503_at_every_service(rig: RaRig, tmp_path: Path) 
                 (gateway, "/v1/verify", "REPLAY_MEMORY_UNAVAILABLE", caller),
                 (kmc, "/kmc/v1/escrow", "replay_memory_unavailable", caller),
                 (ra, "/api/v1/enrollments", "replay_memory_unavailable", caller),
-                (ca_service, "/api/v1/certificates", "replay_memory_unavailable", officer)]:
+                (ca_service, "/api/v1/certificates", "replay_memory_unavailable", service)]:
             headers = httpsig.sign_request(who.key, who.cert, "POST", path, "", b"{}")
             assert_problem(app.test_client().post(path, data=b"{}", headers=headers), 503, code)
     finally:

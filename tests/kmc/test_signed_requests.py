@@ -17,6 +17,7 @@ from keymgmt.errors import KmcError
 from keymgmt.service import KeyManagementCentre
 from keymgmt.web import create_app
 from sscard import httpsig
+from sscard.audit import AuditLog
 from sscard.crypto.sm2 import SM2PrivateKey
 from tests.cms.pki import make_ca, make_leaf
 from tests.http.test_contract import Served
@@ -106,7 +107,8 @@ def test_cli_binds_a_service_certificate(tmp_path: Path) -> None:
                                    "--role", "ra", "--certificate", str(tmp_path / "ra.pem")])
     assert run.exit_code == 0, run.output
     assert "signs its requests" in run.output and "kmc_" not in run.output
-    kmc = KeyManagementCentre.open(f"sqlite:///{home / 'kmc.db'}")
+    kmc = KeyManagementCentre.open(f"sqlite:///{home / 'kmc.db'}",
+                                   audit=AuditLog.at_home(home))
     try:
         identity = httpsig.decode_certificate(ra.cert.dump()).identity
         assert kmc.authenticate_certificate(identity).name == "ra-service"
