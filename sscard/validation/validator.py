@@ -70,9 +70,10 @@ class RevocationMode(enum.Enum):
     REQUIRE = "require"
     """Every certificate below the trust anchor needs a valid CRL or OCSP answer."""
     LEAF = "leaf"
-    """The end-entity certificate needs a valid CRL or OCSP answer; CA certificates are
-    checked where they name a source (as ``IF_DECLARED``). What a relying party holding only
-    the leaf's OCSP answer can ask for (OpenSSL's -crl_check, against -crl_check_all)."""
+    """The end-entity certificate needs a valid CRL or OCSP answer; a CA certificate's status
+    is used when the information at hand covers it (a CA revoked by a CRL given is REVOKED),
+    but not required, even when the CA names a source. What a relying party holding only the
+    leaf's CRL or OCSP answer can ask for (OpenSSL's -crl_check, against -crl_check_all)."""
     IF_DECLARED = "if-declared"
     """Check certificates that name a CRL distribution point or OCSP responder; one that
     names a source whose answer cannot be had fails."""
@@ -83,7 +84,9 @@ class RevocationMode(enum.Enum):
 _REVOCATION_POLICIES: dict[RevocationMode, RevocationCheckingPolicy] = {
     RevocationMode.REQUIRE: REQUIRE_REVINFO,
     RevocationMode.LEAF: RevocationCheckingPolicy(
-        RevocationCheckingRule.CRL_OR_OCSP_REQUIRED, RevocationCheckingRule.CHECK_IF_DECLARED
+        # soft for CAs: no answer about the CA is no failure, a matching CRL or OCSP answer
+        # that says revoked (or cannot be validated) still is
+        RevocationCheckingRule.CRL_OR_OCSP_REQUIRED, RevocationCheckingRule.CHECK_IF_DECLARED_SOFT
     ),
     RevocationMode.IF_DECLARED: RevocationCheckingPolicy(
         RevocationCheckingRule.CHECK_IF_DECLARED, RevocationCheckingRule.CHECK_IF_DECLARED
