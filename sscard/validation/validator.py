@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import re
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -44,6 +43,7 @@ from sscard.validation.building import (
 )
 from sscard.validation.classify import reason_from_exception
 from sscard.validation.errors import ValidationInputError
+from sscard.validation.memo import BoundedCache, private_copy
 from sscard.validation.names import NameConstraintState, NameConstraintViolation, name_text
 from sscard.validation.profile import (
     Position,
@@ -61,7 +61,6 @@ install_as_pyhanko_default()
 ANY_POLICY = "2.5.29.32.0"
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _FETCH_TIMEOUT_SECONDS = 10
-_Asn1T = TypeVar("_Asn1T", bound=core.Asn1Value)
 
 
 class RevocationMode(enum.Enum):
@@ -171,14 +170,6 @@ def _comparable_or_refused(cert: x509.Certificate, what: str) -> x509.Certificat
     return cert
 
 
-def _private_copy(value: _Asn1T) -> _Asn1T:
-    """A fresh parse of ``value``. pyhanko-certvalidator and asn1crypto can re-encode parts of a
-    certificate they have looked at (PKITS 4.3.6: a subjectUniqueID BIT STRING lost its
-    unused-bits count), which would break a later signature check on the same object; working
-    on copies keeps the caller's objects untouched and every validation repeatable."""
-    return value.copy()
-
-
 # What asn1crypto raises, deep inside, on a value that does not parse; and pyhanko on what it
 # does not implement.
 _UNPROCESSABLE = (ValueError, TypeError, KeyError, IndexError, NotImplementedError)
@@ -232,27 +223,22 @@ adjust_pyhanko()
 # Verdicts of _inside_problem by the value's encoding: parsing a whole certificate or CRL is
 # the costliest step of a validation, and the same CA certificates and CRLs come back on every
 # call. Bounded, as the encodings come from callers.
-_INSIDE_VERDICTS: OrderedDict[bytes, str | None] = OrderedDict()
-_INSIDE_VERDICTS_MAX = 4096
+_INSIDE_VERDICTS: BoundedCache[bytes, str | None] = BoundedCache(4096)
 
 
 def _inside_problem(value: core.Asn1Value) -> str | None:
     """Why the inside of a certificate or CRL that loaded does not parse (None when it does):
     asn1crypto parses lazily, so an extension holding garbage shows only when read. Read on a
-    copy, as reading can change how asn1crypto re-encodes a value (see _private_copy)."""
-    key = bytes(value.contents)
-    if key in _INSIDE_VERDICTS:
-        _INSIDE_VERDICTS.move_to_end(key)
-        return _INSIDE_VERDICTS[key]
+    copy, as reading can change how asn1crypto re-encodes a value (see memo.private_copy)."""
+    return _INSIDE_VERDICTS.get_or_make(bytes(value.contents), lambda: _parse_problem(value))
+
+
+def _parse_problem(value: core.Asn1Value) -> str | None:
     try:
         value.copy().native  # noqa: B018
-        verdict = None
     except _PARSE_ERRORS as exc:
-        verdict = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    _INSIDE_VERDICTS[key] = verdict
-    if len(_INSIDE_VERDICTS) > _INSIDE_VERDICTS_MAX:
-        _INSIDE_VERDICTS.popitem(last=False)
-    return verdict
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
 
 
 def _floor_to_second(moment: datetime) -> datetime:
@@ -271,7 +257,21 @@ def _validity_reason(cert: x509.Certificate, what: str, moment: datetime) -> Rea
     return None
 
 
+# Profile and key verdicts by (encoding, position, profile, legacy algorithms allowed): all
+# they depend on. The same CA certificates are checked in every validation.
+_CERTIFICATE_REASONS: BoundedCache[tuple[bytes, Position, Profile, bool], tuple[Reason, ...]] = (
+    BoundedCache(4096))
+
+
 def _certificate_reasons(
+    cert: x509.Certificate, position: Position, request: _Request
+) -> list[Reason]:
+    key = (bytes(cert.dump()), position, request.profile, request.allow_legacy)
+    return list(_CERTIFICATE_REASONS.get_or_make(
+        key, lambda: tuple(_certificate_reasons_uncached(cert, position, request))))
+
+
+def _certificate_reasons_uncached(
     cert: x509.Certificate, position: Position, request: _Request
 ) -> list[Reason]:
     problems = certificate_problems(
@@ -442,8 +442,8 @@ async def validate_path_async(
     limits = budget or Budget()
     if max_depth is not None:
         limits = replace(limits, max_intermediates=max_depth)
-    leaf = _private_copy(leaf)
-    anchors = [_comparable_or_refused(_private_copy(c), "trust anchor") for c in anchors]
+    leaf = private_copy(leaf)
+    anchors = [_comparable_or_refused(private_copy(c), "trust anchor") for c in anchors]
     notes: list[Reason] = []
     usable_anchors = []
     for anchor in anchors:
@@ -456,9 +456,9 @@ async def validate_path_async(
             usable_anchors.append(anchor)
     anchors = usable_anchors
     # an extra certificate that cannot be compared or read cannot be in a path either
-    others = [c for c in (_private_copy(c) for c in others)
+    others = [c for c in (private_copy(c) for c in others)
               if _names_comparable(c) and _inside_problem(c) is None]
-    crl_list = [_private_copy(c) for c in crl_list]
+    crl_list = [private_copy(c) for c in crl_list]
     usable_crls = []
     for item in crl_list:
         problems = ([p] if (p := _inside_problem(item)) else []) or crl_problems(item)
@@ -467,7 +467,7 @@ async def validate_path_async(
                                 f"a CRL from {_issuer_text(item)} was not used: {problems[0]}"))
         else:
             usable_crls.append(item)
-    ocsp_list = [_private_copy(r) for r in ocsp_list]
+    ocsp_list = [private_copy(r) for r in ocsp_list]
     if at is not None and at.utcoffset() is None:
         raise ValidationInputError("the validation time must carry a time zone")
     wanted_purpose = _as_purpose(purpose)

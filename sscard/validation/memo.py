@@ -1,0 +1,135 @@
+"""Bounded caches of the validator's pure steps, keyed by encodings.
+
+A gateway validates many leaves under a few issuing CAs: the same CA certificates, trust
+anchors and CRLs come back on every call, as new objects with the same bytes. What is worked
+out from those bytes alone (a parsed copy, the profile verdict, a name's comparison form) is
+kept here, keyed by the encoding and every other input the answer depends on, so a cache can
+never change a verdict. Every cache is bounded (least recently used out): callers choose the
+encodings.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from asn1crypto import core
+
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+_Asn1T = TypeVar("_Asn1T", bound=core.Asn1Value)
+
+_ALL: list[BoundedCache[object, object]] = []
+
+
+class BoundedCache(Generic[_K, _V]):
+    """A least-recently-used map of at most ``size`` entries, safe to share between threads."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[_K, _V] = OrderedDict()
+        self._lock = threading.Lock()
+        _ALL.append(self)  # type: ignore[arg-type]
+
+    def get(self, key: _K, default: _V | None = None) -> _V | None:
+        with self._lock:
+            if key not in self._items:
+                return default
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: _K, value: _V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def get_or_make(self, key: _K, make: Callable[[], _V]) -> _V:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()  # outside the lock: make() may use other caches
+        self.put(key, value)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+def forget_all() -> None:
+    """Empty every cache of the validator (for measurements and tests without them)."""
+    for cache in _ALL:
+        cache.clear()
+    _COPIES.__dict__.clear()
+
+
+class _ThreadCopies(threading.local):
+    """Parsed private copies per thread: asn1crypto parses lazily and memoises what it parsed
+    on the object, so a copy shared by threads would be written by two at once."""
+
+    def __init__(self) -> None:
+        self.items: OrderedDict[tuple[type, bytes], core.Asn1Value] = OrderedDict()
+
+
+_COPIES = _ThreadCopies()
+_COPIES_MAX = 256
+
+
+def _round_trips(value: core.Asn1Value, encoded: bytes) -> bool:
+    """Whether a fully parsed copy of ``value`` encodes again to exactly ``encoded``. asn1crypto
+    re-encodes some values lossily once parsed (PKITS 4.3.6: a subjectUniqueID BIT STRING
+    loses its unused-bits count), and a copy in that state breaks a later signature check."""
+    probe = value.copy()
+    try:
+        probe.native  # noqa: B018
+        return bytes(probe.dump(force=True)) == encoded
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+            UnicodeDecodeError, RecursionError):
+        return False
+
+
+_ROUND_TRIPS: BoundedCache[tuple[type, bytes], bool] = BoundedCache(4096)
+_SEEN: BoundedCache[tuple[type, bytes], bool] = BoundedCache(4096)
+
+
+def private_copy(value: _Asn1T) -> _Asn1T:
+    """A parse of ``value``'s encoding that the caller does not hold. One whose encoding
+    survives asn1crypto's re-encoding unchanged is reused by later calls with the same
+    encoding in this thread, with what was parsed of it so far (parsing is the costliest part
+    of a validation); any other is a fresh copy each time, as a copy a validation has read can
+    re-encode differently."""
+    # the bytes it was parsed from, read without dump(): dump() can re-encode (lossily, see
+    # above) the caller's object; one built or changed by the caller is copied as it is
+    header = value._header
+    mutated = getattr(value, "_is_mutated", None)
+    if header is None or (mutated is not None and mutated()):
+        return value.copy()
+    encoded = bytes(header + value._contents + (value._trailer or b""))
+    key = (type(value), encoded)
+    if not _SEEN.get(key):
+        _SEEN.put(key, True)  # a leaf comes once: kept, and probed, from its second coming on
+        return value.copy()
+    if not _ROUND_TRIPS.get_or_make(key, lambda: _round_trips(value, encoded)):
+        return value.copy()
+    items = getattr(_COPIES, "items", None)
+    if items is None:
+        items = _COPIES.items = OrderedDict()
+    copy = items.get(key)
+    if copy is not None and copy.dump() == encoded:
+        items.move_to_end(key)
+        return copy
+    copy = value.copy()
+    items[key] = copy
+    items.move_to_end(key)
+    while len(items) > _COPIES_MAX:
+        items.popitem(last=False)
+    return copy
