@@ -12,6 +12,7 @@ import asyncio
 import enum
 import re
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -217,7 +218,25 @@ class Profile(enum.Enum):
     """RFC 5280 plus the CA/Browser Forum Baseline Requirements for TLS (opt-in)."""
 
 
-adjust_pyhanko()
+def _side_path_problem(path: Sequence[x509.Certificate]) -> str | None:
+    """Why a path pyhanko validates on the side (a CRL issuer's, a delegated OCSP responder's;
+    trust anchor first) breaks the rules the validated path is held to: the profile and the
+    names' constraints, under the current validation's settings."""
+    request = _CURRENT_REQUEST.get()
+    if request is None or len(path) < 2:
+        return None
+    reasons: list[Reason] = []
+    for index in range(1, len(path)):
+        cert = path[index]
+        last = index == len(path) - 1
+        position = Position.CA if not last or cert.ca else Position.LEAF
+        reasons.extend(_certificate_reasons(cert, position, request))
+    reasons.extend(_name_constraint_reasons(
+        path, request.trust_mode is TrustMode.CONSTRAINED_ANCHOR))
+    return reasons[0].message if reasons else None
+
+
+adjust_pyhanko(_side_path_problem)
 
 
 # Verdicts of _inside_problem by the value's encoding: parsing a whole certificate or CRL is
@@ -325,6 +344,12 @@ def _eku_reasons(leaf: x509.Certificate, wanted: frozenset[str]) -> list[Reason]
     return [Reason(ReasonCode.WRONG_PURPOSE,
                    f"extended key usage {', '.join(sorted(present)) or '(empty)'} does not "
                    f"include {', '.join(sorted(missing))}")]
+
+
+# The settings of the validation running in this context, for the side-path check above
+# (pyhanko calls it from deep inside its revocation checks).
+_CURRENT_REQUEST: ContextVar[_Request | None] = ContextVar("sscard_validation_request",
+                                                           default=None)
 
 
 @dataclass
@@ -529,6 +554,7 @@ async def validate_path_async(
     reasons: list[Reason] = []
     path: tuple[x509.Certificate, ...] = (leaf,)
     constrained: frozenset[str] = frozenset()
+    current = _CURRENT_REQUEST.set(request)
     try:
         if mode is TrustMode.LEAF:
             reasons = _leaf_trusted_directly(leaf, anchors, request)
@@ -538,6 +564,8 @@ async def validate_path_async(
                 leaf, anchors, others, signature_validator, limits, request)
     except _UNPROCESSABLE as exc:
         reasons = [_unprocessable("the path could not be processed", exc)]
+    finally:
+        _CURRENT_REQUEST.reset(current)
     if reasons:
         reasons.extend(n for n in notes if n not in reasons)
     try:
