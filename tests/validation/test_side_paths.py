@@ -17,6 +17,7 @@ from ca.records import CertificateStatus, Status
 from sscard.crypto.hashes import digest
 from sscard.validation import RevocationMode, validate_path
 from sscard.validation.result import ReasonCode, ValidationResult
+from sscard.x509.builder import CrlBuilder
 from sscard.x509.names import parse_name
 from tests.validation.chain import NOW, Issued, make_ca, make_leaf, uri
 
@@ -70,3 +71,35 @@ def test_a_responder_the_path_rules_refuse_cannot_vouch(
     result = _validate_with_answer_of(responder())
     assert not result.valid
     assert [r.code for r in result.reasons] == [ReasonCode.REVOCATION_UNKNOWN], result.reasons
+
+
+def _validate_with_indirect_crl_from(subject: str) -> ValidationResult:
+    """The leaf's CRL comes from a separate CRL issuer that CA certified (an indirect CRL)."""
+    crl_issuer = make_leaf(subject, CA, key_usage=frozenset({"crl_sign"}))
+    url = "http://127.0.0.1:9/indirect.crl"
+    leaf = make_leaf("C=CN,O=Good,CN=Bob", CA, extra=[("crl_distribution_points", [{
+        "distribution_point": {"full_name": [uri(url)]},
+        "crl_issuer": [x509.GeneralName(name="directory_name",
+                                        value=crl_issuer.cert.subject)]}], False)])
+    indirect = (CrlBuilder().issuer(crl_issuer.cert.subject)
+                .this_update(NOW - timedelta(hours=1)).next_update(NOW + timedelta(days=1))
+                .crl_number(1).authority_key_identifier(crl_issuer.ski)
+                .add_extension("issuing_distribution_point", {
+                    "distribution_point": {"full_name": [uri(url)]}, "indirect_crl": True},
+                    critical=True)
+                .sign(crl_issuer.key))
+    return validate_path(leaf.cert, trust_anchors=[ROOT.cert],
+                         intermediates=[CA.cert, crl_issuer.cert], crls=[indirect],
+                         revocation=RevocationMode.IF_DECLARED, at=NOW)
+
+
+def test_an_indirect_crl_issuer_inside_the_cas_name_constraints_is_used() -> None:
+    result = _validate_with_indirect_crl_from("C=CN,O=Good,CN=CRL Issuer")
+    assert result.valid and result.revocation_checked, result.reasons
+
+
+def test_an_indirect_crl_issuer_outside_the_cas_name_constraints_is_not() -> None:
+    result = _validate_with_indirect_crl_from("C=CN,O=Evil,CN=CRL Issuer")
+    assert not result.valid
+    assert [r.code for r in result.reasons] == [ReasonCode.REVOCATION_UNKNOWN], result.reasons
+    assert "permitted subtrees" in result.reasons[0].message
