@@ -79,6 +79,15 @@ def name_key(name: x509.Name) -> bytes:
     return _NAME_KEYS.get_or_make(encoded, lambda: repr(name.hashable).encode())
 
 
+def self_issued(cert: x509.Certificate) -> bool:
+    """Whether subject and issuer are the same name (RFC 5280 §7.1 comparison), through the
+    cached comparison forms: asn1crypto's Name == prepares every attribute again each time."""
+    try:
+        return name_key(cert.subject) == name_key(cert.issuer)
+    except (TypeError, ValueError, AttributeError):
+        return bool(cert.subject == cert.issuer)
+
+
 class PathBuilder:
     """Build candidate paths, trust anchor first, leaf last."""
 

@@ -101,6 +101,24 @@ _ROUND_TRIPS: BoundedCache[tuple[type, bytes], bool] = BoundedCache(4096)
 _SEEN: BoundedCache[tuple[type, bytes], bool] = BoundedCache(4096)
 
 
+def _parse(value: _Asn1T, encoded: bytes) -> _Asn1T:
+    """A new parse of ``encoded``, which ``value`` was parsed from: cheaper than a deep copy of
+    a value already read (asn1crypto parses lazily)."""
+    if value.explicit is not None or value.implicit:
+        return value.copy()  # keeps the tagging a spec gave it
+    return type(value).load(encoded)
+
+
+def fresh_copy(value: _Asn1T) -> _Asn1T:
+    """A new parse of what ``value`` was parsed from (a copy of it when it was built or changed
+    since): to be read without changing ``value``."""
+    header = value._header
+    mutated = getattr(value, "_is_mutated", None)
+    if header is None or (mutated is not None and mutated()):
+        return value.copy()
+    return _parse(value, bytes(header + value._contents + (value._trailer or b"")))
+
+
 def private_copy(value: _Asn1T) -> _Asn1T:
     """A parse of ``value``'s encoding that the caller does not hold. One whose encoding
     survives asn1crypto's re-encoding unchanged is reused by later calls with the same
@@ -117,9 +135,9 @@ def private_copy(value: _Asn1T) -> _Asn1T:
     key = (type(value), encoded)
     if not _SEEN.get(key):
         _SEEN.put(key, True)  # a leaf comes once: kept, and probed, from its second coming on
-        return value.copy()
+        return _parse(value, encoded)
     if not _ROUND_TRIPS.get_or_make(key, lambda: _round_trips(value, encoded)):
-        return value.copy()
+        return _parse(value, encoded)
     items = getattr(_COPIES, "items", None)
     if items is None:
         items = _COPIES.items = OrderedDict()
@@ -127,7 +145,7 @@ def private_copy(value: _Asn1T) -> _Asn1T:
     if copy is not None and copy.dump() == encoded:
         items.move_to_end(key)
         return copy
-    copy = value.copy()
+    copy = _parse(value, encoded)
     items[key] = copy
     items.move_to_end(key)
     while len(items) > _COPIES_MAX:

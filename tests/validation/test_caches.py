@@ -4,6 +4,8 @@ another profile get the answer a fresh process would give."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import timedelta
 
 import pytest
@@ -93,3 +95,24 @@ def test_private_copies_are_bounded_and_never_the_callers(monkeypatch) -> None:
     assert len(memo._COPIES.items) == 4
     again = private_copy(certs[-1])
     assert private_copy(certs[-1]) is again  # the recent ones are reused
+
+
+def test_the_thread_event_loop_is_reused_safely() -> None:
+    """validate_path keeps one event loop per thread (asyncio.run's set-up is a tenth of a
+    warm validation): it works from several threads, and inside a running loop it refuses
+    as asyncio.run does (await validate_path_async there)."""
+    answers: list[bool] = []
+    threads = [threading.Thread(target=lambda: answers.append(_validate().valid))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [True, True, True] and _validate().valid
+
+    async def inside_a_loop() -> None:
+        with pytest.raises(RuntimeError):
+            _validate()
+
+    asyncio.run(inside_a_loop())
+    assert _validate().valid
