@@ -202,6 +202,11 @@ def _sm2_key(spki: bytes) -> SM2PublicKey:
     return _SM2_KEYS.get_or_make(spki, lambda: SM2PublicKey.from_spki(spki))
 
 
+def forget_verified_signatures() -> None:
+    """Empty the cache of signatures found good (for measurements that verify every one)."""
+    _GOOD.clear()
+
+
 def install_as_pyhanko_default() -> None:
     """Make SM2 known to ValidationContexts that pyhanko builds on its own.
 
