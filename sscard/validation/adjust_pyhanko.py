@@ -5,6 +5,9 @@ is wrong for a PKI validator it is changed here, in one place, by name:
 - its name-constraint processing is switched off (sscard.validation.names does it instead:
   iPAddress, otherName, malformed and wildcard names, bounded comparisons);
 - a CRL signed by a trust anchor that is not self-signed becomes usable;
+- names compare through the validator's cached comparison forms (building.name_key), as
+  asn1crypto prepares every attribute of both names again on each ==, and pyhanko compares
+  names many times per validation (asn1crypto's Name ==, so process-wide; same verdicts);
 - the paths it validates on the side (a CRL issuer's, a delegated OCSP responder's) also go
   through the validator's own checks (name constraints, the RFC 5280 profile), which it cannot
   otherwise see.
@@ -22,7 +25,7 @@ from pyhanko_certvalidator.authority import AuthorityWithCert
 from pyhanko_certvalidator.errors import PathValidationError
 from pyhanko_certvalidator.path import ValidationPath
 
-from sscard.validation.building import fingerprint
+from sscard.validation.building import fingerprint, name_key
 
 _done = False
 
@@ -87,6 +90,20 @@ def _check_side_paths() -> None:
     _pv_validate.intl_validate_path = intl_validate_path
 
 
+def _compare_names_through_cached_forms() -> None:
+    original = x509.Name.__eq__
+
+    def __eq__(self: x509.Name, other: object) -> bool:
+        if not isinstance(other, x509.Name):
+            return False
+        try:
+            return name_key(self) == name_key(other)
+        except (TypeError, ValueError, AttributeError):  # not comparable: asn1crypto says why
+            return bool(original(self, other))
+
+    x509.Name.__eq__ = __eq__
+
+
 def adjust_pyhanko(side_path_check: SidePathCheck | None = None) -> None:
     """Apply the adjustments (idempotent: each wraps or replaces by name, once);
     ``side_path_check`` is what side paths are checked with."""
@@ -98,4 +115,5 @@ def adjust_pyhanko(side_path_check: SidePathCheck | None = None) -> None:
     _switch_off_pyhanko_name_constraints()
     _let_the_anchor_sign_crls()
     _check_side_paths()
+    _compare_names_through_cached_forms()
     _done = True

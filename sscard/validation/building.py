@@ -76,7 +76,13 @@ def name_key(name: x509.Name) -> bytes:
     """The comparison form of ``name`` (RFC 5280 §7.1), as bytes; raises what asn1crypto
     raises for a name it cannot compare (TypeError, ValueError, AttributeError)."""
     encoded = bytes(name.dump())
-    return _NAME_KEYS.get_or_make(encoded, lambda: repr(name.hashable).encode())
+    return _NAME_KEYS.get_or_make(encoded, lambda: _comparison_form(name))
+
+
+def _comparison_form(name: x509.Name) -> bytes:
+    # asn1crypto's form of each RDN, with its number of attributes: the form keeps one value
+    # per attribute type, and asn1crypto's == also compares the counts
+    return repr([(len(rdn), rdn.hashable) for rdn in name.chosen]).encode()
 
 
 def self_issued(cert: x509.Certificate) -> bool:

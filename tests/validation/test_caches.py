@@ -9,6 +9,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from asn1crypto import x509
 
 from sscard.validation import RevocationMode, memo, validate_path
 from sscard.validation.memo import BoundedCache, forget_all, private_copy
@@ -116,3 +117,22 @@ def test_the_thread_event_loop_is_reused_safely() -> None:
 
     asyncio.run(inside_a_loop())
     assert _validate().valid
+
+
+def _rdns(*rdns: list[tuple[str, str]]) -> x509.Name:
+    return x509.Name.load(x509.Name(name="", value=x509.RDNSequence([
+        x509.RelativeDistinguishedName([
+            {"type": kind, "value": x509.DirectoryString(name="utf8_string", value=value)}
+            for kind, value in rdn])
+        for rdn in rdns])).dump())
+
+
+def test_names_compare_as_rfc_5280_says_through_the_cached_forms() -> None:
+    """Name == goes through the cached comparison forms (adjust_pyhanko): RFC 5280 §7.1
+    string preparation (case, inner spaces) still applies, and a multi-valued RDN repeating
+    a type is not equal to the RDN with the type once (the forms keep one value per type)."""
+    assert _rdns([("common_name", "Foo  Bar")]) == _rdns([("common_name", "foo bar")])
+    assert _rdns([("common_name", "Foo")]) != _rdns([("common_name", "Fob")])
+    assert _rdns([("common_name", "a"), ("common_name", "a")]) != _rdns([("common_name", "a")])
+    assert _rdns([("country_name", "CN")], [("common_name", "a")]) != _rdns(
+        [("common_name", "a")], [("country_name", "CN")])
