@@ -66,7 +66,8 @@ class BoundedCache(Generic[_K, _V]):
 
 
 def forget_all() -> None:
-    """Empty every cache of the validator (for measurements and tests without them)."""
+    """Empty every cache of the validator, and this thread's parsed copies (for measurements
+    and tests without them)."""
     for cache in _ALL:
         cache.clear()
     _COPIES.__dict__.clear()
@@ -81,14 +82,15 @@ class _ThreadCopies(threading.local):
 
 
 _COPIES = _ThreadCopies()
-_COPIES_MAX = 256
+_COPIES_MAX = 256  # per thread; the CA certificates, anchors and CRLs a deployment uses
 
 
 def _round_trips(value: core.Asn1Value, encoded: bytes) -> bool:
     """Whether a fully parsed copy of ``value`` encodes again to exactly ``encoded``. asn1crypto
-    re-encodes some values lossily once parsed (PKITS 4.3.6: a subjectUniqueID BIT STRING
-    loses its unused-bits count), and a copy in that state breaks a later signature check."""
-    probe = value.copy()
+    can re-encode a value it has parsed differently (a BIT STRING with unused bits loses them:
+    PKITS 4.3.6's CA, whose length also triggered the bug sscard.asn1.lengths corrects), and a
+    reused copy in that state would break a later signature check."""
+    probe = _parse(value, encoded)
     try:
         probe.native  # noqa: B018
         return bytes(probe.dump(force=True)) == encoded
@@ -109,29 +111,31 @@ def _parse(value: _Asn1T, encoded: bytes) -> _Asn1T:
     return type(value).load(encoded)
 
 
-def fresh_copy(value: _Asn1T) -> _Asn1T:
-    """A new parse of what ``value`` was parsed from (a copy of it when it was built or changed
-    since): to be read without changing ``value``."""
+def _parsed_from(value: core.Asn1Value) -> bytes | None:
+    """The octets ``value`` was parsed from, read without ``dump()`` (which may re-encode the
+    caller's object); None for a value built or changed since."""
     header = value._header
     mutated = getattr(value, "_is_mutated", None)
     if header is None or (mutated is not None and mutated()):
-        return value.copy()
-    return _parse(value, bytes(header + value._contents + (value._trailer or b"")))
+        return None
+    return bytes(header + value._contents + (value._trailer or b""))
+
+
+def fresh_copy(value: _Asn1T) -> _Asn1T:
+    """A new parse of what ``value`` was parsed from (a deep copy of one built or changed):
+    to be read without changing ``value``."""
+    encoded = _parsed_from(value)
+    return value.copy() if encoded is None else _parse(value, encoded)
 
 
 def private_copy(value: _Asn1T) -> _Asn1T:
-    """A parse of ``value``'s encoding that the caller does not hold. One whose encoding
-    survives asn1crypto's re-encoding unchanged is reused by later calls with the same
-    encoding in this thread, with what was parsed of it so far (parsing is the costliest part
-    of a validation); any other is a fresh copy each time, as a copy a validation has read can
-    re-encode differently."""
-    # the bytes it was parsed from, read without dump(): dump() can re-encode (lossily, see
-    # above) the caller's object; one built or changed by the caller is copied as it is
-    header = value._header
-    mutated = getattr(value, "_is_mutated", None)
-    if header is None or (mutated is not None and mutated()):
+    """A parse of ``value``'s encoding that the caller does not hold. An encoding seen before
+    that survives asn1crypto's re-encoding unchanged gets the copy of that encoding kept for
+    this thread, with what was parsed of it so far (parsing is the costliest part of a
+    validation); any other a new parse."""
+    encoded = _parsed_from(value)
+    if encoded is None:
         return value.copy()
-    encoded = bytes(header + value._contents + (value._trailer or b""))
     key = (type(value), encoded)
     if not _SEEN.get(key):
         _SEEN.put(key, True)  # a leaf comes once: kept, and probed, from its second coming on
