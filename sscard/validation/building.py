@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from asn1crypto import x509
 
-from sscard.validation.memo import BoundedCache
+from sscard.validation.memo import BoundedCache, digest_of
 
 DEFAULT_MAX_INTERMEDIATES = 8
 # Self-issued intermediates (key rollover) do not count towards the depth, as they do not
@@ -76,7 +76,7 @@ def name_key(name: x509.Name) -> bytes:
     """The comparison form of ``name`` (RFC 5280 §7.1), as bytes; raises what asn1crypto
     raises for a name it cannot compare (TypeError, ValueError, AttributeError)."""
     encoded = bytes(name.dump())
-    return _NAME_KEYS.get_or_make(encoded, lambda: _comparison_form(name))
+    return _NAME_KEYS.get_or_make(digest_of(encoded), lambda: _comparison_form(name))
 
 
 def _comparison_form(name: x509.Name) -> bytes:

@@ -10,6 +10,7 @@ encodings.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -65,6 +66,12 @@ class BoundedCache(Generic[_K, _V]):
             self._items.clear()
 
 
+def digest_of(encoded: bytes) -> bytes:
+    """The key a cache keeps for an encoding: callers choose encodings and their sizes, so a
+    bounded number of entries must not hold their octets (SHA-256: equal keys, equal octets)."""
+    return hashlib.sha256(encoded).digest()
+
+
 def forget_all() -> None:
     """Empty every cache of the validator, and this thread's parsed copies (for measurements
     and tests without them)."""
@@ -78,11 +85,15 @@ class _ThreadCopies(threading.local):
     on the object, so a copy shared by threads would be written by two at once."""
 
     def __init__(self) -> None:
-        self.items: OrderedDict[tuple[type, bytes], core.Asn1Value] = OrderedDict()
+        self.items: OrderedDict[tuple[type, bytes], tuple[core.Asn1Value, int]] = OrderedDict()
+        self.size = 0
 
 
 _COPIES = _ThreadCopies()
-_COPIES_MAX = 256  # per thread; the CA certificates, anchors and CRLs a deployment uses
+# per thread: the CA certificates, anchors and CRLs a deployment uses, and at most this many
+# octets of encodings (a parsed copy takes several times its encoding's size)
+_COPIES_MAX = 256
+_COPIES_MAX_OCTETS = 16 * 1024 * 1024
 
 
 def _round_trips(value: core.Asn1Value, encoded: bytes) -> bool:
@@ -136,22 +147,26 @@ def private_copy(value: _Asn1T) -> _Asn1T:
     encoded = _parsed_from(value)
     if encoded is None:
         return value.copy()
-    key = (type(value), encoded)
+    key = (type(value), digest_of(encoded))
     if not _SEEN.get(key):
         _SEEN.put(key, True)  # a leaf comes once: kept, and probed, from its second coming on
         return _parse(value, encoded)
     if not _ROUND_TRIPS.get_or_make(key, lambda: _round_trips(value, encoded)):
         return _parse(value, encoded)
-    items = getattr(_COPIES, "items", None)
-    if items is None:
-        items = _COPIES.items = OrderedDict()
-    copy = items.get(key)
-    if copy is not None and copy.dump() == encoded:
+    if getattr(_COPIES, "items", None) is None:
+        _COPIES.__init__()  # type: ignore[misc]  # after forget_all
+    items = _COPIES.items
+    kept = items.get(key)
+    if kept is not None and kept[0].dump() == encoded:
         items.move_to_end(key)
-        return copy
+        return kept[0]
     copy = _parse(value, encoded)
-    items[key] = copy
+    if kept is not None:
+        _COPIES.size -= kept[1]
+    items[key] = (copy, len(encoded))
     items.move_to_end(key)
-    while len(items) > _COPIES_MAX:
-        items.popitem(last=False)
+    _COPIES.size += len(encoded)
+    while len(items) > _COPIES_MAX or (_COPIES.size > _COPIES_MAX_OCTETS and len(items) > 1):
+        _, (_, octets) = items.popitem(last=False)
+        _COPIES.size -= octets
     return copy

@@ -46,7 +46,7 @@ from sscard.validation.building import (
 )
 from sscard.validation.classify import reason_from_exception
 from sscard.validation.errors import ValidationInputError
-from sscard.validation.memo import BoundedCache, fresh_copy, private_copy
+from sscard.validation.memo import BoundedCache, digest_of, fresh_copy, private_copy
 from sscard.validation.names import NameConstraintState, NameConstraintViolation, name_text
 from sscard.validation.profile import (
     Position,
@@ -251,7 +251,8 @@ def _inside_problem(value: core.Asn1Value) -> str | None:
     """Why the inside of a certificate or CRL that loaded does not parse (None when it does):
     asn1crypto parses lazily, so an extension holding garbage shows only when read. Read on a
     copy, as reading can change how asn1crypto re-encodes a value (see memo.private_copy)."""
-    return _INSIDE_VERDICTS.get_or_make(bytes(value.contents), lambda: _parse_problem(value))
+    return _INSIDE_VERDICTS.get_or_make(digest_of(bytes(value.contents)),
+                                        lambda: _parse_problem(value))
 
 
 def _parse_problem(value: core.Asn1Value) -> str | None:
@@ -287,7 +288,7 @@ _CERTIFICATE_REASONS: BoundedCache[tuple[bytes, Position, Profile, bool], tuple[
 def _certificate_reasons(
     cert: x509.Certificate, position: Position, request: _Request
 ) -> list[Reason]:
-    key = (bytes(cert.dump()), position, request.profile, request.allow_legacy)
+    key = (digest_of(bytes(cert.dump())), position, request.profile, request.allow_legacy)
     return list(_CERTIFICATE_REASONS.get_or_make(
         key, lambda: tuple(_certificate_reasons_uncached(cert, position, request))))
 

@@ -93,7 +93,7 @@ def test_private_copies_are_bounded_and_never_the_callers(monkeypatch) -> None:
         for cert in certs:
             copy = private_copy(cert)
             assert copy is not cert and copy.dump() == cert.dump()
-    assert len(memo._COPIES.items) == 4
+    assert len(memo._COPIES.items) == 4 and memo._COPIES.size > 0
     again = private_copy(certs[-1])
     assert private_copy(certs[-1]) is again  # the recent ones are reused
 
@@ -136,3 +136,17 @@ def test_names_compare_as_rfc_5280_says_through_the_cached_forms() -> None:
     assert _rdns([("common_name", "a"), ("common_name", "a")]) != _rdns([("common_name", "a")])
     assert _rdns([("country_name", "CN")], [("common_name", "a")]) != _rdns(
         [("common_name", "a")], [("country_name", "CN")])
+
+
+def test_private_copies_are_bounded_in_octets_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Callers choose the sizes: the copies kept per thread stay under an octet budget."""
+    monkeypatch.setattr(memo, "_COPIES_MAX_OCTETS", 1000)
+    forget_all()
+    certs = [load_certificate(make_leaf(f"CN=Octets {n},C=CN", CA).cert.dump())
+             for n in range(6)]
+    for _ in range(2):
+        for cert in certs:
+            private_copy(cert)
+    assert 1 <= len(memo._COPIES.items) < 6
+    assert memo._COPIES.size == sum(octets for _, octets in memo._COPIES.items.values())
+    assert memo._COPIES.size <= 1000
