@@ -66,10 +66,17 @@ class BoundedCache(Generic[_K, _V]):
             self._items.clear()
 
 
+_SHORT = 128
+
+
 def digest_of(encoded: bytes) -> bytes:
     """The key a cache keeps for an encoding: callers choose encodings and their sizes, so a
-    bounded number of entries must not hold their octets (SHA-256: equal keys, equal octets)."""
-    return hashlib.sha256(encoded).digest()
+    bounded number of entries must not hold their octets. A long one is keyed by its SHA-256
+    (equal keys, equal octets); a short one (most names) by itself, as hashing it would cost
+    more than the lookup saves; the first octet keeps the two kinds apart."""
+    if len(encoded) <= _SHORT:
+        return b"=" + encoded
+    return b"#" + hashlib.sha256(encoded).digest()
 
 
 def forget_all() -> None:
