@@ -1,30 +1,43 @@
-"""Two adjustments to pyhanko-certvalidator, made once when sscard.validation is loaded.
+"""Three adjustments to pyhanko-certvalidator, made once when sscard.validation is loaded.
 
 pyhanko-certvalidator runs RFC 5280 §6 for this package (see validator.py); where its behaviour
 is wrong for a PKI validator it is changed here, in one place, by name:
 - its name-constraint processing is switched off (sscard.validation.names does it instead:
   iPAddress, otherName, malformed and wildcard names, bounded comparisons);
-- a CRL signed by a trust anchor that is not self-signed becomes usable.
+- a CRL signed by a trust anchor that is not self-signed becomes usable;
+- names compare through the validator's cached comparison forms (building.name_key), as
+  asn1crypto prepares every attribute of both names again on each ==, and pyhanko compares
+  names many times per validation (asn1crypto's Name ==, so process-wide; same verdicts);
+- the paths it validates on the side (a CRL issuer's, a delegated OCSP responder's) also go
+  through the validator's own checks (name constraints, the RFC 5280 profile), which it cannot
+  otherwise see.
 (signatures.install_as_pyhanko_default makes SM2 known to the contexts pyhanko builds itself.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 from asn1crypto import x509
+from pyhanko_certvalidator import validate as _pv_validate
 from pyhanko_certvalidator.authority import AuthorityWithCert
+from pyhanko_certvalidator.errors import PathValidationError
 from pyhanko_certvalidator.path import ValidationPath
 
-from sscard.validation.building import fingerprint
+from sscard.validation.building import fingerprint, name_key
 
 _done = False
+
+SidePathCheck = Callable[[Sequence[x509.Certificate]], str | None]
+"""Why a side path (its certificates, the trust anchor's first) is not acceptable, or None."""
+_side_path_check: SidePathCheck | None = None
 
 
 def _switch_off_pyhanko_name_constraints() -> None:
     """Name constraints are checked by :mod:`sscard.validation.names` (bounded, iPAddress,
     otherName); pyhanko's own pass would refuse valid paths or crash on those, so it is made a
     no-op in its path-validation state."""
-    from pyhanko_certvalidator import validate as _pv_validate
-
     def _no_subtrees(_subtrees: object) -> dict[object, object]:
         return {}
 
@@ -55,11 +68,52 @@ def _let_the_anchor_sign_crls() -> None:
     ValidationPath.truncate_to_issuer_and_append = truncate_to_issuer_and_append  # type: ignore[method-assign]
 
 
-def adjust_pyhanko() -> None:
-    """Apply both adjustments (idempotent: each wraps or replaces by name)."""
-    global _done
+def _check_side_paths() -> None:
+    """pyhanko validates a CRL issuer's and a delegated OCSP responder's path by calling its
+    intl_validate_path again, with a processing state marked as a side validation (the
+    revocation code imports the function when it runs, so the module attribute is the hook).
+    A side path the check refuses fails as pyhanko's own findings do: the CRL or OCSP answer is
+    not used."""
+    original = _pv_validate.intl_validate_path
+
+    async def intl_validate_path(validation_context: Any, path: ValidationPath,
+                                 proc_state: Any, *args: Any, **kwargs: Any) -> Any:
+        # every anchor here has a certificate: the validator's own, or the issuing CA's that
+        # pyhanko anchors a responder's path at
+        if (_side_path_check is not None and proc_state.is_side_validation
+                and isinstance(path.trust_anchor.authority, AuthorityWithCert)):
+            problem = _side_path_check(list(path.iter_certs(include_root=True)))
+            if problem:
+                raise PathValidationError.from_state(problem, proc_state)
+        return await original(validation_context, path, proc_state, *args, **kwargs)
+
+    _pv_validate.intl_validate_path = intl_validate_path
+
+
+def _compare_names_through_cached_forms() -> None:
+    original = x509.Name.__eq__
+
+    def __eq__(self: x509.Name, other: object) -> bool:
+        if not isinstance(other, x509.Name):
+            return False
+        try:
+            return name_key(self) == name_key(other)
+        except (TypeError, ValueError, AttributeError):  # not comparable: asn1crypto says why
+            return bool(original(self, other))
+
+    x509.Name.__eq__ = __eq__
+
+
+def adjust_pyhanko(side_path_check: SidePathCheck | None = None) -> None:
+    """Apply the adjustments (idempotent: each wraps or replaces by name, once);
+    ``side_path_check`` is what side paths are checked with."""
+    global _done, _side_path_check
+    if side_path_check is not None:
+        _side_path_check = side_path_check
     if _done:
         return
     _switch_off_pyhanko_name_constraints()
     _let_the_anchor_sign_crls()
+    _check_side_paths()
+    _compare_names_through_cached_forms()
     _done = True

@@ -16,11 +16,12 @@ explicit-stack depth-first walk from the leaf to the trust anchors that
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from asn1crypto import x509
+
+from sscard.validation.memo import BoundedCache, digest_of
 
 DEFAULT_MAX_INTERMEDIATES = 8
 # Self-issued intermediates (key rollover) do not count towards the depth, as they do not
@@ -68,23 +69,29 @@ def _key_ids_agree(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
 # Comparison forms of names by their encoding: asn1crypto computes one (RFC 4518 string
 # preparation of every attribute) afresh on each call, and the same CA names recur in every
 # validation. Bounded, least recently used out.
-_NAME_KEYS: OrderedDict[bytes, bytes] = OrderedDict()
-_NAME_KEYS_MAX = 4096
+_NAME_KEYS: BoundedCache[bytes, bytes] = BoundedCache(4096)
 
 
 def name_key(name: x509.Name) -> bytes:
     """The comparison form of ``name`` (RFC 5280 §7.1), as bytes; raises what asn1crypto
     raises for a name it cannot compare (TypeError, ValueError, AttributeError)."""
     encoded = bytes(name.dump())
-    key = _NAME_KEYS.get(encoded)
-    if key is None:
-        key = repr(name.hashable).encode()
-        _NAME_KEYS[encoded] = key
-        if len(_NAME_KEYS) > _NAME_KEYS_MAX:
-            _NAME_KEYS.popitem(last=False)
-    else:
-        _NAME_KEYS.move_to_end(encoded)
-    return key
+    return _NAME_KEYS.get_or_make(digest_of(encoded), lambda: _comparison_form(name))
+
+
+def _comparison_form(name: x509.Name) -> bytes:
+    # asn1crypto's form of each RDN, with its number of attributes: the form keeps one value
+    # per attribute type, and asn1crypto's == also compares the counts
+    return repr([(len(rdn), rdn.hashable) for rdn in name.chosen]).encode()
+
+
+def self_issued(cert: x509.Certificate) -> bool:
+    """Whether subject and issuer are the same name (RFC 5280 §7.1 comparison), through the
+    cached comparison forms: asn1crypto's Name == prepares every attribute again each time."""
+    try:
+        return name_key(cert.subject) == name_key(cert.issuer)
+    except (TypeError, ValueError, AttributeError):
+        return bool(cert.subject == cert.issuer)
 
 
 class PathBuilder:

@@ -19,6 +19,7 @@ from collections import Counter
 from asn1crypto import crl, keys, x509
 
 from sscard.crypto import oids
+from sscard.validation.building import self_issued
 from sscard.validation.names import name_text, valid_dns_name
 from sscard.validation.result import ReasonCode
 
@@ -51,10 +52,6 @@ def describe(cert: x509.Certificate, position: Position) -> str:
 
 def _extensions(cert: x509.Certificate) -> list[x509.Extension]:
     return list(cert["tbs_certificate"]["extensions"] or ())
-
-
-def _self_issued(cert: x509.Certificate) -> bool:
-    return bool(cert.subject == cert.issuer)
 
 
 def certificate_problems(
@@ -100,7 +97,7 @@ def certificate_problems(
     aki = cert.authority_key_identifier_value
     if aki is not None and critical.get("authority_key_identifier"):
         problem("a critical authorityKeyIdentifier (§4.2.1.1)")
-    if position is not Position.ANCHOR and not _self_issued(cert) and (
+    if position is not Position.ANCHOR and not self_issued(cert) and (
         aki is None or aki["key_identifier"].native is None
     ):
         problem("no authorityKeyIdentifier keyIdentifier in a certificate that is not "

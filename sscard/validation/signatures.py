@@ -11,7 +11,6 @@ and OCSP signers.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from collections.abc import Iterable
 
 from asn1crypto import algos, keys, x509
@@ -29,14 +28,14 @@ import sscard.asn1  # noqa: F401  (registers the SM OIDs with asn1crypto)
 from sscard.crypto import oids
 from sscard.crypto.errors import CryptoError
 from sscard.crypto.sm2 import DEFAULT_UID, SM2PublicKey
+from sscard.validation.memo import BoundedCache
 
 # Signatures found good, by a digest of everything that went into the check: the path builder
 # checks each issuer->subject link and pyhanko the same link again on the chosen path, and the
 # same CA certificates and CRLs come back in every validation (a gateway's callers share a
 # few issuing CAs). Only successes are kept, so a failure is always checked afresh; bounded
 # (least recently used out), as callers choose what is checked.
-_GOOD: OrderedDict[bytes, None] = OrderedDict()
-_GOOD_MAX = 8192
+_GOOD: BoundedCache[bytes, bool] = BoundedCache(8192)
 
 # A chain of parameter-less DSA keys longer than this is not a real PKI.
 _MAX_DSA_INHERITANCE_DEPTH = 8
@@ -81,13 +80,10 @@ class SM2AwareSignatureValidator(SignatureValidator):
             for part in (signature, signed_data, public_key_info.dump(),
                          signature_algorithm.dump(), b"1" if context.prehashed else b"0")
         )).digest()
-        if memo in _GOOD:
-            _GOOD.move_to_end(memo)
+        if _GOOD.get(memo):
             return
         self._validate(signature, signed_data, public_key_info, signature_algorithm, context)
-        _GOOD[memo] = None
-        if len(_GOOD) > _GOOD_MAX:
-            _GOOD.popitem(last=False)
+        _GOOD.put(memo, True)
 
     def _validate(
         self,
@@ -199,24 +195,15 @@ class SM2AwareSignatureValidator(SignatureValidator):
 
 # Loaded SM2 public keys by SubjectPublicKeyInfo: loading one costs more than a verification
 # (OpenSSL decodes and checks the point), and the same CA keys verify every chain.
-_SM2_KEYS: OrderedDict[bytes, SM2PublicKey] = OrderedDict()
-_SM2_KEYS_MAX = 256
+_SM2_KEYS: BoundedCache[bytes, SM2PublicKey] = BoundedCache(256)
 
 
 def _sm2_key(spki: bytes) -> SM2PublicKey:
-    key = _SM2_KEYS.get(spki)
-    if key is None:
-        key = SM2PublicKey.from_spki(spki)
-        _SM2_KEYS[spki] = key
-        if len(_SM2_KEYS) > _SM2_KEYS_MAX:
-            _SM2_KEYS.popitem(last=False)
-    else:
-        _SM2_KEYS.move_to_end(spki)
-    return key
+    return _SM2_KEYS.get_or_make(spki, lambda: SM2PublicKey.from_spki(spki))
 
 
 def forget_verified_signatures() -> None:
-    """Empty the cache of signatures found good (for measurements without it)."""
+    """Empty the cache of signatures found good (for measurements that verify every one)."""
     _GOOD.clear()
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import re
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Coroutine, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from asn1crypto import core, crl, ocsp, x509
 from pyhanko_certvalidator import PKIXValidationParams, ValidationContext
@@ -42,9 +43,11 @@ from sscard.validation.building import (
     PathBuilder,
     fingerprint,
     name_key,
+    self_issued,
 )
 from sscard.validation.classify import reason_from_exception
 from sscard.validation.errors import ValidationInputError
+from sscard.validation.memo import BoundedCache, digest_of, fresh_copy, private_copy
 from sscard.validation.names import NameConstraintState, NameConstraintViolation, name_text
 from sscard.validation.profile import (
     Position,
@@ -62,7 +65,6 @@ install_as_pyhanko_default()
 ANY_POLICY = "2.5.29.32.0"
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _FETCH_TIMEOUT_SECONDS = 10
-_Asn1T = TypeVar("_Asn1T", bound=core.Asn1Value)
 
 
 class RevocationMode(enum.Enum):
@@ -71,9 +73,10 @@ class RevocationMode(enum.Enum):
     REQUIRE = "require"
     """Every certificate below the trust anchor needs a valid CRL or OCSP answer."""
     LEAF = "leaf"
-    """The end-entity certificate needs a valid CRL or OCSP answer; CA certificates are
-    checked where they name a source (as ``IF_DECLARED``). What a relying party holding only
-    the leaf's OCSP answer can ask for (OpenSSL's -crl_check, against -crl_check_all)."""
+    """The end-entity certificate needs a valid CRL or OCSP answer; a CA certificate's status
+    is used when the information at hand covers it (a CA revoked by a CRL given is REVOKED),
+    but not required, even when the CA names a source. What a relying party holding only the
+    leaf's CRL or OCSP answer can ask for (OpenSSL's -crl_check, against -crl_check_all)."""
     IF_DECLARED = "if-declared"
     """Check certificates that name a CRL distribution point or OCSP responder; one that
     names a source whose answer cannot be had fails."""
@@ -84,7 +87,9 @@ class RevocationMode(enum.Enum):
 _REVOCATION_POLICIES: dict[RevocationMode, RevocationCheckingPolicy] = {
     RevocationMode.REQUIRE: REQUIRE_REVINFO,
     RevocationMode.LEAF: RevocationCheckingPolicy(
-        RevocationCheckingRule.CRL_OR_OCSP_REQUIRED, RevocationCheckingRule.CHECK_IF_DECLARED
+        # soft for CAs: no answer about the CA is no failure, a matching CRL or OCSP answer
+        # that says revoked (or cannot be validated) still is
+        RevocationCheckingRule.CRL_OR_OCSP_REQUIRED, RevocationCheckingRule.CHECK_IF_DECLARED_SOFT
     ),
     RevocationMode.IF_DECLARED: RevocationCheckingPolicy(
         RevocationCheckingRule.CHECK_IF_DECLARED, RevocationCheckingRule.CHECK_IF_DECLARED
@@ -169,14 +174,6 @@ def _comparable_or_refused(cert: x509.Certificate, what: str) -> x509.Certificat
     return cert
 
 
-def _private_copy(value: _Asn1T) -> _Asn1T:
-    """A fresh parse of ``value``. pyhanko-certvalidator and asn1crypto can re-encode parts of a
-    certificate they have looked at (PKITS 4.3.6: a subjectUniqueID BIT STRING lost its
-    unused-bits count), which would break a later signature check on the same object; working
-    on copies keeps the caller's objects untouched and every validation repeatable."""
-    return value.copy()
-
-
 # What asn1crypto raises, deep inside, on a value that does not parse; and pyhanko on what it
 # does not implement.
 _UNPROCESSABLE = (ValueError, TypeError, KeyError, IndexError, NotImplementedError)
@@ -224,33 +221,47 @@ class Profile(enum.Enum):
     """RFC 5280 plus the CA/Browser Forum Baseline Requirements for TLS (opt-in)."""
 
 
-adjust_pyhanko()
+def _side_path_problem(path: Sequence[x509.Certificate]) -> str | None:
+    """Why a path pyhanko validates on the side (a CRL issuer's, a delegated OCSP responder's;
+    trust anchor first) breaks the rules the validated path is held to: the profile and the
+    names' constraints, under the current validation's settings."""
+    request = _CURRENT_REQUEST.get()
+    if request is None or len(path) < 2:
+        return None
+    reasons: list[Reason] = []
+    for index in range(1, len(path)):
+        cert = path[index]
+        last = index == len(path) - 1
+        position = Position.CA if not last or cert.ca else Position.LEAF
+        reasons.extend(_certificate_reasons(cert, position, request))
+    reasons.extend(_name_constraint_reasons(
+        path, request.trust_mode is TrustMode.CONSTRAINED_ANCHOR))
+    return reasons[0].message if reasons else None
+
+
+adjust_pyhanko(_side_path_problem)
 
 
 # Verdicts of _inside_problem by the value's encoding: parsing a whole certificate or CRL is
 # the costliest step of a validation, and the same CA certificates and CRLs come back on every
 # call. Bounded, as the encodings come from callers.
-_INSIDE_VERDICTS: OrderedDict[bytes, str | None] = OrderedDict()
-_INSIDE_VERDICTS_MAX = 4096
+_INSIDE_VERDICTS: BoundedCache[bytes, str | None] = BoundedCache(4096)
 
 
 def _inside_problem(value: core.Asn1Value) -> str | None:
     """Why the inside of a certificate or CRL that loaded does not parse (None when it does):
     asn1crypto parses lazily, so an extension holding garbage shows only when read. Read on a
-    copy, as reading can change how asn1crypto re-encodes a value (see _private_copy)."""
-    key = bytes(value.contents)
-    if key in _INSIDE_VERDICTS:
-        _INSIDE_VERDICTS.move_to_end(key)
-        return _INSIDE_VERDICTS[key]
+    copy, as reading can change how asn1crypto re-encodes a value (see memo.private_copy)."""
+    return _INSIDE_VERDICTS.get_or_make(digest_of(bytes(value.contents)),
+                                        lambda: _parse_problem(value))
+
+
+def _parse_problem(value: core.Asn1Value) -> str | None:
     try:
-        value.copy().native  # noqa: B018
-        verdict = None
+        fresh_copy(value).native  # noqa: B018
     except _PARSE_ERRORS as exc:
-        verdict = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    _INSIDE_VERDICTS[key] = verdict
-    if len(_INSIDE_VERDICTS) > _INSIDE_VERDICTS_MAX:
-        _INSIDE_VERDICTS.popitem(last=False)
-    return verdict
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
 
 
 def _floor_to_second(moment: datetime) -> datetime:
@@ -269,7 +280,21 @@ def _validity_reason(cert: x509.Certificate, what: str, moment: datetime) -> Rea
     return None
 
 
+# Profile and key verdicts by (encoding, position, profile, legacy algorithms allowed): all
+# they depend on. The same CA certificates are checked in every validation.
+_CERTIFICATE_REASONS: BoundedCache[tuple[bytes, Position, Profile, bool], tuple[Reason, ...]] = (
+    BoundedCache(4096))
+
+
 def _certificate_reasons(
+    cert: x509.Certificate, position: Position, request: _Request
+) -> list[Reason]:
+    key = (digest_of(bytes(cert.dump())), position, request.profile, request.allow_legacy)
+    return list(_CERTIFICATE_REASONS.get_or_make(
+        key, lambda: tuple(_certificate_reasons_uncached(cert, position, request))))
+
+
+def _certificate_reasons_uncached(
     cert: x509.Certificate, position: Position, request: _Request
 ) -> list[Reason]:
     problems = certificate_problems(
@@ -301,7 +326,7 @@ def _name_constraint_reasons(path: Sequence[x509.Certificate], constrained: bool
             def what(cert: x509.Certificate = cert, position: Position = position) -> str:
                 return describe(cert, position)
 
-            if is_leaf or cert.subject != cert.issuer:  # §6.1.3 (b): self-issued CAs exempt
+            if is_leaf or not self_issued(cert):  # §6.1.3 (b): self-issued CAs exempt
                 state.check(cert, what)
             if not is_leaf:
                 state.add(cert, what)
@@ -323,6 +348,12 @@ def _eku_reasons(leaf: x509.Certificate, wanted: frozenset[str]) -> list[Reason]
     return [Reason(ReasonCode.WRONG_PURPOSE,
                    f"extended key usage {', '.join(sorted(present)) or '(empty)'} does not "
                    f"include {', '.join(sorted(missing))}")]
+
+
+# The settings of the validation running in this context, for the side-path check above
+# (pyhanko calls it from deep inside its revocation checks).
+_CURRENT_REQUEST: ContextVar[_Request | None] = ContextVar("sscard_validation_request",
+                                                           default=None)
 
 
 @dataclass
@@ -441,8 +472,8 @@ async def validate_path_async(
     limits = budget or Budget()
     if max_depth is not None:
         limits = replace(limits, max_intermediates=max_depth)
-    leaf = _private_copy(leaf)
-    anchors = [_comparable_or_refused(_private_copy(c), "trust anchor") for c in anchors]
+    leaf = private_copy(leaf)
+    anchors = [_comparable_or_refused(private_copy(c), "trust anchor") for c in anchors]
     notes: list[Reason] = []
     usable_anchors = []
     for anchor in anchors:
@@ -455,9 +486,9 @@ async def validate_path_async(
             usable_anchors.append(anchor)
     anchors = usable_anchors
     # an extra certificate that cannot be compared or read cannot be in a path either
-    others = [c for c in (_private_copy(c) for c in others)
+    others = [c for c in (private_copy(c) for c in others)
               if _names_comparable(c) and _inside_problem(c) is None]
-    crl_list = [_private_copy(c) for c in crl_list]
+    crl_list = [private_copy(c) for c in crl_list]
     usable_crls = []
     for item in crl_list:
         problems = ([p] if (p := _inside_problem(item)) else []) or crl_problems(item)
@@ -466,7 +497,7 @@ async def validate_path_async(
                                 f"a CRL from {_issuer_text(item)} was not used: {problems[0]}"))
         else:
             usable_crls.append(item)
-    ocsp_list = [_private_copy(r) for r in ocsp_list]
+    ocsp_list = [private_copy(r) for r in ocsp_list]
     if at is not None and at.utcoffset() is None:
         raise ValidationInputError("the validation time must carry a time zone")
     wanted_purpose = _as_purpose(purpose)
@@ -528,6 +559,7 @@ async def validate_path_async(
     reasons: list[Reason] = []
     path: tuple[x509.Certificate, ...] = (leaf,)
     constrained: frozenset[str] = frozenset()
+    current = _CURRENT_REQUEST.set(request)
     try:
         if mode is TrustMode.LEAF:
             reasons = _leaf_trusted_directly(leaf, anchors, request)
@@ -537,6 +569,8 @@ async def validate_path_async(
                 leaf, anchors, others, signature_validator, limits, request)
     except _UNPROCESSABLE as exc:
         reasons = [_unprocessable("the path could not be processed", exc)]
+    finally:
+        _CURRENT_REQUEST.reset(current)
     if reasons:
         reasons.extend(n for n in notes if n not in reasons)
     try:
@@ -611,6 +645,7 @@ def _issuer_text(item: crl.CertificateList) -> str:
 
 
 _EnumT = TypeVar("_EnumT", bound=enum.Enum)
+_ResultT = TypeVar("_ResultT")
 
 
 def _as_enum(kind: type[_EnumT], value: object, what: str) -> _EnumT:
@@ -621,6 +656,47 @@ def _as_enum(kind: type[_EnumT], value: object, what: str) -> _EnumT:
     except ValueError:
         choices = ", ".join(str(m.value) for m in kind)
         raise ValidationInputError(f"unknown {what} {value!r} (one of {choices})") from None
+
+
+class _OwnedLoop:
+    """A thread's event loop, closed with the thread's locals (an unclosed loop warns).
+    Closing only releases its selector: nothing runs, nothing is waited for, as this may
+    happen inside the garbage collector."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def __del__(self) -> None:
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+class _ThreadLoop(threading.local):
+    owned: _OwnedLoop | None = None
+
+
+_LOOPS = _ThreadLoop()
+
+
+def _run(coroutine: Coroutine[Any, Any, _ResultT]) -> _ResultT:
+    """asyncio.run, on an event loop kept for the thread: asyncio.run makes and closes a loop
+    on each call, a tenth of a warm validation's CPU time. Tasks a validation leaves behind
+    are cancelled before it returns, as asyncio.run does, so none runs into the next one."""
+    if asyncio._get_running_loop() is not None:
+        coroutine.close()
+        raise RuntimeError("validate_path cannot be called from a running event loop: "
+                           "await validate_path_async there")
+    if _LOOPS.owned is None:
+        _LOOPS.owned = _OwnedLoop()
+    loop = _LOOPS.owned.loop
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        left = asyncio.all_tasks(loop)
+        if left:
+            for task in left:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
 
 
 def validate_path(
@@ -677,7 +753,7 @@ def validate_path(
     :class:`PathValidationError`). Unusable arguments raise :class:`ValidationInputError`.
     Not for use inside a running event loop: await :func:`validate_path_async` there.
     """
-    return asyncio.run(
+    return _run(
         validate_path_async(
             leaf,
             trust_anchors=trust_anchors,

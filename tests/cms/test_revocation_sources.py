@@ -206,6 +206,29 @@ def test_verify_with_the_leafs_crl_and_revocation_leaf(sm2_pki: Pki, tmp_path: P
     assert res.exit_code == 1 and "REVOCATION_UNKNOWN" in res.output, res.output
 
 
+def test_verify_revocation_leaf_when_the_ca_names_a_crl_url(http: Http, chain,
+                                                           files: Path) -> None:
+    """The issuing CA names a CRL distribution point of its own (root.crl): with --revocation
+    leaf, the leaf's CRL alone still gives REVOKED (only the leaf's status is required), and a
+    CA that the root's CRL at hand revokes is still reported revoked."""
+    root, ca, _revoked = chain
+    _leaf, signed = _revoked_signature(http, chain, files)
+    args = ["verify", "--trust", str(files / "root.der"), "--crl", str(files / "ca.crl"),
+            "--revocation", "leaf"]
+    res = _cli(*args, str(signed))
+    assert res.exit_code == 1, res.output
+    assert "REVOKED:" in res.output and "REVOCATION_UNKNOWN" not in res.output, res.output
+    good = make_leaf("CN=孙八,C=CN", ca, extra=_sources(None, http.url + "/ca.crl"))
+    (files / "good.p7s").write_bytes(_signed(good, ca))
+    res = _cli(*args, str(files / "good.p7s"))
+    assert res.exit_code == 0, res.output
+    assert "REVOCATION_NOT_CHECKED" not in res.output
+    (files / "root.crl").write_bytes(make_crl(root, [(ca.cert, NOW - timedelta(hours=1))]).dump())
+    res = _cli(*args, "--crl", str(files / "root.crl"), str(files / "good.p7s"))
+    assert res.exit_code == 1, res.output
+    assert "REVOKED:" in res.output, res.output
+
+
 def test_verify_with_a_given_ocsp_responder(http: Http, chain, files: Path) -> None:
     """--ocsp URL: the operator's responder answers for leaves that declare OCSP (their own,
     unreachable URL is not asked); a CRL file for the CA."""

@@ -1,0 +1,179 @@
+"""Bounded caches of the validator's pure steps, keyed by encodings.
+
+A gateway validates many leaves under a few issuing CAs: the same CA certificates, trust
+anchors and CRLs come back on every call, as new objects with the same bytes. What is worked
+out from those bytes alone (a parsed copy, the profile verdict, a name's comparison form) is
+kept here, keyed by the encoding and every other input the answer depends on, so a cache can
+never change a verdict. Every cache is bounded (least recently used out): callers choose the
+encodings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from asn1crypto import core
+
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+_Asn1T = TypeVar("_Asn1T", bound=core.Asn1Value)
+
+_ALL: list[BoundedCache[object, object]] = []
+
+
+class BoundedCache(Generic[_K, _V]):
+    """A least-recently-used map of at most ``size`` entries, safe to share between threads."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[_K, _V] = OrderedDict()
+        self._lock = threading.Lock()
+        _ALL.append(self)  # type: ignore[arg-type]
+
+    def get(self, key: _K, default: _V | None = None) -> _V | None:
+        with self._lock:
+            if key not in self._items:
+                return default
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: _K, value: _V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def get_or_make(self, key: _K, make: Callable[[], _V]) -> _V:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()  # outside the lock: make() may use other caches
+        self.put(key, value)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_SHORT = 128
+
+
+def digest_of(encoded: bytes) -> bytes:
+    """The key a cache keeps for an encoding: callers choose encodings and their sizes, so a
+    bounded number of entries must not hold their octets. A long one is keyed by its SHA-256
+    (equal keys, equal octets); a short one (most names) by itself, as hashing it would cost
+    more than the lookup saves; the first octet keeps the two kinds apart."""
+    if len(encoded) <= _SHORT:
+        return b"=" + encoded
+    return b"#" + hashlib.sha256(encoded).digest()
+
+
+def forget_all() -> None:
+    """Empty every cache of the validator, and this thread's parsed copies (for measurements
+    and tests without them)."""
+    for cache in _ALL:
+        cache.clear()
+    _COPIES.__dict__.clear()
+
+
+class _ThreadCopies(threading.local):
+    """Parsed private copies per thread: asn1crypto parses lazily and memoises what it parsed
+    on the object, so a copy shared by threads would be written by two at once."""
+
+    def __init__(self) -> None:
+        self.items: OrderedDict[tuple[type, bytes], tuple[core.Asn1Value, int]] = OrderedDict()
+        self.size = 0
+
+
+_COPIES = _ThreadCopies()
+# per thread: the CA certificates, anchors and CRLs a deployment uses, and at most this many
+# octets of encodings (a parsed copy takes several times its encoding's size)
+_COPIES_MAX = 256
+_COPIES_MAX_OCTETS = 16 * 1024 * 1024
+
+
+def _round_trips(value: core.Asn1Value, encoded: bytes) -> bool:
+    """Whether a fully parsed copy of ``value`` encodes again to exactly ``encoded``. asn1crypto
+    can re-encode a value it has parsed differently (a BIT STRING with unused bits loses them:
+    PKITS 4.3.6's CA, whose length also triggered the bug sscard.asn1.lengths corrects), and a
+    reused copy in that state would break a later signature check."""
+    probe = _parse(value, encoded)
+    try:
+        probe.native  # noqa: B018
+        return bytes(probe.dump(force=True)) == encoded
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+            UnicodeDecodeError, RecursionError):
+        return False
+
+
+_ROUND_TRIPS: BoundedCache[tuple[type, bytes], bool] = BoundedCache(4096)
+_SEEN: BoundedCache[tuple[type, bytes], bool] = BoundedCache(4096)
+
+
+def _parse(value: _Asn1T, encoded: bytes) -> _Asn1T:
+    """A new parse of ``encoded``, which ``value`` was parsed from: cheaper than a deep copy of
+    a value already read (asn1crypto parses lazily)."""
+    if value.explicit is not None or value.implicit:
+        return value.copy()  # keeps the tagging a spec gave it
+    return type(value).load(encoded)
+
+
+def _parsed_from(value: core.Asn1Value) -> bytes | None:
+    """The octets ``value`` was parsed from, read without ``dump()`` (which may re-encode the
+    caller's object); None for a value built or changed since."""
+    header = value._header
+    mutated = getattr(value, "_is_mutated", None)
+    if header is None or (mutated is not None and mutated()):
+        return None
+    return bytes(header + value._contents + (value._trailer or b""))
+
+
+def fresh_copy(value: _Asn1T) -> _Asn1T:
+    """A new parse of what ``value`` was parsed from (a deep copy of one built or changed):
+    to be read without changing ``value``."""
+    encoded = _parsed_from(value)
+    return value.copy() if encoded is None else _parse(value, encoded)
+
+
+def private_copy(value: _Asn1T) -> _Asn1T:
+    """A parse of ``value``'s encoding that the caller does not hold. An encoding seen before
+    that survives asn1crypto's re-encoding unchanged gets the copy of that encoding kept for
+    this thread, with what was parsed of it so far (parsing is the costliest part of a
+    validation); any other a new parse."""
+    encoded = _parsed_from(value)
+    if encoded is None:
+        return value.copy()
+    key = (type(value), digest_of(encoded))
+    if not _SEEN.get(key):
+        _SEEN.put(key, True)  # a leaf comes once: kept, and probed, from its second coming on
+        return _parse(value, encoded)
+    if not _ROUND_TRIPS.get_or_make(key, lambda: _round_trips(value, encoded)):
+        return _parse(value, encoded)
+    if getattr(_COPIES, "items", None) is None:
+        _COPIES.__init__()  # type: ignore[misc]  # after forget_all
+    items = _COPIES.items
+    kept = items.get(key)
+    if kept is not None and kept[0].dump() == encoded:
+        items.move_to_end(key)
+        return kept[0]
+    copy = _parse(value, encoded)
+    if kept is not None:
+        _COPIES.size -= kept[1]
+    items[key] = (copy, len(encoded))
+    items.move_to_end(key)
+    _COPIES.size += len(encoded)
+    while len(items) > _COPIES_MAX or (_COPIES.size > _COPIES_MAX_OCTETS and len(items) > 1):
+        _, (_, octets) = items.popitem(last=False)
+        _COPIES.size -= octets
+    return copy

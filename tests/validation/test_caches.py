@@ -1,0 +1,152 @@
+"""The validator's caches (sscard.validation.memo) are bounded and never change a verdict: the
+same certificates validated again at another time, with other revocation information or under
+another profile get the answer a fresh process would give."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import timedelta
+
+import pytest
+from asn1crypto import x509
+
+from sscard.validation import RevocationMode, memo, validate_path
+from sscard.validation.memo import BoundedCache, forget_all, private_copy
+from sscard.validation.result import ReasonCode
+from sscard.x509.parse import load_certificate, load_crl
+from tests.validation.chain import NOW, make_ca, make_crl, make_leaf
+from tests.validation.pkits import load_runs, run
+
+RUNS = load_runs()
+
+ROOT = make_ca("CN=Cache Root,C=CN")
+CA = make_ca("CN=Cache CA,C=CN", ROOT)
+LEAF = make_leaf("CN=Cache Leaf,C=CN", CA, not_after=NOW + timedelta(days=2))
+
+
+def _validate(leaf=LEAF.cert, *, crls=(), at=NOW, **options):
+    # parsed afresh on every call, as a gateway gets them: the caches key on encodings
+    return validate_path(
+        load_certificate(leaf.dump()), trust_anchors=[load_certificate(ROOT.cert.dump())],
+        intermediates=[load_certificate(CA.cert.dump())],
+        crls=[load_crl(c.dump()) for c in crls], at=at, **options)
+
+
+def test_the_verdict_follows_the_validation_time() -> None:
+    for _ in range(2):
+        assert _validate().valid
+        late = _validate(at=NOW + timedelta(days=3))
+        assert not late.valid and late.reasons[0].code is ReasonCode.EXPIRED, late.reasons
+
+
+def test_the_verdict_follows_the_revocation_information() -> None:
+    clean = make_crl(CA, number=1)
+    revoking = make_crl(CA, [(LEAF.cert, "key_compromise")], number=2)
+    for _ in range(2):
+        assert _validate(crls=[clean], revocation=RevocationMode.LEAF).valid
+        revoked = _validate(crls=[revoking], revocation=RevocationMode.LEAF)
+        assert not revoked.valid and revoked.reasons[0].code is ReasonCode.REVOKED
+        missing = _validate(revocation=RevocationMode.LEAF)
+        assert not missing.valid
+        assert missing.reasons[0].code is ReasonCode.REVOCATION_UNKNOWN, missing.reasons
+
+
+def test_the_verdict_follows_the_profile() -> None:
+    """The leaf has no subjectAltName nor EKU: fine under RFC 5280, not under the web PKI."""
+    for _ in range(2):
+        assert _validate().valid
+        assert not _validate(profile="webpki").valid
+
+
+@pytest.mark.skipif(not RUNS, reason="PKITS data not found (SSCARD_CONFORMANCE)")
+def test_a_certificate_asn1crypto_reencodes_lossily_stays_valid_when_validated_again() -> None:
+    """PKITS 4.3.6: its CA's subjectUniqueID BIT STRING does not survive asn1crypto's
+    re-encoding. A parsed copy kept from one validation for the next broke the signature
+    check of the second (BAD_SIGNATURE); such a copy must not be reused."""
+    case = next(c for c in RUNS if c.id.endswith("ValidNameChainingUIDsTest6"))
+    forget_all()
+    for _ in range(3):
+        result = run(case)
+        assert result.valid, result.reasons
+
+
+def test_a_bounded_cache_keeps_the_most_recently_used() -> None:
+    cache: BoundedCache[int, str] = BoundedCache(3)
+    for n in range(3):
+        cache.put(n, str(n))
+    assert cache.get(0) == "0"  # 0 used last: 1 is the least recently used
+    cache.put(3, "3")
+    assert 1 not in cache and cache.get(0) == "0" and cache.get(3) == "3"
+    assert cache.get_or_make(42, lambda: "made") == "made" and cache.get(42) == "made"
+    for n in range(100, 200):
+        cache.put(n, str(n))
+    assert sum(n in cache for n in range(200)) == 3
+
+
+def test_private_copies_are_bounded_and_never_the_callers(monkeypatch) -> None:
+    monkeypatch.setattr(memo, "_COPIES_MAX", 4)
+    forget_all()
+    certs = [load_certificate(make_leaf(f"CN=Copy {n},C=CN", CA).cert.dump())
+             for n in range(8)]
+    for _ in range(3):
+        for cert in certs:
+            copy = private_copy(cert)
+            assert copy is not cert and copy.dump() == cert.dump()
+    assert len(memo._COPIES.items) == 4 and memo._COPIES.size > 0
+    again = private_copy(certs[-1])
+    assert private_copy(certs[-1]) is again  # the recent ones are reused
+
+
+def test_the_thread_event_loop_is_reused_safely() -> None:
+    """validate_path keeps one event loop per thread (asyncio.run's set-up is a tenth of a
+    warm validation): it works from several threads, and inside a running loop it refuses
+    as asyncio.run does (await validate_path_async there)."""
+    answers: list[bool] = []
+    threads = [threading.Thread(target=lambda: answers.append(_validate().valid))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [True, True, True] and _validate().valid
+
+    async def inside_a_loop() -> None:
+        with pytest.raises(RuntimeError):
+            _validate()
+
+    asyncio.run(inside_a_loop())
+    assert _validate().valid
+
+
+def _rdns(*rdns: list[tuple[str, str]]) -> x509.Name:
+    return x509.Name.load(x509.Name(name="", value=x509.RDNSequence([
+        x509.RelativeDistinguishedName([
+            {"type": kind, "value": x509.DirectoryString(name="utf8_string", value=value)}
+            for kind, value in rdn])
+        for rdn in rdns])).dump())
+
+
+def test_names_compare_as_rfc_5280_says_through_the_cached_forms() -> None:
+    """Name == goes through the cached comparison forms (adjust_pyhanko): RFC 5280 §7.1
+    string preparation (case, inner spaces) still applies, and a multi-valued RDN repeating
+    a type is not equal to the RDN with the type once (the forms keep one value per type)."""
+    assert _rdns([("common_name", "Foo  Bar")]) == _rdns([("common_name", "foo bar")])
+    assert _rdns([("common_name", "Foo")]) != _rdns([("common_name", "Fob")])
+    assert _rdns([("common_name", "a"), ("common_name", "a")]) != _rdns([("common_name", "a")])
+    assert _rdns([("country_name", "CN")], [("common_name", "a")]) != _rdns(
+        [("common_name", "a")], [("country_name", "CN")])
+
+
+def test_private_copies_are_bounded_in_octets_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Callers choose the sizes: the copies kept per thread stay under an octet budget."""
+    monkeypatch.setattr(memo, "_COPIES_MAX_OCTETS", 1000)
+    forget_all()
+    certs = [load_certificate(make_leaf(f"CN=Octets {n},C=CN", CA).cert.dump())
+             for n in range(6)]
+    for _ in range(2):
+        for cert in certs:
+            private_copy(cert)
+    assert 1 <= len(memo._COPIES.items) < 6
+    assert memo._COPIES.size == sum(octets for _, octets in memo._COPIES.items.values())
+    assert memo._COPIES.size <= 1000
