@@ -154,6 +154,7 @@ def test_gateway_sample_loads(tmp_path: Path) -> None:
     (tmp_path / "keys" / "hr-sign.pem").write_bytes(der_to_pem(hr_sign.cert.dump(),
                                                                "CERTIFICATE"))
     (tmp_path / "hr-sign-passphrase").write_text("gateway passphrase\n")
+    (tmp_path / "hr-sign-passphrase").chmod(0o600)
     config = load_config(tmp_path / "gateway.toml")
     assert set(config.keys) == {"hr-sign"} and set(config.systems) == {"employment", "pension"}
     # the unit loads the passphrase credential the file names

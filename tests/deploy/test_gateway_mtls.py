@@ -34,7 +34,11 @@ def test_gateway_serve_names_the_caller_from_its_tls_certificate(rig: Rig,  # no
             .replace('intermediates = ["ca.pem"]', 'intermediates = ["ca.pem", "tls-ca.pem"]')
             .replace('trusted_client_cert_header = "X-Client-Cert"\n', "")
             .replace('operations = ["sign", "verify"]',
-                     'operations = ["sign", "verify", "cardholder"]'))
+                     'operations = ["sign", "verify", "cardholder"]')
+            # the business system's TLS client certificate, registered by its fingerprint
+            .replace('certificate_files = ["employment.pem"]',
+                     'certificate_files = ["employment.pem", "tls-client.pem"]'))
+    (home / "tls-client.pem").write_bytes((rig.files / "tls-client.pem").read_bytes())
     (home / "gateway.toml").write_text(text)
     port = free_port()
     log = tmp_path / "gateway.log"
@@ -64,7 +68,7 @@ def test_gateway_serve_names_the_caller_from_its_tls_certificate(rig: Rig,  # no
         client = GatewayClient(url, tls_client=pair, ca_file=roots)
         signed = client.sign(DOC, "hr-sign")
         assert client.verify(signed)["valid"]
-        person = rig.pki.signer
+        person = rig.cardholder  # a cardholder-sign certificate (the only kind that authenticates)
         for _ in range(4):  # issued at one worker, answered at either, once
             challenge = client.cardholder_challenge()
             signature = person.key.sign(challenge["to_sign"])

@@ -91,6 +91,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
             "--officiant", "test"]
     for name in ("zhang", "li", "wang"):
         (tmp / f"{name}.pass").write_text(f"{name} passphrase 1\n")
+        (tmp / f"{name}.pass").chmod(0o600)
         args += ["--custodian", name, "--custodian-passphrase-file", str(tmp / f"{name}.pass")]
     sscard(home, *args)
     for name, role in (("ra", "ra"), ("ca", "ca")):
@@ -229,8 +230,9 @@ def test_session_is_valid_at_every_worker(site: Site, serve: Start, tmp_path: Pa
     the other (each request on a new connection, so both workers answer)."""
     password = tmp_path / "pw"
     password.write_text("a long enough password\n")
+    password.chmod(0o600)
     sscard(site.home, "ra", "add-officer", "serving-officer", "--role", "officer",
-           "--password-file", str(password))
+           "--person-id", "110101198001010033", "--password-file", str(password))
     served = serve("ra", "--insecure-http")
     base = served.url.removesuffix("/login")
     page = requests.get(base + "/login", timeout=10)
@@ -259,6 +261,7 @@ Edit = Callable[[list[str]], list[str]]
 def test_bad_tls_options_are_named_and_nothing_is_served(site: Site, edit: Edit,
                                                          message: str) -> None:
     (site.tls.server_passphrase.with_name("wrong.pass")).write_text("not it\n")
+    (site.tls.server_passphrase.with_name("wrong.pass")).chmod(0o600)
     args = edit(_tls_args(site))
     port = free_port()
     done = subprocess.run(

@@ -36,6 +36,7 @@ def test_kmc_under_gunicorn_on_postgresql(pg_cluster: PostgresCluster,  # noqa: 
             "--officiant", "test"]
     for name in ("zhang", "li", "wang"):
         (tmp_path / f"{name}.pass").write_text(f"{name} passphrase 1\n")
+        (tmp_path / f"{name}.pass").chmod(0o600)
         args += ["--custodian", name, "--custodian-passphrase-file",
                  str(tmp_path / f"{name}.pass")]
     _sscard(home, env, *args)

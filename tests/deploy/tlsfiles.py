@@ -60,6 +60,7 @@ def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str,
 
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
+    path.chmod(0o600)  # secret files are refused unless only the owner may read them
     path.chmod(0o600)
     return path
 
