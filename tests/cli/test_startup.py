@@ -1,0 +1,89 @@
+"""Start-up of the ``sscard`` command (issue 16 item 5): ``sscard --help`` imports none of the
+packages' command modules or the heavy libraries they use, and the table that lets it list them
+without importing them says the same as the entry points and the commands themselves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import click
+import pytest
+
+from sscard.cli import COMMANDS, cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: what a bare ``sscard --help`` must not import (each costs tens of milliseconds or more)
+HEAVY = ("cryptography", "asn1crypto", "sqlalchemy", "flask", "werkzeug", "pyhanko",
+         "pyhanko_certvalidator", "requests", "urllib3", "cffi", "smartcard", "pkcs11",
+         "sscard.crypto", "sscard.audit", "sscard.x509", "sscard.cms", "sscard.gateway",
+         "sscard.validation", "sscard.backup", "ca", "ra", "keymgmt", "reader_tools")
+
+
+def imported_modules(*args: str) -> set[str]:
+    """The modules ``python -X importtime -m sscard.cli ARGS`` imports."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "sscard.cli", *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    names = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+             if line.startswith("import time:") and "|" in line}
+    assert "click" in names and "sscard" in names  # the trace is there to be read
+    return names
+
+
+def is_heavy(module: str) -> bool:
+    return any(module == h or module.startswith(h + ".") for h in HEAVY)
+
+
+def test_top_level_help_imports_no_heavy_module() -> None:
+    heavy = sorted(m for m in imported_modules("--help") if is_heavy(m))
+    assert heavy == []
+
+
+def test_top_level_help_lists_every_command_with_its_short_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "sscard.cli", "--help"], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    for name in COMMANDS:
+        assert f"  {name} " in proc.stdout
+    assert "Certificate authority: hierarchy" in proc.stdout
+
+
+def test_the_table_is_the_entry_points() -> None:
+    declared = {ep.name: ep.value for ep in entry_points(group="sscard.commands")}
+    assert declared == {name: target for name, (target, _) in COMMANDS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_the_tables_help_is_the_commands_own(name: str) -> None:
+    cmd = cli.get_command(click.Context(cli), name)
+    assert cmd is not None
+    assert cmd.get_short_help_str(limit=300) == COMMANDS[name][1]
+
+
+def test_an_unknown_command_is_a_usage_error() -> None:
+    proc = subprocess.run([sys.executable, "-m", "sscard.cli", "nosuch"], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and "No such command 'nosuch'" in proc.stderr
+
+
+def test_home_after_the_group_is_the_same_as_before(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "keys").mkdir(parents=True)
+    pf = tmp_path / "pf"
+    pf.write_text("a passphrase\n")
+    pf.chmod(0o600)
+    run = [sys.executable, "-m", "sscard.cli"]
+    subprocess.run([*run, "key", "generate", "--out", home / "keys" / "k.pem",
+                    "--passphrase-file", pf], check=True, capture_output=True, timeout=120)
+    before = subprocess.run([*run, "--home", home, "key", "list", "--json"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    after = subprocess.run([*run, "key", "--home", home, "list", "--json"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert before.returncode == 0 and "k.pem" in before.stdout
+    assert after.returncode == 0 and after.stdout == before.stdout
+    neither = subprocess.run([*run, "key", "list", "--json"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert "k.pem" not in neither.stdout
