@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import pytest
 
-from sscard.cli import COMMANDS, cli
+from sscard.cli import COMMANDS, LazyGroup, cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,12 +34,23 @@ def imported_modules(*args: str) -> set[str]:
     return names
 
 
-def is_heavy(module: str) -> bool:
-    return any(module == h or module.startswith(h + ".") for h in HEAVY)
+def is_heavy(module: str, allowed: tuple[str, ...] = ()) -> bool:
+    return module not in allowed and any(module == h or module.startswith(h + ".")
+                                         for h in HEAVY)
 
 
 def test_top_level_help_imports_no_heavy_module() -> None:
     heavy = sorted(m for m in imported_modules("--help") if is_heavy(m))
+    assert heavy == []
+
+
+@pytest.mark.parametrize(("group", "own"), [
+    ("ca", ("ca", "ca.cli", "ca.errors")),
+    ("card", ("reader_tools", "reader_tools.cli")),
+])
+def test_group_help_imports_only_the_groups_own_module(group: str, own: tuple[str, ...]) -> None:
+    """``sscard ca --help`` and ``sscard card --help``: the group's module, not its services."""
+    heavy = sorted(m for m in imported_modules(group, "--help") if is_heavy(m, own))
     assert heavy == []
 
 
@@ -56,11 +67,29 @@ def test_the_table_is_the_entry_points() -> None:
     assert declared == {name: target for name, (target, _) in COMMANDS.items()}
 
 
-@pytest.mark.parametrize("name", sorted(COMMANDS))
-def test_the_tables_help_is_the_commands_own(name: str) -> None:
-    cmd = cli.get_command(click.Context(cli), name)
-    assert cmd is not None
-    assert cmd.get_short_help_str(limit=300) == COMMANDS[name][1]
+def lazy_groups(group: click.Group, path: str = "sscard") -> list[tuple[str, LazyGroup]]:
+    """Every lazy group in the command tree, with its command path."""
+    found: list[tuple[str, LazyGroup]] = []
+    if isinstance(group, LazyGroup):
+        found.append((path, group))
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        sub = group.get_command(ctx, name)
+        if isinstance(sub, click.Group):
+            found.extend(lazy_groups(sub, f"{path} {name}"))
+    return found
+
+
+def test_every_lazy_tables_help_is_the_commands_own() -> None:
+    """The one-line help a lazy group lists without importing a command is that command's."""
+    groups = lazy_groups(cli)
+    assert {"sscard", "sscard ca", "sscard card"} <= {path for path, _ in groups}
+    for path, group in groups:
+        ctx = click.Context(group)
+        for name, (_, short_help) in group.lazy.items():
+            cmd = group.get_command(ctx, name)
+            assert cmd is not None, f"{path} {name}"
+            assert cmd.get_short_help_str(limit=300) == short_help, f"{path} {name}"
 
 
 def test_an_unknown_command_is_a_usage_error() -> None:
