@@ -343,7 +343,8 @@ def crl(ctx: click.Context, out: Path, delta: bool, as_der: bool, ca_name: str |
 
 
 @group.command("list")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=int, default=50, show_default=True,
+              help="Most certificates to list.")
 @_CA_OPTION
 @click.pass_context
 @_ca_errors

@@ -139,8 +139,10 @@ def verify_cmd(ctx: click.Context, db: str | None, cert_path: Path | None,
 
 @group.command("show")
 @db_option
-@click.option("--from", "start", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--to", "end", type=click.IntRange(min=1), default=None)
+@click.option("--from", "start", type=click.IntRange(min=1), default=1, show_default=True,
+              help="First record (sequence number) to show.")
+@click.option("--to", "end", type=click.IntRange(min=1), default=None,
+              help="Last record to show (default: the newest).")
 @click.option("--action", "actions", multiple=True, metavar="PREFIX",
               help="Only actions equal to or under this name: 'ca', 'ca.certificate', "
                    "'kmc.recovery.approve' (repeatable).")
@@ -186,7 +188,8 @@ def show_cmd(ctx: click.Context, db: str | None, start: int, end: int | None,
 @click.option("--key", "key_path", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The audit signing key (encrypted PKCS#8).")
-@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File (mode 0600) whose first line is the signing key's passphrase.")
 @click.option("--passphrase-stdin", is_flag=True, help="Read the passphrase from stdin.")
 @click.option("--cert", "cert_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Audit certificate to store with the checkpoint.")
@@ -262,13 +265,20 @@ def prove_cmd(ctx: click.Context, db: str | None, seq: int, checkpoint_path: Pat
 
 
 @group.command("keygen")
-@click.option("--key-out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--cert-out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--subject", default="CN=Audit Log Signing,C=CN", show_default=True)
-@click.option("--algorithm", default="sm2", show_default=True)
-@click.option("--days", type=click.IntRange(min=1), default=3650, show_default=True)
-@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--passphrase-stdin", is_flag=True)
+@click.option("--key-out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the new signing key (encrypted PKCS#8, mode 0600).")
+@click.option("--cert-out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write its self-signed audit certificate (PEM).")
+@click.option("--subject", default="CN=Audit Log Signing,C=CN", show_default=True,
+              help="The certificate's subject name.")
+@click.option("--algorithm", default="sm2", show_default=True,
+              help="Key algorithm (as sscard key generate names them).")
+@click.option("--days", type=click.IntRange(min=1), default=3650, show_default=True,
+              help="Days the certificate is valid.")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File (mode 0600) whose first line is the new key's passphrase.")
+@click.option("--passphrase-stdin", is_flag=True,
+              help="Read the new key's passphrase from stdin.")
 def keygen_cmd(key_out: Path, cert_out: Path, subject: str, algorithm: str, days: int,
                passphrase_file: Path | None, passphrase_stdin: bool) -> None:
     """Make an audit signing key (encrypted) and a self-signed audit certificate for it.

@@ -279,7 +279,7 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
 @click.option("--to", "recipients", type=_FILE, multiple=True, required=True,
               help="A recipient's certificate (repeat for several).")
 @click.option("--cipher", type=click.Choice([c.value for c in ContentCipher]),
-              default="sm4_cbc", show_default=True)
+              default="sm4_cbc", show_default=True, help="Content-encryption cipher.")
 @click.option("--gm", is_flag=True, help="GM/T 0010 content-type OIDs.")
 @click.option("--auth-enveloped", is_flag=True,
               help="RFC 5083 AuthEnvelopedData (GCM ciphers; what OpenSSL uses for AES-GCM).")

@@ -35,7 +35,7 @@ def key_group() -> None:
 
 @key_group.command("generate")
 @click.option("--algorithm", "-a", type=click.Choice(ALGORITHMS, case_sensitive=False),
-              default="sm2", show_default=True)
+              default="sm2", show_default=True, help="Key algorithm.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the encrypted PKCS#8 PEM.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
@@ -53,7 +53,8 @@ def generate(algorithm: str, out: Path, force: bool, passphrase_file: Path | Non
 
 @key_group.command("public")
 @click.argument("key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the public key (PEM; default: standard output).")
 @passphrase_options
 def public(key_file: Path, out: Path | None, passphrase_file: Path | None,
            passphrase_stdin: bool) -> None:

@@ -22,12 +22,14 @@ def csr_group() -> None:
 
 @csr_group.command("create")
 @click.option("--key", "key_file", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path))
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The key to sign the request with (encrypted PKCS#8).")
 @click.option("--subject", required=True,
               help='e.g. "CN=张三,serialNumber=350102199001011234,O=...,C=CN"')
 @click.option("--san-dns", multiple=True, help="subjectAltName DNS name (repeatable).")
 @click.option("--san-email", multiple=True, help="subjectAltName e-mail (repeatable).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the request (PEM unless --der).")
 @click.option("--der", is_flag=True, help="Write DER instead of PEM.")
 @passphrase_options
 def create(key_file: Path, subject: str, san_dns: tuple[str, ...], san_email: tuple[str, ...],

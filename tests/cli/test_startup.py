@@ -116,3 +116,22 @@ def test_home_after_the_group_is_the_same_as_before(tmp_path: Path) -> None:
     neither = subprocess.run([*run, "key", "list", "--json"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=120)
     assert "k.pem" not in neither.stdout
+
+
+def undocumented(cmd: click.Command, path: str) -> list[str]:
+    """The commands and options under ``cmd`` that have no help text."""
+    missing = [] if (cmd.help or cmd.short_help) else [path]
+    missing += [f"{path} {param.opts[0]}" for param in cmd.params
+                if isinstance(param, click.Option) and not param.hidden and not param.help]
+    if isinstance(cmd, click.Group):
+        ctx = click.Context(cmd)
+        for name in cmd.list_commands(ctx):
+            sub = cmd.get_command(ctx, name)
+            assert sub is not None, f"{path} {name}"
+            missing += undocumented(sub, f"{path} {name}")
+    return missing
+
+
+def test_every_command_and_option_has_help() -> None:
+    """Issue 14: help text on every command and option, in every group."""
+    assert undocumented(cli, "sscard") == []
