@@ -103,6 +103,19 @@ def open_audit_log(ctx: click.Context, url: str | None = None, *,
                                    f"{exc}") from None
 
 
+class CommandError(click.ClickException):
+    """A refusal, or input that is not valid (exit 1): click prints it as every other error,
+    ``Error: MESSAGE`` on stderr (issue 14: one error prefix)."""
+
+    exit_code = 1
+
+
+class UnusableInput(CommandError):
+    """Input the command cannot use at all (exit 2, as for a usage error)."""
+
+    exit_code = 2
+
+
 #: the optional third-party modules and the extra that installs each (pyproject.toml): a
 #: business system that only signs and verifies installs none of them
 EXTRAS = {

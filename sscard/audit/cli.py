@@ -22,7 +22,7 @@ from sscard.audit.errors import AuditError, AuditLogUnusable, CheckpointError
 from sscard.audit.log import AuditLog, default_url, make_engine
 from sscard.audit.records import OUTCOMES
 from sscard.audit.verify import verify_log
-from sscard.cli import AUDIT_DB_URL_ENV, data_home, db_url_options
+from sscard.cli import AUDIT_DB_URL_ENV, UnusableInput, data_home, db_url_options
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.keys.software import SoftwareKey
@@ -33,8 +33,7 @@ EXIT_INTACT, EXIT_TAMPERED, EXIT_UNUSABLE = 0, 1, 2
 
 
 def _unusable(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_UNUSABLE)
+    raise UnusableInput(message)
 
 
 def _url(ctx: click.Context, db: str | None) -> str:

@@ -6,7 +6,6 @@ cannot be checked (wrong passphrase, not a backup, unreadable file).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -21,7 +20,7 @@ from sscard.backup.errors import (
 )
 from sscard.backup.restore import BackupReport, restore_backup, verify_backup
 from sscard.backup.snapshot import create_backup
-from sscard.cli import data_home
+from sscard.cli import CommandError, UnusableInput, data_home
 from sscard.secrets_input import read_secret
 from sscard.sqlschema import DatabaseUrlError, argv_db_url, file_db_url
 
@@ -29,8 +28,7 @@ EXIT_OK, EXIT_DAMAGED, EXIT_UNUSABLE = 0, 1, 2
 
 
 def _fail(code: int, message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+    raise (UnusableInput if code == EXIT_UNUSABLE else CommandError)(message)
 
 
 def _home(ctx: click.Context) -> Path:

@@ -17,7 +17,7 @@ from typing import Any
 import click
 from asn1crypto import x509
 
-from sscard.cli import db_url_options
+from sscard.cli import UnusableInput, db_url_options
 from sscard.cms import (
     CmsError,
     ContentCipher,
@@ -258,11 +258,9 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
             result: SignatureReport = verifier.verify(signed, content)
             report, body = result.to_json(), result.content
     except (CmsError, X509Error) as exc:
-        click.echo(f"error: {signed_file}: {exc}", err=True)
-        raise click.exceptions.Exit(EXIT_UNUSABLE) from None
+        raise UnusableInput(f"{signed_file}: {exc}") from None
     except GatewayClientError as exc:
-        click.echo(f"error: gateway refused: {exc.code}: {exc.message}", err=True)
-        raise click.exceptions.Exit(EXIT_UNUSABLE) from None
+        raise UnusableInput(f"gateway refused: {exc.code}: {exc.message}") from None
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
     else:
