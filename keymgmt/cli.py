@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 import click
 
 from keymgmt.errors import KmcError
-from sscard.audit import AuditError, local_actor
 from sscard.cli import AUDIT_DB_URL_ENV, data_home, db_url_options, open_audit_log
 from sscard.cli import audit_url as resolve_audit_url
 from sscard.secrets_input import read_secret
@@ -59,9 +58,19 @@ def _db_url(ctx: click.Context) -> str:
     return default_url(home)
 
 
+def local_actor() -> str:
+    """Who runs this command, for the audit record (imported here: the audit package loads
+    SQLAlchemy, which ``sscard kmc --help`` does not need)."""
+    from sscard.audit import local_actor as actor
+
+    return actor()
+
+
 def _kmc_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sscard.audit import AuditError
+
         try:
             return func(*args, **kwargs)
         except KmcError as exc:
