@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("cryptography", "asn1crypto", "sqlalchemy", "flask", "werkzeug", "pyhanko",
          "pyhanko_certvalidator", "requests", "urllib3", "cffi", "smartcard", "pkcs11",
          "sscard.crypto", "sscard.audit", "sscard.x509", "sscard.cms", "sscard.gateway",
-         "sscard.validation", "sscard.backup", "ca", "ra", "keymgmt", "reader_tools")
+         "sscard.validation", "sscard.backup", "sscard.keys", "ca", "ra", "keymgmt", "reader_tools")
 
 
 def imported_modules(*args: str) -> set[str]:
@@ -44,12 +44,22 @@ def test_top_level_help_imports_no_heavy_module() -> None:
     assert heavy == []
 
 
+#: the light modules a group's own module may use for its options (names, choices)
+KEY_OPTIONS = ("sscard.keys", "sscard.keys.cli", "sscard.crypto", "sscard.crypto.oids",
+               "sscard.crypto.errors", "sscard.crypto.algorithms")
+
+
 @pytest.mark.parametrize(("group", "own"), [
     ("ca", ("ca", "ca.cli", "ca.errors")),
     ("card", ("reader_tools", "reader_tools.cli")),
+    ("kmc", ("keymgmt", "keymgmt.cli", "keymgmt.errors")),
+    ("ra", ("ra", "ra.cli")),
+    ("key", KEY_OPTIONS),
+    ("csr", ("sscard.x509", "sscard.x509.cli", *KEY_OPTIONS)),
+    ("x509", ("sscard.x509", "sscard.x509.cli", *KEY_OPTIONS)),
 ])
 def test_group_help_imports_only_the_groups_own_module(group: str, own: tuple[str, ...]) -> None:
-    """``sscard ca --help`` and ``sscard card --help``: the group's module, not its services."""
+    """``sscard GROUP --help``: the group's own module, not its services or libraries."""
     heavy = sorted(m for m in imported_modules(group, "--help") if is_heavy(m, own))
     assert heavy == []
 
