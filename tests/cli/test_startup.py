@@ -57,6 +57,10 @@ KEY_OPTIONS = ("sscard.keys", "sscard.keys.cli", "sscard.crypto", "sscard.crypto
     ("key", KEY_OPTIONS),
     ("csr", ("sscard.x509", "sscard.x509.cli", *KEY_OPTIONS)),
     ("x509", ("sscard.x509", "sscard.x509.cli", *KEY_OPTIONS)),
+    ("gateway", ("sscard.gateway", "sscard.gateway.cli", *KEY_OPTIONS)),
+    ("sign", ("sscard.gateway", "sscard.gateway.cli", *KEY_OPTIONS)),
+    ("verify", ("sscard.gateway", "sscard.gateway.cli", *KEY_OPTIONS)),
+    ("encrypt", ("sscard.gateway", "sscard.gateway.cli", *KEY_OPTIONS)),
 ])
 def test_group_help_imports_only_the_groups_own_module(group: str, own: tuple[str, ...]) -> None:
     """``sscard GROUP --help``: the group's own module, not its services or libraries."""
@@ -106,3 +110,15 @@ def test_an_unknown_command_is_a_usage_error() -> None:
     proc = subprocess.run([sys.executable, "-m", "sscard.cli", "nosuch"], capture_output=True,
                           text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2 and "No such command 'nosuch'" in proc.stderr
+
+
+def test_the_gateway_commands_choices_are_the_enums() -> None:
+    """The choices written out for start-up are exactly the library's values."""
+    from sscard.cms import ContentCipher, Sm2KeyTransport
+    from sscard.gateway.cli import CIPHERS, REVOCATION_MODES, SM2_KEY_TRANSPORTS
+    from sscard.validation import RevocationMode
+
+    assert REVOCATION_MODES == tuple(m.value for m in RevocationMode)
+    assert CIPHERS == tuple(c.value for c in ContentCipher)
+    assert SM2_KEY_TRANSPORTS == tuple(t.value for t in Sm2KeyTransport)
+    assert SM2_KEY_TRANSPORTS[0] == Sm2KeyTransport.GMT0010.value  # the default
