@@ -61,6 +61,8 @@ KEY_OPTIONS = ("sscard.keys", "sscard.keys.cli", "sscard.crypto", "sscard.crypto
     ("sign", ("sscard.gateway", "sscard.gateway.cli", *KEY_OPTIONS)),
     ("verify", ("sscard.gateway", "sscard.gateway.cli", *KEY_OPTIONS)),
     ("encrypt", ("sscard.gateway", "sscard.gateway.cli", *KEY_OPTIONS)),
+    ("audit", ("sscard.audit", "sscard.audit.cli", "sscard.audit.actions", "sscard.audit.errors",
+               "sscard.crypto", "sscard.crypto.errors", "sscard.x509", "sscard.x509.errors")),
 ])
 def test_group_help_imports_only_the_groups_own_module(group: str, own: tuple[str, ...]) -> None:
     """``sscard GROUP --help``: the group's own module, not its services or libraries."""
@@ -122,3 +124,23 @@ def test_the_gateway_commands_choices_are_the_enums() -> None:
     assert CIPHERS == tuple(c.value for c in ContentCipher)
     assert SM2_KEY_TRANSPORTS == tuple(t.value for t in Sm2KeyTransport)
     assert SM2_KEY_TRANSPORTS[0] == Sm2KeyTransport.GMT0010.value  # the default
+
+
+def test_the_audit_commands_outcomes_are_the_records() -> None:
+    from sscard.audit.cli import OUTCOMES
+    from sscard.audit.records import OUTCOMES as RECORDED
+
+    assert OUTCOMES == RECORDED
+
+
+@pytest.mark.parametrize("package", ["sscard.audit", "sscard.keys"])
+def test_a_lazy_package_resolves_every_public_name(package: str) -> None:
+    """The packages that resolve their names on first use still give every one of them."""
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import {package} as p\n"
+         "missing = [n for n in p.__all__ if getattr(p, n, None) is None]\n"
+         "assert not missing, missing\n"
+         "try:\n    p.no_such_name\nexcept AttributeError:\n    pass\n"
+         "else:\n    raise SystemExit('no AttributeError')"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
