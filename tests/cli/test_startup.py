@@ -63,6 +63,7 @@ KEY_OPTIONS = ("sscard.keys", "sscard.keys.cli", "sscard.crypto", "sscard.crypto
     ("encrypt", ("sscard.gateway", "sscard.gateway.cli", *KEY_OPTIONS)),
     ("audit", ("sscard.audit", "sscard.audit.cli", "sscard.audit.actions", "sscard.audit.errors",
                "sscard.crypto", "sscard.crypto.errors", "sscard.x509", "sscard.x509.errors")),
+    ("admin", ("sscard.backup", "sscard.backup.cli", "sscard.backup.errors")),
 ])
 def test_group_help_imports_only_the_groups_own_module(group: str, own: tuple[str, ...]) -> None:
     """``sscard GROUP --help``: the group's own module, not its services or libraries."""
