@@ -193,6 +193,22 @@ def _print_report(report: dict[str, Any]) -> None:
         click.echo(f"  note {n['code']}: {n['message']}")
 
 
+def _verify_at_gateway(opts: dict[str, Any], signed: bytes, content: bytes | None,
+                       signed_file: Path, *, return_content: bool) -> dict[str, Any]:
+    """The gateway's verification report; its refusals as unusable input. (The client, and the
+    request signer with its SQLAlchemy replay memory, are imported only for --gateway.)"""
+    from sscard.gateway.client import GatewayClientError
+
+    try:
+        answer: dict[str, Any] = _client(opts).verify(signed, content,
+                                                      return_content=return_content)
+    except GatewayClientError as exc:
+        if exc.code == "MALFORMED_INPUT":
+            raise UnusableInput(f"{signed_file}: {exc.message}") from None
+        raise UnusableInput(f"gateway refused: {exc.code}: {exc.message}") from None
+    return answer
+
+
 @click.command("verify")
 @click.option("--trust", type=_FILE, multiple=True, help="Trust anchor certificate(s).")
 @click.option("--content", "content_file", type=_FILE,
@@ -226,7 +242,6 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
     from sscard.cms import CmsError, SignatureReport, TrustConfig, Verifier
     from sscard.cms.revocation import RevocationFetch
     from sscard.fetch import FetchError
-    from sscard.gateway.client import GatewayClientError
     from sscard.validation import RevocationMode
     from sscard.x509.errors import X509Error
     from sscard.x509.parse import load_crl
@@ -239,13 +254,8 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
             if crl or ocsp_url or fetch or revocation:
                 raise click.UsageError("--crl, --ocsp, --fetch and --revocation apply to local "
                                        "verification; the gateway checks revocation itself")
-            client = _client(opts)
-            try:
-                answer = client.verify(signed, content, return_content=out_file is not None)
-            except GatewayClientError as exc:
-                if exc.code == "MALFORMED_INPUT":
-                    raise CmsError(exc.message) from None
-                raise
+            answer = _verify_at_gateway(opts, signed, content, signed_file,
+                                        return_content=out_file is not None)
             import base64
 
             body = base64.b64decode(answer["content"]) if answer.get("content") else None
@@ -272,8 +282,6 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
             report, body = result.to_json(), result.content
     except (CmsError, X509Error) as exc:
         raise UnusableInput(f"{signed_file}: {exc}") from None
-    except GatewayClientError as exc:
-        raise UnusableInput(f"gateway refused: {exc.code}: {exc.message}") from None
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
     else:

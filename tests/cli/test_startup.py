@@ -23,11 +23,12 @@ HEAVY = ("cryptography", "asn1crypto", "sqlalchemy", "flask", "werkzeug", "pyhan
          "sscard.validation", "sscard.backup", "sscard.keys", "ca", "ra", "keymgmt", "reader_tools")
 
 
-def imported_modules(*args: str) -> set[str]:
+def imported_modules(*args: str | Path, exit_code: int = 0) -> set[str]:
     """The modules ``python -X importtime -m sscard.cli ARGS`` imports."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "sscard.cli", *args],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "sscard.cli",
+                           *map(str, args)], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT)
+    assert proc.returncode == exit_code, proc.stderr
     names = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
              if line.startswith("import time:") and "|" in line}
     assert "click" in names and "sscard" in names  # the trace is there to be read
@@ -145,3 +146,18 @@ def test_a_lazy_package_resolves_every_public_name(package: str) -> None:
          "else:\n    raise SystemExit('no AttributeError')"],
         capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_local_verify_loads_no_database(tmp_path: Path) -> None:
+    """``sscard verify`` without --gateway needs CMS and path validation, not the gateway
+    client's request-signing replay memory (SQLAlchemy)."""
+    cert = tmp_path / "root.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=Test Root",
+                    "-keyout", tmp_path / "root.key", "-out", cert], check=True,
+                   capture_output=True, timeout=60)
+    signed = tmp_path / "signed.p7s"
+    signed.write_bytes(b"not CMS")
+    names = imported_modules("verify", signed, "--trust", cert, exit_code=2)
+    assert "sscard.cms" in names  # it did get as far as parsing
+    assert sorted(m for m in names if m.split(".")[0] == "sqlalchemy") == []
