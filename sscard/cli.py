@@ -212,7 +212,11 @@ class LazyGroup(click.Group):
 def _home_after_group(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
     """``sscard GROUP --home DIR ...``: the same data directory as ``sscard --home DIR GROUP``."""
     if value is not None:
-        ctx.find_root().obj.home = value
+        root = ctx.find_root()
+        if isinstance(root.obj, Context):
+            root.obj.home = value
+        else:  # the group run on its own (a test's CliRunner), without the sscard root
+            root.obj = ctx.obj = Context(home=value)
 
 
 def accept_home(cmd: click.Command) -> click.Command:
