@@ -205,6 +205,7 @@ def admin_add(ctx: click.Context, name: str, key_path: Path) -> None:
 @click.argument("name")
 @click.pass_context
 def admin_remove(ctx: click.Context, name: str) -> None:
+    """Remove the administrator NAME: their approvals no longer count."""
     home = _home(ctx)
     try:
         config = _load(home).without_administrator(name)
@@ -217,17 +218,23 @@ def admin_remove(ctx: click.Context, name: str) -> None:
 @click.command("approve")
 @click.option("--profile", required=True, help="The CA-level profile to issue.")
 @click.option("--csr", "csr_path", required=True,
-              type=click.Path(dir_okay=False, exists=True, path_type=Path))
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The PKCS#10 request to be issued, PEM or DER.")
 @click.option("--admin", "admin_name", required=True, help="Your administrator name.")
 @click.option("--key", "key_path", required=True,
               type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Your administrator key (encrypted PKCS#8).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--sin", "social_insurance_number", default=None)
-@click.option("--dns", "dns_names", multiple=True)
-@click.option("--days", "validity_days", type=int, default=None)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the signed approval.")
+@click.option("--sin", "social_insurance_number", default=None,
+              help="Social insurance number, as ca issue will be given it.")
+@click.option("--dns", "dns_names", multiple=True,
+              help="DNS subjectAltName, as ca issue will be given it (repeatable).")
+@click.option("--days", "validity_days", type=int, default=None,
+              help="Validity in days, as ca issue will be given it.")
 @click.option("--ca", "ca_name", default=None, help="The issuing CA (default: the first).")
-@click.option("--valid-hours", type=click.IntRange(1, 24 * 7), default=24, show_default=True)
+@click.option("--valid-hours", type=click.IntRange(1, 24 * 7), default=24, show_default=True,
+              help="Hours this approval can be used for.")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="File whose first line is your key's passphrase.")
 @click.option("--passphrase-stdin", is_flag=True, help="Read your key's passphrase from stdin.")

@@ -16,36 +16,29 @@ from typing import Any, TypeVar
 import click
 
 from ca.errors import CAError
-from sscard.audit.errors import AuditError
-from sscard.cli import data_home, open_audit_log
+from sscard.cli import LazyGroup, data_home, open_audit_log
 from sscard.secrets_input import read_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _CAGroup(click.Group):
-    """Adds ``serve`` from ``ca.serve_cli`` lazily, so other commands never import Flask."""
-
-    _LAZY = {"serve": ("ca.serve_cli", "serve"),
-             "principal": ("ca.access_cli", "principal_group"),
-             "admin": ("ca.access_cli", "admin_group"),
-             "approve": ("ca.access_cli", "approve")}
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self._LAZY))
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        found = super().get_command(ctx, cmd_name)
-        if found is None and cmd_name in self._LAZY:
-            import importlib
-
-            module, attr = self._LAZY[cmd_name]
-            loaded = getattr(importlib.import_module(module), attr)
-            return loaded if isinstance(loaded, click.Command) else None
-        return found
+#: subcommands kept out of ``sscard ca --help`` and the other commands' start-up: ``serve`` imports
+#: Flask and the CA service, the access commands the CA's authorisation model
+LAZY = {
+    "serve": ("ca.serve_cli:serve",
+              "Serve OCSP at /ocsp, CRLs at /crl/<ca>.crl, certificates at /certs/, the TSA at "
+              "/tsa and the authenticated API at /api/v1/ (see docs/ca-admin-guide.md)."),
+    "principal": ("ca.access_cli:principal_group",
+                  "CA API principals: what each API token or service certificate may do."),
+    "admin": ("ca.access_cli:admin_group",
+              "Administrators whose signed approvals make dual control for CA-level issuance."),
+    "approve": ("ca.access_cli:approve",
+                "Sign your approval of one CA-level issuance (two administrators must "
+                "approve)."),
+}
 
 
-@click.group("ca", cls=_CAGroup)
+@click.group("ca", cls=LazyGroup, lazy=LAZY)
 def group() -> None:
     """Certificate authority: hierarchy, issuance, revocation, CRL, OCSP, TSA."""
 
@@ -81,6 +74,8 @@ def _passphrase(passphrase_file: Path | None, passphrase_stdin: bool) -> bytes |
 def _ca_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sscard.audit.errors import AuditError  # the audit package imports SQLAlchemy
+
         try:
             return func(*args, **kwargs)
         except CAError as exc:
@@ -348,7 +343,8 @@ def crl(ctx: click.Context, out: Path, delta: bool, as_der: bool, ca_name: str |
 
 
 @group.command("list")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=int, default=50, show_default=True,
+              help="Most certificates to list.")
 @_CA_OPTION
 @click.pass_context
 @_ca_errors

@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 import click
 
 from keymgmt.errors import KmcError
-from sscard.audit import AuditError, local_actor
 from sscard.cli import AUDIT_DB_URL_ENV, data_home, db_url_options, open_audit_log
 from sscard.cli import audit_url as resolve_audit_url
 from sscard.secrets_input import read_secret
@@ -59,9 +58,19 @@ def _db_url(ctx: click.Context) -> str:
     return default_url(home)
 
 
+def local_actor() -> str:
+    """Who runs this command, for the audit record (imported here: the audit package loads
+    SQLAlchemy, which ``sscard kmc --help`` does not need)."""
+    from sscard.audit import local_actor as actor
+
+    return actor()
+
+
 def _kmc_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sscard.audit import AuditError
+
         try:
             return func(*args, **kwargs)
         except KmcError as exc:
@@ -248,7 +257,8 @@ def _terminal_binding_options(func: F) -> F:
 @caller_group.command("add")
 @click.argument("name")
 @click.option("--role", required=True,
-              type=click.Choice(["ca", "ra", "officer", "auditor", "terminal"]))
+              type=click.Choice(["ca", "ra", "officer", "auditor", "terminal"]),
+              help="What the caller may do at the KMC.")
 @click.option("--key-out", type=_FILE, default=None,
               help="Write the API key to this file (mode 0600) instead of printing it.")
 @click.option("--certificate", "certificate_file",
@@ -324,6 +334,7 @@ def caller_bind(ctx: click.Context, name: str, regions: tuple[str, ...],
 @click.pass_context
 @_kmc_errors
 def caller_deactivate(ctx: click.Context, name: str) -> None:
+    """Deactivate the caller NAME: its credentials are refused from now on."""
     kmc = _open(ctx)
     try:
         kmc.deactivate_caller(name, by=local_actor())
@@ -346,15 +357,18 @@ def _api_key_option(func: F) -> F:
 
 @recovery_group.command("request")
 @_api_key_option
-@click.option("--key-id", default=None)
+@click.option("--key-id", default=None, help="The escrowed key to recover, by its key id.")
 @click.option("--certificate-serial", default=None, help="Hex serial of the encryption cert.")
 @click.option("--owner", default=None, help="The cardholder (social security number).")
 @click.option("--card-public-key", type=_FILE, default=None,
               help="New card's SM2 signing public key (PEM or DER SubjectPublicKeyInfo).")
 @click.option("--officer", default=None, help="Recover as PKCS#12 for this officer.")
-@click.option("--reason", required=True)
-@click.option("--judicial-authority", default=None)
-@click.option("--judicial-order-ref", default=None)
+@click.option("--reason", required=True,
+              help="Why the key is to be recovered (recorded with the request).")
+@click.option("--judicial-authority", default=None,
+              help="For a judicial recovery: the authority that issued the order.")
+@click.option("--judicial-order-ref", default=None,
+              help="For a judicial recovery: the order's reference.")
 @click.option("--judicial-order-file", type=_FILE, default=None,
               help="The scanned order; its SHA-256 is recorded.")
 @click.pass_context
@@ -398,11 +412,12 @@ def recovery_request(ctx: click.Context, api_key_file: Path, key_id: str | None,
 @recovery_group.command("approve")
 @_api_key_option
 @click.argument("request_id")
-@click.option("--comment", default="")
+@click.option("--comment", default="", help="Note recorded with the approval.")
 @click.pass_context
 @_kmc_errors
 def recovery_approve(ctx: click.Context, api_key_file: Path, request_id: str,
                      comment: str) -> None:
+    """Approve the recovery request REQUEST_ID (two officers other than the requester must)."""
     kmc = _open(ctx)
     try:
         info = kmc.approve(_principal(kmc, api_key_file), request_id, comment)
@@ -414,11 +429,12 @@ def recovery_approve(ctx: click.Context, api_key_file: Path, request_id: str,
 @recovery_group.command("reject")
 @_api_key_option
 @click.argument("request_id")
-@click.option("--comment", required=True)
+@click.option("--comment", required=True, help="Why it is rejected (recorded).")
 @click.pass_context
 @_kmc_errors
 def recovery_reject(ctx: click.Context, api_key_file: Path, request_id: str,
                     comment: str) -> None:
+    """Reject the recovery request REQUEST_ID."""
     kmc = _open(ctx)
     try:
         info = kmc.reject(_principal(kmc, api_key_file), request_id, comment)
@@ -462,6 +478,7 @@ def recovery_complete(ctx: click.Context, api_key_file: Path, request_id: str, o
 @click.pass_context
 @_kmc_errors
 def recovery_status(ctx: click.Context, api_key_file: Path, request_id: str) -> None:
+    """Show the state of the recovery request REQUEST_ID (JSON)."""
     kmc = _open(ctx)
     try:
         info = kmc.recovery_status(_principal(kmc, api_key_file), request_id)
@@ -502,6 +519,7 @@ def cardkeys_generate(ctx: click.Context, province: str, algorithms: tuple[str, 
 @click.pass_context
 @_kmc_errors
 def cardkeys_list(ctx: click.Context) -> None:
+    """List the card master keys (province, id, usage, algorithm, version, KCV)."""
     from keymgmt.cardkeys import CardKeyService
 
     kmc = _open(ctx)
@@ -517,7 +535,8 @@ def cardkeys_list(ctx: click.Context) -> None:
 @click.option("--region", required=True, help="6-digit region code of the city.")
 @click.option("--recipient", type=_FILE, required=True,
               help="SM2 public key (PEM/DER) of the PSAM personalisation station.")
-@click.option("--out", type=_FILE, required=True)
+@click.option("--out", type=_FILE, required=True,
+              help="Where to write the encrypted export for the PSAM station.")
 @_share_options
 @click.pass_context
 @_kmc_errors
@@ -595,6 +614,7 @@ def serve(ctx: click.Context, serving: ServeOptions, audit_url: str | None,
 @click.pass_context
 @_kmc_errors
 def events_cmd(ctx: click.Context, api_key_file: Path, action: str) -> None:
+    """List the KMC's events (time, actor, action, subject, details)."""
     kmc = _open(ctx)
     try:
         for e in kmc.events(_principal(kmc, api_key_file), action):

@@ -13,19 +13,15 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from reader_tools.session import card_errors, open_card
-from sscard.card import errors, mohrss
-from sscard.card.client import CardInfo
-from sscard.card.codec import CodecError
-from sscard.card.keyhandle import CardKey
-from sscard.card.records import HolderData
-from sscard.card.transport import PcscContext
-from sscard.card.validation import CardDataError, validate_pin
+from sscard.cli import LazyGroup
 from sscard.secrets_input import read_secret
+
+if TYPE_CHECKING:
+    from sscard.card.client import CardInfo
 
 INITIAL_PIN = "123456"
 KEY_UPDATE = 0x0B
@@ -50,6 +46,8 @@ def pin_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _pin(prompt: str, pin_file: Path | None, pin_stdin: bool, confirm: bool = False) -> str:
+    from sscard.card.validation import CardDataError, validate_pin
+
     value = read_secret(file=pin_file, from_stdin=pin_stdin, prompt=prompt,
                         confirm=confirm).decode("utf-8")
     try:
@@ -58,7 +56,20 @@ def _pin(prompt: str, pin_file: Path | None, pin_stdin: bool, confirm: bool = Fa
         raise click.UsageError(str(exc)) from None
 
 
-@click.group("card")
+#: personalisation and batches live in their own modules and import the RA client (requests,
+#: the request signer): loaded only when run, so the other card commands start quickly
+LAZY = {
+    "personalize": ("reader_tools.issuance_cli:personalize",
+                    "Personalise the blank card in the reader end to end (data, PIN, on-card key, "
+                    "dual certificates), or resume an interrupted run, or --rollback it."),
+    "batch-issue": ("reader_tools.issuance_cli:batch_issue",
+                    "Personalise a card for each row of CSV_FILE (columns ssn, name, sex, "
+                    "ethnicity, birthplace, birth_date, card_number), with a progress bar; run "
+                    "again to resume."),
+}
+
+
+@click.group("card", cls=LazyGroup, lazy=LAZY)
 def group() -> None:
     """Social security card: read, PIN, keys, certificates, emulation, personalisation."""
 
@@ -125,6 +136,10 @@ def emulate(state_path: Path, new_sample: bool, generation: str, psam_state: Pat
 @group.command("readers")
 def readers() -> None:
     """List PC/SC readers and whether each holds a card."""
+    from reader_tools.session import card_errors
+    from sscard.card import errors
+    from sscard.card.transport import PcscContext
+
     with card_errors(), PcscContext() as ctx:
         names = ctx.readers()
         if not names:
@@ -161,6 +176,9 @@ def _info_json(info: CardInfo) -> dict[str, Any]:
               show_default=True, help="mohrss: the iReadCardBas string (11 '|'-ended fields).")
 def info(reader: str | None, psam_reader: str | None, fmt: str) -> None:
     """Read the card and holder data (free-read files EF05 and EF06)."""
+    from reader_tools.session import card_errors, open_card
+    from sscard.card import mohrss
+
     with card_errors(), open_card(reader, psam_reader, optional_psam=fmt == "mohrss") as opened:
         data = opened.client.read_info()
         if fmt == "mohrss":
@@ -192,6 +210,8 @@ def pin_group() -> None:
 def pin_verify(reader: str | None, psam_reader: str | None, pin_file: Path | None,
                pin_stdin: bool) -> None:
     """Verify the PIN; a wrong PIN exits non-zero and says how many tries are left."""
+    from reader_tools.session import card_errors, open_card
+
     pin = _pin("PIN", pin_file, pin_stdin)
     with card_errors(), open_card(reader, psam_reader) as opened:
         opened.client.verify_pin(pin)
@@ -204,6 +224,8 @@ def pin_verify(reader: str | None, psam_reader: str | None, pin_file: Path | Non
 def pin_change(reader: str | None, psam_reader: str | None, pin_file: Path | None,
                pin_stdin: bool) -> None:
     """Change the PIN (old PIN, then the new one; with --pin-stdin: two lines)."""
+    from reader_tools.session import card_errors, open_card
+
     if pin_file is not None:
         raise click.UsageError("pin change reads two PINs: use --pin-stdin or the prompt")
     old = _pin("Current PIN", None, pin_stdin)
@@ -217,6 +239,8 @@ def pin_change(reader: str | None, psam_reader: str | None, pin_file: Path | Non
 
 def _sm_pin_command(action: str, reader: str | None, psam_reader: str | None,
                     pin_file: Path | None, pin_stdin: bool) -> None:
+    from reader_tools.session import card_errors, open_card
+
     new = _pin("New PIN", pin_file, pin_stdin, confirm=not (pin_stdin or pin_file))
     with card_errors(), open_card(reader, psam_reader, with_psam=True) as opened:
         psam = opened.need_psam()
@@ -265,6 +289,8 @@ def keygen(reader: str | None, psam_reader: str | None, out: Path | None, force:
     is replaced only with --force."""
     from reader_tools.issuance_cli import default_journal_dir
     from reader_tools.issuance_journal import ROLLED_BACK, Journal
+    from reader_tools.session import card_errors, open_card
+    from sscard.card import errors
     from sscard.card.integrity import card_point
     from sscard.crypto.sm2 import SM2PublicKey
     from sscard.x509.pem import der_to_pem
@@ -321,6 +347,9 @@ def keygen(reader: str | None, psam_reader: str | None, out: Path | None, force:
 def sign(reader: str | None, psam_reader: str | None, pin_file: Path | None, pin_stdin: bool,
          in_path: Path | None, out: Path | None, uid: str) -> None:
     """Sign data with the on-card SM2 key (SM2 with SM3, DER signature)."""
+    from reader_tools.session import card_errors, open_card
+    from sscard.card.keyhandle import CardKey
+
     if in_path is None and pin_stdin:
         raise click.UsageError("with --pin-stdin give the data with --in FILE")
     pin = _pin("PIN", pin_file, pin_stdin)
@@ -345,6 +374,8 @@ def csr(reader: str | None, psam_reader: str | None, pin_file: Path | None, pin_
         subject: str, out: Path) -> None:
     """A PKCS#10 request for the card's signing key, signed by the card (proof of
     possession for the RA)."""
+    from reader_tools.session import card_errors, open_card
+    from sscard.card.keyhandle import CardKey
     from sscard.x509.builder import CsrBuilder
     from sscard.x509.names import parse_name
     from sscard.x509.pem import der_to_pem
@@ -394,6 +425,7 @@ def certs(reader: str | None, psam_reader: str | None, write_sign: Path | None,
           write_enc: Path | None, import_enc_key: Path | None, out_dir: Path | None) -> None:
     """Read the signing and encryption certificates (optionally write them first, after
     external authentication through the PSAM)."""
+    from reader_tools.session import card_errors, open_card
     from sscard.x509.pem import pem_to_der
 
     def load(path: Path) -> bytes:
@@ -456,6 +488,12 @@ def certs(reader: str | None, psam_reader: str | None, write_sign: Path | None,
 def write_data(reader: str | None, psam_reader: str | None, data_path: Path) -> None:
     """Write the holder data (EF06) after external authentication through the PSAM; the data
     is validated first and read back after."""
+    from reader_tools.session import card_errors, open_card
+    from sscard.card import errors
+    from sscard.card.codec import CodecError
+    from sscard.card.records import HolderData
+    from sscard.card.validation import CardDataError
+
     try:
         raw = json.loads(data_path.read_text(encoding="utf-8"))
         fields = {k: str(raw[k]) for k in ("ssn", "name", "sex", "ethnicity", "birthplace",
@@ -495,8 +533,12 @@ def write_data(reader: str | None, psam_reader: str | None, data_path: Path) -> 
 def selftest(reader: str | None, psam_reader: str | None) -> None:
     """Non-destructive checks: card data valid, card genuine (internal authentication through
     the PSAM), PKI application present, on-card public key usable."""
+    from reader_tools.session import card_errors, open_card
+    from sscard.card import errors
     from sscard.card.client import pki_pin_ctk
+    from sscard.card.codec import CodecError
     from sscard.card.integrity import certificate_problem
+    from sscard.card.validation import CardDataError
     from sscard.crypto.sm2 import SM2PublicKey
 
     failures = 0
@@ -543,15 +585,3 @@ def selftest(reader: str | None, psam_reader: str | None) -> None:
         report("PIN try counter", tries != 0, f"{tries} tries left" if tries >= 0 else "")
     if failures:
         raise click.ClickException(f"{failures} check(s) failed")
-
-
-# --- issuance (personalisation and batches live in their own modules) --------------------------
-
-def _attach_issuance() -> None:
-    from reader_tools.issuance_cli import batch_issue, personalize
-
-    group.add_command(personalize)
-    group.add_command(batch_issue)
-
-
-_attach_issuance()

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -103,6 +103,19 @@ def open_audit_log(ctx: click.Context, url: str | None = None, *,
                                    f"{exc}") from None
 
 
+class CommandError(click.ClickException):
+    """A refusal, or input that is not valid (exit 1): click prints it as every other error,
+    ``Error: MESSAGE`` on stderr (issue 14: one error prefix)."""
+
+    exit_code = 1
+
+
+class UnusableInput(CommandError):
+    """Input the command cannot use at all (exit 2, as for a usage error)."""
+
+    exit_code = 2
+
+
 #: the optional third-party modules and the extra that installs each (pyproject.toml): a
 #: business system that only signs and verifies installs none of them
 EXTRAS = {
@@ -116,9 +129,111 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
     return EXTRAS.get((exc.name or "").split(".")[0])
 
 
-class PluginGroup(click.Group):
-    """Adds the groups that installed packages declare under ``sscard.commands``; a command
-    that needs an extra that is not installed says which one."""
+#: the commands the project's own packages declare under ``sscard.commands`` (pyproject.toml):
+#: where each lives and its one-line help, so that ``sscard --help`` lists them without importing
+#: any of them (importing them all took 0.5 s: SQLAlchemy, cryptography, requests, pyhanko).
+#: tests/cli/test_startup.py holds this table to the entry points and to each command's own help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "admin": ("sscard.backup.cli:group",
+              "Administration: backup, restore and verification of backups."),
+    "audit": ("sscard.audit.cli:group",
+              "The tamper-evident audit log: verify, show, checkpoint, prove."),
+    "ca": ("ca.cli:group",
+           "Certificate authority: hierarchy, issuance, revocation, CRL, OCSP, TSA."),
+    "card": ("reader_tools.cli:group",
+             "Social security card: read, PIN, keys, certificates, emulation, personalisation."),
+    "csr": ("sscard.x509.cli:csr_group", "PKCS#10 certificate requests."),
+    "decrypt": ("sscard.gateway.cli:decrypt_command",
+                "Open the envelope IN into OUT (with --gateway: with the calling system's key)."),
+    "encrypt": ("sscard.gateway.cli:encrypt_command",
+                "Encrypt IN to the recipients' certificates into OUT (CMS EnvelopedData, DER)."),
+    "gateway": ("sscard.gateway.cli:gateway_group",
+                "The certificate application support platform (HTTP gateway for business "
+                "systems)."),
+    "key": ("sscard.keys.cli:key_group",
+            "Software keys (encrypted PKCS#8) and keys on PKCS#11 tokens."),
+    "kmc": ("keymgmt.cli:group",
+            "Key management centre: ceremony, escrow, recovery, card master keys."),
+    "ra": ("ra.cli:group", "Registration authority: cardholders, requests, officers, approvals."),
+    "sign": ("sscard.gateway.cli:sign_command", "Sign IN into OUT (CMS SignedData, DER)."),
+    "verify": ("sscard.gateway.cli:verify_command",
+               "Verify SIGNED: exit 0 valid, 1 not valid (with the reasons), 2 unusable input."),
+    "x509": ("sscard.x509.cli:x509_group", "Show and verify certificates, CSRs and CRLs."),
+}
+
+
+def load_target(target: str) -> Any:
+    """The object an entry-point style ``module:attribute`` string names."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands (``lazy``: name -> ``module:attribute`` and one-line help) are
+    imported only when one is run or asked for its help; the group's own ``--help`` lists them
+    from the table."""
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None and cmd_name in self.lazy:
+            loaded = load_target(self.lazy[cmd_name][0])
+            if not isinstance(loaded, click.Command):
+                raise TypeError(f"{self.lazy[cmd_name][0]} is not a click command")
+            cmd = loaded
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows: list[tuple[str, str]] = []
+        for name in names:
+            cmd = super().get_command(ctx, name)
+            if cmd is not None:
+                if not cmd.hidden:
+                    rows.append((name, cmd.get_short_help_str(limit)))
+            else:
+                # a stand-in with the table's text, shortened as click shortens a loaded one's
+                stand_in = click.Command(name, help=self.lazy[name][1])
+                rows.append((name, stand_in.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _home_after_group(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    """``sscard GROUP --home DIR ...``: the same data directory as ``sscard --home DIR GROUP``."""
+    if value is not None:
+        root = ctx.find_root()
+        if isinstance(root.obj, Context):
+            root.obj.home = value
+        else:  # the group run on its own (a test's CliRunner), without the sscard root
+            root.obj = ctx.obj = Context(home=value)
+
+
+def accept_home(cmd: click.Command) -> click.Command:
+    """Lets ``--home`` follow the group's name as well as precede it (issue 14)."""
+    if isinstance(cmd, click.Group) and not any(p.name == "home" for p in cmd.params):
+        cmd.params.append(click.Option(
+            ["--home"], type=click.Path(file_okay=False, path_type=Path), default=None,
+            expose_value=False, callback=_home_after_group,
+            help="Data directory (the same as sscard --home DIR before the group)."))
+    return cmd
+
+
+class PluginGroup(LazyGroup):
+    """The root: the project's commands from ``COMMANDS``, any other package's from the
+    ``sscard.commands`` entry points (looked up only by name: scanning them on every start
+    costs more than the whole start-up budget); a command that needs an extra that is not
+    installed says which one."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -131,26 +246,19 @@ class PluginGroup(click.Group):
                 f"this command needs {exc.name}, which the [{extra}] extra installs: "
                 f"pip install 'sscard-pki[{extra}]'") from None
 
-    def _plugins(self) -> dict[str, click.Command]:
-        found: dict[str, click.Command] = {}
-        for ep in entry_points(group="sscard.commands"):
-            found[ep.name] = ep.load()
-        return found
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
-
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         cmd = super().get_command(ctx, cmd_name)
-        if cmd is not None:
-            return cmd
-        for ep in entry_points(group="sscard.commands", name=cmd_name):
-            loaded = ep.load()
-            return loaded if isinstance(loaded, click.Command) else None
-        return None
+        if cmd is None:
+            from importlib.metadata import entry_points
+
+            for ep in entry_points(group="sscard.commands", name=cmd_name):
+                loaded = ep.load()
+                cmd = loaded if isinstance(loaded, click.Command) else None
+                break
+        return accept_home(cmd) if cmd is not None else None
 
 
-@click.group(cls=PluginGroup)
+@click.group(cls=PluginGroup, lazy=COMMANDS)
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),

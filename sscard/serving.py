@@ -197,7 +197,7 @@ def serve_options(default_port: int) -> Callable[[F], F]:
             click.option("--host", default="127.0.0.1", show_default=True,
                          help="Address to listen on (0.0.0.0 behind a reverse proxy)."),
             click.option("--port", type=click.IntRange(1, 65535), default=default_port,
-                         show_default=True),
+                         show_default=True, help="TCP port to listen on."),
             click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
                          help="gunicorn worker processes."),
             click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True,

@@ -14,29 +14,73 @@ are signed as checkpoints by an audit key. The API a service uses::
 See docs/operations-audit.md.
 """
 
-from sscard.audit.actions import AuditAction
-from sscard.audit.checkpoint import Checkpoint, CheckpointBody
-from sscard.audit.errors import (
-    AuditError,
-    AuditLogUnusable,
-    AuditOutcomeNotRecorded,
-    AuditRecordRejected,
-    AuditUnavailable,
-    CheckpointError,
-    ProofError,
-    SecretInAuditRecord,
-)
-from sscard.audit.log import (
-    AuditLog,
-    InclusionProof,
-    Operation,
-    default_url,
-    local_actor,
-    make_engine,
-)
-from sscard.audit.records import AuditRecord, StoredRecord
-from sscard.audit.storage import metadata as audit_metadata
-from sscard.audit.verify import Finding, VerifyReport, verify_log
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sscard.audit.actions import AuditAction
+    from sscard.audit.checkpoint import Checkpoint, CheckpointBody
+    from sscard.audit.errors import (
+        AuditError,
+        AuditLogUnusable,
+        AuditOutcomeNotRecorded,
+        AuditRecordRejected,
+        AuditUnavailable,
+        CheckpointError,
+        ProofError,
+        SecretInAuditRecord,
+    )
+    from sscard.audit.log import (
+        AuditLog,
+        InclusionProof,
+        Operation,
+        default_url,
+        local_actor,
+        make_engine,
+    )
+    from sscard.audit.records import AuditRecord, StoredRecord
+    from sscard.audit.storage import metadata as audit_metadata
+    from sscard.audit.verify import Finding, VerifyReport, verify_log
+
+#: where each public name lives: the package resolves them on first use, so that importing one
+#: light module of it (the errors, the actions, the command line) does not load SQLAlchemy and
+#: the crypto stack (CLI start-up, issue 16 item 5)
+_WHERE = {
+    "AuditAction": "actions",
+    "Checkpoint": "checkpoint",
+    "CheckpointBody": "checkpoint",
+    "AuditError": "errors",
+    "AuditLogUnusable": "errors",
+    "AuditOutcomeNotRecorded": "errors",
+    "AuditRecordRejected": "errors",
+    "AuditUnavailable": "errors",
+    "CheckpointError": "errors",
+    "ProofError": "errors",
+    "SecretInAuditRecord": "errors",
+    "AuditLog": "log",
+    "InclusionProof": "log",
+    "Operation": "log",
+    "default_url": "log",
+    "local_actor": "log",
+    "make_engine": "log",
+    "AuditRecord": "records",
+    "StoredRecord": "records",
+    "audit_metadata": "storage",
+    "Finding": "verify",
+    "VerifyReport": "verify",
+    "verify_log": "verify",
+}
+_RENAMED = {"audit_metadata": "metadata"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'sscard.audit' has no attribute {name!r}")
+    module = importlib.import_module(f"sscard.audit.{_WHERE[name]}")
+    return getattr(module, _RENAMED.get(name, name))
+
 
 __all__ = [
     "AuditAction",

@@ -9,40 +9,47 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from sscard.audit.actions import ZONES
-from sscard.audit.checkpoint import Checkpoint
 from sscard.audit.errors import AuditError, AuditLogUnusable, CheckpointError
-from sscard.audit.log import AuditLog, default_url, make_engine
-from sscard.audit.records import OUTCOMES
-from sscard.audit.verify import verify_log
-from sscard.cli import AUDIT_DB_URL_ENV, data_home, db_url_options
-from sscard.crypto.asymmetric import PublicKey
+from sscard.cli import AUDIT_DB_URL_ENV, UnusableInput, data_home, db_url_options
 from sscard.crypto.errors import CryptoError
-from sscard.keys.software import SoftwareKey
 from sscard.secrets_input import read_secret
 from sscard.x509.errors import X509Error
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from sscard.audit.checkpoint import Checkpoint
+    from sscard.audit.log import AuditLog
+    from sscard.crypto.asymmetric import PublicKey
+
 EXIT_INTACT, EXIT_TAMPERED, EXIT_UNUSABLE = 0, 1, 2
+#: sscard.audit.records.OUTCOMES, written out so that the option's choices do not load the crypto
+#: stack at start-up (tests/cli/test_startup.py holds them to the records module)
+OUTCOMES = ("attempt", "success", "failure", "denied", "error", "info")
 
 
 def _unusable(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_UNUSABLE)
+    raise UnusableInput(message)
 
 
 def _url(ctx: click.Context, db: str | None) -> str:
+    from sscard.audit.log import default_url
+
     return db or default_url(data_home(ctx))
 
 
 def _existing_engine(url: str) -> Engine:
     """An engine for a log that must already exist: SQLite would create an empty file."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from sscard.audit.log import make_engine
+
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -59,6 +66,10 @@ def _existing_engine(url: str) -> Engine:
 
 
 def _open_log(url: str, **kwargs: Any) -> AuditLog:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sscard.audit.log import AuditLog
+
     try:
         return AuditLog(_existing_engine(url), create=False, **kwargs)
     except (AuditError, SQLAlchemyError) as exc:
@@ -66,6 +77,7 @@ def _open_log(url: str, **kwargs: Any) -> AuditLog:
 
 
 def _read_cert(path: Path) -> tuple[bytes, PublicKey]:
+    from sscard.crypto.asymmetric import PublicKey
     from sscard.x509.parse import load_certificate
 
     try:
@@ -79,6 +91,8 @@ def _read_cert(path: Path) -> tuple[bytes, PublicKey]:
 
 
 def _read_checkpoint(path: Path) -> Checkpoint:
+    from sscard.audit.checkpoint import Checkpoint
+
     try:
         return Checkpoint.from_json(path.read_bytes())
     except OSError as exc:
@@ -108,6 +122,8 @@ def verify_cmd(ctx: click.Context, db: str | None, cert_path: Path | None,
                checkpoint_path: Path | None, as_json: bool) -> None:
     """Recompute the chain and the tree, check every checkpoint; exit 0 intact, 1 tampered,
     2 unusable input."""
+    from sscard.audit.verify import verify_log
+
     url = _url(ctx, db)
     engine = _existing_engine(url)
     anchor = _read_cert(cert_path)[1] if cert_path else None
@@ -139,8 +155,10 @@ def verify_cmd(ctx: click.Context, db: str | None, cert_path: Path | None,
 
 @group.command("show")
 @db_option
-@click.option("--from", "start", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--to", "end", type=click.IntRange(min=1), default=None)
+@click.option("--from", "start", type=click.IntRange(min=1), default=1, show_default=True,
+              help="First record (sequence number) to show.")
+@click.option("--to", "end", type=click.IntRange(min=1), default=None,
+              help="Last record to show (default: the newest).")
 @click.option("--action", "actions", multiple=True, metavar="PREFIX",
               help="Only actions equal to or under this name: 'ca', 'ca.certificate', "
                    "'kmc.recovery.approve' (repeatable).")
@@ -157,6 +175,8 @@ def show_cmd(ctx: click.Context, db: str | None, start: int, end: int | None,
              outcome: str | None, fmt: str, as_json: bool) -> None:
     """List records (``--from``/``--to`` sequence numbers), filtered by action, actor, object
     or outcome."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     for name in actions:
         zone = name.split(".", 1)[0]
         if zone not in ZONES:
@@ -186,7 +206,8 @@ def show_cmd(ctx: click.Context, db: str | None, start: int, end: int | None,
 @click.option("--key", "key_path", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The audit signing key (encrypted PKCS#8).")
-@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File (mode 0600) whose first line is the signing key's passphrase.")
 @click.option("--passphrase-stdin", is_flag=True, help="Read the passphrase from stdin.")
 @click.option("--cert", "cert_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Audit certificate to store with the checkpoint.")
@@ -197,6 +218,8 @@ def checkpoint_cmd(ctx: click.Context, db: str | None, key_path: Path,
                    passphrase_file: Path | None, passphrase_stdin: bool, cert_path: Path | None,
                    out: Path | None) -> None:
     """Sign a checkpoint of the whole log now."""
+    from sscard.keys.software import SoftwareKey
+
     url = _url(ctx, db)
     passphrase = read_secret(file=passphrase_file, from_stdin=passphrase_stdin,
                              prompt="Audit key passphrase")
@@ -233,6 +256,8 @@ def prove_cmd(ctx: click.Context, db: str | None, seq: int, checkpoint_path: Pat
               cert_path: Path | None) -> None:
     """Print an inclusion proof of record SEQ in a signed checkpoint, and check both the proof
     and the checkpoint's signature (exit 1 if either fails)."""
+    from sscard.crypto.asymmetric import PublicKey
+
     anchor = _read_cert(cert_path)[1] if cert_path else None
     log = _open_log(_url(ctx, db))
     try:
@@ -262,13 +287,20 @@ def prove_cmd(ctx: click.Context, db: str | None, seq: int, checkpoint_path: Pat
 
 
 @group.command("keygen")
-@click.option("--key-out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--cert-out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--subject", default="CN=Audit Log Signing,C=CN", show_default=True)
-@click.option("--algorithm", default="sm2", show_default=True)
-@click.option("--days", type=click.IntRange(min=1), default=3650, show_default=True)
-@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--passphrase-stdin", is_flag=True)
+@click.option("--key-out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the new signing key (encrypted PKCS#8, mode 0600).")
+@click.option("--cert-out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write its self-signed audit certificate (PEM).")
+@click.option("--subject", default="CN=Audit Log Signing,C=CN", show_default=True,
+              help="The certificate's subject name.")
+@click.option("--algorithm", default="sm2", show_default=True,
+              help="Key algorithm (as sscard key generate names them).")
+@click.option("--days", type=click.IntRange(min=1), default=3650, show_default=True,
+              help="Days the certificate is valid.")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File (mode 0600) whose first line is the new key's passphrase.")
+@click.option("--passphrase-stdin", is_flag=True,
+              help="Read the new key's passphrase from stdin.")
 def keygen_cmd(key_out: Path, cert_out: Path, subject: str, algorithm: str, days: int,
                passphrase_file: Path | None, passphrase_stdin: bool) -> None:
     """Make an audit signing key (encrypted) and a self-signed audit certificate for it.

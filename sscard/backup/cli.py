@@ -6,9 +6,8 @@ cannot be checked (wrong passphrase, not a backup, unreadable file).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -19,18 +18,17 @@ from sscard.backup.errors import (
     RestoreTargetError,
     WrongBackupPassphrase,
 )
-from sscard.backup.restore import BackupReport, restore_backup, verify_backup
-from sscard.backup.snapshot import create_backup
-from sscard.cli import data_home
+from sscard.cli import CommandError, UnusableInput, data_home
 from sscard.secrets_input import read_secret
-from sscard.sqlschema import DatabaseUrlError, argv_db_url, file_db_url
+
+if TYPE_CHECKING:
+    from sscard.backup.restore import BackupReport
 
 EXIT_OK, EXIT_DAMAGED, EXIT_UNUSABLE = 0, 1, 2
 
 
 def _fail(code: int, message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+    raise (UnusableInput if code == EXIT_UNUSABLE else CommandError)(message)
 
 
 def _home(ctx: click.Context) -> Path:
@@ -75,6 +73,9 @@ def backup_cmd(ctx: click.Context, out: Path, passphrase_file: Path | None,
                passphrase_stdin: bool, database_urls: tuple[str, ...],
                database_url_files: tuple[Path, ...]) -> None:
     """Write a consistent, encrypted snapshot of the data directory (--home)."""
+    from sscard.backup.snapshot import create_backup
+    from sscard.sqlschema import DatabaseUrlError, argv_db_url, file_db_url
+
     try:
         database_urls = (*(argv_db_url(u, "--database-url") for u in database_urls),
                          *(file_db_url(f, "--database-url-file") for f in database_url_files))
@@ -100,6 +101,8 @@ def backup_cmd(ctx: click.Context, out: Path, passphrase_file: Path | None,
 def verify_cmd(backup: Path, passphrase_file: Path | None, passphrase_stdin: bool) -> None:
     """Check a backup completely (authentication, every member's SHA-256, database
     integrity); exit 0 intact, 1 altered or damaged, 2 cannot be checked."""
+    from sscard.backup.restore import verify_backup
+
     passphrase = _passphrase(passphrase_file, passphrase_stdin)
     try:
         report = verify_backup(backup, passphrase)
@@ -132,6 +135,9 @@ def restore_cmd(ctx: click.Context, backup: Path, target: Path | None,
                 databases: tuple[str, ...], database_files: tuple[str, ...],
                 passphrase_file: Path | None, passphrase_stdin: bool) -> None:
     """Restore a backup into a fresh data directory (refuses a non-empty one)."""
+    from sscard.backup.restore import restore_backup
+    from sscard.sqlschema import DatabaseUrlError, argv_db_url, file_db_url
+
     target = target or _home(ctx)
     mapping: dict[str, str] = {}
     for option, items in (("--database", databases), ("--database-file", database_files)):

@@ -12,36 +12,27 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from asn1crypto import x509
 
-from sscard.cli import db_url_options
-from sscard.cms import (
-    CmsError,
-    ContentCipher,
-    Flavour,
-    SignatureReport,
-    Sm2KeyTransport,
-    TimeStamper,
-    TrustConfig,
-    Verifier,
-    decrypt,
-    encrypt,
-    sign,
-)
-from sscard.cms.revocation import RevocationFetch
-from sscard.fetch import FetchError
-from sscard.gateway.client import GatewayClient, GatewayClientError
+from sscard.cli import UnusableInput, db_url_options
 from sscard.keys.cli import open_software_key, passphrase_options
-from sscard.secrets_input import write_private_file
 from sscard.serving import ServeOptions, run, serve_options
-from sscard.validation import RevocationMode
-from sscard.x509.errors import X509Error
-from sscard.x509.parse import load_certificate, load_certificates, load_crl
+
+if TYPE_CHECKING:
+    from asn1crypto import x509
+
+    from sscard.cms import TimeStamper
+    from sscard.gateway.client import GatewayClient
 
 EXIT_VALID, EXIT_NOT_VALID, EXIT_UNUSABLE = 0, 1, 2
+#: the values of sscard.validation.RevocationMode, sscard.cms.ContentCipher and
+#: sscard.cms.Sm2KeyTransport, written out so that the options' choices need neither package at
+#: start-up (tests/cli/test_startup.py holds them to the enums)
+REVOCATION_MODES = ("require", "leaf", "if-declared", "none")
+CIPHERS = ("sm4_cbc", "sm4_gcm", "aes128_cbc", "aes256_cbc", "aes128_gcm", "aes256_gcm")
+SM2_KEY_TRANSPORTS = ("gmt0010", "bouncycastle")
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 _OUT = click.Path(dir_okay=False, path_type=Path)
 
@@ -54,6 +45,9 @@ def _read(path: Path) -> bytes:
 
 
 def _cert(path: Path) -> x509.Certificate:
+    from sscard.x509.errors import X509Error
+    from sscard.x509.parse import load_certificate
+
     try:
         return load_certificate(_read(path))
     except X509Error as exc:
@@ -61,6 +55,9 @@ def _cert(path: Path) -> x509.Certificate:
 
 
 def _certs(paths: tuple[Path, ...]) -> list[x509.Certificate]:
+    from sscard.x509.errors import X509Error
+    from sscard.x509.parse import load_certificates
+
     out = []
     for p in paths:
         try:
@@ -89,6 +86,8 @@ def gateway_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _client(opts: dict[str, Any]) -> GatewayClient:
+    from sscard.gateway.client import GatewayClient
+
     url = opts["gateway_url"]
     tls = None
     if opts.get("tls_cert") or opts.get("tls_key"):
@@ -110,6 +109,8 @@ def _client(opts: dict[str, Any]) -> GatewayClient:
 
 
 def _remote(call: Callable[[], Any]) -> Any:
+    from sscard.gateway.client import GatewayClientError
+
     try:
         return call()
     except GatewayClientError as exc:
@@ -120,6 +121,8 @@ def _remote(call: Callable[[], Any]) -> Any:
 
 def _http_tsa(url: str) -> TimeStamper:
     import requests
+
+    from sscard.cms import TimeStamper
 
     def fetch(req: bytes) -> bytes:
         answer = requests.post(url, data=req, timeout=30,
@@ -149,6 +152,8 @@ def sign_command(key_ref: str, cert_file: Path | None, chain: tuple[Path, ...], 
                  gm: bool, tsa_url: str | None, timestamp: bool, in_file: Path, out_file: Path,
                  **opts: Any) -> None:
     """Sign IN into OUT (CMS SignedData, DER)."""
+    from sscard.cms import CmsError, Flavour, sign
+
     content = _read(in_file)
     flavour = Flavour.GM if gm else Flavour.RFC5652
     if opts["gateway_url"]:
@@ -188,6 +193,22 @@ def _print_report(report: dict[str, Any]) -> None:
         click.echo(f"  note {n['code']}: {n['message']}")
 
 
+def _verify_at_gateway(opts: dict[str, Any], signed: bytes, content: bytes | None,
+                       signed_file: Path, *, return_content: bool) -> dict[str, Any]:
+    """The gateway's verification report; its refusals as unusable input. (The client, and the
+    request signer with its SQLAlchemy replay memory, are imported only for --gateway.)"""
+    from sscard.gateway.client import GatewayClientError
+
+    try:
+        answer: dict[str, Any] = _client(opts).verify(signed, content,
+                                                      return_content=return_content)
+    except GatewayClientError as exc:
+        if exc.code == "MALFORMED_INPUT":
+            raise UnusableInput(f"{signed_file}: {exc.message}") from None
+        raise UnusableInput(f"gateway refused: {exc.code}: {exc.message}") from None
+    return answer
+
+
 @click.command("verify")
 @click.option("--trust", type=_FILE, multiple=True, help="Trust anchor certificate(s).")
 @click.option("--content", "content_file", type=_FILE,
@@ -203,7 +224,7 @@ def _print_report(report: dict[str, Any]) -> None:
                    "--intermediate certificates name, and --fetch-allow.")
 @click.option("--fetch-allow", multiple=True, metavar="PREFIX",
               help="Also allow fetching under this URL prefix (http://host:port/path).")
-@click.option("--revocation", type=click.Choice([m.value for m in RevocationMode]),
+@click.option("--revocation", type=click.Choice(REVOCATION_MODES),
               help="How much revocation information to insist on (default: require when "
                    "--crl, --ocsp or --fetch is given; 'leaf': the signer's certificate only).")
 @click.option("--out", "out_file", type=_OUT, help="Write the signed content here.")
@@ -218,6 +239,13 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
     """Verify SIGNED: exit 0 valid, 1 not valid (with the reasons), 2 unusable input.
 
     Without --crl, --ocsp or --fetch revocation is not checked, and the report says so."""
+    from sscard.cms import CmsError, SignatureReport, TrustConfig, Verifier
+    from sscard.cms.revocation import RevocationFetch
+    from sscard.fetch import FetchError
+    from sscard.validation import RevocationMode
+    from sscard.x509.errors import X509Error
+    from sscard.x509.parse import load_crl
+
     signed = _read(signed_file)
     content = _read(content_file) if content_file else None
     body: bytes | None
@@ -226,13 +254,8 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
             if crl or ocsp_url or fetch or revocation:
                 raise click.UsageError("--crl, --ocsp, --fetch and --revocation apply to local "
                                        "verification; the gateway checks revocation itself")
-            client = _client(opts)
-            try:
-                answer = client.verify(signed, content, return_content=out_file is not None)
-            except GatewayClientError as exc:
-                if exc.code == "MALFORMED_INPUT":
-                    raise CmsError(exc.message) from None
-                raise
+            answer = _verify_at_gateway(opts, signed, content, signed_file,
+                                        return_content=out_file is not None)
             import base64
 
             body = base64.b64decode(answer["content"]) if answer.get("content") else None
@@ -258,11 +281,7 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
             result: SignatureReport = verifier.verify(signed, content)
             report, body = result.to_json(), result.content
     except (CmsError, X509Error) as exc:
-        click.echo(f"error: {signed_file}: {exc}", err=True)
-        raise click.exceptions.Exit(EXIT_UNUSABLE) from None
-    except GatewayClientError as exc:
-        click.echo(f"error: gateway refused: {exc.code}: {exc.message}", err=True)
-        raise click.exceptions.Exit(EXIT_UNUSABLE) from None
+        raise UnusableInput(f"{signed_file}: {exc}") from None
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
     else:
@@ -278,14 +297,14 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
 @click.command("encrypt")
 @click.option("--to", "recipients", type=_FILE, multiple=True, required=True,
               help="A recipient's certificate (repeat for several).")
-@click.option("--cipher", type=click.Choice([c.value for c in ContentCipher]),
-              default="sm4_cbc", show_default=True)
+@click.option("--cipher", type=click.Choice(CIPHERS),
+              default="sm4_cbc", show_default=True, help="Content-encryption cipher.")
 @click.option("--gm", is_flag=True, help="GM/T 0010 content-type OIDs.")
 @click.option("--auth-enveloped", is_flag=True,
               help="RFC 5083 AuthEnvelopedData (GCM ciphers; what OpenSSL uses for AES-GCM).")
 @click.option("--sm2-key-transport", "sm2_form",
-              type=click.Choice([f.value for f in Sm2KeyTransport]),
-              default=Sm2KeyTransport.GMT0010.value, show_default=True,
+              type=click.Choice(SM2_KEY_TRANSPORTS), default=SM2_KEY_TRANSPORTS[0],
+              show_default=True,
               help="SM2 recipients: GM/T 0010 sm2encrypt, or the form BouncyCastle's CMS reads.")
 @click.argument("in_file", type=_FILE)
 @click.argument("out_file", type=_OUT)
@@ -294,6 +313,8 @@ def verify_command(trust: tuple[Path, ...], content_file: Path | None,
 def encrypt_command(recipients: tuple[Path, ...], cipher: str, gm: bool, auth_enveloped: bool,
                     sm2_form: str, in_file: Path, out_file: Path, **opts: Any) -> None:
     """Encrypt IN to the recipients' certificates into OUT (CMS EnvelopedData, DER)."""
+    from sscard.cms import CmsError, ContentCipher, Flavour, Sm2KeyTransport, encrypt
+
     content = _read(in_file)
     certs = [_cert(p) for p in recipients]
     flavour = Flavour.GM if gm else Flavour.RFC5652
@@ -325,6 +346,9 @@ def encrypt_command(recipients: tuple[Path, ...], cipher: str, gm: bool, auth_en
 def decrypt_command(key_file: Path | None, cert_file: Path | None, in_file: Path,
                     out_file: Path, **opts: Any) -> None:
     """Open the envelope IN into OUT (with --gateway: with the calling system's key)."""
+    from sscard.cms import CmsError, decrypt
+    from sscard.secrets_input import write_private_file
+
     data = _read(in_file)
     if opts["gateway_url"]:
         client = _client(opts)
@@ -362,8 +386,10 @@ def serve(ctx: click.Context, config_file: Path, serving: ServeOptions,
     """Serve the gateway under gunicorn. With --tls-client-ca, business systems may identify
     themselves by their TLS client certificate."""
     from sscard.cli import data_home
+    from sscard.cms import CmsError
     from sscard.gateway.config import ConfigError
     from sscard.gateway.wsgi import GatewayAppFactory
+    from sscard.x509.errors import X509Error
 
     if challenges_db is None and serving.workers > 1:
         home = data_home(ctx)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from sscard.cli import LazyGroup
 from sscard.crypto.algorithms import KeyAlgorithm
-from sscard.keys.software import SoftwareKey
 from sscard.secrets_input import read_secret
+
+if TYPE_CHECKING:
+    from sscard.keys.software import SoftwareKey
 
 ALGORITHMS = [a.value for a in KeyAlgorithm]
 
@@ -28,14 +32,19 @@ def read_passphrase(passphrase_file: Path | None, passphrase_stdin: bool,
                        prompt="Key passphrase", confirm=confirm)
 
 
-@click.group("key")
+#: ``list`` reads keys of every kind (asn1crypto, the crypto stack): loaded when run
+LAZY = {"list": ("sscard.keys.list_cli:list_keys",
+                 "List software keys (encrypted PKCS#8 files) and the keys on a PKCS#11 token.")}
+
+
+@click.group("key", cls=LazyGroup, lazy=LAZY)
 def key_group() -> None:
     """Software keys (encrypted PKCS#8) and keys on PKCS#11 tokens."""
 
 
 @key_group.command("generate")
 @click.option("--algorithm", "-a", type=click.Choice(ALGORITHMS, case_sensitive=False),
-              default="sm2", show_default=True)
+              default="sm2", show_default=True, help="Key algorithm.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the encrypted PKCS#8 PEM.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
@@ -46,6 +55,8 @@ def generate(algorithm: str, out: Path, force: bool, passphrase_file: Path | Non
     if out.exists() and not force:
         raise click.ClickException(f"{out} exists; use --force to overwrite")
     passphrase = read_passphrase(passphrase_file, passphrase_stdin, confirm=True)
+    from sscard.keys.software import SoftwareKey
+
     key = SoftwareKey.generate(algorithm, label=str(out))
     key.store(out, passphrase)
     click.echo(f"{algorithm} key written to {out} (encrypted PKCS#8, mode 0600)")
@@ -53,7 +64,8 @@ def generate(algorithm: str, out: Path, force: bool, passphrase_file: Path | Non
 
 @key_group.command("public")
 @click.argument("key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the public key (PEM; default: standard output).")
 @passphrase_options
 def public(key_file: Path, out: Path | None, passphrase_file: Path | None,
            passphrase_stdin: bool) -> None:
@@ -70,6 +82,7 @@ def open_software_key(path: Path, passphrase_file: Path | None,
                       passphrase_stdin: bool) -> SoftwareKey:
     """Open an encrypted key file, turning key errors into clear CLI errors."""
     from sscard.crypto.errors import CryptoError
+    from sscard.keys.software import SoftwareKey
 
     passphrase = read_passphrase(passphrase_file, passphrase_stdin)
     try:
@@ -77,11 +90,3 @@ def open_software_key(path: Path, passphrase_file: Path | None,
     except CryptoError as exc:
         raise click.ClickException(f"{path}: {exc}") from None
 
-
-def _attach_list() -> None:
-    from sscard.keys.list_cli import list_keys
-
-    key_group.add_command(list_keys, "list")
-
-
-_attach_list()

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from asn1crypto import crl, x509
 
+from sscard.cli import UnusableInput
 from sscard.validation.errors import ValidationInputError
 from sscard.validation.names import name_text
 from sscard.validation.result import ValidationResult
@@ -234,7 +235,6 @@ def verify(
             extended_key_usages=[_EKU_NAMES.get(e, e) for e in ekus],
         )
     except (_Unusable, ValidationInputError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise click.exceptions.Exit(EXIT_UNUSABLE) from None
+        raise UnusableInput(str(exc)) from None
     _report(result)
     raise click.exceptions.Exit(EXIT_VALID if result.valid else EXIT_NOT_VALID)
