@@ -174,23 +174,17 @@ class _RaAppFactory:
         self.given, self.api_keys, self.web = given, api_keys, web
 
     def __call__(self) -> Any:
-        from ca.authority import CertificateAuthority
-        from ca.authorization import ra_view
-        from keymgmt import ceremony
-        from keymgmt.service import KeyManagementCentre
-        from ra.service import KmcLink, RegistrationAuthority
+        from ca import ports_inprocess as ca_ports
+        from keymgmt import ports_inprocess as kmc_ports
+        from ra.service import RegistrationAuthority
         from ra.web import create_app
         from sscard.audit.scheduled import open_served_log
 
         audit = open_served_log(self.audit_url, self.home)
-        kmc = KeyManagementCentre.open(self.kmc_url, ceremony.unseal(
-            self.home, self.given, actor="ra-service", audit=audit), audit=audit)
-        link = KmcLink(kmc, kmc.authenticate(self.api_keys[0]),
-                       kmc.authenticate(self.api_keys[1]))
+        kmc = kmc_ports.open_ra_port(self.kmc_url, self.home, self.given, self.api_keys, audit)
         # the RA's permissions only (ca/access.toml), even in process
-        ca = ra_view(CertificateAuthority.open(self.home, audit=audit, actor="ra-service"),
-                     self.home)
-        return create_app(RegistrationAuthority.open(self.ra_url, audit, ca, link), self.web)
+        ca = ca_ports.open_ra_port(self.home, audit)
+        return create_app(RegistrationAuthority.open(self.ra_url, audit, ca, kmc), self.web)
 
 
 @group.command("serve")
@@ -213,8 +207,8 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
           shares: tuple[Path, ...], share_passphrase_files: tuple[Path, ...],
           kmc_ra_key_file: Path, kmc_ca_key_file: Path, insecure_http: bool) -> None:
     """Run the RA web UI and enrollment API under gunicorn (the CA and the KMC in process)."""
-    from keymgmt import ceremony
     from keymgmt.errors import KmcError
+    from keymgmt.ports_inprocess import read_share_files
     from ra import store
     from ra.web import WebConfig
     from sscard.audit import AuditError
@@ -233,7 +227,7 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
         kmc_db_url or f"sqlite:///{home / 'kmc.db'}", resolve_audit_url(ctx), [],
         api_keys, WebConfig(secrets.token_bytes(32), not insecure_http))
     try:
-        factory.given.extend(ceremony.read_share_files([
+        factory.given.extend(read_share_files([
             (path, read_secret(file=share_passphrase_files[i] if share_passphrase_files
                                else None, prompt=f"Passphrase for share {path.name}"))
             for i, path in enumerate(shares)]))
@@ -247,21 +241,17 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
 
 def _check_opens(ctx: click.Context, factory: _RaAppFactory) -> None:
     """Open what each worker will open, once, in the master, and close it again."""
-    from ca.authority import CertificateAuthority
+    from ca import ports_inprocess as ca_ports
     from ca.errors import CAError
-    from keymgmt import ceremony
-    from keymgmt.service import KeyManagementCentre
+    from keymgmt import ports_inprocess as kmc_ports
     from ra.service import RegistrationAuthority
 
     audit = open_audit_log(ctx)
     try:
-        kmc = KeyManagementCentre.open(factory.kmc_url, ceremony.unseal(
-            factory.home, factory.given, actor="ra-service", audit=audit), audit=audit)
+        kmc = kmc_ports.open_ra_port(factory.kmc_url, factory.home, factory.given,
+                                     factory.api_keys, audit)
         try:
-            for key in factory.api_keys:
-                kmc.authenticate(key)
-            with CertificateAuthority.open(factory.home, audit=audit, actor="ra-service"):
-                pass
+            ca_ports.open_ra_port(factory.home, audit).close()
             RegistrationAuthority.open(factory.ra_url, audit).close()
         finally:
             kmc.close()
