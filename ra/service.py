@@ -27,7 +27,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ca.errors import AlreadyRevoked, CAError, CaUnavailable, UnknownCertificate
 from ca.records import Status
-from keymgmt.errors import KmcError
+from keymgmt.errors import KmcError, KmcUnavailable
 from ra import store, throttle
 from ra.errors import (
     AuthenticationFailed,
@@ -162,9 +162,10 @@ class RAConfig:
     resume_after: dt.timedelta = dt.timedelta(minutes=2)
 
 
-def _waiting(exc: CaUnavailable) -> UpstreamUnavailable:
-    return UpstreamUnavailable(f"waiting for the CA, which cannot be reached now ({exc}); the "
-                               "request stays approved and is carried on when resubmitted")
+def _waiting(exc: CaUnavailable | KmcUnavailable) -> UpstreamUnavailable:
+    service = "CA" if isinstance(exc, CaUnavailable) else "KMC"
+    return UpstreamUnavailable(f"waiting for the {service}, which cannot be reached now ({exc}); "
+                               "the request stays approved and is carried on when resubmitted")
 
 
 class RegistrationAuthority:
@@ -1105,7 +1106,7 @@ class RegistrationAuthority:
                     self._save(request_id, enc_serial=self._serial_hex(f"{enc.serial:x}"),
                                enc_cert=_b64(enc.der))
                     self.kmc.attach_certificate(details["escrow_key_id"], enc.der)
-            except CaUnavailable as exc:
+            except (CaUnavailable, KmcUnavailable) as exc:
                 raise _waiting(exc) from None
             except (CAError, CryptoError, X509Error) as exc:
                 raise UpstreamFailed(f"issuance failed: {exc}") from None

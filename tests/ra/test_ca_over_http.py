@@ -6,23 +6,33 @@ is carried on when resubmitted, and nothing is issued twice."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import secrets
 import subprocess
+import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
 
 from ca.client import CaClient
 from ca.errors import AlreadyRevoked, NotPermitted, UnknownCertificate
 from ca.records import Status
+from keymgmt.client import KmcClient
 from keymgmt.ports_inprocess import InProcessKmc
 from keymgmt.records import EscrowResult
+from keymgmt.service import Principal
+from keymgmt.web import create_app as create_kmc_app
 from ra.errors import UpstreamUnavailable
+from ra.kmc_http import HttpKmc
+from ra.ports import KmcPort
 from ra.service import CardInput, RegistrationAuthority
 from sscard.card.records import HolderData
+from sscard.crypto.envelopes import EnvelopedKey, unwrap
+from sscard.crypto.sm2 import SM2PrivateKey
 from sscard.httpsig import RequestSigner
 from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
@@ -48,7 +58,7 @@ class Served:
     def ca(self) -> AbstractContextManager[subprocess.Popen[bytes]]:
         return gunicorn(self.command, {}, self.url, self.log, health="/ready")
 
-    def ra(self, kmc: InProcessKmc | None = None) -> RegistrationAuthority:
+    def ra(self, kmc: KmcPort | None = None) -> RegistrationAuthority:
         """The rig's RA (same database and audit log) holding the CA through its HTTP client."""
         return RegistrationAuthority(self.rig.ra.engine, self.rig.audit,
                                      CaClient(self.url, signer=self.signer, timeout=10),
@@ -162,3 +172,82 @@ def test_ca_down_mid_issuance_waits_and_resumes(served: Served) -> None:
     kmc = rig.ra.kmc
     assert len(kmc.kmc.find_keys(kmc.ra, owner=who.ssn)) == 1  # escrowed once
 
+
+
+@contextmanager
+def kmc_served(served: Served, port: int) -> Iterator[str]:
+    """The rig's KMC behind its HTTP API (keymgmt.web) on ``port``, until the block ends."""
+    server = make_server("127.0.0.1", port, create_kmc_app(served.rig.kmc), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def http_kmc(served: Served, url: str) -> HttpKmc:
+    """The RA's KMC port over HTTP: its own caller, the CA's caller for the certificate binding,
+    and each officer's own caller for approvals (the KMC sees who approves)."""
+    kmc = served.rig.kmc
+    keys = {name: kmc.add_caller(f"{name}-{secrets.token_hex(3)}", role)
+            for name, role in [("ra", "ra"), ("ca", "ca")]}
+    officers: dict[str, KmcClient] = {}
+
+    def officer(name: str) -> KmcClient:
+        if name not in officers:
+            officers[name] = KmcClient(url, kmc.add_caller(name, "officer"), timeout=10)
+        return officers[name]
+
+    return HttpKmc(KmcClient(url, keys["ra"], timeout=10), KmcClient(url, keys["ca"], timeout=10),
+                   officer)
+
+
+def test_ca_and_kmc_over_http_enroll_and_recover(served: Served) -> None:
+    """Both upstreams over their APIs: escrow and the encryption certificate's binding through
+    the KMC API, a key recovery approved by two officers whom the KMC itself sees; the KMC
+    stopped before the escrow: the request waits for the KMC and is carried on."""
+    rig = served.rig
+    port = free_port()
+    with served.ca():
+        with kmc_served(served, port) as url:
+            kmc = http_kmc(served, url)
+            ra = served.ra(kmc)
+            info, _, _, _ = enrollment(served, ra)
+            done = ra.approve(rig.actor("officer1"), str(info["request_id"]), "ok")
+            assert done["state"] == "done", done
+            enc_serial = str(done["card"]["enc_serial"])  # type: ignore[index]
+            bound = rig.kmc.find_keys(kmc_principal(rig), certificate_serial=enc_serial)
+            assert len(bound) == 1  # the CA's caller bound the certificate over HTTP
+            new_card = SM2PrivateKey.generate()
+            req = ra.submit_key_recovery(rig.actor("operator"), enc_serial,
+                                         new_card.public_key().spki_der(), "card lost")
+            ra.approve(rig.actor("officer1"), str(req["request_id"]))
+            recovered = ra.approve(rig.actor("officer2"), str(req["request_id"]))
+            assert recovered["state"] == "done", recovered
+            assert unwrap(EnvelopedKey.from_blob(base64.b64decode(str(
+                recovered["enveloped_key_blob"]))).to_der(), new_card).public_key().point == \
+                EnvelopedKey.from_blob(base64.b64decode(str(
+                    done["enveloped_key_blob"]))).public_point
+            events = rig.kmc.events(rig.kmc.authenticate(rig.kmc.add_caller(
+                f"aud-{secrets.token_hex(3)}", "auditor")), "recovery.approve")
+            assert {"officer1", "officer2"} <= {e["actor"] for e in events}
+        # the KMC is down (the CA is not): the enrollment waits for the KMC
+        info, who, card, csr = enrollment(served, ra)
+        rid = str(info["request_id"])
+        with pytest.raises(UpstreamUnavailable, match="waiting for the KMC"):
+            ra.approve(rig.actor("officer1"), rid, "ok")
+        waiting = ra.request(rig.client, rid)
+        assert waiting["state"] == "approved" and "waiting for the KMC" in str(waiting["error"])
+        with kmc_served(served, port):
+            again = ra.submit_enrollment(rig.client, who, card, csr)
+        assert again["state"] == "done", again
+        assert again["certificate_serial"] == waiting["certificate_serial"]  # issued once
+        assert len(rig.kmc.find_keys(kmc_principal(rig), owner=who.ssn)) == 1
+
+
+def kmc_principal(rig: RaRig) -> Principal:
+    assert isinstance(rig.ra.kmc, InProcessKmc)
+    return rig.ra.kmc.ra
