@@ -7,6 +7,7 @@ Passwords and tokens come from files or prompts, never from argv."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -187,6 +188,88 @@ class _RaAppFactory:
         return create_app(RegistrationAuthority.open(self.ra_url, audit, ca, kmc), self.web)
 
 
+class _RemoteRaAppFactory:
+    """Builds the RA app in one gunicorn worker when the CA and the KMC run in their own zones:
+    the RA reaches them over their APIs (ca.client signed with the RA's service certificate,
+    ra.kmc_http) and holds no CA key and no KMC share. Key and certificates are read once by
+    the master, from files (never from argv)."""
+
+    def __init__(self, home: Path, ra_url: str, audit_url: str, ca_url: str, kmc_url: str,
+                 signer: Any, kmc_keys: tuple[str, str], officer_keys: dict[str, str],
+                 web: Any) -> None:
+        self.home, self.ra_url, self.audit_url = home, ra_url, audit_url
+        self.ca_url, self.kmc_url, self.signer = ca_url, kmc_url, signer
+        self.kmc_keys, self.officer_keys, self.web = kmc_keys, officer_keys, web
+
+    def officer(self, name: str) -> Any:
+        """The officer's own KMC caller, for recovery approvals the KMC sees as theirs."""
+        from keymgmt.client import KmcClient
+        from keymgmt.errors import KmcError
+
+        key = self.officer_keys.get(name)
+        if key is None:
+            raise KmcError(f"officer {name} has no KMC credential on this RA "
+                           "(--kmc-officer-keys <dir>/<username>.key)")
+        return KmcClient(self.kmc_url, key)
+
+    def __call__(self) -> Any:
+        from ca.client import CaClient
+        from keymgmt.client import KmcClient
+        from ra.kmc_http import HttpKmc
+        from ra.service import RegistrationAuthority
+        from ra.web import create_app
+        from sscard.audit.scheduled import open_served_log
+
+        audit = open_served_log(self.audit_url, self.home)
+        ca = CaClient(self.ca_url, signer=self.signer)
+        kmc = HttpKmc(KmcClient(self.kmc_url, self.kmc_keys[0]),
+                      KmcClient(self.kmc_url, self.kmc_keys[1]), self.officer)
+        return create_app(RegistrationAuthority.open(self.ra_url, audit, ca, kmc), self.web)
+
+
+def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_url: str,
+                  service_key: Path | None, service_certificate: Path | None,
+                  service_key_passphrase_file: Path | None, kmc_keys: tuple[str, str],
+                  officer_keys_dir: Path | None, web: Any) -> None:
+    from ca.client import CaClient
+    from ca.errors import CAError
+    from ra import store
+    from sscard.crypto.errors import CryptoError
+    from sscard.httpsig import RequestSigner
+    from sscard.keys.software import SoftwareKey
+    from sscard.secrets_input import read_secret_file
+    from sscard.x509.pem import pem_to_der
+
+    if service_key is None or service_certificate is None:
+        raise click.UsageError("--ca-url needs the RA's service identity: --service-key and "
+                               "--service-certificate")
+    try:
+        key = SoftwareKey.from_bytes(read_secret_file(service_key, "service key"), read_secret(
+            file=service_key_passphrase_file, prompt="Service key passphrase"), str(service_key))
+        certificate = pem_to_der(service_certificate.read_bytes(), "CERTIFICATE")
+    except (OSError, ValueError, CryptoError) as exc:
+        raise click.ClickException(f"service identity: {exc}") from None
+    officer_keys = {}
+    if officer_keys_dir is not None:
+        officer_keys = {path.stem: read_secret_file(path, "officer KMC key").decode().strip()
+                        for path in sorted(officer_keys_dir.glob("*.key"))}
+    home = _home(ctx)
+    home.mkdir(parents=True, exist_ok=True)
+    signer = RequestSigner(key, certificate)
+    # the CA must know the service identity before serving: a status call signed with it
+    try:
+        with contextlib.closing(CaClient(ca_url, signer=signer, timeout=10)) as probe:
+            probe.chain()
+    except CAError as exc:
+        raise click.ClickException(f"the CA at {ca_url}: {exc}") from None
+    factory = _RemoteRaAppFactory(home, ctx.meta.get("ra_db_url") or store.default_url(home),
+                                  resolve_audit_url(ctx), ca_url, kmc_url, signer, kmc_keys,
+                                  officer_keys, web)
+    click.echo(f"RA serving on {serving.url} (gunicorn, {serving.workers} workers; CA at "
+               f"{ca_url}, KMC at {kmc_url})", err=True)
+    run(factory, serving, name="ra")
+
+
 @group.command("serve")
 @serve_options(default_port=8480)
 @db_url_options("SSCARD_KMC_DB_URL", "KMC database (default: SQLite <home>/kmc.db)",
@@ -201,18 +284,48 @@ class _RaAppFactory:
               help="The CA's KMC API key (a caller with role ca).")
 @click.option("--insecure-http", is_flag=True,
               help="Session cookies without the Secure flag (behind no TLS proxy: testing).")
+@click.option("--ca-url", default=None,
+              help="Reach the CA over its API here (with --kmc-url): no CA key in this process.")
+@click.option("--kmc-url", default=None,
+              help="Reach the KMC over its API here (with --ca-url): no KMC share needed.")
+@click.option("--service-key", type=_FILE, default=None,
+              help="With --ca-url: the RA's service key (encrypted PKCS#8 PEM).")
+@click.option("--service-key-passphrase-file", type=_FILE, default=None,
+              help="Passphrase file for --service-key (default: prompt).")
+@click.option("--service-certificate", type=_FILE, default=None,
+              help="With --ca-url: the RA's service certificate (profile service).")
+@click.option("--kmc-officer-keys", "officer_keys_dir",
+              type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="With --kmc-url: a directory of <username>.key files, each officer's own KMC "
+                   "API key, for key-recovery approvals the KMC sees as theirs.")
 @click.pass_context
 @_errors
 def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
           shares: tuple[Path, ...], share_passphrase_files: tuple[Path, ...],
-          kmc_ra_key_file: Path, kmc_ca_key_file: Path, insecure_http: bool) -> None:
-    """Run the RA web UI and enrollment API under gunicorn (the CA and the KMC in process)."""
+          kmc_ra_key_file: Path, kmc_ca_key_file: Path, insecure_http: bool,
+          ca_url: str | None, kmc_url: str | None, service_key: Path | None,
+          service_key_passphrase_file: Path | None, service_certificate: Path | None,
+          officer_keys_dir: Path | None) -> None:
+    """Run the RA web UI and enrollment API under gunicorn: with --ca-url and --kmc-url the RA
+    reaches the CA and the KMC over their APIs; without, it opens both in process."""
     from keymgmt.errors import KmcError
     from keymgmt.ports_inprocess import read_share_files
     from ra import store
     from ra.web import WebConfig
     from sscard.audit import AuditError
 
+    if (ca_url is None) != (kmc_url is None):
+        raise click.UsageError("give --ca-url and --kmc-url together (or neither)")
+    if ca_url is not None and kmc_url is not None:
+        if shares:
+            raise click.UsageError("--share with --kmc-url: the RA holds no KMC share when the "
+                                   "KMC runs on its own")
+        _serve_remote(ctx, serving, ca_url, kmc_url, service_key, service_certificate,
+                      service_key_passphrase_file,
+                      (read_secret(file=kmc_ra_key_file).decode().strip(),
+                       read_secret(file=kmc_ca_key_file).decode().strip()),
+                      officer_keys_dir, WebConfig(secrets.token_bytes(32), not insecure_http))
+        return
     home = _home(ctx)
     if not shares:
         raise click.UsageError("the KMC storage key is needed: give the custodians' --share "
