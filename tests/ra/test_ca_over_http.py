@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import secrets
 import subprocess
 import threading
@@ -16,10 +17,11 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 from werkzeug.serving import make_server
 
 from ca.client import CaClient
-from ca.errors import AlreadyRevoked, NotPermitted, UnknownCertificate
+from ca.errors import AlreadyRevoked, NotPermitted, RequestRefused, UnknownCertificate
 from ca.records import Status
 from keymgmt.client import KmcClient
 from keymgmt.ports_inprocess import InProcessKmc
@@ -128,6 +130,20 @@ def test_enroll_approve_issue_revoke_over_http(served: Served) -> None:
         csr = CsrBuilder().subject(parse_name("CN=rogue sub CA,C=CN")).sign(key).dump()
         with pytest.raises(NotPermitted):
             client.issue_from_csr(csr, "sub-ca")
+        with pytest.raises(NotPermitted):
+            client.issue_for_public_key(key.public_key().spki_der(), "CN=rogue,C=CN", "sub-ca")
+        # a key that is not a SubjectPublicKeyInfo: refused, named, nothing issued
+        with pytest.raises(RequestRefused, match="not a SubjectPublicKeyInfo"):
+            client.issue_for_public_key(b"not a key", "CN=x,C=CN", "cardholder-encrypt")
+        # both a CSR and a key, or neither: refused
+        for body in ({"profile": "business-system", "csr": "x", "public_key": "eA==",
+                      "subject": "CN=x"}, {"profile": "business-system"}):
+            raw = json.dumps(body).encode()
+            answer = requests.post(served.url + "/api/v1/certificates", data=raw, timeout=10,
+                                   headers={"Content-Type": "application/json",
+                                            **served.signer.headers("POST", "/api/v1/certificates",
+                                                                    "", raw)})
+            assert (answer.status_code, answer.json()["code"]) == (400, "bad_request")
 
 
 class StopsTheCa(InProcessKmc):

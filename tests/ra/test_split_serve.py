@@ -156,3 +156,24 @@ def test_ca_kmc_ra_as_separate_gunicorn_processes(tmp_path: Path,
         for use in ("sign_serial", "enc_serial"):
             assert ca.status(Serial.parse(info["card"][use])).status == Status.GOOD
     assert info["enveloped_key_blob"]  # escrowed by the KMC process, for the card
+
+
+@pytest.mark.parametrize(("extra", "refusal"), [
+    (["--ca-url", "http://127.0.0.1:9"], "give --ca-url and --kmc-url together"),
+    (["--ca-url", "http://127.0.0.1:9", "--kmc-url", "http://127.0.0.1:9", "--share", "x"],
+     "the RA holds no KMC share"),
+    (["--ca-url", "http://127.0.0.1:9", "--kmc-url", "http://127.0.0.1:9"],
+     "needs the RA's service identity"),
+])
+def test_bad_split_serve_options_are_named(tmp_path: Path, extra: list[str],
+                                           refusal: str) -> None:
+    for name in ("ra.key", "ca.key"):
+        (tmp_path / name).write_text("k\n")
+        (tmp_path / name).chmod(0o600)
+    done = subprocess.run(
+        [sys.executable, "-m", "sscard.cli", "--home", str(tmp_path / "ra-home"), "ra", "serve",
+         "--port", str(free_port()), "--kmc-ra-key-file", str(tmp_path / "ra.key"),
+         "--kmc-ca-key-file", str(tmp_path / "ca.key"), *extra],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode != 0 and refusal in " ".join(done.stderr.split()), done.stderr
+    assert not (tmp_path / "ra-home").exists()  # refused before anything was made
