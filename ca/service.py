@@ -12,7 +12,9 @@ Public (anyone may ask, as relying parties must):
   root last), ``/certs/ocsp.crt``, ``/certs/tsa.crt``;
 - ``POST /tsa`` (``application/timestamp-query``), RFC 3161 over HTTP.
 
-Authenticated (``/api/v1/...``, JSON in and out): issue from a CSR, revoke, read a status. A
+Authenticated (``/api/v1/...``, JSON in and out): issue from a CSR or for a public key and
+subject (the KMC-made encryption key the RA certifies), revoke, read a status (``ca.client``
+is the published client). A
 caller proves itself with an API token (``Authorization: Bearer ...``) or by signing the request
 with a key whose certificate this CA issued (``sscard.httpsig``; each signed request is
 accepted once by all workers when ``replays`` is a store in the CA's database). The credential

@@ -1,8 +1,10 @@
 """``sscard ra ...``: the registration authority.
 
 The RA keeps its own database (``<home>/ra.db``, or PostgreSQL with ``--db-url``) and writes to
-the audit log of the data directory. ``serve`` also opens the CA of the same data directory and
-the KMC (unsealed by the custodians' shares), which approved requests are carried out by.
+the audit log of the data directory. ``serve`` carries approved requests out through the RA's
+ports (ra/ports.py): with ``--ca-url`` and ``--kmc-url`` over the CA's and the KMC's APIs (no
+CA key, no KMC share here); without, it opens the CA of the same data directory and the KMC
+(unsealed by the custodians' shares) in process.
 Passwords and tokens come from files or prompts, never from argv."""
 
 from __future__ import annotations
@@ -163,11 +165,10 @@ def add_client(ctx: click.Context, name: str, token_out: Path | None,
 
 
 class _RaAppFactory:
-    """Builds the RA app in one gunicorn worker. Until the RA reaches the CA and the KMC over
-    their APIs (its ports, DESIGN.md section 5), each worker opens them in process as the
-    one-process server did: its own audit log (scheduled checkpoints), CA, KMC unsealed from
-    the shares the master read, and RA database. The session-cookie key comes from the master
-    so that a session started at one worker is valid at the others."""
+    """Builds the RA app in one gunicorn worker with the CA and the KMC in process (the
+    in-process adapters of the RA's ports): its own audit log (scheduled checkpoints), CA, KMC
+    unsealed from the shares the master read, and RA database. The session-cookie key comes
+    from the master so that a session started at one worker is valid at the others."""
 
     def __init__(self, home: Path, ra_url: str, kmc_url: str, audit_url: str, given: list[Any],
                  api_keys: tuple[str, str], web: Any) -> None:

@@ -1,5 +1,6 @@
 """The trust zones as separate processes (issue 11 items 1, 2, 8): ``sscard ca serve``,
-``sscard kmc serve`` and ``sscard ra serve --ca-url --kmc-url`` each under gunicorn. The RA has
+``sscard kmc serve``, ``sscard ra serve --ca-url --kmc-url`` and ``sscard gateway serve`` each
+under gunicorn. The RA has
 its own data directory without the CA's key or any KMC share; it signs its CA calls with its
 service certificate and reaches the KMC with its KMC caller key. A station's pre-authorised
 enrollment through the RA's API comes back issued: both certificates from the CA process, the
@@ -86,7 +87,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., str]]:
 
 
 @pytest.mark.timeout(600)
-def test_ca_kmc_ra_as_separate_gunicorn_processes(tmp_path: Path,
+def test_ca_kmc_ra_gateway_as_separate_gunicorn_processes(tmp_path: Path,
                                                    start: Callable[..., str]) -> None:
     # the protected zone: CA and KMC on one data directory
     home, ra_home = tmp_path / "home", tmp_path / "ra-home"
@@ -136,6 +137,15 @@ def test_ca_kmc_ra_as_separate_gunicorn_processes(tmp_path: Path,
         "--service-key", str(tmp_path / "service.key"),
         "--service-key-passphrase-file", str(tmp_path / "service.pass"),
         "--service-certificate", str(tmp_path / "service.pem")], "/login")
+    # the gateway's zone: only the CA's chain as trust anchors
+    gateway_home = tmp_path / "gateway-home"
+    gateway_home.mkdir()
+    sscard(home, "ca", "certs", "--out", str(gateway_home / "chain.pem"))
+    (gateway_home / "gateway.toml").write_text(
+        'trust_anchors = ["chain.pem"]\n'
+        f'audit_url = "sqlite:///{gateway_home / "audit.db"}"\n', encoding="utf-8")
+    start("gateway", gateway_home, ["gateway", "serve", "--config",
+                                    str(gateway_home / "gateway.toml")], "/ready")
     # nothing of the protected zone in the RA's directory
     assert not (ra_home / "ca").exists() and not (ra_home / "kmc.db").exists()
 
