@@ -35,6 +35,7 @@ from sscard.x509.values import Serial
 from tests.ca.test_service_cli import free_port
 from tests.deploy.test_serving import CA_CONFIG, sscard
 from tests.issuance.cards import holder
+from tests.pg import pg_cluster, pg_url  # noqa: F401  (fixtures)
 
 BATCH = "split zones batch"
 
@@ -51,7 +52,8 @@ def _shares(tmp: Path) -> list[str]:
 def start(tmp_path: Path) -> Iterator[Callable[..., str]]:
     running: list[subprocess.Popen[bytes]] = []
 
-    def run(name: str, home: Path, args: list[str], ready: str) -> str:
+    def run(name: str, home: Path, args: list[str], ready: str,
+            env: dict[str, str] | None = None) -> str:
         port = free_port()
         log = tmp_path / f"{name}.log"
         with log.open("wb") as out:
@@ -59,7 +61,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., str]]:
                 [sys.executable, "-m", "sscard.cli", "--home", str(home), *args,
                  "--port", str(port), "--workers", "1"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                start_new_session=True, env={**os.environ, **(env or {})})
         running.append(proc)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
@@ -87,8 +89,12 @@ def start(tmp_path: Path) -> Iterator[Callable[..., str]]:
 
 
 @pytest.mark.timeout(600)
-def test_ca_kmc_ra_gateway_as_separate_gunicorn_processes(tmp_path: Path,
-                                                   start: Callable[..., str]) -> None:
+@pytest.mark.parametrize("ra_database", ["sqlite", "postgresql"])
+def test_ca_kmc_ra_gateway_as_separate_gunicorn_processes(
+        tmp_path: Path, start: Callable[..., str], ra_database: str,
+        request: pytest.FixtureRequest) -> None:
+    ra_db_url = (str(request.getfixturevalue("pg_url")) if ra_database == "postgresql"
+                 else store.default_url(tmp_path / "ra-home"))
     # the protected zone: CA and KMC on one data directory
     home, ra_home = tmp_path / "home", tmp_path / "ra-home"
     (tmp_path / "ca.toml").write_text(CA_CONFIG, encoding="utf-8")
@@ -118,7 +124,7 @@ def test_ca_kmc_ra_gateway_as_separate_gunicorn_processes(tmp_path: Path,
            str(tmp_path / "service.pem"))
     # the RA zone: its own database, an officer, a station and a pre-authorised batch
     ra_home.mkdir()
-    ra = RegistrationAuthority.open(store.default_url(ra_home), AuditLog.at_home(ra_home))
+    ra = RegistrationAuthority.open(ra_db_url, AuditLog.at_home(ra_home))
     try:
         ra.add_officer(None, "officer1", "Officer", "correct horse battery", {Role.OFFICER},
                        person_id="110101198001010001")
@@ -136,7 +142,8 @@ def test_ca_kmc_ra_gateway_as_separate_gunicorn_processes(tmp_path: Path,
         "--kmc-ca-key-file", str(tmp_path / "ca.key"),
         "--service-key", str(tmp_path / "service.key"),
         "--service-key-passphrase-file", str(tmp_path / "service.pass"),
-        "--service-certificate", str(tmp_path / "service.pem")], "/login")
+        "--service-certificate", str(tmp_path / "service.pem")], "/login",
+        env={"SSCARD_RA_DB_URL": ra_db_url})  # database URLs never on a command line
     # the gateway's zone: only the CA's chain as trust anchors
     gateway_home = tmp_path / "gateway-home"
     gateway_home.mkdir()
@@ -166,6 +173,7 @@ def test_ca_kmc_ra_gateway_as_separate_gunicorn_processes(tmp_path: Path,
         for use in ("sign_serial", "enc_serial"):
             assert ca.status(Serial.parse(info["card"][use])).status == Status.GOOD
     assert info["enveloped_key_blob"]  # escrowed by the KMC process, for the card
+    assert (ra_home / "ra.db").exists() == (ra_database == "sqlite")  # the RA's own database
 
 
 @pytest.mark.parametrize(("extra", "refusal"), [
