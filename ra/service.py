@@ -162,6 +162,16 @@ class RAConfig:
     resume_after: dt.timedelta = dt.timedelta(minutes=2)
 
 
+@contextmanager
+def _reaching_the_ca() -> Iterator[None]:
+    """A read from the CA that cannot be made now (CA out of reach): refused as such, 503."""
+    try:
+        yield
+    except CaUnavailable as exc:
+        raise UpstreamUnavailable(f"the CA cannot be reached now ({exc}); try again later"
+                                  ) from None
+
+
 def _waiting(exc: CaUnavailable | KmcUnavailable) -> UpstreamUnavailable:
     service = "CA" if isinstance(exc, CaUnavailable) else "KMC"
     return UpstreamUnavailable(f"waiting for the {service}, which cannot be reached now ({exc}); "
@@ -513,11 +523,14 @@ class RegistrationAuthority:
         if self.ca is None:
             raise UpstreamFailed("certificate log-in needs the CA")
         cert = load_certificate(cert_der)
-        chain = [load_certificate(der) for der in self.ca.chain()]
+        with _reaching_the_ca():
+            chain = [load_certificate(der) for der in self.ca.chain()]
         result = validate_path(cert, trust_anchors=[chain[-1]], intermediates=chain[:-1])
         if not result.valid:
             return None, "certificate invalid: " + "; ".join(r.message for r in result.reasons)
-        if self.ca.status(Serial(cert.serial_number)) != Status.GOOD:
+        with _reaching_the_ca():
+            good = self.ca.status(Serial(cert.serial_number)) == Status.GOOD
+        if not good:
             return None, "certificate revoked"
         key = PublicKey.from_spki(cert["tbs_certificate"]["subject_public_key_info"].dump())
         try:
@@ -820,7 +833,8 @@ class RegistrationAuthority:
                                                        Card.enc_serial == serials[0])))
             if self.ca is not None:
                 for hexs in serials:
-                    status = self.ca.status(Serial.parse(hexs))
+                    with _reaching_the_ca():
+                        status = self.ca.status(Serial.parse(hexs))
                     if status == Status.UNKNOWN:
                         raise NotFound(f"certificate {hexs} was never issued by this CA")
                     if status == Status.REVOKED:
@@ -1342,7 +1356,8 @@ class RegistrationAuthority:
                     continue
                 status = "unknown"
                 if self.ca is not None:
-                    status = self.ca.status(Serial.parse(cert_serial)).value
+                    with _reaching_the_ca():
+                        status = self.ca.status(Serial.parse(cert_serial)).value
                 out.append({"serial": cert_serial, "use": use, "status": status, "ssn": person.ssn,
                             "name": person.name, "card_number": card.card_number})
         return out

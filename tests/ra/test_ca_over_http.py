@@ -267,3 +267,21 @@ def test_ca_and_kmc_over_http_enroll_and_recover(served: Served) -> None:
 def kmc_principal(rig: RaRig) -> Principal:
     assert isinstance(rig.ra.kmc, InProcessKmc)
     return rig.ra.kmc.ra
+
+
+def test_ca_reads_while_the_ca_is_down_are_refused_as_unavailable(served: Served) -> None:
+    """A revocation request checks the certificate at the CA first: with the CA out of reach
+    it is refused as unavailable (503 upstream_unavailable at the API), not a 500, and nothing
+    is recorded; once the CA is back the same request goes in."""
+    rig = served.rig
+    key = SoftwareKey.generate("sm2")
+    who = holder(secrets.randbelow(10**6))
+    issued = rig.ca.issue_from_csr(CsrBuilder().subject(parse_name(
+        f"CN={who.name},serialNumber={who.ssn},C=CN")).sign(key).dump(), "cardholder-sign")
+    ra = served.ra()  # the CA is not running
+    with pytest.raises(UpstreamUnavailable, match="the CA cannot be reached now"):
+        ra.submit_revocation(rig.actor("operator"), serial=issued.serial_hex, comment="lost")
+    with served.ca():
+        rev = ra.submit_revocation(rig.actor("operator"), serial=issued.serial_hex,
+                                   comment="lost")
+    assert rev["state"] == "submitted"
