@@ -201,17 +201,20 @@ class _RemoteRaAppFactory:
         self.home, self.ra_url, self.audit_url = home, ra_url, audit_url
         self.ca_url, self.kmc_url, self.signer = ca_url, kmc_url, signer
         self.kmc_keys, self.officer_keys, self.web = kmc_keys, officer_keys, web
+        self._officers: dict[str, Any] = {}  # one KMC session per officer, per worker
 
     def officer(self, name: str) -> Any:
         """The officer's own KMC caller, for recovery approvals the KMC sees as theirs."""
         from keymgmt.client import KmcClient
         from keymgmt.errors import KmcError
 
-        key = self.officer_keys.get(name)
-        if key is None:
-            raise KmcError(f"officer {name} has no KMC credential on this RA "
-                           "(--kmc-officer-keys <dir>/<username>.key)")
-        return KmcClient(self.kmc_url, key)
+        if name not in self._officers:
+            key = self.officer_keys.get(name)
+            if key is None:
+                raise KmcError(f"officer {name} has no KMC credential on this RA "
+                               "(--kmc-officer-keys <dir>/<username>.key)")
+            self._officers[name] = KmcClient(self.kmc_url, key)
+        return self._officers[name]
 
     def __call__(self) -> Any:
         from ca.client import CaClient
