@@ -34,11 +34,13 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ca.authority import CertificateAuthority
+from ca.ports_inprocess import ra_port
+from keymgmt.ports_inprocess import InProcessKmc
 from keymgmt.service import KeyManagementCentre
 from keymgmt.service import Role as KmcRole
 from keymgmt.storage import SoftwareStorageKey
 from ra.models import Role
-from ra.service import Actor, KmcLink, RegistrationAuthority
+from ra.service import Actor, RegistrationAuthority
 from reader_tools.batch import BatchRow, run_batch, state_file
 from reader_tools.issuance_client import LocalBackend
 from reader_tools.personalize import CardOrder, Personalizer
@@ -91,9 +93,9 @@ def setup(base: Path) -> tuple[RegistrationAuthority, Actor, list[object]]:
     kmc = KeyManagementCentre.open(f"sqlite:///{base / 'kmc.db'}",
                                    SoftwareStorageKey(secrets.token_bytes(32), "sk-bench"),
                                    audit=audit)
-    link = KmcLink(kmc, kmc.authenticate(kmc.add_caller("ra", KmcRole.RA)),
-                   kmc.authenticate(kmc.add_caller("ca", KmcRole.CA)))
-    ra = RegistrationAuthority.open(f"sqlite:///{base / 'ra.db'}", audit, ca, link)
+    link = InProcessKmc(kmc, kmc.authenticate(kmc.add_caller("ra", KmcRole.RA)),
+                        kmc.authenticate(kmc.add_caller("ca", KmcRole.CA)))
+    ra = RegistrationAuthority.open(f"sqlite:///{base / 'ra.db'}", audit, ra_port(ca), link)
     ra.add_officer(None, "officer", "Officer", "bench password", {Role.OFFICER})
     ra.authorise_batch(Actor("officer", frozenset({Role.OFFICER})), BATCH, 100000)
     token = ra.add_api_client(None, "bench-station")

@@ -41,3 +41,18 @@ class StorageError(CAError):
 
 class NotPermitted(CAError, PermissionError):
     """A principal asked for an operation, profile or CA its permissions do not name."""
+
+
+class CaServiceError(CAError):
+    """An answer of the CA API outside the domain errors above (``ca.client``): the problem
+    document's status and stable code, and its detail as the message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"CA API: {message} ({code}, HTTP {status})" if status else
+                         f"CA API: {message} ({code})")
+        self.status, self.code = status, code
+
+
+class CaUnavailable(CaServiceError):
+    """The CA could not be reached, or could not act now (5xx): nothing was done, and the same
+    call may be made again later."""

@@ -12,7 +12,9 @@ Public (anyone may ask, as relying parties must):
   root last), ``/certs/ocsp.crt``, ``/certs/tsa.crt``;
 - ``POST /tsa`` (``application/timestamp-query``), RFC 3161 over HTTP.
 
-Authenticated (``/api/v1/...``, JSON in and out): issue from a CSR, revoke, read a status. A
+Authenticated (``/api/v1/...``, JSON in and out): issue from a CSR or for a public key and
+subject (the KMC-made encryption key the RA certifies), revoke, read a status (``ca.client``
+is the published client). A
 caller proves itself with an API token (``Authorization: Bearer ...``) or by signing the request
 with a key whose certificate this CA issued (``sscard.httpsig``; each signed request is
 accepted once by all workers when ``replays`` is a store in the CA's database). The credential
@@ -79,6 +81,7 @@ from ca.records import (
 from ca.tsa import FileSerialCounter, TimeStampAuthority, rejection
 from sscard import httpops, httpsig, metrics, problem
 from sscard.audit import AuditAction, AuditError, AuditLog, AuditUnavailable
+from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.jsonbody import JsonBodyError
 from sscard.jsonbody import parse as parse_json
@@ -114,6 +117,11 @@ class CaBackend(Protocol):
 
     def issue_from_csr(
         self, csr: asn1csr.CertificationRequest | bytes, profile: str,
+        extra: Mapping[str, Any] | None = None, *, actor: str | None = None,
+    ) -> IssuedCertificate: ...
+
+    def issue_for_public_key(
+        self, public_key: PublicKey, subject: asn1x509.Name | str, profile: str,
         extra: Mapping[str, Any] | None = None, *, actor: str | None = None,
     ) -> IssuedCertificate: ...
 
@@ -662,20 +670,37 @@ def _serial(text: str) -> int:
 
 @api.post("/certificates")
 def issue() -> tuple[Response, int]:
+    """From a CSR (``csr``, PEM), or for a key whose possession the caller vouches for, as the
+    RA does for the KMC-made encryption key (``public_key``, base64 SubjectPublicKeyInfo DER,
+    and ``subject``, a distinguished name string)."""
     data = _json_body()
     profile = data.get("profile")
-    csr_text = data.get("csr")
-    if not isinstance(profile, str) or not isinstance(csr_text, str):
-        raise ApiError(400, "bad_request", "give 'profile' and 'csr' (PEM) as strings")
+    csr_text, key_text, subject = data.get("csr"), data.get("public_key"), data.get("subject")
+    by_key = isinstance(key_text, str) and isinstance(subject, str)
+    if not isinstance(profile, str) or (not isinstance(csr_text, str)) == (not by_key):
+        raise ApiError(400, "bad_request", "give 'profile' and either 'csr' (PEM) or "
+                       "'public_key' (base64 DER) and 'subject', as strings")
     _authorize(ApiOperation.ISSUE, profile)
+    authority = _state().authority
     try:
-        csr = load_csr(csr_text.encode("utf-8"))
+        if by_key:
+            assert isinstance(key_text, str) and isinstance(subject, str)
+            key = PublicKey.from_spki(base64.b64decode(key_text, validate=True))
+        else:
+            assert isinstance(csr_text, str)
+            csr = load_csr(csr_text.encode("utf-8"))
+    except binascii.Error as exc:
+        raise ApiError(400, "bad_public_key", f"public_key is not base64: {exc}") from None
+    except CryptoError as exc:
+        raise ApiError(400, "bad_public_key", str(exc)) from None
     except X509Error as exc:
         raise ApiError(400, "bad_csr", str(exc)) from None
     # the authority records the issuance, or its refusal as 'denied', under the caller's name
     try:
         with _audit_refusal():
-            issued = _state().authority.issue_from_csr(csr, profile, actor=g.caller.name)
+            issued = (authority.issue_for_public_key(key, subject, profile, actor=g.caller.name)
+                      if by_key else
+                      authority.issue_from_csr(csr, profile, actor=g.caller.name))
     except (RequestRefused, CryptoError, X509Error, ValueError) as exc:
         raise ApiError(422, "refused", str(exc)) from None
     log.info("issued %s (profile %s) for %s", issued.serial_hex, profile, g.caller.name)

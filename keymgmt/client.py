@@ -24,7 +24,7 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 
-from keymgmt.service import EscrowResult, RecoveryResult
+from keymgmt.records import EscrowResult, RecoveryResult
 from sscard import problem
 from sscard.card.auth import Authenticator, CardIdentity
 from sscard.httpsig import RequestSigner

@@ -49,3 +49,8 @@ class RateLimited(KmcError):
     """A caller asked more often than its configured rate allows; retry later."""
 
     status = 429
+
+
+class KmcUnavailable(KmcError):
+    """The KMC could not be reached, or could not act now (5xx): nothing was done, and the
+    same call may be made again later (``ra.kmc_http`` raises it for the RA)."""

@@ -24,7 +24,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +53,10 @@ from keymgmt.errors import (
     SealedError,
 )
 from keymgmt.pkcs8_envelope import envelope_pkcs8
+
+# the values a caller gets back; public in keymgmt.records
+from keymgmt.records import EscrowResult as EscrowResult
+from keymgmt.records import RecoveryResult as RecoveryResult
 from keymgmt.storage import StorageKey
 from sscard import httpsig
 from sscard.audit import AuditAction, AuditLog
@@ -97,19 +101,6 @@ class KmcConfig:
 
 
 @dataclass(frozen=True)
-class EscrowResult:
-    key_id: str
-    owner: str
-    algorithm: str
-    public_key_spki: bytes
-    #: GM/T 0009 SM2EnvelopedKey DER and GM/T 0016 ENVELOPEDKEYBLOB (SM2 keys only)
-    enveloped_key_der: bytes | None
-    enveloped_key_blob: bytes | None
-    #: other algorithms: the PKCS#8 in a CMS EnvelopedData for the recipient (SM2 or RSA key)
-    enveloped_pkcs8: bytes | None = None
-
-
-@dataclass(frozen=True)
 class CardRecipient:
     """Recover onto a card: the new card's SM2 signing public key (SubjectPublicKeyInfo DER)."""
 
@@ -128,16 +119,6 @@ class JudicialOrder:
     authority: str
     order_ref: str
     document_sha256: str
-
-
-@dataclass(frozen=True)
-class RecoveryResult:
-    request_id: str
-    key_id: str
-    enveloped_key_der: bytes | None = None
-    enveloped_key_blob: bytes | None = None
-    pkcs12: bytes | None = None
-    pkcs12_passphrase: str | None = field(default=None, repr=False)
 
 
 def _now() -> datetime:

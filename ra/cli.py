@@ -1,12 +1,15 @@
 """``sscard ra ...``: the registration authority.
 
 The RA keeps its own database (``<home>/ra.db``, or PostgreSQL with ``--db-url``) and writes to
-the audit log of the data directory. ``serve`` also opens the CA of the same data directory and
-the KMC (unsealed by the custodians' shares), which approved requests are carried out by.
+the audit log of the data directory. ``serve`` carries approved requests out through the RA's
+ports (ra/ports.py): with ``--ca-url`` and ``--kmc-url`` over the CA's and the KMC's APIs (no
+CA key, no KMC share here); without, it opens the CA of the same data directory and the KMC
+(unsealed by the custodians' shares) in process.
 Passwords and tokens come from files or prompts, never from argv."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -162,11 +165,10 @@ def add_client(ctx: click.Context, name: str, token_out: Path | None,
 
 
 class _RaAppFactory:
-    """Builds the RA app in one gunicorn worker. Until the RA reaches the CA and the KMC over
-    their APIs (its ports, DESIGN.md section 5), each worker opens them in process as the
-    one-process server did: its own audit log (scheduled checkpoints), CA, KMC unsealed from
-    the shares the master read, and RA database. The session-cookie key comes from the master
-    so that a session started at one worker is valid at the others."""
+    """Builds the RA app in one gunicorn worker with the CA and the KMC in process (the
+    in-process adapters of the RA's ports): its own audit log (scheduled checkpoints), CA, KMC
+    unsealed from the shares the master read, and RA database. The session-cookie key comes
+    from the master so that a session started at one worker is valid at the others."""
 
     def __init__(self, home: Path, ra_url: str, kmc_url: str, audit_url: str, given: list[Any],
                  api_keys: tuple[str, str], web: Any) -> None:
@@ -174,23 +176,102 @@ class _RaAppFactory:
         self.given, self.api_keys, self.web = given, api_keys, web
 
     def __call__(self) -> Any:
-        from ca.authority import CertificateAuthority
-        from ca.authorization import ra_view
-        from keymgmt import ceremony
-        from keymgmt.service import KeyManagementCentre
-        from ra.service import KmcLink, RegistrationAuthority
+        from ca import ports_inprocess as ca_ports
+        from keymgmt import ports_inprocess as kmc_ports
+        from ra.service import RegistrationAuthority
         from ra.web import create_app
         from sscard.audit.scheduled import open_served_log
 
         audit = open_served_log(self.audit_url, self.home)
-        kmc = KeyManagementCentre.open(self.kmc_url, ceremony.unseal(
-            self.home, self.given, actor="ra-service", audit=audit), audit=audit)
-        link = KmcLink(kmc, kmc.authenticate(self.api_keys[0]),
-                       kmc.authenticate(self.api_keys[1]))
+        kmc = kmc_ports.open_ra_port(self.kmc_url, self.home, self.given, self.api_keys, audit)
         # the RA's permissions only (ca/access.toml), even in process
-        ca = ra_view(CertificateAuthority.open(self.home, audit=audit, actor="ra-service"),
-                     self.home)
-        return create_app(RegistrationAuthority.open(self.ra_url, audit, ca, link), self.web)
+        ca = ca_ports.open_ra_port(self.home, audit)
+        return create_app(RegistrationAuthority.open(self.ra_url, audit, ca, kmc), self.web)
+
+
+class _RemoteRaAppFactory:
+    """Builds the RA app in one gunicorn worker when the CA and the KMC run in their own zones:
+    the RA reaches them over their APIs (ca.client signed with the RA's service certificate,
+    ra.kmc_http) and holds no CA key and no KMC share. Key and certificates are read once by
+    the master, from files (never from argv)."""
+
+    def __init__(self, home: Path, ra_url: str, audit_url: str, ca_url: str, kmc_url: str,
+                 signer: Any, kmc_keys: tuple[str, str], officer_keys: dict[str, str],
+                 web: Any) -> None:
+        self.home, self.ra_url, self.audit_url = home, ra_url, audit_url
+        self.ca_url, self.kmc_url, self.signer = ca_url, kmc_url, signer
+        self.kmc_keys, self.officer_keys, self.web = kmc_keys, officer_keys, web
+        self._officers: dict[str, Any] = {}  # one KMC session per officer, per worker
+
+    def officer(self, name: str) -> Any:
+        """The officer's own KMC caller, for recovery approvals the KMC sees as theirs."""
+        from keymgmt.client import KmcClient
+        from keymgmt.errors import KmcError
+
+        if name not in self._officers:
+            key = self.officer_keys.get(name)
+            if key is None:
+                raise KmcError(f"officer {name} has no KMC credential on this RA "
+                               "(--kmc-officer-keys <dir>/<username>.key)")
+            self._officers[name] = KmcClient(self.kmc_url, key)
+        return self._officers[name]
+
+    def __call__(self) -> Any:
+        from ca.client import CaClient
+        from keymgmt.client import KmcClient
+        from ra.kmc_http import HttpKmc
+        from ra.service import RegistrationAuthority
+        from ra.web import create_app
+        from sscard.audit.scheduled import open_served_log
+
+        audit = open_served_log(self.audit_url, self.home)
+        ca = CaClient(self.ca_url, signer=self.signer)
+        kmc = HttpKmc(KmcClient(self.kmc_url, self.kmc_keys[0]),
+                      KmcClient(self.kmc_url, self.kmc_keys[1]), self.officer)
+        return create_app(RegistrationAuthority.open(self.ra_url, audit, ca, kmc), self.web)
+
+
+def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_url: str,
+                  service_key: Path | None, service_certificate: Path | None,
+                  service_key_passphrase_file: Path | None, kmc_keys: tuple[str, str],
+                  officer_keys_dir: Path | None, web: Any) -> None:
+    from ca.client import CaClient
+    from ca.errors import CAError
+    from ra import store
+    from sscard.crypto.errors import CryptoError
+    from sscard.httpsig import RequestSigner
+    from sscard.keys.software import SoftwareKey
+    from sscard.secrets_input import read_secret_file
+    from sscard.x509.pem import pem_to_der
+
+    if service_key is None or service_certificate is None:
+        raise click.UsageError("--ca-url needs the RA's service identity: --service-key and "
+                               "--service-certificate")
+    try:
+        key = SoftwareKey.from_bytes(read_secret_file(service_key, "service key"), read_secret(
+            file=service_key_passphrase_file, prompt="Service key passphrase"), str(service_key))
+        certificate = pem_to_der(service_certificate.read_bytes(), "CERTIFICATE")
+    except (OSError, ValueError, CryptoError) as exc:
+        raise click.ClickException(f"service identity: {exc}") from None
+    officer_keys = {}
+    if officer_keys_dir is not None:
+        officer_keys = {path.stem: read_secret_file(path, "officer KMC key").decode().strip()
+                        for path in sorted(officer_keys_dir.glob("*.key"))}
+    home = _home(ctx)
+    home.mkdir(parents=True, exist_ok=True)
+    signer = RequestSigner(key, certificate)
+    # the CA must know the service identity before serving: a status call signed with it
+    try:
+        with contextlib.closing(CaClient(ca_url, signer=signer, timeout=10)) as probe:
+            probe.chain()
+    except CAError as exc:
+        raise click.ClickException(f"the CA at {ca_url}: {exc}") from None
+    factory = _RemoteRaAppFactory(home, ctx.meta.get("ra_db_url") or store.default_url(home),
+                                  resolve_audit_url(ctx), ca_url, kmc_url, signer, kmc_keys,
+                                  officer_keys, web)
+    click.echo(f"RA serving on {serving.url} (gunicorn, {serving.workers} workers; CA at "
+               f"{ca_url}, KMC at {kmc_url})", err=True)
+    run(factory, serving, name="ra")
 
 
 @group.command("serve")
@@ -207,18 +288,48 @@ class _RaAppFactory:
               help="The CA's KMC API key (a caller with role ca).")
 @click.option("--insecure-http", is_flag=True,
               help="Session cookies without the Secure flag (behind no TLS proxy: testing).")
+@click.option("--ca-url", default=None,
+              help="Reach the CA over its API here (with --kmc-url): no CA key in this process.")
+@click.option("--kmc-url", default=None,
+              help="Reach the KMC over its API here (with --ca-url): no KMC share needed.")
+@click.option("--service-key", type=_FILE, default=None,
+              help="With --ca-url: the RA's service key (encrypted PKCS#8 PEM).")
+@click.option("--service-key-passphrase-file", type=_FILE, default=None,
+              help="Passphrase file for --service-key (default: prompt).")
+@click.option("--service-certificate", type=_FILE, default=None,
+              help="With --ca-url: the RA's service certificate (profile service).")
+@click.option("--kmc-officer-keys", "officer_keys_dir",
+              type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="With --kmc-url: a directory of <username>.key files, each officer's own KMC "
+                   "API key, for key-recovery approvals the KMC sees as theirs.")
 @click.pass_context
 @_errors
 def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
           shares: tuple[Path, ...], share_passphrase_files: tuple[Path, ...],
-          kmc_ra_key_file: Path, kmc_ca_key_file: Path, insecure_http: bool) -> None:
-    """Run the RA web UI and enrollment API under gunicorn (the CA and the KMC in process)."""
-    from keymgmt import ceremony
+          kmc_ra_key_file: Path, kmc_ca_key_file: Path, insecure_http: bool,
+          ca_url: str | None, kmc_url: str | None, service_key: Path | None,
+          service_key_passphrase_file: Path | None, service_certificate: Path | None,
+          officer_keys_dir: Path | None) -> None:
+    """Run the RA web UI and enrollment API under gunicorn: with --ca-url and --kmc-url the RA
+    reaches the CA and the KMC over their APIs; without, it opens both in process."""
     from keymgmt.errors import KmcError
+    from keymgmt.ports_inprocess import read_share_files
     from ra import store
     from ra.web import WebConfig
     from sscard.audit import AuditError
 
+    if (ca_url is None) != (kmc_url is None):
+        raise click.UsageError("give --ca-url and --kmc-url together (or neither)")
+    if ca_url is not None and kmc_url is not None:
+        if shares:
+            raise click.UsageError("--share with --kmc-url: the RA holds no KMC share when the "
+                                   "KMC runs on its own")
+        _serve_remote(ctx, serving, ca_url, kmc_url, service_key, service_certificate,
+                      service_key_passphrase_file,
+                      (read_secret(file=kmc_ra_key_file).decode().strip(),
+                       read_secret(file=kmc_ca_key_file).decode().strip()),
+                      officer_keys_dir, WebConfig(secrets.token_bytes(32), not insecure_http))
+        return
     home = _home(ctx)
     if not shares:
         raise click.UsageError("the KMC storage key is needed: give the custodians' --share "
@@ -233,7 +344,7 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
         kmc_db_url or f"sqlite:///{home / 'kmc.db'}", resolve_audit_url(ctx), [],
         api_keys, WebConfig(secrets.token_bytes(32), not insecure_http))
     try:
-        factory.given.extend(ceremony.read_share_files([
+        factory.given.extend(read_share_files([
             (path, read_secret(file=share_passphrase_files[i] if share_passphrase_files
                                else None, prompt=f"Passphrase for share {path.name}"))
             for i, path in enumerate(shares)]))
@@ -247,21 +358,17 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
 
 def _check_opens(ctx: click.Context, factory: _RaAppFactory) -> None:
     """Open what each worker will open, once, in the master, and close it again."""
-    from ca.authority import CertificateAuthority
+    from ca import ports_inprocess as ca_ports
     from ca.errors import CAError
-    from keymgmt import ceremony
-    from keymgmt.service import KeyManagementCentre
+    from keymgmt import ports_inprocess as kmc_ports
     from ra.service import RegistrationAuthority
 
     audit = open_audit_log(ctx)
     try:
-        kmc = KeyManagementCentre.open(factory.kmc_url, ceremony.unseal(
-            factory.home, factory.given, actor="ra-service", audit=audit), audit=audit)
+        kmc = kmc_ports.open_ra_port(factory.kmc_url, factory.home, factory.given,
+                                     factory.api_keys, audit)
         try:
-            for key in factory.api_keys:
-                kmc.authenticate(key)
-            with CertificateAuthority.open(factory.home, audit=audit, actor="ra-service"):
-                pass
+            ca_ports.open_ra_port(factory.home, audit).close()
             RegistrationAuthority.open(factory.ra_url, audit).close()
         finally:
             kmc.close()

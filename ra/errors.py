@@ -33,3 +33,8 @@ class Forbidden(RAError):
 
 class UpstreamFailed(RAError):
     """The CA or the KMC refused or failed; the request is marked failed."""
+
+
+class UpstreamUnavailable(UpstreamFailed):
+    """The CA or the KMC could not be reached (or could not act now): nothing was refused, so
+    the request stays approved with this as its error, and is carried on when asked again."""

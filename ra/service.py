@@ -25,6 +25,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
+from ca.errors import AlreadyRevoked, CAError, CaUnavailable, UnknownCertificate
+from ca.records import Status
+from keymgmt.errors import KmcError, KmcUnavailable
 from ra import store, throttle
 from ra.errors import (
     AuthenticationFailed,
@@ -34,6 +37,7 @@ from ra.errors import (
     Forbidden,
     NotFound,
     UpstreamFailed,
+    UpstreamUnavailable,
 )
 from ra.models import (
     ApiClient,
@@ -51,6 +55,7 @@ from ra.models import (
     WebSession,
 )
 from ra.policy import BatchFacts, Decision, Policy, RequestFacts, batch_covers, decide
+from ra.ports import CaPort, KmcPort
 from sscard import httpsig
 from sscard.audit.log import AuditLog
 from sscard.card.codec import CodecError
@@ -137,30 +142,6 @@ class CardInput:
     generation: int = 3
 
 
-@dataclass
-class KmcLink:
-    """The KMC in this process, with the principals the RA and the CA act as there."""
-
-    kmc: Any  # keymgmt.service.KeyManagementCentre
-    ra: Any  # keymgmt.service.Principal (role ra)
-    ca: Any  # keymgmt.service.Principal (role ca)
-    _officers: set[str] = field(default_factory=set)
-
-    def officer(self, name: str) -> Any:
-        """The KMC principal of an RA officer (registered with the KMC on first use)."""
-        from keymgmt.errors import Conflict as KmcConflict
-        from keymgmt.service import Principal
-        from keymgmt.service import Role as KmcRole
-
-        if name not in self._officers:
-            try:
-                self.kmc.add_caller(name, KmcRole.OFFICER, by=self.ra.name)
-            except KmcConflict:
-                pass
-            self._officers.add(name)
-        return Principal(name, KmcRole.OFFICER)
-
-
 @dataclass(frozen=True)
 class RAConfig:
     #: wrong passwords per account and source before that pair is locked out
@@ -181,12 +162,28 @@ class RAConfig:
     resume_after: dt.timedelta = dt.timedelta(minutes=2)
 
 
+@contextmanager
+def _reaching_the_ca() -> Iterator[None]:
+    """A read from the CA that cannot be made now (CA out of reach): refused as such, 503."""
+    try:
+        yield
+    except CaUnavailable as exc:
+        raise UpstreamUnavailable(f"the CA cannot be reached now ({exc}); try again later"
+                                  ) from None
+
+
+def _waiting(exc: CaUnavailable | KmcUnavailable) -> UpstreamUnavailable:
+    service = "CA" if isinstance(exc, CaUnavailable) else "KMC"
+    return UpstreamUnavailable(f"waiting for the {service}, which cannot be reached now ({exc}); "
+                               "the request stays approved and is carried on when resubmitted")
+
+
 class RegistrationAuthority:
-    def __init__(self, engine: Engine, audit: AuditLog, ca: Any = None,
-                 kmc: KmcLink | None = None, config: RAConfig | None = None) -> None:
+    def __init__(self, engine: Engine, audit: AuditLog, ca: CaPort | None = None,
+                 kmc: KmcPort | None = None, config: RAConfig | None = None) -> None:
         self.engine = engine
         self.audit = audit
-        self.ca = ca  # ca.authority.CertificateAuthority
+        self.ca = ca
         self.kmc = kmc
         self.config = config or RAConfig()
         self._sessions = sessionmaker(engine, expire_on_commit=False)
@@ -194,7 +191,7 @@ class RegistrationAuthority:
                                            self.config.lockout_max)
 
     @classmethod
-    def open(cls, url: str, audit: AuditLog, ca: Any = None, kmc: KmcLink | None = None,
+    def open(cls, url: str, audit: AuditLog, ca: CaPort | None = None, kmc: KmcPort | None = None,
              config: RAConfig | None = None) -> RegistrationAuthority:
         # decisions read, then write: on SQLite every transaction takes the write lock at BEGIN
         engine = store.make_engine(url, immediate=True)
@@ -526,11 +523,14 @@ class RegistrationAuthority:
         if self.ca is None:
             raise UpstreamFailed("certificate log-in needs the CA")
         cert = load_certificate(cert_der)
-        chain = self.ca.chain()
+        with _reaching_the_ca():
+            chain = [load_certificate(der) for der in self.ca.chain()]
         result = validate_path(cert, trust_anchors=[chain[-1]], intermediates=chain[:-1])
         if not result.valid:
             return None, "certificate invalid: " + "; ".join(r.message for r in result.reasons)
-        if self.ca.status(cert.serial_number).status.value != "good":
+        with _reaching_the_ca():
+            good = self.ca.status(Serial(cert.serial_number)) == Status.GOOD
+        if not good:
             return None, "certificate revoked"
         key = PublicKey.from_spki(cert["tbs_certificate"]["subject_public_key_info"].dump())
         try:
@@ -833,10 +833,11 @@ class RegistrationAuthority:
                                                        Card.enc_serial == serials[0])))
             if self.ca is not None:
                 for hexs in serials:
-                    status = self.ca.status(int(hexs, 16))
-                    if status.status.value == "unknown":
+                    with _reaching_the_ca():
+                        status = self.ca.status(Serial.parse(hexs))
+                    if status == Status.UNKNOWN:
                         raise NotFound(f"certificate {hexs} was never issued by this CA")
-                    if status.status.value == "revoked":
+                    if status == Status.REVOKED:
                         raise Conflict(f"certificate {hexs} is already revoked")
         obj = card_number or serials[0]
         with self.audit.operation(actor.audit_name, "ra.revocation.submit", obj,
@@ -881,8 +882,6 @@ class RegistrationAuthority:
             return self._info(s, req)
 
     def _renew(self, actor: Actor, request_id: str) -> None:
-        from ca.errors import AlreadyRevoked, CAError
-
         if self.ca is None:
             raise UpstreamFailed("the RA is not connected to a CA")
         with self._tx() as s:
@@ -898,9 +897,11 @@ class RegistrationAuthority:
                 old = details.get("old_sign_serial")
                 if old:
                     try:
-                        self.ca.revoke(int(old, 16), "superseded")
+                        self.ca.revoke(Serial.parse(old), RevocationReason.superseded)
                     except AlreadyRevoked:
                         pass
+            except CaUnavailable as exc:
+                raise _waiting(exc) from None
             except CAError as exc:
                 raise UpstreamFailed(f"renewal failed: {exc}") from None
             with self._tx() as s:
@@ -1036,9 +1037,20 @@ class RegistrationAuthority:
                 self._revoke(actor, request_id)
             else:
                 self._recover(actor, request_id)
+        except UpstreamUnavailable as exc:
+            self._wait(request_id, str(exc))
+            raise
         except UpstreamFailed as exc:
             self._fail(actor, request_id, str(exc))
             raise
+
+    def _wait(self, request_id: str, error: str) -> None:
+        """The CA or KMC is out of reach: the request stays approved, says why it waits, and
+        gives up its execution claim so that the next submission carries it on at once (the
+        steps already done are recorded and skipped)."""
+        with self._tx() as s:
+            req = self._request(s, request_id)
+            req.error, req.updated_at, req.claimed_at = error, _now(), None
 
     def _fail(self, actor: Actor, request_id: str, error: str) -> None:
         with self._tx() as s:
@@ -1072,8 +1084,6 @@ class RegistrationAuthority:
         """Signing certificate from the card's CSR; encryption key pair from the KMC (escrowed,
         wrapped for the card's signing key); encryption certificate for it. Each step commits
         its result first and is skipped when already done."""
-        from ca.errors import CAError
-
         if self.ca is None or self.kmc is None:
             raise UpstreamFailed("the RA is not connected to a CA and a KMC")
         with self._tx() as s:
@@ -1095,39 +1105,33 @@ class RegistrationAuthority:
                     self._save(request_id, sign_serial=self._serial_hex(f"{signed.serial:x}"),
                                sign_cert=_b64(signed.der))
                 if "escrow_key_id" not in details:
-                    escrow = self.kmc.kmc.escrow(self.kmc.ra, name_attribute(
-                        subject, "serial_number"), spki)
+                    escrow = self.kmc.escrow(ssn, spki)  # the subject's serialNumber
+                    if escrow.enveloped_key_blob is None:
+                        raise UpstreamFailed("the KMC returned no enveloped key for the card")
                     details.update(escrow_key_id=escrow.key_id)
                     self._save(request_id, escrow_key_id=escrow.key_id,
                                enc_public_key=_b64(escrow.public_key_spki),
                                enveloped_key_blob=_b64(escrow.enveloped_key_blob))
                     details.update(enc_public_key=_b64(escrow.public_key_spki))
                 if "enc_serial" not in details:
-                    from sscard.crypto.asymmetric import PublicKey
-
-                    enc_key = PublicKey.from_spki(base64.b64decode(details["enc_public_key"]))
-                    enc = self.ca.issue_for_public_key(enc_key, format_name(subject),
+                    enc = self.ca.issue_for_public_key(base64.b64decode(details["enc_public_key"]),
+                                                       format_name(subject),
                                                        self.config.enc_profile)
                     self._save(request_id, enc_serial=self._serial_hex(f"{enc.serial:x}"),
                                enc_cert=_b64(enc.der))
-                    self.kmc.kmc.attach_certificate(self.kmc.ca, details["escrow_key_id"],
-                                                    enc.der)
+                    self.kmc.attach_certificate(details["escrow_key_id"], enc.der)
+            except (CaUnavailable, KmcUnavailable) as exc:
+                raise _waiting(exc) from None
             except (CAError, CryptoError, X509Error) as exc:
                 raise UpstreamFailed(f"issuance failed: {exc}") from None
-            except Exception as exc:
-                from keymgmt.errors import KmcError
-
-                if isinstance(exc, KmcError):
-                    raise UpstreamFailed(f"key escrow failed: {exc}") from None
-                raise
+            except KmcError as exc:
+                raise UpstreamFailed(f"key escrow failed: {exc}") from None
             with self._tx() as s:
                 req = self._request(s, request_id)
                 req.state, req.updated_at = RequestState.DONE, _now()
                 op.set(sign_serial=req.certificate_serial)
 
     def _revoke(self, actor: Actor, request_id: str) -> None:
-        from ca.errors import AlreadyRevoked, CAError
-
         with self._tx() as s:
             req = self._request(s, request_id)
             details = self._details(req)
@@ -1137,9 +1141,11 @@ class RegistrationAuthority:
                                   details={"serials": details["serials"]}):
             for hexs in details["serials"]:
                 try:
-                    self.ca.revoke(int(hexs, 16), details["reason"])
+                    self.ca.revoke(Serial.parse(hexs), RevocationReason.parse(details["reason"]))
                 except AlreadyRevoked:
                     pass
+                except CaUnavailable as exc:
+                    raise _waiting(exc) from None
                 except CAError as exc:
                     raise UpstreamFailed(f"revocation of {hexs} failed: {exc}") from None
             with self._tx() as s:
@@ -1154,34 +1160,30 @@ class RegistrationAuthority:
         the KMC's own dual control sees the same two people."""
         if self.kmc is None:
             raise UpstreamFailed("the RA is not connected to a KMC")
-        from keymgmt.errors import KmcError
-        from keymgmt.service import CardRecipient
-
         details = self._details(req)
+        assert req.certificate_serial is not None
         try:
             if "kmc_request" not in details:
-                out = self.kmc.kmc.request_recovery(
-                    self.kmc.ra, certificate_serial=req.certificate_serial,
-                    recipient=CardRecipient(base64.b64decode(details["recipient_spki"])),
-                    reason=req.reason)
-                details["kmc_request"] = out["request_id"]
+                details["kmc_request"] = self.kmc.request_recovery(
+                    Serial.parse(req.certificate_serial),
+                    base64.b64decode(details["recipient_spki"]), req.reason)
                 req.details = json.dumps(details)
-            self.kmc.kmc.approve(self.kmc.officer(officer), details["kmc_request"],
-                                 comment=f"RA request {req.public_id}")
+            self.kmc.approve_recovery(details["kmc_request"], officer,
+                                      f"RA request {req.public_id}")
         except KmcError as exc:
             raise UpstreamFailed(f"KMC refused: {exc}") from None
 
     def _recover(self, actor: Actor, request_id: str) -> None:
-        from keymgmt.errors import KmcError
-
         assert self.kmc is not None
         with self._tx() as s:
             details = self._details(self._request(s, request_id))
         with self.audit.operation(actor.audit_name, "ra.recovery.execute", request_id):
             try:
-                result = self.kmc.kmc.complete_recovery(self.kmc.ra, details["kmc_request"])
+                result = self.kmc.complete_recovery(details["kmc_request"])
             except KmcError as exc:
                 raise UpstreamFailed(f"KMC recovery failed: {exc}") from None
+            if result.enveloped_key_blob is None:
+                raise UpstreamFailed("the KMC returned no enveloped key for the card")
             self._save(request_id, enveloped_key_blob=_b64(result.enveloped_key_blob))
             with self._tx() as s:
                 req = self._request(s, request_id)
@@ -1211,8 +1213,6 @@ class RegistrationAuthority:
         (cessationOfOperation), mark the card spoiled and the request failed. Idempotent."""
         if not _system:
             self._need(actor, Role.OPERATOR, Role.OFFICER, clients=True)
-        from ca.errors import AlreadyRevoked, UnknownCertificate
-
         with self._tx() as s:
             req = self._request(s, request_id)
             if not _system:
@@ -1228,7 +1228,7 @@ class RegistrationAuthority:
             for hexs in serials:
                 try:
                     assert self.ca is not None
-                    self.ca.revoke(int(hexs, 16), "cessationOfOperation")
+                    self.ca.revoke(Serial.parse(hexs), RevocationReason.cessationOfOperation)
                 except (AlreadyRevoked, UnknownCertificate):
                     pass
             with self._tx() as s:
@@ -1356,7 +1356,8 @@ class RegistrationAuthority:
                     continue
                 status = "unknown"
                 if self.ca is not None:
-                    status = self.ca.status(int(cert_serial, 16)).status.value
+                    with _reaching_the_ca():
+                        status = self.ca.status(Serial.parse(cert_serial)).value
                 out.append({"serial": cert_serial, "use": use, "status": status, "ssn": person.ssn,
                             "name": person.name, "card_number": card.card_number})
         return out

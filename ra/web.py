@@ -42,6 +42,7 @@ from ra.errors import (
     NotFound,
     RAError,
     UpstreamFailed,
+    UpstreamUnavailable,
 )
 from ra.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
 from ra.models import RequestKind, RequestState, Role
@@ -93,6 +94,7 @@ ACCESS: dict[str, frozenset[str]] = {
 PROBLEMS = problem.ProblemTable({
     BadRequest: (400, "bad_request"), AuthenticationFailed: (401, "unauthenticated"),
     Forbidden: (403, "forbidden"), NotFound: (404, "not_found"), Conflict: (409, "conflict"),
+    UpstreamUnavailable: (503, "upstream_unavailable"),
     UpstreamFailed: (502, "upstream_failed"), RAError: (500, "ra_error"),
 })
 

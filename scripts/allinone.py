@@ -43,18 +43,19 @@ from ca.authorization import (
     access_path,
     certificate_fingerprint,
     load_access,
-    ra_view,
     save_access,
 )
 from ca.config import default_config_text
+from ca.ports_inprocess import ra_port
 from ca.service import ServiceConfig
 from ca.service import create_app as create_ca_app
 from keymgmt import ceremony
+from keymgmt.ports_inprocess import InProcessKmc
 from keymgmt.service import KeyManagementCentre, KmcConfig
 from keymgmt.service import Role as KmcRole
 from keymgmt.web import create_app as create_kmc_app
 from ra.models import Role
-from ra.service import Actor, KmcLink, RegistrationAuthority
+from ra.service import Actor, RegistrationAuthority
 from ra.web import WebConfig
 from ra.web import create_app as create_ra_app
 from reader_tools.issuance_client import RestBackend
@@ -312,7 +313,7 @@ def open_kmc(home: Path, audit: AuditLog, present: Iterable[str]) -> KeyManageme
                                     KmcConfig(required_approvals=2), audit=audit)
 
 
-def kmc_link(home: Path, kmc: KeyManagementCentre) -> KmcLink:
+def kmc_link(home: Path, kmc: KeyManagementCentre) -> InProcessKmc:
     """The RA's and CA's KMC principals; their API keys registered once, kept in 0600 files."""
     keys = {}
     for role in (KmcRole.RA, KmcRole.CA):
@@ -320,7 +321,7 @@ def kmc_link(home: Path, kmc: KeyManagementCentre) -> KmcLink:
         if not path.exists():
             write_secret(path, kmc.add_caller(role.value, role, by="demo administrator"))
         keys[role] = kmc.authenticate(read_secret_file(path))
-    return KmcLink(kmc, keys[KmcRole.RA], keys[KmcRole.CA])
+    return InProcessKmc(kmc, keys[KmcRole.RA], keys[KmcRole.CA])
 
 
 def add_officers(home: Path, ra: RegistrationAuthority) -> dict[str, Path]:
@@ -430,7 +431,7 @@ def open_system(home: Path, servers: Servers, say: Say, present: Iterable[str]) 
     servers["kmc"].attach(create_kmc_app(kmc))
     # the embedded RA holds the CA only through its principal: what the RA's service
     # identity may do over HTTP, it may do in process, and no more
-    ra = RegistrationAuthority.open(f"sqlite:///{home / 'ra.db'}", audit, ra_view(ca, home),
+    ra = RegistrationAuthority.open(f"sqlite:///{home / 'ra.db'}", audit, ra_port(ca, home),
                                     kmc_link(home, kmc))
     servers["ra"].attach(create_ra_app(ra, WebConfig(secrets.token_bytes(32),
                                                      secure_cookies=False)))

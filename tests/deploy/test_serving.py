@@ -91,7 +91,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
             "--officiant", "test"]
     for name in ("zhang", "li", "wang"):
         (tmp / f"{name}.pass").write_text(f"{name} passphrase 1\n")
-        (tmp / f"{name}.pass").chmod(0o600)
+        (tmp / f"{name}.pass").chmod(0o600)  # secret files are refused when others can read
         args += ["--custodian", name, "--custodian-passphrase-file", str(tmp / f"{name}.pass")]
     sscard(home, *args)
     for name, role in (("ra", "ra"), ("ca", "ca")):

@@ -4,10 +4,10 @@ those inside functions included):
     reader_tools ──> ra ──┬──> ca ───────┬──> sscard ──> third-party libraries
                           └──> keymgmt ──┘
 
-``ra`` reaches ``ca`` and ``keymgmt`` only through its ports, their published clients and their
-public value types (issue 11 item 1). Until the ports refactor lands, ``ra``'s imports of their
-internals are listed below as known exceptions; the test also fails when one of them is gone,
-so the list only ever shrinks.
+``ra`` reaches ``ca`` and ``keymgmt`` only through its ports (ra/ports.py), their published
+clients and their public value types and errors (issue 11 item 1); its composition root
+(``sscard ra serve``, ra/cli.py) may also import the in-process adapters that wire the embedded
+system.
 """
 
 from __future__ import annotations
@@ -29,16 +29,11 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 }
 
 #: what of ca and keymgmt is public to the packages above them: clients, errors, value types
-PUBLIC = ("ca.client", "ca.errors", "ca.records", "keymgmt.client", "keymgmt.errors")
+PUBLIC = ("ca.client", "ca.errors", "ca.records", "keymgmt.client", "keymgmt.errors",
+          "keymgmt.records")
 
-#: ra's imports of CA and KMC internals, to be removed by the ports refactor (issue 11 item 1)
-KNOWN_EXCEPTIONS = frozenset({
-    ("ra/cli.py", "ca.authority"),
-    ("ra/cli.py", "ca.authorization"),  # ra_view: the in-process CA held to the RA's principal
-    ("ra/cli.py", "keymgmt.ceremony"),
-    ("ra/cli.py", "keymgmt.service"),
-    ("ra/service.py", "keymgmt.service"),
-})
+#: composition roots in ra, and the in-process adapters (of ra.ports) they may wire
+COMPOSITION_ROOTS = {"ra/cli.py": frozenset({"ca.ports_inprocess", "keymgmt.ports_inprocess"})}
 
 
 def _imports(path: Path, root: Path) -> Iterator[str]:
@@ -88,9 +83,25 @@ def test_imports_point_downward_only() -> None:
 def test_ra_and_reader_tools_reach_ca_and_kmc_only_through_public_modules() -> None:
     seen = {(file, module) for file, package, module in _project_imports()
             if package in ("ra", "reader_tools") and module.split(".")[0] in ("ca", "keymgmt")
-            and not _is_public(module)}
-    assert sorted(seen - KNOWN_EXCEPTIONS) == [], "new imports of CA or KMC internals"
-    assert sorted(KNOWN_EXCEPTIONS - seen) == [], "gone: remove them from KNOWN_EXCEPTIONS"
+            and not _is_public(module) and module not in COMPOSITION_ROOTS.get(file, ())}
+    assert sorted(seen) == [], "imports of CA or KMC internals"
+
+
+def test_the_ra_service_holds_only_its_ports() -> None:
+    """ra/service.py and ra/ports.py name no ``Any`` at the seam: the RA's CA and KMC are typed
+    by the ports, and the ports by public value types."""
+    from ra.ports import CaPort, KmcPort
+    from ra.service import RegistrationAuthority
+
+    hints = RegistrationAuthority.__init__.__annotations__
+    assert (hints["ca"], hints["kmc"]) == ("CaPort | None", "KmcPort | None")
+    ports = (ROOT / "ra" / "ports.py").read_text(encoding="utf-8")
+    assert "Any" not in ports and "dict[" not in ports
+    assert {name for name in vars(CaPort) if not name.startswith("_")} == {
+        "chain", "status", "issue_from_csr", "issue_for_public_key", "revoke"}
+    assert {name for name in vars(KmcPort) if not name.startswith("_")} == {
+        "escrow", "attach_certificate", "request_recovery", "approve_recovery",
+        "complete_recovery"}
 
 
 def test_the_checker_sees_lazy_relative_and_submodule_imports(tmp_path: Path) -> None:

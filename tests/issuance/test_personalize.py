@@ -12,6 +12,7 @@ import pytest
 from asn1crypto import x509
 
 from ca.records import Status
+from keymgmt.ports_inprocess import InProcessKmc
 from reader_tools.issuance_client import LocalBackend
 from reader_tools.issuance_journal import DONE, ROLLED_BACK, Journal
 from reader_tools.personalize import (
@@ -278,7 +279,7 @@ def test_ra_stopped_mid_issuance_then_finished(rig: RaRig, tmp_path: Path,
     card = new_blank_card(tmp_path / "card.json")
     order = CardOrder(holder(serial_no), card_number(serial_no), batch=BATCH)
     kmc = rig.ra.kmc
-    assert kmc is not None
+    assert isinstance(kmc, InProcessKmc)
     real_escrow = kmc.kmc.escrow
 
     def dying_escrow(*_a: Any, **_kw: Any) -> Any:
@@ -292,7 +293,7 @@ def test_ra_stopped_mid_issuance_then_finished(rig: RaRig, tmp_path: Path,
         kmc.kmc.escrow = real_escrow
     assert len(certificates_for(rig, order.holder.ssn)) == 1
     # a restarted RA (no waiting for the stall timeout in a test)
-    restarted = RegistrationAuthority(rig.ra.engine, rig.audit, rig.ca, kmc, dataclasses.replace(
+    restarted = RegistrationAuthority(rig.ra.engine, rig.audit, rig.ra.ca, kmc, dataclasses.replace(
         rig.ra.config, resume_after=dt.timedelta(0)))
     personalise(rig, card, tmp_path / "j", order,
                 backend=LocalBackend(restarted, rig.client))

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ca.authority import CertificateAuthority
+from ca.ports_inprocess import ra_port
+from keymgmt.ports_inprocess import InProcessKmc
 from keymgmt.service import KeyManagementCentre, KmcConfig
 from keymgmt.service import Role as KmcRole
 from keymgmt.storage import SoftwareStorageKey
 from ra.models import Role
-from ra.service import Actor, KmcLink, RegistrationAuthority
+from ra.service import Actor, RegistrationAuthority
 from sscard.audit.log import AuditLog
 
 CA_TOML = """\
@@ -85,9 +87,11 @@ def make_rig(base: Path, ca: CertificateAuthority | None = None,
     kmc = KeyManagementCentre.open(f"sqlite:///{base / 'kmc.db'}",
                                    SoftwareStorageKey(secrets.token_bytes(32), "sk-test"),
                                    KmcConfig(required_approvals=2), audit=audit)
-    link = KmcLink(kmc, kmc.authenticate(kmc.add_caller("ra", KmcRole.RA)),
-                   kmc.authenticate(kmc.add_caller("ca", KmcRole.CA)))
-    ra = RegistrationAuthority.open(ra_url or f"sqlite:///{base / 'ra.db'}", audit, ca, link)
+    link = InProcessKmc(kmc, kmc.authenticate(kmc.add_caller("ra", KmcRole.RA)),
+                        kmc.authenticate(kmc.add_caller("ca", KmcRole.CA)))
+    # the RA holds its ports only: the CA held to the RA's principal, the KMC as the RA's caller
+    ra = RegistrationAuthority.open(ra_url or f"sqlite:///{base / 'ra.db'}", audit, ra_port(ca),
+                                    link)
     for i, (name, roles) in enumerate(ROLES.items()):
         ra.add_officer(None, name, name.title(), PASSWORD, roles, person_id=person_of(i))
     token = ra.add_api_client(None, "station-1")

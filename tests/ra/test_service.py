@@ -272,7 +272,7 @@ def test_audit_unavailable_means_no_action(rig: RaRig, tmp_path: Path) -> None:
     """If the audit log cannot take the record, the approval does not happen."""
     pending, _ = new_enrollment(rig)
     broken = AuditLog.open(f"sqlite:///{tmp_path / 'audit.db'}")
-    ra = RegistrationAuthority(rig.ra.engine, broken, rig.ca, rig.ra.kmc)
+    ra = RegistrationAuthority(rig.ra.engine, broken, rig.ra.ca, rig.ra.kmc)
     (tmp_path / "audit.db").chmod(0o400)
     broken.engine.dispose()
     import os
@@ -296,7 +296,7 @@ def test_models_match_the_migrations(tmp_path: Path) -> None:
 
 
 def test_on_postgresql(rig: RaRig, pg_url: str) -> None:  # noqa: F811
-    ra = RegistrationAuthority.open(pg_url, rig.audit, rig.ca, rig.ra.kmc)
+    ra = RegistrationAuthority.open(pg_url, rig.audit, rig.ra.ca, rig.ra.kmc)
     try:
         store.upgrade(ra.engine)  # idempotent
         ra.add_officer(None, "pgofficer", "PG", PASSWORD, {Role.OFFICER},

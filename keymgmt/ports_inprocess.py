@@ -1,0 +1,66 @@
+"""The KMC as the embedded RA reaches it in one process: an adapter that meets
+``ra.ports.KmcPort`` (structurally; ``keymgmt`` does not import ``ra``) over the KMC with the
+principals the RA and the CA act as there. Composition roots (``sscard ra serve``,
+scripts/allinone.py, the test rigs) wire it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from keymgmt import ceremony
+from keymgmt.ceremony import read_share_files as read_share_files  # for the composition roots
+from keymgmt.errors import Conflict
+from keymgmt.records import EscrowResult, RecoveryResult
+from keymgmt.service import CardRecipient, KeyManagementCentre, Principal, Role
+from keymgmt.shares import Share
+from sscard.audit.log import AuditLog
+from sscard.x509.values import Serial
+
+
+class InProcessKmc:
+    """``ra.ports.KmcPort`` over a KMC in this process: escrow and recovery as the RA's
+    principal, the certificate binding as the CA's, approvals as the approving officer."""
+
+    def __init__(self, kmc: KeyManagementCentre, ra: Principal, ca: Principal) -> None:
+        self.kmc, self.ra, self.ca = kmc, ra, ca
+        self._officers: set[str] = set()
+
+    def escrow(self, owner: str, recipient_spki: bytes) -> EscrowResult:
+        return self.kmc.escrow(self.ra, owner, recipient_spki)
+
+    def attach_certificate(self, key_id: str, certificate_der: bytes) -> None:
+        self.kmc.attach_certificate(self.ca, key_id, certificate_der)
+
+    def request_recovery(self, certificate_serial: Serial, recipient_spki: bytes,
+                         reason: str) -> str:
+        out = self.kmc.request_recovery(self.ra, certificate_serial=int(certificate_serial),
+                                        recipient=CardRecipient(recipient_spki), reason=reason)
+        return str(out["request_id"])
+
+    def approve_recovery(self, request_id: str, officer: str, comment: str) -> None:
+        self.kmc.approve(self._officer(officer), request_id, comment=comment)
+
+    def complete_recovery(self, request_id: str) -> RecoveryResult:
+        return self.kmc.complete_recovery(self.ra, request_id)
+
+    def close(self) -> None:
+        self.kmc.close()
+
+    def _officer(self, name: str) -> Principal:
+        """The KMC principal of an RA officer (registered with the KMC on first use)."""
+        if name not in self._officers:
+            try:
+                self.kmc.add_caller(name, Role.OFFICER, by=self.ra.name)
+            except Conflict:
+                pass
+            self._officers.add(name)
+        return Principal(name, Role.OFFICER)
+
+
+def open_ra_port(url: str, home: Path, given: list[Share], api_keys: tuple[str, str],
+                 audit: AuditLog, actor: str = "ra-service") -> InProcessKmc:
+    """Unseal the KMC of ``home`` from custodian shares and open it for an RA in the same
+    process, as the callers of ``api_keys`` (the RA's, then the CA's)."""
+    kmc = KeyManagementCentre.open(url, ceremony.unseal(home, given, actor=actor, audit=audit),
+                                   audit=audit)
+    return InProcessKmc(kmc, kmc.authenticate(api_keys[0]), kmc.authenticate(api_keys[1]))

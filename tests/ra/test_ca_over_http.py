@@ -1,0 +1,287 @@
+"""The RA reaching the CA over the CA API (``ca.client.CaClient`` as its ``CaPort``), the CA
+served by ``sscard ca serve`` (gunicorn) in its own process, the RA signing every request with
+its service certificate (issue 11 items 1 and 2): enrollment, approval, issuance, revocation;
+and the CA stopped in the middle of an issuance: the request stays approved with a clear error,
+is carried on when resubmitted, and nothing is issued twice."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import secrets
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from ca.client import CaClient
+from ca.errors import AlreadyRevoked, NotPermitted, RequestRefused, UnknownCertificate
+from ca.records import Status
+from keymgmt.client import KmcClient
+from keymgmt.ports_inprocess import InProcessKmc
+from keymgmt.records import EscrowResult
+from keymgmt.service import Principal
+from keymgmt.web import create_app as create_kmc_app
+from ra.errors import UpstreamUnavailable
+from ra.kmc_http import HttpKmc
+from ra.ports import KmcPort
+from ra.service import CardInput, RegistrationAuthority
+from sscard.card.records import HolderData
+from sscard.crypto.envelopes import EnvelopedKey, unwrap
+from sscard.crypto.sm2 import SM2PrivateKey
+from sscard.httpsig import RequestSigner
+from sscard.keys.software import SoftwareKey
+from sscard.x509.builder import CsrBuilder
+from sscard.x509.names import parse_name
+from sscard.x509.pem import der_to_pem
+from sscard.x509.values import RevocationReason, Serial
+from tests.ca.test_service_cli import SSCARD, free_port, sscard
+from tests.issuance.cards import holder
+from tests.ra.rig import RaRig, make_rig
+from tests.replay_attacks import gunicorn
+
+PASSPHRASE = b"ca test passphrase"  # tests/ra/rig.py make_ca
+
+
+@dataclasses.dataclass
+class Served:
+    rig: RaRig
+    url: str
+    log: Path
+    command: list[str]
+    signer: RequestSigner
+
+    def ca(self) -> AbstractContextManager[subprocess.Popen[bytes]]:
+        return gunicorn(self.command, {}, self.url, self.log, health="/ready")
+
+    def ra(self, kmc: KmcPort | None = None) -> RegistrationAuthority:
+        """The rig's RA (same database and audit log) holding the CA through its HTTP client."""
+        return RegistrationAuthority(self.rig.ra.engine, self.rig.audit,
+                                     CaClient(self.url, signer=self.signer, timeout=10),
+                                     kmc or self.rig.ra.kmc, self.rig.ra.config)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    base = tmp_path_factory.mktemp("ra-http")
+    rig = make_rig(base)
+    home = base / "ca-home"
+    # the RA's service identity: a certificate of profile service, registered at the CA as the
+    # principal ra (cardholder and business-system profiles only)
+    key = SoftwareKey.generate("sm2")
+    cert = rig.ca.issue_from_csr(
+        CsrBuilder().subject(parse_name("CN=ra-service,C=CN")).sign(key).dump(), "service")
+    (base / "ra.pem").write_bytes(der_to_pem(cert.der, "CERTIFICATE"))
+    sscard(home, "ca", "principal", "add", "ra", "--ra", "--certificate", str(base / "ra.pem"))
+    (base / "passphrase").write_bytes(PASSPHRASE)
+    (base / "passphrase").chmod(0o600)
+    port = free_port()
+    yield Served(rig, f"http://127.0.0.1:{port}", base / "ca-serve.log",
+                 [SSCARD, "--home", str(home), "ca", "serve", "--port", str(port),
+                  "--workers", "1", "--threads", "2", "--no-tsa",
+                  "--passphrase-file", str(base / "passphrase")],
+                 RequestSigner(key, cert.der))
+    rig.close()
+
+
+def enrollment(served: Served, ra: RegistrationAuthority
+               ) -> tuple[dict[str, object], HolderData, CardInput, bytes]:
+    who = holder(secrets.randbelow(10**6))
+    key = SoftwareKey.generate("sm2")
+    csr = CsrBuilder().subject(parse_name(f"CN={who.name},serialNumber={who.ssn},C=CN")).sign(key)
+    card = CardInput(secrets.token_hex(16).upper(), f"H{secrets.randbelow(10**8):08d}")
+    info = ra.submit_enrollment(served.rig.client, who, card, csr.dump())
+    return info, who, card, csr.dump()
+
+
+def test_enroll_approve_issue_revoke_over_http(served: Served) -> None:
+    rig = served.rig
+    with served.ca():
+        ra = served.ra()
+        info, _, _, _ = enrollment(served, ra)
+        rid = str(info["request_id"])
+        done = ra.approve(rig.actor("officer1"), rid, "ok")  # one approval (default policy)
+        assert done["state"] == "done", done
+        sign = Serial.parse(str(done["certificate_serial"]))
+        # issued by the served CA, under the RA's service identity
+        assert rig.ca.status(sign).status == Status.GOOD
+        client = CaClient(served.url, signer=served.signer, timeout=10)
+        assert client.status(sign) == Status.GOOD
+        assert len(client.chain()) == 2
+        # revocation through the RA, carried out over HTTP
+        rev = ra.submit_revocation(rig.actor("operator"), serial=sign.hex,
+                                   reason="keyCompromise", comment="lost card")
+        ra.approve(rig.actor("officer1"), str(rev["request_id"]), "ok")
+        assert ra.approve(rig.actor("officer2"), str(rev["request_id"]), "ok")["state"] == "done"
+        assert rig.ca.status(sign).status == Status.REVOKED
+        # the CA's answers come back as the CA's own errors
+        with pytest.raises(AlreadyRevoked):
+            client.revoke(sign, RevocationReason.keyCompromise)
+        with pytest.raises(UnknownCertificate):
+            client.revoke(Serial(0x7FFFFFFF01), RevocationReason.keyCompromise)
+        # the RA's credential may not issue CA-level profiles
+        key = SoftwareKey.generate("sm2")
+        csr = CsrBuilder().subject(parse_name("CN=rogue sub CA,C=CN")).sign(key).dump()
+        with pytest.raises(NotPermitted):
+            client.issue_from_csr(csr, "sub-ca")
+        with pytest.raises(NotPermitted):
+            client.issue_for_public_key(key.public_key().spki_der(), "CN=rogue,C=CN", "sub-ca")
+        # a key that is not a SubjectPublicKeyInfo: refused, named, nothing issued
+        with pytest.raises(RequestRefused, match="not a SubjectPublicKeyInfo"):
+            client.issue_for_public_key(b"not a key", "CN=x,C=CN", "cardholder-encrypt")
+        # both a CSR and a key, or neither: refused
+        for body in ({"profile": "business-system", "csr": "x", "public_key": "eA==",
+                      "subject": "CN=x"}, {"profile": "business-system"}):
+            raw = json.dumps(body).encode()
+            answer = requests.post(served.url + "/api/v1/certificates", data=raw, timeout=10,
+                                   headers={"Content-Type": "application/json",
+                                            **served.signer.headers("POST", "/api/v1/certificates",
+                                                                    "", raw)})
+            assert (answer.status_code, answer.json()["code"]) == (400, "bad_request")
+
+
+class StopsTheCa(InProcessKmc):
+    """The real KMC; the moment the RA asks it to escrow, the CA's process is stopped (the CA
+    goes down between the signing and the encryption certificate)."""
+
+    def __init__(self, inner: InProcessKmc, stop: AbstractContextManager[object]) -> None:
+        super().__init__(inner.kmc, inner.ra, inner.ca)
+        self.stop: AbstractContextManager[object] | None = stop
+
+    def escrow(self, owner: str, recipient_spki: bytes) -> EscrowResult:
+        if self.stop is not None:
+            self.stop.__exit__(None, None, None)
+            self.stop = None
+        return super().escrow(owner, recipient_spki)
+
+
+def test_ca_down_mid_issuance_waits_and_resumes(served: Served) -> None:
+    rig = served.rig
+    assert isinstance(rig.ra.kmc, InProcessKmc)
+    running = served.ca()
+    running.__enter__()
+    ra = served.ra(StopsTheCa(rig.ra.kmc, running))
+    info, who, card, csr = enrollment(served, ra)
+    rid = str(info["request_id"])
+    with pytest.raises(UpstreamUnavailable, match="waiting for the CA"):
+        ra.approve(rig.actor("officer1"), rid, "ok")
+    waiting = ra.request(rig.client, rid)
+    # still approved (not failed, nothing rolled back), and it says why it waits
+    assert waiting["state"] == "approved" and "waiting for the CA" in str(waiting["error"])
+    sign = Serial.parse(str(waiting["certificate_serial"]))
+    assert rig.ca.status(sign).status == Status.GOOD
+    # the CA is back; the station submits the same enrollment again: carried on, not redone
+    with served.ca():
+        again = served.ra().submit_enrollment(rig.client, who, card, csr)
+    assert again["state"] == "done", again
+    assert again["certificate_serial"] == waiting["certificate_serial"]  # one signing cert
+    with rig.ra._tx() as s:
+        details = rig.ra._details(rig.ra._request(s, rid))
+    assert {"sign_serial", "enc_serial", "escrow_key_id"} <= set(details)
+    assert rig.ca.status(Serial.parse(details["enc_serial"])).status == Status.GOOD
+    kmc = rig.ra.kmc
+    assert len(kmc.kmc.find_keys(kmc.ra, owner=who.ssn)) == 1  # escrowed once
+
+
+
+@contextmanager
+def kmc_served(served: Served, port: int) -> Iterator[str]:
+    """The rig's KMC behind its HTTP API (keymgmt.web) on ``port``, until the block ends."""
+    server = make_server("127.0.0.1", port, create_kmc_app(served.rig.kmc), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def http_kmc(served: Served, url: str) -> HttpKmc:
+    """The RA's KMC port over HTTP: its own caller, the CA's caller for the certificate binding,
+    and each officer's own caller for approvals (the KMC sees who approves)."""
+    kmc = served.rig.kmc
+    keys = {name: kmc.add_caller(f"{name}-{secrets.token_hex(3)}", role)
+            for name, role in [("ra", "ra"), ("ca", "ca")]}
+    officers: dict[str, KmcClient] = {}
+
+    def officer(name: str) -> KmcClient:
+        if name not in officers:
+            officers[name] = KmcClient(url, kmc.add_caller(name, "officer"), timeout=10)
+        return officers[name]
+
+    return HttpKmc(KmcClient(url, keys["ra"], timeout=10), KmcClient(url, keys["ca"], timeout=10),
+                   officer)
+
+
+def test_ca_and_kmc_over_http_enroll_and_recover(served: Served) -> None:
+    """Both upstreams over their APIs: escrow and the encryption certificate's binding through
+    the KMC API, a key recovery approved by two officers whom the KMC itself sees; the KMC
+    stopped before the escrow: the request waits for the KMC and is carried on."""
+    rig = served.rig
+    port = free_port()
+    with served.ca():
+        with kmc_served(served, port) as url:
+            kmc = http_kmc(served, url)
+            ra = served.ra(kmc)
+            info, _, _, _ = enrollment(served, ra)
+            done = ra.approve(rig.actor("officer1"), str(info["request_id"]), "ok")
+            assert done["state"] == "done", done
+            enc_serial = str(done["card"]["enc_serial"])  # type: ignore[index]
+            bound = rig.kmc.find_keys(kmc_principal(rig), certificate_serial=enc_serial)
+            assert len(bound) == 1  # the CA's caller bound the certificate over HTTP
+            new_card = SM2PrivateKey.generate()
+            req = ra.submit_key_recovery(rig.actor("operator"), enc_serial,
+                                         new_card.public_key().spki_der(), "card lost")
+            ra.approve(rig.actor("officer1"), str(req["request_id"]))
+            recovered = ra.approve(rig.actor("officer2"), str(req["request_id"]))
+            assert recovered["state"] == "done", recovered
+            assert unwrap(EnvelopedKey.from_blob(base64.b64decode(str(
+                recovered["enveloped_key_blob"]))).to_der(), new_card).public_key().point == \
+                EnvelopedKey.from_blob(base64.b64decode(str(
+                    done["enveloped_key_blob"]))).public_point
+            events = rig.kmc.events(rig.kmc.authenticate(rig.kmc.add_caller(
+                f"aud-{secrets.token_hex(3)}", "auditor")), "recovery.approve")
+            assert {"officer1", "officer2"} <= {e["actor"] for e in events}
+        # the KMC is down (the CA is not): the enrollment waits for the KMC
+        info, who, card, csr = enrollment(served, ra)
+        rid = str(info["request_id"])
+        with pytest.raises(UpstreamUnavailable, match="waiting for the KMC"):
+            ra.approve(rig.actor("officer1"), rid, "ok")
+        waiting = ra.request(rig.client, rid)
+        assert waiting["state"] == "approved" and "waiting for the KMC" in str(waiting["error"])
+        with kmc_served(served, port):
+            again = ra.submit_enrollment(rig.client, who, card, csr)
+        assert again["state"] == "done", again
+        assert again["certificate_serial"] == waiting["certificate_serial"]  # issued once
+        assert len(rig.kmc.find_keys(kmc_principal(rig), owner=who.ssn)) == 1
+
+
+def kmc_principal(rig: RaRig) -> Principal:
+    assert isinstance(rig.ra.kmc, InProcessKmc)
+    return rig.ra.kmc.ra
+
+
+def test_ca_reads_while_the_ca_is_down_are_refused_as_unavailable(served: Served) -> None:
+    """A revocation request checks the certificate at the CA first: with the CA out of reach
+    it is refused as unavailable (503 upstream_unavailable at the API), not a 500, and nothing
+    is recorded; once the CA is back the same request goes in."""
+    rig = served.rig
+    key = SoftwareKey.generate("sm2")
+    who = holder(secrets.randbelow(10**6))
+    issued = rig.ca.issue_from_csr(CsrBuilder().subject(parse_name(
+        f"CN={who.name},serialNumber={who.ssn},C=CN")).sign(key).dump(), "cardholder-sign")
+    ra = served.ra()  # the CA is not running
+    with pytest.raises(UpstreamUnavailable, match="the CA cannot be reached now"):
+        ra.submit_revocation(rig.actor("operator"), serial=issued.serial_hex, comment="lost")
+    with served.ca():
+        rev = ra.submit_revocation(rig.actor("operator"), serial=issued.serial_hex,
+                                   comment="lost")
+    assert rev["state"] == "submitted"
