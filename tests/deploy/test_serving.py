@@ -171,10 +171,17 @@ def serve(site: Site, tmp_path: Path) -> Iterator[Start]:
         _stop(proc)
 
 
-def _workers(master: int) -> list[int]:
-    """The gunicorn master's worker processes (its children, from /proc)."""
+def _workers(master: int, expected: int = 2, wait: float = 30.0) -> list[int]:
+    """The gunicorn master's worker processes (its children, from /proc), once ``expected`` of
+    them have booted or ``wait`` seconds have passed (one worker may answer before the other
+    has booted on a loaded machine)."""
     children = Path(f"/proc/{master}/task/{master}/children")
-    return [int(p) for p in children.read_text().split()] if children.exists() else []
+    deadline = time.monotonic() + wait
+    while True:
+        found = [int(p) for p in children.read_text().split()] if children.exists() else []
+        if len(found) >= expected or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def _tls_args(site: Site) -> list[str]:
