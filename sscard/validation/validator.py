@@ -264,6 +264,11 @@ def _parse_problem(value: core.Asn1Value) -> str | None:
     return None
 
 
+#: how far a live validation's revocation data may be dated after its clock (clock skew and the
+#: time taken to fetch); OpenSSL's ``ocsp -validity_period`` defaults to five minutes
+LIVE_REVOCATION_SKEW = timedelta(minutes=1)
+
+
 def _floor_to_second(moment: datetime) -> datetime:
     # Certificate times have whole seconds; 00:00:00.999 is still before 00:00:01.
     return moment.replace(microsecond=0)
@@ -383,6 +388,10 @@ async def _check_path(path: list[x509.Certificate], request: _Request
     for index in range(1, len(path)):
         position = Position.LEAF if index == len(path) - 1 else Position.CA
         reasons.extend(_certificate_reasons(path[index], position, request))
+        # every certificate's validity to the second, whatever skew revocation data is allowed
+        expiry = _validity_reason(path[index], describe(path[index], position), request.moment)
+        if expiry:
+            reasons.append(expiry)
     reasons.extend(_name_constraint_reasons(path, constrained))
     if request.profile is Profile.WEBPKI:
         reasons.extend(Reason(ReasonCode.INVALID, p)
@@ -535,7 +544,12 @@ async def validate_path_async(
         # None for "now": pyhanko fetches revocation information only when the validation is
         # not for a point in the past
         moment=moment if at is not None else None,
-        time_tolerance=timedelta(0),
+        # pyhanko applies one tolerance to certificates and to revocation data; certificates are
+        # held to the second by our own check (_validity_reason, every position). A live
+        # validation fetches or is handed OCSP answers and CRLs made after its clock was read
+        # (thisUpdate a moment "in the future"): they get the skew OpenSSL's responder check
+        # allows too; a validation at a given time gets none.
+        time_tolerance=timedelta(0) if at is not None else LIVE_REVOCATION_SKEW,
         crls=usable_crls,
         ocsps=ocsp_list,
         allow_fetching=fetch_revocation,

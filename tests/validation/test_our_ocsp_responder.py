@@ -63,3 +63,40 @@ def test_our_ocsp_answer_decides_the_leaf(algorithm: str, revoked: bool) -> None
                            ocsp_responses=[ocsp.OCSPResponse.load(answer)],
                            at=NOW + timedelta(seconds=1))
     assert not strict.valid
+
+
+def test_a_live_validation_takes_an_answer_made_just_after_its_clock() -> None:
+    """make demo failed once under load: the OCSP answer it fetched was produced a moment after
+    the validation read its clock (thisUpdate "in the future"), and zero tolerance called it too
+    recent. A live validation allows revocation data a short skew; certificates stay exact, and
+    a validation at a given time allows nothing."""
+    from datetime import UTC, datetime
+
+    from sscard.validation.validator import LIVE_REVOCATION_SKEW
+
+    root = make_ca("CN=Root,C=CN")
+    ca = make_ca("CN=Issuing CA,C=CN", root)
+    responder = make_leaf("CN=OCSP Responder,C=CN", ca, key_usage=frozenset({"digital_signature"}),
+                          eku=["ocsp_signing"], extra=[("ocsp_no_check", core.Null(), False)])
+    leaf = make_leaf("CN=张三,C=CN", ca, extra=[
+        ("authority_information_access",
+         [{"access_method": "ocsp", "access_location": uri(OCSP_URL)}], False)])
+    now = datetime.now(UTC)
+
+    def answer_made_at(moment: datetime) -> ocsp.OCSPResponse:
+        return ocsp.OCSPResponse.load(respond(
+            _request(ca, leaf.cert.serial_number), lambda s: CertificateStatus(s, Status.GOOD),
+            responder.key, responder.cert, ca.cert, moment))
+
+    def check(answer: ocsp.OCSPResponse, **kwargs: object) -> object:
+        return validate_path(leaf.cert, trust_anchors=[root.cert],
+                             intermediates=[ca.cert, responder.cert], ocsp_responses=[answer],
+                             revocation=RevocationMode.LEAF, **kwargs)  # type: ignore[arg-type]
+
+    soon = answer_made_at(now + timedelta(seconds=5))
+    live = check(soon)
+    assert live.valid, live.reasons  # type: ignore[attr-defined]
+    pinned = check(soon, at=now)
+    assert not pinned.valid  # type: ignore[attr-defined]
+    beyond = check(answer_made_at(now + LIVE_REVOCATION_SKEW + timedelta(minutes=1)))
+    assert not beyond.valid  # type: ignore[attr-defined]
