@@ -78,7 +78,7 @@ def read_secret(
     return secret.encode("utf-8")
 
 
-def write_private_file(path: Path | str, data: str | bytes) -> None:
+def write_private_file(path: Path | str | os.PathLike[str], data: str | bytes) -> None:
     """Write a secret (a token, a signed approval) atomically to a file only the owner may
     read (mode 0600 from creation, never readable by others for an instant)."""
     import os

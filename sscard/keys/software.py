@@ -9,6 +9,7 @@ from sscard.crypto.algorithms import EncryptionScheme, KeyAlgorithm, SignatureAl
 from sscard.crypto.asymmetric import PrivateKey, PublicKey
 from sscard.crypto.sm2 import DEFAULT_UID
 from sscard.keys.base import KeyHandle
+from sscard.secrets_input import write_private_file
 
 
 class SoftwareKey(KeyHandle):
@@ -34,19 +35,7 @@ class SoftwareKey(KeyHandle):
 
     def store(self, path: str | os.PathLike[str], passphrase: bytes, pem: bool = True) -> None:
         """Write encrypted PKCS#8 atomically with mode 0600."""
-        blob = self._key.encrypted_pkcs8(passphrase, pem=pem)
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_private_file(path, self._key.encrypted_pkcs8(passphrase, pem=pem))
 
     @property
     def private_key(self) -> PrivateKey:
