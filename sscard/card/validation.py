@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from sscard.codetables import PROVINCES
+
 
 class CardDataError(ValueError):
     """A card data item that is malformed; the message names the item and the fault."""
@@ -15,11 +17,7 @@ _SSN_WEIGHTS = [2 ** (17 - i) % 11 for i in range(17)]
 _CHECK_CHARS = "10X98765432"  # value (12 - sum mod 11) mod 11, 10 written as X
 
 #: GB/T 2260 province-level codes (first two digits of a region code)
-PROVINCE_CODES = frozenset(
-    {"11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
-     "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
-     "65", "71", "81", "82"}
-)
+PROVINCE_CODES = frozenset(PROVINCES)
 
 
 def ssn_check_char(first17: str) -> str:
