@@ -18,7 +18,7 @@ from tests.ca.conftest import HOLDER
 
 PROFILES = load_profiles()
 EXPECTED = {"cardholder-sign", "cardholder-encrypt", "ra-officer", "business-system",
-            "tls-server", "ocsp-signer", "tsa", "sub-ca", "service"}
+            "business-system-encrypt", "tls-server", "ocsp-signer", "tsa", "sub-ca", "service"}
 
 
 def test_shipped_profiles_load_and_are_versioned() -> None:
@@ -180,3 +180,24 @@ def test_encryption_key_usages_fit_the_algorithm(algorithm: str, usages: set[str
     key = SoftwareKey.generate(algorithm)
     approved = check_public_key(key.public_key(), HOLDER, PROFILES["cardholder-encrypt"])
     assert approved.key_usage == usages
+
+
+def test_business_system_encryption_profile_enciphers_and_never_authenticates() -> None:
+    """The certificate a business system's documents are enveloped to (the gateway opens them
+    for it): keyEncipherment under the business-system policy, no EKU (so never a gateway
+    caller, never a document signer), no holder number; and not the RA's to issue."""
+    from ca.authorization import RA_PROFILES, ApiOperation, Principal, decide
+    from sscard.gateway.config import BUSINESS_SYSTEM_POLICY
+
+    profile = PROFILES["business-system-encrypt"]
+    key = SoftwareKey.generate("sm2")
+    csr = CsrBuilder().subject(parse_name("CN=employment,O=就业登记系统,C=CN")).sign(key)
+    approved = check_csr(csr.dump(), profile)
+    assert approved.key_usage == {"key_encipherment", "data_encipherment"}
+    assert profile.extended_key_usage == ()
+    assert profile.certificate_policies == (BUSINESS_SYSTEM_POLICY,)
+    with pytest.raises(RequestRefused):  # a cardholder's number has no place in it
+        check_csr(CsrBuilder().subject(parse_name(
+            "CN=x,O=y,serialNumber=110101199003070011,C=CN")).sign(key).dump(), profile)
+    ra = Principal("ra", frozenset(ApiOperation), frozenset(RA_PROFILES), frozenset({"issuing"}))
+    assert not decide(ra, ApiOperation.ISSUE, "issuing", profile).allowed
