@@ -385,26 +385,34 @@ def serve(ctx: click.Context, config_file: Path, serving: ServeOptions,
           challenges_db: str | None) -> None:
     """Serve the gateway under gunicorn. With --tls-client-ca, business systems may identify
     themselves by their TLS client certificate."""
+    from sscard.audit import AuditError
+    from sscard.audit.scheduled import home_audit_key
     from sscard.cli import data_home
     from sscard.cms import CmsError
-    from sscard.gateway.config import ConfigError
+    from sscard.gateway.config import ConfigError, load_config
     from sscard.gateway.wsgi import GatewayAppFactory
     from sscard.x509.errors import X509Error
 
+    home = data_home(ctx)
     if challenges_db is None and serving.workers > 1:
-        home = data_home(ctx)
         home.mkdir(parents=True, exist_ok=True)
         challenges_db = f"sqlite:///{home / 'gateway-challenges.sqlite'}"
-    factory = GatewayAppFactory(config_file, challenges_db)
     try:
         # a bad file is named before serving, and the challenge database exists before the
-        # workers open it
-        factory()
-    except (ConfigError, X509Error, CmsError, ValueError, OSError) as exc:
+        # workers open it (no checkpoint timer here: the master forks the workers)
+        GatewayAppFactory(config_file, challenges_db)()
+        served_home = None
+        if load_config(config_file).audit_url:
+            # an audit log: each worker's makes signed checkpoints on a schedule with the data
+            # directory's audit key, made once here rather than raced by the workers
+            home.mkdir(parents=True, exist_ok=True)
+            home_audit_key(home)
+            served_home = home
+    except (ConfigError, X509Error, CmsError, AuditError, ValueError, OSError) as exc:
         raise click.ClickException(f"{config_file}: {exc}") from None
     click.echo(f"gateway serving on {serving.url} (gunicorn, {serving.workers} workers)",
                err=True)
-    run(factory, serving, name="gateway")
+    run(GatewayAppFactory(config_file, challenges_db, served_home), serving, name="gateway")
 
 
 @gateway_group.command("authenticate-card")

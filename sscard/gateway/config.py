@@ -6,6 +6,7 @@ do. Built in code (tests, embedding) or loaded from a TOML file (``load_config``
     crl_files = ["issuing-ca.crl"]          # and/or crl_urls = [...], fetch_revocation = true
     tsa_url = "http://127.0.0.1:8080/tsa"   # optional, for "timestamp": true
     max_request_bytes = 10485760
+    validation_cache_seconds = 60           # 0: a revocation shows at the next call
     audit_url = "sqlite:////var/lib/sscard/audit.db"   # every call recorded (sscard.audit)
     database_url = "sqlite:////var/lib/sscard/gateway.db"  # replay memory shared by workers
     # only behind a TLS-terminating proxy that checks client certificates and always sets it:
@@ -248,6 +249,7 @@ def load_config(path: Path) -> GatewayConfig:
         tsa_url=data.get("tsa_url"),
         max_request_bytes=int(data.get("max_request_bytes", 10 * 1024 * 1024)),
         challenge_seconds=float(data.get("challenge_seconds", 120)),
+        validation_cache_seconds=float(data.get("validation_cache_seconds", 60)),
         audit_url=data.get("audit_url"),
         database_url=data.get("database_url"),
         trusted_client_cert_header=data.get("trusted_client_cert_header"),

@@ -20,8 +20,9 @@ class GatewayAppFactory:
     """Builds the gateway app in one worker process (its own audit-log engine and keys); the
     replay memory and the cardholder challenges go through one database every worker shares."""
 
-    def __init__(self, config_file: Path, challenges_url: str | None) -> None:
-        self.config_file, self.challenges_url = config_file, challenges_url
+    def __init__(self, config_file: Path, challenges_url: str | None,
+                 home: Path | None = None) -> None:
+        self.config_file, self.challenges_url, self.home = config_file, challenges_url, home
 
     def __call__(self) -> Any:
         config = load_config(self.config_file)
@@ -30,7 +31,15 @@ class GatewayAppFactory:
             logging.getLogger(__name__).warning(
                 "no database_url: each worker keeps its own replay memory and challenges; run "
                 "one worker or configure a shared database")
-        return create_app(config, challenges=SqlChallengeStore(config.database_url)
+        recorder = None
+        if self.home is not None and config.audit_url:
+            from sscard.audit.scheduled import open_served_log
+
+            # a served gateway's log gets signed checkpoints on a schedule, as the other
+            # services' do, with the audit key of its data directory
+            recorder = open_served_log(config.audit_url, self.home)
+        return create_app(config, recorder=recorder,
+                          challenges=SqlChallengeStore(config.database_url)
                           if config.database_url else None)
 
 

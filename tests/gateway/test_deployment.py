@@ -311,3 +311,12 @@ def test_gunicorn_with_mutual_tls(rig: Rig, home: Path) -> None:
         proc.wait(timeout=15)
         if proc.stderr:
             proc.stderr.close()
+
+
+def test_validation_cache_seconds_from_the_file(home: Path) -> None:
+    """`validation_cache_seconds = 0` (what `make serve` writes): a revocation shows at the
+    next call; without it, the default minute."""
+    assert load_config(home / "gateway.toml").validation_cache_seconds == 60
+    text = (home / "gateway.toml").read_text()
+    (home / "gateway.toml").write_text("validation_cache_seconds = 0\n" + text)
+    assert load_config(home / "gateway.toml").validation_cache_seconds == 0
