@@ -473,10 +473,22 @@ def card_in_reader(path: Path) -> AbstractContextManager[tuple[CardClient, PsamA
 def personalise_card(system: System, card_path: Path, say: Say) -> Outcome:
     """A blank emulated card personalised by the reader tool over the RA's enrollment API:
     the RA holds the enrollment until officer li approves it, then the run resumes."""
+    return personalise_card_at(
+        system.url("ra"), system.ra_token,
+        lambda request_id: system.ra.approve(system.officer("li"), request_id,
+                                             "documents checked at the counter"),
+        card_path, say)
+
+
+def personalise_card_at(ra_url: str, station_token: str,
+                        approve: Callable[[str], dict[str, Any]], card_path: Path,
+                        say: Say) -> Outcome:
+    """The reader tool personalises a blank emulated card through the RA at ``ra_url``; when
+    the RA holds the enrollment, ``approve(request_id)`` is officer li's approval."""
     card_path.parent.mkdir(parents=True, exist_ok=True)
     blank_card(CardProfile(generation=3, region_code=REGION)).save(card_path)
     order = CardOrder(holder_zhang_san(), CARD_NUMBER)
-    backend = RestBackend(system.url("ra"), system.ra_token)
+    backend = RestBackend(ra_url, station_token)
     with card_in_reader(card_path) as (client, psam):
         personalizer = Personalizer(client, psam, backend, card_path.parent / "journal",
                                     lambda name: say(f"step {name}: done"))
@@ -486,8 +498,7 @@ def personalise_card(system: System, card_path: Path, say: Say) -> Outcome:
         except AwaitingApproval as exc:
             say(f"the RA holds the request: {exc}")
         request_id = personalizer.journal().get("request")["request_id"]
-        answer = system.ra.approve(system.officer("li"), request_id,
-                                   "documents checked at the counter")
+        answer = approve(request_id)
         say(f"officer li logged in and approved request {request_id}: {answer['state']} "
             "(the CA issued the signing certificate; the KMC generated and escrowed the "
             "encryption key, wrapped for the card; the CA issued the encryption certificate)")

@@ -1,102 +1,230 @@
-"""The all-in-one system kept running for a person to use (`make serve`).
+"""The system kept running for a person to use (`make serve`), as separate services.
 
 The CA (OCSP, CRL, TSA, certificate downloads), the KMC, the RA (web UI and enrollment API) and
-the gateway, in one process on 127.0.0.1, with their data in ./serve-data (or --home DIR). The
-first start sets everything up (CA hierarchy, KMC ceremony, RA officers, the gateway's and a
-business system's credentials, a personalised emulated card); later starts reuse the data and
-the ports (the CA's URL is written into every certificate it issued). The emulated card is
-attached to a private pcscd through vsmartcard's vpcd when that can run here; otherwise it is
-reachable in-process only, and the start-up text says so. Runs until Ctrl-C (or SIGTERM).
+the gateway, each its own gunicorn process (``python -m sscard.cli ... serve``, each in its own
+process group) on 127.0.0.1, talking over their APIs with their service identities: the RA
+signs its CA calls with its ``service`` certificate and reaches the KMC with its caller key; it
+holds no CA key, no KMC share and no storage key. Each service reads only its zone's directory
+(the layout is in scripts/serve_setup.py). The first start sets everything up (CA hierarchy, KMC
+ceremony, officers, station, business system credentials, a personalised emulated card); later
+starts reuse the data and the ports (the CA's URL is in every certificate it issued). The
+emulated card is attached to a private pcscd through vsmartcard's vpcd when that can run here.
 
-Nothing secret is printed: the RA's first officer login names a 0600 file with the password.
+Runs until Ctrl-C or SIGTERM, which stop every service; a service that dies ends serve with a
+non-zero exit naming it. Nothing secret is printed but the demo card's PIN.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 import allinone
-
-from sscard.x509.names import format_name
+import requests
+from serve_setup import Layout, personalise_card, set_up_zones
 
 #: ports tried on the first start (any free port is taken instead of a busy one)
 PREFERRED_PORTS = {"ca": 8080, "kmc": 8470, "ra": 8480, "gateway": 8490}
 UNSEAL_WITH = ("zhang", "wang")
 READY = "sscard all-in-one system is up"
+#: gunicorn workers per service: one keeps the start quick on a laptop; the services are built
+#: for more (``sscard ... serve --workers N``)
+WORKERS = 1
+START_SECONDS = 120
+STOP_SECONDS = 30
 
 
 def say(line: str) -> None:
     print("   " + line, flush=True)
 
 
+# -- ports ---------------------------------------------------------------------------------------
+
 def first_ports(any_ports: bool) -> dict[str, int]:
-    if any_ports:
-        return dict.fromkeys(allinone.SERVICES, 0)
-    return {name: port if allinone.port_is_free(port) else 0
-            for name, port in PREFERRED_PORTS.items()}
-
-
-def set_up(home: Path, servers: allinone.Servers) -> allinone.System:
-    """First start: the whole set-up, ports.json written last (it marks a finished set-up)."""
-    print(f"Setting up a new all-in-one system in {home}", flush=True)
-    passphrase = allinone.init_data_directory(home)
-    ca = allinone.init_ca(home, passphrase, servers["ca"].url)
-    say(f"CA: {format_name(ca.chain()[-1].subject)} -> {format_name(ca.certificate.subject)}")
-    ca.close()
-    result = allinone.run_key_ceremony(home)
-    say(f"KMC ceremony {result.ceremony_id}: {allinone.THRESHOLD}-of-"
-        f"{len(allinone.CUSTODIANS)} custodian shares in {home / 'kmc-shares'}")
-    from ca.authority import CertificateAuthority
-    from ra.service import RegistrationAuthority
-    from sscard.audit.log import AuditLog, default_url
-
-    audit = AuditLog.open(default_url(home))
-    ra = RegistrationAuthority.open(f"sqlite:///{home / 'ra.db'}", audit)
+    """Free ports for a new set-up: the preferred ones where free, else any (held open together
+    while chosen, so that no two services get the same)."""
+    held: list[socket.socket] = []
+    ports = {}
     try:
-        allinone.add_officers(home, ra)
-        allinone.add_station(home, ra)
+        for name in allinone.SERVICES:
+            preferred = 0 if any_ports else PREFERRED_PORTS[name]
+            if preferred and allinone.port_is_free(preferred):
+                ports[name] = preferred
+                continue
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+            ports[name] = s.getsockname()[1]
     finally:
-        ra.close()
-    with CertificateAuthority.open(home, passphrase, audit=audit) as ca:
-        allinone.issue_business_credentials(home, ca, passphrase)
-        allinone.register_ra_principal(home, ca, passphrase)
-    audit.engine.dispose()
-    system = allinone.open_system(home, servers, say, present=UNSEAL_WITH)
-    say("personalising an emulated card for 张三 (dual certificates):")
-    outcome = allinone.personalise_card(system, card_path(home), lambda line: say("  " + line))
-    if outcome.status != "done":
-        raise RuntimeError(f"card personalisation ended {outcome.status}")
-    allinone.save_ports(home, servers.ports())
-    return system
+        for s in held:
+            s.close()
+    return ports
 
 
-def card_path(home: Path) -> Path:
-    return home / "card" / "card.json"
+def url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
 
 
-def export_certificates(system: allinone.System) -> Path:
-    """Root and chain PEM files for clients (`sscard verify --trust`, `openssl ocsp`)."""
-    out = system.home / "export"
-    out.mkdir(exist_ok=True)
-    chain = system.ca.chain()
-    allinone.write_pem(out / "root.pem", chain[-1])
-    allinone.write_pem(out / "chain.pem", *chain)
-    allinone.write_pem(out / "issuing-ca.pem", chain[0])
-    return out
+# -- the service processes ---------------------------------------------------------------------
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when serve itself dies, even by SIGKILL (Linux), so
+    that no service outlives it."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class Service:
+    name: str
+    home: Path
+    port: int
+    args: list[str]
+    ready_path: str
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return url(self.port)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(exist_ok=True)
+        self._log = self.log_path.open("ab")
+        argv = [sys.executable, "-m", "sscard.cli", "--home", str(self.home), *self.args,
+                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(WORKERS)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
+
+    def wait_ready(self, stop: threading.Event) -> None:
+        deadline = time.monotonic() + START_SECONDS
+        while not stop.is_set():
+            if self.exited() is not None:
+                raise ServiceDied(self)
+            try:
+                if requests.get(self.url + self.ready_path, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {self.name} service did not answer "
+                                   f"{self.url}{self.ready_path} within {START_SECONDS} s; "
+                                   f"its log: {self.log_path}")
+            time.sleep(0.2)
+
+    def exited(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def stop(self) -> None:
+        """SIGTERM to the whole process group (gunicorn stops its workers and exits), then
+        SIGKILL to whatever of the group is left."""
+        if self.proc is not None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+            self._signal(signal.SIGKILL)
+            self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass  # the group is gone
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class ServiceDied(RuntimeError):
+    def __init__(self, service: Service) -> None:
+        super().__init__(f"the {service.name} service (pid "
+                         f"{service.proc.pid if service.proc else '?'}) exited with code "
+                         f"{service.exited()}; its log is {service.log_path}")
+        self.service = service
+
+
+def services(layout: Layout, ports: dict[str, int]) -> list[Service]:
+    """The four services in start order, each on its own directory."""
+    home = layout.home
+    logs = layout.logs
+    return [
+        Service("ca", home, ports["ca"],
+                ["ca", "serve", "--passphrase-file", str(layout.ca_passphrase)],
+                "/ready", logs / "ca.log"),
+        Service("kmc", home, ports["kmc"],
+                ["kmc", "serve", *layout.share_arguments(UNSEAL_WITH)], "/ready",
+                logs / "kmc.log"),
+        # until the KMC lets the RA attach certificates with its own key, the RA is also
+        # given the CA's KMC caller key (a file outside the RA's directory)
+        Service("ra", layout.ra, ports["ra"],
+                ["ra", "serve", "--ca-url", url(ports["ca"]), "--kmc-url", url(ports["kmc"]),
+                 "--insecure-http",
+                 "--kmc-ra-key-file", str(layout.ra_kmc_key),
+                 "--kmc-ca-key-file", str(layout.ca_kmc_key),
+                 "--service-key", str(layout.ra_service_key),
+                 "--service-key-passphrase-file", str(layout.ra_service_passphrase),
+                 "--service-certificate", str(layout.ra_service_certificate)],
+                "/ready", logs / "ra.log"),
+        Service("gateway", layout.gateway, ports["gateway"],
+                ["gateway", "serve", "--config", str(layout.gateway_config)], "/ready",
+                logs / "gateway.log"),
+    ]
+
+
+class Supervisor:
+    """Starts the services in order, watches them, and stops them all (last first)."""
+
+    def __init__(self, all_services: list[Service]) -> None:
+        self.services = all_services
+
+    def start(self, stop: threading.Event) -> None:
+        for service in self.services:
+            service.start()
+            service.wait_ready(stop)
+
+    def died(self) -> Service | None:
+        return next((s for s in self.services if s.exited() is not None), None)
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+
+    def __getitem__(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+
+# -- the emulated card -------------------------------------------------------------------------
 
 class CardAttachment:
     """The emulated card (and its PSAM) in a private pcscd's virtual readers, if possible."""
 
-    def __init__(self, home: Path) -> None:
-        self.home = home
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
         self.pcscd: Any = None
         self.runner: Any = None
         self.problem = ""
@@ -107,7 +235,7 @@ class CardAttachment:
         from sscard.emulator.psam import EmulatedPsam, make_test_psam
         from sscard.emulator.runner import EmulatorRunner
 
-        workdir = self.home / "pcscd"
+        workdir = self.layout.home / "pcscd"  # absolute: pcscd reads its reader.conf.d there
         workdir.mkdir(exist_ok=True)
         try:
             self.pcscd = PrivatePcscd(workdir).start()
@@ -115,7 +243,7 @@ class CardAttachment:
             self.pcscd = None
             self.problem = str(exc)
             return False
-        path = card_path(self.home)
+        path = self.layout.card
         self.runner = EmulatorRunner(EmulatedCard(CardState.load(path), path),
                                      EmulatedPsam(make_test_psam(allinone.REGION)),
                                      port=self.pcscd.port)
@@ -137,111 +265,169 @@ class CardAttachment:
             self.pcscd = None
 
 
+# -- main --------------------------------------------------------------------------------------
+
+def refuse(message: str) -> int:
+    print(message, file=sys.stderr, flush=True)
+    return 2
+
+
+def check_home(layout: Layout) -> str | None:
+    """Why this data directory cannot be used, or None."""
+    home = layout.home
+    if not (home / "ports.json").exists():
+        if home.exists() and any(home.iterdir()):
+            return (f"{home} exists but holds no finished set-up (no ports.json): an earlier "
+                    "first start stopped half-way. Move it away (or delete it, and "
+                    f"{layout.custody}) and start again.")
+        if layout.custody.exists() and any(layout.custody.iterdir()):
+            return (f"{layout.custody} holds custodians' shares of another set-up: move it "
+                    "away before a first start with this --home.")
+        return None
+    if not layout.gateway_config.exists() or not (layout.ra / "ra.db").exists():
+        return (f"{home} was set up by an earlier `make serve` that ran everything in one "
+                "process; this one runs each service apart, in its own directory. Move it "
+                "away (or delete it) and start again.")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path,
                         default=Path(os.environ.get("SSCARD_SERVE_HOME", "serve-data")),
-                        help="data directory (default ./serve-data; reused if present)")
+                        help="data directory (default ./serve-data; reused if present); the "
+                             "custodians' shares go beside it, in DIR.custody")
     parser.add_argument("--any-ports", action="store_true",
                         help="on the first start, take any free ports instead of "
                              "8080/8470/8480/8490")
     parser.add_argument("--no-pcscd", action="store_true",
                         help="keep the emulated card in-process (no private pcscd)")
     args = parser.parse_args(argv)
-    home: Path = args.home
+    # absolute from here on: the services, pcscd and the printed paths do not depend on where
+    # they run
+    layout = Layout(args.home.absolute())
 
     stop = threading.Event()
+    up = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
+        if not up.is_set():
+            raise KeyboardInterrupt  # out of a set-up step or a wait, to the clean-up
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    fresh = not (home / "ports.json").exists()
-    if fresh and home.exists() and any(home.iterdir()):
-        print(f"{home} exists but holds no finished set-up (no ports.json): an earlier first "
-              "start stopped half-way. Move it away (or delete it) and start again.",
-              file=sys.stderr)
-        return 2
-    try:
-        servers = allinone.Servers.bind(first_ports(args.any_ports) if fresh
-                                        else allinone.load_ports(home))
-    except RuntimeError as exc:
-        print(f"{exc}. The ports are fixed once a data directory is set up (the CA's URL is "
-              "in its certificates): stop what uses them, or start with another --home.",
-              file=sys.stderr)
-        return 2
-    system: allinone.System | None = None
-    card = CardAttachment(home)
+    problem = check_home(layout)
+    if problem:
+        return refuse(problem)
+    fresh = not (layout.home / "ports.json").exists()
+    ports = first_ports(args.any_ports) if fresh else allinone.load_ports(layout.home)
+    if not fresh:
+        for name, port in ports.items():
+            if not allinone.port_is_free(port):
+                return refuse(
+                    f"cannot listen for the {name} service on 127.0.0.1:{port}: the port is "
+                    "in use. The ports are fixed once a data directory is set up (the CA's URL "
+                    "is in its certificates): stop what uses them, or start with another "
+                    "--home.")
+    supervisor: Supervisor | None = None
+    card = CardAttachment(layout)
     try:
         if fresh:
-            system = set_up(home, servers)
+            print(f"Setting up a new system in {layout.home}", flush=True)
+            set_up_zones(layout, url(ports["ca"]), say)
         else:
-            print(f"Reusing the all-in-one system in {home}", flush=True)
-            system = allinone.open_system(home, servers, say, present=UNSEAL_WITH)
+            print(f"Reusing the all-in-one system in {layout.home}", flush=True)
+        supervisor = Supervisor(services(layout, ports))
+        print("Starting the services, each its own gunicorn process:", flush=True)
+        supervisor.start(stop)
         say(f"KMC unsealed with the shares of {' and '.join(UNSEAL_WITH)} "
-            f"({allinone.THRESHOLD} of {len(allinone.CUSTODIANS)})")
-        exported = export_certificates(system)
+            f"({allinone.THRESHOLD} of {len(allinone.CUSTODIANS)}) from {layout.custody}")
+        if fresh:
+            say("personalising an emulated card for 张三 (dual certificates) through the RA:")
+            personalise_card(layout, {s.name: s.url for s in supervisor.services},
+                             lambda line: say("  " + line))
+            allinone.save_ports(layout.home, ports)  # last: the set-up is finished
         attached = False if args.no_pcscd else card.start()
-        print_summary(system, exported, card, attached, args.no_pcscd)
+        print_summary(layout, supervisor, card, attached, args.no_pcscd)
+        up.set()
         print(f"\n{READY}; press Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):
-            pass
+            dead = supervisor.died()
+            if dead is not None:
+                raise ServiceDied(dead)
         print("\nStopping ...", flush=True)
         return 0
+    except KeyboardInterrupt:
+        print("\nInterrupted: stopping ...", flush=True)
+        return 130
+    except ServiceDied as exc:
+        print(f"\nserve: {exc}; stopping the others. The end of its log:\n"
+              f"{exc.service.log_tail()}", file=sys.stderr, flush=True)
+        return 1
+    except RuntimeError as exc:
+        print(f"\nserve: {exc}; stopping.", file=sys.stderr, flush=True)
+        return 1
     finally:
+        up.set()  # a second signal no longer interrupts the clean-up
         card.stop()
-        if system is not None:
-            system.close()
-        else:
-            servers.stop()
+        if supervisor is not None:
+            supervisor.stop()
 
 
-def print_summary(system: allinone.System, exported: Path, card: CardAttachment,
+def print_summary(layout: Layout, supervisor: Supervisor, card: CardAttachment,
                   attached: bool, no_pcscd: bool) -> None:
-    home = system.home
-    secrets_dir = allinone.secrets_dir(home)
-    gw = home / "gateway"
-    print("\nServices on 127.0.0.1:", flush=True)
-    ca = system.url("ca")
-    say(f"ca       {ca}  (OCSP {ca}/ocsp, CRL {ca}/crl/{system.ca.name}.crl, "
-        f"TSA {ca}/tsa, certificates {ca}/certs/{system.ca.name}.crt)")
-    say(f"kmc      {system.url('kmc')}  (health {system.url('kmc')}/health)")
-    say(f"ra       {system.url('ra')}  (web UI {system.url('ra')}/login, enrollment API "
-        f"{system.url('ra')}/api/v1)")
-    say(f"gateway  {system.url('gateway')}  (OpenAPI {system.url('gateway')}/openapi.json)")
-    print("\nLogins and credentials (files, mode 0600; nothing secret is printed):", flush=True)
-    say(f"RA web UI: user 'admin', password in {secrets_dir / 'officers' / 'admin'}; "
-        f"other officers (wang, li, zhao, auditor) beside it")
+    home = layout.home
+    secrets = allinone.secrets_dir(home)
+    ca, kmc, ra, gw = (supervisor[n].url for n in allinone.SERVICES)
+    print(f"\nServices on 127.0.0.1 (each its own process; logs in {layout.logs}):", flush=True)
+    say(f"ca       {ca}  (OCSP {ca}/ocsp, CRL {ca}/crl/issuing.crl, TSA {ca}/tsa, "
+        f"certificates {ca}/certs/issuing.crt)")
+    say(f"kmc      {kmc}  (health {kmc}/health)")
+    say(f"ra       {ra}  (web UI {ra}/login, enrollment API {ra}/api/v1)")
+    say(f"gateway  {gw}  (OpenAPI {gw}/openapi.json)")
+    print("\nTrust zones, each service reading only its own directory:", flush=True)
+    say(f"CA and KMC: {home}")
+    say(f"RA: {layout.ra} (no CA key, no KMC share, no storage key; it signs its CA calls "
+        f"with {layout.ra_service_certificate.name})")
+    say(f"gateway: {layout.gateway} (configuration {layout.gateway_config}: edit it and "
+        "restart serve)")
+    say(f"KMC custodians' shares and passphrases: {layout.custody} (kept out of the data "
+        "directory, as custodians keep theirs)")
+    print("\nLogins and credentials (files, mode 0600):", flush=True)
+    say(f"RA web UI: user 'admin', password in {secrets / 'officers' / 'admin'}; other officers "
+        f"(wang, li, zhao, auditor) beside it")
     say(f"business system '{allinone.SYSTEM_NAME}' for the gateway: certificate "
-        f"{gw / (allinone.SYSTEM_NAME + '.pem')}, key {gw / (allinone.SYSTEM_NAME + '.key.pem')}"
-        f", passphrase {secrets_dir / 'key-passphrase'}")
+        f"{layout.business_file('.pem')}, key {layout.business_file('.key.pem')}, "
+        f"passphrase {layout.business_file('.pass')}; its encryption certificate "
+        f"{layout.business_file('-enc.pem')} (the gateway decrypts for it)")
     say(f"gateway signing key id '{allinone.GATEWAY_KEY_ID}'; trust anchor "
-        f"{exported / 'root.pem'}, chain {exported / 'chain.pem'}")
-    say(f"card-issuing station's RA API token: {secrets_dir / 'ra-station.token'}")
-    print("\nThe emulated card (张三, PIN in scripts/allinone.py: a demo card):", flush=True)
+        f"{layout.export / 'root.pem'}, chain {layout.export / 'chain.pem'}")
+    say(f"card-issuing station's RA API token: {secrets / 'ra-station.token'}")
+    say(f"audit logs: {home / 'audit.sqlite'} (CA, KMC), {layout.ra / 'audit.sqlite'}, "
+        f"{layout.gateway / 'audit.sqlite'}; check one with: {sscard_command()} --home "
+        f"{layout.ra} audit verify --cert {layout.ra / 'audit' / 'audit-cert.pem'}")
+    say(f"the sscard command is {sscard_command()} (not on PATH: `source "
+        f"{Path(sys.executable).parent / 'activate'}` or call it by that path)")
+    print(f"\nThe emulated card (张三, card number {allinone.CARD_NUMBER}): PIN "
+          f"{allinone.PIN} (a demo card; also in {layout.card_pin})", flush=True)
     if attached:
-        say(f"attached to a private pcscd: readers '{card_reader()}' (card) and "
-            f"'{psam_reader()}' (PSAM)")
+        from sscard.emulator.pcscd import CARD_READER, PSAM_READER
+
+        say(f"attached to a private pcscd: readers '{CARD_READER}' (card) and "
+            f"'{PSAM_READER}' (PSAM)")
         say(f"for PC/SC clients: export PCSCLITE_CSOCK_NAME={card.pcscd.socket_path}")
     elif no_pcscd:
-        say("in-process only (--no-pcscd): state in " + str(card_path(home)))
+        say(f"in-process only (--no-pcscd): state in {layout.card}")
     else:
         say("pcscd is not available here, so the card is in-process only (state in "
-            f"{card_path(home)}): {card.problem}")
+            f"{layout.card}): {card.problem}")
 
 
-def card_reader() -> str:
-    from sscard.emulator.pcscd import CARD_READER
-
-    return CARD_READER
-
-
-def psam_reader() -> str:
-    from sscard.emulator.pcscd import PSAM_READER
-
-    return PSAM_READER
+def sscard_command() -> Path:
+    """The venv's ``sscard`` (``make`` installs it there, not on PATH)."""
+    return Path(sys.executable).parent / "sscard"
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ runs cannot overlap."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -66,7 +67,8 @@ class PrivatePcscd:
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="sscard-pcscd-")
             workdir = Path(self._tmp.name)
-        self.workdir = workdir
+        # absolute: pcscd is handed its reader.conf.d and socket paths, and runs elsewhere
+        self.workdir = workdir.absolute()
         self.port = 0
         self.socket_path = workdir / "run" / "pcscd.comm"
         self.env: dict[str, str] = {}
@@ -85,12 +87,13 @@ class PrivatePcscd:
             f'FRIENDLYNAME "Virtual PCD"\nDEVICENAME   /dev/null:{self.port:#x}\n'
             f"LIBPATH      {VPCD_DRIVER}\nCHANNELID    {self.port:#x}\n"
         )
-        foreground = f"{pcscd} --foreground --config {conf_dir}"
+        # every path quoted for sh -c (a data directory may have spaces or quotes in its name)
+        foreground = f"exec {shlex.join([pcscd, '--foreground', '--config', str(conf_dir)])}"
         unshare = shutil.which("unshare")
         problems = []
         if unshare is not None:
-            script = (f"mkdir -p /run/pcscd && mount --bind {run_dir} /run/pcscd && "
-                      f"exec {foreground}")
+            script = (f"mkdir -p /run/pcscd && mount --bind {shlex.quote(str(run_dir))} "
+                      f"/run/pcscd && {foreground}")
             problem = self._launch([unshare, "--mount", "--propagation", "private", "sh", "-c",
                                     script], self.socket_path)
             if problem is None:
@@ -102,7 +105,7 @@ class PrivatePcscd:
         if not _socket_alive(standard):
             standard.unlink(missing_ok=True)  # stale socket of a killed pcscd
             standard.parent.mkdir(parents=True, exist_ok=True)
-            problem = self._launch(["sh", "-c", f"exec {foreground}"], standard)
+            problem = self._launch(["sh", "-c", foreground], standard)
             if problem is None:
                 self.socket_path = standard
                 return self._started()

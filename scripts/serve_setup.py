@@ -1,0 +1,346 @@
+"""The first start of `make serve`: every zone's data directory, made on one machine.
+
+`make serve` runs the CA, KMC, RA and gateway as separate processes (scripts/serve.py), each
+reading only its own directory (docs/architecture.md, "zones"):
+
+    serve-data/                 CA and KMC, the protected zone (`sscard --home serve-data ca|kmc`)
+      ca/ kmc.db audit.sqlite   the CA's keys and database, the KMC's database, their audit log
+      secrets/key-passphrase    the CA's key passphrase
+      secrets/kmc-callers/ca.key the CA's KMC caller key (the RA still needs it to attach
+                                certificates; kept out of the RA's directory)
+      secrets/officers/NAME     RA officers' first passwords; secrets/ra-station.token
+      ra/                       the RA's zone: ra.db, audit.sqlite, its service identity
+                                (ra-service.pem, ra-service.key.pem, secrets/service-key.pass)
+                                and its own KMC caller key (secrets/kmc-ra.key); no CA key, no
+                                KMC share, no storage key
+      gateway/                  the gateway's zone: gateway.toml (edit it, restart serve),
+                                root.pem and issuing-ca.pem, the keys it holds (hr-sign, the
+                                business system's decryption key employment-enc), audit.sqlite
+      business-system/          what the business system `employment` keeps: its signing key and
+                                certificate, its encryption certificate, its passphrase file
+      export/                   root.pem, chain.pem, issuing-ca.pem for clients
+      card/                     the emulated card (card.json) and its PIN (pin, mode 0600)
+      logs/                     each service's output
+      ports.json                the services' ports (written last: a finished set-up)
+    serve-data.custody/         the KMC custodians' shares and passphrases, kept OUT of the data
+                                directory (docs/operations-guide.md): serve reads two of them at
+                                each start to unseal the KMC, as custodians would bring them
+
+Every secret goes to a 0600 file; nothing secret is printed except the demo card's PIN.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import allinone
+
+from ca.authority import CertificateAuthority
+from ca.authorization import (
+    RA_PROFILES,
+    ApiOperation,
+    CertificateIdentity,
+    Principal,
+    access_path,
+    certificate_fingerprint,
+    load_access,
+    save_access,
+)
+from ca.records import IssuedCertificate
+from sscard.gateway.config import fingerprint
+from sscard.keys.software import SoftwareKey
+from sscard.x509.builder import CsrBuilder
+from sscard.x509.names import format_name, parse_name
+from sscard.x509.parse import load_certificate
+
+SETUP_ACTOR = "serve set-up"
+#: the business system's encryption key, held by the gateway, which decrypts for the system
+SYSTEM_ENC_KEY_ID = f"{allinone.SYSTEM_NAME}-enc"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each zone's files are (``home`` absolute: pcscd and the children get it)."""
+
+    home: Path
+
+    @property
+    def custody(self) -> Path:
+        return self.home.parent / f"{self.home.name}.custody"
+
+    @property
+    def ca_passphrase(self) -> Path:
+        return allinone.secrets_dir(self.home) / "key-passphrase"
+
+    @property
+    def ca_kmc_key(self) -> Path:
+        return allinone.secrets_dir(self.home) / "kmc-callers" / "ca.key"
+
+    @property
+    def ra(self) -> Path:
+        return self.home / "ra"
+
+    @property
+    def ra_kmc_key(self) -> Path:
+        return self.ra / "secrets" / "kmc-ra.key"
+
+    @property
+    def ra_service_key(self) -> Path:
+        return self.ra / "ra-service.key.pem"
+
+    @property
+    def ra_service_passphrase(self) -> Path:
+        return self.ra / "secrets" / "service-key.pass"
+
+    @property
+    def ra_service_certificate(self) -> Path:
+        return self.ra / "ra-service.pem"
+
+    @property
+    def gateway(self) -> Path:
+        return self.home / "gateway"
+
+    @property
+    def gateway_config(self) -> Path:
+        return self.gateway / "gateway.toml"
+
+    @property
+    def gateway_passphrase(self) -> Path:
+        return self.gateway / "secrets" / "key-passphrase"
+
+    @property
+    def business(self) -> Path:
+        return self.home / "business-system"
+
+    def business_file(self, suffix: str) -> Path:
+        return self.business / f"{allinone.SYSTEM_NAME}{suffix}"
+
+    @property
+    def export(self) -> Path:
+        return self.home / "export"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def card(self) -> Path:
+        return self.home / "card" / "card.json"
+
+    @property
+    def card_pin(self) -> Path:
+        return self.home / "card" / "pin"
+
+    def share_arguments(self, present: tuple[str, ...]) -> list[str]:
+        """``--share F --share-passphrase-file P`` for each custodian present."""
+        args: list[str] = []
+        for name in present:
+            found = sorted(self.custody.glob(f"share-*-{name}.json"))
+            if len(found) != 1:
+                raise RuntimeError(f"no single share file for custodian {name} in "
+                                   f"{self.custody}")
+            args += ["--share", str(found[0]),
+                     "--share-passphrase-file", str(self.custody / f"{name}.pass")]
+        return args
+
+
+def new_passphrase(path: Path) -> bytes:
+    return allinone.write_secret(path, secrets.token_urlsafe(24)).read_text().strip().encode()
+
+
+def set_up_zones(layout: Layout, ca_url: str, say: Callable[[str], None]) -> None:
+    """The CA hierarchy, the KMC ceremony and callers, the RA's accounts and service identity,
+    the gateway's and the business system's credentials, each zone's files in its directory.
+    Runs in this process before any service starts (the services then read only files)."""
+    from keymgmt import ceremony
+    from keymgmt.service import KeyManagementCentre
+    from keymgmt.service import Role as KmcRole
+    from ra import store
+    from ra.service import RegistrationAuthority
+    from sscard.audit.log import AuditLog
+
+    home = layout.home
+    passphrase = allinone.init_data_directory(home)
+    ca = allinone.init_ca(home, passphrase, ca_url)
+    say(f"CA: {format_name(ca.chain()[-1].subject)} -> {format_name(ca.certificate.subject)}")
+    ca.close()
+
+    layout.custody.mkdir(mode=0o700, exist_ok=True)
+    custodians = []
+    for name in allinone.CUSTODIANS:
+        phrase = allinone.write_secret(layout.custody / f"{name}.pass",
+                                       secrets.token_urlsafe(18)).read_text().strip()
+        custodians.append(ceremony.Custodian(name, phrase.encode()))
+    audit = AuditLog.at_home(home)
+    try:
+        result = ceremony.run_ceremony(home, custodians, allinone.THRESHOLD, layout.custody,
+                                       officiant="demo administrator", audit=audit)
+        say(f"KMC ceremony {result.ceremony_id}: {allinone.THRESHOLD}-of-"
+            f"{len(allinone.CUSTODIANS)} custodian shares and passphrases in {layout.custody} "
+            "(out of the data directory)")
+        kmc = KeyManagementCentre.open(f"sqlite:///{home / 'kmc.db'}", None, audit=audit)
+        try:
+            allinone.write_secret(layout.ra_kmc_key,
+                                  kmc.add_caller("ra", KmcRole.RA, by=SETUP_ACTOR))
+            allinone.write_secret(layout.ca_kmc_key,
+                                  kmc.add_caller("ca", KmcRole.CA, by=SETUP_ACTOR))
+        finally:
+            kmc.close()
+        with CertificateAuthority.open(home, passphrase, audit=audit) as authority:
+            issue_ra_identity(layout, authority)
+            issue_business_credentials(layout, authority)
+            chain = authority.chain()
+    finally:
+        audit.engine.dispose()
+
+    layout.ra.mkdir(mode=0o700, exist_ok=True)
+    ra_audit = AuditLog.at_home(layout.ra)
+    ra = RegistrationAuthority.open(store.default_url(layout.ra), ra_audit)
+    try:
+        allinone.add_officers(home, ra)
+        allinone.add_station(home, ra)
+    finally:
+        ra.close()
+        ra_audit.engine.dispose()
+    say(f"RA: its own directory {layout.ra} (officers, station, service certificate, KMC "
+        "caller key)")
+
+    layout.export.mkdir(exist_ok=True)
+    allinone.write_pem(layout.export / "root.pem", chain[-1])
+    allinone.write_pem(layout.export / "chain.pem", *chain)
+    allinone.write_pem(layout.export / "issuing-ca.pem", chain[0])
+    allinone.write_pem(layout.gateway / "root.pem", chain[-1])
+    allinone.write_pem(layout.gateway / "issuing-ca.pem", *chain[:-1])
+    layout.gateway_config.write_text(gateway_toml(layout, ca_url), encoding="utf-8")
+    say(f"gateway: configuration {layout.gateway_config} (edit it and restart serve)")
+
+
+def _issue(authority: CertificateAuthority, subject: str, profile: str, label: str
+           ) -> tuple[SoftwareKey, IssuedCertificate]:
+    key = SoftwareKey.generate("sm2", label=label)
+    csr = CsrBuilder().subject(parse_name(subject)).sign(key)
+    return key, authority.issue_from_csr(csr, profile)
+
+
+def issue_ra_identity(layout: Layout, authority: CertificateAuthority) -> None:
+    """The RA's service certificate (profile service) in the RA's directory, registered as the
+    CA API principal ``ra``: issue, revoke and status on the RA's profiles only."""
+    key, issued = _issue(authority, "CN=ra-service,C=CN", "service", "ra-service")
+    layout.ra.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key.store(layout.ra_service_key, new_passphrase(layout.ra_service_passphrase))
+    allinone.write_pem(layout.ra_service_certificate, issued.certificate)
+    path = access_path(layout.home)
+    save_access(path, load_access(path).with_principal(Principal(
+        "ra", frozenset(ApiOperation), frozenset(RA_PROFILES), frozenset({authority.name}),
+        certificate=CertificateIdentity("service", certificate_fingerprint(issued.der)))))
+
+
+def issue_business_credentials(layout: Layout, authority: CertificateAuthority) -> None:
+    """In the gateway's directory, the keys the gateway holds: its document-signing key
+    (profile business-system) and the business system's decryption key (profile
+    business-system-encrypt), under the gateway's own passphrase. In the business system's
+    directory, the system's signing key and certificate (it calls the gateway with them) and a
+    copy of its encryption certificate (for whoever envelopes documents to it)."""
+    layout.gateway.mkdir(mode=0o700, parents=True, exist_ok=True)
+    gateway_passphrase = new_passphrase(layout.gateway_passphrase)
+    for key_id, profile in ((allinone.GATEWAY_KEY_ID, "business-system"),
+                            (SYSTEM_ENC_KEY_ID, "business-system-encrypt")):
+        subject = (allinone.GATEWAY_KEY_SUBJECT if key_id == allinone.GATEWAY_KEY_ID
+                   else allinone.SYSTEM_SUBJECT)
+        key, issued = _issue(authority, subject, profile, key_id)
+        key.store(layout.gateway / f"{key_id}.key.pem", gateway_passphrase)
+        allinone.write_pem(layout.gateway / f"{key_id}.pem", issued.certificate)
+    layout.business.mkdir(mode=0o700, exist_ok=True)
+    key, issued = _issue(authority, allinone.SYSTEM_SUBJECT, "business-system",
+                         allinone.SYSTEM_NAME)
+    key.store(layout.business_file(".key.pem"), new_passphrase(layout.business_file(".pass")))
+    allinone.write_pem(layout.business_file(".pem"), issued.certificate)
+    (layout.business_file("-enc.pem")).write_bytes(
+        (layout.gateway / f"{SYSTEM_ENC_KEY_ID}.pem").read_bytes())
+
+
+def gateway_toml(layout: Layout, ca_url: str) -> str:
+    """The gateway's configuration: file names relative to it, databases in its directory."""
+    system_cert = load_certificate(layout.business_file(".pem").read_bytes())
+    gw = layout.gateway
+    return f"""\
+# The gateway of `make serve` (scripts/serve.py wrote it at the first start). Edit it and
+# restart serve; the keys are described in sscard/gateway/config.py and the integration guide.
+trust_anchors = ["root.pem"]
+intermediates = ["issuing-ca.pem"]
+# revocation from the OCSP responder each certificate names; no validation cache, so a
+# revocation shows at the next call
+fetch_revocation = true
+validation_cache_seconds = 0
+tsa_url = "{ca_url}/tsa"
+audit_url = "sqlite:///{gw / 'audit.sqlite'}"
+database_url = "sqlite:///{gw / 'gateway.sqlite'}"
+
+[keys.{allinone.GATEWAY_KEY_ID}]                 # the department's document-signing key
+key = "{allinone.GATEWAY_KEY_ID}.key.pem"
+passphrase_file = "secrets/key-passphrase"
+certificate = "{allinone.GATEWAY_KEY_ID}.pem"
+chain = ["issuing-ca.pem"]
+
+# {allinone.SYSTEM_NAME}'s decryption key (profile business-system-encrypt): POST /v1/decrypt
+[keys.{SYSTEM_ENC_KEY_ID}]
+key = "{SYSTEM_ENC_KEY_ID}.key.pem"
+passphrase_file = "secrets/key-passphrase"
+certificate = "{SYSTEM_ENC_KEY_ID}.pem"
+chain = ["issuing-ca.pem"]
+
+[systems.{allinone.SYSTEM_NAME}]
+# {format_name(system_cert.subject)}: {layout.business_file('.pem')}
+certificates = ["{fingerprint(system_cert)}"]
+operations = ["sign", "verify", "encrypt", "decrypt", "status", "cardholder"]
+signing_keys = ["{allinone.GATEWAY_KEY_ID}"]
+decryption_key = "{SYSTEM_ENC_KEY_ID}"
+"""
+
+
+def personalise_card(layout: Layout, urls: dict[str, str], say: Callable[[str], None]
+                     ) -> None:
+    """The demo card, personalised by the reader tool over the RA's enrollment API; officer
+    li approves at the RA (the RA's database, with the RA's own service identity and KMC
+    caller key, as the served RA does: the CA and the KMC only over their APIs)."""
+    from ca.client import CaClient
+    from keymgmt.client import KmcClient
+    from keymgmt.errors import KmcError
+    from ra import store
+    from ra.kmc_http import HttpKmc
+    from ra.service import RegistrationAuthority
+    from sscard.audit.log import AuditLog
+    from sscard.httpsig import RequestSigner
+    from sscard.x509.pem import pem_to_der
+
+    def no_officer_key(name: str) -> KmcClient:
+        raise KmcError(f"officer {name} has no KMC credential here")
+
+    key = SoftwareKey.load(layout.ra_service_key,
+                           allinone.read_secret_file(layout.ra_service_passphrase).encode())
+    signer = RequestSigner(key, pem_to_der(layout.ra_service_certificate.read_bytes(),
+                                           "CERTIFICATE"))
+    ca = CaClient(urls["ca"], signer=signer)
+    kmc = HttpKmc(KmcClient(urls["kmc"], allinone.read_secret_file(layout.ra_kmc_key)),
+                  KmcClient(urls["kmc"], allinone.read_secret_file(layout.ca_kmc_key)),
+                  no_officer_key)
+    audit = AuditLog.at_home(layout.ra)
+    ra = RegistrationAuthority.open(store.default_url(layout.ra), audit, ca, kmc)
+    password = allinone.read_secret_file(allinone.secrets_dir(layout.home) / "officers" / "li")
+    try:
+        outcome = allinone.personalise_card_at(
+            urls["ra"], allinone.read_secret_file(
+                allinone.secrets_dir(layout.home) / "ra-station.token"),
+            lambda request_id: ra.approve(ra.authenticate("li", password), request_id,
+                                          "documents checked at the counter"),
+            layout.card, say)
+    finally:
+        ra.close()
+        ca.close()
+        audit.engine.dispose()
+    if outcome.status != "done":
+        raise RuntimeError(f"card personalisation ended {outcome.status}")
+    allinone.write_secret(layout.card_pin, allinone.PIN)
