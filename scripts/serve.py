@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -417,7 +418,8 @@ def print_summary(layout: Layout, supervisor: Supervisor, card: CardAttachment,
 
         say(f"attached to a private pcscd: readers '{CARD_READER}' (card) and "
             f"'{PSAM_READER}' (PSAM)")
-        say(f"for PC/SC clients: export PCSCLITE_CSOCK_NAME={card.pcscd.socket_path}")
+        say("for PC/SC clients: export "
+            f"PCSCLITE_CSOCK_NAME={shlex.quote(str(card.pcscd.socket_path))}")
     elif no_pcscd:
         say(f"in-process only (--no-pcscd): state in {layout.card}")
     else:

@@ -1,14 +1,19 @@
-"""`make serve`: scripts/serve.py started as a subprocess on a temporary data directory; each
-service answers on its printed port (the RA's first officer logs in with the password from the
-0600 file; a business system calls the gateway with the credentials the set-up issued); Ctrl-C
-stops everything; a second start reuses the data and the ports; unusable starts are refused
-with the reason."""
+"""`make serve`: scripts/serve.py started as a subprocess on a temporary data directory given as
+a relative path (in a directory whose name has a space: every path handed to a shell or to
+pcscd must survive it); each service is its own gunicorn process and answers on its printed
+port (the RA's first officer logs in with the password from the 0600 file; a business system
+calls the gateway with the credentials the set-up issued, and has the gateway decrypt what was
+enveloped to its encryption certificate); the RA's directory and command line hold no CA key,
+no KMC share and no storage key; the custodians' shares are outside the data directory;
+Ctrl-C and SIGTERM stop every process; a service that dies ends serve naming it; a second start
+reuses the data and the ports; unusable starts are refused with the reason."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import stat
@@ -22,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from asn1crypto.x509 import Certificate
 
 from sscard.gateway.client import GatewayClient
 from sscard.keys.software import SoftwareKey
@@ -49,8 +55,8 @@ class Running:
         assert set(found) == {"ca", "kmc", "ra", "gateway"}, self.output
         return found
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
+    def stop(self, how: signal.Signals = signal.SIGINT) -> int:
+        self.proc.send_signal(how)
         try:
             return self.proc.wait(timeout=30)
         finally:
@@ -60,7 +66,8 @@ class Running:
 
 
 def start(home: Path, *extra: str, wait: bool = True) -> Running:
-    proc = subprocess.Popen([sys.executable, str(SERVE), "--home", str(home), *extra],
+    # relative, as `make serve` gives it (the default ./serve-data)
+    proc = subprocess.Popen([sys.executable, str(SERVE), "--home", home.name, *extra],
                             cwd=home.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     lines: list[str] = []
@@ -85,6 +92,39 @@ def start(home: Path, *extra: str, wait: bool = True) -> Running:
     return running
 
 
+def service_processes(home: Path) -> dict[int, list[str]]:
+    """pid -> argv of every `python -m sscard.cli --home <home or a zone under it>` process
+    (gunicorn masters and workers)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "sscard.cli" in argv and "--home" in argv:
+            where = Path(argv[argv.index("--home") + 1])
+            if where == home or home in where.parents:
+                found[int(entry.name)] = argv
+    return found
+
+
+def command_lines(home: Path) -> dict[str, list[str]]:
+    """service name -> argv of its processes (the word after --home DIR)."""
+    return {argv[argv.index("--home") + 2]: argv for argv in service_processes(home).values()}
+
+
+def none_left(home: Path) -> bool:
+    """No service process of ``home`` is left (polled: a process group takes a moment to go)."""
+    deadline = time.monotonic() + 60
+    while service_processes(home):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def answers(url: str) -> bool:
     host, port = url.removeprefix("http://").split(":")
     with socket.socket() as s:
@@ -94,7 +134,8 @@ def answers(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    home = tmp_path_factory.mktemp("serve") / "serve-data"
+    home = tmp_path_factory.mktemp("serve") / "a place" / "serve-data"
+    home.parent.mkdir()
     running = start(home, "--any-ports")
     try:
         yield running
@@ -143,11 +184,17 @@ def test_first_officer_logs_in_to_the_ra_with_the_password_file(served: Running)
     assert ok.status_code == 302, ok.text[:500]
 
 
+def business_system(home: Path) -> tuple[SoftwareKey, Certificate]:
+    """The business system's own credentials (outside the gateway's directory)."""
+    where = home / "business-system"
+    passphrase = (where / "employment.pass").read_text().strip().encode()
+    return (SoftwareKey.load(where / "employment.key.pem", passphrase),
+            load_certificate((where / "employment.pem").read_bytes()))
+
+
 def test_business_system_calls_the_gateway(served: Running) -> None:
-    gw_dir = served.home / "gateway"
-    passphrase = (served.home / "secrets" / "key-passphrase").read_text().strip().encode()
-    key = SoftwareKey.load(gw_dir / "employment.key.pem", passphrase)
-    cert = load_certificate((gw_dir / "employment.pem").read_bytes())
+    key, cert = business_system(served.home)
+    assert str(served.home / "business-system" / "employment.pass") in served.output
     gateway = served.urls()["gateway"]
     assert requests.get(f"{gateway}/health", timeout=10).status_code == 200
     client = GatewayClient(gateway, key=key, certificate=cert)
@@ -158,6 +205,63 @@ def test_business_system_calls_the_gateway(served: Running) -> None:
     assert client.verify(signed)["valid"] is True
     unsigned = requests.post(f"{gateway}/v1/sign", json={"key": "hr-sign"}, timeout=10)
     assert unsigned.status_code == 401
+
+
+def test_business_system_decrypts_at_the_gateway(served: Running) -> None:
+    """Its encryption certificate (profile business-system-encrypt: keyEncipherment, no EKU)
+    is what documents are enveloped to; the gateway holds the key and opens them for it, and
+    for no other caller; the encryption certificate never authenticates a caller."""
+    key, cert = business_system(served.home)
+    enc = load_certificate((served.home / "business-system" / "employment-enc.pem").read_bytes())
+    assert enc.key_usage_value.native == {"key_encipherment", "data_encipherment"}
+    assert enc.extended_key_usage_value is None
+    client = GatewayClient(served.urls()["gateway"], key=key, certificate=cert)
+    envelope = client.encrypt("社保 business document".encode(), [enc])
+    assert client.decrypt(envelope) == "社保 business document".encode()
+    config = (served.home / "gateway" / "gateway.toml").read_text()
+    assert 'decryption_key = "employment-enc"' in config and '"decrypt"' in config
+
+
+def test_zones_hold_only_their_own_secrets(served: Running) -> None:
+    """The RA's directory: its database, audit log, service identity and KMC caller key, and
+    nothing of the CA's or the KMC's; its command line names no share and no CA key. The
+    gateway's directory: its configuration, the CA's chain and the keys it holds. The
+    custodians' shares and passphrases: beside the data directory, not in it."""
+    home = served.home
+    ra = {str(p.relative_to(home / "ra")) for p in (home / "ra").rglob("*") if p.is_file()}
+    ra -= {n for n in ra if n.startswith("audit.sqlite") or n.startswith("ra.db")}
+    assert ra == {"ra-service.pem", "ra-service.key.pem", "secrets/service-key.pass",
+                  "secrets/kmc-ra.key", "audit/audit-key.pem", "audit/audit-cert.pem",
+                  "secrets/audit.pass"}, ra
+    ca_passphrase = (home / "secrets" / "key-passphrase").read_text().strip()
+    for path in (home / "ra").rglob("*"):
+        if path.is_file():
+            assert ca_passphrase.encode() not in path.read_bytes(), path
+    ra_command = " ".join(command_lines(home)["ra"])
+    assert "--share" not in ra_command and ".custody" not in ra_command
+    assert str(home / "secrets" / "key-passphrase") not in ra_command  # the CA's
+    assert f"--home {home / 'ra'} " in ra_command and "--ca-url" in ra_command
+    gateway = {p.name for p in (home / "gateway").iterdir() if p.is_file()}
+    assert {"gateway.toml", "root.pem", "issuing-ca.pem", "hr-sign.key.pem",
+            "employment-enc.key.pem"} <= gateway
+    assert not list(home.rglob("share-*.json")) and not (home / "kmc-shares").exists()
+    custody = home.parent / "serve-data.custody"
+    assert len(list(custody.glob("share-*.json"))) == 3
+    for name in ("zhang", "li", "wang"):
+        assert stat.S_IMODE((custody / f"{name}.pass").stat().st_mode) == 0o600
+    assert str(custody) in served.output
+    assert set(command_lines(home)) == {"ca", "kmc", "ra", "gateway"}  # four processes
+
+
+def test_the_card_pin_is_printed_and_in_a_private_file(served: Running) -> None:
+    pin_file = served.home / "card" / "pin"
+    assert stat.S_IMODE(pin_file.stat().st_mode) == 0o600
+    pin = pin_file.read_text().strip()
+    assert f"PIN {pin} (a demo card; also in {pin_file})" in served.output
+
+
+def test_sscard_command_is_named(served: Running) -> None:
+    assert f"the sscard command is {Path(sys.executable).parent / 'sscard'}" in served.output
 
 
 def test_card_is_attached_to_pcscd_or_said_to_be_in_process(served: Running) -> None:
@@ -173,28 +277,30 @@ def test_card_is_attached_to_pcscd_or_said_to_be_in_process(served: Running) -> 
 #: gateway with the card in the virtual reader (PIN verified by the card over PC/SC)
 PCSC_CLIENT = """
 import sys
-sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-import allinone
 from sscard.card.client import CardClient
 from sscard.card.keyhandle import CardKey
 from sscard.card.transport import PcscTransport
 from sscard.emulator.pcscd import CARD_READER
+from asn1crypto.x509 import Certificate
+
 from sscard.gateway.client import GatewayClient
 from sscard.keys.software import SoftwareKey
 from sscard.x509.parse import load_certificate
 
 home, gateway = Path(sys.argv[2]), sys.argv[3]
-passphrase = (home / "secrets" / "key-passphrase").read_text().strip().encode()
-system_key = SoftwareKey.load(home / "gateway" / "employment.key.pem", passphrase)
-system_cert = load_certificate((home / "gateway" / "employment.pem").read_bytes())
+where = home / "business-system"
+system_key = SoftwareKey.load(where / "employment.key.pem",
+                              (where / "employment.pass").read_text().strip().encode())
+system_cert = load_certificate((where / "employment.pem").read_bytes())
+pin = (home / "card" / "pin").read_text().strip()
 client = CardClient(PcscTransport(CARD_READER))
 client.connect()
 info = client.read_info()
 print("holder", info.holder.name, info.holder.ssn)
 cert = client.read_certificate("sign")
 answer = GatewayClient(gateway, key=system_key, certificate=system_cert
-                       ).authenticate_cardholder(CardKey(client, lambda: allinone.PIN), cert)
+                       ).authenticate_cardholder(CardKey(client, lambda: pin), cert)
 print("authenticated", answer["authenticated"], answer["cardholder"]["common_name"],
       answer["reasons"])
 client.close()
@@ -202,11 +308,13 @@ client.close()
 
 
 def test_cardholder_authenticates_over_pcsc(served: Running) -> None:
-    match = re.search(r"export PCSCLITE_CSOCK_NAME=(\S+)", served.output)
+    match = re.search(r"export (PCSCLITE_CSOCK_NAME=.+)$", served.output, re.MULTILINE)
     if match is None:
         assert os.environ.get("CI") != "true", served.output
         pytest.skip("no pcscd here: the serve's card is in-process only")
-    env = dict(os.environ, PCSCLITE_CSOCK_NAME=match.group(1))
+    # the line as a shell reads it (the path has a space, so it is quoted)
+    (assignment,) = shlex.split(match.group(1))
+    env = dict(os.environ, PCSCLITE_CSOCK_NAME=assignment.split("=", 1)[1])
     result = subprocess.run([sys.executable, "-c", PCSC_CLIENT, str(ROOT / "scripts"),
                              str(served.home), served.urls()["gateway"]], env=env,
                             capture_output=True, text=True, timeout=60, check=False)
@@ -220,6 +328,7 @@ def test_ctrl_c_stops_and_a_second_start_reuses_the_data(served: Running) -> Non
     root = (served.home / "export" / "root.pem").read_bytes()
     assert served.stop() == 0
     assert "Stopping" in served.output
+    assert none_left(served.home)  # every service's process group, workers too
     assert not any(answers(u) for u in urls.values())
 
     again = start(served.home)
@@ -229,7 +338,39 @@ def test_ctrl_c_stops_and_a_second_start_reuses_the_data(served: Running) -> Non
         assert (served.home / "export" / "root.pem").read_bytes() == root
         assert requests.get(urls["kmc"] + "/health", timeout=10).json()["sealed"] is False
     finally:
-        assert again.stop() == 0
+        assert again.stop(signal.SIGTERM) == 0
+    assert none_left(served.home)
+
+
+def test_a_service_that_dies_ends_serve_naming_it(served: Running) -> None:
+    if served.proc.poll() is None:
+        served.stop()
+    again = start(served.home)
+    try:
+        kmc = next(pid for pid, argv in service_processes(served.home).items()
+                   if "kmc" in argv and os.getpgid(pid) == pid)  # the gunicorn master
+        os.killpg(kmc, signal.SIGKILL)
+        assert again.proc.wait(timeout=60) == 1
+    finally:
+        if again.proc.poll() is None:
+            again.stop()
+    time.sleep(0.2)
+    assert re.search(r"the kmc service \(pid \d+\) exited with code -9", again.output), \
+        again.output
+    assert "stopping the others" in again.output
+    assert none_left(served.home)
+
+
+def test_killed_serve_takes_its_services_with_it(served: Running) -> None:
+    """Even SIGKILL, which serve cannot catch, leaves no service running (each child asked
+    the kernel for SIGTERM when its parent dies)."""
+    if served.proc.poll() is None:
+        served.stop()
+    again = start(served.home)
+    assert len(command_lines(served.home)) == 4
+    again.proc.kill()
+    again.proc.wait(timeout=30)
+    assert none_left(served.home)
 
 
 def test_busy_port_on_restart_is_refused(served: Running) -> None:
@@ -259,19 +400,27 @@ def test_half_set_up_directory_is_refused(tmp_path: Path) -> None:
 
 
 def test_make_serve_signs_audit_checkpoints(served: Running) -> None:
-    """The served system's audit log holds signed checkpoints (made at start and on a timer)
-    over what the set-up recorded, and verifies against the data directory's audit
-    certificate."""
+    """Each service's audit log (the CA's and KMC's, the RA's, the gateway's) holds signed
+    checkpoints (made at each start over what came before, and on a timer) and verifies
+    against its own directory's audit certificate with `sscard audit verify`. Runs after the
+    restarts above, so that the gateway's calls of the first run are under a checkpoint."""
     from click.testing import CliRunner
 
     from sscard.audit.scheduled import CERT_FILE
     from sscard.cli import cli
 
-    result = CliRunner().invoke(cli, ["--home", str(served.home), "audit", "verify", "--cert",
-                                      str(served.home / CERT_FILE), "--json"])
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
-    assert report["intact"] and report["checkpoints"] >= 1 and report["records"] > 0
+    if served.proc.poll() is None:
+        served.stop()
+    for zone in (served.home, served.home / "ra", served.home / "gateway"):
+        result = CliRunner().invoke(cli, ["--home", str(zone), "audit", "verify", "--cert",
+                                          str(zone / CERT_FILE), "--json"])
+        assert result.exit_code == 0, (zone, result.output)
+        report = json.loads(result.output)
+        assert report["intact"] and report["checkpoints"] >= 1 and report["records"] > 0, \
+            (zone, report)
     shown = CliRunner().invoke(cli, ["--home", str(served.home), "audit", "show", "--action",
                                      "ca.hierarchy.init", "--format", "json"])
     assert shown.exit_code == 0 and '"outcome": "success"' in shown.output
+    shown = CliRunner().invoke(cli, ["--home", str(served.home / "gateway"), "audit", "show",
+                                     "--action", "gateway.decrypt", "--format", "json"])
+    assert shown.exit_code == 0 and '"actor": "employment"' in shown.output, shown.output
