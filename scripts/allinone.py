@@ -1,9 +1,10 @@
-"""The all-in-one system on the embedded default, shared by ``make demo`` and ``make serve``.
+"""The all-in-one system on the embedded default (``make demo``), and the helpers that
+``make serve`` (scripts/serve.py, scripts/serve_setup.py) shares with it.
 
-One process, one data directory: the CA (SM2 root and issuing CA, OCSP/CRL/TSA service), the
-KMC (key ceremony with M-of-N custodian shares, unsealed by M of them), the RA (officers, web
-UI, enrollment API) and the gateway, each with its own SQLite database, all writing to one audit
-log; software keys encrypted under a passphrase kept in a 0600 file.
+``make demo``: one process, one data directory: the CA (SM2 root and issuing CA, OCSP/CRL/TSA
+service), the KMC (key ceremony with M-of-N custodian shares, unsealed by M of them), the RA
+(officers, web UI, enrollment API) and the gateway, each with its own SQLite database, all
+writing to one audit log; software keys encrypted under a passphrase kept in a 0600 file.
 
 The services answer real HTTP on 127.0.0.1 (werkzeug, one thread per request). Real HTTP rather
 than Flask test clients because the parts find each other the way they do in production: the
@@ -13,8 +14,10 @@ is bound before the CA exists (its port goes into the certificates' AIA and CRL 
 given its application once that is built (``LateApp``).
 
 Secrets set up here (custodian passphrases, officer passwords, API tokens) go to 0600 files in
-the data directory, never to the terminal: this is a demonstration system on one machine, where
-the custodians' shares and their passphrases sit side by side; a real KMC never keeps them so.
+the data directory, never to the terminal: ``make demo`` is a demonstration on one machine,
+where the custodians' shares and their passphrases sit side by side in a directory it deletes
+at its next run; a real KMC never keeps them so (``make serve`` keeps them out of its data
+directory, in DIR.custody).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import logging
 import os
 import secrets
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -256,6 +260,11 @@ class System:
         self.root.close()
         self.ca.close()
         self.audit.engine.dispose()
+
+
+def sscard_command() -> Path:
+    """The venv's ``sscard`` (``make`` installs it there, not on PATH)."""
+    return Path(sys.executable).parent / "sscard"
 
 
 def secrets_dir(home: Path) -> Path:

@@ -123,6 +123,9 @@ def main() -> int:
             servers.stop()
     print(f"\nDemo finished in {time.monotonic() - started:.1f} s: every step behaved as "
           f"described. Data in {home.resolve()}")
+    print(f"The sscard command is {allinone.sscard_command()} (not on PATH: `source "
+          f"{allinone.sscard_command().parent / 'activate'}` or call it by that path); "
+          "`make serve` keeps the system running for you to try.")
     return 0
 
 

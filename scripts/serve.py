@@ -407,9 +407,9 @@ def print_summary(layout: Layout, supervisor: Supervisor, card: CardAttachment,
         f"{layout.export / 'root.pem'}, chain {layout.export / 'chain.pem'}")
     say(f"card-issuing station's RA API token: {secrets / 'ra-station.token'}")
     say(f"audit logs: {home / 'audit.sqlite'} (CA, KMC), {layout.ra / 'audit.sqlite'}, "
-        f"{layout.gateway / 'audit.sqlite'}; check one with: {sscard_command()} --home "
+        f"{layout.gateway / 'audit.sqlite'}; check one with: {allinone.sscard_command()} --home "
         f"{layout.ra} audit verify --cert {layout.ra / 'audit' / 'audit-cert.pem'}")
-    say(f"the sscard command is {sscard_command()} (not on PATH: `source "
+    say(f"the sscard command is {allinone.sscard_command()} (not on PATH: `source "
         f"{Path(sys.executable).parent / 'activate'}` or call it by that path)")
     print(f"\nThe emulated card (张三, card number {allinone.CARD_NUMBER}): PIN "
           f"{allinone.PIN} (a demo card; also in {layout.card_pin})", flush=True)
@@ -425,11 +425,6 @@ def print_summary(layout: Layout, supervisor: Supervisor, card: CardAttachment,
     else:
         say("pcscd is not available here, so the card is in-process only (state in "
             f"{layout.card}): {card.problem}")
-
-
-def sscard_command() -> Path:
-    """The venv's ``sscard`` (``make`` installs it there, not on PATH)."""
-    return Path(sys.executable).parent / "sscard"
 
 
 if __name__ == "__main__":

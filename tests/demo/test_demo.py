@@ -51,6 +51,7 @@ KEY_LINES = [
     r"card: a wrong PIN is refused",
     r"records in the hash-chained audit log",
     r"Demo finished in [0-9.]+ s: every step behaved as described",
+    r"The sscard command is \S+/sscard \(not on PATH",
 ]
 
 
