@@ -424,3 +424,30 @@ def test_make_serve_signs_audit_checkpoints(served: Running) -> None:
     shown = CliRunner().invoke(cli, ["--home", str(served.home / "gateway"), "audit", "show",
                                      "--action", "gateway.decrypt", "--format", "json"])
     assert shown.exit_code == 0 and '"actor": "employment"' in shown.output, shown.output
+
+
+def test_a_home_of_the_one_process_serve_is_refused(tmp_path: Path) -> None:
+    """A data directory set up by the earlier one-process `make serve` (no RA or gateway
+    directory of their own) is named, not half-used."""
+    home = tmp_path / "serve-data"
+    home.mkdir()
+    (home / "ports.json").write_text('{"ca": 1, "kmc": 2, "ra": 3, "gateway": 4}\n')
+    (home / "ra.db").write_text("")
+    refused = start(home, wait=False)
+    assert refused.proc.wait(timeout=60) == 2
+    time.sleep(0.2)
+    assert "ran everything in one process" in refused.output
+    assert sorted(p.name for p in home.iterdir()) == ["ports.json", "ra.db"]
+
+
+def test_custody_of_another_set_up_is_refused(tmp_path: Path) -> None:
+    """A first start never mixes its shares with another set-up's left in DIR.custody."""
+    custody = tmp_path / "serve-data.custody"
+    custody.mkdir()
+    (custody / "share-01-zhang.json").write_text("{}")
+    refused = start(tmp_path / "serve-data", "--any-ports", wait=False)
+    assert refused.proc.wait(timeout=60) == 2
+    time.sleep(0.2)
+    assert "custodians' shares of another set-up" in refused.output
+    assert not (tmp_path / "serve-data").exists()
+    assert [p.name for p in custody.iterdir()] == ["share-01-zhang.json"]
