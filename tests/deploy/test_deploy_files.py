@@ -75,7 +75,7 @@ def check_serve_args(service: str, args: list[str]) -> None:
     for i, arg in enumerate(args):
         if arg.startswith("--") and SECRET_WORDS.search(arg) and not arg.startswith("--tls-"):
             # a secret option takes a file, never the secret itself
-            assert arg.endswith("-file") or arg == "--share", arg
+            assert arg.endswith("-file") or arg in ("--share", "--service-key"), arg
             assert args[i + 1].startswith(("%d/", "/run/secrets/")), (arg, args[i + 1])
 
 
@@ -180,6 +180,37 @@ def test_containerfile(service: str) -> None:
     (cmd,) = [json.loads(rest) for word, rest in instructions if word == "CMD"]
     assert entry[0] == INSTALLED
     check_serve_args(service, entry[1:] + cmd)
+
+
+def _options(argv: list[str]) -> set[str]:
+    return {a for a in argv if a.startswith("--")}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_units_and_containers_run_what_make_serve_runs(
+        service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each option `make serve` gives a service (scripts/serve.py; but its plain-HTTP
+    --insecure-http) the unit and the container give too: the same zones, the RA with the
+    CA's and the KMC's URLs and its service identity, and never a KMC share."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import serve
+
+    layout = serve.Layout(tmp_path / "serve-data")
+    layout.custody.mkdir()
+    for n, name in enumerate(serve.UNSEAL_WITH):
+        (layout.custody / f"share-0{n}-{name}.json").write_text("{}")
+    (made,) = [s for s in serve.services(layout, dict.fromkeys(SERVICES, 1))
+               if s.name == service]
+    wanted = _options(made.args[2:]) - {"--insecure-http"}
+    assert made.args[:2] == [service, "serve"]
+    unit_argv = shlex.split(values(parse_unit(unit(service))["Service"], "ExecStart")[0])
+    lines = (DEPLOY / "containers" / f"{service}.Containerfile").read_text().splitlines()
+    container = [a for ln in lines if ln.startswith(("ENTRYPOINT", "CMD"))
+                 for a in json.loads(ln.split(None, 1)[1])]
+    for where, argv in (("unit", unit_argv), ("Containerfile", container)):
+        assert wanted <= _options(argv), (where, wanted - _options(argv))
+        if service == "ra":
+            assert "--share" not in argv and "--ca-url" in argv, where
 
 
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
