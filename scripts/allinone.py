@@ -352,39 +352,45 @@ def add_station(home: Path, ra: RegistrationAuthority) -> str:
     return token
 
 
+def issue_key(ca: CertificateAuthority, subject: str, profile: str, key_path: Path,
+              cert_path: Path, passphrase: bytes) -> bytes:
+    """A new SM2 key, stored encrypted at ``key_path``, and its certificate from ``ca``
+    (``profile``) at ``cert_path``; returns the certificate's DER."""
+    key = SoftwareKey.generate("sm2", label=key_path.name.split(".")[0])
+    issued = ca.issue_from_csr(CsrBuilder().subject(parse_name(subject)).sign(key), profile)
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    key.store(key_path, passphrase)
+    write_pem(cert_path, issued.certificate)
+    return issued.der
+
+
 def issue_business_credentials(home: Path, ca: CertificateAuthority, passphrase: bytes
                                ) -> dict[str, tuple[Path, Path]]:
     """The gateway's signing key and the business system's key, each with a certificate from
     our CA (profile business-system); keys stored encrypted. Returns name -> (key, cert)."""
     out = {}
     directory = home / "gateway"
-    directory.mkdir(parents=True, exist_ok=True)
     for name, subject in ((GATEWAY_KEY_ID, GATEWAY_KEY_SUBJECT), (SYSTEM_NAME, SYSTEM_SUBJECT)):
-        key = SoftwareKey.generate("sm2", label=name)
-        csr = CsrBuilder().subject(parse_name(subject)).sign(key)
-        issued = ca.issue_from_csr(csr, "business-system")
         key_path, cert_path = directory / f"{name}.key.pem", directory / f"{name}.pem"
-        key.store(key_path, passphrase)
-        write_pem(cert_path, issued.certificate)
+        issue_key(ca, subject, "business-system", key_path, cert_path, passphrase)
         out[name] = (key_path, cert_path)
     return out
 
 
-def register_ra_principal(home: Path, ca: CertificateAuthority, passphrase: bytes) -> Path:
-    """The RA's service identity (profile service, issued here on the CA's home) and its
-    principal in the CA's access file: issue, revoke and status for the cardholder and
-    business-system profiles only (issue 12 finding 1). Returns the certificate's path."""
-    key = SoftwareKey.generate("sm2", label="ra-service")
-    csr = CsrBuilder().subject(parse_name("CN=ra-service,C=CN")).sign(key)
-    issued = ca.issue_from_csr(csr, "service")
-    directory = home / "ra"
-    directory.mkdir(parents=True, exist_ok=True)
-    key.store(directory / "ra-service.key.pem", passphrase)
-    cert_path = write_pem(directory / "ra-service.pem", issued.certificate)
+def register_ra_principal(home: Path, ca: CertificateAuthority, passphrase: bytes,
+                          directory: Path | None = None) -> Path:
+    """The RA's service identity (profile service, issued here on the CA's home; key and
+    certificate in ``directory``, default <home>/ra) and its principal in the CA's access
+    file: issue, revoke and status for the cardholder and business-system profiles only
+    (issue 12 finding 1). Returns the certificate's path."""
+    directory = directory or home / "ra"
+    cert_path = directory / "ra-service.pem"
+    der = issue_key(ca, "CN=ra-service,C=CN", "service", directory / "ra-service.key.pem",
+                    cert_path, passphrase)
     access = load_access(access_path(home))
     save_access(access_path(home), access.with_principal(Principal(
         "ra", frozenset(ApiOperation), frozenset(RA_PROFILES), frozenset({ca.name}),
-        certificate=CertificateIdentity("service", certificate_fingerprint(issued.der)))))
+        certificate=CertificateIdentity("service", certificate_fingerprint(der)))))
     return cert_path
 
 

@@ -39,21 +39,9 @@ from pathlib import Path
 import allinone
 
 from ca.authority import CertificateAuthority
-from ca.authorization import (
-    RA_PROFILES,
-    ApiOperation,
-    CertificateIdentity,
-    Principal,
-    access_path,
-    certificate_fingerprint,
-    load_access,
-    save_access,
-)
-from ca.records import IssuedCertificate
 from sscard.gateway.config import fingerprint
 from sscard.keys.software import SoftwareKey
-from sscard.x509.builder import CsrBuilder
-from sscard.x509.names import format_name, parse_name
+from sscard.x509.names import format_name
 from sscard.x509.parse import load_certificate
 
 SETUP_ACTOR = "serve set-up"
@@ -218,24 +206,12 @@ def set_up_zones(layout: Layout, ca_url: str, say: Callable[[str], None]) -> Non
     say(f"gateway: configuration {layout.gateway_config} (edit it and restart serve)")
 
 
-def _issue(authority: CertificateAuthority, subject: str, profile: str, label: str
-           ) -> tuple[SoftwareKey, IssuedCertificate]:
-    key = SoftwareKey.generate("sm2", label=label)
-    csr = CsrBuilder().subject(parse_name(subject)).sign(key)
-    return key, authority.issue_from_csr(csr, profile)
-
-
 def issue_ra_identity(layout: Layout, authority: CertificateAuthority) -> None:
-    """The RA's service certificate (profile service) in the RA's directory, registered as the
-    CA API principal ``ra``: issue, revoke and status on the RA's profiles only."""
-    key, issued = _issue(authority, "CN=ra-service,C=CN", "service", "ra-service")
+    """The RA's service certificate (profile service) in the RA's directory, under the RA's
+    own passphrase, registered as the CA API principal ``ra`` (the RA's profiles only)."""
     layout.ra.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key.store(layout.ra_service_key, new_passphrase(layout.ra_service_passphrase))
-    allinone.write_pem(layout.ra_service_certificate, issued.certificate)
-    path = access_path(layout.home)
-    save_access(path, load_access(path).with_principal(Principal(
-        "ra", frozenset(ApiOperation), frozenset(RA_PROFILES), frozenset({authority.name}),
-        certificate=CertificateIdentity("service", certificate_fingerprint(issued.der)))))
+    allinone.register_ra_principal(layout.home, authority,
+                                   new_passphrase(layout.ra_service_passphrase), layout.ra)
 
 
 def issue_business_credentials(layout: Layout, authority: CertificateAuthority) -> None:
@@ -246,19 +222,16 @@ def issue_business_credentials(layout: Layout, authority: CertificateAuthority) 
     copy of its encryption certificate (for whoever envelopes documents to it)."""
     layout.gateway.mkdir(mode=0o700, parents=True, exist_ok=True)
     gateway_passphrase = new_passphrase(layout.gateway_passphrase)
-    for key_id, profile in ((allinone.GATEWAY_KEY_ID, "business-system"),
-                            (SYSTEM_ENC_KEY_ID, "business-system-encrypt")):
-        subject = (allinone.GATEWAY_KEY_SUBJECT if key_id == allinone.GATEWAY_KEY_ID
-                   else allinone.SYSTEM_SUBJECT)
-        key, issued = _issue(authority, subject, profile, key_id)
-        key.store(layout.gateway / f"{key_id}.key.pem", gateway_passphrase)
-        allinone.write_pem(layout.gateway / f"{key_id}.pem", issued.certificate)
+    for key_id, subject, profile in (
+            (allinone.GATEWAY_KEY_ID, allinone.GATEWAY_KEY_SUBJECT, "business-system"),
+            (SYSTEM_ENC_KEY_ID, allinone.SYSTEM_SUBJECT, "business-system-encrypt")):
+        allinone.issue_key(authority, subject, profile, layout.gateway / f"{key_id}.key.pem",
+                           layout.gateway / f"{key_id}.pem", gateway_passphrase)
     layout.business.mkdir(mode=0o700, exist_ok=True)
-    key, issued = _issue(authority, allinone.SYSTEM_SUBJECT, "business-system",
-                         allinone.SYSTEM_NAME)
-    key.store(layout.business_file(".key.pem"), new_passphrase(layout.business_file(".pass")))
-    allinone.write_pem(layout.business_file(".pem"), issued.certificate)
-    (layout.business_file("-enc.pem")).write_bytes(
+    allinone.issue_key(authority, allinone.SYSTEM_SUBJECT, "business-system",
+                       layout.business_file(".key.pem"), layout.business_file(".pem"),
+                       new_passphrase(layout.business_file(".pass")))
+    layout.business_file("-enc.pem").write_bytes(
         (layout.gateway / f"{SYSTEM_ENC_KEY_ID}.pem").read_bytes())
 
 
