@@ -467,3 +467,26 @@ def test_custody_of_another_set_up_is_refused(tmp_path: Path) -> None:
     assert "custodians' shares of another set-up" in refused.output
     assert not (tmp_path / "serve-data").exists()
     assert [p.name for p in custody.iterdir()] == ["share-01-zhang.json"]
+
+
+def test_sigterm_during_the_first_start_leaves_no_process(tmp_path: Path) -> None:
+    """Stopped while its services are starting: every one started so far is stopped, and the
+    half-made directory is refused at the next start."""
+    home = tmp_path / "serve-data"
+    starting = start(home, "--any-ports", "--no-pcscd", wait=False)
+    try:
+        deadline = time.monotonic() + 120
+        while not service_processes(home):
+            assert starting.proc.poll() is None, starting.output
+            assert time.monotonic() < deadline, starting.output
+            time.sleep(0.1)
+        starting.proc.send_signal(signal.SIGTERM)
+        assert starting.proc.wait(timeout=60) == 130
+    finally:
+        if starting.proc.poll() is None:
+            starting.proc.kill()
+    assert none_left(home)
+    time.sleep(0.2)
+    assert "Interrupted: stopping" in starting.output
+    again = start(home, wait=False)
+    assert again.proc.wait(timeout=60) == 2
