@@ -107,6 +107,8 @@ SYSTEM_SUBJECT = "CN=employment,O=就业登记系统,C=CN"
 REGION = "639900"
 PIN = "246810"
 CARD_NUMBER = "D63990001"
+#: the card-issuing station's name at the RA's enrollment API
+STATION = "counter-station-1"
 
 
 # -- small file helpers ------------------------------------------------------------------------
@@ -347,7 +349,7 @@ def add_officers(home: Path, ra: RegistrationAuthority) -> dict[str, Path]:
 
 def add_station(home: Path, ra: RegistrationAuthority) -> str:
     """The card-issuing station's enrollment API token (0600 file)."""
-    token = ra.add_api_client(None, "counter-station-1")
+    token = ra.add_api_client(None, STATION)
     write_secret(secrets_dir(home) / "ra-station.token", token)
     return token
 
@@ -496,17 +498,20 @@ def personalise_card(system: System, card_path: Path, say: Say) -> Outcome:
 
 
 def personalise_card_at(ra_url: str, station_token: str,
-                        approve: Callable[[str], dict[str, Any]], card_path: Path,
-                        say: Say) -> Outcome:
-    """The reader tool personalises a blank emulated card through the RA at ``ra_url``; when
-    the RA holds the enrollment, ``approve(request_id)`` is officer li's approval."""
+                        approve: Callable[[str], dict[str, Any]] | None, card_path: Path,
+                        say: Say, batch: str | None = None) -> Outcome:
+    """The reader tool personalises a blank emulated card through the RA at ``ra_url``: when
+    the RA holds the enrollment, ``approve(request_id)`` is officer li's approval; with
+    ``batch`` (pre-authorised by an officer) the RA issues at once and ``approve`` is None."""
     card_path.parent.mkdir(parents=True, exist_ok=True)
     blank_card(CardProfile(generation=3, region_code=REGION)).save(card_path)
-    order = CardOrder(holder_zhang_san(), CARD_NUMBER)
+    order = CardOrder(holder_zhang_san(), CARD_NUMBER, batch=batch)
     backend = RestBackend(ra_url, station_token)
     with card_in_reader(card_path) as (client, psam):
         personalizer = Personalizer(client, psam, backend, card_path.parent / "journal",
                                     lambda name: say(f"step {name}: done"))
+        if approve is None:
+            return personalizer.personalise(order, PIN)
         try:
             personalizer.personalise(order, PIN)
             raise RuntimeError("the enrollment was issued without an officer's approval")

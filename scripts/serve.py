@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import allinone
 import requests
-from serve_setup import Layout, personalise_card, set_up_zones
+from serve_setup import Layout, personalise_card, ra_needs_ca_kmc_key, set_up_zones
 
 #: ports tried on the first start (any free port is taken instead of a busy one)
 PREFERRED_PORTS = {"ca": 8080, "kmc": 8470, "ra": 8480, "gateway": 8490}
@@ -180,13 +180,14 @@ def services(layout: Layout, ports: dict[str, int]) -> list[Service]:
         Service("kmc", home, ports["kmc"],
                 ["kmc", "serve", *layout.share_arguments(UNSEAL_WITH)], "/ready",
                 logs / "kmc.log"),
-        # until the KMC lets the RA attach certificates with its own key, the RA is also
-        # given the CA's KMC caller key (a file outside the RA's directory)
         Service("ra", layout.ra, ports["ra"],
                 ["ra", "serve", "--ca-url", url(ports["ca"]), "--kmc-url", url(ports["kmc"]),
                  "--insecure-http",
                  "--kmc-ra-key-file", str(layout.ra_kmc_key),
-                 "--kmc-ca-key-file", str(layout.ca_kmc_key),
+                 # until the KMC lets the RA bind certificates with its own caller key, the
+                 # CA's KMC caller key too (a file outside the RA's directory)
+                 *(["--kmc-ca-key-file", str(layout.ca_kmc_key)] if ra_needs_ca_kmc_key()
+                   else []),
                  "--service-key", str(layout.ra_service_key),
                  "--service-key-passphrase-file", str(layout.ra_service_passphrase),
                  "--service-certificate", str(layout.ra_service_certificate)],
@@ -347,8 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({allinone.THRESHOLD} of {len(allinone.CUSTODIANS)}) from {layout.custody}")
         if fresh:
             say("personalising an emulated card for 张三 (dual certificates) through the RA:")
-            personalise_card(layout, {s.name: s.url for s in supervisor.services},
-                             lambda line: say("  " + line))
+            personalise_card(layout, supervisor["ra"].url, lambda line: say("  " + line))
             allinone.save_ports(layout.home, ports)  # last: the set-up is finished
         attached = False if args.no_pcscd else card.start()
         print_summary(layout, supervisor, card, attached, args.no_pcscd)

@@ -6,8 +6,8 @@ reading only its own directory (docs/architecture.md, "zones"):
     serve-data/                 CA and KMC, the protected zone (`sscard --home serve-data ca|kmc`)
       ca/ kmc.db audit.sqlite   the CA's keys and database, the KMC's database, their audit log
       secrets/key-passphrase    the CA's key passphrase
-      secrets/kmc-callers/ca.key the CA's KMC caller key (the RA still needs it to attach
-                                certificates; kept out of the RA's directory)
+      secrets/kmc-callers/ca.key the CA's KMC caller key, only while `ra serve` still takes it
+                                to bind encryption certificates (out of the RA's directory)
       secrets/officers/NAME     RA officers' first passwords; secrets/ra-station.token
       ra/                       the RA's zone: ra.db, audit.sqlite, its service identity
                                 (ra-service.pem, ra-service.key.pem, secrets/service-key.pass)
@@ -40,11 +40,12 @@ import allinone
 
 from ca.authority import CertificateAuthority
 from sscard.gateway.config import fingerprint
-from sscard.keys.software import SoftwareKey
 from sscard.x509.names import format_name
 from sscard.x509.parse import load_certificate
 
 SETUP_ACTOR = "serve set-up"
+#: the batch officer li pre-authorises at set-up for the first card
+FIRST_CARD_BATCH = "serve: first card"
 #: the business system's encryption key, held by the gateway, which decrypts for the system
 SYSTEM_ENC_KEY_ID = f"{allinone.SYSTEM_NAME}-enc"
 
@@ -173,8 +174,9 @@ def set_up_zones(layout: Layout, ca_url: str, say: Callable[[str], None]) -> Non
         try:
             allinone.write_secret(layout.ra_kmc_key,
                                   kmc.add_caller("ra", KmcRole.RA, by=SETUP_ACTOR))
-            allinone.write_secret(layout.ca_kmc_key,
-                                  kmc.add_caller("ca", KmcRole.CA, by=SETUP_ACTOR))
+            if ra_needs_ca_kmc_key():
+                allinone.write_secret(layout.ca_kmc_key,
+                                      kmc.add_caller("ca", KmcRole.CA, by=SETUP_ACTOR))
         finally:
             kmc.close()
         with CertificateAuthority.open(home, passphrase, audit=audit) as authority:
@@ -190,6 +192,12 @@ def set_up_zones(layout: Layout, ca_url: str, say: Callable[[str], None]) -> Non
     try:
         allinone.add_officers(home, ra)
         allinone.add_station(home, ra)
+        # the first card comes through a batch officer li pre-authorises for the station and
+        # this cardholder only: the served RA then issues at once, through the CA and the KMC
+        li = ra.authenticate("li", allinone.read_secret_file(
+            allinone.secrets_dir(home) / "officers" / "li"))
+        ra.authorise_batch(li, FIRST_CARD_BATCH, 1, station=allinone.STATION,
+                           cardholders=[allinone.holder_zhang_san().ssn])
     finally:
         ra.close()
         ra_audit.engine.dispose()
@@ -274,46 +282,24 @@ decryption_key = "{SYSTEM_ENC_KEY_ID}"
 """
 
 
-def personalise_card(layout: Layout, urls: dict[str, str], say: Callable[[str], None]
-                     ) -> None:
-    """The demo card, personalised by the reader tool over the RA's enrollment API; officer
-    li approves at the RA (the RA's database, with the RA's own service identity and KMC
-    caller key, as the served RA does: the CA and the KMC only over their APIs)."""
-    from ca.client import CaClient
-    from keymgmt.client import KmcClient
-    from keymgmt.errors import KmcError
-    from ra import store
-    from ra.kmc_http import HttpKmc
-    from ra.service import RegistrationAuthority
-    from sscard.audit.log import AuditLog
-    from sscard.httpsig import RequestSigner
-    from sscard.x509.pem import pem_to_der
+def ra_needs_ca_kmc_key() -> bool:
+    """Whether ``ra serve`` still takes the CA's KMC caller key to bind encryption
+    certificates (until the KMC lets the RA do it with its own caller key)."""
+    from ra.cli import serve
 
-    def no_officer_key(name: str) -> KmcClient:
-        raise KmcError(f"officer {name} has no KMC credential here")
+    return any("--kmc-ca-key-file" in param.opts for param in serve.params)
 
-    key = SoftwareKey.load(layout.ra_service_key,
-                           allinone.read_secret_file(layout.ra_service_passphrase).encode())
-    signer = RequestSigner(key, pem_to_der(layout.ra_service_certificate.read_bytes(),
-                                           "CERTIFICATE"))
-    ca = CaClient(urls["ca"], signer=signer)
-    kmc = HttpKmc(KmcClient(urls["kmc"], allinone.read_secret_file(layout.ra_kmc_key)),
-                  KmcClient(urls["kmc"], allinone.read_secret_file(layout.ca_kmc_key)),
-                  no_officer_key)
-    audit = AuditLog.at_home(layout.ra)
-    ra = RegistrationAuthority.open(store.default_url(layout.ra), audit, ca, kmc)
-    password = allinone.read_secret_file(allinone.secrets_dir(layout.home) / "officers" / "li")
-    try:
-        outcome = allinone.personalise_card_at(
-            urls["ra"], allinone.read_secret_file(
-                allinone.secrets_dir(layout.home) / "ra-station.token"),
-            lambda request_id: ra.approve(ra.authenticate("li", password), request_id,
-                                          "documents checked at the counter"),
-            layout.card, say)
-    finally:
-        ra.close()
-        ca.close()
-        audit.engine.dispose()
+
+def personalise_card(layout: Layout, ra_url: str, say: Callable[[str], None]) -> None:
+    """The demo card, personalised by the reader tool over the served RA's enrollment API in
+    the batch officer li pre-authorised: the RA process has the CA process issue both
+    certificates and the KMC process generate and escrow the encryption key."""
+    outcome = allinone.personalise_card_at(
+        ra_url, allinone.read_secret_file(allinone.secrets_dir(layout.home) / "ra-station.token"),
+        None, layout.card, say, batch=FIRST_CARD_BATCH)
     if outcome.status != "done":
         raise RuntimeError(f"card personalisation ended {outcome.status}")
+    say(f"officer li's pre-authorised batch '{FIRST_CARD_BATCH}': the RA issued at once "
+        f"(signing certificate {outcome.sign_serial}, encryption certificate "
+        f"{outcome.enc_serial}, its key escrowed by the KMC)")
     allinone.write_secret(layout.card_pin, allinone.PIN)
