@@ -128,8 +128,9 @@ def test_sscard_gateway_serve(rig: Rig, home: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "sscard.cli", "gateway", "serve", "--config",
-                             str(home / "gateway.toml"), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "sscard.cli", "--home", str(home / "data"),
+                             "gateway", "serve", "--config", str(home / "gateway.toml"),
+                             "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -146,6 +147,8 @@ def test_sscard_gateway_serve(rig: Rig, home: Path) -> None:
                                headers={**headers, "Content-Type": "application/json"})
         assert answer.status_code == 200, answer.text
         assert requests.get(url + "/openapi.json", timeout=5).json()["openapi"].startswith("3.")
+        # the audit log of a served gateway: its data directory's key signs the checkpoints
+        assert (home / "data" / "audit" / "audit-cert.pem").is_file()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
