@@ -372,7 +372,7 @@ def test_killed_serve_takes_its_services_with_it(served: Running) -> None:
     the kernel for SIGTERM when its parent dies)."""
     if served.proc.poll() is None:
         served.stop()
-    again = start(served.home)
+    again = start(served.home, "--no-pcscd")  # a killed serve cannot stop its pcscd
     assert len(command_lines(served.home)) == 4
     again.proc.kill()
     again.proc.wait(timeout=30)
