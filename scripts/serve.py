@@ -10,8 +10,8 @@ ceremony, officers, station, business system credentials, a personalised emulate
 starts reuse the data and the ports (the CA's URL is in every certificate it issued). The
 emulated card is attached to a private pcscd through vsmartcard's vpcd when that can run here.
 
-Runs until Ctrl-C or SIGTERM, which stop every service; a service that dies ends serve with a
-non-zero exit naming it. Nothing secret is printed but the demo card's PIN.
+Runs until Ctrl-C, SIGTERM or SIGHUP, which stop every service; a service that dies ends serve
+with a non-zero exit naming it. Nothing secret is printed but the demo card's PIN.
 """
 
 from __future__ import annotations
@@ -317,8 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         if not up.is_set():
             raise KeyboardInterrupt  # out of a set-up step or a wait, to the clean-up
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C, a stop, or the terminal closing: every service is stopped the same way
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
 
     problem = check_home(layout)
     if problem:

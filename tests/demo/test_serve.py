@@ -346,6 +346,10 @@ def test_ctrl_c_stops_and_a_second_start_reuses_the_data(served: Running) -> Non
     finally:
         assert again.stop(signal.SIGTERM) == 0
     assert none_left(served.home)
+    # a closed terminal (SIGHUP) stops everything too
+    third = start(served.home, "--no-pcscd")
+    assert third.stop(signal.SIGHUP) == 0
+    assert none_left(served.home)
 
 
 def test_a_service_that_dies_ends_serve_naming_it(served: Running) -> None:
