@@ -8,6 +8,7 @@ done) without being touched, the interrupted one resumes, the rest follow. The p
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import tempfile
@@ -28,7 +29,7 @@ from sscard.card.client import CardClient
 from sscard.card.errors import CardError
 from sscard.card.records import HolderData
 from sscard.card.transport import InProcessTransport
-from sscard.card.validation import CardDataError
+from sscard.card.validation import CardDataError, validate_card_number
 
 COLUMNS = ("ssn", "name", "sex", "ethnicity", "birthplace", "birth_date", "card_number")
 REPORT_FIELDS = ("row", "card_number", "ssn", "state_file", "status", "request_id",
@@ -36,7 +37,41 @@ REPORT_FIELDS = ("row", "card_number", "ssn", "state_file", "status", "request_i
 
 
 class BatchFileError(ValueError):
-    """The CSV file itself is unusable; the message names the line and the field."""
+    """The CSV file is unusable; ``problems`` lists every bad row (row, column, what is
+    wrong) and the message shows them all."""
+
+    def __init__(self, message: str, problems: list[RowProblem] | None = None) -> None:
+        self.problems = problems or []
+        lines = [message] + [f"  row {p.row}, {p.column}: {p.message}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    row: int  # as a spreadsheet numbers it: the header is row 1
+    column: str
+    message: str
+
+
+#: tried in turn when no encoding is given: UTF-8 (with or without the BOM Excel writes),
+#: then GB 18030, the superset of GBK that Excel on Chinese Windows saves "CSV" in
+DETECTED_ENCODINGS = ("utf-8-sig", "gb18030")
+
+
+def decode(data: bytes, encoding: str | None = None) -> tuple[str, str]:
+    """The text of a batch file and the encoding it was read in."""
+    for name in (encoding,) if encoding else DETECTED_ENCODINGS:
+        try:
+            return data.decode(name), name
+        except LookupError:
+            raise BatchFileError(f"unknown encoding {name!r}") from None
+        except UnicodeDecodeError as exc:
+            if encoding:
+                raise BatchFileError(f"not {name} text: byte {exc.start} "
+                                     f"({data[exc.start:exc.start + 1].hex()}) is "
+                                     "invalid; give the right --encoding") from None
+    raise BatchFileError("neither UTF-8 nor GBK/GB 18030 text; save the file as UTF-8 "
+                         "or give --encoding")
 
 
 @dataclass(frozen=True)
@@ -59,33 +94,53 @@ class CardResult:
     error: str = ""
 
 
-def read_rows(path: Path, batch: str | None) -> list[BatchRow]:
-    """Parse and validate the whole file first: one bad line stops the batch before any card
-    is touched."""
+def read_rows(path: Path, batch: str | None, encoding: str | None = None) -> list[BatchRow]:
+    """Parse and check the whole file first: any bad row stops the batch before any card is
+    touched, and every bad row is reported at once."""
     try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise BatchFileError(f"{path}: missing column(s) {', '.join(missing)} "
-                                     f"(need {', '.join(COLUMNS)})")
-            rows, seen = [], set()
-            for record in reader:
-                line = reader.line_num
-                values = {k: (record.get(k) or "").strip() for k in COLUMNS}
-                holder = HolderData(**{k: values[k] for k in COLUMNS[:-1]})
-                try:
-                    holder.validate()
-                except CardDataError as exc:
-                    raise BatchFileError(f"{path} line {line}: {exc}") from None
-                number = values["card_number"]
-                if number in seen:
-                    raise BatchFileError(f"{path} line {line}: card number {number} appears "
-                                         "twice")
-                seen.add(number)
-                rows.append(BatchRow(line, CardOrder(holder, number, batch=batch)))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        text, _used = decode(path.read_bytes(), encoding)
+    except OSError as exc:
+        raise BatchFileError(f"{path}: {exc.strerror or exc}") from None
+    except BatchFileError as exc:
         raise BatchFileError(f"{path}: {exc}") from None
+    problems: list[RowProblem] = []
+    rows: list[BatchRow] = []
+    first_seen: dict[tuple[str, str], int] = {}
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = [name.strip() for name in reader.fieldnames or []]
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            raise BatchFileError(f"{path}: missing column(s) {', '.join(missing)} "
+                                 f"(need {', '.join(COLUMNS)})")
+        reader.fieldnames = header
+        for record in reader:
+            line = reader.line_num
+            values = {k: (record.get(k) or "").strip() for k in COLUMNS}
+            if not any(values.values()):
+                continue  # an empty line (Excel leaves them at the end)
+            holder = HolderData(**{k: values[k] for k in COLUMNS[:-1]})
+            bad = [RowProblem(line, column, message) for column, message in holder.problems()]
+            try:
+                validate_card_number(values["card_number"])
+            except CardDataError as exc:
+                bad.append(RowProblem(line, "card_number", str(exc)))
+            for column in ("ssn", "card_number"):
+                key = (column, values[column].upper())
+                if key in first_seen:
+                    bad.append(RowProblem(line, column, f"{values[column]} is also on row "
+                                                        f"{first_seen[key]}"))
+                elif values[column]:
+                    first_seen[key] = line
+            problems.extend(bad)
+            if not bad:
+                rows.append(BatchRow(line, CardOrder(holder, values["card_number"],
+                                                     batch=batch)))
+    except csv.Error as exc:
+        raise BatchFileError(f"{path}: not a CSV file: {exc}") from None
+    if problems:
+        count = len({p.row for p in problems})
+        raise BatchFileError(f"{path}: {count} bad row(s); no card was touched", problems)
     if not rows:
         raise BatchFileError(f"{path} holds no cards")
     return rows

@@ -190,8 +190,12 @@ def personalize(reader: str | None, psam_reader: str | None, data_path: Path | N
 @click.option("--batch", default=None, help="A batch an officer pre-authorised.")
 @click.option("--region", default="639900", show_default=True,
               help="Region code of new blank cards.")
+@click.option("--encoding", default=None, metavar="CODEC",
+              help="The CSV file's encoding (default: detected, UTF-8 with or without BOM, "
+                   "else GBK/GB 18030 as Excel saves it on Chinese Windows).")
 @with_ra_options
 def batch_issue(csv_file: Path, cards_dir: Path, report: Path, batch: str | None, region: str,
+                encoding: str | None,
                 ra_url: str, token_file: Path | None, journal_dir: Path | None,
                 pin_stdin: bool, pin_file: Path | None, stop_after: str | None) -> None:
     """Personalise a card for each row of CSV_FILE (columns ssn, name, sex, ethnicity,
@@ -199,7 +203,7 @@ def batch_issue(csv_file: Path, cards_dir: Path, report: Path, batch: str | None
     from reader_tools.batch import BatchFileError, CardResult, read_rows, run_batch
 
     try:
-        rows = read_rows(csv_file, batch)
+        rows = read_rows(csv_file, batch, encoding)
     except BatchFileError as exc:
         raise click.UsageError(str(exc)) from None
     backend = _backend(ra_url, token_file)

@@ -128,8 +128,8 @@ def test_batch_reports_a_failed_card_and_goes_on(rig: RaRig, ra_url: str,
 
 @pytest.mark.parametrize("damage,message", [
     (lambda text: text.replace("card_number", "number"), "missing column(s) card_number"),
-    (lambda text: text.replace("19700", "19800", 1), "line 2"),
-    (lambda text: text + text.splitlines()[1] + "\n", "appears twice"),
+    (lambda text: text.replace("19700", "19800", 1), "row 2, ssn:"),
+    (lambda text: text + text.splitlines()[1] + "\n", "is also on row 2"),
 ])
 def test_bad_csv_refused_before_any_card(rig: RaRig, ra_url: str, tmp_path: Path,
                                          damage: object, message: str) -> None:
@@ -138,4 +138,55 @@ def test_bad_csv_refused_before_any_card(rig: RaRig, ra_url: str, tmp_path: Path
     path.write_text(damage(path.read_text(encoding="utf-8")), encoding="utf-8")  # type: ignore[operator]
     result = CliRunner().invoke(batch_issue, [str(path), *args(tmp_path, rig, ra_url)])
     assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "cards").exists()
+
+
+def test_three_bad_rows_all_reported(rig: RaRig, ra_url: str, tmp_path: Path) -> None:
+    """Every bad row is named at once (row, column, fault), not only the first."""
+    rows = write_csv(tmp_path / "cards.csv", [7401, 7402, 7403, 7404, 7405])
+    rows[1]["ssn"] = rows[1]["ssn"][:17] + ("0" if rows[1]["ssn"][17] != "0" else "1")
+    rows[2]["ethnicity"] = "77"  # not in GB/T 3304
+    rows[4]["card_number"] = rows[0]["card_number"]  # the same card twice in the file
+    path = tmp_path / "bad.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = CliRunner().invoke(batch_issue, [str(path), *args(tmp_path, rig, ra_url)])
+    assert result.exit_code == 2, result.output
+    assert "3 bad row(s)" in result.output
+    assert "row 3, ssn:" in result.output and "check digit" in result.output
+    assert "row 4, ethnicity: ethnicity '77' is not a GB/T 3304 code" in result.output
+    assert f"row 6, card_number: {rows[0]['card_number']} is also on row 2" in result.output
+    assert "row 2," not in result.output and "row 5," not in result.output
+    assert not (tmp_path / "cards").exists() and not (tmp_path / "report.csv").exists()
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "gb18030", "utf-8-sig"])
+def test_excel_csv_encodings_read(rig: RaRig, ra_url: str, tmp_path: Path,
+                                  encoding: str) -> None:
+    """What Excel saves: GBK with CRLF on Chinese Windows, or UTF-8 with a BOM; detected."""
+    rows = write_csv(tmp_path / "utf8.csv", [7500 + len(encoding)])
+    rows[0]["name"] = "欧阳娜娜"
+    text = ",".join(rows[0]) + "\r\n" + ",".join(rows[0].values()) + "\r\n"
+    path = tmp_path / "excel.csv"
+    path.write_bytes(text.encode(encoding))
+    if encoding == "gbk":  # really GBK bytes, not UTF-8 that happens to decode
+        with pytest.raises(UnicodeDecodeError):
+            path.read_bytes().decode("utf-8")
+    result = CliRunner().invoke(batch_issue, [str(path), *args(tmp_path, rig, ra_url)])
+    assert result.exit_code == 0, result.output
+    with inserted(state_file(tmp_path / "cards", rows[0]["card_number"])) as (client, _psam):
+        assert client.read_info().holder.name == "欧阳娜娜"
+
+
+def test_wrong_encoding_named(rig: RaRig, ra_url: str, tmp_path: Path) -> None:
+    rows = write_csv(tmp_path / "utf8.csv", [7510])
+    rows[0]["name"] = "欧阳娜娜"
+    path = tmp_path / "gbk.csv"
+    path.write_bytes((",".join(rows[0]) + "\r\n" + ",".join(rows[0].values())).encode("gbk"))
+    result = CliRunner().invoke(batch_issue, [str(path), "--encoding", "utf-8",
+                                              *args(tmp_path, rig, ra_url)])
+    assert result.exit_code == 2 and "not utf-8 text" in result.output
+    assert "give the right --encoding" in result.output
     assert not (tmp_path / "cards").exists()
