@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from reader_tools.issuance_client import IssuanceBackend, IssuanceError
+from reader_tools.issuance_client import IssuanceBackend, IssuanceError, RaUnavailable
 from reader_tools.personalize import (
     AwaitingApproval,
     CardOrder,
     PersonalisationError,
     Personalizer,
+    SystemicFailure,
 )
 from sscard.card.auth import PsamAuthenticator
 from sscard.card.client import CardClient
@@ -190,19 +191,34 @@ def write_report(path: Path, results: Iterable[CardResult]) -> None:
     os.replace(tmp, path)
 
 
+class BatchStopped(Exception):
+    """A systemic failure (RA unreachable, TLS, credential refused) stopped the batch: no
+    further row was tried. The message names the cause; ``results`` are the cards before."""
+
+    def __init__(self, message: str, results: list[CardResult]) -> None:
+        super().__init__(message)
+        self.results = results
+
+
 def run_batch(rows: list[BatchRow], cards_dir: Path, journal_dir: Path,
               backend: IssuanceBackend, pin: str, report: Path, region: str = "639900",
               on_card: Callable[[CardResult], None] | None = None,
               on_step: Callable[[str], None] | None = None) -> list[CardResult]:
-    """Personalise every row's card; a card that fails is reported and the batch goes on."""
+    """Personalise every row's card; a card that fails on its own (one holder refused) is
+    reported and the batch goes on; a systemic failure raises BatchStopped at once."""
     import contextlib
 
+    try:
+        backend.check()
+    except RaUnavailable as exc:
+        raise BatchStopped(f"batch not started: {exc}", []) from None
     results: list[CardResult] = []
     for row in rows:
         path = state_file(cards_dir, row.order.card_number)
         result = CardResult(row.line, row.order.card_number, row.order.holder.ssn, str(path),
                             "failed")
         started = time.perf_counter()
+        created = not path.exists()
         try:
             _blank(path, region)
             with contextlib.contextmanager(_open)(path, region) as (client, psam):
@@ -212,6 +228,16 @@ def run_batch(rows: list[BatchRow], cards_dir: Path, journal_dir: Path,
             result.request_id = outcome.request_id
             result.sign_serial = outcome.sign_serial or ""
             result.enc_serial = outcome.enc_serial or ""
+        except SystemicFailure as exc:
+            if created and not exc.card_touched:
+                path.unlink(missing_ok=True)  # no blank card file left behind
+            result.error = str(exc)
+            result.seconds = round(time.perf_counter() - started, 3)
+            results.append(result)
+            write_report(report, results)
+            raise BatchStopped(f"batch stopped at row {row.line} (card "
+                               f"{row.order.card_number}): {exc}; the {len(rows) - len(results)}"
+                               " row(s) after it were not tried", results) from None
         except AwaitingApproval as exc:
             result.status, result.error = "waiting", str(exc)
         except (PersonalisationError, IssuanceError, CardError, CardDataError, OSError,

@@ -22,13 +22,16 @@ from reader_tools.personalize import (
     CardOrder,
     PersonalisationError,
     Personalizer,
+    SystemicFailure,
 )
+from reader_tools.session import CardCommandError
 from sscard.card.records import HolderData
 from sscard.card.validation import CardDataError, validate_pin
 from sscard.cli import data_home
 from sscard.secrets_input import read_secret
 
 EXIT_WAITING = 11
+EXIT_RA_UNAVAILABLE = 13  # 12 is reader_tools.session's EXIT_CARD_MISMATCH
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
@@ -166,6 +169,10 @@ def personalize(reader: str | None, psam_reader: str | None, data_path: Path | N
         except AwaitingApproval as exc:
             click.echo(str(exc), err=True)
             raise SystemExit(EXIT_WAITING) from None
+        except SystemicFailure as exc:
+            kept = " (journal kept: run again to resume)" if exc.card_touched else \
+                " (the card was not touched)"
+            raise CardCommandError(f"{exc}{kept}", EXIT_RA_UNAVAILABLE) from None
         except PersonalisationError as exc:
             raise click.ClickException(f"{exc} (journal kept: run again to resume, or "
                                        "--rollback)") from None
@@ -200,7 +207,7 @@ def batch_issue(csv_file: Path, cards_dir: Path, report: Path, batch: str | None
                 pin_stdin: bool, pin_file: Path | None, stop_after: str | None) -> None:
     """Personalise a card for each row of CSV_FILE (columns ssn, name, sex, ethnicity,
     birthplace, birth_date, card_number), with a progress bar; run again to resume."""
-    from reader_tools.batch import BatchFileError, CardResult, read_rows, run_batch
+    from reader_tools.batch import BatchFileError, BatchStopped, CardResult, read_rows, run_batch
 
     try:
         rows = read_rows(csv_file, batch, encoding)
@@ -216,8 +223,15 @@ def batch_issue(csv_file: Path, cards_dir: Path, report: Path, batch: str | None
         def advance(result: CardResult) -> None:
             bar.update(1, f"{result.card_number} {result.status}")
 
-        results = run_batch(rows, cards_dir, journals, backend, pin, report, region,
-                            on_card=advance, on_step=_stop_after(stop_after))
+        try:
+            results = run_batch(rows, cards_dir, journals, backend, pin, report, region,
+                                on_card=advance, on_step=_stop_after(stop_after))
+        except BatchStopped as exc:
+            stopped = exc
+        else:
+            stopped = None
+    if stopped is not None:
+        raise CardCommandError(f"{stopped} (report: {report})", EXIT_RA_UNAVAILABLE)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1

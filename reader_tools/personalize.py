@@ -32,7 +32,7 @@ from typing import Any
 
 from asn1crypto import x509
 
-from reader_tools.issuance_client import IssuanceBackend, IssuanceError
+from reader_tools.issuance_client import IssuanceBackend, IssuanceError, RaUnavailable
 from reader_tools.issuance_journal import DONE, IN_PROGRESS, ROLLED_BACK, WAITING, Journal
 from sscard.card import codec
 from sscard.card.auth import Authenticator
@@ -60,6 +60,16 @@ STEPS = ("data", "pin", "keygen", "enroll", "install", "verify")
 class PersonalisationError(Exception):
     """Personalisation stopped; the message names the step and why. The journal is kept, so
     the card can be resumed or rolled back."""
+
+
+class SystemicFailure(PersonalisationError):
+    """The RA cannot be used at all (unreachable, TLS, credential refused, RA failure): no
+    other card would fare better. ``card_touched`` says whether this card was written to
+    before it happened (its journal is then kept, to resume)."""
+
+    def __init__(self, message: str, card_touched: bool) -> None:
+        super().__init__(message)
+        self.card_touched = card_touched
 
 
 class AwaitingApproval(PersonalisationError):
@@ -143,6 +153,8 @@ class Personalizer:
             # a refused token or an unreachable RA must stop us before the card is written
             try:
                 self.backend.check()
+            except RaUnavailable as exc:
+                raise SystemicFailure(str(exc), card_touched=False) from None
             except IssuanceError as exc:
                 raise PersonalisationError(f"RA check before writing the card: {exc}") from None
         journal.set_status(IN_PROGRESS)
@@ -163,6 +175,8 @@ class Personalizer:
             except AwaitingApproval:
                 journal.set_status(WAITING)
                 raise
+            except RaUnavailable as exc:
+                raise SystemicFailure(f"step {name}: {exc}", card_touched=True) from None
             except (IssuanceError, CardDataError, CryptoError) as exc:
                 raise PersonalisationError(f"step {name}: {exc}") from None
             if not journal.done(name):

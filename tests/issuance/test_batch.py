@@ -190,3 +190,64 @@ def test_wrong_encoding_named(rig: RaRig, ra_url: str, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not utf-8 text" in result.output
     assert "give the right --encoding" in result.output
     assert not (tmp_path / "cards").exists()
+
+
+def closed_port() -> int:
+    """A port nothing listens on: bound, then released."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_ra_stops_the_batch(rig: RaRig, ra_url: str, tmp_path: Path) -> None:
+    """One clear message naming the cause, no card file created, no urllib3 text."""
+    write_csv(tmp_path / "cards.csv", [7601, 7602, 7603])
+    url = f"http://127.0.0.1:{closed_port()}"
+    result = CliRunner().invoke(batch_issue, [str(tmp_path / "cards.csv"),
+                                              *args(tmp_path, rig, url)])
+    assert result.exit_code == 13, result.output
+    assert f"RA not reachable at {url}/api/v1: connection refused" in result.output
+    assert result.output.count("not reachable") == 1
+    assert "urllib3" not in result.output and "HTTPConnection" not in result.output
+    assert "Max retries" not in result.output
+    assert not (tmp_path / "cards").exists() or not any((tmp_path / "cards").iterdir())
+    assert not (tmp_path / "journal").exists()
+
+
+def test_refused_token_stops_the_batch(rig: RaRig, ra_url: str, tmp_path: Path) -> None:
+    rows = write_csv(tmp_path / "cards.csv", [7611, 7612])
+    argv = args(tmp_path, rig, ra_url)
+    (tmp_path / "token").write_text("not-the-token\n")
+    result = CliRunner().invoke(batch_issue, [str(tmp_path / "cards.csv"), *argv])
+    assert result.exit_code == 13, result.output
+    assert "the RA refused this station's credential (401" in result.output
+    assert result.output.count("credential") == 1
+    assert not (tmp_path / "cards").exists() or not any((tmp_path / "cards").iterdir())
+    assert certificates_for(rig, rows[0]["ssn"]) == {}
+
+
+def test_ra_gone_mid_batch_stops_at_the_next_card(rig: RaRig, tmp_path: Path) -> None:
+    """The RA server stops after the first card: the second card stops the batch with the
+    cause, its blank card file is removed, the third row is never tried."""
+    from reader_tools.batch import BatchStopped, read_rows, run_batch
+    from reader_tools.issuance_client import RestBackend
+
+    rows = write_csv(tmp_path / "cards.csv", [7621, 7622, 7623])
+    server = serve(create_app(rig.ra, WebConfig(secrets.token_bytes(32), False)))
+    url = next(server)
+    backend = RestBackend(url, rig.api_token)
+    with pytest.raises(BatchStopped) as stopped:
+        run_batch(read_rows(tmp_path / "cards.csv", BATCH), tmp_path / "cards",
+                  tmp_path / "journal", backend, PIN, tmp_path / "report.csv",
+                  on_card=lambda _result: server.close())  # shuts the server down
+    message = str(stopped.value)
+    assert "batch stopped at row 3 (card T00007622)" in message
+    assert "connection refused" in message and "1 row(s) after it were not tried" in message
+    assert [r.status for r in stopped.value.results] == ["done", "failed"]
+    assert state_file(tmp_path / "cards", rows[0]["card_number"]).exists()
+    assert not state_file(tmp_path / "cards", rows[1]["card_number"]).exists()
+    assert not state_file(tmp_path / "cards", rows[2]["card_number"]).exists()
+    with (tmp_path / "report.csv").open(encoding="utf-8") as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["done", "failed"]
