@@ -219,6 +219,7 @@ def batch_issue(csv_file: Path, cards_dir: Path, report: Path, batch: str | None
     progress: Any = click.progressbar(length=len(rows), label="issuing cards",
                                       item_show_func=lambda item: item,
                                       file=sys.stderr)
+    stopped: BatchStopped | None = None
     with progress as bar:
         def advance(result: CardResult) -> None:
             bar.update(1, f"{result.card_number} {result.status}")
@@ -228,8 +229,6 @@ def batch_issue(csv_file: Path, cards_dir: Path, report: Path, batch: str | None
                                 on_card=advance, on_step=_stop_after(stop_after))
         except BatchStopped as exc:
             stopped = exc
-        else:
-            stopped = None
     if stopped is not None:
         raise CardCommandError(f"{stopped} (report: {report})", EXIT_RA_UNAVAILABLE)
     counts: dict[str, int] = {}
