@@ -23,7 +23,6 @@ from sscard.secrets_input import read_secret
 if TYPE_CHECKING:
     from sscard.card.client import CardInfo
 
-INITIAL_PIN = "123456"
 KEY_UPDATE = 0x0B
 
 
@@ -45,13 +44,15 @@ def pin_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _pin(prompt: str, pin_file: Path | None, pin_stdin: bool, confirm: bool = False) -> str:
-    from sscard.card.validation import CardDataError, validate_pin
+def _pin(prompt: str, pin_file: Path | None, pin_stdin: bool, confirm: bool = False,
+         new: bool = False) -> str:
+    """Read a PIN; a ``new`` one (to be set on the card) must pass the one new-PIN rule."""
+    from sscard.card.validation import CardDataError, validate_new_pin, validate_pin
 
     value = read_secret(file=pin_file, from_stdin=pin_stdin, prompt=prompt,
                         confirm=confirm).decode("utf-8")
     try:
-        return validate_pin(value, prompt)
+        return (validate_new_pin if new else validate_pin)(value, prompt)
     except CardDataError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -229,9 +230,7 @@ def pin_change(reader: str | None, psam_reader: str | None, pin_file: Path | Non
     if pin_file is not None:
         raise click.UsageError("pin change reads two PINs: use --pin-stdin or the prompt")
     old = _pin("Current PIN", None, pin_stdin)
-    new = _pin("New PIN", None, pin_stdin, confirm=not pin_stdin)
-    if new == INITIAL_PIN:
-        raise click.UsageError("the new PIN cannot be the initial PIN 123456 (MOHRSS -36)")
+    new = _pin("New PIN", None, pin_stdin, confirm=not pin_stdin, new=True)
     with card_errors(), open_card(reader, psam_reader) as opened:
         opened.client.change_pin(old, new)
     click.echo("PIN changed")
@@ -241,7 +240,7 @@ def _sm_pin_command(action: str, reader: str | None, psam_reader: str | None,
                     pin_file: Path | None, pin_stdin: bool) -> None:
     from reader_tools.session import card_errors, open_card
 
-    new = _pin("New PIN", pin_file, pin_stdin, confirm=not (pin_stdin or pin_file))
+    new = _pin("New PIN", pin_file, pin_stdin, confirm=not (pin_stdin or pin_file), new=True)
     with card_errors(), open_card(reader, psam_reader, with_psam=True) as opened:
         psam = opened.need_psam()
         if action == "unblock":

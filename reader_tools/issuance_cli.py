@@ -26,7 +26,7 @@ from reader_tools.personalize import (
 )
 from reader_tools.session import CardCommandError
 from sscard.card.records import HolderData
-from sscard.card.validation import CardDataError, validate_pin
+from sscard.card.validation import CardDataError, validate_new_pin
 from sscard.cli import data_home
 from sscard.secrets_input import read_secret
 
@@ -53,7 +53,7 @@ def _pin(pin_file: Path | None, pin_stdin: bool) -> str:
     pin = read_secret(file=pin_file, from_stdin=pin_stdin, prompt="New cardholder PIN",
                       confirm=not (pin_file or pin_stdin)).decode()
     try:
-        return validate_pin(pin, "new PIN")
+        return validate_new_pin(pin, "new PIN")
     except CardDataError as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -45,7 +45,7 @@ from sscard.card.errors import CardMismatch
 from sscard.card.integrity import check_certificate, snapshot
 from sscard.card.keyhandle import CardKey
 from sscard.card.records import EF06_LAYOUT, CardData, HolderData
-from sscard.card.validation import CardDataError, validate_pin
+from sscard.card.validation import CardDataError, validate_new_pin
 from sscard.crypto.algorithms import EncryptionScheme, SignatureAlgorithm
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.envelopes import CipherFormat, EnvelopedKey
@@ -127,7 +127,7 @@ class Personalizer:
 
     def personalise(self, order: CardOrder, pin: str) -> Outcome:
         try:
-            validate_pin(pin, "new PIN")
+            validate_new_pin(pin, "new PIN")
             order.holder.validate()
         except CardDataError as exc:
             raise PersonalisationError(str(exc)) from None

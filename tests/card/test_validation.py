@@ -39,3 +39,29 @@ def test_pin_rules():
     for bad in ("123", "12345678901234567", "12a456"):
         with pytest.raises(CardDataError, match="4 to 16 digits"):
             validate_pin(bad)
+
+
+def test_one_new_pin_rule() -> None:
+    from sscard.card.validation import validate_new_pin
+
+    for good in ("135790", "24680", "8642", "112233", "1357"):
+        assert validate_new_pin(good) == good
+    for trivial, why in (("123456", "initial PIN"), ("0000", "one digit repeated"),
+                         ("1234", "consecutive"), ("987654", "consecutive"),
+                         ("123", "4 to 16 digits")):
+        with pytest.raises(CardDataError, match=why) as refused:
+            validate_new_pin(trivial)
+        assert why == "initial PIN" or trivial not in str(refused.value)
+
+
+def test_last_wrong_pin_says_blocked() -> None:
+    from sscard.card import errors
+
+    last = errors.error_for_status(0x63C0, "VERIFY", pin_command=True)
+    assert isinstance(last, errors.PinBlocked) and "now blocked" in str(last)
+    assert "0 tries" not in str(last)
+    assert isinstance(errors.error_for_status(0x63C1, "VERIFY", pin_command=True),
+                      errors.WrongPin)
+    # a key's counter is not the PIN's: 63C0 outside PIN commands stays an authentication fault
+    assert isinstance(errors.error_for_status(0x63C0, "EXTERNAL AUTHENTICATE"),
+                      errors.AuthenticationFailed)
