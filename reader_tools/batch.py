@@ -240,6 +240,7 @@ def run_batch(rows: list[BatchRow], cards_dir: Path, journal_dir: Path,
                                " row(s) after it were not tried", results) from None
         except AwaitingApproval as exc:
             result.status, result.error = "waiting", str(exc)
+            result.request_id = exc.request_id
         except (PersonalisationError, IssuanceError, CardError, CardDataError, OSError,
                 ValueError) as exc:
             result.error = str(exc)

@@ -171,6 +171,21 @@ def _info_json(info: CardInfo) -> dict[str, Any]:
     }
 
 
+def _named(fields: dict[str, Any]) -> dict[str, Any]:
+    """The text view: sex, ethnicity and birthplace by their GB/T names (a code no table
+    knows is shown as it is, marked)."""
+    from sscard import codetables
+
+    namers = {"sex": codetables.sex_name, "ethnicity": codetables.ethnicity_name,
+              "birthplace": codetables.region_name}
+    shown = dict(fields)
+    for key, namer in namers.items():
+        code = str(fields.get(key, ""))
+        if code:
+            shown[key] = namer(code) or f"{code} (not a known code)"
+    return shown
+
+
 @group.command("info")
 @reader_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "mohrss"]), default="text",
@@ -190,10 +205,10 @@ def info(reader: str | None, psam_reader: str | None, fmt: str) -> None:
         else:
             fields = _info_json(data)
             fields.update(opened.client.read_identification() or {})
-            if fmt == "json":
+            if fmt == "json":  # codes, as on the card
                 click.echo(json.dumps(fields, ensure_ascii=False, indent=2))
             else:
-                for key, value in fields.items():
+                for key, value in _named(fields).items():
                     click.echo(f"{key:13} {value}")
 
 

@@ -75,6 +75,10 @@ class SystemicFailure(PersonalisationError):
 class AwaitingApproval(PersonalisationError):
     """The enrollment waits for an officer; run again (resume) once it is approved."""
 
+    def __init__(self, message: str, request_id: str = "") -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
 
 @dataclass(frozen=True)
 class CardOrder:
@@ -282,7 +286,7 @@ class Personalizer:
         state = answer["state"]
         if state in ("submitted", "approved"):
             raise AwaitingApproval(f"enrollment {answer['request_id']} waits for an officer's "
-                                   "approval; run again to resume")
+                                   "approval; run again to resume", answer["request_id"])
         if state != "done":
             raise PersonalisationError(f"step enroll: request {answer['request_id']} is "
                                        f"{state}: {answer.get('error') or 'refused'}")

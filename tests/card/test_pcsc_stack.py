@@ -62,6 +62,11 @@ def test_info_formats(emulator):
 
     text = run_cli(emulator.rig, "info")
     assert "张三" in text.stdout and "111111198101011110" in text.stdout
+    # names for codes in the text view (GB/T 2261.1, 3304, 2260); codes in JSON
+    lines = dict(line.split(None, 1) for line in text.stdout.splitlines() if " " in line)
+    assert (lines["sex"], lines["ethnicity"], lines["birthplace"]) == \
+        ("男", "汉族", "北京市 (111111)")
+    assert (info["sex"], info["ethnicity"], info["birthplace"]) == ("1", "01", "111111")
 
 
 def test_pin_verify_change_block_unblock(emulator):

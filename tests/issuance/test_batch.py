@@ -121,7 +121,13 @@ def test_batch_reports_a_failed_card_and_goes_on(rig: RaRig, ra_url: str,
     with (other / "report.csv").open(encoding="utf-8") as f:
         report = {r["card_number"]: r for r in csv.DictReader(f)}
     assert report[taken[0]["card_number"]]["status"] == "failed"
-    assert "already registered" in report[taken[0]["card_number"]]["error"]
+    error = report[taken[0]["card_number"]]["error"]
+    assert "already registered" in error
+    # it says why: the card that holds the number and that card's request and its state
+    first_report = {r["card_number"]: r for r in csv.DictReader(
+        (tmp_path / "first.csv").open(encoding="utf-8"))}
+    assert f"its request {first_report[taken[0]['card_number']]['request_id']} " \
+        "(enrollment) is done" in error
     assert report[rows[1]["card_number"]]["status"] == "done"
     assert len(certificates_for(rig, rows[0]["ssn"])) == 2  # only the first card's
 
@@ -251,3 +257,28 @@ def test_ra_gone_mid_batch_stops_at_the_next_card(rig: RaRig, tmp_path: Path) ->
     assert not state_file(tmp_path / "cards", rows[2]["card_number"]).exists()
     with (tmp_path / "report.csv").open(encoding="utf-8") as f:
         assert [r["status"] for r in csv.DictReader(f)] == ["done", "failed"]
+
+
+def test_a_rejected_card_number_says_why_when_reused(rig: RaRig, ra_url: str,
+                                                     tmp_path: Path) -> None:
+    """An officer rejected the enrollment; the number used again names that request, its
+    state and the officer's reason, and says what to do."""
+    rows = write_csv(tmp_path / "cards.csv", [7701])
+    argv = args(tmp_path, rig, ra_url)
+    unbatched = argv[:argv.index("--batch")] + argv[argv.index("--batch") + 2:]
+    waiting = CliRunner().invoke(batch_issue, [str(tmp_path / "cards.csv"), *unbatched])
+    assert waiting.exit_code == 0 and "1 waiting" in waiting.output, waiting.output
+    with (tmp_path / "report.csv").open(encoding="utf-8") as f:
+        request_id = next(csv.DictReader(f))["request_id"]
+    assert request_id
+    rig.ra.reject(rig.actor("officer1"), request_id, "照片与本人不符")
+    other = tmp_path / "other"
+    other.mkdir()
+    again = CliRunner().invoke(batch_issue, [str(tmp_path / "cards.csv"), *args(other, rig,
+                                                                                ra_url)])
+    assert again.exit_code == 1
+    with (other / "report.csv").open(encoding="utf-8") as f:
+        error = next(csv.DictReader(f))["error"]
+    assert f"card number {rows[0]['card_number']} is already registered" in error
+    assert f"its request {request_id} (enrollment) is rejected: 照片与本人不符" in error
+    assert "give the new card its own number" in error
