@@ -67,6 +67,15 @@ LAZY = {
                     "Personalise a card for each row of CSV_FILE (columns ssn, name, sex, "
                     "ethnicity, birthplace, birth_date, card_number), with a progress bar; run "
                     "again to resume."),
+    "enroll": ("reader_tools.issuance_cli:enroll",
+               "Send the card's certificate request to the RA for the holder written on the "
+               "card in the reader."),
+    "fetch-certs": ("reader_tools.issuance_cli:fetch_certs",
+                    "Fetch an approved enrollment's certificates and the escrowed encryption "
+                    "key (wrapped for the card) from the RA."),
+    "confirm": ("reader_tools.issuance_cli:confirm",
+                "Tell the RA the card in the reader holds its enrollment's certificates (the "
+                "card is then issued)."),
 }
 
 

@@ -240,6 +240,153 @@ def batch_issue(csv_file: Path, cards_dir: Path, report: Path, batch: str | None
         raise SystemExit(1)
 
 
+# -- the guide's step-by-step personalisation (docs/card-issuing-guide.md §4) ---------------
+
+
+def _ra_only(f: Any) -> Any:
+    f = click.option("--token-file", type=click.Path(exists=True, dir_okay=False,
+                     path_type=Path), help="File holding the RA API token (default: "
+                     "$SSCARD_RA_TOKEN or a prompt).")(f)
+    return click.option("--ra-url", envvar="SSCARD_RA_URL", required=True,
+                        help="The RA's base URL ($SSCARD_RA_URL).")(f)
+
+
+def _ra_call(call: Any, *args: Any) -> dict[str, Any]:
+    """One RA call with its failure as a clear message: exit 13 when the RA cannot be used
+    at all (unreachable, credential refused), 1 when it refused this request."""
+    from reader_tools.issuance_client import IssuanceError, RaUnavailable
+
+    try:
+        return dict(call(*args))
+    except RaUnavailable as exc:
+        raise CardCommandError(str(exc), EXIT_RA_UNAVAILABLE) from None
+    except IssuanceError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _read_csr(path: Path) -> bytes:
+    from sscard.x509.pem import pem_blocks
+
+    raw = path.read_bytes()
+    if raw.lstrip().startswith(b"-----BEGIN"):
+        blocks = [der for label, der in pem_blocks(raw) if label == "CERTIFICATE REQUEST"]
+        if len(blocks) != 1:
+            raise click.UsageError(f"{path}: expected one CERTIFICATE REQUEST PEM block")
+        return blocks[0]
+    return raw
+
+
+def _waiting_or_refused(answer: dict[str, Any]) -> None:
+    state = answer["state"]
+    if state in ("submitted", "approved"):
+        click.echo(f"enrollment {answer['request_id']} is {state}: it waits for an officer's "
+                   "approval; run again once it is approved", err=True)
+        raise SystemExit(EXIT_WAITING)
+    if state != "done":
+        raise click.ClickException(f"enrollment {answer['request_id']} is {state}: "
+                                   f"{answer.get('error') or 'refused'}")
+
+
+@click.command("enroll")
+@click.option("--reader", metavar="NAME", default=None, help="Card reader ($SSCARD_READER).")
+@click.option("--csr", "csr_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The request the card signed (`sscard card csr`), PEM or DER.")
+@click.option("--card-number", default=None,
+              help="The card's number (default: the one in the card's EF05).")
+@click.option("--batch", default=None, help="A batch an officer pre-authorised.")
+@_ra_only
+def enroll(reader: str | None, csr_path: Path, card_number: str | None, batch: str | None,
+           ra_url: str, token_file: Path | None) -> None:
+    """Send the card's certificate request to the RA for the holder written on the card in
+    the reader; prints the request id (exit 11 while it waits for an officer)."""
+    from asn1crypto import csr as asn1csr
+
+    from reader_tools.session import card_errors, open_card
+    from sscard.card.errors import CardMismatch
+    from sscard.card.integrity import card_point
+    from sscard.card.validation import validate_card_number
+
+    csr_der = _read_csr(csr_path)
+    try:
+        info = asn1csr.CertificationRequest.load(csr_der)
+        csr_point = bytes(info["certification_request_info"]["subject_pk_info"]
+                          ["public_key"].native)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise click.UsageError(f"{csr_path} is not a certificate request: {exc}") from None
+    with card_errors(), open_card(reader) as opened:
+        card, holder = opened.client.read_card_data(), opened.client.read_holder_data()
+        if card_point(opened.client, "sign") != csr_point:
+            raise CardMismatch(f"refused: {csr_path} is not for the signing key of the card in "
+                               "the reader (run `sscard card csr` with this card)")
+        holder.validate()
+        number = validate_card_number(card_number or card.card_number)
+        card_id = card.card_id.hex().upper()
+    backend = _backend(ra_url, token_file)
+    answer = _ra_call(backend.submit, holder, card_id, number, csr_der, batch)
+    click.echo(f"enrollment {answer['request_id']} for card {card_id} ({number}, "
+               f"{holder.ssn}): {answer['state']}")
+    _waiting_or_refused(answer)
+    click.echo(f"next: sscard card fetch-certs {answer['request_id']} --out-dir DIR")
+
+
+@click.command("fetch-certs")
+@click.argument("request_id")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Writes sign.cer, enc.cer (DER) and enc.keyblob (the encryption key "
+                   "wrapped for the card) here.")
+@_ra_only
+def fetch_certs(request_id: str, out_dir: Path, ra_url: str, token_file: Path | None) -> None:
+    """Fetch an approved enrollment's signing and encryption certificates and the escrowed
+    encryption key (wrapped for the card's own key) from the RA (exit 11 while waiting)."""
+    import base64
+
+    from sscard.secrets_input import write_private_file
+
+    answer = _ra_call(_backend(ra_url, token_file).status, request_id)
+    _waiting_or_refused(answer)
+    missing = [k for k in ("sign_cert", "enc_cert", "enveloped_key_blob") if not answer.get(k)]
+    if missing:
+        raise click.ClickException(f"enrollment {request_id} is done but the RA gave no "
+                                   f"{', '.join(missing)} (only the station that submitted it "
+                                   "receives them)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, key in (("sign.cer", "sign_cert"), ("enc.cer", "enc_cert"),
+                      ("enc.keyblob", "enveloped_key_blob")):
+        write_private_file(out_dir / name, base64.b64decode(answer[key]))
+    click.echo(f"enrollment {request_id}: sign.cer, enc.cer and enc.keyblob in {out_dir}; "
+               f"next: sscard card certs --import-enc-key {out_dir / 'enc.keyblob'} "
+               f"--write-sign {out_dir / 'sign.cer'} --write-enc {out_dir / 'enc.cer'}")
+
+
+@click.command("confirm")
+@click.argument("request_id")
+@click.option("--reader", metavar="NAME", default=None, help="Card reader ($SSCARD_READER).")
+@_ra_only
+def confirm(request_id: str, reader: str | None, ra_url: str, token_file: Path | None) -> None:
+    """Tell the RA the card is personalised (it marks the card issued), once the card in the
+    reader holds exactly this enrollment's certificates for its own keys and holder."""
+    import base64
+
+    from reader_tools.session import card_errors, open_card
+    from sscard.card.errors import CardMismatch
+    from sscard.card.integrity import check_certificate
+
+    backend = _backend(ra_url, token_file)
+    answer = _ra_call(backend.status, request_id)
+    _waiting_or_refused(answer)
+    with card_errors(), open_card(reader) as opened:
+        holder = opened.client.read_holder_data()
+        for which in ("sign", "enc"):
+            expected = base64.b64decode(answer.get(f"{which}_cert") or "")
+            if opened.client.read_certificate(which) != expected:
+                raise CardMismatch(f"refused: the card's {which} certificate is not enrollment "
+                                   f"{request_id}'s (load it with `sscard card certs` first)")
+            check_certificate(opened.client, which, expected, holder.ssn)
+    _ra_call(backend.confirm, request_id)
+    click.echo(f"enrollment {request_id} confirmed: the card for {holder.ssn} is issued")
+
+
 @click.group("card")
 def standalone() -> None:
     """Card issuance (these commands also appear under ``sscard card``)."""
@@ -247,6 +394,8 @@ def standalone() -> None:
 
 standalone.add_command(personalize)
 standalone.add_command(batch_issue)
+for _step in (enroll, fetch_certs, confirm):
+    standalone.add_command(_step)
 
 if __name__ == "__main__":
     standalone()

@@ -241,3 +241,73 @@ def test_personalise_over_pcsc_with_kmc_cryptograms(
                            "--kmc-key-file", str(key_file), data=data)
         assert done.returncode == 0, done.stderr
     check_card(pcsc_rig, rig, data)
+
+
+def test_guide_step_by_step_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
+                                      blank: EmulatorProcess, tmp_path: Path) -> None:
+    """docs/card-issuing-guide.md §4 command by command, against the RA over HTTP: holder
+    data, PIN, on-card key, CSR, enroll, fetch-certs, certs, confirm; the card ends issued."""
+    data = order_json(9301)
+    holder_file = tmp_path / "holder.json"
+    holder_file.write_text(json.dumps({k: data[k] for k in (
+        "ssn", "name", "sex", "ethnicity", "birthplace", "birth_date")}, ensure_ascii=False),
+        encoding="utf-8")
+    token = tmp_path / "token"
+    token.write_text(rig.api_token + "\n")
+    token.chmod(0o600)
+    ra = ["--ra-url", ra_url, "--token-file", str(token)]
+
+    def step(*args: str, stdin: str | None = None, code: int = 0) -> str:
+        done = run_cli(pcsc_rig, *args, stdin=stdin)
+        assert done.returncode == code, (args, done.stdout, done.stderr)
+        return done.stdout + done.stderr
+
+    step("write-data", "--data", str(holder_file))
+    step("pin", "change", "--pin-stdin", stdin=f"123456\n{PIN}\n")
+    step("keygen", "--out", str(tmp_path / "sign.pub.pem"))
+    step("csr", "--pin-stdin", "--subject", f"CN={data['name']},serialNumber={data['ssn']},C=CN",
+         "--out", str(tmp_path / "req.pem"), stdin=PIN + "\n")
+    # without a batch the request waits for an officer (exit 11) and names itself
+    waiting = step("enroll", "--csr", str(tmp_path / "req.pem"), "--card-number",
+                   data["card_number"], *ra, code=11)
+    request_id = waiting.split()[1]
+    assert request_id.startswith("rq-") and "waits for an officer" in waiting
+    assert "waits for an officer" in step("fetch-certs", request_id, "--out-dir",
+                                          str(tmp_path / "issued"), *ra, code=11)
+    rig.ra.approve(rig.actor("officer1"), request_id)
+    fetched = step("fetch-certs", request_id, "--out-dir", str(tmp_path / "issued"), *ra)
+    assert "sscard card certs --import-enc-key" in fetched
+    issued = tmp_path / "issued"
+    # confirming before the certificates are on the card is refused
+    assert "not enrollment" in step("confirm", request_id, *ra, code=12)
+    step("certs", "--import-enc-key", str(issued / "enc.keyblob"), "--write-sign",
+         str(issued / "sign.cer"), "--write-enc", str(issued / "enc.cer"))
+    assert "is issued" in step("confirm", request_id, *ra)
+    assert rig.ra.request(rig.actor("officer1"), request_id)["state"] == "done"
+    # the card: holder data, both certificates of its own keys, issued at the RA
+    with CardClient(PcscTransport(CARD_READER)) as client:
+        assert client.read_info().holder.ssn == data["ssn"]
+        on_card = {f"{x509.Certificate.load(client.read_certificate(w)).serial_number:x}"
+                   for w in ("sign", "enc")}
+    issued_now = certificates_for(rig, data["ssn"])
+    assert set(issued_now) == on_card and all(s is Status.GOOD for s in issued_now.values())
+
+
+def test_enroll_refuses_a_csr_of_another_key(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
+                                             blank: EmulatorProcess, tmp_path: Path) -> None:
+    from sscard.keys.software import SoftwareKey
+    from sscard.x509.builder import CsrBuilder
+    from sscard.x509.names import parse_name
+    from sscard.x509.pem import der_to_pem
+
+    data = order_json(9302)
+    other = CsrBuilder().subject(parse_name(f"CN={data['name']},serialNumber={data['ssn']}"
+                                            ",C=CN")).sign(SoftwareKey.generate("sm2"))
+    (tmp_path / "req.pem").write_bytes(der_to_pem(other.dump(), "CERTIFICATE REQUEST"))
+    token = tmp_path / "token"
+    token.write_text(rig.api_token + "\n")
+    token.chmod(0o600)
+    refused = run_cli(pcsc_rig, "enroll", "--csr", str(tmp_path / "req.pem"), "--card-number",
+                      data["card_number"], "--ra-url", ra_url, "--token-file", str(token))
+    assert refused.returncode == 12, refused.stderr
+    assert "not for the signing key of the card in the reader" in refused.stderr
