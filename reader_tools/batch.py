@@ -7,6 +7,7 @@ done) without being touched, the interrupted one resumes, the rest follow. The p
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -14,8 +15,10 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from reader_tools.issuance_client import IssuanceBackend, IssuanceError, RaUnavailable
 from reader_tools.personalize import (
@@ -195,42 +198,47 @@ class BatchStopped(Exception):
     """A systemic failure (RA unreachable, TLS, credential refused) stopped the batch: no
     further row was tried. The message names the cause; ``results`` are the cards before."""
 
-    def __init__(self, message: str, results: list[CardResult]) -> None:
+    def __init__(self, message: str, results: list[CardResult],
+                 at_the_reader: bool = False) -> None:
         super().__init__(message)
         self.results = results
+        #: the reader stopped it (no card inserted or removed in time, reader gone), not the RA
+        self.at_the_reader = at_the_reader
 
 
-def run_batch(rows: list[BatchRow], cards_dir: Path, journal_dir: Path,
-              backend: IssuanceBackend, pin: str, report: Path, region: str = "639900",
-              on_card: Callable[[CardResult], None] | None = None,
-              on_step: Callable[[str], None] | None = None) -> list[CardResult]:
-    """Personalise every row's card; a card that fails on its own (one holder refused) is
+#: where one row's card is: a context manager giving (client, authenticator), the place to
+#: name in the report, and how to discard a card file this run created (None: keep it)
+CardSlot = tuple[AbstractContextManager[tuple[CardClient, Any]], str, Callable[[], None] | None]
+
+
+def _run(rows: list[BatchRow], backend: IssuanceBackend, journal_dir: Path, pin: str,
+         report: Path, slot_for: Callable[[int, BatchRow], CardSlot],
+         on_card: Callable[[CardResult], None] | None,
+         on_step: Callable[[str], None] | None,
+         after: Callable[[int, CardResult], None] | None = None) -> list[CardResult]:
+    """Personalise each row's card: a card that fails on its own (one holder refused) is
     reported and the batch goes on; a systemic failure raises BatchStopped at once."""
-    import contextlib
-
     try:
         backend.check()
     except RaUnavailable as exc:
         raise BatchStopped(f"batch not started: {exc}", []) from None
     results: list[CardResult] = []
-    for row in rows:
-        path = state_file(cards_dir, row.order.card_number)
-        result = CardResult(row.line, row.order.card_number, row.order.holder.ssn, str(path),
+    for index, row in enumerate(rows):
+        cm, where, discard = slot_for(index, row)
+        result = CardResult(row.line, row.order.card_number, row.order.holder.ssn, where,
                             "failed")
         started = time.perf_counter()
-        created = not path.exists()
         try:
-            _blank(path, region)
-            with contextlib.contextmanager(_open)(path, region) as (client, psam):
-                outcome = Personalizer(client, psam, backend, journal_dir,
+            with cm as (client, authenticator):
+                outcome = Personalizer(client, authenticator, backend, journal_dir,
                                        on_step).personalise(row.order, pin)
             result.status = outcome.status
             result.request_id = outcome.request_id
             result.sign_serial = outcome.sign_serial or ""
             result.enc_serial = outcome.enc_serial or ""
         except SystemicFailure as exc:
-            if created and not exc.card_touched:
-                path.unlink(missing_ok=True)  # no blank card file left behind
+            if discard is not None and not exc.card_touched:
+                discard()  # no blank card file left behind
             result.error = str(exc)
             result.seconds = round(time.perf_counter() - started, 3)
             results.append(result)
@@ -249,4 +257,105 @@ def run_batch(rows: list[BatchRow], cards_dir: Path, journal_dir: Path,
         write_report(report, results)
         if on_card is not None:
             on_card(result)
+        if after is not None:
+            after(index, result)
     return results
+
+
+def run_batch(rows: list[BatchRow], cards_dir: Path, journal_dir: Path,
+              backend: IssuanceBackend, pin: str, report: Path, region: str = "639900",
+              on_card: Callable[[CardResult], None] | None = None,
+              on_step: Callable[[str], None] | None = None) -> list[CardResult]:
+    """Emulated cards: one state file per row, created blank if absent."""
+    def slot(_index: int, row: BatchRow) -> CardSlot:
+        path = state_file(cards_dir, row.order.card_number)
+        created = not path.exists()
+        _blank(path, region)
+        discard = (lambda: path.unlink(missing_ok=True)) if created else None
+        return contextlib.contextmanager(_open)(path, region), str(path), discard
+
+    return _run(rows, backend, journal_dir, pin, report, slot, on_card, on_step)
+
+
+class ReaderWait:
+    """Waits for a card to be inserted into or removed from a PC/SC reader (and, when named,
+    for the PSAM to be present), polling pcscd."""
+
+    def __init__(self, reader: str, psam_reader: str | None, seconds: float,
+                 poll: float = 0.2) -> None:
+        self.reader, self.psam_reader, self.seconds, self.poll = reader, psam_reader, seconds, poll
+
+    def _present(self) -> tuple[bool, bool]:
+        from sscard.card.transport import PcscContext
+
+        with PcscContext() as ctx:
+            readers = ctx.readers()
+            if self.reader not in readers:
+                raise CardReaderGone(f"reader {self.reader!r} not found (readers: "
+                                     f"{', '.join(readers) or 'none'})")
+            card = ctx.card_present(self.reader)
+            psam = self.psam_reader is None or ctx.card_present(self.psam_reader)
+        return card, psam
+
+    def until(self, inserted: bool) -> bool:
+        """True once the card is in (with the PSAM) or out; False after ``seconds``."""
+        deadline = time.monotonic() + self.seconds
+        while True:
+            card, psam = self._present()
+            if (card and psam) if inserted else not card:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(self.poll)
+
+
+class CardReaderGone(CardError):
+    """The reader itself disappeared (unplugged, pcscd stopped)."""
+
+
+def run_reader_batch(rows: list[BatchRow], reader: str, psam_reader: str | None,
+                     journal_dir: Path, backend: IssuanceBackend, pin: str, report: Path,
+                     wait_seconds: float, say: Callable[[str], None],
+                     on_card: Callable[[CardResult], None] | None = None,
+                     on_step: Callable[[str], None] | None = None) -> list[CardResult]:
+    """A real counter: for each row, ask for the next blank card in ``reader``, wait for it,
+    personalise it (holder data to the card in the reader), then ask for it to be removed.
+    No card inserted (or removed) within ``wait_seconds`` stops the batch; run again to
+    resume (issued cards are recognised by their journal)."""
+    from reader_tools.session import open_card
+
+    wait = ReaderWait(reader, psam_reader, wait_seconds)
+    total = len(rows)
+    results_so_far: list[CardResult] = []
+
+    def stop(message: str) -> BatchStopped:
+        return BatchStopped(f"{message}; run the same command again to go on", results_so_far,
+                            at_the_reader=True)
+
+    @contextlib.contextmanager
+    def in_reader() -> Iterator[tuple[CardClient, Any]]:
+        with open_card(reader, psam_reader, with_psam=True) as opened:
+            yield opened.client, opened.need_psam()
+
+    def slot(index: int, row: BatchRow) -> CardSlot:
+        holder = row.order.holder
+        say(f"card {index + 1} of {total}: insert the blank card for {holder.name} "
+            f"({holder.ssn}, card number {row.order.card_number}) into {reader}")
+        try:
+            if not wait.until(inserted=True):
+                raise stop(f"no card was inserted within {wait_seconds:g} s (row {row.line})")
+        except CardReaderGone as exc:
+            raise stop(str(exc)) from None
+        return in_reader(), reader, None
+
+    def after(index: int, result: CardResult) -> None:
+        results_so_far.append(result)
+        say(f"card {index + 1} of {total} {result.status}"
+            + (f": {result.error}" if result.error else "") + "; remove the card")
+        try:
+            if not wait.until(inserted=False):
+                raise stop(f"card {index + 1} was not removed within {wait_seconds:g} s")
+        except CardReaderGone as exc:
+            raise stop(str(exc)) from None
+
+    return _run(rows, backend, journal_dir, pin, report, slot, on_card, on_step, after)

@@ -190,25 +190,47 @@ def personalize(reader: str | None, psam_reader: str | None, data_path: Path | N
 
 @click.command("batch-issue")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--cards-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Emulated cards: <card_number>.card.json each (created blank if absent).")
+@click.option("--reader", metavar="NAME", default=None,
+              help="Issue on real cards in this PC/SC reader, one after another: the tool asks "
+                   "for each card, waits for it, and asks for it to be removed.")
+@click.option("--psam-reader", metavar="NAME", default=None,
+              help="With --reader: the PSAM's reader (default: found automatically, or "
+                   "$SSCARD_PSAM_READER).")
+@click.option("--wait-seconds", type=click.FloatRange(1), default=300, show_default=True,
+              help="With --reader: how long to wait for a card to be inserted or removed "
+                   "before the batch stops (run again to go on).")
+@click.option("--cards-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Emulated cards instead of a reader: <card_number>.card.json each (created "
+                   "blank if absent).")
 @click.option("--report", type=_FILE, required=True,
               help="Per-card result report; .json for JSON, anything else CSV.")
 @click.option("--batch", default=None, help="A batch an officer pre-authorised.")
 @click.option("--region", default="639900", show_default=True,
-              help="Region code of new blank cards.")
+              help="Region code of new blank emulated cards.")
 @click.option("--encoding", default=None, metavar="CODEC",
               help="The CSV file's encoding (default: detected, UTF-8 with or without BOM, "
                    "else GBK/GB 18030 as Excel saves it on Chinese Windows).")
 @with_ra_options
-def batch_issue(csv_file: Path, cards_dir: Path, report: Path, batch: str | None, region: str,
-                encoding: str | None,
-                ra_url: str, token_file: Path | None, journal_dir: Path | None,
-                pin_stdin: bool, pin_file: Path | None, stop_after: str | None) -> None:
+def batch_issue(csv_file: Path, reader: str | None, psam_reader: str | None,
+                wait_seconds: float, cards_dir: Path | None, report: Path, batch: str | None,
+                region: str, encoding: str | None, ra_url: str, token_file: Path | None,
+                journal_dir: Path | None, pin_stdin: bool, pin_file: Path | None,
+                stop_after: str | None) -> None:
     """Personalise a card for each row of CSV_FILE (columns ssn, name, sex, ethnicity,
-    birthplace, birth_date, card_number), with a progress bar; run again to resume."""
-    from reader_tools.batch import BatchFileError, BatchStopped, CardResult, read_rows, run_batch
+    birthplace, birth_date, card_number), in a reader (--reader) or as emulated card files
+    (--cards-dir), showing progress; run again to resume."""
+    from reader_tools.batch import (
+        BatchFileError,
+        BatchStopped,
+        CardResult,
+        read_rows,
+        run_batch,
+        run_reader_batch,
+    )
 
+    if (reader is None) == (cards_dir is None):
+        raise click.UsageError("give --reader NAME (real cards) or --cards-dir DIR (emulated "
+                               "card files), one of them")
     try:
         rows = read_rows(csv_file, batch, encoding)
     except BatchFileError as exc:
@@ -216,21 +238,42 @@ def batch_issue(csv_file: Path, cards_dir: Path, report: Path, batch: str | None
     backend = _backend(ra_url, token_file)
     pin = _pin(pin_file, pin_stdin)
     journals = journal_dir or default_journal_dir()
-    progress: Any = click.progressbar(length=len(rows), label="issuing cards",
-                                      item_show_func=lambda item: item,
-                                      file=sys.stderr)
     stopped: BatchStopped | None = None
-    with progress as bar:
-        def advance(result: CardResult) -> None:
-            bar.update(1, f"{result.card_number} {result.status}")
+    results: list[CardResult] = []
+    if reader is not None:
+        done = 0
+
+        def progress_line(result: CardResult) -> None:
+            nonlocal done
+            done += 1
+            click.echo(f"[{done}/{len(rows)}] {result.card_number} {result.status}", err=True)
 
         try:
-            results = run_batch(rows, cards_dir, journals, backend, pin, report, region,
-                                on_card=advance, on_step=_stop_after(stop_after))
+            results = run_reader_batch(
+                rows, reader, psam_reader or os.environ.get("SSCARD_PSAM_READER") or None,
+                journals, backend, pin, report, wait_seconds,
+                say=lambda text: click.echo(text, err=True), on_card=progress_line,
+                on_step=_stop_after(stop_after))
         except BatchStopped as exc:
             stopped = exc
+    else:
+        assert cards_dir is not None
+        bar_cm: Any = click.progressbar(length=len(rows), label="issuing cards",
+                                        item_show_func=lambda item: item, file=sys.stderr)
+        with bar_cm as bar:
+            def advance(result: CardResult) -> None:
+                bar.update(1, f"{result.card_number} {result.status}")
+
+            try:
+                results = run_batch(rows, cards_dir, journals, backend, pin, report, region,
+                                    on_card=advance, on_step=_stop_after(stop_after))
+            except BatchStopped as exc:
+                stopped = exc
     if stopped is not None:
-        raise CardCommandError(f"{stopped} (report: {report})", EXIT_RA_UNAVAILABLE)
+        from reader_tools.session import EXIT_NO_CARD
+
+        raise CardCommandError(f"{stopped} (report: {report})",
+                               EXIT_NO_CARD if stopped.at_the_reader else EXIT_RA_UNAVAILABLE)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1

@@ -311,3 +311,78 @@ def test_enroll_refuses_a_csr_of_another_key(pcsc_rig: PcscRig, rig: RaRig, ra_u
                       data["card_number"], "--ra-url", ra_url, "--token-file", str(token))
     assert refused.returncode == 12, refused.stderr
     assert "not for the signing key of the card in the reader" in refused.stderr
+
+
+def reader_batch(pcsc: PcscRig, ra: RaRig, url: str, work: Path, rows: list[dict[str, str]],
+                 *extra: str) -> subprocess.Popen[str]:
+    import csv
+
+    with (work / "cards.csv").open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "batch"])
+        writer.writeheader()
+        writer.writerows([{k: v for k, v in r.items() if k != "batch"} for r in rows])
+    for name, value in (("token", ra.api_token), ("pin", PIN)):
+        (work / name).write_text(value + "\n")
+        (work / name).chmod(0o600)
+    return subprocess.Popen(
+        [sys.executable, "-m", "reader_tools.issuance_cli", "batch-issue",
+         str(work / "cards.csv"), "--reader", CARD_READER, "--psam-reader", PSAM_READER,
+         "--report", str(work / "report.csv"), "--batch", BATCH, "--ra-url", url,
+         "--token-file", str(work / "token"), "--pin-file", str(work / "pin"),
+         "--journal-dir", str(work / "journal"), *extra],
+        env=pcsc.env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def expect(proc: subprocess.Popen[str], fragment: str, seen: list[str]) -> str:
+    """The next stderr line holding ``fragment`` (the process prompts on stderr)."""
+    assert proc.stderr is not None
+    while line := proc.stderr.readline():
+        seen.append(line)
+        if fragment in line:
+            return line
+    raise AssertionError(f"no {fragment!r}; stderr: {''.join(seen)[-1500:]}")
+
+
+def test_batch_in_a_real_reader(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
+                                tmp_path: Path) -> None:
+    """A counter's batch: the tool asks for each card, waits for its insertion, personalises
+    the card in the reader, shows n of m, waits for its removal, and asks for the next."""
+    from tests.issuance.cards import inserted
+
+    rows = [order_json(9401), order_json(9402)]
+    cards = [new_blank_card(tmp_path / f"blank{i}.json") for i in range(2)]
+    proc = reader_batch(pcsc_rig, rig, ra_url, tmp_path, rows, "--wait-seconds", "90")
+    seen: list[str] = []
+    try:
+        for i, (row, card) in enumerate(zip(rows, cards, strict=True), start=1):
+            asked = expect(proc, f"card {i} of 2: insert the blank card", seen)
+            assert row["ssn"] in asked and row["card_number"] in asked
+            emulator = EmulatorProcess(pcsc_rig, card)
+            emulator.start()
+            try:
+                assert f"[{i}/2] {row['card_number']} done" in expect(proc, f"[{i}/2]", seen)
+                expect(proc, f"card {i} of 2 done; remove the card", seen)
+            finally:
+                emulator.stop()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, "".join(seen) + err
+    assert "2 done" in out
+    for row, card in zip(rows, cards, strict=True):  # the data went to the card in the reader
+        with inserted(card) as (client, _psam):
+            assert client.read_info().holder.ssn == row["ssn"]
+            assert client.read_certificate("sign") and client.read_certificate("enc")
+    assert not list(tmp_path.glob("*.card.json"))  # and no emulated card files were made
+
+
+def test_reader_batch_stops_when_no_card_comes(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
+                                               tmp_path: Path) -> None:
+    proc = reader_batch(pcsc_rig, rig, ra_url, tmp_path, [order_json(9411)],
+                        "--wait-seconds", "1")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 4, err
+    assert "card 1 of 1: insert the blank card" in err
+    assert "no card was inserted within 1 s (row 2); run the same command again" in err
