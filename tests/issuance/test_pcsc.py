@@ -382,7 +382,7 @@ def test_reader_batch_stops_when_no_card_comes(pcsc_rig: PcscRig, rig: RaRig, ra
                                                tmp_path: Path) -> None:
     proc = reader_batch(pcsc_rig, rig, ra_url, tmp_path, [order_json(9411)],
                         "--wait-seconds", "1")
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 4, err
     assert "card 1 of 1: insert the blank card" in err
     assert "no card was inserted within 1 s (row 2); run the same command again" in err
