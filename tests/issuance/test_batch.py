@@ -282,3 +282,15 @@ def test_a_rejected_card_number_says_why_when_reused(rig: RaRig, ra_url: str,
     assert f"card number {rows[0]['card_number']} is already registered" in error
     assert f"its request {request_id} (enrollment) is rejected: 照片与本人不符" in error
     assert "give the new card its own number" in error
+
+
+def test_tls_failure_stops_the_batch(rig: RaRig, ra_url: str, tmp_path: Path) -> None:
+    """https:// to a server that speaks no TLS: a TLS failure, named as such, no card file."""
+    write_csv(tmp_path / "cards.csv", [7631, 7632])
+    url = ra_url.replace("http://", "https://")
+    result = CliRunner().invoke(batch_issue, [str(tmp_path / "cards.csv"),
+                                              *args(tmp_path, rig, url)])
+    assert result.exit_code == 13, result.output
+    assert f"RA not reachable at {url}/api/v1: TLS failure" in result.output
+    assert "urllib3" not in result.output and "Max retries" not in result.output
+    assert not (tmp_path / "cards").exists() or not any((tmp_path / "cards").iterdir())
