@@ -191,7 +191,9 @@ def test_refusals_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
          "--token-file", str(bad_token / "token"), "--journal-dir", str(bad_token / "j"),
          "--data", str(bad_token / "holder.json"), "--pin-file", str(bad_token / "pin")],
         env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "unknown or deactivated API token" in proc.stderr
+    assert proc.returncode == 13 and "unknown or deactivated API token" in proc.stderr
+    assert "the RA refused this station's credential" in proc.stderr
+    assert "the card was not touched" in proc.stderr
     assert certificates_for(rig, data["ssn"]) == {}
     wrong = dict(data, birth_date="19991231")
     proc = personalize(pcsc_rig, rig, ra_url, tmp_path, data=wrong)
