@@ -1,9 +1,12 @@
-"""Batch issuance: personalise many emulated cards (one state file each) from a CSV file.
+"""Batch issuance from a CSV file: on real cards one after another in a PC/SC reader (the
+tool asks for each card and waits for it), or on emulated cards (one state file each).
 
-Each row is one card; its personalisation is journaled like a single card's, so a batch that
-was interrupted runs again from the top: finished cards are recognised (and reported again as
-done) without being touched, the interrupted one resumes, the rest follow. The per-card report
-(CSV or JSON, by the file's suffix) is rewritten atomically after every card."""
+The whole file is checked first and every bad row reported at once. Each row is one card; its
+personalisation is journaled like a single card's, so a batch that was interrupted runs again
+from the top: finished cards are recognised (and reported again as done) without being
+touched, the interrupted one resumes, the rest follow. The per-card report (CSV or JSON, by
+the file's suffix) is rewritten atomically after every card. A failure that no card would
+survive (the RA unreachable, its TLS, the station's credential) stops the batch at once."""
 
 from __future__ import annotations
 
