@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -63,6 +64,10 @@ class RowProblem:
 #: tried in turn when no encoding is given: UTF-8 (with or without the BOM Excel writes),
 #: then GB 18030, the superset of GBK that Excel on Chinese Windows saves "CSV" in
 DETECTED_ENCODINGS = ("utf-8-sig", "gb18030")
+
+
+#: 6.39900197001E+17: what Excel makes of an 18-digit number in a column not set to text
+_EXCEL_NUMBER = re.compile(r"\d+(\.\d+)?[eE]\+\d+")
 
 
 def decode(data: bytes, encoding: str | None = None) -> tuple[str, str]:
@@ -132,6 +137,11 @@ def read_rows(path: Path, batch: str | None, encoding: str | None = None) -> lis
                 validate_card_number(values["card_number"])
             except CardDataError as exc:
                 bad.append(RowProblem(line, "card_number", str(exc)))
+            mangled = {c for c in ("ssn", "card_number") if _EXCEL_NUMBER.fullmatch(values[c])}
+            bad = [p for p in bad if p.column not in mangled] + [
+                RowProblem(line, c, f"{values[c]} is a number as Excel shows a long one: the "
+                                    "digits are lost; format the column as text and type it "
+                                    "again") for c in sorted(mangled)]
             for column in ("ssn", "card_number"):
                 key = (column, values[column].upper())
                 if key in first_seen:

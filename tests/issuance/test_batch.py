@@ -294,3 +294,16 @@ def test_tls_failure_stops_the_batch(rig: RaRig, ra_url: str, tmp_path: Path) ->
     assert f"RA not reachable at {url}/api/v1: TLS failure" in result.output
     assert "urllib3" not in result.output and "Max retries" not in result.output
     assert not (tmp_path / "cards").exists() or not any((tmp_path / "cards").iterdir())
+
+
+def test_an_ssn_excel_turned_into_a_number_is_named(rig: RaRig, ra_url: str,
+                                                    tmp_path: Path) -> None:
+    rows = write_csv(tmp_path / "cards.csv", [7801])
+    rows[0]["ssn"] = "6.39900197001E+17"
+    path = tmp_path / "excel.csv"
+    path.write_bytes((",".join(rows[0]) + "\r\n" + ",".join(rows[0].values()) + "\r\n")
+                     .encode("gbk"))
+    result = CliRunner().invoke(batch_issue, [str(path), *args(tmp_path, rig, ra_url)])
+    assert result.exit_code == 2, result.output
+    assert "row 2, ssn: 6.39900197001E+17 is a number as Excel shows a long one" in result.output
+    assert "format the column as text" in result.output
