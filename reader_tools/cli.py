@@ -65,17 +65,21 @@ LAZY = {
                     "dual certificates), or resume an interrupted run, or --rollback it."),
     "batch-issue": ("reader_tools.issuance_cli:batch_issue",
                     "Personalise a card for each row of CSV_FILE (columns ssn, name, sex, "
-                    "ethnicity, birthplace, birth_date, card_number), with a progress bar; run "
-                    "again to resume."),
+                    "ethnicity, birthplace, birth_date, card_number), in a reader (--reader) or "
+                    "as emulated card files (--cards-dir), showing progress; run again to "
+                    "resume."),
     "enroll": ("reader_tools.issuance_cli:enroll",
                "Send the card's certificate request to the RA for the holder written on the "
-               "card in the reader."),
+               "card in the reader; prints the request id (exit 11 while it waits for an "
+               "officer)."),
     "fetch-certs": ("reader_tools.issuance_cli:fetch_certs",
-                    "Fetch an approved enrollment's certificates and the escrowed encryption "
-                    "key (wrapped for the card) from the RA."),
+                    "Fetch an approved enrollment's signing and encryption certificates and the "
+                    "escrowed encryption key (wrapped for the card's own key) from the RA (exit "
+                    "11 while waiting)."),
     "confirm": ("reader_tools.issuance_cli:confirm",
-                "Tell the RA the card in the reader holds its enrollment's certificates (the "
-                "card is then issued)."),
+                "Tell the RA the card is personalised (it marks the card issued), once the card "
+                "in the reader holds exactly this enrollment's certificates for its own keys "
+                "and holder."),
 }
 
 
