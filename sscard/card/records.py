@@ -150,10 +150,11 @@ class HolderData:
         return found
 
     def validate(self) -> HolderData:
-        """Raise CardDataError naming the first fault (``problems`` lists them all)."""
+        """Raise CardDataError naming every fault, "; "-separated (``problems`` lists them
+        by field)."""
         found = self.problems()
         if found:
-            raise CardDataError(found[0][1])
+            raise CardDataError("; ".join(message for _field, message in found))
         return self
 
     def records(self) -> dict[int, bytes]:

@@ -65,3 +65,15 @@ def test_last_wrong_pin_says_blocked() -> None:
     # a key's counter is not the PIN's: 63C0 outside PIN commands stays an authentication fault
     assert isinstance(errors.error_for_status(0x63C0, "EXTERNAL AUTHENTICATE"),
                       errors.AuthenticationFailed)
+
+
+def test_holder_data_names_every_fault_at_once() -> None:
+    from sscard.card.records import HolderData
+
+    bad = HolderData(ssn="111111198101011111", name="张三", sex="M", ethnicity="77",
+                     birthplace="991111", birth_date="19810101")
+    assert [field for field, _ in bad.problems()] == ["ssn", "sex", "ethnicity", "birthplace"]
+    with pytest.raises(CardDataError) as refused:
+        bad.validate()
+    for fragment in ("check digit", "GB/T 2261.1", "GB/T 3304", "GB/T 2260"):
+        assert fragment in str(refused.value)
