@@ -33,10 +33,12 @@ def subject(i: int) -> str:
 
 
 def index_of(subject_text: str) -> int | None:
+    """The i of subject(i), from its CN (the serialNumber carries a check digit)."""
     for part in subject_text.split(","):
         key, _, value = part.partition("=")
-        if key.strip() in ("serialNumber", "serial_number", "Serial Number"):
-            return int(value) - 350102199001000000
+        if key.strip() in ("CN", "common_name", "Common Name") and \
+                value.strip().startswith("持卡人"):
+            return int(value.strip().removeprefix("持卡人"))
     return None
 
 
