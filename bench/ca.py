@@ -29,6 +29,7 @@ from ca.authority import CertificateAuthority, IssueRequest, initialise  # noqa:
 from ca.crl import RevokedItem, build_crl  # noqa: E402
 from ca.issuance import random_serial  # noqa: E402
 from sscard.audit import AuditLog  # noqa: E402
+from sscard.card.validation import synthetic_ssn  # noqa: E402
 from sscard.keys.software import SoftwareKey  # noqa: E402
 from sscard.sqlschema import WRITE  # noqa: E402
 
@@ -65,7 +66,7 @@ def bench_issuance(algorithm: str, count: int) -> tuple[float, float]:
         holder_keys = [SoftwareKey.generate(algorithm).public_key() for _ in range(64)]
         requests = [
             IssueRequest(public_key=holder_keys[i % len(holder_keys)],
-                         subject=f"CN=持卡人{i},serialNumber={350102199001010000 + i},C=CN")
+                         subject=f"CN=持卡人{i},serialNumber={synthetic_ssn(i)},C=CN")
             for i in range(count)
         ]
         ca.issue_batch(requests[:50], "cardholder-sign")  # warm caches and the database

@@ -45,6 +45,7 @@ from ca.authority import CertificateAuthority, IssueRequest, initialise  # noqa:
 from ca.config import default_config_text  # noqa: E402
 from ca.ocsp import OcspResponder  # noqa: E402
 from sscard.audit import AuditLog  # noqa: E402
+from sscard.card.validation import synthetic_ssn  # noqa: E402
 from sscard.crypto.asymmetric import PublicKey  # noqa: E402
 from sscard.keys.software import SoftwareKey  # noqa: E402
 
@@ -54,7 +55,6 @@ PG_BIN = Path(os.environ.get("SSCARD_PG_BIN", "/usr/lib/postgresql/15/bin"))
 KEY_POOL = 1000
 CHUNK = 500          # certificates per transaction (issue_batch chunk_size)
 CALL = 5000          # requests per issue_batch call (results are dropped between calls)
-SSN_BASE = 350102190001010000
 
 
 
@@ -107,7 +107,7 @@ class PrivateCluster:
 
 
 def subject(i: int) -> str:
-    return f"CN=持卡人{i},serialNumber={SSN_BASE + i},C=CN"
+    return f"CN=持卡人{i},serialNumber={synthetic_ssn(i)},C=CN"
 
 
 def _issue_worker(home: str, url: str, start: int, stop: int, spki_pool: list[bytes],

@@ -144,6 +144,9 @@ def _check_subject(profile: Profile, subject: Subject) -> None:
         if rule.pattern is not None and not rule.pattern.fullmatch(value):
             raise _refuse(profile, f"subject {shown} {value!r} does not match the profile's "
                           f"pattern {rule.pattern.pattern}")
+        fault = rule.problem(value)
+        if fault is not None:
+            raise _refuse(profile, f"subject {shown}: {fault}")
     for attr, rule in rules.items():
         if counts.get(attr, 0) < rule.min:
             raise _refuse(profile, f"subject lacks required attribute "
@@ -277,6 +280,11 @@ def _approve(
         if sin is not None and not _SIN_RE.match(str(sin)):
             raise _refuse(profile, f"social insurance number {sin!r} must be 6-32 letters "
                           "or digits")
+        # the profile's check of serialNumber holds for the number however it is given
+        serial_rule = profile.subject_rules.get("serial_number")
+        fault = serial_rule.problem(str(sin)) if serial_rule and sin is not None else None
+        if fault is not None:
+            raise _refuse(profile, f"social insurance number: {fault}")
 
     days = extra.get("validity_days", profile.validity_days)
     if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days:

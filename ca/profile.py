@@ -68,7 +68,7 @@ DEFAULT_MAX_LENGTH = 64
 #: subjectAltName entry kinds a profile may allow, as written -> asn1crypto GeneralName names
 SAN_TYPES = {"dns": "dns_name", "email": "rfc822_name", "uri": "uniform_resource_identifier",
              "ip": "ip_address"}
-_SUBJECT_RULE_KEYS = {"min", "max", "max_length", "pattern", "values"}
+_SUBJECT_RULE_KEYS = {"min", "max", "max_length", "pattern", "values", "check"}
 _SAN_KEYS = {"types", "max", "wildcard"}
 
 _TOP_KEYS = {
@@ -89,6 +89,12 @@ class SubjectRule:
     max_length: int = DEFAULT_MAX_LENGTH
     pattern: re.Pattern[str] | None = None
     values: frozenset[str] | None = None
+    #: a named content check (VALUE_CHECKS), e.g. "gb11643" for a citizen ID number
+    check: str | None = None
+
+    def problem(self, value: str) -> str | None:
+        """Why ``value`` fails this rule's named check, or None."""
+        return None if self.check is None else VALUE_CHECKS[self.check](value)
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,25 @@ class SanRule:
     types: frozenset[str] = frozenset({"dns_name"})  # asn1crypto GeneralName names
     max: int = 10
     wildcard: bool = False  # a "*." left-most DNS label
+
+
+def _gb11643(value: str) -> str | None:
+    """A GB 11643 citizen identity number as the card carries it: 18 characters, the ISO 7064
+    MOD 11-2 check digit, a GB/T 2260 province and a calendar birth date (the same check as
+    the card tools, sscard.card.validation.validate_ssn)."""
+    from sscard.card.validation import CardDataError, validate_ssn
+
+    try:
+        normal = validate_ssn(value)
+    except CardDataError as exc:
+        return str(exc)
+    if normal != value:
+        return f"{value!r}: write the check character X in upper case, as on the card"
+    return None
+
+
+#: named checks a subject rule may ask for (``check = "gb11643"``)
+VALUE_CHECKS = {"gb11643": _gb11643}
 
 
 def bad_characters(value: str) -> str | None:
@@ -340,7 +365,10 @@ def _subject_rules(data: Mapping[str, Any], where: str) -> dict[str, SubjectRule
             if not listed:
                 raise _fail(at, "values is empty (leave the attribute out to forbid it)")
             values = frozenset(listed)
-        rules[name] = SubjectRule(low, high, length, pattern, values)
+        check = _get(table, "check", str, at, None)
+        if check is not None and check not in VALUE_CHECKS:
+            raise _fail(at, f"unknown check {check!r}; known: {', '.join(VALUE_CHECKS)}")
+        rules[name] = SubjectRule(low, high, length, pattern, values, check)
     if not any(r.min > 0 for r in rules.values()):
         raise _fail(where, "[subject] requires no attribute at all (give one min = 1)")
     return rules

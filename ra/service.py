@@ -705,8 +705,9 @@ class RegistrationAuthority:
                 return self.request(actor, public_id)
             with self._tx() as s:
                 person = self._cardholder(s, holder)
-                if s.scalar(select(Card).where(Card.card_number == card.card_number)):
-                    raise Conflict(f"card number {card.card_number} is already registered")
+                taken = s.scalar(select(Card).where(Card.card_number == card.card_number))
+                if taken is not None:
+                    raise Conflict(self._card_number_taken(s, taken))
                 card_row = Card(cardholder_id=person.id, card_id=card_id,
                                 card_number=card.card_number, generation=card.generation,
                                 status=CardStatus.PERSONALISING, created_at=_now())
@@ -747,6 +748,24 @@ class RegistrationAuthority:
                              f"the RA issues for the cardholder record, "
                              f"{format_name(expected)!r}: {why}")
         return csr
+
+    @staticmethod
+    def _card_number_taken(s: Session, card: Card) -> str:
+        """Why a card number cannot be used again: the card that holds it and its latest
+        request, so that the counter knows what to do (resume, roll back, or a new number)."""
+        last = s.scalar(select(Request).where(Request.card_ref == card.id)
+                        .order_by(Request.id.desc()))
+        why = f"card {card.card_id}, {card.status}"
+        if last is not None:
+            why += f"; its request {last.public_id} ({last.kind}) is {last.state}"
+            if last.state in (RequestState.REJECTED, RequestState.FAILED):
+                detail = last.error or s.scalar(
+                    select(Approval.reason).where(Approval.request_id == last.id,
+                                                  Approval.decision == "reject")
+                    .order_by(Approval.id.desc()))
+                why += (f"{': ' + detail if detail else ''}; a card number is never "
+                        "reused: give the new card its own number")
+        return f"card number {card.card_number} is already registered ({why})"
 
     @staticmethod
     def _existing_enrollment(s: Session, actor: Actor, card_id: str,

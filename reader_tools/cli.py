@@ -23,7 +23,6 @@ from sscard.secrets_input import read_secret
 if TYPE_CHECKING:
     from sscard.card.client import CardInfo
 
-INITIAL_PIN = "123456"
 KEY_UPDATE = 0x0B
 
 
@@ -45,13 +44,15 @@ def pin_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _pin(prompt: str, pin_file: Path | None, pin_stdin: bool, confirm: bool = False) -> str:
-    from sscard.card.validation import CardDataError, validate_pin
+def _pin(prompt: str, pin_file: Path | None, pin_stdin: bool, confirm: bool = False,
+         new: bool = False) -> str:
+    """Read a PIN; a ``new`` one (to be set on the card) must pass the one new-PIN rule."""
+    from sscard.card.validation import CardDataError, validate_new_pin, validate_pin
 
     value = read_secret(file=pin_file, from_stdin=pin_stdin, prompt=prompt,
                         confirm=confirm).decode("utf-8")
     try:
-        return validate_pin(value, prompt)
+        return (validate_new_pin if new else validate_pin)(value, prompt)
     except CardDataError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -64,8 +65,21 @@ LAZY = {
                     "dual certificates), or resume an interrupted run, or --rollback it."),
     "batch-issue": ("reader_tools.issuance_cli:batch_issue",
                     "Personalise a card for each row of CSV_FILE (columns ssn, name, sex, "
-                    "ethnicity, birthplace, birth_date, card_number), with a progress bar; run "
-                    "again to resume."),
+                    "ethnicity, birthplace, birth_date, card_number), in a reader (--reader) or "
+                    "as emulated card files (--cards-dir), showing progress; run again to "
+                    "resume."),
+    "enroll": ("reader_tools.issuance_cli:enroll",
+               "Send the card's certificate request to the RA for the holder written on the "
+               "card in the reader; prints the request id (exit 11 while it waits for an "
+               "officer)."),
+    "fetch-certs": ("reader_tools.issuance_cli:fetch_certs",
+                    "Fetch an approved enrollment's signing and encryption certificates and the "
+                    "escrowed encryption key (wrapped for the card's own key) from the RA (exit "
+                    "11 while waiting)."),
+    "confirm": ("reader_tools.issuance_cli:confirm",
+                "Tell the RA the card is personalised (it marks the card issued), once the card "
+                "in the reader holds exactly this enrollment's certificates for its own keys "
+                "and holder."),
 }
 
 
@@ -170,6 +184,21 @@ def _info_json(info: CardInfo) -> dict[str, Any]:
     }
 
 
+def _named(fields: dict[str, Any]) -> dict[str, Any]:
+    """The text view: sex, ethnicity and birthplace by their GB/T names (a code no table
+    knows is shown as it is, marked)."""
+    from sscard import codetables
+
+    namers = {"sex": codetables.sex_name, "ethnicity": codetables.ethnicity_name,
+              "birthplace": codetables.region_name}
+    shown = dict(fields)
+    for key, namer in namers.items():
+        code = str(fields.get(key, ""))
+        if code:
+            shown[key] = namer(code) or f"{code} (not a known code)"
+    return shown
+
+
 @group.command("info")
 @reader_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "mohrss"]), default="text",
@@ -189,10 +218,10 @@ def info(reader: str | None, psam_reader: str | None, fmt: str) -> None:
         else:
             fields = _info_json(data)
             fields.update(opened.client.read_identification() or {})
-            if fmt == "json":
+            if fmt == "json":  # codes, as on the card
                 click.echo(json.dumps(fields, ensure_ascii=False, indent=2))
             else:
-                for key, value in fields.items():
+                for key, value in _named(fields).items():
                     click.echo(f"{key:13} {value}")
 
 
@@ -229,9 +258,7 @@ def pin_change(reader: str | None, psam_reader: str | None, pin_file: Path | Non
     if pin_file is not None:
         raise click.UsageError("pin change reads two PINs: use --pin-stdin or the prompt")
     old = _pin("Current PIN", None, pin_stdin)
-    new = _pin("New PIN", None, pin_stdin, confirm=not pin_stdin)
-    if new == INITIAL_PIN:
-        raise click.UsageError("the new PIN cannot be the initial PIN 123456 (MOHRSS -36)")
+    new = _pin("New PIN", None, pin_stdin, confirm=not pin_stdin, new=True)
     with card_errors(), open_card(reader, psam_reader) as opened:
         opened.client.change_pin(old, new)
     click.echo("PIN changed")
@@ -241,7 +268,7 @@ def _sm_pin_command(action: str, reader: str | None, psam_reader: str | None,
                     pin_file: Path | None, pin_stdin: bool) -> None:
     from reader_tools.session import card_errors, open_card
 
-    new = _pin("New PIN", pin_file, pin_stdin, confirm=not (pin_stdin or pin_file))
+    new = _pin("New PIN", pin_file, pin_stdin, confirm=not (pin_stdin or pin_file), new=True)
     with card_errors(), open_card(reader, psam_reader, with_psam=True) as opened:
         psam = opened.need_psam()
         if action == "unblock":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -18,6 +19,49 @@ from sscard.httpsig import RequestSigner
 
 class IssuanceError(Exception):
     """The RA refused or could not be reached; the message says which and why."""
+
+
+class RaUnavailable(IssuanceError):
+    """No card can be issued until this is fixed: the RA is unreachable, the TLS handshake
+    failed, the station's credential was refused, or the RA itself failed. A batch stops."""
+
+
+def network_cause(exc: BaseException) -> str:
+    """A plain statement of why a request got no answer, from the innermost cause (not the
+    urllib3 text, which names pool objects and retries)."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        inner = _innermost(exc)
+        detail = getattr(inner, "reason", None) or getattr(inner, "strerror", None)
+        return f"TLS failure ({detail or type(inner).__name__})"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "no connection within the time limit"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "no answer within the time limit"
+    inner = _innermost(exc)
+    if isinstance(inner, ConnectionRefusedError):
+        return "connection refused (is the RA running on that host and port?)"
+    if isinstance(inner, socket.gaierror):
+        return "host name not found"
+    if isinstance(inner, OSError) and inner.strerror:
+        return inner.strerror.lower()
+    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema |
+                  requests.exceptions.InvalidSchema):
+        return "not a usable URL"
+    return type(inner).__name__
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    seen = exc
+    for _ in range(10):
+        nested = seen.__cause__ or seen.__context__
+        if nested is None and seen.args and isinstance(seen.args[0], BaseException):
+            nested = seen.args[0]
+        if nested is None and hasattr(seen, "reason") and isinstance(seen.reason, BaseException):
+            nested = seen.reason
+        if nested is None:
+            break
+        seen = nested
+    return seen
 
 
 class IssuanceBackend(Protocol):
@@ -98,10 +142,17 @@ class RestBackend:
             resp = self.session.request(method, self.base + path, data=data or None,
                                         headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise IssuanceError(f"RA not reachable at {self.base}: {exc}") from None
+            raise RaUnavailable(f"RA not reachable at {self.base}: {network_cause(exc)}") \
+                from None
         if resp.status_code >= 400:
             found = problem.parse(resp.status_code, resp.headers.get("Content-Type"),
                                   resp.content)
+            if resp.status_code in (401, 403):
+                raise RaUnavailable(f"the RA refused this station's credential "
+                                    f"({resp.status_code} {found.code}): {found.detail}")
+            if resp.status_code >= 500:
+                raise RaUnavailable(f"the RA failed ({resp.status_code} {found.code}): "
+                                    f"{found.detail}")
             raise IssuanceError(f"RA refused ({resp.status_code} {found.code}): {found.detail}")
         try:
             data = resp.json()

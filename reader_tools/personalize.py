@@ -32,7 +32,7 @@ from typing import Any
 
 from asn1crypto import x509
 
-from reader_tools.issuance_client import IssuanceBackend, IssuanceError
+from reader_tools.issuance_client import IssuanceBackend, IssuanceError, RaUnavailable
 from reader_tools.issuance_journal import DONE, IN_PROGRESS, ROLLED_BACK, WAITING, Journal
 from sscard.card import codec
 from sscard.card.auth import Authenticator
@@ -45,7 +45,7 @@ from sscard.card.errors import CardMismatch
 from sscard.card.integrity import check_certificate, snapshot
 from sscard.card.keyhandle import CardKey
 from sscard.card.records import EF06_LAYOUT, CardData, HolderData
-from sscard.card.validation import CardDataError, validate_pin
+from sscard.card.validation import CardDataError, validate_new_pin
 from sscard.crypto.algorithms import EncryptionScheme, SignatureAlgorithm
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.envelopes import CipherFormat, EnvelopedKey
@@ -62,8 +62,22 @@ class PersonalisationError(Exception):
     the card can be resumed or rolled back."""
 
 
+class SystemicFailure(PersonalisationError):
+    """The RA cannot be used at all (unreachable, TLS, credential refused, RA failure): no
+    other card would fare better. ``card_touched`` says whether this card was written to
+    before it happened (its journal is then kept, to resume)."""
+
+    def __init__(self, message: str, card_touched: bool) -> None:
+        super().__init__(message)
+        self.card_touched = card_touched
+
+
 class AwaitingApproval(PersonalisationError):
     """The enrollment waits for an officer; run again (resume) once it is approved."""
+
+    def __init__(self, message: str, request_id: str = "") -> None:
+        super().__init__(message)
+        self.request_id = request_id
 
 
 @dataclass(frozen=True)
@@ -117,7 +131,7 @@ class Personalizer:
 
     def personalise(self, order: CardOrder, pin: str) -> Outcome:
         try:
-            validate_pin(pin, "new PIN")
+            validate_new_pin(pin, "new PIN")
             order.holder.validate()
         except CardDataError as exc:
             raise PersonalisationError(str(exc)) from None
@@ -143,6 +157,8 @@ class Personalizer:
             # a refused token or an unreachable RA must stop us before the card is written
             try:
                 self.backend.check()
+            except RaUnavailable as exc:
+                raise SystemicFailure(str(exc), card_touched=False) from None
             except IssuanceError as exc:
                 raise PersonalisationError(f"RA check before writing the card: {exc}") from None
         journal.set_status(IN_PROGRESS)
@@ -163,6 +179,8 @@ class Personalizer:
             except AwaitingApproval:
                 journal.set_status(WAITING)
                 raise
+            except RaUnavailable as exc:
+                raise SystemicFailure(f"step {name}: {exc}", card_touched=True) from None
             except (IssuanceError, CardDataError, CryptoError) as exc:
                 raise PersonalisationError(f"step {name}: {exc}") from None
             if not journal.done(name):
@@ -268,7 +286,7 @@ class Personalizer:
         state = answer["state"]
         if state in ("submitted", "approved"):
             raise AwaitingApproval(f"enrollment {answer['request_id']} waits for an officer's "
-                                   "approval; run again to resume")
+                                   "approval; run again to resume", answer["request_id"])
         if state != "done":
             raise PersonalisationError(f"step enroll: request {answer['request_id']} is "
                                        f"{state}: {answer.get('error') or 'refused'}")

@@ -70,9 +70,14 @@ class AuthenticationFailed(CardStatusError):
 
 
 class PinBlocked(CardStatusError):
+    """6983, or 63C0: a wrong PIN that used the last try (the card says "0 tries left"; the
+    holder needs to hear "blocked")."""
+
     def __init__(self, sw: int, command: str = "") -> None:
         super().__init__(sw, command)
-        self.args = (f"PIN blocked (status {sw:04X}): unblock it at a service counter "
+        first = "wrong PIN: that was the last try, the PIN is now blocked" \
+            if sw == 0x63C0 else "PIN blocked"
+        self.args = (f"{first} (status {sw:04X}): unblock it at a service counter "
                      "(sscard card pin unblock)",)
 
 
@@ -154,6 +159,8 @@ _BY_SW: dict[int, type[CardStatusError]] = {
 def error_for_status(sw: int, command: str = "", pin_command: bool = False) -> CardStatusError:
     """The exception for a non-success status word. ``pin_command`` says whether 63Cx/6983 refer
     to the PIN (VERIFY, CHANGE PIN) or to a key (EXTERNAL AUTHENTICATE)."""
+    if sw == 0x63C0 and pin_command:
+        return PinBlocked(sw, command)
     if sw >> 4 == 0x63C:
         return WrongPin(sw, command) if pin_command else AuthenticationFailed(sw, command)
     if sw == 0x6983:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sscard.card import codec
@@ -109,21 +110,51 @@ class HolderData:
     birthplace: str
     birth_date: str
 
-    def validate(self) -> HolderData:
-        validate_ssn(self.ssn)
+    def problems(self) -> list[tuple[str, str]]:
+        """Every fault of this holder's data, as (field, what is wrong), in field order: a
+        form or a batch file reports them all at once."""
+        from sscard import codetables
+        from sscard.card.codec import CodecError
+
+        found: list[tuple[str, str]] = []
+
+        def check(name: str, run: Callable[[], object]) -> None:
+            try:
+                run()
+            except (CardDataError, CodecError, codetables.UnknownCode) as exc:
+                found.append((name, str(exc)))
+
+        check("ssn", lambda: validate_ssn(self.ssn))
         if not self.name.strip():
-            raise CardDataError("name is empty")
-        codec.split_gbk_name(self.name)  # GBK and fits 30 + 20 bytes
-        if self.sex not in ("1", "2", "9", "0"):
-            raise CardDataError(f"sex must be 1 (male), 2 (female), 0 or 9, got {self.sex!r}")
-        if not (self.ethnicity.isdigit() and 1 <= len(self.ethnicity) <= 2):
-            raise CardDataError(f"ethnicity must be a GB 3304 code (2 digits), got "
-                                f"{self.ethnicity!r}")
-        validate_region(self.birthplace, "birthplace")
-        validate_date(self.birth_date, "birth date")
-        if self.ssn[6:14] != self.birth_date:
-            raise CardDataError(f"birth date {self.birth_date} differs from the one in the "
-                                f"social security number ({self.ssn[6:14]})")
+            found.append(("name", "name is empty"))
+        else:
+            check("name", lambda: codec.split_gbk_name(self.name))  # GBK, fits 30 + 20 bytes
+        if codetables.sex_name(self.sex) is None:
+            found.append(("sex", f"sex must be a GB/T 2261.1 code (1 male, 2 female, 0 unknown, "
+                                 f"9 not stated), got {self.sex!r}"))
+        if not (self.ethnicity.isascii() and self.ethnicity.isdigit()
+                and 1 <= len(self.ethnicity) <= 2):
+            found.append(("ethnicity", f"ethnicity must be a GB/T 3304 code (2 digits), got "
+                                       f"{self.ethnicity!r}"))
+        else:
+            check("ethnicity", lambda: codetables.check("ethnicity", self.ethnicity))
+        check("birthplace", lambda: validate_region(self.birthplace, "birthplace"))
+        try:
+            validate_date(self.birth_date, "birth date")
+            ssn_ok = not any(name == "ssn" for name, _ in found)
+            if ssn_ok and self.ssn[6:14] != self.birth_date:  # (a bad number is named once)
+                found.append(("birth_date", f"birth date {self.birth_date} differs from the one "
+                                            f"in the social security number ({self.ssn[6:14]})"))
+        except CardDataError as exc:
+            found.append(("birth_date", str(exc)))
+        return found
+
+    def validate(self) -> HolderData:
+        """Raise CardDataError naming every fault, "; "-separated (``problems`` lists them
+        by field)."""
+        found = self.problems()
+        if found:
+            raise CardDataError("; ".join(message for _field, message in found))
         return self
 
     def records(self) -> dict[int, bytes]:

@@ -4,6 +4,7 @@ MOD 11-2), dates, GB/T 2260 region codes, card numbers and PINs."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 
 from sscard.codetables import PROVINCES
@@ -43,6 +44,13 @@ def validate_ssn(ssn: str) -> str:
     return ssn
 
 
+def synthetic_ssn(n: int, region: str = "350102", born: dt.date = dt.date(1950, 1, 1)) -> str:
+    """A well-formed number with a right check digit for test and benchmark data: distinct
+    ``n`` give distinct numbers (1000 a day of birth, from ``born``)."""
+    body = f"{region}{born + dt.timedelta(days=n // 1000):%Y%m%d}{n % 1000:03d}"
+    return body + ssn_check_char(body)
+
+
 def validate_date(value: str, what: str = "date") -> dt.date:
     if not re.fullmatch(r"\d{8}", value):
         raise CardDataError(f"{what} must be YYYYMMDD, got {value!r}")
@@ -70,4 +78,24 @@ def validate_pin(pin: str, what: str = "PIN") -> str:
     """PINs are 4 to 16 decimal digits (CARD_SPEC §2)."""
     if not re.fullmatch(r"\d{4,16}", pin):
         raise CardDataError(f"{what} must be 4 to 16 digits")
+    return pin
+
+
+INITIAL_PIN = "123456"
+
+
+def validate_new_pin(pin: str, what: str = "new PIN") -> str:
+    """The one rule for every PIN a holder or an officer sets (personalisation, change,
+    unblock, reload): 4 to 16 digits, and not trivial: not the initial PIN 123456 (MOHRSS
+    -36), not one digit repeated (000000), not a run of consecutive digits (1234, 987654).
+    The message never repeats the PIN."""
+    validate_pin(pin, what)
+    if pin == INITIAL_PIN:
+        raise CardDataError(f"{what} cannot be the initial PIN 123456 (MOHRSS -36)")
+    if len(set(pin)) == 1:
+        raise CardDataError(f"{what} is too easy to guess (one digit repeated); choose another")
+    steps = {int(b) - int(a) for a, b in itertools.pairwise(pin)}
+    if steps in ({1}, {-1}):
+        raise CardDataError(f"{what} is too easy to guess (a run of consecutive digits); "
+                            "choose another")
     return pin

@@ -13,7 +13,7 @@ import pytest
 
 from tests.pg import PostgresCluster, pg_cluster  # noqa: F401  (fixture)
 
-SSN = "350102199001011234"
+SSN = "350102199001011238"
 HOLDER = f"CN=张三,serialNumber={SSN},C=CN"
 
 

@@ -42,7 +42,7 @@ from sscard.x509.names import parse_name
 from sscard.x509.pem import der_to_pem
 
 PROFILES = load_profiles()
-SSN = "350102199001011234"
+SSN = "350102199001011238"
 EC_CONFIG = """\
 base_url = "http://127.0.0.1:8080"
 

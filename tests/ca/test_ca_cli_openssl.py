@@ -53,7 +53,7 @@ def openssl_key_and_csr(tmp: Path, algorithm: str, subject: str, distid: bool = 
     return csr
 
 
-SUBJECT = "/CN=张三/serialNumber=350102199001011234/C=CN"
+SUBJECT = "/CN=张三/serialNumber=350102199001011238/C=CN"
 
 
 @pytest.mark.parametrize("algorithm", ["ec-p256", "rsa2048"])
@@ -204,7 +204,7 @@ def test_cli_errors_name_the_problem_and_change_nothing(tmp_path: Path) -> None:
     from sscard.x509.names import parse_name
 
     key = SoftwareKey.generate("sm2")
-    evil = CsrBuilder().subject(parse_name("CN=张三,serialNumber=350102199001011234")) \
+    evil = CsrBuilder().subject(parse_name("CN=张三,serialNumber=350102199001011238")) \
         .add_extension("basic_constraints", {"ca": True}, critical=True).sign(key)
     req = tmp_path / "evil.csr"
     req.write_bytes(der_to_pem(evil.dump(), "CERTIFICATE REQUEST"))
@@ -228,7 +228,7 @@ def test_cli_errors_name_the_problem_and_change_nothing(tmp_path: Path) -> None:
     assert "no issued certificates" not in ok(sscard(home, "list"))
     assert ok(sscard(home, "list")).strip() == ""  # the refusals stored nothing
 
-    good = CsrBuilder().subject(parse_name("CN=张三,serialNumber=350102199001011234")).sign(key)
+    good = CsrBuilder().subject(parse_name("CN=张三,serialNumber=350102199001011238")).sign(key)
     req.write_bytes(good.dump())  # DER is accepted too
     cert = tmp_path / "good.pem"
     ok(sscard(home, "issue", "--profile", "cardholder-sign", "--csr", str(req),

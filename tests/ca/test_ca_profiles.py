@@ -102,7 +102,7 @@ SM2 = SoftwareKey.generate("sm2")
 
 def test_a_plain_cardholder_csr_is_approved_with_the_ssn() -> None:
     approved = check_csr(_csr(SM2), PROFILES["cardholder-sign"])
-    assert approved.social_insurance_number == "350102199001011234"
+    assert approved.social_insurance_number == "350102199001011238"
     assert approved.key_usage == {"digital_signature", "non_repudiation"}
 
 
@@ -141,7 +141,7 @@ def test_missing_subject_attribute_and_ssn_are_refused() -> None:
         check_public_key(SM2.public_key(), "CN=张三,C=CN", PROFILES["cardholder-sign"])
     with pytest.raises(RequestRefused, match="carries no social insurance number"):
         check_public_key(SM2.public_key(), "CN=gw", PROFILES["tls-server"],
-                         {"social_insurance_number": "350102199001011234"})
+                         {"social_insurance_number": "350102199001011238"})
     with pytest.raises(RequestRefused, match="must be 6-32 letters"):
         check_public_key(SM2.public_key(), HOLDER, PROFILES["cardholder-sign"],
                          {"social_insurance_number": "12;DROP"})

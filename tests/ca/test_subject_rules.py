@@ -20,7 +20,7 @@ from sscard.x509.builder import CsrBuilder
 
 PROFILES = load_profiles()
 KEY = SoftwareKey.generate("ec-p256")
-SSN = "350102199001011234"
+SSN = "350102199001011238"
 DEPARTMENT = "某省人力资源和社会保障厅"
 
 
@@ -66,7 +66,7 @@ def test_a_well_formed_cardholder_subject_passes() -> None:
     ((("common_name", "张三"), ("serial_number", SSN), ("country_name", "US")),
      "'US' is not one of the profile's values (CN)"),
     ((("serial_number", SSN),), "lacks required attribute CN"),
-    ((("common_name", "张三"), ("serial_number", SSN), ("serial_number", "350102199202022345")),
+    ((("common_name", "张三"), ("serial_number", SSN), ("serial_number", "350102199202022347")),
      "more than 1 serialNumber"),
 ])
 @pytest.mark.parametrize("profile", ["cardholder-sign", "cardholder-encrypt"])
@@ -176,3 +176,95 @@ def test_an_older_profile_without_subject_tables_still_bounds_the_subject(
                             ("CN=" + "x" * 65, "65 characters")]:
         with pytest.raises(RequestRefused, match=reason):
             check_public_key(sm2.public_key(), subject, profile)
+
+
+# -- issue 14: the holder's ID number is checked at the CA, not only at the card tools -------
+
+BAD_CHECK_DIGIT = SSN[:17] + ("0" if SSN[17] != "0" else "1")
+
+
+@pytest.mark.parametrize("profile", ["cardholder-sign", "cardholder-encrypt"])
+@pytest.mark.parametrize(("ssn", "reason"), [
+    (BAD_CHECK_DIGIT, f"check digit is '{BAD_CHECK_DIGIT[17]}', expected '{SSN[17]}'"),
+    ("350102199013011230", "not a calendar date|check digit"),
+    ("35010219900101123x", "pattern"),
+    ("35010219900101123", "pattern"),
+])
+def test_cardholder_id_number_checked_at_the_ca(profile: str, ssn: str, reason: str) -> None:
+    subject = name(("common_name", "张三"), ("serial_number", ssn), ("country_name", "CN"))
+    with pytest.raises(RequestRefused, match=reason):
+        check_csr(csr(subject), PROFILES[profile])
+
+
+def test_a_province_outside_gb2260_is_refused_even_with_a_right_check_digit() -> None:
+    from sscard.card.validation import ssn_check_char
+
+    body = "99010219900101123"
+    subject = name(("common_name", "张三"), ("serial_number", body + ssn_check_char(body)))
+    with pytest.raises(RequestRefused, match="99 is not a GB/T 2260 province code"):
+        check_csr(csr(subject), PROFILES["cardholder-sign"])
+
+
+def test_the_sin_field_gets_the_same_check() -> None:
+    """A right serialNumber but a wrong number in the social_insurance_number field."""
+    with pytest.raises(RequestRefused, match=r"social insurance number: .*check digit"):
+        check_public_key(KEY.public_key(), f"CN=张三,serialNumber={SSN}",
+                         PROFILES["cardholder-sign"],
+                         {"social_insurance_number": BAD_CHECK_DIGIT})
+
+
+def test_an_unknown_named_check_is_refused_on_load(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[2] / "ca" / "profiles" / "cardholder-sign.toml").read_text(
+        encoding="utf-8").replace('check = "gb11643"', 'check = "gb11634"')
+    path = tmp_path / "cardholder-sign.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ProfileError, match="unknown check 'gb11634'; known: gb11643"):
+        load_profile_file(path)
+
+
+def test_wrong_check_digit_refused_over_the_ca_http_api(tmp_path: Path) -> None:
+    """The CA's API answers 422 naming the fault, and issues nothing."""
+    import json
+    import threading
+
+    import requests
+    from werkzeug.serving import make_server
+
+    from ca.authority import CertificateAuthority
+    from ca.authorization import AccessConfig, ApiOperation, Principal
+    from ca.service import ServiceConfig, create_app
+    from sscard.audit import AuditLog
+    from sscard.x509.pem import der_to_pem
+
+    (tmp_path / "ca.toml").write_text(
+        'base_url = "http://127.0.0.1:8080"\n[root]\nname = "root"\n'
+        'subject = "CN=Holder Check Root,C=CN"\nalgorithm = "ec-p256"\nvalidity_days = 3650\n'
+        '[[issuing]]\nname = "issuing"\nsubject = "CN=Holder Check CA,C=CN"\n'
+        'algorithm = "ec-p256"\nvalidity_days = 1825\npath_length = 0\n', encoding="utf-8")
+    audit = AuditLog.at_home(tmp_path / "home")
+    authority = CertificateAuthority.init(tmp_path / "home", tmp_path / "ca.toml", audit=audit)
+    token = "holder-check-token-0123456789abcdef"
+    ra = Principal("ra", frozenset(ApiOperation), frozenset({"cardholder-sign"}),
+                   frozenset({"issuing"}), token_sha256=ServiceConfig.hash_token(token))
+    app = create_app(ServiceConfig(authority=authority, audit_log=audit,
+                                   access=AccessConfig({"ra": ra})))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        def ask(ssn: str) -> requests.Response:
+            subject = name(("common_name", "张三"), ("serial_number", ssn), ("country_name", "CN"))
+            pem = der_to_pem(csr(subject), "CERTIFICATE REQUEST").decode()
+            return requests.post(f"http://127.0.0.1:{server.server_port}/api/v1/certificates",
+                                 data=json.dumps({"profile": "cardholder-sign", "csr": pem}),
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+        refused = ask(BAD_CHECK_DIGIT)
+        assert refused.status_code == 422, refused.text
+        assert (f"serialNumber: social security number {BAD_CHECK_DIGIT}: check digit is "
+                f"'{BAD_CHECK_DIGIT[17]}', expected '{SSN[17]}'") in refused.json()["detail"]
+        assert ask(SSN).status_code in (200, 201)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        authority.close()

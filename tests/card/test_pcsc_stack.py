@@ -62,6 +62,11 @@ def test_info_formats(emulator):
 
     text = run_cli(emulator.rig, "info")
     assert "张三" in text.stdout and "111111198101011110" in text.stdout
+    # names for codes in the text view (GB/T 2261.1, 3304, 2260); codes in JSON
+    lines = dict(line.split(None, 1) for line in text.stdout.splitlines() if " " in line)
+    assert (lines["sex"], lines["ethnicity"], lines["birthplace"]) == \
+        ("男", "汉族", "北京市 (111111)")
+    assert (info["sex"], info["ethnicity"], info["birthplace"]) == ("1", "01", "111111")
 
 
 def test_pin_verify_change_block_unblock(emulator):
@@ -76,10 +81,13 @@ def test_pin_verify_change_block_unblock(emulator):
     assert "wrong PIN: 2 tries left" in old_refused.stderr
     assert run_cli(rig, "pin", "verify", "--pin-stdin", stdin="24680\n").returncode == 0
 
-    for left in (2, 1, 0):
+    for left in (2, 1):
         wrong = run_cli(rig, "pin", "verify", "--pin-stdin", stdin="999999\n")
         assert wrong.returncode == 6
         assert f"wrong PIN: {left} tr" in wrong.stderr
+    last = run_cli(rig, "pin", "verify", "--pin-stdin", stdin="999999\n")
+    assert last.returncode == 7, last.stderr  # the last try: "blocked", not "0 tries left"
+    assert "the PIN is now blocked" in last.stderr and "0 tries" not in last.stderr
     blocked = run_cli(rig, "pin", "verify", "--pin-stdin", stdin="24680\n")  # right PIN, too late
     assert blocked.returncode == 7 and "PIN blocked" in blocked.stderr
 
@@ -96,6 +104,15 @@ def test_pin_verify_change_block_unblock(emulator):
 def test_pin_rules_and_secrets_not_on_argv(emulator):
     initial = run_cli(emulator.rig, "pin", "change", "--pin-stdin", stdin="123456\n123456\n")
     assert initial.returncode == 2 and "initial PIN" in initial.stderr
+    # one rule for every PIN that is set: unblock and reload refuse trivial PINs too
+    for command in ("unblock", "reload"):
+        for trivial, why in (("123456", "initial PIN"), ("888888", "one digit repeated"),
+                             ("98765", "consecutive digits")):
+            refused = run_cli(emulator.rig, "pin", command, "--pin-stdin", stdin=trivial + "\n")
+            assert refused.returncode == 2 and why in refused.stderr, refused.stderr
+            assert why == "initial PIN" or trivial not in refused.stderr
+    assert run_cli(emulator.rig, "pin", "verify", "--pin-stdin",
+                   stdin="123456\n").returncode == 0  # nothing was changed
     short = run_cli(emulator.rig, "pin", "verify", "--pin-stdin", stdin="12\n")
     assert short.returncode == 2 and "4 to 16 digits" in short.stderr
     no_tty = run_cli(emulator.rig, "pin", "verify")

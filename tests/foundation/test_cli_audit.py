@@ -59,7 +59,7 @@ def _secret(path: Path, value: str) -> Path:
 def _csr(tmp_path: Path) -> Path:
     key = SoftwareKey.generate("sm2")
     csr = CsrBuilder().subject(parse_name(
-        "CN=张三,serialNumber=350102199001011234,C=CN")).sign(key)
+        "CN=张三,serialNumber=350102199001011238,C=CN")).sign(key)
     path = tmp_path / "holder.csr"
     path.write_bytes(der_to_pem(csr.dump(), "CERTIFICATE REQUEST"))
     return path

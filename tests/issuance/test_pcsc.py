@@ -191,7 +191,9 @@ def test_refusals_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
          "--token-file", str(bad_token / "token"), "--journal-dir", str(bad_token / "j"),
          "--data", str(bad_token / "holder.json"), "--pin-file", str(bad_token / "pin")],
         env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "unknown or deactivated API token" in proc.stderr
+    assert proc.returncode == 13 and "unknown or deactivated API token" in proc.stderr
+    assert "the RA refused this station's credential" in proc.stderr
+    assert "the card was not touched" in proc.stderr
     assert certificates_for(rig, data["ssn"]) == {}
     wrong = dict(data, birth_date="19991231")
     proc = personalize(pcsc_rig, rig, ra_url, tmp_path, data=wrong)
@@ -241,3 +243,148 @@ def test_personalise_over_pcsc_with_kmc_cryptograms(
                            "--kmc-key-file", str(key_file), data=data)
         assert done.returncode == 0, done.stderr
     check_card(pcsc_rig, rig, data)
+
+
+def test_guide_step_by_step_over_pcsc(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
+                                      blank: EmulatorProcess, tmp_path: Path) -> None:
+    """docs/card-issuing-guide.md §4 command by command, against the RA over HTTP: holder
+    data, PIN, on-card key, CSR, enroll, fetch-certs, certs, confirm; the card ends issued."""
+    data = order_json(9301)
+    holder_file = tmp_path / "holder.json"
+    holder_file.write_text(json.dumps({k: data[k] for k in (
+        "ssn", "name", "sex", "ethnicity", "birthplace", "birth_date")}, ensure_ascii=False),
+        encoding="utf-8")
+    token = tmp_path / "token"
+    token.write_text(rig.api_token + "\n")
+    token.chmod(0o600)
+    ra = ["--ra-url", ra_url, "--token-file", str(token)]
+
+    def step(*args: str, stdin: str | None = None, code: int = 0) -> str:
+        done = run_cli(pcsc_rig, *args, stdin=stdin)
+        assert done.returncode == code, (args, done.stdout, done.stderr)
+        return done.stdout + done.stderr
+
+    step("write-data", "--data", str(holder_file))
+    step("pin", "change", "--pin-stdin", stdin=f"123456\n{PIN}\n")
+    step("keygen", "--out", str(tmp_path / "sign.pub.pem"))
+    step("csr", "--pin-stdin", "--subject", f"CN={data['name']},serialNumber={data['ssn']},C=CN",
+         "--out", str(tmp_path / "req.pem"), stdin=PIN + "\n")
+    # without a batch the request waits for an officer (exit 11) and names itself
+    waiting = step("enroll", "--csr", str(tmp_path / "req.pem"), "--card-number",
+                   data["card_number"], *ra, code=11)
+    request_id = waiting.split()[1]
+    assert request_id.startswith("rq-") and "waits for an officer" in waiting
+    assert "waits for an officer" in step("fetch-certs", request_id, "--out-dir",
+                                          str(tmp_path / "issued"), *ra, code=11)
+    rig.ra.approve(rig.actor("officer1"), request_id)
+    fetched = step("fetch-certs", request_id, "--out-dir", str(tmp_path / "issued"), *ra)
+    assert "sscard card certs --import-enc-key" in fetched
+    issued = tmp_path / "issued"
+    # confirming before the certificates are on the card is refused
+    assert "not enrollment" in step("confirm", request_id, *ra, code=12)
+    step("certs", "--import-enc-key", str(issued / "enc.keyblob"), "--write-sign",
+         str(issued / "sign.cer"), "--write-enc", str(issued / "enc.cer"))
+    assert "is issued" in step("confirm", request_id, *ra)
+    assert rig.ra.request(rig.actor("officer1"), request_id)["state"] == "done"
+    # the card: holder data, both certificates of its own keys, issued at the RA
+    with CardClient(PcscTransport(CARD_READER)) as client:
+        assert client.read_info().holder.ssn == data["ssn"]
+        on_card = {f"{x509.Certificate.load(client.read_certificate(w)).serial_number:x}"
+                   for w in ("sign", "enc")}
+    issued_now = certificates_for(rig, data["ssn"])
+    assert set(issued_now) == on_card and all(s is Status.GOOD for s in issued_now.values())
+
+
+def test_enroll_refuses_a_csr_of_another_key(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
+                                             blank: EmulatorProcess, tmp_path: Path) -> None:
+    from sscard.keys.software import SoftwareKey
+    from sscard.x509.builder import CsrBuilder
+    from sscard.x509.names import parse_name
+    from sscard.x509.pem import der_to_pem
+
+    data = order_json(9302)
+    other = CsrBuilder().subject(parse_name(f"CN={data['name']},serialNumber={data['ssn']}"
+                                            ",C=CN")).sign(SoftwareKey.generate("sm2"))
+    (tmp_path / "req.pem").write_bytes(der_to_pem(other.dump(), "CERTIFICATE REQUEST"))
+    token = tmp_path / "token"
+    token.write_text(rig.api_token + "\n")
+    token.chmod(0o600)
+    refused = run_cli(pcsc_rig, "enroll", "--csr", str(tmp_path / "req.pem"), "--card-number",
+                      data["card_number"], "--ra-url", ra_url, "--token-file", str(token))
+    assert refused.returncode == 12, refused.stderr
+    assert "not for the signing key of the card in the reader" in refused.stderr
+
+
+def reader_batch(pcsc: PcscRig, ra: RaRig, url: str, work: Path, rows: list[dict[str, str]],
+                 *extra: str) -> subprocess.Popen[str]:
+    import csv
+
+    with (work / "cards.csv").open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "batch"])
+        writer.writeheader()
+        writer.writerows([{k: v for k, v in r.items() if k != "batch"} for r in rows])
+    for name, value in (("token", ra.api_token), ("pin", PIN)):
+        (work / name).write_text(value + "\n")
+        (work / name).chmod(0o600)
+    return subprocess.Popen(
+        [sys.executable, "-m", "reader_tools.issuance_cli", "batch-issue",
+         str(work / "cards.csv"), "--reader", CARD_READER, "--psam-reader", PSAM_READER,
+         "--report", str(work / "report.csv"), "--batch", BATCH, "--ra-url", url,
+         "--token-file", str(work / "token"), "--pin-file", str(work / "pin"),
+         "--journal-dir", str(work / "journal"), *extra],
+        env=pcsc.env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def expect(proc: subprocess.Popen[str], fragment: str, seen: list[str]) -> str:
+    """The next stderr line holding ``fragment`` (the process prompts on stderr)."""
+    assert proc.stderr is not None
+    while line := proc.stderr.readline():
+        seen.append(line)
+        if fragment in line:
+            return line
+    raise AssertionError(f"no {fragment!r}; stderr: {''.join(seen)[-1500:]}")
+
+
+def test_batch_in_a_real_reader(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
+                                tmp_path: Path) -> None:
+    """A counter's batch: the tool asks for each card, waits for its insertion, personalises
+    the card in the reader, shows n of m, waits for its removal, and asks for the next."""
+    from tests.issuance.cards import inserted
+
+    rows = [order_json(9401), order_json(9402)]
+    cards = [new_blank_card(tmp_path / f"blank{i}.json") for i in range(2)]
+    proc = reader_batch(pcsc_rig, rig, ra_url, tmp_path, rows, "--wait-seconds", "90")
+    seen: list[str] = []
+    try:
+        for i, (row, card) in enumerate(zip(rows, cards, strict=True), start=1):
+            asked = expect(proc, f"card {i} of 2: insert the blank card", seen)
+            assert row["ssn"] in asked and row["card_number"] in asked
+            emulator = EmulatorProcess(pcsc_rig, card)
+            emulator.start()
+            try:
+                assert f"[{i}/2] {row['card_number']} done" in expect(proc, f"[{i}/2]", seen)
+                expect(proc, f"card {i} of 2 done; remove the card", seen)
+            finally:
+                emulator.stop()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, "".join(seen) + err
+    assert "2 done" in out
+    for row, card in zip(rows, cards, strict=True):  # the data went to the card in the reader
+        with inserted(card) as (client, _psam):
+            assert client.read_info().holder.ssn == row["ssn"]
+            assert client.read_certificate("sign") and client.read_certificate("enc")
+    assert not list(tmp_path.glob("*.card.json"))  # and no emulated card files were made
+
+
+def test_reader_batch_stops_when_no_card_comes(pcsc_rig: PcscRig, rig: RaRig, ra_url: str,
+                                               tmp_path: Path) -> None:
+    proc = reader_batch(pcsc_rig, rig, ra_url, tmp_path, [order_json(9411)],
+                        "--wait-seconds", "1")
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 4, err
+    assert "card 1 of 1: insert the blank card" in err
+    assert "no card was inserted within 1 s (row 2); run the same command again" in err

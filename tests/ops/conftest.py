@@ -15,16 +15,17 @@ from keymgmt.db import default_url as kmc_url
 from keymgmt.service import KeyManagementCentre, Principal, Role
 from sscard.audit.log import AuditLog
 from sscard.audit.log import default_url as audit_url
+from sscard.card.validation import synthetic_ssn
 from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CertificateBuilder
 from sscard.x509.names import parse_name
 from tests.pg import PostgresCluster, pg_cluster  # noqa: F401  (fixture)
 
-SSN = "350102199001011234"
+SSN = "350102199001011238"
 
 
 def holder(i: int) -> str:
-    return f"CN=持卡人{i},serialNumber={350102199001010000 + i},C=CN"
+    return f"CN=持卡人{i},serialNumber={synthetic_ssn(i, born=dt.date(1990, 1, 1))},C=CN"
 
 
 CUSTODIANS = [ceremony.Custodian("alice", b"alice-passphrase"),

@@ -10,6 +10,7 @@ Prints ``ready`` once the CA is open, so the parent kills it during the work its
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import random
@@ -21,20 +22,23 @@ from sqlalchemy import select
 from ca.authority import CertificateAuthority, IssueRequest
 from ca.storage import CertificateRecord
 from sscard.audit import AuditLog
+from sscard.card.validation import synthetic_ssn
 from sscard.crypto.asymmetric import PublicKey
 
 CHUNK = 10
 
 
 def subject(i: int) -> str:
-    return f"CN=持卡人{i},serialNumber={350102199001000000 + i},C=CN"
+    return f"CN=持卡人{i},serialNumber={synthetic_ssn(i, born=dt.date(1970, 1, 1))},C=CN"
 
 
 def index_of(subject_text: str) -> int | None:
+    """The i of subject(i), from its CN (the serialNumber carries a check digit)."""
     for part in subject_text.split(","):
         key, _, value = part.partition("=")
-        if key.strip() in ("serialNumber", "serial_number", "Serial Number"):
-            return int(value) - 350102199001000000
+        if key.strip() in ("CN", "common_name", "Common Name") and \
+                value.strip().startswith("持卡人"):
+            return int(value.strip().removeprefix("持卡人"))
     return None
 
 
