@@ -74,7 +74,10 @@ def _passphrase(passphrase_file: Path | None, passphrase_stdin: bool) -> bytes |
 def _ca_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sqlalchemy.exc import OperationalError
+
         from sscard.audit.errors import AuditError  # the audit package imports SQLAlchemy
+        from sscard.keys.base import KeyHandleError
 
         try:
             return func(*args, **kwargs)
@@ -83,6 +86,12 @@ def _ca_errors(func: F) -> F:
         except AuditError as exc:
             # no record, no operation: the CA refused to act without its audit record
             raise click.ClickException(f"audit log: {exc}") from None
+        except KeyHandleError as exc:
+            # e.g. SM2 asked of a PKCS#11 token that has no SM2 mechanisms (SoftHSM2)
+            raise click.ClickException(str(exc)) from None
+        except OperationalError as exc:
+            raise click.ClickException(
+                f"the CA's database cannot be used: {str(exc.orig or exc).strip()}") from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -117,23 +126,45 @@ _CA_OPTION = click.option("--ca", "ca_name", default=None,
 @click.option("--issuing-only", is_flag=True,
               help="Create only the issuing CA keys and CSRs; an offline root signs them.")
 @click.option("--csr-out", type=click.Path(path_type=Path), default=None,
-              help="With --issuing-only: where to write the CSR (a file for one issuing CA, "
-                   "else a directory).")
+              help="With --issuing-only (or an offline root in --config): where to write the "
+                   "CSR (a file for one issuing CA, else a directory).")
+@click.option("--base-url", default=None, metavar="URL",
+              help="Where relying parties reach this CA's service (http or https): written "
+                   "into every certificate (CRL distribution points, OCSP, caIssuers). Without "
+                   "--config; default http://127.0.0.1:8080, for trying things out only.")
 @_passphrase_options
 @click.pass_context
 @_ca_errors
 def init_command(ctx: click.Context, config: Path | None, issuing_only: bool,
-                 csr_out: Path | None, passphrase_file: Path | None,
+                 csr_out: Path | None, base_url: str | None, passphrase_file: Path | None,
                  passphrase_stdin: bool) -> None:
     """Create the CA hierarchy in the data directory."""
+    from urllib.parse import urlsplit
+
     from ca.authority import initialise
+    from ca.config import DEFAULT_BASE_URL, default_config_text, load_config, parse_config
     from sscard.x509.pem import der_to_pem
 
-    if csr_out is not None and not issuing_only:
-        raise click.UsageError("--csr-out goes with --issuing-only")
+    if base_url is not None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise click.UsageError(f"--base-url {base_url!r}: the base URL must be an http or "
+                                   "https URL with a host, e.g. http://ca.example.gov.cn")
+        if config is not None:
+            raise click.UsageError("--base-url goes without --config (set base_url in the "
+                                   "config file instead)")
+    cfg = (parse_config(default_config_text(base_url), "default config") if base_url
+           else load_config(config))
+    if csr_out is not None and not (issuing_only or cfg.root_offline):
+        raise click.UsageError("--csr-out goes with --issuing-only (or offline = true under "
+                               "[root] in --config)")
     home = _home(ctx)
-    result = initialise(home, config, _passphrase(passphrase_file, passphrase_stdin),
+    result = initialise(home, cfg, _passphrase(passphrase_file, passphrase_stdin),
                         issuing_only=issuing_only, audit=_audit(ctx))
+    default = " (the default, for trying things out only: for a real CA give --base-url or " \
+              "base_url in --config)" if cfg.base_url == DEFAULT_BASE_URL else ""
+    click.echo(f"base URL {cfg.base_url}: written into every certificate (CRL distribution "
+               f"points, OCSP, caIssuers){default}")
     if result.passphrase_file is not None:
         click.echo(f"generated a random key passphrase and stored it in {result.passphrase_file}"
                    " (mode 0600); keep a copy offline, it protects the CA keys")

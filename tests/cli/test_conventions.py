@@ -3,6 +3,7 @@ group, help text on every command and option, one error prefix."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,62 @@ def test_unusable_input_is_one_error_form_in_every_group(tmp_path: Path, junk: P
         assert proc.returncode == 2, (problem, proc.stderr)
         assert proc.stderr.startswith("Error: "), (problem, proc.stderr)
         assert problem in proc.stderr
+
+
+# -- ca init: the base URL, the hierarchy sample's failures ------------------------------------
+
+def test_ca_init_says_which_base_url_it_writes_into_certificates(tmp_path: Path) -> None:
+    default = subprocess.run(
+        [*SSCARD, "--home", tmp_path / "a", "ca", "init", "--passphrase-stdin"], cwd=tmp_path,
+        input="a ca passphrase\n", capture_output=True, text=True, timeout=120)
+    assert default.returncode == 0, default.stderr
+    assert "http://127.0.0.1:8080" in default.stdout and "--base-url" in default.stdout
+    given = subprocess.run(
+        [*SSCARD, "--home", tmp_path / "b", "ca", "init", "--passphrase-stdin",
+         "--base-url", "http://ca.hrss.example"], cwd=tmp_path,
+        input="a ca passphrase\n", capture_output=True, text=True, timeout=120)
+    assert given.returncode == 0, given.stderr
+    assert "base URL http://ca.hrss.example" in given.stdout
+    chain = tmp_path / "chain.pem"
+    assert run("--home", tmp_path / "b", "ca", "certs", "--out", chain).returncode == 0
+    shown = run("x509", "show", chain)
+    assert "http://ca.hrss.example/crl/root.crl" in shown.stdout
+
+
+@pytest.mark.parametrize("url", ["ca.hrss.example", "ftp://ca.hrss.example", "http://"])
+def test_ca_init_refuses_an_unusable_base_url_and_creates_nothing(tmp_path: Path,
+                                                                  url: str) -> None:
+    res = run("--home", tmp_path / "h", "ca", "init", "--base-url", url)
+    assert res.returncode == 2 and "base URL" in res.stderr, res.stderr
+    assert not (tmp_path / "h").exists()
+
+
+def test_ca_init_with_an_unreachable_database_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    cfg = tmp_path / "h.toml"
+    cfg.write_text('[root]\nname = "root"\nsubject = "CN=R,C=CN"\nalgorithm = "sm2"\n'
+                   'validity_days = 100\n[[issuing]]\nname = "issuing"\nsubject = "CN=I,C=CN"\n'
+                   'algorithm = "sm2"\nvalidity_days = 50\n'
+                   '[database]\nurl = "postgresql+psycopg://ca@db.invalid/ca"\n')
+    res = run("--home", tmp_path / "h", "ca", "init", "--config", cfg)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    assert res.stderr.startswith("Error: ") and "database" in res.stderr and "db.invalid" in \
+        res.stderr, res.stderr
+
+
+def test_ca_init_sm2_on_a_token_without_sm2_says_so(tmp_path: Path) -> None:
+    from tests.softhsm import create_token
+
+    token = create_token("ca-docs")
+    cfg = tmp_path / "h.toml"
+    cfg.write_text('[root]\nname = "root"\nsubject = "CN=R,C=CN"\nalgorithm = "sm2"\n'
+                   'validity_days = 100\n[[issuing]]\nname = "issuing"\nsubject = "CN=I,C=CN"\n'
+                   'algorithm = "sm2"\nvalidity_days = 50\n'
+                   f'[issuing.pkcs11]\nmodule = "{token.module}"\ntoken = "{token.label}"\n'
+                   f'label = "issuing"\npin_file = "{token.pin_file}"\n')
+
+    res = subprocess.run([*SSCARD, "--home", tmp_path / "h", "ca", "init", "--config", cfg],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "SOFTHSM2_CONF": str(token.conf)})
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "has no SM2" in res.stderr, res.stderr

@@ -3,8 +3,9 @@
 A fence names its language. ```sh, ```bash, ```console (the `$ ` lines) and ```python blocks are
 examples and run; any other language (```text, ```toml, ```json, ```mermaid, ...) is shown, not
 run. An example that must not run says why in an HTML comment on the line before its fence:
-`<!-- not run: the reason -->`. A fence without a language is refused (it would hide an example
-from the tests).
+`<!-- not run: the reason -->`. A file the reader is told to save (a configuration) is marked
+`<!-- file: NAME -->` on the line before its fence, and is written to NAME, in order with the
+examples. A fence without a language is refused (it would hide an example from the tests).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ RUN = (*SHELL, "python")
 FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
                    re.MULTILINE | re.DOTALL)
 NOT_RUN = re.compile(r"<!--\s*not run:(?P<reason>.*?)-->\s*$")
+FILE = re.compile(r"<!--\s*file:\s*(?P<name>[^\s>]+)\s*-->\s*$")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Block:
     lang: str
     text: str
     not_run: str | None  # the reason given, if the block is marked not to run
+    file: str | None = None  # the file the block is saved as, if it is marked so
 
     @property
     def where(self) -> str:
@@ -37,7 +40,7 @@ class Block:
 
     @property
     def runs(self) -> bool:
-        return self.lang in RUN and self.not_run is None
+        return (self.lang in RUN or self.file is not None) and self.not_run is None
 
     def shell_text(self) -> str:
         """The commands of a shell block (for ```console, the `$ ` lines without output)."""
@@ -67,7 +70,9 @@ def blocks(doc: Path) -> list[Block]:
         line = text.count("\n", 0, m.start()) + 1
         before = text[:m.start()].rstrip("\n").rsplit("\n", 1)[-1]
         mark = NOT_RUN.search(before)
+        file = FILE.search(before)
         body = textwrap.dedent(m.group("body"))
         found.append(Block(doc, line, m.group("lang").strip(), body,
-                           mark.group("reason").strip() if mark else None))
+                           mark.group("reason").strip() if mark else None,
+                           file.group("name") if file else None))
     return found

@@ -73,7 +73,11 @@ class DocSession:
         self.count += 1
         mounts = "".join(f"mount --bind {shlex.quote(str(src))} {dst}\n"
                          for dst, src in self.mounts.items())
-        if block.lang == "python":
+        if block.file is not None:
+            code = self.root / f"example-{self.count}.file"
+            code.write_text(block.text, encoding="utf-8")
+            body = f"cp {shlex.quote(str(code))} {shlex.quote(block.file)}\n"
+        elif block.lang == "python":
             code = self.root / f"example-{self.count}.py"
             code.write_text(block.text, encoding="utf-8")
             body = f"python {shlex.quote(str(code))}\n"
