@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from ca.errors import CAError
-from sscard.cli import LazyGroup, data_home, open_audit_log
+from sscard.cli import LazyGroup, data_home, echo_json, format_option, open_audit_log
 from sscard.secrets_input import read_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -377,12 +377,18 @@ def crl(ctx: click.Context, out: Path, delta: bool, as_der: bool, ca_name: str |
 @click.option("--limit", type=int, default=50, show_default=True,
               help="Most certificates to list.")
 @_CA_OPTION
+@format_option
 @click.pass_context
 @_ca_errors
-def list_command(ctx: click.Context, limit: int, ca_name: str | None) -> None:
+def list_command(ctx: click.Context, limit: int, ca_name: str | None,
+                 output_format: str) -> None:
     """List issued certificates, newest first."""
     with _open(ctx, None, ca_name) as authority:
         rows = authority.list_certificates(limit)
+    if output_format == "json":
+        echo_json([{"serial": f"{status.serial:X}", "status": status.status.value,
+                    "profile": profile, "subject": subject} for status, profile, subject in rows])
+        return
     for status, profile, subject in rows:
         click.echo(f"{status.serial:X}\t{status.status.value}\t{profile}\t{subject}")
 
@@ -390,9 +396,13 @@ def list_command(ctx: click.Context, limit: int, ca_name: str | None) -> None:
 @group.command("show")
 @click.argument("serial")
 @_CA_OPTION
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the certificate (PEM) to this file.")
+@format_option
 @click.pass_context
 @_ca_errors
-def show(ctx: click.Context, serial: str, ca_name: str | None) -> None:
+def show(ctx: click.Context, serial: str, ca_name: str | None, out: Path | None,
+         output_format: str) -> None:
     """Show one certificate's status and PEM."""
     from ca.records import serial_from_hex, serial_to_hex
     from sscard.x509.pem import der_to_pem
@@ -403,6 +413,19 @@ def show(ctx: click.Context, serial: str, ca_name: str | None) -> None:
         raise click.BadParameter(str(exc), param_hint="SERIAL") from None
     with _open(ctx, None, ca_name) as authority:
         status = authority.show(number)
+    assert status.certificate_der is not None
+    if out is not None:
+        _write_file(out, der_to_pem(status.certificate_der, "CERTIFICATE"))
+    if output_format == "json":
+        echo_json({
+            "serial": serial_to_hex(number), "status": status.status.value,
+            "revocation_time": status.revocation_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+            if status.revocation_time else None,
+            "reason": status.reason.name if status.reason is not None else None,
+            "invalidity_date": status.invalidity_date.strftime("%Y-%m-%dT%H:%M:%SZ")
+            if status.invalidity_date else None,
+            "certificate": der_to_pem(status.certificate_der, "CERTIFICATE").decode()})
+        return
     click.echo(f"serial: {serial_to_hex(number)}")
     click.echo(f"status: {status.status.value}")
     if status.revocation_time is not None:

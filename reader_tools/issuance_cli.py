@@ -26,9 +26,10 @@ from reader_tools.personalize import (
 from sscard.card.records import HolderData
 from sscard.card.validation import CardDataError, validate_pin
 from sscard.cli import data_home
+from sscard.exitcodes import Exit
 from sscard.secrets_input import read_secret
 
-EXIT_WAITING = 11
+EXIT_WAITING = Exit.WAITING
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
