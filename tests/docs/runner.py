@@ -4,9 +4,9 @@ The directory stands for the project's checkout (`scripts/`, `deploy/`, `bench/`
 `.venv` are linked into it), so the relative paths the documents use resolve. Each block runs in
 a private mount namespace in which fresh empty directories are mounted over `/srv` and `/mnt`:
 the documents' absolute example paths (`/srv/ca`, `/mnt/backup`) work and nothing outside the
-test's directory is touched. Exported variables and the current directory carry over from one
-block to the next, as in one terminal. `make serve` runs in the background (scripts/serve.py
-with free ports) until the document is done.
+test's directory is touched. Exported variables, the current directory and the umask carry
+over from one block to the next, as in one terminal. `make serve` runs in the background
+(scripts/serve.py with free ports) until the document is done.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class DocSession:
             code = self.root / f"example-{self.count}.sh"
             code.write_text(block.shell_text(), encoding="utf-8")
             body = f"set -e -o pipefail\nsource {shlex.quote(str(code))}\n"
-        save = (f"{{ export -p; printf 'cd %q\\n' \"$PWD\"; }} > "
+        save = (f"{{ export -p; printf 'cd %q\\numask %s\\n' \"$PWD\" \"$(umask)\"; }} > "
                 f"{shlex.quote(str(self.state))}.new && "
                 f"mv {shlex.quote(str(self.state))}.new {shlex.quote(str(self.state))}\n")
         script = (f"set -e\n{mounts}source {shlex.quote(str(self.state))}\n"
