@@ -6,7 +6,9 @@ a private mount namespace in which fresh empty directories are mounted over `/sr
 the documents' absolute example paths (`/srv/ca`, `/mnt/backup`) work and nothing outside the
 test's directory is touched. Exported variables, the current directory and the umask carry
 over from one block to the next, as in one terminal. `make serve` runs in the background
-(scripts/serve.py with free ports) until the document is done.
+(scripts/serve.py with free ports) until the document is done, and so does `sscard card
+emulate`, attached to a private pcscd (with vsmartcard's vpcd) that stands for the machine's
+PC/SC service: the blocks after it see its readers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.docs.markdown import ROOT, SHELL, Block
 
@@ -50,6 +53,8 @@ class DocSession:
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env.get('PATH', '')}"
         self.env["PYTHONPATH"] = str(ROOT)
         self.service: subprocess.Popen[str] | None = None
+        self.emulator: subprocess.Popen[str] | None = None
+        self.pcscd: Any = None
         self.service_lines: list[str] = []
         self.failed: str | None = None
         self.count = 0
@@ -63,16 +68,22 @@ class DocSession:
         try:
             if block.lang in SHELL and block.commands() == ["make serve"]:
                 self.start_serve(block)
+            elif (block.lang in SHELL and len(block.commands()) == 1
+                  and block.commands()[0].startswith("sscard card emulate ")):
+                self.start_emulator(block)
             else:
                 self.run_block(block)
         except ExampleFailed:
             self.failed = block.where
             raise
 
+    def _mounts(self) -> str:
+        return "".join(f"mount --bind {shlex.quote(str(src))} {dst}\n"
+                       for dst, src in self.mounts.items())
+
     def run_block(self, block: Block) -> None:
         self.count += 1
-        mounts = "".join(f"mount --bind {shlex.quote(str(src))} {dst}\n"
-                         for dst, src in self.mounts.items())
+        mounts = self._mounts()
         if block.file is not None:
             code = self.root / f"example-{self.count}.file"
             code.write_text(block.text, encoding="utf-8")
@@ -127,12 +138,66 @@ class DocSession:
                 raise ExampleFailed(f"{block.where}: `make serve` did not come up"
                                     f"{self.service_tail()}")
 
+    # -- sscard card emulate -----------------------------------------------------------------
+
+    def start_emulator(self, block: Block) -> None:
+        from sscard.emulator.pcscd import PcscdUnavailable, PrivatePcscd
+
+        if self.emulator is not None:
+            raise ExampleFailed(f"{block.where}: an emulated card is already running")
+        if self.pcscd is None:
+            saved = os.environ.get("PCSCLITE_CSOCK_NAME")
+            try:
+                self.pcscd = PrivatePcscd(self.root / "pcscd").start()
+            except PcscdUnavailable as exc:
+                raise ExampleFailed(f"{block.where}: no private pcscd for the card: {exc}") \
+                    from None
+            finally:  # PrivatePcscd points this process at it; the other tests keep theirs
+                if saved is None:
+                    os.environ.pop("PCSCLITE_CSOCK_NAME", None)
+                else:
+                    os.environ["PCSCLITE_CSOCK_NAME"] = saved
+            self.env.update(PCSCLITE_CSOCK_NAME=str(self.pcscd.socket_path),
+                            SSCARD_VPCD_PORT=str(self.pcscd.port))
+        script = (f"set -e\n{self._mounts()}source {shlex.quote(str(self.state))}\n"
+                  f"exec {block.commands()[0]}\n")
+        self.emulator = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.emulator.poll() is not None:
+                out = self.emulator.stdout.read() if self.emulator.stdout else ""
+                raise ExampleFailed(f"{block.where}: the emulated card stopped:\n{out}")
+            if self._card_present():
+                return
+            time.sleep(0.2)
+        raise ExampleFailed(f"{block.where}: the emulated card did not reach the reader")
+
+    def _card_present(self) -> bool:
+        res = subprocess.run(["sscard", "card", "readers"], env=self.env, capture_output=True,
+                             text=True, timeout=60)
+        return "card present" in res.stdout
+
     def service_tail(self) -> str:
         if self.service is None:
             return ""
         return "\n--- make serve ---\n" + "\n".join(self.service_lines[-40:])
 
     def close(self) -> None:
+        if self.emulator is not None:
+            os.killpg(self.emulator.pid, signal.SIGINT)
+            try:
+                self.emulator.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.emulator.kill()
+                self.emulator.wait()
+            self.emulator = None
+        if self.pcscd is not None:
+            self.pcscd.stop()
+            self.pcscd = None
         if self.service is None:
             return
         try:
