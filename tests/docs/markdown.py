@@ -36,7 +36,8 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.doc.relative_to(ROOT)}:{self.line}"
+        doc = self.doc.relative_to(ROOT) if self.doc.is_relative_to(ROOT) else self.doc
+        return f"{doc}:{self.line}"
 
     @property
     def runs(self) -> bool:

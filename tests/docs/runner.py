@@ -39,7 +39,7 @@ class DocSession:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.work = root / "work"
-        self.work.mkdir()
+        self.work.mkdir(parents=True)
         for name in LINKED:
             (self.work / name).symlink_to(ROOT / name)
         (self.work / ".venv").symlink_to(Path(sys.prefix))
