@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 import click
 
 from ca.errors import CAError
-from sscard.cli import LazyGroup, data_home, echo_json, format_option, open_audit_log
+from sscard.cli import (
+    LazyGroup,
+    data_home,
+    db_url_options,
+    echo_json,
+    format_option,
+    open_audit_log,
+)
 from sscard.secrets_input import read_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,8 +46,18 @@ LAZY = {
 
 
 @click.group("ca", cls=LazyGroup, lazy=LAZY)
-def group() -> None:
+@db_url_options("SSCARD_CA_DATABASE_URL", "CA database (default: the one ca init chose, "
+                "[database] url in ca.toml, else SQLite <home>/ca.db)")
+@click.pass_context
+def group(ctx: click.Context, db_url: str | None) -> None:
     """Certificate authority: hierarchy, issuance, revocation, CRL, OCSP, TSA."""
+    ctx.meta["ca_db_url"] = db_url
+
+
+def _db_url(ctx: click.Context) -> str | None:
+    """The group's --db-url (else $SSCARD_CA_DATABASE_URL; None: the one ca init chose)."""
+    url: str | None = ctx.meta.get("ca_db_url")
+    return url
 
 
 def _home(ctx: click.Context) -> Path:
@@ -99,7 +116,8 @@ def _ca_errors(func: F) -> F:
 def _open(ctx: click.Context, passphrase: bytes | None, name: str | None) -> Any:
     from ca.authority import CertificateAuthority
 
-    return CertificateAuthority.open(_home(ctx), passphrase, name, audit=_audit(ctx))
+    return CertificateAuthority.open(_home(ctx), passphrase, name, database_url=_db_url(ctx),
+                                     audit=_audit(ctx))
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -160,7 +178,7 @@ def init_command(ctx: click.Context, config: Path | None, issuing_only: bool,
                                "[root] in --config)")
     home = _home(ctx)
     result = initialise(home, cfg, _passphrase(passphrase_file, passphrase_stdin),
-                        issuing_only=issuing_only, audit=_audit(ctx))
+                        issuing_only=issuing_only, database_url=_db_url(ctx), audit=_audit(ctx))
     default = " (the default, for trying things out only: for a real CA give --base-url or " \
               "base_url in --config)" if cfg.base_url == DEFAULT_BASE_URL else ""
     click.echo(f"base URL {cfg.base_url}: written into every certificate (CRL distribution "
@@ -202,7 +220,7 @@ def import_issuing_cert(ctx: click.Context, cert_path: Path, root_path: Path,
 
     import_issuing_certificate(_home(ctx), _read_file(cert_path, "certificate"),
                                _read_file(root_path, "root certificate"), ca_name,
-                               audit=_audit(ctx))
+                               _db_url(ctx), audit=_audit(ctx))
     click.echo("issuing CA certificate imported; the CA is ready")
 
 

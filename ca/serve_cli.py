@@ -101,7 +101,10 @@ def serve(obj: Any, serving: ServeOptions, ca_name: str | None, database_url: st
     from ca.authority import CertificateAuthority
     from ca.errors import CAError
 
-    home = data_home(click.get_current_context())
+    ctx = click.get_current_context()
+    home = data_home(ctx)
+    # `sscard ca --db-url URL serve` as well as `sscard ca serve --db-url URL`
+    database_url = database_url or ctx.meta.get("ca_db_url")
     passphrase = None
     if passphrase_file is not None or passphrase_stdin:
         passphrase = read_secret(file=passphrase_file, from_stdin=passphrase_stdin,

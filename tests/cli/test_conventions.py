@@ -309,3 +309,17 @@ def test_bash_completion_script_is_produced_and_completes(tmp_path: Path) -> Non
                                            "COMP_WORDS": "sscard ca li", "COMP_CWORD": "2"},
                            capture_output=True, text=True, timeout=120)
     assert "plain,list" in words.stdout.split(), words.stdout
+
+
+def test_ca_db_url_after_the_group_names_the_ca_database(tmp_path: Path) -> None:
+    db = tmp_path / "elsewhere.db"
+    home = tmp_path / "home"
+    init = subprocess.run([*SSCARD, "--home", home, "ca", "--db-url", f"sqlite:///{db}", "init",
+                           "--passphrase-stdin"], input="a ca passphrase\n",
+                          capture_output=True, text=True, timeout=120)
+    assert init.returncode == 0, init.stderr
+    assert db.exists() and not (home / "ca.db").exists()
+    listed = run("ca", "--home", home, "--db-url", f"sqlite:///{db}", "list", "--format", "json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stderr
+    refused = run("--home", home, "ca", "--db-url", "postgresql+psycopg://ca:pw@db/ca", "list")
+    assert refused.returncode == 2 and "carries a password" in refused.stderr

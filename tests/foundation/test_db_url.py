@@ -35,6 +35,7 @@ COMMANDS = [
     # the one spelling (docs/cli.md); the older ones above are its hidden aliases
     ("kmc", "serve", "--audit-db-url", PG),
     ("ca", "serve", "--db-url", PG),
+    ("ca", "--db-url", PG, "list"),
     ("ca", "serve", "--audit-db-url", PG),
     ("audit", "show", "--db-url", PG),
     ("audit", "verify", "--db-url", PG),
