@@ -58,6 +58,7 @@ class DocSession:
         self.service_lines: list[str] = []
         self.failed: str | None = None
         self.count = 0
+        self.done: list[Block] = []
 
     # -- running blocks ---------------------------------------------------------------------
 
@@ -76,6 +77,7 @@ class DocSession:
         except ExampleFailed:
             self.failed = block.where
             raise
+        self.done.append(block)
 
     def _mounts(self) -> str:
         return "".join(f"mount --bind {shlex.quote(str(src))} {dst}\n"
