@@ -40,5 +40,8 @@ class Exit(IntEnum):
     CARD_MISMATCH = 12
     """Card: wrong card or refused: issued to someone else, a certificate not for the card's
     key or holder, a certified key that would be replaced; nothing was written."""
+    RA_UNAVAILABLE = 13
+    """Issuance: the RA cannot be used (unreachable, a TLS failure, the station's token
+    refused); a batch stops there, the card untouched."""
     INTERRUPTED = 130
     """Interrupted (Ctrl-C)."""
