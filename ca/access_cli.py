@@ -30,6 +30,7 @@ from ca.authorization import (
     save_access,
 )
 from ca.errors import CAError
+from sscard.cli import echo_json, format_option
 from sscard.secrets_input import write_private_file
 
 
@@ -161,10 +162,20 @@ def principal_remove(ctx: click.Context, name: str) -> None:
 
 
 @principal_group.command("list")
+@format_option
 @click.pass_context
-def principal_list(ctx: click.Context) -> None:
+def principal_list(ctx: click.Context, output_format: str) -> None:
     """List the principals and their permissions."""
     config = _load(_home(ctx))
+    if output_format == "json":
+        echo_json([{"name": p.name, "operations": sorted(p.operations),
+                    "profiles": sorted(p.profiles), "cas": sorted(p.cas),
+                    "credential": "token" if p.token_sha256 else
+                    "certificate" if p.certificate else None,
+                    "certificate": {"profile": p.certificate.profile,
+                                    "sha256": p.certificate.sha256} if p.certificate else None}
+                   for p in sorted(config.principals.values(), key=lambda p: p.name)])
+        return
     for p in sorted(config.principals.values(), key=lambda p: p.name):
         credential = "token" if p.token_sha256 else \
             f"certificate {p.certificate.profile} {p.certificate.sha256[:16]}..." \

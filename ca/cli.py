@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 import click
 
 from ca.errors import CAError
-from sscard.cli import LazyGroup, data_home, open_audit_log
+from sscard.cli import (
+    LazyGroup,
+    data_home,
+    db_url_options,
+    echo_json,
+    format_option,
+    open_audit_log,
+)
 from sscard.secrets_input import read_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,8 +46,18 @@ LAZY = {
 
 
 @click.group("ca", cls=LazyGroup, lazy=LAZY)
-def group() -> None:
+@db_url_options("SSCARD_CA_DATABASE_URL", "CA database (default: the one ca init chose, "
+                "[database] url in ca.toml, else SQLite <home>/ca.db)")
+@click.pass_context
+def group(ctx: click.Context, db_url: str | None) -> None:
     """Certificate authority: hierarchy, issuance, revocation, CRL, OCSP, TSA."""
+    ctx.meta["ca_db_url"] = db_url
+
+
+def _db_url(ctx: click.Context) -> str | None:
+    """The group's --db-url (else $SSCARD_CA_DATABASE_URL; None: the one ca init chose)."""
+    url: str | None = ctx.meta.get("ca_db_url")
+    return url
 
 
 def _home(ctx: click.Context) -> Path:
@@ -74,7 +91,10 @@ def _passphrase(passphrase_file: Path | None, passphrase_stdin: bool) -> bytes |
 def _ca_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sqlalchemy.exc import OperationalError
+
         from sscard.audit.errors import AuditError  # the audit package imports SQLAlchemy
+        from sscard.keys.base import KeyHandleError
 
         try:
             return func(*args, **kwargs)
@@ -83,6 +103,12 @@ def _ca_errors(func: F) -> F:
         except AuditError as exc:
             # no record, no operation: the CA refused to act without its audit record
             raise click.ClickException(f"audit log: {exc}") from None
+        except KeyHandleError as exc:
+            # e.g. SM2 asked of a PKCS#11 token that has no SM2 mechanisms (SoftHSM2)
+            raise click.ClickException(str(exc)) from None
+        except OperationalError as exc:
+            raise click.ClickException(
+                f"the CA's database cannot be used: {str(exc.orig or exc).strip()}") from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -90,7 +116,8 @@ def _ca_errors(func: F) -> F:
 def _open(ctx: click.Context, passphrase: bytes | None, name: str | None) -> Any:
     from ca.authority import CertificateAuthority
 
-    return CertificateAuthority.open(_home(ctx), passphrase, name, audit=_audit(ctx))
+    return CertificateAuthority.open(_home(ctx), passphrase, name, database_url=_db_url(ctx),
+                                     audit=_audit(ctx))
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -117,23 +144,45 @@ _CA_OPTION = click.option("--ca", "ca_name", default=None,
 @click.option("--issuing-only", is_flag=True,
               help="Create only the issuing CA keys and CSRs; an offline root signs them.")
 @click.option("--csr-out", type=click.Path(path_type=Path), default=None,
-              help="With --issuing-only: where to write the CSR (a file for one issuing CA, "
-                   "else a directory).")
+              help="With --issuing-only (or an offline root in --config): where to write the "
+                   "CSR (a file for one issuing CA, else a directory).")
+@click.option("--base-url", default=None, metavar="URL",
+              help="Where relying parties reach this CA's service (http or https): written "
+                   "into every certificate (CRL distribution points, OCSP, caIssuers). Without "
+                   "--config; default http://127.0.0.1:8080, for trying things out only.")
 @_passphrase_options
 @click.pass_context
 @_ca_errors
 def init_command(ctx: click.Context, config: Path | None, issuing_only: bool,
-                 csr_out: Path | None, passphrase_file: Path | None,
+                 csr_out: Path | None, base_url: str | None, passphrase_file: Path | None,
                  passphrase_stdin: bool) -> None:
     """Create the CA hierarchy in the data directory."""
+    from urllib.parse import urlsplit
+
     from ca.authority import initialise
+    from ca.config import DEFAULT_BASE_URL, default_config_text, load_config, parse_config
     from sscard.x509.pem import der_to_pem
 
-    if csr_out is not None and not issuing_only:
-        raise click.UsageError("--csr-out goes with --issuing-only")
+    if base_url is not None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise click.UsageError(f"--base-url {base_url!r}: the base URL must be an http or "
+                                   "https URL with a host, e.g. http://ca.example.gov.cn")
+        if config is not None:
+            raise click.UsageError("--base-url goes without --config (set base_url in the "
+                                   "config file instead)")
+    cfg = (parse_config(default_config_text(base_url), "default config") if base_url
+           else load_config(config))
+    if csr_out is not None and not (issuing_only or cfg.root_offline):
+        raise click.UsageError("--csr-out goes with --issuing-only (or offline = true under "
+                               "[root] in --config)")
     home = _home(ctx)
-    result = initialise(home, config, _passphrase(passphrase_file, passphrase_stdin),
-                        issuing_only=issuing_only, audit=_audit(ctx))
+    result = initialise(home, cfg, _passphrase(passphrase_file, passphrase_stdin),
+                        issuing_only=issuing_only, database_url=_db_url(ctx), audit=_audit(ctx))
+    default = " (the default, for trying things out only: for a real CA give --base-url or " \
+              "base_url in --config)" if cfg.base_url == DEFAULT_BASE_URL else ""
+    click.echo(f"base URL {cfg.base_url}: written into every certificate (CRL distribution "
+               f"points, OCSP, caIssuers){default}")
     if result.passphrase_file is not None:
         click.echo(f"generated a random key passphrase and stored it in {result.passphrase_file}"
                    " (mode 0600); keep a copy offline, it protects the CA keys")
@@ -171,7 +220,7 @@ def import_issuing_cert(ctx: click.Context, cert_path: Path, root_path: Path,
 
     import_issuing_certificate(_home(ctx), _read_file(cert_path, "certificate"),
                                _read_file(root_path, "root certificate"), ca_name,
-                               audit=_audit(ctx))
+                               _db_url(ctx), audit=_audit(ctx))
     click.echo("issuing CA certificate imported; the CA is ready")
 
 
@@ -346,12 +395,18 @@ def crl(ctx: click.Context, out: Path, delta: bool, as_der: bool, ca_name: str |
 @click.option("--limit", type=int, default=50, show_default=True,
               help="Most certificates to list.")
 @_CA_OPTION
+@format_option
 @click.pass_context
 @_ca_errors
-def list_command(ctx: click.Context, limit: int, ca_name: str | None) -> None:
+def list_command(ctx: click.Context, limit: int, ca_name: str | None,
+                 output_format: str) -> None:
     """List issued certificates, newest first."""
     with _open(ctx, None, ca_name) as authority:
         rows = authority.list_certificates(limit)
+    if output_format == "json":
+        echo_json([{"serial": f"{status.serial:X}", "status": status.status.value,
+                    "profile": profile, "subject": subject} for status, profile, subject in rows])
+        return
     for status, profile, subject in rows:
         click.echo(f"{status.serial:X}\t{status.status.value}\t{profile}\t{subject}")
 
@@ -359,9 +414,13 @@ def list_command(ctx: click.Context, limit: int, ca_name: str | None) -> None:
 @group.command("show")
 @click.argument("serial")
 @_CA_OPTION
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the certificate (PEM) to this file.")
+@format_option
 @click.pass_context
 @_ca_errors
-def show(ctx: click.Context, serial: str, ca_name: str | None) -> None:
+def show(ctx: click.Context, serial: str, ca_name: str | None, out: Path | None,
+         output_format: str) -> None:
     """Show one certificate's status and PEM."""
     from ca.records import serial_from_hex, serial_to_hex
     from sscard.x509.pem import der_to_pem
@@ -372,6 +431,19 @@ def show(ctx: click.Context, serial: str, ca_name: str | None) -> None:
         raise click.BadParameter(str(exc), param_hint="SERIAL") from None
     with _open(ctx, None, ca_name) as authority:
         status = authority.show(number)
+    assert status.certificate_der is not None
+    if out is not None:
+        _write_file(out, der_to_pem(status.certificate_der, "CERTIFICATE"))
+    if output_format == "json":
+        echo_json({
+            "serial": serial_to_hex(number), "status": status.status.value,
+            "revocation_time": status.revocation_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+            if status.revocation_time else None,
+            "reason": status.reason.name if status.reason is not None else None,
+            "invalidity_date": status.invalidity_date.strftime("%Y-%m-%dT%H:%M:%SZ")
+            if status.invalidity_date else None,
+            "certificate": der_to_pem(status.certificate_der, "CERTIFICATE").decode()})
+        return
     click.echo(f"serial: {serial_to_hex(number)}")
     click.echo(f"status: {status.status.value}")
     if status.revocation_time is not None:

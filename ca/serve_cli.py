@@ -89,9 +89,9 @@ class _AppFactory:
 @click.option("--passphrase-stdin", is_flag=True, help="Read the passphrase from stdin.")
 @click.option("--no-tsa", is_flag=True, help="Do not offer the RFC 3161 TSA at /tsa.")
 @db_url_options("SSCARD_CA_DATABASE_URL", "CA database (default: the one ca init chose)",
-                option="--database-url", dest="database_url")
+                dest="database_url", aliases=("--database-url",))
 @db_url_options(AUDIT_DB_URL_ENV, "audit log database (default: <home>/audit.sqlite)",
-                option="--audit-db", dest="audit_db")
+                option="--audit-db-url", dest="audit_db", aliases=("--audit-db",))
 @click.pass_obj
 def serve(obj: Any, serving: ServeOptions, ca_name: str | None, database_url: str | None,
           access_file: Path | None, passphrase_file: Path | None, passphrase_stdin: bool,
@@ -101,7 +101,10 @@ def serve(obj: Any, serving: ServeOptions, ca_name: str | None, database_url: st
     from ca.authority import CertificateAuthority
     from ca.errors import CAError
 
-    home = data_home(click.get_current_context())
+    ctx = click.get_current_context()
+    home = data_home(ctx)
+    # `sscard ca --db-url URL serve` as well as `sscard ca serve --db-url URL`
+    database_url = database_url or ctx.meta.get("ca_db_url")
     passphrase = None
     if passphrase_file is not None or passphrase_stdin:
         passphrase = read_secret(file=passphrase_file, from_stdin=passphrase_stdin,

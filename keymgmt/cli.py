@@ -19,7 +19,14 @@ from typing import Any, TypeVar
 import click
 
 from keymgmt.errors import KmcError
-from sscard.cli import AUDIT_DB_URL_ENV, data_home, db_url_options, open_audit_log
+from sscard.cli import (
+    AUDIT_DB_URL_ENV,
+    data_home,
+    db_url_options,
+    echo_json,
+    format_option,
+    open_audit_log,
+)
 from sscard.cli import audit_url as resolve_audit_url
 from sscard.secrets_input import read_secret
 from sscard.serving import ServeOptions, run, serve_options
@@ -281,6 +288,7 @@ def caller_add(ctx: click.Context, name: str, role: str, key_out: Path | None,
         raise click.UsageError("--region and --terminal-id bind terminals only")
     certificate = (pem_to_der(certificate_file.read_bytes(), "CERTIFICATE")
                    if certificate_file is not None else None)
+    reserved = _reserve_key_file(key_out) if key_out is not None and certificate is None else None
     kmc = _open(ctx)
     try:
         if certificate is not None:
@@ -292,18 +300,37 @@ def caller_add(ctx: click.Context, name: str, role: str, key_out: Path | None,
 
             CardKeyService(kmc).bind_terminal(name, list(regions), terminal_id=terminal_id,
                                               rate_per_minute=rate, by=local_actor())
+    except BaseException:
+        if reserved is not None:
+            os.close(reserved)
+            assert key_out is not None
+            key_out.unlink(missing_ok=True)
+        raise
     finally:
         kmc.close()
     if certificate is not None:
         click.echo(f"caller {name} ({role}): signs its requests with {certificate_file}")
         return
-    if key_out is not None:
-        fd = os.open(key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
+    if reserved is not None:
+        with os.fdopen(reserved, "w") as fh:
             fh.write(api_key + "\n")
         click.echo(f"caller {name} ({role}): API key written to {key_out}")
     else:
         click.echo(api_key)
+
+
+def _reserve_key_file(path: Path) -> int:
+    """The --key-out file, created empty (mode 0600) before the caller is: an existing file or
+    a directory that cannot take it is refused while nothing has been registered yet (the API
+    key is shown once; a caller whose key could not be written would be lost)."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.BadParameter(f"{path} exists; the API key is written only to a new file "
+                                 "(nothing was registered)", param_hint="--key-out") from None
+    except OSError as exc:
+        raise click.BadParameter(f"cannot create {path}: {exc.strerror} (nothing was "
+                                 "registered)", param_hint="--key-out") from None
 
 
 @caller_group.command("bind")
@@ -516,19 +543,24 @@ def cardkeys_generate(ctx: click.Context, province: str, algorithms: tuple[str, 
 
 
 @cardkeys_group.command("list")
+@format_option
 @click.pass_context
 @_kmc_errors
-def cardkeys_list(ctx: click.Context) -> None:
+def cardkeys_list(ctx: click.Context, output_format: str) -> None:
     """List the card master keys (province, id, usage, algorithm, version, KCV)."""
     from keymgmt.cardkeys import CardKeyService
 
     kmc = _open(ctx)
     try:
-        for k in CardKeyService(kmc).list_master_keys():
-            click.echo(f"{k['province']} {k['key_id']} {k['usage']:14} {k['algorithm']:4} "
-                       f"v{k['version']} KCV {k['kcv']}")
+        keys = list(CardKeyService(kmc).list_master_keys())
     finally:
         kmc.close()
+    if output_format == "json":
+        echo_json(keys)
+        return
+    for k in keys:
+        click.echo(f"{k['province']} {k['key_id']} {k['usage']:14} {k['algorithm']:4} "
+                   f"v{k['version']} KCV {k['kcv']}")
 
 
 @cardkeys_group.command("export-psam")
@@ -586,7 +618,7 @@ SERVICE_ACTOR = "kmc-service"
 @group.command("serve")
 @serve_options(default_port=8470)
 @db_url_options(AUDIT_DB_URL_ENV, "audit log database (default: <home>/audit.sqlite)",
-                option="--audit-url", dest="audit_url")
+                option="--audit-db-url", dest="audit_url", aliases=("--audit-url",))
 @_share_options
 @click.pass_context
 @_kmc_errors

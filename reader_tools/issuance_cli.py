@@ -28,10 +28,11 @@ from reader_tools.session import CardCommandError
 from sscard.card.records import HolderData
 from sscard.card.validation import CardDataError, validate_new_pin
 from sscard.cli import data_home
+from sscard.exitcodes import Exit
 from sscard.secrets_input import read_secret
 
-EXIT_WAITING = 11
-EXIT_RA_UNAVAILABLE = 13  # 12 is reader_tools.session's EXIT_CARD_MISMATCH
+EXIT_WAITING = Exit.WAITING
+EXIT_RA_UNAVAILABLE = Exit.RA_UNAVAILABLE
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
 

@@ -16,10 +16,13 @@ from sscard.card.client import CardClient
 from sscard.card.codec import CodecError
 from sscard.card.transport import PcscContext, PcscTransport
 from sscard.card.validation import CardDataError
+from sscard.exitcodes import Exit
 
-EXIT_NO_READER, EXIT_NO_CARD, EXIT_REMOVED, EXIT_WRONG_PIN, EXIT_BLOCKED = 3, 4, 5, 6, 7
-EXIT_CARD_STATUS, EXIT_NO_PSAM, EXIT_CARD_ERROR = 8, 9, 10
-EXIT_CARD_MISMATCH = 12  # 11 is issuance's "waiting for approval"
+# the card's cases in the one exit-code table (sscard.exitcodes, docs/cli.md)
+EXIT_NO_READER, EXIT_NO_CARD, EXIT_REMOVED = Exit.NO_READER, Exit.NO_CARD, Exit.CARD_REMOVED
+EXIT_WRONG_PIN, EXIT_BLOCKED = Exit.WRONG_PIN, Exit.PIN_BLOCKED
+EXIT_CARD_STATUS, EXIT_NO_PSAM, EXIT_CARD_ERROR = Exit.CARD_STATUS, Exit.NO_PSAM, Exit.CARD_ERROR
+EXIT_CARD_MISMATCH = Exit.CARD_MISMATCH
 
 
 class CardCommandError(click.ClickException):

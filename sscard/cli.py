@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from sscard.exitcodes import Exit
+
 if TYPE_CHECKING:
     from sscard.audit import AuditLog
 
@@ -40,9 +42,12 @@ def data_home(ctx: click.Context) -> Path:
 
 
 def db_url_options(env_var: str, what: str, option: str = "--db-url",
-                   dest: str = "db_url") -> Callable[[F], F]:
+                   dest: str = "db_url", aliases: tuple[str, ...] = ()) -> Callable[[F], F]:
     """``--db-url URL`` (no password) and ``--db-url-file FILE`` (mode 0600), falling back to
-    ``$env_var``; the command gets ``dest`` already resolved by ``resolve_db_url``."""
+    ``$env_var``; the command gets ``dest`` already resolved by ``resolve_db_url``. The one
+    spelling is ``--db-url`` for a command's own database and ``--<what>-db-url`` for another
+    one (``--audit-db-url``); ``aliases`` are older spellings, still accepted, hidden from the
+    help and named as deprecated when used (docs/cli.md)."""
 
     def decorate(func: F) -> F:
         @functools.wraps(func)
@@ -50,11 +55,27 @@ def db_url_options(env_var: str, what: str, option: str = "--db-url",
             from sscard.sqlschema import DatabaseUrlError, resolve_db_url
 
             url_file = kwargs.pop(f"{dest}_file")
+            for i, alias in enumerate(aliases):
+                old_url = kwargs.pop(f"{dest}_alias{i}")
+                old_file = kwargs.pop(f"{dest}_alias{i}_file")
+                if old_url is None and old_file is None:
+                    continue
+                if kwargs[dest] is not None or url_file is not None:
+                    raise click.UsageError(f"give {option} or its old spelling {alias}, not both")
+                click.echo(f"warning: {alias} is deprecated; use {option}", err=True)
+                kwargs[dest], url_file = old_url, old_file
             try:
                 kwargs[dest] = resolve_db_url(kwargs[dest], url_file, env_var, option)
             except DatabaseUrlError as exc:
                 raise click.UsageError(str(exc)) from None
             return func(*args, **kwargs)
+
+        for i, alias in enumerate(aliases):
+            wrapper = click.option(f"{alias}-file", f"{dest}_alias{i}_file", default=None,
+                                   hidden=True, type=click.Path(dir_okay=False, path_type=Path),
+                                   help=f"Deprecated spelling of {option}-file.")(wrapper)
+            wrapper = click.option(alias, f"{dest}_alias{i}", default=None, hidden=True,
+                                   metavar="URL", help=f"Deprecated spelling of {option}.")(wrapper)
 
         wrapper = click.option(
             f"{option}-file", f"{dest}_file", default=None,
@@ -103,17 +124,32 @@ def open_audit_log(ctx: click.Context, url: str | None = None, *,
                                    f"{exc}") from None
 
 
+def format_option(func: F) -> F:
+    """``--format text|json`` for every list and show command (docs/cli.md): json is one JSON
+    document on standard output, codes as codes, for other programs."""
+    return click.option("--format", "output_format", type=click.Choice(["text", "json"]),
+                        default="text", show_default=True,
+                        help="text for people, json for other programs.")(func)
+
+
+def echo_json(data: Any) -> None:
+    """The JSON document of a ``--format json`` command (UTF-8, names not escaped)."""
+    import json
+
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
 class CommandError(click.ClickException):
     """A refusal, or input that is not valid (exit 1): click prints it as every other error,
     ``Error: MESSAGE`` on stderr (issue 14: one error prefix)."""
 
-    exit_code = 1
+    exit_code = Exit.REFUSED
 
 
 class UnusableInput(CommandError):
     """Input the command cannot use at all (exit 2, as for a usage error)."""
 
-    exit_code = 2
+    exit_code = Exit.USAGE
 
 
 #: the optional third-party modules and the extra that installs each (pyproject.toml): a
@@ -277,7 +313,7 @@ def main() -> None:
         cli(prog_name="sscard")
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(Exit.INTERRUPTED)
 
 
 if __name__ == "__main__":

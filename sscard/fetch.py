@@ -166,7 +166,9 @@ class Fetched:
 
 class Fetcher:
     """One budget of fetches under a :class:`FetchPolicy`; thread-safe (certvalidator
-    fetches from worker threads)."""
+    fetches from worker threads). A successful answer is kept for the budget's life (one
+    incoming request or validation) and the same request is answered from it, uncounted: a
+    batch of signatures by one signer fetches its CRLs once, not once per signature."""
 
     def __init__(self, policy: FetchPolicy, session: requests.Session | None = None) -> None:
         self.policy = policy
@@ -176,6 +178,10 @@ class Fetcher:
         self.requests_made = 0
         self._deadline = time.monotonic() + policy.total_seconds
         self._lock = threading.Lock()
+        self._answers: dict[tuple[str, str, bytes | None, tuple[tuple[str, str], ...]],
+                            Fetched] = {}
+        #: OCSP answers by certificate (their requests differ by nonce, so _answers misses them)
+        self.ocsp_answers: dict[Any, Any] = {}
 
     def get(self, url: str, *, accept: Iterable[str] = ()) -> Fetched:
         return self._send("GET", url, None, {"Accept": ",".join(accept)} if accept else {})
@@ -204,6 +210,18 @@ class Fetcher:
 
     def _send(self, method: str, url: str, data: bytes | None,
               headers: Mapping[str, str]) -> Fetched:
+        key = (method, url, data, tuple(sorted(headers.items())))
+        with self._lock:
+            kept = self._answers.get(key)
+        if kept is not None and self.policy.allow.allows(url):
+            return kept
+        fetched = self._fetch(method, url, data, headers)
+        with self._lock:
+            self._answers[key] = fetched
+        return fetched
+
+    def _fetch(self, method: str, url: str, data: bytes | None,
+               headers: Mapping[str, str]) -> Fetched:
         remaining = self._admit(url)
         timeout = min(self.policy.timeout, remaining)
         # compressed answers could expand past the size cap before it is checked
@@ -298,7 +316,17 @@ class _PolicedMixin:
 
 
 class _OcspFetcher(_PolicedMixin, RequestsOCSPFetcher):  # type: ignore[misc]
-    pass
+    async def fetch(self, cert: Any, authority: Any) -> Any:
+        """One OCSP request per certificate and budget: a batch of signatures by one signer
+        asks about the signer's and the CA's certificates once, not once per signature."""
+        from pyhanko_certvalidator.util import issuer_serial
+
+        tag = (issuer_serial(cert), authority.hashable)
+        kept = self.fetcher.ocsp_answers.get(tag)
+        if kept is None:
+            kept = await super().fetch(cert, authority)
+            self.fetcher.ocsp_answers[tag] = kept
+        return kept
 
 
 class _CrlFetcher(_PolicedMixin, RequestsCRLFetcher):  # type: ignore[misc]

@@ -17,6 +17,7 @@ from sscard.audit.actions import ZONES
 from sscard.audit.errors import AuditError, AuditLogUnusable, CheckpointError
 from sscard.cli import AUDIT_DB_URL_ENV, UnusableInput, data_home, db_url_options
 from sscard.crypto.errors import CryptoError
+from sscard.exitcodes import Exit
 from sscard.secrets_input import read_secret
 from sscard.x509.errors import X509Error
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from sscard.audit.log import AuditLog
     from sscard.crypto.asymmetric import PublicKey
 
-EXIT_INTACT, EXIT_TAMPERED, EXIT_UNUSABLE = 0, 1, 2
+EXIT_INTACT, EXIT_TAMPERED, EXIT_UNUSABLE = Exit.OK, Exit.REFUSED, Exit.USAGE
 #: sscard.audit.records.OUTCOMES, written out so that the option's choices do not load the crypto
 #: stack at start-up (tests/cli/test_startup.py holds them to the records module)
 OUTCOMES = ("attempt", "success", "failure", "denied", "error", "info")
@@ -102,7 +103,7 @@ def _read_checkpoint(path: Path) -> Checkpoint:
 
 
 db_option = db_url_options(AUDIT_DB_URL_ENV, "audit database (default: DIR/audit.sqlite under "
-                           "--home)", option="--db", dest="db")
+                           "--home)", dest="db", aliases=("--db",))
 
 
 @click.group("audit")

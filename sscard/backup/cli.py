@@ -19,12 +19,13 @@ from sscard.backup.errors import (
     WrongBackupPassphrase,
 )
 from sscard.cli import CommandError, UnusableInput, data_home
+from sscard.exitcodes import Exit
 from sscard.secrets_input import read_secret
 
 if TYPE_CHECKING:
     from sscard.backup.restore import BackupReport
 
-EXIT_OK, EXIT_DAMAGED, EXIT_UNUSABLE = 0, 1, 2
+EXIT_OK, EXIT_DAMAGED, EXIT_UNUSABLE = Exit.OK, Exit.REFUSED, Exit.USAGE
 
 
 def _fail(code: int, message: str) -> NoReturn:
@@ -61,24 +62,34 @@ def group() -> None:
               help="Backup file to write (must not exist).")
 @passphrase_file
 @passphrase_stdin
-@click.option("--database-url", "database_urls", multiple=True, metavar="URL",
+@click.option("--db-url", "database_urls", multiple=True, metavar="URL",
               help="Also dump this PostgreSQL database (those named in the data directory's "
                    "*.toml files are found by themselves). Repeatable. No password here: a URL "
-                   "with one goes in --database-url-file.")
-@click.option("--database-url-file", "database_url_files", multiple=True,
+                   "with one goes in --db-url-file.")
+@click.option("--db-url-file", "database_url_files", multiple=True,
               type=click.Path(dir_okay=False, path_type=Path),
               help="A file (mode 0600) whose first line is such a URL. Repeatable.")
+@click.option("--database-url", "old_database_urls", multiple=True, metavar="URL", hidden=True,
+              help="Deprecated spelling of --db-url.")
+@click.option("--database-url-file", "old_database_url_files", multiple=True, hidden=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Deprecated spelling of --db-url-file.")
 @click.pass_context
 def backup_cmd(ctx: click.Context, out: Path, passphrase_file: Path | None,
                passphrase_stdin: bool, database_urls: tuple[str, ...],
-               database_url_files: tuple[Path, ...]) -> None:
+               database_url_files: tuple[Path, ...], old_database_urls: tuple[str, ...],
+               old_database_url_files: tuple[Path, ...]) -> None:
     """Write a consistent, encrypted snapshot of the data directory (--home)."""
     from sscard.backup.snapshot import create_backup
     from sscard.sqlschema import DatabaseUrlError, argv_db_url, file_db_url
 
+    if old_database_urls or old_database_url_files:
+        click.echo("warning: --database-url is deprecated; use --db-url", err=True)
     try:
-        database_urls = (*(argv_db_url(u, "--database-url") for u in database_urls),
-                         *(file_db_url(f, "--database-url-file") for f in database_url_files))
+        database_urls = (
+            *(argv_db_url(u, "--db-url") for u in (*database_urls, *old_database_urls)),
+            *(file_db_url(f, "--db-url-file")
+              for f in (*database_url_files, *old_database_url_files)))
     except DatabaseUrlError as exc:
         raise click.UsageError(str(exc)) from None
     home = _home(ctx)

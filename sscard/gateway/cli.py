@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sscard.cli import UnusableInput, db_url_options
+from sscard.exitcodes import Exit
 from sscard.keys.cli import open_software_key, passphrase_options
 from sscard.serving import ServeOptions, run, serve_options
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from sscard.cms import TimeStamper
     from sscard.gateway.client import GatewayClient
 
-EXIT_VALID, EXIT_NOT_VALID, EXIT_UNUSABLE = 0, 1, 2
+EXIT_VALID, EXIT_NOT_VALID, EXIT_UNUSABLE = Exit.OK, Exit.REFUSED, Exit.USAGE
 #: the values of sscard.validation.RevocationMode, sscard.cms.ContentCipher and
 #: sscard.cms.Sm2KeyTransport, written out so that the options' choices need neither package at
 #: start-up (tests/cli/test_startup.py holds them to the enums)
@@ -379,7 +380,8 @@ def gateway_group() -> None:
 @serve_options(default_port=8443)
 @db_url_options("SSCARD_GATEWAY_CHALLENGES", "cardholder challenge database shared by the "
                 "workers (default with several workers: SQLite <home>/gateway-challenges.sqlite)",
-                option="--challenges-db", dest="challenges_db")
+                option="--challenges-db-url", dest="challenges_db",
+                aliases=("--challenges-db",))
 @click.pass_context
 def serve(ctx: click.Context, config_file: Path, serving: ServeOptions,
           challenges_db: str | None) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import click
 from asn1crypto import keys as asn1keys
 
+from sscard.cli import format_option
 from sscard.crypto.asymmetric import PrivateKey
 from sscard.crypto.errors import CryptoError, WrongPassphrase
 from sscard.keys.base import DEFAULT_PKCS11_MODULE
@@ -129,12 +130,15 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 @click.option("--pin-stdin", is_flag=True, help="Read the token's user PIN from stdin.")
 @click.option("--no-login", is_flag=True,
               help="Do not log in to the token: list only its public objects.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@format_option
+@click.option("--json", "as_json", is_flag=True, hidden=True,
+              help="Deprecated spelling of --format json.")
 @click.pass_context
 def list_keys(ctx: click.Context, directory: Path | None, passphrase_file: Path | None,
               pkcs11_module: str, token_label: str | None, pin_file: Path | None,
-              pin_stdin: bool, no_login: bool, as_json: bool) -> None:
+              pin_stdin: bool, no_login: bool, output_format: str, as_json: bool) -> None:
     """List software keys (encrypted PKCS#8 files) and the keys on a PKCS#11 token."""
+    as_json = as_json or output_format == "json"
     if directory is None and token_label is None:
         home = getattr(ctx.obj, "home", None)
         directory = Path(home) / "keys" if home is not None else Path(".")

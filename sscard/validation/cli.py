@@ -14,6 +14,7 @@ import click
 from asn1crypto import crl, x509
 
 from sscard.cli import UnusableInput
+from sscard.exitcodes import Exit
 from sscard.validation.errors import ValidationInputError
 from sscard.validation.names import name_text
 from sscard.validation.result import ValidationResult
@@ -22,9 +23,9 @@ from sscard.validation.validator import Profile, RevocationMode, TrustMode, vali
 from sscard.x509.errors import X509ParseError
 from sscard.x509.parse import load_certificates, load_crl
 
-EXIT_VALID = 0
-EXIT_NOT_VALID = 1
-EXIT_UNUSABLE = 2
+EXIT_VALID = Exit.OK
+EXIT_NOT_VALID = Exit.REFUSED
+EXIT_UNUSABLE = Exit.USAGE
 
 
 _EKU_NAMES = {

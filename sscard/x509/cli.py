@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sscard.cli import LazyGroup
+from sscard.cli import LazyGroup, echo_json, format_option
 from sscard.keys.cli import open_software_key, passphrase_options
 
 
@@ -61,14 +61,18 @@ def x509_group() -> None:
 
 @x509_group.command("show")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def show(file: Path) -> None:
+@format_option
+def show(file: Path, output_format: str) -> None:
     """Print a certificate, CSR or CRL (PEM or DER) in readable form."""
     from sscard.x509.errors import X509Error
     from sscard.x509.parse import load_any
-    from sscard.x509.show import describe
+    from sscard.x509.show import as_dict, describe
 
     try:
         obj = load_any(file.read_bytes())
     except X509Error as exc:
         raise click.ClickException(f"{file}: {exc}") from None
-    click.echo(describe(obj))
+    if output_format == "json":
+        echo_json(as_dict(obj))
+    else:
+        click.echo(describe(obj))

@@ -121,3 +121,66 @@ def describe(obj: x509.Certificate | csr.CertificationRequest | crl.CertificateL
     if isinstance(obj, csr.CertificationRequest):
         return describe_csr(obj)
     return describe_crl(obj)
+
+
+def _extension_rows(exts: Any) -> list[dict[str, Any]]:
+    rows = []
+    for ext in exts or []:
+        try:
+            value = _value_text(ext["extn_value"].parsed.native)
+        except (ValueError, TypeError):
+            value = _hex(ext["extn_value"].contents)
+        rows.append({"name": ext["extn_id"].native, "critical": bool(ext["critical"].native),
+                     "value": value})
+    return rows
+
+
+def as_dict(obj: x509.Certificate | csr.CertificationRequest | crl.CertificateList
+            ) -> dict[str, Any]:
+    """What :func:`describe` prints, as data (``sscard x509 show --format json``)."""
+    if isinstance(obj, x509.Certificate):
+        tbs = obj["tbs_certificate"]
+        return {
+            "kind": "certificate",
+            "serial": f"{tbs['serial_number'].native:X}",
+            "signature_algorithm": obj["signature_algorithm"]["algorithm"].native,
+            "issuer": format_name(tbs["issuer"]),
+            "subject": format_name(tbs["subject"]),
+            "not_before": tbs["validity"]["not_before"].native.isoformat(),
+            "not_after": tbs["validity"]["not_after"].native.isoformat(),
+            "public_key": _key_desc(tbs["subject_public_key_info"]),
+            "sha256": hashlib.sha256(obj.dump()).hexdigest(),
+            "extensions": _extension_rows(tbs["extensions"]),
+        }
+    if isinstance(obj, csr.CertificationRequest):
+        info = obj["certification_request_info"]
+        requested = [row for attr in info["attributes"]
+                     if attr["type"].native == "extension_request"
+                     for exts in attr["values"] for row in _extension_rows(exts)]
+        return {
+            "kind": "certificate request",
+            "subject": format_name(info["subject"]),
+            "signature_algorithm": obj["signature_algorithm"]["algorithm"].native,
+            "public_key": _key_desc(info["subject_pk_info"]),
+            "requested_extensions": requested,
+        }
+    tbs = obj["tbs_cert_list"]
+    nxt = tbs["next_update"].native
+    entries = []
+    for entry in tbs["revoked_certificates"]:
+        reason = None
+        for ext in entry["crl_entry_extensions"] or []:
+            if ext["extn_id"].native == "crl_reason":
+                reason = ext["extn_value"].native
+        entries.append({"serial": f"{entry['user_certificate'].native:X}",
+                        "revocation_date": entry["revocation_date"].native.isoformat(),
+                        "reason": reason})
+    return {
+        "kind": "certificate revocation list",
+        "issuer": format_name(tbs["issuer"]),
+        "signature_algorithm": obj["signature_algorithm"]["algorithm"].native,
+        "this_update": tbs["this_update"].native.isoformat(),
+        "next_update": nxt.isoformat() if nxt else None,
+        "extensions": _extension_rows(tbs["crl_extensions"]),
+        "revoked": entries,
+    }

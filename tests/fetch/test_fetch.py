@@ -132,3 +132,19 @@ def test_validation_backend_fetches_through_the_policy() -> None:
         with pytest.raises(FetchRefused, match="allow-list"):
             asyncio.run(get(ls.url("/elsewhere")))
         assert [p for _m, p in ls.seen] == ["/ca/a.crl", "/ca/big.pem"]
+
+
+def test_one_budget_fetches_the_same_answer_once() -> None:
+    # a batch of 20 signatures by one signer validates the same path 20 times under one
+    # request's budget: the CRL (and an identical OCSP request) is fetched once, not 20 times
+    with listener() as ls:
+        ls.routes["/crl/root.crl"] = Route(b"crl bytes", content_type="application/pkix-crl")
+        f = FetchPolicy(AllowList([ls.url("/crl/")]), max_requests=2).fetcher()
+        for _ in range(20):
+            assert f.get(ls.url("/crl/root.crl")).content == b"crl bytes"
+            assert f.post(ls.url("/crl/root.crl"), b"same", "application/ocsp-request").status \
+                == 200
+        # a third distinct request is over the budget of 2
+        with pytest.raises(FetchRefused, match="budget"):
+            f.post(ls.url("/crl/root.crl"), b"other", "application/ocsp-request")
+        assert ls.seen == [("GET", "/crl/root.crl"), ("POST", "/crl/root.crl")]

@@ -32,6 +32,14 @@ COMMANDS = [
     ("audit", "verify", "--db", PG),
     ("admin", "backup", "--out", "b", "--passphrase-file", "p", "--database-url", PG),
     ("admin", "restore", "b", "--passphrase-file", "p", "--database", f"ca={PG}"),
+    # the one spelling (docs/cli.md); the older ones above are its hidden aliases
+    ("kmc", "serve", "--audit-db-url", PG),
+    ("ca", "serve", "--db-url", PG),
+    ("ca", "--db-url", PG, "list"),
+    ("ca", "serve", "--audit-db-url", PG),
+    ("audit", "show", "--db-url", PG),
+    ("audit", "verify", "--db-url", PG),
+    ("admin", "backup", "--out", "b", "--passphrase-file", "p", "--db-url", PG),
 ]
 
 
@@ -81,3 +89,19 @@ def test_resolver_order_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     empty.chmod(0o600)
     with pytest.raises(DatabaseUrlError, match="is empty"):
         resolve_db_url(None, empty, "SSCARD_TEST_DB_URL")
+
+
+def test_old_spellings_are_hidden_and_named_deprecated(tmp_path: Path) -> None:
+    for group, command, old, new in [("ca", "serve", "--database-url", "--db-url"),
+                                     ("ca", "serve", "--audit-db", "--audit-db-url"),
+                                     ("kmc", "serve", "--audit-url", "--audit-db-url"),
+                                     ("audit", "verify", "--db", "--db-url"),
+                                     ("admin", "backup", "--database-url", "--db-url")]:
+        shown = run(tmp_path, group, command, "--help").output
+        assert f"{new} " in shown and f"{old} " not in shown, (group, command, shown)
+    audit = tmp_path / "audit.sqlite"
+    result = run(tmp_path, "audit", "verify", "--db", f"sqlite:///{audit}")
+    assert "--db is deprecated; use --db-url" in result.output
+    both = run(tmp_path, "audit", "verify", "--db", f"sqlite:///{audit}",
+               "--db-url", f"sqlite:///{audit}")
+    assert both.exit_code == 2 and "not both" in both.output

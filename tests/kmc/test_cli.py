@@ -191,7 +191,7 @@ def test_serve_as_a_real_process(home: Path, tmp_path: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "sscard.cli", "--home", str(home), "kmc", "serve", "--port",
-         str(port), "--audit-url", f"sqlite:///{tmp_path / 'audit.db'}",
+         str(port), "--audit-db-url", f"sqlite:///{tmp_path / 'audit.db'}",
          *_shares(home, ["li", "wang"])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
     url = f"http://127.0.0.1:{port}"

@@ -1,0 +1,75 @@
+"""The docs harness itself: what counts as an example, and a failing example failing with the
+document, the line and the output (a harness that could not fail would prove nothing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.docs.markdown import blocks
+from tests.docs.runner import DocSession, ExampleFailed
+
+DOC = """# A guide
+
+```sh
+export GREETING=hello
+mkdir -p sub && cd sub
+umask 077
+```
+
+<!-- file: settings.toml -->
+```toml
+name = "x"
+```
+
+```console
+$ test "$GREETING" = hello && test "$(basename "$PWD")" = sub && test "$(umask)" = 0077
+output lines are not commands
+$ test -f settings.toml
+```
+
+<!-- not run: shows what must never be run -->
+```sh
+exit 3
+```
+
+```text
+exit 4
+```
+
+```python
+import os, pathlib
+assert os.environ["GREETING"] == "hello" and pathlib.Path.cwd().name == "sub"
+print("to stdout", os.environ["GREETING"])
+raise SystemExit("the example broke")
+```
+
+```sh
+echo never reached
+```
+"""
+
+
+def test_examples_run_in_order_and_a_failure_names_doc_line_and_output(tmp_path: Path) -> None:
+    doc = tmp_path / "guide.md"
+    doc.write_text(DOC, encoding="utf-8")
+    found = blocks(doc)
+    assert [(b.lang, b.runs) for b in found] == [
+        ("sh", True), ("toml", True), ("console", True), ("sh", False), ("text", False),
+        ("python", True), ("sh", True)]
+    assert found[3].not_run == "shows what must never be run"
+    assert found[2].shell_text().count("\n") == 2  # the output line is not a command
+    session = DocSession(tmp_path / "run")
+    try:
+        for block in found[:3]:
+            session.run(block)
+        with pytest.raises(ExampleFailed) as failed:
+            session.run(found[5])
+        message = str(failed.value)
+        assert f"{doc}:{found[5].line}" in message
+        assert "to stdout hello" in message and "the example broke" in message
+        with pytest.raises(ExampleFailed, match="an earlier example of this document failed"):
+            session.run(found[6])
+    finally:
+        session.close()
