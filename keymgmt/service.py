@@ -355,7 +355,11 @@ class KeyManagementCentre:
         return EscrowResult(key_id, owner, alg.value, spki, der, blob, cms_env)
 
     def attach_certificate(self, principal: Principal, key_id: str, certificate_der: bytes) -> str:
-        """The CA tells the KMC which encryption certificate it issued for an escrowed key."""
+        """Bind the encryption certificate the CA issued to an escrowed key: by the CA's caller
+        for any key, or by the RA caller that escrowed this key (and no other's), so the RA
+        needs no CA credential at the KMC. The certificate must certify the escrowed public
+        key; a key keeps its first certificate (the same one again is a no-op, so a retried
+        call is harmless) and a serial is bound to one key only."""
         with self._guarded(principal, AuditAction.KMC_ESCROW_CERTIFICATE, key_id):
             return self._attach_certificate(principal, key_id, certificate_der)
 
@@ -364,7 +368,7 @@ class KeyManagementCentre:
         from sscard.x509.errors import X509ParseError
         from sscard.x509.parse import load_certificate
 
-        self._require(principal, Role.CA)
+        self._require(principal, Role.CA, Role.RA)
         try:
             cert = load_certificate(certificate_der)
         except X509ParseError as exc:
@@ -373,11 +377,20 @@ class KeyManagementCentre:
         serial = serial_hex(cert.serial_number)
         with self._tx() as s:
             rec = self._key_by_id(s, key_id)
+            if principal.role is Role.RA and rec.requested_by != principal.name:
+                raise PermissionDenied(f"{principal.name} (ra) may attach certificates only to "
+                                       f"keys it escrowed; {key_id} is not one of them")
             if _load_public_key(cert_spki, "certificate public key") != _load_public_key(
                     rec.public_key_spki, "escrowed public key"):
                 raise KmcError(f"the certificate's public key is not the escrowed key {key_id}")
-            if rec.certificate_serial is not None and rec.certificate_serial != serial:
+            if rec.certificate_der is not None:
+                if rec.certificate_der == cert.dump():
+                    return serial  # the same binding again (a retry): nothing changes
                 raise Conflict(f"{key_id} already has certificate {rec.certificate_serial}")
+            other = s.scalar(select(EscrowedKeyRecord.key_id).where(
+                EscrowedKeyRecord.certificate_serial == serial))
+            if other is not None:
+                raise Conflict(f"certificate serial {serial} is already bound to {other}")
             rec.certificate_serial = serial
             rec.certificate_der = cert.dump()
             self._event(s, principal.name, "escrow.certificate", key_id, serial=serial)

@@ -55,7 +55,8 @@ class KmcPort(Protocol):
         ...
 
     def attach_certificate(self, key_id: str, certificate_der: bytes) -> None:
-        """Bind the encryption certificate the CA issued to the escrowed key (as the CA)."""
+        """Bind the encryption certificate the CA issued to a key this RA escrowed (the KMC
+        lets the RA's caller bind its own escrows only; the same binding again is a no-op)."""
         ...
 
     def request_recovery(self, certificate_serial: Serial, recipient_spki: bytes,

@@ -107,9 +107,8 @@ def test_ca_kmc_ra_gateway_as_separate_gunicorn_processes(
         args += ["--custodian", name, "--custodian-passphrase-file",
                  str(tmp_path / f"{name}.pass")]
     sscard(home, *args)
-    for name, role in (("ra", "ra"), ("ca", "ca")):
-        sscard(home, "kmc", "caller", "add", name, "--role", role, "--key-out",
-               str(tmp_path / f"{name}.key"))
+    sscard(home, "kmc", "caller", "add", "ra", "--role", "ra", "--key-out",
+           str(tmp_path / "ra.key"))  # the RA's own KMC caller, and no CA credential
     # the RA's service identity: issued by the CA (profile service), registered as principal ra
     key = SoftwareKey.generate("sm2")
     (tmp_path / "service.pass").write_bytes(b"ra service passphrase")
@@ -139,7 +138,6 @@ def test_ca_kmc_ra_gateway_as_separate_gunicorn_processes(
     ra_url = start("ra", ra_home, [
         "ra", "serve", "--ca-url", ca_url, "--kmc-url", kmc_url, "--insecure-http",
         "--kmc-ra-key-file", str(tmp_path / "ra.key"),
-        "--kmc-ca-key-file", str(tmp_path / "ca.key"),
         "--service-key", str(tmp_path / "service.key"),
         "--service-key-passphrase-file", str(tmp_path / "service.pass"),
         "--service-certificate", str(tmp_path / "service.pem")], "/login",
@@ -185,13 +183,11 @@ def test_ca_kmc_ra_gateway_as_separate_gunicorn_processes(
 ])
 def test_bad_split_serve_options_are_named(tmp_path: Path, extra: list[str],
                                            refusal: str) -> None:
-    for name in ("ra.key", "ca.key"):
-        (tmp_path / name).write_text("k\n")
-        (tmp_path / name).chmod(0o600)
+    (tmp_path / "ra.key").write_text("k\n")
+    (tmp_path / "ra.key").chmod(0o600)
     done = subprocess.run(
         [sys.executable, "-m", "sscard.cli", "--home", str(tmp_path / "ra-home"), "ra", "serve",
-         "--port", str(free_port()), "--kmc-ra-key-file", str(tmp_path / "ra.key"),
-         "--kmc-ca-key-file", str(tmp_path / "ca.key"), *extra],
+         "--port", str(free_port()), "--kmc-ra-key-file", str(tmp_path / "ra.key"), *extra],
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode != 0 and refusal in " ".join(done.stderr.split()), done.stderr
     assert not (tmp_path / "ra-home").exists()  # refused before anything was made
