@@ -22,10 +22,9 @@ import logging
 import re
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -60,6 +59,7 @@ from keymgmt.records import RecoveryResult as RecoveryResult
 from keymgmt.storage import StorageKey
 from sscard import httpsig
 from sscard.audit import AuditAction, AuditLog
+from sscard.clock import Clock, system_clock
 from sscard.crypto import envelopes
 from sscard.crypto.algorithms import KeyAlgorithm, KeyType
 from sscard.crypto.asymmetric import PrivateKey, PublicKey
@@ -121,10 +121,6 @@ class JudicialOrder:
     document_sha256: str
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _check_name(value: str, what: str) -> str:
     if not isinstance(value, str) or not _NAME.match(value):
         raise KmcError(f"{what} must be 1-128 letters, digits or . _ @ : - (got {value!r:.60})")
@@ -160,7 +156,7 @@ class KeyManagementCentre:
 
     def __init__(self, engine: Engine, storage_key: StorageKey | None = None,
                  config: KmcConfig | None = None, *, audit: AuditLog,
-                 clock: Callable[[], datetime] = _now) -> None:
+                 clock: Clock = system_clock) -> None:
         #: what the KMC reads the time from (record times); tests hand in a fake one
         self.clock = clock
         self.engine = engine
@@ -175,7 +171,7 @@ class KeyManagementCentre:
     @classmethod
     def open(cls, url: str, storage_key: StorageKey | None = None,
              config: KmcConfig | None = None, *, audit: AuditLog,
-             clock: Callable[[], datetime] = _now) -> KeyManagementCentre:
+             clock: Clock = system_clock) -> KeyManagementCentre:
         engine = make_engine(url)
         upgrade(engine)
         return cls(engine, storage_key, config, audit=audit, clock=clock)

@@ -31,13 +31,17 @@ class CaPort(Protocol):
         """good, revoked or unknown (never issued by this CA)."""
         ...
 
-    def issue_from_csr(self, csr_der: bytes, profile: str) -> IssuedCertificate:
-        """A certificate for the PKCS#10 request (its signature checked by the CA)."""
+    def issue_from_csr(self, csr_der: bytes, profile: str,
+                       request_id: str | None = None) -> IssuedCertificate:
+        """A certificate for the PKCS#10 request (its signature checked by the CA). With
+        ``request_id`` (the RA's own id for this issuance) asking again returns the certificate
+        issued the first time, so a lost answer never makes a second certificate."""
         ...
 
-    def issue_for_public_key(self, spki_der: bytes, subject: str,
-                             profile: str) -> IssuedCertificate:
-        """A certificate for a key made elsewhere (the KMC's encryption key)."""
+    def issue_for_public_key(self, spki_der: bytes, subject: str, profile: str,
+                             request_id: str | None = None) -> IssuedCertificate:
+        """A certificate for a key made elsewhere (the KMC's encryption key); ``request_id``
+        as for :meth:`issue_from_csr`."""
         ...
 
     def revoke(self, serial: Serial, reason: RevocationReason) -> None:
