@@ -26,8 +26,9 @@ class InProcessKmc:
         self.kmc, self.ra = kmc, ra
         self._officers: set[str] = set()
 
-    def escrow(self, owner: str, recipient_spki: bytes) -> EscrowResult:
-        return self.kmc.escrow(self.ra, owner, recipient_spki)
+    def escrow(self, owner: str, recipient_spki: bytes,
+               request_id: str | None = None) -> EscrowResult:
+        return self.kmc.escrow(self.ra, owner, recipient_spki, request_id=request_id)
 
     def attach_certificate(self, key_id: str, certificate_der: bytes) -> None:
         self.kmc.attach_certificate(self.ra, key_id, certificate_der)

@@ -37,9 +37,10 @@ class HttpKmc:
     def __init__(self, ra: KmcClient, officer: Callable[[str], KmcClient]) -> None:
         self._ra, self._officer = ra, officer
 
-    def escrow(self, owner: str, recipient_spki: bytes) -> EscrowResult:
+    def escrow(self, owner: str, recipient_spki: bytes,
+               request_id: str | None = None) -> EscrowResult:
         with _translated():
-            return self._ra.escrow(owner, recipient_spki)
+            return self._ra.escrow(owner, recipient_spki, request_id=request_id)
 
     def attach_certificate(self, key_id: str, certificate_der: bytes) -> None:
         with _translated():

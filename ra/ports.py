@@ -53,9 +53,11 @@ class KmcPort(Protocol):
     """The KMC as the RA uses it: the encryption key pair of a dual-certificate card, and key
     recovery under the KMC's own dual control."""
 
-    def escrow(self, owner: str, recipient_spki: bytes) -> EscrowResult:
+    def escrow(self, owner: str, recipient_spki: bytes,
+               request_id: str | None = None) -> EscrowResult:
         """Generate and escrow an encryption key for ``owner``, enveloped for the card's
-        signing key ``recipient_spki``."""
+        signing key ``recipient_spki``. With ``request_id`` (the RA's own id for this escrow)
+        asking again returns the same key, so a lost answer makes no second key pair."""
         ...
 
     def attach_certificate(self, key_id: str, certificate_der: bytes) -> None:

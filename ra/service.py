@@ -1147,7 +1147,8 @@ class RegistrationAuthority:
                     self._save(request_id, sign_serial=self._serial_hex(f"{signed.serial:x}"),
                                sign_cert=_b64(signed.der))
                 if "escrow_key_id" not in details:
-                    escrow = self.kmc.escrow(ssn, spki)  # the subject's serialNumber
+                    escrow = self.kmc.escrow(ssn, spki,  # the subject's serialNumber
+                                             request_id=f"{request_id}.escrow")
                     if escrow.enveloped_key_blob is None:
                         raise UpstreamFailed("the KMC returned no enveloped key for the card")
                     details.update(escrow_key_id=escrow.key_id)

@@ -25,22 +25,27 @@ from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
 from sscard.x509.names import parse_name
 from sscard.x509.values import Serial
+from tests.ca.test_service_cli import free_port
 from tests.issuance.cards import holder
 from tests.ra.test_ca_over_http import (  # noqa: F401  (the served CA fixture)
     Served,
     StopsTheCa,
     enrollment,
+    http_kmc,
+    kmc_principal,
+    kmc_served,
     served,
 )
 
 
 class LosesOneAnswer:
-    """A TCP relay to the CA. Armed, it passes the next issuance request on to the CA and then
-    closes the caller's connection instead of relaying the CA's answer: the CA committed, the
-    caller never heard (as when a connection breaks after the CA's commit)."""
+    """A TCP relay to a service. Armed, it passes the next request that starts with ``losing``
+    (by default the CA's issuance) on and then closes the caller's connection instead of
+    relaying the answer: the service committed, the caller never heard (as when a connection
+    breaks after the commit)."""
 
-    def __init__(self, target: int) -> None:
-        self.target = target
+    def __init__(self, target: int, losing: bytes = b"POST /api/v1/certificates") -> None:
+        self.target, self.losing = target, losing
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
         self.armed = threading.Event()
@@ -62,7 +67,7 @@ class LosesOneAnswer:
         def forward() -> None:
             try:
                 while data := caller.recv(65536):
-                    if self.armed.is_set() and b"POST /api/v1/certificates" in data:
+                    if self.armed.is_set() and self.losing in data:
                         self.armed.clear()
                         losing.set()
                     upstream.sendall(data)
@@ -197,3 +202,29 @@ def test_the_ca_answers_a_repeated_request_id_with_the_same_certificate(
         # without an id every call is a new certificate, as before
         assert client.issue_from_csr(csr, "cardholder-sign").serial != first.serial
     assert _issued_for(served, who.ssn, "cardholder-sign") == 2
+
+
+def test_a_lost_escrow_answer_escrows_once(served: Served) -> None:  # noqa: F811
+    """The KMC escrowed, its answer was lost: carried on, the RA gets the same key (named by
+    its request id), the card's envelope and the certificate are of that key, and the KMC
+    holds one key for the cardholder."""
+    rig = served.rig
+    port = free_port()
+    with served.ca(), kmc_served(served, port):
+        relay = LosesOneAnswer(port, b"POST /kmc/v1/escrow")
+        try:
+            ra = served.ra(http_kmc(served, relay.url))
+            info, who, _, _ = enrollment(served, ra)
+            rid = str(info["request_id"])
+            relay.armed.set()
+            with pytest.raises(UpstreamUnavailable, match="waiting for the KMC"):
+                ra.approve(rig.actor("officer1"), rid, "ok")
+            assert relay.lost and b" 201 " in relay.lost[0].split(b"\r\n", 1)[0]
+            assert len(rig.kmc.find_keys(kmc_principal(rig), owner=who.ssn)) == 1
+            assert ra.resume_waiting() == [{"request_id": rid, "state": "done", "error": None}]
+        finally:
+            relay.close()
+    keys = rig.kmc.find_keys(kmc_principal(rig), owner=who.ssn)
+    assert len(keys) == 1  # escrowed once
+    done = ra.request(rig.client, rid)
+    assert keys[0]["certificate_serial"] == done["card"]["enc_serial"]  # type: ignore[index]

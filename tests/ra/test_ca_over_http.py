@@ -154,11 +154,12 @@ class StopsTheCa(InProcessKmc):
         super().__init__(inner.kmc, inner.ra)
         self.stop: AbstractContextManager[object] | None = stop
 
-    def escrow(self, owner: str, recipient_spki: bytes) -> EscrowResult:
+    def escrow(self, owner: str, recipient_spki: bytes,
+               request_id: str | None = None) -> EscrowResult:
         if self.stop is not None:
             self.stop.__exit__(None, None, None)
             self.stop = None
-        return super().escrow(owner, recipient_spki)
+        return super().escrow(owner, recipient_spki, request_id)
 
 
 def test_ca_down_mid_issuance_waits_and_resumes(served: Served) -> None:
