@@ -93,8 +93,7 @@ def setup(base: Path) -> tuple[RegistrationAuthority, Actor, list[object]]:
     kmc = KeyManagementCentre.open(f"sqlite:///{base / 'kmc.db'}",
                                    SoftwareStorageKey(secrets.token_bytes(32), "sk-bench"),
                                    audit=audit)
-    link = InProcessKmc(kmc, kmc.authenticate(kmc.add_caller("ra", KmcRole.RA)),
-                        kmc.authenticate(kmc.add_caller("ca", KmcRole.CA)))
+    link = InProcessKmc(kmc, kmc.authenticate(kmc.add_caller("ra", KmcRole.RA)))
     ra = RegistrationAuthority.open(f"sqlite:///{base / 'ra.db'}", audit, ra_port(ca), link)
     ra.add_officer(None, "officer", "Officer", "bench password", {Role.OFFICER})
     ra.authorise_batch(Actor("officer", frozenset({Role.OFFICER})), BATCH, 100000)

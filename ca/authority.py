@@ -25,6 +25,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ from ca.records import (
 from ca.storage import CARecord, CertificateRecord, CRLRecord, RequestRecord
 from sscard import metrics
 from sscard.audit import AuditAction, AuditLog, Operation, local_actor
+from sscard.clock import Clock
+from sscard.clock import system_clock as utcnow
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.keys.base import KeyHandle
@@ -89,6 +92,8 @@ DB_FILE = "ca.db"
 PASS_FILE = Path("secrets") / "ca.pass"
 DATABASE_URL_ENV = "SSCARD_CA_DATABASE_URL"
 SERIAL_RETRIES = 3
+#: a caller's own id for an issuance request (its idempotency key at the CA)
+REQUEST_ID = re.compile(r"[\w.:\-]{1,128}")
 # serial numbers named per audit record (40 hex digits each; records hold 8 KiB of details)
 SERIALS_PER_RECORD = 150
 # A delta CRL lists revocations since its base's thisUpdate minus this margin, so a revocation
@@ -96,12 +101,6 @@ SERIALS_PER_RECORD = 150
 DELTA_OVERLAP = dt.timedelta(minutes=5)
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-#: what the CA reads the time from; tests hand in a fake one
-Clock = Callable[[], dt.datetime]
 
 # refusals of a request (not failures of the CA): recorded as outcome 'denied'
 _REFUSALS = (RequestRefused, ProfileError, UnknownCertificate, AlreadyRevoked, NotInitialised,
@@ -543,12 +542,15 @@ class CertificateAuthority:
         extra: Mapping[str, Any] | None = None,
         *,
         actor: str | None = None,
+        request_id: str | None = None,
     ) -> IssuedCertificate:
-        """Issue from a PKCS#10 request after checking its signature (proof of possession)."""
+        """Issue from a PKCS#10 request after checking its signature (proof of possession).
+        With ``request_id`` (the caller's own id for this request) asking again returns the
+        certificate issued the first time: a caller that lost the answer issues nothing twice."""
         with self._issuing(profile, actor, "csr") as op:
             approved = check_csr(csr, self.profile(profile), extra)
             op.set(subject=approved.subject_text[:300])
-            return self._commit([approved], op)[0]
+            return self._issue_once(approved, op, self._request_key(actor, request_id))
 
     def issue_for_public_key(
         self,
@@ -558,13 +560,62 @@ class CertificateAuthority:
         extra: Mapping[str, Any] | None = None,
         *,
         actor: str | None = None,
+        request_id: str | None = None,
     ) -> IssuedCertificate:
         """Issue for a key whose possession the (authenticated) caller has established, as the
-        KMC does for the encryption keys it generates."""
+        KMC does for the encryption keys it generates. ``request_id``: as for
+        :meth:`issue_from_csr`."""
         with self._issuing(profile, actor, "public_key") as op:
             approved = check_public_key(public_key, subject, self.profile(profile), extra)
             op.set(subject=approved.subject_text[:300])
-            return self._commit([approved], op)[0]
+            return self._issue_once(approved, op, self._request_key(actor, request_id))
+
+    def _request_key(self, actor: str | None, request_id: str | None) -> str | None:
+        """The idempotency key of a request: its caller's name and the caller's own id."""
+        if request_id is None:
+            return None
+        if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
+            raise RequestRefused("request_id must be 1-128 letters, digits or . _ : - "
+                                 f"(got {str(request_id)[:60]!r})")
+        return f"{actor or self.actor}/{request_id}"
+
+    def _issue_once(self, approved: Approved, op: Operation,
+                    key: str | None) -> IssuedCertificate:
+        if key is not None:
+            earlier = self._issued_for(key, approved)
+            if earlier is not None:
+                op.set(repeated=True)
+                self._record_serials(op, [serial_to_hex(earlier.serial)])
+                return earlier
+        try:
+            return self._commit([approved], op, [key])[0]
+        except _RequestKeyTaken:
+            # the same request committed at the same moment by another worker: its answer
+            earlier = self._issued_for(key or "", approved)
+            assert earlier is not None
+            op.set(repeated=True)
+            self._record_serials(op, [serial_to_hex(earlier.serial)])
+            return earlier
+
+    def _issued_for(self, key: str, approved: Approved) -> IssuedCertificate | None:
+        """The certificate issued for the request of idempotency key ``key``, if any; refused
+        when that key was used for another request."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(RequestRecord.request_der, RequestRecord.profile, CertificateRecord.der,
+                       CertificateRecord.serial, CertificateRecord.profile,
+                       CertificateRecord.subject)
+                .join(CertificateRecord, (CertificateRecord.issuer_id == RequestRecord.issuer_id)
+                      & (CertificateRecord.serial == RequestRecord.certificate_serial))
+                .where(RequestRecord.request_key == key)).first()
+        if row is None:
+            return None
+        request_der, label, der, serial, profile, subject = row
+        if (request_der, label, subject) != (approved.request_der, approved.profile.label,
+                                             approved.subject_text):
+            raise RequestRefused(f"request id {key.rsplit('/', 1)[-1]!r} was used for another "
+                                 "request (another key, subject or profile); use a new id")
+        return IssuedCertificate(int(serial, 16), profile, der)
 
     def _issuing(self, profile: str, actor: str | None,
                  kind: str) -> contextlib.AbstractContextManager[Operation]:
@@ -618,8 +669,10 @@ class CertificateAuthority:
                               "info", details={"attempt_seq": op.attempt_seq,
                                                "serials": serials[i:i + SERIALS_PER_RECORD]})
 
-    def _commit(self, approved: Sequence[Approved], op: Operation) -> list[IssuedCertificate]:
+    def _commit(self, approved: Sequence[Approved], op: Operation,
+                keys: Sequence[str | None] | None = None) -> list[IssuedCertificate]:
         issuer = self.issuer()
+        request_keys = list(keys) if keys is not None else [None] * len(approved)
         for attempt in range(SERIAL_RETRIES):
             now = self.clock()
             serials = [self.serial_source() for _ in approved]
@@ -629,7 +682,7 @@ class CertificateAuthority:
                                                                           strict=True)]
             cert_rows = []
             request_rows = []
-            for a, s, der in zip(approved, serials, ders, strict=True):
+            for a, s, der, key in zip(approved, serials, ders, request_keys, strict=True):
                 nb, na = validity_of(issuer, a, now)
                 hex_serial = serial_to_hex(s)
                 cert_rows.append({
@@ -639,12 +692,15 @@ class CertificateAuthority:
                 request_rows.append({
                     "issuer_id": self._ca.id, "kind": a.kind, "profile": a.profile.label,
                     "request_der": a.request_der, "certificate_serial": hex_serial,
-                    "received_at": now})
+                    "received_at": now, "request_key": key})
             try:
                 with _write(self.engine) as conn, conn.begin():
                     conn.execute(insert(CertificateRecord), cert_rows)
                     conn.execute(insert(RequestRecord), request_rows)
             except IntegrityError as exc:
+                if "uq_requests_request_key" in str(exc.orig) or \
+                        "requests.request_key" in str(exc.orig):
+                    raise _RequestKeyTaken() from None
                 if not _is_serial_clash(exc):
                     raise StorageError(f"could not store the certificates: {exc.orig}") \
                         from None
@@ -907,6 +963,10 @@ class CertificateAuthority:
         key.store(key_dir / f"{profile}-{self.name}-{issued.serial_hex}.key.pem",
                   self._passphrase)
         return Signer(key, issued.certificate, tuple(self.chain()))
+
+
+class _RequestKeyTaken(Exception):
+    """Another worker committed the request of the same idempotency key first."""
 
 
 def _is_serial_clash(exc: IntegrityError) -> bool:

@@ -392,15 +392,17 @@ class AuthorizedAuthority:
 
             raise NotPermitted(f"missing permission '{decision.permission}': {decision.reason}")
 
-    def issue_from_csr(self, csr: Any, profile: str, extra: Mapping[str, Any] | None = None
-                       ) -> Any:
+    def issue_from_csr(self, csr: Any, profile: str, extra: Mapping[str, Any] | None = None,
+                       *, request_id: str | None = None) -> Any:
         self._check(ApiOperation.ISSUE, profile)
-        return self._authority.issue_from_csr(csr, profile, extra)
+        return self._authority.issue_from_csr(csr, profile, extra, request_id=request_id)
 
     def issue_for_public_key(self, public_key: Any, subject: Any, profile: str,
-                             extra: Mapping[str, Any] | None = None) -> Any:
+                             extra: Mapping[str, Any] | None = None, *,
+                             request_id: str | None = None) -> Any:
         self._check(ApiOperation.ISSUE, profile)
-        return self._authority.issue_for_public_key(public_key, subject, profile, extra)
+        return self._authority.issue_for_public_key(public_key, subject, profile, extra,
+                                                    request_id=request_id)
 
     def revoke(self, serial: int, *args: Any, **kwargs: Any) -> Any:
         self._check(ApiOperation.REVOKE, None)

@@ -50,6 +50,10 @@ _ERRORS: dict[str, type[CAError]] = {
 }
 
 
+def _request_id(request_id: str | None) -> dict[str, str]:
+    return {} if request_id is None else {"request_id": request_id}
+
+
 class CaClient:
     """A session with the CA API as one caller (a request signer, or an API token)."""
 
@@ -141,16 +145,21 @@ class CaClient:
         except (KeyError, ValueError) as exc:
             raise CaServiceError(200, "bad_answer", f"status answer: {exc}") from None
 
-    def issue_from_csr(self, csr_der: bytes, profile: str) -> IssuedCertificate:
+    def issue_from_csr(self, csr_der: bytes, profile: str,
+                       request_id: str | None = None) -> IssuedCertificate:
+        """``request_id``: the caller's own id for the request; asked again with it (after a
+        lost answer), the CA returns the certificate it issued the first time."""
         csr_pem = der_to_pem(csr_der, "CERTIFICATE REQUEST").decode("ascii")
+        body = {"profile": profile, "csr": csr_pem}
         return self._issued(self._call("POST", "/api/v1/certificates",
-                                       {"profile": profile, "csr": csr_pem}))
+                                       body | _request_id(request_id)))
 
-    def issue_for_public_key(self, spki_der: bytes, subject: str,
-                             profile: str) -> IssuedCertificate:
-        return self._issued(self._call("POST", "/api/v1/certificates", {
-            "profile": profile, "subject": subject,
-            "public_key": base64.b64encode(spki_der).decode("ascii")}))
+    def issue_for_public_key(self, spki_der: bytes, subject: str, profile: str,
+                             request_id: str | None = None) -> IssuedCertificate:
+        body = {"profile": profile, "subject": subject,
+                "public_key": base64.b64encode(spki_der).decode("ascii")}
+        return self._issued(self._call("POST", "/api/v1/certificates",
+                                       body | _request_id(request_id)))
 
     def revoke(self, serial: Serial, reason: RevocationReason) -> None:
         self._call("POST", f"/api/v1/certificates/{Serial(serial).hex}/revoke",

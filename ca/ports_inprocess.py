@@ -33,14 +33,16 @@ class InProcessCa:
         status: Status = self._view.status(int(serial)).status
         return status
 
-    def issue_from_csr(self, csr_der: bytes, profile: str) -> IssuedCertificate:
-        issued: IssuedCertificate = self._view.issue_from_csr(csr_der, profile)
+    def issue_from_csr(self, csr_der: bytes, profile: str,
+                       request_id: str | None = None) -> IssuedCertificate:
+        issued: IssuedCertificate = self._view.issue_from_csr(csr_der, profile,
+                                                              request_id=request_id)
         return issued
 
-    def issue_for_public_key(self, spki_der: bytes, subject: str,
-                             profile: str) -> IssuedCertificate:
+    def issue_for_public_key(self, spki_der: bytes, subject: str, profile: str,
+                             request_id: str | None = None) -> IssuedCertificate:
         issued: IssuedCertificate = self._view.issue_for_public_key(
-            PublicKey.from_spki(spki_der), subject, profile)
+            PublicKey.from_spki(spki_der), subject, profile, request_id=request_id)
         return issued
 
     def revoke(self, serial: Serial, reason: RevocationReason) -> None:

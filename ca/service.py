@@ -118,11 +118,13 @@ class CaBackend(Protocol):
     def issue_from_csr(
         self, csr: asn1csr.CertificationRequest | bytes, profile: str,
         extra: Mapping[str, Any] | None = None, *, actor: str | None = None,
+        request_id: str | None = None,
     ) -> IssuedCertificate: ...
 
     def issue_for_public_key(
         self, public_key: PublicKey, subject: asn1x509.Name | str, profile: str,
         extra: Mapping[str, Any] | None = None, *, actor: str | None = None,
+        request_id: str | None = None,
     ) -> IssuedCertificate: ...
 
     def revoke(
@@ -672,9 +674,12 @@ def _serial(text: str) -> int:
 def issue() -> tuple[Response, int]:
     """From a CSR (``csr``, PEM), or for a key whose possession the caller vouches for, as the
     RA does for the KMC-made encryption key (``public_key``, base64 SubjectPublicKeyInfo DER,
-    and ``subject``, a distinguished name string)."""
+    and ``subject``, a distinguished name string). An optional ``request_id`` (the caller's
+    own id) makes the call idempotent: asked again, the CA answers with the same certificate."""
     data = _json_body()
-    profile = data.get("profile")
+    profile, request_id = data.get("profile"), data.get("request_id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise ApiError(400, "bad_request", "'request_id' must be a string")
     csr_text, key_text, subject = data.get("csr"), data.get("public_key"), data.get("subject")
     by_key = isinstance(key_text, str) and isinstance(subject, str)
     if not isinstance(profile, str) or (not isinstance(csr_text, str)) == (not by_key):
@@ -698,9 +703,11 @@ def issue() -> tuple[Response, int]:
     # the authority records the issuance, or its refusal as 'denied', under the caller's name
     try:
         with _audit_refusal():
-            issued = (authority.issue_for_public_key(key, subject, profile, actor=g.caller.name)
+            issued = (authority.issue_for_public_key(key, subject, profile, actor=g.caller.name,
+                                                     request_id=request_id)
                       if by_key else
-                      authority.issue_from_csr(csr, profile, actor=g.caller.name))
+                      authority.issue_from_csr(csr, profile, actor=g.caller.name,
+                                               request_id=request_id))
     except (RequestRefused, CryptoError, X509Error, ValueError) as exc:
         raise ApiError(422, "refused", str(exc)) from None
     log.info("issued %s (profile %s) for %s", issued.serial_hex, profile, g.caller.name)

@@ -96,6 +96,9 @@ class RequestRecord(Base):
     request_der: Mapped[bytes] = mapped_column(LargeBinary)  # CSR, or the SPKI
     certificate_serial: Mapped[str] = mapped_column(String(42))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: "<caller>/<its request id>" when the caller named one (migration 0003): asked again, the
+    #: CA answers with the certificate issued the first time (unique index)
+    request_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
 
 class CRLRecord(Base):

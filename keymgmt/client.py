@@ -97,10 +97,15 @@ class KmcClient:
         return answer
 
     # -- CA / RA ---------------------------------------------------------------------------
-    def escrow(self, owner: str, recipient_public_key: bytes,
-               algorithm: str = "sm2") -> EscrowResult:
-        d = self._call("POST", "/escrow", {"owner": owner, "algorithm": algorithm,
-                                           "recipient_public_key": _b64(recipient_public_key)})
+    def escrow(self, owner: str, recipient_public_key: bytes, algorithm: str = "sm2",
+               request_id: str | None = None) -> EscrowResult:
+        """``request_id``: the caller's own id for this escrow; asked again with it (after a
+        lost answer), the KMC returns the same key, enveloped afresh."""
+        body = {"owner": owner, "algorithm": algorithm,
+                "recipient_public_key": _b64(recipient_public_key)}
+        if request_id is not None:
+            body["request_id"] = request_id
+        d = self._call("POST", "/escrow", body)
         return EscrowResult(d["key_id"], d["owner"], d["algorithm"],
                             _unb64(d["public_key"]) or b"", _unb64(d["sm2_enveloped_key"]),
                             _unb64(d["enveloped_key_blob"]), _unb64(d.get("enveloped_pkcs8")))

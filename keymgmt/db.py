@@ -81,6 +81,10 @@ class EscrowedKeyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     certificate_serial: Mapped[str | None] = mapped_column(String(42), index=True)
     certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: "<caller>/<its request id>" when the caller named one, and the SHA-256 of the public
+    #: key the private key was enveloped for (migration 0004): asked again, the same key
+    request_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    recipient_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class RecoveryRequestRecord(Base):

@@ -1,6 +1,7 @@
 """The KMC as the embedded RA reaches it in one process: an adapter that meets
-``ra.ports.KmcPort`` (structurally; ``keymgmt`` does not import ``ra``) over the KMC with the
-principals the RA and the CA act as there. Composition roots (``sscard ra serve``,
+``ra.ports.KmcPort`` (structurally; ``keymgmt`` does not import ``ra``) over the KMC as the RA's
+own principal (it binds the encryption certificates of the keys it escrowed itself: the RA holds
+no CA credential at the KMC). Composition roots (``sscard ra serve``,
 scripts/allinone.py, the test rigs) wire it."""
 
 from __future__ import annotations
@@ -18,18 +19,19 @@ from sscard.x509.values import Serial
 
 
 class InProcessKmc:
-    """``ra.ports.KmcPort`` over a KMC in this process: escrow and recovery as the RA's
-    principal, the certificate binding as the CA's, approvals as the approving officer."""
+    """``ra.ports.KmcPort`` over a KMC in this process: escrow, certificate binding and
+    recovery as the RA's principal, approvals as the approving officer."""
 
-    def __init__(self, kmc: KeyManagementCentre, ra: Principal, ca: Principal) -> None:
-        self.kmc, self.ra, self.ca = kmc, ra, ca
+    def __init__(self, kmc: KeyManagementCentre, ra: Principal) -> None:
+        self.kmc, self.ra = kmc, ra
         self._officers: set[str] = set()
 
-    def escrow(self, owner: str, recipient_spki: bytes) -> EscrowResult:
-        return self.kmc.escrow(self.ra, owner, recipient_spki)
+    def escrow(self, owner: str, recipient_spki: bytes,
+               request_id: str | None = None) -> EscrowResult:
+        return self.kmc.escrow(self.ra, owner, recipient_spki, request_id=request_id)
 
     def attach_certificate(self, key_id: str, certificate_der: bytes) -> None:
-        self.kmc.attach_certificate(self.ca, key_id, certificate_der)
+        self.kmc.attach_certificate(self.ra, key_id, certificate_der)
 
     def request_recovery(self, certificate_serial: Serial, recipient_spki: bytes,
                          reason: str) -> str:
@@ -57,10 +59,10 @@ class InProcessKmc:
         return Principal(name, Role.OFFICER)
 
 
-def open_ra_port(url: str, home: Path, given: list[Share], api_keys: tuple[str, str],
+def open_ra_port(url: str, home: Path, given: list[Share], api_key: str,
                  audit: AuditLog, actor: str = "ra-service") -> InProcessKmc:
     """Unseal the KMC of ``home`` from custodian shares and open it for an RA in the same
-    process, as the callers of ``api_keys`` (the RA's, then the CA's)."""
+    process, as the RA's caller of ``api_key``."""
     kmc = KeyManagementCentre.open(url, ceremony.unseal(home, given, actor=actor, audit=audit),
                                    audit=audit)
-    return InProcessKmc(kmc, kmc.authenticate(api_keys[0]), kmc.authenticate(api_keys[1]))
+    return InProcessKmc(kmc, kmc.authenticate(api_key))

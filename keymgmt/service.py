@@ -22,10 +22,9 @@ import logging
 import re
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -60,6 +59,7 @@ from keymgmt.records import RecoveryResult as RecoveryResult
 from keymgmt.storage import StorageKey
 from sscard import httpsig
 from sscard.audit import AuditAction, AuditLog
+from sscard.clock import Clock, system_clock
 from sscard.crypto import envelopes
 from sscard.crypto.algorithms import KeyAlgorithm, KeyType
 from sscard.crypto.asymmetric import PrivateKey, PublicKey
@@ -121,10 +121,6 @@ class JudicialOrder:
     document_sha256: str
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _check_name(value: str, what: str) -> str:
     if not isinstance(value, str) or not _NAME.match(value):
         raise KmcError(f"{what} must be 1-128 letters, digits or . _ @ : - (got {value!r:.60})")
@@ -148,6 +144,16 @@ def _api_key_digest(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
+def _envelope(key: PrivateKey, recipient: PublicKey
+              ) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The escrowed private key wrapped for the recipient: (SM2EnvelopedKey DER,
+    ENVELOPEDKEYBLOB, None) for SM2, else (None, None, CMS EnvelopedData of its PKCS#8)."""
+    if key.algorithm is KeyAlgorithm.SM2:
+        env = envelopes.wrap(key.raw, recipient.raw)
+        return env.to_der(), env.to_blob(), None
+    return None, None, envelope_pkcs8(key.pkcs8_der(), recipient)
+
+
 def _load_public_key(spki: bytes, what: str) -> PublicKey:
     try:
         return PublicKey.from_spki(spki)
@@ -160,7 +166,7 @@ class KeyManagementCentre:
 
     def __init__(self, engine: Engine, storage_key: StorageKey | None = None,
                  config: KmcConfig | None = None, *, audit: AuditLog,
-                 clock: Callable[[], datetime] = _now) -> None:
+                 clock: Clock = system_clock) -> None:
         #: what the KMC reads the time from (record times); tests hand in a fake one
         self.clock = clock
         self.engine = engine
@@ -175,7 +181,7 @@ class KeyManagementCentre:
     @classmethod
     def open(cls, url: str, storage_key: StorageKey | None = None,
              config: KmcConfig | None = None, *, audit: AuditLog,
-             clock: Callable[[], datetime] = _now) -> KeyManagementCentre:
+             clock: Clock = system_clock) -> KeyManagementCentre:
         engine = make_engine(url)
         upgrade(engine)
         return cls(engine, storage_key, config, audit=audit, clock=clock)
@@ -307,15 +313,18 @@ class KeyManagementCentre:
 
     # -- escrow ----------------------------------------------------------------------------
     def escrow(self, principal: Principal, owner: str, recipient_spki: bytes,
-               algorithm: KeyAlgorithm | str = KeyAlgorithm.SM2) -> EscrowResult:
+               algorithm: KeyAlgorithm | str = KeyAlgorithm.SM2, *,
+               request_id: str | None = None) -> EscrowResult:
         """Generate an encryption key pair for ``owner``, archive the private key wrapped under
-        the storage key, and return it wrapped for ``recipient_spki`` (the card's signing key)."""
+        the storage key, and return it wrapped for ``recipient_spki`` (the card's signing key).
+        With ``request_id`` (the caller's own id for this escrow) asking again returns the key
+        escrowed the first time, enveloped afresh: a lost answer makes no second key pair."""
         with self._guarded(principal, AuditAction.KMC_ESCROW_GENERATE, str(owner)[:128],
                            algorithm=str(algorithm)):
-            return self._escrow(principal, owner, recipient_spki, algorithm)
+            return self._escrow(principal, owner, recipient_spki, algorithm, request_id)
 
     def _escrow(self, principal: Principal, owner: str, recipient_spki: bytes,
-                algorithm: KeyAlgorithm | str) -> EscrowResult:
+                algorithm: KeyAlgorithm | str, request_id: str | None) -> EscrowResult:
         self._require(principal, Role.CA, Role.RA)
         _check_name(owner, "owner")
         try:
@@ -333,29 +342,60 @@ class KeyManagementCentre:
             raise KmcError("keys are enveloped for an SM2 or RSA public key; the recipient key "
                            f"is {recipient.algorithm.value}")
         storage = self.storage_key
+        request_key = None if request_id is None else \
+            f"{principal.name}/{_check_name(request_id, 'request_id')}"
+        recipient_sha256 = hashlib.sha256(recipient.spki_der()).hexdigest()
+        if request_key is not None:
+            earlier = self._escrowed_for(request_key, owner, alg, recipient)
+            if earlier is not None:
+                return earlier
         key = PrivateKey.generate(alg)
         spki = key.public_key().spki_der()
         key_id = "ek-" + uuid.uuid4().hex
         wrapped = storage.wrap(key.pkcs8_der(), _escrow_aad(key_id, owner, alg.value))
-        der = blob = cms_env = None
-        if alg is KeyAlgorithm.SM2:
-            env = envelopes.wrap(key.raw, recipient.raw)
-            der, blob = env.to_der(), env.to_blob()
-        else:
-            cms_env = envelope_pkcs8(key.pkcs8_der(), recipient)
+        try:
+            with self._tx() as s:
+                s.add(EscrowedKeyRecord(
+                    key_id=key_id, owner=owner, algorithm=alg.value, public_key_spki=spki,
+                    public_key_sha256=hashlib.sha256(spki).hexdigest(),
+                    wrapped_private_key=wrapped, storage_key_id=storage.key_id,
+                    requested_by=principal.name, created_at=self.clock(),
+                    request_key=request_key, recipient_sha256=recipient_sha256,
+                ))
+                self._event(s, principal.name, "escrow.generate", key_id, owner=owner,
+                            algorithm=alg.value, recipient_sha256=recipient_sha256)
+        except IntegrityError:
+            # the same request committed by another worker at the same moment: its key
+            earlier = self._escrowed_for(request_key or "", owner, alg, recipient)
+            if earlier is None:
+                raise
+            return earlier
+        return EscrowResult(key_id, owner, alg.value, spki, *_envelope(key, recipient))
+
+    def _escrowed_for(self, request_key: str, owner: str, alg: KeyAlgorithm,
+                      recipient: PublicKey) -> EscrowResult | None:
+        """The key escrowed for the request of idempotency key ``request_key``, enveloped
+        again for ``recipient``; refused when the id was used for another escrow."""
         with self._tx() as s:
-            s.add(EscrowedKeyRecord(
-                key_id=key_id, owner=owner, algorithm=alg.value, public_key_spki=spki,
-                public_key_sha256=hashlib.sha256(spki).hexdigest(), wrapped_private_key=wrapped,
-                storage_key_id=storage.key_id, requested_by=principal.name, created_at=self.clock(),
-            ))
-            self._event(s, principal.name, "escrow.generate", key_id, owner=owner,
-                        algorithm=alg.value,
-                        recipient_sha256=hashlib.sha256(recipient.spki_der()).hexdigest())
-        return EscrowResult(key_id, owner, alg.value, spki, der, blob, cms_env)
+            rec = s.scalar(select(EscrowedKeyRecord).where(
+                EscrowedKeyRecord.request_key == request_key))
+            if rec is None:
+                return None
+            if (rec.owner, rec.algorithm, rec.recipient_sha256) != (
+                    owner, alg.value, hashlib.sha256(recipient.spki_der()).hexdigest()):
+                raise Conflict(f"request id {request_key.rsplit('/', 1)[-1]!r} was used for "
+                               "another escrow (another owner, algorithm or card); use a new id")
+            pkcs8_der = self.storage_key.unwrap(
+                rec.wrapped_private_key, _escrow_aad(rec.key_id, rec.owner, rec.algorithm))
+            return EscrowResult(rec.key_id, rec.owner, rec.algorithm, rec.public_key_spki,
+                                *_envelope(PrivateKey.from_pkcs8(pkcs8_der), recipient))
 
     def attach_certificate(self, principal: Principal, key_id: str, certificate_der: bytes) -> str:
-        """The CA tells the KMC which encryption certificate it issued for an escrowed key."""
+        """Bind the encryption certificate the CA issued to an escrowed key: by the CA's caller
+        for any key, or by the RA caller that escrowed this key (and no other's), so the RA
+        needs no CA credential at the KMC. The certificate must certify the escrowed public
+        key; a key keeps its first certificate (the same one again is a no-op, so a retried
+        call is harmless) and a serial is bound to one key only."""
         with self._guarded(principal, AuditAction.KMC_ESCROW_CERTIFICATE, key_id):
             return self._attach_certificate(principal, key_id, certificate_der)
 
@@ -364,7 +404,7 @@ class KeyManagementCentre:
         from sscard.x509.errors import X509ParseError
         from sscard.x509.parse import load_certificate
 
-        self._require(principal, Role.CA)
+        self._require(principal, Role.CA, Role.RA)
         try:
             cert = load_certificate(certificate_der)
         except X509ParseError as exc:
@@ -373,11 +413,20 @@ class KeyManagementCentre:
         serial = serial_hex(cert.serial_number)
         with self._tx() as s:
             rec = self._key_by_id(s, key_id)
+            if principal.role is Role.RA and rec.requested_by != principal.name:
+                raise PermissionDenied(f"{principal.name} (ra) may attach certificates only to "
+                                       f"keys it escrowed; {key_id} is not one of them")
             if _load_public_key(cert_spki, "certificate public key") != _load_public_key(
                     rec.public_key_spki, "escrowed public key"):
                 raise KmcError(f"the certificate's public key is not the escrowed key {key_id}")
-            if rec.certificate_serial is not None and rec.certificate_serial != serial:
+            if rec.certificate_der is not None:
+                if rec.certificate_der == cert.dump():
+                    return serial  # the same binding again (a retry): nothing changes
                 raise Conflict(f"{key_id} already has certificate {rec.certificate_serial}")
+            other = s.scalar(select(EscrowedKeyRecord.key_id).where(
+                EscrowedKeyRecord.certificate_serial == serial))
+            if other is not None:
+                raise Conflict(f"certificate serial {serial} is already bound to {other}")
             rec.certificate_serial = serial
             rec.certificate_der = cert.dump()
             self._event(s, principal.name, "escrow.certificate", key_id, serial=serial)

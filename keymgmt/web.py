@@ -138,7 +138,8 @@ def escrow() -> Any:
     data = _body()
     res = _kmc().escrow(_principal(), _text(data, "owner") or "",
                         _bytes(data, "recipient_public_key") or b"",
-                        _text(data, "algorithm", required=False) or "sm2")
+                        _text(data, "algorithm", required=False) or "sm2",
+                        request_id=_text(data, "request_id", required=False))
     return jsonify({
         "key_id": res.key_id, "owner": res.owner, "algorithm": res.algorithm,
         "public_key": _b64(res.public_key_spki),

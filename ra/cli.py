@@ -171,9 +171,10 @@ class _RaAppFactory:
     from the master so that a session started at one worker is valid at the others."""
 
     def __init__(self, home: Path, ra_url: str, kmc_url: str, audit_url: str, given: list[Any],
-                 api_keys: tuple[str, str], web: Any) -> None:
+                 api_key: str, web: Any, resume_every: float) -> None:
         self.home, self.ra_url, self.kmc_url, self.audit_url = home, ra_url, kmc_url, audit_url
-        self.given, self.api_keys, self.web = given, api_keys, web
+        self.given, self.api_key, self.web = given, api_key, web
+        self.resume_every = resume_every
 
     def __call__(self) -> Any:
         from ca import ports_inprocess as ca_ports
@@ -183,10 +184,11 @@ class _RaAppFactory:
         from sscard.audit.scheduled import open_served_log
 
         audit = open_served_log(self.audit_url, self.home)
-        kmc = kmc_ports.open_ra_port(self.kmc_url, self.home, self.given, self.api_keys, audit)
+        kmc = kmc_ports.open_ra_port(self.kmc_url, self.home, self.given, self.api_key, audit)
         # the RA's permissions only (ca/access.toml), even in process
         ca = ca_ports.open_ra_port(self.home, audit)
-        return create_app(RegistrationAuthority.open(self.ra_url, audit, ca, kmc), self.web)
+        return create_app(_resuming(RegistrationAuthority.open(self.ra_url, audit, ca, kmc),
+                                    self.resume_every), self.web)
 
 
 class _RemoteRaAppFactory:
@@ -196,11 +198,12 @@ class _RemoteRaAppFactory:
     the master, from files (never from argv)."""
 
     def __init__(self, home: Path, ra_url: str, audit_url: str, ca_url: str, kmc_url: str,
-                 signer: Any, kmc_keys: tuple[str, str], officer_keys: dict[str, str],
-                 web: Any) -> None:
+                 signer: Any, kmc_key: str, officer_keys: dict[str, str],
+                 web: Any, resume_every: float) -> None:
         self.home, self.ra_url, self.audit_url = home, ra_url, audit_url
         self.ca_url, self.kmc_url, self.signer = ca_url, kmc_url, signer
-        self.kmc_keys, self.officer_keys, self.web = kmc_keys, officer_keys, web
+        self.kmc_key, self.officer_keys, self.web = kmc_key, officer_keys, web
+        self.resume_every = resume_every
         self._officers: dict[str, Any] = {}  # one KMC session per officer, per worker
 
     def officer(self, name: str) -> Any:
@@ -226,15 +229,27 @@ class _RemoteRaAppFactory:
 
         audit = open_served_log(self.audit_url, self.home)
         ca = CaClient(self.ca_url, signer=self.signer)
-        kmc = HttpKmc(KmcClient(self.kmc_url, self.kmc_keys[0]),
-                      KmcClient(self.kmc_url, self.kmc_keys[1]), self.officer)
-        return create_app(RegistrationAuthority.open(self.ra_url, audit, ca, kmc), self.web)
+        kmc = HttpKmc(KmcClient(self.kmc_url, self.kmc_key), self.officer)
+        return create_app(_resuming(RegistrationAuthority.open(self.ra_url, audit, ca, kmc),
+                                    self.resume_every), self.web)
+
+
+def _resuming(ra: Any, every: float) -> Any:
+    """The worker's RA, with a timer that carries on the approved requests that waited for the
+    CA or the KMC (``RegistrationAuthority.resume_waiting``): a request approved while the CA
+    was down is issued once the CA is back, without anyone resubmitting it."""
+    from sscard.periodic import Periodic
+
+    if every > 0:
+        Periodic(ra.resume_waiting, every, name="ra-resume",
+                 what="carrying on requests that waited for the CA or the KMC").start()
+    return ra
 
 
 def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_url: str,
                   service_key: Path | None, service_certificate: Path | None,
-                  service_key_passphrase_file: Path | None, kmc_keys: tuple[str, str],
-                  officer_keys_dir: Path | None, web: Any) -> None:
+                  service_key_passphrase_file: Path | None, kmc_key: str,
+                  officer_keys_dir: Path | None, web: Any, resume_every: float) -> None:
     from ca.client import CaClient
     from ca.errors import CAError
     from ra import store
@@ -267,8 +282,8 @@ def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_ur
     except CAError as exc:
         raise click.ClickException(f"the CA at {ca_url}: {exc}") from None
     factory = _RemoteRaAppFactory(home, ctx.meta.get("ra_db_url") or store.default_url(home),
-                                  resolve_audit_url(ctx), ca_url, kmc_url, signer, kmc_keys,
-                                  officer_keys, web)
+                                  resolve_audit_url(ctx), ca_url, kmc_url, signer, kmc_key,
+                                  officer_keys, web, resume_every)
     click.echo(f"RA serving on {serving.url} (gunicorn, {serving.workers} workers; CA at "
                f"{ca_url}, KMC at {kmc_url})", err=True)
     run(factory, serving, name="ra")
@@ -283,9 +298,11 @@ def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_ur
 @click.option("--share-passphrase-file", "share_passphrase_files", multiple=True, type=_FILE,
               help="Passphrase file for each --share, in the same order.")
 @click.option("--kmc-ra-key-file", type=_FILE, required=True,
-              help="The RA's KMC API key (a caller with role ra).")
-@click.option("--kmc-ca-key-file", type=_FILE, required=True,
-              help="The CA's KMC API key (a caller with role ca).")
+              help="The RA's KMC API key (a caller with role ra): escrow, the binding of the "
+                   "encryption certificates of its own escrows, recovery requests.")
+@click.option("--resume-every", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds between rounds that carry on approved requests which waited for "
+                   "the CA or the KMC (0: only when a station resubmits).")
 @click.option("--insecure-http", is_flag=True,
               help="Session cookies without the Secure flag (behind no TLS proxy: testing).")
 @click.option("--ca-url", default=None,
@@ -306,7 +323,7 @@ def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_ur
 @_errors
 def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
           shares: tuple[Path, ...], share_passphrase_files: tuple[Path, ...],
-          kmc_ra_key_file: Path, kmc_ca_key_file: Path, insecure_http: bool,
+          kmc_ra_key_file: Path, resume_every: float, insecure_http: bool,
           ca_url: str | None, kmc_url: str | None, service_key: Path | None,
           service_key_passphrase_file: Path | None, service_certificate: Path | None,
           officer_keys_dir: Path | None) -> None:
@@ -326,9 +343,9 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
                                    "KMC runs on its own")
         _serve_remote(ctx, serving, ca_url, kmc_url, service_key, service_certificate,
                       service_key_passphrase_file,
-                      (read_secret(file=kmc_ra_key_file).decode().strip(),
-                       read_secret(file=kmc_ca_key_file).decode().strip()),
-                      officer_keys_dir, WebConfig(secrets.token_bytes(32), not insecure_http))
+                      read_secret(file=kmc_ra_key_file).decode().strip(),
+                      officer_keys_dir, WebConfig(secrets.token_bytes(32), not insecure_http),
+                      resume_every)
         return
     home = _home(ctx)
     if not shares:
@@ -336,13 +353,12 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
                                "files")
     if share_passphrase_files and len(share_passphrase_files) != len(shares):
         raise click.UsageError("give one --share-passphrase-file per --share, or none")
-    api_keys = (read_secret(file=kmc_ra_key_file).decode().strip(),
-                read_secret(file=kmc_ca_key_file).decode().strip())
+    api_key = read_secret(file=kmc_ra_key_file).decode().strip()
     home.mkdir(parents=True, exist_ok=True)
     factory = _RaAppFactory(
         home, ctx.meta.get("ra_db_url") or store.default_url(home),
         kmc_db_url or f"sqlite:///{home / 'kmc.db'}", resolve_audit_url(ctx), [],
-        api_keys, WebConfig(secrets.token_bytes(32), not insecure_http))
+        api_key, WebConfig(secrets.token_bytes(32), not insecure_http), resume_every)
     try:
         factory.given.extend(read_share_files([
             (path, read_secret(file=share_passphrase_files[i] if share_passphrase_files
@@ -366,7 +382,7 @@ def _check_opens(ctx: click.Context, factory: _RaAppFactory) -> None:
     audit = open_audit_log(ctx)
     try:
         kmc = kmc_ports.open_ra_port(factory.kmc_url, factory.home, factory.given,
-                                     factory.api_keys, audit)
+                                     factory.api_key, audit)
         try:
             ca_ports.open_ra_port(factory.home, audit).close()
             RegistrationAuthority.open(factory.ra_url, audit).close()

@@ -1,10 +1,11 @@
 """``ra.ports.KmcPort`` over the KMC API, through the published client ``keymgmt.client``: for
 an RA whose KMC runs in another zone.
 
-The KMC sees who acts (DESIGN.md §6.1): escrow and recovery requests come from the RA's own KMC
-credential, the binding of the encryption certificate from the CA's, and each approval of a
-recovery from the approving officer's own credential (``officer``), so the KMC's dual control
-counts the same two people as the RA's. The client's answers are turned into the KMC's public
+The KMC sees who acts (DESIGN.md §6.1): escrow, the binding of the encryption certificate (to
+the keys the RA escrowed, and no others) and recovery requests come from the RA's own KMC
+credential (the RA holds no CA credential at the KMC), and each approval of a recovery from
+the approving officer's own credential (``officer``), so the KMC's dual control counts the same
+two people as the RA's. The client's answers are turned into the KMC's public
 errors: ``KmcUnavailable`` when the KMC cannot be reached or answers 5xx (nothing was done),
 ``KmcError`` for a refusal.
 """
@@ -33,17 +34,17 @@ def _translated() -> Iterator[None]:
 class HttpKmc:
     """The KMC over HTTP as the RA's ``KmcPort``."""
 
-    def __init__(self, ra: KmcClient, ca: KmcClient,
-                 officer: Callable[[str], KmcClient]) -> None:
-        self._ra, self._ca, self._officer = ra, ca, officer
+    def __init__(self, ra: KmcClient, officer: Callable[[str], KmcClient]) -> None:
+        self._ra, self._officer = ra, officer
 
-    def escrow(self, owner: str, recipient_spki: bytes) -> EscrowResult:
+    def escrow(self, owner: str, recipient_spki: bytes,
+               request_id: str | None = None) -> EscrowResult:
         with _translated():
-            return self._ra.escrow(owner, recipient_spki)
+            return self._ra.escrow(owner, recipient_spki, request_id=request_id)
 
     def attach_certificate(self, key_id: str, certificate_der: bytes) -> None:
         with _translated():
-            self._ca.attach_certificate(key_id, certificate_der)
+            self._ra.attach_certificate(key_id, certificate_der)
 
     def request_recovery(self, certificate_serial: Serial, recipient_spki: bytes,
                          reason: str) -> str:
@@ -65,4 +66,3 @@ class HttpKmc:
 
     def close(self) -> None:
         self._ra.close()
-        self._ca.close()

@@ -31,13 +31,17 @@ class CaPort(Protocol):
         """good, revoked or unknown (never issued by this CA)."""
         ...
 
-    def issue_from_csr(self, csr_der: bytes, profile: str) -> IssuedCertificate:
-        """A certificate for the PKCS#10 request (its signature checked by the CA)."""
+    def issue_from_csr(self, csr_der: bytes, profile: str,
+                       request_id: str | None = None) -> IssuedCertificate:
+        """A certificate for the PKCS#10 request (its signature checked by the CA). With
+        ``request_id`` (the RA's own id for this issuance) asking again returns the certificate
+        issued the first time, so a lost answer never makes a second certificate."""
         ...
 
-    def issue_for_public_key(self, spki_der: bytes, subject: str,
-                             profile: str) -> IssuedCertificate:
-        """A certificate for a key made elsewhere (the KMC's encryption key)."""
+    def issue_for_public_key(self, spki_der: bytes, subject: str, profile: str,
+                             request_id: str | None = None) -> IssuedCertificate:
+        """A certificate for a key made elsewhere (the KMC's encryption key); ``request_id``
+        as for :meth:`issue_from_csr`."""
         ...
 
     def revoke(self, serial: Serial, reason: RevocationReason) -> None:
@@ -49,13 +53,16 @@ class KmcPort(Protocol):
     """The KMC as the RA uses it: the encryption key pair of a dual-certificate card, and key
     recovery under the KMC's own dual control."""
 
-    def escrow(self, owner: str, recipient_spki: bytes) -> EscrowResult:
+    def escrow(self, owner: str, recipient_spki: bytes,
+               request_id: str | None = None) -> EscrowResult:
         """Generate and escrow an encryption key for ``owner``, enveloped for the card's
-        signing key ``recipient_spki``."""
+        signing key ``recipient_spki``. With ``request_id`` (the RA's own id for this escrow)
+        asking again returns the same key, so a lost answer makes no second key pair."""
         ...
 
     def attach_certificate(self, key_id: str, certificate_der: bytes) -> None:
-        """Bind the encryption certificate the CA issued to the escrowed key (as the CA)."""
+        """Bind the encryption certificate the CA issued to a key this RA escrowed (the KMC
+        lets the RA's caller bind its own escrows only; the same binding again is a no-op)."""
         ...
 
     def request_recovery(self, certificate_serial: Serial, recipient_spki: bytes,

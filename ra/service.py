@@ -61,6 +61,7 @@ from sscard.audit.log import AuditLog
 from sscard.card.codec import CodecError
 from sscard.card.records import HolderData
 from sscard.card.validation import CardDataError
+from sscard.clock import Clock, system_clock
 from sscard.crypto.algorithms import KeyAlgorithm, SignatureAlgorithm
 from sscard.crypto.errors import CryptoError
 from sscard.x509.errors import BuilderError, X509Error
@@ -83,8 +84,6 @@ _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _b64(data: bytes) -> str:
@@ -129,10 +128,17 @@ class Actor:
     client: bool = False
     #: the person behind an officer account (ID number), when known
     person: str | None = None
+    #: the RA itself (carrying on requests that waited for the CA or the KMC), nobody's account
+    service: bool = False
 
     @property
     def audit_name(self) -> str:
-        return f"{'client' if self.client else 'officer'}:{self.name}"
+        kind = "service" if self.service else "client" if self.client else "officer"
+        return f"{kind}:{self.name}"
+
+
+#: who carries on approved requests whose execution stopped (the audit records name it)
+RESUMER = Actor("ra-resume", frozenset(), service=True)
 
 
 @dataclass(frozen=True)
@@ -180,7 +186,11 @@ def _waiting(exc: CaUnavailable | KmcUnavailable) -> UpstreamUnavailable:
 
 class RegistrationAuthority:
     def __init__(self, engine: Engine, audit: AuditLog, ca: CaPort | None = None,
-                 kmc: KmcPort | None = None, config: RAConfig | None = None) -> None:
+                 kmc: KmcPort | None = None, config: RAConfig | None = None, *,
+                 clock: Clock = system_clock) -> None:
+        #: what the RA reads the time from (lock-outs, batches, sessions, claims); tests hand
+        #: in a sscard.clock.FakeClock and advance it instead of sleeping
+        self.clock = clock
         self.engine = engine
         self.audit = audit
         self.ca = ca
@@ -188,15 +198,16 @@ class RegistrationAuthority:
         self.config = config or RAConfig()
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._throttle = throttle.Throttle(self._tx, self.config.lockout,
-                                           self.config.lockout_max)
+                                           self.config.lockout_max, clock)
 
     @classmethod
     def open(cls, url: str, audit: AuditLog, ca: CaPort | None = None, kmc: KmcPort | None = None,
-             config: RAConfig | None = None) -> RegistrationAuthority:
+             config: RAConfig | None = None, *,
+             clock: Clock = system_clock) -> RegistrationAuthority:
         # decisions read, then write: on SQLite every transaction takes the write lock at BEGIN
         engine = store.make_engine(url, immediate=True)
         store.upgrade(engine)
-        return cls(engine, audit, ca, kmc, config)
+        return cls(engine, audit, ca, kmc, config, clock=clock)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -269,7 +280,7 @@ class RegistrationAuthority:
                                   roles=",".join(sorted(r.value for r in roles)),
                                   active=actor is None, person_id=person_id,
                                   pending_by=actor.name if actor else None,
-                                  created_at=_now()))
+                                  created_at=self.clock()))
             except IntegrityError:
                 raise Conflict(f"an officer named {username!r} already exists") from None
 
@@ -434,7 +445,7 @@ class RegistrationAuthority:
     def session_load(self, token: str) -> tuple[str | None, dict[str, Any]] | None:
         """The (user name, data) of a live session, touching it; None when unknown or idle
         too long (an idle session is deleted)."""
-        now = _now()
+        now = self.clock()
         with self._tx() as s:
             row = s.get(WebSession, token_digest(token))
             if row is None:
@@ -447,7 +458,7 @@ class RegistrationAuthority:
 
     def session_save(self, token: str, username: str | None, data: dict[str, Any]) -> None:
         """Create or update a session. Sessions idle past their limit are swept on creation."""
-        now = _now()
+        now = self.clock()
         with self._tx() as s:
             row = s.get(WebSession, token_digest(token))
             if row is None:
@@ -469,7 +480,7 @@ class RegistrationAuthority:
     def new_login_challenge(self) -> bytes:
         """A one-time challenge for certificate log-in, held by the server until used."""
         challenge = secrets.token_bytes(32)
-        now = _now()
+        now = self.clock()
         with self._tx() as s:
             s.execute(delete(LoginChallenge).where(LoginChallenge.expires_at < now))
             s.add(LoginChallenge(challenge=challenge.hex(),
@@ -481,7 +492,7 @@ class RegistrationAuthority:
         with self._tx() as s:
             gone = s.execute(delete(LoginChallenge).where(
                 LoginChallenge.challenge == challenge.hex(),
-                LoginChallenge.expires_at > _now()))
+                LoginChallenge.expires_at > self.clock()))
             return bool(gone.rowcount == 1)  # type: ignore[attr-defined]
 
     def authenticate_certificate(self, username: str, challenge: bytes,
@@ -569,7 +580,7 @@ class RegistrationAuthority:
             try:
                 with self._tx() as s:
                     s.add(ApiClient(name=name, token_sha256=token_digest(token), active=True,
-                                    certificate_sha256=identity, created_at=_now()))
+                                    certificate_sha256=identity, created_at=self.clock()))
             except IntegrityError:
                 raise Conflict(f"an API client named {name!r} or with this certificate "
                                "already exists") from None
@@ -619,7 +630,7 @@ class RegistrationAuthority:
         if ssns and limit > len(ssns):
             raise BadRequest(f"the batch lists {len(ssns)} cardholders but allows {limit} "
                              "enrollments")
-        expires = _now() + valid_for
+        expires = self.clock() + valid_for
         with self.audit.operation(actor.audit_name, "ra.batch.authorise", name,
                                   details={"limit": limit, "station": station,
                                            "cardholders": len(ssns),
@@ -631,7 +642,7 @@ class RegistrationAuthority:
             try:
                 with self._tx() as s:
                     s.add(BatchAuthorisation(name=name, authorised_by=actor.name, limit=limit,
-                                             used=0, active=True, created_at=_now(),
+                                             used=0, active=True, created_at=self.clock(),
                                              station=station,
                                              cardholders=json.dumps(ssns) if ssns else None,
                                              expires_at=expires))
@@ -648,7 +659,7 @@ class RegistrationAuthority:
             row.name, row.authorised_by, row.limit, row.used, row.active, row.station,
             None if row.cardholders is None else tuple(json.loads(row.cardholders)),
             None if row.expires_at is None else row.expires_at)
-        verdict = batch_covers(facts, RequestKind.ENROLLMENT, actor.name, person.ssn, _now())
+        verdict = batch_covers(facts, RequestKind.ENROLLMENT, actor.name, person.ssn, self.clock())
         if verdict.allowed and facts is not None and facts.cardholders is not None and \
                 s.scalar(select(func.count()).select_from(Request).where(
                     Request.batch_name == batch, Request.cardholder_id == person.id,
@@ -667,7 +678,7 @@ class RegistrationAuthority:
         s.add(Approval(request_id=req.id, officer=row.authorised_by, person=None,
                        decision="approve",
                        reason=f"pre-authorised batch {batch} for station {row.station}",
-                       at=_now()))
+                       at=self.clock()))
 
     # -- enrollment ---------------------------------------------------------------------------
 
@@ -710,7 +721,7 @@ class RegistrationAuthority:
                     raise Conflict(self._card_number_taken(s, taken))
                 card_row = Card(cardholder_id=person.id, card_id=card_id,
                                 card_number=card.card_number, generation=card.generation,
-                                status=CardStatus.PERSONALISING, created_at=_now())
+                                status=CardStatus.PERSONALISING, created_at=self.clock())
                 s.add(card_row)
                 s.flush()
                 req = self._new_request(s, RequestKind.ENROLLMENT, actor, person.id,
@@ -792,13 +803,12 @@ class RegistrationAuthority:
                            f"{req.public_id}); a spoiled card is not issued again")
         return req
 
-    @staticmethod
-    def _cardholder(s: Session, holder: HolderData) -> Cardholder:
+    def _cardholder(self, s: Session, holder: HolderData) -> Cardholder:
         person = s.scalar(select(Cardholder).where(Cardholder.ssn == holder.ssn))
         fields = {"name": holder.name, "sex": holder.sex, "ethnicity": holder.ethnicity,
                   "birthplace": holder.birthplace, "birth_date": holder.birth_date}
         if person is None:
-            person = Cardholder(ssn=holder.ssn, created_at=_now(), **fields)
+            person = Cardholder(ssn=holder.ssn, created_at=self.clock(), **fields)
             s.add(person)
             s.flush()
             return person
@@ -808,12 +818,11 @@ class RegistrationAuthority:
                            f"{', '.join(differ)}")
         return person
 
-    @staticmethod
-    def _new_request(s: Session, kind: RequestKind, actor: Actor, cardholder_id: int | None,
+    def _new_request(self, s: Session, kind: RequestKind, actor: Actor, cardholder_id: int | None,
                      card_ref: int | None, *, csr_der: bytes | None = None,
                      batch: str | None = None, serial: str | None = None, reason: str = "",
                      details: dict[str, Any] | None = None) -> Request:
-        now = _now()
+        now = self.clock()
         req = Request(public_id="rq-" + uuid.uuid4().hex[:20], kind=kind,
                       state=RequestState.SUBMITTED, cardholder_id=cardholder_id,
                       card_ref=card_ref, requested_by=actor.name, reason=reason,
@@ -910,7 +919,8 @@ class RegistrationAuthority:
         with self.audit.operation(actor.audit_name, "ra.renewal.issue", request_id) as op:
             try:
                 if "sign_serial" not in details:
-                    signed = self.ca.issue_from_csr(csr_der, self.config.sign_profile)
+                    signed = self.ca.issue_from_csr(csr_der, self.config.sign_profile,
+                                                    request_id=f"{request_id}.sign")
                     self._save(request_id, sign_serial=self._serial_hex(f"{signed.serial:x}"),
                                sign_cert=_b64(signed.der))
                 old = details.get("old_sign_serial")
@@ -925,7 +935,7 @@ class RegistrationAuthority:
                 raise UpstreamFailed(f"renewal failed: {exc}") from None
             with self._tx() as s:
                 req = self._request(s, request_id)
-                req.state, req.updated_at = RequestState.DONE, _now()
+                req.state, req.updated_at = RequestState.DONE, self.clock()
                 op.set(sign_serial=req.certificate_serial, superseded=old or "")
 
     def submit_key_recovery(self, actor: Actor, enc_serial: str, new_card_spki: bytes,
@@ -1010,10 +1020,10 @@ class RegistrationAuthority:
                 raise Forbidden(verdict.reason)
             assert verdict.new_state is not None
             req.state = verdict.new_state
-            req.updated_at = _now()
+            req.updated_at = self.clock()
             s.add(Approval(request_id=req.id, officer=actor.name, person=me.person,
                            decision="approve" if approve else "reject", reason=reason,
-                           at=_now()))
+                           at=self.clock()))
             s.flush()  # the versioned UPDATE: raises StaleDataError when we lost the race
             op.set(state=req.state, approvals=verdict.approvals_after,
                    needed=self.config.policy.required(facts.kind))
@@ -1025,7 +1035,7 @@ class RegistrationAuthority:
         """Take the right to carry out an approved request: exactly one caller gets it (the
         versioned UPDATE), and it lapses after ``resume_after`` without progress, so a request
         whose executor died is finished by the next call."""
-        now = _now()
+        now = self.clock()
         try:
             with self._tx() as s:
                 req = self._request(s, request_id)
@@ -1062,6 +1072,35 @@ class RegistrationAuthority:
         except UpstreamFailed as exc:
             self._fail(actor, request_id, str(exc))
             raise
+        with self._tx() as s:
+            req = self._request(s, request_id)
+            if req.state == RequestState.DONE and req.error is not None:
+                req.error = None  # it waited (for the CA or the KMC); it no longer does
+
+    def resume_waiting(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Carry on approved requests whose execution stopped: the CA or the KMC was out of
+        reach (they wait, unclaimed), or the process carrying one out died (its claim lapsed
+        after ``resume_after``). Each is claimed as on resubmission, so one another worker is
+        carrying out now is left alone; steps already done are skipped, and the CA answers a
+        repeated issuance with the certificate of the same request id, so nothing is issued
+        twice. Returns each one's state afterwards, with the error when it still waits."""
+        stale = self.clock() - self.config.resume_after
+        with self._tx() as s:
+            ids = list(s.scalars(
+                select(Request.public_id)
+                .where(Request.state == RequestState.APPROVED,
+                       or_(Request.claimed_at.is_(None), Request.claimed_at < stale))
+                .order_by(Request.id).limit(limit)))
+        out = []
+        for request_id in ids:
+            try:
+                self._execute(RESUMER, request_id)
+            except (UpstreamUnavailable, UpstreamFailed):
+                pass  # recorded on the request: waiting again, or failed (and rolled back)
+            with self._tx() as s:
+                req = self._request(s, request_id)
+                out.append({"request_id": request_id, "state": req.state, "error": req.error})
+        return out
 
     def _wait(self, request_id: str, error: str) -> None:
         """The CA or KMC is out of reach: the request stays approved, says why it waits, and
@@ -1069,12 +1108,12 @@ class RegistrationAuthority:
         steps already done are recorded and skipped)."""
         with self._tx() as s:
             req = self._request(s, request_id)
-            req.error, req.updated_at, req.claimed_at = error, _now(), None
+            req.error, req.updated_at, req.claimed_at = error, self.clock(), None
 
     def _fail(self, actor: Actor, request_id: str, error: str) -> None:
         with self._tx() as s:
             req = self._request(s, request_id)
-            req.state, req.error, req.updated_at = RequestState.FAILED, error, _now()
+            req.state, req.error, req.updated_at = RequestState.FAILED, error, self.clock()
         if RequestKind(req.kind) is RequestKind.ENROLLMENT:
             self.rollback_enrollment(actor, request_id, f"issuance failed: {error}",
                                      _system=True)
@@ -1090,7 +1129,7 @@ class RegistrationAuthority:
             details = self._details(req)
             details.update(changes)
             req.details = json.dumps(details)
-            req.updated_at = req.claimed_at = _now()  # progress keeps the execution claim
+            req.updated_at = req.claimed_at = self.clock()  # progress keeps the execution claim
             if "sign_serial" in changes:
                 req.certificate_serial = changes["sign_serial"]
             card = s.get(Card, req.card_ref) if req.card_ref else None
@@ -1120,11 +1159,15 @@ class RegistrationAuthority:
         with self.audit.operation(actor.audit_name, "ra.enrollment.issue", request_id) as op:
             try:
                 if "sign_serial" not in details:
-                    signed = self.ca.issue_from_csr(csr_der, self.config.sign_profile)
+                    # the request's own id at the CA: a lost answer asked again is the same
+                    # certificate, never a second one
+                    signed = self.ca.issue_from_csr(csr_der, self.config.sign_profile,
+                                                    request_id=f"{request_id}.sign")
                     self._save(request_id, sign_serial=self._serial_hex(f"{signed.serial:x}"),
                                sign_cert=_b64(signed.der))
                 if "escrow_key_id" not in details:
-                    escrow = self.kmc.escrow(ssn, spki)  # the subject's serialNumber
+                    escrow = self.kmc.escrow(ssn, spki,  # the subject's serialNumber
+                                             request_id=f"{request_id}.escrow")
                     if escrow.enveloped_key_blob is None:
                         raise UpstreamFailed("the KMC returned no enveloped key for the card")
                     details.update(escrow_key_id=escrow.key_id)
@@ -1135,7 +1178,8 @@ class RegistrationAuthority:
                 if "enc_serial" not in details:
                     enc = self.ca.issue_for_public_key(base64.b64decode(details["enc_public_key"]),
                                                        format_name(subject),
-                                                       self.config.enc_profile)
+                                                       self.config.enc_profile,
+                                                       request_id=f"{request_id}.enc")
                     self._save(request_id, enc_serial=self._serial_hex(f"{enc.serial:x}"),
                                enc_cert=_b64(enc.der))
                     self.kmc.attach_certificate(details["escrow_key_id"], enc.der)
@@ -1147,7 +1191,7 @@ class RegistrationAuthority:
                 raise UpstreamFailed(f"key escrow failed: {exc}") from None
             with self._tx() as s:
                 req = self._request(s, request_id)
-                req.state, req.updated_at = RequestState.DONE, _now()
+                req.state, req.updated_at = RequestState.DONE, self.clock()
                 op.set(sign_serial=req.certificate_serial)
 
     def _revoke(self, actor: Actor, request_id: str) -> None:
@@ -1169,7 +1213,7 @@ class RegistrationAuthority:
                     raise UpstreamFailed(f"revocation of {hexs} failed: {exc}") from None
             with self._tx() as s:
                 req = self._request(s, request_id)
-                req.state, req.updated_at = RequestState.DONE, _now()
+                req.state, req.updated_at = RequestState.DONE, self.clock()
                 card = s.get(Card, req.card_ref) if req.card_ref else None
                 if card is not None:
                     card.status = CardStatus.REVOKED
@@ -1206,7 +1250,7 @@ class RegistrationAuthority:
             self._save(request_id, enveloped_key_blob=_b64(result.enveloped_key_blob))
             with self._tx() as s:
                 req = self._request(s, request_id)
-                req.state, req.updated_at = RequestState.DONE, _now()
+                req.state, req.updated_at = RequestState.DONE, self.clock()
 
     # -- personalisation outcome --------------------------------------------------------------
 
@@ -1257,7 +1301,7 @@ class RegistrationAuthority:
                 card.status = CardStatus.SPOILED
                 if req.state != RequestState.FAILED:
                     req.state, req.error = RequestState.FAILED, reason
-                req.updated_at = _now()
+                req.updated_at = self.clock()
                 return self._info(s, req)
 
     # -- reading ------------------------------------------------------------------------------

@@ -18,10 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ra.models import LoginThrottle
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+from sscard.clock import Clock, system_clock
 
 
 def keys(username: str, source: str) -> tuple[str, str]:
@@ -31,14 +28,15 @@ def keys(username: str, source: str) -> tuple[str, str]:
 
 class Throttle:
     def __init__(self, tx: Callable[[], AbstractContextManager[Session]],
-                 lockout: dt.timedelta, lockout_max: dt.timedelta) -> None:
+                 lockout: dt.timedelta, lockout_max: dt.timedelta,
+                 clock: Clock = system_clock) -> None:
         self._tx = tx  # a new transaction, committed on leaving
-        self.lockout, self.lockout_max = lockout, lockout_max
+        self.lockout, self.lockout_max, self.clock = lockout, lockout_max, clock
 
     def take(self, key: str, account: str | None, limit: int) -> bool:
         """Reserve one evaluation for ``key``; False while it is locked out. An expired
         lock-out lifts first."""
-        now = _now()
+        now = self.clock()
         with self._tx() as s:
             known = s.scalar(select(LoginThrottle.key).where(LoginThrottle.key == key))
         if known is None:
@@ -72,7 +70,7 @@ class Throttle:
             period = min(self.lockout * 2 ** min(row.lockouts, 20), self.lockout_max)
             locked = s.execute(update(LoginThrottle).where(
                 LoginThrottle.key == key, LoginThrottle.blocked_until.is_(None)).values(
-                    blocked_until=_now() + period, lockouts=LoginThrottle.lockouts + 1))
+                    blocked_until=self.clock() + period, lockouts=LoginThrottle.lockouts + 1))
             return bool(locked.rowcount == 1)  # type: ignore[attr-defined]
 
     def succeeded(self, *keys: str) -> None:
@@ -86,7 +84,7 @@ class Throttle:
         s.execute(delete(LoginThrottle).where(LoginThrottle.account == account))
 
     def locked_accounts(self, s: Session) -> set[str]:
-        now = _now()
+        now = self.clock()
         return {a for a, until in s.execute(
             select(LoginThrottle.account, LoginThrottle.blocked_until).where(
                 LoginThrottle.account.is_not(None), LoginThrottle.blocked_until.is_not(None)))

@@ -472,7 +472,7 @@ def _signed_client() -> Actor:
     found: list[Actor] = []
 
     def bound_client(signed: httpsig.SignedRequest) -> None:
-        if not signed.certificate_valid_at(dt.datetime.now(dt.UTC)):
+        if not signed.certificate_valid_at(_ra().clock()):
             raise AuthenticationFailed("the request's certificate is not valid now")
         found.append(_ra().authenticate_signed_client(signed.identity))
 
@@ -495,7 +495,7 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
     httpops.install(app, "ra", {"database": httpops.database_check(ra.engine)})
     # signed requests seen, in the RA's database: every worker refuses a replay
     app.extensions["sscard_ra_signatures"] = httpsig.RequestVerifier(
-        httpsig.SqlReplayStore(ra.engine))
+        httpsig.SqlReplayStore(ra.engine, ra.clock), clock=ra.clock)
 
     @app.before_request
     def _guard() -> Any:

@@ -325,14 +325,12 @@ def open_kmc(home: Path, audit: AuditLog, present: Iterable[str]) -> KeyManageme
 
 
 def kmc_link(home: Path, kmc: KeyManagementCentre) -> InProcessKmc:
-    """The RA's and CA's KMC principals; their API keys registered once, kept in 0600 files."""
-    keys = {}
-    for role in (KmcRole.RA, KmcRole.CA):
-        path = secrets_dir(home) / "kmc-callers" / f"{role.value}.key"
-        if not path.exists():
-            write_secret(path, kmc.add_caller(role.value, role, by="demo administrator"))
-        keys[role] = kmc.authenticate(read_secret_file(path))
-    return InProcessKmc(kmc, keys[KmcRole.RA], keys[KmcRole.CA])
+    """The RA's KMC principal (it also binds the certificates of its own escrows); its API key
+    registered once, kept in a 0600 file."""
+    path = secrets_dir(home) / "kmc-callers" / f"{KmcRole.RA.value}.key"
+    if not path.exists():
+        write_secret(path, kmc.add_caller(KmcRole.RA.value, KmcRole.RA, by="demo administrator"))
+    return InProcessKmc(kmc, kmc.authenticate(read_secret_file(path)))
 
 
 def add_officers(home: Path, ra: RegistrationAuthority) -> dict[str, Path]:

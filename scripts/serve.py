@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import allinone
 import requests
-from serve_setup import Layout, personalise_card, ra_needs_ca_kmc_key, set_up_zones
+from serve_setup import Layout, personalise_card, set_up_zones
 
 #: ports tried on the first start (any free port is taken instead of a busy one)
 PREFERRED_PORTS = {"ca": 8080, "kmc": 8470, "ra": 8480, "gateway": 8490}
@@ -184,10 +184,6 @@ def services(layout: Layout, ports: dict[str, int]) -> list[Service]:
                 ["ra", "serve", "--ca-url", url(ports["ca"]), "--kmc-url", url(ports["kmc"]),
                  "--insecure-http",
                  "--kmc-ra-key-file", str(layout.ra_kmc_key),
-                 # until the KMC lets the RA bind certificates with its own caller key, the
-                 # CA's KMC caller key too (a file outside the RA's directory)
-                 *(["--kmc-ca-key-file", str(layout.ca_kmc_key)] if ra_needs_ca_kmc_key()
-                   else []),
                  "--service-key", str(layout.ra_service_key),
                  "--service-key-passphrase-file", str(layout.ra_service_passphrase),
                  "--service-certificate", str(layout.ra_service_certificate)],

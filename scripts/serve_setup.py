@@ -6,8 +6,6 @@ reading only its own directory (docs/architecture.md, "zones"):
     serve-data/                 CA and KMC, the protected zone (`sscard --home serve-data ca|kmc`)
       ca/ kmc.db audit.sqlite   the CA's keys and database, the KMC's database, their audit log
       secrets/key-passphrase    the CA's key passphrase
-      secrets/kmc-callers/ca.key the CA's KMC caller key, only while `ra serve` still takes it
-                                to bind encryption certificates (out of the RA's directory)
       secrets/officers/NAME     RA officers' first passwords; secrets/ra-station.token
       ra/                       the RA's zone: ra.db, audit.sqlite, its service identity
                                 (ra-service.pem, ra-service.key.pem, secrets/service-key.pass)
@@ -63,10 +61,6 @@ class Layout:
     @property
     def ca_passphrase(self) -> Path:
         return allinone.secrets_dir(self.home) / "key-passphrase"
-
-    @property
-    def ca_kmc_key(self) -> Path:
-        return allinone.secrets_dir(self.home) / "kmc-callers" / "ca.key"
 
     @property
     def ra(self) -> Path:
@@ -174,9 +168,6 @@ def set_up_zones(layout: Layout, ca_url: str, say: Callable[[str], None]) -> Non
         try:
             allinone.write_secret(layout.ra_kmc_key,
                                   kmc.add_caller("ra", KmcRole.RA, by=SETUP_ACTOR))
-            if ra_needs_ca_kmc_key():
-                allinone.write_secret(layout.ca_kmc_key,
-                                      kmc.add_caller("ca", KmcRole.CA, by=SETUP_ACTOR))
         finally:
             kmc.close()
         with CertificateAuthority.open(home, passphrase, audit=audit) as authority:
@@ -281,13 +272,6 @@ signing_keys = ["{allinone.GATEWAY_KEY_ID}"]
 decryption_key = "{SYSTEM_ENC_KEY_ID}"
 """
 
-
-def ra_needs_ca_kmc_key() -> bool:
-    """Whether ``ra serve`` still takes the CA's KMC caller key to bind encryption
-    certificates (until the KMC lets the RA do it with its own caller key)."""
-    from ra.cli import serve
-
-    return any("--kmc-ca-key-file" in param.opts for param in serve.params)
 
 
 def personalise_card(layout: Layout, ra_url: str, say: Callable[[str], None]) -> None:

@@ -46,6 +46,7 @@ from urllib.parse import unquote
 import sqlalchemy as sa
 from asn1crypto import x509
 
+from sscard.clock import Clock, system_clock
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.keys.base import KeyHandle
@@ -63,17 +64,12 @@ DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 MAX_CERTIFICATE_HEADER = 16 * 1024
 DEFAULT_WINDOW = timedelta(minutes=5)
 
-Clock = Callable[[], datetime]
 
 
 class Headers(Protocol):
     """What is needed of a request's headers (a dict, werkzeug's or requests' headers)."""
 
     def get(self, key: str, /) -> str | None: ...
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class SignatureError(Exception):
@@ -113,7 +109,7 @@ class RequestSigner:
     """The client side: headers that authenticate one request each (a fresh nonce every time)."""
 
     def __init__(self, key: KeyHandle, certificate: x509.Certificate | bytes,
-                 clock: Clock = _utcnow) -> None:
+                 clock: Clock = system_clock) -> None:
         # DER once: asn1crypto re-encodes a certificate built in memory on every dump
         der = certificate if isinstance(certificate, bytes) else certificate.dump()
         self.key = key
@@ -233,7 +229,7 @@ class ReplayStore(Protocol):
 class MemoryReplayStore:
     """One process only: for the embedded deployment and the werkzeug server."""
 
-    def __init__(self, clock: Clock = _utcnow) -> None:
+    def __init__(self, clock: Clock = system_clock) -> None:
         self._seen: dict[bytes, datetime] = {}
         self._lock = threading.Lock()
         self._clock = clock
@@ -279,7 +275,7 @@ def _engine(url: str) -> sa.Engine:
 class SqlReplayStore:
     """The replay memory in the service's database, shared by every worker process."""
 
-    def __init__(self, engine: sa.Engine | str, clock: Clock = _utcnow,
+    def __init__(self, engine: sa.Engine | str, clock: Clock = system_clock,
                  purge_every: float = 60.0) -> None:
         if isinstance(engine, str):
             engine = _engine(engine)
@@ -321,7 +317,7 @@ class SqlReplayStore:
                 request_nonces.c.expires_at < self._clock())).rowcount or 0
 
 
-def replay_store(url: str | None, clock: Clock = _utcnow) -> ReplayStore:
+def replay_store(url: str | None, clock: Clock = system_clock) -> ReplayStore:
     """The database's replay memory, or (no database) this process's own."""
     return SqlReplayStore(url, clock) if url else MemoryReplayStore(clock)
 
@@ -348,7 +344,7 @@ class RequestVerifier:
     """The server side: checks the headers, the date, the signature, then the replay memory."""
 
     def __init__(self, replays: ReplayStore, window: timedelta = DEFAULT_WINDOW,
-                 clock: Clock = _utcnow) -> None:
+                 clock: Clock = system_clock) -> None:
         self.replays = replays
         self.window = window
         self.clock = clock

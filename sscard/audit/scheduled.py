@@ -15,13 +15,13 @@ import datetime as dt
 import logging
 import os
 import secrets
-import threading
 from pathlib import Path
 from typing import Any
 
 from sscard.audit.errors import AuditError
 from sscard.audit.log import AuditLog
 from sscard.keys.software import SoftwareKey
+from sscard.periodic import Periodic
 
 logger = logging.getLogger("sscard.audit")
 
@@ -75,25 +75,15 @@ def home_audit_key(home: str | os.PathLike[str]) -> tuple[SoftwareKey, bytes]:
     return key, cert_der
 
 
-class CheckpointTimer(threading.Thread):
-    """Calls ``log.checkpoint_if_due()`` every ``interval`` seconds until ``stop()``."""
+class CheckpointTimer(Periodic):
+    """Calls ``log.checkpoint_if_due()`` every ``interval`` seconds until ``stop()``; a failure
+    is logged loudly (the records are safe; only the checkpoint is late)."""
 
     def __init__(self, log: AuditLog, interval: float) -> None:
-        super().__init__(name="audit-checkpoints", daemon=True)
+        super().__init__(log.checkpoint_if_due, interval, name="audit-checkpoints",
+                         what="scheduled audit checkpoint",
+                         errors=(AuditError, OSError, ValueError), log=logger)
         self.log = log
-        self.interval = interval
-        self._stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self._stopped.wait(self.interval):
-            try:
-                self.log.checkpoint_if_due()
-            except (AuditError, OSError, ValueError) as exc:
-                # the records are safe; only the checkpoint is late. Say so, loudly.
-                logger.warning("scheduled audit checkpoint failed: %s", exc)
-
-    def stop(self) -> None:
-        self._stopped.set()
 
 
 def open_served_log(url: str, home: str | os.PathLike[str], *,

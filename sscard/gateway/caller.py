@@ -15,6 +15,7 @@ from typing import Any
 from asn1crypto import x509
 
 from sscard import httpsig
+from sscard.clock import Clock, system_clock
 from sscard.cms.verify import Verifier
 from sscard.gateway.errors import GatewayError, unauthenticated
 from sscard.validation import Purpose
@@ -41,14 +42,15 @@ def _peer_certificate_der(environ: Mapping[str, Any]) -> bytes | None:
 class CallerAuthenticator:
     def __init__(self, verifier: Verifier, window: float, client_cert_header: str | None = None,
                  replays: httpsig.ReplayStore | None = None,
-                 identify: Callable[[bytes, x509.Certificate], str] | None = None) -> None:
+                 identify: Callable[[bytes, x509.Certificate], str] | None = None, *,
+                 clock: Clock = system_clock) -> None:
         self.verifier = verifier
         # certificate DER -> the system it is registered for (raises when none): never the CN
         self.identify = identify
         self.window = window
         self.signatures = httpsig.RequestVerifier(
-            replays if replays is not None else httpsig.MemoryReplayStore(),
-            timedelta(seconds=window))
+            replays if replays is not None else httpsig.MemoryReplayStore(clock),
+            timedelta(seconds=window), clock)
         self.client_cert_header = client_cert_header
         self._certs: dict[bytes, x509.Certificate] = {}
         self._lock = threading.Lock()

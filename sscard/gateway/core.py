@@ -14,6 +14,7 @@ from typing import Any
 
 from asn1crypto import x509
 
+from sscard.clock import Clock, system_clock
 from sscard.cms import (
     CmsBuildError,
     CmsError,
@@ -101,8 +102,11 @@ class Gateway:
     """One configured gateway: keys, policies, verifier, challenge store."""
 
     def __init__(self, config: GatewayConfig, challenges: ChallengeStore | None = None,
-                 replays: ReplayStore | None = None) -> None:
+                 replays: ReplayStore | None = None, *, clock: Clock = system_clock) -> None:
         self.config = config
+        #: what the gateway reads the time from (challenge expiry, request-signature dates);
+        #: tests hand in a sscard.clock.FakeClock and advance it instead of sleeping
+        self.clock = clock
         self.fetch_policy = default_fetch_policy(
             [*config.trust_anchors, *config.intermediates], config.crl_urls, config.fetch_allow)
         fetcher = CrlFetcher(config.crl_urls) if config.crl_urls else None
@@ -118,8 +122,8 @@ class Gateway:
         self.callers = CallerAuthenticator(self.verifier, config.request_signature_window,
                                            config.trusted_client_cert_header,
                                            replays if replays is not None else
-                                           replay_store(config.database_url),
-                                           self.system_of)
+                                           replay_store(config.database_url, clock),
+                                           self.system_of, clock=clock)
         self._systems_by_print = {fp: name for name, policy in config.systems.items()
                                   for fp in policy.certificates}
         self._own_recipients = {fingerprint(config.keys[p.decryption_key].certificate)
@@ -312,7 +316,7 @@ class Gateway:
         }
 
     def new_challenge(self, caller: Caller, body: Json) -> dict[str, Any]:
-        challenge = new_challenge(caller.system, self.config.challenge_seconds)
+        challenge = new_challenge(caller.system, self.config.challenge_seconds, self.clock())
         self.challenges.put(challenge)
         return challenge.to_json()
 
@@ -326,7 +330,7 @@ class Gateway:
         assert signature is not None and cert_der is not None
         cert = _certificate(cert_der, "certificate")
         # consumed here, whatever the outcome: a challenge is good for one answer
-        challenge = self.challenges.take(cid, caller.system, now)
+        challenge = self.challenges.take(cid, caller.system, now or self.clock())
         reasons: list[dict[str, str]] = []
         try:
             PublicKey.from_spki(cert.public_key.dump()).verify(signature, challenge.to_sign)

@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 
 from sscard import httpops
 from sscard.audit.errors import AuditError, AuditOutcomeNotRecorded
+from sscard.clock import Clock, system_clock
 from sscard.fetch import request_budget
 from sscard.gateway.audit import MemoryRecorder, Recorder
 from sscard.gateway.caller import Caller
@@ -90,7 +91,8 @@ def _audit_object(body: Json) -> str:
 
 
 def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
-               challenges: ChallengeStore | None = None) -> Flask:
+               challenges: ChallengeStore | None = None,
+               clock: Clock = system_clock) -> Flask:
     """The gateway app. ``recorder``: the audit log (``sscard.audit.AuditLog`` or anything
     with its ``operation`` guard); by default the audit log at ``config.audit_url``, else an
     in-memory recorder; either is at ``app.extensions['gateway_audit']``."""
@@ -98,7 +100,7 @@ def create_app(config: GatewayConfig, *, recorder: Recorder | None = None,
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    gateway = Gateway(config, challenges)
+    gateway = Gateway(config, challenges, clock=clock)
     document = openapi_document(config.max_batch_items)
     if recorder is None and config.audit_url:
         from sscard.audit import AuditLog

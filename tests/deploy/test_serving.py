@@ -74,8 +74,7 @@ class Site:
             return ["kmc", "serve", *self.shares()], "/health"
         if service == "ra":
             return ["ra", "serve", *self.shares(), "--kmc-ra-key-file",
-                    str(self.tmp / "ra.key"), "--kmc-ca-key-file",
-                    str(self.tmp / "ca.key")], "/login"
+                    str(self.tmp / "ra.key")], "/login"
         assert service == "gateway"
         return ["gateway", "serve", "--config", str(self.tmp / "gateway.toml")], "/health"
 

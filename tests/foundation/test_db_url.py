@@ -25,7 +25,7 @@ COMMANDS = [
     ("kmc", "--db-url", PG, "unseal"),
     ("kmc", "serve", "--audit-url", PG),
     ("ra", "--db-url", PG, "add-officer", "x", "--role", "officer"),
-    ("ra", "serve", "--kmc-db-url", PG, "--kmc-ra-key-file", "k", "--kmc-ca-key-file", "k"),
+    ("ra", "serve", "--kmc-db-url", PG, "--kmc-ra-key-file", "k"),
     ("ca", "serve", "--database-url", PG),
     ("ca", "serve", "--audit-db", PG),
     ("audit", "show", "--db", PG),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,13 +14,16 @@ import pytest
 from sscard.card.client import CardClient
 from sscard.card.keyhandle import CardKey
 from sscard.card.transport import InProcessTransport, PcscTransport
+from sscard.clock import FakeClock
 from sscard.emulator.card import EmulatedCard
 from sscard.emulator.psam import EmulatedPsam, make_test_psam
 from sscard.emulator.sample import CardProfile, sample_card
+from sscard.gateway.audit import MemoryRecorder
 from sscard.gateway.challenges import MemoryChallengeStore, new_challenge
-from sscard.gateway.client import GatewayClientError
+from sscard.gateway.client import GatewayClient, GatewayClientError
+from sscard.gateway.service import create_app
 from tests.gateway.card import HOLDER_SSN, PIN, personalise
-from tests.gateway.conftest import Rig
+from tests.gateway.conftest import Rig, ServerThread
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +70,29 @@ def test_a_wrong_answer_also_consumes_the_challenge(rig: Rig, in_process_card) -
 
 
 def test_expired_challenge_is_refused(rig: Rig, in_process_card) -> None:
+    """The gateway's clock is advanced past the challenge's life: no sleeping, no backdating."""
     key, cert = in_process_card
-    gw = rig.client()
-    challenge = new_challenge("employment", seconds=60,
-                              now=datetime.now(UTC) - timedelta(minutes=5))
-    _live_store(rig).put(challenge)
-    with pytest.raises(GatewayClientError) as exc:
-        gw.cardholder_verify(challenge.challenge_id, key.sign(challenge.to_sign), cert)
-    assert exc.value.code == "CHALLENGE_EXPIRED" and exc.value.status == 410
+    clock = FakeClock()
+    app = create_app(rig.config, recorder=MemoryRecorder(), clock=clock)
+    with ServerThread(app) as server:
+        system = rig.systems["employment"]
+        gw = GatewayClient(f"http://127.0.0.1:{server.port}", key=system.key,
+                           certificate=system.cert)
+        seconds = rig.config.challenge_seconds
+        fresh = gw.cardholder_challenge()
+        clock.advance(seconds=seconds - 1)  # still in time
+        answer = gw.cardholder_verify(fresh["challenge_id"], key.sign(fresh["to_sign"]), cert)
+        assert answer["authenticated"] is True, answer
+        late = gw.cardholder_challenge()
+        clock.advance(seconds=seconds + 1)
+        with pytest.raises(GatewayClientError) as exc:
+            gw.cardholder_verify(late["challenge_id"], key.sign(late["to_sign"]), cert)
+        assert exc.value.code == "CHALLENGE_EXPIRED" and exc.value.status == 410
+        # the same clock judges request signatures: this machine's "now" is long past for it
+        clock.advance(hours=1)
+        with pytest.raises(GatewayClientError) as exc:
+            gw.cardholder_challenge()
+        assert exc.value.status == 401 and "date" in exc.value.message.lower()
 
 
 def test_challenge_is_bound_to_the_relying_system(rig: Rig, in_process_card) -> None:

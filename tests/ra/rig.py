@@ -87,8 +87,7 @@ def make_rig(base: Path, ca: CertificateAuthority | None = None,
     kmc = KeyManagementCentre.open(f"sqlite:///{base / 'kmc.db'}",
                                    SoftwareStorageKey(secrets.token_bytes(32), "sk-test"),
                                    KmcConfig(required_approvals=2), audit=audit)
-    link = InProcessKmc(kmc, kmc.authenticate(kmc.add_caller("ra", KmcRole.RA)),
-                        kmc.authenticate(kmc.add_caller("ca", KmcRole.CA)))
+    link = InProcessKmc(kmc, kmc.authenticate(kmc.add_caller("ra", KmcRole.RA)))
     # the RA holds its ports only: the CA held to the RA's principal, the KMC as the RA's caller
     ra = RegistrationAuthority.open(ra_url or f"sqlite:///{base / 'ra.db'}", audit, ra_port(ca),
                                     link)

@@ -27,7 +27,8 @@ from sqlalchemy import update
 
 from ra.errors import BadRequest, Conflict, Forbidden
 from ra.models import BatchAuthorisation, Role
-from ra.service import LOGIN_REFUSED, Actor
+from ra.service import LOGIN_REFUSED, Actor, RegistrationAuthority
+from sscard.clock import FakeClock
 from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
 from sscard.x509.names import format_name, parse_name
@@ -320,46 +321,46 @@ def test_failed_log_ins_all_look_alike(app: Flask, rig: RaRig) -> None:
 
 
 def test_lock_out_is_per_source_with_back_off(rig: RaRig) -> None:
-    rig.ra.add_officer(None, "onlyadmin", "A", PASSWORD, {Role.ADMINISTRATOR},
-                       person_id=person_of(710))
+    clock = FakeClock()  # the rig's RA, reading the time from a clock the test advances
+    ra = RegistrationAuthority(rig.ra.engine, rig.audit, rig.ra.ca, rig.ra.kmc, rig.ra.config,
+                               clock=clock)
+    ra.add_officer(None, "onlyadmin", "A", PASSWORD, {Role.ADMINISTRATOR},
+                   person_id=person_of(710))
     attacker, office = "203.0.113.66", "10.1.2.3"
-    for _ in range(rig.ra.config.max_failed_logins):
+    for _ in range(ra.config.max_failed_logins):
         with pytest.raises(Exception, match=re.escape(LOGIN_REFUSED)):
-            rig.ra.authenticate("onlyadmin", "guess", attacker)
+            ra.authenticate("onlyadmin", "guess", attacker)
     with pytest.raises(Exception, match=re.escape(LOGIN_REFUSED)):
-        rig.ra.authenticate("onlyadmin", PASSWORD, attacker)
+        ra.authenticate("onlyadmin", PASSWORD, attacker)
     # the attacker cannot lock the administrator out of their own workstation
-    admin = rig.ra.authenticate("onlyadmin", PASSWORD, office)
+    admin = ra.authenticate("onlyadmin", PASSWORD, office)
     # the lock-out lapses, and the next one lasts twice as long
     from ra.models import LoginThrottle
 
     key = f"account:onlyadmin@{attacker}"
-    with rig.ra.engine.begin() as conn:
-        first = conn.execute(LoginThrottle.__table__.select().where(
-            LoginThrottle.key == key)).one()
-        conn.execute(update(LoginThrottle).where(LoginThrottle.key == key).values(
-            blocked_until=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
-    for _ in range(rig.ra.config.max_failed_logins):
+
+    def throttle_row() -> Any:
+        with ra.engine.begin() as conn:
+            return conn.execute(LoginThrottle.__table__.select().where(
+                LoginThrottle.key == key)).one()
+
+    first = throttle_row()
+    clock.advance(ra.config.lockout + dt.timedelta(seconds=1))
+    for _ in range(ra.config.max_failed_logins):
         with pytest.raises(Exception, match=re.escape(LOGIN_REFUSED)):
-            rig.ra.authenticate("onlyadmin", "guess again", attacker)
-    with rig.ra.engine.begin() as conn:
-        second = conn.execute(LoginThrottle.__table__.select().where(
-            LoginThrottle.key == key)).one()
+            ra.authenticate("onlyadmin", "guess again", attacker)
+    second = throttle_row()
     assert second.lockouts == 2 and first.lockouts == 1
-    now = dt.datetime.now(dt.UTC)
-
-    def remaining(row: Any) -> float:
-        until = row.blocked_until if row.blocked_until.tzinfo else row.blocked_until.replace(
-            tzinfo=dt.UTC)
-        return (until - now).total_seconds()
-
-    lockout = rig.ra.config.lockout.total_seconds()
-    assert 2 * lockout - 60 < remaining(second) <= 2 * lockout
+    until = second.blocked_until if second.blocked_until.tzinfo else \
+        second.blocked_until.replace(tzinfo=dt.UTC)
+    assert until - clock() == 2 * ra.config.lockout  # exactly: the clock stood still
+    clock.advance(2 * ra.config.lockout - dt.timedelta(seconds=1))
+    with pytest.raises(Exception, match=re.escape(LOGIN_REFUSED)):
+        ra.authenticate("onlyadmin", PASSWORD, attacker)  # still locked out
     # an administrator lifts it (audited), from the UI's service call
-    assert [o["locked"] for o in rig.ra.officers(admin) if o["username"] == "onlyadmin"] == \
-        [True]
-    rig.ra.unlock_officer(admin, "onlyadmin")
-    assert rig.ra.authenticate("onlyadmin", PASSWORD, attacker).name == "onlyadmin"
+    assert [o["locked"] for o in ra.officers(admin) if o["username"] == "onlyadmin"] == [True]
+    ra.unlock_officer(admin, "onlyadmin")
+    assert ra.authenticate("onlyadmin", PASSWORD, attacker).name == "onlyadmin"
     assert any(r.record.action == "ra.officer.unlock" and r.record.actor == "officer:onlyadmin"
                and r.record.outcome == "success" for r in rig.audit.records())
 

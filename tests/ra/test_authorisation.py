@@ -11,18 +11,20 @@ import contextlib
 import datetime as dt
 import inspect
 import re
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import update
 
 from ra.errors import Forbidden, RAError
-from ra.models import Role, WebSession
+from ra.models import Role
 from ra.service import Actor, CardInput, RegistrationAuthority
+from ra.web import WebConfig, create_app
 from sscard.card.records import HolderData
+from sscard.clock import FakeClock
 from tests.ra.enroll import new_enrollment
 from tests.ra.rig import PASSWORD, RaRig, person_of
 
@@ -202,10 +204,15 @@ def test_session_follows_the_account(app: Flask, rig: RaRig) -> None:
     resp = client.get("/batches")
     assert resp.status_code == 302 and resp.headers["Location"].endswith("/login")
     rig.ra.unlock_officer(None, "sessiontest")
-    client, _token = log_in(app, "sessiontest")
-    with rig.ra.engine.begin() as conn:
-        conn.execute(update(WebSession).where(WebSession.username == "sessiontest").values(
-            seen_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=31)))
+    # idle: the same RA reading the time from a clock the test advances
+    clock = FakeClock()
+    idle_app = create_app(RegistrationAuthority(rig.ra.engine, rig.audit, rig.ra.ca, rig.ra.kmc,
+                                                rig.ra.config, clock=clock),
+                          WebConfig(secrets.token_bytes(32), secure_cookies=False))
+    client, _token = log_in(idle_app, "sessiontest")
+    clock.advance(rig.ra.config.session_idle - dt.timedelta(seconds=1))
+    assert client.get("/batches").status_code == 200  # touched: idle again from now
+    clock.advance(rig.ra.config.session_idle + dt.timedelta(seconds=1))
     resp = client.get("/batches")
     assert resp.status_code == 302 and resp.headers["Location"].endswith("/login")
 

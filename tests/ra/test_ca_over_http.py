@@ -151,14 +151,15 @@ class StopsTheCa(InProcessKmc):
     goes down between the signing and the encryption certificate)."""
 
     def __init__(self, inner: InProcessKmc, stop: AbstractContextManager[object]) -> None:
-        super().__init__(inner.kmc, inner.ra, inner.ca)
+        super().__init__(inner.kmc, inner.ra)
         self.stop: AbstractContextManager[object] | None = stop
 
-    def escrow(self, owner: str, recipient_spki: bytes) -> EscrowResult:
+    def escrow(self, owner: str, recipient_spki: bytes,
+               request_id: str | None = None) -> EscrowResult:
         if self.stop is not None:
             self.stop.__exit__(None, None, None)
             self.stop = None
-        return super().escrow(owner, recipient_spki)
+        return super().escrow(owner, recipient_spki, request_id)
 
 
 def test_ca_down_mid_issuance_waits_and_resumes(served: Served) -> None:
@@ -205,11 +206,10 @@ def kmc_served(served: Served, port: int) -> Iterator[str]:
 
 
 def http_kmc(served: Served, url: str) -> HttpKmc:
-    """The RA's KMC port over HTTP: its own caller, the CA's caller for the certificate binding,
-    and each officer's own caller for approvals (the KMC sees who approves)."""
+    """The RA's KMC port over HTTP: its own caller (also for the certificate binding of its own
+    escrows), and each officer's own caller for approvals (the KMC sees who approves)."""
     kmc = served.rig.kmc
-    keys = {name: kmc.add_caller(f"{name}-{secrets.token_hex(3)}", role)
-            for name, role in [("ra", "ra"), ("ca", "ca")]}
+    ra_key = kmc.add_caller(f"ra-{secrets.token_hex(3)}", "ra")
     officers: dict[str, KmcClient] = {}
 
     def officer(name: str) -> KmcClient:
@@ -217,8 +217,7 @@ def http_kmc(served: Served, url: str) -> HttpKmc:
             officers[name] = KmcClient(url, kmc.add_caller(name, "officer"), timeout=10)
         return officers[name]
 
-    return HttpKmc(KmcClient(url, keys["ra"], timeout=10), KmcClient(url, keys["ca"], timeout=10),
-                   officer)
+    return HttpKmc(KmcClient(url, ra_key, timeout=10), officer)
 
 
 def test_ca_and_kmc_over_http_enroll_and_recover(served: Served) -> None:
@@ -236,7 +235,7 @@ def test_ca_and_kmc_over_http_enroll_and_recover(served: Served) -> None:
             assert done["state"] == "done", done
             enc_serial = str(done["card"]["enc_serial"])  # type: ignore[index]
             bound = rig.kmc.find_keys(kmc_principal(rig), certificate_serial=enc_serial)
-            assert len(bound) == 1  # the CA's caller bound the certificate over HTTP
+            assert len(bound) == 1  # the RA's own caller bound the certificate over HTTP
             new_card = SM2PrivateKey.generate()
             req = ra.submit_key_recovery(rig.actor("operator"), enc_serial,
                                          new_card.public_key().spki_der(), "card lost")

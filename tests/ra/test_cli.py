@@ -104,6 +104,5 @@ def test_officer_unlock_from_the_console(tmp_path: Path) -> None:
 def test_serve_needs_the_kmc_shares(tmp_path: Path) -> None:
     (tmp_path / "k").write_text("x\n")
     (tmp_path / "k").chmod(0o600)  # a secret file: owner only
-    out = sscard(tmp_path, "serve", "--kmc-ra-key-file", str(tmp_path / "k"),
-                 "--kmc-ca-key-file", str(tmp_path / "k"))
+    out = sscard(tmp_path, "serve", "--kmc-ra-key-file", str(tmp_path / "k"))
     assert out.returncode == 2 and "--share" in out.stderr
