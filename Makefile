@@ -43,7 +43,7 @@ translations: venv
 	$(VENV)/bin/pybabel extract -F ra/translations/babel.cfg -k lazy_gettext -k _l --no-location \
 		--sort-output --project sscard-pki -o ra/translations/messages.pot .
 	$(VENV)/bin/pybabel update -i ra/translations/messages.pot -d ra/translations \
-		--no-location --no-fuzzy-matching --ignore-obsolete
+		--no-fuzzy-matching --ignore-obsolete
 	$(VENV)/bin/pybabel compile -d ra/translations --statistics
 
 clean:

@@ -179,6 +179,10 @@ def _form_page(template: str, errors: FormErrors, status: int = 400, **context: 
 PAGE_SIZES = (10, 20, 50, 100)
 
 
+class InputRefused(BadRequest):
+    """Bad input the web layer itself refuses, its message already in the reader's language."""
+
+
 @dataclass(frozen=True)
 class Listing:
     """A list's page, size and order from the query string (page, size, sort, order)."""
@@ -196,17 +200,17 @@ class Listing:
             page = int(args.get("page", "1"))
             size = int(args.get("size", "20"))
         except ValueError:
-            raise BadRequest(gettext("The page and the page size must be whole numbers."),
+            raise InputRefused(gettext("The page and the page size must be whole numbers."),
                              ) from None
         if page < 1 or size not in PAGE_SIZES:
-            raise BadRequest(gettext("The page must be 1 or more and the page size one of "
+            raise InputRefused(gettext("The page must be 1 or more and the page size one of "
                                      "%(sizes)s.", sizes=", ".join(map(str, PAGE_SIZES))))
         sort = args.get("sort", default_sort)
         if sort not in sorts:
-            raise BadRequest(gettext("This list cannot be sorted by %(sort)s.", sort=sort))
+            raise InputRefused(gettext("This list cannot be sorted by %(sort)s.", sort=sort))
         order = args.get("order")
         if order not in (None, "asc", "desc"):
-            raise BadRequest(gettext("The order must be asc or desc."))
+            raise InputRefused(gettext("The order must be asc or desc."))
         descending = default_descending if order is None else order == "desc"
         return cls(page, size, sort, descending)
 
@@ -361,21 +365,21 @@ def language(lang: str) -> Any:
 # --- UI: requests ---------------------------------------------------------------------------
 
 
-def _enum_arg(name: str, enum: type[StrEnum]) -> Any:
+def _enum_arg(name: str, enum: type[StrEnum], label: str) -> Any:
     value = request.args.get(name) or None
     if value is None:
         return None
     try:
         return enum(value)
     except ValueError:
-        raise BadRequest(gettext("Unknown value for %(field)s: %(value)s", field=name,
-                                 value=value)) from None
+        raise InputRefused(gettext("%(field)s has no value %(value)s.", field=label,
+                                   value=value)) from None
 
 
 @ui.route("/")
 def queue() -> Any:
-    kind = _enum_arg("kind", RequestKind)
-    state = _enum_arg("state", RequestState) if "state" in request.args \
+    kind = _enum_arg("kind", RequestKind, gettext("Type"))
+    state = _enum_arg("state", RequestState, gettext("State")) if "state" in request.args \
         else RequestState.SUBMITTED
     listing = Listing.from_args(tuple(RegistrationAuthority.REQUEST_ORDERS), "created")
     rows, total = _ra().requests_page(_actor(), state=state, kind=kind, sort=listing.sort,
@@ -460,7 +464,7 @@ def search() -> Any:
     text = request.args.get("q", "")
     what = request.args.get("what", "cardholders")
     if what not in SEARCHES:
-        raise BadRequest(gettext("Search for cardholders or certificates."))
+        raise InputRefused(gettext("Search for cardholders or certificates."))
     if what == "certificates":
         listing = Listing.from_args(("serial", "use", "status", "ssn", "name", "card_number"),
                                     "ssn")
@@ -833,7 +837,8 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
     @app.errorhandler(RAError)
     def _ra_error(exc: RAError) -> Any:
         found = PROBLEMS.problem(exc) or problem.for_status(500, str(exc))
-        return _refuse(found.status, found.detail, found.code)
+        return _refuse(found.status, found.detail, found.code,
+                       ui_message=str(exc) if isinstance(exc, InputRefused) else None)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
