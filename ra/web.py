@@ -223,7 +223,8 @@ class Listing:
 
     def url(self, **changes: Any) -> str:
         """This list's address with some of its arguments changed (filters kept)."""
-        args: dict[str, Any] = {k: v for k, v in request.args.items() if v}
+        # empty values kept: "state=" (every state) differs from no state (waiting ones)
+        args: dict[str, Any] = dict(request.args.items())
         args.update({k: str(v) for k, v in changes.items()})
         return url_for(str(request.endpoint), **(request.view_args or {}), **args)
 

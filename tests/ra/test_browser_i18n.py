@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from flask.testing import FlaskClient
 
 from ra import i18n
 from ra.models import Role
+from tests.ra.browser import make_world, ui_pages
 from tests.ra.enroll import new_enrollment
 from tests.ra.rig import PASSWORD, RaRig, person_of
 
@@ -151,41 +151,16 @@ def post(client: FlaskClient, path: str, data: dict[str, Any], page: str | None 
 
 @pytest.fixture(scope="module")
 def world(rig: RaRig) -> dict[str, Any]:
-    """Something on every page: a pending enrollment, a finished one, a revocation filed by
-    officer1, a batch, records in the audit log."""
-    pending, _key = new_enrollment(rig)
-    done, _key = new_enrollment(rig)
-    finished = rig.ra.approve(rig.actor("officer2"), done["request_id"], "材料已核对")
-    revocation = rig.ra.submit_revocation(rig.actor("officer1"),
-                                          card_number=finished["card"]["card_number"],
-                                          reason="keyCompromise", comment="持卡人报失")
-    rig.ra.authorise_batch(rig.actor("officer2"), "district-7", 5, station="station-1")
-    return {"pending": pending["request_id"], "done": done["request_id"],
-            "revocation": revocation["request_id"], "ssn": finished["cardholder"]["ssn"],
-            "card_number": finished["card"]["card_number"],
-            "serial": finished["card"]["sign_serial"]}
-
-
-def pages(world: dict[str, Any]) -> Iterator[tuple[str | None, str]]:
-    """(who, path) for every page of the UI; None: not logged in."""
-    yield None, "/login"
-    yield None, "/login/certificate"
-    for path in ("/", "/?state=", f"/requests/{world['pending']}",
-                 f"/requests/{world['done']}", f"/requests/{world['revocation']}",
-                 f"/search?q={world['ssn']}", f"/search?what=certificates&q={world['ssn']}",
-                 "/revoke", "/recoveries", "/batches", "/account/password"):
-        yield "officer2", path
-    yield "auditor", "/audit"
-    yield "admin", "/admin/officers"
+    return make_world(rig)
 
 
 def test_no_english_left_in_the_chinese_pages(app: Flask, world: dict[str, Any]) -> None:
     clients: dict[str | None, FlaskClient] = {}
-    for who, path in pages(world):
+    for who, _name, path in ui_pages(world):
         if who not in clients:
             clients[who] = log_in(app, who) if who else app.test_client()
         resp = clients[who].get(path)
-        assert resp.status_code == 200, path
+        assert resp.status_code == (404 if _name == "not-found" else 200), path
         html = resp.get_data(as_text=True)
         assert '<html lang="zh-CN">' in html
         assert english_words(html) == set(), path
