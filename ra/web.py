@@ -33,6 +33,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext, lazy_gettext
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -151,8 +152,9 @@ class FormErrors(dict[str, str]):
 
     def service(self, exc: RAError) -> None:
         """A refusal from the RA itself: its kind in the reader's language, and the RA's own
-        words (which name the value concerned) beside it."""
-        self[self.FORM] = f"{_refusal_title(exc)} {exc}"
+        words (which name the value concerned; English, and marked so) beside it."""
+        self[self.FORM] = Markup('{} <span lang="en">{}</span>').format(_refusal_title(exc),
+                                                                        str(exc))
 
 
 def _refusal_title(exc: RAError) -> str:

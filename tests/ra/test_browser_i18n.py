@@ -206,6 +206,19 @@ def test_times_are_local_with_the_zone(app: Flask, world: dict[str, Any]) -> Non
     assert "中国标准时间" in html
 
 
+def test_the_zone_is_configurable(rig: RaRig, world: dict[str, Any]) -> None:
+    import secrets
+
+    from ra.web import WebConfig, create_app
+
+    utc = create_app(rig.ra, WebConfig(secrets.token_bytes(32), False, timezone="UTC"))
+    html = log_in(utc, "officer2").get(f"/requests/{world['pending']}").get_data(as_text=True)
+    shown = re.search(r'<time datetime="([^"]+)">([^<]+)</time>', html)
+    assert shown is not None and shown[2].endswith("+00:00")
+    with pytest.raises(Exception, match="Mars/Olympus"):  # a wrong zone stops the start
+        create_app(rig.ra, WebConfig(secrets.token_bytes(32), False, timezone="Mars/Olympus"))
+
+
 # -- forms -----------------------------------------------------------------------------------
 
 
@@ -234,7 +247,8 @@ def test_forms_keep_what_was_typed(app: Flask, rig: RaRig) -> None:
     html = resp.get_data(as_text=True)
     assert resp.status_code == 400 and 'id="form-error"' in html
     assert 'value="north"' in html and 'value="no-such-station"' in html
-    assert "no-such-station" in html  # the RA's own words name the value
+    # the kind of refusal in Chinese; the RA's own words, which name the value, marked English
+    assert "输入未被接受" in html and re.search(r'<span lang="en">[^<]*no-such-station', html)
     resp = post(client, "/batches", {"name": "north", "station": "station-1", "limit": "x"})
     assert 'id="limit-error"' in resp.get_data(as_text=True)
 
