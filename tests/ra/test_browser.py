@@ -87,8 +87,9 @@ def test_axe_finds_what_it_should(browser: Any, base_url: str) -> None:
     """The checker itself: a control without a name and grey-on-grey text are reported."""
     browser.get(base_url + "/login")
     browser.execute_script(
-        "document.getElementById('main').insertAdjacentHTML('beforeend',"
-        " '<p style=\"color:#bbb;background:#ccc\">看不清</p><input id=nameless>');"
+        "const p = document.createElement('p'); p.textContent = '看不清';"
+        "p.style.color = '#bbb'; p.style.background = '#ccc';"
+        "document.getElementById('main').append(p, document.createElement('input'));"
         "document.querySelector('label[for=username]').remove();")
     rules = {v["id"] for v in axe_violations(browser)}
     assert {"color-contrast", "label"} <= rules
@@ -255,6 +256,8 @@ def test_rejection_without_a_reason_keeps_the_page(browser: Any, base_url: str,
     assert "请填写拒绝理由" in text(browser, "reason-error")
     assert browser.find_element(By.ID, "reason").get_attribute("aria-invalid") == "true"
     assert _below(browser, "reason", "reason-error")
+    # the summary has the focus, so a screen reader starts there
+    assert browser.switch_to.active_element.get_attribute("id") == "error-summary"
     screenshot(browser, "10-reject-without-reason")
     assert axe_violations(browser) == []
     assert rig.ra.request(rig.client, rid)["state"] == "submitted"

@@ -174,6 +174,12 @@ def test_the_scan_finds_english(app: Flask) -> None:
     assert {"Requests", "Search"} <= english_words(html)
 
 
+def test_pages_allow_no_inline_script_or_style(app: Flask) -> None:
+    policy = app.test_client().get("/login").headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "unsafe" not in policy
+    assert "frame-ancestors 'none'" in policy
+
+
 def test_language_follows_the_switch_then_the_browser(app: Flask) -> None:
     client = app.test_client()
     assert "登录" in client.get("/login").get_data(as_text=True)  # no preference: Chinese
