@@ -524,8 +524,13 @@ def batches() -> Any:
     listing = Listing.from_args(("name", "station", "authorised_by", "created_at",
                                  "expires_at", "used"), "created_at", default_descending=True)
 
+    open_only = request.args.get("open", "")
+    if open_only not in ("", "0", "1"):
+        raise InputRefused(gettext("Show open (1) or closed (0) batches."))
+
     def page(errors: FormErrors, status: int = 200) -> Any:
-        rows = _ra().batches(_actor())
+        rows = [b for b in _ra().batches(_actor())
+                if not open_only or b["active"] == (open_only == "1")]
         return _paged("batches.html", listing, listing.slice(rows), len(rows), errors=errors,
                       values=request.form), status
 
@@ -592,8 +597,24 @@ def audit() -> Any:
 def officers() -> Any:
     listing = Listing.from_args(("username", "display_name", "roles", "active"), "username")
 
+    text = request.args.get("q", "").strip().lower()
+    role = request.args.get("role", "")
+    account = request.args.get("state", "")
+    if role and role not in {r.value for r in Role}:
+        raise InputRefused(gettext("Choose roles from the list."))
+    if account not in ("", "enabled", "disabled", "locked"):
+        raise InputRefused(gettext("Choose an account state from the list."))
+
+    def shown(o: dict[str, Any]) -> bool:
+        return ((not text or text in o["username"].lower()
+                 or text in o["display_name"].lower())
+                and (not role or role in o["roles"].split(","))
+                and (not account or (account == "locked" and o["locked"])
+                     or (account == "enabled" and o["active"])
+                     or (account == "disabled" and not o["active"])))
+
     def page(errors: FormErrors, status: int = 200) -> Any:
-        rows = _ra().officers(_actor())
+        rows = [o for o in _ra().officers(_actor()) if shown(o)]
         return _paged("officers.html", listing, listing.slice(rows), len(rows), errors=errors,
                       values=request.form, all_roles=[r.value for r in Role],
                       chosen=request.form.getlist("roles")), status

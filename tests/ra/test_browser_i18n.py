@@ -347,6 +347,22 @@ def test_every_list_pages(app: Flask, world: dict[str, Any]) -> None:
         assert 'id="size"' in html, path
 
 
+def test_officers_and_batches_filter(app: Flask, rig: RaRig, world: dict[str, Any]) -> None:
+    admin = log_in(app, "admin")
+    auditors = admin.get("/admin/officers?role=auditor").get_data(as_text=True)
+    listed = re.findall(r'<tr id="officer-([^"]+)">', auditors)
+    assert "auditor" in listed and "officer1" not in listed
+    found = admin.get("/admin/officers?q=OFFICER1").get_data(as_text=True)
+    assert re.findall(r'<tr id="officer-([^"]+)">', found) == ["officer1"]
+    assert admin.get("/admin/officers?role=root").status_code == 400
+    officer = log_in(app, "officer2")
+    rig.ra.authorise_batch(rig.actor("officer1"), "closed-soon", 1, station="station-1")
+    open_ones = officer.get("/batches?open=1").get_data(as_text=True)
+    closed = officer.get("/batches?open=0").get_data(as_text=True)
+    assert "district-7" in open_ones and "district-7" not in closed
+    assert officer.get("/batches?open=maybe").status_code == 400
+
+
 def test_audit_view_filters(app: Flask, rig: RaRig, world: dict[str, Any]) -> None:
     client = log_in(app, "auditor")
     html = client.get("/audit?action=ra.batch&size=10").get_data(as_text=True)
