@@ -150,9 +150,16 @@ class FormErrors(dict[str, str]):
 
     FORM = "_form"
 
-    def service(self, exc: RAError) -> None:
-        """A refusal from the RA itself: its kind in the reader's language, and the RA's own
-        words (which name the value concerned; English, and marked so) beside it."""
+    def service(self, exc: RAError,
+                known: dict[type[RAError], tuple[str, str]] | None = None) -> None:
+        """A refusal from the RA itself. One the form knows (``known``: error class -> field
+        and message) is put at its field in the reader's language; any other is its kind in
+        the reader's language with the RA's own words (which name the value concerned;
+        English, and marked so) beside it."""
+        for kind, (field, message) in (known or {}).items():
+            if isinstance(exc, kind):
+                self[field] = message
+                return
         self[self.FORM] = Markup('{} <span lang="en">{}</span>').format(_refusal_title(exc),
                                                                         str(exc))
 
@@ -449,7 +456,11 @@ def revoke() -> Any:
                                                reason=reason_code,
                                                comment=request.form.get("reason", ""))
             except (BadRequest, NotFound, Conflict) as exc:
-                errors.service(exc)
+                field = "card_number" if card_number else "serial"
+                errors.service(exc, {
+                    NotFound: (field, gettext("No such card or certificate is known to the RA.")),
+                    Conflict: (field, gettext("Nothing left to revoke: the certificates are "
+                                              "already revoked."))})
         if errors:
             return _form_page("revoke.html", errors, choices=choices)
         flash(gettext("Request submitted."), "info")
@@ -511,7 +522,8 @@ def recoveries() -> Any:
                 info = _ra().submit_key_recovery(_actor(), enc_serial, spki,
                                                  request.form.get("reason", ""))
             except (BadRequest, NotFound, Conflict) as exc:
-                errors.service(exc)
+                errors.service(exc, {NotFound: ("enc_serial", gettext(
+                    "No card holds an encryption certificate with this serial."))})
         if errors:
             return page(errors, 400)
         flash(gettext("Request submitted."), "info")
@@ -562,7 +574,8 @@ def batches() -> Any:
                                       cardholders=listed or None,
                                       valid_for=dt.timedelta(hours=hours))
             except (BadRequest, Conflict) as exc:
-                errors.service(exc)
+                errors.service(exc, {Conflict: ("name", gettext(
+                    "A batch of this name exists already; choose another name."))})
         if errors:
             return page(errors, 400)
         flash(gettext("Batch authorised."), "info")
@@ -644,7 +657,8 @@ def officers() -> Any:
                                   form.get("display_name", "").strip(), form.get("password", ""),
                                   roles, person_id=form.get("person_id", "").strip())
             except (BadRequest, Conflict) as exc:
-                errors.service(exc)
+                errors.service(exc, {Conflict: ("username", gettext(
+                    "This user name is taken; choose another."))})
         if errors:
             return page(errors, 400)
         flash(gettext("Account added; a second administrator enables it."), "info")

@@ -257,6 +257,15 @@ def test_forms_keep_what_was_typed(app: Flask, rig: RaRig) -> None:
     assert "输入未被接受" in html and re.search(r'<span lang="en">[^<]*no-such-station', html)
     resp = post(client, "/batches", {"name": "north", "station": "station-1", "limit": "x"})
     assert 'id="limit-error"' in resp.get_data(as_text=True)
+    # refusals the form knows are said at their field, in Chinese
+    resp = post(client, "/revoke", {"card_number": "E99999999", "reason": "挂失"})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 400 and 'id="card_number-error"' in html
+    assert "没有这张卡" in html and 'value="E99999999"' in html
+    rig.ra.authorise_batch(rig.actor("officer1"), "taken-name", 1, station="station-1")
+    resp = post(client, "/batches", {"name": "taken-name", "station": "station-1",
+                                     "limit": "1", "valid_hours": "1"})
+    assert "已有同名批次" in resp.get_data(as_text=True)
 
 
 def test_all_four_roles_can_be_created(app: Flask, rig: RaRig) -> None:
