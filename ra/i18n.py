@@ -123,6 +123,67 @@ REASONS = {
     RevocationReason.privilegeWithdrawn.name: _l("Privilege withdrawn"),
     RevocationReason.aACompromise.name: _l("Attribute authority compromised"),
 }
+#: names of the audit log's actions (sscard.audit.actions.AuditAction), by code
+ACTIONS = {
+    "ca.hierarchy.init": _l("CA hierarchy set up"),
+    "ca.hierarchy.import_issuing": _l("Issuing CA imported"),
+    "ca.certificate.issue": _l("Certificate issued"),
+    "ca.certificate.revoke": _l("Certificate revoked"),
+    "ca.crl.issue": _l("CRL issued"),
+    "ca.api.refused": _l("CA request refused"),
+    "ca.issue.dual_control": _l("Issuance under dual control"),
+    "ca.principal.add": _l("CA caller added"),
+    "ca.principal.remove": _l("CA caller removed"),
+    "ca.admin.add": _l("CA administrator added"),
+    "ca.admin.remove": _l("CA administrator removed"),
+    "kmc.ceremony.run": _l("Key ceremony held"),
+    "kmc.ceremony.unseal": _l("Key centre unsealed"),
+    "kmc.caller.add": _l("Key centre caller added"),
+    "kmc.caller.deactivate": _l("Key centre caller deactivated"),
+    "kmc.escrow.generate": _l("Escrowed key generated"),
+    "kmc.escrow.certificate": _l("Escrowed key's certificate recorded"),
+    "kmc.recovery.request": _l("Key recovery requested"),
+    "kmc.recovery.judicial.request": _l("Judicial key recovery requested"),
+    "kmc.recovery.approve": _l("Key recovery approved"),
+    "kmc.recovery.reject": _l("Key recovery rejected"),
+    "kmc.recovery.complete": _l("Key recovered"),
+    "kmc.cardkey.generate": _l("Card keys generated"),
+    "kmc.cardkey.import_root": _l("Card root key imported"),
+    "kmc.cardkey.export_psam": _l("Keys exported for a PSAM"),
+    "ra.access": _l("Page or action refused"),
+    "ra.csrf": _l("Form without a valid security token"),
+    "ra.login": _l("Log-in"),
+    "ra.logout": _l("Log-out"),
+    "ra.officer.add": _l("Officer added"),
+    "ra.officer.certificate": _l("Officer's certificate registered"),
+    "ra.officer.unlock": _l("Officer unlocked"),
+    "ra.officer.enable": _l("Officer enabled"),
+    "ra.officer.disable": _l("Officer disabled"),
+    "ra.officer.password": _l("Password changed"),
+    "ra.client.add": _l("Station added"),
+    "ra.batch.authorise": _l("Batch authorised"),
+    "ra.card.activate": _l("Card activated"),
+    "ra.enrollment.submit": _l("Enrollment submitted"),
+    "ra.enrollment.issue": _l("Card certificates issued"),
+    "ra.enrollment.rollback": _l("Enrollment rolled back"),
+    "ra.request.approve": _l("Request approved"),
+    "ra.request.reject": _l("Request rejected"),
+    "ra.revocation.submit": _l("Revocation submitted"),
+    "ra.revocation.execute": _l("Revocation carried out"),
+    "ra.renewal.submit": _l("Renewal submitted"),
+    "ra.renewal.issue": _l("Renewed certificate issued"),
+    "ra.recovery.submit": _l("Key recovery submitted"),
+    "ra.recovery.execute": _l("Key recovery carried out"),
+    "gateway.sign": _l("Signed"),
+    "gateway.sign_batch": _l("Signed in a batch"),
+    "gateway.verify": _l("Signature verified"),
+    "gateway.verify_batch": _l("Signatures verified in a batch"),
+    "gateway.encrypt": _l("Encrypted"),
+    "gateway.decrypt": _l("Decrypted"),
+    "gateway.status": _l("Certificate status checked"),
+    "gateway.cardholder_challenge": _l("Cardholder challenge issued"),
+    "gateway.cardholder_verify": _l("Cardholder verified"),
+}
 #: the reasons an officer may pick when revoking a card's certificates
 REVOCATION_CHOICES = ("keyCompromise", "affiliationChanged", "superseded",
                       "cessationOfOperation", "unspecified")
@@ -173,6 +234,9 @@ class _Names:
 
     def outcome(self, code: Any) -> str:
         return _table(OUTCOMES, code)
+
+    def action(self, code: Any) -> str:
+        return _table(ACTIONS, code)
 
     def reason(self, code: Any) -> str:
         return _table(REASONS, code)

@@ -30,7 +30,7 @@ CATALOGS = i18n.TRANSLATIONS
 LOCALES = ("zh_Hans_CN", "en")
 
 #: ASCII words a Chinese page may carry: abbreviations that are Chinese usage too
-ALLOWED_WORDS = {"SHA", "PEM", "Base", "English"}
+ALLOWED_WORDS = {"SHA", "PEM", "Base", "PSAM", "English"}
 
 
 # -- the catalogs ----------------------------------------------------------------------------
@@ -205,6 +205,12 @@ def test_codes_are_shown_as_names(app: Flask, world: dict[str, Any]) -> None:
     assert world["ssn"] and "keyCompromise" not in html
 
 
+def test_every_audit_action_has_a_name() -> None:
+    from sscard.audit.actions import AuditAction
+
+    assert {a.value for a in AuditAction} == set(i18n.ACTIONS)
+
+
 def test_times_are_local_with_the_zone(app: Flask, world: dict[str, Any]) -> None:
     html = log_in(app, "officer2").get(f"/requests/{world['pending']}").get_data(as_text=True)
     shown = re.search(r'<time datetime="([^"]+)">([^<]+)</time>', html)
@@ -376,7 +382,7 @@ def test_audit_view_filters(app: Flask, rig: RaRig, world: dict[str, Any]) -> No
     client = log_in(app, "auditor")
     html = client.get("/audit?action=ra.batch&size=10").get_data(as_text=True)
     actions = set(re.findall(r'<code translate="no">([a-z._]+)</code>', html))
-    assert actions == {"ra.batch.authorise"}
+    assert actions == {"ra.batch.authorise"} and "授权批次" in html
     assert "<details>" in html and "{&#34;" not in html  # details expandable, not raw JSON
     by_actor = client.get("/audit?actor=officer:officer2&size=10").get_data(as_text=True)
     assert re.findall(r'<td translate="no">(officer:[a-z0-9]+)</td>', by_actor)
