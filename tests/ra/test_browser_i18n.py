@@ -388,6 +388,14 @@ def test_audit_view_filters(app: Flask, rig: RaRig, world: dict[str, Any]) -> No
     assert re.findall(r'<td translate="no">(officer:[a-z0-9]+)</td>', by_actor)
     assert set(re.findall(r'<td translate="no">(officer:[a-z0-9]+)</td>', by_actor)) == {
         "officer:officer2"}
+    # unfiltered, newest first, page after page without gaps or overlaps
+    newest = rig.audit.size()
+    seqs = [int(n) for page in (1, 2) for n in re.findall(
+        r"<tr><td>(\d+)</td>", client.get(f"/audit?size=10&page={page}").get_data(
+            as_text=True))]
+    assert seqs[:20] == list(range(newest, newest - 20, -1))[:len(seqs[:20])]
+    assert len(seqs) == 20
+    assert 'id="empty"' in client.get("/audit?size=100&page=99999").get_data(as_text=True)
     future = client.get("/audit?since=2999-01-01").get_data(as_text=True)
     assert 'id="empty"' in future
     bad = client.get("/audit?since=yesterday")
