@@ -128,6 +128,12 @@ def _my_roles() -> frozenset[str]:
     return frozenset() if actor is None else frozenset(r.value for r in actor.roles)
 
 
+def may(endpoint: str) -> bool:
+    """May the caller open ``endpoint``? From ACCESS and the database's roles: the menu and
+    the links offer only what the server would allow."""
+    return bool(_my_roles() & ACCESS.get(endpoint, frozenset()))
+
+
 def csrf_token() -> str:
     token = session.get("csrf")
     if not token:
@@ -487,7 +493,7 @@ def search() -> Any:
         listing = Listing.from_args(("ssn", "name", "birth_date"), "ssn")
         rows = _ra().search_cardholders(_actor(), text)
     return _paged("search.html", listing, listing.slice(rows), len(rows), q=text, what=what,
-                  may_revoke=bool(_my_roles() & {OPERATOR, OFFICER}))
+                  may_revoke=may("ui.revoke"))
 
 
 @ui.route("/recoveries", methods=["GET", "POST"])
@@ -809,7 +815,7 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
     app.register_blueprint(api)
     limit_json(app)  # a deeply nested body is a 400, not a RecursionError
     i18n.init_app(app, config.timezone)
-    app.jinja_env.globals.update(csrf_token=csrf_token, my_roles=_my_roles)
+    app.jinja_env.globals.update(csrf_token=csrf_token, my_roles=_my_roles, may=may)
     httpops.install(app, "ra", {"database": httpops.database_check(ra.engine)})
     # signed requests seen, in the RA's database: every worker refuses a replay
     app.extensions["sscard_ra_signatures"] = httpsig.RequestVerifier(

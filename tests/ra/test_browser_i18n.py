@@ -317,6 +317,21 @@ def test_menu_follows_the_database_not_the_session(app: Flask, rig: RaRig) -> No
     assert 'id="nav-audit"' in html
 
 
+MENU = {"nav-queue": "/", "nav-search": "/search", "nav-revoke": "/revoke",
+        "nav-recoveries": "/recoveries", "nav-batches": "/batches", "nav-audit": "/audit",
+        "nav-officers": "/admin/officers", "nav-password": "/account/password"}
+
+
+@pytest.mark.parametrize("user", ["operator", "officer1", "auditor", "admin"])
+def test_the_menu_offers_exactly_what_opens(app: Flask, user: str) -> None:
+    client = log_in(app, user)
+    offered = set(re.findall(r'<a id="(nav-[a-z]+)"', client.get("/account/password")
+                             .get_data(as_text=True)))
+    for link, path in MENU.items():
+        status = client.get(path).status_code
+        assert (status == 200) == (link in offered), (user, path, status)
+
+
 # -- lists -----------------------------------------------------------------------------------
 
 
