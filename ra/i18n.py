@@ -1,189 +1,260 @@
-"""The RA web UI's message catalogue: Chinese (default) and English. Templates call ``_(key)``;
-a key missing from a language falls back to English, then to the key itself."""
+"""The RA web UI's languages: gettext catalogs (ra/translations/<locale>/LC_MESSAGES/messages.po,
+compiled to .mo) through Flask-Babel, Simplified Chinese by default (zh_CN, which CLDR and so
+the catalog directory spell zh_Hans_CN) and English complete.
+
+The language is the officer's choice (the switch on every page, kept in the session), else the
+browser's Accept-Language, else Chinese. Codes are shown as names here: the national code tables
+(sscard.codetables), the RA's request kinds and states, roles, card and certificate states and
+RFC 5280 revocation reasons; raw codes stay in the JSON API. Times are shown in the RA's zone
+(Asia/Shanghai unless configured) with the offset written out.
+
+After editing a template or a message in ra/web.py: ``make translations`` (extract, update,
+compile); tests/ra/test_browser_i18n.py fails while a message is untranslated or a .mo is stale."""
 
 from __future__ import annotations
 
-LANGUAGES = ("zh", "en")
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from flask import Flask, request, session
+from flask_babel import Babel, get_locale, lazy_gettext
+
+from sscard import codetables
+from sscard.x509.values import RevocationReason
+
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+#: the language switch's codes (kept in the session) -> gettext locales
+LANGUAGES: Mapping[str, str] = {"zh": "zh_Hans_CN", "en": "en"}
 DEFAULT_LANGUAGE = "zh"
+DEFAULT_TIMEZONE = "Asia/Shanghai"
 
-MESSAGES: dict[str, dict[str, str]] = {
-    "en": {
-        "title": "Registration Authority",
-        "login": "Log in",
-        "logout": "Log out",
-        "username": "User name",
-        "password": "Password",
-        "certificate_login": "Log in with my card",
-        "challenge": "Challenge (sign it with your card: sscard card sign)",
-        "signature": "Signature (base64)",
-        "queue": "Pending requests",
-        "request": "Request",
-        "kind": "Type",
-        "state": "State",
-        "requested_by": "Requested by",
-        "created": "Created",
-        "approvals": "Approvals",
-        "needed": "needed",
-        "cardholder": "Cardholder",
-        "card": "Card",
-        "csr": "Certificate request",
-        "subject": "Subject",
-        "key_algorithm": "Key algorithm",
-        "signature_algorithm": "Signature algorithm",
-        "key_fingerprint": "Public key SHA-256",
-        "reason": "Reason",
-        "approve": "Approve",
-        "reject": "Reject",
-        "decisions": "Decisions",
-        "revoke": "Revoke",
-        "revoke_card": "Revoke a card's certificates (lost card)",
-        "card_number": "Card number",
-        "serial": "Certificate serial",
-        "revocation_reason": "Revocation reason",
-        "submit": "Submit",
-        "search": "Search",
-        "search_hint": "Social security number, name or certificate serial",
-        "cardholders": "Cardholders",
-        "certificates": "Certificates",
-        "recoveries": "Key recovery",
-        "recovery_request": "Request recovery of an encryption key onto a new card",
-        "enc_serial": "Encryption certificate serial",
-        "new_card_key": "New card's signing public key (PEM)",
-        "batches": "Pre-authorised batches",
-        "batch_name": "Batch name",
-        "limit": "Number of enrollments",
-        "audit": "Audit log",
-        "officers": "Officers",
-        "display_name": "Display name",
-        "roles": "Roles",
-        "locked": "Locked",
-        "unlock": "Unlock",
-        "change_password": "Change password",
-        "new_password": "New password",
-        "new_password_again": "New password again",
-        "person_id": "ID number (the person behind the account)",
-        "active": "Enabled",
-        "pending_by": "Proposed by",
-        "enable": "Enable",
-        "disable": "Disable",
-        "station": "Station (API client)",
-        "batch_cardholders": "Cardholders (social security numbers, one a line; empty: any)",
-        "valid_hours": "Valid for (hours)",
-        "add": "Add",
-        "nothing": "Nothing here.",
-        "ssn": "Social security number",
-        "name": "Name",
-        "sex": "Sex",
-        "ethnicity": "Ethnicity",
-        "birthplace": "Birthplace",
-        "birth_date": "Birth date",
-        "status": "Status",
-        "use": "Use",
-        "error": "Error",
-        "csrf_refused": "The form was refused: its security token is missing or wrong. Reload "
-                        "the page and try again.",
-        "forbidden": "Your role does not allow this.",
-        "not_logged_in": "Please log in.",
-        "approved_msg": "Decision recorded.",
-        "submitted_msg": "Request submitted.",
-        "logged_out": "Logged out.",
-        "language": "中文",
-        "time": "Time",
-        "actor": "Actor",
-        "action": "Action",
-        "object": "Object",
-        "outcome": "Outcome",
-        "details": "Details",
-    },
-    "zh": {
-        "title": "注册审核系统 (RA)",
-        "login": "登录",
-        "logout": "退出",
-        "username": "用户名",
-        "password": "密码",
-        "certificate_login": "使用本人社保卡登录",
-        "challenge": "挑战值 (请用社保卡签名: sscard card sign)",
-        "signature": "签名值 (base64)",
-        "queue": "待审核申请",
-        "request": "申请",
-        "kind": "类型",
-        "state": "状态",
-        "requested_by": "申请人",
-        "created": "提交时间",
-        "approvals": "审批",
-        "needed": "需要",
-        "cardholder": "持卡人",
-        "card": "社保卡",
-        "csr": "证书请求",
-        "subject": "主体",
-        "key_algorithm": "密钥算法",
-        "signature_algorithm": "签名算法",
-        "key_fingerprint": "公钥 SHA-256",
-        "reason": "理由",
-        "approve": "批准",
-        "reject": "拒绝",
-        "decisions": "审批记录",
-        "revoke": "撤销",
-        "revoke_card": "撤销社保卡证书 (挂失)",
-        "card_number": "卡号",
-        "serial": "证书序列号",
-        "revocation_reason": "撤销原因",
-        "submit": "提交",
-        "search": "查询",
-        "search_hint": "社会保障号码、姓名或证书序列号",
-        "cardholders": "持卡人",
-        "certificates": "证书",
-        "recoveries": "密钥恢复",
-        "recovery_request": "申请将加密密钥恢复到新卡",
-        "enc_serial": "加密证书序列号",
-        "new_card_key": "新卡签名公钥 (PEM)",
-        "batches": "预授权批次",
-        "batch_name": "批次名称",
-        "limit": "申请数量",
-        "audit": "审计日志",
-        "officers": "操作员管理",
-        "display_name": "显示名称",
-        "roles": "角色",
-        "locked": "已锁定",
-        "unlock": "解锁",
-        "change_password": "修改密码",
-        "new_password": "新密码",
-        "new_password_again": "再次输入新密码",
-        "person_id": "身份证号码 (账户所属的人)",
-        "active": "已启用",
-        "pending_by": "提议人",
-        "enable": "启用",
-        "disable": "停用",
-        "station": "工作站 (API 客户端)",
-        "batch_cardholders": "持卡人 (社会保障号码, 每行一个; 留空: 不限)",
-        "valid_hours": "有效期 (小时)",
-        "add": "添加",
-        "nothing": "暂无记录。",
-        "ssn": "社会保障号码",
-        "name": "姓名",
-        "sex": "性别",
-        "ethnicity": "民族",
-        "birthplace": "出生地",
-        "birth_date": "出生日期",
-        "status": "状态",
-        "use": "用途",
-        "error": "错误",
-        "csrf_refused": "表单被拒绝: 安全令牌缺失或错误。请刷新页面后重试。",
-        "forbidden": "您的角色无权执行此操作。",
-        "not_logged_in": "请先登录。",
-        "approved_msg": "审批已记录。",
-        "submitted_msg": "申请已提交。",
-        "logged_out": "已退出。",
-        "language": "English",
-        "time": "时间",
-        "actor": "操作者",
-        "action": "操作",
-        "object": "对象",
-        "outcome": "结果",
-        "details": "详情",
-    },
+
+def language() -> str:
+    """"zh" or "en": the session's choice, else the browser's, else Chinese."""
+    chosen = session.get("lang")
+    if chosen in LANGUAGES:
+        return str(chosen)
+    best = request.accept_languages.best_match(["zh-CN", "zh", "en"]) if request else None
+    if best is None:
+        return DEFAULT_LANGUAGE
+    return "en" if best == "en" else "zh"
+
+
+def _locale() -> str:
+    return LANGUAGES[language()]
+
+
+def init_app(app: Flask, timezone: str = DEFAULT_TIMEZONE) -> None:
+    ZoneInfo(timezone)  # an unknown zone fails at start-up, not on the first page
+    app.config.update(BABEL_DEFAULT_LOCALE="zh_Hans_CN", BABEL_DEFAULT_TIMEZONE=timezone,
+                      BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS))
+    Babel(app, locale_selector=_locale)
+    app.extensions["sscard_ra_timezone"] = timezone
+    app.jinja_env.globals.update(lang=language, names=NAMES)
+    app.jinja_env.filters.update(localtime=localtime, zone_name=zone_name)
+
+
+def _zone() -> ZoneInfo:
+    from flask import current_app
+
+    return ZoneInfo(current_app.extensions.get("sscard_ra_timezone", DEFAULT_TIMEZONE))
+
+
+def _as_datetime(value: str | dt.datetime) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        when = value
+    else:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def localtime(value: str | dt.datetime | None) -> str:
+    """A stored time (ISO 8601, UTC) in the RA's zone, with its offset: 2026-03-01 17:05:09
+    +08:00 (the zone's name is in every page's footer)."""
+    if not value:
+        return ""
+    return format_datetime(_as_datetime(value), "yyyy-MM-dd HH:mm:ss xxx", tzinfo=_zone(),
+                           locale=str(get_locale()))
+
+
+def zone_name(_value: Any = None) -> str:
+    """The RA's zone as the reader's language names it (中国标准时间, China Standard Time)."""
+    return format_datetime(dt.datetime.now(dt.UTC), "zzzz", tzinfo=_zone(),
+                           locale=str(get_locale()))
+
+
+def parse_local(text: str, end_of_day: bool = False) -> dt.datetime:
+    """A date (YYYY-MM-DD) or date and time typed by a user, in the RA's zone; a bare date
+    taken as the start of that day, or the start of the next with ``end_of_day``."""
+    when = dt.datetime.fromisoformat(text.strip())
+    if end_of_day and len(text.strip()) == 10:
+        when += dt.timedelta(days=1)
+    return when.replace(tzinfo=_zone()) if when.tzinfo is None else when
+
+
+_l = lazy_gettext
+
+KINDS = {"enrollment": _l("Enrollment"), "revocation": _l("Revocation"),
+         "renewal": _l("Renewal"), "key_recovery": _l("Key recovery")}
+STATES = {"submitted": _l("Waiting for a decision"), "approved": _l("Approved, being carried out"),
+          "done": _l("Done"), "rejected": _l("Rejected"), "failed": _l("Failed")}
+ROLES = {"operator": _l("Operator"), "officer": _l("Officer"), "auditor": _l("Auditor"),
+         "administrator": _l("Administrator")}
+DECISIONS = {"approve": _l("Approved"), "reject": _l("Rejected")}
+CARD_STATES = {"personalising": _l("Being personalised"), "active": _l("In use"),
+               "spoiled": _l("Spoiled (not issued)"), "revoked": _l("Revoked")}
+CERT_STATES = {"good": _l("Valid"), "revoked": _l("Revoked"), "unknown": _l("Unknown")}
+USES = {"sign": _l("Signing"), "enc": _l("Encryption")}
+OUTCOMES = {"success": _l("Succeeded"), "denied": _l("Denied"), "failure": _l("Failed"),
+            "attempt": _l("Attempted"), "error": _l("Error"), "info": _l("Information")}
+REASONS = {
+    RevocationReason.unspecified.name: _l("Unspecified"),
+    RevocationReason.keyCompromise.name: _l("Key compromised (card lost or stolen)"),
+    RevocationReason.cACompromise.name: _l("CA compromised"),
+    RevocationReason.affiliationChanged.name: _l("Cardholder's details changed"),
+    RevocationReason.superseded.name: _l("Replaced by a new card"),
+    RevocationReason.cessationOfOperation.name: _l("Card withdrawn from use"),
+    RevocationReason.certificateHold.name: _l("On hold"),
+    RevocationReason.removeFromCRL.name: _l("Removed from the CRL"),
+    RevocationReason.privilegeWithdrawn.name: _l("Privilege withdrawn"),
+    RevocationReason.aACompromise.name: _l("Attribute authority compromised"),
 }
+#: names of the audit log's actions (sscard.audit.actions.AuditAction), by code
+ACTIONS = {
+    "ca.hierarchy.init": _l("CA hierarchy set up"),
+    "ca.hierarchy.import_issuing": _l("Issuing CA imported"),
+    "ca.certificate.issue": _l("Certificate issued"),
+    "ca.certificate.revoke": _l("Certificate revoked"),
+    "ca.crl.issue": _l("CRL issued"),
+    "ca.api.refused": _l("CA request refused"),
+    "ca.issue.dual_control": _l("Issuance under dual control"),
+    "ca.principal.add": _l("CA caller added"),
+    "ca.principal.remove": _l("CA caller removed"),
+    "ca.admin.add": _l("CA administrator added"),
+    "ca.admin.remove": _l("CA administrator removed"),
+    "kmc.ceremony.run": _l("Key ceremony held"),
+    "kmc.ceremony.unseal": _l("Key centre unsealed"),
+    "kmc.caller.add": _l("Key centre caller added"),
+    "kmc.caller.deactivate": _l("Key centre caller deactivated"),
+    "kmc.escrow.generate": _l("Escrowed key generated"),
+    "kmc.escrow.certificate": _l("Escrowed key's certificate recorded"),
+    "kmc.recovery.request": _l("Key recovery requested"),
+    "kmc.recovery.judicial.request": _l("Judicial key recovery requested"),
+    "kmc.recovery.approve": _l("Key recovery approved"),
+    "kmc.recovery.reject": _l("Key recovery rejected"),
+    "kmc.recovery.complete": _l("Key recovered"),
+    "kmc.cardkey.generate": _l("Card keys generated"),
+    "kmc.cardkey.import_root": _l("Card root key imported"),
+    "kmc.cardkey.export_psam": _l("Keys exported for a PSAM"),
+    "ra.access": _l("Page or action refused"),
+    "ra.csrf": _l("Form without a valid security token"),
+    "ra.login": _l("Log-in"),
+    "ra.logout": _l("Log-out"),
+    "ra.officer.add": _l("Officer added"),
+    "ra.officer.certificate": _l("Officer's certificate registered"),
+    "ra.officer.unlock": _l("Officer unlocked"),
+    "ra.officer.enable": _l("Officer enabled"),
+    "ra.officer.disable": _l("Officer disabled"),
+    "ra.officer.password": _l("Password changed"),
+    "ra.client.add": _l("Station added"),
+    "ra.batch.authorise": _l("Batch authorised"),
+    "ra.card.activate": _l("Card activated"),
+    "ra.enrollment.submit": _l("Enrollment submitted"),
+    "ra.enrollment.issue": _l("Card certificates issued"),
+    "ra.enrollment.rollback": _l("Enrollment rolled back"),
+    "ra.request.approve": _l("Request approved"),
+    "ra.request.reject": _l("Request rejected"),
+    "ra.revocation.submit": _l("Revocation submitted"),
+    "ra.revocation.execute": _l("Revocation carried out"),
+    "ra.renewal.submit": _l("Renewal submitted"),
+    "ra.renewal.issue": _l("Renewed certificate issued"),
+    "ra.recovery.submit": _l("Key recovery submitted"),
+    "ra.recovery.execute": _l("Key recovery carried out"),
+    "gateway.sign": _l("Signed"),
+    "gateway.sign_batch": _l("Signed in a batch"),
+    "gateway.verify": _l("Signature verified"),
+    "gateway.verify_batch": _l("Signatures verified in a batch"),
+    "gateway.encrypt": _l("Encrypted"),
+    "gateway.decrypt": _l("Decrypted"),
+    "gateway.status": _l("Certificate status checked"),
+    "gateway.cardholder_challenge": _l("Cardholder challenge issued"),
+    "gateway.cardholder_verify": _l("Cardholder verified"),
+}
+#: the reasons an officer may pick when revoking a card's certificates
+REVOCATION_CHOICES = ("keyCompromise", "affiliationChanged", "superseded",
+                      "cessationOfOperation", "unspecified")
 
 
-def translate(language: str, key: str) -> str:
-    return MESSAGES.get(language, {}).get(key) or MESSAGES["en"].get(key) or key
+def _table(table: Mapping[str, Any], code: Any) -> str:
+    """A code's name; a code the table does not know is shown as it is."""
+    if code is None:
+        return ""
+    name = table.get(str(code))
+    return str(code) if name is None else str(name)
+
+
+def _coded(lookup: Any, code: Any) -> str:
+    if code is None:
+        return ""
+    found = lookup(str(code), language())
+    return f"{code}" if found is None else str(found)
+
+
+#: the names templates show for codes: ``names.kind(r.kind)``
+class _Names:
+    def kind(self, code: Any) -> str:
+        return _table(KINDS, code)
+
+    def state(self, code: Any) -> str:
+        return _table(STATES, code)
+
+    def role(self, code: Any) -> str:
+        return _table(ROLES, code)
+
+    def roles(self, codes: str | list[str]) -> str:
+        listed = codes.split(",") if isinstance(codes, str) else codes
+        return "、".join(self.role(c) for c in listed if c) if language() == "zh" else \
+            ", ".join(self.role(c) for c in listed if c)
+
+    def decision(self, code: Any) -> str:
+        return _table(DECISIONS, code)
+
+    def card_state(self, code: Any) -> str:
+        return _table(CARD_STATES, code)
+
+    def cert_state(self, code: Any) -> str:
+        return _table(CERT_STATES, code)
+
+    def use(self, code: Any) -> str:
+        return _table(USES, code)
+
+    def outcome(self, code: Any) -> str:
+        return _table(OUTCOMES, code)
+
+    def action(self, code: Any) -> str:
+        return _table(ACTIONS, code)
+
+    def reason(self, code: Any) -> str:
+        return _table(REASONS, code)
+
+    def sex(self, code: Any) -> str:
+        return _coded(codetables.sex_name, code)
+
+    def ethnicity(self, code: Any) -> str:
+        return _coded(codetables.ethnicity_name, code)
+
+    def region(self, code: Any) -> str:
+        return _coded(codetables.region_name, code)
+
+    def birth_date(self, code: Any) -> str:
+        text = str(code or "")
+        if len(text) == 8 and text.isdigit():
+            return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+        return text
+
+
+NAMES = _Names()

@@ -57,7 +57,7 @@ from ra.models import (
 from ra.policy import BatchFacts, Decision, Policy, RequestFacts, batch_covers, decide
 from ra.ports import CaPort, KmcPort
 from sscard import httpsig
-from sscard.audit.log import AuditLog
+from sscard.audit.log import AuditLog, format_time
 from sscard.card.codec import CodecError
 from sscard.card.records import HolderData
 from sscard.card.validation import CardDataError
@@ -1006,13 +1006,7 @@ class RegistrationAuthority:
             if actor.client or me is None or not me.active:
                 op.deny("no enabled officer account")
                 raise Forbidden(f"{actor.name} has no enabled officer account")
-            requester = s.scalar(select(Officer).where(Officer.username == req.requested_by))
-            decided = list(s.scalars(select(Approval).where(Approval.request_id == req.id)))
-            facts = RequestFacts(
-                RequestKind(req.kind), RequestState(req.state), req.requested_by,
-                [a.person or a.officer for a in decided if a.decision == "approve"],
-                [a.person or a.officer for a in decided if a.decision == "reject"],
-                requester.person if requester is not None else None)
+            facts = self._facts(s, req)
             verdict = decide(self.config.policy, facts, actor.name, me.role_set(), approve,
                              me.person)
             if not verdict.allowed:
@@ -1030,6 +1024,28 @@ class RegistrationAuthority:
             if req.kind == RequestKind.KEY_RECOVERY and approve:
                 self._kmc_recovery_approval(s, req, actor.name)
             return req.state == RequestState.APPROVED
+
+    @staticmethod
+    def _facts(s: Session, req: Request) -> RequestFacts:
+        requester = s.scalar(select(Officer).where(Officer.username == req.requested_by))
+        decided = list(s.scalars(select(Approval).where(Approval.request_id == req.id)))
+        return RequestFacts(
+            RequestKind(req.kind), RequestState(req.state), req.requested_by,
+            [a.person or a.officer for a in decided if a.decision == "approve"],
+            [a.person or a.officer for a in decided if a.decision == "reject"],
+            requester.person if requester is not None else None)
+
+    def may_decide(self, actor: Actor, request_id: str) -> Decision:
+        """Would the policy let ``actor`` decide this request now? The UI offers approve and
+        reject only when it would (the decision itself is checked again when it is made)."""
+        self._need(actor, Role.OPERATOR, Role.OFFICER, Role.AUDITOR)
+        with self._tx() as s:
+            req = self._request(s, request_id)
+            me = s.scalar(select(Officer).where(Officer.username == actor.name))
+            if actor.client or me is None or not me.active:
+                return Decision(False, f"{actor.name} has no enabled officer account")
+            return decide(self.config.policy, self._facts(s, req), actor.name, me.role_set(),
+                          True, me.person)
 
     def _claim(self, request_id: str) -> bool:
         """Take the right to carry out an approved request: exactly one caller gets it (the
@@ -1379,6 +1395,45 @@ class RegistrationAuthority:
                 q = q.where(Request.kind == kind)
             return [self._info(s, r) for r in s.scalars(q.order_by(Request.id).limit(500))]
 
+    #: the orders a request list may be sorted in (the UI's column names)
+    REQUEST_ORDERS: dict[str, Any] = {"created": Request.id, "kind": Request.kind,
+                                      "state": Request.state,
+                                      "requested_by": Request.requested_by}
+
+    def requests_page(self, actor: Actor, *, state: RequestState | None = None,
+                      kind: RequestKind | None = None, sort: str = "created",
+                      descending: bool = False, offset: int = 0,
+                      limit: int = 20) -> tuple[list[dict[str, Any]], int]:
+        """One page of requests (state and kind filters, sorted by a REQUEST_ORDERS key) and
+        how many match in all."""
+        self._need(actor, Role.OPERATOR, Role.OFFICER, Role.AUDITOR)
+        order = self.REQUEST_ORDERS.get(sort)
+        if order is None:
+            raise BadRequest(f"cannot sort requests by {sort!r}")
+        with self._tx() as s:
+            q = select(Request)
+            if state is not None:
+                q = q.where(Request.state == state)
+            if kind is not None:
+                q = q.where(Request.kind == kind)
+            total = int(s.scalar(select(func.count()).select_from(q.subquery())) or 0)
+            q = q.order_by(order.desc() if descending else order, Request.id)
+            rows = [self._info(s, r) for r in s.scalars(q.offset(offset).limit(limit))]
+            return rows, total
+
+    def batches(self, actor: Actor) -> list[dict[str, Any]]:
+        """The pre-authorised batches, newest first."""
+        self._need(actor, Role.OFFICER, Role.AUDITOR)
+        with self._tx() as s:
+            return [{"name": b.name, "authorised_by": b.authorised_by, "limit": b.limit,
+                     "used": b.used, "active": b.active, "station": b.station,
+                     "cardholders": None if b.cardholders is None
+                     else len(json.loads(b.cardholders)),
+                     "created_at": b.created_at.isoformat(),
+                     "expires_at": None if b.expires_at is None else b.expires_at.isoformat()}
+                    for b in s.scalars(select(BatchAuthorisation)
+                                       .order_by(BatchAuthorisation.id.desc()))]
+
     def search_cardholders(self, actor: Actor, text: str) -> list[dict[str, Any]]:
         self._need(actor, Role.OPERATOR, Role.OFFICER, Role.AUDITOR)
         text = text.strip()
@@ -1433,6 +1488,37 @@ class RegistrationAuthority:
                  "action": r.record.action, "object": r.record.object,
                  "outcome": r.record.outcome, "details": r.record.details}
                 for r in reversed(list(self.audit.records(start)))]
+
+    def audit_page(self, actor: Actor, *, action: str | None = None,
+                   actor_name: str | None = None, since: dt.datetime | None = None,
+                   until: dt.datetime | None = None, offset: int = 0,
+                   limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+        """One page of the audit log, newest first: records whose action is or is under
+        ``action``, by ``actor_name``, at or after ``since`` and before ``until``; and how many
+        match in all."""
+        self._need(actor, Role.AUDITOR)
+
+        def row(r: Any) -> dict[str, Any]:
+            return {"seq": r.seq, "time": r.record.time, "actor": r.record.actor,
+                    "action": r.record.action, "object": r.record.object,
+                    "outcome": r.record.outcome, "details": r.record.details}
+
+        if not (action or actor_name or since or until):
+            # the unfiltered log pages by sequence number: one page read, however long the log
+            size = self.audit.size()
+            end = size - offset
+            if end < 1:
+                return [], size
+            page = list(self.audit.records(max(1, end - limit + 1), end))
+            return [row(r) for r in reversed(page)], size
+        low = None if since is None else format_time(since)
+        high = None if until is None else format_time(until)
+        found = [r for r in self.audit.records(1, actions=(action,) if action else (),
+                                               actor=actor_name or None)
+                 if (low is None or r.record.time >= low)
+                 and (high is None or r.record.time < high)]
+        found.reverse()
+        return [row(r) for r in found[offset:offset + limit]], len(found)
 
     def counts(self) -> dict[str, int]:
         with self._tx() as s:

@@ -14,6 +14,7 @@ import datetime as dt
 import hmac
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,12 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext, lazy_gettext
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from ra import i18n
 from ra.errors import (
     AuthenticationFailed,
     BadRequest,
@@ -44,9 +48,8 @@ from ra.errors import (
     UpstreamFailed,
     UpstreamUnavailable,
 )
-from ra.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
 from ra.models import RequestKind, RequestState, Role
-from ra.service import Actor, CardInput, RegistrationAuthority
+from ra.service import MIN_PASSWORD, Actor, CardInput, RegistrationAuthority
 from ra.sessions import ServerSession, ServerSessionInterface
 from sscard import httpops, httpsig, problem
 from sscard.card.records import HolderData
@@ -104,6 +107,8 @@ class WebConfig:
     secret_key: bytes
     #: Secure cookies: set behind TLS (the reverse proxy); tests run plain HTTP on loopback
     secure_cookies: bool = True
+    #: the zone the UI shows times in (IANA name); stored times are UTC
+    timezone: str = i18n.DEFAULT_TIMEZONE
 
 
 def _ra() -> RegistrationAuthority:
@@ -116,15 +121,17 @@ def _actor() -> Actor:
     return actor
 
 
-def _lang() -> str:
-    # Chinese unless the user switched: the staff's browsers do not reliably say what they
-    # read (headless and kiosk browsers send en-US)
-    lang = session.get("lang")
-    return str(lang) if lang in LANGUAGES else DEFAULT_LANGUAGE
+def _my_roles() -> frozenset[str]:
+    """The caller's roles as the database has them now (never the session's copy): the menu
+    and the buttons follow them."""
+    actor = getattr(g, "actor", None)
+    return frozenset() if actor is None else frozenset(r.value for r in actor.roles)
 
 
-def _(key: str) -> str:
-    return translate(_lang(), key)
+def may(endpoint: str) -> bool:
+    """May the caller open ``endpoint``? From ACCESS and the database's roles: the menu and
+    the links offer only what the server would allow."""
+    return bool(_my_roles() & ACCESS.get(endpoint, frozenset()))
 
 
 def csrf_token() -> str:
@@ -137,6 +144,121 @@ def csrf_token() -> str:
 
 ui = Blueprint("ui", __name__)
 api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+# --- UI: forms and lists ----------------------------------------------------------------------
+
+
+class FormErrors(dict[str, str]):
+    """Field name -> what is wrong with it, in the reader's language; ``FORM`` for what
+    belongs to no one field. A form with errors is shown again with what was typed, the errors
+    summed up at the top and each beside its field (the GOV.UK pattern)."""
+
+    FORM = "_form"
+
+    def service(self, exc: RAError,
+                known: dict[type[RAError], tuple[str, str]] | None = None) -> None:
+        """A refusal from the RA itself. One the form knows (``known``: error class -> field
+        and message) is put at its field in the reader's language; any other is its kind in
+        the reader's language with the RA's own words (which name the value concerned;
+        English, and marked so) beside it."""
+        for kind, (field, message) in (known or {}).items():
+            if isinstance(exc, kind):
+                self[field] = message
+                return
+        self[self.FORM] = Markup('{} <span lang="en">{}</span>').format(_refusal_title(exc),
+                                                                        str(exc))
+
+
+def _refusal_title(exc: RAError) -> str:
+    status = (PROBLEMS.problem(exc) or problem.for_status(500, str(exc))).status
+    return str(STATUS_TITLES.get(status, STATUS_TITLES[500]))
+
+
+STATUS_TITLES = {
+    400: lazy_gettext("The input was not accepted:"),
+    401: lazy_gettext("Not logged in, or the log-in failed:"),
+    403: lazy_gettext("Not allowed:"),
+    404: lazy_gettext("Not found:"),
+    409: lazy_gettext("This conflicts with what is already recorded:"),
+    500: lazy_gettext("Internal error:"),
+    502: lazy_gettext("A service the RA relies on failed:"),
+    503: lazy_gettext("A service the RA relies on cannot be reached now:"),
+}
+
+
+def _form_page(template: str, errors: FormErrors, status: int = 400, **context: Any) -> Any:
+    return render_template(template, errors=errors, values=request.form, **context), status
+
+
+PAGE_SIZES = (10, 20, 50, 100)
+
+
+class InputRefused(BadRequest):
+    """Bad input the web layer itself refuses, its message already in the reader's language."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A list's page, size and order from the query string (page, size, sort, order)."""
+
+    page: int
+    size: int
+    sort: str
+    descending: bool
+
+    @classmethod
+    def from_args(cls, sorts: tuple[str, ...], default_sort: str,
+                  default_descending: bool = False) -> Listing:
+        args = request.args
+        try:
+            page = int(args.get("page", "1"))
+            size = int(args.get("size", "20"))
+        except ValueError:
+            raise InputRefused(gettext("The page and the page size must be whole numbers."),
+                             ) from None
+        if page < 1 or size not in PAGE_SIZES:
+            raise InputRefused(gettext("The page must be 1 or more and the page size one of "
+                                     "%(sizes)s.", sizes=", ".join(map(str, PAGE_SIZES))))
+        sort = args.get("sort", default_sort)
+        if sort not in sorts:
+            raise InputRefused(gettext("This list cannot be sorted by %(sort)s.", sort=sort))
+        order = args.get("order")
+        if order not in (None, "asc", "desc"):
+            raise InputRefused(gettext("The order must be asc or desc."))
+        descending = default_descending if order is None else order == "desc"
+        return cls(page, size, sort, descending)
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.size
+
+    def pages(self, total: int) -> int:
+        return max(1, -(-total // self.size))
+
+    def url(self, **changes: Any) -> str:
+        """This list's address with some of its arguments changed (filters kept)."""
+        # empty values kept: "state=" (every state) differs from no state (waiting ones)
+        args: dict[str, Any] = dict(request.args.items())
+        args.update({k: str(v) for k, v in changes.items()})
+        return url_for(str(request.endpoint), **(request.view_args or {}), **args)
+
+    def sort_url(self, key: str) -> str:
+        descending = not self.descending if key == self.sort else False
+        return self.url(sort=key, order="desc" if descending else "asc", page=1)
+
+    def slice(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Sort and cut a list held in memory (lists bounded by the RA: officers, batches,
+        search results)."""
+        ordered = sorted(rows, key=lambda r: (r.get(self.sort) is None, str(r.get(self.sort))),
+                         reverse=self.descending)
+        return ordered[self.offset:self.offset + self.size]
+
+
+def _paged(template: str, listing: Listing, rows: list[dict[str, Any]], total: int,
+           **context: Any) -> Any:
+    return render_template(template, rows=rows, total=total, listing=listing,
+                           pages=listing.pages(total), **context)
 
 
 # --- UI: log-in -----------------------------------------------------------------------------
@@ -156,11 +278,19 @@ def _start_session(actor: Actor) -> None:
     lang = session.get("lang")
     session.clear()  # a fresh session under a new token (and CSRF token) at log-in
     _session().regenerate()
-    # roles here only choose the menu; every request is authorised from the database
-    session.update(user=actor.name, roles=sorted(r.value for r in actor.roles),
-                   csrf=secrets.token_urlsafe(32))
+    # the session holds only who logged in: every request is authorised from the database
+    session.update(user=actor.name, csrf=secrets.token_urlsafe(32))
     if lang:
         session["lang"] = lang
+
+
+#: one answer for every failed log-in (never which part was wrong)
+LOGIN_REFUSED_TEXT = lazy_gettext(
+    "Log-in refused: wrong user name or password, or too many failed attempts (wait, or ask "
+    "an administrator to unlock the account).")
+CERTIFICATE_LOGIN_REFUSED_TEXT = lazy_gettext(
+    "Log-in with the card refused: no account with a registered certificate of that name, the "
+    "certificate is not valid, or the signature does not verify.")
 
 
 @ui.route("/login", methods=["GET", "POST"])
@@ -169,12 +299,13 @@ def login() -> Any:
         try:
             actor = _ra().authenticate(request.form.get("username", ""),
                                        request.form.get("password", ""), _source())
-        except AuthenticationFailed as exc:
-            flash(str(exc), "error")
-            return render_template("login.html"), 401
+        except AuthenticationFailed:
+            flash(str(LOGIN_REFUSED_TEXT), "error")
+            return render_template("login.html", values={
+                "username": request.form.get("username", "")}), 401
         _start_session(actor)
         return redirect(url_for("ui.queue"))
-    return render_template("login.html")
+    return render_template("login.html", values={})
 
 
 @ui.route("/login/certificate", methods=["GET", "POST"])
@@ -184,17 +315,17 @@ def login_certificate() -> Any:
         try:
             signature = base64.b64decode(request.form.get("signature", ""), validate=True)
         except (binascii.Error, ValueError):
-            flash("the signature is not base64", "error")
+            flash(gettext("The signature is not base64 text."), "error")
             return render_template("login_certificate.html", challenge=None), 400
         if not challenge:
-            flash("no challenge in this session; reload the page", "error")
+            flash(gettext("This session has no challenge; load the page again."), "error")
             return redirect(url_for("ui.login_certificate"))
         try:
             # the RA consumes the challenge (held server-side): a captured log-in never replays
             actor = _ra().authenticate_certificate(request.form.get("username", ""),
                                                    bytes.fromhex(str(challenge)), signature)
-        except AuthenticationFailed as exc:
-            flash(str(exc), "error")
+        except AuthenticationFailed:
+            flash(str(CERTIFICATE_LOGIN_REFUSED_TEXT), "error")
             return render_template("login_certificate.html", challenge=None), 401
         _start_session(actor)
         return redirect(url_for("ui.queue"))
@@ -215,18 +346,32 @@ def logout() -> Any:
 def password() -> Any:
     """Change one's own password; every session of the account ends (log in again)."""
     if request.method == "POST":
-        new = request.form.get("new_password", "")
-        if new != request.form.get("new_password_again", ""):
-            raise BadRequest("the two new passwords differ")
-        _ra().change_password(_actor().name, request.form.get("password", ""), new, _source())
+        errors = FormErrors()
+        old, new = request.form.get("password", ""), request.form.get("new_password", "")
+        if not old:
+            errors["password"] = gettext("Enter your current password.")
+        if len(new) < MIN_PASSWORD:
+            errors["new_password"] = gettext(
+                "The new password must have at least %(n)d characters.", n=MIN_PASSWORD)
+        elif new != request.form.get("new_password_again", ""):
+            errors["new_password_again"] = gettext("The two new passwords differ.")
+        if not errors:
+            try:
+                _ra().change_password(_actor().name, old, new, _source())
+            except AuthenticationFailed:
+                errors["password"] = str(LOGIN_REFUSED_TEXT)
+            except RAError as exc:
+                errors.service(exc)
+        if errors:  # passwords are never sent back into the form
+            return render_template("password.html", errors=errors, values={}), 400
         _session().end()
         return redirect(url_for("ui.login"))
-    return render_template("password.html")
+    return render_template("password.html", errors=FormErrors(), values={})
 
 
 @ui.route("/language/<lang>")
 def language(lang: str) -> Any:
-    if lang not in LANGUAGES:
+    if lang not in i18n.LANGUAGES:
         abort(404)
     session["lang"] = lang
     target = request.referrer or url_for("ui.login")
@@ -236,139 +381,317 @@ def language(lang: str) -> Any:
 # --- UI: requests ---------------------------------------------------------------------------
 
 
+def _enum_arg(name: str, enum: type[StrEnum], label: str) -> Any:
+    value = request.args.get(name) or None
+    if value is None:
+        return None
+    try:
+        return enum(value)
+    except ValueError:
+        raise InputRefused(gettext("%(field)s has no value %(value)s.", field=label,
+                                   value=value)) from None
+
+
 @ui.route("/")
 def queue() -> Any:
-    kind = request.args.get("kind") or None
-    try:
-        kind_enum = RequestKind(kind) if kind else None
-    except ValueError:
-        abort(400)
-    rows = _ra().queue(_actor(), RequestState.SUBMITTED, kind_enum)
-    return render_template("queue.html", rows=rows, kinds=[k.value for k in RequestKind])
+    kind = _enum_arg("kind", RequestKind, gettext("Type"))
+    state = _enum_arg("state", RequestState, gettext("State")) if "state" in request.args \
+        else RequestState.SUBMITTED
+    listing = Listing.from_args(tuple(RegistrationAuthority.REQUEST_ORDERS), "created")
+    rows, total = _ra().requests_page(_actor(), state=state, kind=kind, sort=listing.sort,
+                                      descending=listing.descending, offset=listing.offset,
+                                      limit=listing.size)
+    return _paged("queue.html", listing, rows, total, kinds=list(RequestKind),
+                  states=list(RequestState), kind=kind, state=state)
+
+
+def _request_page(request_id: str, errors: FormErrors | None = None,
+                  status: int = 200) -> Any:
+    r = _ra().request(_actor(), request_id)
+    verdict = _ra().may_decide(_actor(), request_id)
+    return render_template("request.html", r=r, can_decide=verdict.allowed,
+                           errors=errors or FormErrors(),
+                           values=request.form if errors else {}), status
 
 
 @ui.route("/requests/<request_id>")
 def request_detail(request_id: str) -> Any:
-    return render_template("request.html", r=_ra().request(_actor(), request_id))
+    return _request_page(request_id)
 
 
 @ui.route("/requests/<request_id>/decide", methods=["POST"])
 def decide(request_id: str) -> Any:
     reason = request.form.get("reason", "")
     action = request.form.get("action")
-    if action == "approve":
-        _ra().approve(_actor(), request_id, reason)
-    elif action == "reject":
-        _ra().reject(_actor(), request_id, reason)
-    else:
-        raise BadRequest("action must be approve or reject")
-    flash(_("approved_msg"), "info")
+    errors = FormErrors()
+    if action not in ("approve", "reject"):
+        errors[FormErrors.FORM] = gettext("Choose approve or reject.")
+    elif action == "reject" and not reason.strip():
+        errors["reason"] = gettext("Give the reason for the rejection: the requester reads it.")
+    if not errors:
+        try:
+            if action == "approve":
+                _ra().approve(_actor(), request_id, reason)
+            else:
+                _ra().reject(_actor(), request_id, reason)
+        except (BadRequest, Forbidden, Conflict) as exc:
+            errors.service(exc)
+    if errors:
+        return _request_page(request_id, errors, 400)
+    flash(gettext("Decision recorded."), "info")
     return redirect(url_for("ui.request_detail", request_id=request_id))
 
 
 @ui.route("/revoke", methods=["GET", "POST"])
 def revoke() -> Any:
+    choices = i18n.REVOCATION_CHOICES
     if request.method == "POST":
+        errors = FormErrors()
         card_number = request.form.get("card_number", "").strip() or None
         serial = request.form.get("serial", "").strip() or None
-        info = _ra().submit_revocation(_actor(), card_number=card_number, serial=serial,
-                                       reason=request.form.get("reason_code", "keyCompromise"),
-                                       comment=request.form.get("reason", ""))
-        flash(_("submitted_msg"), "info")
+        reason_code = request.form.get("reason_code", "keyCompromise")
+        if not card_number and not serial:
+            errors["card_number"] = gettext("Enter the card number or a certificate serial.")
+        if reason_code not in choices:
+            errors["reason_code"] = gettext("Choose a revocation reason from the list.")
+        if not request.form.get("reason", "").strip():
+            errors["reason"] = gettext("Say why the card is revoked (for the record).")
+        if not errors:
+            try:
+                info = _ra().submit_revocation(_actor(), card_number=card_number, serial=serial,
+                                               reason=reason_code,
+                                               comment=request.form.get("reason", ""))
+            except (BadRequest, NotFound, Conflict) as exc:
+                field = "card_number" if card_number else "serial"
+                errors.service(exc, {
+                    NotFound: (field, gettext("No such card or certificate is known to the RA.")),
+                    Conflict: (field, gettext("Nothing left to revoke: the certificates are "
+                                              "already revoked."))})
+        if errors:
+            return _form_page("revoke.html", errors, choices=choices)
+        flash(gettext("Request submitted."), "info")
         return redirect(url_for("ui.request_detail", request_id=info["request_id"]))
-    return render_template("revoke.html")
+    # the search page links here with the card or serial filled in
+    return render_template("revoke.html", errors=FormErrors(), values=request.args,
+                           choices=choices)
+
+
+SEARCHES = ("cardholders", "certificates")
 
 
 @ui.route("/search")
 def search() -> Any:
     text = request.args.get("q", "")
     what = request.args.get("what", "cardholders")
+    if what not in SEARCHES:
+        raise InputRefused(gettext("Search for cardholders or certificates."))
     if what == "certificates":
+        listing = Listing.from_args(("serial", "use", "status", "ssn", "name", "card_number"),
+                                    "ssn")
         rows = _ra().search_certificates(_actor(), text)
     else:
+        listing = Listing.from_args(("ssn", "name", "birth_date"), "ssn")
         rows = _ra().search_cardholders(_actor(), text)
-    return render_template("search.html", q=text, what=what, rows=rows)
+    return _paged("search.html", listing, listing.slice(rows), len(rows), q=text, what=what,
+                  may_revoke=may("ui.revoke"))
 
 
 @ui.route("/recoveries", methods=["GET", "POST"])
 def recoveries() -> Any:
+    listing = Listing.from_args(tuple(RegistrationAuthority.REQUEST_ORDERS), "created")
+
+    def page(errors: FormErrors, status: int = 200) -> Any:
+        rows, total = _ra().requests_page(
+            _actor(), state=RequestState.SUBMITTED, kind=RequestKind.KEY_RECOVERY,
+            sort=listing.sort, descending=listing.descending, offset=listing.offset,
+            limit=listing.size)
+        return _paged("recoveries.html", listing, rows, total, errors=errors,
+                      values=request.form), status
+
     if request.method == "POST":
         from sscard.x509.errors import X509Error
         from sscard.x509.pem import pem_to_der
 
+        errors = FormErrors()
+        enc_serial = request.form.get("enc_serial", "").strip()
+        if not enc_serial:
+            errors["enc_serial"] = gettext("Enter the serial of the encryption certificate.")
         try:
             spki = pem_to_der(request.form.get("new_card_key", "").encode(), "PUBLIC KEY")
-        except (X509Error, ValueError) as exc:
-            raise BadRequest(f"new card key: {exc}") from None
-        info = _ra().submit_key_recovery(_actor(), request.form.get("enc_serial", ""), spki,
-                                         request.form.get("reason", ""))
-        flash(_("submitted_msg"), "info")
+        except (X509Error, ValueError):
+            errors["new_card_key"] = gettext(
+                "Paste the new card's public key in PEM (-----BEGIN PUBLIC KEY-----).")
+        if not request.form.get("reason", "").strip():
+            errors["reason"] = gettext("Say why the key is recovered (for the record).")
+        if not errors:
+            try:
+                info = _ra().submit_key_recovery(_actor(), enc_serial, spki,
+                                                 request.form.get("reason", ""))
+            except (BadRequest, NotFound, Conflict) as exc:
+                errors.service(exc, {NotFound: ("enc_serial", gettext(
+                    "No card holds an encryption certificate with this serial."))})
+        if errors:
+            return page(errors, 400)
+        flash(gettext("Request submitted."), "info")
         return redirect(url_for("ui.request_detail", request_id=info["request_id"]))
-    rows = _ra().queue(_actor(), RequestState.SUBMITTED, RequestKind.KEY_RECOVERY)
-    return render_template("recoveries.html", rows=rows)
+    return page(FormErrors())
 
 
 @ui.route("/batches", methods=["GET", "POST"])
 def batches() -> Any:
+    listing = Listing.from_args(("name", "station", "authorised_by", "created_at",
+                                 "expires_at", "used"), "created_at", default_descending=True)
+
+    open_only = request.args.get("open", "")
+    if open_only not in ("", "0", "1"):
+        raise InputRefused(gettext("Show open (1) or closed (0) batches."))
+
+    def page(errors: FormErrors, status: int = 200) -> Any:
+        rows = [b for b in _ra().batches(_actor())
+                if not open_only or b["active"] == (open_only == "1")]
+        return _paged("batches.html", listing, listing.slice(rows), len(rows), errors=errors,
+                      values=request.form), status
+
     if request.method == "POST":
+        errors = FormErrors()
+        name = request.form.get("name", "").strip()
+        station = request.form.get("station", "").strip()
+        if not name:
+            errors["name"] = gettext("Give the batch a name.")
+        if not station:
+            errors["station"] = gettext("Enter the station (API client) that submits the batch.")
         try:
             limit = int(request.form.get("limit", ""))
-            hours = float(request.form.get("valid_hours", "12"))
+            if limit < 1:
+                raise ValueError
         except ValueError:
-            raise BadRequest("the number of enrollments and the hours must be numbers") from None
-        if not 0 < hours <= 31 * 24:
-            raise BadRequest("a batch is valid for more than 0 and at most 744 hours")
+            errors["limit"] = gettext("The number of enrollments is a whole number, 1 or more.")
+        try:
+            hours = float(request.form.get("valid_hours", "12"))
+            if not 0 < hours <= 31 * 24:
+                raise ValueError
+        except ValueError:
+            errors["valid_hours"] = gettext("A batch is valid for more than 0 and at most 744 "
+                                            "hours.")
         listed = request.form.get("cardholders", "").split()
-        _ra().authorise_batch(_actor(), request.form.get("name", ""), limit,
-                              station=request.form.get("station", "").strip(),
-                              cardholders=listed or None,
-                              valid_for=dt.timedelta(hours=hours))
-        flash(_("submitted_msg"), "info")
+        if not errors:
+            try:
+                _ra().authorise_batch(_actor(), name, limit, station=station,
+                                      cardholders=listed or None,
+                                      valid_for=dt.timedelta(hours=hours))
+            except (BadRequest, Conflict) as exc:
+                errors.service(exc, {Conflict: ("name", gettext(
+                    "A batch of this name exists already; choose another name."))})
+        if errors:
+            return page(errors, 400)
+        flash(gettext("Batch authorised."), "info")
         return redirect(url_for("ui.batches"))
-    return render_template("batches.html")
+    return page(FormErrors())
 
 
 @ui.route("/audit")
 def audit() -> Any:
-    return render_template("audit.html", rows=_ra().audit_records(_actor()))
+    listing = Listing.from_args(("seq",), "seq", default_descending=True)
+    errors = FormErrors()
+    bounds: dict[str, dt.datetime | None] = {"since": None, "until": None}
+    for field, end_of_day in (("since", False), ("until", True)):
+        typed = request.args.get(field, "").strip()
+        if typed:
+            try:
+                bounds[field] = i18n.parse_local(typed, end_of_day)
+            except ValueError:
+                errors[field] = gettext("Enter a date as YYYY-MM-DD.")
+    if errors:
+        return render_template("audit.html", rows=[], total=0, listing=listing, pages=1,
+                               errors=errors, values=request.args), 400
+    rows, total = _ra().audit_page(
+        _actor(), action=request.args.get("action", "").strip() or None,
+        actor_name=request.args.get("actor", "").strip() or None,
+        since=bounds["since"], until=bounds["until"], offset=listing.offset,
+        limit=listing.size)
+    return _paged("audit.html", listing, rows, total, errors=errors, values=request.args)
 
 
 @ui.route("/admin/officers", methods=["GET", "POST"])
 def officers() -> Any:
+    listing = Listing.from_args(("username", "display_name", "roles", "active"), "username")
+
+    text = request.args.get("q", "").strip().lower()
+    role = request.args.get("role", "")
+    account = request.args.get("state", "")
+    if role and role not in {r.value for r in Role}:
+        raise InputRefused(gettext("Choose roles from the list."))
+    if account not in ("", "enabled", "disabled", "locked"):
+        raise InputRefused(gettext("Choose an account state from the list."))
+
+    def shown(o: dict[str, Any]) -> bool:
+        return ((not text or text in o["username"].lower()
+                 or text in o["display_name"].lower())
+                and (not role or role in o["roles"].split(","))
+                and (not account or (account == "locked" and o["locked"])
+                     or (account == "enabled" and o["active"])
+                     or (account == "disabled" and not o["active"])))
+
+    def page(errors: FormErrors, status: int = 200) -> Any:
+        rows = [o for o in _ra().officers(_actor()) if shown(o)]
+        return _paged("officers.html", listing, listing.slice(rows), len(rows), errors=errors,
+                      values=request.form, all_roles=[r.value for r in Role],
+                      chosen=request.form.getlist("roles")), status
+
     if request.method == "POST":
+        errors = FormErrors()
+        form = request.form
+        for field, message in (
+                ("username", gettext("Enter a user name.")),
+                ("display_name", gettext("Enter the officer's name as it is shown.")),
+                ("person_id", gettext("Enter the ID number of the person the account is for."))):
+            if not form.get(field, "").strip():
+                errors[field] = message
+        if len(form.get("password", "")) < MIN_PASSWORD:
+            errors["password"] = gettext("The password must have at least %(n)d characters.",
+                                         n=MIN_PASSWORD)
         try:
-            roles = {Role(r) for r in request.form.getlist("roles")}
+            roles = {Role(r) for r in form.getlist("roles")}
         except ValueError:
-            raise BadRequest("unknown role") from None
-        _ra().add_officer(_actor(), request.form.get("username", ""),
-                          request.form.get("display_name", ""),
-                          request.form.get("password", ""), roles,
-                          person_id=request.form.get("person_id", "").strip())
-        flash(_("submitted_msg"), "info")
+            roles = set()
+            errors["roles"] = gettext("Choose roles from the list.")
+        if not roles:
+            errors.setdefault("roles", gettext("Choose at least one role."))
+        if not errors:
+            try:
+                _ra().add_officer(_actor(), form.get("username", "").strip(),
+                                  form.get("display_name", "").strip(), form.get("password", ""),
+                                  roles, person_id=form.get("person_id", "").strip())
+            except (BadRequest, Conflict) as exc:
+                errors.service(exc, {Conflict: ("username", gettext(
+                    "This user name is taken; choose another."))})
+        if errors:
+            return page(errors, 400)
+        flash(gettext("Account added; a second administrator enables it."), "info")
         return redirect(url_for("ui.officers"))
-    return render_template("officers.html", rows=_ra().officers(_actor()),
-                           roles=[r.value for r in Role])
+    return page(FormErrors())
 
 
 @ui.route("/admin/officers/<username>/unlock", methods=["POST"])
 def unlock(username: str) -> Any:
     _ra().unlock_officer(_actor(), username)
-    flash(_("submitted_msg"), "info")
+    flash(gettext("Account unlocked."), "info")
     return redirect(url_for("ui.officers"))
 
 
 @ui.route("/admin/officers/<username>/enable", methods=["POST"])
 def enable(username: str) -> Any:
     """Propose (first administrator) or complete (a second one) enabling an account."""
-    _ra().enable_officer(_actor(), username)
-    flash(_("submitted_msg"), "info")
+    done = _ra().enable_officer(_actor(), username)
+    flash(gettext("Account enabled.") if done else
+          gettext("Enabling proposed; a second administrator completes it."), "info")
     return redirect(url_for("ui.officers"))
 
 
 @ui.route("/admin/officers/<username>/disable", methods=["POST"])
 def disable(username: str) -> Any:
     _ra().disable_officer(_actor(), username)
-    flash(_("submitted_msg"), "info")
+    flash(gettext("Account disabled."), "info")
     return redirect(url_for("ui.officers"))
 
 
@@ -491,7 +814,8 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
     app.register_blueprint(ui)
     app.register_blueprint(api)
     limit_json(app)  # a deeply nested body is a 400, not a RecursionError
-    app.jinja_env.globals.update(_=_, csrf_token=csrf_token, lang=_lang)
+    i18n.init_app(app, config.timezone)
+    app.jinja_env.globals.update(csrf_token=csrf_token, my_roles=_my_roles, may=may)
     httpops.install(app, "ra", {"database": httpops.database_check(ra.engine)})
     # signed requests seen, in the RA's database: every worker refuses a replay
     app.extensions["sscard_ra_signatures"] = httpsig.RequestVerifier(
@@ -503,8 +827,11 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
         endpoint = request.endpoint or ""
         allowed = ACCESS.get(endpoint)
         if allowed is None:
-            return _refuse(404 if request.url_rule is None else 403, "not found"
-                           if request.url_rule is None else "this endpoint is not open to anyone")
+            if request.url_rule is None:
+                return _refuse(404, "not found", ui_message=gettext(
+                    "There is no such page in the RA."))
+            return _refuse(403, "this endpoint is not open to anyone",
+                           ui_message=gettext("This page is not open to anyone."))
         try:
             kind, actor = _who()
         except AuthenticationFailed as exc:
@@ -519,7 +846,7 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
                 return None
             if _is_api():
                 return _refuse(401, "authentication required (Authorization: Bearer <token>)")
-            flash(_("not_logged_in"), "error")
+            flash(gettext("Please log in."), "error")
             return redirect(url_for("ui.login"))
         if kind == CLIENT:
             ok = CLIENT in allowed
@@ -529,13 +856,15 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
             with ra.audit.operation(actor.audit_name, "ra.access", request.path) as op:
                 op.deny(f"{request.method} {endpoint} not allowed for "
                         f"{','.join(sorted(r.value for r in actor.roles))}")
-            return _refuse(403, _("forbidden"))
+            return _refuse(403, "your role does not allow this",
+                           ui_message=gettext("Your role does not allow this."))
         if not _is_api() and request.method == "POST":
             sent = request.form.get("csrf_token", "")
             if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
                 with ra.audit.operation(actor.audit_name, "ra.csrf", request.path) as op:
                     op.deny("CSRF token missing or wrong")
-                return _refuse(400, _("csrf_refused"))
+                return _refuse(400, "the form's CSRF token is missing or wrong",
+                               ui_message=str(CSRF_REFUSED))
         return None
 
     @app.before_request
@@ -545,40 +874,56 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
                 and request.endpoint in ("ui.login", "ui.login_certificate")):
             sent = request.form.get("csrf_token", "")
             if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
-                return _refuse(400, _("csrf_refused"))
+                return _refuse(400, "the form's CSRF token is missing or wrong",
+                               ui_message=str(CSRF_REFUSED))
         return None
 
     @app.errorhandler(RAError)
     def _ra_error(exc: RAError) -> Any:
         found = PROBLEMS.problem(exc) or problem.for_status(500, str(exc))
-        return _refuse(found.status, found.detail, found.code)
+        return _refuse(found.status, found.detail, found.code,
+                       ui_message=str(exc) if isinstance(exc, InputRefused) else None)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
         if (exc.code or 500) < 400:
             return exc  # a routing redirect
-        return _refuse(exc.code or 500, exc.description or exc.name)
+        return _refuse(exc.code or 500, exc.description or exc.name, ui_message=gettext(
+            "There is no such page in the RA.") if exc.code == 404 else None)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:
         app.logger.error("internal error: %s", type(exc).__name__, exc_info=exc)
-        return _refuse(500, "internal error; see the RA's log", "internal_error")
+        return _refuse(500, "internal error; see the RA's log", "internal_error",
+                       ui_message=gettext("Internal error; the RA's log has the details."))
 
     @app.after_request
     def _headers(resp: Response) -> Response:
         resp.headers.setdefault("X-Frame-Options", "DENY")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        # no inline script or style anywhere (Pico's icons are data: images in its CSS)
         resp.headers.setdefault("Content-Security-Policy",
-                                "default-src 'self'; style-src 'self' 'unsafe-inline'")
+                                "default-src 'self'; img-src 'self' data:; base-uri 'none'; "
+                                "form-action 'self'; frame-ancestors 'none'")
         resp.headers.setdefault("Cache-Control", "no-store")
         return resp
 
     return app
 
 
-def _refuse(code: int, message: str, problem_code: str | None = None) -> Any:
+CSRF_REFUSED = lazy_gettext("The form was refused: its security token is missing or wrong. "
+                            "Load the page again and try again.")
+
+
+def _refuse(code: int, message: str, problem_code: str | None = None,
+            ui_message: str | None = None) -> Any:
+    """The API's problem document, or the UI's page: the kind of refusal in the reader's
+    language and ``ui_message``, or else the RA's own words (which name the value concerned)."""
     if _is_api():
         return problem.response(problem.Problem(code, problem_code or
                                                 problem.for_status(code, message).code, message))
-    return render_template("message.html", code=code, message=message), code
+    title = STATUS_TITLES.get(code) or STATUS_TITLES[400 if code < 500 else 500]
+    return render_template("message.html", code=code, title=title,
+                           message=ui_message or message,
+                           translated=ui_message is not None), code
 

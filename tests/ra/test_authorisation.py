@@ -254,6 +254,10 @@ LIBRARY: dict[str, tuple[Callable[[RegistrationAuthority, Actor], Any], set[str]
     "search_certificates": (lambda ra, a: ra.search_certificates(a, ""),
                             {OPERATOR, OFFICER, AUDITOR}),
     "audit_records": (lambda ra, a: ra.audit_records(a, 1), {AUDITOR}),
+    "audit_page": (lambda ra, a: ra.audit_page(a, limit=1), {AUDITOR}),
+    "requests_page": (lambda ra, a: ra.requests_page(a, limit=1), {OPERATOR, OFFICER, AUDITOR}),
+    "batches": (lambda ra, a: ra.batches(a), {OFFICER, AUDITOR}),
+    "may_decide": (lambda ra, a: ra.may_decide(a, "rq-none"), {OPERATOR, OFFICER, AUDITOR}),
 }
 #: credentials that are no one's: an Actor claiming every role for a name with no account, a
 #: disabled officer account, a forged station
