@@ -1,4 +1,4 @@
-"""Three adjustments to pyhanko-certvalidator, made once when sscard.validation is loaded.
+"""Adjustments to pyhanko-certvalidator, made once when sscard.validation is loaded.
 
 pyhanko-certvalidator runs RFC 5280 §6 for this package (see validator.py); where its behaviour
 is wrong for a PKI validator it is changed here, in one place, by name:
@@ -10,7 +10,9 @@ is wrong for a PKI validator it is changed here, in one place, by name:
   names many times per validation (asn1crypto's Name ==, so process-wide; same verdicts);
 - the paths it validates on the side (a CRL issuer's, a delegated OCSP responder's) also go
   through the validator's own checks (name constraints, the RFC 5280 profile), which it cannot
-  otherwise see.
+  otherwise see;
+- a plain full CRL from the certificate's own issuer is settled by sscard.validation.crl_fast
+  (an indexed lookup; anything unusual still goes through pyhanko's general CRL check).
 (signatures.install_as_pyhanko_default makes SM2 known to the contexts pyhanko builds itself.)
 """
 
@@ -25,6 +27,7 @@ from pyhanko_certvalidator.authority import AuthorityWithCert
 from pyhanko_certvalidator.errors import PathValidationError
 from pyhanko_certvalidator.path import ValidationPath
 
+from sscard.validation import crl_fast
 from sscard.validation.building import fingerprint, name_key
 
 _done = False
@@ -90,6 +93,21 @@ def _check_side_paths() -> None:
     _pv_validate.intl_validate_path = intl_validate_path
 
 
+def _settle_plain_crls_fast() -> None:
+    """pyhanko's path validation calls verify_crl by the name it imported: wrapped there, so a
+    plain CRL (crl_fast's rules) is settled without the general search and entry scan."""
+    original = _pv_validate.verify_crl
+
+    async def verify_crl(cert: Any, path: ValidationPath, validation_context: Any,
+                         use_deltas: bool = True, proc_state: Any = None) -> None:
+        if crl_fast.settle(cert, path, validation_context, proc_state):
+            return
+        await original(cert, path, validation_context, use_deltas=use_deltas,
+                       proc_state=proc_state)
+
+    _pv_validate.verify_crl = verify_crl
+
+
 def _compare_names_through_cached_forms() -> None:
     original = x509.Name.__eq__
 
@@ -116,4 +134,5 @@ def adjust_pyhanko(side_path_check: SidePathCheck | None = None) -> None:
     _let_the_anchor_sign_crls()
     _check_side_paths()
     _compare_names_through_cached_forms()
+    _settle_plain_crls_fast()
     _done = True

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from asn1crypto import x509
 
-from sscard.validation.memo import BoundedCache, digest_of
+from sscard.validation.memo import BoundedCache, digest_of, within_validation
 
 DEFAULT_MAX_INTERMEDIATES = 8
 # Self-issued intermediates (key rollover) do not count towards the depth, as they do not
@@ -58,7 +58,8 @@ def fingerprint(cert: x509.Certificate) -> bytes:
     ``cert.dump()``: asn1crypto re-encodes a certificate it has parsed, and loses a
     subjectUniqueID's unused-bits count doing so (PKITS 4.3.6), after which the signature
     no longer verifies."""
-    return bytes(cert["tbs_certificate"].dump()) + bytes(cert["signature_value"].contents)
+    return within_validation("fingerprint", cert, lambda: (
+        bytes(cert["tbs_certificate"].dump()) + bytes(cert["signature_value"].contents)))
 
 
 def _key_ids_agree(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
@@ -75,8 +76,8 @@ _NAME_KEYS: BoundedCache[bytes, bytes] = BoundedCache(4096)
 def name_key(name: x509.Name) -> bytes:
     """The comparison form of ``name`` (RFC 5280 §7.1), as bytes; raises what asn1crypto
     raises for a name it cannot compare (TypeError, ValueError, AttributeError)."""
-    encoded = bytes(name.dump())
-    return _NAME_KEYS.get_or_make(digest_of(encoded), lambda: _comparison_form(name))
+    return within_validation("name", name, lambda: _NAME_KEYS.get_or_make(
+        digest_of(bytes(name.dump())), lambda: _comparison_form(name)))
 
 
 def _comparison_form(name: x509.Name) -> bytes:

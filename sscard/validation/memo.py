@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Generic, TypeVar
 
 from asn1crypto import core
@@ -79,6 +81,41 @@ def digest_of(encoded: bytes) -> bytes:
     return b"#" + hashlib.sha256(encoded).digest()
 
 
+# What one validation worked out about the objects it holds, by identity. Reading an asn1crypto
+# value's encoding (dump) first walks everything parsed of it for changes, and a validation
+# asks for the same certificates' fingerprints and the same names' comparison forms dozens of
+# times. Within one validation nothing changes them: the certificates and CRLs are the
+# validator's private copies, and pyhanko copies a name before it extends one. Each entry
+# holds its object, so no other object can take its id while the validation runs.
+_THIS_VALIDATION: ContextVar[dict[tuple[str, int], tuple[object, object]] | None] = ContextVar(
+    "sscard_validation_identity_memo", default=None)
+
+
+@contextmanager
+def one_validation() -> Iterator[None]:
+    """The extent of one validation, for :func:`within_validation`."""
+    token = _THIS_VALIDATION.set({})
+    try:
+        yield
+    finally:
+        _THIS_VALIDATION.reset(token)
+
+
+def within_validation(kind: str, value: object, make: Callable[[], _V]) -> _V:
+    """``make()``, worked out once per ``value`` object (and ``kind``) in the running
+    validation; outside one, every time."""
+    memo = _THIS_VALIDATION.get()
+    if memo is None:
+        return make()
+    key = (kind, id(value))
+    kept = memo.get(key)
+    if kept is not None and kept[0] is value:
+        return kept[1]  # type: ignore[return-value]
+    made = make()
+    memo[key] = (value, made)
+    return made
+
+
 def forget_all() -> None:
     """Empty every cache of the validator, and this thread's parsed copies (for measurements
     and tests without them)."""
@@ -129,7 +166,7 @@ def _parse(value: _Asn1T, encoded: bytes) -> _Asn1T:
     return type(value).load(encoded)
 
 
-def _parsed_from(value: core.Asn1Value) -> bytes | None:
+def encoding_of(value: core.Asn1Value) -> bytes | None:
     """The octets ``value`` was parsed from, read without ``dump()`` (which may re-encode the
     caller's object); None for a value built or changed since."""
     header = value._header
@@ -142,7 +179,7 @@ def _parsed_from(value: core.Asn1Value) -> bytes | None:
 def fresh_copy(value: _Asn1T) -> _Asn1T:
     """A new parse of what ``value`` was parsed from (a deep copy of one built or changed):
     to be read without changing ``value``."""
-    encoded = _parsed_from(value)
+    encoded = encoding_of(value)
     return value.copy() if encoded is None else _parse(value, encoded)
 
 
@@ -151,7 +188,7 @@ def private_copy(value: _Asn1T) -> _Asn1T:
     that survives asn1crypto's re-encoding unchanged gets the copy of that encoding kept for
     this thread, with what was parsed of it so far (parsing is the costliest part of a
     validation); any other a new parse."""
-    encoded = _parsed_from(value)
+    encoded = encoding_of(value)
     if encoded is None:
         return value.copy()
     key = (type(value), digest_of(encoded))

@@ -47,7 +47,13 @@ from sscard.validation.building import (
 )
 from sscard.validation.classify import reason_from_exception
 from sscard.validation.errors import ValidationInputError
-from sscard.validation.memo import BoundedCache, digest_of, fresh_copy, private_copy
+from sscard.validation.memo import (
+    BoundedCache,
+    digest_of,
+    fresh_copy,
+    one_validation,
+    private_copy,
+)
 from sscard.validation.names import NameConstraintState, NameConstraintViolation, name_text
 from sscard.validation.profile import (
     Position,
@@ -274,14 +280,17 @@ def _floor_to_second(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
-def _validity_reason(cert: x509.Certificate, what: str, moment: datetime) -> Reason | None:
+def _validity_reason(cert: x509.Certificate, position: Position, moment: datetime
+                     ) -> Reason | None:
     validity = cert["tbs_certificate"]["validity"]
     not_before = validity["not_before"].native
     not_after = validity["not_after"].native
+    # the certificate is described only when it fails: naming it costs more than the check
     if moment < not_before:
-        return Reason(ReasonCode.NOT_YET_VALID, f"the {what} is not valid before {not_before}")
+        return Reason(ReasonCode.NOT_YET_VALID,
+                      f"the {describe(cert, position)} is not valid before {not_before}")
     if moment > not_after:
-        return Reason(ReasonCode.EXPIRED, f"the {what} expired at {not_after}")
+        return Reason(ReasonCode.EXPIRED, f"the {describe(cert, position)} expired at {not_after}")
     return None
 
 
@@ -382,14 +391,14 @@ async def _check_path(path: list[x509.Certificate], request: _Request
     anchor = path[0]
     if constrained:
         reasons.extend(_certificate_reasons(anchor, Position.ANCHOR, request))
-        expiry = _validity_reason(anchor, describe(anchor, Position.ANCHOR), request.moment)
+        expiry = _validity_reason(anchor, Position.ANCHOR, request.moment)
         if expiry:
             reasons.append(expiry)
     for index in range(1, len(path)):
         position = Position.LEAF if index == len(path) - 1 else Position.CA
         reasons.extend(_certificate_reasons(path[index], position, request))
         # every certificate's validity to the second, whatever skew revocation data is allowed
-        expiry = _validity_reason(path[index], describe(path[index], position), request.moment)
+        expiry = _validity_reason(path[index], position, request.moment)
         if expiry:
             reasons.append(expiry)
     reasons.extend(_name_constraint_reasons(path, constrained))
@@ -430,7 +439,7 @@ def _leaf_trusted_directly(leaf: x509.Certificate, anchors: Sequence[x509.Certif
                        "the certificate is not one of the directly trusted certificates "
                        "(trust mode leaf)")]
     reasons = _certificate_reasons(leaf, Position.LEAF, request)
-    expiry = _validity_reason(leaf, describe(leaf, Position.LEAF), request.moment)
+    expiry = _validity_reason(leaf, Position.LEAF, request.moment)
     if expiry:
         reasons.append(expiry)
     if request.profile is Profile.WEBPKI:
@@ -575,12 +584,13 @@ async def validate_path_async(
     constrained: frozenset[str] = frozenset()
     current = _CURRENT_REQUEST.set(request)
     try:
-        if mode is TrustMode.LEAF:
-            reasons = _leaf_trusted_directly(leaf, anchors, request)
-            revocation = RevocationMode.NONE  # a pinned certificate has no issuer to ask
-        else:
-            reasons, path, constrained = await _build_and_check(
-                leaf, anchors, others, signature_validator, limits, request)
+        with one_validation():
+            if mode is TrustMode.LEAF:
+                reasons = _leaf_trusted_directly(leaf, anchors, request)
+                revocation = RevocationMode.NONE  # a pinned certificate has no issuer to ask
+            else:
+                reasons, path, constrained = await _build_and_check(
+                    leaf, anchors, others, signature_validator, limits, request)
     except _UNPROCESSABLE as exc:
         reasons = [_unprocessable("the path could not be processed", exc)]
     finally:
