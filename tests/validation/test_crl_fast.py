@@ -163,7 +163,8 @@ def test_an_entry_with_an_unknown_critical_extension_is_not_read_as_all_clear() 
             "extn_id": "1.2.3.4.5.6.8", "critical": True, "extn_value": b"\x05\x00"})]
 
     odd = _resigned(make_crl(CA, [(LEAF.cert, None)], number=22), CA, mark_entry)
-    assert not _validate([odd]).valid
+    # neither all clear nor revoked: the entry cannot be read
+    assert _code(_validate([odd])) is ReasonCode.REVOCATION_UNKNOWN
     assert _validate([odd], leaf=OTHER).valid  # the unknown extension is not on its entry
 
 
@@ -183,3 +184,9 @@ def test_a_delta_crl_is_still_read() -> None:
     base = make_crl(CA, number=24, freshest_url="http://crl.example/delta.crl")
     delta = make_crl(CA, [(LEAF.cert, "key_compromise")], number=25, delta_of=24)
     assert _code(_validate([base, delta])) is ReasonCode.REVOKED
+
+
+def test_an_older_crl_does_not_hide_a_newer_ones_revocation() -> None:
+    older = make_crl(CA, number=26)
+    newer = make_crl(CA, [(LEAF.cert, "key_compromise")], number=27)
+    assert _code(_validate([older, newer])) is ReasonCode.REVOKED
