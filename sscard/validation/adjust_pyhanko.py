@@ -7,7 +7,8 @@ is wrong for a PKI validator it is changed here, in one place, by name:
 - a CRL signed by a trust anchor that is not self-signed becomes usable;
 - names compare through the validator's cached comparison forms (building.name_key), as
   asn1crypto prepares every attribute of both names again on each ==, and pyhanko compares
-  names many times per validation (asn1crypto's Name ==, so process-wide; same verdicts);
+  names many times per validation (asn1crypto's Name == and hashable, so process-wide; same
+  verdicts);
 - the paths it validates on the side (a CRL issuer's, a delegated OCSP responder's) also go
   through the validator's own checks (name constraints, the RFC 5280 profile), which it cannot
   otherwise see;
@@ -29,6 +30,7 @@ from pyhanko_certvalidator.path import ValidationPath
 
 from sscard.validation import crl_fast
 from sscard.validation.building import fingerprint, name_key
+from sscard.validation.memo import BoundedCache, digest_of, within_validation
 
 _done = False
 
@@ -120,6 +122,19 @@ def _compare_names_through_cached_forms() -> None:
             return bool(original(self, other))
 
     x509.Name.__eq__ = __eq__
+
+    # pyhanko files every certificate by its names' asn1crypto hashable form when it builds a
+    # validation's registries (and looks them up the same way); asn1crypto prepares every
+    # attribute again on each read. Kept by the name's encoding, as the comparison forms are.
+    hashable = x509.Name.hashable.fget
+    assert hashable is not None
+    forms: BoundedCache[bytes, str] = BoundedCache(4096)
+
+    def cached_hashable(self: x509.Name) -> str:
+        return within_validation("hashable", self, lambda: forms.get_or_make(
+            digest_of(bytes(self.dump())), lambda: hashable(self)))
+
+    x509.Name.hashable = property(cached_hashable, doc=x509.Name.hashable.__doc__)
 
 
 def adjust_pyhanko(side_path_check: SidePathCheck | None = None) -> None:

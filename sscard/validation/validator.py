@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from asn1crypto import core, crl, ocsp, x509
+from asn1crypto import algos, core, crl, keys, ocsp, x509
 from pyhanko_certvalidator import PKIXValidationParams, ValidationContext
 from pyhanko_certvalidator import errors as pv
 from pyhanko_certvalidator.authority import CertTrustAnchor, TrustQualifiers
@@ -28,6 +28,7 @@ from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import (
     NO_REVOCATION,
     REQUIRE_REVINFO,
+    AlgorithmUsageConstraint,
     CertRevTrustPolicy,
     DisallowWeakAlgorithmsPolicy,
     RevocationCheckingPolicy,
@@ -104,19 +105,41 @@ _REVOCATION_POLICIES: dict[RevocationMode, RevocationCheckingPolicy] = {
 }
 
 
+class _RememberingAlgorithmPolicy(DisallowWeakAlgorithmsPolicy):
+    """pyhanko's weak-algorithm rules, with each verdict kept by what it depends on (the
+    algorithm identifier's and the key's encodings; this policy ignores the time): pyhanko asks
+    for every signature of every validation, and builds asn1crypto values to answer."""
+
+    def __init__(self, **thresholds: Any) -> None:
+        super().__init__(**thresholds)
+        self._verdicts: BoundedCache[tuple[bytes, bytes | None], AlgorithmUsageConstraint] = (
+            BoundedCache(1024))
+
+    def signature_algorithm_allowed(
+        self, algo: algos.SignedDigestAlgorithm, moment: datetime | None,
+        public_key: keys.PublicKeyInfo | None,
+    ) -> AlgorithmUsageConstraint:
+        key = (bytes(algo.dump()), None if public_key is None else bytes(public_key.dump()))
+        return self._verdicts.get_or_make(key, lambda: super(
+            _RememberingAlgorithmPolicy, self).signature_algorithm_allowed(
+                algo, moment, public_key))
+
+
+# SHA-1 and 1024-bit RSA/DSA: only for old data such as NIST PKITS (2011).
+_LEGACY_ALGORITHMS = _RememberingAlgorithmPolicy(
+    weak_hash_algos=frozenset({"md2", "md5"}),
+    rsa_key_size_threshold=1024,
+    dsa_key_size_threshold=1024,
+)
+_STRONG_ALGORITHMS = _RememberingAlgorithmPolicy(
+    weak_hash_algos=frozenset({"md2", "md5", "sha1"}),
+    rsa_key_size_threshold=2048,
+    dsa_key_size_threshold=2048,
+)
+
+
 def _algorithm_policy(allow_legacy: bool) -> DisallowWeakAlgorithmsPolicy:
-    if allow_legacy:
-        # SHA-1 and 1024-bit RSA/DSA: only for old data such as NIST PKITS (2011).
-        return DisallowWeakAlgorithmsPolicy(
-            weak_hash_algos=frozenset({"md2", "md5"}),
-            rsa_key_size_threshold=1024,
-            dsa_key_size_threshold=1024,
-        )
-    return DisallowWeakAlgorithmsPolicy(
-        weak_hash_algos=frozenset({"md2", "md5", "sha1"}),
-        rsa_key_size_threshold=2048,
-        dsa_key_size_threshold=2048,
-    )
+    return _LEGACY_ALGORITHMS if allow_legacy else _STRONG_ALGORITHMS
 
 
 def _policy_set(policies: Iterable[str] | None) -> frozenset[str]:
