@@ -10,19 +10,20 @@ encodings.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine, Hashable
 from contextvars import ContextVar
-from typing import Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from asn1crypto import core
 
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
 _Asn1T = TypeVar("_Asn1T", bound=core.Asn1Value)
+_P = ParamSpec("_P")
 
 _ALL: list[BoundedCache[object, object]] = []
 
@@ -91,14 +92,21 @@ _THIS_VALIDATION: ContextVar[dict[tuple[str, int], tuple[object, object]] | None
     "sscard_validation_identity_memo", default=None)
 
 
-@contextmanager
-def one_validation() -> Iterator[None]:
-    """The extent of one validation, for :func:`within_validation`."""
-    token = _THIS_VALIDATION.set({})
-    try:
-        yield
-    finally:
-        _THIS_VALIDATION.reset(token)
+def one_validation_each(
+    validation: Callable[_P, Coroutine[Any, Any, _V]],
+) -> Callable[_P, Coroutine[Any, Any, _V]]:
+    """Make each call of the coroutine function ``validation`` one validation, the extent of
+    :func:`within_validation`'s memo (a nested call starts its own)."""
+
+    @functools.wraps(validation)
+    async def one(*args: _P.args, **kwargs: _P.kwargs) -> _V:
+        token = _THIS_VALIDATION.set({})
+        try:
+            return await validation(*args, **kwargs)
+        finally:
+            _THIS_VALIDATION.reset(token)
+
+    return one
 
 
 def within_validation(kind: str, value: object, make: Callable[[], _V]) -> _V:
@@ -114,6 +122,32 @@ def within_validation(kind: str, value: object, make: Callable[[], _V]) -> _V:
     made = make()
     memo[key] = (value, made)
     return made
+
+
+def _remembered(copy: _Asn1T, encoded: bytes) -> _Asn1T:
+    """``copy``, whose dump() was just seen to be ``encoded``: so :func:`encoding` need not
+    walk it again in this validation."""
+    memo = _THIS_VALIDATION.get()
+    if memo is not None:
+        memo[("kept", id(copy))] = (copy, encoded)
+    return copy
+
+
+def kept_encoding(value: core.Asn1Value) -> bytes | None:
+    """The encoding of ``value`` when it is a kept private copy handed out in this validation
+    (its dump() seen equal to the octets it was parsed from), else None."""
+    memo = _THIS_VALIDATION.get()
+    kept = None if memo is None else memo.get(("kept", id(value)))
+    return kept[1] if kept is not None and kept[0] is value else None  # type: ignore[return-value]
+
+
+def encoding(value: core.Asn1Value) -> bytes:
+    """``value.dump()``, once per object in a validation (known already for a kept private
+    copy): asn1crypto walks everything parsed of a value for changes on each dump()."""
+    kept = kept_encoding(value)
+    if kept is not None:
+        return kept
+    return within_validation("encoding", value, lambda: bytes(value.dump()))
 
 
 def forget_all() -> None:
@@ -203,7 +237,7 @@ def private_copy(value: _Asn1T) -> _Asn1T:
     kept = items.get(key)
     if kept is not None and kept[0].dump() == encoded:
         items.move_to_end(key)
-        return kept[0]
+        return _remembered(kept[0], encoded)
     copy = _parse(value, encoded)
     if kept is not None:
         _COPIES.size -= kept[1]

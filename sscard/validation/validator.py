@@ -51,8 +51,9 @@ from sscard.validation.errors import ValidationInputError
 from sscard.validation.memo import (
     BoundedCache,
     digest_of,
+    encoding,
     fresh_copy,
-    one_validation,
+    one_validation_each,
     private_copy,
 )
 from sscard.validation.names import NameConstraintState, NameConstraintViolation, name_text
@@ -281,7 +282,7 @@ def _inside_problem(value: core.Asn1Value) -> str | None:
     """Why the inside of a certificate or CRL that loaded does not parse (None when it does):
     asn1crypto parses lazily, so an extension holding garbage shows only when read. Read on a
     copy, as reading can change how asn1crypto re-encodes a value (see memo.private_copy)."""
-    return _INSIDE_VERDICTS.get_or_make(digest_of(bytes(value.contents)),
+    return _INSIDE_VERDICTS.get_or_make(digest_of(encoding(value)),
                                         lambda: _parse_problem(value))
 
 
@@ -326,7 +327,7 @@ _CERTIFICATE_REASONS: BoundedCache[tuple[bytes, Position, Profile, bool], tuple[
 def _certificate_reasons(
     cert: x509.Certificate, position: Position, request: _Request
 ) -> list[Reason]:
-    key = (digest_of(bytes(cert.dump())), position, request.profile, request.allow_legacy)
+    key = (digest_of(encoding(cert)), position, request.profile, request.allow_legacy)
     return list(_CERTIFICATE_REASONS.get_or_make(
         key, lambda: tuple(_certificate_reasons_uncached(cert, position, request))))
 
@@ -471,6 +472,7 @@ def _leaf_trusted_directly(leaf: x509.Certificate, anchors: Sequence[x509.Certif
     return reasons
 
 
+@one_validation_each
 async def validate_path_async(
     leaf: x509.Certificate,
     *,
@@ -607,13 +609,12 @@ async def validate_path_async(
     constrained: frozenset[str] = frozenset()
     current = _CURRENT_REQUEST.set(request)
     try:
-        with one_validation():
-            if mode is TrustMode.LEAF:
-                reasons = _leaf_trusted_directly(leaf, anchors, request)
-                revocation = RevocationMode.NONE  # a pinned certificate has no issuer to ask
-            else:
-                reasons, path, constrained = await _build_and_check(
-                    leaf, anchors, others, signature_validator, limits, request)
+        if mode is TrustMode.LEAF:
+            reasons = _leaf_trusted_directly(leaf, anchors, request)
+            revocation = RevocationMode.NONE  # a pinned certificate has no issuer to ask
+        else:
+            reasons, path, constrained = await _build_and_check(
+                leaf, anchors, others, signature_validator, limits, request)
     except _UNPROCESSABLE as exc:
         reasons = [_unprocessable("the path could not be processed", exc)]
     finally:
