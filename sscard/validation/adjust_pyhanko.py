@@ -51,6 +51,29 @@ def _switch_off_pyhanko_name_constraints() -> None:
 
     _pv_validate.process_general_subtrees = _no_subtrees  # type: ignore[assignment]
     _pv_validate._PathValidationState.check_name_constraints = _no_check  # type: ignore[method-assign]
+    # the subtree state each path validation starts with is then never read: not built either
+    # (a universal tree per name type, every validation and side validation)
+    _pv_validate.default_permitted_subtrees = dict
+    _pv_validate.default_excluded_subtrees = dict
+    _pv_validate.PermittedSubtrees = _NoSubtrees  # type: ignore[assignment,misc]
+    _pv_validate.ExcludedSubtrees = _NoSubtrees  # type: ignore[assignment,misc]
+
+
+class _NoSubtrees:
+    """pyhanko's subtree state, switched off with its name-constraint checks: accepts what it
+    is given and keeps nothing; asked to judge a certificate it refuses to (it never is)."""
+
+    def __init__(self, _initial: object = None) -> None:
+        pass
+
+    def intersect_with(self, _trees: object) -> None:
+        pass
+
+    def union_with(self, _trees: object) -> None:
+        pass
+
+    def accept_cert(self, _cert: object) -> None:
+        raise NotImplementedError("name constraints are checked by sscard.validation.names")
 
 
 def _let_the_anchor_sign_crls() -> None:
