@@ -45,6 +45,7 @@ __all__ = [
     "Fetched",
     "Fetcher",
     "ValidationFetcherBackend",
+    "budgeted_fetcher",
     "request_budget",
 ]
 
@@ -255,6 +256,13 @@ def request_budget(policy: FetchPolicy) -> Iterator[Fetcher]:
         _BUDGET.reset(token)
 
 
+def budgeted_fetcher(policy: FetchPolicy) -> Fetcher:
+    """The fetcher of the enclosing :func:`request_budget` when it is for ``policy``, else a
+    new one (one budget per validation)."""
+    current = _BUDGET.get()
+    return current if current is not None and current.policy is policy else policy.fetcher()
+
+
 # -- pyhanko-certvalidator ------------------------------------------------------------------
 
 
@@ -317,9 +325,7 @@ class ValidationFetcherBackend(FetcherBackend):
         self.policy = policy
 
     def get_fetchers(self) -> Fetchers:
-        current = _BUDGET.get()
-        fetcher = current if current is not None and current.policy is self.policy else (
-            self.policy.fetcher())
+        fetcher = budgeted_fetcher(self.policy)
         made: list[Any] = []
         for cls in (_OcspFetcher, _CrlFetcher, _CertFetcher):
             f = cls(per_request_timeout=self.policy.timeout)
