@@ -14,14 +14,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
-import requests
 from asn1crypto import crl, ocsp, x509
 
 from sscard.crypto.hashes import digest
-from sscard.fetch import AllowList, Fetcher, FetchError, FetchPolicy, budgeted_fetcher
+from sscard.fetch import AllowList, FetchError, FetchPolicy, budgeted_fetcher
 from sscard.x509.errors import X509Error
 from sscard.x509.parse import load_crl
+
+if TYPE_CHECKING:
+    import requests
+
+    from sscard.fetch import Fetcher
 
 # RFC 6960 CertIDs name the issuer by hashes; our responder (ca.ocsp) and OpenSSL's accept
 # SHA-256 as well as SHA-1, and SHA-256 needs no legacy exception

@@ -23,7 +23,6 @@ from pyhanko_certvalidator import PKIXValidationParams, ValidationContext
 from pyhanko_certvalidator import errors as pv
 from pyhanko_certvalidator.authority import CertTrustAnchor, TrustQualifiers
 from pyhanko_certvalidator.fetchers.api import FetcherBackend
-from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
 from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import (
     NO_REVOCATION,
@@ -73,6 +72,14 @@ install_as_pyhanko_default()
 ANY_POLICY = "2.5.29.32.0"
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _FETCH_TIMEOUT_SECONDS = 10
+
+
+def _any_url_fetcher() -> FetcherBackend:
+    """pyhanko's own fetchers (any URL, with a timeout), for callers that give none; loaded
+    only then, as they bring requests."""
+    from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
+
+    return RequestsFetcherBackend(per_request_timeout=_FETCH_TIMEOUT_SECONDS)
 
 
 class RevocationMode(enum.Enum):
@@ -587,11 +594,7 @@ async def validate_path_async(
         crls=usable_crls,
         ocsps=ocsp_list,
         allow_fetching=fetch_revocation,
-        fetcher_backend=(
-            (fetcher or RequestsFetcherBackend(per_request_timeout=_FETCH_TIMEOUT_SECONDS))
-            if fetch_revocation
-            else None
-        ),
+        fetcher_backend=(fetcher or _any_url_fetcher()) if fetch_revocation else None,
         revinfo_policy=CertRevTrustPolicy(_REVOCATION_POLICIES[revocation]),
         algorithm_usage_policy=_algorithm_policy(allow_legacy_algorithms),
         signature_validator=signature_validator,
