@@ -35,7 +35,6 @@ from pyhanko_certvalidator.policy_decl import (
 )
 from pyhanko_certvalidator.validate import async_validate_path
 
-from sscard.validation import webpki
 from sscard.validation.adjust_pyhanko import adjust_pyhanko
 from sscard.validation.building import (
     Budget,
@@ -434,6 +433,8 @@ async def _check_path(path: list[x509.Certificate], request: _Request
             reasons.append(expiry)
     reasons.extend(_name_constraint_reasons(path, constrained))
     if request.profile is Profile.WEBPKI:
+        from sscard.validation import webpki  # opt-in: the public suffix list loads with it
+
         reasons.extend(Reason(ReasonCode.INVALID, p)
                        for p in webpki.path_problems(path, request.ekus, constrained))
     # RFC 5280 §6 itself (signatures, validity, basic constraints, policies, revocation) runs
@@ -474,6 +475,8 @@ def _leaf_trusted_directly(leaf: x509.Certificate, anchors: Sequence[x509.Certif
     if expiry:
         reasons.append(expiry)
     if request.profile is Profile.WEBPKI:
+        from sscard.validation import webpki
+
         reasons.extend(Reason(ReasonCode.INVALID, p)
                        for p in webpki.path_problems([leaf], request.ekus, False))
     return reasons
