@@ -62,8 +62,9 @@ class _Entries:
     names_issuers: bool  # some entry may carry a certificateIssuer extension
 
 
-# By the CRL's encoding; an index holds the encodings of the revoked entries, so few are kept.
-_ENTRIES: BoundedCache[bytes, _Entries] = BoundedCache(32)
+# By the CRL's encoding. An index takes ~150 bytes per revoked entry (15 MB for 100,000):
+# a deployment checks against the CRLs of a few issuing CAs, so few are kept.
+_ENTRIES: BoundedCache[bytes, _Entries] = BoundedCache(8)
 
 
 def _index(encoded: bytes) -> _Entries:
