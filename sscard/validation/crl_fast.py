@@ -46,7 +46,7 @@ from pyhanko_certvalidator.revinfo.validate_crl import (
 )
 
 from sscard.validation.building import name_key
-from sscard.validation.memo import BoundedCache, digest_of, encoding_of
+from sscard.validation.memo import BoundedCache, encoding, encoding_key
 
 # the DER of the certificateIssuer entry extension's OID: an entry holding these octets may
 # name another issuer for itself and the entries after it (pyhanko's own test for it)
@@ -148,10 +148,7 @@ def settle(cert: object, path: Any, context: Any, proc_state: Any) -> bool:
         _verify_crl_signature(data, issuer.public_key, context.sig_validator)
     except CRLValidationError:
         return False
-    encoded = encoding_of(data)
-    if encoded is None:
-        return False
-    entries = _ENTRIES.get_or_make(digest_of(encoded), lambda: _index(encoded))
+    entries = _ENTRIES.get_or_make(encoding_key(data), lambda: _index(encoding(data)))
     if entries.names_issuers:
         return False
     found = entries.by_serial.get(bytes(cert["tbs_certificate"]["serial_number"].dump()))

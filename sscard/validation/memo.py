@@ -124,12 +124,14 @@ def within_validation(kind: str, value: object, make: Callable[[], _V]) -> _V:
     return made
 
 
-def _remembered(copy: _Asn1T, encoded: bytes) -> _Asn1T:
-    """``copy``, whose dump() was just seen to be ``encoded``: so :func:`encoding` need not
-    walk it again in this validation."""
+def _remembered(copy: _Asn1T, encoded: bytes, digest: bytes) -> _Asn1T:
+    """``copy``, whose dump() was just seen to be ``encoded`` (``digest_of`` it: ``digest``):
+    so :func:`encoding` and :func:`encoding_key` need not work them out again in this
+    validation."""
     memo = _THIS_VALIDATION.get()
     if memo is not None:
         memo[("kept", id(copy))] = (copy, encoded)
+        memo[("digest", id(copy))] = (copy, digest)
     return copy
 
 
@@ -148,6 +150,12 @@ def encoding(value: core.Asn1Value) -> bytes:
     if kept is not None:
         return kept
     return within_validation("encoding", value, lambda: bytes(value.dump()))
+
+
+def encoding_key(value: core.Asn1Value) -> bytes:
+    """``digest_of(encoding(value))``, once per object in a validation (known already for a
+    kept private copy): a large CRL's SHA-256 is worth computing once."""
+    return within_validation("digest", value, lambda: digest_of(encoding(value)))
 
 
 def forget_all() -> None:
@@ -237,7 +245,7 @@ def private_copy(value: _Asn1T) -> _Asn1T:
     kept = items.get(key)
     if kept is not None and kept[0].dump() == encoded:
         items.move_to_end(key)
-        return _remembered(kept[0], encoded)
+        return _remembered(kept[0], encoded, key[1])
     copy = _parse(value, encoded)
     if kept is not None:
         _COPIES.size -= kept[1]

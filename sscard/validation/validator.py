@@ -50,8 +50,7 @@ from sscard.validation.classify import reason_from_exception
 from sscard.validation.errors import ValidationInputError
 from sscard.validation.memo import (
     BoundedCache,
-    digest_of,
-    encoding,
+    encoding_key,
     fresh_copy,
     one_validation_each,
     private_copy,
@@ -290,7 +289,7 @@ def _inside_problem(value: core.Asn1Value) -> str | None:
     """Why the inside of a certificate or CRL that loaded does not parse (None when it does):
     asn1crypto parses lazily, so an extension holding garbage shows only when read. Read on a
     copy, as reading can change how asn1crypto re-encodes a value (see memo.private_copy)."""
-    return _INSIDE_VERDICTS.get_or_make(digest_of(encoding(value)),
+    return _INSIDE_VERDICTS.get_or_make(encoding_key(value),
                                         lambda: _parse_problem(value))
 
 
@@ -365,7 +364,7 @@ _CERTIFICATE_REASONS: BoundedCache[tuple[bytes, Position, Profile, bool], tuple[
 def _certificate_reasons(
     cert: x509.Certificate, position: Position, request: _Request
 ) -> list[Reason]:
-    key = (digest_of(encoding(cert)), position, request.profile, request.allow_legacy)
+    key = (encoding_key(cert), position, request.profile, request.allow_legacy)
     return list(_CERTIFICATE_REASONS.get_or_make(
         key, lambda: tuple(_certificate_reasons_uncached(cert, position, request))))
 
