@@ -22,19 +22,16 @@ import contextlib
 import posixpath
 import threading
 import time
-from collections.abc import Awaitable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-import requests
-from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers
-from pyhanko_certvalidator.fetchers.requests_fetchers.cert_fetch_client import (
-    RequestsCertificateFetcher,
-)
-from pyhanko_certvalidator.fetchers.requests_fetchers.crl_client import RequestsCRLFetcher
-from pyhanko_certvalidator.fetchers.requests_fetchers.ocsp_client import RequestsOCSPFetcher
+if TYPE_CHECKING:
+    import requests
+
+    from sscard.fetch_pyhanko import ValidationFetcherBackend
 
 __all__ = [
     "AllowList",
@@ -45,6 +42,7 @@ __all__ = [
     "Fetched",
     "Fetcher",
     "ValidationFetcherBackend",
+    "budgeted_fetcher",
     "request_budget",
 ]
 
@@ -171,6 +169,8 @@ class Fetcher:
     batch of signatures by one signer fetches its CRLs once, not once per signature."""
 
     def __init__(self, policy: FetchPolicy, session: requests.Session | None = None) -> None:
+        import requests  # here: a command that fetches nothing does not load it (start-up)
+
         self.policy = policy
         self.session = session or requests.Session()
         # the environment's proxies and .netrc credentials must not apply to fetched URLs
@@ -222,6 +222,8 @@ class Fetcher:
 
     def _fetch(self, method: str, url: str, data: bytes | None,
                headers: Mapping[str, str]) -> Fetched:
+        import requests
+
         remaining = self._admit(url)
         timeout = min(self.policy.timeout, remaining)
         # compressed answers could expand past the size cap before it is checked
@@ -273,87 +275,18 @@ def request_budget(policy: FetchPolicy) -> Iterator[Fetcher]:
         _BUDGET.reset(token)
 
 
-# -- pyhanko-certvalidator ------------------------------------------------------------------
+def budgeted_fetcher(policy: FetchPolicy) -> Fetcher:
+    """The fetcher of the enclosing :func:`request_budget` when it is for ``policy``, else a
+    new one (one budget per validation)."""
+    current = _BUDGET.get()
+    return current if current is not None and current.policy is policy else policy.fetcher()
 
 
-#: certvalidator unarmors PEM answers with asn1crypto (quadratic): only small ones reach it
-_MAX_PEM_ANSWER = 256 * 1024
+def __getattr__(name: str) -> Any:
+    # pyhanko-certvalidator's side lives in sscard.fetch_pyhanko, loaded when first asked for:
+    # importing pyhanko and requests costs more than a whole command's start-up budget
+    if name == "ValidationFetcherBackend":
+        from sscard.fetch_pyhanko import ValidationFetcherBackend
 
-
-class _Answer:
-    """What certvalidator's requests-based fetchers read of a ``requests.Response``."""
-
-    def __init__(self, fetched: Fetched) -> None:
-        if len(fetched.content) > _MAX_PEM_ANSWER and b"-----BEGIN " in fetched.content:
-            raise FetchRefused(f"{fetched.url!r:.200} answered {len(fetched.content)} bytes of "
-                               f"PEM; PEM answers over {_MAX_PEM_ANSWER} bytes are not read "
-                               "(serve DER)")
-        self.status_code = fetched.status
-        self.content = fetched.content
-        self.headers = ({"Content-Type": fetched.content_type}
-                        if fetched.content_type is not None else {})
-
-
-class _PolicedMixin:
-    """Routes certvalidator's ``_get``/``_post`` (its requests fetchers' one network seam)
-    through a :class:`Fetcher`."""
-
-    fetcher: Fetcher
-
-    def _get(self, url: str, *, acceptable_content_types: Iterable[str]
-             ) -> Awaitable[_Answer]:
-        import asyncio
-
-        return asyncio.to_thread(
-            lambda: _Answer(self.fetcher.get(url, accept=acceptable_content_types)))
-
-    def _post(self, url: str, data: bytes, *, content_type: str,
-              acceptable_content_types: Iterable[str]) -> Awaitable[_Answer]:
-        import asyncio
-
-        return asyncio.to_thread(lambda: _Answer(self.fetcher.post(
-            url, data, content_type, accept=acceptable_content_types)))
-
-
-class _OcspFetcher(_PolicedMixin, RequestsOCSPFetcher):  # type: ignore[misc]
-    async def fetch(self, cert: Any, authority: Any) -> Any:
-        """One OCSP request per certificate and budget: a batch of signatures by one signer
-        asks about the signer's and the CA's certificates once, not once per signature."""
-        from pyhanko_certvalidator.util import issuer_serial
-
-        tag = (issuer_serial(cert), authority.hashable)
-        kept = self.fetcher.ocsp_answers.get(tag)
-        if kept is None:
-            kept = await super().fetch(cert, authority)
-            self.fetcher.ocsp_answers[tag] = kept
-        return kept
-
-
-class _CrlFetcher(_PolicedMixin, RequestsCRLFetcher):  # type: ignore[misc]
-    pass
-
-
-class _CertFetcher(_PolicedMixin, RequestsCertificateFetcher):  # type: ignore[misc]
-    pass
-
-
-class ValidationFetcherBackend(FetcherBackend):
-    """A certvalidator fetcher backend that fetches only under ``policy``: the budget of the
-    enclosing :func:`request_budget`, else one fresh :class:`Fetcher` per validation."""
-
-    def __init__(self, policy: FetchPolicy) -> None:
-        self.policy = policy
-
-    def get_fetchers(self) -> Fetchers:
-        current = _BUDGET.get()
-        fetcher = current if current is not None and current.policy is self.policy else (
-            self.policy.fetcher())
-        made: list[Any] = []
-        for cls in (_OcspFetcher, _CrlFetcher, _CertFetcher):
-            f = cls(per_request_timeout=self.policy.timeout)
-            f.fetcher = fetcher
-            made.append(f)
-        return Fetchers(ocsp_fetcher=made[0], crl_fetcher=made[1], cert_fetcher=made[2])
-
-    async def close(self) -> None:
-        return None
+        return ValidationFetcherBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from sscard.secrets_input import read_secret
+
+if TYPE_CHECKING:
+    import ssl  # loaded by the functions that serve: commands that only declare options skip it
 
 F = TypeVar("F", bound=Callable[..., Any])
 WsgiApp = Callable[..., Any]
@@ -78,6 +80,8 @@ class ServeOptions:
 def tls_context(options: ServeOptions) -> ssl.SSLContext:
     """The server-side TLS context: certificate chain, key (decrypted with the passphrase),
     and with a client CA, client certificates required and verified against it."""
+    import ssl
+
     if options.tls_cert is None or options.tls_key is None:
         raise ServeError("TLS is not configured")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -110,6 +114,8 @@ def tls_context(options: ServeOptions) -> ssl.SSLContext:
 
 def run(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: str) -> None:
     """Serve the app that ``factory`` builds (in each worker) under gunicorn until stopped."""
+    import ssl
+
     from gunicorn.app.base import BaseApplication
 
     if options.tls:

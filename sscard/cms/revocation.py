@@ -14,14 +14,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
-import requests
 from asn1crypto import crl, ocsp, x509
 
 from sscard.crypto.hashes import digest
-from sscard.fetch import AllowList, Fetcher, FetchError, FetchPolicy
+from sscard.fetch import AllowList, FetchError, FetchPolicy, budgeted_fetcher
 from sscard.x509.errors import X509Error
 from sscard.x509.parse import load_crl
+
+if TYPE_CHECKING:
+    import requests
+
+    from sscard.fetch import Fetcher
 
 # RFC 6960 CertIDs name the issuer by hashes; our responder (ca.ocsp) and OpenSSL's accept
 # SHA-256 as well as SHA-1, and SHA-256 needs no legacy exception
@@ -103,8 +108,11 @@ def _ask_ocsp(fetcher: Fetcher, url: str, cert: x509.Certificate,
 def gather(path: Sequence[x509.Certificate], fetch: RevocationFetch,
            session: requests.Session | None = None) -> Gathered:
     """CRLs and OCSP responses for every certificate of ``path`` (trust anchor first) below
-    the anchor: OCSP first, the CRL distribution points when no OCSP answer is had."""
-    fetcher = fetch.policy.fetcher(session)
+    the anchor: OCSP first, the CRL distribution points when no OCSP answer is had. Within a
+    :func:`sscard.fetch.request_budget` for the same policy (and no ``session`` given), the
+    fetches count against that budget."""
+    fetcher = fetch.policy.fetcher(session) if session is not None else (
+        budgeted_fetcher(fetch.policy))
     got = Gathered()
     for issuer, cert in pairwise(path):
         who = cert.subject.human_friendly

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from asn1crypto import cms, core, crl, ocsp, x509
-from pyhanko_certvalidator.fetchers.api import FetcherBackend
 
 from sscard.cms.content_types import normalise
 from sscard.cms.errors import CmsParseError
@@ -176,14 +175,11 @@ class TrustConfig:
     ocsp_responses: Sequence[ocsp.OCSPResponse] = ()
     revocation_source: RevocationSource | None = None
     """Called on each (uncached) validation for fresh CRLs and OCSP responses."""
-    fetch_revocation: bool = False
-    """Also ask the OCSP responders and CRL distribution points the certificates name, through
-    ``fetcher`` (unrestricted without one: prefer ``revocation_fetch`` or a ``fetcher`` with an
-    allow-list)."""
     revocation_fetch: RevocationFetch | None = None
-    """Fetch CRLs and OCSP answers for the signer's path under this allow-list."""
-    fetcher: FetcherBackend | None = None
-    """How to fetch (e.g. ``sscard.fetch.ValidationFetcherBackend``); default: any URL."""
+    """The one fetch setting: ask the OCSP responders and CRL distribution points of the
+    signer's path (or the operator's responder) over HTTP, only under this allow-list and
+    sscard.fetch's bounds (no redirects, timeouts, size caps, a request budget). None: nothing
+    is fetched."""
     revocation: RevocationMode | None = None
     """Default: REQUIRE when any revocation source is configured, else NONE."""
     cache_seconds: float = 0.0
@@ -219,8 +215,7 @@ class Verifier:
     def _revocation_mode(self, has_revinfo: bool) -> RevocationMode:
         if self.config.revocation is not None:
             return self.config.revocation
-        configured = has_revinfo or self.config.fetch_revocation or (
-            self.config.revocation_source is not None) or (
+        configured = has_revinfo or (self.config.revocation_source is not None) or (
             self.config.revocation_fetch is not None)
         return RevocationMode.REQUIRE if configured else RevocationMode.NONE
 
@@ -281,8 +276,6 @@ class Verifier:
             intermediates=[*self.config.intermediates, *extra],
             crls=crls,
             ocsp_responses=ocsps,
-            fetch_revocation=self.config.fetch_revocation and with_revocation,
-            fetcher=self.config.fetcher,
             revocation=mode,
             at=at,
             purpose=purpose,

@@ -30,9 +30,10 @@ from sscard.cms import (
     identify,
     sign,
 )
+from sscard.cms.revocation import RevocationFetch
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError, InvalidSignature
-from sscard.fetch import AllowList, FetchError, FetchPolicy, ValidationFetcherBackend
+from sscard.fetch import AllowList, FetchError, FetchPolicy
 from sscard.gateway.caller import Caller, CallerAuthenticator
 from sscard.gateway.challenges import ChallengeStore, MemoryChallengeStore, new_challenge
 from sscard.gateway.config import GatewayConfig, GatewayKey, fingerprint
@@ -115,8 +116,8 @@ class Gateway:
             intermediates=config.intermediates,
             crls=config.crls,
             revocation_source=fetcher,
-            fetch_revocation=config.fetch_revocation,
-            fetcher=ValidationFetcherBackend(self.fetch_policy),
+            revocation_fetch=(RevocationFetch(self.fetch_policy) if config.fetch_revocation
+                              else None),
             cache_seconds=config.validation_cache_seconds,
         ))
         self.callers = CallerAuthenticator(self.verifier, config.request_signature_window,

@@ -92,7 +92,7 @@ class AnchoredVerifier(Verifier):
         purpose: Purpose | None = None,
         use_cache: bool = True,
     ) -> ValidationResult:
-        if with_revocation and self.config.fetch_revocation:
+        if with_revocation and self.config.revocation_fetch is not None:
             offline = super().validate(leaf, extra, at, False, purpose, use_cache)
             if not offline.valid:
                 return offline

@@ -8,39 +8,64 @@ The stable API for the rest of the project::
     if not result.valid:
         for reason in result.reasons:
             print(reason.code.value, reason.message)
+
+Each name is loaded from its module when first used (PEP 562): ``sscard x509 verify --help``
+and the modules that only need the result types do not load pyhanko-certvalidator.
 """
 
-from sscard.validation.building import Budget
-from sscard.validation.errors import (
-    BadSignatureError,
-    BasicConstraintsError,
-    ExpiredError,
-    HostnameMismatchError,
-    IssuerMismatchError,
-    KeyUsageError,
-    NameConstraintsError,
-    NotYetValidError,
-    PathValidationError,
-    PolicyError,
-    RevocationUnknownError,
-    RevokedError,
-    UnsupportedCriticalExtensionError,
-    UntrustedRootError,
-    ValidationInputError,
-    WeakAlgorithmError,
-    WrongPurposeError,
-)
-from sscard.validation.result import Reason, ReasonCode, ValidationResult
-from sscard.validation.signatures import SM2AwareSignatureValidator
-from sscard.validation.usage import Purpose
-from sscard.validation.validator import (
-    ANY_POLICY,
-    Profile,
-    RevocationMode,
-    TrustMode,
-    validate_path,
-    validate_path_async,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sscard.validation.building import Budget
+    from sscard.validation.errors import (
+        BadSignatureError,
+        BasicConstraintsError,
+        ExpiredError,
+        HostnameMismatchError,
+        IssuerMismatchError,
+        KeyUsageError,
+        NameConstraintsError,
+        NotYetValidError,
+        PathValidationError,
+        PolicyError,
+        RevocationUnknownError,
+        RevokedError,
+        UnsupportedCriticalExtensionError,
+        UntrustedRootError,
+        ValidationInputError,
+        WeakAlgorithmError,
+        WrongPurposeError,
+    )
+    from sscard.validation.result import Reason, ReasonCode, ValidationResult
+    from sscard.validation.signatures import SM2AwareSignatureValidator
+    from sscard.validation.usage import Purpose
+    from sscard.validation.validator import (
+        ANY_POLICY,
+        Profile,
+        RevocationMode,
+        TrustMode,
+        validate_path,
+        validate_path_async,
+    )
+
+#: each public name and the module that defines it
+_WHERE = {
+    "Budget": "building",
+    **dict.fromkeys(("BadSignatureError", "BasicConstraintsError", "ExpiredError",
+                     "HostnameMismatchError", "IssuerMismatchError", "KeyUsageError",
+                     "NameConstraintsError", "NotYetValidError", "PathValidationError",
+                     "PolicyError", "RevocationUnknownError", "RevokedError",
+                     "UnsupportedCriticalExtensionError", "UntrustedRootError",
+                     "ValidationInputError", "WeakAlgorithmError", "WrongPurposeError"),
+                    "errors"),
+    **dict.fromkeys(("Reason", "ReasonCode", "ValidationResult"), "result"),
+    "SM2AwareSignatureValidator": "signatures",
+    "Purpose": "usage",
+    **dict.fromkeys(("ANY_POLICY", "Profile", "RevocationMode", "TrustMode", "validate_path",
+                     "validate_path_async"), "validator"),
+}
 
 __all__ = [
     "ANY_POLICY",
@@ -73,3 +98,18 @@ __all__ = [
     "validate_path",
     "validate_path_async",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # __import__, not importlib.import_module: the same import, and `python -X importtime`
+    # (which only sees the interpreter's own import path) still shows it
+    value = getattr(__import__(f"{__name__}.{module}", fromlist=(name,)), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from asn1crypto import x509
+from asn1crypto import parser, x509
 
-from sscard.validation.memo import BoundedCache, digest_of
+from sscard.validation.memo import BoundedCache, digest_of, kept_encoding, within_validation
 
 DEFAULT_MAX_INTERMEDIATES = 8
 # Self-issued intermediates (key rollover) do not count towards the depth, as they do not
@@ -58,7 +58,24 @@ def fingerprint(cert: x509.Certificate) -> bytes:
     ``cert.dump()``: asn1crypto re-encodes a certificate it has parsed, and loses a
     subjectUniqueID's unused-bits count doing so (PKITS 4.3.6), after which the signature
     no longer verifies."""
+    return within_validation("fingerprint", cert, lambda: _fingerprint(cert))
+
+
+def _fingerprint(cert: x509.Certificate) -> bytes:
+    encoded = kept_encoding(cert)
+    if encoded is not None:
+        return _signed_part_and_signature(encoded)
     return bytes(cert["tbs_certificate"].dump()) + bytes(cert["signature_value"].contents)
+
+
+def _signed_part_and_signature(encoded: bytes) -> bytes:
+    """The tbsCertificate's octets and the signature BIT STRING's contents, read off the
+    certificate's original encoding: what tbs_certificate.dump() and signature_value.contents
+    give a certificate that re-encodes to it, without asn1crypto walking it twice more."""
+    contents = parser.parse(encoded)[4]
+    signed = parser.peek(contents)
+    algorithm = parser.peek(contents[signed:])
+    return contents[:signed] + parser.parse(contents[signed + algorithm:])[4]
 
 
 def _key_ids_agree(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
@@ -75,8 +92,8 @@ _NAME_KEYS: BoundedCache[bytes, bytes] = BoundedCache(4096)
 def name_key(name: x509.Name) -> bytes:
     """The comparison form of ``name`` (RFC 5280 §7.1), as bytes; raises what asn1crypto
     raises for a name it cannot compare (TypeError, ValueError, AttributeError)."""
-    encoded = bytes(name.dump())
-    return _NAME_KEYS.get_or_make(digest_of(encoded), lambda: _comparison_form(name))
+    return within_validation("name", name, lambda: _NAME_KEYS.get_or_make(
+        digest_of(bytes(name.dump())), lambda: _comparison_form(name)))
 
 
 def _comparison_form(name: x509.Name) -> bytes:

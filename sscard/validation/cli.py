@@ -9,23 +9,29 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from asn1crypto import crl, x509
 
 from sscard.cli import UnusableInput
 from sscard.exitcodes import Exit
-from sscard.validation.errors import ValidationInputError
-from sscard.validation.names import name_text
-from sscard.validation.result import ValidationResult
-from sscard.validation.usage import Purpose
-from sscard.validation.validator import Profile, RevocationMode, TrustMode, validate_path
-from sscard.x509.errors import X509ParseError
-from sscard.x509.parse import load_certificates, load_crl
+
+if TYPE_CHECKING:
+    from asn1crypto import crl, x509
+
+    from sscard.validation.result import ValidationResult
 
 EXIT_VALID = Exit.OK
 EXIT_NOT_VALID = Exit.REFUSED
 EXIT_UNUSABLE = Exit.USAGE
+
+#: the values of sscard.validation's Purpose, RevocationMode, TrustMode and Profile, written
+#: out so that ``sscard x509 verify --help`` need not load the validator (pyhanko, the
+#: cryptography backends); tests/validation/test_cli.py holds them to the enums
+PURPOSES = ("server", "client", "sign", "any")
+REVOCATION_MODES = ("require", "leaf", "if-declared", "none")
+TRUST_MODES = ("constrained-anchor", "anchor", "leaf")
+PROFILES = ("rfc5280", "webpki")
 
 
 _EKU_NAMES = {
@@ -50,6 +56,9 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def _certificates(path: Path, what: str) -> list[x509.Certificate]:
+    from sscard.x509.errors import X509ParseError
+    from sscard.x509.parse import load_certificates
+
     # deep=False: a certificate whose extension or key does not parse is one the validator
     # answers NOT VALID for (exit 1, with the reason), not unusable input
     try:
@@ -59,6 +68,9 @@ def _certificates(path: Path, what: str) -> list[x509.Certificate]:
 
 
 def _crl(path: Path) -> crl.CertificateList:
+    from sscard.x509.errors import X509ParseError
+    from sscard.x509.parse import load_crl
+
     try:
         return load_crl(_read(path, "CRL"))
     except X509ParseError as exc:
@@ -79,6 +91,8 @@ def _time(text: str | None) -> datetime | None:
 
 
 def _subject(cert: x509.Certificate) -> str:
+    from sscard.validation.names import name_text
+
     return name_text(cert.subject)
 
 
@@ -141,13 +155,13 @@ def _report(result: ValidationResult) -> None:
 @click.option("--inhibit-any-policy", is_flag=True, help="Do not let anyPolicy match.")
 @click.option(
     "--purpose",
-    type=click.Choice([p.value for p in Purpose]),
+    type=click.Choice(PURPOSES),
     help="Check that the leaf's key usages fit this use.",
 )
 @click.option("--hostname", metavar="NAME", help="Check the leaf's subjectAltName for NAME.")
 @click.option(
     "--revocation",
-    type=click.Choice([m.value for m in RevocationMode]),
+    type=click.Choice(REVOCATION_MODES),
     help="How much revocation information to insist on "
     "(default: require when --crl or --ocsp is given, else none).",
 )
@@ -158,8 +172,8 @@ def _report(result: ValidationResult) -> None:
 )
 @click.option(
     "--trust-mode",
-    type=click.Choice([m.value for m in TrustMode]),
-    default=TrustMode.CONSTRAINED_ANCHOR.value,
+    type=click.Choice(TRUST_MODES),
+    default="constrained-anchor",
     show_default=True,
     help="constrained-anchor: the anchor certificate's validity and constraints apply "
     "(RFC 5937); anchor: only its name and key are used; leaf: --trust names directly "
@@ -167,8 +181,8 @@ def _report(result: ValidationResult) -> None:
 )
 @click.option(
     "--profile",
-    type=click.Choice([p.value for p in Profile]),
-    default=Profile.RFC5280.value,
+    type=click.Choice(PROFILES),
+    default="rfc5280",
     show_default=True,
     help="Certificate rules: rfc5280 (strict RFC 5280), or webpki (plus CA/Browser Forum).",
 )
@@ -207,6 +221,9 @@ def verify(
     LEAF may hold the leaf followed by its chain. Exit 0 when valid, 1 when not (with the
     reasons), 2 when the input is unusable.
     """
+    from sscard.validation.errors import ValidationInputError
+    from sscard.validation.validator import RevocationMode, validate_path
+
     # pyhanko-certvalidator logs every failed side path (e.g. a CRL issuer it then finds
     # another way to) with a traceback; the reasons printed below are what counts.
     logging.getLogger("pyhanko_certvalidator").setLevel(logging.ERROR)

@@ -10,17 +10,20 @@ encodings.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Coroutine, Hashable
+from contextvars import ContextVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from asn1crypto import core
 
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
 _Asn1T = TypeVar("_Asn1T", bound=core.Asn1Value)
+_P = ParamSpec("_P")
 
 _ALL: list[BoundedCache[object, object]] = []
 
@@ -79,6 +82,82 @@ def digest_of(encoded: bytes) -> bytes:
     return b"#" + hashlib.sha256(encoded).digest()
 
 
+# What one validation worked out about the objects it holds, by identity. Reading an asn1crypto
+# value's encoding (dump) first walks everything parsed of it for changes, and a validation
+# asks for the same certificates' fingerprints and the same names' comparison forms dozens of
+# times. Within one validation nothing changes them: the certificates and CRLs are the
+# validator's private copies, and pyhanko copies a name before it extends one. Each entry
+# holds its object, so no other object can take its id while the validation runs.
+_THIS_VALIDATION: ContextVar[dict[tuple[str, int], tuple[object, object]] | None] = ContextVar(
+    "sscard_validation_identity_memo", default=None)
+
+
+def one_validation_each(
+    validation: Callable[_P, Coroutine[Any, Any, _V]],
+) -> Callable[_P, Coroutine[Any, Any, _V]]:
+    """Make each call of the coroutine function ``validation`` one validation, the extent of
+    :func:`within_validation`'s memo (a nested call starts its own)."""
+
+    @functools.wraps(validation)
+    async def one(*args: _P.args, **kwargs: _P.kwargs) -> _V:
+        token = _THIS_VALIDATION.set({})
+        try:
+            return await validation(*args, **kwargs)
+        finally:
+            _THIS_VALIDATION.reset(token)
+
+    return one
+
+
+def within_validation(kind: str, value: object, make: Callable[[], _V]) -> _V:
+    """``make()``, worked out once per ``value`` object (and ``kind``) in the running
+    validation; outside one, every time."""
+    memo = _THIS_VALIDATION.get()
+    if memo is None:
+        return make()
+    key = (kind, id(value))
+    kept = memo.get(key)
+    if kept is not None and kept[0] is value:
+        return kept[1]  # type: ignore[return-value]
+    made = make()
+    memo[key] = (value, made)
+    return made
+
+
+def _remembered(copy: _Asn1T, encoded: bytes, digest: bytes) -> _Asn1T:
+    """``copy``, whose dump() was just seen to be ``encoded`` (``digest_of`` it: ``digest``):
+    so :func:`encoding` and :func:`encoding_key` need not work them out again in this
+    validation."""
+    memo = _THIS_VALIDATION.get()
+    if memo is not None:
+        memo[("kept", id(copy))] = (copy, encoded)
+        memo[("digest", id(copy))] = (copy, digest)
+    return copy
+
+
+def kept_encoding(value: core.Asn1Value) -> bytes | None:
+    """The encoding of ``value`` when it is a kept private copy handed out in this validation
+    (its dump() seen equal to the octets it was parsed from), else None."""
+    memo = _THIS_VALIDATION.get()
+    kept = None if memo is None else memo.get(("kept", id(value)))
+    return kept[1] if kept is not None and kept[0] is value else None  # type: ignore[return-value]
+
+
+def encoding(value: core.Asn1Value) -> bytes:
+    """``value.dump()``, once per object in a validation (known already for a kept private
+    copy): asn1crypto walks everything parsed of a value for changes on each dump()."""
+    kept = kept_encoding(value)
+    if kept is not None:
+        return kept
+    return within_validation("encoding", value, lambda: bytes(value.dump()))
+
+
+def encoding_key(value: core.Asn1Value) -> bytes:
+    """``digest_of(encoding(value))``, once per object in a validation (known already for a
+    kept private copy): a large CRL's SHA-256 is worth computing once."""
+    return within_validation("digest", value, lambda: digest_of(encoding(value)))
+
+
 def forget_all() -> None:
     """Empty every cache of the validator, and this thread's parsed copies (for measurements
     and tests without them)."""
@@ -129,7 +208,7 @@ def _parse(value: _Asn1T, encoded: bytes) -> _Asn1T:
     return type(value).load(encoded)
 
 
-def _parsed_from(value: core.Asn1Value) -> bytes | None:
+def encoding_of(value: core.Asn1Value) -> bytes | None:
     """The octets ``value`` was parsed from, read without ``dump()`` (which may re-encode the
     caller's object); None for a value built or changed since."""
     header = value._header
@@ -142,7 +221,7 @@ def _parsed_from(value: core.Asn1Value) -> bytes | None:
 def fresh_copy(value: _Asn1T) -> _Asn1T:
     """A new parse of what ``value`` was parsed from (a deep copy of one built or changed):
     to be read without changing ``value``."""
-    encoded = _parsed_from(value)
+    encoded = encoding_of(value)
     return value.copy() if encoded is None else _parse(value, encoded)
 
 
@@ -151,7 +230,7 @@ def private_copy(value: _Asn1T) -> _Asn1T:
     that survives asn1crypto's re-encoding unchanged gets the copy of that encoding kept for
     this thread, with what was parsed of it so far (parsing is the costliest part of a
     validation); any other a new parse."""
-    encoded = _parsed_from(value)
+    encoded = encoding_of(value)
     if encoded is None:
         return value.copy()
     key = (type(value), digest_of(encoded))
@@ -166,7 +245,7 @@ def private_copy(value: _Asn1T) -> _Asn1T:
     kept = items.get(key)
     if kept is not None and kept[0].dump() == encoded:
         items.move_to_end(key)
-        return kept[0]
+        return _remembered(kept[0], encoded, key[1])
     copy = _parse(value, encoded)
     if kept is not None:
         _COPIES.size -= kept[1]

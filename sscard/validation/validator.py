@@ -12,30 +12,31 @@ import asyncio
 import enum
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Coroutine, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from asn1crypto import core, crl, ocsp, x509
+from asn1crypto import algos, core, crl, keys, ocsp, x509
 from pyhanko_certvalidator import PKIXValidationParams, ValidationContext
 from pyhanko_certvalidator import errors as pv
 from pyhanko_certvalidator.authority import CertTrustAnchor, TrustQualifiers
 from pyhanko_certvalidator.fetchers.api import FetcherBackend
-from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
 from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import (
     NO_REVOCATION,
     REQUIRE_REVINFO,
+    AlgorithmUsageConstraint,
     CertRevTrustPolicy,
     DisallowWeakAlgorithmsPolicy,
     RevocationCheckingPolicy,
     RevocationCheckingRule,
 )
+from pyhanko_certvalidator.registry import SimpleTrustManager
 from pyhanko_certvalidator.validate import async_validate_path
 
-from sscard.validation import webpki
 from sscard.validation.adjust_pyhanko import adjust_pyhanko
 from sscard.validation.building import (
     Budget,
@@ -47,7 +48,13 @@ from sscard.validation.building import (
 )
 from sscard.validation.classify import reason_from_exception
 from sscard.validation.errors import ValidationInputError
-from sscard.validation.memo import BoundedCache, digest_of, fresh_copy, private_copy
+from sscard.validation.memo import (
+    BoundedCache,
+    encoding_key,
+    fresh_copy,
+    one_validation_each,
+    private_copy,
+)
 from sscard.validation.names import NameConstraintState, NameConstraintViolation, name_text
 from sscard.validation.profile import (
     Position,
@@ -65,6 +72,14 @@ install_as_pyhanko_default()
 ANY_POLICY = "2.5.29.32.0"
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _FETCH_TIMEOUT_SECONDS = 10
+
+
+def _any_url_fetcher() -> FetcherBackend:
+    """pyhanko's own fetchers (any URL, with a timeout), for callers that give none; loaded
+    only then, as they bring requests."""
+    from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
+
+    return RequestsFetcherBackend(per_request_timeout=_FETCH_TIMEOUT_SECONDS)
 
 
 class RevocationMode(enum.Enum):
@@ -98,19 +113,41 @@ _REVOCATION_POLICIES: dict[RevocationMode, RevocationCheckingPolicy] = {
 }
 
 
+class _RememberingAlgorithmPolicy(DisallowWeakAlgorithmsPolicy):
+    """pyhanko's weak-algorithm rules, with each verdict kept by what it depends on (the
+    algorithm identifier's and the key's encodings; this policy ignores the time): pyhanko asks
+    for every signature of every validation, and builds asn1crypto values to answer."""
+
+    def __init__(self, **thresholds: Any) -> None:
+        super().__init__(**thresholds)
+        self._verdicts: BoundedCache[tuple[bytes, bytes | None], AlgorithmUsageConstraint] = (
+            BoundedCache(1024))
+
+    def signature_algorithm_allowed(
+        self, algo: algos.SignedDigestAlgorithm, moment: datetime | None,
+        public_key: keys.PublicKeyInfo | None,
+    ) -> AlgorithmUsageConstraint:
+        key = (bytes(algo.dump()), None if public_key is None else bytes(public_key.dump()))
+        return self._verdicts.get_or_make(key, lambda: super(
+            _RememberingAlgorithmPolicy, self).signature_algorithm_allowed(
+                algo, moment, public_key))
+
+
+# SHA-1 and 1024-bit RSA/DSA: only for old data such as NIST PKITS (2011).
+_LEGACY_ALGORITHMS = _RememberingAlgorithmPolicy(
+    weak_hash_algos=frozenset({"md2", "md5"}),
+    rsa_key_size_threshold=1024,
+    dsa_key_size_threshold=1024,
+)
+_STRONG_ALGORITHMS = _RememberingAlgorithmPolicy(
+    weak_hash_algos=frozenset({"md2", "md5", "sha1"}),
+    rsa_key_size_threshold=2048,
+    dsa_key_size_threshold=2048,
+)
+
+
 def _algorithm_policy(allow_legacy: bool) -> DisallowWeakAlgorithmsPolicy:
-    if allow_legacy:
-        # SHA-1 and 1024-bit RSA/DSA: only for old data such as NIST PKITS (2011).
-        return DisallowWeakAlgorithmsPolicy(
-            weak_hash_algos=frozenset({"md2", "md5"}),
-            rsa_key_size_threshold=1024,
-            dsa_key_size_threshold=1024,
-        )
-    return DisallowWeakAlgorithmsPolicy(
-        weak_hash_algos=frozenset({"md2", "md5", "sha1"}),
-        rsa_key_size_threshold=2048,
-        dsa_key_size_threshold=2048,
-    )
+    return _LEGACY_ALGORITHMS if allow_legacy else _STRONG_ALGORITHMS
 
 
 def _policy_set(policies: Iterable[str] | None) -> frozenset[str]:
@@ -252,7 +289,7 @@ def _inside_problem(value: core.Asn1Value) -> str | None:
     """Why the inside of a certificate or CRL that loaded does not parse (None when it does):
     asn1crypto parses lazily, so an extension holding garbage shows only when read. Read on a
     copy, as reading can change how asn1crypto re-encodes a value (see memo.private_copy)."""
-    return _INSIDE_VERDICTS.get_or_make(digest_of(bytes(value.contents)),
+    return _INSIDE_VERDICTS.get_or_make(encoding_key(value),
                                         lambda: _parse_problem(value))
 
 
@@ -262,6 +299,36 @@ def _parse_problem(value: core.Asn1Value) -> str | None:
     except _PARSE_ERRORS as exc:
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return None
+
+
+class _ThreadTrustManagers(threading.local):
+    """pyhanko's trust managers, per thread, by the identities of the anchor objects they were
+    built from: the kept private copies (memo.private_copy) come back as the same objects on
+    every call while their octets are unchanged, and a trust manager is only read once built.
+    Building one (filing every anchor by its name and key) is a tenth of a warm validation."""
+
+    def __init__(self) -> None:
+        self.built: OrderedDict[tuple[int, ...],
+                                tuple[tuple[x509.Certificate, ...], SimpleTrustManager]] = (
+            OrderedDict())
+
+
+_TRUST_MANAGERS = _ThreadTrustManagers()
+_TRUST_MANAGERS_KEPT = 16
+
+
+def _trust_manager(anchors: Sequence[x509.Certificate]) -> SimpleTrustManager:
+    key = tuple(id(a) for a in anchors)
+    built = _TRUST_MANAGERS.built
+    found = built.get(key)
+    if found is not None and all(a is b for a, b in zip(found[0], anchors, strict=True)):
+        built.move_to_end(key)
+        return found[1]
+    manager = SimpleTrustManager.build(trust_roots=list(anchors))
+    built[key] = (tuple(anchors), manager)  # holding the anchors: their ids stay theirs
+    while len(built) > _TRUST_MANAGERS_KEPT:
+        built.popitem(last=False)
+    return manager
 
 
 #: how far a live validation's revocation data may be dated after its clock (clock skew and the
@@ -274,14 +341,17 @@ def _floor_to_second(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
-def _validity_reason(cert: x509.Certificate, what: str, moment: datetime) -> Reason | None:
+def _validity_reason(cert: x509.Certificate, position: Position, moment: datetime
+                     ) -> Reason | None:
     validity = cert["tbs_certificate"]["validity"]
     not_before = validity["not_before"].native
     not_after = validity["not_after"].native
+    # the certificate is described only when it fails: naming it costs more than the check
     if moment < not_before:
-        return Reason(ReasonCode.NOT_YET_VALID, f"the {what} is not valid before {not_before}")
+        return Reason(ReasonCode.NOT_YET_VALID,
+                      f"the {describe(cert, position)} is not valid before {not_before}")
     if moment > not_after:
-        return Reason(ReasonCode.EXPIRED, f"the {what} expired at {not_after}")
+        return Reason(ReasonCode.EXPIRED, f"the {describe(cert, position)} expired at {not_after}")
     return None
 
 
@@ -294,7 +364,7 @@ _CERTIFICATE_REASONS: BoundedCache[tuple[bytes, Position, Profile, bool], tuple[
 def _certificate_reasons(
     cert: x509.Certificate, position: Position, request: _Request
 ) -> list[Reason]:
-    key = (digest_of(bytes(cert.dump())), position, request.profile, request.allow_legacy)
+    key = (encoding_key(cert), position, request.profile, request.allow_legacy)
     return list(_CERTIFICATE_REASONS.get_or_make(
         key, lambda: tuple(_certificate_reasons_uncached(cert, position, request))))
 
@@ -382,18 +452,20 @@ async def _check_path(path: list[x509.Certificate], request: _Request
     anchor = path[0]
     if constrained:
         reasons.extend(_certificate_reasons(anchor, Position.ANCHOR, request))
-        expiry = _validity_reason(anchor, describe(anchor, Position.ANCHOR), request.moment)
+        expiry = _validity_reason(anchor, Position.ANCHOR, request.moment)
         if expiry:
             reasons.append(expiry)
     for index in range(1, len(path)):
         position = Position.LEAF if index == len(path) - 1 else Position.CA
         reasons.extend(_certificate_reasons(path[index], position, request))
         # every certificate's validity to the second, whatever skew revocation data is allowed
-        expiry = _validity_reason(path[index], describe(path[index], position), request.moment)
+        expiry = _validity_reason(path[index], position, request.moment)
         if expiry:
             reasons.append(expiry)
     reasons.extend(_name_constraint_reasons(path, constrained))
     if request.profile is Profile.WEBPKI:
+        from sscard.validation import webpki  # opt-in: the public suffix list loads with it
+
         reasons.extend(Reason(ReasonCode.INVALID, p)
                        for p in webpki.path_problems(path, request.ekus, constrained))
     # RFC 5280 §6 itself (signatures, validity, basic constraints, policies, revocation) runs
@@ -430,15 +502,18 @@ def _leaf_trusted_directly(leaf: x509.Certificate, anchors: Sequence[x509.Certif
                        "the certificate is not one of the directly trusted certificates "
                        "(trust mode leaf)")]
     reasons = _certificate_reasons(leaf, Position.LEAF, request)
-    expiry = _validity_reason(leaf, describe(leaf, Position.LEAF), request.moment)
+    expiry = _validity_reason(leaf, Position.LEAF, request.moment)
     if expiry:
         reasons.append(expiry)
     if request.profile is Profile.WEBPKI:
+        from sscard.validation import webpki
+
         reasons.extend(Reason(ReasonCode.INVALID, p)
                        for p in webpki.path_problems([leaf], request.ekus, False))
     return reasons
 
 
+@one_validation_each
 async def validate_path_async(
     leaf: x509.Certificate,
     *,
@@ -539,7 +614,7 @@ async def validate_path_async(
 
     signature_validator = SM2AwareSignatureValidator([*anchors, *others, leaf])
     context = ValidationContext(
-        trust_roots=anchors,
+        trust_manager=_trust_manager(anchors),
         other_certs=others,
         # None for "now": pyhanko fetches revocation information only when the validation is
         # not for a point in the past
@@ -553,11 +628,7 @@ async def validate_path_async(
         crls=usable_crls,
         ocsps=ocsp_list,
         allow_fetching=fetch_revocation,
-        fetcher_backend=(
-            (fetcher or RequestsFetcherBackend(per_request_timeout=_FETCH_TIMEOUT_SECONDS))
-            if fetch_revocation
-            else None
-        ),
+        fetcher_backend=(fetcher or _any_url_fetcher()) if fetch_revocation else None,
         revinfo_policy=CertRevTrustPolicy(_REVOCATION_POLICIES[revocation]),
         algorithm_usage_policy=_algorithm_policy(allow_legacy_algorithms),
         signature_validator=signature_validator,

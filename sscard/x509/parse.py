@@ -105,8 +105,14 @@ def load_csr(data: bytes) -> csr.CertificationRequest:
 
 
 def load_crl(data: bytes, deep: bool = True) -> crl.CertificateList:
-    """``deep=False`` skips the full parse for very large CRLs that we produced ourselves."""
-    return _load(data, crl.CertificateList, deep=deep)
+    """``deep=False`` skips the full parse for very large CRLs that we produced ourselves.
+    After the full parse (the check) a fresh, lazily parsed CRL is returned: asn1crypto walks
+    every parsed part of a value for changes each time its encoding is read, and a validator
+    reads a CRL's on every validation (a 20,000-entry CRL parsed through: ~8 ms each time)."""
+    checked = _load(data, crl.CertificateList, deep=deep)
+    if not deep:
+        return checked
+    return crl.CertificateList.load(bytes(checked.dump()), strict=True)
 
 
 def load_any(data: bytes) -> x509.Certificate | csr.CertificationRequest | crl.CertificateList:

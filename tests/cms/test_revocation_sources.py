@@ -19,6 +19,8 @@ from ca.ocsp import OcspResponder
 from ca.records import CertificateStatus, RevocationReason, Status
 from sscard.cli import cli
 from sscard.cms import TrustConfig, Verifier, sign
+from sscard.cms.revocation import RevocationFetch
+from sscard.fetch import AllowList, FetchPolicy
 from tests.cms.pki import NOW, Issued, Pki, make_ca, make_crl, make_leaf
 
 DOC = "异地就医备案".encode()
@@ -116,6 +118,10 @@ def _signed(leaf: Issued, ca: Issued) -> bytes:
     return sign(DOC, leaf.key, leaf.cert, chain=[ca.cert])
 
 
+def _allowing(*prefixes: str) -> RevocationFetch:
+    return RevocationFetch(FetchPolicy(AllowList(prefixes)))
+
+
 def test_ocsp_from_the_responder_the_certificate_names(http: Http, chain) -> None:
     root, ca, revoked = chain
     good = make_leaf("CN=钱一,C=CN", ca, extra=_sources(http.url + "/ocsp", http.url + "/ca.crl"))
@@ -123,7 +129,7 @@ def test_ocsp_from_the_responder_the_certificate_names(http: Http, chain) -> Non
     when = NOW - timedelta(hours=2)
     revoked[bad.cert.serial_number] = when
     http.crl = make_crl(ca).dump()  # the CRL says nothing: only OCSP knows of the revocation
-    verifier = Verifier(TrustConfig([root.cert], fetch_revocation=True))
+    verifier = Verifier(TrustConfig([root.cert], revocation_fetch=_allowing(http.url + "/")))
     before = http.ocsp_requests
     assert verifier.verify(_signed(good, ca)).valid
     report = verifier.verify(_signed(bad, ca))
@@ -139,11 +145,26 @@ def test_falls_back_to_the_crl_when_ocsp_is_down(http: Http, chain) -> None:
     other = make_leaf("CN=钱四,C=CN", ca, extra=_sources(dead, http.url + "/ca.crl"))
     when = NOW - timedelta(hours=1)
     http.crl = make_crl(ca, [(leaf.cert, when)], number=2).dump()
-    verifier = Verifier(TrustConfig([root.cert], fetch_revocation=True))
+    verifier = Verifier(TrustConfig([root.cert], revocation_fetch=_allowing(http.url + "/", dead)))
     report = verifier.verify(_signed(leaf, ca))
     assert [p.code.value for p in report.problems] == ["REVOKED"]
     assert report.problems[0].at == when
     assert verifier.verify(_signed(other, ca)).valid
+
+
+def test_the_one_fetch_setting_asks_nobody_off_the_allow_list(http: Http, chain) -> None:
+    """A signer's certificate names the URLs; only the operator's allow-list decides whether
+    they are asked: here the responder and the distribution point are off it."""
+    root, ca, revoked = chain
+    bad = make_leaf("CN=钱五,C=CN", ca, extra=_sources(http.url + "/ocsp", http.url + "/ca.crl"))
+    revoked[bad.cert.serial_number] = NOW - timedelta(hours=2)
+    verifier = Verifier(TrustConfig([root.cert],
+                                    revocation_fetch=_allowing("http://127.0.0.1:9/only/")))
+    before_ocsp, before_gets = http.ocsp_requests, len(http.gets)
+    report = verifier.verify(_signed(bad, ca))
+    assert not report.valid
+    assert "REVOKED" not in [p.code.value for p in report.problems]
+    assert (http.ocsp_requests, len(http.gets)) == (before_ocsp, before_gets)
 
 
 # -- sscard verify: revocation you can see (issue 13) -------------------------------------

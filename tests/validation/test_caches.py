@@ -150,3 +150,22 @@ def test_private_copies_are_bounded_in_octets_too(monkeypatch: pytest.MonkeyPatc
     assert 1 <= len(memo._COPIES.items) < 6
     assert memo._COPIES.size == sum(octets for _, octets in memo._COPIES.items.values())
     assert memo._COPIES.size <= 1000
+
+
+def test_the_verdict_follows_the_trust_anchors() -> None:
+    """pyhanko's trust manager is kept per thread for the same anchor objects: another set of
+    anchors, given in any order and again after, gets its own answer."""
+    stranger = make_ca("CN=Cache Stranger Root,C=CN")
+
+    def anchored(*anchors):
+        return validate_path(
+            load_certificate(LEAF.cert.dump()),
+            trust_anchors=[load_certificate(a.cert.dump()) for a in anchors],
+            intermediates=[load_certificate(CA.cert.dump())], at=NOW)
+
+    for _ in range(3):
+        assert anchored(ROOT).valid
+        alone = anchored(stranger)
+        assert not alone.valid and alone.reasons[0].code is ReasonCode.UNTRUSTED_ROOT
+        assert anchored(stranger, ROOT).valid
+        assert anchored(ROOT, stranger).valid
