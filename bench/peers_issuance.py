@@ -9,6 +9,10 @@ audit log). The references, measured in the same run with alternating rounds:
   ``/api/v1/cfssl/sign`` with its SQLite certdb (one row per certificate, as ours);
 - SM2: the raw SM2 sign rate of as many processes as the server has workers (cfssl has no SM2).
 
+By default the audit log's tables live in the CA's database (``ca serve --audit-db`` set to
+the CA's URL), so that a certificate and its audit records share one transaction;
+``--audit-apart`` measures the audit log in its own database instead.
+
 The load comes from client processes holding keep-alive connections; the signed requests are
 made before each round, so the clients only send. Prints, per algorithm::
 
@@ -274,6 +278,7 @@ def _sscard(home: Path, *args: str) -> None:
 class OurCA:
     home: Path
     algorithm: str
+    database_url: str
     signer: object  # httpsig.RequestSigner
     csr_pem: str
 
@@ -300,7 +305,8 @@ def _setup_ours(work: Path, algorithm: str, database_url: str | None) -> OurCA:
     subject_key = SoftwareKey.generate(algorithm)
     csr = CsrBuilder().subject(parse_name("CN=Business System 1,O=社会保障,C=CN")).sign(
         subject_key)
-    return OurCA(home, algorithm, httpsig.RequestSigner(ra_key, ra),
+    return OurCA(home, algorithm, database_url or f"sqlite:///{home / 'ca.db'}",
+                 httpsig.RequestSigner(ra_key, ra),
                  der_to_pem(csr.dump(), "CERTIFICATE REQUEST").decode("ascii"))
 
 
@@ -314,10 +320,12 @@ def _our_requests(ca: OurCA, count: int) -> list[Request]:
 
 
 @contextlib.contextmanager
-def _serve_ours(ca: OurCA, work: Path) -> Iterator[tuple[int, list[int]]]:
+def _serve_ours(ca: OurCA, work: Path, audit_apart: bool) -> Iterator[tuple[int, list[int]]]:
     port = _free_port()
     args = [SSCARD, "--home", str(ca.home), "ca", "serve", "--port", str(port),
             "--workers", str(WORKERS), "--threads", str(THREADS)]
+    if not audit_apart:  # the audit log's tables in the CA's database: one transaction each
+        args += ["--audit-db", ca.database_url]
     with _server(args, work / f"serve-{ca.algorithm}.log", port, "/ready") as proc:
         time.sleep(1.0)  # both workers booted
         yield port, _group_pids(proc.pid)
@@ -420,7 +428,8 @@ def _expected(rate_guess: float, seconds: float) -> int:
 
 
 def measure(seconds: float = 5.0, rounds: int = 2, algorithms: Sequence[str] = ("ec-p256",
-            "sm2"), postgres: str | None = None, profile: Path | None = None) -> list[Row]:
+            "sm2"), postgres: str | None = None, profile: Path | None = None,
+            audit_apart: bool = False) -> list[Row]:
     out: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-peers-issuance-") as tmp:
         work = Path(tmp)
@@ -431,7 +440,7 @@ def measure(seconds: float = 5.0, rounds: int = 2, algorithms: Sequence[str] = (
             theirs: list[Round] = []
             guess = 3000.0
             with contextlib.ExitStack() as stack:
-                port, pids = stack.enter_context(_serve_ours(ca, work))
+                port, pids = stack.enter_context(_serve_ours(ca, work, audit_apart))
                 cport, cpids = (stack.enter_context(_serve_cfssl(cfssl_dir, cfssl))
                                 if algorithm == "ec-p256" and cfssl_dir is not None
                                 else (0, []))
@@ -488,9 +497,12 @@ def main() -> None:
                         help="the CA's database on this PostgreSQL URL (default: SQLite)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="write a py-spy flame graph of one worker per algorithm here")
+    parser.add_argument("--audit-apart", action="store_true",
+                        help="the audit log in its own database (<home>/audit.sqlite, the "
+                             "default of ca serve) instead of the CA's")
     args = parser.parse_args()
     measure(args.seconds, args.rounds, args.algorithm or ("ec-p256", "sm2"), args.postgres,
-            args.profile)
+            args.profile, args.audit_apart)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@ class _AppFactory:
         authority = CertificateAuthority.open(self.home, self.passphrase, self.ca_name,
                                               self.database_url, audit=audit,
                                               actor=SERVICE_ACTOR)
+        # the request threads' writes (nonces, certificates, audit records) share commits
+        authority.enable_group_commit()
         config = ServiceConfig(
             authority=authority,
             audit_log=audit,

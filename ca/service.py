@@ -289,7 +289,9 @@ def _replay_store(config: ServiceConfig) -> httpsig.ReplayStore:
         return config.replays
     engine = getattr(config.authority, "engine", None)
     if isinstance(engine, sa.Engine):
-        return httpsig.SqlReplayStore(engine)
+        # with the CA's group commit, the nonces of concurrent requests share its commits
+        return httpsig.SqlReplayStore(engine,
+                                      committer=getattr(config.authority, "committer", None))
     return httpsig.MemoryReplayStore()
 
 
@@ -307,6 +309,10 @@ class ServiceState:
         self._tsa: TimeStampAuthority | None = None
         self._tsa_renew_at = datetime.max.replace(tzinfo=UTC)
         self.signatures = httpsig.RequestVerifier(_replay_store(config))
+        #: what a caller's certificate was found to be, by SHA-256 of its DER: issued by this
+        #: CA (its signature checked once) and the principal it maps to (the access file is
+        #: read once per process). Validity and revocation are checked on every request.
+        self.callers = CallerCache()
 
     @property
     def tsa(self) -> TimeStampAuthority | None:
@@ -562,22 +568,43 @@ def _signature_caller(state: ServiceState) -> Caller:
             check=lambda s: _acceptable_caller(state, s))
     except httpsig.SignatureError as exc:
         raise _refuse(401, exc.message, exc.code) from None
-    return _certificate_caller(state, signed.certificate)
+    caller = state.callers.caller(signed.certificate_der)
+    assert caller is not None  # remembered by _acceptable_caller
+    return caller
 
 
 def _acceptable_caller(state: ServiceState, signed: httpsig.SignedRequest) -> None:
     cert = signed.certificate
     authority = state.authority
-    try:
-        verify_certificate_signature(cert, authority.certificate)
-    except (CryptoError, ValueError):
-        raise _refuse(401, "the caller's certificate was not issued by this CA") from None
+    if state.callers.caller(signed.certificate_der) is None:  # not yet checked: check it now
+        try:
+            verify_certificate_signature(cert, authority.certificate)
+        except (CryptoError, ValueError):
+            raise _refuse(401, "the caller's certificate was not issued by this CA") from None
+        state.callers.remember(signed.certificate_der, _certificate_caller(state, cert))
     subject = cert.subject.human_friendly
     if not signed.certificate_valid_at(datetime.now(UTC)):
         raise _refuse(401, f"the caller's certificate ({subject}) is not valid now")
     status = authority.status(cert.serial_number)
     if status.status is not Status.GOOD:
         raise _refuse(401, f"the caller's certificate ({subject}) is {status.status.value}")
+
+
+class CallerCache:
+    """Callers by SHA-256 of their certificate's DER, once the certificate's signature by this
+    CA has verified; bounded (emptied when full: a cache, not a record)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._callers: dict[bytes, Caller] = {}
+        self._size = size
+
+    def caller(self, der: bytes) -> Caller | None:
+        return self._callers.get(hashlib.sha256(der).digest())
+
+    def remember(self, der: bytes, caller: Caller) -> None:
+        if len(self._callers) >= self._size:
+            self._callers.clear()
+        self._callers[hashlib.sha256(der).digest()] = caller
 
 
 def _certificate_caller(state: ServiceState, cert: asn1x509.Certificate) -> Caller:

@@ -48,6 +48,7 @@ from asn1crypto import x509
 
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
+from sscard.groupcommit import GroupCommit, GroupCommitError
 from sscard.keys.base import KeyHandle
 from sscard.sqlschema import create_all_concurrently
 from sscard.x509.pem import PemError, pem_to_der
@@ -259,6 +260,9 @@ request_nonces = sa.Table(
 )
 
 
+_INSERT_NONCE = request_nonces.insert()
+
+
 def _engine(url: str) -> sa.Engine:
     if not url.startswith("sqlite"):
         return sa.create_engine(url, pool_pre_ping=True)
@@ -280,10 +284,13 @@ class SqlReplayStore:
     """The replay memory in the service's database, shared by every worker process."""
 
     def __init__(self, engine: sa.Engine | str, clock: Clock = _utcnow,
-                 purge_every: float = 60.0) -> None:
+                 purge_every: float = 60.0, committer: GroupCommit | None = None) -> None:
         if isinstance(engine, str):
             engine = _engine(engine)
         self.engine = engine
+        #: the service's group commit on the same database: each request's nonce is still
+        #: written (and committed) before the request is acted on, in a shared transaction
+        self.committer = committer
         self._clock = clock
         self._purge_every = purge_every
         self._next_purge = 0.0
@@ -303,16 +310,22 @@ class SqlReplayStore:
             if time.monotonic() >= self._next_purge:
                 self._next_purge = time.monotonic() + self._purge_every
                 self.purge()
-            with self.engine.begin() as conn:
-                conn.execute(request_nonces.insert().values(
-                    replay_key=key, expires_at=expires_at.astimezone(UTC)))
+            if self.committer is not None:
+                self.committer.run(lambda conn: self._insert(conn, key, expires_at))
+            else:
+                with self.engine.begin() as conn:
+                    self._insert(conn, key, expires_at)
         except sa.exc.IntegrityError:
             return False
-        except sa.exc.SQLAlchemyError as exc:
+        except (sa.exc.SQLAlchemyError, GroupCommitError) as exc:
             raise ReplayStoreUnavailable(
                 f"the replay memory of signed requests is unavailable ({type(exc).__name__}); "
                 "nothing was done, retry later") from exc
         return True
+
+    @staticmethod
+    def _insert(conn: sa.Connection, key: bytes, expires_at: datetime) -> None:
+        conn.execute(_INSERT_NONCE, {"replay_key": key, "expires_at": expires_at.astimezone(UTC)})
 
     def purge(self) -> int:
         """Forget entries whose date the window refuses anyway."""
