@@ -83,6 +83,7 @@ from sscard.audit import (
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.groupcommit import GroupCommit, GroupCommitError
+from sscard.httpsig import SignatureError
 from sscard.keys.base import KeyHandle
 from sscard.keys.software import SoftwareKey
 from sscard.secrets_input import read_secret_file
@@ -115,10 +116,12 @@ def utcnow() -> dt.datetime:
 
 #: what the CA reads the time from; tests hand in a fake one
 Clock = Callable[[], dt.datetime]
+#: done in the transaction that stores a certificate, which it refuses by raising
+Claim = Callable[[Connection], None]
 
 # refusals of a request (not failures of the CA): recorded as outcome 'denied'
 _REFUSALS = (RequestRefused, ProfileError, UnknownCertificate, AlreadyRevoked, NotInitialised,
-             AlreadyInitialised, CryptoError, X509Error)
+             AlreadyInitialised, CryptoError, X509Error, SignatureError)
 
 
 def _audited(audit: AuditLog, actor: str, action: AuditAction, obj: str,
@@ -410,6 +413,9 @@ def _load_home_config(home: Path) -> HierarchyConfig:
 class CertificateAuthority:
     """One CA of a hierarchy (an issuing CA by default), backed by its database."""
 
+    #: ``issue_from_csr`` and ``issue_for_public_key`` take a ``claim`` (see there)
+    accepts_claim = True
+
     def __init__(self, home: Path, config: HierarchyConfig, engine: Engine, ca: _CA,
                  passphrase: bytes | None, profiles: dict[str, Profile], *,
                  audit: AuditLog, actor: str | None = None, clock: Clock = utcnow) -> None:
@@ -558,10 +564,15 @@ class CertificateAuthority:
         extra: Mapping[str, Any] | None = None,
         *,
         actor: str | None = None,
+        claim: Claim | None = None,
     ) -> IssuedCertificate:
-        """Issue from a PKCS#10 request after checking its signature (proof of possession)."""
+        """Issue from a PKCS#10 request after checking its signature (proof of possession).
+
+        ``claim``: run in the transaction that stores the certificate (the service records a
+        signed request's nonce there, so that the request counts as used exactly when the
+        certificate exists); what it raises refuses the issuance."""
         return self._issue_one(profile, actor, "csr",
-                               lambda: check_csr(csr, self.profile(profile), extra))
+                               lambda: check_csr(csr, self.profile(profile), extra), claim)
 
     def issue_for_public_key(
         self,
@@ -571,12 +582,13 @@ class CertificateAuthority:
         extra: Mapping[str, Any] | None = None,
         *,
         actor: str | None = None,
+        claim: Claim | None = None,
     ) -> IssuedCertificate:
         """Issue for a key whose possession the (authenticated) caller has established, as the
-        KMC does for the encryption keys it generates."""
+        KMC does for the encryption keys it generates. ``claim``: as for ``issue_from_csr``."""
         return self._issue_one(
             profile, actor, "public_key",
-            lambda: check_public_key(public_key, subject, self.profile(profile), extra))
+            lambda: check_public_key(public_key, subject, self.profile(profile), extra), claim)
 
     def enable_group_commit(self) -> GroupCommit:
         """For a served CA whose request threads issue at once: the certificate rows (and, when
@@ -605,7 +617,7 @@ class CertificateAuthority:
             return work(conn)
 
     def _issue_one(self, profile: str, actor: str | None, kind: str,
-                   check: Callable[[], Approved]) -> IssuedCertificate:
+                   check: Callable[[], Approved], claim: Claim | None) -> IssuedCertificate:
         """One issuance, recorded in the audit log: 'attempt' and outcome.
 
         With the audit log in the CA's database, both records are written in the transaction
@@ -617,13 +629,13 @@ class CertificateAuthority:
             with self._issuing(profile, actor, kind) as op:
                 approved = check()
                 op.set(subject=approved.subject_text[:300])
-                return self._commit([approved], op)[0]
+                return self._commit([approved], op, claim)[0]
         who = actor or self.actor
         obj = f"profile:{profile}"
         attempt = {"ca": self.name, "request": kind}
         try:
             approved = check()
-            issued, due = self._commit_recorded(approved, who, obj, attempt)
+            issued, due = self._commit_recorded(approved, who, obj, attempt, claim)
         except AuditUnavailable:
             raise  # nothing was written: no record, no certificate
         except BaseException as exc:
@@ -650,7 +662,8 @@ class CertificateAuthority:
         self.audit.after_commit(due)
 
     def _commit_recorded(self, approved: Approved, actor: str, obj: str,
-                         attempt: dict[str, Any]) -> tuple[IssuedCertificate, bool]:
+                         attempt: dict[str, Any], claim: Claim | None
+                         ) -> tuple[IssuedCertificate, bool]:
         """Sign, then store the certificate and its audit records in one transaction."""
         issuer = self.issuer()
         action = AuditAction.CA_CERTIFICATE_ISSUE
@@ -666,6 +679,8 @@ class CertificateAuthority:
             ]
 
             def store(conn: Connection) -> tuple[list[StoredRecord], bool]:
+                if claim is not None:
+                    claim(conn)
                 conn.execute(insert(CertificateRecord), [cert_row])  # noqa: B023 (run now)
                 conn.execute(insert(RequestRecord), [request_row])  # noqa: B023
                 return self.audit.append_in(conn, records, link_outcome=True)  # noqa: B023
@@ -750,7 +765,8 @@ class CertificateAuthority:
                               "info", details={"attempt_seq": op.attempt_seq,
                                                "serials": serials[i:i + SERIALS_PER_RECORD]})
 
-    def _commit(self, approved: Sequence[Approved], op: Operation) -> list[IssuedCertificate]:
+    def _commit(self, approved: Sequence[Approved], op: Operation,
+                claim: Claim | None = None) -> list[IssuedCertificate]:
         issuer = self.issuer()
         for attempt in range(SERIAL_RETRIES):
             now = self.clock()
@@ -763,6 +779,8 @@ class CertificateAuthority:
                     for a, s, der in zip(approved, serials, ders, strict=True)]
 
             def store(conn: Connection) -> None:
+                if claim is not None:
+                    claim(conn)
                 conn.execute(insert(CertificateRecord), [c for c, _ in rows])  # noqa: B023
                 conn.execute(insert(RequestRecord), [r for _, r in rows])  # noqa: B023
 

@@ -313,6 +313,12 @@ class ServiceState:
         #: CA (its signature checked once) and the principal it maps to (the access file is
         #: read once per process). Validity and revocation are checked on every request.
         self.callers = CallerCache()
+        # an issuance records its signed request's nonce in the transaction that stores the
+        # certificate (one commit, not two) when the replay memory is in the CA's database
+        engine = getattr(self.authority, "engine", None)
+        self.claim_with_issuance = (
+            isinstance(engine, sa.Engine) and self.signatures.claims_in(engine)
+            and bool(getattr(self.authority, "accepts_claim", False)))
 
     @property
     def tsa(self) -> TimeStampAuthority | None:
@@ -560,14 +566,19 @@ def _token_caller(state: ServiceState, header: str) -> Caller:
 
 def _signature_caller(state: ServiceState) -> Caller:
     """A request signed by the scheme of ``sscard.httpsig`` (see docs/ca-admin-guide.md),
-    with a certificate this CA issued, valid now, not revoked, under an authorised policy."""
+    with a certificate this CA issued, valid now, not revoked, under an authorised policy.
+    Each is accepted once: an issuance records it in the replay memory with the certificate
+    (``issue``), every other request here."""
+    defer = state.claim_with_issuance and request.endpoint == "api.issue"
     try:
         signed = state.signatures.verify(
             request.headers, request.method, request.path,
             request.query_string.decode("latin-1"), request.get_data(),
-            check=lambda s: _acceptable_caller(state, s))
+            check=lambda s: _acceptable_caller(state, s), defer_replay=defer)
     except httpsig.SignatureError as exc:
         raise _refuse(401, exc.message, exc.code) from None
+    if defer:
+        g.unclaimed = signed
     caller = state.callers.caller(signed.certificate_der)
     assert caller is not None  # remembered by _acceptable_caller
     return caller
@@ -700,6 +711,23 @@ def issue() -> tuple[Response, int]:
     """From a CSR (``csr``, PEM), or for a key whose possession the caller vouches for, as the
     RA does for the KMC-made encryption key (``public_key``, base64 SubjectPublicKeyInfo DER,
     and ``subject``, a distinguished name string)."""
+    signed: httpsig.SignedRequest | None = g.pop("unclaimed", None)
+    if signed is None:
+        return _issue(None)
+    state = _state()
+    try:
+        return _issue(lambda conn: state.signatures.claim_in(conn, signed))
+    except BaseException:
+        # not issued (the claim, if made, was rolled back with it): the request still counts
+        # as used, and a replay of it is told so rather than given the first answer again
+        try:
+            state.signatures.claim(signed)
+        except httpsig.SignatureError as exc:
+            raise _refuse(401, exc.message, exc.code) from None
+        raise
+
+
+def _issue(claim: Callable[[sa.Connection], None] | None) -> tuple[Response, int]:
     data = _json_body()
     profile = data.get("profile")
     csr_text, key_text, subject = data.get("csr"), data.get("public_key"), data.get("subject")
@@ -723,11 +751,14 @@ def issue() -> tuple[Response, int]:
     except X509Error as exc:
         raise ApiError(400, "bad_csr", str(exc)) from None
     # the authority records the issuance, or its refusal as 'denied', under the caller's name
+    # with a claim, the request's nonce goes in the certificate's transaction
+    how: dict[str, Any] = {"actor": g.caller.name}
+    if claim is not None:
+        how["claim"] = claim
     try:
         with _audit_refusal():
-            issued = (authority.issue_for_public_key(key, subject, profile, actor=g.caller.name)
-                      if by_key else
-                      authority.issue_from_csr(csr, profile, actor=g.caller.name))
+            issued = (authority.issue_for_public_key(key, subject, profile, **how)
+                      if by_key else authority.issue_from_csr(csr, profile, **how))
     except (RequestRefused, CryptoError, X509Error, ValueError) as exc:
         raise ApiError(422, "refused", str(exc)) from None
     log.info("issued %s (profile %s) for %s", issued.serial_hex, profile, g.caller.name)

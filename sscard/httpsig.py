@@ -351,6 +351,9 @@ class SignedRequest:
     identity: bytes
     nonce: str
     date: datetime
+    #: the replay memory's key of this request, and until when it must be kept
+    replay_key: bytes = b""
+    replay_until: datetime | None = None
 
     def certificate_valid_at(self, when: datetime) -> bool:
         validity = self.certificate["tbs_certificate"]["validity"]
@@ -373,12 +376,15 @@ class RequestVerifier:
         return any(headers.get(h) for h in HEADERS)
 
     def verify(self, headers: Headers, method: str, path: str, query: str, body: bytes,
-               check: Callable[[SignedRequest], object] | None = None) -> SignedRequest:
+               check: Callable[[SignedRequest], object] | None = None, *,
+               defer_replay: bool = False) -> SignedRequest:
         """The request's signed content, seen for the first time.
 
         ``check``: the service's decision on the certificate (trusted path, bound caller,
         permissions), run after the signature verifies and before the replay memory is
         written, so that callers it refuses cannot fill the memory; it raises to refuse.
+        ``defer_replay``: the caller claims the request itself, before acting on it, with
+        ``claim`` or, inside the transaction that acts on it, with ``claim_in``.
         """
         values = {h: headers.get(h) or "" for h in HEADERS}
         missing = [h for h, v in values.items() if not v]
@@ -411,13 +417,41 @@ class RequestVerifier:
             raise SignatureError("unauthenticated",
                                  "the request signature does not verify with the certificate "
                                  "sent") from None
-        signed = SignedRequest(cert.certificate, cert.der, cert.identity, nonce, when)
-        if check is not None:
-            check(signed)  # the service refuses strangers before they can write anything
         key = hashlib.sha256(cert.identity + nonce.encode("ascii")).digest()
         # kept a whole window longer than the date check needs: a host whose clock runs ahead
         # may purge, and another must not then accept the request again
-        if not self.replays.first_use(key, when + 2 * self.window):
-            raise SignatureError("replayed_request",
-                                 "this signed request was already used (a replay)")
+        signed = SignedRequest(cert.certificate, cert.der, cert.identity, nonce, when, key,
+                               when + 2 * self.window)
+        if check is not None:
+            check(signed)  # the service refuses strangers before they can write anything
+        if not defer_replay:
+            self.claim(signed)
         return signed
+
+    def claim(self, signed: SignedRequest) -> None:
+        """Record the request in the replay memory; ``SignatureError`` (replayed_request)
+        when it is there already."""
+        assert signed.replay_until is not None
+        if not self.replays.first_use(signed.replay_key, signed.replay_until):
+            raise _replayed()
+
+    def claims_in(self, engine: sa.Engine) -> bool:
+        """Whether ``claim_in`` can run in transactions on ``engine``: the replay memory is a
+        table of that same database."""
+        store = self.replays
+        return isinstance(store, SqlReplayStore) and store.engine.url == engine.url
+
+    def claim_in(self, conn: sa.Connection, signed: SignedRequest) -> None:
+        """``claim`` inside the caller's write transaction on the replay memory's database
+        (``claims_in``), so that the request is recorded if and only if what it asked for
+        commits; ``SignatureError`` (replayed_request) when it is there already."""
+        assert signed.replay_until is not None
+        try:
+            with conn.begin_nested():
+                SqlReplayStore._insert(conn, signed.replay_key, signed.replay_until)
+        except sa.exc.IntegrityError:
+            raise _replayed() from None
+
+
+def _replayed() -> SignatureError:
+    return SignatureError("replayed_request", "this signed request was already used (a replay)")
