@@ -429,7 +429,7 @@ def _expected(rate_guess: float, seconds: float) -> int:
 
 def measure(seconds: float = 5.0, rounds: int = 2, algorithms: Sequence[str] = ("ec-p256",
             "sm2"), postgres: str | None = None, profile: Path | None = None,
-            audit_apart: bool = False) -> list[Row]:
+            audit_apart: bool = False, profile_format: str = "svg") -> list[Row]:
     out: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-peers-issuance-") as tmp:
         work = Path(tmp)
@@ -447,7 +447,8 @@ def measure(seconds: float = 5.0, rounds: int = 2, algorithms: Sequence[str] = (
                 _drive(port, PATH, _our_requests(ca, 64), 2.0, pids, warm_up=True)
                 for i in range(rounds):
                     requests = _our_requests(ca, _expected(guess, seconds))
-                    spy = (_py_spy(profile / f"issuance-{algorithm}.svg", pids, seconds)
+                    spy = (_py_spy(profile / f"issuance-{algorithm}.{profile_format}", pids,
+                                   seconds)
                            if profile is not None and i == rounds - 1
                            else contextlib.nullcontext())
                     with spy:
@@ -472,8 +473,11 @@ def _py_spy(target: Path, pids: Sequence[int], seconds: float) -> Iterator[None]
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     workers = sorted(pids)[1:] or list(pids)  # the master starts first: lowest pid
     target.parent.mkdir(parents=True, exist_ok=True)
+    # --gil: only samples that hold the GIL, i.e. the CPU spent in Python, not the waits
+    fmt = ["--format", "raw"] if target.suffix == ".txt" else []
     proc = subprocess.Popen([spy, "record", "--pid", str(workers[0]), "--duration",
-                             str(max(1, int(seconds))), "--output", str(target), "--nonblocking"],
+                             str(max(1, int(seconds))), "--output", str(target), "--nonblocking",
+                             "--gil", *fmt],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield
@@ -497,12 +501,14 @@ def main() -> None:
                         help="the CA's database on this PostgreSQL URL (default: SQLite)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="write a py-spy flame graph of one worker per algorithm here")
+    parser.add_argument("--profile-format", choices=["svg", "txt"], default="svg",
+                        help="flame graph (svg) or collapsed stacks (txt)")
     parser.add_argument("--audit-apart", action="store_true",
                         help="the audit log in its own database (<home>/audit.sqlite, the "
                              "default of ca serve) instead of the CA's")
     args = parser.parse_args()
     measure(args.seconds, args.rounds, args.algorithm or ("ec-p256", "sm2"), args.postgres,
-            args.profile, args.audit_apart)
+            args.profile, args.audit_apart, args.profile_format)
 
 
 if __name__ == "__main__":

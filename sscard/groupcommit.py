@@ -16,11 +16,13 @@ while the batch holds the write lock. ``after_commit`` callbacks run in the call
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -49,7 +51,13 @@ class _Job(Generic[T]):
 
 class GroupCommit:
     """One writer thread per process for ``engine`` (started on first use, restarted after a
-    fork, since a forked child has no threads)."""
+    fork, since a forked child has no threads).
+
+    On an SQLite file, the writers of several processes (gunicorn workers) take turns through
+    an advisory lock file beside the database (``<db>-writer.lock``) before BEGIN IMMEDIATE:
+    the kernel wakes the next one the moment the lock is released, where SQLite's busy handler
+    would poll with sleeps of up to 100 ms (the p99 of lock waits). Other writers, which do not
+    take it, are still serialised by SQLite itself."""
 
     def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH,
                  name: str = "group-commit") -> None:
@@ -73,6 +81,26 @@ class GroupCommit:
         if job.error is not None:
             raise job.error
         return job.result
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        path = self._lock_path()
+        if path is None:
+            yield
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _lock_path(self) -> str | None:
+        url = self.engine.url
+        if url.get_backend_name() != "sqlite" or not url.database or \
+                url.database == ":memory:" or url.database.startswith("file:"):
+            return None
+        return f"{url.database}-writer.lock"
 
     def _ensure_writer(self) -> None:
         if self._pid == os.getpid():
@@ -100,7 +128,7 @@ class GroupCommit:
 
     def _run_batch(self, batch: list[_Job[Any]]) -> None:
         try:
-            with self.engine.connect().execution_options(**WRITE) as conn:
+            with self._turn(), self.engine.connect().execution_options(**WRITE) as conn:
                 with conn.begin():
                     for job in batch:
                         savepoint = conn.begin_nested()
