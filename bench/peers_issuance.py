@@ -248,10 +248,10 @@ def _drive(port: int, path: str, requests: list[Request], seconds: float,
 
 
 def _config(algorithm: str, database_url: str | None) -> str:
-    database = f'database_url = "{database_url}"\n' if database_url else ""
+    database = f'\n[database]\nurl = "{database_url}"\n' if database_url else ""
     return f"""\
 base_url = "http://127.0.0.1:8080"
-{database}
+
 [root]
 name = "root"
 subject = "CN=Bench Root {algorithm},O=人社厅,C=CN"
@@ -264,7 +264,7 @@ subject = "CN=Bench Issuing {algorithm},O=人社厅,C=CN"
 algorithm = "{algorithm}"
 validity_days = 1825
 path_length = 0
-"""
+{database}"""
 
 
 def _sscard(home: Path, *args: str) -> None:

@@ -50,9 +50,10 @@ class Rig:
     body: bytes
 
 
-def _rig(tmp_path: Path) -> Rig:
+def _rig(tmp_path: Path, database_url: str) -> Rig:
     home = tmp_path / "home"
-    (tmp_path / "ca.toml").write_text(config_text("ec-p256"), encoding="utf-8")
+    (tmp_path / "ca.toml").write_text(
+        config_text("ec-p256") + f'\n[database]\nurl = "{database_url}"\n', encoding="utf-8")
     sscard(home, "ca", "init", "--config", str(tmp_path / "ca.toml"))
     ra_key = SoftwareKey.generate("ec-p256")
     ra_csr = CsrBuilder().subject(parse_name("CN=ra-service,C=CN")).sign(ra_key)
@@ -63,12 +64,13 @@ def _rig(tmp_path: Path) -> Rig:
            str(tmp_path / "ra.pem"))
     _, csr = new_csr("Business System Load")
     body = json.dumps({"profile": "business-system", "csr": csr.decode()}).encode()
-    return Rig(home, f"sqlite:///{home / 'ca.db'}", httpsig.RequestSigner(ra_key, ra), body)
+    return Rig(home, database_url, httpsig.RequestSigner(ra_key, ra), body)
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Rig:
-    return _rig(tmp_path)
+def rig(tmp_path: Path, database_url: str) -> Rig:
+    """A CA on SQLite and on PostgreSQL (``tests/ca/conftest.py``)."""
+    return _rig(tmp_path, database_url)
 
 
 def _start(rig: Rig, tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
