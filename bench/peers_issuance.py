@@ -477,7 +477,7 @@ def _py_spy(target: Path, pids: Sequence[int], seconds: float) -> Iterator[None]
     fmt = ["--format", "raw"] if target.suffix == ".txt" else []
     proc = subprocess.Popen([spy, "record", "--pid", str(workers[0]), "--duration",
                              str(max(1, int(seconds))), "--output", str(target), "--nonblocking",
-                             "--gil", *fmt],
+                             "--gil", "--rate", "400", *fmt],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield

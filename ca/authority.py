@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from asn1crypto import crl as asn1crl
 from asn1crypto import csr as asn1csr
 from asn1crypto import x509
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from ca import storage
@@ -118,6 +118,14 @@ def utcnow() -> dt.datetime:
 Clock = Callable[[], dt.datetime]
 #: done in the transaction that stores a certificate, which it refuses by raising
 Claim = Callable[[Connection], None]
+
+# Statements of the per-request paths, built once: building one costs more than running it
+# on SQLite (construction and its cache key, every time).
+_SELECT_CERTIFICATE = select(CertificateRecord).where(
+    CertificateRecord.issuer_id == bindparam("issuer_id"),
+    CertificateRecord.serial == bindparam("serial"))
+_INSERT_CERTIFICATE = insert(CertificateRecord)
+_INSERT_REQUEST = insert(RequestRecord)
 
 # refusals of a request (not failures of the CA): recorded as outcome 'denied'
 _REFUSALS = (RequestRefused, ProfileError, UnknownCertificate, AlreadyRevoked, NotInitialised,
@@ -681,8 +689,8 @@ class CertificateAuthority:
             def store(conn: Connection) -> tuple[list[StoredRecord], bool]:
                 if claim is not None:
                     claim(conn)
-                conn.execute(insert(CertificateRecord), [cert_row])  # noqa: B023 (run now)
-                conn.execute(insert(RequestRecord), [request_row])  # noqa: B023
+                conn.execute(_INSERT_CERTIFICATE, [cert_row])  # noqa: B023 (run now)
+                conn.execute(_INSERT_REQUEST, [request_row])  # noqa: B023
                 return self.audit.append_in(conn, records, link_outcome=True)  # noqa: B023
 
             try:
@@ -781,8 +789,8 @@ class CertificateAuthority:
             def store(conn: Connection) -> None:
                 if claim is not None:
                     claim(conn)
-                conn.execute(insert(CertificateRecord), [c for c, _ in rows])  # noqa: B023
-                conn.execute(insert(RequestRecord), [r for _, r in rows])  # noqa: B023
+                conn.execute(_INSERT_CERTIFICATE, [c for c, _ in rows])  # noqa: B023
+                conn.execute(_INSERT_REQUEST, [r for _, r in rows])  # noqa: B023
 
             try:
                 self._run(store)
@@ -881,9 +889,8 @@ class CertificateAuthority:
                 CARecord.id == self._ca.id)).scalar_one())
 
     def _row(self, conn: Connection, hex_serial: str) -> Any:
-        row = conn.execute(select(CertificateRecord).where(
-            CertificateRecord.issuer_id == self._ca.id,
-            CertificateRecord.serial == hex_serial)).one_or_none()
+        row = conn.execute(_SELECT_CERTIFICATE,
+                           {"issuer_id": self._ca.id, "serial": hex_serial}).one_or_none()
         if row is None:
             raise UnknownCertificate(f"serial {hex_serial} was never issued by CA {self.name}")
         return row

@@ -82,6 +82,14 @@ class GroupCommit:
             raise job.error
         return job.result
 
+    @staticmethod
+    def _alone(conn: Connection, job: _Job[Any]) -> None:
+        try:
+            job.result = job.work(conn)
+        except BaseException as exc:
+            conn.rollback()
+            job.error = exc
+
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
         path = self._lock_path()
@@ -130,15 +138,18 @@ class GroupCommit:
         try:
             with self._turn(), self.engine.connect().execution_options(**WRITE) as conn:
                 with conn.begin():
-                    for job in batch:
-                        savepoint = conn.begin_nested()
-                        try:
-                            job.result = job.work(conn)
-                        except BaseException as exc:  # the caller gets it; the batch goes on
-                            savepoint.rollback()
-                            job.error = exc
-                        else:
-                            savepoint.commit()
+                    if len(batch) == 1:  # alone: its failure rolls back the transaction
+                        self._alone(conn, batch[0])
+                    else:
+                        for job in batch:
+                            savepoint = conn.begin_nested()
+                            try:
+                                job.result = job.work(conn)
+                            except BaseException as exc:  # the caller gets it; others go on
+                                savepoint.rollback()
+                                job.error = exc
+                            else:
+                                savepoint.commit()
             self.batches += 1
             self.jobs += len(batch)
         except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is in

@@ -444,12 +444,13 @@ class RequestVerifier:
     def claim_in(self, conn: sa.Connection, signed: SignedRequest) -> None:
         """``claim`` inside the caller's write transaction on the replay memory's database
         (``claims_in``), so that the request is recorded if and only if what it asked for
-        commits; ``SignatureError`` (replayed_request) when it is there already."""
+        commits; ``SignatureError`` (replayed_request) when it is there already, after which
+        the caller must roll back (the statement failed: PostgreSQL takes nothing more)."""
         assert signed.replay_until is not None
         try:
-            with conn.begin_nested():
-                SqlReplayStore._insert(conn, signed.replay_key, signed.replay_until)
+            SqlReplayStore._insert(conn, signed.replay_key, signed.replay_until)
         except sa.exc.IntegrityError:
+            # the caller's transaction (or its savepoint) is rolled back by this raise
             raise _replayed() from None
 
 

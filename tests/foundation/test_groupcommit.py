@@ -134,3 +134,17 @@ def test_a_forked_child_gets_its_own_writer(engine: sa.Engine) -> None:
     child.join(30)
     assert child.exitcode == 0
     assert _values(engine) == ["from child", "from parent"]
+
+
+def test_a_failing_job_alone_writes_nothing_and_the_writer_goes_on(engine: sa.Engine) -> None:
+    committer = GroupCommit(engine)
+    committer.run(_insert("taken", 7))
+
+    def half_then_fail(conn: sa.Connection) -> None:
+        conn.execute(sa.insert(items).values(value="half"))
+        conn.execute(sa.insert(items).values(id=7, value="clash"))
+
+    with pytest.raises(sa.exc.IntegrityError):
+        committer.run(half_then_fail)
+    assert committer.run(_insert("after")) > 0
+    assert _values(engine) == ["after", "taken"]
