@@ -498,7 +498,8 @@ def main() -> None:
     parser.add_argument("--algorithm", action="append", choices=["ec-p256", "sm2"],
                         help="only this algorithm (repeatable; default: both)")
     parser.add_argument("--postgres", default=None, metavar="URL",
-                        help="the CA's database on this PostgreSQL URL (default: SQLite)")
+                        help="the CA's database on this PostgreSQL URL, or 'auto': a throw-away "
+                             "cluster (tests/pg.py; Debian postgresql) (default: SQLite)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="write a py-spy flame graph of one worker per algorithm here")
     parser.add_argument("--profile-format", choices=["svg", "txt"], default="svg",
@@ -507,8 +508,17 @@ def main() -> None:
                         help="the audit log in its own database (<home>/audit.sqlite, the "
                              "default of ca serve) instead of the CA's")
     args = parser.parse_args()
-    measure(args.seconds, args.rounds, args.algorithm or ("ec-p256", "sm2"), args.postgres,
-            args.profile, args.audit_apart, args.profile_format)
+    with contextlib.ExitStack() as stack:
+        postgres = args.postgres
+        if postgres == "auto":
+            from tests.pg import PostgresCluster
+
+            cluster = PostgresCluster()
+            cluster.start()
+            stack.callback(cluster.stop)
+            postgres = cluster.create_database("bench")
+        measure(args.seconds, args.rounds, args.algorithm or ("ec-p256", "sm2"), postgres,
+                args.profile, args.audit_apart, args.profile_format)
 
 
 if __name__ == "__main__":
