@@ -311,7 +311,8 @@ class ServiceState:
         self.signatures = httpsig.RequestVerifier(_replay_store(config))
         #: what a caller's certificate was found to be, by SHA-256 of its DER: issued by this
         #: CA (its signature checked once) and the principal it maps to (the access file is
-        #: read once per process). Validity and revocation are checked on every request.
+        #: read once per process). Validity is checked on every request, revocation whenever
+        #: the CA's revocation generation moves.
         self.callers = CallerCache()
         # an issuance records its signed request's nonce in the transaction that stores the
         # certificate (one commit, not two) when the replay memory is in the CA's database
@@ -593,20 +594,33 @@ def _acceptable_caller(state: ServiceState, signed: httpsig.SignedRequest) -> No
         except (CryptoError, ValueError):
             raise _refuse(401, "the caller's certificate was not issued by this CA") from None
         state.callers.remember(signed.certificate_der, _certificate_caller(state, cert))
-    subject = cert.subject.human_friendly
     if not signed.certificate_valid_at(datetime.now(UTC)):
-        raise _refuse(401, f"the caller's certificate ({subject}) is not valid now")
+        raise _refuse(401, f"the caller's certificate ({cert.subject.human_friendly}) is not "
+                      "valid now")
+    # Revocation: read again whenever the CA's revocation generation has moved (the counter
+    # every revocation bumps, polled at most every revocation_check_interval, as the OCSP
+    # answers of this worker are); else the status read for this certificate at that
+    # generation stands. The generation is read first, so a revocation after it moves it.
+    source = state.primary.generation
+    generation = source() if source is not None else None
+    if generation is not None and state.callers.good_at(signed.certificate_der) == generation:
+        return
     status = authority.status(cert.serial_number)
     if status.status is not Status.GOOD:
-        raise _refuse(401, f"the caller's certificate ({subject}) is {status.status.value}")
+        raise _refuse(401, f"the caller's certificate ({cert.subject.human_friendly}) is "
+                      f"{status.status.value}")
+    if generation is not None:
+        state.callers.mark_good(signed.certificate_der, generation)
 
 
 class CallerCache:
     """Callers by SHA-256 of their certificate's DER, once the certificate's signature by this
-    CA has verified; bounded (emptied when full: a cache, not a record)."""
+    CA has verified, and the revocation generation at which each was last read as good;
+    bounded (emptied when full: a cache, not a record)."""
 
     def __init__(self, size: int = 10_000) -> None:
         self._callers: dict[bytes, Caller] = {}
+        self._good: dict[bytes, int] = {}
         self._size = size
 
     def caller(self, der: bytes) -> Caller | None:
@@ -616,6 +630,15 @@ class CallerCache:
         if len(self._callers) >= self._size:
             self._callers.clear()
         self._callers[hashlib.sha256(der).digest()] = caller
+
+    def good_at(self, der: bytes) -> int | None:
+        """The revocation generation at which the certificate was last read as good."""
+        return self._good.get(hashlib.sha256(der).digest())
+
+    def mark_good(self, der: bytes, generation: int) -> None:
+        if len(self._good) >= self._size:
+            self._good.clear()
+        self._good[hashlib.sha256(der).digest()] = generation
 
 
 def _certificate_caller(state: ServiceState, cert: asn1x509.Certificate) -> Caller:

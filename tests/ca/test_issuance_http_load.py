@@ -264,3 +264,29 @@ def test_kill_9_mid_load_loses_no_certificate_handed_out(rig: Rig, tmp_path: Pat
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+@pytest.mark.timeout(600)
+def test_a_revoked_caller_is_locked_out_though_its_checks_are_cached(
+        rig: Rig, served: str) -> None:
+    """The caller's certificate is checked against the CA once per worker, but its revocation
+    (here by another process: the CLI's library call on the same database) reaches every
+    worker through the CA's revocation generation."""
+    issued, other = _load(rig, served, threads=4, each=2)  # both workers know the caller
+    assert other == [] and len(issued) == 8
+    ra_serial = httpsig.decode_certificate(
+        rig.signer.certificate_b64).certificate.serial_number
+    with CertificateAuthority.open(rig.home, database_url=rig.db_url,
+                                   audit=AuditLog.open(rig.db_url)) as authority:
+        authority.revoke(ra_serial, "affiliationChanged")
+    deadline = time.monotonic() + 60
+    while True:  # the workers poll the generation every 0.2 s (ca serve's default)
+        answer = _post(rig, served)
+        if answer.status_code == 401:
+            break
+        assert answer.status_code == 201 and time.monotonic() < deadline, answer.text
+    assert "revoked" in answer.json()["detail"]
+    # and from then on, on every worker
+    for _ in range(8):
+        answer = _post(rig, served)
+        assert answer.status_code == 401 and "revoked" in answer.json()["detail"]
