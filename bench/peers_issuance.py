@@ -42,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -435,7 +435,8 @@ def measure(seconds: float = 5.0, rounds: int = 2, algorithms: Sequence[str] = (
         work = Path(tmp)
         cfssl_dir, cfssl = _setup_cfssl(work) if "ec-p256" in algorithms else (None, "")
         for algorithm in algorithms:
-            ca = _setup_ours(work, algorithm, postgres)
+            ca = _setup_ours(work, algorithm,
+                             postgres(algorithm) if callable(postgres) else postgres)
             ours: list[Round] = []
             theirs: list[Round] = []
             guess = 3000.0
@@ -498,8 +499,9 @@ def main() -> None:
     parser.add_argument("--algorithm", action="append", choices=["ec-p256", "sm2"],
                         help="only this algorithm (repeatable; default: both)")
     parser.add_argument("--postgres", default=None, metavar="URL",
-                        help="the CA's database on this PostgreSQL URL, or 'auto': a throw-away "
-                             "cluster (tests/pg.py; Debian postgresql) (default: SQLite)")
+                        help="the CA's database on this (empty) PostgreSQL URL, with one "
+                             "--algorithm; or 'auto': a throw-away cluster (tests/pg.py; Debian "
+                             "postgresql), a database per algorithm (default: SQLite)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="write a py-spy flame graph of one worker per algorithm here")
     parser.add_argument("--profile-format", choices=["svg", "txt"], default="svg",
@@ -509,14 +511,14 @@ def main() -> None:
                              "default of ca serve) instead of the CA's")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
-        postgres = args.postgres
+        postgres: str | Callable[[str], str] | None = args.postgres
         if postgres == "auto":
             from tests.pg import PostgresCluster
 
             cluster = PostgresCluster()
             cluster.start()
             stack.callback(cluster.stop)
-            postgres = cluster.create_database("bench")
+            postgres = cluster.create_database  # one database per algorithm
         measure(args.seconds, args.rounds, args.algorithm or ("ec-p256", "sm2"), postgres,
                 args.profile, args.audit_apart, args.profile_format)
 
