@@ -428,8 +428,9 @@ def _expected(rate_guess: float, seconds: float) -> int:
 
 
 def measure(seconds: float = 5.0, rounds: int = 2, algorithms: Sequence[str] = ("ec-p256",
-            "sm2"), postgres: str | None = None, profile: Path | None = None,
-            audit_apart: bool = False, profile_format: str = "svg") -> list[Row]:
+            "sm2"), postgres: str | Callable[[str], str] | None = None,
+            profile: Path | None = None, audit_apart: bool = False,
+            profile_format: str = "svg") -> list[Row]:
     out: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-peers-issuance-") as tmp:
         work = Path(tmp)
