@@ -5,7 +5,10 @@ one, the root included); every method is a function of the database and the CA's
 A certificate is returned only after its row is committed: build the TBS, sign, insert, commit,
 then return. Every issuance, revocation, CRL and hierarchy change is recorded in the audit log the
 caller hands in (required), whatever the entry point (HTTP, CLI, library): no record, no
-operation (``sscard.audit.AuditUnavailable``). Serials are random 159-bit numbers, unique per
+operation (``sscard.audit.AuditUnavailable``). When the audit log's tables live in the CA's own
+database, a single issuance writes its certificate, request and audit records in one transaction;
+a served CA (``enable_group_commit``) shares that transaction and its commit among the request
+threads of a worker (``sscard.groupcommit``). Serials are random 159-bit numbers, unique per
 issuer by a database constraint; on the (astronomically unlikely) collision the chunk is signed
 again with fresh serials.
 
