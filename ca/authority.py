@@ -5,7 +5,10 @@ one, the root included); every method is a function of the database and the CA's
 A certificate is returned only after its row is committed: build the TBS, sign, insert, commit,
 then return. Every issuance, revocation, CRL and hierarchy change is recorded in the audit log the
 caller hands in (required), whatever the entry point (HTTP, CLI, library): no record, no
-operation (``sscard.audit.AuditUnavailable``). Serials are random 159-bit numbers, unique per
+operation (``sscard.audit.AuditUnavailable``). When the audit log's tables live in the CA's own
+database, a single issuance writes its certificate, request and audit records in one transaction;
+a served CA (``enable_group_commit``) shares that transaction and its commit among the request
+threads of a worker (``sscard.groupcommit``). Serials are random 159-bit numbers, unique per
 issuer by a database constraint; on the (astronomically unlikely) collision the chunk is signed
 again with fresh serials.
 
@@ -24,19 +27,20 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import logging
 import os
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from asn1crypto import crl as asn1crl
 from asn1crypto import csr as asn1csr
 from asn1crypto import x509
-from sqlalchemy import Connection, Engine, func, insert, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from ca import storage
 from ca.config import CASpec, HierarchyConfig, load_config, parse_config
@@ -71,11 +75,21 @@ from ca.records import (
 )
 from ca.storage import CARecord, CertificateRecord, CRLRecord, RequestRecord
 from sscard import metrics
-from sscard.audit import AuditAction, AuditLog, Operation, local_actor
+from sscard.audit import (
+    AuditAction,
+    AuditError,
+    AuditLog,
+    AuditUnavailable,
+    Operation,
+    StoredRecord,
+    local_actor,
+)
 from sscard.clock import Clock
 from sscard.clock import system_clock as utcnow
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
+from sscard.groupcommit import GroupCommit, GroupCommitError
+from sscard.httpsig import SignatureError
 from sscard.keys.base import KeyHandle
 from sscard.keys.software import SoftwareKey
 from sscard.secrets_input import read_secret_file
@@ -86,6 +100,9 @@ from sscard.x509.names import name_attribute, parse_name
 from sscard.x509.parse import load_certificate
 from sscard.x509.values import Serial
 from sscard.x509.verify import verify_certificate_signature
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "ca.toml"
 DB_FILE = "ca.db"
@@ -101,10 +118,20 @@ SERIALS_PER_RECORD = 150
 DELTA_OVERLAP = dt.timedelta(minutes=5)
 
 
+#: done in the transaction that stores a certificate, which it refuses by raising
+Claim = Callable[[Connection], None]
+
+# Statements of the per-request paths, built once: building one costs more than running it
+# on SQLite (construction and its cache key, every time).
+_SELECT_CERTIFICATE = select(CertificateRecord).where(
+    CertificateRecord.issuer_id == bindparam("issuer_id"),
+    CertificateRecord.serial == bindparam("serial"))
+_INSERT_CERTIFICATE = insert(CertificateRecord)
+_INSERT_REQUEST = insert(RequestRecord)
 
 # refusals of a request (not failures of the CA): recorded as outcome 'denied'
 _REFUSALS = (RequestRefused, ProfileError, UnknownCertificate, AlreadyRevoked, NotInitialised,
-             AlreadyInitialised, CryptoError, X509Error)
+             AlreadyInitialised, CryptoError, X509Error, SignatureError)
 
 
 def _audited(audit: AuditLog, actor: str, action: AuditAction, obj: str,
@@ -396,6 +423,9 @@ def _load_home_config(home: Path) -> HierarchyConfig:
 class CertificateAuthority:
     """One CA of a hierarchy (an issuing CA by default), backed by its database."""
 
+    #: ``issue_from_csr`` and ``issue_for_public_key`` take a ``claim`` (see there)
+    accepts_claim = True
+
     def __init__(self, home: Path, config: HierarchyConfig, engine: Engine, ca: _CA,
                  passphrase: bytes | None, profiles: dict[str, Profile], *,
                  audit: AuditLog, actor: str | None = None, clock: Clock = utcnow) -> None:
@@ -411,6 +441,8 @@ class CertificateAuthority:
         self._passphrase = passphrase
         self.profiles = profiles
         self._issuer: Issuer | None = None
+        #: concurrent issuances' writes share commits (``enable_group_commit``)
+        self.committer: GroupCommit | None = None
         #: where serial numbers come from (tests replace it to force a collision)
         self.serial_source: Callable[[], int] = random_serial
 
@@ -543,14 +575,18 @@ class CertificateAuthority:
         *,
         actor: str | None = None,
         request_id: str | None = None,
+        claim: Claim | None = None,
     ) -> IssuedCertificate:
         """Issue from a PKCS#10 request after checking its signature (proof of possession).
         With ``request_id`` (the caller's own id for this request) asking again returns the
-        certificate issued the first time: a caller that lost the answer issues nothing twice."""
-        with self._issuing(profile, actor, "csr") as op:
-            approved = check_csr(csr, self.profile(profile), extra)
-            op.set(subject=approved.subject_text[:300])
-            return self._issue_once(approved, op, self._request_key(actor, request_id))
+        certificate issued the first time: a caller that lost the answer issues nothing twice.
+
+        ``claim``: run in the transaction that stores the certificate (the service records a
+        signed request's nonce there, so that the request counts as used exactly when the
+        certificate exists); what it raises refuses the issuance."""
+        return self._issue_one(profile, actor, "csr",
+                               lambda: check_csr(csr, self.profile(profile), extra), claim,
+                               self._request_key(actor, request_id))
 
     def issue_for_public_key(
         self,
@@ -561,14 +597,15 @@ class CertificateAuthority:
         *,
         actor: str | None = None,
         request_id: str | None = None,
+        claim: Claim | None = None,
     ) -> IssuedCertificate:
         """Issue for a key whose possession the (authenticated) caller has established, as the
-        KMC does for the encryption keys it generates. ``request_id``: as for
+        KMC does for the encryption keys it generates. ``request_id`` and ``claim``: as for
         :meth:`issue_from_csr`."""
-        with self._issuing(profile, actor, "public_key") as op:
-            approved = check_public_key(public_key, subject, self.profile(profile), extra)
-            op.set(subject=approved.subject_text[:300])
-            return self._issue_once(approved, op, self._request_key(actor, request_id))
+        return self._issue_one(
+            profile, actor, "public_key",
+            lambda: check_public_key(public_key, subject, self.profile(profile), extra), claim,
+            self._request_key(actor, request_id))
 
     def _request_key(self, actor: str | None, request_id: str | None) -> str | None:
         """The idempotency key of a request: its caller's name and the caller's own id."""
@@ -579,16 +616,17 @@ class CertificateAuthority:
                                  f"(got {str(request_id)[:60]!r})")
         return f"{actor or self.actor}/{request_id}"
 
-    def _issue_once(self, approved: Approved, op: Operation,
-                    key: str | None) -> IssuedCertificate:
-        if key is not None:
-            earlier = self._issued_for(key, approved)
-            if earlier is not None:
-                op.set(repeated=True)
-                self._record_serials(op, [serial_to_hex(earlier.serial)])
-                return earlier
+    def _issue_once(self, approved: Approved, op: Operation, key: str,
+                    claim: Claim | None) -> IssuedCertificate:
+        earlier = self._issued_for(key, approved)
+        if earlier is not None:
+            if claim is not None:
+                self._run(claim)  # a replayed signed request stays refused
+            op.set(repeated=True)
+            self._record_serials(op, [serial_to_hex(earlier.serial)])
+            return earlier
         try:
-            return self._commit([approved], op, [key])[0]
+            return self._commit([approved], op, claim, [key])[0]
         except _RequestKeyTaken:
             # the same request committed at the same moment by another worker: its answer
             earlier = self._issued_for(key or "", approved)
@@ -616,6 +654,134 @@ class CertificateAuthority:
             raise RequestRefused(f"request id {key.rsplit('/', 1)[-1]!r} was used for another "
                                  "request (another key, subject or profile); use a new id")
         return IssuedCertificate(int(serial, 16), profile, der)
+
+    def enable_group_commit(self) -> GroupCommit:
+        """For a served CA whose request threads issue at once: the certificate rows (and, when
+        the audit log lives in the CA's database, its records) of concurrent issuances share
+        one write transaction and one commit (``sscard.groupcommit``); each caller still gets
+        its certificate only after that commit."""
+        if self.committer is None:
+            self.committer = GroupCommit(self.engine, name=f"ca-{self.name}-group-commit")
+            if self._audit_in_database():
+                self.audit.enable_group_commit(self.committer)  # one batch for both
+            elif self.audit.committer is None:
+                self.audit.enable_group_commit()
+        return self.committer
+
+    def _audit_in_database(self) -> bool:
+        """Whether the audit log's tables are in the CA's own database (then an issuance's
+        records and its certificate row go in one transaction)."""
+        return bool(self.audit.engine.url == self.engine.url)
+
+    def _run(self, work: Callable[[Connection], T]) -> T:
+        """``work`` in a write transaction of the CA's database: the group commit's when there
+        is one, else a transaction of its own. Returns once committed."""
+        if self.committer is not None:
+            return self.committer.run(work)
+        with _write(self.engine) as conn, conn.begin():
+            return work(conn)
+
+    def _issue_one(self, profile: str, actor: str | None, kind: str,
+                   check: Callable[[], Approved], claim: Claim | None,
+                   key: str | None = None) -> IssuedCertificate:
+        """One issuance, recorded in the audit log: 'attempt' and outcome.
+
+        With the audit log in the CA's database, both records are written in the transaction
+        that stores the certificate (no record, no certificate, and the other way round: the
+        certificate exists only once its row is committed, and that commit is the records'),
+        after the request is checked and signed, so that the database is locked only for the
+        writes. Elsewhere, the attempt is recorded first, as ``AuditLog.operation`` does."""
+        if key is not None or not self._audit_in_database():
+            # a request with an idempotency key (the RA's, few) takes the general path
+            with self._issuing(profile, actor, kind) as op:
+                approved = check()
+                op.set(subject=approved.subject_text[:300])
+                if key is not None:
+                    return self._issue_once(approved, op, key, claim)
+                return self._commit([approved], op, claim)[0]
+        who = actor or self.actor
+        obj = f"profile:{profile}"
+        attempt = {"ca": self.name, "request": kind}
+        try:
+            approved = check()
+            issued, due = self._commit_recorded(approved, who, obj, attempt, claim)
+        except AuditUnavailable:
+            raise  # nothing was written: no record, no certificate
+        except BaseException as exc:
+            refused = isinstance(exc, _REFUSALS)
+            why = {"reason": str(exc)[:500]} if refused else {"error": type(exc).__name__}
+            self._record_outcome(who, obj, attempt, "denied" if refused else "failure", why)
+            raise
+        self.audit.after_commit(due)
+        metrics.ISSUED.labels(self.name, approved.profile.name).inc()
+        return issued
+
+    def _record_outcome(self, actor: str, obj: str, attempt: dict[str, Any], outcome: str,
+                        details: dict[str, Any]) -> None:
+        """An attempt and its (unsuccessful) outcome, in one transaction."""
+        action = AuditAction.CA_CERTIFICATE_ISSUE
+        try:
+            records = [self.audit.record(actor, action, obj, "attempt", "", attempt),
+                       self.audit.record(actor, action, obj, outcome, "", details)]
+            _, due = self._run(lambda conn: self.audit.append_in(conn, records,
+                                                                 link_outcome=True))
+        except (AuditError, SQLAlchemyError, GroupCommitError, LookupError) as exc:
+            log.error("audit records of a %s issuance not written: %s", outcome, exc)
+            return
+        self.audit.after_commit(due)
+
+    def _commit_recorded(self, approved: Approved, actor: str, obj: str,
+                         attempt: dict[str, Any], claim: Claim | None
+                         ) -> tuple[IssuedCertificate, bool]:
+        """Sign, then store the certificate and its audit records in one transaction."""
+        issuer = self.issuer()
+        action = AuditAction.CA_CERTIFICATE_ISSUE
+        for tries in range(SERIAL_RETRIES):
+            now = self.clock()
+            serial = self.serial_source()
+            der = sign_certificate(issuer, approved, serial, now)
+            cert_row, request_row = self._rows(issuer, approved, serial, der, now)
+            records = [
+                self.audit.record(actor, action, obj, "attempt", "", attempt),
+                self.audit.record(actor, action, obj, "success", "", {
+                    "subject": approved.subject_text[:300], "serials": [cert_row["serial"]]}),
+            ]
+
+            def store(conn: Connection) -> tuple[list[StoredRecord], bool]:
+                if claim is not None:
+                    claim(conn)
+                conn.execute(_INSERT_CERTIFICATE, [cert_row])  # noqa: B023 (run now)
+                conn.execute(_INSERT_REQUEST, [request_row])  # noqa: B023
+                return self.audit.append_in(conn, records, link_outcome=True)  # noqa: B023
+
+            try:
+                _, due = self._run(store)
+            except IntegrityError as exc:
+                if not _is_serial_clash(exc):
+                    raise AuditUnavailable("the certificate and its audit records could not "
+                                           f"be stored: {exc.orig}") from None
+                if tries == SERIAL_RETRIES - 1:
+                    raise StorageError("could not store the certificates: serial numbers "
+                                       f"collided {SERIAL_RETRIES} times") from None
+                continue
+            except (SQLAlchemyError, GroupCommitError, LookupError) as exc:
+                raise AuditUnavailable("the certificate and its audit records could not be "
+                                       f"stored: {exc}") from exc
+            return IssuedCertificate(serial, approved.profile.name, der), due
+        raise StorageError("could not draw distinct serial numbers")
+
+    def _rows(self, issuer: Issuer, approved: Approved, serial: int, der: bytes,
+              now: dt.datetime, key: str | None = None
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The certificate's row and its request's row."""
+        nb, na = validity_of(issuer, approved, now)
+        hex_serial = serial_to_hex(serial)
+        return ({"issuer_id": self._ca.id, "serial": hex_serial, "profile": approved.profile.name,
+                 "subject": approved.subject_text, "not_before": nb, "not_after": na,
+                 "issued_at": now, "der": der, "status": Status.GOOD},
+                {"issuer_id": self._ca.id, "kind": approved.kind,
+                 "profile": approved.profile.label, "request_der": approved.request_der,
+                 "certificate_serial": hex_serial, "received_at": now, "request_key": key})
 
     def _issuing(self, profile: str, actor: str | None,
                  kind: str) -> contextlib.AbstractContextManager[Operation]:
@@ -670,6 +836,7 @@ class CertificateAuthority:
                                                "serials": serials[i:i + SERIALS_PER_RECORD]})
 
     def _commit(self, approved: Sequence[Approved], op: Operation,
+                claim: Claim | None = None,
                 keys: Sequence[str | None] | None = None) -> list[IssuedCertificate]:
         issuer = self.issuer()
         request_keys = list(keys) if keys is not None else [None] * len(approved)
@@ -680,23 +847,20 @@ class CertificateAuthority:
                 continue
             ders = [sign_certificate(issuer, a, s, now) for a, s in zip(approved, serials,
                                                                           strict=True)]
-            cert_rows = []
-            request_rows = []
-            for a, s, der, key in zip(approved, serials, ders, request_keys, strict=True):
-                nb, na = validity_of(issuer, a, now)
-                hex_serial = serial_to_hex(s)
-                cert_rows.append({
-                    "issuer_id": self._ca.id, "serial": hex_serial, "profile": a.profile.name,
-                    "subject": a.subject_text, "not_before": nb, "not_after": na,
-                    "issued_at": now, "der": der, "status": Status.GOOD})
-                request_rows.append({
-                    "issuer_id": self._ca.id, "kind": a.kind, "profile": a.profile.label,
-                    "request_der": a.request_der, "certificate_serial": hex_serial,
-                    "received_at": now, "request_key": key})
+            rows = [self._rows(issuer, a, s, der, now, key)
+                    for a, s, der, key in zip(approved, serials, ders, request_keys,
+                                              strict=True)]
+
+            def store(conn: Connection) -> None:
+                if claim is not None:
+                    claim(conn)
+                conn.execute(_INSERT_CERTIFICATE, [c for c, _ in rows])  # noqa: B023
+                conn.execute(_INSERT_REQUEST, [r for _, r in rows])  # noqa: B023
+
             try:
-                with _write(self.engine) as conn, conn.begin():
-                    conn.execute(insert(CertificateRecord), cert_rows)
-                    conn.execute(insert(RequestRecord), request_rows)
+                self._run(store)
+            except GroupCommitError as exc:
+                raise StorageError(f"could not store the certificates: {exc}") from None
             except IntegrityError as exc:
                 if "uq_requests_request_key" in str(exc.orig) or \
                         "requests.request_key" in str(exc.orig):
@@ -793,9 +957,8 @@ class CertificateAuthority:
                 CARecord.id == self._ca.id)).scalar_one())
 
     def _row(self, conn: Connection, hex_serial: str) -> Any:
-        row = conn.execute(select(CertificateRecord).where(
-            CertificateRecord.issuer_id == self._ca.id,
-            CertificateRecord.serial == hex_serial)).one_or_none()
+        row = conn.execute(_SELECT_CERTIFICATE,
+                           {"issuer_id": self._ca.id, "serial": hex_serial}).one_or_none()
         if row is None:
             raise UnknownCertificate(f"serial {hex_serial} was never issued by CA {self.name}")
         return row

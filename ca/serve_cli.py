@@ -3,6 +3,11 @@
 The ``ca`` group attaches this command (``from ca.serve_cli import serve``). Each gunicorn worker
 opens the CA itself after the fork, so database connections and key handles are never shared
 between processes; revocations reach every worker through the database (``ca.ocsp_generation``).
+Each worker's request threads write through one group commit (``sscard.groupcommit``): the
+nonces, certificates and audit records of concurrent requests share a transaction and a commit.
+With ``--audit-db`` naming the CA's own database, an issuance's certificate and audit records go
+in the same transaction (one commit per batch of requests; ``bench/peers_issuance.py``); with
+the audit log apart, its attempt, the certificate and its outcome take three.
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ class _AppFactory:
         authority = CertificateAuthority.open(self.home, self.passphrase, self.ca_name,
                                               self.database_url, audit=audit,
                                               actor=SERVICE_ACTOR)
+        # the request threads' writes (nonces, certificates, audit records) share commits
+        authority.enable_group_commit()
         config = ServiceConfig(
             authority=authority,
             audit_log=audit,

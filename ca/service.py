@@ -119,12 +119,14 @@ class CaBackend(Protocol):
         self, csr: asn1csr.CertificationRequest | bytes, profile: str,
         extra: Mapping[str, Any] | None = None, *, actor: str | None = None,
         request_id: str | None = None,
+        claim: Callable[[sa.Connection], None] | None = None,
     ) -> IssuedCertificate: ...
 
     def issue_for_public_key(
         self, public_key: PublicKey, subject: asn1x509.Name | str, profile: str,
         extra: Mapping[str, Any] | None = None, *, actor: str | None = None,
         request_id: str | None = None,
+        claim: Callable[[sa.Connection], None] | None = None,
     ) -> IssuedCertificate: ...
 
     def revoke(
@@ -291,7 +293,9 @@ def _replay_store(config: ServiceConfig) -> httpsig.ReplayStore:
         return config.replays
     engine = getattr(config.authority, "engine", None)
     if isinstance(engine, sa.Engine):
-        return httpsig.SqlReplayStore(engine)
+        # with the CA's group commit, the nonces of concurrent requests share its commits
+        return httpsig.SqlReplayStore(engine,
+                                      committer=getattr(config.authority, "committer", None))
     return httpsig.MemoryReplayStore()
 
 
@@ -309,6 +313,17 @@ class ServiceState:
         self._tsa: TimeStampAuthority | None = None
         self._tsa_renew_at = datetime.max.replace(tzinfo=UTC)
         self.signatures = httpsig.RequestVerifier(_replay_store(config))
+        #: what a caller's certificate was found to be, by SHA-256 of its DER: issued by this
+        #: CA (its signature checked once) and the principal it maps to (the access file is
+        #: read once per process). Validity is checked on every request, revocation whenever
+        #: the CA's revocation generation moves.
+        self.callers = CallerCache()
+        # an issuance records its signed request's nonce in the transaction that stores the
+        # certificate (one commit, not two) when the replay memory is in the CA's database
+        engine = getattr(self.authority, "engine", None)
+        self.claim_with_issuance = (
+            isinstance(engine, sa.Engine) and self.signatures.claims_in(engine)
+            and bool(getattr(self.authority, "accepts_claim", False)))
 
     @property
     def tsa(self) -> TimeStampAuthority | None:
@@ -556,30 +571,78 @@ def _token_caller(state: ServiceState, header: str) -> Caller:
 
 def _signature_caller(state: ServiceState) -> Caller:
     """A request signed by the scheme of ``sscard.httpsig`` (see docs/ca-admin-guide.md),
-    with a certificate this CA issued, valid now, not revoked, under an authorised policy."""
+    with a certificate this CA issued, valid now, not revoked, under an authorised policy.
+    Each is accepted once: an issuance records it in the replay memory with the certificate
+    (``issue``), every other request here."""
+    defer = state.claim_with_issuance and request.endpoint == "api.issue"
     try:
         signed = state.signatures.verify(
             request.headers, request.method, request.path,
             request.query_string.decode("latin-1"), request.get_data(),
-            check=lambda s: _acceptable_caller(state, s))
+            check=lambda s: _acceptable_caller(state, s), defer_replay=defer)
     except httpsig.SignatureError as exc:
         raise _refuse(401, exc.message, exc.code) from None
-    return _certificate_caller(state, signed.certificate)
+    if defer:
+        g.unclaimed = signed
+    caller = state.callers.caller(signed.certificate_der)
+    assert caller is not None  # remembered by _acceptable_caller
+    return caller
 
 
 def _acceptable_caller(state: ServiceState, signed: httpsig.SignedRequest) -> None:
     cert = signed.certificate
     authority = state.authority
-    try:
-        verify_certificate_signature(cert, authority.certificate)
-    except (CryptoError, ValueError):
-        raise _refuse(401, "the caller's certificate was not issued by this CA") from None
-    subject = cert.subject.human_friendly
+    if state.callers.caller(signed.certificate_der) is None:  # not yet checked: check it now
+        try:
+            verify_certificate_signature(cert, authority.certificate)
+        except (CryptoError, ValueError):
+            raise _refuse(401, "the caller's certificate was not issued by this CA") from None
+        state.callers.remember(signed.certificate_der, _certificate_caller(state, cert))
     if not signed.certificate_valid_at(datetime.now(UTC)):
-        raise _refuse(401, f"the caller's certificate ({subject}) is not valid now")
+        raise _refuse(401, f"the caller's certificate ({cert.subject.human_friendly}) is not "
+                      "valid now")
+    # Revocation: read again whenever the CA's revocation generation has moved (the counter
+    # every revocation bumps, polled at most every revocation_check_interval, as the OCSP
+    # answers of this worker are); else the status read for this certificate at that
+    # generation stands. The generation is read first, so a revocation after it moves it.
+    source = state.primary.generation
+    generation = source() if source is not None else None
+    if generation is not None and state.callers.good_at(signed.certificate_der) == generation:
+        return
     status = authority.status(cert.serial_number)
     if status.status is not Status.GOOD:
-        raise _refuse(401, f"the caller's certificate ({subject}) is {status.status.value}")
+        raise _refuse(401, f"the caller's certificate ({cert.subject.human_friendly}) is "
+                      f"{status.status.value}")
+    if generation is not None:
+        state.callers.mark_good(signed.certificate_der, generation)
+
+
+class CallerCache:
+    """Callers by SHA-256 of their certificate's DER, once the certificate's signature by this
+    CA has verified, and the revocation generation at which each was last read as good;
+    bounded (emptied when full: a cache, not a record)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._callers: dict[bytes, Caller] = {}
+        self._good: dict[bytes, int] = {}
+        self._size = size
+
+    def caller(self, der: bytes) -> Caller | None:
+        return self._callers.get(hashlib.sha256(der).digest())
+
+    def remember(self, der: bytes, caller: Caller) -> None:
+        if len(self._callers) >= self._size:
+            self._callers.clear()
+        self._callers[hashlib.sha256(der).digest()] = caller
+
+    def good_at(self, der: bytes) -> int | None:
+        """The revocation generation at which the certificate was last read as good."""
+        return self._good.get(hashlib.sha256(der).digest())
+
+    def mark_good(self, der: bytes, generation: int) -> None:
+        if len(self._good) >= self._size:
+            self._good.clear()
+        self._good[hashlib.sha256(der).digest()] = generation
 
 
 def _certificate_caller(state: ServiceState, cert: asn1x509.Certificate) -> Caller:
@@ -676,6 +739,23 @@ def issue() -> tuple[Response, int]:
     RA does for the KMC-made encryption key (``public_key``, base64 SubjectPublicKeyInfo DER,
     and ``subject``, a distinguished name string). An optional ``request_id`` (the caller's
     own id) makes the call idempotent: asked again, the CA answers with the same certificate."""
+    signed: httpsig.SignedRequest | None = g.pop("unclaimed", None)
+    if signed is None:
+        return _issue(None)
+    state = _state()
+    try:
+        return _issue(lambda conn: state.signatures.claim_in(conn, signed))
+    except BaseException:
+        # not issued (the claim, if made, was rolled back with it): the request still counts
+        # as used, and a replay of it is told so rather than given the first answer again
+        try:
+            state.signatures.claim(signed)
+        except httpsig.SignatureError as exc:
+            raise _refuse(401, exc.message, exc.code) from None
+        raise
+
+
+def _issue(claim: Callable[[sa.Connection], None] | None) -> tuple[Response, int]:
     data = _json_body()
     profile, request_id = data.get("profile"), data.get("request_id")
     if request_id is not None and not isinstance(request_id, str):
@@ -701,13 +781,16 @@ def issue() -> tuple[Response, int]:
     except X509Error as exc:
         raise ApiError(400, "bad_csr", str(exc)) from None
     # the authority records the issuance, or its refusal as 'denied', under the caller's name
+    # with a claim, the request's nonce goes in the certificate's transaction
+    how: dict[str, Any] = {"actor": g.caller.name}
+    if claim is not None:
+        how["claim"] = claim
     try:
         with _audit_refusal():
-            issued = (authority.issue_for_public_key(key, subject, profile, actor=g.caller.name,
-                                                     request_id=request_id)
-                      if by_key else
-                      authority.issue_from_csr(csr, profile, actor=g.caller.name,
-                                               request_id=request_id))
+            issued = (authority.issue_for_public_key(key, subject, profile,
+                                                     request_id=request_id, **how)
+                      if by_key else authority.issue_from_csr(csr, profile,
+                                                              request_id=request_id, **how))
     except (RequestRefused, CryptoError, X509Error, ValueError) as exc:
         raise ApiError(422, "refused", str(exc)) from None
     log.info("issued %s (profile %s) for %s", issued.serial_hex, profile, g.caller.name)

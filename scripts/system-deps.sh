@@ -7,7 +7,8 @@
 set -euo pipefail
 PKGS=(openssl softhsm2 pcscd vsmartcard-vpcd libpcsclite-dev swig postgresql
       chromium chromium-driver fonts-wqy-zenhei default-jre-headless default-jdk-headless
-      libbcpkix-java wrk pcsc-tools opensc)
+      libbcpkix-java wrk pcsc-tools opensc
+      golang-cfssl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

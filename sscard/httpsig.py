@@ -49,6 +49,7 @@ from asn1crypto import x509
 from sscard.clock import Clock, system_clock
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
+from sscard.groupcommit import GroupCommit, GroupCommitError
 from sscard.keys.base import KeyHandle
 from sscard.sqlschema import create_all_concurrently
 from sscard.x509.pem import PemError, pem_to_der
@@ -255,6 +256,9 @@ request_nonces = sa.Table(
 )
 
 
+_INSERT_NONCE = request_nonces.insert()
+
+
 def _engine(url: str) -> sa.Engine:
     if not url.startswith("sqlite"):
         return sa.create_engine(url, pool_pre_ping=True)
@@ -276,10 +280,13 @@ class SqlReplayStore:
     """The replay memory in the service's database, shared by every worker process."""
 
     def __init__(self, engine: sa.Engine | str, clock: Clock = system_clock,
-                 purge_every: float = 60.0) -> None:
+                 purge_every: float = 60.0, committer: GroupCommit | None = None) -> None:
         if isinstance(engine, str):
             engine = _engine(engine)
         self.engine = engine
+        #: the service's group commit on the same database: each request's nonce is still
+        #: written (and committed) before the request is acted on, in a shared transaction
+        self.committer = committer
         self._clock = clock
         self._purge_every = purge_every
         self._next_purge = 0.0
@@ -299,16 +306,22 @@ class SqlReplayStore:
             if time.monotonic() >= self._next_purge:
                 self._next_purge = time.monotonic() + self._purge_every
                 self.purge()
-            with self.engine.begin() as conn:
-                conn.execute(request_nonces.insert().values(
-                    replay_key=key, expires_at=expires_at.astimezone(UTC)))
+            if self.committer is not None:
+                self.committer.run(lambda conn: self._insert(conn, key, expires_at))
+            else:
+                with self.engine.begin() as conn:
+                    self._insert(conn, key, expires_at)
         except sa.exc.IntegrityError:
             return False
-        except sa.exc.SQLAlchemyError as exc:
+        except (sa.exc.SQLAlchemyError, GroupCommitError) as exc:
             raise ReplayStoreUnavailable(
                 f"the replay memory of signed requests is unavailable ({type(exc).__name__}); "
                 "nothing was done, retry later") from exc
         return True
+
+    @staticmethod
+    def _insert(conn: sa.Connection, key: bytes, expires_at: datetime) -> None:
+        conn.execute(_INSERT_NONCE, {"replay_key": key, "expires_at": expires_at.astimezone(UTC)})
 
     def purge(self) -> int:
         """Forget entries whose date the window refuses anyway."""
@@ -334,6 +347,9 @@ class SignedRequest:
     identity: bytes
     nonce: str
     date: datetime
+    #: the replay memory's key of this request, and until when it must be kept
+    replay_key: bytes = b""
+    replay_until: datetime | None = None
 
     def certificate_valid_at(self, when: datetime) -> bool:
         validity = self.certificate["tbs_certificate"]["validity"]
@@ -356,12 +372,15 @@ class RequestVerifier:
         return any(headers.get(h) for h in HEADERS)
 
     def verify(self, headers: Headers, method: str, path: str, query: str, body: bytes,
-               check: Callable[[SignedRequest], object] | None = None) -> SignedRequest:
+               check: Callable[[SignedRequest], object] | None = None, *,
+               defer_replay: bool = False) -> SignedRequest:
         """The request's signed content, seen for the first time.
 
         ``check``: the service's decision on the certificate (trusted path, bound caller,
         permissions), run after the signature verifies and before the replay memory is
         written, so that callers it refuses cannot fill the memory; it raises to refuse.
+        ``defer_replay``: the caller claims the request itself, before acting on it, with
+        ``claim`` or, inside the transaction that acts on it, with ``claim_in``.
         """
         values = {h: headers.get(h) or "" for h in HEADERS}
         missing = [h for h, v in values.items() if not v]
@@ -394,13 +413,42 @@ class RequestVerifier:
             raise SignatureError("unauthenticated",
                                  "the request signature does not verify with the certificate "
                                  "sent") from None
-        signed = SignedRequest(cert.certificate, cert.der, cert.identity, nonce, when)
-        if check is not None:
-            check(signed)  # the service refuses strangers before they can write anything
         key = hashlib.sha256(cert.identity + nonce.encode("ascii")).digest()
         # kept a whole window longer than the date check needs: a host whose clock runs ahead
         # may purge, and another must not then accept the request again
-        if not self.replays.first_use(key, when + 2 * self.window):
-            raise SignatureError("replayed_request",
-                                 "this signed request was already used (a replay)")
+        signed = SignedRequest(cert.certificate, cert.der, cert.identity, nonce, when, key,
+                               when + 2 * self.window)
+        if check is not None:
+            check(signed)  # the service refuses strangers before they can write anything
+        if not defer_replay:
+            self.claim(signed)
         return signed
+
+    def claim(self, signed: SignedRequest) -> None:
+        """Record the request in the replay memory; ``SignatureError`` (replayed_request)
+        when it is there already."""
+        assert signed.replay_until is not None
+        if not self.replays.first_use(signed.replay_key, signed.replay_until):
+            raise _replayed()
+
+    def claims_in(self, engine: sa.Engine) -> bool:
+        """Whether ``claim_in`` can run in transactions on ``engine``: the replay memory is a
+        table of that same database."""
+        store = self.replays
+        return isinstance(store, SqlReplayStore) and store.engine.url == engine.url
+
+    def claim_in(self, conn: sa.Connection, signed: SignedRequest) -> None:
+        """``claim`` inside the caller's write transaction on the replay memory's database
+        (``claims_in``), so that the request is recorded if and only if what it asked for
+        commits; ``SignatureError`` (replayed_request) when it is there already, after which
+        the caller must roll back (the statement failed: PostgreSQL takes nothing more)."""
+        assert signed.replay_until is not None
+        try:
+            SqlReplayStore._insert(conn, signed.replay_key, signed.replay_until)
+        except sa.exc.IntegrityError:
+            # the caller's transaction (or its savepoint) is rolled back by this raise
+            raise _replayed() from None
+
+
+def _replayed() -> SignatureError:
+    return SignatureError("replayed_request", "this signed request was already used (a replay)")

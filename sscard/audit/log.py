@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import getpass
 import json
 import logging
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, inspect, or_, select, update
+from sqlalchemy import Connection, Engine, insert, inspect, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from sscard import sqlschema
@@ -51,6 +52,7 @@ from sscard.audit.records import (
 from sscard.audit.records import chain_hash as _chain_hash
 from sscard.crypto.algorithms import SignatureAlgorithm
 from sscard.crypto.asymmetric import PublicKey
+from sscard.groupcommit import GroupCommit, GroupCommitError
 from sscard.keys.base import KeyHandle
 from sscard.sqlschema import create_all_concurrently
 
@@ -90,7 +92,9 @@ def format_time(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@functools.lru_cache(maxsize=64)
 def parse_time(text: str) -> dt.datetime:
+    # cached: every append compares the clock with the same last checkpoint time
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
 
 
@@ -190,6 +194,8 @@ class AuditLog:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval = checkpoint_interval
         self._clock = clock
+        #: when set (``enable_group_commit``), appends share transactions across threads
+        self.committer: GroupCommit | None = None
         if certificate is not None and signer is not None:
             _check_certificate_fits(certificate, signer.public_key())
         try:
@@ -256,6 +262,32 @@ class AuditLog:
 
     # -- writing ------------------------------------------------------------------------------
 
+    def enable_group_commit(self, committer: GroupCommit | None = None) -> GroupCommit:
+        """Write appends through a group commit (``sscard.groupcommit``): the records of
+        concurrent threads share one transaction and one commit; each ``append`` still returns
+        only once its record is committed. For a service with several request threads."""
+        self.committer = committer or GroupCommit(self.engine, name="audit-group-commit")
+        return self.committer
+
+    def record(
+        self,
+        actor: str,
+        action: str,
+        obj: str,
+        outcome: str,
+        request_id: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditRecord:
+        """A record ready to append (time not yet set): text longer than the limits cut with a
+        mark, control characters and lone surrogates escaped. Raises ``AuditRecordRejected``
+        for a secret or a programming error (a non-string actor, a float in the details)."""
+        # names, paths and request ids come from outside: bounded and escaped, never refused;
+        # an AuditAction is stored as its plain value
+        record = AuditRecord.bounded("", actor, str(action), obj, outcome, request_id,
+                                     dict(details or {}))
+        record.check()
+        return record
+
     def append(
         self,
         actor: str,
@@ -265,43 +297,75 @@ class AuditLog:
         request_id: str = "",
         details: Mapping[str, Any] | None = None,
     ) -> StoredRecord:
-        """Write one record; text longer than the limits is cut with a mark, control characters
-        and lone surrogates escaped. Raises ``AuditRecordRejected`` for a secret or a
-        programming error (a non-string actor, a float in the details),
-        ``AuditUnavailable`` when the database will not take it (nothing is written then)."""
-        # names, paths and request ids come from outside: bounded and escaped, never refused;
-        # an AuditAction is stored as its plain value
-        record = AuditRecord.bounded("", actor, str(action), obj, outcome, request_id,
-                                     dict(details or {}))
-        record.check()
-        due = False
+        """Write one record (see ``record``). Raises ``AuditRecordRejected`` for a secret or a
+        programming error, ``AuditUnavailable`` when the database will not take it (nothing is
+        written then)."""
+        record = self.record(actor, action, obj, outcome, request_id, details)
         try:
-            with storage.locked_head(self.engine) as (conn, head):
-                # the time is taken under the lock so that record times never go backwards
-                record = dataclasses.replace(record, time=format_time(self._clock()))
-                seq = int(head["size"]) + 1
-                prev = bytes(head["last_hash"])
-                h = _chain_hash(self.hash_name, prev, record.canonical_encoding())
-                conn.execute(storage.INSERT_RECORD, {
-                    "seq": seq, "time": record.time, "actor": record.actor,
-                    "action": record.action, "object": record.object,
-                    "outcome": record.outcome, "request_id": record.request_id,
-                    "details": record.details_json(), "prev_hash": prev, "hash": h})
-                frontier = merkle.frontier_append(
-                    self.hash_name, _split_frontier(bytes(head["frontier"]), self._hash_size),
-                    seq - 1, merkle.leaf_hash(self.hash_name, h))
-                conn.execute(storage.ADVANCE_HEAD, {"new_size": seq, "new_last_hash": h,
-                                                    "new_frontier": b"".join(frontier)})
-                due = self._checkpoint_due(head, seq)
-        except (SQLAlchemyError, LookupError, OSError) as exc:
+            if self.committer is not None:
+                stored, due = self.committer.run(lambda conn: self.append_in(conn, [record]))
+            else:
+                with storage.locked_head(self.engine) as (conn, head):
+                    stored, due = self._write(conn, head, [record])
+        except (SQLAlchemyError, LookupError, OSError, GroupCommitError) as exc:
             raise AuditUnavailable(f"audit record could not be written: {_why(exc)}") from exc
-        if due:
-            try:
-                self._checkpoint(force=False)
-            except (AuditError, SQLAlchemyError, OSError, ValueError) as exc:
-                # The record is safely in; the checkpoint is only late. Say so, loudly.
-                logger.warning("audit checkpoint after record %d failed: %s", seq, exc)
-        return StoredRecord(seq, record, prev, h)
+        self.after_commit(due)
+        return stored[0]
+
+    def append_in(self, conn: Connection, records: Sequence[AuditRecord], *,
+                  link_outcome: bool = False) -> tuple[list[StoredRecord], bool]:
+        """Append ``records`` (from ``record``) in the caller's write transaction on this log's
+        database, which must already hold the write lock (``sscard.sqlschema.WRITE``: BEGIN
+        IMMEDIATE on SQLite; the head row is read FOR UPDATE elsewhere), so that they commit or
+        roll back with the caller's own rows: no second transaction, no second lock.
+        ``link_outcome``: the records are an attempt and its outcome, and the outcome names
+        the attempt's sequence number (``attempt_seq``), as ``operation`` writes them.
+        Returns the stored records and whether a checkpoint is due (``after_commit``)."""
+        row = conn.execute(storage.SELECT_HEAD_FOR_UPDATE).mappings().one_or_none()
+        if row is None:
+            raise LookupError("audit_head row is missing")
+        return self._write(conn, dict(row), records, link_outcome=link_outcome)
+
+    def after_commit(self, checkpoint_due: bool) -> None:
+        """Once the records are committed: the checkpoint they made due, if any."""
+        if not checkpoint_due:
+            return
+        try:
+            self._checkpoint(force=False)
+        except (AuditError, SQLAlchemyError, OSError, ValueError) as exc:
+            # The records are safely in; the checkpoint is only late. Say so, loudly.
+            logger.warning("audit checkpoint after an append failed: %s", exc)
+
+    def _write(self, conn: Connection, head: Mapping[str, Any], records: Sequence[AuditRecord],
+               *, link_outcome: bool = False) -> tuple[list[StoredRecord], bool]:
+        size = int(head["size"])
+        prev = bytes(head["last_hash"])
+        frontier = _split_frontier(bytes(head["frontier"]), self._hash_size)
+        # the time is taken under the lock so that record times never go backwards
+        when = format_time(self._clock())
+        stored: list[StoredRecord] = []
+        rows = []
+        for i, record in enumerate(records):
+            if link_outcome and i == 1:
+                record = dataclasses.replace(
+                    record, details={**record.details, "attempt_seq": stored[0].seq})
+            record = dataclasses.replace(record, time=when)
+            seq = size + 1 + i
+            h = _chain_hash(self.hash_name, prev, record.canonical_encoding())
+            rows.append({
+                "seq": seq, "time": record.time, "actor": record.actor,
+                "action": record.action, "object": record.object,
+                "outcome": record.outcome, "request_id": record.request_id,
+                "details": record.details_json(), "prev_hash": prev, "hash": h})
+            frontier = merkle.frontier_append(self.hash_name, frontier, seq - 1,
+                                              merkle.leaf_hash(self.hash_name, h))
+            stored.append(StoredRecord(seq, record, prev, h))
+            prev = h
+        conn.execute(storage.INSERT_RECORD, rows)
+        new_size = size + len(records)
+        conn.execute(storage.ADVANCE_HEAD, {"new_size": new_size, "new_last_hash": prev,
+                                            "new_frontier": b"".join(frontier)})
+        return stored, self._checkpoint_due(head, new_size)
 
     @contextlib.contextmanager
     def operation(
