@@ -1,0 +1,1 @@
+"""The identity provider: card login for business systems' web applications (issue 15)."""
