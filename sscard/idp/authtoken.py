@@ -85,7 +85,7 @@ def _b64(data: Mapping[str, object], name: str) -> bytes:
         raise TokenError("TOKEN_MALFORMED", f"'{name}' is not valid base64") from None
 
 
-def _origin_ok(origin: str) -> bool:
+def is_origin(origin: str) -> bool:
     """``scheme://host[:port]``, nothing after: what a browser sends in the Origin header."""
     scheme, sep, rest = origin.partition("://")
     return (bool(sep) and scheme in ("https", "http") and bool(rest)
@@ -113,7 +113,7 @@ class AuthToken:
             raise TokenError("TOKEN_MALFORMED",
                              f"'algorithm' must be one of {', '.join(ALGORITHMS)}")
         origin = data.get("origin")
-        if not isinstance(origin, str) or len(origin) > MAX_ORIGIN or not _origin_ok(origin):
+        if not isinstance(origin, str) or len(origin) > MAX_ORIGIN or not is_origin(origin):
             raise TokenError("TOKEN_MALFORMED",
                              "'origin' must be a web origin such as https://rp.example:8443")
         certificate = _b64(data, "certificate")
