@@ -182,13 +182,15 @@ class NonceStore:
         if not isinstance(nonce, str) or not 1 <= len(nonce) <= 64:
             raise TokenError("NONCE_UNKNOWN", "no such login nonce")
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(_nonces.c.expires_at).where(
-                _nonces.c.nonce == nonce)).one_or_none()
-            if row is None:
-                raise TokenError("NONCE_UNKNOWN", "no such login nonce; start the login again")
-            claimed = conn.execute(_nonces.update().where(
-                (_nonces.c.nonce == nonce) & _nonces.c.used.is_(False)).values(used=True)).rowcount
-        if claimed == 0:
+            # one statement on the way that succeeds; the reason is looked up only on refusal
+            row = conn.execute(_nonces.update().where(
+                (_nonces.c.nonce == nonce) & _nonces.c.used.is_(False)).values(used=True)
+                .returning(_nonces.c.expires_at)).one_or_none()
+            known = row is not None or conn.execute(sa.select(_nonces.c.nonce).where(
+                _nonces.c.nonce == nonce)).one_or_none() is not None
+        if not known:
+            raise TokenError("NONCE_UNKNOWN", "no such login nonce; start the login again")
+        if row is None:
             raise TokenError("NONCE_USED", "the login nonce was already used (a replayed token)")
         if self.clock() > row.expires_at:
             raise TokenError("NONCE_EXPIRED",
