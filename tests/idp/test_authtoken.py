@@ -28,6 +28,7 @@ from sscard.idp.authtoken import (
 )
 from tests.gateway.card import HOLDER_SSN, PIN, personalise
 from tests.idp.login_pki import SSN, LoginPki, make_login_pki, make_token
+from tests.pg import pg_cluster, pg_url  # noqa: F401  (fixtures)
 
 ORIGIN = "https://rp.example:8443"
 
@@ -268,3 +269,41 @@ def test_nonce_lifetime_is_bounded(nonces: NonceStore) -> None:
     for seconds in (0, -5, 3601):
         with pytest.raises(ValueError):
             nonces.issue(seconds)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'race.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_a_nonce_raced_by_many_workers_is_used_once(store_url: str) -> None:
+    """Eight workers (own engines, as gunicorn workers have) present the same nonce at once:
+    exactly one consumes it, the others are told it was used."""
+    import threading
+
+    stores = [NonceStore(store_url) for _ in range(8)]
+    nonce = stores[0].issue()
+    outcomes: list[str] = []
+    barrier = threading.Barrier(len(stores))
+
+    def present(store: NonceStore) -> None:
+        barrier.wait()
+        try:
+            store.consume(nonce)
+            outcomes.append("ok")
+        except TokenError as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=present, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes) == ["NONCE_USED"] * 7 + ["ok"]
+    with pytest.raises(TokenError) as exc:
+        stores[3].consume("B" * 43)
+    assert exc.value.code == "NONCE_UNKNOWN"
+    for store in stores:
+        store.engine.dispose()
