@@ -7,6 +7,7 @@ card, a blocked PIN."""
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import socket
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, request, session
 
 import sscard.idp
 from sscard.idp.authtoken import AuthToken, NonceStore, TokenError, TokenValidator
@@ -43,6 +44,7 @@ def pki() -> LoginPki:
 def rp_app(pki: LoginPki, nonces: NonceStore, origin: list[str]) -> Flask:
     """The relying party's server side: nonce out, token in, the holder back."""
     app = Flask(__name__)
+    app.secret_key = secrets.token_bytes(32)
     validator = TokenValidator(pki.trust(), nonces=nonces)
 
     @app.get("/")
@@ -55,14 +57,14 @@ def rp_app(pki: LoginPki, nonces: NonceStore, origin: list[str]) -> Flask:
 
     @app.post("/nonce")
     def nonce() -> Response:
-        return jsonify({"nonce": nonces.issue()})
+        session["nonce"] = nonces.issue()  # the login's nonce stays with this browser
+        return jsonify({"nonce": session["nonce"]})
 
     @app.post("/token")
     def token() -> Any:
-        body = request.get_json()
         try:
-            who = validator.validate(AuthToken.from_json(body["token"]), origin[0],
-                                     body["nonce"])
+            who = validator.validate(AuthToken.from_json(request.get_json()), origin[0],
+                                     session.pop("nonce", ""))
         except TokenError as exc:
             return jsonify({"code": exc.code, "detail": exc.message}), 400
         return jsonify({"name": who.name, "ssn": who.ssn})

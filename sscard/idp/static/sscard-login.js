@@ -8,7 +8,9 @@
  * which (1) asks the provider for a one-time nonce (POST nonceUrl -> {"nonce": "..."}),
  * (2) asks the card agent on this computer (agentUrl, e.g. http://127.0.0.1:24821) to sign it
  * for this page's origin; the holder types the PIN in the agent's own window, never in the page,
- * (3) posts {"nonce", "token"} to tokenUrl and resolves with the provider's JSON answer.
+ * (3) posts the token to tokenUrl and resolves with the provider's JSON answer. The provider
+ * keeps the nonce it issued with this browser's session (never taken back from the page), so a
+ * token made for another browser's login cannot log this one in.
  * Failures reject with an SscardLoginError whose `code` is stable (NO_AGENT, ORIGIN_NOT_ALLOWED,
  * NO_READER, NO_CARD, PIN_WRONG, PIN_BLOCKED, CARD_REMOVED, CONSENT_REFUSED, PIN_CANCELLED, or
  * the provider's problem code) and whose `message` is for the holder (options.messages
@@ -119,7 +121,7 @@
       throw failure(options, "PROVIDER", "the provider gave no nonce");
     }
     var token = await callAgent(options, issued.nonce);
-    return provider(options, options.tokenUrl, {nonce: issued.nonce, token: token});
+    return provider(options, options.tokenUrl, token);
   }
 
   global.SscardLogin = {start: start, Error: SscardLoginError, messages: MESSAGES};
