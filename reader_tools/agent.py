@@ -33,6 +33,7 @@ from sscard.card import errors
 from sscard.card.client import CardClient
 from sscard.card.keyhandle import CardKey
 from sscard.card.transport import PcscContext, PcscTransport
+from sscard.card.validation import CardDataError, validate_pin
 from sscard.idp.authtoken import FORMAT, is_origin, signed_data
 from sscard.problem import Problem, response
 from sscard.secrets_input import write_private_file
@@ -249,8 +250,14 @@ def create_app(config: AgentConfig) -> Flask:
         with _card(config) as client:
             cert = _certificate(client)
             pin = config.pin(origin)  # the card stays connected: pulling it now is CARD_REMOVED
-            if pin is None:
+            if not pin:
                 raise AgentError(400, "PIN_CANCELLED", "the card holder cancelled the PIN entry")
+            try:
+                validate_pin(pin)
+            except CardDataError:
+                # checked here so that a typo costs no try on the card
+                raise AgentError(400, "PIN_INVALID", "a PIN is 4 to 16 digits; the card was "
+                                 "not asked, no try was used") from None
             try:
                 signature = CardKey(client, lambda: pin).sign(
                     signed_data("SM2-SM3", origin, nonce))
@@ -342,10 +349,22 @@ def agent_command(allow_list: Path, consent_file: Path | None, port: int, reader
 
     if pin_from_fd is None and not sys.stdin.isatty():
         raise click.UsageError("the PIN prompt needs a terminal; or give --pin-from-fd")
+    # one question at a time on the holder's terminal, whatever the requests in flight
+    prompts = threading.Lock()
+    ask_pin, ask_consent = pin_prompt(pin_from_fd), consent_prompt(consent_from_fd)
+
+    def pin(origin: str) -> str | None:
+        with prompts:
+            return ask_pin(origin)
+
+    def consent(origin: str) -> bool:
+        with prompts:
+            return ask_consent(origin)
+
     config = AgentConfig(
         allowed=load_allow_list(allow_list),
         consents=Consents(consent_file or _default_consent_file()),
-        pin=pin_prompt(pin_from_fd), consent=consent_prompt(consent_from_fd),
+        pin=pin, consent=consent,
         reader=reader or os.environ.get("SSCARD_READER") or None)
     server = make_server("127.0.0.1", port, create_app(config), threaded=True)
     click.echo(f"sscard agent listening on http://127.0.0.1:{server.server_port} for "

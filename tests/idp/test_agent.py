@@ -191,3 +191,46 @@ def test_card_pulled_during_the_pin_prompt(agent: Agent, card: EmulatorProcess) 
     request.join(timeout=60)
     answer = result["answer"]
     assert answer.status_code == 503 and answer.json()["code"] == "CARD_REMOVED", answer.text
+
+
+def test_a_pin_that_is_no_pin_costs_no_try(agent: Agent, card: EmulatorProcess) -> None:
+    consented(agent)
+    for typo in ("12ab56", "123"):
+        agent.give_pin(typo)
+        answer = call(agent, "POST", "/v1/sign", body={"origin": RP, "nonce": "A" * 43})
+        assert answer.status_code == 400 and answer.json()["code"] == "PIN_INVALID", answer.text
+    agent.give_pin("")  # the holder closes the prompt
+    answer = call(agent, "POST", "/v1/sign", body={"origin": RP, "nonce": "A" * 43})
+    assert answer.json()["code"] == "PIN_CANCELLED"
+    agent.give_pin("000000")
+    answer = call(agent, "POST", "/v1/sign", body={"origin": RP, "nonce": "A" * 43})
+    assert answer.json()["tries_left"] == "2"  # the typos used none of the three
+
+
+@pytest.mark.parametrize("allow, message", [
+    ('origins = ["https://rp.example/login"]', "not a web origin"),
+    ('origins = "https://rp.example"', "must be a list"),
+    ("origins = [", "allow-list"),
+])
+def test_a_bad_allow_list_stops_the_agent(tmp_path: Path, allow: str, message: str) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "allow.toml").write_text(allow)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sscard.cli", "agent", "--allow-list", str(tmp_path / "allow.toml"),
+         "--consent-file", str(tmp_path / "consent.json"), "--port", "0", "--pin-from-fd", "0"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "listening" not in proc.stdout and not (tmp_path / "consent.json").exists()
+
+
+def test_without_a_terminal_the_agent_wants_a_pin_source(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "allow.toml").write_text(f'origins = ["{RP}"]')
+    proc = subprocess.run(
+        [sys.executable, "-m", "sscard.cli", "agent", "--allow-list", str(tmp_path / "allow.toml"),
+         "--port", "0"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and "--pin-from-fd" in proc.stderr, proc.stderr
