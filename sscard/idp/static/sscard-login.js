@@ -12,7 +12,8 @@
  * keeps the nonce it issued with this browser's session (never taken back from the page), so a
  * token made for another browser's login cannot log this one in.
  * Failures reject with an SscardLoginError whose `code` is stable (NO_AGENT, ORIGIN_NOT_ALLOWED,
- * NO_READER, NO_CARD, PIN_WRONG, PIN_BLOCKED, CARD_REMOVED, CONSENT_REFUSED, PIN_CANCELLED, or
+ * NO_READER, NO_CARD, PIN_WRONG, PIN_BLOCKED, PIN_INVALID, CARD_REMOVED, CONSENT_REFUSED,
+ * PIN_CANCELLED, or
  * the provider's problem code) and whose `message` is for the holder (options.messages
  * overrides the Chinese defaults).
  */
@@ -28,6 +29,7 @@
     PIN_WRONG: "PIN 码错误，还可以尝试 {tries_left} 次。",
     PIN_BLOCKED: "PIN 码已锁定：请到社保服务窗口解锁。",
     PIN_CANCELLED: "已取消输入 PIN 码。",
+    PIN_INVALID: "PIN 码应为 4 至 16 位数字，请重新输入（未消耗尝试次数）。",
     CONSENT_REFUSED: "您没有同意本网站使用社保卡登录。",
     PROVIDER: "登录服务暂时无法使用，请稍后重试。",
     DEFAULT: "社保卡登录失败：{detail}"
