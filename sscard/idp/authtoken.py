@@ -212,7 +212,9 @@ _KEY_ALGORITHMS = {"SM2-SM3": (KeyAlgorithm.SM2, SignatureAlgorithm.SM2_SM3),
 class TokenValidator:
     """Validates login tokens against the cardholder CA (``trust``: anchors, intermediates and
     revocation sources as the gateway's verifier takes them; ``trust.cache_seconds`` keeps
-    path and revocation answers warm) and consumes their nonces from ``nonces``."""
+    path and revocation answers warm) and consumes their nonces from ``nonces``. ``clock``,
+    when given, is also when the card certificate's own validity is judged (tests move it);
+    the path and revocation are always checked live."""
 
     def __init__(self, trust: TrustConfig, clock: Callable[[], datetime] | None = None, *,
                  nonces: NonceStore,
@@ -229,8 +231,16 @@ class TokenValidator:
                              f"the token was made for {token.origin}, not {expected_origin}")
         self.nonces.consume(nonce)
         cert = x509.Certificate.load(token.certificate)
-        at = self.clock() if self.clock is not None else None
-        result = self.verifier.validate(cert, [], at, with_revocation=True)
+        if self.clock is not None:
+            now = self.clock()
+            validity = cert["tbs_certificate"]["validity"]
+            if not validity["not_before"].native <= now <= validity["not_after"].native:
+                raise TokenError("CERTIFICATE_EXPIRED",
+                                 f"the certificate is valid from {validity['not_before'].native}"
+                                 f" to {validity['not_after'].native}, not at {now}")
+        # the path and its revocation are checked live (at None): a fixed time computed before
+        # fetching would call a just-signed OCSP answer "too recent"
+        result = self.verifier.validate(cert, [], None, with_revocation=True)
         if not result.valid:
             first = result.reasons[0]
             raise TokenError(_PATH_CODES.get(first.code, "CERTIFICATE_INVALID"),

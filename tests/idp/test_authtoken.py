@@ -307,3 +307,18 @@ def test_a_nonce_raced_by_many_workers_is_used_once(store_url: str) -> None:
     assert exc.value.code == "NONCE_UNKNOWN"
     for store in stores:
         store.engine.dispose()
+
+
+def test_a_certificate_expired_by_the_validators_clock(pki: LoginPki,
+                                                      nonces: NonceStore) -> None:
+    """The validator's clock past the card certificate's notAfter (it lives a year): refused;
+    the same token at the real time passes."""
+    later = Clock()
+    later.now += timedelta(days=400)
+    nonce = nonces.issue()
+    token = make_token(pki.sign.key, pki.sign.cert.dump(), ORIGIN, nonce)
+    refused("CERTIFICATE_EXPIRED", TokenValidator(pki.trust(), later, nonces=nonces), token,
+            nonce)
+    nonce = nonces.issue()
+    token = make_token(pki.sign.key, pki.sign.cert.dump(), ORIGIN, nonce)
+    assert TokenValidator(pki.trust(), Clock(), nonces=nonces).validate(token, ORIGIN, nonce)
