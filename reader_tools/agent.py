@@ -344,7 +344,11 @@ def _default_consent_file() -> Path:
               help="Read one yes/no answer per consent question from this file descriptor.")
 def agent_command(allow_list: Path, consent_file: Path | None, port: int, reader: str | None,
                   pin_from_fd: int | None, consent_from_fd: int | None) -> None:
-    """The browser agent for card login: listens on 127.0.0.1 for the pages on the allow-list."""
+    """Browser agent for card login: listens on 127.0.0.1 for allow-listed pages.
+
+    Lists readers, gives the card's certificate and signs a login nonce for the page's origin
+    after the holder's consent (once per origin) and PIN (every login, in this program's own
+    prompt, never in the page)."""
     from werkzeug.serving import make_server
 
     if pin_from_fd is None and not sys.stdin.isatty():
