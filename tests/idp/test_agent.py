@@ -234,3 +234,17 @@ def test_without_a_terminal_the_agent_wants_a_pin_source(tmp_path: Path) -> None
         [sys.executable, "-m", "sscard.cli", "agent", "--allow-list", str(tmp_path / "allow.toml"),
          "--port", "0"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2 and "--pin-from-fd" in proc.stderr, proc.stderr
+
+
+def test_a_second_agent_on_a_taken_port_says_so(agent: Agent, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "allow.toml").write_text(f'origins = ["{RP}"]')
+    port = agent.url.rsplit(":", 1)[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "sscard.cli", "agent", "--allow-list", str(tmp_path / "allow.toml"),
+         "--port", port, "--pin-from-fd", "0"], capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr
