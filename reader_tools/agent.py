@@ -370,11 +370,7 @@ def agent_command(allow_list: Path, consent_file: Path | None, port: int, reader
         consents=Consents(consent_file or _default_consent_file()),
         pin=pin, consent=consent,
         reader=reader or os.environ.get("SSCARD_READER") or None)
-    try:
-        server = make_server("127.0.0.1", port, create_app(config), threaded=True)
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); is "
-                                   "another agent running?") from None
+    server = make_server("127.0.0.1", port, create_app(config), threaded=True)
     click.echo(f"sscard agent listening on http://127.0.0.1:{server.server_port} for "
                f"{', '.join(sorted(config.allowed)) or 'no origin'}")
     sys.stdout.flush()
