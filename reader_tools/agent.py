@@ -150,8 +150,14 @@ def _card(config: AgentConfig) -> Iterator[CardClient]:
     with config.card_lock:
         try:
             transport = PcscTransport(_find_reader(config.reader))
-            with CardClient(transport) as client:
+            client = CardClient(transport)
+            client.connect()
+            try:
                 yield client
+            finally:
+                # reset: the PIN verified for this login must not stay verified for whatever
+                # program connects next (it could have the card sign without the PIN)
+                transport.disconnect(reset=True)
         except errors.CardError as exc:
             raise card_error(exc) from None
 

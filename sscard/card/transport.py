@@ -196,10 +196,12 @@ class PcscTransport(Transport):
             )
         return bytes(response)
 
-    def disconnect(self) -> None:
+    def disconnect(self, reset: bool = False) -> None:
+        """``reset``: reset the card on the way out, so that a PIN verified in this session
+        does not stay verified for the next program that connects."""
         s = _scard()
         if self._card is not None:
-            s.SCardDisconnect(self._card, s.SCARD_LEAVE_CARD)
+            s.SCardDisconnect(self._card, s.SCARD_RESET_CARD if reset else s.SCARD_LEAVE_CARD)
             self._card = None
         if self._context is not None:
             self._context.close()

@@ -249,3 +249,21 @@ def test_a_second_agent_on_a_taken_port_says_so_and_stops(agent: Agent, tmp_path
     assert proc.returncode == 1, proc.stderr
     # werkzeug's own message, and nothing else
     assert f"Port {port} is in use" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_pin_does_not_stay_verified_after_a_login(agent: Agent, card: EmulatorProcess,
+                                                      tmp_path: Path) -> None:
+    """After the agent's login, another program on the computer finds the card's PKI key
+    locked again: it cannot have the card sign without the PIN."""
+    from sscard.card.client import CardClient
+    from sscard.card.errors import SecurityStatusNotSatisfied
+    from sscard.card.transport import PcscTransport
+
+    consented(agent)
+    agent.give_pin(PIN)
+    answer = call(agent, "POST", "/v1/sign", body={"origin": RP, "nonce": "A" * 43})
+    assert answer.status_code == 200, answer.text
+    with CardClient(PcscTransport(CARD_READER)) as client:
+        client.select_pki()
+        with pytest.raises(SecurityStatusNotSatisfied):
+            client.sign_digest(b"\x11" * 32)
