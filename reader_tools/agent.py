@@ -149,7 +149,8 @@ def _find_reader(name: str | None) -> str:
 def _card(config: AgentConfig) -> Iterator[CardClient]:
     with config.card_lock:
         try:
-            transport = PcscTransport(_find_reader(config.reader))
+            # exclusive: no other program can slip a command in between the PIN and the reset
+            transport = PcscTransport(_find_reader(config.reader), exclusive=True)
             client = CardClient(transport)
             client.connect()
             try:

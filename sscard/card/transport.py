@@ -153,8 +153,10 @@ class PcscContext:
 class PcscTransport(Transport):
     """A card in a PC/SC reader, by reader name."""
 
-    def __init__(self, reader: str) -> None:
+    def __init__(self, reader: str, exclusive: bool = False) -> None:
         self.name = reader
+        #: no other program may talk to the card while connected (a PIN-verified session)
+        self.exclusive = exclusive
         self._context: PcscContext | None = None
         self._card: Any = None
         self._protocol: int = 0
@@ -168,7 +170,8 @@ class PcscTransport(Transport):
             self._context = None
             raise NoReader(f"reader {self.name!r} not found")
         code, card, protocol = s.SCardConnect(
-            self._context.handle, self.name, s.SCARD_SHARE_SHARED,
+            self._context.handle, self.name,
+            s.SCARD_SHARE_EXCLUSIVE if self.exclusive else s.SCARD_SHARE_SHARED,
             s.SCARD_PROTOCOL_T0 | s.SCARD_PROTOCOL_T1,
         )
         if code != s.SCARD_S_SUCCESS:

@@ -267,3 +267,24 @@ def test_the_pin_does_not_stay_verified_after_a_login(agent: Agent, card: Emulat
         client.select_pki()
         with pytest.raises(SecurityStatusNotSatisfied):
             client.sign_digest(b"\x11" * 32)
+
+
+def test_no_other_program_reaches_the_card_during_a_login(agent: Agent,
+                                                          card: EmulatorProcess) -> None:
+    """While the agent holds the card for a login (PIN asked, then verified), another program
+    cannot connect to it and slip in a signature of its own."""
+    from sscard.card.client import CardClient
+    from sscard.card.errors import ReaderError
+    from sscard.card.transport import PcscTransport
+
+    consented(agent)
+    result: dict[str, requests.Response] = {}
+    request = threading.Thread(target=lambda: result.setdefault("answer", call(
+        agent, "POST", "/v1/sign", body={"origin": RP, "nonce": "A" * 43})))
+    request.start()
+    agent.wait_pin_prompt()
+    with pytest.raises(ReaderError):
+        CardClient(PcscTransport(CARD_READER)).connect()
+    agent.give_pin(PIN)
+    request.join(timeout=60)
+    assert result["answer"].status_code == 200, result["answer"].text
