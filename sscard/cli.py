@@ -170,6 +170,8 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
 #: any of them (importing them all took 0.5 s: SQLAlchemy, cryptography, requests, pyhanko).
 #: tests/cli/test_startup.py holds this table to the entry points and to each command's own help.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "agent": ("reader_tools.agent:agent_command",
+              "Browser agent for card login: listens on 127.0.0.1 for allow-listed pages."),
     "admin": ("sscard.backup.cli:group",
               "Administration: backup, restore and verification of backups."),
     "audit": ("sscard.audit.cli:group",

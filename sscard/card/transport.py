@@ -153,8 +153,10 @@ class PcscContext:
 class PcscTransport(Transport):
     """A card in a PC/SC reader, by reader name."""
 
-    def __init__(self, reader: str) -> None:
+    def __init__(self, reader: str, exclusive: bool = False) -> None:
         self.name = reader
+        #: no other program may talk to the card while connected (a PIN-verified session)
+        self.exclusive = exclusive
         self._context: PcscContext | None = None
         self._card: Any = None
         self._protocol: int = 0
@@ -168,7 +170,8 @@ class PcscTransport(Transport):
             self._context = None
             raise NoReader(f"reader {self.name!r} not found")
         code, card, protocol = s.SCardConnect(
-            self._context.handle, self.name, s.SCARD_SHARE_SHARED,
+            self._context.handle, self.name,
+            s.SCARD_SHARE_EXCLUSIVE if self.exclusive else s.SCARD_SHARE_SHARED,
             s.SCARD_PROTOCOL_T0 | s.SCARD_PROTOCOL_T1,
         )
         if code != s.SCARD_S_SUCCESS:
@@ -196,10 +199,12 @@ class PcscTransport(Transport):
             )
         return bytes(response)
 
-    def disconnect(self) -> None:
+    def disconnect(self, reset: bool = False) -> None:
+        """``reset``: reset the card on the way out, so that a PIN verified in this session
+        does not stay verified for the next program that connects."""
         s = _scard()
         if self._card is not None:
-            s.SCardDisconnect(self._card, s.SCARD_LEAVE_CARD)
+            s.SCardDisconnect(self._card, s.SCARD_RESET_CARD if reset else s.SCARD_LEAVE_CARD)
             self._card = None
         if self._context is not None:
             self._context.close()
