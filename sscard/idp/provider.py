@@ -224,7 +224,7 @@ class _OpenIDCode(OpenIDCode):
 
     def get_client_claims(self, client: Client) -> dict[str, Any]:
         now = int(time.time())
-        return {"iss": self.provider.config.issuer, "aud": [client.client_id], "iat": now,
+        return {"iss": self.provider.config.issuer, "aud": client.client_id, "iat": now,
                 "exp": now + self.provider.config.id_token_seconds}
 
     def generate_user_info(self, user: Mapping[str, Any], scope: str) -> UserInfo:

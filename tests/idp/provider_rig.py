@@ -212,13 +212,13 @@ class RelyingParty:
         return dict(self.session.fetch_token(self.meta["token_endpoint"],
                                              authorization_response=redirect, **kwargs))
 
-    def verify(self, id_token: str) -> dict[str, Any]:
+    def verify(self, id_token: str, nonce: str | None = None) -> dict[str, Any]:
         keys = KeySet.import_key_set(requests.get(self.meta["jwks_uri"]).json())
         decoded = jwt.decode(id_token, keys, algorithms=["ES256"])
         jwt.JWTClaimsRegistry(
             iss={"essential": True, "value": self.issuer},
             aud={"essential": True, "value": self.client_id},
-            nonce={"essential": True, "value": self.nonce},
+            nonce={"essential": True, "value": nonce or self.nonce},
             exp={"essential": True}, sub={"essential": True}).validate(decoded.claims)
         return dict(decoded.claims)
 
