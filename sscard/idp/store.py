@@ -157,10 +157,21 @@ def _uris(values: list[str] | tuple[str, ...], what: str, allow_http_loopback: b
     return out
 
 
+def _private_sqlite_file(url: str) -> None:
+    """An SQLite file is created owner-only before SQLite opens it (it will hold the signing
+    keys; SQLite gives its WAL and journal files the database file's mode)."""
+    import os
+
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        os.close(os.open(str(parsed.database), os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 class IdpStore:
     """The provider's tables on one engine shared by every worker."""
 
     def __init__(self, url: str, clock: Any = None) -> None:
+        _private_sqlite_file(url)
         self.engine = make_engine(url)
         self.clock = clock or (lambda: datetime.now(UTC))
         create_all_concurrently(_metadata, self.engine)
