@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from sscard.cli import data_home, db_url_options
+from sscard.audit.actions import AuditAction
+from sscard.cli import audit_url, data_home, db_url_options, open_audit_log
 from sscard.serving import ServeOptions, run, serve_options
 
 if TYPE_CHECKING:
@@ -26,6 +27,13 @@ def _url(ctx: click.Context, db_url: str | None) -> str:
     home = data_home(ctx)
     home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home / 'idp.sqlite'}"  # created owner-only by IdpStore
+
+
+def _audit(ctx: click.Context) -> Any:
+    """The data directory's audit log (no record, no change), closed with the command."""
+    log = open_audit_log(ctx)
+    ctx.call_on_close(log.engine.dispose)
+    return log
 
 
 def _store(ctx: click.Context, db_url: str | None) -> IdpStore:
@@ -71,16 +79,24 @@ def client_add(ctx: click.Context, name: str, redirect_uris: tuple[str, ...],
         raise click.UsageError(f"--secret-file {secret_file} exists; it is never overwritten")
     if not secret_file.parent.is_dir():
         raise click.UsageError(f"--secret-file: no directory {secret_file.parent}")
+    from sscard.audit import local_actor
+
     store = _store(ctx, db_url)
-    try:
-        client, secret = store.add_client(name, list(redirect_uris), list(logout_uris), sector)
-    except StoreError as exc:
-        raise click.UsageError(str(exc)) from None
-    try:
-        write_private_file(secret_file, secret + "\n")
-    except OSError as exc:
-        store.remove_client(client.client_id)  # nothing half-done: no client without secret
-        raise click.ClickException(f"cannot write {secret_file}: {exc.strerror}") from None
+    with _audit(ctx).operation(local_actor(), AuditAction.IDP_CLIENT_ADD, name,
+                               details={"redirect_uris": list(redirect_uris)}) as op:
+        try:
+            client, secret = store.add_client(name, list(redirect_uris), list(logout_uris),
+                                              sector)
+        except StoreError as exc:
+            op.deny(str(exc))
+            raise click.UsageError(str(exc)) from None
+        op.set(client_id=client.client_id, sector=client.sector)
+        try:
+            write_private_file(secret_file, secret + "\n")
+        except OSError as exc:
+            store.remove_client(client.client_id)  # nothing half-done: no client, no secret
+            op.fail(f"cannot write the secret file: {exc.strerror}")
+            raise click.ClickException(f"cannot write {secret_file}: {exc.strerror}") from None
     if fmt == "json":
         click.echo(json.dumps({"client_id": client.client_id, "secret_file": str(secret_file),
                                "sector": client.sector}))
@@ -115,12 +131,16 @@ def client_list(ctx: click.Context, fmt: str, db_url: str | None) -> None:
 @click.pass_context
 def client_remove(ctx: click.Context, client_id: str, db_url: str | None) -> None:
     """Remove a business system: its codes stop working at once."""
+    from sscard.audit import local_actor
     from sscard.idp.store import StoreError
 
-    try:
-        _store(ctx, db_url).remove_client(client_id)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    store = _store(ctx, db_url)
+    with _audit(ctx).operation(local_actor(), AuditAction.IDP_CLIENT_REMOVE, client_id) as op:
+        try:
+            store.remove_client(client_id)
+        except StoreError as exc:
+            op.deny(str(exc))
+            raise click.ClickException(str(exc)) from None
     click.echo(f"removed {client_id}", err=True)
 
 
@@ -141,12 +161,15 @@ def keys_rotate(ctx: click.Context, retention_hours: float, db_url: str | None) 
     expire. Running workers pick the new key up at once (it is read from the database)."""
     from datetime import UTC, datetime, timedelta
 
+    from sscard.audit import local_actor
     from sscard.idp.provider import new_signing_key
 
     store = _store(ctx, db_url)
-    kid = new_signing_key(store)
-    dropped = store.drop_keys_retired_before(
-        datetime.now(UTC) - timedelta(hours=retention_hours))
+    with _audit(ctx).operation(local_actor(), AuditAction.IDP_KEY_ROTATE, "id-token") as op:
+        kid = new_signing_key(store)
+        dropped = store.drop_keys_retired_before(
+            datetime.now(UTC) - timedelta(hours=retention_hours))
+        op.set(kid=kid, dropped=dropped)
     click.echo(kid)
     if dropped:
         click.echo(f"dropped {dropped} key(s) retired over {retention_hours:g} h ago", err=True)
@@ -178,7 +201,8 @@ def serve(ctx: click.Context, config_file: Path, serving: ServeOptions,
         load_settings(config_file)  # a bad file is named before serving
     except IdpConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    factory = IdpAppFactory(config_file, url)
+    open_audit_log(ctx).engine.dispose()  # the log opens (and exists) before the workers
+    factory = IdpAppFactory(config_file, url, audit_url(ctx))
     try:
         factory()  # the tables and the first key exist before the workers open them
     except (ValueError, OSError) as exc:

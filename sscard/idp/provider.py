@@ -47,6 +47,8 @@ from flask import Flask, Response, jsonify, redirect, render_template, request, 
 from joserfc.jwk import ECKey, KeySet
 
 from sscard import httpops, problem
+from sscard.audit.actions import AuditAction
+from sscard.gateway.audit import MemoryRecorder, Recorder
 from sscard.idp.store import ACR_CARD_PIN, AuthorizationCode, Client, IdpStore
 
 HERE = Path(__file__).parent
@@ -252,8 +254,11 @@ class _EndSession(EndSessionEndpoint):
 class Provider:
     def __init__(self, config: ProviderConfig, store: IdpStore, nonces: Nonces,
                  validator: Validator, token_parser: Callable[[Mapping[str, object]], Any],
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 audit: Recorder | None = None) -> None:
         self.config, self.store = config, store
+        #: the audit log (``sscard.audit.AuditLog``): logins, codes, tokens, logouts
+        self.audit: Recorder = audit if audit is not None else MemoryRecorder()
         self.nonces, self.validator, self.token_parser = nonces, validator, token_parser
         self.clock = clock or (lambda: datetime.now(UTC))
         self.keys = SigningKeys(store, config.key_retention, self.clock)
@@ -315,6 +320,7 @@ def create_app(provider: Provider) -> Flask:
     server.register_grant(_make_grant(provider),
                           [S256CodeChallenge(required=True), _OpenIDCode(provider)])
     server.register_endpoint(_EndSession(provider))
+    app.extensions["idp_audit"] = provider.audit
     _PROBLEMS.install(app)
     httpops.install(app, "idp", {"database": lambda: provider.store.keys() is not None})
 
@@ -365,13 +371,23 @@ def create_app(provider: Provider) -> Flask:
             return render_template("consent.html", client=grant.client, holder=user,
                                    csrf=csrf_token())
         check_csrf()
-        if request.form.get("decision") != "allow":
-            return server.create_authorization_response(grant_user=None, grant=grant)
-        return server.create_authorization_response(grant_user=user, grant=grant)
+        allowed = request.form.get("decision") == "allow"
+        with provider.audit.operation("cert:" + user["certificate_sha256"],
+                                      AuditAction.IDP_AUTHORIZE, grant.client.client_id) as op:
+            if not allowed:
+                op.deny("the cardholder declined")
+            return server.create_authorization_response(
+                grant_user=user if allowed else None, grant=grant)
 
     @app.post("/token")
     def token() -> Any:
-        return server.create_token_response()
+        client_id = request.authorization.username if request.authorization else None
+        with provider.audit.operation("client:" + str(client_id or request.form.get(
+                "client_id") or "-"), AuditAction.IDP_CODE_EXCHANGE, "token") as op:
+            answer = server.create_token_response()
+            if answer.status_code != 200:
+                op.deny(str((answer.get_json(silent=True) or {}).get("error", "refused")))
+            return answer
 
     @app.get("/login")
     def login() -> Any:
@@ -399,14 +415,22 @@ def create_app(provider: Provider) -> Flask:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise LoginError("MALFORMED", "the body is not a JSON object")
-        try:
-            token = provider.token_parser(body)
-            who = provider.validator.validate(token, config.origin, nonce)
-        except Exception as exc:
-            code = getattr(exc, "code", None)
-            if not isinstance(code, str):
-                raise
-            raise LoginError(code, getattr(exc, "message", None) or str(exc), 401) from None
+        refused: LoginError | None = None
+        with provider.audit.operation("browser:" + (request.remote_addr or "-"),
+                                      AuditAction.IDP_LOGIN, config.origin) as op:
+            try:
+                token = provider.token_parser(body)
+                who = provider.validator.validate(token, config.origin, nonce)
+            except Exception as exc:
+                code = getattr(exc, "code", None)
+                if not isinstance(code, str):
+                    raise
+                refused = LoginError(code, getattr(exc, "message", None) or str(exc), 401)
+                op.deny(code)
+            else:
+                op.set(certificate_sha256=who.certificate_sha256, ssn=who.ssn)
+        if refused is not None:
+            raise refused
         target = session.get("next") or "/"
         session.clear()  # a fresh session: nothing from before the login survives it
         session["holder"] = {"name": who.name, "ssn": who.ssn, "card_number": who.card_number,
@@ -426,7 +450,11 @@ def create_app(provider: Provider) -> Flask:
                                    params=request.args)
         if req.needs_confirmation:
             check_csrf()
-        answer = server.create_endpoint_response("end_session", req)
+        who = holder()
+        with provider.audit.operation(
+                "cert:" + who["certificate_sha256"] if who else "browser:-",
+                AuditAction.IDP_LOGOUT, req.client.client_id if req.client else "-"):
+            answer = server.create_endpoint_response("end_session", req)
         return answer or render_template("logged_out.html")
 
     @app.errorhandler(404)

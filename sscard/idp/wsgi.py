@@ -1,6 +1,7 @@
 """The identity provider for WSGI servers: ``sscard idp serve`` runs ``IdpAppFactory`` under
 gunicorn (``sscard.serving``); another WSGI server takes ``sscard.idp.wsgi:app`` with
-``SSCARD_IDP_CONFIG`` naming the TOML configuration and ``SSCARD_IDP_DB_URL`` the database.
+``SSCARD_IDP_CONFIG`` naming the TOML configuration, ``SSCARD_IDP_DB_URL`` the database and
+``SSCARD_AUDIT_DB_URL`` the audit log.
 
 The configuration (paths relative to the file)::
 
@@ -72,14 +73,20 @@ class IdpAppFactory:
     """Builds the provider in one worker (after the fork); every worker shares the database:
     clients, codes, keys, the login nonces."""
 
-    def __init__(self, config_file: Path, db_url: str) -> None:
-        self.config_file, self.db_url = config_file, db_url
+    def __init__(self, config_file: Path, db_url: str, audit_url: str | None) -> None:
+        self.config_file, self.db_url, self.audit_url = config_file, db_url, audit_url
 
     def __call__(self) -> Any:
         settings = load_settings(self.config_file)
         store = IdpStore(self.db_url)
         nonces, validator, parse = _card_login(settings, self.db_url)
-        return create_app(Provider(settings.provider, store, nonces, validator, parse))
+        audit = None
+        if self.audit_url:
+            from sscard.audit import AuditLog
+
+            audit = AuditLog.open(self.audit_url)
+        return create_app(Provider(settings.provider, store, nonces, validator, parse,
+                                   audit=audit))
 
 
 def _card_login(settings: IdpSettings, db_url: str) -> tuple[Any, Any, Any]:
@@ -108,7 +115,8 @@ def __getattr__(name: str) -> Any:
     # ``app`` is built when a WSGI server asks for it, not when the module is imported
     if name == "app":
         app = IdpAppFactory(Path(os.environ["SSCARD_IDP_CONFIG"]),
-                            os.environ["SSCARD_IDP_DB_URL"])()
+                            os.environ["SSCARD_IDP_DB_URL"],
+                            os.environ.get("SSCARD_AUDIT_DB_URL"))()
         globals()["app"] = app
         return app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,6 +29,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from werkzeug.serving import make_server
 
+from sscard.audit import AuditLog
 from sscard.card.client import CardClient
 from sscard.card.keyhandle import CardKey
 from sscard.card.transport import InProcessTransport
@@ -240,11 +241,13 @@ def add_client(rig: Rig, name: str = "就业登记系统",
 def serve(db_url: str) -> Iterator[Rig]:
     card = make_card()
     store = IdpStore(db_url)
+    audit = AuditLog.open(db_url.replace(".sqlite", "-audit.sqlite"))
     server = make_server("127.0.0.1", 0, None, threaded=True)  # type: ignore[arg-type]
     url = f"http://127.0.0.1:{server.server_port}"
     nonces = StandInNonces()
     provider = Provider(ProviderConfig(issuer=url), store, nonces,
-                        ContractValidator(nonces, card.card_number), StandInToken.from_json)
+                        ContractValidator(nonces, card.card_number), StandInToken.from_json,
+                        audit=audit)
     server.app = create_app(provider)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -253,6 +256,7 @@ def serve(db_url: str) -> Iterator[Rig]:
     finally:
         server.shutdown()
         thread.join()
+        audit.engine.dispose()
 
 
 __all__ = ["RelyingParty", "Rig", "add_client", "create_s256_code_challenge", "serve"]

@@ -16,6 +16,7 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.oidc.discovery import OpenIDProviderMetadata
 from joserfc.errors import JoseError
 
+from sscard.audit import AuditLog
 from sscard.idp.provider import pairwise_sub
 from sscard.idp.store import ACR_CARD_PIN
 from tests.gateway.card import HOLDER_SSN
@@ -259,3 +260,22 @@ def test_ops_endpoints(rig: Rig) -> None:
     missing = requests.get(rig.url + "/nothing")
     assert missing.status_code == 404
     assert missing.headers["Content-Type"].startswith("application/problem+json")
+
+
+def _audited(rig: Rig, action: str) -> list[tuple[str, dict[str, object]]]:
+    log = rig.provider.audit
+    assert isinstance(log, AuditLog)
+    return [(r.record.outcome, dict(r.record.details)) for r in log.records(actions=[action])]
+
+
+def test_logins_refusals_and_code_exchanges_are_audited(rig: Rig) -> None:
+    rp = _rp(rig)
+    before = len(_audited(rig, "idp.login"))
+    rp.fetch(_login(rig, rp))
+    refused = rig.login(rig.browser(), rp.authorize_url(), origin="https://evil.example")
+    assert refused.status_code == 401
+    logins = _audited(rig, "idp.login")[before:]
+    outcomes = [(o, d.get("ssn"), d.get("reason")) for o, d in logins if o != "attempt"]
+    assert outcomes == [("success", HOLDER_SSN, None), ("denied", None, "ORIGIN_MISMATCH")]
+    assert [o for o, _ in _audited(rig, "idp.authorize")].count("success") >= 1
+    assert "success" in [o for o, _ in _audited(rig, "idp.code.exchange")]

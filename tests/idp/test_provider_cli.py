@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from sscard.audit import AuditLog
 from sscard.cli import cli
 from sscard.idp.store import IdpStore
 from tests.gateway.card import HOLDER_SSN
@@ -46,6 +47,11 @@ def test_client_add_writes_the_secret_only_to_a_private_file(tmp_path: Path, rig
     assert [c["client_id"] for c in listed] == [client_id]
     assert secret not in json.dumps(listed)
     assert (tmp_path / "idp.sqlite").stat().st_mode & 0o077 == 0
+    log = AuditLog.at_home(tmp_path)
+    added = [r.record for r in log.records(actions=["idp.client.add"])]
+    assert [r.outcome for r in added] == ["attempt", "success"]
+    assert added[1].details["client_id"] == client_id
+    assert secret not in json.dumps([dict(r.details) for r in added])
 
 
 @pytest.mark.parametrize("uri, message", [
@@ -92,3 +98,6 @@ def test_keys_rotate_keeps_the_old_key_published(tmp_path: Path) -> None:
     third = _run(tmp_path, "keys", "rotate", "--retention-hours", "0")
     assert third.exit_code == 0 and "dropped 2" in third.stderr
     assert [k["kid"] for k in store.keys()] == [third.stdout.strip()]
+    rotations = [r.record for r in AuditLog.at_home(tmp_path).records(
+        actions=["idp.key.rotate"], outcome="success")]
+    assert [r.details["kid"] for r in rotations] == [kid1, kid2, third.stdout.strip()]
