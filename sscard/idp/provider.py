@@ -324,6 +324,18 @@ def create_app(provider: Provider) -> Flask:
     _PROBLEMS.install(app)
     httpops.install(app, "idp", {"database": lambda: provider.store.keys() is not None})
 
+    @app.after_request
+    def protect(answer: Response) -> Response:
+        # the consent and login pages must not be framed (a hidden consent click), the code in
+        # a URL must not leak through Referer, and nothing here is for a shared cache
+        answer.headers.setdefault("X-Frame-Options", "DENY")
+        answer.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        answer.headers.setdefault("Referrer-Policy", "no-referrer")
+        answer.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if request.path != "/jwks.json" and not request.path.startswith("/static/"):
+            answer.headers["Cache-Control"] = "no-store"
+        return answer
+
     def oauth_problem(error: OAuth2Error) -> Response:
         return problem.response(problem.Problem(
             error.status_code or 400, error.error,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -279,3 +280,70 @@ def test_logins_refusals_and_code_exchanges_are_audited(rig: Rig) -> None:
     assert outcomes == [("success", HOLDER_SSN, None), ("denied", None, "ORIGIN_MISMATCH")]
     assert [o for o, _ in _audited(rig, "idp.authorize")].count("success") >= 1
     assert "success" in [o for o, _ in _audited(rig, "idp.code.exchange")]
+
+
+def test_expired_code_is_refused(rig: Rig) -> None:
+    rp = _rp(rig)
+    redirect = _login(rig, rp)
+    real = rig.store.clock
+    rig.store.clock = lambda: real() + timedelta(seconds=61)
+    try:
+        with pytest.raises(OAuthError) as exc:
+            rp.fetch(redirect)
+    finally:
+        rig.store.clock = real
+    assert exc.value.error == "invalid_grant"
+
+
+def test_code_with_another_redirect_uri_is_refused(rig: Rig) -> None:
+    client, secret = rig.store.add_client("two uris", ["https://rp.example/a",
+                                                       "https://rp.example/b"])
+    rp = RelyingParty(rig.url, client.client_id, secret, "https://rp.example/a")
+    redirect = _login(rig, rp)
+    rp.session.redirect_uri = "https://rp.example/b"  # registered, but not the code's
+    with pytest.raises(OAuthError) as exc:
+        rp.fetch(redirect)
+    assert exc.value.error == "invalid_grant"
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/authorize?",
+                                    "/logout", ""])
+def test_login_page_only_returns_to_an_authorisation_request(rig: Rig, target: str) -> None:
+    answer = rig.browser().get(rig.url + "/login", params={"next": target})
+    assert answer.status_code == 400 and answer.json()["code"] == "bad_next"
+
+
+def test_login_token_without_a_nonce_or_with_junk_is_refused(rig: Rig) -> None:
+    browser = rig.browser()
+    token = rig.card.token(rig.provider.config.origin, "made-up")
+    answer = browser.post(rig.url + "/login/token", json=token)
+    assert answer.status_code == 400 and answer.json()["code"] == "NONCE_UNKNOWN"
+    browser.post(rig.url + "/login/nonce")
+    junk = browser.post(rig.url + "/login/token", data=b"not json",
+                        headers={"Content-Type": "application/json"})
+    assert junk.status_code == 400 and junk.json()["code"] == "MALFORMED"
+
+
+def test_provider_session_expires(rig: Rig) -> None:
+    rp = _rp(rig)
+    browser = rig.browser()
+    _login(rig, rp, browser)
+    seconds = rig.provider.config.session_seconds
+    rig.provider.config.session_seconds = -1
+    try:
+        answer = browser.get(rp.authorize_url(), allow_redirects=False)
+    finally:
+        rig.provider.config.session_seconds = seconds
+    assert answer.status_code == 302 and "/login?" in answer.headers["Location"]
+
+
+def test_pages_cannot_be_framed_and_leak_no_referrer(rig: Rig) -> None:
+    rp = _rp(rig)
+    browser = rig.browser()
+    _login(rig, rp, browser)
+    consent = browser.get(rp.authorize_url())
+    assert "授权确认" in consent.text
+    assert consent.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in consent.headers["Content-Security-Policy"]
+    assert consent.headers["Referrer-Policy"] == "no-referrer"
+    assert "no-store" in consent.headers["Cache-Control"]
