@@ -205,6 +205,8 @@ def serve(ctx: click.Context, config_file: Path, serving: ServeOptions,
     factory = IdpAppFactory(config_file, url, audit_url(ctx))
     try:
         factory()  # the tables and the first key exist before the workers open them
+    except ImportError as exc:
+        raise click.ClickException(f"card login is not available: {exc}") from None
     except (ValueError, OSError) as exc:
         raise click.ClickException(f"{config_file}: {exc}") from None
     click.echo(f"idp serving on {serving.url} (gunicorn, {serving.workers} workers)", err=True)

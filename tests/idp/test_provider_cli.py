@@ -101,3 +101,20 @@ def test_keys_rotate_keeps_the_old_key_published(tmp_path: Path) -> None:
     rotations = [r.record for r in AuditLog.at_home(tmp_path).records(
         actions=["idp.key.rotate"], outcome="success")]
     assert [r.details["kid"] for r in rotations] == [kid1, kid2, third.stdout.strip()]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('agent_url = "http://127.0.0.1:1"\ntrust_anchors = ["root.pem"]\n', "'issuer'"),
+    ('issuer = "https://idp.example"\ntrust_anchors = ["root.pem"]\ncolour = 1\n',
+     "unknown settings colour"),
+    ('issuer = "https://idp.example"\ntrust_anchors = ["missing.pem"]\n', "missing.pem"),
+    ('issuer = "https://idp.example/"\ntrust_anchors = ["root.pem"]\n', "trailing slash"),
+    ('issuer = "https://idp.example"\n', "trust anchor"),
+    ('issuer = "https://idp.example"\ntrust_anchors = [\n', "idp.toml"),
+])
+def test_serve_names_what_is_wrong_in_the_configuration(
+        tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "root.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "idp.toml").write_text(text)
+    res = _run(tmp_path, "serve", "--config", str(tmp_path / "idp.toml"), "--port", "1")
+    assert res.exit_code == 1 and message in res.output, res.output
