@@ -44,7 +44,7 @@ _codes = sa.Table(
     sa.Column("code_challenge_method", sa.String(16)),
     sa.Column("auth_time", sa.Integer, nullable=False),
     sa.Column("holder", sa.Text, nullable=False),  # JSON: the authenticated cardholder
-    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False, index=True),
     sa.Column("used", sa.Boolean, nullable=False, default=False),
 )
 _keys = sa.Table(
@@ -235,7 +235,11 @@ class IdpStore:
     # -- authorisation codes -----------------------------------------------------------------
 
     def save_code(self, code: AuthorizationCode) -> None:
+        """Keep a new code; codes expired over a day ago go in the same transaction (a used
+        code is kept that long so that its nonce is still known as used)."""
         with self.engine.begin() as conn:
+            conn.execute(_codes.delete().where(
+                _codes.c.expires_at < self.clock() - timedelta(days=1)))
             conn.execute(_codes.insert().values(
                 code=code.code, client_id=code.client_id, redirect_uri=code.redirect_uri,
                 scope=code.scope, nonce=code.nonce, code_challenge=code.code_challenge,
@@ -266,11 +270,6 @@ class IdpStore:
             return conn.execute(sa.select(_codes.c.code).where(
                 (_codes.c.client_id == client_id) & (_codes.c.nonce == nonce))).first() \
                 is not None
-
-    def purge_codes(self, older_than: timedelta = timedelta(days=1)) -> int:
-        with self.engine.begin() as conn:
-            return conn.execute(_codes.delete().where(
-                _codes.c.expires_at < self.clock() - older_than)).rowcount
 
     # -- signing keys ------------------------------------------------------------------------
 

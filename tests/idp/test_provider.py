@@ -347,3 +347,13 @@ def test_pages_cannot_be_framed_and_leak_no_referrer(rig: Rig) -> None:
     assert "frame-ancestors 'none'" in consent.headers["Content-Security-Policy"]
     assert consent.headers["Referrer-Policy"] == "no-referrer"
     assert "no-store" in consent.headers["Cache-Control"]
+
+
+def test_login_page_loads_the_card_library_and_asks_no_pin(rig: Rig) -> None:
+    rp = _rp(rig)
+    start = rig.browser().get(rp.authorize_url())
+    assert start.url.startswith(rig.url + "/login?")
+    assert "使用社会保障卡登录" in start.text
+    assert '<script src="/static/sscard-login.js">' in start.text
+    assert "password" not in start.text.lower() and "<input" not in start.text
+    assert '"http://127.0.0.1:24727"' in start.text  # the agent's URL, from the config

@@ -95,3 +95,18 @@ def test_remove_of_an_unknown_client_changes_nothing(url: str) -> None:
     with pytest.raises(StoreError, match="no client"):
         store.remove_client("nobody")
     assert store.clients() == before
+
+
+def test_codes_expired_over_a_day_ago_are_purged(url: str) -> None:
+    store = IdpStore(url)
+    client, _ = store.add_client("rp", ["https://rp.example/cb"])
+    old = datetime.now(UTC) - timedelta(days=1, minutes=1)
+    store.save_code(AuthorizationCode(
+        "old-code", client.client_id, "https://rp.example/cb", "openid", "old-nonce", None,
+        None, 0, {"ssn": "x"}, old))
+    assert store.nonce_used(client.client_id, "old-nonce")
+    store.save_code(AuthorizationCode(
+        "new-code", client.client_id, "https://rp.example/cb", "openid", "new-nonce", None,
+        None, 0, {"ssn": "x"}, datetime.now(UTC) + timedelta(seconds=60)))
+    assert not store.nonce_used(client.client_id, "old-nonce")
+    assert store.nonce_used(client.client_id, "new-nonce")
