@@ -63,13 +63,17 @@ def client_group() -> None:
                                "host). Systems of one sector see the same sub.")
 @click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Write the client secret here (mode 0600); it is shown nowhere else.")
+@click.option("--id-token-alg", type=click.Choice(["ES256", "SM2-SM3"]), default="ES256",
+              show_default=True,
+              help="SM2-SM3 only for a system that verifies with sscard.idp.sm2jws: standard "
+                   "OIDC libraries do not verify SM2.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format.")
 @_db
 @click.pass_context
 def client_add(ctx: click.Context, name: str, redirect_uris: tuple[str, ...],
-               logout_uris: tuple[str, ...], sector: str | None, secret_file: Path, fmt: str,
-               db_url: str | None) -> None:
+               logout_uris: tuple[str, ...], sector: str | None, id_token_alg: str,
+               secret_file: Path, fmt: str, db_url: str | None) -> None:
     """Register a business system; prints its client id. The secret goes to --secret-file
     only (never to the terminal: it would stay in scroll-back and logs)."""
     from sscard.idp.store import StoreError
@@ -86,7 +90,7 @@ def client_add(ctx: click.Context, name: str, redirect_uris: tuple[str, ...],
                                details={"redirect_uris": list(redirect_uris)}) as op:
         try:
             client, secret = store.add_client(name, list(redirect_uris), list(logout_uris),
-                                              sector)
+                                              sector, id_token_alg)
         except StoreError as exc:
             op.deny(str(exc))
             raise click.UsageError(str(exc)) from None
@@ -150,13 +154,16 @@ def keys_group() -> None:
 
 
 @keys_group.command("rotate")
+@click.option("--alg", type=click.Choice(["ES256", "SM2-SM3"]), default="ES256",
+              show_default=True, help="Which signing key to rotate.")
 @click.option("--retention-hours", type=click.FloatRange(min=0), default=24.0,
               show_default=True,
               help="Drop keys retired longer ago than this (>= the ID tokens' and relying "
                    "parties' session lifetime).")
 @_db
 @click.pass_context
-def keys_rotate(ctx: click.Context, retention_hours: float, db_url: str | None) -> None:
+def keys_rotate(ctx: click.Context, alg: str, retention_hours: float,
+                db_url: str | None) -> None:
     """Make a new signing key current; the previous one stays published until its tokens
     expire. Running workers pick the new key up at once (it is read from the database)."""
     from datetime import UTC, datetime, timedelta
@@ -166,10 +173,10 @@ def keys_rotate(ctx: click.Context, retention_hours: float, db_url: str | None) 
 
     store = _store(ctx, db_url)
     with _audit(ctx).operation(local_actor(), AuditAction.IDP_KEY_ROTATE, "id-token") as op:
-        kid = new_signing_key(store)
+        kid = new_signing_key(store, alg)
         dropped = store.drop_keys_retired_before(
             datetime.now(UTC) - timedelta(hours=retention_hours))
-        op.set(kid=kid, dropped=dropped)
+        op.set(kid=kid, alg=alg, dropped=dropped)
     click.echo(kid)
     if dropped:
         click.echo(f"dropped {dropped} key(s) retired over {retention_hours:g} h ago", err=True)

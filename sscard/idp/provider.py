@@ -48,7 +48,9 @@ from joserfc.jwk import ECKey, KeySet
 
 from sscard import httpops, problem
 from sscard.audit.actions import AuditAction
+from sscard.crypto.asymmetric import PrivateKey
 from sscard.gateway.audit import MemoryRecorder, Recorder
+from sscard.idp import sm2jws
 from sscard.idp.store import ACR_CARD_PIN, AuthorizationCode, Client, IdpStore
 
 HERE = Path(__file__).parent
@@ -120,10 +122,14 @@ def pairwise_sub(secret: bytes, sector: str, ssn: str) -> str:
 # -- signing keys ----------------------------------------------------------------------------
 
 
-def new_signing_key(store: IdpStore) -> str:
-    """Generate a P-256 key, make it the current one (the previous key is retired, still
-    published); returns its kid."""
+def new_signing_key(store: IdpStore, alg: str = ALG) -> str:
+    """Generate a key of ``alg`` (ES256: P-256; SM2-SM3: SM2), make it the current one of its
+    algorithm (the previous one is retired, still published); returns its kid."""
     kid = secrets.token_urlsafe(12)
+    if alg == sm2jws.ALG:
+        sm2_key = PrivateKey.generate("sm2")
+        store.add_key(kid, alg, {"pkcs8": base64.b64encode(sm2_key.pkcs8_der()).decode()})
+        return kid
     key = ECKey.generate_key("P-256", parameters={"kid": kid, "alg": ALG, "use": "sig"},
                              private=True)
     store.add_key(kid, ALG, key.as_dict(private=True))
@@ -138,19 +144,32 @@ class SigningKeys:
                  clock: Callable[[], datetime]) -> None:
         self.store, self.retention, self.clock = store, retention, clock
 
-    def current(self) -> ECKey:
-        keys = self.store.keys()
-        live = [k for k in keys if k["retired_at"] is None]
+    def _live(self, alg: str) -> list[dict[str, Any]]:
+        cutoff = self.clock() - self.retention
+        return [k for k in self.store.keys() if k["alg"] == alg
+                and (k["retired_at"] is None or k["retired_at"] > cutoff)]
+
+    def _current_row(self, alg: str) -> dict[str, Any]:
+        live = [k for k in self.store.keys() if k["alg"] == alg and k["retired_at"] is None]
         if not live:
-            new_signing_key(self.store)
-            return self.current()
-        return ECKey.import_key(live[0]["private_jwk"])
+            new_signing_key(self.store, alg)
+            return self._current_row(alg)
+        return live[0]
+
+    def current(self) -> ECKey:
+        return ECKey.import_key(self._current_row(ALG)["private_jwk"])
+
+    def current_sm2(self) -> tuple[str, PrivateKey]:
+        row = self._current_row(sm2jws.ALG)
+        return row["kid"], PrivateKey.from_pkcs8(base64.b64decode(row["private_jwk"]["pkcs8"]))
 
     def published(self) -> KeySet:
-        cutoff = self.clock() - self.retention
-        keys = [ECKey.import_key(k["private_jwk"]) for k in self.store.keys()
-                if k["retired_at"] is None or k["retired_at"] > cutoff]
+        keys = [ECKey.import_key(k["private_jwk"]) for k in self._live(ALG)]
         return KeySet(keys)  # type: ignore[arg-type]
+
+    def sm2_jwks(self) -> dict[str, Any]:
+        return {"keys": [sm2jws.public_jwk(PrivateKey.from_pkcs8(base64.b64decode(
+            k["private_jwk"]["pkcs8"])).public_key(), k["kid"]) for k in self._live(sm2jws.ALG)]}
 
     def jwks(self) -> dict[str, Any]:
         return dict(self.published().as_dict(private=False))
@@ -232,6 +251,17 @@ class _OpenIDCode(OpenIDCode):
     def generate_user_info(self, user: Mapping[str, Any], scope: str) -> UserInfo:
         return self.provider.claims(user)
 
+    def encode_id_token(self, token: Any, req: Any) -> Any:
+        if req.client.id_token_alg != sm2jws.ALG:
+            return super().encode_id_token(token, req)
+        # the opt-in: the same claims, signed with SM2 (no at_hash: JOSE defines none for it,
+        # and the code flow does not require one)
+        claims = dict(self.get_compatible_claims(req))
+        claims.update(self.get_authorization_code_claims(req.authorization_code))
+        claims.update(self.generate_user_info(req.user, token["scope"]))
+        kid, key = self.provider.keys.current_sm2()
+        return sm2jws.encode(claims, key, kid)
+
 
 class _EndSession(EndSessionEndpoint):
     def __init__(self, provider: Provider) -> None:
@@ -281,6 +311,8 @@ class Provider:
             "authorization_endpoint": f"{iss}/authorize",
             "token_endpoint": f"{iss}/token",
             "jwks_uri": f"{iss}/jwks.json",
+            # the SM2 opt-in's keys, apart so that the standard set stays readable by all
+            "sscard_sm2_jwks_uri": f"{iss}/jwks-sm2.json",
             "end_session_endpoint": f"{iss}/logout",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
@@ -332,7 +364,7 @@ def create_app(provider: Provider) -> Flask:
         answer.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
         answer.headers.setdefault("Referrer-Policy", "no-referrer")
         answer.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if request.path != "/jwks.json" and not request.path.startswith("/static/"):
+        if not request.path.startswith("/jwks") and not request.path.startswith("/static/"):
             answer.headers["Cache-Control"] = "no-store"
         return answer
 
@@ -365,6 +397,12 @@ def create_app(provider: Provider) -> Flask:
     @app.get("/jwks.json")
     def jwks() -> Response:
         answer = jsonify(provider.keys.jwks())
+        answer.headers["Cache-Control"] = "public, max-age=300"
+        return answer
+
+    @app.get("/jwks-sm2.json")
+    def jwks_sm2() -> Response:
+        answer = jsonify(provider.keys.sm2_jwks())
         answer.headers["Cache-Control"] = "public, max-age=300"
         return answer
 

@@ -31,6 +31,7 @@ _clients = sa.Table(
     sa.Column("redirect_uris", sa.Text, nullable=False),  # JSON list
     sa.Column("post_logout_redirect_uris", sa.Text, nullable=False),  # JSON list
     sa.Column("sector", sa.String(255), nullable=False),
+    sa.Column("id_token_alg", sa.String(16), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
 _codes = sa.Table(
@@ -62,6 +63,11 @@ _settings = sa.Table(
 )
 
 
+#: ID-token signature algorithms a client may be registered with; the first is the default
+ID_TOKEN_ALGS = ("ES256", "SM2-SM3")
+DEFAULT_ALG = ID_TOKEN_ALGS[0]
+
+
 class StoreError(ValueError):
     """Bad registration input or an unknown client or key; changes nothing."""
 
@@ -77,6 +83,8 @@ class Client:
     post_logout_redirect_uris: tuple[str, ...]
     sector: str
     client_metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: ES256, or SM2-SM3 for a business system that verifies with sscard.idp.sm2jws
+    id_token_alg: str = DEFAULT_ALG
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -180,8 +188,12 @@ class IdpStore:
 
     def add_client(self, name: str, redirect_uris: list[str],
                    post_logout_redirect_uris: list[str] | None = None,
-                   sector: str | None = None) -> tuple[Client, str]:
+                   sector: str | None = None, id_token_alg: str = DEFAULT_ALG
+                   ) -> tuple[Client, str]:
         """Register a client; returns it and its secret (shown once, kept only as a digest)."""
+        if id_token_alg not in ID_TOKEN_ALGS:
+            raise StoreError(f"ID token algorithm {id_token_alg!r}: one of "
+                             f"{', '.join(ID_TOKEN_ALGS)}")
         if not name.strip():
             raise StoreError("a client needs a name (shown to the cardholder on consent)")
         if not redirect_uris:
@@ -198,12 +210,12 @@ class IdpStore:
         secret = secrets.token_urlsafe(32)
         client = Client(client_id, name.strip(), hashlib.sha256(secret.encode()).hexdigest(),
                         tuple(redirect), tuple(logout), sector,
-                        {"post_logout_redirect_uris": logout})
+                        {"post_logout_redirect_uris": logout}, id_token_alg)
         with self.engine.begin() as conn:
             conn.execute(_clients.insert().values(
                 client_id=client_id, name=client.name, secret_sha256=client.secret_sha256,
                 redirect_uris=json.dumps(redirect), post_logout_redirect_uris=json.dumps(logout),
-                sector=sector, created_at=self.clock()))
+                sector=sector, id_token_alg=id_token_alg, created_at=self.clock()))
         return client, secret
 
     def client(self, client_id: str | None) -> Client | None:
@@ -217,7 +229,7 @@ class IdpStore:
         logout = tuple(json.loads(row["post_logout_redirect_uris"]))
         return Client(row["client_id"], row["name"], row["secret_sha256"],
                       tuple(json.loads(row["redirect_uris"])), logout, row["sector"],
-                      {"post_logout_redirect_uris": list(logout)})
+                      {"post_logout_redirect_uris": list(logout)}, row["id_token_alg"])
 
     def clients(self) -> list[Client]:
         with self.engine.connect() as conn:
@@ -274,11 +286,12 @@ class IdpStore:
     # -- signing keys ------------------------------------------------------------------------
 
     def add_key(self, kid: str, alg: str, private_jwk: dict[str, Any]) -> None:
-        """A new current key; the previous current key is retired now (kept for verifying)."""
+        """A new current key of ``alg``; the previous current key of ``alg`` is retired now
+        (kept for verifying)."""
         now = self.clock()
         with self.engine.connect().execution_options(sscard_write=True) as conn:
-            conn.execute(_keys.update().where(_keys.c.retired_at.is_(None)).values(
-                retired_at=now))
+            conn.execute(_keys.update().where(
+                _keys.c.retired_at.is_(None) & (_keys.c.alg == alg)).values(retired_at=now))
             conn.execute(_keys.insert().values(kid=kid, alg=alg, created_at=now,
                                                private_jwk=json.dumps(private_jwk)))
             conn.commit()
