@@ -16,9 +16,10 @@ only, required of every client), ID tokens (``authlib.oidc.core``), RP-initiated
   the JWKS for ``key_retention`` so tokens it signed still verify at the relying parties (and as
   ``id_token_hint`` at logout).
 
-The session at the provider is Flask's signed cookie (key shared by the workers through the
-database); it holds the cardholder's identity, so it is HttpOnly, SameSite=Lax, and Secure
-whenever the issuer is https.
+The session at the provider lives in the database; the browser's cookie (Flask's signed
+cookie, key shared by the workers through the database; HttpOnly, SameSite=Lax, Secure
+whenever the issuer is https) carries only its id, so it holds no personal data and logout
+ends it for every copy of the cookie.
 """
 
 from __future__ import annotations
@@ -275,6 +276,10 @@ class _EndSession(EndSessionEndpoint):
         return [ALG]
 
     def end_session(self, end_session_request: Any) -> None:
+        # the server-side session ends: a copy of the cookie is worth nothing from now on
+        sid = session.get("sid")
+        if sid:
+            self.provider.store.close_session(sid)
         session.clear()
 
 
@@ -374,10 +379,9 @@ def create_app(provider: Provider) -> Flask:
             error.description or error.error.replace("_", " ")))
 
     def holder() -> dict[str, Any] | None:
-        found = session.get("holder")
-        if not found or time.time() - found["auth_time"] > config.session_seconds:
-            return None
-        return dict(found)
+        # the cookie holds only the session id; who is logged in stays in the database
+        sid = session.get("sid")
+        return provider.store.session_holder(sid) if isinstance(sid, str) else None
 
     def csrf_token() -> str:
         if "csrf" not in session:
@@ -483,9 +487,10 @@ def create_app(provider: Provider) -> Flask:
             raise refused
         target = session.get("next") or "/"
         session.clear()  # a fresh session: nothing from before the login survives it
-        session["holder"] = {"name": who.name, "ssn": who.ssn, "card_number": who.card_number,
-                             "certificate_sha256": who.certificate_sha256,
-                             "auth_time": int(time.time())}
+        session["sid"] = provider.store.open_session(
+            {"name": who.name, "ssn": who.ssn, "card_number": who.card_number,
+             "certificate_sha256": who.certificate_sha256, "auth_time": int(time.time())},
+            config.session_seconds)
         session.permanent = True
         return jsonify({"redirect": target})
 

@@ -56,6 +56,13 @@ _keys = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("retired_at", UTCDateTime()),
 )
+_sessions = sa.Table(
+    "idp_sessions", _metadata,
+    # the SHA-256 of the session id: a copy of the database gives no usable cookie
+    sa.Column("sid_sha256", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.Text, nullable=False),  # JSON: the authenticated cardholder
+    sa.Column("expires_at", UTCDateTime(), nullable=False, index=True),
+)
 _settings = sa.Table(
     "idp_settings", _metadata,
     sa.Column("name", sa.String(64), primary_key=True),
@@ -163,6 +170,10 @@ def _uris(values: list[str] | tuple[str, ...], what: str, allow_http_loopback: b
             raise StoreError(f"{what} {uri!r}: https is required (http only on loopback)")
         out.append(uri)
     return out
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _private_sqlite_file(url: str) -> None:
@@ -307,6 +318,32 @@ class IdpStore:
         with self.engine.begin() as conn:
             return conn.execute(_keys.delete().where(
                 _keys.c.retired_at.is_not(None) & (_keys.c.retired_at < when))).rowcount
+
+    # -- sessions at the provider ------------------------------------------------------------
+
+    def open_session(self, holder: dict[str, Any], seconds: int) -> str:
+        """A new session for ``holder``; returns its id (for the cookie). Expired sessions
+        go in the same transaction."""
+        sid = secrets.token_urlsafe(32)
+        now = self.clock()
+        with self.engine.begin() as conn:
+            conn.execute(_sessions.delete().where(_sessions.c.expires_at < now))
+            conn.execute(_sessions.insert().values(
+                sid_sha256=_sha256(sid), holder=json.dumps(holder),
+                expires_at=now + timedelta(seconds=seconds)))
+        return sid
+
+    def session_holder(self, sid: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(_sessions).where(
+                _sessions.c.sid_sha256 == _sha256(sid))).mappings().one_or_none()
+        if row is None or row["expires_at"] <= self.clock():
+            return None
+        return dict(json.loads(row["holder"]))
+
+    def close_session(self, sid: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_sessions.delete().where(_sessions.c.sid_sha256 == _sha256(sid)))
 
     # -- the provider's own secrets ----------------------------------------------------------
 

@@ -328,12 +328,13 @@ def test_provider_session_expires(rig: Rig) -> None:
     rp = _rp(rig)
     browser = rig.browser()
     _login(rig, rp, browser)
-    seconds = rig.provider.config.session_seconds
-    rig.provider.config.session_seconds = -1
+    real = rig.store.clock
+    later = timedelta(seconds=rig.provider.config.session_seconds + 1)
+    rig.store.clock = lambda: real() + later
     try:
         answer = browser.get(rp.authorize_url(), allow_redirects=False)
     finally:
-        rig.provider.config.session_seconds = seconds
+        rig.store.clock = real
     assert answer.status_code == 302 and "/login?" in answer.headers["Location"]
 
 

@@ -3,6 +3,8 @@ Authlib's client, tokens from the emulated card in process."""
 
 from __future__ import annotations
 
+import base64
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +14,7 @@ import requests
 from joserfc import jws
 
 from sscard.idp.provider import SigningKeys, new_signing_key
+from tests.gateway.card import HOLDER_SSN
 from tests.idp.provider_rig import RelyingParty, Rig, add_client, serve
 from tests.idp.test_provider import _login, _rp, _tamper
 
@@ -128,3 +131,29 @@ def test_removed_client_can_no_longer_log_in(rig: Rig) -> None:
     assert answer.status_code in (400, 401) and answer.json()["code"] == "invalid_client"
     with pytest.raises(Exception, match="invalid_client"):
         rp.fetch(redirect)
+
+
+def test_a_cookie_copied_before_logout_is_dead_after_it(rig: Rig) -> None:
+    rp = _rp(rig)
+    browser = rig.browser()
+    id_token = rp.fetch(_login(rig, rp, browser))["id_token"]
+    thief = rig.browser()
+    thief.cookies.update(browser.cookies)  # stolen (malware, a shared computer)
+    assert _logged_in(rig, thief, rp)
+    browser.get(rig.url + "/logout", params={
+        "id_token_hint": id_token, "post_logout_redirect_uri": "https://rp.example/bye"},
+        allow_redirects=False)
+    assert not _logged_in(rig, thief, rp)
+
+
+def test_the_cookie_carries_no_personal_data(rig: Rig) -> None:
+    rp = _rp(rig)
+    browser = rig.browser()
+    rp.fetch(_login(rig, rp, browser))
+    cookie = browser.cookies.get("sscard_idp") or ""
+    compressed = cookie.startswith(".")
+    payload = cookie.removeprefix(".").split(".")[0]
+    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    text = (zlib.decompress(raw) if compressed else raw).decode()  # itsdangerous' format
+    assert "csrf" in text or "sid" in text  # the decoding is right
+    assert HOLDER_SSN not in text and "\\u5f20" not in text and "张三" not in text
