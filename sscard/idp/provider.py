@@ -41,6 +41,7 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 from authlib.oidc.rpinitiated import EndSessionEndpoint
@@ -264,6 +265,17 @@ class _OpenIDCode(OpenIDCode):
         return sm2jws.encode(claims, key, kid)
 
 
+class _Issuer(IssuerParameter):
+    """RFC 9207: ``iss`` in every authorisation response, so a relying party that talks to
+    several providers can tell which one answered (the mix-up attack)."""
+
+    def __init__(self, issuer: str) -> None:
+        self.issuer = issuer
+
+    def get_issuer(self) -> str:
+        return self.issuer
+
+
 class _EndSession(EndSessionEndpoint):
     def __init__(self, provider: Provider) -> None:
         super().__init__()
@@ -327,6 +339,7 @@ class Provider:
             "token_endpoint_auth_methods_supported": ["client_secret_basic",
                                                       "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": True,
             "scopes_supported": ["openid", "profile"],
             "claims_supported": ["sub", "name", "sscard:ssn", "sscard:card_number", "acr",
                                  "amr", "auth_time", "nonce", "iss", "aud", "exp", "iat"],
@@ -357,6 +370,7 @@ def create_app(provider: Provider) -> Flask:
     server.register_grant(_make_grant(provider),
                           [S256CodeChallenge(required=True), _OpenIDCode(provider)])
     server.register_endpoint(_EndSession(provider))
+    server.register_extension(_Issuer(config.issuer))
     app.extensions["idp_audit"] = provider.audit
     _PROBLEMS.install(app)
     httpops.install(app, "idp", {"database": lambda: provider.store.keys() is not None})

@@ -64,7 +64,9 @@ def test_discovery_is_valid_openid_provider_metadata(rig: Rig) -> None:
 
 def test_full_code_flow_gives_the_rp_the_cardholder(rig: Rig) -> None:
     rp = _rp(rig)
-    tokens = rp.fetch(_login(rig, rp))
+    redirect = _login(rig, rp)
+    assert parse_qs(urlsplit(redirect).query)["iss"] == [rig.url]  # RFC 9207 (mix-up)
+    tokens = rp.fetch(redirect)
     claims = rp.verify(tokens["id_token"])
     assert claims["name"] == "张三"
     assert claims["sscard:ssn"] == HOLDER_SSN
