@@ -43,6 +43,7 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import UserInfo
+from authlib.oidc.core.errors import ConsentRequiredError
 from authlib.oidc.core.grants import OpenIDCode
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 from flask import Flask, Response, jsonify, redirect, render_template, request, session
@@ -435,6 +436,11 @@ def create_app(provider: Provider) -> Flask:
             return oauth_problem(error)
         if user is None:
             return redirect("/login?" + urlencode({"next": request.full_path}))
+        if "none" in (grant.request.payload.data.get("prompt") or "").split():
+            # no page may be shown, and consent is asked on every authorisation
+            refusal = ConsentRequiredError(redirect_uri=grant.redirect_uri)
+            refusal.state = grant.request.payload.state
+            return server.handle_error_response(None, refusal)
         if request.method == "GET":
             return render_template("consent.html", client=grant.client, holder=user,
                                    csrf=csrf_token())

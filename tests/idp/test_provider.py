@@ -360,3 +360,15 @@ def test_login_page_loads_the_card_library_and_asks_no_pin(rig: Rig) -> None:
     assert '<script src="/static/sscard-login.js">' in start.text
     assert "password" not in start.text.lower() and "<input" not in start.text
     assert '"http://127.0.0.1:24727"' in start.text  # the agent's URL, from the config
+
+
+def test_prompt_none_shows_no_page(rig: Rig) -> None:
+    rp = _rp(rig)
+    silent = rig.browser().get(rp.authorize_url() + "&prompt=none", allow_redirects=False)
+    assert silent.status_code == 302 and "error=login_required" in silent.headers["Location"]
+    browser = rig.browser()
+    _login(rig, rp, browser)
+    again = browser.get(rp.authorize_url() + "&prompt=none", allow_redirects=False)
+    assert again.status_code == 302
+    query = parse_qs(urlsplit(again.headers["Location"]).query)
+    assert query["error"] == ["consent_required"] and query["state"] == [rp.state]
