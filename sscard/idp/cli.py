@@ -44,8 +44,9 @@ def _store(ctx: click.Context, db_url: str | None) -> IdpStore:
 
 @click.group("idp")
 def group() -> None:
-    """The OpenID Connect provider: business systems' web applications log cardholders in
-    with the social security card."""
+    """OpenID Connect provider: card login for business systems' web applications.
+
+    Business systems' web applications log cardholders in with the social security card."""
 
 
 @group.group("client")
