@@ -55,6 +55,7 @@ from sscard.crypto.asymmetric import PrivateKey
 from sscard.gateway.audit import MemoryRecorder, Recorder
 from sscard.idp import sm2jws
 from sscard.idp.store import ACR_CARD_PIN, AuthorizationCode, Client, IdpStore
+from sscard.metrics import IDP_LOGINS
 
 HERE = Path(__file__).parent
 ALG = "ES256"
@@ -501,8 +502,10 @@ def create_app(provider: Provider) -> Flask:
                     raise
                 refused = LoginError(code, getattr(exc, "message", None) or str(exc), 401)
                 op.deny(code)
+                IDP_LOGINS.labels(code).inc()
             else:
                 op.set(certificate_sha256=who.certificate_sha256, ssn=who.ssn)
+                IDP_LOGINS.labels("success").inc()
         if refused is not None:
             raise refused
         target = session.get("next") or "/"

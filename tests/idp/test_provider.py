@@ -256,10 +256,23 @@ def test_nonce_of_an_earlier_authorisation_is_refused(rig: Rig) -> None:
     assert "error=invalid_request" in answer.headers["Location"]
 
 
+def _logins(rig: Rig, outcome: str) -> float:
+    for line in requests.get(rig.url + "/metrics").text.splitlines():
+        if line.startswith(f'sscard_idp_logins_total{{outcome="{outcome}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def test_ops_endpoints(rig: Rig) -> None:
     assert requests.get(rig.url + "/health").status_code == 200
     assert requests.get(rig.url + "/ready").status_code == 200
-    assert "idp" in requests.get(rig.url + "/metrics").text
+    rp = _rp(rig)
+    ok, mismatched = _logins(rig, "success"), _logins(rig, "ORIGIN_MISMATCH")
+    _login(rig, rp)
+    rig.login(rig.browser(), rp.authorize_url(), origin="https://evil.example")
+    assert _logins(rig, "success") == ok + 1
+    assert _logins(rig, "ORIGIN_MISMATCH") == mismatched + 1
+    assert 'service="idp"' in requests.get(rig.url + "/metrics").text
     missing = requests.get(rig.url + "/nothing")
     assert missing.status_code == 404
     assert missing.headers["Content-Type"].startswith("application/problem+json")
