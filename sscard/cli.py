@@ -188,6 +188,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gateway": ("sscard.gateway.cli:gateway_group",
                 "The certificate application support platform (HTTP gateway for business "
                 "systems)."),
+    "idp": ("sscard.idp.cli:group",
+            "OpenID Connect provider: card login for business systems' web applications."),
     "key": ("sscard.keys.cli:key_group",
             "Software keys (encrypted PKCS#8) and keys on PKCS#11 tokens."),
     "kmc": ("keymgmt.cli:group",

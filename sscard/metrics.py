@@ -23,6 +23,9 @@ LATENCY = Histogram("sscard_http_request_duration_seconds", "HTTP request latenc
                     buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
 ISSUED = Counter("sscard_certificates_issued_total", "certificates issued", ["ca", "profile"])
 REVOKED = Counter("sscard_certificates_revoked_total", "certificates revoked", ["ca", "reason"])
+IDP_LOGINS = Counter("sscard_idp_logins_total",
+                     "card logins at the identity provider, by outcome (success or the token's "
+                     "refusal code)", ["outcome"])
 OCSP_CACHE = Counter("sscard_ocsp_cache_lookups_total",
                      "OCSP answers looked up in a cache (hit ratio: hit / all)",
                      ["result"])

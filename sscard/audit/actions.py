@@ -1,5 +1,6 @@
-"""``AuditAction``: every action the CA, KMC, RA and gateway write to the audit log, named
-``<zone>.<object>.<verb>`` (``ca.*``, ``kmc.*``, ``ra.*``, ``gateway.*``).
+"""``AuditAction``: every action the CA, KMC, RA, gateway and identity provider write to the
+audit log, named ``<zone>.<object>.<verb>`` (``ca.*``, ``kmc.*``, ``ra.*``, ``gateway.*``,
+``idp.*``).
 
 One catalogue, so that an auditor can filter by zone or by object (``sscard audit show
 --action ca.certificate``) and a new action is added here rather than spelt at a call site.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import enum
 
-ZONES = ("ca", "kmc", "ra", "gateway")
+ZONES = ("ca", "kmc", "ra", "gateway", "idp")
 
 
 class AuditAction(enum.StrEnum):
@@ -79,6 +80,15 @@ class AuditAction(enum.StrEnum):
     GATEWAY_STATUS = "gateway.status"
     GATEWAY_CARDHOLDER_CHALLENGE = "gateway.cardholder_challenge"
     GATEWAY_CARDHOLDER_VERIFY = "gateway.cardholder_verify"
+
+    # -- identity provider (sscard.idp) -----------------------------------------------------
+    IDP_LOGIN = "idp.login"
+    IDP_AUTHORIZE = "idp.authorize"
+    IDP_CODE_EXCHANGE = "idp.code.exchange"
+    IDP_LOGOUT = "idp.logout"
+    IDP_CLIENT_ADD = "idp.client.add"
+    IDP_CLIENT_REMOVE = "idp.client.remove"
+    IDP_KEY_ROTATE = "idp.key.rotate"
 
     @property
     def zone(self) -> str:

@@ -1,0 +1,121 @@
+"""The identity provider for WSGI servers: ``sscard idp serve`` runs ``IdpAppFactory`` under
+gunicorn (``sscard.serving``); another WSGI server takes ``sscard.idp.wsgi:app`` with
+``SSCARD_IDP_CONFIG`` naming the TOML configuration, ``SSCARD_IDP_DB_URL`` the database and
+``SSCARD_AUDIT_DB_URL`` the audit log.
+
+The configuration (paths relative to the file)::
+
+    issuer = "https://idp.example.gov.cn"       # its origin is what the card signs
+    agent_url = "http://127.0.0.1:24727"        # the browser agent the login page calls
+    trust_anchors = ["root.pem"]                # the cardholder CA's root(s)
+    intermediates = ["cardholder-ca.pem"]
+    fetch_revocation = true                     # OCSP/CRL from the CA's publication points
+    id_token_seconds = 600
+    key_retention_hours = 24                    # a retired signing key stays in the JWKS so long
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sscard.idp.provider import Provider, ProviderConfig, create_app
+from sscard.idp.store import IdpStore
+
+
+class IdpConfigError(ValueError):
+    """The configuration file names something missing or wrong."""
+
+
+@dataclass
+class IdpSettings:
+    provider: ProviderConfig
+    trust_anchors: list[Path]
+    intermediates: list[Path]
+    fetch_revocation: bool
+
+
+def load_settings(path: Path) -> IdpSettings:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise IdpConfigError(f"{path}: {exc}") from None
+    unknown = set(data) - {"issuer", "agent_url", "trust_anchors", "intermediates",
+                           "fetch_revocation", "id_token_seconds", "key_retention_hours"}
+    if unknown:
+        raise IdpConfigError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
+    if not isinstance(data.get("issuer"), str):
+        raise IdpConfigError(f"{path}: 'issuer' (the provider's https URL) is required")
+    anchors = [path.parent / str(p) for p in data.get("trust_anchors", [])]
+    if not anchors:
+        raise IdpConfigError(f"{path}: at least one trust anchor (the cardholder CA's root)")
+    for cert in [*anchors, *(path.parent / str(p) for p in data.get("intermediates", []))]:
+        if not cert.is_file():
+            raise IdpConfigError(f"{path}: no certificate file {cert}")
+    try:
+        provider = ProviderConfig(
+            issuer=data["issuer"],
+            agent_url=str(data.get("agent_url", ProviderConfig.agent_url)),
+            id_token_seconds=int(data.get("id_token_seconds", 600)),
+            key_retention=timedelta(hours=float(data.get("key_retention_hours", 24))))
+    except (TypeError, ValueError) as exc:
+        raise IdpConfigError(f"{path}: {exc}") from None
+    return IdpSettings(provider, anchors,
+                       [path.parent / str(p) for p in data.get("intermediates", [])],
+                       bool(data.get("fetch_revocation", True)))
+
+
+class IdpAppFactory:
+    """Builds the provider in one worker (after the fork); every worker shares the database:
+    clients, codes, keys, the login nonces."""
+
+    def __init__(self, config_file: Path, db_url: str, audit_url: str | None) -> None:
+        self.config_file, self.db_url, self.audit_url = config_file, db_url, audit_url
+
+    def __call__(self) -> Any:
+        settings = load_settings(self.config_file)
+        store = IdpStore(self.db_url)
+        nonces, validator, parse = _card_login(settings, self.db_url)
+        audit = None
+        if self.audit_url:
+            from sscard.audit import AuditLog
+
+            audit = AuditLog.open(self.audit_url)
+        return create_app(Provider(settings.provider, store, nonces, validator, parse,
+                                   audit=audit))
+
+
+def _card_login(settings: IdpSettings, db_url: str) -> tuple[Any, Any, Any]:
+    """Part A's token validation (sscard.idp.authtoken): one-time nonces in the shared
+    database and the card's certificate validated to the cardholder CA with revocation."""
+    from sscard.cms import TrustConfig
+    from sscard.cms.revocation import RevocationFetch
+    from sscard.gateway.revocation import default_fetch_policy
+    from sscard.idp import authtoken
+    from sscard.x509.parse import load_certificate
+
+    anchors = [load_certificate(p.read_bytes()) for p in settings.trust_anchors]
+    intermediates = [load_certificate(p.read_bytes()) for p in settings.intermediates]
+    trust = TrustConfig(
+        trust_anchors=anchors, intermediates=intermediates,
+        revocation_fetch=(RevocationFetch(default_fetch_policy([*anchors, *intermediates], [],
+                                                               None))
+                          if settings.fetch_revocation else None))
+    nonces = authtoken.NonceStore(db_url)
+    validator = authtoken.TokenValidator(trust, nonces=nonces)
+    return nonces, validator, authtoken.AuthToken.from_json
+
+
+def __getattr__(name: str) -> Any:
+    # ``app`` is built when a WSGI server asks for it, not when the module is imported
+    if name == "app":
+        app = IdpAppFactory(Path(os.environ["SSCARD_IDP_CONFIG"]),
+                            os.environ["SSCARD_IDP_DB_URL"],
+                            os.environ.get("SSCARD_AUDIT_DB_URL"))()
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
