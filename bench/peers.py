@@ -362,6 +362,29 @@ http {{
     return conf
 
 
+SHIPPED_NGINX_SITE = ROOT / "deploy" / "nginx" / "ocsp.conf"
+
+
+def shipped_nginx_site(listen: str, root: Path, upstream: str) -> str:
+    """deploy/nginx/ocsp.conf with its three deployment values changed, and nothing else."""
+    text = SHIPPED_NGINX_SITE.read_text()
+    for old, new in (("server 127.0.0.1:8080;", f"server {upstream};"),
+                     ("listen 80;", f"listen {listen};"),
+                     ("root /var/lib/sscard/ocsp-edge;", f"root {root};")):
+        if text.count(old) != 1:
+            raise ValueError(f"{old!r} is not in {SHIPPED_NGINX_SITE} exactly once")
+        text = text.replace(old, new)
+    return text
+
+
+def publish_edge(pki: Pki, directory: Path) -> None:
+    """The pre-signed answers, as ``sscard ca ocsp-publish`` writes them."""
+    from ca.ocsp_publish import EdgePublisher
+
+    with CertificateAuthority.open(pki.home, None, audit=AuditLog.at_home(pki.home)) as ca:
+        EdgePublisher(ca, directory).publish_all()
+
+
 @contextlib.contextmanager
 def running(servers: list[Server]) -> Iterator[None]:
     try:
@@ -408,18 +431,24 @@ def run(seconds: float, rounds: int, connections: int, workers: int,
             check_ocsp(f"{sm2_base}/ocsp", sm2.nonce_request)
 
             # the peers: nginx (static file), cfssl ocspserve, openssl ocsp
+            edge = base / "edge"
+            publish_edge(p256, edge)
+            edge_answer = (edge / "ocsp" / base64.b64encode(p256.get_request).decode())
             static = base / "static"
             static.mkdir()
-            (static / "response.der").write_bytes(presigned)
-            nginx_port = free_port()
+            (static / "response.der").write_bytes(edge_answer.read_bytes())
+            nginx_port, edge_port = free_port(), free_port()
             nginx_dir = base / "nginx"
             nginx_dir.mkdir()
+            edge_site = shipped_nginx_site(f"127.0.0.1:{edge_port}", edge,
+                                           p256_base.removeprefix("http://"))
             conf = nginx_conf(nginx_dir, f"""\
     server {{
         listen 127.0.0.1:{nginx_port};
         root {static};
         location / {{ }}
-    }}""", workers)
+    }}
+{edge_site}""", workers)
             nginx_server = Server("nginx", [nginx, "-c", str(conf), "-p", str(nginx_dir)],
                                   f"http://127.0.0.1:{nginx_port}/response.der",
                                   logs / "nginx.log", ready=lambda r: r.ok)
@@ -449,6 +478,9 @@ def run(seconds: float, rounds: int, connections: int, workers: int,
                 cfssl_url = f"http://127.0.0.1:{cfssl_port}/"
                 if check_ocsp(cfssl_url, p256.get_request) != presigned:
                     raise SystemExit("cfssl ocspserve does not serve the pre-signed response")
+                edge_url = f"http://127.0.0.1:{edge_port}/ocsp/{p256.get_path}"
+                if check_ocsp(edge_url) != edge_answer.read_bytes():
+                    raise SystemExit("nginx does not serve the published answer")
                 openssl_url = f"http://127.0.0.1:{openssl_port}/"
                 check_ocsp(openssl_url, p256.nonce_request)
 
@@ -461,6 +493,12 @@ def run(seconds: float, rounds: int, connections: int, workers: int,
                 cfssl_target = Target(cfssl_server, cfssl_url, get_p256)
                 shape = f"{workers} processes, {connections} keep-alive connections"
 
+                lines += compare(
+                    f"OCSP pre-signed GET through deploy/nginx/ocsp.conf, P-256 ({shape}) "
+                    "vs nginx serving the same DER as a static file",
+                    Target(nginx_server, edge_url),
+                    Target(nginx_server, f"http://127.0.0.1:{nginx_port}/response.der"),
+                    rounds, seconds, connections)
                 lines += compare(
                     f"OCSP cached GET, P-256 ({shape}), sscard ca serve vs cfssl ocspserve (POST)",
                     Target(ours_p256, f"{p256_base}/ocsp/{p256.get_path}"), cfssl_target,

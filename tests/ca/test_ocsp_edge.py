@@ -21,6 +21,7 @@ import pytest
 import requests
 from asn1crypto import ocsp as asn1ocsp
 
+from bench.peers import shipped_nginx_site
 from ca.authority import CertificateAuthority
 from ca.ocsp_publish import EdgePublisher, canonical_request, request_paths
 from sscard.audit import AuditLog
@@ -39,25 +40,12 @@ from tests.ca.test_service_cli import (
     sscard,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "deploy" / "nginx" / "ocsp.conf"
-
 
 def nginx() -> str:
     path = shutil.which("nginx")
     if path is None:
         pytest.fail("nginx is missing: run scripts/system-deps.sh (Debian nginx)")
     return path
-
-
-def site(text: str, port: int, root: Path, upstream: str) -> str:
-    """The shipped file with its three deployment values changed, and nothing else."""
-    for old, new in (("server 127.0.0.1:8080;", f"server {upstream};"),
-                     ("listen 80;", f"listen 127.0.0.1:{port};"),
-                     ("root /var/lib/sscard/ocsp-edge;", f"root {root};")):
-        assert text.count(old) == 1, f"{old!r} not once in {SHIPPED}"
-        text = text.replace(old, new)
-    return text
 
 
 @dataclass
@@ -112,7 +100,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         conf_dir = tmp / "nginx"
         (conf_dir / "tmp").mkdir(parents=True)
         (conf_dir / "sscard-ocsp.conf").write_text(
-            site(SHIPPED.read_text(), port, published, service.url.removeprefix("http://")))
+            shipped_nginx_site(f"127.0.0.1:{port}", published,
+                               service.url.removeprefix("http://")))
         # the http block a distribution's nginx.conf provides, with paths under tmp
         user = "user root;" if os.geteuid() == 0 else ""
         (conf_dir / "nginx.conf").write_text(f"""\

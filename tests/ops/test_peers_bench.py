@@ -28,7 +28,8 @@ def test_peers_bench_short_run() -> None:
                           capture_output=True, text=True, timeout=600, cwd=ROOT, check=False)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    for what in ("OCSP cached GET, P-256", "OCSP cached GET, SM2", "OCSP nonce POST, P-256",
+    for what in ("OCSP pre-signed GET through deploy/nginx/ocsp.conf", "OCSP cached GET, P-256",
+                 "OCSP cached GET, SM2", "OCSP nonce POST, P-256",
                  "OCSP nonce POST, SM2"):
         row = re.search(re.escape(what) + r" \(.*\).*" + ROW, out)
         assert row is not None, f"no row {what!r} in:\n{out}"
