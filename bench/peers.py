@@ -204,7 +204,9 @@ def measure(server: Server, url: str, seconds: float, connections: int,
     if not (rate and total and p50 and p99):
         raise SystemExit(f"unreadable wrk output:\n{out}")
     split = sorted((after[p] - before.get(p, 0.0) for p in after), reverse=True)
-    count = max(int(total[1]), 1)
+    count = int(total[1])
+    if count == 0:
+        raise SystemExit(f"{server.name} answered nothing in {seconds} s:\n{out}")
     return Round(float(rate[1]), count, float(p50[1]) * _UNITS[p50[2]],
                  float(p99[1]) * _UNITS[p99[2]], sum(split) / count * 1e6,
                  [s for s in split if s > 0.005])
@@ -215,8 +217,14 @@ class Target:
     server: Server
     url: str
     script: Path | None = None
+    #: start the server afresh before each round: the openssl 3.0 responder stops accepting
+    #: after wrk drops its keep-alive connections at the end of a round
+    restart: bool = False
 
     def run(self, seconds: float, connections: int) -> Round:
+        if self.restart:
+            self.server.stop()
+            self.server.start()
         return measure(self.server, self.url, seconds, connections, self.script)
 
 
@@ -480,7 +488,8 @@ def run(seconds: float, rounds: int, connections: int, workers: int,
                     raise SystemExit("cfssl ocspserve does not serve the pre-signed response")
                 edge_url = f"http://127.0.0.1:{edge_port}/ocsp/{p256.get_path}"
                 if check_ocsp(edge_url) != edge_answer.read_bytes():
-                    raise SystemExit("nginx does not serve the published answer")
+                    raise SystemExit(f"nginx does not serve the published answer {edge_answer}"
+                                     f" at {edge_url}")
                 openssl_url = f"http://127.0.0.1:{openssl_port}/"
                 check_ocsp(openssl_url, p256.nonce_request)
 
@@ -512,7 +521,7 @@ def run(seconds: float, rounds: int, connections: int, workers: int,
                     f"OCSP nonce POST, P-256 ({shape}), sscard ca serve vs openssl ocsp "
                     f"-multi {workers}",
                     Target(ours_p256, f"{p256_base}/ocsp", post_p256),
-                    Target(openssl_server, openssl_url, post_p256),
+                    Target(openssl_server, openssl_url, post_p256, restart=True),
                     rounds, seconds, connections)
                 sign_rate = openssl_speed(["sm2"], seconds=max(1, round(seconds)),
                                           processes=workers)["sm2"][0]

@@ -9,7 +9,8 @@ algorithms, certificates issued since) to the live responder (``sscard ca serve`
 
 Layout under the publishing directory, for each unexpired certificate of the CA::
 
-    ocsp/<standard base64>     ("/" in base64 makes subdirectories; nginx decodes %2F, %2B, %3D)
+    ocsp/<standard base64>     ("/" in base64 makes subdirectories; nginx decodes %2F, %2B, %3D;
+                                one ending in "/" is written as ".../_")
     ocsp/<base64url>           (for clients that send the URL-safe alphabet)
 
 Freshness: each answer is valid for ``validity`` and signed again once ``refresh_fraction`` of it
@@ -69,6 +70,10 @@ def canonical_request(issuer: asn1x509.Certificate, serial: int) -> bytes:
 def request_paths(request_der: bytes) -> list[str]:
     """The file names (relative to the publishing directory) a GET for ``request_der`` maps to."""
     standard = base64.b64encode(request_der).decode("ascii")
+    if standard.endswith("/"):
+        # a name cannot end in "/": the file is "_" in that directory ("_" is not in the
+        # standard alphabet); nginx tries ${uri}_ after $uri
+        standard += "_"
     url_safe = base64.urlsafe_b64encode(request_der).decode("ascii")
     names = [standard] if standard == url_safe else [standard, url_safe]
     return [f"{URL_PREFIX}/{name}" for name in names]

@@ -217,6 +217,37 @@ def test_nginx_serves_the_published_answer_good_then_revoked_at_once(edge: Edge)
     assert f"{leaf}: revoked" in live_after.stdout, live_after.stdout + live_after.stderr
 
 
+def test_every_base64_spelling_finds_its_file_through_nginx(edge: Edge) -> None:
+    """Base64 with "//", "+" and a final "/" (one request in 64 ends so) maps to one file."""
+    files = edge.service.files
+    from asn1crypto import x509 as asn1x509
+
+    issuer = asn1x509.Certificate.load(pem_blocks(files["issuer"].read_bytes())[0][1])
+    wanted = {"ends in /": lambda t: t.endswith("/"), "has //": lambda t: "//" in t,
+              "has +": lambda t: "+" in t}
+    found: dict[str, bytes] = {}
+    base = 0x40 << 152  # 20 octets, as the CA draws them: a request of 87 octets, no padding
+    for serial in range(base, base + 50_000):
+        request = canonical_request(issuer, serial)
+        text = base64.b64encode(request).decode()
+        for name, test in wanted.items():
+            if name not in found and test(text):
+                found[name] = request
+        if len(found) == len(wanted):
+            break
+    assert len(found) == len(wanted), found.keys()
+    for name, request in found.items():
+        body = f"published for a request that {name}".encode()
+        for path in request_paths(request):
+            target = edge.published / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(body)
+        assert edge.get(request).content == body, name
+        assert edge.get(request, quote=False).content == body, name
+        url_safe = base64.urlsafe_b64encode(request).decode()
+        assert requests.get(f"{edge.url}/ocsp/{url_safe}", timeout=10).content == body, name
+
+
 def test_a_request_without_a_file_goes_to_the_live_responder(edge: Edge) -> None:
     files = edge.service.files
     from asn1crypto import x509 as asn1x509
