@@ -31,6 +31,7 @@ import argparse
 import base64
 import contextlib
 import importlib
+import importlib.util
 import os
 import pwd
 import re
@@ -45,6 +46,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import requests
 from asn1crypto import ocsp as asn1ocsp
@@ -126,11 +128,13 @@ class Server:
     ready: Callable[[requests.Response], bool] = lambda r: r.status_code < 500
     #: POSTed as an OCSP request to ``ready_url`` instead of a GET (the openssl responder)
     probe_body: bytes | None = None
+    env: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
+                                         env=self.env,
                                          # its own process group, but not a session leader:
                                          # openssl ocsp -multi fails its setpgid() then
                                          stdin=subprocess.DEVNULL, process_group=0)
@@ -404,6 +408,62 @@ def running(servers: list[Server]) -> Iterator[None]:
             server.stop()
 
 
+def granian_app() -> Any:
+    """The CA service's WSGI app for granian (``--factory``), built by the same factory as
+    ``sscard ca serve`` builds it in each gunicorn worker, for the home in BENCH_PEERS_HOME."""
+    from ca.authorization import access_path
+    from ca.serve_cli import _AppFactory
+    from sscard.audit import default_url
+
+    home = Path(os.environ["BENCH_PEERS_HOME"])
+    return _AppFactory(home, None, None, None, access_path(home), False, default_url(home))()
+
+
+def granian_serve(pki: Pki, workers: int, logs: Path) -> Server | None:
+    """The same app under granian (Rust, WSGI), or None when granian is not installed."""
+    if importlib.util.find_spec("granian") is None:
+        return None
+    port = free_port()
+    env = dict(os.environ, BENCH_PEERS_HOME=str(pki.home),
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return Server("granian", [sys.executable, "-m", "granian", "--interface", "wsgi",
+                              "--factory", "--workers", str(workers), "--blocking-threads", "4",
+                              "--host", "127.0.0.1", "--port", str(port),
+                              "bench.peers:granian_app"],
+                  f"http://127.0.0.1:{port}/certs/chain.pem", logs / "granian.log",
+                  ready=lambda r: r.ok, env=env)
+
+
+def server_rows(pki: Pki, gunicorn: Server, workers: int, base: Path, rounds: int,
+                seconds: float, connections: int) -> list[str]:
+    """Is the WSGI server the cost? The same app under granian beside gunicorn gthread."""
+    granian = granian_serve(pki, workers, base / "logs")
+    if granian is None:
+        line = "granian rows: not available (pip install granian: the dev extra has it)"
+        print(line, flush=True)
+        return [line]
+    lines: list[str] = []
+    gunicorn_base = gunicorn.ready_url.rsplit("/certs", 1)[0]
+    granian_base = granian.ready_url.rsplit("/certs", 1)[0]
+    post = base / f"post-{pki.algorithm}-servers.lua"
+    post.write_text(_lua_post(pki.nonce_request, OCSP_REQUEST))
+    with running([granian]):
+        check_ocsp(f"{granian_base}/ocsp/{pki.get_path}")
+        check_ocsp(f"{granian_base}/ocsp", pki.nonce_request)
+        shape = f"{workers} processes, {connections} keep-alive connections"
+        lines += compare(f"OCSP cached GET, {pki.algorithm} ({shape}), the CA app under granian "
+                         "vs under gunicorn gthread",
+                         Target(granian, f"{granian_base}/ocsp/{pki.get_path}"),
+                         Target(gunicorn, f"{gunicorn_base}/ocsp/{pki.get_path}"),
+                         rounds, seconds, connections)
+        lines += compare(f"OCSP nonce POST, {pki.algorithm} ({shape}), the CA app under granian "
+                         "vs under gunicorn gthread",
+                         Target(granian, f"{granian_base}/ocsp", post),
+                         Target(gunicorn, f"{gunicorn_base}/ocsp", post),
+                         rounds, seconds, connections)
+    return lines
+
+
 def issuance_rows(seconds: float) -> list[str]:
     try:
         peers_issuance = importlib.import_module("bench.peers_issuance")
@@ -530,6 +590,7 @@ def run(seconds: float, rounds: int, connections: int, workers: int,
                     f"(openssl speed -multi {workers})",
                     Target(ours_sm2, f"{sm2_base}/ocsp", post_sm2), sign_rate,
                     rounds, seconds, connections)
+            lines += server_rows(p256, ours_p256, workers, base, rounds, seconds, connections)
     if issuance:
         lines += issuance_rows(seconds)
     return lines
