@@ -41,12 +41,15 @@ def figure(what: str, ours: float, reference: float | None, unit: str = "/s") ->
     return f"{what}: ours={ours:.0f}{unit}"
 
 
-def openssl_speed(algorithms: list[str], seconds: int = 2) -> dict[str, tuple[float, float]]:
-    """sign/s and verify/s from ``openssl speed -mr`` for e.g. sm2, ecdsap256, rsa2048."""
+def openssl_speed(algorithms: list[str], seconds: int = 2,
+                  processes: int = 1) -> dict[str, tuple[float, float]]:
+    """sign/s and verify/s from ``openssl speed -mr`` for e.g. sm2, ecdsap256, rsa2048; with
+    ``processes`` > 1, the sum over that many processes (``-multi``)."""
     exe = shutil.which("openssl")
     if exe is None:
         raise SystemExit("openssl command line not found (Debian package openssl)")
-    out = subprocess.run([exe, "speed", "-seconds", str(seconds), "-mr", *algorithms],
+    multi = ["-multi", str(processes)] if processes > 1 else []
+    out = subprocess.run([exe, "speed", *multi, "-seconds", str(seconds), "-mr", *algorithms],
                          capture_output=True, text=True, check=True).stdout
     found: dict[str, tuple[float, float]] = {}
     for line in out.splitlines():

@@ -35,6 +35,9 @@ LAZY = {
     "serve": ("ca.serve_cli:serve",
               "Serve OCSP at /ocsp, CRLs at /crl/<ca>.crl, certificates at /certs/, the TSA at "
               "/tsa and the authenticated API at /api/v1/ (see docs/ca-admin-guide.md)."),
+    "ocsp-publish": ("ca.ocsp_publish:command",
+                     "Write pre-signed OCSP answers as files for nginx to serve "
+                     "(deploy/nginx/ocsp.conf)."),
     "principal": ("ca.access_cli:principal_group",
                   "CA API principals: what each API token or service certificate may do."),
     "admin": ("ca.access_cli:admin_group",

@@ -215,9 +215,13 @@ class OcspResponder:
         return self.respond_with_expiry(request_der, now)[0]
 
     def respond_with_expiry(
-        self, request_der: bytes, now: datetime | None = None
+        self, request_der: bytes, now: datetime | None = None,
+        parsed: ParsedRequest | None = None,
     ) -> tuple[bytes, datetime | None]:
-        """The DER OCSPResponse and its earliest nextUpdate (None for error responses)."""
+        """The DER OCSPResponse and its earliest nextUpdate (None for error responses).
+
+        ``parsed``: ``request_der`` already parsed by the caller (who picked this responder by
+        it), so that it is not parsed twice."""
         moment = _whole_seconds(now or datetime.now(UTC))
         token = self.cache.begin() if self.cache is not None else 0
         if self.cache is not None:
@@ -226,7 +230,8 @@ class OcspResponder:
             if hit is not None:
                 return hit
         try:
-            parsed = parse_request(request_der)
+            if parsed is None:
+                parsed = parse_request(request_der)
             response, next_update = self._answer(parsed, moment, token)
         except OcspError as exc:
             log.info("OCSP request refused (%s): %s", exc.status, exc)

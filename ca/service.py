@@ -40,7 +40,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -61,7 +61,7 @@ from ca.authorization import (
     is_officer_certificate,
 )
 from ca.errors import AlreadyRevoked, CAError, ProfileError, RequestRefused, UnknownCertificate
-from ca.ocsp import OcspError, OcspResponder, error_response, parse_request
+from ca.ocsp import OcspError, OcspResponder, ParsedRequest, error_response, parse_request
 from ca.ocsp_cache import REFRESH_FRACTION, ResponseCache
 from ca.ocsp_generation import (
     GenerationSource,
@@ -351,13 +351,9 @@ class ServiceState:
                        for ca in self.cas.values())
         return None if all(e == -1 for e in epochs) else epochs
 
-    def _pick(self, request_der: bytes) -> PublishedCA:
+    def _pick(self, parsed: ParsedRequest | None) -> PublishedCA:
         """The CA that issued the first certificate the request names that we know."""
-        if len(self.cas) == 1:
-            return self.primary
-        try:
-            parsed = parse_request(request_der)
-        except OcspError:
+        if parsed is None:
             return self.primary  # it answers malformedRequest
         for cert_id in parsed.cert_ids:
             for ca in self.cas.values():
@@ -366,12 +362,20 @@ class ServiceState:
         return self.primary  # it answers unauthorized
 
     def ocsp_answer(self, request_der: bytes) -> tuple[bytes, datetime | None]:
+        """The DER answer and its nextUpdate (None: not cacheable). The request is parsed once,
+        also when two CAs are published and the one to answer must be picked first."""
+        parsed: ParsedRequest | None = None
         try:
-            responder = self._pick(request_der).responder
+            if len(self.cas) == 1:
+                responder = self.primary.responder
+            else:
+                with contextlib.suppress(OcspError):
+                    parsed = parse_request(request_der)
+                responder = self._pick(parsed).responder
         except Exception:
             log.exception("OCSP responder unavailable")
             return error_response("internal_error"), None
-        return responder.respond_with_expiry(request_der)
+        return responder.respond_with_expiry(request_der, parsed=parsed)
 
     def invalidate(self, serial: int) -> None:
         """A revocation made by this worker: drop the caches now (others follow the DB)."""
@@ -390,33 +394,6 @@ def _state() -> ServiceState:
 protocols = Blueprint("protocols", __name__)
 
 
-def _ocsp_http_response(der: bytes, next_update: datetime | None, cacheable: bool) -> Response:
-    response = Response(der, status=200, mimetype=OCSP_RESPONSE)
-    if cacheable and next_update is not None:
-        # RFC 5019 §6: let HTTP caches and proxies keep the answer until it goes stale
-        now = datetime.now(UTC)
-        max_age = max(0, int((next_update - now).total_seconds()))
-        response.headers["Cache-Control"] = (
-            f"max-age={max_age}, public, no-transform, must-revalidate"
-        )
-        response.headers["Expires"] = format_datetime(next_update, usegmt=True)
-        response.headers["Last-Modified"] = format_datetime(now, usegmt=True)
-        response.headers["ETag"] = '"' + hashlib.sha1(der).hexdigest() + '"'  # noqa: S324
-    else:
-        response.headers["Cache-Control"] = "no-cache, no-store"
-    return response
-
-
-@protocols.post("/ocsp")
-@protocols.post("/ocsp/")
-def ocsp_post() -> Response:
-    if (request.content_length or 0) > MAX_PROTOCOL_BODY:
-        return _ocsp_http_response(error_response("malformed_request"), None, False)
-    body = request.get_data(cache=False)
-    der, _ = _state().ocsp_answer(body)
-    return _ocsp_http_response(der, None, False)
-
-
 def decode_get_path(encoded: str) -> bytes | None:
     """The DER request from an RFC 5019 GET path (URL-encoded base64), or None if invalid."""
     text = urllib.parse.unquote(encoded)
@@ -424,17 +401,6 @@ def decode_get_path(encoded: str) -> bytes | None:
         return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
         return None
-
-
-@protocols.get("/ocsp/<path:encoded>")
-def ocsp_get(encoded: str) -> Response:
-    if len(encoded) > MAX_PROTOCOL_BODY:
-        return _ocsp_http_response(error_response("malformed_request"), None, False)
-    der_request = decode_get_path(encoded)
-    if der_request is None:
-        return _ocsp_http_response(error_response("malformed_request"), None, False)
-    der, next_update = _state().ocsp_answer(der_request)
-    return _ocsp_http_response(der, next_update, True)
 
 
 @protocols.post("/tsa")
@@ -869,14 +835,29 @@ PROBLEMS = problem.ProblemTable({
 })
 
 
-# -- the RFC 5019 fast path ---------------------------------------------------------------
+# -- OCSP without Flask -------------------------------------------------------------------
 
 
-class CachedOcspGet:
-    """WSGI middleware answering repeated RFC 5019 GETs from memory, without Flask.
+@dataclass(frozen=True)
+class _CachedGet:
+    body: bytes
+    headers: list[tuple[str, str]]  # without Cache-Control (its max-age is worked out per hit)
+    epochs: tuple[int, ...]
+    refresh_at: datetime
+    next_update: datetime
 
-    The key is the raw request path; the entry is dropped when the OCSP cache's epoch moves
-    (a revocation) or when it needs refreshing. Everything else goes to the Flask app.
+
+_POST_HEADERS = [("Content-Type", OCSP_RESPONSE), ("Cache-Control", "no-cache, no-store")]
+
+
+class OcspFront:
+    """WSGI middleware answering OCSP itself: ``POST /ocsp`` and ``GET /ocsp/<base64>``.
+
+    These are the hot paths of a responder (every relying party, every signature check), and
+    a full Flask request cycle cost more than the answer; their HTTP is small enough to write
+    here. Repeated RFC 5019 GETs are answered from memory, keyed by the path, until the OCSP
+    cache's epoch moves (a revocation) or the answer is due for refreshing. Bad requests get
+    an OCSP error response with HTTP 200, never a 4xx/5xx. Everything else goes to Flask.
     """
 
     def __init__(self, app: Callable[..., Iterable[bytes]], state: ServiceState,
@@ -884,51 +865,81 @@ class CachedOcspGet:
         self.app = app
         self.state = state
         self.max_entries = max_entries
-        # path -> (body, headers without Cache-Control, epochs, refresh at, nextUpdate)
-        self.entries: dict[
-            str, tuple[bytes, list[tuple[str, str]], tuple[int, ...], datetime, datetime]
-        ] = {}
+        self.entries: dict[str, _CachedGet] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        method = environ.get("REQUEST_METHOD")
         path = environ.get("PATH_INFO", "")
-        if environ.get("REQUEST_METHOD") != "GET" or not path.startswith("/ocsp/"):
-            return self.app(environ, start_response)
+        if method in ("GET", "HEAD") and path.startswith("/ocsp/"):
+            httpops.mark_route(environ, "/ocsp/<path:encoded>")
+            body = self._get(path, start_response)
+            return [] if method == "HEAD" else body
+        if method == "POST" and path in ("/ocsp", "/ocsp/"):
+            httpops.mark_route(environ, "/ocsp")
+            der = self._answer(_read_body(environ))[0]
+            start_response("200 OK", [*_POST_HEADERS, ("Content-Length", str(len(der)))])
+            return [der]
+        return self.app(environ, start_response)
+
+    def _answer(self, request_der: bytes | None) -> tuple[bytes, datetime | None]:
+        if request_der is None:
+            return error_response("malformed_request"), None
+        try:
+            return self.state.ocsp_answer(request_der)
+        except Exception:  # never an HTTP 500 for OCSP
+            log.exception("OCSP answer failed")
+            return error_response("internal_error"), None
+
+    def _get(self, path: str, start_response: Callable[..., Any]) -> list[bytes]:
         epochs = self.state.epochs()
-        if epochs is None:  # the responders are made on the first requests
-            return self.app(environ, start_response)
-        entry = self.entries.get(path)
         now = datetime.now(UTC)
-        httpops.mark_route(environ, "/ocsp/<path:encoded>")
-        if entry is not None and entry[2] == epochs and now < entry[3]:
+        entry = self.entries.get(path)
+        if entry is not None and entry.epochs == epochs and now < entry.refresh_at:
             metrics.OCSP_CACHE.labels("hit").inc()
-            max_age = int((entry[4] - now).total_seconds())
-            start_response("200 OK", [
-                *entry[1],
-                ("Cache-Control", f"max-age={max_age}, public, no-transform, must-revalidate"),
-            ])
-            return [entry[0]]
-        return self._fill(path, epochs, environ, start_response)
-
-    def _fill(self, path: str, epochs: tuple[int, ...], environ: dict[str, Any],
-              start_response: Callable[..., Any]) -> Any:
-        captured: dict[str, Any] = {}
-
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            captured["status"], captured["headers"] = status, headers
-            return start_response(status, headers, exc_info)
-
-        body = b"".join(self.app(environ, capture))
-        headers = [(k, v) for k, v in captured.get("headers", []) if k != "Cache-Control"]
-        expires = next((v for k, v in headers if k == "Expires"), None)
-        if captured.get("status", "").startswith("200") and expires is not None:
-            next_update = parsedate_to_datetime(expires)
+            start_response("200 OK", [*entry.headers, _cache_control(entry.next_update, now)])
+            return [entry.body]
+        encoded = path[len("/ocsp/"):]
+        request_der = decode_get_path(encoded) if len(encoded) <= MAX_PROTOCOL_BODY else None
+        der, next_update = self._answer(request_der)
+        headers = [("Content-Type", OCSP_RESPONSE), ("Content-Length", str(len(der)))]
+        if next_update is None:
+            start_response("200 OK", [*headers, ("Cache-Control", "no-cache, no-store")])
+            return [der]
+        # RFC 5019 §6: let HTTP caches and proxies keep the answer until it goes stale
+        headers += [("Expires", format_datetime(next_update, usegmt=True)),
+                    ("Last-Modified", format_datetime(now, usegmt=True)),
+                    ("ETag", '"' + hashlib.sha1(der).hexdigest() + '"')]  # noqa: S324
+        if epochs is not None:  # stored under the epochs seen before answering
             fresh_for = self.state.config.ocsp_validity * REFRESH_FRACTION
-            refresh = min(datetime.now(UTC) + fresh_for, next_update)
             if len(self.entries) >= self.max_entries:
                 self.entries.clear()
-            # stored under the epochs seen *before* answering: a revocation meanwhile drops it
-            self.entries[path] = (body, headers, epochs, refresh, next_update)
-        return [body]
+            self.entries[path] = _CachedGet(der, headers, epochs,
+                                            min(now + fresh_for, next_update), next_update)
+        start_response("200 OK", [*headers, _cache_control(next_update, now)])
+        return [der]
+
+
+def _cache_control(next_update: datetime, now: datetime) -> tuple[str, str]:
+    max_age = max(0, int((next_update - now).total_seconds()))
+    return ("Cache-Control", f"max-age={max_age}, public, no-transform, must-revalidate")
+
+
+def _read_body(environ: dict[str, Any]) -> bytes | None:
+    """The POSTed request, or None when it is larger than ``MAX_PROTOCOL_BODY`` (unread)."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if length < 0 or length > MAX_PROTOCOL_BODY:
+        return None
+    stream = environ["wsgi.input"]
+    if length:
+        body: bytes = stream.read(length)
+    elif environ.get("wsgi.input_terminated"):  # chunked: the server ends the stream
+        body = stream.read(MAX_PROTOCOL_BODY + 1)
+    else:
+        body = b""
+    return body if len(body) <= MAX_PROTOCOL_BODY else None
 
 
 def create_app(config: ServiceConfig) -> Flask:
@@ -940,7 +951,7 @@ def create_app(config: ServiceConfig) -> Flask:
     app.register_blueprint(protocols)
     app.register_blueprint(api)
     PROBLEMS.install(app)
-    app.wsgi_app = CachedOcspGet(app.wsgi_app, state)  # type: ignore[method-assign]
+    app.wsgi_app = OcspFront(app.wsgi_app, state)  # type: ignore[method-assign]
     engine = getattr(config.authority, "engine", None)  # the CA's database, when it has one
     httpops.install(app, "ca", {"database": httpops.database_check(engine)} if engine else {})
     return app

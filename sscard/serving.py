@@ -138,6 +138,10 @@ def run(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: str) -> 
                 "timeout": options.timeout,
                 "graceful_timeout": options.graceful_timeout,
                 "keepalive": options.keepalive,
+                # each worker binds its own SO_REUSEPORT socket and the kernel spreads new
+                # connections over them; with one shared socket, long-lived keep-alive clients
+                # (business systems, wrk) often all landed on one worker while the other idled
+                "reuse_port": True,
                 "proc_name": f"sscard-{name}",
                 "accesslog": None,
                 # no control socket (gunicorn >= 25.1 opens one by default): whoever runs as the
