@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sscard.emulator.sample import SAMPLE_HOLDER
 from tests.docs.markdown import blocks
 from tests.docs.runner import DocSession, ExampleFailed
 
@@ -73,3 +74,47 @@ def test_examples_run_in_order_and_a_failure_names_doc_line_and_output(tmp_path:
             session.run(found[6])
     finally:
         session.close()
+
+
+CARDS = """# Two cards
+
+```sh
+sscard card emulate --state sample.card --new-sample
+```
+
+```sh
+sscard card info --format json > first.json
+```
+
+```sh
+sscard card emulate --state blank.card --new-blank
+```
+
+```sh
+sscard card info --format json > second.json
+```
+"""
+
+
+def test_a_second_emulated_card_takes_the_place_of_the_first(tmp_path: Path) -> None:
+    """A guide that pulls one card and inserts another (sample card, then a blank one) reaches
+    the second card in the same reader, and the first card's emulator is stopped."""
+    import json
+
+    doc = tmp_path / "cards.md"
+    doc.write_text(CARDS, encoding="utf-8")
+    session = DocSession(tmp_path / "run")
+    try:
+        for block in blocks(doc):
+            first = session.emulator
+            session.run(block)
+            if first is not None and session.emulator is not first:
+                assert first.poll() is not None  # the first card's emulator has stopped
+        work = session.work
+        first_card = json.loads((work / "first.json").read_text(encoding="utf-8"))
+        second_card = json.loads((work / "second.json").read_text(encoding="utf-8"))
+    finally:
+        session.close()
+    assert (work / "sample.card").exists() and (work / "blank.card").exists()
+    assert first_card["ssn"] == SAMPLE_HOLDER.ssn  # the sample card, then
+    assert second_card["ssn"] == "" and second_card["card_number"] == ""  # the blank one
