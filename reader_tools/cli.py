@@ -544,11 +544,11 @@ def write_data(reader: str | None, psam_reader: str | None, data_path: Path) -> 
     except TypeError:
         raise click.UsageError(f"{data_path} must hold a JSON object") from None
     holder = HolderData(**fields)
-    number = raw.get("card_number")
+    number = None if raw.get("card_number") is None else str(raw["card_number"])
     try:
         holder.validate()
         if number is not None:
-            validate_card_number(str(number))
+            validate_card_number(number)
     except (CardDataError, CodecError) as exc:
         raise click.UsageError(f"invalid holder data: {exc}") from None
     from sscard.card.integrity import certificate_ssn, snapshot
@@ -562,9 +562,14 @@ def write_data(reader: str | None, psam_reader: str | None, data_path: Path) -> 
                 f"holder data for {holder.ssn} would contradict its certificates (roll the "
                 "card back or clear them first)")
         card = None
-        if number is not None:
-            current = opened.client.read_card_data()
-            card = card_data(current.card_id, CardOrder(holder, str(number)),
+        current = opened.client.read_card_data() if number is not None else None
+        if current is not None and current.card_number and current.card_number != number:
+            # a card keeps its number: the RA issued its certificates for that number
+            raise errors.CardMismatch(
+                f"refused: the card already has card number {current.card_number}, not "
+                f"{number}; nothing was written")
+        if current is not None and number is not None and not current.card_number:
+            card = card_data(current.card_id, CardOrder(holder, number),
                              current.region_code, dt.date.today())
             card.validate()
         opened.client.select_ssse()
@@ -579,6 +584,8 @@ def write_data(reader: str | None, psam_reader: str | None, data_path: Path) -> 
     if card is not None:
         click.echo(f"card data written and read back: card number {card.card_number}, valid "
                    f"{card.issue_date}-{card.expiry_date}")
+    elif number is not None:
+        click.echo(f"card data already on the card: card number {number} (kept as it is)")
     click.echo(f"holder data written and read back: {holder.ssn} {holder.name}")
 
 

@@ -3,6 +3,7 @@ error that names the problem, before any card or RA is touched."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,14 @@ from click.testing import CliRunner
 
 from reader_tools.cli import emulate
 from reader_tools.issuance_cli import confirm, fetch_certs
+from sscard.card.client import CardClient
+from sscard.card.transport import PcscTransport
 from sscard.emulator.runner import prepare_card
 from sscard.emulator.sample import sample_card
+from tests.card.conftest import CARD_READER, EmulatorProcess, PcscRig, run_cli
+from tests.issuance.test_pcsc import blank, order_json
+
+__all__ = ["blank"]  # the blank card in a reader, a fixture
 
 # nothing listens here: a command that got past its checks would fail with exit 13 instead
 NOWHERE = "http://127.0.0.1:9"
@@ -59,3 +66,26 @@ def test_a_missing_card_file_names_both_ways_to_create_one(tmp_path: Path) -> No
     result = CliRunner().invoke(emulate, ["--state", str(tmp_path / "c.card")])
     assert result.exit_code != 0
     assert "--new-sample or --new-blank" in result.output
+
+
+def test_write_data_gives_a_blank_card_its_number_once(pcsc_rig: PcscRig, blank: EmulatorProcess,
+                                                      tmp_path: Path) -> None:
+    """With card_number, write-data writes the card data (EF05) of a blank card; a card that
+    has a number keeps it: another number is refused (exit 12) and nothing is written."""
+    data = order_json(9311)
+    holder = {k: data[k] for k in ("ssn", "name", "sex", "ethnicity", "birthplace",
+                                   "birth_date", "card_number")}
+    path = tmp_path / "holder.json"
+    path.write_text(json.dumps(holder, ensure_ascii=False), encoding="utf-8")
+    done = run_cli(pcsc_rig, "write-data", "--data", str(path))
+    assert done.returncode == 0, done.stderr
+    assert f"card number {data['card_number']}" in done.stdout
+    again = run_cli(pcsc_rig, "write-data", "--data", str(path))
+    assert again.returncode == 0 and "kept as it is" in again.stdout, again.stderr
+    path.write_text(json.dumps({**holder, "card_number": "B99999999"}), encoding="utf-8")
+    refused = run_cli(pcsc_rig, "write-data", "--data", str(path))
+    assert refused.returncode == 12, refused.stderr
+    assert f"already has card number {data['card_number']}" in refused.stderr
+    with CardClient(PcscTransport(CARD_READER)) as client:
+        card = client.read_card_data()
+    assert card.card_number == data["card_number"] and card.spec_version == "3.00"
