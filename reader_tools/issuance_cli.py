@@ -430,6 +430,9 @@ def confirm(request_id: str, reader: str | None, ra_url: str, token_file: Path |
     answer = _ra_call(backend.status, request_id)
     _waiting_or_refused(answer)
     with card_errors(), open_card(reader) as opened:
+        # the card keeps the file the last command selected (the PKI application after
+        # `certs`): select the social security application before reading its EF06
+        opened.client.select_ssse()
         holder = opened.client.read_holder_data()
         for which in ("sign", "enc"):
             expected = base64.b64decode(answer.get(f"{which}_cert") or "")

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sscard.emulator.pcscd import CARD_READER, PcscdUnavailable, PrivatePcscd
 from tests.docs.markdown import ROOT, SHELL, Block
 
 SERVE_READY = "sscard all-in-one system is up"
@@ -144,8 +145,6 @@ class DocSession:
     # -- sscard card emulate -----------------------------------------------------------------
 
     def start_emulator(self, block: Block) -> None:
-        from sscard.emulator.pcscd import PcscdUnavailable, PrivatePcscd
-
         if self.emulator is not None:  # one card per reader: pull the running one first
             self._stop_emulator()
             deadline = time.monotonic() + 60
@@ -157,7 +156,7 @@ class DocSession:
         if self.pcscd is None:
             saved = os.environ.get("PCSCLITE_CSOCK_NAME")
             try:
-                self.pcscd = PrivatePcscd(self.root / "pcscd").start()
+                self.pcscd = ChildCheckedPcscd(self.root / "pcscd").start()
             except PcscdUnavailable as exc:
                 raise ExampleFailed(f"{block.where}: no private pcscd for the card: {exc}") \
                     from None
@@ -220,3 +219,20 @@ class DocSession:
             self.service.kill()
             self.service.wait()
         self.service = None
+
+
+class ChildCheckedPcscd(PrivatePcscd):
+    """A private pcscd whose readers are looked for by a child process: libpcsclite keeps the
+    first pcscd socket it was pointed at for a process's life, so a PC/SC call in the test
+    process would tie it (and every later test in it) to this document's pcscd."""
+
+    def _wait_readers(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            res = subprocess.run([sys.executable, "-m", "sscard.cli", "card", "readers"],
+                                 env={**self.env, "PYTHONPATH": str(ROOT)},
+                                 capture_output=True, text=True, timeout=60)
+            if CARD_READER in res.stdout:
+                return
+            time.sleep(0.2)
+        raise PcscdUnavailable("the vpcd readers did not appear")
