@@ -97,8 +97,12 @@ def group() -> None:
               help="The card's state file (its EEPROM); every write to it is atomic.")
 @click.option("--new-sample", is_flag=True,
               help="Create a sample card (holder data, PIN 123456) if the file does not exist.")
+@click.option("--new-blank", is_flag=True,
+              help="Create a blank card as from the factory (no holder data, no signing key, "
+                   "no certificates, PIN 123456) if the file does not exist: one to personalise.")
 @click.option("--generation", type=click.Choice(["2", "3"]), default="3", show_default=True,
-              help="Card generation for --new-sample (2: 3DES, 3: SM4 and the PKI application).")
+              help="Card generation for --new-sample or --new-blank (2: 3DES, 3: SM4 and the "
+                   "PKI application).")
 @click.option("--psam-state", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The PSAM's state file (default: STATE with .psam appended; created with "
                    "the test keys if absent).")
@@ -107,19 +111,22 @@ def group() -> None:
               "35963")), show_default="$SSCARD_VPCD_PORT or 35963",
               help="vpcd port of the card's slot; the PSAM uses the next one.")
 @click.option("--pin-tries", type=click.IntRange(1, 15), default=3, show_default=True,
-              help="PIN try limit of a new sample card.")
+              help="PIN try limit of a new sample or blank card.")
 @click.option("--pull-after", type=click.IntRange(0), default=None, hidden=True,
               help="Testing: pull the card out after this many commands.")
-def emulate(state_path: Path, new_sample: bool, generation: str, psam_state: Path | None,
-            no_psam: bool, port: int, pin_tries: int, pull_after: int | None) -> None:
+def emulate(state_path: Path, new_sample: bool, new_blank: bool, generation: str,
+            psam_state: Path | None, no_psam: bool, port: int, pin_tries: int,
+            pull_after: int | None) -> None:
     """Run an emulated card (and PSAM) attached to pcscd until stopped (Ctrl-C or SIGTERM)."""
     from sscard.emulator.card import EmulatedCard
     from sscard.emulator.psam import EmulatedPsam
     from sscard.emulator.runner import EmulatorRunner, prepare_card, prepare_psam
     from sscard.emulator.state import StateFileError
 
+    if new_sample and new_blank:
+        raise click.UsageError("--new-sample and --new-blank exclude each other: pick one")
     try:
-        state = prepare_card(state_path, new_sample, int(generation), pin_tries)
+        state = prepare_card(state_path, new_sample, int(generation), pin_tries, new_blank)
         card = EmulatedCard(state, state_path)
         psam = None
         if not no_psam:
@@ -511,15 +518,20 @@ def certs(reader: str | None, psam_reader: str | None, write_sign: Path | None,
 @reader_options
 @click.option("--data", "data_path", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Holder data as JSON: ssn, name, sex, ethnicity, birthplace, birth_date.")
+              help="Holder data as JSON: ssn, name, sex, ethnicity, birthplace, birth_date, "
+                   "and card_number to write the card data (EF05) too.")
 def write_data(reader: str | None, psam_reader: str | None, data_path: Path) -> None:
-    """Write the holder data (EF06) after external authentication through the PSAM; the data
+    """Write the holder data (EF06), and with a card_number the card data (EF05: card number,
+    issued today, valid ten years), after external authentication through the PSAM; the data
     is validated first and read back after."""
+    import datetime as dt
+
+    from reader_tools.personalize import CardOrder, card_data
     from reader_tools.session import card_errors, open_card
     from sscard.card import errors
     from sscard.card.codec import CodecError
     from sscard.card.records import HolderData
-    from sscard.card.validation import CardDataError
+    from sscard.card.validation import CardDataError, validate_card_number
 
     try:
         raw = json.loads(data_path.read_text(encoding="utf-8"))
@@ -532,8 +544,11 @@ def write_data(reader: str | None, psam_reader: str | None, data_path: Path) -> 
     except TypeError:
         raise click.UsageError(f"{data_path} must hold a JSON object") from None
     holder = HolderData(**fields)
+    number = None if raw.get("card_number") is None else str(raw["card_number"])
     try:
         holder.validate()
+        if number is not None:
+            validate_card_number(number)
     except (CardDataError, CodecError) as exc:
         raise click.UsageError(f"invalid holder data: {exc}") from None
     from sscard.card.integrity import certificate_ssn, snapshot
@@ -546,12 +561,31 @@ def write_data(reader: str | None, psam_reader: str | None, data_path: Path) -> 
                 f"refused: {found.describe()} naming {', '.join(sorted(map(str, named)))}; "
                 f"holder data for {holder.ssn} would contradict its certificates (roll the "
                 "card back or clear them first)")
+        card = None
+        current = opened.client.read_card_data() if number is not None else None
+        if current is not None and current.card_number and current.card_number != number:
+            # a card keeps its number: the RA issued its certificates for that number
+            raise errors.CardMismatch(
+                f"refused: the card already has card number {current.card_number}, not "
+                f"{number}; nothing was written")
+        if current is not None and number is not None and not current.card_number:
+            card = card_data(current.card_id, CardOrder(holder, number),
+                             current.region_code, dt.date.today())
+            card.validate()
         opened.client.select_ssse()
         opened.client.external_authenticate(KEY_UPDATE, opened.need_psam())
+        if card is not None:
+            opened.client.write_card_data(card)
         opened.client.write_holder_data(holder)
         back = opened.client.read_holder_data()
-    if back != holder:
-        raise click.ClickException("holder data read back differs from what was written")
+        card_back = opened.client.read_card_data() if card is not None else None
+    if back != holder or card_back != card:
+        raise click.ClickException("card data read back differs from what was written")
+    if card is not None:
+        click.echo(f"card data written and read back: card number {card.card_number}, valid "
+                   f"{card.issue_date}-{card.expiry_date}")
+    elif number is not None:
+        click.echo(f"card data already on the card: card number {number} (kept as it is)")
     click.echo(f"holder data written and read back: {holder.ssn} {holder.name}")
 
 

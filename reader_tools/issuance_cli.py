@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -374,8 +375,17 @@ def enroll(reader: str | None, csr_path: Path, card_number: str | None, batch: s
     click.echo(f"next: sscard card fetch-certs {answer['request_id']} --out-dir DIR")
 
 
+def _request_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """An enrollment's id as the RA gives it (`rq-` and hex digits): an empty or mangled one
+    (an unset shell variable, a cut-off copy) is a usage error, not the RA's "not found"."""
+    if not re.fullmatch(r"rq-[0-9a-f]{1,64}", value):
+        raise click.BadParameter(f"{value!r} is not an enrollment id (rq-... as `sscard card "
+                                 "enroll` prints it)")
+    return value
+
+
 @click.command("fetch-certs")
-@click.argument("request_id")
+@click.argument("request_id", callback=_request_id)
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Writes sign.cer, enc.cer (DER) and enc.keyblob (the encryption key "
                    "wrapped for the card) here.")
@@ -404,7 +414,7 @@ def fetch_certs(request_id: str, out_dir: Path, ra_url: str, token_file: Path | 
 
 
 @click.command("confirm")
-@click.argument("request_id")
+@click.argument("request_id", callback=_request_id)
 @click.option("--reader", metavar="NAME", default=None, help="Card reader ($SSCARD_READER).")
 @_ra_only
 def confirm(request_id: str, reader: str | None, ra_url: str, token_file: Path | None) -> None:
@@ -420,6 +430,9 @@ def confirm(request_id: str, reader: str | None, ra_url: str, token_file: Path |
     answer = _ra_call(backend.status, request_id)
     _waiting_or_refused(answer)
     with card_errors(), open_card(reader) as opened:
+        # the card keeps the file the last command selected (the PKI application after
+        # `certs`): select the social security application before reading its EF06
+        opened.client.select_ssse()
         holder = opened.client.read_holder_data()
         for which in ("sign", "enc"):
             expected = base64.b64decode(answer.get(f"{which}_cert") or "")

@@ -101,7 +101,8 @@ class Outcome:
     already_issued: bool = field(default=False, compare=False)
 
 
-def _card_data(card_id: bytes, order: CardOrder, region: str, today: dt.date) -> CardData:
+def card_data(card_id: bytes, order: CardOrder, region: str, today: dt.date) -> CardData:
+    """The card data (EF05) written at issuance: type 3, spec 3.00, issued today."""
     return CardData(
         card_id=card_id, card_type="3", spec_version="3.00", init_org=region + "000000",
         issue_date=today.strftime("%Y%m%d"),
@@ -234,7 +235,7 @@ class Personalizer:
 
     def _write_data(self, journal: Journal, order: CardOrder) -> dict[str, Any]:
         current = self.client.read_card_data()
-        card = _card_data(current.card_id, order, current.region_code, dt.date.today())
+        card = card_data(current.card_id, order, current.region_code, dt.date.today())
         card.validate()
         self._authenticate()
         self.client.write_card_data(card)

@@ -29,6 +29,7 @@ Every secret goes to a 0600 file; nothing secret is printed except the demo card
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,10 @@ from sscard.x509.parse import load_certificate
 SETUP_ACTOR = "serve set-up"
 #: the batch officer li pre-authorises at set-up for the first card
 FIRST_CARD_BATCH = "serve: first card"
+#: the batch officer li pre-authorises at set-up for practising at the counter
+#: (docs/card-issuing-guide.md §4): any cardholder, this station only, for 31 days
+TRAINING_BATCH = "serve: training"
+TRAINING_BATCH_CARDS = 20
 #: the business system's encryption key, held by the gateway, which decrypts for the system
 SYSTEM_ENC_KEY_ID = f"{allinone.SYSTEM_NAME}-enc"
 
@@ -189,6 +194,8 @@ def set_up_zones(layout: Layout, ca_url: str, say: Callable[[str], None]) -> Non
             allinone.secrets_dir(home) / "officers" / "li"))
         ra.authorise_batch(li, FIRST_CARD_BATCH, 1, station=allinone.STATION,
                            cardholders=[allinone.holder_zhang_san().ssn])
+        ra.authorise_batch(li, TRAINING_BATCH, TRAINING_BATCH_CARDS, station=allinone.STATION,
+                           valid_for=dt.timedelta(days=31))
     finally:
         ra.close()
         ra_audit.engine.dispose()
@@ -286,4 +293,6 @@ def personalise_card(layout: Layout, ra_url: str, say: Callable[[str], None]) ->
     say(f"officer li's pre-authorised batch '{FIRST_CARD_BATCH}': the RA issued at once "
         f"(signing certificate {outcome.sign_serial}, encryption certificate "
         f"{outcome.enc_serial}, its key escrowed by the KMC)")
+    say(f"officer li's batch '{TRAINING_BATCH}' takes {TRAINING_BATCH_CARDS} more cards from "
+        "the station (practice at the counter: docs/card-issuing-guide.md section 4)")
     allinone.write_secret(layout.card_pin, allinone.PIN)

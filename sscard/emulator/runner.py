@@ -9,17 +9,21 @@ from pathlib import Path
 from sscard.emulator import vpcd
 from sscard.emulator.card import CardState, EmulatedCard
 from sscard.emulator.psam import EmulatedPsam, PsamState, make_test_psam
-from sscard.emulator.sample import CardProfile, sample_card
+from sscard.emulator.sample import CardProfile, blank_card, sample_card
 
 
-def prepare_card(path: Path, new_sample: bool, generation: int, pin_tries: int = 3) -> CardState:
-    """Load the card at ``path``; create a sample card there first if asked and absent."""
+def prepare_card(path: Path, new_sample: bool, generation: int, pin_tries: int = 3,
+                 new_blank: bool = False) -> CardState:
+    """Load the card at ``path``; create a sample card (or a blank one, as from the factory)
+    there first if asked and absent."""
     if not path.exists():
-        if not new_sample:
+        if not (new_sample or new_blank):
             raise FileNotFoundError(
-                f"card state file {path} does not exist (use --new-sample to create one)"
+                f"card state file {path} does not exist (use --new-sample or --new-blank to "
+                "create one)"
             )
-        state = sample_card(CardProfile(generation=generation, pin_max_tries=pin_tries))
+        profile = CardProfile(generation=generation, pin_max_tries=pin_tries)
+        state = blank_card(profile) if new_blank else sample_card(profile)
         state.save(path)
         return state
     return CardState.load(path)

@@ -8,7 +8,8 @@ test's directory is touched. Exported variables, the current directory and the u
 over from one block to the next, as in one terminal. `make serve` runs in the background
 (scripts/serve.py with free ports) until the document is done, and so does `sscard card
 emulate`, attached to a private pcscd (with vsmartcard's vpcd) that stands for the machine's
-PC/SC service: the blocks after it see its readers.
+PC/SC service: the blocks after it see its readers. A later `sscard card emulate` block stops
+the running card first (Ctrl-C, "pulling the card") and puts its own into the same reader.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sscard.emulator.pcscd import CARD_READER, PcscdUnavailable, PrivatePcscd
 from tests.docs.markdown import ROOT, SHELL, Block
 
 SERVE_READY = "sscard all-in-one system is up"
@@ -143,14 +145,18 @@ class DocSession:
     # -- sscard card emulate -----------------------------------------------------------------
 
     def start_emulator(self, block: Block) -> None:
-        from sscard.emulator.pcscd import PcscdUnavailable, PrivatePcscd
-
-        if self.emulator is not None:
-            raise ExampleFailed(f"{block.where}: an emulated card is already running")
+        if self.emulator is not None:  # one card per reader: pull the running one first
+            self._stop_emulator()
+            deadline = time.monotonic() + 60
+            while self._card_present():
+                if time.monotonic() > deadline:
+                    raise ExampleFailed(f"{block.where}: the previous emulated card stayed "
+                                        "in the reader")
+                time.sleep(0.2)
         if self.pcscd is None:
             saved = os.environ.get("PCSCLITE_CSOCK_NAME")
             try:
-                self.pcscd = PrivatePcscd(self.root / "pcscd").start()
+                self.pcscd = ChildCheckedPcscd(self.root / "pcscd").start()
             except PcscdUnavailable as exc:
                 raise ExampleFailed(f"{block.where}: no private pcscd for the card: {exc}") \
                     from None
@@ -188,15 +194,19 @@ class DocSession:
             return ""
         return "\n--- make serve ---\n" + "\n".join(self.service_lines[-40:])
 
+    def _stop_emulator(self) -> None:
+        if self.emulator is None:
+            return
+        os.killpg(self.emulator.pid, signal.SIGINT)
+        try:
+            self.emulator.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.emulator.kill()
+            self.emulator.wait()
+        self.emulator = None
+
     def close(self) -> None:
-        if self.emulator is not None:
-            os.killpg(self.emulator.pid, signal.SIGINT)
-            try:
-                self.emulator.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.emulator.kill()
-                self.emulator.wait()
-            self.emulator = None
+        self._stop_emulator()
         if self.pcscd is not None:
             self.pcscd.stop()
             self.pcscd = None
@@ -209,3 +219,20 @@ class DocSession:
             self.service.kill()
             self.service.wait()
         self.service = None
+
+
+class ChildCheckedPcscd(PrivatePcscd):
+    """A private pcscd whose readers are looked for by a child process: libpcsclite keeps the
+    first pcscd socket it was pointed at for a process's life, so a PC/SC call in the test
+    process would tie it (and every later test in it) to this document's pcscd."""
+
+    def _wait_readers(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            res = subprocess.run([sys.executable, "-m", "sscard.cli", "card", "readers"],
+                                 env={**self.env, "PYTHONPATH": str(ROOT)},
+                                 capture_output=True, text=True, timeout=60)
+            if CARD_READER in res.stdout:
+                return
+            time.sleep(0.2)
+        raise PcscdUnavailable("the vpcd readers did not appear")

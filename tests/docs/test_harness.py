@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sscard.emulator.sample import SAMPLE_HOLDER
 from tests.docs.markdown import blocks
 from tests.docs.runner import DocSession, ExampleFailed
 
@@ -73,3 +74,69 @@ def test_examples_run_in_order_and_a_failure_names_doc_line_and_output(tmp_path:
             session.run(found[6])
     finally:
         session.close()
+
+
+CARDS = """# Two cards
+
+```sh
+sscard card emulate --state sample.card --new-sample
+```
+
+```sh
+sscard card info --format json > first.json
+```
+
+```sh
+sscard card emulate --state blank.card --new-blank
+```
+
+```sh
+sscard card info --format json > second.json
+```
+"""
+
+
+PULL_AND_INSERT = """
+import json, sys
+from pathlib import Path
+from tests.docs.markdown import blocks
+from tests.docs.runner import DocSession
+
+root = Path(sys.argv[1])
+session = DocSession(root / "run")
+stopped = []
+try:
+    for block in blocks(root / "cards.md"):
+        first = session.emulator
+        session.run(block)
+        if first is not None and session.emulator is not first:
+            stopped.append(first.poll() is not None)
+finally:
+    session.close()
+print(json.dumps({"stopped": stopped, "work": str(session.work)}))
+"""
+
+
+def test_a_second_emulated_card_takes_the_place_of_the_first(tmp_path: Path) -> None:
+    """A guide that pulls one card and inserts another (sample card, then a blank one) reaches
+    the second card in the same reader, and the first card's emulator is stopped. (In a child
+    process: libpcsclite keeps the first pcscd socket it was pointed at for the process's life,
+    and this suite's other tests have theirs.)"""
+    import json
+    import subprocess
+    import sys
+
+    from tests.docs.markdown import ROOT
+
+    (tmp_path / "cards.md").write_text(CARDS, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-c", PULL_AND_INSERT, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["stopped"] == [True]  # the first card's emulator stopped before the second
+    work = Path(result["work"])
+    first_card = json.loads((work / "first.json").read_text(encoding="utf-8"))
+    second_card = json.loads((work / "second.json").read_text(encoding="utf-8"))
+    assert (work / "sample.card").exists() and (work / "blank.card").exists()
+    assert first_card["ssn"] == SAMPLE_HOLDER.ssn  # the sample card, then
+    assert second_card["ssn"] == "" and second_card["card_number"] == ""  # the blank one
