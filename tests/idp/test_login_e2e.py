@@ -11,32 +11,25 @@ with the provider's JWKS, and shows the holder's name and social security number
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from authlib.integrations.flask_client import OAuth
-from click.testing import CliRunner
 from flask import Flask, Response, url_for
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from ca.ocsp import OcspResponder
 from ca.records import CertificateStatus, RevocationReason, Status
-from sscard.cli import cli
 from tests.card.conftest import EmulatorProcess, PcscRig
 from tests.cms.pki import make_crl
 from tests.cms.test_revocation_sources import Http
 from tests.gateway.card import HOLDER_SSN
 from tests.idp.agent_rig import PIN, Agent, running_agent
+from tests.idp.idp_serve import ServedProvider, idp_serve
 from tests.idp.login_pki import LoginPki, make_login_pki
 from tests.idp.test_agent_browser import browser, card, card_file  # noqa: F401 (fixtures)
 from tests.pg import free_port
@@ -76,70 +69,18 @@ def pki(publication: Http, revoked: dict[int, Any]) -> LoginPki:
     return login_pki
 
 
-class Provider:
-    def __init__(self, url: str, home: Path, db_url: str) -> None:
-        self.url, self.home, self.db_url = url, home, db_url
-
-    def add_client(self, name: str, redirect_uri: str) -> tuple[str, str]:
-        """An administrator registers the business system (``sscard idp client add``)."""
-        secret_file = self.home / f"client-{secrets.token_hex(4)}.secret"
-        res = CliRunner().invoke(cli, [
-            "--home", str(self.home), "idp", "client", "add", "--name", name,
-            "--redirect-uri", redirect_uri, "--secret-file", str(secret_file),
-            "--db-url", self.db_url])
-        assert res.exit_code == 0, res.output
-        return res.stdout.strip(), secret_file.read_text().strip()
-
-
 @pytest.fixture
 def agent_and_provider(pcsc_rig: PcscRig, pki: LoginPki,
-                       tmp_path: Path) -> Iterator[tuple[Agent, Provider]]:
+                       tmp_path: Path) -> Iterator[tuple[Agent, ServedProvider]]:
     """The agent allows only the provider's origin; the provider's login page calls it."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with running_agent(pcsc_rig, tmp_path / "agent", [url]) as agent:
-        home = tmp_path / "idp"
-        home.mkdir()
-        (home / "root.pem").write_bytes(pem(pki.root.cert.dump()))
-        (home / "ca.pem").write_bytes(pem(pki.ca.cert.dump()))
-        config = home / "idp.toml"
-        config.write_text(f'issuer = "{url}"\nagent_url = "{agent.url}"\n'
-                          'trust_anchors = ["root.pem"]\nintermediates = ["ca.pem"]\n'
-                          "fetch_revocation = true\n")
-        db_url = f"sqlite:///{home / 'idp.sqlite'}"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sscard.cli", "--home", str(home), "idp", "serve",
-             "--config", str(config), "--db-url", db_url, "--port", str(port),
-             "--workers", "2", "--threads", "2"],
-            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), start_new_session=True,
-            stdin=subprocess.DEVNULL)
-        try:
-            wait_up(url + "/health", proc)
-            yield agent, Provider(url, home, db_url)
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+    with running_agent(pcsc_rig, tmp_path / "agent", [f"http://127.0.0.1:{port}"]) as agent, \
+            idp_serve(tmp_path / "idp", port, pki.root.cert, pki.ca.cert,
+                      agent_url=agent.url) as provider:
+        yield agent, provider
 
 
-def pem(der: bytes) -> bytes:
-    from asn1crypto import pem as asn1pem
-
-    return asn1pem.armor("CERTIFICATE", der)
-
-
-def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(600):  # the workers boot; wait for an answer, not for a time
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        assert proc.poll() is None, "sscard idp serve exited"
-        time.sleep(0.1)
-    raise AssertionError(f"{url} never answered")
-
-
-def business_system(provider: Provider) -> Iterator[str]:
+def business_system(provider: ServedProvider) -> Iterator[str]:
     """A business system's web application: Authlib's Flask client with discovery and PKCE;
     Authlib verifies the ID token (signature with the provider's JWKS, iss, aud, nonce)."""
     app = Flask("business-system")
@@ -181,7 +122,7 @@ def consent_page_or_refusal(wait: WebDriverWait[Any]) -> str:
 
 
 def test_cardholder_logs_in_to_a_business_system_in_chromium(
-        browser: Any, agent_and_provider: tuple[Agent, Provider],  # noqa: F811
+        browser: Any, agent_and_provider: tuple[Agent, ServedProvider],  # noqa: F811
         card: EmulatorProcess, publication: Http) -> None:  # noqa: F811
     agent, provider = agent_and_provider
     wait = WebDriverWait(browser, 90)
