@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,6 @@ from tests.idp.test_agent_browser import browser, card, card_file  # noqa: F401 
 from tests.pg import free_port
 from tests.ra.browser import serve
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def publication() -> Iterator[Http]:
@@ -47,18 +46,19 @@ def publication() -> Iterator[Http]:
 
 
 @pytest.fixture(scope="module")
-def revoked() -> dict[int, Any]:
-    return {}
+def revoked() -> list[datetime]:
+    """When set, the OCSP responder says every certificate was revoked then."""
+    return []
 
 
 @pytest.fixture(scope="module")
-def pki(publication: Http, revoked: dict[int, Any]) -> LoginPki:
+def pki(publication: Http, revoked: list[datetime]) -> LoginPki:
     """Overrides test_agent_browser's: the card's certificate names the OCSP responder."""
     login_pki = make_login_pki(publication.url)
 
     def lookup(serial: int) -> CertificateStatus:
-        if serial in revoked:
-            return CertificateStatus(serial, Status.REVOKED, revoked[serial],
+        if revoked:
+            return CertificateStatus(serial, Status.REVOKED, revoked[0],
                                      RevocationReason.keyCompromise)
         return CertificateStatus(serial, Status.GOOD)
 
@@ -144,3 +144,26 @@ def test_cardholder_logs_in_to_a_business_system_in_chromium(
         assert claims["iss"] == provider.url and claims["amr"] == ["hwk", "pin"]
         assert json.loads(agent.consent_file.read_text())["origins"].keys() == {provider.url}
 
+
+
+def test_a_card_revoked_at_the_ca_cannot_log_in(
+        browser: Any, agent_and_provider: tuple[Agent, ServedProvider],  # noqa: F811
+        card: EmulatorProcess, revoked: list[datetime]) -> None:  # noqa: F811
+    agent, provider = agent_and_provider
+    wait = WebDriverWait(browser, 90)
+    revoked.append(datetime.now(UTC) - timedelta(hours=1))  # only OCSP knows
+    try:
+        for rp in business_system(provider):
+            browser.get(rp + "/login")
+            wait.until(lambda d: d.find_elements(By.ID, "sscard-login"))
+            agent.consent(True)
+            agent.give_pin(PIN)
+            browser.find_element(By.ID, "sscard-login").click()
+            shown = consent_page_or_refusal(wait)
+            assert shown.startswith("refused: ") and "已被吊销" in shown, shown
+            # nothing half-done: no session at the provider, no login at the business system
+            browser.get(rp + "/login")
+            wait.until(lambda d: d.find_elements(By.ID, "sscard-login"))
+            assert browser.current_url.startswith(provider.url + "/login?")
+    finally:
+        revoked.clear()
