@@ -167,3 +167,25 @@ def test_a_card_revoked_at_the_ca_cannot_log_in(
             assert browser.current_url.startswith(provider.url + "/login?")
     finally:
         revoked.clear()
+
+
+def test_a_wrong_pin_shows_the_tries_left_and_the_holder_tries_again(
+        browser: Any, agent_and_provider: tuple[Agent, ServedProvider],  # noqa: F811
+        card: EmulatorProcess) -> None:  # noqa: F811
+    agent, provider = agent_and_provider
+    wait = WebDriverWait(browser, 90)
+    for rp in business_system(provider):
+        browser.get(rp + "/login")
+        wait.until(lambda d: d.find_elements(By.ID, "sscard-login"))
+        agent.consent(True)
+        agent.give_pin("999999")
+        browser.find_element(By.ID, "sscard-login").click()
+        shown = consent_page_or_refusal(wait)
+        assert shown == "refused: PIN 码错误，还可以尝试 2 次。", shown
+        agent.give_pin(PIN)  # the same page, a second try: a fresh nonce, no consent again
+        browser.find_element(By.ID, "sscard-login").click()
+        wait.until(lambda d: d.find_elements(By.ID, "client-name"))
+        browser.find_element(By.CSS_SELECTOR, 'button[value="allow"]').click()
+        wait.until(lambda d: d.find_elements(By.ID, "claims"))
+        claims = json.loads(browser.find_element(By.ID, "claims").text)
+        assert claims["sscard:ssn"] == HOLDER_SSN, claims
