@@ -4,7 +4,9 @@ reachable in-process or through pcscd (vpcd), for the cardholder-authentication 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from asn1crypto import x509
 
@@ -24,9 +26,11 @@ PIN = "123456"
 HOLDER_SSN = "111111198101011110"  # the emulator's sample holder, 张三
 
 
-def personalise(card: Transport, psam: Transport, ca: Issued) -> x509.Certificate:
+def personalise(card: Transport, psam: Transport, ca: Issued,
+                extra: Sequence[tuple[str, Any, bool]] = ()) -> x509.Certificate:
     """Generate the card's signing key (after external authentication, as issuing staff do),
-    certify it and write the certificate to the card; returns the certificate."""
+    certify it (with ``extra`` extensions, e.g. where its revocation is published) and write
+    the certificate to the card; returns the certificate."""
     client = CardClient(card)
     client.connect()
     psam.connect()
@@ -34,7 +38,7 @@ def personalise(card: Transport, psam: Transport, ca: Issued) -> x509.Certificat
         client.external_authenticate(KeyId.UPDATE, PsamAuthenticator(psam))
         point = client.generate_signing_key()
         public = PublicKey(SM2PublicKey.from_point(point))
-        cert = (
+        builder = (
             CertificateBuilder()
             .subject(parse_name(f"CN=张三,serialNumber={HOLDER_SSN},O=人社厅,C=CN"))
             .issuer(ca.cert.subject)
@@ -48,8 +52,10 @@ def personalise(card: Transport, psam: Transport, ca: Issued) -> x509.Certificat
             .add_extension("social_insurance_number", HOLDER_SSN)
             .add_extension("certificate_policies",
                            [{"policy_identifier": CARDHOLDER_SIGN_POLICY}])
-            .sign(ca.key)
         )
+        for name, value, critical in extra:
+            builder = builder.add_extension(name, value, critical)
+        cert = builder.sign(ca.key)
         client.write_certificate("sign", cert.dump())
         return cert
     finally:

@@ -28,7 +28,7 @@ def personalised_card(pki: LoginPki, path: Path, pin_tries_left: int | None = No
     ``sscard card emulate --state``."""
     card = EmulatedCard(sample_card(CardProfile(generation=3)))
     personalise(InProcessTransport(card), InProcessTransport(EmulatedPsam(make_test_psam())),
-                pki.ca)
+                pki.ca, pki.card_extensions)
     if pin_tries_left is not None:
         card.state.pin_tries_left = pin_tries_left
     card.state.save(path)

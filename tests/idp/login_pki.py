@@ -4,14 +4,16 @@ a CRL naming the revoked one, and a token made by a software key or the emulated
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from sscard.cms.verify import TrustConfig
 from sscard.gateway.config import CARDHOLDER_ENCRYPT_POLICY, CARDHOLDER_SIGN_POLICY
 from sscard.idp.authtoken import AuthToken, signed_data
 from sscard.keys.base import KeyHandle
 from tests.cms.pki import NOW, Issued, make_ca, make_crl, make_leaf
+from tests.cms.test_revocation_sources import _sources
 
 SSN = "350102199001011234"
 NAME = "张三"
@@ -39,6 +41,8 @@ class LoginPki:
     revoked: Issued
     expired: Issued
     outsider: Issued
+    card_extensions: list[tuple[str, Any, bool]] = field(default_factory=list)
+    """Extra extensions of the emulated card's certificate (agent_rig.personalised_card)."""
 
     def trust(self, cache_seconds: float = 0.0) -> TrustConfig:
         crl = make_crl(self.ca, [(self.revoked.cert, NOW - timedelta(hours=1))])
@@ -46,9 +50,13 @@ class LoginPki:
                            crls=[crl, make_crl(self.root)], cache_seconds=cache_seconds)
 
 
-def make_login_pki() -> LoginPki:
+def make_login_pki(publication: str | None = None) -> LoginPki:
+    """With ``publication`` (an HTTP server's URL), the issuing CA names the root's CRL there
+    (``/root.crl``) and the card's certificate its OCSP responder (``/ocsp``) and CRL
+    (``/ca.crl``): what a provider that fetches revocation follows."""
     root = make_ca("CN=Login Test Root,O=人社厅,C=CN")
-    ca = make_ca("CN=Login Test Cardholder CA,O=人社厅,C=CN", root)
+    ca = make_ca("CN=Login Test Cardholder CA,O=人社厅,C=CN", root,
+                 extra=_sources(None, publication + "/root.crl") if publication else ())
     other_root = make_ca("CN=Another Root,C=CN")
     return LoginPki(
         root, ca,
@@ -61,6 +69,8 @@ def make_login_pki() -> LoginPki:
         expired=holder(ca, not_before=NOW - timedelta(days=400),
                        not_after=NOW - timedelta(days=1)),
         outsider=holder(other_root),
+        card_extensions=(_sources(publication + "/ocsp", publication + "/ca.crl")
+                         if publication else []),
     )
 
 

@@ -1,23 +1,17 @@
 """The provider on a free port with the emulated card in process, a browser (a ``requests``
 session that keeps the provider's cookie) and a relying party built with Authlib's client.
 
-Part A's ``sscard.idp.authtoken`` (token parsing, NonceStore, TokenValidator with path and
-revocation checks) is not on this branch yet: ``ContractValidator`` below follows the agreed
-contract (origin, one-time nonce, the card's SM2 signature over SM3(origin) || SM3(nonce), the
-holder's name and social security number from the certificate) so the provider is tested end
-to end with a token the emulated card really signs. When authtoken.py lands, ``make_rig`` takes
-the real classes (see ``_token_classes``)."""
+The card login is the real one (``sscard.idp.authtoken``): nonces in a NonceStore in the
+provider's database, and the TokenValidator checking the token the emulated card signs against
+the test CA, with the CA's CRLs as revocation sources (no HTTP: test_login_e2e fetches OCSP)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import secrets
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -33,94 +27,15 @@ from sscard.audit import AuditLog
 from sscard.card.client import CardClient
 from sscard.card.keyhandle import CardKey
 from sscard.card.transport import InProcessTransport
-from sscard.cms.identity import identify
-from sscard.crypto.asymmetric import PublicKey
-from sscard.crypto.hashes import sm3
+from sscard.cms.verify import TrustConfig
 from sscard.emulator.card import EmulatedCard
 from sscard.emulator.psam import EmulatedPsam, make_test_psam
 from sscard.emulator.sample import CardProfile, sample_card
+from sscard.idp.authtoken import AuthToken, NonceStore, TokenValidator, signed_data
 from sscard.idp.provider import Provider, ProviderConfig, create_app
 from sscard.idp.store import IdpStore
-from tests.cms.pki import make_pki
+from tests.cms.pki import make_crl, make_pki
 from tests.gateway.card import PIN, personalise
-
-
-class StandInTokenError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-@dataclass(frozen=True)
-class StandInToken:
-    certificate: bytes
-    algorithm: str
-    signature: bytes
-    origin: str
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> StandInToken:
-        try:
-            if data["format"] != "sscard-auth-token:1" or data["algorithm"] != "SM2-SM3":
-                raise StandInTokenError("FORMAT", "not an sscard-auth-token:1 SM2-SM3 token")
-            return cls(base64.b64decode(str(data["certificate"]), validate=True),
-                       str(data["algorithm"]),
-                       base64.b64decode(str(data["signature"]), validate=True),
-                       str(data["origin"]))
-        except (KeyError, ValueError) as exc:
-            raise StandInTokenError("MALFORMED", f"malformed token: {exc}") from None
-
-
-@dataclass(frozen=True)
-class Holder:
-    name: str
-    ssn: str
-    card_number: str | None
-    certificate_sha256: str
-    certificate_der: bytes
-
-
-class StandInNonces:
-    def __init__(self) -> None:
-        self.issued: dict[str, tuple[datetime, bool]] = {}
-        self.lock = threading.Lock()
-
-    def issue(self, seconds: int = 300) -> str:
-        nonce = secrets.token_urlsafe(32)
-        with self.lock:
-            self.issued[nonce] = (datetime.now(UTC) + timedelta(seconds=seconds), False)
-        return nonce
-
-    def consume(self, nonce: str) -> None:
-        with self.lock:
-            found = self.issued.get(nonce)
-            if found is None:
-                raise StandInTokenError("NONCE_UNKNOWN", "unknown nonce")
-            if found[1]:
-                raise StandInTokenError("NONCE_USED", "nonce already used")
-            self.issued[nonce] = (found[0], True)
-        if found[0] < datetime.now(UTC):
-            raise StandInTokenError("NONCE_EXPIRED", "nonce expired")
-
-
-class ContractValidator:
-    def __init__(self, nonces: StandInNonces, card_number: str | None) -> None:
-        self.nonces, self.card_number = nonces, card_number
-
-    def validate(self, token: StandInToken, expected_origin: str, nonce: str) -> Holder:
-        if token.origin != expected_origin:
-            raise StandInTokenError("ORIGIN_MISMATCH", f"token made for {token.origin}")
-        self.nonces.consume(nonce)
-        cert = x509.Certificate.load(token.certificate)
-        try:
-            PublicKey.from_spki(cert.public_key.dump()).verify(
-                token.signature, sm3(token.origin.encode()) + sm3(nonce.encode()))
-        except Exception:
-            raise StandInTokenError("BAD_SIGNATURE", "signature does not verify") from None
-        who = identify(cert)
-        assert who.common_name and who.social_insurance_number
-        return Holder(who.common_name, who.social_insurance_number, self.card_number,
-                      hashlib.sha256(token.certificate).hexdigest(), token.certificate)
 
 
 @dataclass
@@ -128,24 +43,26 @@ class Card:
     key: CardKey
     cert: x509.Certificate
     card_number: str
+    trust: TrustConfig
+    """The card's CA as the provider trusts it."""
 
     def token(self, origin: str, nonce: str) -> dict[str, str]:
         """What the agent hands the page: the card signs SM3(origin) || SM3(nonce)."""
-        signature = self.key.sign(sm3(origin.encode()) + sm3(nonce.encode()))
-        return {"format": "sscard-auth-token:1",
-                "certificate": base64.b64encode(self.cert.dump()).decode(),
-                "algorithm": "SM2-SM3", "signature": base64.b64encode(signature).decode(),
-                "origin": origin}
+        signature = self.key.sign(signed_data("SM2-SM3", origin, nonce))
+        return AuthToken(self.cert.dump(), "SM2-SM3", signature, origin).to_json()
 
 
 def make_card() -> Card:
     data = sample_card(CardProfile(generation=3))
     card = EmulatedCard(data)
     psam = EmulatedPsam(make_test_psam())
-    cert = personalise(InProcessTransport(card), InProcessTransport(psam), make_pki("sm2").ca)
+    pki = make_pki("sm2")
+    cert = personalise(InProcessTransport(card), InProcessTransport(psam), pki.ca)
     client = CardClient(InProcessTransport(card))
     client.connect()
-    return Card(CardKey(client, lambda: PIN), cert, client.read_card_data().card_number)
+    trust = TrustConfig(trust_anchors=[pki.root.cert], intermediates=[pki.ca.cert],
+                        crls=[make_crl(pki.ca), make_crl(pki.root)])
+    return Card(CardKey(client, lambda: PIN), cert, client.read_card_data().card_number, trust)
 
 
 @dataclass
@@ -244,9 +161,9 @@ def serve(db_url: str) -> Iterator[Rig]:
     audit = AuditLog.open(db_url.replace(".sqlite", "-audit.sqlite"))
     server = make_server("127.0.0.1", 0, None, threaded=True)  # type: ignore[arg-type]
     url = f"http://127.0.0.1:{server.server_port}"
-    nonces = StandInNonces()
+    nonces = NonceStore(db_url)  # in the provider's database, as sscard idp serve keeps it
     provider = Provider(ProviderConfig(issuer=url), store, nonces,
-                        ContractValidator(nonces, card.card_number), StandInToken.from_json,
+                        TokenValidator(card.trust, nonces=nonces), AuthToken.from_json,
                         audit=audit)
     server.app = create_app(provider)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

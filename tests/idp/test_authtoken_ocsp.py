@@ -12,6 +12,7 @@ import pytest
 
 from ca.ocsp import OcspResponder
 from ca.records import CertificateStatus, RevocationReason, Status
+from sscard.cms.revocation import RevocationFetch
 from sscard.cms.verify import TrustConfig
 from sscard.gateway.config import CARDHOLDER_SIGN_POLICY
 from sscard.idp.authtoken import NonceStore, TokenError, TokenValidator
@@ -56,8 +57,9 @@ def card_holder(http: Http, ca: Issued) -> Issued:
 @pytest.fixture
 def validator(chain, tmp_path: Path) -> TokenValidator:
     root, ca, _ = chain
-    trust = TrustConfig([root.cert], intermediates=[ca.cert], fetch_revocation=True,
-                        cache_seconds=60)
+    # what the provider configures: fetch from the publication points its CAs name
+    trust = TrustConfig([root.cert], intermediates=[ca.cert], cache_seconds=60,
+                        revocation_fetch=RevocationFetch.configure([root.cert, ca.cert]))
     return TokenValidator(trust, nonces=NonceStore(f"sqlite:///{tmp_path / 'n.db'}"))
 
 

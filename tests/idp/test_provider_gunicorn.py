@@ -3,45 +3,24 @@ session key in every worker, and a key rotated by the CLI reaches every worker a
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
 from sscard.idp.provider import new_signing_key
 from sscard.idp.store import IdpStore
+from tests.idp.idp_serve import idp_serve
+from tests.idp.login_pki import make_login_pki
 from tests.pg import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    db_url = f"sqlite:///{tmp_path_factory.mktemp('idp-gunicorn') / 'idp.sqlite'}"
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "tests.idp.serve_standin", db_url,
-                             str(port)], cwd=ROOT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):  # the workers boot; wait for answers, not for a time
-            try:
-                if requests.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None, "gunicorn exited"
-            time.sleep(0.1)
-        yield url, db_url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+    pki = make_login_pki()
+    with idp_serve(tmp_path_factory.mktemp("idp-gunicorn"), free_port(), pki.root.cert,
+                   pki.ca.cert, fetch_revocation=False) as provider:
+        yield provider.url, provider.db_url
 
 
 def test_every_worker_publishes_the_same_keys_and_a_rotation_at_once(

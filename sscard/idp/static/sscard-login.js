@@ -31,6 +31,9 @@
     PIN_CANCELLED: "已取消输入 PIN 码。",
     PIN_INVALID: "PIN 码应为 4 至 16 位数字，请重新输入（未消耗尝试次数）。",
     CONSENT_REFUSED: "您没有同意本网站使用社保卡登录。",
+    // the provider's refusals the holder can act on (the English detail is for operators)
+    CERTIFICATE_REVOKED: "您的社保卡证书已被吊销，不能用于登录：请到社保服务窗口办理。",
+    CERTIFICATE_EXPIRED: "您的社保卡证书不在有效期内，不能用于登录：请到社保服务窗口更新。",
     PROVIDER: "登录服务暂时无法使用，请稍后重试。",
     DEFAULT: "社保卡登录失败：{detail}"
   };
