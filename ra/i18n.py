@@ -189,6 +189,13 @@ ACTIONS = {
     "gateway.status": _l("Certificate status checked"),
     "gateway.cardholder_challenge": _l("Cardholder challenge issued"),
     "gateway.cardholder_verify": _l("Cardholder verified"),
+    "idp.authorize": _l("Sign-in authorised for an application"),
+    "idp.client.add": _l("Sign-in application added"),
+    "idp.client.remove": _l("Sign-in application removed"),
+    "idp.code.exchange": _l("Sign-in code exchanged for tokens"),
+    "idp.key.rotate": _l("Sign-in signing key rotated"),
+    "idp.login": _l("Card sign-in"),
+    "idp.logout": _l("Card sign-out"),
 }
 #: the RA's refusals by message id (ra.errors.RAError.code; ra.policy.Decision.code), said in
 #: the reader's language with the values they name (``error_message``); the JSON API keeps the
