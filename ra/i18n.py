@@ -242,7 +242,7 @@ ERRORS = {
     "card_without_certificates": _l("Card %(card_number)s has no certificates to revoke."),
     "unknown_certificate": _l("Certificate %(serial)s was never issued by this CA."),
     "already_revoked": _l("Certificate %(serial)s is already revoked."),
-    "bad_serial": _l("%(serial)s is not a certificate serial number."),
+    "bad_serial": _l("%(serial)s is not a certificate serial number (hexadecimal digits)."),
     "no_ca": _l("The RA is not connected to a CA."),
     "no_kmc": _l("The RA is not connected to a key management centre."),
     "no_ca_kmc": _l("The RA is not connected to a CA and a key management centre."),
