@@ -566,15 +566,22 @@ def test_the_refusal_names_the_value(app: Flask, rig: RaRig, world: dict[str, An
     assert "当前状态：已完成" in resp.get_data(as_text=True)  # the state by its name
 
 
-def test_the_api_keeps_codes_and_english(rig: RaRig) -> None:
+def test_the_api_keeps_codes_and_english(app: Flask, rig: RaRig) -> None:
     """The service's refusal carries its message id and values beside the English detail the
-    JSON API answers with."""
+    JSON API answers with, whatever language the caller's client asks for."""
     from ra.errors import Conflict
 
+    resp = app.test_client().get("/api/v1/enrollments/rq-no-such", headers={
+        "Authorization": f"Bearer {rig.api_token}", "Accept-Language": "zh-CN,zh"})
+    assert resp.status_code == 404 and resp.mimetype == "application/problem+json"
+    found = resp.get_json()
+    assert found["code"] == "not_found" and found["detail"] == "no request 'rq-no-such'"
+
+    rig.ra.authorise_batch(rig.actor("officer1"), "api-twice", 1, station="station-1")
     with pytest.raises(Conflict) as caught:
-        rig.ra.authorise_batch(rig.actor("officer1"), "district-7", 1, station="station-1")
-    assert caught.value.code == "batch_exists" and caught.value.params == {"name": "district-7"}
-    assert str(caught.value) == "a batch named 'district-7' already exists"
+        rig.ra.authorise_batch(rig.actor("officer1"), "api-twice", 1, station="station-1")
+    assert caught.value.code == "batch_exists" and caught.value.params == {"name": "api-twice"}
+    assert str(caught.value) == "a batch named 'api-twice' already exists"
 
 
 def test_every_refusal_has_a_message() -> None:
