@@ -1,10 +1,22 @@
-"""RA errors; each message names what was wrong."""
+"""RA errors; each message names what was wrong.
+
+Every refusal an officer can meet carries a stable message id (``code``) and the values it
+names (``params``) beside its English detail: the web UI says it in the reader's language from
+its catalogs (ra/i18n.py ERRORS), the JSON API keeps the English detail. The service stays free
+of Flask and Babel."""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RAError(Exception):
-    """Base of the RA's errors."""
+    """Base of the RA's errors: ``RAError("english detail", "message_id", value=...)``."""
+
+    def __init__(self, detail: str, code: str = "", /, **params: Any) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.params = params
 
 
 class BadRequest(RAError):

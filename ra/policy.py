@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ra.models import RequestKind, RequestState, Role
 
@@ -53,10 +54,15 @@ class RequestFacts:
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
+    #: why not, in English (the API's detail, the audit log)
     reason: str = ""
     #: after this decision: the request's new state (unchanged while approvals are missing)
     new_state: RequestState | None = None
     approvals_after: int = 0
+    #: why not as a message id and the values it names (ra.errors.RAError: the UI says it in
+    #: the reader's language)
+    code: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 def decide(policy: Policy, facts: RequestFacts, officer: str, roles: frozenset[Role],
@@ -65,19 +71,24 @@ def decide(policy: Policy, facts: RequestFacts, officer: str, roles: frozenset[R
     reject) this request, and what state follows?"""
     me = person or officer
     if Role.OFFICER not in roles:
-        return Decision(False, f"{officer} is not an RA officer")
+        return Decision(False, f"{officer} is not an RA officer", code="not_an_officer",
+                        params={"name": officer})
     if Role.ADMINISTRATOR in roles:
         # accounts from before the separation: who administers accounts does not approve
         return Decision(False, f"{officer} is an administrator account; administrators do not "
-                               "decide requests")
+                               "decide requests", code="administrator_decides",
+                        params={"name": officer})
     if facts.state is not RequestState.SUBMITTED:
-        return Decision(False, f"the request is {facts.state.value}, not waiting for a decision")
+        return Decision(False, f"the request is {facts.state.value}, not waiting for a decision",
+                        code="not_waiting", params={"state": facts.state.value})
     if officer == facts.requested_by or me == facts.requester_person:
-        return Decision(False, "the requester cannot decide their own request")
+        return Decision(False, "the requester cannot decide their own request",
+                        code="own_request")
     if me in facts.approvals or me in facts.rejections:
         return Decision(False, f"{officer}'s person has already decided this request; a "
                                "second approval must come from a different officer "
-                               "(another person)")
+                               "(another person)", code="already_decided",
+                        params={"name": officer})
     if not approve:
         return Decision(True, new_state=RequestState.REJECTED,
                         approvals_after=len(facts.approvals))
@@ -107,20 +118,27 @@ def batch_covers(batch: BatchFacts | None, kind: RequestKind, requester: str, ss
     from the batch's station, for its cardholders, before it expires and while it has room,
     and never when the requester is the one who authorised it."""
     if batch is None:
-        return Decision(False, "no such pre-authorised batch")
+        return Decision(False, "no such pre-authorised batch", code="no_batch")
     if kind is not RequestKind.ENROLLMENT:
-        return Decision(False, "only enrollments can be pre-authorised")
+        return Decision(False, "only enrollments can be pre-authorised",
+                        code="batch_enrollments_only")
     if not batch.active:
-        return Decision(False, f"batch {batch.name} is closed")
+        return Decision(False, f"batch {batch.name} is closed", code="batch_closed",
+                        params={"name": batch.name})
     if batch.station is None or requester != batch.station:
-        return Decision(False, f"batch {batch.name} is not authorised for {requester}")
+        return Decision(False, f"batch {batch.name} is not authorised for {requester}",
+                        code="batch_other_station",
+                        params={"name": batch.name, "station": requester})
     if batch.expires_at is None or now >= batch.expires_at:
-        return Decision(False, f"batch {batch.name} has expired")
+        return Decision(False, f"batch {batch.name} has expired", code="batch_expired",
+                        params={"name": batch.name})
     if batch.cardholders is not None and ssn not in batch.cardholders:
-        return Decision(False, f"cardholder {ssn} is not in batch {batch.name}")
+        return Decision(False, f"cardholder {ssn} is not in batch {batch.name}",
+                        code="batch_other_cardholder", params={"name": batch.name, "ssn": ssn})
     if batch.used >= batch.limit:
-        return Decision(False, f"batch {batch.name} is used up ({batch.limit} enrollments)")
+        return Decision(False, f"batch {batch.name} is used up ({batch.limit} enrollments)",
+                        code="batch_used_up", params={"name": batch.name, "limit": batch.limit})
     if requester == batch.authorised_by:
         return Decision(False, "the officer who authorised the batch cannot also submit into "
-                               "it")
+                               "it", code="batch_own")
     return Decision(True, new_state=RequestState.APPROVED, approvals_after=1)

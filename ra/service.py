@@ -174,14 +174,15 @@ def _reaching_the_ca() -> Iterator[None]:
     try:
         yield
     except CaUnavailable as exc:
-        raise UpstreamUnavailable(f"the CA cannot be reached now ({exc}); try again later"
-                                  ) from None
+        raise UpstreamUnavailable(f"the CA cannot be reached now ({exc}); try again later",
+                                  "ca_unreachable", detail=str(exc)) from None
 
 
 def _waiting(exc: CaUnavailable | KmcUnavailable) -> UpstreamUnavailable:
     service = "CA" if isinstance(exc, CaUnavailable) else "KMC"
     return UpstreamUnavailable(f"waiting for the {service}, which cannot be reached now ({exc}); "
-                               "the request stays approved and is carried on when resubmitted")
+                               "the request stays approved and is carried on when resubmitted",
+                               f"waiting_for_{service.lower()}", detail=str(exc))
 
 
 class RegistrationAuthority:
@@ -219,7 +220,8 @@ class RegistrationAuthority:
                 yield s
         except StaleDataError:
             raise ConcurrentChange("the record changed meanwhile (another officer or station "
-                                   "acted at the same time); try again") from None
+                                   "acted at the same time); try again",
+                                   "concurrent_change") from None
 
     def _need(self, actor: Actor, *roles: Role, clients: bool = False) -> None:
         """Refuse unless ``actor`` holds one of ``roles`` now, as the database has it: an
@@ -235,13 +237,15 @@ class RegistrationAuthority:
                     bool(officer.role_set() & set(roles))
         if not ok:
             raise Forbidden(f"{actor.name} may not do this; it needs the role "
-                            f"{' or '.join(r.value for r in roles)}")
+                            f"{' or '.join(r.value for r in roles)}", "role_needed",
+                            name=actor.name, roles=[r.value for r in roles])
 
     @staticmethod
     def _own(actor: Actor, req: Request) -> None:
         """A station sees and acts on its own requests only."""
         if actor.client and req.requested_by != actor.name:
-            raise Forbidden(f"request {req.public_id} was filed by another client")
+            raise Forbidden(f"request {req.public_id} was filed by another client",
+                            "another_clients_request", request_id=req.public_id)
 
     # -- officers -----------------------------------------------------------------------------
 
@@ -255,19 +259,23 @@ class RegistrationAuthority:
             self._need(actor, Role.ADMINISTRATOR)
         if not username or len(username) > 64 or not username.replace("-", "").replace(
                 "_", "").replace(".", "").isalnum():
-            raise BadRequest(f"user name {username!r}: 1-64 letters, digits, '-', '_' or '.'")
+            raise BadRequest(f"user name {username!r}: 1-64 letters, digits, '-', '_' or '.'",
+                             "bad_username", username=username)
         if not person_id or len(person_id) > 64 or not person_id.isascii() \
                 or not person_id.isalnum():
             raise BadRequest("the officer's person ID (ID number) must be 1-64 letters or "
-                             "digits")
+                             "digits", "bad_person_id")
         if len(password) < MIN_PASSWORD:
-            raise BadRequest(f"the password must have at least {MIN_PASSWORD} characters")
+            raise BadRequest(f"the password must have at least {MIN_PASSWORD} characters",
+                             "password_too_short", n=MIN_PASSWORD)
         if not roles:
-            raise BadRequest("an officer needs at least one role")
+            raise BadRequest("an officer needs at least one role", "no_role")
         if Role.ADMINISTRATOR in roles and len(roles) > 1:
             raise BadRequest("an administrator account administers accounts only; give the "
                              "person a second account for " + ", ".join(
-                                 sorted(r.value for r in roles if r is not Role.ADMINISTRATOR)))
+                                 sorted(r.value for r in roles if r is not Role.ADMINISTRATOR)),
+                             "administrator_only",
+                             roles=sorted(r.value for r in roles if r is not Role.ADMINISTRATOR))
         who = actor.audit_name if actor else "setup"
         with self.audit.operation(who, "ra.officer.add", username,
                                   details={"roles": sorted(r.value for r in roles),
@@ -282,7 +290,8 @@ class RegistrationAuthority:
                                   pending_by=actor.name if actor else None,
                                   created_at=self.clock()))
             except IntegrityError:
-                raise Conflict(f"an officer named {username!r} already exists") from None
+                raise Conflict(f"an officer named {username!r} already exists", "officer_exists",
+                               username=username) from None
 
     def enable_officer(self, actor: Actor, username: str) -> bool:
         """Dual control over accounts: the first administrator's call proposes enabling a
@@ -294,10 +303,12 @@ class RegistrationAuthority:
             officer = self._officer(s, username)
             me = self._officer(s, actor.name)
             if officer.active:
-                raise Conflict(f"officer {username} is already enabled")
+                raise Conflict(f"officer {username} is already enabled", "officer_enabled",
+                               username=username)
             if officer.person == me.person:
                 op.deny("own account")
-                raise Forbidden("an administrator cannot enable an account of their own person")
+                raise Forbidden("an administrator cannot enable an account of their own person",
+                                "own_account")
             if officer.pending_by is None:
                 officer.pending_by = actor.name
                 op.set(state="proposed")
@@ -307,7 +318,9 @@ class RegistrationAuthority:
                                                     and proposer.person == me.person):
                 op.deny("same administrator")
                 raise Forbidden(f"officer {username} was proposed by {officer.pending_by}; a "
-                                "second administrator (another person) must enable it")
+                                "second administrator (another person) must enable it",
+                                "same_administrator", username=username,
+                                proposer=officer.pending_by)
             officer.active, officer.pending_by = True, None
             op.set(state="enabled", proposed_by=proposer.username if proposer else "")
             return True
@@ -331,7 +344,7 @@ class RegistrationAuthority:
         try:
             cert = load_certificate(certificate_der)
         except X509Error as exc:
-            raise BadRequest(str(exc)) from None
+            raise BadRequest(str(exc), "bad_certificate", detail=str(exc)) from None
         certificate_der = cert.dump()
         who = actor.audit_name if actor else "setup"
         with self.audit.operation(who, "ra.officer.certificate", username), \
@@ -340,11 +353,13 @@ class RegistrationAuthority:
             holder = name_attribute(cert.subject, "serial_number")
             if officer.person_id is not None and holder != officer.person_id:
                 raise BadRequest(f"the certificate names person {holder or '(none)'}, not the "
-                                 f"account's person {officer.person_id}")
+                                 f"account's person {officer.person_id}",
+                                 "certificate_other_person")
             other = s.scalar(select(Officer.username).where(
                 Officer.certificate_der == certificate_der, Officer.username != username))
             if other is not None:
-                raise Conflict(f"this certificate is already registered for {other}")
+                raise Conflict(f"this certificate is already registered for {other}",
+                               "certificate_taken", username=other)
             officer.certificate_der = certificate_der
 
     def unlock_officer(self, actor: Actor | None, username: str) -> None:
@@ -371,7 +386,7 @@ class RegistrationAuthority:
     def _officer(s: Session, username: str) -> Officer:
         officer = s.scalar(select(Officer).where(Officer.username == username))
         if officer is None:
-            raise NotFound(f"no officer named {username!r}")
+            raise NotFound(f"no officer named {username!r}", "no_officer", username=username)
         return officer
 
     # -- log-in -------------------------------------------------------------------------------
@@ -401,7 +416,7 @@ class RegistrationAuthority:
                             self._end_sessions(s, username)
                     op.deny(f"wrong password{' (locked out)' if locked else ''}")
         if actor is None:
-            raise AuthenticationFailed(LOGIN_REFUSED)
+            raise AuthenticationFailed(LOGIN_REFUSED, "login_refused")
         return actor
 
     def _check_password(self, username: str, password: str) -> Actor | None:
@@ -424,7 +439,8 @@ class RegistrationAuthority:
         """The officer changes their own password (the old one checked like a log-in); every
         session of the account ends."""
         if len(new_password) < MIN_PASSWORD:
-            raise BadRequest(f"the password must have at least {MIN_PASSWORD} characters")
+            raise BadRequest(f"the password must have at least {MIN_PASSWORD} characters",
+                             "password_too_short", n=MIN_PASSWORD)
         self.authenticate(username, old_password, source)
         with self.audit.operation(f"officer:{username}", "ra.officer.password", username), \
                 self._tx() as s:
@@ -514,9 +530,9 @@ class RegistrationAuthority:
                     op.deny(why)
         if spent:
             raise AuthenticationFailed("the log-in challenge is unknown, used or expired; "
-                                       "reload the page")
+                                       "reload the page", "challenge_spent")
         if actor is None:
-            raise AuthenticationFailed(CERTIFICATE_LOGIN_REFUSED)
+            raise AuthenticationFailed(CERTIFICATE_LOGIN_REFUSED, "certificate_login_refused")
         return actor
 
     def _check_certificate_login(self, username: str, challenge: bytes,
@@ -532,7 +548,7 @@ class RegistrationAuthority:
             cert_der = officer.certificate_der
             roles, person = officer.role_set(), officer.person
         if self.ca is None:
-            raise UpstreamFailed("certificate log-in needs the CA")
+            raise UpstreamFailed("certificate log-in needs the CA", "certificate_login_needs_ca")
         cert = load_certificate(cert_der)
         with _reaching_the_ca():
             chain = [load_certificate(der) for der in self.ca.chain()]
@@ -564,7 +580,8 @@ class RegistrationAuthority:
         try:
             identity = httpsig.decode_certificate(certificate).identity.hex()
         except httpsig.SignatureError as exc:
-            raise BadRequest(f"API client {name}: {exc}") from None
+            raise BadRequest(f"API client {name}: {exc}",
+                             "bad_client_certificate", name=name) from None
         self._add_client(actor, name, identity)  # its token is dropped unseen
 
     def _add_client(self, actor: Actor | None, name: str, identity: str | None) -> str:
@@ -572,7 +589,8 @@ class RegistrationAuthority:
             self._need(actor, Role.ADMINISTRATOR)
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(
                 ".", "").isalnum():
-            raise BadRequest(f"client name {name!r}: 1-64 letters, digits, '-', '_' or '.'")
+            raise BadRequest(f"client name {name!r}: 1-64 letters, digits, '-', '_' or '.'",
+                             "bad_client_name", name=name)
         token = "ra_" + secrets.token_urlsafe(32)
         details = {"certificate_sha256": identity} if identity else {}
         with self.audit.operation(actor.audit_name if actor else "setup", "ra.client.add", name,
@@ -583,7 +601,7 @@ class RegistrationAuthority:
                                     certificate_sha256=identity, created_at=self.clock()))
             except IntegrityError:
                 raise Conflict(f"an API client named {name!r} or with this certificate "
-                               "already exists") from None
+                               "already exists", "client_exists", name=name) from None
         return token
 
     def authenticate_signed_client(self, identity: bytes) -> Actor:
@@ -593,17 +611,18 @@ class RegistrationAuthority:
                 ApiClient.certificate_sha256 == identity.hex()))
             if client is None or not client.active:
                 raise AuthenticationFailed("the request's certificate belongs to no active "
-                                           "API client")
+                                           "API client", "unknown_client_certificate")
             return Actor(client.name, frozenset({Role.OPERATOR}), client=True)
 
     def authenticate_client(self, token: str | None) -> Actor:
         if not token:
-            raise AuthenticationFailed("no bearer token (Authorization: Bearer <token>)")
+            raise AuthenticationFailed("no bearer token (Authorization: Bearer <token>)",
+                                       "no_token")
         with self._tx() as s:
             client = s.scalar(select(ApiClient).where(
                 ApiClient.token_sha256 == token_digest(token)))
             if client is None or not client.active:
-                raise AuthenticationFailed("unknown or deactivated API token")
+                raise AuthenticationFailed("unknown or deactivated API token", "unknown_token")
             return Actor(client.name, frozenset({Role.OPERATOR}), client=True)
 
     # -- batches ------------------------------------------------------------------------------
@@ -616,20 +635,22 @@ class RegistrationAuthority:
         numbers; each once) or any, until ``valid_for`` from now."""
         self._need(actor, Role.OFFICER)
         if not name.strip() or len(name) > 64:
-            raise BadRequest("a batch needs a name of 1-64 characters")
+            raise BadRequest("a batch needs a name of 1-64 characters", "batch_name")
         if limit < 1:
-            raise BadRequest("a batch covers at least one enrollment")
+            raise BadRequest("a batch covers at least one enrollment", "batch_limit")
         if valid_for <= dt.timedelta(0) or valid_for > dt.timedelta(days=31):
-            raise BadRequest("a batch is valid for more than nothing and at most 31 days")
+            raise BadRequest("a batch is valid for more than nothing and at most 31 days",
+                             "batch_validity")
         ssns = sorted({c.strip() for c in cardholders or [] if c.strip()})
         bad = [c for c in ssns if len(c) != 18 or not c[:17].isdigit()]
         if bad:
-            raise BadRequest(f"not social security numbers: {', '.join(bad[:5])}")
+            raise BadRequest(f"not social security numbers: {', '.join(bad[:5])}",
+                             "batch_bad_ssns", ssns=", ".join(bad[:5]))
         if cardholders is not None and not ssns:
-            raise BadRequest("the batch's cardholder list is empty")
+            raise BadRequest("the batch's cardholder list is empty", "batch_empty")
         if ssns and limit > len(ssns):
             raise BadRequest(f"the batch lists {len(ssns)} cardholders but allows {limit} "
-                             "enrollments")
+                             "enrollments", "batch_over_list", listed=len(ssns), limit=limit)
         expires = self.clock() + valid_for
         with self.audit.operation(actor.audit_name, "ra.batch.authorise", name,
                                   details={"limit": limit, "station": station,
@@ -638,7 +659,8 @@ class RegistrationAuthority:
             with self._tx() as s:
                 client = s.scalar(select(ApiClient).where(ApiClient.name == station))
                 if client is None or not client.active:
-                    raise BadRequest(f"no active API client (station) named {station!r}")
+                    raise BadRequest(f"no active API client (station) named {station!r}",
+                                     "no_station", station=station)
             try:
                 with self._tx() as s:
                     s.add(BatchAuthorisation(name=name, authorised_by=actor.name, limit=limit,
@@ -647,7 +669,8 @@ class RegistrationAuthority:
                                              cardholders=json.dumps(ssns) if ssns else None,
                                              expires_at=expires))
             except IntegrityError:
-                raise Conflict(f"a batch named {name!r} already exists") from None
+                raise Conflict(f"a batch named {name!r} already exists", "batch_exists",
+                               name=name) from None
 
     def _batch_approval(self, s: Session, batch: str, actor: Actor, person: Cardholder,
                         req: Request) -> None:
@@ -664,16 +687,19 @@ class RegistrationAuthority:
                 s.scalar(select(func.count()).select_from(Request).where(
                     Request.batch_name == batch, Request.cardholder_id == person.id,
                     Request.id != req.id)):
-            verdict = Decision(False, f"cardholder {person.ssn} already enrolled in it")
+            verdict = Decision(False, f"cardholder {person.ssn} already enrolled in it",
+                               code="batch_cardholder_enrolled", params={"ssn": person.ssn})
         if not verdict.allowed:
-            raise Forbidden(f"batch {batch!r}: {verdict.reason}")
+            raise Forbidden(f"batch {batch!r}: {verdict.reason}", verdict.code,
+                            **verdict.params)
         assert row is not None
         taken = s.execute(update(BatchAuthorisation).where(
             BatchAuthorisation.id == row.id,
             BatchAuthorisation.used < BatchAuthorisation.limit).values(
                 used=BatchAuthorisation.used + 1))
         if taken.rowcount != 1:  # type: ignore[attr-defined]
-            raise Forbidden(f"batch {batch!r}: used up ({row.limit} enrollments)")
+            raise Forbidden(f"batch {batch!r}: used up ({row.limit} enrollments)",
+                            "batch_used_up", name=batch, limit=row.limit)
         req.state = RequestState.APPROVED
         s.add(Approval(request_id=req.id, officer=row.authorised_by, person=None,
                        decision="approve",
@@ -692,12 +718,13 @@ class RegistrationAuthority:
         try:
             holder.validate()
         except (CardDataError, CodecError) as exc:
-            raise BadRequest(f"cardholder data: {exc}") from None
+            raise BadRequest(f"cardholder data: {exc}",
+                             "bad_cardholder_data", detail=str(exc)) from None
         card_id = card.card_id.upper()
         if len(card_id) != 32 or any(c not in "0123456789ABCDEF" for c in card_id):
-            raise BadRequest("card identification code must be 32 hex digits")
+            raise BadRequest("card identification code must be 32 hex digits", "bad_card_id")
         if not card.card_number or len(card.card_number) > 9:
-            raise BadRequest("card number must be 1-9 characters")
+            raise BadRequest("card number must be 1-9 characters", "bad_card_number")
         csr = self._check_csr(csr_der, holder.ssn, holder.name)
         csr_der = csr.dump()
         with self.audit.operation(actor.audit_name, "ra.enrollment.submit", card_id,
@@ -718,7 +745,8 @@ class RegistrationAuthority:
                 person = self._cardholder(s, holder)
                 taken = s.scalar(select(Card).where(Card.card_number == card.card_number))
                 if taken is not None:
-                    raise Conflict(self._card_number_taken(s, taken))
+                    raise Conflict(self._card_number_taken(s, taken),
+                                   "card_number_taken", card_number=card.card_number)
                 card_row = Card(cardholder_id=person.id, card_id=card_id,
                                 card_number=card.card_number, generation=card.generation,
                                 status=CardStatus.PERSONALISING, created_at=self.clock())
@@ -741,23 +769,26 @@ class RegistrationAuthority:
         try:
             return parse_name(f"CN={escaped},serialNumber={ssn},C=CN")
         except BuilderError as exc:
-            raise BadRequest(f"cardholder record: {exc}") from None
+            raise BadRequest(f"cardholder record: {exc}",
+                             "bad_cardholder_data", detail=str(exc)) from None
 
     def _check_csr(self, csr_der: bytes, ssn: str, name: str) -> Any:
         try:
             csr = load_csr(csr_der)
             key = verify_csr(csr)
         except (X509Error, CryptoError, ValueError) as exc:
-            raise BadRequest(f"certificate request rejected: {exc}") from None
+            raise BadRequest(f"certificate request rejected: {exc}",
+                             "bad_csr", detail=str(exc)) from None
         if key.algorithm is not KeyAlgorithm.SM2:
-            raise BadRequest(f"a card's signing key is SM2, not {key.algorithm.value}")
+            raise BadRequest(f"a card's signing key is SM2, not {key.algorithm.value}",
+                             "card_key_not_sm2")
         subject = csr["certification_request_info"]["subject"]
         expected = self.holder_subject(ssn, name)
         if subject.dump() != expected.dump():
             why = _subject_difference(subject, ssn, name)
             raise BadRequest(f"the request's subject {format_name(subject)!r} is not the one "
                              f"the RA issues for the cardholder record, "
-                             f"{format_name(expected)!r}: {why}")
+                             f"{format_name(expected)!r}: {why}", "csr_subject")
         return csr
 
     @staticmethod
@@ -791,7 +822,8 @@ class RegistrationAuthority:
             return None
         if req.requested_by != actor.name:
             # never another client's request (it carries the wrapped key blob)
-            raise Conflict(f"card {card_id} is already registered by another station")
+            raise Conflict(f"card {card_id} is already registered by another station",
+                           "card_other_station", card_id=card_id)
         def spki(der: bytes | None) -> bytes:
             return b"" if der is None else \
                 load_csr(der)["certification_request_info"]["subject_pk_info"].dump()
@@ -800,7 +832,8 @@ class RegistrationAuthority:
         if spki(req.csr_der) != spki(csr_der) or card.status != CardStatus.PERSONALISING \
                 or req.state in (RequestState.FAILED, RequestState.REJECTED):
             raise Conflict(f"card {card_id} is already registered ({card.status}, request "
-                           f"{req.public_id}); a spoiled card is not issued again")
+                           f"{req.public_id}); a spoiled card is not issued again",
+                           "card_registered", card_id=card_id)
         return req
 
     def _cardholder(self, s: Session, holder: HolderData) -> Cardholder:
@@ -815,7 +848,7 @@ class RegistrationAuthority:
         differ = [k for k, v in fields.items() if getattr(person, k) != v]
         if differ:
             raise Conflict(f"cardholder {holder.ssn} is registered with different "
-                           f"{', '.join(differ)}")
+                           f"{', '.join(differ)}", "cardholder_differs", ssn=holder.ssn)
         return person
 
     def _new_request(self, s: Session, kind: RequestKind, actor: Actor, cardholder_id: int | None,
@@ -842,18 +875,21 @@ class RegistrationAuthority:
         try:
             why = RevocationReason.parse(reason)
         except ValueError as exc:
-            raise BadRequest(str(exc)) from None
+            raise BadRequest(str(exc), "bad_reason", reason=reason) from None
         if (card_number is None) == (serial is None):
-            raise BadRequest("name either the card number or a certificate serial")
+            raise BadRequest("name either the card number or a certificate serial",
+                             "card_or_serial")
         with self._tx() as s:
             card = None
             if card_number is not None:
                 card = s.scalar(select(Card).where(Card.card_number == card_number))
                 if card is None:
-                    raise NotFound(f"no card numbered {card_number}")
+                    raise NotFound(f"no card numbered {card_number}", "no_card",
+                                   card_number=card_number)
                 serials = [x for x in (card.sign_serial, card.enc_serial) if x]
                 if not serials:
-                    raise Conflict(f"card {card_number} has no certificates to revoke")
+                    raise Conflict(f"card {card_number} has no certificates to revoke",
+                                   "card_without_certificates", card_number=card_number)
             else:
                 assert serial is not None
                 serials = [self._serial_hex(serial)]
@@ -864,9 +900,11 @@ class RegistrationAuthority:
                     with _reaching_the_ca():
                         status = self.ca.status(Serial.parse(hexs))
                     if status == Status.UNKNOWN:
-                        raise NotFound(f"certificate {hexs} was never issued by this CA")
+                        raise NotFound(f"certificate {hexs} was never issued by this CA",
+                                       "unknown_certificate", serial=hexs)
                     if status == Status.REVOKED:
-                        raise Conflict(f"certificate {hexs} is already revoked")
+                        raise Conflict(f"certificate {hexs} is already revoked", "already_revoked",
+                                       serial=hexs)
         obj = card_number or serials[0]
         with self.audit.operation(actor.audit_name, "ra.revocation.submit", obj,
                                   details={"reason": why.name}) as op, self._tx() as s:
@@ -882,7 +920,7 @@ class RegistrationAuthority:
         try:
             return Serial.parse(serial).hex
         except (ValueError, TypeError) as exc:
-            raise BadRequest(str(exc)) from None
+            raise BadRequest(str(exc), "bad_serial", serial=serial) from None
 
     def submit_renewal(self, actor: Actor, card_number: str, csr_der: bytes,
                        comment: str = "") -> dict[str, Any]:
@@ -892,10 +930,12 @@ class RegistrationAuthority:
         with self._tx() as s:
             card = s.scalar(select(Card).where(Card.card_number == card_number))
             if card is None:
-                raise NotFound(f"no card numbered {card_number}")
+                raise NotFound(f"no card numbered {card_number}", "no_card",
+                                   card_number=card_number)
             if card.status != CardStatus.ACTIVE:
                 raise Conflict(f"card {card_number} is {card.status}; only an issued card is "
-                               "renewed")
+                               "renewed",
+                               "card_not_issued", card_number=card_number, card_state=card.status)
             person = s.get(Cardholder, card.cardholder_id)
             assert person is not None
             ssn, card_ref, holder_id, old = person.ssn, card.id, person.id, card.sign_serial
@@ -911,7 +951,7 @@ class RegistrationAuthority:
 
     def _renew(self, actor: Actor, request_id: str) -> None:
         if self.ca is None:
-            raise UpstreamFailed("the RA is not connected to a CA")
+            raise UpstreamFailed("the RA is not connected to a CA", "no_ca")
         with self._tx() as s:
             req = self._request(s, request_id)
             details, csr_der = self._details(req), req.csr_der
@@ -932,7 +972,8 @@ class RegistrationAuthority:
             except CaUnavailable as exc:
                 raise _waiting(exc) from None
             except CAError as exc:
-                raise UpstreamFailed(f"renewal failed: {exc}") from None
+                raise UpstreamFailed(f"renewal failed: {exc}", "renewal_failed",
+                                     detail=str(exc)) from None
             with self._tx() as s:
                 req = self._request(s, request_id)
                 req.state, req.updated_at = RequestState.DONE, self.clock()
@@ -944,20 +985,21 @@ class RegistrationAuthority:
         (named by its signing public key); needs two officers' approval."""
         self._need(actor, Role.OFFICER, Role.OPERATOR)
         if not comment.strip():
-            raise BadRequest("a key recovery needs a reason")
+            raise BadRequest("a key recovery needs a reason", "recovery_reason")
         from sscard.crypto.asymmetric import PublicKey
 
         try:
             key = PublicKey.from_spki(new_card_spki)
         except (CryptoError, ValueError) as exc:
-            raise BadRequest(f"new card signing key: {exc}") from None
+            raise BadRequest(f"new card signing key: {exc}", "bad_card_key") from None
         if key.algorithm is not KeyAlgorithm.SM2:
-            raise BadRequest("the new card's signing key must be SM2")
+            raise BadRequest("the new card's signing key must be SM2", "card_key_not_sm2")
         hexs = self._serial_hex(enc_serial)
         with self._tx() as s:
             card = s.scalar(select(Card).where(Card.enc_serial == hexs))
             if card is None:
-                raise NotFound(f"no card holds encryption certificate {hexs}")
+                raise NotFound(f"no card holds encryption certificate {hexs}",
+                               "no_encryption_certificate", serial=hexs)
         with self.audit.operation(actor.audit_name, "ra.recovery.submit", hexs) as op, \
                 self._tx() as s:
             req = self._new_request(s, RequestKind.KEY_RECOVERY, actor, card.cardholder_id,
@@ -973,7 +1015,7 @@ class RegistrationAuthority:
 
     def reject(self, actor: Actor, request_id: str, reason: str) -> dict[str, Any]:
         if not reason.strip():
-            raise BadRequest("a rejection needs a reason")
+            raise BadRequest("a rejection needs a reason", "rejection_reason")
         return self._decide(actor, request_id, False, reason)
 
     def _decide(self, actor: Actor, request_id: str, approve: bool,
@@ -993,7 +1035,7 @@ class RegistrationAuthority:
             else:
                 op.deny("the request kept changing")
                 raise Conflict(f"request {request_id} kept changing while it was decided; "
-                               "try again")
+                               "try again", "decision_race", request_id=request_id)
         if execute:
             self._execute(actor, request_id)
         return self.request(actor, request_id)
@@ -1005,13 +1047,14 @@ class RegistrationAuthority:
             me = s.scalar(select(Officer).where(Officer.username == actor.name))
             if actor.client or me is None or not me.active:
                 op.deny("no enabled officer account")
-                raise Forbidden(f"{actor.name} has no enabled officer account")
+                raise Forbidden(f"{actor.name} has no enabled officer account",
+                                "no_officer_account", name=actor.name)
             facts = self._facts(s, req)
             verdict = decide(self.config.policy, facts, actor.name, me.role_set(), approve,
                              me.person)
             if not verdict.allowed:
                 op.deny(verdict.reason)
-                raise Forbidden(verdict.reason)
+                raise Forbidden(verdict.reason, verdict.code, **verdict.params)
             assert verdict.new_state is not None
             req.state = verdict.new_state
             req.updated_at = self.clock()
@@ -1043,7 +1086,8 @@ class RegistrationAuthority:
             req = self._request(s, request_id)
             me = s.scalar(select(Officer).where(Officer.username == actor.name))
             if actor.client or me is None or not me.active:
-                return Decision(False, f"{actor.name} has no enabled officer account")
+                return Decision(False, f"{actor.name} has no enabled officer account",
+                                code="no_officer_account", params={"name": actor.name})
             return decide(self.config.policy, self._facts(s, req), actor.name, me.role_set(),
                           True, me.person)
 
@@ -1159,7 +1203,7 @@ class RegistrationAuthority:
         wrapped for the card's signing key); encryption certificate for it. Each step commits
         its result first and is skipped when already done."""
         if self.ca is None or self.kmc is None:
-            raise UpstreamFailed("the RA is not connected to a CA and a KMC")
+            raise UpstreamFailed("the RA is not connected to a CA and a KMC", "no_ca_kmc")
         with self._tx() as s:
             req = self._request(s, request_id)
             details, csr_der = self._details(req), req.csr_der
@@ -1185,7 +1229,8 @@ class RegistrationAuthority:
                     escrow = self.kmc.escrow(ssn, spki,  # the subject's serialNumber
                                              request_id=f"{request_id}.escrow")
                     if escrow.enveloped_key_blob is None:
-                        raise UpstreamFailed("the KMC returned no enveloped key for the card")
+                        raise UpstreamFailed("the KMC returned no enveloped key for the card",
+                                             "kmc_no_key")
                     details.update(escrow_key_id=escrow.key_id)
                     self._save(request_id, escrow_key_id=escrow.key_id,
                                enc_public_key=_b64(escrow.public_key_spki),
@@ -1202,9 +1247,11 @@ class RegistrationAuthority:
             except (CaUnavailable, KmcUnavailable) as exc:
                 raise _waiting(exc) from None
             except (CAError, CryptoError, X509Error) as exc:
-                raise UpstreamFailed(f"issuance failed: {exc}") from None
+                raise UpstreamFailed(f"issuance failed: {exc}", "issuance_failed",
+                                     detail=str(exc)) from None
             except KmcError as exc:
-                raise UpstreamFailed(f"key escrow failed: {exc}") from None
+                raise UpstreamFailed(f"key escrow failed: {exc}", "escrow_failed",
+                                     detail=str(exc)) from None
             with self._tx() as s:
                 req = self._request(s, request_id)
                 req.state, req.updated_at = RequestState.DONE, self.clock()
@@ -1215,7 +1262,7 @@ class RegistrationAuthority:
             req = self._request(s, request_id)
             details = self._details(req)
         if self.ca is None:
-            raise UpstreamFailed("the RA is not connected to a CA")
+            raise UpstreamFailed("the RA is not connected to a CA", "no_ca")
         with self.audit.operation(actor.audit_name, "ra.revocation.execute", request_id,
                                   details={"serials": details["serials"]}):
             for hexs in details["serials"]:
@@ -1226,7 +1273,9 @@ class RegistrationAuthority:
                 except CaUnavailable as exc:
                     raise _waiting(exc) from None
                 except CAError as exc:
-                    raise UpstreamFailed(f"revocation of {hexs} failed: {exc}") from None
+                    raise UpstreamFailed(f"revocation of {hexs} failed: {exc}",
+                                         "revocation_failed", serial=hexs,
+                                         detail=str(exc)) from None
             with self._tx() as s:
                 req = self._request(s, request_id)
                 req.state, req.updated_at = RequestState.DONE, self.clock()
@@ -1238,7 +1287,7 @@ class RegistrationAuthority:
         """Each RA approval of a key recovery is also that officer's approval at the KMC, so
         the KMC's own dual control sees the same two people."""
         if self.kmc is None:
-            raise UpstreamFailed("the RA is not connected to a KMC")
+            raise UpstreamFailed("the RA is not connected to a KMC", "no_kmc")
         details = self._details(req)
         assert req.certificate_serial is not None
         try:
@@ -1250,7 +1299,7 @@ class RegistrationAuthority:
             self.kmc.approve_recovery(details["kmc_request"], officer,
                                       f"RA request {req.public_id}")
         except KmcError as exc:
-            raise UpstreamFailed(f"KMC refused: {exc}") from None
+            raise UpstreamFailed(f"KMC refused: {exc}", "kmc_refused", detail=str(exc)) from None
 
     def _recover(self, actor: Actor, request_id: str) -> None:
         assert self.kmc is not None
@@ -1260,9 +1309,10 @@ class RegistrationAuthority:
             try:
                 result = self.kmc.complete_recovery(details["kmc_request"])
             except KmcError as exc:
-                raise UpstreamFailed(f"KMC recovery failed: {exc}") from None
+                raise UpstreamFailed(f"KMC recovery failed: {exc}", "recovery_failed",
+                                     detail=str(exc)) from None
             if result.enveloped_key_blob is None:
-                raise UpstreamFailed("the KMC returned no enveloped key for the card")
+                raise UpstreamFailed("the KMC returned no enveloped key for the card", "kmc_no_key")
             self._save(request_id, enveloped_key_blob=_b64(result.enveloped_key_blob))
             with self._tx() as s:
                 req = self._request(s, request_id)
@@ -1280,9 +1330,11 @@ class RegistrationAuthority:
             card = s.get(Card, req.card_ref) if req.card_ref else None
             if req.state != RequestState.DONE or card is None:
                 raise Conflict(f"request {request_id} is {req.state}; only an issued "
-                               "enrollment activates its card")
+                               "enrollment activates its card",
+                               "not_issued", request_id=request_id, state=req.state)
             if card.status not in (CardStatus.PERSONALISING, CardStatus.ACTIVE):
-                raise Conflict(f"card {card.card_number} is {card.status}")
+                raise Conflict(f"card {card.card_number} is {card.status}",
+                               "card_state", card_number=card.card_number, card_state=card.status)
             card.status = CardStatus.ACTIVE
             return self._info(s, req)
 
@@ -1298,9 +1350,11 @@ class RegistrationAuthority:
                 self._own(actor, req)
             card = s.get(Card, req.card_ref) if req.card_ref else None
             if req.kind != RequestKind.ENROLLMENT or card is None:
-                raise BadRequest(f"{request_id} is not an enrollment")
+                raise BadRequest(f"{request_id} is not an enrollment",
+                                 "not_an_enrollment", request_id=request_id)
             if card.status == CardStatus.ACTIVE:
-                raise Conflict(f"card {card.card_number} is issued; revoke it instead")
+                raise Conflict(f"card {card.card_number} is issued; revoke it instead",
+                               "card_issued", card_number=card.card_number)
             serials = [x for x in (card.sign_serial, card.enc_serial) if x]
         with self.audit.operation(actor.audit_name, "ra.enrollment.rollback", request_id,
                                   details={"serials": serials, "reason": reason[:200]}):
@@ -1326,7 +1380,7 @@ class RegistrationAuthority:
     def _request(s: Session, request_id: str) -> Request:
         req = s.scalar(select(Request).where(Request.public_id == request_id))
         if req is None:
-            raise NotFound(f"no request {request_id!r}")
+            raise NotFound(f"no request {request_id!r}", "no_request", request_id=request_id)
         return req
 
     def _info(self, s: Session, req: Request) -> dict[str, Any]:
@@ -1409,7 +1463,7 @@ class RegistrationAuthority:
         self._need(actor, Role.OPERATOR, Role.OFFICER, Role.AUDITOR)
         order = self.REQUEST_ORDERS.get(sort)
         if order is None:
-            raise BadRequest(f"cannot sort requests by {sort!r}")
+            raise BadRequest(f"cannot sort requests by {sort!r}", "bad_sort", sort=sort)
         with self._tx() as s:
             q = select(Request)
             if state is not None:

@@ -159,13 +159,17 @@ class FormErrors(dict[str, str]):
     def service(self, exc: RAError,
                 known: dict[type[RAError], tuple[str, str]] | None = None) -> None:
         """A refusal from the RA itself. One the form knows (``known``: error class -> field
-        and message) is put at its field in the reader's language; any other is its kind in
-        the reader's language with the RA's own words (which name the value concerned;
-        English, and marked so) beside it."""
+        and message) is put at its field in the reader's language; any other is its kind and
+        its message (by its id, ra/i18n.py ERRORS) in the reader's language; one without a
+        known id keeps the RA's own words (English, and marked so)."""
         for kind, (field, message) in (known or {}).items():
             if isinstance(exc, kind):
                 self[field] = message
                 return
+        said = i18n.error_message(exc.code, exc.params)
+        if said is not None:
+            self[self.FORM] = Markup("{} {}").format(_refusal_title(exc), said)
+            return
         self[self.FORM] = Markup('{} <span lang="en">{}</span>').format(_refusal_title(exc),
                                                                         str(exc))
 
@@ -285,12 +289,8 @@ def _start_session(actor: Actor) -> None:
 
 
 #: one answer for every failed log-in (never which part was wrong)
-LOGIN_REFUSED_TEXT = lazy_gettext(
-    "Log-in refused: wrong user name or password, or too many failed attempts (wait, or ask "
-    "an administrator to unlock the account).")
-CERTIFICATE_LOGIN_REFUSED_TEXT = lazy_gettext(
-    "Log-in with the card refused: no account with a registered certificate of that name, the "
-    "certificate is not valid, or the signature does not verify.")
+LOGIN_REFUSED_TEXT = i18n.ERRORS["login_refused"]
+CERTIFICATE_LOGIN_REFUSED_TEXT = i18n.ERRORS["certificate_login_refused"]
 
 
 @ui.route("/login", methods=["GET", "POST"])
@@ -882,7 +882,8 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
     def _ra_error(exc: RAError) -> Any:
         found = PROBLEMS.problem(exc) or problem.for_status(500, str(exc))
         return _refuse(found.status, found.detail, found.code,
-                       ui_message=str(exc) if isinstance(exc, InputRefused) else None)
+                       ui_message=str(exc) if isinstance(exc, InputRefused) else
+                       i18n.error_message(exc.code, exc.params))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

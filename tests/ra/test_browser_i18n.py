@@ -259,8 +259,9 @@ def test_forms_keep_what_was_typed(app: Flask, rig: RaRig) -> None:
     html = resp.get_data(as_text=True)
     assert resp.status_code == 400 and 'id="form-error"' in html
     assert 'value="north"' in html and 'value="no-such-station"' in html
-    # the kind of refusal in Chinese; the RA's own words, which name the value, marked English
-    assert "输入未被接受" in html and re.search(r'<span lang="en">[^<]*no-such-station', html)
+    # the kind of refusal and the RA's refusal in Chinese; the value it names kept as data
+    assert "输入未被接受" in html and \
+        '没有名为 <span translate="no">no-such-station</span> 的在用受理点' in html
     resp = post(client, "/batches", {"name": "north", "station": "station-1", "limit": "x"})
     assert 'id="limit-error"' in resp.get_data(as_text=True)
     # refusals the form knows are said at their field, in Chinese
@@ -423,3 +424,183 @@ def test_search_results_are_links(app: Flask, world: dict[str, Any]) -> None:
     assert f'href="/search?what=certificates&amp;q={world["ssn"]}"' in html
     certs = client.get(f"/search?what=certificates&q={world['ssn']}").get_data(as_text=True)
     assert f'href="/search?what=cardholders&amp;q={world["ssn"]}"' in certs
+
+
+# -- refusals in the reader's language ------------------------------------------------------
+
+
+class _Said(_Text):
+    """The words the RA says: as _Text, without what the user typed back into a textarea."""
+
+    SKIP = _Text.SKIP | {"textarea"}
+
+
+def chinese_text(html: str, data: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Chinese the RA says on a page outside names and data (elements marked translate="no",
+    text typed into a form, the ``data`` strings)."""
+    parser = _Said()
+    parser.feed(html)
+    found = []
+    for chunk in parser.words:
+        for value in sorted(data, key=len, reverse=True):
+            chunk = chunk.replace(value, "")
+        if re.search(r"[\u3400-\u9fff]", chunk):
+            found.append(chunk.strip())
+    return found
+
+
+def _refusals(rig: RaRig, world: dict[str, Any]) -> list[tuple[str, str | None, Any]]:
+    """(what, who, how) for each refusal the UI can show; ``how`` posts or gets with a client
+    logged in as ``who`` (None: not logged in) and returns the response. None of them changes
+    anything, so each is tried in both languages."""
+    pending, done, revocation = world["pending"], world["done"], world["revocation"]
+    if "lockme" not in {o["username"] for o in rig.ra.officers(rig.actor("admin"))}:
+        rig.ra.add_officer(None, "lockme", "Lock Me", PASSWORD, {Role.OFFICER},
+                           person_id=person_of(480))
+        rig.ra.add_officer(rig.actor("admin"), "proposed", "Proposed", PASSWORD,
+                           {Role.OFFICER}, person_id=person_of(481))
+
+    def wrong_password(c: FlaskClient) -> Any:
+        return post(c, "/login", {"username": "officer1", "password": "not-the-password"})
+
+    def locked_out(c: FlaskClient) -> Any:
+        c.environ_base["REMOTE_ADDR"] = "192.0.2.7"  # its own source: other log-ins go on
+        for _ in range(rig.ra.config.max_failed_logins):
+            post(c, "/login", {"username": "lockme", "password": "wrong-password!"})
+        return post(c, "/login", {"username": "lockme", "password": PASSWORD})
+
+    def decide(rid: str, action: str, reason: str = "") -> Any:
+        return lambda c: post(c, f"/requests/{rid}/decide", {"action": action, "reason": reason},
+                              page=f"/requests/{rid}")
+
+    def admin(path: str) -> Any:
+        return lambda c: post(c, path, {}, page="/admin/officers")
+
+    def add_officer(username: str, roles: list[str]) -> Any:
+        return lambda c: post(c, "/admin/officers", {
+            "username": username, "display_name": "X", "person_id": person_of(482),
+            "password": PASSWORD, "roles": roles})
+
+    return [
+        ("wrong password", None, wrong_password),
+        ("lock-out", None, locked_out),
+        ("wrong current password", "officer2", lambda c: post(c, "/account/password", {
+            "password": "not-the-password", "new_password": "a-new-password-1",
+            "new_password_again": "a-new-password-1"})),
+        ("unknown card", "officer2", lambda c: post(c, "/revoke", {
+            "card_number": "E99999999", "reason_code": "keyCompromise", "reason": "挂失"})),
+        ("bad serial", "officer2", lambda c: post(c, "/revoke", {
+            "serial": "not-a-serial", "reason_code": "keyCompromise", "reason": "挂失"})),
+        ("revoked already", "officer2", lambda c: post(c, "/revoke", {
+            "serial": world["serial"] + "00", "reason_code": "keyCompromise", "reason": "挂失"})),
+        ("unknown encryption certificate", "officer2", lambda c: post(c, "/recoveries", {
+            "enc_serial": "7f7f7f", "new_card_key": "", "reason": "换卡"})),
+        ("unknown request", "officer2", lambda c: c.get("/requests/R-NO-SUCH")),
+        ("rejection without a reason", "officer2", decide(pending, "reject", " ")),
+        ("self-approval", "officer1", decide(revocation, "approve")),
+        ("decided already", "officer2", decide(done, "approve")),
+        ("decision by the wrong role", "operator", decide(pending, "approve")),
+        ("batch for an unknown station", "officer2", lambda c: post(c, "/batches", {
+            "name": "east", "station": "no-such-station", "limit": "3", "valid_hours": "12"})),
+        ("duplicate batch", "officer2", lambda c: post(c, "/batches", {
+            "name": "district-7", "station": "station-1", "limit": "1", "valid_hours": "1"})),
+        ("duplicate officer", "admin", add_officer("officer1", ["officer"])),
+        ("bad user name", "admin", add_officer("no spaces allowed", ["officer"])),
+        ("administrator with other roles", "admin",
+         add_officer("two-hats", ["administrator", "officer"])),
+        ("enabling an enabled account", "admin", admin("/admin/officers/officer1/enable")),
+        ("enabling one's own proposal", "admin", admin("/admin/officers/proposed/enable")),
+        ("unlocking no one", "admin", admin("/admin/officers/nobody/unlock")),
+    ]
+
+
+def test_refusals_are_said_in_the_readers_language(app: Flask, rig: RaRig,
+                                                   world: dict[str, Any]) -> None:
+    """Every refusal the UI can show, in Chinese without English and in English without
+    Chinese (names and data aside), and none of them changes anything."""
+    shown = {rid: rig.ra.request(rig.actor("auditor"), rid)
+             for rid in (world["pending"], world["done"], world["revocation"])}
+    before = {rid: r["state"] for rid, r in shown.items()}
+    # data, not words: what the RA holds for the requests shown (names, officers' comments)
+    data: set[str] = set()
+
+    def collect(value: Any) -> None:
+        if isinstance(value, str):
+            data.add(value)
+        elif isinstance(value, dict | list):
+            for item in value.values() if isinstance(value, dict) else value:
+                collect(item)
+
+    collect(list(shown.values()))
+    for what, who, how in _refusals(rig, world):
+        for lang in ("zh", "en"):
+            client = log_in(app, who, lang) if who else app.test_client()
+            if not who:
+                client.get(f"/language/{lang}")
+            resp = how(client)
+            html = resp.get_data(as_text=True)
+            assert resp.status_code >= 400, (what, lang, resp.status_code)
+            assert f'<html lang="{"zh-CN" if lang == "zh" else "en"}">' in html, (what, lang)
+            assert "flash-error" in html or 'id="error-summary"' in html, (what, lang)
+            assert 'lang="en" translate="no">' not in html.replace(
+                'id="language" href="/language/en" lang="en" hreflang="en" translate="no">',
+                ""), (what, "an untranslated refusal")
+            if lang == "zh":
+                assert english_words(html) == set(), what
+            else:
+                assert chinese_text(html, data) == [], what
+    after = {rid: rig.ra.request(rig.actor("auditor"), rid)["state"] for rid in before}
+    assert after == before
+    assert "two-hats" not in {o["username"] for o in rig.ra.officers(rig.actor("admin"))}
+
+
+def test_the_refusal_names_the_value(app: Flask, rig: RaRig, world: dict[str, Any]) -> None:
+    """Values in a refusal are data: shown as typed, escaped, and not translated."""
+    client = log_in(app, "officer2")
+    resp = post(client, "/batches", {"name": "east", "station": "<b>no-such</b>",
+                                     "limit": "3", "valid_hours": "12"})
+    html = resp.get_data(as_text=True)
+    assert '没有名为 <span translate="no">&lt;b&gt;no-such&lt;/b&gt;</span> 的在用受理点' in html
+    resp = post(client, f"/requests/{world['done']}/decide", {"action": "approve"},
+                page=f"/requests/{world['done']}")
+    assert "当前状态：已完成" in resp.get_data(as_text=True)  # the state by its name
+
+
+def test_the_api_keeps_codes_and_english(app: Flask, rig: RaRig) -> None:
+    """The service's refusal carries its message id and values beside the English detail the
+    JSON API answers with, whatever language the caller's client asks for."""
+    from ra.errors import Conflict
+
+    resp = app.test_client().get("/api/v1/enrollments/rq-no-such", headers={
+        "Authorization": f"Bearer {rig.api_token}", "Accept-Language": "zh-CN,zh"})
+    assert resp.status_code == 404 and resp.mimetype == "application/problem+json"
+    found = resp.get_json()
+    assert found["code"] == "not_found" and found["detail"] == "no request 'rq-no-such'"
+
+    rig.ra.authorise_batch(rig.actor("officer1"), "api-twice", 1, station="station-1")
+    with pytest.raises(Conflict) as caught:
+        rig.ra.authorise_batch(rig.actor("officer1"), "api-twice", 1, station="station-1")
+    assert caught.value.code == "batch_exists" and caught.value.params == {"name": "api-twice"}
+    assert str(caught.value) == "a batch named 'api-twice' already exists"
+
+
+def test_every_refusal_has_a_message() -> None:
+    """Every message id the service and the policy raise is in the catalog's ERRORS table."""
+    import ast
+
+    raised = set()
+    for source in ("ra/service.py", "ra/policy.py"):
+        for node in ast.walk(ast.parse((ROOT / source).read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            for kw in node.keywords:
+                if kw.arg == "code" and isinstance(kw.value, ast.Constant):
+                    raised.add(kw.value.value)
+            name = getattr(node.func, "id", "")
+            if name in {"BadRequest", "NotFound", "Conflict", "Forbidden", "ConcurrentChange",
+                        "AuthenticationFailed", "UpstreamFailed", "UpstreamUnavailable"}:
+                assert len(node.args) >= 2, f"{source}:{node.lineno} raises without an id"
+                if isinstance(node.args[1], ast.Constant):
+                    raised.add(node.args[1].value)
+    raised |= {"waiting_for_ca", "waiting_for_kmc"}  # _waiting's f-string
+    assert raised - set(i18n.ERRORS) == set()
