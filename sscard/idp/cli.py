@@ -184,13 +184,21 @@ def keys_rotate(ctx: click.Context, alg: str, retention_hours: float,
 
 
 @keys_group.command("list")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format.")
 @_db
 @click.pass_context
-def keys_list(ctx: click.Context, db_url: str | None) -> None:
+def keys_list(ctx: click.Context, fmt: str, db_url: str | None) -> None:
     """The signing keys: kid, algorithm, created, retired (never the private part)."""
-    for key in _store(ctx, db_url).keys():
-        retired = key["retired_at"].isoformat() if key["retired_at"] else "current"
-        click.echo(f"{key['kid']}  {key['alg']}  {key['created_at'].isoformat()}  {retired}")
+    rows = [{"kid": key["kid"], "alg": key["alg"], "created_at": key["created_at"].isoformat(),
+             "retired_at": key["retired_at"].isoformat() if key["retired_at"] else None}
+            for key in _store(ctx, db_url).keys()]
+    if fmt == "json":
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    for row in rows:
+        click.echo(f"{row['kid']}  {row['alg']}  {row['created_at']}  "
+                   f"{row['retired_at'] or 'current'}")
 
 
 @group.command("serve")

@@ -255,6 +255,8 @@ def test_list_and_show_print_valid_json(ca_home: tuple[Path, str, Path], tmp_pat
         ("kmc", "cardkeys", "list"): ["kmc", "cardkeys", "list"],
         ("x509", "show"): ["x509", "show", str(cert)],
         ("audit", "show"): ["audit", "show"],
+        ("idp", "client", "list"): ["idp", "client", "list"],
+        ("idp", "keys", "list"): ["idp", "keys", "list"],
     }
     assert set(argv) == set(LIST_OR_SHOW), "a new list/show command: add how to run it here"
     for path, args in argv.items():
