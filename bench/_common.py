@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -60,3 +62,15 @@ def openssl_speed(algorithms: list[str], seconds: int = 2,
         elif m := re.match(r"\+F7:\d+:\d+:CurveSM2:([\d.]+):([\d.]+)", line):
             found["sm2"] = (float(m[1]), float(m[2]))
     return found
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server started in its own process group (``start_new_session=True``): SIGTERM to
+    the whole group (a gunicorn master and its workers), SIGKILL if it has not gone in 30 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

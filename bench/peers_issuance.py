@@ -34,7 +34,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -47,6 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import stop_group
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 PATH = "/api/v1/certificates"
@@ -152,12 +153,7 @@ def _server(args: Sequence[str], log: Path, port: int, ready_path: str,
         _wait_ready("127.0.0.1", port, ready_path, proc, log)
         yield proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
 
 
 # -- the load: pre-made requests sent over keep-alive connections ---------------------------

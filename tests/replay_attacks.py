@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -17,6 +16,7 @@ from urllib.parse import quote
 import requests
 from asn1crypto import algos, x509
 
+from bench._common import stop_group
 from sscard import httpsig
 
 #: the order of the P-256 group
@@ -100,10 +100,5 @@ def gunicorn(args: Sequence[str], env: dict[str, str], url: str, log: Path,
             time.sleep(0.2)
         yield proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
 

@@ -15,7 +15,9 @@ and the modules that only need the result types do not load pyhanko-certvalidato
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sscard.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sscard.validation.building import Budget
@@ -100,16 +102,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    # __import__, not importlib.import_module: the same import, and `python -X importtime`
-    # (which only sees the interpreter's own import path) still shows it
-    value = getattr(__import__(f"{__name__}.{module}", fromlist=(name,)), name)
-    globals()[name] = value  # found directly from now on
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals())

@@ -26,6 +26,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from bench._common import stop_group
 from ca.authority import CertificateAuthority
 from sscard import httpsig
 from sscard.audit import AuditLog
@@ -100,13 +101,7 @@ def served(rig: Rig, tmp_path: Path) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_group(proc)
 
 
 def _post(rig: Rig, url: str, headers: dict[str, str] | None = None,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.parse
@@ -21,6 +20,7 @@ import pytest
 import requests
 from asn1crypto import ocsp as asn1ocsp
 
+from bench._common import stop_group
 from bench.peers import shipped_nginx_site
 from ca.authority import CertificateAuthority
 from ca.ocsp_publish import EdgePublisher, canonical_request, request_paths
@@ -58,16 +58,6 @@ class Edge:
         text = base64.b64encode(request_der).decode()
         path = urllib.parse.quote(text, safe="") if quote else text
         return requests.get(f"{self.url}/ocsp/{path}", timeout=10)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def _wait(what: str, ready: object, log: Path, proc: subprocess.Popen[bytes]) -> None:
@@ -140,7 +130,7 @@ http {{
         yield Edge(service, url, published)
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_group(proc)
         service_run.close()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench._common import stop_group
 from sscard.x509.pem import der_to_pem, pem_blocks
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
@@ -87,18 +87,8 @@ def _start(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         except requests.ConnectionError:
             pass
         time.sleep(0.2)
-    _stop(proc)
+    stop_group(proc)
     raise AssertionError(f"ca serve did not come up: {log.read_text()}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # gunicorn master and its workers
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def serve(tmp: Path, algorithm: str) -> Iterator[Running]:
@@ -132,7 +122,7 @@ def serve(tmp: Path, algorithm: str) -> Iterator[Running]:
             "leaf": tmp / "leaf.pem", "dir": tmp,
         })
     finally:
-        _stop(proc)
+        stop_group(proc)
 
 
 @pytest.fixture(scope="module")

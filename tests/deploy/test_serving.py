@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench._common import stop_group
 from tests.deploy.tlsfiles import TlsFiles, free_port, make_tls_files
 
 SERVE_TIMEOUT = 90
@@ -128,16 +129,6 @@ def _wait(proc: subprocess.Popen[bytes], url: str, log: Path, verify: str | bool
     raise AssertionError(f"did not come up: {log.read_text()}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # the gunicorn master and its workers
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
 Start = Callable[..., Served]
 
 
@@ -167,7 +158,7 @@ def serve(site: Site, tmp_path: Path) -> Iterator[Start]:
 
     yield start
     for proc in running:
-        _stop(proc)
+        stop_group(proc)
 
 
 def _workers(master: int, expected: int = 2, wait: float = 30.0) -> list[int]:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import pytest
 import requests
 from asn1crypto import x509
 
+from bench._common import stop_group
 from ca.authority import CertificateAuthority
 from ca.records import Status
 from ra import store
@@ -64,16 +64,6 @@ def _shares(tmp: Path) -> list[str]:
     return args
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
 @pytest.fixture
 def start(tmp_path: Path) -> Iterator[Callable[..., str]]:
     """Starts a service (``sscard ... serve``) and waits until it answers ``ready``; a
@@ -105,10 +95,10 @@ def start(tmp_path: Path) -> Iterator[Callable[..., str]]:
                 raise AssertionError(f"{name} did not come up: {log.read_text()[-3000:]}")
             time.sleep(0.2)
 
-    run.stop = lambda name: _stop(running[name])  # type: ignore[attr-defined]
+    run.stop = lambda name: stop_group(running[name])  # type: ignore[attr-defined]
     yield run
     for proc in running.values():
-        _stop(proc)
+        stop_group(proc)
 
 
 class Officer:
