@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sscard.audit.actions import AuditAction
-from sscard.cli import audit_url, data_home, db_url_options, open_audit_log
+from sscard.cli import audit_url, data_home, db_url_options, format_option, open_audit_log
 from sscard.serving import ServeOptions, run, serve_options
 
 if TYPE_CHECKING:
@@ -68,13 +68,12 @@ def client_group() -> None:
               show_default=True,
               help="SM2-SM3 only for a system that verifies with sscard.idp.sm2jws: standard "
                    "OIDC libraries do not verify SM2.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="Output format.")
+@format_option
 @_db
 @click.pass_context
 def client_add(ctx: click.Context, name: str, redirect_uris: tuple[str, ...],
                logout_uris: tuple[str, ...], sector: str | None, id_token_alg: str,
-               secret_file: Path, fmt: str, db_url: str | None) -> None:
+               secret_file: Path, output_format: str, db_url: str | None) -> None:
     """Register a business system; prints its client id. The secret goes to --secret-file
     only (never to the terminal: it would stay in scroll-back and logs)."""
     from sscard.idp.store import StoreError
@@ -102,7 +101,7 @@ def client_add(ctx: click.Context, name: str, redirect_uris: tuple[str, ...],
             store.remove_client(client.client_id)  # nothing half-done: no client, no secret
             op.fail(f"cannot write the secret file: {exc.strerror}")
             raise click.ClickException(f"cannot write {secret_file}: {exc.strerror}") from None
-    if fmt == "json":
+    if output_format == "json":
         click.echo(json.dumps({"client_id": client.client_id, "secret_file": str(secret_file),
                                "sector": client.sector}))
     else:
@@ -112,17 +111,16 @@ def client_add(ctx: click.Context, name: str, redirect_uris: tuple[str, ...],
 
 
 @client_group.command("list")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="Output format.")
+@format_option
 @_db
 @click.pass_context
-def client_list(ctx: click.Context, fmt: str, db_url: str | None) -> None:
+def client_list(ctx: click.Context, output_format: str, db_url: str | None) -> None:
     """The registered business systems (never their secrets)."""
     rows = [{"client_id": c.client_id, "name": c.name, "sector": c.sector,
              "redirect_uris": list(c.redirect_uris),
              "post_logout_redirect_uris": list(c.post_logout_redirect_uris)}
             for c in _store(ctx, db_url).clients()]
-    if fmt == "json":
+    if output_format == "json":
         click.echo(json.dumps(rows, ensure_ascii=False))
         return
     for row in rows:
@@ -184,16 +182,15 @@ def keys_rotate(ctx: click.Context, alg: str, retention_hours: float,
 
 
 @keys_group.command("list")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="Output format.")
+@format_option
 @_db
 @click.pass_context
-def keys_list(ctx: click.Context, fmt: str, db_url: str | None) -> None:
+def keys_list(ctx: click.Context, output_format: str, db_url: str | None) -> None:
     """The signing keys: kid, algorithm, created, retired (never the private part)."""
     rows = [{"kid": key["kid"], "alg": key["alg"], "created_at": key["created_at"].isoformat(),
              "retired_at": key["retired_at"].isoformat() if key["retired_at"] else None}
             for key in _store(ctx, db_url).keys()]
-    if fmt == "json":
+    if output_format == "json":
         click.echo(json.dumps(rows, ensure_ascii=False))
         return
     for row in rows:
