@@ -68,12 +68,17 @@ def client_group() -> None:
               show_default=True,
               help="SM2-SM3 only for a system that verifies with sscard.idp.sm2jws: standard "
                    "OIDC libraries do not verify SM2.")
+@click.option("--grant-scope", "grant_scopes", multiple=True, type=click.Choice(["sscard:cert"]),
+              help="A scope beyond openid/profile this client may ask for (repeatable); "
+                   "sscard:cert releases the login certificate's x5t#S256, profile and "
+                   "issuer (for the RA's officer login). None by default.")
 @format_option
 @_db
 @click.pass_context
 def client_add(ctx: click.Context, name: str, redirect_uris: tuple[str, ...],
                logout_uris: tuple[str, ...], sector: str | None, id_token_alg: str,
-               secret_file: Path, output_format: str, db_url: str | None) -> None:
+               grant_scopes: tuple[str, ...], secret_file: Path, output_format: str,
+               db_url: str | None) -> None:
     """Register a business system; prints its client id. The secret goes to --secret-file
     only (never to the terminal: it would stay in scroll-back and logs)."""
     from sscard.idp.store import StoreError
@@ -87,10 +92,11 @@ def client_add(ctx: click.Context, name: str, redirect_uris: tuple[str, ...],
 
     store = _store(ctx, db_url)
     with _audit(ctx).operation(local_actor(), AuditAction.IDP_CLIENT_ADD, name,
-                               details={"redirect_uris": list(redirect_uris)}) as op:
+                               details={"redirect_uris": list(redirect_uris),
+                                        "granted_scopes": sorted(grant_scopes)}) as op:
         try:
             client, secret = store.add_client(name, list(redirect_uris), list(logout_uris),
-                                              sector, id_token_alg)
+                                              sector, id_token_alg, set(grant_scopes))
         except StoreError as exc:
             op.deny(str(exc))
             raise click.UsageError(str(exc)) from None
@@ -103,7 +109,8 @@ def client_add(ctx: click.Context, name: str, redirect_uris: tuple[str, ...],
             raise click.ClickException(f"cannot write {secret_file}: {exc.strerror}") from None
     if output_format == "json":
         click.echo(json.dumps({"client_id": client.client_id, "secret_file": str(secret_file),
-                               "sector": client.sector}))
+                               "sector": client.sector,
+                               "granted_scopes": sorted(client.granted_scopes)}))
     else:
         click.echo(client.client_id)
         click.echo(f"secret written to {secret_file} (mode 0600); sector {client.sector}",
@@ -118,7 +125,8 @@ def client_list(ctx: click.Context, output_format: str, db_url: str | None) -> N
     """The registered business systems (never their secrets)."""
     rows = [{"client_id": c.client_id, "name": c.name, "sector": c.sector,
              "redirect_uris": list(c.redirect_uris),
-             "post_logout_redirect_uris": list(c.post_logout_redirect_uris)}
+             "post_logout_redirect_uris": list(c.post_logout_redirect_uris),
+             "granted_scopes": sorted(c.granted_scopes)}
             for c in _store(ctx, db_url).clients()]
     if output_format == "json":
         click.echo(json.dumps(rows, ensure_ascii=False))

@@ -11,7 +11,9 @@ only, required of every client), ID tokens (``authlib.oidc.core``), RP-initiated
 - the claims: a pairwise ``sub`` per client (HMAC-SHA256 of the social security number under a
   provider secret and the client's sector, so two business systems cannot join their users by
   ``sub``), ``name``, ``sscard:ssn``, ``sscard:card_number``, ``acr`` (card + PIN), ``amr``
-  ``["hwk", "pin"]``;
+  ``["hwk", "pin"]``; and, only for a client granted the scope ``sscard:cert``, the
+  authentication certificate's ``x5t#S256``, profile and issuer (``certificate_claims``: what a
+  relying party such as the RA maps to an account by fingerprint and profile);
 - the signing keys: ES256 (P-256), rotated by ``sscard idp keys rotate``; a retired key stays in
   the JWKS for ``key_retention`` so tokens it signed still verify at the relying parties (and as
   ``id_token_hint`` at logout).
@@ -30,7 +32,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,8 +55,10 @@ from sscard import httpops, problem
 from sscard.audit.actions import AuditAction
 from sscard.crypto.asymmetric import PrivateKey
 from sscard.gateway.audit import MemoryRecorder, Recorder
+from sscard.gateway.config import CARDHOLDER_SIGN_POLICY
+from sscard.gateway.profiles import policies_of
 from sscard.idp import sm2jws
-from sscard.idp.store import ACR_CARD_PIN, AuthorizationCode, Client, IdpStore
+from sscard.idp.store import ACR_CARD_PIN, CERT_SCOPE, AuthorizationCode, Client, IdpStore
 from sscard.metrics import IDP_LOGINS
 
 HERE = Path(__file__).parent
@@ -73,6 +77,8 @@ class Cardholder(Protocol):
     def card_number(self) -> str | None: ...
     @property
     def certificate_sha256(self) -> str: ...
+    @property
+    def certificate_der(self) -> bytes: ...
 
 
 class Nonces(Protocol):
@@ -101,6 +107,10 @@ class ProviderConfig:
     key_retention: timedelta = timedelta(days=1)
     session_seconds: int = 8 * 3600
     nonce_seconds: int = 300
+    #: the certificate profiles a login may use, name -> policy OID (the cardholder CA's
+    #: signing certificates by default; add the staff CA's officer profile for staff logins)
+    login_profiles: Mapping[str, str] = field(
+        default_factory=lambda: {"cardholder-sign": CARDHOLDER_SIGN_POLICY})
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.issuer)
@@ -121,6 +131,25 @@ def pairwise_sub(secret: bytes, sector: str, ssn: str) -> str:
     sector and the same one on every login (OIDC Core §8.1)."""
     mac = hmac.new(secret, sector.encode() + b"\x00" + ssn.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+# -- the certificate claim (scope sscard:cert) ------------------------------------------------
+
+
+def certificate_claims(der: bytes, profiles: Mapping[str, str]) -> dict[str, str]:
+    """What identifies the authentication certificate to a client granted ``sscard:cert``:
+    ``x5t#S256`` (base64url SHA-256 of the DER, as RFC 7515 names it), the profile it was
+    accepted under (by its policy OID, never by a name in the subject) and its issuer."""
+    from asn1crypto import x509
+
+    from sscard.x509.names import format_name
+
+    cert = x509.Certificate.load(der)
+    have = policies_of(cert)
+    profile = next((name for name, oid in profiles.items() if oid in have), "")
+    return {"x5t#S256": base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(
+                b"=").decode(),
+            "sscard:cert_profile": profile, "sscard:cert_issuer": format_name(cert.issuer)}
 
 
 # -- signing keys ----------------------------------------------------------------------------
@@ -210,7 +239,9 @@ def _make_grant(provider: Provider) -> type:
                                                     req.user["ssn"])}
             store.save_code(AuthorizationCode(
                 code=code, client_id=req.client.client_id,
-                redirect_uri=req.payload.redirect_uri, scope=req.payload.scope,
+                # the resolved scope: what the client asked for AND was granted (a scope it
+                # was not granted, sscard:cert say, is dropped here, before any claim is made)
+                redirect_uri=req.payload.redirect_uri, scope=req.scope,
                 nonce=data.get("nonce"), code_challenge=data.get("code_challenge"),
                 code_challenge_method=data.get("code_challenge_method"),
                 auth_time=user["auth_time"], holder=user,
@@ -253,7 +284,7 @@ class _OpenIDCode(OpenIDCode):
                 "exp": now + self.provider.config.id_token_seconds}
 
     def generate_user_info(self, user: Mapping[str, Any], scope: str) -> UserInfo:
-        return self.provider.claims(user)
+        return self.provider.claims(user, scope)
 
     def encode_id_token(self, token: Any, req: Any) -> Any:
         if req.client.id_token_alg != sm2jws.ALG:
@@ -315,12 +346,14 @@ class Provider:
             store.setting("pairwise_secret", lambda: base64.b64encode(
                 secrets.token_bytes(32)).decode()))
 
-    def claims(self, holder: Mapping[str, Any]) -> UserInfo:
+    def claims(self, holder: Mapping[str, Any], scope: str = "") -> UserInfo:
         info = {"sub": holder["sub"],
                 "name": holder["name"], "sscard:ssn": holder["ssn"],
                 "acr": ACR_CARD_PIN, "amr": ["hwk", "pin"]}
         if holder.get("card_number"):
             info["sscard:card_number"] = holder["card_number"]
+        if CERT_SCOPE in scope.split() and holder.get("certificate"):
+            info.update(holder["certificate"])
         return UserInfo(info)
 
     def discovery(self) -> dict[str, Any]:
@@ -342,9 +375,10 @@ class Provider:
                                                       "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,
-            "scopes_supported": ["openid", "profile"],
+            "scopes_supported": ["openid", "profile", CERT_SCOPE],
             "claims_supported": ["sub", "name", "sscard:ssn", "sscard:card_number", "acr",
-                                 "amr", "auth_time", "nonce", "iss", "aud", "exp", "iat"],
+                                 "amr", "auth_time", "nonce", "iss", "aud", "exp", "iat",
+                                 "x5t#S256", "sscard:cert_profile", "sscard:cert_issuer"],
             "acr_values_supported": [ACR_CARD_PIN],
             "ui_locales_supported": ["zh-CN"],
         }
@@ -512,7 +546,8 @@ def create_app(provider: Provider) -> Flask:
         session.clear()  # a fresh session: nothing from before the login survives it
         session["sid"] = provider.store.open_session(
             {"name": who.name, "ssn": who.ssn, "card_number": who.card_number,
-             "certificate_sha256": who.certificate_sha256, "auth_time": int(time.time())},
+             "certificate_sha256": who.certificate_sha256, "auth_time": int(time.time()),
+             "certificate": certificate_claims(who.certificate_der, config.login_profiles)},
             config.session_seconds)
         session.permanent = True
         return jsonify({"redirect": target})

@@ -34,6 +34,13 @@ _clients = sa.Table(
     sa.Column("id_token_alg", sa.String(16), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
+_client_scopes = sa.Table(
+    # scopes beyond openid/profile an administrator granted a client (a table of its own: a
+    # database made before grants existed gains it through create_all, no migration)
+    "idp_client_scopes", _metadata,
+    sa.Column("client_id", sa.String(64), primary_key=True),
+    sa.Column("scope", sa.String(64), primary_key=True),
+)
 _codes = sa.Table(
     "idp_codes", _metadata,
     sa.Column("code", sa.String(128), primary_key=True),
@@ -70,6 +77,13 @@ _settings = sa.Table(
 )
 
 
+#: the scope that releases the authentication certificate's identification (``x5t#S256``,
+#: profile, issuer): only to clients an administrator granted it, never by default
+CERT_SCOPE = "sscard:cert"
+#: scopes every client may ask for, and those an administrator may grant on top
+DEFAULT_SCOPES = frozenset({"openid", "profile"})
+GRANTABLE_SCOPES = frozenset({CERT_SCOPE})
+
 #: ID-token signature algorithms a client may be registered with; the first is the default
 ID_TOKEN_ALGS = ("ES256", "SM2-SM3")
 DEFAULT_ALG = ID_TOKEN_ALGS[0]
@@ -92,6 +106,8 @@ class Client:
     client_metadata: dict[str, Any] = field(default_factory=dict, compare=False)
     #: ES256, or SM2-SM3 for a business system that verifies with sscard.idp.sm2jws
     id_token_alg: str = DEFAULT_ALG
+    #: scopes granted beyond DEFAULT_SCOPES (sscard idp client add --grant-scope)
+    granted_scopes: frozenset[str] = frozenset()
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -100,7 +116,8 @@ class Client:
         return None  # a redirect_uri is always required: never guess where the code goes
 
     def get_allowed_scope(self, scope: str) -> str:
-        allowed = {"openid", "profile"}
+        # a scope not granted is dropped, not refused: the login goes on without its claims
+        allowed = DEFAULT_SCOPES | self.granted_scopes
         return " ".join(s for s in (scope or "").split() if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
@@ -199,12 +216,17 @@ class IdpStore:
 
     def add_client(self, name: str, redirect_uris: list[str],
                    post_logout_redirect_uris: list[str] | None = None,
-                   sector: str | None = None, id_token_alg: str = DEFAULT_ALG
+                   sector: str | None = None, id_token_alg: str = DEFAULT_ALG,
+                   granted_scopes: frozenset[str] | set[str] = frozenset()
                    ) -> tuple[Client, str]:
         """Register a client; returns it and its secret (shown once, kept only as a digest)."""
         if id_token_alg not in ID_TOKEN_ALGS:
             raise StoreError(f"ID token algorithm {id_token_alg!r}: one of "
                              f"{', '.join(ID_TOKEN_ALGS)}")
+        unknown = set(granted_scopes) - GRANTABLE_SCOPES
+        if unknown:
+            raise StoreError(f"scope {', '.join(sorted(unknown))}: only "
+                             f"{', '.join(sorted(GRANTABLE_SCOPES))} can be granted")
         if not name.strip():
             raise StoreError("a client needs a name (shown to the cardholder on consent)")
         if not redirect_uris:
@@ -221,12 +243,15 @@ class IdpStore:
         secret = secrets.token_urlsafe(32)
         client = Client(client_id, name.strip(), hashlib.sha256(secret.encode()).hexdigest(),
                         tuple(redirect), tuple(logout), sector,
-                        {"post_logout_redirect_uris": logout}, id_token_alg)
+                        {"post_logout_redirect_uris": logout}, id_token_alg,
+                        frozenset(granted_scopes))
         with self.engine.begin() as conn:
             conn.execute(_clients.insert().values(
                 client_id=client_id, name=client.name, secret_sha256=client.secret_sha256,
                 redirect_uris=json.dumps(redirect), post_logout_redirect_uris=json.dumps(logout),
                 sector=sector, id_token_alg=id_token_alg, created_at=self.clock()))
+            for scope in sorted(client.granted_scopes):
+                conn.execute(_client_scopes.insert().values(client_id=client_id, scope=scope))
         return client, secret
 
     def client(self, client_id: str | None) -> Client | None:
@@ -235,12 +260,15 @@ class IdpStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(_clients).where(
                 _clients.c.client_id == client_id)).mappings().one_or_none()
+            granted = frozenset(conn.execute(sa.select(_client_scopes.c.scope).where(
+                _client_scopes.c.client_id == client_id)).scalars())
         if row is None:
             return None
         logout = tuple(json.loads(row["post_logout_redirect_uris"]))
         return Client(row["client_id"], row["name"], row["secret_sha256"],
                       tuple(json.loads(row["redirect_uris"])), logout, row["sector"],
-                      {"post_logout_redirect_uris": list(logout)}, row["id_token_alg"])
+                      {"post_logout_redirect_uris": list(logout)}, row["id_token_alg"],
+                      granted)
 
     def clients(self) -> list[Client]:
         with self.engine.connect() as conn:
@@ -254,6 +282,7 @@ class IdpStore:
                     _clients.c.client_id == client_id)).rowcount:
                 raise StoreError(f"no client {client_id!r}")
             conn.execute(_codes.delete().where(_codes.c.client_id == client_id))
+            conn.execute(_client_scopes.delete().where(_client_scopes.c.client_id == client_id))
 
     # -- authorisation codes -----------------------------------------------------------------
 

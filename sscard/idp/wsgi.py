@@ -7,11 +7,15 @@ The configuration (paths relative to the file)::
 
     issuer = "https://idp.example.gov.cn"       # its origin is what the card signs
     agent_url = "http://127.0.0.1:24727"        # the browser agent the login page calls
-    trust_anchors = ["root.pem"]                # the cardholder CA's root(s)
-    intermediates = ["cardholder-ca.pem"]
+    trust_anchors = ["root.pem"]                # the cardholder and staff CAs' roots
+    intermediates = ["cardholder-ca.pem"]       # ... and their issuing CAs
     fetch_revocation = true                     # OCSP/CRL from the CA's publication points
     id_token_seconds = 600
     key_retention_hours = 24                    # a retired signing key stays in the JWKS so long
+
+    [login_profiles]                            # the profiles a login may use: name = policy OID
+    cardholder-sign = "1.2.156.10260.4.2.1.1"   # the default when the table is absent
+    ra-officer = "1.2.156.10260.4.2.2.1"        # staff cards of the staff CA
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sscard.gateway.config import CARDHOLDER_SIGN_POLICY
 from sscard.idp.provider import Provider, ProviderConfig, create_app
 from sscard.idp.store import IdpStore
 
@@ -45,7 +50,8 @@ def load_settings(path: Path) -> IdpSettings:
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise IdpConfigError(f"{path}: {exc}") from None
     unknown = set(data) - {"issuer", "agent_url", "trust_anchors", "intermediates",
-                           "fetch_revocation", "id_token_seconds", "key_retention_hours"}
+                           "fetch_revocation", "id_token_seconds", "key_retention_hours",
+                           "login_profiles"}
     if unknown:
         raise IdpConfigError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
     if not isinstance(data.get("issuer"), str):
@@ -56,17 +62,28 @@ def load_settings(path: Path) -> IdpSettings:
     for cert in [*anchors, *(path.parent / str(p) for p in data.get("intermediates", []))]:
         if not cert.is_file():
             raise IdpConfigError(f"{path}: no certificate file {cert}")
+    profiles = data.get("login_profiles", {"cardholder-sign": CARDHOLDER_SIGN_POLICY})
+    if not isinstance(profiles, dict) or not profiles or not all(
+            isinstance(v, str) and _is_oid(v) for v in profiles.values()):
+        raise IdpConfigError(f"{path}: 'login_profiles' maps profile names to policy OIDs "
+                             "(at least one)")
     try:
         provider = ProviderConfig(
             issuer=data["issuer"],
             agent_url=str(data.get("agent_url", ProviderConfig.agent_url)),
             id_token_seconds=int(data.get("id_token_seconds", 600)),
-            key_retention=timedelta(hours=float(data.get("key_retention_hours", 24))))
+            key_retention=timedelta(hours=float(data.get("key_retention_hours", 24))),
+            login_profiles=dict(profiles))
     except (TypeError, ValueError) as exc:
         raise IdpConfigError(f"{path}: {exc}") from None
     return IdpSettings(provider, anchors,
                        [path.parent / str(p) for p in data.get("intermediates", [])],
                        bool(data.get("fetch_revocation", True)))
+
+
+def _is_oid(text: str) -> bool:
+    arcs = text.split(".")
+    return len(arcs) >= 2 and all(a.isdigit() for a in arcs)
 
 
 class IdpAppFactory:
@@ -106,7 +123,8 @@ def _card_login(settings: IdpSettings, db_url: str) -> tuple[Any, Any, Any]:
                                                                None))
                           if settings.fetch_revocation else None))
     nonces = authtoken.NonceStore(db_url)
-    validator = authtoken.TokenValidator(trust, nonces=nonces)
+    validator = authtoken.TokenValidator(
+        trust, nonces=nonces, cardholder_policies=settings.provider.login_profiles.values())
     return nonces, validator, authtoken.AuthToken.from_json
 
 

@@ -30,13 +30,14 @@ class ServedProvider:
     home: Path
     db_url: str
 
-    def add_client(self, name: str, redirect_uri: str) -> tuple[str, str]:
-        """An administrator registers a business system: (client id, secret)."""
+    def add_client(self, name: str, redirect_uri: str, *extra: str) -> tuple[str, str]:
+        """An administrator registers a business system: (client id, secret); ``extra``:
+        more options of ``sscard idp client add`` (--grant-scope, --post-logout-redirect-uri)."""
         secret_file = self.home / f"client-{secrets.token_hex(4)}.secret"
         res = CliRunner().invoke(cli, [
             "--home", str(self.home), "idp", "client", "add", "--name", name,
             "--redirect-uri", redirect_uri, "--secret-file", str(secret_file),
-            "--db-url", self.db_url])
+            "--db-url", self.db_url, *extra])
         assert res.exit_code == 0, res.output
         return res.stdout.strip(), secret_file.read_text().strip()
 
@@ -56,9 +57,10 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def idp_serve(home: Path, port: int, anchor: x509.Certificate, ca: x509.Certificate, *,
               agent_url: str = "http://127.0.0.1:24727", fetch_revocation: bool = True,
-              workers: int = 2) -> Iterator[ServedProvider]:
+              workers: int = 2, more_config: str = "") -> Iterator[ServedProvider]:
     """``fetch_revocation``: from the publication points the CA certificates and the card's
-    certificate name (OCSP, CRL), as in production."""
+    certificate name (OCSP, CRL), as in production; ``more_config``: TOML appended to the
+    configuration (a ``[login_profiles]`` table, say)."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "root.pem").write_bytes(pem.armor("CERTIFICATE", anchor.dump()))
     (home / "ca.pem").write_bytes(pem.armor("CERTIFICATE", ca.dump()))
@@ -66,7 +68,7 @@ def idp_serve(home: Path, port: int, anchor: x509.Certificate, ca: x509.Certific
     config = home / "idp.toml"
     config.write_text(f'issuer = "{url}"\nagent_url = "{agent_url}"\n'
                       'trust_anchors = ["root.pem"]\nintermediates = ["ca.pem"]\n'
-                      f"fetch_revocation = {str(fetch_revocation).lower()}\n")
+                      f"fetch_revocation = {str(fetch_revocation).lower()}\n" + more_config)
     db_url = f"sqlite:///{home / 'idp.sqlite'}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "sscard.cli", "--home", str(home), "idp", "serve",

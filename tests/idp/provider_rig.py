@@ -102,10 +102,11 @@ class RelyingParty:
     """A business system's web application: Authlib's OAuth2Session with PKCE, and the ID
     token verified with the provider's JWKS (joserfc, as Authlib's own clients do)."""
 
-    def __init__(self, issuer: str, client_id: str, secret: str, redirect_uri: str) -> None:
+    def __init__(self, issuer: str, client_id: str, secret: str, redirect_uri: str,
+                 scope: str = "openid profile") -> None:
         self.issuer, self.client_id, self.redirect_uri = issuer, client_id, redirect_uri
         self.meta = requests.get(issuer + "/.well-known/openid-configuration").json()
-        self.session = OAuth2Session(client_id, secret, scope="openid profile",
+        self.session = OAuth2Session(client_id, secret, scope=scope,
                                      redirect_uri=redirect_uri,
                                      code_challenge_method="S256")
         self.verifier = secrets.token_urlsafe(48)
@@ -150,8 +151,10 @@ class Client:
 
 def add_client(rig: Rig, name: str = "就业登记系统",
                redirect: str = "https://rp.example/callback",
-               logout: str = "https://rp.example/bye") -> Client:
-    client, secret = rig.store.add_client(name, [redirect], [logout])
+               logout: str = "https://rp.example/bye",
+               granted_scopes: frozenset[str] = frozenset()) -> Client:
+    client, secret = rig.store.add_client(name, [redirect], [logout],
+                                          granted_scopes=granted_scopes)
     return Client(client.client_id, secret, redirect)
 
 
