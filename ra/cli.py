@@ -305,6 +305,15 @@ def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_ur
                    "the CA or the KMC (0: only when a station resubmits).")
 @click.option("--insecure-http", is_flag=True,
               help="Session cookies without the Secure flag (behind no TLS proxy: testing).")
+@click.option("--card-login", "card_login_file", type=click.Path(exists=True, dir_okay=False,
+                                                                 path_type=Path),
+              default=None,
+              help="Officers log in with their card through the OpenID Connect provider: a "
+                   "TOML file (issuer, client_id, client_secret_file, ra_url, profiles; see "
+                   "ra.cardlogin).")
+@click.option("--offline-certificate-login", is_flag=True,
+              help="Also serve the old pasted-signature certificate form (/login/certificate) "
+                   "for when the provider cannot be reached; off by default.")
 @click.option("--ca-url", default=None,
               help="Reach the CA over its API here (with --kmc-url): no CA key in this process.")
 @click.option("--kmc-url", default=None,
@@ -324,6 +333,7 @@ def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_ur
 def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
           shares: tuple[Path, ...], share_passphrase_files: tuple[Path, ...],
           kmc_ra_key_file: Path, resume_every: float, insecure_http: bool,
+          card_login_file: Path | None, offline_certificate_login: bool,
           ca_url: str | None, kmc_url: str | None, service_key: Path | None,
           service_key_passphrase_file: Path | None, service_certificate: Path | None,
           officer_keys_dir: Path | None) -> None:
@@ -337,6 +347,17 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
 
     if (ca_url is None) != (kmc_url is None):
         raise click.UsageError("give --ca-url and --kmc-url together (or neither)")
+    card_login = None
+    if card_login_file is not None:
+        from ra.cardlogin import CardLoginConfigError, load_config
+
+        try:
+            card_login = load_config(card_login_file)
+        except CardLoginConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    # one key for every worker of this master: a session started at one holds at the others
+    web = WebConfig(secrets.token_bytes(32), not insecure_http, card_login=card_login,
+                    offline_certificate_login=offline_certificate_login)
     if ca_url is not None and kmc_url is not None:
         if shares:
             raise click.UsageError("--share with --kmc-url: the RA holds no KMC share when the "
@@ -344,8 +365,7 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
         _serve_remote(ctx, serving, ca_url, kmc_url, service_key, service_certificate,
                       service_key_passphrase_file,
                       read_secret(file=kmc_ra_key_file).decode().strip(),
-                      officer_keys_dir, WebConfig(secrets.token_bytes(32), not insecure_http),
-                      resume_every)
+                      officer_keys_dir, web, resume_every)
         return
     home = _home(ctx)
     if not shares:
@@ -358,7 +378,7 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
     factory = _RaAppFactory(
         home, ctx.meta.get("ra_db_url") or store.default_url(home),
         kmc_db_url or f"sqlite:///{home / 'kmc.db'}", resolve_audit_url(ctx), [],
-        api_key, WebConfig(secrets.token_bytes(32), not insecure_http), resume_every)
+        api_key, web, resume_every)
     try:
         factory.given.extend(read_share_files([
             (path, read_secret(file=share_passphrase_files[i] if share_passphrase_files

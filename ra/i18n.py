@@ -279,6 +279,9 @@ ERRORS = {
     "batch_other_cardholder": _l("Cardholder %(ssn)s is not in batch %(name)s."),
     "batch_own": _l("The officer who authorised the batch cannot also submit into it."),
     "challenge_spent": _l("The log-in challenge is unknown, used or expired; load the page again."),
+    "card_login_refused": _l("Log-in with the card refused: the card's certificate is "
+        "registered for no enabled officer account, the provider refused it, or the log-in "
+        "was not started here. Start again from the log-in page."),
     "certificate_login_needs_ca": _l("Log-in with the card needs the CA, and the RA is not "
         "connected to one."),
     "bad_client_name": _l("The station name %(name)s is not valid: use 1-64 letters, digits, "

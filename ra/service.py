@@ -78,6 +78,8 @@ LOGIN_REFUSED = ("log-in refused: wrong user name or password, or too many faile
 CERTIFICATE_LOGIN_REFUSED = ("certificate log-in refused: no such account with a registered "
                              "certificate, the certificate is invalid or revoked, or the "
                              "signature does not verify")
+CARD_LOGIN_REFUSED = ("log-in with the card refused: the card's certificate is registered for "
+                      "no enabled officer account, or the account is locked out")
 #: a decision that lost a race to another officer's is re-evaluated this many times
 DECISION_RETRIES = 5
 _HASHER = PasswordHasher()
@@ -88,6 +90,11 @@ _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def _x5t_s256(der: bytes) -> str:
+    """A certificate's ``x5t#S256`` (RFC 7515): base64url SHA-256 of its DER, no padding."""
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
 
 
 def token_digest(token: str) -> str:
@@ -565,6 +572,83 @@ class RegistrationAuthority:
         except CryptoError:
             return None, "bad signature"
         return Actor(username, roles, person=person), ""
+
+    def authenticate_card(self, fingerprint: str, profile: str, ssn: str,
+                          profiles: frozenset[str], source: str = "-") -> Actor:
+        """Card log-in through the OpenID Connect provider (``ra.cardlogin``): the provider
+        has checked the card's signature, the certificate's path, revocation and profile; its
+        ID token (verified by the caller) names the certificate by ``fingerprint``
+        (``x5t#S256``) and ``profile``. The officer is the one account that registered exactly
+        that certificate (``set_officer_certificate``), of a profile in ``profiles``, for the
+        person ``ssn``, enabled, and not locked out from ``source``; the RA asks its own CA
+        again whether the certificate is revoked when that CA issued it. Failures count
+        against the source like wrong passwords; every refusal has the one message
+        ``CARD_LOGIN_REFUSED`` and the reason goes to the audit log."""
+        _account, source_key = throttle.keys("-", source)
+        actor: Actor | None = None
+        with self.audit.operation(f"card:{fingerprint[:64] or '-'}", "ra.login", "-",
+                                  details={"method": "card", "source": source,
+                                           "profile": profile[:64]}) as op:
+            if not self._throttle.take(source_key, None, self.config.max_failed_per_source):
+                op.deny("source locked out, card not checked")
+            else:
+                actor, why, account_key = self._check_card_login(fingerprint, profile, ssn,
+                                                                 profiles, source)
+                if actor is None:
+                    self._throttle.failed(source_key, self.config.max_failed_per_source)
+                    if account_key:
+                        self._throttle.failed(account_key, self.config.max_failed_logins)
+                    op.deny(why)
+                else:
+                    self._throttle.succeeded(account_key, source_key)
+                    op.set(officer=actor.name)
+        if actor is None:
+            raise AuthenticationFailed(CARD_LOGIN_REFUSED, "card_login_refused")
+        return actor
+
+    def _check_card_login(self, fingerprint: str, profile: str, ssn: str,
+                          profiles: frozenset[str], source: str
+                          ) -> tuple[Actor | None, str, str]:
+        """(the officer or None, why not, the throttle key of the account once found)."""
+        if profile not in profiles:
+            return None, f"certificate profile {profile!r} is not one officers log in with", ""
+        with self._tx() as s:
+            found = [o for o in s.scalars(select(Officer).where(
+                Officer.certificate_der.is_not(None)))
+                if _x5t_s256(o.certificate_der or b"") == fingerprint]
+            if len(found) != 1:
+                return None, "no officer registered this certificate", ""
+            officer = found[0]
+            username, cert_der = officer.username, officer.certificate_der or b""
+            roles, person = officer.role_set(), officer.person
+            active, person_id = officer.active, officer.person_id
+        account_key, _source = throttle.keys(username, source)
+        if not self._throttle.take(account_key, username, self.config.max_failed_logins):
+            return None, f"officer {username} is locked out from {source}", ""
+        if not active:
+            return None, f"officer {username} is disabled", account_key
+        if person_id != ssn:
+            return None, f"the certificate's holder is not officer {username}'s person", \
+                account_key
+        if self._issued_here_and_revoked(cert_der):
+            return None, f"officer {username}'s certificate is revoked", account_key
+        return Actor(username, roles, person=person), "", account_key
+
+    def _issued_here_and_revoked(self, cert_der: bytes) -> bool:
+        """Whether this RA's CA issued the certificate and says it is not good now. A staff
+        CA's certificate is not this CA's to answer for: the provider checked its status with
+        that CA's OCSP at the log-in."""
+        if self.ca is None:
+            return False
+        cert = load_certificate(cert_der)
+        with _reaching_the_ca():
+            issuing = load_certificate(self.ca.chain()[0])
+            if cert.issuer != issuing.subject:
+                return False
+            try:
+                return self.ca.status(Serial(cert.serial_number)) != Status.GOOD
+            except UnknownCertificate:
+                return True  # named as this CA's, yet unknown to it: not a certificate to trust
 
     # -- API clients --------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from ra import i18n
+from ra.cardlogin import CardLogin, CardLoginConfig
 from ra.errors import (
     AuthenticationFailed,
     BadRequest,
@@ -66,6 +67,8 @@ READERS = frozenset({OPERATOR, OFFICER, AUDITOR})
 ACCESS: dict[str, frozenset[str]] = {
     "ui.login": frozenset({ANONYMOUS, *LOGGED_IN}),
     "ui.login_certificate": frozenset({ANONYMOUS, *LOGGED_IN}),
+    "ui.login_card": frozenset({ANONYMOUS, *LOGGED_IN}),
+    "ui.login_card_callback": frozenset({ANONYMOUS, *LOGGED_IN}),
     "ui.language": frozenset({ANONYMOUS, *LOGGED_IN}),
     "ui.logout": LOGGED_IN,
     "ui.password": LOGGED_IN,
@@ -109,6 +112,11 @@ class WebConfig:
     secure_cookies: bool = True
     #: the zone the UI shows times in (IANA name); stored times are UTC
     timezone: str = i18n.DEFAULT_TIMEZONE
+    #: officers' card log-in through the OpenID Connect provider (ra.cardlogin); None: off
+    card_login: CardLoginConfig | None = None
+    #: the old pasted-signature certificate form (/login/certificate), for an RA that must
+    #: work while the provider cannot be reached; off unless set (``--offline-certificate-login``)
+    offline_certificate_login: bool = False
 
 
 def _ra() -> RegistrationAuthority:
@@ -291,6 +299,42 @@ def _start_session(actor: Actor) -> None:
 #: one answer for every failed log-in (never which part was wrong)
 LOGIN_REFUSED_TEXT = i18n.ERRORS["login_refused"]
 CERTIFICATE_LOGIN_REFUSED_TEXT = i18n.ERRORS["certificate_login_refused"]
+CARD_LOGIN_REFUSED_TEXT = i18n.ERRORS["card_login_refused"]
+
+
+def _card_login() -> CardLogin:
+    card: CardLogin | None = current_app.extensions.get("ra_card_login")
+    if card is None:
+        abort(404)  # this RA logs officers in with passwords only
+    return card
+
+
+@ui.route("/login/card")
+def login_card() -> Any:
+    """To the provider; whatever the request carries, the officer comes back to the queue
+    (no ``next``: nothing to turn into an open redirect)."""
+    return _card_login().start()
+
+
+@ui.route("/login/card/callback")
+def login_card_callback() -> Any:
+    card = _card_login()
+    try:
+        try:
+            claims, id_token = card.finish()  # state, PKCE, the ID token: Authlib's checks
+        except AuthenticationFailed as exc:
+            with _ra().audit.operation(f"browser:{_source()}", "ra.login", "-",
+                                       details={"method": "card", "source": _source()}) as op:
+                op.deny(str(exc))
+            raise
+        actor = _ra().authenticate_card(claims.fingerprint, claims.profile, claims.ssn,
+                                        card.config.profiles, _source())
+    except AuthenticationFailed:
+        flash(str(CARD_LOGIN_REFUSED_TEXT), "error")
+        return render_template("login.html", values={}), 401
+    _start_session(actor)
+    session["id_token"] = id_token  # the hint for the provider's logout
+    return redirect(url_for("ui.queue"))
 
 
 @ui.route("/login", methods=["GET", "POST"])
@@ -310,6 +354,8 @@ def login() -> Any:
 
 @ui.route("/login/certificate", methods=["GET", "POST"])
 def login_certificate() -> Any:
+    if not current_app.config["RA_OFFLINE_CERTIFICATE_LOGIN"]:
+        abort(404)
     if request.method == "POST":
         challenge = session.pop("login_challenge", None)
         try:
@@ -337,8 +383,13 @@ def login_certificate() -> Any:
 @ui.route("/logout", methods=["POST"])
 def logout() -> Any:
     actor = _actor()
+    id_token = session.get("id_token")
     with _ra().audit.operation(actor.audit_name, "ra.logout", actor.name):
         _session().end()  # the server forgets the session: its cookie is worth nothing now
+    card: CardLogin | None = current_app.extensions.get("ra_card_login")
+    if card is not None and id_token:
+        # logged in with the card: the provider's session ends too (RP-initiated logout)
+        return redirect(card.logout_url(str(id_token)))
     return redirect(url_for("ui.login"))
 
 
@@ -809,13 +860,21 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
     app.config.update(SECRET_KEY=config.secret_key, SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_SECURE=config.secure_cookies,
-                      MAX_CONTENT_LENGTH=256 * 1024)
+                      MAX_CONTENT_LENGTH=256 * 1024,
+                      RA_OFFLINE_CERTIFICATE_LOGIN=config.offline_certificate_login)
     app.session_interface = ServerSessionInterface(ra)
     app.register_blueprint(ui)
     app.register_blueprint(api)
     limit_json(app)  # a deeply nested body is a 400, not a RecursionError
     i18n.init_app(app, config.timezone)
-    app.jinja_env.globals.update(csrf_token=csrf_token, my_roles=_my_roles, may=may)
+    app.jinja_env.globals.update(csrf_token=csrf_token, my_roles=_my_roles, may=may,
+                                 card_login=config.card_login is not None,
+                                 certificate_form=config.offline_certificate_login)
+    # the logout form's redirect to the provider must pass the pages' CSP form-action
+    form_action = "'self'"
+    if config.card_login is not None:
+        app.extensions["ra_card_login"] = CardLogin(app, config.card_login)
+        form_action += " " + config.card_login.issuer_origin
     httpops.install(app, "ra", {"database": httpops.database_check(ra.engine)})
     # signed requests seen, in the RA's database: every worker refuses a replay
     app.extensions["sscard_ra_signatures"] = httpsig.RequestVerifier(
@@ -905,7 +964,7 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
         # no inline script or style anywhere (Pico's icons are data: images in its CSS)
         resp.headers.setdefault("Content-Security-Policy",
                                 "default-src 'self'; img-src 'self' data:; base-uri 'none'; "
-                                "form-action 'self'; frame-ancestors 'none'")
+                                f"form-action {form_action}; frame-ancestors 'none'")
         resp.headers.setdefault("Cache-Control", "no-store")
         return resp
 

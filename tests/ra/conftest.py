@@ -21,4 +21,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RaRig]:
 
 @pytest.fixture(scope="module")
 def app(rig: RaRig) -> Flask:
-    return create_app(rig.ra, WebConfig(secrets.token_bytes(32), secure_cookies=False))
+    # with the offline certificate form switched on: its pages and attacks are tested here
+    # (off by default: tests/ra/test_card_login.py checks it is not served then)
+    return create_app(rig.ra, WebConfig(secrets.token_bytes(32), secure_cookies=False,
+                                        offline_certificate_login=True))

@@ -40,6 +40,8 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("POST", "/login", {ANON, CLIENT, OPERATOR, OFFICER, AUDITOR, ADMIN}),
     ("GET", "/login/certificate", {ANON, CLIENT, OPERATOR, OFFICER, AUDITOR, ADMIN}),
     ("POST", "/login/certificate", {ANON, CLIENT, OPERATOR, OFFICER, AUDITOR, ADMIN}),
+    ("GET", "/login/card", {ANON, CLIENT, OPERATOR, OFFICER, AUDITOR, ADMIN}),
+    ("GET", "/login/card/callback", {ANON, CLIENT, OPERATOR, OFFICER, AUDITOR, ADMIN}),
     ("GET", "/language/en", {ANON, CLIENT, OPERATOR, OFFICER, AUDITOR, ADMIN}),
     ("POST", "/logout", {OPERATOR, OFFICER, AUDITOR, ADMIN}),
     ("GET", "/account/password", {OPERATOR, OFFICER, AUDITOR, ADMIN}),
@@ -147,7 +149,7 @@ def test_matrix(app: Flask, rig: RaRig, who: str) -> None:
         refused = resp.status_code in (401, 403) or to_login
         if "logout" in path and who in allowed:
             refused = resp.status_code != 302  # logging out redirects to the log-in page
-        if path in ("/login", "/login/certificate") or path.startswith("/language"):
+        if path.startswith(("/login", "/language")):
             # open to all: a wrong password (401) or the redirect back is an answer, not a
             # refusal; a refusal would be 403
             refused = resp.status_code == 403
