@@ -25,10 +25,13 @@ PIN = "123456"
 
 def personalised_card(pki: LoginPki, path: Path, pin_tries_left: int | None = None) -> Path:
     """A sample card (张三) whose signing key is certified by the login CA, saved for
-    ``sscard card emulate --state``."""
+    ``sscard card emulate --state``; its certificate (DER) beside it as ``<path>.cer`` (what
+    an RA registers for an officer)."""
     card = EmulatedCard(sample_card(CardProfile(generation=3)))
-    personalise(InProcessTransport(card), InProcessTransport(EmulatedPsam(make_test_psam())),
-                pki.ca, pki.card_extensions)
+    cert = personalise(InProcessTransport(card),
+                       InProcessTransport(EmulatedPsam(make_test_psam())), pki.ca,
+                       pki.card_extensions)
+    path.with_suffix(".cer").write_bytes(cert.dump())
     if pin_tries_left is not None:
         card.state.pin_tries_left = pin_tries_left
     card.state.save(path)
