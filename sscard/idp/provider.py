@@ -111,6 +111,9 @@ class ProviderConfig:
     #: signing certificates by default; add the staff CA's officer profile for staff logins)
     login_profiles: Mapping[str, str] = field(
         default_factory=lambda: {"cardholder-sign": CARDHOLDER_SIGN_POLICY})
+    #: profiles only some of the trusted CAs may issue, name -> those CAs' subject names (the
+    #: staff profile from the staff CA alone: the cardholder CA cannot mint a staff login)
+    profile_issuers: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.issuer)
@@ -136,10 +139,12 @@ def pairwise_sub(secret: bytes, sector: str, ssn: str) -> str:
 # -- the certificate claim (scope sscard:cert) ------------------------------------------------
 
 
-def certificate_claims(der: bytes, profiles: Mapping[str, str]) -> dict[str, str]:
+def certificate_claims(der: bytes, profiles: Mapping[str, str],
+                       issuers: Mapping[str, tuple[Any, ...]] | None = None) -> dict[str, str]:
     """What identifies the authentication certificate to a client granted ``sscard:cert``:
     ``x5t#S256`` (base64url SHA-256 of the DER, as RFC 7515 names it), the profile it was
-    accepted under (by its policy OID, never by a name in the subject) and its issuer."""
+    accepted under (by its policy OID, never by a name in the subject) and its issuer. A
+    profile bound to some CAs (``issuers``) from any other CA is a LoginError."""
     from asn1crypto import x509
 
     from sscard.x509.names import format_name
@@ -147,6 +152,10 @@ def certificate_claims(der: bytes, profiles: Mapping[str, str]) -> dict[str, str
     cert = x509.Certificate.load(der)
     have = policies_of(cert)
     profile = next((name for name, oid in profiles.items() if oid in have), "")
+    allowed = (issuers or {}).get(profile)
+    if allowed and cert.issuer not in allowed:
+        raise LoginError("WRONG_CERTIFICATE", f"a {profile} certificate from "
+                         f"{format_name(cert.issuer)}, which may not issue that profile", 401)
     return {"x5t#S256": base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(
                 b"=").decode(),
             "sscard:cert_profile": profile, "sscard:cert_issuer": format_name(cert.issuer)}
@@ -530,6 +539,8 @@ def create_app(provider: Provider) -> Flask:
             try:
                 token = provider.token_parser(body)
                 who = provider.validator.validate(token, config.origin, nonce)
+                certificate = certificate_claims(who.certificate_der, config.login_profiles,
+                                                 config.profile_issuers)
             except Exception as exc:
                 code = getattr(exc, "code", None)
                 if not isinstance(code, str):
@@ -547,7 +558,7 @@ def create_app(provider: Provider) -> Flask:
         session["sid"] = provider.store.open_session(
             {"name": who.name, "ssn": who.ssn, "card_number": who.card_number,
              "certificate_sha256": who.certificate_sha256, "auth_time": int(time.time()),
-             "certificate": certificate_claims(who.certificate_der, config.login_profiles)},
+             "certificate": certificate},
             config.session_seconds)
         session.permanent = True
         return jsonify({"redirect": target})

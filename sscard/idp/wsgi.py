@@ -15,7 +15,8 @@ The configuration (paths relative to the file)::
 
     [login_profiles]                            # the profiles a login may use: name = policy OID
     cardholder-sign = "1.2.156.10260.4.2.1.1"   # the default when the table is absent
-    ra-officer = "1.2.156.10260.4.2.2.1"        # staff cards of the staff CA
+    # staff cards, from the staff CA only: a profile as a table names the CAs that may issue it
+    ra-officer = { policy = "1.2.156.10260.4.2.2.1", issuers = ["staff-ca.pem"] }
 """
 
 from __future__ import annotations
@@ -62,23 +63,49 @@ def load_settings(path: Path) -> IdpSettings:
     for cert in [*anchors, *(path.parent / str(p) for p in data.get("intermediates", []))]:
         if not cert.is_file():
             raise IdpConfigError(f"{path}: no certificate file {cert}")
-    profiles = data.get("login_profiles", {"cardholder-sign": CARDHOLDER_SIGN_POLICY})
-    if not isinstance(profiles, dict) or not profiles or not all(
-            isinstance(v, str) and _is_oid(v) for v in profiles.values()):
-        raise IdpConfigError(f"{path}: 'login_profiles' maps profile names to policy OIDs "
-                             "(at least one)")
+    profiles, issuers = _login_profiles(path, data.get(
+        "login_profiles", {"cardholder-sign": CARDHOLDER_SIGN_POLICY}))
     try:
         provider = ProviderConfig(
             issuer=data["issuer"],
             agent_url=str(data.get("agent_url", ProviderConfig.agent_url)),
             id_token_seconds=int(data.get("id_token_seconds", 600)),
             key_retention=timedelta(hours=float(data.get("key_retention_hours", 24))),
-            login_profiles=dict(profiles))
+            login_profiles=profiles, profile_issuers=issuers)
     except (TypeError, ValueError) as exc:
         raise IdpConfigError(f"{path}: {exc}") from None
     return IdpSettings(provider, anchors,
                        [path.parent / str(p) for p in data.get("intermediates", [])],
                        bool(data.get("fetch_revocation", True)))
+
+
+def _login_profiles(path: Path, table: Any) -> tuple[dict[str, str], dict[str, tuple[Any, ...]]]:
+    """``name = "OID"``, or ``name = {policy = "OID", issuers = ["ca.pem", ...]}`` for a
+    profile only those CAs may issue: (name -> OID, name -> the issuing CAs' subjects)."""
+    from sscard.x509.errors import X509Error
+    from sscard.x509.parse import load_certificate
+
+    wrong = IdpConfigError(f"{path}: 'login_profiles' maps profile names to policy OIDs, or to "
+                           "{policy = OID, issuers = [CA certificate files]} (at least one)")
+    if not isinstance(table, dict) or not table:
+        raise wrong
+    profiles: dict[str, str] = {}
+    issuers: dict[str, tuple[Any, ...]] = {}
+    for name, value in table.items():
+        if isinstance(value, dict) and set(value) <= {"policy", "issuers"}:
+            files = value.get("issuers", [])
+            if not isinstance(files, list) or not files:
+                raise wrong
+            try:
+                issuers[name] = tuple(load_certificate((path.parent / str(f)).read_bytes())
+                                      .subject for f in files)
+            except (OSError, ValueError, X509Error) as exc:
+                raise IdpConfigError(f"{path}: login profile {name}: {exc}") from None
+            value = value.get("policy")
+        if not isinstance(value, str) or not _is_oid(value):
+            raise wrong
+        profiles[name] = value
+    return profiles, issuers
 
 
 def _is_oid(text: str) -> bool:

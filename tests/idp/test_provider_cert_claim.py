@@ -92,7 +92,32 @@ def test_cli_grants_the_scope_and_lists_it(tmp_path: Path) -> None:
     assert bad.exit_code != 0 and not (tmp_path / "u").exists()
 
 
+def test_a_profile_bound_to_other_cas_is_refused(rig: Rig) -> None:
+    """The staff profile from the staff CA only: a certificate of a profile bound to CAs that
+    did not issue it logs nobody in (the cardholder CA cannot mint a staff login)."""
+    from tests.cms.pki import make_ca
+
+    bound = rig.provider.config.profile_issuers
+    try:
+        rig.provider.config.profile_issuers = {"cardholder-sign": (make_ca("CN=Staff CA").cert
+                                                                   .subject,)}
+        c = add_client(rig, granted_scopes=frozenset({CERT_SCOPE}))
+        rp = RelyingParty(rig.url, c.client_id, c.secret, c.redirect_uri)
+        refused = rig.login(rig.browser(), rp.authorize_url())
+        assert refused.status_code == 401 and refused.json()["code"] == "WRONG_CERTIFICATE"
+        rig.provider.config.profile_issuers = {"cardholder-sign": (rig.card.cert.issuer,)}
+        assert rig.login(rig.browser(), rp.authorize_url()).status_code == 302
+    finally:
+        rig.provider.config.profile_issuers = bound
+
+
 def test_the_trusted_profiles_are_a_list_in_the_configuration(tmp_path: Path) -> None:
+    from asn1crypto import pem
+
+    from tests.cms.pki import make_ca
+
+    staff = make_ca("CN=Staff CA,C=CN")
+    (tmp_path / "staff-ca.pem").write_bytes(pem.armor("CERTIFICATE", staff.cert.dump()))
     (tmp_path / "root.pem").write_text("x")
     base = 'issuer = "https://idp.example"\ntrust_anchors = ["root.pem"]\n'
     config = tmp_path / "idp.toml"
@@ -103,6 +128,17 @@ def test_the_trusted_profiles_are_a_list_in_the_configuration(tmp_path: Path) ->
                       'ra-officer = "1.2.156.10260.4.2.2.1"\n')
     assert set(load_settings(config).provider.login_profiles) == {"cardholder-sign",
                                                                   "ra-officer"}
-    config.write_text(base + '[login_profiles]\nra-officer = "not an oid"\n')
-    with pytest.raises(IdpConfigError, match="login_profiles"):
+    config.write_text(base + '[login_profiles]\nra-officer = { policy = "1.2.156.10260.4.2.2.1",'
+                      ' issuers = ["staff-ca.pem"] }\n')
+    settings = load_settings(config).provider
+    assert settings.login_profiles == {"ra-officer": "1.2.156.10260.4.2.2.1"}
+    assert settings.profile_issuers == {"ra-officer": (staff.cert.subject,)}
+    for bad in ('ra-officer = "not an oid"', 'ra-officer = { policy = "1.2.3", issuers = [] }',
+                'ra-officer = { policy = "1.2.3", cas = ["staff-ca.pem"] }'):
+        config.write_text(base + "[login_profiles]\n" + bad + "\n")
+        with pytest.raises(IdpConfigError, match="login_profiles"):
+            load_settings(config)
+    config.write_text(base + '[login_profiles]\nra-officer = { policy = "1.2.3", '
+                      'issuers = ["root.pem"] }\n')
+    with pytest.raises(IdpConfigError, match="ra-officer"):
         load_settings(config)
