@@ -187,9 +187,16 @@ class CardLogin:
         return {"iss": {"essential": True, "values": [self.config.issuer]},
                 "aud": {"essential": True, "values": [self.config.client_id]}}
 
-    def logout_url(self, id_token: str | None) -> str:
-        """The provider's RP-initiated logout, back to the RA's log-in page afterwards."""
-        result = self.client.create_logout_url(
-            post_logout_redirect_uri=self.config.post_logout_redirect_uri,
-            id_token_hint=id_token, client_id=self.config.client_id)
+    def logout_url(self, id_token: str | None) -> str | None:
+        """The provider's RP-initiated logout, back to the RA's log-in page afterwards; None
+        when the provider's metadata cannot be read now (the RA's own session is over anyway,
+        and the provider's ends with its lifetime)."""
+        import requests
+
+        try:
+            result = self.client.create_logout_url(
+                post_logout_redirect_uri=self.config.post_logout_redirect_uri,
+                id_token_hint=id_token, client_id=self.config.client_id)
+        except (requests.RequestException, RuntimeError, ValueError):
+            return None
         return str(result["url"])

@@ -389,7 +389,9 @@ def logout() -> Any:
     card: CardLogin | None = current_app.extensions.get("ra_card_login")
     if card is not None and id_token:
         # logged in with the card: the provider's session ends too (RP-initiated logout)
-        return redirect(card.logout_url(str(id_token)))
+        there = card.logout_url(str(id_token))
+        if there is not None:
+            return redirect(there)
     return redirect(url_for("ui.login"))
 
 

@@ -338,3 +338,24 @@ def test_the_card_login_file_is_checked_before_serving(tmp_path: Path) -> None:
                                    "--kmc-ra-key-file", str(tmp_path / "kmc.key"),
                                    "--card-login", str(config)])
     assert res.exit_code != 0 and "issuer" in res.output
+
+
+def test_logout_when_the_provider_cannot_be_reached_still_ends_the_ra_session(
+        rig: RaRig) -> None:
+    from tests.pg import free_port
+
+    config = CardLoginConfig(f"http://127.0.0.1:{free_port()}", "ra", "secret", RA, PROFILES)
+    app = create_app(rig.ra, WebConfig(secrets.token_bytes(32), secure_cookies=False,
+                                       card_login=config))
+    ra = app.test_client()
+    page = ra.get("/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf is not None
+    assert ra.post("/login", data={"csrf_token": csrf[1], "username": "officer1",
+                                   "password": PASSWORD}).status_code == 302
+    with ra.session_transaction() as s:
+        s["id_token"] = "a.b.c"  # as if logged in with the card
+        token = s["csrf"]
+    out = ra.post("/logout", data={"csrf_token": token})
+    assert out.status_code == 302 and out.location.endswith("/login")
+    assert ra.get("/batches").status_code == 302
