@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def rate(fn: Callable[[], object], seconds: float = 2.0, min_calls: int = 20) -> float:
@@ -74,3 +75,19 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+class DidNotStart(RuntimeError):
+    """A server started for a run or a test did not come up (its log's end is in the
+    message)."""
+
+
+def wait_until_up(what: str, ready: Callable[[], bool], proc: subprocess.Popen[bytes],
+                  log: Path, timeout: float = 60.0, interval: float = 0.1) -> None:
+    """Ask ``ready`` every ``interval`` seconds until it says the server ``proc`` (writing to
+    ``log``) is up; ``DidNotStart`` if the process ends first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise DidNotStart(f"{what} did not come up:\n{log.read_text()[-3000:]}")
+        time.sleep(interval)

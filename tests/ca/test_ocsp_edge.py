@@ -20,7 +20,7 @@ import pytest
 import requests
 from asn1crypto import ocsp as asn1ocsp
 
-from bench._common import stop_group
+from bench._common import stop_group, wait_until_up
 from bench.peers import shipped_nginx_site
 from ca.authority import CertificateAuthority
 from ca.ocsp_publish import EdgePublisher, canonical_request, request_paths
@@ -60,14 +60,6 @@ class Edge:
         return requests.get(f"{self.url}/ocsp/{path}", timeout=10)
 
 
-def _wait(what: str, ready: object, log: Path, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while not ready():  # type: ignore[operator]
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not come up: {log.read_text()[-3000:]}")
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     nginx_exe = nginx()
@@ -84,7 +76,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
                  str(published), "--watch", "--interval", "0.2"],
                 stdout=out, stderr=subprocess.STDOUT, process_group=0)
         procs.append(publisher)
-        _wait("ocsp-publish", lambda: (published / "ocsp").is_dir(), log, publisher)
+        wait_until_up("ocsp-publish", lambda: (published / "ocsp").is_dir(), publisher, log)
 
         port = free_port()
         conf_dir = tmp / "nginx"
@@ -126,7 +118,7 @@ http {{
             except requests.ConnectionError:
                 return False
 
-        _wait("nginx", up, nginx_log, server)
+        wait_until_up("nginx", up, server, nginx_log)
         yield Edge(service, url, published)
     finally:
         for proc in reversed(procs):

@@ -16,7 +16,7 @@ from sscard.card.transport import InProcessTransport
 from sscard.emulator.card import EmulatedCard
 from sscard.emulator.psam import EmulatedPsam, make_test_psam
 from sscard.emulator.sample import CardProfile, sample_card
-from tests.card.conftest import CARD_READER, PcscRig
+from tests.card.conftest import CARD_READER, EmulatorProcess, PcscRig
 from tests.gateway.card import personalise
 from tests.idp.login_pki import LoginPki
 
@@ -33,6 +33,18 @@ def personalised_card(pki: LoginPki, path: Path, pin_tries_left: int | None = No
         card.state.pin_tries_left = pin_tries_left
     card.state.save(path)
     return path
+
+
+@contextmanager
+def inserted_card(rig: PcscRig, state: Path) -> Iterator[EmulatorProcess]:
+    """The card saved at ``state`` (``personalised_card``) in the rig's reader, without a
+    PSAM (the agent uses none), until the block ends."""
+    emu = EmulatorProcess(rig, state)
+    emu.start("--no-psam")
+    try:
+        yield emu
+    finally:
+        emu.stop()
 
 
 @dataclass
