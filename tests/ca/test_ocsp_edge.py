@@ -6,7 +6,6 @@ requests without a file reach the live responder (``sscard ca serve``) through t
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import subprocess
 import time
@@ -21,7 +20,7 @@ import requests
 from asn1crypto import ocsp as asn1ocsp
 
 from bench._common import stop_group, wait_until_up
-from bench.peers import shipped_nginx_site
+from bench.peers import nginx_conf, shipped_nginx_site
 from ca.authority import CertificateAuthority
 from ca.ocsp_publish import EdgePublisher, canonical_request, request_paths
 from sscard.audit import AuditLog
@@ -80,32 +79,15 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
 
         port = free_port()
         conf_dir = tmp / "nginx"
-        (conf_dir / "tmp").mkdir(parents=True)
+        conf_dir.mkdir()
         (conf_dir / "sscard-ocsp.conf").write_text(
             shipped_nginx_site(f"127.0.0.1:{port}", published,
                                service.url.removeprefix("http://")))
-        # the http block a distribution's nginx.conf provides, with paths under tmp
-        user = "user root;" if os.geteuid() == 0 else ""
-        (conf_dir / "nginx.conf").write_text(f"""\
-{user}
-worker_processes 2;
-daemon off;
-pid {conf_dir}/nginx.pid;
-error_log {conf_dir}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {conf_dir}/tmp;
-    proxy_temp_path {conf_dir}/tmp;
-    fastcgi_temp_path {conf_dir}/tmp;
-    uwsgi_temp_path {conf_dir}/tmp;
-    scgi_temp_path {conf_dir}/tmp;
-    include {conf_dir}/sscard-ocsp.conf;
-}}
-""")
+        # the http block a distribution's nginx.conf provides (the bench's, paths under tmp)
+        conf = nginx_conf(conf_dir, f"    include {conf_dir}/sscard-ocsp.conf;", workers=2)
         nginx_log = conf_dir / "stderr.log"
         with nginx_log.open("wb") as out:
-            server = subprocess.Popen([nginx_exe, "-c", str(conf_dir / "nginx.conf"),
+            server = subprocess.Popen([nginx_exe, "-c", str(conf),
                                        "-p", str(conf_dir)], stdout=out,
                                       stderr=subprocess.STDOUT, process_group=0)
         procs.append(server)
