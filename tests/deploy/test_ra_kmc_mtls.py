@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from keymgmt.db import default_url
 from keymgmt.errors import KmcUnavailable
@@ -29,7 +28,7 @@ from tests.deploy.test_serving import (  # noqa: F401  (fixtures)
     serve,
     site,
 )
-from tests.deploy.tlsfiles import free_port, make_foreign_client
+from tests.deploy.tlsfiles import encrypted_client_key, free_port, make_foreign_client
 
 KEY_PASSPHRASE = "ra kmc tls key passphrase 3"
 
@@ -51,21 +50,6 @@ def _escrow(url: str, deployment: Site, tls: ClientTls) -> EscrowResult:
         kmc.close()
 
 
-def _encrypted_client_key(deployment: Site, directory: Path) -> tuple[Path, Path]:
-    """The RA's TLS client key encrypted at rest, and its passphrase file (mode 0600)."""
-    key = serialization.load_pem_private_key(deployment.tls.client_key.read_bytes(), None)
-    path = directory / "ra-kmc-tls.key"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.BestAvailableEncryption(
-                                           KEY_PASSPHRASE.encode())))
-    path.chmod(0o600)
-    passphrase = directory / "ra-kmc-tls.pass"
-    passphrase.write_text(KEY_PASSPHRASE + "\n")
-    passphrase.chmod(0o600)
-    return path, passphrase
-
-
 def test_the_kmc_refuses_the_ra_without_its_client_certificate(
         site: Site, serve: Start, tmp_path: Path) -> None:  # noqa: F811
     url = _kmc(site, serve)
@@ -85,7 +69,7 @@ def test_the_ra_checks_the_kmcs_server_certificate_against_its_ca_file_only(
     other_ca, _ = make_foreign_client(tmp_path)
     # requests would take this bundle (which does hold the KMC's CA) over its own settings
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(site.tls.ca))
-    key, _ = _encrypted_client_key(site, tmp_path)
+    key, _ = encrypted_client_key(site.tls, tmp_path, KEY_PASSPHRASE)
     tls = ClientTls(other_ca, site.tls.client_cert, key, KEY_PASSPHRASE.encode())
     with pytest.raises(KmcUnavailable, match=r"(?i)certificate verify failed"):
         _escrow(url, site, tls)
@@ -94,7 +78,7 @@ def test_the_ra_checks_the_kmcs_server_certificate_against_its_ca_file_only(
 def test_the_ra_with_its_client_certificate_escrows_at_the_kmc(
         site: Site, serve: Start, tmp_path: Path) -> None:  # noqa: F811
     url = _kmc(site, serve)
-    key, _ = _encrypted_client_key(site, tmp_path)
+    key, _ = encrypted_client_key(site.tls, tmp_path, KEY_PASSPHRASE)
     before = _escrowed(site)
     tls = ClientTls(site.tls.ca, site.tls.client_cert, key, KEY_PASSPHRASE.encode())
     escrowed = _escrow(url, site, tls)
@@ -142,7 +126,7 @@ def _ra_serve(deployment: Site, tmp_path: Path, *extra: str) -> subprocess.Compl
 ])
 def test_bad_kmc_tls_options_are_named_before_serving(site: Site, tmp_path: Path,  # noqa: F811
                                                       extra: list[str], refusal: str) -> None:
-    key, _ = _encrypted_client_key(site, tmp_path)
+    key, _ = encrypted_client_key(site.tls, tmp_path, KEY_PASSPHRASE)
     wrong = tmp_path / "wrong.pass"
     wrong.write_text("not the passphrase\n")
     wrong.chmod(0o600)
