@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def rate(fn: Callable[[], object], seconds: float = 2.0, min_calls: int = 20) -> float:
@@ -63,6 +64,18 @@ def openssl_speed(algorithms: list[str], seconds: int = 2,
         elif m := re.match(r"\+F7:\d+:\d+:CurveSM2:([\d.]+):([\d.]+)", line):
             found["sm2"] = (float(m[1]), float(m[2]))
     return found
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Stop one child process (not a group: ``stop_group``): SIGTERM, SIGKILL if it has not
+    gone in ``timeout`` seconds; then reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:

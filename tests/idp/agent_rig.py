@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench._common import stop_process
 from sscard.card.transport import InProcessTransport
 from sscard.emulator.card import EmulatedCard
 from sscard.emulator.psam import EmulatedPsam, make_test_psam
@@ -96,12 +97,7 @@ def running_agent(rig: PcscRig, work: Path, origins: list[str],
         url = line.split("listening on ", 1)[1].split()[0]
         yield Agent(url, proc, pin_w, consent_w, consent_file)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         for fd in (pin_w, consent_w):
             os.close(fd)
         for stream in (proc.stdout, proc.stderr):
