@@ -9,6 +9,8 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 
 def rate(fn: Callable[[], object], seconds: float = 2.0, min_calls: int = 20) -> float:
@@ -64,6 +66,18 @@ def openssl_speed(algorithms: list[str], seconds: int = 2,
     return found
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Stop one child process (not a group: ``stop_group``): SIGTERM, SIGKILL if it has not
+    gone in ``timeout`` seconds; then reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
     """Stop a server started in its own process group (``start_new_session=True``): SIGTERM to
     the whole group (a gunicorn master and its workers), SIGKILL if it has not gone in 30 s."""
@@ -74,3 +88,19 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+class DidNotStart(RuntimeError):
+    """A server started for a run or a test did not come up (its log's end is in the
+    message)."""
+
+
+def wait_until_up(what: str, ready: Callable[[], bool], proc: subprocess.Popen[bytes],
+                  log: Path, timeout: float = 60.0, interval: float = 0.1) -> None:
+    """Ask ``ready`` every ``interval`` seconds until it says the server ``proc`` (writing to
+    ``log``) is up; ``DidNotStart`` if the process ends first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise DidNotStart(f"{what} did not come up:\n{log.read_text()[-3000:]}")
+        time.sleep(interval)

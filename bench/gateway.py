@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._common import figure, rate
+from bench._common import figure, rate, stop_process
 from sscard.cms import sign
 from sscard.gateway.config import BUSINESS_SYSTEM_POLICY
 from sscard.httpsig import sign_request
@@ -194,12 +194,7 @@ def main() -> None:
             _wait_up(port, proc, log)
             _run(args, port, signer, system, home)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=15)
 
 
 def _run(args: argparse.Namespace, port: int, signer: Any, system: Any, home: Path) -> None:

@@ -40,7 +40,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ from asn1crypto import ocsp as asn1ocsp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import figure, openssl_speed
+from bench._common import DidNotStart, figure, openssl_speed, wait_until_up
 from bench.ca_protocols import _config, _lua_post, _request
 from ca.authority import CertificateAuthority
 from sscard.audit import AuditLog
@@ -138,17 +137,19 @@ class Server:
                                          # its own process group, but not a session leader:
                                          # openssl ocsp -multi fails its setpgid() then
                                          stdin=subprocess.DEVNULL, process_group=0)
-        deadline = time.monotonic() + 90
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                answer = (requests.get(self.ready_url, timeout=2) if self.probe_body is None
-                          else requests.post(self.ready_url, data=self.probe_body, timeout=2,
-                                             headers={"Content-Type": OCSP_REQUEST}))
-                if self.ready(answer):
-                    return
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{self.name} did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        try:
+            wait_until_up(self.name, self._answers, self.proc, self.log, timeout=90,
+                          interval=0.2)
+        except DidNotStart as exc:
+            raise SystemExit(str(exc)) from None
+
+    def _answers(self) -> bool:
+        with contextlib.suppress(requests.RequestException):
+            answer = (requests.get(self.ready_url, timeout=2) if self.probe_body is None
+                      else requests.post(self.ready_url, data=self.probe_body, timeout=2,
+                                         headers={"Content-Type": OCSP_REQUEST}))
+            return self.ready(answer)
+        return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

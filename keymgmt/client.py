@@ -48,11 +48,14 @@ def _unb64(value: str | None) -> bytes | None:
 
 class KmcClient:
     """A session with the KMC API under one caller's API key, or as a service identity that
-    signs each request (``signer``: ``sscard.httpsig.RequestSigner`` with its certificate)."""
+    signs each request (``signer``: ``sscard.httpsig.RequestSigner`` with its certificate).
+    ``session``: the requests session to call through (one with a TLS client certificate for
+    a KMC that asks for them, ``sscard.tls_client.ClientTls.session``)."""
 
     def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float = 30.0,
                  verify: bool | str = True, signer: RequestSigner | None = None,
-                 terminal_id: str | None = None) -> None:
+                 terminal_id: str | None = None,
+                 session: requests.Session | None = None) -> None:
         if (api_key is None) == (signer is None):
             raise ValueError("give an API key or a request signer (one of them)")
         self.base_url = base_url.rstrip("/") + "/kmc/v1"
@@ -61,7 +64,8 @@ class KmcClient:
         self.terminal_id = terminal_id
         self.timeout = timeout
         self._signer = signer
-        self._session = requests.Session()
+        # a given session brings its own transport: mutual TLS (sscard.tls_client.ClientTls)
+        self._session = session or requests.Session()
         if api_key is not None:
             self._session.headers["Authorization"] = f"Bearer {api_key}"
         self._session.verify = verify

@@ -199,37 +199,37 @@ class _RemoteRaAppFactory:
 
     def __init__(self, home: Path, ra_url: str, audit_url: str, ca_url: str, kmc_url: str,
                  signer: Any, kmc_key: str, officer_keys: dict[str, str],
-                 web: Any, resume_every: float) -> None:
+                 web: Any, resume_every: float, kmc_tls: Any = None) -> None:
         self.home, self.ra_url, self.audit_url = home, ra_url, audit_url
         self.ca_url, self.kmc_url, self.signer = ca_url, kmc_url, signer
         self.kmc_key, self.officer_keys, self.web = kmc_key, officer_keys, web
+        self.kmc_tls = kmc_tls  # sscard.tls_client.ClientTls: the KMC asks for client certs
         self.resume_every = resume_every
         self._officers: dict[str, Any] = {}  # one KMC session per officer, per worker
 
     def officer(self, name: str) -> Any:
         """The officer's own KMC caller, for recovery approvals the KMC sees as theirs."""
-        from keymgmt.client import KmcClient
         from keymgmt.errors import KmcError
+        from ra.kmc_http import kmc_client
 
         if name not in self._officers:
             key = self.officer_keys.get(name)
             if key is None:
                 raise KmcError(f"officer {name} has no KMC credential on this RA "
                                "(--kmc-officer-keys <dir>/<username>.key)")
-            self._officers[name] = KmcClient(self.kmc_url, key)
+            self._officers[name] = kmc_client(self.kmc_url, key, self.kmc_tls)
         return self._officers[name]
 
     def __call__(self) -> Any:
         from ca.client import CaClient
-        from keymgmt.client import KmcClient
-        from ra.kmc_http import HttpKmc
+        from ra.kmc_http import HttpKmc, kmc_client
         from ra.service import RegistrationAuthority
         from ra.web import create_app
         from sscard.audit.scheduled import open_served_log
 
         audit = open_served_log(self.audit_url, self.home)
         ca = CaClient(self.ca_url, signer=self.signer)
-        kmc = HttpKmc(KmcClient(self.kmc_url, self.kmc_key), self.officer)
+        kmc = HttpKmc(kmc_client(self.kmc_url, self.kmc_key, self.kmc_tls), self.officer)
         return create_app(_resuming(RegistrationAuthority.open(self.ra_url, audit, ca, kmc),
                                     self.resume_every), self.web)
 
@@ -249,7 +249,8 @@ def _resuming(ra: Any, every: float) -> Any:
 def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_url: str,
                   service_key: Path | None, service_certificate: Path | None,
                   service_key_passphrase_file: Path | None, kmc_key: str,
-                  officer_keys_dir: Path | None, web: Any, resume_every: float) -> None:
+                  officer_keys_dir: Path | None, web: Any, resume_every: float,
+                  kmc_tls: Any) -> None:
     from ca.client import CaClient
     from ca.errors import CAError
     from ra import store
@@ -283,9 +284,11 @@ def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_ur
         raise click.ClickException(f"the CA at {ca_url}: {exc}") from None
     factory = _RemoteRaAppFactory(home, ctx.meta.get("ra_db_url") or store.default_url(home),
                                   resolve_audit_url(ctx), ca_url, kmc_url, signer, kmc_key,
-                                  officer_keys, web, resume_every)
+                                  officer_keys, web, resume_every, kmc_tls)
     click.echo(f"RA serving on {serving.url} (gunicorn, {serving.workers} workers; CA at "
-               f"{ca_url}, KMC at {kmc_url})", err=True)
+               f"{ca_url}, KMC at {kmc_url}"
+               f"{' with a TLS client certificate' if kmc_tls and kmc_tls.certificate else ''})",
+               err=True)
     run(factory, serving, name="ra")
 
 
@@ -324,6 +327,16 @@ def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_ur
               help="Passphrase file for --service-key (default: prompt).")
 @click.option("--service-certificate", type=_FILE, default=None,
               help="With --ca-url: the RA's service certificate (profile service).")
+@click.option("--kmc-ca-file", type=_FILE, default=None,
+              help="With an https --kmc-url: the CA certificates the KMC's TLS server "
+                   "certificate must chain to (only these; REQUESTS_CA_BUNDLE is not used).")
+@click.option("--kmc-tls-cert", type=_FILE, default=None,
+              help="With --kmc-ca-file: the RA's TLS client certificate PEM for a KMC that asks "
+                   "for client certificates (its chain may follow).")
+@click.option("--kmc-tls-key", type=_FILE, default=None,
+              help="The key of --kmc-tls-cert (PEM, may be encrypted).")
+@click.option("--kmc-tls-key-passphrase-file", type=_FILE, default=None,
+              help="File whose first line is the --kmc-tls-key passphrase.")
 @click.option("--kmc-officer-keys", "officer_keys_dir",
               type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="With --kmc-url: a directory of <username>.key files, each officer's own KMC "
@@ -336,7 +349,8 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
           card_login_file: Path | None, offline_certificate_login: bool,
           ca_url: str | None, kmc_url: str | None, service_key: Path | None,
           service_key_passphrase_file: Path | None, service_certificate: Path | None,
-          officer_keys_dir: Path | None) -> None:
+          kmc_ca_file: Path | None, kmc_tls_cert: Path | None, kmc_tls_key: Path | None,
+          kmc_tls_key_passphrase_file: Path | None, officer_keys_dir: Path | None) -> None:
     """Run the RA web UI and enrollment API under gunicorn: with --ca-url and --kmc-url the RA
     reaches the CA and the KMC over their APIs; without, it opens both in process."""
     from keymgmt.errors import KmcError
@@ -358,6 +372,8 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
     # one key for every worker of this master: a session started at one holds at the others
     web = WebConfig(secrets.token_bytes(32), not insecure_http, card_login=card_login,
                     offline_certificate_login=offline_certificate_login)
+    kmc_tls = _kmc_tls(kmc_url, kmc_ca_file, kmc_tls_cert, kmc_tls_key,
+                       kmc_tls_key_passphrase_file)
     if ca_url is not None and kmc_url is not None:
         if shares:
             raise click.UsageError("--share with --kmc-url: the RA holds no KMC share when the "
@@ -365,7 +381,7 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
         _serve_remote(ctx, serving, ca_url, kmc_url, service_key, service_certificate,
                       service_key_passphrase_file,
                       read_secret(file=kmc_ra_key_file).decode().strip(),
-                      officer_keys_dir, web, resume_every)
+                      officer_keys_dir, web, resume_every, kmc_tls)
         return
     home = _home(ctx)
     if not shares:
@@ -390,6 +406,33 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
         raise click.ClickException(str(exc)) from None
     click.echo(f"RA serving on {serving.url} (gunicorn, {serving.workers} workers)", err=True)
     run(factory, serving, name="ra")
+
+
+def _kmc_tls(kmc_url: str | None, ca_file: Path | None, certificate: Path | None,
+             key: Path | None, passphrase_file: Path | None) -> Any:
+    """The RA's TLS settings for the KMC (``sscard.tls_client.ClientTls``), or None: checked
+    here, once, before anything is opened (a wrong passphrase, a key that does not match)."""
+    if ca_file is None and certificate is None and key is None and passphrase_file is None:
+        return None
+    if kmc_url is None or not kmc_url.lower().startswith("https://"):
+        raise click.UsageError("--kmc-ca-file and --kmc-tls-* are for an https --kmc-url")
+    if ca_file is None:
+        raise click.UsageError("--kmc-tls-cert needs --kmc-ca-file: the CA certificates of "
+                               "the KMC's TLS server certificate")
+    if passphrase_file is not None and key is None:
+        raise click.UsageError("--kmc-tls-key-passphrase-file goes with --kmc-tls-key")
+    from sscard.serving import ServeError
+    from sscard.tls_client import ClientTls
+
+    try:
+        tls = ClientTls(ca_file, certificate, key,
+                        read_secret(file=passphrase_file, prompt="KMC TLS key passphrase")
+                        if passphrase_file is not None else None,
+                        "--kmc-tls-key-passphrase-file")
+        tls.context()
+    except ServeError as exc:
+        raise click.UsageError(f"--kmc-tls-cert/--kmc-tls-key/--kmc-ca-file: {exc}") from None
+    return tls
 
 
 def _check_opens(ctx: click.Context, factory: _RaAppFactory) -> None:

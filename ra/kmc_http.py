@@ -14,11 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from keymgmt.client import KmcClient, KmcServiceError
 from keymgmt.errors import KmcError, KmcUnavailable
 from keymgmt.records import EscrowResult, RecoveryResult
 from sscard.x509.values import Serial
+
+if TYPE_CHECKING:
+    from sscard.tls_client import ClientTls
+
+
+def kmc_client(url: str, api_key: str, tls: ClientTls | None = None) -> KmcClient:
+    """The RA's own caller at the KMC, or an officer's (``api_key``), over mutual TLS with the
+    RA's TLS client certificate when ``tls`` gives one (the KMC's ``--tls-client-ca``)."""
+    return KmcClient(url, api_key, session=tls.session() if tls is not None else None)
 
 
 @contextmanager

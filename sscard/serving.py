@@ -86,22 +86,8 @@ def tls_context(options: ServeOptions) -> ssl.SSLContext:
         raise ServeError("TLS is not configured")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    # a callable, never None: OpenSSL would otherwise prompt on the terminal for an
-    # encrypted key (and hang a service started by systemd)
-    passphrase = options.tls_key_passphrase or b""
-    try:
-        context.load_cert_chain(str(options.tls_cert), str(options.tls_key),
-                                password=lambda: passphrase)
-    except FileNotFoundError as exc:
-        raise ServeError(f"TLS: cannot read {exc.filename}: {exc.strerror}") from None
-    except (ssl.SSLError, OSError) as exc:
-        hint = ("wrong passphrase, a key that does not match, or not PEM"
-                if options.tls_key_passphrase else
-                "an encrypted key needs --tls-key-passphrase-file; else a key that does not "
-                "match, or not PEM")
-        raise ServeError(f"TLS: cannot use certificate {options.tls_cert} with key "
-                         f"{options.tls_key} ({hint}): "
-                         f"{getattr(exc, 'reason', None) or exc}") from None
+    load_key_pair(context, options.tls_cert, options.tls_key, options.tls_key_passphrase,
+                  "--tls-key-passphrase-file")
     if options.tls_client_ca is not None:
         try:
             context.load_verify_locations(cafile=str(options.tls_client_ca))
@@ -110,6 +96,29 @@ def tls_context(options: ServeOptions) -> ssl.SSLContext:
                              f"{exc}") from None
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def load_key_pair(context: ssl.SSLContext, certificate: Path, key: Path,
+                  passphrase: bytes | None, passphrase_option: str) -> None:
+    """Load a certificate (its chain may follow) and its key into ``context``, the key
+    decrypted with ``passphrase``; a ``ServeError`` naming the files and the likely cause
+    (``passphrase_option`` is the option that gives the passphrase). For the server's
+    identity and for a service's TLS client identity (sscard.tls_client) alike."""
+    import ssl
+
+    # a callable, never None: OpenSSL would otherwise prompt on the terminal for an
+    # encrypted key (and hang a service started by systemd)
+    secret = passphrase or b""
+    try:
+        context.load_cert_chain(str(certificate), str(key), password=lambda: secret)
+    except FileNotFoundError as exc:
+        raise ServeError(f"TLS: cannot read {exc.filename}: {exc.strerror}") from None
+    except (ssl.SSLError, OSError) as exc:
+        hint = ("wrong passphrase, a key that does not match, or not PEM" if passphrase else
+                f"an encrypted key needs {passphrase_option}; else a key that does not "
+                "match, or not PEM")
+        raise ServeError(f"TLS: cannot use certificate {certificate} with key {key} ({hint}): "
+                         f"{getattr(exc, 'reason', None) or exc}") from None
 
 
 def run(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: str) -> None:

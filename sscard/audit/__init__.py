@@ -16,8 +16,9 @@ See docs/operations-audit.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sscard.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sscard.audit.actions import AuditAction
@@ -72,14 +73,8 @@ _WHERE = {
     "VerifyReport": "verify",
     "verify_log": "verify",
 }
+#: the names exported under another name than their module's
 _RENAMED = {"audit_metadata": "metadata"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'sscard.audit' has no attribute {name!r}")
-    module = importlib.import_module(f"sscard.audit.{_WHERE[name]}")
-    return getattr(module, _RENAMED.get(name, name))
 
 
 __all__ = [
@@ -107,3 +102,5 @@ __all__ = [
     "make_engine",
     "verify_log",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals(), _RENAMED)

@@ -6,7 +6,6 @@ requests without a file reach the live responder (``sscard ca serve``) through t
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import subprocess
 import time
@@ -20,8 +19,8 @@ import pytest
 import requests
 from asn1crypto import ocsp as asn1ocsp
 
-from bench._common import stop_group
-from bench.peers import shipped_nginx_site
+from bench._common import stop_group, wait_until_up
+from bench.peers import nginx_conf, shipped_nginx_site
 from ca.authority import CertificateAuthority
 from ca.ocsp_publish import EdgePublisher, canonical_request, request_paths
 from sscard.audit import AuditLog
@@ -60,14 +59,6 @@ class Edge:
         return requests.get(f"{self.url}/ocsp/{path}", timeout=10)
 
 
-def _wait(what: str, ready: object, log: Path, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while not ready():  # type: ignore[operator]
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not come up: {log.read_text()[-3000:]}")
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     nginx_exe = nginx()
@@ -84,36 +75,19 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
                  str(published), "--watch", "--interval", "0.2"],
                 stdout=out, stderr=subprocess.STDOUT, process_group=0)
         procs.append(publisher)
-        _wait("ocsp-publish", lambda: (published / "ocsp").is_dir(), log, publisher)
+        wait_until_up("ocsp-publish", lambda: (published / "ocsp").is_dir(), publisher, log)
 
         port = free_port()
         conf_dir = tmp / "nginx"
-        (conf_dir / "tmp").mkdir(parents=True)
+        conf_dir.mkdir()
         (conf_dir / "sscard-ocsp.conf").write_text(
             shipped_nginx_site(f"127.0.0.1:{port}", published,
                                service.url.removeprefix("http://")))
-        # the http block a distribution's nginx.conf provides, with paths under tmp
-        user = "user root;" if os.geteuid() == 0 else ""
-        (conf_dir / "nginx.conf").write_text(f"""\
-{user}
-worker_processes 2;
-daemon off;
-pid {conf_dir}/nginx.pid;
-error_log {conf_dir}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {conf_dir}/tmp;
-    proxy_temp_path {conf_dir}/tmp;
-    fastcgi_temp_path {conf_dir}/tmp;
-    uwsgi_temp_path {conf_dir}/tmp;
-    scgi_temp_path {conf_dir}/tmp;
-    include {conf_dir}/sscard-ocsp.conf;
-}}
-""")
+        # the http block a distribution's nginx.conf provides (the bench's, paths under tmp)
+        conf = nginx_conf(conf_dir, f"    include {conf_dir}/sscard-ocsp.conf;", workers=2)
         nginx_log = conf_dir / "stderr.log"
         with nginx_log.open("wb") as out:
-            server = subprocess.Popen([nginx_exe, "-c", str(conf_dir / "nginx.conf"),
+            server = subprocess.Popen([nginx_exe, "-c", str(conf),
                                        "-p", str(conf_dir)], stdout=out,
                                       stderr=subprocess.STDOUT, process_group=0)
         procs.append(server)
@@ -126,7 +100,7 @@ http {{
             except requests.ConnectionError:
                 return False
 
-        _wait("nginx", up, nginx_log, server)
+        wait_until_up("nginx", up, server, nginx_log)
         yield Edge(service, url, published)
     finally:
         for proc in reversed(procs):

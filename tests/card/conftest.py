@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench._common import stop_process
 from sscard.emulator.pcscd import CARD_READER, PSAM_READER
 from tests.conftest import PcscRig
 
@@ -42,13 +43,8 @@ class EmulatorProcess:
             ) from None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         if self.proc is not None and self.proc.stderr:
             self.proc.stderr.close()
         self.proc = None

@@ -135,13 +135,29 @@ def test_the_audit_commands_outcomes_are_the_records() -> None:
     assert OUTCOMES == RECORDED
 
 
-@pytest.mark.parametrize("package", ["sscard.audit", "sscard.keys"])
-def test_a_lazy_package_resolves_every_public_name(package: str) -> None:
-    """The packages that resolve their names on first use still give every one of them."""
+def lazy_packages() -> list[str]:
+    """Every package that resolves its names on first use (through sscard.lazy)."""
+    return sorted(".".join(init.parent.relative_to(ROOT).parts)
+                  for top in ("sscard", "ca", "ra", "keymgmt", "reader_tools")
+                  for init in (ROOT / top).rglob("__init__.py")
+                  if "lazy_exports(" in init.read_text(encoding="utf-8"))
+
+
+def test_the_lazy_packages_are_found() -> None:
+    assert {"sscard.audit", "sscard.cms", "sscard.keys", "sscard.validation"} <= set(
+        lazy_packages())
+
+
+@pytest.mark.parametrize("package", lazy_packages())
+def test_a_lazy_package_gives_every_public_name(package: str) -> None:
+    """Each of its public names, from a fresh interpreter; a name it does not export is an
+    AttributeError."""
     proc = subprocess.run(
         [sys.executable, "-c", f"import {package} as p\n"
+         "assert sorted(p._WHERE) == sorted(p.__all__), set(p._WHERE) ^ set(p.__all__)\n"
          "missing = [n for n in p.__all__ if getattr(p, n, None) is None]\n"
          "assert not missing, missing\n"
+         "assert set(p.__all__) <= set(dir(p))\n"
          "try:\n    p.no_such_name\nexcept AttributeError:\n    pass\n"
          "else:\n    raise SystemExit('no AttributeError')"],
         capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -5,113 +5,32 @@ checking it with --crl, --ocsp URL and --fetch (only under the allow-list)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from asn1crypto import x509
 from click.testing import CliRunner, Result
 
-from ca.ocsp import OcspResponder
-from ca.records import CertificateStatus, RevocationReason, Status
 from sscard.cli import cli
 from sscard.cms import TrustConfig, Verifier, sign
 from sscard.cms.revocation import RevocationFetch
 from sscard.fetch import AllowList, FetchPolicy
-from tests.cms.pki import NOW, Issued, Pki, make_ca, make_crl, make_leaf
+from tests.cms.pki import NOW, Issued, Pki, make_crl, make_leaf
+from tests.cms.revocation_http import Http, ocsp_chain, sources
 
 DOC = "异地就医备案".encode()
 
 
-class Http:
-    """A small HTTP server answering OCSP POSTs and CRL GETs."""
-
-    def __init__(self) -> None:
-        self.ocsp: OcspResponder | None = None
-        self.crl: bytes = b""
-        self.root_crl: bytes = b""
-        self.ocsp_requests = 0
-        self.gets: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.ocsp_requests += 1
-                assert outer.ocsp is not None
-                self._send(outer.ocsp.respond(body), "application/ocsp-response")
-
-            def do_GET(self) -> None:
-                outer.gets.append(self.path)
-                if self.path == "/redirect":
-                    self.send_response(302)
-                    self.send_header("Location", outer.url + "/ca.crl")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self._send(outer.root_crl if self.path == "/root.crl" else outer.crl,
-                           "application/pkix-crl")
-
-            def _send(self, data: bytes, kind: str) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
 def http() -> Iterator[Http]:
-    server = Http()
-    yield server
-    server.close()
-
-
-def _uri(value: str) -> x509.GeneralName:
-    return x509.GeneralName(name="uniform_resource_identifier", value=value)
-
-
-def _sources(ocsp_url: str | None, crl_url: str) -> list[tuple[str, object, bool]]:
-    ext: list[tuple[str, object, bool]] = [
-        ("crl_distribution_points", [{"distribution_point": {"full_name": [_uri(crl_url)]}}],
-         False)]
-    if ocsp_url:
-        ext.append(("authority_information_access",
-                    [{"access_method": "ocsp", "access_location": _uri(ocsp_url)}], False))
-    return ext
+    with Http() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def chain(http: Http) -> tuple[Issued, Issued, dict[int, datetime]]:
-    root = make_ca("CN=Revocation Root,C=CN")
-    ca = make_ca("CN=Revocation CA,C=CN", root,
-                 extra=_sources(None, http.url + "/root.crl"))
-    revoked: dict[int, datetime] = {}
-
-    def lookup(serial: int) -> CertificateStatus:
-        if serial in revoked:
-            return CertificateStatus(serial, Status.REVOKED, revoked[serial],
-                                     RevocationReason.keyCompromise)
-        return CertificateStatus(serial, Status.GOOD)
-
-    http.ocsp = OcspResponder(ca.key, ca.cert, ca.cert, lookup)
-    http.root_crl = make_crl(root).dump()
-    return root, ca, revoked
+    return ocsp_chain(http, "CN=Revocation Root,C=CN", "CN=Revocation CA,C=CN")
 
 
 def _signed(leaf: Issued, ca: Issued) -> bytes:
@@ -124,8 +43,8 @@ def _allowing(*prefixes: str) -> RevocationFetch:
 
 def test_ocsp_from_the_responder_the_certificate_names(http: Http, chain) -> None:
     root, ca, revoked = chain
-    good = make_leaf("CN=钱一,C=CN", ca, extra=_sources(http.url + "/ocsp", http.url + "/ca.crl"))
-    bad = make_leaf("CN=钱二,C=CN", ca, extra=_sources(http.url + "/ocsp", http.url + "/ca.crl"))
+    good = make_leaf("CN=钱一,C=CN", ca, extra=sources(http.url + "/ocsp", http.url + "/ca.crl"))
+    bad = make_leaf("CN=钱二,C=CN", ca, extra=sources(http.url + "/ocsp", http.url + "/ca.crl"))
     when = NOW - timedelta(hours=2)
     revoked[bad.cert.serial_number] = when
     http.crl = make_crl(ca).dump()  # the CRL says nothing: only OCSP knows of the revocation
@@ -141,8 +60,8 @@ def test_ocsp_from_the_responder_the_certificate_names(http: Http, chain) -> Non
 def test_falls_back_to_the_crl_when_ocsp_is_down(http: Http, chain) -> None:
     root, ca, _revoked = chain
     dead = "http://127.0.0.1:9/ocsp"  # nothing listens on the discard port
-    leaf = make_leaf("CN=钱三,C=CN", ca, extra=_sources(dead, http.url + "/ca.crl"))
-    other = make_leaf("CN=钱四,C=CN", ca, extra=_sources(dead, http.url + "/ca.crl"))
+    leaf = make_leaf("CN=钱三,C=CN", ca, extra=sources(dead, http.url + "/ca.crl"))
+    other = make_leaf("CN=钱四,C=CN", ca, extra=sources(dead, http.url + "/ca.crl"))
     when = NOW - timedelta(hours=1)
     http.crl = make_crl(ca, [(leaf.cert, when)], number=2).dump()
     verifier = Verifier(TrustConfig([root.cert], revocation_fetch=_allowing(http.url + "/", dead)))
@@ -156,7 +75,7 @@ def test_the_one_fetch_setting_asks_nobody_off_the_allow_list(http: Http, chain)
     """A signer's certificate names the URLs; only the operator's allow-list decides whether
     they are asked: here the responder and the distribution point are off it."""
     root, ca, revoked = chain
-    bad = make_leaf("CN=钱五,C=CN", ca, extra=_sources(http.url + "/ocsp", http.url + "/ca.crl"))
+    bad = make_leaf("CN=钱五,C=CN", ca, extra=sources(http.url + "/ocsp", http.url + "/ca.crl"))
     revoked[bad.cert.serial_number] = NOW - timedelta(hours=2)
     verifier = Verifier(TrustConfig([root.cert],
                                     revocation_fetch=_allowing("http://127.0.0.1:9/only/")))
@@ -187,7 +106,7 @@ def _revoked_signature(http: Http, chain, files: Path, revoked_in_crl: bool = Tr
                        ocsp_url: str | None = None) -> tuple[Issued, Path]:
     _root, ca, revoked = chain
     leaf = make_leaf("CN=孙五,C=CN", ca,
-                     extra=_sources(ocsp_url, crl_url or http.url + "/ca.crl"))
+                     extra=sources(ocsp_url, crl_url or http.url + "/ca.crl"))
     when = NOW - timedelta(hours=3)
     revoked[leaf.cert.serial_number] = when
     ca_crl = make_crl(ca, [(leaf.cert, when)] if revoked_in_crl else [], number=7)
@@ -239,7 +158,7 @@ def test_verify_revocation_leaf_when_the_ca_names_a_crl_url(http: Http, chain,
     res = _cli(*args, str(signed))
     assert res.exit_code == 1, res.output
     assert "REVOKED:" in res.output and "REVOCATION_UNKNOWN" not in res.output, res.output
-    good = make_leaf("CN=孙八,C=CN", ca, extra=_sources(None, http.url + "/ca.crl"))
+    good = make_leaf("CN=孙八,C=CN", ca, extra=sources(None, http.url + "/ca.crl"))
     (files / "good.p7s").write_bytes(_signed(good, ca))
     res = _cli(*args, str(files / "good.p7s"))
     assert res.exit_code == 0, res.output
@@ -257,7 +176,7 @@ def test_verify_with_a_given_ocsp_responder(http: Http, chain, files: Path) -> N
     declared = "http://ocsp.invalid/"
     _leaf, signed = _revoked_signature(http, chain, files, revoked_in_crl=False,
                                        ocsp_url=declared)
-    good = make_leaf("CN=孙六,C=CN", ca, extra=_sources(declared, http.url + "/ca.crl"))
+    good = make_leaf("CN=孙六,C=CN", ca, extra=sources(declared, http.url + "/ca.crl"))
     (files / "good.p7s").write_bytes(_signed(good, ca))
     (files / "root.crl").write_bytes(make_crl(root).dump())
     args = ["verify", "--trust", str(files / "root.der"), "--crl", str(files / "root.crl"),

@@ -75,7 +75,8 @@ def check_serve_args(service: str, args: list[str]) -> None:
     for i, arg in enumerate(args):
         if arg.startswith("--") and SECRET_WORDS.search(arg) and not arg.startswith("--tls-"):
             # a secret option takes a file, never the secret itself
-            assert arg.endswith("-file") or arg in ("--share", "--service-key"), arg
+            assert arg.endswith("-file") or arg in ("--share", "--service-key",
+                                                    "--kmc-tls-key"), arg
             assert args[i + 1].startswith(("%d/", "/run/secrets/")), (arg, args[i + 1])
 
 

@@ -123,7 +123,7 @@ def _wait(proc: subprocess.Popen[bytes], url: str, log: Path, verify: str | bool
         try:
             if requests.get(url, timeout=2, verify=verify, cert=cert).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a loaded machine: try again
             pass
         time.sleep(0.2)
     raise AssertionError(f"did not come up: {log.read_text()}")

@@ -106,3 +106,15 @@ def make_foreign_client(directory: Path) -> tuple[Path, tuple[str, str]]:
         pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     return _write(directory / "public-ca.pem", ca.public_bytes(pem)), (str(cert_path),
                                                                        str(key_path))
+
+
+def encrypted_client_key(tls: TlsFiles, directory: Path,
+                         passphrase: str = "client tls key passphrase 5") -> tuple[Path, Path]:
+    """The client certificate's key encrypted at rest, as a service keeps its own TLS client
+    key, and the passphrase file (mode 0600) that opens it."""
+    key = serialization.load_pem_private_key(tls.client_key.read_bytes(), None)
+    directory.mkdir(parents=True, exist_ok=True)
+    return (_write(directory / "client-encrypted.key", key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(passphrase.encode()))),
+            _write(directory / "client-key.pass", (passphrase + "\n").encode()))

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bench._common import stop_process
 from sscard.card.client import CardClient
 from sscard.card.keyhandle import CardKey
 from sscard.card.transport import InProcessTransport, PcscTransport
@@ -159,12 +160,7 @@ def pcsc_card(rig: Rig, pcsc_rig: object,
         yield CardKey(client, lambda: PIN), cert, pcscd, workdir
         client.close()
     finally:
-        emulator.terminate()
-        try:
-            emulator.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            emulator.kill()
-            emulator.wait()
+        stop_process(emulator)
         if emulator.stderr:
             emulator.stderr.close()
         # the emulator is gone: wait until pcscd sees both slots empty for the next user

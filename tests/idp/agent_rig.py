@@ -12,11 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench._common import stop_process
 from sscard.card.transport import InProcessTransport
 from sscard.emulator.card import EmulatedCard
 from sscard.emulator.psam import EmulatedPsam, make_test_psam
 from sscard.emulator.sample import CardProfile, sample_card
-from tests.card.conftest import CARD_READER, PcscRig
+from tests.card.conftest import CARD_READER, EmulatorProcess, PcscRig
 from tests.gateway.card import personalise
 from tests.idp.login_pki import LoginPki
 
@@ -36,6 +37,18 @@ def personalised_card(pki: LoginPki, path: Path, pin_tries_left: int | None = No
         card.state.pin_tries_left = pin_tries_left
     card.state.save(path)
     return path
+
+
+@contextmanager
+def inserted_card(rig: PcscRig, state: Path) -> Iterator[EmulatorProcess]:
+    """The card saved at ``state`` (``personalised_card``) in the rig's reader, without a
+    PSAM (the agent uses none), until the block ends."""
+    emu = EmulatorProcess(rig, state)
+    emu.start("--no-psam")
+    try:
+        yield emu
+    finally:
+        emu.stop()
 
 
 @dataclass
@@ -87,12 +100,7 @@ def running_agent(rig: PcscRig, work: Path, origins: list[str],
         url = line.split("listening on ", 1)[1].split()[0]
         yield Agent(url, proc, pin_w, consent_w, consent_file)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         for fd in (pin_w, consent_w):
             os.close(fd)
         for stream in (proc.stdout, proc.stderr):

@@ -13,7 +13,7 @@ from sscard.gateway.config import CARDHOLDER_ENCRYPT_POLICY, CARDHOLDER_SIGN_POL
 from sscard.idp.authtoken import AuthToken, signed_data
 from sscard.keys.base import KeyHandle
 from tests.cms.pki import NOW, Issued, make_ca, make_crl, make_leaf
-from tests.cms.test_revocation_sources import _sources
+from tests.cms.revocation_http import sources
 
 SSN = "350102199001011234"
 NAME = "张三"
@@ -56,7 +56,7 @@ def make_login_pki(publication: str | None = None) -> LoginPki:
     (``/ca.crl``): what a provider that fetches revocation follows."""
     root = make_ca("CN=Login Test Root,O=人社厅,C=CN")
     ca = make_ca("CN=Login Test Cardholder CA,O=人社厅,C=CN", root,
-                 extra=_sources(None, publication + "/root.crl") if publication else ())
+                 extra=sources(None, publication + "/root.crl") if publication else ())
     other_root = make_ca("CN=Another Root,C=CN")
     return LoginPki(
         root, ca,
@@ -69,7 +69,7 @@ def make_login_pki(publication: str | None = None) -> LoginPki:
         expired=holder(ca, not_before=NOW - timedelta(days=400),
                        not_after=NOW - timedelta(days=1)),
         outsider=holder(other_root),
-        card_extensions=(_sources(publication + "/ocsp", publication + "/ca.crl")
+        card_extensions=(sources(publication + "/ocsp", publication + "/ca.crl")
                          if publication else []),
     )
 

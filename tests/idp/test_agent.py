@@ -19,7 +19,13 @@ import requests
 from sscard.idp.authtoken import AuthToken, NonceStore, TokenValidator
 from tests.card.conftest import CARD_READER, EmulatorProcess, PcscRig
 from tests.gateway.card import HOLDER_SSN
-from tests.idp.agent_rig import PIN, Agent, personalised_card, running_agent
+from tests.idp.agent_rig import (
+    PIN,
+    Agent,
+    inserted_card,
+    personalised_card,
+    running_agent,
+)
 from tests.idp.login_pki import LoginPki, make_login_pki
 
 RP = "https://rp.example:8443"
@@ -36,20 +42,12 @@ def card_file(pki: LoginPki, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return personalised_card(pki, tmp_path_factory.mktemp("card") / "card.json")
 
 
-def _insert(rig: PcscRig, state: Path) -> Iterator[EmulatorProcess]:
-    emu = EmulatorProcess(rig, state)
-    emu.start("--no-psam")
-    try:
-        yield emu
-    finally:
-        emu.stop()
-
-
 @pytest.fixture
 def card(pcsc_rig: PcscRig, card_file: Path, tmp_path: Path) -> Iterator[EmulatorProcess]:
     state = tmp_path / "card.json"
     shutil.copy(card_file, state)
-    yield from _insert(pcsc_rig, state)
+    with inserted_card(pcsc_rig, state) as emu:
+        yield emu
 
 
 @pytest.fixture
@@ -160,7 +158,7 @@ def test_wrong_pin_shows_tries_left(agent: Agent, card: EmulatorProcess) -> None
 def test_blocked_pin(pcsc_rig: PcscRig, agent: Agent, pki: LoginPki, tmp_path: Path) -> None:
     consented(agent)
     blocked = personalised_card(pki, tmp_path / "blocked.json", pin_tries_left=0)
-    for _ in _insert(pcsc_rig, blocked):
+    with inserted_card(pcsc_rig, blocked):
         agent.give_pin(PIN)
         answer = call(agent, "POST", "/v1/sign", body={"origin": RP, "nonce": "A" * 43})
         assert answer.status_code == 403 and answer.json()["code"] == "PIN_BLOCKED", answer.text

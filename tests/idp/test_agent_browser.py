@@ -21,7 +21,13 @@ import sscard.idp
 from sscard.idp.authtoken import AuthToken, NonceStore, TokenError, TokenValidator
 from tests.card.conftest import EmulatorProcess, PcscRig
 from tests.gateway.card import HOLDER_SSN
-from tests.idp.agent_rig import PIN, Agent, personalised_card, running_agent
+from tests.idp.agent_rig import (
+    PIN,
+    Agent,
+    inserted_card,
+    personalised_card,
+    running_agent,
+)
 from tests.idp.login_pki import LoginPki, make_login_pki
 from tests.ra.browser import chromium, serve
 
@@ -95,12 +101,8 @@ def card_file(pki: LoginPki, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def card(pcsc_rig: PcscRig, card_file: Path, tmp_path: Path) -> Iterator[EmulatorProcess]:
     state = tmp_path / "card.json"
     shutil.copy(card_file, state)
-    emu = EmulatorProcess(pcsc_rig, state)
-    emu.start("--no-psam")
-    try:
+    with inserted_card(pcsc_rig, state) as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture
@@ -149,13 +151,9 @@ def test_no_card(browser: Any, rp: str, agent: Agent) -> None:
 
 def test_blocked_pin(browser: Any, rp: str, agent: Agent, pcsc_rig: PcscRig, pki: LoginPki,
                      tmp_path: Path) -> None:
-    emu = EmulatorProcess(pcsc_rig, personalised_card(pki, tmp_path / "blocked.json", 0))
-    emu.start("--no-psam")
-    try:
+    with inserted_card(pcsc_rig, personalised_card(pki, tmp_path / "blocked.json", 0)):
         agent.give_pin(PIN)
         result = login(browser, rp + "/", agent.url)
-    finally:
-        emu.stop()
     assert result["code"] == "PIN_BLOCKED", result
     assert "锁定" in result["message"]
 

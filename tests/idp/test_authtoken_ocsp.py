@@ -10,14 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ca.ocsp import OcspResponder
-from ca.records import CertificateStatus, RevocationReason, Status
 from sscard.cms.revocation import RevocationFetch
 from sscard.cms.verify import TrustConfig
 from sscard.gateway.config import CARDHOLDER_SIGN_POLICY
 from sscard.idp.authtoken import NonceStore, TokenError, TokenValidator
-from tests.cms.pki import NOW, Issued, make_ca, make_crl
-from tests.cms.test_revocation_sources import Http, _sources
+from tests.cms.pki import NOW, Issued, make_crl
+from tests.cms.revocation_http import Http, ocsp_chain, sources
 from tests.idp.login_pki import holder, make_token
 
 ORIGIN = "https://idp.example"
@@ -25,25 +23,13 @@ ORIGIN = "https://idp.example"
 
 @pytest.fixture(scope="module")
 def http() -> Iterator[Http]:
-    server = Http()
-    yield server
-    server.close()
+    with Http() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def chain(http: Http) -> tuple[Issued, Issued, dict[int, datetime]]:
-    root = make_ca("CN=Login OCSP Root,C=CN")
-    ca = make_ca("CN=Login OCSP CA,C=CN", root, extra=_sources(None, http.url + "/root.crl"))
-    revoked: dict[int, datetime] = {}
-
-    def lookup(serial: int) -> CertificateStatus:
-        if serial in revoked:
-            return CertificateStatus(serial, Status.REVOKED, revoked[serial],
-                                     RevocationReason.keyCompromise)
-        return CertificateStatus(serial, Status.GOOD)
-
-    http.ocsp = OcspResponder(ca.key, ca.cert, ca.cert, lookup)
-    http.root_crl = make_crl(root).dump()
+    root, ca, revoked = ocsp_chain(http, "CN=Login OCSP Root,C=CN", "CN=Login OCSP CA,C=CN")
     http.crl = make_crl(ca).dump()  # the CRL knows nothing: only OCSP tells of revocations
     return root, ca, revoked
 
@@ -51,7 +37,7 @@ def chain(http: Http) -> tuple[Issued, Issued, dict[int, datetime]]:
 def card_holder(http: Http, ca: Issued) -> Issued:
     return holder(ca, extra=[("certificate_policies",
                               [{"policy_identifier": CARDHOLDER_SIGN_POLICY}], False),
-                             *_sources(http.url + "/ocsp", http.url + "/ca.crl")])
+                             *sources(http.url + "/ocsp", http.url + "/ca.crl")])
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from ca.ocsp import OcspResponder
 from ca.records import CertificateStatus, RevocationReason, Status
 from tests.card.conftest import EmulatorProcess, PcscRig
 from tests.cms.pki import make_crl
-from tests.cms.test_revocation_sources import Http
+from tests.cms.revocation_http import Http
 from tests.gateway.card import HOLDER_SSN
 from tests.idp.agent_rig import PIN, Agent, running_agent
 from tests.idp.idp_serve import ServedProvider, idp_serve

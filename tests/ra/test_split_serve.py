@@ -2,7 +2,8 @@
 ``sscard kmc serve``, ``sscard ra serve --ca-url --kmc-url`` and ``sscard gateway serve`` each
 under gunicorn, on SQLite and again with the RA on PostgreSQL. The RA has its own data
 directory and names no CA key, no KMC share, no storage key and no CA credential at the KMC: it
-signs its CA calls with its service certificate and reaches the KMC with its own KMC caller key.
+signs its CA calls with its service certificate and reaches the KMC with its own KMC caller key,
+over mutual TLS (the KMC asks for client certificates, the RA shows its own).
 
 The whole flow across them: a blank emulated card in pcscd's virtual reader is personalised by
 ``sscard card personalize`` (its own process) through the RA's enrollment API; the enrollment
@@ -48,6 +49,7 @@ from sscard.x509.values import Serial
 from tests.ca.test_service_cli import free_port
 from tests.card.conftest import CARD_READER, EmulatorProcess, PcscRig
 from tests.deploy.test_serving import CA_CONFIG, sscard
+from tests.deploy.tlsfiles import TlsFiles, encrypted_client_key, make_tls_files
 from tests.issuance.cards import new_blank_card
 from tests.issuance.test_pcsc import PIN, order_json
 from tests.pg import pg_cluster, pg_url  # noqa: F401  (fixtures)
@@ -71,25 +73,32 @@ def start(tmp_path: Path) -> Iterator[Callable[..., str]]:
     running: dict[str, subprocess.Popen[bytes]] = {}
 
     def run(name: str, home: Path, args: list[str], ready: str,
-            env: dict[str, str] | None = None, port: int | None = None) -> str:
+            env: dict[str, str] | None = None, port: int | None = None,
+            tls: TlsFiles | None = None) -> str:
+        """``tls``: serve HTTPS asking for client certificates under its CA."""
         port = port or free_port()
         log = tmp_path / f"{name}.log"
+        listen = [] if tls is None else [
+            "--tls-cert", str(tls.server_cert), "--tls-key", str(tls.server_key),
+            "--tls-key-passphrase-file", str(tls.server_passphrase),
+            "--tls-client-ca", str(tls.ca)]
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "sscard.cli", "--home", str(home), *args,
-                 "--port", str(port), "--workers", "1"],
+                 "--port", str(port), "--workers", "1", *listen],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env={**os.environ, **(env or {})})
         running[name] = proc
-        url = f"http://127.0.0.1:{port}"
+        url = f"{'http' if tls is None else 'https'}://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
         while True:
             if proc.poll() is not None:
                 raise AssertionError(f"{name} exited: {log.read_text()[-3000:]}")
             try:
-                if requests.get(url + ready, timeout=2).status_code == 200:
+                if requests.get(url + ready, timeout=2, **({} if tls is None else {
+                        "verify": str(tls.ca), "cert": tls.client_pair})).status_code == 200:
                     return url
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a loaded machine
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"{name} did not come up: {log.read_text()[-3000:]}")
@@ -241,10 +250,16 @@ def test_zones_as_separate_gunicorn_processes_whole_flow(
 
     ca_url = start("ca", home, ["ca", "serve", "--no-tsa"], "/ready", port=ca_port)
     ca_serve = ["ca", "serve", "--no-tsa"]
-    kmc_url = start("kmc", home, ["kmc", "serve", *_shares(tmp_path)], "/health")
+    # the KMC asks for TLS client certificates (as deploy/ runs it): the RA shows its own, its
+    # key encrypted at rest
+    tls = make_tls_files(tmp_path / "tls")
+    kmc_tls_key, kmc_tls_pass = encrypted_client_key(tls, tmp_path / "tls")
+    kmc_url = start("kmc", home, ["kmc", "serve", *_shares(tmp_path)], "/health", tls=tls)
     ra_url = start("ra", ra_home, [
         "ra", "serve", "--ca-url", ca_url, "--kmc-url", kmc_url, "--insecure-http",
         "--kmc-ra-key-file", str(tmp_path / "ra.key"),
+        "--kmc-ca-file", str(tls.ca), "--kmc-tls-cert", str(tls.client_cert),
+        "--kmc-tls-key", str(kmc_tls_key), "--kmc-tls-key-passphrase-file", str(kmc_tls_pass),
         "--service-key", str(tmp_path / "service.key"),
         "--service-key-passphrase-file", str(tmp_path / "service.pass"),
         "--service-certificate", str(tmp_path / "service.pem"),
