@@ -143,12 +143,31 @@ def _audited(audit: AuditLog, actor: str, action: AuditAction, obj: str,
 
 @dataclass(frozen=True)
 class IssueRequest:
-    """One entry of a batch: a CSR, or a public key with its subject."""
+    """One entry of a batch: a CSR, or a public key with its subject.
+
+    For ``issue_each`` also: ``request_id``, the caller's own id for the entry (its
+    idempotency key, as for ``issue_from_csr``), and ``attested_key``, the SHA-256 of the CSR's
+    SubjectPublicKeyInfo when the (authorised) caller has verified possession itself
+    (``ca.issuance.check_csr``)."""
 
     csr: asn1csr.CertificationRequest | bytes | None = None
     public_key: PublicKey | None = None
     subject: x509.Name | str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    request_id: str | None = None
+    attested_key: bytes | None = None
+    #: why the front end could not read the entry: recorded and answered as a refusal
+    unreadable: str | None = None
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """What became of one entry of ``issue_each``: its certificate (``repeated``: the one
+    issued earlier for the same request id), or why it was refused."""
+
+    issued: IssuedCertificate | None = None
+    refused: str | None = None
+    repeated: bool = False
 
 
 @dataclass(frozen=True)
@@ -638,22 +657,37 @@ class CertificateAuthority:
     def _issued_for(self, key: str, approved: Approved) -> IssuedCertificate | None:
         """The certificate issued for the request of idempotency key ``key``, if any; refused
         when that key was used for another request."""
+        found = self._issued_for_keys({key: approved}).get(key)
+        if found is not None and found.refused is not None:
+            raise RequestRefused(found.refused)
+        return found.issued if found is not None else None
+
+    def _issued_for_keys(self, approved: Mapping[str, Approved]) -> dict[str, ItemOutcome]:
+        """For each idempotency key already used, in one query: the certificate issued for its
+        request (``repeated``), or the refusal of a key that was used for another request."""
+        if not approved:
+            return {}
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(RequestRecord.request_der, RequestRecord.profile, CertificateRecord.der,
-                       CertificateRecord.serial, CertificateRecord.profile,
-                       CertificateRecord.subject)
+            rows = conn.execute(
+                select(RequestRecord.request_key, RequestRecord.request_der,
+                       RequestRecord.profile, CertificateRecord.der, CertificateRecord.serial,
+                       CertificateRecord.profile, CertificateRecord.subject)
                 .join(CertificateRecord, (CertificateRecord.issuer_id == RequestRecord.issuer_id)
                       & (CertificateRecord.serial == RequestRecord.certificate_serial))
-                .where(RequestRecord.request_key == key)).first()
-        if row is None:
-            return None
-        request_der, label, der, serial, profile, subject = row
-        if (request_der, label, subject) != (approved.request_der, approved.profile.label,
-                                             approved.subject_text):
-            raise RequestRefused(f"request id {key.rsplit('/', 1)[-1]!r} was used for another "
-                                 "request (another key, subject or profile); use a new id")
-        return IssuedCertificate(int(serial, 16), profile, der)
+                .where(RequestRecord.request_key.in_(list(approved)))).all()
+        out: dict[str, ItemOutcome] = {}
+        for row in rows:
+            key, request_der, label, der, serial, profile, subject = str(row[0]), *row[1:]
+            a = approved[key]
+            if (request_der, label, subject) != (a.request_der, a.profile.label,
+                                                 a.subject_text):
+                out[key] = ItemOutcome(refused=f"request id {key.rsplit('/', 1)[-1]!r} was "
+                                       "used for another request (another key, subject or "
+                                       "profile); use a new id")
+            else:
+                out[key] = ItemOutcome(IssuedCertificate(int(serial, 16), profile, der),
+                                       repeated=True)
+        return out
 
     def enable_group_commit(self) -> GroupCommit:
         """For a served CA whose request threads issue at once: the certificate rows (and, when
@@ -824,6 +858,130 @@ class CertificateAuthority:
             out.extend(self._commit(chunk, op))
         return out
 
+    def issue_each(self, requests: Sequence[IssueRequest], profile: str, *,
+                   actor: str | None = None, claim: Claim | None = None
+                   ) -> list[ItemOutcome]:
+        """Issue many requests, each on its own account (the HTTP API's batch): every entry is
+        checked, recorded in the audit log (its attempt and its outcome) and answered alone, a
+        refused one without touching the others; an entry with a ``request_id`` issued before
+        gets that certificate again. All certificates, request rows and audit records are
+        written in one transaction, committed (with ``claim``) before any is returned.
+
+        The audit log must live in the CA's database (``AuditUnavailable`` otherwise: the
+        records and the certificates commit together or not at all)."""
+        if not self._audit_in_database():
+            raise AuditUnavailable("batch issuance needs the audit log in the CA's database")
+        if not requests:
+            raise RequestRefused("a batch needs at least one request")
+        who = actor or self.actor
+        try:
+            prof = self.profile(profile)
+        except ProfileError as exc:
+            self._record_outcome(who, f"profile:{profile}", {"ca": self.name,
+                                 "request": "batch", "count": len(requests)}, "denied",
+                                 {"reason": str(exc)[:500]})
+            raise
+        for tries in range(SERIAL_RETRIES):
+            try:
+                return self._issue_each(requests, prof, who, claim)
+            except _Retry:
+                if tries == SERIAL_RETRIES - 1:
+                    raise StorageError("could not store the certificates: serial numbers or "
+                                       f"request ids collided {SERIAL_RETRIES} times") from None
+        raise AssertionError("unreachable")
+
+    def _issue_each(self, requests: Sequence[IssueRequest], prof: Profile, who: str,
+                    claim: Claim | None) -> list[ItemOutcome]:
+        outcomes: list[ItemOutcome | None] = [None] * len(requests)
+        approved: dict[int, Approved] = {}
+        keys: dict[int, str] = {}
+        for i, req in enumerate(requests):
+            try:
+                key = self._request_key(who, req.request_id)
+                if key is not None:
+                    if key in keys.values():
+                        raise RequestRefused(f"request id {req.request_id!r} is given twice")
+                    keys[i] = key
+                approved[i] = self._check(req, prof)
+            except _REFUSALS as exc:
+                outcomes[i] = ItemOutcome(refused=str(exc)[:500])
+        earlier = self._issued_for_keys({keys[i]: a for i, a in approved.items() if i in keys})
+        for i in list(approved):
+            found = earlier.get(keys.get(i, ""))
+            if found is not None:
+                del approved[i]
+                outcomes[i] = found
+        issuer = self.issuer()
+        now = self.clock()
+        fresh = {i: self.serial_source() for i in approved}
+        ders = {i: sign_certificate(issuer, a, fresh[i], now) for i, a in approved.items()}
+        rows = {i: self._rows(issuer, a, fresh[i], ders[i], now, keys.get(i))
+                for i, a in approved.items()}
+        for i, a in approved.items():
+            outcomes[i] = ItemOutcome(IssuedCertificate(fresh[i], a.profile.name, ders[i]))
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == len(requests)
+        records = self._item_records(who, prof.name, requests, approved, done)
+
+        def store(conn: Connection) -> tuple[list[StoredRecord], bool]:
+            if claim is not None:
+                claim(conn)
+            if rows:
+                conn.execute(_INSERT_CERTIFICATE, [c for c, _ in rows.values()])
+                conn.execute(_INSERT_REQUEST, [r for _, r in rows.values()])
+            return self.audit.append_in(conn, records, link_outcome=True)
+
+        try:
+            _, due = self._run(store)
+        except IntegrityError as exc:
+            if _is_serial_clash(exc) or _is_request_key_clash(exc):
+                raise _Retry() from None  # another worker stored one of the ids first
+            raise AuditUnavailable("the certificates and their audit records could not be "
+                                   f"stored: {exc.orig}") from None
+        except (SQLAlchemyError, GroupCommitError, LookupError) as exc:
+            raise AuditUnavailable("the certificates and their audit records could not be "
+                                   f"stored: {exc}") from exc
+        self.audit.after_commit(due)
+        for a in approved.values():
+            metrics.ISSUED.labels(self.name, a.profile.name).inc()
+        return done
+
+    def _check(self, req: IssueRequest, prof: Profile) -> Approved:
+        if req.unreadable is not None:
+            raise RequestRefused(req.unreadable)
+        if req.csr is not None:
+            return check_csr(req.csr, prof, req.extra, attested_key=req.attested_key)
+        if req.public_key is not None and req.subject is not None:
+            return check_public_key(req.public_key, req.subject, prof, req.extra)
+        raise RequestRefused("a request needs a CSR, or a public key and a subject")
+
+    def _item_records(self, who: str, profile: str, requests: Sequence[IssueRequest],
+                      approved: Mapping[int, Approved], outcomes: Sequence[ItemOutcome]
+                      ) -> list[Any]:
+        """An attempt and an outcome record per entry (``append_in(link_outcome=True)``)."""
+        action = AuditAction.CA_CERTIFICATE_ISSUE
+        obj = f"profile:{profile}"
+        records = []
+        for i, (req, outcome) in enumerate(zip(requests, outcomes, strict=True)):
+            attempt: dict[str, Any] = {"ca": self.name, "request": "csr" if req.csr is not None
+                                       else "public_key", "item": i}
+            if req.attested_key is not None:
+                attempt["possession"] = "attested"
+            if req.request_id is not None:
+                attempt["request_id"] = str(req.request_id)[:128]
+            records.append(self.audit.record(who, action, obj, "attempt", "", attempt))
+            if outcome.issued is None:
+                records.append(self.audit.record(who, action, obj, "denied", "",
+                                                 {"reason": outcome.refused or ""}))
+                continue
+            details: dict[str, Any] = {"serials": [outcome.issued.serial_hex]}
+            if i in approved:
+                details["subject"] = approved[i].subject_text[:300]
+            if outcome.repeated:
+                details["repeated"] = True
+            records.append(self.audit.record(who, action, obj, "success", "", details))
+        return records
+
     def _record_serials(self, op: Operation, serials: list[str]) -> None:
         """Name the issued serials in the issuance's audit records: in its outcome record while
         they fit, the rest in 'info' records linked to its attempt."""
@@ -862,8 +1020,7 @@ class CertificateAuthority:
             except GroupCommitError as exc:
                 raise StorageError(f"could not store the certificates: {exc}") from None
             except IntegrityError as exc:
-                if "uq_requests_request_key" in str(exc.orig) or \
-                        "requests.request_key" in str(exc.orig):
+                if _is_request_key_clash(exc):
                     raise _RequestKeyTaken() from None
                 if not _is_serial_clash(exc):
                     raise StorageError(f"could not store the certificates: {exc.orig}") \
@@ -1130,6 +1287,14 @@ class CertificateAuthority:
 
 class _RequestKeyTaken(Exception):
     """Another worker committed the request of the same idempotency key first."""
+
+
+class _Retry(Exception):
+    """A batch's transaction met a serial or request id stored meanwhile: sign it again."""
+
+
+def _is_request_key_clash(exc: IntegrityError) -> bool:
+    return "uq_requests_request_key" in str(exc.orig) or "requests.request_key" in str(exc.orig)
 
 
 def _is_serial_clash(exc: IntegrityError) -> bool:
