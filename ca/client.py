@@ -54,7 +54,7 @@ _ERRORS: dict[str, type[CAError]] = {
 }
 
 
-def _attested_key(csr_der: bytes) -> str | None:
+def attested_key(csr_der: bytes) -> str | None:
     """The hex SHA-256 of the CSR's SubjectPublicKeyInfo once its proof of possession has
     verified here; None when it does not (the CA then checks it, and refuses)."""
     try:
@@ -192,7 +192,7 @@ class CaClient:
             item: dict[str, Any] = {"csr": der_to_pem(csr_der, "CERTIFICATE REQUEST")
                                     .decode("ascii")} | _request_id(request_id)
             if attest:
-                attested = _attested_key(csr_der)
+                attested = attested_key(csr_der)
                 if attested is not None:
                     item["attested_key_sha256"] = attested
             requests_.append(item)
