@@ -127,6 +127,8 @@ _SELECT_CERTIFICATE = select(CertificateRecord).where(
     CertificateRecord.issuer_id == bindparam("issuer_id"),
     CertificateRecord.serial == bindparam("serial"))
 _INSERT_CERTIFICATE = insert(CertificateRecord)
+_SELECT_GENERATION = select(CARecord.revocation_generation).where(
+    CARecord.id == bindparam("ca_id"))
 _INSERT_REQUEST = insert(RequestRecord)
 
 # refusals of a request (not failures of the CA): recorded as outcome 'denied'
@@ -1110,8 +1112,7 @@ class CertificateAuthority:
         """A number that changes with every revocation by this CA, a hold made final included;
         other processes' caches (the OCSP workers) poll it. One primary-key read."""
         with self.engine.connect() as conn:
-            return int(conn.execute(select(CARecord.revocation_generation).where(
-                CARecord.id == self._ca.id)).scalar_one())
+            return int(conn.execute(_SELECT_GENERATION, {"ca_id": self._ca.id}).scalar_one())
 
     def _row(self, conn: Connection, hex_serial: str) -> Any:
         row = conn.execute(_SELECT_CERTIFICATE,
