@@ -170,6 +170,17 @@ class ItemOutcome:
     issued: IssuedCertificate | None = None
     refused: str | None = None
     repeated: bool = False
+    #: the refusal as raised (an in-process caller of one request re-raises it)
+    error: BaseException | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One issuance of ``_issue_entries``: its check, its idempotency key, its attempt record."""
+
+    check: Callable[[], Approved]
+    key: str | None
+    attempt: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -683,9 +694,9 @@ class CertificateAuthority:
             a = approved[key]
             if (request_der, label, subject) != (a.request_der, a.profile.label,
                                                  a.subject_text):
-                out[key] = ItemOutcome(refused=f"request id {key.rsplit('/', 1)[-1]!r} was "
-                                       "used for another request (another key, subject or "
-                                       "profile); use a new id")
+                why = (f"request id {key.rsplit('/', 1)[-1]!r} was used for another request "
+                       "(another key, subject or profile); use a new id")
+                out[key] = ItemOutcome(refused=why, error=RequestRefused(why))
             else:
                 out[key] = ItemOutcome(IssuedCertificate(int(serial, 16), profile, der),
                                        repeated=True)
@@ -727,8 +738,7 @@ class CertificateAuthority:
         certificate exists only once its row is committed, and that commit is the records'),
         after the request is checked and signed, so that the database is locked only for the
         writes. Elsewhere, the attempt is recorded first, as ``AuditLog.operation`` does."""
-        if key is not None or not self._audit_in_database():
-            # a request with an idempotency key (the RA's, few) takes the general path
+        if not self._audit_in_database():
             with self._issuing(profile, actor, kind) as op:
                 approved = check()
                 op.set(subject=approved.subject_text[:300])
@@ -738,19 +748,40 @@ class CertificateAuthority:
         who = actor or self.actor
         obj = f"profile:{profile}"
         attempt = {"ca": self.name, "request": kind}
+        if key is not None:
+            # with an idempotency key (the RA's): the lookup of an earlier answer, then the
+            # certificate and both records in one transaction, as a batch of one
+            attempt["request_id"] = key.rsplit("/", 1)[-1]
+            try:
+                outcome, = self._issue_entries([_Entry(check, key, attempt)], who, obj, claim)
+            except AuditUnavailable:
+                raise
+            except BaseException as exc:
+                self._record_unsuccessful(who, obj, attempt, exc)
+                raise
+            if outcome.error is not None:
+                raise outcome.error
+            assert outcome.issued is not None
+            return outcome.issued
         try:
             approved = check()
             issued, due = self._commit_recorded(approved, who, obj, attempt, claim)
         except AuditUnavailable:
             raise  # nothing was written: no record, no certificate
         except BaseException as exc:
-            refused = isinstance(exc, _REFUSALS)
-            why = {"reason": str(exc)[:500]} if refused else {"error": type(exc).__name__}
-            self._record_outcome(who, obj, attempt, "denied" if refused else "failure", why)
+            self._record_unsuccessful(who, obj, attempt, exc)
             raise
         self.audit.after_commit(due)
         metrics.ISSUED.labels(self.name, approved.profile.name).inc()
         return issued
+
+    def _record_unsuccessful(self, actor: str, obj: str, attempt: dict[str, Any],
+                             exc: BaseException) -> None:
+        """The attempt and its outcome when ``exc`` stopped it: 'denied' with the reason for
+        a refusal, else 'failure' with the kind of error."""
+        refused = isinstance(exc, _REFUSALS)
+        why = {"reason": str(exc)[:500]} if refused else {"error": type(exc).__name__}
+        self._record_outcome(actor, obj, attempt, "denied" if refused else "failure", why)
 
     def _record_outcome(self, actor: str, obj: str, attempt: dict[str, Any], outcome: str,
                         details: dict[str, Any]) -> None:
@@ -883,30 +914,58 @@ class CertificateAuthority:
                                  "request": "batch", "count": len(requests)}, "denied",
                                  {"reason": str(exc)[:500]})
             raise
+        entries = [self._entry(req, prof, who, i) for i, req in enumerate(requests)]
+        return self._issue_entries(entries, who, f"profile:{prof.name}", claim)
+
+    def _entry(self, req: IssueRequest, prof: Profile, who: str, item: int) -> _Entry:
+        attempt: dict[str, Any] = {"ca": self.name, "request": "csr" if req.csr is not None
+                                   else "public_key", "item": item}
+        if req.attested_key is not None:
+            attempt["possession"] = "attested"
+        if req.request_id is not None:
+            attempt["request_id"] = str(req.request_id)[:128]
+        try:
+            key = self._request_key(who, req.request_id)
+        except RequestRefused as exc:
+            refusal = exc
+
+            def refuse() -> Approved:
+                raise refusal
+
+            return _Entry(refuse, None, attempt)
+        return _Entry(lambda: self._check(req, prof), key, attempt)
+
+    def _issue_entries(self, entries: Sequence[_Entry], who: str, obj: str,
+                       claim: Claim | None) -> list[ItemOutcome]:
+        """``_issue_entries_once``, again with fresh serials if one was taken meanwhile, or
+        with the earlier answer if another worker stored the same request id first."""
         for tries in range(SERIAL_RETRIES):
             try:
-                return self._issue_each(requests, prof, who, claim)
+                return self._issue_entries_once(entries, who, obj, claim)
             except _Retry:
                 if tries == SERIAL_RETRIES - 1:
                     raise StorageError("could not store the certificates: serial numbers or "
                                        f"request ids collided {SERIAL_RETRIES} times") from None
         raise AssertionError("unreachable")
 
-    def _issue_each(self, requests: Sequence[IssueRequest], prof: Profile, who: str,
-                    claim: Claim | None) -> list[ItemOutcome]:
-        outcomes: list[ItemOutcome | None] = [None] * len(requests)
+    def _issue_entries_once(self, entries: Sequence[_Entry], who: str, obj: str,
+                            claim: Claim | None) -> list[ItemOutcome]:
+        """Check each entry, look up the request ids used before (one query), sign the rest,
+        then store certificates, request rows and an attempt and outcome record per entry in
+        one transaction (with ``claim``)."""
+        outcomes: list[ItemOutcome | None] = [None] * len(entries)
         approved: dict[int, Approved] = {}
         keys: dict[int, str] = {}
-        for i, req in enumerate(requests):
+        for i, entry in enumerate(entries):
             try:
-                key = self._request_key(who, req.request_id)
-                if key is not None:
-                    if key in keys.values():
-                        raise RequestRefused(f"request id {req.request_id!r} is given twice")
-                    keys[i] = key
-                approved[i] = self._check(req, prof)
+                if entry.key is not None:
+                    if entry.key in keys.values():
+                        raise RequestRefused(f"request id {entry.key.rsplit('/', 1)[-1]!r} is "
+                                             "given twice")
+                    keys[i] = entry.key
+                approved[i] = entry.check()
             except _REFUSALS as exc:
-                outcomes[i] = ItemOutcome(refused=str(exc)[:500])
+                outcomes[i] = ItemOutcome(refused=str(exc)[:500], error=exc)
         earlier = self._issued_for_keys({keys[i]: a for i, a in approved.items() if i in keys})
         for i in list(approved):
             found = earlier.get(keys.get(i, ""))
@@ -922,11 +981,13 @@ class CertificateAuthority:
         for i, a in approved.items():
             outcomes[i] = ItemOutcome(IssuedCertificate(fresh[i], a.profile.name, ders[i]))
         done = [o for o in outcomes if o is not None]
-        assert len(done) == len(requests)
-        records = self._item_records(who, prof.name, requests, approved, done)
+        assert len(done) == len(entries)
+        records = self._entry_records(who, obj, entries, approved, done)
+
+        answered = any(o.issued is not None for o in done)
 
         def store(conn: Connection) -> tuple[list[StoredRecord], bool]:
-            if claim is not None:
+            if claim is not None and answered:  # a refused request is claimed by its caller
                 claim(conn)
             if rows:
                 conn.execute(_INSERT_CERTIFICATE, [c for c, _ in rows.values()])
@@ -957,21 +1018,14 @@ class CertificateAuthority:
             return check_public_key(req.public_key, req.subject, prof, req.extra)
         raise RequestRefused("a request needs a CSR, or a public key and a subject")
 
-    def _item_records(self, who: str, profile: str, requests: Sequence[IssueRequest],
-                      approved: Mapping[int, Approved], outcomes: Sequence[ItemOutcome]
-                      ) -> list[Any]:
+    def _entry_records(self, who: str, obj: str, entries: Sequence[_Entry],
+                       approved: Mapping[int, Approved], outcomes: Sequence[ItemOutcome]
+                       ) -> list[Any]:
         """An attempt and an outcome record per entry (``append_in(link_outcome=True)``)."""
         action = AuditAction.CA_CERTIFICATE_ISSUE
-        obj = f"profile:{profile}"
         records = []
-        for i, (req, outcome) in enumerate(zip(requests, outcomes, strict=True)):
-            attempt: dict[str, Any] = {"ca": self.name, "request": "csr" if req.csr is not None
-                                       else "public_key", "item": i}
-            if req.attested_key is not None:
-                attempt["possession"] = "attested"
-            if req.request_id is not None:
-                attempt["request_id"] = str(req.request_id)[:128]
-            records.append(self.audit.record(who, action, obj, "attempt", "", attempt))
+        for i, (entry, outcome) in enumerate(zip(entries, outcomes, strict=True)):
+            records.append(self.audit.record(who, action, obj, "attempt", "", entry.attempt))
             if outcome.issued is None:
                 records.append(self.audit.record(who, action, obj, "denied", "",
                                                  {"reason": outcome.refused or ""}))
