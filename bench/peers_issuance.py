@@ -19,8 +19,14 @@ made before each round, so the clients only send. Prints, per algorithm::
     issuance <alg> over HTTP: ours=<n>/s reference=<n>/s ratio=<r>
       ours p50=<ms> p99=<ms> cpu=<us>/cert   reference p50=... p99=... cpu=...
 
+The single-request rows issue one certificate per request, like cfssl's (like for like). Extra
+rows (unless ``--no-batch``) send the RA's batches instead: ``POST /api/v1/certificates/batch``
+with 50 CSRs per signed request, each CSR's proof of possession verified by the RA and attested
+(``attested_key_sha256``); their rate and CPU are per certificate, their latency per batch.
+
 ``rows(seconds)`` returns the same as ``Row`` values (``bench/peers.py`` prints them in its
-table). ``--profile DIR`` records a py-spy flame graph of one worker during an SM2 round.
+table). ``--profile DIR`` records a py-spy flame graph of one worker during the last round of
+each row (``issuance-<alg>[-batch].svg``: samples holding the GIL, i.e. Python's CPU).
 
 Run: ``.venv/bin/python bench/peers_issuance.py [--seconds 5] [--rounds 2]``.
 """
