@@ -897,16 +897,15 @@ class CertificateAuthority:
         """Issue many requests, each on its own account (the HTTP API's batch): every entry is
         checked, recorded in the audit log (its attempt and its outcome) and answered alone, a
         refused one without touching the others; an entry with a ``request_id`` issued before
-        gets that certificate again. All certificates, request rows and audit records are
-        written in one transaction, committed (with ``claim``) before any is returned.
-
-        The audit log must live in the CA's database (``AuditUnavailable`` otherwise: the
-        records and the certificates commit together or not at all)."""
-        if not self._audit_in_database():
-            raise AuditUnavailable("batch issuance needs the audit log in the CA's database")
+        gets that certificate again. With the audit log in the CA's database, all
+        certificates, request rows and audit records are written in one transaction, committed
+        (with ``claim``) before any is returned; elsewhere each entry is an issuance of its own
+        (attempt recorded first, as ``issue_from_csr`` does), after ``claim``."""
         if not requests:
             raise RequestRefused("a batch needs at least one request")
         who = actor or self.actor
+        if not self._audit_in_database():
+            return self._issue_each_apart(requests, profile, who, claim)
         try:
             prof = self.profile(profile)
         except ProfileError as exc:
@@ -916,6 +915,28 @@ class CertificateAuthority:
             raise
         entries = [self._entry(req, prof, who, i) for i, req in enumerate(requests)]
         return self._issue_entries(entries, who, f"profile:{prof.name}", claim)
+
+    def _issue_each_apart(self, requests: Sequence[IssueRequest], profile: str, who: str,
+                          claim: Claim | None) -> list[ItemOutcome]:
+        """``issue_each`` when the audit log is in another database: one audited issuance per
+        entry (no transaction can hold both the records and the certificates)."""
+        if claim is not None:
+            self._run(claim)
+        outcomes = []
+        for i, req in enumerate(requests):
+            try:
+                with _audited(self.audit, who, AuditAction.CA_CERTIFICATE_ISSUE,
+                              f"profile:{profile}", ca=self.name, item=i,
+                              request="csr" if req.csr is not None else "public_key") as op:
+                    key = self._request_key(who, req.request_id)
+                    approved = self._check(req, self.profile(profile))
+                    op.set(subject=approved.subject_text[:300])
+                    issued = (self._issue_once(approved, op, key, None) if key is not None
+                              else self._commit([approved], op)[0])
+                outcomes.append(ItemOutcome(issued, repeated=bool(op.details.get("repeated"))))
+            except _REFUSALS as exc:
+                outcomes.append(ItemOutcome(refused=str(exc)[:500], error=exc))
+        return outcomes
 
     def _entry(self, req: IssueRequest, prof: Profile, who: str, item: int) -> _Entry:
         attempt: dict[str, Any] = {"ca": self.name, "request": "csr" if req.csr is not None

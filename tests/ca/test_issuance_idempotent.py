@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ca.authority import CertificateAuthority, initialise
+from ca.authority import CertificateAuthority, IssueRequest, initialise
 from ca.errors import RequestRefused
 from sscard.audit import AuditLog
 from sscard.httpsig import SignatureError
@@ -96,3 +96,27 @@ def test_a_claim_is_made_with_the_answer_and_a_replay_stays_refused(
                                  claim=lambda conn: fresh.append("nonce"))
     assert fresh == []
     assert authority.issue_from_csr(csr, PROFILE, request_id="c-1") == first
+
+
+def test_a_batch_with_the_audit_log_elsewhere_is_audited_entry_by_entry(
+        tmp_path: Path, database_url: str) -> None:
+    """``sscard ca serve`` keeps the audit log in <home>/audit.sqlite unless told otherwise:
+    a batch is then one audited issuance per entry, answered and recorded each on its own."""
+    home = tmp_path / "home"
+    initialise(home, write_config(tmp_path / "ca.toml", "ec-p256", database_url), PASS,
+               audit=AuditLog.at_home(home))
+    with CertificateAuthority.open(home, PASS, audit=AuditLog.at_home(home),
+                                   actor="ra") as ca:
+        assert not ca._audit_in_database()
+        _, good = new_csr("Apart 1")
+        _, keyed = new_csr("Apart 2")
+        entries = [IssueRequest(csr=good), IssueRequest(csr=b"not a CSR"),
+                   IssueRequest(csr=keyed, request_id="a-1")]
+        first = ca.issue_each(entries, PROFILE)
+        assert first[0].issued is not None and first[2].issued is not None
+        assert first[1].refused is not None and "rejected" in first[1].refused
+        again = ca.issue_each([IssueRequest(csr=keyed, request_id="a-1")], PROFILE)
+        assert again[0].issued == first[2].issued and again[0].repeated
+        outcomes = [o for o, _ in _records(ca)]
+        assert outcomes == ["attempt", "success", "attempt", "denied", "attempt", "success",
+                            "attempt", "success"]
