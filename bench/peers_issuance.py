@@ -19,8 +19,14 @@ made before each round, so the clients only send. Prints, per algorithm::
     issuance <alg> over HTTP: ours=<n>/s reference=<n>/s ratio=<r>
       ours p50=<ms> p99=<ms> cpu=<us>/cert   reference p50=... p99=... cpu=...
 
+The single-request rows issue one certificate per request, like cfssl's (like for like). Extra
+rows (unless ``--no-batch``) send the RA's batches instead: ``POST /api/v1/certificates/batch``
+with 50 CSRs per signed request, each CSR's proof of possession verified by the RA and attested
+(``attested_key_sha256``); their rate and CPU are per certificate, their latency per batch.
+
 ``rows(seconds)`` returns the same as ``Row`` values (``bench/peers.py`` prints them in its
-table). ``--profile DIR`` records a py-spy flame graph of one worker during an SM2 round.
+table). ``--profile DIR`` records a py-spy flame graph of one worker during the last round of
+each row (``issuance-<alg>[-batch].svg``: samples holding the GIL, i.e. Python's CPU).
 
 Run: ``.venv/bin/python bench/peers_issuance.py [--seconds 5] [--rounds 2]``.
 """
@@ -51,6 +57,9 @@ from bench._common import stop_group
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 PATH = "/api/v1/certificates"
+BATCH_PATH = "/api/v1/certificates/batch"
+#: CSRs per batch request in the batch rows (the RA's card batches; the API takes up to 100)
+BATCH = 50
 CFSSL_PATH = "/api/v1/cfssl/sign"
 WORKERS = 2
 THREADS = 4
@@ -214,7 +223,9 @@ def _client(port: int, path: str, requests: list[Request], seconds: float,
 
 
 def _drive(port: int, path: str, requests: list[Request], seconds: float,
-           server_pids: Sequence[int], warm_up: bool = False) -> Round:
+           server_pids: Sequence[int], warm_up: bool = False, per_request: int = 1) -> Round:
+    """Send ``requests`` for ``seconds``; ``per_request``: certificates each request issues
+    (a batch's), so that the rate and the CPU are per certificate."""
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
     share = len(requests) // CLIENTS
@@ -236,8 +247,9 @@ def _drive(port: int, path: str, requests: list[Request], seconds: float,
     done = len(latencies)
     if not done:
         raise SystemExit(f"no request succeeded ({errors} failed)")
-    return Round(done / elapsed, latencies[done // 2] * 1000,
-                 latencies[min(done - 1, int(done * 0.99))] * 1000, cpu / done * 1e6, errors)
+    certs = done * per_request
+    return Round(certs / elapsed, latencies[done // 2] * 1000,
+                 latencies[min(done - 1, int(done * 0.99))] * 1000, cpu / certs * 1e6, errors)
 
 
 # -- our CA -------------------------------------------------------------------------------
@@ -311,6 +323,22 @@ def _our_requests(ca: OurCA, count: int) -> list[Request]:
     out = []
     for _ in range(count):
         headers = ca.signer.headers("POST", PATH, "", body)  # type: ignore[attr-defined]
+        out.append((body, {**headers, "Content-Type": "application/json"}))
+    return out
+
+
+def _our_batches(ca: OurCA, count: int, size: int) -> list[Request]:
+    """Batch requests of ``size`` CSRs each, as the RA sends a card batch's: proof of
+    possession verified by the RA and attested (``attested_key_sha256``), per entry."""
+    from ca.client import attested_key
+    from sscard.x509.pem import pem_to_der
+
+    attested = attested_key(pem_to_der(ca.csr_pem.encode("ascii"), "CERTIFICATE REQUEST"))
+    entry = {"csr": ca.csr_pem, "attested_key_sha256": attested}
+    body = json.dumps({"profile": "business-system", "requests": [entry] * size}).encode()
+    out = []
+    for _ in range(count):
+        headers = ca.signer.headers("POST", BATCH_PATH, "", body)  # type: ignore[attr-defined]
         out.append((body, {**headers, "Content-Type": "application/json"}))
     return out
 
@@ -426,7 +454,7 @@ def _expected(rate_guess: float, seconds: float) -> int:
 def measure(seconds: float = 5.0, rounds: int = 2, algorithms: Sequence[str] = ("ec-p256",
             "sm2"), postgres: str | Callable[[str], str] | None = None,
             profile: Path | None = None, audit_apart: bool = False,
-            profile_format: str = "svg") -> list[Row]:
+            profile_format: str = "svg", batch: bool = True) -> list[Row]:
     out: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-peers-issuance-") as tmp:
         work = Path(tmp)
@@ -454,15 +482,31 @@ def measure(seconds: float = 5.0, rounds: int = 2, algorithms: Sequence[str] = (
                     if cport:
                         reqs = _cfssl_requests(ca.csr_pem, _expected(guess, seconds))
                         theirs.append(_drive(cport, CFSSL_PATH, reqs, seconds, cpids))
+                batched: list[Round] = []
+                for i in range(rounds if batch else 0):
+                    requests = _our_batches(ca, _expected(guess, seconds) // BATCH + 8, BATCH)
+                    spy = (_py_spy(profile / f"issuance-{algorithm}-batch.{profile_format}",
+                                   pids, seconds)
+                           if profile is not None and i == rounds - 1
+                           else contextlib.nullcontext())
+                    with spy:
+                        batched.append(_drive(port, BATCH_PATH, requests, seconds, pids,
+                                              per_request=BATCH))
             name = "P-256" if algorithm == "ec-p256" else algorithm.upper()
             what = f"issuance {name} over HTTP"
+            in_batches = f"{what}, batches of {BATCH} attested by the RA"
             if theirs:
                 best = _best(theirs)
                 out.append(_line(what, _best(ours), best.rate, best))
+                if batched:
+                    out.append(_line(in_batches + " (reference: single cfssl sign)",
+                                     _best(batched), best.rate, best))
             else:
                 reference = raw_sign_rate(algorithm, WORKERS, min(seconds, 3.0))
-                out.append(_line(what + f" (reference: raw sign, {WORKERS} processes)",
-                                 _best(ours), reference, None))
+                raw = f" (reference: raw sign, {WORKERS} processes)"
+                out.append(_line(what + raw, _best(ours), reference, None))
+                if batched:
+                    out.append(_line(in_batches + raw, _best(batched), reference, None))
     return out
 
 
@@ -503,6 +547,8 @@ def main() -> None:
                         help="write a py-spy flame graph of one worker per algorithm here")
     parser.add_argument("--profile-format", choices=["svg", "txt"], default="svg",
                         help="flame graph (svg) or collapsed stacks (txt)")
+    parser.add_argument("--no-batch", action="store_true",
+                        help="only the single-request rows (no batch rows)")
     parser.add_argument("--audit-apart", action="store_true",
                         help="the audit log in its own database (<home>/audit.sqlite, the "
                              "default of ca serve) instead of the CA's")
@@ -517,7 +563,7 @@ def main() -> None:
             stack.callback(cluster.stop)
             postgres = cluster.create_database  # one database per algorithm
         measure(args.seconds, args.rounds, args.algorithm or ("ec-p256", "sm2"), postgres,
-                args.profile, args.audit_apart, args.profile_format)
+                args.profile, args.audit_apart, args.profile_format, not args.no_batch)
 
 
 if __name__ == "__main__":

@@ -79,8 +79,9 @@ def principal_group() -> None:
 @click.option("--ca", "cas", multiple=True, help="A CA it may use (repeatable; default: the "
                                                   "first issuing CA).")
 @click.option("--ra", "as_ra", is_flag=True,
-              help="The RA's permission set: issue, revoke, status for the cardholder and "
-                   "business-system profiles.")
+              help="The RA's permission set: issue, revoke, status and attest-pop (vouch for "
+                   "proof of possession in batches) for the cardholder and business-system "
+                   "profiles.")
 @click.option("--token-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Credential: a new random API token, written (0600) to this file.")
 @click.option("--certificate", "cert_path", type=click.Path(dir_okay=False, exists=True,

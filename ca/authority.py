@@ -127,6 +127,8 @@ _SELECT_CERTIFICATE = select(CertificateRecord).where(
     CertificateRecord.issuer_id == bindparam("issuer_id"),
     CertificateRecord.serial == bindparam("serial"))
 _INSERT_CERTIFICATE = insert(CertificateRecord)
+_SELECT_GENERATION = select(CARecord.revocation_generation).where(
+    CARecord.id == bindparam("ca_id"))
 _INSERT_REQUEST = insert(RequestRecord)
 
 # refusals of a request (not failures of the CA): recorded as outcome 'denied'
@@ -143,12 +145,42 @@ def _audited(audit: AuditLog, actor: str, action: AuditAction, obj: str,
 
 @dataclass(frozen=True)
 class IssueRequest:
-    """One entry of a batch: a CSR, or a public key with its subject."""
+    """One entry of a batch: a CSR, or a public key with its subject.
+
+    For ``issue_each`` also: ``request_id``, the caller's own id for the entry (its
+    idempotency key, as for ``issue_from_csr``), and ``attested_key``, the SHA-256 of the CSR's
+    SubjectPublicKeyInfo when the (authorised) caller has verified possession itself
+    (``ca.issuance.check_csr``)."""
 
     csr: asn1csr.CertificationRequest | bytes | None = None
     public_key: PublicKey | None = None
     subject: x509.Name | str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    request_id: str | None = None
+    attested_key: bytes | None = None
+    #: why the front end could not read the entry: recorded and answered as a refusal
+    unreadable: str | None = None
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """What became of one entry of ``issue_each``: its certificate (``repeated``: the one
+    issued earlier for the same request id), or why it was refused."""
+
+    issued: IssuedCertificate | None = None
+    refused: str | None = None
+    repeated: bool = False
+    #: the refusal as raised (an in-process caller of one request re-raises it)
+    error: BaseException | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One issuance of ``_issue_entries``: its check, its idempotency key, its attempt record."""
+
+    check: Callable[[], Approved]
+    key: str | None
+    attempt: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -638,22 +670,37 @@ class CertificateAuthority:
     def _issued_for(self, key: str, approved: Approved) -> IssuedCertificate | None:
         """The certificate issued for the request of idempotency key ``key``, if any; refused
         when that key was used for another request."""
+        found = self._issued_for_keys({key: approved}).get(key)
+        if found is not None and found.refused is not None:
+            raise RequestRefused(found.refused)
+        return found.issued if found is not None else None
+
+    def _issued_for_keys(self, approved: Mapping[str, Approved]) -> dict[str, ItemOutcome]:
+        """For each idempotency key already used, in one query: the certificate issued for its
+        request (``repeated``), or the refusal of a key that was used for another request."""
+        if not approved:
+            return {}
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(RequestRecord.request_der, RequestRecord.profile, CertificateRecord.der,
-                       CertificateRecord.serial, CertificateRecord.profile,
-                       CertificateRecord.subject)
+            rows = conn.execute(
+                select(RequestRecord.request_key, RequestRecord.request_der,
+                       RequestRecord.profile, CertificateRecord.der, CertificateRecord.serial,
+                       CertificateRecord.profile, CertificateRecord.subject)
                 .join(CertificateRecord, (CertificateRecord.issuer_id == RequestRecord.issuer_id)
                       & (CertificateRecord.serial == RequestRecord.certificate_serial))
-                .where(RequestRecord.request_key == key)).first()
-        if row is None:
-            return None
-        request_der, label, der, serial, profile, subject = row
-        if (request_der, label, subject) != (approved.request_der, approved.profile.label,
-                                             approved.subject_text):
-            raise RequestRefused(f"request id {key.rsplit('/', 1)[-1]!r} was used for another "
-                                 "request (another key, subject or profile); use a new id")
-        return IssuedCertificate(int(serial, 16), profile, der)
+                .where(RequestRecord.request_key.in_(list(approved)))).all()
+        out: dict[str, ItemOutcome] = {}
+        for row in rows:
+            key, request_der, label, der, serial, profile, subject = str(row[0]), *row[1:]
+            a = approved[key]
+            if (request_der, label, subject) != (a.request_der, a.profile.label,
+                                                 a.subject_text):
+                why = (f"request id {key.rsplit('/', 1)[-1]!r} was used for another request "
+                       "(another key, subject or profile); use a new id")
+                out[key] = ItemOutcome(refused=why, error=RequestRefused(why))
+            else:
+                out[key] = ItemOutcome(IssuedCertificate(int(serial, 16), profile, der),
+                                       repeated=True)
+        return out
 
     def enable_group_commit(self) -> GroupCommit:
         """For a served CA whose request threads issue at once: the certificate rows (and, when
@@ -691,8 +738,7 @@ class CertificateAuthority:
         certificate exists only once its row is committed, and that commit is the records'),
         after the request is checked and signed, so that the database is locked only for the
         writes. Elsewhere, the attempt is recorded first, as ``AuditLog.operation`` does."""
-        if key is not None or not self._audit_in_database():
-            # a request with an idempotency key (the RA's, few) takes the general path
+        if not self._audit_in_database():
             with self._issuing(profile, actor, kind) as op:
                 approved = check()
                 op.set(subject=approved.subject_text[:300])
@@ -702,19 +748,40 @@ class CertificateAuthority:
         who = actor or self.actor
         obj = f"profile:{profile}"
         attempt = {"ca": self.name, "request": kind}
+        if key is not None:
+            # with an idempotency key (the RA's): the lookup of an earlier answer, then the
+            # certificate and both records in one transaction, as a batch of one
+            attempt["request_id"] = key.rsplit("/", 1)[-1]
+            try:
+                outcome, = self._issue_entries([_Entry(check, key, attempt)], who, obj, claim)
+            except AuditUnavailable:
+                raise
+            except BaseException as exc:
+                self._record_unsuccessful(who, obj, attempt, exc)
+                raise
+            if outcome.error is not None:
+                raise outcome.error
+            assert outcome.issued is not None
+            return outcome.issued
         try:
             approved = check()
             issued, due = self._commit_recorded(approved, who, obj, attempt, claim)
         except AuditUnavailable:
             raise  # nothing was written: no record, no certificate
         except BaseException as exc:
-            refused = isinstance(exc, _REFUSALS)
-            why = {"reason": str(exc)[:500]} if refused else {"error": type(exc).__name__}
-            self._record_outcome(who, obj, attempt, "denied" if refused else "failure", why)
+            self._record_unsuccessful(who, obj, attempt, exc)
             raise
         self.audit.after_commit(due)
         metrics.ISSUED.labels(self.name, approved.profile.name).inc()
         return issued
+
+    def _record_unsuccessful(self, actor: str, obj: str, attempt: dict[str, Any],
+                             exc: BaseException) -> None:
+        """The attempt and its outcome when ``exc`` stopped it: 'denied' with the reason for
+        a refusal, else 'failure' with the kind of error."""
+        refused = isinstance(exc, _REFUSALS)
+        why = {"reason": str(exc)[:500]} if refused else {"error": type(exc).__name__}
+        self._record_outcome(actor, obj, attempt, "denied" if refused else "failure", why)
 
     def _record_outcome(self, actor: str, obj: str, attempt: dict[str, Any], outcome: str,
                         details: dict[str, Any]) -> None:
@@ -824,6 +891,174 @@ class CertificateAuthority:
             out.extend(self._commit(chunk, op))
         return out
 
+    def issue_each(self, requests: Sequence[IssueRequest], profile: str, *,
+                   actor: str | None = None, claim: Claim | None = None
+                   ) -> list[ItemOutcome]:
+        """Issue many requests, each on its own account (the HTTP API's batch): every entry is
+        checked, recorded in the audit log (its attempt and its outcome) and answered alone, a
+        refused one without touching the others; an entry with a ``request_id`` issued before
+        gets that certificate again. With the audit log in the CA's database, all
+        certificates, request rows and audit records are written in one transaction, committed
+        (with ``claim``) before any is returned; elsewhere each entry is an issuance of its own
+        (attempt recorded first, as ``issue_from_csr`` does), after ``claim``."""
+        if not requests:
+            raise RequestRefused("a batch needs at least one request")
+        who = actor or self.actor
+        if not self._audit_in_database():
+            return self._issue_each_apart(requests, profile, who, claim)
+        try:
+            prof = self.profile(profile)
+        except ProfileError as exc:
+            self._record_outcome(who, f"profile:{profile}", {"ca": self.name,
+                                 "request": "batch", "count": len(requests)}, "denied",
+                                 {"reason": str(exc)[:500]})
+            raise
+        entries = [self._entry(req, prof, who, i) for i, req in enumerate(requests)]
+        return self._issue_entries(entries, who, f"profile:{prof.name}", claim)
+
+    def _issue_each_apart(self, requests: Sequence[IssueRequest], profile: str, who: str,
+                          claim: Claim | None) -> list[ItemOutcome]:
+        """``issue_each`` when the audit log is in another database: one audited issuance per
+        entry (no transaction can hold both the records and the certificates)."""
+        if claim is not None:
+            self._run(claim)
+        outcomes = []
+        for i, req in enumerate(requests):
+            try:
+                with _audited(self.audit, who, AuditAction.CA_CERTIFICATE_ISSUE,
+                              f"profile:{profile}", ca=self.name, item=i,
+                              request="csr" if req.csr is not None else "public_key") as op:
+                    key = self._request_key(who, req.request_id)
+                    approved = self._check(req, self.profile(profile))
+                    op.set(subject=approved.subject_text[:300])
+                    issued = (self._issue_once(approved, op, key, None) if key is not None
+                              else self._commit([approved], op)[0])
+                outcomes.append(ItemOutcome(issued, repeated=bool(op.details.get("repeated"))))
+            except _REFUSALS as exc:
+                outcomes.append(ItemOutcome(refused=str(exc)[:500], error=exc))
+        return outcomes
+
+    def _entry(self, req: IssueRequest, prof: Profile, who: str, item: int) -> _Entry:
+        attempt: dict[str, Any] = {"ca": self.name, "request": "csr" if req.csr is not None
+                                   else "public_key", "item": item}
+        if req.attested_key is not None:
+            attempt["possession"] = "attested"
+        if req.request_id is not None:
+            attempt["request_id"] = str(req.request_id)[:128]
+        try:
+            key = self._request_key(who, req.request_id)
+        except RequestRefused as exc:
+            refusal = exc
+
+            def refuse() -> Approved:
+                raise refusal
+
+            return _Entry(refuse, None, attempt)
+        return _Entry(lambda: self._check(req, prof), key, attempt)
+
+    def _issue_entries(self, entries: Sequence[_Entry], who: str, obj: str,
+                       claim: Claim | None) -> list[ItemOutcome]:
+        """``_issue_entries_once``, again with fresh serials if one was taken meanwhile, or
+        with the earlier answer if another worker stored the same request id first."""
+        for tries in range(SERIAL_RETRIES):
+            try:
+                return self._issue_entries_once(entries, who, obj, claim)
+            except _Retry:
+                if tries == SERIAL_RETRIES - 1:
+                    raise StorageError("could not store the certificates: serial numbers or "
+                                       f"request ids collided {SERIAL_RETRIES} times") from None
+        raise AssertionError("unreachable")
+
+    def _issue_entries_once(self, entries: Sequence[_Entry], who: str, obj: str,
+                            claim: Claim | None) -> list[ItemOutcome]:
+        """Check each entry, look up the request ids used before (one query), sign the rest,
+        then store certificates, request rows and an attempt and outcome record per entry in
+        one transaction (with ``claim``)."""
+        outcomes: list[ItemOutcome | None] = [None] * len(entries)
+        approved: dict[int, Approved] = {}
+        keys: dict[int, str] = {}
+        for i, entry in enumerate(entries):
+            try:
+                if entry.key is not None:
+                    if entry.key in keys.values():
+                        raise RequestRefused(f"request id {entry.key.rsplit('/', 1)[-1]!r} is "
+                                             "given twice")
+                    keys[i] = entry.key
+                approved[i] = entry.check()
+            except _REFUSALS as exc:
+                outcomes[i] = ItemOutcome(refused=str(exc)[:500], error=exc)
+        earlier = self._issued_for_keys({keys[i]: a for i, a in approved.items() if i in keys})
+        for i in list(approved):
+            found = earlier.get(keys.get(i, ""))
+            if found is not None:
+                del approved[i]
+                outcomes[i] = found
+        issuer = self.issuer()
+        now = self.clock()
+        fresh = {i: self.serial_source() for i in approved}
+        ders = {i: sign_certificate(issuer, a, fresh[i], now) for i, a in approved.items()}
+        rows = {i: self._rows(issuer, a, fresh[i], ders[i], now, keys.get(i))
+                for i, a in approved.items()}
+        for i, a in approved.items():
+            outcomes[i] = ItemOutcome(IssuedCertificate(fresh[i], a.profile.name, ders[i]))
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == len(entries)
+        records = self._entry_records(who, obj, entries, approved, done)
+
+        answered = any(o.issued is not None for o in done)
+
+        def store(conn: Connection) -> tuple[list[StoredRecord], bool]:
+            if claim is not None and answered:  # a refused request is claimed by its caller
+                claim(conn)
+            if rows:
+                conn.execute(_INSERT_CERTIFICATE, [c for c, _ in rows.values()])
+                conn.execute(_INSERT_REQUEST, [r for _, r in rows.values()])
+            return self.audit.append_in(conn, records, link_outcome=True)
+
+        try:
+            _, due = self._run(store)
+        except IntegrityError as exc:
+            if _is_serial_clash(exc) or _is_request_key_clash(exc):
+                raise _Retry() from None  # another worker stored one of the ids first
+            raise AuditUnavailable("the certificates and their audit records could not be "
+                                   f"stored: {exc.orig}") from None
+        except (SQLAlchemyError, GroupCommitError, LookupError) as exc:
+            raise AuditUnavailable("the certificates and their audit records could not be "
+                                   f"stored: {exc}") from exc
+        self.audit.after_commit(due)
+        for a in approved.values():
+            metrics.ISSUED.labels(self.name, a.profile.name).inc()
+        return done
+
+    def _check(self, req: IssueRequest, prof: Profile) -> Approved:
+        if req.unreadable is not None:
+            raise RequestRefused(req.unreadable)
+        if req.csr is not None:
+            return check_csr(req.csr, prof, req.extra, attested_key=req.attested_key)
+        if req.public_key is not None and req.subject is not None:
+            return check_public_key(req.public_key, req.subject, prof, req.extra)
+        raise RequestRefused("a request needs a CSR, or a public key and a subject")
+
+    def _entry_records(self, who: str, obj: str, entries: Sequence[_Entry],
+                       approved: Mapping[int, Approved], outcomes: Sequence[ItemOutcome]
+                       ) -> list[Any]:
+        """An attempt and an outcome record per entry (``append_in(link_outcome=True)``)."""
+        action = AuditAction.CA_CERTIFICATE_ISSUE
+        records = []
+        for i, (entry, outcome) in enumerate(zip(entries, outcomes, strict=True)):
+            records.append(self.audit.record(who, action, obj, "attempt", "", entry.attempt))
+            if outcome.issued is None:
+                records.append(self.audit.record(who, action, obj, "denied", "",
+                                                 {"reason": outcome.refused or ""}))
+                continue
+            details: dict[str, Any] = {"serials": [outcome.issued.serial_hex]}
+            if i in approved:
+                details["subject"] = approved[i].subject_text[:300]
+            if outcome.repeated:
+                details["repeated"] = True
+            records.append(self.audit.record(who, action, obj, "success", "", details))
+        return records
+
     def _record_serials(self, op: Operation, serials: list[str]) -> None:
         """Name the issued serials in the issuance's audit records: in its outcome record while
         they fit, the rest in 'info' records linked to its attempt."""
@@ -862,8 +1097,7 @@ class CertificateAuthority:
             except GroupCommitError as exc:
                 raise StorageError(f"could not store the certificates: {exc}") from None
             except IntegrityError as exc:
-                if "uq_requests_request_key" in str(exc.orig) or \
-                        "requests.request_key" in str(exc.orig):
+                if _is_request_key_clash(exc):
                     raise _RequestKeyTaken() from None
                 if not _is_serial_clash(exc):
                     raise StorageError(f"could not store the certificates: {exc.orig}") \
@@ -953,8 +1187,7 @@ class CertificateAuthority:
         """A number that changes with every revocation by this CA, a hold made final included;
         other processes' caches (the OCSP workers) poll it. One primary-key read."""
         with self.engine.connect() as conn:
-            return int(conn.execute(select(CARecord.revocation_generation).where(
-                CARecord.id == self._ca.id)).scalar_one())
+            return int(conn.execute(_SELECT_GENERATION, {"ca_id": self._ca.id}).scalar_one())
 
     def _row(self, conn: Connection, hex_serial: str) -> Any:
         row = conn.execute(_SELECT_CERTIFICATE,
@@ -1130,6 +1363,14 @@ class CertificateAuthority:
 
 class _RequestKeyTaken(Exception):
     """Another worker committed the request of the same idempotency key first."""
+
+
+class _Retry(Exception):
+    """A batch's transaction met a serial or request id stored meanwhile: sign it again."""
+
+
+def _is_request_key_clash(exc: IntegrityError) -> bool:
+    return "uq_requests_request_key" in str(exc.orig) or "requests.request_key" in str(exc.orig)
 
 
 def _is_serial_clash(exc: IntegrityError) -> bool:

@@ -68,6 +68,9 @@ class ApiOperation(enum.StrEnum):
     ISSUE = "issue"
     REVOKE = "revoke"
     STATUS = "status"
+    #: vouch in a signed batch request that the caller verified each CSR's proof of
+    #: possession itself (CMP's raVerified): the RA's, never a token's
+    ATTEST_POP = "attest-pop"
 
 
 def is_ca_level(profile: Profile) -> bool:

@@ -16,6 +16,7 @@ the CA's own errors, so a caller handles the same exceptions in process and over
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -32,9 +33,12 @@ from ca.errors import (
     RequestRefused,
     UnknownCertificate,
 )
-from ca.records import IssuedCertificate, Status
+from ca.issuance import proven_public_key
+from ca.records import MAX_BATCH_ITEMS, IssuedCertificate, Status
 from sscard import problem
 from sscard.httpsig import RequestSigner
+from sscard.x509.errors import X509Error
+from sscard.x509.parse import load_csr
 from sscard.x509.pem import der_to_pem, pem_blocks
 from sscard.x509.values import RevocationReason, Serial
 
@@ -48,6 +52,18 @@ _ERRORS: dict[str, type[CAError]] = {
     "bad_public_key": RequestRefused,
     "bad_serial": RequestRefused,
 }
+
+
+def attested_key(csr_der: bytes) -> str | None:
+    """The hex SHA-256 of the CSR's SubjectPublicKeyInfo once its proof of possession has
+    verified here; None when it does not (the CA then checks it, and refuses)."""
+    try:
+        parsed = load_csr(csr_der)
+        proven_public_key(parsed)
+    except (X509Error, RequestRefused):
+        return None
+    spki = parsed["certification_request_info"]["subject_pk_info"].dump()
+    return hashlib.sha256(spki).hexdigest()
 
 
 def _request_id(request_id: str | None) -> dict[str, str]:
@@ -160,6 +176,39 @@ class CaClient:
                 "public_key": base64.b64encode(spki_der).decode("ascii")}
         return self._issued(self._call("POST", "/api/v1/certificates",
                                        body | _request_id(request_id)))
+
+    def issue_batch(self, entries: Sequence[tuple[bytes, str | None]], profile: str, *,
+                    attest: bool = False) -> list[IssuedCertificate | RequestRefused]:
+        """Issue for many CSRs (DER, each with the caller's optional request id) in one signed
+        request (``POST /api/v1/certificates/batch``, at most ``MAX_BATCH_ITEMS`` entries): per
+        entry, in order, its certificate or why the CA refused it. ``attest``: verify each
+        CSR's proof of possession here and vouch for it (the CA checks the key is the one
+        attested and need not verify again); needs the ``attest-pop`` permission. An entry
+        whose signature does not verify here is sent unattested, for the CA to refuse."""
+        if not 0 < len(entries) <= MAX_BATCH_ITEMS:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH_ITEMS} entries")
+        requests_ = []
+        for csr_der, request_id in entries:
+            item: dict[str, Any] = {"csr": der_to_pem(csr_der, "CERTIFICATE REQUEST")
+                                    .decode("ascii")} | _request_id(request_id)
+            if attest:
+                attested = attested_key(csr_der)
+                if attested is not None:
+                    item["attested_key_sha256"] = attested
+            requests_.append(item)
+        answer = self._call("POST", "/api/v1/certificates/batch",
+                            {"profile": profile, "requests": requests_})
+        results = answer.get("results")
+        if not isinstance(results, list) or len(results) != len(entries):
+            raise CaServiceError(200, "bad_answer", "batch answer: one result per request")
+        out: list[IssuedCertificate | RequestRefused] = []
+        for result in results:
+            error = result.get("error") if isinstance(result, dict) else None
+            if isinstance(error, dict):
+                out.append(RequestRefused(f"CA API: {error.get('detail')}"))
+            else:
+                out.append(self._issued(result if isinstance(result, dict) else {}))
+        return out
 
     def revoke(self, serial: Serial, reason: RevocationReason) -> None:
         self._call("POST", f"/api/v1/certificates/{Serial(serial).hex}/revoke",

@@ -8,6 +8,8 @@ turns an approved request into a certificate signed by the issuer's key handle.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Mapping
@@ -307,22 +309,46 @@ def check_csr(
     request: asn1csr.CertificationRequest | bytes,
     profile: Profile,
     extra: Mapping[str, Any] | None = None,
+    *,
+    attested_key: bytes | None = None,
 ) -> Approved:
-    """Parse (PEM or DER), check proof of possession, then check against the profile."""
+    """Parse (PEM or DER), check proof of possession, then check against the profile.
+
+    ``attested_key``: the SHA-256 of the SubjectPublicKeyInfo whose possession an authorised
+    RA has verified and vouches for in its signed request (CMP's ``raVerified``, RFC 4210
+    5.2.8.4); the CSR's signature is then not verified again, but its key must be that one."""
     try:
         parsed = load_csr(request) if isinstance(request, bytes) else request
     except X509Error as exc:
         raise RequestRefused(f"certificate request rejected: {exc}") from None
-    try:
-        public_key = verify_csr(parsed)
-    except CryptoError as exc:
-        fallback = _sm2_pop_with_empty_id(parsed)
-        if fallback is None:
-            raise RequestRefused(f"certificate request rejected: {exc}") from None
-        public_key = fallback
+    public_key = (_attested_public_key(parsed, attested_key) if attested_key is not None
+                  else proven_public_key(parsed))
     subject = subject_from_name(parsed["certification_request_info"]["subject"])
     return _approve(profile, public_key, subject, _requested_extensions(parsed), extra or {},
                     "csr", parsed.dump())
+
+
+def proven_public_key(request: asn1csr.CertificationRequest) -> PublicKey:
+    """The CSR's public key, once its signature proves possession of the private key."""
+    try:
+        return verify_csr(request)
+    except CryptoError as exc:
+        fallback = _sm2_pop_with_empty_id(request)
+        if fallback is None:
+            raise RequestRefused(f"certificate request rejected: {exc}") from None
+        return fallback
+
+
+def _attested_public_key(request: asn1csr.CertificationRequest, attested: bytes) -> PublicKey:
+    """The CSR's public key, if it is the one whose SHA-256 the RA attested."""
+    spki = request["certification_request_info"]["subject_pk_info"].dump()
+    if not hmac.compare_digest(hashlib.sha256(spki).digest(), attested):
+        raise RequestRefused("certificate request rejected: its key is not the one whose "
+                             "possession the caller attested")
+    try:
+        return PublicKey.from_spki(spki)
+    except (CryptoError, ValueError) as exc:
+        raise RequestRefused(f"certificate request rejected: {exc}") from None
 
 
 def _sm2_pop_with_empty_id(request: asn1csr.CertificationRequest) -> PublicKey | None:

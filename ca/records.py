@@ -13,6 +13,9 @@ from sscard.x509.values import RevocationReason as RevocationReason
 from sscard.x509.values import serial_from_hex as serial_from_hex
 from sscard.x509.values import serial_to_hex
 
+#: entries of one batch issuance request over the API (``POST /api/v1/certificates/batch``)
+MAX_BATCH_ITEMS = 100
+
 
 class Status(enum.StrEnum):
     """A certificate's status; GOOD and REVOKED are also what the database column holds."""

@@ -37,7 +37,7 @@ import json
 import logging
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -50,7 +50,7 @@ from asn1crypto import csr as asn1csr
 from asn1crypto import x509 as asn1x509
 from flask import Blueprint, Flask, Response, current_app, g, request
 
-from ca.authority import Signer
+from ca.authority import IssueRequest, ItemOutcome, Signer
 from ca.authorization import (
     AccessConfig,
     ApiOperation,
@@ -71,6 +71,7 @@ from ca.ocsp_generation import (
 )
 from ca.profile import Profile
 from ca.records import (
+    MAX_BATCH_ITEMS,
     CertificateStatus,
     IssuedCertificate,
     RevocationReason,
@@ -128,6 +129,11 @@ class CaBackend(Protocol):
         request_id: str | None = None,
         claim: Callable[[sa.Connection], None] | None = None,
     ) -> IssuedCertificate: ...
+
+    def issue_each(
+        self, requests: Sequence[IssueRequest], profile: str, *, actor: str | None = None,
+        claim: Callable[[sa.Connection], None] | None = None,
+    ) -> list[ItemOutcome]: ...
 
     def revoke(
         self, serial: int, reason: RevocationReason | str = ...,
@@ -766,6 +772,92 @@ def _issue(claim: Callable[[sa.Connection], None] | None) -> tuple[Response, int
         "certificate": der_to_pem(issued.der, "CERTIFICATE").decode("ascii"),
     }
     return _json(body), 201
+
+
+@api.post("/certificates/batch")
+def issue_batch() -> Response:
+    """Many issuances in one signed request, as the RA sends a card batch's: ``profile`` and
+    ``requests``, a list of at most MAX_BATCH_ITEMS entries, each a ``csr`` (PEM) or a
+    ``public_key`` and ``subject``, with an optional ``request_id`` (idempotent per entry) and,
+    from a caller allowed to ``attest-pop``, ``attested_key_sha256``: the hex SHA-256 of the
+    CSR's SubjectPublicKeyInfo whose proof of possession the caller verified (raVerified).
+    Authorised once; each entry is checked, audited and answered on its own (``results``, in
+    order: the certificate, or the refusal), all stored in one transaction and one commit."""
+    data = _json_body()
+    profile, entries = data.get("profile"), data.get("requests")
+    if not isinstance(profile, str) or not isinstance(entries, list) or not entries or \
+            not all(isinstance(e, dict) for e in entries):
+        raise ApiError(400, "bad_request", "give 'profile' (a string) and 'requests' (a "
+                       "non-empty list of objects)")
+    if len(entries) > MAX_BATCH_ITEMS:
+        raise ApiError(413, "too_large", f"{len(entries)} requests in one batch (at most "
+                       f"{MAX_BATCH_ITEMS})")
+    _authorize(ApiOperation.ISSUE, profile)
+    if any("attested_key_sha256" in e for e in entries):
+        if g.caller.method != "signature":
+            raise _refuse(403, "proof of possession is attested only in a signed request",
+                          permission=f"{ApiOperation.ATTEST_POP.value} profile={profile}")
+        _authorize(ApiOperation.ATTEST_POP, profile)
+    # every entry goes to the authority, an unreadable one too: it records and refuses it
+    outcomes = _issue_entries([_batch_entry(e) for e in entries], profile)
+    results = [_outcome_json(o) for o in outcomes]
+    issued = sum(1 for r in results if "serial" in r)
+    log.info("issued %d of %d (profile %s) for %s", issued, len(results), profile,
+             g.caller.name)
+    return _json({"results": results})
+
+
+def _issue_entries(wanted: list[IssueRequest], profile: str) -> list[ItemOutcome]:
+    try:
+        with _audit_refusal():
+            return _state().authority.issue_each(wanted, profile, actor=g.caller.name)
+    except (RequestRefused, ProfileError) as exc:
+        raise ApiError(422, "refused", str(exc)) from None
+
+
+def _batch_entry(entry: Mapping[str, Any]) -> IssueRequest:
+    """One entry of a batch; one that cannot be read is refused for itself alone."""
+    unknown = sorted(set(entry) - {"csr", "public_key", "subject", "request_id",
+                                   "attested_key_sha256"})
+    if unknown:
+        return IssueRequest(unreadable=f"unknown field(s) {', '.join(unknown)[:200]}")
+    csr_text, key_text, subject = entry.get("csr"), entry.get("public_key"), entry.get("subject")
+    request_id, attested = entry.get("request_id"), entry.get("attested_key_sha256")
+    if request_id is not None and not isinstance(request_id, str):
+        return IssueRequest(unreadable="'request_id' must be a string")
+    try:
+        if isinstance(csr_text, str) and key_text is None and subject is None:
+            digest = None
+            if attested is not None:
+                if not isinstance(attested, str) or len(attested) != 64:
+                    raise ValueError("'attested_key_sha256' must be 64 hex digits")
+                digest = bytes.fromhex(attested)
+            # parsed by the authority, which refuses (and records) a malformed CSR
+            return IssueRequest(csr=csr_text.encode("utf-8"), request_id=request_id,
+                                attested_key=digest)
+        if isinstance(key_text, str) and isinstance(subject, str) and csr_text is None \
+                and attested is None:
+            return IssueRequest(public_key=PublicKey.from_spki(
+                base64.b64decode(key_text, validate=True)), subject=subject,
+                request_id=request_id)
+    except (binascii.Error, ValueError, CryptoError) as exc:
+        return IssueRequest(unreadable=str(exc)[:500], request_id=request_id)
+    return IssueRequest(unreadable="give either 'csr' (PEM, optionally "
+                        "'attested_key_sha256') or 'public_key' (base64 DER) and 'subject', "
+                        "as strings", request_id=request_id)
+
+
+def _outcome_json(outcome: ItemOutcome) -> dict[str, Any]:
+    if outcome.issued is None:
+        return {"error": {"code": "refused", "detail": outcome.refused}}
+    body: dict[str, Any] = {
+        "serial": outcome.issued.serial_hex,
+        "profile": outcome.issued.profile,
+        "certificate": der_to_pem(outcome.issued.der, "CERTIFICATE").decode("ascii"),
+    }
+    if outcome.repeated:
+        body["repeated"] = True
+    return body
 
 
 @api.post("/certificates/<serial>/revoke")

@@ -318,8 +318,9 @@ class AuditLog:
         database, which must already hold the write lock (``sscard.sqlschema.WRITE``: BEGIN
         IMMEDIATE on SQLite; the head row is read FOR UPDATE elsewhere), so that they commit or
         roll back with the caller's own rows: no second transaction, no second lock.
-        ``link_outcome``: the records are an attempt and its outcome, and the outcome names
-        the attempt's sequence number (``attempt_seq``), as ``operation`` writes them.
+        ``link_outcome``: the records are pairs of an attempt and its outcome (one pair, or
+        one per item of a batch), and each outcome names its attempt's sequence number
+        (``attempt_seq``), as ``operation`` writes them.
         Returns the stored records and whether a checkpoint is due (``after_commit``)."""
         row = conn.execute(storage.SELECT_HEAD_FOR_UPDATE).mappings().one_or_none()
         if row is None:
@@ -346,9 +347,9 @@ class AuditLog:
         stored: list[StoredRecord] = []
         rows = []
         for i, record in enumerate(records):
-            if link_outcome and i == 1:
+            if link_outcome and i % 2 == 1:
                 record = dataclasses.replace(
-                    record, details={**record.details, "attempt_seq": stored[0].seq})
+                    record, details={**record.details, "attempt_seq": stored[i - 1].seq})
             record = dataclasses.replace(record, time=when)
             seq = size + 1 + i
             h = _chain_hash(self.hash_name, prev, record.canonical_encoding())

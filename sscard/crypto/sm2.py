@@ -85,6 +85,12 @@ def _spki_der(point: bytes) -> bytes:
     return info.dump()
 
 
+#: the DER of an SM2 SubjectPublicKeyInfo up to its 65-byte uncompressed point
+_SPKI_PREFIX = _spki_der(b"\x04" + bytes(64))[:-65]
+#: OSSL_KEYMGMT_SELECT_PUBLIC_KEY | OSSL_KEYMGMT_SELECT_ALL_PARAMETERS (EVP_PKEY_PUBLIC_KEY)
+_SELECT_PUBLIC_KEY = 0x86
+
+
 def z_value(public_point: bytes, uid: bytes = DEFAULT_UID) -> bytes:
     """Z_A of GB/T 32918.2 §5.5, for a 65-byte uncompressed public point."""
     if len(uid) * 8 > 0xFFFF:
@@ -165,10 +171,36 @@ class SM2PublicKey:
     def from_point(cls, point: bytes) -> SM2PublicKey:
         if len(point) != 65 or point[0] != 4:
             raise InvalidKey("SM2 public key must be a 65-byte uncompressed point")
-        return cls.from_spki(_spki_der(point))
+        # built from the point itself (EVP_PKEY_fromdata, which refuses a point off the
+        # curve as d2i_PUBKEY does): OpenSSL 3's DER decoder chain costs ~2.5 times as much,
+        # and a CA reads one public key per certificate it issues
+        bld = lib.OSSL_PARAM_BLD_new()
+        if bld == ffi.NULL:
+            raise InvalidKey(f"SM2 public key: {last_error()}")
+        try:
+            _check(lib.OSSL_PARAM_BLD_push_utf8_string(bld, b"group", b"SM2", 0), "SM2 group")
+            _check(lib.OSSL_PARAM_BLD_push_octet_string(bld, b"pub", point, len(point)),
+                   "SM2 public point")
+            params = lib.OSSL_PARAM_BLD_to_param(bld)
+        finally:
+            lib.OSSL_PARAM_BLD_free(bld)
+        if params == ffi.NULL:
+            raise InvalidKey(f"SM2 public key: {last_error()}")
+        try:
+            ctx = ffi.gc(lib.EVP_PKEY_CTX_new_from_name(ffi.NULL, b"SM2", ffi.NULL),
+                         lib.EVP_PKEY_CTX_free)
+            _check(lib.EVP_PKEY_fromdata_init(ctx), "SM2 public key import")
+            out = ffi.new("EVP_PKEY **")
+            if lib.EVP_PKEY_fromdata(ctx, out, _SELECT_PUBLIC_KEY, params) != 1:
+                raise InvalidKey(f"not an SM2 public key: {last_error()}")
+        finally:
+            lib.OSSL_PARAM_free(params)
+        return cls(_owned_pkey(out[0], "SM2 public key import"), bytes(point))
 
     @classmethod
     def from_spki(cls, der: bytes) -> SM2PublicKey:
+        if len(der) == len(_SPKI_PREFIX) + 65 and der.startswith(_SPKI_PREFIX):
+            return cls.from_point(der[len(_SPKI_PREFIX):])  # the one encoding of an SM2 SPKI
         buf = ffi.new("unsigned char[]", der)
         pp = ffi.new("const unsigned char **", buf)
         pkey = _owned_pkey(

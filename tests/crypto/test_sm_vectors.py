@@ -250,3 +250,23 @@ def test_sm2_bad_inputs_are_named() -> None:
         sm2.SM2PrivateKey.from_private_value(0)
     with pytest.raises(ValueError, match="empty"):
         key.public_key().encrypt(b"")
+
+
+def test_sm2_public_key_off_the_curve_is_refused() -> None:
+    """The SubjectPublicKeyInfo of an SM2 key is read from its point (EVP_PKEY_fromdata), not
+    through OpenSSL's DER decoder: a point off the curve is refused all the same, and a
+    SubjectPublicKeyInfo in another encoding still goes through the decoder."""
+    key = sm2.SM2PrivateKey.generate()
+    pub = key.public_key()
+    off = bytearray(pub.point)
+    off[-1] ^= 0x01
+    with pytest.raises(sm2.InvalidKey, match="not on curve"):
+        sm2.SM2PublicKey.from_point(bytes(off))
+    with pytest.raises(sm2.InvalidKey, match="not on curve"):
+        sm2.SM2PublicKey.from_spki(sm2._spki_der(bytes(off)))
+    with pytest.raises(sm2.InvalidKey):
+        sm2.SM2PublicKey.from_point(b"\x04" + bytes(64))  # the point at infinity's coordinates
+    # a compressed point in the SubjectPublicKeyInfo: not the fixed layout, so decoded by OpenSSL
+    x, y = pub.point[1:33], pub.point[33:]
+    compressed = sm2._spki_der(bytes([2 + (y[-1] & 1)]) + x)
+    sm2.SM2PublicKey.from_spki(compressed).verify(key.sign(b"m"), b"m")
