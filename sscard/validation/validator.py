@@ -8,12 +8,11 @@ configures it (SM2-aware signatures, revocation rules, algorithm policy), maps i
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -64,6 +63,7 @@ from sscard.validation.profile import (
     key_weakness,
 )
 from sscard.validation.result import Reason, ReasonCode, ValidationResult
+from sscard.validation.running import run
 from sscard.validation.signatures import SM2AwareSignatureValidator, install_as_pyhanko_default
 from sscard.validation.usage import Purpose, check_hostname, check_purpose
 
@@ -730,7 +730,6 @@ def _issuer_text(item: crl.CertificateList) -> str:
 
 
 _EnumT = TypeVar("_EnumT", bound=enum.Enum)
-_ResultT = TypeVar("_ResultT")
 
 
 def _as_enum(kind: type[_EnumT], value: object, what: str) -> _EnumT:
@@ -741,47 +740,6 @@ def _as_enum(kind: type[_EnumT], value: object, what: str) -> _EnumT:
     except ValueError:
         choices = ", ".join(str(m.value) for m in kind)
         raise ValidationInputError(f"unknown {what} {value!r} (one of {choices})") from None
-
-
-class _OwnedLoop:
-    """A thread's event loop, closed with the thread's locals (an unclosed loop warns).
-    Closing only releases its selector: nothing runs, nothing is waited for, as this may
-    happen inside the garbage collector."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-
-    def __del__(self) -> None:
-        if not self.loop.is_running():
-            self.loop.close()
-
-
-class _ThreadLoop(threading.local):
-    owned: _OwnedLoop | None = None
-
-
-_LOOPS = _ThreadLoop()
-
-
-def _run(coroutine: Coroutine[Any, Any, _ResultT]) -> _ResultT:
-    """asyncio.run, on an event loop kept for the thread: asyncio.run makes and closes a loop
-    on each call, a tenth of a warm validation's CPU time. Tasks a validation leaves behind
-    are cancelled before it returns, as asyncio.run does, so none runs into the next one."""
-    if asyncio._get_running_loop() is not None:
-        coroutine.close()
-        raise RuntimeError("validate_path cannot be called from a running event loop: "
-                           "await validate_path_async there")
-    if _LOOPS.owned is None:
-        _LOOPS.owned = _OwnedLoop()
-    loop = _LOOPS.owned.loop
-    try:
-        return loop.run_until_complete(coroutine)
-    finally:
-        left = asyncio.all_tasks(loop)
-        if left:
-            for task in left:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
 
 
 def validate_path(
@@ -838,7 +796,8 @@ def validate_path(
     :class:`PathValidationError`). Unusable arguments raise :class:`ValidationInputError`.
     Not for use inside a running event loop: await :func:`validate_path_async` there.
     """
-    return _run(
+    # without fetching nothing is waited for: no round of an event loop is needed
+    return run(
         validate_path_async(
             leaf,
             trust_anchors=trust_anchors,
@@ -861,5 +820,6 @@ def validate_path(
             max_depth=max_depth,
             extended_key_usages=extended_key_usages,
             budget=budget,
-        )
+        ),
+        may_wait=fetch_revocation,
     )
