@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from asn1crypto import parser, x509
+from asn1crypto import x509
 
-from sscard.validation.memo import BoundedCache, digest_of, kept_encoding, within_validation
+from sscard.validation.memo import BoundedCache, digest_of, kept_signed_parts, within_validation
 
 DEFAULT_MAX_INTERMEDIATES = 8
 # Self-issued intermediates (key rollover) do not count towards the depth, as they do not
@@ -62,20 +62,13 @@ def fingerprint(cert: x509.Certificate) -> bytes:
 
 
 def _fingerprint(cert: x509.Certificate) -> bytes:
-    encoded = kept_encoding(cert)
-    if encoded is not None:
-        return _signed_part_and_signature(encoded)
+    # a kept copy's parts are read off the octets it was parsed from: what
+    # tbs_certificate.dump() and signature_value.contents give a certificate that re-encodes
+    # to them, without asn1crypto walking it twice more
+    parts = kept_signed_parts(cert)
+    if parts is not None:
+        return parts.signed + parts.signature_bits
     return bytes(cert["tbs_certificate"].dump()) + bytes(cert["signature_value"].contents)
-
-
-def _signed_part_and_signature(encoded: bytes) -> bytes:
-    """The tbsCertificate's octets and the signature BIT STRING's contents, read off the
-    certificate's original encoding: what tbs_certificate.dump() and signature_value.contents
-    give a certificate that re-encodes to it, without asn1crypto walking it twice more."""
-    contents = parser.parse(encoded)[4]
-    signed = parser.peek(contents)
-    algorithm = parser.peek(contents[signed:])
-    return contents[:signed] + parser.parse(contents[signed + algorithm:])[4]
 
 
 def _key_ids_agree(issuer: x509.Certificate, cert: x509.Certificate) -> bool:

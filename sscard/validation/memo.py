@@ -20,6 +20,8 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from asn1crypto import core
 
+from sscard.asn1.signed import SignedParts, signed_parts
+
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
 _Asn1T = TypeVar("_Asn1T", bound=core.Asn1Value)
@@ -141,6 +143,23 @@ def kept_encoding(value: core.Asn1Value) -> bytes | None:
     memo = _THIS_VALIDATION.get()
     kept = None if memo is None else memo.get(("kept", id(value)))
     return kept[1] if kept is not None and kept[0] is value else None  # type: ignore[return-value]
+
+
+def kept_signed_parts(value: core.Asn1Value) -> SignedParts | None:
+    """The signed parts of a certificate or CRL that is a kept private copy handed out in
+    this validation (read off the octets it was parsed from, once per validation); None for
+    any other value."""
+    encoded = kept_encoding(value)
+    if encoded is None:
+        return None
+    return within_validation("signed", value, lambda: _signed_parts_or_none(encoded))
+
+
+def _signed_parts_or_none(encoded: bytes) -> SignedParts | None:
+    try:
+        return signed_parts(encoded)
+    except (ValueError, IndexError):  # BER: asn1crypto reads it
+        return None
 
 
 def encoding(value: core.Asn1Value) -> bytes:
