@@ -262,16 +262,23 @@ def private_copy(value: _Asn1T) -> _Asn1T:
         _COPIES.__init__()  # type: ignore[misc]  # after forget_all
     items = _COPIES.items
     kept = items.get(key)
-    if kept is not None and kept[0].dump() == encoded:
+    if kept is not None:
+        # reused without a change check (a walk of all that was parsed of it): a kept copy
+        # is only read while a validation runs, and never handed to a caller (handed_back)
         items.move_to_end(key)
         return _remembered(kept[0], encoded, key[1])
     copy = _parse(value, encoded)
-    if kept is not None:
-        _COPIES.size -= kept[1]
     items[key] = (copy, len(encoded))
-    items.move_to_end(key)
     _COPIES.size += len(encoded)
     while len(items) > _COPIES_MAX or (_COPIES.size > _COPIES_MAX_OCTETS and len(items) > 1):
         _, (_, octets) = items.popitem(last=False)
         _COPIES.size -= octets
-    return copy
+    return _remembered(copy, encoded, key[1])
+
+
+def handed_back(value: _Asn1T) -> _Asn1T:
+    """What a validation gives its caller for ``value``: a new parse of a kept private copy
+    (the caller could change what it is given, and kept copies are reused unchecked), any
+    other value itself."""
+    encoded = kept_encoding(value)
+    return value if encoded is None else _parse(value, encoded)

@@ -169,3 +169,24 @@ def test_the_verdict_follows_the_trust_anchors() -> None:
         assert not alone.valid and alone.reasons[0].code is ReasonCode.UNTRUSTED_ROOT
         assert anchored(stranger, ROOT).valid
         assert anchored(ROOT, stranger).valid
+
+
+def test_what_a_validation_hands_back_is_not_what_it_keeps() -> None:
+    """Attack: kept private copies are reused without a change check, so none may reach a
+    caller: changing the certificates of a result's path changes nothing for the next
+    validation of the same encodings."""
+    forget_all()
+    for _ in range(3):  # the CA and anchor are kept from the second call on
+        result = _validate()
+        assert result.valid, result.reasons
+    anchor, ca, leaf = result.path
+    assert anchor.dump() == ROOT.cert.dump() and ca.dump() == CA.cert.dump()
+    anchor["tbs_certificate"]["validity"]["not_after"] = x509.Time(
+        name="utc_time", value=NOW - timedelta(days=1))
+    ca["tbs_certificate"]["serial_number"] = 1
+    leaf["tbs_certificate"]["serial_number"] = 2
+    again = _validate()
+    assert again.valid, again.reasons
+    assert [c.dump() for c in again.path] == [ROOT.cert.dump(), CA.cert.dump(),
+                                              LEAF.cert.dump()]
+    assert all(a is not b for a, b in zip(result.path, again.path, strict=True))
