@@ -276,9 +276,14 @@ def private_copy(value: _Asn1T) -> _Asn1T:
     return _remembered(copy, encoded, key[1])
 
 
-def handed_back(value: _Asn1T) -> _Asn1T:
-    """What a validation gives its caller for ``value``: a new parse of a kept private copy
-    (the caller could change what it is given, and kept copies are reused unchecked), any
-    other value itself."""
+def handed_back(value: _Asn1T) -> Callable[[], _Asn1T]:
+    """What makes the value a validation gives its caller for ``value``: a new parse of a
+    kept private copy (the caller could change what it is given, and kept copies are reused
+    unchecked), when first asked for; any other value itself."""
     encoded = kept_encoding(value)
-    return value if encoded is None else _parse(value, encoded)
+    if encoded is None:
+        return lambda: value
+    if value.explicit is not None or value.implicit:
+        copy = value.copy()  # keeps the tagging a spec gave it
+        return lambda: copy
+    return functools.partial(type(value).load, encoded)

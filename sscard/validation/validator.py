@@ -598,7 +598,8 @@ async def validate_path_async(
                policies_found: frozenset[str] = frozenset(), checked: bool = True
                ) -> ValidationResult:
         return ValidationResult(
-            valid=not reasons, path=tuple(handed_back(c) for c in path), validation_time=moment,
+            valid=not reasons, path_parts=tuple(handed_back(c) for c in path),
+            validation_time=moment,
             revocation_checked=checked and revocation is not RevocationMode.NONE,
             user_constrained_policies=policies_found if not reasons else frozenset(),
             reasons=tuple(reasons))
