@@ -28,7 +28,7 @@ import sscard.asn1  # noqa: F401  (registers the SM OIDs with asn1crypto)
 from sscard.crypto import oids
 from sscard.crypto.errors import CryptoError
 from sscard.crypto.sm2 import DEFAULT_UID, SM2PublicKey
-from sscard.validation.memo import BoundedCache, kept_signed_parts
+from sscard.validation.memo import BoundedCache, encoding, kept_signed_parts
 
 # Signatures found good, by a digest of everything that went into the check: the path builder
 # checks each issuer->subject link and pyhanko the same link again on the chosen path, and the
@@ -83,8 +83,10 @@ class SM2AwareSignatureValidator(SignatureValidator):
     ) -> None:
         memo = hashlib.sha256(b"".join(
             len(part).to_bytes(4, "big") + part
-            for part in (signature, signed_data, public_key_info.dump(),
-                         signature_algorithm.dump(), b"1" if context.prehashed else b"0")
+            # the key's and algorithm's encodings once per validation: the path builder and
+            # pyhanko ask about the same objects
+            for part in (signature, signed_data, encoding(public_key_info),
+                         encoding(signature_algorithm), b"1" if context.prehashed else b"0")
         )).digest()
         if _GOOD.get(memo):
             return
@@ -124,7 +126,7 @@ class SM2AwareSignatureValidator(SignatureValidator):
             # message cannot be checked.
             raise AlgorithmNotSupported("SM2-with-SM3 cannot verify a pre-hashed message")
         try:
-            key = _sm2_key(public_key_info.dump())
+            key = _sm2_key(encoding(public_key_info))
         except CryptoError as exc:
             raise InvalidSignature(f"SM2-with-SM3 signature, but not an SM2 key: {exc}") from None
         try:

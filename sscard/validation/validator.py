@@ -49,6 +49,7 @@ from sscard.validation.classify import reason_from_exception
 from sscard.validation.errors import ValidationInputError
 from sscard.validation.memo import (
     BoundedCache,
+    encoding,
     encoding_key,
     fresh_copy,
     handed_back,
@@ -128,7 +129,7 @@ class _RememberingAlgorithmPolicy(DisallowWeakAlgorithmsPolicy):
         self, algo: algos.SignedDigestAlgorithm, moment: datetime | None,
         public_key: keys.PublicKeyInfo | None,
     ) -> AlgorithmUsageConstraint:
-        key = (bytes(algo.dump()), None if public_key is None else bytes(public_key.dump()))
+        key = (encoding(algo), None if public_key is None else encoding(public_key))
         return self._verdicts.get_or_make(key, lambda: super(
             _RememberingAlgorithmPolicy, self).signature_algorithm_allowed(
                 algo, moment, public_key))
