@@ -190,3 +190,26 @@ def test_what_a_validation_hands_back_is_not_what_it_keeps() -> None:
     assert [c.dump() for c in again.path] == [ROOT.cert.dump(), CA.cert.dump(),
                                               LEAF.cert.dump()]
     assert all(a is not b for a, b in zip(result.path, again.path, strict=True))
+
+
+@pytest.mark.parametrize("copies_kept", [256, 1])
+def test_the_thread_memo_never_answers_for_a_changed_certificate(
+    monkeypatch: pytest.MonkeyPatch, copies_kept: int
+) -> None:
+    """Attack: what validations remember by object identity (memo.within_validation, kept
+    across the validations of a thread) is never used for a certificate changed since,
+    whether it was handed back as it was (a leaf seen once) or as a new parse (a kept copy),
+    and whether the kept copies were dropped meanwhile (one kept at most)."""
+    monkeypatch.setattr(memo, "_COPIES_MAX", copies_kept)
+    forget_all()
+    leaf = load_certificate(LEAF.cert.dump())
+    for _ in range(3):
+        result = validate_path(leaf, trust_anchors=[load_certificate(ROOT.cert.dump())],
+                               intermediates=[load_certificate(CA.cert.dump())], at=NOW)
+        assert result.valid, result.reasons
+        for cert in result.path:  # the caller changes all it was given
+            cert["tbs_certificate"]["serial_number"] = 3
+        again = validate_path(result.path[-1], trust_anchors=[result.path[0]],
+                              intermediates=[result.path[1]], at=NOW)
+        assert not again.valid and ReasonCode.BAD_SIGNATURE in again.codes, again.reasons
+    assert _validate().valid
