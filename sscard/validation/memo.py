@@ -20,6 +20,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from asn1crypto import core
 
+from sscard.asn1.mutation import never_changed
 from sscard.asn1.signed import SignedParts, signed_parts
 
 _K = TypeVar("_K", bound=Hashable)
@@ -296,6 +297,10 @@ def private_copy(value: _Asn1T) -> _Asn1T:
         items.move_to_end(key)
         return _remembered(kept[0], encoded, key[1])
     copy = _parse(value, encoded)
+    # its dump() and its signed part's (pyhanko dumps a certificate's tbsCertificate for each
+    # signature check) without a change walk: it is never changed
+    never_changed(copy)
+    never_changed(copy[0])
     items[key] = (copy, len(encoded))
     _COPIES.ids[id(copy)] = copy
     _COPIES.size += len(encoded)

@@ -9,7 +9,7 @@ import pytest
 from asn1crypto import core, x509
 
 import sscard.asn1  # noqa: F401  (applies the check)
-from sscard.asn1.mutation import _is_mutated
+from sscard.asn1.mutation import _is_mutated, never_changed
 from tests.validation.chain import make_ca, make_leaf
 
 CA = make_ca("CN=Mutation CA,C=CN")
@@ -69,3 +69,33 @@ def test_answers_as_asn1crypto(change: Callable[[x509.Certificate], None]) -> No
     changed = change in (_set_serial, _set_san)
     assert cert._is_mutated() is changed
     assert (cert.dump() == LEAF.cert.dump()) is not changed
+
+
+def test_a_value_never_changed_dumps_its_octets_without_a_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoded = LEAF.cert.dump()
+    cert = x509.Certificate.load(encoded)
+    cert.native  # noqa: B018
+    never_changed(cert)
+    never_changed(cert["tbs_certificate"])
+
+    def no_walk(self: object) -> bool:
+        raise AssertionError("walked")
+
+    monkeypatch.setattr(core.Sequence, "_is_mutated", no_walk)
+    assert cert.dump() == encoded
+    assert cert["tbs_certificate"].dump() == x509.Certificate.load(encoded)[0].dump()
+    monkeypatch.undo()
+    # a copy is an ordinary value again: changed, it is re-encoded
+    copy = cert.copy()
+    copy["tbs_certificate"]["serial_number"] = 5
+    assert copy.dump() != encoded and copy["tbs_certificate"]["serial_number"].native == 5
+
+
+def test_a_value_already_changed_is_not_declared_unchanged() -> None:
+    cert = x509.Certificate.load(LEAF.cert.dump())
+    cert["tbs_certificate"]["serial_number"] = 5
+    never_changed(cert)
+    assert cert.dump() != LEAF.cert.dump()  # re-encoded with the change, as before
+    assert x509.Certificate.load(cert.dump())["tbs_certificate"]["serial_number"].native == 5
