@@ -81,13 +81,14 @@ class SM2AwareSignatureValidator(SignatureValidator):
         signature_algorithm: algos.SignedDigestAlgorithm,
         context: SignatureValidationContext = DEFAULT_VALIDATION_CONTEXT,
     ) -> None:
-        memo = hashlib.sha256(b"".join(
-            len(part).to_bytes(4, "big") + part
-            # the key's and algorithm's encodings once per validation: the path builder and
-            # pyhanko ask about the same objects
-            for part in (signature, signed_data, encoding(public_key_info),
-                         encoding(signature_algorithm), b"1" if context.prehashed else b"0")
-        )).digest()
+        digest = hashlib.sha256()
+        # the key's and algorithm's encodings once per validation: the path builder and
+        # pyhanko ask about the same objects; each part fed as is (no joined copy of a CRL)
+        for part in (signature, signed_data, encoding(public_key_info),
+                     encoding(signature_algorithm), b"1" if context.prehashed else b"0"):
+            digest.update(len(part).to_bytes(4, "big"))
+            digest.update(part)
+        memo = digest.digest()
         if _GOOD.get(memo):
             return
         self._validate(signature, signed_data, public_key_info, signature_algorithm, context)

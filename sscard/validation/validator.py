@@ -55,6 +55,7 @@ from sscard.validation.memo import (
     handed_back,
     one_validation_each,
     private_copy,
+    within_validation,
 )
 from sscard.validation.names import NameConstraintState, NameConstraintViolation, name_text
 from sscard.validation.profile import (
@@ -197,6 +198,10 @@ def _names_comparable(cert: x509.Certificate) -> bool:
     """Whether asn1crypto can compare the certificate's names. An attribute of unknown type
     with a non-string value (legal: AttributeValue is ANY) makes ``Name.hashable`` raise, and
     pyhanko-certvalidator hashes every name when it builds its certificate registry."""
+    return within_validation("comparable", cert, lambda: _names_compare(cert))
+
+
+def _names_compare(cert: x509.Certificate) -> bool:
     try:
         name_key(cert.subject)
         name_key(cert.issuer)
@@ -279,6 +284,13 @@ def _side_path_problem(path: Sequence[x509.Certificate]) -> str | None:
 
 
 adjust_pyhanko(_side_path_problem)
+
+
+# The RFC 5280 §5 profile's verdict on a CRL, by its encoding: the same CRLs come back.
+_CRL_PROBLEMS: BoundedCache[bytes, tuple[str, ...]] = BoundedCache(1024)
+
+def _crl_problems(item: crl.CertificateList) -> list[str]:
+    return list(_CRL_PROBLEMS.get_or_make(encoding_key(item), lambda: tuple(crl_problems(item))))
 
 
 # Verdicts of _inside_problem by the value's encoding: parsing a whole certificate or CRL is
@@ -577,7 +589,7 @@ async def validate_path_async(
     crl_list = [private_copy(c) for c in crl_list]
     usable_crls = []
     for item in crl_list:
-        problems = ([p] if (p := _inside_problem(item)) else []) or crl_problems(item)
+        problems = ([p] if (p := _inside_problem(item)) else []) or _crl_problems(item)
         if problems:
             notes.append(Reason(ReasonCode.REVOCATION_UNKNOWN,
                                 f"a CRL from {_issuer_text(item)} was not used: {problems[0]}"))
