@@ -56,6 +56,12 @@ def never_changed(value: core.Asn1Value) -> None:
         setattr(value, _NEVER_CHANGED, True)
 
 
+def is_never_changed(value: core.Asn1Value) -> bool:
+    """Whether ``value`` was declared by :func:`never_changed` (not to be handed to anyone
+    who might change it)."""
+    return bool(value.__dict__.get(_NEVER_CHANGED))
+
+
 def _unless_never_changed(dump: Callable[..., bytes]) -> Callable[..., bytes]:
     def dump_unless_never_changed(self: Any, force: bool = False) -> bytes:
         if not force and self.__dict__.get(_NEVER_CHANGED):

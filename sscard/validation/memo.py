@@ -20,7 +20,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from asn1crypto import core
 
-from sscard.asn1.mutation import never_changed
+from sscard.asn1.mutation import is_never_changed, never_changed
 from sscard.asn1.signed import SignedParts, signed_parts
 
 _K = TypeVar("_K", bound=Hashable)
@@ -316,7 +316,8 @@ def handed_back(value: _Asn1T) -> Callable[[], _Asn1T]:
     kept private copy (the caller could change what it is given, and kept copies are reused
     unchecked), when first asked for; any other value itself."""
     kept = getattr(_COPIES, "ids", {}).get(id(value))
-    if kept is not value:
+    # one dropped from the kept copies during this validation is still declared unchanged
+    if kept is not value and not is_never_changed(value):
         return lambda: value
     if value.explicit is not None or value.implicit:
         copy = value.copy()  # keeps the tagging a spec gave it

@@ -207,8 +207,10 @@ def test_the_thread_memo_never_answers_for_a_changed_certificate(
         result = validate_path(leaf, trust_anchors=[load_certificate(ROOT.cert.dump())],
                                intermediates=[load_certificate(CA.cert.dump())], at=NOW)
         assert result.valid, result.reasons
-        for cert in result.path:  # the caller changes all it was given
+        for cert in result.path:  # the caller changes all it was given, and sees it changed
+            before = cert.dump()
             cert["tbs_certificate"]["serial_number"] = 3
+            assert cert.dump() != before
         again = validate_path(result.path[-1], trust_anchors=[result.path[0]],
                               intermediates=[result.path[1]], at=NOW)
         assert not again.valid and ReasonCode.BAD_SIGNATURE in again.codes, again.reasons
