@@ -32,6 +32,19 @@ class _OwnedLoop:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        # every task made on the loop since the last call ended: asyncio.all_tasks walks the
+        # tasks of every loop of the process, on each call
+        tasks: list[asyncio.Task[Any]] = []
+
+        def task_factory(
+            loop: asyncio.AbstractEventLoop, coro: Any, **options: Any
+        ) -> asyncio.Task[Any]:
+            task = asyncio.Task(coro, loop=loop, **options)
+            tasks.append(task)
+            return task
+
+        self.tasks = tasks
+        self.loop.set_task_factory(task_factory)
 
     def __del__(self) -> None:
         if not self.loop.is_running():
@@ -45,10 +58,10 @@ class _ThreadLoop(threading.local):
 _LOOPS = _ThreadLoop()
 
 
-def _thread_loop() -> asyncio.AbstractEventLoop:
+def _thread_loop() -> _OwnedLoop:
     if _LOOPS.owned is None:
         _LOOPS.owned = _OwnedLoop()
-    return _LOOPS.owned.loop
+    return _LOOPS.owned
 
 
 class _Rest:
@@ -81,22 +94,23 @@ async def _finish(rest: _Rest) -> Any:
 
 
 def _on_loop(
-    loop: asyncio.AbstractEventLoop,
+    owned: _OwnedLoop,
     coroutine: Coroutine[Any, Any, _ResultT],
     context: contextvars.Context | None = None,
 ) -> _ResultT:
     try:
-        return loop.run_until_complete(loop.create_task(coroutine, context=context))
+        return owned.loop.run_until_complete(owned.loop.create_task(coroutine, context=context))
     finally:
-        _cancel_left_tasks(loop)
+        _cancel_left_tasks(owned)
 
 
-def _cancel_left_tasks(loop: asyncio.AbstractEventLoop) -> None:
-    left = asyncio.all_tasks(loop)
+def _cancel_left_tasks(owned: _OwnedLoop) -> None:
+    left = [task for task in owned.tasks if not task.done()]
+    owned.tasks.clear()  # (they hold the loop, which holds the factory that holds them)
     if left:
         for task in left:
             task.cancel()
-        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        owned.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
 
 
 def run(coroutine: Coroutine[Any, Any, _ResultT], *, may_wait: bool) -> _ResultT:
@@ -108,24 +122,24 @@ def run(coroutine: Coroutine[Any, Any, _ResultT], *, may_wait: bool) -> _ResultT
             "validate_path cannot be called from a running event loop: "
             "await validate_path_async there"
         )
-    loop = _thread_loop()
+    owned = _thread_loop()
     if may_wait:
-        return _on_loop(loop, coroutine)
+        return _on_loop(owned, coroutine)
     # a context of its own, as a task would have: the rest, should there be one, runs in it
     context = contextvars.copy_context()
-    asyncio.events._set_running_loop(loop)
+    asyncio.events._set_running_loop(owned.loop)
     try:
         pending = context.run(coroutine.send, None)
     except StopIteration as done:
         finished: _ResultT = done.value
     except BaseException:
         asyncio.events._set_running_loop(None)
-        _cancel_left_tasks(loop)
+        _cancel_left_tasks(owned)
         raise
     else:
         # it waits for something after all: the rest runs on the loop
         asyncio.events._set_running_loop(None)
-        return _on_loop(loop, _finish(_Rest(coroutine, pending)), context)
+        return _on_loop(owned, _finish(_Rest(coroutine, pending)), context)
     asyncio.events._set_running_loop(None)
-    _cancel_left_tasks(loop)
+    _cancel_left_tasks(owned)
     return finished
