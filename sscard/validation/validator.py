@@ -355,11 +355,14 @@ def _floor_to_second(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
+def _validity(cert: x509.Certificate) -> tuple[datetime, datetime]:
+    validity = cert["tbs_certificate"]["validity"]
+    return validity["not_before"].native, validity["not_after"].native
+
+
 def _validity_reason(cert: x509.Certificate, position: Position, moment: datetime
                      ) -> Reason | None:
-    validity = cert["tbs_certificate"]["validity"]
-    not_before = validity["not_before"].native
-    not_after = validity["not_after"].native
+    not_before, not_after = within_validation("validity", cert, lambda: _validity(cert))
     # the certificate is described only when it fails: naming it costs more than the check
     if moment < not_before:
         return Reason(ReasonCode.NOT_YET_VALID,
@@ -402,7 +405,20 @@ def _certificate_reasons_uncached(
                    f"the {what}: {text}") for code, text in problems]
 
 
+# Name-constraint verdicts by the path's encodings (and whether the anchor's constraints
+# apply): all they depend on, and the same CA certificates constrain every validation.
+_NAME_CONSTRAINT_VERDICTS: BoundedCache[tuple[bool, tuple[bytes, ...]], tuple[Reason, ...]] = (
+    BoundedCache(4096))
+
+
 def _name_constraint_reasons(path: Sequence[x509.Certificate], constrained: bool) -> list[Reason]:
+    key = (constrained, tuple(encoding_key(c) for c in path))
+    return list(_NAME_CONSTRAINT_VERDICTS.get_or_make(
+        key, lambda: tuple(_name_constraint_reasons_uncached(path, constrained))))
+
+
+def _name_constraint_reasons_uncached(path: Sequence[x509.Certificate], constrained: bool
+                                      ) -> list[Reason]:
     state = NameConstraintState()
     try:
         if constrained:

@@ -215,3 +215,33 @@ def test_the_thread_memo_never_answers_for_a_changed_certificate(
                               intermediates=[result.path[1]], at=NOW)
         assert not again.valid and ReasonCode.BAD_SIGNATURE in again.codes, again.reasons
     assert _validate().valid
+
+
+def test_the_name_constraint_verdict_follows_the_path_and_the_trust_mode() -> None:
+    """Attack: name-constraint verdicts are kept by the path's encodings and whether the
+    anchor's own constraints apply; a leaf outside a constraint never gets the verdict of one
+    inside under the same CA, nor the anchor-mode verdict in constrained-anchor mode."""
+    from asn1crypto import x509 as asn1_x509
+
+    dns = {"permitted_subtrees": [{"base": asn1_x509.GeneralName(
+        name="dns_name", value="good.example.cn")}]}
+    root = make_ca("CN=NC Cache Root,C=CN", extra=[("name_constraints", dns, True)])
+    ca = make_ca("CN=NC Cache CA,C=CN", root, extra=[("name_constraints", dns, True)])
+    free_ca = make_ca("CN=NC Cache Free CA,C=CN", root)
+    inside = make_leaf("CN=In,C=CN", ca, dns_names=["a.good.example.cn"])
+    outside = make_leaf("CN=Out,C=CN", ca, dns_names=["evil.example.com"])
+    # outside the anchor's constraints only: an anchor's constraints count in constrained mode
+    past_anchor = make_leaf("CN=Past,C=CN", free_ca, dns_names=["evil.example.com"])
+
+    def codes(leaf, issuer, mode="constrained-anchor"):
+        return validate_path(load_certificate(leaf.cert.dump()),
+                             trust_anchors=[load_certificate(root.cert.dump())],
+                             intermediates=[load_certificate(issuer.cert.dump())],
+                             at=NOW, trust_mode=mode).codes
+
+    forget_all()
+    for _ in range(3):
+        assert codes(inside, ca) == frozenset()
+        assert codes(outside, ca) == {ReasonCode.NAME_CONSTRAINTS}
+        assert codes(past_anchor, free_ca, "anchor") == frozenset()
+        assert codes(past_anchor, free_ca) == {ReasonCode.NAME_CONSTRAINTS}
