@@ -19,9 +19,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from asn1crypto import parser, x509
+from asn1crypto import x509
 
-from sscard.validation.memo import BoundedCache, digest_of, kept_encoding, within_validation
+from sscard.validation.memo import (
+    BoundedCache,
+    digest_of,
+    encoding_key,
+    kept_signed_parts,
+    within_validation,
+)
 
 DEFAULT_MAX_INTERMEDIATES = 8
 # Self-issued intermediates (key rollover) do not count towards the depth, as they do not
@@ -53,6 +59,38 @@ class _Node:
     fingerprint: bytes
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """What the search compares about a certificate, all of it read off its encoding."""
+
+    subject: bytes  # the names' comparison forms (name_key)
+    issuer: bytes
+    public_key: bytes  # the SubjectPublicKeyInfo's DER
+    fingerprint: bytes
+
+
+# By encoding, for the kept copies (memo.private_copy) of the CA certificates and anchors that
+# every validation builds from: one look-up instead of two names, a key and a fingerprint.
+_FACTS: BoundedCache[bytes, _Facts] = BoundedCache(4096)
+
+
+def _facts(cert: x509.Certificate) -> _Facts:
+    return within_validation("facts", cert, lambda: _facts_of(cert))
+
+
+def _facts_of(cert: x509.Certificate) -> _Facts:
+    if kept_signed_parts(cert) is None:
+        # not a kept copy (a leaf seen once, a certificate that does not re-encode to its
+        # octets): its facts may depend on what was read of it, so are not shared
+        return _work_out_facts(cert)
+    return _FACTS.get_or_make(encoding_key(cert), lambda: _work_out_facts(cert))
+
+
+def _work_out_facts(cert: x509.Certificate) -> _Facts:
+    return _Facts(name_key(cert.subject), name_key(cert.issuer), bytes(cert.public_key.dump()),
+                  fingerprint(cert))
+
+
 def fingerprint(cert: x509.Certificate) -> bytes:
     """What tells two certificates apart: the signed part and its signature. Not
     ``cert.dump()``: asn1crypto re-encodes a certificate it has parsed, and loses a
@@ -62,20 +100,13 @@ def fingerprint(cert: x509.Certificate) -> bytes:
 
 
 def _fingerprint(cert: x509.Certificate) -> bytes:
-    encoded = kept_encoding(cert)
-    if encoded is not None:
-        return _signed_part_and_signature(encoded)
+    # a kept copy's parts are read off the octets it was parsed from: what
+    # tbs_certificate.dump() and signature_value.contents give a certificate that re-encodes
+    # to them, without asn1crypto walking it twice more
+    parts = kept_signed_parts(cert)
+    if parts is not None:
+        return parts.signed + parts.signature_bits
     return bytes(cert["tbs_certificate"].dump()) + bytes(cert["signature_value"].contents)
-
-
-def _signed_part_and_signature(encoded: bytes) -> bytes:
-    """The tbsCertificate's octets and the signature BIT STRING's contents, read off the
-    certificate's original encoding: what tbs_certificate.dump() and signature_value.contents
-    give a certificate that re-encodes to it, without asn1crypto walking it twice more."""
-    contents = parser.parse(encoded)[4]
-    signed = parser.peek(contents)
-    algorithm = parser.peek(contents[signed:])
-    return contents[:signed] + parser.parse(contents[signed + algorithm:])[4]
 
 
 def _key_ids_agree(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
@@ -126,11 +157,11 @@ class PathBuilder:
         self._by_subject: dict[bytes, list[tuple[bool, x509.Certificate]]] = {}
         seen: set[bytes] = set()
         for is_anchor, cert in [(True, a) for a in anchors] + [(False, c) for c in intermediates]:
-            der = fingerprint(cert)
-            if der in seen:
+            facts = _facts(cert)
+            if facts.fingerprint in seen:
                 continue
-            seen.add(der)
-            self._by_subject.setdefault(name_key(cert.subject), []).append((is_anchor, cert))
+            seen.add(facts.fingerprint)
+            self._by_subject.setdefault(facts.subject, []).append((is_anchor, cert))
         self._checked: dict[tuple[bytes, bytes], bool] = {}
         self._nodes: dict[int, _Node] = {}
         self.signature_checks = 0
@@ -144,9 +175,9 @@ class PathBuilder:
     def _node(self, cert: x509.Certificate) -> _Node:
         node = self._nodes.get(id(cert))
         if node is None or node.cert is not cert:
-            subject, issuer = name_key(cert.subject), name_key(cert.issuer)
-            node = _Node(cert, (subject, cert.public_key.dump()), issuer, subject == issuer,
-                         fingerprint(cert))
+            facts = _facts(cert)
+            node = _Node(cert, (facts.subject, facts.public_key), facts.issuer,
+                         facts.subject == facts.issuer, facts.fingerprint)
             self._nodes[id(cert)] = node
         return node
 

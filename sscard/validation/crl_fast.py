@@ -47,6 +47,7 @@ from pyhanko_certvalidator.revinfo.validate_crl import (
 
 from sscard.validation.building import name_key
 from sscard.validation.memo import BoundedCache, encoding, encoding_key
+from sscard.validation.signatures import SM2AwareSignatureValidator
 
 # the DER of the certificateIssuer entry extension's OID: an entry holding these octets may
 # name another issuer for itself and the entries after it (pyhanko's own test for it)
@@ -103,6 +104,17 @@ def _others_may_speak(containers: list[CRLContainer], cert: x509.Certificate,
     return False
 
 
+def _signature_verifies(data: crl.CertificateList, issuer: x509.Certificate,
+                        validator: Any) -> bool:
+    if isinstance(validator, SM2AwareSignatureValidator):
+        return validator.verifies(data, issuer)  # the signed octets without a dump()
+    try:
+        _verify_crl_signature(data, issuer.public_key, validator)
+    except CRLValidationError:
+        return False
+    return True
+
+
 def settle(cert: object, path: Any, context: Any, proc_state: Any) -> bool:
     """Settle ``cert``'s revocation status from a plain CRL (see the module's description):
     True when it is not revoked; raises pyhanko's RevokedError when it is; False when the case
@@ -144,9 +156,7 @@ def settle(cert: object, path: Any, context: Any, proc_state: Any) -> bool:
     if not _check_crl_freshness(container, context.revinfo_policy, context.timing_params, errs,
                                 is_delta=False):
         return False
-    try:
-        _verify_crl_signature(data, issuer.public_key, context.sig_validator)
-    except CRLValidationError:
+    if not _signature_verifies(data, issuer, context.sig_validator):
         return False
     entries = _ENTRIES.get_or_make(encoding_key(data), lambda: _index(encoding(data)))
     if entries.names_issuers:

@@ -20,6 +20,9 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from asn1crypto import core
 
+from sscard.asn1.mutation import is_never_changed, never_changed
+from sscard.asn1.signed import SignedParts, signed_parts
+
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
 _Asn1T = TypeVar("_Asn1T", bound=core.Asn1Value)
@@ -82,25 +85,51 @@ def digest_of(encoded: bytes) -> bytes:
     return b"#" + hashlib.sha256(encoded).digest()
 
 
-# What one validation worked out about the objects it holds, by identity. Reading an asn1crypto
-# value's encoding (dump) first walks everything parsed of it for changes, and a validation
-# asks for the same certificates' fingerprints and the same names' comparison forms dozens of
-# times. Within one validation nothing changes them: the certificates and CRLs are the
-# validator's private copies, and pyhanko copies a name before it extends one. Each entry
-# holds its object, so no other object can take its id while the validation runs.
+# What this thread's validations worked out about the objects they hold, by identity. Reading
+# an asn1crypto value's encoding (dump) first walks everything parsed of it for changes, and
+# every validation asks for the same CA certificates' fingerprints, signed parts and names'
+# comparison forms. Nothing changes an object once it is in here:
+# - the kept private copies (private_copy) and everything in them are only read, by the
+#   validator and pyhanko, and never reach a caller (handed_back gives new parses);
+# - any other object a validation holds (a leaf's new parse, what pyhanko builds) is never
+#   seen by identity by a later validation: private_copy never hands out the caller's object,
+#   and pyhanko copies a name before it extends one.
+# Each entry holds its object, so no other object can take its id. Bounded: emptied when full
+# (a gateway's new leaves add a few entries each; the CA certificates' come straight back).
 _THIS_VALIDATION: ContextVar[dict[tuple[str, int], tuple[object, object]] | None] = ContextVar(
     "sscard_validation_identity_memo", default=None)
+_LASTING_MAX = 8192
+
+
+class _ThreadMemo(threading.local):
+    """The identity memo of one thread's validations (its objects are that thread's)."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, int], tuple[object, object]] = {}
+
+
+_LASTING = _ThreadMemo()
+
+
+def _thread_memo() -> dict[tuple[str, int], tuple[object, object]]:
+    items = getattr(_LASTING, "items", None)
+    if items is None:  # after forget_all
+        _LASTING.__init__()  # type: ignore[misc]
+        items = _LASTING.items
+    if len(items) > _LASTING_MAX:
+        items.clear()
+    return items
 
 
 def one_validation_each(
     validation: Callable[_P, Coroutine[Any, Any, _V]],
 ) -> Callable[_P, Coroutine[Any, Any, _V]]:
-    """Make each call of the coroutine function ``validation`` one validation, the extent of
-    :func:`within_validation`'s memo (a nested call starts its own)."""
+    """Make each call of the coroutine function ``validation`` a validation, in which
+    :func:`within_validation` remembers (the thread's memo)."""
 
     @functools.wraps(validation)
     async def one(*args: _P.args, **kwargs: _P.kwargs) -> _V:
-        token = _THIS_VALIDATION.set({})
+        token = _THIS_VALIDATION.set(_thread_memo())
         try:
             return await validation(*args, **kwargs)
         finally:
@@ -110,8 +139,9 @@ def one_validation_each(
 
 
 def within_validation(kind: str, value: object, make: Callable[[], _V]) -> _V:
-    """``make()``, worked out once per ``value`` object (and ``kind``) in the running
-    validation; outside one, every time."""
+    """``make()``, worked out once per ``value`` object (and ``kind``) by this thread's
+    validations (see _THIS_VALIDATION: ``make`` must depend on the object alone); outside a
+    validation, every time."""
     memo = _THIS_VALIDATION.get()
     if memo is None:
         return make()
@@ -125,9 +155,8 @@ def within_validation(kind: str, value: object, make: Callable[[], _V]) -> _V:
 
 
 def _remembered(copy: _Asn1T, encoded: bytes, digest: bytes) -> _Asn1T:
-    """``copy``, whose dump() was just seen to be ``encoded`` (``digest_of`` it: ``digest``):
-    so :func:`encoding` and :func:`encoding_key` need not work them out again in this
-    validation."""
+    """``copy``, a kept private copy whose dump() is ``encoded`` (``digest_of`` it:
+    ``digest``): so :func:`encoding` and :func:`encoding_key` need not work them out again."""
     memo = _THIS_VALIDATION.get()
     if memo is not None:
         memo[("kept", id(copy))] = (copy, encoded)
@@ -136,11 +165,28 @@ def _remembered(copy: _Asn1T, encoded: bytes, digest: bytes) -> _Asn1T:
 
 
 def kept_encoding(value: core.Asn1Value) -> bytes | None:
-    """The encoding of ``value`` when it is a kept private copy handed out in this validation
-    (its dump() seen equal to the octets it was parsed from), else None."""
+    """The encoding of ``value`` when it is a kept private copy handed out by this thread's
+    validations (its dump() equal to the octets it was parsed from), else None."""
     memo = _THIS_VALIDATION.get()
     kept = None if memo is None else memo.get(("kept", id(value)))
     return kept[1] if kept is not None and kept[0] is value else None  # type: ignore[return-value]
+
+
+def kept_signed_parts(value: core.Asn1Value) -> SignedParts | None:
+    """The signed parts of a certificate or CRL that is a kept private copy handed out in
+    this validation (read off the octets it was parsed from, once per validation); None for
+    any other value."""
+    encoded = kept_encoding(value)
+    if encoded is None:
+        return None
+    return within_validation("signed", value, lambda: _signed_parts_or_none(encoded))
+
+
+def _signed_parts_or_none(encoded: bytes) -> SignedParts | None:
+    try:
+        return signed_parts(encoded)
+    except (ValueError, IndexError):  # BER: asn1crypto reads it
+        return None
 
 
 def encoding(value: core.Asn1Value) -> bytes:
@@ -164,6 +210,7 @@ def forget_all() -> None:
     for cache in _ALL:
         cache.clear()
     _COPIES.__dict__.clear()
+    _LASTING.__dict__.clear()
 
 
 class _ThreadCopies(threading.local):
@@ -173,6 +220,7 @@ class _ThreadCopies(threading.local):
     def __init__(self) -> None:
         self.items: OrderedDict[tuple[type, bytes], tuple[core.Asn1Value, int]] = OrderedDict()
         self.size = 0
+        self.ids: dict[int, core.Asn1Value] = {}  # the kept copies by identity
 
 
 _COPIES = _ThreadCopies()
@@ -243,16 +291,37 @@ def private_copy(value: _Asn1T) -> _Asn1T:
         _COPIES.__init__()  # type: ignore[misc]  # after forget_all
     items = _COPIES.items
     kept = items.get(key)
-    if kept is not None and kept[0].dump() == encoded:
+    if kept is not None:
+        # reused without a change check (a walk of all that was parsed of it): a kept copy
+        # is only read while a validation runs, and never handed to a caller (handed_back)
         items.move_to_end(key)
         return _remembered(kept[0], encoded, key[1])
     copy = _parse(value, encoded)
-    if kept is not None:
-        _COPIES.size -= kept[1]
+    # its dump() and its signed part's (pyhanko dumps a certificate's tbsCertificate for each
+    # signature check) without a change walk: it is never changed
+    never_changed(copy)
+    never_changed(copy[0])
     items[key] = (copy, len(encoded))
-    items.move_to_end(key)
+    _COPIES.ids[id(copy)] = copy
     _COPIES.size += len(encoded)
     while len(items) > _COPIES_MAX or (_COPIES.size > _COPIES_MAX_OCTETS and len(items) > 1):
-        _, (_, octets) = items.popitem(last=False)
+        _, (gone, octets) = items.popitem(last=False)
+        del _COPIES.ids[id(gone)]
         _COPIES.size -= octets
-    return copy
+    return _remembered(copy, encoded, key[1])
+
+
+def handed_back(value: _Asn1T) -> Callable[[], _Asn1T]:
+    """What makes the value a validation gives its caller for ``value``: a new parse of a
+    kept private copy (the caller could change what it is given, and kept copies are reused
+    unchecked), when first asked for; any other value itself."""
+    kept = getattr(_COPIES, "ids", {}).get(id(value))
+    # one dropped from the kept copies during this validation is still declared unchanged
+    if kept is not value and not is_never_changed(value):
+        return lambda: value
+    if value.explicit is not None or value.implicit:
+        copy = value.copy()  # keeps the tagging a spec gave it
+        return lambda: copy
+    # a kept copy is never changed: the octets it was parsed from, without a walk
+    encoded = bytes(value._header + value._contents + (value._trailer or b""))
+    return functools.partial(type(value).load, encoded)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from asn1crypto import x509
 
@@ -52,9 +54,6 @@ class ValidationResult:
     """The outcome of :func:`sscard.validation.validate_path`."""
 
     valid: bool
-    path: tuple[x509.Certificate, ...] = field(repr=False)
-    """Trust anchor first, leaf last: the validated path, or the one that failed (may be only
-    the leaf when no path to a trust anchor could be built)."""
     validation_time: datetime
     revocation_checked: bool
     """False when revocation was not checked at all (``RevocationMode.NONE``)."""
@@ -62,6 +61,17 @@ class ValidationResult:
     """RFC 5280 §6.1.6 user-constrained-policy-set, as dotted OIDs (anyPolicy is 2.5.29.32.0).
     Empty when the path is not valid."""
     reasons: tuple[Reason, ...] = ()
+    path_parts: tuple[Callable[[], x509.Certificate], ...] = field(
+        default=(), repr=False, compare=False
+    )
+    """What makes each certificate of :attr:`path`: the validator's private copies are parsed
+    again for the caller only when the path is read (most callers never do)."""
+
+    @cached_property
+    def path(self) -> tuple[x509.Certificate, ...]:
+        """Trust anchor first, leaf last: the validated path, or the one that failed (may be
+        only the leaf when no path to a trust anchor could be built)."""
+        return tuple(make() for make in self.path_parts)
 
     @property
     def leaf(self) -> x509.Certificate:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from asn1crypto import algos, keys, x509
+from asn1crypto import algos, crl, keys, x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.exceptions import UnsupportedAlgorithm as _PycaUnsupported
 from pyhanko_certvalidator.errors import AlgorithmNotSupported
@@ -28,7 +28,7 @@ import sscard.asn1  # noqa: F401  (registers the SM OIDs with asn1crypto)
 from sscard.crypto import oids
 from sscard.crypto.errors import CryptoError
 from sscard.crypto.sm2 import DEFAULT_UID, SM2PublicKey
-from sscard.validation.memo import BoundedCache
+from sscard.validation.memo import BoundedCache, encoding, kept_signed_parts
 
 # Signatures found good, by a digest of everything that went into the check: the path builder
 # checks each issuer->subject link and pyhanko the same link again on the chosen path, and the
@@ -53,15 +53,21 @@ class SM2AwareSignatureValidator(SignatureValidator):
         self._default = DefaultSignatureValidator()
         self._certs = list(known_certificates)
 
-    def verifies(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-        """Whether ``issuer``'s key verifies ``cert``'s signature (False on any failure)."""
+    def verifies(
+        self, value: x509.Certificate | crl.CertificateList, issuer: x509.Certificate
+    ) -> bool:
+        """Whether ``issuer``'s key verifies the signature of ``value`` (a certificate or a
+        CRL; False on any failure)."""
         try:
-            self.validate_signature(
-                cert["signature_value"].native,
-                cert["tbs_certificate"].dump(),
-                issuer.public_key,
-                cert["signature_algorithm"],
-            )
+            # a kept private copy's signed octets come off the encoding it was parsed from;
+            # asn1crypto's dump() would first walk all that was parsed of it for changes
+            parts = kept_signed_parts(value)
+            signature = None if parts is None else parts.signature
+            if parts is None or signature is None:
+                signature, signed = value[2].native, bytes(value[0].dump())
+            else:
+                signed = parts.signed
+            self.validate_signature(signature, signed, issuer.public_key, value[1])
         except (InvalidSignature, AlgorithmNotSupported, CryptoError, ValueError, TypeError,
                 KeyError, AssertionError, _PycaUnsupported):
             return False
@@ -75,11 +81,14 @@ class SM2AwareSignatureValidator(SignatureValidator):
         signature_algorithm: algos.SignedDigestAlgorithm,
         context: SignatureValidationContext = DEFAULT_VALIDATION_CONTEXT,
     ) -> None:
-        memo = hashlib.sha256(b"".join(
-            len(part).to_bytes(4, "big") + part
-            for part in (signature, signed_data, public_key_info.dump(),
-                         signature_algorithm.dump(), b"1" if context.prehashed else b"0")
-        )).digest()
+        digest = hashlib.sha256()
+        # the key's and algorithm's encodings once per validation: the path builder and
+        # pyhanko ask about the same objects; each part fed as is (no joined copy of a CRL)
+        for part in (signature, signed_data, encoding(public_key_info),
+                     encoding(signature_algorithm), b"1" if context.prehashed else b"0"):
+            digest.update(len(part).to_bytes(4, "big"))
+            digest.update(part)
+        memo = digest.digest()
         if _GOOD.get(memo):
             return
         self._validate(signature, signed_data, public_key_info, signature_algorithm, context)
@@ -118,7 +127,7 @@ class SM2AwareSignatureValidator(SignatureValidator):
             # message cannot be checked.
             raise AlgorithmNotSupported("SM2-with-SM3 cannot verify a pre-hashed message")
         try:
-            key = _sm2_key(public_key_info.dump())
+            key = _sm2_key(encoding(public_key_info))
         except CryptoError as exc:
             raise InvalidSignature(f"SM2-with-SM3 signature, but not an SM2 key: {exc}") from None
         try:

@@ -8,12 +8,11 @@ configures it (SM2-aware signatures, revocation rules, algorithm policy), maps i
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -50,10 +49,13 @@ from sscard.validation.classify import reason_from_exception
 from sscard.validation.errors import ValidationInputError
 from sscard.validation.memo import (
     BoundedCache,
+    encoding,
     encoding_key,
     fresh_copy,
+    handed_back,
     one_validation_each,
     private_copy,
+    within_validation,
 )
 from sscard.validation.names import NameConstraintState, NameConstraintViolation, name_text
 from sscard.validation.profile import (
@@ -64,6 +66,7 @@ from sscard.validation.profile import (
     key_weakness,
 )
 from sscard.validation.result import Reason, ReasonCode, ValidationResult
+from sscard.validation.running import run
 from sscard.validation.signatures import SM2AwareSignatureValidator, install_as_pyhanko_default
 from sscard.validation.usage import Purpose, check_hostname, check_purpose
 
@@ -127,7 +130,7 @@ class _RememberingAlgorithmPolicy(DisallowWeakAlgorithmsPolicy):
         self, algo: algos.SignedDigestAlgorithm, moment: datetime | None,
         public_key: keys.PublicKeyInfo | None,
     ) -> AlgorithmUsageConstraint:
-        key = (bytes(algo.dump()), None if public_key is None else bytes(public_key.dump()))
+        key = (encoding(algo), None if public_key is None else encoding(public_key))
         return self._verdicts.get_or_make(key, lambda: super(
             _RememberingAlgorithmPolicy, self).signature_algorithm_allowed(
                 algo, moment, public_key))
@@ -195,6 +198,10 @@ def _names_comparable(cert: x509.Certificate) -> bool:
     """Whether asn1crypto can compare the certificate's names. An attribute of unknown type
     with a non-string value (legal: AttributeValue is ANY) makes ``Name.hashable`` raise, and
     pyhanko-certvalidator hashes every name when it builds its certificate registry."""
+    return within_validation("comparable", cert, lambda: _names_compare(cert))
+
+
+def _names_compare(cert: x509.Certificate) -> bool:
     try:
         name_key(cert.subject)
         name_key(cert.issuer)
@@ -279,6 +286,13 @@ def _side_path_problem(path: Sequence[x509.Certificate]) -> str | None:
 adjust_pyhanko(_side_path_problem)
 
 
+# The RFC 5280 §5 profile's verdict on a CRL, by its encoding: the same CRLs come back.
+_CRL_PROBLEMS: BoundedCache[bytes, tuple[str, ...]] = BoundedCache(1024)
+
+def _crl_problems(item: crl.CertificateList) -> list[str]:
+    return list(_CRL_PROBLEMS.get_or_make(encoding_key(item), lambda: tuple(crl_problems(item))))
+
+
 # Verdicts of _inside_problem by the value's encoding: parsing a whole certificate or CRL is
 # the costliest step of a validation, and the same CA certificates and CRLs come back on every
 # call. Bounded, as the encodings come from callers.
@@ -341,11 +355,14 @@ def _floor_to_second(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
+def _validity(cert: x509.Certificate) -> tuple[datetime, datetime]:
+    validity = cert["tbs_certificate"]["validity"]
+    return validity["not_before"].native, validity["not_after"].native
+
+
 def _validity_reason(cert: x509.Certificate, position: Position, moment: datetime
                      ) -> Reason | None:
-    validity = cert["tbs_certificate"]["validity"]
-    not_before = validity["not_before"].native
-    not_after = validity["not_after"].native
+    not_before, not_after = within_validation("validity", cert, lambda: _validity(cert))
     # the certificate is described only when it fails: naming it costs more than the check
     if moment < not_before:
         return Reason(ReasonCode.NOT_YET_VALID,
@@ -388,7 +405,20 @@ def _certificate_reasons_uncached(
                    f"the {what}: {text}") for code, text in problems]
 
 
+# Name-constraint verdicts by the path's encodings (and whether the anchor's constraints
+# apply): all they depend on, and the same CA certificates constrain every validation.
+_NAME_CONSTRAINT_VERDICTS: BoundedCache[tuple[bool, tuple[bytes, ...]], tuple[Reason, ...]] = (
+    BoundedCache(4096))
+
+
 def _name_constraint_reasons(path: Sequence[x509.Certificate], constrained: bool) -> list[Reason]:
+    key = (constrained, tuple(encoding_key(c) for c in path))
+    return list(_NAME_CONSTRAINT_VERDICTS.get_or_make(
+        key, lambda: tuple(_name_constraint_reasons_uncached(path, constrained))))
+
+
+def _name_constraint_reasons_uncached(path: Sequence[x509.Certificate], constrained: bool
+                                      ) -> list[Reason]:
     state = NameConstraintState()
     try:
         if constrained:
@@ -575,7 +605,7 @@ async def validate_path_async(
     crl_list = [private_copy(c) for c in crl_list]
     usable_crls = []
     for item in crl_list:
-        problems = ([p] if (p := _inside_problem(item)) else []) or crl_problems(item)
+        problems = ([p] if (p := _inside_problem(item)) else []) or _crl_problems(item)
         if problems:
             notes.append(Reason(ReasonCode.REVOCATION_UNKNOWN,
                                 f"a CRL from {_issuer_text(item)} was not used: {problems[0]}"))
@@ -597,7 +627,8 @@ async def validate_path_async(
                policies_found: frozenset[str] = frozenset(), checked: bool = True
                ) -> ValidationResult:
         return ValidationResult(
-            valid=not reasons, path=path, validation_time=moment,
+            valid=not reasons, path_parts=tuple(handed_back(c) for c in path),
+            validation_time=moment,
             revocation_checked=checked and revocation is not RevocationMode.NONE,
             user_constrained_policies=policies_found if not reasons else frozenset(),
             reasons=tuple(reasons))
@@ -730,7 +761,6 @@ def _issuer_text(item: crl.CertificateList) -> str:
 
 
 _EnumT = TypeVar("_EnumT", bound=enum.Enum)
-_ResultT = TypeVar("_ResultT")
 
 
 def _as_enum(kind: type[_EnumT], value: object, what: str) -> _EnumT:
@@ -741,47 +771,6 @@ def _as_enum(kind: type[_EnumT], value: object, what: str) -> _EnumT:
     except ValueError:
         choices = ", ".join(str(m.value) for m in kind)
         raise ValidationInputError(f"unknown {what} {value!r} (one of {choices})") from None
-
-
-class _OwnedLoop:
-    """A thread's event loop, closed with the thread's locals (an unclosed loop warns).
-    Closing only releases its selector: nothing runs, nothing is waited for, as this may
-    happen inside the garbage collector."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-
-    def __del__(self) -> None:
-        if not self.loop.is_running():
-            self.loop.close()
-
-
-class _ThreadLoop(threading.local):
-    owned: _OwnedLoop | None = None
-
-
-_LOOPS = _ThreadLoop()
-
-
-def _run(coroutine: Coroutine[Any, Any, _ResultT]) -> _ResultT:
-    """asyncio.run, on an event loop kept for the thread: asyncio.run makes and closes a loop
-    on each call, a tenth of a warm validation's CPU time. Tasks a validation leaves behind
-    are cancelled before it returns, as asyncio.run does, so none runs into the next one."""
-    if asyncio._get_running_loop() is not None:
-        coroutine.close()
-        raise RuntimeError("validate_path cannot be called from a running event loop: "
-                           "await validate_path_async there")
-    if _LOOPS.owned is None:
-        _LOOPS.owned = _OwnedLoop()
-    loop = _LOOPS.owned.loop
-    try:
-        return loop.run_until_complete(coroutine)
-    finally:
-        left = asyncio.all_tasks(loop)
-        if left:
-            for task in left:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
 
 
 def validate_path(
@@ -838,7 +827,8 @@ def validate_path(
     :class:`PathValidationError`). Unusable arguments raise :class:`ValidationInputError`.
     Not for use inside a running event loop: await :func:`validate_path_async` there.
     """
-    return _run(
+    # without fetching nothing is waited for: no round of an event loop is needed
+    return run(
         validate_path_async(
             leaf,
             trust_anchors=trust_anchors,
@@ -861,5 +851,6 @@ def validate_path(
             max_depth=max_depth,
             extended_key_usages=extended_key_usages,
             budget=budget,
-        )
+        ),
+        may_wait=fetch_revocation,
     )

@@ -169,3 +169,79 @@ def test_the_verdict_follows_the_trust_anchors() -> None:
         assert not alone.valid and alone.reasons[0].code is ReasonCode.UNTRUSTED_ROOT
         assert anchored(stranger, ROOT).valid
         assert anchored(ROOT, stranger).valid
+
+
+def test_what_a_validation_hands_back_is_not_what_it_keeps() -> None:
+    """Attack: kept private copies are reused without a change check, so none may reach a
+    caller: changing the certificates of a result's path changes nothing for the next
+    validation of the same encodings."""
+    forget_all()
+    for _ in range(3):  # the CA and anchor are kept from the second call on
+        result = _validate()
+        assert result.valid, result.reasons
+    anchor, ca, leaf = result.path
+    assert anchor.dump() == ROOT.cert.dump() and ca.dump() == CA.cert.dump()
+    anchor["tbs_certificate"]["validity"]["not_after"] = x509.Time(
+        name="utc_time", value=NOW - timedelta(days=1))
+    ca["tbs_certificate"]["serial_number"] = 1
+    leaf["tbs_certificate"]["serial_number"] = 2
+    again = _validate()
+    assert again.valid, again.reasons
+    assert [c.dump() for c in again.path] == [ROOT.cert.dump(), CA.cert.dump(),
+                                              LEAF.cert.dump()]
+    assert all(a is not b for a, b in zip(result.path, again.path, strict=True))
+
+
+@pytest.mark.parametrize("copies_kept", [256, 1])
+def test_the_thread_memo_never_answers_for_a_changed_certificate(
+    monkeypatch: pytest.MonkeyPatch, copies_kept: int
+) -> None:
+    """Attack: what validations remember by object identity (memo.within_validation, kept
+    across the validations of a thread) is never used for a certificate changed since,
+    whether it was handed back as it was (a leaf seen once) or as a new parse (a kept copy),
+    and whether the kept copies were dropped meanwhile (one kept at most)."""
+    monkeypatch.setattr(memo, "_COPIES_MAX", copies_kept)
+    forget_all()
+    leaf = load_certificate(LEAF.cert.dump())
+    for _ in range(3):
+        result = validate_path(leaf, trust_anchors=[load_certificate(ROOT.cert.dump())],
+                               intermediates=[load_certificate(CA.cert.dump())], at=NOW)
+        assert result.valid, result.reasons
+        for cert in result.path:  # the caller changes all it was given, and sees it changed
+            before = cert.dump()
+            cert["tbs_certificate"]["serial_number"] = 3
+            assert cert.dump() != before
+        again = validate_path(result.path[-1], trust_anchors=[result.path[0]],
+                              intermediates=[result.path[1]], at=NOW)
+        assert not again.valid and ReasonCode.BAD_SIGNATURE in again.codes, again.reasons
+    assert _validate().valid
+
+
+def test_the_name_constraint_verdict_follows_the_path_and_the_trust_mode() -> None:
+    """Attack: name-constraint verdicts are kept by the path's encodings and whether the
+    anchor's own constraints apply; a leaf outside a constraint never gets the verdict of one
+    inside under the same CA, nor the anchor-mode verdict in constrained-anchor mode."""
+    from asn1crypto import x509 as asn1_x509
+
+    dns = {"permitted_subtrees": [{"base": asn1_x509.GeneralName(
+        name="dns_name", value="good.example.cn")}]}
+    root = make_ca("CN=NC Cache Root,C=CN", extra=[("name_constraints", dns, True)])
+    ca = make_ca("CN=NC Cache CA,C=CN", root, extra=[("name_constraints", dns, True)])
+    free_ca = make_ca("CN=NC Cache Free CA,C=CN", root)
+    inside = make_leaf("CN=In,C=CN", ca, dns_names=["a.good.example.cn"])
+    outside = make_leaf("CN=Out,C=CN", ca, dns_names=["evil.example.com"])
+    # outside the anchor's constraints only: an anchor's constraints count in constrained mode
+    past_anchor = make_leaf("CN=Past,C=CN", free_ca, dns_names=["evil.example.com"])
+
+    def codes(leaf, issuer, mode="constrained-anchor"):
+        return validate_path(load_certificate(leaf.cert.dump()),
+                             trust_anchors=[load_certificate(root.cert.dump())],
+                             intermediates=[load_certificate(issuer.cert.dump())],
+                             at=NOW, trust_mode=mode).codes
+
+    forget_all()
+    for _ in range(3):
+        assert codes(inside, ca) == frozenset()
+        assert codes(outside, ca) == {ReasonCode.NAME_CONSTRAINTS}
+        assert codes(past_anchor, free_ca, "anchor") == frozenset()
+        assert codes(past_anchor, free_ca) == {ReasonCode.NAME_CONSTRAINTS}
