@@ -92,11 +92,13 @@ def test_a_10_mb_pem_body_is_refused_in_under_a_second(rig: Rig,
     }
     for what, body in bodies.items():
         assert 9_000_000 < len(body) <= 10 * 1024 * 1024, what
-        started = time.perf_counter()
+        # CPU time, not wall time: the guard is against work that grows faster than
+        # the body, and a loaded machine must not fail it
+        started = time.process_time()
         answer = _post(rig, client, "/v1/certificates/status", body)
-        elapsed = time.perf_counter() - started
+        spent = time.process_time() - started
         assert answer.status_code == 400, (what, answer.json)
-        assert elapsed < 1.0, f"{what}: {elapsed:.2f} s"
+        assert spent < 1.0, f"{what}: {spent:.2f} s of CPU"
 
 
 def test_a_pem_certificate_inside_the_json_is_read_linearly(rig: Rig,
