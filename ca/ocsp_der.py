@@ -4,7 +4,7 @@ A nonce request needs a freshly signed response every time, and building the res
 asn1crypto's object model cost about five times the SM2 signature itself (it re-serialises the
 embedded responder certificate and every nested value on assignment). The response is a fixed
 shape of a few SEQUENCEs, so it is concatenated here from pre-encoded parts instead; the
-request side still goes through asn1crypto, and the tests parse every response back with
+request side is read by ca.ocsp_request, and the tests parse every response back with
 asn1crypto and with ``openssl ocsp``.
 """
 
