@@ -62,7 +62,7 @@ from ca.authorization import (
 )
 from ca.errors import AlreadyRevoked, CAError, ProfileError, RequestRefused, UnknownCertificate
 from ca.ocsp import OcspError, OcspResponder, ParsedRequest, error_response, parse_request
-from ca.ocsp_cache import REFRESH_FRACTION, ResponseCache
+from ca.ocsp_cache import CACHE_HIT, REFRESH_FRACTION, ResponseCache
 from ca.ocsp_generation import (
     GenerationSource,
     Throttled,
@@ -79,7 +79,7 @@ from ca.records import (
     serial_to_hex,
 )
 from ca.tsa import FileSerialCounter, TimeStampAuthority, rejection
-from sscard import httpops, httpsig, metrics, problem
+from sscard import httpops, httpsig, problem
 from sscard.audit import AuditAction, AuditError, AuditLog, AuditUnavailable
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
@@ -895,7 +895,7 @@ class OcspFront:
         now = datetime.now(UTC)
         entry = self.entries.get(path)
         if entry is not None and entry.epochs == epochs and now < entry.refresh_at:
-            metrics.OCSP_CACHE.labels("hit").inc()
+            CACHE_HIT.inc()
             start_response("200 OK", [*entry.headers, _cache_control(entry.next_update, now)])
             return [entry.body]
         encoded = path[len("/ocsp/"):]
