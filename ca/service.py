@@ -946,12 +946,26 @@ def create_app(config: ServiceConfig) -> Flask:
     """The Flask application for one CA (one per worker process)."""
     app = Flask("ca.service")
     app.config["MAX_CONTENT_LENGTH"] = max(MAX_PROTOCOL_BODY, MAX_API_BODY)
-    state = ServiceState(config)
-    app.extensions["sscard_ca"] = state
     app.register_blueprint(protocols)
     app.register_blueprint(api)
     PROBLEMS.install(app)
+    return _with_ocsp_front(app, config, "ca")
+
+
+def create_ocsp_app(config: ServiceConfig) -> Flask:
+    """The OCSP responder alone (``sscard ca ocsp-serve``): ``POST /ocsp`` and
+    ``GET /ocsp/<base64>`` through the same ``OcspFront``, and the operators' ``/health``,
+    ``/ready`` and ``/metrics``; nothing else (the API, CRLs and the TSA stay with
+    ``sscard ca serve``), so every other path is a 404."""
+    app = Flask("ca.ocsp")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_PROTOCOL_BODY
+    return _with_ocsp_front(app, config, "ca-ocsp")
+
+
+def _with_ocsp_front(app: Flask, config: ServiceConfig, service: str) -> Flask:
+    state = ServiceState(config)
+    app.extensions["sscard_ca"] = state
     app.wsgi_app = OcspFront(app.wsgi_app, state)  # type: ignore[method-assign]
     engine = getattr(config.authority, "engine", None)  # the CA's database, when it has one
-    httpops.install(app, "ca", {"database": httpops.database_check(engine)} if engine else {})
+    httpops.install(app, service, {"database": httpops.database_check(engine)} if engine else {})
     return app
