@@ -386,7 +386,7 @@ SHIPPED_NGINX_SITE = ROOT / "deploy" / "nginx" / "ocsp.conf"
 def shipped_nginx_site(listen: str, root: Path, upstream: str) -> str:
     """deploy/nginx/ocsp.conf with its three deployment values changed, and nothing else."""
     text = SHIPPED_NGINX_SITE.read_text()
-    for old, new in (("server 127.0.0.1:8080;", f"server {upstream};"),
+    for old, new in (("server 127.0.0.1:8081;", f"server {upstream};"),
                      ("listen 80;", f"listen {listen};"),
                      ("root /var/lib/sscard/ocsp-edge;", f"root {root};")):
         if text.count(old) != 1:
