@@ -206,7 +206,27 @@ def run_granian(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: 
         log.info("%s serves plain HTTP on %s (OCSP answers are signed; no TLS needed)",
                  name, options.host)
     log.info("serving %s at %s with %d granian workers", name, options.url, options.workers)
-    server.serve(target_loader=factory, wrap_loader=False)
+    server.serve(target_loader=_GranianWorkerLoader(factory), wrap_loader=False)
+
+
+class _GranianWorkerLoader:
+    """Builds the app in a granian worker, with SIGTERM and SIGINT at their default meanwhile.
+
+    A worker inherits the main process's Python signal handlers across the fork, and granian
+    installs the worker's own only once the app is built: a stop that came while a worker was
+    still opening the CA was swallowed, and the worker killed only after ``graceful_timeout``.
+    It holds no request yet, so the signal may simply end it. (A class, not a closure: it must
+    pickle where multiprocessing spawns instead of forking.)"""
+
+    def __init__(self, factory: Callable[[], WsgiApp]) -> None:
+        self.factory = factory
+
+    def __call__(self) -> WsgiApp:
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        return self.factory()
 
 
 def _loopback(host: str) -> bool:

@@ -25,6 +25,7 @@ from ca.service import MAX_PROTOCOL_BODY
 from sscard.x509.pem import pem_blocks
 from tests.ca.test_ocsp_load_spread import _owner_of_sockets, _server_socket_inodes
 from tests.ca.test_service_cli import (
+    SSCARD,
     Running,
     _start,
     free_port,
@@ -111,7 +112,7 @@ def test_another_issuers_certificate_is_unauthorized(service: Running) -> None:
 
 @pytest.mark.parametrize("body", [b"", b"\x30\x00", b"garbage", os.urandom(300),
                                   b"\x30" * (MAX_PROTOCOL_BODY + 1),
-                                  b"\x30\x84\x7f\xff\xff\xff"])
+                                  b"\x30\x84\x7f\xff\xff\xff", b"\x30" * (16 << 20)])
 def test_malformed_and_oversized_posts_get_malformed_request(service: Running,
                                                              body: bytes) -> None:
     reply = requests.post(f"{service.url}/ocsp", data=body, headers=OCSP_REQUEST, timeout=30)
@@ -119,6 +120,19 @@ def test_malformed_and_oversized_posts_get_malformed_request(service: Running,
     assert reply.headers["Content-Type"] == "application/ocsp-response"
     assert reply.headers["Cache-Control"] == "no-cache, no-store"
     assert _status(reply.content) == "malformed_request"
+
+
+def test_chunked_post_and_head_are_answered(service: Running) -> None:
+    request = canonical_request(_issuer(service), int(leaf_serial(service), 16))
+    chunked = requests.post(f"{service.url}/ocsp", data=iter([request[:10], request[10:]]),
+                            headers=OCSP_REQUEST, timeout=30)  # no Content-Length
+    assert _status(chunked.content) in ("good", "revoked")
+    too_long = requests.post(f"{service.url}/ocsp", headers=OCSP_REQUEST, timeout=30,
+                             data=iter([b"\x30" * 4096] * (MAX_PROTOCOL_BODY // 4096 + 1)))
+    assert _status(too_long.content) == "malformed_request"
+    head = requests.head(f"{service.url}{_get_path(request)}", timeout=30)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Type"] == "application/ocsp-response"
 
 
 def test_malformed_and_oversized_gets_get_malformed_request(service: Running) -> None:
@@ -208,6 +222,32 @@ def test_sigterm_stops_the_server_and_its_workers(service: Running, tmp_path: Pa
         assert not any(Path(f"/proc/{w}").exists() for w in workers)
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_sigterm_while_the_workers_start_stops_at_once(service: Running, tmp_path: Path) -> None:
+    """A stop that comes while the workers are still opening the CA (they inherit the main
+    process's signal handlers until granian installs theirs) ends them, rather than waiting
+    for the kill after the graceful timeout (30 s)."""
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([SSCARD, "--home", str(service.home), "ca", "ocsp-serve",
+                                 "--port", str(free_port())], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2, log.read_text()
+        started = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        assert time.monotonic() - started < 15, log.read_text()
+        assert not any(Path(f"/proc/{w}").exists() for w in workers)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
