@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,10 +185,20 @@ def run_granian(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: 
     from granian.constants import HTTPModes, Interfaces
     from granian.server import Server
 
+    class _Server(Server):  # type: ignore[misc,valid-type]
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            # A worker inherits this handler across the fork and keeps it until granian
+            # installs the worker's own, after the app is built: a stop that came while a
+            # worker was still opening the CA was swallowed there, and the worker killed only
+            # after graceful_timeout. It holds no request yet: it may simply end.
+            if os.getpid() != self.pid:
+                os._exit(0)
+            super().signal_handler_interrupt(*args, **kwargs)
+
     if options.tls:
         raise ServeError(f"{name} serves plain HTTP (its answers are signed); TLS is for the "
                          "API endpoints, under gunicorn")
-    server = Server(
+    server = _Server(
         f"sscard-{name}",  # a label only: the app comes from target_loader
         address=options.host.strip("[]"),
         port=options.port,
@@ -206,27 +217,7 @@ def run_granian(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: 
         log.info("%s serves plain HTTP on %s (OCSP answers are signed; no TLS needed)",
                  name, options.host)
     log.info("serving %s at %s with %d granian workers", name, options.url, options.workers)
-    server.serve(target_loader=_GranianWorkerLoader(factory), wrap_loader=False)
-
-
-class _GranianWorkerLoader:
-    """Builds the app in a granian worker, with SIGTERM and SIGINT at their default meanwhile.
-
-    A worker inherits the main process's Python signal handlers across the fork, and granian
-    installs the worker's own only once the app is built: a stop that came while a worker was
-    still opening the CA was swallowed, and the worker killed only after ``graceful_timeout``.
-    It holds no request yet, so the signal may simply end it. (A class, not a closure: it must
-    pickle where multiprocessing spawns instead of forking.)"""
-
-    def __init__(self, factory: Callable[[], WsgiApp]) -> None:
-        self.factory = factory
-
-    def __call__(self) -> WsgiApp:
-        import signal
-
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        return self.factory()
+    server.serve(target_loader=factory, wrap_loader=False)
 
 
 def _loopback(host: str) -> bool:
