@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import figure, openssl_speed
 from bench.ca_protocols import _config, _lua_post, _request
 from ca.authority import CertificateAuthority
+from ca.ocsp_publish import request_paths
 from sscard.audit import AuditLog
 from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
@@ -495,7 +496,9 @@ def run(seconds: float, rounds: int, connections: int, workers: int,
             # the peers: nginx (static file), cfssl ocspserve, openssl ocsp
             edge = base / "edge"
             publish_edge(p256, edge)
-            edge_answer = (edge / "ocsp" / base64.b64encode(p256.get_request).decode())
+            # named as ocsp-publish names it: a base64 text ending in "/" is a file "_" in
+            # that directory (pathlib would drop the "/" and name the directory instead)
+            edge_answer = edge / request_paths(p256.get_request)[0]
             static = base / "static"
             static.mkdir()
             (static / "response.der").write_bytes(edge_answer.read_bytes())
