@@ -17,11 +17,13 @@ Rows (the references are Debian packages: nginx, golang-cfssl, openssl, wrk):
 
 - OCSP pre-signed GET through the shipped nginx configuration (deploy/nginx/ocsp.conf, files
   written by ``sscard ca ocsp-publish``) vs nginx serving the same DER as a plain static file;
-- OCSP cached GET from ``sscard ca serve`` (P-256 and SM2) vs cfssl ``ocspserve`` answering the
-  same pre-signed P-256 response from its file;
-- OCSP nonce POST, P-256 (a fresh signature each) vs ``openssl ocsp -multi <workers>`` with the
-  same responder key, certificate and request;
+- OCSP cached GET from ``sscard ca ocsp-serve`` (granian; P-256 and SM2) vs cfssl
+  ``ocspserve`` answering the same pre-signed P-256 response from its file;
+- OCSP nonce POST from ``sscard ca ocsp-serve``, P-256 (a fresh signature each) vs
+  ``openssl ocsp -multi <workers>`` with the same responder key, certificate and request;
 - OCSP nonce POST, SM2 vs the raw SM2 sign rate of ``openssl speed -multi <workers>``;
+- the server's share: the same OCSP under ``ocsp-serve`` (granian) vs ``sscard ca serve``
+  (gunicorn gthread), and one granian process with threads vs <workers> processes;
 - issuance over HTTP, from bench/peers_issuance.py when it is there.
 """
 
@@ -31,7 +33,6 @@ import argparse
 import base64
 import contextlib
 import importlib
-import importlib.util
 import os
 import pwd
 import re
@@ -45,7 +46,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import requests
 from asn1crypto import ocsp as asn1ocsp
@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import DidNotStart, figure, openssl_speed, wait_until_up
 from bench.ca_protocols import _config, _lua_post, _request
 from ca.authority import CertificateAuthority
+from ca.ocsp_publish import request_paths
 from sscard.audit import AuditLog
 from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
@@ -387,7 +388,7 @@ SHIPPED_NGINX_SITE = ROOT / "deploy" / "nginx" / "ocsp.conf"
 def shipped_nginx_site(listen: str, root: Path, upstream: str) -> str:
     """deploy/nginx/ocsp.conf with its three deployment values changed, and nothing else."""
     text = SHIPPED_NGINX_SITE.read_text()
-    for old, new in (("server 127.0.0.1:8080;", f"server {upstream};"),
+    for old, new in (("server 127.0.0.1:8081;", f"server {upstream};"),
                      ("listen 80;", f"listen {listen};"),
                      ("root /var/lib/sscard/ocsp-edge;", f"root {root};")):
         if text.count(old) != 1:
@@ -415,58 +416,45 @@ def running(servers: list[Server]) -> Iterator[None]:
             server.stop()
 
 
-def granian_app() -> Any:
-    """The CA service's WSGI app for granian (``--factory``), built by the same factory as
-    ``sscard ca serve`` builds it in each gunicorn worker, for the home in BENCH_PEERS_HOME."""
-    from ca.authorization import access_path
-    from ca.serve_cli import _AppFactory
-    from sscard.audit import default_url
-
-    home = Path(os.environ["BENCH_PEERS_HOME"])
-    return _AppFactory(home, None, None, None, access_path(home), False, default_url(home))()
-
-
-def granian_serve(pki: Pki, workers: int, logs: Path) -> Server | None:
-    """The same app under granian (Rust, WSGI), or None when granian is not installed."""
-    if importlib.util.find_spec("granian") is None:
-        return None
+def ocsp_serve(pki: Pki, workers: int, logs: Path, threads: int = 2) -> Server:
+    """``sscard ca ocsp-serve``: the OCSP responder alone, under granian."""
     port = free_port()
-    env = dict(os.environ, BENCH_PEERS_HOME=str(pki.home),
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    return Server("granian", [sys.executable, "-m", "granian", "--interface", "wsgi",
-                              "--factory", "--workers", str(workers), "--blocking-threads", "4",
-                              "--host", "127.0.0.1", "--port", str(port),
-                              "bench.peers:granian_app"],
-                  f"http://127.0.0.1:{port}/certs/chain.pem", logs / "granian.log",
-                  ready=lambda r: r.ok, env=env)
+    return Server(f"sscard ca ocsp-serve ({pki.algorithm}, {workers}x{threads})",
+                  [SSCARD, "--home", str(pki.home), "ca", "ocsp-serve", "--port", str(port),
+                   "--workers", str(workers), "--threads", str(threads)],
+                  f"http://127.0.0.1:{port}/health",
+                  logs / f"ocsp-serve-{pki.algorithm}-{workers}x{threads}.log",
+                  ready=lambda r: r.ok)
 
 
-def server_rows(pki: Pki, gunicorn: Server, workers: int, base: Path, rounds: int,
-                seconds: float, connections: int) -> list[str]:
-    """Is the WSGI server the cost? The same app under granian beside gunicorn gthread."""
-    granian = granian_serve(pki, workers, base / "logs")
-    if granian is None:
-        line = "granian rows: not available (pip install granian: the dev extra has it)"
-        print(line, flush=True)
-        return [line]
+def server_rows(pki: Pki, ours: Server, gunicorn: Server, workers: int, base: Path,
+                rounds: int, seconds: float, connections: int) -> list[str]:
+    """What the server costs: the same OCSP under ``ocsp-serve`` (granian) and under ``ca serve``
+    (gunicorn gthread); and one granian process with threads against ``workers`` processes."""
     lines: list[str] = []
+    ours_base = ours.ready_url.rsplit("/health", 1)[0]
     gunicorn_base = gunicorn.ready_url.rsplit("/certs", 1)[0]
-    granian_base = granian.ready_url.rsplit("/certs", 1)[0]
     post = base / f"post-{pki.algorithm}-servers.lua"
     post.write_text(_lua_post(pki.nonce_request, OCSP_REQUEST))
-    with running([granian]):
-        check_ocsp(f"{granian_base}/ocsp/{pki.get_path}")
-        check_ocsp(f"{granian_base}/ocsp", pki.nonce_request)
-        shape = f"{workers} processes, {connections} keep-alive connections"
-        lines += compare(f"OCSP cached GET, {pki.algorithm} ({shape}), the CA app under granian "
-                         "vs under gunicorn gthread",
-                         Target(granian, f"{granian_base}/ocsp/{pki.get_path}"),
-                         Target(gunicorn, f"{gunicorn_base}/ocsp/{pki.get_path}"),
-                         rounds, seconds, connections)
-        lines += compare(f"OCSP nonce POST, {pki.algorithm} ({shape}), the CA app under granian "
-                         "vs under gunicorn gthread",
-                         Target(granian, f"{granian_base}/ocsp", post),
-                         Target(gunicorn, f"{gunicorn_base}/ocsp", post),
+    shape = f"{workers} processes, {connections} keep-alive connections"
+    lines += compare(f"OCSP cached GET, {pki.algorithm} ({shape}), ocsp-serve (granian) "
+                     "vs ca serve (gunicorn gthread)",
+                     Target(ours, f"{ours_base}/ocsp/{pki.get_path}"),
+                     Target(gunicorn, f"{gunicorn_base}/ocsp/{pki.get_path}"),
+                     rounds, seconds, connections)
+    lines += compare(f"OCSP nonce POST, {pki.algorithm} ({shape}), ocsp-serve (granian) "
+                     "vs ca serve (gunicorn gthread)",
+                     Target(ours, f"{ours_base}/ocsp", post),
+                     Target(gunicorn, f"{gunicorn_base}/ocsp", post),
+                     rounds, seconds, connections)
+    threaded = ocsp_serve(pki, 1, base / "logs", threads=2 * workers)
+    with running([threaded]):
+        threaded_base = threaded.ready_url.rsplit("/health", 1)[0]
+        check_ocsp(f"{threaded_base}/ocsp", pki.nonce_request)
+        lines += compare(f"OCSP nonce POST, {pki.algorithm}, ocsp-serve with 1 process x "
+                         f"{2 * workers} threads vs {workers} processes x 2 threads",
+                         Target(threaded, f"{threaded_base}/ocsp", post),
+                         Target(ours, f"{ours_base}/ocsp", post),
                          rounds, seconds, connections)
     return lines
 
@@ -495,11 +483,12 @@ def run(seconds: float, rounds: int, connections: int, workers: int,
         logs = base / "logs"
         logs.mkdir()
         p256, sm2 = make_pki(base, "ec-p256"), make_pki(base, "sm2")
-        ours_p256, ours_sm2 = sscard_serve(p256, workers, logs), sscard_serve(sm2, workers, logs)
+        ours_p256, ours_sm2 = ocsp_serve(p256, workers, logs), ocsp_serve(sm2, workers, logs)
+        gunicorn_p256 = sscard_serve(p256, workers, logs)
 
-        with running([ours_p256, ours_sm2]):
-            p256_base = ours_p256.ready_url.rsplit("/certs", 1)[0]
-            sm2_base = ours_sm2.ready_url.rsplit("/certs", 1)[0]
+        with running([ours_p256, ours_sm2, gunicorn_p256]):
+            p256_base = ours_p256.ready_url.rsplit("/health", 1)[0]
+            sm2_base = ours_sm2.ready_url.rsplit("/health", 1)[0]
             presigned = check_ocsp(f"{p256_base}/ocsp/{p256.get_path}")
             check_ocsp(f"{sm2_base}/ocsp/{sm2.get_path}")
             check_ocsp(f"{p256_base}/ocsp", p256.nonce_request)
@@ -508,7 +497,9 @@ def run(seconds: float, rounds: int, connections: int, workers: int,
             # the peers: nginx (static file), cfssl ocspserve, openssl ocsp
             edge = base / "edge"
             publish_edge(p256, edge)
-            edge_answer = (edge / "ocsp" / base64.b64encode(p256.get_request).decode())
+            # named as ocsp-publish names it: a base64 text ending in "/" is a file "_" in
+            # that directory (pathlib would drop the "/" and name the directory instead)
+            edge_answer = edge / request_paths(p256.get_request)[0]
             static = base / "static"
             static.mkdir()
             (static / "response.der").write_bytes(edge_answer.read_bytes())
@@ -576,16 +567,17 @@ def run(seconds: float, rounds: int, connections: int, workers: int,
                     Target(nginx_server, f"http://127.0.0.1:{nginx_port}/response.der"),
                     rounds, seconds, connections)
                 lines += compare(
-                    f"OCSP cached GET, P-256 ({shape}), sscard ca serve vs cfssl ocspserve (POST)",
+                    f"OCSP cached GET, P-256 ({shape}), sscard ca ocsp-serve vs cfssl ocspserve "
+                    "(POST)",
                     Target(ours_p256, f"{p256_base}/ocsp/{p256.get_path}"), cfssl_target,
                     rounds, seconds, connections)
                 lines += compare(
-                    f"OCSP cached GET, SM2 ({shape}), sscard ca serve vs cfssl ocspserve "
+                    f"OCSP cached GET, SM2 ({shape}), sscard ca ocsp-serve vs cfssl ocspserve "
                     "(P-256, POST)",
                     Target(ours_sm2, f"{sm2_base}/ocsp/{sm2.get_path}"), cfssl_target,
                     rounds, seconds, connections)
                 lines += compare(
-                    f"OCSP nonce POST, P-256 ({shape}), sscard ca serve vs openssl ocsp "
+                    f"OCSP nonce POST, P-256 ({shape}), sscard ca ocsp-serve vs openssl ocsp "
                     f"-multi {workers}",
                     Target(ours_p256, f"{p256_base}/ocsp", post_p256),
                     Target(openssl_server, openssl_url, post_p256, restart=True),
@@ -596,11 +588,12 @@ def run(seconds: float, rounds: int, connections: int, workers: int,
                                          processes=workers)["sm2"][0]
 
                 lines += compare(
-                    f"OCSP nonce POST, SM2 ({shape}), sscard ca serve vs raw SM2 sign rate "
+                    f"OCSP nonce POST, SM2 ({shape}), sscard ca ocsp-serve vs raw SM2 sign rate "
                     f"(openssl speed -multi {workers})",
                     Target(ours_sm2, f"{sm2_base}/ocsp", post_sm2), sign_rate,
                     rounds, seconds, connections)
-            lines += server_rows(p256, ours_p256, workers, base, rounds, seconds, connections)
+                lines += server_rows(p256, ours_p256, gunicorn_p256, workers, base, rounds,
+                                     seconds, connections)
     if issuance:
         lines += issuance_rows(seconds)
     return lines

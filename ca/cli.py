@@ -35,6 +35,9 @@ LAZY = {
     "serve": ("ca.serve_cli:serve",
               "Serve OCSP at /ocsp, CRLs at /crl/<ca>.crl, certificates at /certs/, the TSA at "
               "/tsa and the authenticated API at /api/v1/ (see docs/ca-admin-guide.md)."),
+    "ocsp-serve": ("ca.serve_cli:ocsp_serve",
+                   "Serve OCSP alone, plain HTTP under granian: POST /ocsp and GET "
+                   "/ocsp/<base64> (RFC 6960, RFC 5019), and /health, /ready, /metrics."),
     "ocsp-publish": ("ca.ocsp_publish:command",
                      "Write pre-signed OCSP answers as files for nginx to serve "
                      "(deploy/nginx/ocsp.conf)."),

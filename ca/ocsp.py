@@ -1,7 +1,7 @@
 """The OCSP responder (RFC 6960, with the RFC 5019 lightweight profile): request DER in,
 response DER out.
 
-``respond`` is a pure function: it parses the request with asn1crypto, asks ``status_lookup``
+``respond`` is a pure function: it parses the request (``ca.ocsp_request``), asks ``status_lookup``
 about each serial, and signs the answer through a key handle (normally a delegated responder
 certificate of profile ``ocsp-signer``). It never raises on bad input: a request that cannot be
 parsed gets an unsigned ``malformedRequest`` response, a request for certificates of another
@@ -13,10 +13,10 @@ CA gets ``unauthorized``, and a failure while signing gets ``internalError``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -25,8 +25,15 @@ from asn1crypto import ocsp as asn1ocsp
 from asn1crypto import x509 as asn1x509
 
 from ca import ocsp_der as der
+from ca.ocsp_request import (
+    MAX_CERT_IDS,
+    MAX_NONCE_OCTETS,
+    CertId,
+    OcspError,
+    ParsedRequest,
+    parse_request,
+)
 from ca.records import CertificateStatus, Status
-from sscard import asn1 as _asn1  # noqa: F401  (registers SM OIDs such as sm3)
 from sscard.crypto.algorithms import SignatureAlgorithm
 from sscard.crypto.hashes import digest
 from sscard.keys.base import KeyHandle
@@ -34,14 +41,17 @@ from sscard.keys.base import KeyHandle
 if TYPE_CHECKING:
     from ca.ocsp_cache import ResponseCache
 
+# the request side lives in ca.ocsp_request; its names are part of this module's interface
+__all__ = [
+    "CERT_ID_HASHES", "DEFAULT_VALIDITY", "MAX_CERT_IDS", "MAX_NONCE_OCTETS", "CertId",
+    "OcspError", "OcspResponder", "ParsedRequest", "StatusLookup", "error_response",
+    "parse_request", "respond",
+]
+
 log = logging.getLogger(__name__)
 
 #: CertID hash algorithms we can match (asn1crypto names); SM3 for GM/T clients.
 CERT_ID_HASHES = ("sha1", "sha256", "sha384", "sha512", "sm3")
-#: RFC 8954: a nonce of 0 or more than 32 octets is refused with malformedRequest.
-MAX_NONCE_OCTETS = 32
-#: More CertIDs than this in one request is refused (a cheap denial-of-service guard).
-MAX_CERT_IDS = 64
 #: How long a "good"/"revoked" answer stays valid for relying parties (nextUpdate - thisUpdate).
 DEFAULT_VALIDITY = timedelta(hours=1)
 
@@ -50,78 +60,10 @@ DEFAULT_VALIDITY = timedelta(hours=1)
 StatusLookup = Callable[[int], CertificateStatus]
 
 
-class OcspError(Exception):
-    """A request this responder will not answer with certificate statuses.
-
-    ``status`` is the OCSPResponseStatus name that goes back instead (asn1crypto spelling).
-    """
-
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
+@functools.cache  # a handful of constant answers
 def error_response(status: str) -> bytes:
     """An unsigned OCSPResponse carrying only an error status (RFC 6960 §4.2.1)."""
     return asn1ocsp.OCSPResponse({"response_status": status}).dump()
-
-
-@dataclass(frozen=True)
-class ParsedRequest:
-    """The parts of an OCSPRequest the responder acts on."""
-
-    cert_ids: tuple[asn1ocsp.CertId, ...]
-    #: the nonce extension value (the inner OCTET STRING), to be echoed; None when not asked
-    nonce: core.OctetString | None
-
-
-def parse_request(request_der: bytes) -> ParsedRequest:
-    """Parse and check an OCSPRequest; raise ``OcspError`` naming what is wrong."""
-    try:
-        request = asn1ocsp.OCSPRequest.load(request_der, strict=True)
-        tbs = request["tbs_request"]
-        if tbs["version"].native != "v1":
-            raise OcspError("malformed_request", f"unsupported request version {tbs['version']}")
-        cert_ids = tuple(item["req_cert"] for item in tbs["request_list"])
-        for cert_id in cert_ids:
-            # force the lazy parser over every field now, so garbage is caught here
-            cert_id["hash_algorithm"]["algorithm"].dotted  # noqa: B018
-            cert_id["issuer_name_hash"].native  # noqa: B018
-            cert_id["issuer_key_hash"].native  # noqa: B018
-            cert_id["serial_number"].native  # noqa: B018
-            cert_id["hash_algorithm"]["parameters"].native  # noqa: B018  (echoed as sent)
-        nonce: core.OctetString | None = None
-        for ext in tbs["request_extensions"] or []:
-            name = ext["extn_id"].native
-            if name == "nonce":
-                nonce = ext["extn_value"].parsed
-                length = len(nonce.native)
-                if not 1 <= length <= MAX_NONCE_OCTETS:
-                    raise OcspError(
-                        "malformed_request",
-                        f"nonce of {length} octets (RFC 8954 allows 1 to {MAX_NONCE_OCTETS})",
-                    )
-            elif ext["critical"].native and name not in ("acceptable_responses",):
-                raise OcspError(
-                    "malformed_request", f"unsupported critical request extension {name}"
-                )
-            elif name == "acceptable_responses":
-                accepted = {r.native for r in ext["extn_value"].parsed}
-                if "basic_ocsp_response" not in accepted:
-                    raise OcspError(
-                        "unauthorized", "client does not accept id-pkix-ocsp-basic responses"
-                    )
-    except OcspError:
-        raise
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as exc:
-        raise OcspError("malformed_request", f"request is not a DER OCSPRequest: {exc}") from None
-    if not cert_ids:
-        raise OcspError("malformed_request", "request names no certificate")
-    if len(cert_ids) > MAX_CERT_IDS:
-        raise OcspError(
-            "malformed_request", f"request names {len(cert_ids)} certificates (max {MAX_CERT_IDS})"
-        )
-    return ParsedRequest(cert_ids, nonce)
 
 
 def _whole_seconds(moment: datetime) -> datetime:
@@ -189,16 +131,11 @@ class OcspResponder:
 
     # -- matching -----------------------------------------------------------------------
 
-    def is_ours(self, cert_id: asn1ocsp.CertId) -> bool:
+    def is_ours(self, cert_id: CertId) -> bool:
         """True when the CertID's issuer name and key hashes are those of our issuer."""
-        alg = cert_id["hash_algorithm"]["algorithm"].native
-        expected = self._issuer_hashes.get(alg)
-        if expected is None:
-            return False
-        return (
-            cert_id["issuer_name_hash"].native == expected[0]
-            and cert_id["issuer_key_hash"].native == expected[1]
-        )
+        expected = self._issuer_hashes.get(cert_id.hash_algorithm)
+        return expected is not None and (
+            cert_id.issuer_name_hash, cert_id.issuer_key_hash) == expected
 
     def lookup(
         self, serial: int, now: datetime, token: int = 0
@@ -254,9 +191,9 @@ class OcspResponder:
         for cert_id in parsed.cert_ids:
             if self.is_ours(cert_id):
                 matched += 1
-                status, this_update = self.lookup(cert_id["serial_number"].native, now, token)
+                status, this_update = self.lookup(cert_id.serial_number, now, token)
             else:
-                status, this_update = CertificateStatus(cert_id["serial_number"].native,
+                status, this_update = CertificateStatus(cert_id.serial_number,
                                                         Status.UNKNOWN), now
             next_update = this_update + self.validity
             earliest_next = min(earliest_next, next_update)
@@ -264,15 +201,14 @@ class OcspResponder:
         if matched == 0:
             # RFC 5019 §2.2.3: no status information for anything asked about
             raise OcspError("unauthorized", "request names no certificate of this issuer")
-        nonce_der = parsed.nonce.dump() if parsed.nonce is not None else None
-        tbs = der.response_data(self._responder_id_der, now, singles, nonce_der)
+        tbs = der.response_data(self._responder_id_der, now, singles, parsed.nonce)
         signature = self.signer.sign(tbs, self.signature_algorithm)
         response = der.successful_response(tbs, self._sig_alg_der, signature, self._certs_der)
         return response, earliest_next
 
     @staticmethod
     def _single_response(
-        cert_id: asn1ocsp.CertId,
+        cert_id: CertId,
         status: CertificateStatus,
         this_update: datetime,
         next_update: datetime,
@@ -290,7 +226,7 @@ class OcspResponder:
         else:
             cert_status = der.UNKNOWN
         # the CertID is echoed as received, so the client's encoding matches byte for byte
-        return der.single_response(cert_id.dump(), cert_status, this_update, next_update,
+        return der.single_response(cert_id.der, cert_status, this_update, next_update,
                                    invalidity)
 
 

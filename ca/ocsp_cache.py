@@ -29,6 +29,10 @@ from sscard.metrics import OCSP_CACHE
 #: Answers are served until this fraction of their validity has passed, then worked out again.
 REFRESH_FRACTION = 0.5
 
+#: the two counters, looked up once (``labels`` costs a lock and a dict lookup per call)
+CACHE_HIT = OCSP_CACHE.labels("hit")
+CACHE_MISS = OCSP_CACHE.labels("miss")
+
 #: Returns the CA's current revocation generation; any change means "something was revoked".
 Generation = Callable[[], int]
 
@@ -116,10 +120,10 @@ class ResponseCache:
             entry = self._responses.get(key)
             if entry is None or now >= entry.refresh_at:
                 self.misses += 1
-                OCSP_CACHE.labels("miss").inc()
+                CACHE_MISS.inc()
                 return None
             self.hits += 1
-            OCSP_CACHE.labels("hit").inc()
+            CACHE_HIT.inc()
             return entry.der, entry.expires_at
 
     def store_response(

@@ -4,17 +4,23 @@ A nonce request needs a freshly signed response every time, and building the res
 asn1crypto's object model cost about five times the SM2 signature itself (it re-serialises the
 embedded responder certificate and every nested value on assignment). The response is a fixed
 shape of a few SEQUENCEs, so it is concatenated here from pre-encoded parts instead; the
-request side still goes through asn1crypto, and the tests parse every response back with
+request side is read by ca.ocsp_request, and the tests parse every response back with
 asn1crypto and with ``openssl ocsp``.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from asn1crypto import core
 
-from sscard.der import bit_string, explicit, generalized_time, octet_string, sequence, tlv
+from sscard import der
+from sscard.der import bit_string, explicit, octet_string, sequence, tlv
+
+#: producedAt, thisUpdate and nextUpdate are whole seconds, the same for every answer of a
+#: second: encoded once (strftime was the largest cost of the response after the signature)
+generalized_time = functools.lru_cache(maxsize=64)(der.generalized_time)
 
 OID_BASIC = core.ObjectIdentifier("1.3.6.1.5.5.7.48.1.1").dump()
 OID_NONCE = core.ObjectIdentifier("1.3.6.1.5.5.7.48.1.2").dump()

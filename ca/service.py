@@ -62,7 +62,7 @@ from ca.authorization import (
 )
 from ca.errors import AlreadyRevoked, CAError, ProfileError, RequestRefused, UnknownCertificate
 from ca.ocsp import OcspError, OcspResponder, ParsedRequest, error_response, parse_request
-from ca.ocsp_cache import REFRESH_FRACTION, ResponseCache
+from ca.ocsp_cache import CACHE_HIT, REFRESH_FRACTION, ResponseCache
 from ca.ocsp_generation import (
     GenerationSource,
     Throttled,
@@ -80,7 +80,7 @@ from ca.records import (
     serial_to_hex,
 )
 from ca.tsa import FileSerialCounter, TimeStampAuthority, rejection
-from sscard import httpops, httpsig, metrics, problem
+from sscard import httpops, httpsig, problem
 from sscard.audit import AuditAction, AuditError, AuditLog, AuditUnavailable
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
@@ -987,7 +987,7 @@ class OcspFront:
         now = datetime.now(UTC)
         entry = self.entries.get(path)
         if entry is not None and entry.epochs == epochs and now < entry.refresh_at:
-            metrics.OCSP_CACHE.labels("hit").inc()
+            CACHE_HIT.inc()
             start_response("200 OK", [*entry.headers, _cache_control(entry.next_update, now)])
             return [entry.body]
         encoded = path[len("/ocsp/"):]
@@ -1038,12 +1038,26 @@ def create_app(config: ServiceConfig) -> Flask:
     """The Flask application for one CA (one per worker process)."""
     app = Flask("ca.service")
     app.config["MAX_CONTENT_LENGTH"] = max(MAX_PROTOCOL_BODY, MAX_API_BODY)
-    state = ServiceState(config)
-    app.extensions["sscard_ca"] = state
     app.register_blueprint(protocols)
     app.register_blueprint(api)
     PROBLEMS.install(app)
+    return _with_ocsp_front(app, config, "ca")
+
+
+def create_ocsp_app(config: ServiceConfig) -> Flask:
+    """The OCSP responder alone (``sscard ca ocsp-serve``): ``POST /ocsp`` and
+    ``GET /ocsp/<base64>`` through the same ``OcspFront``, and the operators' ``/health``,
+    ``/ready`` and ``/metrics``; nothing else (the API, CRLs and the TSA stay with
+    ``sscard ca serve``), so every other path is a 404."""
+    app = Flask("ca.ocsp")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_PROTOCOL_BODY
+    return _with_ocsp_front(app, config, "ca-ocsp")
+
+
+def _with_ocsp_front(app: Flask, config: ServiceConfig, service: str) -> Flask:
+    state = ServiceState(config)
+    app.extensions["sscard_ca"] = state
     app.wsgi_app = OcspFront(app.wsgi_app, state)  # type: ignore[method-assign]
     engine = getattr(config.authority, "engine", None)  # the CA's database, when it has one
-    httpops.install(app, "ca", {"database": httpops.database_check(engine)} if engine else {})
+    httpops.install(app, service, {"database": httpops.database_check(engine)} if engine else {})
     return app

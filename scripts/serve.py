@@ -1,14 +1,15 @@
 """The system kept running for a person to use (`make serve`), as separate services.
 
-The CA (OCSP, CRL, TSA, certificate downloads), the KMC, the RA (web UI and enrollment API) and
-the gateway, each its own gunicorn process (``python -m sscard.cli ... serve``, each in its own
-process group) on 127.0.0.1, talking over their APIs with their service identities: the RA
-signs its CA calls with its ``service`` certificate and reaches the KMC with its caller key; it
-holds no CA key, no KMC share and no storage key. Each service reads only its zone's directory
-(the layout is in scripts/serve_setup.py). The first start sets everything up (CA hierarchy, KMC
-ceremony, officers, station, business system credentials, a personalised emulated card); later
-starts reuse the data and the ports (the CA's URL is in every certificate it issued). The
-emulated card is attached to a private pcscd through vsmartcard's vpcd when that can run here.
+The CA (OCSP, CRL, TSA, certificate downloads), the KMC, the RA (web UI and enrollment API) and the
+gateway, each its own gunicorn process (``python -m sscard.cli ... serve``, each in its own process
+group) on 127.0.0.1, and the CA's OCSP responder on its own (``ca ocsp-serve``, granian, as
+deploy/systemd/sscard-ca-ocsp.service runs it), talking over their APIs with their service
+identities: the RA signs its CA calls with its ``service`` certificate and reaches the KMC with its
+caller key; it holds no CA key, no KMC share and no storage key. Each service reads only its zone's
+directory (the layout is in scripts/serve_setup.py). The first start sets everything up (CA
+hierarchy, KMC ceremony, officers, station, business system credentials, a personalised emulated
+card); later starts reuse the data and the ports (the CA's URL is in every certificate it issued).
+The emulated card is attached to a private pcscd through vsmartcard's vpcd when that can run here.
 
 Runs until Ctrl-C, SIGTERM or SIGHUP, which stop every service; a service that dies ends serve
 with a non-zero exit naming it. Nothing secret is printed but the demo card's PIN.
@@ -37,6 +38,9 @@ from serve_setup import Layout, personalise_card, set_up_zones
 
 #: ports tried on the first start (any free port is taken instead of a busy one)
 PREFERRED_PORTS = {"ca": 8080, "kmc": 8470, "ra": 8480, "gateway": 8490}
+#: the OCSP responder's port when free, else any: no certificate names it (their AIA names the
+#: CA service's /ocsp, which answers too), so it need not stay the same between starts
+OCSP_PORT = 8081
 UNSEAL_WITH = ("zhang", "wang")
 READY = "sscard all-in-one system is up"
 #: gunicorn workers per service: one keeps the start quick on a laptop; the services are built
@@ -169,14 +173,25 @@ class ServiceDied(RuntimeError):
         self.service = service
 
 
+def _ocsp_port(taken: dict[str, int]) -> int:
+    if OCSP_PORT not in taken.values() and allinone.port_is_free(OCSP_PORT):
+        return OCSP_PORT
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def services(layout: Layout, ports: dict[str, int]) -> list[Service]:
-    """The four services in start order, each on its own directory."""
+    """The services in start order, each on its own directory."""
     home = layout.home
     logs = layout.logs
     return [
         Service("ca", home, ports["ca"],
                 ["ca", "serve", "--passphrase-file", str(layout.ca_passphrase)],
                 "/ready", logs / "ca.log"),
+        Service("ocsp", home, _ocsp_port(ports),
+                ["ca", "ocsp-serve", "--passphrase-file", str(layout.ca_passphrase)],
+                "/ready", logs / "ocsp.log"),
         Service("kmc", home, ports["kmc"],
                 ["kmc", "serve", *layout.share_arguments(UNSEAL_WITH)], "/ready",
                 logs / "kmc.log"),
@@ -382,6 +397,7 @@ def print_summary(layout: Layout, supervisor: Supervisor, card: CardAttachment,
     print(f"\nServices on 127.0.0.1 (each its own process; logs in {layout.logs}):", flush=True)
     say(f"ca       {ca}  (OCSP {ca}/ocsp, CRL {ca}/crl/issuing.crl, TSA {ca}/tsa, "
         f"certificates {ca}/certs/issuing.crt)")
+    say(f"ocsp     {supervisor['ocsp'].url}/ocsp  (the OCSP responder alone, under granian)")
     say(f"kmc      {kmc}  (health {kmc}/health)")
     say(f"ra       {ra}  (web UI {ra}/login, enrollment API {ra}/api/v1)")
     say(f"gateway  {gw}  (OpenAPI {gw}/openapi.json)")

@@ -1,7 +1,8 @@
 """OCSP at the edge: ``sscard ca ocsp-publish`` writes pre-signed answers, the real nginx serves
 them with the shipped configuration (deploy/nginx/ocsp.conf), and the OpenSSL 3 command line is
 the independent client: good, then revoked at once after ``sscard ca revoke``; POSTs and
-requests without a file reach the live responder (``sscard ca serve``) through the same nginx."""
+requests without a file reach the live responder (``sscard ca ocsp-serve``) through the same
+nginx."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ class Edge:
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     nginx_exe = nginx()
     tmp = tmp_path_factory.mktemp("edge")
-    service_run = serve(tmp, "ec-p256")
+    service_run = serve(tmp, "ec-p256", "ocsp-serve", "/health")  # the upstream it names
     service = next(service_run)
     published = tmp / "published"
     procs: list[subprocess.Popen[bytes]] = []

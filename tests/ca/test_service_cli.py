@@ -71,27 +71,31 @@ class Running:
     files: dict[str, Path]
 
 
-def _start(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _start(home: Path, port: int, log: Path, command: str = "serve",
+           ready: str = "/certs/chain.pem") -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [SSCARD, "--home", str(home), "ca", "serve", "--port", str(port), "--workers", "2"],
+            [SSCARD, "--home", str(home), "ca", command, "--port", str(port), "--workers", "2"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"ca serve exited early: {log.read_text()}")
+            raise AssertionError(f"ca {command} exited early: {log.read_text()}")
         try:
-            if requests.get(f"http://127.0.0.1:{port}/certs/chain.pem", timeout=2).ok:
+            if requests.get(f"http://127.0.0.1:{port}{ready}", timeout=2).ok:
                 return proc
         except requests.ConnectionError:
             pass
         time.sleep(0.2)
     stop_group(proc)
-    raise AssertionError(f"ca serve did not come up: {log.read_text()}")
+    raise AssertionError(f"ca {command} did not come up: {log.read_text()}")
 
 
-def serve(tmp: Path, algorithm: str) -> Iterator[Running]:
+def serve(tmp: Path, algorithm: str, command: str = "serve",
+          ready: str = "/certs/chain.pem") -> Iterator[Running]:
+    """``sscard ca <command>`` (serve, or ocsp-serve with ``ready="/health"``) for a new
+    hierarchy with one openssl-made leaf."""
     exe = openssl()
     home = tmp / "home"
     (tmp / "ca.toml").write_text(config_text(algorithm), encoding="utf-8")
@@ -115,7 +119,7 @@ def serve(tmp: Path, algorithm: str) -> Iterator[Running]:
     sscard(home, "ca", "issue", "--profile", "business-system", "--csr", str(tmp / "leaf.csr"),
            "--out", str(tmp / "leaf.pem"))
     port = free_port()
-    proc = _start(home, port, tmp / "serve.log")
+    proc = _start(home, port, tmp / "serve.log", command, ready)
     try:
         yield Running(home, f"http://127.0.0.1:{port}", {
             "chain": tmp / "chain.pem", "issuer": tmp / "issuer.pem", "root": tmp / "root.pem",

@@ -144,6 +144,19 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             running.stop()
 
 
+def test_the_ocsp_responder_runs_apart_under_granian(served: Running) -> None:
+    found = re.search(r"^ {3}ocsp +(http://127\.0\.0\.1:\d+)/ocsp", served.output, re.MULTILINE)
+    assert found is not None, served.output
+    assert requests.get(f"{found[1]}/health", timeout=10).json()["service"] == "ca-ocsp"
+    garbage = requests.post(f"{found[1]}/ocsp", data=b"\x30\x00", timeout=10,
+                            headers={"Content-Type": "application/ocsp-request"})
+    assert garbage.status_code == 200  # an OCSP malformedRequest, never an HTTP error
+    assert garbage.content == b"\x30\x03\x0a\x01\x01"
+    processes = [argv for argv in service_processes(served.home).values()
+                 if "ocsp-serve" in argv]
+    assert processes, "no ca ocsp-serve process"
+
+
 def test_ca_publishes_crl_and_certificates(served: Running) -> None:
     ca = served.urls()["ca"]
     issuing = load_certificate((served.home / "export" / "issuing-ca.pem").read_bytes())

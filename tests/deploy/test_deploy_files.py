@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -61,17 +62,18 @@ def values(section: list[tuple[str, str]], key: str) -> list[str]:
     return [v for k, v in section if k == key]
 
 
-def check_serve_args(service: str, args: list[str]) -> None:
-    """``args`` (after ``sscard``) name ``<service> serve`` and only options it has."""
-    assert args[:2] == [service, "serve"], args
+def check_serve_args(service: str, args: list[str], serve: str = "serve",
+                     port: int | None = None) -> None:
+    """``args`` (after ``sscard``) name ``<service> <serve>`` and only options it has."""
+    assert args[:2] == [service, serve], args
     group = cli.get_command(click.Context(cli), service)
     assert isinstance(group, click.Group)
-    command = group.get_command(click.Context(group), "serve")
+    command = group.get_command(click.Context(group), serve)
     assert command is not None
     parser = command.make_parser(click.Context(command))
     parser.parse_args(list(args[2:]))  # raises NoSuchOption / BadOptionUsage
-    port = args[args.index("--port") + 1]
-    assert int(port) == SERVICES[service]
+    given = args[args.index("--port") + 1]
+    assert int(given) == (port if port is not None else SERVICES[service])
     for i, arg in enumerate(args):
         if arg.startswith("--") and SECRET_WORDS.search(arg) and not arg.startswith("--tls-"):
             # a secret option takes a file, never the secret itself
@@ -187,21 +189,26 @@ def _options(argv: list[str]) -> set[str]:
     return {a for a in argv if a.startswith("--")}
 
 
+def _made_by_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Any:
+    """The service ``name`` as `make serve` (scripts/serve.py) would start it."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import serve
+
+    layout = serve.Layout(tmp_path / "serve-data")
+    layout.custody.mkdir()
+    for n, custodian in enumerate(serve.UNSEAL_WITH):
+        (layout.custody / f"share-0{n}-{custodian}.json").write_text("{}")
+    (made,) = [s for s in serve.services(layout, dict.fromkeys(SERVICES, 1)) if s.name == name]
+    return made
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_units_and_containers_run_what_make_serve_runs(
         service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each option `make serve` gives a service (scripts/serve.py; but its plain-HTTP
     --insecure-http) the unit and the container give too: the same zones, the RA with the
     CA's and the KMC's URLs and its service identity, and never a KMC share."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import serve
-
-    layout = serve.Layout(tmp_path / "serve-data")
-    layout.custody.mkdir()
-    for n, name in enumerate(serve.UNSEAL_WITH):
-        (layout.custody / f"share-0{n}-{name}.json").write_text("{}")
-    (made,) = [s for s in serve.services(layout, dict.fromkeys(SERVICES, 1))
-               if s.name == service]
+    made = _made_by_serve(tmp_path, monkeypatch, service)
     # --kmc-ca-key-file: the CA's KMC key, which serve passes only while `ra serve` still
     # takes it; the deploy files are already without it
     wanted = _options(made.args[2:]) - {"--insecure-http", "--kmc-ca-key-file"}
@@ -216,15 +223,54 @@ def test_units_and_containers_run_what_make_serve_runs(
             assert "--share" not in argv and "--ca-url" in argv, where
 
 
+#: the CA's OCSP responder: its unit, and the port deploy/nginx/ocsp.conf passes requests to
+OCSP_UNIT = DEPLOY / "systemd" / "sscard-ca-ocsp.service"
+OCSP_PORT = 8081
+
+
+def test_ocsp_unit_runs_the_responder_behind_the_shipped_nginx(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sscard ca ocsp-serve`` as the CA's user, hardened like the others, on the port the
+    shipped nginx configuration names, with every option `make serve` gives it."""
+    svc = parse_unit(OCSP_UNIT)["Service"]
+    ca = parse_unit(unit("ca"))["Service"]
+    for key in ("User", "Group", "EnvironmentFile", "StateDirectory", "NoNewPrivileges",
+                "ProtectSystem", "UMask", "CapabilityBoundingSet", "RestrictAddressFamilies"):
+        assert values(svc, key) == values(ca, key), key
+    (start,) = values(svc, "ExecStart")
+    argv = shlex.split(start)
+    assert argv[0] == INSTALLED
+    check_serve_args("ca", argv[1:], "ocsp-serve", OCSP_PORT)
+    loaded = {v.split(":", 1)[0] for k, v in svc if k.startswith("LoadCredential")}
+    assert {a.split("/", 1)[1] for a in argv if a.startswith("%d/")} <= loaded
+    assert f"server 127.0.0.1:{OCSP_PORT};" in (DEPLOY / "nginx" / "ocsp.conf").read_text()
+    made = _made_by_serve(tmp_path, monkeypatch, "ocsp")
+    assert made.args[:2] == ["ca", "ocsp-serve"]
+    assert _options(made.args[2:]) <= _options(argv)
+
+
+def test_the_ca_image_runs_the_ocsp_responder_too() -> None:
+    """Its entry point is ``sscard ca``: ``serve`` by default, ``ocsp-serve`` when asked."""
+    text = (DEPLOY / "containers" / "ca.Containerfile").read_text(encoding="utf-8")
+    (entry,) = [json.loads(ln.split(None, 1)[1]) for ln in text.splitlines()
+                if ln.startswith("ENTRYPOINT")]
+    assert entry == [INSTALLED, "ca"]
+    shown = re.search(r"sscard-ca (ocsp-serve .*?)\n(?!#  )", text.replace("\\\n#", ""),
+                      re.DOTALL)
+    assert shown is not None, "the Containerfile shows no ocsp-serve command"
+    check_serve_args("ca", ["ca", *shlex.split(shown[1].replace("#", " "))], "ocsp-serve",
+                     OCSP_PORT)
+
+
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
     tool = shutil.which("systemd-analyze")
     if tool is None:
         pytest.skip("systemd-analyze is not installed (the structural checks above still ran)")
     # the units name the installed command; point them at this environment's
     installed = str(Path(sys.executable).with_name("sscard"))
-    for service in SERVICES:
-        text = unit(service).read_text(encoding="utf-8").replace(INSTALLED, installed)
-        (tmp_path / unit(service).name).write_text(text, encoding="utf-8")
+    for path in (DEPLOY / "systemd").glob("*.service"):  # the OCSP responder's too
+        text = path.read_text(encoding="utf-8").replace(INSTALLED, installed)
+        (tmp_path / path.name).write_text(text, encoding="utf-8")
     done = subprocess.run([tool, "verify", *sorted(str(p) for p in tmp_path.iterdir())],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -37,6 +37,7 @@ def test_peers_bench_short_run() -> None:
         detail = out[row.end():].splitlines()[1]
         assert re.match(DETAIL.format("ours"), detail), detail
     assert "cfssl ocspserve" in out and "openssl ocsp -multi 2" in out, out
-    assert re.search(r"granian rows: not available|under granian vs under gunicorn gthread"
-                     + ROW, out), out
+    assert "sscard ca ocsp-serve vs openssl ocsp" in out, out  # the OCSP rows are ocsp-serve's
+    assert re.search(r"ocsp-serve \(granian\) vs ca serve \(gunicorn gthread\)" + ROW, out), out
+    assert re.search(r"1 process x 4 threads vs 2 processes x 2 threads" + ROW, out), out
     assert re.search(r"issuance rows: not available|issuance .*: ours=\d+/s", out), out
