@@ -23,9 +23,10 @@ from tests.cms.pki import make_leaf, make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-SERVICES = {"ca": 8080, "kmc": 8470, "ra": 8480, "gateway": 8443}
+SERVICES = {"ca": 8080, "kmc": 8470, "ra": 8480, "gateway": 8443, "idp": 8446}
 #: the zone of each service (DESIGN.md section 5)
-ZONES = {"ca": "protected", "kmc": "protected", "ra": "officer", "gateway": "service"}
+ZONES = {"ca": "protected", "kmc": "protected", "ra": "officer", "gateway": "service",
+         "idp": "service"}
 INSTALLED = "/opt/sscard/bin/sscard"
 SECRET_WORDS = re.compile(r"pass|secret|token|pin|key", re.IGNORECASE)
 
@@ -162,6 +163,22 @@ def test_gateway_sample_loads(tmp_path: Path) -> None:
     assert any(v.startswith("hr-sign-passphrase:") for v in values(svc, "LoadCredential"))
 
 
+def test_idp_sample_loads(tmp_path: Path) -> None:
+    """The provider's sample, given the certificates it names, loads with the provider's
+    loader: an https issuer, the cardholder CA, revocation fetched."""
+    from sscard.idp.wsgi import load_settings
+
+    config = tmp_path / "idp.toml"
+    config.write_text((DEPLOY / "zones" / "service" / "idp.toml").read_text(encoding="utf-8"),
+                      encoding="utf-8")
+    pki = make_pki()
+    (tmp_path / "root.pem").write_bytes(der_to_pem(pki.root.cert.dump(), "CERTIFICATE"))
+    (tmp_path / "issuing-ca.pem").write_bytes(der_to_pem(pki.ca.cert.dump(), "CERTIFICATE"))
+    settings = load_settings(config)
+    assert settings.provider.issuer.startswith("https://") and settings.fetch_revocation
+    assert settings.provider.issuer.endswith(":" + str(SERVICES["idp"]))
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_containerfile(service: str) -> None:
     path = DEPLOY / "containers" / f"{service}.Containerfile"
@@ -199,7 +216,8 @@ def test_units_and_containers_run_what_make_serve_runs(
     layout.custody.mkdir()
     for n, name in enumerate(serve.UNSEAL_WITH):
         (layout.custody / f"share-0{n}-{name}.json").write_text("{}")
-    (made,) = [s for s in serve.services(layout, dict.fromkeys(SERVICES, 1))
+    # the sample business system serve runs is a demo: it has no deploy files
+    (made,) = [s for s in serve.services(layout, dict.fromkeys([*SERVICES, "sample-rp"], 1))
                if s.name == service]
     # --kmc-ca-key-file: the CA's KMC key, which serve passes only while `ra serve` still
     # takes it; the deploy files are already without it
