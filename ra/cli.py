@@ -289,6 +289,19 @@ def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_ur
     run(factory, serving, name="ra")
 
 
+def _certificate_identities(paths: tuple[Path, ...]) -> frozenset[str]:
+    """sscard.httpsig identities of the certificates in ``paths`` (a bad file is named)."""
+    from sscard import httpsig
+
+    found = set()
+    for path in paths:
+        try:
+            found.add(httpsig.decode_certificate(path.read_text()).identity.hex())
+        except (OSError, httpsig.SignatureError) as exc:
+            raise click.UsageError(f"--card-number-reader {path}: {exc}") from None
+    return frozenset(found)
+
+
 @group.command("serve")
 @serve_options(default_port=8480)
 @db_url_options("SSCARD_KMC_DB_URL", "KMC database (default: SQLite <home>/kmc.db)",
@@ -319,6 +332,10 @@ def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_ur
               type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="With --kmc-url: a directory of <username>.key files, each officer's own KMC "
                    "API key, for key-recovery approvals the KMC sees as theirs.")
+@click.option("--card-number-reader", "card_number_readers", type=_FILE, multiple=True,
+              help="The certificate (PEM) of a signed API client that may look up the card "
+                   "number of a signing certificate (the identity provider's service "
+                   "certificate); repeatable; none by default.")
 @click.pass_context
 @_errors
 def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
@@ -326,7 +343,7 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
           kmc_ra_key_file: Path, resume_every: float, insecure_http: bool,
           ca_url: str | None, kmc_url: str | None, service_key: Path | None,
           service_key_passphrase_file: Path | None, service_certificate: Path | None,
-          officer_keys_dir: Path | None) -> None:
+          officer_keys_dir: Path | None, card_number_readers: tuple[Path, ...]) -> None:
     """Run the RA web UI and enrollment API under gunicorn: with --ca-url and --kmc-url the RA
     reaches the CA and the KMC over their APIs; without, it opens both in process."""
     from keymgmt.errors import KmcError
@@ -337,6 +354,8 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
 
     if (ca_url is None) != (kmc_url is None):
         raise click.UsageError("give --ca-url and --kmc-url together (or neither)")
+    web_config = WebConfig(secrets.token_bytes(32), not insecure_http,
+                           card_number_readers=_certificate_identities(card_number_readers))
     if ca_url is not None and kmc_url is not None:
         if shares:
             raise click.UsageError("--share with --kmc-url: the RA holds no KMC share when the "
@@ -344,7 +363,7 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
         _serve_remote(ctx, serving, ca_url, kmc_url, service_key, service_certificate,
                       service_key_passphrase_file,
                       read_secret(file=kmc_ra_key_file).decode().strip(),
-                      officer_keys_dir, WebConfig(secrets.token_bytes(32), not insecure_http),
+                      officer_keys_dir, web_config,
                       resume_every)
         return
     home = _home(ctx)
@@ -358,7 +377,7 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
     factory = _RaAppFactory(
         home, ctx.meta.get("ra_db_url") or store.default_url(home),
         kmc_db_url or f"sqlite:///{home / 'kmc.db'}", resolve_audit_url(ctx), [],
-        api_key, WebConfig(secrets.token_bytes(32), not insecure_http), resume_every)
+        api_key, web_config, resume_every)
     try:
         factory.given.extend(read_share_files([
             (path, read_secret(file=share_passphrase_files[i] if share_passphrase_files
