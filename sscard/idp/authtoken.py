@@ -141,7 +141,9 @@ class CardholderIdentity:
     name: str
     ssn: str
     card_number: str | None
-    """Not in the certificate: None unless a caller that read the card adds it."""
+    """Not in the certificate: the issuer's registry's word for this certificate
+    (``TokenValidator(card_numbers=...)``, sscard.idp.card_numbers), else None, never
+    guessed."""
     certificate_sha256: str
     certificate_der: bytes
 
@@ -282,8 +284,11 @@ class TokenValidator:
     def __init__(self, trust: TrustConfig, clock: Callable[[], datetime] | None = None, *,
                  nonces: NonceStore,
                  cardholder_policies: Collection[str] = frozenset({CARDHOLDER_SIGN_POLICY}),
+                 card_numbers: Callable[[x509.Certificate], str | None] | None = None,
                  ) -> None:
         self.verifier = AnchoredVerifier(trust)
+        #: asked only for a certificate that passed every check (sscard.idp.card_numbers)
+        self.card_numbers = card_numbers
         self.clock = clock
         self.nonces = nonces
         self.policies = frozenset(cardholder_policies)
@@ -343,8 +348,9 @@ class TokenValidator:
             raise TokenError("SIGNATURE_INVALID",
                              "the signature does not verify with the certificate's key for "
                              "this origin and nonce") from None
+        card_number = self.card_numbers(cert) if self.card_numbers is not None else None
         return CardholderIdentity(
-            name=examined.name, ssn=examined.ssn, card_number=None,
+            name=examined.name, ssn=examined.ssn, card_number=card_number,
             certificate_sha256=examined.sha256, certificate_der=token.certificate)
 
 
