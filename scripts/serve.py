@@ -203,7 +203,8 @@ def services(layout: Layout, ports: dict[str, int]) -> list[Service]:
                  "--kmc-ra-key-file", str(layout.ra_kmc_key),
                  "--service-key", str(layout.ra_service_key),
                  "--service-key-passphrase-file", str(layout.ra_service_passphrase),
-                 "--service-certificate", str(layout.ra_service_certificate)],
+                 "--service-certificate", str(layout.ra_service_certificate),
+                 "--card-number-reader", str(layout.card_number_reader)],
                 "/ready", logs / "ra.log"),
         Service("gateway", layout.gateway, ports["gateway"],
                 ["gateway", "serve", "--config", str(layout.gateway_config)], "/ready",
@@ -357,7 +358,8 @@ def load_ports(home: Path) -> dict[str, int]:
 
 
 def login_urls(ports: dict[str, int]) -> dict[str, str]:
-    return {name: url(ports[name]) for name in LOGIN}
+    """The card login's URLs, and the RA's (the provider asks it for card numbers)."""
+    return {name: url(ports[name]) for name in (*LOGIN, "ra")}
 
 
 def main(argv: list[str] | None = None) -> int:

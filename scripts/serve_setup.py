@@ -19,7 +19,9 @@ reading only its own directory (docs/architecture.md, "zones"):
       idp/                      the OpenID Connect provider's zone: idp.toml, root.pem and
                                 issuing-ca.pem (the cardholder CA it trusts), idp.sqlite (its
                                 ID-token signing keys, clients, sessions, login nonces),
-                                audit.sqlite; no CA key, no card data
+                                audit.sqlite, its service identity (idp-service.pem,
+                                idp-service.key.pem, secrets/service-key.pass: it signs its
+                                card-number lookups at the RA with it); no CA key, no card data
       sample-rp/                the sample business system's zone: sample-rp.toml, client.id and
                                 secrets/client.secret (from `sscard idp client add`, run by the
                                 provider's administrator at set-up), secrets/session.key
@@ -124,6 +126,12 @@ class Layout:
     @property
     def idp_config(self) -> Path:
         return self.idp / "idp.toml"
+
+    @property
+    def card_number_reader(self) -> Path:
+        """In the RA's directory: the provider's service certificate, the one caller that may
+        look card numbers up."""
+        return self.ra / "card-number-readers" / "idp.pem"
 
     @property
     def sample_rp(self) -> Path:
@@ -342,6 +350,7 @@ def set_up_login(layout: Layout, urls: dict[str, str], say: Callable[[str], None
     idp, rp = layout.idp, layout.sample_rp
     for zone in (idp, rp, layout.agent):
         zone.mkdir(mode=0o700, exist_ok=True)
+    issue_idp_identity(layout)
     # the cardholder CA: the provider validates the card's certificate to it, with revocation
     # from the OCSP responder the certificate names
     (idp / "root.pem").write_bytes((layout.export / "root.pem").read_bytes())
@@ -353,6 +362,11 @@ agent_url = "{urls['agent']}"
 trust_anchors = ["root.pem"]
 intermediates = ["issuing-ca.pem"]
 fetch_revocation = true
+# the verified card-number claim: the RA's registry, asked with the provider's service identity
+card_number_ra_url = "{urls['ra']}"
+card_number_service_key = "idp-service.key.pem"
+card_number_service_key_passphrase_file = "secrets/service-key.pass"
+card_number_service_certificate = "idp-service.pem"
 """, encoding="utf-8")
     secret = rp / "secrets" / "client.secret"
     secret.parent.mkdir(mode=0o700, exist_ok=True)
@@ -379,3 +393,35 @@ session_key_file = "secrets/session.key"
     (layout.agent / "allow.toml").write_text(f'origins = ["{origin}"]\n', encoding="utf-8")
     say(f"identity provider: its own directory {idp}; the sample business system "
         f"'{SAMPLE_RP_NAME}' registered there as client {client_id} (sscard idp client add)")
+
+
+def issue_idp_identity(layout: Layout) -> None:
+    """The provider's service certificate (profile service; key under the provider's own
+    passphrase, in its directory), registered at the RA as a signed API client and named in
+    the RA's directory as the one certificate that may look card numbers up
+    (``ra serve --card-number-reader``)."""
+    from ra import store
+    from ra.service import RegistrationAuthority
+    from sscard.audit.log import AuditLog
+    from sscard.gateway.config import fingerprint
+
+    passphrase = allinone.read_secret_file(layout.ca_passphrase).encode()
+    audit = AuditLog.at_home(layout.home)
+    try:
+        with CertificateAuthority.open(layout.home, passphrase, audit=audit) as authority:
+            der = allinone.issue_key(authority, "CN=idp-service,C=CN", "service",
+                                     layout.idp / "idp-service.key.pem",
+                                     layout.idp / "idp-service.pem",
+                                     new_passphrase(layout.idp / "secrets" / "service-key.pass"))
+    finally:
+        audit.engine.dispose()
+    ra_audit = AuditLog.at_home(layout.ra)
+    ra = RegistrationAuthority.open(store.default_url(layout.ra), ra_audit)
+    try:
+        # named after the certificate: a set-up started again registers its new one apart
+        ra.add_signing_client(None, f"idp-{fingerprint(der)[:12]}", der)
+    finally:
+        ra.close()
+        ra_audit.engine.dispose()
+    layout.card_number_reader.parent.mkdir(exist_ok=True)
+    layout.card_number_reader.write_bytes((layout.idp / "idp-service.pem").read_bytes())

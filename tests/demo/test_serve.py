@@ -239,7 +239,7 @@ def test_zones_hold_only_their_own_secrets(served: Running) -> None:
     ra -= {n for n in ra if n.startswith("audit.sqlite") or n.startswith("ra.db")}
     assert ra == {"ra-service.pem", "ra-service.key.pem", "secrets/service-key.pass",
                   "secrets/kmc-ra.key", "audit/audit-key.pem", "audit/audit-cert.pem",
-                  "secrets/audit.pass"}, ra
+                  "secrets/audit.pass", "card-number-readers/idp.pem"}, ra
     ca_passphrase = (home / "secrets" / "key-passphrase").read_text().strip()
     for path in (home / "ra").rglob("*"):
         if path.is_file():
@@ -365,8 +365,14 @@ def test_login_zones_hold_only_their_own_secrets(served: Running) -> None:
     home = served.home
     idp = {str(p.relative_to(home / "idp")) for p in (home / "idp").rglob("*") if p.is_file()}
     idp = {n for n in idp if not n.startswith(("idp.sqlite", "audit.sqlite"))}
-    assert idp <= {"idp.toml", "root.pem", "issuing-ca.pem", "audit/audit-key.pem",
-                   "audit/audit-cert.pem", "secrets/audit.pass"}, idp
+    assert {"idp.toml", "root.pem", "issuing-ca.pem", "idp-service.pem", "idp-service.key.pem",
+            "secrets/service-key.pass"} <= idp <= {
+        "idp.toml", "root.pem", "issuing-ca.pem", "idp-service.pem", "idp-service.key.pem",
+        "secrets/service-key.pass", "audit/audit-key.pem", "audit/audit-cert.pem",
+        "secrets/audit.pass"}, idp
+    # the RA names the provider's service certificate as its one card-number reader
+    assert (home / "ra" / "card-number-readers" / "idp.pem").read_bytes() == \
+        (home / "idp" / "idp-service.pem").read_bytes()
     rp = {str(p.relative_to(home / "sample-rp")) for p in (home / "sample-rp").rglob("*")
           if p.is_file()}
     assert rp == {"sample-rp.toml", "client.id", "secrets/client.secret",
@@ -381,8 +387,9 @@ def test_login_zones_hold_only_their_own_secrets(served: Running) -> None:
             if path.is_file():
                 content = path.read_bytes()
                 assert ca_passphrase not in content, path
-                # the one private key: the provider's audit checkpoints' (its own)
-                assert b"PRIVATE KEY-----" not in content or path.name == "audit-key.pem", path
+                # the private keys: the provider's own (audit checkpoints, service identity)
+                assert b"PRIVATE KEY-----" not in content or path.name in (
+                    "audit-key.pem", "idp-service.key.pem"), path
     lines = command_lines(home)
     for name in ("idp", "sample-rp"):
         command = " ".join(lines[name])
@@ -393,7 +400,8 @@ def test_login_zones_hold_only_their_own_secrets(served: Running) -> None:
 def test_a_holder_logs_in_to_the_sample_page_in_chromium(served: Running) -> None:
     """The sample page -> the provider's login page -> the agent serve started -> the demo card
     in pcscd's reader (PIN verified by the card) -> consent -> the sample page shows the
-    holder. Consent and PIN reach the agent on serve's standard input, never the page."""
+    holder, with the card number the provider had from the RA. Consent and PIN reach the agent
+    on serve's standard input, never the page."""
     if "the browser agent for the demo card listens on" not in served.output:
         assert os.environ.get("CI") != "true", served.output
         pytest.skip("no pcscd here: serve starts no agent")
@@ -429,6 +437,8 @@ def test_a_holder_logs_in_to_the_sample_page_in_chromium(served: Running) -> Non
         assert browser.current_url == urls["sample-rp"] + "/"
         assert browser.find_element(By.ID, "name").text == "张三"
         assert browser.find_element(By.ID, "ssn").text == "639900199001011234"
+        # verified at the RA's registry (the card number is not in the certificate)
+        assert browser.find_element(By.ID, "card-number").text == "D63990001"
         assert pin not in agent_log.read_text()
 
 

@@ -168,15 +168,23 @@ def test_idp_sample_loads(tmp_path: Path) -> None:
     loader: an https issuer, the cardholder CA, revocation fetched."""
     from sscard.idp.wsgi import load_settings
 
+    credentials = "/run/credentials/sscard-idp.service/"
+    text = (DEPLOY / "zones" / "service" / "idp.toml").read_text(encoding="utf-8")
+    assert credentials in text
     config = tmp_path / "idp.toml"
-    config.write_text((DEPLOY / "zones" / "service" / "idp.toml").read_text(encoding="utf-8"),
-                      encoding="utf-8")
+    config.write_text(text.replace(credentials, f"{tmp_path}/"), encoding="utf-8")
     pki = make_pki()
     (tmp_path / "root.pem").write_bytes(der_to_pem(pki.root.cert.dump(), "CERTIFICATE"))
     (tmp_path / "issuing-ca.pem").write_bytes(der_to_pem(pki.ca.cert.dump(), "CERTIFICATE"))
+    for name in ("idp-service.key.pem", "idp-service.pem", "service-key-passphrase"):
+        (tmp_path / name).write_text("made by the administrator\n")
     settings = load_settings(config)
     assert settings.provider.issuer.startswith("https://") and settings.fetch_revocation
     assert settings.provider.issuer.endswith(":" + str(SERVICES["idp"]))
+    assert settings.card_number_lookup is not None  # the verified card-number claim
+    # the unit loads the passphrase credential the file names
+    svc = parse_unit(unit("idp"))["Service"]
+    assert any(v.startswith("service-key-passphrase:") for v in values(svc, "LoadCredential"))
 
 
 @pytest.mark.parametrize("service", SERVICES)
