@@ -10,7 +10,8 @@ Figures, one line each:
     login over PC/SC, server (nonce + validation): ours=<ms>ms
 
 ``ours`` validates tokens with ``sscard.idp.authtoken.TokenValidator`` (nonce consumed in an
-SQLite NonceStore, path and CRL revocation answers cached as the provider runs with
+SQLite NonceStore: WAL, synchronous=NORMAL bound to the boot id, see its docstring; path and CRL
+revocation answers cached as the provider runs with
 ``cache_seconds``, cardholder profile, SM2 signature); ``reference`` is ``PublicKey.verify`` of
 the same signature with the same key in the same thread. The PC/SC figures start a private
 pcscd with vpcd, the emulated card in its own process and ``sscard agent`` in its own process

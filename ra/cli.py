@@ -292,6 +292,19 @@ def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_ur
     run(factory, serving, name="ra")
 
 
+def _certificate_identities(paths: tuple[Path, ...]) -> frozenset[str]:
+    """sscard.httpsig identities of the certificates in ``paths`` (a bad file is named)."""
+    from sscard import httpsig
+
+    found = set()
+    for path in paths:
+        try:
+            found.add(httpsig.decode_certificate(path.read_text()).identity.hex())
+        except (OSError, httpsig.SignatureError) as exc:
+            raise click.UsageError(f"--card-number-reader {path}: {exc}") from None
+    return frozenset(found)
+
+
 @group.command("serve")
 @serve_options(default_port=8480)
 @db_url_options("SSCARD_KMC_DB_URL", "KMC database (default: SQLite <home>/kmc.db)",
@@ -341,6 +354,10 @@ def _serve_remote(ctx: click.Context, serving: ServeOptions, ca_url: str, kmc_ur
               type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="With --kmc-url: a directory of <username>.key files, each officer's own KMC "
                    "API key, for key-recovery approvals the KMC sees as theirs.")
+@click.option("--card-number-reader", "card_number_readers", type=_FILE, multiple=True,
+              help="The certificate (PEM) of a signed API client that may look up the card "
+                   "number of a signing certificate (the identity provider's service "
+                   "certificate); repeatable; none by default.")
 @click.pass_context
 @_errors
 def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
@@ -350,7 +367,8 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
           ca_url: str | None, kmc_url: str | None, service_key: Path | None,
           service_key_passphrase_file: Path | None, service_certificate: Path | None,
           kmc_ca_file: Path | None, kmc_tls_cert: Path | None, kmc_tls_key: Path | None,
-          kmc_tls_key_passphrase_file: Path | None, officer_keys_dir: Path | None) -> None:
+          kmc_tls_key_passphrase_file: Path | None, officer_keys_dir: Path | None,
+          card_number_readers: tuple[Path, ...]) -> None:
     """Run the RA web UI and enrollment API under gunicorn: with --ca-url and --kmc-url the RA
     reaches the CA and the KMC over their APIs; without, it opens both in process."""
     from keymgmt.errors import KmcError
@@ -371,7 +389,8 @@ def serve(ctx: click.Context, serving: ServeOptions, kmc_db_url: str | None,
             raise click.ClickException(str(exc)) from None
     # one key for every worker of this master: a session started at one holds at the others
     web = WebConfig(secrets.token_bytes(32), not insecure_http, card_login=card_login,
-                    offline_certificate_login=offline_certificate_login)
+                    offline_certificate_login=offline_certificate_login,
+                    card_number_readers=_certificate_identities(card_number_readers))
     kmc_tls = _kmc_tls(kmc_url, kmc_ca_file, kmc_tls_cert, kmc_tls_key,
                        kmc_tls_key_passphrase_file)
     if ca_url is not None and kmc_url is not None:

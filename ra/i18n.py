@@ -310,6 +310,7 @@ ERRORS = {
     "card_issued": _l("Card %(card_number)s is issued: revoke it instead."),
     "client_exists": _l("A station named %(name)s or with this certificate already exists."),
     "card_number_taken": _l("The card number %(card_number)s is already taken by another card."),
+    "card_number_not_allowed": _l("This caller may not look card numbers up."),
     "bad_certificate": _l("The certificate is not valid. Cause: %(detail)s"),
     "bad_reason": _l("%(reason)s is not a revocation reason."),
 }

@@ -62,6 +62,17 @@ SPEC: dict[str, Any] = {
                      "responses": {"200": _REQUEST, "400": _ERROR, "401": _ERROR, "403": _ERROR,
                                    "404": _ERROR, "409": _ERROR}},
         },
+        "/card-numbers/{serial}": {
+            "get": {"summary": "The number of the active card whose signing certificate has "
+                               "this serial (hex): the identity provider's card-number claim; "
+                               "only for a signed caller whose certificate the RA names",
+                    "parameters": [{"name": "serial", "in": "path", "required": True,
+                                    "schema": {"type": "string", "pattern": "^[0-9A-Fa-f]+$"}}],
+                    "responses": {"200": {"description": "the card number", "content": {
+                        "application/json": {"schema": {"type": "object", "properties": {
+                            "card_number": {"type": "string"}}}}}},
+                        "400": _ERROR, "401": _ERROR, "403": _ERROR, "404": _ERROR}},
+        },
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},

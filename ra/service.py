@@ -204,6 +204,9 @@ class RegistrationAuthority:
         self.ca = ca
         self.kmc = kmc
         self.config = config or RAConfig()
+        #: identities (sscard.httpsig, hex) of the API clients' certificates that may look
+        #: card numbers up (the identity provider's); set by the web layer from its WebConfig
+        self.card_number_readers: frozenset[str] = frozenset()
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._throttle = throttle.Throttle(self._tx, self.config.lockout,
                                            self.config.lockout_max, clock)
@@ -708,6 +711,29 @@ class RegistrationAuthority:
             if client is None or not client.active:
                 raise AuthenticationFailed("unknown or deactivated API token", "unknown_token")
             return Actor(client.name, frozenset({Role.OPERATOR}), client=True)
+
+    def card_number_of_certificate(self, actor: Actor, serial: str) -> str | None:
+        """The number of the active card whose signing certificate has ``serial`` (as the CA
+        issued it to this RA), or None: the registry behind the identity provider's
+        card-number claim (the card number is not in the certificate). Only for an active API
+        client bound to a certificate in ``card_number_readers`` (nobody by default); every
+        lookup is audited, refused, found or not."""
+        with self.audit.operation(actor.audit_name, "ra.card.lookup", serial) as op:
+            with self._tx() as s:
+                client = s.scalar(select(ApiClient).where(ApiClient.name == actor.name)) \
+                    if actor.client else None
+                if client is None or not client.active \
+                        or client.certificate_sha256 not in self.card_number_readers:
+                    op.deny("not a card-number reader")
+                    raise Forbidden("this caller may not look card numbers up",
+                                    "card_number_not_allowed")
+            hexs = self._serial_hex(serial)
+            with self._tx() as s:
+                card = s.scalar(select(Card).where(Card.sign_serial == hexs))
+                found = card.card_number if card is not None and \
+                    card.status == CardStatus.ACTIVE else None
+            op.set(found=found is not None)
+        return found
 
     # -- batches ------------------------------------------------------------------------------
 

@@ -90,6 +90,8 @@ ACCESS: dict[str, frozenset[str]] = {
     "api.status": frozenset({CLIENT}),
     "api.confirm": frozenset({CLIENT}),
     "api.rollback": frozenset({CLIENT}),
+    # and then only a signed client whose certificate WebConfig.card_number_readers names
+    "api.card_number": frozenset({CLIENT}),
     "static": frozenset({ANONYMOUS, *LOGGED_IN}),
     # /health, /ready, /metrics (sscard.httpops): for the load balancer and monitoring
     **{name: frozenset({ANONYMOUS, *LOGGED_IN}) for name in httpops.ENDPOINTS},
@@ -117,6 +119,10 @@ class WebConfig:
     #: the old pasted-signature certificate form (/login/certificate), for an RA that must
     #: work while the provider cannot be reached; off unless set (``--offline-certificate-login``)
     offline_certificate_login: bool = False
+    #: identities (sscard.httpsig: SHA-256 of the tbsCertificate, hex) of the signed callers
+    #: that may look card numbers up (the identity provider's service certificate); none by
+    #: default
+    card_number_readers: frozenset[str] = frozenset()
 
 
 def _ra() -> RegistrationAuthority:
@@ -771,6 +777,16 @@ def whoami() -> Any:
     return jsonify({"client": _actor().name})
 
 
+@api.route("/card-numbers/<serial>")
+def card_number(serial: str) -> Any:
+    """The card number for a signing certificate's serial: the identity provider's verified
+    card-number claim (RegistrationAuthority.card_number_of_certificate says who may ask)."""
+    number = _ra().card_number_of_certificate(_actor(), serial)
+    if number is None:
+        raise NotFound(f"no active card carries the certificate {serial}", "no_card_number")
+    return jsonify({"card_number": number})
+
+
 @api.route("/enrollments", methods=["POST"])
 def submit() -> Any:
     body = _json_body()
@@ -865,6 +881,7 @@ def create_app(ra: RegistrationAuthority, config: WebConfig) -> Flask:
                       MAX_CONTENT_LENGTH=256 * 1024,
                       RA_OFFLINE_CERTIFICATE_LOGIN=config.offline_certificate_login)
     app.session_interface = ServerSessionInterface(ra)
+    ra.card_number_readers = config.card_number_readers
     app.register_blueprint(ui)
     app.register_blueprint(api)
     limit_json(app)  # a deeply nested body is a 400, not a RecursionError

@@ -11,6 +11,15 @@ hierarchy, KMC ceremony, officers, station, business system credentials, a perso
 card); later starts reuse the data and the ports (the CA's URL is in every certificate it issued).
 The emulated card is attached to a private pcscd through vsmartcard's vpcd when that can run here.
 
+The card login: the OpenID Connect provider (`sscard idp serve`) and a sample business system
+that logs in through it (`sscard idp sample-rp`), each its own gunicorn process in its own zone
+like the others. The browser agent (`sscard agent`) normally runs on the holder's PC, not with
+the services; serve starts it for the demo card when the card is attached to pcscd, because a
+person trying a card login needs one and has no other card. It allows only the provider's
+origin and asks consent and the PIN in its own prompt: on serve's terminal when there is one,
+else one line each from serve's standard input (what a test writes). Without pcscd there is no
+agent and the sample page's login says so.
+
 Runs until Ctrl-C, SIGTERM or SIGHUP, which stop every service; a service that dies ends serve
 with a non-zero exit naming it. Nothing secret is printed but the demo card's PIN.
 """
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import shlex
 import signal
@@ -34,10 +44,14 @@ from typing import IO, Any
 
 import allinone
 import requests
-from serve_setup import Layout, personalise_card, set_up_zones
+from serve_setup import Layout, personalise_card, set_up_login, set_up_zones
 
 #: ports tried on the first start (any free port is taken instead of a busy one)
-PREFERRED_PORTS = {"ca": 8080, "kmc": 8470, "ra": 8480, "gateway": 8490}
+PREFERRED_PORTS = {"ca": 8080, "kmc": 8470, "ra": 8480, "gateway": 8490, "idp": 8446,
+                   "sample-rp": 8450, "agent": 24821}
+#: the card login's processes, set up after the others (also on a data directory set up before
+#: they existed)
+LOGIN = ("idp", "sample-rp", "agent")
 #: the OCSP responder's port when free, else any: no certificate names it (their AIA names the
 #: CA service's /ocsp, which answers too), so it need not stay the same between starts
 OCSP_PORT = 8081
@@ -56,15 +70,16 @@ def say(line: str) -> None:
 
 # -- ports ---------------------------------------------------------------------------------------
 
-def first_ports(any_ports: bool) -> dict[str, int]:
+def first_ports(any_ports: bool, names: tuple[str, ...] = (*allinone.SERVICES, *LOGIN),
+                taken: tuple[int, ...] = ()) -> dict[str, int]:
     """Free ports for a new set-up: the preferred ones where free, else any (held open together
-    while chosen, so that no two services get the same)."""
+    while chosen, so that no two services get the same; none of ``taken``)."""
     held: list[socket.socket] = []
     ports = {}
     try:
-        for name in allinone.SERVICES:
+        for name in names:
             preferred = 0 if any_ports else PREFERRED_PORTS[name]
-            if preferred and allinone.port_is_free(preferred):
+            if preferred and preferred not in taken and allinone.port_is_free(preferred):
                 ports[name] = preferred
                 continue
             s = socket.socket()
@@ -102,6 +117,7 @@ class Service:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
+    ready_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -122,7 +138,8 @@ class Service:
             if self.exited() is not None:
                 raise ServiceDied(self)
             try:
-                if requests.get(self.url + self.ready_path, timeout=2).status_code == 200:
+                if requests.get(self.url + self.ready_path, headers=self.ready_headers,
+                                timeout=2).status_code == 200:
                     return
             except requests.RequestException:
                 pass
@@ -201,12 +218,54 @@ def services(layout: Layout, ports: dict[str, int]) -> list[Service]:
                  "--kmc-ra-key-file", str(layout.ra_kmc_key),
                  "--service-key", str(layout.ra_service_key),
                  "--service-key-passphrase-file", str(layout.ra_service_passphrase),
-                 "--service-certificate", str(layout.ra_service_certificate)],
+                 "--service-certificate", str(layout.ra_service_certificate),
+                 "--card-number-reader", str(layout.card_number_reader)],
                 "/ready", logs / "ra.log"),
         Service("gateway", layout.gateway, ports["gateway"],
                 ["gateway", "serve", "--config", str(layout.gateway_config)], "/ready",
                 logs / "gateway.log"),
+        Service("idp", layout.idp, ports["idp"],
+                ["idp", "serve", "--config", str(layout.idp_config)], "/ready",
+                logs / "idp.log"),
+        Service("sample-rp", layout.sample_rp, ports["sample-rp"],
+                ["idp", "sample-rp", "--config", str(layout.sample_rp_config)], "/ready",
+                logs / "sample-rp.log"),
     ]
+
+
+class AgentService(Service):
+    """``sscard agent`` for the demo card: the PC/SC reader of serve's private pcscd, the
+    provider's origin only; its prompts on serve's terminal, else its answers (consent, PIN)
+    one line each from serve's standard input."""
+
+    def __init__(self, layout: Layout, port: int, idp_origin: str, pcscd_env: dict[str, str]
+                 ) -> None:
+        super().__init__("agent", layout.agent, port, [], "/v1/readers",
+                         layout.logs / "agent.log", ready_headers={"Origin": idp_origin})
+        self.pcscd_env = pcscd_env
+
+    def start(self) -> None:
+        from sscard.emulator.pcscd import CARD_READER
+
+        self.log_path.parent.mkdir(exist_ok=True)
+        self._log = self.log_path.open("ab")
+        argv = [sys.executable, "-m", "sscard.cli", "agent",
+                "--allow-list", str(self.home / "allow.toml"),
+                "--consent-file", str(self.home / "consent.json"), "--port", str(self.port)]
+        terminal = sys.stdin.isatty()
+        if not terminal:
+            argv += ["--pin-from-fd", "0", "--consent-from-fd", "0"]
+        # on a terminal it stays in serve's session (its prompts need the terminal) and its
+        # questions go there; else everything goes to its log, where "PIN asked" shows
+        self.proc = subprocess.Popen(
+            argv, stdin=None, stdout=self._log, stderr=None if terminal else subprocess.STDOUT,
+            env={**os.environ, **self.pcscd_env, "SSCARD_READER": CARD_READER},
+            start_new_session=not terminal, preexec_fn=_die_with_parent)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)  # its own process, maybe in serve's group: not killpg
 
 
 class Supervisor:
@@ -304,6 +363,20 @@ def check_home(layout: Layout) -> str | None:
     return None
 
 
+def load_ports(home: Path) -> dict[str, int]:
+    """The ports of a finished set-up; the card login's, when it has them (a data directory
+    set up before the login existed has not, and gets them at this start)."""
+    ports = allinone.load_ports(home)
+    saved = json.loads((home / "ports.json").read_text(encoding="utf-8"))
+    ports.update({name: int(saved[name]) for name in LOGIN if name in saved})
+    return ports
+
+
+def login_urls(ports: dict[str, int]) -> dict[str, str]:
+    """The card login's URLs, and the RA's (the provider asks it for card numbers)."""
+    return {name: url(ports[name]) for name in (*LOGIN, "ra")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path,
@@ -336,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         return refuse(problem)
     fresh = not (layout.home / "ports.json").exists()
-    ports = first_ports(args.any_ports) if fresh else allinone.load_ports(layout.home)
+    ports = first_ports(args.any_ports) if fresh else load_ports(layout.home)
     if not fresh:
         for name, port in ports.items():
             if not allinone.port_is_free(port):
@@ -351,8 +424,15 @@ def main(argv: list[str] | None = None) -> int:
         if fresh:
             print(f"Setting up a new system in {layout.home}", flush=True)
             set_up_zones(layout, url(ports["ca"]), say)
+            set_up_login(layout, login_urls(ports), say)
         else:
             print(f"Reusing the all-in-one system in {layout.home}", flush=True)
+            if not layout.sample_rp_config.exists() or not set(LOGIN) <= set(ports):
+                ports.update(first_ports(args.any_ports, LOGIN, tuple(ports.values())))
+                print("Adding the card login (identity provider, sample business system):",
+                      flush=True)
+                set_up_login(layout, login_urls(ports), say)
+                allinone.save_ports(layout.home, ports)
         supervisor = Supervisor(services(layout, ports))
         print("Starting the services, each its own gunicorn process:", flush=True)
         supervisor.start(stop)
@@ -363,6 +443,11 @@ def main(argv: list[str] | None = None) -> int:
             personalise_card(layout, supervisor["ra"].url, lambda line: say("  " + line))
             allinone.save_ports(layout.home, ports)  # last: the set-up is finished
         attached = False if args.no_pcscd else card.start()
+        if attached:
+            agent = AgentService(layout, ports["agent"], url(ports["idp"]), card.pcscd.env)
+            supervisor.services.append(agent)  # watched and stopped with the services
+            agent.start()
+            agent.wait_ready(stop)
         print_summary(layout, supervisor, card, attached, args.no_pcscd)
         up.set()
         print(f"\n{READY}; press Ctrl-C to stop.", flush=True)
@@ -394,6 +479,7 @@ def print_summary(layout: Layout, supervisor: Supervisor, card: CardAttachment,
     home = layout.home
     secrets = allinone.secrets_dir(home)
     ca, kmc, ra, gw = (supervisor[n].url for n in allinone.SERVICES)
+    idp, sample = supervisor["idp"].url, supervisor["sample-rp"].url
     print(f"\nServices on 127.0.0.1 (each its own process; logs in {layout.logs}):", flush=True)
     say(f"ca       {ca}  (OCSP {ca}/ocsp, CRL {ca}/crl/issuing.crl, TSA {ca}/tsa, "
         f"certificates {ca}/certs/issuing.crt)")
@@ -401,12 +487,18 @@ def print_summary(layout: Layout, supervisor: Supervisor, card: CardAttachment,
     say(f"kmc      {kmc}  (health {kmc}/health)")
     say(f"ra       {ra}  (web UI {ra}/login, enrollment API {ra}/api/v1)")
     say(f"gateway  {gw}  (OpenAPI {gw}/openapi.json)")
+    say(f"idp      {idp}  (OpenID Connect discovery {idp}/.well-known/openid-configuration)")
+    say(f"sample-rp {sample}  (a business system's page that logs in through the idp)")
     print("\nTrust zones, each service reading only its own directory:", flush=True)
     say(f"CA and KMC: {home}")
     say(f"RA: {layout.ra} (no CA key, no KMC share, no storage key; it signs its CA calls "
         f"with {layout.ra_service_certificate.name})")
     say(f"gateway: {layout.gateway} (configuration {layout.gateway_config}: edit it and "
         "restart serve)")
+    say(f"identity provider: {layout.idp} (its ID-token keys in idp.sqlite; the CA "
+        "certificates it trusts; no CA key); clients: sscard --home "
+        f"{layout.idp} idp client list")
+    say(f"sample business system: {layout.sample_rp} (its client id and secret only)")
     say(f"KMC custodians' shares and passphrases: {layout.custody} (kept out of the data "
         "directory, as custodians keep theirs)")
     print("\nLogins and credentials (files, mode 0600):", flush=True)
@@ -438,6 +530,17 @@ def print_summary(layout: Layout, supervisor: Supervisor, card: CardAttachment,
     else:
         say("pcscd is not available here, so the card is in-process only (state in "
             f"{layout.card}): {card.problem}")
+    print(f"\nTry a card login: open {sample}/ in a browser on this machine.", flush=True)
+    if attached:
+        agent = supervisor["agent"].url
+        where = ("in this terminal" if sys.stdin.isatty()
+                 else "one line each on serve's standard input")
+        say(f"the browser agent for the demo card listens on {agent} (log "
+            f"{layout.logs / 'agent.log'}); it asks the holder's consent once and the PIN "
+            f"at each login {where}")
+    else:
+        say("no browser agent runs (the card is not in a PC/SC reader): the login page will "
+            "say it finds no agent")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,17 @@ reading only its own directory (docs/architecture.md, "zones"):
                                 business system's decryption key employment-enc), audit.sqlite
       business-system/          what the business system `employment` keeps: its signing key and
                                 certificate, its encryption certificate, its passphrase file
+      idp/                      the OpenID Connect provider's zone: idp.toml, root.pem and
+                                issuing-ca.pem (the cardholder CA it trusts), idp.sqlite (its
+                                ID-token signing keys, clients, sessions, login nonces),
+                                audit.sqlite, its service identity (idp-service.pem,
+                                idp-service.key.pem, secrets/service-key.pass: it signs its
+                                card-number lookups at the RA with it); no CA key, no card data
+      sample-rp/                the sample business system's zone: sample-rp.toml, client.id and
+                                secrets/client.secret (from `sscard idp client add`, run by the
+                                provider's administrator at set-up), secrets/session.key
+      agent/                    the browser agent's files, as on a holder's PC: allow.toml (the
+                                provider's origin), consent.json once the holder consents
       export/                   root.pem, chain.pem, issuing-ca.pem for clients
       card/                     the emulated card (card.json) and its PIN (pin, mode 0600)
       logs/                     each service's output
@@ -31,6 +42,8 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +118,32 @@ class Layout:
 
     def business_file(self, suffix: str) -> Path:
         return self.business / f"{allinone.SYSTEM_NAME}{suffix}"
+
+    @property
+    def idp(self) -> Path:
+        return self.home / "idp"
+
+    @property
+    def idp_config(self) -> Path:
+        return self.idp / "idp.toml"
+
+    @property
+    def card_number_reader(self) -> Path:
+        """In the RA's directory: the provider's service certificate, the one caller that may
+        look card numbers up."""
+        return self.ra / "card-number-readers" / "idp.pem"
+
+    @property
+    def sample_rp(self) -> Path:
+        return self.home / "sample-rp"
+
+    @property
+    def sample_rp_config(self) -> Path:
+        return self.sample_rp / "sample-rp.toml"
+
+    @property
+    def agent(self) -> Path:
+        return self.home / "agent"
 
     @property
     def export(self) -> Path:
@@ -296,3 +335,93 @@ def personalise_card(layout: Layout, ra_url: str, say: Callable[[str], None]) ->
     say(f"officer li's batch '{TRAINING_BATCH}' takes {TRAINING_BATCH_CARDS} more cards from "
         "the station (practice at the counter: docs/card-issuing-guide.md section 4)")
     allinone.write_secret(layout.card_pin, allinone.PIN)
+
+
+#: the sample business system's name at the provider (shown on the consent page)
+SAMPLE_RP_NAME = "社保业务系统（示例）"
+
+
+def set_up_login(layout: Layout, urls: dict[str, str], say: Callable[[str], None]) -> None:
+    """The card-login zones: the provider's (its configuration and the CA certificates it
+    trusts; its keys are made by its first start), the sample business system's (registered at
+    the provider by the administrator's CLI, as a real one would be) and the agent's allow-list.
+    ``urls``: the provider's (``idp``), the sample page's (``sample-rp``) and the agent's.
+    Also run on a later start of a data directory set up before these zones existed."""
+    idp, rp = layout.idp, layout.sample_rp
+    for zone in (idp, rp, layout.agent):
+        zone.mkdir(mode=0o700, exist_ok=True)
+    issue_idp_identity(layout)
+    # the cardholder CA: the provider validates the card's certificate to it, with revocation
+    # from the OCSP responder the certificate names
+    (idp / "root.pem").write_bytes((layout.export / "root.pem").read_bytes())
+    (idp / "issuing-ca.pem").write_bytes((layout.export / "issuing-ca.pem").read_bytes())
+    layout.idp_config.write_text(f"""\
+# The identity provider of `make serve` (scripts/serve.py wrote it); see sscard/idp/wsgi.py.
+issuer = "{urls['idp']}"
+agent_url = "{urls['agent']}"
+trust_anchors = ["root.pem"]
+intermediates = ["issuing-ca.pem"]
+fetch_revocation = true
+# the verified card-number claim: the RA's registry, asked with the provider's service identity
+card_number_ra_url = "{urls['ra']}"
+card_number_service_key = "idp-service.key.pem"
+card_number_service_key_passphrase_file = "secrets/service-key.pass"
+card_number_service_certificate = "idp-service.pem"
+""", encoding="utf-8")
+    secret = rp / "secrets" / "client.secret"
+    secret.parent.mkdir(mode=0o700, exist_ok=True)
+    secret.unlink(missing_ok=True)  # a set-up stopped half-way: the CLI never overwrites
+    added = subprocess.run(
+        [sys.executable, "-m", "sscard.cli", "--home", str(idp), "idp", "client", "add",
+         "--name", SAMPLE_RP_NAME, "--redirect-uri", urls["sample-rp"] + "/callback",
+         "--post-logout-redirect-uri", urls["sample-rp"] + "/", "--secret-file", str(secret)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    if added.returncode != 0:
+        raise RuntimeError(f"registering the sample business system failed: {added.stderr}")
+    client_id = added.stdout.strip()
+    (rp / "client.id").write_text(client_id + "\n", encoding="utf-8")
+    allinone.write_secret(rp / "secrets" / "session.key", secrets.token_urlsafe(32))
+    layout.sample_rp_config.write_text(f"""\
+# The sample business system of `make serve`; see sscard/idp/sample_rp.py.
+issuer = "{urls['idp']}"
+url = "{urls['sample-rp']}"
+client_id_file = "client.id"
+client_secret_file = "secrets/client.secret"
+session_key_file = "secrets/session.key"
+""", encoding="utf-8")
+    origin = urls["idp"]
+    (layout.agent / "allow.toml").write_text(f'origins = ["{origin}"]\n', encoding="utf-8")
+    say(f"identity provider: its own directory {idp}; the sample business system "
+        f"'{SAMPLE_RP_NAME}' registered there as client {client_id} (sscard idp client add)")
+
+
+def issue_idp_identity(layout: Layout) -> None:
+    """The provider's service certificate (profile service; key under the provider's own
+    passphrase, in its directory), registered at the RA as a signed API client and named in
+    the RA's directory as the one certificate that may look card numbers up
+    (``ra serve --card-number-reader``)."""
+    from ra import store
+    from ra.service import RegistrationAuthority
+    from sscard.audit.log import AuditLog
+    from sscard.gateway.config import fingerprint
+
+    passphrase = allinone.read_secret_file(layout.ca_passphrase).encode()
+    audit = AuditLog.at_home(layout.home)
+    try:
+        with CertificateAuthority.open(layout.home, passphrase, audit=audit) as authority:
+            der = allinone.issue_key(authority, "CN=idp-service,C=CN", "service",
+                                     layout.idp / "idp-service.key.pem",
+                                     layout.idp / "idp-service.pem",
+                                     new_passphrase(layout.idp / "secrets" / "service-key.pass"))
+    finally:
+        audit.engine.dispose()
+    ra_audit = AuditLog.at_home(layout.ra)
+    ra = RegistrationAuthority.open(store.default_url(layout.ra), ra_audit)
+    try:
+        # named after the certificate: a set-up started again registers its new one apart
+        ra.add_signing_client(None, f"idp-{fingerprint(der)[:12]}", der)
+    finally:
+        ra.close()
+        ra_audit.engine.dispose()
+    layout.card_number_reader.parent.mkdir(exist_ok=True)
+    layout.card_number_reader.write_bytes((layout.idp / "idp-service.pem").read_bytes())

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import secrets
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from asn1crypto import x509
@@ -138,7 +141,9 @@ class CardholderIdentity:
     name: str
     ssn: str
     card_number: str | None
-    """Not in the certificate: None unless a caller that read the card adds it."""
+    """Not in the certificate: the issuer's registry's word for this certificate
+    (``TokenValidator(card_numbers=...)``, sscard.idp.card_numbers), else None, never
+    guessed."""
     certificate_sha256: str
     certificate_der: bytes
 
@@ -157,14 +162,66 @@ _KEEP_USED = timedelta(hours=1)
 NONCE_EXPIRED rather than NONCE_UNKNOWN), then purged when new ones are issued."""
 
 
+_boot = sa.Table(
+    "idp_nonce_boot", _metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("boot_id", sa.String(64), nullable=False),
+)
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id(source: Path = BOOT_ID_FILE) -> str | None:
+    """The running kernel's boot id (new on every boot: after a power failure or an OS crash),
+    or None where there is none (not Linux)."""
+    try:
+        return source.read_text().strip() or None
+    except OSError:
+        return None
+
+
 class NonceStore:
     """Login nonces in one SQL table (SQLite file or PostgreSQL), shared by every worker: the
-    one-time rule is an atomic ``UPDATE ... WHERE used = false``."""
+    one-time rule is an atomic ``UPDATE ... WHERE used = false``.
 
-    def __init__(self, url: str, clock: Callable[[], datetime] | None = None) -> None:
+    Why a consumption is not fsynced on SQLite (measured: the fsync was two thirds of a token
+    validation, bench/login.py): the store's connections run WAL with ``synchronous=NORMAL``.
+    A commit is then in the WAL file in the OS's page cache: every worker sees it at once and
+    it survives any process crash or restart; only a power failure or an OS crash can lose the
+    last commits, so a consumed nonce could come back unused. Every such event starts a new
+    boot, so the store remembers the boot id it last ran under and, at the first start in a new
+    boot, marks every nonce issued before it used (``_forget_earlier_boots``): what a power
+    failure can lose is never accepted afterwards. A login in flight at the failure has to be
+    started again, nothing more. Where there is no boot id (not Linux) commits stay
+    ``synchronous=FULL``. PostgreSQL keeps its durable commits (a crash of the database server
+    is not seen in this machine's boot id).
+    """
+
+    def __init__(self, url: str, clock: Callable[[], datetime] | None = None, *,
+                 boot: Callable[[], str | None] = boot_id) -> None:
         self.engine = make_engine(url, immediate=True)
         self.clock = clock or (lambda: datetime.now(UTC))
+        current_boot = boot() if self.engine.dialect.name == "sqlite" else None
+        if current_boot is not None:
+            # registered after make_engine's listener, so it overrides its synchronous=FULL
+            sa.event.listen(self.engine.pool, "connect", _synchronous_normal)
         create_all_concurrently(_metadata, self.engine)
+        if current_boot is not None:
+            self._forget_earlier_boots(current_boot)
+
+    def _forget_earlier_boots(self, current: str) -> None:
+        """At the first start after a boot, no nonce from before it is good any more (its
+        consumption may have been lost with the page cache). One transaction under the write
+        lock: of workers starting together, the first does it, the others find it done. Should
+        this commit itself be lost, the next boot's id differs again and it is redone."""
+        with self.engine.begin() as conn:
+            seen = conn.execute(sa.select(_boot.c.boot_id).where(_boot.c.id == 1)).scalar()
+            if seen == current:
+                return
+            conn.execute(_nonces.update().where(_nonces.c.used.is_(False)).values(used=True))
+            if seen is None:
+                conn.execute(_boot.insert().values(id=1, boot_id=current))
+            else:
+                conn.execute(_boot.update().where(_boot.c.id == 1).values(boot_id=current))
 
     def issue(self, seconds: int = 300) -> str:
         if not 1 <= seconds <= 3600:
@@ -198,6 +255,14 @@ class NonceStore:
                              "start the login again")
 
 
+def _synchronous_normal(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cur.close()
+
+
 # -- validation ---------------------------------------------------------------------------
 
 _PATH_CODES = {ReasonCode.REVOKED: "CERTIFICATE_REVOKED",
@@ -219,18 +284,41 @@ class TokenValidator:
     def __init__(self, trust: TrustConfig, clock: Callable[[], datetime] | None = None, *,
                  nonces: NonceStore,
                  cardholder_policies: Collection[str] = frozenset({CARDHOLDER_SIGN_POLICY}),
+                 card_numbers: Callable[[x509.Certificate], str | None] | None = None,
                  ) -> None:
         self.verifier = AnchoredVerifier(trust)
+        #: asked only for a certificate that passed every check (sscard.idp.card_numbers)
+        self.card_numbers = card_numbers
         self.clock = clock
         self.nonces = nonces
         self.policies = frozenset(cardholder_policies)
+        # what depends on a certificate's bytes alone is worked out once per certificate (a
+        # cardholder logs in with the same one for years; parsing it, its key and its profile
+        # was a third of a validation, bench/login.py); the path and revocation are not cached
+        # here but by the verifier, for trust.cache_seconds
+        self._examined = functools.lru_cache(maxsize=4096)(self._examine)
+
+    def _examine(self, der: bytes) -> _Examined:
+        cert = x509.Certificate.load(der)
+        problems = cardholder_problems(cert, self.policies)
+        usages = set(cert.key_usage_value.native) if cert.key_usage_value is not None else set()
+        if "digital_signature" not in usages:
+            problems.append("its key usage lacks digitalSignature: not the card's "
+                            "authentication (signing) certificate")
+        who = identify(cert)
+        if not problems and (not who.common_name or not who.social_insurance_number):
+            problems.append("the certificate names no holder or social insurance number")
+        return _Examined(cert, PublicKey.from_spki(cert.public_key.dump()), tuple(problems),
+                         who.common_name or "", who.social_insurance_number or "",
+                         hashlib.sha256(der).hexdigest())
 
     def validate(self, token: AuthToken, expected_origin: str, nonce: str) -> CardholderIdentity:
         if token.origin != expected_origin:
             raise TokenError("ORIGIN_MISMATCH",
                              f"the token was made for {token.origin}, not {expected_origin}")
         self.nonces.consume(nonce)
-        cert = x509.Certificate.load(token.certificate)
+        examined = self._examined(token.certificate)
+        cert = examined.cert
         if self.clock is not None:
             now = self.clock()
             validity = cert["tbs_certificate"]["validity"]
@@ -245,14 +333,9 @@ class TokenValidator:
             first = result.reasons[0]
             raise TokenError(_PATH_CODES.get(first.code, "CERTIFICATE_INVALID"),
                              "; ".join(r.message for r in result.reasons))
-        problems = cardholder_problems(cert, self.policies)
-        usages = set(cert.key_usage_value.native) if cert.key_usage_value is not None else set()
-        if "digital_signature" not in usages:
-            problems.append("its key usage lacks digitalSignature: not the card's "
-                            "authentication (signing) certificate")
-        if problems:
-            raise TokenError("WRONG_CERTIFICATE", "; ".join(problems))
-        key = PublicKey.from_spki(cert.public_key.dump())
+        if examined.problems:
+            raise TokenError("WRONG_CERTIFICATE", "; ".join(examined.problems))
+        key = examined.key
         key_algorithm, signature_algorithm = _KEY_ALGORITHMS[token.algorithm]
         if key.algorithm is not key_algorithm:
             raise TokenError("SIGNATURE_INVALID",
@@ -265,11 +348,19 @@ class TokenValidator:
             raise TokenError("SIGNATURE_INVALID",
                              "the signature does not verify with the certificate's key for "
                              "this origin and nonce") from None
-        who = identify(cert)
-        if not who.common_name or not who.social_insurance_number:
-            raise TokenError("WRONG_CERTIFICATE",
-                             "the certificate names no holder or social insurance number")
+        card_number = self.card_numbers(cert) if self.card_numbers is not None else None
         return CardholderIdentity(
-            name=who.common_name, ssn=who.social_insurance_number, card_number=None,
-            certificate_sha256=hashlib.sha256(token.certificate).hexdigest(),
-            certificate_der=token.certificate)
+            name=examined.name, ssn=examined.ssn, card_number=card_number,
+            certificate_sha256=examined.sha256, certificate_der=token.certificate)
+
+
+@dataclass(frozen=True)
+class _Examined:
+    """What a certificate's bytes alone say, for ``TokenValidator``."""
+
+    cert: x509.Certificate
+    key: PublicKey
+    problems: tuple[str, ...]
+    name: str
+    ssn: str
+    sha256: str

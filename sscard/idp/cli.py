@@ -12,6 +12,7 @@ import click
 
 from sscard.audit.actions import AuditAction
 from sscard.cli import audit_url, data_home, db_url_options, format_option, open_audit_log
+from sscard.idp.sample_rp import command as sample_rp_command
 from sscard.serving import ServeOptions, run, serve_options
 
 if TYPE_CHECKING:
@@ -232,3 +233,6 @@ def serve(ctx: click.Context, config_file: Path, serving: ServeOptions,
         raise click.ClickException(f"{config_file}: {exc}") from None
     click.echo(f"idp serving on {serving.url} (gunicorn, {serving.workers} workers)", err=True)
     run(factory, serving, name="idp")
+
+
+group.add_command(sample_rp_command)

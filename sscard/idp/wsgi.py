@@ -17,6 +17,12 @@ The configuration (paths relative to the file)::
     cardholder-sign = "1.2.156.10260.4.2.1.1"   # the default when the table is absent
     # staff cards, from the staff CA only: a profile as a table names the CAs that may issue it
     ra-officer = { policy = "1.2.156.10260.4.2.2.1", issuers = ["staff-ca.pem"] }
+    # the verified card-number claim, from the RA's registry (sscard/idp/card_numbers.py); all
+    # four or none (no card-number claim)
+    card_number_ra_url = "https://ra.example.gov.cn"
+    card_number_service_key = "idp-service.key.pem"     # the provider's service identity
+    card_number_service_key_passphrase_file = "secrets/service-key.pass"
+    card_number_service_certificate = "idp-service.pem"
 """
 
 from __future__ import annotations
@@ -37,12 +43,18 @@ class IdpConfigError(ValueError):
     """The configuration file names something missing or wrong."""
 
 
+CARD_NUMBER_KEYS = ("card_number_ra_url", "card_number_service_key",
+                    "card_number_service_key_passphrase_file", "card_number_service_certificate")
+
+
 @dataclass
 class IdpSettings:
     provider: ProviderConfig
     trust_anchors: list[Path]
     intermediates: list[Path]
     fetch_revocation: bool
+    #: the RA's URL, the service key, its passphrase file and certificate; None: no lookup
+    card_number_lookup: tuple[str, Path, Path, Path] | None = None
 
 
 def load_settings(path: Path) -> IdpSettings:
@@ -52,7 +64,7 @@ def load_settings(path: Path) -> IdpSettings:
         raise IdpConfigError(f"{path}: {exc}") from None
     unknown = set(data) - {"issuer", "agent_url", "trust_anchors", "intermediates",
                            "fetch_revocation", "id_token_seconds", "key_retention_hours",
-                           "login_profiles"}
+                           "login_profiles", *CARD_NUMBER_KEYS}
     if unknown:
         raise IdpConfigError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
     if not isinstance(data.get("issuer"), str):
@@ -74,9 +86,20 @@ def load_settings(path: Path) -> IdpSettings:
             login_profiles=profiles, profile_issuers=issuers)
     except (TypeError, ValueError) as exc:
         raise IdpConfigError(f"{path}: {exc}") from None
+    given = [k for k in CARD_NUMBER_KEYS if k in data]
+    lookup = None
+    if given and len(given) != len(CARD_NUMBER_KEYS):
+        raise IdpConfigError(f"{path}: the card-number lookup needs all of "
+                             f"{', '.join(CARD_NUMBER_KEYS)}")
+    if given:
+        files = [path.parent / str(data[k]) for k in CARD_NUMBER_KEYS[1:]]
+        for file in files:
+            if not file.is_file():
+                raise IdpConfigError(f"{path}: no file {file}")
+        lookup = (str(data["card_number_ra_url"]), files[0], files[1], files[2])
     return IdpSettings(provider, anchors,
                        [path.parent / str(p) for p in data.get("intermediates", [])],
-                       bool(data.get("fetch_revocation", True)))
+                       bool(data.get("fetch_revocation", True)), lookup)
 
 
 def _login_profiles(path: Path, table: Any) -> tuple[dict[str, str], dict[str, tuple[Any, ...]]]:
@@ -151,8 +174,26 @@ def _card_login(settings: IdpSettings, db_url: str) -> tuple[Any, Any, Any]:
                           if settings.fetch_revocation else None))
     nonces = authtoken.NonceStore(db_url)
     validator = authtoken.TokenValidator(
-        trust, nonces=nonces, cardholder_policies=settings.provider.login_profiles.values())
+        trust, nonces=nonces, cardholder_policies=settings.provider.login_profiles.values(),
+        card_numbers=_card_numbers(settings))
     return nonces, validator, authtoken.AuthToken.from_json
+
+
+def _card_numbers(settings: IdpSettings) -> Any:
+    """The RA lookup signed with the provider's service identity, or None (no claim)."""
+    if settings.card_number_lookup is None:
+        return None
+    from sscard.httpsig import RequestSigner
+    from sscard.idp.card_numbers import RaCardNumbers
+    from sscard.keys.software import SoftwareKey
+    from sscard.secrets_input import read_secret
+    from sscard.x509.pem import pem_to_der
+
+    ra_url, key_file, passphrase_file, cert_file = settings.card_number_lookup
+    key = SoftwareKey.from_bytes(key_file.read_bytes(), read_secret(file=passphrase_file),
+                                 str(key_file))
+    certificate = pem_to_der(cert_file.read_bytes(), "CERTIFICATE")
+    return RaCardNumbers(ra_url, RequestSigner(key, certificate))
 
 
 def __getattr__(name: str) -> Any:

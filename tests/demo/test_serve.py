@@ -6,7 +6,10 @@ calls the gateway with the credentials the set-up issued, and has the gateway de
 enveloped to its encryption certificate); the RA's directory and command line hold no CA key,
 no KMC share and no storage key; the custodians' shares are outside the data directory;
 Ctrl-C and SIGTERM stop every process; a service that dies ends serve naming it; a second start
-reuses the data and the ports; unusable starts are refused with the reason."""
+reuses the data and the ports; unusable starts are refused with the reason. The card login: the
+identity provider and the sample business system answer, each in its own zone holding only its
+own secrets, and a holder logs in to the sample page in headless Chromium with the demo card in
+pcscd's reader through the agent serve started (consent and PIN on serve's standard input)."""
 
 from __future__ import annotations
 
@@ -50,9 +53,10 @@ class Running:
         return "\n".join(self.lines)
 
     def urls(self) -> dict[str, str]:
-        found = dict(re.findall(r"^ {3}(ca|kmc|ra|gateway) +(http://127\.0\.0\.1:\d+)",
-                                self.output, re.MULTILINE))
-        assert set(found) == {"ca", "kmc", "ra", "gateway"}, self.output
+        found = dict(re.findall(
+            r"^ {3}(ca|kmc|ra|gateway|idp|sample-rp) +(http://127\.0\.0\.1:\d+)",
+            self.output, re.MULTILINE))
+        assert set(found) == {"ca", "kmc", "ra", "gateway", "idp", "sample-rp"}, self.output
         return found
 
     def stop(self, how: signal.Signals = signal.SIGINT) -> int:
@@ -67,9 +71,10 @@ class Running:
 
 def start(home: Path, *extra: str, wait: bool = True) -> Running:
     # relative, as `make serve` gives it (the default ./serve-data)
+    # stdin a pipe: the agent serve starts for the demo card reads consent and PIN from it
     proc = subprocess.Popen([sys.executable, str(SERVE), "--home", home.name, *extra],
-                            cwd=home.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            cwd=home.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
     ready = threading.Event()
 
@@ -111,8 +116,10 @@ def service_processes(home: Path) -> dict[int, list[str]]:
 
 
 def command_lines(home: Path) -> dict[str, list[str]]:
-    """service name -> argv of its processes (the word after --home DIR)."""
-    return {argv[argv.index("--home") + 2]: argv for argv in service_processes(home).values()}
+    """service name -> argv of its processes (the word after --home DIR; the sample business
+    system is ``idp sample-rp``)."""
+    return {"sample-rp" if "sample-rp" in argv else argv[argv.index("--home") + 2]: argv
+            for argv in service_processes(home).values()}
 
 
 def none_left(home: Path) -> bool:
@@ -245,7 +252,7 @@ def test_zones_hold_only_their_own_secrets(served: Running) -> None:
     ra -= {n for n in ra if n.startswith("audit.sqlite") or n.startswith("ra.db")}
     assert ra == {"ra-service.pem", "ra-service.key.pem", "secrets/service-key.pass",
                   "secrets/kmc-ra.key", "audit/audit-key.pem", "audit/audit-cert.pem",
-                  "secrets/audit.pass"}, ra
+                  "secrets/audit.pass", "card-number-readers/idp.pem"}, ra
     ca_passphrase = (home / "secrets" / "key-passphrase").read_text().strip()
     for path in (home / "ra").rglob("*"):
         if path.is_file():
@@ -269,7 +276,7 @@ def test_zones_hold_only_their_own_secrets(served: Running) -> None:
             content = path.read_bytes()
             assert not any(p in content for p in phrases), path
     assert str(custody) in served.output
-    assert set(command_lines(home)) == {"ca", "kmc", "ra", "gateway"}  # four processes
+    assert set(command_lines(home)) == {"ca", "kmc", "ra", "gateway", "idp", "sample-rp"}
 
 
 def test_the_card_pin_is_printed_and_in_a_private_file(served: Running) -> None:
@@ -342,6 +349,112 @@ def test_cardholder_authenticates_over_pcsc(served: Running) -> None:
     assert "authenticated True 张三 []" in result.stdout
 
 
+def test_the_provider_and_the_sample_page_answer(served: Running) -> None:
+    urls = served.urls()
+    idp, sample = urls["idp"], urls["sample-rp"]
+    meta = requests.get(idp + "/.well-known/openid-configuration", timeout=10).json()
+    assert meta["issuer"] == idp and meta["code_challenge_methods_supported"] == ["S256"]
+    assert f"Try a card login: open {sample}/ in a browser" in served.output
+    assert 'id="login"' in requests.get(sample + "/", timeout=10).text
+    start = requests.get(sample + "/login", timeout=10, allow_redirects=False)
+    assert start.status_code == 302 and start.headers["Location"].startswith(idp + "/authorize?")
+    client_id = (served.home / "sample-rp" / "client.id").read_text().strip()
+    assert f"client_id={client_id}" in start.headers["Location"]
+    assert "code_challenge_method=S256" in start.headers["Location"]
+    # the registration was the administrator's CLI at set-up: in the provider's audit log
+    from click.testing import CliRunner
+
+    from sscard.cli import cli
+
+    shown = CliRunner().invoke(cli, ["--home", str(served.home / "idp"), "audit", "show",
+                                     "--action", "idp.client.add", "--format", "json"])
+    assert shown.exit_code == 0 and client_id in shown.output, shown.output
+
+
+def test_login_zones_hold_only_their_own_secrets(served: Running) -> None:
+    """The provider's directory: its configuration, the CA certificates it trusts and its own
+    database (its ID-token keys); the sample business system's: its client id and secret and
+    its session key (0600), nothing of the provider's. No CA key or passphrase in either."""
+    home = served.home
+    idp = {str(p.relative_to(home / "idp")) for p in (home / "idp").rglob("*") if p.is_file()}
+    idp = {n for n in idp if not n.startswith(("idp.sqlite", "audit.sqlite"))}
+    assert {"idp.toml", "root.pem", "issuing-ca.pem", "idp-service.pem", "idp-service.key.pem",
+            "secrets/service-key.pass"} <= idp <= {
+        "idp.toml", "root.pem", "issuing-ca.pem", "idp-service.pem", "idp-service.key.pem",
+        "secrets/service-key.pass", "audit/audit-key.pem", "audit/audit-cert.pem",
+        "secrets/audit.pass"}, idp
+    # the RA names the provider's service certificate as its one card-number reader
+    assert (home / "ra" / "card-number-readers" / "idp.pem").read_bytes() == \
+        (home / "idp" / "idp-service.pem").read_bytes()
+    rp = {str(p.relative_to(home / "sample-rp")) for p in (home / "sample-rp").rglob("*")
+          if p.is_file()}
+    assert rp == {"sample-rp.toml", "client.id", "secrets/client.secret",
+                  "secrets/session.key"}, rp
+    for name in ("secrets/client.secret", "secrets/session.key"):
+        path = home / "sample-rp" / name
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.read_text().strip() not in served.output
+    ca_passphrase = (home / "secrets" / "key-passphrase").read_text().strip().encode()
+    for zone in ("idp", "sample-rp", "agent"):
+        for path in (home / zone).rglob("*"):
+            if path.is_file():
+                content = path.read_bytes()
+                assert ca_passphrase not in content, path
+                # the private keys: the provider's own (audit checkpoints, service identity)
+                assert b"PRIVATE KEY-----" not in content or path.name in (
+                    "audit-key.pem", "idp-service.key.pem"), path
+    lines = command_lines(home)
+    for name in ("idp", "sample-rp"):
+        command = " ".join(lines[name])
+        assert f"--home {home / name} " in command and ".custody" not in command
+        assert "key-passphrase" not in command and "--share" not in command
+
+
+def test_a_holder_logs_in_to_the_sample_page_in_chromium(served: Running) -> None:
+    """The sample page -> the provider's login page -> the agent serve started -> the demo card
+    in pcscd's reader (PIN verified by the card) -> consent -> the sample page shows the
+    holder, with the card number the provider had from the RA. Consent and PIN reach the agent
+    on serve's standard input, never the page."""
+    if "the browser agent for the demo card listens on" not in served.output:
+        assert os.environ.get("CI") != "true", served.output
+        pytest.skip("no pcscd here: serve starts no agent")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.idp.test_login_e2e import consent_page_or_refusal
+    from tests.ra.browser import chromium
+
+    urls = served.urls()
+    pin = (served.home / "card" / "pin").read_text().strip()
+    agent_log = served.home / "logs" / "agent.log"
+    assert served.proc.stdin is not None
+    for browser in chromium():
+        wait = WebDriverWait(browser, 90)
+        browser.get(urls["sample-rp"] + "/")
+        browser.find_element(By.ID, "login").click()
+        wait.until(lambda d: d.find_elements(By.ID, "sscard-login"))
+        assert browser.current_url.startswith(urls["idp"] + "/login?")
+        served.proc.stdin.write("yes\n")  # the holder allows the provider's origin, once
+        served.proc.stdin.flush()
+        asked = agent_log.read_text().count("PIN asked")
+        browser.find_element(By.ID, "sscard-login").click()
+        deadline = time.monotonic() + 60  # the agent says when it waits for the PIN
+        while agent_log.read_text().count("PIN asked") <= asked:
+            assert time.monotonic() < deadline, agent_log.read_text()
+            time.sleep(0.1)
+        served.proc.stdin.write(pin + "\n")
+        served.proc.stdin.flush()
+        assert consent_page_or_refusal(wait) == "社保业务系统（示例）"
+        browser.find_element(By.CSS_SELECTOR, 'button[value="allow"]').click()
+        wait.until(lambda d: d.find_elements(By.ID, "holder"))
+        assert browser.current_url == urls["sample-rp"] + "/"
+        assert browser.find_element(By.ID, "name").text == "张三"
+        assert browser.find_element(By.ID, "ssn").text == "639900199001011234"
+        # verified at the RA's registry (the card number is not in the certificate)
+        assert browser.find_element(By.ID, "card-number").text == "D63990001"
+        assert pin not in agent_log.read_text()
+
+
 def test_ctrl_c_stops_and_a_second_start_reuses_the_data(served: Running) -> None:
     urls = served.urls()
     root = (served.home / "export" / "root.pem").read_bytes()
@@ -390,7 +503,7 @@ def test_killed_serve_takes_its_services_with_it(served: Running) -> None:
     if served.proc.poll() is None:
         served.stop()
     again = start(served.home, "--no-pcscd")  # a killed serve cannot stop its pcscd
-    assert len(command_lines(served.home)) == 4
+    assert len(command_lines(served.home)) == 6
     again.proc.kill()
     again.proc.wait(timeout=30)
     assert none_left(served.home)

@@ -24,9 +24,10 @@ from tests.cms.pki import make_leaf, make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-SERVICES = {"ca": 8080, "kmc": 8470, "ra": 8480, "gateway": 8443}
+SERVICES = {"ca": 8080, "kmc": 8470, "ra": 8480, "gateway": 8443, "idp": 8446}
 #: the zone of each service (DESIGN.md section 5)
-ZONES = {"ca": "protected", "kmc": "protected", "ra": "officer", "gateway": "service"}
+ZONES = {"ca": "protected", "kmc": "protected", "ra": "officer", "gateway": "service",
+         "idp": "service"}
 INSTALLED = "/opt/sscard/bin/sscard"
 SECRET_WORDS = re.compile(r"pass|secret|token|pin|key", re.IGNORECASE)
 
@@ -165,6 +166,30 @@ def test_gateway_sample_loads(tmp_path: Path) -> None:
     assert any(v.startswith("hr-sign-passphrase:") for v in values(svc, "LoadCredential"))
 
 
+def test_idp_sample_loads(tmp_path: Path) -> None:
+    """The provider's sample, given the certificates it names, loads with the provider's
+    loader: an https issuer, the cardholder CA, revocation fetched."""
+    from sscard.idp.wsgi import load_settings
+
+    credentials = "/run/credentials/sscard-idp.service/"
+    text = (DEPLOY / "zones" / "service" / "idp.toml").read_text(encoding="utf-8")
+    assert credentials in text
+    config = tmp_path / "idp.toml"
+    config.write_text(text.replace(credentials, f"{tmp_path}/"), encoding="utf-8")
+    pki = make_pki()
+    (tmp_path / "root.pem").write_bytes(der_to_pem(pki.root.cert.dump(), "CERTIFICATE"))
+    (tmp_path / "issuing-ca.pem").write_bytes(der_to_pem(pki.ca.cert.dump(), "CERTIFICATE"))
+    for name in ("idp-service.key.pem", "idp-service.pem", "service-key-passphrase"):
+        (tmp_path / name).write_text("made by the administrator\n")
+    settings = load_settings(config)
+    assert settings.provider.issuer.startswith("https://") and settings.fetch_revocation
+    assert settings.provider.issuer.endswith(":" + str(SERVICES["idp"]))
+    assert settings.card_number_lookup is not None  # the verified card-number claim
+    # the unit loads the passphrase credential the file names
+    svc = parse_unit(unit("idp"))["Service"]
+    assert any(v.startswith("service-key-passphrase:") for v in values(svc, "LoadCredential"))
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_containerfile(service: str) -> None:
     path = DEPLOY / "containers" / f"{service}.Containerfile"
@@ -198,7 +223,9 @@ def _made_by_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -
     layout.custody.mkdir()
     for n, custodian in enumerate(serve.UNSEAL_WITH):
         (layout.custody / f"share-0{n}-{custodian}.json").write_text("{}")
-    (made,) = [s for s in serve.services(layout, dict.fromkeys(SERVICES, 1)) if s.name == name]
+    # the sample business system serve runs is a demo: it has no deploy files
+    (made,) = [s for s in serve.services(layout, dict.fromkeys([*SERVICES, "sample-rp"], 1))
+               if s.name == name]
     return made
 
 

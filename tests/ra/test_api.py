@@ -36,7 +36,8 @@ def auth(rig: RaRig) -> dict[str, str]:
 def test_openapi_describes_every_api_route(app: Flask) -> None:
     spec = app.test_client().get("/api/v1/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
-    documented = {"/api/v1" + p.replace("{request_id}", "<request_id>") for p in spec["paths"]}
+    documented = {"/api/v1" + p.replace("{request_id}", "<request_id>")
+                  .replace("{serial}", "<serial>") for p in spec["paths"]}
     routes = {r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/api/v1/")
               and r.rule != "/api/v1/openapi.json"}
     assert routes == documented

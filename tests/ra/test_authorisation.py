@@ -68,6 +68,9 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("GET", "/api/v1/enrollments/{rid}", {CLIENT}),
     ("POST", "/api/v1/enrollments/{rid}/confirm", {CLIENT}),
     ("POST", "/api/v1/enrollments/{rid}/rollback", {CLIENT}),
+    # only a signed caller whose certificate the RA's configuration names (none here):
+    # tests/ra/test_card_number_lookup.py
+    ("GET", "/api/v1/card-numbers/{serial}", set()),
     # sscard.httpops: for load balancers and monitoring
     ("GET", "/health", EVERYONE),
     ("GET", "/ready", EVERYONE),
@@ -79,7 +82,7 @@ IGNORED_RULES = {"/static/<path:filename>"}
 
 def _rule_of(path: str) -> str:
     return (path.replace("{rid}", "<request_id>").replace("{officer}", "<username>")
-            .replace("/language/en", "/language/<lang>"))
+            .replace("/language/en", "/language/<lang>").replace("{serial}", "<serial>"))
 
 
 def test_every_route_is_in_the_matrix(app: Flask) -> None:
@@ -142,7 +145,7 @@ def test_matrix(app: Flask, rig: RaRig, who: str) -> None:
     failures = []
     for method, template, allowed in EXPECTED:
         # {officer}: an account nobody logs in with, so enabling or disabling it is harmless
-        path = template.format(rid=rid, officer="bystander")
+        path = template.format(rid=rid, officer="bystander", serial="00ff")
         client, headers, csrf = _client_for(app, rig, who)
         resp = _call(client, method, path, headers, csrf)
         to_login = resp.status_code == 302 and resp.headers["Location"].endswith("/login")
@@ -160,6 +163,8 @@ def test_matrix(app: Flask, rig: RaRig, who: str) -> None:
                 else (401 if path.startswith("/api/") else 403)
             if who == CLIENT and not path.startswith("/api/"):
                 expected_code = 302  # a bearer token is no UI session
+            elif who == CLIENT:
+                expected_code = 403  # authenticated, but not permitted
             if resp.status_code != expected_code or (expected_code == 302 and not to_login):
                 failures.append(f"{who} {method} {path}: got {resp.status_code}, expected "
                                 f"{expected_code}")
@@ -243,6 +248,10 @@ LIBRARY: dict[str, tuple[Callable[[RegistrationAuthority, Actor], Any], set[str]
     "submit_renewal": (lambda ra, a: ra.submit_renewal(a, "no-card", b""), {OPERATOR, OFFICER}),
     "submit_key_recovery": (lambda ra, a: ra.submit_key_recovery(a, "00", b"junk", ""),
                             {OPERATOR, OFFICER}),
+    # only an API client whose certificate the RA names (none here):
+    # tests/ra/test_card_number_lookup.py
+    "card_number_of_certificate": (lambda ra, a: ra.card_number_of_certificate(a, "00ff"),
+                                   set()),
     "approve": (lambda ra, a: ra.approve(a, "rq-none"), {OFFICER}),
     "reject": (lambda ra, a: ra.reject(a, "rq-none", "why"), {OFFICER}),
     "confirm_personalised": (lambda ra, a: ra.confirm_personalised(a, "rq-none"),
