@@ -79,9 +79,9 @@ def principal_group() -> None:
 @click.option("--ca", "cas", multiple=True, help="A CA it may use (repeatable; default: the "
                                                   "first issuing CA).")
 @click.option("--ra", "as_ra", is_flag=True,
-              help="The RA's permission set: issue, revoke, status and attest-pop (vouch for "
-                   "proof of possession in batches) for the cardholder and business-system "
-                   "profiles.")
+              help="The RA's permission set: issue, revoke, status and, with --certificate, "
+                   "attest-pop (vouch for proof of possession in batches) for the cardholder "
+                   "and business-system profiles.")
 @click.option("--token-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Credential: a new random API token, written (0600) to this file.")
 @click.option("--certificate", "cert_path", type=click.Path(dir_okay=False, exists=True,
@@ -103,8 +103,15 @@ def principal_add(ctx: click.Context, name: str, operations: tuple[str, ...],
     if (token_out is None) == (cert_path is None):
         raise click.UsageError("give exactly one credential: --token-out or --certificate")
     if as_ra:
-        operations = tuple(o.value for o in ApiOperation) if not operations else operations
+        # a token never vouches for proof of possession (the CA takes attest-pop only from a
+        # signed request), so an RA on a token is not given a permission it could not use
+        operations = operations or tuple(
+            o.value for o in ApiOperation
+            if cert_path is not None or o is not ApiOperation.ATTEST_POP)
         profiles = profiles or RA_PROFILES
+    if token_out is not None and ApiOperation.ATTEST_POP.value in operations:
+        raise click.UsageError("attest-pop needs a --certificate credential: the CA takes a "
+                               "proof-of-possession attestation only from a signed request")
     known = _profiles(home)
     for profile in profiles:
         if profile not in known:

@@ -176,6 +176,11 @@ def test_principal_commands_manage_the_access_file(home: Path, tmp_path: Path) -
     assert token not in access_path(home).read_text()
     listed = ok(run(home, "ca", "principal", "list"))
     assert "ra-batch\tissue,revoke,status" in listed
+    # a token cannot carry a proof-of-possession attestation: not granted, and refused if asked
+    refused = run(home, "ca", "principal", "add", "attester", "--operation", "attest-pop",
+                  "--token-out", str(tmp_path / "a.token"))
+    assert refused.exit_code == 2 and "attest-pop needs a --certificate" in refused.output
+    assert not (tmp_path / "a.token").exists()
 
     # CA-level profiles cannot be granted; a duplicate name needs --replace
     for profile in ("sub-ca", "ocsp-signer", "tsa", "service"):
