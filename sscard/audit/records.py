@@ -13,6 +13,7 @@ verifier tell a renumbering (a record inserted or deleted in the middle) from an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -214,14 +215,41 @@ class AuditRecord:
         }
 
     def details_json(self) -> str:
+        """The details as canonical JSON, computed once per record (its size check, the chain
+        hash and the stored column all use it): the record is frozen, its details are not
+        changed after it is made."""
+        return self._details_json
+
+    @functools.cached_property
+    def _details_json(self) -> str:
         return _canonical_json(dict(self.details))
 
+    def at(self, time: str) -> AuditRecord:
+        """This record with its time set (under the log's lock), keeping the details' JSON."""
+        timed = dataclasses.replace(self, time=time)
+        if "_details_json" in self.__dict__:
+            timed.__dict__["_details_json"] = self.__dict__["_details_json"]
+        return timed
+
     def canonical_encoding(self) -> bytes:
-        """Sorted keys, no whitespace, UTF-8: one byte string per record, whatever the engine."""
+        """Sorted keys, no whitespace, UTF-8: one byte string per record, whatever the engine.
+        Written from its parts around the details' JSON (the same bytes ``json.dumps`` of
+        ``as_dict()`` with sorted keys gives, tested) so the details are encoded only once."""
+        texts = (self.action, self.actor, self.object, self.outcome, self.request_id,
+                 self.time)
         try:
-            return _canonical_json(self.as_dict()).encode("utf-8")
+            if not all(type(t) is str for t in texts):
+                return _canonical_json(self.as_dict()).encode("utf-8")
+            action, actor, obj, outcome, request_id, time = map(_json_string, texts)
+            return (f'{{"action":{action},"actor":{actor},"details":{self._details_json},'
+                    f'"object":{obj},"outcome":{outcome},"request_id":{request_id},'
+                    f'"time":{time},"v":{ENCODING_VERSION}}}').encode()
         except UnicodeEncodeError:
             raise AuditRecordRejected("record text is not valid Unicode (lone surrogate)") from None
+
+
+#: a JSON string as ``json.dumps(..., ensure_ascii=False)`` writes it (the C encoder)
+_json_string = json.encoder.encode_basestring
 
 
 def _canonical_json(value: Any) -> str:
