@@ -178,7 +178,7 @@ class AuditRecord:
             )
         if not isinstance(self.details, Mapping):
             raise AuditRecordRejected("details must be a JSON object (a mapping)")
-        _check_value("details", self.details, 0)
+        self._check_details()
         if len(self.details_json().encode("utf-8", "surrogatepass")) > MAX_DETAILS_BYTES:
             raise AuditRecordRejected(f"details are larger than {MAX_DETAILS_BYTES} bytes")
 
@@ -195,7 +195,7 @@ class AuditRecord:
                      _bounded_value(details, 0) if details is not None else {})
         if isinstance(record.details, Mapping):
             # secrets and non-JSON values are refused before anything could hide them
-            _check_value("details", record.details, 0)
+            record._check_details()
             size = len(record.details_json().encode("utf-8"))
             if size > MAX_DETAILS_BYTES:
                 summary = bounded_text(record.details_json(), MAX_DETAILS_BYTES // 4)
@@ -219,6 +219,14 @@ class AuditRecord:
         hash and the stored column all use it): the record is frozen, its details are not
         changed after it is made."""
         return self._details_json
+
+    def _check_details(self) -> None:
+        """The details' check (secrets, JSON values), walked once per record: ``bounded``
+        and ``check`` both need it. Raises for a refused value (and remembers nothing then);
+        the record is frozen, so a passed check stays true."""
+        if "_details_ok" not in self.__dict__:
+            _check_value("details", self.details, 0)
+            self.__dict__["_details_ok"] = True
 
     @functools.cached_property
     def _details_json(self) -> str:
