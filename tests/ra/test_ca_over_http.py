@@ -21,6 +21,7 @@ import requests
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
+from ca.authorization import ApiOperation, AuthorizedAuthority
 from ca.client import CaClient
 from ca.errors import (
     AlreadyRevoked,
@@ -29,6 +30,7 @@ from ca.errors import (
     RequestRefused,
     UnknownCertificate,
 )
+from ca.ports_inprocess import InProcessCa
 from ca.records import IssuedCertificate, Status
 from keymgmt.client import KmcClient
 from keymgmt.ports_inprocess import InProcessKmc
@@ -37,7 +39,7 @@ from keymgmt.service import Principal
 from keymgmt.web import create_app as create_kmc_app
 from ra.errors import UpstreamUnavailable
 from ra.kmc_http import HttpKmc
-from ra.ports import KmcPort
+from ra.ports import CaPort, KmcPort
 from ra.service import CardInput, RegistrationAuthority
 from sscard.audit.records import StoredRecord
 from sscard.card.records import HolderData
@@ -299,7 +301,7 @@ class CountsTheCa:
     ``lose_batch`` the first batch reaches the CA, which issues, but its answer is lost (and
     the CA stays out of reach for the rest of that round)."""
 
-    def __init__(self, inner: CaClient, lose_batch: bool = False) -> None:
+    def __init__(self, inner: CaPort, lose_batch: bool = False) -> None:
         self.inner, self.lose_batch = inner, lose_batch
         self.batches: list[list[str | None]] = []
         self.singles = 0
@@ -429,3 +431,28 @@ def test_one_refused_entry_fails_its_request_alone(served: Served) -> None:
     assert rig.ca.status(Serial(squatter.serial)).status == Status.GOOD  # not the RA's to touch
     refused = batch_records(rig)[-1].record.details["refused"]
     assert len(refused) == 1 and refused[0].startswith(bad)
+
+
+def test_the_in_process_port_signs_a_batch_alike(served: Served) -> None:
+    """The embedded RA's CA port (``ca.ports_inprocess``, as ``make demo`` wires it) carries
+    the same batch through the same port: one call, each request signed and carried on, the
+    CA's view authorising it (issue and attest-pop) as the HTTP API does."""
+    waiting = waiting_enrollments(served, 2)
+    inner = served.rig.ra.ca
+    assert isinstance(inner, InProcessCa)
+    ca = CountsTheCa(inner)
+    resumed = resumed_with(served, ca)
+    ids = {f"{rid}.sign" for rid, _, _ in waiting}
+    assert [sorted(ids)] == [sorted(set(batch) & ids) for batch in ca.batches]
+    assert ca.singles == 0
+    for rid, _, _ in waiting:
+        assert resumed[rid]["state"] == "done", resumed[rid]
+    # a principal without attest-pop may not vouch for possession in process either
+    view = inner._view
+    narrowed = dataclasses.replace(view.principal, operations=view.principal.operations
+                                   - {ApiOperation.ATTEST_POP})
+    other = InProcessCa(AuthorizedAuthority(view._authority, narrowed))
+    csr = CsrBuilder().subject(parse_name("CN=张三,serialNumber=X1,C=CN")).sign(
+        SoftwareKey.generate("sm2")).dump()
+    with pytest.raises(NotPermitted, match="attest-pop"):
+        other.issue_batch([(csr, None)], "cardholder-sign", attest=True)
