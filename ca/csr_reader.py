@@ -76,7 +76,6 @@ class CsrParts:
     """What the CA reads from a request, each part as the octets it was sent as."""
 
     der: bytes
-    info: bytes  # CertificationRequestInfo: what the signature covers
     subject: Subject
     spki: bytes
 
@@ -194,4 +193,4 @@ def read_csr(data: bytes) -> CsrParts | None:
     if subject is None:
         return None
     spki_start = name[1]
-    return CsrParts(der, der[info_start:info_end], subject, der[spki_start:spki[1]])
+    return CsrParts(der, subject, der[spki_start:spki[1]])
