@@ -175,7 +175,7 @@ def test_principal_commands_manage_the_access_file(home: Path, tmp_path: Path) -
                                        "business-system"}
     assert token not in access_path(home).read_text()
     listed = ok(run(home, "ca", "principal", "list"))
-    assert "ra-batch\tissue,revoke,status" in listed
+    assert "ra-batch\tattest-pop,issue,revoke,status" in listed
 
     # CA-level profiles cannot be granted; a duplicate name needs --replace
     for profile in ("sub-ca", "ocsp-signer", "tsa", "service"):
