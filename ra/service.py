@@ -1230,7 +1230,9 @@ class RegistrationAuthority:
         after ``resume_after``). Each is claimed as on resubmission, so one another worker is
         carrying out now is left alone; steps already done are skipped, and the CA answers a
         repeated issuance with the certificate of the same request id, so nothing is issued
-        twice. Returns each one's state afterwards, with the error when it still waits."""
+        twice. The signing certificates of the enrollments among them are asked for first, in
+        CA batches (``_sign_enrollments``). Returns each one's state afterwards, with the error
+        when it still waits."""
         stale = self.clock() - self.config.resume_after
         with self._tx() as s:
             ids = list(s.scalars(
