@@ -71,6 +71,7 @@ def chain_hash(hash_name: str, previous: bytes, encoding: bytes) -> bytes:
     return digest(hash_name, previous + encoding)
 
 
+@functools.lru_cache(maxsize=1024)  # the same few field names, on every record
 def is_secret_field_name(name: str) -> bool:
     words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
     if not words:
@@ -99,7 +100,8 @@ def bounded_text(value: Any, limit: int) -> Any:
     unchanged (``check`` refuses them: a programming error, not input)."""
     if not isinstance(value, str):
         return value
-    text = _ESCAPE.sub(_escape, value)
+    # printable text holds none of the characters escaped (controls, surrogates): no regex
+    text = value if value.isprintable() else _ESCAPE.sub(_escape, value)
     if len(text) <= limit:
         return text
     mark = f"…[cut: {len(text)} characters]"
@@ -234,7 +236,8 @@ class AuditRecord:
 
     def at(self, time: str) -> AuditRecord:
         """This record with its time set (under the log's lock), keeping the details' JSON."""
-        timed = dataclasses.replace(self, time=time)
+        timed = AuditRecord(time, self.actor, self.action, self.object, self.outcome,
+                            self.request_id, self.details)
         if "_details_json" in self.__dict__:
             timed.__dict__["_details_json"] = self.__dict__["_details_json"]
         return timed

@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sscard.audit.errors import AuditRecordRejected, SecretInAuditRecord
-from sscard.audit.records import AuditRecord, chain_hash, genesis_hash, is_secret_field_name
+from sscard.audit.records import (
+    _ESCAPE,
+    AuditRecord,
+    _escape,
+    bounded_text,
+    chain_hash,
+    genesis_hash,
+    is_secret_field_name,
+)
 from sscard.keys.software import SoftwareKey
 
 T = "2026-11-28T10:00:00.000000Z"
@@ -122,3 +130,10 @@ def test_a_lone_surrogate_is_refused_by_the_encoding() -> None:
         rec(actor="a\ud800").canonical_encoding()
     with pytest.raises(AuditRecordRejected, match="surrogate"):
         rec(details={"x": "\udc80"}).canonical_encoding()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=60))
+def test_bounded_text_escapes_exactly_what_the_pattern_names(value: str) -> None:
+    """Printable text skips the escaping regex; the result is the regex's all the same."""
+    assert bounded_text(value, 1000) == _ESCAPE.sub(_escape, value)
