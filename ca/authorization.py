@@ -39,7 +39,7 @@ import hashlib
 import hmac
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -406,6 +406,14 @@ class AuthorizedAuthority:
         self._check(ApiOperation.ISSUE, profile)
         return self._authority.issue_for_public_key(public_key, subject, profile, extra,
                                                     request_id=request_id)
+
+    def issue_each(self, requests: Sequence[Any], profile: str) -> Any:
+        """``CertificateAuthority.issue_each`` (the batch), as the HTTP API authorises it:
+        issue on the profile, and attest-pop when an entry's possession is attested."""
+        self._check(ApiOperation.ISSUE, profile)
+        if any(getattr(r, "attested_key", None) is not None for r in requests):
+            self._check(ApiOperation.ATTEST_POP, profile)
+        return self._authority.issue_each(requests, profile)
 
     def revoke(self, serial: int, *args: Any, **kwargs: Any) -> Any:
         self._check(ApiOperation.REVOKE, None)

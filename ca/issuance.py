@@ -19,6 +19,7 @@ from typing import Any
 from asn1crypto import algos, core, x509
 from asn1crypto import csr as asn1csr
 
+from ca.csr_reader import CsrParts, read_csr
 from ca.errors import RequestRefused
 from ca.profile import SUBJECT_ATTRIBUTES, Profile, bad_characters
 from ca.request_encoding import Subject, spki_and_key_id, subject_from_name, subject_from_text
@@ -317,6 +318,9 @@ def check_csr(
     ``attested_key``: the SHA-256 of the SubjectPublicKeyInfo whose possession an authorised
     RA has verified and vouches for in its signed request (CMP's ``raVerified``, RFC 4210
     5.2.8.4); the CSR's signature is then not verified again, but its key must be that one."""
+    parts = read_csr(request) if isinstance(request, bytes) else None
+    if parts is not None:
+        return _check_read_csr(parts, profile, extra or {}, attested_key)
     try:
         parsed = load_csr(request) if isinstance(request, bytes) else request
     except X509Error as exc:
@@ -326,6 +330,18 @@ def check_csr(
     subject = subject_from_name(parsed["certification_request_info"]["subject"])
     return _approve(profile, public_key, subject, _requested_extensions(parsed), extra or {},
                     "csr", parsed.dump())
+
+
+def _check_read_csr(parts: CsrParts, profile: Profile, extra: Mapping[str, Any],
+                    attested_key: bytes | None) -> Approved:
+    """``check_csr`` of a request ``ca.csr_reader`` read (the common shape, no attributes):
+    the same checks on the parts it read, without asn1crypto's parse of the whole request."""
+    if attested_key is not None:
+        public_key = _attested_spki_key(parts.spki, attested_key)
+    else:
+        # the signature check reads the request lazily: the reader has found it well formed
+        public_key = proven_public_key(asn1csr.CertificationRequest.load(parts.der))
+    return _approve(profile, public_key, parts.subject, {}, extra, "csr", parts.der)
 
 
 def proven_public_key(request: asn1csr.CertificationRequest) -> PublicKey:
@@ -341,7 +357,11 @@ def proven_public_key(request: asn1csr.CertificationRequest) -> PublicKey:
 
 def _attested_public_key(request: asn1csr.CertificationRequest, attested: bytes) -> PublicKey:
     """The CSR's public key, if it is the one whose SHA-256 the RA attested."""
-    spki = request["certification_request_info"]["subject_pk_info"].dump()
+    return _attested_spki_key(request["certification_request_info"]["subject_pk_info"].dump(),
+                              attested)
+
+
+def _attested_spki_key(spki: bytes, attested: bytes) -> PublicKey:
     if not hmac.compare_digest(hashlib.sha256(spki).digest(), attested):
         raise RequestRefused("certificate request rejected: its key is not the one whose "
                              "possession the caller attested")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from ca.errors import RequestRefused
 from ca.records import IssuedCertificate, Status
 from keymgmt.records import EscrowResult, RecoveryResult
 from sscard.x509.values import RevocationReason, Serial
@@ -36,6 +37,14 @@ class CaPort(Protocol):
         """A certificate for the PKCS#10 request (its signature checked by the CA). With
         ``request_id`` (the RA's own id for this issuance) asking again returns the certificate
         issued the first time, so a lost answer never makes a second certificate."""
+        ...
+
+    def issue_batch(self, entries: Sequence[tuple[bytes, str | None]], profile: str, *,
+                    attest: bool = False) -> list[IssuedCertificate | RequestRefused]:
+        """Certificates for many CSRs (DER, each with its request id as for
+        :meth:`issue_from_csr`) in one request (at most ``ca.records.MAX_BATCH_ITEMS``): per
+        entry, in order, its certificate or why the CA refused it. ``attest``: the RA has
+        verified each CSR's proof of possession and vouches for it (CMP's raVerified)."""
         ...
 
     def issue_for_public_key(self, spki_der: bytes, subject: str, profile: str,

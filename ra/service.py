@@ -13,7 +13,7 @@ import hashlib
 import json
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from ca.errors import AlreadyRevoked, CAError, CaUnavailable, UnknownCertificate
-from ca.records import Status
+from ca.records import MAX_BATCH_ITEMS, IssuedCertificate, Status
 from keymgmt.errors import KmcError, KmcUnavailable
 from ra import store, throttle
 from ra.errors import (
@@ -1223,8 +1223,11 @@ class RegistrationAuthority:
         """Carry out an approved request, once: a caller that does not get the claim leaves
         it to the one that did. A failure marks it failed, undoes what it issued, and is
         raised as ``UpstreamFailed``."""
-        if not self._claim(request_id):
-            return
+        if self._claim(request_id):
+            self._carry_out(actor, request_id)
+
+    def _carry_out(self, actor: Actor, request_id: str) -> None:
+        """``_execute`` once the claim is held."""
         with self._tx() as s:
             kind = RequestKind(self._request(s, request_id).kind)
         try:
@@ -1253,7 +1256,9 @@ class RegistrationAuthority:
         after ``resume_after``). Each is claimed as on resubmission, so one another worker is
         carrying out now is left alone; steps already done are skipped, and the CA answers a
         repeated issuance with the certificate of the same request id, so nothing is issued
-        twice. Returns each one's state afterwards, with the error when it still waits."""
+        twice. The signing certificates of the enrollments among them are asked for first, in
+        CA batches (``_sign_enrollments``). Returns each one's state afterwards, with the error
+        when it still waits."""
         stale = self.clock() - self.config.resume_after
         with self._tx() as s:
             ids = list(s.scalars(
@@ -1261,16 +1266,69 @@ class RegistrationAuthority:
                 .where(Request.state == RequestState.APPROVED,
                        or_(Request.claimed_at.is_(None), Request.claimed_at < stale))
                 .order_by(Request.id).limit(limit)))
+        claimed = [request_id for request_id in ids if self._claim(request_id)]
+        self._sign_enrollments(claimed)
         out = []
         for request_id in ids:
             try:
-                self._execute(RESUMER, request_id)
+                if request_id in claimed:
+                    self._carry_out(RESUMER, request_id)
             except (UpstreamUnavailable, UpstreamFailed):
                 pass  # recorded on the request: waiting again, or failed (and rolled back)
             with self._tx() as s:
                 req = self._request(s, request_id)
                 out.append({"request_id": request_id, "state": req.state, "error": req.error})
         return out
+
+    def _sign_enrollments(self, request_ids: Sequence[str]) -> None:
+        """The signing certificates of the (claimed) enrollments that lack one, from the CA in
+        batches (one signed request per ``MAX_BATCH_ITEMS``, possession attested: the RA
+        verified each CSR), instead of one request each. Every entry keeps its request's own
+        id at the CA (``<id>.sign``, as ``_issue`` asks), so a batch sent again after a lost
+        answer gives the same certificates; each is saved on its request as it comes back, and
+        the request's own execution then goes on from there. An entry the CA refuses, or a
+        batch that does not reach it, is left to that execution, which asks the CA again and
+        fails the request (audited, rolled back) or leaves it waiting, as for one request."""
+        if self.ca is None:
+            return
+        todo: list[tuple[str, bytes]] = []
+        for request_id in request_ids:
+            with self._tx() as s:
+                req = self._request(s, request_id)
+                if (req.kind != RequestKind.ENROLLMENT or req.csr_der is None
+                        or "sign_serial" in self._details(req)):
+                    continue
+                person = s.get(Cardholder, req.cardholder_id)
+                assert person is not None
+                csr_der, ssn, name = req.csr_der, person.ssn, person.name
+            try:
+                self._check_csr(csr_der, ssn, name)  # as _issue checks it again
+            except BadRequest:
+                continue  # _issue refuses it with the reason
+            todo.append((request_id, csr_der))
+        for start in range(0, len(todo), MAX_BATCH_ITEMS):
+            chunk = todo[start:start + MAX_BATCH_ITEMS]
+            # an issuance of the enrollments' signing certificates: one record pair names
+            # them all (each request's own ra.enrollment.issue follows)
+            with self.audit.operation(RESUMER.audit_name, "ra.enrollment.issue",
+                                      f"batch:{len(chunk)}",
+                                      details={"requests": [rid for rid, _ in chunk],
+                                               "certificates": "sign"}) as op:
+                try:
+                    results = self.ca.issue_batch(
+                        [(csr_der, f"{rid}.sign") for rid, csr_der in chunk],
+                        self.config.sign_profile, attest=True)
+                except CAError as exc:  # unreachable, or not permitted: each request asks alone
+                    op.fail(str(exc)[:300])
+                    return
+                refused = []
+                for (rid, _), result in zip(chunk, results, strict=True):
+                    if isinstance(result, IssuedCertificate):
+                        self._save(rid, sign_serial=self._serial_hex(f"{result.serial:x}"),
+                                   sign_cert=_b64(result.der))
+                    else:
+                        refused.append(f"{rid}: {str(result)[:200]}")
+                op.set(issued=len(chunk) - len(refused), refused=refused)
 
     def _wait(self, request_id: str, error: str) -> None:
         """The CA or KMC is out of reach: the request stays approved, says why it waits, and

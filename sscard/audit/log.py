@@ -350,7 +350,7 @@ class AuditLog:
             if link_outcome and i % 2 == 1:
                 record = dataclasses.replace(
                     record, details={**record.details, "attempt_seq": stored[i - 1].seq})
-            record = dataclasses.replace(record, time=when)
+            record = record.at(when)
             seq = size + 1 + i
             h = _chain_hash(self.hash_name, prev, record.canonical_encoding())
             rows.append({

@@ -13,6 +13,7 @@ verifier tell a renumbering (a record inserted or deleted in the middle) from an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -70,6 +71,7 @@ def chain_hash(hash_name: str, previous: bytes, encoding: bytes) -> bytes:
     return digest(hash_name, previous + encoding)
 
 
+@functools.lru_cache(maxsize=1024)  # the same few field names, on every record
 def is_secret_field_name(name: str) -> bool:
     words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
     if not words:
@@ -98,7 +100,8 @@ def bounded_text(value: Any, limit: int) -> Any:
     unchanged (``check`` refuses them: a programming error, not input)."""
     if not isinstance(value, str):
         return value
-    text = _ESCAPE.sub(_escape, value)
+    # printable text holds none of the characters escaped (controls, surrogates): no regex
+    text = value if value.isprintable() else _ESCAPE.sub(_escape, value)
     if len(text) <= limit:
         return text
     mark = f"…[cut: {len(text)} characters]"
@@ -177,7 +180,7 @@ class AuditRecord:
             )
         if not isinstance(self.details, Mapping):
             raise AuditRecordRejected("details must be a JSON object (a mapping)")
-        _check_value("details", self.details, 0)
+        self._check_details()
         if len(self.details_json().encode("utf-8", "surrogatepass")) > MAX_DETAILS_BYTES:
             raise AuditRecordRejected(f"details are larger than {MAX_DETAILS_BYTES} bytes")
 
@@ -194,7 +197,7 @@ class AuditRecord:
                      _bounded_value(details, 0) if details is not None else {})
         if isinstance(record.details, Mapping):
             # secrets and non-JSON values are refused before anything could hide them
-            _check_value("details", record.details, 0)
+            record._check_details()
             size = len(record.details_json().encode("utf-8"))
             if size > MAX_DETAILS_BYTES:
                 summary = bounded_text(record.details_json(), MAX_DETAILS_BYTES // 4)
@@ -214,14 +217,50 @@ class AuditRecord:
         }
 
     def details_json(self) -> str:
+        """The details as canonical JSON, computed once per record (its size check, the chain
+        hash and the stored column all use it): the record is frozen, its details are not
+        changed after it is made."""
+        return self._details_json
+
+    def _check_details(self) -> None:
+        """The details' check (secrets, JSON values), walked once per record: ``bounded``
+        and ``check`` both need it. Raises for a refused value (and remembers nothing then);
+        the record is frozen, so a passed check stays true."""
+        if "_details_ok" not in self.__dict__:
+            _check_value("details", self.details, 0)
+            self.__dict__["_details_ok"] = True
+
+    @functools.cached_property
+    def _details_json(self) -> str:
         return _canonical_json(dict(self.details))
 
+    def at(self, time: str) -> AuditRecord:
+        """This record with its time set (under the log's lock), keeping the details' JSON."""
+        timed = AuditRecord(time, self.actor, self.action, self.object, self.outcome,
+                            self.request_id, self.details)
+        if "_details_json" in self.__dict__:
+            timed.__dict__["_details_json"] = self.__dict__["_details_json"]
+        return timed
+
     def canonical_encoding(self) -> bytes:
-        """Sorted keys, no whitespace, UTF-8: one byte string per record, whatever the engine."""
+        """Sorted keys, no whitespace, UTF-8: one byte string per record, whatever the engine.
+        Written from its parts around the details' JSON (the same bytes ``json.dumps`` of
+        ``as_dict()`` with sorted keys gives, tested) so the details are encoded only once."""
+        texts = (self.action, self.actor, self.object, self.outcome, self.request_id,
+                 self.time)
         try:
-            return _canonical_json(self.as_dict()).encode("utf-8")
+            if not all(type(t) is str for t in texts):
+                return _canonical_json(self.as_dict()).encode("utf-8")
+            action, actor, obj, outcome, request_id, time = map(_json_string, texts)
+            return (f'{{"action":{action},"actor":{actor},"details":{self._details_json},'
+                    f'"object":{obj},"outcome":{outcome},"request_id":{request_id},'
+                    f'"time":{time},"v":{ENCODING_VERSION}}}').encode()
         except UnicodeEncodeError:
             raise AuditRecordRejected("record text is not valid Unicode (lone surrogate)") from None
+
+
+#: a JSON string as ``json.dumps(..., ensure_ascii=False)`` writes it (the C encoder)
+_json_string = json.encoder.encode_basestring
 
 
 def _canonical_json(value: Any) -> str:

@@ -91,6 +91,12 @@ _SPKI_PREFIX = _spki_der(b"\x04" + bytes(64))[:-65]
 _SELECT_PUBLIC_KEY = 0x86
 
 
+def is_point_spki(der: bytes) -> bool:
+    """Whether ``der`` is the one encoding of an SM2 SubjectPublicKeyInfo: the fixed prefix
+    (id-ecPublicKey, the SM2 curve) and an uncompressed point."""
+    return len(der) == len(_SPKI_PREFIX) + 65 and der.startswith(_SPKI_PREFIX)
+
+
 def z_value(public_point: bytes, uid: bytes = DEFAULT_UID) -> bytes:
     """Z_A of GB/T 32918.2 §5.5, for a 65-byte uncompressed public point."""
     if len(uid) * 8 > 0xFFFF:
@@ -199,8 +205,8 @@ class SM2PublicKey:
 
     @classmethod
     def from_spki(cls, der: bytes) -> SM2PublicKey:
-        if len(der) == len(_SPKI_PREFIX) + 65 and der.startswith(_SPKI_PREFIX):
-            return cls.from_point(der[len(_SPKI_PREFIX):])  # the one encoding of an SM2 SPKI
+        if is_point_spki(der):
+            return cls.from_point(der[len(_SPKI_PREFIX):])
         buf = ffi.new("unsigned char[]", der)
         pp = ffi.new("const unsigned char **", buf)
         pkey = _owned_pkey(

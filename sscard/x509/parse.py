@@ -22,6 +22,8 @@ _PEM_TYPES = {
     csr.CertificationRequest: ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"),
     crl.CertificateList: ("X509 CRL",),
 }
+#: the PEM labels a certificate request may come under
+CSR_PEM_TYPES = _PEM_TYPES[csr.CertificationRequest]
 _WHAT = {x509.Certificate: "certificate", csr.CertificationRequest: "certificate request",
          crl.CertificateList: "CRL"}
 

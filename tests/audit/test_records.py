@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sscard.audit.errors import AuditRecordRejected, SecretInAuditRecord
-from sscard.audit.records import AuditRecord, chain_hash, genesis_hash, is_secret_field_name
+from sscard.audit.records import (
+    _ESCAPE,
+    AuditRecord,
+    _escape,
+    bounded_text,
+    chain_hash,
+    genesis_hash,
+    is_secret_field_name,
+)
 from sscard.keys.software import SoftwareKey
 
 T = "2026-11-28T10:00:00.000000Z"
@@ -84,3 +95,45 @@ def test_chain_hash_depends_on_previous_and_content() -> None:
     assert h1 != chain_hash("sm3", g, rec(outcome="failure").canonical_encoding())
     assert h1 != chain_hash("sm3", h1, rec().canonical_encoding())
     assert h1 != chain_hash("sha256", g, rec().canonical_encoding())
+
+
+def _reference_encoding(record: AuditRecord) -> bytes:
+    """The encoding as first defined: ``json.dumps`` of the whole record, sorted, compact."""
+    return json.dumps(record.as_dict(), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
+_json = st.recursive(st.none() | st.booleans() | st.integers() | _text,
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(_text, inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(time=_text, actor=_text, action=_text, obj=_text, outcome=_text, request_id=_text,
+       details=st.dictionaries(_text, _json, max_size=5))
+def test_encoding_from_parts_is_the_json_of_the_whole_record(
+        time: str, actor: str, action: str, obj: str, outcome: str, request_id: str,
+        details: dict[str, Any]) -> None:
+    """The chain hash's input is written from the fields around the details' JSON (encoded
+    once per record); it must be byte for byte what the whole-record ``json.dumps`` gives, so
+    the logs written before and after verify alike."""
+    record = AuditRecord(time, actor, action, obj, outcome, request_id, details)
+    assert record.canonical_encoding() == _reference_encoding(record)
+    timed = record.at("2026-12-07T00:00:00.000000Z")
+    assert timed.canonical_encoding() == _reference_encoding(timed)
+    assert timed.details_json() == record.details_json()
+
+
+def test_a_lone_surrogate_is_refused_by_the_encoding() -> None:
+    with pytest.raises(AuditRecordRejected, match="surrogate"):
+        rec(actor="a\ud800").canonical_encoding()
+    with pytest.raises(AuditRecordRejected, match="surrogate"):
+        rec(details={"x": "\udc80"}).canonical_encoding()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=60))
+def test_bounded_text_escapes_exactly_what_the_pattern_names(value: str) -> None:
+    """Printable text skips the escaping regex; the result is the regex's all the same."""
+    assert bounded_text(value, 1000) == _ESCAPE.sub(_escape, value)

@@ -12,17 +12,26 @@ import json
 import secrets
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
 from werkzeug.serving import make_server
 
+from ca.authorization import ApiOperation, AuthorizedAuthority
 from ca.client import CaClient
-from ca.errors import AlreadyRevoked, NotPermitted, RequestRefused, UnknownCertificate
-from ca.records import Status
+from ca.errors import (
+    AlreadyRevoked,
+    CaUnavailable,
+    NotPermitted,
+    RequestRefused,
+    UnknownCertificate,
+)
+from ca.ports_inprocess import InProcessCa
+from ca.records import IssuedCertificate, Status
 from keymgmt.client import KmcClient
 from keymgmt.ports_inprocess import InProcessKmc
 from keymgmt.records import EscrowResult
@@ -30,8 +39,9 @@ from keymgmt.service import Principal
 from keymgmt.web import create_app as create_kmc_app
 from ra.errors import UpstreamUnavailable
 from ra.kmc_http import HttpKmc
-from ra.ports import KmcPort
+from ra.ports import CaPort, KmcPort
 from ra.service import CardInput, RegistrationAuthority
+from sscard.audit.records import StoredRecord
 from sscard.card.records import HolderData
 from sscard.crypto.envelopes import EnvelopedKey, unwrap
 from sscard.crypto.sm2 import SM2PrivateKey
@@ -284,3 +294,165 @@ def test_ca_reads_while_the_ca_is_down_are_refused_as_unavailable(served: Served
         rev = ra.submit_revocation(rig.actor("operator"), serial=issued.serial_hex,
                                    comment="lost")
     assert rev["state"] == "submitted"
+
+
+class CountsTheCa:
+    """The RA's CA port (``CaClient`` over HTTP), counting what the RA asks of it; with
+    ``lose_batch`` the first batch reaches the CA, which issues, but its answer is lost (and
+    the CA stays out of reach for the rest of that round)."""
+
+    def __init__(self, inner: CaPort, lose_batch: bool = False) -> None:
+        self.inner, self.lose_batch = inner, lose_batch
+        self.batches: list[list[str | None]] = []
+        self.singles = 0
+        self.lost: list[IssuedCertificate | RequestRefused] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def issue_batch(self, entries: Sequence[tuple[bytes, str | None]], profile: str, *,
+                    attest: bool = False) -> list[IssuedCertificate | RequestRefused]:
+        self.batches.append([rid for _, rid in entries])
+        results = self.inner.issue_batch(entries, profile, attest=attest)
+        if self.lose_batch and not self.lost:
+            self.lost = results
+            raise CaUnavailable(0, "unreachable", "the answer was lost")
+        return results
+
+    def issue_from_csr(self, csr_der: bytes, profile: str,
+                       request_id: str | None = None) -> IssuedCertificate:
+        self.singles += 1
+        if self.lose_batch and self.lost and self.singles <= len(self.lost):
+            raise CaUnavailable(0, "unreachable", "connection refused")
+        return self.inner.issue_from_csr(csr_der, profile, request_id)
+
+
+def waiting_enrollments(served: Served, count: int) -> list[tuple[str, HolderData, bytes]]:
+    """``count`` enrollments approved while the CA was down: each waits for the CA."""
+    ra = served.ra()
+    out = []
+    for _ in range(count):
+        info, who, _, csr = enrollment(served, ra)
+        rid = str(info["request_id"])
+        with pytest.raises(UpstreamUnavailable, match="waiting for the CA"):
+            ra.approve(served.rig.actor("officer1"), rid, "ok")
+        out.append((rid, who, csr))
+    return out
+
+
+def resumed_with(served: Served, ca: CountsTheCa) -> dict[str, dict[str, object]]:
+    ra = RegistrationAuthority(served.rig.ra.engine, served.rig.audit, ca,  # type: ignore[arg-type]
+                               served.rig.ra.kmc, served.rig.ra.config)
+    return {str(r["request_id"]): r for r in ra.resume_waiting()}
+
+
+def test_waiting_enrollments_are_signed_in_one_batch_over_http(served: Served) -> None:
+    """The RA carries on many approved enrollments at once: their signing certificates come
+    from the served CA in one signed batch (possession attested by the RA), each under its own
+    request id, then each request goes on alone (escrow, encryption certificate)."""
+    rig = served.rig
+    waiting = waiting_enrollments(served, 3)
+    with served.ca():
+        ca = CountsTheCa(CaClient(served.url, signer=served.signer, timeout=10))
+        resumed = resumed_with(served, ca)
+    assert [[f"{rid}.sign" for rid, _, _ in waiting]] == [
+        [e for e in batch if e in {f"{rid}.sign" for rid, _, _ in waiting}]
+        for batch in ca.batches]
+    assert ca.singles == 0  # no certificate of these was asked for alone
+    for rid, _, _ in waiting:
+        assert resumed[rid]["state"] == "done", resumed[rid]
+        info = served.ra().request(rig.client, rid)
+        sign = Serial.parse(str(info["certificate_serial"]))
+        assert rig.ca.status(sign).status == Status.GOOD
+        card = info["card"]
+        assert isinstance(card, dict) and card["enc_serial"]
+    # the RA's record of the batch names every request; the CA recorded each entry itself
+    attempt, outcome = batch_records(rig)[-2:]
+    assert {rid for rid, _, _ in waiting} <= set(attempt.record.details["requests"])
+    assert outcome.record.outcome == "success"
+    assert outcome.record.details["attempt_seq"] == attempt.seq
+
+
+def batch_records(rig: RaRig) -> list[StoredRecord]:
+    """The RA's audit records of its batches (an attempt naming the requests, its outcome)."""
+    return [r for r in rig.audit.records(actions=["ra.enrollment.issue"])
+            if r.record.object.startswith("batch:")]
+
+
+def test_a_lost_batch_answer_asked_again_gives_the_same_certificates(served: Served) -> None:
+    """The CA issues a batch but its answer never reaches the RA (and the CA is then out of
+    reach): every request waits, nothing is failed or rolled back; the next round sends the
+    whole batch again and gets the same certificates (the CA's idempotency by request id),
+    not a second set."""
+    rig = served.rig
+    waiting = waiting_enrollments(served, 3)
+    with served.ca():
+        ca = CountsTheCa(CaClient(served.url, signer=served.signer, timeout=10), lose_batch=True)
+        first = resumed_with(served, ca)
+        for rid, _, _ in waiting:
+            assert first[rid]["state"] == "approved", first[rid]
+            assert "waiting for the CA" in str(first[rid]["error"])
+        lost = {rid: result for (rid, _, _), result in zip(waiting, ca.lost[-3:], strict=True)}
+        assert all(isinstance(r, IssuedCertificate) for r in lost.values())
+        again = resumed_with(served, CountsTheCa(CaClient(served.url, signer=served.signer,
+                                                          timeout=10)))
+    for rid, who, _ in waiting:
+        assert again[rid]["state"] == "done", again[rid]
+        serial = served.ra().request(rig.client, rid)["certificate_serial"]
+        issued = lost[rid]
+        assert isinstance(issued, IssuedCertificate)
+        assert Serial.parse(str(serial)) == Serial(issued.serial)  # the same certificate
+        with rig.ca.engine.connect() as conn:  # and only one signing certificate for the card
+            count = conn.execute(sa.text(
+                "SELECT count(*) FROM certificates WHERE subject LIKE :s AND profile = "
+                "'cardholder-sign'"), {"s": f"%{who.ssn}%"}).scalar_one()
+        assert count == 1
+
+
+def test_one_refused_entry_fails_its_request_alone(served: Served) -> None:
+    """The CA refuses one entry of the batch (its request id was used at the CA for another
+    request): that request alone fails and is rolled back, the others are issued."""
+    rig = served.rig
+    waiting = waiting_enrollments(served, 3)
+    bad, who, _ = waiting[1]
+    with served.ca():
+        client = CaClient(served.url, signer=served.signer, timeout=10)
+        other = CsrBuilder().subject(parse_name(f"CN={who.name},serialNumber={who.ssn},C=CN")
+                                     ).sign(SoftwareKey.generate("sm2")).dump()
+        squatter = client.issue_from_csr(other, "cardholder-sign", request_id=f"{bad}.sign")
+        ca = CountsTheCa(client)
+        resumed = resumed_with(served, ca)
+    assert resumed[bad]["state"] == "failed", resumed[bad]
+    assert "used for another request" in str(resumed[bad]["error"])
+    for rid, _, _ in (waiting[0], waiting[2]):
+        assert resumed[rid]["state"] == "done", resumed[rid]
+    info = served.ra().request(rig.client, bad)
+    assert info["certificate_serial"] in (None, "")  # nothing issued for the failed request
+    assert rig.ca.status(Serial(squatter.serial)).status == Status.GOOD  # not the RA's to touch
+    refused = batch_records(rig)[-1].record.details["refused"]
+    assert len(refused) == 1 and refused[0].startswith(bad)
+
+
+def test_the_in_process_port_signs_a_batch_alike(served: Served) -> None:
+    """The embedded RA's CA port (``ca.ports_inprocess``, as ``make demo`` wires it) carries
+    the same batch through the same port: one call, each request signed and carried on, the
+    CA's view authorising it (issue and attest-pop) as the HTTP API does."""
+    waiting = waiting_enrollments(served, 2)
+    inner = served.rig.ra.ca
+    assert isinstance(inner, InProcessCa)
+    ca = CountsTheCa(inner)
+    resumed = resumed_with(served, ca)
+    ids = {f"{rid}.sign" for rid, _, _ in waiting}
+    assert [sorted(ids)] == [sorted(set(batch) & ids) for batch in ca.batches]
+    assert ca.singles == 0
+    for rid, _, _ in waiting:
+        assert resumed[rid]["state"] == "done", resumed[rid]
+    # a principal without attest-pop may not vouch for possession in process either
+    view = inner._view
+    narrowed = dataclasses.replace(view.principal, operations=view.principal.operations
+                                   - {ApiOperation.ATTEST_POP})
+    other = InProcessCa(AuthorizedAuthority(view._authority, narrowed))
+    csr = CsrBuilder().subject(parse_name("CN=张三,serialNumber=X1,C=CN")).sign(
+        SoftwareKey.generate("sm2")).dump()
+    with pytest.raises(NotPermitted, match="attest-pop"):
+        other.issue_batch([(csr, None)], "cardholder-sign", attest=True)
