@@ -201,3 +201,52 @@ def test_sigterm_stops_the_server_and_its_workers(sqlite_rig: Rig, tmp_path: Pat
             requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
     finally:
         stop_group(proc)
+
+
+@pytest.mark.timeout(600)
+def test_sighup_serves_a_renewed_certificate_and_key(sqlite_rig: Rig, tmp_path: Path) -> None:
+    """``systemctl reload``: the master rereads the key (into its memory file) and granian
+    respawns the workers, which read both files again: no restart."""
+    import shutil
+
+    tls = make_tls_files(tmp_path / "tls")
+    live = tmp_path / "live"
+    live.mkdir()
+    for name, source in (("server.pem", tls.server_cert), ("server.key", tls.server_key),
+                         ("server.pass", tls.server_passphrase)):
+        shutil.copy(source, live / name)
+    (live / "server.pass").chmod(0o600)
+    port = free_port()
+    url = f"https://127.0.0.1:{port}/ready"
+    proc = _start(sqlite_rig, tmp_path / "serve.log", port, "--tls-cert",
+                  str(live / "server.pem"), "--tls-key", str(live / "server.key"),
+                  "--tls-key-passphrase-file", str(live / "server.pass"), verify=str(tls.ca))
+    try:
+        renewed = make_tls_files(tmp_path / "renewed")  # another CA and key, same passphrase
+        shutil.copy(renewed.server_cert, live / "server.pem")
+        shutil.copy(renewed.server_key, live / "server.key")
+        os.kill(proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if requests.get(url, timeout=5, verify=str(renewed.ca),
+                                headers={"Connection": "close"}).ok:
+                    break
+            except requests.exceptions.SSLError:
+                pass  # an old worker, still finishing
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(0.3)
+        # then every worker (granian respawns them a few seconds apart): the old CA's
+        # certificate no longer served on six fresh connections in a row
+        refused = 0
+        while refused < 6:
+            try:
+                requests.get(url, timeout=5, verify=str(tls.ca), headers={"Connection": "close"})
+                refused = 0
+            except requests.exceptions.SSLError:
+                refused += 1
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+        assert proc.poll() is None
+        assert requests.get(url, timeout=5, verify=str(renewed.ca)).ok
+    finally:
+        stop_group(proc)
