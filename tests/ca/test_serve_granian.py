@@ -8,7 +8,8 @@ checks as under gunicorn, on SQLite and PostgreSQL:
   exactly one audit record, and the audit log verifies;
 - HTTPS with an encrypted key (passphrase from a file) and mutual TLS: no client certificate, or
   one from another CA, and the handshake fails; the right one issues;
-- SIGTERM stops the server and its workers.
+- /health, /ready and /metrics answer; SIGHUP serves a renewed TLS certificate and key without
+  a restart; SIGTERM stops the server and its workers.
 """
 
 from __future__ import annotations
@@ -192,6 +193,12 @@ def test_sigterm_stops_the_server_and_its_workers(sqlite_rig: Rig, tmp_path: Pat
     assert children, "no worker processes"
     try:
         assert _post(sqlite_rig, f"http://127.0.0.1:{port}").status_code == 201
+        # the operators' endpoints, as under gunicorn
+        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=10).json()["status"] \
+            == "ok"
+        assert requests.get(f"http://127.0.0.1:{port}/ready", timeout=10).status_code == 200
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert "sscard_http_requests_total" in metrics
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, (tmp_path / "serve.log").read_text()[-2000:]
         for pid in children:
