@@ -1,7 +1,7 @@
 """Issuance over the CA's HTTP API against its peers, measured from other processes.
 
-``sscard ca serve`` (gunicorn, its default server; SQLite by default; PostgreSQL with ``--postgres
-URL``) issues from
+``sscard ca serve --server granian`` (the faster of the two servers it ships: see below; SQLite by
+default; PostgreSQL with ``--postgres URL``) issues from
 a CSR for a principal that signs every request (``sscard.httpsig``: a fresh nonce and signature
 each, checked against the replay memory, authorised by ``ca.authorization`` and recorded in the
 audit log). The references, measured in the same run with alternating rounds:
@@ -21,9 +21,10 @@ made before each round, so the clients only send. Prints, per algorithm::
       ours p50=<ms> p99=<ms> cpu=<us>/cert   reference p50=... p99=... cpu=...
 
 The single-request rows issue one certificate per request, like cfssl's (like for like); each is
-followed by the same row under the other server ``ca serve`` offers (``--server granian``; this
-script's ``--server`` swaps them), driven in the same alternating rounds: the two measured within
-noise of each other (0.85-1.10, docs/performance.md), so the main row is the default. Extra
+followed by the same row under the other server ``ca serve`` offers (gunicorn, its default; this
+script's ``--server`` swaps them), driven in the same alternating rounds: granian issued 0.85-1.20
+times gunicorn's rate, above 1 in 4 runs of 5, with less CPU per certificate in 4 of 5
+(docs/performance.md), so it is the main row. Extra
 rows (unless ``--no-batch``) send the RA's batches instead: ``POST /api/v1/certificates/batch``
 with 50 CSRs per signed request, each CSR's proof of possession verified by the RA and attested
 (``attested_key_sha256``); their rate and CPU are per certificate, their latency per batch.
@@ -460,7 +461,7 @@ def measure(seconds: float = 5.0, rounds: int = 2, algorithms: Sequence[str] = (
             "sm2"), postgres: str | Callable[[str], str] | None = None,
             profile: Path | None = None, audit_apart: bool = False,
             profile_format: str = "svg", batch: bool = True,
-            server: str = "gunicorn") -> list[Row]:
+            server: str = "granian") -> list[Row]:
     other_server = "gunicorn" if server == "granian" else "granian"
     out: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-peers-issuance-") as tmp:
@@ -565,7 +566,7 @@ def main() -> None:
                         help="flame graph (svg) or collapsed stacks (txt)")
     parser.add_argument("--no-batch", action="store_true",
                         help="only the single-request rows (no batch rows)")
-    parser.add_argument("--server", choices=["gunicorn", "granian"], default="gunicorn",
+    parser.add_argument("--server", choices=["granian", "gunicorn"], default="granian",
                         help="the server of the main rows (the other gets a row of its own)")
     parser.add_argument("--audit-apart", action="store_true",
                         help="the audit log in its own database (<home>/audit.sqlite, the "
