@@ -2,11 +2,12 @@
 granian``: under granian, the same app with the same options);
 ``sscard --home DIR ca ocsp-serve --port P``: its OCSP responder alone, under granian.
 
-The ``ca`` group attaches this command (``from ca.serve_cli import serve``). Each gunicorn worker
-opens the CA itself after the fork, so database connections and key handles are never shared
-between processes; revocations reach every worker through the database (``ca.ocsp_generation``).
-Each worker's request threads write through one group commit (``sscard.groupcommit``): the
-nonces, certificates and audit records of concurrent requests share a transaction and a commit.
+The ``ca`` group attaches this command (``from ca.serve_cli import serve``). Each worker (of
+either server) opens the CA itself after the fork, so database connections and key handles are
+never shared between processes; revocations reach every worker through the database
+(``ca.ocsp_generation``). Each worker's request threads write through one group commit
+(``sscard.groupcommit``): the nonces, certificates and audit records of concurrent requests
+share a transaction and a commit.
 With ``--audit-db`` naming the CA's own database, an issuance's certificate and audit records go
 in the same transaction (one commit per batch of requests; ``bench/peers_issuance.py``); with
 the audit log apart, its attempt, the certificate and its outcome take three.
@@ -183,8 +184,8 @@ def _check_opens(home: Path, passphrase: bytes | None, ca_name: str | None,
                                  "<home>/ca/access.toml, managed by `sscard ca principal`).")
 @click.option("--no-tsa", is_flag=True, help="Do not offer the RFC 3161 TSA at /tsa.")
 @click.option("--server", type=click.Choice(SERVERS), default=SERVERS[0], show_default=True,
-              help="The HTTP server: granian issues faster (docs/performance.md); TLS keys "
-                   "must then be PKCS#8.")
+              help="The HTTP server: gunicorn, or granian (the same app and options; "
+                   "--timeout is gunicorn's only; docs/performance.md).")
 @_ca_options
 @click.pass_obj
 def serve(obj: Any, serving: ServeOptions, ca_name: str | None, database_url: str | None,
