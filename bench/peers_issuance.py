@@ -23,7 +23,7 @@ made before each round, so the clients only send. Prints, per algorithm::
 The single-request rows issue one certificate per request, like cfssl's (like for like); each is
 followed by the same row under the other server ``ca serve`` offers (gunicorn, its default; this
 script's ``--server`` swaps them), driven in the same alternating rounds: granian issued 0.85-1.20
-times gunicorn's rate, above 1 in 4 runs of 5, with less CPU per certificate in 4 of 5
+times gunicorn's rate, above 1 in 7 runs of 8, with less CPU per certificate in 7 of 8
 (docs/performance.md), so it is the main row. Extra
 rows (unless ``--no-batch``) send the RA's batches instead: ``POST /api/v1/certificates/batch``
 with 50 CSRs per signed request, each CSR's proof of possession verified by the RA and attested
