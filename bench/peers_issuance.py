@@ -1,6 +1,7 @@
 """Issuance over the CA's HTTP API against its peers, measured from other processes.
 
-``sscard ca serve`` (gunicorn, SQLite by default; PostgreSQL with ``--postgres URL``) issues from
+``sscard ca serve --server granian`` (the faster of the two servers it ships: see below; SQLite by
+default; PostgreSQL with ``--postgres URL``) issues from
 a CSR for a principal that signs every request (``sscard.httpsig``: a fresh nonce and signature
 each, checked against the replay memory, authorised by ``ca.authorization`` and recorded in the
 audit log). The references, measured in the same run with alternating rounds:
@@ -19,7 +20,11 @@ made before each round, so the clients only send. Prints, per algorithm::
     issuance <alg> over HTTP: ours=<n>/s reference=<n>/s ratio=<r>
       ours p50=<ms> p99=<ms> cpu=<us>/cert   reference p50=... p99=... cpu=...
 
-The single-request rows issue one certificate per request, like cfssl's (like for like). Extra
+The single-request rows issue one certificate per request, like cfssl's (like for like); each is
+followed by the same row under the other server ``ca serve`` offers (gunicorn, its default; this
+script's ``--server`` swaps them), driven in the same alternating rounds: granian issued 0.85-1.20
+times gunicorn's rate, above 1 in 7 runs of 8, with less CPU per certificate in 7 of 8
+(docs/performance.md), so it is the main row. Extra
 rows (unless ``--no-batch``) send the RA's batches instead: ``POST /api/v1/certificates/batch``
 with 50 CSRs per signed request, each CSR's proof of possession verified by the RA and attested
 (``attested_key_sha256``); their rate and CPU are per certificate, their latency per batch.
@@ -344,13 +349,14 @@ def _our_batches(ca: OurCA, count: int, size: int) -> list[Request]:
 
 
 @contextlib.contextmanager
-def _serve_ours(ca: OurCA, work: Path, audit_apart: bool) -> Iterator[tuple[int, list[int]]]:
+def _serve_ours(ca: OurCA, work: Path, audit_apart: bool,
+                server: str) -> Iterator[tuple[int, list[int]]]:
     port = _free_port()
     args = [SSCARD, "--home", str(ca.home), "ca", "serve", "--port", str(port),
-            "--workers", str(WORKERS), "--threads", str(THREADS)]
+            "--workers", str(WORKERS), "--threads", str(THREADS), "--server", server]
     if not audit_apart:  # the audit log's tables in the CA's database: one transaction each
         args += ["--audit-db", ca.database_url]
-    with _server(args, work / f"serve-{ca.algorithm}.log", port, "/ready") as proc:
+    with _server(args, work / f"serve-{ca.algorithm}-{server}.log", port, "/ready") as proc:
         time.sleep(1.0)  # both workers booted
         yield port, _group_pids(proc.pid)
 
@@ -454,7 +460,9 @@ def _expected(rate_guess: float, seconds: float) -> int:
 def measure(seconds: float = 5.0, rounds: int = 2, algorithms: Sequence[str] = ("ec-p256",
             "sm2"), postgres: str | Callable[[str], str] | None = None,
             profile: Path | None = None, audit_apart: bool = False,
-            profile_format: str = "svg", batch: bool = True) -> list[Row]:
+            profile_format: str = "svg", batch: bool = True,
+            server: str = "granian") -> list[Row]:
+    other_server = "gunicorn" if server == "granian" else "granian"
     out: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-peers-issuance-") as tmp:
         work = Path(tmp)
@@ -463,14 +471,18 @@ def measure(seconds: float = 5.0, rounds: int = 2, algorithms: Sequence[str] = (
             ca = _setup_ours(work, algorithm,
                              postgres(algorithm) if callable(postgres) else postgres)
             ours: list[Round] = []
+            others: list[Round] = []  # the same under the other server
             theirs: list[Round] = []
             guess = 3000.0
             with contextlib.ExitStack() as stack:
-                port, pids = stack.enter_context(_serve_ours(ca, work, audit_apart))
+                port, pids = stack.enter_context(_serve_ours(ca, work, audit_apart, server))
+                oport, opids = stack.enter_context(_serve_ours(ca, work, audit_apart,
+                                                               other_server))
                 cport, cpids = (stack.enter_context(_serve_cfssl(cfssl_dir, cfssl))
                                 if algorithm == "ec-p256" and cfssl_dir is not None
                                 else (0, []))
                 _drive(port, PATH, _our_requests(ca, 64), 2.0, pids, warm_up=True)
+                _drive(oport, PATH, _our_requests(ca, 64), 2.0, opids, warm_up=True)
                 for i in range(rounds):
                     requests = _our_requests(ca, _expected(guess, seconds))
                     spy = (_py_spy(profile / f"issuance-{algorithm}.{profile_format}", pids,
@@ -479,6 +491,8 @@ def measure(seconds: float = 5.0, rounds: int = 2, algorithms: Sequence[str] = (
                            else contextlib.nullcontext())
                     with spy:
                         ours.append(_drive(port, PATH, requests, seconds, pids))
+                    others.append(_drive(oport, PATH, _our_requests(
+                        ca, _expected(guess, seconds)), seconds, opids))
                     if cport:
                         reqs = _cfssl_requests(ca.csr_pem, _expected(guess, seconds))
                         theirs.append(_drive(cport, CFSSL_PATH, reqs, seconds, cpids))
@@ -494,10 +508,12 @@ def measure(seconds: float = 5.0, rounds: int = 2, algorithms: Sequence[str] = (
                                               per_request=BATCH))
             name = "P-256" if algorithm == "ec-p256" else algorithm.upper()
             what = f"issuance {name} over HTTP"
+            under_other = f"{what} under {other_server} (ca serve --server {other_server})"
             in_batches = f"{what}, batches of {BATCH} attested by the RA"
             if theirs:
                 best = _best(theirs)
                 out.append(_line(what, _best(ours), best.rate, best))
+                out.append(_line(under_other, _best(others), best.rate, best))
                 if batched:
                     out.append(_line(in_batches + " (reference: single cfssl sign)",
                                      _best(batched), best.rate, best))
@@ -505,6 +521,7 @@ def measure(seconds: float = 5.0, rounds: int = 2, algorithms: Sequence[str] = (
                 reference = raw_sign_rate(algorithm, WORKERS, min(seconds, 3.0))
                 raw = f" (reference: raw sign, {WORKERS} processes)"
                 out.append(_line(what + raw, _best(ours), reference, None))
+                out.append(_line(under_other + raw, _best(others), reference, None))
                 if batched:
                     out.append(_line(in_batches + raw, _best(batched), reference, None))
     return out
@@ -549,6 +566,8 @@ def main() -> None:
                         help="flame graph (svg) or collapsed stacks (txt)")
     parser.add_argument("--no-batch", action="store_true",
                         help="only the single-request rows (no batch rows)")
+    parser.add_argument("--server", choices=["granian", "gunicorn"], default="granian",
+                        help="the server of the main rows (the other gets a row of its own)")
     parser.add_argument("--audit-apart", action="store_true",
                         help="the audit log in its own database (<home>/audit.sqlite, the "
                              "default of ca serve) instead of the CA's")
@@ -563,7 +582,8 @@ def main() -> None:
             stack.callback(cluster.stop)
             postgres = cluster.create_database  # one database per algorithm
         measure(args.seconds, args.rounds, args.algorithm or ("ec-p256", "sm2"), postgres,
-                args.profile, args.audit_apart, args.profile_format, not args.no_batch)
+                args.profile, args.audit_apart, args.profile_format, not args.no_batch,
+                args.server)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""``sscard --home DIR ca serve --port P``: the CA's HTTP service under gunicorn;
+"""``sscard --home DIR ca serve --port P``: the CA's HTTP service under gunicorn (``--server
+granian``: under granian, the same app with the same options);
 ``sscard --home DIR ca ocsp-serve --port P``: its OCSP responder alone, under granian.
 
-The ``ca`` group attaches this command (``from ca.serve_cli import serve``). Each gunicorn worker
-opens the CA itself after the fork, so database connections and key handles are never shared
-between processes; revocations reach every worker through the database (``ca.ocsp_generation``).
-Each worker's request threads write through one group commit (``sscard.groupcommit``): the
-nonces, certificates and audit records of concurrent requests share a transaction and a commit.
+The ``ca`` group attaches this command (``from ca.serve_cli import serve``). Each worker (of
+either server) opens the CA itself after the fork, so database connections and key handles are
+never shared between processes; revocations reach every worker through the database
+(``ca.ocsp_generation``). Each worker's request threads write through one group commit
+(``sscard.groupcommit``): the nonces, certificates and audit records of concurrent requests
+share a transaction and a commit.
 With ``--audit-db`` naming the CA's own database, an issuance's certificate and audit records go
 in the same transaction (one commit per batch of requests; ``bench/peers_issuance.py``); with
 the audit log apart, its attempt, the certificate and its outcome take three.
@@ -29,7 +31,15 @@ from ca.authorization import AccessConfig, access_path, load_access
 from ca.service import ServiceConfig, create_app
 from sscard.cli import AUDIT_DB_URL_ENV, data_home, db_url_options
 from sscard.secrets_input import read_secret
-from sscard.serving import ServeOptions, run, run_granian, serve_options
+from sscard.serving import (
+    SERVERS,
+    ServeError,
+    ServeOptions,
+    check_granian,
+    run_granian,
+    serve_options,
+    serve_with,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +96,10 @@ class _AppFactory:
                                                  other_authorities=others))
         # the request threads' writes (nonces, certificates, audit records) share commits
         authority.enable_group_commit()
+        # asn1crypto parses a certificate's extensions lazily and not thread-safely: the
+        # issuer's, first read by several request threads at once (granian starts them all
+        # together), gave some of them a KeyError (an HTTP 500). Parsed here, before any.
+        authority.issuer().key_id  # noqa: B018  (and the issuer, key loaded, made once)
         config = ServiceConfig(
             authority=authority,
             audit_log=audit,
@@ -169,13 +183,21 @@ def _check_opens(home: Path, passphrase: bytes | None, ca_name: str | None,
               default=None, help="The API's principals and their permissions (default: "
                                  "<home>/ca/access.toml, managed by `sscard ca principal`).")
 @click.option("--no-tsa", is_flag=True, help="Do not offer the RFC 3161 TSA at /tsa.")
+@click.option("--server", type=click.Choice(SERVERS), default=SERVERS[0], show_default=True,
+              help="The HTTP server: gunicorn, or granian (the same app and options; "
+                   "--timeout is gunicorn's only; docs/performance.md).")
 @_ca_options
 @click.pass_obj
 def serve(obj: Any, serving: ServeOptions, ca_name: str | None, database_url: str | None,
           access_file: Path | None, passphrase_file: Path | None, passphrase_stdin: bool,
-          no_tsa: bool, audit_db: str | None) -> None:
+          no_tsa: bool, server: str, audit_db: str | None) -> None:
     """Serve OCSP at /ocsp, CRLs at /crl/<ca>.crl, certificates at /certs/, the TSA at /tsa
     and the authenticated API at /api/v1/ (see docs/ca-admin-guide.md)."""
+    if server == "granian":
+        try:
+            check_granian(serving)  # before the CA is opened
+        except ServeError as exc:
+            raise click.UsageError(str(exc)) from None
     home, database_url, passphrase, audit_url = _prepare(database_url, passphrase_file,
                                                          passphrase_stdin, audit_db)
     access = access_file if access_file is not None else access_path(home)
@@ -190,10 +212,10 @@ def serve(obj: Any, serving: ServeOptions, ca_name: str | None, database_url: st
     factory = _AppFactory(home, passphrase, ca_name, database_url, access, not no_tsa,
                           audit_url)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    click.echo(f"serving CA {name} at {serving.url}/ocsp (gunicorn, {serving.workers} workers); "
+    click.echo(f"serving CA {name} at {serving.url}/ocsp ({server}, {serving.workers} workers); "
                "API principals: "
                + (", ".join(sorted(principals[0].principals)) or f"none ({access})"), err=True)
-    run(factory, serving, name="ca")
+    serve_with(server, factory, serving, name="ca")
 
 
 @click.command("ocsp-serve")
@@ -220,4 +242,4 @@ def ocsp_serve(host: str, port: int, workers: int, threads: int, ca_name: str | 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     click.echo(f"serving OCSP of CA {name} at {serving.url}/ocsp (granian, {workers} workers)",
                err=True)
-    run_granian(factory, serving, name="ocsp")
+    run_granian(factory, serving, name="ocsp", signed_answers=True)

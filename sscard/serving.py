@@ -1,5 +1,5 @@
 """Serving a WSGI app in production: gunicorn, with TLS and mutual TLS, for every service;
-granian, plain HTTP, for the CA's OCSP responder.
+granian, likewise, for the CA's OCSP responder and (``--server granian``) its API.
 
 ``sscard ca serve``, ``sscard kmc serve``, ``sscard ra serve`` and ``sscard gateway serve`` all
 take the same options (``serve_options``) and hand ``run`` a factory that builds their Flask
@@ -12,11 +12,15 @@ never from argv. The TLS context is built and checked once before serving (a wro
 or a key that does not match the certificate ends the command with that message) and once per
 worker (gunicorn would otherwise rebuild it for every connection).
 
-``run_granian`` serves an app under granian (a Rust HTTP server with a WSGI interface) instead:
-``sscard ca ocsp-serve`` uses it, because for OCSP the server was the cost (the same app answered
-nonce POSTs 2.2 times and cached GETs 4.1 times as fast as under gunicorn; docs/performance.md).
-It serves plain HTTP only, which is what OCSP is spoken over (RFC 5019, RFC 6960 appendix A:
-the answers are signed), and the API endpoints stay under gunicorn with TLS and mutual TLS.
+``run_granian`` serves an app under granian (a Rust HTTP server with a WSGI interface) instead,
+with the same options, TLS and mutual TLS included: ``sscard ca ocsp-serve`` uses it, because
+for OCSP the server was the cost (the same app answered nonce POSTs 2.2 times and cached GETs
+4.1 times as fast as under gunicorn; docs/performance.md), and ``sscard ca serve --server
+granian`` for the API. granian reads an unencrypted PKCS#8 key file only (it fails on an
+encrypted EC key, and on SEC1), so the master decrypts the key once, as for gunicorn, and hands
+the workers PKCS#8 in an anonymous memory file (``memfd``): never written to disk, rewritten on
+SIGHUP so that a renewed certificate and key are served without a restart. ``serve_with`` picks
+one of the two by name (``SERVERS``).
 """
 
 from __future__ import annotations
@@ -179,19 +183,21 @@ def run(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: str) -> 
         def load(self) -> WsgiApp:
             return factory()  # in each worker, after the fork
 
-    log = logging.getLogger(__name__)
-    if not options.tls and not _loopback(options.host):
-        log.warning("%s serves plain HTTP on %s: only behind a TLS-terminating proxy "
-                    "(else give --tls-cert and --tls-key)", name, options.host)
-    log.info("serving %s at %s with %d workers", name, options.url, options.workers)
+    _warn_plain_http(options, name)
+    logging.getLogger(__name__).info("serving %s at %s with %d workers", name, options.url,
+                                      options.workers)
     Application().run()
 
 
-def run_granian(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: str) -> None:
+def run_granian(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: str,
+                signed_answers: bool = False) -> None:
     """Serve the app that ``factory`` builds (in each worker process, after the fork) under
-    granian, plain HTTP/1.1, until SIGTERM or SIGINT: the workers then finish the requests they
-    hold and stop (killed after ``graceful_timeout`` seconds if they do not)."""
-    from granian.constants import HTTPModes, Interfaces
+    granian, HTTP/1.1 (over TLS, with client certificates verified, when ``options`` say so),
+    until SIGTERM or SIGINT: the workers then finish the requests they hold and stop (killed
+    after ``graceful_timeout`` seconds if they do not). SIGHUP respawns the workers, which read
+    the TLS files again. ``signed_answers``: plain HTTP is the protocol's own (OCSP), so a
+    public address is not warned about."""
+    from granian.constants import HTTPModes, Interfaces, SSLProtocols
     from granian.server import Server
 
     class _Server(Server):  # type: ignore[misc,valid-type]
@@ -204,9 +210,29 @@ def run_granian(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: 
                 os._exit(0)
             super().signal_handler_interrupt(*args, **kwargs)
 
+        def signal_handler_reload(self, *args: Any, **kwargs: Any) -> None:
+            # SIGHUP: the respawned workers read the certificate file again, and the key
+            # from the memory file, which is rewritten from the key file first
+            if tls_key is not None and os.getpid() == self.pid:
+                try:
+                    tls_key.write()
+                except ServeError as exc:  # keep serving with the key the workers have
+                    logging.getLogger(__name__).error("not reloaded: %s", exc)
+                    return
+            super().signal_handler_reload(*args, **kwargs)
+
+    tls: dict[str, Any] = {}
+    tls_key: _MemoryKey | None = None
     if options.tls:
-        raise ServeError(f"{name} serves plain HTTP (its answers are signed); TLS is for the "
-                         "API endpoints, under gunicorn")
+        check_granian(options)
+        tls_key = _MemoryKey(options)
+        tls = {
+            "ssl_cert": options.tls_cert,
+            "ssl_key": tls_key.path,
+            "ssl_protocol_min": SSLProtocols.tls12,  # as the gunicorn path (TLSv1_2)
+        }
+        if options.tls_client_ca is not None:
+            tls.update(ssl_ca=options.tls_client_ca, ssl_client_verify=True)
     server = _Server(
         f"sscard-{name}",  # a label only: the app comes from target_loader
         address=options.host.strip("[]"),
@@ -220,13 +246,89 @@ def run_granian(factory: Callable[[], WsgiApp], options: ServeOptions, *, name: 
         websockets=False,
         log_access=False,
         workers_kill_timeout=options.graceful_timeout,
+        **tls,
     )
-    log = logging.getLogger(__name__)
-    if not _loopback(options.host):
-        log.info("%s serves plain HTTP on %s (OCSP answers are signed; no TLS needed)",
-                 name, options.host)
-    log.info("serving %s at %s with %d granian workers", name, options.url, options.workers)
+    if signed_answers:
+        logging.getLogger(__name__).info("%s serves plain HTTP on %s (its answers are signed)",
+                                          name, options.host)
+    else:
+        _warn_plain_http(options, name)
+    logging.getLogger(__name__).info("serving %s at %s with %d granian workers", name,
+                                      options.url, options.workers)
     server.serve(target_loader=factory, wrap_loader=False)
+
+
+#: the production servers ``serve_with`` knows, the default first
+SERVERS = ("gunicorn", "granian")
+
+
+def serve_with(server: str, factory: Callable[[], WsgiApp], options: ServeOptions, *,
+               name: str) -> None:
+    """Serve under ``server`` (one of ``SERVERS``): the same app, options and checks."""
+    if server == "granian":
+        run_granian(factory, options, name=name)
+    elif server == "gunicorn":
+        run(factory, options, name=name)
+    else:
+        raise ServeError(f"unknown server {server!r} (one of {', '.join(SERVERS)})")
+
+
+def check_granian(options: ServeOptions) -> None:
+    """A ``ServeError`` for options granian cannot serve, before anything is opened: the TLS
+    files and passphrase as for gunicorn, and a key the master could not hand over."""
+    if options.tls:
+        tls_context(options)
+        _MemoryKey(options).close()
+
+
+class _FdPath(type(Path())):  # type: ignore[misc]
+    """A ``/proc/<pid>/fd/<n>`` path that stays one: granian resolves the key's path before
+    opening it, and a memory file's link resolves to ``/memfd:... (deleted)``, which cannot
+    be opened by name."""
+
+    def resolve(self, strict: bool = False) -> _FdPath:
+        return self
+
+
+class _MemoryKey:
+    """The TLS key, decrypted, as unencrypted PKCS#8 in an anonymous memory file that granian's
+    workers (forked from this process) open by ``path``: granian takes a key file only, and
+    cannot read an encrypted EC key or a SEC1 one. Only this user's processes can open it,
+    as they could read the decrypted key from gunicorn's memory."""
+
+    def __init__(self, options: ServeOptions) -> None:
+        assert options.tls_key is not None
+        self.key = options.tls_key
+        self.passphrase = options.tls_key_passphrase
+        self.fd = os.memfd_create("sscard-tls-key", 0)  # inherited by the forked workers
+        self.path = _FdPath(f"/proc/{os.getpid()}/fd/{self.fd}")
+        try:
+            self.write()
+        except ServeError:
+            self.close()
+            raise
+
+    def write(self) -> None:
+        from cryptography.hazmat.primitives import serialization
+
+        try:
+            key = serialization.load_pem_private_key(self.key.read_bytes(), self.passphrase)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ServeError(f"TLS: cannot read key {self.key}: {exc}") from None
+        pkcs8 = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, pkcs8, 0)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _warn_plain_http(options: ServeOptions, name: str) -> None:
+    if not options.tls and not _loopback(options.host):
+        logging.getLogger(__name__).warning(
+            "%s serves plain HTTP on %s: only behind a TLS-terminating proxy (else give "
+            "--tls-cert and --tls-key)", name, options.host)
 
 
 def _loopback(host: str) -> bool:
@@ -268,9 +370,9 @@ def serve_options(default_port: int) -> Callable[[F], F]:
             click.option("--port", type=click.IntRange(1, 65535), default=default_port,
                          show_default=True, help="TCP port to listen on."),
             click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
-                         help="gunicorn worker processes."),
+                         help="Worker processes (gunicorn, or granian where offered)."),
             click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True,
-                         help="Threads per gunicorn worker."),
+                         help="Threads per worker process."),
             click.option("--timeout", type=click.IntRange(1, 3600), default=60,
                          show_default=True,
                          help="Seconds a worker may spend on a request before it is restarted."),
