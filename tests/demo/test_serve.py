@@ -563,6 +563,38 @@ def test_ctrl_c_stops_and_a_second_start_reuses_the_data(served: Running) -> Non
     assert none_left(served.home)
 
 
+def test_a_directory_set_up_before_gets_the_ra_card_login(served: Running) -> None:
+    """A data directory of a `make serve` from before the RA's card login (no
+    ra-card-login.toml, no RA secret at the provider): the next start registers the RA at the
+    provider, writes both into the RA's zone, registers the demo card's certificate for the
+    officer, and starts the RA with --card-login; its card button leads to the provider with the
+    new client id."""
+    if served.proc.poll() is None:
+        served.stop()
+    ra_zone = served.home / "ra"
+    old = (ra_zone / "ra-card-login.toml").read_text()
+    for name in ("ra-card-login.toml", "secrets/ra-idp.secret"):
+        (ra_zone / name).unlink()
+    (served.home / "card" / "sign.pem").unlink()
+    again = start(served.home, "--no-pcscd")
+    try:
+        assert "Adding the RA officers' card login" in again.output
+        assert "registered for RA officer 'zhangsan'" in again.output
+        config = (ra_zone / "ra-card-login.toml").read_text()
+        client_id = re.search(r'^client_id = "([^"]+)"$', config, re.MULTILINE)
+        assert client_id is not None and config != old
+        assert stat.S_IMODE((ra_zone / "secrets" / "ra-idp.secret").stat().st_mode) == 0o600
+        assert "--card-login" in command_lines(served.home)["ra"]
+        urls = again.urls()
+        to_idp = requests.get(urls["ra"] + "/login/card", timeout=30, allow_redirects=False)
+        assert to_idp.status_code == 302, to_idp.text[:500]
+        assert to_idp.headers["Location"].startswith(urls["idp"] + "/authorize?")
+        assert f"client_id={client_id[1]}" in to_idp.headers["Location"]
+    finally:
+        assert again.stop() == 0
+    assert none_left(served.home)
+
+
 def test_a_service_that_dies_ends_serve_naming_it(served: Running) -> None:
     if served.proc.poll() is None:
         served.stop()
