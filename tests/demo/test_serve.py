@@ -479,7 +479,8 @@ def test_a_holder_logs_in_to_the_sample_page_in_chromium(served: Running) -> Non
     from tests.ra.browser import chromium
 
     urls = served.urls()
-    for browser in chromium():
+    for opened in chromium():
+        browser: Any = opened  # a selenium WebDriver
         assert log_in_with_the_demo_card(served, browser, urls["sample-rp"] + "/",
                                          "login") == "社保业务系统（示例）"
         WebDriverWait(browser, 90).until(lambda d: d.find_elements(By.ID, "holder"))
@@ -505,7 +506,8 @@ def test_an_officer_logs_in_to_the_ra_with_the_demo_card_in_chromium(served: Run
     ra = served.urls()["ra"]
     assert f"RA card login: open {ra}/login" in served.output
     assert "the demo card logs in as officer 'zhangsan'" in served.output
-    for browser in chromium():
+    for opened in chromium():
+        browser: Any = opened  # a selenium WebDriver
         wait = WebDriverWait(browser, 90)
         assert log_in_with_the_demo_card(served, browser, ra + "/login",
                                          "card-login") == "注册审核系统"
