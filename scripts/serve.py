@@ -20,6 +20,11 @@ origin and asks consent and the PIN in its own prompt: on serve's terminal when 
 else one line each from serve's standard input (what a test writes). Without pcscd there is no
 agent and the sample page's login says so.
 
+The RA's officers log in the same way (``ra serve --card-login``): the RA is registered at the
+provider with the certificate scope, and the demo card's holder is also a demo RA officer (a
+counter operator, ``zhangsan``) whose card certificate is registered, so the demo card logs in
+to the RA's web UI too (its log-in page's card button).
+
 Runs until Ctrl-C, SIGTERM or SIGHUP, which stop every service; a service that dies ends serve
 with a non-zero exit naming it. Nothing secret is printed but the demo card's PIN.
 """
@@ -44,7 +49,15 @@ from typing import IO, Any
 
 import allinone
 import requests
-from serve_setup import Layout, personalise_card, set_up_login, set_up_zones
+from serve_setup import (
+    CARD_OFFICER,
+    Layout,
+    personalise_card,
+    register_card_officer,
+    set_up_login,
+    set_up_ra_card_login,
+    set_up_zones,
+)
 
 #: ports tried on the first start (any free port is taken instead of a busy one)
 PREFERRED_PORTS = {"ca": 8080, "kmc": 8470, "ra": 8480, "gateway": 8490, "idp": 8446,
@@ -219,7 +232,8 @@ def services(layout: Layout, ports: dict[str, int]) -> list[Service]:
                  "--service-key", str(layout.ra_service_key),
                  "--service-key-passphrase-file", str(layout.ra_service_passphrase),
                  "--service-certificate", str(layout.ra_service_certificate),
-                 "--card-number-reader", str(layout.card_number_reader)],
+                 "--card-number-reader", str(layout.card_number_reader),
+                 "--card-login", str(layout.ra_card_login)],
                 "/ready", logs / "ra.log"),
         Service("gateway", layout.gateway, ports["gateway"],
                 ["gateway", "serve", "--config", str(layout.gateway_config)], "/ready",
@@ -425,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Setting up a new system in {layout.home}", flush=True)
             set_up_zones(layout, url(ports["ca"]), say)
             set_up_login(layout, login_urls(ports), say)
+            set_up_ra_card_login(layout, login_urls(ports), say)
         else:
             print(f"Reusing the all-in-one system in {layout.home}", flush=True)
             if not layout.sample_rp_config.exists() or not set(LOGIN) <= set(ports):
@@ -433,6 +448,11 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
                 set_up_login(layout, login_urls(ports), say)
                 allinone.save_ports(layout.home, ports)
+            if not layout.ra_card_login.exists():
+                print("Adding the RA officers' card login through the identity provider:",
+                      flush=True)
+                set_up_ra_card_login(layout, login_urls(ports), say)
+                register_card_officer(layout, say)  # the card was personalised before
         supervisor = Supervisor(services(layout, ports))
         print("Starting the services, each its own gunicorn process:", flush=True)
         supervisor.start(stop)
@@ -441,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         if fresh:
             say("personalising an emulated card for 张三 (dual certificates) through the RA:")
             personalise_card(layout, supervisor["ra"].url, lambda line: say("  " + line))
+            register_card_officer(layout, say)
             allinone.save_ports(layout.home, ports)  # last: the set-up is finished
         attached = False if args.no_pcscd else card.start()
         if attached:
@@ -503,7 +524,11 @@ def print_summary(layout: Layout, supervisor: Supervisor, card: CardAttachment,
         "directory, as custodians keep theirs)")
     print("\nLogins and credentials (files, mode 0600):", flush=True)
     say(f"RA web UI: user 'admin', password in {secrets / 'officers' / 'admin'}; other officers "
-        f"(wang, li, zhao, auditor) beside it")
+        f"(wang, li, zhao, auditor, {CARD_OFFICER}) beside it")
+    say(f"RA card login: open {ra}/login and choose \"Log in with my social security card\" "
+        f"(使用本人社保卡登录): "
+        f"the demo card logs in as officer '{CARD_OFFICER}' (its holder 张三, a counter "
+        f"operator) through the idp; the RA's client secret there: {layout.ra_idp_secret}")
     say(f"business system '{allinone.SYSTEM_NAME}' for the gateway: certificate "
         f"{layout.business_file('.pem')}, key {layout.business_file('.key.pem')}, "
         f"passphrase {layout.business_file('.pass')}; its encryption certificate "

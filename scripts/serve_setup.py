@@ -9,8 +9,10 @@ reading only its own directory (docs/architecture.md, "zones"):
       secrets/officers/NAME     RA officers' first passwords; secrets/ra-station.token
       ra/                       the RA's zone: ra.db, audit.sqlite, its service identity
                                 (ra-service.pem, ra-service.key.pem, secrets/service-key.pass)
-                                and its own KMC caller key (secrets/kmc-ra.key); no CA key, no
-                                KMC share, no storage key
+                                and its own KMC caller key (secrets/kmc-ra.key); its officers'
+                                card login through the provider: ra-card-login.toml and its
+                                client secret at the provider (secrets/ra-idp.secret); no CA
+                                key, no KMC share, no storage key
       gateway/                  the gateway's zone: gateway.toml (edit it, restart serve),
                                 root.pem and issuing-ca.pem, the keys it holds (hr-sign, the
                                 business system's decryption key employment-enc), audit.sqlite
@@ -101,6 +103,16 @@ class Layout:
         return self.ra / "ra-service.pem"
 
     @property
+    def ra_card_login(self) -> Path:
+        """The RA's officers' card login through the provider (``ra serve --card-login``)."""
+        return self.ra / "ra-card-login.toml"
+
+    @property
+    def ra_idp_secret(self) -> Path:
+        """The RA's client secret at the provider: in the RA's zone, not the provider's."""
+        return self.ra / "secrets" / "ra-idp.secret"
+
+    @property
     def gateway(self) -> Path:
         return self.home / "gateway"
 
@@ -160,6 +172,11 @@ class Layout:
     @property
     def card_pin(self) -> Path:
         return self.home / "card" / "pin"
+
+    @property
+    def card_certificate(self) -> Path:
+        """The demo card's signing (login) certificate, read from the card: public."""
+        return self.home / "card" / "sign.pem"
 
     def share_arguments(self, present: tuple[str, ...]) -> list[str]:
         """``--share F --share-passphrase-file P`` for each custodian present."""
@@ -368,17 +385,8 @@ card_number_service_key = "idp-service.key.pem"
 card_number_service_key_passphrase_file = "secrets/service-key.pass"
 card_number_service_certificate = "idp-service.pem"
 """, encoding="utf-8")
-    secret = rp / "secrets" / "client.secret"
-    secret.parent.mkdir(mode=0o700, exist_ok=True)
-    secret.unlink(missing_ok=True)  # a set-up stopped half-way: the CLI never overwrites
-    added = subprocess.run(
-        [sys.executable, "-m", "sscard.cli", "--home", str(idp), "idp", "client", "add",
-         "--name", SAMPLE_RP_NAME, "--redirect-uri", urls["sample-rp"] + "/callback",
-         "--post-logout-redirect-uri", urls["sample-rp"] + "/", "--secret-file", str(secret)],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-    if added.returncode != 0:
-        raise RuntimeError(f"registering the sample business system failed: {added.stderr}")
-    client_id = added.stdout.strip()
+    client_id = register_client(layout, SAMPLE_RP_NAME, urls["sample-rp"] + "/callback",
+                                urls["sample-rp"] + "/", rp / "secrets" / "client.secret")
     (rp / "client.id").write_text(client_id + "\n", encoding="utf-8")
     allinone.write_secret(rp / "secrets" / "session.key", secrets.token_urlsafe(32))
     layout.sample_rp_config.write_text(f"""\
@@ -425,3 +433,99 @@ def issue_idp_identity(layout: Layout) -> None:
         ra_audit.engine.dispose()
     layout.card_number_reader.parent.mkdir(exist_ok=True)
     layout.card_number_reader.write_bytes((layout.idp / "idp-service.pem").read_bytes())
+
+
+def register_client(layout: Layout, name: str, redirect_uri: str, post_logout_uri: str,
+                    secret: Path, *options: str) -> str:
+    """A client registered at the provider by its administrator's CLI (``sscard idp client
+    add``), as a real business system would be; its secret written to ``secret`` (0600, in
+    the client's own zone). Returns the client id."""
+    secret.parent.mkdir(mode=0o700, exist_ok=True)
+    secret.unlink(missing_ok=True)  # a set-up stopped half-way: the CLI never overwrites
+    added = subprocess.run(
+        [sys.executable, "-m", "sscard.cli", "--home", str(layout.idp), "idp", "client", "add",
+         "--name", name, "--redirect-uri", redirect_uri,
+         "--post-logout-redirect-uri", post_logout_uri, "--secret-file", str(secret),
+         *options],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    if added.returncode != 0:
+        raise RuntimeError(f"registering {name} at the identity provider failed: "
+                           f"{added.stderr}")
+    return added.stdout.strip()
+
+
+#: the RA's name at the provider (shown on the consent page)
+RA_CLIENT_NAME = "注册审核系统"
+#: the demo card's holder is also a demo RA officer, a counter operator, who logs in to the RA
+#: with that card through the provider (the least of the roles: a demo card whose PIN is
+#: printed should not approve anything)
+CARD_OFFICER = "zhangsan"
+CARD_OFFICER_DISPLAY = "张三 (counter operator; logs in with the demo card)"
+
+
+def set_up_ra_card_login(layout: Layout, urls: dict[str, str], say: Callable[[str], None]
+                         ) -> None:
+    """The RA's officers' card login through the provider, before the RA starts: the RA
+    registered at the provider with the certificate scope (its secret in the RA's zone), its
+    ra-card-login.toml, and the demo card's holder as an RA account (person = the card's
+    social security number, a password like the others' too). The provider already trusts the
+    CA that issues the officers' cards (the cardholder CA) and the agent its origin; the
+    card's certificate is registered once the card has it (``register_card_officer``).
+    Also run on a later start of a data directory set up before the card login of the RA."""
+    from ra import store
+    from ra.errors import Conflict
+    from ra.models import Role
+    from ra.service import RegistrationAuthority
+    from sscard.audit.log import AuditLog
+
+    ra_url = urls["ra"]
+    client_id = register_client(layout, RA_CLIENT_NAME, ra_url + "/login/card/callback",
+                                ra_url + "/login", layout.ra_idp_secret,
+                                "--grant-scope", "sscard:cert")
+    ra_audit = AuditLog.at_home(layout.ra)
+    ra = RegistrationAuthority.open(store.default_url(layout.ra), ra_audit)
+    try:
+        password = secrets.token_urlsafe(15)
+        try:
+            ra.add_officer(None, CARD_OFFICER, CARD_OFFICER_DISPLAY, password,
+                           frozenset({Role.OPERATOR}),
+                           person_id=allinone.holder_zhang_san().ssn)
+            allinone.write_secret(allinone.secrets_dir(layout.home) / "officers" / CARD_OFFICER,
+                                  password)
+        except Conflict:
+            pass  # a set-up stopped half-way made the account: its password file is there
+    finally:
+        ra.close()
+        ra_audit.engine.dispose()
+    # written last: its presence means the RA's card login is set up
+    layout.ra_card_login.write_text(f"""\
+# The RA's officers' card login of `make serve` (scripts/serve.py wrote it); see ra/cardlogin.py.
+issuer = "{urls['idp']}"
+client_id = "{client_id}"
+client_secret_file = "secrets/ra-idp.secret"
+ra_url = "{ra_url}"
+""", encoding="utf-8")
+    say(f"RA: registered at the identity provider as '{RA_CLIENT_NAME}' (client {client_id}, "
+        f"scope sscard:cert); officer '{CARD_OFFICER}' is the demo card's holder")
+
+
+def register_card_officer(layout: Layout, say: Callable[[str], None]) -> None:
+    """The demo card's signing certificate (the one it logs in with), read from the card,
+    registered for the RA account ``CARD_OFFICER`` by the RA's console command, as an
+    administrator registers an officer's card (``sscard ra officer-cert``)."""
+    from sscard.x509.pem import der_to_pem
+
+    with allinone.card_in_reader(layout.card) as (client, _psam):
+        der = client.read_certificate("sign")
+    if der is None:
+        raise RuntimeError(f"the demo card {layout.card} holds no signing certificate")
+    layout.card_certificate.write_bytes(der_to_pem(der, "CERTIFICATE"))
+    done = subprocess.run(
+        [sys.executable, "-m", "sscard.cli", "--home", str(layout.ra), "ra", "officer-cert",
+         CARD_OFFICER, str(layout.card_certificate)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"registering the demo card for RA officer {CARD_OFFICER} failed: "
+                           f"{done.stderr}")
+    say(f"the demo card's certificate ({layout.card_certificate}) registered for RA officer "
+        f"'{CARD_OFFICER}' (sscard ra officer-cert)")

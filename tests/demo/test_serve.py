@@ -9,7 +9,9 @@ Ctrl-C and SIGTERM stop every process; a service that dies ends serve naming it;
 reuses the data and the ports; unusable starts are refused with the reason. The card login: the
 identity provider and the sample business system answer, each in its own zone holding only its
 own secrets, and a holder logs in to the sample page in headless Chromium with the demo card in
-pcscd's reader through the agent serve started (consent and PIN on serve's standard input)."""
+pcscd's reader through the agent serve started (consent and PIN on serve's standard input); the
+same card logs in to the RA's web UI as the demo officer its holder is, through the same
+provider, while the officers' password login still works."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -252,7 +255,17 @@ def test_zones_hold_only_their_own_secrets(served: Running) -> None:
     ra -= {n for n in ra if n.startswith("audit.sqlite") or n.startswith("ra.db")}
     assert ra == {"ra-service.pem", "ra-service.key.pem", "secrets/service-key.pass",
                   "secrets/kmc-ra.key", "audit/audit-key.pem", "audit/audit-cert.pem",
-                  "secrets/audit.pass", "card-number-readers/idp.pem"}, ra
+                  "secrets/audit.pass", "card-number-readers/idp.pem",
+                  "ra-card-login.toml", "secrets/ra-idp.secret"}, ra
+    # the RA's client secret at the provider: in the RA's zone only (the provider keeps a
+    # hash of it), 0600, never printed
+    ra_secret = home / "ra" / "secrets" / "ra-idp.secret"
+    assert stat.S_IMODE(ra_secret.stat().st_mode) == 0o600
+    secret = ra_secret.read_text().strip().encode()
+    assert secret.decode() not in served.output
+    for path in home.rglob("*"):
+        if path.is_file() and not path.is_socket() and path != ra_secret:
+            assert secret not in path.read_bytes(), path
     ca_passphrase = (home / "secrets" / "key-passphrase").read_text().strip()
     for path in (home / "ra").rglob("*"):
         if path.is_file():
@@ -261,6 +274,7 @@ def test_zones_hold_only_their_own_secrets(served: Running) -> None:
     assert "--share" not in ra_command and ".custody" not in ra_command
     assert str(home / "secrets" / "key-passphrase") not in ra_command  # the CA's
     assert f"--home {home / 'ra'} " in ra_command and "--ca-url" in ra_command
+    assert f"--card-login {home / 'ra' / 'ra-card-login.toml'}" in ra_command
     gateway = {p.name for p in (home / "gateway").iterdir() if p.is_file()}
     assert {"gateway.toml", "root.pem", "issuing-ca.pem", "hr-sign.key.pem",
             "employment-enc.key.pem"} <= gateway
@@ -410,49 +424,122 @@ def test_login_zones_hold_only_their_own_secrets(served: Running) -> None:
         assert "key-passphrase" not in command and "--share" not in command
 
 
-def test_a_holder_logs_in_to_the_sample_page_in_chromium(served: Running) -> None:
-    """The sample page -> the provider's login page -> the agent serve started -> the demo card
-    in pcscd's reader (PIN verified by the card) -> consent -> the sample page shows the
-    holder, with the card number the provider had from the RA. Consent and PIN reach the agent
-    on serve's standard input, never the page."""
-    if "the browser agent for the demo card listens on" not in served.output:
-        assert os.environ.get("CI") != "true", served.output
-        pytest.skip("no pcscd here: serve starts no agent")
+def log_in_with_the_demo_card(served: Running, browser: Any, start: str, button: str) -> str:
+    """From the page ``start``, its button ``button`` -> the provider's login page -> the agent
+    serve started -> the demo card in pcscd's reader (PIN verified by the card) -> the
+    provider's consent page, allowed. Consent (once for the provider's origin) and PIN reach
+    the agent on serve's standard input, never the page. Returns the consent page's client
+    name."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     from tests.idp.test_login_e2e import consent_page_or_refusal
+
+    idp = served.urls()["idp"]
+    pin = (served.home / "card" / "pin").read_text().strip()
+    agent_log = served.home / "logs" / "agent.log"
+    consents = served.home / "agent" / "consent.json"
+    assert served.proc.stdin is not None
+    wait = WebDriverWait(browser, 90)
+    browser.get(start)
+    browser.find_element(By.ID, button).click()
+    wait.until(lambda d: d.find_elements(By.ID, "sscard-login"))
+    assert browser.current_url.startswith(idp + "/login?")
+    if not consents.exists() or idp not in consents.read_text():
+        served.proc.stdin.write("yes\n")  # the holder allows the provider's origin, once
+        served.proc.stdin.flush()
+    asked = agent_log.read_text().count("PIN asked")
+    browser.find_element(By.ID, "sscard-login").click()
+    deadline = time.monotonic() + 60  # the agent says when it waits for the PIN
+    while agent_log.read_text().count("PIN asked") <= asked:
+        assert time.monotonic() < deadline, agent_log.read_text()
+        time.sleep(0.1)
+    served.proc.stdin.write(pin + "\n")
+    served.proc.stdin.flush()
+    name = consent_page_or_refusal(wait)
+    if not name.startswith("refused"):
+        browser.find_element(By.CSS_SELECTOR, 'button[value="allow"]').click()
+    assert pin not in agent_log.read_text()
+    return name
+
+
+def needs_the_agent(served: Running) -> None:
+    if "the browser agent for the demo card listens on" not in served.output:
+        assert os.environ.get("CI") != "true", served.output
+        pytest.skip("no pcscd here: serve starts no agent")
+
+
+def test_a_holder_logs_in_to_the_sample_page_in_chromium(served: Running) -> None:
+    """The sample page -> the provider -> the agent -> the demo card -> consent -> the sample
+    page shows the holder, with the card number the provider had from the RA."""
+    needs_the_agent(served)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     from tests.ra.browser import chromium
 
     urls = served.urls()
-    pin = (served.home / "card" / "pin").read_text().strip()
-    agent_log = served.home / "logs" / "agent.log"
-    assert served.proc.stdin is not None
-    for browser in chromium():
-        wait = WebDriverWait(browser, 90)
-        browser.get(urls["sample-rp"] + "/")
-        browser.find_element(By.ID, "login").click()
-        wait.until(lambda d: d.find_elements(By.ID, "sscard-login"))
-        assert browser.current_url.startswith(urls["idp"] + "/login?")
-        served.proc.stdin.write("yes\n")  # the holder allows the provider's origin, once
-        served.proc.stdin.flush()
-        asked = agent_log.read_text().count("PIN asked")
-        browser.find_element(By.ID, "sscard-login").click()
-        deadline = time.monotonic() + 60  # the agent says when it waits for the PIN
-        while agent_log.read_text().count("PIN asked") <= asked:
-            assert time.monotonic() < deadline, agent_log.read_text()
-            time.sleep(0.1)
-        served.proc.stdin.write(pin + "\n")
-        served.proc.stdin.flush()
-        assert consent_page_or_refusal(wait) == "社保业务系统（示例）"
-        browser.find_element(By.CSS_SELECTOR, 'button[value="allow"]').click()
-        wait.until(lambda d: d.find_elements(By.ID, "holder"))
+    for opened in chromium():
+        browser: Any = opened  # a selenium WebDriver
+        assert log_in_with_the_demo_card(served, browser, urls["sample-rp"] + "/",
+                                         "login") == "社保业务系统（示例）"
+        WebDriverWait(browser, 90).until(lambda d: d.find_elements(By.ID, "holder"))
         assert browser.current_url == urls["sample-rp"] + "/"
         assert browser.find_element(By.ID, "name").text == "张三"
         assert browser.find_element(By.ID, "ssn").text == "639900199001011234"
         # verified at the RA's registry (the card number is not in the certificate)
         assert browser.find_element(By.ID, "card-number").text == "D63990001"
-        assert pin not in agent_log.read_text()
+
+
+def test_an_officer_logs_in_to_the_ra_with_the_demo_card_in_chromium(served: Running) -> None:
+    """The RA's log-in page -> "log in with my card" -> the same provider and agent -> the
+    demo card -> consent for the RA (registered at the provider with the certificate scope)
+    -> the officer's page of zhangsan, the account whose registered certificate is the card's
+    and whose person is its holder; the role (operator) is the RA database's. Then log-out
+    through the provider back to the RA's log-in page."""
+    needs_the_agent(served)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.ra.browser import chromium
+
+    ra = served.urls()["ra"]
+    assert f"RA card login: open {ra}/login" in served.output
+    assert "the demo card logs in as officer 'zhangsan'" in served.output
+    for opened in chromium():
+        browser: Any = opened  # a selenium WebDriver
+        wait = WebDriverWait(browser, 90)
+        assert log_in_with_the_demo_card(served, browser, ra + "/login",
+                                         "card-login") == "注册审核系统"
+        wait.until(lambda d: d.find_elements(By.ID, "logout"))
+        assert browser.current_url == ra + "/", browser.current_url
+        assert browser.find_element(By.ID, "whoami").text.startswith("zhangsan")
+        browser.get(ra + "/batches")  # an officer's page: zhangsan is a counter operator
+        assert browser.find_element(By.ID, "status-code").text == "403"
+        browser.get(ra + "/")
+        browser.find_element(By.ID, "logout").click()
+        wait.until(lambda d: d.current_url.startswith(ra + "/login"))
+        browser.get(ra + "/")
+        assert browser.current_url.startswith(ra + "/login")
+
+
+def test_the_demo_card_officer_also_has_a_password(served: Running) -> None:
+    """The card login is an addition: zhangsan's password (a 0600 file beside the others')
+    logs in too, and no other officer's certificate is registered."""
+    password_file = served.home / "secrets" / "officers" / "zhangsan"
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    password = password_file.read_text().strip()
+    assert password not in served.output
+    ra = served.urls()["ra"]
+    session = requests.Session()
+    form = session.get(f"{ra}/login", timeout=10)
+    assert 'id="card-login"' in form.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    ok = session.post(f"{ra}/login", data={"csrf_token": token.group(1), "username": "zhangsan",
+                                           "password": password}, timeout=30,
+                      allow_redirects=False)
+    assert ok.status_code == 302, ok.text[:500]
 
 
 def test_ctrl_c_stops_and_a_second_start_reuses_the_data(served: Running) -> None:
@@ -475,6 +562,38 @@ def test_ctrl_c_stops_and_a_second_start_reuses_the_data(served: Running) -> Non
     # a closed terminal (SIGHUP) stops everything too
     third = start(served.home, "--no-pcscd")
     assert third.stop(signal.SIGHUP) == 0
+    assert none_left(served.home)
+
+
+def test_a_directory_set_up_before_gets_the_ra_card_login(served: Running) -> None:
+    """A data directory of a `make serve` from before the RA's card login (no
+    ra-card-login.toml, no RA secret at the provider): the next start registers the RA at the
+    provider, writes both into the RA's zone, registers the demo card's certificate for the
+    officer, and starts the RA with --card-login; its card button leads to the provider with the
+    new client id."""
+    if served.proc.poll() is None:
+        served.stop()
+    ra_zone = served.home / "ra"
+    old = (ra_zone / "ra-card-login.toml").read_text()
+    for name in ("ra-card-login.toml", "secrets/ra-idp.secret"):
+        (ra_zone / name).unlink()
+    (served.home / "card" / "sign.pem").unlink()
+    again = start(served.home, "--no-pcscd")
+    try:
+        assert "Adding the RA officers' card login" in again.output
+        assert "registered for RA officer 'zhangsan'" in again.output
+        config = (ra_zone / "ra-card-login.toml").read_text()
+        client_id = re.search(r'^client_id = "([^"]+)"$', config, re.MULTILINE)
+        assert client_id is not None and config != old
+        assert stat.S_IMODE((ra_zone / "secrets" / "ra-idp.secret").stat().st_mode) == 0o600
+        assert "--card-login" in command_lines(served.home)["ra"]
+        urls = again.urls()
+        to_idp = requests.get(urls["ra"] + "/login/card", timeout=30, allow_redirects=False)
+        assert to_idp.status_code == 302, to_idp.text[:500]
+        assert to_idp.headers["Location"].startswith(urls["idp"] + "/authorize?")
+        assert f"client_id={client_id[1]}" in to_idp.headers["Location"]
+    finally:
+        assert again.stop() == 0
     assert none_left(served.home)
 
 
