@@ -169,6 +169,7 @@ ACTIONS = {
     "ra.client.add": _l("Station added"),
     "ra.batch.authorise": _l("Batch authorised"),
     "ra.card.activate": _l("Card activated"),
+    "ra.card.lookup": _l("Card number looked up"),
     "ra.enrollment.submit": _l("Enrollment submitted"),
     "ra.enrollment.issue": _l("Card certificates issued"),
     "ra.enrollment.rollback": _l("Enrollment rolled back"),

@@ -58,6 +58,7 @@ class AuditAction(enum.StrEnum):
     RA_CLIENT_ADD = "ra.client.add"
     RA_BATCH_AUTHORISE = "ra.batch.authorise"
     RA_CARD_ACTIVATE = "ra.card.activate"
+    RA_CARD_LOOKUP = "ra.card.lookup"
     RA_ENROLLMENT_SUBMIT = "ra.enrollment.submit"
     RA_ENROLLMENT_ISSUE = "ra.enrollment.issue"
     RA_ENROLLMENT_ROLLBACK = "ra.enrollment.rollback"
