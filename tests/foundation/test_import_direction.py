@@ -98,7 +98,7 @@ def test_the_ra_service_holds_only_its_ports() -> None:
     ports = (ROOT / "ra" / "ports.py").read_text(encoding="utf-8")
     assert "Any" not in ports and "dict[" not in ports
     assert {name for name in vars(CaPort) if not name.startswith("_")} == {
-        "chain", "status", "issue_from_csr", "issue_for_public_key", "revoke"}
+        "chain", "status", "issue_from_csr", "issue_for_public_key", "issue_batch", "revoke"}
     assert {name for name in vars(KmcPort) if not name.startswith("_")} == {
         "escrow", "attach_certificate", "request_recovery", "approve_recovery",
         "complete_recovery"}
