@@ -166,9 +166,11 @@ def test_a_profile_the_ra_does_not_take_or_another_person_is_refused(rig: RaRig)
     rig.ra.add_officer(None, "profiled", "员工卡", PASSWORD, {Role.OFFICER}, person_id=person)
     der = _officer_certificate(rig, person)
     rig.ra.set_officer_certificate(None, "profiled", der)
-    for fingerprint, profile, ssn in ((_x5t(der), "business-system", person),
-                                      (_x5t(der), "ra-officer", person_of(302)),
-                                      (_x5t(der)[:-1] + "A", "ra-officer", person)):
+    x5t = _x5t(der)
+    other = ("B" if x5t[0] == "A" else "A") + x5t[1:]  # always another fingerprint
+    for fingerprint, profile, ssn in ((x5t, "business-system", person),
+                                      (x5t, "ra-officer", person_of(302)),
+                                      (other, "ra-officer", person)):
         with pytest.raises(AuthenticationFailed):
             rig.ra.authenticate_card(fingerprint, profile, ssn, PROFILES, "192.0.2.2")
 
