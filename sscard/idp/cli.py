@@ -4,14 +4,20 @@ its server. The database is ``--db-url`` (or $SSCARD_IDP_DB_URL), by default the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from sscard.audit.actions import AuditAction
-from sscard.cli import audit_url, data_home, db_url_options, format_option, open_audit_log
+from sscard.cli import (
+    audit_url,
+    data_home,
+    db_url_options,
+    echo_json,
+    format_option,
+    open_audit_log,
+)
 from sscard.idp.sample_rp import command as sample_rp_command
 from sscard.serving import ServeOptions, run, serve_options
 
@@ -109,9 +115,8 @@ def client_add(ctx: click.Context, name: str, redirect_uris: tuple[str, ...],
             op.fail(f"cannot write the secret file: {exc.strerror}")
             raise click.ClickException(f"cannot write {secret_file}: {exc.strerror}") from None
     if output_format == "json":
-        click.echo(json.dumps({"client_id": client.client_id, "secret_file": str(secret_file),
-                               "sector": client.sector,
-                               "granted_scopes": sorted(client.granted_scopes)}))
+        echo_json({"client_id": client.client_id, "secret_file": str(secret_file),
+                   "sector": client.sector, "granted_scopes": sorted(client.granted_scopes)})
     else:
         click.echo(client.client_id)
         click.echo(f"secret written to {secret_file} (mode 0600); sector {client.sector}",
@@ -130,7 +135,7 @@ def client_list(ctx: click.Context, output_format: str, db_url: str | None) -> N
              "granted_scopes": sorted(c.granted_scopes)}
             for c in _store(ctx, db_url).clients()]
     if output_format == "json":
-        click.echo(json.dumps(rows, ensure_ascii=False))
+        echo_json(rows)
         return
     for row in rows:
         click.echo(f"{row['client_id']}  {row['name']}  sector={row['sector']}  "
@@ -200,7 +205,7 @@ def keys_list(ctx: click.Context, output_format: str, db_url: str | None) -> Non
              "retired_at": key["retired_at"].isoformat() if key["retired_at"] else None}
             for key in _store(ctx, db_url).keys()]
     if output_format == "json":
-        click.echo(json.dumps(rows, ensure_ascii=False))
+        echo_json(rows)
         return
     for row in rows:
         click.echo(f"{row['kid']}  {row['alg']}  {row['created_at']}  "
