@@ -84,6 +84,12 @@ from sscard.audit import (
     StoredRecord,
     local_actor,
 )
+from sscard.audit.records import (
+    MAX_DETAILS_BYTES,
+    AuditRecord,
+    details_size,
+    fitting_chunks,
+)
 from sscard.clock import Clock
 from sscard.clock import system_clock as utcnow
 from sscard.crypto.asymmetric import PublicKey
@@ -111,8 +117,8 @@ DATABASE_URL_ENV = "SSCARD_CA_DATABASE_URL"
 SERIAL_RETRIES = 3
 #: a caller's own id for an issuance request (its idempotency key at the CA)
 REQUEST_ID = re.compile(r"[\w.:\-]{1,128}")
-# serial numbers named per audit record (40 hex digits each; records hold 8 KiB of details)
-SERIALS_PER_RECORD = 150
+#: room a record's details keep, beside a list of items, for its key and ``attempt_seq``
+_LIST_OVERHEAD = 64
 # A delta CRL lists revocations since its base's thisUpdate minus this margin, so a revocation
 # committed while the base was being built is never missed (listing one twice is harmless).
 DELTA_OVERLAP = dt.timedelta(minutes=5)
@@ -914,7 +920,7 @@ class CertificateAuthority:
                                  {"reason": str(exc)[:500]})
             raise
         entries = [self._entry(req, prof, who, i) for i, req in enumerate(requests)]
-        return self._issue_entries(entries, who, f"profile:{prof.name}", claim)
+        return self._issue_entries(entries, who, f"profile:{prof.name}", claim, batch=True)
 
     def _issue_each_apart(self, requests: Sequence[IssueRequest], profile: str, who: str,
                           claim: Claim | None) -> list[ItemOutcome]:
@@ -957,12 +963,12 @@ class CertificateAuthority:
         return _Entry(lambda: self._check(req, prof), key, attempt)
 
     def _issue_entries(self, entries: Sequence[_Entry], who: str, obj: str,
-                       claim: Claim | None) -> list[ItemOutcome]:
+                       claim: Claim | None, *, batch: bool = False) -> list[ItemOutcome]:
         """``_issue_entries_once``, again with fresh serials if one was taken meanwhile, or
         with the earlier answer if another worker stored the same request id first."""
         for tries in range(SERIAL_RETRIES):
             try:
-                return self._issue_entries_once(entries, who, obj, claim)
+                return self._issue_entries_once(entries, who, obj, claim, batch)
             except _Retry:
                 if tries == SERIAL_RETRIES - 1:
                     raise StorageError("could not store the certificates: serial numbers or "
@@ -970,10 +976,11 @@ class CertificateAuthority:
         raise AssertionError("unreachable")
 
     def _issue_entries_once(self, entries: Sequence[_Entry], who: str, obj: str,
-                            claim: Claim | None) -> list[ItemOutcome]:
+                            claim: Claim | None, batch: bool) -> list[ItemOutcome]:
         """Check each entry, look up the request ids used before (one query), sign the rest,
-        then store certificates, request rows and an attempt and outcome record per entry in
-        one transaction (with ``claim``)."""
+        then store certificates, request rows and their audit records in one transaction (with
+        ``claim``): for a ``batch``, one attempt and outcome records listing the items
+        (``_batch_records``), else an attempt and an outcome per entry."""
         outcomes: list[ItemOutcome | None] = [None] * len(entries)
         approved: dict[int, Approved] = {}
         keys: dict[int, str] = {}
@@ -1003,7 +1010,8 @@ class CertificateAuthority:
             outcomes[i] = ItemOutcome(IssuedCertificate(fresh[i], a.profile.name, ders[i]))
         done = [o for o in outcomes if o is not None]
         assert len(done) == len(entries)
-        records = self._entry_records(who, obj, entries, approved, done)
+        records = (self._batch_records(who, obj, entries, approved, done) if batch
+                   else self._entry_records(who, obj, entries, approved, done))
 
         answered = any(o.issued is not None for o in done)
 
@@ -1013,7 +1021,8 @@ class CertificateAuthority:
             if rows:
                 conn.execute(_INSERT_CERTIFICATE, [c for c, _ in rows.values()])
                 conn.execute(_INSERT_REQUEST, [r for _, r in rows.values()])
-            return self.audit.append_in(conn, records, link_outcome=True)
+            return self.audit.append_in(conn, records, link_outcome=not batch,
+                                        one_attempt=batch)
 
         try:
             _, due = self._run(store)
@@ -1059,16 +1068,61 @@ class CertificateAuthority:
             records.append(self.audit.record(who, action, obj, "success", "", details))
         return records
 
+    def _batch_records(self, who: str, obj: str, entries: Sequence[_Entry],
+                       approved: Mapping[int, Approved], outcomes: Sequence[ItemOutcome]
+                       ) -> list[AuditRecord]:
+        """A batch's audit records (``append_in(one_attempt=True)``): one attempt (CA, count,
+        possession attested, the items' request ids), then 'success' records listing the
+        issued items (index, serial, subject, request id, ``repeated``) and 'denied' records
+        listing the refused ones (index, request id, reason), as many items per record as
+        its details hold. They are written in the certificates' own transaction, so a record
+        per item would add no durability, only hashing and rows."""
+        action = AuditAction.CA_CERTIFICATE_ISSUE
+        attempt: dict[str, Any] = {"ca": self.name, "request": "batch", "count": len(entries)}
+        attested = sum(e.attempt.get("possession") == "attested" for e in entries)
+        if attested:
+            attempt["possession_attested"] = attested
+        ids = [e.attempt.get("request_id") for e in entries]
+        if any(i is not None for i in ids):
+            first = fitting_chunks(ids, MAX_DETAILS_BYTES, first_room=MAX_DETAILS_BYTES
+                                   - _LIST_OVERHEAD - details_size(attempt))[0]
+            attempt["request_ids"] = first
+            if len(first) < len(ids):  # the rest are named with their items' outcomes
+                attempt["request_ids_cut"] = len(ids) - len(first)
+        issued: list[dict[str, Any]] = []
+        refused: list[dict[str, Any]] = []
+        for i, (entry, outcome) in enumerate(zip(entries, outcomes, strict=True)):
+            item: dict[str, Any] = {"item": i}
+            if "request_id" in entry.attempt:
+                item["request_id"] = entry.attempt["request_id"]
+            if outcome.issued is None:
+                item["reason"] = outcome.refused or ""
+                refused.append(item)
+                continue
+            item["serial"] = outcome.issued.serial_hex
+            if i in approved:
+                item["subject"] = approved[i].subject_text[:300]
+            if outcome.repeated:
+                item["repeated"] = True
+            issued.append(item)
+        records = [self.audit.record(who, action, obj, "attempt", "", attempt)]
+        for name, items in (("success", issued), ("denied", refused)):
+            records.extend(self.audit.record(who, action, obj, name, "", {"items": chunk})
+                           for chunk in fitting_chunks(items, MAX_DETAILS_BYTES - _LIST_OVERHEAD))
+        return records
+
     def _record_serials(self, op: Operation, serials: list[str]) -> None:
         """Name the issued serials in the issuance's audit records: in its outcome record while
         they fit, the rest in 'info' records linked to its attempt."""
         listed: list[str] = list(op.details.get("serials", []))
-        room = max(0, SERIALS_PER_RECORD - len(listed))
-        op.set(serials=listed + serials[:room])
-        for i in range(room, len(serials), SERIALS_PER_RECORD):
+        room = MAX_DETAILS_BYTES - _LIST_OVERHEAD
+        first, *rest = fitting_chunks(serials, room,
+                                      first_room=room - details_size(op.details))
+        op.set(serials=listed + first)
+        for chunk in rest:
             self.audit.append(self.actor, AuditAction.CA_CERTIFICATE_ISSUE, f"ca:{self.name}",
                               "info", details={"attempt_seq": op.attempt_seq,
-                                               "serials": serials[i:i + SERIALS_PER_RECORD]})
+                                               "serials": chunk})
 
     def _commit(self, approved: Sequence[Approved], op: Operation,
                 claim: Claim | None = None,

@@ -313,19 +313,23 @@ class AuditLog:
         return stored[0]
 
     def append_in(self, conn: Connection, records: Sequence[AuditRecord], *,
-                  link_outcome: bool = False) -> tuple[list[StoredRecord], bool]:
+                  link_outcome: bool = False,
+                  one_attempt: bool = False) -> tuple[list[StoredRecord], bool]:
         """Append ``records`` (from ``record``) in the caller's write transaction on this log's
         database, which must already hold the write lock (``sscard.sqlschema.WRITE``: BEGIN
         IMMEDIATE on SQLite; the head row is read FOR UPDATE elsewhere), so that they commit or
         roll back with the caller's own rows: no second transaction, no second lock.
         ``link_outcome``: the records are pairs of an attempt and its outcome (one pair, or
-        one per item of a batch), and each outcome names its attempt's sequence number
-        (``attempt_seq``), as ``operation`` writes them.
+        one per item), and each outcome names its attempt's sequence number
+        (``attempt_seq``), as ``operation`` writes them. ``one_attempt``: the first record is
+        the attempt, every other one an outcome naming it (a batch recorded as one attempt
+        and the outcome records that list its items).
         Returns the stored records and whether a checkpoint is due (``after_commit``)."""
         row = conn.execute(storage.SELECT_HEAD_FOR_UPDATE).mappings().one_or_none()
         if row is None:
             raise LookupError("audit_head row is missing")
-        return self._write(conn, dict(row), records, link_outcome=link_outcome)
+        return self._write(conn, dict(row), records, link_outcome=link_outcome,
+                           one_attempt=one_attempt)
 
     def after_commit(self, checkpoint_due: bool) -> None:
         """Once the records are committed: the checkpoint they made due, if any."""
@@ -338,7 +342,8 @@ class AuditLog:
             logger.warning("audit checkpoint after an append failed: %s", exc)
 
     def _write(self, conn: Connection, head: Mapping[str, Any], records: Sequence[AuditRecord],
-               *, link_outcome: bool = False) -> tuple[list[StoredRecord], bool]:
+               *, link_outcome: bool = False, one_attempt: bool = False
+               ) -> tuple[list[StoredRecord], bool]:
         size = int(head["size"])
         prev = bytes(head["last_hash"])
         frontier = _split_frontier(bytes(head["frontier"]), self._hash_size)
@@ -347,9 +352,10 @@ class AuditLog:
         stored: list[StoredRecord] = []
         rows = []
         for i, record in enumerate(records):
-            if link_outcome and i % 2 == 1:
+            attempt = i - 1 if link_outcome and i % 2 == 1 else 0 if one_attempt and i else None
+            if attempt is not None:
                 record = dataclasses.replace(
-                    record, details={**record.details, "attempt_seq": stored[i - 1].seq})
+                    record, details={**record.details, "attempt_seq": stored[attempt].seq})
             record = record.at(when)
             seq = size + 1 + i
             h = _chain_hash(self.hash_name, prev, record.canonical_encoding())

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,6 +269,35 @@ def _canonical_json(value: Any) -> str:
                           allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise AuditRecordRejected(f"details are not plain JSON: {exc}") from None
+
+
+def fitting_chunks(items: Sequence[Any], room: int,
+                   first_room: int | None = None) -> list[list[Any]]:
+    """``items`` split, in order, into lists whose JSON (each item as a record holds it:
+    bounded, escaped) takes at most ``room`` bytes, so that a list too long for one record's
+    details (``MAX_DETAILS_BYTES``) goes into several records instead of being cut. With
+    ``first_room``, the first list (always there, maybe empty) fits in that instead: the room
+    left in a record that holds other details. An item larger than ``room`` gets a list of
+    its own."""
+    chunks: list[list[Any]] = []
+    chunk: list[Any] = []
+    used = 2  # the brackets
+    limit = room if first_room is None else first_room
+    for item in items:
+        size = len(_canonical_json(_bounded_value(item, 1)).encode("utf-8", "surrogatepass")) + 1
+        if used + size > limit and (chunk or limit != room):
+            chunks.append(chunk)
+            chunk, used, limit = [], 2, room
+        chunk.append(item)
+        used += size
+    if chunk or (first_room is not None and not chunks):
+        chunks.append(chunk)
+    return chunks
+
+
+def details_size(details: Mapping[str, Any]) -> int:
+    """The bytes ``details`` take in a record (bounded, as ``AuditRecord.bounded`` stores them)."""
+    return len(_canonical_json(_bounded_value(dict(details), 0)).encode("utf-8", "surrogatepass"))
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -148,6 +149,15 @@ def _load(rig: Rig, url: str, threads: int, each: int | None,
     return issued, other
 
 
+def issued_serials(details: Mapping[str, Any]) -> list[str]:
+    """The serials a 'success' record of ``ca.certificate.issue`` says were issued (not those
+    it names again as the answer to a repeated request id): its ``serials`` (one issuance), or
+    its ``items`` (a batch's, listed with their index)."""
+    if "items" in details:
+        return [item["serial"] for item in details["items"] if not item.get("repeated")]
+    return [] if details.get("repeated") else list(details.get("serials", []))
+
+
 def _check_stored(rig: Rig, issued: list[tuple[str, bytes]]) -> None:
     """Every certificate handed out is in the database as handed out, named in exactly one
     audit 'success' record that issued it (others may name it as ``repeated``: the answer to
@@ -165,9 +175,7 @@ def _check_stored(rig: Rig, issued: list[tuple[str, bytes]]) -> None:
             if record.outcome == "success":
                 attempt = records[record.details["attempt_seq"]]
                 assert attempt.outcome == "attempt" and record.details["attempt_seq"] < seq
-                if record.details.get("repeated"):
-                    continue
-                for serial in record.details.get("serials", []):
+                for serial in issued_serials(record.details):
                     named[serial] = named.get(serial, 0) + 1
         for serial, _ in issued:
             assert named.get(serial) == 1, serial

@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from ca.authority import CertificateAuthority, IssueRequest, initialise
 from ca.errors import RequestRefused
 from sscard.audit import AuditLog
+from sscard.audit.records import MAX_DETAILS_BYTES
+from sscard.audit.verify import verify_log
 from sscard.httpsig import SignatureError
 from tests.ca.conftest import write_config
 from tests.ca.test_service import new_csr
@@ -120,3 +122,41 @@ def test_a_batch_with_the_audit_log_elsewhere_is_audited_entry_by_entry(
         outcomes = [o for o, _ in _records(ca)]
         assert outcomes == ["attempt", "success", "attempt", "denied", "attempt", "success",
                             "attempt", "success"]
+
+
+def test_a_batch_is_one_attempt_and_outcome_records_listing_its_items(
+        authority: CertificateAuthority) -> None:
+    """A batch of 100 with the longest request ids: one attempt record, outcome records that
+    list the items as many as fit (none cut: every serial and every refusal findable), all
+    linked to the attempt, and the log verifies with no attempt left open."""
+    csrs = [new_csr(f"Grouped Holder {i:03d} " + "x" * 30)[1] for i in range(100)]
+    entries = [IssueRequest(csr=b"not a CSR" if i % 17 == 5 else csr,
+                            request_id=f"{i:03d}-" + "r" * 124) for i, csr in enumerate(csrs)]
+    before = authority.audit.size()
+    outcomes = authority.issue_each(entries, PROFILE)
+    refused_items = [i for i in range(100) if i % 17 == 5]
+    assert [i for i, o in enumerate(outcomes) if o.refused is not None] == refused_items
+    records = list(authority.audit.records(before + 1))
+    attempt, *rest = records
+    assert attempt.record.outcome == "attempt"
+    assert attempt.record.details["count"] == 100
+    listed = attempt.record.details["request_ids"]
+    # the ids that did not fit in the attempt are named with their items
+    assert listed == [e.request_id for e in entries[:len(listed)]]
+    assert len(listed) + attempt.record.details["request_ids_cut"] == 100
+    assert all(r.record.details["attempt_seq"] == attempt.seq for r in rest)
+    assert all(len(r.record.details_json().encode()) <= MAX_DETAILS_BYTES for r in records)
+    success = [i for r in rest if r.record.outcome == "success" for i in r.record.details["items"]]
+    denied = [i for r in rest if r.record.outcome == "denied" for i in r.record.details["items"]]
+    assert len([r for r in rest if r.record.outcome == "success"]) > 1  # too many for one
+    assert "details_cut" not in str([r.record.details for r in rest])
+    issued = {o.issued.serial_hex: i for i, o in enumerate(outcomes) if o.issued is not None}
+    assert {i["serial"]: i["item"] for i in success} == issued
+    assert all(i["request_id"] == entries[i["item"]].request_id and
+               i["subject"].startswith(f"CN=Grouped Holder {i['item']:03d}") for i in success)
+    assert [(i["item"], i["request_id"]) for i in denied] == [
+        (n, entries[n].request_id) for n in refused_items]
+    assert all("rejected" in i["reason"] for i in denied)
+    report = verify_log(authority.audit.engine)
+    assert report.intact, report.findings
+    assert not [n for n in report.notes if "without an outcome" in n]
