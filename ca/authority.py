@@ -99,7 +99,7 @@ from sscard.httpsig import SignatureError
 from sscard.keys.base import KeyHandle
 from sscard.keys.software import SoftwareKey
 from sscard.secrets_input import read_secret_file
-from sscard.sqlschema import WRITE
+from sscard.sqlschema import WRITE, DriverStatement
 from sscard.x509.builder import CsrBuilder
 from sscard.x509.errors import X509Error
 from sscard.x509.names import name_attribute, parse_name
@@ -132,10 +132,14 @@ Claim = Callable[[Connection], None]
 _SELECT_CERTIFICATE = select(CertificateRecord).where(
     CertificateRecord.issuer_id == bindparam("issuer_id"),
     CertificateRecord.serial == bindparam("serial"))
-_INSERT_CERTIFICATE = insert(CertificateRecord)
+_INSERT_CERTIFICATE = DriverStatement(insert(CertificateRecord).values(
+    {c: bindparam(c) for c in ("issuer_id", "serial", "profile", "subject", "not_before",
+                               "not_after", "issued_at", "der", "status")}))
 _SELECT_GENERATION = select(CARecord.revocation_generation).where(
     CARecord.id == bindparam("ca_id"))
-_INSERT_REQUEST = insert(RequestRecord)
+_INSERT_REQUEST = DriverStatement(insert(RequestRecord).values(
+    {c: bindparam(c) for c in ("issuer_id", "kind", "profile", "request_der",
+                               "certificate_serial", "received_at", "request_key")}))
 
 # refusals of a request (not failures of the CA): recorded as outcome 'denied'
 _REFUSALS = (RequestRefused, ProfileError, UnknownCertificate, AlreadyRevoked, NotInitialised,
@@ -823,8 +827,8 @@ class CertificateAuthority:
             def store(conn: Connection) -> tuple[list[StoredRecord], bool]:
                 if claim is not None:
                     claim(conn)
-                conn.execute(_INSERT_CERTIFICATE, [cert_row])  # noqa: B023 (run now)
-                conn.execute(_INSERT_REQUEST, [request_row])  # noqa: B023
+                _INSERT_CERTIFICATE(conn, cert_row)  # noqa: B023 (run now)
+                _INSERT_REQUEST(conn, request_row)  # noqa: B023
                 return self.audit.append_in(conn, records, link_outcome=True)  # noqa: B023
 
             try:
@@ -1019,8 +1023,8 @@ class CertificateAuthority:
             if claim is not None and answered:  # a refused request is claimed by its caller
                 claim(conn)
             if rows:
-                conn.execute(_INSERT_CERTIFICATE, [c for c, _ in rows.values()])
-                conn.execute(_INSERT_REQUEST, [r for _, r in rows.values()])
+                _INSERT_CERTIFICATE(conn, [c for c, _ in rows.values()])
+                _INSERT_REQUEST(conn, [r for _, r in rows.values()])
             return self.audit.append_in(conn, records, link_outcome=not batch,
                                         one_attempt=batch)
 
@@ -1143,8 +1147,8 @@ class CertificateAuthority:
             def store(conn: Connection) -> None:
                 if claim is not None:
                     claim(conn)
-                conn.execute(_INSERT_CERTIFICATE, [c for c, _ in rows])  # noqa: B023
-                conn.execute(_INSERT_REQUEST, [r for _, r in rows])  # noqa: B023
+                _INSERT_CERTIFICATE(conn, [c for c, _ in rows])  # noqa: B023
+                _INSERT_REQUEST(conn, [r for _, r in rows])  # noqa: B023
 
             try:
                 self._run(store)

@@ -51,7 +51,7 @@ from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
 from sscard.groupcommit import GroupCommit, GroupCommitError
 from sscard.keys.base import KeyHandle
-from sscard.sqlschema import create_all_concurrently
+from sscard.sqlschema import DriverStatement, create_all_concurrently
 from sscard.x509.pem import PemError, pem_to_der
 
 DATE = "X-Sscard-Date"
@@ -256,7 +256,8 @@ request_nonces = sa.Table(
 )
 
 
-_INSERT_NONCE = request_nonces.insert()
+_INSERT_NONCE = DriverStatement(request_nonces.insert().values(
+    replay_key=sa.bindparam("replay_key"), expires_at=sa.bindparam("expires_at")))
 
 
 def _engine(url: str) -> sa.Engine:
@@ -321,7 +322,7 @@ class SqlReplayStore:
 
     @staticmethod
     def _insert(conn: sa.Connection, key: bytes, expires_at: datetime) -> None:
-        conn.execute(_INSERT_NONCE, {"replay_key": key, "expires_at": expires_at.astimezone(UTC)})
+        _INSERT_NONCE(conn, {"replay_key": key, "expires_at": expires_at.astimezone(UTC)})
 
     def purge(self) -> int:
         """Forget entries whose date the window refuses anyway."""

@@ -325,7 +325,7 @@ class AuditLog:
         the attempt, every other one an outcome naming it (a batch recorded as one attempt
         and the outcome records that list its items).
         Returns the stored records and whether a checkpoint is due (``after_commit``)."""
-        row = conn.execute(storage.SELECT_HEAD_FOR_UPDATE).mappings().one_or_none()
+        row = storage.READ_HEAD_FOR_UPDATE(conn).mappings().one_or_none()
         if row is None:
             raise LookupError("audit_head row is missing")
         return self._write(conn, dict(row), records, link_outcome=link_outcome,
@@ -368,10 +368,10 @@ class AuditLog:
                                               merkle.leaf_hash(self.hash_name, h))
             stored.append(StoredRecord(seq, record, prev, h))
             prev = h
-        conn.execute(storage.INSERT_RECORD, rows)
+        storage.INSERT_RECORD(conn, rows)
         new_size = size + len(records)
-        conn.execute(storage.ADVANCE_HEAD, {"new_size": new_size, "new_last_hash": prev,
-                                            "new_frontier": b"".join(frontier)})
+        storage.ADVANCE_HEAD(conn, {"new_size": new_size, "new_last_hash": prev,
+                                    "new_frontier": b"".join(frontier)})
         return stored, self._checkpoint_due(head, new_size)
 
     @contextlib.contextmanager

@@ -32,7 +32,7 @@ from sqlalchemy import (
     update,
 )
 
-from sscard.sqlschema import WRITE, is_factory_engine
+from sscard.sqlschema import WRITE, DriverStatement, is_factory_engine
 
 metadata = MetaData()
 
@@ -81,13 +81,15 @@ checkpoint_table = Table(
 )
 
 
-# Statements built once: building them per append (``.values(...)``) costs more than the
-# database round trips on SQLite.
+# Statements of every append, compiled once and run through the driver (``DriverStatement``):
+# building them per append, or SQLAlchemy's per-execution work, costs more than the database.
 SELECT_HEAD_FOR_UPDATE = (
     select(head_table).where(head_table.c.id == HEAD_ID).with_for_update()
 )
-INSERT_RECORD = insert(record_table)
-ADVANCE_HEAD = (
+READ_HEAD_FOR_UPDATE = DriverStatement(SELECT_HEAD_FOR_UPDATE)
+INSERT_RECORD = DriverStatement(insert(record_table).values(
+    {c.name: bindparam(c.name) for c in record_table.columns}))
+ADVANCE_HEAD = DriverStatement(
     update(head_table)
     .where(head_table.c.id == HEAD_ID)
     .values(size=bindparam("new_size"), last_hash=bindparam("new_last_hash"),
