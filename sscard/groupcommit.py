@@ -5,13 +5,17 @@ A service worker with several request threads spends most of a write's time in t
 processes, waiting for the write lock. ``GroupCommit`` gives each database one writer thread per
 process: callers hand it a *job* (a function of a ``Connection``), the writer runs every job
 that is waiting in one write transaction (``BEGIN IMMEDIATE`` on SQLite, so the lock is taken
-once for the whole batch), each job under its own SAVEPOINT (a job that raises is rolled back
-alone and its caller gets the exception; the others go ahead), then commits once and only then
-wakes the callers. So nothing a job wrote is handed out before it is durable, exactly as with a
-commit per call; durability settings are unchanged.
+once for the whole batch), then commits once and only then wakes the callers. So nothing a job
+wrote is handed out before it is durable, exactly as with a commit per call; durability
+settings are unchanged.
 
-A job must do only database work on the connection it is given (no signing, no network): it runs
-while the batch holds the write lock. ``after_commit`` callbacks run in the caller's thread.
+A job that raises is rolled back alone and its caller gets the exception; the others go ahead.
+Jobs rarely raise, so a batch first runs with no SAVEPOINT (two round trips a job); only when
+one raises is the whole transaction rolled back and the batch run again, each job under its own
+SAVEPOINT. A job may therefore run twice, its first run undone: it must do only database work
+on the connection it is given (no signing, no network, nothing outside the transaction), which
+it should anyway, since it runs while the batch holds the write lock. ``after_commit``
+callbacks run in the caller's thread.
 """
 
 from __future__ import annotations
@@ -90,6 +94,35 @@ class GroupCommit:
             conn.rollback()
             job.error = exc
 
+    @staticmethod
+    def _together(conn: Connection, batch: list[_Job[Any]]) -> bool:
+        """Every job in one transaction, with no savepoint; True once committed. False, with
+        everything rolled back, as soon as one raises."""
+        with conn.begin() as transaction:
+            for job in batch:
+                try:
+                    job.result = job.work(conn)
+                except BaseException:  # run again job by job, which tells who failed
+                    transaction.rollback()
+                    for undone in batch:
+                        undone.result = None
+                    return False
+        return True
+
+    @staticmethod
+    def _each_apart(conn: Connection, batch: list[_Job[Any]]) -> None:
+        """Every job under its own savepoint: one that raises is rolled back alone, its caller
+        gets the exception, the others go ahead."""
+        for job in batch:
+            savepoint = conn.begin_nested()
+            try:
+                job.result = job.work(conn)
+            except BaseException as exc:
+                savepoint.rollback()
+                job.error = exc
+            else:
+                savepoint.commit()
+
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
         path = self._lock_path()
@@ -137,19 +170,12 @@ class GroupCommit:
     def _run_batch(self, batch: list[_Job[Any]]) -> None:
         try:
             with self._turn(), self.engine.connect().execution_options(**WRITE) as conn:
-                with conn.begin():
-                    if len(batch) == 1:  # alone: its failure rolls back the transaction
+                if len(batch) == 1:  # alone: its failure rolls back the transaction
+                    with conn.begin():
                         self._alone(conn, batch[0])
-                    else:
-                        for job in batch:
-                            savepoint = conn.begin_nested()
-                            try:
-                                job.result = job.work(conn)
-                            except BaseException as exc:  # the caller gets it; others go on
-                                savepoint.rollback()
-                                job.error = exc
-                            else:
-                                savepoint.commit()
+                elif not self._together(conn, batch):
+                    with conn.begin():
+                        self._each_apart(conn, batch)
             self.batches += 1
             self.jobs += len(batch)
         except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is in

@@ -1,11 +1,14 @@
-"""``sscard.groupcommit``: waiting jobs share one transaction; a failing job is rolled back
-alone; a failed commit fails every job of its batch and writes nothing; a forked child gets its
-own writer. Real SQLite databases through the project's engine factory."""
+"""``sscard.groupcommit``: waiting jobs share one transaction, with no savepoint unless one
+fails; a failing job is rolled back alone (the batch run again, each job under a savepoint), on
+SQLite and PostgreSQL; a failed commit fails every job of its batch and writes nothing; a forked
+child gets its own writer. Real databases through the project's engine factory."""
 
 from __future__ import annotations
 
 import multiprocessing
 import threading
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ import sqlalchemy as sa
 
 from sscard.groupcommit import GroupCommit, GroupCommitError
 from sscard.sqlschema import make_engine
+from tests.pg import PostgresCluster, pg_cluster  # noqa: F401  (fixture)
 
 metadata = sa.MetaData()
 items = sa.Table("items", metadata, sa.Column("id", sa.Integer, primary_key=True),
@@ -148,3 +152,52 @@ def test_a_failing_job_alone_writes_nothing_and_the_writer_goes_on(engine: sa.En
         committer.run(half_then_fail)
     assert committer.run(_insert("after")) > 0
     assert _values(engine) == ["after", "taken"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    cluster: PostgresCluster | None = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'g.db'}"
+    else:
+        cluster = request.getfixturevalue("pg_cluster")
+        url = cluster.create_database("groupcommit")
+    engine = make_engine(url)
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+    if cluster is not None:
+        cluster.drop_database(url)
+
+
+def test_jobs_run_without_savepoints_until_one_fails(any_engine: sa.Engine) -> None:
+    """No SAVEPOINT while every job succeeds; when one raises (after writing, and on
+    PostgreSQL leaving the transaction aborted), the batch is rolled back and run again job by
+    job under savepoints: the others are committed once each, nothing of the failed one is."""
+    sent: list[str] = []
+    sa.event.listen(any_engine, "before_cursor_execute",
+                    lambda _c, _cur, sql, *_: sent.append(sql.split()[0].upper()))
+    runs: Counter[str] = Counter()
+
+    def job(value: str, fail: bool = False):  # type: ignore[no-untyped-def]
+        def work(conn: sa.Connection) -> str:
+            runs[value] += 1
+            conn.execute(sa.insert(items).values(value=value))
+            if fail:
+                conn.exec_driver_sql("SELECT * FROM no_such_table")  # aborts a PG transaction
+            return value
+        return work
+
+    committer = GroupCommit(any_engine)
+    results = _run_while_blocked(committer, [job("a"), job("b"), job("c")], threading.Event())
+    assert results == ["a", "b", "c"]
+    assert "SAVEPOINT" not in sent and runs == {"a": 1, "b": 1, "c": 1}
+    sent.clear()
+    results = _run_while_blocked(committer, [job("d"), job("bad", fail=True), job("e")],
+                                 threading.Event())
+    assert results[0] == "d" and results[2] == "e"
+    assert isinstance(results[1], sa.exc.DBAPIError) and "no_such_table" in str(results[1])
+    assert sent.count("SAVEPOINT") == 3  # the second run, one per job
+    assert (runs["d"], runs["bad"], runs["e"]) == (2, 2, 1)  # the first run stopped at "bad"
+    assert _values(any_engine) == ["a", "b", "c", "d", "e"]  # once each, no "bad"
+    assert committer.run(job("after")) == "after"  # the writer goes on
