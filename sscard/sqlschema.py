@@ -169,15 +169,18 @@ class _Compiled(NamedTuple):
 
 
 class DriverStatement:
-    """A Core statement of a hot write path, compiled once per dialect and run through the
-    driver (``Connection.exec_driver_sql``): parameters given as a dict (or a list of dicts, an
-    executemany) are passed as the driver's plain tuples (SQLite's ``?``) or dicts (psycopg),
-    each value through its column type's own bind processor, so the database stores exactly
-    what ``Connection.execute`` would (SQLite's datetime text, an Enum's value). What it saves
-    is SQLAlchemy's per-execution work (cache-key lookup, execution context, per-row parameter
-    processing), which cost more than the database's own work on these paths. The driver's
-    errors are still SQLAlchemy's (``IntegrityError`` and so on); result rows are the driver's
-    (no result processing: read only plain integers, text and bytes through it).
+    """A Core statement of a hot write path, compiled once per dialect and run on the
+    connection's DBAPI cursor: parameters given as a dict (or a list of dicts, an executemany)
+    are passed as the driver's plain tuples (SQLite's ``?``) or dicts (psycopg), each value
+    through its column type's own bind processor, so the database stores exactly what
+    ``Connection.execute`` would (SQLite's datetime text, an Enum's value). What it saves is
+    SQLAlchemy's per-execution work (cache-key lookup, execution context, result set-up,
+    per-row parameter processing), which cost more than the database's own work on these
+    paths. The driver's errors are raised as SQLAlchemy's (``IntegrityError`` and so on), as
+    ``Connection.execute`` raises them; rows read through ``first`` are the driver's values (no
+    result processing: read only plain integers, text and bytes through it). No SQLAlchemy
+    event sees these statements (``before_cursor_execute``); the transaction is the
+    connection's own (begun, if it was not, as SQLAlchemy's autobegin would).
 
     Written here because SQLAlchemy offers no lighter execution of a compiled statement."""
 
@@ -205,8 +208,23 @@ class DriverStatement:
         return found
 
     def __call__(self, conn: sa.Connection,
-                 parameters: dict[str, Any] | list[dict[str, Any]] | None = None
-                 ) -> sa.CursorResult[Any]:
+                 parameters: dict[str, Any] | list[dict[str, Any]] | None = None) -> None:
+        """Run the statement (an executemany for a list of parameter dicts)."""
+        self._run(conn, parameters).close()
+
+    def first(self, conn: sa.Connection,
+              parameters: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The first row the statement returns, by column name, or None."""
+        cursor = self._run(conn, parameters)
+        try:
+            row = cursor.fetchone()
+            return None if row is None else dict(zip([d[0] for d in cursor.description], row,
+                                                     strict=True))
+        finally:
+            cursor.close()
+
+    def _run(self, conn: sa.Connection,
+             parameters: dict[str, Any] | list[dict[str, Any]] | None) -> Any:
         sql, names, processors, fixed, positional = self._for(conn.dialect)
         many = isinstance(parameters, list)
         rows = parameters if isinstance(parameters, list) else [parameters or {}]
@@ -219,7 +237,20 @@ class DriverStatement:
                 driver.append(tuple(values[n] for n in names) if positional else values)
         except KeyError as exc:
             raise sa.exc.ArgumentError(f"no value given for {exc.args[0]!r} of: {sql}") from None
-        return conn.exec_driver_sql(sql, driver if many else driver[0])
+        if not conn.in_transaction():
+            conn.begin()
+        cursor = conn.connection.cursor()
+        dbapi_error = conn.dialect.loaded_dbapi.Error
+        try:
+            if many:
+                cursor.executemany(sql, driver)
+            else:
+                cursor.execute(sql, driver[0])
+        except dbapi_error as exc:
+            cursor.close()
+            raise sa.exc.DBAPIError.instance(sql, driver if many else driver[0], exc,
+                                             dbapi_error) from exc
+        return cursor
 
 
 def create_all_concurrently(metadata: sa.MetaData, engine: sa.Engine) -> None:

@@ -325,10 +325,10 @@ class AuditLog:
         the attempt, every other one an outcome naming it (a batch recorded as one attempt
         and the outcome records that list its items).
         Returns the stored records and whether a checkpoint is due (``after_commit``)."""
-        row = storage.READ_HEAD_FOR_UPDATE(conn).mappings().one_or_none()
-        if row is None:
+        head = storage.READ_HEAD_FOR_UPDATE.first(conn)
+        if head is None:
             raise LookupError("audit_head row is missing")
-        return self._write(conn, dict(row), records, link_outcome=link_outcome,
+        return self._write(conn, head, records, link_outcome=link_outcome,
                            one_attempt=one_attempt)
 
     def after_commit(self, checkpoint_due: bool) -> None:

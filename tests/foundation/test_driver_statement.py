@@ -122,3 +122,15 @@ def test_the_audit_log_and_the_replay_memory_round_trip(engine: sa.Engine) -> No
     with engine.connect() as conn:
         expires = conn.execute(sa.select(request_nonces.c.expires_at)).scalar_one()
     assert expires.replace(tzinfo=expires.tzinfo or dt.UTC) == WHEN
+
+
+def test_it_runs_in_the_connections_transaction(engine: sa.Engine) -> None:
+    """Run on a connection with no transaction, it begins one as ``execute`` would: a rollback
+    undoes it, a commit keeps it."""
+    with engine.connect() as conn:
+        INSERT(conn, _row("F1"))
+        assert conn.in_transaction()
+        conn.rollback()
+        INSERT(conn, _row("F2"))
+        conn.commit()
+    assert set(_stored(engine)) == {"F2"}
