@@ -229,11 +229,21 @@ class DriverStatement:
         many = isinstance(parameters, list)
         rows = parameters if isinstance(parameters, list) else [parameters or {}]
         driver: list[Any] = []
+        # the rows of one call mostly share their times (a batch issued at one moment): each
+        # time is formatted once
+        times: dict[tuple[str, dt.datetime], Any] = {}
         try:
             for row in rows:
                 values = {name: fixed[name] if name in fixed else row[name] for name in names}
                 for name, processor in processors.items():
-                    values[name] = processor(values[name])
+                    value = values[name]
+                    if type(value) is dt.datetime:
+                        key = (name, value)
+                        if key not in times:
+                            times[key] = processor(value)
+                        values[name] = times[key]
+                    else:
+                        values[name] = processor(value)
                 driver.append(tuple(values[n] for n in names) if positional else values)
         except KeyError as exc:
             raise sa.exc.ArgumentError(f"no value given for {exc.args[0]!r} of: {sql}") from None
