@@ -60,6 +60,7 @@ from ca.authorization import (
     hash_token,
     is_officer_certificate,
 )
+from ca.csr_reader import CsrParts, read_csr
 from ca.errors import AlreadyRevoked, CAError, ProfileError, RequestRefused, UnknownCertificate
 from ca.ocsp import OcspError, OcspResponder, ParsedRequest, error_response, parse_request
 from ca.ocsp_cache import CACHE_HIT, REFRESH_FRACTION, ResponseCache
@@ -117,7 +118,7 @@ class CaBackend(Protocol):
     def status(self, serial: int) -> CertificateStatus: ...
 
     def issue_from_csr(
-        self, csr: asn1csr.CertificationRequest | bytes, profile: str,
+        self, csr: asn1csr.CertificationRequest | CsrParts | bytes, profile: str,
         extra: Mapping[str, Any] | None = None, *, actor: str | None = None,
         request_id: str | None = None,
         claim: Callable[[sa.Connection], None] | None = None,
@@ -745,7 +746,9 @@ def _issue(claim: Callable[[sa.Connection], None] | None) -> tuple[Response, int
             key = PublicKey.from_spki(base64.b64decode(key_text, validate=True))
         else:
             assert isinstance(csr_text, str)
-            csr = load_csr(csr_text.encode("utf-8"))
+            # the common request in one pass; any other, and every malformed one, strictly
+            octets = csr_text.encode("utf-8")
+            csr = read_csr(octets) or load_csr(octets)
     except binascii.Error as exc:
         raise ApiError(400, "bad_public_key", f"public_key is not base64: {exc}") from None
     except CryptoError as exc:
