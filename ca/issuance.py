@@ -77,7 +77,11 @@ class Issuer:
 
     @property
     def not_after(self) -> dt.datetime:
-        return self.certificate["tbs_certificate"]["validity"]["not_after"].native
+        found = self.cache.get("not_after")
+        if found is None:
+            found = self.cache["not_after"] = \
+                self.certificate["tbs_certificate"]["validity"]["not_after"].native
+        return found
 
 
 @dataclass(frozen=True)
@@ -506,6 +510,21 @@ def validity_of(issuer: Issuer | None, approved: Approved, now: dt.datetime) -> 
     return not_before, not_after
 
 
+def validity_der(issuer: Issuer | None, approved: Approved, now: dt.datetime) -> bytes:
+    """The Validity SEQUENCE. Under an issuer it is encoded once per second and validity: a
+    batch issues its certificates within the same second or two."""
+    if issuer is None:
+        return der.sequence(*map(der.time, validity_of(None, approved, now)))
+    second = now.replace(microsecond=0)
+    key = ("validity", approved.validity)
+    cached = issuer.cache.get(key)
+    if cached is not None and cached[0] == second:
+        return cached[1]
+    encoded = der.sequence(*map(der.time, validity_of(issuer, approved, now)))
+    issuer.cache[key] = (second, encoded)  # one tuple: a concurrent reader sees both or none
+    return encoded
+
+
 def tbs_der(
     issuer: Issuer | None,
     approved: Approved,
@@ -514,14 +533,13 @@ def tbs_der(
     algorithm: SignatureAlgorithm,
 ) -> bytes:
     """The TBSCertificate DER, assembled from cached and per-certificate parts (see sscard.der)."""
-    not_before, not_after = validity_of(issuer, approved, now)
     issuer_name = issuer.subject_der if issuer is not None else approved.subject_der
     return der.sequence(
         b"\xa0\x03\x02\x01\x02",  # [0] version v3
         der.integer(serial),
         algorithm_der(algorithm),
         issuer_name,
-        der.sequence(der.time(not_before), der.time(not_after)),
+        validity_der(issuer, approved, now),
         approved.subject_der,
         approved.spki_der,
         extensions_der(issuer, approved, approved.key_id),
