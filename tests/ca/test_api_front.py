@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from asn1crypto import x509 as asn1x509
-from test_service import ACCESS, EC_CONFIG, bearer, issue, new_csr
+from test_service import ACCESS, bearer, ec_authority, issue, new_csr
 from werkzeug.test import Client, EnvironBuilder, TestResponse
 
 from ca.authority import CertificateAuthority
@@ -54,10 +54,7 @@ def _no_flask(environ: dict[str, Any], start_response: Callable[..., Any]) -> It
 
 @pytest.fixture(scope="module")
 def authority(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertificateAuthority]:
-    base = tmp_path_factory.mktemp("front")
-    config = base / "ca.toml"
-    config.write_text(EC_CONFIG, encoding="utf-8")
-    ca = CertificateAuthority.init(base / "home", config, audit=AuditLog.at_home(base / "home"))
+    ca = ec_authority(tmp_path_factory.mktemp("front"))
     yield ca
     ca.close()
 
