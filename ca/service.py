@@ -1130,12 +1130,17 @@ class ApiFront:
 
 def _body_reader(stream: Any, size: int) -> Callable[[], bytes]:
     """The body of ``size`` octets, read from the server on the first call (a request refused
-    before needs none) and kept for the next."""
+    before needs none) and kept for the next. A body that ends early (the client went away)
+    is refused, never judged in part, as werkzeug refuses it to Flask."""
     read: list[bytes] = []
 
     def body() -> bytes:
         if not read:
-            read.append(stream.read(size) if size else b"")
+            data = stream.read(size) if size else b""
+            if len(data) != size:
+                raise ApiError(400, "bad_request", f"the body ended after {len(data)} of the "
+                               f"{size} octets its Content-Length announced")
+            read.append(data)
         return read[0]
 
     return body

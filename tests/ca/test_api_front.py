@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from asn1crypto import x509 as asn1x509
 from test_service import ACCESS, bearer, ec_authority, issue, new_csr
-from werkzeug.test import Client, EnvironBuilder, TestResponse
+from werkzeug.test import Client, EnvironBuilder, TestResponse, run_wsgi_app
 
 from ca.authority import CertificateAuthority
 from ca.authorization import ApiOperation, CertificateIdentity, Principal
@@ -226,6 +226,23 @@ def test_a_body_without_a_length_goes_to_flask(apps: Apps) -> None:
     environ["wsgi.input_terminated"] = True
     with pytest.raises(AssertionError, match="passed POST /api/v1/certificates on"):
         ApiFront(_no_flask, apps.state)(environ, lambda *_: None)
+
+
+def test_a_body_shorter_than_its_length_is_refused_not_judged_in_part(apps: Apps) -> None:
+    """Attack: a Content-Length larger than the body sent (a client gone, or a proxy cut);
+    nothing of it is read as a request, by the front as by Flask."""
+    body = _csr_body(cn="cut short")
+    answers = []
+    for client in (apps.front, apps.flask):
+        environ = EnvironBuilder(ISSUE, method="POST", data=body,
+                                 headers=bearer()).get_environ()
+        environ["CONTENT_LENGTH"] = str(len(body) + 10)
+        chunks, status, _ = run_wsgi_app(client.application, environ)
+        answers.append((status, json.loads(b"".join(chunks))))
+    (front_status, front), (flask_status, flask) = answers
+    assert front_status.startswith("400") and flask_status.startswith("400")
+    assert front["code"] == flask["code"] == "bad_request"
+    assert "ended after" in front["detail"]
 
 
 def test_front_requests_are_measured_under_their_route(authority: CertificateAuthority) -> None:
