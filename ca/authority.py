@@ -45,6 +45,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from ca import storage
 from ca.config import CASpec, HierarchyConfig, load_config, parse_config
 from ca.crl import build_crl, encode_rows
+from ca.csr_reader import CsrParts
 from ca.errors import (
     AlreadyInitialised,
     AlreadyRevoked,
@@ -611,7 +612,7 @@ class CertificateAuthority:
 
     def issue_from_csr(
         self,
-        csr: asn1csr.CertificationRequest | bytes,
+        csr: asn1csr.CertificationRequest | CsrParts | bytes,
         profile: str,
         extra: Mapping[str, Any] | None = None,
         *,

@@ -28,7 +28,7 @@ from asn1crypto import csr as asn1csr
 
 from ca.request_encoding import Subject
 from sscard import asn1 as _asn1  # noqa: F401  (registers the SM OIDs, as the strict parse has)
-from sscard.crypto.algorithms import KeyType, SignatureAlgorithm
+from sscard.crypto.algorithms import KeyType, SignatureAlgorithm, signature_algorithm_for_oid
 from sscard.x509.names import format_name
 from sscard.x509.parse import CSR_PEM_TYPES, MAX_DER_BYTES
 from sscard.x509.pem import PemError, first_pem_block, is_pem
@@ -56,11 +56,13 @@ def _name_types() -> dict[bytes, tuple[str, str]]:
 
 _NAME_TYPES = _name_types()
 #: the AlgorithmIdentifiers a request may carry on this path (SM2 and ECDSA: no parameters),
-#: as they are encoded; RSA's take the strict parse
-_SIGNATURE_ALGORITHMS = frozenset(
-    algos.SignedDigestAlgorithm({"algorithm": alg.oid}).dump()
+#: as they are encoded, and the algorithm each names (as the strict parse maps the OID);
+#: RSA's take the strict parse
+_SIGNATURE_ALGORITHMS = {
+    algos.SignedDigestAlgorithm({"algorithm": alg.oid}).dump():
+        signature_algorithm_for_oid(alg.oid)
     for alg in SignatureAlgorithm if alg.key_type in (KeyType.SM2, KeyType.EC)
-)
+}
 
 #: the key AlgorithmIdentifiers read on this path (SM2 and the named EC curves), as encoded;
 #: the key itself is checked when it is loaded (OpenSSL refuses a point off the curve)
@@ -78,6 +80,11 @@ class CsrParts:
     der: bytes
     subject: Subject
     spki: bytes
+    #: the CertificationRequestInfo, as signed
+    info: bytes
+    signature_algorithm: SignatureAlgorithm
+    #: the BIT STRING's content without its unused-bits octet (as asn1crypto's ``native``)
+    signature: bytes
 
 
 def _tlv(buf: bytes, pos: int, end: int, tag: int) -> tuple[int, int] | None:
@@ -166,7 +173,9 @@ def read_csr(data: bytes) -> CsrParts | None:
     if info is None:
         return None
     algorithm = _tlv(der, info[1], len(der), 0x30)
-    if algorithm is None or der[info[1]:algorithm[1]] not in _SIGNATURE_ALGORITHMS:
+    signature_algorithm = (_SIGNATURE_ALGORITHMS.get(der[info[1]:algorithm[1]])
+                           if algorithm is not None else None)
+    if algorithm is None or signature_algorithm is None:
         return None
     signature = _tlv(der, algorithm[1], len(der), 0x03)
     if (signature is None or signature[1] != len(der) or signature[1] - signature[0] < 2
@@ -193,4 +202,5 @@ def read_csr(data: bytes) -> CsrParts | None:
     if subject is None:
         return None
     spki_start = name[1]
-    return CsrParts(der, subject, der[spki_start:spki[1]])
+    return CsrParts(der, subject, der[spki_start:spki[1]], der[info_start:info_end],
+                    signature_algorithm, der[signature[0] + 1:signature[1]])

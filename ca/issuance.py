@@ -33,7 +33,7 @@ from sscard.x509.builder import CertificateBuilder
 from sscard.x509.errors import X509Error
 from sscard.x509.extensions import key_identifier
 from sscard.x509.parse import load_csr
-from sscard.x509.verify import verify_csr
+from sscard.x509.verify import verify_csr_parts
 
 SERIAL_BITS = 159  # RFC 5280 allows 20 octets; CA/B Forum asks for at least 64 random bits
 BACKDATE = dt.timedelta(minutes=1)  # tolerate relying parties whose clocks run slightly slow
@@ -77,7 +77,11 @@ class Issuer:
 
     @property
     def not_after(self) -> dt.datetime:
-        return self.certificate["tbs_certificate"]["validity"]["not_after"].native
+        found = self.cache.get("not_after")
+        if found is None:
+            found = self.cache["not_after"] = \
+                self.certificate["tbs_certificate"]["validity"]["not_after"].native
+        return found
 
 
 @dataclass(frozen=True)
@@ -307,20 +311,22 @@ def _approve(
 
 
 def check_csr(
-    request: asn1csr.CertificationRequest | bytes,
+    request: asn1csr.CertificationRequest | CsrParts | bytes,
     profile: Profile,
     extra: Mapping[str, Any] | None = None,
     *,
     attested_key: bytes | None = None,
 ) -> Approved:
-    """Parse (PEM or DER), check proof of possession, then check against the profile.
+    """Parse (PEM or DER; or take what ``ca.csr_reader`` read), check proof of possession,
+    then check against the profile.
 
     ``attested_key``: the SHA-256 of the SubjectPublicKeyInfo whose possession an authorised
     RA has verified and vouches for in its signed request (CMP's ``raVerified``, RFC 4210
     5.2.8.4); the CSR's signature is then not verified again, but its key must be that one."""
-    parts = read_csr(request) if isinstance(request, bytes) else None
-    if parts is not None:
+    parts = read_csr(request) if isinstance(request, bytes) else request
+    if isinstance(parts, CsrParts):
         return _check_read_csr(parts, profile, extra or {}, attested_key)
+    assert not isinstance(request, CsrParts)
     try:
         parsed = load_csr(request) if isinstance(request, bytes) else request
     except X509Error as exc:
@@ -339,17 +345,26 @@ def _check_read_csr(parts: CsrParts, profile: Profile, extra: Mapping[str, Any],
     if attested_key is not None:
         public_key = _attested_spki_key(parts.spki, attested_key)
     else:
-        # the signature check reads the request lazily: the reader has found it well formed
-        public_key = proven_public_key(asn1csr.CertificationRequest.load(parts.der))
+        # the proof of possession over the octets the reader found, as the strict parse's
+        public_key = _proven_key(parts.spki, parts.info, parts.signature,
+                                 parts.signature_algorithm, parts.signature_algorithm.oid)
     return _approve(profile, public_key, parts.subject, {}, extra, "csr", parts.der)
 
 
 def proven_public_key(request: asn1csr.CertificationRequest) -> PublicKey:
     """The CSR's public key, once its signature proves possession of the private key."""
+    info = request["certification_request_info"]
+    algorithm = request["signature_algorithm"]
+    return _proven_key(info["subject_pk_info"].dump(), info.dump(), request["signature"].native,
+                       algorithm, algorithm["algorithm"].dotted)
+
+
+def _proven_key(spki: bytes, info: bytes, signature: bytes,
+                algorithm: SignatureAlgorithm | object, algorithm_oid: str) -> PublicKey:
     try:
-        return verify_csr(request)
+        return verify_csr_parts(spki, info, signature, algorithm)
     except CryptoError as exc:
-        fallback = _sm2_pop_with_empty_id(request)
+        fallback = _sm2_pop_with_empty_id(spki, info, signature, algorithm_oid)
         if fallback is None:
             raise RequestRefused(f"certificate request rejected: {exc}") from None
         return fallback
@@ -371,17 +386,16 @@ def _attested_spki_key(spki: bytes, attested: bytes) -> PublicKey:
         raise RequestRefused(f"certificate request rejected: {exc}") from None
 
 
-def _sm2_pop_with_empty_id(request: asn1csr.CertificationRequest) -> PublicKey | None:
+def _sm2_pop_with_empty_id(spki: bytes, info: bytes, signature: bytes,
+                           algorithm_oid: str) -> PublicKey | None:
     """OpenSSL 3.0's ``req`` signs SM2 CSRs with an empty ID unless given
     ``-sigopt distid:1234567812345678``. Such a signature still proves possession of the
     private key, so it is accepted here (the certificate is then signed as GM/T 0009 says)."""
-    info = request["certification_request_info"]
     try:
-        key = PublicKey.from_spki(info["subject_pk_info"].dump())
-        algorithm = request["signature_algorithm"]["algorithm"].dotted
-        if key.algorithm is not KeyAlgorithm.SM2 or algorithm != SignatureAlgorithm.SM2_SM3.oid:
+        key = PublicKey.from_spki(spki)
+        if key.algorithm is not KeyAlgorithm.SM2 or algorithm_oid != SignatureAlgorithm.SM2_SM3.oid:
             return None
-        key.verify(request["signature"].native, info.dump(), SignatureAlgorithm.SM2_SM3, uid=b"")
+        key.verify(signature, info, SignatureAlgorithm.SM2_SM3, uid=b"")
     except (CryptoError, ValueError):
         return None
     return key
@@ -496,6 +510,21 @@ def validity_of(issuer: Issuer | None, approved: Approved, now: dt.datetime) -> 
     return not_before, not_after
 
 
+def validity_der(issuer: Issuer | None, approved: Approved, now: dt.datetime) -> bytes:
+    """The Validity SEQUENCE. Under an issuer it is encoded once per second and validity: a
+    batch issues its certificates within the same second or two."""
+    if issuer is None:
+        return der.sequence(*map(der.time, validity_of(None, approved, now)))
+    second = now.replace(microsecond=0)
+    key = ("validity", approved.validity)
+    cached = issuer.cache.get(key)
+    if cached is not None and cached[0] == second:
+        return cached[1]
+    encoded = der.sequence(*map(der.time, validity_of(issuer, approved, now)))
+    issuer.cache[key] = (second, encoded)  # one tuple: a concurrent reader sees both or none
+    return encoded
+
+
 def tbs_der(
     issuer: Issuer | None,
     approved: Approved,
@@ -504,14 +533,13 @@ def tbs_der(
     algorithm: SignatureAlgorithm,
 ) -> bytes:
     """The TBSCertificate DER, assembled from cached and per-certificate parts (see sscard.der)."""
-    not_before, not_after = validity_of(issuer, approved, now)
     issuer_name = issuer.subject_der if issuer is not None else approved.subject_der
     return der.sequence(
         b"\xa0\x03\x02\x01\x02",  # [0] version v3
         der.integer(serial),
         algorithm_der(algorithm),
         issuer_name,
-        der.sequence(der.time(not_before), der.time(not_after)),
+        validity_der(issuer, approved, now),
         approved.subject_der,
         approved.spki_der,
         extensions_der(issuer, approved, approved.key_id),

@@ -101,12 +101,21 @@ def raise_for_problem(response: Any) -> None:
 # -- server side -------------------------------------------------------------------------
 
 
+#: headers of every problem answer besides its type and length: never cached
+HEADERS = (("Cache-Control", "no-store"),)
+
+
+def encode(problem: Problem) -> bytes:
+    """The problem document's octets (for WSGI code answering without Flask, and ``response``)."""
+    return json.dumps(problem.to_json(), ensure_ascii=False).encode("utf-8")
+
+
 def response(problem: Problem, headers: Mapping[str, str] | None = None) -> Response:
     from flask import Response
 
-    answer = Response(json.dumps(problem.to_json(), ensure_ascii=False),
-                      status=problem.status, mimetype=PROBLEM_JSON)
-    answer.headers["Cache-Control"] = "no-store"
+    answer = Response(encode(problem), status=problem.status, mimetype=PROBLEM_JSON)
+    for name, value in HEADERS:
+        answer.headers[name] = value
     for name, value in (headers or {}).items():
         answer.headers[name] = value
     return answer
@@ -174,14 +183,23 @@ class ProblemTable:
                 allow = exc.get_response().headers.get("Allow")
                 if allow:
                     headers["Allow"] = allow
-            if found is None:
-                log.error("internal error: %s", type(exc).__name__, exc_info=exc)
-                found = Problem(500, "internal_error", "internal error; see the service's log")
-            if self.observe is not None:
-                self.observe(exc, found)
-            return response(found, headers)
+            return response(self._settle(exc, found), headers)
 
         app.register_error_handler(Exception, handle)
+
+    def answer(self, exc: Exception) -> Problem:
+        """The problem for an exception raised outside Flask's routing (by WSGI code that
+        answers without Flask), as ``install``'s handler makes it."""
+        return self._settle(exc, self.problem(exc))
+
+    def _settle(self, exc: Exception, found: Problem | None) -> Problem:
+        """``found``, else a 500 ``internal_error`` (the traceback to the log); observed."""
+        if found is None:
+            log.error("internal error: %s", type(exc).__name__, exc_info=exc)
+            found = Problem(500, "internal_error", "internal error; see the service's log")
+        if self.observe is not None:
+            self.observe(exc, found)
+        return found
 
 
 def _detail(exc: Exception) -> str:

@@ -139,6 +139,27 @@ def _oaep(scheme: EncryptionScheme, label: bytes | None = None) -> Any:
     return padding.OAEP(mgf=padding.MGF1(h), algorithm=h, label=label or None)
 
 
+def _ec_point_spki_prefixes() -> dict[int, bytes]:
+    """SPKI length -> the DER up to the uncompressed point, for P-256 and P-384 (id-ecPublicKey
+    with a named curve): the one encoding a CSR's EC key almost always has."""
+    found = {}
+    for curve, size in (("secp256r1", 65), ("secp384r1", 97)):
+        spki = asn1keys.PublicKeyInfo({
+            "algorithm": {"algorithm": "ec", "parameters": asn1keys.ECDomainParameters(
+                name="named", value=curve)},
+            "public_key": b"\x04" + bytes(size - 1)}).dump()
+        found[len(spki)] = spki[:-size]
+    return found
+
+
+_EC_POINT_SPKI = _ec_point_spki_prefixes()
+
+
+def _is_ec_point_spki(der: bytes) -> bool:
+    prefix = _EC_POINT_SPKI.get(len(der))
+    return prefix is not None and der.startswith(prefix) and der[len(prefix)] == 4
+
+
 class PublicKey:
     """A public key of any supported algorithm."""
 
@@ -159,6 +180,13 @@ class PublicKey:
             # an SM2 key in its one encoding needs no asn1crypto parse (~120 us; a CA reads
             # one key per certificate it issues); the point is checked on the curve as ever
             return cls(sm2.SM2PublicKey.from_spki(der))
+        if _is_ec_point_spki(der):
+            # so is a P-256 or P-384 key in its one encoding: OpenSSL reads it (and checks the
+            # point on the curve) without asn1crypto's parse first
+            try:
+                return cls(_ser.load_der_public_key(der))
+            except (ValueError, _CUnsupported) as exc:
+                raise InvalidKey(f"unsupported or malformed public key: {exc}") from None
         try:
             info = asn1keys.PublicKeyInfo.load(der, strict=True)
             is_sm2 = _is_sm2(info["algorithm"])

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from asn1crypto import crl, csr, x509
 
-from sscard.crypto.algorithms import pss_parameters_from_asn1, signature_algorithm_from_asn1
+from sscard.crypto.algorithms import (
+    SignatureAlgorithm,
+    pss_parameters_from_asn1,
+    signature_algorithm_from_asn1,
+)
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError, InvalidSignature
 
@@ -33,10 +37,21 @@ def verify_certificate_signature(cert: x509.Certificate, issuer: x509.Certificat
 def verify_csr(request: csr.CertificationRequest) -> PublicKey:
     """Check the CSR's proof of possession; return its public key."""
     info = request["certification_request_info"]
-    key = PublicKey.from_spki(info["subject_pk_info"].dump())
+    return verify_csr_parts(info["subject_pk_info"].dump(), info.dump(),
+                            request["signature"].native, request["signature_algorithm"])
+
+
+def verify_csr_parts(spki: bytes, info: bytes, signature: bytes,
+                     signature_algorithm: SignatureAlgorithm | object) -> PublicKey:
+    """``verify_csr`` over a request's parts as octets (its SubjectPublicKeyInfo, its signed
+    CertificationRequestInfo, the signature), the algorithm as a ``SignatureAlgorithm`` or as
+    found in the structure; return the public key."""
+    key = PublicKey.from_spki(spki)
     try:
-        verify_signature(key, info.dump(), request["signature"].native,
-                         request["signature_algorithm"])
+        if isinstance(signature_algorithm, SignatureAlgorithm):
+            key.verify(signature, info, signature_algorithm)
+        else:
+            verify_signature(key, info, signature, signature_algorithm)
     except InvalidSignature:
         raise InvalidSignature(
             "CSR signature does not verify: no proof of possession of the private key"

@@ -64,6 +64,29 @@ def test_fast_tbs_equals_the_certificate_builder(algorithm: str, profile: str) -
     verify_certificate_signature(cert, root)
 
 
+def test_validity_encoded_once_a_second_is_each_certificates_own() -> None:
+    """The Validity is reused within a second for the same validity: certificates a
+    moment, a second, or a profile apart, and one capped at the issuer's end, still carry
+    their own (the CertificateBuilder's)."""
+    root_key = SoftwareKey.generate("sm2")
+    root_approved = check_public_key(root_key.public_key(), "CN=Root,O=人社厅,C=CN",
+                                     PROFILES["sub-ca"])
+    root = x509.Certificate.load(sign_certificate(None, root_approved, 7, NOW,
+                                                  self_key=root_key))
+    issuer = Issuer(root, root_key)
+    root_end = root["tbs_certificate"]["validity"]["not_after"].native
+    holder = SoftwareKey.generate("sm2").public_key()
+    approvals = [check_public_key(holder, "CN=gw.example,O=部门,C=CN", PROFILES[name])
+                 for name in ("business-system", "service")]
+    assert approvals[0].validity != approvals[1].validity
+    instants = [NOW, NOW + dt.timedelta(microseconds=300_000), NOW + dt.timedelta(seconds=1),
+                NOW, root_end - dt.timedelta(days=10), root_end - dt.timedelta(days=10)]
+    for when in instants:
+        for approved in approvals:
+            assert tbs_der(issuer, approved, 9, when, root_key.default_signature_algorithm) \
+                == reference_certificate(issuer, approved, 9, when).dump()
+
+
 def test_crl_entries_equal_asn1crypto() -> None:
     when = dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
     items = [

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from asn1crypto import csr as asn1csr
 from asn1crypto import x509 as asn1x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from ca.errors import RequestRefused
 from ca.issuance import check_csr
 from ca.profile import load_profiles
 from ca.request_encoding import subject_from_name
+from sscard.crypto.algorithms import SignatureAlgorithm, signature_algorithm_from_asn1
 from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
 from sscard.x509.errors import X509Error
@@ -46,6 +48,11 @@ def _same_as_strict(data: bytes, parts: CsrParts) -> None:
     assert parts.spki == info["subject_pk_info"].dump()
     assert parts.subject == subject_from_name(info["subject"])
     assert not info["attributes"].native
+    # the proof of possession is checked over these: they must be what asn1crypto signs
+    assert parts.info == info.dump()
+    assert parts.signature == strict["signature"].native
+    assert parts.signature_algorithm is signature_algorithm_from_asn1(
+        strict["signature_algorithm"])
 
 
 _SUBJECTS = [
@@ -166,3 +173,40 @@ def test_an_attested_key_must_be_the_requests() -> None:
     assert check_csr(der, profile, attested_key=attested).spki_der == parts.spki
     with pytest.raises(RequestRefused, match="not the one whose possession"):
         check_csr(der, profile, attested_key=hashlib.sha256(b"another key").digest())
+
+
+def _resigned(der: bytes, signature: bytes) -> bytes:
+    """The request with another signature over the same CertificationRequestInfo."""
+    csr = load_csr(der)
+    return bytes(asn1csr.CertificationRequest({
+        "certification_request_info": csr["certification_request_info"],
+        "signature_algorithm": csr["signature_algorithm"],
+        "signature": signature}).dump())
+
+
+@pytest.mark.parametrize("alg", ["sm2", "ec-p256"])
+def test_a_signature_by_another_key_is_no_proof_of_possession(alg: str) -> None:
+    """Attack: a request for someone else's public key, signed with the attacker's own key;
+    the reader reads it, and the proof of possession over its octets fails as strictly."""
+    der = _csr(alg=alg)
+    parts = read_csr(der)
+    assert parts is not None
+    forged = _resigned(der, SoftwareKey.generate(alg).sign(parts.info, parts.signature_algorithm))
+    assert read_csr(forged) is not None
+    profile = load_profiles()["business-system"]
+    for request in (forged, load_csr(forged)):
+        with pytest.raises(RequestRefused, match="no proof of possession"):
+            check_csr(request, profile)
+
+
+def test_an_sm2_signature_with_the_empty_id_proves_possession_on_the_read_path() -> None:
+    """OpenSSL 3.0's ``req`` signs SM2 with an empty ID: accepted by both paths alike."""
+    der = _csr(alg="sm2")
+    parts = read_csr(der)
+    assert parts is not None
+    empty_id = _resigned(der, _KEYS["sm2"].sign(parts.info, SignatureAlgorithm.SM2_SM3,
+                                                uid=b""))
+    assert read_csr(empty_id) is not None
+    profile = load_profiles()["business-system"]
+    assert check_csr(empty_id, profile).spki_der == parts.spki
+    assert check_csr(load_csr(empty_id), profile).spki_der == parts.spki

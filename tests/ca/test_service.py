@@ -75,12 +75,17 @@ class Service:
         return requests.post(self.url + path, data=data, timeout=10, **kw)
 
 
-@pytest.fixture(scope="module")
-def authority(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertificateAuthority]:
-    base = tmp_path_factory.mktemp("service")
+def ec_authority(base: Path) -> CertificateAuthority:
+    """The two-level P-256 CA of EC_CONFIG, made in ``base``, its audit log at its home."""
     config = base / "ca.toml"
     config.write_text(EC_CONFIG, encoding="utf-8")
-    ca = CertificateAuthority.init(base / "home", config, audit=AuditLog.at_home(base / "home"))
+    return CertificateAuthority.init(base / "home", config,
+                                     audit=AuditLog.at_home(base / "home"))
+
+
+@pytest.fixture(scope="module")
+def authority(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertificateAuthority]:
+    ca = ec_authority(tmp_path_factory.mktemp("service"))
     yield ca
     ca.close()
 

@@ -200,3 +200,16 @@ def test_spki_with_absent_ec_parameters_is_a_clear_error() -> None:
                                    "public_key": b"\x04" + bytes(64)}).dump()
     with pytest.raises(InvalidKey):
         PublicKey.from_spki(spki)
+
+
+@pytest.mark.parametrize("algorithm", [KeyAlgorithm.EC_P256, KeyAlgorithm.EC_P384])
+def test_an_ec_key_in_its_one_encoding_is_read_and_checked_without_asn1crypto(
+        algorithm: KeyAlgorithm) -> None:
+    """The shortcut for a named-curve key with an uncompressed point reads the same key, and
+    still refuses a point off the curve (attack: an invalid-curve key in a CSR)."""
+    spki = PrivateKey.generate(algorithm).public_key().spki_der()
+    key = PublicKey.from_spki(spki)
+    assert key.algorithm is algorithm and key.spki_der() == spki
+    off_curve = spki[:-1] + bytes([spki[-1] ^ 1])
+    with pytest.raises(InvalidKey):
+        PublicKey.from_spki(off_curve)

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sscard import httpsig
 from tests.cms.pki import make_ca, make_leaf
@@ -146,3 +148,28 @@ def test_purge_never_reopens_a_window(tmp_path: Path, ecdsa_caller: object) -> N
     with pytest.raises(httpsig.SignatureError) as exc:
         verifier.verify(headers, "POST", "/p", "", b"{}")
     assert exc.value.code == "replayed_request"
+
+
+_FIELD = st.text(alphabet="0123456789", min_size=1, max_size=3)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(
+    st.tuples(*[st.integers(0, 9999)] + [st.integers(0, 99)] * 5).map(
+        lambda f: "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format(*f)),
+    st.tuples(*[_FIELD] * 6).map(lambda f: "{}-{}-{}T{}:{}:{}Z".format(*f)),
+    st.text(alphabet="0123456789-:TZ +٣", max_size=24),
+))
+def test_the_date_is_read_as_strptime_reads_it(text: str) -> None:
+    """The signers' form is read without strptime: it must accept exactly the dates
+    strptime accepts (no 13th month, no 24th hour, no 30 February), as the same instant."""
+    try:
+        expected: datetime | str = datetime.strptime(
+            text, httpsig.DATE_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        expected = "refused"
+    try:
+        got: datetime | str = httpsig.parse_date(text)
+    except ValueError:
+        got = "refused"
+    assert got == expected
