@@ -99,6 +99,20 @@ def test_the_registrys_card_number_cached(rig: RaRig, ra_url: str, idp_identity:
     assert cards(unknown) is None  # no active card with this certificate: no guess
 
 
+def test_another_cas_certificate_with_a_cards_serial_gets_no_claim(
+        rig: RaRig, ra_url: str, idp_identity: Any) -> None:
+    cert, number = active_card(rig)
+    cards = RaCardNumbers(ra_url, httpsig.RequestSigner(idp_identity.key, idp_identity.cert))
+    # a CA the provider may also trust (another issuing CA of the hierarchy) certifies another
+    # holder under the serial of the card's certificate: not that card's certificate
+    forged = make_leaf("CN=李四,serialNumber=x,C=CN",
+                       make_ca("CN=测试社保CA2,O=某省人力资源和社会保障厅,C=CN"),
+                       serial=cert.serial_number).cert
+    assert cards(forged) is None  # asked first: not from the cache either
+    assert cards(cert) == number
+    assert cards(forged) is None  # the genuine answer, cached, is not the forged one's
+
+
 @pytest.fixture(scope="module")
 def pki() -> LoginPki:
     return make_login_pki()
