@@ -23,17 +23,16 @@ from sscard.x509.parse import load_certificate
 from tests.cms.pki import make_ca, make_leaf
 from tests.http.test_contract import Served
 from tests.idp.login_pki import LoginPki, make_login_pki, make_token
+from tests.ra import conftest as ra_fixtures
 from tests.ra.enroll import new_enrollment
-from tests.ra.rig import RaRig, make_rig
+from tests.ra.rig import RaRig
 
 ORIGIN = "https://idp.example"
 
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RaRig]:
-    r = make_rig(tmp_path_factory.mktemp("ra"))
-    yield r
-    r.close()
+#: the RA tests' fixture, one rig (CA, KMC, audit log, RA) per module, not a copy of it (an
+#: assignment rather than an import, so that the tests' parameters named rig are no redefinition)
+rig = ra_fixtures.rig
 
 
 @pytest.fixture(scope="module")
