@@ -366,12 +366,14 @@ class RegistrationAuthority:
                 raise BadRequest(f"the certificate names person {holder or '(none)'}, not the "
                                  f"account's person {officer.person_id}",
                                  "certificate_other_person")
+            fingerprint = _x5t_s256(certificate_der)
             other = s.scalar(select(Officer.username).where(
-                Officer.certificate_der == certificate_der, Officer.username != username))
+                Officer.certificate_x5t_s256 == fingerprint, Officer.username != username))
             if other is not None:
                 raise Conflict(f"this certificate is already registered for {other}",
                                "certificate_taken", username=other)
             officer.certificate_der = certificate_der
+            officer.certificate_x5t_s256 = fingerprint
 
     def unlock_officer(self, actor: Actor | None, username: str) -> None:
         """Lift every lock-out of the account (from any source); ``actor`` None is the RA
@@ -617,9 +619,8 @@ class RegistrationAuthority:
         if profile not in profiles:
             return None, f"certificate profile {profile!r} is not one officers log in with", ""
         with self._tx() as s:
-            found = [o for o in s.scalars(select(Officer).where(
-                Officer.certificate_der.is_not(None)))
-                if _x5t_s256(o.certificate_der or b"") == fingerprint]
+            found = list(s.scalars(select(Officer).where(
+                Officer.certificate_x5t_s256 == fingerprint).limit(2)))
             if len(found) != 1:
                 return None, "no officer registered this certificate", ""
             officer = found[0]
