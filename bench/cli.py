@@ -1,7 +1,7 @@
 """Start-up time of the ``sscard`` command beside Python's own start-up, measured in the same
 run (issue 16 item 5).
 
-    python bench/cli.py [--runs N]
+    python bench/cli.py [--runs N] [--only TEXT]
 
 Each figure is the median wall time of N runs (default 10) of a fresh process, taken in
 alternating rounds with ``python -c pass`` (the reference) so that load on the machine falls on
@@ -99,11 +99,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10, help="Runs per figure (median).")
     parser.add_argument("--importtime", action="store_true",
                         help="Also show the largest imports of each real command.")
+    parser.add_argument("--only", metavar="TEXT",
+                        help="Only the figures whose name contains TEXT (e.g. 'agent').")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         real = {**sm2_samples(Path(work)),
                 "sscard verify (P-256, OpenSSL-made)": signed_sample(Path(work))}
-        measure(args.runs, {**help_cases(), **real})
+        cases = {what: argv for what, argv in {**help_cases(), **real}.items()
+                 if args.only is None or args.only in what}
+        if not cases:
+            raise SystemExit(f"no figure's name contains {args.only!r}")
+        real = {what: argv for what, argv in real.items() if what in cases}
+        measure(args.runs, cases)
         if args.importtime:
             for what, argv in real.items():
                 print(f"{what}: largest imports (cumulative us): {largest_imports(argv)}")

@@ -312,6 +312,8 @@ ERRORS = {
     "client_exists": _l("A station named %(name)s or with this certificate already exists."),
     "card_number_taken": _l("The card number %(card_number)s is already taken by another card."),
     "card_number_not_allowed": _l("This caller may not look card numbers up."),
+    "bad_issuer": _l("The certificate's issuer is missing or not a valid name."),
+    "foreign_issuer": _l("The certificate was not issued by this RA's CA."),
     "bad_certificate": _l("The certificate is not valid. Cause: %(detail)s"),
     "bad_reason": _l("%(reason)s is not a revocation reason."),
 }

@@ -77,6 +77,10 @@ class Officer(Base):
     pending_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: the officer's own certificate (on their card), for certificate login
     certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    #: its x5t#S256 (RFC 7515: base64url SHA-256 of the DER), how a card log-in names it;
+    #: indexed, so the log-in finds the account without reading every officer's certificate
+    certificate_x5t_s256: Mapped[str | None] = mapped_column(String(43), nullable=True,
+                                                             index=True)
     created_at: Mapped[dt.datetime] = mapped_column(TZ)
 
     def role_set(self) -> frozenset[Role]:

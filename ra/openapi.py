@@ -64,10 +64,15 @@ SPEC: dict[str, Any] = {
         },
         "/card-numbers/{serial}": {
             "get": {"summary": "The number of the active card whose signing certificate has "
-                               "this serial (hex): the identity provider's card-number claim; "
-                               "only for a signed caller whose certificate the RA names",
+                               "this serial (hex) and issuer: the identity provider's "
+                               "card-number claim; only for a signed caller whose certificate "
+                               "the RA names; 404 for another CA's certificate",
                     "parameters": [{"name": "serial", "in": "path", "required": True,
-                                    "schema": {"type": "string", "pattern": "^[0-9A-Fa-f]+$"}}],
+                                    "schema": {"type": "string", "pattern": "^[0-9A-Fa-f]+$"}},
+                                   {"name": "issuer", "in": "query", "required": True,
+                                    "description": "the certificate's issuer name, DER in hex",
+                                    "schema": {"type": "string",
+                                               "pattern": "^([0-9A-Fa-f]{2})+$"}}],
                     "responses": {"200": {"description": "the card number", "content": {
                         "application/json": {"schema": {"type": "object", "properties": {
                             "card_number": {"type": "string"}}}}}},

@@ -20,6 +20,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from asn1crypto import x509
 from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -365,12 +366,14 @@ class RegistrationAuthority:
                 raise BadRequest(f"the certificate names person {holder or '(none)'}, not the "
                                  f"account's person {officer.person_id}",
                                  "certificate_other_person")
+            fingerprint = _x5t_s256(certificate_der)
             other = s.scalar(select(Officer.username).where(
-                Officer.certificate_der == certificate_der, Officer.username != username))
+                Officer.certificate_x5t_s256 == fingerprint, Officer.username != username))
             if other is not None:
                 raise Conflict(f"this certificate is already registered for {other}",
                                "certificate_taken", username=other)
             officer.certificate_der = certificate_der
+            officer.certificate_x5t_s256 = fingerprint
 
     def unlock_officer(self, actor: Actor | None, username: str) -> None:
         """Lift every lock-out of the account (from any source); ``actor`` None is the RA
@@ -616,9 +619,8 @@ class RegistrationAuthority:
         if profile not in profiles:
             return None, f"certificate profile {profile!r} is not one officers log in with", ""
         with self._tx() as s:
-            found = [o for o in s.scalars(select(Officer).where(
-                Officer.certificate_der.is_not(None)))
-                if _x5t_s256(o.certificate_der or b"") == fingerprint]
+            found = list(s.scalars(select(Officer).where(
+                Officer.certificate_x5t_s256 == fingerprint).limit(2)))
             if len(found) != 1:
                 return None, "no officer registered this certificate", ""
             officer = found[0]
@@ -712,13 +714,17 @@ class RegistrationAuthority:
                 raise AuthenticationFailed("unknown or deactivated API token", "unknown_token")
             return Actor(client.name, frozenset({Role.OPERATOR}), client=True)
 
-    def card_number_of_certificate(self, actor: Actor, serial: str) -> str | None:
-        """The number of the active card whose signing certificate has ``serial`` (as the CA
-        issued it to this RA), or None: the registry behind the identity provider's
-        card-number claim (the card number is not in the certificate). Only for an active API
-        client bound to a certificate in ``card_number_readers`` (nobody by default); every
-        lookup is audited, refused, found or not."""
-        with self.audit.operation(actor.audit_name, "ra.card.lookup", serial) as op:
+    def card_number_of_certificate(self, actor: Actor, issuer: str, serial: str) -> str | None:
+        """The number of the active card whose signing certificate is the one ``issuer`` (its
+        name: DER, in hex) issued with ``serial``, or None: the registry behind the identity
+        provider's card-number claim (the card number is not in the certificate). A certificate
+        is its issuer and serial (RFC 5280 4.1.2.2): the RA knows the serials its CA gave, so
+        another CA's certificate carrying one of them is refused (``foreign_issuer``), never
+        taken for that card's. Only for an active API client bound to a certificate in
+        ``card_number_readers`` (nobody by default); every lookup is audited, refused, found or
+        not."""
+        with self.audit.operation(actor.audit_name, "ra.card.lookup", serial,
+                                  refusals=(NotFound,)) as op:
             with self._tx() as s:
                 client = s.scalar(select(ApiClient).where(ApiClient.name == actor.name)) \
                     if actor.client else None
@@ -728,12 +734,35 @@ class RegistrationAuthority:
                     raise Forbidden("this caller may not look card numbers up",
                                     "card_number_not_allowed")
             hexs = self._serial_hex(serial)
+            self._need_this_cas_name(issuer, hexs)
             with self._tx() as s:
                 card = s.scalar(select(Card).where(Card.sign_serial == hexs))
                 found = card.card_number if card is not None and \
                     card.status == CardStatus.ACTIVE else None
             op.set(found=found is not None)
         return found
+
+    def _need_this_cas_name(self, issuer: str, serial: str) -> None:
+        """``issuer`` (a DER name in hex) is the name of the CA issuing this RA's certificates,
+        by RFC 5280's comparison of names (asn1crypto's ``Name.__eq__``), else refused."""
+        if not issuer:
+            raise BadRequest("the certificate's issuer is missing (issuer: its name, DER in "
+                             "hex)", "bad_issuer")
+        try:
+            name = x509.Name.load(bytes.fromhex(issuer), strict=True)
+            name.native  # noqa: B018 -- parses the whole name now, not in the comparison
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(f"the certificate's issuer is not a DER-encoded name ({exc})",
+                             "bad_issuer") from None
+        if self.ca is None:
+            raise NotFound(f"the certificate {serial} was not issued by this RA's CA (the RA "
+                           "has no CA)", "foreign_issuer")
+        with _reaching_the_ca():
+            ours = load_certificate(self.ca.chain()[0]).subject
+        if name != ours:
+            raise NotFound(f"the certificate {serial} was not issued by this RA's CA: its "
+                           f"issuer is {format_name(name)}, the RA's CA is {format_name(ours)}",
+                           "foreign_issuer")
 
     # -- batches ------------------------------------------------------------------------------
 

@@ -779,9 +779,10 @@ def whoami() -> Any:
 
 @api.route("/card-numbers/<serial>")
 def card_number(serial: str) -> Any:
-    """The card number for a signing certificate's serial: the identity provider's verified
-    card-number claim (RegistrationAuthority.card_number_of_certificate says who may ask)."""
-    number = _ra().card_number_of_certificate(_actor(), serial)
+    """The card number for a signing certificate, its serial here and its issuer's name (DER,
+    hex) in ``?issuer=``: the identity provider's verified card-number claim
+    (RegistrationAuthority.card_number_of_certificate says who may ask)."""
+    number = _ra().card_number_of_certificate(_actor(), request.args.get("issuer", ""), serial)
     if number is None:
         raise NotFound(f"no active card carries the certificate {serial}", "no_card_number")
     return jsonify({"card_number": number})

@@ -40,40 +40,21 @@ from sscard.cms.verify import TrustConfig
 from sscard.crypto.algorithms import KeyAlgorithm, SignatureAlgorithm
 from sscard.crypto.asymmetric import PublicKey
 from sscard.crypto.errors import CryptoError
-from sscard.crypto.hashes import sm3
 from sscard.gateway.config import CARDHOLDER_SIGN_POLICY
 from sscard.gateway.profiles import cardholder_problems
 from sscard.gateway.revocation import AnchoredVerifier
+from sscard.idp.tokenformat import (
+    ALGORITHMS,
+    FORMAT,
+    MAX_ORIGIN,
+    TokenError,
+    is_origin,
+    signed_data,
+)
 from sscard.sqlschema import UTCDateTime, create_all_concurrently, make_engine
 from sscard.validation import ReasonCode
 
-FORMAT = "sscard-auth-token:1"
-ALGORITHMS = ("SM2-SM3", "ES256")
-MAX_ORIGIN = 255
 MAX_FIELD = 16 * 1024  # a certificate or signature in base64; a card's cert file is 2 KiB
-
-
-class TokenError(Exception):
-    """A refused token or nonce: ``code`` is stable (programs and the JS library branch on it),
-    ``message`` is for people."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-def _hash_pair(algorithm: str, origin: str, nonce: str) -> bytes:
-    if algorithm == "SM2-SM3":
-        return sm3(origin.encode()) + sm3(nonce.encode())
-    return hashlib.sha256(origin.encode()).digest() + hashlib.sha256(nonce.encode()).digest()
-
-
-def signed_data(algorithm: str, origin: str, nonce: str) -> bytes:
-    """The bytes the card signs for a login at ``origin`` with ``nonce``."""
-    if algorithm not in ALGORITHMS:
-        raise TokenError("TOKEN_MALFORMED", f"unknown algorithm {algorithm!r}")
-    return _hash_pair(algorithm, origin, nonce)
 
 
 def _b64(data: Mapping[str, object], name: str) -> bytes:
@@ -86,13 +67,6 @@ def _b64(data: Mapping[str, object], name: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise TokenError("TOKEN_MALFORMED", f"'{name}' is not valid base64") from None
-
-
-def is_origin(origin: str) -> bool:
-    """``scheme://host[:port]``, nothing after: what a browser sends in the Origin header."""
-    scheme, sep, rest = origin.partition("://")
-    return (bool(sep) and scheme in ("https", "http") and bool(rest)
-            and not any(c in rest for c in "/?#@ \t\r\n") and origin.isascii())
 
 
 @dataclass(frozen=True)

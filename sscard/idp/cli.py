@@ -138,8 +138,9 @@ def client_list(ctx: click.Context, output_format: str, db_url: str | None) -> N
         echo_json(rows)
         return
     for row in rows:
+        granted = ",".join(row["granted_scopes"]) or "none"
         click.echo(f"{row['client_id']}  {row['name']}  sector={row['sector']}  "
-                   f"{' '.join(row['redirect_uris'])}")
+                   f"granted_scopes={granted}  {' '.join(row['redirect_uris'])}")
 
 
 @client_group.command("remove")

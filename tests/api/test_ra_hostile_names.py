@@ -4,20 +4,12 @@ and the refusal unrecorded). The refusal is now the answer, and it is recorded."
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 
 import pytest
 
 from ra.errors import AuthenticationFailed
 from ra.web import WebConfig, create_app
-from tests.ra.rig import RaRig, make_rig
-
-
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RaRig]:
-    r = make_rig(tmp_path_factory.mktemp("ra-hostile"))
-    yield r
-    r.close()
+from tests.ra.rig import RaRig
 
 
 @pytest.mark.parametrize("username", ["z" * 5000, "zhao\n2026-12-06 admin ok"])

@@ -5,24 +5,16 @@ answer as the document describes it."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 
 import pytest
 import schemathesis
 
 from ra.openapi import SPEC
 from ra.web import WebConfig, create_app
-from tests.ra.rig import RaRig, make_rig
+from tests.ra.rig import RaRig
 from tests.schemathesis_run import MODES, conforms, load
 
 OPERATIONS = [(path, method.upper()) for path, item in SPEC["paths"].items() for method in item]
-
-
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RaRig]:
-    r = make_rig(tmp_path_factory.mktemp("ra-schemathesis"))
-    yield r
-    r.close()
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("cryptography", "asn1crypto", "sqlalchemy", "flask", "werkzeug", "pyhanko",
          "pyhanko_certvalidator", "requests", "urllib3", "cffi", "smartcard", "pkcs11",
          "sscard.crypto", "sscard.audit", "sscard.x509", "sscard.cms", "sscard.gateway",
-         "sscard.validation", "sscard.backup", "sscard.keys", "ca", "ra", "keymgmt", "reader_tools")
+         "sscard.validation", "sscard.backup", "sscard.keys", "sscard.idp", "sscard.card", "ca",
+         "ra", "keymgmt", "reader_tools")
 
 
 def imported_modules(*args: str | Path, exit_code: int = 0) -> set[str]:
@@ -65,6 +66,9 @@ KEY_OPTIONS = ("sscard.keys", "sscard.keys.cli", "sscard.crypto", "sscard.crypto
     ("audit", ("sscard.audit", "sscard.audit.cli", "sscard.audit.actions", "sscard.audit.errors",
                "sscard.crypto", "sscard.crypto.errors", "sscard.x509", "sscard.x509.errors")),
     ("admin", ("sscard.backup", "sscard.backup.cli", "sscard.backup.errors")),
+    # a command, not a group: its options and prompts, and what an origin is for its allow-list
+    # (not the agent's Flask server, the card stack, nor the provider's token validator)
+    ("agent", ("reader_tools", "reader_tools.agent", "sscard.idp", "sscard.idp.tokenformat")),
 ])
 def test_group_help_imports_only_the_groups_own_module(group: str, own: tuple[str, ...]) -> None:
     """``sscard GROUP --help``: the group's own module, not its services or libraries."""

@@ -32,7 +32,8 @@ def make_leaf(subject: str, issuer: Issued, algorithm: str = "sm2", *,
               eku: Sequence[str] | None = None, critical_eku: bool = False,
               ssn: str | None = None, not_before: datetime | None = None,
               not_after: datetime | None = None,
-              extra: Sequence[tuple[str, Any, bool]] = ()) -> Issued:
+              extra: Sequence[tuple[str, Any, bool]] = (),
+              serial: int | None = None) -> Issued:
     key = SoftwareKey.generate(algorithm)
     exts: list[tuple[str, Any, bool]] = [("key_usage", set(key_usage), True)]
     if eku is not None:
@@ -41,7 +42,7 @@ def make_leaf(subject: str, issuer: Issued, algorithm: str = "sm2", *,
         exts.append(("social_insurance_number", ssn, False))
     exts.extend(extra)
     cert = issue_cert(subject, key, issuer, exts, not_before or NOW - timedelta(days=30),
-                 not_after or NOW + timedelta(days=365))
+                      not_after or NOW + timedelta(days=365), serial)
     return Issued(cert, key)
 
 

@@ -23,17 +23,16 @@ from sscard.x509.parse import load_certificate
 from tests.cms.pki import make_ca, make_leaf
 from tests.http.test_contract import Served
 from tests.idp.login_pki import LoginPki, make_login_pki, make_token
+from tests.ra import conftest as ra_fixtures
 from tests.ra.enroll import new_enrollment
-from tests.ra.rig import RaRig, make_rig
+from tests.ra.rig import RaRig
 
 ORIGIN = "https://idp.example"
 
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RaRig]:
-    r = make_rig(tmp_path_factory.mktemp("ra"))
-    yield r
-    r.close()
+#: the RA tests' fixture, one rig (CA, KMC, audit log, RA) per module, not a copy of it (an
+#: assignment rather than an import, so that the tests' parameters named rig are no redefinition)
+rig = ra_fixtures.rig
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +96,20 @@ def test_the_registrys_card_number_cached(rig: RaRig, ra_url: str, idp_identity:
     assert cards(cert) == number and lookups(rig) == before + 2
     unknown = make_leaf("CN=张三,serialNumber=x,C=CN", make_ca("CN=Other CA")).cert
     assert cards(unknown) is None  # no active card with this certificate: no guess
+
+
+def test_another_cas_certificate_with_a_cards_serial_gets_no_claim(
+        rig: RaRig, ra_url: str, idp_identity: Any) -> None:
+    cert, number = active_card(rig)
+    cards = RaCardNumbers(ra_url, httpsig.RequestSigner(idp_identity.key, idp_identity.cert))
+    # a CA the provider may also trust (another issuing CA of the hierarchy) certifies another
+    # holder under the serial of the card's certificate: not that card's certificate
+    forged = make_leaf("CN=李四,serialNumber=x,C=CN",
+                       make_ca("CN=测试社保CA2,O=某省人力资源和社会保障厅,C=CN"),
+                       serial=cert.serial_number).cert
+    assert cards(forged) is None  # asked first: not from the cache either
+    assert cards(cert) == number
+    assert cards(forged) is None  # the genuine answer, cached, is not the forged one's
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,23 @@ def test_client_add_never_overwrites_a_secret_file(tmp_path: Path) -> None:
     assert json.loads(_run(tmp_path, "client", "list", "--format", "json").stdout) == []
 
 
+def test_client_list_shows_each_clients_granted_scopes(tmp_path: Path) -> None:
+    ids = {}
+    for name, grants in (("plain", []), ("ra", ["--grant-scope", "sscard:cert"])):
+        res = _run(tmp_path, "client", "add", "--name", name, "--redirect-uri",
+                   f"https://{name}.example/cb", "--secret-file", str(tmp_path / name), *grants)
+        assert res.exit_code == 0, res.output
+        ids[name] = res.stdout.strip()
+    lines = {line.split()[0]: line for line in _run(tmp_path, "client", "list").stdout.splitlines()}
+    assert sorted(lines) == sorted(ids.values())
+    assert lines[ids["plain"]] == (f"{ids['plain']}  plain  sector=plain.example  "
+                                   "granted_scopes=none  https://plain.example/cb")
+    assert "  granted_scopes=sscard:cert  https://ra.example/cb" in lines[ids["ra"]]
+    listed = json.loads(_run(tmp_path, "client", "list", "--format", "json").stdout)
+    assert {c["client_id"]: c["granted_scopes"] for c in listed} == {
+        ids["plain"]: [], ids["ra"]: ["sscard:cert"]}  # the text says what the JSON says
+
+
 def test_client_remove_of_an_unknown_client_says_so(tmp_path: Path) -> None:
     res = _run(tmp_path, "client", "remove", "nobody")
     assert res.exit_code == 1 and "no client 'nobody'" in res.output

@@ -250,7 +250,7 @@ LIBRARY: dict[str, tuple[Callable[[RegistrationAuthority, Actor], Any], set[str]
                             {OPERATOR, OFFICER}),
     # only an API client whose certificate the RA names (none here):
     # tests/ra/test_card_number_lookup.py
-    "card_number_of_certificate": (lambda ra, a: ra.card_number_of_certificate(a, "00ff"),
+    "card_number_of_certificate": (lambda ra, a: ra.card_number_of_certificate(a, "", "00ff"),
                                    set()),
     "approve": (lambda ra, a: ra.approve(a, "rq-none"), {OFFICER}),
     "reject": (lambda ra, a: ra.reject(a, "rq-none", "why"), {OFFICER}),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,14 +19,7 @@ from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
 from sscard.x509.names import parse_name
 from tests.issuance.cards import holder
-from tests.ra.rig import PASSWORD, RaRig, make_rig
-
-
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RaRig]:
-    made = make_rig(tmp_path_factory.mktemp("ra-clock"))
-    yield made
-    made.close()
+from tests.ra.rig import PASSWORD, RaRig
 
 
 def _at(rig: RaRig, clock: FakeClock, ca: CaPort | None = None) -> RegistrationAuthority:

@@ -43,6 +43,7 @@ def issue_cert(
     extensions: Sequence[tuple[str, Any, bool]],
     not_before: datetime,
     not_after: datetime,
+    serial: int | None = None,
 ) -> x509.Certificate:
     name = parse_name(subject)
     signer_key = issuer.key if issuer else key
@@ -52,7 +53,7 @@ def issue_cert(
         .subject(name)
         .issuer(issuer.cert.subject if issuer else name)
         .public_key(key.public_key())
-        .serial_number(secrets.randbits(64) | 1 << 63)
+        .serial_number(serial if serial is not None else secrets.randbits(64) | 1 << 63)
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension("key_identifier", key_identifier(key.public_key()))
