@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from authlib.integrations.flask_client import OAuth
 from flask import Flask, Response, url_for
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -112,10 +113,13 @@ def business_system(provider: ServedProvider) -> Iterator[str]:
 def consent_page_or_refusal(wait: WebDriverWait[Any]) -> str:
     """The consent page's business system name, or the login page's message (a refusal)."""
     def shown(d: Any) -> str | None:
-        if names := d.find_elements(By.ID, "client-name"):
-            return str(names[0].text)
-        status = d.find_elements(By.ID, "sscard-status")
-        text = status[0].text if status else ""
+        try:
+            if names := d.find_elements(By.ID, "client-name"):
+                return str(names[0].text)
+            status = d.find_elements(By.ID, "sscard-status")
+            text = status[0].text if status else ""
+        except StaleElementReferenceException:  # the page moved on between find and read
+            return None
         return f"refused: {text}" if text and text != "正在读卡……" else None
 
     return str(wait.until(shown))
