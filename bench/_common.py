@@ -66,6 +66,16 @@ def openssl_speed(algorithms: list[str], seconds: int = 2,
     return found
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into ``SystemExit`` so that a bench killed by ``kill`` or a timeout still
+    runs its ``finally`` blocks and stops the servers it started in their own sessions (they
+    would otherwise outlive it and load the machine for whatever runs next)."""
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+
+
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
     """Stop one child process (not a group: ``stop_group``): SIGTERM, SIGKILL if it has not
     gone in ``timeout`` seconds; then reaped."""

@@ -52,7 +52,7 @@ from asn1crypto import ocsp as asn1ocsp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import DidNotStart, figure, openssl_speed, wait_until_up
+from bench._common import DidNotStart, exit_on_sigterm, figure, openssl_speed, wait_until_up
 from bench.ca_protocols import _config, _lua_post, _request
 from ca.authority import CertificateAuthority
 from ca.ocsp_publish import request_paths
@@ -600,6 +600,7 @@ def run(seconds: float, rounds: int, connections: int, workers: int,
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each wrk round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per row")

@@ -58,7 +58,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import stop_group
+from bench._common import exit_on_sigterm, stop_group
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 PATH = "/api/v1/certificates"
@@ -551,6 +551,7 @@ def rows(seconds: float) -> list[Row]:
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each round")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per figure")
