@@ -263,10 +263,14 @@ class AuditRecord:
 _json_string = json.encoder.encode_basestring
 
 
+# made once: json.dumps with these options builds a new encoder on every call
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                      allow_nan=False)
+
+
 def _canonical_json(value: Any) -> str:
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False)
+        return _CANONICAL_ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise AuditRecordRejected(f"details are not plain JSON: {exc}") from None
 
@@ -279,12 +283,15 @@ def fitting_chunks(items: Sequence[Any], room: int,
     ``first_room``, the first list (always there, maybe empty) fits in that instead: the room
     left in a record that holds other details. An item larger than ``room`` gets a list of
     its own."""
+    limit = room if first_room is None else first_room
+    bounded = [_bounded_value(item, 1) for item in items]
+    if bounded and _json_size(bounded) <= limit:  # all in one: one encoding, not one an item
+        return [list(items)]
     chunks: list[list[Any]] = []
     chunk: list[Any] = []
     used = 2  # the brackets
-    limit = room if first_room is None else first_room
-    for item in items:
-        size = len(_canonical_json(_bounded_value(item, 1)).encode("utf-8", "surrogatepass")) + 1
+    for item, as_stored in zip(items, bounded, strict=True):
+        size = _json_size(as_stored) + 1
         if used + size > limit and (chunk or limit != room):
             chunks.append(chunk)
             chunk, used, limit = [], 2, room
@@ -297,7 +304,11 @@ def fitting_chunks(items: Sequence[Any], room: int,
 
 def details_size(details: Mapping[str, Any]) -> int:
     """The bytes ``details`` take in a record (bounded, as ``AuditRecord.bounded`` stores them)."""
-    return len(_canonical_json(_bounded_value(dict(details), 0)).encode("utf-8", "surrogatepass"))
+    return _json_size(_bounded_value(dict(details), 0))
+
+
+def _json_size(value: Any) -> int:
+    return len(_canonical_json(value).encode("utf-8", "surrogatepass"))
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from sscard.audit.errors import AuditRecordRejected, SecretInAuditRecord
 from sscard.audit.records import (
     _ESCAPE,
+    MAX_DETAILS_BYTES,
     AuditRecord,
     _escape,
     bounded_text,
     chain_hash,
+    fitting_chunks,
     genesis_hash,
     is_secret_field_name,
 )
@@ -137,3 +139,26 @@ def test_a_lone_surrogate_is_refused_by_the_encoding() -> None:
 def test_bounded_text_escapes_exactly_what_the_pattern_names(value: str) -> None:
     """Printable text skips the escaping regex; the result is the regex's all the same."""
     assert bounded_text(value, 1000) == _ESCAPE.sub(_escape, value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.fixed_dictionaries({"item": st.integers(0, 10**6), "text": st.text(
+    max_size=400)}), max_size=60), st.integers(200, MAX_DETAILS_BYTES))
+def test_fitting_chunks_fill_records_that_are_never_cut(items: list[dict[str, Any]],
+                                                        room: int) -> None:
+    """Hostile text (controls, lone surrogates: longer once escaped) packed into records: each
+    list fits its room as the record stores it, so no record is cut and every item is kept, in
+    order."""
+    chunks = fitting_chunks(items, room)
+    assert [i for c in chunks for i in c] == items and all(chunks)
+    for chunk in chunks:
+        record = AuditRecord.bounded("t", "a", "a", "", "info", "", {"items": chunk})
+        stored = record.details_json().encode("utf-8", "surrogatepass")
+        assert "details_cut" not in record.details
+        assert len(stored) <= room + len('{"items":}') or len(chunk) == 1
+
+
+def test_fitting_chunks_first_room_may_be_empty() -> None:
+    first, *rest = fitting_chunks(["x" * 50, "y" * 50], 200, first_room=10)
+    assert first == [] and rest == [["x" * 50, "y" * 50]]
+    assert fitting_chunks([], 200, first_room=10) == [[]] and fitting_chunks([], 200) == []
