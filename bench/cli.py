@@ -133,7 +133,9 @@ def largest_imports(args: list[str], count: int = 6) -> str:
     return ", ".join(f"{name} {us}" for us, name in sorted(rows, reverse=True)[:count])
 
 
-def measure(runs: int, cases: dict[str, list[str]]) -> None:
+def measure(runs: int, cases: dict[str, list[str]]) -> list[str]:
+    """Median wall time of each case over ``runs`` runs, beside ``python -c pass`` timed in the
+    same loop; prints and returns one line per case."""
     env = _env()
     reference: list[float] = []
     ours: dict[str, list[float]] = {what: [] for what in cases}
@@ -145,9 +147,12 @@ def measure(runs: int, cases: dict[str, list[str]]) -> None:
         for what, args in cases.items():
             ours[what].append(wall([*SSCARD, *args], env))
     ref = statistics.median(reference)
+    lines = []
     for what, times in ours.items():
         mine = statistics.median(times)
-        print(f"{what}: ours={mine:.3f}s reference={ref:.3f}s ratio={mine / ref:.2f}")
+        lines.append(f"{what}: ours={mine:.3f}s reference={ref:.3f}s ratio={mine / ref:.2f}")
+        print(lines[-1], flush=True)
+    return lines
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ Rows (the references are Debian packages: nginx, golang-cfssl, openssl, wrk):
 - OCSP nonce POST, SM2 vs the raw SM2 sign rate of ``openssl speed -multi <workers>``;
 - the server's share: the same OCSP under ``ocsp-serve`` (granian) vs ``sscard ca serve``
   (gunicorn gthread), and one granian process with threads vs <workers> processes;
-- issuance over HTTP, from bench/peers_issuance.py when it is there.
+- issuance over HTTP, from bench/peers_issuance.py when it is there;
+- CLI start-up: ``sscard --help`` vs ``python -c pass`` (median of 10, bench/cli.py).
 """
 
 from __future__ import annotations
@@ -472,6 +473,15 @@ def issuance_rows(seconds: float) -> list[str]:
     return lines
 
 
+def startup_rows(runs: int = 10) -> list[str]:
+    """CLI start-up (issue 16's last row): ``sscard --help`` against ``python -c pass``, median
+    of ``runs``, measured by bench/cli.py in this run."""
+    from bench.cli import measure
+
+    return measure(runs, {"CLI start-up, sscard --help (median of "
+                          f"{runs}) vs python -c pass": ["--help"]})
+
+
 def run(seconds: float, rounds: int, connections: int, workers: int,
         issuance: bool = True) -> list[str]:
     nginx = need("nginx", "nginx")
@@ -596,6 +606,7 @@ def run(seconds: float, rounds: int, connections: int, workers: int,
                                      seconds, connections)
     if issuance:
         lines += issuance_rows(seconds)
+    lines += startup_rows()
     return lines
 
 

@@ -41,3 +41,4 @@ def test_peers_bench_short_run() -> None:
     assert re.search(r"ocsp-serve \(granian\) vs ca serve \(gunicorn gthread\)" + ROW, out), out
     assert re.search(r"1 process x 4 threads vs 2 processes x 2 threads" + ROW, out), out
     assert re.search(r"issuance rows: not available|issuance .*: ours=\d+/s", out), out
+    assert re.search(r"CLI start-up, sscard --help .*: ours=[\d.]+s reference=[\d.]+s", out), out
