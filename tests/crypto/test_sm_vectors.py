@@ -236,6 +236,24 @@ def test_sm2_round_trips_and_formats() -> None:
     assert sm2.SM2PublicKey.from_spki(pub.spki_der()) == pub
 
 
+def test_sm2_one_key_signs_from_many_threads() -> None:
+    """The signing context is kept per thread: signatures made at once from several threads
+    with one key (a CA's workers) all verify, over their own message and no other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = sm2.SM2PrivateKey.generate()
+    pub = key.public_key()
+    messages = [f"tbs {i}".encode() * 20 for i in range(200)]
+    with ThreadPoolExecutor(8) as pool:
+        signatures = list(pool.map(key.sign, messages))
+    for msg, sig in zip(messages, signatures, strict=True):
+        pub.verify(sig, msg)
+    with pytest.raises(InvalidSignature):
+        pub.verify(signatures[0], messages[1])
+    with pytest.raises(ValueError, match="32 bytes"):
+        key.sign_digest(bytes(31))
+
+
 def test_sm2_bad_inputs_are_named() -> None:
     key = sm2.SM2PrivateKey.generate()
     with pytest.raises(DecryptionError, match="C1C3C2"):
