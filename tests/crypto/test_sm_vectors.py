@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sscard.crypto import hashes, sm2, sm4
 from sscard.crypto.errors import DecryptionError, InvalidSignature
@@ -24,6 +26,13 @@ def sm(conformance: Path) -> Path:
 def test_sm3_quick_fact() -> None:
     assert hashes.sm3(b"abc").hex() == (
         "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=3000))
+def test_sm3_by_hashlib_is_cryptographys(data: bytes) -> None:
+    """hashes.sm3 (hashlib where its OpenSSL has SM3) gives cryptography's digest."""
+    assert hashes.sm3(data) == hashes.sm3_by_cryptography(data)
 
 
 def test_sm3_tongsuo(sm: Path) -> None:
