@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,7 +50,7 @@ class IssuedCertificate:
     def certificate(self) -> x509.Certificate:
         return x509.Certificate.load(self.der)
 
-    @property
+    @functools.cached_property
     def serial_hex(self) -> str:
         """As ``openssl x509 -serial`` prints it (upper case, even number of digits)."""
         return serial_to_hex(self.serial)

@@ -35,13 +35,7 @@ class KeyAlgorithm(enum.Enum):
 
     @property
     def key_type(self) -> KeyType:
-        if self is KeyAlgorithm.SM2:
-            return KeyType.SM2
-        if self in (KeyAlgorithm.EC_P256, KeyAlgorithm.EC_P384):
-            return KeyType.EC
-        if self is KeyAlgorithm.ED25519:
-            return KeyType.ED25519
-        return KeyType.RSA
+        return _KEY_TYPES.get(self, KeyType.RSA)
 
     @property
     def rsa_bits(self) -> int:
@@ -69,6 +63,11 @@ class KeyAlgorithm(enum.Enum):
             raise UnsupportedAlgorithm(
                 f"unknown key algorithm {name!r}; use one of {names}"
             ) from None
+
+
+#: a table, not a chain of tests: looked up for every key a CA certifies
+_KEY_TYPES = {KeyAlgorithm.SM2: KeyType.SM2, KeyAlgorithm.EC_P256: KeyType.EC,
+              KeyAlgorithm.EC_P384: KeyType.EC, KeyAlgorithm.ED25519: KeyType.ED25519}
 
 
 @dataclass(frozen=True)

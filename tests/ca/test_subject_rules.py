@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ca.errors import ProfileError, RequestRefused
 from ca.issuance import check_csr, check_public_key
-from ca.profile import load_profile_file, load_profiles
+from ca.profile import bad_characters, load_profile_file, load_profiles
 from sscard.keys.software import SoftwareKey
 from sscard.x509.builder import CsrBuilder
 
@@ -268,3 +270,26 @@ def test_wrong_check_digit_refused_over_the_ca_http_api(tmp_path: Path) -> None:
         server.shutdown()
         thread.join(timeout=10)
         authority.close()
+
+
+_REFUSED_CATEGORIES = ("Cc", "Cf", "Cs", "Cn", "Co", "Zl", "Zp")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
+       | st.sampled_from(["张三", "Zhang San", "a\u2028b", "x\u202ey", "王\u3000五", "\ue000",
+                          "\ud800", "a\x00", "\u0378", "a\u200bb"]))
+def test_bad_characters_refuses_exactly_the_listed_categories(value: str) -> None:
+    """bad_characters' shortcut for printable values refuses the same values as walking every
+    character's Unicode category (control, format, surrogate, unassigned, private use, line
+    and paragraph separators)."""
+    import unicodedata
+
+    walked = next((ch for ch in value if unicodedata.category(ch) in _REFUSED_CATEGORIES), None)
+    why = bad_characters(value)
+    if value != value.strip():
+        assert why == "leading or trailing white space"
+    elif walked is None:
+        assert why is None
+    else:
+        assert why is not None and f"U+{ord(walked):04X}" in why
