@@ -1112,9 +1112,24 @@ class CertificateAuthority:
             issued.append(item)
         records = [self.audit.record(who, action, obj, "attempt", "", attempt)]
         for name, items in (("success", issued), ("denied", refused)):
-            records.extend(self.audit.record(who, action, obj, name, "", {"items": chunk})
-                           for chunk in fitting_chunks(items, MAX_DETAILS_BYTES - _LIST_OVERHEAD))
+            records.extend(self._listing_records(who, obj, name, items))
         return records
+
+    def _listing_records(self, who: str, obj: str, outcome: str,
+                         items: list[dict[str, Any]]) -> list[AuditRecord]:
+        """Records listing ``items``: one when they fit (a batch's usually do), its details
+        encoded once, else as many as ``fitting_chunks`` makes (the whole record, cut to a
+        summary by ``AuditRecord.bounded``, would lose the items)."""
+        if not items:
+            return []
+        action = AuditAction.CA_CERTIFICATE_ISSUE
+        room = MAX_DETAILS_BYTES - _LIST_OVERHEAD
+        whole = self.audit.record(who, action, obj, outcome, "", {"items": items})
+        if ("details_cut" not in whole.details
+                and len(whole.details_json().encode("utf-8")) <= room + len('{"items":}')):
+            return [whole]
+        return [self.audit.record(who, action, obj, outcome, "", {"items": chunk})
+                for chunk in fitting_chunks(items, room)]
 
     def _record_serials(self, op: Operation, serials: list[str]) -> None:
         """Name the issued serials in the issuance's audit records: in its outcome record while
