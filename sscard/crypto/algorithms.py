@@ -44,15 +44,7 @@ class KeyAlgorithm(enum.Enum):
 
     @property
     def default_signature(self) -> SignatureAlgorithm:
-        return {
-            KeyAlgorithm.SM2: SignatureAlgorithm.SM2_SM3,
-            KeyAlgorithm.EC_P256: SignatureAlgorithm.ECDSA_SHA256,
-            KeyAlgorithm.EC_P384: SignatureAlgorithm.ECDSA_SHA384,
-            KeyAlgorithm.RSA2048: SignatureAlgorithm.RSA_PKCS1_SHA256,
-            KeyAlgorithm.RSA3072: SignatureAlgorithm.RSA_PKCS1_SHA256,
-            KeyAlgorithm.RSA4096: SignatureAlgorithm.RSA_PKCS1_SHA256,
-            KeyAlgorithm.ED25519: SignatureAlgorithm.ED25519,
-        }[self]
+        return _DEFAULT_SIGNATURES[self]
 
     @classmethod
     def parse(cls, name: str) -> KeyAlgorithm:
@@ -132,6 +124,18 @@ class SignatureAlgorithm(enum.Enum):
         if self.key_type is KeyType.RSA:
             return {"algorithm": self.oid, "parameters": None}
         return {"algorithm": self.oid}
+
+
+#: built once, not on every call: a CA asks its key's default for every certificate it signs
+_DEFAULT_SIGNATURES = {
+    KeyAlgorithm.SM2: SignatureAlgorithm.SM2_SM3,
+    KeyAlgorithm.EC_P256: SignatureAlgorithm.ECDSA_SHA256,
+    KeyAlgorithm.EC_P384: SignatureAlgorithm.ECDSA_SHA384,
+    KeyAlgorithm.RSA2048: SignatureAlgorithm.RSA_PKCS1_SHA256,
+    KeyAlgorithm.RSA3072: SignatureAlgorithm.RSA_PKCS1_SHA256,
+    KeyAlgorithm.RSA4096: SignatureAlgorithm.RSA_PKCS1_SHA256,
+    KeyAlgorithm.ED25519: SignatureAlgorithm.ED25519,
+}
 
 
 _BY_OID = {a.oid: a for a in SignatureAlgorithm if not a.is_pss}
