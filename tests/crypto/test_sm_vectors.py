@@ -279,6 +279,30 @@ def test_sm2_bad_inputs_are_named() -> None:
         key.public_key().encrypt(b"")
 
 
+def test_sm2_point_import_alternating_good_and_bad_points_from_threads() -> None:
+    """Points are imported through a context kept per thread: in 8 threads at once, every
+    point off the curve is refused and every good point read as itself, whatever came
+    before it in that thread (attack: an invalid-curve key slipped in after a good one, or a
+    refused one that leaves the context broken for the next caller)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = [sm2.SM2PrivateKey.generate().public_key() for _ in range(16)]
+
+    def import_both(pub: sm2.SM2PublicKey) -> bool:
+        off = bytearray(pub.point)
+        off[-1] ^= 0x01
+        try:
+            sm2.SM2PublicKey.from_point(bytes(off))
+        except sm2.InvalidKey:
+            pass
+        else:
+            return False
+        return sm2.SM2PublicKey.from_point(pub.point) == pub
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(import_both, keys * 10))
+
+
 def test_sm2_public_key_off_the_curve_is_refused() -> None:
     """The SubjectPublicKeyInfo of an SM2 key is read from its point (EVP_PKEY_fromdata), not
     through OpenSSL's DER decoder: a point off the curve is refused all the same, and a
