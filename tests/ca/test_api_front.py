@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
+import test_service
 from asn1crypto import x509 as asn1x509
-from test_service import ACCESS, bearer, ec_authority, issue, new_csr
+from test_service import ACCESS, bearer, issue, new_csr
 from werkzeug.test import Client, EnvironBuilder, TestResponse, run_wsgi_app
 
 from ca.authority import CertificateAuthority
 from ca.authorization import ApiOperation, CertificateIdentity, Principal
 from ca.service import ApiFront, ServiceConfig, create_app
 from sscard import httpsig
-from sscard.audit import AuditLog, default_url
+from sscard.audit import AuditLog
 from sscard.keys.software import SoftwareKey
 from sscard.metrics import REQUESTS
 
@@ -52,16 +53,9 @@ def _no_flask(environ: dict[str, Any], start_response: Callable[..., Any]) -> It
                          f"{environ['PATH_INFO']} on to Flask")
 
 
-@pytest.fixture(scope="module")
-def authority(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertificateAuthority]:
-    ca = ec_authority(tmp_path_factory.mktemp("front"))
-    yield ca
-    ca.close()
-
-
-@pytest.fixture(scope="module")
-def audit_log(authority: CertificateAuthority) -> AuditLog:
-    return AuditLog.open(default_url(authority.home))
+# test_service's P-256 CA and its audit log, module-scoped: this module gets a CA of its own
+authority = test_service.authority
+audit_log = test_service.audit_log
 
 
 @pytest.fixture(scope="module")
