@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,11 +56,23 @@ def _owner_of_sockets(pids: list[int]) -> dict[int, int]:
     return owners
 
 
+def _listening_sockets(port: int) -> set[int]:
+    """Inodes of the sockets listening on ``port``."""
+    return {int(f[9]) for f in (line.split() for line in
+                                Path("/proc/net/tcp").read_text().splitlines()[1:])
+            if f[3] == "0A" and int(f[1].split(":")[1], 16) == port}
+
+
 def test_keep_alive_clients_are_spread_over_both_workers(service: Running) -> None:
+    port = int(service.url.rsplit(":", 1)[1])
+    # the service answers as soon as one worker listens: connections opened before the second
+    # binds its socket can only go to the first, so wait until both listen (or fail below)
+    deadline = time.monotonic() + 30
+    while len(_listening_sockets(port)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
     issuer = asn1x509.Certificate.load(pem_blocks(service.files["issuer"].read_bytes())[0][1])
     request = canonical_request(issuer, int(leaf_serial(service), 16))
     path = "/ocsp/" + urllib.parse.quote(base64.b64encode(request).decode(), safe="")
-    port = int(service.url.rsplit(":", 1)[1])
     connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                    for _ in range(CLIENTS)]
     try:
@@ -83,9 +96,7 @@ def test_keep_alive_clients_are_spread_over_both_workers(service: Running) -> No
     assert len(per_worker) == 2, f"all {CLIENTS} connections on one worker: {per_worker}"
     # the mechanism: one listening socket per worker (a single shared one let a busy worker
     # take every connection of a burst while the other idled)
-    listening = {int(f[9]) for f in (line.split() for line in
-                                     Path("/proc/net/tcp").read_text().splitlines()[1:])
-                 if f[3] == "0A" and int(f[1].split(":")[1], 16) == port}
+    listening = _listening_sockets(port)
     assert len(listening) == 2, f"{len(listening)} listening sockets for 2 workers"
     assert {owners[inode] for inode in listening} == set(per_worker)
 
