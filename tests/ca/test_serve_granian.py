@@ -36,6 +36,7 @@ from tests.ca.test_issuance_http_load import PATH, Rig, _post, _rig
 from tests.ca.test_issuance_http_load import (
     test_concurrent_issuance_from_two_workers_is_stored_and_audited as test_concurrent_issuance_from_two_workers_is_stored_and_audited,  # noqa: E501
 )
+from tests.ca.test_ocsp_granian import _children
 from tests.ca.test_service_cli import SSCARD, free_port
 from tests.deploy.tlsfiles import TlsFiles, make_foreign_client, make_tls_files
 
@@ -66,6 +67,14 @@ def _start(rig: Rig, log: Path, port: int, *extra: str,
             raise AssertionError(f"ca serve --server granian did not start: "
                                  f"{log.read_text()[-2000:]}")
         time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting to be reaped."""
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False
 
 
 @pytest.fixture
@@ -230,8 +239,16 @@ def test_sighup_serves_a_renewed_certificate_and_key(sqlite_rig: Rig, tmp_path: 
         renewed = make_tls_files(tmp_path / "renewed")  # another CA and key, same passphrase
         shutil.copy(renewed.server_cert, live / "server.pem")
         shutil.copy(renewed.server_key, live / "server.key")
+        old_workers = _children(proc.pid)
+        assert len(old_workers) >= 2, (tmp_path / "serve.log").read_text()[-3000:]
         os.kill(proc.pid, signal.SIGHUP)
         deadline = time.monotonic() + 90
+        # every worker that held the old certificate has gone, and two new ones serve: before
+        # this, the kernel can hand any run of fresh connections to an old worker still
+        # finishing, which failed CI once after twenty renewed answers in a row
+        while any(_alive(pid) for pid in old_workers) or len(_children(proc.pid)) < 2:
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(0.2)
         while True:
             try:
                 if requests.get(url, timeout=5, verify=str(renewed.ca),
