@@ -11,10 +11,12 @@ timer: ``checkpoint_if_due`` re-checks under the log's lock, so one of them make
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,26 +55,67 @@ def make_audit_key(algorithm: str = "sm2", subject: str = "CN=Audit Log Signing,
 
 
 def home_audit_key(home: str | os.PathLike[str]) -> tuple[SoftwareKey, bytes]:
-    """The data directory's audit signing key and certificate, made on first use."""
+    """The data directory's audit signing key and certificate, made on first use.
+
+    Workers that start together on a new data directory (each opens its audit log after the
+    fork) take turns under a lock on the key's directory, so one of them makes the key and the
+    rest read it. The key file is written last and each file is renamed into place whole, so a
+    key file means its passphrase and certificate are there and belong to it."""
+    home = Path(home)
+    key_path = home / KEY_FILE
+    if not key_path.exists():
+        for directory in (key_path.parent, (home / PASS_FILE).parent):
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with _directory_lock(key_path.parent):
+            if not key_path.exists():  # not made by a worker that held the lock first
+                _make_home_audit_key(home)
+    return _load_home_audit_key(home)
+
+
+def _load_home_audit_key(home: Path) -> tuple[SoftwareKey, bytes]:
+    """The key and certificate as made; a set that does not load is named, never replaced (it
+    signed the log's checkpoints so far)."""
+    from sscard.crypto.errors import CryptoError
     from sscard.x509.parse import load_certificate
+
+    try:
+        lines = (home / PASS_FILE).read_text(encoding="utf-8").splitlines()
+        if not lines:
+            raise ValueError(f"{home / PASS_FILE} is empty")
+        cert = load_certificate((home / CERT_FILE).read_bytes())
+        return SoftwareKey.load(home / KEY_FILE, lines[0].encode()), bytes(cert.dump())
+    except (CryptoError, OSError, ValueError) as exc:
+        raise AuditError(f"the audit signing key {home / KEY_FILE} (passphrase in "
+                         f"{home / PASS_FILE}, certificate {home / CERT_FILE}) cannot be "
+                         f"loaded: {exc}") from exc
+
+
+def _make_home_audit_key(home: Path) -> None:
+    from sscard.secrets_input import write_private_file
     from sscard.x509.pem import der_to_pem
 
-    home = Path(home)
-    key_path, cert_path, pass_path = home / KEY_FILE, home / CERT_FILE, home / PASS_FILE
-    if key_path.exists():
-        passphrase = pass_path.read_text(encoding="utf-8").splitlines()[0].encode()
-        cert = load_certificate(cert_path.read_bytes())
-        return SoftwareKey.load(key_path, passphrase), bytes(cert.dump())
-    for directory in (key_path.parent, pass_path.parent):
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     passphrase_text = secrets.token_urlsafe(32)
-    fd = os.open(pass_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(passphrase_text + "\n")
     key, cert_der = make_audit_key()
-    key.store(key_path, passphrase_text.encode())
-    cert_path.write_bytes(der_to_pem(cert_der, "CERTIFICATE"))
-    return key, cert_der
+    cert_path = home / CERT_FILE
+    partial = cert_path.with_name(f".{cert_path.name}.tmp{os.getpid()}")
+    partial.write_bytes(der_to_pem(cert_der, "CERTIFICATE"))  # public: the auditors' anchor
+    os.replace(partial, cert_path)
+    write_private_file(home / PASS_FILE, passphrase_text + "\n")
+    key.store(home / KEY_FILE, passphrase_text.encode())  # last: its presence means all three
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``directory`` across processes (released on close, also
+    when a holder dies), so nothing is left behind in it."""
+    import fcntl
+
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class CheckpointTimer(Periodic):
