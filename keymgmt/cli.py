@@ -626,9 +626,12 @@ def serve(ctx: click.Context, serving: ServeOptions, audit_url: str | None,
           shares: tuple[Path, ...], share_passphrase_files: tuple[Path, ...]) -> None:
     """Run the KMC service under gunicorn, unsealed at start by the custodians present."""
     from keymgmt.service import KeyManagementCentre
+    from sscard.audit.scheduled import home_audit_key
 
     given = _read_shares(shares, share_passphrase_files)
     url = _db_url(ctx)
+    # the workers' audit signing key made (or found unloadable) here, before anything is done
+    home_audit_key(_home(ctx))
     # unseal once here, so that wrong shares are reported before serving and the database
     # schema is in place before the workers open it
     kmc = KeyManagementCentre.open(url, _unseal_given(ctx, given), audit=_audit(ctx))

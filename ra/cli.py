@@ -460,7 +460,13 @@ def _check_opens(ctx: click.Context, factory: _RaAppFactory) -> None:
     from ca.errors import CAError
     from keymgmt import ports_inprocess as kmc_ports
     from ra.service import RegistrationAuthority
+    from sscard.audit import AuditError
+    from sscard.audit.scheduled import home_audit_key
 
+    try:  # the workers' audit signing key, made (or found unloadable) before they start
+        home_audit_key(factory.home)
+    except AuditError as exc:
+        raise click.ClickException(f"audit log: {exc}") from None
     audit = open_audit_log(ctx)
     try:
         kmc = kmc_ports.open_ra_port(factory.kmc_url, factory.home, factory.given,

@@ -427,3 +427,29 @@ def test_reload_serves_a_renewed_certificate(site: Site, serve: Start, tmp_path:
         for _ in range(6):
             requests.get(served.url, timeout=5, verify=str(site.tls.ca),
                          headers={"Connection": "close"})
+
+
+@pytest.mark.parametrize("service", ["ca", "kmc", "ra", "gateway"])
+def test_an_audit_key_that_does_not_load_is_named_before_serving(
+        site: Site, tmp_path: Path, service: str) -> None:
+    """The data directory's audit signing key, passphrase and certificate are read by the
+    service's own process before any worker starts: a passphrase that does not open the key
+    ends the command with the files named, and nothing is served or replaced."""
+    from sscard.audit.scheduled import KEY_FILE, PASS_FILE, home_audit_key
+
+    home = tmp_path / "home"
+    shutil.copytree(site.home, home)
+    home_audit_key(home)  # made, as a first serve would
+    key_before = (home / KEY_FILE).read_bytes()
+    (home / PASS_FILE).write_text("another passphrase\n")
+    args, _ = site.command(service)
+    done = subprocess.run(
+        [sys.executable, "-m", "sscard.cli", "--home", str(home), *args, "--port",
+         str(free_port()), "--workers", "2"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode != 0
+    assert "audit signing key" in done.stderr and str(home / PASS_FILE) in done.stderr, \
+        done.stderr
+    assert "wrong passphrase" in done.stderr and "Traceback" not in done.stderr
+    assert "serving" not in done.stderr
+    assert (home / KEY_FILE).read_bytes() == key_before
