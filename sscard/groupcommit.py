@@ -21,7 +21,6 @@ callbacks run in the caller's thread.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import queue
@@ -32,6 +31,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
+from sscard.filelock import exclusive_lock
 from sscard.sqlschema import WRITE
 
 T = TypeVar("T")
@@ -129,12 +129,8 @@ class GroupCommit:
         if path is None:
             yield
             return
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive_lock(path):
             yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def _lock_path(self) -> str | None:
         url = self.engine.url

@@ -11,17 +11,16 @@ timer: ``checkpoint_if_due`` re-checks under the log's lock, so one of them make
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sscard.audit.errors import AuditError
 from sscard.audit.log import AuditLog
+from sscard.filelock import exclusive_lock
 from sscard.keys.software import SoftwareKey
 from sscard.periodic import Periodic
 
@@ -66,7 +65,7 @@ def home_audit_key(home: str | os.PathLike[str]) -> tuple[SoftwareKey, bytes]:
     if not key_path.exists():
         for directory in (key_path.parent, (home / PASS_FILE).parent):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with _directory_lock(key_path.parent):
+        with exclusive_lock(key_path.parent, directory=True):
             if not key_path.exists():  # not made by a worker that held the lock first
                 _make_home_audit_key(home)
     return _load_home_audit_key(home)
@@ -102,20 +101,6 @@ def _make_home_audit_key(home: Path) -> None:
     os.replace(partial, cert_path)
     write_private_file(home / PASS_FILE, passphrase_text + "\n")
     key.store(home / KEY_FILE, passphrase_text.encode())  # last: its presence means all three
-
-
-@contextlib.contextmanager
-def _directory_lock(directory: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``directory`` across processes (released on close, also
-    when a holder dies), so nothing is left behind in it."""
-    import fcntl
-
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 class CheckpointTimer(Periodic):
